@@ -1,0 +1,6 @@
+//! `rbk-scheduler` solves a build graph: it computes cache keys from the
+//! build context and parents, looks them up, and runs the misses in
+//! parallel — RUN steps in a namespace sandbox, COPY/ADD as file operations —
+//! committing each as a layer through the store's traits.
+//!
+//! It never parses Dockerfiles, reads CLI flags or draws on a terminal.
