@@ -4,3 +4,7 @@
 //! committing each as a layer through the store's traits.
 //!
 //! It never parses Dockerfiles, reads CLI flags or draws on a terminal.
+
+pub mod context;
+pub mod fileop;
+pub mod sandbox;

@@ -4,6 +4,18 @@
 //!
 //! It knows nothing of Dockerfiles or build graphs.
 
+pub mod archive;
+pub mod cache;
+pub mod compress;
+pub mod content;
 pub mod digest;
+pub mod error;
+pub mod images;
+pub mod layer;
+pub mod lock;
+pub mod oci;
+pub mod reference;
+pub mod snapshot;
+pub mod sys;
 
 pub use digest::Digest;

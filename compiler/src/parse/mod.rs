@@ -1,4 +1,6 @@
-//! Text → raw [`Node`]s. One file per grammar area.
+//! Text → raw [`Node`](crate::Node)s. One file per grammar area.
+
+pub mod expand;
 
 use crate::ast::Dockerfile;
 use crate::error::ParseError;

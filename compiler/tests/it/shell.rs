@@ -1,0 +1,1 @@
+//! BuildKit shell-word conformance (§4, §5, §6.9).

@@ -1,0 +1,1 @@
+//! COPY/ADD file operations (being written).

@@ -1,0 +1,1 @@
+//! COPY/ADD and context hashing.

@@ -1,0 +1,4 @@
+//! Integration tests of rbk-scheduler.
+
+mod fileop;
+mod sandbox;

@@ -1,0 +1,1 @@
+//! (owned by the store-content work; being written)

@@ -1,0 +1,1 @@
+//! (owned by the store-layer work; being written)

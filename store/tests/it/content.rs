@@ -1,0 +1,1 @@
+//! Content store, image index, archives (save/load/import).

@@ -1,0 +1,4 @@
+//! Integration tests of rbk-store: one binary, one module per area.
+
+mod content;
+mod layer;
