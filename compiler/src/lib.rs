@@ -9,9 +9,18 @@
 //! the image store, or processes.
 
 pub mod ast;
+pub mod config;
 pub mod error;
+pub mod graph;
+pub mod instructions;
+pub mod lower;
 pub mod parse;
+pub mod platform;
+pub mod render;
+pub mod targets;
 
 pub use ast::{Directives, Dockerfile, Heredoc, Node, Span, Warning};
 pub use error::ParseError;
+pub use graph::{BuildGraph, Op, Vertex, VertexDigest, VertexId};
+pub use lower::{compile, CompileError, Compiler, ImageResolver, Input, NoResolver};
 pub use parse::{parse, parse_bytes};

@@ -1,0 +1,446 @@
+//! The build DAG: vertices are ops with content-derived definition digests,
+//! edges are data dependencies. Identical steps (same op, same parents) share
+//! one vertex, whichever Dockerfile or image they came from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ImageConfig;
+
+/// A vertex handle.
+pub type VertexId = NodeIndex<u32>;
+
+/// A blake3 definition digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VertexDigest(pub [u8; 32]);
+
+impl VertexDigest {
+    /// Lower-case hex, without a prefix.
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// The first 12 hex digits.
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_string()
+    }
+}
+
+impl fmt::Display for VertexDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blake3:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for VertexDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VertexDigest({})", self.short())
+    }
+}
+
+/// Network mode of a RUN step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The builder's default (`--network` of `rbk build`).
+    #[default]
+    Default,
+    /// The host's network.
+    Host,
+    /// An isolated network namespace with only loopback.
+    None,
+}
+
+/// Where a bind, cache or COPY source reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A build context, identified by the absolute path the caller gave.
+    Context(String),
+    /// The result of another vertex (a stage or an image).
+    Vertex(VertexId),
+}
+
+/// Sharing mode of a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    /// Many steps may use it at once.
+    Shared,
+    /// Each concurrent user gets its own copy.
+    Private,
+    /// One user at a time.
+    Locked,
+}
+
+/// The kind of a `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MountKind {
+    /// A read-only (unless `rw`) view of a context or stage path.
+    Bind {
+        /// What to bind from.
+        from: Source,
+        /// Path inside the source.
+        source: String,
+        /// Whether writes are allowed (they are discarded).
+        readwrite: bool,
+    },
+    /// A persistent cache directory, never part of a layer.
+    Cache {
+        /// Cache id (defaults to the target path).
+        id: String,
+        /// Sharing mode.
+        sharing: Sharing,
+        /// Seed content.
+        from: Option<Source>,
+        /// Path inside `from`.
+        source: String,
+        /// Directory mode.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+        /// Read-only.
+        readonly: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Size limit in bytes (0: none).
+        size: u64,
+    },
+    /// A secret file from `--secret id=…`, never in a layer or a key.
+    Secret {
+        /// Secret id.
+        id: String,
+        /// Fail when the secret was not given.
+        required: bool,
+        /// File mode.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+        /// Also expose it as this environment variable.
+        env: Option<String>,
+    },
+    /// An SSH agent socket.
+    Ssh {
+        /// Agent id.
+        id: String,
+        /// Fail when none was given.
+        required: bool,
+    },
+}
+
+/// One `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mount {
+    /// Absolute path inside the container (empty: no file mount, e.g. env-only secret).
+    pub target: String,
+    /// What is mounted.
+    pub kind: MountKind,
+}
+
+/// A RUN step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExecOp {
+    /// The final argv (SHELL and heredocs applied).
+    pub args: Vec<String>,
+    /// Environment: image env plus build args in scope.
+    pub env: Vec<(String, String)>,
+    /// Working directory (absolute).
+    pub cwd: String,
+    /// User (`name`, `uid`, `user:group`), empty for root.
+    pub user: String,
+    /// Network mode.
+    pub network: Network,
+    /// `--security=insecure`.
+    pub insecure: bool,
+    /// Extra mounts.
+    pub mounts: Vec<Mount>,
+}
+
+/// A heredoc source of COPY.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InlineFile {
+    /// File name.
+    pub name: String,
+    /// Content (variables already expanded where asked).
+    pub data: String,
+}
+
+/// A COPY or ADD step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileOp {
+    /// ADD semantics (unpack local archives, fetch URLs).
+    pub add: bool,
+    /// Where the sources are read from.
+    pub from: Source,
+    /// Source paths, globs or URLs (expanded).
+    pub sources: Vec<String>,
+    /// Heredoc sources.
+    pub inline: Vec<InlineFile>,
+    /// Destination as written (expanded); relative to `workdir` if not absolute.
+    pub dest: String,
+    /// The stage's working directory.
+    pub workdir: String,
+    /// `--chown` (expanded), resolved against the image's passwd at build time.
+    pub chown: Option<String>,
+    /// `--chmod` (octal digits).
+    pub chmod: Option<String>,
+    /// `--link`.
+    pub link: bool,
+    /// `--parents`.
+    pub parents: bool,
+    /// `--exclude`.
+    pub excludes: Vec<String>,
+    /// `ADD --checksum`.
+    pub checksum: Option<String>,
+    /// `ADD --keep-git-dir`.
+    pub keep_git_dir: bool,
+}
+
+/// The operation a vertex performs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A base image (`scratch` for none).
+    Source {
+        /// Reference as written after expansion, `:latest` added when no tag.
+        image: String,
+        /// `os/arch[/variant]`.
+        platform: String,
+    },
+    /// RUN.
+    Exec(ExecOp),
+    /// COPY / ADD.
+    File(FileOp),
+    /// A metadata-only instruction (ENV, CMD, LABEL …): no layer.
+    Config {
+        /// The instruction as Docker records it in history (`ENV A=b`).
+        instruction: String,
+    },
+}
+
+impl Op {
+    /// `source`, `exec`, `file` or `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Source { .. } => "source",
+            Op::Exec(_) => "exec",
+            Op::File(_) => "file",
+            Op::Config { .. } => "config",
+        }
+    }
+
+    /// Whether the op produces a filesystem layer.
+    pub fn has_layer(&self) -> bool {
+        matches!(self, Op::Exec(_) | Op::File(_))
+    }
+}
+
+/// Where a vertex came from, for one of its users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The image (target) name that uses it.
+    pub image: String,
+    /// Stage name, or its index as text.
+    pub stage: String,
+    /// Dockerfile path as given.
+    pub file: String,
+    /// 1-based first line (0 for synthetic vertices).
+    pub line: u32,
+    /// The instruction text as written.
+    pub text: String,
+}
+
+/// A step in the graph.
+#[derive(Debug, Clone)]
+pub struct Vertex {
+    /// What it does.
+    pub op: Op,
+    /// blake3 over the op's canonical encoding and its inputs' digests.
+    pub digest: VertexDigest,
+    /// The filesystem state it starts from (None for sources).
+    pub parent: Option<VertexId>,
+    /// Other vertices it reads (COPY --from, mounts), in encounter order.
+    pub inputs: Vec<VertexId>,
+    /// Who uses it; more than one image means a shared vertex.
+    pub origins: Vec<Origin>,
+    /// The `created_by` history text.
+    pub created_by: String,
+}
+
+/// An image the graph produces.
+#[derive(Debug, Clone)]
+pub struct ImageOutput {
+    /// Target name (from rbk.toml, or the Dockerfile path).
+    pub name: String,
+    /// `-t` tags.
+    pub tags: Vec<String>,
+    /// The last vertex of the target stage.
+    pub vertex: VertexId,
+    /// The stage built.
+    pub stage: String,
+    /// The Dockerfile.
+    pub file: String,
+    /// The final image config.
+    pub config: ImageConfig,
+    /// `MAINTAINER`.
+    pub author: Option<String>,
+    /// `os/arch`.
+    pub platform: String,
+}
+
+/// The compiled DAG of one or many images.
+#[derive(Debug, Clone, Default)]
+pub struct BuildGraph {
+    /// Vertices and data-dependency edges (input → user).
+    pub graph: DiGraph<Vertex, ()>,
+    /// Images to produce.
+    pub images: Vec<ImageOutput>,
+    /// Warnings found while compiling (unused build args …).
+    pub warnings: Vec<String>,
+    by_digest: HashMap<VertexDigest, VertexId>,
+}
+
+impl BuildGraph {
+    /// Adds a vertex, or returns the existing one with the same digest (then
+    /// `origin` is recorded on it as another user).
+    pub fn add(&mut self, mut vertex: Vertex) -> VertexId {
+        if let Some(&id) = self.by_digest.get(&vertex.digest) {
+            let v = &mut self.graph[id];
+            for o in vertex.origins.drain(..) {
+                if !v.origins.contains(&o) {
+                    v.origins.push(o);
+                }
+            }
+            return id;
+        }
+        let deps: Vec<VertexId> = vertex.parent.iter().chain(&vertex.inputs).copied().collect();
+        let digest = vertex.digest;
+        let id = self.graph.add_node(vertex);
+        for d in deps {
+            self.graph.update_edge(d, id, ());
+        }
+        self.by_digest.insert(digest, id);
+        id
+    }
+
+    /// The vertex with this digest.
+    pub fn find(&self, digest: &VertexDigest) -> Option<VertexId> {
+        self.by_digest.get(digest).copied()
+    }
+
+    /// A vertex.
+    pub fn vertex(&self, id: VertexId) -> &Vertex {
+        &self.graph[id]
+    }
+
+    /// Number of vertices.
+    pub fn len(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    /// True when there are no vertices.
+    pub fn is_empty(&self) -> bool {
+        self.graph.node_count() == 0
+    }
+
+    /// Vertex ids in a dependency order (inputs before users).
+    pub fn topo_order(&self) -> Vec<VertexId> {
+        // Vertices are only ever added after their inputs, so insertion
+        // order is already topological.
+        self.graph.node_indices().collect()
+    }
+
+    /// The chain of a vertex back to its source: `[source, …, id]`.
+    pub fn chain(&self, id: VertexId) -> Vec<VertexId> {
+        let mut out = vec![id];
+        let mut cur = id;
+        while let Some(p) = self.graph[cur].parent {
+            out.push(p);
+            cur = p;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Number of distinct images using each vertex.
+    pub fn image_users(&self, id: VertexId) -> usize {
+        let mut names: Vec<&str> = self.graph[id]
+            .origins
+            .iter()
+            .map(|o| o.image.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.len()
+    }
+
+    /// Vertices that no image needs are dropped (after several Dockerfiles
+    /// were compiled with stages that turned out unused). Returns how many.
+    pub fn stats(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for v in self.graph.node_weights() {
+            *m.entry(v.op.kind()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// The canonical encoding hashed into a definition digest: a version tag,
+/// then for every field `tag` and value, each length-prefixed (u64 LE), so
+/// no two different ops can encode the same bytes. Documented in
+/// `docs/graph.md`.
+pub(crate) struct Canon(blake3::Hasher);
+
+impl Canon {
+    pub(crate) fn new(kind: &str) -> Self {
+        let mut c = Canon(blake3::Hasher::new());
+        c.str("rbk.op.v1", kind);
+        c
+    }
+
+    fn raw(&mut self, b: &[u8]) {
+        self.0.update(&(b.len() as u64).to_le_bytes());
+        self.0.update(b);
+    }
+
+    pub(crate) fn str(&mut self, tag: &str, v: &str) -> &mut Self {
+        self.raw(tag.as_bytes());
+        self.raw(v.as_bytes());
+        self
+    }
+
+    pub(crate) fn strs<S: AsRef<str>>(&mut self, tag: &str, v: &[S]) -> &mut Self {
+        self.raw(tag.as_bytes());
+        self.0.update(&(v.len() as u64).to_le_bytes());
+        for s in v {
+            self.raw(s.as_ref().as_bytes());
+        }
+        self
+    }
+
+    pub(crate) fn num(&mut self, tag: &str, v: u64) -> &mut Self {
+        self.raw(tag.as_bytes());
+        self.raw(&v.to_le_bytes());
+        self
+    }
+
+    pub(crate) fn digest(&mut self, tag: &str, d: &VertexDigest) -> &mut Self {
+        self.raw(tag.as_bytes());
+        self.raw(&d.0);
+        self
+    }
+
+    pub(crate) fn finish(&self) -> VertexDigest {
+        VertexDigest(*self.0.finalize().as_bytes())
+    }
+}

@@ -1,0 +1,760 @@
+//! Raw [`Node`]s → typed [`Instruction`]s: flag checking, argument counts,
+//! exec versus shell form, heredoc sources. No variable expansion happens
+//! here; lowering expands where Docker does, with the stage's environment.
+
+use crate::ast::{Heredoc, Node, Span};
+use crate::error::ParseError;
+
+/// A command as written: shell form (run through `SHELL`) or exec form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `RUN echo hi`: one string for the shell.
+    Shell(String),
+    /// `RUN ["echo", "hi"]`: the argv itself.
+    Exec(Vec<String>),
+}
+
+/// A `RUN --mount=…` specification, not yet expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// The raw `k=v,k=v` text after `--mount=`.
+    pub spec: String,
+}
+
+/// `RUN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The command.
+    pub command: Command,
+    /// `--mount` flags.
+    pub mounts: Vec<RunMount>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `--security`.
+    pub security: Option<String>,
+    /// Heredocs attached to a shell-form command.
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// One inline source of `COPY <<EOF /dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceContent {
+    /// The heredoc name, used as the file name.
+    pub path: String,
+    /// The body (tabs already stripped for `<<-`).
+    pub data: String,
+    /// Whether variables in `data` are expanded.
+    pub expand: bool,
+}
+
+/// `COPY` and `ADD`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Copy {
+    /// True for `ADD` (archives are unpacked, URLs fetched).
+    pub add: bool,
+    /// Source paths or URLs, unexpanded.
+    pub sources: Vec<String>,
+    /// Heredoc sources.
+    pub contents: Vec<SourceContent>,
+    /// Destination, unexpanded.
+    pub dest: String,
+    /// `--from`.
+    pub from: Option<String>,
+    /// `--chown`.
+    pub chown: Option<String>,
+    /// `--chmod`.
+    pub chmod: Option<String>,
+    /// `--link`.
+    pub link: bool,
+    /// `--parents`.
+    pub parents: bool,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// `ADD --checksum`.
+    pub checksum: Option<String>,
+    /// `ADD --keep-git-dir`.
+    pub keep_git_dir: bool,
+}
+
+/// `HEALTHCHECK`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Healthcheck {
+    /// `HEALTHCHECK NONE`: disable any inherited check.
+    None,
+    /// `HEALTHCHECK [opts] CMD …`.
+    Check {
+        /// The test command.
+        command: Command,
+        /// `--interval` as written (Go duration).
+        interval: Option<String>,
+        /// `--timeout`.
+        timeout: Option<String>,
+        /// `--start-period`.
+        start_period: Option<String>,
+        /// `--start-interval`.
+        start_interval: Option<String>,
+        /// `--retries`.
+        retries: Option<String>,
+    },
+}
+
+/// A typed instruction. Values are as written (unexpanded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instruction {
+    /// `FROM image [AS name]`.
+    From {
+        /// Image reference or `scratch`.
+        image: String,
+        /// `AS name`.
+        name: Option<String>,
+        /// `--platform`.
+        platform: Option<String>,
+    },
+    /// `RUN`.
+    Run(Run),
+    /// `CMD`.
+    Cmd(Command),
+    /// `ENTRYPOINT`.
+    Entrypoint(Command),
+    /// `SHELL [..]`.
+    Shell(Vec<String>),
+    /// `COPY` / `ADD`.
+    Copy(Copy),
+    /// `ENV k=v …`.
+    Env(Vec<(String, String)>),
+    /// `ARG name[=default] …`.
+    Arg(Vec<(String, Option<String>)>),
+    /// `LABEL k=v …`.
+    Label(Vec<(String, String)>),
+    /// `MAINTAINER`.
+    Maintainer(String),
+    /// `EXPOSE`.
+    Expose(Vec<String>),
+    /// `VOLUME`.
+    Volume(Vec<String>),
+    /// `USER`.
+    User(String),
+    /// `WORKDIR`.
+    Workdir(String),
+    /// `ONBUILD <instruction>`: the trigger text as written.
+    Onbuild(String),
+    /// `STOPSIGNAL`.
+    StopSignal(String),
+    /// `HEALTHCHECK`.
+    Healthcheck(Healthcheck),
+}
+
+impl Instruction {
+    /// The upper-case keyword, as Docker names it in messages.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Instruction::From { .. } => "FROM",
+            Instruction::Run(_) => "RUN",
+            Instruction::Cmd(_) => "CMD",
+            Instruction::Entrypoint(_) => "ENTRYPOINT",
+            Instruction::Shell(_) => "SHELL",
+            Instruction::Copy(c) if c.add => "ADD",
+            Instruction::Copy(_) => "COPY",
+            Instruction::Env(_) => "ENV",
+            Instruction::Arg(_) => "ARG",
+            Instruction::Label(_) => "LABEL",
+            Instruction::Maintainer(_) => "MAINTAINER",
+            Instruction::Expose(_) => "EXPOSE",
+            Instruction::Volume(_) => "VOLUME",
+            Instruction::User(_) => "USER",
+            Instruction::Workdir(_) => "WORKDIR",
+            Instruction::Onbuild(_) => "ONBUILD",
+            Instruction::StopSignal(_) => "STOPSIGNAL",
+            Instruction::Healthcheck(_) => "HEALTHCHECK",
+        }
+    }
+}
+
+/// Parsed `--name[=value]` flags of one instruction, checked against the
+/// flags that instruction accepts.
+struct Flags<'a> {
+    node: &'a Node,
+    keyword: &'static str,
+    values: Vec<(&'a str, Option<&'a str>)>,
+}
+
+impl<'a> Flags<'a> {
+    fn parse(node: &'a Node, keyword: &'static str, allowed: &[&str]) -> Result<Self, ParseError> {
+        let mut values = Vec::with_capacity(node.flags.len());
+        for raw in &node.flags {
+            let body = raw.strip_prefix("--").unwrap_or(raw);
+            let (name, value) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            if !allowed.contains(&name) {
+                return Err(flag_error(
+                    node,
+                    raw,
+                    format!("unknown flag: --{name} for {keyword}"),
+                ));
+            }
+            values.push((name, value));
+        }
+        Ok(Flags {
+            node,
+            keyword,
+            values,
+        })
+    }
+
+    /// The last value of a string flag; `--name` without `=` is an error.
+    fn string(&self, name: &str) -> Result<Option<String>, ParseError> {
+        let mut out = None;
+        for (n, v) in &self.values {
+            if *n == name {
+                match v {
+                    Some(v) => out = Some((*v).to_string()),
+                    None => {
+                        return Err(flag_error(
+                            self.node,
+                            &format!("--{name}"),
+                            format!("missing a value on flag: --{name} for {}", self.keyword),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every value of a repeatable string flag.
+    fn strings(&self, name: &str) -> Result<Vec<String>, ParseError> {
+        let mut out = Vec::new();
+        for (n, v) in &self.values {
+            if *n == name {
+                match v {
+                    Some(v) => out.push((*v).to_string()),
+                    None => {
+                        return Err(flag_error(
+                            self.node,
+                            &format!("--{name}"),
+                            format!("missing a value on flag: --{name} for {}", self.keyword),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A boolean flag: `--name`, `--name=true` or `--name=false`.
+    fn bool(&self, name: &str) -> Result<bool, ParseError> {
+        let mut out = false;
+        for (n, v) in &self.values {
+            if *n == name {
+                out = match v.map(|s| s.to_ascii_lowercase()) {
+                    None => true,
+                    Some(s) if s == "true" || s == "1" => true,
+                    Some(s) if s == "false" || s == "0" || s.is_empty() => false,
+                    Some(s) => {
+                        return Err(flag_error(
+                            self.node,
+                            &format!("--{name}"),
+                            format!("expecting boolean value for flag --{name}, not: {s}"),
+                        ))
+                    }
+                };
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An error pointing at `needle` in the instruction's first line when it can
+/// be found there, else at the keyword.
+fn flag_error(node: &Node, needle: &str, message: String) -> ParseError {
+    ParseError::new(locate(node, needle), message)
+}
+
+/// The span of `needle` within the node's original text, if on its first line.
+pub(crate) fn locate(node: &Node, needle: &str) -> Span {
+    let first = node.original.lines().next().unwrap_or("");
+    match first.find(needle) {
+        Some(byte) => {
+            let chars = first[..byte].chars().count() as u32;
+            // `original` starts at the keyword, which sits at `span.col`.
+            Span::new(node.span.line, node.span.col + chars)
+        }
+        None => node.span,
+    }
+}
+
+fn err(node: &Node, message: impl Into<String>) -> ParseError {
+    ParseError::new(node.span, message)
+}
+
+fn upper(node: &Node) -> String {
+    node.keyword.to_ascii_uppercase()
+}
+
+fn exactly_one(node: &Node) -> Result<String, ParseError> {
+    match node.args.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(err(
+            node,
+            format!("{} requires exactly one argument", upper(node)),
+        )),
+    }
+}
+
+fn at_least_one(node: &Node) -> Result<(), ParseError> {
+    if node.args.is_empty() {
+        return Err(err(
+            node,
+            format!("{} requires at least one argument", upper(node)),
+        ));
+    }
+    Ok(())
+}
+
+fn command(node: &Node) -> Command {
+    if node.json {
+        Command::Exec(node.args.clone())
+    } else {
+        Command::Shell(node.args.first().cloned().unwrap_or_default())
+    }
+}
+
+/// Key/value/separator triples as the parser stores ENV and LABEL.
+fn pairs(node: &Node) -> Result<Vec<(String, String)>, ParseError> {
+    if node.args.is_empty() {
+        return Err(err(
+            node,
+            format!("{} requires at least one argument", upper(node)),
+        ));
+    }
+    if node.args.len() % 3 != 0 {
+        return Err(err(
+            node,
+            format!("{} must have two arguments", upper(node)),
+        ));
+    }
+    Ok(node
+        .args
+        .chunks(3)
+        .map(|t| (t[0].clone(), t[1].clone()))
+        .collect())
+}
+
+/// Converts one parsed node into a typed instruction.
+pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
+    let kw = node.keyword.as_str();
+    let no_flags = |k: &'static str| Flags::parse(node, k, &[]).map(|_| ());
+    match kw {
+        "from" => {
+            let flags = Flags::parse(node, "FROM", &["platform"])?;
+            let (image, name) = match node.args.as_slice() {
+                [image] => (image.clone(), None),
+                [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                    (image.clone(), Some(name.clone()))
+                }
+                _ => {
+                    return Err(err(
+                        node,
+                        "FROM requires either one or three arguments (FROM image [AS name])",
+                    ))
+                }
+            };
+            if let Some(n) = &name {
+                if !valid_stage_name(n) {
+                    return Err(flag_error(
+                        node,
+                        n,
+                        format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"),
+                    ));
+                }
+            }
+            Ok(Instruction::From {
+                image,
+                name: name.map(|n| n.to_ascii_lowercase()),
+                platform: flags.string("platform")?,
+            })
+        }
+        "run" => {
+            let flags = Flags::parse(node, "RUN", &["mount", "network", "security", "device"])?;
+            if node.args.is_empty() && node.heredocs.is_empty() {
+                return Err(err(node, "RUN requires at least one argument"));
+            }
+            Ok(Instruction::Run(Run {
+                command: command(node),
+                mounts: flags
+                    .strings("mount")?
+                    .into_iter()
+                    .map(|spec| RunMount { spec })
+                    .collect(),
+                network: flags.string("network")?,
+                security: flags.string("security")?,
+                heredocs: if node.json {
+                    Vec::new()
+                } else {
+                    node.heredocs.clone()
+                },
+            }))
+        }
+        "cmd" | "entrypoint" => {
+            no_flags(if kw == "cmd" { "CMD" } else { "ENTRYPOINT" })?;
+            let c = command(node);
+            Ok(if kw == "cmd" {
+                Instruction::Cmd(c)
+            } else {
+                Instruction::Entrypoint(c)
+            })
+        }
+        "shell" => {
+            no_flags("SHELL")?;
+            if !node.json {
+                return Err(err(node, "SHELL requires the arguments to be in JSON form"));
+            }
+            if node.args.is_empty() {
+                return Err(err(node, "SHELL requires at least one argument"));
+            }
+            Ok(Instruction::Shell(node.args.clone()))
+        }
+        "copy" | "add" => convert_copy(node, kw == "add"),
+        "env" => {
+            no_flags("ENV")?;
+            Ok(Instruction::Env(pairs(node)?))
+        }
+        "label" => {
+            no_flags("LABEL")?;
+            Ok(Instruction::Label(pairs(node)?))
+        }
+        "arg" => {
+            no_flags("ARG")?;
+            if node.args.is_empty() {
+                return Err(err(node, "ARG requires at least one argument"));
+            }
+            let mut out = Vec::with_capacity(node.args.len());
+            for a in &node.args {
+                let (name, default) = match a.split_once('=') {
+                    Some((n, v)) => (n.to_string(), Some(unquote_arg_default(v))),
+                    None => (a.clone(), None),
+                };
+                if name.is_empty() {
+                    return Err(flag_error(node, a, format!("ARG names can not be blank: {a:?}")));
+                }
+                out.push((name, default));
+            }
+            Ok(Instruction::Arg(out))
+        }
+        "maintainer" => {
+            no_flags("MAINTAINER")?;
+            Ok(Instruction::Maintainer(exactly_one(node)?))
+        }
+        "user" => {
+            no_flags("USER")?;
+            Ok(Instruction::User(exactly_one(node)?))
+        }
+        "workdir" => {
+            no_flags("WORKDIR")?;
+            Ok(Instruction::Workdir(exactly_one(node)?))
+        }
+        "stopsignal" => {
+            no_flags("STOPSIGNAL")?;
+            Ok(Instruction::StopSignal(exactly_one(node)?))
+        }
+        "expose" => {
+            no_flags("EXPOSE")?;
+            at_least_one(node)?;
+            Ok(Instruction::Expose(node.args.clone()))
+        }
+        "volume" => {
+            no_flags("VOLUME")?;
+            at_least_one(node)?;
+            if node.args.iter().any(|v| v.trim().is_empty()) {
+                return Err(err(node, "VOLUME specified can not be an empty string"));
+            }
+            Ok(Instruction::Volume(node.args.clone()))
+        }
+        "onbuild" => {
+            no_flags("ONBUILD")?;
+            let Some(sub) = &node.sub else {
+                return Err(err(node, "ONBUILD requires at least one argument"));
+            };
+            match sub.keyword.as_str() {
+                "onbuild" => {
+                    return Err(err(
+                        node,
+                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                    ))
+                }
+                "from" | "maintainer" => {
+                    return Err(err(
+                        node,
+                        format!("{} isn't allowed as an ONBUILD trigger", upper(sub)),
+                    ))
+                }
+                _ => {}
+            }
+            // The trigger must itself be a valid instruction.
+            convert(sub)?;
+            Ok(Instruction::Onbuild(trigger_text(node)))
+        }
+        "healthcheck" => convert_healthcheck(node),
+        _ => Err(err(node, format!("unknown instruction: {}", first_word(&node.original)))),
+    }
+}
+
+fn first_word(s: &str) -> &str {
+    s.split(|c: char| c.is_whitespace()).next().unwrap_or(s)
+}
+
+/// The text after `ONBUILD`, as Docker records it in `Config.OnBuild`.
+fn trigger_text(node: &Node) -> String {
+    let rest = node.original.trim_start();
+    let rest = rest.get(first_word(rest).len()..).unwrap_or("");
+    rest.trim().to_string()
+}
+
+/// `ARG x="a b"` keeps its quotes in the word list; the default drops one
+/// level of matching quotes.
+fn unquote_arg_default(v: &str) -> String {
+    let b = v.as_bytes();
+    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
+        v[1..v.len() - 1].to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Stage names: `[a-zA-Z][a-zA-Z0-9_.-]*`, as BuildKit accepts them.
+fn valid_stage_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
+    let keyword = if add { "ADD" } else { "COPY" };
+    let flags = if add {
+        Flags::parse(
+            node,
+            keyword,
+            &["chown", "chmod", "link", "keep-git-dir", "checksum", "exclude", "unpack"],
+        )?
+    } else {
+        Flags::parse(
+            node,
+            keyword,
+            &["from", "chown", "chmod", "link", "parents", "exclude"],
+        )?
+    };
+    // Heredoc sources are the args that name a heredoc on this line.
+    let heredoc_names: Vec<&Heredoc> = if node.json {
+        Vec::new()
+    } else {
+        node.heredocs.iter().collect()
+    };
+    let is_heredoc_arg = |a: &str| {
+        a.starts_with("<<")
+            && heredoc_names.iter().any(|h| {
+                let word = a.trim_start_matches("<<").trim_start_matches('-');
+                word.trim_matches(|c| c == '\'' || c == '"').replace(['\'', '"'], "") == h.name
+            })
+    };
+    let total = node.args.len();
+    if total < 2 {
+        if total == 1 && !is_heredoc_arg(&node.args[0]) {
+            return Err(err(node, format!("{keyword} requires at least two arguments, but only one was provided. Destination could not be determined")));
+        }
+        return Err(err(node, format!("{keyword} requires at least two arguments")));
+    }
+    let dest = node.args[total - 1].clone();
+    if is_heredoc_arg(&dest) {
+        return Err(err(
+            node,
+            format!("{keyword} cannot accept a heredoc as a destination"),
+        ));
+    }
+    let mut sources = Vec::new();
+    let mut contents = Vec::new();
+    let mut heredocs = heredoc_names.iter();
+    for a in &node.args[..total - 1] {
+        if is_heredoc_arg(a) {
+            if let Some(h) = heredocs.next() {
+                contents.push(SourceContent {
+                    path: h.name.clone(),
+                    data: if h.chomp {
+                        chomp(&h.content)
+                    } else {
+                        h.content.clone()
+                    },
+                    expand: h.expand,
+                });
+            }
+        } else {
+            sources.push(a.clone());
+        }
+    }
+    Ok(Instruction::Copy(Copy {
+        add,
+        sources,
+        contents,
+        dest,
+        from: if add { None } else { flags.string("from")? },
+        chown: flags.string("chown")?,
+        chmod: flags.string("chmod")?,
+        link: flags.bool("link")?,
+        parents: if add { false } else { flags.bool("parents")? },
+        excludes: flags.strings("exclude")?,
+        checksum: if add { flags.string("checksum")? } else { None },
+        keep_git_dir: if add { flags.bool("keep-git-dir")? } else { false },
+    }))
+}
+
+/// Removes leading tabs from every line (`<<-`).
+pub fn chomp(s: &str) -> String {
+    s.split_inclusive('\n')
+        .map(|l| l.trim_start_matches('\t'))
+        .collect()
+}
+
+fn convert_healthcheck(node: &Node) -> Result<Instruction, ParseError> {
+    let flags = Flags::parse(
+        node,
+        "HEALTHCHECK",
+        &["interval", "timeout", "start-period", "start-interval", "retries"],
+    )?;
+    let Some(kind) = node.args.first() else {
+        return Err(err(node, "HEALTHCHECK requires at least one argument"));
+    };
+    match kind.to_ascii_uppercase().as_str() {
+        "NONE" => {
+            if node.args.len() > 1 || !node.flags.is_empty() {
+                return Err(err(node, "HEALTHCHECK NONE takes no arguments"));
+            }
+            Ok(Instruction::Healthcheck(Healthcheck::None))
+        }
+        "CMD" => {
+            let rest = &node.args[1..];
+            let command = if node.json {
+                Command::Exec(rest.to_vec())
+            } else {
+                Command::Shell(rest.first().cloned().unwrap_or_default())
+            };
+            if matches!(&command, Command::Shell(s) if s.trim().is_empty())
+                || matches!(&command, Command::Exec(v) if v.is_empty())
+            {
+                return Err(err(node, "Missing command after HEALTHCHECK CMD"));
+            }
+            for (flag, value) in [
+                ("interval", flags.string("interval")?),
+                ("timeout", flags.string("timeout")?),
+                ("start-period", flags.string("start-period")?),
+                ("start-interval", flags.string("start-interval")?),
+            ] {
+                if let Some(v) = value {
+                    if parse_duration(&v).is_none() {
+                        return Err(flag_error(
+                            node,
+                            &format!("--{flag}"),
+                            format!("invalid duration {v:?} for --{flag}"),
+                        ));
+                    }
+                }
+            }
+            let retries = flags.string("retries")?;
+            if let Some(r) = &retries {
+                if r.parse::<u32>().is_err() {
+                    return Err(flag_error(
+                        node,
+                        "--retries",
+                        format!("invalid --retries {r:?}: must be a non-negative number"),
+                    ));
+                }
+            }
+            Ok(Instruction::Healthcheck(Healthcheck::Check {
+                command,
+                interval: flags.string("interval")?,
+                timeout: flags.string("timeout")?,
+                start_period: flags.string("start-period")?,
+                start_interval: flags.string("start-interval")?,
+                retries,
+            }))
+        }
+        other => Err(err(
+            node,
+            format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"),
+        )),
+    }
+}
+
+/// Parses a Go duration (`30s`, `1m30s`, `1.5h`, `500ms`) into nanoseconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    if total.is_finite() && total < u64::MAX as f64 {
+        Some(total as u64)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, want) in [
+            ("30s", Some(30_000_000_000)),
+            ("1m30s", Some(90_000_000_000)),
+            ("500ms", Some(500_000_000)),
+            ("1.5h", Some(5_400_000_000_000)),
+            ("0", Some(0)),
+            ("", None),
+            ("10", None),
+            ("5x", None),
+        ] {
+            assert_eq!(parse_duration(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn chomp_strips_leading_tabs_only() {
+        assert_eq!(chomp("\t\ta\tb\n\tc\n"), "a\tb\nc\n");
+    }
+
+    #[test]
+    fn stage_names() {
+        for (n, ok) in [("build", true), ("a.b-c_d", true), ("1x", false), ("x!", false)] {
+            assert_eq!(valid_stage_name(n), ok, "{n}");
+        }
+    }
+}

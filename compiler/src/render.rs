@@ -1,0 +1,355 @@
+//! Renders a [`BuildGraph`] as a readable tree, Graphviz dot, Mermaid, or
+//! JSON (schema `rbk.graph/v1`, documented in `docs/graph.md`).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::graph::{BuildGraph, VertexId};
+
+/// Output formats of `rbk graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A tree of images, stages and steps.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// JSON, schema `rbk.graph/v1`.
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Format::Text),
+            "dot" => Ok(Format::Dot),
+            "mermaid" => Ok(Format::Mermaid),
+            "json" => Ok(Format::Json),
+            other => Err(format!(
+                "unknown format {other:?} (use text, dot, mermaid or json)"
+            )),
+        }
+    }
+}
+
+/// Renders `g` in `format`.
+pub fn render(g: &BuildGraph, format: Format) -> String {
+    match format {
+        Format::Text => text(g),
+        Format::Dot => dot(g),
+        Format::Mermaid => mermaid(g),
+        Format::Json => json(g),
+    }
+}
+
+/// The instruction text of a vertex: its first line, shortened.
+fn label(g: &BuildGraph, id: VertexId, max: usize) -> String {
+    let v = g.vertex(id);
+    let text = v
+        .origins
+        .first()
+        .map(|o| o.text.as_str())
+        .unwrap_or(v.created_by.as_str());
+    let first = text.lines().next().unwrap_or("");
+    let one: String = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    let more = text.lines().nth(1).is_some();
+    if one.chars().count() > max {
+        let cut: String = one.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else if more {
+        format!("{one} …")
+    } else {
+        one
+    }
+}
+
+/// Vertices an image needs, in topological order.
+fn reachable(g: &BuildGraph, from: VertexId) -> Vec<VertexId> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if seen.insert(id) {
+            let v = g.vertex(id);
+            stack.extend(v.parent.iter().chain(v.inputs.iter()).copied());
+        }
+    }
+    seen.into_iter().collect()
+}
+
+fn text(g: &BuildGraph) -> String {
+    let shared = g
+        .graph
+        .node_indices()
+        .filter(|&id| g.image_users(id) > 1)
+        .count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} image{}, {} vertices ({} shared)",
+        g.images.len(),
+        if g.images.len() == 1 { "" } else { "s" },
+        g.len(),
+        shared
+    );
+    for img in &g.images {
+        let tags = if img.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" → {}", img.tags.join(", "))
+        };
+        let _ = writeln!(out, "\nimage {}{tags}  ({}, stage {})", img.name, img.file, img.stage);
+        let ids = reachable(g, img.vertex);
+        // Group steps by this image's stage for them, in order of appearance.
+        let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
+        for id in ids {
+            let v = g.vertex(id);
+            let stage = v
+                .origins
+                .iter()
+                .find(|o| o.image == img.name)
+                .or(v.origins.first())
+                .map(|o| o.stage.clone())
+                .unwrap_or_default();
+            match stages.iter_mut().find(|(s, _)| *s == stage) {
+                Some((_, list)) => list.push(id),
+                None => stages.push((stage, vec![id])),
+            }
+        }
+        let n = stages.len();
+        for (si, (stage, list)) in stages.iter().enumerate() {
+            let last_stage = si + 1 == n;
+            let _ = writeln!(
+                out,
+                "  {} stage {stage}",
+                if last_stage { "└─" } else { "├─" }
+            );
+            let bar = if last_stage { "   " } else { "│  " };
+            for (vi, &id) in list.iter().enumerate() {
+                let v = g.vertex(id);
+                let branch = if vi + 1 == list.len() { "└─" } else { "├─" };
+                let users = g.image_users(id);
+                let mut notes = Vec::new();
+                if users > 1 {
+                    notes.push(format!("shared ×{users}"));
+                }
+                for input in &v.inputs {
+                    let from = g.vertex(*input);
+                    let src = from
+                        .origins
+                        .iter()
+                        .find(|o| o.image == img.name)
+                        .or(from.origins.first())
+                        .map(|o| format!("stage {}", o.stage))
+                        .unwrap_or_default();
+                    notes.push(format!("← {src}"));
+                }
+                let notes = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", notes.join(", "))
+                };
+                let _ = writeln!(
+                    out,
+                    "  {bar}{branch} {} {:<6} {}{notes}",
+                    v.digest.short(),
+                    v.op.kind(),
+                    label(g, id, 64)
+                );
+            }
+        }
+    }
+    for w in &g.warnings {
+        let _ = writeln!(out, "\nwarning: {w}");
+    }
+    out
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn dot(g: &BuildGraph) -> String {
+    let mut out = String::from("digraph rbk {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    for id in g.topo_order() {
+        let v = g.vertex(id);
+        let style = match (v.op.kind(), g.image_users(id) > 1) {
+            (_, true) => ", style=filled, fillcolor=\"#ffe9a8\"",
+            ("config", _) => ", style=dashed",
+            ("source", _) => ", shape=cylinder",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "  v{} [label=\"{} {}\\n{}\"{style}];",
+            id.index(),
+            v.op.kind(),
+            v.digest.short(),
+            dot_escape(&label(g, id, 48))
+        );
+    }
+    for id in g.topo_order() {
+        let v = g.vertex(id);
+        if let Some(p) = v.parent {
+            let _ = writeln!(out, "  v{} -> v{};", p.index(), id.index());
+        }
+        for i in &v.inputs {
+            let _ = writeln!(out, "  v{} -> v{} [style=dashed, label=\"from\"];", i.index(), id.index());
+        }
+    }
+    for (n, img) in g.images.iter().enumerate() {
+        let tags = if img.tags.is_empty() { img.name.clone() } else { img.tags.join("\\n") };
+        let _ = writeln!(
+            out,
+            "  img{n} [label=\"{}\\n{}\", shape=folder, style=bold];\n  v{} -> img{n};",
+            dot_escape(&img.name),
+            dot_escape(&tags),
+            img.vertex.index()
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid_escape(s: &str) -> String {
+    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+}
+
+fn mermaid(g: &BuildGraph) -> String {
+    let mut out = String::from("flowchart TD\n");
+    for id in g.topo_order() {
+        let v = g.vertex(id);
+        let text = format!("{} {}<br/>{}", v.op.kind(), v.digest.short(), mermaid_escape(&label(g, id, 48)));
+        let _ = match v.op.kind() {
+            "source" => writeln!(out, "  v{}[(\"{text}\")]", id.index()),
+            _ => writeln!(out, "  v{}[\"{text}\"]", id.index()),
+        };
+        if g.image_users(id) > 1 {
+            let _ = writeln!(out, "  class v{} shared", id.index());
+        }
+    }
+    for id in g.topo_order() {
+        let v = g.vertex(id);
+        if let Some(p) = v.parent {
+            let _ = writeln!(out, "  v{} --> v{}", p.index(), id.index());
+        }
+        for i in &v.inputs {
+            let _ = writeln!(out, "  v{} -.->|from| v{}", i.index(), id.index());
+        }
+    }
+    for (n, img) in g.images.iter().enumerate() {
+        let tags = if img.tags.is_empty() { img.name.clone() } else { img.tags.join(", ") };
+        let _ = writeln!(
+            out,
+            "  img{n}[/\"{}: {}\"/]\n  v{} --> img{n}",
+            mermaid_escape(&img.name),
+            mermaid_escape(&tags),
+            img.vertex.index()
+        );
+    }
+    out.push_str("  classDef shared fill:#ffe9a8\n");
+    out
+}
+
+#[derive(Serialize)]
+struct JsonGraph<'a> {
+    schema: &'static str,
+    vertices: Vec<JsonVertex<'a>>,
+    images: Vec<JsonImage<'a>>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonOrigin<'a> {
+    image: &'a str,
+    stage: &'a str,
+    file: &'a str,
+    line: u32,
+}
+
+#[derive(Serialize)]
+struct JsonVertex<'a> {
+    id: String,
+    digest: String,
+    kind: &'static str,
+    stage: &'a str,
+    instruction: &'a str,
+    file: &'a str,
+    line: u32,
+    parent: Option<String>,
+    inputs: Vec<String>,
+    shared: bool,
+    origins: Vec<JsonOrigin<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonImage<'a> {
+    name: &'a str,
+    tags: &'a [String],
+    file: &'a str,
+    stage: &'a str,
+    platform: &'a str,
+    #[serde(rename = "final")]
+    final_vertex: String,
+}
+
+fn vid(id: VertexId) -> String {
+    format!("v{}", id.index())
+}
+
+fn json(g: &BuildGraph) -> String {
+    let vertices = g
+        .topo_order()
+        .into_iter()
+        .map(|id| {
+            let v = g.vertex(id);
+            let first = v.origins.first();
+            JsonVertex {
+                id: vid(id),
+                digest: v.digest.to_string(),
+                kind: v.op.kind(),
+                stage: first.map(|o| o.stage.as_str()).unwrap_or(""),
+                instruction: first.map(|o| o.text.as_str()).unwrap_or(""),
+                file: first.map(|o| o.file.as_str()).unwrap_or(""),
+                line: first.map(|o| o.line).unwrap_or(0),
+                parent: v.parent.map(vid),
+                inputs: v.parent.iter().chain(&v.inputs).map(|&i| vid(i)).collect(),
+                shared: g.image_users(id) > 1,
+                origins: v
+                    .origins
+                    .iter()
+                    .map(|o| JsonOrigin {
+                        image: &o.image,
+                        stage: &o.stage,
+                        file: &o.file,
+                        line: o.line,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let images = g
+        .images
+        .iter()
+        .map(|i| JsonImage {
+            name: &i.name,
+            tags: &i.tags,
+            file: &i.file,
+            stage: &i.stage,
+            platform: &i.platform,
+            final_vertex: vid(i.vertex),
+        })
+        .collect();
+    let doc = JsonGraph {
+        schema: "rbk.graph/v1",
+        vertices,
+        images,
+        warnings: &g.warnings,
+    };
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    s.push('\n');
+    s
+}

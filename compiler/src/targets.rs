@@ -1,0 +1,292 @@
+//! `rbk.toml`: many images declared at once, like `docker buildx bake`.
+//! See `docs/rbk-toml.md` for the schema. This module only interprets the
+//! text; the caller reads the file and the Dockerfiles it names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Settings a target can have; `[defaults]` has the same shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Build context directory, relative to the rbk.toml file.
+    pub context: Option<String>,
+    /// Dockerfile path, relative to the context.
+    pub dockerfile: Option<String>,
+    /// Tags to apply.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Build args.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Stage to build.
+    pub target: Option<String>,
+    /// Labels added to the image.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `os/arch`.
+    pub platform: Option<String>,
+}
+
+/// A named set of targets (or other groups).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Target or group names.
+    pub targets: Vec<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    /// Defaults for every target.
+    #[serde(default)]
+    pub defaults: TargetSpec,
+    /// Targets by name.
+    #[serde(default, rename = "target")]
+    pub targets: BTreeMap<String, TargetSpec>,
+    /// Groups by name; `default` is built when no name is given.
+    #[serde(default, rename = "group")]
+    pub groups: BTreeMap<String, Group>,
+}
+
+/// A target with defaults applied and paths made relative to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTarget {
+    /// Target name.
+    pub name: String,
+    /// Context directory.
+    pub context: PathBuf,
+    /// Dockerfile path.
+    pub dockerfile: PathBuf,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Build args (defaults' merged under the target's).
+    pub args: BTreeMap<String, String>,
+    /// Stage to build.
+    pub target: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Platform.
+    pub platform: Option<String>,
+}
+
+/// A problem in an rbk.toml file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not valid TOML or not the schema.
+    #[error("{file}:{line}:{col}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name on the command line or in a group names nothing.
+    #[error("{file}: no target or group named {name:?} (targets: {known})")]
+    Unknown {
+        /// The file.
+        file: String,
+        /// The unknown name.
+        name: String,
+        /// Known target names.
+        known: String,
+    },
+    /// Groups that include each other.
+    #[error("{file}: group {name:?} includes itself")]
+    Cycle {
+        /// The file.
+        file: String,
+        /// The group.
+        name: String,
+    },
+    /// The file declares no target.
+    #[error("{file}: no [target.NAME] tables")]
+    Empty {
+        /// The file.
+        file: String,
+    },
+}
+
+impl TargetFile {
+    /// Parses rbk.toml text; `file` is used in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Self, TargetError> {
+        let parsed: TargetFile = toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((1, 1));
+            TargetError::Syntax {
+                file: file.to_string(),
+                line,
+                col,
+                message: e.message().to_string(),
+            }
+        })?;
+        if parsed.targets.is_empty() {
+            return Err(TargetError::Empty {
+                file: file.to_string(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// The targets `names` select (targets or groups), in a stable order and
+    /// without repeats. No names: the `default` group, else every target.
+    pub fn select(
+        &self,
+        names: &[String],
+        base_dir: &Path,
+        file: &str,
+    ) -> Result<Vec<ResolvedTarget>, TargetError> {
+        let mut wanted: Vec<String> = Vec::new();
+        let roots: Vec<String> = if !names.is_empty() {
+            names.to_vec()
+        } else if self.groups.contains_key("default") {
+            vec!["default".to_string()]
+        } else {
+            self.targets.keys().cloned().collect()
+        };
+        for n in &roots {
+            self.expand(n, file, &mut BTreeSet::new(), &mut wanted)?;
+        }
+        Ok(wanted
+            .into_iter()
+            .filter_map(|n| self.targets.get(&n).map(|t| (n, t)))
+            .map(|(n, t)| self.resolve(&n, t, base_dir))
+            .collect())
+    }
+
+    fn expand(
+        &self,
+        name: &str,
+        file: &str,
+        stack: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), TargetError> {
+        if self.targets.contains_key(name) {
+            if !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+            return Ok(());
+        }
+        let Some(group) = self.groups.get(name) else {
+            return Err(TargetError::Unknown {
+                file: file.to_string(),
+                name: name.to_string(),
+                known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        if !stack.insert(name.to_string()) {
+            return Err(TargetError::Cycle {
+                file: file.to_string(),
+                name: name.to_string(),
+            });
+        }
+        for t in &group.targets {
+            self.expand(t, file, stack, out)?;
+        }
+        stack.remove(name);
+        Ok(())
+    }
+
+    fn resolve(&self, name: &str, t: &TargetSpec, base: &Path) -> ResolvedTarget {
+        let d = &self.defaults;
+        let context = base.join(t.context.as_deref().or(d.context.as_deref()).unwrap_or("."));
+        let dockerfile = context.join(
+            t.dockerfile
+                .as_deref()
+                .or(d.dockerfile.as_deref())
+                .unwrap_or("Dockerfile"),
+        );
+        let mut args = d.args.clone();
+        args.extend(t.args.clone());
+        let mut labels = d.labels.clone();
+        labels.extend(t.labels.clone());
+        ResolvedTarget {
+            name: name.to_string(),
+            context,
+            dockerfile,
+            tags: if t.tags.is_empty() {
+                d.tags.clone()
+            } else {
+                t.tags.clone()
+            },
+            args,
+            target: t.target.clone().or_else(|| d.target.clone()),
+            labels,
+            platform: t.platform.clone().or_else(|| d.platform.clone()),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[defaults]
+args = { MIRROR = "https://mirror.example" }
+labels = { "org.example.team" = "web" }
+
+[target.base]
+context = "base"
+tags = ["example/base:latest"]
+
+[target.nginx]
+context = "nginx"
+dockerfile = "Dockerfile.prod"
+tags = ["example/nginx:1.24"]
+args = { VERSION = "1.24" }
+
+[group.web]
+targets = ["nginx", "base"]
+
+[group.default]
+targets = ["web"]
+"#;
+
+    #[test]
+    fn selects_groups_and_applies_defaults() {
+        let f = TargetFile::parse(FILE, "rbk.toml").expect("valid");
+        let all = f.select(&[], Path::new("/x"), "rbk.toml").expect("select");
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["nginx", "base"]);
+        let nginx = &all[0];
+        assert_eq!(nginx.dockerfile, Path::new("/x/nginx/Dockerfile.prod"));
+        assert_eq!(nginx.args.get("MIRROR").map(String::as_str), Some("https://mirror.example"));
+        assert_eq!(nginx.args.get("VERSION").map(String::as_str), Some("1.24"));
+        assert_eq!(all[1].dockerfile, Path::new("/x/base/Dockerfile"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = TargetFile::parse("[target.a]\ncontext = 3\n", "f.toml").unwrap_err();
+        assert!(e.to_string().starts_with("f.toml:2:"), "{e}");
+        let e = TargetFile::parse("[target.a]\nbogus = 1\n", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let f = TargetFile::parse(FILE, "f.toml").expect("valid");
+        let e = f.select(&["nope".into()], Path::new("."), "f.toml").unwrap_err();
+        assert!(e.to_string().contains("\"nope\""), "{e}");
+        let cyc = "[target.a]\n[group.g]\ntargets=[\"h\"]\n[group.h]\ntargets=[\"g\"]\n";
+        let f = TargetFile::parse(cyc, "c.toml").expect("valid");
+        assert!(matches!(
+            f.select(&["g".into()], Path::new("."), "c.toml"),
+            Err(TargetError::Cycle { .. })
+        ));
+    }
+}
