@@ -1,0 +1,125 @@
+//! Turns command-line arguments (a context dir with a Dockerfile, or an
+//! rbk.toml with target names) into compiler inputs, reading the files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use rbk_compiler::lower::Input;
+use rbk_compiler::targets::TargetFile;
+
+/// What `rbk build`/`rbk graph` were asked to compile.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildInputArgs {
+    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Set a build-time variable (repeatable)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Name and optionally a tag, name:tag (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Target platform (os/arch)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Build context directory, or an rbk.toml file
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub path: PathBuf,
+    /// With an rbk.toml: the targets or groups to build (default: group "default", else all)
+    #[arg(value_name = "TARGET")]
+    pub names: Vec<String>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        // `--build-arg NAME` takes the value from the environment, as docker does.
+        None if !s.is_empty() => Ok((s.to_string(), std::env::var(s).unwrap_or_default())),
+        _ => bail!("invalid --build-arg {s:?}: expected KEY=VALUE"),
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    path.canonicalize()
+        .with_context(|| format!("build context {} does not exist", path.display()))
+}
+
+/// True when PATH names an rbk.toml rather than a context directory.
+pub fn is_target_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml") || path.is_file()
+}
+
+/// Reads the Dockerfiles the arguments name.
+pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_args {
+        let (k, v) = parse_kv(a)?;
+        build_args.insert(k, v);
+    }
+    if is_target_file(&args.path) {
+        if args.file.is_some() {
+            bail!("-f cannot be used with an rbk.toml; set `dockerfile` in the target instead");
+        }
+        let file = args.path.display().to_string();
+        let text = read(&args.path)?;
+        let targets = TargetFile::parse(&text, &file)?;
+        let base = args.path.parent().unwrap_or(Path::new("."));
+        let selected = targets.select(&args.names, base, &file)?;
+        let mut out = Vec::with_capacity(selected.len());
+        for t in selected {
+            let mut merged = t.args.clone();
+            merged.extend(build_args.clone());
+            let mut tags = t.tags.clone();
+            tags.extend(args.tags.iter().cloned());
+            out.push(Input {
+                name: t.name.clone(),
+                file: t.dockerfile.display().to_string(),
+                source: read(&t.dockerfile)?,
+                context: absolute(&t.context)?.display().to_string(),
+                target: args.target.clone().or(t.target.clone()),
+                build_args: merged,
+                tags,
+                labels: t.labels.clone(),
+                platform: args.platform.clone().or(t.platform.clone()),
+            });
+        }
+        return Ok(out);
+    }
+    if !args.names.is_empty() {
+        bail!(
+            "target names ({}) are only for an rbk.toml; {} is a directory",
+            args.names.join(", "),
+            args.path.display()
+        );
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.path.join("Dockerfile"));
+    let context = absolute(&args.path)?;
+    let name = args
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| dockerfile.display().to_string());
+    Ok(vec![Input {
+        name,
+        file: dockerfile.display().to_string(),
+        source: read(&dockerfile)?,
+        context: context.display().to_string(),
+        target: args.target.clone(),
+        build_args,
+        tags: args.tags.clone(),
+        labels: BTreeMap::new(),
+        platform: args.platform.clone(),
+    }])
+}

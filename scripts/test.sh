@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs rbk's whole test suite on a fresh Debian machine, as root:
+# installs the packages the tests use, then `cargo test` for the workspace.
+# Tests that need root, overlayfs or namespaces run here (they print
+# SKIPPED loudly where those are missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(busybox-static skopeo umoci buildah tar gzip zstd python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "!! missing Debian packages (run as root to install): ${missing[*]}" >&2
+  fi
+fi
+
+# The conformance data lives in ../shared beside the checkout.
+export RBK_SHARED=${RBK_SHARED:-$(cd .. && pwd)/shared}
+# Two cores: one test binary at a time, tests inside it in parallel.
+cargo test --workspace -- --test-threads=4
