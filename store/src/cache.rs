@@ -1,1 +1,239 @@
-//! (owned by the store-content work; being written)
+//! The build cache index: cache key → the layer a step produced, plus the
+//! plaintext of what went into the key, so a miss can be explained by
+//! comparing with the nearest earlier record of the same step.
+//!
+//! Layout under `cache/`:
+//! - `records/<key>.json`: one record per key, written atomically;
+//! - `families/<family>/<key>`: empty markers listing the records of one
+//!   family (one step definition), so `nearest` reads only those.
+//!
+//! Keys and families that are not plain file names are hashed first.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::write_atomic;
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::oci::Descriptor;
+
+/// What a cached step produced and why it has the key it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// The cache key (definition digest + input digests).
+    pub key: String,
+    /// The step's definition digest: records of one family are versions of
+    /// the same step, and the nearest one explains a miss.
+    pub family: String,
+    /// The layer blob the step committed (none for metadata-only steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<Descriptor>,
+    /// The layer's uncompressed digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_id: Option<Digest>,
+    /// The chain id of the stack the step's result sits on, which names its
+    /// snapshot (`snapshots/<chain-id-hex>`); kept alive by `prune`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<Digest>,
+    /// The image config after the step, for metadata steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// The plaintext of what went into the key, for `--explain`.
+    #[serde(default)]
+    pub inputs: serde_json::Value,
+    /// When the record was written, RFC 3339.
+    pub created: String,
+}
+
+/// The capability the scheduler needs from a build cache.
+pub trait BuildCache: Send + Sync {
+    /// The record for `key`, if any. A record that cannot be read is a miss.
+    fn get(&self, key: &str) -> Option<CacheRecord>;
+    /// Stores (or replaces) a record.
+    fn put(&self, record: &CacheRecord) -> Result<(), StoreError>;
+    /// The most recent record of `family` other than `key`.
+    fn nearest(&self, family: &str, key: &str) -> Option<CacheRecord>;
+}
+
+/// The on-disk cache index under `<root>/cache`.
+#[derive(Debug, Clone)]
+pub struct CacheIndex {
+    records: PathBuf,
+    families: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A key or family as a file name: itself when it is a harmless name,
+/// otherwise its sha256, so no key can reach outside the cache directory.
+fn file_name(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if plain {
+        s.to_string()
+    } else {
+        format!("h-{}", Digest::of(s.as_bytes()).hex())
+    }
+}
+
+impl CacheIndex {
+    /// Opens (creating if needed) the cache index of the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let dir = root.join("cache");
+        let records = dir.join("records");
+        let families = dir.join("families");
+        let tmp = root.join("tmp");
+        for d in [&records, &families, &tmp] {
+            fs::create_dir_all(d).at("create directory", d)?;
+        }
+        Ok(CacheIndex {
+            records,
+            families,
+            tmp,
+        })
+    }
+
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.records.join(format!("{}.json", file_name(key)))
+    }
+
+    fn read_record(path: &Path) -> Result<CacheRecord, StoreError> {
+        let data = fs::read(path).at("read", path)?;
+        serde_json::from_slice(&data)
+            .map_err(|e| StoreError::json(format!("cache record {}", path.display()), e))
+    }
+
+    /// Every record (unreadable ones are skipped: they are misses anyway).
+    pub fn list(&self) -> Result<Vec<CacheRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.records).at("list", &self.records)? {
+            let entry = entry.at("list", &self.records)?;
+            if let Ok(r) = Self::read_record(&entry.path()) {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Deletes the record for `key` (a missing record is not an error).
+    pub fn remove(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(rec) = self.get(key) {
+            let marker = self
+                .families
+                .join(file_name(&rec.family))
+                .join(file_name(key));
+            let _ = fs::remove_file(marker);
+        }
+        let path = self.record_path(key);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at("delete", &path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes every record; returns how many there were.
+    pub fn clear(&self) -> Result<usize, StoreError> {
+        let n = self.list()?.len();
+        for d in [&self.records, &self.families] {
+            fs::remove_dir_all(d).at("delete", d)?;
+            fs::create_dir_all(d).at("create directory", d)?;
+        }
+        Ok(n)
+    }
+}
+
+impl BuildCache for CacheIndex {
+    fn get(&self, key: &str) -> Option<CacheRecord> {
+        let rec = Self::read_record(&self.record_path(key)).ok()?;
+        // A hashed file name could in theory collide; the key inside decides.
+        (rec.key == key).then_some(rec)
+    }
+
+    fn put(&self, record: &CacheRecord) -> Result<(), StoreError> {
+        let data = serde_json::to_vec_pretty(record)
+            .map_err(|e| StoreError::json(format!("cache record {}", record.key), e))?;
+        write_atomic(&self.tmp, &self.record_path(&record.key), &data)?;
+        let fam = self.families.join(file_name(&record.family));
+        fs::create_dir_all(&fam).at("create directory", &fam)?;
+        let marker = fam.join(file_name(&record.key));
+        fs::write(&marker, b"").at("write", &marker)?;
+        Ok(())
+    }
+
+    fn nearest(&self, family: &str, key: &str) -> Option<CacheRecord> {
+        let fam = self.families.join(file_name(family));
+        let mut best: Option<(time::OffsetDateTime, CacheRecord)> = None;
+        for entry in fs::read_dir(fam).ok()?.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Ok(rec) = Self::read_record(&self.records.join(format!("{name}.json"))) else {
+                continue;
+            };
+            if rec.key == key || rec.family != family {
+                continue;
+            }
+            let when = time::OffsetDateTime::parse(
+                &rec.created,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let better = match &best {
+                None => true,
+                Some((t, b)) => (when, &rec.key) > (*t, &b.key),
+            };
+            if better {
+                best = Some((when, rec));
+            }
+        }
+        best.map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, family: &str, created: &str) -> CacheRecord {
+        CacheRecord {
+            key: key.to_string(),
+            family: family.to_string(),
+            layer: None,
+            diff_id: Some(Digest::of(key.as_bytes())),
+            chain_id: None,
+            config: None,
+            inputs: serde_json::json!({"args": {"A": key}}),
+            created: created.to_string(),
+        }
+    }
+
+    #[test]
+    fn get_put_and_nearest() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = CacheIndex::open(dir.path()).unwrap();
+        assert!(c.get("k1").is_none());
+        c.put(&rec("k1", "fam", "2024-01-01T00:00:00Z")).unwrap();
+        c.put(&rec("k2", "fam", "2024-01-02T00:00:00Z")).unwrap();
+        c.put(&rec("../../evil key", "fam", "2024-01-03T00:00:00Z"))
+            .unwrap();
+        c.put(&rec("k4", "other", "2025-01-01T00:00:00Z")).unwrap();
+        assert_eq!(c.get("k1").unwrap().inputs["args"]["A"], "k1");
+        assert_eq!(c.nearest("fam", "new").unwrap().key, "../../evil key");
+        assert_eq!(c.nearest("fam", "../../evil key").unwrap().key, "k2");
+        assert!(c.nearest("none", "x").is_none());
+        assert_eq!(c.list().unwrap().len(), 4);
+        c.remove("k2").unwrap();
+        assert!(c.get("k2").is_none());
+        assert_eq!(c.nearest("fam", "../../evil key").unwrap().key, "k1");
+        assert_eq!(c.clear().unwrap(), 3);
+        assert!(c.list().unwrap().is_empty());
+        // Nothing escaped the cache directory.
+        assert!(!dir.path().join("evil key.json").exists());
+    }
+}

@@ -1,1 +1,404 @@
-//! (owned by the store-content work; being written)
+//! Content-addressed blobs under `blobs/sha256/<hex>` (the OCI image layout).
+//!
+//! Blobs are written through a [`BlobWriter`] that stages them in `tmp/`,
+//! hashes while writing, fsyncs and renames into place, so a reader never
+//! sees half a blob and a crash leaves only garbage in `tmp/`. Every read
+//! verifies the digest, so on-disk corruption is reported, never served.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::lock::ActiveLock;
+
+/// The blob store of one root. Cheap to clone; safe to share between threads.
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    root: PathBuf,
+    blobs: PathBuf,
+    tmp: PathBuf,
+    // Held for the life of every clone: tells other processes that our
+    // staging files in tmp/ are live.
+    _active: Arc<ActiveLock>,
+}
+
+impl ContentStore {
+    /// Opens (creating if needed) the store at `root`: `blobs/sha256/`,
+    /// `tmp/` and `oci-layout`. If no other process has the store open, old
+    /// staging files in `tmp/` are deleted.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let blobs = root.join("blobs").join("sha256");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&blobs).at("create directory", &blobs)?;
+        fs::create_dir_all(&tmp).at("create directory", &tmp)?;
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&tmp, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
+        Ok(ContentStore {
+            root: root.to_path_buf(),
+            blobs,
+            tmp,
+            _active: Arc::new(active),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The staging directory; files there are garbage once their writer is
+    /// gone.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Starts writing a new blob, staged in `tmp/` until committed.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.tmp)
+            .at("create a staging file in", &self.tmp)?;
+        let (file, path) = tmp.into_parts();
+        Ok(BlobWriter {
+            out: BufWriter::with_capacity(256 * 1024, file),
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            blobs: self.blobs.clone(),
+        })
+    }
+
+    /// Stores `data` and returns its digest.
+    pub fn put(&self, data: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(data);
+        if self.has(&digest) {
+            return Ok(digest);
+        }
+        let mut w = self.writer()?;
+        w.write_all(data).at("write", w.staging_path())?;
+        Ok(w.commit(Some(&digest))?.0)
+    }
+
+    /// Stores everything `reader` yields, checking it against `expected`.
+    pub fn ingest(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let mut w = self.writer()?;
+        let staging = w.staging_path().to_path_buf();
+        io::copy(reader, &mut w).map_err(|e| StoreError::from_io("copy into", &staging, e))?;
+        w.commit(expected)
+    }
+
+    /// Whether the blob is present (its content is not checked).
+    pub fn has(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
+    }
+
+    /// The blob's size on disk.
+    pub fn size(&self, d: &Digest) -> Result<u64, StoreError> {
+        match fs::metadata(self.path(d)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobMissing { digest: d.clone() })
+            }
+            Err(e) => Err(e).at("stat", &self.path(d)),
+        }
+    }
+
+    /// Where the blob lives (whether or not it exists).
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.blobs.join(d.hex())
+    }
+
+    /// Reads a whole blob, verifying its digest.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(d);
+        let data = match fs::read(&path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::BlobMissing { digest: d.clone() })
+            }
+            Err(e) => return Err(e).at("read", &path),
+        };
+        let actual = Digest::of(&data);
+        if &actual != d {
+            return Err(StoreError::Corrupt {
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Opens a blob for streaming. The reader hashes what it yields and, at
+    /// end of file, fails with [`StoreError::Corrupt`] (inside an
+    /// `io::Error`; see [`StoreError::from_io`]) if the content is wrong.
+    pub fn open_blob(&self, d: &Digest) -> Result<VerifyingReader<File>, StoreError> {
+        let path = self.path(d);
+        match File::open(&path) {
+            Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobMissing { digest: d.clone() })
+            }
+            Err(e) => Err(e).at("open", &path),
+        }
+    }
+
+    /// Deletes a blob; deleting a missing blob is not an error.
+    pub fn delete(&self, d: &Digest) -> Result<(), StoreError> {
+        let path = self.path(d);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).at("delete", &path),
+        }
+    }
+
+    /// Every blob in the store (names that are not digests are ignored).
+    pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.blobs).at("list", &self.blobs)? {
+            let entry = entry.at("list", &self.blobs)?;
+            if let Some(name) = entry.file_name().to_str() {
+                if let Ok(d) = format!("sha256:{name}").parse::<Digest>() {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Deletes everything in `tmp/`: called only when no other process has the
+/// store open, so it is all left over from crashes.
+fn sweep_tmp(tmp: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(tmp).at("list", tmp)? {
+        let entry = entry.at("list", tmp)?;
+        let path = entry.path();
+        let res = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        // A leftover we cannot delete (e.g. a still-mounted dir) must not
+        // stop the store from opening; it is retried next time.
+        let _ = res;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `dest` atomically: staged in `tmp`, fsynced, renamed.
+pub fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let mut f = tempfile::Builder::new()
+        .prefix("write-")
+        .tempfile_in(tmp)
+        .at("create a staging file in", tmp)?;
+    f.write_all(data).at("write", f.path())?;
+    f.as_file().sync_all().at("sync", f.path())?;
+    f.persist(dest).map_err(|e| StoreError::Io {
+        op: "rename into place",
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_parent(dest);
+    Ok(())
+}
+
+/// Best-effort fsync of `path`'s directory, so the rename itself is durable.
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// A blob being written. Hashes as it goes; [`BlobWriter::commit`] moves it
+/// into the store. Dropping it without committing deletes the staging file.
+#[derive(Debug)]
+pub struct BlobWriter {
+    out: BufWriter<File>,
+    path: tempfile::TempPath,
+    hasher: Sha256,
+    size: u64,
+    blobs: PathBuf,
+}
+
+impl BlobWriter {
+    /// The staging file (for error messages).
+    pub fn staging_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the blob: checks it against `expected` (if given), fsyncs
+    /// and renames it to `blobs/sha256/<hex>`. Returns its digest and size.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+        let BlobWriter {
+            out,
+            path,
+            hasher,
+            size,
+            blobs,
+        } = self;
+        let file = out.into_inner().map_err(|e| StoreError::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            source: e.into_error(),
+        })?;
+        let digest = Digest::from_hasher(hasher);
+        if let Some(expected) = expected {
+            if expected != &digest {
+                return Err(StoreError::Corrupt {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let dest = blobs.join(digest.hex());
+        if dest.is_file() {
+            // Same content already stored; the staging file goes on drop.
+            return Ok((digest, size));
+        }
+        file.sync_all().at("sync", &path)?;
+        set_readable(&file, &path)?;
+        drop(file);
+        path.persist(&dest).map_err(|e| StoreError::Io {
+            op: "rename into place",
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        sync_parent(&dest);
+        Ok((digest, size))
+    }
+}
+
+/// Staging files are created 0600; blobs are world-readable like any OCI
+/// layout, so other users' tools (skopeo, umoci) can read a shared store.
+fn set_readable(file: &File, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .at("set permissions of", path)
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A reader that hashes what passes through it and fails at end of file if
+/// the content does not match the expected digest.
+#[derive(Debug)]
+pub struct VerifyingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    expected: Digest,
+    done: bool,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    /// Wraps `inner`, expecting its content to hash to `expected`.
+    pub fn new(inner: R, expected: Digest) -> Self {
+        VerifyingReader {
+            inner,
+            hasher: Sha256::new(),
+            expected,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+        } else if !self.done {
+            self.done = true;
+            let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+            if actual != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    StoreError::Corrupt {
+                        expected: self.expected.clone(),
+                        actual,
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_read_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let d = cs.put(b"hello").unwrap();
+        assert_eq!(d, Digest::of(b"hello"));
+        assert_eq!(cs.read(&d).unwrap(), b"hello");
+        assert_eq!(cs.size(&d).unwrap(), 5);
+        fs::write(cs.path(&d), b"jello").unwrap();
+        let err = cs.read(&d).unwrap_err().to_string();
+        assert!(err.contains(d.as_str()), "{err}");
+        let mut buf = Vec::new();
+        let e = cs.open_blob(&d).unwrap().read_to_end(&mut buf).unwrap_err();
+        let e = StoreError::from_io("read", Path::new("x"), e);
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let mut w = cs.writer().unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(cs.tmp_dir()).unwrap().count(), 0);
+        assert!(cs.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn commit_checks_expected_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let mut w = cs.writer().unwrap();
+        w.write_all(b"abc").unwrap();
+        let wrong = Digest::of(b"abd");
+        assert!(matches!(
+            w.commit(Some(&wrong)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(cs.list().unwrap().is_empty());
+    }
+}

@@ -1,1 +1,233 @@
-//! (owned by the store-content work; being written)
+//! The store's error type: every variant carries what a user needs to act on
+//! it (the digest, the path, the image name, the archive entry).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+
+/// Everything that can go wrong in the content store, the image index, the
+/// cache index and save/load/import.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A blob that something refers to is not in the store.
+    #[error("blob {digest} is not in the store")]
+    BlobMissing {
+        /// The missing blob.
+        digest: Digest,
+    },
+    /// A blob whose bytes do not hash to its name.
+    #[error("blob {expected} is corrupt: its content hashes to {actual}")]
+    Corrupt {
+        /// The digest the blob should have.
+        expected: Digest,
+        /// What its content actually hashes to.
+        actual: Digest,
+    },
+    /// A blob whose length differs from what its descriptor says.
+    #[error("blob {digest} has {actual} bytes but its descriptor says {expected}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// The size from the descriptor.
+        expected: u64,
+        /// The size on disk or in the archive.
+        actual: u64,
+    },
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        /// What was being done ("read", "create", "rename", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A JSON document (manifest, config, index, cache record) is invalid.
+    #[error("invalid {what}")]
+    Json {
+        /// Which document, e.g. "manifest sha256:..." or "index.json".
+        what: String,
+        /// The parse error with its line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A manifest or index whose media type rbk does not handle.
+    #[error("unsupported media type {media_type:?} in {what}")]
+    UnsupportedMediaType {
+        /// The media type found.
+        media_type: String,
+        /// Where it was found.
+        what: String,
+    },
+    /// Something is wrong with one image's blobs; `source` says what.
+    #[error("image {image} is broken")]
+    InImage {
+        /// The image, by name or id.
+        image: String,
+        /// What is wrong.
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// An image name that does not follow Docker's reference grammar.
+    #[error("invalid reference {text:?}: {reason}")]
+    InvalidReference {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No image has this name, tag, id or digest.
+    #[error("no such image: {name}")]
+    ImageNotFound {
+        /// The name or id that was looked up.
+        name: String,
+    },
+    /// A short id that matches several images.
+    #[error("image id prefix {prefix} is ambiguous: it matches {}", .matches.join(", "))]
+    AmbiguousId {
+        /// The prefix given.
+        prefix: String,
+        /// The short ids of the images it matches.
+        matches: Vec<String>,
+    },
+    /// `rmi ID` of an image that several tags point at, without `--force`.
+    #[error(
+        "unable to delete {id} (must be forced): image is referenced by several tags: {}",
+        .tags.join(", ")
+    )]
+    ImageHasTags {
+        /// The image's short id.
+        id: String,
+        /// Its tags.
+        tags: Vec<String>,
+    },
+    /// `untag` of a tag that does not exist.
+    #[error("no such tag: {reference}")]
+    TagNotFound {
+        /// The tag, in familiar form.
+        reference: String,
+    },
+    /// A tag operation needs a `name:tag`, not a digest reference.
+    #[error("cannot tag {reference}: a tag cannot carry a digest")]
+    TagWithDigest {
+        /// The offending reference.
+        reference: String,
+    },
+    /// The store lock could not be taken.
+    #[error("cannot lock the store at {}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An archive entry that would escape the archive's root.
+    #[error("archive entry {entry:?} is unsafe: {reason}")]
+    UnsafeEntry {
+        /// The entry's path as written in the archive.
+        entry: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The archive could not be read as a tar (often: it is truncated).
+    #[error("cannot read the archive (is it truncated, or not a tar?)")]
+    ArchiveRead {
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The archive is neither a docker-archive nor an OCI layout.
+    #[error("archive has neither manifest.json (docker-archive) nor index.json (OCI layout)")]
+    ArchiveFormat,
+    /// The archive's manifest names a file the archive does not contain.
+    #[error("archive refers to {path:?}, which it does not contain")]
+    ArchiveMissing {
+        /// The path or digest that is missing.
+        path: String,
+    },
+    /// The archive's index or manifest.json names no image at all.
+    #[error("archive contains no image")]
+    ArchiveEmpty,
+    /// The config's diff_ids do not match the archive's layers.
+    #[error("image {image}: config lists {diff_ids} layers but the manifest has {layers}")]
+    LayerCountMismatch {
+        /// The image (config digest).
+        image: Digest,
+        /// How many diff_ids the config lists.
+        diff_ids: usize,
+        /// How many layers the manifest lists.
+        layers: usize,
+    },
+    /// A layer whose uncompressed content does not match the config's diff_id.
+    #[error("layer {layer} uncompresses to {actual}, but the config says {expected}")]
+    DiffIdMismatch {
+        /// The layer blob.
+        layer: Digest,
+        /// The diff_id from the config.
+        expected: Digest,
+        /// What the content hashes to.
+        actual: Digest,
+    },
+    /// A `--change` line of `import` that cannot be applied.
+    #[error("invalid --change {line:?}: {reason}")]
+    InvalidChange {
+        /// The line as given.
+        line: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Attaches the operation and path to an `io::Result`, so that errors name
+/// the file concerned instead of a bare "No such file or directory".
+pub trait IoResultExt<T> {
+    /// Converts the error into [`StoreError::Io`] with `op` and `path`.
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> IoResultExt<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl StoreError {
+    /// Wraps a serde_json error with the document it came from.
+    pub fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
+        StoreError::Json {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// Recovers a `StoreError` smuggled through an `io::Error` (as the
+    /// verifying reader does at EOF), or wraps a plain one with its context.
+    pub fn from_io(op: &'static str, path: &Path, e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<StoreError>()) {
+            if let Some(inner) = e.into_inner() {
+                if let Ok(se) = inner.downcast::<StoreError>() {
+                    return *se;
+                }
+            }
+            // Unreachable in practice: we just checked the type.
+            return StoreError::Io {
+                op,
+                path: path.to_path_buf(),
+                source: io::Error::other("corrupt blob"),
+            };
+        }
+        StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}

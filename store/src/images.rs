@@ -1,1 +1,606 @@
-//! (owned by the store-content work; being written)
+//! The image store facade: blobs + `index.json` (tags) + cache index, and
+//! the operations `rbk images/tag/rmi/prune` and the builder need.
+//!
+//! `index.json` lists one entry per tag, annotated with the full normalised
+//! name (`docker.io/library/nginx:latest`), plus one unannotated entry per
+//! untagged ("dangling", `<none>`) image. Every change to it is a
+//! read-modify-write under the exclusive store lock, written atomically.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cache::CacheIndex;
+use crate::content::{write_atomic, ContentStore};
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::lock::{lock, LockGuard, LockMode};
+use crate::oci::{
+    chain_ids, Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+use crate::reference::Reference;
+
+/// An image in the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// The image id: its config digest, as Docker shows it.
+    pub id: Digest,
+    /// The manifest's digest (what `name@sha256:…` pins).
+    pub manifest_digest: Digest,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The config.
+    pub config: ImageConfig,
+    /// The tags pointing at it (empty for a dangling image).
+    pub tags: Vec<Reference>,
+    /// Bytes of content: config plus layer blobs as stored (compressed).
+    pub size: u64,
+}
+
+impl Image {
+    /// The chain ids of the image's layers, which name its snapshots.
+    pub fn chain_ids(&self) -> Vec<Digest> {
+        chain_ids(&self.config.rootfs.diff_ids)
+    }
+}
+
+/// What `remove` did, in order, for `rmi` to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveEvent {
+    /// A tag was removed.
+    Untagged(Reference),
+    /// The image left the index (its blobs go at the next prune).
+    Deleted(Digest),
+}
+
+/// What `prune` should consider garbage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Also drop every build cache record (and so what only they kept).
+    pub cache: bool,
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Dangling images dropped from the index.
+    pub images: Vec<Digest>,
+    /// Blobs deleted.
+    pub blobs: Vec<Digest>,
+    /// Snapshots (chain ids) deleted.
+    pub snapshots: Vec<Digest>,
+    /// Cache records dropped.
+    pub cache_records: usize,
+    /// Bytes freed on disk.
+    pub reclaimed: u64,
+}
+
+/// The store: content, image index and build cache under one root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The blobs.
+    pub content: ContentStore,
+    /// The build cache index.
+    pub cache: CacheIndex,
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let content = ContentStore::open(root)?;
+        let cache = CacheIndex::open(root)?;
+        let snapshots = root.join("snapshots");
+        fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
+        Ok(Store {
+            content,
+            cache,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the snapshot of a chain id lives: `snapshots/<chain-id-hex>`.
+    pub fn snapshot_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(chain_id.hex())
+    }
+
+    /// Takes the store lock (exclusive for mutations, shared for reads that
+    /// need a consistent view of several files).
+    pub fn lock(&self, mode: LockMode) -> Result<LockGuard, StoreError> {
+        lock(&self.root.join("lock"), mode)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// Reads `index.json` (an empty index if there is none yet).
+    pub fn read_index(&self) -> Result<Index, StoreError> {
+        let path = self.index_path();
+        match fs::read(&path) {
+            Ok(data) => {
+                serde_json::from_slice(&data).map_err(|e| StoreError::json("index.json", e))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(e).at("read", &path),
+        }
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), StoreError> {
+        let data = serde_json::to_vec(index).map_err(|e| StoreError::json("index.json", e))?;
+        write_atomic(self.content.tmp_dir(), &self.index_path(), &data)
+    }
+
+    /// Runs `f` on the index under the exclusive lock and writes the result.
+    fn update_index<T>(
+        &self,
+        f: impl FnOnce(&mut Index) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _guard = self.lock(LockMode::Exclusive)?;
+        let mut index = self.read_index()?;
+        let out = f(&mut index)?;
+        self.write_index(&index)?;
+        Ok(out)
+    }
+
+    /// Reads and parses a JSON blob.
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        d: &Digest,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        let data = self.content.read(d)?;
+        serde_json::from_slice(&data).map_err(|e| StoreError::json(format!("{what} {d}"), e))
+    }
+
+    /// Loads the image whose manifest is `manifest_digest`.
+    pub fn image_by_manifest(
+        &self,
+        manifest_digest: &Digest,
+        tags: Vec<Reference>,
+    ) -> Result<Image, StoreError> {
+        let manifest: Manifest = self.read_json(manifest_digest, "manifest")?;
+        if let Some(mt) = &manifest.media_type {
+            if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+                return Err(StoreError::UnsupportedMediaType {
+                    media_type: mt.clone(),
+                    what: format!("manifest {manifest_digest}"),
+                });
+            }
+        }
+        let config: ImageConfig = self.read_json(&manifest.config.digest, "config")?;
+        let size = manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+        Ok(Image {
+            id: manifest.config.digest.clone(),
+            manifest_digest: manifest_digest.clone(),
+            manifest,
+            config,
+            tags,
+            size,
+        })
+    }
+
+    /// Every image, newest first; tags sorted.
+    pub fn list(&self) -> Result<Vec<Image>, StoreError> {
+        let index = {
+            let _guard = self.lock(LockMode::Shared)?;
+            self.read_index()?
+        };
+        let mut by_manifest: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
+        for desc in &index.manifests {
+            let tags = by_manifest.entry(desc.digest.clone()).or_default();
+            // Names that are not references (e.g. a bare tag written by
+            // another tool into this layout) do not count as tags.
+            if let Some(r) = desc.ref_name().and_then(|n| Reference::parse(n).ok()) {
+                if !tags.contains(&r) {
+                    tags.push(r);
+                }
+            }
+        }
+        let mut images = Vec::with_capacity(by_manifest.len());
+        for (digest, mut tags) in by_manifest {
+            tags.sort();
+            let name = tags
+                .first()
+                .map_or_else(|| digest.to_string(), Reference::familiar);
+            let image = self
+                .image_by_manifest(&digest, tags)
+                .map_err(|e| StoreError::InImage {
+                    image: name,
+                    source: Box::new(e),
+                })?;
+            images.push(image);
+        }
+        images.sort_by(|a, b| {
+            b.config
+                .created
+                .cmp(&a.config.created)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(images)
+    }
+
+    /// Finds an image by tag (`nginx`, `nginx:1`), full or short id (config
+    /// digest, with or without `sha256:`), or manifest digest
+    /// (`name@sha256:…` or `sha256:…`).
+    pub fn resolve(&self, name_or_id: &str) -> Result<Image, StoreError> {
+        let not_found = || StoreError::ImageNotFound {
+            name: name_or_id.to_string(),
+        };
+        let images = self.list()?;
+        if let Ok(d) = name_or_id.parse::<Digest>() {
+            return images
+                .into_iter()
+                .find(|i| i.id == d || i.manifest_digest == d)
+                .ok_or_else(not_found);
+        }
+        if let Ok(r) = Reference::parse(name_or_id) {
+            let hit = match r.digest() {
+                Some(d) => images
+                    .iter()
+                    .find(|i| &i.manifest_digest == d || &i.id == d),
+                None => images.iter().find(|i| i.tags.contains(&r)),
+            };
+            if let Some(i) = hit {
+                return Ok(i.clone());
+            }
+        }
+        let prefix = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
+        if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            let prefix = prefix.to_ascii_lowercase();
+            let mut hits: Vec<Image> = images
+                .into_iter()
+                .filter(|i| i.id.hex().starts_with(&prefix))
+                .collect();
+            let mut ids: Vec<String> = hits.iter().map(|i| i.id.short().to_string()).collect();
+            ids.dedup();
+            return match ids.len() {
+                0 => Err(not_found()),
+                1 => Ok(hits.swap_remove(0)),
+                _ => Err(StoreError::AmbiguousId {
+                    prefix,
+                    matches: ids,
+                }),
+            };
+        }
+        Err(not_found())
+    }
+
+    /// Writes `config` and a manifest over `layers` (whose blobs must be in
+    /// the store) and points `tags` at it. With no tags the image is listed
+    /// as dangling until tagged or pruned.
+    pub fn commit_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        tags: &[Reference],
+    ) -> Result<Image, StoreError> {
+        let config_bytes =
+            serde_json::to_vec(config).map_err(|e| StoreError::json("image config", e))?;
+        let config_digest = Digest::of(&config_bytes);
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(StoreError::LayerCountMismatch {
+                image: config_digest,
+                diff_ids: config.rootfs.diff_ids.len(),
+                layers: layers.len(),
+            });
+        }
+        for l in layers {
+            if !self.content.has(&l.digest) {
+                return Err(StoreError::BlobMissing {
+                    digest: l.digest.clone(),
+                });
+            }
+        }
+        self.content.put(&config_bytes)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),
+            config: Descriptor::new(
+                MEDIA_TYPE_OCI_CONFIG,
+                config_digest,
+                config_bytes.len() as u64,
+            ),
+            layers: layers.to_vec(),
+            annotations: BTreeMap::new(),
+        };
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| StoreError::json("manifest", e))?;
+        let manifest_digest = self.content.put(&manifest_bytes)?;
+        let desc = Descriptor::new(
+            MEDIA_TYPE_OCI_MANIFEST,
+            manifest_digest.clone(),
+            manifest_bytes.len() as u64,
+        );
+        self.add_to_index(&desc, tags)?;
+        let mut tags = tags.to_vec();
+        tags.sort();
+        tags.dedup();
+        self.image_by_manifest(&manifest_digest, tags)
+    }
+
+    /// Lists the manifest `desc` (whose blobs are in the store) in the
+    /// index under `tags`, moving each tag from whatever image had it.
+    pub fn add_to_index(&self, desc: &Descriptor, tags: &[Reference]) -> Result<(), StoreError> {
+        for t in tags {
+            check_taggable(t)?;
+        }
+        self.update_index(|index| {
+            let mut plain = desc.clone();
+            plain.annotations.remove(ANNOTATION_REF_NAME);
+            for t in tags {
+                set_tag(index, &plain, t);
+            }
+            if !index.manifests.iter().any(|d| d.digest == desc.digest) {
+                index.manifests.push(plain);
+            }
+            Ok(())
+        })
+    }
+
+    /// Points tag `r` at `image` (moving it from any other image).
+    pub fn tag(&self, image: &Image, r: &Reference) -> Result<(), StoreError> {
+        check_taggable(r)?;
+        let size = self.content.size(&image.manifest_digest)?;
+        let media_type = image
+            .manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let desc = Descriptor::new(&media_type, image.manifest_digest.clone(), size);
+        self.update_index(|index| {
+            set_tag(index, &desc, r);
+            Ok(())
+        })
+    }
+
+    /// Removes tag `r`. An image that loses its last tag stays, dangling.
+    pub fn untag(&self, r: &Reference) -> Result<(), StoreError> {
+        let name = r.to_string();
+        self.update_index(|index| {
+            let pos = index
+                .manifests
+                .iter()
+                .position(|d| d.ref_name() == Some(name.as_str()))
+                .ok_or_else(|| StoreError::TagNotFound {
+                    reference: r.familiar(),
+                })?;
+            let removed = index.manifests.remove(pos);
+            keep_listed(index, &removed);
+            Ok(())
+        })
+    }
+
+    /// `rmi` semantics. A tag: untag it, and delete the image if it was its
+    /// last. An id or digest: delete the image and all its tags, refusing
+    /// when several tags point at it unless `force`.
+    pub fn remove(&self, name_or_id: &str, force: bool) -> Result<Vec<RemoveEvent>, StoreError> {
+        let image = self.resolve(name_or_id)?;
+        let by_tag = Reference::parse(name_or_id)
+            .ok()
+            .filter(|r| r.digest().is_none() && image.tags.contains(r));
+        let untag: Vec<Reference> = match &by_tag {
+            Some(r) if image.tags.len() > 1 => vec![r.clone()],
+            Some(_) => image.tags.clone(),
+            None if image.tags.len() > 1 && !force => {
+                return Err(StoreError::ImageHasTags {
+                    id: image.id.short().to_string(),
+                    tags: image.tags.iter().map(Reference::familiar).collect(),
+                })
+            }
+            None => image.tags.clone(),
+        };
+        let delete = untag.len() == image.tags.len();
+        let names: HashSet<String> = untag.iter().map(|r| r.to_string()).collect();
+        self.update_index(|index| {
+            index.manifests.retain(|d| {
+                if d.digest != image.manifest_digest {
+                    return true;
+                }
+                match d.ref_name() {
+                    Some(n) => !names.contains(n),
+                    None => !delete,
+                }
+            });
+            Ok(())
+        })?;
+        let mut events: Vec<RemoveEvent> = untag.into_iter().map(RemoveEvent::Untagged).collect();
+        if delete {
+            events.push(RemoveEvent::Deleted(image.id));
+        }
+        Ok(events)
+    }
+
+    /// Deletes what nothing needs: dangling images, blobs no tagged image
+    /// or cache record reaches, and snapshots (`snapshots/<chain-id-hex>`)
+    /// of no kept image or cache record. Only directories named by a chain
+    /// id are considered, so snapshots in progress are left alone.
+    pub fn prune(&self, opts: PruneOptions) -> Result<PruneReport, StoreError> {
+        let _guard = self.lock(LockMode::Exclusive)?;
+        let mut report = PruneReport::default();
+        if opts.cache {
+            report.cache_records = self.cache.clear()?;
+        }
+        let mut index = self.read_index()?;
+        let mut keep_blobs: HashSet<Digest> = HashSet::new();
+        let mut keep_chains: HashSet<Digest> = HashSet::new();
+        let mut dropped: Vec<Digest> = Vec::new();
+        index.manifests.retain(|d| {
+            let keep = d.ref_name().is_some();
+            if !keep && !dropped.contains(&d.digest) {
+                dropped.push(d.digest.clone());
+            }
+            keep
+        });
+        for desc in &index.manifests {
+            if !keep_blobs.insert(desc.digest.clone()) {
+                continue;
+            }
+            let name = desc.ref_name().unwrap_or(desc.digest.as_str()).to_string();
+            let wrap = |e| StoreError::InImage {
+                image: name.clone(),
+                source: Box::new(e),
+            };
+            let manifest: Manifest = self.read_json(&desc.digest, "manifest").map_err(wrap)?;
+            keep_blobs.insert(manifest.config.digest.clone());
+            keep_blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            let config: ImageConfig = self
+                .read_json(&manifest.config.digest, "config")
+                .map_err(wrap)?;
+            keep_chains.extend(chain_ids(&config.rootfs.diff_ids));
+        }
+        for rec in self.cache.list()? {
+            keep_blobs.extend(rec.layer.map(|l| l.digest));
+            keep_chains.extend(rec.chain_id);
+        }
+        report.images = dropped
+            .into_iter()
+            .filter(|d| !keep_blobs.contains(d))
+            .collect();
+        self.write_index(&index)?;
+        for d in self.content.list()? {
+            if !keep_blobs.contains(&d) {
+                report.reclaimed += self.content.size(&d).unwrap_or(0);
+                self.content.delete(&d)?;
+                report.blobs.push(d);
+            }
+        }
+        let snapshots = self.root.join("snapshots");
+        if let Ok(entries) = fs::read_dir(&snapshots) {
+            for entry in entries.flatten() {
+                let Some(chain) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+                else {
+                    continue;
+                };
+                if keep_chains.contains(&chain) {
+                    continue;
+                }
+                let path = entry.path();
+                report.reclaimed += dir_size(&path);
+                remove_tree(&path)?;
+                report.snapshots.push(chain);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn check_taggable(r: &Reference) -> Result<(), StoreError> {
+    if r.digest().is_some() || r.tag().is_none() {
+        return Err(StoreError::TagWithDigest {
+            reference: r.familiar(),
+        });
+    }
+    Ok(())
+}
+
+/// Moves tag `r` to the manifest `desc` within `index`.
+fn set_tag(index: &mut Index, desc: &Descriptor, r: &Reference) {
+    let name = r.to_string();
+    if let Some(pos) = index
+        .manifests
+        .iter()
+        .position(|d| d.ref_name() == Some(name.as_str()))
+    {
+        let old = index.manifests.remove(pos);
+        if old.digest != desc.digest {
+            keep_listed(index, &old);
+        }
+    }
+    // The image now has a tag, so its dangling entry is redundant.
+    index
+        .manifests
+        .retain(|d| !(d.digest == desc.digest && d.ref_name().is_none()));
+    let mut entry = desc.clone();
+    entry
+        .annotations
+        .insert(ANNOTATION_REF_NAME.to_string(), name);
+    index.manifests.push(entry);
+}
+
+/// After an entry left the index, keeps its image listed (as dangling) if no
+/// other entry lists it, as Docker keeps a retagged image as `<none>`.
+fn keep_listed(index: &mut Index, removed: &Descriptor) {
+    if !index.manifests.iter().any(|d| d.digest == removed.digest) {
+        let mut dangling = removed.clone();
+        dangling.annotations.remove(ANNOTATION_REF_NAME);
+        index.manifests.push(dangling);
+    }
+}
+
+/// Bytes used by the files under `path` (not following symlinks).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Deletes a tree, first making directories writable if a read-only one
+/// (common in unpacked images) stops an unprivileged user.
+fn remove_tree(path: &Path) -> Result<(), StoreError> {
+    if fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_writable(path);
+    fs::remove_dir_all(path).at("delete", path)
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = fs::read_dir(path) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// Whether `media_type` names a single-image manifest rbk can store.
+pub fn is_manifest_media_type(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_OCI_MANIFEST || media_type == MEDIA_TYPE_DOCKER_MANIFEST
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_tag_moves_and_keeps_old_image_dangling() {
+        let a = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, Digest::of(b"a"), 1);
+        let b = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, Digest::of(b"b"), 1);
+        let r = Reference::parse("x").unwrap();
+        let mut idx = Index::default();
+        set_tag(&mut idx, &a, &r);
+        set_tag(&mut idx, &b, &r);
+        assert_eq!(idx.manifests.len(), 2);
+        assert_eq!(idx.manifests[0].digest, a.digest);
+        assert_eq!(idx.manifests[0].ref_name(), None);
+        assert_eq!(
+            idx.manifests[1].ref_name(),
+            Some("docker.io/library/x:latest")
+        );
+    }
+}

@@ -19,3 +19,8 @@ pub mod snapshot;
 pub mod sys;
 
 pub use digest::Digest;
+pub use cache::{BuildCache, CacheIndex, CacheRecord};
+pub use content::{BlobWriter, ContentStore};
+pub use error::StoreError;
+pub use images::{Image, Store};
+pub use reference::Reference;

@@ -1,1 +1,296 @@
-//! Content store, image index, archives (save/load/import).
+//! Content store, image index (tags, resolve, rmi, prune) and locking.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use rbk_store::cache::{BuildCache, CacheRecord};
+use rbk_store::images::{PruneOptions, RemoveEvent};
+use rbk_store::oci::{self, Descriptor, ImageConfig, RootFs};
+use rbk_store::{ContentStore, Digest, Reference, Store, StoreError};
+
+/// A one-layer image whose layer is `payload` (stored as an "uncompressed
+/// layer": the store does not look inside).
+pub fn make_image(store: &Store, payload: &[u8], created: &str, tags: &[&str]) -> rbk_store::Image {
+    let layer = store.content.put(payload).unwrap();
+    let config = ImageConfig {
+        created: Some(created.to_string()),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.clone()],
+        },
+        ..Default::default()
+    };
+    let desc = Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER, layer, payload.len() as u64);
+    let tags: Vec<Reference> = tags.iter().map(|t| Reference::parse(t).unwrap()).collect();
+    store.commit_image(&config, &[desc], &tags).unwrap()
+}
+
+fn index_text(root: &Path) -> String {
+    fs::read_to_string(root.join("index.json")).unwrap_or_default()
+}
+
+#[test]
+fn corrupted_blob_error_names_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = ContentStore::open(dir.path()).unwrap();
+    let d = cs.put(b"some layer bytes").unwrap();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(cs.path(&d))
+        .unwrap();
+    f.write_all(b"X").unwrap();
+    drop(f);
+    let err = cs.read(&d).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }));
+    assert!(err.to_string().contains(d.as_str()), "{err}");
+    // Streaming reads fail at EOF too.
+    let mut r = cs.open_blob(&d).unwrap();
+    let e = r.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(e.to_string().contains(d.as_str()), "{e}");
+    // A missing blob says so, with the digest.
+    let missing = Digest::of(b"nope");
+    let err = cs.read(&missing).unwrap_err().to_string();
+    assert!(
+        err.contains("not in the store") && err.contains(missing.as_str()),
+        "{err}"
+    );
+}
+
+#[test]
+fn concurrent_writers_of_same_and_different_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = ContentStore::open(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for i in 0..8u8 {
+            let cs = cs.clone();
+            s.spawn(move || {
+                for j in 0..20u8 {
+                    // Half the writers race on identical content.
+                    let data = if j % 2 == 0 {
+                        vec![j; 10_000]
+                    } else {
+                        vec![i, j]
+                    };
+                    let mut w = cs.writer().unwrap();
+                    w.write_all(&data).unwrap();
+                    let (d, n) = w.commit(None).unwrap();
+                    assert_eq!(d, Digest::of(&data));
+                    assert_eq!(n, data.len() as u64);
+                    assert_eq!(cs.read(&d).unwrap(), data);
+                }
+            });
+        }
+    });
+    assert_eq!(cs.list().unwrap().len(), 10 + 8 * 10);
+    assert_eq!(
+        fs::read_dir(cs.tmp_dir()).unwrap().count(),
+        0,
+        "staging files left over"
+    );
+}
+
+#[test]
+fn tmp_leftovers_are_swept_only_when_no_one_else_has_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ContentStore::open(dir.path()).unwrap();
+    let junk = dir.path().join("tmp").join("blob-crashed");
+    fs::write(&junk, b"half").unwrap();
+    let second = ContentStore::open(dir.path()).unwrap();
+    assert!(junk.exists(), "swept while another process held the store");
+    drop((first, second));
+    let _third = ContentStore::open(dir.path()).unwrap();
+    assert!(!junk.exists(), "crash leftover not swept");
+}
+
+#[test]
+fn tag_resolve_untag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let img = make_image(&store, b"layer-a", "2024-01-01T00:00:00Z", &["busybox"]);
+    assert!(index_text(dir.path()).contains("docker.io/library/busybox:latest"));
+    for name in [
+        "busybox",
+        "busybox:latest",
+        "docker.io/library/busybox:latest",
+        img.id.as_str(),
+        img.id.hex(),
+        img.id.short(),
+        &img.id.hex()[..4],
+        img.manifest_digest.as_str(),
+        &format!("busybox@{}", img.manifest_digest),
+    ] {
+        assert_eq!(store.resolve(name).unwrap().id, img.id, "{name}");
+    }
+    let err = store.resolve("nginx").unwrap_err().to_string();
+    assert!(err.contains("no such image: nginx"), "{err}");
+
+    store
+        .tag(&img, &Reference::parse("localhost/bb:1").unwrap())
+        .unwrap();
+    let tags: Vec<String> = store
+        .resolve("busybox")
+        .unwrap()
+        .tags
+        .iter()
+        .map(|t| t.familiar())
+        .collect();
+    assert_eq!(tags, ["busybox:latest", "localhost/bb:1"]);
+
+    store.untag(&Reference::parse("busybox").unwrap()).unwrap();
+    store
+        .untag(&Reference::parse("localhost/bb:1").unwrap())
+        .unwrap();
+    // Untagged but still listed, as <none>.
+    let all = store.list().unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].tags.is_empty());
+    let err = store
+        .untag(&Reference::parse("busybox").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no such tag: busybox:latest"), "{err}");
+}
+
+#[test]
+fn retag_leaves_previous_image_dangling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a = make_image(&store, b"a", "2024-01-01T00:00:00Z", &["app"]);
+    let b = make_image(&store, b"b", "2024-01-02T00:00:00Z", &["app"]);
+    assert_eq!(store.resolve("app").unwrap().id, b.id);
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, b.id, "newest first");
+    assert_eq!(list[1].id, a.id);
+    assert!(list[1].tags.is_empty());
+}
+
+#[test]
+fn rmi_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let img = make_image(&store, b"x", "2024-01-01T00:00:00Z", &["one", "two"]);
+    // By id with two tags: refused without force.
+    let err = store.remove(img.id.short(), false).unwrap_err();
+    assert!(matches!(err, StoreError::ImageHasTags { .. }), "{err}");
+    assert!(err.to_string().contains("one:latest"), "{err}");
+    // By tag: only untags while another tag is left.
+    let ev = store.remove("one", false).unwrap();
+    assert_eq!(
+        ev,
+        vec![RemoveEvent::Untagged(Reference::parse("one").unwrap())]
+    );
+    // Last tag: untag and delete.
+    let ev = store.remove("two", false).unwrap();
+    assert_eq!(
+        ev,
+        vec![
+            RemoveEvent::Untagged(Reference::parse("two").unwrap()),
+            RemoveEvent::Deleted(img.id.clone())
+        ]
+    );
+    assert!(store.list().unwrap().is_empty());
+    // Forced removal by id of a multi-tagged image.
+    let img = make_image(&store, b"y", "2024-01-01T00:00:00Z", &["p", "q"]);
+    let ev = store.remove(img.id.as_str(), true).unwrap();
+    assert_eq!(ev.len(), 3);
+    assert!(store.list().unwrap().is_empty());
+    let err = store.remove("ghost", false).unwrap_err().to_string();
+    assert!(err.contains("ghost"), "{err}");
+}
+
+#[test]
+fn prune_keeps_what_tags_and_cache_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kept = make_image(&store, b"kept", "2024-01-01T00:00:00Z", &["kept"]);
+    let gone = make_image(&store, b"gone", "2024-01-01T00:00:00Z", &["gone"]);
+    let cached = store.content.put(b"cached layer").unwrap();
+    let cached_chain = Digest::of(b"cached chain");
+    store
+        .cache
+        .put(&CacheRecord {
+            key: "k".into(),
+            family: "f".into(),
+            layer: Some(Descriptor::new(
+                oci::MEDIA_TYPE_OCI_LAYER_GZIP,
+                cached.clone(),
+                12,
+            )),
+            diff_id: None,
+            chain_id: Some(cached_chain.clone()),
+            config: None,
+            inputs: serde_json::Value::Null,
+            created: "2024-01-01T00:00:00Z".into(),
+        })
+        .unwrap();
+    let orphan = store.content.put(b"orphan").unwrap();
+    // Snapshots: one per image layer chain, one for the cache, one stray,
+    // and one not named by a chain id (in progress), which must survive.
+    for chain in [
+        &kept.chain_ids()[0],
+        &gone.chain_ids()[0],
+        &cached_chain,
+        &Digest::of(b"stray"),
+    ] {
+        let fs_dir = store.snapshot_dir(chain).join("fs");
+        fs::create_dir_all(&fs_dir).unwrap();
+        fs::write(fs_dir.join("f"), b"12345").unwrap();
+    }
+    let active = dir.path().join("snapshots").join("active-1");
+    fs::create_dir_all(&active).unwrap();
+
+    store.remove("gone", false).unwrap();
+    let report = store.prune(PruneOptions::default()).unwrap();
+    assert!(report.blobs.contains(&orphan));
+    assert!(report.blobs.contains(&gone.id));
+    assert!(report.blobs.contains(&gone.manifest_digest));
+    assert_eq!(report.snapshots.len(), 2);
+    assert!(report.reclaimed >= 10);
+    assert!(store.content.has(&cached));
+    assert!(store.content.has(&kept.manifest_digest));
+    assert!(store.snapshot_dir(&kept.chain_ids()[0]).exists());
+    assert!(store.snapshot_dir(&cached_chain).exists());
+    assert!(!store.snapshot_dir(&gone.chain_ids()[0]).exists());
+    assert!(active.exists());
+    assert_eq!(store.resolve("kept").unwrap().id, kept.id);
+
+    let report = store.prune(PruneOptions { cache: true }).unwrap();
+    assert_eq!(report.cache_records, 1);
+    assert!(!store.content.has(&cached));
+    assert!(store.content.has(&kept.id));
+}
+
+#[test]
+fn a_killed_lock_holder_releases_the_lock() {
+    // A child process takes the exclusive lock with flock(1) and is killed.
+    if std::process::Command::new("flock")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: flock(1) not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let lock = dir.path().join("lock");
+    let mut child = std::process::Command::new("flock")
+        .arg("-x")
+        .arg("-o")
+        .arg(&lock)
+        .arg("sleep")
+        .arg("3")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Would hang forever if the lock survived its holder.
+    make_image(&store, b"after kill", "2024-01-01T00:00:00Z", &["x"]);
+    assert_eq!(store.list().unwrap().len(), 1);
+}
