@@ -1,1 +1,9 @@
-//! (owned by the store-layer work; being written)
+//! placeholder
+use std::path::PathBuf;
+/// A mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: String,
+    pub source: PathBuf,
+    pub options: Vec<String>,
+}

@@ -1,0 +1,139 @@
+//! File syscalls std does not offer: extended attributes and device nodes.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use nix::sys::stat::{Mode, SFlag};
+
+/// Whether the process runs as root (and may chown, mknod, set trusted.*).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn cname(n: &OsStr) -> io::Result<CString> {
+    CString::new(n.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })
+}
+
+fn not_supported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTSUP)
+}
+
+/// The names of the extended attributes of `path` (not following a final
+/// symlink), in the order the filesystem lists them. A filesystem without
+/// xattr support has none.
+pub fn list_xattrs(path: &Path) -> io::Result<Vec<OsString>> {
+    let p = cpath(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `p` is a valid NUL-terminated string and `buf` is a live,
+        // writable allocation of exactly `buf.len()` bytes.
+        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            _ if not_supported(&e) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    }
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| OsString::from_vec(s.to_vec()))
+        .collect())
+}
+
+/// The value of xattr `name` on `path` (not following a final symlink), or
+/// `None` when it is not set.
+pub fn get_xattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: `p` and `n` are NUL-terminated; `buf` is writable for
+        // `buf.len()` bytes.
+        let got =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENODATA) => return Ok(None),
+            _ if not_supported(&e) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Sets xattr `name` on `path` itself (a symlink is not followed).
+pub fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    // SAFETY: `p` and `n` are NUL-terminated; `value` is readable for
+    // `value.len()` bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kind of special file [`make_node`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe.
+    Fifo,
+}
+
+/// Creates a device node or fifo at `path` with permission bits `perm`.
+pub fn make_node(path: &Path, kind: NodeKind, perm: u32, major: u64, minor: u64) -> io::Result<()> {
+    let kind_flag = match kind {
+        NodeKind::Char => SFlag::S_IFCHR,
+        NodeKind::Block => SFlag::S_IFBLK,
+        NodeKind::Fifo => SFlag::S_IFIFO,
+    };
+    let dev = nix::sys::stat::makedev(major, minor);
+    nix::sys::stat::mknod(
+        path,
+        kind_flag,
+        Mode::from_bits_truncate(perm & 0o7777),
+        dev,
+    )
+    .map_err(io::Error::from)
+}
+
+/// The major and minor numbers of a device id from `stat`.
+pub fn dev_major_minor(rdev: u64) -> (u64, u64) {
+    (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
+}
