@@ -602,7 +602,7 @@ mod tests {
     #[test]
     fn pax_record_length_counts_itself() {
         for (k, v, want) in [
-            (&b"path"[..], &b"a"[..], &b"8 path=a\n"[..]),
+            (&b"path"[..], &b"a"[..], &b"9 path=a\n"[..]),
             (b"path", &[b'x'; 95][..], b""),
         ] {
             let mut out = Vec::new();
