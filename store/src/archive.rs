@@ -1,1 +1,671 @@
-//! (owned by the store-content work; being written)
+//! `save`, `load` and `import`: images in and out of the store as tar files.
+//!
+//! `save` writes one tar that is both a docker-archive (`manifest.json`,
+//! `repositories`) and an OCI image layout (`oci-layout`, `index.json`),
+//! the two sharing the blobs under `blobs/sha256/`, so `docker load`,
+//! `podman load`, `skopeo` (`docker-archive:` and `oci-archive:`) and
+//! `umoci` all read it (Docker 25+ writes the same shape).
+//!
+//! `load` reads either kind, plain or gzip/zstd compressed. Everything is
+//! staged in `tmp/` and verified first; blobs are published and tags set
+//! only when the whole archive was good, so a bad archive leaves the store
+//! as it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::StagedBlob;
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::images::{Image, Store};
+use crate::oci::{
+    host_architecture, Descriptor, ImageConfig, Index, LayerCompression, Manifest,
+    ANNOTATION_REF_NAME, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+use crate::reference::Reference;
+
+mod changes;
+mod import;
+
+pub use changes::apply_change;
+pub use import::import;
+
+/// The annotation containerd and Docker put the full image name in.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// JSON files in an archive larger than this are refused rather than read
+/// into memory (real manifests and configs are a few KiB).
+const MAX_JSON: u64 = 64 << 20;
+
+/// One entry of a docker-archive `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// An image to save and the names to record for it.
+#[derive(Debug, Clone)]
+pub struct SaveItem {
+    /// The image.
+    pub image: Image,
+    /// The names it gets in the archive (may be empty).
+    pub names: Vec<Reference>,
+}
+
+/// Resolves `rbk save` arguments: a tag saves the image under that tag;
+/// an id saves it under all its tags. Several names of one image share one
+/// entry.
+pub fn save_items(store: &Store, names: &[String]) -> Result<Vec<SaveItem>, StoreError> {
+    let mut items: Vec<SaveItem> = Vec::new();
+    for name in names {
+        let image = store.resolve(name)?;
+        let tag = Reference::parse(name)
+            .ok()
+            .filter(|r| r.digest().is_none() && image.tags.contains(r));
+        let names = match tag {
+            Some(r) => vec![r],
+            None => image.tags.clone(),
+        };
+        match items
+            .iter_mut()
+            .find(|i| i.image.manifest_digest == image.manifest_digest)
+        {
+            Some(item) => {
+                for n in names {
+                    if !item.names.contains(&n) {
+                        item.names.push(n);
+                    }
+                }
+            }
+            None => items.push(SaveItem { image, names }),
+        }
+    }
+    Ok(items)
+}
+
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+fn tar_header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_entry_type(kind);
+    h.set_uid(0);
+    h.set_gid(0);
+    // A fixed time keeps two saves of the same images byte-identical.
+    h.set_mtime(0);
+    h
+}
+
+fn write_err(e: io::Error) -> StoreError {
+    StoreError::Io {
+        op: "write the archive to",
+        path: "output".into(),
+        source: e,
+    }
+}
+
+/// Writes `items` as one tar that is both a docker-archive and an OCI
+/// layout. Blobs are streamed from the store and verified on the way.
+pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), StoreError> {
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+    let put = |tar: &mut tar::Builder<_>, path: &str, data: &[u8]| -> Result<(), StoreError> {
+        let mut h = tar_header(data.len() as u64, 0o644, tar::EntryType::Regular);
+        tar.append_data(&mut h, path, data).map_err(write_err)
+    };
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = tar_header(0, 0o755, tar::EntryType::Directory);
+        tar.append_data(&mut h, dir, io::empty())
+            .map_err(write_err)?;
+    }
+    let mut written: Vec<Digest> = Vec::new();
+    let mut index = Index::default();
+    let mut docker: Vec<DockerManifestEntry> = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for item in items {
+        let img = &item.image;
+        let mut blobs = vec![img.manifest_digest.clone(), img.id.clone()];
+        blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+        for d in blobs {
+            if written.contains(&d) {
+                continue;
+            }
+            let size = store.content.size(&d)?;
+            let reader = store.content.open_blob(&d)?;
+            let mut h = tar_header(size, 0o644, tar::EntryType::Regular);
+            let path = blob_path(&d);
+            tar.append_data(&mut h, &path, reader).map_err(|e| {
+                StoreError::from_io("write the archive from", &store.content.path(&d), e)
+            })?;
+            written.push(d);
+        }
+        let manifest_size = store.content.size(&img.manifest_digest)?;
+        let mt = img
+            .manifest
+            .media_type
+            .as_deref()
+            .unwrap_or(MEDIA_TYPE_OCI_MANIFEST);
+        let base = Descriptor::new(mt, img.manifest_digest.clone(), manifest_size);
+        if item.names.is_empty() {
+            index.manifests.push(base.clone());
+        }
+        for name in &item.names {
+            // Docker's convention: ref.name holds the tag (what `umoci
+            // --image dir:TAG` and `skopeo oci-archive:f:TAG` match), the
+            // containerd annotation the full name.
+            let mut d = base.clone();
+            if let Some(tag) = name.tag() {
+                d.annotations
+                    .insert(ANNOTATION_REF_NAME.into(), tag.to_string());
+            }
+            d.annotations
+                .insert(ANNOTATION_CONTAINERD_NAME.into(), name.to_string());
+            index.manifests.push(d);
+            if let (Some(tag), Some(top)) = (name.tag(), img.config.rootfs.diff_ids.last()) {
+                repositories
+                    .entry(name.familiar_repository())
+                    .or_default()
+                    .insert(tag.to_string(), top.hex().to_string());
+            }
+        }
+        let tags: Vec<String> = item
+            .names
+            .iter()
+            .filter(|n| n.tag().is_some())
+            .map(Reference::familiar)
+            .collect();
+        docker.push(DockerManifestEntry {
+            config: blob_path(&img.id),
+            repo_tags: (!tags.is_empty()).then_some(tags),
+            layers: img
+                .manifest
+                .layers
+                .iter()
+                .map(|l| blob_path(&l.digest))
+                .collect(),
+        });
+    }
+    put(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    put(&mut tar, "index.json", &to_json("index.json", &index)?)?;
+    put(
+        &mut tar,
+        "manifest.json",
+        &to_json("manifest.json", &docker)?,
+    )?;
+    put(
+        &mut tar,
+        "repositories",
+        &to_json("repositories", &repositories)?,
+    )?;
+    let mut w = tar.into_inner().map_err(write_err)?;
+    w.flush().map_err(write_err)
+}
+
+fn to_json<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::json(what, e))
+}
+
+/// Wraps `reader` in a decompressor chosen by its first bytes (gzip, zstd,
+/// or none).
+pub fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, StoreError> {
+    let mut buf = BufReader::with_capacity(1 << 20, reader);
+    let head = buf
+        .fill_buf()
+        .map_err(|source| StoreError::ArchiveRead { source })?;
+    Ok(match LayerCompression::sniff(head) {
+        LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        LayerCompression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf)
+                .map_err(|source| StoreError::ArchiveRead { source })?,
+        ),
+        LayerCompression::None => Box::new(buf),
+    })
+}
+
+/// An archive path made safe: relative, no `..`, no `.`, `/`-joined.
+fn clean_entry_path(raw: &Path) -> Result<String, StoreError> {
+    let entry = || raw.to_string_lossy().into_owned();
+    let mut parts: Vec<String> = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(StoreError::UnsafeEntry {
+                    entry: entry(),
+                    reason: "it contains '..'",
+                })
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(StoreError::UnsafeEntry {
+                    entry: entry(),
+                    reason: "it is an absolute path",
+                })
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symlink target relative to the link's directory, refusing
+/// targets that leave the archive.
+fn resolve_link(entry: &str, link_dir: &str, target: &Path) -> Result<String, StoreError> {
+    let unsafe_link = || StoreError::UnsafeEntry {
+        entry: entry.to_string(),
+        reason: "its link target leaves the archive",
+    };
+    if target.is_absolute() {
+        return Err(unsafe_link());
+    }
+    let mut parts: Vec<String> = link_dir
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop().ok_or_else(unsafe_link)?;
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(unsafe_link()),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// The staged contents of an archive being loaded.
+struct Staging {
+    files: HashMap<String, (Digest, u64)>,
+    links: HashMap<String, String>,
+    blobs: HashMap<Digest, StagedBlob>,
+}
+
+impl Staging {
+    fn resolve(&self, path: &str) -> Result<(Digest, u64), StoreError> {
+        let mut p = path.trim_start_matches("./").to_string();
+        // Bounded, so a link cycle is an error rather than a hang.
+        for _ in 0..16 {
+            if let Some(f) = self.files.get(&p) {
+                return Ok(f.clone());
+            }
+            match self.links.get(&p) {
+                Some(t) => p = t.clone(),
+                None => break,
+            }
+        }
+        Err(StoreError::ArchiveMissing {
+            path: path.to_string(),
+        })
+    }
+
+    fn blob(&self, d: &Digest, expected_size: Option<u64>) -> Result<&StagedBlob, StoreError> {
+        let (digest, size) = self.resolve(&blob_path(d))?;
+        if let Some(expected) = expected_size {
+            if expected != size {
+                return Err(StoreError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected,
+                    actual: size,
+                });
+            }
+        }
+        self.blobs
+            .get(&digest)
+            .ok_or_else(|| StoreError::ArchiveMissing { path: blob_path(d) })
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
+        let (digest, size) = self.resolve(path)?;
+        self.read_blob(&digest, size)
+    }
+
+    fn read_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, StoreError> {
+        let staged = self
+            .blobs
+            .get(digest)
+            .ok_or_else(|| StoreError::ArchiveMissing {
+                path: digest.to_string(),
+            })?;
+        if size > MAX_JSON {
+            return Err(StoreError::SizeMismatch {
+                digest: digest.clone(),
+                expected: MAX_JSON,
+                actual: size,
+            });
+        }
+        fs::read(staged.path()).at("read", staged.path())
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, StoreError> {
+        serde_json::from_slice(&self.read(path)?)
+            .map_err(|e| StoreError::json(format!("{path} in the archive"), e))
+    }
+}
+
+/// Reads every entry of the tar into staged blobs.
+fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError> {
+    let mut st = Staging {
+        files: HashMap::new(),
+        links: HashMap::new(),
+        blobs: HashMap::new(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let read_err = |source| StoreError::ArchiveRead { source };
+    for entry in archive.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw = entry.path().map_err(read_err)?.into_owned();
+        let path = clean_entry_path(&raw)?;
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(read_err)?
+                .ok_or_else(|| StoreError::UnsafeEntry {
+                    entry: path.clone(),
+                    reason: "it is a link without a target",
+                })?
+                .into_owned();
+            let resolved = if kind.is_symlink() {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                resolve_link(&path, dir, &target)?
+            } else {
+                clean_entry_path(&target)?
+            };
+            st.links.insert(path, resolved);
+            continue;
+        }
+        if !(kind.is_file() || kind == tar::EntryType::Continuous) || path.is_empty() {
+            continue;
+        }
+        let expected = path
+            .strip_prefix("blobs/sha256/")
+            .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+        let mut w = store.content.writer()?;
+        io::copy(&mut entry, &mut w).map_err(read_err)?;
+        let staged = w.stage(expected.as_ref())?;
+        st.files
+            .insert(path, (staged.digest().clone(), staged.size()));
+        st.blobs.entry(staged.digest().clone()).or_insert(staged);
+    }
+    Ok(st)
+}
+
+/// An image found in the archive, verified but not yet in the store.
+struct Found {
+    manifest: Descriptor,
+    /// Set when the manifest was made up from a docker-archive entry.
+    manifest_bytes: Option<Vec<u8>>,
+    needs: Vec<Digest>,
+    names: Vec<Reference>,
+    config_digest: Digest,
+}
+
+/// Names from an index entry: the containerd annotation, else a ref.name
+/// that is a full reference (a bare tag names no repository).
+fn names_of(desc: &Descriptor) -> Result<Vec<Reference>, StoreError> {
+    if let Some(n) = desc.annotations.get(ANNOTATION_CONTAINERD_NAME) {
+        return Ok(vec![Reference::parse(n)?]);
+    }
+    match desc.ref_name() {
+        Some(n) if n.contains('/') || n.contains(':') => Ok(vec![Reference::parse(n)?]),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Checks one manifest and everything it references.
+fn check_manifest(st: &Staging, desc: &Descriptor) -> Result<(Manifest, Vec<Digest>), StoreError> {
+    let blob = st.blob(&desc.digest, Some(desc.size))?;
+    let manifest: Manifest = serde_json::from_slice(&st.read_blob(blob.digest(), blob.size())?)
+        .map_err(|e| StoreError::json(format!("manifest {}", desc.digest), e))?;
+    st.blob(&manifest.config.digest, Some(manifest.config.size))?;
+    let config: ImageConfig =
+        serde_json::from_slice(&st.read_blob(&manifest.config.digest, manifest.config.size)?)
+            .map_err(|e| StoreError::json(format!("config {}", manifest.config.digest), e))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(StoreError::LayerCountMismatch {
+            image: manifest.config.digest.clone(),
+            diff_ids: config.rootfs.diff_ids.len(),
+            layers: manifest.layers.len(),
+        });
+    }
+    let mut needs = vec![desc.digest.clone(), manifest.config.digest.clone()];
+    for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        st.blob(&layer.digest, Some(layer.size))?;
+        if LayerCompression::of_media_type(&layer.media_type) == Some(LayerCompression::None)
+            && &layer.digest != diff_id
+        {
+            return Err(StoreError::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: diff_id.clone(),
+                actual: layer.digest.clone(),
+            });
+        }
+        needs.push(layer.digest.clone());
+    }
+    Ok((manifest, needs))
+}
+
+/// Picks the manifest for this machine from an index (or a manifest list).
+fn pick_platform(st: &Staging, desc: &Descriptor, depth: usize) -> Result<Descriptor, StoreError> {
+    let mt = desc.media_type.as_str();
+    if mt != MEDIA_TYPE_OCI_INDEX && mt != MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+        return Ok(desc.clone());
+    }
+    let blob = st.blob(&desc.digest, Some(desc.size))?;
+    let nested: Index = serde_json::from_slice(&st.read_blob(blob.digest(), blob.size())?)
+        .map_err(|e| StoreError::json(format!("index {}", desc.digest), e))?;
+    let arch = host_architecture();
+    let chosen = nested
+        .manifests
+        .iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == arch && p.os == "linux")
+        })
+        .or_else(|| (nested.manifests.len() == 1).then(|| &nested.manifests[0]))
+        .ok_or_else(|| StoreError::UnsupportedMediaType {
+            media_type: format!("{mt} without a linux/{arch} manifest"),
+            what: format!("index {}", desc.digest),
+        })?;
+    if depth > 4 {
+        return Err(StoreError::UnsupportedMediaType {
+            media_type: mt.to_string(),
+            what: "nested indexes".into(),
+        });
+    }
+    pick_platform(st, chosen, depth + 1)
+}
+
+fn find_oci(st: &Staging) -> Result<Vec<Found>, StoreError> {
+    let index: Index = st.json("index.json")?;
+    let mut out: Vec<Found> = Vec::new();
+    for entry in &index.manifests {
+        let desc = pick_platform(st, entry, 0)?;
+        let (manifest, mut needs) = check_manifest(st, &desc)?;
+        if entry.digest != desc.digest {
+            needs.push(entry.digest.clone());
+        }
+        let names = names_of(entry)?;
+        match out.iter_mut().find(|f| f.manifest.digest == desc.digest) {
+            Some(f) => f.names.extend(names),
+            None => out.push(Found {
+                manifest: desc,
+                manifest_bytes: None,
+                needs,
+                names,
+                config_digest: manifest.config.digest,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
+    let entries: Vec<DockerManifestEntry> = st.json("manifest.json")?;
+    let mut out = Vec::new();
+    for e in entries {
+        let (config_digest, config_size) = st.resolve(&e.config)?;
+        let config: ImageConfig =
+            serde_json::from_slice(&st.read_blob(&config_digest, config_size)?)
+                .map_err(|err| StoreError::json(format!("config {}", e.config), err))?;
+        if config.rootfs.diff_ids.len() != e.layers.len() {
+            return Err(StoreError::LayerCountMismatch {
+                image: config_digest,
+                diff_ids: config.rootfs.diff_ids.len(),
+                layers: e.layers.len(),
+            });
+        }
+        let mut layers = Vec::new();
+        for (path, diff_id) in e.layers.iter().zip(&config.rootfs.diff_ids) {
+            let (digest, size) = st.resolve(path)?;
+            let staged = st
+                .blobs
+                .get(&digest)
+                .ok_or_else(|| StoreError::ArchiveMissing { path: path.clone() })?;
+            let mut head = [0u8; 4];
+            let n = fs::File::open(staged.path())
+                .and_then(|mut f| f.read(&mut head))
+                .at("read", staged.path())?;
+            let compression = LayerCompression::sniff(&head[..n]);
+            if compression == LayerCompression::None && &digest != diff_id {
+                return Err(StoreError::DiffIdMismatch {
+                    layer: digest.clone(),
+                    expected: diff_id.clone(),
+                    actual: digest,
+                });
+            }
+            layers.push(Descriptor::new(compression.oci_media_type(), digest, size));
+        }
+        let mut needs = vec![config_digest.clone()];
+        needs.extend(layers.iter().map(|l| l.digest.clone()));
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),
+            config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, config_digest.clone(), config_size),
+            layers,
+            annotations: BTreeMap::new(),
+        };
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|err| StoreError::json("manifest", err))?;
+        let names = e
+            .repo_tags
+            .unwrap_or_default()
+            .iter()
+            .map(|t| Reference::parse(t))
+            .collect::<Result<_, _>>()?;
+        out.push(Found {
+            manifest: Descriptor::new(
+                MEDIA_TYPE_OCI_MANIFEST,
+                Digest::of(&bytes),
+                bytes.len() as u64,
+            ),
+            manifest_bytes: Some(bytes),
+            needs,
+            names,
+            config_digest,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads every image in a docker-archive or OCI archive (plain, gzip or
+/// zstd). On any error nothing is added to the store's index.
+pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> {
+    let st = stage_archive(store, decompressed(reader)?)?;
+    let has = |p: &str| st.resolve(p).is_ok();
+    let mut found = if has("index.json") {
+        let mut found = find_oci(&st)?;
+        // Docker's and rbk's own archives carry names in manifest.json too.
+        if has("manifest.json") {
+            let docker: Vec<DockerManifestEntry> = st.json("manifest.json")?;
+            for f in found.iter_mut().filter(|f| f.names.is_empty()) {
+                for e in &docker {
+                    if st
+                        .resolve(&e.config)
+                        .is_ok_and(|(d, _)| d == f.config_digest)
+                    {
+                        for t in e.repo_tags.iter().flatten() {
+                            f.names.push(Reference::parse(t)?);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    } else if has("manifest.json") {
+        find_docker(&st)?
+    } else {
+        return Err(StoreError::ArchiveFormat);
+    };
+    if found.is_empty() {
+        return Err(StoreError::ArchiveEmpty);
+    }
+    // Everything checked: publish the blobs, then the tags in one update.
+    let Staging { mut blobs, .. } = st;
+    for f in &found {
+        for d in &f.needs {
+            if let Some(b) = blobs.remove(d) {
+                b.publish()?;
+            }
+        }
+        if let Some(bytes) = &f.manifest_bytes {
+            store.content.put(bytes)?;
+        }
+    }
+    drop(blobs);
+    let mut entries: Vec<(Descriptor, Vec<Reference>)> = Vec::new();
+    for f in &mut found {
+        f.names.sort();
+        f.names.dedup();
+        let tagged: Vec<Reference> = f
+            .names
+            .iter()
+            .filter(|n| n.digest().is_none())
+            .cloned()
+            .collect();
+        entries.push((f.manifest.clone(), tagged));
+    }
+    store.add_to_index(&entries)?;
+    entries
+        .into_iter()
+        .map(|(desc, tags)| store.image_by_manifest(&desc.digest, tags))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_are_cleaned_or_refused() {
+        assert_eq!(
+            clean_entry_path(Path::new("./blobs/sha256/x")).unwrap(),
+            "blobs/sha256/x"
+        );
+        for bad in ["../x", "a/../../x", "/etc/passwd"] {
+            let err = clean_entry_path(Path::new(bad)).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+        assert_eq!(
+            resolve_link("a/l", "a", Path::new("../b/layer.tar")).unwrap(),
+            "b/layer.tar"
+        );
+        assert!(resolve_link("l", "", Path::new("../x")).is_err());
+        assert!(resolve_link("l", "", Path::new("/x")).is_err());
+    }
+}

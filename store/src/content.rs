@@ -248,6 +248,16 @@ impl BlobWriter {
     /// Finishes the blob: checks it against `expected` (if given), fsyncs
     /// and renames it to `blobs/sha256/<hex>`. Returns its digest and size.
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+        let staged = self.stage(expected)?;
+        let out = (staged.digest.clone(), staged.size);
+        staged.publish()?;
+        Ok(out)
+    }
+
+    /// Finishes and verifies the blob like [`BlobWriter::commit`] but leaves
+    /// it in `tmp/`, for callers (like `load`) that publish a set of blobs
+    /// only once all of them are known to be good.
+    pub fn stage(self, expected: Option<&Digest>) -> Result<StagedBlob, StoreError> {
         let BlobWriter {
             out,
             path,
@@ -270,20 +280,57 @@ impl BlobWriter {
             }
         }
         let dest = blobs.join(digest.hex());
-        if dest.is_file() {
-            // Same content already stored; the staging file goes on drop.
-            return Ok((digest, size));
+        if !dest.is_file() {
+            file.sync_all().at("sync", &path)?;
+            set_readable(&file, &path)?;
         }
-        file.sync_all().at("sync", &path)?;
-        set_readable(&file, &path)?;
-        drop(file);
-        path.persist(&dest).map_err(|e| StoreError::Io {
+        Ok(StagedBlob {
+            path,
+            digest,
+            size,
+            dest,
+        })
+    }
+}
+
+/// A verified blob waiting in `tmp/`; dropping it deletes it.
+#[derive(Debug)]
+pub struct StagedBlob {
+    path: tempfile::TempPath,
+    digest: Digest,
+    size: u64,
+    dest: PathBuf,
+}
+
+impl StagedBlob {
+    /// The blob's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The blob's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Where the staged content can be read until it is published.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the blob into the store (a no-op if it is already there).
+    pub fn publish(self) -> Result<(), StoreError> {
+        if self.dest.is_file() {
+            return Ok(());
+        }
+        let dest = self.dest;
+        self.path.persist(&dest).map_err(|e| StoreError::Io {
             op: "rename into place",
             path: dest.clone(),
             source: e.error,
         })?;
         sync_parent(&dest);
-        Ok((digest, size))
+        Ok(())
     }
 }
 

@@ -320,27 +320,30 @@ impl Store {
             manifest_digest.clone(),
             manifest_bytes.len() as u64,
         );
-        self.add_to_index(&desc, tags)?;
+        self.add_to_index(&[(desc, tags.to_vec())])?;
         let mut tags = tags.to_vec();
         tags.sort();
         tags.dedup();
         self.image_by_manifest(&manifest_digest, tags)
     }
 
-    /// Lists the manifest `desc` (whose blobs are in the store) in the
-    /// index under `tags`, moving each tag from whatever image had it.
-    pub fn add_to_index(&self, desc: &Descriptor, tags: &[Reference]) -> Result<(), StoreError> {
-        for t in tags {
+    /// Lists each manifest (whose blobs must be in the store) in the index
+    /// under its tags, moving each tag from whatever image had it. All
+    /// entries are added in one update, so either all appear or none.
+    pub fn add_to_index(&self, entries: &[(Descriptor, Vec<Reference>)]) -> Result<(), StoreError> {
+        for t in entries.iter().flat_map(|(_, tags)| tags) {
             check_taggable(t)?;
         }
         self.update_index(|index| {
-            let mut plain = desc.clone();
-            plain.annotations.remove(ANNOTATION_REF_NAME);
-            for t in tags {
-                set_tag(index, &plain, t);
-            }
-            if !index.manifests.iter().any(|d| d.digest == desc.digest) {
-                index.manifests.push(plain);
+            for (desc, tags) in entries {
+                let mut plain = desc.clone();
+                plain.annotations.remove(ANNOTATION_REF_NAME);
+                for t in tags {
+                    set_tag(index, &plain, t);
+                }
+                if !index.manifests.iter().any(|d| d.digest == desc.digest) {
+                    index.manifests.push(plain);
+                }
             }
             Ok(())
         })

@@ -18,9 +18,9 @@ pub mod reference;
 pub mod snapshot;
 pub mod sys;
 
-pub use digest::Digest;
 pub use cache::{BuildCache, CacheIndex, CacheRecord};
 pub use content::{BlobWriter, ContentStore};
+pub use digest::Digest;
 pub use error::StoreError;
 pub use images::{Image, Store};
 pub use reference::Reference;

@@ -371,6 +371,18 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// The OCI architecture name of the machine rbk runs on (`amd64`, `arm64`).
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
 /// The current time as Docker writes it in configs (RFC 3339, UTC).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

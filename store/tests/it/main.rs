@@ -2,3 +2,4 @@
 
 mod content;
 mod layer;
+mod content_archive;

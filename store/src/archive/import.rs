@@ -1,0 +1,102 @@
+//! `import`: a rootfs tarball becomes a one-layer image, like `docker
+//! import`. The tarball is read once: its uncompressed bytes are hashed
+//! (the diffID) and gzip-compressed into a blob (hashed again: the digest)
+//! in the same pass, while the tar structure is checked on the way through.
+
+use std::io::{self, Read, Write};
+
+use flate2::write::GzEncoder;
+use sha2::{Digest as _, Sha256};
+
+use crate::content::BlobWriter;
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::images::{Image, Store};
+use crate::oci::{
+    host_architecture, now_rfc3339, ContainerConfig, Descriptor, History, ImageConfig, RootFs,
+    MEDIA_TYPE_OCI_LAYER_GZIP,
+};
+use crate::reference::Reference;
+
+use super::{apply_change, clean_entry_path, decompressed};
+
+/// Passes bytes through, hashing them and copying them to a compressor.
+struct Tee<'a, W: Write> {
+    inner: Box<dyn Read + 'a>,
+    hasher: Sha256,
+    sink: W,
+}
+
+impl<W: Write> Read for Tee<'_, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.sink.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Makes an image from a rootfs tarball (plain, gzip or zstd): one gzip
+/// layer, a config for this machine with `changes` applied, tagged
+/// `reference` if given.
+pub fn import(
+    store: &Store,
+    reader: impl Read,
+    reference: Option<&Reference>,
+    changes: &[String],
+) -> Result<Image, StoreError> {
+    // Check the changes before reading a possibly large tarball.
+    let mut container = ContainerConfig::default();
+    for c in changes {
+        apply_change(&mut container, c)?;
+    }
+    let writer = store.content.writer()?;
+    let staging = writer.staging_path().to_path_buf();
+    let mut tee = Tee {
+        inner: decompressed(reader)?,
+        hasher: Sha256::new(),
+        sink: GzEncoder::new(writer, flate2::Compression::default()),
+    };
+    let read_err = |source| StoreError::ArchiveRead { source };
+    {
+        let mut archive = tar::Archive::new(&mut tee);
+        for entry in archive.entries().map_err(read_err)? {
+            let entry = entry.map_err(read_err)?;
+            clean_entry_path(&entry.path().map_err(read_err)?)?;
+            if entry.header().entry_type().is_hard_link() {
+                if let Some(target) = entry.link_name().map_err(read_err)? {
+                    clean_entry_path(&target)?;
+                }
+            }
+        }
+    }
+    // The end-of-archive blocks and any padding belong to the layer too.
+    io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
+    let Tee { hasher, sink, .. } = tee;
+    let diff_id = Digest::from_hasher(hasher);
+    let writer: BlobWriter = sink
+        .finish()
+        .map_err(|e| StoreError::from_io("compress into", &staging, e))?;
+    let (digest, size) = writer.commit(None)?;
+    let created = now_rfc3339();
+    let config = ImageConfig {
+        created: Some(created.clone()),
+        architecture: host_architecture().to_string(),
+        os: "linux".to_string(),
+        config: Some(container),
+        rootfs: RootFs {
+            kind: "layers".to_string(),
+            diff_ids: vec![diff_id],
+        },
+        history: vec![History {
+            created: Some(created),
+            created_by: Some("rbk import".to_string()),
+            comment: Some("Imported from tarball".to_string()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let layer = Descriptor::new(MEDIA_TYPE_OCI_LAYER_GZIP, digest, size);
+    let tags: Vec<Reference> = reference.into_iter().cloned().collect();
+    store.commit_image(&config, &[layer], &tags)
+}
