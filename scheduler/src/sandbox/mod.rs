@@ -1,1 +1,515 @@
-//! The RUN sandbox (being written).
+//! The sandbox that runs RUN steps and `rbk run` containers.
+//!
+//! A command runs in new mount, pid, uts and ipc namespaces (and a new network
+//! namespace with only `lo` for [`NetworkMode::None`]), pivot_root'ed into a
+//! rootfs the caller has already mounted (an overlay of the image's layers),
+//! with a fresh `/proc`, a minimal `/dev`, read-only `/sys`, `/etc/hosts` and
+//! `/etc/resolv.conf` generated from the host's, and the caller's bind mounts.
+//!
+//! Every mount happens inside the new mount namespace, so nothing leaks to the
+//! host even if rbk is killed. The stub files and directories that mounts need
+//! in the rootfs are created before the run and removed after it (see
+//! [`rootfs`]), so they never reach a committed layer.
+//!
+//! The process tree: rbk forks a *keeper* that unshares the namespaces and
+//! forks the *init* (pid 1 of the new pid namespace). Init sets up the mounts,
+//! pivots, forks the command, reaps zombies, forwards signals to the command
+//! and exits with its status; when init dies the kernel kills everything left
+//! in the namespace. Cancelling kills init.
+//!
+//! This is isolation for builds, not a security boundary: the command runs as
+//! real root (when its user is root) with the host's user namespace.
+//!
+//! All syscalls live in `sys.rs`; the rest is safe code.
+
+pub mod rootfs;
+mod sys;
+mod user;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+
+pub use sys::{forward_signals, sandbox_supported, SignalForwarder};
+pub use user::{resolve_user, ExecUser};
+
+use rootfs::{ensure_stub, remove_stubs, Stub, StubKind};
+
+/// `PATH` used when the spec's environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Exit code reported for a command that could not be found (as shells do).
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit code reported for a command that exists but cannot be executed.
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+
+/// The network a command sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// The host's network namespace (Docker's default for builds).
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface, up.
+    None,
+}
+
+/// A host file or directory mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path (a file or a directory); it must exist.
+    pub source: PathBuf,
+    /// Absolute path inside the container; created (and removed after the run)
+    /// when missing.
+    pub target: String,
+    /// Mount read-only.
+    pub readonly: bool,
+}
+
+/// Where the command's standard input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdinMode {
+    /// `/dev/null` (RUN steps).
+    #[default]
+    Null,
+    /// rbk's own standard input (`rbk run -i`).
+    Inherit,
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output (and everything, in tty mode).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    /// Final argv (the caller has applied SHELL / exec form); `args[0]` is
+    /// searched in the container's `PATH` unless it contains a `/`.
+    pub args: Vec<String>,
+    /// Environment, in order. `PATH` defaults to [`DEFAULT_PATH`] and `HOME`
+    /// to the user's home directory when absent.
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the container; created root-owned (mode 755)
+    /// when missing, like Docker's WORKDIR. Empty means `/`.
+    pub cwd: String,
+    /// `""`, `name`, `uid`, `name:group`, `uid:gid`, ... resolved in the
+    /// rootfs's `/etc/passwd` and `/etc/group` (see [`resolve_user`]).
+    pub user: String,
+    /// Host name inside the container; empty keeps the host's.
+    pub hostname: String,
+    /// Network namespace choice.
+    pub network: NetworkMode,
+    /// Extra bind mounts (RUN --mount, `rbk run -v`), applied in order.
+    pub mounts: Vec<BindMount>,
+    /// Standard input.
+    pub stdin: StdinMode,
+    /// Give the command a pseudo-terminal wired to rbk's terminal (`-it`):
+    /// output then arrives as [`OutputStream::Stdout`] only, and rbk's stdin
+    /// is put in raw mode for the duration of the run.
+    pub tty: bool,
+}
+
+/// Shared flag and signal mailbox to stop or signal a running command from
+/// another thread. Cloning shares the same token.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    signal: AtomicI32,
+}
+
+impl CancelToken {
+    /// A fresh, not-cancelled token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Kills the container's whole process tree (the run then returns
+    /// [`SandboxError::Cancelled`]). Idempotent.
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Asks the run to deliver signal `signo` (e.g. `libc::SIGTERM`) to the
+    /// container's command; it is delivered within ~50 ms.
+    pub fn send_signal(&self, signo: i32) {
+        self.0.signal.store(signo, Ordering::SeqCst);
+    }
+
+    fn take_signal(&self) -> Option<i32> {
+        match self.0.signal.swap(0, Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+/// Runs an [`ExecSpec`] over a rootfs. Implemented by [`NamespaceExecutor`]
+/// and by fakes in scheduler tests.
+pub trait Executor: Send + Sync {
+    /// Runs `spec` inside `rootfs`, streaming output chunks to `output` as
+    /// they come, and returns the command's exit code (128+N when killed by
+    /// signal N). A command that cannot be found or executed is an error (see
+    /// [`SandboxError::exit_code`]).
+    fn run(
+        &self,
+        rootfs: &Path,
+        spec: &ExecSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<i32, SandboxError>;
+}
+
+/// The real executor: Linux namespaces, needs root (see [`sandbox_supported`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamespaceExecutor;
+
+/// Errors of the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A file operation on the host failed.
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A user or group name is not in the image.
+    #[error("unable to find user {user}: no {name:?} in the image's {file}")]
+    UnknownUser {
+        /// The user string as given.
+        user: String,
+        /// The name that is missing.
+        name: String,
+        /// `/etc/passwd` or `/etc/group`.
+        file: &'static str,
+    },
+    /// Resolving a path in the rootfs followed too many symlinks.
+    #[error("too many levels of symbolic links resolving {path} in the rootfs")]
+    SymlinkLoop {
+        /// The container path.
+        path: String,
+    },
+    /// A mount target cannot be used.
+    #[error("cannot mount on {target}: {reason}")]
+    MountTarget {
+        /// The container path.
+        target: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The spec has no command.
+    #[error("no command to run")]
+    EmptyCommand,
+    /// A string handed to the kernel contains a NUL byte.
+    #[error("{what} contains a NUL byte: {value:?}")]
+    NulByte {
+        /// Which field.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The command is not in the container (exit code 127).
+    #[error("exec: {command:?}: {}", if .command.contains('/') { "no such file or directory" } else { "executable file not found in $PATH" })]
+    CommandNotFound {
+        /// `args[0]`.
+        command: String,
+    },
+    /// The command exists but cannot be executed (exit code 126).
+    #[error("exec: {command:?}: {source}")]
+    NotExecutable {
+        /// `args[0]`.
+        command: String,
+        /// The kernel's reason (permission denied, exec format error, ...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step of setting up the sandbox failed inside the child.
+    #[error("cannot set up the sandbox: {step}")]
+    Setup {
+        /// The step, with its path when there is one.
+        step: String,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating or supervising the sandbox's processes failed.
+    #[error("cannot {op} for the sandbox")]
+    Process {
+        /// What we were doing.
+        op: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run was cancelled through its [`CancelToken`].
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl SandboxError {
+    /// The exit code a shell would report for this error: 127 for a missing
+    /// command, 126 for one that cannot be executed, `None` otherwise.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            SandboxError::CommandNotFound { .. } => Some(EXIT_NOT_FOUND),
+            SandboxError::NotExecutable { .. } => Some(EXIT_NOT_EXECUTABLE),
+            _ => None,
+        }
+    }
+}
+
+/// Removes the mount stubs when dropped, so they go even on error or panic.
+struct StubGuard<'a> {
+    root: &'a Path,
+    created: Vec<Stub>,
+}
+
+impl StubGuard<'_> {
+    fn finish(mut self) -> Result<(), SandboxError> {
+        remove_stubs(self.root, &mut self.created)
+    }
+}
+
+impl Drop for StubGuard<'_> {
+    fn drop(&mut self) {
+        // Errors were already reported by `finish` when it ran; this is the
+        // fallback for early returns.
+        let _ = remove_stubs(self.root, &mut self.created);
+    }
+}
+
+impl Executor for NamespaceExecutor {
+    fn run(
+        &self,
+        rootfs: &Path,
+        spec: &ExecSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<i32, SandboxError> {
+        let command = spec.args.first().ok_or(SandboxError::EmptyCommand)?;
+        let root = std::fs::canonicalize(rootfs).map_err(|source| SandboxError::Io {
+            op: "open rootfs",
+            path: rootfs.to_path_buf(),
+            source,
+        })?;
+        let user = resolve_user(&root, &spec.user)?;
+        let env = final_env(spec, &user);
+        let candidates = exec_candidates(command, &env);
+
+        let files = tempfile::Builder::new()
+            .prefix("rbk-sandbox-")
+            .tempdir()
+            .map_err(|source| SandboxError::Io {
+                op: "create a temporary directory in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let hosts = write_file(files.path(), "hosts", &hosts_file(spec))?;
+        let resolv = write_file(files.path(), "resolv.conf", &resolv_conf())?;
+
+        let mut stubs = StubGuard {
+            root: &root,
+            created: Vec::new(),
+        };
+        let proc_dir = ensure_stub(&root, "/proc", StubKind::Dir, &mut stubs.created)?;
+        let dev_dir = ensure_stub(&root, "/dev", StubKind::Dir, &mut stubs.created)?;
+        let sys_dir = ensure_stub(&root, "/sys", StubKind::Dir, &mut stubs.created)?;
+        let mut binds = Vec::new();
+        for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+            let target = ensure_stub(&root, target, StubKind::File, &mut stubs.created)?;
+            binds.push(sys::Bind {
+                source,
+                target,
+                readonly: true,
+            });
+        }
+        for m in &spec.mounts {
+            let md = std::fs::metadata(&m.source).map_err(|source| SandboxError::Io {
+                op: "find bind mount source",
+                path: m.source.clone(),
+                source,
+            })?;
+            let kind = if md.is_dir() {
+                StubKind::Dir
+            } else {
+                StubKind::File
+            };
+            let target = ensure_stub(&root, &m.target, kind, &mut stubs.created)?;
+            binds.push(sys::Bind {
+                source: m.source.clone(),
+                target,
+                readonly: m.readonly,
+            });
+        }
+
+        let cwd = if spec.cwd.starts_with('/') {
+            spec.cwd.clone()
+        } else {
+            format!("/{}", spec.cwd)
+        };
+        let launch = sys::Launch {
+            rootfs: &root,
+            proc_dir,
+            dev_dir,
+            sys_dir,
+            binds,
+            hostname: &spec.hostname,
+            isolate_net: spec.network == NetworkMode::None,
+            user: &user,
+            cwd: &cwd,
+            argv: &spec.args,
+            env,
+            candidates,
+            stdin: spec.stdin,
+            tty: spec.tty,
+        };
+        let result = sys::launch(&launch, output, cancel);
+        let cleaned = stubs.finish();
+        drop(files);
+        let code = result?;
+        cleaned?;
+        Ok(code)
+    }
+}
+
+/// The environment as `KEY=VALUE` strings, with `PATH` and `HOME` defaults.
+fn final_env(spec: &ExecSpec, user: &ExecUser) -> Vec<String> {
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !spec.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !spec.env.iter().any(|(k, _)| k == "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
+/// The paths `execve` should try for `command`, in order: the command itself
+/// when it contains a `/`, else each `PATH` entry of the container's
+/// environment (execvp would search rbk's own `PATH` instead).
+fn exec_candidates(command: &str, env: &[String]) -> Vec<String> {
+    if command.contains('/') {
+        return vec![command.to_string()];
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| {
+            if dir.is_empty() {
+                command.to_string()
+            } else {
+                format!("{}/{command}", dir.trim_end_matches('/'))
+            }
+        })
+        .collect()
+}
+
+/// `/etc/hosts` for the container: loopback names and the container's host
+/// name, plus the host's entries when it shares the host's network.
+fn hosts_file(spec: &ExecSpec) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if !spec.hostname.is_empty() {
+        s.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
+    }
+    if spec.network == NetworkMode::Host {
+        if let Ok(host) = std::fs::read_to_string("/etc/hosts") {
+            s.push_str(&host);
+        }
+    }
+    s
+}
+
+/// `/etc/resolv.conf` for the container: the host's (the one behind
+/// systemd-resolved's stub when that is what the host uses).
+fn resolv_conf() -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if host.contains("127.0.0.53") {
+        if let Ok(real) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return real;
+        }
+    }
+    host
+}
+
+fn write_file(dir: &Path, name: &str, content: &str) -> Result<PathBuf, SandboxError> {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).map_err(|source| SandboxError::Io {
+        op: "create",
+        path: path.clone(),
+        source,
+    })?;
+    f.write_all(content.as_bytes())
+        .map_err(|source| SandboxError::Io {
+            op: "write",
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_container_path() {
+        let env = vec!["PATH=/a:/b/:".to_string()];
+        assert_eq!(exec_candidates("ls", &env), ["/a/ls", "/b/ls", "ls"]);
+        assert_eq!(exec_candidates("./x", &env), ["./x"]);
+        assert_eq!(exec_candidates("sh", &[]).len(), 6);
+    }
+
+    #[test]
+    fn env_gets_path_and_home_defaults_only_when_missing() {
+        let user = ExecUser {
+            uid: 1,
+            gid: 1,
+            groups: vec![1],
+            home: "/home/u".into(),
+        };
+        let mut spec = ExecSpec {
+            env: vec![("A".into(), "1".into())],
+            ..ExecSpec::default()
+        };
+        assert_eq!(
+            final_env(&spec, &user),
+            ["A=1", &format!("PATH={DEFAULT_PATH}"), "HOME=/home/u"]
+        );
+        spec.env.push(("PATH".into(), "/x".into()));
+        spec.env.push(("HOME".into(), "/h".into()));
+        assert_eq!(final_env(&spec, &user), ["A=1", "PATH=/x", "HOME=/h"]);
+    }
+
+    #[test]
+    fn not_found_errors_read_like_docker() {
+        let e = SandboxError::CommandNotFound {
+            command: "foo".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "exec: \"foo\": executable file not found in $PATH"
+        );
+        assert_eq!(e.exit_code(), Some(127));
+    }
+}
