@@ -1,1 +1,308 @@
-//! Build-context hashing (being written).
+//! The build context: what COPY/ADD sources select from it, and content
+//! digests of those selections for cache keys.
+//!
+//! Selection follows BuildKit (see [`select`] for the glob rules) and honours
+//! `.dockerignore` ([`IgnoreMatcher`]). Digests cover paths, content, mode,
+//! ownership and symlink targets but never timestamps, so touching a file
+//! does not miss the cache. Files are hashed in parallel with blake3 and
+//! remembered in a [`StatCache`], so an unchanged context costs one `lstat`
+//! per file.
+
+mod hash;
+mod ignore;
+mod rootpath;
+mod select;
+mod statcache;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub use hash::ContentDigest;
+pub use ignore::{clean_path, IgnoreError, IgnoreMatcher};
+pub use rootpath::resolve_in_root;
+pub use statcache::{stat_cache_path, StatCache};
+
+pub(crate) use select::{select_in, Filters};
+
+/// Errors while reading the build context or another source tree.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `.dockerignore` has a bad line.
+    #[error("{}: {source}", .path.display())]
+    Ignore {
+        /// The ignore file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        #[source]
+        source: IgnoreError,
+    },
+    /// A `--exclude` pattern is malformed.
+    #[error("bad --exclude pattern: {0}")]
+    Exclude(#[source] IgnoreError),
+    /// A source names something that is not there (or is ignored).
+    #[error("source {pattern:?}: lstat {name}: {source}")]
+    NotFound {
+        /// The source as written.
+        pattern: String,
+        /// The path looked for, from the source root.
+        name: String,
+        /// Why it is not there.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A source glob is malformed.
+    #[error("source {pattern:?}: syntax error in pattern: {why}")]
+    BadSource {
+        /// The source as written.
+        pattern: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// The kind of a file-system entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed inside a walked directory).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+/// What `lstat` said about an entry, plus a symlink's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// File type.
+    pub kind: EntryKind,
+    /// Permission bits with setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Full `st_mode`, for devices and FIFOs.
+    pub raw_mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Device holding the entry.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Hard-link count.
+    pub nlink: u64,
+    /// Device number, for device nodes.
+    pub rdev: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// The target of a symlink.
+    pub link: Option<PathBuf>,
+}
+
+impl EntryMeta {
+    /// Converts `std` metadata from `lstat`.
+    pub fn from_std(meta: &std::fs::Metadata, link: Option<PathBuf>) -> Self {
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        EntryMeta {
+            kind,
+            mode: meta.mode() & 0o7777,
+            raw_mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            nlink: meta.nlink(),
+            rdev: meta.rdev(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+            link,
+        }
+    }
+}
+
+/// One entry of a selected source.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Path relative to the source (`""` is the source itself).
+    pub sub: String,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// Its `lstat`.
+    pub meta: EntryMeta,
+}
+
+/// One thing a source pattern matched, with everything under it.
+#[derive(Debug, Clone)]
+pub struct SelectedSource {
+    /// The pattern as written in the instruction.
+    pub pattern: String,
+    /// The matched path relative to the source root, as named (before
+    /// following a symlink); its last component names the copy.
+    pub name: String,
+    /// The path actually read, relative to the source root.
+    pub real: String,
+    /// The source itself first, then its descendants sorted by path.
+    pub entries: Vec<Entry>,
+}
+
+/// The result of [`BuildContext::select`]: sources in the order the
+/// patterns were given, each pattern's matches sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The matched sources.
+    pub sources: Vec<SelectedSource>,
+}
+
+impl Selection {
+    /// Number of entries over all sources.
+    pub fn len(&self) -> usize {
+        self.sources.iter().map(|s| s.entries.len()).sum()
+    }
+
+    /// True when nothing was selected.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+}
+
+/// A build context directory with its `.dockerignore` and stat cache.
+#[derive(Debug)]
+pub struct BuildContext {
+    root: PathBuf,
+    ignore: IgnoreMatcher,
+    cache: StatCache,
+}
+
+impl BuildContext {
+    /// Opens `root`, reading `root/.dockerignore` when there is one.
+    pub fn open(root: &Path) -> Result<Self, ContextError> {
+        let root = canonical(root)?;
+        let ignore_path = root.join(".dockerignore");
+        let ignore = match std::fs::read_to_string(&ignore_path) {
+            Ok(text) => IgnoreMatcher::parse(&text).map_err(|source| ContextError::Ignore {
+                path: ignore_path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreMatcher::default(),
+            Err(source) => {
+                return Err(ContextError::Io {
+                    op: "read",
+                    path: ignore_path,
+                    source,
+                })
+            }
+        };
+        Ok(Self::with_ignore(root, ignore))
+    }
+
+    /// Opens `root` with ignore rules read elsewhere (BuildKit also accepts
+    /// `<Dockerfile>.dockerignore` next to the Dockerfile).
+    pub fn open_with_ignore(root: &Path, ignore: IgnoreMatcher) -> Result<Self, ContextError> {
+        Ok(Self::with_ignore(canonical(root)?, ignore))
+    }
+
+    fn with_ignore(root: PathBuf, ignore: IgnoreMatcher) -> Self {
+        BuildContext {
+            root,
+            ignore,
+            cache: StatCache::new(),
+        }
+    }
+
+    /// Uses `cache` (typically [`StatCache::load`]ed) from now on.
+    pub fn with_stat_cache(mut self, cache: StatCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The context directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `.dockerignore` rules in force.
+    pub fn ignore(&self) -> &IgnoreMatcher {
+        &self.ignore
+    }
+
+    /// The stat cache, to save it after a build.
+    pub fn stat_cache(&self) -> &StatCache {
+        &self.cache
+    }
+
+    /// The files that COPY/ADD `patterns` select, minus `.dockerignore`d
+    /// files and those matching `excludes` (`--exclude`, relative to each
+    /// source). Never leaves the context: `..` and absolute paths are
+    /// clamped to it, and symlinks are resolved inside it.
+    pub fn select(
+        &self,
+        patterns: &[String],
+        excludes: &[String],
+    ) -> Result<Selection, ContextError> {
+        let excludes = IgnoreMatcher::from_patterns(excludes).map_err(ContextError::Exclude)?;
+        let filters = Filters {
+            ignore: Some(&self.ignore),
+            excludes: Some(&excludes),
+            follow_named: true,
+        };
+        select_in(&self.root, patterns, filters)
+    }
+
+    /// The content digest of a selection (see [`ContentDigest`]), reading
+    /// only files the stat cache does not vouch for.
+    pub fn digest(&self, sel: &Selection) -> Result<ContentDigest, ContextError> {
+        hash::digest_selection(sel, Some(&self.cache))
+    }
+}
+
+fn canonical(root: &Path) -> Result<PathBuf, ContextError> {
+    std::fs::canonicalize(root).map_err(|source| ContextError::Io {
+        op: "open build context",
+        path: root.to_path_buf(),
+        source,
+    })
+}
+
+/// Selects and digests `patterns` under any tree (another stage's rootfs for
+/// `COPY --from`), without `.dockerignore`.
+pub fn digest_tree(
+    root: &Path,
+    patterns: &[String],
+    excludes: &[String],
+    cache: Option<&StatCache>,
+) -> Result<ContentDigest, ContextError> {
+    let excludes = IgnoreMatcher::from_patterns(excludes).map_err(ContextError::Exclude)?;
+    let filters = Filters {
+        ignore: None,
+        excludes: Some(&excludes),
+        follow_named: true,
+    };
+    let sel = select_in(root, patterns, filters)?;
+    hash::digest_selection(&sel, cache)
+}

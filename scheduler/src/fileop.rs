@@ -1,1 +1,464 @@
-//! COPY/ADD file operations (being written).
+//! COPY and ADD as file operations, with Docker's (BuildKit's) semantics.
+//!
+//! What a COPY does, in the order [`copy`] does it:
+//!
+//! - A relative destination is taken from the WORKDIR. A destination that
+//!   ends in `/`, is `.` or is empty names a directory.
+//! - Sources are selected as [`crate::context`] describes (globs per path
+//!   component, `.dockerignore`, `--exclude`). A glob matching nothing
+//!   copies nothing, as in `docker build` today; a literal source that is
+//!   missing is an error. More than one source (after expansion, counting
+//!   heredocs and URLs) needs a directory destination.
+//! - A directory source copies its *contents* into the destination, which
+//!   is created (0755) when missing. A file goes *into* a destination that is
+//!   a directory, and otherwise *becomes* the destination. Missing parent
+//!   directories are created 0755, owned by root (or the `--chown` owner).
+//! - Modes and mtimes are kept. Ownership becomes root:root for the build
+//!   context, is kept for `--from` sources ([`CopySpec::keep_ownership`]),
+//!   and `--chown` overrides both; `--chmod` replaces the mode of every
+//!   copied file and directory (not of created parents).
+//! - A source named directly that is a symlink is followed (inside its
+//!   root); symlinks inside copied directories are copied as links; hard
+//!   links within one COPY are kept as hard links. FIFOs, sockets and
+//!   device nodes are skipped (counted in [`CopyStats::skipped`]).
+//! - ADD extracts local tar archives (plain, gzip, zstd) into the
+//!   destination directory and downloads `http(s)://` URLs (mode 0600, mtime
+//!   from `Last-Modified`, checked against `--checksum`).
+//!
+//! Safety: nothing is read outside `src_root` and nothing is written
+//! outside `dest_rootfs`, whatever symlinks on either side say. Paths are
+//! resolved component by component inside their root, with absolute link
+//! targets restarting at that root, as `chroot` would.
+
+mod archive;
+mod chown;
+mod dest;
+mod url;
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::context::{
+    clean_path, digest_tree, resolve_in_root, select_in, ContentDigest, ContextError, Entry,
+    EntryKind, Filters, IgnoreMatcher, SelectedSource, StatCache,
+};
+
+pub use chown::resolve_chown;
+use dest::{io_at, Attrs, Writer};
+
+/// Everything a COPY or ADD instruction asks for, with names already
+/// resolved by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct CopySpec {
+    /// Source patterns relative to the source root (URLs too, for ADD).
+    pub sources: Vec<String>,
+    /// Destination, absolute in the container or relative to `workdir`.
+    pub dest: String,
+    /// The image's WORKDIR (empty means `/`).
+    pub workdir: String,
+    /// `--chown`, resolved with [`resolve_chown`].
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`, as permission bits.
+    pub chmod: Option<u32>,
+    /// `--exclude` patterns, matched relative to each source.
+    pub excludes: Vec<String>,
+    /// `--parents`: keep each source's path (below a `/./` pivot, if any).
+    pub parents: bool,
+    /// Follow a symlink named directly as a source (Docker always does);
+    /// when false it is copied as a link.
+    pub follow_symlinks_in_sources: bool,
+    /// Keep the sources' uid/gid (true for `COPY --from`; false for the
+    /// build context, whose files become root:root).
+    pub keep_ownership: bool,
+    /// Set for ADD.
+    pub add: Option<AddOptions>,
+    /// `COPY <<EOF` documents: file name and content.
+    pub heredocs: Vec<(String, Vec<u8>)>,
+}
+
+/// What ADD does beyond COPY.
+#[derive(Debug, Clone, Default)]
+pub struct AddOptions {
+    /// Extract local tar archives (ADD's default; `--unpack=false` clears it).
+    pub unpack: bool,
+    /// `--checksum=sha256:<hex>` (also sha384, sha512) for URL sources.
+    pub checksum: Option<String>,
+}
+
+/// What a copy wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hard links made.
+    pub hardlinks: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Entries skipped (FIFOs, sockets, devices).
+    pub skipped: u64,
+}
+
+/// Errors of COPY/ADD.
+#[derive(Debug, thiserror::Error)]
+pub enum FileOpError {
+    /// Selecting or reading sources failed.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setting ownership failed.
+    #[error("cannot chown {} to {uid}:{gid}: {source}", .path.display())]
+    Chown {
+        /// The entry.
+        path: PathBuf,
+        /// Wanted owner.
+        uid: u32,
+        /// Wanted group.
+        gid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// COPY/ADD with nothing to copy.
+    #[error("no source files were specified")]
+    NoSources,
+    /// Several sources but the destination is not a directory.
+    #[error("when using COPY with more than one source file, the destination must be a directory and end with a /: {dest}")]
+    DestNotDir {
+        /// The destination as written.
+        dest: String,
+    },
+    /// A directory was needed where something else is.
+    #[error("cannot copy to non-directory: {}", .path.display())]
+    NotADirectory {
+        /// The path in the rootfs.
+        path: PathBuf,
+    },
+    /// A file would replace a directory.
+    #[error("cannot replace directory {} with a non-directory", .path.display())]
+    ReplaceDir {
+        /// The path in the rootfs.
+        path: PathBuf,
+    },
+    /// A computed path left the rootfs (a bug guard; should never happen).
+    #[error("refusing to write outside the rootfs: {}", .path.display())]
+    Escape {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// A bad `--chown` value or a name not in the image.
+    #[error("invalid --chown={spec}: {why}")]
+    BadChown {
+        /// The value as written.
+        spec: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// An archive could not be read.
+    #[error("cannot extract {}: {why}", .path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+    /// An archive entry tries to leave the destination.
+    #[error("archive {} has an unsafe entry {entry:?}", .path.display())]
+    UnsafeArchiveEntry {
+        /// The archive.
+        path: PathBuf,
+        /// The entry name.
+        entry: String,
+    },
+    /// A download failed.
+    #[error("cannot download {url}: {why}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// A download's digest is not the expected one.
+    #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
+    Checksum {
+        /// The URL.
+        url: String,
+        /// `--checksum` value.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// A `--checksum` value that is not `algorithm:hex`.
+    #[error("invalid --checksum {value:?}: expected sha256:<hex>, sha384:<hex> or sha512:<hex>")]
+    BadChecksum {
+        /// The value as written.
+        value: String,
+    },
+}
+
+/// The content digest of what `patterns` select under `src_root` (another
+/// stage's rootfs, for `COPY --from` cache keys); no `.dockerignore`.
+pub fn source_digest(
+    src_root: &Path,
+    patterns: &[String],
+    excludes: &[String],
+    cache: Option<&StatCache>,
+) -> Result<ContentDigest, FileOpError> {
+    Ok(digest_tree(src_root, patterns, excludes, cache)?)
+}
+
+/// Copies per `spec` from `src_root` into `dest_rootfs`; see the module
+/// docs for the rules. `ignore` is the context's `.dockerignore` (None for
+/// `--from` sources).
+pub fn copy(
+    src_root: &Path,
+    dest_rootfs: &Path,
+    spec: &CopySpec,
+    ignore: Option<&IgnoreMatcher>,
+) -> Result<CopyStats, FileOpError> {
+    let src_root = canonical(src_root)?;
+    let dest_rootfs = canonical(dest_rootfs)?;
+    let (urls, locals): (Vec<&String>, Vec<&String>) = spec
+        .sources
+        .iter()
+        .partition(|s| spec.add.is_some() && url::is_url(s));
+    if spec.sources.is_empty() && spec.heredocs.is_empty() {
+        return Err(FileOpError::NoSources);
+    }
+
+    let excludes = IgnoreMatcher::from_patterns(&spec.excludes).map_err(ContextError::Exclude)?;
+    let filters = Filters {
+        ignore,
+        excludes: Some(&excludes),
+        follow_named: spec.follow_symlinks_in_sources,
+    };
+    let locals: Vec<String> = locals.into_iter().cloned().collect();
+    let selection = select_in(&src_root, &locals, filters)?;
+
+    // Destination, as BuildKit's frontend spells it.
+    let dir_hint = spec.dest.is_empty() || spec.dest == "." || spec.dest.ends_with('/');
+    let dest_abs = if spec.dest.starts_with('/') {
+        spec.dest.clone()
+    } else {
+        format!(
+            "{}/{}",
+            if spec.workdir.is_empty() {
+                "/"
+            } else {
+                &spec.workdir
+            },
+            spec.dest
+        )
+    };
+    let dest = resolve_in_root(&dest_rootfs, &dest_abs, true)
+        .map_err(io_at("resolve", Path::new(&dest_abs)))?;
+    let total = selection.sources.len() + spec.heredocs.len() + urls.len();
+    if total == 0 {
+        // Only globs that matched nothing: BuildKit copies nothing.
+        return Ok(CopyStats::default());
+    }
+    let dest_is_dir = dest.is_dir();
+    if total > 1 && !dir_hint && !dest_is_dir {
+        return Err(FileOpError::DestNotDir {
+            dest: spec.dest.clone(),
+        });
+    }
+    let parent_owner = spec.chown.unwrap_or((0, 0));
+    let mut w = Writer::new(&dest_rootfs, spec.chown.is_some(), parent_owner);
+    if dir_hint || spec.parents {
+        w.ensure_dir(&dest)?;
+    }
+    let into_dir = dir_hint || dest_is_dir || spec.parents;
+
+    for source in &selection.sources {
+        copy_source(&mut w, spec, source, &dest, into_dir)?;
+    }
+    for (name, content) in &spec.heredocs {
+        let target = file_target(&mut w, &dest, into_dir, name)?;
+        let attrs = Attrs {
+            owner: parent_owner,
+            mode: spec.chmod.unwrap_or(0o644),
+            mtime_ns: None,
+        };
+        w.file(&target, &mut content.as_slice(), attrs, None)?;
+    }
+    for u in urls {
+        let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_deref());
+        let download = url::download(u, checksum)?;
+        let target = file_target(&mut w, &dest, into_dir, &download.file_name)?;
+        let attrs = Attrs {
+            owner: parent_owner,
+            mode: spec.chmod.unwrap_or(0o600),
+            mtime_ns: download.mtime_ns,
+        };
+        let mut body = download.body;
+        w.file(&target, &mut body, attrs, None)?;
+    }
+    w.finish()?;
+    Ok(w.stats)
+}
+
+/// Where a single file named `name` goes: into `dest` when it is a
+/// directory, else `dest` itself (its parents created).
+fn file_target(
+    w: &mut Writer,
+    dest: &Path,
+    into_dir: bool,
+    name: &str,
+) -> Result<PathBuf, FileOpError> {
+    if into_dir {
+        w.ensure_dir(dest)?;
+        let base = Path::new(name).file_name().unwrap_or(name.as_ref());
+        Ok(dest.join(base))
+    } else {
+        if let Some(parent) = dest.parent() {
+            w.ensure_dir(parent)?;
+        }
+        Ok(dest.to_path_buf())
+    }
+}
+
+/// Copies one matched source.
+fn copy_source(
+    w: &mut Writer,
+    spec: &CopySpec,
+    source: &SelectedSource,
+    dest: &Path,
+    into_dir: bool,
+) -> Result<(), FileOpError> {
+    let Some(top) = source.entries.first() else {
+        return Ok(());
+    };
+    // With --parents the source keeps its path below the pivot.
+    let base = if spec.parents {
+        let rel = parents_rel(&source.pattern, &source.name);
+        let base = resolve_in_root(w.root(), &rel_to_root(w.root(), dest, &rel), false)
+            .map_err(io_at("resolve", dest))?;
+        if top.meta.kind == EntryKind::Dir {
+            w.ensure_dir(&base)?;
+        } else if let Some(parent) = base.parent() {
+            w.ensure_dir(parent)?;
+        }
+        base
+    } else if top.meta.kind == EntryKind::Dir {
+        w.ensure_dir(dest)?;
+        dest.to_path_buf()
+    } else {
+        let name = source.name.rsplit('/').next().unwrap_or(&source.name);
+        file_target(w, dest, into_dir, name)?
+    };
+
+    if top.meta.kind == EntryKind::File && spec.add.as_ref().is_some_and(|a| a.unpack) {
+        if let Some(format) = archive::detect(&top.path)? {
+            // ADD extracts into the destination as a directory.
+            let target = if into_dir {
+                dest.to_path_buf()
+            } else {
+                base.clone()
+            };
+            w.ensure_dir(&target)?;
+            return archive::extract(w, &top.path, format, &target, spec.chown);
+        }
+    }
+
+    for entry in &source.entries {
+        if top.meta.kind == EntryKind::Dir && entry.sub.is_empty() {
+            // The destination directory of a directory copy keeps its own
+            // metadata (BuildKit creates it like a parent).
+            continue;
+        }
+        let target = if entry.sub.is_empty() {
+            base.clone()
+        } else {
+            base.join(&entry.sub)
+        };
+        copy_entry(w, spec, entry, &target)?;
+    }
+    Ok(())
+}
+
+fn copy_entry(
+    w: &mut Writer,
+    spec: &CopySpec,
+    entry: &Entry,
+    target: &Path,
+) -> Result<(), FileOpError> {
+    let meta = &entry.meta;
+    let owner = spec.chown.unwrap_or(if spec.keep_ownership {
+        (meta.uid, meta.gid)
+    } else {
+        (0, 0)
+    });
+    let attrs = Attrs {
+        owner,
+        mode: spec.chmod.unwrap_or(meta.mode),
+        mtime_ns: Some(meta.mtime_ns),
+    };
+    match meta.kind {
+        EntryKind::Dir => w.dir(target, attrs),
+        EntryKind::File => {
+            // O_NOFOLLOW: a file swapped for a symlink since the walk is
+            // refused rather than read through.
+            let mut src = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&entry.path)
+                .map_err(io_at("open", &entry.path))?;
+            let link_key = (meta.nlink > 1).then_some((meta.dev, meta.ino));
+            w.file(target, &mut src, attrs, link_key)
+        }
+        EntryKind::Symlink => match &meta.link {
+            Some(link) => w.symlink(target, link, attrs),
+            None => Ok(()),
+        },
+        EntryKind::Other => {
+            w.stats.skipped += 1;
+            Ok(())
+        }
+    }
+}
+
+/// The path a `--parents` source keeps: below the last `/./` of its
+/// pattern, or all of it.
+fn parents_rel(pattern: &str, name: &str) -> String {
+    let pattern = pattern.trim_start_matches('/');
+    match pattern.rfind("/./") {
+        Some(i) => {
+            let pivot = clean_path(&pattern[..i]);
+            let pivot_depth = if pivot == "." {
+                0
+            } else {
+                pivot.split('/').count()
+            };
+            name.split('/')
+                .skip(pivot_depth)
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+        None => name.to_string(),
+    }
+}
+
+/// `dest/rel` as a path string relative to the rootfs.
+fn rel_to_root(root: &Path, dest: &Path, rel: &str) -> String {
+    let dest_rel = dest.strip_prefix(root).unwrap_or(Path::new(""));
+    format!("/{}/{}", dest_rel.to_string_lossy(), rel)
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, FileOpError> {
+    std::fs::canonicalize(path).map_err(io_at("open", path))
+}

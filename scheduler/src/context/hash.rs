@@ -1,0 +1,151 @@
+//! Content digests of selections: blake3 over paths, file content, mode,
+//! ownership and symlink targets — never timestamps.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::{ContextError, EntryKind, EntryMeta, Selection, StatCache};
+
+/// Files at least this big are hashed with blake3's own multithreading over
+/// a memory map; smaller ones are one read each, spread over the pool.
+const BIG_FILE: u64 = 8 << 20;
+
+/// Version tag mixed into every digest, bumped when the encoding changes.
+const DOMAIN: &[u8] = b"rbk context digest v1\0";
+
+/// The digest of a selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentDigest {
+    /// blake3 of everything, lowercase hex.
+    pub hex: String,
+    /// Per entry, in selection order: its path as named from the source root
+    /// and the blake3 hex of its record (content, mode, ownership, link
+    /// target), so a cache miss can name the file that changed.
+    pub files: Vec<(String, String)>,
+}
+
+/// Digests `sel`, hashing file contents in parallel and consulting `cache`.
+pub(crate) fn digest_selection(
+    sel: &Selection,
+    cache: Option<&StatCache>,
+) -> Result<ContentDigest, ContextError> {
+    let work: Vec<(usize, usize)> = sel
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(s, src)| (0..src.entries.len()).map(move |e| (s, e)))
+        .collect();
+    let records: Vec<[u8; 32]> = work
+        .par_iter()
+        .map(|&(s, e)| {
+            let entry = &sel.sources[s].entries[e];
+            let content = if entry.meta.kind == EntryKind::File {
+                Some(content_digest(&entry.path, &entry.meta, cache)?)
+            } else {
+                None
+            };
+            Ok(record(&entry.meta, content))
+        })
+        .collect::<Result<_, ContextError>>()?;
+
+    let mut top = blake3::Hasher::new();
+    top.update(DOMAIN);
+    let mut files = Vec::with_capacity(records.len());
+    let mut records = records.into_iter();
+    for src in &sel.sources {
+        for part in [&src.pattern, &src.name, &src.real] {
+            put_bytes(&mut top, part.as_bytes());
+        }
+        top.update(&(src.entries.len() as u64).to_le_bytes());
+        for entry in &src.entries {
+            let Some(rec) = records.next() else { break };
+            put_bytes(&mut top, entry.sub.as_bytes());
+            top.update(&rec);
+            let shown = match (src.name.is_empty(), entry.sub.is_empty()) {
+                (_, true) => src.name.clone(),
+                (true, false) => entry.sub.clone(),
+                (false, false) => format!("{}/{}", src.name, entry.sub),
+            };
+            files.push((shown, hex::encode(rec)));
+        }
+    }
+    Ok(ContentDigest {
+        hex: top.finalize().to_hex().to_string(),
+        files,
+    })
+}
+
+/// The blake3 of one entry's record: kind, mode, owner, and its content
+/// digest, link target or device number.
+fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    let kind: u8 = match meta.kind {
+        EntryKind::File => b'f',
+        EntryKind::Dir => b'd',
+        EntryKind::Symlink => b'l',
+        EntryKind::Other => b'o',
+    };
+    h.update(&[kind]);
+    h.update(&meta.mode.to_le_bytes());
+    h.update(&meta.uid.to_le_bytes());
+    h.update(&meta.gid.to_le_bytes());
+    if let Some(content) = content {
+        h.update(&content);
+    }
+    if let Some(link) = &meta.link {
+        put_bytes(&mut h, link.as_os_str().as_bytes());
+    }
+    if meta.kind == EntryKind::Other {
+        h.update(&meta.raw_mode.to_le_bytes());
+        h.update(&meta.rdev.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+fn put_bytes(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// The blake3 of a regular file's bytes, from the cache when it vouches.
+pub(crate) fn content_digest(
+    path: &Path,
+    meta: &EntryMeta,
+    cache: Option<&StatCache>,
+) -> Result<[u8; 32], ContextError> {
+    if let Some(digest) = cache.and_then(|c| c.lookup(path, meta)) {
+        return Ok(digest);
+    }
+    let digest = hash_file(path, meta.size).map_err(|source| ContextError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(cache) = cache {
+        cache.insert(path, meta, digest);
+    }
+    Ok(digest)
+}
+
+fn hash_file(path: &Path, size: u64) -> std::io::Result<[u8; 32]> {
+    // O_NOFOLLOW: the entry was a regular file when walked; if it has been
+    // swapped for a symlink since, refuse rather than read through it.
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut h = blake3::Hasher::new();
+    if size >= BIG_FILE {
+        h.update_mmap_rayon(path)?;
+    } else {
+        let mut buf = Vec::with_capacity(size as usize + 1);
+        file.read_to_end(&mut buf)?;
+        h.update(&buf);
+    }
+    Ok(*h.finalize().as_bytes())
+}

@@ -1,0 +1,213 @@
+//! ADD's extraction of local tar archives.
+//!
+//! Like BuildKit, a source is an archive when, after undoing a compression
+//! recognised by its magic bytes, it starts with a valid tar header.
+//! Supported: plain tar, gzip and zstd. bzip2 and xz archives are copied as
+//! plain files (a known gap: Docker would extract them).
+//!
+//! Extraction writes as a process chrooted into the rootfs would: names are
+//! cleaned, an entry with a `..` component is refused, and each entry's
+//! parent is resolved inside the rootfs (so a symlink earlier in the
+//! archive cannot send a later entry outside it). Ownership comes from the
+//! archive unless `--chown` is given.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::context::resolve_in_root;
+
+use super::dest::{io_at, Attrs, Writer};
+use super::FileOpError;
+
+/// A recognised archive encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+fn open(path: &Path) -> Result<File, FileOpError> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_at("open", path))
+}
+
+fn decoder(path: &Path, format: Format) -> Result<Box<dyn Read>, FileOpError> {
+    let file = BufReader::new(open(path)?);
+    Ok(match format {
+        Format::Tar => Box::new(file),
+        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Format::Zstd => {
+            Box::new(zstd::Decoder::with_buffer(file).map_err(io_at("decompress", path))?)
+        }
+    })
+}
+
+/// The archive format of `path`, or `None` if it is not a tar archive we
+/// can read (then ADD copies it as a file).
+pub(crate) fn detect(path: &Path) -> Result<Option<Format>, FileOpError> {
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut open(path)?, &mut magic).map_err(io_at("read", path))?;
+    let format = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Format::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
+        _ => Format::Tar,
+    };
+    let mut header = [0u8; 512];
+    // A decoding error means "not an archive", not a failed build.
+    let Ok(mut reader) = decoder(path, format) else {
+        return Ok(None);
+    };
+    match read_full(&mut reader, &mut header) {
+        Ok(512) if is_tar_header(&header) => Ok(Some(format)),
+        _ => Ok(None),
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A tar header block is valid when its checksum field matches the sum of
+/// its bytes (the field itself counted as spaces).
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    let field = &block[148..156];
+    let text: String = field
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as char)
+        .collect();
+    let Ok(want) = u32::from_str_radix(text.trim(), 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
+    sum == want && block[..100].iter().any(|&b| b != 0)
+}
+
+/// Extracts `path` into the directory `target` of the writer's rootfs.
+pub(crate) fn extract(
+    w: &mut Writer,
+    path: &Path,
+    format: Format,
+    target: &Path,
+    chown: Option<(u32, u32)>,
+) -> Result<(), FileOpError> {
+    let bad = |why: std::io::Error| FileOpError::Archive {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    let root = w.root().to_path_buf();
+    let target_rel = target
+        .strip_prefix(&root)
+        .map_err(|_| FileOpError::Escape {
+            path: target.to_path_buf(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let mut archive = tar::Archive::new(decoder(path, format)?);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let unsafe_entry = || FileOpError::UnsafeArchiveEntry {
+            path: path.to_path_buf(),
+            entry: raw.clone(),
+        };
+        let Some(rel) = clean_entry(&raw) else {
+            return Err(unsafe_entry());
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let (parent_rel, base) = match rel.rsplit_once('/') {
+            Some((p, b)) => (p, b),
+            None => ("", rel.as_str()),
+        };
+        let parent = resolve_in_root(&root, &format!("/{target_rel}/{parent_rel}"), true)
+            .map_err(io_at("resolve", target))?;
+        w.ensure_dir(&parent)?;
+        let dest = parent.join(base);
+        let header = entry.header();
+        let owner = match chown {
+            Some(owner) => owner,
+            None => (
+                header.uid().map_err(bad)? as u32,
+                header.gid().map_err(bad)? as u32,
+            ),
+        };
+        let attrs = Attrs {
+            owner,
+            mode: header.mode().map_err(bad)? & 0o7777,
+            mtime_ns: Some((header.mtime().map_err(bad)? as i64).saturating_mul(1_000_000_000)),
+        };
+        let kind = header.entry_type();
+        match kind {
+            tar::EntryType::Directory => w.dir(&dest, attrs)?,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                w.file(&dest, &mut entry, attrs, None)?
+            }
+            tar::EntryType::Symlink => {
+                let link = entry.link_name().map_err(bad)?.ok_or_else(unsafe_entry)?;
+                w.symlink(&dest, &link, attrs)?
+            }
+            tar::EntryType::Link => {
+                let link = entry.link_name_bytes().ok_or_else(unsafe_entry)?;
+                let link = clean_entry(&String::from_utf8_lossy(&link)).ok_or_else(unsafe_entry)?;
+                let existing = resolve_in_root(&root, &format!("/{target_rel}/{link}"), false)
+                    .map_err(io_at("resolve", target))?;
+                w.hard_link(&dest, &existing)?
+            }
+            _ => w.stats.skipped += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Cleans an archive member name: drops leading `/` and `./`, collapses
+/// `//` and `.`; `None` when a `..` component would climb out.
+fn clean_entry(name: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names() {
+        assert_eq!(clean_entry("./a/b/").as_deref(), Some("a/b"));
+        assert_eq!(clean_entry("/etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(clean_entry("a/../../x"), None);
+        assert_eq!(clean_entry("./").as_deref(), Some(""));
+    }
+}
