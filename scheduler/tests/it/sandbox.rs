@@ -106,3 +106,331 @@ fn echo_output_is_captured() {
     let (code, out, err) = run(dir.path(), &sh("echo hi; echo oops >&2")).unwrap();
     assert_eq!((code, out.as_str(), err.as_str()), (0, "hi\n", "oops\n"));
 }
+
+#[test]
+fn exit_codes_are_returned() {
+    let Some(dir) = rootfs("exit_codes_are_returned") else {
+        return;
+    };
+    assert_eq!(run(dir.path(), &sh("exit 3")).unwrap().0, 3);
+    assert_eq!(run(dir.path(), &sh("kill -TERM $$")).unwrap().0, 128 + 15);
+    assert_eq!(run(dir.path(), &sh("true")).unwrap().0, 0);
+}
+
+#[test]
+fn env_and_cwd_are_applied_and_cwd_is_created() {
+    let Some(dir) = rootfs("env_and_cwd_are_applied_and_cwd_is_created") else {
+        return;
+    };
+    let mut spec = sh("echo \"$FOO|$PATH|$HOME\"; pwd");
+    spec.env = vec![("FOO".into(), "bar baz".into())];
+    spec.cwd = "/work/deep".into();
+    let (code, out, _) = run(dir.path(), &spec).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "bar baz|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|/root\n/work/deep\n"
+    );
+    // WORKDIR creation is part of the step's result, like Docker's.
+    assert!(dir.path().join("work/deep").is_dir());
+}
+
+#[test]
+fn user_is_resolved_by_name_and_by_ids() {
+    let Some(dir) = rootfs("user_is_resolved_by_name_and_by_ids") else {
+        return;
+    };
+    let cases = [
+        ("", "0 0 0\n"),
+        ("app", "1000 1000 1000 10\n"),
+        ("1000:10", "1000 10 10\n"),
+        ("4242:4343", "4242 4343 4343\n"),
+        ("nobody:app", "65534 1000 1000\n"),
+    ];
+    for (user, want) in cases {
+        let mut spec = sh("echo $(id -u) $(id -g) $(id -G)");
+        spec.user = user.into();
+        let (code, out, err) = run(dir.path(), &spec).unwrap();
+        assert_eq!((code, out.as_str()), (0, want), "user {user:?}: {err}");
+    }
+    let mut spec = sh("true");
+    spec.user = "ghost".into();
+    let err = run(dir.path(), &spec).unwrap_err();
+    assert!(matches!(err, SandboxError::UnknownUser { .. }), "{err}");
+    assert!(err.to_string().contains("ghost"), "{err}");
+}
+
+#[test]
+fn pid_uts_and_files_are_the_containers() {
+    let Some(dir) = rootfs("pid_uts_and_files_are_the_containers") else {
+        return;
+    };
+    let mut spec = sh(
+        "echo $$; ls /proc | grep -c '^[0-9]'; hostname; grep -c box1 /etc/hosts; \
+         test -f /etc/resolv.conf && echo resolv; test -c /dev/null && echo null; \
+         echo x > /dev/shm/f && cat /dev/shm/f; test -e /dev/pts/ptmx && echo pts; \
+         cat </dev/stdin",
+    );
+    spec.hostname = "box1".into();
+    let (code, out, err) = run(dir.path(), &spec).unwrap();
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // Init is pid 1, the shell pid 2.
+    assert_eq!(lines[0], "2", "{out}");
+    let pids: u32 = lines[1].parse().unwrap();
+    assert!(pids <= 4, "the command sees {pids} processes");
+    assert_eq!(&lines[2..], ["box1", "1", "resolv", "null", "x", "pts"]);
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let Some(dir) = rootfs("network_none_has_only_loopback") else {
+        return;
+    };
+    let mut spec = sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping");
+    spec.network = NetworkMode::None;
+    let (code, out, err) = run(dir.path(), &spec).unwrap();
+    assert_eq!((code, out.as_str()), (0, "lo\nping\n"), "{err}");
+}
+
+#[test]
+fn bind_mounts_honour_readonly_and_leave_no_stubs() {
+    let Some(dir) = rootfs("bind_mounts_honour_readonly_and_leave_no_stubs") else {
+        return;
+    };
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "data\n").unwrap();
+    let before = tree(dir.path());
+    let mut spec = sh("cat /ro/in; echo w > /ro/x 2>/dev/null && echo wrote-ro; \
+         echo w > /rw/deep/out && echo wrote-rw; cat /file");
+    spec.mounts = vec![
+        BindMount {
+            source: host.path().into(),
+            target: "/ro".into(),
+            readonly: true,
+        },
+        BindMount {
+            source: host.path().into(),
+            target: "/rw/deep".into(),
+            readonly: false,
+        },
+        BindMount {
+            source: host.path().join("in"),
+            target: "/file".into(),
+            readonly: true,
+        },
+    ];
+    let (code, out, err) = run(dir.path(), &spec).unwrap();
+    assert_eq!((code, out.as_str()), (0, "data\nwrote-rw\ndata\n"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "w\n"
+    );
+    assert!(!host.path().join("x").exists());
+    // /proc, /dev, /sys, /etc/hosts, /etc/resolv.conf, /ro, /rw/deep, /file
+    // were created for the run only.
+    assert_eq!(tree(dir.path()), before);
+}
+
+#[test]
+fn no_mounts_are_left_behind_even_on_failure() {
+    let Some(dir) = rootfs("no_mounts_are_left_behind_even_on_failure") else {
+        return;
+    };
+    let root = dir.path().to_string_lossy().into_owned();
+    let ours = || -> Vec<String> {
+        mountinfo()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(String::from)
+            .collect()
+    };
+    assert!(ours().is_empty());
+    assert_eq!(run(dir.path(), &sh("exit 1")).unwrap().0, 1);
+    // A setup failure inside the child: the working directory is a file.
+    let mut spec = sh("true");
+    spec.cwd = "/etc/passwd".into();
+    let err = run(dir.path(), &spec).unwrap_err();
+    assert!(matches!(err, SandboxError::Setup { .. }), "{err}");
+    assert!(err.to_string().contains("/etc/passwd"), "{err}");
+    assert!(ours().is_empty(), "{:?}", ours());
+}
+
+#[test]
+fn missing_or_unexecutable_commands_are_clear_errors() {
+    let Some(dir) = rootfs("missing_or_unexecutable_commands_are_clear_errors") else {
+        return;
+    };
+    let spec = ExecSpec {
+        args: vec!["foo".into()],
+        ..ExecSpec::default()
+    };
+    let err = run(dir.path(), &spec).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "exec: \"foo\": executable file not found in $PATH"
+    );
+    assert_eq!(err.exit_code(), Some(127));
+    let spec = ExecSpec {
+        args: vec!["/etc/passwd".into()],
+        ..ExecSpec::default()
+    };
+    let err = run(dir.path(), &spec).unwrap_err();
+    assert_eq!(err.exit_code(), Some(126), "{err}");
+    // Through a shell it is just exit code 127.
+    assert_eq!(run(dir.path(), &sh("foo")).unwrap().0, 127);
+}
+
+#[test]
+fn cancel_kills_the_process_tree_quickly() {
+    let Some(dir) = rootfs("cancel_kills_the_process_tree_quickly") else {
+        return;
+    };
+    let token = CancelToken::new();
+    let canceller = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            token.cancel();
+        })
+    };
+    let start = Instant::now();
+    let result = NamespaceExecutor.run(
+        dir.path(),
+        &sh("sleep 100 & sleep 100; echo never"),
+        &mut |_, _| {},
+        &token,
+    );
+    canceller.join().unwrap();
+    assert!(matches!(result, Err(SandboxError::Cancelled)), "{result:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // No process of the container survives (busybox's sleep runs from our rootfs).
+    let exe = dir.path().join("bin/busybox");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(link) = std::fs::read_link(entry.path().join("exe")) {
+            assert_ne!(link, exe, "pid {:?} survived", entry.file_name());
+        }
+    }
+}
+
+#[test]
+fn signals_are_forwarded_to_the_command() {
+    let Some(dir) = rootfs("signals_are_forwarded_to_the_command") else {
+        return;
+    };
+    let token = CancelToken::new();
+    let sender = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            token.send_signal(libc::SIGTERM);
+        })
+    };
+    let mut out = Vec::new();
+    let code = NamespaceExecutor
+        .run(
+            dir.path(),
+            &sh("trap 'echo got-term; exit 5' TERM; sleep 10 & wait"),
+            &mut |_, d| out.extend_from_slice(d),
+            &token,
+        )
+        .unwrap();
+    sender.join().unwrap();
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (5, "got-term\n")
+    );
+}
+
+#[test]
+fn mount_target_symlink_cannot_escape_rootfs() {
+    let Some(dir) = rootfs("mount_target_symlink_cannot_escape_rootfs") else {
+        return;
+    };
+    let outside = tempfile::tempdir().unwrap();
+    // The image's /data points at a host path; it must mean <rootfs><path>.
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(
+        "/../../../../etc/rbk-test-hosts",
+        dir.path().join("etc/hosts"),
+    )
+    .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let mut spec = sh("ls /data/mnt >/dev/null && echo ok");
+    spec.mounts = vec![BindMount {
+        source: src.path().into(),
+        target: "/data/mnt".into(),
+        readonly: true,
+    }];
+    let (code, out, err) = run(dir.path(), &spec).unwrap();
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(!Path::new("/etc/rbk-test-hosts").exists());
+    // The stub made through the link was inside the rootfs, and is gone.
+    assert!(!dir.path().join("etc/rbk-test-hosts").exists());
+    assert!(dir.path().join("etc/hosts").symlink_metadata().is_ok());
+}
+
+#[test]
+fn parallel_runs_keep_their_own_output() {
+    let Some(dir) = rootfs("parallel_runs_keep_their_own_output") else {
+        return;
+    };
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let root = dir.path();
+                s.spawn(move || {
+                    run(
+                        root,
+                        &sh(&format!("echo start {i}; sleep 0.5; echo end {i}")),
+                    )
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let (code, out, _) = h.join().unwrap().unwrap();
+            assert_eq!((code, out), (0, format!("start {i}\nend {i}\n")));
+        }
+    });
+    // They overlapped (and no run waited for another's pipes to close).
+    assert!(
+        start.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn init_reaps_orphans_and_exits_with_the_command() {
+    let Some(dir) = rootfs("init_reaps_orphans_and_exits_with_the_command") else {
+        return;
+    };
+    // The orphaned sleeps are reparented to init; once they exit they must
+    // not stay zombies. The background `sleep 100` dies with the namespace.
+    let script = "(sleep 0.1 &); (sleep 0.1 &); sleep 0.5; \
+                  cat /proc/[0-9]*/stat | cut -d' ' -f3 | grep -c Z; \
+                  sleep 100 & echo done";
+    let start = Instant::now();
+    let (code, out, err) = run(dir.path(), &sh(script)).unwrap();
+    assert_eq!((code, out.as_str()), (0, "0\ndone\n"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn tty_mode_gives_the_command_a_terminal() {
+    let Some(dir) = rootfs("tty_mode_gives_the_command_a_terminal") else {
+        return;
+    };
+    let mut spec =
+        sh("test -t 0 && test -t 1 && echo tty; stty size >/dev/null && echo sized; exit 4");
+    spec.tty = true;
+    let (code, out, _) = run(dir.path(), &spec).unwrap();
+    assert_eq!(code, 4);
+    assert!(out.starts_with("tty\r\n"), "{out:?}");
+}

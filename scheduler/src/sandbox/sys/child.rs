@@ -1,0 +1,437 @@
+//! The children's side of a run: the keeper, init and the command. They run
+//! after `fork()` in a multi-threaded process, so they use only data prepared
+//! before the fork and raw syscalls: no allocation, no locks, no panics.
+
+use std::ffi::{c_char, OsStr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, AT_FDCWD};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use super::{ChildFds, Prepared, Step, EXIT_SETUP, STATUS_FD};
+pub(super) fn exit(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process without running atexit handlers or
+    // destructors, which must not run in a forked child.
+    unsafe { libc::_exit(code) }
+}
+
+/// Writes a 12-byte status record: tag, step, arg, value (errno or pid).
+fn report(step: Step, arg: u32, value: i32) {
+    let mut rec = [0u8; 12];
+    rec[0..2].copy_from_slice(&(step as u16).to_le_bytes());
+    rec[4..8].copy_from_slice(&arg.to_le_bytes());
+    rec[8..12].copy_from_slice(&value.to_le_bytes());
+    // SAFETY: writes from a valid stack buffer to an fd we own; a write of
+    // 12 bytes to a pipe is atomic.
+    unsafe { libc::write(STATUS_FD, rec.as_ptr().cast(), rec.len()) };
+}
+
+fn fail(step: Step, arg: u32, e: Errno) -> ! {
+    report(step, arg, e as i32);
+    exit(EXIT_SETUP)
+}
+
+fn check<T>(r: nix::Result<T>, step: Step, arg: u32) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => fail(step, arg, e),
+    }
+}
+
+/// Duplicates `fd` to a number >= 10 (so the later dup2 onto 0..3 cannot
+/// clobber a source), or fails the setup.
+fn dup_high(fd: RawFd) -> RawFd {
+    // SAFETY: F_DUPFD on an fd this process owns.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
+    if r < 0 {
+        fail(Step::Stdio, 0, Errno::last())
+    }
+    r
+}
+
+fn dup_to(from: RawFd, to: RawFd) {
+    // SAFETY: dup2 between fds this process owns.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        fail(Step::Stdio, 1, Errno::last())
+    }
+}
+
+pub(super) fn set_cloexec(fd: RawFd) {
+    // SAFETY: F_SETFD on an fd this process owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn close_raw(fd: RawFd) {
+    // SAFETY: closing an fd number this process owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// The first child: puts stdio in place, unshares the namespaces and forks
+/// init, then waits for it and exits with its status.
+pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
+    // Tie our life to rbk's: if it dies, we die, and so does init (below).
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
+    {
+        exit(EXIT_SETUP);
+    }
+    let status = dup_high(fds.status.as_raw_fd());
+    let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    let out = dup_high(fds.stdout.as_raw_fd());
+    let err = dup_high(fds.stderr.as_raw_fd());
+    dup_to(status, STATUS_FD);
+    set_cloexec(STATUS_FD);
+    if let Some(stdin) = stdin {
+        dup_to(stdin, 0);
+    }
+    dup_to(out, 1);
+    dup_to(err, 2);
+    // Drop every other inherited fd (other runs' pipes, rbk's files) so the
+    // container holds nothing of rbk's and pipes see EOF when it ends.
+    // SAFETY: close_range only closes fds.
+    unsafe { libc::syscall(libc::SYS_close_range, STATUS_FD + 1, u32::MAX, 0) };
+
+    // A session of our own: terminal signals for rbk do not reach the
+    // container (rbk forwards what it wants to).
+    check(nix::unistd::setsid(), Step::Setsid, 0);
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if p.isolate_net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    check(unshare(flags), Step::Unshare, 0);
+    // SAFETY: this process is single-threaded (a fork child); the child runs
+    // `init`, which follows the same no-allocation rules.
+    let init_pid = match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(Step::ForkInit, 0, e),
+        Ok(ForkResult::Child) => init(p),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    report(Step::InitPid, 0, init_pid.as_raw());
+    for fd in 0..=STATUS_FD {
+        close_raw(fd);
+    }
+    exit(wait_exit_code(init_pid))
+}
+
+/// Waits for `pid` and maps its status to an exit code (128+N for signal N).
+fn wait_exit_code(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return EXIT_SETUP,
+        }
+    }
+}
+
+/// Signals init forwards to the command.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Pid 1 of the new pid namespace: mounts, pivot_root, then forks the
+/// command, reaps zombies and forwards signals until the command exits.
+fn init(p: &Prepared) -> ! {
+    // If the keeper dies (killed by rbk), take the namespace down with it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    setup_mounts(p);
+    if let Some(h) = &p.hostname {
+        check(
+            nix::unistd::sethostname(OsStr::from_bytes(h.as_bytes())),
+            Step::Hostname,
+            0,
+        );
+    }
+    if p.isolate_net {
+        loopback_up();
+    }
+    // Block the signals we handle synchronously before the command exists,
+    // so none is lost; blocked signals reach pid 1 even without a handler.
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        set.add(s);
+    }
+    check(
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None),
+        Step::ForkCommand,
+        0,
+    );
+    // SAFETY: single-threaded child; `command` follows the no-allocation rules.
+    let child = match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(Step::ForkCommand, 0, e),
+        Ok(ForkResult::Child) => command(p),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    for fd in 0..=STATUS_FD {
+        close_raw(fd);
+    }
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => exit(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => exit(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+fn setup_mounts(p: &Prepared) {
+    let none: Option<&str> = None;
+    // Nothing we mount may propagate back to the host.
+    check(
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
+        Step::MakePrivate,
+        0,
+    );
+    // pivot_root needs the new root to be a mount point.
+    check(
+        mount(
+            Some(p.rootfs.as_c_str()),
+            p.rootfs.as_c_str(),
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        ),
+        Step::BindRootfs,
+        0,
+    );
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    check(
+        mount(
+            Some("proc"),
+            p.proc_dir.as_c_str(),
+            Some("proc"),
+            nosuid_nodev_noexec,
+            none,
+        ),
+        Step::MountProc,
+        0,
+    );
+    check(
+        mount(
+            Some("tmpfs"),
+            p.dev_dir.as_c_str(),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+        ),
+        Step::MountDev,
+        0,
+    );
+    for (i, (host, target)) in p.dev_nodes.iter().enumerate() {
+        let i = i as u32;
+        let f = check(
+            nix::fcntl::open(
+                target.as_c_str(),
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o666),
+            ),
+            Step::DevNode,
+            i,
+        );
+        drop(f);
+        check(
+            mount(
+                Some(host.as_c_str()),
+                target.as_c_str(),
+                none,
+                MsFlags::MS_BIND,
+                none,
+            ),
+            Step::DevNode,
+            i,
+        );
+    }
+    for dir in [&p.pts_dir, &p.shm_dir] {
+        check(
+            nix::unistd::mkdir(dir.as_c_str(), Mode::from_bits_truncate(0o755)),
+            Step::DevDir,
+            0,
+        );
+    }
+    check(
+        mount(
+            Some("devpts"),
+            p.pts_dir.as_c_str(),
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        Step::MountPts,
+        0,
+    );
+    check(
+        mount(
+            Some("shm"),
+            p.shm_dir.as_c_str(),
+            Some("tmpfs"),
+            nosuid_nodev_noexec,
+            Some("mode=1777,size=65536k"),
+        ),
+        Step::MountShm,
+        0,
+    );
+    for (i, (target, link)) in p.dev_links.iter().enumerate() {
+        check(
+            nix::unistd::symlinkat(target.as_c_str(), AT_FDCWD, link.as_c_str()),
+            Step::DevLink,
+            i as u32,
+        );
+    }
+    // /sys is optional: a read-only sysfs, else a read-only bind of the host's.
+    let ro = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
+    if mount(Some("sysfs"), p.sys_dir.as_c_str(), Some("sysfs"), ro, none).is_err()
+        && mount(
+            Some("/sys"),
+            p.sys_dir.as_c_str(),
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )
+        .is_ok()
+    {
+        let _ = mount(
+            none,
+            p.sys_dir.as_c_str(),
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | ro,
+            none,
+        );
+    }
+    for (i, (source, target, readonly)) in p.binds.iter().enumerate() {
+        let i = i as u32;
+        check(
+            mount(
+                Some(source.as_c_str()),
+                target.as_c_str(),
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            ),
+            Step::Bind,
+            i,
+        );
+        if *readonly {
+            check(
+                mount(
+                    none,
+                    target.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    none,
+                ),
+                Step::RemountRo,
+                i,
+            );
+        }
+    }
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it
+    // leaves only the rootfs, without a put_old directory in the image.
+    check(nix::unistd::chdir(p.rootfs.as_c_str()), Step::PivotRoot, 0);
+    check(nix::unistd::pivot_root(".", "."), Step::PivotRoot, 1);
+    check(umount2(".", MntFlags::MNT_DETACH), Step::PivotRoot, 2);
+    check(nix::unistd::chdir("/"), Step::PivotRoot, 3);
+}
+
+/// Brings `lo` up in a fresh network namespace.
+fn loopback_up() {
+    // SAFETY: plain socket/ioctl calls on a zeroed, NUL-terminated ifreq that
+    // lives on our stack; the socket is closed before returning.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            fail(Step::Loopback, 0, Errno::last());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as c_char;
+        }
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req) < 0 {
+            fail(Step::Loopback, 1, Errno::last());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req) < 0 {
+            fail(Step::Loopback, 2, Errno::last());
+        }
+        libc::close(sock);
+    }
+}
+
+/// The command's process: signals reset, terminal, working directory,
+/// identity, then exec along the candidate paths.
+fn command(p: &Prepared) -> ! {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // rbk ignores SIGPIPE (Rust does); ignored signals survive exec, so reset.
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: restoring the default disposition is always valid.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    if p.tty {
+        check(nix::unistd::setsid(), Step::Ctty, 0);
+        // SAFETY: TIOCSCTTY on our stdin, the pty slave.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY as _, 0) } < 0 {
+            fail(Step::Ctty, 1, Errno::last());
+        }
+    }
+    for dir in &p.cwd_prefixes {
+        match nix::unistd::mkdir(dir.as_c_str(), Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => fail(Step::MkdirCwd, 0, e),
+        }
+    }
+    check(nix::unistd::setgroups(&p.groups), Step::Setgroups, 0);
+    check(nix::unistd::setgid(p.gid), Step::Setgid, 0);
+    check(nix::unistd::setuid(p.uid), Step::Setuid, 0);
+    check(nix::unistd::chdir(p.cwd.as_c_str()), Step::ChdirCwd, 0);
+    let mut denied = None;
+    for cand in &p.candidates {
+        // SAFETY: argv and envp are NUL-terminated arrays of pointers to
+        // CStrings that `p` keeps alive; execve only returns on failure.
+        unsafe { libc::execve(cand.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr()) };
+        match Errno::last() {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            // Like execvp: remember, keep searching.
+            Errno::EACCES => denied = Some(Errno::EACCES),
+            e => {
+                report(Step::ExecFailed, 0, e as i32);
+                exit(crate::sandbox::EXIT_NOT_EXECUTABLE);
+            }
+        }
+    }
+    match denied {
+        Some(e) => {
+            report(Step::ExecFailed, 0, e as i32);
+            exit(crate::sandbox::EXIT_NOT_EXECUTABLE)
+        }
+        None => {
+            report(Step::ExecNotFound, 0, Errno::ENOENT as i32);
+            exit(crate::sandbox::EXIT_NOT_FOUND)
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! rbk's side of a run: pumping output (pipes or a pty), watching the status
+//! pipe and the cancel token, and reaping the keeper.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::{process_err, Step, STEPS};
+use crate::sandbox::{CancelToken, OutputStream, SandboxError};
+/// rbk's side of a run: pumps output, watches the status pipe and the
+/// cancel token, and reaps the keeper.
+pub(super) struct Supervisor {
+    keeper: Pid,
+    init: Option<Pid>,
+    status: OwnedFd,
+    status_buf: Vec<u8>,
+    failure: Option<(Step, u32, i32)>,
+    killed: bool,
+}
+
+/// What one polled fd is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Out(usize),
+    Master,
+    Status,
+    Stdin,
+}
+
+impl Supervisor {
+    pub(super) fn new(keeper: Pid, status: OwnedFd) -> Self {
+        Supervisor {
+            keeper,
+            init: None,
+            status,
+            status_buf: Vec::new(),
+            failure: None,
+            killed: false,
+        }
+    }
+
+    /// The first failure a child reported: step, its argument, errno.
+    pub(super) fn failure(&self) -> Option<(Step, u32, i32)> {
+        self.failure
+    }
+
+    pub(super) fn run(
+        &mut self,
+        mut outs: Vec<(OutputStream, OwnedFd)>,
+        master: Option<OwnedFd>,
+        forward_stdin: bool,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<i32, SandboxError> {
+        let stdin = std::io::stdin();
+        let mut open: Vec<Source> = (0..outs.len()).map(Source::Out).collect();
+        open.push(Source::Status);
+        if master.is_some() {
+            open.push(Source::Master);
+            if forward_stdin {
+                open.push(Source::Stdin);
+            }
+        }
+        let mut winsize = get_winsize(stdin.as_raw_fd());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            self.handle_token(cancel);
+            if let (Some(m), Some(old)) = (&master, winsize) {
+                if let Some(now) = get_winsize(stdin.as_raw_fd()) {
+                    if (now.ws_row, now.ws_col) != (old.ws_row, old.ws_col) {
+                        set_winsize(m.as_raw_fd(), &now);
+                        winsize = Some(now);
+                    }
+                }
+            }
+            let ready: Vec<(Source, bool)> = {
+                let fd_of = |s: &Source| match s {
+                    Source::Out(i) => outs[*i].1.as_fd(),
+                    Source::Master => master.as_ref().map_or(stdin.as_fd(), |m| m.as_fd()),
+                    Source::Status => self.status.as_fd(),
+                    Source::Stdin => stdin.as_fd(),
+                };
+                let mut pfds: Vec<PollFd> = open
+                    .iter()
+                    .map(|s| PollFd::new(fd_of(s), PollFlags::POLLIN))
+                    .collect();
+                match poll(&mut pfds, PollTimeout::from(50u16)) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(process_err("poll the container's output")(e)),
+                }
+                open.iter()
+                    .zip(&pfds)
+                    .map(|(s, p)| (*s, p.revents().is_some_and(|r| !r.is_empty())))
+                    .collect()
+            };
+            for (source, is_ready) in ready {
+                if !is_ready {
+                    continue;
+                }
+                let fd = match source {
+                    Source::Out(i) => outs[i].1.as_raw_fd(),
+                    Source::Master => master.as_ref().map_or(-1, |m| m.as_raw_fd()),
+                    Source::Status => self.status.as_raw_fd(),
+                    Source::Stdin => stdin.as_raw_fd(),
+                };
+                match read_fd(fd, &mut buf) {
+                    Some(0) | None => open.retain(|s| *s != source),
+                    Some(n) => {
+                        let data = &buf[..n];
+                        match source {
+                            Source::Out(i) => output(outs[i].0, data),
+                            Source::Master => output(OutputStream::Stdout, data),
+                            Source::Status => self.on_status(data),
+                            Source::Stdin => {
+                                if let Some(m) = &master {
+                                    write_all_fd(m.as_raw_fd(), data);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(code) = self.try_reap()? {
+                // Every process of the container is gone: drain what is left.
+                for (stream, fd) in outs.drain(..) {
+                    drain(fd.as_raw_fd(), &mut buf, |d| output(stream, d));
+                }
+                if let Some(m) = &master {
+                    drain(m.as_raw_fd(), &mut buf, |d| output(OutputStream::Stdout, d));
+                }
+                let mut status = Vec::new();
+                drain(self.status.as_raw_fd(), &mut buf, |d| {
+                    status.extend_from_slice(d)
+                });
+                self.on_status(&status);
+                return Ok(code);
+            }
+        }
+    }
+
+    fn handle_token(&mut self, cancel: &CancelToken) {
+        if cancel.is_cancelled() && !self.killed {
+            self.killed = true;
+            if let Some(init) = self.init {
+                // Only while the keeper lives is init's pid surely still init.
+                if matches!(
+                    waitpid(
+                        self.keeper,
+                        Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
+                    ),
+                    Ok(WaitStatus::StillAlive)
+                ) {
+                    let _ = kill(init, Signal::SIGKILL);
+                }
+            }
+            // Init has PDEATHSIG=SIGKILL: killing the keeper kills it too.
+            let _ = kill(self.keeper, Signal::SIGKILL);
+        }
+        if let Some(signo) = cancel.take_signal() {
+            match (self.init, Signal::try_from(signo)) {
+                (Some(init), Ok(sig)) => {
+                    let _ = kill(init, sig);
+                }
+                // Init not started yet: keep the signal for the next turn.
+                (None, Ok(_)) => cancel.send_signal(signo),
+                (_, Err(_)) => {}
+            }
+        }
+    }
+
+    fn on_status(&mut self, data: &[u8]) {
+        self.status_buf.extend_from_slice(data);
+        while self.status_buf.len() >= 12 {
+            let rec: Vec<u8> = self.status_buf.drain(..12).collect();
+            let code = u16::from_le_bytes([rec[0], rec[1]]);
+            let arg = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let value = i32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+            let Some(step) = STEPS.iter().copied().find(|s| *s as u16 == code) else {
+                continue;
+            };
+            if step == Step::InitPid {
+                self.init = Some(Pid::from_raw(value));
+            } else if self.failure.is_none() {
+                self.failure = Some((step, arg, value));
+            }
+        }
+    }
+
+    /// Reaps the keeper if it exited; its code is the command's.
+    fn try_reap(&mut self) -> Result<Option<i32>, SandboxError> {
+        match waitpid(self.keeper, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Ok(Some(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(128 + sig as i32)),
+            Ok(_) | Err(Errno::EINTR) => Ok(None),
+            Err(e) => Err(process_err("wait for the container")(e)),
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Reached early only on a supervision error: never leave the
+        // container running or the keeper unreaped.
+        if matches!(
+            waitpid(
+                self.keeper,
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
+            ),
+            Ok(WaitStatus::StillAlive)
+        ) {
+            let _ = kill(self.keeper, Signal::SIGKILL);
+            let _ = waitpid(self.keeper, None);
+        }
+    }
+}
+
+/// Reads once; `None` on EOF-like errors (EIO is a pty whose slave closed).
+pub(super) fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        // SAFETY: reads into a valid, writable buffer from an fd we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Some(n as usize);
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            // EAGAIN (only in `drain`): nothing more for now.
+            _ => return None,
+        }
+    }
+}
+
+fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: writes from a valid buffer to an fd we own.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n <= 0 {
+            if n < 0 && Errno::last() == Errno::EINTR {
+                continue;
+            }
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// Reads everything left in `fd` without blocking.
+fn drain(fd: RawFd, buf: &mut [u8], mut sink: impl FnMut(&[u8])) {
+    // SAFETY: F_GETFL/F_SETFL on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    while let Some(n) = read_fd(fd, buf).filter(|n| *n > 0) {
+        sink(&buf[..n]);
+    }
+}
+
+pub(super) fn get_winsize(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct on our stack.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
+    }
+}
+
+fn set_winsize(fd: RawFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads a winsize struct we own.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws) };
+}
+
+/// Puts rbk's stdin terminal in raw mode for a `-it` run; restores on drop.
+pub(super) struct RawModeGuard {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawModeGuard {
+    pub(super) fn enter() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(Self { saved })
+    }
+}
+
+impl Drop for RawModeGuard {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
