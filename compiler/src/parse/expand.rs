@@ -174,6 +174,9 @@ impl ShellLex {
     /// Expands `word` as one word, without splitting (BuildKit's
     /// `ProcessWord`).
     pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, ExpandError> {
+        if self.is_literal(word) {
+            return Ok(word.to_string());
+        }
         let mut lexer = Lexer::new(*self, word, env, false, false);
         lexer.run().map_err(|e| wrap(word, e))
     }
@@ -202,6 +205,12 @@ impl ShellLex {
         word: &str,
         env: &dyn Env,
     ) -> Result<Expanded, ExpandError> {
+        if self.is_literal(word) {
+            return Ok(Expanded {
+                value: word.to_string(),
+                ..Expanded::default()
+            });
+        }
         let mut lexer = Lexer::new(*self, word, env, true, false);
         let value = lexer.run().map_err(|e| wrap(word, e))?;
         Ok(Expanded {
@@ -209,6 +218,15 @@ impl ShellLex {
             matched: lexer.matched,
             unmatched: lexer.unmatched,
         })
+    }
+}
+
+impl ShellLex {
+    /// True when expansion cannot change `word`: most words hold no `$`,
+    /// quote or escape, and skip the lexer.
+    fn is_literal(&self, word: &str) -> bool {
+        !word.starts_with('\u{feff}')
+            && !word.contains(|c| matches!(c, '$' | '\'' | '"') || c == self.escape)
     }
 }
 
@@ -334,7 +352,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
         // parity (see `process_words`).
         self.word_buf.clear();
         let top = stop.is_none() && self.split;
-        let mut out = String::new();
+        let mut out = String::with_capacity(if stop.is_none() { self.src.len() } else { 0 });
         while let Some(ch) = self.peek() {
             if stop == Some(ch) {
                 self.pos += ch.len_utf8();
