@@ -226,7 +226,7 @@ impl ShellLex {
     /// quote or escape, and skip the lexer.
     fn is_literal(&self, word: &str) -> bool {
         !word.starts_with('\u{feff}')
-            && !word.contains(|c| matches!(c, '$' | '\'' | '"') || c == self.escape)
+            && !word.contains(['$', '\'', '"', self.escape])
     }
 }
 
