@@ -225,8 +225,7 @@ impl ShellLex {
     /// True when expansion cannot change `word`: most words hold no `$`,
     /// quote or escape, and skip the lexer.
     fn is_literal(&self, word: &str) -> bool {
-        !word.starts_with('\u{feff}')
-            && !word.contains(['$', '\'', '"', self.escape])
+        !word.starts_with('\u{feff}') && !word.contains(['$', '\'', '"', self.escape])
     }
 }
 
