@@ -437,9 +437,12 @@ fn is_digit(c: char) -> bool {
 mod tests {
     use super::*;
 
+    /// Name, file descriptor, expand, chomp.
+    type Want = Option<(&'static str, u32, bool, bool)>;
+
     #[test]
     fn heredoc_words_table() {
-        let cases: &[(&str, Option<(&str, u32, bool, bool)>)] = &[
+        let cases: &[(&str, Want)] = &[
             ("<<EOF", Some(("EOF", 0, true, false))),
             ("<<-'EOF'", Some(("EOF", 0, false, true))),
             ("3<<\"EOF\"", Some(("EOF", 3, false, false))),
