@@ -2,4 +2,5 @@
 
 mod content;
 mod layer;
+mod layer_snapshot;
 mod content_archive;

@@ -1,0 +1,410 @@
+//! The on-disk bookkeeping both snapshotters share: key validation,
+//! `meta.json`, staging in `.tmp/` and atomic renames into place.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{SnapshotError, SnapshotInfo, SnapshotKind};
+
+const META: &str = "meta.json";
+const STAGING: &str = ".tmp";
+
+/// A snapshot's `meta.json`. `key` must equal the directory name, which is
+/// what makes a renamed-but-not-yet-rewritten snapshot invisible.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Meta {
+    pub key: String,
+    pub parent: Option<String>,
+    pub kind: SnapshotKind,
+    /// Known for committed snapshots; computed on demand otherwise.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The snapshot directory and its staging area.
+#[derive(Debug)]
+pub(super) struct Dirs {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+/// A directory under `.tmp/` being filled; removed on drop unless
+/// published.
+pub(super) struct Staging {
+    pub path: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    pub fn fs(&self) -> PathBuf {
+        self.path.join("fs")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            // Best effort: leftovers in .tmp are swept by the next `open`.
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub(super) fn validate_key(key: &str) -> Result<(), SnapshotError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SnapshotError::InvalidKey {
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Dirs {
+    /// Opens (creating) `root` and sweeps staging dirs of dead processes.
+    pub fn open(root: &Path) -> Result<Dirs, SnapshotError> {
+        let staging = root.join(STAGING);
+        fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
+        let d = Dirs {
+            root: root.to_path_buf(),
+            counter: AtomicU64::new(0),
+        };
+        d.sweep();
+        Ok(d)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes staging dirs whose owning process is gone (names start with
+    /// the pid). Another live rbk's work is left alone.
+    fn sweep(&self) {
+        let staging = self.root.join(STAGING);
+        let Ok(rd) = fs::read_dir(&staging) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    pub fn dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    pub fn fs(&self, key: &str) -> PathBuf {
+        self.root.join(key).join("fs")
+    }
+
+    /// Reads `meta.json` of `key`; a missing, mismatched or half-written
+    /// snapshot is `NotFound`.
+    pub fn meta(&self, key: &str) -> Result<Meta, SnapshotError> {
+        validate_key(key)?;
+        let path = self.dir(key).join(META);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(SnapshotError::NotFound {
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let meta: Meta = serde_json::from_slice(&bytes)
+            .map_err(|source| SnapshotError::Corrupt { path, source })?;
+        if meta.key != key {
+            return Err(SnapshotError::NotFound {
+                key: key.to_string(),
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Like [`Dirs::meta`] but insisting on a state.
+    pub fn meta_of_kind(&self, key: &str, kind: SnapshotKind) -> Result<Meta, SnapshotError> {
+        let m = self.meta(key)?;
+        if m.kind != kind {
+            return Err(SnapshotError::WrongKind {
+                key: key.to_string(),
+                actual: m.kind,
+                expected: kind,
+            });
+        }
+        Ok(m)
+    }
+
+    /// Keys from `key` down to the base layer: `[key, parent, ...]`.
+    pub fn chain(&self, key: &str) -> Result<Vec<String>, SnapshotError> {
+        let mut out = vec![key.to_string()];
+        let mut cur = self.meta(key)?.parent;
+        while let Some(p) = cur {
+            if out.contains(&p) {
+                // A cycle can only come from hand-edited metadata.
+                return Err(SnapshotError::NotFound { key: p });
+            }
+            cur = self.meta(&p)?.parent;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// A fresh staging dir (with an empty `fs/`).
+    pub fn stage(&self) -> Result<Staging, SnapshotError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = self
+            .root
+            .join(STAGING)
+            .join(format!("{}-{n}-{nanos}", std::process::id()));
+        fs::create_dir(&path).map_err(io_err("create", &path))?;
+        let st = Staging {
+            path,
+            published: false,
+        };
+        fs::create_dir(st.fs()).map_err(io_err("create", &st.fs()))?;
+        Ok(st)
+    }
+
+    /// Writes `meta` into `dir` atomically (temp file, fsync, rename).
+    pub fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), SnapshotError> {
+        let tmp = dir.join(".meta.json.tmp");
+        let path = dir.join(META);
+        let bytes = serde_json::to_vec_pretty(meta).map_err(|source| SnapshotError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+        sync_dir(dir)
+    }
+
+    /// Moves a stale directory (one whose meta does not name it) out of
+    /// the way of `key`.
+    fn clear_slot(&self, key: &str) -> Result<(), SnapshotError> {
+        let dir = self.dir(key);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        match self.meta(key) {
+            Ok(_) => Err(SnapshotError::AlreadyExists {
+                key: key.to_string(),
+            }),
+            Err(SnapshotError::NotFound { .. }) | Err(SnapshotError::Corrupt { .. }) => {
+                self.discard(&dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Publishes a filled staging dir as `key` with `meta`.
+    pub fn publish(&self, mut st: Staging, key: &str, meta: &Meta) -> Result<(), SnapshotError> {
+        self.write_meta(&st.path, meta)?;
+        self.clear_slot(key)?;
+        let dst = self.dir(key);
+        rename_new(&st.path, &dst, key)?;
+        st.published = true;
+        sync_dir(&self.root)
+    }
+
+    /// Renames snapshot dir `from` to `to` and rewrites its meta. Until
+    /// the rewrite lands, `to` holds a meta naming `from`, so it does not
+    /// exist yet: a crash in between loses the active snapshot, never shows
+    /// a half-committed one.
+    pub fn rename(&self, from: &str, to: &str, meta: &Meta) -> Result<(), SnapshotError> {
+        self.clear_slot(to)?;
+        rename_new(&self.dir(from), &self.dir(to), to)?;
+        sync_dir(&self.root)?;
+        self.write_meta(&self.dir(to), meta)
+    }
+
+    /// Removes snapshot `key`: renamed into staging first (atomic
+    /// disappearance), then deleted.
+    pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        self.meta(key)?;
+        if let Some(child) = self.children(key)?.into_iter().next() {
+            return Err(SnapshotError::HasChildren {
+                key: key.to_string(),
+                child,
+            });
+        }
+        self.discard(&self.dir(key))
+    }
+
+    fn discard(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let st = self.stage()?;
+        let grave = st.path.join("removed");
+        fs::rename(dir, &grave).map_err(io_err("remove", dir))?;
+        drop(st);
+        Ok(())
+    }
+
+    /// All valid snapshots.
+    pub fn all(&self) -> Result<Vec<Meta>, SnapshotError> {
+        let rd = fs::read_dir(&self.root).map_err(io_err("read directory", &self.root))?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(io_err("read directory", &self.root))?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_key(&name).is_err() {
+                continue;
+            }
+            match self.meta(&name) {
+                Ok(m) => out.push(m),
+                Err(SnapshotError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn children(&self, key: &str) -> Result<Vec<String>, SnapshotError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|m| m.parent.as_deref() == Some(key))
+            .map(|m| m.key)
+            .collect())
+    }
+
+    /// Info for `meta`, computing the size of an uncommitted tree.
+    pub fn info(&self, meta: Meta) -> Result<SnapshotInfo, SnapshotError> {
+        let size = match meta.size {
+            Some(s) => s,
+            None => tree_size(&self.fs(&meta.key))?,
+        };
+        Ok(SnapshotInfo {
+            key: meta.key,
+            parent: meta.parent,
+            kind: meta.kind,
+            size,
+        })
+    }
+}
+
+fn rename_new(from: &Path, to: &Path, key: &str) -> Result<(), SnapshotError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        // Renaming a directory onto a non-empty one fails this way: someone
+        // else published the same key first.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+            Err(SnapshotError::AlreadyExists {
+                key: key.to_string(),
+            })
+        }
+        Err(e) => Err(io_err("rename", to)(e)),
+    }
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+/// Apparent size of a tree, hard-linked files counted once.
+pub(super) fn tree_size(root: &Path) -> Result<u64, SnapshotError> {
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("read directory", &dir)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(io_err("read directory", &dir))?;
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_plain_names() {
+        for ok in ["a", "build-1", "0f3a", "x.y_z", &"a".repeat(128)] {
+            assert!(validate_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", ".tmp", "a/b", "a b", "ü", &"a".repeat(129)] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn half_made_snapshots_are_invisible_and_swept() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dirs::open(t.path()).unwrap();
+        // A renamed dir whose meta still names the old key: not `b`.
+        fs::create_dir_all(t.path().join("b/fs")).unwrap();
+        let m = Meta {
+            key: "a".into(),
+            parent: None,
+            kind: SnapshotKind::Committed,
+            size: Some(0),
+        };
+        d.write_meta(&t.path().join("b"), &m).unwrap();
+        assert!(matches!(d.meta("b"), Err(SnapshotError::NotFound { .. })));
+        assert!(d.all().unwrap().is_empty());
+        // Publishing `b` replaces the stale dir.
+        let st = d.stage().unwrap();
+        let m = Meta {
+            key: "b".into(),
+            ..m
+        };
+        d.publish(st, "b", &m).unwrap();
+        assert_eq!(d.meta("b").unwrap().key, "b");
+        // A dead process's staging dir is swept on open.
+        let dead = t.path().join(".tmp/999999999-0-0");
+        fs::create_dir_all(&dead).unwrap();
+        Dirs::open(t.path()).unwrap();
+        assert!(!dead.exists());
+    }
+}

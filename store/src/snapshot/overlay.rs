@@ -1,0 +1,293 @@
+//! The kernel-overlay snapshotter: each committed layer is unpacked once
+//! into `<key>/fs` and stacked as an overlay lowerdir; an active snapshot's
+//! `fs` is the overlay upper dir, so committing it is a rename.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::meta::{io_err, tree_size, Dirs, Meta};
+use super::{Mount, SnapshotError, SnapshotInfo, SnapshotKind, Snapshotter};
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::layer::{self, ApplyMode, ApplyStats, LayerInfo};
+use crate::sys;
+
+/// Snapshots stacked with the kernel's overlay filesystem.
+#[derive(Debug)]
+pub struct OverlaySnapshotter {
+    dirs: Dirs,
+}
+
+impl OverlaySnapshotter {
+    /// Opens (creating) a snapshot directory, e.g. `$RBK_ROOT/snapshots`.
+    /// Does not check that overlay works; see [`overlay_supported`].
+    pub fn open(root: &Path) -> Result<Self, SnapshotError> {
+        Ok(Self {
+            dirs: Dirs::open(root)?,
+        })
+    }
+
+    /// The directory this snapshotter keeps its snapshots in.
+    pub fn root(&self) -> &Path {
+        self.dirs.root()
+    }
+
+    /// The lower dirs of snapshot `key`'s parent chain, nearest first.
+    pub fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
+        match parent {
+            None => Ok(Vec::new()),
+            Some(p) => Ok(self
+                .dirs
+                .chain(p)?
+                .iter()
+                .map(|k| self.dirs.fs(k))
+                .collect()),
+        }
+    }
+
+    fn create(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        kind: SnapshotKind,
+    ) -> Result<Vec<Mount>, SnapshotError> {
+        super::meta::validate_key(key)?;
+        if let Some(p) = parent {
+            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+        }
+        let st = self.dirs.stage()?;
+        if kind == SnapshotKind::Active {
+            let work = st.path.join("work");
+            fs::create_dir(&work).map_err(io_err("create", &work))?;
+        }
+        let meta = Meta {
+            key: key.to_string(),
+            parent: parent.map(str::to_string),
+            kind,
+            size: None,
+        };
+        self.dirs.publish(st, key, &meta)?;
+        self.mounts_for(&meta)
+    }
+
+    fn mounts_for(&self, meta: &Meta) -> Result<Vec<Mount>, SnapshotError> {
+        let lowers = self.lower_dirs(meta.parent.as_deref())?;
+        let own = self.dirs.fs(&meta.key);
+        let bind = |src: PathBuf, ro: bool| Mount {
+            kind: "bind".into(),
+            source: src,
+            options: vec!["rbind".into(), if ro { "ro" } else { "rw" }.into()],
+        };
+        let mut options = Vec::new();
+        match (meta.kind, lowers.len()) {
+            (SnapshotKind::Active, 0) => return Ok(vec![bind(own, false)]),
+            (SnapshotKind::Active, _) => {
+                options.push(format!(
+                    "workdir={}",
+                    self.dirs.dir(&meta.key).join("work").display()
+                ));
+                options.push(format!("upperdir={}", own.display()));
+            }
+            (_, 0) => return Ok(vec![bind(own, true)]),
+            (_, 1) => return Ok(vec![bind(lowers[0].clone(), true)]),
+            _ => options.push("ro".into()),
+        }
+        let lower = lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        options.push(format!("lowerdir={lower}"));
+        options.extend(disable_unrepresentable_features());
+        let len = options
+            .iter()
+            .filter(|o| *o != "ro")
+            .map(|o| o.len() + 1)
+            .sum::<usize>();
+        let limit = sys::page_size() - 1;
+        if len > limit {
+            return Err(SnapshotError::ChainTooDeep {
+                key: meta.key.clone(),
+                depth: lowers.len(),
+                len,
+                limit,
+            });
+        }
+        Ok(vec![Mount {
+            kind: "overlay".into(),
+            source: "overlay".into(),
+            options,
+        }])
+    }
+}
+
+/// Options turning off overlay features whose results a layer tar cannot
+/// express (directory renames recorded as redirects, metadata-only copy-ups),
+/// for kernels that enable them by default.
+fn disable_unrepresentable_features() -> Vec<String> {
+    static OPTS: OnceLock<Vec<String>> = OnceLock::new();
+    OPTS.get_or_init(|| {
+        let on = |p: &str| {
+            fs::read_to_string(format!("/sys/module/overlay/parameters/{p}"))
+                .is_ok_and(|v| v.trim() == "Y")
+        };
+        let mut v = Vec::new();
+        if on("redirect_dir") {
+            v.push("redirect_dir=off".to_string());
+        }
+        if on("metacopy") {
+            v.push("metacopy=off".to_string());
+        }
+        v
+    })
+    .clone()
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
+        self.create(key, parent, SnapshotKind::Active)
+    }
+
+    fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
+        self.create(key, parent, SnapshotKind::View)
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>, SnapshotError> {
+        let meta = self.dirs.meta(key)?;
+        self.mounts_for(&meta)
+    }
+
+    fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError> {
+        super::meta::validate_key(name)?;
+        let meta = self.dirs.meta_of_kind(key, SnapshotKind::Active)?;
+        // overlay's work dir is scratch (it may hold a mode-000 `work/work`);
+        // it is not part of the layer.
+        let work = self.dirs.dir(key).join("work");
+        if work.exists() {
+            fs::remove_dir_all(&work).map_err(io_err("remove", &work))?;
+        }
+        let size = tree_size(&self.dirs.fs(key))?;
+        let committed = Meta {
+            key: name.to_string(),
+            parent: meta.parent,
+            kind: SnapshotKind::Committed,
+            size: Some(size),
+        };
+        self.dirs.rename(key, name, &committed)
+    }
+
+    fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        self.dirs.remove(key)
+    }
+
+    fn stat(&self, key: &str) -> Result<SnapshotInfo, SnapshotError> {
+        self.dirs.info(self.dirs.meta(key)?)
+    }
+
+    fn list(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        self.dirs
+            .all()?
+            .into_iter()
+            .map(|m| self.dirs.info(m))
+            .collect()
+    }
+
+    fn exists(&self, key: &str) -> bool {
+        self.dirs.meta(key).is_ok()
+    }
+
+    fn upper_dir(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        self.dirs.meta(key)?;
+        Ok(self.dirs.fs(key))
+    }
+
+    fn diff(
+        &self,
+        key: &str,
+        out: &mut dyn Write,
+        compression: Compression,
+    ) -> Result<LayerInfo, SnapshotError> {
+        self.dirs.meta(key)?;
+        Ok(layer::diff_upper(&self.dirs.fs(key), out, compression)?)
+    }
+
+    fn apply_layer(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+        layer: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<ApplyStats, SnapshotError> {
+        super::meta::validate_key(name)?;
+        if self.exists(name) {
+            return Err(SnapshotError::AlreadyExists {
+                key: name.to_string(),
+            });
+        }
+        if let Some(p) = parent {
+            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+        }
+        let st = self.dirs.stage()?;
+        let stats = layer::apply(layer, &st.fs(), ApplyMode::Overlay)?;
+        check_diff_id(name, expected, &stats)?;
+        let meta = Meta {
+            key: name.to_string(),
+            parent: parent.map(str::to_string),
+            kind: SnapshotKind::Committed,
+            size: Some(tree_size(&st.fs())?),
+        };
+        self.dirs.publish(st, name, &meta)?;
+        Ok(stats)
+    }
+}
+
+pub(super) fn check_diff_id(
+    key: &str,
+    expected: Option<&Digest>,
+    stats: &ApplyStats,
+) -> Result<(), SnapshotError> {
+    match expected {
+        Some(e) if *e != stats.diff_id => Err(SnapshotError::DiffIdMismatch {
+            key: key.to_string(),
+            expected: e.clone(),
+            actual: stats.diff_id.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether overlay mounts work here: needs root and kernel support, probed
+/// once by mounting a tiny overlay in a temp dir and writing through it.
+pub fn overlay_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| sys::is_root() && probe().unwrap_or(false))
+}
+
+fn probe() -> std::io::Result<bool> {
+    let t = tempfile::tempdir()?;
+    let d = |n: &str| -> std::io::Result<PathBuf> {
+        let p = t.path().join(n);
+        fs::create_dir(&p)?;
+        Ok(p)
+    };
+    let (lower, upper, work, merged) = (d("l")?, d("u")?, d("w")?, d("m")?);
+    fs::write(lower.join("f"), b"lower")?;
+    let m = Mount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        options: vec![
+            format!("lowerdir={}", lower.display()),
+            format!("upperdir={}", upper.display()),
+            format!("workdir={}", work.display()),
+        ],
+    };
+    let Ok(guard) = sys::mount_all(&[m], &merged) else {
+        return Ok(false);
+    };
+    let ok = fs::read(merged.join("f")).is_ok_and(|b| b == b"lower")
+        && fs::write(merged.join("g"), b"upper").is_ok();
+    let unmounted = guard.unmount().is_ok();
+    Ok(ok && unmounted && upper.join("g").exists())
+}
