@@ -212,6 +212,44 @@ fn options() {
     assert_eq!(plain.process_word("'a\"", &none).as_deref(), Ok("'a\""));
 }
 
+/// BuildKit finds heredocs by splitting the line with raw quotes, raw
+/// escapes and unset variables kept (vectors from heredoc_words.json).
+#[test]
+fn heredoc_detection_words() {
+    let lex = ShellLex::default()
+        .with_raw_quotes(true)
+        .with_raw_escapes(true)
+        .with_skip_unset_env(true);
+    let cases: &[(&str, &[&str])] = &[
+        ("RUN <<EOF", &["RUN", "<<EOF"]),
+        ("RUN <<- EOF", &["RUN", "<<-", "EOF"]),
+        ("RUN << -EOF", &["RUN", "<< -EOF"]),
+        ("RUN <<'EOF'", &["RUN", "<<'EOF'"]),
+        ("RUN 4<<EOF", &["RUN", "4<<EOF"]),
+        ("RUN <<EOF <<EOF2", &["RUN", "<<EOF", "<<EOF2"]),
+        ("RUN '<<EOF'", &["RUN", "'<<EOF'"]),
+        ("RUN \"<<EOF\"", &["RUN", "\"<<EOF\""]),
+        ("RUN cat $X<<\tEOF", &["RUN", "cat", "$X<<\tEOF"]),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            strs(&lex.process_words(input, &EmptyEnv)),
+            Ok(want.to_vec()),
+            "input {input:?}"
+        );
+    }
+}
+
+/// Heredoc bodies are expanded as BuildKit does: escape `\` whatever the
+/// file's escape directive, quotes left alone, escapes consumed.
+#[test]
+fn heredoc_body_expansion() {
+    let lex = ShellLex::new('\\').with_skip_process_quotes(true);
+    let vars = env(&[("V", "v")]);
+    let got = lex.process_word("echo \"$V\" '${V}' a\\nb \\$V\n", &vars);
+    assert_eq!(got.as_deref(), Ok("echo \"v\" 'v' anb $V\n"));
+}
+
 #[test]
 fn matches_are_recorded() {
     let vars = env(&[("A", "1"), ("B", "")]);
