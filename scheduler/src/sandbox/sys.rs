@@ -68,6 +68,41 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
+/// Parts of `/proc` that would let a command change the host (sysctls,
+/// sysrq): made read-only, as Docker does. Not a security boundary (the
+/// command is root), a guard against accidents like a postinst's `sysctl`.
+const PROC_READONLY: [&str; 4] = ["sys", "sysrq-trigger", "irq", "bus"];
+/// Parts of `/proc` hidden behind `/dev/null` or an empty tmpfs (Docker's list).
+const PROC_MASKED: [&str; 8] = [
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "timer_stats",
+    "acpi",
+    "scsi",
+];
+
+/// The capabilities the command keeps: Docker's default set, so builds
+/// behave as they do under Docker (no mounts, no module loading, ...).
+const DEFAULT_CAPS: [u32; 14] = [
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    13, // CAP_NET_RAW
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
 /// The fd the status pipe gets in the children.
 const STATUS_FD: RawFd = 3;
 /// Exit code of a child whose setup failed (Docker uses 125 for that too).
@@ -105,9 +140,11 @@ enum Step {
     ChdirCwd,
     ExecNotFound,
     ExecFailed,
+    ProcReadonly,
+    Capabilities,
 }
 
-const STEPS: [Step; 28] = [
+const STEPS: [Step; 30] = [
     Step::InitPid,
     Step::Stdio,
     Step::Setsid,
@@ -136,12 +173,16 @@ const STEPS: [Step; 28] = [
     Step::ChdirCwd,
     Step::ExecNotFound,
     Step::ExecFailed,
+    Step::ProcReadonly,
+    Step::Capabilities,
 ];
 
 /// The C side of a [`Launch`]: built before fork so children never allocate.
 struct Prepared {
     rootfs: CString,
     proc_dir: CString,
+    proc_readonly: Vec<CString>,
+    proc_masked: Vec<CString>,
     dev_dir: CString,
     sys_dir: CString,
     dev_nodes: Vec<(CString, CString)>,
@@ -213,6 +254,14 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
     Ok(Prepared {
         rootfs: cpath(l.rootfs)?,
         proc_dir: cpath(&l.proc_dir)?,
+        proc_readonly: PROC_READONLY
+            .iter()
+            .map(|n| cpath(&l.proc_dir.join(n)))
+            .collect::<Result<_, _>>()?,
+        proc_masked: PROC_MASKED
+            .iter()
+            .map(|n| cpath(&l.proc_dir.join(n)))
+            .collect::<Result<_, _>>()?,
         dev_dir: cpath(&l.dev_dir)?,
         sys_dir: cpath(&l.sys_dir)?,
         dev_nodes,

@@ -434,3 +434,22 @@ fn tty_mode_gives_the_command_a_terminal() {
     assert_eq!(code, 4);
     assert!(out.starts_with("tty\r\n"), "{out:?}");
 }
+
+#[test]
+fn command_has_dockers_capabilities_and_a_readonly_proc_sys() {
+    let Some(dir) = rootfs("command_has_dockers_capabilities_and_a_readonly_proc_sys") else {
+        return;
+    };
+    let script = "grep -E '^Cap(Bnd|Eff|Inh)' /proc/self/status | tr -d '\\t'; \
+                  echo x 2>/dev/null > /proc/sys/kernel/hostname || echo sys-ro; \
+                  mount -t tmpfs t /tmp 2>/dev/null || echo no-mount; \
+                  for f in /proc/keys /proc/timer_list /proc/kcore /proc/sched_debug; do \
+                  [ -f $f ] && wc -c < $f; done | grep -vcx 0 || true";
+    let (code, out, err) = run(dir.path(), &sh(script)).unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "CapInh:0000000000000000\nCapEff:00000000a80425fb\nCapBnd:00000000a80425fb\n\
+         sys-ro\nno-mount\n0\n"
+    );
+}

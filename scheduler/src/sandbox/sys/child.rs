@@ -15,7 +15,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{ChildFds, Prepared, Step, EXIT_SETUP, STATUS_FD};
+use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, STATUS_FD};
 pub(super) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // destructors, which must not run in a forked child.
@@ -231,6 +231,7 @@ fn setup_mounts(p: &Prepared) {
         Step::MountProc,
         0,
     );
+    protect_proc(p);
     check(
         mount(
             Some("tmpfs"),
@@ -357,6 +358,44 @@ fn setup_mounts(p: &Prepared) {
     check(nix::unistd::chdir("/"), Step::PivotRoot, 3);
 }
 
+/// Makes the host-changing parts of the new `/proc` read-only and masks the
+/// ones that leak host information.
+fn protect_proc(p: &Prepared) {
+    let none: Option<&str> = None;
+    for (i, path) in p.proc_readonly.iter().enumerate() {
+        let path = path.as_c_str();
+        match mount(
+            Some(path),
+            path,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        ) {
+            Err(Errno::ENOENT) => continue,
+            r => check(r, Step::ProcReadonly, i as u32),
+        }
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        check(
+            mount(none, path, none, flags, none),
+            Step::ProcReadonly,
+            i as u32,
+        );
+    }
+    for path in &p.proc_masked {
+        let path = path.as_c_str();
+        // Files get /dev/null, directories an empty read-only tmpfs; absent
+        // entries need nothing.
+        if mount(Some("/dev/null"), path, none, MsFlags::MS_BIND, none).is_err() {
+            let _ = mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, none);
+        }
+    }
+}
+
 /// Brings `lo` up in a fresh network namespace.
 fn loopback_up() {
     // SAFETY: plain socket/ioctl calls on a zeroed, NUL-terminated ifreq that
@@ -405,6 +444,7 @@ fn command(p: &Prepared) -> ! {
             Err(e) => fail(Step::MkdirCwd, 0, e),
         }
     }
+    drop_capabilities();
     check(nix::unistd::setgroups(&p.groups), Step::Setgroups, 0);
     check(nix::unistd::setgid(p.gid), Step::Setgid, 0);
     check(nix::unistd::setuid(p.uid), Step::Setuid, 0);
@@ -432,6 +472,85 @@ fn command(p: &Prepared) -> ! {
         None => {
             report(Step::ExecNotFound, 0, Errno::ENOENT as i32);
             exit(crate::sandbox::EXIT_NOT_FOUND)
+        }
+    }
+}
+
+/// `struct __user_cap_header_struct` of capget/capset.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct` (two of them for 64 capabilities).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Limits the command to [`DEFAULT_CAPS`]: drops every other capability
+/// from the bounding set (so exec as root gets only those) and clears the
+/// inheritable and ambient sets (which would bypass the bounding set).
+fn drop_capabilities() {
+    let keep: u64 = DEFAULT_CAPS.iter().fold(0, |m, c| m | (1u64 << c));
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+            match Errno::last() {
+                // Past the kernel's last capability.
+                Errno::EINVAL => break,
+                e => fail(Step::Capabilities, cap, e),
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments only; fails harmlessly on kernels
+    // without ambient capabilities.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget/capset read and write the header and two data structs
+    // on our stack, as the v3 ABI specifies.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) < 0
+        {
+            fail(Step::Capabilities, 100, Errno::last());
+        }
+        for d in &mut data {
+            d.inheritable = 0;
+        }
+        if libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) < 0
+        {
+            fail(Step::Capabilities, 101, Errno::last());
         }
     }
 }
