@@ -19,6 +19,11 @@ pub fn busybox_rootfs_tar() -> Vec<u8> {
 /// Like [`busybox_rootfs_tar`]; without `real_busybox` the binary is a small
 /// stand-in, which keeps debug-build gzip fast in tests that do not run it.
 pub fn rootfs_tar(real_busybox: bool) -> Vec<u8> {
+    tar_dir(rootfs_dir(real_busybox).path())
+}
+
+/// The rootfs folder [`rootfs_tar`] tars.
+pub fn rootfs_dir(real_busybox: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     fs::create_dir_all(root.join("bin")).unwrap();
@@ -37,6 +42,11 @@ pub fn rootfs_tar(real_busybox: bool) -> Vec<u8> {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    dir
+}
+
+/// A tar of `root`'s contents, symlinks kept as links.
+pub fn tar_dir(root: &Path) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     b.append_dir_all(".", root).unwrap();

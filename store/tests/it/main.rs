@@ -4,3 +4,4 @@ mod content;
 mod layer;
 mod layer_snapshot;
 mod content_archive;
+mod content_interop;

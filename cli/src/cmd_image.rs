@@ -1,0 +1,661 @@
+//! Image commands, docker-compatible: `images`, `inspect`, `history`, `tag`,
+//! `rmi`, `prune`, `save`, `load`, `import`.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rbk_store::archive;
+use rbk_store::images::{PruneOptions, RemoveEvent};
+use rbk_store::oci::ContainerConfig;
+use rbk_store::{Image, Reference, Store};
+use serde_json::{json, Map, Value};
+
+/// The image-management subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCommand {
+    /// List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)
+    Images {
+        /// Only show image ids
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format: table (default), json (one object per line), or a
+        /// template such as '{{.Repository}}:{{.Tag}}'
+        #[arg(long)]
+        format: Option<String>,
+        /// Show full image ids
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only images of this repository (e.g. busybox)
+        repository: Option<String>,
+    },
+    /// Show images as JSON, like `docker image inspect`
+    Inspect {
+        /// Image names or ids
+        #[arg(required = true, value_name = "NAME|ID")]
+        names: Vec<String>,
+    },
+    /// Show the history (layers) of an image
+    History {
+        /// Image name or id
+        #[arg(value_name = "NAME|ID")]
+        name: String,
+        /// Do not truncate the output
+        #[arg(long)]
+        no_trunc: bool,
+        /// Only show image ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Give an image another name
+    Tag {
+        /// Existing image name or id
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// New name[:tag]
+        #[arg(value_name = "TARGET")]
+        target: String,
+    },
+    /// Remove images: untags, and deletes an image when no tag is left
+    Rmi {
+        /// Remove an image by id even when several tags point at it
+        #[arg(short, long)]
+        force: bool,
+        /// Image names or ids
+        #[arg(required = true, value_name = "NAME|ID")]
+        names: Vec<String>,
+    },
+    /// Free what no tag or cache record needs; prints the space reclaimed
+    Prune {
+        /// Also drop the build cache
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Write images to a tar (docker-archive and OCI layout in one)
+    Save {
+        /// Output file (default: standard output, if not a terminal)
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Image names or ids
+        #[arg(required = true, value_name = "NAME|ID")]
+        names: Vec<String>,
+    },
+    /// Load images from a docker-archive or OCI archive (plain, gzip, zstd)
+    Load {
+        /// Input file (default: standard input)
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print nothing
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Make an image from a rootfs tarball, like `docker import`
+    Import {
+        /// The tarball ('-' for standard input)
+        #[arg(value_name = "TARBALL")]
+        tarball: String,
+        /// Name[:tag] for the image
+        #[arg(value_name = "NAME[:TAG]")]
+        reference: Option<String>,
+        /// Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR)
+        #[arg(short, long = "change", value_name = "INSTRUCTION")]
+        changes: Vec<String>,
+    },
+}
+
+/// Runs one image command against the store at `root`; returns the exit code.
+pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
+    match run_inner(root, cmd) {
+        // `rbk images | head` is not an error.
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(0)
+        }
+        other => other,
+    }
+}
+
+fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let out = &mut io::stdout().lock();
+    match cmd {
+        ImageCommand::Images {
+            quiet,
+            format,
+            no_trunc,
+            repository,
+        } => images(
+            &store,
+            out,
+            quiet,
+            format.as_deref(),
+            no_trunc,
+            repository.as_deref(),
+        ),
+        ImageCommand::Inspect { names } => inspect(&store, out, &names),
+        ImageCommand::History {
+            name,
+            no_trunc,
+            quiet,
+        } => history(&store, out, &name, no_trunc, quiet),
+        ImageCommand::Tag { source, target } => {
+            let image = store.resolve(&source)?;
+            store.tag(&image, &Reference::parse(&target)?)?;
+            Ok(0)
+        }
+        ImageCommand::Rmi { force, names } => rmi(&store, out, &names, force),
+        ImageCommand::Prune { all } => {
+            let report = store.prune(PruneOptions { cache: all })?;
+            if !report.images.is_empty() {
+                writeln!(out, "Deleted Images:")?;
+                for d in &report.images {
+                    writeln!(out, "deleted: {d}")?;
+                }
+                writeln!(out)?;
+            }
+            if report.cache_records > 0 {
+                writeln!(out, "Deleted build cache records: {}", report.cache_records)?;
+            }
+            writeln!(
+                out,
+                "Total reclaimed space: {}",
+                human_size(report.reclaimed)
+            )?;
+            Ok(0)
+        }
+        ImageCommand::Save { output, names } => save(&store, &names, output.as_deref()),
+        ImageCommand::Load { input, quiet } => load(&store, out, input.as_deref(), quiet),
+        ImageCommand::Import {
+            tarball,
+            reference,
+            changes,
+        } => {
+            let reference = reference.as_deref().map(Reference::parse).transpose()?;
+            let reader: Box<dyn Read> = if tarball == "-" {
+                Box::new(io::stdin().lock())
+            } else {
+                Box::new(File::open(&tarball).with_context(|| format!("cannot open {tarball}"))?)
+            };
+            let image = archive::import(&store, reader, reference.as_ref(), &changes)?;
+            writeln!(out, "{}", image.id)?;
+            Ok(0)
+        }
+    }
+}
+
+/// One row of `rbk images`: an image under one of its tags (or none).
+struct Row<'a> {
+    image: &'a Image,
+    repository: String,
+    tag: String,
+}
+
+fn images(
+    store: &Store,
+    out: &mut dyn Write,
+    quiet: bool,
+    format: Option<&str>,
+    no_trunc: bool,
+    repository: Option<&str>,
+) -> anyhow::Result<i32> {
+    let filter = repository.map(Reference::parse_bare).transpose()?;
+    let all = store.list()?;
+    let mut rows = Vec::new();
+    for image in &all {
+        if image.tags.is_empty() && filter.is_none() {
+            rows.push(Row {
+                image,
+                repository: "<none>".into(),
+                tag: "<none>".into(),
+            });
+        }
+        for t in &image.tags {
+            if let Some(f) = &filter {
+                if f.repository() != t.repository() || f.tag().is_some_and(|ft| Some(ft) != t.tag())
+                {
+                    continue;
+                }
+            }
+            rows.push(Row {
+                image,
+                repository: t.familiar_repository(),
+                tag: t.tag().unwrap_or("<none>").to_string(),
+            });
+        }
+    }
+    let id = |i: &Image| {
+        if no_trunc {
+            i.id.to_string()
+        } else {
+            i.id.short().to_string()
+        }
+    };
+    if quiet {
+        let mut seen = Vec::new();
+        for r in &rows {
+            if !seen.contains(&r.image.id) {
+                seen.push(r.image.id.clone());
+                writeln!(out, "{}", id(r.image))?;
+            }
+        }
+        return Ok(0);
+    }
+    let fields = |r: &Row| -> Vec<(&'static str, String)> {
+        let created = r.image.config.created.clone().unwrap_or_default();
+        vec![
+            ("Repository", r.repository.clone()),
+            ("Tag", r.tag.clone()),
+            ("ID", id(r.image)),
+            ("Digest", r.image.manifest_digest.to_string()),
+            ("CreatedSince", since(&created)),
+            ("CreatedAt", created),
+            ("Size", human_size(r.image.size)),
+        ]
+    };
+    match format {
+        Some("json") => {
+            for r in &rows {
+                let obj: Map<String, Value> = fields(r)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v)))
+                    .collect();
+                writeln!(out, "{}", Value::Object(obj))?;
+            }
+        }
+        Some(t) if t != "table" => {
+            let t = t.replace("\\t", "\t").replace("\\n", "\n");
+            for r in &rows {
+                let mut line = t.clone();
+                for (k, v) in fields(r) {
+                    line = line.replace(&format!("{{{{.{k}}}}}"), &v);
+                }
+                writeln!(out, "{line}")?;
+            }
+        }
+        _ => {
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.repository.clone(),
+                        r.tag.clone(),
+                        id(r.image),
+                        since(r.image.config.created.as_deref().unwrap_or("")),
+                        human_size(r.image.size),
+                    ]
+                })
+                .collect();
+            print_table(
+                out,
+                &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+                &table,
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < n {
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Docker's `Config` object: every standard key present, null when unset.
+fn docker_config(c: Option<&ContainerConfig>) -> Value {
+    let c = c.cloned().unwrap_or_default();
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("Hostname", json!(""));
+    put("Domainname", json!(""));
+    put("User", json!(c.user.clone().unwrap_or_default()));
+    put("AttachStdin", json!(false));
+    put("AttachStdout", json!(false));
+    put("AttachStderr", json!(false));
+    if let Some(p) = &c.exposed_ports {
+        put("ExposedPorts", json!(p));
+    }
+    put("Tty", json!(false));
+    put("OpenStdin", json!(false));
+    put("StdinOnce", json!(false));
+    put("Env", json!(c.env));
+    put("Cmd", json!(c.cmd));
+    if let Some(h) = &c.healthcheck {
+        put("Healthcheck", json!(h));
+    }
+    if let Some(a) = c.args_escaped {
+        put("ArgsEscaped", json!(a));
+    }
+    put("Image", json!(""));
+    put("Volumes", json!(c.volumes));
+    put(
+        "WorkingDir",
+        json!(c.working_dir.clone().unwrap_or_default()),
+    );
+    put("Entrypoint", json!(c.entrypoint));
+    put("OnBuild", json!(c.on_build));
+    put("Labels", json!(c.labels));
+    if let Some(s) = &c.stop_signal {
+        put("StopSignal", json!(s));
+    }
+    if let Some(s) = &c.shell {
+        put("Shell", json!(s));
+    }
+    Value::Object(m)
+}
+
+/// The `docker image inspect` object of one image.
+pub fn inspect_json(store: &Store, image: &Image) -> Value {
+    let chains = image.chain_ids();
+    let fs_dir = |d: &rbk_store::Digest| store.snapshot_dir(d).join("fs").display().to_string();
+    let mut data = Map::new();
+    if let Some(top) = chains.last() {
+        let lower: Vec<String> = chains[..chains.len() - 1]
+            .iter()
+            .rev()
+            .map(fs_dir)
+            .collect();
+        if !lower.is_empty() {
+            data.insert("LowerDir".into(), json!(lower.join(":")));
+        }
+        data.insert("UpperDir".into(), json!(fs_dir(top)));
+        data.insert(
+            "WorkDir".into(),
+            json!(store.snapshot_dir(top).join("work").display().to_string()),
+        );
+    }
+    let comment = image
+        .config
+        .history
+        .last()
+        .and_then(|h| h.comment.clone())
+        .unwrap_or_default();
+    let mut v = json!({
+        "Id": image.id,
+        "RepoTags": image.tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
+        "RepoDigests": image.tags.iter().map(|t| t.with_digest(image.manifest_digest.clone()).familiar()).collect::<std::collections::BTreeSet<_>>(),
+        "Parent": "",
+        "Comment": comment,
+        "Created": image.config.created.clone().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": image.config.author.clone().unwrap_or_default(),
+        "Config": docker_config(image.config.config.as_ref()),
+        "Architecture": image.config.architecture,
+        "Os": image.config.os,
+        "Size": image.size,
+        "GraphDriver": { "Data": data, "Name": "overlay2" },
+        "RootFS": { "Type": image.config.rootfs.kind, "Layers": image.config.rootfs.diff_ids },
+        "Metadata": { "LastTagTime": "0001-01-01T00:00:00Z" },
+    });
+    if let (Some(variant), Some(obj)) = (&image.config.variant, v.as_object_mut()) {
+        obj.insert("Variant".into(), json!(variant));
+    }
+    v
+}
+
+fn inspect(store: &Store, out: &mut dyn Write, names: &[String]) -> anyhow::Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match store.resolve(n) {
+            Ok(image) => found.push(inspect_json(store, &image)),
+            Err(e) => {
+                eprintln!("rbk: {e}");
+                code = 1;
+            }
+        }
+    }
+    writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?;
+    Ok(code)
+}
+
+fn history(
+    store: &Store,
+    out: &mut dyn Write,
+    name: &str,
+    no_trunc: bool,
+    quiet: bool,
+) -> anyhow::Result<i32> {
+    let image = store.resolve(name)?;
+    let mut layers = image.manifest.layers.iter();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let history = if image.config.history.is_empty() {
+        // No history recorded: one made-up entry per layer.
+        image
+            .manifest
+            .layers
+            .iter()
+            .map(|_| Default::default())
+            .collect()
+    } else {
+        image.config.history.clone()
+    };
+    for h in &history {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layers.next().map_or(0, |l| l.size)
+        };
+        let mut by = h.created_by.clone().unwrap_or_default();
+        if !no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push(vec![
+            "<missing>".to_string(),
+            since(h.created.as_deref().unwrap_or("")),
+            by,
+            human_size(size),
+            h.comment.clone().unwrap_or_default(),
+        ]);
+    }
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top[0] = if no_trunc {
+            image.id.to_string()
+        } else {
+            image.id.short().to_string()
+        };
+    }
+    if quiet {
+        for r in &rows {
+            writeln!(out, "{}", r[0])?;
+        }
+        return Ok(0);
+    }
+    print_table(
+        out,
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    )?;
+    Ok(0)
+}
+
+fn rmi(store: &Store, out: &mut dyn Write, names: &[String], force: bool) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for n in names {
+        match store.remove(n, force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        RemoveEvent::Untagged(r) => writeln!(out, "Untagged: {}", r.familiar())?,
+                        RemoveEvent::Deleted(d) => writeln!(out, "Deleted: {d}")?,
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("rbk: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn save(store: &Store, names: &[String], output: Option<&Path>) -> anyhow::Result<i32> {
+    let items = archive::save_items(store, names)?;
+    match output {
+        Some(path) => {
+            // Written beside the target and renamed, so a failed save never
+            // leaves a half archive under the requested name.
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".rbk-partial-{}", std::process::id()));
+            let tmp = path.with_file_name(name);
+            let result = (|| -> anyhow::Result<()> {
+                let f = File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
+                archive::save(store, &items, &f)?;
+                f.sync_all()
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result?;
+        }
+        None => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                bail!("refusing to write an archive to a terminal; use -o FILE or redirect the output");
+            }
+            archive::save(store, &items, stdout.lock())?;
+        }
+    }
+    Ok(0)
+}
+
+fn load(
+    store: &Store,
+    out: &mut dyn Write,
+    input: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<i32> {
+    let images = match input {
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            archive::load(store, f)?
+        }
+        None => {
+            if io::stdin().is_terminal() {
+                bail!("no archive given: use -i FILE or pipe one on standard input");
+            }
+            archive::load(store, io::stdin().lock())?
+        }
+    };
+    if !quiet {
+        for image in images {
+            if image.tags.is_empty() {
+                writeln!(out, "Loaded image ID: {}", image.id)?;
+            }
+            for t in &image.tags {
+                writeln!(out, "Loaded image: {}", t.familiar())?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Sizes as Docker prints them: decimal units, three significant digits.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", UNITS[u])
+}
+
+/// "5 minutes ago", like Docker's `CREATED` column.
+fn since(rfc3339: &str) -> String {
+    let Ok(t) =
+        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+    else {
+        return "N/A".to_string();
+    };
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    let mins = secs / 60;
+    let hours = (secs + 1800) / 3600;
+    let ago = match secs {
+        0 => "Less than a second".to_string(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_string(),
+        s if s < 3600 => format!("{mins} minutes"),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    };
+    format!("{ago} ago")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        for (n, s) in [
+            (0, "0B"),
+            (999, "999B"),
+            (1234, "1.23kB"),
+            (4_264_000, "4.26MB"),
+            (187_000_000, "187MB"),
+            (4_200_000, "4.2MB"),
+            (10_000, "10kB"),
+        ] {
+            assert_eq!(human_size(n), s, "{n}");
+        }
+    }
+
+    #[test]
+    fn created_since() {
+        assert_eq!(since("nonsense"), "N/A");
+        assert_eq!(
+            since("2000-01-01T00:00:00Z").split(' ').nth(1),
+            Some("years")
+        );
+    }
+}
