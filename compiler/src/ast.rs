@@ -71,14 +71,17 @@ pub struct Node {
     pub args: Vec<String>,
     /// True when the arguments came from a JSON array (exec form).
     pub json: bool,
-    /// ONBUILD: the nested instruction.
+    /// ONBUILD: the nested instruction (its lines are the parent's; its
+    /// `original` is the text after `ONBUILD` and its flags).
     pub sub: Option<Box<Node>>,
-    /// Heredocs, in the order they appear on the line.
+    /// Heredocs, in the order they appear on the line. As in BuildKit, the
+    /// heredocs of `ONBUILD RUN <<EOF` are attached to the ONBUILD node,
+    /// not to `sub`.
     pub heredocs: Vec<Heredoc>,
     /// The logical line as written (continuations joined), for messages and
     /// `created_by` history.
     pub original: String,
-    /// Where the keyword starts.
+    /// Where the keyword starts (error messages point here).
     pub span: Span,
     /// First physical line of the instruction (1-based).
     pub start_line: u32,
@@ -86,7 +89,8 @@ pub struct Node {
     pub end_line: u32,
 }
 
-/// A non-fatal finding, such as an empty continuation line.
+/// A non-fatal finding, such as an empty continuation line (the message
+/// quotes the joined line and says such lines will become errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     /// Where it was found.

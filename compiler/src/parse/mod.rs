@@ -94,7 +94,12 @@ impl<'a> Parser<'a> {
             let text = trim_newline(first.raw);
             let stripped = text.trim_start();
             if !self.scanner.done() {
-                self.directive(stripped)?;
+                self.directive(stripped).map_err(|mut e| {
+                    // Columns were counted from the first non-blank character.
+                    let lead = text.len() - stripped.len();
+                    e.span.col += text.get(..lead).map_or(0, |p| p.chars().count()) as u32;
+                    e
+                })?;
             }
             if stripped.starts_with('#') {
                 continue;
@@ -271,6 +276,12 @@ mod tests {
     fn error_positions() {
         let cases: &[(&str, u32, u32, &str)] = &[
             ("# escape=x\nFROM a\n", 1, 10, "invalid escape token 'x'"),
+            (
+                "#escape=`\n  # ESCAPE=`\n",
+                2,
+                5,
+                "only one escape parser directive",
+            ),
             ("FROM a\nCMD [\"a\", \\\n  1]\n", 3, 3, "strings only"),
             ("FROM a\n  ENV PATH\n", 2, 3, "ENV must have two arguments"),
             ("FROM a\nRUN <<EOF\nx\n", 2, 1, "unterminated heredoc"),
