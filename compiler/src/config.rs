@@ -135,8 +135,10 @@ mod tests {
 
     #[test]
     fn serialises_with_docker_names() {
-        let mut c = ImageConfig::default();
-        c.cmd = Some(vec!["sh".into()]);
+        let mut c = ImageConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        };
         c.exposed_ports.insert("80/tcp".into(), Empty {});
         let j = serde_json::to_string(&c).unwrap_or_default();
         assert_eq!(j, r#"{"ExposedPorts":{"80/tcp":{}},"Cmd":["sh"]}"#);

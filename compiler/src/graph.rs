@@ -323,7 +323,12 @@ impl BuildGraph {
             }
             return id;
         }
-        let deps: Vec<VertexId> = vertex.parent.iter().chain(&vertex.inputs).copied().collect();
+        let deps: Vec<VertexId> = vertex
+            .parent
+            .iter()
+            .chain(&vertex.inputs)
+            .copied()
+            .collect();
         let digest = vertex.digest;
         let id = self.graph.add_node(vertex);
         for d in deps {

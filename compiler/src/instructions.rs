@@ -329,7 +329,7 @@ fn pairs(node: &Node) -> Result<Vec<(String, String)>, ParseError> {
             format!("{} requires at least one argument", upper(node)),
         ));
     }
-    if node.args.len() % 3 != 0 {
+    if !node.args.len().is_multiple_of(3) {
         return Err(err(
             node,
             format!("{} must have two arguments", upper(node)),
@@ -437,7 +437,11 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
                     None => (a.clone(), None),
                 };
                 if name.is_empty() {
-                    return Err(flag_error(node, a, format!("ARG names can not be blank: {a:?}")));
+                    return Err(flag_error(
+                        node,
+                        a,
+                        format!("ARG names can not be blank: {a:?}"),
+                    ));
                 }
                 out.push((name, default));
             }
@@ -497,7 +501,10 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
             Ok(Instruction::Onbuild(trigger_text(node)))
         }
         "healthcheck" => convert_healthcheck(node),
-        _ => Err(err(node, format!("unknown instruction: {}", first_word(&node.original)))),
+        _ => Err(err(
+            node,
+            format!("unknown instruction: {}", first_word(&node.original)),
+        )),
     }
 }
 
@@ -536,7 +543,15 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
         Flags::parse(
             node,
             keyword,
-            &["chown", "chmod", "link", "keep-git-dir", "checksum", "exclude", "unpack"],
+            &[
+                "chown",
+                "chmod",
+                "link",
+                "keep-git-dir",
+                "checksum",
+                "exclude",
+                "unpack",
+            ],
         )?
     } else {
         Flags::parse(
@@ -555,7 +570,9 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
         a.starts_with("<<")
             && heredoc_names.iter().any(|h| {
                 let word = a.trim_start_matches("<<").trim_start_matches('-');
-                word.trim_matches(|c| c == '\'' || c == '"').replace(['\'', '"'], "") == h.name
+                word.trim_matches(|c| c == '\'' || c == '"')
+                    .replace(['\'', '"'], "")
+                    == h.name
             })
     };
     let total = node.args.len();
@@ -563,7 +580,10 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
         if total == 1 && !is_heredoc_arg(&node.args[0]) {
             return Err(err(node, format!("{keyword} requires at least two arguments, but only one was provided. Destination could not be determined")));
         }
-        return Err(err(node, format!("{keyword} requires at least two arguments")));
+        return Err(err(
+            node,
+            format!("{keyword} requires at least two arguments"),
+        ));
     }
     let dest = node.args[total - 1].clone();
     if is_heredoc_arg(&dest) {
@@ -604,7 +624,11 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
         parents: if add { false } else { flags.bool("parents")? },
         excludes: flags.strings("exclude")?,
         checksum: if add { flags.string("checksum")? } else { None },
-        keep_git_dir: if add { flags.bool("keep-git-dir")? } else { false },
+        keep_git_dir: if add {
+            flags.bool("keep-git-dir")?
+        } else {
+            false
+        },
     }))
 }
 
@@ -619,7 +643,13 @@ fn convert_healthcheck(node: &Node) -> Result<Instruction, ParseError> {
     let flags = Flags::parse(
         node,
         "HEALTHCHECK",
-        &["interval", "timeout", "start-period", "start-interval", "retries"],
+        &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
     )?;
     let Some(kind) = node.args.first() else {
         return Err(err(node, "HEALTHCHECK requires at least one argument"));
@@ -753,7 +783,12 @@ mod tests {
 
     #[test]
     fn stage_names() {
-        for (n, ok) in [("build", true), ("a.b-c_d", true), ("1x", false), ("x!", false)] {
+        for (n, ok) in [
+            ("build", true),
+            ("a.b-c_d", true),
+            ("1x", false),
+            ("x!", false),
+        ] {
             assert_eq!(valid_stage_name(n), ok, "{n}");
         }
     }

@@ -6,15 +6,25 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::Node;
-use crate::config::{Empty, HealthConfig, ImageConfig};
+use crate::config::{Empty, ImageConfig};
 use crate::error::ParseError;
 use crate::graph::{
-    BuildGraph, Canon, ExecOp, FileOp, ImageOutput, InlineFile, Mount, MountKind, Network, Op,
-    Origin, Sharing, Source, Vertex, VertexId,
+    BuildGraph, Canon, ExecOp, FileOp, ImageOutput, InlineFile, Network, Op, Origin, Source,
+    Vertex, VertexId,
 };
-use crate::instructions::{self, Command, Copy, Healthcheck, Instruction, Run};
+use crate::instructions::{self, Command, Copy, Instruction, Run};
 use crate::parse::expand::ShellLex;
 use crate::platform::Platform;
+
+mod mount;
+mod util;
+
+use mount::{canon_mount, parse_mount};
+use util::{
+    expand_heredoc, expand_port, health_config, heredoc_script, json_list, node_rest,
+    quote_if_needed,
+};
+pub use util::{join_path, normalize_image};
 
 /// The `PATH` an image gets when its base sets none, as BuildKit does.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -212,7 +222,10 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         let stages = self.split(nodes)?;
         if stages.is_empty() {
             let span = nodes.first().map(|n| n.span).unwrap_or_default();
-            return Err(ParseError::new(span, "no build stage in the Dockerfile: add a FROM"));
+            return Err(ParseError::new(
+                span,
+                "no build stage in the Dockerfile: add a FROM",
+            ));
         }
         self.done = vec![None; stages.len()];
         self.busy = vec![false; stages.len()];
@@ -357,10 +370,10 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         &self,
         node: &Node,
         word: &str,
-        env: &Vec<(String, String)>,
+        env: &[(String, String)],
     ) -> Result<String, ParseError> {
         self.lex
-            .process_word(word, env)
+            .process_word(word, &env)
             .map_err(|e| ParseError::new(instructions::locate(node, word), e.message))
     }
 
@@ -368,10 +381,10 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         &self,
         node: &Node,
         word: &str,
-        env: &Vec<(String, String)>,
+        env: &[(String, String)],
     ) -> Result<Vec<String>, ParseError> {
         self.lex
-            .process_words(word, env)
+            .process_words(word, &env)
             .map_err(|e| ParseError::new(instructions::locate(node, word), e.message))
     }
 
@@ -434,11 +447,17 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         let triggers = std::mem::take(&mut state.config.on_build);
         for t in &triggers {
             let df = crate::parse::parse(t).map_err(|e| {
-                ParseError::new(stage.from.span, format!("ONBUILD trigger {t:?}: {}", e.message))
+                ParseError::new(
+                    stage.from.span,
+                    format!("ONBUILD trigger {t:?}: {}", e.message),
+                )
             })?;
             for node in &df.nodes {
                 let inst = instructions::convert(node).map_err(|e| {
-                    ParseError::new(stage.from.span, format!("ONBUILD trigger {t:?}: {}", e.message))
+                    ParseError::new(
+                        stage.from.span,
+                        format!("ONBUILD trigger {t:?}: {}", e.message),
+                    )
                 })?;
                 self.dispatch(stages, i, &inst, stage.from, &mut state)?;
             }
@@ -582,9 +601,9 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 let mut all = Vec::new();
                 for p in ports {
                     for w in self.expand_words(node, p, &env)? {
-                        for port in expand_port(&w).map_err(|m| {
-                            ParseError::new(instructions::locate(node, p), m)
-                        })? {
+                        for port in expand_port(&w)
+                            .map_err(|m| ParseError::new(instructions::locate(node, p), m))?
+                        {
                             state.config.exposed_ports.insert(port.clone(), Empty {});
                             all.push(port);
                         }
@@ -691,7 +710,10 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         from: &str,
     ) -> Result<VertexId, ParseError> {
         let lower = from.to_ascii_lowercase();
-        if let Some(j) = stages.iter().position(|s| s.name.as_deref() == Some(&lower)) {
+        if let Some(j) = stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&lower))
+        {
             if j == i {
                 return Err(ParseError::new(
                     instructions::locate(node, from),
@@ -721,7 +743,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         run: &Run,
         node: &Node,
         state: &State,
-        env: &Vec<(String, String)>,
+        env: &[(String, String)],
     ) -> Result<VertexId, ParseError> {
         let args = match &run.command {
             Command::Exec(v) => v.clone(),
@@ -800,7 +822,13 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         let mut c = Canon::new("exec");
         c.digest("parent", &parent)
             .strs("args", &op.args)
-            .strs("env", &op.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+            .strs(
+                "env",
+                &op.env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+            )
             .str("cwd", &op.cwd)
             .str("user", &op.user)
             .str("network", &format!("{:?}", op.network))
@@ -827,7 +855,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         copy: &Copy,
         node: &Node,
         state: &State,
-        env: &Vec<(String, String)>,
+        env: &[(String, String)],
     ) -> Result<VertexId, ParseError> {
         let mut inputs = Vec::new();
         let from = match &copy.from {
@@ -850,8 +878,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 Ok(InlineFile {
                     name: c.path.clone(),
                     data: if c.expand {
-                        expand_heredoc(&self.lex, &c.data, env)
-                            .map_err(|m| ParseError::new(node.span, m))?
+                        expand_heredoc(&c.data, env).map_err(|m| ParseError::new(node.span, m))?
                     } else {
                         c.data.clone()
                     },
@@ -936,494 +963,5 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             origins: vec![origin],
             created_by,
         }))
-    }
-}
-
-fn canon_mount(c: &mut Canon, m: &Mount, graph: &BuildGraph) {
-    c.str("mount.target", &m.target);
-    let src = |c: &mut Canon, s: &Source| match s {
-        Source::Context(ctx) => {
-            c.str("mount.context", ctx);
-        }
-        Source::Vertex(v) => {
-            c.digest("mount.from", &graph.vertex(*v).digest);
-        }
-    };
-    match &m.kind {
-        MountKind::Bind {
-            from,
-            source,
-            readwrite,
-        } => {
-            c.str("mount.type", "bind");
-            src(c, from);
-            c.str("mount.source", source).num("mount.rw", *readwrite as u64);
-        }
-        MountKind::Cache {
-            id,
-            sharing,
-            from,
-            source,
-            mode,
-            uid,
-            gid,
-            readonly,
-        } => {
-            c.str("mount.type", "cache").str("mount.id", id);
-            c.str("mount.sharing", &format!("{sharing:?}"));
-            if let Some(f) = from {
-                src(c, f);
-            }
-            c.str("mount.source", source)
-                .num("mount.mode", *mode as u64)
-                .num("mount.uid", *uid as u64)
-                .num("mount.gid", *gid as u64)
-                .num("mount.ro", *readonly as u64);
-        }
-        MountKind::Tmpfs { size } => {
-            c.str("mount.type", "tmpfs").num("mount.size", *size);
-        }
-        // Secrets never enter a key: only that one is mounted, and where.
-        MountKind::Secret { id, env, .. } => {
-            c.str("mount.type", "secret").str("mount.id", id);
-            c.str("mount.env", env.as_deref().unwrap_or(""));
-        }
-        MountKind::Ssh { id, .. } => {
-            c.str("mount.type", "ssh").str("mount.id", id);
-        }
-    }
-}
-
-#[derive(Default)]
-struct MountSpec {
-    kind: String,
-    target: Option<String>,
-    source: Option<String>,
-    from: Option<String>,
-    id: Option<String>,
-    sharing: Option<String>,
-    mode: Option<String>,
-    uid: Option<String>,
-    gid: Option<String>,
-    readonly: Option<bool>,
-    required: bool,
-    size: Option<String>,
-    env: Option<String>,
-}
-
-fn parse_bool(key: &str, v: Option<&str>) -> Result<bool, String> {
-    match v.map(|s| s.to_ascii_lowercase()).as_deref() {
-        None | Some("true") | Some("1") => Ok(true),
-        Some("false") | Some("0") => Ok(false),
-        Some(other) => Err(format!("invalid value {other:?} for mount option {key}")),
-    }
-}
-
-/// `type=cache,target=/x,id=y,…`
-fn parse_mount(spec: &str) -> Result<MountSpec, String> {
-    let mut m = MountSpec {
-        kind: "bind".to_string(),
-        ..Default::default()
-    };
-    for field in spec.split(',').filter(|f| !f.is_empty()) {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().to_string())),
-            None => (field.trim().to_ascii_lowercase(), None),
-        };
-        let need = |v: Option<String>| v.ok_or_else(|| format!("mount option {key} needs a value"));
-        match key.as_str() {
-            "type" => m.kind = need(value)?.to_ascii_lowercase(),
-            "target" | "dst" | "destination" => m.target = Some(need(value)?),
-            "source" | "src" => m.source = Some(need(value)?),
-            "from" => m.from = Some(need(value)?),
-            "id" => m.id = Some(need(value)?),
-            "sharing" => m.sharing = Some(need(value)?),
-            "mode" => m.mode = Some(need(value)?),
-            "uid" => m.uid = Some(need(value)?),
-            "gid" => m.gid = Some(need(value)?),
-            "size" => m.size = Some(need(value)?),
-            "env" => m.env = Some(need(value)?),
-            "readonly" | "ro" => m.readonly = Some(parse_bool(&key, value.as_deref())?),
-            "readwrite" | "rw" => m.readonly = Some(!parse_bool(&key, value.as_deref())?),
-            "required" => m.required = parse_bool(&key, value.as_deref())?,
-            _ => return Err(format!("unknown mount option {key:?}")),
-        }
-    }
-    if !matches!(m.kind.as_str(), "bind" | "cache" | "tmpfs" | "secret" | "ssh") {
-        return Err(format!(
-            "unsupported mount type {:?} (use bind, cache, tmpfs, secret or ssh)",
-            m.kind
-        ));
-    }
-    Ok(m)
-}
-
-fn parse_num(key: &str, v: Option<&str>, radix: u32, default: u32) -> Result<u32, String> {
-    match v {
-        None => Ok(default),
-        Some(s) => u32::from_str_radix(s, radix)
-            .map_err(|_| format!("invalid value {s:?} for mount option {key}")),
-    }
-}
-
-impl MountSpec {
-    fn build(self, from: Option<Source>, context: &str, workdir: &str) -> Result<Mount, String> {
-        let target = self.target.as_deref().map(|t| join_path(workdir, t));
-        let required_target = || {
-            target
-                .clone()
-                .ok_or_else(|| format!("mount type={} needs a target", self.kind))
-        };
-        let kind = match self.kind.as_str() {
-            "bind" => MountKind::Bind {
-                from: from.unwrap_or_else(|| Source::Context(context.to_string())),
-                source: self.source.clone().unwrap_or_else(|| "/".to_string()),
-                readwrite: self.readonly == Some(false),
-            },
-            "cache" => {
-                let t = required_target()?;
-                MountKind::Cache {
-                    id: self.id.clone().unwrap_or_else(|| t.clone()),
-                    sharing: match self.sharing.as_deref() {
-                        None | Some("shared") => Sharing::Shared,
-                        Some("private") => Sharing::Private,
-                        Some("locked") => Sharing::Locked,
-                        Some(o) => return Err(format!("invalid sharing mode {o:?}")),
-                    },
-                    from,
-                    source: self.source.clone().unwrap_or_else(|| "/".to_string()),
-                    mode: parse_num("mode", self.mode.as_deref(), 8, 0o755)?,
-                    uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
-                    gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
-                    readonly: self.readonly.unwrap_or(false),
-                }
-            }
-            "tmpfs" => MountKind::Tmpfs {
-                size: match self.size.as_deref() {
-                    None => 0,
-                    Some(s) => s
-                        .parse()
-                        .map_err(|_| format!("invalid tmpfs size {s:?}: expected bytes"))?,
-                },
-            },
-            "secret" => {
-                let id = match (&self.id, &target, &self.env) {
-                    (Some(id), _, _) => id.clone(),
-                    (None, Some(t), _) => t.rsplit('/').next().unwrap_or(t).to_string(),
-                    (None, None, Some(e)) => e.clone(),
-                    (None, None, None) => return Err("secret mount needs an id or a target".into()),
-                };
-                let t = match (&target, &self.env) {
-                    (Some(t), _) => t.clone(),
-                    (None, Some(_)) => String::new(),
-                    (None, None) => format!("/run/secrets/{id}"),
-                };
-                return Ok(Mount {
-                    target: t,
-                    kind: MountKind::Secret {
-                        id,
-                        required: self.required,
-                        mode: parse_num("mode", self.mode.as_deref(), 8, 0o400)?,
-                        uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
-                        gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
-                        env: self.env.clone(),
-                    },
-                });
-            }
-            _ => {
-                return Ok(Mount {
-                    target: target.unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_string()),
-                    kind: MountKind::Ssh {
-                        id: self.id.clone().unwrap_or_else(|| "default".to_string()),
-                        required: self.required,
-                    },
-                })
-            }
-        };
-        Ok(Mount {
-            target: required_target()?,
-            kind,
-        })
-    }
-}
-
-/// The script a shell-form RUN with heredocs hands to the shell. A lone
-/// heredoc (`RUN <<EOF`) is the script itself (with a `#!` line, run through
-/// that interpreter); otherwise the shell reads the heredocs it names.
-fn heredoc_script(cmd: &str, heredocs: &[crate::ast::Heredoc]) -> String {
-    if heredocs.is_empty() {
-        return cmd.to_string();
-    }
-    if let [h] = heredocs {
-        let word = cmd.trim();
-        let bare = word.trim_start_matches(|c: char| c.is_ascii_digit());
-        if bare.starts_with("<<") && !bare.contains(char::is_whitespace) && h.file_descriptor == 0 {
-            let body = if h.chomp {
-                instructions::chomp(&h.content)
-            } else {
-                h.content.clone()
-            };
-            if let Some(first) = body.lines().next() {
-                if let Some(interp) = first.strip_prefix("#!") {
-                    return format!(
-                        "{} /dev/stdin <<'RBK_HEREDOC_EOF'\n{body}RBK_HEREDOC_EOF",
-                        interp.trim()
-                    );
-                }
-            }
-            return body;
-        }
-    }
-    let mut script = cmd.to_string();
-    for h in heredocs {
-        script.push('\n');
-        script.push_str(&h.content);
-        script.push_str(&h.name);
-    }
-    script
-}
-
-/// Expands `$NAME` and `${…}` in a heredoc body, keeping quotes and other
-/// text as written (BuildKit does not strip quotes from heredoc files).
-fn expand_heredoc(
-    lex: &ShellLex,
-    data: &str,
-    env: &Vec<(String, String)>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(data.len());
-    let mut rest = data;
-    while let Some(pos) = rest.find(['$', '\\']) {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
-        if let Some(after) = tail.strip_prefix("\\$") {
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        if tail.starts_with('\\') {
-            out.push('\\');
-            rest = &tail[1..];
-            continue;
-        }
-        let len = if tail.starts_with("${") {
-            let mut depth = 0usize;
-            let mut end = None;
-            for (i, ch) in tail.char_indices() {
-                match ch {
-                    '{' => depth += 1,
-                    '}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = Some(i + 1);
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            end.ok_or_else(|| "unterminated ${ in heredoc".to_string())?
-        } else {
-            1 + tail[1..]
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len() - 1)
-        };
-        if len == 1 {
-            out.push('$');
-        } else {
-            out.push_str(&lex.process_word(&tail[..len], env).map_err(|e| e.message)?);
-        }
-        rest = &tail[len..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn health_config(node: &Node, h: &Healthcheck) -> Result<HealthConfig, ParseError> {
-    Ok(match h {
-        Healthcheck::None => HealthConfig {
-            test: vec!["NONE".to_string()],
-            ..Default::default()
-        },
-        Healthcheck::Check {
-            command,
-            interval,
-            timeout,
-            start_period,
-            start_interval,
-            retries,
-        } => {
-            let dur = |v: &Option<String>| v.as_deref().and_then(instructions::parse_duration).unwrap_or(0);
-            HealthConfig {
-                test: match command {
-                    Command::Exec(v) => {
-                        let mut t = vec!["CMD".to_string()];
-                        t.extend(v.iter().cloned());
-                        t
-                    }
-                    Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
-                },
-                interval: dur(interval),
-                timeout: dur(timeout),
-                start_period: dur(start_period),
-                start_interval: dur(start_interval),
-                retries: match retries {
-                    Some(r) => r.parse().map_err(|_| {
-                        ParseError::new(node.span, format!("invalid --retries {r:?}"))
-                    })?,
-                    None => 0,
-                },
-            }
-        }
-    })
-}
-
-fn node_rest(node: &Node) -> String {
-    let t = node.original.trim();
-    t.split_once(char::is_whitespace)
-        .map(|(_, r)| r.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn json_list(v: &[String]) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))
-}
-
-fn quote_if_needed(v: &str) -> String {
-    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
-        serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
-    } else {
-        v.to_string()
-    }
-}
-
-/// Adds `:latest` to a reference with neither tag nor digest.
-pub fn normalize_image(image: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if image.contains('@') || last.contains(':') {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    }
-}
-
-/// `EXPOSE` word → `port/proto` entries (ranges expanded).
-fn expand_port(word: &str) -> Result<Vec<String>, String> {
-    let (ports, proto) = match word.split_once('/') {
-        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
-        None => (word, "tcp".to_string()),
-    };
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto {proto:?} in EXPOSE {word}"));
-    }
-    // `EXPOSE 0.0.0.0:80:80` style host parts are not allowed by Docker.
-    let parse = |s: &str| {
-        s.parse::<u16>()
-            .map_err(|_| format!("invalid port {s:?} in EXPOSE {word}"))
-    };
-    let (lo, hi) = match ports.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let p = parse(ports)?;
-            (p, p)
-        }
-    };
-    if hi < lo {
-        return Err(format!("invalid range in EXPOSE {word}"));
-    }
-    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// Joins a WORKDIR-relative path and cleans `.`/`..`/double slashes.
-pub fn join_path(base: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("{}/{path}", if base.is_empty() { "/" } else { base })
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in joined.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths() {
-        for (b, p, want) in [
-            ("", "app", "/app"),
-            ("/app", "src", "/app/src"),
-            ("/app", "/x/../y/./z/", "/y/z"),
-            ("/a/b", "..", "/a"),
-            ("/", "../..", "/"),
-        ] {
-            assert_eq!(join_path(b, p), want, "{b} + {p}");
-        }
-    }
-
-    #[test]
-    fn ports() {
-        assert_eq!(expand_port("80").ok(), Some(vec!["80/tcp".to_string()]));
-        assert_eq!(
-            expand_port("53/UDP").ok(),
-            Some(vec!["53/udp".to_string()])
-        );
-        assert_eq!(expand_port("8000-8002").map(|v| v.len()).ok(), Some(3));
-        assert!(expand_port("http").is_err());
-        assert!(expand_port("80/foo").is_err());
-        assert!(expand_port("9-1").is_err());
-    }
-
-    #[test]
-    fn images_get_latest() {
-        assert_eq!(normalize_image("centos"), "centos:latest");
-        assert_eq!(normalize_image("centos:7"), "centos:7");
-        assert_eq!(normalize_image("localhost:5000/x"), "localhost:5000/x:latest");
-        assert_eq!(normalize_image("x@sha256:00"), "x@sha256:00");
-    }
-
-    #[test]
-    fn mounts() {
-        let m = parse_mount("type=cache,target=/root/.cache,sharing=locked").ok();
-        assert!(m.is_some());
-        assert!(parse_mount("type=weird,target=/x").is_err());
-        assert!(parse_mount("type=cache,bogus=1").is_err());
-        let built = parse_mount("type=cache,target=cache")
-            .and_then(|m| m.build(None, "/ctx", "/app"));
-        match built {
-            Ok(Mount {
-                target,
-                kind: MountKind::Cache { id, .. },
-            }) => {
-                assert_eq!(target, "/app/cache");
-                assert_eq!(id, "/app/cache");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn lone_heredoc_is_the_script() {
-        let h = crate::ast::Heredoc {
-            name: "EOF".into(),
-            file_descriptor: 0,
-            expand: true,
-            chomp: false,
-            content: "echo a\necho b\n".into(),
-        };
-        assert_eq!(heredoc_script("<<EOF", std::slice::from_ref(&h)), "echo a\necho b\n");
-        assert_eq!(
-            heredoc_script("cat <<EOF > /x", std::slice::from_ref(&h)),
-            "cat <<EOF > /x\necho a\necho b\nEOF"
-        );
     }
 }

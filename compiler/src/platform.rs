@@ -38,7 +38,8 @@ impl Platform {
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split('/').collect();
         let bad = || format!("invalid platform {s:?}: expected os/arch[/variant]");
-        let valid = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let (os, arch, variant) = match parts.as_slice() {
             [arch] => ("linux", *arch, None),
             [os, arch] => (*os, *arch, None),
@@ -86,7 +87,11 @@ mod tests {
             ("linux/", None),
             ("a/b/c/d", None),
         ] {
-            assert_eq!(Platform::parse(s).ok().map(|p| p.to_string()).as_deref(), want, "{s}");
+            assert_eq!(
+                Platform::parse(s).ok().map(|p| p.to_string()).as_deref(),
+                want,
+                "{s}"
+            );
         }
     }
 }

@@ -101,7 +101,11 @@ fn text(g: &BuildGraph) -> String {
         } else {
             format!(" → {}", img.tags.join(", "))
         };
-        let _ = writeln!(out, "\nimage {}{tags}  ({}, stage {})", img.name, img.file, img.stage);
+        let _ = writeln!(
+            out,
+            "\nimage {}{tags}  ({}, stage {})",
+            img.name, img.file, img.stage
+        );
         let ids = reachable(g, img.vertex);
         // Group steps by this image's stage for them, in order of appearance.
         let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
@@ -130,7 +134,11 @@ fn text(g: &BuildGraph) -> String {
             let bar = if last_stage { "   " } else { "│  " };
             for (vi, &id) in list.iter().enumerate() {
                 let v = g.vertex(id);
-                let branch = if vi + 1 == list.len() { "└─" } else { "├─" };
+                let branch = if vi + 1 == list.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
                 let users = g.image_users(id);
                 let mut notes = Vec::new();
                 if users > 1 {
@@ -173,7 +181,9 @@ fn dot_escape(s: &str) -> String {
 }
 
 fn dot(g: &BuildGraph) -> String {
-    let mut out = String::from("digraph rbk {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    let mut out = String::from(
+        "digraph rbk {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
+    );
     for id in g.topo_order() {
         let v = g.vertex(id);
         let style = match (v.op.kind(), g.image_users(id) > 1) {
@@ -197,11 +207,20 @@ fn dot(g: &BuildGraph) -> String {
             let _ = writeln!(out, "  v{} -> v{};", p.index(), id.index());
         }
         for i in &v.inputs {
-            let _ = writeln!(out, "  v{} -> v{} [style=dashed, label=\"from\"];", i.index(), id.index());
+            let _ = writeln!(
+                out,
+                "  v{} -> v{} [style=dashed, label=\"from\"];",
+                i.index(),
+                id.index()
+            );
         }
     }
     for (n, img) in g.images.iter().enumerate() {
-        let tags = if img.tags.is_empty() { img.name.clone() } else { img.tags.join("\\n") };
+        let tags = if img.tags.is_empty() {
+            img.name.clone()
+        } else {
+            img.tags.join("\\n")
+        };
         let _ = writeln!(
             out,
             "  img{n} [label=\"{}\\n{}\", shape=folder, style=bold];\n  v{} -> img{n};",
@@ -215,14 +234,21 @@ fn dot(g: &BuildGraph) -> String {
 }
 
 fn mermaid_escape(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
 }
 
 fn mermaid(g: &BuildGraph) -> String {
     let mut out = String::from("flowchart TD\n");
     for id in g.topo_order() {
         let v = g.vertex(id);
-        let text = format!("{} {}<br/>{}", v.op.kind(), v.digest.short(), mermaid_escape(&label(g, id, 48)));
+        let text = format!(
+            "{} {}<br/>{}",
+            v.op.kind(),
+            v.digest.short(),
+            mermaid_escape(&label(g, id, 48))
+        );
         let _ = match v.op.kind() {
             "source" => writeln!(out, "  v{}[(\"{text}\")]", id.index()),
             _ => writeln!(out, "  v{}[\"{text}\"]", id.index()),
@@ -241,7 +267,11 @@ fn mermaid(g: &BuildGraph) -> String {
         }
     }
     for (n, img) in g.images.iter().enumerate() {
-        let tags = if img.tags.is_empty() { img.name.clone() } else { img.tags.join(", ") };
+        let tags = if img.tags.is_empty() {
+            img.name.clone()
+        } else {
+            img.tags.join(", ")
+        };
         let _ = writeln!(
             out,
             "  img{n}[/\"{}: {}\"/]\n  v{} --> img{n}",
@@ -349,7 +379,8 @@ fn json(g: &BuildGraph) -> String {
         images,
         warnings: &g.warnings,
     };
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
 }

@@ -119,10 +119,7 @@ impl TargetFile {
     /// Parses rbk.toml text; `file` is used in messages.
     pub fn parse(text: &str, file: &str) -> Result<Self, TargetError> {
         let parsed: TargetFile = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             TargetError::Syntax {
                 file: file.to_string(),
                 line,
@@ -230,7 +227,12 @@ impl TargetFile {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -268,7 +270,10 @@ targets = ["web"]
         assert_eq!(names, ["nginx", "base"]);
         let nginx = &all[0];
         assert_eq!(nginx.dockerfile, Path::new("/x/nginx/Dockerfile.prod"));
-        assert_eq!(nginx.args.get("MIRROR").map(String::as_str), Some("https://mirror.example"));
+        assert_eq!(
+            nginx.args.get("MIRROR").map(String::as_str),
+            Some("https://mirror.example")
+        );
         assert_eq!(nginx.args.get("VERSION").map(String::as_str), Some("1.24"));
         assert_eq!(all[1].dockerfile, Path::new("/x/base/Dockerfile"));
     }
@@ -280,7 +285,9 @@ targets = ["web"]
         let e = TargetFile::parse("[target.a]\nbogus = 1\n", "f.toml").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         let f = TargetFile::parse(FILE, "f.toml").expect("valid");
-        let e = f.select(&["nope".into()], Path::new("."), "f.toml").unwrap_err();
+        let e = f
+            .select(&["nope".into()], Path::new("."), "f.toml")
+            .unwrap_err();
         assert!(e.to_string().contains("\"nope\""), "{e}");
         let cyc = "[target.a]\n[group.g]\ntargets=[\"h\"]\n[group.h]\ntargets=[\"g\"]\n";
         let f = TargetFile::parse(cyc, "c.toml").expect("valid");

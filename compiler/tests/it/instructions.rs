@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::shared_dir;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = shared_dir().join("conformance/buildkit/extracted/instructions").join(name);
+    let path = shared_dir()
+        .join("conformance/buildkit/extracted/instructions")
+        .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("conformance data {} is missing: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
@@ -62,7 +64,11 @@ fn copy_heredocs() {
             Ok(Instruction::Copy(copy)) => {
                 let want_sources: Vec<String> = want["SourcePaths"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let want_contents: Vec<(String, String, bool)> = want["SourceContents"]
                     .as_array()
@@ -93,7 +99,11 @@ fn copy_heredocs() {
             other => failed.push(format!("{df:?}: got {other:?}")),
         }
     }
-    eprintln!("copy_heredoc: {}/{} passed", cases.len() - failed.len(), cases.len());
+    eprintln!(
+        "copy_heredoc: {}/{} passed",
+        cases.len() - failed.len(),
+        cases.len()
+    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert_eq!(cases.len(), 8);
 }
@@ -106,7 +116,11 @@ fn run_heredocs() {
         let df = c["dockerfile"].as_str().expect("dockerfile");
         let want_cmd: Vec<String> = c["cmd_line"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let shell = c["prepend_shell"].as_bool().unwrap_or(false);
         let want_files: Vec<(String, String, bool)> = c["files"]
@@ -141,7 +155,11 @@ fn run_heredocs() {
             other => failed.push(format!("{df:?}: got {other:?}")),
         }
     }
-    eprintln!("run_heredoc: {}/{} passed", cases.len() - failed.len(), cases.len());
+    eprintln!(
+        "run_heredoc: {}/{} passed",
+        cases.len() - failed.len(),
+        cases.len()
+    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert_eq!(cases.len(), 6);
 }
