@@ -137,17 +137,27 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), St
         let img = &item.image;
         let mut blobs = vec![img.manifest_digest.clone(), img.id.clone()];
         blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+        let name = item
+            .names
+            .first()
+            .map_or_else(|| img.id.short().to_string(), Reference::familiar);
+        let in_image = |e| StoreError::InImage {
+            image: name.clone(),
+            source: Box::new(e),
+        };
         for d in blobs {
             if written.contains(&d) {
                 continue;
             }
-            let size = store.content.size(&d)?;
-            let reader = store.content.open_blob(&d)?;
+            let size = store.content.size(&d).map_err(in_image)?;
+            let reader = store.content.open_blob(&d).map_err(in_image)?;
             let mut h = tar_header(size, 0o644, tar::EntryType::Regular);
             let path = blob_path(&d);
-            tar.append_data(&mut h, &path, reader).map_err(|e| {
-                StoreError::from_io("write the archive from", &store.content.path(&d), e)
-            })?;
+            tar.append_data(&mut h, &path, reader)
+                .map_err(|e| {
+                    StoreError::from_io("write the archive from", &store.content.path(&d), e)
+                })
+                .map_err(in_image)?;
             written.push(d);
         }
         let manifest_size = store.content.size(&img.manifest_digest)?;
@@ -411,7 +421,12 @@ struct Found {
     needs: Vec<Digest>,
     names: Vec<Reference>,
     config_digest: Digest,
+    /// (layer blob, the diff id the config claims for it).
+    checks: Vec<LayerCheck>,
 }
+
+/// A layer blob and the diff id its config claims for it.
+type LayerCheck = (Digest, Digest);
 
 /// Names from an index entry: the containerd annotation, else a ref.name
 /// that is a full reference (a bare tag names no repository).
@@ -426,7 +441,10 @@ fn names_of(desc: &Descriptor) -> Result<Vec<Reference>, StoreError> {
 }
 
 /// Checks one manifest and everything it references.
-fn check_manifest(st: &Staging, desc: &Descriptor) -> Result<(Manifest, Vec<Digest>), StoreError> {
+fn check_manifest(
+    st: &Staging,
+    desc: &Descriptor,
+) -> Result<(Manifest, Vec<Digest>, Vec<LayerCheck>), StoreError> {
     let blob = st.blob(&desc.digest, Some(desc.size))?;
     let manifest: Manifest = serde_json::from_slice(&st.read_blob(blob.digest(), blob.size())?)
         .map_err(|e| StoreError::json(format!("manifest {}", desc.digest), e))?;
@@ -442,20 +460,13 @@ fn check_manifest(st: &Staging, desc: &Descriptor) -> Result<(Manifest, Vec<Dige
         });
     }
     let mut needs = vec![desc.digest.clone(), manifest.config.digest.clone()];
+    let mut checks = Vec::new();
     for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         st.blob(&layer.digest, Some(layer.size))?;
-        if LayerCompression::of_media_type(&layer.media_type) == Some(LayerCompression::None)
-            && &layer.digest != diff_id
-        {
-            return Err(StoreError::DiffIdMismatch {
-                layer: layer.digest.clone(),
-                expected: diff_id.clone(),
-                actual: layer.digest.clone(),
-            });
-        }
         needs.push(layer.digest.clone());
+        checks.push((layer.digest.clone(), diff_id.clone()));
     }
-    Ok((manifest, needs))
+    Ok((manifest, needs, checks))
 }
 
 /// Picks the manifest for this machine from an index (or a manifest list).
@@ -495,7 +506,7 @@ fn find_oci(st: &Staging) -> Result<Vec<Found>, StoreError> {
     let mut out: Vec<Found> = Vec::new();
     for entry in &index.manifests {
         let desc = pick_platform(st, entry, 0)?;
-        let (manifest, mut needs) = check_manifest(st, &desc)?;
+        let (manifest, mut needs, checks) = check_manifest(st, &desc)?;
         if entry.digest != desc.digest {
             needs.push(entry.digest.clone());
         }
@@ -508,6 +519,7 @@ fn find_oci(st: &Staging) -> Result<Vec<Found>, StoreError> {
                 needs,
                 names,
                 config_digest: manifest.config.digest,
+                checks,
             }),
         }
     }
@@ -530,6 +542,7 @@ fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
             });
         }
         let mut layers = Vec::new();
+        let mut checks = Vec::new();
         for (path, diff_id) in e.layers.iter().zip(&config.rootfs.diff_ids) {
             let (digest, size) = st.resolve(path)?;
             let staged = st
@@ -541,13 +554,7 @@ fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
                 .and_then(|mut f| f.read(&mut head))
                 .at("read", staged.path())?;
             let compression = LayerCompression::sniff(&head[..n]);
-            if compression == LayerCompression::None && &digest != diff_id {
-                return Err(StoreError::DiffIdMismatch {
-                    layer: digest.clone(),
-                    expected: diff_id.clone(),
-                    actual: digest,
-                });
-            }
+            checks.push((digest.clone(), diff_id.clone()));
             layers.push(Descriptor::new(compression.oci_media_type(), digest, size));
         }
         let mut needs = vec![config_digest.clone()];
@@ -577,9 +584,58 @@ fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
             needs,
             names,
             config_digest,
+            checks,
         });
     }
     Ok(out)
+}
+
+/// Checks that every layer uncompresses to the diff id its config claims.
+/// Snapshots are keyed by chain ids computed from diff ids, so a lying
+/// config could otherwise plant its content under another image's key.
+/// Layers are checked in parallel; each is read once.
+fn verify_diff_ids(st: &Staging, found: &[Found]) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    let mut checks: Vec<&LayerCheck> = found.iter().flat_map(|f| &f.checks).collect();
+    checks.sort();
+    checks.dedup();
+    checks.into_par_iter().try_for_each(|(layer, diff_id)| {
+        if layer == diff_id {
+            return Ok(()); // uncompressed: its digest was verified on staging
+        }
+        let staged = st
+            .blobs
+            .get(layer)
+            .ok_or_else(|| StoreError::ArchiveMissing {
+                path: blob_path(layer),
+            })?;
+        let file = fs::File::open(staged.path()).at("read", staged.path())?;
+        let mut reader = decompressed(file)?;
+        let mut hasher = HashWriter(sha2::Sha256::default());
+        io::copy(&mut reader, &mut hasher).map_err(|source| StoreError::ArchiveRead { source })?;
+        let actual = Digest::from_hasher(hasher.0);
+        if &actual != diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: layer.clone(),
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// An `io::Write` that only hashes.
+struct HashWriter(sha2::Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Loads every image in a docker-archive or OCI archive (plain, gzip or
@@ -614,6 +670,7 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> 
     if found.is_empty() {
         return Err(StoreError::ArchiveEmpty);
     }
+    verify_diff_ids(&st, &found)?;
     // Everything checked: publish the blobs, then the tags in one update.
     let Staging { mut blobs, .. } = st;
     for f in &found {

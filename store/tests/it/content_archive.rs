@@ -377,3 +377,51 @@ fn not_an_archive_is_a_clear_error() {
         )
     });
 }
+
+#[test]
+fn lying_diff_id_leaves_store_unchanged() {
+    // A config that claims another layer's diff id must not load: snapshots
+    // are keyed by chain ids made from diff ids.
+    let (_d, store, img) = store_with_busybox();
+    let layer = store.content.read(&img.manifest.layers[0].digest).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&store.content.read(&img.id).unwrap()).unwrap();
+    let other = Digest::of(b"someone else's layer");
+    config["rootfs"]["diff_ids"] = serde_json::json!([other]);
+    let manifest = serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": ["localhost/liar:1"],
+        "Layers": ["layer.tar"],
+    }]);
+    let bytes = rebuild(&[
+        ("config.json".to_string(), config.to_string().into_bytes()),
+        ("layer.tar".to_string(), layer),
+        (
+            "manifest.json".to_string(),
+            manifest.to_string().into_bytes(),
+        ),
+    ]);
+    assert_load_fails_cleanly(
+        &bytes,
+        |e| matches!(e, StoreError::DiffIdMismatch { expected, .. } if *expected == other),
+    );
+}
+
+#[test]
+fn save_of_corrupt_blob_names_digest_and_image() {
+    let (_d, store, img) = store_with_busybox();
+    let layer = &img.manifest.layers[0].digest;
+    let mut data = fs::read(store.content.path(layer)).unwrap();
+    data[10] ^= 0xff;
+    fs::write(store.content.path(layer), data).unwrap();
+    let items = archive::save_items(&store, &["localhost/busybox".to_string()]).unwrap();
+    let err = archive::save(&store, &items, std::io::sink()).unwrap_err();
+    let chain = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(chain.contains("localhost/busybox:latest"), "{chain}");
+    assert!(chain.contains(layer.as_str()), "{chain}");
+}
