@@ -259,7 +259,13 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 text.push_str(&format!(" {k}={}", quote_if_needed(v)));
             }
             let from = stages[target].from;
-            state.head = self.config_vertex(&stages[target], from, &state, text);
+            // Synthetic: it comes from rbk.toml, not from a line.
+            let origin = Origin {
+                line: 0,
+                text: format!("{text}  (rbk.toml labels)"),
+                ..self.origin(&stages[target], from)
+            };
+            state.head = self.config_vertex(origin, &state, text);
         }
         for name in self.input.build_args.keys() {
             if !self.declared.contains(name)
@@ -499,19 +505,12 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         })
     }
 
-    fn config_vertex(
-        &mut self,
-        stage: &Stage<'_>,
-        node: &Node,
-        state: &State,
-        instruction: String,
-    ) -> VertexId {
+    fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
         let parent = self.compiler.graph.vertex(state.head).digest;
         let digest = Canon::new("config")
             .digest("parent", &parent)
             .str("instruction", &instruction)
             .finish();
-        let origin = self.origin(stage, node);
         self.compiler.graph.add(Vertex {
             op: Op::Config {
                 instruction: instruction.clone(),
@@ -678,7 +677,8 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 return Ok(());
             }
         };
-        state.head = self.config_vertex(stage, node, state, text);
+        let origin = self.origin(stage, node);
+        state.head = self.config_vertex(origin, state, text);
         Ok(())
     }
 
