@@ -64,7 +64,7 @@ pub(crate) fn node_from_line(
         "add" | "copy" | "volume" => maybe_json_to_list(rest, ctx)?,
         "run" | "cmd" | "entrypoint" | "shell" => maybe_json(rest, ctx)?,
         "from" | "expose" => fields(rest),
-        "env" | "label" => name_val(rest, &keyword, span, ctx.escape)?,
+        "env" | "label" => name_val(rest, &keyword, span, ctx)?,
         "arg" => Args {
             args: split_words(rest, ctx.escape),
             ..Args::default()
@@ -153,7 +153,8 @@ fn maybe_json_to_list(rest: Input<'_>, ctx: &Ctx<'_>) -> Result<Args, ParseError
 
 // name-val = key ascii-space+ value          -- old form, first word has no '='
 //          | key "=" value { space+ key "=" value }
-fn name_val(rest: Input<'_>, keyword: &str, span: Span, escape: char) -> Result<Args, ParseError> {
+fn name_val(rest: Input<'_>, keyword: &str, span: Span, ctx: &Ctx<'_>) -> Result<Args, ParseError> {
+    let escape = ctx.escape;
     let words = split_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok(Args::default());
@@ -173,8 +174,19 @@ fn name_val(rest: Input<'_>, keyword: &str, span: Span, escape: char) -> Result<
         });
     }
     let mut args = Vec::with_capacity(words.len() * 3);
+    // Words keep their raw text, so each is found in `rest` after the
+    // previous one; used only to point an error at the offending word.
+    let mut cursor = 0;
     for word in words {
+        let at = rest
+            .get(cursor..)
+            .and_then(|r| r.find(word.as_str()))
+            .map(|i| cursor + i);
+        if let Some(at) = at {
+            cursor = at + word.len();
+        }
         let Some((k, v)) = word.split_once('=') else {
+            let span = at.and_then(|a| rest.get(a..)).map_or(span, |w| ctx.span(w));
             return Err(ParseError::new(
                 span,
                 format!(

@@ -284,6 +284,12 @@ mod tests {
             ),
             ("FROM a\nCMD [\"a\", \\\n  1]\n", 3, 3, "strings only"),
             ("FROM a\n  ENV PATH\n", 2, 3, "ENV must have two arguments"),
+            (
+                "FROM a\nLABEL a=b \\\n \"c d\"\n",
+                3,
+                2,
+                "can't find = in \"\\\"c d\\\"\"",
+            ),
             ("FROM a\nRUN <<EOF\nx\n", 2, 1, "unterminated heredoc"),
             ("\n# c\n", 2, 1, "file with no instructions"),
         ];

@@ -470,6 +470,18 @@ fn buildkit_parser_conformance() {
     t.finish("parser conformance");
 }
 
+/// Every §1 case dumps the same when its lines end in CRLF (as on Windows).
+#[test]
+fn testfiles_dump_the_same_with_crlf() {
+    let root = data_dir().join("frontend/dockerfile/parser/testfiles");
+    for dir in sorted_dirs(&root) {
+        let src = String::from_utf8_lossy(&read(&dir.join("Dockerfile"))).into_owned();
+        let lf = parse(&src).map(|df| dump(&df));
+        let crlf = parse(&src.replace('\n', "\r\n")).map(|df| dump(&df));
+        assert_eq!(lf, crlf, "{}", name_of(&dir));
+    }
+}
+
 #[test]
 fn heredoc_extract_plain_file_matches_json() {
     let dir = data_dir().join("extracted/parser");
