@@ -328,7 +328,9 @@ pub(super) fn launch(
             .map_err(process_err("open a pseudo-terminal"))?;
         set_cloexec(pty.master.as_raw_fd());
         set_cloexec(pty.slave.as_raw_fd());
-        _raw_guard = RawModeGuard::enter();
+        if l.stdin == StdinMode::Inherit {
+            _raw_guard = RawModeGuard::enter();
+        }
         let dup = |fd: &OwnedFd| {
             fd.try_clone().map_err(|source| SandboxError::Process {
                 op: "duplicate a pty fd",

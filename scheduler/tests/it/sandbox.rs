@@ -377,17 +377,23 @@ fn mount_target_symlink_cannot_escape_rootfs() {
 
 #[test]
 fn parallel_runs_keep_their_own_output() {
-    let Some(dir) = rootfs("parallel_runs_keep_their_own_output") else {
+    // One rootfs each, as every RUN step has its own overlay (a rootfs must
+    // not be shared by concurrent runs: their mount stubs would collide).
+    let dirs: Vec<_> = (0..4)
+        .map(|_| rootfs("parallel_runs_keep_their_own_output"))
+        .collect();
+    let Some(dirs) = dirs.into_iter().collect::<Option<Vec<_>>>() else {
         return;
     };
     let start = Instant::now();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|i| {
-                let root = dir.path();
+        let handles: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
                 s.spawn(move || {
                     run(
-                        root,
+                        dir.path(),
                         &sh(&format!("echo start {i}; sleep 0.5; echo end {i}")),
                     )
                 })
@@ -452,4 +458,115 @@ fn command_has_dockers_capabilities_and_a_readonly_proc_sys() {
         "CapInh:0000000000000000\nCapEff:00000000a80425fb\nCapBnd:00000000a80425fb\n\
          sys-ro\nno-mount\n0\n"
     );
+}
+
+#[test]
+fn large_output_arrives_whole_and_sigpipe_is_default() {
+    let Some(dir) = rootfs("large_output_arrives_whole_and_sigpipe_is_default") else {
+        return;
+    };
+    // rbk ignores SIGPIPE (Rust does); the command must not inherit that,
+    // or `yes | head` would spin on EPIPE instead of dying of SIGPIPE.
+    let script = "(yes; echo \"yes:$?\" >&2) | head -c 1; echo; yes abcdefghi | head -c 4000000";
+    let (code, out, err) = run(dir.path(), &sh(script)).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(err, "yes:141\n");
+    assert_eq!(out.len(), 2 + 4_000_000);
+    assert!(out.ends_with("abcdefghi\nabcdefghi\n"));
+}
+
+/// Set in the child process of `container_dies_with_rbk`.
+const HELPER_ENV: &str = "RBK_SANDBOX_KILL_HELPER";
+
+/// Not a test on its own: `container_dies_with_rbk` runs the test binary with
+/// only this test and `HELPER_ENV` set, to play an rbk that gets SIGKILLed.
+#[test]
+fn kill_helper_runs_a_long_container() {
+    let Ok(root) = std::env::var(HELPER_ENV) else {
+        return;
+    };
+    let spec = sh("touch /tmp/started; sleep 100 & sleep 100");
+    let _ = NamespaceExecutor.run(Path::new(&root), &spec, &mut |_, _| {}, &CancelToken::new());
+}
+
+#[test]
+fn container_dies_with_rbk() {
+    let Some(dir) = rootfs("container_dies_with_rbk") else {
+        return;
+    };
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sandbox::kill_helper_runs_a_long_container",
+            "--nocapture",
+        ])
+        .env(HELPER_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("tmp/started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the helper's container never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    // Every process running the rootfs's busybox must be gone soon.
+    let exe = dir.path().join("bin/busybox");
+    let survivors = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|l| l == exe))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while survivors() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} container processes survived rbk",
+            survivors()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let root = dir.path().to_string_lossy().into_owned();
+    assert!(!mountinfo().contains(&root));
+}
+
+#[test]
+fn rbk_signals_reach_the_container_through_the_forwarder() {
+    let Some(dir) = rootfs("rbk_signals_reach_the_container_through_the_forwarder") else {
+        return;
+    };
+    let token = CancelToken::new();
+    let forwarder = rbk_scheduler::sandbox::forward_signals(&token).unwrap();
+    let sender = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(400));
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    let mut out = Vec::new();
+    let code = NamespaceExecutor
+        .run(
+            dir.path(),
+            &sh("trap 'echo got-int; exit 6' INT; sleep 10 & wait"),
+            &mut |_, d| out.extend_from_slice(d),
+            &token,
+        )
+        .unwrap();
+    sender.join().unwrap();
+    drop(forwarder);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).as_ref()),
+        (6, "got-int\n")
+    );
+    assert!(!token.is_cancelled());
 }

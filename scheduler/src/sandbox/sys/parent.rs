@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{process_err, Step, STEPS};
@@ -15,6 +15,9 @@ use crate::sandbox::{CancelToken, OutputStream, SandboxError};
 /// cancel token, and reaps the keeper.
 pub(super) struct Supervisor {
     keeper: Pid,
+    /// Readable once the keeper exits, so the end of a run is seen at once
+    /// even when the command closed its output early (`None` before 5.3).
+    pidfd: Option<OwnedFd>,
     init: Option<Pid>,
     status: OwnedFd,
     status_buf: Vec<u8>,
@@ -29,11 +32,13 @@ enum Source {
     Master,
     Status,
     Stdin,
+    Keeper,
 }
 
 impl Supervisor {
     pub(super) fn new(keeper: Pid, status: OwnedFd) -> Self {
         Supervisor {
+            pidfd: pidfd_open(keeper),
             keeper,
             init: None,
             status,
@@ -59,6 +64,9 @@ impl Supervisor {
         let stdin = std::io::stdin();
         let mut open: Vec<Source> = (0..outs.len()).map(Source::Out).collect();
         open.push(Source::Status);
+        if self.pidfd.is_some() {
+            open.push(Source::Keeper);
+        }
         if master.is_some() {
             open.push(Source::Master);
             if forward_stdin {
@@ -83,6 +91,7 @@ impl Supervisor {
                     Source::Master => master.as_ref().map_or(stdin.as_fd(), |m| m.as_fd()),
                     Source::Status => self.status.as_fd(),
                     Source::Stdin => stdin.as_fd(),
+                    Source::Keeper => self.pidfd.as_ref().map_or(stdin.as_fd(), |p| p.as_fd()),
                 };
                 let mut pfds: Vec<PollFd> = open
                     .iter()
@@ -101,11 +110,16 @@ impl Supervisor {
                 if !is_ready {
                     continue;
                 }
+                if source == Source::Keeper {
+                    // The keeper exited; `try_reap` below collects it.
+                    open.retain(|s| *s != source);
+                    continue;
+                }
                 let fd = match source {
                     Source::Out(i) => outs[i].1.as_raw_fd(),
                     Source::Master => master.as_ref().map_or(-1, |m| m.as_raw_fd()),
                     Source::Status => self.status.as_raw_fd(),
-                    Source::Stdin => stdin.as_raw_fd(),
+                    Source::Stdin | Source::Keeper => stdin.as_raw_fd(),
                 };
                 match read_fd(fd, &mut buf) {
                     Some(0) | None => open.retain(|s| *s != source),
@@ -115,6 +129,7 @@ impl Supervisor {
                             Source::Out(i) => output(outs[i].0, data),
                             Source::Master => output(OutputStream::Stdout, data),
                             Source::Status => self.on_status(data),
+                            Source::Keeper => {}
                             Source::Stdin => {
                                 if let Some(m) = &master {
                                     write_all_fd(m.as_raw_fd(), data);
@@ -147,13 +162,7 @@ impl Supervisor {
             self.killed = true;
             if let Some(init) = self.init {
                 // Only while the keeper lives is init's pid surely still init.
-                if matches!(
-                    waitpid(
-                        self.keeper,
-                        Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
-                    ),
-                    Ok(WaitStatus::StillAlive)
-                ) {
+                if self.keeper_alive() {
                     let _ = kill(init, Signal::SIGKILL);
                 }
             }
@@ -163,7 +172,9 @@ impl Supervisor {
         if let Some(signo) = cancel.take_signal() {
             match (self.init, Signal::try_from(signo)) {
                 (Some(init), Ok(sig)) => {
-                    let _ = kill(init, sig);
+                    if self.keeper_alive() {
+                        let _ = kill(init, sig);
+                    }
                 }
                 // Init not started yet: keep the signal for the next turn.
                 (None, Ok(_)) => cancel.send_signal(signo),
@@ -190,6 +201,17 @@ impl Supervisor {
         }
     }
 
+    /// Whether the keeper has not exited yet (it is not reaped either way).
+    /// While it lives, init's pid cannot have been reused: the keeper reaps
+    /// init only right before it exits itself.
+    fn keeper_alive(&self) -> bool {
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
+        matches!(
+            waitid(Id::Pid(self.keeper), flags),
+            Ok(WaitStatus::StillAlive)
+        )
+    }
+
     /// Reaps the keeper if it exited; its code is the command's.
     fn try_reap(&mut self) -> Result<Option<i32>, SandboxError> {
         match waitpid(self.keeper, Some(WaitPidFlag::WNOHANG)) {
@@ -205,17 +227,19 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         // Reached early only on a supervision error: never leave the
         // container running or the keeper unreaped.
-        if matches!(
-            waitpid(
-                self.keeper,
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
-            ),
-            Ok(WaitStatus::StillAlive)
-        ) {
+        if self.keeper_alive() {
             let _ = kill(self.keeper, Signal::SIGKILL);
             let _ = waitpid(self.keeper, None);
         }
     }
+}
+
+/// A pidfd for `pid` (readable when it exits), if the kernel has them.
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    // SAFETY: a non-negative return is a fresh fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
 }
 
 /// Reads once; `None` on EOF-like errors (EIO is a pty whose slave closed).
