@@ -243,6 +243,25 @@ pub fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, St
     })
 }
 
+/// An archive read error, reduced to one short line: the tar crate quotes
+/// raw header bytes, which can be anything (even several lines).
+pub(crate) fn read_err(e: io::Error) -> StoreError {
+    let text = e.to_string();
+    let mut line: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect();
+    if line.len() < text.len() {
+        line.push('…');
+    }
+    StoreError::ArchiveRead {
+        source: io::Error::new(e.kind(), line),
+    }
+}
+
 /// An archive path made safe: relative, no `..`, no `.`, `/`-joined.
 fn clean_entry_path(raw: &Path) -> Result<String, StoreError> {
     let entry = || raw.to_string_lossy().into_owned();
@@ -373,7 +392,6 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
         blobs: HashMap::new(),
     };
     let mut archive = tar::Archive::new(reader);
-    let read_err = |source| StoreError::ArchiveRead { source };
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw = entry.path().map_err(read_err)?.into_owned();
@@ -404,7 +422,11 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
             .strip_prefix("blobs/sha256/")
             .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
         let mut w = store.content.writer()?;
-        io::copy(&mut entry, &mut w).map_err(read_err)?;
+        let want = entry.size();
+        let got = io::copy(&mut entry, &mut w).map_err(read_err)?;
+        if got != want {
+            return Err(StoreError::ArchiveTruncated { entry: path });
+        }
         let staged = w.stage(expected.as_ref())?;
         st.files
             .insert(path, (staged.digest().clone(), staged.size()));

@@ -140,6 +140,12 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The archive ends in the middle of an entry.
+    #[error("the archive is truncated: it ends inside {entry:?}")]
+    ArchiveTruncated {
+        /// The entry that is cut short.
+        entry: String,
+    },
     /// The archive is neither a docker-archive nor an OCI layout.
     #[error("archive has neither manifest.json (docker-archive) nor index.json (OCI layout)")]
     ArchiveFormat,

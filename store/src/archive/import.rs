@@ -18,7 +18,7 @@ use crate::oci::{
 };
 use crate::reference::Reference;
 
-use super::{apply_change, clean_entry_path, decompressed};
+use super::{apply_change, clean_entry_path, decompressed, read_err};
 
 /// Passes bytes through, hashing them and copying them to a compressor.
 struct Tee<'a, W: Write> {
@@ -57,7 +57,6 @@ pub fn import(
         hasher: Sha256::new(),
         sink: GzEncoder::new(writer, flate2::Compression::default()),
     };
-    let read_err = |source| StoreError::ArchiveRead { source };
     {
         let mut archive = tar::Archive::new(&mut tee);
         for entry in archive.entries().map_err(read_err)? {

@@ -313,12 +313,33 @@ fn truncated_archive_leaves_store_unchanged() {
             matches!(
                 e,
                 StoreError::ArchiveRead { .. }
+                    | StoreError::ArchiveTruncated { .. }
                     | StoreError::ArchiveMissing { .. }
                     | StoreError::ArchiveFormat
             )
         });
     }
     assert_load_fails_cleanly(&[], |e| matches!(e, StoreError::ArchiveFormat));
+    // Cut in the middle of a blob: named as truncation, not as corruption.
+    let mut a = tar::Archive::new(&bytes[..]);
+    let (pos, size, name) = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.size() > 100)
+        .map(|e| {
+            (
+                e.raw_file_position(),
+                e.size(),
+                e.path().unwrap().to_string_lossy().into_owned(),
+            )
+        })
+        .unwrap();
+    let cut = (pos + size / 2) as usize;
+    assert_load_fails_cleanly(
+        &bytes[..cut],
+        |e| matches!(e, StoreError::ArchiveTruncated { entry } if *entry == name),
+    );
 }
 
 #[test]
