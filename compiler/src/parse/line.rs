@@ -27,6 +27,9 @@ pub(crate) struct PhysLine<'a> {
 pub(crate) struct Lines<'a> {
     rest: Input<'a>,
     no: u32,
+    /// Bytes already dropped from the first line (a BOM), which still count
+    /// towards its length as they do for BuildKit's scanner.
+    first_extra: usize,
     /// The 1-based number of the first over-long line, once reached.
     pub too_long: Option<u32>,
 }
@@ -34,9 +37,15 @@ pub(crate) struct Lines<'a> {
 impl<'a> Lines<'a> {
     /// Lines of `src` (a BOM must already be removed).
     pub fn new(src: Input<'a>) -> Self {
+        Self::with_first_extra(src, 0)
+    }
+
+    /// Lines of `src`, whose first line had `extra` bytes removed already.
+    pub fn with_first_extra(src: Input<'a>, extra: usize) -> Self {
         Lines {
             rest: src,
             no: 0,
+            first_extra: extra,
             too_long: None,
         }
     }
@@ -59,7 +68,8 @@ impl<'a> Iterator for Lines<'a> {
             Some(i) => (i, i + 1),
             None => (self.rest.len(), self.rest.len()),
         };
-        if content_len > MAX_LINE_LEN {
+        let extra = if self.no == 0 { self.first_extra } else { 0 };
+        if content_len + extra > MAX_LINE_LEN {
             self.too_long = Some(self.no + 1);
             return None;
         }

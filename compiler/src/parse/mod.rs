@@ -42,8 +42,11 @@ pub(crate) type Input<'a> = &'a str;
 /// [`MAX_LINE_LEN`] bytes, malformed arguments (`ENV` without value, a JSON
 /// array with a non-string element) and an unterminated heredoc.
 pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
-    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-    let mut lines = Lines::new(src);
+    let (src, bom) = match src.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, '\u{feff}'.len_utf8()),
+        None => (src, 0),
+    };
+    let mut lines = Lines::with_first_extra(src, bom);
     let mut parser = Parser {
         directives: Directives::default(),
         scanner: DirectiveScanner::new("#", 0),

@@ -498,6 +498,14 @@ fn line_at_limit_is_accepted() {
 }
 
 #[test]
+fn byte_order_mark_counts_towards_first_line_limit() {
+    let body = format!("FROM {}", "a".repeat(65535 - 5));
+    assert!(parse(&body).is_ok());
+    let err = parse(&format!("\u{feff}{body}\n")).expect_err("BOM makes it too long");
+    assert_eq!(err.message, "file with no instructions");
+}
+
+#[test]
 fn long_line_before_any_instruction_reports_no_instructions() {
     let src = format!("# {}\n", "a".repeat(70_000));
     let err = parse(&src).expect_err("must fail");
