@@ -195,8 +195,16 @@ impl<'a> Parser<'a> {
         if can_contain_heredoc(&node) && line.contains("<<") {
             let docs =
                 heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
+            let mut cursor = 0;
             for doc in docs {
-                let doc = read_heredoc_body(lines, doc, node.span, &mut end_line)?;
+                let span = match marker_offset(line, cursor, &doc.name) {
+                    Some(at) => {
+                        cursor = at + 2;
+                        self.map.span(at)
+                    }
+                    None => node.span,
+                };
+                let doc = read_heredoc_body(lines, doc, span, &mut end_line)?;
                 node.heredocs.push(doc);
             }
         }
@@ -218,6 +226,22 @@ fn can_contain_heredoc(node: &Node) -> bool {
         _ => node,
     };
     matches!(n.keyword.as_str(), "run" | "copy" | "add") && !n.json
+}
+
+/// Best-effort byte offset of the `<<` that introduced heredoc `name`, at
+/// or after `from`, so an unterminated heredoc can be pointed at.
+fn marker_offset(line: &str, from: usize, name: &str) -> Option<usize> {
+    let first = name.chars().next()?;
+    let tail = line.get(from..)?;
+    tail.match_indices("<<").map(|(i, _)| from + i).find(|&at| {
+        line.get(at + 2..).is_some_and(|after| {
+            after
+                .trim_start_matches('-')
+                .trim_start_matches([' ', '\t', '\r'])
+                .trim_start_matches(['\'', '"'])
+                .starts_with(first)
+        })
+    })
 }
 
 // heredoc-body = { line } terminator       -- terminator may be tab-indented for <<-
@@ -293,7 +317,13 @@ mod tests {
                 2,
                 "can't find = in \"\\\"c d\\\"\"",
             ),
-            ("FROM a\nRUN <<EOF\nx\n", 2, 1, "unterminated heredoc"),
+            ("FROM a\nRUN <<EOF\nx\n", 2, 5, "unterminated heredoc"),
+            (
+                "FROM a\nCOPY <<A 3<<-'B' /d\nA\n",
+                2,
+                11,
+                "unterminated heredoc: no line \"B\"",
+            ),
             ("\n# c\n", 2, 1, "file with no instructions"),
         ];
         for (src, line, col, msg) in cases {
