@@ -173,6 +173,23 @@ pub trait Executor: Send + Sync {
 }
 
 /// The real executor: Linux namespaces, needs root (see [`sandbox_supported`]).
+///
+/// Rules for callers:
+/// - A rootfs must not be shared by two runs at once (each RUN step and each
+///   `rbk run` has its own overlay): both would create and remove the same
+///   mount stubs.
+/// - The container dies with the thread that called [`Executor::run`]
+///   (`PR_SET_PDEATHSIG`), which blocks until the end anyway; so if rbk is
+///   killed, the container goes too and no mount survives (they only ever
+///   existed in the container's mount namespace).
+/// - The command is pid 2 under a small init (like `docker run --init`), so
+///   SIGTERM's default action works on it; it keeps Docker's default
+///   capabilities, and `/proc/sys` is read-only.
+///
+/// For `rbk run`: set `stdin: StdinMode::Inherit` (and `tty: true` for
+/// `-it`), hold a [`forward_signals`] guard for the duration of the run so
+/// SIGINT/SIGTERM reach the command, write the output chunks unbuffered, and
+/// exit with the returned code (or [`SandboxError::exit_code`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NamespaceExecutor;
 
@@ -304,6 +321,9 @@ impl Executor for NamespaceExecutor {
         cancel: &CancelToken,
     ) -> Result<i32, SandboxError> {
         let command = spec.args.first().ok_or(SandboxError::EmptyCommand)?;
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
         let root = std::fs::canonicalize(rootfs).map_err(|source| SandboxError::Io {
             op: "open rootfs",
             path: rootfs.to_path_buf(),

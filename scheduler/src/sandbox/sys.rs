@@ -142,9 +142,10 @@ enum Step {
     ExecFailed,
     ProcReadonly,
     Capabilities,
+    Exec,
 }
 
-const STEPS: [Step; 30] = [
+const STEPS: [Step; 31] = [
     Step::InitPid,
     Step::Stdio,
     Step::Setsid,
@@ -175,6 +176,7 @@ const STEPS: [Step; 30] = [
     Step::ExecFailed,
     Step::ProcReadonly,
     Step::Capabilities,
+    Step::Exec,
 ];
 
 /// The C side of a [`Launch`]: built before fork so children never allocate.
@@ -392,7 +394,15 @@ pub(super) fn launch(
     if cancel.is_cancelled() {
         return Err(SandboxError::Cancelled);
     }
-    code
+    let code = code?;
+    if !sup.reached_exec() {
+        // A child died before it could say why (e.g. out of fds).
+        return Err(SandboxError::Setup {
+            step: format!("start the container (its setup exited with code {code})"),
+            source: std::io::Error::other("no status from the sandbox"),
+        });
+    }
+    Ok(code)
 }
 
 /// Turns a child's status record into the error the user sees.

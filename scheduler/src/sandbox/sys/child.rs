@@ -46,20 +46,22 @@ fn check<T>(r: nix::Result<T>, step: Step, arg: u32) -> T {
 }
 
 /// Duplicates `fd` to a number >= 10 (so the later dup2 onto 0..3 cannot
-/// clobber a source), or fails the setup.
+/// clobber a source). Failing here cannot be reported (the status pipe is not
+/// at `STATUS_FD` yet); the parent sees a run that never reached exec.
 fn dup_high(fd: RawFd) -> RawFd {
     // SAFETY: F_DUPFD on an fd this process owns.
     let r = unsafe { libc::fcntl(fd, libc::F_DUPFD, 10) };
     if r < 0 {
-        fail(Step::Stdio, 0, Errno::last())
+        exit(EXIT_SETUP)
     }
     r
 }
 
+/// dup2, failing like [`dup_high`].
 fn dup_to(from: RawFd, to: RawFd) {
     // SAFETY: dup2 between fds this process owns.
     if unsafe { libc::dup2(from, to) } < 0 {
-        fail(Step::Stdio, 1, Errno::last())
+        exit(EXIT_SETUP)
     }
 }
 
@@ -449,6 +451,8 @@ fn command(p: &Prepared) -> ! {
     check(nix::unistd::setgid(p.gid), Step::Setgid, 0);
     check(nix::unistd::setuid(p.uid), Step::Setuid, 0);
     check(nix::unistd::chdir(p.cwd.as_c_str()), Step::ChdirCwd, 0);
+    // Tells rbk the setup is complete; an exec failure reports after it.
+    report(Step::Exec, 0, 0);
     let mut denied = None;
     for cand in &p.candidates {
         // SAFETY: argv and envp are NUL-terminated arrays of pointers to

@@ -22,6 +22,7 @@ pub(super) struct Supervisor {
     status: OwnedFd,
     status_buf: Vec<u8>,
     failure: Option<(Step, u32, i32)>,
+    reached_exec: bool,
     killed: bool,
 }
 
@@ -44,8 +45,14 @@ impl Supervisor {
             status,
             status_buf: Vec::new(),
             failure: None,
+            reached_exec: false,
             killed: false,
         }
+    }
+
+    /// Whether the command's process got as far as exec.
+    pub(super) fn reached_exec(&self) -> bool {
+        self.reached_exec
     }
 
     /// The first failure a child reported: step, its argument, errno.
@@ -195,6 +202,8 @@ impl Supervisor {
             };
             if step == Step::InitPid {
                 self.init = Some(Pid::from_raw(value));
+            } else if step == Step::Exec {
+                self.reached_exec = true;
             } else if self.failure.is_none() {
                 self.failure = Some((step, arg, value));
             }
