@@ -632,8 +632,123 @@ fn since(rfc3339: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A store with one image imported from an empty tar, tagged twice.
+    fn store() -> (tempfile::TempDir, Store, Image) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty_tar = vec![0u8; 1024];
+        let r = Reference::parse("localhost/busybox:1").unwrap();
+        let changes = ["CMD [\"/bin/sh\"]".to_string(), "EXPOSE 80".to_string()];
+        let img = archive::import(&store, &empty_tar[..], Some(&r), &changes).unwrap();
+        store
+            .tag(&img, &Reference::parse("busybox").unwrap())
+            .unwrap();
+        let img = store.resolve("busybox").unwrap();
+        (dir, store, img)
+    }
+
+    #[test]
+    fn inspect_has_docker_fields() {
+        let (_d, store, img) = store();
+        let v = inspect_json(&store, &img);
+        assert_eq!(v["Id"], img.id.to_string());
+        assert_eq!(
+            v["RepoTags"],
+            json!(["busybox:latest", "localhost/busybox:1"])
+        );
+        assert_eq!(v["Config"]["Cmd"], json!(["/bin/sh"]));
+        assert_eq!(v["Config"]["Entrypoint"], Value::Null);
+        assert_eq!(v["Config"]["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(v["RootFS"]["Layers"], json!(img.config.rootfs.diff_ids));
+        let upper = v["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap();
+        assert!(
+            upper.ends_with(&format!("snapshots/{}/fs", img.chain_ids()[0].hex())),
+            "{upper}"
+        );
+        assert!(v["GraphDriver"]["Data"].get("LowerDir").is_none());
+        assert_eq!(v["Os"], "linux");
+    }
+
+    #[test]
+    fn images_table_quiet_and_json() {
+        let (_d, store, img) = store();
+        let mut out = Vec::new();
+        images(&store, &mut out, false, None, false, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("REPOSITORY          TAG      IMAGE ID"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("busybox             latest   "),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("localhost/busybox   1        "),
+            "{text}"
+        );
+        assert!(lines[1].contains(img.id.short()), "{text}");
+
+        let mut out = Vec::new();
+        images(&store, &mut out, true, None, false, None).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{}\n", img.id.short())
+        );
+
+        let mut out = Vec::new();
+        images(
+            &store,
+            &mut out,
+            false,
+            Some("json"),
+            false,
+            Some("localhost/busybox"),
+        )
+        .unwrap();
+        let rows: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["Repository"], "localhost/busybox");
+        assert_eq!(rows[0]["Tag"], "1");
+
+        let mut out = Vec::new();
+        images(
+            &store,
+            &mut out,
+            false,
+            Some("{{.Repository}}:{{.Tag}}"),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "busybox:latest\nlocalhost/busybox:1\n"
+        );
+    }
+
+    #[test]
+    fn history_lists_layers_newest_first() {
+        let (_d, store, img) = store();
+        let mut out = Vec::new();
+        history(&store, &mut out, "busybox", false, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("IMAGE"), "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().starts_with(img.id.short()),
+            "{text}"
+        );
+        assert!(text.contains("rbk import"), "{text}");
+    }
 
     #[test]
     fn sizes_like_docker() {
