@@ -36,6 +36,7 @@ pub(crate) struct Lines<'a> {
 
 impl<'a> Lines<'a> {
     /// Lines of `src` (a BOM must already be removed).
+    #[cfg(test)]
     pub fn new(src: Input<'a>) -> Self {
         Self::with_first_extra(src, 0)
     }
