@@ -38,7 +38,9 @@ pub fn parse(args: &ParseArgs) -> Result<i32> {
 
 /// `rbk graph`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rbk graph examples/nginx\n  rbk graph examples/rbk.toml\n  rbk graph --format dot examples/rbk.toml | dot -Tsvg > graph.svg")]
+#[command(
+    after_help = "Examples:\n  rbk graph examples/nginx\n  rbk graph examples/rbk.toml\n  rbk graph --format dot examples/rbk.toml | dot -Tsvg > graph.svg"
+)]
 pub struct GraphArgs {
     /// Output format: text, dot, mermaid or json
     #[arg(long, default_value = "text")]

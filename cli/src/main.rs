@@ -2,8 +2,12 @@
 //! executor implementations, prints tables and progress, maps errors to exit
 //! codes.
 
+mod cmd_build;
 mod cmd_graph;
+mod cmd_image;
 mod inputs;
+mod progress;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,16 +21,26 @@ struct Cli {
     /// Store directory (default: $RBK_ROOT, /var/lib/rbk as root, else ~/.local/share/rbk)
     #[arg(long, global = true, env = "RBK_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Snapshotter: overlay (kernel overlayfs), copy (plain copies), or auto
+    #[arg(long, global = true, env = "RBK_SNAPSHOTTER", default_value = "auto")]
+    snapshotter: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build images from a Dockerfile or an rbk.toml
+    Build(cmd_build::BuildArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's dump format)
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
     Graph(cmd_graph::GraphArgs),
+    #[command(flatten)]
+    Image(cmd_image::ImageCommand),
+    /// Image commands under their docker-style group name (`rbk image inspect …`)
+    #[command(subcommand, name = "image")]
+    ImageGroup(cmd_image::ImageCommand),
     /// Print shell completions
     #[command(after_help = "Example:\n  rbk completions bash > /etc/bash_completion.d/rbk")]
     Completions {
@@ -49,11 +63,48 @@ fn store_root(flag: Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// The snapshotter the flag asks for.
+pub(crate) fn snapshotter(
+    root: &std::path::Path,
+) -> anyhow::Result<Box<dyn rbk_store::snapshot::Snapshotter>> {
+    use rbk_store::snapshot::{overlay_supported, CopySnapshotter, OverlaySnapshotter};
+    let dir = root.join("snapshots");
+    let kind = SNAPSHOTTER.get().map(String::as_str).unwrap_or("auto");
+    let overlay = match kind {
+        "overlay" => true,
+        "copy" => false,
+        "auto" => overlay_supported(),
+        other => anyhow::bail!("--snapshotter {other:?}: use overlay, copy or auto"),
+    };
+    Ok(if overlay {
+        Box::new(OverlaySnapshotter::open(&dir)?)
+    } else {
+        Box::new(CopySnapshotter::open(&dir)?)
+    })
+}
+
+static SNAPSHOTTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let _root = store_root(cli.root);
+    let root = store_root(cli.root);
+    let _ = SNAPSHOTTER.set(cli.snapshotter);
     match cli.command {
+        Command::Build(a) => cmd_build::build(&root, &a),
+        Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Parse(a) => cmd_graph::parse(&a),
-        Command::Graph(a) => cmd_graph::graph(&a, &rbk_compiler::NoResolver),
+        Command::Graph(a) => {
+            // Base image configs come from the store when there is one.
+            // (without creating one as a side effect).
+            let existing = root
+                .join("index.json")
+                .exists()
+                .then(|| rbk_store::images::Store::open(&root).ok())
+                .flatten();
+            match existing {
+                Some(store) => cmd_graph::graph(&a, &cmd_build::StoreResolver(&store)),
+                None => cmd_graph::graph(&a, &rbk_compiler::NoResolver),
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut std::io::stdout());
             Ok(0)

@@ -5,6 +5,13 @@
 //!
 //! It never parses Dockerfiles, reads CLI flags or draws on a terminal.
 
+pub mod build;
 pub mod context;
 pub mod fileop;
 pub mod sandbox;
+pub mod explain;
+pub mod progress;
+pub mod solve;
+mod steps;
+
+pub use steps::StepError;

@@ -1,0 +1,765 @@
+//! Building a compiled [`BuildGraph`] into the store: cache keys, lookups,
+//! RUN in the sandbox, COPY/ADD as file operations, one layer per step, and
+//! the final images. The parallel walk itself is [`crate::solve`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rbk_compiler::graph::{Op, Source};
+use rbk_compiler::BuildGraph;
+use rbk_store::cache::{BuildCache, CacheIndex, CacheRecord};
+use rbk_store::compress::Compression;
+use rbk_store::oci::{self, Descriptor, History, ImageConfig as OciConfig, RootFs};
+use rbk_store::reference::Reference;
+use rbk_store::snapshot::Snapshotter;
+use rbk_store::{images::Store, Digest};
+use serde_json::json;
+
+use crate::explain;
+use crate::progress::{Finish, Reporter, Step};
+use crate::sandbox::{CancelToken, Executor, NetworkMode};
+use crate::solve::{self, Dag, Ops, SolveError};
+use crate::steps::{self, StepError};
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Ignore cache hits (results are still recorded).
+    pub no_cache: bool,
+    /// Steps running at once (RUN mostly waits, so more than the cores).
+    pub jobs: usize,
+    /// Network for RUN steps that do not choose one.
+    pub network: NetworkMode,
+    /// `--secret id=…,src=…`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Explain cache misses.
+    pub explain: bool,
+    /// Layer compression.
+    pub compression: Compression,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            no_cache: false,
+            jobs: default_jobs(),
+            network: NetworkMode::Host,
+            secrets: BTreeMap::new(),
+            explain: false,
+            compression: Compression::Gzip,
+        }
+    }
+}
+
+/// Twice the cores, at least four: RUN steps mostly wait on processes.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(4)
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// Target name.
+    pub name: String,
+    /// Image id (config digest).
+    pub id: Digest,
+    /// Manifest digest.
+    pub manifest: Digest,
+    /// Tags applied.
+    pub tags: Vec<String>,
+    /// Layers in the image.
+    pub layers: usize,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSummary {
+    /// Steps executed.
+    pub ran: usize,
+    /// Steps served from the cache.
+    pub cached: usize,
+    /// The images.
+    pub images: Vec<BuiltImage>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A step failed.
+    #[error("{label} {text}\n  ({file}:{line}, stage {stage})\n{error}")]
+    Step {
+        /// `image n/m`.
+        label: String,
+        /// The instruction.
+        text: String,
+        /// Dockerfile.
+        file: String,
+        /// Line.
+        line: u32,
+        /// Stage.
+        stage: String,
+        /// What went wrong.
+        error: StepError,
+    },
+    /// Interrupted.
+    #[error("build cancelled")]
+    Cancelled,
+    /// Committing an image failed.
+    #[error("cannot commit image {name}: {source}")]
+    Commit {
+        /// Target.
+        name: String,
+        /// Cause.
+        #[source]
+        source: rbk_store::error::StoreError,
+    },
+    /// A tag is not a valid reference.
+    #[error("invalid tag {tag:?}: {message}")]
+    Tag {
+        /// The tag.
+        tag: String,
+        /// Why.
+        message: String,
+    },
+    /// The graph itself is wrong (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One layer of a filesystem state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The compressed blob.
+    pub blob: Descriptor,
+    /// Its uncompressed digest.
+    pub diff_id: Digest,
+}
+
+/// The result of a vertex: a filesystem state and its cache key.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The cache key (hex blake3).
+    pub key: String,
+    /// Layers bottom to top.
+    pub layers: Arc<Vec<Layer>>,
+    /// The base image this state grew from (config and history).
+    pub base: Option<Arc<OciConfig>>,
+    /// When the newest layer of this state was made (RFC 3339): reused from
+    /// the cache record on a hit, so a no-op rebuild gives the same image id.
+    pub created: String,
+}
+
+impl State {
+    /// The chain id of the top layer, naming its snapshot.
+    pub fn chain_id(&self) -> Option<Digest> {
+        let ids: Vec<Digest> = self.layers.iter().map(|l| l.diff_id.clone()).collect();
+        oci::chain_ids(&ids).pop()
+    }
+}
+
+/// The services a build uses. Only the CLI picks the implementations.
+pub struct Builder<'a> {
+    /// The image store.
+    pub store: &'a Store,
+    /// Snapshots (overlay or copy).
+    pub snapshotter: &'a dyn Snapshotter,
+    /// Runs RUN steps.
+    pub executor: &'a dyn Executor,
+    /// Receives progress.
+    pub reporter: &'a dyn Reporter,
+    /// Options.
+    pub options: BuildOptions,
+}
+
+pub(crate) struct GraphOps<'a, 'g> {
+    b: &'a Builder<'a>,
+    graph: &'g BuildGraph,
+    cache: CacheIndex,
+    labels: Vec<String>,
+    families: Vec<String>,
+    unpack_locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    contexts: steps::Contexts,
+    ran: std::sync::atomic::AtomicUsize,
+    cached: std::sync::atomic::AtomicUsize,
+}
+
+impl Builder<'_> {
+    /// Builds every image of `graph`, in parallel, tagging the results.
+    pub fn build(
+        &self,
+        graph: &BuildGraph,
+        cancel: &CancelToken,
+    ) -> Result<BuildSummary, BuildError> {
+        let n = graph.len();
+        let dag = Dag {
+            deps: graph
+                .topo_order()
+                .into_iter()
+                .map(|id| {
+                    let v = graph.vertex(id);
+                    v.parent
+                        .iter()
+                        .chain(&v.inputs)
+                        .map(|d| d.index())
+                        .collect()
+                })
+                .collect(),
+        };
+        let (labels, families) = step_labels(graph);
+        let ops = GraphOps {
+            b: self,
+            graph,
+            cache: CacheIndex::open(self.store.root())
+                .map_err(|e| BuildError::Internal(e.to_string()))?,
+            labels,
+            families,
+            unpack_locks: Mutex::new(BTreeMap::new()),
+            contexts: steps::Contexts::new(self.store.root()),
+            ran: Default::default(),
+            cached: Default::default(),
+        };
+        debug_assert_eq!(dag.deps.len(), n);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.options.jobs.max(1))
+            .thread_name(|i| format!("rbk-step-{i}"))
+            .build()
+            .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
+        let results = match solve::solve(&dag, &roots, &ops, &pool, cancel) {
+            Ok(r) => r,
+            Err(SolveError::Cancelled) => return Err(BuildError::Cancelled),
+            Err(SolveError::Invalid(m)) => return Err(BuildError::Internal(m)),
+            Err(SolveError::Failed { vertex, error }) => {
+                let v = graph.vertex(petgraph::graph::NodeIndex::new(vertex));
+                let o = v.origins.first();
+                return Err(BuildError::Step {
+                    label: ops.labels[vertex].clone(),
+                    text: o.map(|o| o.text.clone()).unwrap_or_default(),
+                    file: o.map(|o| o.file.clone()).unwrap_or_default(),
+                    line: o.map(|o| o.line).unwrap_or(0),
+                    stage: o.map(|o| o.stage.clone()).unwrap_or_default(),
+                    error,
+                });
+            }
+        };
+        ops.contexts.save();
+        let mut images = Vec::new();
+        for img in &graph.images {
+            let state = results[img.vertex.index()]
+                .clone()
+                .ok_or_else(|| BuildError::Internal(format!("image {} was not built", img.name)))?;
+            images.push(self.commit(graph, img, &state, &results)?);
+        }
+        Ok(BuildSummary {
+            ran: ops.ran.load(std::sync::atomic::Ordering::SeqCst),
+            cached: ops.cached.load(std::sync::atomic::Ordering::SeqCst),
+            images,
+        })
+    }
+
+    fn commit(
+        &self,
+        graph: &BuildGraph,
+        img: &rbk_compiler::graph::ImageOutput,
+        state: &State,
+        results: &[Option<State>],
+    ) -> Result<BuiltImage, BuildError> {
+        let mut history: Vec<History> = state
+            .base
+            .as_ref()
+            .map(|b| b.history.clone())
+            .unwrap_or_default();
+        for id in graph.chain(img.vertex) {
+            let v = graph.vertex(id);
+            if matches!(v.op, Op::Source { .. }) {
+                continue;
+            }
+            let created = results[id.index()]
+                .as_ref()
+                .map(|s| s.created.clone())
+                .unwrap_or_else(epoch);
+            history.push(History {
+                created: Some(created),
+                created_by: Some(v.created_by.clone()),
+                empty_layer: !v.op.has_layer(),
+                ..Default::default()
+            });
+        }
+        let container: oci::ContainerConfig = serde_json::from_value(
+            serde_json::to_value(&img.config).map_err(|e| BuildError::Internal(e.to_string()))?,
+        )
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let (os, rest) = img.platform.split_once('/').unwrap_or(("linux", "amd64"));
+        let (arch, variant) = match rest.split_once('/') {
+            Some((a, v)) => (a, Some(v.to_string())),
+            None => (rest, None),
+        };
+        let config = OciConfig {
+            created: Some(state.created.clone()),
+            author: img.author.clone(),
+            architecture: arch.to_string(),
+            os: os.to_string(),
+            variant,
+            config: Some(container),
+            rootfs: RootFs {
+                kind: "layers".to_string(),
+                diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            },
+            history,
+            ..Default::default()
+        };
+        let mut tags = Vec::new();
+        for t in &img.tags {
+            tags.push(t.parse::<Reference>().map_err(|e| BuildError::Tag {
+                tag: t.clone(),
+                message: e.to_string(),
+            })?);
+        }
+        let layers: Vec<Descriptor> = state.layers.iter().map(|l| l.blob.clone()).collect();
+        let image = self
+            .store
+            .commit_image(&config, &layers, &tags)
+            .map_err(|source| BuildError::Commit {
+                name: img.name.clone(),
+                source,
+            })?;
+        Ok(BuiltImage {
+            name: img.name.clone(),
+            id: image.id.clone(),
+            manifest: image.manifest_digest.clone(),
+            tags: img.tags.clone(),
+            layers: layers.len(),
+        })
+    }
+}
+
+/// `image n/m` labels and cache families (image/stage/position) per vertex.
+fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
+    let n = graph.len();
+    let mut labels = vec![String::new(); n];
+    let mut families = vec![String::new(); n];
+    for img in &graph.images {
+        let chain = graph.chain(img.vertex);
+        let total = chain.len();
+        for (pos, id) in chain.iter().enumerate() {
+            let i = id.index();
+            if labels[i].is_empty() {
+                labels[i] = format!("{} {}/{}", img.name, pos + 1, total);
+                let stage = graph
+                    .vertex(*id)
+                    .origins
+                    .iter()
+                    .find(|o| o.image == img.name)
+                    .map(|o| o.stage.as_str())
+                    .unwrap_or("");
+                families[i] = format!("{}/{}/{}", img.name, stage, pos);
+            }
+        }
+    }
+    // Vertices only reached through --from (other stages).
+    for id in graph.topo_order() {
+        let i = id.index();
+        if labels[i].is_empty() {
+            let o = graph.vertex(id).origins.first();
+            let img = o.map(|o| o.image.as_str()).unwrap_or("");
+            let stage = o.map(|o| o.stage.as_str()).unwrap_or("");
+            let pos = graph.chain(id).len();
+            labels[i] = format!("{img} [{stage}] {pos}");
+            families[i] = format!("{img}/{stage}/{pos}");
+        }
+    }
+    (labels, families)
+}
+
+fn now_rfc3339() -> String {
+    // SOURCE_DATE_EPOCH makes builds reproducible, as in BuildKit.
+    let t = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+fn epoch() -> String {
+    "1970-01-01T00:00:00Z".to_string()
+}
+
+fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+impl<'a, 'g> GraphOps<'a, 'g> {
+    fn step(&self, v: usize) -> Step {
+        let vx = self.graph.vertex(petgraph::graph::NodeIndex::new(v));
+        Step {
+            vertex: v,
+            label: self.labels[v].clone(),
+            text: vx
+                .origins
+                .first()
+                .map(|o| o.text.lines().next().unwrap_or("").to_string())
+                .unwrap_or_default(),
+            kind: vx.op.kind(),
+        }
+    }
+
+    /// Makes sure the snapshot of `layers` exists, unpacking missing ones
+    /// bottom-up (once, even when several steps ask at the same time).
+    fn ensure_unpacked(&self, layers: &[Layer]) -> Result<Option<String>, StepError> {
+        let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chain = oci::chain_ids(&ids);
+        let mut parent: Option<String> = None;
+        for (i, c) in chain.iter().enumerate() {
+            let key = c.hex().to_string();
+            let lock = {
+                let mut locks = self.unpack_locks.lock().unwrap_or_else(|p| p.into_inner());
+                locks.entry(key.clone()).or_default().clone()
+            };
+            let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.b.snapshotter.exists(&key) {
+                let blob = &layers[i].blob;
+                let reader = self
+                    .b
+                    .store
+                    .content
+                    .open_blob(&blob.digest)
+                    .map_err(|e| StepError::Store(e.to_string()))?;
+                let mut plain = rbk_store::compress::decompress(reader)
+                    .map_err(|e| StepError::Store(format!("layer {}: {e}", blob.digest)))?;
+                self.b
+                    .snapshotter
+                    .apply_layer(
+                        &key,
+                        parent.as_deref(),
+                        &mut plain,
+                        Some(&layers[i].diff_id),
+                    )
+                    .map_err(|e| StepError::Store(format!("unpack layer {}: {e}", blob.digest)))?;
+            }
+            parent = Some(key);
+        }
+        Ok(parent)
+    }
+
+    fn lookup(&self, key: &str) -> Option<CacheRecord> {
+        if self.b.options.no_cache {
+            return None;
+        }
+        let rec = self.cache.get(key)?;
+        // A record whose blob was pruned is a miss.
+        match &rec.layer {
+            Some(l) if !self.b.store.content.has(&l.digest) => None,
+            _ => Some(rec),
+        }
+    }
+}
+
+impl Ops for GraphOps<'_, '_> {
+    type Out = State;
+    type Err = StepError;
+
+    fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
+        let id = petgraph::graph::NodeIndex::new(v);
+        let vx = self.graph.vertex(id);
+        let step = self.step(v);
+        let started = Instant::now();
+        let parent = if vx.parent.is_some() {
+            inputs.first().copied()
+        } else {
+            None
+        };
+        let extra: Vec<&State> = if vx.parent.is_some() {
+            inputs[1..].to_vec()
+        } else {
+            inputs.to_vec()
+        };
+        let def = vx.digest.hex();
+        match &vx.op {
+            Op::Source { image, .. } => {
+                if image == "scratch" {
+                    return Ok(State {
+                        key: key_of(&[def.as_bytes()]),
+                        layers: Arc::new(Vec::new()),
+                        base: None,
+                        created: epoch(),
+                    });
+                }
+                let img = self
+                    .b
+                    .store
+                    .resolve(image)
+                    .map_err(|e| StepError::BaseImage {
+                        image: image.clone(),
+                        message: e.to_string(),
+                    })?;
+                let layers: Vec<Layer> = img
+                    .manifest
+                    .layers
+                    .iter()
+                    .zip(&img.config.rootfs.diff_ids)
+                    .map(|(d, id)| Layer {
+                        blob: d.clone(),
+                        diff_id: id.clone(),
+                    })
+                    .collect();
+                Ok(State {
+                    key: key_of(&[def.as_bytes(), img.manifest_digest.as_str().as_bytes()]),
+                    layers: Arc::new(layers),
+                    created: img.config.created.clone().unwrap_or_else(epoch),
+                    base: Some(Arc::new(img.config.clone())),
+                })
+            }
+            Op::Config { .. } => {
+                let p = parent
+                    .ok_or_else(|| StepError::Internal("config step without parent".into()))?;
+                Ok(State {
+                    key: key_of(&[def.as_bytes(), p.key.as_bytes()]),
+                    layers: p.layers.clone(),
+                    base: p.base.clone(),
+                    created: p.created.clone(),
+                })
+            }
+            Op::Exec(_) | Op::File(_) => {
+                let p = parent.ok_or_else(|| StepError::Internal("step without parent".into()))?;
+                self.b.reporter.on_start(&step);
+                // What the step reads beyond its definition and parent.
+                let (content_key, plaintext) = steps::input_digest(self, vx, &extra)?;
+                let key = key_of(&[def.as_bytes(), p.key.as_bytes(), content_key.as_bytes()]);
+                let family = &self.families[v];
+                let mut inputs_json = json!({
+                    "step": step.text,
+                    "definition": def,
+                    "parent": p.key,
+                });
+                if let (Some(obj), serde_json::Value::Object(extra)) =
+                    (inputs_json.as_object_mut(), plaintext)
+                {
+                    obj.extend(extra);
+                }
+                if let Some(rec) = self.lookup(&key) {
+                    if let (Some(blob), Some(diff_id)) = (rec.layer.clone(), rec.diff_id.clone()) {
+                        let mut layers = (*p.layers).clone();
+                        layers.push(Layer { blob, diff_id });
+                        self.cached
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        self.b.reporter.on_finish(
+                            &step,
+                            &Finish {
+                                cached: true,
+                                duration: started.elapsed(),
+                                explain: None,
+                                failed: false,
+                            },
+                        );
+                        return Ok(State {
+                            key,
+                            layers: Arc::new(layers),
+                            base: p.base.clone(),
+                            created: rec.created.clone(),
+                        });
+                    }
+                }
+                let why = if self.b.options.explain {
+                    Some(explain::explain(
+                        self.cache.nearest(family, &key).as_ref().map(|r| &r.inputs),
+                        &inputs_json,
+                        self.b.options.no_cache,
+                    ))
+                } else {
+                    None
+                };
+                let result = self.execute(vx, &step, p, &extra, cancel);
+                let (blob, diff_id) = match result {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.b.reporter.on_finish(
+                            &step,
+                            &Finish {
+                                cached: false,
+                                duration: started.elapsed(),
+                                explain: why,
+                                failed: true,
+                            },
+                        );
+                        return Err(e);
+                    }
+                };
+                let mut layers = (*p.layers).clone();
+                layers.push(Layer {
+                    blob: blob.clone(),
+                    diff_id: diff_id.clone(),
+                });
+                let state = State {
+                    key: key.clone(),
+                    layers: Arc::new(layers),
+                    base: p.base.clone(),
+                    created: now_rfc3339(),
+                };
+                let record = CacheRecord {
+                    key,
+                    family: family.clone(),
+                    layer: Some(blob),
+                    diff_id: Some(diff_id),
+                    chain_id: state.chain_id(),
+                    config: None,
+                    inputs: inputs_json,
+                    created: state.created.clone(),
+                };
+                self.cache
+                    .put(&record)
+                    .map_err(|e| StepError::Store(e.to_string()))?;
+                self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.b.reporter.on_finish(
+                    &step,
+                    &Finish {
+                        cached: false,
+                        duration: started.elapsed(),
+                        explain: why,
+                        failed: false,
+                    },
+                );
+                Ok(state)
+            }
+        }
+    }
+}
+
+impl GraphOps<'_, '_> {
+    /// Runs a RUN/COPY/ADD on a fresh snapshot over the parent, and commits
+    /// the change as a layer blob and a snapshot.
+    fn execute(
+        &self,
+        vx: &rbk_compiler::Vertex,
+        step: &Step,
+        parent: &State,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<(Descriptor, Digest), StepError> {
+        let parent_key = self.ensure_unpacked(&parent.layers)?;
+        let active = format!("active-{}-{}", std::process::id(), unique());
+        let snap = self.b.snapshotter;
+        let mounts = snap
+            .prepare(&active, parent_key.as_deref())
+            .map_err(|e| StepError::Store(e.to_string()))?;
+        // Removes the active snapshot on every early return.
+        let mut cleanup = ActiveGuard {
+            snapshotter: snap,
+            key: Some(active.clone()),
+        };
+        let rootfs = self
+            .b
+            .store
+            .root()
+            .join("tmp")
+            .join(format!("{active}-rootfs"));
+        std::fs::create_dir_all(&rootfs).map_err(|e| StepError::io("create", &rootfs, e))?;
+        let _rootfs_dir = DirGuard(rootfs.clone());
+        {
+            let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
+                .map_err(|e| StepError::Store(e.to_string()))?;
+            match &vx.op {
+                Op::Exec(exec) => steps::run_exec(self, exec, step, &rootfs, extra, cancel)?,
+                Op::File(file) => {
+                    let src = match &file.from {
+                        Source::Context(ctx) => steps::SourceRoot::Context(PathBuf::from(ctx)),
+                        Source::Vertex(_) => {
+                            let from = extra.first().ok_or_else(|| {
+                                StepError::Internal("COPY --from without its input".into())
+                            })?;
+                            steps::SourceRoot::State((*from).clone())
+                        }
+                    };
+                    steps::run_file(self, file, &src, &rootfs)?;
+                }
+                _ => return Err(StepError::Internal("not a layer step".into())),
+            }
+            mounted
+                .unmount()
+                .map_err(|e| StepError::Store(e.to_string()))?;
+        }
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let mut writer = self
+            .b
+            .store
+            .content
+            .writer()
+            .map_err(|e| StepError::Store(e.to_string()))?;
+        let info = snap
+            .diff(&active, &mut writer, self.b.options.compression)
+            .map_err(|e| StepError::Store(e.to_string()))?;
+        let (digest, size) = writer
+            .commit(Some(&info.digest))
+            .map_err(|e| StepError::Store(e.to_string()))?;
+        let mut ids: Vec<Digest> = parent.layers.iter().map(|l| l.diff_id.clone()).collect();
+        ids.push(info.diff_id.clone());
+        let chain = oci::chain_ids(&ids)
+            .pop()
+            .ok_or_else(|| StepError::Internal("empty chain".into()))?;
+        let name = chain.hex().to_string();
+        match snap.commit(&name, &active) {
+            Ok(()) => cleanup.key = None,
+            // Another build committed the same change meanwhile: keep theirs.
+            Err(rbk_store::snapshot::SnapshotError::AlreadyExists { .. }) => drop(cleanup),
+            Err(e) => return Err(StepError::Store(e.to_string())),
+        }
+        let media_type = self.b.options.compression.layer_media_type();
+        Ok((Descriptor::new(media_type, digest, size), info.diff_id))
+    }
+
+    pub(crate) fn builder(&self) -> &Builder<'_> {
+        self.b
+    }
+
+    pub(crate) fn contexts(&self) -> &steps::Contexts {
+        &self.contexts
+    }
+
+    pub(crate) fn unpack(&self, state: &State) -> Result<Option<String>, StepError> {
+        self.ensure_unpacked(&state.layers)
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (N.fetch_add(1, Ordering::SeqCst) << 48)
+}
+
+struct ActiveGuard<'a> {
+    snapshotter: &'a dyn Snapshotter,
+    key: Option<String>,
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            let _ = self.snapshotter.remove(&k);
+        }
+    }
+}
+
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
