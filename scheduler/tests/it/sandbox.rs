@@ -14,7 +14,9 @@ const BUSYBOX: &str = "/bin/busybox";
 /// A busybox rootfs in a temp dir, or `None` (with a loud SKIPPED) when the
 /// machine cannot run the sandbox.
 fn rootfs(test: &str) -> Option<tempfile::TempDir> {
-    if let Err(why) = sandbox_supported() {
+    // Probe once: each probe forks and creates namespaces.
+    static SUPPORTED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    if let Err(why) = SUPPORTED.get_or_init(sandbox_supported) {
         eprintln!("SKIPPED {test}: {why}");
         return None;
     }
@@ -569,4 +571,62 @@ fn rbk_signals_reach_the_container_through_the_forwarder() {
         (6, "got-int\n")
     );
     assert!(!token.is_cancelled());
+}
+
+/// Set in the child process of `stdin_is_passed_through`: `pipe` or `tty`.
+const STDIN_HELPER_ENV: &str = "RBK_SANDBOX_STDIN_HELPER";
+
+/// Not a test on its own: `stdin_is_passed_through` runs the test binary
+/// with only this test, `STDIN_HELPER_ENV` and a piped stdin, to play `rbk
+/// run -i` / `-it`. Prints the container's output between markers.
+#[test]
+fn stdin_helper_runs_a_reader() {
+    let Ok(mode) = std::env::var(STDIN_HELPER_ENV) else {
+        return;
+    };
+    let Some(dir) = rootfs("stdin_helper_runs_a_reader") else {
+        return;
+    };
+    let mut spec = sh("read a; read b; echo \"got $a $b\"; cat >/dev/null; echo eof");
+    spec.stdin = rbk_scheduler::sandbox::StdinMode::Inherit;
+    spec.tty = mode == "tty";
+    let (code, out, err) = run(dir.path(), &spec).unwrap();
+    println!("<<<{code}|{out}|{err}>>>");
+}
+
+#[test]
+fn stdin_is_passed_through() {
+    if rootfs("stdin_is_passed_through").is_none() {
+        return;
+    }
+    for mode in ["pipe", "tty"] {
+        let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sandbox::stdin_helper_runs_a_reader",
+                "--nocapture",
+            ])
+            .env(STDIN_HELPER_ENV, mode)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = helper.stdin.take().unwrap();
+            stdin.write_all(b"one\ntwo\nrest\n").unwrap();
+        } // Closing stdin must end `cat` in the container (EOF, or ^D on a tty).
+        let out = helper.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let start = text.find("<<<").unwrap_or_else(|| panic!("{mode}: {text}"));
+        let report = &text[start..];
+        let want = match mode {
+            "pipe" => "<<<0|got one two\neof\n|>>>",
+            // The terminal echoes the input and translates \n to \r\n.
+            _ => "got one two\r\neof\r\n",
+        };
+        assert!(report.contains(want), "{mode}: {report:?}");
+        assert!(report.starts_with("<<<0|"), "{mode}: {report:?}");
+    }
 }

@@ -129,7 +129,14 @@ impl Supervisor {
                     Source::Stdin | Source::Keeper => stdin.as_raw_fd(),
                 };
                 match read_fd(fd, &mut buf) {
-                    Some(0) | None => open.retain(|s| *s != source),
+                    Some(0) | None => {
+                        open.retain(|s| *s != source);
+                        if let (Source::Stdin, Some(m)) = (source, &master) {
+                            // rbk's input ended: send the terminal's EOF
+                            // character so the command sees it too.
+                            write_all_fd(m.as_raw_fd(), &[0x04]);
+                        }
+                    }
                     Some(n) => {
                         let data = &buf[..n];
                         match source {
