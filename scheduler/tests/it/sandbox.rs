@@ -248,6 +248,7 @@ fn no_mounts_are_left_behind_even_on_failure() {
             .collect()
     };
     assert!(ours().is_empty());
+    let before = tree(dir.path());
     assert_eq!(run(dir.path(), &sh("exit 1")).unwrap().0, 1);
     // A setup failure inside the child: the working directory is a file.
     let mut spec = sh("true");
@@ -255,7 +256,14 @@ fn no_mounts_are_left_behind_even_on_failure() {
     let err = run(dir.path(), &spec).unwrap_err();
     assert!(matches!(err, SandboxError::Setup { .. }), "{err}");
     assert!(err.to_string().contains("/etc/passwd"), "{err}");
+    // And a failure at the very end, in exec.
+    let spec = ExecSpec {
+        args: vec!["nope".into()],
+        ..ExecSpec::default()
+    };
+    assert!(run(dir.path(), &spec).is_err());
     assert!(ours().is_empty(), "{:?}", ours());
+    assert_eq!(tree(dir.path()), before);
 }
 
 #[test]
