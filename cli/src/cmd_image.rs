@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
     /// List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)
+    #[command(alias = "ls", alias = "list")]
     Images {
         /// Only show image ids
         #[arg(short, long)]
@@ -58,6 +59,7 @@ pub enum ImageCommand {
         target: String,
     },
     /// Remove images: untags, and deletes an image when no tag is left
+    #[command(alias = "rm")]
     Rmi {
         /// Remove an image by id even when several tags point at it
         #[arg(short, long)]
