@@ -96,7 +96,13 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(d.as_str().parse::<Digest>(), Ok(d.clone()));
-        for bad in ["", "sha256:", "sha256:XYZ", "md5:00", &d.as_str().to_uppercase()] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha256:XYZ",
+            "md5:00",
+            &d.as_str().to_uppercase(),
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
         assert_eq!(d.short(), "e3b0c44298fc");

@@ -294,3 +294,11 @@ fn a_killed_lock_holder_releases_the_lock() {
     make_image(&store, b"after kill", "2024-01-01T00:00:00Z", &["x"]);
     assert_eq!(store.list().unwrap().len(), 1);
 }
+
+#[test]
+fn store_types_are_shareable_across_threads() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Store>();
+    check::<ContentStore>();
+    check::<rbk_store::CacheIndex>();
+}
