@@ -409,13 +409,22 @@ impl Executor for NamespaceExecutor {
     }
 }
 
-/// The environment as `KEY=VALUE` strings, with `PATH` and `HOME` defaults.
+/// The environment as `KEY=VALUE` strings: a repeated key keeps its first
+/// position and its last value (Docker's rule), then `PATH` and `HOME`
+/// defaults when absent.
 fn final_env(spec: &ExecSpec, user: &ExecUser) -> Vec<String> {
-    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if !spec.env.iter().any(|(k, _)| k == "PATH") {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in &spec.env {
+        match pairs.iter_mut().find(|(key, _)| key == k) {
+            Some(pair) => pair.1 = v,
+            None => pairs.push((k, v)),
+        }
+    }
+    let mut env: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !pairs.iter().any(|(k, _)| *k == "PATH") {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
-    if !spec.env.iter().any(|(k, _)| k == "HOME") {
+    if !pairs.iter().any(|(k, _)| *k == "HOME") {
         env.push(format!("HOME={}", user.home));
     }
     env
@@ -430,7 +439,6 @@ fn exec_candidates(command: &str, env: &[String]) -> Vec<String> {
     }
     let path = env
         .iter()
-        .rev()
         .find_map(|kv| kv.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
     path.split(':')
@@ -518,7 +526,8 @@ mod tests {
         );
         spec.env.push(("PATH".into(), "/x".into()));
         spec.env.push(("HOME".into(), "/h".into()));
-        assert_eq!(final_env(&spec, &user), ["A=1", "PATH=/x", "HOME=/h"]);
+        spec.env.push(("A".into(), "2".into()));
+        assert_eq!(final_env(&spec, &user), ["A=2", "PATH=/x", "HOME=/h"]);
     }
 
     #[test]

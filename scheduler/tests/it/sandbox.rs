@@ -638,3 +638,62 @@ fn stdin_is_passed_through() {
         assert!(report.starts_with("<<<0|"), "{mode}: {report:?}");
     }
 }
+
+/// Unmounts an overlay made by a test, even when the test fails.
+struct OverlayGuard(PathBuf);
+
+impl Drop for OverlayGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn mount_stubs_never_reach_an_overlay_upper_dir() {
+    let Some(lower) = rootfs("mount_stubs_never_reach_an_overlay_upper_dir") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (upper, work, merged) = (
+        dir.path().join("upper"),
+        dir.path().join("work"),
+        dir.path().join("merged"),
+    );
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.path().display(),
+        upper.display(),
+        work.display()
+    );
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&merged)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED mount_stubs_never_reach_an_overlay_upper_dir: no overlayfs");
+        return;
+    }
+    let guard = OverlayGuard(merged.clone());
+    let host = tempfile::tempdir().unwrap();
+    let mut spec = sh("echo x > /tmp/new && ls /proc/self /data/in /dev/null >/dev/null");
+    spec.mounts = vec![BindMount {
+        source: host.path().into(),
+        target: "/data/in".into(),
+        readonly: false,
+    }];
+    let (code, _, err) = run(&merged, &spec).unwrap();
+    assert_eq!(code, 0, "{err}");
+    drop(guard);
+    // Only what the command wrote (and the directories it had to copy up
+    // for that) is in the layer: no /proc, /dev, /sys, /data, hosts or
+    // resolv.conf stubs, and no whiteouts for them.
+    let got: Vec<String> = tree(&upper)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p != "etc") // copied up to hold the (removed) stubs
+        .collect();
+    assert_eq!(got, ["tmp", "tmp/new"]);
+}
