@@ -22,6 +22,7 @@
 //!
 //! All syscalls live in `sys.rs`; the rest is safe code.
 
+mod fake;
 pub mod rootfs;
 mod sys;
 mod user;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
+pub use fake::{FakeExecutor, FakeOutcome};
 pub use sys::{forward_signals, sandbox_supported, SignalForwarder};
 pub use user::{resolve_user, ExecUser};
 
@@ -86,7 +88,7 @@ pub enum OutputStream {
 }
 
 /// What to run and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecSpec {
     /// Final argv (the caller has applied SHELL / exec form); `args[0]` is
     /// searched in the container's `PATH` unless it contains a `/`.
