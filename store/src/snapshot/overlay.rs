@@ -14,6 +14,9 @@ use crate::digest::Digest;
 use crate::layer::{self, ApplyMode, ApplyStats, LayerInfo};
 use crate::sys;
 
+/// Directory of short links to layer trees (not a valid key: starts with '.').
+const LINKS: &str = ".l";
+
 /// Snapshots stacked with the kernel's overlay filesystem.
 #[derive(Debug)]
 pub struct OverlaySnapshotter {
@@ -34,17 +37,45 @@ impl OverlaySnapshotter {
         self.dirs.root()
     }
 
-    /// The lower dirs of snapshot `key`'s parent chain, nearest first.
+    /// The lower dirs for a snapshot on `parent`, nearest first, as short
+    /// links (`.l/<12 hex>` → `../<key>/fs`) so that about twice as many
+    /// layers fit in the kernel's one-page mount option limit as with the
+    /// 64-hex chain-id paths.
     pub fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
         match parent {
             None => Ok(Vec::new()),
-            Some(p) => Ok(self
+            Some(p) => self
                 .dirs
                 .chain(p)?
                 .iter()
-                .map(|k| self.dirs.fs(k))
-                .collect()),
+                .map(|k| self.short_link(k))
+                .collect(),
         }
+    }
+
+    fn link_path(&self, key: &str) -> PathBuf {
+        let id = Digest::of(key.as_bytes());
+        self.dirs.root().join(LINKS).join(&id.hex()[..12])
+    }
+
+    /// Creates (if needed) and returns the short link to `key`'s tree.
+    /// Made lazily when mounts are computed, so a crash can at worst leave
+    /// a dangling link, which the next call repairs.
+    fn short_link(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        let link = self.link_path(key);
+        let want = Path::new("..").join(key).join("fs");
+        if fs::read_link(&link).is_ok_and(|t| t == want) {
+            return Ok(link);
+        }
+        let dir = self.dirs.root().join(LINKS);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        // Build aside and rename over, so a racing process never sees a
+        // missing or wrong link.
+        let tmp = dir.join(format!(".{}-{}", std::process::id(), key));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&want, &tmp).map_err(io_err("create symlink", &tmp))?;
+        fs::rename(&tmp, &link).map_err(io_err("rename", &link))?;
+        Ok(link)
     }
 
     fn create(
@@ -68,8 +99,11 @@ impl OverlaySnapshotter {
             kind,
             size: None,
         };
+        // Computed first: a chain too deep to mount must not leave a
+        // snapshot behind.
+        let mounts = self.mounts_for(&meta)?;
         self.dirs.publish(st, key, &meta)?;
-        self.mounts_for(&meta)
+        Ok(mounts)
     }
 
     fn mounts_for(&self, meta: &Meta) -> Result<Vec<Mount>, SnapshotError> {
@@ -179,7 +213,10 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn remove(&self, key: &str) -> Result<(), SnapshotError> {
-        self.dirs.remove(key)
+        self.dirs.remove(key)?;
+        // The snapshot is gone; a dangling link would only waste an inode.
+        let _ = fs::remove_file(self.link_path(key));
+        Ok(())
     }
 
     fn stat(&self, key: &str) -> Result<SnapshotInfo, SnapshotError> {

@@ -640,3 +640,61 @@ fn apply_reports_truncated_tar() {
     let err = layer::apply(&tar[..1500], t.path(), ApplyMode::Merge).unwrap_err();
     assert!(matches!(err, LayerError::Read { .. }), "{err}");
 }
+
+/// Throughput of diff and apply on a ~200 MB tree. Ignored by default; run
+/// once with `cargo test --release -p rbk-store --test it
+/// layer_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn layer_throughput() {
+    use std::time::Instant;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let bb = fs::read("/bin/busybox").unwrap_or_else(|_| vec![0x5a; 2 << 20]);
+    let mut total = 0u64;
+    let mut i = 0;
+    while total < 180 << 20 {
+        let d = src.join(format!("big/{}", i % 10));
+        fs::create_dir_all(&d).unwrap();
+        let mut data = bb.clone();
+        data[0] = i as u8; // not byte-identical files
+        fs::write(d.join(format!("bin{i}")), &data).unwrap();
+        total += data.len() as u64;
+        i += 1;
+    }
+    for j in 0..5000 {
+        let d = src.join(format!("small/{}", j % 50));
+        fs::create_dir_all(&d).unwrap();
+        let data = format!("file {j}\n").repeat(400);
+        fs::write(d.join(format!("f{j}.txt")), &data).unwrap();
+        total += data.len() as u64;
+    }
+    let mb = total as f64 / (1 << 20) as f64;
+    eprintln!("tree: {mb:.0} MiB in {} big + 5000 small files", i);
+    for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let path = t.path().join(format!("layer.{c}"));
+        let start = Instant::now();
+        let info = layer::tar_dir(&src, fs::File::create(&path).unwrap(), c).unwrap();
+        let d = start.elapsed().as_secs_f64();
+        let dst = t.path().join(format!("dst-{c}"));
+        fs::create_dir(&dst).unwrap();
+        let start = Instant::now();
+        let st = layer::apply(
+            compress::decompress(fs::File::open(&path).unwrap()).unwrap(),
+            &dst,
+            ApplyMode::Merge,
+        )
+        .unwrap();
+        let a = start.elapsed().as_secs_f64();
+        assert_eq!(st.diff_id, info.diff_id);
+        eprintln!(
+            "{c:>5}: diff {d:.2}s ({:.0} MiB/s), blob {:.0} MiB; apply {a:.2}s ({:.0} MiB/s)",
+            mb / d,
+            info.size as f64 / (1 << 20) as f64,
+            mb / a
+        );
+        fs::remove_dir_all(&dst).unwrap();
+        fs::remove_file(&path).unwrap();
+    }
+}
