@@ -693,19 +693,6 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> 
         return Err(StoreError::ArchiveEmpty);
     }
     verify_diff_ids(&st, &found)?;
-    // Everything checked: publish the blobs, then the tags in one update.
-    let Staging { mut blobs, .. } = st;
-    for f in &found {
-        for d in &f.needs {
-            if let Some(b) = blobs.remove(d) {
-                b.publish()?;
-            }
-        }
-        if let Some(bytes) = &f.manifest_bytes {
-            store.content.put(bytes)?;
-        }
-    }
-    drop(blobs);
     let mut entries: Vec<(Descriptor, Vec<Reference>)> = Vec::new();
     for f in &mut found {
         f.names.sort();
@@ -718,7 +705,22 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> 
             .collect();
         entries.push((f.manifest.clone(), tagged));
     }
-    store.add_to_index(&entries)?;
+    // Everything checked: publish the blobs and set the tags under one
+    // lock, so a concurrent prune cannot collect them in between.
+    let Staging { mut blobs, .. } = st;
+    store.add_to_index_after(&entries, || {
+        for f in &found {
+            for d in &f.needs {
+                if let Some(b) = blobs.remove(d) {
+                    b.publish()?;
+                }
+            }
+            if let Some(bytes) = &f.manifest_bytes {
+                store.content.put(bytes)?;
+            }
+        }
+        Ok(())
+    })?;
     entries
         .into_iter()
         .map(|(desc, tags)| store.image_by_manifest(&desc.digest, tags))

@@ -24,7 +24,7 @@ pub struct ContentStore {
     tmp: PathBuf,
     // Held for the life of every clone: tells other processes that our
     // staging files in tmp/ are live.
-    _active: Arc<ActiveLock>,
+    active: Arc<ActiveLock>,
 }
 
 impl ContentStore {
@@ -36,22 +36,31 @@ impl ContentStore {
         let tmp = root.join("tmp");
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
+        // Register as a user before staging anything in tmp/, or another
+        // opener that believes it is alone could sweep our staging file.
+        let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(&tmp, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
         Ok(ContentStore {
             root: root.to_path_buf(),
             blobs,
             tmp,
-            _active: Arc::new(active),
+            active: Arc::new(active),
         })
     }
 
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether another process has this store open (see
+    /// [`ActiveLock::others_present`]); garbage collection then spares
+    /// recent blobs that a running build may be about to reference.
+    pub fn others_active(&self) -> bool {
+        self.active.others_present()
     }
 
     /// The staging directory; files there are garbage once their writer is

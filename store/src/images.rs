@@ -55,6 +55,10 @@ pub enum RemoveEvent {
     Deleted(Digest),
 }
 
+/// How old an unreferenced blob or snapshot must be before `prune`
+/// removes it while another process has the store open.
+pub const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// What `prune` should consider garbage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneOptions {
@@ -293,14 +297,6 @@ impl Store {
                 layers: layers.len(),
             });
         }
-        for l in layers {
-            if !self.content.has(&l.digest) {
-                return Err(StoreError::BlobMissing {
-                    digest: l.digest.clone(),
-                });
-            }
-        }
-        self.content.put(&config_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),
@@ -314,13 +310,19 @@ impl Store {
         };
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| StoreError::json("manifest", e))?;
-        let manifest_digest = self.content.put(&manifest_bytes)?;
+        let manifest_digest = Digest::of(&manifest_bytes);
         let desc = Descriptor::new(
             MEDIA_TYPE_OCI_MANIFEST,
             manifest_digest.clone(),
             manifest_bytes.len() as u64,
         );
-        self.add_to_index(&[(desc, tags.to_vec())])?;
+        // The small blobs are written under the lock, so a concurrent prune
+        // cannot delete them before the index references them.
+        self.add_to_index_after(&[(desc, tags.to_vec())], || {
+            self.content.put(&config_bytes)?;
+            self.content.put(&manifest_bytes)?;
+            Ok(())
+        })?;
         let mut tags = tags.to_vec();
         tags.sort();
         tags.dedup();
@@ -331,19 +333,31 @@ impl Store {
     /// under its tags, moving each tag from whatever image had it. All
     /// entries are added in one update, so either all appear or none.
     pub fn add_to_index(&self, entries: &[(Descriptor, Vec<Reference>)]) -> Result<(), StoreError> {
+        self.add_to_index_after(entries, || Ok(()))
+    }
+
+    /// Like [`Store::add_to_index`], running `before` (e.g. publishing the
+    /// blobs) under the same exclusive lock, so `prune` cannot remove them
+    /// in between. Every manifest, config and layer is checked present.
+    pub fn add_to_index_after(
+        &self,
+        entries: &[(Descriptor, Vec<Reference>)],
+        before: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         for t in entries.iter().flat_map(|(_, tags)| tags) {
             check_taggable(t)?;
         }
         self.update_index(|index| {
+            before()?;
             for (desc, tags) in entries {
-                let mut plain = desc.clone();
-                plain.annotations.remove(ANNOTATION_REF_NAME);
-                for t in tags {
-                    set_tag(index, &plain, t);
+                let manifest: Manifest = self.read_json(&desc.digest, "manifest")?;
+                let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
+                if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
+                    return Err(StoreError::BlobMissing {
+                        digest: missing.digest.clone(),
+                    });
                 }
-                if !index.manifests.iter().any(|d| d.digest == desc.digest) {
-                    index.manifests.push(plain);
-                }
+                add_entry(index, desc, tags);
             }
             Ok(())
         })
@@ -425,7 +439,10 @@ impl Store {
     /// Deletes what nothing needs: dangling images, blobs no tagged image
     /// or cache record reaches, and snapshots (`snapshots/<chain-id-hex>`)
     /// of no kept image or cache record. Only directories named by a chain
-    /// id are considered, so snapshots in progress are left alone.
+    /// id are considered, so snapshots in progress are left alone. While
+    /// another process has the store open, unreferenced blobs and snapshots
+    /// younger than [`PRUNE_GRACE`] are spared: a running build may be about
+    /// to reference them.
     pub fn prune(&self, opts: PruneOptions) -> Result<PruneReport, StoreError> {
         let _guard = self.lock(LockMode::Exclusive)?;
         let mut report = PruneReport::default();
@@ -469,8 +486,22 @@ impl Store {
             .filter(|d| !keep_blobs.contains(d))
             .collect();
         self.write_index(&index)?;
+        // While another process has the store open, a blob or snapshot it
+        // just made may not be referenced yet (a layer before its cache
+        // record): spare recent ones.
+        let cutoff = self
+            .content
+            .others_active()
+            .then(|| std::time::SystemTime::now() - PRUNE_GRACE);
+        let recent = |p: &Path| {
+            cutoff.is_some_and(|c| {
+                fs::symlink_metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t > c)
+            })
+        };
         for d in self.content.list()? {
-            if !keep_blobs.contains(&d) {
+            if !keep_blobs.contains(&d) && !recent(&self.content.path(&d)) {
                 report.reclaimed += self.content.size(&d).unwrap_or(0);
                 self.content.delete(&d)?;
                 report.blobs.push(d);
@@ -486,16 +517,28 @@ impl Store {
                 else {
                     continue;
                 };
-                if keep_chains.contains(&chain) {
+                let path = entry.path();
+                if keep_chains.contains(&chain) || recent(&path) {
                     continue;
                 }
-                let path = entry.path();
                 report.reclaimed += dir_size(&path);
                 remove_tree(&path)?;
                 report.snapshots.push(chain);
             }
         }
         Ok(report)
+    }
+}
+
+/// Lists `desc` in `index` under `tags` (or as dangling when untagged).
+fn add_entry(index: &mut Index, desc: &Descriptor, tags: &[Reference]) {
+    let mut plain = desc.clone();
+    plain.annotations.remove(ANNOTATION_REF_NAME);
+    for t in tags {
+        set_tag(index, &plain, t);
+    }
+    if !index.manifests.iter().any(|d| d.digest == desc.digest) {
+        index.manifests.push(plain);
     }
 }
 

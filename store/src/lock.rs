@@ -125,6 +125,19 @@ impl ActiveLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether another process (or another open of the store) has the store
+    /// open right now. Briefly converts our shared lock to exclusive: flock
+    /// drops the old lock before trying the new one, so the caller must not
+    /// be staging anything in tmp/ meanwhile (garbage collection, which
+    /// asks this, does not).
+    pub fn others_present(&self) -> bool {
+        let alone = self._lock.relock(FlockArg::LockExclusiveNonblock).is_ok();
+        // Back to shared whatever happened; blocking is fine since only
+        // exclusive holders (momentary, in `acquire`) can be in the way.
+        let _ = self._lock.relock(FlockArg::LockShared);
+        !alone
+    }
 }
 
 #[cfg(test)]
@@ -165,7 +178,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ran, 1);
-        drop((first, second));
+        assert!(first.others_present());
+        drop(second);
+        assert!(!first.others_present());
+        assert!(!first.others_present(), "the check must keep our own lock");
+        drop(first);
         let _third = ActiveLock::acquire(&p, || {
             ran += 100;
             Ok(())
