@@ -104,7 +104,7 @@ pub enum BuildError {
         /// Stage.
         stage: String,
         /// What went wrong.
-        error: StepError,
+        error: Box<StepError>,
     },
     /// Interrupted.
     #[error("build cancelled")]
@@ -243,7 +243,7 @@ impl Builder<'_> {
                     file: o.map(|o| o.file.clone()).unwrap_or_default(),
                     line: o.map(|o| o.line).unwrap_or(0),
                     stage: o.map(|o| o.stage.clone()).unwrap_or_default(),
-                    error,
+                    error: Box::new(error),
                 });
             }
         };

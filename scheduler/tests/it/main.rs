@@ -1,4 +1,5 @@
 //! Integration tests of rbk-scheduler.
 
+mod build;
 mod fileop;
 mod sandbox;
