@@ -39,6 +39,8 @@ use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::context::{
     clean_path, digest_tree, resolve_in_root, select_in, ContentDigest, ContextError, Entry,
     EntryKind, Filters, IgnoreMatcher, SelectedSource, StatCache,
@@ -278,17 +280,17 @@ pub fn copy(
         });
     }
     let parent_owner = spec.chown.unwrap_or((0, 0));
-    let mut w = Writer::new(&dest_rootfs, spec.chown.is_some(), parent_owner);
+    let w = Writer::new(&dest_rootfs, spec.chown.is_some(), parent_owner);
     if dir_hint || spec.parents {
         w.ensure_dir(&dest)?;
     }
     let into_dir = dir_hint || dest_is_dir || spec.parents;
 
     for source in &selection.sources {
-        copy_source(&mut w, spec, source, &dest, into_dir)?;
+        copy_source(&w, spec, source, &dest, into_dir)?;
     }
     for (name, content) in &spec.heredocs {
-        let target = file_target(&mut w, &dest, into_dir, name)?;
+        let target = file_target(&w, &dest, into_dir, name)?;
         let attrs = Attrs {
             owner: parent_owner,
             mode: spec.chmod.unwrap_or(0o644),
@@ -299,7 +301,7 @@ pub fn copy(
     for u in urls {
         let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_deref());
         let download = url::download(u, checksum)?;
-        let target = file_target(&mut w, &dest, into_dir, &download.file_name)?;
+        let target = file_target(&w, &dest, into_dir, &download.file_name)?;
         let attrs = Attrs {
             owner: parent_owner,
             mode: spec.chmod.unwrap_or(0o600),
@@ -309,13 +311,13 @@ pub fn copy(
         w.file(&target, &mut body, attrs, None)?;
     }
     w.finish()?;
-    Ok(w.stats)
+    Ok(w.stats())
 }
 
 /// Where a single file named `name` goes: into `dest` when it is a
 /// directory, else `dest` itself (its parents created).
 fn file_target(
-    w: &mut Writer,
+    w: &Writer,
     dest: &Path,
     into_dir: bool,
     name: &str,
@@ -334,7 +336,7 @@ fn file_target(
 
 /// Copies one matched source.
 fn copy_source(
-    w: &mut Writer,
+    w: &Writer,
     spec: &CopySpec,
     source: &SelectedSource,
     dest: &Path,
@@ -375,6 +377,12 @@ fn copy_source(
         }
     }
 
+    // Directories first, in path order so parents precede children; then
+    // everything else in parallel, since creating many small files is
+    // bound by the kernel's inode allocation, not by order; entries sharing
+    // an inode last, one by one, so they can be linked to the first copy.
+    let mut parallel = Vec::new();
+    let mut linked = Vec::new();
     for entry in &source.entries {
         if top.meta.kind == EntryKind::Dir && entry.sub.is_empty() {
             // The destination directory of a directory copy keeps its own
@@ -386,13 +394,23 @@ fn copy_source(
         } else {
             base.join(&entry.sub)
         };
+        match entry.meta.kind {
+            EntryKind::Dir => copy_entry(w, spec, entry, &target)?,
+            EntryKind::File if entry.meta.nlink > 1 => linked.push((entry, target)),
+            _ => parallel.push((entry, target)),
+        }
+    }
+    parallel
+        .par_iter()
+        .try_for_each(|(entry, target)| copy_entry(w, spec, entry, target))?;
+    for (entry, target) in linked {
         copy_entry(w, spec, entry, &target)?;
     }
     Ok(())
 }
 
 fn copy_entry(
-    w: &mut Writer,
+    w: &Writer,
     spec: &CopySpec,
     entry: &Entry,
     target: &Path,
@@ -426,7 +444,7 @@ fn copy_entry(
             None => Ok(()),
         },
         EntryKind::Other => {
-            w.stats.skipped += 1;
+            w.skip();
             Ok(())
         }
     }

@@ -137,6 +137,9 @@ impl IgnoreMatcher {
     /// pattern is cleaned away).
     pub fn matches(&self, rel_path: &str, is_dir: bool) -> bool {
         let _ = is_dir;
+        if self.patterns.is_empty() {
+            return false;
+        }
         let path = clean_path(rel_path);
         let path = path.trim_start_matches('/');
         // Parent directories, outermost first: "a", "a/b" for "a/b/c".

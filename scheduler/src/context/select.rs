@@ -25,7 +25,8 @@ use super::{ContextError, Entry, EntryMeta, SelectedSource, Selection};
 pub(crate) struct Filters<'a> {
     /// `.dockerignore`, matched against paths relative to the root.
     pub ignore: Option<&'a IgnoreMatcher>,
-    /// `COPY --exclude`, matched against paths relative to each source.
+    /// `COPY --exclude`, matched against paths inside each source, and
+    /// against each matched source's own path and name.
     pub excludes: Option<&'a IgnoreMatcher>,
     /// Follow a symlink named directly as a source (COPY always does).
     pub follow_named: bool,
@@ -57,6 +58,12 @@ pub(crate) fn select_in(
     for pattern in patterns {
         let (names, globbed) = expand(root, pattern)?;
         for name in names {
+            // `--exclude` also drops sources themselves (Docker's example:
+            // `COPY --exclude=*.txt hom* /mydir/`), by path or by name.
+            let base = name.rsplit('/').next().unwrap_or(&name);
+            if !name.is_empty() && (filters.excluded(&name) || filters.excluded(base)) {
+                continue;
+            }
             match select_one(root, pattern, &name, filters)? {
                 Some(source) => sources.push(source),
                 // An ignored file is not in the context: a glob just does

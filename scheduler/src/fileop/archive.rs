@@ -108,7 +108,7 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
 
 /// Extracts `path` into the directory `target` of the writer's rootfs.
 pub(crate) fn extract(
-    w: &mut Writer,
+    w: &Writer,
     path: &Path,
     format: Format,
     target: &Path,
@@ -178,7 +178,7 @@ pub(crate) fn extract(
                     .map_err(io_at("resolve", target))?;
                 w.hard_link(&dest, &existing)?
             }
-            _ => w.stats.skipped += 1,
+            _ => w.skip(),
         }
     }
     Ok(())

@@ -12,6 +12,8 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use filetime::FileTime;
 
@@ -28,7 +30,23 @@ pub(crate) struct Attrs {
     pub mtime_ns: Option<i64>,
 }
 
-/// Writes entries under one rootfs and keeps the statistics.
+/// Counters shared by parallel writers.
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    hardlinks: AtomicU64,
+    bytes: AtomicU64,
+    skipped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Writes entries under one rootfs and keeps the statistics. Methods take
+/// `&self` so independent entries can be written from several threads.
 pub(crate) struct Writer {
     root: PathBuf,
     /// Whether ownership was asked for (`--chown`): then failing to set it
@@ -38,10 +56,10 @@ pub(crate) struct Writer {
     /// Owner of directories created on the way to the destination.
     parent_owner: (u32, u32),
     /// First copy of each multiply-linked source inode, to link again.
-    links: HashMap<(u64, u64), PathBuf>,
+    links: Mutex<HashMap<(u64, u64), PathBuf>>,
     /// Directory mtimes, set last because writing children changes them.
-    dir_times: Vec<(PathBuf, i64)>,
-    pub stats: CopyStats,
+    dir_times: Mutex<Vec<(PathBuf, i64)>>,
+    counters: Counters,
 }
 
 impl Writer {
@@ -50,10 +68,29 @@ impl Writer {
             root: root.to_path_buf(),
             explicit_owner,
             parent_owner,
-            links: HashMap::new(),
-            dir_times: Vec::new(),
-            stats: CopyStats::default(),
+            links: Mutex::new(HashMap::new()),
+            dir_times: Mutex::new(Vec::new()),
+            counters: Counters::default(),
         }
+    }
+
+    /// What was written so far.
+    pub fn stats(&self) -> CopyStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CopyStats {
+            files: get(&c.files),
+            dirs: get(&c.dirs),
+            symlinks: get(&c.symlinks),
+            hardlinks: get(&c.hardlinks),
+            bytes: get(&c.bytes),
+            skipped: get(&c.skipped),
+        }
+    }
+
+    /// Counts an entry that was not written (a FIFO, socket or device).
+    pub fn skip(&self) {
+        bump(&self.counters.skipped, 1);
     }
 
     /// The rootfs being written.
@@ -63,7 +100,7 @@ impl Writer {
 
     /// Creates `path` and its missing parents (mode 0755, the parent owner),
     /// refusing to pass through anything that is not a real directory.
-    pub fn ensure_dir(&mut self, path: &Path) -> Result<(), FileOpError> {
+    pub fn ensure_dir(&self, path: &Path) -> Result<(), FileOpError> {
         let rel = path
             .strip_prefix(&self.root)
             .map_err(|_| FileOpError::Escape {
@@ -84,7 +121,7 @@ impl Writer {
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
                         .map_err(io_at("chmod", &cur))?;
                     self.chown(&cur, self.parent_owner)?;
-                    self.stats.dirs += 1;
+                    bump(&self.counters.dirs, 1);
                 }
                 Err(e) => return Err(io_at("lstat", &cur)(e)),
             }
@@ -94,7 +131,7 @@ impl Writer {
 
     /// Makes `path` a directory with `attrs`: created if missing, updated if
     /// already a directory, an error if something else is there.
-    pub fn dir(&mut self, path: &Path, attrs: Attrs) -> Result<(), FileOpError> {
+    pub fn dir(&self, path: &Path, attrs: Attrs) -> Result<(), FileOpError> {
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -107,15 +144,15 @@ impl Writer {
                     .mode(0o700)
                     .create(path)
                     .map_err(io_at("create directory", path))?;
-                self.stats.dirs += 1;
+                bump(&self.counters.dirs, 1);
             }
             Err(e) => return Err(io_at("lstat", path)(e)),
         }
         self.chown(path, attrs.owner)?;
         fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode))
             .map_err(io_at("chmod", path))?;
-        if let Some(ns) = attrs.mtime_ns {
-            self.dir_times.push((path.to_path_buf(), ns));
+        if let (Some(ns), Ok(mut times)) = (attrs.mtime_ns, self.dir_times.lock()) {
+            times.push((path.to_path_buf(), ns));
         }
         Ok(())
     }
@@ -123,16 +160,17 @@ impl Writer {
     /// Writes a regular file at `path` from `content`. When `link_key`
     /// (device, inode) was written before, makes a hard link instead.
     pub fn file(
-        &mut self,
+        &self,
         path: &Path,
         content: &mut dyn io::Read,
         attrs: Attrs,
         link_key: Option<(u64, u64)>,
     ) -> Result<(), FileOpError> {
         self.clear(path)?;
-        if let Some(first) = link_key.and_then(|k| self.links.get(&k)) {
+        let first = link_key.and_then(|k| self.links.lock().ok()?.get(&k).cloned());
+        if let Some(first) = first {
             fs::hard_link(first, path).map_err(io_at("hard-link", path))?;
-            self.stats.hardlinks += 1;
+            bump(&self.counters.hardlinks, 1);
             return Ok(());
         }
         let mut file = File::options()
@@ -152,16 +190,16 @@ impl Writer {
             filetime::set_file_handle_times(&file, Some(t), Some(t))
                 .map_err(io_at("set times of", path))?;
         }
-        if let Some(key) = link_key {
-            self.links.insert(key, path.to_path_buf());
+        if let (Some(key), Ok(mut links)) = (link_key, self.links.lock()) {
+            links.insert(key, path.to_path_buf());
         }
-        self.stats.files += 1;
-        self.stats.bytes += n;
+        bump(&self.counters.files, 1);
+        bump(&self.counters.bytes, n);
         Ok(())
     }
 
     /// Creates a symlink at `path` pointing at `target` (kept verbatim).
-    pub fn symlink(&mut self, path: &Path, target: &Path, attrs: Attrs) -> Result<(), FileOpError> {
+    pub fn symlink(&self, path: &Path, target: &Path, attrs: Attrs) -> Result<(), FileOpError> {
         self.clear(path)?;
         std::os::unix::fs::symlink(target, path).map_err(io_at("create symlink", path))?;
         self.chown(path, attrs.owner)?;
@@ -169,21 +207,24 @@ impl Writer {
             let t = file_time(ns);
             filetime::set_symlink_file_times(path, t, t).map_err(io_at("set times of", path))?;
         }
-        self.stats.symlinks += 1;
+        bump(&self.counters.symlinks, 1);
         Ok(())
     }
 
     /// Hard-links `path` to `existing` (both inside the rootfs).
-    pub fn hard_link(&mut self, path: &Path, existing: &Path) -> Result<(), FileOpError> {
+    pub fn hard_link(&self, path: &Path, existing: &Path) -> Result<(), FileOpError> {
         self.clear(path)?;
         fs::hard_link(existing, path).map_err(io_at("hard-link", path))?;
-        self.stats.hardlinks += 1;
+        bump(&self.counters.hardlinks, 1);
         Ok(())
     }
 
     /// Sets the directory times collected so far, deepest first.
-    pub fn finish(&mut self) -> Result<(), FileOpError> {
-        let mut times = std::mem::take(&mut self.dir_times);
+    pub fn finish(&self) -> Result<(), FileOpError> {
+        let mut times = match self.dir_times.lock() {
+            Ok(mut times) => std::mem::take(&mut *times),
+            Err(_) => Vec::new(),
+        };
         times.sort_by(|a, b| b.0.cmp(&a.0));
         for (path, ns) in times {
             let t = file_time(ns);

@@ -388,12 +388,28 @@ fn copy_into_dir_with_symlinked_child_does_not_follow_it() {
         "wrote outside: {:?}",
         listing(&d.outside)
     );
-    // A symlink where a file goes is replaced, not written through.
-    copy(&d.ctx, &d.rootfs, &spec(&["dir/file"], "/out/file"), None).unwrap();
-    assert!(listing(&d.outside).is_empty());
-    assert!(fs::symlink_metadata(d.rootfs.join("out/file"))
+    // Inside a copied directory, a symlink where a file goes is replaced,
+    // not written through.
+    tree(&d.ctx, &[("flat/file", "f")]);
+    tree(&d.rootfs, &[("out2/", "")]);
+    symlink(d.outside.join("file"), d.rootfs.join("out2/file")).unwrap();
+    copy(&d.ctx, &d.rootfs, &spec(&["flat"], "/out2"), None).unwrap();
+    assert!(fs::symlink_metadata(d.rootfs.join("out2/file"))
         .unwrap()
         .is_file());
+    // Named as the destination, the link is followed as chroot would: to
+    // the same path inside the rootfs.
+    copy(&d.ctx, &d.rootfs, &spec(&["dir/file"], "/out/file"), None).unwrap();
+    let inside = d
+        .rootfs
+        .join(d.outside.strip_prefix("/").unwrap())
+        .join("file");
+    assert_eq!(fs::read_to_string(inside).unwrap(), "f");
+    assert!(
+        listing(&d.outside).is_empty(),
+        "wrote outside: {:?}",
+        listing(&d.outside)
+    );
 }
 
 #[test]
@@ -670,6 +686,16 @@ fn exclude_and_parents() {
     assert!(!d.rootfs.join("out/a.md").exists());
     assert!(!d.rootfs.join("out/deep/b.md").exists());
 
+    // Docker's own example: `COPY --exclude=*.txt hom* /mydir/`.
+    tree(
+        &d.ctx,
+        &[("homer.txt", "t"), ("homer.rs", "r"), ("home/a.txt", "a")],
+    );
+    let mut s = spec(&["hom*"], "/mydir/");
+    s.excludes = vec!["*.txt".to_string()];
+    copy(&d.ctx, &d.rootfs, &s, None).unwrap();
+    assert_eq!(listing(&d.rootfs.join("mydir")), ["homer.rs"]);
+
     let mut s = spec(&["x/y/z.txt"], "/par/");
     s.parents = true;
     copy(&d.ctx, &d.rootfs, &s, None).unwrap();
@@ -845,4 +871,60 @@ fn source_digest_for_copy_from() {
         one.hex,
         source_digest(&d.rootfs, &pats, &[], None).unwrap().hex
     );
+}
+
+/// Manual timing of context hashing and COPY on a large context (the bench
+/// `wide` case). Run with
+/// `RBK_BENCH_CONTEXT=DIR cargo test --release -p rbk-scheduler --test it -- --ignored --nocapture context_hashing_timing`.
+#[test]
+#[ignore]
+fn context_hashing_timing() {
+    let Some(dir) = std::env::var_os("RBK_BENCH_CONTEXT") else {
+        eprintln!("SKIPPED: set RBK_BENCH_CONTEXT to a build context");
+        return;
+    };
+    let dir = Path::new(&dir);
+    let copies = [
+        vec!["files/".to_string()],
+        vec!["big.bin".to_string()],
+        vec!["last/".to_string()],
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_file = tmp.path().join("stat.bin");
+    for round in ["cold", "warm", "warm"] {
+        let t = std::time::Instant::now();
+        let ctx = BuildContext::open(dir)
+            .unwrap()
+            .with_stat_cache(StatCache::load(&cache_file).unwrap());
+        let loaded = t.elapsed();
+        let mut entries = 0;
+        let mut selecting = std::time::Duration::ZERO;
+        for pats in &copies {
+            let s = std::time::Instant::now();
+            let sel = ctx.select(pats, &[]).unwrap();
+            selecting += s.elapsed();
+            entries += sel.len();
+            ctx.digest(&sel).unwrap();
+        }
+        let hashed = t.elapsed();
+        eprintln!("{round}: selecting took {selecting:?}");
+        ctx.stat_cache().save(&cache_file).unwrap();
+        eprintln!(
+            "{round}: {entries} entries, load {loaded:?}, select+digest {hashed:?}, with save {:?} (hits {}, misses {})",
+            t.elapsed(),
+            ctx.stat_cache().hits(),
+            ctx.stat_cache().misses()
+        );
+    }
+    if std::env::var_os("RBK_BENCH_NO_COPY").is_some() {
+        return;
+    }
+    let t = std::time::Instant::now();
+    let rootfs = tmp.path().join("rootfs");
+    fs::create_dir(&rootfs).unwrap();
+    let stats = copy(dir, &rootfs, &spec(&["files/"], "/data/files/"), None).unwrap();
+    eprintln!("copy files/: {stats:?} in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let stats = copy(dir, &rootfs, &spec(&["big.bin"], "/data/big.bin"), None).unwrap();
+    eprintln!("copy big.bin: {stats:?} in {:?}", t.elapsed());
 }
