@@ -27,7 +27,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use child::{exit, keeper, set_cloexec};
-use parent::{get_winsize, read_fd, RawModeGuard, Supervisor};
+use parent::{get_winsize, read_fd, RawModeGuard, Read, Supervisor};
 
 use super::{CancelToken, ExecUser, OutputStream, SandboxError, StdinMode};
 
@@ -508,7 +508,7 @@ pub fn forward_signals(token: &CancelToken) -> Result<SignalForwarder, SandboxEr
         .name("rbk-signals".into())
         .spawn(move || {
             let mut b = [0u8; 1];
-            while let Some(1) = read_fd(r.as_raw_fd(), &mut b) {
+            while let Read::Data(1) = read_fd(r.as_raw_fd(), &mut b) {
                 token.send_signal(i32::from(b[0]));
             }
         })

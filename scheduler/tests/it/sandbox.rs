@@ -595,9 +595,16 @@ fn stdin_helper_runs_a_reader() {
     let Some(dir) = rootfs("stdin_helper_runs_a_reader") else {
         return;
     };
-    let mut spec = sh("read a; read b; echo \"got $a $b\"; cat >/dev/null; echo eof");
+    let script = match mode.as_str() {
+        // Writes a lot without reading its (flooded) input.
+        "flood" => {
+            "stty raw -echo; sleep 0.3; head -c 300000 /dev/zero | tr '\\0' x; echo; echo done"
+        }
+        _ => "read a; read b; echo \"got $a $b\"; cat >/dev/null; echo eof",
+    };
+    let mut spec = sh(script);
     spec.stdin = rbk_scheduler::sandbox::StdinMode::Inherit;
-    spec.tty = mode == "tty";
+    spec.tty = mode != "pipe";
     let (code, out, err) = run(dir.path(), &spec).unwrap();
     println!("<<<{code}|{out}|{err}>>>");
 }
@@ -625,7 +632,7 @@ fn stdin_is_passed_through() {
             let mut stdin = helper.stdin.take().unwrap();
             stdin.write_all(b"one\ntwo\nrest\n").unwrap();
         } // Closing stdin must end `cat` in the container (EOF, or ^D on a tty).
-        let out = helper.wait_with_output().unwrap();
+        let out = wait_with_timeout(helper, Duration::from_secs(20));
         let text = String::from_utf8_lossy(&out.stdout);
         let start = text.find("<<<").unwrap_or_else(|| panic!("{mode}: {text}"));
         let report = &text[start..];
@@ -696,4 +703,75 @@ fn mount_stubs_never_reach_an_overlay_upper_dir() {
         .filter(|p| p != "etc") // copied up to hold the (removed) stubs
         .collect();
     assert_eq!(got, ["tmp", "tmp/new"]);
+}
+
+/// Waits for a helper process (reading its stdout meanwhile), killing it
+/// (and failing) after `limit`.
+fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("helper process hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr: Vec::new(),
+    }
+}
+
+#[test]
+fn tty_output_flows_while_input_is_not_read() {
+    if rootfs("tty_output_flows_while_input_is_not_read").is_none() {
+        return;
+    }
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sandbox::stdin_helper_runs_a_reader",
+            "--nocapture",
+        ])
+        .env(STDIN_HELPER_ENV, "flood")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = helper.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Fails with EPIPE once the helper is done; that is fine.
+        let _ = stdin.write_all(&vec![b'y'; 300_000]);
+    });
+    let out = wait_with_timeout(helper, Duration::from_secs(20));
+    writer.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Before the master was non-blocking, rbk blocked writing input the
+    // command never read while the command blocked writing output: a hang.
+    let report = &text[text.find("<<<").unwrap()..text.find(">>>").unwrap()];
+    assert!(
+        report.starts_with("<<<0|"),
+        "{}",
+        &report[..20.min(report.len())]
+    );
+    // (raw mode: no \r added)
+    assert!(
+        report.contains("x\ndone\n"),
+        "{}",
+        &report[report.len().saturating_sub(80)..]
+    );
+    assert_eq!(report.bytes().filter(|b| *b == b'x').count(), 300_000);
 }

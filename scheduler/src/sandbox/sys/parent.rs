@@ -26,6 +26,9 @@ pub(super) struct Supervisor {
     killed: bool,
 }
 
+/// Input bytes held for the terminal before rbk stops reading its stdin.
+const MAX_PENDING_INPUT: usize = 64 * 1024;
+
 /// What one polled fd is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -82,6 +85,13 @@ impl Supervisor {
         }
         let mut winsize = get_winsize(stdin.as_raw_fd());
         let mut buf = vec![0u8; 64 * 1024];
+        // Input for the terminal that it has not taken yet. The master is
+        // non-blocking so a command that does not read cannot stall the
+        // loop (and with it the output the command may be blocked on).
+        let mut pending_input: Vec<u8> = Vec::new();
+        if let Some(m) = &master {
+            set_nonblocking(m.as_raw_fd());
+        }
         loop {
             self.handle_token(cancel);
             if let (Some(m), Some(old)) = (&master, winsize) {
@@ -92,7 +102,10 @@ impl Supervisor {
                     }
                 }
             }
-            let ready: Vec<(Source, bool)> = {
+            let wants_out = !pending_input.is_empty();
+            // Stop reading rbk's stdin while the terminal is not taking it.
+            let take_stdin = pending_input.len() < MAX_PENDING_INPUT;
+            let ready: Vec<(Source, PollFlags)> = {
                 let fd_of = |s: &Source| match s {
                     Source::Out(i) => outs[*i].1.as_fd(),
                     Source::Master => master.as_ref().map_or(stdin.as_fd(), |m| m.as_fd()),
@@ -100,27 +113,44 @@ impl Supervisor {
                     Source::Stdin => stdin.as_fd(),
                     Source::Keeper => self.pidfd.as_ref().map_or(stdin.as_fd(), |p| p.as_fd()),
                 };
-                let mut pfds: Vec<PollFd> = open
+                let mut polled: Vec<Source> = open.clone();
+                polled.retain(|s| *s != Source::Stdin || take_stdin);
+                let mut pfds: Vec<PollFd> = polled
                     .iter()
-                    .map(|s| PollFd::new(fd_of(s), PollFlags::POLLIN))
+                    .map(|s| {
+                        let mut events = PollFlags::POLLIN;
+                        if *s == Source::Master && wants_out {
+                            events |= PollFlags::POLLOUT;
+                        }
+                        PollFd::new(fd_of(s), events)
+                    })
                     .collect();
                 match poll(&mut pfds, PollTimeout::from(50u16)) {
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(e) => return Err(process_err("poll the container's output")(e)),
                 }
-                open.iter()
+                polled
+                    .iter()
                     .zip(&pfds)
-                    .map(|(s, p)| (*s, p.revents().is_some_and(|r| !r.is_empty())))
+                    .map(|(s, p)| (*s, p.revents().unwrap_or(PollFlags::empty())))
                     .collect()
             };
-            for (source, is_ready) in ready {
-                if !is_ready {
+            for (source, revents) in ready {
+                if revents.is_empty() {
                     continue;
                 }
                 if source == Source::Keeper {
                     // The keeper exited; `try_reap` below collects it.
                     open.retain(|s| *s != source);
                     continue;
+                }
+                if let (Source::Master, Some(m)) = (source, &master) {
+                    if revents.contains(PollFlags::POLLOUT) {
+                        write_some(m.as_raw_fd(), &mut pending_input);
+                    }
+                    if revents == PollFlags::POLLOUT {
+                        continue;
+                    }
                 }
                 let fd = match source {
                     Source::Out(i) => outs[i].1.as_raw_fd(),
@@ -129,15 +159,17 @@ impl Supervisor {
                     Source::Stdin | Source::Keeper => stdin.as_raw_fd(),
                 };
                 match read_fd(fd, &mut buf) {
-                    Some(0) | None => {
+                    Read::Again => {}
+                    Read::Eof => {
                         open.retain(|s| *s != source);
                         if let (Source::Stdin, Some(m)) = (source, &master) {
                             // rbk's input ended: send the terminal's EOF
                             // character so the command sees it too.
-                            write_all_fd(m.as_raw_fd(), &[0x04]);
+                            pending_input.push(0x04);
+                            write_some(m.as_raw_fd(), &mut pending_input);
                         }
                     }
-                    Some(n) => {
+                    Read::Data(n) => {
                         let data = &buf[..n];
                         match source {
                             Source::Out(i) => output(outs[i].0, data),
@@ -145,8 +177,9 @@ impl Supervisor {
                             Source::Status => self.on_status(data),
                             Source::Keeper => {}
                             Source::Stdin => {
+                                pending_input.extend_from_slice(data);
                                 if let Some(m) = &master {
-                                    write_all_fd(m.as_raw_fd(), data);
+                                    write_some(m.as_raw_fd(), &mut pending_input);
                                 }
                             }
                         }
@@ -258,44 +291,70 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
 }
 
-/// Reads once; `None` on EOF-like errors (EIO is a pty whose slave closed).
-pub(super) fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+/// What one read gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// This many bytes.
+    Data(usize),
+    /// End of file, or an error that ends the stream (EIO: a pty whose
+    /// slave closed).
+    Eof,
+    /// Nothing for now (non-blocking fd).
+    Again,
+}
+
+/// Reads once, retrying on EINTR.
+pub(super) fn read_fd(fd: RawFd, buf: &mut [u8]) -> Read {
     loop {
         // SAFETY: reads into a valid, writable buffer from an fd we own.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Some(n as usize);
+        if n > 0 {
+            return Read::Data(n as usize);
+        }
+        if n == 0 {
+            return Read::Eof;
         }
         match Errno::last() {
             Errno::EINTR => continue,
-            // EAGAIN (only in `drain`): nothing more for now.
-            _ => return None,
+            Errno::EAGAIN => return Read::Again,
+            _ => return Read::Eof,
         }
     }
 }
 
-fn write_all_fd(fd: RawFd, mut data: &[u8]) {
+/// Writes what the non-blocking `fd` takes now and removes it from `data`;
+/// drops `data` if the fd is broken.
+fn write_some(fd: RawFd, data: &mut Vec<u8>) {
     while !data.is_empty() {
         // SAFETY: writes from a valid buffer to an fd we own.
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            if n < 0 && Errno::last() == Errno::EINTR {
-                continue;
-            }
-            return;
+        if n > 0 {
+            data.drain(..n as usize);
+            continue;
         }
-        data = &data[n as usize..];
+        match Errno::last() {
+            Errno::EINTR => continue,
+            Errno::EAGAIN => return,
+            _ => {
+                data.clear();
+                return;
+            }
+        }
     }
 }
 
-/// Reads everything left in `fd` without blocking.
-fn drain(fd: RawFd, buf: &mut [u8], mut sink: impl FnMut(&[u8])) {
+fn set_nonblocking(fd: RawFd) {
     // SAFETY: F_GETFL/F_SETFL on an fd we own.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
-    while let Some(n) = read_fd(fd, buf).filter(|n| *n > 0) {
+}
+
+/// Reads everything left in `fd` without blocking.
+fn drain(fd: RawFd, buf: &mut [u8], mut sink: impl FnMut(&[u8])) {
+    set_nonblocking(fd);
+    while let Read::Data(n) = read_fd(fd, buf) {
         sink(&buf[..n]);
     }
 }
