@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rbk_store::archive;
 use rbk_store::images::{PruneOptions, RemoveEvent};
-use rbk_store::oci::ContainerConfig;
+use rbk_store::oci::{ContainerConfig, LayerCompression};
 use rbk_store::{Image, Reference, Store};
 use serde_json::{json, Map, Value};
 
@@ -104,6 +104,9 @@ pub enum ImageCommand {
         /// LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR)
         #[arg(short, long = "change", value_name = "INSTRUCTION")]
         changes: Vec<String>,
+        /// Layer compression: gzip (Docker's default), zstd or none
+        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+        compression: String,
     },
 }
 
@@ -176,6 +179,7 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             tarball,
             reference,
             changes,
+            compression,
         } => {
             let reference = reference.as_deref().map(Reference::parse).transpose()?;
             let reader: Box<dyn Read> = if tarball == "-" {
@@ -183,7 +187,13 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             } else {
                 Box::new(File::open(&tarball).with_context(|| format!("cannot open {tarball}"))?)
             };
-            let image = archive::import(&store, reader, reference.as_ref(), &changes)?;
+            let compression = match compression.as_str() {
+                "zstd" => LayerCompression::Zstd,
+                "none" => LayerCompression::None,
+                _ => LayerCompression::Gzip,
+            };
+            let image =
+                archive::import_with(&store, reader, reference.as_ref(), &changes, compression)?;
             writeln!(out, "{}", image.id)?;
             Ok(0)
         }

@@ -13,12 +13,57 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::{Image, Store};
 use crate::oci::{
-    host_architecture, now_rfc3339, ContainerConfig, Descriptor, History, ImageConfig, RootFs,
-    MEDIA_TYPE_OCI_LAYER_GZIP,
+    host_architecture, now_rfc3339, ContainerConfig, Descriptor, History, ImageConfig,
+    LayerCompression, RootFs,
 };
 use crate::reference::Reference;
 
 use super::{apply_change, clean_entry_path, decompressed, read_err};
+
+/// The layer compressor chosen by the caller.
+enum Compressor {
+    None(BlobWriter),
+    Gzip(GzEncoder<BlobWriter>),
+    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
+}
+
+impl Compressor {
+    fn new(w: BlobWriter, c: LayerCompression) -> io::Result<Self> {
+        Ok(match c {
+            LayerCompression::None => Compressor::None(w),
+            LayerCompression::Gzip => {
+                Compressor::Gzip(GzEncoder::new(w, flate2::Compression::default()))
+            }
+            LayerCompression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(w, 3)?),
+        })
+    }
+
+    fn finish(self) -> io::Result<BlobWriter> {
+        match self {
+            Compressor::None(w) => Ok(w),
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::None(w) => w.write(buf),
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::None(w) => w.flush(),
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+        }
+    }
+}
 
 /// Passes bytes through, hashing them and copying them to a compressor.
 struct Tee<'a, W: Write> {
@@ -45,6 +90,17 @@ pub fn import(
     reference: Option<&Reference>,
     changes: &[String],
 ) -> Result<Image, StoreError> {
+    import_with(store, reader, reference, changes, LayerCompression::Gzip)
+}
+
+/// [`import`] with the layer compressed as asked (gzip, zstd, or none).
+pub fn import_with(
+    store: &Store,
+    reader: impl Read,
+    reference: Option<&Reference>,
+    changes: &[String],
+    compression: LayerCompression,
+) -> Result<Image, StoreError> {
     // Check the changes before reading a possibly large tarball.
     let mut container = ContainerConfig::default();
     for c in changes {
@@ -55,7 +111,8 @@ pub fn import(
     let mut tee = Tee {
         inner: decompressed(reader)?,
         hasher: Sha256::new(),
-        sink: GzEncoder::new(writer, flate2::Compression::default()),
+        sink: Compressor::new(writer, compression)
+            .map_err(|e| StoreError::from_io("compress into", &staging, e))?,
     };
     {
         let mut archive = tar::Archive::new(&mut tee);
@@ -95,7 +152,7 @@ pub fn import(
         }],
         ..Default::default()
     };
-    let layer = Descriptor::new(MEDIA_TYPE_OCI_LAYER_GZIP, digest, size);
+    let layer = Descriptor::new(compression.oci_media_type(), digest, size);
     let tags: Vec<Reference> = reference.into_iter().cloned().collect();
     store.commit_image(&config, &[layer], &tags)
 }

@@ -446,3 +446,30 @@ fn save_of_corrupt_blob_names_digest_and_image() {
     assert!(chain.contains("localhost/busybox:latest"), "{chain}");
     assert!(chain.contains(layer.as_str()), "{chain}");
 }
+
+#[test]
+fn import_with_zstd_and_without_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tar = rootfs_tar(false);
+    for (c, mt) in [
+        (LayerCompression::Zstd, oci::MEDIA_TYPE_OCI_LAYER_ZSTD),
+        (LayerCompression::None, oci::MEDIA_TYPE_OCI_LAYER),
+    ] {
+        let img = archive::import_with(&store, &tar[..], None, &[], c).unwrap();
+        let layer = &img.manifest.layers[0];
+        assert_eq!(layer.media_type, mt);
+        let blob = store.content.read(&layer.digest).unwrap();
+        let plain = match c {
+            LayerCompression::Zstd => zstd::decode_all(&blob[..]).unwrap(),
+            _ => blob,
+        };
+        assert_eq!(plain, tar);
+        assert_eq!(Digest::of(&plain), img.config.rootfs.diff_ids[0]);
+        // And it survives a save/load round trip.
+        let bytes = saved(&store, &[img.id.as_str()]);
+        let dir2 = tempfile::tempdir().unwrap();
+        let store2 = Store::open(dir2.path()).unwrap();
+        assert_eq!(archive::load(&store2, &bytes[..]).unwrap()[0].id, img.id);
+    }
+}
