@@ -433,7 +433,17 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::MountDev => "mount /dev".to_string(),
         Step::PivotRoot => format!("pivot_root into {}", l.rootfs.display()),
         Step::BindRootfs => format!("bind mount rootfs {}", l.rootfs.display()),
-        other => format!("{other:?}"),
+        Step::Hostname => format!("set the host name to {:?}", l.hostname),
+        Step::Unshare => "create namespaces (unshare)".to_string(),
+        Step::Setsid | Step::Stdio => "start a session for the container".to_string(),
+        Step::ForkInit | Step::ForkCommand => "fork inside the container".to_string(),
+        Step::MakePrivate => "make the mounts private".to_string(),
+        Step::DevDir | Step::MountPts | Step::MountShm => "set up /dev".to_string(),
+        Step::ProcReadonly => "make /proc/sys read-only".to_string(),
+        Step::Loopback => "bring up the loopback interface".to_string(),
+        Step::Ctty => "make the terminal the command's".to_string(),
+        Step::Capabilities => "drop capabilities".to_string(),
+        Step::InitPid | Step::Exec => "start the command".to_string(),
     };
     SandboxError::Setup { step, source }
 }
