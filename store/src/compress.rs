@@ -2,10 +2,14 @@
 //! bytes on read, plus writers/readers that hash what flows through them so a
 //! layer's diffID and blob digest come out of the same single pass.
 
+mod gzip;
+
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 
 use sha2::{Digest as _, Sha256};
+
+pub use gzip::ParallelGzip;
 
 use crate::digest::Digest;
 
@@ -133,8 +137,8 @@ pub fn decompress<'a>(mut r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
 pub enum Compressor<W: Write> {
     /// Pass-through.
     None(W),
-    /// gzip encoder.
-    Gzip(flate2::write::GzEncoder<W>),
+    /// gzip encoder (chunks compressed on all cores, one gzip member).
+    Gzip(ParallelGzip<W>),
     /// zstd encoder.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
@@ -147,12 +151,8 @@ pub fn compressor<W: Write>(w: W, c: Compression, level: Level) -> io::Result<Co
     Ok(match c {
         Compression::None => Compressor::None(w),
         Compression::Gzip => {
-            let level = level.map_or(flate2::Compression::default(), |l| {
-                flate2::Compression::new(l.clamp(0, 9) as u32)
-            });
-            // A fixed header (no mtime, no name, OS byte fixed by flate2) keeps
-            // the compressed digest a function of the content alone.
-            Compressor::Gzip(flate2::GzBuilder::new().write(w, level))
+            let level = level.map_or(6, |l| l.clamp(0, 9) as u32);
+            Compressor::Gzip(ParallelGzip::new(w, level))
         }
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(w, level.unwrap_or(3))?;
