@@ -3,12 +3,13 @@
 //! before the fork and raw syscalls: no allocation, no locks, no panics.
 
 use std::ffi::{c_char, OsStr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, AT_FDCWD};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
@@ -110,13 +111,20 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     check(unshare(flags), Step::Unshare, 0);
+    // Init holds the read end and we the write end: if we are gone before
+    // init has set its PDEATHSIG, init sees the hang-up and exits.
+    let (life_r, life_w) = check(nix::unistd::pipe2(OFlag::O_CLOEXEC), Step::ForkInit, 1);
     // SAFETY: this process is single-threaded (a fork child); the child runs
     // `init`, which follows the same no-allocation rules.
     let init_pid = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(Step::ForkInit, 0, e),
-        Ok(ForkResult::Child) => init(p),
+        Ok(ForkResult::Child) => {
+            drop(life_w);
+            init(p, life_r)
+        }
         Ok(ForkResult::Parent { child }) => child,
     };
+    drop(life_r);
     report(Step::InitPid, 0, init_pid.as_raw());
     for fd in 0..=STATUS_FD {
         close_raw(fd);
@@ -149,9 +157,18 @@ const FORWARDED: [Signal; 7] = [
 
 /// Pid 1 of the new pid namespace: mounts, pivot_root, then forks the
 /// command, reaps zombies and forwards signals until the command exits.
-fn init(p: &Prepared) -> ! {
-    // If the keeper dies (killed by rbk), take the namespace down with it.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
+    // If the keeper dies (killed by rbk), take the namespace down with it;
+    // and if it already died before this line, stop here.
+    check(
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+        Step::ForkInit,
+        2,
+    );
+    let mut pfd = [PollFd::new(keeper_life.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut pfd, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        exit(EXIT_SETUP);
+    }
     setup_mounts(p);
     if let Some(h) = &p.hostname {
         check(
