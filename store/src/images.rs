@@ -191,8 +191,9 @@ impl Store {
         })
     }
 
-    /// Every image, newest first; tags sorted.
-    pub fn list(&self) -> Result<Vec<Image>, StoreError> {
+    /// The index grouped by manifest: each manifest digest with its tags
+    /// (sorted), without reading any blob.
+    pub fn tagged_manifests(&self) -> Result<BTreeMap<Digest, Vec<Reference>>, StoreError> {
         let index = {
             let _guard = self.lock(LockMode::Shared)?;
             self.read_index()?
@@ -208,9 +209,17 @@ impl Store {
                 }
             }
         }
-        let mut images = Vec::with_capacity(by_manifest.len());
-        for (digest, mut tags) in by_manifest {
+        for tags in by_manifest.values_mut() {
             tags.sort();
+        }
+        Ok(by_manifest)
+    }
+
+    /// Every image, newest first; tags sorted.
+    pub fn list(&self) -> Result<Vec<Image>, StoreError> {
+        let by_manifest = self.tagged_manifests()?;
+        let mut images = Vec::with_capacity(by_manifest.len());
+        for (digest, tags) in by_manifest {
             let name = tags
                 .first()
                 .map_or_else(|| digest.to_string(), Reference::familiar);
@@ -374,6 +383,12 @@ impl Store {
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
         let desc = Descriptor::new(&media_type, image.manifest_digest.clone(), size);
         self.update_index(|index| {
+            // A concurrent prune may have collected a dangling image.
+            if !self.content.has(&desc.digest) {
+                return Err(StoreError::BlobMissing {
+                    digest: desc.digest.clone(),
+                });
+            }
             set_tag(index, &desc, r);
             Ok(())
         })
@@ -399,27 +414,47 @@ impl Store {
     /// `rmi` semantics. A tag: untag it, and delete the image if it was its
     /// last. An id or digest: delete the image and all its tags, refusing
     /// when several tags point at it unless `force`.
+    /// A tag is found from the index alone, so an image whose blobs are
+    /// corrupt or missing can still be removed by name.
     pub fn remove(&self, name_or_id: &str, force: bool) -> Result<Vec<RemoveEvent>, StoreError> {
-        let image = self.resolve(name_or_id)?;
-        let by_tag = Reference::parse(name_or_id)
-            .ok()
-            .filter(|r| r.digest().is_none() && image.tags.contains(r));
+        let by_tag = Reference::parse(name_or_id).ok().and_then(|r| {
+            let (digest, tags) = self
+                .tagged_manifests()
+                .ok()?
+                .into_iter()
+                .find(|(_, tags)| r.digest().is_none() && tags.contains(&r))?;
+            Some((r, digest, tags))
+        });
+        let (by_tag, manifest_digest, tags, id) = match by_tag {
+            Some((r, digest, tags)) => {
+                // The id is only for the report; a broken manifest must not
+                // stop its removal.
+                let id = self
+                    .read_json::<Manifest>(&digest, "manifest")
+                    .map_or_else(|_| digest.clone(), |m| m.config.digest);
+                (Some(r), digest, tags, id)
+            }
+            None => {
+                let image = self.resolve(name_or_id)?;
+                (None, image.manifest_digest, image.tags, image.id)
+            }
+        };
         let untag: Vec<Reference> = match &by_tag {
-            Some(r) if image.tags.len() > 1 => vec![r.clone()],
-            Some(_) => image.tags.clone(),
-            None if image.tags.len() > 1 && !force => {
+            Some(r) if tags.len() > 1 => vec![r.clone()],
+            Some(_) => tags.clone(),
+            None if tags.len() > 1 && !force => {
                 return Err(StoreError::ImageHasTags {
-                    id: image.id.short().to_string(),
-                    tags: image.tags.iter().map(Reference::familiar).collect(),
+                    id: id.short().to_string(),
+                    tags: tags.iter().map(Reference::familiar).collect(),
                 })
             }
-            None => image.tags.clone(),
+            None => tags.clone(),
         };
-        let delete = untag.len() == image.tags.len();
+        let delete = untag.len() == tags.len();
         let names: HashSet<String> = untag.iter().map(|r| r.to_string()).collect();
         self.update_index(|index| {
             index.manifests.retain(|d| {
-                if d.digest != image.manifest_digest {
+                if d.digest != manifest_digest {
                     return true;
                 }
                 match d.ref_name() {
@@ -431,7 +466,7 @@ impl Store {
         })?;
         let mut events: Vec<RemoveEvent> = untag.into_iter().map(RemoveEvent::Untagged).collect();
         if delete {
-            events.push(RemoveEvent::Deleted(image.id));
+            events.push(RemoveEvent::Deleted(id));
         }
         Ok(events)
     }

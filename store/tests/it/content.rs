@@ -410,3 +410,19 @@ fn prune_spares_recent_orphans_while_another_process_has_the_store_open() {
     assert_eq!(report.blobs, vec![orphan.clone()]);
     assert!(!store.content.has(&orphan));
 }
+
+#[test]
+fn broken_image_is_named_in_errors_and_can_still_be_removed_by_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    make_image(&store, b"fine", "2024-01-01T00:00:00Z", &["fine"]);
+    let broken = make_image(&store, b"broken", "2024-01-01T00:00:00Z", &["broken"]);
+    fs::remove_file(store.content.path(&broken.id)).unwrap();
+    let err = store.list().unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains("broken:latest"), "{chain}");
+    assert!(chain.contains(broken.id.as_str()), "{chain}");
+    let ev = store.remove("broken", false).unwrap();
+    assert_eq!(ev.last(), Some(&RemoveEvent::Deleted(broken.id.clone())));
+    assert_eq!(store.list().unwrap().len(), 1);
+}
