@@ -297,27 +297,23 @@ fn cancel_kills_the_process_tree_quickly() {
         return;
     };
     let token = CancelToken::new();
-    let canceller = {
-        let token = token.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            token.cancel();
-        })
-    };
-    let start = Instant::now();
+    // Cancel as soon as the container says it runs (as the scheduler does
+    // when another step fails).
+    let mut cancelled_at = None;
     let result = NamespaceExecutor.run(
         dir.path(),
-        &sh("sleep 100 & sleep 100; echo never"),
-        &mut |_, _| {},
+        &sh("sleep 100 & echo running; sleep 100; echo never"),
+        &mut |_, data| {
+            if data.starts_with(b"running") && cancelled_at.is_none() {
+                token.cancel();
+                cancelled_at = Some(Instant::now());
+            }
+        },
         &token,
     );
-    canceller.join().unwrap();
     assert!(matches!(result, Err(SandboxError::Cancelled)), "{result:?}");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    let took = cancelled_at.unwrap().elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
     // No process of the container survives (busybox's sleep runs from our rootfs).
     let exe = dir.path().join("bin/busybox");
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -333,26 +329,24 @@ fn signals_are_forwarded_to_the_command() {
         return;
     };
     let token = CancelToken::new();
-    let sender = {
-        let token = token.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
-            token.send_signal(libc::SIGTERM);
-        })
-    };
     let mut out = Vec::new();
+    // Signal once the trap is set (the command says so).
     let code = NamespaceExecutor
         .run(
             dir.path(),
-            &sh("trap 'echo got-term; exit 5' TERM; sleep 10 & wait"),
-            &mut |_, d| out.extend_from_slice(d),
+            &sh("trap 'echo got-term; exit 5' TERM; echo ready; sleep 10 & wait"),
+            &mut |_, d| {
+                if d.starts_with(b"ready") {
+                    token.send_signal(libc::SIGTERM);
+                }
+                out.extend_from_slice(d)
+            },
             &token,
         )
         .unwrap();
-    sender.join().unwrap();
     assert_eq!(
         (code, String::from_utf8_lossy(&out).as_ref()),
-        (5, "got-term\n")
+        (5, "ready\ngot-term\n")
     );
 }
 
@@ -395,31 +389,36 @@ fn parallel_runs_keep_their_own_output() {
     let Some(dirs) = dirs.into_iter().collect::<Option<Vec<_>>>() else {
         return;
     };
-    let start = Instant::now();
+    // Each run announces itself in a shared directory and waits (up to 10 s)
+    // until it sees all four: only runs that are alive together finish with
+    // "4". No run may wait for another (e.g. for another's pipes to close).
+    let sync = tempfile::tempdir().unwrap();
+    let script = |i: usize| {
+        format!(
+            "echo start {i}; touch /sync/{i}; \
+             for t in $(seq 100); do [ $(ls /sync | wc -l) -ge 4 ] && break; sleep 0.1; done; \
+             echo seen $(ls /sync | wc -l)"
+        )
+    };
     std::thread::scope(|s| {
         let handles: Vec<_> = dirs
             .iter()
             .enumerate()
             .map(|(i, dir)| {
-                s.spawn(move || {
-                    run(
-                        dir.path(),
-                        &sh(&format!("echo start {i}; sleep 0.5; echo end {i}")),
-                    )
-                })
+                let mut spec = sh(&script(i));
+                spec.mounts = vec![BindMount {
+                    source: sync.path().into(),
+                    target: "/sync".into(),
+                    readonly: false,
+                }];
+                s.spawn(move || run(dir.path(), &spec))
             })
             .collect();
         for (i, h) in handles.into_iter().enumerate() {
-            let (code, out, _) = h.join().unwrap().unwrap();
-            assert_eq!((code, out), (0, format!("start {i}\nend {i}\n")));
+            let (code, out, err) = h.join().unwrap().unwrap();
+            assert_eq!((code, out), (0, format!("start {i}\nseen 4\n")), "{err}");
         }
     });
-    // They overlapped (and no run waited for another's pipes to close).
-    assert!(
-        start.elapsed() < Duration::from_millis(1900),
-        "{:?}",
-        start.elapsed()
-    );
 }
 
 #[test]
@@ -555,28 +554,29 @@ fn rbk_signals_reach_the_container_through_the_forwarder() {
     };
     let token = CancelToken::new();
     let forwarder = rbk_scheduler::sandbox::forward_signals(&token).unwrap();
-    let sender = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_millis(400));
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &std::process::id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    });
     let mut out = Vec::new();
+    // Once the trap is set, someone sends rbk a SIGINT.
     let code = NamespaceExecutor
         .run(
             dir.path(),
-            &sh("trap 'echo got-int; exit 6' INT; sleep 10 & wait"),
-            &mut |_, d| out.extend_from_slice(d),
+            &sh("trap 'echo got-int; exit 6' INT; echo ready; sleep 10 & wait"),
+            &mut |_, d| {
+                if d.starts_with(b"ready") {
+                    let status = std::process::Command::new("kill")
+                        .args(["-INT", &std::process::id().to_string()])
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+                out.extend_from_slice(d)
+            },
             &token,
         )
         .unwrap();
-    sender.join().unwrap();
     drop(forwarder);
     assert_eq!(
         (code, String::from_utf8_lossy(&out).as_ref()),
-        (6, "got-int\n")
+        (6, "ready\ngot-int\n")
     );
     assert!(!token.is_cancelled());
 }
