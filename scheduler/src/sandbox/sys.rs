@@ -550,6 +550,15 @@ pub fn forward_signals(token: &CancelToken) -> Result<SignalForwarder, SandboxEr
     })
 }
 
+impl std::fmt::Debug for SignalForwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signals: Vec<Signal> = self.old.iter().map(|(s, _)| *s).collect();
+        f.debug_struct("SignalForwarder")
+            .field("signals", &signals)
+            .finish()
+    }
+}
+
 impl Drop for SignalForwarder {
     fn drop(&mut self) {
         for (sig, prev) in self.old.drain(..) {
