@@ -156,6 +156,12 @@ pub enum FileOpError {
         /// The path in the rootfs.
         path: PathBuf,
     },
+    /// A heredoc or download name that cannot be a file name.
+    #[error("{name:?} cannot be used as a file name")]
+    BadName {
+        /// The name.
+        name: String,
+    },
     /// A computed path left the rootfs (a bug guard; should never happen).
     #[error("refusing to write outside the rootfs: {}", .path.display())]
     Escape {
@@ -324,7 +330,12 @@ fn file_target(
 ) -> Result<PathBuf, FileOpError> {
     if into_dir {
         w.ensure_dir(dest)?;
-        let base = Path::new(name).file_name().unwrap_or(name.as_ref());
+        // Names are single components already; this also refuses `..`.
+        let base = Path::new(name)
+            .file_name()
+            .ok_or_else(|| FileOpError::BadName {
+                name: name.to_string(),
+            })?;
         Ok(dest.join(base))
     } else {
         if let Some(parent) = dest.parent() {

@@ -11,8 +11,10 @@ use rayon::prelude::*;
 
 use super::{ContextError, EntryKind, EntryMeta, Selection, StatCache};
 
-/// Files at least this big are hashed with blake3's own multithreading over
-/// a memory map; smaller ones are one read each, spread over the pool.
+/// Files at least this big are read in chunks of this size, each hashed
+/// with blake3's own multithreading; smaller ones are one read each, spread
+/// over the pool. (No mmap: a file truncated while mapped would SIGBUS the
+/// whole build.)
 const BIG_FILE: u64 = 8 << 20;
 
 /// Version tag mixed into every digest, bumped when the encoding changes.
@@ -141,11 +143,32 @@ fn hash_file(path: &Path, size: u64) -> std::io::Result<[u8; 32]> {
         .open(path)?;
     let mut h = blake3::Hasher::new();
     if size >= BIG_FILE {
-        h.update_mmap_rayon(path)?;
+        let mut buf = vec![0u8; BIG_FILE as usize];
+        loop {
+            let n = read_full(&mut file, &mut buf)?;
+            h.update_rayon(&buf[..n]);
+            if n < buf.len() {
+                break;
+            }
+        }
     } else {
         let mut buf = Vec::with_capacity(size as usize + 1);
         file.read_to_end(&mut buf)?;
         h.update(&buf);
     }
     Ok(*h.finalize().as_bytes())
+}
+
+/// Fills `buf` unless the file ends first; returns how much was read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }

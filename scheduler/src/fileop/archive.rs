@@ -2,8 +2,9 @@
 //!
 //! Like BuildKit, a source is an archive when, after undoing a compression
 //! recognised by its magic bytes, it starts with a valid tar header.
-//! Supported: plain tar, gzip and zstd. bzip2 and xz archives are copied as
-//! plain files (a known gap: Docker would extract them).
+//! Supported: plain tar, gzip, bzip2, xz and zstd, as Docker supports. The
+//! xz decoder has no streaming interface, so an xz archive is decompressed
+//! to an anonymous temporary file first.
 //!
 //! Extraction writes as a process chrooted into the rootfs would: names are
 //! cleaned, an entry with a `..` component is refused, and each entry's
@@ -12,7 +13,7 @@
 //! archive unless `--chown` is given.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -26,6 +27,8 @@ use super::FileOpError;
 pub(crate) enum Format {
     Tar,
     Gzip,
+    Bzip2,
+    Xz,
     Zstd,
 }
 
@@ -42,29 +45,69 @@ fn decoder(path: &Path, format: Format) -> Result<Box<dyn Read>, FileOpError> {
     Ok(match format {
         Format::Tar => Box::new(file),
         Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(file)),
         Format::Zstd => {
             Box::new(zstd::Decoder::with_buffer(file).map_err(io_at("decompress", path))?)
         }
+        Format::Xz => {
+            let mut out =
+                tempfile::tempfile().map_err(io_at("create a temporary file for", path))?;
+            let mut input = file;
+            lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| FileOpError::Archive {
+                path: path.to_path_buf(),
+                why: format!("xz: {e}"),
+            })?;
+            out.rewind().map_err(io_at("rewind", path))?;
+            Box::new(BufReader::new(out))
+        }
     })
+}
+
+/// Just enough decompressed bytes of `path` to see a tar header; decoding
+/// stops once they are in (for xz, whose decoder only writes).
+fn head(path: &Path, format: Format, buf: &mut [u8; 512]) -> Option<usize> {
+    if format != Format::Xz {
+        let mut reader = decoder(path, format).ok()?;
+        return read_full(&mut reader, buf).ok();
+    }
+    struct Capped<'a>(&'a mut [u8; 512], usize);
+    impl Write for Capped<'_> {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            if self.1 == self.0.len() {
+                // Enough: abort the decoder.
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let n = data.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&data[..n]);
+            self.1 += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut input = BufReader::new(open(path).ok()?);
+    let mut capped = Capped(buf, 0);
+    let _ = lzma_rs::xz_decompress(&mut input, &mut capped);
+    Some(capped.1)
 }
 
 /// The archive format of `path`, or `None` if it is not a tar archive we
 /// can read (then ADD copies it as a file).
 pub(crate) fn detect(path: &Path) -> Result<Option<Format>, FileOpError> {
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; 6];
     let n = read_full(&mut open(path)?, &mut magic).map_err(io_at("read", path))?;
     let format = match &magic[..n] {
         [0x1f, 0x8b, ..] => Format::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
+        [b'B', b'Z', b'h', ..] => Format::Bzip2,
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Format::Xz,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Format::Zstd,
         _ => Format::Tar,
     };
     let mut header = [0u8; 512];
     // A decoding error means "not an archive", not a failed build.
-    let Ok(mut reader) = decoder(path, format) else {
-        return Ok(None);
-    };
-    match read_full(&mut reader, &mut header) {
-        Ok(512) if is_tar_header(&header) => Ok(Some(format)),
+    match head(path, format, &mut header) {
+        Some(512) if is_tar_header(&header) => Ok(Some(format)),
         _ => Ok(None),
     }
 }

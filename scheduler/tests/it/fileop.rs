@@ -492,7 +492,7 @@ fn add_spec(sources: &[&str], dest: &str) -> CopySpec {
 }
 
 #[test]
-fn add_extracts_tar_gzip_and_zstd() {
+fn add_extracts_tar_gzip_bzip2_xz_and_zstd() {
     let d = dirs();
     let plain = tar_bytes(&[
         ("top/", tar::EntryType::Directory, b"", None),
@@ -510,8 +510,20 @@ fn add_extracts_tar_gzip_and_zstd() {
     )
     .unwrap();
     fs::write(d.ctx.join("not-a-tar.gz"), b"plain text").unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    bz.write_all(&plain).unwrap();
+    fs::write(d.ctx.join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut plain.as_slice(), &mut xz).unwrap();
+    fs::write(d.ctx.join("a.tar.xz"), xz).unwrap();
 
-    for (name, dest) in [("a.tar", "/x"), ("a.tgz", "/y/"), ("a.tar.zst", "/z")] {
+    for (name, dest) in [
+        ("a.tar", "/x"),
+        ("a.tgz", "/y/"),
+        ("a.tar.zst", "/z"),
+        ("a.tar.bz2", "/b"),
+        ("a.tar.xz", "/xz/"),
+    ] {
         copy(&d.ctx, &d.rootfs, &add_spec(&[name], dest), None).unwrap();
         let dir = dest.trim_matches('/');
         assert_eq!(
