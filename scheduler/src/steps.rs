@@ -36,7 +36,9 @@ pub enum StepError {
     #[error("{0}")]
     Context(String),
     /// A base image is missing or unreadable.
-    #[error("base image {image}: {message}")]
+    #[error(
+        "base image {image}: {message} (bring it in with `rbk load`, `rbk import` or `rbk pull`)"
+    )]
     BaseImage {
         /// The reference.
         image: String,
@@ -358,12 +360,16 @@ pub(crate) fn run_exec(
     let code = b
         .executor
         .run(rootfs, &spec, &mut output, cancel)
-        .map_err(|e| {
-            if cancel.is_cancelled() {
-                StepError::Cancelled
-            } else {
-                StepError::Sandbox(e.to_string())
-            }
+        .map_err(|e| match (&e, e.exit_code()) {
+            (crate::sandbox::SandboxError::Cancelled, _) => StepError::Cancelled,
+            _ if cancel.is_cancelled() => StepError::Cancelled,
+            // A command that cannot be found or run fails like a shell would.
+            (_, Some(code)) => StepError::Exit {
+                command: serde_json::to_string(&exec.args).unwrap_or_default(),
+                code,
+                tail: vec![e.to_string()],
+            },
+            _ => StepError::Sandbox(e.to_string()),
         })?;
     drop(keep_views);
     drop(keep_dirs);
