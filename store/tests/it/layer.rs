@@ -674,27 +674,39 @@ fn layer_throughput() {
     eprintln!("tree: {mb:.0} MiB in {} big + 5000 small files", i);
     for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let path = t.path().join(format!("layer.{c}"));
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_seconds());
         let info = layer::tar_dir(&src, fs::File::create(&path).unwrap(), c).unwrap();
-        let d = start.elapsed().as_secs_f64();
+        let (d, dcpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
         let dst = t.path().join(format!("dst-{c}"));
         fs::create_dir(&dst).unwrap();
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), cpu_seconds());
         let st = layer::apply(
             compress::decompress(fs::File::open(&path).unwrap()).unwrap(),
             &dst,
             ApplyMode::Merge,
         )
         .unwrap();
-        let a = start.elapsed().as_secs_f64();
+        let (a, acpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
         assert_eq!(st.diff_id, info.diff_id);
         eprintln!(
-            "{c:>5}: diff {d:.2}s ({:.0} MiB/s), blob {:.0} MiB; apply {a:.2}s ({:.0} MiB/s)",
+            "{c:>5}: diff {d:.2}s wall ({:.0} MiB/s), {dcpu:.2}s cpu ({:.0} MiB per cpu-s), blob {:.0} MiB; \
+             apply {a:.2}s wall ({:.0} MiB/s), {acpu:.2}s cpu",
             mb / d,
+            mb / dcpu.max(0.01),
             info.size as f64 / (1 << 20) as f64,
             mb / a
         );
         fs::remove_dir_all(&dst).unwrap();
         fs::remove_file(&path).unwrap();
     }
+}
+
+/// User + system CPU time of this process (all threads), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }

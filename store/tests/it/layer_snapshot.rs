@@ -550,3 +550,50 @@ fn overlay_mounts_a_deep_chain_of_chain_id_keys() {
         }
     });
 }
+
+#[test]
+fn snapshot_busybox_rootfs_runs_and_its_changes_diff() {
+    let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let (Some(chroot), true, true) = (chroot, sys::is_root(), Path::new("/bin/busybox").exists())
+    else {
+        eprintln!("SKIPPED: snapshot_busybox_rootfs_runs_and_its_changes_diff needs root, chroot and /bin/busybox");
+        return;
+    };
+    each_backend(
+        "snapshot_busybox_rootfs_runs_and_its_changes_diff",
+        |b, root| {
+            let snap = open(b, &root.join("snaps"));
+            snap.prepare("base", None).unwrap();
+            edit(&*snap, "base", rich_tree);
+            snap.commit("l1", "base").unwrap();
+            snap.prepare("run", Some("l1")).unwrap();
+            edit(&*snap, "run", |r| {
+                let st = std::process::Command::new(chroot)
+                    .arg(r)
+                    .args([
+                        "/bin/sh",
+                        "-c",
+                        "echo hi > /etc/from-sh && rm /etc/passwd && mkdir -p /opt/app",
+                    ])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{b:?}: busybox sh failed in the snapshot");
+            });
+            let mut out = Vec::new();
+            snap.diff("run", &mut out, Compression::Zstd).unwrap();
+            let names = entry_names(&out);
+            for want in ["etc/", "etc/.wh.passwd", "etc/from-sh", "opt/", "opt/app/"] {
+                assert!(
+                    names.contains(&want.to_string()),
+                    "{b:?}: {want} missing from {names:?}"
+                );
+            }
+            assert!(
+                !names.iter().any(|n| n.starts_with("bin/")),
+                "{b:?}: {names:?}"
+            );
+        },
+    );
+}
