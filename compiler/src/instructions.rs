@@ -205,40 +205,24 @@ impl<'a> Flags<'a> {
 
     /// The last value of a string flag; `--name` without `=` is an error.
     fn string(&self, name: &str) -> Result<Option<String>, ParseError> {
-        let mut out = None;
-        for (n, v) in &self.values {
-            if *n == name {
-                match v {
-                    Some(v) => out = Some((*v).to_string()),
-                    None => {
-                        return Err(flag_error(
-                            self.node,
-                            &format!("--{name}"),
-                            format!("missing a value on flag: --{name} for {}", self.keyword),
-                        ))
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.strings(name)?.pop())
     }
 
-    /// Every value of a repeatable string flag.
+    /// Every value of a repeatable string flag, in order.
     fn strings(&self, name: &str) -> Result<Vec<String>, ParseError> {
         let mut out = Vec::new();
         for (n, v) in &self.values {
-            if *n == name {
-                match v {
-                    Some(v) => out.push((*v).to_string()),
-                    None => {
-                        return Err(flag_error(
-                            self.node,
-                            &format!("--{name}"),
-                            format!("missing a value on flag: --{name} for {}", self.keyword),
-                        ))
-                    }
-                }
+            if *n != name {
+                continue;
             }
+            let Some(v) = v else {
+                return Err(flag_error(
+                    self.node,
+                    &format!("--{name}"),
+                    format!("missing a value on flag: --{name} for {}", self.keyword),
+                ));
+            };
+            out.push((*v).to_string());
         }
         Ok(out)
     }

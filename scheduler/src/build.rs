@@ -554,15 +554,7 @@ impl Ops for GraphOps<'_, '_> {
                         layers.push(Layer { blob, diff_id });
                         self.cached
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        self.b.reporter.on_finish(
-                            &step,
-                            &Finish {
-                                cached: true,
-                                duration: started.elapsed(),
-                                explain: None,
-                                failed: false,
-                            },
-                        );
+                        self.finish(&step, started, true, None, false);
                         return Ok(State {
                             key,
                             layers: Arc::new(layers),
@@ -584,15 +576,7 @@ impl Ops for GraphOps<'_, '_> {
                 let (blob, diff_id) = match result {
                     Ok(x) => x,
                     Err(e) => {
-                        self.b.reporter.on_finish(
-                            &step,
-                            &Finish {
-                                cached: false,
-                                duration: started.elapsed(),
-                                explain: why,
-                                failed: true,
-                            },
-                        );
+                        self.finish(&step, started, false, why, true);
                         return Err(e);
                     }
                 };
@@ -621,15 +605,7 @@ impl Ops for GraphOps<'_, '_> {
                     .put(&record)
                     .map_err(|e| StepError::Store(e.to_string()))?;
                 self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                self.b.reporter.on_finish(
-                    &step,
-                    &Finish {
-                        cached: false,
-                        duration: started.elapsed(),
-                        explain: why,
-                        failed: false,
-                    },
-                );
+                self.finish(&step, started, false, why, false);
                 Ok(state)
             }
         }
@@ -637,6 +613,23 @@ impl Ops for GraphOps<'_, '_> {
 }
 
 impl GraphOps<'_, '_> {
+    fn finish(
+        &self,
+        step: &Step,
+        started: Instant,
+        cached: bool,
+        explain: Option<String>,
+        failed: bool,
+    ) {
+        let f = Finish {
+            cached,
+            duration: started.elapsed(),
+            explain,
+            failed,
+        };
+        self.b.reporter.on_finish(step, &f);
+    }
+
     /// Runs a RUN/COPY/ADD on a fresh snapshot over the parent, and commits
     /// the change as a layer blob and a snapshot.
     fn execute(
