@@ -210,6 +210,12 @@ pub enum FileOpError {
         /// What the content hashes to.
         actual: String,
     },
+    /// `--checksum` given with a source that is not a URL.
+    #[error("checksum can't be specified for non-HTTP(S) sources: {local}")]
+    ChecksumNeedsUrl {
+        /// The first local source.
+        local: String,
+    },
     /// A `--checksum` value that is not `algorithm:hex`.
     #[error("invalid --checksum {value:?}: expected sha256:<hex>, sha384:<hex> or sha512:<hex>")]
     BadChecksum {
@@ -246,6 +252,12 @@ pub fn copy(
         .partition(|s| spec.add.is_some() && url::is_url(s));
     if spec.sources.is_empty() && spec.heredocs.is_empty() {
         return Err(FileOpError::NoSources);
+    }
+    let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_ref());
+    if let (Some(_), Some(source)) = (checksum, locals.first()) {
+        return Err(FileOpError::ChecksumNeedsUrl {
+            local: source.to_string(),
+        });
     }
 
     let excludes = IgnoreMatcher::from_patterns(&spec.excludes).map_err(ContextError::Exclude)?;

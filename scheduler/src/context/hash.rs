@@ -73,7 +73,7 @@ pub(crate) fn digest_selection(
                 (true, false) => entry.sub.clone(),
                 (false, false) => format!("{}/{}", src.name, entry.sub),
             };
-            files.push((shown, hex::encode(rec)));
+            files.push((shown, blake3::Hash::from(rec).to_hex().to_string()));
         }
     }
     Ok(ContentDigest {
