@@ -5,6 +5,7 @@
 mod cmd_build;
 mod cmd_graph;
 mod cmd_image;
+mod cmd_run;
 mod inputs;
 mod progress;
 mod signals;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Build images from a Dockerfile or an rbk.toml
     Build(cmd_build::BuildArgs),
+    /// Run a command in a new container from an image
+    Run(cmd_run::RunArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's dump format)
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let _ = SNAPSHOTTER.set(cli.snapshotter);
     match cli.command {
         Command::Build(a) => cmd_build::build(&root, &a),
+        Command::Run(a) => cmd_run::run(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::Graph(a) => {

@@ -1,0 +1,647 @@
+//! `rbk run`: starts a container from an image in the store, in the same
+//! sandbox as RUN steps, on a fresh writable layer over the image's
+//! snapshots.
+//!
+//! rbk has no daemon and no container store (yet): a container lives exactly
+//! as long as its `rbk run`. Its writable layer and its anonymous volumes are
+//! removed when it exits, so `--rm` is what always happens; the flag is
+//! accepted so Docker command lines work unchanged. Keep data with a bind
+//! mount (`-v /host/dir:/data`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rbk_scheduler::sandbox::{
+    forward_signals, rootfs::resolve_in_root, sandbox_supported, BindMount, CancelToken, ExecSpec,
+    Executor, NamespaceExecutor, NetworkMode, OutputStream, SandboxError, StdinMode,
+};
+use rbk_store::images::{Image, Store};
+use rbk_store::oci::ContainerConfig;
+use rbk_store::snapshot::{SnapshotError, Snapshotter};
+use rbk_store::StoreError;
+
+/// `rbk run`
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "rbk has no daemon: the container runs in the foreground (put it in the \
+background with the shell's `&`), on the host's network by default, and its writable layer and \
+anonymous volumes are removed when it exits (--rm is implied). Signals sent to rbk (Ctrl-C, \
+SIGTERM) go to the container's process; its exit code becomes rbk's.
+
+Examples:
+  rbk run --rm localhost/busybox echo hello
+  rbk run -it localhost/debian:bookworm bash
+  rbk run -e MYSQL_ROOT_PASSWORD=secret -v /srv/db:/var/lib/mysql rbk-examples/mariadb:debian
+  rbk run --entrypoint /bin/sh -u nobody -w /tmp localhost/busybox -c 'id; pwd'
+  rbk run rbk-examples/nginx:debian &          # serves on the host's port 80"
+)]
+pub struct RunArgs {
+    /// Remove the container when it exits (always done; accepted for Docker compatibility)
+    #[arg(long)]
+    pub rm: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass rbk's own value)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Working directory inside the container (replaces the image's WORKDIR)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: name, uid, name:group or uid:gid (replaces the image's USER)
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Replace the image's ENTRYPOINT (and drop its CMD); "" clears it
+    #[arg(long, value_name = "COMMAND")]
+    pub entrypoint: Option<String>,
+    /// Network: host (the host's interfaces and ports) or none (loopback only)
+    #[arg(long, default_value = "host", value_name = "MODE")]
+    pub network: String,
+    /// Bind mount HOST:CONTAINER[:ro|:rw], or CONTAINER alone for an anonymous volume
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volumes: Vec<String>,
+    /// Connect rbk's standard input to the container
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal (use with -i for an interactive shell)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// A name for the container (its host name; shown in messages)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Host name inside the container (default: the name, else the container's id)
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// The image: name[:tag], name@digest or id
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Command and arguments (replace the image's CMD)
+    #[arg(
+        value_name = "ARG",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+/// One `-v` request, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Volume {
+    /// A host path bound at a container path.
+    Bind(BindMount),
+    /// An anonymous volume at a container path.
+    Anonymous(String),
+}
+
+/// Runs a container; returns its exit code.
+pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+    let network = match args.network.as_str() {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!("--network {other:?}: use host or none"),
+    };
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    let mut extra_env = Vec::new();
+    for file in &args.env_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --env-file {}", file.display()))?;
+        extra_env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    extra_env.extend(args.env.iter().cloned());
+
+    // Nothing is created in the store for an image that is not there.
+    if !root.join("index.json").exists() {
+        bail!(
+            "no such image: {} (the store at {} is empty)",
+            args.image,
+            root.display()
+        );
+    }
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let image = match store.resolve(&args.image) {
+        Ok(i) => i,
+        Err(StoreError::ImageNotFound { name }) => {
+            bail!("no such image: {name} (build, import or load it first; see `rbk images`)")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let config = image.config.config.clone().unwrap_or_default();
+    let argv = command_line(&config, args.entrypoint.as_deref(), &args.args);
+    if argv.is_empty() {
+        bail!(
+            "no command specified: {} has no ENTRYPOINT or CMD; give one after the image name",
+            args.image
+        );
+    }
+    let env = merged_env(&config, &extra_env, |k| std::env::var(k).ok(), args.tty)?;
+    if let Err(why) = sandbox_supported() {
+        bail!("cannot run containers here: {why}");
+    }
+
+    let id = random_id();
+    let snapshotter = crate::snapshotter(root)?;
+    let parent = unpack(&store, snapshotter.as_ref(), &image)?;
+    let key = format!("run-{id}");
+    let mounts = snapshotter
+        .prepare(&key, parent.as_deref())
+        .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
+    let _snapshot = SnapshotGuard {
+        snapshotter: snapshotter.as_ref(),
+        key: key.clone(),
+    };
+    let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
+    std::fs::create_dir_all(&rootfs)
+        .with_context(|| format!("cannot create {}", rootfs.display()))?;
+    let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
+    let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
+        .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
+
+    // Anonymous volumes: `-v /path` and the image's VOLUMEs that no `-v`
+    // covers. Each gets an empty directory outside the container layer,
+    // seeded with what the image has at that path (as Docker does).
+    let mut binds = Vec::new();
+    let mut anonymous: Vec<String> = Vec::new();
+    for v in &volumes {
+        match v {
+            Volume::Bind(b) => binds.push(b.clone()),
+            Volume::Anonymous(t) => anonymous.push(t.clone()),
+        }
+    }
+    for target in config.volumes.iter().flat_map(|v| v.keys()) {
+        let target = normalize_target(target);
+        let covered = binds.iter().any(|b| b.target == target) || anonymous.contains(&target);
+        if !covered {
+            anonymous.push(target);
+        }
+    }
+    let volume_dir = root.join("volumes");
+    let mut volume_guard = DirGuard(Vec::new());
+    for (n, target) in anonymous.iter().enumerate() {
+        let dir = volume_dir.join(format!("{id}-{n}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create volume {}", dir.display()))?;
+        volume_guard.0.push(dir.clone());
+        let inside = resolve_in_root(&rootfs, target)?;
+        if inside.is_dir() {
+            copy_tree(&inside, &dir).with_context(|| {
+                format!(
+                    "cannot copy the image's {target} into its volume {}",
+                    dir.display()
+                )
+            })?;
+        }
+        binds.push(BindMount {
+            source: dir,
+            target: target.clone(),
+            readonly: false,
+        });
+    }
+
+    let spec = ExecSpec {
+        args: argv,
+        env,
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .unwrap_or_default(),
+        user: args
+            .user
+            .clone()
+            .or_else(|| config.user.clone())
+            .unwrap_or_default(),
+        hostname: args
+            .hostname
+            .clone()
+            .or_else(|| args.name.clone())
+            .unwrap_or_else(|| id.clone()),
+        network,
+        mounts: binds,
+        stdin: if args.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        tty: args.tty,
+    };
+    let cancel = CancelToken::new();
+    let result = {
+        let _forward = forward_signals(&cancel)?;
+        NamespaceExecutor.run(&rootfs, &spec, &mut write_output, &cancel)
+    };
+    let unmounted = mounted.unmount();
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => match e.exit_code() {
+            // A missing command is the container's failure, not rbk's: one
+            // line and the shell's exit code.
+            Some(code) => {
+                eprintln!("rbk: {e}");
+                code
+            }
+            None => return Err(run_error(e, &args.image)),
+        },
+    };
+    unmounted.with_context(|| format!("cannot unmount {}", rootfs.display()))?;
+    Ok(code)
+}
+
+fn run_error(e: SandboxError, image: &str) -> anyhow::Error {
+    anyhow!(e).context(format!("cannot run {image}"))
+}
+
+/// Writes a chunk of the container's output at once (no buffering, so
+/// prompts and progress show up as they come). A closed stdout is ignored.
+fn write_output(stream: OutputStream, chunk: &[u8]) {
+    let _ = match stream {
+        OutputStream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(chunk).and_then(|()| out.flush())
+        }
+        OutputStream::Stderr => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(chunk).and_then(|()| err.flush())
+        }
+    };
+}
+
+/// Docker's rules for the command line: ENTRYPOINT + CMD; arguments replace
+/// CMD; `--entrypoint` replaces ENTRYPOINT and drops the image's CMD (an
+/// empty one clears it).
+fn command_line(
+    config: &ContainerConfig,
+    entrypoint: Option<&str>,
+    args: &[String],
+) -> Vec<String> {
+    let (entry, image_cmd) = match entrypoint {
+        Some("") => (Vec::new(), Vec::new()),
+        Some(e) => (vec![e.to_string()], Vec::new()),
+        None => (
+            config.entrypoint.clone().unwrap_or_default(),
+            config.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let cmd = if args.is_empty() {
+        image_cmd
+    } else {
+        args.to_vec()
+    };
+    entry.into_iter().chain(cmd).collect()
+}
+
+/// The image's ENV, then `-e`/`--env-file` entries (a later key wins; `KEY`
+/// alone takes `host(KEY)` and is dropped when the host has none, as in
+/// Docker). A terminal gets `TERM=xterm` unless one is set.
+fn merged_env(
+    config: &ContainerConfig,
+    extra: &[String],
+    host: impl Fn(&str) -> Option<String>,
+    tty: bool,
+) -> Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(pair) => pair.1 = v,
+        None => env.push((k.to_string(), v)),
+    };
+    for kv in config.env.iter().flatten() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v.to_string());
+    }
+    for kv in extra {
+        match kv.split_once('=') {
+            Some(("", _)) => bail!("invalid environment variable {kv:?}: the name is empty"),
+            Some((k, v)) => set(k, v.to_string()),
+            None if kv.is_empty() => bail!("invalid environment variable \"\": the name is empty"),
+            None => {
+                if let Some(v) = host(kv) {
+                    set(kv, v);
+                }
+            }
+        }
+    }
+    if tty && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
+    Ok(env)
+}
+
+/// `/a/b/` and `a/b` both mean `/a/b` inside the container.
+fn normalize_target(t: &str) -> String {
+    let trimmed = t.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else if trimmed.starts_with('/') {
+        trimmed.into()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// Parses `HOST:CONTAINER[:ro|:rw]` or `CONTAINER`.
+fn parse_volume(spec: &str) -> Result<Volume> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, target, mode) = match parts.as_slice() {
+        [target] => return anonymous_volume(spec, target),
+        [host, target] => (*host, *target, "rw"),
+        [host, target, mode] => (*host, *target, *mode),
+        _ => bail!("invalid volume {spec:?}: expected HOST:CONTAINER[:ro]"),
+    };
+    let readonly = match mode {
+        "ro" => true,
+        "rw" | "" => false,
+        other => bail!("invalid volume {spec:?}: unknown mode {other:?} (use ro or rw)"),
+    };
+    if !host.starts_with('/') && !host.starts_with('.') {
+        bail!("invalid volume {spec:?}: named volumes are not supported; give a host path (absolute or ./relative)");
+    }
+    if !target.starts_with('/') {
+        bail!("invalid volume {spec:?}: the container path {target:?} must be absolute");
+    }
+    let host = PathBuf::from(host);
+    // Like Docker, a missing host directory is created.
+    if !host.exists() {
+        std::fs::create_dir_all(&host)
+            .with_context(|| format!("cannot create volume source {}", host.display()))?;
+    }
+    let source = std::fs::canonicalize(&host)
+        .with_context(|| format!("cannot use volume source {}", host.display()))?;
+    Ok(Volume::Bind(BindMount {
+        source,
+        target: normalize_target(target),
+        readonly,
+    }))
+}
+
+fn anonymous_volume(spec: &str, target: &str) -> Result<Volume> {
+    if !target.starts_with('/') {
+        bail!(
+            "invalid volume {spec:?}: expected HOST:CONTAINER[:ro] or an absolute container path"
+        );
+    }
+    Ok(Volume::Anonymous(normalize_target(target)))
+}
+
+/// Makes sure every layer of `image` is a committed snapshot and returns the
+/// top one's key (`None` for an image without layers).
+fn unpack(store: &Store, snapshotter: &dyn Snapshotter, image: &Image) -> Result<Option<String>> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    let layers = &image.manifest.layers;
+    if diff_ids.len() != layers.len() {
+        bail!(
+            "image {} is inconsistent: {} layers but {} diff ids in its config",
+            image.id,
+            layers.len(),
+            diff_ids.len()
+        );
+    }
+    let chain = rbk_store::oci::chain_ids(diff_ids);
+    let mut parent: Option<String> = None;
+    for ((layer, diff_id), chain_id) in layers.iter().zip(diff_ids).zip(&chain) {
+        let key = chain_id.hex().to_string();
+        if !snapshotter.exists(&key) {
+            let blob = store
+                .content
+                .open_blob(&layer.digest)
+                .with_context(|| format!("cannot read layer {}", layer.digest))?;
+            let mut plain = rbk_store::compress::decompress(blob)
+                .with_context(|| format!("cannot decompress layer {}", layer.digest))?;
+            match snapshotter.apply_layer(&key, parent.as_deref(), &mut plain, Some(diff_id)) {
+                Ok(_) => {}
+                // Another rbk unpacked it at the same time: theirs is as good.
+                Err(SnapshotError::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    return Err(anyhow!(e).context(format!("cannot unpack layer {}", layer.digest)))
+                }
+            }
+        }
+        parent = Some(key);
+    }
+    Ok(parent)
+}
+
+/// A short random container id (12 hex digits, like Docker's short ids).
+fn random_id() -> String {
+    let mut bytes = [0u8; 6];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !filled {
+        // Unique enough for one machine: pid and time.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let mix = nanos ^ (u128::from(std::process::id()) << 64);
+        bytes.copy_from_slice(&mix.to_le_bytes()[..6]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copies the tree under `from` into the existing directory `to`, keeping
+/// owners, modes and symlinks (an anonymous volume starts as a copy of the
+/// image's content there, owner included: mysqld needs its datadir's owner).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{lchown, MetadataExt as _, PermissionsExt as _};
+    let md = std::fs::symlink_metadata(from)?;
+    lchown(to, Some(md.uid()), Some(md.gid()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let md = entry.metadata()?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+            continue;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            // Sockets, fifos and devices are not data worth seeding.
+            continue;
+        }
+        lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the container's writable snapshot, even on an error path.
+struct SnapshotGuard<'a> {
+    snapshotter: &'a dyn Snapshotter,
+    key: String,
+}
+
+impl Drop for SnapshotGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.snapshotter.remove(&self.key) {
+            eprintln!(
+                "rbk: warning: cannot remove the container's layer {}: {e}",
+                self.key
+            );
+        }
+    }
+}
+
+/// Removes directories (the mount point, anonymous volumes) when dropped.
+/// Declared before the mounts they hold, so dropped after them.
+struct DirGuard(Vec<PathBuf>);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            // remove_dir_all does not cross into a still-mounted directory's
+            // content on its own; a leftover mount makes this fail, which is
+            // the safe outcome.
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(entry: &[&str], cmd: &[&str]) -> ContainerConfig {
+        let v = |s: &[&str]| (!s.is_empty()).then(|| s.iter().map(|x| x.to_string()).collect());
+        ContainerConfig {
+            entrypoint: v(entry),
+            cmd: v(cmd),
+            ..ContainerConfig::default()
+        }
+    }
+
+    #[test]
+    fn command_line_follows_docker() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: &[(&[&str], &[&str], Option<&str>, &[&str], &[&str])] = &[
+            (&[], &["sh"], None, &[], &["sh"]),
+            (&[], &["sh"], None, &["ls", "-l"], &["ls", "-l"]),
+            (&["/e.sh"], &["mysqld"], None, &[], &["/e.sh", "mysqld"]),
+            (&["/e.sh"], &["mysqld"], None, &["bash"], &["/e.sh", "bash"]),
+            (&["/e.sh"], &["mysqld"], Some("/bin/sh"), &[], &["/bin/sh"]),
+            (
+                &["/e.sh"],
+                &["mysqld"],
+                Some("env"),
+                &["-i"],
+                &["env", "-i"],
+            ),
+            (&["/e.sh"], &["mysqld"], Some(""), &["id"], &["id"]),
+            (&["/e.sh"], &["mysqld"], Some(""), &[], &[]),
+            (&[], &[], None, &[], &[]),
+        ];
+        for (entry, cmd, flag, args, want) in cases {
+            let got = command_line(&config(entry, cmd), *flag, &s(args));
+            assert_eq!(got, s(want), "{entry:?} {cmd:?} {flag:?} {args:?}");
+        }
+    }
+
+    #[test]
+    fn env_merges_image_flags_and_host() {
+        let cfg = ContainerConfig {
+            env: Some(vec!["PATH=/bin".into(), "A=1".into(), "B=2".into()]),
+            ..ContainerConfig::default()
+        };
+        let host = |k: &str| (k == "HOSTVAR").then(|| "h".to_string());
+        let extra = ["A=9", "HOSTVAR", "MISSING", "C=x=y"].map(String::from);
+        let env = merged_env(&cfg, &extra, host, false).unwrap();
+        let flat: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(flat, ["PATH=/bin", "A=9", "B=2", "HOSTVAR=h", "C=x=y"]);
+        let tty = merged_env(&cfg, &[], host, true).unwrap();
+        assert_eq!(
+            tty.last().unwrap(),
+            &("TERM".to_string(), "xterm".to_string())
+        );
+        assert!(merged_env(&cfg, &["=v".into()], host, false).is_err());
+    }
+
+    #[test]
+    fn volumes_parse_like_docker() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().to_str().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(
+            parse_volume(&format!("{host}:/data/:ro")).unwrap(),
+            Volume::Bind(BindMount {
+                source: real.clone(),
+                target: "/data".into(),
+                readonly: true
+            })
+        );
+        assert!(matches!(
+            parse_volume(&format!("{host}:/d")).unwrap(),
+            Volume::Bind(BindMount {
+                readonly: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_volume("/var/lib/x/").unwrap(),
+            Volume::Anonymous("/var/lib/x".into())
+        );
+        let missing = dir.path().join("new/sub");
+        parse_volume(&format!("{}:/m", missing.display())).unwrap();
+        assert!(missing.is_dir(), "a missing host directory is created");
+        for bad in [
+            "named:/data",
+            "rel",
+            &format!("{host}:data"),
+            &format!("{host}:/d:xx"),
+            "a:b:c:d",
+        ] {
+            assert!(parse_volume(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn copy_tree_keeps_owners_modes_and_links() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("d")).unwrap();
+        std::fs::write(src.path().join("d/f"), "x").unwrap();
+        std::fs::set_permissions(
+            src.path().join("d/f"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("d/f", src.path().join("l")).unwrap();
+        copy_tree(src.path(), dst.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dst.path().join("d/f")).unwrap(),
+            "x"
+        );
+        let md = std::fs::metadata(dst.path().join("d/f")).unwrap();
+        assert_eq!(md.mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::read_link(dst.path().join("l")).unwrap(),
+            Path::new("d/f")
+        );
+    }
+
+    #[test]
+    fn ids_are_twelve_hex_digits() {
+        let id = random_id();
+        assert_eq!(id.len(), 12);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, random_id());
+    }
+}

@@ -1,0 +1,83 @@
+//! Integration tests of the `rbk` binary: each runs the real executable
+//! against a temporary store (`--root`). Tests that need root, namespaces or
+//! network print `SKIPPED: <why>` to stderr and return.
+
+mod build;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `rbk` binary under test.
+pub fn rbk_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rbk")
+}
+
+/// The repository's root (examples/ and scripts/ live there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// `rbk --root ROOT ARGS...`, run to completion.
+pub fn rbk(root: &Path, args: &[&str]) -> Output {
+    Command::new(rbk_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Why containers cannot run here, if they cannot (not root, no namespaces).
+pub fn cannot_run_containers() -> Option<String> {
+    static WHY: OnceLock<Option<String>> = OnceLock::new();
+    WHY.get_or_init(|| rbk_scheduler::sandbox::sandbox_supported().err())
+        .clone()
+}
+
+/// Prints a loud skip notice.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED: {test}: {why}");
+}
+
+/// Where base-image tarballs are cached between test runs: $RBK_TEST_CACHE,
+/// else `target/rbk-test-cache` next to the test binary's target dir.
+pub fn bases_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RBK_TEST_CACHE") {
+        return PathBuf::from(dir);
+    }
+    // CARGO_BIN_EXE_rbk is <target>/<profile>/rbk.
+    let bin = Path::new(rbk_bin());
+    bin.parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("rbk-test-cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("rbk-test-cache"))
+}
+
+/// Runs `examples/bases/make-bases.sh BASE` into the store at `root`.
+pub fn make_base(root: &Path, base: &str, extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo_root().join("examples/bases/make-bases.sh"))
+        .arg(base)
+        .env("RBK", rbk_bin())
+        .env("RBK_ROOT", root)
+        .env("RBK_BASES_CACHE", bases_cache());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
