@@ -15,6 +15,7 @@ pub mod layer;
 pub mod lock;
 pub mod oci;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod sys;
 

@@ -1,0 +1,576 @@
+//! The HTTP side: one [`Client`] with a session per registry (its scheme,
+//! credentials and tokens), requests retried with exponential backoff on
+//! connection errors and 5xx, and the 401 challenge → credentials/token →
+//! retry dance.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ureq::http::{self, Response};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::Agent;
+
+use super::auth::{self, Challenge, Credentials};
+use super::{api_host, is_local, Progress, RegistryError, RegistryOptions};
+
+/// What a request carries.
+pub(crate) enum Body {
+    /// Nothing.
+    Empty,
+    /// Bytes in memory (manifests).
+    Bytes(Vec<u8>),
+    /// A file, streamed (layers).
+    File(PathBuf),
+}
+
+/// A registry client: holds the HTTP agents and, per registry, the scheme
+/// it speaks and the tokens it granted.
+pub struct Client {
+    pub(crate) opts: RegistryOptions,
+    verifying: Agent,
+    trusting: Agent,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One registry as seen by this client.
+pub(crate) struct Session {
+    /// The registry as named in references (`docker.io`, `localhost:5000`).
+    pub(crate) registry: String,
+    /// `https://host` or `http://host`.
+    base: String,
+    agent: Agent,
+    creds: Option<Credentials>,
+    /// Authorization header per scope string; "" holds basic auth.
+    auth: Mutex<HashMap<String, String>>,
+}
+
+/// An answer whose body has been read, for small documents.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Small documents (manifests, tokens, error bodies) are read whole, up to
+/// this size: a registry cannot make us allocate without bound.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+fn agent(tls: TlsConfig) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_recv_response(Some(Duration::from_secs(300)))
+        .user_agent(concat!("rbk/", env!("CARGO_PKG_VERSION")))
+        .max_idle_connections_per_host(16)
+        .build()
+        .new_agent()
+}
+
+impl Client {
+    /// A client with `opts`; reads the CA file now so a bad path fails
+    /// before any transfer.
+    pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = &opts.ca_cert {
+            let ca_error = |reason: String| RegistryError::CaCert {
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let mut certs: Vec<Certificate<'static>> = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let ureq::tls::PemItem::Certificate(c) =
+                    item.map_err(|e| ca_error(e.to_string()))?
+                {
+                    certs.push(c);
+                }
+            }
+            if certs.is_empty() {
+                return Err(ca_error("it holds no PEM certificate".to_string()));
+            }
+            // Like `curl --cacert`: with a CA file, only its CAs are trusted.
+            tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        let trusting = agent(TlsConfig::builder().disable_verification(true).build());
+        let verifying = if opts.tls_verify {
+            agent(tls.build())
+        } else {
+            trusting.clone()
+        };
+        Ok(Client {
+            opts,
+            verifying,
+            trusting,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.opts
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.opts
+            .insecure_registries
+            .iter()
+            .any(|h| h == registry || h == api_host(registry))
+    }
+
+    fn credential_files(&self) -> Vec<&std::path::Path> {
+        self.opts
+            .auth_file
+            .iter()
+            .chain(self.opts.docker_config.iter())
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
+    /// The session for `registry`, made on first use. Registries that may
+    /// speak plain HTTP are probed: HTTPS first, HTTP if TLS fails.
+    pub(crate) fn session(&self, registry: &str) -> Result<Arc<Session>, RegistryError> {
+        self.session_with(registry, None)
+    }
+
+    pub(crate) fn session_with(
+        &self,
+        registry: &str,
+        creds: Option<Credentials>,
+    ) -> Result<Arc<Session>, RegistryError> {
+        if creds.is_none() {
+            if let Ok(map) = self.sessions.lock() {
+                if let Some(s) = map.get(registry) {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        let host = api_host(registry);
+        let insecure = self.is_insecure(registry);
+        let agent = if insecure {
+            self.trusting.clone()
+        } else {
+            self.verifying.clone()
+        };
+        let creds = creds.or_else(|| auth::lookup(&self.credential_files(), registry));
+        let mut base = format!("https://{host}");
+        if insecure || is_local(host) {
+            let probe = agent.get(format!("{base}/v2/")).call();
+            if let Err(tls_err) = probe {
+                let plain = format!("http://{host}");
+                let ok = matches!(
+                    agent.get(format!("{plain}/v2/")).call(),
+                    Ok(r) if r.status() == 200 || r.status() == 401
+                );
+                if !ok {
+                    return Err(RegistryError::Connect {
+                        registry: registry.to_string(),
+                        method: "GET",
+                        url: format!("{base}/v2/"),
+                        reason: tls_err.to_string(),
+                    });
+                }
+                base = plain;
+            }
+        }
+        let s = Arc::new(Session {
+            registry: registry.to_string(),
+            base,
+            agent,
+            creds,
+            auth: Mutex::new(HashMap::new()),
+        });
+        if let Ok(mut map) = self.sessions.lock() {
+            map.insert(registry.to_string(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Sends a request, retrying transport errors, 5xx and 429 with
+    /// backoff and answering auth challenges. `scopes` are the token scopes
+    /// the request needs (`repository:NAME:pull`).
+    // Each argument is one part of an HTTP request; a builder for a
+    // crate-internal call would only move the same list elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send(
+        &self,
+        s: &Session,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+        scopes: &[String],
+        progress: &dyn Fn(&Progress),
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let url = s.url(url);
+        let mut attempt = 1;
+        let mut challenged = false;
+        loop {
+            let auth = s.auth_header(scopes);
+            let res = s.call(method, &url, headers, body, auth.as_deref());
+            let retry_reason = match res {
+                Err(e) => e.to_string(),
+                Ok(r) if r.status().is_server_error() || r.status() == 429 => {
+                    format!("HTTP {}", r.status().as_u16())
+                }
+                Ok(r) if r.status() == 401 && !challenged => {
+                    challenged = true;
+                    let header = r
+                        .headers()
+                        .get("www-authenticate")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let message = error_message(r);
+                    self.answer_challenge(s, &header, scopes, auth.is_some(), &message)?;
+                    continue;
+                }
+                Ok(r) if r.status() == 401 || r.status() == 403 => {
+                    return Err(RegistryError::Unauthorized {
+                        registry: s.registry.clone(),
+                        reason: refused_reason(s, r),
+                    });
+                }
+                Ok(r) => return Ok(r),
+            };
+            if attempt >= self.opts.attempts.max(1) {
+                return Err(RegistryError::Connect {
+                    registry: s.registry.clone(),
+                    method,
+                    url,
+                    reason: format!("{retry_reason} (gave up after {attempt} attempts)"),
+                });
+            }
+            attempt += 1;
+            progress(&Progress::Retrying {
+                what: format!("{method} {}", path_of(&url)),
+                attempt,
+                reason: retry_reason,
+            });
+            std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+        }
+    }
+
+    /// Like [`Client::send`], then reads the (small) body.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fetch(
+        &self,
+        s: &Session,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+        scopes: &[String],
+        progress: &dyn Fn(&Progress),
+    ) -> Result<Answer, RegistryError> {
+        let mut attempt = 1;
+        loop {
+            let r = self.send(s, method, url, headers, body, scopes, progress)?;
+            let status = r.status().as_u16();
+            let (parts, b) = r.into_parts();
+            match b.into_with_config().limit(MAX_DOCUMENT).read_to_vec() {
+                Ok(body) => {
+                    return Ok(Answer {
+                        status,
+                        headers: parts.headers,
+                        body,
+                    })
+                }
+                // The connection dropped mid-body: the whole request is
+                // tried again, within the same bound as any other failure.
+                Err(e) if attempt < self.opts.attempts.max(1) => {
+                    attempt += 1;
+                    progress(&Progress::Retrying {
+                        what: format!("{method} {}", path_of(url)),
+                        attempt,
+                        reason: e.to_string(),
+                    });
+                    std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+                }
+                Err(e) => {
+                    return Err(RegistryError::Connect {
+                        registry: s.registry.clone(),
+                        method,
+                        url: s.url(url),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn answer_challenge(
+        &self,
+        s: &Session,
+        header: &str,
+        scopes: &[String],
+        had_auth: bool,
+        message: &str,
+    ) -> Result<(), RegistryError> {
+        let unauthorized = |reason: String| RegistryError::Unauthorized {
+            registry: s.registry.clone(),
+            reason,
+        };
+        match auth::parse_challenge(header) {
+            Some(Challenge::Basic) => match &s.creds {
+                Some(c) if !had_auth => {
+                    s.set_auth("", c.basic_header());
+                    Ok(())
+                }
+                Some(c) => Err(unauthorized(format!(
+                    "user {:?} was refused ({message})",
+                    c.username
+                ))),
+                None => Err(unauthorized(format!(
+                    "the registry asks for a user name and password and none is stored; \
+                     run `rbk login {}`",
+                    s.registry
+                ))),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let mut wanted: Vec<String> = scopes.to_vec();
+                if wanted.is_empty() {
+                    wanted.extend(scope);
+                }
+                let token = self.token(s, &realm, service.as_deref(), &wanted)?;
+                s.set_auth(&scopes.join(" "), format!("Bearer {token}"));
+                Ok(())
+            }
+            None => Err(unauthorized(format!(
+                "unsupported authentication challenge {header:?} ({message})"
+            ))),
+        }
+    }
+
+    /// Asks the token endpoint for a bearer token for `scopes`.
+    fn token(
+        &self,
+        s: &Session,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<String, RegistryError> {
+        let mut url = realm.to_string();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for (k, v) in service
+            .map(|v| ("service", v))
+            .into_iter()
+            .chain(scopes.iter().map(|v| ("scope", v.as_str())))
+        {
+            url.push(sep);
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&query_escape(v));
+            sep = '&';
+        }
+        let mut req = s.agent.get(&url);
+        if let Some(c) = &s.creds {
+            req = req.header("Authorization", c.basic_header());
+        }
+        let res = req.call().map_err(|e| RegistryError::Connect {
+            registry: s.registry.clone(),
+            method: "GET",
+            url: realm.to_string(),
+            reason: e.to_string(),
+        })?;
+        if res.status() != 200 {
+            return Err(RegistryError::Unauthorized {
+                registry: s.registry.clone(),
+                reason: format!(
+                    "the token service {realm} answered {}: {}",
+                    res.status().as_u16(),
+                    refused_reason(s, res)
+                ),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let data = res
+            .into_body()
+            .into_with_config()
+            .limit(MAX_DOCUMENT)
+            .read_to_vec()
+            .map_err(|e| RegistryError::Connect {
+                registry: s.registry.clone(),
+                method: "GET",
+                url: realm.to_string(),
+                reason: e.to_string(),
+            })?;
+        let t: Token = serde_json::from_slice(&data).map_err(|e| RegistryError::Json {
+            registry: s.registry.clone(),
+            what: format!("token from {realm}"),
+            source: e,
+        })?;
+        t.token
+            .or(t.access_token)
+            .ok_or_else(|| RegistryError::Unauthorized {
+                registry: s.registry.clone(),
+                reason: format!("the token service {realm} sent no token"),
+            })
+    }
+}
+
+impl Session {
+    /// An absolute URL for `path` (absolute URLs, as in `Location`, pass).
+    pub(crate) fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    fn auth_header(&self, scopes: &[String]) -> Option<String> {
+        let map = self.auth.lock().ok()?;
+        map.get("").or_else(|| map.get(&scopes.join(" "))).cloned()
+    }
+
+    fn set_auth(&self, key: &str, value: String) {
+        if let Ok(mut map) = self.auth.lock() {
+            map.insert(key.to_string(), value);
+        }
+    }
+
+    fn call(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+        auth: Option<&str>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let mut b = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if let Some(a) = auth {
+            b = b.header("Authorization", a);
+        }
+        match body {
+            Body::Empty if method == "GET" || method == "HEAD" => self.agent.run(b.body(())?),
+            // Registries want an explicit zero length on bodiless writes.
+            Body::Empty => self.agent.run(b.body(&[][..])?),
+            Body::Bytes(data) => self.agent.run(b.body(data.as_slice())?),
+            Body::File(path) => {
+                let f = File::open(path)?;
+                self.agent.run(b.body(f)?)
+            }
+        }
+    }
+}
+
+/// The path part of a URL, for messages.
+fn path_of(url: &str) -> &str {
+    url.find("://")
+        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+        .unwrap_or(url)
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
+    let status = r.status().as_u16();
+    let message = error_message(r);
+    match (&s.creds, status) {
+        (Some(c), 401) => format!("user {:?} was refused: {message}", c.username),
+        (None, 401) => format!(
+            "{message} (no credentials are stored for {}; run `rbk login {}`)",
+            s.registry, s.registry
+        ),
+        _ => message,
+    }
+}
+
+/// The registry's explanation from its JSON error body
+/// (`{"errors":[{"code":…,"message":…}]}`), or the raw text.
+pub(crate) fn error_message(r: Response<ureq::Body>) -> String {
+    let status = r.status();
+    let body = r
+        .into_body()
+        .into_with_config()
+        .limit(64 << 10)
+        .read_to_vec()
+        .unwrap_or_default();
+    describe_error_body(status.as_u16(), &body)
+}
+
+/// See [`error_message`].
+pub(crate) fn describe_error_body(status: u16, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(body) {
+        let parts: Vec<String> = e
+            .errors
+            .iter()
+            .map(|i| format!("{}: {}", i.code, i.message))
+            .collect();
+        if !parts.is_empty() {
+            return parts.join("; ");
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_and_escaping() {
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
+        assert_eq!(
+            describe_error_body(401, body),
+            "UNAUTHORIZED: authentication required"
+        );
+        assert_eq!(describe_error_body(500, b""), "HTTP 500");
+        assert_eq!(
+            query_escape("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+        assert_eq!(path_of("https://h:5000/v2/x/blobs/y"), "/v2/x/blobs/y");
+    }
+}

@@ -1,0 +1,268 @@
+//! A client of the OCI distribution protocol: `pull`, `push`, `login`.
+//!
+//! It talks HTTPS (rustls) to registries, and plain HTTP to `localhost`,
+//! `127.0.0.1` and registries named insecure when they do not speak TLS.
+//! Anonymous, basic and bearer-token auth are handled the way Docker does:
+//! a request answered 401 is retried with what its `WWW-Authenticate`
+//! challenge asks for. Connection errors and 5xx answers are retried with
+//! exponential backoff; blobs are verified against their digests before they
+//! enter the store, and a pulled image is tagged only once all its blobs are
+//! in.
+
+mod auth;
+mod http;
+mod pull;
+mod push;
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+
+pub use auth::{base64_decode, base64_encode, default_auth_file, Credentials, CredentialsFile};
+pub use http::Client;
+pub use pull::{PlatformSpec, PullReport};
+
+/// Where Docker Hub's API is, as opposed to its name in references.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+/// How the client reaches registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Registries (host or host:port) that may be reached over plain HTTP
+    /// or with an unverified certificate.
+    pub insecure_registries: Vec<String>,
+    /// Verify TLS certificates (`--tls-verify=false` turns it off for all).
+    pub tls_verify: bool,
+    /// Extra PEM file of CA certificates to trust (self-signed registries).
+    pub ca_cert: Option<PathBuf>,
+    /// rbk's own credentials file (written by `rbk login`).
+    pub auth_file: Option<PathBuf>,
+    /// Docker's `config.json`, whose `auths` are read too.
+    pub docker_config: Option<PathBuf>,
+    /// Attempts per request when the connection fails or the registry
+    /// answers 5xx (at least 1).
+    pub attempts: u32,
+    /// First backoff delay; it doubles at each retry.
+    pub backoff: std::time::Duration,
+    /// Blobs transferred at the same time.
+    pub parallel: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_registries: Vec::new(),
+            tls_verify: true,
+            ca_cert: std::env::var_os("RBK_REGISTRY_CA").map(PathBuf::from),
+            auth_file: default_auth_file(),
+            docker_config: std::env::var_os("DOCKER_CONFIG")
+                .map(|d| PathBuf::from(d).join("config.json"))
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+                }),
+            attempts: 4,
+            backoff: std::time::Duration::from_millis(250),
+            parallel: 4,
+        }
+    }
+}
+
+/// What a pull or push reports as it goes, for progress display.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The manifest to pull or push is known.
+    Manifest {
+        /// Its digest.
+        digest: Digest,
+    },
+    /// A blob is already where it needs to be (in the store for a pull, in
+    /// the registry for a push).
+    Exists {
+        /// The blob.
+        digest: Digest,
+    },
+    /// A blob was mounted from another repository of the same registry.
+    Mounted {
+        /// The blob.
+        digest: Digest,
+        /// The repository it came from.
+        from: String,
+    },
+    /// A blob transfer starts.
+    Started {
+        /// The blob.
+        digest: Digest,
+        /// Its size from its descriptor.
+        size: u64,
+    },
+    /// Bytes moved so far for a blob.
+    Bytes {
+        /// The blob.
+        digest: Digest,
+        /// Bytes so far.
+        done: u64,
+        /// Bytes in all.
+        total: u64,
+    },
+    /// A transfer failed and is tried again.
+    Retrying {
+        /// What is retried (a URL path).
+        what: String,
+        /// Attempt number about to start (2 = first retry).
+        attempt: u32,
+        /// Why the previous attempt failed.
+        reason: String,
+    },
+    /// A blob is complete (and verified).
+    Done {
+        /// The blob.
+        digest: Digest,
+    },
+}
+
+/// Everything that can go wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry could not be reached (after retries).
+    #[error("cannot reach registry {registry} ({method} {url}): {reason}")]
+    Connect {
+        /// The registry host.
+        registry: String,
+        /// HTTP method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The registry refused our credentials or we have none.
+    #[error("authentication to registry {registry} failed: {reason}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// Why (the registry's own message when it gave one).
+        reason: String,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("registry {registry} answered {status} to {method} {url}: {message}")]
+    Status {
+        /// The registry host.
+        registry: String,
+        /// HTTP method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The registry's error message (from its JSON error body).
+        message: String,
+    },
+    /// The manifest or tag does not exist in the registry.
+    #[error("{reference}: not found in registry {registry}")]
+    NotFound {
+        /// The registry host.
+        registry: String,
+        /// What was asked for.
+        reference: String,
+    },
+    /// Content whose digest is not what was asked for.
+    #[error("registry {registry} sent {what} with digest {actual}, expected {expected}")]
+    DigestMismatch {
+        /// The registry host.
+        registry: String,
+        /// What was fetched ("manifest", "blob").
+        what: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// An image index lists no manifest for the requested platform.
+    #[error("{reference}: no image for platform {platform} (available: {available})")]
+    NoPlatform {
+        /// The image.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms the index lists.
+        available: String,
+    },
+    /// A manifest of a type rbk cannot store (e.g. Docker schema 1).
+    #[error("{reference}: unsupported manifest media type {media_type:?}")]
+    UnsupportedManifest {
+        /// The image.
+        reference: String,
+        /// The media type received.
+        media_type: String,
+    },
+    /// A manifest or token that is not valid JSON.
+    #[error("invalid {what} from registry {registry}")]
+    Json {
+        /// The registry host.
+        registry: String,
+        /// What was parsed.
+        what: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A `--platform` value that is not `os/arch[/variant]`.
+    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+    InvalidPlatform(String),
+    /// A CA file that cannot be read or holds no certificate.
+    #[error("cannot use CA certificates from {}: {reason}", .path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The credentials file cannot be read or written.
+    #[error("credentials file {}: {reason}", .path.display())]
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The API host of a registry named in a reference (Docker Hub's names are
+/// not its API host).
+pub fn api_host(domain: &str) -> &str {
+    if domain == crate::reference::DEFAULT_DOMAIN {
+        DOCKER_HUB_API
+    } else {
+        domain
+    }
+}
+
+/// Whether `host` (with optional port) is this machine, which Docker lets
+/// speak plain HTTP without configuration.
+pub fn is_local(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        assert!(is_local("localhost:5000"));
+        assert!(is_local("127.0.0.1:5000"));
+        assert!(is_local("[::1]:5000"));
+        assert!(!is_local("registry.example.com"));
+        assert_eq!(api_host("docker.io"), DOCKER_HUB_API);
+        assert_eq!(api_host("quay.io"), "quay.io");
+    }
+}

@@ -1,0 +1,551 @@
+//! `pull`: resolve a reference to a manifest (picking a platform out of an
+//! index), fetch the config and layers in parallel into the store, verified,
+//! then store the manifest and tag it — last, so a failed pull tags nothing.
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::http::{Answer, Body, Client, Session};
+use super::{Progress, RegistryError};
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::images::{Image, Store};
+use crate::oci::{
+    host_architecture, Descriptor, Index, Manifest, MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+use crate::reference::Reference;
+
+/// The manifest types rbk asks for, most preferred first.
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// A platform to pull: `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// Operating system (`linux`).
+    pub os: String,
+    /// Architecture (`amd64`, `arm64`).
+    pub architecture: String,
+    /// CPU variant (`v8`, `v7`), if one was asked for.
+    pub variant: Option<String>,
+}
+
+impl PlatformSpec {
+    /// The platform rbk runs on.
+    pub fn host() -> Self {
+        PlatformSpec {
+            os: "linux".to_string(),
+            architecture: host_architecture().to_string(),
+            variant: None,
+        }
+    }
+
+    fn matches(&self, p: &crate::oci::Platform) -> bool {
+        if p.os != self.os || p.architecture != self.architecture {
+            return false;
+        }
+        match (&self.variant, &p.variant) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            // arm64 images often leave out their (only) variant, v8.
+            (Some(want), None) => self.architecture == "arm64" && want == "v8",
+        }
+    }
+}
+
+impl FromStr for PlatformSpec {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let bad = || RegistryError::InvalidPlatform(s.to_string());
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        match parts.as_slice() {
+            [os, arch] => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The image now in the store.
+    pub image: Image,
+    /// The digest of the image index the reference named, if it named one.
+    pub index_digest: Option<Digest>,
+    /// Blobs that were downloaded (the others were already in the store).
+    pub downloaded: Vec<Digest>,
+    /// Bytes downloaded.
+    pub bytes: u64,
+}
+
+/// A fetched manifest or index, with its digest and media type.
+struct Document {
+    bytes: Vec<u8>,
+    digest: Digest,
+    media_type: String,
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
+}
+
+impl Client {
+    /// Pulls `reference` into `store` and tags it (when it names a tag).
+    /// From an index, the manifest for `platform` (default: this machine)
+    /// is taken. Blobs already in the store are not downloaded.
+    pub fn pull(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platform: Option<&PlatformSpec>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<PullReport, RegistryError> {
+        let s = self.session(reference.domain())?;
+        let repo = reference.path();
+        let scopes = vec![format!("repository:{repo}:pull")];
+        let name = reference.familiar();
+        let target = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        let mut doc = self.manifest(
+            &s,
+            repo,
+            &target,
+            reference.digest(),
+            &scopes,
+            &name,
+            progress,
+        )?;
+        let mut index_digest = None;
+        if is_index(&doc.media_type) {
+            let index: Index =
+                serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
+                    registry: s.registry.clone(),
+                    what: format!("index {}", doc.digest),
+                    source: e,
+                })?;
+            let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
+            let chosen = index
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+                .ok_or_else(|| RegistryError::NoPlatform {
+                    reference: name.clone(),
+                    platform: want.to_string(),
+                    available: available_platforms(&index),
+                })?;
+            let d = chosen.digest.clone();
+            index_digest = Some(doc.digest.clone());
+            doc = self.manifest(&s, repo, d.as_str(), Some(&d), &scopes, &name, progress)?;
+            if is_index(&doc.media_type) {
+                return Err(RegistryError::UnsupportedManifest {
+                    reference: name,
+                    media_type: format!("{} (an index inside an index)", doc.media_type),
+                });
+            }
+        }
+        if doc.media_type != MEDIA_TYPE_OCI_MANIFEST && doc.media_type != MEDIA_TYPE_DOCKER_MANIFEST
+        {
+            return Err(RegistryError::UnsupportedManifest {
+                reference: name,
+                media_type: doc.media_type,
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
+                registry: s.registry.clone(),
+                what: format!("manifest {}", doc.digest),
+                source: e,
+            })?;
+        progress(&Progress::Manifest {
+            digest: doc.digest.clone(),
+        });
+
+        let mut wanted: Vec<&Descriptor> = Vec::new();
+        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if wanted.iter().any(|w| w.digest == d.digest) {
+                continue;
+            }
+            if store.content.has(&d.digest) {
+                progress(&Progress::Exists {
+                    digest: d.digest.clone(),
+                });
+            } else {
+                wanted.push(d);
+            }
+        }
+        let bytes = self.fetch_blobs(&s, store, repo, &wanted, &scopes, progress)?;
+
+        let desc = Descriptor::new(&doc.media_type, doc.digest.clone(), doc.bytes.len() as u64);
+        let tags: Vec<Reference> = match reference.tag() {
+            Some(t) => vec![reference.with_tag(t)?],
+            None => Vec::new(),
+        };
+        store.add_to_index_after(&[(desc, tags.clone())], || {
+            store.content.put(&doc.bytes).map(|_| ())
+        })?;
+        let image = store.image_by_manifest(&doc.digest, tags)?;
+        Ok(PullReport {
+            image,
+            index_digest,
+            downloaded: wanted.iter().map(|d| d.digest.clone()).collect(),
+            bytes,
+        })
+    }
+
+    /// GETs a manifest or index and checks its digest against what was
+    /// asked for and what the registry says it is.
+    #[allow(clippy::too_many_arguments)]
+    fn manifest(
+        &self,
+        s: &Session,
+        repo: &str,
+        target: &str,
+        expected: Option<&Digest>,
+        scopes: &[String],
+        name: &str,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<Document, RegistryError> {
+        let path = format!("/v2/{repo}/manifests/{target}");
+        let a: Answer = self.fetch(
+            s,
+            "GET",
+            &path,
+            &[("Accept", MANIFEST_ACCEPT)],
+            &Body::Empty,
+            scopes,
+            progress,
+        )?;
+        if a.status == 404 {
+            return Err(RegistryError::NotFound {
+                registry: s.registry.clone(),
+                reference: name.to_string(),
+            });
+        }
+        if a.status != 200 {
+            return Err(RegistryError::Status {
+                registry: s.registry.clone(),
+                method: "GET",
+                url: s.url(&path),
+                status: a.status,
+                message: super::http::describe_error_body(a.status, &a.body),
+            });
+        }
+        let digest = Digest::of(&a.body);
+        let claimed = a
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        if let Some(want) = expected.or(claimed.as_ref()) {
+            if want != &digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: s.registry.clone(),
+                    what: format!("manifest {name}"),
+                    expected: want.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let content_type = a
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let media_type = sniff_media_type(&a.body)
+            .or(content_type)
+            .unwrap_or_default();
+        Ok(Document {
+            bytes: a.body,
+            digest,
+            media_type,
+        })
+    }
+
+    /// Downloads `blobs` with up to `parallel` at a time; the first error
+    /// stops the others from starting.
+    fn fetch_blobs(
+        &self,
+        s: &Session,
+        store: &Store,
+        repo: &str,
+        blobs: &[&Descriptor],
+        scopes: &[String],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<u64, RegistryError> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+        let total = AtomicUsize::new(0);
+        let workers = self.opts.parallel.clamp(1, blobs.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(desc) = blobs.get(i) else {
+                        return;
+                    };
+                    match self.fetch_blob(s, store, repo, desc, scopes, progress) {
+                        Ok(n) => {
+                            total.fetch_add(n as usize, Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        Ok(total.into_inner() as u64)
+    }
+
+    /// Streams one blob into the store, verifying its digest and size. A
+    /// connection that drops mid-body restarts the blob, within the
+    /// client's attempt bound.
+    fn fetch_blob(
+        &self,
+        s: &Session,
+        store: &Store,
+        repo: &str,
+        desc: &Descriptor,
+        scopes: &[String],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<u64, RegistryError> {
+        let path = format!("/v2/{repo}/blobs/{}", desc.digest);
+        progress(&Progress::Started {
+            digest: desc.digest.clone(),
+            size: desc.size,
+        });
+        let mut attempt = 1;
+        loop {
+            let r = self.send(s, "GET", &path, &[], &Body::Empty, scopes, progress)?;
+            let status = r.status().as_u16();
+            if status != 200 {
+                let message = super::http::error_message(r);
+                return Err(if status == 404 {
+                    RegistryError::NotFound {
+                        registry: s.registry.clone(),
+                        reference: format!("blob {} of {repo}", desc.digest),
+                    }
+                } else {
+                    RegistryError::Status {
+                        registry: s.registry.clone(),
+                        method: "GET",
+                        url: s.url(&path),
+                        status,
+                        message,
+                    }
+                });
+            }
+            let mut w = store.content.writer()?;
+            // One byte more than announced is enough to know it is wrong.
+            let mut body = r
+                .into_body()
+                .into_reader()
+                .take(desc.size.saturating_add(1));
+            match copy_with_progress(&mut body, &mut w, desc, progress) {
+                Ok(_) => {}
+                Err(CopyError::Write(e)) => {
+                    return Err(StoreError::from_io("write", w.staging_path(), e).into())
+                }
+                Err(CopyError::Read(e)) => {
+                    if attempt >= self.opts.attempts.max(1) {
+                        return Err(RegistryError::Connect {
+                            registry: s.registry.clone(),
+                            method: "GET",
+                            url: s.url(&path),
+                            reason: format!("{e} (gave up after {attempt} attempts)"),
+                        });
+                    }
+                    attempt += 1;
+                    progress(&Progress::Retrying {
+                        what: format!("GET {path}"),
+                        attempt,
+                        reason: e.to_string(),
+                    });
+                    std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+                    continue;
+                }
+            }
+            let written = w.written();
+            return match w.commit(Some(&desc.digest)) {
+                Ok(_) if written != desc.size => Err(StoreError::SizeMismatch {
+                    digest: desc.digest.clone(),
+                    expected: desc.size,
+                    actual: written,
+                }
+                .into()),
+                Ok(_) => {
+                    progress(&Progress::Done {
+                        digest: desc.digest.clone(),
+                    });
+                    Ok(written)
+                }
+                Err(StoreError::Corrupt { expected, actual }) => {
+                    Err(RegistryError::DigestMismatch {
+                        registry: s.registry.clone(),
+                        what: format!("blob of {repo}"),
+                        expected,
+                        actual,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+}
+
+enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+fn copy_with_progress(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    desc: &Descriptor,
+    progress: &dyn Fn(&Progress),
+) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut done = 0u64;
+    let mut reported = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        done += n as u64;
+        // Reports every 4 MiB keep the callback cheap on fast links.
+        if done - reported >= 4 << 20 {
+            reported = done;
+            progress(&Progress::Bytes {
+                digest: desc.digest.clone(),
+                done,
+                total: desc.size,
+            });
+        }
+    }
+    Ok(done)
+}
+
+/// The media type a manifest names itself, or that its shape implies.
+fn sniff_media_type(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        media_type: Option<String>,
+        schema_version: Option<u32>,
+        manifests: Option<serde_json::Value>,
+        config: Option<serde_json::Value>,
+    }
+    let p: Probe = serde_json::from_slice(body).ok()?;
+    if let Some(mt) = p.media_type {
+        return Some(mt);
+    }
+    if p.schema_version == Some(1) {
+        return Some("application/vnd.docker.distribution.manifest.v1+json".to_string());
+    }
+    if p.manifests.is_some() {
+        return Some(MEDIA_TYPE_OCI_INDEX.to_string());
+    }
+    p.config.map(|_| MEDIA_TYPE_OCI_MANIFEST.to_string())
+}
+
+fn available_platforms(index: &Index) -> String {
+    let list: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|m| m.platform.as_ref())
+        .map(|p| match &p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        })
+        .collect();
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse_and_match() {
+        let p: PlatformSpec = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert!("linux".parse::<PlatformSpec>().is_err());
+        assert!("linux//x".parse::<PlatformSpec>().is_err());
+        let plat = crate::oci::Platform {
+            architecture: "arm64".into(),
+            os: "linux".into(),
+            os_version: None,
+            os_features: vec![],
+            variant: None,
+        };
+        assert!(p.matches(&plat));
+        assert!(!"linux/amd64"
+            .parse::<PlatformSpec>()
+            .unwrap()
+            .matches(&plat));
+    }
+
+    #[test]
+    fn media_types_are_sniffed() {
+        assert_eq!(
+            sniff_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            MEDIA_TYPE_OCI_INDEX
+        );
+        assert_eq!(
+            sniff_media_type(br#"{"schemaVersion":2,"mediaType":"x","config":{}}"#).unwrap(),
+            "x"
+        );
+        assert!(sniff_media_type(b"nope").is_none());
+    }
+}

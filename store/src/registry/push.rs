@@ -1,0 +1,255 @@
+//! `push`: upload the blobs the registry lacks (existence check first, a
+//! cross-repository mount when another repository of the same registry is
+//! known to have the blob), in parallel, then the manifest — exactly the
+//! bytes in the store, so the digest is the same on both sides.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::http::{describe_error_body, error_message, Body, Client, Session};
+use super::{Progress, RegistryError};
+use crate::digest::Digest;
+use crate::images::Store;
+use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
+use crate::reference::Reference;
+
+impl Client {
+    /// Pushes the local image `source` (a name or id) as `dest`; returns
+    /// the manifest digest, which is the same as in the store.
+    pub fn push(
+        &self,
+        store: &Store,
+        source: &str,
+        dest: &Reference,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Digest, RegistryError> {
+        let image = store.resolve(source)?;
+        let manifest_bytes = store.content.read(&image.manifest_digest)?;
+        let media_type = image
+            .manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let s = self.session(dest.domain())?;
+        let repo = dest.path();
+        progress(&Progress::Manifest {
+            digest: image.manifest_digest.clone(),
+        });
+
+        let mut blobs: Vec<&Descriptor> = Vec::new();
+        for d in std::iter::once(&image.manifest.config).chain(&image.manifest.layers) {
+            if !blobs.iter().any(|b| b.digest == d.digest) {
+                // Check now: a missing blob must fail before anything is sent.
+                store.content.size(&d.digest)?;
+                blobs.push(d);
+            }
+        }
+        let mounts = mount_sources(store, dest);
+        self.upload_blobs(&s, store, repo, &blobs, &mounts, progress)?;
+
+        let tag_or_digest = match (dest.tag(), dest.digest()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        let path = format!("/v2/{repo}/manifests/{tag_or_digest}");
+        let a = self.fetch(
+            &s,
+            "PUT",
+            &path,
+            &[("Content-Type", media_type.as_str())],
+            &Body::Bytes(manifest_bytes),
+            &push_scopes(repo, None),
+            progress,
+        )?;
+        if a.status != 201 && a.status != 200 {
+            return Err(RegistryError::Status {
+                registry: s.registry.clone(),
+                method: "PUT",
+                url: s.url(&path),
+                status: a.status,
+                message: describe_error_body(a.status, &a.body),
+            });
+        }
+        let claimed = a
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        if let Some(c) = claimed {
+            if c != image.manifest_digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: s.registry.clone(),
+                    what: format!("the pushed manifest of {}", dest.familiar()),
+                    expected: image.manifest_digest.clone(),
+                    actual: c,
+                });
+            }
+        }
+        Ok(image.manifest_digest)
+    }
+
+    fn upload_blobs(
+        &self,
+        s: &Session,
+        store: &Store,
+        repo: &str,
+        blobs: &[&Descriptor],
+        mounts: &HashMap<Digest, String>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+        let workers = self.opts.parallel.clamp(1, blobs.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(desc) = blobs.get(i) else {
+                        return;
+                    };
+                    let from = mounts.get(&desc.digest).map(String::as_str);
+                    if let Err(e) = self.upload_blob(s, store, repo, desc, from, progress) {
+                        failed.store(true, Ordering::SeqCst);
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        return;
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().ok().flatten() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// HEAD, then mount or POST + monolithic PUT.
+    fn upload_blob(
+        &self,
+        s: &Session,
+        store: &Store,
+        repo: &str,
+        desc: &Descriptor,
+        mount_from: Option<&str>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
+        let scopes = push_scopes(repo, mount_from);
+        let head = format!("/v2/{repo}/blobs/{}", desc.digest);
+        let r = self.send(s, "HEAD", &head, &[], &Body::Empty, &scopes, progress)?;
+        if r.status() == 200 {
+            progress(&Progress::Exists {
+                digest: desc.digest.clone(),
+            });
+            return Ok(());
+        }
+        let uploads = format!("/v2/{repo}/blobs/uploads/");
+        let start = match mount_from {
+            Some(from) => format!(
+                "{uploads}?mount={}&from={}",
+                desc.digest,
+                super::http::query_escape(from)
+            ),
+            None => uploads.clone(),
+        };
+        let r = self.send(s, "POST", &start, &[], &Body::Empty, &scopes, progress)?;
+        let status = r.status().as_u16();
+        if status == 201 && mount_from.is_some() {
+            progress(&Progress::Mounted {
+                digest: desc.digest.clone(),
+                from: mount_from.unwrap_or_default().to_string(),
+            });
+            return Ok(());
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let location = match (status, location) {
+            (202, Some(l)) => l,
+            _ => {
+                return Err(RegistryError::Status {
+                    registry: s.registry.clone(),
+                    method: "POST",
+                    url: s.url(&start),
+                    status,
+                    message: error_message(r),
+                })
+            }
+        };
+        progress(&Progress::Started {
+            digest: desc.digest.clone(),
+            size: desc.size,
+        });
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={}", desc.digest);
+        let r = self.send(
+            s,
+            "PUT",
+            &put,
+            &[("Content-Type", "application/octet-stream")],
+            &Body::File(store.content.path(&desc.digest)),
+            &scopes,
+            progress,
+        )?;
+        let status = r.status().as_u16();
+        if status != 201 {
+            let message = error_message(r);
+            return Err(RegistryError::Status {
+                registry: s.registry.clone(),
+                method: "PUT",
+                url: s.url(&uploads),
+                status,
+                message,
+            });
+        }
+        progress(&Progress::Done {
+            digest: desc.digest.clone(),
+        });
+        Ok(())
+    }
+}
+
+fn push_scopes(repo: &str, mount_from: Option<&str>) -> Vec<String> {
+    let mut v = vec![format!("repository:{repo}:pull,push")];
+    if let Some(from) = mount_from {
+        v.push(format!("repository:{from}:pull"));
+    }
+    v
+}
+
+/// For each blob, another repository of `dest`'s registry that an image in
+/// the store was tagged in (so pulled from or pushed to) and that has it:
+/// the registry can then link the blob instead of receiving it again.
+fn mount_sources(store: &Store, dest: &Reference) -> HashMap<Digest, String> {
+    let mut out = HashMap::new();
+    let Ok(tagged) = store.tagged_manifests() else {
+        return out;
+    };
+    for (manifest_digest, tags) in tagged {
+        let Some(other) = tags
+            .iter()
+            .find(|t| t.domain() == dest.domain() && t.path() != dest.path())
+        else {
+            continue;
+        };
+        let Ok(data) = store.content.read(&manifest_digest) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<Manifest>(&data) else {
+            continue;
+        };
+        for d in std::iter::once(&m.config).chain(&m.layers) {
+            out.entry(d.digest.clone())
+                .or_insert_with(|| other.path().to_string());
+        }
+    }
+    out
+}
