@@ -15,12 +15,14 @@
 #   RBK_ROOT         the store (as for rbk itself)
 #   RBK_BASES_CACHE  where the base tarballs are kept
 #   DEBIAN_MIRROR    default http://deb.debian.org/debian
+#   RBK_IMPORT_COMPRESSION  layer compression for rbk import (default gzip)
 set -eu
 
 RBK=${RBK:-rbk}
 CACHE=${RBK_BASES_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/rbk-bases}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
+COMPRESSION=${RBK_IMPORT_COMPRESSION:-gzip}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'make-bases: %s\n' "$*" >&2; exit 1; }
@@ -79,7 +81,7 @@ EOF
         trap - EXIT
     fi
     say "importing $ref"
-    "$RBK" import "$tarball" "$ref" --change 'CMD ["/bin/sh"]' >/dev/null
+    "$RBK" import --compression "$COMPRESSION" "$tarball" "$ref" --change 'CMD ["/bin/sh"]' >/dev/null
 }
 
 make_debian() {
@@ -118,7 +120,7 @@ EOF
         trap - EXIT
     fi
     say "importing $ref"
-    "$RBK" import "$tarball" "$ref" --change 'CMD ["bash"]' >/dev/null
+    "$RBK" import --compression "$COMPRESSION" "$tarball" "$ref" --change 'CMD ["bash"]' >/dev/null
 }
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap and numeric owners need it)"
