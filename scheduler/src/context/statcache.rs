@@ -10,13 +10,14 @@
 //! On disk: `RBKSTAT1`, an entry count (u64 LE), then per entry the path
 //! length (u32 LE), the path bytes, dev, ino, size (u64 LE), mtime and ctime
 //! (i64 LE nanoseconds) and the 32-byte digest. A file that does not parse is
-//! treated as empty: a cache is never the source of truth.
+//! treated as empty: a cache is never the source of truth. Entries not used
+//! by a build are kept on save only while their file still exists.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,8 +52,17 @@ impl Key {
     }
 }
 
-/// Path bytes → (stat key, blake3 digest).
-type Decoded = HashMap<Vec<u8>, (Key, [u8; 32])>;
+/// One remembered file.
+struct Slot {
+    key: Key,
+    digest: [u8; 32],
+    /// Looked up or stored since loading; entries never used are dropped
+    /// on save when their file is gone, so the cache does not grow forever.
+    used: AtomicBool,
+}
+
+/// Path bytes → what is remembered about it.
+type Decoded = HashMap<Vec<u8>, Slot>;
 
 /// The stat cache; shareable between threads.
 #[derive(Default)]
@@ -149,13 +159,11 @@ impl StatCache {
     /// The remembered digest of the file at `path`, if its stat still agrees.
     pub(crate) fn lookup(&self, path: &Path, meta: &EntryMeta) -> Option<[u8; 32]> {
         let key = Key::of(meta);
-        let found = self
-            .entries
-            .read()
-            .ok()
-            .and_then(|m| m.get(path.as_os_str().as_bytes()).copied())
-            .filter(|(k, _)| *k == key)
-            .map(|(_, digest)| digest);
+        let found = self.entries.read().ok().and_then(|m| {
+            let slot = m.get(path.as_os_str().as_bytes())?;
+            slot.used.store(true, Ordering::Relaxed);
+            (slot.key == key).then_some(slot.digest)
+        });
         match found {
             Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
             None => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -170,10 +178,12 @@ impl StatCache {
             return;
         }
         if let Ok(mut map) = self.entries.write() {
-            map.insert(
-                path.as_os_str().as_bytes().to_vec(),
-                (Key::of(meta), digest),
-            );
+            let slot = Slot {
+                key: Key::of(meta),
+                digest,
+                used: AtomicBool::new(true),
+            };
+            map.insert(path.as_os_str().as_bytes().to_vec(), slot);
             self.changed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -182,10 +192,17 @@ impl StatCache {
         let Ok(map) = self.entries.read() else {
             return Vec::new();
         };
-        let mut out = Vec::with_capacity(16 + map.len() * 110);
+        let kept: Vec<(&Vec<u8>, &Slot)> = map
+            .iter()
+            .filter(|(path, slot)| {
+                slot.used.load(Ordering::Relaxed)
+                    || std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(path)).is_ok()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(16 + kept.len() * 110);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(map.len() as u64).to_le_bytes());
-        for (path, (key, digest)) in map.iter() {
+        out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
+        for (path, Slot { key, digest, .. }) in kept {
             out.extend_from_slice(&(path.len() as u32).to_le_bytes());
             out.extend_from_slice(path);
             out.extend_from_slice(&key.dev.to_le_bytes());
@@ -246,7 +263,8 @@ fn decode(bytes: &[u8]) -> Option<Decoded> {
             ctime_ns: r.u64()? as i64,
         };
         let digest: [u8; 32] = r.take(32)?.try_into().ok()?;
-        map.insert(path, (key, digest));
+        let used = AtomicBool::new(false);
+        map.insert(path, Slot { key, digest, used });
     }
     Some(map)
 }

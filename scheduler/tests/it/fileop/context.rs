@@ -158,6 +158,17 @@ fn stat_cache_avoids_rereading_unchanged_files() {
     assert_ne!(ctx.digest(&sel).unwrap(), cold);
     assert_eq!(ctx.stat_cache().misses(), 1);
 
+    // Entries of deleted files are dropped when the cache is saved.
+    assert_eq!(StatCache::load(&cache_file).unwrap().len(), 50);
+    fs::remove_file(d.ctx.join("f/3.txt")).unwrap();
+    let ctx = BuildContext::open(&d.ctx)
+        .unwrap()
+        .with_stat_cache(StatCache::load(&cache_file).unwrap());
+    let sel = ctx.select(&pats, &[]).unwrap();
+    ctx.digest(&sel).unwrap();
+    ctx.stat_cache().save(&cache_file).unwrap();
+    assert_eq!(StatCache::load(&cache_file).unwrap().len(), 49);
+
     // A corrupt cache file is an empty cache, not an error.
     fs::write(&cache_file, b"garbage").unwrap();
     assert!(StatCache::load(&cache_file).unwrap().is_empty());
