@@ -253,6 +253,14 @@ pub fn copy(
     if spec.sources.is_empty() && spec.heredocs.is_empty() {
         return Err(FileOpError::NoSources);
     }
+    if spec.add.is_some() {
+        if let Some(git) = spec.sources.iter().find(|s| url::is_git(s)) {
+            return Err(FileOpError::Download {
+                url: git.clone(),
+                why: "ADD of git repositories is not supported".to_string(),
+            });
+        }
+    }
     let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_ref());
     if let (Some(_), Some(source)) = (checksum, locals.first()) {
         return Err(FileOpError::ChecksumNeedsUrl {
