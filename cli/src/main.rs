@@ -5,6 +5,7 @@
 mod cmd_build;
 mod cmd_graph;
 mod cmd_image;
+mod cmd_registry;
 mod cmd_run;
 mod inputs;
 mod progress;
@@ -39,6 +40,14 @@ enum Command {
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
     Graph(cmd_graph::GraphArgs),
+    /// Download an image from a registry
+    Pull(cmd_registry::PullArgs),
+    /// Upload an image to a registry
+    Push(cmd_registry::PushArgs),
+    /// Log in to a registry (credentials are checked, then stored 0600)
+    Login(cmd_registry::LoginArgs),
+    /// Forget a registry's stored credentials
+    Logout(cmd_registry::LogoutArgs),
     #[command(flatten)]
     Image(cmd_image::ImageCommand),
     /// Image commands under their docker-style group name (`rbk image inspect …`)
@@ -95,6 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Build(a) => cmd_build::build(&root, &a),
         Command::Run(a) => cmd_run::run(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
+        Command::Pull(a) => cmd_registry::pull(&root, &a),
+        Command::Push(a) => cmd_registry::push(&root, &a),
+        Command::Login(a) => cmd_registry::login(&a),
+        Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::Graph(a) => {
             // Base image configs come from the store when there is one.

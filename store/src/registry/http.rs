@@ -149,7 +149,8 @@ impl Client {
         registry: &str,
         creds: Option<Credentials>,
     ) -> Result<Arc<Session>, RegistryError> {
-        if creds.is_none() {
+        let explicit = creds.is_some();
+        if !explicit {
             if let Ok(map) = self.sessions.lock() {
                 if let Some(s) = map.get(registry) {
                     return Ok(s.clone());
@@ -191,10 +192,31 @@ impl Client {
             creds,
             auth: Mutex::new(HashMap::new()),
         });
-        if let Ok(mut map) = self.sessions.lock() {
-            map.insert(registry.to_string(), s.clone());
+        // A session with credentials given for one call (login) is not
+        // shared: later calls use what is stored.
+        if !explicit {
+            if let Ok(mut map) = self.sessions.lock() {
+                map.insert(registry.to_string(), s.clone());
+            }
         }
         Ok(s)
+    }
+
+    /// Checks that `registry` accepts `creds` (`GET /v2/` with whatever
+    /// auth its challenge asks for). Storing them is the caller's choice.
+    pub fn login(&self, registry: &str, creds: &Credentials) -> Result<(), RegistryError> {
+        let s = self.session_with(registry, Some(creds.clone()))?;
+        let a = self.fetch(&s, "GET", "/v2/", &[], &Body::Empty, &[], &|_| {})?;
+        if a.status == 200 {
+            return Ok(());
+        }
+        Err(RegistryError::Status {
+            registry: s.registry.clone(),
+            method: "GET",
+            url: s.url("/v2/"),
+            status: a.status,
+            message: describe_error_body(a.status, &a.body),
+        })
     }
 
     /// Sends a request, retrying transport errors, 5xx and 429 with
