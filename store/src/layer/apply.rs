@@ -117,6 +117,11 @@ fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
     }
 }
 
+fn is_overlay_whiteout(m: &Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
 fn remove(p: &Path, m: &Metadata) -> Result<(), LayerError> {
     if m.is_dir() {
         fs::remove_dir_all(p).map_err(LayerError::io("remove", p))
@@ -285,8 +290,10 @@ impl Applier {
         self.dirs(parent, true, shown)?;
         let dest = self.target.join(rel);
         let is_dir_entry = kind == tar::EntryType::Directory;
+        let mut replaces_whiteout = false;
         if let Some(m) = lstat_opt(&dest)? {
             if !(is_dir_entry && m.is_dir()) {
+                replaces_whiteout = is_overlay_whiteout(&m);
                 remove(&dest, &m)?;
                 self.forget(rel, m.is_dir());
             }
@@ -298,6 +305,12 @@ impl Applier {
             tar::EntryType::Directory => {
                 if lstat_opt(&dest)?.is_none() {
                     fs::create_dir(&dest).map_err(LayerError::io("create directory", &dest))?;
+                }
+                // `.wh.d` then `d/` in one layer: the lower `d` is deleted and
+                // a new one made, which overlay spells as an opaque dir.
+                if replaces_whiteout && self.mode == ApplyMode::Overlay {
+                    sys::set_xattr(&dest, OsStr::new(OVERLAY_OPAQUE_XATTR), b"y")
+                        .map_err(LayerError::io("mark opaque", &dest))?;
                 }
                 self.verified.insert(rel.to_path_buf());
             }

@@ -384,6 +384,8 @@ impl<W: Write> TarWriter<W> {
                 let mut h = tar::Header::new_ustar();
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(0);
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_mtime(0);
                 h.set_size(0);
                 let mut pax = Vec::new();
@@ -481,6 +483,8 @@ impl<W: Write> TarWriter<W> {
             xname.extend_from_slice(&base[..base.len().min(80)]);
             set_name(&mut x, &xname, &mut ignored);
             x.set_mode(0o644);
+            x.set_uid(0);
+            x.set_gid(0);
             x.set_mtime(0);
             x.set_size(pax.len() as u64);
             x.set_cksum();

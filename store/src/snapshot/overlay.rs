@@ -299,13 +299,32 @@ pub(super) fn check_diff_id(
 /// once by mounting a tiny overlay in a temp dir and writing through it.
 pub fn overlay_supported() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| sys::is_root() && probe().unwrap_or(false))
+    *SUPPORTED.get_or_init(|| sys::is_root() && probe_tmp().unwrap_or(false))
 }
 
-fn probe() -> std::io::Result<bool> {
+/// Whether overlay mounts work with layers kept in `dir` (the filesystem
+/// under a snapshot root matters: overlay cannot use another overlay, or
+/// some network filesystems, as its upper layer). Not cached.
+pub fn overlay_works_in(dir: &Path) -> bool {
+    // Probe inside the staging area, named like staging dirs (pid first) so
+    // a concurrent `open` does not sweep it away mid-probe.
+    let staging = dir.join(".tmp");
+    sys::is_root()
+        && fs::create_dir_all(&staging).is_ok()
+        && tempfile::Builder::new()
+            .prefix(&format!("{}-probe-", std::process::id()))
+            .tempdir_in(&staging)
+            .is_ok_and(|t| probe(t.path()).unwrap_or(false))
+}
+
+fn probe_tmp() -> std::io::Result<bool> {
     let t = tempfile::tempdir()?;
+    probe(t.path())
+}
+
+fn probe(base: &Path) -> std::io::Result<bool> {
     let d = |n: &str| -> std::io::Result<PathBuf> {
-        let p = t.path().join(n);
+        let p = base.join(n);
         fs::create_dir(&p)?;
         Ok(p)
     };

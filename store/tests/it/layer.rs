@@ -364,6 +364,30 @@ fn apply_overlay_mode_writes_overlay_whiteouts() {
 }
 
 #[test]
+fn apply_overlay_mode_whiteout_then_same_dir_becomes_opaque() {
+    if !need_root("apply_overlay_mode_whiteout_then_same_dir_becomes_opaque") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let tar = build(&[E::file(".wh.d", b""), E::dir("d/"), E::file("d/x", b"x")]);
+    layer::apply(&tar[..], t.path(), ApplyMode::Overlay).unwrap();
+    let d = t.path().join("d");
+    assert!(fs::symlink_metadata(&d).unwrap().is_dir());
+    assert_eq!(
+        sys::get_xattr(&d, OsStr::new("trusted.overlay.opaque"))
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..]),
+        "the lower d must stay hidden"
+    );
+    assert_eq!(fs::read(d.join("x")).unwrap(), b"x");
+    assert!(
+        rbk_store::snapshot::overlay_works_in(&t.path().join("probe"))
+            || !rbk_store::snapshot::overlay_supported()
+    );
+}
+
+#[test]
 fn apply_merge_mode_deletes_and_hides_lower_content() {
     let t = tempfile::tempdir().unwrap();
     let dst = t.path();
