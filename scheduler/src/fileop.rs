@@ -313,7 +313,7 @@ pub fn copy(
     let into_dir = dir_hint || dest_is_dir || spec.parents;
 
     for source in &selection.sources {
-        copy_source(&w, spec, source, &dest, into_dir)?;
+        copy_source(&w, spec, &src_root, source, &dest, into_dir)?;
     }
     for (name, content) in &spec.heredocs {
         let target = file_target(&w, &dest, into_dir, name)?;
@@ -369,6 +369,7 @@ fn file_target(
 fn copy_source(
     w: &Writer,
     spec: &CopySpec,
+    src_root: &Path,
     source: &SelectedSource,
     dest: &Path,
     into_dir: bool,
@@ -376,17 +377,15 @@ fn copy_source(
     let Some(top) = source.entries.first() else {
         return Ok(());
     };
-    // With --parents the source keeps its path below the pivot.
     let base = if spec.parents {
-        let rel = parents_rel(&source.pattern, &source.name);
-        let base = resolve_in_root(w.root(), &rel_to_root(w.root(), dest, &rel), false)
-            .map_err(io_at("resolve", dest))?;
-        if top.meta.kind == EntryKind::Dir {
-            w.ensure_dir(&base)?;
-        } else if let Some(parent) = base.parent() {
-            w.ensure_dir(parent)?;
-        }
-        base
+        parents_base(
+            w,
+            spec,
+            src_root,
+            source,
+            dest,
+            top.meta.kind == EntryKind::Dir,
+        )?
     } else if top.meta.kind == EntryKind::Dir {
         w.ensure_dir(dest)?;
         dest.to_path_buf()
@@ -447,16 +446,7 @@ fn copy_entry(
     target: &Path,
 ) -> Result<(), FileOpError> {
     let meta = &entry.meta;
-    let owner = spec.chown.unwrap_or(if spec.keep_ownership {
-        (meta.uid, meta.gid)
-    } else {
-        (0, 0)
-    });
-    let attrs = Attrs {
-        owner,
-        mode: spec.chmod.unwrap_or(meta.mode),
-        mtime_ns: Some(meta.mtime_ns),
-    };
+    let attrs = attrs_for(spec, meta);
     match meta.kind {
         EntryKind::Dir => w.dir(target, attrs),
         EntryKind::File => {
@@ -481,6 +471,72 @@ fn copy_entry(
     }
 }
 
+/// Where a `--parents` source goes: `dest` plus its path below the pivot.
+/// Directories on that path that the destination lacks are created with
+/// the metadata of their counterparts in the source, as BuildKit copies
+/// them (its `--parents` is a copy of the whole root filtered to the
+/// source).
+fn parents_base(
+    w: &Writer,
+    spec: &CopySpec,
+    src_root: &Path,
+    source: &SelectedSource,
+    dest: &Path,
+    is_dir: bool,
+) -> Result<PathBuf, FileOpError> {
+    let rel = parents_rel(&source.pattern, &source.name);
+    let pivot = source
+        .name
+        .get(..source.name.len().saturating_sub(rel.len()))
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let dirs = if is_dir {
+        parts.len()
+    } else {
+        parts.len().saturating_sub(1)
+    };
+    w.ensure_dir(dest)?;
+    let mut target = dest.to_path_buf();
+    let mut src_rel = pivot.to_string();
+    for part in &parts[..dirs] {
+        if !src_rel.is_empty() {
+            src_rel.push('/');
+        }
+        src_rel.push_str(part);
+        target.push(part);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            // Existing: `dir` refuses anything but a real directory.
+            w.ensure_dir(&target)?;
+            continue;
+        }
+        let src = resolve_in_root(src_root, &src_rel, true).map_err(io_at("resolve", src_root))?;
+        let meta = std::fs::symlink_metadata(&src).map_err(io_at("lstat", &src))?;
+        let meta = crate::context::EntryMeta::from_std(&meta, None);
+        w.dir(&target, attrs_for(spec, &meta))?;
+    }
+    if !is_dir {
+        if let Some(last) = parts.last() {
+            target.push(last);
+        }
+    }
+    Ok(target)
+}
+
+/// Ownership, mode and mtime of a copied entry.
+fn attrs_for(spec: &CopySpec, meta: &crate::context::EntryMeta) -> Attrs {
+    let owner = spec.chown.unwrap_or(if spec.keep_ownership {
+        (meta.uid, meta.gid)
+    } else {
+        (0, 0)
+    });
+    Attrs {
+        owner,
+        mode: spec.chmod.unwrap_or(meta.mode),
+        mtime_ns: Some(meta.mtime_ns),
+    }
+}
+
 /// The path a `--parents` source keeps: below the last `/./` of its
 /// pattern, or all of it.
 fn parents_rel(pattern: &str, name: &str) -> String {
@@ -500,12 +556,6 @@ fn parents_rel(pattern: &str, name: &str) -> String {
         }
         None => name.to_string(),
     }
-}
-
-/// `dest/rel` as a path string relative to the rootfs.
-fn rel_to_root(root: &Path, dest: &Path, rel: &str) -> String {
-    let dest_rel = dest.strip_prefix(root).unwrap_or(Path::new(""));
-    format!("/{}/{}", dest_rel.to_string_lossy(), rel)
 }
 
 fn canonical(path: &Path) -> Result<PathBuf, FileOpError> {

@@ -497,10 +497,17 @@ fn exclude_and_parents() {
     copy(&d.ctx, &d.rootfs, &s, None).unwrap();
     assert_eq!(listing(&d.rootfs.join("mydir")), ["homer.rs"]);
 
+    fs::set_permissions(d.ctx.join("x/y"), fs::Permissions::from_mode(0o701)).unwrap();
+    let t = filetime::FileTime::from_unix_time(1_234_567_890, 0);
+    filetime::set_file_mtime(d.ctx.join("x/y"), t).unwrap();
     let mut s = spec(&["x/y/z.txt"], "/par/");
     s.parents = true;
     copy(&d.ctx, &d.rootfs, &s, None).unwrap();
     assert_eq!(read(&d.rootfs, "par/x/y/z.txt"), "z");
+    // Directories on the kept path come with their source metadata.
+    let m = fs::metadata(d.rootfs.join("par/x/y")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o701);
+    assert_eq!(m.mtime(), 1_234_567_890);
     let mut s = spec(&["x/./y/z.txt"], "/piv/");
     s.parents = true;
     copy(&d.ctx, &d.rootfs, &s, None).unwrap();
