@@ -21,9 +21,12 @@
 //!   root); symlinks inside copied directories are copied as links; hard
 //!   links within one COPY are kept as hard links. FIFOs, sockets and
 //!   device nodes are skipped (counted in [`CopyStats::skipped`]).
-//! - ADD extracts local tar archives (plain, gzip, zstd) into the
-//!   destination directory and downloads `http(s)://` URLs (mode 0600, mtime
-//!   from `Last-Modified`, checked against `--checksum`).
+//! - ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd) into the
+//!   destination directory, keeping the archive's ownership unless
+//!   `--chown`, and downloads `http(s)://` URLs (mode 0600, mtime from
+//!   `Last-Modified`, checked against `--checksum`, which only URLs may
+//!   have). Git repositories are refused with a clear error (not yet
+//!   supported).
 //!
 //! Safety: nothing is read outside `src_root` and nothing is written
 //! outside `dest_rootfs`, whatever symlinks on either side say. Paths are
