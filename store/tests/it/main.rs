@@ -3,5 +3,6 @@
 mod content;
 mod layer;
 mod layer_snapshot;
+mod layer_interop;
 mod content_archive;
 mod content_interop;
