@@ -46,7 +46,7 @@ use rayon::prelude::*;
 
 use crate::context::{
     clean_path, digest_tree, resolve_in_root, select_in, ContentDigest, ContextError, Entry,
-    EntryKind, Filters, IgnoreMatcher, SelectedSource, StatCache,
+    EntryKind, Filters, IgnoreMatcher, SelectedSource, Selection, StatCache,
 };
 
 pub use chown::resolve_chown;
@@ -248,11 +248,35 @@ pub fn copy(
     ignore: Option<&IgnoreMatcher>,
 ) -> Result<CopyStats, FileOpError> {
     let src_root = canonical(src_root)?;
-    let dest_rootfs = canonical(dest_rootfs)?;
-    let (urls, locals): (Vec<&String>, Vec<&String>) = spec
-        .sources
-        .iter()
-        .partition(|s| spec.add.is_some() && url::is_url(s));
+    let locals = validate(spec)?;
+    let excludes = IgnoreMatcher::from_patterns(&spec.excludes).map_err(ContextError::Exclude)?;
+    let filters = Filters {
+        ignore,
+        excludes: Some(&excludes),
+        follow_named: spec.follow_symlinks_in_sources,
+    };
+    let selection = select_in(&src_root, &locals, filters)?;
+    copy_selected(&src_root, dest_rootfs, spec, &selection)
+}
+
+/// Like [`copy`], but with the sources already selected: pass the
+/// [`Selection`] that [`crate::context::BuildContext::select`] made (with
+/// this spec's local sources and excludes) for the cache key, so a large
+/// context is walked once per COPY, not twice.
+pub fn copy_selection(
+    src_root: &Path,
+    dest_rootfs: &Path,
+    spec: &CopySpec,
+    selection: &Selection,
+) -> Result<CopyStats, FileOpError> {
+    let src_root = canonical(src_root)?;
+    validate(spec)?;
+    copy_selected(&src_root, dest_rootfs, spec, selection)
+}
+
+/// Checks what can be checked before touching anything; returns the local
+/// (non-URL) sources.
+fn validate(spec: &CopySpec) -> Result<Vec<String>, FileOpError> {
     if spec.sources.is_empty() && spec.heredocs.is_empty() {
         return Err(FileOpError::NoSources);
     }
@@ -264,21 +288,34 @@ pub fn copy(
             });
         }
     }
+    let locals: Vec<String> = spec
+        .sources
+        .iter()
+        .filter(|s| !is_remote(spec, s))
+        .cloned()
+        .collect();
     let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_ref());
     if let (Some(_), Some(source)) = (checksum, locals.first()) {
         return Err(FileOpError::ChecksumNeedsUrl {
-            local: source.to_string(),
+            local: source.clone(),
         });
     }
+    Ok(locals)
+}
 
-    let excludes = IgnoreMatcher::from_patterns(&spec.excludes).map_err(ContextError::Exclude)?;
-    let filters = Filters {
-        ignore,
-        excludes: Some(&excludes),
-        follow_named: spec.follow_symlinks_in_sources,
-    };
-    let locals: Vec<String> = locals.into_iter().cloned().collect();
-    let selection = select_in(&src_root, &locals, filters)?;
+/// Whether a source is downloaded rather than read from the source root.
+fn is_remote(spec: &CopySpec, source: &str) -> bool {
+    spec.add.is_some() && url::is_url(source)
+}
+
+fn copy_selected(
+    src_root: &Path,
+    dest_rootfs: &Path,
+    spec: &CopySpec,
+    selection: &Selection,
+) -> Result<CopyStats, FileOpError> {
+    let dest_rootfs = canonical(dest_rootfs)?;
+    let urls: Vec<&String> = spec.sources.iter().filter(|s| is_remote(spec, s)).collect();
 
     // Destination, as BuildKit's frontend spells it.
     let dir_hint = spec.dest.is_empty() || spec.dest == "." || spec.dest.ends_with('/');
@@ -316,7 +353,7 @@ pub fn copy(
     let into_dir = dir_hint || dest_is_dir || spec.parents;
 
     for source in &selection.sources {
-        copy_source(&w, spec, &src_root, source, &dest, into_dir)?;
+        copy_source(&w, spec, src_root, source, &dest, into_dir)?;
     }
     for (name, content) in &spec.heredocs {
         let target = file_target(&w, &dest, into_dir, name)?;

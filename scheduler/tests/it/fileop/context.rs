@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use rbk_scheduler::context::{BuildContext, IgnoreMatcher, StatCache};
-use rbk_scheduler::fileop::{copy, source_digest};
+use rbk_scheduler::fileop::{copy, copy_selection, source_digest};
 
 use super::{dirs, listing, spec, tree};
 
@@ -246,4 +246,23 @@ fn context_hashing_timing() {
     let t = std::time::Instant::now();
     let stats = copy(dir, &rootfs, &spec(&["big.bin"], "/data/big.bin"), None).unwrap();
     eprintln!("copy big.bin: {stats:?} in {:?}", t.elapsed());
+}
+
+#[test]
+fn copy_selection_reuses_the_digested_selection() {
+    let d = dirs();
+    tree(
+        &d.ctx,
+        &[("app/a", "1"), ("app/b.md", "2"), ("skip.log", "3")],
+    );
+    fs::write(d.ctx.join(".dockerignore"), "*.log\n").unwrap();
+    let ctx = BuildContext::open(&d.ctx).unwrap();
+    let pats = ["app".to_string(), "*.log".to_string()];
+    let excludes = ["*.md".to_string()];
+    let sel = ctx.select(&pats, &excludes).unwrap();
+    let mut s = spec(&["app", "*.log"], "/out/");
+    s.excludes = excludes.to_vec();
+    let stats = copy_selection(ctx.root(), &d.rootfs, &s, &sel).unwrap();
+    assert_eq!(stats.files, 1);
+    assert_eq!(listing(&d.rootfs.join("out")), ["a"]);
 }
