@@ -108,7 +108,7 @@ pub fn detect(prefix: &[u8]) -> Compression {
 /// Wraps `r` in the decoder its first bytes call for (gzip, zstd or none).
 ///
 /// Concatenated gzip members are read as one stream, as `gunzip` and Go's
-/// reader do, because parallel compressors write them.
+/// reader do, because some parallel compressors (pigz -i, bgzip) write them.
 pub fn decompress<'a>(mut r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     // Read the magic by hand (a pipe may deliver it in pieces), then put it
     // back in front of the rest of the stream.
