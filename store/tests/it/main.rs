@@ -6,3 +6,4 @@ mod layer_snapshot;
 mod layer_interop;
 mod content_archive;
 mod content_interop;
+mod registry;
