@@ -167,7 +167,8 @@ pub struct SelectedSource {
     pub name: String,
     /// The path actually read, relative to the source root.
     pub real: String,
-    /// The source itself first, then its descendants sorted by path.
+    /// The source itself first, then its descendants in pre-order (each
+    /// directory followed by its contents, names sorted byte-wise).
     pub entries: Vec<Entry>,
 }
 

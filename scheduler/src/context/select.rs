@@ -213,8 +213,9 @@ fn walk(
     filters: Filters<'_>,
 ) -> Result<Vec<Entry>, ContextError> {
     let listing = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
+    // (entry, its root-relative path, dropped-but-may-hold-kept-files) for
+    // directories; files have no children and need neither.
+    let mut found: Vec<(Entry, Option<(String, bool)>)> = Vec::new();
     for entry in listing {
         let entry = entry.map_err(|e| io_err("list", dir, e))?;
         let file_name = entry.file_name();
@@ -231,15 +232,12 @@ fn walk(
                 continue;
             }
             let meta = EntryMeta::from_std(&std_meta, None);
-            dirs.push((
-                Entry {
-                    sub: child_sub,
-                    path,
-                    meta,
-                },
-                child_root_rel,
-                ignored || excluded,
-            ));
+            let entry = Entry {
+                sub: child_sub,
+                path,
+                meta,
+            };
+            found.push((entry, Some((child_root_rel, ignored || excluded))));
         } else if !ignored && !excluded {
             let link = if std_meta.file_type().is_symlink() {
                 Some(std::fs::read_link(&path).map_err(|e| io_err("readlink", &path, e))?)
@@ -247,32 +245,36 @@ fn walk(
                 None
             };
             let meta = EntryMeta::from_std(&std_meta, link);
-            files.push(Entry {
+            let entry = Entry {
                 sub: child_sub,
                 path,
                 meta,
-            });
+            };
+            found.push((entry, None));
         }
     }
-    let nested: Vec<Result<Vec<Entry>, ContextError>> = dirs
-        .into_par_iter()
-        .map(|(entry, root_rel, dropped)| {
-            let children = walk(&entry.path, &entry.sub, &root_rel, filters)?;
-            // A dropped directory is kept only to hold kept files.
-            if dropped && children.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut out = Vec::with_capacity(children.len() + 1);
-            out.push(entry);
-            out.extend(children);
-            Ok(out)
+    // Names sorted within each directory, each directory followed by its
+    // contents (pre-order, like a tar): deterministic without sorting the
+    // whole tree again at every level.
+    found.sort_by(|a, b| a.0.sub.cmp(&b.0.sub));
+    let children: Vec<Result<Vec<Entry>, ContextError>> = found
+        .par_iter()
+        .map(|(entry, dir)| match dir {
+            Some((root_rel, _)) => walk(&entry.path, &entry.sub, root_rel, filters),
+            None => Ok(Vec::new()),
         })
         .collect();
-    for group in nested {
-        files.extend(group?);
+    let mut out = Vec::with_capacity(found.len());
+    for ((entry, dir), kids) in found.into_iter().zip(children) {
+        let kids = kids?;
+        // A dropped directory is kept only to hold kept files.
+        if matches!(dir, Some((_, true))) && kids.is_empty() {
+            continue;
+        }
+        out.push(entry);
+        out.extend(kids);
     }
-    files.sort_by(|a, b| a.sub.cmp(&b.sub));
-    Ok(files)
+    Ok(out)
 }
 
 fn join_rel(base: &str, name: &str) -> String {
