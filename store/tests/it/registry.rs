@@ -525,14 +525,27 @@ enum Fault {
 struct Fake {
     host: String,
     hits: Arc<AtomicUsize>,
+    /// Query strings the token endpoint received.
+    token_queries: Arc<Mutex<Vec<String>>>,
 }
 
-fn fake_registry(routes: HashMap<String, (String, Vec<u8>)>, fail: usize, fault: Fault) -> Fake {
+/// With `bearer`, the registry wants token auth: `/token` grants token
+/// `T` to requests whose `Authorization` is `bearer`, everything else
+/// answers 401 with a challenge unless it carries `Bearer T`.
+fn fake_registry(
+    routes: HashMap<String, (String, Vec<u8>)>,
+    fail: usize,
+    fault: Fault,
+    bearer: Option<String>,
+) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let hits = Arc::new(AtomicUsize::new(0));
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let h = hits.clone();
+    let token_queries: Arc<Mutex<Vec<String>>> = Arc::default();
+    let tq = token_queries.clone();
+    let me = host.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
@@ -544,10 +557,16 @@ fn fake_registry(routes: HashMap<String, (String, Vec<u8>)>, fail: usize, fault:
             if reader.read_line(&mut first).is_err() {
                 continue;
             }
+            let mut authorization = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("authorization") {
+                        authorization = v.trim().to_string();
+                    }
                 }
             }
             if !first.ends_with(" HTTP/1.1\r\n") {
@@ -572,6 +591,27 @@ fn fake_registry(routes: HashMap<String, (String, Vec<u8>)>, fail: usize, fault:
                 }
                 continue;
             }
+            if let Some(expected) = &bearer {
+                let reply = if let Some(q) = path.strip_prefix("/token?") {
+                    tq.lock().unwrap().push(q.to_string());
+                    if &authorization == expected {
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"token\":\"T\"}".to_string()
+                    } else {
+                        let body =
+                            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                        format!("HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    }
+                } else if authorization != "Bearer T" {
+                    format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"fake\",scope=\"repository:x:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                } else {
+                    String::new()
+                };
+                if !reply.is_empty() {
+                    let _ = conn.write_all(reply.as_bytes());
+                    let _ = reader.read(&mut [0u8; 1]);
+                    continue;
+                }
+            }
             let (ctype, body) = routes
                 .get(&path)
                 .cloned()
@@ -591,7 +631,11 @@ fn fake_registry(routes: HashMap<String, (String, Vec<u8>)>, fail: usize, fault:
             let _ = reader.read(&mut [0u8; 1]);
         }
     });
-    Fake { host, hits }
+    Fake {
+        host,
+        hits,
+        token_queries,
+    }
 }
 
 /// Routes serving `img` (from `store`) as `repo:tag`; `corrupt` replaces
@@ -627,7 +671,7 @@ fn server_errors_and_dropped_connections_are_retried_with_a_bound() {
     let img = make_image(&src, "x:v1", "retry", 50_000, "amd64");
     let client = Client::new(options(tmp.path())).unwrap();
     for fault in [Fault::Status500, Fault::Drop] {
-        let fake = fake_registry(routes_for(&src, &img, "x", false), 2, fault);
+        let fake = fake_registry(routes_for(&src, &img, "x", false), 2, fault, None);
         let store = Store::open(&tmp.path().join(format!("ok-{}", fake.host))).unwrap();
         let retries = AtomicUsize::new(0);
         let r = Reference::parse(&format!("{}/x:v1", fake.host)).unwrap();
@@ -647,6 +691,7 @@ fn server_errors_and_dropped_connections_are_retried_with_a_bound() {
         routes_for(&src, &img, "x", false),
         usize::MAX,
         Fault::Status500,
+        None,
     );
     let store = Store::open(&tmp.path().join("down")).unwrap();
     let r = Reference::parse(&format!("{}/x:v1", fake.host)).unwrap();
@@ -667,7 +712,7 @@ fn a_wrong_digest_is_refused_and_nothing_is_tagged() {
     let tmp = tempfile::tempdir().unwrap();
     let src = Store::open(&tmp.path().join("src")).unwrap();
     let img = make_image(&src, "x:v1", "corrupt", 50_000, "amd64");
-    let fake = fake_registry(routes_for(&src, &img, "x", true), 0, Fault::Drop);
+    let fake = fake_registry(routes_for(&src, &img, "x", true), 0, Fault::Drop, None);
     let store = Store::open(&tmp.path().join("dst")).unwrap();
     let client = Client::new(options(tmp.path())).unwrap();
     let r = Reference::parse(&format!("{}/x:v1", fake.host)).unwrap();
@@ -687,9 +732,63 @@ fn a_wrong_digest_is_refused_and_nothing_is_tagged() {
         format!("/v2/x/manifests/{}", Digest::of(b"something else")),
         m,
     );
-    let fake = fake_registry(routes, 0, Fault::Drop);
+    let fake = fake_registry(routes, 0, Fault::Drop, None);
     let pinned =
         Reference::parse(&format!("{}/x@{}", fake.host, pinned.digest().unwrap())).unwrap();
     let err = client.pull(&store, &pinned, None, &quiet).unwrap_err();
     assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+}
+
+#[test]
+fn bearer_tokens_come_from_the_challenge_realm_with_stored_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Store::open(&tmp.path().join("src")).unwrap();
+    let img = make_image(&src, "x:v1", "token", 10_000, "amd64");
+    let creds = Credentials {
+        username: "alice".to_string(),
+        password: "pw".to_string(),
+    };
+    let fake = fake_registry(
+        routes_for(&src, &img, "x", false),
+        0,
+        Fault::Drop,
+        Some(creds.basic_header()),
+    );
+    let r = Reference::parse(&format!("{}/x:v1", fake.host)).unwrap();
+    // Anonymous: the token service refuses, and the error says so.
+    let client = Client::new(options(tmp.path())).unwrap();
+    let store = Store::open(&tmp.path().join("anon")).unwrap();
+    let err = client.pull(&store, &r, None, &quiet).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{msg}");
+    assert!(
+        msg.contains(&fake.host) && msg.contains("bad credentials"),
+        "{msg}"
+    );
+    // With credentials in a Docker config.json, the pull goes through.
+    let docker = tmp.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            fake.host,
+            rbk_store::registry::base64_encode(b"alice:pw")
+        ),
+    )
+    .unwrap();
+    let mut opts = options(tmp.path());
+    opts.docker_config = Some(docker);
+    let store = Store::open(&tmp.path().join("authed")).unwrap();
+    let report = Client::new(opts)
+        .unwrap()
+        .pull(&store, &r, None, &quiet)
+        .unwrap();
+    assert_eq!(report.image.manifest_digest, img.manifest_digest);
+    let queries = fake.token_queries.lock().unwrap().clone();
+    assert!(
+        queries
+            .iter()
+            .all(|q| q == "service=fake&scope=repository%3Ax%3Apull"),
+        "{queries:?}"
+    );
 }
