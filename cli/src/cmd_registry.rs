@@ -125,15 +125,27 @@ pub struct LogoutArgs {
 /// Prints docker-style progress lines: one per state change of a blob, and
 /// download/upload progress at each quarter.
 struct Lines {
+    /// "Downloading" / "Pushing".
     verb: &'static str,
+    /// "Download complete" / "Pushed".
+    done: &'static str,
+    /// "Already exists" / "Layer already exists".
+    exists: &'static str,
     quarters: Mutex<HashMap<Digest, u64>>,
     quiet: bool,
 }
 
 impl Lines {
-    fn new(verb: &'static str, quiet: bool) -> Self {
+    fn new(pushing: bool, quiet: bool) -> Self {
+        let (verb, done, exists) = if pushing {
+            ("Pushing", "Pushed", "Layer already exists")
+        } else {
+            ("Downloading", "Download complete", "Already exists")
+        };
         Lines {
             verb,
+            done,
+            exists,
             quarters: Mutex::new(HashMap::new()),
             quiet,
         }
@@ -145,7 +157,7 @@ impl Lines {
         }
         let line = match p {
             Progress::Manifest { .. } => return,
-            Progress::Exists { digest } => format!("{}: Already exists", digest.short()),
+            Progress::Exists { digest } => format!("{}: {}", digest.short(), self.exists),
             Progress::Mounted { digest, from } => {
                 format!("{}: Mounted from {from}", digest.short())
             }
@@ -177,7 +189,7 @@ impl Lines {
                 attempt,
                 reason,
             } => format!("{what}: {reason}; retrying (attempt {attempt})"),
-            Progress::Done { digest } => format!("{}: {} complete", digest.short(), self.verb),
+            Progress::Done { digest } => format!("{}: {}", digest.short(), self.done),
         };
         eprintln!("{line}");
     }
@@ -210,7 +222,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let store = open_store(root)?;
     let client = Client::new(a.registry.options())?;
-    let lines = Lines::new("Downloading", a.quiet);
+    let lines = Lines::new(false, a.quiet);
     if !a.quiet {
         let what = reference
             .tag()
@@ -246,7 +258,7 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<i32> {
     let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.name))?;
     let store = open_store(root)?;
     let client = Client::new(a.registry.options())?;
-    let lines = Lines::new("Pushing", a.quiet);
+    let lines = Lines::new(true, a.quiet);
     if !a.quiet {
         eprintln!("The push refers to repository [{}]", dest.repository());
     }

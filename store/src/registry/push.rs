@@ -130,8 +130,39 @@ impl Client {
         }
     }
 
-    /// HEAD, then mount or POST + monolithic PUT.
+    /// Uploads one blob. A PUT that fails after its own retries may have
+    /// left a half-written upload behind, which the registry would append
+    /// to: the upload is started over once, from a new session.
     fn upload_blob(
+        &self,
+        s: &Session,
+        store: &Store,
+        repo: &str,
+        desc: &Descriptor,
+        mount_from: Option<&str>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
+        match self.upload_blob_once(s, store, repo, desc, mount_from, progress) {
+            Err(e @ RegistryError::Connect { .. })
+            | Err(
+                e @ RegistryError::Status {
+                    status: 400 | 404 | 500..=599,
+                    ..
+                },
+            ) => {
+                progress(&Progress::Retrying {
+                    what: format!("upload of {}", desc.digest),
+                    attempt: 2,
+                    reason: e.to_string(),
+                });
+                self.upload_blob_once(s, store, repo, desc, mount_from, progress)
+            }
+            other => other,
+        }
+    }
+
+    /// HEAD, then mount or POST + monolithic PUT.
+    fn upload_blob_once(
         &self,
         s: &Session,
         store: &Store,
