@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `rbk push` and `rbk pull` of a ~200 MB image (4 layers of 50 MB random
+# bytes) against `skopeo copy` of the same image to and from the same local
+# registry (Debian's docker-registry), in one run. rbk's store is an OCI
+# image layout, so skopeo pushes the very same blobs (`oci:$RBK_ROOT:NAME`).
+# Each push goes to a new repository, so every blob is really uploaded;
+# each pull goes to an empty store / directory.
+#
+#   bench/registry.sh                  # RUNS=3 by default; RBK=path to skip the build
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${BENCH_DIR:-/var/tmp/rbk-bench}/registry
+runs=${RUNS:-3}
+mkdir -p "$work"
+command -v skopeo >/dev/null || { echo "bench: skopeo is not installed" >&2; exit 1; }
+registry=/usr/bin/docker-registry
+[ -x "$registry" ] || { echo "bench: $registry is not installed (apt-get install docker-registry)" >&2; exit 1; }
+if [ -z "${RBK:-}" ]; then
+  (cd "$repo" && cargo build --release -q -p rbk)
+  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
+fi
+rbk=$RBK
+export RBK_ROOT=$work/root
+export RBK_AUTH_FILE=$work/auth.json
+
+# The image: FROM scratch plus four COPY layers of 50 MB random bytes.
+if ! "$rbk" inspect localhost/regbench:latest >/dev/null 2>&1; then
+  ctx=$work/ctx; rm -rf "$ctx"; mkdir -p "$ctx"
+  printf 'FROM scratch\n' >"$ctx/Dockerfile"
+  for f in a b c d; do
+    head -c 52428800 /dev/urandom >"$ctx/$f.bin"
+    printf 'COPY %s.bin /%s.bin\n' "$f" "$f" >>"$ctx/Dockerfile"
+  done
+  "$rbk" build --progress plain -t localhost/regbench:latest "$ctx" >/dev/null 2>&1
+fi
+
+# A registry on a free local port, with its storage under $work.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+host=127.0.0.1:$port
+rm -rf "$work/registry-data"
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/registry-data
+http:
+  addr: $host
+EOF
+"$registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+regpid=$!
+trap 'kill $regpid 2>/dev/null; wait $regpid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && break; sleep 0.1; done
+
+now() { date +%s.%N; }
+t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+rp=(); sp=(); rl=(); sl=()
+for ((i = 1; i <= runs; i++)); do
+  rm -rf "$work/pulled-root" "$work/skopeo-oci"
+  rp+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-$i:latest")")
+  sp+=("$(t skopeo copy -q --dest-tls-verify=false "oci:$RBK_ROOT:localhost/regbench:latest" "docker://$host/skopeo-$i:latest")")
+  rl+=("$(t "$rbk" --root "$work/pulled-root" pull "$host/rbk-$i:latest")")
+  sl+=("$(t skopeo copy -q --src-tls-verify=false "docker://$host/rbk-$i:latest" "oci:$work/skopeo-oci:big")")
+done
+size=$(du -sm "$work/skopeo-oci" | cut -f1)
+printf '\nimage: %s MB in 4 layers; local docker-registry; medians of %s runs (seconds)\n' "$size" "$runs"
+printf '%-34s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
+r=$(median "${rp[@]}"); s=$(median "${sp[@]}")
+printf '%-34s %8.3f %8.3f %6.1fx\n' "push (store -> registry)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+r=$(median "${rl[@]}"); s=$(median "${sl[@]}")
+printf '%-34s %8.3f %8.3f %6.1fx\n' "pull (registry -> empty store)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+echo "(ratio = skopeo / rbk)"
