@@ -67,7 +67,7 @@ pub struct RunArgs {
     /// Give the container a terminal (use with -i for an interactive shell)
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// A name for the container (its host name; shown in messages)
+    /// A name for the container (becomes its host name)
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Host name inside the container (default: the name, else the container's id)

@@ -1,8 +1,10 @@
 //! Integration tests of the `rbk` binary: each runs the real executable
 //! against a temporary store (`--root`). Tests that need root, namespaces or
 //! network print `SKIPPED: <why>` to stderr and return.
+#![allow(clippy::unwrap_used)]
 
 mod build;
+mod debian;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 <html>
 <head><title>Tomcat in an rbk container</title></head>
 <body>
-<h1>Apache Tomcat <%= application.getServerInfo() %></h1>
+<h1><%= application.getServerInfo() %></h1>
 <p>Java <%= System.getProperty("java.version") %>, in a container built by rbk
 from <code>examples/debian/tomcat/Dockerfile</code>.</p>
 </body>

@@ -1,0 +1,176 @@
+//! The README's main path for nginx: make the Debian base (debootstrap, its
+//! tarball cached between runs), build `examples/debian/rbk.toml`'s nginx,
+//! run it, get HTTP 200 with nginx's page, stop it, and rebuild with no step
+//! run.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{bases_cache, cannot_run_containers, make_base, rbk, rbk_bin, repo_root, skip, stderr};
+
+const TEST: &str = "debian_nginx_builds_serves_stops_and_rebuilds_from_cache";
+
+/// Why the Debian base cannot be made here, if it cannot: no cached
+/// tarball and no debootstrap or no route to the Debian archive.
+fn cannot_make_debian() -> Option<String> {
+    if bases_cache().join("debian-bookworm.tar").is_file() {
+        return None;
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    if !on_path("debootstrap") && !on_path("apt-get") {
+        return Some("no debootstrap (apt-get install debootstrap)".into());
+    }
+    let reachable = ("deb.debian.org", 80)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok());
+    (!reachable)
+        .then(|| "deb.debian.org:80 is unreachable (debootstrap needs the Debian archive)".into())
+}
+
+/// `GET /` on 127.0.0.1:port: the status line and the body.
+fn http_get(port: u16) -> std::io::Result<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.lines().next().unwrap_or_default().to_string();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Kills the container's rbk if the test fails half-way.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
+    if let Some(why) = cannot_run_containers() {
+        return skip(TEST, &why);
+    }
+    if let Some(why) = cannot_make_debian() {
+        return skip(TEST, &why);
+    }
+    let store = TempDir::new().unwrap();
+    let root = store.path();
+    let started = Instant::now();
+    // zstd: the test binary is a debug build, whose gzip is slow.
+    let out = make_base(root, "debian", &[("RBK_IMPORT_COMPRESSION", "zstd")]);
+    assert!(
+        out.status.success(),
+        "make-bases.sh debian: {}",
+        stderr(&out)
+    );
+    eprintln!("debian base in {:.1?}", started.elapsed());
+
+    let toml = repo_root().join("examples/debian/rbk.toml");
+    let toml = toml.to_str().unwrap();
+    let build = [
+        "build",
+        "--progress",
+        "plain",
+        "--compression",
+        "zstd",
+        toml,
+        "nginx",
+    ];
+    let t = Instant::now();
+    let out = rbk(root, &build);
+    assert!(out.status.success(), "build: {}", stderr(&out));
+    eprintln!("nginx built in {:.1?}", t.elapsed());
+
+    // Host network: serve on a free port (port 80 may be taken where tests
+    // run) through a site config bind-mounted over Debian's default one.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf_dir = TempDir::new().unwrap();
+    let conf = conf_dir.path().join("default");
+    std::fs::write(
+        &conf,
+        format!(
+            "server {{\n  listen 127.0.0.1:{port} default_server;\n  root /var/www/html;\n  index index.html;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mount = format!("{}:/etc/nginx/sites-enabled/default:ro", conf.display());
+    let mut child = Child(
+        Command::new(rbk_bin())
+            .arg("--root")
+            .arg(root)
+            .args(["run", "--rm", "-v", &mount, "rbk-examples/nginx:debian"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, body) = loop {
+        match http_get(port) {
+            Ok(r) => break r,
+            Err(e) => {
+                if let Some(st) = child.0.try_wait().unwrap() {
+                    let mut err = String::new();
+                    let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+                    panic!("nginx exited ({st}) before answering: {err}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx never answered on port {port}: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("Welcome to nginx!"), "{body}");
+    assert!(body.contains("rbk"), "our COPY'd page: {body}");
+
+    // Stop it as a user would (SIGTERM to rbk run, forwarded to nginx).
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(Instant::now() < deadline, "nginx ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0), "nginx's exit after SIGTERM");
+    assert!(
+        http_get(port).is_err(),
+        "nginx still answers after stopping"
+    );
+
+    // The rebuild is all cache.
+    let out = rbk(root, &build);
+    assert!(out.status.success(), "rebuild: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(": 0 steps run,"),
+        "the rebuild ran steps:\n{err}"
+    );
+    assert!(err.contains("CACHED"), "{err}");
+    eprintln!("whole nginx path in {:.1?}", started.elapsed());
+}
