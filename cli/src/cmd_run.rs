@@ -528,10 +528,19 @@ mod tests {
         }
     }
 
+    /// ENTRYPOINT, CMD, --entrypoint, arguments, and the argv they give.
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        Option<&'a str>,
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+
     #[test]
     fn command_line_follows_docker() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let cases: &[(&[&str], &[&str], Option<&str>, &[&str], &[&str])] = &[
+        let cases: &[Case] = &[
             (&[], &["sh"], None, &[], &["sh"]),
             (&[], &["sh"], None, &["ls", "-l"], &["ls", "-l"]),
             (&["/e.sh"], &["mysqld"], None, &[], &["/e.sh", "mysqld"]),
