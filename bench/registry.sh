@@ -4,7 +4,8 @@
 # registry (Debian's docker-registry), in one run. rbk's store is an OCI
 # image layout, so skopeo pushes the very same blobs (`oci:$RBK_ROOT:NAME`).
 # Each push goes to a new repository, so every blob is really uploaded;
-# each pull goes to an empty store / directory.
+# each pull goes to an empty store / directory. Each run has its own fresh
+# registry, so neither tool can mount blobs it saw in an earlier run.
 #
 #   bench/registry.sh                  # RUNS=3 by default; RBK=path to skip the build
 set -euo pipefail
@@ -34,24 +35,24 @@ if ! "$rbk" inspect localhost/regbench:latest >/dev/null 2>&1; then
   "$rbk" build --progress plain -t localhost/regbench:latest "$ctx" >/dev/null 2>&1
 fi
 
-# A registry on a free local port, with its storage under $work.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-host=127.0.0.1:$port
-rm -rf "$work/registry-data"
-cat >"$work/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/registry-data
-http:
-  addr: $host
-EOF
-"$registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-regpid=$!
-trap 'kill $regpid 2>/dev/null; wait $regpid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && break; sleep 0.1; done
+# A fresh registry per run, on a new port with empty storage: skopeo keeps
+# a cache of where it saw blobs and would otherwise mount them from an
+# earlier run's repository instead of uploading them.
+regpid=
+start_registry() {
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  host=127.0.0.1:$port
+  rm -rf "$work/registry-data"
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+    "$work/registry-data" "$host" >"$work/registry.yml"
+  "$registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  regpid=$!
+  for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && return; sleep 0.1; done
+  echo "bench: the registry did not start" >&2; exit 1
+}
+stop_registry() { [ -z "$regpid" ] || { kill "$regpid" 2>/dev/null; wait "$regpid" 2>/dev/null || true; regpid=; }; }
+trap stop_registry EXIT
 
 now() { date +%s.%N; }
 t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
@@ -59,11 +60,12 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 
 rp=(); sp=(); rl=(); sl=()
 for ((i = 1; i <= runs; i++)); do
+  stop_registry; start_registry
   rm -rf "$work/pulled-root" "$work/skopeo-oci"
   rp+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-$i:latest")")
   sp+=("$(t skopeo copy -q --dest-tls-verify=false "oci:$RBK_ROOT:localhost/regbench:latest" "docker://$host/skopeo-$i:latest")")
   rl+=("$(t "$rbk" --root "$work/pulled-root" pull "$host/rbk-$i:latest")")
-  sl+=("$(t skopeo copy -q --src-tls-verify=false "docker://$host/rbk-$i:latest" "oci:$work/skopeo-oci:big")")
+  sl+=("$(t skopeo copy -q --src-tls-verify=false "docker://$host/skopeo-$i:latest" "oci:$work/skopeo-oci:big")")
 done
 size=$(du -sm "$work/skopeo-oci" | cut -f1)
 printf '\nimage: %s MB in 4 layers; local docker-registry; medians of %s runs (seconds)\n' "$size" "$runs"
