@@ -72,6 +72,10 @@ fn agent(tls: TlsConfig) -> Agent {
         .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
+        // A stalled connection becomes an error (and a retry) instead of a
+        // pull that hangs forever.
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .timeout_per_write(Some(Duration::from_secs(120)))
         .user_agent(concat!("rbk/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(16)
         .build()
