@@ -179,11 +179,18 @@ impl Client {
                     Ok(r) if r.status() == 200 || r.status() == 401
                 );
                 if !ok {
+                    let mut reason = tls_err.to_string();
+                    if reason.contains("certificate") {
+                        reason.push_str(
+                            " (trust its CA with --ca-cert or $RBK_REGISTRY_CA, \
+                             or skip checks with --tls-verify=false)",
+                        );
+                    }
                     return Err(RegistryError::Connect {
                         registry: registry.to_string(),
                         method: "GET",
                         url: format!("{base}/v2/"),
-                        reason: tls_err.to_string(),
+                        reason,
                     });
                 }
                 base = plain;

@@ -792,3 +792,128 @@ fn bearer_tokens_come_from_the_challenge_realm_with_stored_credentials() {
         "{queries:?}"
     );
 }
+
+/// A fake registry that reads request bodies and answers with `handler`
+/// (method, path, body) → (status, headers, body). Returns its host.
+fn serve_with(
+    handler: impl Fn(&str, &str, &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + 'static,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() || !first.ends_with(" HTTP/1.1\r\n") {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let mut parts = first.split(' ');
+            let method = parts.next().unwrap_or("").to_string();
+            let path = parts.next().unwrap_or("").to_string();
+            let (status, headers, out) = handler(&method, &path, &body);
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                out.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&out);
+            let _ = reader.read(&mut [0u8; 1]);
+        }
+    });
+    host
+}
+
+#[test]
+fn push_retries_failed_uploads_and_refuses_a_manifest_stored_under_another_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("src")).unwrap();
+    let img = make_image(&store, "x:v1", "push-faults", 20_000, "amd64");
+    let manifest_bytes = store.content.read(&img.manifest_digest).unwrap();
+    for lie_about_digest in [false, true] {
+        let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let manifests: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let puts = Arc::new(AtomicUsize::new(0));
+        let (b, m, p) = (blobs.clone(), manifests.clone(), puts.clone());
+        let host = serve_with(move |method, path, body| {
+            let no = |s: u16| (s, Vec::new(), Vec::new());
+            match method {
+                "GET" if path == "/v2/" => no(200),
+                "HEAD" => no(404),
+                "POST" => (
+                    202,
+                    vec![("Location".into(), "/upload/1".into())],
+                    Vec::new(),
+                ),
+                "PUT" if path.starts_with("/upload/") => {
+                    // Every blob's first two PUTs fail with 500.
+                    if p.fetch_add(1, Ordering::SeqCst) % 3 < 2 {
+                        return no(500);
+                    }
+                    let digest = path.split("digest=").nth(1).unwrap().replace("%3A", ":");
+                    b.lock().unwrap().insert(digest, body.to_vec());
+                    p.store(0, Ordering::SeqCst);
+                    no(201)
+                }
+                "PUT" => {
+                    m.lock().unwrap().push(body.to_vec());
+                    let claimed = if lie_about_digest {
+                        Digest::of(b"not this")
+                    } else {
+                        Digest::of(body)
+                    };
+                    (
+                        201,
+                        vec![("Docker-Content-Digest".into(), claimed.to_string())],
+                        Vec::new(),
+                    )
+                }
+                _ => no(405),
+            }
+        });
+        let mut opts = options(tmp.path());
+        opts.parallel = 1;
+        let client = Client::new(opts).unwrap();
+        let dest = Reference::parse(&format!("{host}/x:v1")).unwrap();
+        let res = client.push(&store, "x:v1", &dest, &quiet);
+        // Both blobs arrived intact despite the failures.
+        let blobs = blobs.lock().unwrap();
+        for d in std::iter::once(&img.manifest.config).chain(&img.manifest.layers) {
+            assert_eq!(
+                blobs[d.digest.as_str()],
+                store.content.read(&d.digest).unwrap()
+            );
+        }
+        assert_eq!(
+            manifests.lock().unwrap().as_slice(),
+            std::slice::from_ref(&manifest_bytes)
+        );
+        if lie_about_digest {
+            let err = res.unwrap_err();
+            assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+        } else {
+            assert_eq!(res.unwrap(), img.manifest_digest);
+        }
+    }
+}
