@@ -223,6 +223,56 @@ impl Client {
         })
     }
 
+    /// Fetches the manifest or index `reference` names, verified against
+    /// the digest it pins or the registry announces: its bytes, media type
+    /// and digest. For artifacts (such as a shared build cache) that
+    /// [`Client::pull`] would not store as an image.
+    pub fn get_manifest(
+        &self,
+        reference: &Reference,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(Vec<u8>, String, Digest), RegistryError> {
+        let s = self.session(reference.domain())?;
+        let repo = reference.path();
+        let target = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        let scopes = vec![format!("repository:{repo}:pull")];
+        let doc = self.manifest(
+            &s,
+            repo,
+            &target,
+            reference.digest(),
+            &scopes,
+            &reference.familiar(),
+            progress,
+        )?;
+        Ok((doc.bytes, doc.media_type, doc.digest))
+    }
+
+    /// Downloads those of `blobs` that `store` lacks from `reference`'s
+    /// repository, in parallel and verified; returns the bytes downloaded.
+    pub fn fetch_blobs_into(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        blobs: &[Descriptor],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<u64, RegistryError> {
+        let s = self.session(reference.domain())?;
+        let repo = reference.path();
+        let scopes = vec![format!("repository:{repo}:pull")];
+        let mut wanted: Vec<&Descriptor> = Vec::new();
+        for d in blobs {
+            if !store.content.has(&d.digest) && !wanted.iter().any(|w| w.digest == d.digest) {
+                wanted.push(d);
+            }
+        }
+        self.fetch_blobs(&s, store, repo, &wanted, &scopes, progress)
+    }
+
     /// GETs a manifest or index and checks its digest against what was
     /// asked for and what the registry says it is.
     #[allow(clippy::too_many_arguments)]

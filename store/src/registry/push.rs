@@ -31,23 +31,55 @@ impl Client {
             .media_type
             .clone()
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
-        let s = self.session(dest.domain())?;
-        let repo = dest.path();
         progress(&Progress::Manifest {
             digest: image.manifest_digest.clone(),
         });
 
-        let mut blobs: Vec<&Descriptor> = Vec::new();
-        for d in std::iter::once(&image.manifest.config).chain(&image.manifest.layers) {
-            if !blobs.iter().any(|b| b.digest == d.digest) {
+        let blobs: Vec<Descriptor> = std::iter::once(&image.manifest.config)
+            .chain(&image.manifest.layers)
+            .cloned()
+            .collect();
+        self.push_blobs(store, dest, &blobs, progress)?;
+        self.put_manifest(dest, &media_type, &manifest_bytes, progress)
+    }
+
+    /// Uploads `blobs` (which must be in `store`) to `dest`'s repository,
+    /// in parallel, skipping those the registry has and mounting those
+    /// another of its repositories is known to have. For artifacts such as
+    /// a shared build cache as much as for images.
+    pub fn push_blobs(
+        &self,
+        store: &Store,
+        dest: &Reference,
+        blobs: &[Descriptor],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
+        let s = self.session(dest.domain())?;
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        for d in blobs {
+            if !unique.iter().any(|b| b.digest == d.digest) {
                 // Check now: a missing blob must fail before anything is sent.
                 store.content.size(&d.digest)?;
-                blobs.push(d);
+                unique.push(d);
             }
         }
         let mounts = mount_sources(store, dest);
-        self.upload_blobs(&s, store, repo, &blobs, &mounts, progress)?;
+        self.upload_blobs(&s, store, dest.path(), &unique, &mounts, progress)
+    }
 
+    /// Uploads a manifest (or index) under `dest`'s tag (or digest) and
+    /// returns its digest; refuses an answer that names another digest.
+    /// Its blobs must be in the repository already.
+    pub fn put_manifest(
+        &self,
+        dest: &Reference,
+        media_type: &str,
+        bytes: &[u8],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Digest, RegistryError> {
+        let s = self.session(dest.domain())?;
+        let repo = dest.path();
+        let digest = Digest::of(bytes);
         let tag_or_digest = match (dest.tag(), dest.digest()) {
             (Some(t), _) => t.to_string(),
             (None, Some(d)) => d.to_string(),
@@ -58,8 +90,8 @@ impl Client {
             &s,
             "PUT",
             &path,
-            &[("Content-Type", media_type.as_str())],
-            &Body::Bytes(manifest_bytes),
+            &[("Content-Type", media_type)],
+            &Body::Bytes(bytes.to_vec()),
             &push_scopes(repo, None),
             progress,
         )?;
@@ -78,16 +110,16 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
         if let Some(c) = claimed {
-            if c != image.manifest_digest {
+            if c != digest {
                 return Err(RegistryError::DigestMismatch {
                     registry: s.registry.clone(),
                     what: format!("the pushed manifest of {}", dest.familiar()),
-                    expected: image.manifest_digest.clone(),
+                    expected: digest,
                     actual: c,
                 });
             }
         }
-        Ok(image.manifest_digest)
+        Ok(digest)
     }
 
     fn upload_blobs(

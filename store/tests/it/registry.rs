@@ -411,6 +411,26 @@ fn an_index_is_resolved_to_the_requested_platform() {
     assert_eq!(res.status(), 201);
 
     let all = Reference::parse(&format!("{}/multi:all", reg.host)).unwrap();
+    // The lower-level calls see the same document, and can write one.
+    let (bytes, mt, d) = client.get_manifest(&all, &quiet).unwrap();
+    assert_eq!(
+        (bytes.as_slice(), mt.as_str(), &d),
+        (&index[..], MEDIA_TYPE_OCI_INDEX, &Digest::of(&index))
+    );
+    let copy = Reference::parse(&format!("{}/multi:copy", reg.host)).unwrap();
+    assert_eq!(
+        client
+            .put_manifest(&copy, MEDIA_TYPE_OCI_INDEX, &index, &quiet)
+            .unwrap(),
+        d
+    );
+    let blobs_only = Store::open(&tmp.path().join("blobs-only")).unwrap();
+    let layer = amd.manifest.layers[0].clone();
+    let n = client
+        .fetch_blobs_into(&blobs_only, &copy, std::slice::from_ref(&layer), &quiet)
+        .unwrap();
+    assert_eq!(n, layer.size);
+    assert!(blobs_only.content.has(&layer.digest) && blobs_only.list().unwrap().is_empty());
     let s2 = Store::open(&tmp.path().join("s2")).unwrap();
     let arm64: PlatformSpec = "linux/arm64".parse().unwrap();
     let r = client.pull(&s2, &all, Some(&arm64), &quiet).unwrap();
