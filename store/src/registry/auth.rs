@@ -131,12 +131,39 @@ impl CredentialsFile {
         fs::rename(&tmp, path).map_err(|e| file_error(path, e.to_string()))
     }
 
-    /// The credentials stored for `registry`, if any.
+    /// The credentials stored for `registry`, if any: an `auths` entry, or
+    /// else what Docker's credential helper for it (`credHelpers`, then
+    /// `credsStore`) answers.
     pub fn get(&self, registry: &str) -> Option<Credentials> {
-        keys_for(registry)
+        let keys = keys_for(registry);
+        if let Some(c) = keys
             .iter()
             .find_map(|k| self.auths.get(k))
             .and_then(decode_entry)
+        {
+            return Some(c);
+        }
+        let helpers = self.extra.get("credHelpers").and_then(|v| v.as_object());
+        let helper = keys
+            .iter()
+            .find_map(|k| helpers.and_then(|h| h.get(k)))
+            .or_else(|| self.extra.get("credsStore"))
+            .and_then(|v| v.as_str())?;
+        // Only a plain name: it becomes part of a program name.
+        if helper.is_empty()
+            || !helper
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return None;
+        }
+        // Docker files Docker Hub under its legacy index URL.
+        let server = if keys.len() > 3 {
+            "https://index.docker.io/v1/"
+        } else {
+            registry
+        };
+        from_helper(Path::new(&format!("docker-credential-{helper}")), server)
     }
 
     /// Stores credentials for `registry`.
@@ -176,6 +203,41 @@ fn decode_entry(e: &AuthEntry) -> Option<Credentials> {
         }),
         _ => None,
     }
+}
+
+/// Asks a Docker credential helper (`PROGRAM get`, server on stdin) for
+/// `server`'s credentials. A missing helper, or an identity token (which
+/// needs an OAuth exchange rbk does not do), gives none.
+fn from_helper(program: &Path, server: &str) -> Option<Credentials> {
+    let mut child = std::process::Command::new(program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_slice(&out.stdout).ok()?;
+    if a.username == "<token>" {
+        return None;
+    }
+    Some(Credentials {
+        username: a.username,
+        password: a.secret,
+    })
 }
 
 /// Finds credentials for `registry` in rbk's file, then Docker's. Files
@@ -367,5 +429,37 @@ mod tests {
         assert!(serde_json::to_string(&docker)
             .unwrap()
             .contains("credsStore"));
+    }
+
+    #[test]
+    fn credential_helpers_are_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-rbktest");
+        fs::write(
+            &helper,
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nprintf '{\"Username\":\"u-%s\",\"Secret\":\"s\"}' \"$server\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread forking while the script was open for
+        // writing can make exec fail with ETXTBSY for a moment.
+        let got = (0..20)
+            .find_map(|_| {
+                let got = from_helper(&helper, "reg.example");
+                if got.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                got
+            })
+            .unwrap();
+        assert_eq!(got.username, "u-reg.example");
+        assert_eq!(got.password, "s");
+        // A helper that does not exist gives no credentials, and no error.
+        let f: CredentialsFile =
+            serde_json::from_str(r#"{"credsStore":"rbk-no-such-helper"}"#).unwrap();
+        assert_eq!(f.get("reg.example"), None);
+        let f: CredentialsFile = serde_json::from_str(r#"{"credsStore":"../evil"}"#).unwrap();
+        assert_eq!(f.get("reg.example"), None);
     }
 }
