@@ -17,13 +17,33 @@ use super::auth::{self, Challenge, Credentials};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions};
 
 /// What a request carries.
-pub(crate) enum Body {
+pub(crate) enum Body<'a> {
     /// Nothing.
     Empty,
     /// Bytes in memory (manifests).
     Bytes(Vec<u8>),
-    /// A file, streamed (layers).
-    File(PathBuf),
+    /// A file, streamed (layers), told bytes sent so far as it goes.
+    File(PathBuf, &'a (dyn Fn(u64) + Sync)),
+}
+
+/// A reader that reports how much has been read, every 4 MiB.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    reported: u64,
+    on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= 4 << 20 {
+            self.reported = self.done;
+            (self.on_bytes)(self.done);
+        }
+        Ok(n)
+    }
 }
 
 /// A registry client: holds the HTTP agents and, per registry, the scheme
@@ -242,7 +262,7 @@ impl Client {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-        body: &Body,
+        body: &Body<'_>,
         scopes: &[String],
         progress: &dyn Fn(&Progress),
     ) -> Result<Response<ureq::Body>, RegistryError> {
@@ -303,7 +323,7 @@ impl Client {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-        body: &Body,
+        body: &Body<'_>,
         scopes: &[String],
         progress: &dyn Fn(&Progress),
     ) -> Result<Answer, RegistryError> {
@@ -487,7 +507,7 @@ impl Session {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-        body: &Body,
+        body: &Body<'_>,
         auth: Option<&str>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
         let mut b = http::Request::builder().method(method).uri(url);
@@ -502,9 +522,19 @@ impl Session {
             // Registries want an explicit zero length on bodiless writes.
             Body::Empty => self.agent.run(b.body(&[][..])?),
             Body::Bytes(data) => self.agent.run(b.body(data.as_slice())?),
-            Body::File(path) => {
+            Body::File(path, on_bytes) => {
                 let f = File::open(path)?;
-                self.agent.run(b.body(f)?)
+                // The length is set here, so the counting reader (whose
+                // size ureq cannot know) is not sent chunked.
+                let len = f.metadata()?.len();
+                let mut r = Counting {
+                    inner: f,
+                    done: 0,
+                    reported: 0,
+                    on_bytes: *on_bytes,
+                };
+                let b = b.header("Content-Length", len);
+                self.agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
             }
         }
     }

@@ -258,7 +258,13 @@ impl Client {
             "PUT",
             &put,
             &[("Content-Type", "application/octet-stream")],
-            &Body::File(store.content.path(&desc.digest)),
+            &Body::File(store.content.path(&desc.digest), &|done| {
+                progress(&Progress::Bytes {
+                    digest: desc.digest.clone(),
+                    done,
+                    total: desc.size,
+                })
+            }),
             &scopes,
             progress,
         )?;

@@ -248,11 +248,22 @@ fn rbk_push_reads_back_identical_with_skopeo_and_rbk_pull() {
     let tmp = tempfile::tempdir().unwrap();
     let s1 = Store::open(&tmp.path().join("s1")).unwrap();
     let name = format!("{}/team/app:v1", reg.host);
-    let img = make_image(&s1, &name, "app", 3 << 20, "amd64");
+    let img = make_image(&s1, &name, "app", 5 << 20, "amd64");
     let client = Client::new(options(tmp.path())).unwrap();
     let dest = Reference::parse(&name).unwrap();
-    let digest = client.push(&s1, &name, &dest, &quiet).unwrap();
+    let seen = Mutex::new(Vec::new());
+    let digest = client
+        .push(&s1, &name, &dest, &|p| seen.lock().unwrap().push(p.clone()))
+        .unwrap();
     assert_eq!(digest, img.manifest_digest);
+    // The 5 MB layer's upload reported its progress on the way.
+    let layer = &img.manifest.layers[0];
+    assert!(
+        seen.lock().unwrap().iter().any(|p| matches!(p,
+            Progress::Bytes { digest, done, total } if digest == &layer.digest && *done >= 4 << 20 && *total == layer.size)),
+        "{:?}",
+        seen.lock().unwrap()
+    );
 
     // skopeo sees the same manifest bytes and layers.
     let url = format!("docker://{name}");
