@@ -63,7 +63,7 @@ impl Default for RegistryOptions {
                         .map(|h| PathBuf::from(h).join(".docker").join("config.json"))
                 }),
             attempts: 4,
-            backoff: std::time::Duration::from_millis(250),
+            backoff: std::time::Duration::from_millis(500),
             parallel: 4,
         }
     }
