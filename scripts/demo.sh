@@ -28,7 +28,7 @@ step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 die() { printf '\ndemo: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2fs", b - a }'; }
 
 stop_containers() {
     for pid in $NGINX_PID $MARIADB_PID; do
@@ -109,7 +109,7 @@ until curl -fsS --max-time 2 -o "$LOGS/page.html" http://127.0.0.1:80/ 2>/dev/nu
     kill -0 "$NGINX_PID" 2>/dev/null || { cat "$LOGS/nginx.log" >&2; die "nginx exited"; }
     sleep 0.5
 done
-show curl -sS -i http://127.0.0.1:80/ | head -n 1
+show curl -sS -o "$LOGS/page.html" -w 'HTTP %{http_code}, %{size_download} bytes from %{url_effective}\n' http://127.0.0.1:80/
 printf 'page title: %s\n' "$(sed -n 's:.*<title>\(.*\)</title>.*:\1:p' "$LOGS/page.html")"
 grep -q 'Welcome to nginx!' "$LOGS/page.html" || die "that is not nginx's page"
 NGINX_OK=yes
@@ -160,7 +160,7 @@ cat <<EOF
 
 rbk (release build)     $RBK_BUILD_TIME
 base images             $BASES_TIME
-first build, 3 images   $COLD_TIME   ($COLD_LINE)
+build, 3 images at once $COLD_TIME   ($COLD_LINE)
 rebuild                 $WARM_TIME   ($WARM_LINE; $CACHED CACHED lines)
 nginx on port 80        ${NGINX_OK:-no}
 MariaDB login           ${MARIADB_OK:-no}
