@@ -342,3 +342,32 @@ fn network_none_has_only_loopback() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--network"), "{}", stderr(&out));
 }
+
+#[test]
+fn tty_and_name_reach_the_container() {
+    let Some(root) = shared() else { return };
+    // -t gives the command a terminal even when rbk's own output is a pipe
+    // (a terminal turns "\n" into "\r\n"), and TERM is set for it.
+    let out = rbk(
+        root,
+        &[
+            "run",
+            "-t",
+            BUSYBOX,
+            "sh",
+            "-c",
+            "test -t 1 && echo tty $TERM",
+        ],
+    );
+    assert_eq!(stdout(&out), "tty xterm\r\n", "{}", stderr(&out));
+    let out = rbk(
+        root,
+        &["run", BUSYBOX, "sh", "-c", "test -t 1 || echo no tty"],
+    );
+    assert_eq!(stdout(&out), "no tty\n");
+    let out = rbk(root, &["run", "--name", "web-1", BUSYBOX, "hostname"]);
+    assert_eq!(stdout(&out), "web-1\n", "{}", stderr(&out));
+    let out = rbk(root, &["run", BUSYBOX, "hostname"]);
+    let id = stdout(&out);
+    assert_eq!(id.trim().len(), 12, "a container id as host name: {id:?}");
+}
