@@ -1,0 +1,303 @@
+//! `rbk build` and `rbk graph` as a user runs them: exit codes, error lines,
+//! rbk.toml, and Ctrl-C leaving nothing behind.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn rbk(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rbk"));
+    c.arg("--root").arg(root).env_remove("RBK_ROOT");
+    c
+}
+
+/// A store with localhost/busybox:latest imported through the CLI, or None
+/// (loudly) when this machine cannot run build steps.
+fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
+    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
+    }
+    if !Path::new(BUSYBOX).exists() {
+        eprintln!("SKIPPED {test}: {BUSYBOX} is missing (apt-get install busybox-static)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "echo", "cat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let tarball = dir.path().join("busybox.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("--numeric-owner")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = rbk(&dir.path().join("store"))
+        .arg("import")
+        .arg(&tarball)
+        .arg("localhost/busybox:latest")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dir)
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, c).unwrap();
+    }
+}
+
+#[test]
+fn a_bad_dockerfile_is_one_clear_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[("Dockerfile", "FROM scratch\nCOPY --frm=x a b\n")],
+    );
+    for cmd in ["graph", "build"] {
+        let out = rbk(&dir.path().join("store"))
+            .arg(cmd)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Dockerfile:2:6: unknown flag: --frm for COPY"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("COPY --frm=x a b"), "{cmd}: {err}");
+    }
+    let out = rbk(&dir.path().join("store"))
+        .arg("parse")
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
+#[test]
+fn graph_merges_the_shared_steps_of_the_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rbk.toml");
+    let out = rbk(&dir.path().join("store"))
+        .args(["graph", "--format", "json"])
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["schema"], "rbk.graph/v1");
+    assert_eq!(g["images"].as_array().unwrap().len(), 4);
+    let vertices = g["vertices"].as_array().unwrap();
+    let shared: Vec<&str> = vertices
+        .iter()
+        .filter(|v| v["shared"] == true)
+        .map(|v| v["instruction"].as_str().unwrap())
+        .collect();
+    assert!(shared.contains(&"FROM centos:7"), "{shared:?}");
+    assert!(
+        shared
+            .iter()
+            .any(|i| i.starts_with("RUN yum install -y wget")),
+        "{shared:?}"
+    );
+    // Only one FROM centos:7 vertex for four images.
+    let froms = vertices
+        .iter()
+        .filter(|v| v["instruction"] == "FROM centos:7")
+        .count();
+    assert_eq!(froms, 1);
+    for format in ["text", "dot", "mermaid"] {
+        let out = rbk(&dir.path().join("store"))
+            .args(["graph", "--format", format])
+            .arg(&toml)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{format}");
+        assert!(!out.stdout.is_empty(), "{format}");
+    }
+}
+
+#[test]
+fn missing_base_image_is_named() {
+    let Some(dir) = store_with_busybox("missing_base_image_is_named") else {
+        return;
+    };
+    let ctx = dir.path().join("ctx");
+    write(&ctx, &[("Dockerfile", "FROM localhost/nope:1\nRUN true\n")]);
+    let out = rbk(&dir.path().join("store"))
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("localhost/nope:1"), "{err}");
+}
+
+#[test]
+fn toml_builds_targets_and_rebuild_runs_nothing() {
+    let Some(dir) = store_with_busybox("toml_builds_targets") else {
+        return;
+    };
+    let base = dir.path().join("proj");
+    write(
+        &base,
+        &[
+            ("a/Dockerfile", "FROM localhost/busybox:latest\nRUN echo a > /a\n"),
+            ("b/Dockerfile", "FROM localhost/busybox:latest\nCOPY f /f\n"),
+            ("b/f", "data"),
+            (
+                "rbk.toml",
+                "[target.a]\ncontext = \"a\"\ntags = [\"t/a:1\"]\n[target.b]\ncontext = \"b\"\ntags = [\"t/b:1\"]\n",
+            ),
+        ],
+    );
+    let store = dir.path().join("store");
+    let run = || {
+        let out = rbk(&store)
+            .args(["build", "--progress", "plain"])
+            .arg(base.join("rbk.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = run();
+    assert!(first.contains("2 steps run, 0 cached"), "{first}");
+    let again = run();
+    assert!(again.contains("0 steps run, 2 cached"), "{again}");
+    let out = rbk(&store).args(["images", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+fn mounts_under(path: &Path) -> Vec<String> {
+    let p = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&p))
+        .map(String::from)
+        .collect()
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
+    let Some(dir) = store_with_busybox("ctrl_c_stops_the_build") else {
+        return;
+    };
+    let ctx = dir.path().join("ctx");
+    // An unusual duration, unique to this run, marks our process.
+    let marker = format!("sleep {}", 100_000 + std::process::id());
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/busybox:latest\nRUN echo started && {marker}\n"),
+        )],
+    );
+    let store = dir.path().join("store");
+    let mut child = rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    // Wait until the step's own output shows it is running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        // The step's own output line (`#N 0.0s started`), not its header.
+        if line.ends_with(" started") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(seen.lines().any(|l| l.ends_with(" started")), "{seen}");
+    assert_eq!(processes_with(&marker), 1, "the step is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        t.elapsed()
+    );
+    assert!(!status.success());
+    assert!(rest.join("\n").contains("cancelled"), "{rest:?}");
+    // The kernel tears the pid namespace down as rbk exits: give it a moment.
+    let gone = Instant::now() + Duration::from_secs(3);
+    while processes_with(&marker) > 0 && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_with(&marker), 0, "no process left");
+    assert!(
+        mounts_under(&store).is_empty(),
+        "{:?}",
+        mounts_under(&store)
+    );
+    let tmp: Vec<_> = std::fs::read_dir(store.join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    // Nothing was tagged.
+    let out = rbk(&store).args(["images", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
