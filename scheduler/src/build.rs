@@ -641,6 +641,9 @@ impl GraphOps<'_, '_> {
         cancel: &CancelToken,
     ) -> Result<(Descriptor, Digest), StepError> {
         let parent_key = self.ensure_unpacked(&parent.layers)?;
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
         let active = format!("active-{}-{}", std::process::id(), unique());
         let snap = self.b.snapshotter;
         let mounts = snap

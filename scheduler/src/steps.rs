@@ -357,6 +357,9 @@ pub(crate) fn run_exec(
             }
         }
     };
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
     let code = b
         .executor
         .run(rootfs, &spec, &mut output, cancel)

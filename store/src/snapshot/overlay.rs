@@ -71,10 +71,20 @@ impl OverlaySnapshotter {
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         // Build aside and rename over, so a racing process never sees a
         // missing or wrong link.
-        let tmp = dir.join(format!(".{}-{}", std::process::id(), key));
+        // The temp name is unique per call: threads of one process race
+        // here too (two steps preparing on the same parent).
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{}-{seq}-{}", std::process::id(), key));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&want, &tmp).map_err(io_err("create symlink", &tmp))?;
-        fs::rename(&tmp, &link).map_err(io_err("rename", &link))?;
+        if let Err(e) = fs::rename(&tmp, &link) {
+            let _ = fs::remove_file(&tmp);
+            // Someone else made the same link meanwhile: that is fine.
+            if !fs::read_link(&link).is_ok_and(|t| t == want) {
+                return Err(io_err("rename", &link)(e));
+            }
+        }
         Ok(link)
     }
 
