@@ -79,13 +79,18 @@ fn store_root(flag: Option<PathBuf>) -> PathBuf {
 pub(crate) fn snapshotter(
     root: &std::path::Path,
 ) -> anyhow::Result<Box<dyn rbk_store::snapshot::Snapshotter>> {
-    use rbk_store::snapshot::{overlay_supported, CopySnapshotter, OverlaySnapshotter};
+    use rbk_store::snapshot::{overlay_works_in, CopySnapshotter, OverlaySnapshotter};
     let dir = root.join("snapshots");
     let kind = SNAPSHOTTER.get().map(String::as_str).unwrap_or("auto");
     let overlay = match kind {
         "overlay" => true,
         "copy" => false,
-        "auto" => overlay_supported(),
+        // Probe on the store's own filesystem: overlay may work in /tmp
+        // and not there (or the reverse).
+        "auto" => {
+            std::fs::create_dir_all(&dir)?;
+            overlay_works_in(&dir)
+        }
         other => anyhow::bail!("--snapshotter {other:?}: use overlay, copy or auto"),
     };
     Ok(if overlay {
