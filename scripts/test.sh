@@ -25,4 +25,4 @@ fi
 # The conformance data lives in ../shared beside the checkout.
 export RBK_SHARED=${RBK_SHARED:-$(cd .. && pwd)/shared}
 # Two cores: one test binary at a time, tests inside it in parallel.
-cargo test --workspace -- --test-threads=4
+cargo test --workspace --no-fail-fast -- --test-threads=4
