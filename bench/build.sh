@@ -72,8 +72,9 @@ reset_rbk() {
 }
 reset_buildah() {
   buildah rm -a >/dev/null 2>&1 || true
-  for i in $(buildah images -q --filter reference='localhost/bench/*' 2>/dev/null); do
-    buildah rmi -f "$i" >/dev/null 2>&1 || true
+  local img
+  for img in $(buildah images -q --filter reference='localhost/bench/*' 2>/dev/null); do
+    buildah rmi -f "$img" >/dev/null 2>&1 || true
   done
   buildah rmi --prune >/dev/null 2>&1 || true
   import_bases
@@ -94,11 +95,12 @@ time_cmd() {
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-rbk_build() { "$rbk" build --progress plain -t "bench/$1:latest" "$ctx/$1"; }
+# BENCH_COMPRESSION=zstd|none measures rbk with other layer compression.
+rbk_build() { "$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" -t "bench/$1:latest" "$ctx/$1"; }
 buildah_build() { buildah build "${buildah_opts[@]}" -t "bench/$1:latest" "$ctx/$1"; }
 
 declare -A R B
-echo "rbk $("$rbk" --version | awk '{print $2}') vs $(buildah --version | awk '{print $1, $3}'), $runs runs each, $(nproc) cores" | tee "$work/bench.log"
+echo "rbk $("$rbk" --version | awk '{print $2}') (${BENCH_COMPRESSION:-gzip} layers) vs $(buildah --version | awk '{print $1, $3}'), $runs runs each, $(nproc) cores" | tee "$work/bench.log"
 for c in $cases; do
   for m in cold noop change_last; do R[$c/$m]=""; B[$c/$m]=""; done
   for ((i = 1; i <= runs; i++)); do
@@ -124,10 +126,10 @@ if [ -f "$work/debian.tar" ]; then three+=(debian); else three+=(wide); fi
 } >"$work/rbk.toml"
 R[three/noop]=""; B[three/noop]=""
 reset_rbk; reset_buildah
-"$rbk" build --progress plain "$work/rbk.toml" >>"$work/bench.log" 2>&1
+"$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" "$work/rbk.toml" >>"$work/bench.log" 2>&1
 for c in "${three[@]}"; do buildah_build "$c" >>"$work/bench.log" 2>&1; done
 for ((i = 1; i <= runs; i++)); do
-  time_cmd t "$rbk" build --progress plain "$work/rbk.toml"; R[three/noop]+=" $t"
+  time_cmd t "$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" "$work/rbk.toml"; R[three/noop]+=" $t"
   time_cmd t bash -c "$(declare -f buildah_build); buildah_opts=(${buildah_opts[*]}); ctx=$ctx; for c in ${three[*]}; do buildah_build \$c || exit 1; done"
   B[three/noop]+=" $t"
 done

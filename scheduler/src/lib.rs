@@ -7,10 +7,10 @@
 
 pub mod build;
 pub mod context;
-pub mod fileop;
-pub mod sandbox;
 pub mod explain;
+pub mod fileop;
 pub mod progress;
+pub mod sandbox;
 pub mod solve;
 mod steps;
 
