@@ -301,3 +301,64 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
     let out = rbk(&store).args(["images", "-q"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+#[test]
+fn a_killed_build_leaves_nothing_the_next_build_keeps() {
+    let Some(dir) = store_with_busybox("a_killed_build_leaves_nothing") else {
+        return;
+    };
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nARG NAP=0\nRUN echo started && sleep $NAP\n",
+        )],
+    );
+    let store = dir.path().join("store");
+    let nap = format!("{}", 200_000 + std::process::id());
+    let mut child = rbk(&store)
+        .args(["build", "--progress", "plain", "--build-arg"])
+        .arg(format!("NAP={nap}"))
+        .arg(&ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().ends_with(" started") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup code runs.
+    child.wait().unwrap();
+    let marker = format!("sleep {nap}");
+    let gone = Instant::now() + Duration::from_secs(3);
+    while processes_with(&marker) > 0 && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_with(&marker), 0, "the container died with rbk");
+    // The next build sweeps the dead build's mount and snapshot.
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        mounts_under(&store).is_empty(),
+        "{:?}",
+        mounts_under(&store)
+    );
+    let active: Vec<_> = std::fs::read_dir(store.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("active-"))
+        .map(|e| e.path())
+        .collect();
+    assert!(active.is_empty(), "{active:?}");
+}
