@@ -5,9 +5,9 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 
+use crate::compress::{compressor, Compression};
 use crate::content::BlobWriter;
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -19,51 +19,6 @@ use crate::oci::{
 use crate::reference::Reference;
 
 use super::{apply_change, clean_entry_path, decompressed, read_err};
-
-/// The layer compressor chosen by the caller.
-enum Compressor {
-    None(BlobWriter),
-    Gzip(GzEncoder<BlobWriter>),
-    Zstd(zstd::stream::write::Encoder<'static, BlobWriter>),
-}
-
-impl Compressor {
-    fn new(w: BlobWriter, c: LayerCompression) -> io::Result<Self> {
-        Ok(match c {
-            LayerCompression::None => Compressor::None(w),
-            LayerCompression::Gzip => {
-                Compressor::Gzip(GzEncoder::new(w, flate2::Compression::default()))
-            }
-            LayerCompression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(w, 3)?),
-        })
-    }
-
-    fn finish(self) -> io::Result<BlobWriter> {
-        match self {
-            Compressor::None(w) => Ok(w),
-            Compressor::Gzip(e) => e.finish(),
-            Compressor::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-impl Write for Compressor {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::None(w) => w.write(buf),
-            Compressor::Gzip(e) => e.write(buf),
-            Compressor::Zstd(e) => e.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::None(w) => w.flush(),
-            Compressor::Gzip(e) => e.flush(),
-            Compressor::Zstd(e) => e.flush(),
-        }
-    }
-}
 
 /// Passes bytes through, hashing them and copying them to a compressor.
 struct Tee<'a, W: Write> {
@@ -78,6 +33,14 @@ impl<W: Write> Read for Tee<'_, W> {
         self.hasher.update(&buf[..n]);
         self.sink.write_all(&buf[..n])?;
         Ok(n)
+    }
+}
+
+fn to_compression(c: LayerCompression) -> Compression {
+    match c {
+        LayerCompression::None => Compression::None,
+        LayerCompression::Gzip => Compression::Gzip,
+        LayerCompression::Zstd => Compression::Zstd,
     }
 }
 
@@ -111,7 +74,8 @@ pub fn import_with(
     let mut tee = Tee {
         inner: decompressed(reader)?,
         hasher: Sha256::new(),
-        sink: Compressor::new(writer, compression)
+        // The shared compressor: gzip runs on every core.
+        sink: compressor(writer, to_compression(compression), None)
             .map_err(|e| StoreError::from_io("compress into", &staging, e))?,
     };
     {
