@@ -536,7 +536,11 @@ impl Ops for GraphOps<'_, '_> {
                 let p = parent.ok_or_else(|| StepError::Internal("step without parent".into()))?;
                 self.b.reporter.on_start(&step);
                 // What the step reads beyond its definition and parent.
-                let (content_key, plaintext) = steps::input_digest(self, vx, &extra)?;
+                let steps::StepInputs {
+                    key: content_key,
+                    plaintext,
+                    selection,
+                } = steps::input_digest(self, vx, &extra)?;
                 let key = key_of(&[def.as_bytes(), p.key.as_bytes(), content_key.as_bytes()]);
                 let family = &self.families[v];
                 let mut inputs_json = json!({
@@ -573,7 +577,7 @@ impl Ops for GraphOps<'_, '_> {
                 } else {
                     None
                 };
-                let result = self.execute(vx, &step, p, &extra, cancel);
+                let result = self.execute(vx, &step, p, &extra, selection, cancel);
                 let (blob, diff_id) = match result {
                     Ok(x) => x,
                     Err(e) => {
@@ -639,6 +643,7 @@ impl GraphOps<'_, '_> {
         step: &Step,
         parent: &State,
         extra: &[&State],
+        selection: Option<crate::context::Selection>,
         cancel: &CancelToken,
     ) -> Result<(Descriptor, Digest), StepError> {
         let parent_key = self.ensure_unpacked(&parent.layers)?;
@@ -670,7 +675,9 @@ impl GraphOps<'_, '_> {
                 Op::Exec(exec) => steps::run_exec(self, exec, step, &rootfs, extra, cancel)?,
                 Op::File(file) => {
                     let src = match &file.from {
-                        Source::Context(ctx) => steps::SourceRoot::Context(PathBuf::from(ctx)),
+                        Source::Context(ctx) => {
+                            steps::SourceRoot::Context(PathBuf::from(ctx), selection)
+                        }
                         Source::Vertex(_) => {
                             let from = extra.first().ok_or_else(|| {
                                 StepError::Internal("COPY --from without its input".into())

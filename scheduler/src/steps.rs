@@ -9,7 +9,7 @@ use rbk_compiler::graph::{ExecOp, FileOp, MountKind, Network, Op, Source};
 use serde_json::json;
 
 use crate::build::{GraphOps as Ctx, State};
-use crate::context::{BuildContext, StatCache};
+use crate::context::{BuildContext, Selection, StatCache};
 use crate::progress::Step;
 use crate::sandbox::{BindMount, CancelToken, ExecSpec, NetworkMode, OutputStream, StdinMode};
 
@@ -132,16 +132,31 @@ impl Contexts {
     }
 }
 
-/// The content-derived part of a step's cache key, and its plaintext for
-/// `--explain`.
+/// What a step reads beyond its definition and parent.
+pub(crate) struct StepInputs {
+    /// The content-derived part of the cache key.
+    pub key: String,
+    /// Its plaintext, for `--explain`.
+    pub plaintext: serde_json::Value,
+    /// The context files a COPY selected while digesting them, handed to the
+    /// copy on a miss so a large context is walked once, not twice.
+    pub selection: Option<Selection>,
+}
+
+/// What `vx` reads: see [`StepInputs`].
 pub(crate) fn input_digest(
     ctx: &Ctx<'_, '_>,
     vx: &rbk_compiler::Vertex,
     extra: &[&State],
-) -> Result<(String, serde_json::Value), StepError> {
+) -> Result<StepInputs, StepError> {
     let from_keys: Vec<&str> = extra.iter().map(|s| s.key.as_str()).collect();
+    let plain = |key: String, plaintext| StepInputs {
+        key,
+        plaintext,
+        selection: None,
+    };
     match &vx.op {
-        Op::Exec(e) => Ok((
+        Op::Exec(e) => Ok(plain(
             from_keys.join(","),
             json!({
                 "args": e.args,
@@ -157,6 +172,7 @@ pub(crate) fn input_digest(
                     f.sources.iter().cloned().partition(|s| !is_url(s));
                 let mut files = serde_json::Map::new();
                 let mut key = String::new();
+                let mut selection = None;
                 if !local.is_empty() {
                     let c = ctx.contexts().get(path)?;
                     let sel = c
@@ -169,22 +185,27 @@ pub(crate) fn input_digest(
                     for (p, h) in d.files {
                         files.insert(p, serde_json::Value::String(h));
                     }
+                    // Reusable only when it covers every source.
+                    if urls.is_empty() {
+                        selection = Some(sel);
+                    }
                 }
                 // A URL without --checksum is keyed by its address only.
                 for u in &urls {
                     key.push_str(u);
                 }
-                Ok((
+                Ok(StepInputs {
                     key,
-                    json!({ "sources": f.sources, "dest": f.dest, "files": files }),
-                ))
+                    plaintext: json!({ "sources": f.sources, "dest": f.dest, "files": files }),
+                    selection,
+                })
             }
-            Source::Vertex(_) => Ok((
+            Source::Vertex(_) => Ok(plain(
                 from_keys.join(","),
                 json!({ "sources": f.sources, "dest": f.dest, "inputs": from_keys }),
             )),
         },
-        _ => Ok((String::new(), json!({}))),
+        _ => Ok(plain(String::new(), json!({}))),
     }
 }
 
@@ -395,8 +416,8 @@ pub(crate) fn run_exec(
 
 /// Where a COPY reads from.
 pub(crate) enum SourceRoot {
-    /// A build context directory.
-    Context(PathBuf),
+    /// A build context directory, with the selection made for the cache key.
+    Context(PathBuf, Option<Selection>),
     /// Another stage's or image's filesystem.
     State(State),
 }
@@ -487,7 +508,7 @@ pub(crate) fn run_file(
         excludes: file.excludes.clone(),
         parents: file.parents,
         follow_symlinks_in_sources: true,
-        keep_ownership: !matches!(src, SourceRoot::Context(_)),
+        keep_ownership: !matches!(src, SourceRoot::Context(..)),
         add: if file.add {
             Some(crate::fileop::AddOptions {
                 unpack: true,
@@ -503,10 +524,13 @@ pub(crate) fn run_file(
             .collect(),
     };
     match src {
-        SourceRoot::Context(path) => {
+        SourceRoot::Context(path, selection) => {
             let c = ctx.contexts().get(&path.display().to_string())?;
-            crate::fileop::copy(c.root(), rootfs, &spec, Some(c.ignore()))
-                .map_err(|e| StepError::File(e.to_string()))?;
+            match selection {
+                Some(sel) => crate::fileop::copy_selection(c.root(), rootfs, &spec, sel),
+                None => crate::fileop::copy(c.root(), rootfs, &spec, Some(c.ignore())),
+            }
+            .map_err(|e| StepError::File(e.to_string()))?;
         }
         SourceRoot::State(state) => {
             let view = View::open(ctx, state)?;
