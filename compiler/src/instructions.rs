@@ -550,14 +550,10 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
     } else {
         node.heredocs.iter().collect()
     };
-    let is_heredoc_arg = |a: &str| {
-        a.starts_with("<<")
-            && heredoc_names.iter().any(|h| {
-                let word = a.trim_start_matches("<<").trim_start_matches('-');
-                word.trim_matches(|c| c == '\'' || c == '"')
-                    .replace(['\'', '"'], "")
-                    == h.name
-            })
+    // The parser's own heredoc-word rule, so quoting matches it exactly.
+    let is_heredoc_arg = |a: &str| match crate::parse::parse_heredoc(a) {
+        Ok(Some(h)) => heredoc_names.iter().any(|n| n.name == h.name),
+        _ => false,
     };
     let total = node.args.len();
     if total < 2 {
@@ -585,7 +581,7 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
                 contents.push(SourceContent {
                     path: h.name.clone(),
                     data: if h.chomp {
-                        chomp(&h.content)
+                        crate::parse::chomp(&h.content)
                     } else {
                         h.content.clone()
                     },
@@ -614,13 +610,6 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
             false
         },
     }))
-}
-
-/// Removes leading tabs from every line (`<<-`).
-pub fn chomp(s: &str) -> String {
-    s.split_inclusive('\n')
-        .map(|l| l.trim_start_matches('\t'))
-        .collect()
 }
 
 fn convert_healthcheck(node: &Node) -> Result<Instruction, ParseError> {
@@ -758,11 +747,6 @@ mod tests {
         ] {
             assert_eq!(parse_duration(s), want, "{s}");
         }
-    }
-
-    #[test]
-    fn chomp_strips_leading_tabs_only() {
-        assert_eq!(chomp("\t\ta\tb\n\tc\n"), "a\tb\nc\n");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub(super) fn heredoc_script(cmd: &str, heredocs: &[crate::ast::Heredoc]) -> Str
         let bare = word.trim_start_matches(|c: char| c.is_ascii_digit());
         if bare.starts_with("<<") && !bare.contains(char::is_whitespace) && h.file_descriptor == 0 {
             let body = if h.chomp {
-                instructions::chomp(&h.content)
+                crate::parse::chomp(&h.content)
             } else {
                 h.content.clone()
             };
