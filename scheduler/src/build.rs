@@ -779,7 +779,8 @@ fn sweep_dead_steps(root: &std::path::Path, snapshotter: &dyn Snapshotter) {
     }
 }
 
-fn unique() -> u64 {
+/// A process-unique number for temporary snapshot and directory names.
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()

@@ -439,7 +439,7 @@ impl<'a> View<'a> {
             std::process::id(),
             blake3::hash(state.key.as_bytes()).to_hex()
         );
-        let key = format!("{}-{}", &key[..40.min(key.len())], rand_suffix());
+        let key = format!("{}-{}", &key[..40.min(key.len())], crate::build::unique());
         let mounts = b
             .snapshotter
             .view(&key, parent.as_deref())
@@ -469,14 +469,6 @@ impl Drop for View<'_> {
         let _ = self.snapshotter.remove(&self.key);
         let _ = std::fs::remove_dir(&self.path);
     }
-}
-
-fn rand_suffix() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{t:08x}")
 }
 
 /// Runs a COPY/ADD into the mounted `rootfs`.
