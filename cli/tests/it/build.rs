@@ -229,6 +229,40 @@ fn processes_with(marker: &str) -> usize {
         .count()
 }
 
+/// Spawns `cmd` (an `rbk build --progress plain`) and reads its stderr until
+/// the step's own output line `#N 0.0s started` (not its header) appears.
+fn start_until_running(
+    cmd: &mut Command,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.ends_with(" started") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(seen.lines().any(|l| l.ends_with(" started")), "{seen}");
+    (child, lines)
+}
+
+/// Whether no process with `marker` in its command line is left within 3 s
+/// (the kernel tears a pid namespace down as its keeper exits).
+fn gone_soon(marker: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while processes_with(marker) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    processes_with(marker) == 0
+}
+
 #[test]
 fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
     let Some(dir) = store_with_busybox("ctrl_c_stops_the_build") else {
@@ -245,27 +279,8 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
         )],
     );
     let store = dir.path().join("store");
-    let mut child = rbk(&store)
-        .args(["build", "--progress", "plain"])
-        .arg(&ctx)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    // Wait until the step's own output shows it is running.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        // The step's own output line (`#N 0.0s started`), not its header.
-        if line.ends_with(" started") || Instant::now() > deadline {
-            break;
-        }
-    }
-    assert!(seen.lines().any(|l| l.ends_with(" started")), "{seen}");
+    let (mut child, lines) =
+        start_until_running(rbk(&store).args(["build", "--progress", "plain"]).arg(&ctx));
     assert_eq!(processes_with(&marker), 1, "the step is running");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -282,12 +297,7 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
     );
     assert!(!status.success());
     assert!(rest.join("\n").contains("cancelled"), "{rest:?}");
-    // The kernel tears the pid namespace down as rbk exits: give it a moment.
-    let gone = Instant::now() + Duration::from_secs(3);
-    while processes_with(&marker) > 0 && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(processes_with(&marker), 0, "no process left");
+    assert!(gone_soon(&marker), "no process left");
     assert!(
         mounts_under(&store).is_empty(),
         "{:?}",
@@ -317,27 +327,18 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
     );
     let store = dir.path().join("store");
     let nap = format!("{}", 200_000 + std::process::id());
-    let mut child = rbk(&store)
-        .args(["build", "--progress", "plain", "--build-arg"])
-        .arg(format!("NAP={nap}"))
-        .arg(&ctx)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().ends_with(" started") {
-            break;
-        }
-    }
+    let (mut child, _lines) = start_until_running(
+        rbk(&store)
+            .args(["build", "--progress", "plain", "--build-arg"])
+            .arg(format!("NAP={nap}"))
+            .arg(&ctx),
+    );
     child.kill().unwrap(); // SIGKILL: no cleanup code runs.
     child.wait().unwrap();
-    let marker = format!("sleep {nap}");
-    let gone = Instant::now() + Duration::from_secs(3);
-    while processes_with(&marker) > 0 && Instant::now() < gone {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(processes_with(&marker), 0, "the container died with rbk");
+    assert!(
+        gone_soon(&format!("sleep {nap}")),
+        "the container died with rbk"
+    );
     // The next build sweeps the dead build's mount and snapshot.
     let out = rbk(&store)
         .args(["build", "--progress", "plain"])
