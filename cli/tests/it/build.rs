@@ -214,6 +214,12 @@ fn mounts_under(path: &Path) -> Vec<String> {
 }
 
 fn processes_with(marker: &str) -> usize {
+    matching_processes(marker).len()
+}
+
+/// The processes whose command line contains `marker`, each described by
+/// its pid and the State and PPid lines of its status, for diagnostics.
+fn matching_processes(marker: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -226,7 +232,19 @@ fn processes_with(marker: &str) -> usize {
                 })
                 .unwrap_or(false)
         })
-        .count()
+        .map(|e| {
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            let fields: Vec<&str> = status
+                .lines()
+                .filter(|l| l.starts_with("State:") || l.starts_with("PPid:"))
+                .collect();
+            format!(
+                "pid {}: {}",
+                e.file_name().to_string_lossy(),
+                fields.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Spawns `cmd` (an `rbk build --progress plain`) and reads its stderr until
@@ -255,12 +273,22 @@ fn start_until_running(
 
 /// Whether no process with `marker` in its command line is left within 3 s
 /// (the kernel tears a pid namespace down as its keeper exits).
-fn gone_soon(marker: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while processes_with(marker) > 0 && Instant::now() < deadline {
+/// Waits for every process matching `marker` to be gone. A killed process
+/// can sit in an uninterruptible wait (an exec page-faulting its binary in
+/// from a busy disk) before the signal takes effect, so the bound is generous;
+/// the survivors are named when it is not met.
+fn gone_soon(marker: &str) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = matching_processes(marker);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(left);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    processes_with(marker) == 0
 }
 
 #[test]
@@ -297,7 +325,9 @@ fn ctrl_c_stops_the_build_and_leaves_nothing_behind() {
     );
     assert!(!status.success());
     assert!(rest.join("\n").contains("cancelled"), "{rest:?}");
-    assert!(gone_soon(&marker), "no process left");
+    if let Err(left) = gone_soon(&marker) {
+        panic!("processes left after the build stopped: {left:?}");
+    }
     assert!(
         mounts_under(&store).is_empty(),
         "{:?}",
@@ -335,10 +365,9 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
     );
     child.kill().unwrap(); // SIGKILL: no cleanup code runs.
     child.wait().unwrap();
-    assert!(
-        gone_soon(&format!("sleep {nap}")),
-        "the container died with rbk"
-    );
+    if let Err(left) = gone_soon(&format!("sleep {nap}")) {
+        panic!("the container did not die with rbk: {left:?}");
+    }
     // The next build sweeps the dead build's mount and snapshot.
     let out = rbk(&store)
         .args(["build", "--progress", "plain"])
