@@ -36,7 +36,7 @@ pub struct RegistryFlags {
 }
 
 impl RegistryFlags {
-    fn options(&self) -> RegistryOptions {
+    pub(crate) fn options(&self) -> RegistryOptions {
         let mut o = RegistryOptions {
             insecure_registries: self.insecure_registries.clone(),
             tls_verify: self.tls_verify,
