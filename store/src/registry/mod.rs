@@ -1,4 +1,5 @@
-//! A client of the OCI distribution protocol: `pull`, `push`, `login`.
+//! A client of the OCI distribution protocol: `pull`, `push`, `login`,
+//! and a build cache shared through a registry ([`cache`]).
 //!
 //! It talks HTTPS (rustls) to registries, and plain HTTP to `localhost`,
 //! `127.0.0.1` and registries named insecure when they do not speak TLS.
@@ -10,6 +11,7 @@
 //! in.
 
 mod auth;
+pub mod cache;
 mod http;
 mod pull;
 mod push;

@@ -1,0 +1,277 @@
+//! A build cache shared through a registry (`--cache-to` / `--cache-from`).
+//!
+//! The cache is an OCI artifact: an image manifest whose config blob (media
+//! type [`CACHE_CONFIG_MEDIA_TYPE`]) lists cache records — key, the layer
+//! the step produced as the exporting store holds it, its diff id, the
+//! plaintext `--explain` uses — each with the descriptor of that layer as
+//! pushed (compressed). The manifest's layers are those pushed blobs, so the
+//! registry keeps them alive and garbage collection sees them.
+//!
+//! An importer reads only the manifest and the config; a layer is fetched
+//! when a build actually needs its bytes (to run a step over it or to put it
+//! in a final image), then stored the way the exporter stored it (an
+//! uncompressed layer is decompressed and checked against its digest), so
+//! the image a second builder commits is the very image the first one did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Client, Progress, RegistryError};
+use crate::cache::CacheRecord;
+use crate::digest::Digest;
+use crate::images::Store;
+use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
+use crate::reference::Reference;
+
+/// Media type of the config blob that holds the records.
+pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.config.v1+json";
+
+/// The artifact type announced in the manifest (OCI 1.1 `artifactType`).
+pub const CACHE_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.v1";
+
+/// One record of an exported cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The record as the exporting store had it; its `layer` is the blob as
+    /// stored there (often uncompressed).
+    pub record: CacheRecord,
+    /// The same layer as pushed to the registry (compressed), when the
+    /// record has a layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Descriptor>,
+}
+
+/// The config blob of a cache artifact.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CacheConfig {
+    /// Format version (1).
+    version: u32,
+    /// The records, sorted by key.
+    records: Vec<CacheEntry>,
+}
+
+/// The manifest as pushed: an image manifest with an `artifactType`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactManifest<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    artifact_type: &'a str,
+    config: &'a Descriptor,
+    layers: &'a [Descriptor],
+}
+
+/// A cache imported from a registry with `--cache-from`.
+pub struct RemoteCache {
+    client: Arc<Client>,
+    reference: Reference,
+    entries: HashMap<String, CacheEntry>,
+}
+
+impl std::fmt::Debug for RemoteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCache")
+            .field("reference", &self.reference.to_string())
+            .field("records", &self.entries.len())
+            .finish()
+    }
+}
+
+impl RemoteCache {
+    /// Reads the cache artifact `reference` names: its manifest and its
+    /// records (kept in `store`), not its layers. A reference that does not exist yet (the
+    /// first build of a pipeline) is an empty cache, like BuildKit's.
+    pub fn import(
+        client: Arc<Client>,
+        store: &Store,
+        reference: Reference,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Self, RegistryError> {
+        let (bytes, _media_type, digest) = match client.get_manifest(&reference, progress) {
+            Ok(m) => m,
+            Err(RegistryError::NotFound { .. }) => {
+                return Ok(RemoteCache {
+                    client,
+                    reference,
+                    entries: HashMap::new(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let json_error = |what: String, source| RegistryError::Json {
+            registry: reference.domain().to_string(),
+            what,
+            source,
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| json_error(format!("cache manifest {digest}"), e))?;
+        if manifest.config.media_type != CACHE_CONFIG_MEDIA_TYPE {
+            return Err(RegistryError::UnsupportedManifest {
+                reference: reference.to_string(),
+                media_type: format!(
+                    "{} (not an rbk build cache: its config is {})",
+                    manifest
+                        .media_type
+                        .as_deref()
+                        .unwrap_or(MEDIA_TYPE_OCI_MANIFEST),
+                    manifest.config.media_type
+                ),
+            });
+        }
+        client.fetch_blobs_into(
+            store,
+            &reference,
+            std::slice::from_ref(&manifest.config),
+            progress,
+        )?;
+        let config_bytes = store.content.read(&manifest.config.digest)?;
+        let config: CacheConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| json_error(format!("cache records {}", manifest.config.digest), e))?;
+        let entries = config
+            .records
+            .into_iter()
+            .map(|e| (e.record.key.clone(), e))
+            .collect();
+        Ok(RemoteCache {
+            client,
+            reference,
+            entries,
+        })
+    }
+
+    /// The cache's reference.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The record for `key`, if the cache has it.
+    pub fn get(&self, key: &str) -> Option<&CacheEntry> {
+        self.entries.get(key)
+    }
+
+    /// Makes the layer of `entry` present in `store` in the form the
+    /// record names (`entry.record.layer`): downloaded (verified against
+    /// the pushed digest) and, when the exporter stored it uncompressed,
+    /// decompressed and verified against that digest too. Returns the bytes
+    /// downloaded (0 when the store had it).
+    pub fn fetch_layer(
+        &self,
+        store: &Store,
+        entry: &CacheEntry,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<u64, RegistryError> {
+        let Some(local) = &entry.record.layer else {
+            return Ok(0);
+        };
+        if store.content.has(&local.digest) {
+            return Ok(0);
+        }
+        let remote = entry.remote.as_ref().unwrap_or(local);
+        let bytes = self.client.fetch_blobs_into(
+            store,
+            &self.reference,
+            std::slice::from_ref(remote),
+            progress,
+        )?;
+        if remote.digest == local.digest {
+            return Ok(bytes);
+        }
+        // Stored uncompressed by the exporter: decompress what was pushed.
+        let reader = store.content.open_blob(&remote.digest)?;
+        let mut plain = crate::compress::decompress(reader).map_err(|e| {
+            crate::error::StoreError::from_io(
+                "decompress cache layer",
+                std::path::Path::new(remote.digest.as_str()),
+                e,
+            )
+        })?;
+        store.content.ingest(&mut plain, Some(&local.digest))?;
+        Ok(bytes)
+    }
+}
+
+/// What [`export`] pushed.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The artifact's manifest digest.
+    pub digest: Digest,
+    /// Records exported.
+    pub records: usize,
+    /// Layers the artifact references.
+    pub layers: usize,
+}
+
+/// Pushes `records` (whose layers must be in `store`) and their layers as
+/// the cache artifact `dest`, replacing what the tag named before.
+/// `remote_layer` maps a stored layer to the blob to push (e.g. a gzip
+/// variant of an uncompressed layer); that blob must be in `store` too.
+pub fn export(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    records: &[CacheRecord],
+    remote_layer: &(dyn Fn(&Descriptor) -> Result<Descriptor, crate::error::StoreError> + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<ExportReport, RegistryError> {
+    let mut entries: Vec<CacheEntry> = Vec::with_capacity(records.len());
+    let mut layers: Vec<Descriptor> = Vec::new();
+    for r in records {
+        let remote = match &r.layer {
+            Some(l) => {
+                let d = remote_layer(l)?;
+                if !layers.iter().any(|x| x.digest == d.digest) {
+                    layers.push(d.clone());
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        entries.push(CacheEntry {
+            record: r.clone(),
+            remote,
+        });
+    }
+    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    let n = entries.len();
+    let config_bytes = serde_json::to_vec(&CacheConfig {
+        version: 1,
+        records: entries,
+    })
+    .map_err(|e| crate::error::StoreError::json("cache records", e))?;
+    let config_digest = store.content.put(&config_bytes)?;
+    let config = Descriptor::new(
+        CACHE_CONFIG_MEDIA_TYPE,
+        config_digest,
+        config_bytes.len() as u64,
+    );
+    let mut blobs = layers.clone();
+    blobs.push(config.clone());
+    client.push_blobs(store, dest, &blobs, progress)?;
+    let manifest = serde_json::to_vec(&ArtifactManifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_OCI_MANIFEST,
+        artifact_type: CACHE_ARTIFACT_TYPE,
+        config: &config,
+        layers: &layers,
+    })
+    .map_err(|e| crate::error::StoreError::json("cache manifest", e))?;
+    let digest = client.put_manifest(dest, MEDIA_TYPE_OCI_MANIFEST, &manifest, progress)?;
+    Ok(ExportReport {
+        digest,
+        records: n,
+        layers: layers.len(),
+    })
+}
