@@ -28,6 +28,13 @@ pub struct TargetSpec {
     pub labels: BTreeMap<String, String>,
     /// `os/arch`.
     pub platform: Option<String>,
+    /// Where to export this target's build cache, as for `--cache-to`
+    /// (`type=registry,ref=HOST/NAME:TAG[,mode=min|max]`).
+    #[serde(default, rename = "cache-to")]
+    pub cache_to: Vec<String>,
+    /// Caches to import, as for `--cache-from`.
+    #[serde(default, rename = "cache-from")]
+    pub cache_from: Vec<String>,
 }
 
 /// A named set of targets (or other groups).
@@ -72,6 +79,10 @@ pub struct ResolvedTarget {
     pub labels: BTreeMap<String, String>,
     /// Platform.
     pub platform: Option<String>,
+    /// `cache-to` entries (the target's, else the defaults').
+    pub cache_to: Vec<String>,
+    /// `cache-from` entries (the target's, else the defaults').
+    pub cache_from: Vec<String>,
 }
 
 /// A problem in an rbk.toml file.
@@ -220,6 +231,16 @@ impl TargetFile {
             target: t.target.clone().or_else(|| d.target.clone()),
             labels,
             platform: t.platform.clone().or_else(|| d.platform.clone()),
+            cache_to: if t.cache_to.is_empty() {
+                d.cache_to.clone()
+            } else {
+                t.cache_to.clone()
+            },
+            cache_from: if t.cache_from.is_empty() {
+                d.cache_from.clone()
+            } else {
+                t.cache_from.clone()
+            },
         }
     }
 }
