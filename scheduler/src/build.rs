@@ -13,13 +13,15 @@ use rbk_store::cache::{BuildCache, CacheIndex, CacheRecord};
 use rbk_store::compress::Compression;
 use rbk_store::oci::{self, Descriptor, History, ImageConfig as OciConfig, RootFs};
 use rbk_store::reference::Reference;
+use rbk_store::registry::cache::RemoteCache;
 use rbk_store::snapshot::Snapshotter;
 use rbk_store::{images::Store, Digest};
-use serde_json::json;
 
 use crate::explain;
+use crate::plan::{self, Plan, Planner};
 use crate::progress::{Finish, Reporter, Step};
 use crate::sandbox::{CancelToken, Executor, NetworkMode};
+use crate::shared_cache::{CacheExport, ExportedCache, RemoteHits};
 use crate::solve::{self, Dag, Ops, SolveError};
 use crate::steps::{self, StepError};
 
@@ -38,6 +40,10 @@ pub struct BuildOptions {
     pub explain: bool,
     /// Layer compression.
     pub compression: Compression,
+    /// Caches imported with `--cache-from`, consulted after the store's.
+    pub cache_from: Vec<Arc<RemoteCache>>,
+    /// Where to export the cache after the build (`--cache-to`).
+    pub cache_to: Vec<CacheExport>,
 }
 
 impl Default for BuildOptions {
@@ -48,7 +54,9 @@ impl Default for BuildOptions {
             network: NetworkMode::Host,
             secrets: BTreeMap::new(),
             explain: false,
-            compression: Compression::Gzip,
+            compression: Compression::None,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct BuildSummary {
     pub cached: usize,
     /// The images.
     pub images: Vec<BuiltImage>,
+    /// The caches exported to registries.
+    pub exported: Vec<ExportedCache>,
 }
 
 /// Why a build failed.
@@ -126,6 +136,10 @@ pub enum BuildError {
         /// Why.
         message: String,
     },
+    /// Importing or exporting a registry cache, or fetching one of its
+    /// layers, failed.
+    #[error("shared build cache: {0}")]
+    SharedCache(#[source] rbk_store::registry::RegistryError),
     /// The graph itself is wrong (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -183,6 +197,7 @@ pub(crate) struct GraphOps<'a, 'g> {
     labels: Vec<String>,
     families: Vec<String>,
     unpack_locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    remote: RemoteHits,
     contexts: steps::Contexts,
     ran: std::sync::atomic::AtomicUsize,
     cached: std::sync::atomic::AtomicUsize,
@@ -220,6 +235,7 @@ impl Builder<'_> {
             labels,
             families,
             unpack_locks: Mutex::new(BTreeMap::new()),
+            remote: RemoteHits::default(),
             contexts: steps::Contexts::new(self.store.root()),
             ran: Default::default(),
             cached: Default::default(),
@@ -231,35 +247,80 @@ impl Builder<'_> {
             .build()
             .map_err(|e| BuildError::Internal(e.to_string()))?;
         let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
-        let results = match solve::solve(&dag, &roots, &ops, &pool, cancel) {
-            Ok(r) => r,
-            Err(SolveError::Cancelled) => return Err(BuildError::Cancelled),
-            Err(SolveError::Invalid(m)) => return Err(BuildError::Internal(m)),
-            Err(SolveError::Failed { vertex, error }) => {
+        let fail = |e: SolveError<StepError>| match e {
+            SolveError::Cancelled => BuildError::Cancelled,
+            SolveError::Invalid(m) => BuildError::Internal(m),
+            SolveError::Failed { vertex, error } => {
                 let v = graph.vertex(petgraph::graph::NodeIndex::new(vertex));
                 let o = v.origins.first();
-                return Err(BuildError::Step {
+                BuildError::Step {
                     label: ops.labels[vertex].clone(),
                     text: o.map(|o| o.text.clone()).unwrap_or_default(),
                     file: o.map(|o| o.file.clone()).unwrap_or_default(),
                     line: o.map(|o| o.line).unwrap_or(0),
                     stage: o.map(|o| o.stage.clone()).unwrap_or_default(),
                     error: Box::new(error),
-                });
+                }
             }
         };
+        // Pass 1: every key and lookup (context hashing in parallel).
+        let plans = solve::solve(&dag, &roots, &Planner(&ops), &pool, cancel).map_err(fail)?;
+        let needed = plan::needed(graph, &plans, &roots);
+        // Steps no image needs, whose results the cache has anyway.
+        for (v, p) in plans.iter().enumerate() {
+            let is_step = graph
+                .vertex(petgraph::graph::NodeIndex::new(v))
+                .op
+                .has_layer();
+            if !needed[v] && is_step && p.as_ref().is_some_and(|p| p.recorded) {
+                let step = ops.step(v);
+                self.reporter.on_start(&step);
+                ops.cached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ops.finish(&step, Instant::now(), true, None, false);
+            }
+        }
+        // Pass 2: what the images need, served or run.
+        let run_dag = Dag {
+            deps: plan::run_deps(graph, &plans),
+        };
+        let runner = Runner {
+            ops: &ops,
+            plans: &plans,
+        };
+        let results = solve::solve(&run_dag, &roots, &runner, &pool, cancel).map_err(fail)?;
         ops.contexts.save();
         let mut images = Vec::new();
         for img in &graph.images {
             let state = results[img.vertex.index()]
                 .clone()
                 .ok_or_else(|| BuildError::Internal(format!("image {} was not built", img.name)))?;
+            // Layers served by a registry cache come in now, and only
+            // those the image holds.
+            for l in state.layers.iter() {
+                ops.remote
+                    .materialize(self.store, &l.blob.digest)
+                    .map_err(BuildError::SharedCache)?;
+            }
             images.push(self.commit(graph, img, &state, &results)?);
         }
+        let keys: Vec<Option<String>> = plans
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.key.clone()))
+            .collect();
+        let exported = crate::shared_cache::export_all(
+            self.store,
+            &ops.cache,
+            &ops.remote,
+            graph,
+            &keys,
+            &self.options.cache_to,
+        )
+        .map_err(BuildError::SharedCache)?;
         Ok(BuildSummary {
             ran: ops.ran.load(std::sync::atomic::Ordering::SeqCst),
             cached: ops.cached.load(std::sync::atomic::Ordering::SeqCst),
             images,
+            exported,
         })
     }
 
@@ -392,7 +453,7 @@ fn epoch() -> String {
     "1970-01-01T00:00:00Z".to_string()
 }
 
-fn key_of(parts: &[&[u8]]) -> String {
+pub(crate) fn key_of(parts: &[&[u8]]) -> String {
     let mut h = blake3::Hasher::new();
     for p in parts {
         h.update(&(p.len() as u64).to_le_bytes());
@@ -402,7 +463,7 @@ fn key_of(parts: &[&[u8]]) -> String {
 }
 
 impl<'a, 'g> GraphOps<'a, 'g> {
-    fn step(&self, v: usize) -> Step {
+    pub(crate) fn step(&self, v: usize) -> Step {
         let vx = self.graph.vertex(petgraph::graph::NodeIndex::new(v));
         Step {
             vertex: v,
@@ -431,6 +492,9 @@ impl<'a, 'g> GraphOps<'a, 'g> {
             let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
             if !self.b.snapshotter.exists(&key) {
                 let blob = &layers[i].blob;
+                self.remote
+                    .materialize(self.b.store, &blob.digest)
+                    .map_err(|e| StepError::Store(format!("layer {}: {e}", blob.digest)))?;
                 let reader = self
                     .b
                     .store
@@ -454,79 +518,63 @@ impl<'a, 'g> GraphOps<'a, 'g> {
         Ok(parent)
     }
 
-    fn lookup(&self, key: &str) -> Option<CacheRecord> {
+    pub(crate) fn lookup(&self, key: &str) -> Option<CacheRecord> {
         if self.b.options.no_cache {
             return None;
         }
-        let rec = self.cache.get(key)?;
-        // A record whose blob was pruned is a miss.
-        match &rec.layer {
-            Some(l) if !self.b.store.content.has(&l.digest) => None,
-            _ => Some(rec),
+        // A local record whose blob was pruned is a miss here.
+        let local = self.cache.get(key).filter(|rec| match &rec.layer {
+            Some(l) => self.b.store.content.has(&l.digest),
+            None => true,
+        });
+        if local.is_some() {
+            return local;
         }
+        let rec = self.remote.lookup(&self.b.options.cache_from, key)?;
+        // Kept locally, so `--explain`, a later `--cache-to` and a build
+        // without `--cache-from` see it (its layer counts once fetched).
+        let _ = self.cache.put(&rec);
+        Some(rec)
     }
 }
 
-impl Ops for GraphOps<'_, '_> {
+/// Ops of the second pass: serve hits, run misses, following the plans.
+struct Runner<'x, 'a, 'g> {
+    ops: &'x GraphOps<'a, 'g>,
+    plans: &'x [Option<Plan>],
+}
+
+impl Ops for Runner<'_, '_, '_> {
     type Out = State;
     type Err = StepError;
 
     fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
+        let ops = self.ops;
         let id = petgraph::graph::NodeIndex::new(v);
-        let vx = self.graph.vertex(id);
-        let step = self.step(v);
-        let started = Instant::now();
+        let vx = ops.graph.vertex(id);
+        let plan = self.plans[v]
+            .as_ref()
+            .ok_or_else(|| StepError::Internal(format!("vertex {v} has no plan")))?;
         let parent = if vx.parent.is_some() {
             inputs.first().copied()
         } else {
             None
         };
         let extra: Vec<&State> = if vx.parent.is_some() {
-            inputs[1..].to_vec()
+            inputs.get(1..).unwrap_or_default().to_vec()
         } else {
             inputs.to_vec()
         };
-        let def = vx.digest.hex();
         match &vx.op {
-            Op::Source { image, .. } => {
-                if image == "scratch" {
-                    return Ok(State {
-                        key: key_of(&[def.as_bytes()]),
-                        layers: Arc::new(Vec::new()),
-                        base: None,
-                        created: epoch(),
-                    });
-                }
-                let img = self
-                    .b
-                    .store
-                    .resolve(image)
-                    .map_err(|e| StepError::BaseImage {
-                        image: image.clone(),
-                        message: e.to_string(),
-                    })?;
-                let layers: Vec<Layer> = img
-                    .manifest
-                    .layers
-                    .iter()
-                    .zip(&img.config.rootfs.diff_ids)
-                    .map(|(d, id)| Layer {
-                        blob: d.clone(),
-                        diff_id: id.clone(),
-                    })
-                    .collect();
-                Ok(State {
-                    key: key_of(&[def.as_bytes(), img.manifest_digest.as_str().as_bytes()]),
-                    layers: Arc::new(layers),
-                    created: img.config.created.clone().unwrap_or_else(epoch),
-                    base: Some(Arc::new(img.config.clone())),
-                })
-            }
+            Op::Source { .. } => plan
+                .source
+                .clone()
+                .ok_or_else(|| StepError::Internal("base image without a state".into())),
             Op::Config { .. } => {
                 let p = parent
                     .ok_or_else(|| StepError::Internal("config step without parent".into()))?;
                 Ok(State {
-                    key: key_of(&[def.as_bytes(), p.key.as_bytes()]),
+                    key: plan.key.clone(),
                     layers: p.layers.clone(),
                     base: p.base.clone(),
                     created: p.created.clone(),
@@ -534,32 +582,16 @@ impl Ops for GraphOps<'_, '_> {
             }
             Op::Exec(_) | Op::File(_) => {
                 let p = parent.ok_or_else(|| StepError::Internal("step without parent".into()))?;
-                self.b.reporter.on_start(&step);
-                // What the step reads beyond its definition and parent.
-                let steps::StepInputs {
-                    key: content_key,
-                    plaintext,
-                    selection,
-                } = steps::input_digest(self, vx, &extra)?;
-                let key = key_of(&[def.as_bytes(), p.key.as_bytes(), content_key.as_bytes()]);
-                let family = &self.families[v];
-                let mut inputs_json = json!({
-                    "step": step.text,
-                    "definition": def,
-                    "parent": p.key,
-                });
-                if let (Some(obj), serde_json::Value::Object(extra)) =
-                    (inputs_json.as_object_mut(), plaintext)
-                {
-                    obj.extend(extra);
-                }
-                if let Some(rec) = self.lookup(&key) {
+                let step = ops.step(v);
+                let started = Instant::now();
+                ops.b.reporter.on_start(&step);
+                let key = plan.key.clone();
+                if let Some(rec) = &plan.hit {
                     if let (Some(blob), Some(diff_id)) = (rec.layer.clone(), rec.diff_id.clone()) {
                         let mut layers = (*p.layers).clone();
                         layers.push(Layer { blob, diff_id });
-                        self.cached
-                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        self.finish(&step, started, true, None, false);
+                        ops.cached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ops.finish(&step, started, true, None, false);
                         return Ok(State {
                             key,
                             layers: Arc::new(layers),
@@ -568,20 +600,22 @@ impl Ops for GraphOps<'_, '_> {
                         });
                     }
                 }
-                let why = if self.b.options.explain {
+                let family = &ops.families[v];
+                let why = if ops.b.options.explain {
                     Some(explain::explain(
-                        self.cache.nearest(family, &key).as_ref().map(|r| &r.inputs),
-                        &inputs_json,
-                        self.b.options.no_cache,
+                        ops.cache.nearest(family, &key).as_ref().map(|r| &r.inputs),
+                        &plan.inputs,
+                        ops.b.options.no_cache,
                     ))
                 } else {
                     None
                 };
-                let result = self.execute(vx, &step, p, &extra, selection, cancel);
+                let selection = plan.selection.as_deref().cloned();
+                let result = ops.execute(vx, &step, p, &extra, selection, cancel);
                 let (blob, diff_id) = match result {
                     Ok(x) => x,
                     Err(e) => {
-                        self.finish(&step, started, false, why, true);
+                        ops.finish(&step, started, false, why, true);
                         return Err(e);
                     }
                 };
@@ -603,17 +637,67 @@ impl Ops for GraphOps<'_, '_> {
                     diff_id: Some(diff_id),
                     chain_id: state.chain_id(),
                     config: None,
-                    inputs: inputs_json,
+                    inputs: (*plan.inputs).clone(),
                     created: state.created.clone(),
                 };
-                self.cache
+                ops.cache
                     .put(&record)
                     .map_err(|e| StepError::Store(e.to_string()))?;
-                self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                self.finish(&step, started, false, why, false);
+                ops.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ops.finish(&step, started, false, why, false);
                 Ok(state)
             }
         }
+    }
+}
+
+impl<'a, 'g> GraphOps<'a, 'g> {
+    /// The state of a base image: `scratch`, or the image in the store,
+    /// keyed by its id (its config digest, which covers the layers'
+    /// uncompressed digests), as BuildKit does: the same image pulled with
+    /// other compression hits the same cache.
+    pub(crate) fn base_state(&self, image: &str, def: &str) -> Result<State, StepError> {
+        if image == "scratch" {
+            return Ok(State {
+                key: key_of(&[def.as_bytes()]),
+                layers: Arc::new(Vec::new()),
+                base: None,
+                created: epoch(),
+            });
+        }
+        let img = self
+            .b
+            .store
+            .resolve(image)
+            .map_err(|e| StepError::BaseImage {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?;
+        let layers: Vec<Layer> = img
+            .manifest
+            .layers
+            .iter()
+            .zip(&img.config.rootfs.diff_ids)
+            .map(|(d, id)| Layer {
+                blob: d.clone(),
+                diff_id: id.clone(),
+            })
+            .collect();
+        Ok(State {
+            key: key_of(&[def.as_bytes(), img.id.as_str().as_bytes()]),
+            layers: Arc::new(layers),
+            created: img.config.created.clone().unwrap_or_else(epoch),
+            base: Some(Arc::new(img.config.clone())),
+        })
+    }
+
+    pub(crate) fn graph(&self) -> &'g BuildGraph {
+        self.graph
+    }
+
+    /// Whether the local cache has any record for `key`.
+    pub(crate) fn has_record(&self, key: &str) -> bool {
+        !self.b.options.no_cache && self.cache.get(key).is_some()
     }
 }
 

@@ -9,8 +9,10 @@ pub mod build;
 pub mod context;
 pub mod explain;
 pub mod fileop;
+mod plan;
 pub mod progress;
 pub mod sandbox;
+pub mod shared_cache;
 pub mod solve;
 mod steps;
 

@@ -147,9 +147,8 @@ pub(crate) struct StepInputs {
 pub(crate) fn input_digest(
     ctx: &Ctx<'_, '_>,
     vx: &rbk_compiler::Vertex,
-    extra: &[&State],
+    from_keys: &[&str],
 ) -> Result<StepInputs, StepError> {
-    let from_keys: Vec<&str> = extra.iter().map(|s| s.key.as_str()).collect();
     let plain = |key: String, plaintext| StepInputs {
         key,
         plaintext,

@@ -1,0 +1,167 @@
+//! The first pass of a build: every vertex's cache key and whether the
+//! cache can serve it, before anything runs. Keys depend only on
+//! definitions, context files and other keys, never on results, so they are
+//! all known up front; the second pass then runs only what is needed.
+//!
+//! What is needed, from the images down: a step is needed when an image
+//! contains its layer (its child in the chain is needed), and a step's
+//! `--from` inputs are needed only when that step must run. So when
+//! `COPY --from=build …` is served by the cache, the `build` stage is not
+//! touched at all: nothing runs there and none of its layers is unpacked
+//! or fetched from a registry cache.
+
+use std::sync::Arc;
+
+use rbk_compiler::graph::Op;
+use rbk_compiler::BuildGraph;
+use rbk_store::cache::CacheRecord;
+use serde_json::json;
+
+use crate::build::{GraphOps, State};
+use crate::context::Selection;
+use crate::sandbox::CancelToken;
+use crate::solve::Ops;
+use crate::steps::{self, StepError};
+
+/// What the first pass learned of a vertex.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The cache key.
+    pub key: String,
+    /// A record the build can use (its layer is local or can be fetched),
+    /// unless `--no-cache`.
+    pub hit: Option<CacheRecord>,
+    /// Whether any record exists for the key, usable or not (a layer
+    /// pruned since): reported as cached when the step is not needed.
+    pub recorded: bool,
+    /// The plaintext of the key, for `--explain` and the record.
+    pub inputs: Arc<serde_json::Value>,
+    /// The context files a COPY selected while hashing them.
+    pub selection: Option<Arc<Selection>>,
+    /// For a base image: its state, resolved from the store.
+    pub source: Option<State>,
+}
+
+/// Ops of the first pass: keys and lookups only.
+pub(crate) struct Planner<'x, 'a, 'g>(pub &'x GraphOps<'a, 'g>);
+
+impl Ops for Planner<'_, '_, '_> {
+    type Out = Plan;
+    type Err = StepError;
+
+    fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
+        let ops = self.0;
+        let vx = ops.graph().vertex(petgraph::graph::NodeIndex::new(v));
+        let def = vx.digest.hex();
+        let parent = vx.parent.and_then(|_| inputs.first().copied());
+        let extra: Vec<&str> = inputs[usize::from(vx.parent.is_some()).min(inputs.len())..]
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect();
+        let plain = |key: String| Plan {
+            key,
+            hit: None,
+            recorded: false,
+            inputs: Arc::new(serde_json::Value::Null),
+            selection: None,
+            source: None,
+        };
+        match &vx.op {
+            Op::Source { image, .. } => {
+                let state = ops.base_state(image, &def)?;
+                let mut p = plain(state.key.clone());
+                p.source = Some(state);
+                Ok(p)
+            }
+            Op::Config { .. } => {
+                let p = parent
+                    .ok_or_else(|| StepError::Internal("config step without parent".into()))?;
+                Ok(plain(crate::build::key_of(&[
+                    def.as_bytes(),
+                    p.key.as_bytes(),
+                ])))
+            }
+            Op::Exec(_) | Op::File(_) => {
+                let p = parent.ok_or_else(|| StepError::Internal("step without parent".into()))?;
+                let steps::StepInputs {
+                    key: content_key,
+                    plaintext,
+                    selection,
+                } = steps::input_digest(ops, vx, &extra)?;
+                let key = crate::build::key_of(&[
+                    def.as_bytes(),
+                    p.key.as_bytes(),
+                    content_key.as_bytes(),
+                ]);
+                let mut inputs_json = json!({
+                    "step": ops.step(v).text,
+                    "definition": def,
+                    "parent": p.key,
+                });
+                if let (Some(obj), serde_json::Value::Object(extra)) =
+                    (inputs_json.as_object_mut(), plaintext)
+                {
+                    obj.extend(extra);
+                }
+                let hit = ops.lookup(&key);
+                let recorded = hit.is_some() || ops.has_record(&key);
+                Ok(Plan {
+                    key,
+                    hit,
+                    recorded,
+                    inputs: Arc::new(inputs_json),
+                    selection: selection.map(Arc::new),
+                    source: None,
+                })
+            }
+        }
+    }
+}
+
+/// Which vertices the second pass must produce for `roots`, given the
+/// plans: see the module's documentation.
+pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]) -> Vec<bool> {
+    let mut needed = vec![false; plans.len()];
+    for &r in roots {
+        needed[r] = true;
+    }
+    for id in graph.topo_order().into_iter().rev() {
+        let v = id.index();
+        if !needed[v] {
+            continue;
+        }
+        let vx = graph.vertex(id);
+        if let Some(p) = vx.parent {
+            needed[p.index()] = true;
+        }
+        let served = vx.op.has_layer() && plans[v].as_ref().is_some_and(|p| p.hit.is_some());
+        if !served {
+            for i in &vx.inputs {
+                needed[i.index()] = true;
+            }
+        }
+    }
+    needed
+}
+
+/// The second pass's dependencies: the parent always, the other inputs
+/// only for steps that run.
+pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> Vec<Vec<usize>> {
+    graph
+        .topo_order()
+        .into_iter()
+        .map(|id| {
+            let vx = graph.vertex(id);
+            let served =
+                vx.op.has_layer() && plans[id.index()].as_ref().is_some_and(|p| p.hit.is_some());
+            let mut deps: Vec<usize> = vx.parent.iter().map(|p| p.index()).collect();
+            if !served {
+                deps.extend(vx.inputs.iter().map(|i| i.index()));
+            }
+            (id.index(), deps)
+        })
+        .fold(vec![Vec::new(); plans.len()], |mut all, (v, deps)| {
+            all[v] = deps;
+            all
+        })
+}
