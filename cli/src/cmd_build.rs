@@ -10,10 +10,16 @@ use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
 use rbk_scheduler::build::{default_jobs, BuildOptions, Builder};
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
+use rbk_scheduler::shared_cache::{CacheExport, CacheMode};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
+use rbk_store::registry::cache::RemoteCache;
+use rbk_store::registry::{Client, PlatformSpec};
+use rbk_store::Reference;
+use std::sync::{Arc, Mutex};
 
 use crate::cmd_graph::compile_all;
+use crate::cmd_registry::RegistryFlags;
 use crate::inputs::{self, BuildInputArgs};
 use crate::progress::{self, ProgressMode};
 
@@ -46,9 +52,159 @@ pub struct BuildArgs {
     /// Progress output
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
-    /// Layer compression: gzip or zstd
-    #[arg(long, default_value = "gzip")]
+    /// Compression of the layers kept in the store: none (the default:
+    /// `rbk push` compresses them when it sends them), gzip or zstd
+    #[arg(long, default_value = "none")]
     pub compression: String,
+    /// Export the build cache to a registry:
+    /// type=registry,ref=HOST/NAME:TAG[,mode=min|max] (repeatable)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache from a registry: type=registry,ref=HOST/NAME:TAG
+    /// or just the reference (repeatable)
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// When to pull base images: missing (not in the store), always, never;
+    /// a bare --pull means always
+    #[arg(
+        long,
+        value_enum,
+        default_value = "missing",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "always"
+    )]
+    pub pull: PullPolicy,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+/// `--pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull base images that are not in the store.
+    Missing,
+    /// Pull every base image, even one the store has.
+    Always,
+    /// Use only the store.
+    Never,
+}
+
+/// One `--cache-to`/`--cache-from` value, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheSpec {
+    reference: Reference,
+    mode: CacheMode,
+}
+
+/// Parses `type=registry,ref=R[,mode=min|max]` (or a bare reference, as
+/// buildx accepts for `--cache-from`).
+fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
+    let mut reference = None;
+    let mut mode = CacheMode::Min;
+    if !s.contains('=') {
+        reference = Some(s.to_string());
+    } else {
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("type", "registry")) => {}
+                Some(("type", other)) => bail!(
+                    "{flag} {s:?}: cache type {other:?} is not supported (only type=registry)"
+                ),
+                Some(("ref", r)) => reference = Some(r.to_string()),
+                Some(("mode", m)) if flag == "--cache-to" => {
+                    mode = m
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?
+                }
+                _ => bail!(
+                    "{flag} {s:?}: unknown part {part:?}; expected \
+                     type=registry,ref=HOST/NAME:TAG{}",
+                    if flag == "--cache-to" {
+                        "[,mode=min|max]"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+    }
+    let Some(r) = reference.filter(|r| !r.is_empty()) else {
+        bail!("{flag} {s:?}: ref=HOST/NAME:TAG is required");
+    };
+    let reference = Reference::parse(&r).with_context(|| format!("{flag} {s:?}"))?;
+    Ok(CacheSpec { reference, mode })
+}
+
+/// Base images come from the store, pulled first when `--pull` says so.
+struct PullingResolver<'a> {
+    store: &'a Store,
+    policy: PullPolicy,
+    client: Option<&'a Client>,
+    /// Images pulled (or tried) in this build, with the failure if any.
+    tried: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+impl PullingResolver<'_> {
+    fn pull(&self, image: &str, platform: &Platform) {
+        let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        if tried.contains_key(image) {
+            return;
+        }
+        let outcome = self
+            .try_pull(image, platform)
+            .err()
+            .map(|e| format!("{e:#}"));
+        tried.insert(image.to_string(), outcome);
+    }
+
+    fn try_pull(&self, image: &str, platform: &Platform) -> Result<()> {
+        let Some(client) = self.client else {
+            bail!("no registry client");
+        };
+        let reference = Reference::parse(image)?;
+        let spec: PlatformSpec = platform.to_string().parse()?;
+        eprintln!("pulling {image} ({spec})");
+        let report = client.pull(self.store, &reference, Some(&spec), &|_| {})?;
+        eprintln!(
+            "pulled {image}: {} ({} blob{} downloaded)",
+            report.image.manifest_digest,
+            report.downloaded.len(),
+            if report.downloaded.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+        Ok(())
+    }
+
+    /// The pulls that failed, as `image: why`, for images the store still
+    /// lacks (or all failures under `--pull=always`).
+    fn failures(&self) -> Vec<String> {
+        let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+        tried
+            .iter()
+            .filter_map(|(image, err)| {
+                let err = err.as_ref()?;
+                let missing = self.store.resolve(image).is_err();
+                (missing || self.policy == PullPolicy::Always).then(|| {
+                    format!("base image {image} is not in the store and cannot be pulled: {err}")
+                })
+            })
+            .collect()
+    }
+}
+
+impl ImageResolver for PullingResolver<'_> {
+    fn resolve(&self, image: &str, platform: &Platform) -> Option<BaseImage> {
+        match self.policy {
+            PullPolicy::Always => self.pull(image, platform),
+            PullPolicy::Missing if self.store.resolve(image).is_err() => self.pull(image, platform),
+            _ => {}
+        }
+        StoreResolver(self.store).resolve(image, platform)
+    }
 }
 
 /// Base images come from the store.
@@ -94,8 +250,28 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let inputs = inputs::load(&args.input)?;
-    let graph = compile_all(&inputs, &StoreResolver(&store))?;
+    let (inputs, target_caches) = inputs::load_with_caches(&args.input)?;
+    let needs_registry = args.pull != PullPolicy::Never
+        || !args.cache_to.is_empty()
+        || !args.cache_from.is_empty()
+        || !target_caches.is_empty();
+    let client = if needs_registry {
+        Some(Arc::new(Client::new(args.registry.options())?))
+    } else {
+        None
+    };
+    let resolver = PullingResolver {
+        store: &store,
+        policy: args.pull,
+        client: client.as_deref(),
+        tried: Mutex::new(BTreeMap::new()),
+    };
+    let graph = compile_all(&inputs, &resolver)?;
+    let failures = resolver.failures();
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    let (cache_from, cache_to) = shared_caches(&store, client.as_ref(), args, &target_caches)?;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
     }
@@ -130,6 +306,8 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
             secrets,
             explain: args.explain,
             compression,
+            cache_from,
+            cache_to,
         },
     };
     let cancel = CancelToken::new();
@@ -145,6 +323,17 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         if summary.ran == 1 { "" } else { "s" },
         summary.cached
     );
+    for e in &summary.exported {
+        eprintln!(
+            "exported cache to {}: {} record{}, {} layer{} ({})",
+            e.reference,
+            e.report.records,
+            if e.report.records == 1 { "" } else { "s" },
+            e.report.layers,
+            if e.report.layers == 1 { "" } else { "s" },
+            e.report.digest
+        );
+    }
     for img in &summary.images {
         let tags = if img.tags.is_empty() {
             "(untagged)".to_string()
@@ -154,4 +343,97 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         println!("{}  {}  {}", img.name, &img.id.hex()[..12], tags);
     }
     Ok(0)
+}
+
+/// Imports the `--cache-from` caches (the command line's and the targets')
+/// and lists the `--cache-to` exports. A cache that cannot be imported is
+/// a warning, as in BuildKit: the build still works, only slower.
+fn shared_caches(
+    store: &Store,
+    client: Option<&Arc<Client>>,
+    args: &BuildArgs,
+    targets: &[inputs::TargetCaches],
+) -> Result<(Vec<Arc<RemoteCache>>, Vec<CacheExport>)> {
+    let Some(client) = client else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut from: Vec<(String, Option<&str>)> =
+        args.cache_from.iter().map(|s| (s.clone(), None)).collect();
+    let mut to: Vec<(String, Option<&str>)> =
+        args.cache_to.iter().map(|s| (s.clone(), None)).collect();
+    for t in targets {
+        from.extend(
+            t.cache_from
+                .iter()
+                .map(|s| (s.clone(), Some(t.name.as_str()))),
+        );
+        to.extend(
+            t.cache_to
+                .iter()
+                .map(|s| (s.clone(), Some(t.name.as_str()))),
+        );
+    }
+    let context = |target: Option<&str>| match target {
+        Some(t) => format!("target {t:?} in {}", args.input.path.display()),
+        None => "command line".to_string(),
+    };
+    let mut imported: Vec<Arc<RemoteCache>> = Vec::new();
+    for (s, target) in &from {
+        let spec = parse_cache_spec("--cache-from", s).with_context(|| context(*target))?;
+        if imported.iter().any(|c| c.reference() == &spec.reference) {
+            continue;
+        }
+        match RemoteCache::import(client.clone(), store, spec.reference.clone(), &|_| {}) {
+            Ok(c) => {
+                eprintln!(
+                    "importing cache from {}: {} record{}",
+                    spec.reference,
+                    c.len(),
+                    if c.len() == 1 { "" } else { "s" }
+                );
+                imported.push(Arc::new(c));
+            }
+            Err(e) => eprintln!("warning: cannot import cache from {}: {e}", spec.reference),
+        }
+    }
+    let mut exports = Vec::new();
+    for (s, target) in &to {
+        let spec = parse_cache_spec("--cache-to", s).with_context(|| context(*target))?;
+        exports.push(CacheExport {
+            client: client.clone(),
+            reference: spec.reference,
+            mode: spec.mode,
+            images: target.map(|t| vec![t.to_string()]),
+        });
+    }
+    Ok((imported, exports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_specs() {
+        let s = parse_cache_spec(
+            "--cache-to",
+            "type=registry,ref=localhost:5000/c:1,mode=max",
+        )
+        .unwrap();
+        assert_eq!(s.reference.to_string(), "localhost:5000/c:1");
+        assert_eq!(s.mode, CacheMode::Max);
+        let s = parse_cache_spec("--cache-from", "localhost:5000/c:1").unwrap();
+        assert_eq!(s.mode, CacheMode::Min);
+        let e = parse_cache_spec("--cache-to", "type=local,dest=/tmp/x").unwrap_err();
+        assert!(e.to_string().contains("only type=registry"), "{e}");
+        let e = parse_cache_spec("--cache-to", "type=registry").unwrap_err();
+        assert!(
+            e.to_string().contains("ref=HOST/NAME:TAG is required"),
+            "{e}"
+        );
+        let e = parse_cache_spec("--cache-to", "type=registry,ref=a/b,mode=all").unwrap_err();
+        assert!(format!("{e:#}").contains("min or max"), "{e:#}");
+        let e = parse_cache_spec("--cache-from", "type=registry,ref=a/b,mode=max").unwrap_err();
+        assert!(e.to_string().contains("unknown part"), "{e}");
+    }
 }

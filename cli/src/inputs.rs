@@ -58,8 +58,25 @@ pub fn is_target_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "toml") || path.is_file()
 }
 
+/// The shared-cache settings of one rbk.toml target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCaches {
+    /// The target (image) name.
+    pub name: String,
+    /// Its `cache-to` entries.
+    pub cache_to: Vec<String>,
+    /// Its `cache-from` entries.
+    pub cache_from: Vec<String>,
+}
+
 /// Reads the Dockerfiles the arguments name.
 pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
+    Ok(load_with_caches(args)?.0)
+}
+
+/// [`load`], plus the cache settings of each rbk.toml target (none for a
+/// plain context directory).
+pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetCaches>)> {
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         let (k, v) = parse_kv(a)?;
@@ -75,7 +92,15 @@ pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
         let base = args.path.parent().unwrap_or(Path::new("."));
         let selected = targets.select(&args.names, base, &file)?;
         let mut out = Vec::with_capacity(selected.len());
+        let mut caches = Vec::new();
         for t in selected {
+            if !t.cache_to.is_empty() || !t.cache_from.is_empty() {
+                caches.push(TargetCaches {
+                    name: t.name.clone(),
+                    cache_to: t.cache_to.clone(),
+                    cache_from: t.cache_from.clone(),
+                });
+            }
             let mut merged = t.args.clone();
             merged.extend(build_args.clone());
             let mut tags = t.tags.clone();
@@ -92,7 +117,7 @@ pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
                 platform: args.platform.clone().or(t.platform.clone()),
             });
         }
-        return Ok(out);
+        return Ok((out, caches));
     }
     if !args.names.is_empty() {
         bail!(
@@ -111,15 +136,18 @@ pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
         .first()
         .cloned()
         .unwrap_or_else(|| dockerfile.display().to_string());
-    Ok(vec![Input {
-        name,
-        file: dockerfile.display().to_string(),
-        source: read(&dockerfile)?,
-        context: context.display().to_string(),
-        target: args.target.clone(),
-        build_args,
-        tags: args.tags.clone(),
-        labels: BTreeMap::new(),
-        platform: args.platform.clone(),
-    }])
+    Ok((
+        vec![Input {
+            name,
+            file: dockerfile.display().to_string(),
+            source: read(&dockerfile)?,
+            context: context.display().to_string(),
+            target: args.target.clone(),
+            build_args,
+            tags: args.tags.clone(),
+            labels: BTreeMap::new(),
+            platform: args.platform.clone(),
+        }],
+        Vec::new(),
+    ))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "/bin/busybox";
 
-fn rbk(root: &Path) -> Command {
+pub(crate) fn rbk(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rbk"));
     c.arg("--root").arg(root).env_remove("RBK_ROOT");
     c
@@ -17,7 +17,7 @@ fn rbk(root: &Path) -> Command {
 
 /// A store with localhost/busybox:latest imported through the CLI, or None
 /// (loudly) when this machine cannot run build steps.
-fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
+pub(crate) fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
     if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
         eprintln!("SKIPPED {test}: {why}");
         return None;
@@ -61,7 +61,7 @@ fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
-fn write(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write(dir: &Path, files: &[(&str, &str)]) {
     for (p, c) in files {
         let path = dir.join(p);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -1,0 +1,332 @@
+//! A build cache shared by two stores through a real registry (Debian's
+//! `docker-registry`), and `FROM` pulling the base image it lacks.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::build::{rbk, store_with_busybox, write};
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A plain `docker-registry` on 127.0.0.1 with its storage in a temporary
+/// folder, killed on drop.
+struct Registry {
+    child: Child,
+    host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start(test: &str) -> Option<Registry> {
+        if !Path::new(REGISTRY).exists() {
+            eprintln!("SKIPPED {test}: {REGISTRY} is missing (apt-get install docker-registry)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reg = Registry {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&reg.host).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(reg)
+    }
+}
+
+fn ok(out: Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    (stdout, stderr)
+}
+
+/// `rbk inspect NAME`: (image id, manifest digest).
+fn ids(store: &Path, name: &str) -> (String, String) {
+    let (out, _) = ok(rbk(store).args(["inspect", name]).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let digest = v[0]["RepoDigests"][0]
+        .as_str()
+        .unwrap()
+        .rsplit_once('@')
+        .unwrap()
+        .1
+        .to_string();
+    (id, digest)
+}
+
+fn blob(store: &Path, digest: &str) -> PathBuf {
+    store
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The layer digest of the cache record whose step text contains `step`.
+fn record_layer(store: &Path, step: &str) -> String {
+    for e in std::fs::read_dir(store.join("cache/records")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let rec: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if rec["inputs"]["step"].as_str().unwrap_or("").contains(step) {
+            return rec["layer"]["digest"].as_str().unwrap().to_string();
+        }
+    }
+    panic!("no cache record for {step:?} in {}", store.display());
+}
+
+#[test]
+fn two_stores_share_the_cache_through_a_registry() {
+    let test = "two_stores_share_the_cache_through_a_registry";
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let Some(a) = store_with_busybox(test) else {
+        return;
+    };
+    let Some(b) = store_with_busybox(test) else {
+        return;
+    };
+    let store_a = a.path().join("store");
+    let store_b = b.path().join("store");
+    let host = &reg.host;
+    let base = format!("{host}/base/busybox:1");
+    ok(rbk(&store_a)
+        .args(["push", "-q", "localhost/busybox:latest", &base])
+        .output()
+        .unwrap());
+
+    // A build stage whose layer no final image holds, a COPY from it, a
+    // context file and a RUN over both.
+    let ctx = a.path().join("ctx");
+    let dockerfile = format!(
+        "FROM {base} AS build\n\
+         RUN echo built > /artifact && echo scratch-only > /stage-only\n\
+         FROM {base}\n\
+         COPY --from=build /artifact /artifact\n\
+         COPY f /f\n\
+         RUN cat /artifact /f > /both\n"
+    );
+    write(&ctx, &[("Dockerfile", &dockerfile), ("f", "data\n")]);
+    let cache = format!("{host}/cache/app:buildcache");
+    let min_cache = format!("{host}/cache/app:min");
+
+    // Store A pulls the base (FROM), builds, and exports every step.
+    let (_, err) = ok(rbk(&store_a)
+        .args(["build", "--progress", "plain", "-t", "app:1"])
+        .arg(format!("--cache-to=type=registry,ref={cache},mode=max"))
+        .arg(format!("--cache-to=type=registry,ref={min_cache}"))
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains(&format!("pulling {base}")), "{err}");
+    assert!(err.contains("4 steps run, 0 cached"), "{err}");
+    assert!(
+        err.contains(&format!("exported cache to {cache}: 4 records")),
+        "{err}"
+    );
+    // mode=min (the default) leaves out the build stage.
+    assert!(
+        err.contains(&format!("exported cache to {min_cache}: 3 records")),
+        "{err}"
+    );
+    let (id_a, digest_a) = ids(&store_a, "app:1");
+
+    // Store B has never seen the base or the build: it pulls the base and
+    // takes every step from the registry, through an rbk.toml this time.
+    let proj = b.path().join("proj");
+    write(
+        &proj,
+        &[(
+            "rbk.toml",
+            &format!(
+                "[target.app]\ncontext = {:?}\ntags = [\"app:1\"]\ncache-from = [\"type=registry,ref={cache}\"]\n",
+                ctx.display().to_string()
+            ),
+        )],
+    );
+    let (_, err) = ok(rbk(&store_b)
+        .args(["build", "--progress", "plain"])
+        .arg(proj.join("rbk.toml"))
+        .output()
+        .unwrap());
+    assert!(
+        err.contains(&format!("importing cache from {cache}: 4 records")),
+        "{err}"
+    );
+    assert!(err.contains("0 steps run, 4 cached"), "{err}");
+    let (id_b, digest_b) = ids(&store_b, "app:1");
+    assert_eq!(id_a, id_b, "the same image id");
+    assert_eq!(digest_a, digest_b, "the same manifest digest");
+
+    // Only the final image's layers came over: not the build stage's.
+    let stage_layer = record_layer(&store_a, "echo built");
+    assert!(blob(&store_a, &stage_layer).exists());
+    assert!(
+        !blob(&store_b, &stage_layer).exists(),
+        "the build stage's layer was fetched"
+    );
+    let final_layer = record_layer(&store_a, "cat /artifact");
+    assert!(blob(&store_b, &final_layer).exists());
+
+    // And the image works.
+    let (out, _) = ok(rbk(&store_b)
+        .args(["run", "--rm", "app:1", "cat", "/both"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "built\ndata\n");
+
+    // A second build in B needs no registry cache any more.
+    let (_, err) = ok(rbk(&store_b)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--pull=never",
+            "-t",
+            "app:1",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("0 steps run, 4 cached"), "{err}");
+
+    // A third store with only the min cache: the final steps are served,
+    // so the build stage, which that cache lacks, is not run at all.
+    let Some(c) = store_with_busybox(test) else {
+        return;
+    };
+    let store_c = c.path().join("store");
+    let (_, err) = ok(rbk(&store_c)
+        .args(["build", "--progress", "plain", "-t", "app:1"])
+        .arg(format!("--cache-from=type=registry,ref={min_cache}"))
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("0 steps run, 3 cached"), "{err}");
+    assert!(
+        !err.contains("echo built"),
+        "the build stage was run: {err}"
+    );
+    assert_eq!(ids(&store_c, "app:1"), (id_a, digest_a));
+}
+
+#[test]
+fn pull_policy_and_unreachable_caches() {
+    let test = "pull_policy_and_unreachable_caches";
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let Some(a) = store_with_busybox(test) else {
+        return;
+    };
+    let store = a.path().join("store");
+    let base = format!("{}/base/busybox:1", reg.host);
+    let ctx = a.path().join("ctx");
+    write(
+        &ctx,
+        &[("Dockerfile", &format!("FROM {base}\nRUN echo hi > /hi\n"))],
+    );
+
+    // --pull=never: the store lacks the base, and nothing is fetched.
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain", "--pull=never"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&base), "{err}");
+
+    // Missing from the registry too: the pull failure is named.
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "base image {base} is not in the store and cannot be pulled"
+        )),
+        "{err}"
+    );
+
+    // Pushed: the default (missing) pulls it once, then uses the store.
+    ok(rbk(&store)
+        .args(["push", "-q", "localhost/busybox:latest", &base])
+        .output()
+        .unwrap());
+    let (_, err) = ok(rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains(&format!("pulling {base}")), "{err}");
+    // A cache that does not exist yet is empty, not an error; a registry
+    // that cannot be reached is a warning.
+    let (_, err) = ok(rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .arg(format!("--cache-from={}/cache/none:1", reg.host))
+        .arg("--cache-from=type=registry,ref=127.0.0.1:9/cache/x:1")
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(!err.contains("pulling"), "{err}");
+    assert!(err.contains("0 records"), "{err}");
+    assert!(
+        err.contains("warning: cannot import cache from 127.0.0.1:9/cache/x:1"),
+        "{err}"
+    );
+    assert!(err.contains("0 steps run, 1 cached"), "{err}");
+    // --pull (always) fetches the manifest again even though the store has it.
+    let (_, err) = ok(rbk(&store)
+        .args(["build", "--progress", "plain", "--pull"])
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains(&format!("pulling {base}")), "{err}");
+    assert!(err.contains("0 steps run, 1 cached"), "{err}");
+    // A bad --cache-to is refused before anything runs.
+    let out = rbk(&store)
+        .args(["build", "--cache-to=type=local,dest=/tmp/x"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only type=registry"));
+}
