@@ -165,3 +165,104 @@ pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> Vec<Vec<us
             all
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rbk_compiler::lower::{compile, Input, NoResolver};
+
+    const DOCKERFILE: &str = "FROM base AS build\n\
+        RUN make\n\
+        FROM base\n\
+        COPY --from=build /out /out\n\
+        RUN test\n\
+        CMD [\"/out\"]\n";
+
+    fn graph() -> BuildGraph {
+        let input = Input {
+            name: "app".into(),
+            file: "Dockerfile".into(),
+            source: DOCKERFILE.into(),
+            context: "/ctx".into(),
+            ..Default::default()
+        };
+        compile(&input, &NoResolver).unwrap()
+    }
+
+    /// Plans where the steps whose instruction starts with one of `hits`
+    /// are served by the cache.
+    fn plans(g: &BuildGraph, hits: &[&str]) -> Vec<Option<Plan>> {
+        (0..g.len())
+            .map(|v| {
+                let vx = g.vertex(petgraph::graph::NodeIndex::new(v));
+                let text = vx
+                    .origins
+                    .first()
+                    .map(|o| o.text.clone())
+                    .unwrap_or_default();
+                let hit = hits.iter().any(|h| text.starts_with(h));
+                Some(Plan {
+                    key: format!("k{v}"),
+                    hit: hit.then(|| CacheRecord {
+                        key: format!("k{v}"),
+                        family: String::new(),
+                        layer: None,
+                        diff_id: None,
+                        chain_id: None,
+                        config: None,
+                        inputs: serde_json::Value::Null,
+                        created: String::new(),
+                    }),
+                    recorded: hit,
+                    inputs: Arc::new(serde_json::Value::Null),
+                    selection: None,
+                    source: None,
+                })
+            })
+            .collect()
+    }
+
+    fn needed_texts(g: &BuildGraph, plans: &[Option<Plan>]) -> Vec<String> {
+        let roots: Vec<usize> = g.images.iter().map(|i| i.vertex.index()).collect();
+        let needed = needed(g, plans, &roots);
+        (0..g.len())
+            .filter(|&v| needed[v])
+            .filter_map(|v| {
+                let vx = g.vertex(petgraph::graph::NodeIndex::new(v));
+                vx.origins.first().map(|o| o.text.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_served_copy_from_leaves_its_stage_alone() {
+        let g = graph();
+        let texts = needed_texts(&g, &plans(&g, &["COPY --from", "RUN test"]));
+        assert!(!texts.iter().any(|t| t == "RUN make"), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.starts_with("COPY --from")),
+            "{texts:?}"
+        );
+        // The served step reads its parent only.
+        let deps = run_deps(&g, &plans(&g, &["COPY --from"]));
+        let copy = (0..g.len())
+            .find(|&v| {
+                g.vertex(petgraph::graph::NodeIndex::new(v))
+                    .origins
+                    .first()
+                    .is_some_and(|o| o.text.starts_with("COPY --from"))
+            })
+            .unwrap();
+        assert_eq!(deps[copy].len(), 1);
+    }
+
+    #[test]
+    fn a_copy_from_that_runs_needs_its_stage() {
+        let g = graph();
+        for hits in [&[][..], &["RUN test"][..], &["RUN make"][..]] {
+            let texts = needed_texts(&g, &plans(&g, hits));
+            assert!(texts.iter().any(|t| t == "RUN make"), "{hits:?}: {texts:?}");
+        }
+    }
+}
