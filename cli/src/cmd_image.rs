@@ -104,8 +104,9 @@ pub enum ImageCommand {
         /// LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR)
         #[arg(short, long = "change", value_name = "INSTRUCTION")]
         changes: Vec<String>,
-        /// Layer compression: gzip (Docker's default), zstd or none
-        #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+        /// Compression of the layer kept in the store: none (the default,
+        /// like a build's layers; `rbk push` compresses it), gzip or zstd
+        #[arg(long, default_value = "none", value_parser = ["gzip", "zstd", "none"])]
         compression: String,
     },
 }
@@ -189,8 +190,8 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             };
             let compression = match compression.as_str() {
                 "zstd" => LayerCompression::Zstd,
-                "none" => LayerCompression::None,
-                _ => LayerCompression::Gzip,
+                "gzip" => LayerCompression::Gzip,
+                _ => LayerCompression::None,
             };
             let image =
                 archive::import_with(&store, reader, reference.as_ref(), &changes, compression)?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
+use rbk_store::compress::Compression;
 use rbk_store::registry::{
     Client, Credentials, CredentialsFile, PlatformSpec, Progress, RegistryOptions,
 };
@@ -88,6 +89,12 @@ pub struct PushArgs {
     /// Also write the manifest digest to this file
     #[arg(long, value_name = "FILE")]
     digestfile: Option<PathBuf>,
+    /// Compression of the layers sent: gzip (like docker push), zstd, or
+    /// none. Layers are kept uncompressed in the store and compressed once
+    /// for the push (reused next time); layers stored compressed go as they
+    /// are
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+    compression: String,
     #[command(flatten)]
     registry: RegistryFlags,
 }
@@ -262,7 +269,12 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<i32> {
     if !a.quiet {
         eprintln!("The push refers to repository [{}]", dest.repository());
     }
-    let digest = client.push(&store, &a.name, &dest, &|p| lines.on(p))?;
+    let compression: Compression = a
+        .compression
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--compression: {e}"))?;
+    let pushed = client.push_with(&store, &a.name, &dest, compression, &|p| lines.on(p))?;
+    let digest = pushed.digest;
     if let Some(f) = &a.digestfile {
         std::fs::write(f, digest.as_str())
             .with_context(|| format!("cannot write {}", f.display()))?;
@@ -270,9 +282,17 @@ pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<i32> {
     if a.quiet {
         println!("{digest}");
     } else {
-        let size = store.content.size(&digest)?;
+        if digest != pushed.local_digest {
+            // The stored manifest lists uncompressed layers; the pushed
+            // one their compressed variants. Same config, same image.
+            eprintln!(
+                "Layers compressed with {compression}: the pushed manifest differs from the local one ({}); the image ID is the same ({})",
+                pushed.local_digest,
+                pushed.id.short()
+            );
+        }
         let label = dest.tag().unwrap_or(rbk_store::reference::DEFAULT_TAG);
-        println!("{label}: digest: {digest} size: {size}");
+        println!("{label}: digest: {digest} size: {}", pushed.size);
     }
     Ok(0)
 }

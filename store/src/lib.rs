@@ -18,6 +18,7 @@ pub mod reference;
 pub mod registry;
 pub mod snapshot;
 pub mod sys;
+pub mod variant;
 
 pub use cache::{BuildCache, CacheIndex, CacheRecord};
 pub use content::{BlobWriter, ContentStore};

@@ -1,6 +1,7 @@
 //! `import`: a rootfs tarball becomes a one-layer image, like `docker
 //! import`. The tarball is read once: its uncompressed bytes are hashed
-//! (the diffID) and gzip-compressed into a blob (hashed again: the digest)
+//! (the diffID) and written into a blob — kept uncompressed by default, as
+//! a build's layers are (`push` compresses it), or compressed if asked —
 //! in the same pass, while the tar structure is checked on the way through.
 
 use std::io::{self, Read, Write};
@@ -44,16 +45,16 @@ fn to_compression(c: LayerCompression) -> Compression {
     }
 }
 
-/// Makes an image from a rootfs tarball (plain, gzip or zstd): one gzip
-/// layer, a config for this machine with `changes` applied, tagged
-/// `reference` if given.
+/// Makes an image from a rootfs tarball (plain, gzip or zstd): one
+/// uncompressed layer (its blob digest is its diff id), a config for this
+/// machine with `changes` applied, tagged `reference` if given.
 pub fn import(
     store: &Store,
     reader: impl Read,
     reference: Option<&Reference>,
     changes: &[String],
 ) -> Result<Image, StoreError> {
-    import_with(store, reader, reference, changes, LayerCompression::Gzip)
+    import_with(store, reader, reference, changes, LayerCompression::None)
 }
 
 /// [`import`] with the layer compressed as asked (gzip, zstd, or none).

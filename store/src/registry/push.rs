@@ -1,7 +1,14 @@
 //! `push`: upload the blobs the registry lacks (existence check first, a
 //! cross-repository mount when another repository of the same registry is
-//! known to have the blob), in parallel, then the manifest — exactly the
-//! bytes in the store, so the digest is the same on both sides.
+//! known to have the blob), in parallel, then the manifest.
+//!
+//! Layers are kept uncompressed in the store (as BuildKit and Docker keep
+//! them); like `docker push`, a push compresses them (gzip by default), so
+//! what is sent is the image's compressed variant: its manifest, and so
+//! the pushed manifest digest, differs from the local one, while the config
+//! and so the image id are the same. Variants are made once and reused
+//! (see [`crate::variant`]). Layers already compressed in the store, and a
+//! push with [`Compression::None`], send exactly the stored bytes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,14 +16,30 @@ use std::sync::Mutex;
 
 use super::http::{describe_error_body, error_message, Body, Client, Session};
 use super::{Progress, RegistryError};
+use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::images::Store;
 use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
 use crate::reference::Reference;
 
+/// What [`Client::push_with`] sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The digest of the manifest in the registry.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The image id (config digest), the same locally and remotely.
+    pub id: Digest,
+    /// The local manifest's digest; differs from `digest` when layers were
+    /// compressed for the push.
+    pub local_digest: Digest,
+}
+
 impl Client {
-    /// Pushes the local image `source` (a name or id) as `dest`; returns
-    /// the manifest digest, which is the same as in the store.
+    /// Pushes the local image `source` (a name or id) as `dest` with its
+    /// layers gzip-compressed, as `docker push` does; returns the pushed
+    /// manifest's digest. See [`Client::push_with`].
     pub fn push(
         &self,
         store: &Store,
@@ -24,23 +47,43 @@ impl Client {
         dest: &Reference,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Digest, RegistryError> {
+        Ok(self
+            .push_with(store, source, dest, Compression::Gzip, progress)?
+            .digest)
+    }
+
+    /// Pushes the local image `source` (a name or id) as `dest`. Its
+    /// uncompressed layers are sent compressed with `compression` (the
+    /// variant made once, then reused: see
+    /// [`Store::manifest_with_compression`]) under a rewritten manifest;
+    /// already-compressed layers and `Compression::None` send the stored
+    /// bytes, and then the pushed manifest is the stored one.
+    pub fn push_with(
+        &self,
+        store: &Store,
+        source: &str,
+        dest: &Reference,
+        compression: Compression,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Pushed, RegistryError> {
         let image = store.resolve(source)?;
-        let manifest_bytes = store.content.read(&image.manifest_digest)?;
         let media_type = image
             .manifest
             .media_type
             .clone()
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let converted = store.manifest_with_compression(&image, compression)?;
         progress(&Progress::Manifest {
-            digest: image.manifest_digest.clone(),
+            digest: converted.digest.clone(),
         });
-
-        let blobs: Vec<Descriptor> = std::iter::once(&image.manifest.config)
-            .chain(&image.manifest.layers)
-            .cloned()
-            .collect();
-        self.push_blobs(store, dest, &blobs, progress)?;
-        self.put_manifest(dest, &media_type, &manifest_bytes, progress)
+        self.push_blobs_with(store, dest, &converted.blobs, compression, progress)?;
+        let digest = self.put_manifest(dest, &media_type, &converted.bytes, progress)?;
+        Ok(Pushed {
+            digest,
+            size: converted.bytes.len() as u64,
+            id: image.id,
+            local_digest: image.manifest_digest,
+        })
     }
 
     /// Uploads `blobs` (which must be in `store`) to `dest`'s repository,
@@ -54,6 +97,20 @@ impl Client {
         blobs: &[Descriptor],
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
+        self.push_blobs_with(store, dest, blobs, Compression::Gzip, progress)
+    }
+
+    /// [`Client::push_blobs`], knowing the blobs' layers were compressed
+    /// with `compression`: a layer of an image tagged in another repository
+    /// of the registry is then mountable through its recorded variant.
+    fn push_blobs_with(
+        &self,
+        store: &Store,
+        dest: &Reference,
+        blobs: &[Descriptor],
+        compression: Compression,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
         let s = self.session(dest.domain())?;
         let mut unique: Vec<&Descriptor> = Vec::new();
         for d in blobs {
@@ -63,7 +120,7 @@ impl Client {
                 unique.push(d);
             }
         }
-        let mounts = mount_sources(store, dest);
+        let mounts = mount_sources(store, dest, compression);
         self.upload_blobs(&s, store, dest.path(), &unique, &mounts, progress)
     }
 
@@ -296,8 +353,14 @@ fn push_scopes(repo: &str, mount_from: Option<&str>) -> Vec<String> {
 
 /// For each blob, another repository of `dest`'s registry that an image in
 /// the store was tagged in (so pulled from or pushed to) and that has it:
-/// the registry can then link the blob instead of receiving it again.
-fn mount_sources(store: &Store, dest: &Reference) -> HashMap<Digest, String> {
+/// the registry can then link the blob instead of receiving it again. An
+/// uncompressed layer was pushed as its `compression` variant, so the
+/// variant (when one is recorded) counts too.
+fn mount_sources(
+    store: &Store,
+    dest: &Reference,
+    compression: Compression,
+) -> HashMap<Digest, String> {
     let mut out = HashMap::new();
     let Ok(tagged) = store.tagged_manifests() else {
         return out;
@@ -318,6 +381,10 @@ fn mount_sources(store: &Store, dest: &Reference) -> HashMap<Digest, String> {
         for d in std::iter::once(&m.config).chain(&m.layers) {
             out.entry(d.digest.clone())
                 .or_insert_with(|| other.path().to_string());
+            if let Ok(Some(v)) = store.cached_compressed_layer(d, compression) {
+                out.entry(v.digest)
+                    .or_insert_with(|| other.path().to_string());
+            }
         }
     }
     out

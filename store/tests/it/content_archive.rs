@@ -131,13 +131,12 @@ fn import_busybox_rootfs() {
     assert_eq!(img.tags[0].familiar(), "localhost/busybox:latest");
     assert_eq!(img.manifest.layers.len(), 1);
     let layer = &img.manifest.layers[0];
-    assert_eq!(layer.media_type, oci::MEDIA_TYPE_OCI_LAYER_GZIP);
+    // Kept uncompressed, like a build's layers: the blob is the tar itself.
+    assert_eq!(layer.media_type, oci::MEDIA_TYPE_OCI_LAYER);
     let blob = store.content.read(&layer.digest).unwrap();
-    assert_eq!(LayerCompression::sniff(&blob), LayerCompression::Gzip);
-    let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(&blob[..])
-        .read_to_end(&mut tar_bytes)
-        .unwrap();
+    assert_eq!(LayerCompression::sniff(&blob), LayerCompression::None);
+    assert_eq!(layer.digest, img.config.rootfs.diff_ids[0]);
+    let tar_bytes = blob;
     assert_eq!(
         Digest::of(&tar_bytes),
         img.config.rootfs.diff_ids[0],
@@ -240,10 +239,14 @@ fn load_compressed_archives() {
 #[test]
 fn load_docker_archive_without_oci_index_and_with_legacy_layout() {
     let (_dir, store, img) = store_with_busybox();
-    let layer = store.content.read(&img.manifest.layers[0].digest).unwrap();
+    let plain = store.content.read(&img.manifest.layers[0].digest).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    let layer = gz.finish().unwrap();
     let config = store.content.read(&img.id).unwrap();
     // Old `docker save` shape: <id>.json config, <dir>/layer.tar (here gzip,
-    // as docker load also accepts), and a symlinked duplicate.
+    // as docker load also accepts: its diff id is checked through the
+    // decompressor), and a symlinked duplicate.
     let manifest = serde_json::json!([{
         "Config": format!("{}.json", img.id.hex()),
         "RepoTags": ["example.com/team/app:v1"],
@@ -448,11 +451,12 @@ fn save_of_corrupt_blob_names_digest_and_image() {
 }
 
 #[test]
-fn import_with_zstd_and_without_compression() {
+fn import_with_gzip_zstd_and_without_compression() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let tar = rootfs_tar(false);
     for (c, mt) in [
+        (LayerCompression::Gzip, oci::MEDIA_TYPE_OCI_LAYER_GZIP),
         (LayerCompression::Zstd, oci::MEDIA_TYPE_OCI_LAYER_ZSTD),
         (LayerCompression::None, oci::MEDIA_TYPE_OCI_LAYER),
     ] {
@@ -462,7 +466,14 @@ fn import_with_zstd_and_without_compression() {
         let blob = store.content.read(&layer.digest).unwrap();
         let plain = match c {
             LayerCompression::Zstd => zstd::decode_all(&blob[..]).unwrap(),
-            _ => blob,
+            LayerCompression::Gzip => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&blob[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
+            LayerCompression::None => blob,
         };
         assert_eq!(plain, tar);
         assert_eq!(Digest::of(&plain), img.config.rootfs.diff_ids[0]);

@@ -7,3 +7,4 @@ mod layer;
 mod layer_interop;
 mod layer_snapshot;
 mod registry;
+mod variant;

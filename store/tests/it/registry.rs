@@ -544,3 +544,119 @@ fn tls_and_basic_auth_with_login_and_clear_failures() {
     }
     let _ = &reg.dir;
 }
+
+#[test]
+fn an_uncompressed_store_pushes_gzip_layers_once_and_pulls_back_the_same_image() {
+    use rbk_store::compress::Compression;
+    use std::os::unix::fs::MetadataExt;
+    let Some((reg, _)) = Registry::start(false) else {
+        return;
+    };
+    if !have("skopeo", &["--version"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = Store::open(&tmp.path().join("s1")).unwrap();
+    let name = format!("{}/team/plain:v1", reg.host);
+    let tars = [
+        crate::variant::layer_tar("base", 2 << 20),
+        crate::variant::layer_tar("top", 300_000),
+    ];
+    let img =
+        crate::variant::uncompressed_image(&s1, &name, &tars, rbk_store::oci::MEDIA_TYPE_OCI_LAYER);
+    let client = Client::new(options(tmp.path())).unwrap();
+    let dest = Reference::parse(&name).unwrap();
+    let pushed = client
+        .push_with(&s1, &name, &dest, Compression::Gzip, &quiet)
+        .unwrap();
+    // New manifest (gzip layers), same config: same image id.
+    assert_ne!(pushed.digest, img.manifest_digest);
+    assert_eq!(pushed.local_digest, img.manifest_digest);
+    assert_eq!(pushed.id, img.id);
+
+    // skopeo reads gzip layers that decompress to the local diff ids.
+    let url = format!("docker://{name}");
+    let raw = run(Command::new("skopeo").args(["inspect", "--tls-verify=false", "--raw", &url]));
+    assert_eq!(Digest::of(raw.as_bytes()), pushed.digest);
+    assert_eq!(raw.len() as u64, pushed.size);
+    let oci = tmp.path().join("oci");
+    run(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &url])
+        .arg(format!("oci:{}:x", oci.display())));
+    let manifest: rbk_store::oci::Manifest = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest.config.digest, img.id);
+    assert_eq!(manifest.layers.len(), 2);
+    for (l, diff_id) in manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+        assert_eq!(l.media_type, MEDIA_TYPE_OCI_LAYER_GZIP);
+        let blob = std::fs::read(oci.join("blobs/sha256").join(l.digest.hex())).unwrap();
+        assert!(blob.starts_with(&[0x1f, 0x8b]), "{} is not gzip", l.digest);
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&blob[..]),
+            &mut plain,
+        )
+        .unwrap();
+        assert_eq!(&Digest::of(&plain), diff_id);
+    }
+
+    // A second push compresses nothing again: the variant records are not
+    // rewritten, and the registry has every blob.
+    let records: Vec<PathBuf> = img
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| s1.root().join("variants/gzip").join(d.hex()))
+        .collect();
+    let stamp = |p: &PathBuf| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before: Vec<_> = records.iter().map(stamp).collect();
+    let seen = Mutex::new(Vec::new());
+    let again = client
+        .push_with(&s1, &name, &dest, Compression::Gzip, &|p| {
+            seen.lock().unwrap().push(p.clone())
+        })
+        .unwrap();
+    assert_eq!(again, pushed);
+    assert_eq!(records.iter().map(stamp).collect::<Vec<_>>(), before);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(
+        seen.iter()
+            .filter(|p| matches!(p, Progress::Exists { .. }))
+            .count(),
+        3,
+        "{seen:?}"
+    );
+
+    // Another repository of the registry mounts the gzip variants.
+    let other = Reference::parse(&format!("{}/team/plain-copy:v1", reg.host)).unwrap();
+    let seen = Mutex::new(Vec::new());
+    let copy = client
+        .push_with(&s1, &name, &other, Compression::Gzip, &|p| {
+            seen.lock().unwrap().push(p.clone())
+        })
+        .unwrap();
+    assert_eq!(copy.digest, pushed.digest);
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.iter().any(|p| matches!(p, Progress::Mounted { .. })),
+        "{seen:?}"
+    );
+
+    // rbk pull into an empty store: the same image id.
+    let s2 = Store::open(&tmp.path().join("s2")).unwrap();
+    let report = client.pull(&s2, &dest, None, &quiet).unwrap();
+    assert_eq!(report.image.manifest_digest, pushed.digest);
+    assert_eq!(report.image.id, img.id);
+    assert_eq!(s2.resolve(&name).unwrap().id, img.id);
+
+    // --compression none sends the stored manifest and layers as they are.
+    let raw_dest = Reference::parse(&format!("{}/team/plain:raw", reg.host)).unwrap();
+    let as_is = client
+        .push_with(&s1, &name, &raw_dest, Compression::None, &quiet)
+        .unwrap();
+    assert_eq!(as_is.digest, img.manifest_digest);
+    drop(reg);
+}
