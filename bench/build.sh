@@ -5,6 +5,8 @@
 #
 #   sudo bench/build.sh                 # single multistage wide (RUNS=3)
 #   CASES="single debian" RUNS=5 sudo bench/build.sh
+#   BENCH_COMPRESSION=gzip sudo bench/build.sh   # layers gzipped at commit
+#   RBK=path/to/rbk sudo bench/build.sh          # skip the release build
 #
 # Needs root, buildah and runc (Debian packages), busybox-static, and for
 # the debian case debootstrap and the Debian archive. Work files go to
@@ -19,8 +21,11 @@ cases=${CASES:-single multistage wide}
 mkdir -p "$work"
 
 command -v buildah >/dev/null || { echo "bench: buildah is not installed (apt-get install buildah runc)" >&2; exit 1; }
-(cd "$repo" && cargo build --release -q -p rbk)
-rbk=$repo/target/release/rbk
+if [ -z "${RBK:-}" ]; then
+  (cd "$repo" && cargo build --release -q -p rbk)
+  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
+fi
+rbk=$RBK
 export RBK_ROOT=$work/rbk-root
 buildah_opts=(--layers --runtime /usr/sbin/runc)
 
@@ -95,12 +100,14 @@ time_cmd() {
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# BENCH_COMPRESSION=zstd|none measures rbk with other layer compression.
-rbk_build() { "$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" -t "bench/$1:latest" "$ctx/$1"; }
+# BENCH_COMPRESSION=gzip|zstd|none measures rbk with that layer compression;
+# unset, rbk's default (uncompressed layers, as BuildKit keeps them).
+comp=(${BENCH_COMPRESSION:+--compression "$BENCH_COMPRESSION"})
+rbk_build() { "$rbk" build --progress plain "${comp[@]}" -t "bench/$1:latest" "$ctx/$1"; }
 buildah_build() { buildah build "${buildah_opts[@]}" -t "bench/$1:latest" "$ctx/$1"; }
 
 declare -A R B
-echo "rbk $("$rbk" --version | awk '{print $2}') (${BENCH_COMPRESSION:-gzip} layers) vs $(buildah --version | awk '{print $1, $3}'), $runs runs each, $(nproc) cores" | tee "$work/bench.log"
+echo "rbk $("$rbk" --version | awk '{print $2}') (${BENCH_COMPRESSION:-default} layers) vs $(buildah --version | awk '{print $1, $3}'), $runs runs each, $(nproc) cores" | tee "$work/bench.log"
 for c in $cases; do
   for m in cold noop change_last; do R[$c/$m]=""; B[$c/$m]=""; done
   for ((i = 1; i <= runs; i++)); do
@@ -126,10 +133,10 @@ if [ -f "$work/debian.tar" ]; then three+=(debian); else three+=(wide); fi
 } >"$work/rbk.toml"
 R[three/noop]=""; B[three/noop]=""
 reset_rbk; reset_buildah
-"$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" "$work/rbk.toml" >>"$work/bench.log" 2>&1
+"$rbk" build --progress plain "${comp[@]}" "$work/rbk.toml" >>"$work/bench.log" 2>&1
 for c in "${three[@]}"; do buildah_build "$c" >>"$work/bench.log" 2>&1; done
 for ((i = 1; i <= runs; i++)); do
-  time_cmd t "$rbk" build --progress plain --compression "${BENCH_COMPRESSION:-gzip}" "$work/rbk.toml"; R[three/noop]+=" $t"
+  time_cmd t "$rbk" build --progress plain "${comp[@]}" "$work/rbk.toml"; R[three/noop]+=" $t"
   time_cmd t bash -c "$(declare -f buildah_build); buildah_opts=(${buildah_opts[*]}); ctx=$ctx; for c in ${three[*]}; do buildah_build \$c || exit 1; done"
   B[three/noop]+=" $t"
 done

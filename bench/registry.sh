@@ -2,7 +2,11 @@
 # `rbk push` and `rbk pull` of a ~200 MB image (4 layers of 50 MB random
 # bytes) against `skopeo copy` of the same image to and from the same local
 # registry (Debian's docker-registry), in one run. rbk's store is an OCI
-# image layout, so skopeo pushes the very same blobs (`oci:$RBK_ROOT:NAME`).
+# image layout, so skopeo reads the very same blobs (`oci:$RBK_ROOT:NAME`).
+# The store keeps layers uncompressed; both tools gzip them for the
+# registry, so a first push includes compression (rbk's variant records
+# are deleted before it, so every run compresses). A second rbk push of the
+# same image to a new repository reuses the variants: it only uploads.
 # Each push goes to a new repository, so every blob is really uploaded;
 # each pull goes to an empty store / directory. Each run has its own fresh
 # registry, so neither tool can mount blobs it saw in an earlier run.
@@ -24,16 +28,19 @@ rbk=$RBK
 export RBK_ROOT=$work/root
 export RBK_AUTH_FILE=$work/auth.json
 
-# The image: FROM scratch plus four COPY layers of 50 MB random bytes.
-if ! "$rbk" inspect localhost/regbench:latest >/dev/null 2>&1; then
-  ctx=$work/ctx; rm -rf "$ctx"; mkdir -p "$ctx"
+# The image: FROM scratch plus four COPY layers of 50 MB random bytes,
+# built into a fresh store with rbk's default layer compression.
+ctx=$work/ctx
+if [ ! -f "$ctx/d.bin" ]; then
+  rm -rf "$ctx"; mkdir -p "$ctx"
   printf 'FROM scratch\n' >"$ctx/Dockerfile"
   for f in a b c d; do
     head -c 52428800 /dev/urandom >"$ctx/$f.bin"
     printf 'COPY %s.bin /%s.bin\n' "$f" "$f" >>"$ctx/Dockerfile"
   done
-  "$rbk" build --progress plain -t localhost/regbench:latest "$ctx" >/dev/null 2>&1
 fi
+rm -rf "$RBK_ROOT"
+"$rbk" build --progress plain -t localhost/regbench:latest "$ctx" >/dev/null 2>&1
 
 # A fresh registry per run, on a new port with empty storage: skopeo keeps
 # a cache of where it saw blobs and would otherwise mount them from an
@@ -58,20 +65,26 @@ now() { date +%s.%N; }
 t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-rp=(); sp=(); rl=(); sl=()
+rp=(); r2=(); sp=(); rl=(); sl=()
 for ((i = 1; i <= runs; i++)); do
   stop_registry; start_registry
-  rm -rf "$work/pulled-root" "$work/skopeo-oci"
+  rm -rf "$work/pulled-root" "$work/skopeo-oci" "$RBK_ROOT/variants"
   rp+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-$i:latest")")
+  r2+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-again-$i:latest")")
   sp+=("$(t skopeo copy -q --dest-tls-verify=false "oci:$RBK_ROOT:localhost/regbench:latest" "docker://$host/skopeo-$i:latest")")
   rl+=("$(t "$rbk" --root "$work/pulled-root" pull "$host/rbk-$i:latest")")
   sl+=("$(t skopeo copy -q --src-tls-verify=false "docker://$host/skopeo-$i:latest" "oci:$work/skopeo-oci:big")")
 done
 size=$(du -sm "$work/skopeo-oci" | cut -f1)
+# What each tool sent (both should be gzip layers).
+for who in rbk skopeo; do
+  echo "$who pushed: $(skopeo inspect --raw --tls-verify=false "docker://$host/$who-$runs:latest" | grep -o 'layer[a-z0-9.]*tar[+.a-z]*' | sort | uniq -c | tr -s ' ')"
+done
 printf '\nimage: %s MB in 4 layers; local docker-registry; medians of %s runs (seconds)\n' "$size" "$runs"
 printf '%-34s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
 r=$(median "${rp[@]}"); s=$(median "${sp[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "push (store -> registry)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+printf '%-34s %8.3f %8.3f %6.1fx\n' "push (store -> registry, gzip)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+printf '%-34s %8.3f %8s %7s\n' "push again (gzip variants reused)" "$(median "${r2[@]}")" "-" "-"
 r=$(median "${rl[@]}"); s=$(median "${sl[@]}")
 printf '%-34s %8.3f %8.3f %6.1fx\n' "pull (registry -> empty store)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
 echo "(ratio = skopeo / rbk)"

@@ -542,6 +542,8 @@ impl Store {
                 report.blobs.push(d);
             }
         }
+        // Records of compressed layer variants whose blobs just went.
+        self.sweep_variant_records();
         let snapshots = self.root.join("snapshots");
         if let Ok(entries) = fs::read_dir(&snapshots) {
             for entry in entries.flatten() {

@@ -207,6 +207,39 @@ impl Store {
         })
     }
 
+    /// Deletes the variant records whose layer or variant blob is gone.
+    /// For `prune`, which calls it under the exclusive store lock after
+    /// deleting blobs; a record it misses is harmless (ignored on lookup).
+    pub(crate) fn sweep_variant_records(&self) {
+        let Ok(algos) = fs::read_dir(self.root().join("variants")) else {
+            return;
+        };
+        for entry in algos
+            .flatten()
+            .flat_map(|a| fs::read_dir(a.path()))
+            .flatten()
+        {
+            let Ok(e) = entry else { continue };
+            let path = e.path();
+            let layer = e
+                .file_name()
+                .to_str()
+                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok());
+            let variant = fs::read(&path)
+                .ok()
+                .and_then(|data| serde_json::from_slice::<Record>(&data).ok());
+            let live = match (layer, variant) {
+                (Some(l), Some(v)) => self.content.has(&l) && self.content.has(&v.digest),
+                // Not a record (a staging leftover of another tool?): leave it.
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if !live {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Streams blob `d` through the shared compressor into a new blob.
     /// The source is verified as it is read, so a corrupt layer is
     /// reported, never compressed.
