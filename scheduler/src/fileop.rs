@@ -50,7 +50,7 @@ use crate::context::{
 };
 
 pub use chown::resolve_chown;
-use dest::{io_at, Attrs, Writer};
+use dest::{io_at, Attrs, Content, Writer};
 
 /// Everything a COPY or ADD instruction asks for, with names already
 /// resolved by the caller.
@@ -362,7 +362,12 @@ fn copy_selected(
             mode: spec.chmod.unwrap_or(0o644),
             mtime_ns: None,
         };
-        w.file(&target, &mut content.as_slice(), attrs, None)?;
+        w.file(
+            &target,
+            Content::Reader(&mut content.as_slice()),
+            attrs,
+            None,
+        )?;
     }
     for u in urls {
         let checksum = spec.add.as_ref().and_then(|a| a.checksum.as_deref());
@@ -374,7 +379,7 @@ fn copy_selected(
             mtime_ns: download.mtime_ns,
         };
         let mut body = download.body;
-        w.file(&target, &mut body, attrs, None)?;
+        w.file(&target, Content::Reader(&mut body), attrs, None)?;
     }
     w.finish()?;
     Ok(w.stats())
@@ -498,7 +503,7 @@ fn copy_entry(
                 .open(&entry.path)
                 .map_err(io_at("open", &entry.path))?;
             let link_key = (meta.nlink > 1).then_some((meta.dev, meta.ino));
-            w.file(target, &mut src, attrs, link_key)
+            w.file(target, Content::File(&mut src), attrs, link_key)
         }
         EntryKind::Symlink => match &meta.link {
             Some(link) => w.symlink(target, link, attrs),

@@ -208,7 +208,7 @@ pub(crate) fn extract(
         match kind {
             tar::EntryType::Directory => w.dir(&dest, attrs)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                w.file(&dest, &mut entry, attrs, None)?
+                w.file(&dest, super::dest::Content::Reader(&mut entry), attrs, None)?
             }
             tar::EntryType::Symlink => {
                 let link = entry.link_name().map_err(bad)?.ok_or_else(unsafe_entry)?;

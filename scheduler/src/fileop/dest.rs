@@ -162,7 +162,7 @@ impl Writer {
     pub fn file(
         &self,
         path: &Path,
-        content: &mut dyn io::Read,
+        content: Content<'_>,
         attrs: Attrs,
         link_key: Option<(u64, u64)>,
     ) -> Result<(), FileOpError> {
@@ -180,7 +180,13 @@ impl Writer {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(io_at("create", path))?;
-        let n = io::copy(content, &mut file).map_err(io_at("write", path))?;
+        let n = match content {
+            // File to file: std copies in the kernel (copy_file_range, else
+            // sendfile), not 8 KiB at a time through user space.
+            Content::File(src) => io::copy(src, &mut file),
+            Content::Reader(r) => io::copy(r, &mut file),
+        }
+        .map_err(io_at("write", path))?;
         self.fchown(&file, path, attrs.owner)?;
         // After chown, which clears set-id bits.
         file.set_permissions(fs::Permissions::from_mode(attrs.mode))
@@ -288,4 +294,12 @@ fn file_time(ns: i64) -> FileTime {
 pub(crate) fn io_at(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileOpError {
     let path = path.to_path_buf();
     move |source| FileOpError::Io { op, path, source }
+}
+
+/// Where a regular file's bytes come from.
+pub enum Content<'a> {
+    /// Another file, copied by the kernel.
+    File(&'a mut File),
+    /// Any stream (archive entries, downloads, heredocs).
+    Reader(&'a mut dyn io::Read),
 }
