@@ -780,11 +780,13 @@ impl GraphOps<'_, '_> {
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
+        // The diff hashes its stream (diff id, and the blob digest when
+        // compressed); the blob need not be hashed a third time.
         let mut writer = self
             .b
             .store
             .content
-            .writer()
+            .writer_prehashed()
             .map_err(|e| StepError::Store(e.to_string()))?;
         let info = snap
             .diff(&active, &mut writer, self.b.options.compression)

@@ -71,6 +71,18 @@ impl ContentStore {
 
     /// Starts writing a new blob, staged in `tmp/` until committed.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        self.new_writer(true)
+    }
+
+    /// Like [`ContentStore::writer`], for a caller that computes the sha256
+    /// of the very bytes it writes (a layer diff hashes its stream for the
+    /// diff id): the blob is not hashed a second time, and
+    /// [`BlobWriter::commit`] must be given that digest, which names it.
+    pub fn writer_prehashed(&self) -> Result<BlobWriter, StoreError> {
+        self.new_writer(false)
+    }
+
+    fn new_writer(&self, hash: bool) -> Result<BlobWriter, StoreError> {
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.tmp)
@@ -79,7 +91,7 @@ impl ContentStore {
         Ok(BlobWriter {
             out: BufWriter::with_capacity(256 * 1024, file),
             path,
-            hasher: Sha256::new(),
+            hasher: hash.then(Sha256::new),
             size: 0,
             blobs: self.blobs.clone(),
         })
@@ -238,7 +250,8 @@ fn sync_parent(path: &Path) {
 pub struct BlobWriter {
     out: BufWriter<File>,
     path: tempfile::TempPath,
-    hasher: Sha256,
+    /// None for a pre-hashed writer: the committer supplies the digest.
+    hasher: Option<Sha256>,
     size: u64,
     blobs: PathBuf,
 }
@@ -279,7 +292,20 @@ impl BlobWriter {
             path: path.to_path_buf(),
             source: e.into_error(),
         })?;
-        let digest = Digest::from_hasher(hasher);
+        let digest = match (hasher, expected) {
+            (Some(h), _) => Digest::from_hasher(h),
+            (None, Some(e)) => e.clone(),
+            (None, None) => {
+                return Err(StoreError::Io {
+                    op: "commit a pre-hashed blob without its digest:",
+                    path: path.to_path_buf(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a pre-hashed blob needs its digest",
+                    ),
+                })
+            }
+        };
         if let Some(expected) = expected {
             if expected != &digest {
                 return Err(StoreError::Corrupt {
@@ -354,7 +380,9 @@ fn set_readable(file: &File, path: &Path) -> Result<(), StoreError> {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.size += n as u64;
         Ok(n)
     }
@@ -431,6 +459,28 @@ mod tests {
         let e = cs.open_blob(&d).unwrap().read_to_end(&mut buf).unwrap_err();
         let e = StoreError::from_io("read", Path::new("x"), e);
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+    }
+
+    #[test]
+    fn prehashed_writer_takes_the_callers_digest_and_reads_verify_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let mut w = cs.writer_prehashed().unwrap();
+        w.write_all(b"layer bytes").unwrap();
+        let err = w.commit(None).unwrap_err().to_string();
+        assert!(err.contains("without its digest"), "{err}");
+        let mut w = cs.writer_prehashed().unwrap();
+        w.write_all(b"layer bytes").unwrap();
+        let d = Digest::of(b"layer bytes");
+        assert_eq!(w.commit(Some(&d)).unwrap(), (d.clone(), 11));
+        assert_eq!(cs.read(&d).unwrap(), b"layer bytes");
+        // A wrong digest is not caught at commit (that is the point), but
+        // every read of the blob still is.
+        let mut w = cs.writer_prehashed().unwrap();
+        w.write_all(b"other bytes").unwrap();
+        let wrong = Digest::of(b"not these");
+        w.commit(Some(&wrong)).unwrap();
+        assert!(cs.read(&wrong).is_err());
     }
 
     #[test]

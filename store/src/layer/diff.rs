@@ -13,7 +13,7 @@ use super::{
     DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR,
     OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
-use crate::compress::{compressor, Compressor, HashingWriter};
+use crate::compress::{compressor, Compression, Compressor, HashingWriter};
 use crate::sys;
 
 /// Writes the changes recorded in an overlayfs upper dir as an OCI layer.
@@ -332,7 +332,35 @@ fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerErr
     Ok(out)
 }
 
-type Sink<W> = HashingWriter<Compressor<HashingWriter<W>>>;
+type Sink<W> = HashingWriter<Compressor<BlobSink<W>>>;
+
+/// What the compressor writes into: hashed for the blob's digest, except
+/// for an uncompressed layer, whose blob digest is its diff id (hashed
+/// already, one level up): sha256 is the costliest part of a diff.
+enum BlobSink<W> {
+    Hashing(HashingWriter<W>),
+    Counting { inner: W, len: u64 },
+}
+
+impl<W: Write> Write for BlobSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            BlobSink::Hashing(h) => h.write(buf),
+            BlobSink::Counting { inner, len } => {
+                let n = inner.write(buf)?;
+                *len += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            BlobSink::Hashing(h) => h.flush(),
+            BlobSink::Counting { inner, .. } => inner.flush(),
+        }
+    }
+}
 
 /// Streams `items` as a tar through the diffID hasher, the compressor and
 /// the digest hasher into `out`.
@@ -343,7 +371,12 @@ fn write_layer<W: Write>(
     upper: bool,
 ) -> Result<LayerInfo, LayerError> {
     let werr = |source| LayerError::Write { source };
-    let inner = compressor(HashingWriter::new(out), opts.compression, opts.level).map_err(werr)?;
+    let sink = if opts.compression == Compression::None {
+        BlobSink::Counting { inner: out, len: 0 }
+    } else {
+        BlobSink::Hashing(HashingWriter::new(out))
+    };
+    let inner = compressor(sink, opts.compression, opts.level).map_err(werr)?;
     let mut w = TarWriter {
         out: HashingWriter::new(inner),
         links: HashMap::new(),
@@ -358,7 +391,13 @@ fn write_layer<W: Write>(
     let (comp, diff_id, uncompressed_size) = w.out.finish();
     let mut blob = comp.finish().map_err(werr)?;
     blob.flush().map_err(werr)?;
-    let (_, digest, size) = blob.finish();
+    let (digest, size) = match blob {
+        BlobSink::Hashing(h) => {
+            let (_, digest, size) = h.finish();
+            (digest, size)
+        }
+        BlobSink::Counting { len, .. } => (diff_id.clone(), len),
+    };
     Ok(LayerInfo {
         diff_id,
         digest,
