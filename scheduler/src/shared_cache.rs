@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rbk_compiler::BuildGraph;
 use rbk_store::cache::{BuildCache, CacheIndex, CacheRecord};
+use rbk_store::compress::Compression;
 use rbk_store::registry::cache::{self, CacheEntry, ExportReport, RemoteCache};
 use rbk_store::registry::{Client, RegistryError};
 use rbk_store::{images::Store, Digest, Reference};
@@ -193,7 +194,7 @@ pub(crate) fn export_all(
             store,
             &e.reference,
             &records,
-            &|l| Ok(l.clone()), // LAZY-SWITCH
+            &|l| store.compressed_layer(l, Compression::Gzip),
             &|_| {},
         )?;
         done.push(ExportedCache {

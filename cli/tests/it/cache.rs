@@ -164,6 +164,35 @@ fn two_stores_share_the_cache_through_a_registry() {
         "{err}"
     );
     let (id_a, digest_a) = ids(&store_a, "app:1");
+    // The artifact: the records as config, the layers gzip-compressed
+    // (the store keeps them uncompressed).
+    let manifest = Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("http://{host}/v2/cache/app/manifests/buildcache"))
+        .output()
+        .unwrap();
+    assert!(manifest.status.success(), "curl failed");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.rbk.buildcache.v1"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.rbk.buildcache.config.v1+json"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4);
+    for l in layers {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+    }
 
     // Store B has never seen the base or the build: it pulls the base and
     // takes every step from the registry, through an rbk.toml this time.
