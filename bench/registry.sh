@@ -41,6 +41,13 @@ if [ ! -f "$ctx/d.bin" ]; then
 fi
 rm -rf "$RBK_ROOT"
 "$rbk" build --progress plain -t localhost/regbench:latest "$ctx" >/dev/null 2>&1
+# A compressible one too (random bytes are the cheapest case for push's
+# gzip, which stores what does not compress): this machine's /usr/bin,
+# executables as real layers mostly hold, imported as one layer.
+tar -C /usr -cf "$work/usr-bin.tar" bin
+"$rbk" import "$work/usr-bin.tar" localhost/regbench-bin:latest >/dev/null
+bin_mb=$(( $(stat -c %s "$work/usr-bin.tar") / 1000000 ))
+rm -f "$work/usr-bin.tar"
 
 # A fresh registry per run, on a new port with empty storage: skopeo keeps
 # a cache of where it saw blobs and would otherwise mount them from an
@@ -65,7 +72,7 @@ now() { date +%s.%N; }
 t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-rp=(); r2=(); sp=(); rl=(); sl=()
+rp=(); r2=(); sp=(); rl=(); sl=(); bp=(); b2=(); bs=()
 for ((i = 1; i <= runs; i++)); do
   stop_registry; start_registry
   rm -rf "$work/pulled-root" "$work/skopeo-oci" "$RBK_ROOT/variants"
@@ -74,17 +81,24 @@ for ((i = 1; i <= runs; i++)); do
   sp+=("$(t skopeo copy -q --dest-tls-verify=false "oci:$RBK_ROOT:localhost/regbench:latest" "docker://$host/skopeo-$i:latest")")
   rl+=("$(t "$rbk" --root "$work/pulled-root" pull "$host/rbk-$i:latest")")
   sl+=("$(t skopeo copy -q --src-tls-verify=false "docker://$host/skopeo-$i:latest" "oci:$work/skopeo-oci:big")")
+  bp+=("$(t "$rbk" push localhost/regbench-bin:latest "$host/rbk-bin-$i:latest")")
+  b2+=("$(t "$rbk" push localhost/regbench-bin:latest "$host/rbk-bin-again-$i:latest")")
+  bs+=("$(t skopeo copy -q --dest-tls-verify=false "oci:$RBK_ROOT:localhost/regbench-bin:latest" "docker://$host/skopeo-bin-$i:latest")")
 done
 size=$(du -sm "$work/skopeo-oci" | cut -f1)
 # What each tool sent (both should be gzip layers).
-for who in rbk skopeo; do
-  echo "$who pushed: $(skopeo inspect --raw --tls-verify=false "docker://$host/$who-$runs:latest" | grep -o 'layer[a-z0-9.]*tar[+.a-z]*' | sort | uniq -c | tr -s ' ')"
+for who in rbk skopeo rbk-bin skopeo-bin; do
+  skopeo inspect --raw --tls-verify=false "docker://$host/$who-$runs:latest" |
+    python3 -c 'import json,sys; m=json.load(sys.stdin); l=m["layers"]; print(sys.argv[1], "pushed", len(l), "layers,", sorted({x["mediaType"].split(".")[-1] for x in l}), round(sum(x["size"] for x in l)/1e6, 1), "MB")' "$who"
 done
 printf '\nimage: %s MB in 4 layers; local docker-registry; medians of %s runs (seconds)\n' "$size" "$runs"
 printf '%-34s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
 r=$(median "${rp[@]}"); s=$(median "${sp[@]}")
 printf '%-34s %8.3f %8.3f %6.1fx\n' "push (store -> registry, gzip)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
 printf '%-34s %8.3f %8s %7s\n' "push again (gzip variants reused)" "$(median "${r2[@]}")" "-" "-"
+r=$(median "${bp[@]}"); s=$(median "${bs[@]}")
+printf '%-34s %8.3f %8.3f %6.1fx\n' "push /usr/bin, $bin_mb MB (gzip)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+printf '%-34s %8.3f %8s %7s\n' "push /usr/bin again (reused)" "$(median "${b2[@]}")" "-" "-"
 r=$(median "${rl[@]}"); s=$(median "${sl[@]}")
 printf '%-34s %8.3f %8.3f %6.1fx\n' "pull (registry -> empty store)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
 echo "(ratio = skopeo / rbk)"

@@ -7,6 +7,12 @@
 //! count or on how the caller sized its writes, so the output (and thus the
 //! layer digest) is deterministic. Each chunk starts without the previous
 //! one's dictionary, which costs well under 1% of ratio.
+//!
+//! A chunk that looks incompressible (already-compressed files: archives,
+//! images, wheels, jars) is stored rather than deflated: deflating random
+//! bytes at level 6 is the slowest case of all and gains nothing. The test
+//! is a fast deflate of three small samples, so it too depends only on the
+//! input.
 
 use std::io::{self, Write};
 
@@ -60,7 +66,7 @@ impl<W: Write> ParallelGzip<W> {
         let level = self.level;
         let pieces: Vec<io::Result<Vec<u8>>> = self.pending[..full]
             .par_chunks(CHUNK)
-            .map(|c| deflate(c, level, false))
+            .map(|c| deflate(c, level_for(c, level), false))
             .collect();
         for p in pieces {
             self.inner.write_all(&p?)?;
@@ -73,7 +79,7 @@ impl<W: Write> ParallelGzip<W> {
     pub fn finish(mut self) -> io::Result<W> {
         self.flush_full_chunks()?;
         self.header()?;
-        let last = deflate(&self.pending, self.level, true)?;
+        let last = deflate(&self.pending, level_for(&self.pending, self.level), true)?;
         self.inner.write_all(&last)?;
         self.inner.write_all(&self.crc.sum().to_le_bytes())?;
         self.inner.write_all(&self.crc.amount().to_le_bytes())?;
@@ -97,6 +103,36 @@ impl<W: Write> Write for ParallelGzip<W> {
         // the output depend on flush timing); the rest waits for finish().
         self.flush_full_chunks()?;
         self.inner.flush()
+    }
+}
+
+/// Bytes in each sample [`level_for`] deflates.
+const SAMPLE: usize = 16 * 1024;
+
+/// `level`, or 0 (stored blocks) when three samples of `chunk` (start,
+/// middle, end) each shrink by less than 2% at the fastest level: then the
+/// chunk is almost surely incompressible, and deflating it would only burn
+/// time. Samples cost about 5% of the chunk at level 1.
+fn level_for(chunk: &[u8], level: flate2::Compression) -> flate2::Compression {
+    if level.level() == 0 || chunk.len() < 4 * SAMPLE {
+        return level;
+    }
+    let starts = [0, chunk.len() / 2, chunk.len() - SAMPLE];
+    let incompressible = starts.iter().all(|&at| {
+        let sample = &chunk[at..at + SAMPLE];
+        let mut c = Compress::new(flate2::Compression::fast(), false);
+        let mut out = Vec::with_capacity(SAMPLE + SAMPLE / 8 + 64);
+        match c.compress_vec(sample, &mut out, FlushCompress::Finish) {
+            // 98%: stored blocks cost 5 bytes per 64 KiB, so anything
+            // shrinking less is not worth deflating.
+            Ok(Status::StreamEnd) => out.len() * 100 >= sample.len() * 98,
+            _ => false,
+        }
+    });
+    if incompressible {
+        flate2::Compression::none()
+    } else {
+        level
     }
 }
 
@@ -171,6 +207,49 @@ mod tests {
         assert_eq!(a, gz(&d, 4096));
         assert_eq!(a, gz(&d, d.len()));
         assert!(a.len() < d.len() / 2, "it compresses");
+    }
+
+    /// xorshift bytes: incompressible.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_compressible_ones_deflated() {
+        let level = flate2::Compression::new(6);
+        assert_eq!(level_for(&noise(CHUNK, 1), level).level(), 0);
+        assert_eq!(level_for(&data(CHUNK), level).level(), 6);
+        // Noise at the start only: the middle and end samples compress.
+        let mut mixed = noise(CHUNK / 4, 2);
+        mixed.extend(data(CHUNK - CHUNK / 4));
+        assert_eq!(level_for(&mixed, level).level(), 6);
+        // Level 0 stays 0; small pieces are not sampled.
+        assert_eq!(
+            level_for(&data(CHUNK), flate2::Compression::none()).level(),
+            0
+        );
+        assert_eq!(level_for(&noise(1000, 3), level).level(), 6);
+
+        // A stream of noise then text: round trips, deterministic, the
+        // noise costs almost nothing, the text still shrinks.
+        let mut d = noise(3 * CHUNK, 4);
+        d.extend(data(2 * CHUNK));
+        let z = gz(&d, 70_000);
+        assert_eq!(z, gz(&d, d.len()));
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert!(out == d);
+        assert!(z.len() < 3 * CHUNK + CHUNK, "{} bytes", z.len());
     }
 
     #[test]
