@@ -35,7 +35,8 @@ pub struct Image {
     pub config: ImageConfig,
     /// The tags pointing at it (empty for a dangling image).
     pub tags: Vec<Reference>,
-    /// Bytes of content: config plus layer blobs as stored (compressed).
+    /// Bytes of content: config plus layer blobs as stored (uncompressed
+    /// for layers rbk built or imported, compressed for pulled ones).
     pub size: u64,
 }
 

@@ -24,6 +24,7 @@ use crate::error::StoreError;
 pub use auth::{base64_decode, base64_encode, default_auth_file, Credentials, CredentialsFile};
 pub use http::Client;
 pub use pull::{PlatformSpec, PullReport};
+pub use push::Pushed;
 
 /// Where Docker Hub's API is, as opposed to its name in references.
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
