@@ -14,6 +14,7 @@
 # made once and reused.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib.sh"
 shared=${RBK_SHARED:-$(cd "$repo/.." && pwd)/shared}
 work=${BENCH_DIR:-/var/tmp/rbk-bench}
 runs=${RUNS:-3}
@@ -35,14 +36,7 @@ ctx=$work/ctx
 # Base images, made once into both tools' stores.
 base_busybox() {
   [ -f "$work/busybox.tar" ] && return
-  local r=$work/busybox-rootfs
-  rm -rf "$r"; mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/root"
-  cp /bin/busybox "$r/bin/"
-  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
-  chmod 1777 "$r/tmp"
-  tar -C "$r" --numeric-owner -cf "$work/busybox.tar" .
+  make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
 }
 base_debian() {
   [ -f "$work/debian.tar" ] && return
@@ -85,7 +79,6 @@ reset_buildah() {
   import_bases
 }
 
-now() { date +%s.%N; }
 # time_cmd VAR cmd...: seconds into VAR; the command's output goes to a log.
 time_cmd() {
   local __var=$1; shift
@@ -98,7 +91,6 @@ time_cmd() {
   t1=$(now)
   printf -v "$__var" '%.3f' "$(echo "$t1 - $t0" | bc -l)"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # BENCH_COMPRESSION=gzip|zstd|none measures rbk with that layer compression;
 # unset, rbk's default (uncompressed layers, as BuildKit keeps them).

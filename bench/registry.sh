@@ -14,6 +14,7 @@
 #   bench/registry.sh                  # RUNS=3 by default; RBK=path to skip the build
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib.sh"
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/registry
 runs=${RUNS:-3}
 mkdir -p "$work"
@@ -52,29 +53,11 @@ rm -f "$work/usr-bin.tar"
 # A fresh registry per run, on a new port with empty storage: skopeo keeps
 # a cache of where it saw blobs and would otherwise mount them from an
 # earlier run's repository instead of uploading them.
-regpid=
-start_registry() {
-  local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  host=127.0.0.1:$port
-  rm -rf "$work/registry-data"
-  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
-    "$work/registry-data" "$host" >"$work/registry.yml"
-  "$registry" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-  regpid=$!
-  for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && return; sleep 0.1; done
-  echo "bench: the registry did not start" >&2; exit 1
-}
-stop_registry() { [ -z "$regpid" ] || { kill "$regpid" 2>/dev/null; wait "$regpid" 2>/dev/null || true; regpid=; }; }
 trap stop_registry EXIT
-
-now() { date +%s.%N; }
-t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 rp=(); r2=(); sp=(); rl=(); sl=(); bp=(); b2=(); bs=()
 for ((i = 1; i <= runs; i++)); do
-  stop_registry; start_registry
+  stop_registry; start_registry "$work"
   rm -rf "$work/pulled-root" "$work/skopeo-oci" "$RBK_ROOT/variants"
   rp+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-$i:latest")")
   r2+=("$(t "$rbk" push localhost/regbench:latest "$host/rbk-again-$i:latest")")
@@ -92,13 +75,10 @@ for who in rbk skopeo rbk-bin skopeo-bin; do
     python3 -c 'import json,sys; m=json.load(sys.stdin); l=m["layers"]; print(sys.argv[1], "pushed", len(l), "layers,", sorted({x["mediaType"].split(".")[-1] for x in l}), round(sum(x["size"] for x in l)/1e6, 1), "MB")' "$who"
 done
 printf '\nimage: %s MB in 4 layers; local docker-registry; medians of %s runs (seconds)\n' "$size" "$runs"
-printf '%-34s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
-r=$(median "${rp[@]}"); s=$(median "${sp[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "push (store -> registry, gzip)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
-printf '%-34s %8.3f %8s %7s\n' "push again (gzip variants reused)" "$(median "${r2[@]}")" "-" "-"
-r=$(median "${bp[@]}"); s=$(median "${bs[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "push /usr/bin, $bin_mb MB (gzip)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
-printf '%-34s %8.3f %8s %7s\n' "push /usr/bin again (reused)" "$(median "${b2[@]}")" "-" "-"
-r=$(median "${rl[@]}"); s=$(median "${sl[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "pull (registry -> empty store)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+printf '%-40s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
+row "push (store -> registry, gzip)" "$(median "${rp[@]}")" "$(median "${sp[@]}")"
+printf '%-40s %8.3f %8s %7s\n' "push again (gzip variants reused)" "$(median "${r2[@]}")" "-" "-"
+row "push /usr/bin, $bin_mb MB (gzip)" "$(median "${bp[@]}")" "$(median "${bs[@]}")"
+printf '%-40s %8.3f %8s %7s\n' "push /usr/bin again (reused)" "$(median "${b2[@]}")" "-" "-"
+row "pull (registry -> empty store)" "$(median "${rl[@]}")" "$(median "${sl[@]}")"
 echo "(ratio = skopeo / rbk)"

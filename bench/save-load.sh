@@ -6,6 +6,7 @@
 #   sudo bench/save-load.sh            # RUNS=5 by default
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib.sh"
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/save-load
 runs=${RUNS:-5}
 mkdir -p "$work"
@@ -16,20 +17,12 @@ export RBK_ROOT=$work/root
 
 # A ~200 MB image: busybox plus one 200 MB layer of random bytes.
 if ! "$rbk" inspect localhost/big:latest >/dev/null 2>&1; then
-  r=$work/rootfs; rm -rf "$r"; mkdir -p "$r/bin" "$r/etc" "$r/tmp"
-  cp /bin/busybox "$r/bin/"
-  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"; printf 'root:x:0:\n' >"$r/etc/group"
-  tar -C "$r" --numeric-owner -cf "$work/busybox.tar" .
+  make_busybox_tar "$work/rootfs" "$work/busybox.tar"
   "$rbk" import "$work/busybox.tar" localhost/busybox:latest >/dev/null
   mkdir -p "$work/ctx"
   printf 'FROM localhost/busybox:latest\nRUN head -c 209715200 /dev/urandom > /blob.bin\n' >"$work/ctx/Dockerfile"
   "$rbk" build --progress plain -t localhost/big:latest "$work/ctx" >/dev/null 2>&1
 fi
-
-now() { date +%s.%N; }
-t() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 rs=(); ss=(); rl=(); sl=()
 for ((i = 1; i <= runs; i++)); do
@@ -41,9 +34,7 @@ for ((i = 1; i <= runs; i++)); do
 done
 size=$(du -m "$work/rbk.tar" | cut -f1)
 printf '\nimage archive: %s MB; medians of %s runs (seconds)\n' "$size" "$runs"
-printf '%-34s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
-r=$(median "${rs[@]}"); s=$(median "${ss[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "export (save / copy to archive)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
-r=$(median "${rl[@]}"); s=$(median "${sl[@]}")
-printf '%-34s %8.3f %8.3f %6.1fx\n' "import (load / copy from archive)" "$r" "$s" "$(echo "$s / $r" | bc -l)"
+printf '%-40s %8s %8s %7s\n' "measure" "rbk" "skopeo" "ratio"
+row "export (save / copy to archive)" "$(median "${rs[@]}")" "$(median "${ss[@]}")"
+row "import (load / copy from archive)" "$(median "${rl[@]}")" "$(median "${sl[@]}")"
 echo "(ratio = skopeo / rbk)"

@@ -1,0 +1,48 @@
+# Shared by the bench scripts: timing, medians, result rows, a busybox base
+# rootfs and a throwaway docker-registry. Source it; it defines functions
+# only.
+
+now() { date +%s.%N; }
+
+# t CMD...: runs CMD quietly and prints its wall time in seconds; a failure
+# stops the bench (its output goes to $BENCH_LOG when set).
+t() {
+  local t0; t0=$(now)
+  "$@" >>"${BENCH_LOG:-/dev/null}" 2>&1 || { echo "bench: failed: $*${BENCH_LOG:+ (see $BENCH_LOG)}" >&2; exit 1; }
+  echo "$(now) - $t0" | bc -l
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# row LABEL RBK_SECONDS PEER_SECONDS: one result line, ratio = peer / rbk.
+row() { printf '%-40s %8.3f %8.3f %6.1fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
+
+# make_busybox_tar DIR TAR: a busybox rootfs (every applet, root and
+# nobody, a sticky /tmp) in DIR, archived as TAR with numeric owners.
+make_busybox_tar() {
+  local r=$1
+  rm -rf "$r"; mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/root"
+  cp /bin/busybox "$r/bin/"
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+  chmod 1777 "$r/tmp"
+  tar -C "$r" --numeric-owner -cf "$2" .
+}
+
+# start_registry DIR: a fresh docker-registry on a free loopback port with
+# its storage under DIR; sets $host and $regpid. stop_registry ends it.
+regpid=
+start_registry() {
+  local dir=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  host=127.0.0.1:$port
+  rm -rf "$dir/registry-data"
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+    "$dir/registry-data" "$host" >"$dir/registry.yml"
+  /usr/bin/docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+  regpid=$!
+  for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && return; sleep 0.1; done
+  echo "bench: the registry did not start" >&2; exit 1
+}
+stop_registry() { [ -z "$regpid" ] || { kill "$regpid" 2>/dev/null; wait "$regpid" 2>/dev/null || true; regpid=; }; }
