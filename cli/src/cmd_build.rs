@@ -136,11 +136,30 @@ fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
     Ok(CacheSpec { reference, mode })
 }
 
+/// The registry client, made when first needed.
+struct LazyClient<'a> {
+    flags: &'a RegistryFlags,
+    client: std::sync::OnceLock<Result<Arc<Client>, String>>,
+}
+
+impl LazyClient<'_> {
+    fn get(&self) -> Result<Arc<Client>> {
+        self.client
+            .get_or_init(|| {
+                Client::new(self.flags.options())
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
 /// Base images come from the store, pulled first when `--pull` says so.
 struct PullingResolver<'a> {
     store: &'a Store,
     policy: PullPolicy,
-    client: Option<&'a Client>,
+    client: &'a LazyClient<'a>,
     /// Images pulled (or tried) in this build, with the failure if any.
     tried: Mutex<BTreeMap<String, Option<String>>>,
 }
@@ -159,9 +178,7 @@ impl PullingResolver<'_> {
     }
 
     fn try_pull(&self, image: &str, platform: &Platform) -> Result<()> {
-        let Some(client) = self.client else {
-            bail!("no registry client");
-        };
+        let client = self.client.get()?;
         let reference = Reference::parse(image)?;
         let spec: PlatformSpec = platform.to_string().parse()?;
         eprintln!("pulling {image} ({spec})");
@@ -187,10 +204,17 @@ impl PullingResolver<'_> {
             .iter()
             .filter_map(|(image, err)| {
                 let err = err.as_ref()?;
-                let missing = self.store.resolve(image).is_err();
-                (missing || self.policy == PullPolicy::Always).then(|| {
-                    format!("base image {image} is not in the store and cannot be pulled: {err}")
-                })
+                if self.store.resolve(image).is_err() {
+                    Some(format!(
+                        "base image {image} is not in the store and cannot be pulled: {err}"
+                    ))
+                } else if self.policy == PullPolicy::Always {
+                    Some(format!(
+                        "cannot pull base image {image} (--pull=always): {err}"
+                    ))
+                } else {
+                    None
+                }
             })
             .collect()
     }
@@ -251,19 +275,16 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let (inputs, target_caches) = inputs::load_with_caches(&args.input)?;
-    let needs_registry = args.pull != PullPolicy::Never
-        || !args.cache_to.is_empty()
-        || !args.cache_from.is_empty()
-        || !target_caches.is_empty();
-    let client = if needs_registry {
-        Some(Arc::new(Client::new(args.registry.options())?))
-    } else {
-        None
+    // Made on first use: a build that pulls nothing and shares no cache
+    // never touches registry settings (a bad CA file cannot fail it).
+    let client = LazyClient {
+        flags: &args.registry,
+        client: std::sync::OnceLock::new(),
     };
     let resolver = PullingResolver {
         store: &store,
         policy: args.pull,
-        client: client.as_deref(),
+        client: &client,
         tried: Mutex::new(BTreeMap::new()),
     };
     let graph = compile_all(&inputs, &resolver)?;
@@ -271,7 +292,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
-    let (cache_from, cache_to) = shared_caches(&store, client.as_ref(), args, &target_caches)?;
+    let (cache_from, cache_to) = shared_caches(&store, &client, args, &target_caches)?;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
     }
@@ -350,13 +371,14 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
 /// a warning, as in BuildKit: the build still works, only slower.
 fn shared_caches(
     store: &Store,
-    client: Option<&Arc<Client>>,
+    client: &LazyClient<'_>,
     args: &BuildArgs,
     targets: &[inputs::TargetCaches],
 ) -> Result<(Vec<Arc<RemoteCache>>, Vec<CacheExport>)> {
-    let Some(client) = client else {
+    if args.cache_from.is_empty() && args.cache_to.is_empty() && targets.is_empty() {
         return Ok((Vec::new(), Vec::new()));
-    };
+    }
+    let client = client.get()?;
     let mut from: Vec<(String, Option<&str>)> =
         args.cache_from.iter().map(|s| (s.clone(), None)).collect();
     let mut to: Vec<(String, Option<&str>)> =

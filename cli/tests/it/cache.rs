@@ -350,6 +350,31 @@ fn pull_policy_and_unreachable_caches() {
         .unwrap());
     assert!(err.contains(&format!("pulling {base}")), "{err}");
     assert!(err.contains("0 steps run, 1 cached"), "{err}");
+    // Registry settings are read only when a registry is used: a bad CA
+    // file fails a build that pulls, not one that needs no registry.
+    ok(rbk(&store)
+        .args(["build", "--progress", "plain"])
+        .env("RBK_REGISTRY_CA", "/nonexistent/ca.pem")
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain", "--pull"])
+        .env("RBK_REGISTRY_CA", "/nonexistent/ca.pem")
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot pull base image {base} (--pull=always)")),
+        "{err}"
+    );
+    assert!(
+        err.contains("/nonexistent/ca.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A bad --cache-to is refused before anything runs.
     let out = rbk(&store)
         .args(["build", "--cache-to=type=local,dest=/tmp/x"])
