@@ -150,6 +150,33 @@ impl Store {
         })
     }
 
+    /// Records `variant` (a blob in the store) as the `to` copy of the
+    /// uncompressed `layer`, so the next [`Store::compressed_layer`] reuses
+    /// it instead of compressing again. For a layer that arrived compressed
+    /// (a registry cache's) and was decompressed here: the caller has
+    /// checked that `variant` decompresses to `layer`.
+    pub fn record_compressed_layer(
+        &self,
+        layer: &Descriptor,
+        variant: &Descriptor,
+        to: Compression,
+    ) -> Result<(), StoreError> {
+        if !needs_compression(layer, to) || !self.content.has(&variant.digest) {
+            return Ok(());
+        }
+        let path = self.variant_record_path(&layer.digest, to);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).at("create directory", dir)?;
+        }
+        let rec = Record {
+            digest: variant.digest.clone(),
+            size: variant.size,
+        };
+        let bytes = serde_json::to_vec(&rec)
+            .map_err(|e| StoreError::json(format!("variant record of {}", layer.digest), e))?;
+        write_atomic(self.content.tmp_dir(), &path, &bytes)
+    }
+
     /// The manifest of `image` with every uncompressed layer replaced by
     /// its `to` variant (made in parallel, see [`Store::compressed_layer`]).
     /// When no layer changes, the stored manifest is returned byte for

@@ -230,6 +230,14 @@ fn two_stores_share_the_cache_through_a_registry() {
     );
     let final_layer = record_layer(&store_a, "cat /artifact");
     assert!(blob(&store_b, &final_layer).exists());
+    // The gzip blob it came as is kept as that layer's gzip copy, so a
+    // push or export from B does not compress it again.
+    let variant = b
+        .path()
+        .join("store/variants/gzip")
+        .join(final_layer.trim_start_matches("sha256:"));
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&variant).unwrap()).unwrap();
+    assert!(blob(&store_b, rec["digest"].as_str().unwrap()).exists());
 
     // And the image works.
     let (out, _) = ok(rbk(&store_b)
