@@ -235,6 +235,50 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
+/// Runs `job` on every item on at most `workers` threads (blob transfers
+/// mostly wait on the network). The first error stops the handing out of
+/// further items and is returned; otherwise the results, in no set order.
+pub(crate) fn for_each_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    job: impl Fn(&T) -> Result<R, RegistryError> + Sync,
+) -> Result<Vec<R>, RegistryError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+    let results: Mutex<Vec<R>> = Mutex::new(Vec::with_capacity(items.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::SeqCst) {
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        return;
+                    };
+                    match job(item) {
+                        Ok(r) => {
+                            if let Ok(mut v) = results.lock() {
+                                v.push(r);
+                            }
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(results.into_inner().unwrap_or_default()),
+    }
+}
+
 /// The API host of a registry named in a reference (Docker Hub's names are
 /// not its API host).
 pub fn api_host(domain: &str) -> &str {

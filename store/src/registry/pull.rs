@@ -4,8 +4,6 @@
 
 use std::io::{Read, Write};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use super::http::{Answer, Body, Client, Session};
 use super::{Progress, RegistryError};
@@ -353,40 +351,10 @@ impl Client {
         scopes: &[String],
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<u64, RegistryError> {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let total = AtomicUsize::new(0);
-        let workers = self.opts.parallel.clamp(1, blobs.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    if failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(desc) = blobs.get(i) else {
-                        return;
-                    };
-                    match self.fetch_blob(s, store, repo, desc, scopes, progress) {
-                        Ok(n) => {
-                            total.fetch_add(n as usize, Ordering::SeqCst);
-                        }
-                        Err(e) => {
-                            failed.store(true, Ordering::SeqCst);
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_error.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        Ok(total.into_inner() as u64)
+        let sizes = super::for_each_parallel(blobs, self.opts.parallel, |desc| {
+            self.fetch_blob(s, store, repo, desc, scopes, progress)
+        })?;
+        Ok(sizes.into_iter().sum())
     }
 
     /// Streams one blob into the store, verifying its digest and size. A

@@ -11,8 +11,6 @@
 //! push with [`Compression::None`], send exactly the stored bytes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use super::http::{describe_error_body, error_message, Body, Client, Session};
 use super::{Progress, RegistryError};
@@ -188,35 +186,11 @@ impl Client {
         mounts: &HashMap<Digest, String>,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        let workers = self.opts.parallel.clamp(1, blobs.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    if failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(desc) = blobs.get(i) else {
-                        return;
-                    };
-                    let from = mounts.get(&desc.digest).map(String::as_str);
-                    if let Err(e) = self.upload_blob(s, store, repo, desc, from, progress) {
-                        failed.store(true, Ordering::SeqCst);
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        return;
-                    }
-                });
-            }
-        });
-        match first_error.into_inner().ok().flatten() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        super::for_each_parallel(blobs, self.opts.parallel, |desc| {
+            let from = mounts.get(&desc.digest).map(String::as_str);
+            self.upload_blob(s, store, repo, desc, from, progress)
+        })?;
+        Ok(())
     }
 
     /// Uploads one blob. A PUT that fails after its own retries may have
