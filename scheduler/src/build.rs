@@ -518,23 +518,31 @@ impl<'a, 'g> GraphOps<'a, 'g> {
         Ok(parent)
     }
 
-    pub(crate) fn lookup(&self, key: &str) -> Option<CacheRecord> {
+    /// The record for `key` the build can use (its layer is local, or a
+    /// `--cache-from` cache has it), and whether any record exists at all
+    /// (a local one whose layer was pruned since exists but is no use).
+    pub(crate) fn lookup(&self, key: &str) -> (Option<CacheRecord>, bool) {
         if self.b.options.no_cache {
-            return None;
+            return (None, false);
         }
-        // A local record whose blob was pruned is a miss here.
-        let local = self.cache.get(key).filter(|rec| match &rec.layer {
+        let local = self.cache.get(key);
+        let recorded = local.is_some();
+        if let Some(rec) = local.filter(|rec| match &rec.layer {
             Some(l) => self.b.store.content.has(&l.digest),
             None => true,
-        });
-        if local.is_some() {
-            return local;
+        }) {
+            return (Some(rec), true);
         }
-        let rec = self.remote.lookup(&self.b.options.cache_from, key)?;
-        // Kept locally, so `--explain`, a later `--cache-to` and a build
-        // without `--cache-from` see it (its layer counts once fetched).
-        let _ = self.cache.put(&rec);
-        Some(rec)
+        match self.remote.lookup(&self.b.options.cache_from, key) {
+            Some(rec) => {
+                // Kept locally, so `--explain`, a later `--cache-to` and a
+                // build without `--cache-from` see it (its layer counts
+                // once fetched).
+                let _ = self.cache.put(&rec);
+                (Some(rec), true)
+            }
+            None => (None, recorded),
+        }
     }
 }
 
@@ -693,11 +701,6 @@ impl<'a, 'g> GraphOps<'a, 'g> {
 
     pub(crate) fn graph(&self) -> &'g BuildGraph {
         self.graph
-    }
-
-    /// Whether the local cache has any record for `key`.
-    pub(crate) fn has_record(&self, key: &str) -> bool {
-        !self.b.options.no_cache && self.cache.get(key).is_some()
     }
 }
 

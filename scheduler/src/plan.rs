@@ -103,8 +103,7 @@ impl Ops for Planner<'_, '_, '_> {
                 {
                     obj.extend(extra);
                 }
-                let hit = ops.lookup(&key);
-                let recorded = hit.is_some() || ops.has_record(&key);
+                let (hit, recorded) = ops.lookup(&key);
                 Ok(Plan {
                     key,
                     hit,
@@ -118,6 +117,12 @@ impl Ops for Planner<'_, '_, '_> {
     }
 }
 
+/// Whether vertex `v` is a step the cache serves: then it needs only its
+/// parent (for the layers under its own), not its other inputs.
+fn served(graph: &BuildGraph, plans: &[Option<Plan>], id: petgraph::graph::NodeIndex) -> bool {
+    graph.vertex(id).op.has_layer() && plans[id.index()].as_ref().is_some_and(|p| p.hit.is_some())
+}
+
 /// Which vertices the second pass must produce for `roots`, given the
 /// plans: see the module's documentation.
 pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]) -> Vec<bool> {
@@ -126,18 +131,9 @@ pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]
         needed[r] = true;
     }
     for id in graph.topo_order().into_iter().rev() {
-        let v = id.index();
-        if !needed[v] {
-            continue;
-        }
-        let vx = graph.vertex(id);
-        if let Some(p) = vx.parent {
-            needed[p.index()] = true;
-        }
-        let served = vx.op.has_layer() && plans[v].as_ref().is_some_and(|p| p.hit.is_some());
-        if !served {
-            for i in &vx.inputs {
-                needed[i.index()] = true;
+        if needed[id.index()] {
+            for dep in run_deps_of(graph, plans, id) {
+                needed[dep] = true;
             }
         }
     }
@@ -147,23 +143,24 @@ pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]
 /// The second pass's dependencies: the parent always, the other inputs
 /// only for steps that run.
 pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> Vec<Vec<usize>> {
-    graph
-        .topo_order()
-        .into_iter()
-        .map(|id| {
-            let vx = graph.vertex(id);
-            let served =
-                vx.op.has_layer() && plans[id.index()].as_ref().is_some_and(|p| p.hit.is_some());
-            let mut deps: Vec<usize> = vx.parent.iter().map(|p| p.index()).collect();
-            if !served {
-                deps.extend(vx.inputs.iter().map(|i| i.index()));
-            }
-            (id.index(), deps)
-        })
-        .fold(vec![Vec::new(); plans.len()], |mut all, (v, deps)| {
-            all[v] = deps;
-            all
-        })
+    let mut deps = vec![Vec::new(); plans.len()];
+    for id in graph.topo_order() {
+        deps[id.index()] = run_deps_of(graph, plans, id);
+    }
+    deps
+}
+
+fn run_deps_of(
+    graph: &BuildGraph,
+    plans: &[Option<Plan>],
+    id: petgraph::graph::NodeIndex,
+) -> Vec<usize> {
+    let vx = graph.vertex(id);
+    let mut deps: Vec<usize> = vx.parent.iter().map(|p| p.index()).collect();
+    if !served(graph, plans, id) {
+        deps.extend(vx.inputs.iter().map(|i| i.index()));
+    }
+    deps
 }
 
 #[cfg(test)]
