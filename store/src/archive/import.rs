@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::compress::{compressor, Compression};
+use crate::compress::compressor;
 use crate::content::BlobWriter;
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -34,14 +34,6 @@ impl<W: Write> Read for Tee<'_, W> {
         self.hasher.update(&buf[..n]);
         self.sink.write_all(&buf[..n])?;
         Ok(n)
-    }
-}
-
-fn to_compression(c: LayerCompression) -> Compression {
-    match c {
-        LayerCompression::None => Compression::None,
-        LayerCompression::Gzip => Compression::Gzip,
-        LayerCompression::Zstd => Compression::Zstd,
     }
 }
 
@@ -76,7 +68,7 @@ pub fn import_with(
         inner: decompressed(reader)?,
         hasher: Sha256::new(),
         // The shared compressor: gzip runs on every core.
-        sink: compressor(writer, to_compression(compression), None)
+        sink: compressor(writer, compression.into(), None)
             .map_err(|e| StoreError::from_io("compress into", &staging, e))?,
     };
     {

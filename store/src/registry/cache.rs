@@ -200,12 +200,9 @@ impl RemoteCache {
         store.content.ingest(&mut plain, Some(&local.digest))?;
         // What was pushed is a valid compressed copy of the layer (it just
         // decompressed to it): a later push or export reuses it.
-        if let Some(to) =
-            crate::oci::LayerCompression::of_media_type(&remote.media_type).and_then(|c| match c {
-                crate::oci::LayerCompression::Gzip => Some(crate::compress::Compression::Gzip),
-                crate::oci::LayerCompression::Zstd => Some(crate::compress::Compression::Zstd),
-                crate::oci::LayerCompression::None => None,
-            })
+        if let Some(to) = crate::oci::LayerCompression::of_media_type(&remote.media_type)
+            .map(crate::compress::Compression::from)
+            .filter(|c| *c != crate::compress::Compression::None)
         {
             store.record_compressed_layer(local, remote, to)?;
         }
