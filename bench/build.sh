@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds shared/bench-cases with rbk and with buildah in the same run and
+# Builds bench/cases with rbk and with buildah in the same run and
 # prints medians and ratios: cold build, no-op rebuild, rebuild after
 # changing a file only the last step reads, and three images at once.
 #
@@ -15,7 +15,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
-shared=${RBK_SHARED:-$(cd "$repo/.." && pwd)/shared}
+cases_dir=$repo/bench/cases
 work=${BENCH_DIR:-/var/tmp/rbk-bench}
 runs=${RUNS:-3}
 cases=${CASES:-single multistage wide}
@@ -30,7 +30,7 @@ rbk=$RBK
 export RBK_ROOT=$work/rbk-root
 buildah_opts=(--layers --runtime /usr/sbin/runc)
 
-"$shared/bench-cases/make-contexts.sh" "$work/ctx" >/dev/null
+"$cases_dir/make-contexts.sh" "$work/ctx" >/dev/null
 ctx=$work/ctx
 
 # Base images, made once into both tools' stores.

@@ -11,7 +11,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
-shared=${RBK_SHARED:-$(cd "$repo/.." && pwd)/shared}
+cases_dir=$repo/bench/cases
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/cache
 runs=${RUNS:-3}
 case_=${CASE:-multistage}
@@ -23,7 +23,7 @@ if [ -z "${RBK:-}" ]; then
   RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
 fi
 rbk=$RBK
-"$shared/bench-cases/make-contexts.sh" "$work/ctx" >/dev/null
+"$cases_dir/make-contexts.sh" "$work/ctx" >/dev/null
 ctx=$work/ctx/$case_
 
 # The base image, once, as an OCI archive both tools load.

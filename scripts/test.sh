@@ -22,7 +22,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# The conformance data lives in ../shared beside the checkout.
-export RBK_SHARED=${RBK_SHARED:-$(cd .. && pwd)/shared}
 # Two cores: one test binary at a time, tests inside it in parallel.
 cargo test --workspace --no-fail-fast -- --test-threads=4

@@ -5,7 +5,7 @@
 //! its own small lexer, not a real shell, and Dockerfiles depend on its exact
 //! quirks, so this module reproduces that lexer's behaviour rather than
 //! POSIX's. Checked against BuildKit's own vectors in
-//! `shared/conformance/buildkit` (see `tests/it/shell.rs`).
+//! `tests/conformance/buildkit` (see `tests/it/shell.rs`).
 //!
 //! What is supported, as in BuildKit:
 //! - `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`, `${V:?w}`,

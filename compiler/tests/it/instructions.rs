@@ -1,12 +1,12 @@
-//! §6.10 of shared/conformance/README.md: typed instructions after parsing.
+//! §6.10 of tests/conformance/README.md: typed instructions after parsing.
 
 use rbk_compiler::instructions::{convert, Command, Instruction};
 use serde_json::Value;
 
-use crate::shared_dir;
+use crate::tests_dir;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = shared_dir()
+    let path = tests_dir()
         .join("conformance/buildkit/extracted/instructions")
         .join(name);
     let text = std::fs::read_to_string(&path)

@@ -1,5 +1,5 @@
 //! BuildKit parser conformance (§1–§3, §6.1–§6.8 of
-//! `shared/conformance/README.md`), plus never-panic property tests.
+//! `tests/conformance/README.md`), plus never-panic property tests.
 //!
 //! Missing data is a failure, never a skip.
 
@@ -13,12 +13,12 @@ use rbk_compiler::parse::{
 };
 use serde_json::Value;
 
-/// `shared/conformance/buildkit`, or a loud failure.
+/// `tests/conformance/buildkit`, or a loud failure.
 fn data_dir() -> PathBuf {
-    let dir = super::shared_dir().join("conformance/buildkit");
+    let dir = super::tests_dir().join("conformance/buildkit");
     assert!(
         dir.join("frontend/dockerfile/parser/testfiles").is_dir(),
-        "BuildKit conformance data not found at {} (set RBK_SHARED to the shared/ folder)",
+        "BuildKit conformance data not found at {}",
         dir.display()
     );
     dir

@@ -1,5 +1,5 @@
 //! BuildKit shell-word conformance (§4, §5, §6.9 of
-//! `shared/conformance/README.md`): every vector must pass.
+//! `tests/conformance/README.md`): every vector must pass.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -8,23 +8,20 @@ use proptest::prelude::*;
 use rbk_compiler::parse::expand::{Env, ShellLex};
 use serde_json::Value;
 
-/// `$RBK_SHARED`, else the `shared/` folder next to the checkout. Missing
-/// data is a failure, never a skip.
-fn shared() -> PathBuf {
-    let dir = match std::env::var_os("RBK_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
+/// The repository's `tests/` folder. Missing data is a failure, never a
+/// skip.
+fn tests() -> PathBuf {
+    let dir = super::tests_dir();
     assert!(
         dir.join("conformance").is_dir(),
-        "conformance data not found under {} (set RBK_SHARED)",
+        "conformance data not found under {}",
         dir.display()
     );
     dir
 }
 
 fn read(rel: &str) -> String {
-    let path = shared().join("conformance/buildkit").join(rel);
+    let path = tests().join("conformance/buildkit").join(rel);
     let bytes =
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     String::from_utf8(bytes).unwrap_or_else(|e| panic!("{} is not UTF-8: {e}", path.display()))

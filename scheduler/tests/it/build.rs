@@ -487,17 +487,14 @@ fn add_unpacks_local_archives_and_chown_applies() {
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (1000, 1000, 0o600));
 }
 
-/// The four cases of shared/bench-cases, with their sizes scaled down so
+/// The four cases of bench/cases, with their sizes scaled down so
 /// the suite stays quick; the bench script runs them at full size.
 #[test]
 fn bench_cases_build() {
     let Some(env) = env("bench_cases_build", false) else {
         return;
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench-cases");
-    let dir = std::env::var_os("RBK_SHARED")
-        .map(|p| PathBuf::from(p).join("bench-cases"))
-        .unwrap_or(dir);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/cases");
     let read = |case: &str| {
         std::fs::read_to_string(dir.join(case).join("Dockerfile"))
             .unwrap_or_else(|e| panic!("bench case {case} missing: {e}"))
