@@ -18,7 +18,8 @@ use rbk_scheduler::sandbox::{
 };
 use rbk_store::images::{Image, Store};
 use rbk_store::oci::ContainerConfig;
-use rbk_store::snapshot::{SnapshotError, Snapshotter};
+use rbk_store::snapshot::Snapshotter;
+use rbk_store::unpack::{unpack_layers, LayerRef, UnpackError};
 use rbk_store::StoreError;
 
 /// `rbk run`
@@ -129,7 +130,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     }
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let image = match store.resolve(&args.image) {
+    let image = match store.resolve_leased(&args.image) {
         Ok(i) => i,
         Err(StoreError::ImageNotFound { name }) => {
             bail!("no such image: {name} (build, import or load it first; see `rbk images`)")
@@ -405,28 +406,13 @@ fn unpack(store: &Store, snapshotter: &dyn Snapshotter, image: &Image) -> Result
             diff_ids.len()
         );
     }
-    let chain = rbk_store::oci::chain_ids(diff_ids);
-    let mut parent: Option<String> = None;
-    for ((layer, diff_id), chain_id) in layers.iter().zip(diff_ids).zip(&chain) {
-        let key = chain_id.hex().to_string();
-        if !snapshotter.exists(&key) {
-            let blob = store
-                .content
-                .open_blob(&layer.digest)
-                .with_context(|| format!("cannot read layer {}", layer.digest))?;
-            let mut plain = rbk_store::compress::decompress(blob)
-                .with_context(|| format!("cannot decompress layer {}", layer.digest))?;
-            match snapshotter.apply_layer(&key, parent.as_deref(), &mut plain, Some(diff_id)) {
-                Ok(_) => {}
-                // Another rbk unpacked it at the same time: theirs is as good.
-                Err(SnapshotError::AlreadyExists { .. }) => {}
-                Err(e) => {
-                    return Err(anyhow!(e).context(format!("cannot unpack layer {}", layer.digest)))
-                }
-            }
-        }
-        parent = Some(key);
-    }
+    let refs: Vec<LayerRef<'_>> = layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(blob, diff_id)| LayerRef { blob, diff_id })
+        .collect();
+    let parent = unpack_layers::<UnpackError>(store, snapshotter, &refs, |_| Ok(()), || false)
+        .with_context(|| format!("cannot unpack image {}", image.id))?;
     Ok(parent)
 }
 

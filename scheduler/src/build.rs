@@ -4,17 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::BuildGraph;
 use rbk_store::cache::{BuildCache, CacheIndex, CacheRecord};
 use rbk_store::compress::Compression;
+use rbk_store::lock::KeyLock;
 use rbk_store::oci::{self, Descriptor, History, ImageConfig as OciConfig, RootFs};
 use rbk_store::reference::Reference;
 use rbk_store::registry::cache::RemoteCache;
 use rbk_store::snapshot::Snapshotter;
+use rbk_store::unpack::{unpack_layers, LayerRef};
 use rbk_store::{images::Store, Digest};
 
 use crate::explain;
@@ -196,7 +198,6 @@ pub(crate) struct GraphOps<'a, 'g> {
     cache: CacheIndex,
     labels: Vec<String>,
     families: Vec<String>,
-    unpack_locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     remote: RemoteHits,
     contexts: steps::Contexts,
     ran: std::sync::atomic::AtomicUsize,
@@ -234,7 +235,6 @@ impl Builder<'_> {
                 .map_err(|e| BuildError::Internal(e.to_string()))?,
             labels,
             families,
-            unpack_locks: Mutex::new(BTreeMap::new()),
             remote: RemoteHits::default(),
             contexts: steps::Contexts::new(self.store.root()),
             ran: Default::default(),
@@ -478,44 +478,28 @@ impl<'a, 'g> GraphOps<'a, 'g> {
     }
 
     /// Makes sure the snapshot of `layers` exists, unpacking missing ones
-    /// bottom-up (once, even when several steps ask at the same time).
-    fn ensure_unpacked(&self, layers: &[Layer]) -> Result<Option<String>, StepError> {
-        let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-        let chain = oci::chain_ids(&ids);
-        let mut parent: Option<String> = None;
-        for (i, c) in chain.iter().enumerate() {
-            let key = c.hex().to_string();
-            let lock = {
-                let mut locks = self.unpack_locks.lock().unwrap_or_else(|p| p.into_inner());
-                locks.entry(key.clone()).or_default().clone()
-            };
-            let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-            if !self.b.snapshotter.exists(&key) {
-                let blob = &layers[i].blob;
-                self.remote
-                    .materialize(self.b.store, &blob.digest)
-                    .map_err(|e| StepError::Store(format!("layer {}: {e}", blob.digest)))?;
-                let reader = self
-                    .b
-                    .store
-                    .content
-                    .open_blob(&blob.digest)
-                    .map_err(|e| StepError::Store(e.to_string()))?;
-                let mut plain = rbk_store::compress::decompress(reader)
-                    .map_err(|e| StepError::Store(format!("layer {}: {e}", blob.digest)))?;
-                self.b
-                    .snapshotter
-                    .apply_layer(
-                        &key,
-                        parent.as_deref(),
-                        &mut plain,
-                        Some(&layers[i].diff_id),
-                    )
-                    .map_err(|e| StepError::Store(format!("unpack layer {}: {e}", blob.digest)))?;
-            }
-            parent = Some(key);
-        }
-        Ok(parent)
+    /// bottom-up (once, even when several steps or processes ask at the
+    /// same time), leased to this process.
+    fn ensure_unpacked(
+        &self,
+        layers: &[Layer],
+        cancel: &CancelToken,
+    ) -> Result<Option<String>, StepError> {
+        let refs: Vec<LayerRef<'_>> = layers
+            .iter()
+            .map(|l| LayerRef {
+                blob: &l.blob,
+                diff_id: &l.diff_id,
+            })
+            .collect();
+        let fetch = |blob: &Descriptor| {
+            self.remote
+                .materialize(self.b.store, &blob.digest)
+                .map_err(|e| StepError::Store(format!("layer {}: {e}", blob.digest)))
+        };
+        unpack_layers(self.b.store, self.b.snapshotter, &refs, fetch, || {
+            cancel.is_cancelled()
+        })
     }
 
     /// The record for `key` the build can use (its layer is local, or a
@@ -527,9 +511,13 @@ impl<'a, 'g> GraphOps<'a, 'g> {
         }
         let local = self.cache.get(key);
         let recorded = local.is_some();
-        if let Some(rec) = local.filter(|rec| match &rec.layer {
-            Some(l) => self.b.store.content.has(&l.digest),
-            None => true,
+        // The hit's layer and snapshot are leased, so no `prune` in another
+        // process removes them before this build uses them.
+        if let Some(rec) = local.filter(|rec| {
+            self.b
+                .store
+                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
+                .unwrap_or(false)
         }) {
             return (Some(rec), true);
         }
@@ -594,18 +582,20 @@ impl Ops for Runner<'_, '_, '_> {
                 let started = Instant::now();
                 ops.b.reporter.on_start(&step);
                 let key = plan.key.clone();
-                if let Some(rec) = &plan.hit {
-                    if let (Some(blob), Some(diff_id)) = (rec.layer.clone(), rec.diff_id.clone()) {
-                        let mut layers = (*p.layers).clone();
-                        layers.push(Layer { blob, diff_id });
-                        ops.cached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        ops.finish(&step, started, true, None, false);
-                        return Ok(State {
-                            key,
-                            layers: Arc::new(layers),
-                            base: p.base.clone(),
-                            created: rec.created.clone(),
-                        });
+                if let Some(state) = plan
+                    .hit
+                    .as_ref()
+                    .and_then(|rec| ops.serve(rec, p, &step, started))
+                {
+                    return Ok(state);
+                }
+                // A miss. One process at a time runs a given step: others
+                // wait, then take its result from the cache, so identical
+                // steps of concurrent builds run once and give one image id.
+                let _running = ops.step_lock(&key, &step, cancel)?;
+                if let (Some(rec), _) = ops.lookup(&key) {
+                    if let Some(state) = ops.serve(&rec, p, &step, started) {
+                        return Ok(state);
                     }
                 }
                 let family = &ops.families[v];
@@ -676,7 +666,7 @@ impl<'a, 'g> GraphOps<'a, 'g> {
         let img = self
             .b
             .store
-            .resolve(image)
+            .resolve_leased(image)
             .map_err(|e| StepError::BaseImage {
                 image: image.to_string(),
                 message: e.to_string(),
@@ -705,6 +695,57 @@ impl<'a, 'g> GraphOps<'a, 'g> {
 }
 
 impl GraphOps<'_, '_> {
+    /// The state a cache record gives on top of `parent`, reported as
+    /// cached; `None` for a record without a layer (not a layer step's).
+    fn serve(
+        &self,
+        rec: &CacheRecord,
+        parent: &State,
+        step: &Step,
+        started: Instant,
+    ) -> Option<State> {
+        let (blob, diff_id) = (rec.layer.clone()?, rec.diff_id.clone()?);
+        let mut layers = (*parent.layers).clone();
+        layers.push(Layer { blob, diff_id });
+        self.cached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.finish(step, started, true, None, false);
+        Some(State {
+            key: rec.key.clone(),
+            layers: Arc::new(layers),
+            base: parent.base.clone(),
+            created: rec.created.clone(),
+        })
+    }
+
+    /// Takes the store-wide lock on running step `key` (none with
+    /// `--no-cache`, which asks to run every step regardless). A step
+    /// another process is running is waited for, and said so.
+    fn step_lock(
+        &self,
+        key: &str,
+        step: &Step,
+        cancel: &CancelToken,
+    ) -> Result<Option<KeyLock>, StepError> {
+        if self.b.options.no_cache {
+            return Ok(None);
+        }
+        let dir = self.b.store.root().join("locks");
+        let on_wait = || {
+            self.b.reporter.on_log(
+                step,
+                crate::sandbox::OutputStream::Stderr,
+                b"waiting for another rbk process running the same step\n",
+            )
+        };
+        KeyLock::acquire(&dir, &format!("step-{key}"), on_wait, || {
+            cancel.is_cancelled()
+        })
+        .map_err(|e| StepError::Store(e.to_string()))?
+        .map(Some)
+        .ok_or(StepError::Cancelled)
+    }
+
     fn finish(
         &self,
         step: &Step,
@@ -733,7 +774,7 @@ impl GraphOps<'_, '_> {
         selection: Option<crate::context::Selection>,
         cancel: &CancelToken,
     ) -> Result<(Descriptor, Digest), StepError> {
-        let parent_key = self.ensure_unpacked(&parent.layers)?;
+        let parent_key = self.ensure_unpacked(&parent.layers, cancel)?;
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
@@ -772,7 +813,7 @@ impl GraphOps<'_, '_> {
                             steps::SourceRoot::State((*from).clone())
                         }
                     };
-                    steps::run_file(self, file, &src, &rootfs)?;
+                    steps::run_file(self, file, &src, &rootfs, cancel)?;
                 }
                 _ => return Err(StepError::Internal("not a layer step".into())),
             }
@@ -803,6 +844,13 @@ impl GraphOps<'_, '_> {
             .pop()
             .ok_or_else(|| StepError::Internal("empty chain".into()))?;
         let name = chain.hex().to_string();
+        // Leased before it appears, so a concurrent prune spares it.
+        self.b
+            .store
+            .content
+            .lease()
+            .add([rbk_store::lease::Leased::Snapshot(name.clone())])
+            .map_err(|e| StepError::Store(e.to_string()))?;
         match snap.commit(&name, &active) {
             Ok(()) => cleanup.key = None,
             // Another build committed the same change meanwhile: keep theirs.
@@ -821,8 +869,12 @@ impl GraphOps<'_, '_> {
         &self.contexts
     }
 
-    pub(crate) fn unpack(&self, state: &State) -> Result<Option<String>, StepError> {
-        self.ensure_unpacked(&state.layers)
+    pub(crate) fn unpack(
+        &self,
+        state: &State,
+        cancel: &CancelToken,
+    ) -> Result<Option<String>, StepError> {
+        self.ensure_unpacked(&state.layers, cancel)
     }
 }
 

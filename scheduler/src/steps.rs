@@ -51,6 +51,9 @@ pub enum StepError {
     /// The store failed.
     #[error("{0}")]
     Store(String),
+    /// A layer could not be unpacked (the message carries its causes).
+    #[error("{}", error_chain(.0))]
+    Unpack(#[source] rbk_store::unpack::UnpackError),
     /// Local I/O failed.
     #[error("cannot {op} {}: {source}", .path.display())]
     Io {
@@ -77,6 +80,27 @@ impl StepError {
             source,
         }
     }
+}
+
+impl From<rbk_store::unpack::UnpackError> for StepError {
+    fn from(e: rbk_store::unpack::UnpackError) -> Self {
+        match e {
+            rbk_store::unpack::UnpackError::Cancelled => StepError::Cancelled,
+            e => StepError::Unpack(e),
+        }
+    }
+}
+
+/// An error and its sources on one line, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -306,7 +330,7 @@ pub(crate) fn run_exec(
                         let state = from_states.next().ok_or_else(|| {
                             StepError::Internal("bind mount without its input".into())
                         })?;
-                        let view = View::open(ctx, state)?;
+                        let view = View::open(ctx, state, cancel)?;
                         let p = view.path.clone();
                         keep_views.push(view);
                         p
@@ -430,9 +454,13 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    fn open(ctx: &'a Ctx<'_, '_>, state: &State) -> Result<View<'a>, StepError> {
+    fn open(
+        ctx: &'a Ctx<'_, '_>,
+        state: &State,
+        cancel: &CancelToken,
+    ) -> Result<View<'a>, StepError> {
         let b = ctx.builder();
-        let parent = ctx.unpack(state)?;
+        let parent = ctx.unpack(state, cancel)?;
         let key = format!(
             "view-{}-{}",
             std::process::id(),
@@ -476,6 +504,7 @@ pub(crate) fn run_file(
     file: &FileOp,
     src: &SourceRoot,
     rootfs: &Path,
+    cancel: &CancelToken,
 ) -> Result<(), StepError> {
     let chown = match &file.chown {
         Some(c) => Some(
@@ -524,7 +553,7 @@ pub(crate) fn run_file(
             .map_err(|e| StepError::File(e.to_string()))?;
         }
         SourceRoot::State(state) => {
-            let view = View::open(ctx, state)?;
+            let view = View::open(ctx, state, cancel)?;
             crate::fileop::copy(&view.path, rootfs, &spec, None)
                 .map_err(|e| StepError::File(e.to_string()))?;
         }

@@ -67,7 +67,7 @@ pub struct SaveItem {
 pub fn save_items(store: &Store, names: &[String]) -> Result<Vec<SaveItem>, StoreError> {
     let mut items: Vec<SaveItem> = Vec::new();
     for name in names {
-        let image = store.resolve(name)?;
+        let image = store.resolve_leased(name)?;
         let tag = Reference::parse(name)
             .ok()
             .filter(|r| r.digest().is_none() && image.tags.contains(r));

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
-use crate::lock::ActiveLock;
+use crate::lease::{Lease, Leased};
+use crate::lock::{lock, ActiveLock, LockMode};
 
 /// The blob store of one root. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct ContentStore {
     // Held for the life of every clone: tells other processes that our
     // staging files in tmp/ are live.
     active: Arc<ActiveLock>,
+    // What this process writes or uses, kept from other processes' prune.
+    lease: Arc<Lease>,
 }
 
 impl ContentStore {
@@ -48,7 +51,29 @@ impl ContentStore {
             blobs,
             tmp,
             active: Arc::new(active),
+            lease: Arc::new(Lease::new(root)),
         })
+    }
+
+    /// This process's lease on the store (see [`crate::lease`]).
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The store lock (shared by [`crate::images::Store::lock`]).
+    fn lock_path(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    /// Whether the blob is present; if so it is leased to this process, so
+    /// no concurrent `prune` removes it before it is used or referenced.
+    pub fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
+        let _guard = lock(&self.lock_path(), LockMode::Shared)?;
+        if !self.has(d) {
+            return Ok(false);
+        }
+        self.lease.add([Leased::Blob(d.clone())])?;
+        Ok(true)
     }
 
     /// The store's root directory.
@@ -94,13 +119,15 @@ impl ContentStore {
             hasher: hash.then(Sha256::new),
             size: 0,
             blobs: self.blobs.clone(),
+            lease: self.lease.clone(),
+            lock: self.lock_path(),
         })
     }
 
     /// Stores `data` and returns its digest.
     pub fn put(&self, data: &[u8]) -> Result<Digest, StoreError> {
         let digest = Digest::of(data);
-        if self.has(&digest) {
+        if self.has_leased(&digest)? {
             return Ok(digest);
         }
         let mut w = self.writer()?;
@@ -254,6 +281,8 @@ pub struct BlobWriter {
     hasher: Option<Sha256>,
     size: u64,
     blobs: PathBuf,
+    lease: Arc<Lease>,
+    lock: PathBuf,
 }
 
 impl BlobWriter {
@@ -286,6 +315,8 @@ impl BlobWriter {
             hasher,
             size,
             blobs,
+            lease,
+            lock,
         } = self;
         let file = out.into_inner().map_err(|e| StoreError::Io {
             op: "write",
@@ -324,6 +355,8 @@ impl BlobWriter {
             digest,
             size,
             dest,
+            lease,
+            lock,
         })
     }
 }
@@ -335,6 +368,8 @@ pub struct StagedBlob {
     digest: Digest,
     size: u64,
     dest: PathBuf,
+    lease: Arc<Lease>,
+    lock: PathBuf,
 }
 
 impl StagedBlob {
@@ -353,8 +388,14 @@ impl StagedBlob {
         &self.path
     }
 
-    /// Moves the blob into the store (a no-op if it is already there).
+    /// Moves the blob into the store (a no-op if it is already there),
+    /// leased to this process so no concurrent `prune` removes it before
+    /// something references it.
     pub fn publish(self) -> Result<(), StoreError> {
+        // Shared with other writers, exclusive of prune: a blob that is
+        // already there cannot vanish between this check and the lease.
+        let _guard = lock(&self.lock, LockMode::Shared)?;
+        self.lease.add([Leased::Blob(self.digest.clone())])?;
         if self.dest.is_file() {
             return Ok(());
         }

@@ -14,6 +14,7 @@ use crate::cache::CacheIndex;
 use crate::content::{write_atomic, ContentStore};
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
+use crate::lease::{live_leases, Leased};
 use crate::lock::{lock, LockGuard, LockMode};
 use crate::oci::{
     chain_ids, Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME,
@@ -55,10 +56,6 @@ pub enum RemoveEvent {
     /// The image left the index (its blobs go at the next prune).
     Deleted(Digest),
 }
-
-/// How old an unreferenced blob or snapshot must be before `prune`
-/// removes it while another process has the store open.
-pub const PRUNE_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// What `prune` should consider garbage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -288,6 +285,66 @@ impl Store {
         Err(not_found())
     }
 
+    /// [`Store::resolve`], leasing what the image is made of (its blobs and
+    /// its layers' snapshots) to this process in the same critical section,
+    /// so a concurrent `rmi` + `prune` cannot take it away while it is used
+    /// (a build's base, the image `run`, `save` or `push` read).
+    pub fn resolve_leased(&self, name_or_id: &str) -> Result<Image, StoreError> {
+        let _guard = self.lock(LockMode::Shared)?;
+        let image = self.resolve(name_or_id)?;
+        self.lease_image(&image)?;
+        Ok(image)
+    }
+
+    /// Leases `image`'s blobs and snapshots; the caller holds the store lock
+    /// and has just found the image in the index.
+    fn lease_image(&self, image: &Image) -> Result<(), StoreError> {
+        let blobs = [&image.manifest_digest, &image.manifest.config.digest]
+            .into_iter()
+            .chain(image.manifest.layers.iter().map(|l| &l.digest))
+            .map(|d| Leased::Blob(d.clone()));
+        let snapshots = image
+            .chain_ids()
+            .into_iter()
+            .map(|c| Leased::Snapshot(c.hex().to_string()));
+        self.content.lease().add(blobs.chain(snapshots))
+    }
+
+    /// Leases the blobs of a cache hit (its layer) and its snapshot, if they
+    /// are still there; false when the layer is gone (then the hit is no
+    /// use). One critical section, as in [`Store::resolve_leased`].
+    pub fn lease_cache_hit(
+        &self,
+        layer: Option<&Digest>,
+        chain_id: Option<&Digest>,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock(LockMode::Shared)?;
+        if layer.is_some_and(|d| !self.content.has(d)) {
+            return Ok(false);
+        }
+        let items = layer
+            .map(|d| Leased::Blob(d.clone()))
+            .into_iter()
+            .chain(chain_id.map(|c| Leased::Snapshot(c.hex().to_string())));
+        self.content.lease().add(items)?;
+        Ok(true)
+    }
+
+    /// Leases snapshot `key` and says whether it exists, in one critical
+    /// section: if it does, no concurrent `prune` removes it while this
+    /// process stacks on it; if not, the caller unpacks it, already leased.
+    pub fn lease_snapshot(
+        &self,
+        key: &str,
+        exists: impl FnOnce() -> bool,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.lock(LockMode::Shared)?;
+        self.content
+            .lease()
+            .add([Leased::Snapshot(key.to_string())])?;
+        Ok(exists())
+    }
+
     /// Writes `config` and a manifest over `layers` (whose blobs must be in
     /// the store) and points `tags` at it. With no tags the image is listed
     /// as dangling until tagged or pruned.
@@ -475,10 +532,11 @@ impl Store {
     /// Deletes what nothing needs: dangling images, blobs no tagged image
     /// or cache record reaches, and snapshots (`snapshots/<chain-id-hex>`)
     /// of no kept image or cache record. Only directories named by a chain
-    /// id are considered, so snapshots in progress are left alone. While
-    /// another process has the store open, unreferenced blobs and snapshots
-    /// younger than [`PRUNE_GRACE`] are spared: a running build may be about
-    /// to reference them.
+    /// id are considered, so snapshots in progress are left alone. Whatever
+    /// a running process holds in its lease (a build's base, its cache hits,
+    /// the layers it just made) is spared, and so are the dead processes'
+    /// lease files swept. A snapshot is renamed out of the way before it is
+    /// deleted, so an interrupted prune never leaves half of one behind.
     pub fn prune(&self, opts: PruneOptions) -> Result<PruneReport, StoreError> {
         let _guard = self.lock(LockMode::Exclusive)?;
         let mut report = PruneReport::default();
@@ -522,22 +580,14 @@ impl Store {
             .filter(|d| !keep_blobs.contains(d))
             .collect();
         self.write_index(&index)?;
-        // While another process has the store open, a blob or snapshot it
-        // just made may not be referenced yet (a layer before its cache
-        // record): spare recent ones.
-        let cutoff = self
-            .content
-            .others_active()
-            .then(|| std::time::SystemTime::now() - PRUNE_GRACE);
-        let recent = |p: &Path| {
-            cutoff.is_some_and(|c| {
-                fs::symlink_metadata(p)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t > c)
-            })
-        };
-        for d in self.content.list()? {
-            if !keep_blobs.contains(&d) && !recent(&self.content.path(&d)) {
+        // Candidates first, leases after: anything that appeared before the
+        // listing was leased before the leases are read (see crate::lease).
+        let blobs = self.content.list()?;
+        let snapshots = self.snapshot_chains()?;
+        let own = self.content.lease().path();
+        let leased = live_leases(&self.root, own.as_deref(), true)?;
+        for d in blobs {
+            if !keep_blobs.contains(&d) && !leased.blobs.contains(&d) {
                 report.reclaimed += self.content.size(&d).unwrap_or(0);
                 self.content.delete(&d)?;
                 report.blobs.push(d);
@@ -545,26 +595,50 @@ impl Store {
         }
         // Records of compressed layer variants whose blobs just went.
         self.sweep_variant_records();
-        let snapshots = self.root.join("snapshots");
-        if let Ok(entries) = fs::read_dir(&snapshots) {
-            for entry in entries.flatten() {
-                let Some(chain) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-                else {
-                    continue;
-                };
-                let path = entry.path();
-                if keep_chains.contains(&chain) || recent(&path) {
-                    continue;
-                }
-                report.reclaimed += dir_size(&path);
-                remove_tree(&path)?;
-                report.snapshots.push(chain);
+        for (chain, path) in snapshots {
+            if keep_chains.contains(&chain) || leased.snapshots.contains(chain.hex()) {
+                continue;
             }
+            report.reclaimed += dir_size(&path);
+            self.remove_snapshot_dir(&path)?;
+            report.snapshots.push(chain);
         }
         Ok(report)
+    }
+
+    /// The committed-layer snapshot directories (named by a chain id).
+    fn snapshot_chains(&self) -> Result<Vec<(Digest, PathBuf)>, StoreError> {
+        let dir = self.root.join("snapshots");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at("list", &dir)? {
+            let entry = entry.at("list", &dir)?;
+            let chain = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok());
+            if let Some(chain) = chain {
+                out.push((chain, entry.path()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a snapshot directory: first renamed into the snapshots'
+    /// staging area (one atomic step, after which it no longer exists as a
+    /// snapshot), then removed. A prune killed in between leaves only
+    /// staging garbage, which the next open sweeps.
+    pub(crate) fn remove_snapshot_dir(&self, path: &Path) -> Result<(), StoreError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let staging = self.root.join("snapshots").join(".tmp");
+        fs::create_dir_all(&staging).at("create directory", &staging)?;
+        let grave = staging.join(format!(
+            "{}-gc-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::rename(path, &grave).at("move aside", path)?;
+        remove_tree(&grave)
     }
 }
 

@@ -12,12 +12,14 @@ pub mod digest;
 pub mod error;
 pub mod images;
 pub mod layer;
+pub mod lease;
 pub mod lock;
 pub mod oci;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;
 pub mod sys;
+pub mod unpack;
 pub mod variant;
 
 pub use cache::{BuildCache, CacheIndex, CacheRecord};

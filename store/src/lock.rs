@@ -23,7 +23,34 @@ use crate::error::{IoResultExt, StoreError};
 /// A held lock on the store; dropping it releases the lock.
 #[derive(Debug)]
 pub struct LockGuard {
-    _lock: Flock<File>,
+    // None for a nested guard of a thread that already holds the lock.
+    lock: Option<Flock<File>>,
+    path: PathBuf,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            if let Some((_, n)) = held.get_mut(&self.path) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&self.path);
+                }
+            }
+        });
+        self.lock.take();
+    }
+}
+
+thread_local! {
+    /// The store locks this thread holds, with their mode and nesting
+    /// depth. A nested request is granted without a second `flock(2)`,
+    /// which would deadlock against the thread's own lock (locks of two
+    /// open files conflict even within one process, which is what keeps
+    /// *other* threads out).
+    static HELD: std::cell::RefCell<std::collections::HashMap<PathBuf, (LockMode, usize)>> =
+        Default::default();
 }
 
 /// How a lock is taken.
@@ -62,14 +89,47 @@ fn flock(path: &Path, mut file: File, arg: FlockArg) -> Result<Option<Flock<File
 }
 
 /// Takes the store's mutation lock at `path`, waiting for other holders.
+/// Re-entrant within a thread: a thread holding the lock exclusive may take
+/// it again in either mode, and one holding it shared may take it shared;
+/// asking for exclusive while holding it shared is refused (an upgrade could
+/// deadlock against another upgrader).
 pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
+    let nested = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        match held.get_mut(path) {
+            Some((LockMode::Shared, _)) if mode == LockMode::Exclusive => Err(StoreError::Lock {
+                path: path.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::Deadlock,
+                    "exclusive lock requested while holding it shared",
+                ),
+            }),
+            Some((_, n)) => {
+                *n += 1;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    })?;
+    if nested {
+        return Ok(LockGuard {
+            lock: None,
+            path: path.to_path_buf(),
+        });
+    }
     let file = open_lock_file(path)?;
     let arg = match mode {
         LockMode::Shared => FlockArg::LockShared,
         LockMode::Exclusive => FlockArg::LockExclusive,
     };
     match flock(path, file, arg)? {
-        Some(l) => Ok(LockGuard { _lock: l }),
+        Some(l) => {
+            HELD.with(|held| held.borrow_mut().insert(path.to_path_buf(), (mode, 1)));
+            Ok(LockGuard {
+                lock: Some(l),
+                path: path.to_path_buf(),
+            })
+        }
         // A blocking flock never reports EWOULDBLOCK; treat it as an error
         // rather than panic if a kernel ever does.
         None => Err(StoreError::Lock {
@@ -140,6 +200,79 @@ impl ActiveLock {
     }
 }
 
+/// A named lock shared by every process on the store (one step's cache key,
+/// one snapshot to unpack): `locks/<name>.lock`, taken with `flock(2)`.
+///
+/// The kernel drops the lock when its holder dies, so a SIGKILLed process
+/// never leaves a stale lock: the next waiter takes it over. The holder
+/// unlinks the file before letting go, so lock files do not pile up; a
+/// waiter that then finds it locked a file no longer at the path starts
+/// again on the new one, which keeps the exclusion exact.
+#[derive(Debug)]
+pub struct KeyLock {
+    lock: Option<Flock<File>>,
+    path: PathBuf,
+}
+
+/// How long a waiter sleeps between tries: short enough that a cancelled
+/// build stops at once, long enough to cost nothing while another process
+/// runs a step for minutes.
+const KEY_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+impl KeyLock {
+    /// Takes lock `name` in `dir`, waiting while another holder has it.
+    /// `on_wait` is called once, when the lock is found taken (to tell the
+    /// user); `cancelled` is polled while waiting, and returns `Ok(None)`
+    /// when it says so.
+    pub fn acquire(
+        dir: &Path,
+        name: &str,
+        mut on_wait: impl FnMut(),
+        cancelled: impl Fn() -> bool,
+    ) -> Result<Option<KeyLock>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(dir).at("create directory", dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let mut told = false;
+        loop {
+            let file = open_lock_file(&path)?;
+            let Some(held) = flock(&path, file, FlockArg::LockExclusiveNonblock)? else {
+                if !told {
+                    told = true;
+                    on_wait();
+                }
+                if cancelled() {
+                    return Ok(None);
+                }
+                std::thread::sleep(KEY_LOCK_POLL);
+                continue;
+            };
+            // The file we locked must still be the one at the path: the
+            // previous holder may have unlinked it just before we got it.
+            let ours = held.metadata().at("stat lock file", &path)?;
+            match std::fs::metadata(&path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                    return Ok(Some(KeyLock {
+                        lock: Some(held),
+                        path,
+                    }))
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).at("stat", &path),
+            }
+        }
+    }
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, then release it.
+        let _ = std::fs::remove_file(&self.path);
+        self.lock.take();
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -189,5 +322,87 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ran, 101);
+    }
+
+    #[test]
+    fn key_locks_exclude_each_other_and_leave_no_files() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (dir, inside, max) = (dir.path().to_path_buf(), inside.clone(), max.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let g = KeyLock::acquire(&dir, "k", || {}, || false)
+                            .unwrap()
+                            .unwrap();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(g);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 1, "two holders at once");
+        assert!(!dir.path().join("k.lock").exists());
+    }
+
+    #[test]
+    fn a_waiter_reports_once_and_stops_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = KeyLock::acquire(dir.path(), "k", || {}, || false)
+            .unwrap()
+            .unwrap();
+        let mut waits = 0;
+        let polls = std::cell::Cell::new(0);
+        let got = KeyLock::acquire(
+            dir.path(),
+            "k",
+            || waits += 1,
+            || {
+                polls.set(polls.get() + 1);
+                polls.get() > 3
+            },
+        )
+        .unwrap();
+        assert!(got.is_none());
+        assert_eq!(waits, 1);
+    }
+
+    #[test]
+    fn the_store_lock_is_reentrant_within_a_thread_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let outer = lock(&p, LockMode::Exclusive).unwrap();
+        // Nested in the same thread: granted at once, in either mode.
+        let inner = lock(&p, LockMode::Shared).unwrap();
+        let inner2 = lock(&p, LockMode::Exclusive).unwrap();
+        drop((inner, inner2));
+        // Another thread still waits for the outer lock.
+        let p2 = p.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let _g = lock(&p2, LockMode::Shared).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(outer);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        // Upgrading shared to exclusive is refused, not a deadlock.
+        let s = lock(&p, LockMode::Shared).unwrap();
+        assert!(lock(&p, LockMode::Exclusive).is_err());
+        drop(s);
+        drop(lock(&p, LockMode::Exclusive).unwrap());
     }
 }

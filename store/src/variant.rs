@@ -17,7 +17,6 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,7 +26,6 @@ use crate::content::write_atomic;
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::{Image, Store};
-use crate::lock::LockMode;
 use crate::oci::{Descriptor, Manifest};
 
 /// What `variants/<algo>/<hex>` holds.
@@ -291,22 +289,10 @@ impl Store {
         enc.finish().map_err(into)?.commit(None)
     }
 
-    /// Marks blob `d` as just used, so a `prune` in another process spares
-    /// it for its grace period; false if it is gone. Done under the shared
-    /// store lock: `prune` holds it exclusively from listing to deleting,
-    /// so it sees either the fresh mtime or no blob.
+    /// Leases blob `d` to this process if it is still there (see
+    /// [`crate::lease`]); false if it is gone.
     fn keep_recent(&self, d: &Digest) -> Result<bool, StoreError> {
-        let _guard = self.lock(LockMode::Shared)?;
-        let path = self.content.path(d);
-        if !path.is_file() {
-            return Ok(false);
-        }
-        // Best effort: a store shared read-only with us cannot be touched,
-        // and its blobs are then not ours to prune anyway.
-        if let Ok(f) = fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(SystemTime::now());
-        }
-        Ok(true)
+        self.content.has_leased(d)
     }
 }
 

@@ -194,7 +194,7 @@ impl Client {
             if wanted.iter().any(|w| w.digest == d.digest) {
                 continue;
             }
-            if store.content.has(&d.digest) {
+            if store.content.has_leased(&d.digest)? {
                 progress(&Progress::Exists {
                     digest: d.digest.clone(),
                 });

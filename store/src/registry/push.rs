@@ -64,7 +64,7 @@ impl Client {
         compression: Compression,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
-        let image = store.resolve(source)?;
+        let image = store.resolve_leased(source)?;
         let media_type = image
             .manifest
             .media_type

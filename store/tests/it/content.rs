@@ -394,21 +394,31 @@ fn sigkill_at_any_point_leaves_a_usable_store() {
 }
 
 #[test]
-fn prune_spares_recent_orphans_while_another_process_has_the_store_open() {
+fn prune_spares_what_another_process_leases() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let orphan = store
+    let mine = store
+        .content
+        .put(b"an orphan of the pruning process")
+        .unwrap();
+    // Stands in for a running build: a layer whose cache record is not
+    // written yet, leased by the process that wrote it.
+    let other = Store::open(dir.path()).unwrap();
+    let theirs = other
         .content
         .put(b"a layer whose cache record is not written yet")
         .unwrap();
-    let other = Store::open(dir.path()).unwrap(); // stands in for a running build
     let report = store.prune(PruneOptions::default()).unwrap();
-    assert!(report.blobs.is_empty());
-    assert!(store.content.has(&orphan));
+    assert_eq!(report.blobs, vec![mine.clone()]);
+    assert!(store.content.has(&theirs));
     drop(other);
     let report = store.prune(PruneOptions::default()).unwrap();
-    assert_eq!(report.blobs, vec![orphan.clone()]);
-    assert!(!store.content.has(&orphan));
+    assert_eq!(report.blobs, vec![theirs.clone()]);
+    assert!(!store.content.has(&theirs));
+    assert!(
+        fs::read_dir(dir.path().join("leases")).unwrap().count() <= 1,
+        "only the pruning process's own lease may remain"
+    );
 }
 
 #[test]

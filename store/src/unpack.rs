@@ -1,0 +1,129 @@
+//! Unpacking a stack of layers into committed snapshots: each layer once,
+//! however many threads and processes ask for it at the same time.
+//!
+//! Per layer, a [`KeyLock`] named after its chain id lets one process
+//! unpack while the others wait and then find it done; the snapshot is
+//! leased (see [`crate::lease`]) in the same critical section that checks
+//! it exists, so a concurrent `prune` cannot remove it from under the
+//! caller.
+
+use crate::compress;
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::images::Store;
+use crate::lock::KeyLock;
+use crate::oci::{self, Descriptor};
+use crate::snapshot::{SnapshotError, Snapshotter};
+
+/// Why a stack of layers could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// The layer blob could not be read or decompressed.
+    #[error("cannot read layer {digest}")]
+    Read {
+        /// The layer blob.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// Applying the layer failed (a bad tar, a diff id mismatch, a disk
+    /// error).
+    #[error("cannot unpack layer {digest}")]
+    Apply {
+        /// The layer blob.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: SnapshotError,
+    },
+    /// Locking or leasing in the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Interrupted while waiting for another process's unpack.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One layer: its blob and its uncompressed digest.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerRef<'a> {
+    /// The blob as stored.
+    pub blob: &'a Descriptor,
+    /// Its diff id.
+    pub diff_id: &'a Digest,
+}
+
+/// Makes sure every layer of `layers` (bottom to top) is a committed
+/// snapshot and returns the top one's key (`None` for no layers).
+///
+/// `fetch` runs before a missing layer's blob is read (a registry cache
+/// brings it in); `cancelled` is polled while waiting for another process.
+pub fn unpack_layers<E: From<UnpackError>>(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    layers: &[LayerRef<'_>],
+    fetch: impl Fn(&Descriptor) -> Result<(), E>,
+    cancelled: impl Fn() -> bool,
+) -> Result<Option<String>, E> {
+    let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let locks = store.root().join("locks");
+    let mut parent: Option<String> = None;
+    for (layer, chain) in layers.iter().zip(oci::chain_ids(&ids)) {
+        let key = chain.hex().to_string();
+        let exists = || snapshotter.exists(&key);
+        // Fast path: already there (and now leased).
+        if !store
+            .lease_snapshot(&key, exists)
+            .map_err(UnpackError::from)?
+        {
+            let Some(_guard) =
+                KeyLock::acquire(&locks, &format!("unpack-{key}"), || {}, &cancelled)
+                    .map_err(UnpackError::from)?
+            else {
+                return Err(UnpackError::Cancelled.into());
+            };
+            // Another process may have finished it while we waited.
+            if !store
+                .lease_snapshot(&key, exists)
+                .map_err(UnpackError::from)?
+            {
+                fetch(layer.blob)?;
+                apply(store, snapshotter, layer, &key, parent.as_deref())?;
+            }
+        }
+        parent = Some(key);
+    }
+    Ok(parent)
+}
+
+fn apply(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    layer: &LayerRef<'_>,
+    key: &str,
+    parent: Option<&str>,
+) -> Result<(), UnpackError> {
+    let digest = &layer.blob.digest;
+    let read = |source| UnpackError::Read {
+        digest: digest.clone(),
+        source,
+    };
+    let blob = store.content.open_blob(digest).map_err(read)?;
+    let mut plain = compress::decompress(blob).map_err(|e| {
+        read(StoreError::from_io(
+            "decompress",
+            &store.content.path(digest),
+            e,
+        ))
+    })?;
+    match snapshotter.apply_layer(key, parent, &mut plain, Some(layer.diff_id)) {
+        // Made by something that does not take the lock (an older rbk):
+        // as good as ours.
+        Ok(_) | Err(SnapshotError::AlreadyExists { .. }) => Ok(()),
+        Err(source) => Err(UnpackError::Apply {
+            digest: digest.clone(),
+            source,
+        }),
+    }
+}
