@@ -7,6 +7,7 @@ mod cmd_graph;
 mod cmd_image;
 mod cmd_registry;
 mod cmd_run;
+mod cmd_system;
 mod inputs;
 mod progress;
 mod signals;
@@ -53,6 +54,9 @@ enum Command {
     /// Image commands under their docker-style group name (`rbk image inspect …`)
     #[command(subcommand, name = "image")]
     ImageGroup(cmd_image::ImageCommand),
+    /// Store maintenance (`rbk system check [--repair]`)
+    #[command(subcommand)]
+    System(cmd_system::SystemCommand),
     /// Print shell completions
     #[command(after_help = "Example:\n  rbk completions bash > /etc/bash_completion.d/rbk")]
     Completions {
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Login(a) => cmd_registry::login(&a),
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
+        Command::System(c) => cmd_system::run(&root, c),
         Command::Graph(a) => {
             // Base image configs come from the store when there is one.
             // (without creating one as a side effect).

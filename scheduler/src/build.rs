@@ -883,38 +883,22 @@ impl GraphOps<'_, '_> {
 /// snapshots, so they cannot pile up or trip a later sweep of `tmp/`.
 fn sweep_dead_steps(root: &std::path::Path, snapshotter: &dyn Snapshotter) {
     let tmp = root.join("tmp");
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(points) = rbk_store::sys::mounts_under(&tmp) else {
         return;
     };
-    let alive = |pid: &str| std::path::Path::new("/proc").join(pid).exists();
-    // `active-<pid>-<n>-rootfs` and `view-<pid>-<hash>-<n>-view`.
-    let dead_key = |name: &str| -> Option<String> {
-        let (kind, rest) = name.split_once('-')?;
-        let pid = rest.split('-').next()?;
-        let own = pid == std::process::id().to_string();
-        let key = name
-            .strip_suffix("-rootfs")
-            .or_else(|| name.strip_suffix("-view"))?;
-        (matches!(kind, "active" | "view") && !own && !alive(pid)).then(|| key.to_string())
-    };
-    for line in info.lines() {
-        // The mount point is the fifth field.
-        let Some(point) = line.split(' ').nth(4) else {
-            continue;
-        };
-        let point = std::path::Path::new(point);
+    for point in points {
         if point.parent() != Some(tmp.as_path()) {
             continue;
         }
         let Some(key) = point
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(dead_key)
+            .and_then(rbk_store::check::dead_step_mount)
         else {
             continue;
         };
-        if rbk_store::sys::unmount(point).is_ok() {
-            let _ = std::fs::remove_dir(point);
+        if rbk_store::sys::unmount(&point).is_ok() {
+            let _ = std::fs::remove_dir(&point);
             let _ = snapshotter.remove(&key);
         }
     }

@@ -121,6 +121,25 @@ impl CacheIndex {
         Ok(out)
     }
 
+    /// Every record file, read: the sound records, and the files that do
+    /// not parse or are filed under another key's name, with why.
+    #[allow(clippy::type_complexity)]
+    pub fn scan(&self) -> Result<(Vec<CacheRecord>, Vec<(PathBuf, String)>), StoreError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for entry in fs::read_dir(&self.records).at("list", &self.records)? {
+            let path = entry.at("list", &self.records)?.path();
+            match Self::read_record(&path) {
+                Ok(r) if path == self.record_path(&r.key) => good.push(r),
+                Ok(r) => bad.push((path, format!("it holds the record of key {:?}", r.key))),
+                // Deleted meanwhile.
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => bad.push((path, error_text(&e))),
+            }
+        }
+        Ok((good, bad))
+    }
+
     /// Deletes the record for `key` (a missing record is not an error).
     pub fn remove(&self, key: &str) -> Result<(), StoreError> {
         if let Some(rec) = self.get(key) {
@@ -138,14 +157,40 @@ impl CacheIndex {
     }
 
     /// Deletes every record; returns how many there were.
+    /// The directories stay, so a build writing a record meanwhile never
+    /// finds them missing.
     pub fn clear(&self) -> Result<usize, StoreError> {
         let n = self.list()?.len();
         for d in [&self.records, &self.families] {
-            fs::remove_dir_all(d).at("delete", d)?;
-            fs::create_dir_all(d).at("create directory", d)?;
+            for entry in fs::read_dir(d).at("list", d)? {
+                let path = entry.at("list", d)?.path();
+                let res = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                match res {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(e).at("delete", &path)
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(n)
     }
+}
+
+/// An error with its sources, `a: b`.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 impl BuildCache for CacheIndex {
@@ -160,10 +205,18 @@ impl BuildCache for CacheIndex {
             .map_err(|e| StoreError::json(format!("cache record {}", record.key), e))?;
         write_atomic(&self.tmp, &self.record_path(&record.key), &data)?;
         let fam = self.families.join(file_name(&record.family));
-        fs::create_dir_all(&fam).at("create directory", &fam)?;
         let marker = fam.join(file_name(&record.key));
-        fs::write(&marker, b"").at("write", &marker)?;
-        Ok(())
+        // A concurrent `prune --all` may remove the family directory
+        // between the two calls: try again once.
+        let mut tries = 0;
+        loop {
+            fs::create_dir_all(&fam).at("create directory", &fam)?;
+            match fs::write(&marker, b"") {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries == 0 => tries += 1,
+                Err(e) => return Err(e).at("write", &marker),
+            }
+        }
     }
 
     fn nearest(&self, family: &str, key: &str) -> Option<CacheRecord> {

@@ -135,7 +135,7 @@ impl Store {
         }
     }
 
-    fn write_index(&self, index: &Index) -> Result<(), StoreError> {
+    pub(crate) fn write_index(&self, index: &Index) -> Result<(), StoreError> {
         let data = serde_json::to_vec(index).map_err(|e| StoreError::json("index.json", e))?;
         write_atomic(self.content.tmp_dir(), &self.index_path(), &data)
     }

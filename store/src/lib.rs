@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod check;
 pub mod compress;
 pub mod content;
 pub mod digest;

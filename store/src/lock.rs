@@ -265,6 +265,41 @@ impl KeyLock {
     }
 }
 
+/// Lock files in `dir` that nobody holds (their holder died before it could
+/// unlink them). With `remove`, each is deleted under its lock, with the
+/// same inode check as [`KeyLock::acquire`].
+pub fn stale_key_locks(dir: &Path, remove: bool) -> Result<Vec<PathBuf>, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at("list", dir),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let path = entry.at("list", dir)?.path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at("open lock file", &path),
+        };
+        let Some(held) = flock(&path, file, FlockArg::LockExclusiveNonblock)? else {
+            continue;
+        };
+        let same = match (held.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            if remove {
+                let _ = std::fs::remove_file(&path);
+            }
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
 impl Drop for KeyLock {
     fn drop(&mut self) {
         // Unlink while still holding the lock, then release it.

@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub use copy::{copy_tree, CopySnapshotter};
+pub use meta::{fsck, SnapshotHealth};
 pub use overlay::{overlay_supported, overlay_works_in, OverlaySnapshotter};
 
 use crate::compress::Compression;

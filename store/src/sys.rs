@@ -109,6 +109,41 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
     }
 }
 
+/// The mount points at or below `dir` in this process's mount namespace,
+/// from `/proc/self/mountinfo` (its fifth field, octal escapes undone).
+pub fn mounts_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect())
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Mounts each of `mounts` on `target`, in order (later ones stack on top).
 /// On failure, whatever was mounted so far is undone before returning.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard, MountError> {
@@ -225,5 +260,15 @@ mod tests {
         };
         let e = mount_all(&[m], Path::new("/nonexistent-rbk-target")).unwrap_err();
         assert!(matches!(e, MountError::OptionsTooLong { .. }), "{e}");
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/plain\\x"), "/plain\\x");
+        assert!(mounts_under(Path::new("/proc"))
+            .unwrap()
+            .iter()
+            .any(|p| p == Path::new("/proc")));
     }
 }

@@ -13,9 +13,9 @@ const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// A plain `docker-registry` on 127.0.0.1 with its storage in a temporary
 /// folder, killed on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    host: String,
+    pub(crate) host: String,
     _dir: tempfile::TempDir,
 }
 
@@ -27,7 +27,7 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    fn start(test: &str) -> Option<Registry> {
+    pub(crate) fn start(test: &str) -> Option<Registry> {
         if !Path::new(REGISTRY).exists() {
             eprintln!("SKIPPED {test}: {REGISTRY} is missing (apt-get install docker-registry)");
             return None;

@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod debian;
 mod run;
+mod shared_store;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -81,6 +81,83 @@ pub(super) fn validate_key(key: &str) -> Result<(), SnapshotError> {
     }
 }
 
+/// What `fsck` finds of one snapshot directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotHealth {
+    /// A complete snapshot.
+    Sound {
+        /// Its state.
+        kind: SnapshotKind,
+        /// Its parent's key.
+        parent: Option<String>,
+    },
+    /// Half-made or damaged; the text says how.
+    Broken(String),
+}
+
+/// Checks every snapshot directory under `root` (the snapshotter's root):
+/// its `meta.json` present, parsable and naming it, its tree present, its
+/// parent present and committed. Staging (`.tmp`) and links (`.l`) are not
+/// snapshots and are skipped. Changes nothing.
+pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError> {
+    let dirs = Dirs {
+        root: root.to_path_buf(),
+        counter: AtomicU64::new(0),
+    };
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read directory", root)(e)),
+    };
+    let mut metas = Vec::new();
+    for e in rd {
+        let e = e.map_err(io_err("read directory", root))?;
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let meta = match dirs.meta(&name) {
+            Ok(_) if !dirs.fs(&name).is_dir() => Err("its tree (fs/) is missing".to_string()),
+            Ok(m) => Ok(m),
+            Err(SnapshotError::NotFound { .. }) => {
+                Err("meta.json is missing or names another snapshot (half made)".to_string())
+            }
+            Err(SnapshotError::InvalidKey { .. }) => Err("not a snapshot name".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        metas.push((name, meta));
+    }
+    let committed: HashSet<String> = metas
+        .iter()
+        .filter_map(|(n, m)| match m {
+            Ok(m) if m.kind == SnapshotKind::Committed => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<(String, SnapshotHealth)> = metas
+        .into_iter()
+        .map(|(name, meta)| {
+            let health = match meta {
+                Err(why) => SnapshotHealth::Broken(why),
+                Ok(m) => match &m.parent {
+                    Some(p) if !committed.contains(p) => SnapshotHealth::Broken(format!(
+                        "its parent {p} is missing or not committed"
+                    )),
+                    _ => SnapshotHealth::Sound {
+                        kind: m.kind,
+                        parent: m.parent,
+                    },
+                },
+            };
+            (name, health)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 impl Dirs {
     /// Opens (creating) `root` and sweeps staging dirs of dead processes.
     pub fn open(root: &Path) -> Result<Dirs, SnapshotError> {

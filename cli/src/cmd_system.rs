@@ -1,0 +1,103 @@
+//! `rbk system check`: verify the store, and repair it on request.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use rbk_store::check::{check, CheckOptions, CheckReport, Severity};
+use rbk_store::images::Store;
+
+/// Store maintenance.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Verify the store: every blob's digest, every image's manifest,
+    /// config and layers, cache records, snapshots, and what crashed
+    /// processes left behind. Exits 1 when something is damaged or left
+    /// over.
+    #[command(
+        after_help = "Examples:\n  rbk system check\n  rbk system check --quick --format json\n  rbk system check --repair"
+    )]
+    Check(CheckArgs),
+}
+
+/// `rbk system check` flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Remove what is damaged, left over or unreachable (never what a
+    /// running rbk uses); images whose blobs are damaged are untagged
+    #[arg(long)]
+    repair: bool,
+    /// Check structure only: do not hash every blob
+    #[arg(long)]
+    quick: bool,
+    /// Output: text, or json (the whole report)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+}
+
+/// Runs a system command; returns the exit code.
+pub fn run(root: &Path, cmd: SystemCommand) -> Result<i32> {
+    match cmd {
+        SystemCommand::Check(a) => check_cmd(root, &a),
+    }
+}
+
+fn check_cmd(root: &Path, args: &CheckArgs) -> Result<i32> {
+    if !root.join("blobs").is_dir() {
+        anyhow::bail!("no store at {} (nothing to check)", root.display());
+    }
+    let store = Store::open(root)
+        .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let opts = CheckOptions {
+        repair: args.repair,
+        quick: args.quick,
+    };
+    let report = check(&store, opts).context("cannot check the store")?;
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, args.repair);
+    }
+    Ok(i32::from(report.problems() > 0))
+}
+
+fn print_report(r: &CheckReport, repair: bool) {
+    let verified = if r.blobs_verified > 0 {
+        format!(", {} hashed", r.blobs_verified)
+    } else {
+        String::new()
+    };
+    println!(
+        "checked {} blobs ({}{verified}), {} index entries, {} cache records, {} snapshots",
+        r.blobs,
+        crate::cmd_image::human_size(r.blob_bytes),
+        r.images,
+        r.cache_records,
+        r.snapshots
+    );
+    for f in &r.findings {
+        let label = match f.severity {
+            Severity::Damaged => "damaged",
+            Severity::Leftover => "leftover",
+            Severity::Unreachable => "unreachable",
+        };
+        let done = if f.repaired { " [removed]" } else { "" };
+        println!("{label}: {}: {}{done}", f.subject, f.problem);
+    }
+    let problems = r.problems();
+    let unreachable = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Unreachable && !f.repaired)
+        .count();
+    if problems == 0 {
+        println!("store is sound");
+    } else if !repair {
+        println!("{problems} problem(s); `rbk system check --repair` removes them");
+    } else {
+        println!("{problems} problem(s) could not be repaired");
+    }
+    if unreachable > 0 {
+        println!("{unreachable} unreachable item(s): `rbk prune` or `--repair` removes them");
+    }
+}

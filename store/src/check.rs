@@ -1,0 +1,592 @@
+//! Verifying a store (`rbk system check`) and repairing it (`--repair`).
+//!
+//! What is checked: every blob hashes to its name; `index.json` parses and
+//! every image it lists has its manifest, config and layers, all sound;
+//! every cache record parses; every snapshot is complete (its metadata
+//! names it, its tree is there, its parent exists). Also found: what dead
+//! processes left (staging files, active snapshots, mounts, lease and lock
+//! files) and what nothing reaches any more (blobs and snapshots no image,
+//! cache record or live lease holds).
+//!
+//! Damage and leftovers are problems; unreachable content is not (it is
+//! what `prune` collects). Repair removes all three, under the exclusive
+//! store lock, and never touches what a running process holds in its lease.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::images::Store;
+use crate::lease::live_leases;
+use crate::lock::LockMode;
+use crate::oci::{
+    chain_ids, ImageConfig, Manifest, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
+};
+use crate::snapshot::{fsck, SnapshotHealth, SnapshotKind};
+
+/// How to check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// Remove what is damaged, left over or unreachable.
+    pub repair: bool,
+    /// Skip hashing every blob (structure only).
+    pub quick: bool,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Content or metadata is wrong or missing.
+    Damaged,
+    /// A process that is gone left it behind.
+    Leftover,
+    /// Sound, but nothing uses it (what `prune` removes).
+    Unreachable,
+}
+
+/// One thing found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// How serious.
+    pub severity: Severity,
+    /// What (a blob, an image, a path under the store).
+    pub subject: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Whether `--repair` removed it.
+    pub repaired: bool,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Blobs seen.
+    pub blobs: usize,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Blobs whose content was hashed.
+    pub blobs_verified: usize,
+    /// Index entries (tags and dangling images).
+    pub images: usize,
+    /// Cache records.
+    pub cache_records: usize,
+    /// Snapshot directories.
+    pub snapshots: usize,
+    /// Everything found, damage first.
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    /// Damage and leftovers not repaired: a non-zero exit.
+    pub fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity != Severity::Unreachable && !f.repaired)
+            .count()
+    }
+
+    fn add(&mut self, severity: Severity, subject: impl Into<String>, problem: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            subject: subject.into(),
+            problem: problem.into(),
+            repaired: false,
+        });
+    }
+}
+
+/// The key of the snapshot behind a build step's mount point under `tmp/`
+/// (`active-<pid>-…-rootfs`, `view-<pid>-…-view`), when the process that
+/// made it is gone (and is not this one).
+pub fn dead_step_mount(name: &str) -> Option<String> {
+    let key = name
+        .strip_suffix("-rootfs")
+        .or_else(|| name.strip_suffix("-view"))?;
+    dead_owner(key).then(|| key.to_string())
+}
+
+/// Whether `name` is `active-<pid>-…`, `view-<pid>-…` or `<pid>-…` and that
+/// process is gone.
+fn dead_owner(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("active-")
+        .or_else(|| name.strip_prefix("view-"))
+        .unwrap_or(name);
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Checks the store at `store.root()` (snapshots under `snapshots/`) and,
+/// with `opts.repair`, repairs it.
+pub fn check(store: &Store, opts: CheckOptions) -> Result<CheckReport, StoreError> {
+    let mut report = CheckReport::default();
+    // Hashing is the slow part: done first, without holding the lock.
+    let corrupt = blob_pass(store, opts, &mut report)?;
+    let mode = if opts.repair {
+        LockMode::Exclusive
+    } else {
+        LockMode::Shared
+    };
+    let _guard = store.lock(mode)?;
+    let mut reach = Reach::default();
+    check_index(store, &corrupt, &mut reach, &mut report, opts.repair)?;
+    check_cache(store, &mut reach, &mut report, opts.repair)?;
+    // Listed before the leases are read (see crate::lease).
+    let blobs = store.content.list()?;
+    let snaps = fsck(&store.root().join("snapshots")).map_err(|e| StoreError::Io {
+        op: "check snapshots in",
+        path: store.root().join("snapshots"),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let own = store.content.lease().path();
+    let leases = live_leases(store.root(), own.as_deref(), opts.repair)?;
+    for dead in &leases.dead {
+        report.add(
+            Severity::Leftover,
+            rel(store, dead),
+            "lease of a process that is gone",
+        );
+        mark_repaired(&mut report, opts.repair);
+    }
+    reach.blobs.extend(leases.blobs);
+    reach.snapshots.extend(leases.snapshots);
+    check_mounts(store, &mut report, opts.repair);
+    check_snapshots(store, &snaps, &reach, &mut report, opts.repair)?;
+    check_staging(store, &mut report, opts.repair)?;
+    check_locks(store, &mut report, opts.repair)?;
+    for d in blobs {
+        if !reach.blobs.contains(&d) && !corrupt.contains(&d) {
+            report.add(
+                Severity::Unreachable,
+                d.to_string(),
+                "blob that no image, cache record or running process uses",
+            );
+            if opts.repair {
+                store.content.delete(&d)?;
+                mark_repaired(&mut report, true);
+            }
+        }
+    }
+    if opts.repair {
+        store.sweep_variant_records();
+    }
+    report
+        .findings
+        .sort_by(|a, b| (a.severity, &a.subject).cmp(&(b.severity, &b.subject)));
+    Ok(report)
+}
+
+fn mark_repaired(report: &mut CheckReport, repaired: bool) {
+    if let Some(f) = report.findings.last_mut() {
+        f.repaired = repaired;
+    }
+}
+
+fn rel(store: &Store, p: &Path) -> String {
+    p.strip_prefix(store.root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// What the index, the cache and the leases reach.
+#[derive(Default)]
+struct Reach {
+    blobs: HashSet<Digest>,
+    snapshots: HashSet<String>,
+}
+
+/// Lists `blobs/sha256/`, flags names that are no digest, and hashes every
+/// blob (in parallel) unless `quick`. Returns the corrupt ones.
+fn blob_pass(
+    store: &Store,
+    opts: CheckOptions,
+    report: &mut CheckReport,
+) -> Result<BTreeSet<Digest>, StoreError> {
+    let dir = store.root().join("blobs").join("sha256");
+    let mut blobs = Vec::new();
+    for entry in fs::read_dir(&dir).at("list", &dir)? {
+        let entry = entry.at("list", &dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match format!("sha256:{name}").parse::<Digest>() {
+            Ok(d) => blobs.push(d),
+            Err(_) => {
+                report.add(
+                    Severity::Damaged,
+                    rel(store, &entry.path()),
+                    "not a blob (its name is no sha256 digest)",
+                );
+                if opts.repair {
+                    let path = entry.path();
+                    let res = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    res.at("delete", &path)?;
+                    mark_repaired(report, true);
+                }
+            }
+        }
+    }
+    report.blobs = blobs.len();
+    report.blob_bytes = blobs
+        .iter()
+        .filter_map(|d| store.content.size(d).ok())
+        .sum();
+    if opts.quick {
+        return Ok(BTreeSet::new());
+    }
+    let results: Vec<(Digest, Option<String>)> = blobs
+        .par_iter()
+        .filter_map(|d| {
+            let mut r = match store.content.open_blob(d) {
+                Ok(r) => r,
+                // Deleted meanwhile by a prune: not damage.
+                Err(StoreError::BlobMissing { .. }) => return None,
+                Err(e) => return Some((d.clone(), Some(e.to_string()))),
+            };
+            match io::copy(&mut r, &mut io::sink()) {
+                Ok(_) => Some((d.clone(), None)),
+                Err(e) => Some((
+                    d.clone(),
+                    Some(StoreError::from_io("read", &store.content.path(d), e).to_string()),
+                )),
+            }
+        })
+        .collect();
+    let mut corrupt = BTreeSet::new();
+    for (d, err) in results {
+        report.blobs_verified += 1;
+        if let Some(why) = err {
+            report.add(Severity::Damaged, d.to_string(), why);
+            if opts.repair {
+                store.content.delete(&d)?;
+                mark_repaired(report, true);
+            }
+            corrupt.insert(d);
+        }
+    }
+    Ok(corrupt)
+}
+
+/// Checks every index entry's manifest, config and layers; broken entries
+/// are dropped from the index by a repair (their blobs are gone or bad).
+fn check_index(
+    store: &Store,
+    corrupt: &BTreeSet<Digest>,
+    reach: &mut Reach,
+    report: &mut CheckReport,
+    repair: bool,
+) -> Result<(), StoreError> {
+    let mut index = match store.read_index() {
+        Ok(i) => i,
+        Err(e) => {
+            report.add(
+                Severity::Damaged,
+                "index.json",
+                format!("{e}: no image can be found"),
+            );
+            if repair {
+                let path = store.root().join("index.json");
+                let aside = store
+                    .root()
+                    .join(format!("index.json.damaged-{}", std::process::id()));
+                fs::rename(&path, &aside).at("move aside", &path)?;
+                if let Some(f) = report.findings.last_mut() {
+                    f.problem
+                        .push_str(&format!(" (moved to {})", rel(store, &aside)));
+                    f.repaired = true;
+                }
+            }
+            return Ok(());
+        }
+    };
+    report.images = index.manifests.len();
+    let mut broken: HashSet<Digest> = HashSet::new();
+    for desc in &index.manifests {
+        let name = desc
+            .ref_name()
+            .map_or_else(|| desc.digest.to_string(), str::to_string);
+        match image_problem(store, &desc.digest, corrupt, reach) {
+            Ok(()) => {}
+            Err(why) => {
+                report.add(Severity::Damaged, format!("image {name}"), why);
+                mark_repaired(report, repair);
+                broken.insert(desc.digest.clone());
+            }
+        }
+    }
+    if repair && !broken.is_empty() {
+        index.manifests.retain(|d| !broken.contains(&d.digest));
+        store.write_index(&index)?;
+    }
+    Ok(())
+}
+
+/// What is wrong with the image whose manifest is `digest`, if anything;
+/// what it reaches is added to `reach`.
+fn image_problem(
+    store: &Store,
+    digest: &Digest,
+    corrupt: &BTreeSet<Digest>,
+    reach: &mut Reach,
+) -> Result<(), String> {
+    let sound = |d: &Digest, what: &str| -> Result<(), String> {
+        if corrupt.contains(d) {
+            Err(format!("its {what} {d} is corrupt"))
+        } else if !store.content.has(d) {
+            Err(format!("its {what} {d} is missing"))
+        } else {
+            Ok(())
+        }
+    };
+    sound(digest, "manifest")?;
+    reach.blobs.insert(digest.clone());
+    let data = store.content.read(digest).map_err(|e| e.to_string())?;
+    let manifest: Manifest = serde_json::from_slice(&data)
+        .map_err(|e| format!("its manifest {digest} is invalid: {e}"))?;
+    if let Some(mt) = manifest.media_type.as_deref() {
+        if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+            return Err(format!(
+                "{digest} is an index ({mt}), which this store does not hold"
+            ));
+        }
+    }
+    reach.blobs.insert(manifest.config.digest.clone());
+    reach
+        .blobs
+        .extend(manifest.layers.iter().map(|l| l.digest.clone()));
+    sound(&manifest.config.digest, "config")?;
+    let config: ImageConfig = serde_json::from_slice(
+        &store
+            .content
+            .read(&manifest.config.digest)
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("its config {} is invalid: {e}", manifest.config.digest))?;
+    for l in &manifest.layers {
+        sound(&l.digest, "layer")?;
+    }
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(format!(
+            "its config lists {} layers but its manifest {}",
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        ));
+    }
+    reach.snapshots.extend(
+        chain_ids(&config.rootfs.diff_ids)
+            .iter()
+            .map(|c| c.hex().to_string()),
+    );
+    Ok(())
+}
+
+/// Checks the cache records (each parses and is filed under its own key);
+/// a repair deletes the bad ones.
+fn check_cache(
+    store: &Store,
+    reach: &mut Reach,
+    report: &mut CheckReport,
+    repair: bool,
+) -> Result<(), StoreError> {
+    let (records, bad) = store.cache.scan()?;
+    report.cache_records = records.len() + bad.len();
+    for (path, why) in bad {
+        report.add(
+            Severity::Damaged,
+            rel(store, &path),
+            format!("cache record: {why}"),
+        );
+        if repair {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at("delete", &path),
+            }
+            mark_repaired(report, true);
+        }
+    }
+    for rec in records {
+        reach.blobs.extend(rec.layer.map(|l| l.digest));
+        reach
+            .snapshots
+            .extend(rec.chain_id.map(|c| c.hex().to_string()));
+    }
+    Ok(())
+}
+
+/// Mounts under `tmp/` whose step's process is gone.
+fn check_mounts(store: &Store, report: &mut CheckReport, repair: bool) {
+    let tmp = store.root().join("tmp");
+    let Ok(points) = crate::sys::mounts_under(&tmp) else {
+        return;
+    };
+    for point in points {
+        let name = point.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if point.parent() == Some(tmp.as_path()) && dead_step_mount(name).is_some() {
+            report.add(
+                Severity::Leftover,
+                rel(store, &point),
+                "mount of a build step whose process is gone",
+            );
+            if repair && crate::sys::unmount(&point).is_ok() {
+                let _ = fs::remove_dir(&point);
+                mark_repaired(report, true);
+            }
+        }
+    }
+}
+
+/// Broken snapshots, active ones of dead processes, and committed ones
+/// nothing reaches.
+fn check_snapshots(
+    store: &Store,
+    snaps: &[(String, SnapshotHealth)],
+    reach: &Reach,
+    report: &mut CheckReport,
+    repair: bool,
+) -> Result<(), StoreError> {
+    report.snapshots = snaps.len();
+    let mut doomed: Vec<(String, Severity, String)> = Vec::new();
+    for (key, health) in snaps {
+        let chain = format!("sha256:{key}").parse::<Digest>().is_ok();
+        match health {
+            SnapshotHealth::Broken(why) if dead_owner(key) => doomed.push((
+                key.clone(),
+                Severity::Leftover,
+                format!("snapshot of a process that is gone ({why})"),
+            )),
+            SnapshotHealth::Broken(why) => {
+                doomed.push((key.clone(), Severity::Damaged, format!("snapshot: {why}")))
+            }
+            SnapshotHealth::Sound { kind, .. }
+                if *kind != SnapshotKind::Committed && dead_owner(key) =>
+            {
+                doomed.push((
+                    key.clone(),
+                    Severity::Leftover,
+                    "snapshot of a step whose process is gone".into(),
+                ))
+            }
+            SnapshotHealth::Sound {
+                kind: SnapshotKind::Committed,
+                ..
+            } if chain && !reach.snapshots.contains(key) => doomed.push((
+                key.clone(),
+                Severity::Unreachable,
+                "snapshot that no image, cache record or running process uses".into(),
+            )),
+            SnapshotHealth::Sound { .. } => {}
+        }
+    }
+    // A repair also takes the children of what it removes.
+    let mut gone: HashSet<String> = doomed.iter().map(|d| d.0.clone()).collect();
+    if repair {
+        loop {
+            let more: Vec<String> = snaps
+                .iter()
+                .filter(|(k, h)| {
+                    !gone.contains(k)
+                        && matches!(h, SnapshotHealth::Sound { parent: Some(p), .. } if gone.contains(p))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            for k in more {
+                if reach.snapshots.contains(&k) {
+                    // Needed, but its parent is broken: it must go too and
+                    // is unpacked again from its layer when used.
+                    doomed.push((
+                        k.clone(),
+                        Severity::Damaged,
+                        "snapshot whose parent is broken".into(),
+                    ));
+                } else {
+                    doomed.push((
+                        k.clone(),
+                        Severity::Unreachable,
+                        "snapshot on a removed parent".into(),
+                    ));
+                }
+                gone.insert(k);
+            }
+        }
+    }
+    // Children before parents.
+    for (key, severity, problem) in doomed.into_iter().rev() {
+        report.add(severity, format!("snapshots/{key}"), problem);
+        if repair {
+            let dir = store.root().join("snapshots").join(&key);
+            store.remove_snapshot_dir(&dir)?;
+            mark_repaired(report, true);
+        }
+    }
+    Ok(())
+}
+
+/// Staging files: `tmp/` (all of it when no other process has the store
+/// open, else only what names a dead process) and `snapshots/.tmp`.
+fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Result<(), StoreError> {
+    let alone = !store.content.others_active();
+    let mounted: HashSet<PathBuf> = crate::sys::mounts_under(store.root())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for (dir, all) in [
+        (store.root().join("tmp"), alone),
+        (store.root().join("snapshots/.tmp"), false),
+    ] {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if mounted.contains(&path) || !(all || dead_owner(&name)) {
+                continue;
+            }
+            report.add(
+                Severity::Leftover,
+                rel(store, &path),
+                "staging file of a process that is gone",
+            );
+            if repair {
+                let res = if path.is_dir() && !path.is_symlink() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                match res {
+                    Ok(()) => mark_repaired(report, true),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => mark_repaired(report, true),
+                    Err(e) => return Err(e).at("delete", &path),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lock files under `locks/` that nobody holds: their holder died.
+fn check_locks(store: &Store, report: &mut CheckReport, repair: bool) -> Result<(), StoreError> {
+    for path in crate::lock::stale_key_locks(&store.root().join("locks"), repair)? {
+        report.add(
+            Severity::Leftover,
+            rel(store, &path),
+            "lock of a process that is gone",
+        );
+        mark_repaired(report, repair);
+    }
+    Ok(())
+}
