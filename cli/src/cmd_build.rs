@@ -329,10 +329,11 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
             compression,
             cache_from,
             cache_to,
+            source_date_epoch: crate::env::source_date_epoch(),
         },
     };
     let cancel = CancelToken::new();
-    crate::signals::cancel_on_interrupt(&cancel);
+    crate::sys::cancel_on_interrupt(&cancel);
     let summary = builder.build(&graph, &cancel)?;
     drop(reporter);
     let secs = started.elapsed().as_secs_f64();

@@ -38,16 +38,14 @@ pub struct RegistryFlags {
 
 impl RegistryFlags {
     pub(crate) fn options(&self) -> RegistryOptions {
-        let mut o = RegistryOptions {
+        RegistryOptions {
             insecure_registries: self.insecure_registries.clone(),
             tls_verify: self.tls_verify,
             ca_cert: self.ca_cert.clone(),
+            auth_file: self.authfile.clone().or_else(crate::env::default_auth_file),
+            docker_config: crate::env::docker_config(),
             ..RegistryOptions::default()
-        };
-        if let Some(f) = &self.authfile {
-            o.auth_file = Some(f.clone());
         }
-        o
     }
 
     fn auth_file(&self) -> anyhow::Result<PathBuf> {
@@ -349,11 +347,7 @@ pub fn login(a: &LoginArgs) -> anyhow::Result<i32> {
 /// `rbk logout [SERVER]`.
 pub fn logout(a: &LogoutArgs) -> anyhow::Result<i32> {
     let server = server_name(a.server.as_deref());
-    let path = match a
-        .authfile
-        .clone()
-        .or_else(rbk_store::registry::default_auth_file)
-    {
+    let path = match a.authfile.clone().or_else(crate::env::default_auth_file) {
         Some(p) => p,
         None => bail!("no credentials file: set --authfile, $RBK_AUTH_FILE or $HOME"),
     };

@@ -8,9 +8,10 @@ mod cmd_image;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
+mod env;
 mod inputs;
 mod progress;
-mod signals;
+mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,11 +71,11 @@ fn store_root(flag: Option<PathBuf>) -> PathBuf {
     if let Some(r) = flag {
         return r;
     }
-    if nix::unistd::geteuid().is_root() {
+    if sys::is_root() {
         return PathBuf::from("/var/lib/rbk");
     }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/share/rbk"),
+    match env::home() {
+        Some(h) => h.join(".local/share/rbk"),
         None => PathBuf::from(".rbk"),
     }
 }

@@ -46,6 +46,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<Arc<RemoteCache>>,
     /// Where to export the cache after the build (`--cache-to`).
     pub cache_to: Vec<CacheExport>,
+    /// `SOURCE_DATE_EPOCH`: the time new layers and images are dated, for
+    /// reproducible builds (as in BuildKit); `None` dates them now.
+    pub source_date_epoch: Option<i64>,
 }
 
 impl Default for BuildOptions {
@@ -59,6 +62,7 @@ impl Default for BuildOptions {
             compression: Compression::None,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            source_date_epoch: None,
         }
     }
 }
@@ -438,11 +442,9 @@ fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
     (labels, families)
 }
 
-fn now_rfc3339() -> String {
-    // SOURCE_DATE_EPOCH makes builds reproducible, as in BuildKit.
-    let t = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+/// Now, or `SOURCE_DATE_EPOCH` when given, as RFC 3339.
+fn now_rfc3339(source_date_epoch: Option<i64>) -> String {
+    let t = source_date_epoch
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     t.format(&time::format_description::well_known::Rfc3339)
@@ -626,7 +628,7 @@ impl Ops for Runner<'_, '_, '_> {
                     key: key.clone(),
                     layers: Arc::new(layers),
                     base: p.base.clone(),
-                    created: now_rfc3339(),
+                    created: now_rfc3339(ops.b.options.source_date_epoch),
                 };
                 let record = CacheRecord {
                     key,

@@ -24,8 +24,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use crate::sys::flock::{flock, FlockMode, Locked};
 
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
@@ -68,7 +67,7 @@ pub struct Lease {
 
 #[derive(Debug)]
 struct LeaseFile {
-    file: Flock<File>,
+    file: Locked,
     path: PathBuf,
     held: HashSet<Leased>,
 }
@@ -132,16 +131,19 @@ impl Lease {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).at("create lease", &path),
             };
-            return match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(file) => Ok(LeaseFile {
+            return match flock(file, FlockMode::TryExclusive) {
+                Ok(Some(file)) => Ok(LeaseFile {
                     file,
                     path,
                     held: HashSet::new(),
                 }),
-                Err((_, e)) => Err(StoreError::Lock {
+                // A file we just made is ours alone: taken means something
+                // is badly wrong.
+                Ok(None) => Err(StoreError::Lock {
                     path,
-                    source: io::Error::from_raw_os_error(e as i32),
+                    source: io::Error::from(io::ErrorKind::WouldBlock),
                 }),
+                Err(source) => Err(StoreError::Lock { path, source }),
             };
         }
     }
@@ -193,8 +195,10 @@ pub fn live_leases(root: &Path, own: Option<&Path>, sweep: bool) -> Result<LiveL
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).at("open lease", &path),
         };
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(dead) => {
+        // Probe with a second open: our own lease conflicts with it too.
+        let probe = File::open(&path).at("open lease", &path)?;
+        match flock(probe, FlockMode::TryShared) {
+            Ok(Some(dead)) => {
                 // Only if the path is still this file: a lease made since
                 // under the same name is live.
                 if sweep && same_file(&dead, &path) {
@@ -202,7 +206,7 @@ pub fn live_leases(root: &Path, own: Option<&Path>, sweep: bool) -> Result<LiveL
                 }
                 out.dead.push(path);
             }
-            Err((file, Errno::EWOULDBLOCK)) => {
+            Ok(None) => {
                 let text = io::read_to_string(file).at("read lease", &path)?;
                 // Only whole lines: the last may be mid-write.
                 let whole = text.rfind('\n').map_or("", |i| &text[..i]);
@@ -213,12 +217,7 @@ pub fn live_leases(root: &Path, own: Option<&Path>, sweep: bool) -> Result<LiveL
                     };
                 }
             }
-            Err((_, e)) => {
-                return Err(StoreError::Lock {
-                    path,
-                    source: io::Error::from_raw_os_error(e as i32),
-                })
-            }
+            Err(source) => return Err(StoreError::Lock { path, source }),
         }
     }
     Ok(out)

@@ -15,8 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use crate::sys::flock::{self as sys_flock, FlockMode, Locked};
 
 use crate::error::{IoResultExt, StoreError};
 
@@ -24,7 +23,7 @@ use crate::error::{IoResultExt, StoreError};
 #[derive(Debug)]
 pub struct LockGuard {
     // None for a nested guard of a thread that already holds the lock.
-    lock: Option<Flock<File>>,
+    lock: Option<Locked>,
     path: PathBuf,
 }
 
@@ -72,20 +71,11 @@ fn open_lock_file(path: &Path) -> Result<File, StoreError> {
         .at("open lock file", path)
 }
 
-fn flock(path: &Path, mut file: File, arg: FlockArg) -> Result<Option<Flock<File>>, StoreError> {
-    loop {
-        match Flock::lock(file, arg) {
-            Ok(l) => return Ok(Some(l)),
-            Err((f, Errno::EINTR)) => file = f,
-            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
-            Err((_, e)) => {
-                return Err(StoreError::Lock {
-                    path: path.to_path_buf(),
-                    source: io::Error::from_raw_os_error(e as i32),
-                })
-            }
-        }
-    }
+fn flock(path: &Path, file: File, mode: FlockMode) -> Result<Option<Locked>, StoreError> {
+    sys_flock::flock(file, mode).map_err(|source| StoreError::Lock {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Takes the store's mutation lock at `path`, waiting for other holders.
@@ -119,8 +109,8 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
     }
     let file = open_lock_file(path)?;
     let arg = match mode {
-        LockMode::Shared => FlockArg::LockShared,
-        LockMode::Exclusive => FlockArg::LockExclusive,
+        LockMode::Shared => FlockMode::Shared,
+        LockMode::Exclusive => FlockMode::Exclusive,
     };
     match flock(path, file, arg)? {
         Some(l) => {
@@ -142,7 +132,7 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
 /// The "this process uses the store" lock, held shared while a store is open.
 #[derive(Debug)]
 pub struct ActiveLock {
-    _lock: Flock<File>,
+    _lock: Locked,
     path: PathBuf,
 }
 
@@ -154,14 +144,14 @@ impl ActiveLock {
         path: &Path,
         when_alone: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Self, StoreError> {
-        if let Some(excl) = flock(path, open_lock_file(path)?, FlockArg::LockExclusiveNonblock)? {
+        if let Some(excl) = flock(path, open_lock_file(path)?, FlockMode::TryExclusive)? {
             let res = when_alone();
             // Downgrading is not atomic in flock(2): another process may slip
             // in between and sweep tmp/ too, which is harmless since we have
             // not staged anything yet.
-            let relocked = excl.relock(FlockArg::LockShared);
+            let relocked = sys_flock::relock(&excl, FlockMode::Shared);
             res?;
-            if relocked.is_ok() {
+            if relocked.is_ok_and(|held| held) {
                 return Ok(ActiveLock {
                     _lock: excl,
                     path: path.to_path_buf(),
@@ -169,7 +159,7 @@ impl ActiveLock {
             }
         }
         let file = open_lock_file(path)?;
-        match flock(path, file, FlockArg::LockShared)? {
+        match flock(path, file, FlockMode::Shared)? {
             Some(l) => Ok(ActiveLock {
                 _lock: l,
                 path: path.to_path_buf(),
@@ -192,10 +182,10 @@ impl ActiveLock {
     /// be staging anything in tmp/ meanwhile (garbage collection, which
     /// asks this, does not).
     pub fn others_present(&self) -> bool {
-        let alone = self._lock.relock(FlockArg::LockExclusiveNonblock).is_ok();
+        let alone = sys_flock::relock(&self._lock, FlockMode::TryExclusive).is_ok_and(|held| held);
         // Back to shared whatever happened; blocking is fine since only
         // exclusive holders (momentary, in `acquire`) can be in the way.
-        let _ = self._lock.relock(FlockArg::LockShared);
+        let _ = sys_flock::relock(&self._lock, FlockMode::Shared);
         !alone
     }
 }
@@ -210,7 +200,7 @@ impl ActiveLock {
 /// again on the new one, which keeps the exclusion exact.
 #[derive(Debug)]
 pub struct KeyLock {
-    lock: Option<Flock<File>>,
+    lock: Option<Locked>,
     path: PathBuf,
 }
 
@@ -236,7 +226,7 @@ impl KeyLock {
         let mut told = false;
         loop {
             let file = open_lock_file(&path)?;
-            let Some(held) = flock(&path, file, FlockArg::LockExclusiveNonblock)? else {
+            let Some(held) = flock(&path, file, FlockMode::TryExclusive)? else {
                 if !told {
                     told = true;
                     on_wait();
@@ -283,7 +273,7 @@ pub fn stale_key_locks(dir: &Path, remove: bool) -> Result<Vec<PathBuf>, StoreEr
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).at("open lock file", &path),
         };
-        let Some(held) = flock(&path, file, FlockArg::LockExclusiveNonblock)? else {
+        let Some(held) = flock(&path, file, FlockMode::TryExclusive)? else {
             continue;
         };
         let same = match (held.metadata(), std::fs::metadata(&path)) {
@@ -320,14 +310,10 @@ mod tests {
         let a = lock(&p, LockMode::Shared).unwrap();
         let b = lock(&p, LockMode::Shared).unwrap();
         let f = open_lock_file(&p).unwrap();
-        assert!(flock(&p, f, FlockArg::LockExclusiveNonblock)
-            .unwrap()
-            .is_none());
+        assert!(flock(&p, f, FlockMode::TryExclusive).unwrap().is_none());
         drop((a, b));
         let f = open_lock_file(&p).unwrap();
-        assert!(flock(&p, f, FlockArg::LockExclusiveNonblock)
-            .unwrap()
-            .is_some());
+        assert!(flock(&p, f, FlockMode::TryExclusive).unwrap().is_some());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The only place in the store that performs mounts (`mount(2)`,
-//! `umount2(2)`) and the few file syscalls std lacks (xattrs, device nodes).
+//! `umount2(2)`), locks (`flock(2)`) and the few file syscalls std lacks
+//! (xattrs, device nodes).
 //!
 //! Snapshotters only *compute* [`Mount`]s as plain data; [`mount_all`] turns
 //! them into kernel mounts and hands back a guard that undoes them.
 #![allow(unsafe_code)] // xattr calls go through libc; each block says why it is sound.
 
+pub mod flock;
 mod fs;
 
 use std::path::{Path, PathBuf};

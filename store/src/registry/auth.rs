@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,21 +61,6 @@ pub struct CredentialsFile {
     /// Other settings of a Docker config, kept when rewriting.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// rbk's credentials file: `$RBK_AUTH_FILE`, else `$RBK_ROOT/auth.json`,
-/// else `$XDG_CONFIG_HOME/rbk/auth.json` (`~/.config/rbk/auth.json`).
-pub fn default_auth_file() -> Option<PathBuf> {
-    if let Some(f) = std::env::var_os("RBK_AUTH_FILE") {
-        return Some(PathBuf::from(f));
-    }
-    if let Some(root) = std::env::var_os("RBK_ROOT") {
-        return Some(PathBuf::from(root).join("auth.json"));
-    }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(config.join("rbk").join("auth.json"))
 }
 
 /// The keys a registry may be filed under: Docker Hub is filed under its

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 use crate::error::StoreError;
 
-pub use auth::{base64_decode, base64_encode, default_auth_file, Credentials, CredentialsFile};
+pub use auth::{base64_decode, base64_encode, Credentials, CredentialsFile};
 pub use http::Client;
 pub use pull::{PlatformSpec, PullReport};
 pub use push::Pushed;
@@ -57,14 +57,9 @@ impl Default for RegistryOptions {
         RegistryOptions {
             insecure_registries: Vec::new(),
             tls_verify: true,
-            ca_cert: std::env::var_os("RBK_REGISTRY_CA").map(PathBuf::from),
-            auth_file: default_auth_file(),
-            docker_config: std::env::var_os("DOCKER_CONFIG")
-                .map(|d| PathBuf::from(d).join("config.json"))
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(|h| PathBuf::from(h).join(".docker").join("config.json"))
-                }),
+            ca_cert: None,
+            auth_file: None,
+            docker_config: None,
             attempts: 4,
             backoff: std::time::Duration::from_millis(500),
             parallel: 4,

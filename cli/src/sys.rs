@@ -1,5 +1,6 @@
-//! Ctrl-C and SIGTERM set a cancel token instead of killing rbk, so running
-//! steps are stopped, mounts undone and nothing half-made is committed.
+//! The CLI's syscalls, all here: whether rbk runs as root, and Ctrl-C and
+//! SIGTERM setting a cancel token instead of killing rbk, so running steps
+//! are stopped, mounts undone and nothing half-made is committed.
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;
@@ -14,6 +15,11 @@ extern "C" fn on_signal(_: libc::c_int) {
     if let Some(t) = TOKEN.get() {
         t.cancel();
     }
+}
+
+/// Whether rbk runs as root (the store's default place depends on it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// Routes SIGINT and SIGTERM to `token` for the rest of the process.

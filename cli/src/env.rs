@@ -1,0 +1,39 @@
+//! The environment variables rbk reads, all here: the libraries read none,
+//! the CLI passes values down.
+
+use std::path::PathBuf;
+
+fn var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$HOME`.
+pub fn home() -> Option<PathBuf> {
+    var("HOME")
+}
+
+/// rbk's credentials file when `--authfile`/`$RBK_AUTH_FILE` is not given:
+/// `$RBK_ROOT/auth.json`, else `$XDG_CONFIG_HOME/rbk/auth.json`
+/// (`~/.config/rbk/auth.json`).
+pub fn default_auth_file() -> Option<PathBuf> {
+    if let Some(root) = var("RBK_ROOT") {
+        return Some(root.join("auth.json"));
+    }
+    let config = var("XDG_CONFIG_HOME").or_else(|| home().map(|h| h.join(".config")))?;
+    Some(config.join("rbk").join("auth.json"))
+}
+
+/// Docker's `config.json`: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`.
+pub fn docker_config() -> Option<PathBuf> {
+    var("DOCKER_CONFIG")
+        .map(|d| d.join("config.json"))
+        .or_else(|| home().map(|h| h.join(".docker").join("config.json")))
+}
+
+/// `$SOURCE_DATE_EPOCH` as seconds since the epoch, when set and valid.
+pub fn source_date_epoch() -> Option<i64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+}
