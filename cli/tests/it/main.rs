@@ -8,6 +8,7 @@ mod cache;
 mod debian;
 mod run;
 mod shared_store;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
