@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use rbk_compiler::config::ImageConfig;
 use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
-use rbk_scheduler::build::{default_jobs, BuildOptions, Builder};
+use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
+use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::{CacheExport, CacheMode};
+use rbk_scheduler::step::from::BaseImages;
+use rbk_scheduler::{BuildOptions, BuildSession, Services};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
@@ -158,6 +160,7 @@ impl LazyClient<'_> {
 /// Base images come from the store, pulled first when `--pull` says so.
 struct PullingResolver<'a> {
     store: &'a Store,
+    bases: &'a BaseImages<'a>,
     policy: PullPolicy,
     client: &'a LazyClient<'a>,
     /// Images pulled (or tried) in this build, with the failure if any.
@@ -175,6 +178,8 @@ impl PullingResolver<'_> {
             .err()
             .map(|e| format!("{e:#}"));
         tried.insert(image.to_string(), outcome);
+        // Whatever was resolved before the pull is stale now.
+        self.bases.forget(image);
     }
 
     fn try_pull(&self, image: &str, platform: &Platform) -> Result<()> {
@@ -204,7 +209,7 @@ impl PullingResolver<'_> {
             .iter()
             .filter_map(|(image, err)| {
                 let err = err.as_ref()?;
-                if self.store.resolve(image).is_err() {
+                if self.bases.resolve(image).is_err() {
                     Some(format!(
                         "base image {image} is not in the store and cannot be pulled: {err}"
                     ))
@@ -224,21 +229,20 @@ impl ImageResolver for PullingResolver<'_> {
     fn resolve(&self, image: &str, platform: &Platform) -> Option<BaseImage> {
         match self.policy {
             PullPolicy::Always => self.pull(image, platform),
-            PullPolicy::Missing if self.store.resolve(image).is_err() => self.pull(image, platform),
+            PullPolicy::Missing if self.bases.resolve(image).is_err() => self.pull(image, platform),
             _ => {}
         }
-        StoreResolver(self.store).resolve(image, platform)
+        StoreResolver(self.bases).resolve(image, platform)
     }
 }
 
-/// Base images come from the store.
-pub struct StoreResolver<'a>(pub &'a Store);
+/// Base images come from the store, each resolved once.
+pub struct StoreResolver<'a>(pub &'a BaseImages<'a>);
 
 impl ImageResolver for StoreResolver<'_> {
     fn resolve(&self, image: &str, _: &Platform) -> Option<BaseImage> {
         let img = self.0.resolve(image).ok()?;
-        let value = serde_json::to_value(img.config.config.as_ref()?).ok()?;
-        let config: ImageConfig = serde_json::from_value(value).ok()?;
+        let config = rbk_scheduler::image::from_oci(img.config.config.as_ref()?).ok()?;
         Some(BaseImage { config })
     }
 }
@@ -274,6 +278,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let bases = BaseImages::new(&store);
     let (inputs, target_caches) = inputs::load_with_caches(&args.input)?;
     // Made on first use: a build that pulls nothing and shares no cache
     // never touches registry settings (a bad CA file cannot fail it).
@@ -283,6 +288,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     };
     let resolver = PullingResolver {
         store: &store,
+        bases: &bases,
         policy: args.pull,
         client: &client,
         tried: Mutex::new(BTreeMap::new()),
@@ -314,27 +320,32 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         bail!("cannot run build steps here: {why}");
     }
     let snapshotter = crate::snapshotter(root)?;
+    let backend = StoreBackend::new(&store, snapshotter.as_ref())
+        .with_compression(compression)
+        .with_cache_from(cache_from)
+        .with_cache_to(cache_to);
     let reporter = progress::reporter(args.progress);
-    let builder = Builder {
-        store: &store,
-        snapshotter: snapshotter.as_ref(),
+    let services = Services {
+        bases: &bases,
+        images: &store,
+        layers: &backend,
+        cache: &backend,
         executor: &NamespaceExecutor,
         reporter: reporter.as_ref(),
-        options: BuildOptions {
-            no_cache: args.no_cache,
-            jobs: args.jobs.unwrap_or_else(default_jobs),
-            network,
-            secrets,
-            explain: args.explain,
-            compression,
-            cache_from,
-            cache_to,
-            source_date_epoch: crate::env::source_date_epoch(),
-        },
+        dirs: backend.work_dirs(),
     };
+    let options = BuildOptions {
+        no_cache: args.no_cache,
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        network,
+        secrets,
+        explain: args.explain,
+        source_date_epoch: crate::env::source_date_epoch(),
+    };
+    let session = BuildSession::new(&graph, services, options)?;
     let cancel = CancelToken::new();
     crate::sys::cancel_on_interrupt(&cancel);
-    let summary = builder.build(&graph, &cancel)?;
+    let summary = session.build(&cancel)?;
     drop(reporter);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

@@ -11,6 +11,7 @@ mod cmd_system;
 mod env;
 mod inputs;
 mod progress;
+mod report;
 mod sys;
 
 use std::path::PathBuf;
@@ -129,7 +130,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .then(|| rbk_store::images::Store::open(&root).ok())
                 .flatten();
             match existing {
-                Some(store) => cmd_graph::graph(&a, &cmd_build::StoreResolver(&store)),
+                Some(store) => {
+                    let bases = rbk_scheduler::step::from::BaseImages::new(&store);
+                    cmd_graph::graph(&a, &cmd_build::StoreResolver(&bases))
+                }
                 None => cmd_graph::graph(&a, &rbk_compiler::NoResolver),
             }
         }
@@ -146,11 +150,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // One clear line (plus causes), no backtrace.
-            let mut msg = format!("rbk: {e}");
-            for cause in e.chain().skip(1) {
-                msg.push_str(&format!(": {cause}"));
-            }
-            eprintln!("{msg}");
+            eprintln!("{}", report::render(&e));
             ExitCode::from(1)
         }
     }

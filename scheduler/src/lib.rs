@@ -1,19 +1,40 @@
 //! `rbk-scheduler` solves a build graph: it computes cache keys from the
 //! build context and parents, looks them up, and runs the misses in
 //! parallel — RUN steps in a namespace sandbox, COPY/ADD as file operations —
-//! committing each as a layer through the store's traits.
+//! committing each as a layer.
 //!
-//! It never parses Dockerfiles, reads CLI flags or draws on a terminal.
+//! The core ([`session`], [`plan`](crate::session), the runner, [`step`])
+//! uses only the traits of [`backend`]; [`backend::store::StoreBackend`]
+//! implements them over rbk-store. It never parses Dockerfiles, reads CLI
+//! flags or the environment, or draws on a terminal.
 
-pub mod build;
+pub mod backend;
 pub mod context;
 pub mod explain;
 pub mod fileop;
+pub mod image;
 mod plan;
 pub mod progress;
+mod runner;
 pub mod sandbox;
+pub mod session;
 pub mod shared_cache;
 pub mod solve;
-mod steps;
+pub mod state;
+pub mod step;
 
-pub use steps::StepError;
+pub use session::{BuildError, BuildOptions, BuildSession, BuildSummary, Services};
+pub use step::StepError;
+
+/// An error and its sources on one line each, as the CLI prints them:
+/// `a\n  caused by: b`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

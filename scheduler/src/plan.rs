@@ -17,11 +17,14 @@ use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::build::{GraphOps, State};
 use crate::context::Selection;
 use crate::sandbox::CancelToken;
+use crate::session::BuildSession;
+#[cfg(test)]
+use crate::solve::Dag;
 use crate::solve::Ops;
-use crate::steps::{self, StepError};
+use crate::state::State;
+use crate::step::{self, from, metadata, StepError, StepInputs};
 
 /// What the first pass learned of a vertex.
 #[derive(Debug, Clone)]
@@ -38,76 +41,79 @@ pub(crate) struct Plan {
     pub inputs: Arc<serde_json::Value>,
     /// The context files a COPY selected while hashing them.
     pub selection: Option<Arc<Selection>>,
-    /// For a base image: its state, resolved from the store.
+    /// For a base image: its state.
     pub source: Option<State>,
 }
 
-/// Ops of the first pass: keys and lookups only.
-pub(crate) struct Planner<'x, 'a, 'g>(pub &'x GraphOps<'a, 'g>);
-
-impl Ops for Planner<'_, '_, '_> {
-    type Out = Plan;
-    type Err = StepError;
-
-    fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
-        let ops = self.0;
-        let vx = ops.graph().vertex(petgraph::graph::NodeIndex::new(v));
-        let def = vx.digest.hex();
-        let parent = vx.parent.and_then(|_| inputs.first().copied());
-        let extra: Vec<&str> = inputs[usize::from(vx.parent.is_some()).min(inputs.len())..]
-            .iter()
-            .map(|p| p.key.as_str())
-            .collect();
-        let plain = |key: String| Plan {
+impl Plan {
+    fn keyed(key: String) -> Plan {
+        Plan {
             key,
             hit: None,
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
             selection: None,
             source: None,
+        }
+    }
+}
+
+/// Ops of the first pass: keys and lookups only.
+pub(crate) struct Planner<'x, 'a>(pub &'x BuildSession<'a>);
+
+impl Ops for Planner<'_, '_> {
+    type Out = Plan;
+    type Err = StepError;
+
+    fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
+        let s = self.0;
+        let vx = s.vertex(v);
+        let def = vx.digest.hex();
+        let parent = vx.parent.and_then(|_| inputs.first().copied());
+        let from_keys: Vec<&str> = inputs[usize::from(vx.parent.is_some()).min(inputs.len())..]
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect();
+        let parent_key = || {
+            parent
+                .map(|p| p.key.as_str())
+                .ok_or(StepError::Internal("step without parent"))
         };
         match &vx.op {
             Op::Source { image, .. } => {
-                let state = ops.base_state(image, &def)?;
-                let mut p = plain(state.key.clone());
+                let state = from::state(s.bases, image, &def)?;
+                let mut p = Plan::keyed(state.key.clone());
                 p.source = Some(state);
                 Ok(p)
             }
-            Op::Config { .. } => {
-                let p = parent
-                    .ok_or_else(|| StepError::Internal("config step without parent".into()))?;
-                Ok(plain(crate::build::key_of(&[
-                    def.as_bytes(),
-                    p.key.as_bytes(),
-                ])))
-            }
+            Op::Config { .. } => Ok(Plan::keyed(metadata::key(&def, parent_key()?))),
             Op::Exec(_) | Op::File(_) => {
-                let p = parent.ok_or_else(|| StepError::Internal("step without parent".into()))?;
-                let steps::StepInputs {
+                let parent_key = parent_key()?;
+                let StepInputs {
                     key: content_key,
                     plaintext,
                     selection,
-                } = steps::input_digest(ops, vx, &extra)?;
-                let key = crate::build::key_of(&[
+                } = step::inputs(&s.env, vx, &from_keys)?;
+                let key = step::key_of(&[
                     def.as_bytes(),
-                    p.key.as_bytes(),
+                    parent_key.as_bytes(),
                     content_key.as_bytes(),
                 ]);
                 let mut inputs_json = json!({
-                    "step": ops.step(v).text,
+                    "step": s.step(v).text,
                     "definition": def,
-                    "parent": p.key,
+                    "parent": parent_key,
                 });
                 if let (Some(obj), serde_json::Value::Object(extra)) =
                     (inputs_json.as_object_mut(), plaintext)
                 {
                     obj.extend(extra);
                 }
-                let (hit, recorded) = ops.lookup(&key);
+                let lookup = s.lookup(&key);
                 Ok(Plan {
                     key,
-                    hit,
-                    recorded,
+                    hit: lookup.hit,
+                    recorded: lookup.recorded,
                     inputs: Arc::new(inputs_json),
                     selection: selection.map(Arc::new),
                     source: None,
@@ -124,20 +130,14 @@ fn served(graph: &BuildGraph, plans: &[Option<Plan>], id: petgraph::graph::NodeI
 }
 
 /// Which vertices the second pass must produce for `roots`, given the
-/// plans: see the module's documentation.
+/// plans: see the module's documentation. (What [`run_deps`] reaches; the
+/// build computes it from the same dag it solves.)
+#[cfg(test)]
 pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]) -> Vec<bool> {
-    let mut needed = vec![false; plans.len()];
-    for &r in roots {
-        needed[r] = true;
-    }
-    for id in graph.topo_order().into_iter().rev() {
-        if needed[id.index()] {
-            for dep in run_deps_of(graph, plans, id) {
-                needed[dep] = true;
-            }
-        }
-    }
-    needed
+    let dag = Dag {
+        deps: run_deps(graph, plans),
+    };
+    crate::solve::reachable(&dag, roots).unwrap_or_else(|_| vec![false; plans.len()])
 }
 
 /// The second pass's dependencies: the parent always, the other inputs

@@ -55,6 +55,24 @@ struct Shared<O: Ops> {
     failure: Mutex<Option<(usize, O::Err)>>,
 }
 
+/// Which vertices `roots` need: themselves and everything they read,
+/// transitively. An error names a root or dependency that does not exist.
+pub fn reachable(dag: &Dag, roots: &[usize]) -> Result<Vec<bool>, String> {
+    let n = dag.deps.len();
+    let mut needed = vec![false; n];
+    let mut stack: Vec<usize> = roots.to_vec();
+    while let Some(v) = stack.pop() {
+        if v >= n {
+            return Err(format!("vertex {v} does not exist"));
+        }
+        if !needed[v] {
+            needed[v] = true;
+            stack.extend(dag.deps[v].iter().copied());
+        }
+    }
+    Ok(needed)
+}
+
 /// Solves the vertices `roots` need, in parallel on `pool`. Returns every
 /// vertex's output (None for vertices no root needs).
 pub fn solve<O: Ops>(
@@ -64,18 +82,26 @@ pub fn solve<O: Ops>(
     pool: &rayon::ThreadPool,
     cancel: &CancelToken,
 ) -> Result<Vec<Option<O::Out>>, SolveError<O::Err>> {
+    let needed = reachable(dag, roots).map_err(SolveError::Invalid)?;
+    solve_needed(dag, &needed, roots, ops, pool, cancel)
+}
+
+/// [`solve`] for a caller that has computed the needed set already (with
+/// [`reachable`] from `roots`).
+pub fn solve_needed<O: Ops>(
+    dag: &Dag,
+    needed: &[bool],
+    roots: &[usize],
+    ops: &O,
+    pool: &rayon::ThreadPool,
+    cancel: &CancelToken,
+) -> Result<Vec<Option<O::Out>>, SolveError<O::Err>> {
     let n = dag.deps.len();
-    // Mark what the roots need.
-    let mut needed = vec![false; n];
-    let mut stack: Vec<usize> = roots.to_vec();
-    while let Some(v) = stack.pop() {
-        if v >= n {
-            return Err(SolveError::Invalid(format!("vertex {v} does not exist")));
-        }
-        if !needed[v] {
-            needed[v] = true;
-            stack.extend(dag.deps[v].iter().copied());
-        }
+    if needed.len() != n {
+        return Err(SolveError::Invalid(format!(
+            "{} needed flags for {n} vertices",
+            needed.len()
+        )));
     }
     let mut users = vec![Vec::new(); n];
     let mut pending = Vec::with_capacity(n);

@@ -9,9 +9,11 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rbk_compiler::{Compiler, Input, NoResolver};
-use rbk_scheduler::build::{BuildError, BuildOptions, BuildSummary, Builder};
+use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
 use rbk_scheduler::sandbox::{sandbox_supported, CancelToken, NamespaceExecutor};
+use rbk_scheduler::step::from::BaseImages;
+use rbk_scheduler::{error_chain, BuildError, BuildOptions, BuildSession, BuildSummary, Services};
 use rbk_store::images::Store;
 use rbk_store::layer::{self, ApplyMode};
 use rbk_store::reference::Reference;
@@ -180,20 +182,24 @@ impl Env {
             c.add(i).unwrap();
         }
         let graph = c.finish();
-        let b = Builder {
-            store: &self.store,
-            snapshotter: self.snapshotter.as_ref(),
+        let backend = StoreBackend::new(&self.store, self.snapshotter.as_ref());
+        let bases = BaseImages::new(&self.store);
+        let services = Services {
+            bases: &bases,
+            images: &self.store,
+            layers: &backend,
+            cache: &backend,
             executor: &NamespaceExecutor,
             reporter: rep,
-            options: opts,
+            dirs: backend.work_dirs(),
         };
-        b.build(&graph, &CancelToken::new())
+        BuildSession::new(&graph, services, opts)?.build(&CancelToken::new())
     }
 
     fn build(&self, inputs: &[Input]) -> BuildSummary {
         match self.build_with(inputs, BuildOptions::default(), &Recorder::default()) {
             Ok(s) => s,
-            Err(e) => panic!("build failed: {e}"),
+            Err(e) => panic!("build failed: {}", error_chain(&e)),
         }
     }
 
@@ -381,8 +387,11 @@ fn failing_step_is_reported_and_leaves_nothing_behind() {
             &Recorder::default(),
         )
         .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("bad/Dockerfile:3"), "{msg}");
+    let msg = error_chain(&err);
+    let BuildError::Step { file, line, .. } = &err else {
+        panic!("not a step failure: {msg}");
+    };
+    assert_eq!((file.as_str(), *line), ("bad/Dockerfile", 3), "{msg}");
     assert!(msg.contains("exited with code 3"), "{msg}");
     assert!(
         msg.contains("about to fail") && msg.contains("oops"),
@@ -453,7 +462,7 @@ fn cache_mounts_persist_and_secrets_stay_out_of_layers() {
         .build_with(&[i], opts, &Recorder::default())
         .unwrap_err();
     assert!(
-        err.to_string().contains("secret \"tok\" is required"),
+        error_chain(&err).contains("secret \"tok\" is required"),
         "{err}"
     );
 }

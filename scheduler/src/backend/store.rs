@@ -1,0 +1,440 @@
+//! The real backend: rbk-store's content store, image index, snapshotter,
+//! cache index and registry caches behind the scheduler's traits ([`Images`]
+//! for [`Store`] itself; [`Layers`] and [`StepCache`] for [`StoreBackend`]).
+//! This is the only module of the scheduler that knows the store's types
+//! and its layout on disk.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rbk_store::cache::{BuildCache, CacheRecord};
+use rbk_store::compress::Compression;
+use rbk_store::images::Store;
+use rbk_store::lease::Leased;
+use rbk_store::lock::KeyLock;
+use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig};
+use rbk_store::reference::Reference;
+use rbk_store::registry::cache::{self as registry_cache, CacheEntry, RemoteCache};
+use rbk_store::snapshot::{SnapshotError, Snapshotter};
+use rbk_store::sys::MountGuard;
+use rbk_store::unpack::{unpack_layers, LayerRef};
+use rbk_store::Digest;
+
+use super::{
+    BackendError, BaseImage, CommittedImage, Images, Layer, Layers, Lookup, Mounted, StepCache,
+    StepGuard, WorkDirs, Workspace,
+};
+use crate::sandbox::CancelToken;
+use crate::shared_cache::{CacheExport, ExportedCache};
+
+/// rbk-store behind the scheduler's traits, with the build's registry
+/// caches (`--cache-from`, `--cache-to`) and layer compression.
+pub struct StoreBackend<'a> {
+    store: &'a Store,
+    snapshotter: &'a dyn Snapshotter,
+    compression: Compression,
+    cache_from: Vec<Arc<RemoteCache>>,
+    cache_to: Vec<CacheExport>,
+    remote: RemoteHits,
+}
+
+impl<'a> StoreBackend<'a> {
+    /// The backend of `store` with `snapshotter`. Undoes what a killed
+    /// rbk left of its running steps first (see [`sweep_dead_steps`]).
+    pub fn new(store: &'a Store, snapshotter: &'a dyn Snapshotter) -> Self {
+        sweep_dead_steps(store.root(), snapshotter);
+        StoreBackend {
+            store,
+            snapshotter,
+            compression: Compression::None,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+            remote: RemoteHits::default(),
+        }
+    }
+
+    /// Layers are committed with `compression`.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Registry caches consulted after the store's own (`--cache-from`).
+    pub fn with_cache_from(mut self, caches: Vec<Arc<RemoteCache>>) -> Self {
+        self.cache_from = caches;
+        self
+    }
+
+    /// Registry caches written after the build (`--cache-to`).
+    pub fn with_cache_to(mut self, exports: Vec<CacheExport>) -> Self {
+        self.cache_to = exports;
+        self
+    }
+
+    /// The store's directories a build may use.
+    pub fn work_dirs(&self) -> WorkDirs {
+        let root = self.store.root();
+        WorkDirs {
+            tmp: root.join("tmp"),
+            cache_mounts: root.join("cache-mounts"),
+            stat_caches: root.join("cache").join("stat"),
+        }
+    }
+}
+
+/// The store's images: resolved leased, committed with their manifest.
+impl Images for Store {
+    fn resolve(&self, name: &str) -> Result<BaseImage, BackendError> {
+        let img = self.resolve_leased(name)?;
+        let layers = img
+            .manifest
+            .layers
+            .iter()
+            .zip(&img.config.rootfs.diff_ids)
+            .map(|(blob, diff_id)| Layer {
+                blob: blob.clone(),
+                diff_id: diff_id.clone(),
+            })
+            .collect();
+        Ok(BaseImage {
+            id: img.id,
+            layers,
+            config: img.config,
+        })
+    }
+
+    fn commit(
+        &self,
+        config: &OciConfig,
+        layers: &[Descriptor],
+        tags: &[Reference],
+    ) -> Result<CommittedImage, BackendError> {
+        let image = self.commit_image(config, layers, tags)?;
+        Ok(CommittedImage {
+            id: image.id,
+            manifest: image.manifest_digest,
+        })
+    }
+}
+
+impl Layers for StoreBackend<'_> {
+    fn unpack(
+        &self,
+        layers: &[Layer],
+        cancel: &CancelToken,
+    ) -> Result<Option<String>, BackendError> {
+        let refs: Vec<LayerRef<'_>> = layers
+            .iter()
+            .map(|l| LayerRef {
+                blob: &l.blob,
+                diff_id: &l.diff_id,
+            })
+            .collect();
+        unpack_layers(
+            self.store,
+            self.snapshotter,
+            &refs,
+            |b| self.fetch(b),
+            || cancel.is_cancelled(),
+        )
+    }
+
+    fn prepare(&self, parent: Option<&str>) -> Result<Box<dyn Workspace + '_>, BackendError> {
+        let key = format!("active-{}-{}", std::process::id(), unique());
+        let mounts = self.snapshotter.prepare(&key, parent)?;
+        let mut ws = StoreWorkspace {
+            backend: self,
+            snapshot: Some(key.clone()),
+            rootfs: self.store.root().join("tmp").join(format!("{key}-rootfs")),
+            mounted: None,
+        };
+        std::fs::create_dir_all(&ws.rootfs)
+            .map_err(|e| BackendError::io("create", &ws.rootfs, e))?;
+        ws.mounted = Some(rbk_store::sys::mount_all(&mounts, &ws.rootfs)?);
+        Ok(Box::new(ws))
+    }
+
+    fn view(&self, parent: Option<&str>) -> Result<Box<dyn Mounted + '_>, BackendError> {
+        let key = format!("view-{}-{}", std::process::id(), unique());
+        let mounts = self.snapshotter.view(&key, parent)?;
+        let mut view = StoreView {
+            snapshotter: self.snapshotter,
+            key: key.clone(),
+            path: self.store.root().join("tmp").join(format!("{key}-view")),
+            mounted: None,
+        };
+        std::fs::create_dir_all(&view.path)
+            .map_err(|e| BackendError::io("create", &view.path, e))?;
+        view.mounted = Some(rbk_store::sys::mount_all(&mounts, &view.path)?);
+        Ok(Box::new(view))
+    }
+
+    fn fetch(&self, layer: &Descriptor) -> Result<(), BackendError> {
+        self.remote.materialize(self.store, &layer.digest)
+    }
+}
+
+impl StepCache for StoreBackend<'_> {
+    fn lookup(&self, key: &str) -> Lookup {
+        let local = self.store.cache.get(key);
+        let recorded = local.is_some();
+        // The hit's layer and snapshot are leased, so no `prune` in another
+        // process removes them before this build uses them.
+        if let Some(rec) = local.filter(|rec| {
+            self.store
+                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
+                .unwrap_or(false)
+        }) {
+            return Lookup {
+                hit: Some(rec),
+                recorded: true,
+            };
+        }
+        match self.remote.lookup(&self.cache_from, key) {
+            Some(rec) => {
+                // Kept locally, so `--explain`, a later `--cache-to` and a
+                // build without `--cache-from` see it (its layer counts
+                // once fetched).
+                let _ = self.store.cache.put(&rec);
+                Lookup {
+                    hit: Some(rec),
+                    recorded: true,
+                }
+            }
+            None => Lookup {
+                hit: None,
+                recorded,
+            },
+        }
+    }
+
+    fn put(&self, record: &CacheRecord) -> Result<(), BackendError> {
+        Ok(self.store.cache.put(record)?)
+    }
+
+    fn nearest(&self, family: &str, key: &str) -> Option<CacheRecord> {
+        self.store.cache.nearest(family, key)
+    }
+
+    fn lock(
+        &self,
+        key: &str,
+        on_wait: &mut dyn FnMut(),
+        cancel: &CancelToken,
+    ) -> Result<Option<StepGuard>, BackendError> {
+        let dir = self.store.root().join("locks");
+        let lock = KeyLock::acquire(&dir, &format!("step-{key}"), on_wait, || {
+            cancel.is_cancelled()
+        })?;
+        Ok(lock.map(|l| StepGuard(Box::new(l))))
+    }
+
+    fn export(&self, keys: &super::ExportKeys<'_>) -> Result<Vec<ExportedCache>, BackendError> {
+        let mut done = Vec::with_capacity(self.cache_to.len());
+        for e in &self.cache_to {
+            let mut records = Vec::new();
+            for key in keys(e.images.as_deref(), e.mode) {
+                let Some(rec) = self.store.cache.get(&key) else {
+                    continue;
+                };
+                if let Some(l) = &rec.layer {
+                    self.fetch(l)?;
+                    if !self.store.content.has(&l.digest) {
+                        // Pruned since the build used it: nothing to share.
+                        continue;
+                    }
+                }
+                records.push(rec);
+            }
+            let report = registry_cache::export(
+                &e.client,
+                self.store,
+                &e.reference,
+                &records,
+                &|l| self.store.compressed_layer(l, Compression::Gzip),
+                &|_| {},
+            )?;
+            done.push(ExportedCache {
+                reference: e.reference.to_string(),
+                report,
+            });
+        }
+        Ok(done)
+    }
+}
+
+/// A step's writable snapshot, mounted under `tmp/`.
+struct StoreWorkspace<'b, 'a> {
+    backend: &'b StoreBackend<'a>,
+    /// The active snapshot; `None` once committed.
+    snapshot: Option<String>,
+    rootfs: PathBuf,
+    mounted: Option<MountGuard>,
+}
+
+impl Workspace for StoreWorkspace<'_, '_> {
+    fn rootfs(&self) -> &Path {
+        &self.rootfs
+    }
+
+    fn commit(mut self: Box<Self>, below: &[Layer]) -> Result<Layer, BackendError> {
+        if let Some(m) = self.mounted.take() {
+            m.unmount()?;
+        }
+        let b = self.backend;
+        let active = self.snapshot.clone().unwrap_or_default();
+        // The diff hashes its stream (diff id, and the blob digest when
+        // compressed); the blob need not be hashed a second time.
+        let mut writer = b.store.content.writer_prehashed()?;
+        let info = b.snapshotter.diff(&active, &mut writer, b.compression)?;
+        let (digest, size) = writer.commit(Some(&info.digest))?;
+        let mut ids: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
+        ids.push(info.diff_id.clone());
+        let name = oci::chain_ids(&ids)
+            .pop()
+            .map(|c| c.hex().to_string())
+            .unwrap_or_default();
+        // Leased before it appears, so a concurrent prune spares it.
+        b.store
+            .content
+            .lease()
+            .add([Leased::Snapshot(name.clone())])?;
+        match b.snapshotter.commit(&name, &active) {
+            Ok(()) => self.snapshot = None,
+            // Another build committed the same change meanwhile: keep
+            // theirs (ours is removed on drop).
+            Err(SnapshotError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Layer {
+            blob: Descriptor::new(b.compression.layer_media_type(), digest, size),
+            diff_id: info.diff_id,
+        })
+    }
+}
+
+impl Drop for StoreWorkspace<'_, '_> {
+    fn drop(&mut self) {
+        drop(self.mounted.take());
+        if let Some(key) = self.snapshot.take() {
+            let _ = self.backend.snapshotter.remove(&key);
+        }
+        let _ = std::fs::remove_dir(&self.rootfs);
+    }
+}
+
+/// A read-only view, mounted under `tmp/`.
+struct StoreView<'a> {
+    snapshotter: &'a dyn Snapshotter,
+    key: String,
+    path: PathBuf,
+    mounted: Option<MountGuard>,
+}
+
+impl Mounted for StoreView<'_> {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StoreView<'_> {
+    fn drop(&mut self) {
+        drop(self.mounted.take());
+        let _ = self.snapshotter.remove(&self.key);
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Hits served by `--cache-from` caches whose layers may not be local yet.
+#[derive(Default)]
+struct RemoteHits {
+    /// Local layer digest → the cache that has it and its entry.
+    layers: Mutex<HashMap<Digest, (Arc<RemoteCache>, CacheEntry)>>,
+    /// One download at a time per layer.
+    fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+}
+
+impl RemoteHits {
+    /// The first of `caches` with a record for `key`, remembered so its
+    /// layer can be fetched later.
+    fn lookup(&self, caches: &[Arc<RemoteCache>], key: &str) -> Option<CacheRecord> {
+        for c in caches {
+            if let Some(entry) = c.get(key) {
+                if let Some(layer) = &entry.record.layer {
+                    self.layers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(layer.digest.clone(), (c.clone(), entry.clone()));
+                }
+                return Some(entry.record.clone());
+            }
+        }
+        None
+    }
+
+    /// Makes sure the blob `digest` is in `store`, downloading it from the
+    /// cache that served it. A blob no cache served is left to the caller
+    /// (it reports the missing blob when it reads it).
+    fn materialize(&self, store: &Store, digest: &Digest) -> Result<(), BackendError> {
+        if store.content.has(digest) {
+            return Ok(());
+        }
+        let Some((cache, entry)) = self
+            .layers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let lock = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        cache.fetch_layer(store, &entry, &|_| {})?;
+        Ok(())
+    }
+}
+
+/// Undoes what a killed rbk left of its running steps: the rootfs and view
+/// mounts under `tmp/` (named after the dead process's pid) and their
+/// snapshots, so they cannot pile up or trip a later sweep of `tmp/`.
+fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
+    let tmp = root.join("tmp");
+    let Ok(points) = rbk_store::sys::mounts_under(&tmp) else {
+        return;
+    };
+    for point in points {
+        if point.parent() != Some(tmp.as_path()) {
+            continue;
+        }
+        let Some(key) = point
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(rbk_store::check::dead_step_mount)
+        else {
+            continue;
+        };
+        if rbk_store::sys::unmount(&point).is_ok() {
+            let _ = std::fs::remove_dir(&point);
+            let _ = snapshotter.remove(&key);
+        }
+    }
+}
+
+/// A process-unique number for temporary snapshot and directory names.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (N.fetch_add(1, Ordering::SeqCst) << 48)
+}

@@ -1,0 +1,140 @@
+//! The images a build writes: their OCI config (the compiler's config, the
+//! base image's history plus one entry per step, the platform) and the
+//! commit of config, manifest and tags.
+//!
+//! The compiler's [`CompilerConfig`] and the store's [`ContainerConfig`]
+//! spell the same Docker fields; they are converted here, and only here,
+//! in both directions.
+
+use rbk_compiler::config::ImageConfig as CompilerConfig;
+use rbk_compiler::graph::{ImageOutput, Op};
+use rbk_store::oci::{ContainerConfig, History, ImageConfig as OciConfig, RootFs};
+use rbk_store::reference::Reference;
+
+use crate::session::{BuildError, BuildSession, BuiltImage};
+use crate::state::{epoch, State};
+
+/// A config that does not convert (a bug: both types spell the same
+/// fields).
+#[derive(Debug, thiserror::Error)]
+#[error("image config does not convert between the compiler's and the store's form")]
+pub struct ConfigError(#[source] serde_json::Error);
+
+/// The compiler's config as the store writes it.
+pub fn to_oci(config: &CompilerConfig) -> Result<ContainerConfig, ConfigError> {
+    serde_json::to_value(config)
+        .and_then(serde_json::from_value)
+        .map_err(ConfigError)
+}
+
+/// A stored image's config as the compiler starts a stage from it.
+pub fn from_oci(config: &ContainerConfig) -> Result<CompilerConfig, ConfigError> {
+    serde_json::to_value(config)
+        .and_then(serde_json::from_value)
+        .map_err(ConfigError)
+}
+
+/// Commits every image of the session's graph from the second pass's
+/// `results`.
+pub(crate) fn commit_all(
+    s: &BuildSession<'_>,
+    results: &[Option<State>],
+) -> Result<Vec<BuiltImage>, BuildError> {
+    let mut images = Vec::with_capacity(s.graph.images.len());
+    for img in &s.graph.images {
+        let state = results[img.vertex.index()]
+            .as_ref()
+            .ok_or_else(|| BuildError::Internal(format!("image {} was not built", img.name)))?;
+        images.push(commit(s, img, state, results)?);
+    }
+    Ok(images)
+}
+
+fn commit(
+    s: &BuildSession<'_>,
+    img: &ImageOutput,
+    state: &State,
+    results: &[Option<State>],
+) -> Result<BuiltImage, BuildError> {
+    let config = oci_config(s, img, state, results)?;
+    let mut tags = Vec::with_capacity(img.tags.len());
+    for t in &img.tags {
+        tags.push(Reference::parse(t).map_err(|source| BuildError::Tag {
+            tag: t.clone(),
+            source,
+        })?);
+    }
+    let layers: Vec<_> = state.layers.iter().map(|l| l.blob.clone()).collect();
+    // Layers served by a registry cache come in now, and only those an
+    // image holds.
+    for l in &layers {
+        s.env.layers.fetch(l).map_err(|source| BuildError::Commit {
+            name: img.name.clone(),
+            source,
+        })?;
+    }
+    let committed =
+        s.images
+            .commit(&config, &layers, &tags)
+            .map_err(|source| BuildError::Commit {
+                name: img.name.clone(),
+                source,
+            })?;
+    Ok(BuiltImage {
+        name: img.name.clone(),
+        id: committed.id,
+        manifest: committed.manifest,
+        tags: img.tags.clone(),
+        layers: layers.len(),
+    })
+}
+
+/// The OCI config of `img`: its compiled config, its base's history plus a
+/// history entry per step, its layers' diff ids and its platform.
+fn oci_config(
+    s: &BuildSession<'_>,
+    img: &ImageOutput,
+    state: &State,
+    results: &[Option<State>],
+) -> Result<OciConfig, BuildError> {
+    let mut history: Vec<History> = state
+        .base
+        .as_ref()
+        .map(|b| b.history.clone())
+        .unwrap_or_default();
+    for id in s.graph.chain(img.vertex) {
+        let v = s.graph.vertex(id);
+        if matches!(v.op, Op::Source { .. }) {
+            continue;
+        }
+        let created = results[id.index()]
+            .as_ref()
+            .map_or_else(epoch, |st| st.created.clone());
+        history.push(History {
+            created: Some(created),
+            created_by: Some(v.created_by.clone()),
+            empty_layer: !v.op.has_layer(),
+            ..Default::default()
+        });
+    }
+    let container = to_oci(&img.config)?;
+    let (os, rest) = img.platform.split_once('/').unwrap_or(("linux", "amd64"));
+    let (arch, variant) = match rest.split_once('/') {
+        Some((a, v)) => (a, Some(v.to_string())),
+        None => (rest, None),
+    };
+    Ok(OciConfig {
+        created: Some(state.created.clone()),
+        author: img.author.clone(),
+        architecture: arch.to_string(),
+        os: os.to_string(),
+        variant,
+        config: Some(container),
+        rootfs: RootFs {
+            kind: "layers".to_string(),
+            diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
+        },
+        history,
+        ..Default::default()
+    })
+}

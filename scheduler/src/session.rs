@@ -1,0 +1,435 @@
+//! A build session: made once per build from the graph, the services it
+//! uses and its options — everything validated and every base image
+//! resolved before any work starts — then [`BuildSession::build`] runs the
+//! two passes: every cache key and lookup first ([`crate::plan`]), then
+//! only what the images need ([`crate::runner`]), then the images are
+//! committed ([`crate::image`]) and the caches exported.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+use rbk_compiler::graph::Op;
+use rbk_compiler::{BuildGraph, Vertex};
+
+use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
+use crate::plan::{self, Planner};
+use crate::progress::{Finish, Reporter, Step};
+use crate::runner::Runner;
+use crate::sandbox::{CancelToken, Executor, NetworkMode};
+use crate::shared_cache::{exported_vertices, ExportedCache};
+use crate::solve::{self, Dag, SolveError};
+use crate::step::from::BaseImages;
+use crate::step::{Contexts, StepEnv, StepError};
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Ignore cache hits (results are still recorded).
+    pub no_cache: bool,
+    /// Steps running at once (RUN mostly waits, so more than the cores).
+    pub jobs: usize,
+    /// Network for RUN steps that do not choose one.
+    pub network: NetworkMode,
+    /// `--secret id=…,src=…`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Explain cache misses.
+    pub explain: bool,
+    /// `SOURCE_DATE_EPOCH`: the time new layers and images are dated, for
+    /// reproducible builds (as in BuildKit); `None` dates them now.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            no_cache: false,
+            jobs: default_jobs(),
+            network: NetworkMode::Host,
+            secrets: BTreeMap::new(),
+            explain: false,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// Twice the cores, at least four: RUN steps mostly wait on processes.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(4)
+}
+
+/// The services a build uses. Only the CLI (or a test) picks them.
+pub struct Services<'a> {
+    /// Base images, resolved once (shared with the compiler's resolver).
+    pub bases: &'a BaseImages<'a>,
+    /// Where images are committed.
+    pub images: &'a dyn Images,
+    /// Filesystem layers.
+    pub layers: &'a dyn Layers,
+    /// The step cache.
+    pub cache: &'a dyn StepCache,
+    /// Runs RUN steps.
+    pub executor: &'a dyn Executor,
+    /// Receives progress.
+    pub reporter: &'a dyn Reporter,
+    /// Directories the build may use.
+    pub dirs: WorkDirs,
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// Target name.
+    pub name: String,
+    /// Image id (config digest).
+    pub id: rbk_store::Digest,
+    /// Manifest digest.
+    pub manifest: rbk_store::Digest,
+    /// Tags applied.
+    pub tags: Vec<String>,
+    /// Layers in the image.
+    pub layers: usize,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSummary {
+    /// Steps executed.
+    pub ran: usize,
+    /// Steps served from the cache.
+    pub cached: usize,
+    /// The images.
+    pub images: Vec<BuiltImage>,
+    /// The caches exported to registries.
+    pub exported: Vec<ExportedCache>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A step failed; `error` says why.
+    #[error("{label} {text}")]
+    Step {
+        /// `image n/m`.
+        label: String,
+        /// The instruction.
+        text: String,
+        /// Dockerfile.
+        file: String,
+        /// Line.
+        line: u32,
+        /// Stage.
+        stage: String,
+        /// What went wrong.
+        #[source]
+        error: Box<StepError>,
+    },
+    /// A `--secret` file cannot be read.
+    #[error("--secret id={id}: cannot read {}", .path.display())]
+    Secret {
+        /// The secret's id.
+        id: String,
+        /// Its file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Interrupted.
+    #[error("build cancelled")]
+    Cancelled,
+    /// Committing an image failed.
+    #[error("cannot commit image {name}")]
+    Commit {
+        /// Target.
+        name: String,
+        /// Cause.
+        #[source]
+        source: BackendError,
+    },
+    /// A tag is not a valid reference.
+    #[error("invalid tag {tag:?}")]
+    Tag {
+        /// The tag.
+        tag: String,
+        /// Why.
+        #[source]
+        source: rbk_store::StoreError,
+    },
+    /// An image config does not convert (a bug).
+    #[error(transparent)]
+    Config(#[from] crate::image::ConfigError),
+    /// Exporting a registry cache failed (after the images were tagged).
+    #[error("cannot export the build cache")]
+    SharedCache(#[source] BackendError),
+    /// The graph itself is wrong (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One build: see the module documentation.
+pub struct BuildSession<'a> {
+    pub(crate) graph: &'a BuildGraph,
+    pub(crate) bases: &'a BaseImages<'a>,
+    pub(crate) images: &'a dyn Images,
+    pub(crate) cache: &'a dyn StepCache,
+    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) env: StepEnv<'a>,
+    pub(crate) options: BuildOptions,
+    labels: Vec<String>,
+    pub(crate) families: Vec<String>,
+    pool: rayon::ThreadPool,
+    pub(crate) ran: AtomicUsize,
+    pub(crate) cached: AtomicUsize,
+}
+
+impl<'a> BuildSession<'a> {
+    /// Validates `options` and resolves every base image of `graph`, so a
+    /// bad input fails before anything runs.
+    pub fn new(
+        graph: &'a BuildGraph,
+        svc: Services<'a>,
+        options: BuildOptions,
+    ) -> Result<Self, BuildError> {
+        for (id, path) in &options.secrets {
+            std::fs::File::open(path).map_err(|source| BuildError::Secret {
+                id: id.clone(),
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.jobs.max(1))
+            .thread_name(|i| format!("rbk-step-{i}"))
+            .build()
+            .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
+        let (labels, families) = step_labels(graph);
+        let session = BuildSession {
+            graph,
+            bases: svc.bases,
+            images: svc.images,
+            cache: svc.cache,
+            reporter: svc.reporter,
+            env: StepEnv {
+                layers: svc.layers,
+                executor: svc.executor,
+                reporter: svc.reporter,
+                contexts: Contexts::new(svc.dirs.stat_caches.clone()),
+                dirs: svc.dirs,
+                network: options.network,
+                secrets: options.secrets.clone(),
+            },
+            options,
+            labels,
+            families,
+            pool,
+            ran: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
+        };
+        session.resolve_bases()?;
+        Ok(session)
+    }
+
+    /// Resolves every base image once, before any work.
+    fn resolve_bases(&self) -> Result<(), BuildError> {
+        for id in self.graph.topo_order() {
+            if let Op::Source { image, .. } = &self.graph.vertex(id).op {
+                if image != "scratch" {
+                    self.bases.resolve(image).map_err(|source| {
+                        self.fail(SolveError::Failed {
+                            vertex: id.index(),
+                            error: StepError::BaseImage {
+                                image: image.clone(),
+                                source,
+                            },
+                        })
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds every image of the graph, in parallel, tagging the results.
+    pub fn build(&self, cancel: &CancelToken) -> Result<BuildSummary, BuildError> {
+        let graph = self.graph;
+        let dag = Dag {
+            deps: graph
+                .topo_order()
+                .into_iter()
+                .map(|id| {
+                    let v = graph.vertex(id);
+                    v.parent
+                        .iter()
+                        .chain(&v.inputs)
+                        .map(|d| d.index())
+                        .collect()
+                })
+                .collect(),
+        };
+        let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
+        // Pass 1: every key and lookup (context hashing in parallel).
+        let plans = solve::solve(&dag, &roots, &Planner(self), &self.pool, cancel)
+            .map_err(|e| self.fail(e))?;
+        // Pass 2: what the images need, served or run.
+        let run_dag = Dag {
+            deps: plan::run_deps(graph, &plans),
+        };
+        let needed = solve::reachable(&run_dag, &roots).map_err(BuildError::Internal)?;
+        self.report_unneeded(&plans, &needed);
+        let runner = Runner {
+            session: self,
+            plans: &plans,
+        };
+        let results = solve::solve_needed(&run_dag, &needed, &roots, &runner, &self.pool, cancel)
+            .map_err(|e| self.fail(e))?;
+        self.env.contexts.save();
+        let images = crate::image::commit_all(self, &results)?;
+        let exported = self.export(&plans)?;
+        Ok(BuildSummary {
+            ran: self.ran.load(Ordering::SeqCst),
+            cached: self.cached.load(Ordering::SeqCst),
+            images,
+            exported,
+        })
+    }
+
+    /// Steps no image needs whose results the cache has anyway: shown as
+    /// cached, so every step of the Dockerfile is accounted for.
+    fn report_unneeded(&self, plans: &[Option<plan::Plan>], needed: &[bool]) {
+        for (v, p) in plans.iter().enumerate() {
+            let is_step = self.vertex(v).op.has_layer();
+            if !needed[v] && is_step && p.as_ref().is_some_and(|p| p.recorded) {
+                let step = self.step(v);
+                self.reporter.on_start(&step);
+                self.cached.fetch_add(1, Ordering::SeqCst);
+                self.finish(&step, Instant::now(), true, None, false);
+            }
+        }
+    }
+
+    /// Exports the `--cache-to` caches: each carries the records of the
+    /// steps its images (and mode) cover.
+    fn export(&self, plans: &[Option<plan::Plan>]) -> Result<Vec<ExportedCache>, BuildError> {
+        let keys = |images: Option<&[String]>, mode| {
+            exported_vertices(self.graph, images, mode)
+                .into_iter()
+                .filter_map(|v| plans[v].as_ref().map(|p| p.key.clone()))
+                .collect()
+        };
+        self.cache.export(&keys).map_err(BuildError::SharedCache)
+    }
+
+    /// The cache's answer for `key`, unless `--no-cache`.
+    pub(crate) fn lookup(&self, key: &str) -> Lookup {
+        if self.options.no_cache {
+            return Lookup::default();
+        }
+        self.cache.lookup(key)
+    }
+
+    /// Vertex `v` of the graph.
+    pub(crate) fn vertex(&self, v: usize) -> &'a Vertex {
+        self.graph.vertex(NodeIndex::new(v))
+    }
+
+    /// Vertex `v` as the user sees it.
+    pub(crate) fn step(&self, v: usize) -> Step {
+        let vx = self.vertex(v);
+        Step {
+            vertex: v,
+            label: self.labels[v].clone(),
+            text: vx
+                .origins
+                .first()
+                .map(|o| o.text.lines().next().unwrap_or("").to_string())
+                .unwrap_or_default(),
+            kind: vx.op.kind(),
+        }
+    }
+
+    /// Reports that `step` ended.
+    pub(crate) fn finish(
+        &self,
+        step: &Step,
+        started: Instant,
+        cached: bool,
+        explain: Option<String>,
+        failed: bool,
+    ) {
+        let f = Finish {
+            cached,
+            duration: started.elapsed(),
+            explain,
+            failed,
+        };
+        self.reporter.on_finish(step, &f);
+    }
+
+    /// A solver failure as the user reads it: the step, its Dockerfile and
+    /// line, and why.
+    pub(crate) fn fail(&self, e: SolveError<StepError>) -> BuildError {
+        match e {
+            SolveError::Cancelled => BuildError::Cancelled,
+            SolveError::Failed {
+                error: StepError::Cancelled,
+                ..
+            } => BuildError::Cancelled,
+            SolveError::Invalid(m) => BuildError::Internal(m),
+            SolveError::Failed { vertex, error } => {
+                let o = self.vertex(vertex).origins.first();
+                BuildError::Step {
+                    label: self.labels[vertex].clone(),
+                    text: o.map(|o| o.text.clone()).unwrap_or_default(),
+                    file: o.map(|o| o.file.clone()).unwrap_or_default(),
+                    line: o.map(|o| o.line).unwrap_or(0),
+                    stage: o.map(|o| o.stage.clone()).unwrap_or_default(),
+                    error: Box::new(error),
+                }
+            }
+        }
+    }
+}
+
+/// `image n/m` labels and cache families (image/stage/position) per vertex.
+fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
+    let n = graph.len();
+    let mut labels = vec![String::new(); n];
+    let mut families = vec![String::new(); n];
+    for img in &graph.images {
+        let chain = graph.chain(img.vertex);
+        let total = chain.len();
+        for (pos, id) in chain.iter().enumerate() {
+            let i = id.index();
+            if labels[i].is_empty() {
+                labels[i] = format!("{} {}/{}", img.name, pos + 1, total);
+                let stage = graph
+                    .vertex(*id)
+                    .origins
+                    .iter()
+                    .find(|o| o.image == img.name)
+                    .map(|o| o.stage.as_str())
+                    .unwrap_or("");
+                families[i] = format!("{}/{}/{}", img.name, stage, pos);
+            }
+        }
+    }
+    // Vertices only reached through --from (other stages).
+    for id in graph.topo_order() {
+        let i = id.index();
+        if labels[i].is_empty() {
+            let o = graph.vertex(id).origins.first();
+            let img = o.map(|o| o.image.as_str()).unwrap_or("");
+            let stage = o.map(|o| o.stage.as_str()).unwrap_or("");
+            let pos = graph.chain(id).len();
+            labels[i] = format!("{img} [{stage}] {pos}");
+            families[i] = format!("{img}/{stage}/{pos}");
+        }
+    }
+    (labels, families)
+}

@@ -1,0 +1,172 @@
+//! COPY and ADD: the cache key (the content of the context files they
+//! select, or the keys of the stages they copy from), and the copy itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rbk_compiler::graph::{FileOp, Source};
+use serde_json::json;
+
+use super::{StepEnv, StepError, StepInputs};
+use crate::context::{BuildContext, Selection, StatCache};
+use crate::fileop::{AddOptions, CopySpec};
+use crate::sandbox::CancelToken;
+use crate::state::State;
+
+/// Where a COPY reads from.
+pub(crate) enum From<'s> {
+    /// A build context directory, with the selection made for the cache key.
+    Context(PathBuf, Option<Selection>),
+    /// Another stage's or image's filesystem.
+    State(&'s State),
+}
+
+/// The key of a COPY/ADD: the digest of the context files it selects (and
+/// the URLs it downloads), or the keys of the stages it copies from.
+pub(crate) fn inputs(
+    env: &StepEnv<'_>,
+    f: &FileOp,
+    from_keys: &[&str],
+) -> Result<StepInputs, StepError> {
+    let Source::Context(path) = &f.from else {
+        return Ok(StepInputs::plain(
+            from_keys.join(","),
+            json!({ "sources": f.sources, "dest": f.dest, "inputs": from_keys }),
+        ));
+    };
+    let (local, urls): (Vec<String>, Vec<String>) =
+        f.sources.iter().cloned().partition(|s| !is_url(s));
+    let mut files = serde_json::Map::new();
+    let mut key = String::new();
+    let mut selection = None;
+    if !local.is_empty() {
+        let c = env.contexts.get(path)?;
+        let sel = c.select(&local, &f.excludes)?;
+        let d = c.digest(&sel)?;
+        key.push_str(&d.hex);
+        for (p, h) in d.files {
+            files.insert(p, serde_json::Value::String(h));
+        }
+        // Reusable only when it covers every source.
+        if urls.is_empty() {
+            selection = Some(sel);
+        }
+    }
+    // A URL without --checksum is keyed by its address only.
+    for u in &urls {
+        key.push_str(u);
+    }
+    Ok(StepInputs {
+        key,
+        plaintext: json!({ "sources": f.sources, "dest": f.dest, "files": files }),
+        selection,
+    })
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+}
+
+/// Runs a COPY/ADD into the mounted `rootfs`.
+pub(crate) fn execute(
+    env: &StepEnv<'_>,
+    file: &FileOp,
+    src: &From<'_>,
+    rootfs: &Path,
+    cancel: &CancelToken,
+) -> Result<(), StepError> {
+    let spec = copy_spec(file, rootfs, matches!(src, From::State(_)))?;
+    match src {
+        From::Context(path, selection) => {
+            let c = env.contexts.get(&path.display().to_string())?;
+            match selection {
+                Some(sel) => crate::fileop::copy_selection(c.root(), rootfs, &spec, sel)?,
+                None => crate::fileop::copy(c.root(), rootfs, &spec, Some(c.ignore()))?,
+            };
+        }
+        From::State(state) => {
+            let view = env.view(state, cancel)?;
+            crate::fileop::copy(view.path(), rootfs, &spec, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The file operation a COPY/ADD asks for; `--chown` names are looked up
+/// in the image being built.
+fn copy_spec(file: &FileOp, rootfs: &Path, from_stage: bool) -> Result<CopySpec, StepError> {
+    let chown = match &file.chown {
+        Some(c) => Some(crate::fileop::resolve_chown(rootfs, c)?),
+        None => None,
+    };
+    let chmod = match &file.chmod {
+        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| StepError::Chmod(m.clone()))?),
+        None => None,
+    };
+    Ok(CopySpec {
+        sources: file.sources.clone(),
+        dest: file.dest.clone(),
+        workdir: file.workdir.clone(),
+        chown,
+        chmod,
+        excludes: file.excludes.clone(),
+        parents: file.parents,
+        follow_symlinks_in_sources: true,
+        // Files from a context get root (or --chown); from a stage they keep
+        // their owners, as in Docker.
+        keep_ownership: from_stage,
+        add: file.add.then(|| AddOptions {
+            unpack: true,
+            checksum: file.checksum.clone(),
+        }),
+        heredocs: file
+            .inline
+            .iter()
+            .map(|f| (f.name.clone(), f.data.clone().into_bytes()))
+            .collect(),
+    })
+}
+
+/// Build contexts opened once per build, with their stat caches.
+pub struct Contexts {
+    dir: PathBuf,
+    open: Mutex<BTreeMap<String, Arc<BuildContext>>>,
+}
+
+impl Contexts {
+    /// Contexts whose stat caches live in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Contexts {
+            dir,
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Arc<BuildContext>, StepError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = open.get(path) {
+            return Ok(c.clone());
+        }
+        let root = Path::new(path);
+        let cache_path = crate::context::stat_cache_path(&self.dir, root);
+        let cache = StatCache::load(&cache_path).unwrap_or_default();
+        let ctx = Arc::new(BuildContext::open(root)?.with_stat_cache(cache));
+        open.insert(path.to_string(), ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Writes the stat caches back (best effort: a lost cache only costs a
+    /// re-read next time).
+    pub fn save(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for (path, ctx) in open.iter() {
+            if ctx.stat_cache().is_dirty() {
+                let _ = std::fs::create_dir_all(&self.dir);
+                let _ = ctx
+                    .stat_cache()
+                    .save(&crate::context::stat_cache_path(&self.dir, Path::new(path)));
+            }
+        }
+    }
+}

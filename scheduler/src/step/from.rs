@@ -1,0 +1,79 @@
+//! FROM: the state a stage starts from — `scratch`, or a base image keyed
+//! by its id (its config digest, which covers its layers' uncompressed
+//! digests), as BuildKit keys it: the same image pulled with another
+//! compression hits the same cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{key_of, StepError};
+use crate::backend::{BaseImage, Images};
+use crate::state::{epoch, State};
+
+/// The state of `FROM image` for the vertex of definition digest `def`.
+pub(crate) fn state(bases: &BaseImages<'_>, image: &str, def: &str) -> Result<State, StepError> {
+    if image == "scratch" {
+        return Ok(State {
+            key: key_of(&[def.as_bytes()]),
+            layers: Arc::new(Vec::new()),
+            base: None,
+            created: epoch(),
+        });
+    }
+    let img = bases
+        .resolve(image)
+        .map_err(|source| StepError::BaseImage {
+            image: image.to_string(),
+            source,
+        })?;
+    Ok(State {
+        key: key_of(&[def.as_bytes(), img.id.as_str().as_bytes()]),
+        layers: Arc::new(img.layers.clone()),
+        created: img.config.created.clone().unwrap_or_else(epoch),
+        base: Some(Arc::new(img.config.clone())),
+    })
+}
+
+/// Base images resolved once per build: the compiler asks for their
+/// configs, the build for their layers, and both get the same answer.
+pub struct BaseImages<'a> {
+    images: &'a dyn Images,
+    resolved: Mutex<HashMap<String, Arc<BaseImage>>>,
+}
+
+impl<'a> BaseImages<'a> {
+    /// Resolves through `images`.
+    pub fn new(images: &'a dyn Images) -> Self {
+        BaseImages {
+            images,
+            resolved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The image `name`, resolved on first use (a failure is not kept: the
+    /// next call tries again).
+    pub fn resolve(&self, name: &str) -> Result<Arc<BaseImage>, crate::backend::BackendError> {
+        if let Some(img) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(img.clone());
+        }
+        let img = Arc::new(self.images.resolve(name)?);
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), img.clone());
+        Ok(img)
+    }
+
+    /// Forgets `name` (it was just pulled: resolve it afresh).
+    pub fn forget(&self, name: &str) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}

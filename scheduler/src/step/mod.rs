@@ -1,0 +1,241 @@
+//! One module per kind of step, each holding what goes into its cache key
+//! and how it runs: [`from`] (FROM), [`run`] (RUN), [`copy`] (COPY/ADD),
+//! [`metadata`] (ENV, CMD, LABEL… — a key, no layer). The match over the
+//! graph's ops is here, once for keys and once for execution, so a new kind
+//! of step touches its own file and these two functions.
+
+pub mod copy;
+pub mod from;
+pub mod metadata;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rbk_compiler::graph::{Op, Source};
+use rbk_compiler::Vertex;
+
+use crate::backend::{BackendError, Layer, Layers, Mounted, WorkDirs};
+use crate::context::{ContextError, Selection};
+use crate::fileop::FileOpError;
+use crate::progress::{Reporter, Step};
+use crate::sandbox::{CancelToken, Executor, NetworkMode, SandboxError};
+use crate::state::State;
+
+pub use copy::Contexts;
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The command exited non-zero.
+    #[error("command {command} exited with code {code}{}", tail_text(.tail))]
+    Exit {
+        /// The argv, shown as a JSON list.
+        command: String,
+        /// Exit code.
+        code: i32,
+        /// Its last output lines.
+        tail: Vec<String>,
+    },
+    /// The sandbox could not run it.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A COPY/ADD failed.
+    #[error(transparent)]
+    File(#[from] FileOpError),
+    /// The build context could not be read.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// A `RUN --mount=type=bind` source is not in its context or stage.
+    #[error("bind mount source {path:?}")]
+    BindSource {
+        /// The source as written.
+        path: String,
+        /// Why it cannot be used.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `COPY --chmod` with a mode that is not octal.
+    #[error("invalid --chmod={0}: use an octal mode such as 644")]
+    Chmod(String),
+    /// A base image is missing or unreadable.
+    #[error("base image {image} is not usable (bring it in with `rbk load`, `rbk import` or `rbk pull`)")]
+    BaseImage {
+        /// The reference.
+        image: String,
+        /// Why.
+        #[source]
+        source: BackendError,
+    },
+    /// A secret the step requires was not given.
+    #[error("secret {0:?} is required: pass --secret id={0},src=FILE")]
+    MissingSecret(String),
+    /// A feature this version does not have.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
+    /// The store (layers, snapshots, cache) failed.
+    #[error(transparent)]
+    Backend(BackendError),
+    /// Local I/O failed.
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stopped because another step failed or the user interrupted.
+    #[error("cancelled")]
+    Cancelled,
+    /// A bug: the graph is not what the scheduler expects.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<BackendError> for StepError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Cancelled => StepError::Cancelled,
+            e => StepError::Backend(e),
+        }
+    }
+}
+
+impl StepError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        StepError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(":\n  | {}", tail.join("\n  | "))
+    }
+}
+
+/// What steps need to run: the layer store, the executor, where to report,
+/// the directories they may use, and the build's settings for RUN.
+pub struct StepEnv<'a> {
+    /// Layers: unpack, prepare, view, commit.
+    pub layers: &'a dyn Layers,
+    /// Runs RUN steps.
+    pub executor: &'a dyn Executor,
+    /// Receives RUN output.
+    pub reporter: &'a dyn Reporter,
+    /// Scratch, cache-mount and stat-cache directories.
+    pub dirs: WorkDirs,
+    /// Network for RUN steps that do not choose one.
+    pub network: NetworkMode,
+    /// `--secret id=…,src=…`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// Build contexts, opened once per build.
+    pub contexts: Contexts,
+}
+
+impl StepEnv<'_> {
+    /// A read-only mount of `state` (a stage copied or mounted from).
+    pub(crate) fn view(
+        &self,
+        state: &State,
+        cancel: &CancelToken,
+    ) -> Result<Box<dyn Mounted + '_>, StepError> {
+        let parent = self.layers.unpack(&state.layers, cancel)?;
+        Ok(self.layers.view(parent.as_deref())?)
+    }
+}
+
+/// What a step reads beyond its definition and parent.
+pub(crate) struct StepInputs {
+    /// The content-derived part of the cache key.
+    pub key: String,
+    /// Its plaintext, for `--explain`.
+    pub plaintext: serde_json::Value,
+    /// The context files a COPY selected while digesting them, handed to the
+    /// copy on a miss so a large context is walked once, not twice.
+    pub selection: Option<Selection>,
+}
+
+impl StepInputs {
+    fn plain(key: String, plaintext: serde_json::Value) -> Self {
+        StepInputs {
+            key,
+            plaintext,
+            selection: None,
+        }
+    }
+}
+
+/// What `vx` reads: see [`StepInputs`]. `from_keys` are the keys of the
+/// stages it copies or mounts from.
+pub(crate) fn inputs(
+    env: &StepEnv<'_>,
+    vx: &Vertex,
+    from_keys: &[&str],
+) -> Result<StepInputs, StepError> {
+    match &vx.op {
+        Op::Exec(e) => Ok(run::inputs(e, from_keys)),
+        Op::File(f) => copy::inputs(env, f, from_keys),
+        Op::Source { .. } | Op::Config { .. } => {
+            Ok(StepInputs::plain(String::new(), serde_json::json!({})))
+        }
+    }
+}
+
+/// Runs a RUN/COPY/ADD on a fresh filesystem over `parent` and commits the
+/// change as a layer.
+pub(crate) fn execute(
+    env: &StepEnv<'_>,
+    vx: &Vertex,
+    step: &Step,
+    parent: &State,
+    extra: &[&State],
+    selection: Option<Selection>,
+    cancel: &CancelToken,
+) -> Result<Layer, StepError> {
+    let parent_key = env.layers.unpack(&parent.layers, cancel)?;
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
+    let ws = env.layers.prepare(parent_key.as_deref())?;
+    match &vx.op {
+        Op::Exec(exec) => run::execute(env, exec, step, ws.rootfs(), extra, cancel)?,
+        Op::File(file) => {
+            let src = match &file.from {
+                Source::Context(ctx) => copy::From::Context(PathBuf::from(ctx), selection),
+                Source::Vertex(_) => copy::From::State(
+                    extra
+                        .first()
+                        .ok_or(StepError::Internal("COPY --from without its input"))?,
+                ),
+            };
+            copy::execute(env, file, &src, ws.rootfs(), cancel)?;
+        }
+        Op::Source { .. } | Op::Config { .. } => {
+            return Err(StepError::Internal("not a layer step"))
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
+    Ok(ws.commit(&parent.layers)?)
+}
+
+/// A cache key from its parts (length-prefixed, so parts cannot run into
+/// each other).
+pub(crate) fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().to_hex().to_string()
+}

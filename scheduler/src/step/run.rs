@@ -1,0 +1,283 @@
+//! RUN: its cache key (argv, environment, user, working directory and the
+//! stages it mounts), its `--mount`s, and running it in the sandbox.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use rbk_compiler::graph::{ExecOp, Mount, MountKind, Network, Source};
+use serde_json::json;
+
+use super::{StepEnv, StepError, StepInputs};
+use crate::backend::Mounted;
+use crate::progress::Step;
+use crate::sandbox::{
+    BindMount, CancelToken, ExecSpec, NetworkMode, OutputStream, SandboxError, StdinMode,
+};
+use crate::state::State;
+
+/// Lines of output kept to show when a command fails.
+const TAIL_LINES: usize = 20;
+
+/// The key of a RUN: its definition covers the command; what it mounts from
+/// other stages comes in through their keys.
+pub(crate) fn inputs(e: &ExecOp, from_keys: &[&str]) -> StepInputs {
+    StepInputs::plain(
+        from_keys.join(","),
+        json!({
+            "args": e.args,
+            "env": e.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "user": e.user,
+            "cwd": e.cwd,
+            "inputs": from_keys,
+        }),
+    )
+}
+
+/// Runs `exec` in the sandbox over the mounted `rootfs`.
+pub(crate) fn execute(
+    env: &StepEnv<'_>,
+    exec: &ExecOp,
+    step: &Step,
+    rootfs: &Path,
+    extra: &[&State],
+    cancel: &CancelToken,
+) -> Result<(), StepError> {
+    // Held until the command ends: temp files, tmpfs dirs, stage views.
+    let mut held = Held::default();
+    let mut vars = exec.env.clone();
+    let mut mounts = Vec::new();
+    let mut from_states = extra.iter();
+    for m in &exec.mounts {
+        if let Some(bind) = mount(env, m, &mut from_states, &mut vars, &mut held, cancel)? {
+            mounts.push(bind);
+        }
+    }
+    let spec = ExecSpec {
+        args: exec.args.clone(),
+        env: vars,
+        cwd: exec.cwd.clone(),
+        user: exec.user.clone(),
+        hostname: "rbk".to_string(),
+        network: match exec.network {
+            Network::Default => env.network,
+            Network::Host => NetworkMode::Host,
+            Network::None => NetworkMode::None,
+        },
+        mounts,
+        stdin: StdinMode::Null,
+        tty: false,
+    };
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
+    let mut tail = Tail::default();
+    let mut output = |stream: OutputStream, data: &[u8]| {
+        env.reporter.on_log(step, stream, data);
+        tail.push(data);
+    };
+    let result = env.executor.run(rootfs, &spec, &mut output, cancel);
+    drop(held);
+    let command = || serde_json::to_string(&exec.args).unwrap_or_default();
+    let code = result.map_err(|e| {
+        if matches!(e, SandboxError::Cancelled) || cancel.is_cancelled() {
+            return StepError::Cancelled;
+        }
+        match e.exit_code() {
+            // A command that cannot be found or run fails like a shell would.
+            Some(code) => StepError::Exit {
+                command: command(),
+                code,
+                tail: vec![e.to_string()],
+            },
+            None => StepError::Sandbox(e),
+        }
+    })?;
+    if code != 0 {
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        return Err(StepError::Exit {
+            command: command(),
+            code,
+            tail: tail.lines(),
+        });
+    }
+    Ok(())
+}
+
+/// What a RUN's mounts hold on to until the command ends.
+#[derive(Default)]
+struct Held<'a> {
+    files: Vec<tempfile::NamedTempFile>,
+    dirs: Vec<tempfile::TempDir>,
+    views: Vec<Box<dyn Mounted + 'a>>,
+}
+
+/// Prepares one `RUN --mount`: the bind mount it becomes, if any (a secret
+/// given as an environment variable only adds to `vars`).
+fn mount<'e, 's>(
+    env: &'e StepEnv<'_>,
+    m: &Mount,
+    from_states: &mut impl Iterator<Item = &'s &'s State>,
+    vars: &mut Vec<(String, String)>,
+    held: &mut Held<'e>,
+    cancel: &CancelToken,
+) -> Result<Option<BindMount>, StepError> {
+    let bind = |source: PathBuf, readonly: bool| BindMount {
+        source,
+        target: m.target.clone(),
+        readonly,
+    };
+    match &m.kind {
+        MountKind::Cache {
+            id,
+            mode,
+            uid,
+            gid,
+            readonly,
+            ..
+        } => Ok(Some(bind(
+            cache_dir(env, id, *mode, *uid, *gid)?,
+            *readonly,
+        ))),
+        MountKind::Secret {
+            id,
+            required,
+            mode,
+            uid,
+            gid,
+            env: env_name,
+        } => {
+            let Some(src) = env.secrets.get(id) else {
+                return match required {
+                    true => Err(StepError::MissingSecret(id.clone())),
+                    false => Ok(None),
+                };
+            };
+            if let Some(name) = env_name {
+                let value = std::fs::read_to_string(src)
+                    .map_err(|e| StepError::io("read secret", src, e))?;
+                vars.push((name.clone(), value.trim_end_matches('\n').to_string()));
+            }
+            if m.target.is_empty() {
+                return Ok(None);
+            }
+            let file = secret_copy(env, src, *mode, *uid, *gid)?;
+            let path = file.path().to_path_buf();
+            held.files.push(file);
+            Ok(Some(bind(path, true)))
+        }
+        MountKind::Bind {
+            from,
+            source,
+            readwrite,
+        } => {
+            if *readwrite {
+                return Err(StepError::Unsupported(
+                    "RUN --mount=type=bind,rw (writes would reach the source)",
+                ));
+            }
+            let root = match from {
+                Source::Context(p) => PathBuf::from(p),
+                Source::Vertex(_) => {
+                    let state = from_states
+                        .next()
+                        .ok_or(StepError::Internal("bind mount without its input"))?;
+                    let view = env.view(state, cancel)?;
+                    let p = view.path().to_path_buf();
+                    held.views.push(view);
+                    p
+                }
+            };
+            let src = crate::context::resolve_in_root(&root, source, true).map_err(|e| {
+                StepError::BindSource {
+                    path: source.clone(),
+                    source: e,
+                }
+            })?;
+            Ok(Some(bind(src, true)))
+        }
+        MountKind::Tmpfs { .. } => {
+            let dir = tempfile::Builder::new()
+                .prefix("tmpfs-")
+                .tempdir_in(&env.dirs.tmp)
+                .map_err(|e| StepError::io("create", &env.dirs.tmp, e))?;
+            let path = dir.path().to_path_buf();
+            held.dirs.push(dir);
+            Ok(Some(bind(path, false)))
+        }
+        MountKind::Ssh { required, .. } => match required {
+            true => Err(StepError::Unsupported("RUN --mount=type=ssh")),
+            false => Ok(None),
+        },
+    }
+}
+
+/// The directory of cache mount `id`, made on first use with the owner
+/// and mode asked for; it stays between builds.
+fn cache_dir(
+    env: &StepEnv<'_>,
+    id: &str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<PathBuf, StepError> {
+    let name = blake3::hash(id.as_bytes()).to_hex();
+    let dir = env.dirs.cache_mounts.join(&name[..32]);
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| StepError::io("create", &dir, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        let _ = std::os::unix::fs::chown(&dir, Some(uid), Some(gid));
+    }
+    Ok(dir)
+}
+
+/// A private copy of a secret with the owner and mode asked for; removed
+/// when the step ends, never in a layer.
+fn secret_copy(
+    env: &StepEnv<'_>,
+    src: &Path,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<tempfile::NamedTempFile, StepError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("secret-")
+        .tempfile_in(&env.dirs.tmp)
+        .map_err(|e| StepError::io("create", &env.dirs.tmp, e))?;
+    std::fs::copy(src, tmp.path()).map_err(|e| StepError::io("read secret", src, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode));
+    let _ = std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid));
+    Ok(tmp)
+}
+
+/// The last lines of a command's output, to show when it fails.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.partial.extend_from_slice(data);
+        while let Some(pos) = self.partial.iter().position(|&c| c == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=pos).collect();
+            self.lines
+                .push_back(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+    }
+
+    fn lines(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.lines
+                .push_back(String::from_utf8_lossy(&self.partial).into_owned());
+        }
+        self.lines.into_iter().collect()
+    }
+}
