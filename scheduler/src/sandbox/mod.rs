@@ -22,7 +22,6 @@
 //!
 //! All syscalls live in `sys.rs`; the rest is safe code.
 
-mod fake;
 pub mod rootfs;
 mod sys;
 mod user;
@@ -32,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
-pub use fake::{FakeExecutor, FakeOutcome};
 pub use sys::{forward_signals, sandbox_supported, SignalForwarder};
 pub use user::{resolve_user, ExecUser};
 

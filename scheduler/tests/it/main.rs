@@ -1,5 +1,7 @@
 //! Integration tests of rbk-scheduler.
 
 mod build;
+mod core;
+mod fakes;
 mod fileop;
 mod sandbox;

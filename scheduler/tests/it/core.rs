@@ -1,0 +1,399 @@
+//! The build core on in-memory backends (see `fakes.rs`): cache keys, the
+//! two passes, parallelism, cancellation, errors and `--explain`, with no
+//! root, mounts or network. RUN steps run a tiny fake shell:
+//! `write PATH TEXT`, `sleep MS`, `fail CODE`, `block` (until cancelled).
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rbk_compiler::{Compiler, Input, NoResolver};
+use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
+use rbk_scheduler::sandbox::{CancelToken, ExecSpec, Executor, SandboxError};
+use rbk_scheduler::step::from::BaseImages;
+use rbk_scheduler::{BuildError, BuildOptions, BuildSession, BuildSummary, Services, StepError};
+
+use crate::fakes::{base_image, work_dirs, FakeCache, FakeImages, FakeLayers};
+
+/// Runs the fake shell of the module's documentation.
+#[derive(Default)]
+struct FakeShell {
+    runs: Mutex<Vec<String>>,
+    cancelled: AtomicUsize,
+}
+
+impl Executor for FakeShell {
+    fn run(
+        &self,
+        rootfs: &Path,
+        spec: &ExecSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<i32, SandboxError> {
+        let script = spec.args.last().cloned().unwrap_or_default();
+        self.runs.lock().unwrap().push(script.clone());
+        let words: Vec<&str> = script.split_whitespace().collect();
+        match words.as_slice() {
+            ["write", path, text @ ..] => {
+                let p = rootfs.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, text.join(" ")).unwrap();
+            }
+            ["sleep", ms] => std::thread::sleep(Duration::from_millis(ms.parse().unwrap())),
+            ["fail", code] => {
+                output(OutputStream::Stderr, b"it broke\n");
+                return Ok(code.parse().unwrap());
+            }
+            ["block"] => {
+                while !cancel.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                self.cancelled.fetch_add(1, Ordering::SeqCst);
+                return Err(SandboxError::Cancelled);
+            }
+            _ => panic!("the fake shell cannot run {script:?}"),
+        }
+        Ok(0)
+    }
+}
+
+/// Events with their times, explanations and logs.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<(&'static str, String, Instant)>>,
+    explained: Mutex<Vec<(String, String)>>,
+    logs: Mutex<String>,
+}
+
+impl Reporter for Recorder {
+    fn on_start(&self, s: &Step) {
+        let e = ("start", s.text.clone(), Instant::now());
+        self.events.lock().unwrap().push(e);
+    }
+    fn on_log(&self, _: &Step, _: OutputStream, data: &[u8]) {
+        self.logs
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(data));
+    }
+    fn on_finish(&self, s: &Step, f: &Finish) {
+        let kind = if f.cached { "cached" } else { "finish" };
+        self.events
+            .lock()
+            .unwrap()
+            .push((kind, s.text.clone(), Instant::now()));
+        if let Some(why) = &f.explain {
+            self.explained
+                .lock()
+                .unwrap()
+                .push((s.text.clone(), why.clone()));
+        }
+    }
+}
+
+/// A build context, fake backends sharing one cache and image list, and a
+/// base image `base` of one file.
+struct World {
+    ctx: tempfile::TempDir,
+    work: tempfile::TempDir,
+    images: FakeImages,
+    layers: FakeLayers,
+    cache: FakeCache,
+    shell: FakeShell,
+}
+
+impl World {
+    fn new() -> World {
+        let w = World {
+            ctx: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+            images: FakeImages::default(),
+            layers: FakeLayers::default(),
+            cache: FakeCache::default(),
+            shell: FakeShell::default(),
+        };
+        let base = base_image(&w.layers, &[("etc/os-release", "fake\n")]);
+        w.images
+            .bases
+            .lock()
+            .unwrap()
+            .insert("base:latest".into(), base);
+        w
+    }
+
+    fn file(&self, path: &str, text: &str) {
+        let p = self.ctx.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn build_with(
+        &self,
+        dockerfile: &str,
+        options: BuildOptions,
+        rep: &Recorder,
+        cancel: &CancelToken,
+    ) -> Result<BuildSummary, BuildError> {
+        let mut c = Compiler::new(&NoResolver);
+        c.add(&Input {
+            name: "app".into(),
+            file: "Dockerfile".into(),
+            source: dockerfile.into(),
+            context: self.ctx.path().display().to_string(),
+            tags: vec!["app:latest".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let graph = c.finish();
+        let bases = BaseImages::new(&self.images);
+        let services = Services {
+            bases: &bases,
+            images: &self.images,
+            layers: &self.layers,
+            cache: &self.cache,
+            executor: &self.shell,
+            reporter: rep,
+            dirs: work_dirs(self.work.path()),
+        };
+        BuildSession::new(&graph, services, options)?.build(cancel)
+    }
+
+    fn build(&self, dockerfile: &str) -> (BuildSummary, Recorder) {
+        let rep = Recorder::default();
+        let opts = BuildOptions {
+            explain: true,
+            ..Default::default()
+        };
+        let s = self
+            .build_with(dockerfile, opts, &rep, &CancelToken::new())
+            .unwrap_or_else(|e| panic!("{}", rbk_scheduler::error_chain(&e)));
+        (s, rep)
+    }
+
+    fn runs(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shell.runs.lock().unwrap())
+    }
+}
+
+const TWO_STEPS: &str = "FROM base\nCOPY a.txt /a.txt\nRUN write /b.txt built\nCMD [\"/app\"]\n";
+
+#[test]
+fn a_rebuild_runs_nothing_and_gives_the_same_image() {
+    let w = World::new();
+    w.file("a.txt", "one");
+    let (first, _) = w.build(TWO_STEPS);
+    assert_eq!((first.ran, first.cached), (2, 0));
+    let (again, rep) = w.build(TWO_STEPS);
+    assert_eq!((again.ran, again.cached), (0, 2));
+    assert_eq!(again.images[0].id, first.images[0].id);
+    assert!(w.runs().len() == 1, "RUN ran once in two builds");
+    assert!(rep.explained.lock().unwrap().is_empty());
+    // The committed image holds the base's layer and both new ones.
+    let committed = w.images.committed.lock().unwrap();
+    assert_eq!(committed[0].1.len(), 3);
+    assert_eq!(
+        committed[0].2,
+        vec!["docker.io/library/app:latest".to_string()]
+    );
+}
+
+#[test]
+fn a_changed_file_misses_from_its_copy_down_and_explain_says_why() {
+    let w = World::new();
+    w.file("a.txt", "one");
+    let df = "FROM base\nRUN write /first.txt x\nCOPY a.txt /a.txt\nRUN write /b.txt built\n";
+    w.build(df);
+    w.runs();
+    w.file("a.txt", "two");
+    let (s, rep) = w.build(df);
+    assert_eq!((s.ran, s.cached), (2, 1));
+    assert_eq!(w.runs(), vec!["write /b.txt built".to_string()]);
+    let why = rep.explained.lock().unwrap().clone();
+    assert_eq!(
+        why,
+        vec![
+            (
+                "COPY a.txt /a.txt".to_string(),
+                "file changed: a.txt".to_string()
+            ),
+            (
+                "RUN write /b.txt built".to_string(),
+                "the step before it changed".to_string()
+            ),
+        ]
+    );
+    // The new layer has the new content.
+    let layers = w.layers.layers.lock().unwrap();
+    assert!(layers
+        .values()
+        .any(|f| f.get("a.txt").map(|c| c.as_slice()) == Some(&b"two"[..])));
+}
+
+#[test]
+fn a_served_copy_from_leaves_its_stage_alone() {
+    let w = World::new();
+    let df = "FROM base AS build\nRUN write /out built\nFROM base\nCOPY --from=build /out /out\n";
+    w.build(df);
+    assert_eq!(w.runs(), vec!["write /out built".to_string()]);
+    // Forget the build stage's record (a `mode=min` cache has none): the
+    // final COPY is still served, so the stage must not run.
+    w.cache
+        .records
+        .lock()
+        .unwrap()
+        .retain(|_, r| r.inputs["step"] != "RUN write /out built");
+    let (s, _) = w.build(df);
+    assert_eq!(s.ran, 0);
+    assert!(w.runs().is_empty(), "the build stage ran");
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let w = World::new();
+    let mut df = String::new();
+    for i in 0..3 {
+        df.push_str(&format!(
+            "FROM base AS s{i}\nRUN sleep 15{i}\nRUN write /s{i} {i}\n"
+        ));
+    }
+    df.push_str(
+        "FROM base\nCOPY --from=s0 /s0 /s0\nCOPY --from=s1 /s1 /s1\nCOPY --from=s2 /s2 /s2\n",
+    );
+    let rep = Recorder::default();
+    let opts = BuildOptions {
+        jobs: 4,
+        ..Default::default()
+    };
+    w.build_with(&df, opts, &rep, &CancelToken::new()).unwrap();
+    // Each stage sleeps 150 ms: run at once, every sleep starts before any
+    // ends; one after another, the second would start after the first ended.
+    let events = rep.events.lock().unwrap();
+    let sleeps: Vec<_> = events
+        .iter()
+        .filter(|e| e.1.starts_with("RUN sleep"))
+        .collect();
+    assert_eq!(sleeps.iter().filter(|e| e.0 == "start").count(), 3);
+    let last_start = sleeps
+        .iter()
+        .filter(|e| e.0 == "start")
+        .map(|e| e.2)
+        .max()
+        .unwrap();
+    let first_end = sleeps
+        .iter()
+        .filter(|e| e.0 == "finish")
+        .map(|e| e.2)
+        .min()
+        .unwrap();
+    assert!(
+        last_start < first_end,
+        "the three stages ran one after another"
+    );
+}
+
+#[test]
+fn a_failing_step_cancels_the_others_and_names_its_line() {
+    let w = World::new();
+    let df = "FROM base AS slow\nRUN block\nFROM base\nRUN sleep 20\nRUN fail 3\nCOPY --from=slow /x /x\n";
+    let rep = Recorder::default();
+    let err = w
+        .build_with(df, BuildOptions::default(), &rep, &CancelToken::new())
+        .unwrap_err();
+    let BuildError::Step {
+        file, line, error, ..
+    } = &err
+    else {
+        panic!("{}", rbk_scheduler::error_chain(&err));
+    };
+    assert_eq!((file.as_str(), *line), ("Dockerfile", 5));
+    match error.as_ref() {
+        StepError::Exit { code, tail, .. } => {
+            assert_eq!(*code, 3);
+            assert_eq!(tail, &vec!["it broke".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.shell.cancelled.load(Ordering::SeqCst),
+        1,
+        "the other stage went on"
+    );
+    assert!(w.images.committed.lock().unwrap().is_empty());
+}
+
+#[test]
+fn cancelling_stops_the_build_and_commits_nothing() {
+    let w = World::new();
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        c2.cancel();
+    });
+    let err = w
+        .build_with(
+            "FROM base\nRUN block\n",
+            BuildOptions::default(),
+            &Recorder::default(),
+            &cancel,
+        )
+        .unwrap_err();
+    t.join().unwrap();
+    assert!(matches!(err, BuildError::Cancelled), "{err:?}");
+    assert!(w.cache.records.lock().unwrap().is_empty());
+    assert!(w.images.committed.lock().unwrap().is_empty());
+    assert_eq!(*w.layers.commits.lock().unwrap(), 0);
+}
+
+#[test]
+fn concurrent_builds_run_an_identical_step_once() {
+    let w = World::new();
+    let df = "FROM base\nRUN sleep 100\nRUN write /done yes\n";
+    let ids: Vec<_> = std::thread::scope(|s| {
+        let builds: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let rep = Recorder::default();
+                    let out = w.build_with(df, BuildOptions::default(), &rep, &CancelToken::new());
+                    let log = rep.logs.lock().unwrap().clone();
+                    (out.unwrap().images[0].id.clone(), log)
+                })
+            })
+            .collect();
+        builds.into_iter().map(|b| b.join().unwrap()).collect()
+    });
+    assert_eq!(w.runs().len(), 2, "each RUN once across three builds");
+    assert!(ids.iter().all(|(id, _)| id == &ids[0].0));
+    assert!(ids
+        .iter()
+        .any(|(_, log)| log.contains("waiting for another rbk process")));
+}
+
+#[test]
+fn bases_resolve_once_and_a_missing_one_fails_before_any_step() {
+    let w = World::new();
+    let df = "FROM base AS a\nRUN write /a 1\nFROM base\nCOPY --from=a /a /a\n";
+    w.build(df);
+    assert_eq!(
+        w.images.resolves.lock().unwrap().as_slice(),
+        ["base:latest"]
+    );
+    w.runs();
+    let err = w
+        .build_with(
+            "FROM base\nRUN write /x 1\nFROM nosuch\nRUN write /y 1\n",
+            BuildOptions::default(),
+            &Recorder::default(),
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+    let msg = rbk_scheduler::error_chain(&err);
+    assert!(msg.contains("base image nosuch"), "{msg}");
+    assert!(matches!(&err, BuildError::Step { line: 3, .. }), "{msg}");
+    assert!(
+        w.runs().is_empty(),
+        "a step ran before the bases were checked"
+    );
+}
