@@ -12,11 +12,11 @@ use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::{CacheExport, CacheMode};
 use rbk_scheduler::step::from::BaseImages;
-use rbk_scheduler::{BuildOptions, BuildSession, Services};
+use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Services};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
-use rbk_store::registry::{Client, PlatformSpec};
+use rbk_store::registry::{Client, PlatformSpec, RegistryError};
 use rbk_store::Reference;
 use std::sync::{Arc, Mutex};
 
@@ -141,7 +141,7 @@ fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
 /// The registry client, made when first needed.
 struct LazyClient<'a> {
     flags: &'a RegistryFlags,
-    client: std::sync::OnceLock<Result<Arc<Client>, String>>,
+    client: std::sync::OnceLock<Result<Arc<Client>, Arc<RegistryError>>>,
 }
 
 impl LazyClient<'_> {
@@ -150,10 +150,10 @@ impl LazyClient<'_> {
             .get_or_init(|| {
                 Client::new(self.flags.options())
                     .map(Arc::new)
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             })
             .clone()
-            .map_err(|e| anyhow::anyhow!(e))
+            .map_err(anyhow::Error::from)
     }
 }
 
@@ -276,6 +276,8 @@ fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
 /// Runs a build; returns the exit code.
 pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
+    // Every flag is checked before any work (compile, pull, cache import).
+    let (options, compression) = options(args)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let bases = BaseImages::new(&store);
@@ -302,20 +304,6 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     for w in &graph.warnings {
         eprintln!("warning: {w}");
     }
-    let mut secrets = BTreeMap::new();
-    for s in &args.secrets {
-        let (id, src) = parse_secret(s)?;
-        secrets.insert(id, src);
-    }
-    let network = match args.network.as_str() {
-        "host" | "default" => NetworkMode::Host,
-        "none" => NetworkMode::None,
-        other => bail!("--network {other:?}: use host or none"),
-    };
-    let compression: Compression = args
-        .compression
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--compression: {e}"))?;
     if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
         bail!("cannot run build steps here: {why}");
     }
@@ -334,6 +322,38 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         reporter: reporter.as_ref(),
         dirs: backend.work_dirs(),
     };
+    let session = BuildSession::new(&graph, services, options)?;
+    let cancel = CancelToken::new();
+    crate::sys::cancel_on_interrupt(&cancel);
+    let summary = session.build(&cancel)?;
+    drop(reporter);
+    print_summary(&summary, started);
+    Ok(0)
+}
+
+/// The build's options from its flags, and the layer compression; a bad
+/// value is an error naming the flag.
+fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
+    let mut secrets = BTreeMap::new();
+    for s in &args.secrets {
+        let (id, src) = parse_secret(s)?;
+        secrets.insert(id, src);
+    }
+    let network = match args.network.as_str() {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!("--network {other:?}: use host or none"),
+    };
+    let compression: Compression = args
+        .compression
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--compression: {e}"))?;
+    for s in &args.cache_to {
+        parse_cache_spec("--cache-to", s)?;
+    }
+    for s in &args.cache_from {
+        parse_cache_spec("--cache-from", s)?;
+    }
     let options = BuildOptions {
         no_cache: args.no_cache,
         jobs: args.jobs.unwrap_or_else(default_jobs),
@@ -342,28 +362,28 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         explain: args.explain,
         source_date_epoch: crate::env::source_date_epoch(),
     };
-    let session = BuildSession::new(&graph, services, options)?;
-    let cancel = CancelToken::new();
-    crate::sys::cancel_on_interrupt(&cancel);
-    let summary = session.build(&cancel)?;
-    drop(reporter);
+    Ok((options, compression))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The summary on stderr, then one line per image on stdout.
+fn print_summary(summary: &BuildSummary, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "built {} image{} in {secs:.2}s: {} step{} run, {} cached",
-        summary.images.len(),
-        if summary.images.len() == 1 { "" } else { "s" },
-        summary.ran,
-        if summary.ran == 1 { "" } else { "s" },
+        "built {} in {secs:.2}s: {} run, {} cached",
+        plural(summary.images.len(), "image"),
+        plural(summary.ran, "step"),
         summary.cached
     );
     for e in &summary.exported {
         eprintln!(
-            "exported cache to {}: {} record{}, {} layer{} ({})",
+            "exported cache to {}: {}, {} ({})",
             e.reference,
-            e.report.records,
-            if e.report.records == 1 { "" } else { "s" },
-            e.report.layers,
-            if e.report.layers == 1 { "" } else { "s" },
+            plural(e.report.records, "record"),
+            plural(e.report.layers, "layer"),
             e.report.digest
         );
     }
@@ -375,7 +395,6 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         };
         println!("{}  {}  {}", img.name, &img.id.hex()[..12], tags);
     }
-    Ok(0)
 }
 
 /// Imports the `--cache-from` caches (the command line's and the targets')

@@ -196,12 +196,31 @@ pub enum FileOpError {
         entry: String,
     },
     /// A download failed.
-    #[error("cannot download {url}: {why}")]
+    #[error("cannot download {url}")]
     Download {
         /// The URL.
         url: String,
-        /// What went wrong.
-        why: String,
+        /// What went wrong (the HTTP client's error, or a local I/O error
+        /// while buffering the body).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A download's body could not be kept while it arrived.
+    #[error("cannot download {url}: cannot {op}")]
+    DownloadBody {
+        /// The URL.
+        url: String,
+        /// What was being done with the body.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ADD of a git repository.
+    #[error("ADD {url}: ADD of git repositories is not supported")]
+    GitUnsupported {
+        /// The repository.
+        url: String,
     },
     /// A download's digest is not the expected one.
     #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
@@ -282,10 +301,7 @@ fn validate(spec: &CopySpec) -> Result<Vec<String>, FileOpError> {
     }
     if spec.add.is_some() {
         if let Some(git) = spec.sources.iter().find(|s| url::is_git(s)) {
-            return Err(FileOpError::Download {
-                url: git.clone(),
-                why: "ADD of git repositories is not supported".to_string(),
-            });
+            return Err(FileOpError::GitUnsupported { url: git.clone() });
         }
     }
     let locals: Vec<String> = spec

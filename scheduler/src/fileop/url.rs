@@ -82,35 +82,40 @@ fn parse_checksum(value: &str) -> Result<(Hasher, String), FileOpError> {
 
 /// Downloads `url`, verifying `checksum` when given.
 pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, FileOpError> {
-    let fail = |why: String| FileOpError::Download {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| FileOpError::Download {
         url: url.to_string(),
-        why,
+        source,
+    };
+    let io = |op: &'static str| {
+        move |source: std::io::Error| FileOpError::DownloadBody {
+            url: url.to_string(),
+            op,
+            source,
+        }
     };
     let (mut hasher, expected) = match checksum.map(parse_checksum).transpose()? {
         Some((hasher, expected)) => (Some(hasher), Some(expected)),
         None => (None, None),
     };
-    let mut response = ureq::get(url).call().map_err(|e| fail(e.to_string()))?;
+    let mut response = ureq::get(url).call().map_err(|e| fail(Box::new(e)))?;
     let mtime_ns = response
         .headers()
         .get("last-modified")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date)
         .map(|secs| secs.saturating_mul(1_000_000_000));
-    let mut body =
-        tempfile::tempfile().map_err(|e| fail(format!("cannot create a temporary file: {e}")))?;
+    let mut body = tempfile::tempfile().map_err(io("create a temporary file"))?;
     let mut reader = response.body_mut().as_reader();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        let n = reader.read(&mut buf).map_err(|e| fail(Box::new(e)))?;
         if n == 0 {
             break;
         }
         if let Some(h) = hasher.as_mut() {
             h.update(&buf[..n]);
         }
-        body.write_all(&buf[..n])
-            .map_err(|e| fail(format!("cannot buffer the body: {e}")))?;
+        body.write_all(&buf[..n]).map_err(io("buffer the body"))?;
     }
     if let (Some(h), Some(expected)) = (hasher, expected) {
         let actual = h.finish();
@@ -122,8 +127,7 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Fi
             });
         }
     }
-    body.rewind()
-        .map_err(|e| fail(format!("cannot rewind the body: {e}")))?;
+    body.rewind().map_err(io("rewind the body"))?;
     Ok(Download {
         file_name: file_name(url),
         mtime_ns,

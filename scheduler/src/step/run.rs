@@ -140,33 +140,7 @@ fn mount<'e, 's>(
             cache_dir(env, id, *mode, *uid, *gid)?,
             *readonly,
         ))),
-        MountKind::Secret {
-            id,
-            required,
-            mode,
-            uid,
-            gid,
-            env: env_name,
-        } => {
-            let Some(src) = env.secrets.get(id) else {
-                return match required {
-                    true => Err(StepError::MissingSecret(id.clone())),
-                    false => Ok(None),
-                };
-            };
-            if let Some(name) = env_name {
-                let value = std::fs::read_to_string(src)
-                    .map_err(|e| StepError::io("read secret", src, e))?;
-                vars.push((name.clone(), value.trim_end_matches('\n').to_string()));
-            }
-            if m.target.is_empty() {
-                return Ok(None);
-            }
-            let file = secret_copy(env, src, *mode, *uid, *gid)?;
-            let path = file.path().to_path_buf();
-            held.files.push(file);
-            Ok(Some(bind(path, true)))
-        }
+        MountKind::Secret { .. } => secret_mount(env, m, vars, held),
         MountKind::Bind {
             from,
             source,
@@ -189,13 +163,7 @@ fn mount<'e, 's>(
                     p
                 }
             };
-            let src = crate::context::resolve_in_root(&root, source, true).map_err(|e| {
-                StepError::BindSource {
-                    path: source.clone(),
-                    source: e,
-                }
-            })?;
-            Ok(Some(bind(src, true)))
+            Ok(Some(bind(bind_source(&root, source)?, true)))
         }
         MountKind::Tmpfs { .. } => {
             let dir = tempfile::Builder::new()
@@ -211,6 +179,59 @@ fn mount<'e, 's>(
             false => Ok(None),
         },
     }
+}
+
+/// A `RUN --mount=type=secret`: the secret as an environment variable
+/// and/or a private copy mounted read-only; nothing when an optional
+/// secret was not given.
+fn secret_mount<'e>(
+    env: &'e StepEnv<'_>,
+    m: &Mount,
+    vars: &mut Vec<(String, String)>,
+    held: &mut Held<'e>,
+) -> Result<Option<BindMount>, StepError> {
+    let MountKind::Secret {
+        id,
+        required,
+        mode,
+        uid,
+        gid,
+        env: env_name,
+    } = &m.kind
+    else {
+        return Err(StepError::Internal("not a secret mount"));
+    };
+    let Some(src) = env.secrets.get(id) else {
+        return match required {
+            true => Err(StepError::MissingSecret(id.clone())),
+            false => Ok(None),
+        };
+    };
+    if let Some(name) = env_name {
+        let value =
+            std::fs::read_to_string(src).map_err(|e| StepError::io("read secret", src, e))?;
+        vars.push((name.clone(), value.trim_end_matches('\n').to_string()));
+    }
+    if m.target.is_empty() {
+        return Ok(None);
+    }
+    let file = secret_copy(env, src, *mode, *uid, *gid)?;
+    let source = file.path().to_path_buf();
+    held.files.push(file);
+    Ok(Some(BindMount {
+        source,
+        target: m.target.clone(),
+        readonly: true,
+    }))
+}
+
+/// The host path a `RUN --mount=type=bind,source=…` mounts: `source`
+/// inside `root` (the context or a stage), never outside it.
+fn bind_source(root: &std::path::Path, source: &str) -> Result<PathBuf, StepError> {
+    crate::context::resolve_in_root(root, source, true).map_err(|e| StepError::BindSource {
+        path: source.to_string(),
+        source: e,
+    })
 }
 
 /// The directory of cache mount `id`, made on first use with the owner
