@@ -218,29 +218,7 @@ fn images(
 ) -> anyhow::Result<i32> {
     let filter = repository.map(Reference::parse_bare).transpose()?;
     let all = store.list()?;
-    let mut rows = Vec::new();
-    for image in &all {
-        if image.tags.is_empty() && filter.is_none() {
-            rows.push(Row {
-                image,
-                repository: "<none>".into(),
-                tag: "<none>".into(),
-            });
-        }
-        for t in &image.tags {
-            if let Some(f) = &filter {
-                if f.repository() != t.repository() || f.tag().is_some_and(|ft| Some(ft) != t.tag())
-                {
-                    continue;
-                }
-            }
-            rows.push(Row {
-                image,
-                repository: t.familiar_repository(),
-                tag: t.tag().unwrap_or("<none>").to_string(),
-            });
-        }
-    }
+    let rows = image_rows(&all, filter.as_ref());
     let id = |i: &Image| {
         if no_trunc {
             i.id.to_string()
@@ -258,22 +236,10 @@ fn images(
         }
         return Ok(0);
     }
-    let fields = |r: &Row| -> Vec<(&'static str, String)> {
-        let created = r.image.config.created.clone().unwrap_or_default();
-        vec![
-            ("Repository", r.repository.clone()),
-            ("Tag", r.tag.clone()),
-            ("ID", id(r.image)),
-            ("Digest", r.image.manifest_digest.to_string()),
-            ("CreatedSince", since(&created)),
-            ("CreatedAt", created),
-            ("Size", human_size(r.image.size)),
-        ]
-    };
     match format {
         Some("json") => {
             for r in &rows {
-                let obj: Map<String, Value> = fields(r)
+                let obj: Map<String, Value> = row_fields(r, &id)
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), Value::String(v)))
                     .collect();
@@ -284,7 +250,7 @@ fn images(
             let t = t.replace("\\t", "\t").replace("\\n", "\n");
             for r in &rows {
                 let mut line = t.clone();
-                for (k, v) in fields(r) {
+                for (k, v) in row_fields(r, &id) {
                     line = line.replace(&format!("{{{{.{k}}}}}"), &v);
                 }
                 writeln!(out, "{line}")?;
@@ -311,6 +277,49 @@ fn images(
         }
     }
     Ok(0)
+}
+
+/// One row per tag (and one `<none>` row per untagged image when there is
+/// no repository filter), like `docker images`.
+fn image_rows<'a>(all: &'a [Image], filter: Option<&Reference>) -> Vec<Row<'a>> {
+    let mut rows = Vec::new();
+    for image in all {
+        if image.tags.is_empty() && filter.is_none() {
+            rows.push(Row {
+                image,
+                repository: "<none>".into(),
+                tag: "<none>".into(),
+            });
+        }
+        for t in &image.tags {
+            if let Some(f) = filter {
+                if f.repository() != t.repository() || f.tag().is_some_and(|ft| Some(ft) != t.tag())
+                {
+                    continue;
+                }
+            }
+            rows.push(Row {
+                image,
+                repository: t.familiar_repository(),
+                tag: t.tag().unwrap_or("<none>").to_string(),
+            });
+        }
+    }
+    rows
+}
+
+/// A row's fields by their `--format` names (`{{.Repository}}` …).
+fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, String)> {
+    let created = r.image.config.created.clone().unwrap_or_default();
+    vec![
+        ("Repository", r.repository.clone()),
+        ("Tag", r.tag.clone()),
+        ("ID", id(r.image)),
+        ("Digest", r.image.manifest_digest.to_string()),
+        ("CreatedSince", since(&created)),
+        ("CreatedAt", created),
+        ("Size", human_size(r.image.size)),
+    ]
 }
 
 fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
