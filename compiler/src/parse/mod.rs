@@ -22,7 +22,7 @@ pub mod words;
 
 pub use directives::{detect_syntax, parse_all, parse_directive, Directive, FoundDirective};
 pub use dump::{dump, go_quote};
-pub use heredoc::{chomp, heredocs_from_line, parse_heredoc, HeredocError};
+pub use heredoc::{chomp, heredocs_from_line, parse_heredoc, HeredocError, MAX_HEREDOCS};
 pub use json::{parse_json_array, JsonForm};
 pub use line::MAX_LINE_LEN;
 pub use words::split_words;
@@ -195,6 +195,12 @@ impl<'a> Parser<'a> {
         if can_contain_heredoc(&node) && line.contains("<<") {
             let docs =
                 heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
+            if docs.len() > MAX_HEREDOCS {
+                return Err(ParseError::new(
+                    node.span,
+                    format!("more than {MAX_HEREDOCS} heredocs in one instruction"),
+                ));
+            }
             let mut cursor = 0;
             for doc in docs {
                 let span = match marker_offset(line, cursor, &doc.name) {
