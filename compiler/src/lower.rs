@@ -197,7 +197,8 @@ struct Lowerer<'c, 'r, 'i> {
 }
 
 fn predefined(target: &Platform, build: &Platform) -> Vars {
-    let mut vars = Vars::new();
+    // Global ARGs only feed expansion and ARG defaults: no digest needed.
+    let mut vars = Vars::untracked();
     for (k, v) in [
         ("TARGETPLATFORM", target.to_string()),
         ("TARGETOS", target.os.clone()),

@@ -56,6 +56,8 @@ pub(crate) struct Vars {
     len: usize,
     next_seq: u64,
     digest: [u8; 32],
+    /// False for maps whose digest is never asked for (global ARGs).
+    untracked: bool,
 }
 
 /// One hasher for the process: the trie's shape is never observable, so its
@@ -77,6 +79,14 @@ impl Vars {
     /// An empty map.
     pub(crate) fn new() -> Self {
         Vars::default()
+    }
+
+    /// An empty map that keeps no digest (cheaper to change).
+    pub(crate) fn untracked() -> Self {
+        Vars {
+            untracked: true,
+            ..Vars::default()
+        }
     }
 
     /// Number of names.
@@ -148,6 +158,24 @@ impl Vars {
     }
 
     fn insert(&mut self, name: &str, value: Option<&str>, place: Place, op: &[u8]) {
+        if !self.untracked {
+            self.update_digest(name, value, op);
+        }
+        let h = hash(name);
+        let entry = Entry {
+            name: name.into(),
+            value: value.map(Arc::from),
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let (root, added) = insert(self.root.as_ref(), 0, h, entry, place);
+        self.root = Some(root);
+        if added {
+            self.len += 1;
+        }
+    }
+
+    fn update_digest(&mut self, name: &str, value: Option<&str>, op: &[u8]) {
         let mut d = blake3::Hasher::new();
         d.update(&self.digest);
         for part in [op, name.as_bytes()] {
@@ -165,19 +193,6 @@ impl Vars {
             }
         }
         self.digest = *d.finalize().as_bytes();
-
-        let h = hash(name);
-        let entry = Entry {
-            name: name.into(),
-            value: value.map(Arc::from),
-            seq: self.next_seq,
-        };
-        self.next_seq += 1;
-        let (root, added) = insert(self.root.as_ref(), 0, h, entry, place);
-        self.root = Some(root);
-        if added {
-            self.len += 1;
-        }
     }
 }
 

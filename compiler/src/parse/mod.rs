@@ -192,7 +192,7 @@ impl<'a> Parser<'a> {
                 ),
             });
         }
-        if can_contain_heredoc(&node) && line.contains("<<") {
+        if can_contain_heredoc(&node) && has_double_lt(line) {
             let docs =
                 heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
             if docs.len() > MAX_HEREDOCS {
@@ -232,6 +232,23 @@ fn can_contain_heredoc(node: &Node) -> bool {
         _ => node,
     };
     matches!(n.keyword.as_str(), "run" | "copy" | "add") && !n.json
+}
+
+/// Whether `line` contains `<<` (a byte search; `str::contains` builds a
+/// substring searcher per call, which showed in the parse profile).
+fn has_double_lt(line: &str) -> bool {
+    let b = line.as_bytes();
+    let mut from = 0;
+    while let Some(i) = b
+        .get(from..)
+        .and_then(|t| t.iter().position(|&c| c == b'<'))
+    {
+        if b.get(from + i + 1) == Some(&b'<') {
+            return true;
+        }
+        from += i + 1;
+    }
+    false
 }
 
 /// Best-effort byte offset of the `<<` that introduced heredoc `name`, at
