@@ -47,10 +47,13 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         None => (src, 0),
     };
     let mut lines = Lines::with_first_extra(src, bom);
+    // Real instructions average 40-60 bytes; sizing the node list up front
+    // spares re-allocating (and copying) it as it grows.
+    let nodes_hint = (src.len() / 32 + 1).min(1 << 16);
     let mut parser = Parser {
         directives: Directives::default(),
         scanner: DirectiveScanner::new("#", 0),
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(nodes_hint),
         warnings: Vec::new(),
         buf: String::new(),
         map: LineMap::default(),
