@@ -230,3 +230,37 @@ fn heredocs_per_instruction_are_limited() {
         "{e}"
     );
 }
+
+#[test]
+fn exponential_env_growth_is_an_error() {
+    // Each line doubles V: 40 lines would ask for 16 TiB.
+    let mut src = String::from("FROM scratch\nENV V=0123456789abcdef\n");
+    for _ in 0..40 {
+        src.push_str("ENV V=$V$V\n");
+    }
+    let e = compile_small_stack(src).expect_err("too long").error;
+    assert!(e.message.contains("longer than"), "{}", e.message);
+    // 16 bytes doubled 17 times is 2 MiB: line 2 + 17 fails.
+    assert_eq!(e.span.line, 19, "{}", e.message);
+}
+
+#[test]
+fn replacement_growth_is_an_error() {
+    let value = "a".repeat(60_000);
+    let repl = "b".repeat(64);
+    let src = format!("FROM scratch\nENV V={value}\nENV W=${{V//a/{repl}}}\n");
+    let e = compile_small_stack(src).expect_err("too long").error;
+    assert!(
+        e.message.contains("longer than"),
+        "{}",
+        &e.message[..200.min(e.message.len())]
+    );
+    assert_eq!(e.span.line, 3);
+    // Within the limit it expands.
+    let src = "FROM scratch\nENV V=aaa\nENV W=${V//a/bb}\n".to_string();
+    let g = compile_small_stack(src).expect("expands");
+    assert_eq!(
+        g.images[0].config.env.last().map(String::as_str),
+        Some("W=bbbbbb")
+    );
+}
