@@ -30,6 +30,11 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// linear in stages, so it is generous).
 pub const MAX_STAGES: usize = 10_000;
 
+/// Most ports one EXPOSE may list once ranges are expanded: every port of
+/// all three protocols fits. Past it, a 64 KiB line of `1-65535` words
+/// would ask for half a billion entries.
+pub const MAX_EXPOSED_PORTS: usize = 3 * 65_536;
+
 /// What lowering needs to know about a base image.
 #[derive(Debug, Clone, Default)]
 pub struct BaseImage {
@@ -148,10 +153,15 @@ struct Stage<'n> {
 /// A stage's state while its instructions are lowered.
 #[derive(Clone)]
 struct State {
-    /// The image config, except `env` (kept in `env` until the end).
+    /// The image config, except the maps below (filled in at the end).
     config: ImageConfig,
     /// `ENV`, shared with the base and with each RUN step's environment.
     env: Vars,
+    /// `LABEL`, `EXPOSE` and `VOLUME`, shared with the base until changed
+    /// (a base with thousands of labels and many stages on it stays linear).
+    labels: Vars,
+    ports: Vars,
+    volumes: Vars,
     /// Declared ARGs in scope, with their values (None: declared, unset).
     args: Vars,
     cmd_set: bool,
@@ -161,7 +171,42 @@ struct State {
 }
 
 impl State {
-    /// The config with `Env` filled in, for the image output.
+    /// A state starting from `config` (a base image's, or scratch's).
+    fn from_config(mut config: ImageConfig, platform: Platform, head: VertexId) -> Self {
+        let mut env = Vars::new();
+        for kv in std::mem::take(&mut config.env) {
+            match kv.split_once('=') {
+                Some((k, v)) => env.set(k, v),
+                None => env.set(&kv, ""),
+            }
+        }
+        let mut labels = Vars::untracked();
+        for (k, v) in std::mem::take(&mut config.labels) {
+            labels.set(&k, &v);
+        }
+        let mut ports = Vars::untracked();
+        for k in std::mem::take(&mut config.exposed_ports).into_keys() {
+            ports.set(&k, "");
+        }
+        let mut volumes = Vars::untracked();
+        for k in std::mem::take(&mut config.volumes).into_keys() {
+            volumes.set(&k, "");
+        }
+        State {
+            config,
+            env,
+            labels,
+            ports,
+            volumes,
+            args: Vars::new(),
+            cmd_set: false,
+            author: None,
+            platform,
+            head,
+        }
+    }
+
+    /// The config with the maps filled in, for the image output.
     fn into_config(self) -> ImageConfig {
         let mut config = self.config;
         config.env = self
@@ -169,6 +214,20 @@ impl State {
             .entries()
             .into_iter()
             .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+            .collect();
+        let keys = |vars: &Vars| -> BTreeMap<String, Empty> {
+            vars.entries()
+                .into_iter()
+                .map(|(k, _)| (k.to_string(), Empty {}))
+                .collect()
+        };
+        config.exposed_ports = keys(&self.ports);
+        config.volumes = keys(&self.volumes);
+        config.labels = self
+            .labels
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
             .collect();
         config
     }
@@ -305,7 +364,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             let labels = self.input.labels.clone();
             let mut text = String::from("LABEL");
             for (k, v) in &labels {
-                state.config.labels.insert(k.clone(), v.clone());
+                state.labels.set(k, v);
                 text.push_str(&format!(" {k}={}", quote_if_needed(v)));
             }
             let from = stages[target].from;
@@ -538,7 +597,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                     let k = self.expand(node, k, env)?;
                     let v = self.expand(node, v, env)?;
                     text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
-                    state.config.labels.insert(k, v);
+                    state.labels.set(&k, &v);
                 }
                 text
             }
@@ -553,7 +612,13 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                         for port in expand_port(&w)
                             .map_err(|m| ParseError::new(instructions::locate(node, p), m))?
                         {
-                            state.config.exposed_ports.insert(port.clone(), Empty {});
+                            if all.len() == MAX_EXPOSED_PORTS {
+                                return Err(ParseError::new(
+                                    instructions::locate(node, p),
+                                    format!("EXPOSE lists more than {MAX_EXPOSED_PORTS} ports"),
+                                ));
+                            }
+                            state.ports.set(&port, "");
                             all.push(port);
                         }
                     }
@@ -570,7 +635,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                             "VOLUME specified can not be an empty string",
                         ));
                     }
-                    state.config.volumes.insert(v.clone(), Empty {});
+                    state.volumes.set(&v, "");
                     all.push(v);
                 }
                 format!("VOLUME {}", json_list(&all))

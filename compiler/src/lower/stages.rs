@@ -140,7 +140,8 @@ impl Lowerer<'_, '_, '_> {
         let mut state = match self.base_of[i] {
             Some(j) => {
                 self.base_uses[j] = self.base_uses[j].saturating_sub(1);
-                // The last stage built on `j` takes its state; others copy it.
+                // The last stage built on `j` takes its state; others copy it
+                // (cheaply: its maps are shared).
                 let base = if self.base_uses[j] == 0 {
                     self.states[j].take()
                 } else {
@@ -155,7 +156,7 @@ impl Lowerer<'_, '_, '_> {
             }
             None => {
                 let base_lower = stage.base.to_ascii_lowercase();
-                let (image, mut config) = if base_lower == "scratch" {
+                let (image, config) = if base_lower == "scratch" {
                     ("scratch".to_string(), ImageConfig::default())
                 } else {
                     let image = normalize_image(&stage.base);
@@ -168,22 +169,7 @@ impl Lowerer<'_, '_, '_> {
                     (image, config)
                 };
                 let head = self.source_vertex(stage, &image, &platform);
-                let mut env = Vars::new();
-                for kv in std::mem::take(&mut config.env) {
-                    match kv.split_once('=') {
-                        Some((k, v)) => env.set(k, v),
-                        None => env.set(&kv, ""),
-                    }
-                }
-                State {
-                    config,
-                    env,
-                    args: Vars::new(),
-                    cmd_set: false,
-                    author: None,
-                    platform: platform.clone(),
-                    head,
-                }
+                State::from_config(config, platform.clone(), head)
             }
         };
         if !state.env.contains("PATH") {

@@ -264,3 +264,23 @@ fn replacement_growth_is_an_error() {
         Some("W=bbbbbb")
     );
 }
+
+#[test]
+fn expose_ranges_are_limited() {
+    // Every port of every protocol is allowed …
+    let g =
+        compile_small_stack("FROM scratch\nEXPOSE 0-65535 0-65535/udp 0-65535/sctp\n".to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(g.images[0].config.exposed_ports.len(), 3 * 65_536);
+    // … but not a line of ranges that expands to billions of entries.
+    let src = format!("FROM scratch\nEXPOSE{}\n", " 1-65535".repeat(8000));
+    let e = compile_small_stack(src).expect_err("too many").error;
+    assert!(
+        e.message.contains(&format!(
+            "more than {} ports",
+            rbk_compiler::lower::MAX_EXPOSED_PORTS
+        )),
+        "{}",
+        e.message
+    );
+}
