@@ -266,3 +266,33 @@ fn errors_point_at_file_line_and_column() {
         .unwrap_err();
     assert!(e.to_string().contains("moon"), "{e}");
 }
+
+#[test]
+fn stages_built_on_one_base_do_not_see_each_others_changes() {
+    // The base's maps are shared by the stages built on it (persistently):
+    // a change in one must not leak into a sibling or back into the base.
+    let src = "FROM scratch AS base\nENV E=base\nLABEL a=1\nEXPOSE 80\nVOLUME /v\n\
+               FROM base AS one\nENV E=one F=1\nLABEL b=2\nEXPOSE 81\nVOLUME /one\n\
+               FROM base AS two\nENV G=2\nLABEL c=3\nCOPY --from=one /x /x\n\
+               FROM base AS three\nCOPY --from=two /y /y\n";
+    let mut i = input("t", src);
+    i.target = Some("two".into());
+    let g = compile(&i);
+    let c = &g.images[0].config;
+    let path = format!("PATH={}", rbk_compiler::lower::DEFAULT_PATH);
+    assert_eq!(c.env, vec![path.clone(), "E=base".into(), "G=2".into()]);
+    assert_eq!(
+        c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(c.exposed_ports.keys().collect::<Vec<_>>(), ["80/tcp"]);
+    assert_eq!(c.volumes.keys().collect::<Vec<_>>(), ["/v"]);
+    // The last stage is built on the base after both siblings were lowered.
+    let g = compile(&input("t", src));
+    let c = &g.images[0].config;
+    assert_eq!(c.env, vec![path, "E=base".to_string()]);
+    assert_eq!(
+        c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a"]
+    );
+}
