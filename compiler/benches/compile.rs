@@ -97,5 +97,43 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// `FROM s{i-1} AS s{i}` with an ARG, ENV, RUN and COPY --from per stage:
+/// each stage inherits a growing environment (issue 9's scaling case).
+fn chain(n: usize) -> String {
+    let mut s = String::from("FROM scratch AS s0\n");
+    for i in 1..n {
+        let p = i - 1;
+        s.push_str(&format!(
+            "FROM s{p} AS s{i}\nARG A{i}=x\nENV E{i}=$A{i}\nRUN echo $E{i}\nCOPY --from=s{p} /a /b{i}\n"
+        ));
+    }
+    s
+}
+
+/// Parse → lower → text render of stage chains: time per stage should not
+/// grow with the chain's length.
+fn scaling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stage chain");
+    g.sample_size(10);
+    for n in [1000usize, 2000, 4000, 8000] {
+        let input = Input {
+            name: "chain".into(),
+            file: "Dockerfile".into(),
+            source: chain(n),
+            context: "/ctx".into(),
+            ..Default::default()
+        };
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
+            b.iter(|| {
+                rbk_compiler::compile(input, &NoResolver).map(|g| {
+                    rbk_compiler::render::render(&g, rbk_compiler::render::Format::Text).len()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, scaling);
 criterion_main!(benches);

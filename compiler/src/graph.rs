@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::OnceLock;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ImageConfig;
+use crate::vars::Vars;
 
 /// A vertex handle.
 pub type VertexId = NodeIndex<u32>;
@@ -148,13 +150,116 @@ pub struct Mount {
     pub kind: MountKind,
 }
 
+/// The environment of a RUN step: the image's `ENV`, then the `ARG`s in
+/// scope that `ENV` does not override, each in definition order.
+///
+/// Steps share the maps their environments were built from, so a stage
+/// chain that grows its `ENV` stays linear in size; the flat list is built
+/// on first use ([`Deref`](std::ops::Deref) to `Vec<(String, String)>`).
+///
+/// Deliberately not `Clone`: `env.clone()` resolves through `Deref` to the
+/// list's own `clone()` and yields an owned `Vec<(String, String)>` a caller
+/// can extend (as the sandbox does with secret variables).
+/// [`ExecEnv::share`] copies the shared form.
+pub struct ExecEnv {
+    env: Vars,
+    args: Vars,
+    flat: OnceLock<Vec<(String, String)>>,
+}
+
+impl ExecEnv {
+    /// The environment of a step that sees `env` and the `args` in scope.
+    pub(crate) fn new(env: Vars, args: Vars) -> Self {
+        ExecEnv {
+            env,
+            args,
+            flat: OnceLock::new(),
+        }
+    }
+
+    /// Another handle on the same environment (O(1)).
+    pub fn share(&self) -> Self {
+        ExecEnv {
+            env: self.env.clone(),
+            args: self.args.clone(),
+            flat: self.flat.clone(),
+        }
+    }
+
+    /// What the definition digest covers: the changes that built the
+    /// `ENV` map and the `ARG` map (see `docs/graph.md`).
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        let mut both = [0u8; 64];
+        both[..32].copy_from_slice(&self.env.digest());
+        both[32..].copy_from_slice(&self.args.digest());
+        *blake3::hash(&both).as_bytes()
+    }
+
+    fn flat(&self) -> &Vec<(String, String)> {
+        self.flat.get_or_init(|| {
+            let mut out: Vec<(String, String)> = self
+                .env
+                .entries()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
+                .collect();
+            for (k, v) in self.args.entries() {
+                if let Some(v) = v {
+                    if !self.env.contains(k) {
+                        out.push((k.to_string(), v.to_string()));
+                    }
+                }
+            }
+            out
+        })
+    }
+}
+
+impl From<Vec<(String, String)>> for ExecEnv {
+    /// An environment given as a list (later duplicates win, in the first's place).
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        let mut env = Vars::new();
+        for (k, v) in &pairs {
+            env.set(k, v);
+        }
+        ExecEnv::new(env, Vars::new())
+    }
+}
+
+impl std::ops::Deref for ExecEnv {
+    type Target = Vec<(String, String)>;
+    fn deref(&self) -> &Self::Target {
+        self.flat()
+    }
+}
+
+impl fmt::Debug for ExecEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.flat().fmt(f)
+    }
+}
+
+impl PartialEq for ExecEnv {
+    fn eq(&self, other: &Self) -> bool {
+        self.flat() == other.flat()
+    }
+}
+
+impl Eq for ExecEnv {}
+
+impl std::hash::Hash for ExecEnv {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.flat().hash(state);
+    }
+}
+
 /// A RUN step.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ExecOp {
     /// The final argv (SHELL and heredocs applied).
     pub args: Vec<String>,
     /// Environment: image env plus build args in scope.
-    pub env: Vec<(String, String)>,
+    pub env: ExecEnv,
     /// Working directory (absolute).
     pub cwd: String,
     /// User (`name`, `uid`, `user:group`), empty for root.
@@ -165,6 +270,20 @@ pub struct ExecOp {
     pub insecure: bool,
     /// Extra mounts.
     pub mounts: Vec<Mount>,
+}
+
+impl Clone for ExecOp {
+    fn clone(&self) -> Self {
+        ExecOp {
+            args: self.args.clone(),
+            env: self.env.share(),
+            cwd: self.cwd.clone(),
+            user: self.user.clone(),
+            network: self.network,
+            insecure: self.insecure,
+            mounts: self.mounts.clone(),
+        }
+    }
 }
 
 /// A heredoc source of COPY.
@@ -404,18 +523,22 @@ impl BuildGraph {
 /// then for every field `tag` and value, each length-prefixed (u64 LE), so
 /// no two different ops can encode the same bytes. Documented in
 /// `docs/graph.md`.
-pub(crate) struct Canon(blake3::Hasher);
+///
+/// The encoding is collected in a buffer and hashed once: fed to the hasher
+/// piece by piece (lengths, tags, short values) the per-call overhead was a
+/// sixth of lowering's time.
+pub(crate) struct Canon(Vec<u8>);
 
 impl Canon {
     pub(crate) fn new(kind: &str) -> Self {
-        let mut c = Canon(blake3::Hasher::new());
-        c.str("rbk.op.v1", kind);
+        let mut c = Canon(Vec::with_capacity(256));
+        c.str("rbk.op.v2", kind);
         c
     }
 
     fn raw(&mut self, b: &[u8]) {
-        self.0.update(&(b.len() as u64).to_le_bytes());
-        self.0.update(b);
+        self.0.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(b);
     }
 
     pub(crate) fn str(&mut self, tag: &str, v: &str) -> &mut Self {
@@ -426,7 +549,7 @@ impl Canon {
 
     pub(crate) fn strs<S: AsRef<str>>(&mut self, tag: &str, v: &[S]) -> &mut Self {
         self.raw(tag.as_bytes());
-        self.0.update(&(v.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(&(v.len() as u64).to_le_bytes());
         for s in v {
             self.raw(s.as_ref().as_bytes());
         }
@@ -446,6 +569,6 @@ impl Canon {
     }
 
     pub(crate) fn finish(&self) -> VertexDigest {
-        VertexDigest(*self.0.finalize().as_bytes())
+        VertexDigest(*blake3::hash(&self.0).as_bytes())
     }
 }

@@ -18,6 +18,7 @@ pub mod parse;
 pub mod platform;
 pub mod render;
 pub mod targets;
+mod vars;
 
 pub use ast::{Directives, Dockerfile, Heredoc, Node, Span, Warning};
 pub use error::ParseError;

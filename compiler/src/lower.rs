@@ -3,31 +3,37 @@
 //! stage references, `--target`, `ONBUILD`, and computes each image's config.
 //! Only the stages the target needs are lowered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ast::Node;
 use crate::config::{Empty, ImageConfig};
 use crate::error::ParseError;
-use crate::graph::{
-    BuildGraph, Canon, ExecOp, FileOp, ImageOutput, InlineFile, Network, Op, Origin, Source,
-    Vertex, VertexId,
-};
-use crate::instructions::{self, Command, Copy, Instruction, Run};
-use crate::parse::expand::ShellLex;
+use crate::graph::{BuildGraph, Canon, ImageOutput, Op, Origin, Vertex, VertexId};
+use crate::instructions::{self, Command, Instruction};
+use crate::parse::expand::{Env, ShellLex};
 use crate::platform::Platform;
+use crate::vars::{Scope, Vars};
 
 mod mount;
+mod stages;
+mod steps;
 mod util;
 
-use mount::{canon_mount, parse_mount};
-use util::{
-    expand_heredoc, expand_port, health_config, heredoc_script, json_list, node_rest,
-    quote_if_needed,
-};
+use util::{expand_port, health_config, json_list, node_rest, quote_if_needed};
 pub use util::{join_path, normalize_image};
 
 /// The `PATH` an image gets when its base sets none, as BuildKit does.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Most build stages one Dockerfile may have. Real Dockerfiles have a few
+/// dozen; the limit bounds the work a hostile file can ask for (lowering is
+/// linear in stages, so it is generous).
+pub const MAX_STAGES: usize = 10_000;
+
+/// Most ports one EXPOSE may list once ranges are expanded: every port of
+/// all three protocols fits. Past it, a 64 KiB line of `1-65535` words
+/// would ask for half a billion entries.
+pub const MAX_EXPOSED_PORTS: usize = 3 * 65_536;
 
 /// What lowering needs to know about a base image.
 #[derive(Debug, Clone, Default)]
@@ -144,15 +150,87 @@ struct Stage<'n> {
     body: Vec<(Instruction, &'n Node)>,
 }
 
+/// A stage's state while its instructions are lowered.
 #[derive(Clone)]
 struct State {
+    /// The image config, except the maps below (filled in at the end).
     config: ImageConfig,
+    /// `ENV`, shared with the base and with each RUN step's environment.
+    env: Vars,
+    /// `LABEL`, `EXPOSE` and `VOLUME`, shared with the base until changed
+    /// (a base with thousands of labels and many stages on it stays linear).
+    labels: Vars,
+    ports: Vars,
+    volumes: Vars,
     /// Declared ARGs in scope, with their values (None: declared, unset).
-    args: Vec<(String, Option<String>)>,
+    args: Vars,
     cmd_set: bool,
     author: Option<String>,
     platform: Platform,
     head: VertexId,
+}
+
+impl State {
+    /// A state starting from `config` (a base image's, or scratch's).
+    fn from_config(mut config: ImageConfig, platform: Platform, head: VertexId) -> Self {
+        let mut env = Vars::new();
+        for kv in std::mem::take(&mut config.env) {
+            match kv.split_once('=') {
+                Some((k, v)) => env.set(k, v),
+                None => env.set(&kv, ""),
+            }
+        }
+        let mut labels = Vars::untracked();
+        for (k, v) in std::mem::take(&mut config.labels) {
+            labels.set(&k, &v);
+        }
+        let mut ports = Vars::untracked();
+        for k in std::mem::take(&mut config.exposed_ports).into_keys() {
+            ports.set(&k, "");
+        }
+        let mut volumes = Vars::untracked();
+        for k in std::mem::take(&mut config.volumes).into_keys() {
+            volumes.set(&k, "");
+        }
+        State {
+            config,
+            env,
+            labels,
+            ports,
+            volumes,
+            args: Vars::new(),
+            cmd_set: false,
+            author: None,
+            platform,
+            head,
+        }
+    }
+
+    /// The config with the maps filled in, for the image output.
+    fn into_config(self) -> ImageConfig {
+        let mut config = self.config;
+        config.env = self
+            .env
+            .entries()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+            .collect();
+        let keys = |vars: &Vars| -> BTreeMap<String, Empty> {
+            vars.entries()
+                .into_iter()
+                .map(|(k, _)| (k.to_string(), Empty {}))
+                .collect()
+        };
+        config.exposed_ports = keys(&self.ports);
+        config.volumes = keys(&self.volumes);
+        config.labels = self
+            .labels
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
+            .collect();
+        config
+    }
 }
 
 struct Lowerer<'c, 'r, 'i> {
@@ -160,14 +238,27 @@ struct Lowerer<'c, 'r, 'i> {
     input: &'i Input,
     lex: ShellLex,
     target_platform: Platform,
-    meta_args: Vec<(String, Option<String>)>,
+    /// Global ARGs (before the first FROM) and the predefined platform ARGs.
+    meta_args: Vars,
     declared: BTreeSet<String>,
-    done: Vec<Option<State>>,
+    /// Stage index by (lower-case) name.
+    names: HashMap<String, usize>,
+    /// The base stage of each stage, if it is built on one.
+    base_of: Vec<Option<usize>>,
+    /// How many not yet started stages are built on each stage.
+    base_uses: Vec<usize>,
+    /// Final states of lowered stages that later stages are built on.
+    states: Vec<Option<State>>,
+    /// The last vertex of each lowered stage.
+    heads: Vec<Option<VertexId>>,
+    /// Stages being lowered (to detect cycles through `--from`).
     busy: Vec<bool>,
 }
 
-fn predefined(target: &Platform, build: &Platform) -> Vec<(String, Option<String>)> {
-    [
+fn predefined(target: &Platform, build: &Platform) -> Vars {
+    // Global ARGs only feed expansion and ARG defaults: no digest needed.
+    let mut vars = Vars::untracked();
+    for (k, v) in [
         ("TARGETPLATFORM", target.to_string()),
         ("TARGETOS", target.os.clone()),
         ("TARGETARCH", target.arch.clone()),
@@ -176,10 +267,10 @@ fn predefined(target: &Platform, build: &Platform) -> Vec<(String, Option<String
         ("BUILDOS", build.os.clone()),
         ("BUILDARCH", build.arch.clone()),
         ("BUILDVARIANT", build.variant.clone().unwrap_or_default()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Some(v)))
-    .collect()
+    ] {
+        vars.declare(k, Some(&v));
+    }
+    vars
 }
 
 const PREDEFINED_PROXY: &[&str] = &[
@@ -213,7 +304,11 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             meta_args: predefined(&target_platform, &build_platform),
             target_platform,
             declared: BTreeSet::new(),
-            done: Vec::new(),
+            names: HashMap::new(),
+            base_of: Vec::new(),
+            base_uses: Vec::new(),
+            states: Vec::new(),
+            heads: Vec::new(),
             busy: Vec::new(),
         })
     }
@@ -227,12 +322,26 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 "no build stage in the Dockerfile: add a FROM",
             ));
         }
-        self.done = vec![None; stages.len()];
+        self.base_of = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let base = s.base.to_ascii_lowercase();
+                self.names.get(&base).copied().filter(|&j| j < i)
+            })
+            .collect();
+        self.base_uses = vec![0; stages.len()];
+        for &j in self.base_of.iter().flatten() {
+            self.base_uses[j] += 1;
+        }
+        self.states = vec![None; stages.len()];
+        self.heads = vec![None; stages.len()];
         self.busy = vec![false; stages.len()];
         let target = match &self.input.target {
-            Some(t) => stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
+            Some(t) => self
+                .names
+                .get(&t.to_ascii_lowercase())
+                .copied()
                 .ok_or_else(|| {
                     let names: Vec<&str> =
                         stages.iter().filter_map(|s| s.name.as_deref()).collect();
@@ -250,12 +359,12 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 })?,
             None => stages.len() - 1,
         };
-        let mut state = self.stage(&stages, target)?;
+        let mut state = self.lower_stages(&stages, target)?;
         if !self.input.labels.is_empty() {
             let labels = self.input.labels.clone();
             let mut text = String::from("LABEL");
             for (k, v) in &labels {
-                state.config.labels.insert(k.clone(), v.clone());
+                state.labels.set(k, v);
                 text.push_str(&format!(" {k}={}", quote_if_needed(v)));
             }
             let from = stages[target].from;
@@ -270,7 +379,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         for name in self.input.build_args.keys() {
             if !self.declared.contains(name)
                 && !PREDEFINED_PROXY.contains(&name.as_str())
-                && !self.meta_args.iter().any(|(k, _)| k == name)
+                && !self.meta_args.contains(name)
             {
                 self.compiler.graph.warnings.push(format!(
                     "{}: build-arg {name} was not consumed by any ARG",
@@ -285,9 +394,9 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             vertex: state.head,
             stage: stages[target].label.clone(),
             file: self.input.file.clone(),
-            config: state.config,
-            author: state.author,
+            author: state.author.clone(),
             platform: state.platform.to_string(),
+            config: state.into_config(),
         });
         Ok(graph.images.len() - 1)
     }
@@ -304,8 +413,14 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                     name,
                     platform,
                 } => {
-                    let env = self.meta_env();
-                    let base = self.expand(node, &image, &env)?;
+                    if stages.len() >= MAX_STAGES {
+                        return Err(ParseError::new(
+                            node.span,
+                            format!("more than {MAX_STAGES} build stages in one Dockerfile"),
+                        ));
+                    }
+                    let env = &self.meta_args;
+                    let base = self.expand(node, &image, env)?;
                     if base.is_empty() {
                         return Err(ParseError::new(
                             node.span,
@@ -313,11 +428,11 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                         ));
                     }
                     let platform = match platform {
-                        Some(p) => Some(self.expand(node, &p, &env)?),
+                        Some(p) => Some(self.expand(node, &p, env)?),
                         None => None,
                     };
                     if let Some(n) = &name {
-                        if stages.iter().any(|s| s.name.as_ref() == Some(n)) {
+                        if self.names.insert(n.clone(), stages.len()).is_some() {
                             return Err(ParseError::new(
                                 node.span,
                                 format!("duplicate stage name {n:?}"),
@@ -340,12 +455,11 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                         let value = match self.input.build_args.get(&name) {
                             Some(v) => Some(v.clone()),
                             None => match default {
-                                Some(d) => Some(self.expand(node, &d, &self.meta_env())?),
+                                Some(d) => Some(self.expand(node, &d, &self.meta_args)?),
                                 None => None,
                             },
                         };
-                        self.meta_args.retain(|(k, _)| k != &name);
-                        self.meta_args.push((name, value));
+                        self.meta_args.declare(&name, value.as_deref());
                     }
                 }
                 other => match stages.last_mut() {
@@ -365,21 +479,9 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         Ok(stages)
     }
 
-    fn meta_env(&self) -> Vec<(String, String)> {
-        self.meta_args
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect()
-    }
-
-    fn expand(
-        &self,
-        node: &Node,
-        word: &str,
-        env: &[(String, String)],
-    ) -> Result<String, ParseError> {
+    fn expand(&self, node: &Node, word: &str, env: &dyn Env) -> Result<String, ParseError> {
         self.lex
-            .process_word(word, &env)
+            .process_word(word, env)
             .map_err(|e| ParseError::new(instructions::locate(node, word), e.message))
     }
 
@@ -387,93 +489,11 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         &self,
         node: &Node,
         word: &str,
-        env: &[(String, String)],
+        env: &dyn Env,
     ) -> Result<Vec<String>, ParseError> {
         self.lex
-            .process_words(word, &env)
+            .process_words(word, env)
             .map_err(|e| ParseError::new(instructions::locate(node, word), e.message))
-    }
-
-    /// Lowers stage `i` (and what it depends on) once.
-    fn stage(&mut self, stages: &[Stage<'_>], i: usize) -> Result<State, ParseError> {
-        if let Some(s) = &self.done[i] {
-            return Ok(s.clone());
-        }
-        let stage = &stages[i];
-        if self.busy[i] {
-            return Err(ParseError::new(
-                stage.from.span,
-                format!("circular dependency detected on stage {}", stage.label),
-            ));
-        }
-        self.busy[i] = true;
-        let platform = match &stage.platform {
-            Some(p) => Platform::parse(p).map_err(|m| ParseError::new(stage.from.span, m))?,
-            None => self.target_platform.clone(),
-        };
-        let base_lower = stage.base.to_ascii_lowercase();
-        let base_stage = stages[..i]
-            .iter()
-            .position(|s| s.name.as_deref() == Some(&base_lower));
-        let mut state = match base_stage {
-            Some(j) => {
-                let mut s = self.stage(stages, j)?;
-                s.args.clear();
-                s.cmd_set = false;
-                s
-            }
-            None => {
-                let (image, config) = if base_lower == "scratch" {
-                    ("scratch".to_string(), ImageConfig::default())
-                } else {
-                    let image = normalize_image(&stage.base);
-                    let config = self
-                        .compiler
-                        .resolver
-                        .resolve(&image, &platform)
-                        .map(|b| b.config)
-                        .unwrap_or_default();
-                    (image, config)
-                };
-                let head = self.source_vertex(stage, &image, &platform);
-                State {
-                    config,
-                    args: Vec::new(),
-                    cmd_set: false,
-                    author: None,
-                    platform: platform.clone(),
-                    head,
-                }
-            }
-        };
-        if state.config.get_env("PATH").is_none() {
-            state.config.set_env("PATH", DEFAULT_PATH);
-        }
-        // The base's ONBUILD triggers run first, then are not inherited.
-        let triggers = std::mem::take(&mut state.config.on_build);
-        for t in &triggers {
-            let df = crate::parse::parse(t).map_err(|e| {
-                ParseError::new(
-                    stage.from.span,
-                    format!("ONBUILD trigger {t:?}: {}", e.message),
-                )
-            })?;
-            for node in &df.nodes {
-                let inst = instructions::convert(node).map_err(|e| {
-                    ParseError::new(
-                        stage.from.span,
-                        format!("ONBUILD trigger {t:?}: {}", e.message),
-                    )
-                })?;
-                self.dispatch(stages, i, &inst, stage.from, &mut state)?;
-            }
-        }
-        for (inst, node) in &stage.body {
-            self.dispatch(stages, i, inst, node, &mut state)?;
-        }
-        self.busy[i] = false;
-        self.done[i] = Some(state.clone());
-        Ok(state)
     }
 
     fn origin(&self, stage: &Stage<'_>, node: &Node) -> Origin {
@@ -523,18 +543,6 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         })
     }
 
-    /// The environment variables are expanded with: declared ARGs with
-    /// values, overridden by ENV.
-    fn stage_env(state: &State) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = state
-            .args
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        env.extend(state.config.env_pairs());
-        env
-    }
-
     fn dispatch(
         &mut self,
         stages: &[Stage<'_>],
@@ -544,7 +552,13 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         state: &mut State,
     ) -> Result<(), ParseError> {
         let stage = &stages[i];
-        let env = Self::stage_env(state);
+        // Words are expanded with the scope before the instruction (O(1) copies).
+        let (env_before, args_before) = (state.env.clone(), state.args.clone());
+        let scope = Scope {
+            env: &env_before,
+            args: &args_before,
+        };
+        let env: &dyn Env = &scope;
         let text = match inst {
             Instruction::From { .. } => {
                 return Err(ParseError::new(node.span, "FROM inside a stage body"))
@@ -555,16 +569,11 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                     let value = match self.input.build_args.get(name) {
                         Some(v) => Some(v.clone()),
                         None => match default {
-                            Some(d) => Some(self.expand(node, d, &env)?),
-                            None => self
-                                .meta_args
-                                .iter()
-                                .find(|(k, _)| k == name)
-                                .and_then(|(_, v)| v.clone()),
+                            Some(d) => Some(self.expand(node, d, env)?),
+                            None => self.meta_args.lookup(name).map(str::to_string),
                         },
                     };
-                    state.args.retain(|(k, _)| k != name);
-                    state.args.push((name.clone(), value));
+                    state.args.declare(name, value.as_deref());
                 }
                 return Ok(());
             }
@@ -572,23 +581,23 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 let mut text = String::from("ENV");
                 let mut expanded = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
-                    let k = self.expand(node, k, &env)?;
-                    let v = self.expand(node, v, &env)?;
+                    let k = self.expand(node, k, env)?;
+                    let v = self.expand(node, v, env)?;
                     text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
                     expanded.push((k, v));
                 }
                 for (k, v) in expanded {
-                    state.config.set_env(&k, &v);
+                    state.env.set(&k, &v);
                 }
                 text
             }
             Instruction::Label(pairs) => {
                 let mut text = String::from("LABEL");
                 for (k, v) in pairs {
-                    let k = self.expand(node, k, &env)?;
-                    let v = self.expand(node, v, &env)?;
+                    let k = self.expand(node, k, env)?;
+                    let v = self.expand(node, v, env)?;
                     text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
-                    state.config.labels.insert(k, v);
+                    state.labels.set(&k, &v);
                 }
                 text
             }
@@ -599,11 +608,17 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             Instruction::Expose(ports) => {
                 let mut all = Vec::new();
                 for p in ports {
-                    for w in self.expand_words(node, p, &env)? {
+                    for w in self.expand_words(node, p, env)? {
                         for port in expand_port(&w)
                             .map_err(|m| ParseError::new(instructions::locate(node, p), m))?
                         {
-                            state.config.exposed_ports.insert(port.clone(), Empty {});
+                            if all.len() == MAX_EXPOSED_PORTS {
+                                return Err(ParseError::new(
+                                    instructions::locate(node, p),
+                                    format!("EXPOSE lists more than {MAX_EXPOSED_PORTS} ports"),
+                                ));
+                            }
+                            state.ports.set(&port, "");
                             all.push(port);
                         }
                     }
@@ -613,24 +628,24 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             Instruction::Volume(vols) => {
                 let mut all = Vec::new();
                 for v in vols {
-                    let v = self.expand(node, v, &env)?;
+                    let v = self.expand(node, v, env)?;
                     if v.trim().is_empty() {
                         return Err(ParseError::new(
                             node.span,
                             "VOLUME specified can not be an empty string",
                         ));
                     }
-                    state.config.volumes.insert(v.clone(), Empty {});
+                    state.volumes.set(&v, "");
                     all.push(v);
                 }
                 format!("VOLUME {}", json_list(&all))
             }
             Instruction::User(u) => {
-                state.config.user = self.expand(node, u, &env)?;
+                state.config.user = self.expand(node, u, env)?;
                 format!("USER {}", state.config.user)
             }
             Instruction::Workdir(w) => {
-                let w = self.expand(node, w, &env)?;
+                let w = self.expand(node, w, env)?;
                 state.config.working_dir = join_path(&state.config.working_dir, &w);
                 format!("WORKDIR {}", state.config.working_dir)
             }
@@ -639,7 +654,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 format!("ONBUILD {t}")
             }
             Instruction::StopSignal(s) => {
-                state.config.stop_signal = self.expand(node, s, &env)?;
+                state.config.stop_signal = self.expand(node, s, env)?;
                 format!("STOPSIGNAL {}", state.config.stop_signal)
             }
             Instruction::Healthcheck(h) => {
@@ -667,12 +682,12 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 t
             }
             Instruction::Run(run) => {
-                let head = self.run_vertex(stages, i, run, node, state, &env)?;
+                let head = self.run_vertex(stages, i, run, node, state, env)?;
                 state.head = head;
                 return Ok(());
             }
             Instruction::Copy(copy) => {
-                let head = self.copy_vertex(stages, i, copy, node, state, &env)?;
+                let head = self.copy_vertex(stages, i, copy, node, state, env)?;
                 state.head = head;
                 return Ok(());
             }
@@ -699,269 +714,5 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                 v
             }
         }
-    }
-
-    /// A `--from` value: a stage name, a stage index, or an image.
-    fn resolve_from(
-        &mut self,
-        stages: &[Stage<'_>],
-        i: usize,
-        node: &Node,
-        from: &str,
-    ) -> Result<VertexId, ParseError> {
-        let lower = from.to_ascii_lowercase();
-        if let Some(j) = stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(&lower))
-        {
-            if j == i {
-                return Err(ParseError::new(
-                    instructions::locate(node, from),
-                    format!("stage {from:?} cannot copy from itself"),
-                ));
-            }
-            return Ok(self.stage(stages, j)?.head);
-        }
-        if let Ok(j) = from.parse::<usize>() {
-            if j >= i {
-                return Err(ParseError::new(
-                    instructions::locate(node, from),
-                    format!("--from={j} refers to a stage that is not defined before this one"),
-                ));
-            }
-            return Ok(self.stage(stages, j)?.head);
-        }
-        let image = normalize_image(from);
-        let stage = &stages[i];
-        Ok(self.source_vertex(stage, &image, &self.target_platform.clone()))
-    }
-
-    fn run_vertex(
-        &mut self,
-        stages: &[Stage<'_>],
-        i: usize,
-        run: &Run,
-        node: &Node,
-        state: &State,
-        env: &[(String, String)],
-    ) -> Result<VertexId, ParseError> {
-        let args = match &run.command {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(cmd) => {
-                let mut v = Self::shell(state);
-                v.push(heredoc_script(cmd, &run.heredocs));
-                v
-            }
-        };
-        if args.is_empty() {
-            return Err(ParseError::new(node.span, "RUN with an empty command"));
-        }
-        let network = match run.network.as_deref() {
-            None | Some("default") => Network::Default,
-            Some("host") => Network::Host,
-            Some("none") => Network::None,
-            Some(other) => {
-                return Err(ParseError::new(
-                    instructions::locate(node, "--network"),
-                    format!("unsupported network mode {other:?} (use default, host or none)"),
-                ))
-            }
-        };
-        let insecure = match run.security.as_deref() {
-            None | Some("sandbox") => false,
-            Some("insecure") => true,
-            Some(other) => {
-                return Err(ParseError::new(
-                    instructions::locate(node, "--security"),
-                    format!("unsupported security mode {other:?} (use sandbox or insecure)"),
-                ))
-            }
-        };
-        let mut mounts = Vec::new();
-        let mut inputs = Vec::new();
-        for m in &run.mounts {
-            let spec = self.expand(node, &m.spec, env)?;
-            let parsed = parse_mount(&spec)
-                .map_err(|msg| ParseError::new(instructions::locate(node, &m.spec), msg))?;
-            let from = match &parsed.from {
-                Some(f) => {
-                    let id = self.resolve_from(stages, i, node, f)?;
-                    inputs.push(id);
-                    Some(Source::Vertex(id))
-                }
-                None => None,
-            };
-            mounts.push(
-                parsed
-                    .build(from, &self.input.context, &state.config.working_dir)
-                    .map_err(|msg| ParseError::new(instructions::locate(node, &m.spec), msg))?,
-            );
-        }
-        let mut exec_env = state.config.env_pairs();
-        for (k, v) in &state.args {
-            if let Some(v) = v {
-                if !exec_env.iter().any(|(ek, _)| ek == k) {
-                    exec_env.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        let op = ExecOp {
-            args,
-            env: exec_env,
-            cwd: if state.config.working_dir.is_empty() {
-                "/".to_string()
-            } else {
-                state.config.working_dir.clone()
-            },
-            user: state.config.user.clone(),
-            network,
-            insecure,
-            mounts,
-        };
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let mut c = Canon::new("exec");
-        c.digest("parent", &parent)
-            .strs("args", &op.args)
-            .strs(
-                "env",
-                &op.env
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>(),
-            )
-            .str("cwd", &op.cwd)
-            .str("user", &op.user)
-            .str("network", &format!("{:?}", op.network))
-            .num("insecure", op.insecure as u64);
-        for m in &op.mounts {
-            canon_mount(&mut c, m, &self.compiler.graph);
-        }
-        let created_by = format!("RUN {}", op.args.join(" "));
-        let origin = self.origin(&stages[i], node);
-        Ok(self.compiler.graph.add(Vertex {
-            op: Op::Exec(op),
-            digest: c.finish(),
-            parent: Some(state.head),
-            inputs,
-            origins: vec![origin],
-            created_by,
-        }))
-    }
-
-    fn copy_vertex(
-        &mut self,
-        stages: &[Stage<'_>],
-        i: usize,
-        copy: &Copy,
-        node: &Node,
-        state: &State,
-        env: &[(String, String)],
-    ) -> Result<VertexId, ParseError> {
-        let mut inputs = Vec::new();
-        let from = match &copy.from {
-            Some(f) => {
-                let f = self.expand(node, f, env)?;
-                let id = self.resolve_from(stages, i, node, &f)?;
-                inputs.push(id);
-                Source::Vertex(id)
-            }
-            None => Source::Context(self.input.context.clone()),
-        };
-        let mut sources = Vec::with_capacity(copy.sources.len());
-        for s in &copy.sources {
-            sources.push(self.expand(node, s, env)?);
-        }
-        let inline = copy
-            .contents
-            .iter()
-            .map(|c| {
-                Ok(InlineFile {
-                    name: c.path.clone(),
-                    data: if c.expand {
-                        expand_heredoc(&c.data, env).map_err(|m| ParseError::new(node.span, m))?
-                    } else {
-                        c.data.clone()
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, ParseError>>()?;
-        let chmod = match &copy.chmod {
-            Some(m) => {
-                let m = self.expand(node, m, env)?;
-                if m.is_empty() || m.len() > 4 || !m.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                    return Err(ParseError::new(
-                        instructions::locate(node, "--chmod"),
-                        format!("invalid --chmod={m}: expected an octal mode such as 755"),
-                    ));
-                }
-                Some(m)
-            }
-            None => None,
-        };
-        let op = FileOp {
-            add: copy.add,
-            from,
-            sources,
-            inline,
-            dest: self.expand(node, &copy.dest, env)?,
-            workdir: if state.config.working_dir.is_empty() {
-                "/".to_string()
-            } else {
-                state.config.working_dir.clone()
-            },
-            chown: match &copy.chown {
-                Some(c) => Some(self.expand(node, c, env)?),
-                None => None,
-            },
-            chmod,
-            link: copy.link,
-            parents: copy.parents,
-            excludes: copy
-                .excludes
-                .iter()
-                .map(|e| self.expand(node, e, env))
-                .collect::<Result<_, _>>()?,
-            checksum: match &copy.checksum {
-                Some(c) => Some(self.expand(node, c, env)?),
-                None => None,
-            },
-            keep_git_dir: copy.keep_git_dir,
-        };
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let mut c = Canon::new("file");
-        c.digest("parent", &parent).num("add", op.add as u64);
-        match &op.from {
-            Source::Context(ctx) => c.str("context", ctx),
-            Source::Vertex(v) => {
-                let d = self.compiler.graph.vertex(*v).digest;
-                c.digest("from", &d)
-            }
-        };
-        c.strs("sources", &op.sources);
-        for f in &op.inline {
-            c.str("inline.name", &f.name).str("inline.data", &f.data);
-        }
-        c.str("dest", &op.dest)
-            .str("workdir", &op.workdir)
-            .str("chown", op.chown.as_deref().unwrap_or(""))
-            .str("chmod", op.chmod.as_deref().unwrap_or(""))
-            .num("link", op.link as u64)
-            .num("parents", op.parents as u64)
-            .strs("excludes", &op.excludes)
-            .str("checksum", op.checksum.as_deref().unwrap_or(""))
-            .num("keep_git_dir", op.keep_git_dir as u64);
-        let kw = if op.add { "ADD" } else { "COPY" };
-        let mut shown: Vec<String> = op.sources.clone();
-        shown.extend(op.inline.iter().map(|f| format!("<<{}", f.name)));
-        let created_by = format!("{kw} {} {}", shown.join(" "), op.dest);
-        let origin = self.origin(&stages[i], node);
-        Ok(self.compiler.graph.add(Vertex {
-            op: Op::File(op),
-            digest: c.finish(),
-            parent: Some(state.head),
-            inputs,
-            origins: vec![origin],
-            created_by,
-        }))
     }
 }

@@ -1,7 +1,7 @@
 //! Renders a [`BuildGraph`] as a readable tree, Graphviz dot, Mermaid, or
 //! JSON (schema `rbk.graph/v1`, documented in `docs/graph.md`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -109,6 +109,7 @@ fn text(g: &BuildGraph) -> String {
         let ids = reachable(g, img.vertex);
         // Group steps by this image's stage for them, in order of appearance.
         let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
+        let mut stage_at: HashMap<String, usize> = HashMap::new();
         for id in ids {
             let v = g.vertex(id);
             let stage = v
@@ -118,9 +119,12 @@ fn text(g: &BuildGraph) -> String {
                 .or(v.origins.first())
                 .map(|o| o.stage.clone())
                 .unwrap_or_default();
-            match stages.iter_mut().find(|(s, _)| *s == stage) {
-                Some((_, list)) => list.push(id),
-                None => stages.push((stage, vec![id])),
+            match stage_at.get(&stage) {
+                Some(&at) => stages[at].1.push(id),
+                None => {
+                    stage_at.insert(stage.clone(), stages.len());
+                    stages.push((stage, vec![id]));
+                }
             }
         }
         let n = stages.len();

@@ -2,7 +2,7 @@
 //! See `docs/rbk-toml.md` for the schema. This module only interprets the
 //! text; the caller reads the file and the Dockerfiles it names.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -162,8 +162,9 @@ impl TargetFile {
         } else {
             self.targets.keys().cloned().collect()
         };
+        let mut seen = HashSet::new();
         for n in &roots {
-            self.expand(n, file, &mut BTreeSet::new(), &mut wanted)?;
+            self.expand(n, file, &mut seen, &mut wanted)?;
         }
         Ok(wanted
             .into_iter()
@@ -172,37 +173,57 @@ impl TargetFile {
             .collect())
     }
 
-    fn expand(
-        &self,
-        name: &str,
+    /// Appends the targets `root` names (itself, or a group's members, in
+    /// order) to `out`, skipping those already `seen`. Groups are walked
+    /// with an explicit stack, so deep nesting cannot overflow.
+    fn expand<'a>(
+        &'a self,
+        root: &'a str,
         file: &str,
-        stack: &mut BTreeSet<String>,
+        seen: &mut HashSet<&'a str>,
         out: &mut Vec<String>,
     ) -> Result<(), TargetError> {
-        if self.targets.contains_key(name) {
-            if !out.iter().any(|n| n == name) {
-                out.push(name.to_string());
+        // Open groups, each with the index of its next member.
+        let mut path: Vec<(&'a str, &'a Group, usize)> = Vec::new();
+        let mut on_path: HashSet<&'a str> = HashSet::new();
+        let mut pending = Some(root);
+        loop {
+            if let Some(name) = pending.take() {
+                if self.targets.contains_key(name) {
+                    if seen.insert(name) {
+                        out.push(name.to_string());
+                    }
+                } else {
+                    let Some(group) = self.groups.get(name) else {
+                        return Err(TargetError::Unknown {
+                            file: file.to_string(),
+                            name: name.to_string(),
+                            known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+                        });
+                    };
+                    if !on_path.insert(name) {
+                        return Err(TargetError::Cycle {
+                            file: file.to_string(),
+                            name: name.to_string(),
+                        });
+                    }
+                    path.push((name, group, 0));
+                }
             }
-            return Ok(());
+            let Some((name, group, next)) = path.last_mut() else {
+                return Ok(());
+            };
+            match group.targets.get(*next) {
+                Some(member) => {
+                    *next += 1;
+                    pending = Some(member);
+                }
+                None => {
+                    on_path.remove(*name);
+                    path.pop();
+                }
+            }
         }
-        let Some(group) = self.groups.get(name) else {
-            return Err(TargetError::Unknown {
-                file: file.to_string(),
-                name: name.to_string(),
-                known: self.targets.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        };
-        if !stack.insert(name.to_string()) {
-            return Err(TargetError::Cycle {
-                file: file.to_string(),
-                name: name.to_string(),
-            });
-        }
-        for t in &group.targets {
-            self.expand(t, file, stack, out)?;
-        }
-        stack.remove(name);
-        Ok(())
     }
 
     fn resolve(&self, name: &str, t: &TargetSpec, base: &Path) -> ResolvedTarget {
@@ -316,5 +337,30 @@ targets = ["web"]
             f.select(&["g".into()], Path::new("."), "c.toml"),
             Err(TargetError::Cycle { .. })
         ));
+    }
+
+    #[test]
+    fn deeply_nested_groups_do_not_overflow() {
+        // 20,000 groups, each naming the next: a recursive walk overflowed.
+        let n = 20_000;
+        let mut text = String::from("[target.app]\n");
+        for i in 0..n {
+            let next = if i + 1 == n {
+                "app".to_string()
+            } else {
+                format!("g{}", i + 1)
+            };
+            text.push_str(&format!("[group.g{i}]\ntargets = [\"{next}\"]\n"));
+        }
+        let f = TargetFile::parse(&text, "deep.toml").expect("valid");
+        let run = move || f.select(&["g0".into()], Path::new("."), "deep.toml");
+        let got = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(run)
+            .expect("spawn")
+            .join()
+            .expect("no overflow");
+        let names: Vec<String> = got.expect("selects").into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["app"]);
     }
 }

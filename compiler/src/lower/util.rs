@@ -5,7 +5,7 @@ use crate::ast::Node;
 use crate::config::HealthConfig;
 use crate::error::ParseError;
 use crate::instructions::{self, Command, Healthcheck};
-use crate::parse::expand::ShellLex;
+use crate::parse::expand::{Env, ShellLex};
 
 /// The script a shell-form RUN with heredocs hands to the shell. A lone
 /// heredoc (`RUN <<EOF`) is the script itself (with a `#!` line, run through
@@ -45,10 +45,10 @@ pub(super) fn heredoc_script(cmd: &str, heredocs: &[crate::ast::Heredoc]) -> Str
 
 /// Expands a COPY heredoc body as BuildKit does: one word with `\\` as the
 /// escape whatever the file's directive, and quotes kept as written.
-pub(super) fn expand_heredoc(data: &str, env: &[(String, String)]) -> Result<String, String> {
+pub(super) fn expand_heredoc(data: &str, env: &dyn Env) -> Result<String, String> {
     ShellLex::new('\\')
         .with_skip_process_quotes(true)
-        .process_word(data, &env)
+        .process_word(data, env)
         .map_err(|e| e.message)
 }
 

@@ -174,24 +174,13 @@ fn name_val(rest: Input<'_>, keyword: &str, span: Span, ctx: &Ctx<'_>) -> Result
         });
     }
     let mut args = Vec::with_capacity(words.len() * 3);
-    // Words keep their raw text, so each is found in `rest` after the
-    // previous one; used only to point an error at the offending word.
-    let mut cursor = 0;
-    for word in words {
-        let at = rest
-            .get(cursor..)
-            .and_then(|r| r.find(word.as_str()))
-            .map(|i| cursor + i);
-        if let Some(at) = at {
-            cursor = at + word.len();
-        }
+    for (n, word) in words.iter().enumerate() {
         let Some((k, v)) = word.split_once('=') else {
-            let span = at.and_then(|a| rest.get(a..)).map_or(span, |w| ctx.span(w));
             return Err(ParseError::new(
-                span,
+                word_span(rest, &words[..=n]).map_or(span, |w| ctx.span(w)),
                 format!(
                     "Syntax error - can't find = in {}. Must be of the form: name=value",
-                    go_quote(&word)
+                    go_quote(word)
                 ),
             ));
         };
@@ -203,6 +192,23 @@ fn name_val(rest: Input<'_>, keyword: &str, span: Span, ctx: &Ctx<'_>) -> Result
         args,
         ..Args::default()
     })
+}
+
+/// Where the last of `words` is in `rest`, for an error. Words keep their
+/// raw text, so each is found after the previous one.
+fn word_span<'a>(rest: Input<'a>, words: &[String]) -> Option<Input<'a>> {
+    let mut cursor = 0;
+    let mut at = None;
+    for word in words {
+        at = rest
+            .get(cursor..)
+            .and_then(|r| r.find(word.as_str()))
+            .map(|i| cursor + i);
+        if let Some(a) = at {
+            cursor = a + word.len();
+        }
+    }
+    at.and_then(|a| rest.get(a..))
 }
 
 // health-config = type [ space+ maybe-json ]

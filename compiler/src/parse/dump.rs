@@ -55,8 +55,8 @@ fn go_quote_into(out: &mut String, s: &str) {
 /// Lower-cases like Go's `strings.ToLower`: character by character, so
 /// `İ` becomes a plain `i` and no context rules apply.
 pub(crate) fn go_lower(s: &str) -> String {
-    if s.bytes().all(|b| !b.is_ascii_uppercase() && b.is_ascii()) {
-        return s.to_string();
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
     }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -104,9 +104,14 @@ pub struct Expanded {
 }
 
 /// How deep `${…}` expansions may nest inside each other. BuildKit has no
-/// limit; ours keeps the recursion far from the end of the stack. Real
-/// Dockerfiles nest two or three levels.
-const MAX_DEPTH: usize = 100;
+/// limit; ours keeps the recursion far from the end of the stack (100
+/// levels need well under 256 KiB). Real Dockerfiles nest two or three.
+pub const MAX_DEPTH: usize = 100;
+
+/// How many bytes expansion may add to one word. Without a bound,
+/// `ENV V=$V$V` repeated 30 times asks for gigabytes from a few hundred
+/// bytes of Dockerfile. Real words grow by a few kilobytes at most.
+pub const MAX_GROWTH: usize = 1 << 20;
 
 /// BuildKit's shell-word processor, configured with an escape character and
 /// the lexer options some callers (heredoc detection) need.
@@ -279,6 +284,8 @@ struct Lexer<'s, 'e> {
     /// pattern code sees `\*`; this tracks the current setting.
     raw_escapes: bool,
     depth: usize,
+    /// The longest any text built from this word may get.
+    limit: usize,
     capture: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
@@ -304,6 +311,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
             env,
             raw_escapes: opts.raw_escapes,
             depth: 0,
+            limit: src.len().saturating_add(MAX_GROWTH),
             capture,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
@@ -361,6 +369,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
                 '$' => {
                     let value = self.dollar()?;
                     out.push_str(&value);
+                    self.check_len(&out)?;
                     if top {
                         // Unquoted expansions split at their whitespace.
                         for c in value.chars() {
@@ -507,6 +516,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
                 Some('$') => {
                     let value = self.dollar()?;
                     out.push_str(&value);
+                    self.check_len(out)?;
                 }
                 Some(mut ch) => {
                     self.pos += ch.len_utf8();
@@ -641,7 +651,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
             // BuildKit writes one slash here even for `//`.
             return Ok(Cow::Owned(format!("${{{name}/{pat}/{repl}}}")));
         }
-        pattern::replace(&pat, value.unwrap_or(""), &repl, all).map(Cow::Owned)
+        pattern::replace(&pat, value.unwrap_or(""), &repl, all, self.limit).map(Cow::Owned)
     }
 
     /// A nested read up to `stop`. Any failure that leaves the cursor at the
@@ -659,6 +669,17 @@ impl<'s, 'e> Lexer<'s, 'e> {
                 e
             }
         })
+    }
+
+    /// Fails once expansion made `text` longer than the limit.
+    fn check_len(&self, text: &str) -> Result<(), Fail> {
+        if text.len() > self.limit {
+            return Err(format!(
+                "expansion makes the word longer than {} bytes (at most {MAX_GROWTH} may be added)",
+                self.limit
+            ));
+        }
+        Ok(())
     }
 
     // name = digit { digit } | special | { letter | digit | "_" }

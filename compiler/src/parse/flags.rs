@@ -55,6 +55,10 @@ pub(crate) fn extract_flags(line: Input<'_>, escape: char) -> (Vec<String>, Inpu
             if !line[pos..].starts_with("--") {
                 return (words, &line[pos..]);
             }
+            if word.capacity() == 0 {
+                // No flag is longer than the rest of the line: one buffer.
+                word.reserve(line.len() - pos);
+            }
             phase = Phase::Word;
         }
         match phase {
@@ -66,7 +70,8 @@ pub(crate) fn extract_flags(line: Input<'_>, escape: char) -> (Vec<String>, Inpu
                         return (words, &line[pos..]);
                     }
                     if blank_ok || !word.is_empty() {
-                        words.push(std::mem::take(&mut word));
+                        // Copy out (exact size) and keep the grown buffer.
+                        words.push(word.as_str().to_owned());
                     }
                     word.clear();
                     blank_ok = false;

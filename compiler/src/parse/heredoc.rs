@@ -17,6 +17,10 @@ use crate::ast::Heredoc;
 /// Deepest `${…}` nesting the heredoc lexer follows before giving up.
 const MAX_NESTING: usize = 256;
 
+/// Most heredocs one instruction may open. Real ones open one or two; the
+/// limit keeps a hostile line from asking for unbounded work.
+pub const MAX_HEREDOCS: usize = 128;
+
 /// Why a heredoc word could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("failed to process {word:?}: {reason}")]

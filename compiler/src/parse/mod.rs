@@ -22,7 +22,7 @@ pub mod words;
 
 pub use directives::{detect_syntax, parse_all, parse_directive, Directive, FoundDirective};
 pub use dump::{dump, go_quote};
-pub use heredoc::{chomp, heredocs_from_line, parse_heredoc, HeredocError};
+pub use heredoc::{chomp, heredocs_from_line, parse_heredoc, HeredocError, MAX_HEREDOCS};
 pub use json::{parse_json_array, JsonForm};
 pub use line::MAX_LINE_LEN;
 pub use words::split_words;
@@ -47,10 +47,13 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         None => (src, 0),
     };
     let mut lines = Lines::with_first_extra(src, bom);
+    // Real instructions average 40-60 bytes; sizing the node list up front
+    // spares re-allocating (and copying) it as it grows.
+    let nodes_hint = (src.len() / 32 + 1).min(1 << 16);
     let mut parser = Parser {
         directives: Directives::default(),
         scanner: DirectiveScanner::new("#", 0),
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(nodes_hint),
         warnings: Vec::new(),
         buf: String::new(),
         map: LineMap::default(),
@@ -192,9 +195,15 @@ impl<'a> Parser<'a> {
                 ),
             });
         }
-        if can_contain_heredoc(&node) && line.contains("<<") {
+        if can_contain_heredoc(&node) && has_double_lt(line) {
             let docs =
                 heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
+            if docs.len() > MAX_HEREDOCS {
+                return Err(ParseError::new(
+                    node.span,
+                    format!("more than {MAX_HEREDOCS} heredocs in one instruction"),
+                ));
+            }
             let mut cursor = 0;
             for doc in docs {
                 let span = match marker_offset(line, cursor, &doc.name) {
@@ -226,6 +235,23 @@ fn can_contain_heredoc(node: &Node) -> bool {
         _ => node,
     };
     matches!(n.keyword.as_str(), "run" | "copy" | "add") && !n.json
+}
+
+/// Whether `line` contains `<<` (a byte search; `str::contains` builds a
+/// substring searcher per call, which showed in the parse profile).
+fn has_double_lt(line: &str) -> bool {
+    let b = line.as_bytes();
+    let mut from = 0;
+    while let Some(i) = b
+        .get(from..)
+        .and_then(|t| t.iter().position(|&c| c == b'<'))
+    {
+        if b.get(from + i + 1) == Some(&b'<') {
+            return true;
+        }
+        from += i + 1;
+    }
+    false
 }
 
 /// Best-effort byte offset of the `<<` that introduced heredoc `name`, at

@@ -52,25 +52,29 @@ pub fn split_words(s: &str, escape: char) -> Vec<String> {
         Word,
         Quote(char),
     }
+    // Every character of a word is kept (only a lone escape at the very end
+    // is dropped), so a word is the slice `start..end` of `s`: one exact
+    // allocation per word instead of growing a buffer character by character.
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut blank_ok = false;
-    let mut word = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
+    let (mut start, mut end) = (0, 0);
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
         if phase == Phase::Spaces {
             if c.is_whitespace() {
                 continue;
             }
             phase = Phase::Word;
+            (start, end) = (i, i);
         }
         match phase {
             Phase::Spaces => {}
             Phase::Word => {
                 if c.is_whitespace() {
                     phase = Phase::Spaces;
-                    if blank_ok || !word.is_empty() {
-                        words.push(std::mem::take(&mut word));
+                    if blank_ok || end > start {
+                        words.push(s[start..end].to_string());
                     }
                     blank_ok = false;
                     continue;
@@ -83,14 +87,13 @@ pub fn split_words(s: &str, escape: char) -> Vec<String> {
                     match chars.next() {
                         // A lone escape at the end is dropped.
                         None => continue,
-                        Some(next) => {
-                            word.push(c);
-                            word.push(next);
+                        Some((j, next)) => {
+                            end = j + next.len_utf8();
                             continue;
                         }
                     }
                 }
-                word.push(c);
+                end = i + c.len_utf8();
             }
             Phase::Quote(q) => {
                 if c == q {
@@ -102,19 +105,18 @@ pub fn split_words(s: &str, escape: char) -> Vec<String> {
                             phase = Phase::Word;
                             continue;
                         }
-                        Some(next) => {
-                            word.push(c);
-                            word.push(next);
+                        Some((j, next)) => {
+                            end = j + next.len_utf8();
                             continue;
                         }
                     }
                 }
-                word.push(c);
+                end = i + c.len_utf8();
             }
         }
     }
-    if phase != Phase::Spaces && (blank_ok || !word.is_empty()) {
-        words.push(word);
+    if phase != Phase::Spaces && (blank_ok || end > start) {
+        words.push(s[start..end].to_string());
     }
     words
 }

@@ -238,10 +238,12 @@ fn digests_are_stable_and_sensitive() {
     assert_ne!(base, d("FROM busybox:1\nRUN echo hi\n"));
     assert_ne!(base, d("FROM busybox\nENV X=1\nRUN echo hi\n"));
     // The canonical encoding is a compatibility promise (cache keys build on
-    // it): changing it must be deliberate, so one digest is pinned.
+    // it): changing it must be deliberate, so one digest is pinned. v2
+    // (a RUN's env enters as the digest of the ENV/ARG changes that built
+    // it, so digests stay O(1) per step) changed it.
     assert_eq!(
         base.hex(),
-        "4e3fa7998b4489b129efce577f8eb12806161fa3f406c58d3e94c55a49f17b50"
+        "4275f864a8fd13cd9ae111efb1ac3ebbb9f7ec1639e4ff279ca9b5382beac659"
     );
 }
 
@@ -263,4 +265,34 @@ fn errors_point_at_file_line_and_column() {
     let e = rbk_compiler::compile(&input("t", "FROM a\nRUN --network=moon x\n"), &NoResolver)
         .unwrap_err();
     assert!(e.to_string().contains("moon"), "{e}");
+}
+
+#[test]
+fn stages_built_on_one_base_do_not_see_each_others_changes() {
+    // The base's maps are shared by the stages built on it (persistently):
+    // a change in one must not leak into a sibling or back into the base.
+    let src = "FROM scratch AS base\nENV E=base\nLABEL a=1\nEXPOSE 80\nVOLUME /v\n\
+               FROM base AS one\nENV E=one F=1\nLABEL b=2\nEXPOSE 81\nVOLUME /one\n\
+               FROM base AS two\nENV G=2\nLABEL c=3\nCOPY --from=one /x /x\n\
+               FROM base AS three\nCOPY --from=two /y /y\n";
+    let mut i = input("t", src);
+    i.target = Some("two".into());
+    let g = compile(&i);
+    let c = &g.images[0].config;
+    let path = format!("PATH={}", rbk_compiler::lower::DEFAULT_PATH);
+    assert_eq!(c.env, vec![path.clone(), "E=base".into(), "G=2".into()]);
+    assert_eq!(
+        c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(c.exposed_ports.keys().collect::<Vec<_>>(), ["80/tcp"]);
+    assert_eq!(c.volumes.keys().collect::<Vec<_>>(), ["/v"]);
+    // The last stage is built on the base after both siblings were lowered.
+    let g = compile(&input("t", src));
+    let c = &g.images[0].config;
+    assert_eq!(c.env, vec![path, "E=base".to_string()]);
+    assert_eq!(
+        c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["a"]
+    );
 }

@@ -1,6 +1,7 @@
 //! Integration tests of rbk-compiler: one binary, one module per area.
 
 mod instructions;
+mod limits;
 mod lower;
 mod parser;
 mod shell;

@@ -208,7 +208,14 @@ fn reverse_pattern(pattern: &str) -> String {
 
 /// `${V/p/r}` (first match) and `${V//p/r}` (every match). Stars are
 /// greedy here.
-pub(super) fn replace(pat: &str, value: &str, repl: &str, all: bool) -> Result<String, Fail> {
+/// `limit` bounds the result's length (each replacement may be long).
+pub(super) fn replace(
+    pat: &str,
+    value: &str,
+    repl: &str,
+    all: bool,
+    limit: usize,
+) -> Result<String, Fail> {
     let pattern =
         compile(pat, true).map_err(|e| format!("invalid pattern ({pat}) in substitution: {e}"))?;
     let text: Vec<char> = value.chars().collect();
@@ -237,6 +244,11 @@ pub(super) fn replace(pat: &str, value: &str, repl: &str, all: bool) -> Result<S
         out.push_str(&value[at(last_end)..at(s)]);
         if e > last_end || s == 0 {
             expand_template(&mut out, repl, &value[at(s)..at(e)]);
+        }
+        if out.len() > limit {
+            return Err(format!(
+                "replacing makes the word longer than {limit} bytes"
+            ));
         }
         last_end = e;
         search = if e > search { e } else { search + 1 };
