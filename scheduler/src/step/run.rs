@@ -44,7 +44,7 @@ pub(crate) fn execute(
 ) -> Result<(), StepError> {
     // Held until the command ends: temp files, tmpfs dirs, stage views.
     let mut held = Held::default();
-    let mut vars = exec.env.clone();
+    let mut vars = exec.env.to_vec();
     let mut mounts = Vec::new();
     let mut from_states = extra.iter();
     for m in &exec.mounts {
