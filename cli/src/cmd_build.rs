@@ -12,7 +12,7 @@ use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::{CacheExport, CacheMode};
 use rbk_scheduler::step::from::BaseImages;
-use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Services};
+use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
@@ -45,9 +45,15 @@ pub struct BuildArgs {
     /// Steps to run at once (default: twice the cores, at least 4)
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
-    /// Network for RUN steps: host or none
-    #[arg(long, default_value = "host")]
+    /// Network for RUN steps: default, none, or host (needs --allow
+    /// network.host)
+    #[arg(long, default_value = "default")]
     pub network: String,
+    /// Grant an entitlement, as in BuildKit: network.host (RUN on the
+    /// host's network) or security.insecure (RUN --security=insecure: all
+    /// capabilities, no seccomp); repeatable
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// Explain every cache miss
     #[arg(long)]
     pub explain: bool,
@@ -339,10 +345,22 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         let (id, src) = parse_secret(s)?;
         secrets.insert(id, src);
     }
+    let mut allow = Entitlements::default();
+    for a in &args.allow {
+        match a.as_str() {
+            "network.host" => allow.network_host = true,
+            "security.insecure" => allow.security_insecure = true,
+            other => bail!("--allow {other:?}: use network.host or security.insecure"),
+        }
+    }
     let network = match args.network.as_str() {
-        "host" | "default" => NetworkMode::Host,
+        // The default network is still the host's, until RUN gets its own
+        // namespace with user-mode networking.
+        "default" => NetworkMode::Host,
+        "host" if allow.network_host => NetworkMode::Host,
+        "host" => bail!("--network host needs `--allow network.host`"),
         "none" => NetworkMode::None,
-        other => bail!("--network {other:?}: use host or none"),
+        other => bail!("--network {other:?}: use default, none or host"),
     };
     let compression: Compression = args
         .compression
@@ -361,6 +379,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         secrets,
         explain: args.explain,
         source_date_epoch: crate::env::source_date_epoch(),
+        allow,
     };
     Ok((options, compression))
 }

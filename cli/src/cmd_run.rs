@@ -235,6 +235,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             StdinMode::Null
         },
         tty: args.tty,
+        // Docker's default: default capabilities and seccomp profile.
+        insecure: false,
     };
     let cancel = CancelToken::new();
     let result = {

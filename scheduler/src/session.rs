@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
-use rbk_compiler::graph::Op;
+use rbk_compiler::graph::{Network, Op};
 use rbk_compiler::{BuildGraph, Vertex};
 
 use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
@@ -40,6 +40,18 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH`: the time new layers and images are dated, for
     /// reproducible builds (as in BuildKit); `None` dates them now.
     pub source_date_epoch: Option<i64>,
+    /// Entitlements granted with `--allow`, as in BuildKit.
+    pub allow: Entitlements,
+}
+
+/// What a build may do beyond the sandbox's defaults (`--allow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entitlements {
+    /// `network.host`: RUN on the host's network.
+    pub network_host: bool,
+    /// `security.insecure`: `RUN --security=insecure` (all capabilities,
+    /// no seccomp).
+    pub security_insecure: bool,
 }
 
 impl Default for BuildOptions {
@@ -51,6 +63,7 @@ impl Default for BuildOptions {
             secrets: BTreeMap::new(),
             explain: false,
             source_date_epoch: None,
+            allow: Entitlements::default(),
         }
     }
 }
@@ -128,6 +141,18 @@ pub enum BuildError {
         /// What went wrong.
         #[source]
         error: Box<StepError>,
+    },
+    /// A step needs an entitlement the command line did not grant.
+    #[error("{file}:{line}: {what} needs `--allow {entitlement}`")]
+    Entitlement {
+        /// Dockerfile.
+        file: String,
+        /// Line.
+        line: u32,
+        /// The instruction's option, e.g. `RUN --security=insecure`.
+        what: &'static str,
+        /// The entitlement it needs.
+        entitlement: &'static str,
     },
     /// A `--secret` file cannot be read.
     #[error("--secret id={id}: cannot read {}", .path.display())]
@@ -231,8 +256,36 @@ impl<'a> BuildSession<'a> {
             ran: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
         };
+        session.check_entitlements()?;
         session.resolve_bases()?;
         Ok(session)
+    }
+
+    /// Every RUN that asks for the host's network or for no sandbox must
+    /// have been allowed on the command line, as BuildKit's entitlements.
+    fn check_entitlements(&self) -> Result<(), BuildError> {
+        let allow = self.options.allow;
+        for id in self.graph.topo_order() {
+            let v = self.graph.vertex(id);
+            let Op::Exec(exec) = &v.op else { continue };
+            let need = if exec.insecure && !allow.security_insecure {
+                Some(("RUN --security=insecure", "security.insecure"))
+            } else if exec.network == Network::Host && !allow.network_host {
+                Some(("RUN --network=host", "network.host"))
+            } else {
+                None
+            };
+            if let Some((what, entitlement)) = need {
+                let o = v.origins.first();
+                return Err(BuildError::Entitlement {
+                    file: o.map(|o| o.file.clone()).unwrap_or_default(),
+                    line: o.map_or(0, |o| o.line),
+                    what,
+                    entitlement,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Resolves every base image once, before any work.

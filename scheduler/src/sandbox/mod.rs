@@ -23,6 +23,7 @@
 //! All syscalls live in `sys.rs`; the rest is safe code.
 
 pub mod rootfs;
+pub mod seccomp;
 mod sys;
 mod user;
 
@@ -108,6 +109,11 @@ pub struct ExecSpec {
     pub mounts: Vec<BindMount>,
     /// Standard input.
     pub stdin: StdinMode,
+    /// BuildKit's `--security=insecure` (`RUN --security=insecure`, which
+    /// needs `--allow security.insecure`): every capability and no seccomp
+    /// filter. Off, the command gets Docker's default capabilities and the
+    /// default seccomp profile ([`seccomp`]).
+    pub insecure: bool,
     /// Give the command a pseudo-terminal wired to rbk's terminal (`-it`):
     /// output then arrives as [`OutputStream::Stdout`] only, and rbk's stdin
     /// is put in raw mode for the duration of the run.
@@ -196,6 +202,9 @@ pub struct NamespaceExecutor;
 /// Errors of the sandbox.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The seccomp profile could not be built.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     /// A file operation on the host failed.
     #[error("cannot {op} {}", .path.display())]
     Io {
@@ -399,6 +408,7 @@ impl Executor for NamespaceExecutor {
             candidates,
             stdin: spec.stdin,
             tty: spec.tty,
+            insecure: spec.insecure,
         };
         let result = sys::launch(&launch, output, cancel);
         let cleaned = stubs.finish();

@@ -55,6 +55,7 @@ pub(super) struct Launch<'a> {
     pub candidates: Vec<String>,
     pub stdin: StdinMode,
     pub tty: bool,
+    pub insecure: bool,
 }
 
 /// Device nodes bind-mounted from the host into the container's `/dev`.
@@ -142,6 +143,7 @@ enum Step {
     ExecFailed,
     ProcReadonly,
     Capabilities,
+    Seccomp,
     Exec,
 }
 
@@ -205,6 +207,48 @@ struct Prepared {
     argv_ptrs: Vec<*const c_char>,
     envp_ptrs: Vec<*const c_char>,
     candidates: Vec<CString>,
+    /// Seccomp programs to install, in order (none when insecure).
+    seccomp: &'static [super::seccomp::Program],
+    /// Keep every capability (insecure).
+    all_caps: bool,
+    /// Where rbk's argv and environ live, for init to blank them.
+    proc_regions: Option<ProcRegions>,
+}
+
+/// The argv and environ memory blocks of this process, from
+/// `/proc/self/stat` (fields 48 to 51).
+pub(super) struct ProcRegions {
+    pub arg_start: usize,
+    pub arg_end: usize,
+    pub env_start: usize,
+    pub env_end: usize,
+}
+
+impl ProcRegions {
+    fn of_self() -> Option<ProcRegions> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The name (field 2) is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<usize> = rest
+            .split_whitespace()
+            .skip(45)
+            .take(4)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        match fields[..] {
+            [arg_start, arg_end, env_start, env_end]
+                if arg_start <= arg_end && env_start <= env_end =>
+            {
+                Some(ProcRegions {
+                    arg_start,
+                    arg_end,
+                    env_start,
+                    env_end,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 fn cstr(what: &'static str, s: impl AsRef<[u8]>) -> Result<CString, SandboxError> {
@@ -294,6 +338,13 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
             .iter()
             .map(|c| cstr("command", c))
             .collect::<Result<_, _>>()?,
+        seccomp: if l.insecure {
+            &[]
+        } else {
+            super::seccomp::default_programs()?
+        },
+        all_caps: l.insecure,
+        proc_regions: ProcRegions::of_self(),
     })
 }
 
@@ -443,6 +494,7 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::Loopback => "bring up the loopback interface".to_string(),
         Step::Ctty => "make the terminal the command's".to_string(),
         Step::Capabilities => "drop capabilities".to_string(),
+        Step::Seccomp => "install the seccomp filter".to_string(),
         Step::InitPid | Step::Exec => "start the command".to_string(),
     };
     SandboxError::Setup { step, source }

@@ -66,6 +66,7 @@ pub(crate) fn execute(
         mounts,
         stdin: StdinMode::Null,
         tty: false,
+        insecure: exec.insecure,
     };
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);

@@ -180,6 +180,7 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
     if p.isolate_net {
         loopback_up();
     }
+    hide_rbk_identity(p);
     // Block the signals we handle synchronously before the command exists,
     // so none is lost; blocked signals reach pid 1 even without a handler.
     let mut set = SigSet::empty();
@@ -218,6 +219,37 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
     }
 }
 
+/// Init is a fork of rbk, so its memory still holds rbk's command line and
+/// environment, which the command could read in `/proc/1/cmdline` and
+/// `/proc/1/environ` (build arguments, tokens). Overwrites both regions of
+/// init's own (copy-on-write) memory, as `setproctitle` does, so pid 1
+/// reads as `rbk-init`; and renames the thread.
+fn hide_rbk_identity(p: &Prepared) {
+    const NAME: &[u8] = b"rbk-init\0";
+    if let Some(r) = &p.proc_regions {
+        for (start, end, text) in [
+            (r.arg_start, r.arg_end, NAME),
+            (r.env_start, r.env_end, &b""[..]),
+        ] {
+            let len = end.saturating_sub(start);
+            if len == 0 {
+                continue;
+            }
+            let dst = start as *mut u8;
+            // SAFETY: [start, end) is this process's argv/environ block as
+            // the kernel reported it for rbk before the fork; init has its
+            // own copy of that memory and never reads argv or the
+            // environment again.
+            unsafe {
+                std::ptr::write_bytes(dst, 0, len);
+                std::ptr::copy_nonoverlapping(text.as_ptr(), dst, text.len().min(len));
+            }
+        }
+    }
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 fn setup_mounts(p: &Prepared) {
     let none: Option<&str> = None;
     // Nothing we mount may propagate back to the host.
@@ -238,6 +270,19 @@ fn setup_mounts(p: &Prepared) {
         Step::BindRootfs,
         0,
     );
+    // Device nodes a command creates in the rootfs (it may: CAP_MKNOD) are
+    // committed to the layer but cannot be opened here.
+    check(
+        mount(
+            none,
+            p.rootfs.as_c_str(),
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+            none,
+        ),
+        Step::BindRootfs,
+        1,
+    );
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     check(
         mount(
@@ -256,7 +301,9 @@ fn setup_mounts(p: &Prepared) {
             Some("tmpfs"),
             p.dev_dir.as_c_str(),
             Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+            // nodev too: the standard nodes below are bind mounts of the
+            // host's, each its own mount; a node made here stays unusable.
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
             Some("mode=755,size=65536k"),
         ),
         Step::MountDev,
@@ -463,7 +510,14 @@ fn command(p: &Prepared) -> ! {
             Err(e) => fail(Step::MkdirCwd, 0, e),
         }
     }
-    drop_capabilities();
+    // Installed while this process may (CAP_SYS_ADMIN), so without
+    // no_new_privs: setuid programs keep working, as under Docker.
+    for (i, program) in p.seccomp.iter().enumerate() {
+        install_seccomp(program, i as u32);
+    }
+    if !p.all_caps {
+        drop_capabilities();
+    }
     check(nix::unistd::setgroups(&p.groups), Step::Setgroups, 0);
     check(nix::unistd::setgid(p.gid), Step::Setgid, 0);
     check(nix::unistd::setuid(p.uid), Step::Setuid, 0);
@@ -494,6 +548,27 @@ fn command(p: &Prepared) -> ! {
             report(Step::ExecNotFound, 0, Errno::ENOENT as i32);
             exit(crate::sandbox::EXIT_NOT_FOUND)
         }
+    }
+}
+
+/// Installs one seccomp filter program on this process.
+fn install_seccomp(program: &[libc::sock_filter], index: u32) {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at a filter array that `p` keeps alive for the
+    // call; the kernel copies it. No flags, so no thread synchronisation.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        fail(Step::Seccomp, index, Errno::last());
     }
 }
 
