@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod debian;
 mod run;
+mod security;
 mod shared_store;
 mod snapshots;
 
