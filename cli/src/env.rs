@@ -14,6 +14,11 @@ pub fn home() -> Option<PathBuf> {
     var("HOME")
 }
 
+/// `$XDG_DATA_HOME` (the rootless store lives in its `rbk/`).
+pub fn xdg_data_home() -> Option<PathBuf> {
+    var("XDG_DATA_HOME")
+}
+
 /// rbk's credentials file when `--authfile`/`$RBK_AUTH_FILE` is not given:
 /// `$RBK_ROOT/auth.json`, else `$XDG_CONFIG_HOME/rbk/auth.json`
 /// (`~/.config/rbk/auth.json`).

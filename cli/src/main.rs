@@ -12,6 +12,7 @@ mod env;
 mod inputs;
 mod progress;
 mod report;
+mod rootless;
 mod sys;
 
 use std::path::PathBuf;
@@ -75,9 +76,10 @@ fn store_root(flag: Option<PathBuf>) -> PathBuf {
     if sys::is_root() {
         return PathBuf::from("/var/lib/rbk");
     }
-    match env::home() {
-        Some(h) => h.join(".local/share/rbk"),
-        None => PathBuf::from(".rbk"),
+    match (env::xdg_data_home(), env::home()) {
+        (Some(d), _) => d.join("rbk"),
+        (None, Some(h)) => h.join(".local/share/rbk"),
+        (None, None) => PathBuf::from(".rbk"),
     }
 }
 
@@ -144,8 +146,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Whether `command` works on the store (and so, run by a user who is not
+/// root, needs the user namespace of [`rootless`]).
+fn needs_namespace(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Parse(_)
+            | Command::Graph(_)
+            | Command::Login(_)
+            | Command::Logout(_)
+            | Command::Completions { .. }
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !sys::is_root() && needs_namespace(&cli.command) {
+        let root = store_root(cli.root.clone());
+        return match rootless::reexec(&root) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("{}", report::render(&e));
+                ExitCode::from(1)
+            }
+        };
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

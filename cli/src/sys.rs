@@ -39,3 +39,120 @@ pub fn cancel_on_interrupt(token: &CancelToken) {
         }
     }
 }
+
+/// A process forked into new user and mount namespaces, stopped until its
+/// id maps are written.
+pub struct UnmappedChild {
+    pid: nix::unistd::Pid,
+    go: std::os::fd::OwnedFd,
+}
+
+impl UnmappedChild {
+    /// The child's pid (for newuidmap and newgidmap).
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Lets the child go on (it becomes root of its namespace and execs
+    /// `exe` with `args` and the extra `env`), then waits for it and
+    /// returns its exit code. Ctrl-C reaches both; the parent ignores it
+    /// and waits for the child to wind down.
+    pub fn release_and_wait(self) -> std::io::Result<i32> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: setting SIG_IGN is always sound.
+            unsafe {
+                let _ = sigaction(sig, &ignore);
+            }
+        }
+        nix::unistd::write(&self.go, b"g")?;
+        drop(self.go);
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Forks a child that unshares user and mount namespaces, tells the parent
+/// it did, waits to be released (its id maps written by then), becomes
+/// root of the namespace and execs `exe` with `args` and `env` added.
+/// Call while the process is single-threaded (first thing in `main`).
+pub fn fork_into_user_namespace(
+    exe: &std::path::Path,
+    args: &[std::ffi::OsString],
+    env: &[(&str, std::ffi::OsString)],
+) -> std::io::Result<UnmappedChild> {
+    use nix::sched::{unshare, CloneFlags};
+    use nix::unistd::{fork, read, ForkResult};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let to_c = |s: &[u8]| {
+        CString::new(s)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte"))
+    };
+    // Everything the child needs, made before the fork.
+    let exe_c = to_c(exe.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = args
+        .iter()
+        .map(|a| to_c(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let mut envp: Vec<CString> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if env.iter().any(|(name, _)| k.as_bytes() == name.as_bytes()) {
+            continue;
+        }
+        envp.push(to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    for (k, v) in env {
+        envp.push(to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    let (ready_r, ready_w) = nix::unistd::pipe()?;
+    let (go_r, go_w) = nix::unistd::pipe()?;
+    // SAFETY: rbk is single-threaded here (this runs first in main), so the
+    // child may do anything the parent could.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            drop((ready_r, go_w));
+            let code = (|| -> nix::Result<std::convert::Infallible> {
+                unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
+                nix::unistd::write(&ready_w, b"u")?;
+                let mut b = [0u8; 1];
+                if read(&go_r, &mut b)? != 1 {
+                    return Err(nix::errno::Errno::EPIPE);
+                }
+                let root_gid = nix::unistd::Gid::from_raw(0);
+                let root_uid = nix::unistd::Uid::from_raw(0);
+                nix::unistd::setresgid(root_gid, root_gid, root_gid)?;
+                nix::unistd::setresuid(root_uid, root_uid, root_uid)?;
+                // Changing credentials cleared it: die with the parent.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                nix::unistd::execve(&exe_c, &argv, &envp)
+            })();
+            let e = code.err().unwrap_or(nix::errno::Errno::EINVAL);
+            eprintln!("rbk: cannot enter the user namespace: {e}");
+            // SAFETY: ends the forked child without running the parent's
+            // destructors.
+            unsafe { libc::_exit(125) }
+        }
+        ForkResult::Parent { child } => {
+            drop((ready_w, go_r));
+            let mut b = [0u8; 1];
+            if read(&ready_r, &mut b)? != 1 {
+                return Err(std::io::Error::other(
+                    "the child could not create a user namespace (are unprivileged user namespaces disabled?)",
+                ));
+            }
+            Ok(UnmappedChild {
+                pid: child,
+                go: go_w,
+            })
+        }
+    }
+}

@@ -29,6 +29,17 @@ pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Xattr overlayfs sets on an opaque upper directory (as root).
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// The opaque xattr this process's overlay mounts read: `user.overlay.*`
+/// in a user namespace (overlay mounted with `userxattr`), else
+/// `trusted.overlay.*`.
+pub fn opaque_xattr() -> &'static str {
+    if crate::sys::in_user_namespace() {
+        OVERLAY_OPAQUE_USER_XATTR
+    } else {
+        OVERLAY_OPAQUE_XATTR
+    }
+}
 /// The same in rootless (`userxattr`) overlay mounts.
 pub const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
 

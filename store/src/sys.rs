@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-pub use fs::{dev_major_minor, get_xattr, is_root, list_xattrs, make_node, set_xattr, NodeKind};
+pub use fs::{
+    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, set_xattr,
+    NodeKind,
+};
 
 use crate::snapshot::Mount;
 

@@ -6,6 +6,7 @@
 mod build;
 mod cache;
 mod debian;
+mod rootless;
 mod run;
 mod security;
 mod shared_store;

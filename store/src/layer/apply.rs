@@ -20,10 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{
-    clean_entry_path, ApplyMode, ApplyStats, LayerError, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR,
-    WHITEOUT_PREFIX,
-};
+use super::{clean_entry_path, ApplyMode, ApplyStats, LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::compress::HashingReader;
 use crate::sys::{self, NodeKind};
 
@@ -309,7 +306,7 @@ impl Applier {
                 // `.wh.d` then `d/` in one layer: the lower `d` is deleted and
                 // a new one made, which overlay spells as an opaque dir.
                 if replaces_whiteout && self.mode == ApplyMode::Overlay {
-                    sys::set_xattr(&dest, OsStr::new(OVERLAY_OPAQUE_XATTR), b"y")
+                    sys::set_xattr(&dest, OsStr::new(super::opaque_xattr()), b"y")
                         .map_err(LayerError::io("mark opaque", &dest))?;
                 }
                 self.verified.insert(rel.to_path_buf());
@@ -332,8 +329,21 @@ impl Applier {
                     tar::EntryType::Block => NodeKind::Block,
                     _ => NodeKind::Fifo,
                 };
-                sys::make_node(&dest, nk, attrs.mode, major, minor)
-                    .map_err(LayerError::io("create device node", &dest))?;
+                match sys::make_node(&dest, nk, attrs.mode, major, minor) {
+                    Ok(()) => {}
+                    // Rootless: a user namespace may not make devices. The
+                    // entry is left out of the snapshot, as rootless podman
+                    // does; a container's /dev is its own tmpfs anyway.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EPERM)
+                            && nk != NodeKind::Fifo
+                            && sys::in_user_namespace() =>
+                    {
+                        self.entries += 1;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(LayerError::io("create device node", &dest)(e)),
+                }
             }
             other => {
                 return Err(LayerError::Entry {
@@ -458,7 +468,7 @@ impl Applier {
                 // Unprivileged users cannot set trusted.*/security.*, and
                 // Linux allows no user.* xattrs on symlinks: skip, as tar does.
                 let denied = er.raw_os_error() == Some(libc::EPERM)
-                    && (!self.root || kind == tar::EntryType::Symlink);
+                    && (!self.root || kind == tar::EntryType::Symlink || sys::in_user_namespace());
                 if !(unsupported || denied) {
                     return Err(LayerError::io("set xattr on", dest)(er));
                 }
@@ -519,7 +529,7 @@ impl Applier {
             ApplyMode::Overlay => {
                 self.dirs(dir, true, shown)?;
                 let p = self.target.join(dir);
-                sys::set_xattr(&p, OsStr::new(OVERLAY_OPAQUE_XATTR), b"y")
+                sys::set_xattr(&p, OsStr::new(super::opaque_xattr()), b"y")
                     .map_err(LayerError::io("mark opaque", &p))?;
             }
         }

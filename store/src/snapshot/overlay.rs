@@ -145,6 +145,7 @@ impl OverlaySnapshotter {
             .join(":");
         options.push(format!("lowerdir={lower}"));
         options.extend(disable_unrepresentable_features());
+        options.extend(userxattr());
         let len = options
             .iter()
             .filter(|o| *o != "ro")
@@ -170,6 +171,12 @@ impl OverlaySnapshotter {
 /// Options turning off overlay features whose results a layer tar cannot
 /// express (directory renames recorded as redirects, metadata-only copy-ups),
 /// for kernels that enable them by default.
+/// In a user namespace (rootless) overlay keeps whiteouts and opaque
+/// markers in `user.overlay.*` xattrs, and must be told so.
+fn userxattr() -> Option<String> {
+    sys::in_user_namespace().then(|| "userxattr".to_string())
+}
+
 fn disable_unrepresentable_features() -> Vec<String> {
     static OPTS: OnceLock<Vec<String>> = OnceLock::new();
     OPTS.get_or_init(|| {
@@ -347,7 +354,10 @@ fn probe(base: &Path) -> std::io::Result<bool> {
             format!("lowerdir={}", lower.display()),
             format!("upperdir={}", upper.display()),
             format!("workdir={}", work.display()),
-        ],
+        ]
+        .into_iter()
+        .chain(userxattr())
+        .collect(),
     };
     let Ok(guard) = sys::mount_all(&[m], &merged) else {
         return Ok(false);

@@ -12,6 +12,20 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether the process runs in a user namespace other than the host's (a
+/// rootless rbk): root there may chown to its mapped ids and mount overlay
+/// with `userxattr`, but not make devices (other than whiteouts) or set
+/// `trusted.*` xattrs. The host's namespace maps every id to itself.
+pub fn in_user_namespace() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+            let fields: Vec<&str> = m.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        })
+    })
+}
+
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))

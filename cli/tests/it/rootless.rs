@@ -1,0 +1,245 @@
+//! Rootless rbk: a user who is not root, with subordinate ids, imports a
+//! base, builds (a RUN that chowns to 1000, a COPY, a delete), lists and
+//! runs the image, with the store under `$XDG_DATA_HOME/rbk`; the layer
+//! holds uid 1000 as a root build's would. A user without subordinate ids
+//! gets an error that says how to fix it.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::rbk_bin;
+
+const USER: &str = "rbk-rootless-t";
+const NOSUB: &str = "rbk-nosubid-t";
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Why this test cannot run here, if it cannot.
+fn cannot(test: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some(format!("{test}: making test users needs root"));
+    }
+    for tool in [
+        "/usr/sbin/useradd",
+        "/usr/sbin/usermod",
+        "/usr/bin/newuidmap",
+        "/sbin/runuser",
+    ] {
+        if !Path::new(tool).exists() && !Path::new(&tool.replace("/sbin/", "/usr/sbin/")).exists() {
+            return Some(format!(
+                "{test}: {tool} is missing (apt-get install passwd uidmap util-linux)"
+            ));
+        }
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some(format!("{test}: /bin/busybox is missing"));
+    }
+    None
+}
+
+/// Makes `user` (idempotent), with subordinate ids when `subids`.
+fn ensure_user(user: &str, subids: Option<&str>) {
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        return;
+    }
+    let ok = Command::new("useradd")
+        .args([
+            "-M",
+            "-s",
+            "/bin/sh",
+            "-K",
+            "SUB_UID_COUNT=0",
+            "-K",
+            "SUB_GID_COUNT=0",
+            user,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "useradd {user}");
+    if let Some(range) = subids {
+        let ok = Command::new("usermod")
+            .args(["--add-subuids", range, "--add-subgids", range, user])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "usermod {user}");
+    }
+}
+
+/// `rbk ARGS` as `user`, in `dir`, with the store under `dir/data`. The
+/// binary is a copy in `dir`: the build tree may be where `user` cannot go
+/// (a checkout under /root).
+fn rbk_as(user: &str, dir: &Path, args: &[&str]) -> Output {
+    let bin = dir.join("rbk");
+    if !bin.exists() {
+        std::fs::copy(rbk_bin(), &bin).unwrap();
+    }
+    Command::new("runuser")
+        .args(["-u", user, "--", "env", "-u", "RBK_ROOT"])
+        .arg(format!("XDG_DATA_HOME={}", dir.join("data").display()))
+        .arg(format!("HOME={}", dir.display()))
+        .arg(&bin)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn busybox_tar(dir: &Path) {
+    let root = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "chown", "rm", "ls", "cat", "stat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["--numeric-owner", "-cf"])
+        .arg(dir.join("busybox.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn a_user_without_root_builds_and_runs_with_the_same_owners() {
+    let test = "a_user_without_root_builds_and_runs_with_the_same_owners";
+    if let Some(why) = cannot(test) {
+        eprintln!("SKIPPED {why}");
+        return;
+    }
+    ensure_user(USER, Some("400000-465535"));
+    let dir = tempfile::Builder::new()
+        .prefix("rbk-rootless-")
+        .tempdir()
+        .unwrap();
+    busybox_tar(dir.path());
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/busybox:latest\nRUN echo hi > /f && chown 1000:1000 /f\nCOPY a.txt /a.txt\nRUN rm /etc/group\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let d = dir.path();
+    for args in [
+        &["import", "busybox.tar", "localhost/busybox:latest"][..],
+        &["build", "--progress", "plain", "-t", "rl", "ctx"][..],
+        &["images"][..],
+    ] {
+        let out = rbk_as(USER, d, args);
+        assert!(
+            out.status.success(),
+            "rbk {args:?} as {USER}:\n{}",
+            text(&out)
+        );
+    }
+    let run = rbk_as(
+        USER,
+        d,
+        &[
+            "run",
+            "--rm",
+            "rl",
+            "sh",
+            "-c",
+            "stat -c '%u:%g %n' /f /a.txt; ls /etc",
+        ],
+    );
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    assert!(out.contains("1000:1000 /f"), "{out}");
+    assert!(out.contains("0:0 /a.txt"), "{out}");
+    assert!(
+        !out.contains("group"),
+        "the delete did not reach the image: {out}"
+    );
+    // The store is the user's, where XDG says.
+    let meta = std::fs::metadata(d.join("data/rbk/index.json")).unwrap();
+    let uid = Command::new("id").args(["-u", USER]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
+    // The layer says 1000, as a root build's does: save and read the tar.
+    let save = rbk_as(USER, d, &["save", "-o", "rl.tar", "rl"]);
+    assert!(save.status.success(), "{}", text(&save));
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && mkdir -p x && tar -C x -xf rl.tar && for l in x/blobs/sha256/*; do tar -tvf \"$l\" 2>/dev/null; done",
+            d.display()
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("1000/1000") && l.ends_with(" f")),
+        "no layer holds f as 1000/1000:\n{listing}"
+    );
+}
+
+#[test]
+fn a_user_without_subordinate_ids_is_told_how_to_fix_it() {
+    let test = "a_user_without_subordinate_ids_is_told_how_to_fix_it";
+    if let Some(why) = cannot(test) {
+        eprintln!("SKIPPED {why}");
+        return;
+    }
+    ensure_user(NOSUB, None);
+    // useradd may have given it ranges (SUB_UID_COUNT in login.defs).
+    let ok = Command::new("usermod")
+        .args([
+            "--del-subuids",
+            "1-4294967294",
+            "--del-subgids",
+            "1-4294967294",
+            NOSUB,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let dir = tempfile::Builder::new()
+        .prefix("rbk-nosub-")
+        .tempdir()
+        .unwrap();
+    let ok = Command::new("chown")
+        .arg(NOSUB)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = rbk_as(NOSUB, dir.path(), &["images"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("/etc/subuid") && t.contains("usermod --add-subuids"),
+        "{t}"
+    );
+}
