@@ -28,7 +28,7 @@ pub(crate) use select::{select_in, Filters};
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     /// A filesystem operation failed.
-    #[error("cannot {op} {}: {source}", .path.display())]
+    #[error("cannot {op} {}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -39,7 +39,7 @@ pub enum ContextError {
         source: std::io::Error,
     },
     /// `.dockerignore` has a bad line.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}", .path.display())]
     Ignore {
         /// The ignore file.
         path: PathBuf,
@@ -48,10 +48,10 @@ pub enum ContextError {
         source: IgnoreError,
     },
     /// A `--exclude` pattern is malformed.
-    #[error("bad --exclude pattern: {0}")]
+    #[error("bad --exclude pattern")]
     Exclude(#[source] IgnoreError),
     /// A source names something that is not there (or is ignored).
-    #[error("source {pattern:?}: lstat {name}: {source}")]
+    #[error("source {pattern:?}: lstat {name}")]
     NotFound {
         /// The source as written.
         pattern: String,

@@ -115,7 +115,7 @@ pub enum FileOpError {
     #[error(transparent)]
     Context(#[from] ContextError),
     /// A filesystem operation failed.
-    #[error("cannot {op} {}: {source}", .path.display())]
+    #[error("cannot {op} {}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -126,7 +126,7 @@ pub enum FileOpError {
         source: std::io::Error,
     },
     /// Setting ownership failed.
-    #[error("cannot chown {} to {uid}:{gid}: {source}", .path.display())]
+    #[error("cannot chown {} to {uid}:{gid}", .path.display())]
     Chown {
         /// The entry.
         path: PathBuf,

@@ -258,7 +258,7 @@ pub enum SandboxError {
         command: String,
     },
     /// The command exists but cannot be executed (exit code 126).
-    #[error("exec: {command:?}: {source}")]
+    #[error("exec: {command:?}")]
     NotExecutable {
         /// `args[0]`.
         command: String,

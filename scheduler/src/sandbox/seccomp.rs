@@ -29,8 +29,14 @@ use seccompiler::{
 /// Why the profile could not be built (a bug, or an architecture rbk does
 /// not know).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot build the seccomp profile: {0}")]
-pub struct SeccompError(String);
+#[error("cannot build the seccomp profile")]
+pub struct SeccompError(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl SeccompError {
+    fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SeccompError(std::sync::Arc::new(e))
+    }
+}
 
 /// A compiled BPF program, as the kernel takes it.
 pub type Program = Vec<libc::sock_filter>;
@@ -368,11 +374,11 @@ fn cond(
     op: SeccompCmpOp,
     value: u64,
 ) -> Result<SeccompCondition, SeccompError> {
-    SeccompCondition::new(arg, len, op, value).map_err(|e| SeccompError(e.to_string()))
+    SeccompCondition::new(arg, len, op, value).map_err(SeccompError::new)
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
-    SeccompRule::new(conds).map_err(|e| SeccompError(e.to_string()))
+    SeccompRule::new(conds).map_err(SeccompError::new)
 }
 
 /// The allow rules: unconditional calls, then those allowed only with
@@ -422,7 +428,7 @@ fn compile() -> Result<Vec<Program>, SeccompError> {
         SeccompAction::Allow,
         ARCH,
     )
-    .map_err(|e| SeccompError(e.to_string()))?;
+    .map_err(SeccompError::new)?;
     // clone3 cannot be checked (its flags are behind a pointer): answer
     // ENOSYS, so C libraries fall back to clone, which is checked.
     let clone3 = SeccompFilter::new(
@@ -431,13 +437,13 @@ fn compile() -> Result<Vec<Program>, SeccompError> {
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,
     )
-    .map_err(|e| SeccompError(e.to_string()))?;
+    .map_err(SeccompError::new)?;
     [allow, clone3]
         .into_iter()
         .map(|f| {
             let program: seccompiler::BpfProgram = f
                 .try_into()
-                .map_err(|e: seccompiler::BackendError| SeccompError(e.to_string()))?;
+                .map_err(|e: seccompiler::BackendError| SeccompError::new(e))?;
             Ok(program
                 .into_iter()
                 .map(|i| libc::sock_filter {

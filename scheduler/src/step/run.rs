@@ -88,7 +88,7 @@ pub(crate) fn execute(
             Some(code) => StepError::Exit {
                 command: command(),
                 code,
-                tail: vec![e.to_string()],
+                tail: vec![crate::error_chain(&e)],
             },
             None => StepError::Sandbox(e),
         }

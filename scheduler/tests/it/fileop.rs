@@ -196,7 +196,7 @@ fn missing_sources_are_errors() {
     let d = dirs();
     tree(&d.ctx, &[("a.txt", "a")]);
     let err = copy(&d.ctx, &d.rootfs, &spec(&["nope.txt"], "/"), None).unwrap_err();
-    let msg = err.to_string();
+    let msg = rbk_scheduler::error_chain(&err);
     assert!(
         msg.contains("lstat /nope.txt") && msg.contains("No such file"),
         "{msg}"

@@ -53,7 +53,7 @@ fn dockerignore_rules_apply_to_copy_and_select() {
     let m = IgnoreMatcher::parse(ignore).unwrap();
     let err = copy(&d.ctx, &d.rootfs, &spec(&["drop.txt"], "/"), Some(&m)).unwrap_err();
     assert!(
-        err.to_string().contains("excluded by .dockerignore"),
+        rbk_scheduler::error_chain(&err).contains("excluded by .dockerignore"),
         "{err}"
     );
     assert!(copy(&d.ctx, &d.rootfs, &spec(&["Dockerfile"], "/"), Some(&m)).is_err());
