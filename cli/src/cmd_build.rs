@@ -354,9 +354,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         }
     }
     let network = match args.network.as_str() {
-        // The default network is still the host's, until RUN gets its own
-        // namespace with user-mode networking.
-        "default" => NetworkMode::Host,
+        "default" => default_network()?,
         "host" if allow.network_host => NetworkMode::Host,
         "host" => bail!("--network host needs `--allow network.host`"),
         "none" => NetworkMode::None,
@@ -382,6 +380,24 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         allow,
     };
     Ok((options, compression))
+}
+
+/// The default network: the container's own, through user-mode
+/// networking; where that cannot be had rootless (the user may not open
+/// /dev/net/tun), the host's, which is then no more than the user's own
+/// access, with a warning.
+fn default_network() -> Result<NetworkMode> {
+    match rbk_scheduler::sandbox::net::available() {
+        Ok(()) => Ok(NetworkMode::Private),
+        Err(e) if rbk_store::sys::in_user_namespace() => {
+            eprintln!(
+                "warning: RUN steps use the host's network: {}",
+                rbk_scheduler::error_chain(&e)
+            );
+            Ok(NetworkMode::Host)
+        }
+        Err(e) => Err(e).context("the default network for RUN steps (or use --network none)"),
+    }
 }
 
 fn plural(n: usize, word: &str) -> String {

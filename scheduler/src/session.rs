@@ -59,7 +59,7 @@ impl Default for BuildOptions {
         BuildOptions {
             no_cache: false,
             jobs: default_jobs(),
-            network: NetworkMode::Host,
+            network: NetworkMode::Private,
             secrets: BTreeMap::new(),
             explain: false,
             source_date_epoch: None,

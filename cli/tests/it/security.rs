@@ -107,6 +107,9 @@ fn run_steps_are_refused_what_docker_refuses() {
         return;
     };
     let host_pid = std::process::id();
+    // A service on the host's loopback the step must not reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     write(
         &ctx,
         &[(
@@ -120,7 +123,10 @@ fn run_steps_are_refused_what_docker_refuses() {
                   && mknod /tmp/blk b 8 0 && echo \"mknod OK\" >> /results.txt \
                   && (head -c 1 /tmp/blk >/dev/null 2>&1 && echo 'open-blk OK' || echo 'open-blk refused') >> /results.txt \
                   && (mknod /dev/blk2 b 8 0 && head -c 1 /dev/blk2 >/dev/null 2>&1 && echo 'open-devblk OK' || echo 'open-devblk refused') >> /results.txt \
-                  && (echo h > /proc/sysrq-trigger 2>/dev/null && echo 'sysrq-shell OK' || echo 'sysrq-shell refused') >> /results.txt\n"
+                  && (echo h > /proc/sysrq-trigger 2>/dev/null && echo 'sysrq-shell OK' || echo 'sysrq-shell refused') >> /results.txt\n\
+                 RUN echo \"net $(ls /sys/class/net | tr '\\n' ' ')\" >> /results.txt \
+                  && ((echo | nc -w 3 127.0.0.1 {port}) && echo 'host-loopback OK' || echo 'host-loopback refused') >> /results.txt \
+                  && ((echo | nc -w 3 10.0.2.2 {port}) && echo 'host-gateway OK' || echo 'host-gateway refused') >> /results.txt\n"
             ),
         )],
     );
@@ -168,6 +174,9 @@ fn run_steps_are_refused_what_docker_refuses() {
         ("open-blk", "refused"),
         ("open-devblk", "refused"),
         ("sysrq-shell", "refused"),
+        ("net", "lo tap0"),
+        ("host-loopback", "refused"),
+        ("host-gateway", "refused"),
     ];
     for (name, want) in expect {
         assert_eq!(

@@ -22,6 +22,7 @@
 //!
 //! All syscalls live in `sys.rs`; the rest is safe code.
 
+pub mod net;
 pub mod rootfs;
 pub mod seccomp;
 mod sys;
@@ -53,6 +54,10 @@ pub enum NetworkMode {
     Host,
     /// A new network namespace with only the loopback interface, up.
     None,
+    /// A new network namespace with outbound access through user-mode
+    /// networking ([`net`]): Docker's and BuildKit's default, without a
+    /// way to the host's loopback services.
+    Private,
 }
 
 /// A host file or directory mounted into the container.
@@ -202,6 +207,12 @@ pub struct NamespaceExecutor;
 /// Errors of the sandbox.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The default network needs slirp4netns, which is not installed.
+    #[error("the default network of RUN needs slirp4netns (apt-get install slirp4netns), or use --network none")]
+    NoUserNet,
+    /// slirp4netns failed.
+    #[error("cannot set up the container's network: {0}")]
+    UserNet(String),
     /// The seccomp profile could not be built.
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
@@ -351,7 +362,11 @@ impl Executor for NamespaceExecutor {
                 source,
             })?;
         let hosts = write_file(files.path(), "hosts", &hosts_file(spec))?;
-        let resolv = write_file(files.path(), "resolv.conf", &resolv_conf())?;
+        let resolv = match spec.network {
+            NetworkMode::Private => net::resolv_conf(&resolv_conf()),
+            NetworkMode::Host | NetworkMode::None => resolv_conf(),
+        };
+        let resolv = write_file(files.path(), "resolv.conf", &resolv)?;
 
         let mut stubs = StubGuard {
             root: &root,
@@ -400,7 +415,8 @@ impl Executor for NamespaceExecutor {
             sys_dir,
             binds,
             hostname: &spec.hostname,
-            isolate_net: spec.network == NetworkMode::None,
+            isolate_net: spec.network != NetworkMode::Host,
+            user_net: spec.network == NetworkMode::Private,
             user: &user,
             cwd: &cwd,
             argv: &spec.args,

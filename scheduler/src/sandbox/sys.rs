@@ -48,6 +48,8 @@ pub(super) struct Launch<'a> {
     pub binds: Vec<Bind>,
     pub hostname: &'a str,
     pub isolate_net: bool,
+    /// Connect the new network namespace with user-mode networking.
+    pub user_net: bool,
     pub user: &'a ExecUser,
     pub cwd: &'a str,
     pub argv: &'a [String],
@@ -106,6 +108,8 @@ const DEFAULT_CAPS: [u32; 14] = [
 
 /// The fd the status pipe gets in the children.
 const STATUS_FD: RawFd = 3;
+/// The fd on which init waits for its network (user-mode networking).
+const NET_FD: RawFd = 4;
 /// Exit code of a child whose setup failed (Docker uses 125 for that too).
 const EXIT_SETUP: i32 = 125;
 
@@ -144,10 +148,11 @@ enum Step {
     ProcReadonly,
     Capabilities,
     Seccomp,
+    Network,
     Exec,
 }
 
-const STEPS: [Step; 31] = [
+const STEPS: [Step; 33] = [
     Step::InitPid,
     Step::Stdio,
     Step::Setsid,
@@ -178,6 +183,8 @@ const STEPS: [Step; 31] = [
     Step::ExecFailed,
     Step::ProcReadonly,
     Step::Capabilities,
+    Step::Seccomp,
+    Step::Network,
     Step::Exec,
 ];
 
@@ -213,6 +220,8 @@ struct Prepared {
     all_caps: bool,
     /// Where rbk's argv and environ live, for init to blank them.
     proc_regions: Option<ProcRegions>,
+    /// Init waits on [`NET_FD`] until rbk has connected its network.
+    wait_for_net: bool,
 }
 
 /// The argv and environ memory blocks of this process, from
@@ -345,6 +354,7 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
         },
         all_caps: l.insecure,
         proc_regions: ProcRegions::of_self(),
+        wait_for_net: l.user_net,
     })
 }
 
@@ -361,6 +371,8 @@ struct ChildFds {
     stdout: OwnedFd,
     stderr: OwnedFd,
     status: OwnedFd,
+    /// Read end of the "network is up" pipe (user-mode networking).
+    net: Option<OwnedFd>,
 }
 
 /// Starts the sandbox for `l`, supervises it and returns the exit code.
@@ -370,6 +382,17 @@ pub(super) fn launch(
     cancel: &CancelToken,
 ) -> Result<i32, SandboxError> {
     let plan = prepare(l)?;
+    if l.user_net {
+        super::net::available()?;
+    }
+    let (net_r, net_w) = match l.user_net {
+        true => {
+            let (r, w) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
     let (status_r, status_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
     let mut tty_master = None;
@@ -395,6 +418,7 @@ pub(super) fn launch(
             stdout: dup(&pty.slave)?,
             stderr: pty.slave,
             status: status_w,
+            net: net_r,
         };
         tty_master = Some(pty.master);
         fds
@@ -420,6 +444,7 @@ pub(super) fn launch(
             stdout: o_w,
             stderr: e_w,
             status: status_w,
+            net: net_r,
         }
     };
 
@@ -431,7 +456,7 @@ pub(super) fn launch(
         ForkResult::Parent { child } => child,
     };
     drop(fds);
-    let mut sup = Supervisor::new(keeper, status_r);
+    let mut sup = Supervisor::new(keeper, status_r, net_w);
     let code = sup.run(
         out_r,
         tty_master,
@@ -439,6 +464,9 @@ pub(super) fn launch(
         output,
         cancel,
     );
+    if let Some(e) = sup.take_net_error() {
+        return Err(e);
+    }
     if let Some((step, arg, errno)) = sup.failure() {
         return Err(failure_error(l, &plan, step, arg, errno));
     }
@@ -495,6 +523,7 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::Ctty => "make the terminal the command's".to_string(),
         Step::Capabilities => "drop capabilities".to_string(),
         Step::Seccomp => "install the seccomp filter".to_string(),
+        Step::Network => "wait for the container's network".to_string(),
         Step::InitPid | Step::Exec => "start the command".to_string(),
     };
     SandboxError::Setup { step, source }

@@ -16,7 +16,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, STATUS_FD};
+use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, NET_FD, STATUS_FD};
 pub(super) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // destructors, which must not run in a forked child.
@@ -88,8 +88,13 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
     let out = dup_high(fds.stdout.as_raw_fd());
     let err = dup_high(fds.stderr.as_raw_fd());
+    let net = fds.net.as_ref().map(|f| dup_high(f.as_raw_fd()));
     dup_to(status, STATUS_FD);
     set_cloexec(STATUS_FD);
+    if let Some(net) = net {
+        dup_to(net, NET_FD);
+        set_cloexec(NET_FD);
+    }
     if let Some(stdin) = stdin {
         dup_to(stdin, 0);
     }
@@ -97,8 +102,9 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     dup_to(err, 2);
     // Drop every other inherited fd (other runs' pipes, rbk's files) so the
     // container holds nothing of rbk's and pipes see EOF when it ends.
+    let keep = if net.is_some() { NET_FD } else { STATUS_FD };
     // SAFETY: close_range only closes fds.
-    unsafe { libc::syscall(libc::SYS_close_range, STATUS_FD + 1, u32::MAX, 0) };
+    unsafe { libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0) };
 
     // A session of our own: terminal signals for rbk do not reach the
     // container (rbk forwards what it wants to).
@@ -126,7 +132,7 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     };
     drop(life_r);
     report(Step::InitPid, 0, init_pid.as_raw());
-    for fd in 0..=STATUS_FD {
+    for fd in 0..=NET_FD {
         close_raw(fd);
     }
     exit(wait_exit_code(init_pid))
@@ -168,6 +174,23 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
     let mut pfd = [PollFd::new(keeper_life.as_fd(), PollFlags::POLLIN)];
     if poll(&mut pfd, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         exit(EXIT_SETUP);
+    }
+    if p.wait_for_net {
+        // rbk connects the namespace once it knows our pid; a hang-up
+        // without the byte means it could not.
+        let mut b = [0u8; 1];
+        loop {
+            // SAFETY: NET_FD is open in this process (the keeper put it
+            // there) and stays open for the call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(NET_FD) };
+            match nix::unistd::read(fd, &mut b) {
+                Ok(1) => break,
+                Err(Errno::EINTR) => continue,
+                Ok(_) => fail(Step::Network, 0, Errno::EPIPE),
+                Err(e) => fail(Step::Network, 1, e),
+            }
+        }
+        close_raw(NET_FD);
     }
     setup_mounts(p);
     if let Some(h) = &p.hostname {
