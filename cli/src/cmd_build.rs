@@ -386,12 +386,12 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
 /// networking; where that cannot be had rootless (the user may not open
 /// /dev/net/tun), the host's, which is then no more than the user's own
 /// access, with a warning.
-fn default_network() -> Result<NetworkMode> {
+pub(crate) fn default_network() -> Result<NetworkMode> {
     match rbk_scheduler::sandbox::net::available() {
         Ok(()) => Ok(NetworkMode::Private),
         Err(e) if rbk_store::sys::in_user_namespace() => {
             eprintln!(
-                "warning: RUN steps use the host's network: {}",
+                "warning: using the host's network instead of a private one: {}",
                 rbk_scheduler::error_chain(&e)
             );
             Ok(NetworkMode::Host)

@@ -59,7 +59,7 @@ pub enum ImageCommand {
         target: String,
     },
     /// Remove images: untags, and deletes an image when no tag is left
-    #[command(alias = "rm")]
+    #[command(alias = "image-rm")]
     Rmi {
         /// Remove an image by id even when several tags point at it
         #[arg(short, long)]
@@ -322,7 +322,11 @@ fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, Stri
     ]
 }
 
-fn print_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+pub(crate) fn print_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -629,7 +633,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// "5 minutes ago", like Docker's `CREATED` column.
-fn since(rfc3339: &str) -> String {
+pub(crate) fn since(rfc3339: &str) -> String {
     let Ok(t) =
         time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
     else {

@@ -2,16 +2,17 @@
 //! sandbox as RUN steps, on a fresh writable layer over the image's
 //! snapshots.
 //!
-//! rbk has no daemon and no container store (yet): a container lives exactly
-//! as long as its `rbk run`. Its writable layer and its anonymous volumes are
-//! removed when it exits, so `--rm` is what always happens; the flag is
-//! accepted so Docker command lines work unchanged. Keep data with a bind
-//! mount (`-v /host/dir:/data`).
+//! rbk has no daemon: a container lives as long as the `rbk run` that
+//! supervises it — in the foreground, or detached (`-d`, a supervisor in a
+//! session of its own, see [`crate::containers`]). Its writable layer and
+//! anonymous volumes are removed when it exits. Keep data with a bind mount
+//! (`-v /host/dir:/data`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use rbk_scheduler::sandbox::net::PortMapping;
 use rbk_scheduler::sandbox::{
     forward_signals, rootfs::resolve_in_root, sandbox_supported, BindMount, CancelToken, ExecSpec,
     Executor, NamespaceExecutor, NetworkMode, OutputStream, SandboxError, StdinMode,
@@ -23,24 +24,36 @@ use rbk_store::unpack::{unpack_layers, LayerRef, UnpackError};
 use rbk_store::StoreError;
 
 /// `rbk run`
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "rbk has no daemon: the container runs in the foreground (put it in the \
-background with the shell's `&`), on the host's network by default, and its writable layer and \
-anonymous volumes are removed when it exits (--rm is implied). Signals sent to rbk (Ctrl-C, \
-SIGTERM) go to the container's process; its exit code becomes rbk's.
+    after_help = "rbk has no daemon: a container lives as long as its `rbk run`, in the \
+foreground or detached with -d (then see rbk ps, logs, stop, rm). Its network is its own \
+(publish ports with -p; --network host shares the host's). Its writable layer and anonymous \
+volumes are removed when it exits. Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
+process; its exit code becomes rbk's.
 
 Examples:
   rbk run --rm localhost/busybox echo hello
   rbk run -it localhost/debian:bookworm bash
-  rbk run -e MYSQL_ROOT_PASSWORD=secret -v /srv/db:/var/lib/mysql rbk-examples/mariadb:debian
-  rbk run --entrypoint /bin/sh -u nobody -w /tmp localhost/busybox -c 'id; pwd'
-  rbk run rbk-examples/nginx:debian &          # serves on the host's port 80"
+  rbk run -d --name web -p 8080:80 rbk-examples/nginx:debian
+  rbk run -d -e MYSQL_ROOT_PASSWORD=secret -v /srv/db:/var/lib/mysql -p 3306:3306 rbk-examples/mariadb:debian
+  rbk run --restart on-failure:3 -d localhost/busybox sh -c 'exit 1'
+  rbk run --entrypoint /bin/sh -u nobody -w /tmp localhost/busybox -c 'id; pwd'"
 )]
 pub struct RunArgs {
-    /// Remove the container when it exits (always done; accepted for Docker compatibility)
+    /// Remove the container when it exits (always done in the foreground;
+    /// with -d, its record goes too)
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background and print the container's id
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// Restart policy: no, or on-failure[:MAX_RETRIES]
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
     /// Set an environment variable (KEY=VALUE, or KEY to pass rbk's own value)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -56,8 +69,9 @@ pub struct RunArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD); "" clears it
     #[arg(long, value_name = "COMMAND")]
     pub entrypoint: Option<String>,
-    /// Network: host (the host's interfaces and ports) or none (loopback only)
-    #[arg(long, default_value = "host", value_name = "MODE")]
+    /// Network: default (its own, with -p to publish ports), host (the
+    /// host's interfaces and ports) or none (loopback only)
+    #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: String,
     /// Bind mount HOST:CONTAINER[:ro|:rw], or CONTAINER alone for an anonymous volume
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
@@ -95,13 +109,56 @@ enum Volume {
     Anonymous(String),
 }
 
-/// Runs a container; returns its exit code.
-pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+/// `--restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    No,
+    /// Restart after a non-zero exit, at most this many times (None: no limit).
+    OnFailure(Option<u32>),
+}
+
+impl Restart {
+    fn parse(s: &str) -> Result<Restart> {
+        match s.split_once(':') {
+            None if s == "no" => Ok(Restart::No),
+            None if s == "on-failure" => Ok(Restart::OnFailure(None)),
+            Some(("on-failure", n)) => {
+                Ok(Restart::OnFailure(Some(n.parse().map_err(|_| {
+                    anyhow!("--restart {s:?}: the retry count must be a number")
+                })?)))
+            }
+            _ => bail!("--restart {s:?}: use no or on-failure[:MAX_RETRIES]"),
+        }
+    }
+}
+
+/// What a run's flags ask for, checked before anything is created.
+struct Flags {
+    network: NetworkMode,
+    publish: Vec<PortMapping>,
+    restart: Restart,
+    volumes: Vec<Volume>,
+    extra_env: Vec<String>,
+}
+
+fn flags(args: &RunArgs) -> Result<Flags> {
     let network = match args.network.as_str() {
-        "host" | "default" => NetworkMode::Host,
+        "default" | "bridge" => crate::cmd_build::default_network()?,
+        "host" => NetworkMode::Host,
         "none" => NetworkMode::None,
-        other => bail!("--network {other:?}: use host or none"),
+        other => bail!("--network {other:?}: use default, host or none"),
     };
+    let publish = args
+        .publish
+        .iter()
+        .map(|p| PortMapping::parse(p).map_err(|e| anyhow!(e)))
+        .collect::<Result<Vec<_>>>()?;
+    if !publish.is_empty() && network != NetworkMode::Private {
+        bail!(
+            "--publish needs the container's own network (with --network {}, its ports are the host's)",
+            args.network
+        );
+    }
     let volumes = args
         .volumes
         .iter()
@@ -119,7 +176,109 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         );
     }
     extra_env.extend(args.env.iter().cloned());
+    Ok(Flags {
+        network,
+        publish,
+        restart: Restart::parse(&args.restart)?,
+        volumes,
+        extra_env,
+    })
+}
 
+/// Runs a container; returns its exit code (with -d: 0 once it started).
+pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
+    let flags = flags(args)?;
+    if args.detach {
+        if args.interactive || args.tty {
+            bail!("-d cannot be used with -i or -t: a detached container has no terminal");
+        }
+        return crate::detach::start(root, args);
+    }
+    let (store, image, config, argv, env) = resolve(root, args, &flags)?;
+    let record = crate::detach::Record::begin(root, args, &config, &argv)?;
+    let snapshotter = crate::snapshotter(root)?;
+    let parent = unpack(&store, snapshotter.as_ref(), &image)?;
+    let key = format!("run-{}", record.id());
+    let mounts = snapshotter
+        .prepare(&key, parent.as_deref())
+        .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
+    let _snapshot = SnapshotGuard {
+        snapshotter: snapshotter.as_ref(),
+        key: key.clone(),
+    };
+    let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
+    std::fs::create_dir_all(&rootfs)
+        .with_context(|| format!("cannot create {}", rootfs.display()))?;
+    let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
+    let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
+        .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
+    let (binds, _volumes) = volume_binds(root, record.id(), &rootfs, &config, &flags.volumes)?;
+    let spec = ExecSpec {
+        args: argv,
+        env,
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .unwrap_or_default(),
+        user: args
+            .user
+            .clone()
+            .or_else(|| config.user.clone())
+            .unwrap_or_default(),
+        hostname: args
+            .hostname
+            .clone()
+            .or_else(|| args.name.clone())
+            .unwrap_or_else(|| record.id().to_string()),
+        network: flags.network,
+        publish: flags.publish.clone(),
+        mounts: binds,
+        stdin: if args.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        tty: args.tty,
+        // Docker's default: default capabilities and seccomp profile.
+        insecure: false,
+    };
+    let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
+    let unmounted = mounted.unmount();
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => match e.exit_code() {
+            // A missing command is the container's failure, not rbk's: one
+            // line and the shell's exit code.
+            Some(code) => {
+                eprintln!("rbk: {e}");
+                code
+            }
+            None => {
+                record.finish(None);
+                return Err(run_error(e, &args.image));
+            }
+        },
+    };
+    record.finish(Some(code));
+    unmounted.with_context(|| format!("cannot unmount {}", rootfs.display()))?;
+    Ok(code)
+}
+
+/// The image, its config, the command line and environment the container
+/// gets, checked before anything is created.
+#[allow(clippy::type_complexity)]
+fn resolve(
+    root: &Path,
+    args: &RunArgs,
+    flags: &Flags,
+) -> Result<(
+    Store,
+    Image,
+    ContainerConfig,
+    Vec<String>,
+    Vec<(String, String)>,
+)> {
     // Nothing is created in the store for an image that is not there.
     if !root.join("index.json").exists() {
         bail!(
@@ -145,35 +304,58 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             args.image
         );
     }
-    let env = merged_env(&config, &extra_env, |k| std::env::var(k).ok(), args.tty)?;
+    let env = merged_env(
+        &config,
+        &flags.extra_env,
+        |k| std::env::var(k).ok(),
+        args.tty,
+    )?;
     if let Err(why) = sandbox_supported() {
         bail!("cannot run containers here: {why}");
     }
+    Ok((store, image, config, argv, env))
+}
 
-    let id = random_id();
-    let snapshotter = crate::snapshotter(root)?;
-    let parent = unpack(&store, snapshotter.as_ref(), &image)?;
-    let key = format!("run-{id}");
-    let mounts = snapshotter
-        .prepare(&key, parent.as_deref())
-        .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
-    let _snapshot = SnapshotGuard {
-        snapshotter: snapshotter.as_ref(),
-        key: key.clone(),
-    };
-    let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
-    std::fs::create_dir_all(&rootfs)
-        .with_context(|| format!("cannot create {}", rootfs.display()))?;
-    let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
-    let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
-        .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
+/// Runs the container, again after a failure while `restart` says so and
+/// nobody stopped it.
+fn run_with_restarts(
+    rootfs: &Path,
+    spec: &ExecSpec,
+    restart: Restart,
+    record: &crate::detach::Record,
+) -> Result<i32, SandboxError> {
+    let cancel = CancelToken::new();
+    let _forward = forward_signals(&cancel)?;
+    let mut restarts = 0u32;
+    loop {
+        let code = NamespaceExecutor.run(rootfs, spec, &mut write_output, &cancel)?;
+        let again = match restart {
+            Restart::No => false,
+            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+        };
+        if !again || cancel.is_cancelled() || record.stopping() {
+            return Ok(code);
+        }
+        restarts += 1;
+        record.restarted(restarts, code);
+        eprintln!("rbk: the container exited with code {code}; restarting ({restarts})");
+    }
+}
 
-    // Anonymous volumes: `-v /path` and the image's VOLUMEs that no `-v`
-    // covers. Each gets an empty directory outside the container layer,
-    // seeded with what the image has at that path (as Docker does).
+/// Anonymous volumes — `-v /path` and the image's VOLUMEs no `-v` covers —
+/// each an empty directory outside the container layer seeded with what
+/// the image has there (as Docker does), plus the `-v` binds. The guard
+/// removes the anonymous ones.
+fn volume_binds(
+    root: &Path,
+    id: &str,
+    rootfs: &Path,
+    config: &ContainerConfig,
+    volumes: &[Volume],
+) -> Result<(Vec<BindMount>, DirGuard)> {
     let mut binds = Vec::new();
     let mut anonymous: Vec<String> = Vec::new();
-    for v in &volumes {
+    for v in volumes {
         match v {
             Volume::Bind(b) => binds.push(b.clone()),
             Volume::Anonymous(t) => anonymous.push(t.clone()),
@@ -187,13 +369,13 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         }
     }
     let volume_dir = root.join("volumes");
-    let mut volume_guard = DirGuard(Vec::new());
+    let mut guard = DirGuard(Vec::new());
     for (n, target) in anonymous.iter().enumerate() {
         let dir = volume_dir.join(format!("{id}-{n}"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create volume {}", dir.display()))?;
-        volume_guard.0.push(dir.clone());
-        let inside = resolve_in_root(&rootfs, target)?;
+        guard.0.push(dir.clone());
+        let inside = resolve_in_root(rootfs, target)?;
         if inside.is_dir() {
             copy_tree(&inside, &dir).with_context(|| {
                 format!(
@@ -208,56 +390,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             readonly: false,
         });
     }
-
-    let spec = ExecSpec {
-        args: argv,
-        env,
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| config.working_dir.clone())
-            .unwrap_or_default(),
-        user: args
-            .user
-            .clone()
-            .or_else(|| config.user.clone())
-            .unwrap_or_default(),
-        hostname: args
-            .hostname
-            .clone()
-            .or_else(|| args.name.clone())
-            .unwrap_or_else(|| id.clone()),
-        network,
-        mounts: binds,
-        stdin: if args.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        tty: args.tty,
-        // Docker's default: default capabilities and seccomp profile.
-        insecure: false,
-    };
-    let cancel = CancelToken::new();
-    let result = {
-        let _forward = forward_signals(&cancel)?;
-        NamespaceExecutor.run(&rootfs, &spec, &mut write_output, &cancel)
-    };
-    let unmounted = mounted.unmount();
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => match e.exit_code() {
-            // A missing command is the container's failure, not rbk's: one
-            // line and the shell's exit code.
-            Some(code) => {
-                eprintln!("rbk: {e}");
-                code
-            }
-            None => return Err(run_error(e, &args.image)),
-        },
-    };
-    unmounted.with_context(|| format!("cannot unmount {}", rootfs.display()))?;
-    Ok(code)
+    Ok((binds, guard))
 }
 
 fn run_error(e: SandboxError, image: &str) -> anyhow::Error {
@@ -419,7 +552,7 @@ fn unpack(store: &Store, snapshotter: &dyn Snapshotter, image: &Image) -> Result
 }
 
 /// A short random container id (12 hex digits, like Docker's short ids).
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 6];
     let filled = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))

@@ -3,11 +3,14 @@
 //! codes.
 
 mod cmd_build;
+mod cmd_container;
 mod cmd_graph;
 mod cmd_image;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
+mod containers;
+mod detach;
 mod env;
 mod inputs;
 mod progress;
@@ -40,6 +43,14 @@ enum Command {
     Build(cmd_build::BuildArgs),
     /// Run a command in a new container from an image
     Run(cmd_run::RunArgs),
+    /// List containers (running ones; -a for all)
+    Ps(cmd_container::PsArgs),
+    /// Show a detached container's output
+    Logs(cmd_container::LogsArgs),
+    /// Stop running containers (their STOPSIGNAL, then SIGKILL)
+    Stop(cmd_container::StopArgs),
+    /// Remove containers
+    Rm(cmd_container::RmArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's dump format)
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
@@ -110,12 +121,22 @@ pub(crate) fn snapshotter(
 
 static SNAPSHOTTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The `--snapshotter` this rbk was given (for the `rbk run` that `-d`
+/// starts).
+pub(crate) fn snapshotter_flag() -> &'static str {
+    SNAPSHOTTER.get().map(String::as_str).unwrap_or("auto")
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let root = store_root(cli.root);
     let _ = SNAPSHOTTER.set(cli.snapshotter);
     match cli.command {
         Command::Build(a) => cmd_build::build(&root, &a),
         Command::Run(a) => cmd_run::run(&root, &a),
+        Command::Ps(a) => cmd_container::ps(&root, &a),
+        Command::Logs(a) => cmd_container::logs(&root, &a),
+        Command::Stop(a) => cmd_container::stop(&root, &a),
+        Command::Rm(a) => cmd_container::rm(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Pull(a) => cmd_registry::pull(&root, &a),
         Command::Push(a) => cmd_registry::push(&root, &a),

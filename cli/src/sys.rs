@@ -156,3 +156,26 @@ pub fn fork_into_user_namespace(
         }
     }
 }
+
+/// Sends signal `sig` to process `pid` (best effort: it may be gone).
+pub fn signal(pid: u32, sig: i32) {
+    if let (Ok(pid), Ok(sig)) = (i32::try_from(pid), Signal::try_from(sig)) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Starts `cmd` detached from this terminal: in a session of its own, so
+/// the terminal's Ctrl-C and hang-up do not reach it.
+pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the
+    // parent; it runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+}

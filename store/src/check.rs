@@ -105,16 +105,20 @@ impl CheckReport {
 /// The key of the snapshot behind a build step's mount point under `tmp/`
 /// (`active-<pid>-…-rootfs`, `view-<pid>-…-view`), when the process that
 /// made it is gone (and is not this one).
-pub fn dead_step_mount(name: &str) -> Option<String> {
+pub fn dead_step_mount(root: &Path, name: &str) -> Option<String> {
     let key = name
         .strip_suffix("-rootfs")
         .or_else(|| name.strip_suffix("-view"))?;
-    dead_owner(key).then(|| key.to_string())
+    dead_owner(root, key).then(|| key.to_string())
 }
 
 /// Whether `name` is `active-<pid>-…`, `view-<pid>-…` or `<pid>-…` and that
-/// process is gone.
-fn dead_owner(name: &str) -> bool {
+/// process is gone, or `run-<id>` (a container's layer) and no `rbk run`
+/// holds that container's lock (`containers/<id>/lock`).
+fn dead_owner(root: &Path, name: &str) -> bool {
+    if let Some(id) = name.strip_prefix("run-") {
+        return !container_alive(root, id);
+    }
     let rest = name
         .strip_prefix("active-")
         .or_else(|| name.strip_prefix("view-"))
@@ -123,6 +127,17 @@ fn dead_owner(name: &str) -> bool {
         return false;
     };
     pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Whether the `rbk run` of container `id` still holds its lock.
+fn container_alive(root: &Path, id: &str) -> bool {
+    let Ok(f) = fs::File::open(root.join("containers").join(id).join("lock")) else {
+        return false;
+    };
+    matches!(
+        crate::sys::flock::flock(f, crate::sys::flock::FlockMode::TryShared),
+        Ok(None)
+    )
 }
 
 /// Checks the store at `store.root()` (snapshots under `snapshots/`) and,
@@ -434,7 +449,7 @@ fn check_mounts(store: &Store, report: &mut CheckReport, repair: bool) {
     };
     for point in points {
         let name = point.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if point.parent() == Some(tmp.as_path()) && dead_step_mount(name).is_some() {
+        if point.parent() == Some(tmp.as_path()) && dead_step_mount(store.root(), name).is_some() {
             report.add(
                 Severity::Leftover,
                 rel(store, &point),
@@ -462,7 +477,7 @@ fn check_snapshots(
     for (key, health) in snaps {
         let chain = format!("sha256:{key}").parse::<Digest>().is_ok();
         match health {
-            SnapshotHealth::Broken(why) if dead_owner(key) => doomed.push((
+            SnapshotHealth::Broken(why) if dead_owner(store.root(), key) => doomed.push((
                 key.clone(),
                 Severity::Leftover,
                 format!("snapshot of a process that is gone ({why})"),
@@ -471,7 +486,7 @@ fn check_snapshots(
                 doomed.push((key.clone(), Severity::Damaged, format!("snapshot: {why}")))
             }
             SnapshotHealth::Sound { kind, .. }
-                if *kind != SnapshotKind::Committed && dead_owner(key) =>
+                if *kind != SnapshotKind::Committed && dead_owner(store.root(), key) =>
             {
                 doomed.push((
                     key.clone(),
@@ -553,7 +568,7 @@ fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Resul
         for e in rd.flatten() {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if mounted.contains(&path) || !(all || dead_owner(&name)) {
+            if mounted.contains(&path) || !(all || dead_owner(store.root(), &name)) {
                 continue;
             }
             report.add(

@@ -97,28 +97,19 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
     assert!(out.status.success(), "build: {}", stderr(&out));
     eprintln!("nginx built in {:.1?}", t.elapsed());
 
-    // Host network: serve on a free port (port 80 may be taken where tests
-    // run) through a site config bind-mounted over Debian's default one.
+    // The container's own network, its port 80 published on a free port of
+    // the host's loopback (port 80 may be taken where tests run).
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let conf_dir = TempDir::new().unwrap();
-    let conf = conf_dir.path().join("default");
-    std::fs::write(
-        &conf,
-        format!(
-            "server {{\n  listen 127.0.0.1:{port} default_server;\n  root /var/www/html;\n  index index.html;\n}}\n"
-        ),
-    )
-    .unwrap();
-    let mount = format!("{}:/etc/nginx/sites-enabled/default:ro", conf.display());
+    let publish = format!("127.0.0.1:{port}:80");
     let mut child = Child(
         Command::new(rbk_bin())
             .arg("--root")
             .arg(root)
-            .args(["run", "--rm", "-v", &mount, "rbk-examples/nginx:debian"])
+            .args(["run", "--rm", "-p", &publish, "rbk-examples/nginx:debian"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

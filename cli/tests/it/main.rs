@@ -5,6 +5,7 @@
 
 mod build;
 mod cache;
+mod containers;
 mod debian;
 mod rootless;
 mod run;
@@ -87,4 +88,21 @@ pub fn make_base(root: &Path, base: &str, extra_env: &[(&str, &str)]) -> Output 
         cmd.env(k, v);
     }
     cmd.output().unwrap()
+}
+
+/// `rbk system check --format json` of `store`: (exit code, report).
+pub fn shared_store_check(store: &Path) -> (i32, serde_json::Value) {
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(store)
+        .args(["system", "check", "--format", "json"])
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
 }

@@ -331,14 +331,22 @@ fn sigterm_reaches_the_container_and_its_code_is_rbks() {
 }
 
 #[test]
-fn network_none_has_only_loopback() {
+fn network_none_has_only_loopback_and_default_is_its_own() {
     let Some(root) = shared() else { return };
     let out = rbk(
         root,
         &["run", "--network", "none", BUSYBOX, "ls", "/sys/class/net"],
     );
     assert_eq!(stdout(&out), "lo\n", "{}", stderr(&out));
-    let out = rbk(root, &["run", "--network", "bridge", BUSYBOX, "true"]);
+    // The default (Docker's "bridge") is the container's own, connected.
+    for net in ["default", "bridge"] {
+        let out = rbk(
+            root,
+            &["run", "--network", net, BUSYBOX, "ls", "/sys/class/net"],
+        );
+        assert_eq!(stdout(&out), "lo\ntap0\n", "{}", stderr(&out));
+    }
+    let out = rbk(root, &["run", "--network", "macvlan", BUSYBOX, "true"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--network"), "{}", stderr(&out));
 }

@@ -417,7 +417,7 @@ fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
         let Some(key) = point
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(rbk_store::check::dead_step_mount)
+            .and_then(|n| rbk_store::check::dead_step_mount(root, n))
         else {
             continue;
         };

@@ -110,6 +110,9 @@ pub struct ExecSpec {
     pub hostname: String,
     /// Network namespace choice.
     pub network: NetworkMode,
+    /// Host ports forwarded to the container (`rbk run -p`); only with
+    /// [`NetworkMode::Private`].
+    pub publish: Vec<net::PortMapping>,
     /// Extra bind mounts (RUN --mount, `rbk run -v`), applied in order.
     pub mounts: Vec<BindMount>,
     /// Standard input.
@@ -361,13 +364,6 @@ impl Executor for NamespaceExecutor {
                 path: std::env::temp_dir(),
                 source,
             })?;
-        let hosts = write_file(files.path(), "hosts", &hosts_file(spec))?;
-        let resolv = match spec.network {
-            NetworkMode::Private => net::resolv_conf(&resolv_conf()),
-            NetworkMode::Host | NetworkMode::None => resolv_conf(),
-        };
-        let resolv = write_file(files.path(), "resolv.conf", &resolv)?;
-
         let mut stubs = StubGuard {
             root: &root,
             created: Vec::new(),
@@ -375,33 +371,7 @@ impl Executor for NamespaceExecutor {
         let proc_dir = ensure_stub(&root, "/proc", StubKind::Dir, &mut stubs.created)?;
         let dev_dir = ensure_stub(&root, "/dev", StubKind::Dir, &mut stubs.created)?;
         let sys_dir = ensure_stub(&root, "/sys", StubKind::Dir, &mut stubs.created)?;
-        let mut binds = Vec::new();
-        for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
-            let target = ensure_stub(&root, target, StubKind::File, &mut stubs.created)?;
-            binds.push(sys::Bind {
-                source,
-                target,
-                readonly: true,
-            });
-        }
-        for m in &spec.mounts {
-            let md = std::fs::metadata(&m.source).map_err(|source| SandboxError::Io {
-                op: "find bind mount source",
-                path: m.source.clone(),
-                source,
-            })?;
-            let kind = if md.is_dir() {
-                StubKind::Dir
-            } else {
-                StubKind::File
-            };
-            let target = ensure_stub(&root, &m.target, kind, &mut stubs.created)?;
-            binds.push(sys::Bind {
-                source: m.source.clone(),
-                target,
-                readonly: m.readonly,
-            });
-        }
+        let binds = binds(&root, spec, files.path(), &mut stubs.created)?;
 
         let cwd = if spec.cwd.starts_with('/') {
             spec.cwd.clone()
@@ -417,6 +387,7 @@ impl Executor for NamespaceExecutor {
             hostname: &spec.hostname,
             isolate_net: spec.network != NetworkMode::Host,
             user_net: spec.network == NetworkMode::Private,
+            publish: &spec.publish,
             user: &user,
             cwd: &cwd,
             argv: &spec.args,
@@ -433,6 +404,51 @@ impl Executor for NamespaceExecutor {
         cleaned?;
         Ok(code)
     }
+}
+
+/// The container's bind mounts, their targets made in the rootfs (and
+/// recorded in `created` for removal): its own `/etc/hosts` and
+/// `/etc/resolv.conf` (written in `files`), then `spec.mounts`.
+fn binds(
+    root: &Path,
+    spec: &ExecSpec,
+    files: &Path,
+    created: &mut Vec<Stub>,
+) -> Result<Vec<sys::Bind>, SandboxError> {
+    let hosts = write_file(files, "hosts", &hosts_file(spec))?;
+    let resolv = match spec.network {
+        NetworkMode::Private => net::resolv_conf(&resolv_conf()),
+        NetworkMode::Host | NetworkMode::None => resolv_conf(),
+    };
+    let resolv = write_file(files, "resolv.conf", &resolv)?;
+    let mut binds = Vec::new();
+    for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+        let target = ensure_stub(root, target, StubKind::File, created)?;
+        binds.push(sys::Bind {
+            source,
+            target,
+            readonly: true,
+        });
+    }
+    for m in &spec.mounts {
+        let md = std::fs::metadata(&m.source).map_err(|source| SandboxError::Io {
+            op: "find bind mount source",
+            path: m.source.clone(),
+            source,
+        })?;
+        let kind = if md.is_dir() {
+            StubKind::Dir
+        } else {
+            StubKind::File
+        };
+        let target = ensure_stub(root, &m.target, kind, created)?;
+        binds.push(sys::Bind {
+            source: m.source.clone(),
+            target,
+            readonly: m.readonly,
+        });
+    }
+    Ok(binds)
 }
 
 /// The environment as `KEY=VALUE` strings: a repeated key keeps its first

@@ -27,6 +27,54 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct UserNet {
     child: Child,
+    _api: Option<tempfile::TempDir>,
+}
+
+/// A port of the host forwarded to a port of the container (`-p`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// The host address to listen on (`0.0.0.0` for all).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+}
+
+impl PortMapping {
+    /// Parses Docker's `-p [IP:]HOST:CONTAINER[/udp|/tcp]` (also
+    /// `CONTAINER` alone, which publishes the same port number).
+    pub fn parse(s: &str) -> Result<PortMapping, String> {
+        let bad =
+            || format!("invalid --publish {s:?}: use [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]");
+        let (spec, proto) = match s.rsplit_once('/') {
+            Some((spec, p @ ("tcp" | "udp"))) => (spec, p),
+            Some(_) => return Err(bad()),
+            None => (s, "tcp"),
+        };
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0);
+        let (ip, host, container) = match parts[..] {
+            [c] => ("0.0.0.0", c, c),
+            [c, h] => ("0.0.0.0", h, c),
+            [c, h, ip] => (ip, h, c),
+            _ => return Err(bad()),
+        };
+        let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+        if ip.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(format!(
+                "invalid --publish {s:?}: {ip:?} is not an IPv4 address"
+            ));
+        }
+        Ok(PortMapping {
+            proto: proto.to_string(),
+            host_ip: ip.to_string(),
+            host_port: port(host).ok_or_else(bad)?,
+            container_port: port(container).ok_or_else(bad)?,
+        })
+    }
 }
 
 fn slirp4netns() -> Option<PathBuf> {
@@ -53,50 +101,103 @@ pub fn available() -> Result<(), SandboxError> {
         .write(true)
         .open(tun)
         .map(drop)
-        .map_err(|source| SandboxError::Io {
-            op: "open (user-mode networking needs it)",
-            path: tun.to_path_buf(),
-            source,
-        })
+        .map_err(io_err("open (user-mode networking needs it)", tun))
+}
+
+fn io_err<'p>(
+    op: &'static str,
+    path: &'p std::path::Path,
+) -> impl FnOnce(std::io::Error) -> SandboxError + 'p {
+    move |source| SandboxError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl UserNet {
-    /// Connects the network namespace of process `pid` and waits until it
-    /// is configured (its default route exists).
-    pub fn start(pid: i32) -> Result<UserNet, SandboxError> {
+    /// Connects the network namespace of process `pid`, waits until it is
+    /// configured (its default route exists) and forwards `ports`.
+    pub fn start(pid: i32, ports: &[PortMapping]) -> Result<UserNet, SandboxError> {
         let bin = slirp4netns().ok_or(SandboxError::NoUserNet)?;
-        let child = Command::new(&bin)
-            .args([
-                "--configure",
-                "--mtu=65520",
-                "--disable-host-loopback",
-                "--enable-seccomp",
-            ])
+        let api = match ports.is_empty() {
+            true => None,
+            false => Some(
+                tempfile::Builder::new()
+                    .prefix("rbk-net-")
+                    .tempdir()
+                    .map_err(io_err(
+                        "create a temporary directory in",
+                        &std::env::temp_dir(),
+                    ))?,
+            ),
+        };
+        let socket = api.as_ref().map(|d| d.path().join("api.sock"));
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--enable-seccomp",
+        ]);
+        if let Some(s) = &socket {
+            cmd.arg("--api-socket").arg(s);
+        }
+        let child = cmd
             .arg(pid.to_string())
             .arg("tap0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|source| SandboxError::Io {
-                op: "start",
-                path: bin.clone(),
-                source,
-            })?;
-        let mut net = UserNet { child };
+            .map_err(io_err("start", &bin))?;
+        let mut net = UserNet { child, _api: api };
+        net.wait_configured(pid)?;
+        if let Some(s) = &socket {
+            net.wait_for_api(s)?;
+            for p in ports {
+                forward(s, p)?;
+            }
+        }
+        Ok(net)
+    }
+
+    /// Waits until slirp4netns listens on its API socket (it may start
+    /// after the network is configured).
+    fn wait_for_api(&mut self, socket: &std::path::Path) -> Result<(), SandboxError> {
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(SandboxError::UserNet(format!(
+                    "slirp4netns exited ({status})"
+                )));
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(SandboxError::UserNet(format!(
+                    "slirp4netns did not open its API socket within {}s",
+                    READY_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Waits until the namespace's default route exists: the last thing
+    /// `--configure` sets.
+    fn wait_configured(&mut self, pid: i32) -> Result<(), SandboxError> {
         let route = PathBuf::from(format!("/proc/{pid}/net/route"));
         let started = Instant::now();
         loop {
-            // The default route is the last thing --configure sets.
             let routed = std::fs::read_to_string(&route).is_ok_and(|t| {
                 t.lines()
                     .skip(1)
                     .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
             });
             if routed {
-                return Ok(net);
+                return Ok(());
             }
-            if let Ok(Some(status)) = net.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(SandboxError::UserNet(format!(
                     "slirp4netns exited ({status})"
                 )));
@@ -109,6 +210,45 @@ impl UserNet {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// Asks slirp4netns, through its API socket, to forward `p`.
+fn forward(socket: &std::path::Path, p: &PortMapping) -> Result<(), SandboxError> {
+    use std::io::{Read, Write};
+    let request = serde_json::json!({
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": p.proto,
+            "host_addr": p.host_ip,
+            "host_port": p.host_port,
+            "guest_addr": GUEST_ADDR,
+            "guest_port": p.container_port,
+        }
+    });
+    let fail = |why: String| {
+        SandboxError::UserNet(format!(
+            "cannot publish {}:{} to port {}/{}: {why}",
+            p.host_ip, p.host_port, p.container_port, p.proto
+        ))
+    };
+    let mut conn =
+        std::os::unix::net::UnixStream::connect(socket).map_err(|e| fail(e.to_string()))?;
+    conn.write_all(request.to_string().as_bytes())
+        .and_then(|()| conn.shutdown(std::net::Shutdown::Write))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| fail(e.to_string()))?;
+    match v.get("error") {
+        None => Ok(()),
+        Some(e) => Err(fail(
+            e.get("desc")
+                .and_then(|d| d.as_str())
+                .unwrap_or("refused")
+                .to_string(),
+        )),
     }
 }
 
@@ -136,6 +276,34 @@ pub fn resolv_conf(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_flags_parse_like_docker() {
+        let p = PortMapping::parse("8080:80").expect("valid");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("0.0.0.0", 8080, 80)
+        );
+        assert_eq!(p.proto, "tcp");
+        let p = PortMapping::parse("127.0.0.1:5353:53/udp").expect("valid");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.1", 5353, 53)
+        );
+        assert_eq!(p.proto, "udp");
+        assert_eq!(PortMapping::parse("80").expect("valid").host_port, 80);
+        for bad in [
+            "",
+            "a:80",
+            "80:0",
+            "1:2:3:4",
+            "80/sctp",
+            "example.com:80:80",
+            "70000:80",
+        ] {
+            assert!(PortMapping::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn resolv_conf_points_at_the_forwarder_and_keeps_search() {

@@ -50,6 +50,8 @@ pub(super) struct Launch<'a> {
     pub isolate_net: bool,
     /// Connect the new network namespace with user-mode networking.
     pub user_net: bool,
+    /// Ports to forward into it.
+    pub publish: &'a [super::net::PortMapping],
     pub user: &'a ExecUser,
     pub cwd: &'a str,
     pub argv: &'a [String],
@@ -456,7 +458,7 @@ pub(super) fn launch(
         ForkResult::Parent { child } => child,
     };
     drop(fds);
-    let mut sup = Supervisor::new(keeper, status_r, net_w);
+    let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec());
     let code = sup.run(
         out_r,
         tty_master,

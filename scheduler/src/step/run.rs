@@ -64,6 +64,7 @@ pub(crate) fn execute(
             Network::None => NetworkMode::None,
         },
         mounts,
+        publish: Vec::new(),
         stdin: StdinMode::Null,
         tty: false,
         insecure: exec.insecure,

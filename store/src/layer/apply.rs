@@ -321,28 +321,9 @@ impl Applier {
             }
             tar::EntryType::Link => return self.hard_link(e, rel, &dest, shown),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let h = e.header();
-                let num = |v: io::Result<Option<u32>>| u64::from(v.ok().flatten().unwrap_or(0));
-                let (major, minor) = (num(h.device_major()), num(h.device_minor()));
-                let nk = match kind {
-                    tar::EntryType::Char => NodeKind::Char,
-                    tar::EntryType::Block => NodeKind::Block,
-                    _ => NodeKind::Fifo,
-                };
-                match sys::make_node(&dest, nk, attrs.mode, major, minor) {
-                    Ok(()) => {}
-                    // Rootless: a user namespace may not make devices. The
-                    // entry is left out of the snapshot, as rootless podman
-                    // does; a container's /dev is its own tmpfs anyway.
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EPERM)
-                            && nk != NodeKind::Fifo
-                            && sys::in_user_namespace() =>
-                    {
-                        self.entries += 1;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(LayerError::io("create device node", &dest)(e)),
+                if !self.node(e.header(), kind, &dest, attrs.mode)? {
+                    self.entries += 1;
+                    return Ok(());
                 }
             }
             other => {
@@ -387,6 +368,36 @@ impl Applier {
                 .map_err(LayerError::io("write", dest))?;
         }
         Ok(())
+    }
+
+    /// Makes a device node or fifo; false when it was left out (rootless:
+    /// a user namespace may not make devices; a container's /dev is its
+    /// own tmpfs anyway, and rootless podman does the same).
+    fn node(
+        &mut self,
+        h: &tar::Header,
+        kind: tar::EntryType,
+        dest: &Path,
+        mode: u32,
+    ) -> Result<bool, LayerError> {
+        let num = |v: io::Result<Option<u32>>| u64::from(v.ok().flatten().unwrap_or(0));
+        let (major, minor) = (num(h.device_major()), num(h.device_minor()));
+        let nk = match kind {
+            tar::EntryType::Char => NodeKind::Char,
+            tar::EntryType::Block => NodeKind::Block,
+            _ => NodeKind::Fifo,
+        };
+        match sys::make_node(dest, nk, mode, major, minor) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    && nk != NodeKind::Fifo
+                    && sys::in_user_namespace() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(LayerError::io("create device node", dest)(e)),
+        }
     }
 
     fn hard_link<R: Read>(

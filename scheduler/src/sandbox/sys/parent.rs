@@ -29,6 +29,7 @@ pub(super) struct Supervisor {
     /// The container's user-mode network, stopped with the run.
     user_net: Option<crate::sandbox::net::UserNet>,
     net_error: Option<SandboxError>,
+    publish: Vec<crate::sandbox::net::PortMapping>,
 }
 
 /// Input bytes held for the terminal before rbk stops reading its stdin.
@@ -45,8 +46,14 @@ enum Source {
 }
 
 impl Supervisor {
-    pub(super) fn new(keeper: Pid, status: OwnedFd, net_go: Option<OwnedFd>) -> Self {
+    pub(super) fn new(
+        keeper: Pid,
+        status: OwnedFd,
+        net_go: Option<OwnedFd>,
+        publish: Vec<crate::sandbox::net::PortMapping>,
+    ) -> Self {
         Supervisor {
+            publish,
             net_go,
             user_net: None,
             net_error: None,
@@ -72,7 +79,7 @@ impl Supervisor {
         let Some(go) = self.net_go.take() else {
             return;
         };
-        match crate::sandbox::net::UserNet::start(init.as_raw()) {
+        match crate::sandbox::net::UserNet::start(init.as_raw(), &self.publish) {
             Ok(net) => {
                 self.user_net = Some(net);
                 if let Err(e) = nix::unistd::write(&go, b"n") {

@@ -1,0 +1,246 @@
+//! `rbk ps`, `rbk logs`, `rbk stop`, `rbk rm`: the containers `rbk run`
+//! started, in Docker's words.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::containers::{self, State};
+
+/// `rbk ps`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rbk ps\n  rbk ps -a -q")]
+pub struct PsArgs {
+    /// Show stopped containers too
+    #[arg(short, long)]
+    all: bool,
+    /// Only show container ids
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `rbk logs`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rbk logs web\n  rbk logs -f web")]
+pub struct LogsArgs {
+    /// Follow the output until the container stops
+    #[arg(short, long)]
+    follow: bool,
+    /// Container name or id
+    container: String,
+}
+
+/// `rbk stop`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rbk stop web\n  rbk stop -t 2 web db")]
+pub struct StopArgs {
+    /// Seconds to wait for the container to stop before killing it
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Container names or ids
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `rbk rm`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  rbk rm web\n  rbk rm -f web")]
+pub struct RmArgs {
+    /// Stop (kill) running containers first
+    #[arg(short, long)]
+    force: bool,
+    /// Container names or ids
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `rbk ps`
+pub fn ps(root: &Path, a: &PsArgs) -> Result<i32> {
+    let rows: Vec<State> = containers::list(root)
+        .into_iter()
+        .filter(|s| a.all || containers::running(root, &s.id))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for s in rows {
+            writeln!(out, "{}", s.id)?;
+        }
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|s| {
+            let mut cmd = s.command.join(" ");
+            if cmd.chars().count() > 30 {
+                cmd = cmd.chars().take(29).collect::<String>() + "…";
+            }
+            vec![
+                s.id.clone(),
+                s.image.clone(),
+                format!("\"{cmd}\""),
+                crate::cmd_image::since(&s.created),
+                containers::status_text(root, s),
+                s.ports.join(", "),
+                s.name.clone(),
+            ]
+        })
+        .collect();
+    crate::cmd_image::print_table(
+        &mut out,
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &table,
+    )?;
+    Ok(0)
+}
+
+/// `rbk logs`
+pub fn logs(root: &Path, a: &LogsArgs) -> Result<i32> {
+    let s = containers::find(root, &a.container)?;
+    let path = containers::path(root, &s.id).join("log");
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) if !s.detached => bail!(
+            "container {} runs in the foreground: its output is on its own terminal",
+            s.name
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        out.flush()?;
+        if !a.follow || !containers::running(root, &s.id) {
+            // One last read: what came in while we checked.
+            std::io::copy(&mut f, &mut out)?;
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The signal number of `name` (`SIGQUIT`, `QUIT`, `3`); SIGTERM when it
+/// is none of those rbk forwards.
+fn stop_signal(name: &str) -> i32 {
+    let n = name.trim().trim_start_matches("SIG");
+    match n {
+        "INT" | "2" => libc::SIGINT,
+        "QUIT" | "3" => libc::SIGQUIT,
+        "HUP" | "1" => libc::SIGHUP,
+        _ => libc::SIGTERM,
+    }
+}
+
+/// Stops one container: its stop signal, then SIGKILL after `grace`.
+/// Returns once nothing of it runs.
+fn stop_one(root: &Path, s: &State, grace: Duration) -> Result<()> {
+    if !containers::running(root, &s.id) {
+        return Ok(());
+    }
+    // So a restart policy lets it be.
+    std::fs::write(containers::path(root, &s.id).join("stopping"), b"")?;
+    crate::sys::signal(s.supervisor, stop_signal(&s.stop_signal));
+    let deadline = Instant::now() + grace;
+    while containers::running(root, &s.id) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if containers::running(root, &s.id) {
+        // The supervisor's death takes the container with it (its keeper
+        // and init have PDEATHSIG=SIGKILL).
+        crate::sys::signal(s.supervisor, libc::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while containers::running(root, &s.id) {
+            if Instant::now() > deadline {
+                bail!("container {} did not stop", s.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        clean_after_kill(root, &s.id);
+    }
+    Ok(())
+}
+
+/// What a SIGKILLed supervisor could not undo: the container's root mount,
+/// its writable layer, its anonymous volumes, its lease (it is dead, so
+/// sweeping dead leases is safe).
+fn clean_after_kill(root: &Path, id: &str) {
+    let rootfs = root.join("tmp").join(format!("run-{id}-rootfs"));
+    let mounted = rbk_store::sys::mounts_under(&rootfs).unwrap_or_default();
+    for m in mounted.iter().rev() {
+        let _ = rbk_store::sys::unmount(m);
+    }
+    let _ = std::fs::remove_dir(&rootfs);
+    if let Ok(snap) = crate::snapshotter(root) {
+        let _ = snap.remove(&format!("run-{id}"));
+    }
+    if let Ok(rd) = std::fs::read_dir(root.join("volumes")) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{id}-"))
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let _ = rbk_store::lease::live_leases(root, None, true);
+}
+
+/// `rbk stop`
+pub fn stop(root: &Path, a: &StopArgs) -> Result<i32> {
+    let mut failed = false;
+    for c in &a.containers {
+        match containers::find(root, c)
+            .and_then(|s| stop_one(root, &s, Duration::from_secs(a.time)))
+        {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                eprintln!("rbk: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+/// `rbk rm`
+pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
+    let mut failed = false;
+    for c in &a.containers {
+        let res = containers::find(root, c).and_then(|s| {
+            if containers::running(root, &s.id) {
+                if !a.force {
+                    bail!(
+                        "container {} is running: stop it first, or use rm -f",
+                        s.name
+                    );
+                }
+                stop_one(root, &s, Duration::ZERO)?;
+            }
+            let d = containers::path(root, &s.id);
+            std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+        });
+        match res {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                eprintln!("rbk: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}

@@ -1,0 +1,152 @@
+//! Containers on record: what `rbk run` writes under `<store>/containers/<id>/`
+//! and `rbk ps`, `logs`, `stop` and `rm` read.
+//!
+//! - `state.json`: id, name, image, command, ports, status, exit code;
+//! - `log`: the output of a detached container (`rbk run -d`);
+//! - `lock`: held (flock) by the `rbk run` that supervises the container for
+//!   as long as it runs, so "running" never outlives a killed supervisor;
+//! - `stopping`: made by `rbk stop`, so a restart policy does not restart
+//!   a container its user stopped.
+//!
+//! A foreground `rbk run` is on record while it runs; a detached one until
+//! `rbk rm`, as with Docker.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rbk_store::sys::flock::{flock, FlockMode, Locked};
+use serde::{Deserialize, Serialize};
+
+/// A container's record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    /// 12 hex digits.
+    pub id: String,
+    /// Its name (`--name`, else made from the id).
+    pub name: String,
+    /// The image as given.
+    pub image: String,
+    /// The command line it runs.
+    pub command: Vec<String>,
+    /// When it was created, RFC 3339.
+    pub created: String,
+    /// `-p` as given.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Whether it was started with `-d`.
+    pub detached: bool,
+    /// The signal `rbk stop` sends (the image's STOPSIGNAL).
+    pub stop_signal: String,
+    /// The pid of the `rbk run` supervising it.
+    pub supervisor: u32,
+    /// `running` or `exited`.
+    pub status: String,
+    /// The last exit code, once exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// When it exited, RFC 3339.
+    #[serde(default)]
+    pub finished: Option<String>,
+    /// How many times the restart policy restarted it.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// Where containers are recorded.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+/// A container's record directory.
+pub fn path(root: &Path, id: &str) -> PathBuf {
+    dir(root).join(id)
+}
+
+/// Reads a record.
+pub fn read(root: &Path, id: &str) -> Result<State> {
+    let p = path(root, id).join("state.json");
+    let text = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a container record", p.display()))
+}
+
+/// Writes a record atomically.
+pub fn write(root: &Path, s: &State) -> Result<()> {
+    let d = path(root, &s.id);
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    let tmp = d.join(".state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, d.join("state.json"))
+        .with_context(|| format!("cannot write {}", d.join("state.json").display()))
+}
+
+/// Every record, oldest first (unreadable ones are skipped).
+pub fn list(root: &Path) -> Vec<State> {
+    let mut out: Vec<State> = std::fs::read_dir(dir(root))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| read(root, &e.file_name().to_string_lossy()).ok())
+        .collect();
+    out.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    out
+}
+
+/// Takes the container's run lock (its supervisor holds it while it runs).
+pub fn lock(root: &Path, id: &str) -> Result<Locked> {
+    let p = path(root, id).join("lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("cannot open {}", p.display()))?;
+    match flock(f, FlockMode::TryExclusive)? {
+        Some(l) => Ok(l),
+        None => bail!("container {id} is already running"),
+    }
+}
+
+/// Whether a supervisor holds the container's lock right now.
+pub fn running(root: &Path, id: &str) -> bool {
+    let Ok(f) = File::open(path(root, id).join("lock")) else {
+        return false;
+    };
+    matches!(flock(f, FlockMode::TryShared), Ok(None))
+}
+
+/// Finds a container by name, full id or id prefix.
+pub fn find(root: &Path, what: &str) -> Result<State> {
+    let all = list(root);
+    if let Some(s) = all.iter().find(|s| s.name == what || s.id == what) {
+        return Ok(s.clone());
+    }
+    let hits: Vec<&State> = all.iter().filter(|s| s.id.starts_with(what)).collect();
+    match hits.as_slice() {
+        [one] if !what.is_empty() => Ok((*one).clone()),
+        [] | [_] => bail!("no such container: {what}"),
+        many => bail!(
+            "container id prefix {what} is ambiguous: it matches {}",
+            many.iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// "Up 3 minutes", "Exited (0) 2 seconds ago", as `docker ps` says it.
+pub fn status_text(root: &Path, s: &State) -> String {
+    if running(root, &s.id) {
+        return format!(
+            "Up {}",
+            crate::cmd_image::since(&s.created).trim_end_matches(" ago")
+        );
+    }
+    match (s.exit_code, &s.finished) {
+        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::cmd_image::since(t)),
+        _ => "Exited (unknown)".to_string(),
+    }
+}

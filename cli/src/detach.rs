@@ -1,0 +1,218 @@
+//! `rbk run -d` and the record every `rbk run` keeps while it supervises a
+//! container (see [`crate::containers`]).
+//!
+//! `-d` starts a second `rbk run` with the same flags (without `-d`) in a
+//! session of its own, its output going to the container's log, and waits
+//! until it reports the container running; that process is the container's
+//! supervisor until it exits (or `rbk stop` ends it).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rbk_store::oci::ContainerConfig;
+use rbk_store::sys::flock::Locked;
+
+use crate::cmd_run::RunArgs;
+use crate::containers::{self, State};
+
+/// The environment variable that makes an `rbk run` the supervisor of the
+/// detached container with that id.
+const DETACHED_ID: &str = "RBK_DETACHED_CONTAINER";
+
+/// How long `rbk run -d` waits for its container to start (unpacking a
+/// large image counts).
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A container on record for as long as its `rbk run` supervises it.
+pub struct Record {
+    root: std::path::PathBuf,
+    state: State,
+    /// Off the record at exit: a foreground container, or `-d --rm`.
+    remove: bool,
+    _lock: Locked,
+}
+
+impl Record {
+    /// Records the container `rbk run` is about to start: its id (the one
+    /// `-d` chose, else a new one), its name (checked unique), running.
+    pub fn begin(
+        root: &Path,
+        args: &RunArgs,
+        config: &ContainerConfig,
+        argv: &[String],
+    ) -> Result<Record> {
+        let detached = std::env::var(DETACHED_ID).ok();
+        let id = detached.clone().unwrap_or_else(crate::cmd_run::random_id);
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.len() != 12 {
+            bail!("{DETACHED_ID}={id:?} is not a container id");
+        }
+        let name = args.name.clone().unwrap_or_else(|| format!("rbk-{id}"));
+        if let Some(other) = containers::list(root)
+            .into_iter()
+            .find(|s| s.name == name && s.id != id)
+        {
+            bail!(
+                "the name {name:?} is in use by container {} (rbk rm {name} first)",
+                other.id
+            );
+        }
+        std::fs::create_dir_all(containers::path(root, &id))
+            .with_context(|| format!("cannot create {}", containers::path(root, &id).display()))?;
+        let lock = containers::lock(root, &id)?;
+        let state = State {
+            id: id.clone(),
+            name,
+            image: args.image.clone(),
+            command: argv.to_vec(),
+            created: now(),
+            ports: args.publish.clone(),
+            detached: detached.is_some(),
+            stop_signal: config
+                .stop_signal
+                .clone()
+                .unwrap_or_else(|| "SIGTERM".into()),
+            supervisor: std::process::id(),
+            status: "running".into(),
+            exit_code: None,
+            finished: None,
+            restarts: 0,
+        };
+        containers::write(root, &state)?;
+        Ok(Record {
+            root: root.to_path_buf(),
+            remove: !state.detached || args.rm,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// Whether `rbk stop` asked it to stop (no restart then).
+    pub fn stopping(&self) -> bool {
+        containers::path(&self.root, self.id())
+            .join("stopping")
+            .exists()
+    }
+
+    /// Counts a restart.
+    pub fn restarted(&self, n: u32, code: i32) {
+        let mut s = self.state.clone();
+        s.restarts = n;
+        s.exit_code = Some(code);
+        let _ = containers::write(&self.root, &s);
+    }
+
+    /// The container exited (`None`: it could not run): a detached one
+    /// stays on record (exited) until `rbk rm`; a foreground one goes.
+    pub fn finish(&self, code: Option<i32>) {
+        let dir = containers::path(&self.root, self.id());
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        let mut s = containers::read(&self.root, self.id()).unwrap_or_else(|_| self.state.clone());
+        s.status = "exited".into();
+        s.exit_code = Some(code.unwrap_or(125));
+        s.finished = Some(now());
+        let _ = containers::write(&self.root, &s);
+        let _ = std::fs::remove_file(dir.join("stopping"));
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The flags of `a` as an `rbk run` command line, without `-d`.
+fn run_args(a: &RunArgs) -> Vec<String> {
+    let mut v = vec!["run".to_string()];
+    if a.rm {
+        v.push("--rm".to_string());
+    }
+    let mut flag = |name: &str, value: &str| {
+        v.push(format!("--{name}"));
+        v.push(value.to_string());
+    };
+    for e in &a.env {
+        flag("env", e);
+    }
+    for f in &a.env_files {
+        flag("env-file", &f.display().to_string());
+    }
+    for p in &a.publish {
+        flag("publish", p);
+    }
+    for m in &a.volumes {
+        flag("volume", m);
+    }
+    flag("restart", &a.restart);
+    flag("network", &a.network);
+    for (name, value) in [
+        ("workdir", &a.workdir),
+        ("user", &a.user),
+        ("entrypoint", &a.entrypoint),
+        ("name", &a.name),
+        ("hostname", &a.hostname),
+    ] {
+        if let Some(value) = value {
+            flag(name, value);
+        }
+    }
+    v.push("--".to_string());
+    v.push(a.image.clone());
+    v.extend(a.args.iter().cloned());
+    v
+}
+
+/// `rbk run -d`: starts the supervisor and returns once the container runs.
+pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
+    let id = crate::cmd_run::random_id();
+    let dir = containers::path(root, &id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log = std::fs::File::create(dir.join("log"))
+        .with_context(|| format!("cannot create {}", dir.join("log").display()))?;
+    let exe = std::env::current_exe().context("cannot find rbk's own binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--root")
+        .arg(root)
+        .arg("--snapshotter")
+        .arg(crate::snapshotter_flag())
+        .args(run_args(a))
+        .env(DETACHED_ID, &id)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let mut child = crate::sys::spawn_detached(&mut cmd).context("cannot start the container")?;
+    let started = Instant::now();
+    loop {
+        if containers::read(root, &id).is_ok() && containers::running(root, &id) {
+            println!("{id}");
+            return Ok(0);
+        }
+        if let Some(status) = child.try_wait()? {
+            let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            if a.rm || containers::read(root, &id).is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            bail!(
+                "the container did not start ({status}):\n{}",
+                text.trim_end()
+            );
+        }
+        if started.elapsed() > START_TIMEOUT {
+            bail!(
+                "the container did not start within {}s",
+                START_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,219 @@
+//! Detached containers, in Docker's words: `run -d` with `-p`, `ps`,
+//! `logs`, `stop` (nothing of the container outlives it), `rm`, names,
+//! `--restart on-failure`.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::build::{rbk, store_with_busybox};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let out = rbk(store).args(args).output().unwrap();
+    assert!(out.status.success(), "rbk {args:?}:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /` on the host's port, retried until `deadline`.
+fn get(port: u16, deadline: Instant) -> Option<String> {
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            if body.contains("200") {
+                return Some(body);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker) && !c.contains("cargo") && !c.contains("/it-"))
+        .collect()
+}
+
+#[test]
+fn a_detached_container_serves_logs_and_stops_without_leftovers() {
+    let Some(dir) = store_with_busybox("a_detached_container_serves_logs_and_stops") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let port = free_port();
+    let marker = format!("rbk-test-marker-{port}");
+    let script = format!(
+        "echo serving; mkdir -p /www && echo hi > /www/index.html && exec /bin/busybox httpd -f -p 8000 -h /www # {marker}"
+    );
+    let id = ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            &format!("127.0.0.1:{port}:8000"),
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 12, "{id}");
+    let Some(body) = get(port, Instant::now() + Duration::from_secs(20)) else {
+        let logs = rbk(&store).args(["logs", "web"]).output().unwrap();
+        let ps = rbk(&store).args(["ps", "-a"]).output().unwrap();
+        panic!(
+            "nothing answered on port {port}:\n{}\n{}",
+            text(&logs),
+            text(&ps)
+        );
+    };
+    assert!(body.ends_with("hi\n"), "{body}");
+    let ps = ok(&store, &["ps"]);
+    assert!(
+        ps.contains(id) && ps.contains("web") && ps.contains("Up"),
+        "{ps}"
+    );
+    assert!(ps.contains(&format!("127.0.0.1:{port}:8000")), "{ps}");
+    assert_eq!(ok(&store, &["logs", "web"]), "serving\n");
+    // A second container cannot take the name.
+    let dup = rbk(&store)
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "localhost/busybox:latest",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(dup.status.code(), Some(1), "{}", text(&dup));
+    assert!(text(&dup).contains("is in use"), "{}", text(&dup));
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the server is not running"
+    );
+    ok(&store, &["stop", "-t", "5", "web"]);
+    assert!(
+        processes_with(&marker).is_empty(),
+        "{:?}",
+        processes_with(&marker)
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is still open"
+    );
+    assert!(!ok(&store, &["ps"]).contains(id));
+    let all = ok(&store, &["ps", "-a"]);
+    assert!(all.contains(id) && all.contains("Exited"), "{all}");
+    // rm forgets it; its name is free again.
+    ok(&store, &["rm", "web"]);
+    assert!(!ok(&store, &["ps", "-a"]).contains(id));
+    let again = ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "localhost/busybox:latest",
+            "sleep",
+            "60",
+        ],
+    );
+    let running = rbk(&store).args(["rm", "web"]).output().unwrap();
+    assert_eq!(
+        running.status.code(),
+        Some(1),
+        "rm of a running container needs -f"
+    );
+    ok(&store, &["rm", "-f", "web"]);
+    assert!(!ok(&store, &["ps", "-a"]).contains(again.trim()));
+    let (_, report) = crate::shared_store_check(&store);
+    assert_eq!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "unreachable")
+            .count(),
+        0,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn on_failure_restarts_up_to_its_limit() {
+    let Some(dir) = store_with_busybox("on_failure_restarts_up_to_its_limit") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            "echo ran; exit 3",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok(&store, &["ps", "-q"]).contains(char::is_alphanumeric) {
+        assert!(Instant::now() < deadline, "it never stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = ok(&store, &["logs", "flaky"]);
+    assert_eq!(logs.matches("ran\n").count(), 3, "{logs}");
+    assert!(ok(&store, &["ps", "-a"]).contains("Exited (3)"));
+    let bad = rbk(&store)
+        .args([
+            "run",
+            "--restart",
+            "always",
+            "localhost/busybox:latest",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("on-failure"), "{}", text(&bad));
+}
