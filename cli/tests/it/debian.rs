@@ -1,7 +1,10 @@
-//! The README's main path for nginx: make the Debian base (debootstrap, its
-//! tarball cached between runs), build `examples/debian/rbk.toml`'s nginx,
-//! run it, get HTTP 200 with nginx's page, stop it, and rebuild with no step
-//! run.
+//! The README's main path for nginx, the tutorial's way: make the Debian
+//! base (debootstrap, its tarball cached between runs), fetch nginx's
+//! upstream source tarball (checked, cached), build
+//! `examples/debian/rbk.toml`'s nginx — ADD of the tarball, configure, make,
+//! make install, then the slim stage — check `nginx -V` shows the
+//! tutorial's configure arguments, run it, get HTTP 200 with its page, stop
+//! it, and rebuild with no step run.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs as _};
@@ -81,6 +84,17 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
     );
     eprintln!("debian base in {:.1?}", started.elapsed());
 
+    let fetch = Command::new("sh")
+        .arg(repo_root().join("examples/debian/nginx/fetch-source.sh"))
+        .env("RBK_EXAMPLES_CACHE", bases_cache())
+        .output()
+        .unwrap();
+    assert!(
+        fetch.status.success(),
+        "fetch-source.sh: {}",
+        stderr(&fetch)
+    );
+
     let toml = repo_root().join("examples/debian/rbk.toml");
     let toml = toml.to_str().unwrap();
     let build = [
@@ -96,6 +110,38 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
     let out = rbk(root, &build);
     assert!(out.status.success(), "build: {}", stderr(&out));
     eprintln!("nginx built in {:.1?}", t.elapsed());
+
+    // nginx -V: compiled here, with the tutorial's options.
+    let v = rbk(
+        root,
+        &[
+            "run",
+            "--rm",
+            "rbk-examples/nginx:debian",
+            "/usr/local/nginx/sbin/nginx",
+            "-V",
+        ],
+    );
+    let v = stderr(&v);
+    for arg in [
+        "--prefix=/usr/local/nginx",
+        "--user=nginx",
+        "--group=nginx",
+        "--with-http_ssl_module",
+        "--with-stream",
+        "--with-http_flv_module",
+        "--with-http_stub_status_module",
+        "--with-http_gzip_static_module",
+        "--with-pcre",
+        "--with-file-aio",
+        "--with-http_secure_link_module",
+        "--with-threads",
+        "--http-client-body-temp-path=/var/tmp/nginx/client/",
+        "--http-scgi-temp-path=/var/tmp/nginx/scgi/",
+    ] {
+        assert!(v.contains(arg), "nginx -V lacks {arg}:\n{v}");
+    }
+    assert!(v.contains("nginx version: nginx/1.22.1"), "{v}");
 
     // The container's own network, its port 80 published on a free port of
     // the host's loopback (port 80 may be taken where tests run).
