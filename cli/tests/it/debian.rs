@@ -41,9 +41,14 @@ fn cannot_make_debian() -> Option<String> {
 
 /// `GET /` on 127.0.0.1:port: the status line and the body.
 fn http_get(port: u16) -> std::io::Result<(String, String)> {
+    http_get_path(port, "/")
+}
+
+/// `GET path` on 127.0.0.1:port: the status line and the body.
+fn http_get_path(port: u16, path: &str) -> std::io::Result<(String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let status = resp.lines().next().unwrap_or_default().to_string();
@@ -210,4 +215,232 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
     );
     assert!(err.contains("CACHED"), "{err}");
     eprintln!("whole nginx path in {:.1?}", started.elapsed());
+}
+
+/// A detached container, removed (`rbk rm -f`) when the test ends, passed
+/// or failed, so no server outlives it.
+struct Detached<'a> {
+    root: &'a std::path::Path,
+    name: &'static str,
+}
+
+impl<'a> Detached<'a> {
+    fn start(root: &'a std::path::Path, name: &'static str, args: &[&str]) -> Self {
+        let mut argv = vec!["run", "-d", "--name", name];
+        argv.extend_from_slice(args);
+        let out = rbk(root, &argv);
+        assert!(out.status.success(), "rbk run -d {name}: {}", stderr(&out));
+        Detached { root, name }
+    }
+
+    fn logs(&self) -> String {
+        let out = rbk(self.root, &["logs", self.name]);
+        format!("{}{}", crate::stdout(&out), stderr(&out))
+    }
+
+    /// `rbk stop` then `rbk rm`, as a user would; both must succeed.
+    fn stop_and_remove(self) {
+        let out = rbk(self.root, &["stop", self.name]);
+        assert!(
+            out.status.success(),
+            "rbk stop {}: {}",
+            self.name,
+            stderr(&out)
+        );
+        let out = rbk(self.root, &["rm", self.name]);
+        assert!(
+            out.status.success(),
+            "rbk rm {}: {}",
+            self.name,
+            stderr(&out)
+        );
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        let _ = rbk(self.root, &["rm", "-f", self.name]);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` until the server answers (a published port accepts before
+/// the server inside listens: an empty answer means "not yet").
+fn wait_http(c: &Detached, port: u16, path: &str, within: Duration) -> (String, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http_get_path(port, path) {
+            if !r.0.is_empty() {
+                return r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered on port {port}; its log:\n{}",
+            c.name,
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+const TOMCAT_MARIADB: &str = "debian_tomcat_and_mariadb_run_as_the_tutorial_says";
+
+/// Tomcat: JAVA_HOME, CATALINA_HOME, version.sh, the default page on 8080.
+/// MariaDB: the password from MYSQL_ROOT_PASSWORD, a wrong one refused, the
+/// data on `-v HOSTDIR:/var/lib/mysql` kept across a stop and a new start.
+#[test]
+fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
+    if let Some(why) = cannot_run_containers() {
+        return skip(TOMCAT_MARIADB, &why);
+    }
+    if let Some(why) = cannot_make_debian() {
+        return skip(TOMCAT_MARIADB, &why);
+    }
+    let store = TempDir::new().unwrap();
+    let root = store.path();
+    let out = make_base(root, "debian", &[("RBK_IMPORT_COMPRESSION", "zstd")]);
+    assert!(out.status.success(), "make-bases.sh: {}", stderr(&out));
+    let toml = repo_root().join("examples/debian/rbk.toml");
+    let t = Instant::now();
+    let out = rbk(
+        root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--compression",
+            "zstd",
+            toml.to_str().unwrap(),
+            "tomcat",
+            "mariadb",
+        ],
+    );
+    assert!(out.status.success(), "build: {}", stderr(&out));
+    eprintln!("tomcat and mariadb built in {:.1?}", t.elapsed());
+
+    // Tomcat.
+    let image = "rbk-examples/tomcat:debian";
+    let out = rbk(
+        root,
+        &[
+            "run",
+            "--rm",
+            image,
+            "sh",
+            "-c",
+            "echo JAVA_HOME=$JAVA_HOME CATALINA_HOME=$CATALINA_HOME; $CATALINA_HOME/bin/version.sh",
+        ],
+    );
+    let text = format!("{}{}", crate::stdout(&out), stderr(&out));
+    assert!(out.status.success(), "version.sh: {text}");
+    assert!(
+        text.contains("JAVA_HOME=/usr/local/jdk17 CATALINA_HOME=/usr/local/tomcat10"),
+        "{text}"
+    );
+    assert!(text.contains("Server version: Apache Tomcat/10."), "{text}");
+    assert!(text.contains("JVM Version:    17."), "{text}");
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let tomcat = Detached::start(root, "tomcat", &["-p", &publish, image]);
+    let (status, body) = wait_http(&tomcat, port, "/", Duration::from_secs(120));
+    assert!(status.contains(" 200"), "{status}\n{body}");
+    assert!(body.contains("It works"), "Tomcat's default page: {body}");
+    let (status, body) = wait_http(&tomcat, port, "/rbk.jsp", Duration::from_secs(60));
+    assert!(status.contains(" 200"), "{status}\n{body}");
+    assert!(body.contains("Apache Tomcat/10."), "our JSP page: {body}");
+    tomcat.stop_and_remove();
+    assert!(
+        http_get_path(port, "/").is_err(),
+        "Tomcat outlived rbk stop"
+    );
+
+    // MariaDB, its data on a host directory.
+    let image = "rbk-examples/mariadb:debian";
+    let data = TempDir::new().unwrap();
+    let volume = format!("{}:/var/lib/mysql", data.path().display());
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:3306");
+    let port_arg = format!("-P{port}");
+    let sql = |password: &str, query: &str| {
+        let pw = format!("-p{password}");
+        rbk(
+            root,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "--entrypoint",
+                "mariadb",
+                image,
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                &port_arg,
+                "-uroot",
+                &pw,
+                "-N",
+                "-e",
+                query,
+            ],
+        )
+    };
+    let wait_login = |c: &Detached| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !sql("s3cret'pw", "SELECT 1").status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "could not log in; the server's log:\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let db = Detached::start(
+        root,
+        "db",
+        &[
+            "-p",
+            &publish,
+            "-v",
+            &volume,
+            "-e",
+            "MYSQL_ROOT_PASSWORD=s3cret'pw",
+            image,
+        ],
+    );
+    wait_login(&db);
+    let out = sql(
+        "s3cret'pw",
+        "CREATE DATABASE shop; CREATE TABLE shop.t (v TEXT); INSERT INTO shop.t VALUES ('kept');",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wrong = sql("wrong", "SELECT 1");
+    assert!(!wrong.status.success(), "a wrong password was accepted");
+    assert!(
+        stderr(&wrong).contains("Access denied"),
+        "{}",
+        stderr(&wrong)
+    );
+    db.stop_and_remove();
+    assert!(
+        data.path().join("shop").is_dir(),
+        "the database is not in the host directory"
+    );
+
+    // A new container on the same directory: no password given this time,
+    // the old one still works and the row is there.
+    let db = Detached::start(root, "db", &["-p", &publish, "-v", &volume, image]);
+    wait_login(&db);
+    let out = sql("s3cret'pw", "SELECT v FROM shop.t");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(crate::stdout(&out).trim(), "kept");
+    db.stop_and_remove();
 }
