@@ -340,6 +340,14 @@ pub enum Op {
     Exec(ExecOp),
     /// COPY / ADD.
     File(FileOp),
+    /// WORKDIR: sets the working directory and creates it, as BuildKit
+    /// does, owned by the stage's USER; a layer only when it was missing.
+    Workdir {
+        /// The absolute path (expanded, joined onto the previous one).
+        path: String,
+        /// The USER in effect (`name`, `uid`, `user:group`), empty for root.
+        user: String,
+    },
     /// A metadata-only instruction (ENV, CMD, LABEL …): no layer.
     Config {
         /// The instruction as Docker records it in history (`ENV A=b`).
@@ -354,13 +362,15 @@ impl Op {
             Op::Source { .. } => "source",
             Op::Exec(_) => "exec",
             Op::File(_) => "file",
+            Op::Workdir { .. } => "workdir",
             Op::Config { .. } => "config",
         }
     }
 
-    /// Whether the op produces a filesystem layer.
+    /// Whether the op may produce a filesystem layer (WORKDIR does only
+    /// when its directory was missing).
     pub fn has_layer(&self) -> bool {
-        matches!(self, Op::Exec(_) | Op::File(_))
+        matches!(self, Op::Exec(_) | Op::File(_) | Op::Workdir { .. })
     }
 }
 

@@ -525,6 +525,25 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         })
     }
 
+    fn workdir_vertex(&mut self, origin: Origin, state: &State) -> VertexId {
+        let parent = self.compiler.graph.vertex(state.head).digest;
+        let path = state.config.working_dir.clone();
+        let user = state.config.user.clone();
+        let digest = Canon::new("workdir")
+            .digest("parent", &parent)
+            .str("path", &path)
+            .str("user", &user)
+            .finish();
+        self.compiler.graph.add(Vertex {
+            created_by: format!("WORKDIR {path}"),
+            op: Op::Workdir { path, user },
+            digest,
+            parent: Some(state.head),
+            inputs: Vec::new(),
+            origins: vec![origin],
+        })
+    }
+
     fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
         let parent = self.compiler.graph.vertex(state.head).digest;
         let digest = Canon::new("config")
@@ -647,7 +666,9 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             Instruction::Workdir(w) => {
                 let w = self.expand(node, w, env)?;
                 state.config.working_dir = join_path(&state.config.working_dir, &w);
-                format!("WORKDIR {}", state.config.working_dir)
+                let origin = self.origin(stage, node);
+                state.head = self.workdir_vertex(origin, state);
+                return Ok(());
             }
             Instruction::Onbuild(t) => {
                 state.config.on_build.push(t.clone());

@@ -107,13 +107,19 @@ fn oci_config(
         if matches!(v.op, Op::Source { .. }) {
             continue;
         }
-        let created = results[id.index()]
-            .as_ref()
-            .map_or_else(epoch, |st| st.created.clone());
+        let result = results[id.index()].as_ref();
+        let created = result.map_or_else(epoch, |st| st.created.clone());
+        // A step adds a layer when its state has more than its parent's (a
+        // WORKDIR whose directory existed adds none).
+        let parent = v.parent.and_then(|p| results[p.index()].as_ref());
+        let empty_layer = match (result, parent) {
+            (Some(st), Some(p)) => st.layers.len() == p.layers.len(),
+            _ => !v.op.has_layer(),
+        };
         history.push(History {
             created: Some(created),
             created_by: Some(v.created_by.clone()),
-            empty_layer: !v.op.has_layer(),
+            empty_layer,
             ..Default::default()
         });
     }

@@ -87,7 +87,7 @@ impl Ops for Planner<'_, '_> {
                 Ok(p)
             }
             Op::Config { .. } => Ok(Plan::keyed(metadata::key(&def, parent_key()?))),
-            Op::Exec(_) | Op::File(_) => {
+            Op::Exec(_) | Op::File(_) | Op::Workdir { .. } => {
                 let parent_key = parent_key()?;
                 let StepInputs {
                     key: content_key,

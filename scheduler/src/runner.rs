@@ -49,7 +49,7 @@ impl Ops for Runner<'_, '_> {
                     ..p.clone()
                 })
             }
-            Op::Exec(_) | Op::File(_) => {
+            Op::Exec(_) | Op::File(_) | Op::Workdir { .. } => {
                 let p = parent.ok_or(StepError::Internal("step without parent"))?;
                 self.layer_step(v, plan, p, extra, cancel)
             }
@@ -74,7 +74,7 @@ impl Runner<'_, '_> {
         if let Some(state) = plan
             .hit
             .as_ref()
-            .and_then(|rec| self.serve(rec, parent, &step, started))
+            .and_then(|rec| self.serve(v, rec, parent, &step, started))
         {
             return Ok(state);
         }
@@ -83,7 +83,7 @@ impl Runner<'_, '_> {
         // identical steps of concurrent builds run once and give one image id.
         let _running = self.lock(&plan.key, &step, cancel)?;
         if let Some(rec) = s.lookup(&plan.key).hit {
-            if let Some(state) = self.serve(&rec, parent, &step, started) {
+            if let Some(state) = self.serve(v, &rec, parent, &step, started) {
                 return Ok(state);
             }
         }
@@ -104,16 +104,24 @@ impl Runner<'_, '_> {
                 return Err(e);
             }
         };
-        let state = parent.with_layer(
-            plan.key.clone(),
-            layer.clone(),
-            now_rfc3339(s.options.source_date_epoch),
-        );
+        // No layer: a WORKDIR whose directory was there already.
+        let state = match &layer {
+            Some(layer) => parent.with_layer(
+                plan.key.clone(),
+                layer.clone(),
+                now_rfc3339(s.options.source_date_epoch),
+            ),
+            None => State {
+                key: plan.key.clone(),
+                ..parent.clone()
+            },
+        };
+        let (blob, diff_id) = layer.map(|l| (l.blob, l.diff_id)).unzip();
         s.cache.put(&CacheRecord {
             key: plan.key.clone(),
             family: s.families[v].clone(),
-            layer: Some(layer.blob),
-            diff_id: Some(layer.diff_id),
+            layer: blob,
+            diff_id,
             chain_id: state.chain_id(),
             config: None,
             inputs: (*plan.inputs).clone(),
@@ -125,22 +133,32 @@ impl Runner<'_, '_> {
     }
 
     /// The state a cache record gives on top of `parent`, reported as
-    /// cached; `None` for a record without a layer (not a layer step's).
+    /// cached; `None` for a record without a layer, unless it is a
+    /// WORKDIR's that found its directory (then no layer is the result).
     fn serve(
         &self,
+        v: usize,
         rec: &CacheRecord,
         parent: &State,
         step: &Step,
         started: Instant,
     ) -> Option<State> {
         let s = self.session;
-        let layer = crate::backend::Layer {
-            blob: rec.layer.clone()?,
-            diff_id: rec.diff_id.clone()?,
+        let state = match (rec.layer.clone(), rec.diff_id.clone()) {
+            (Some(blob), Some(diff_id)) => parent.with_layer(
+                rec.key.clone(),
+                crate::backend::Layer { blob, diff_id },
+                rec.created.clone(),
+            ),
+            (None, None) if matches!(s.vertex(v).op, Op::Workdir { .. }) => State {
+                key: rec.key.clone(),
+                ..parent.clone()
+            },
+            _ => return None,
         };
         s.cached.fetch_add(1, Ordering::SeqCst);
         s.finish(step, started, true, None, false);
-        Some(parent.with_layer(rec.key.clone(), layer, rec.created.clone()))
+        Some(state)
     }
 
     /// The lock on running step `key` (none with `--no-cache`, which asks

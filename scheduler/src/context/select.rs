@@ -137,6 +137,13 @@ fn expand(root: &Path, pattern: &str) -> Result<(Vec<String>, bool), ContextErro
         names = next;
         globbed = true;
     }
+    if globbed {
+        // Literal components after a glob (`m/*/file.txt`) name a path in
+        // each match that may not be there: those matches drop out.
+        names.retain(|name| {
+            resolve_in_root(root, name, false).is_ok_and(|p| p.symlink_metadata().is_ok())
+        });
+    }
     Ok((names, globbed))
 }
 
@@ -339,6 +346,19 @@ fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> ContextError
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_glob_in_the_middle_keeps_only_matches_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["m/x/file.txt", "m/y/file.txt", "m/z/other.txt"] {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "x").unwrap();
+        }
+        let (names, globbed) = expand(dir.path(), "m/*/file.txt").unwrap();
+        assert!(globbed);
+        assert_eq!(names, ["m/x/file.txt", "m/y/file.txt"]);
+    }
 
     #[test]
     fn component_globs_follow_filepath_match() {

@@ -219,7 +219,8 @@ pub(crate) fn extract(
                 let link = clean_entry(&String::from_utf8_lossy(&link)).ok_or_else(unsafe_entry)?;
                 let existing = resolve_in_root(&root, &format!("/{target_rel}/{link}"), false)
                     .map_err(io_at("resolve", target))?;
-                w.hard_link(&dest, &existing)?
+                w.hard_link(&dest, &existing)?;
+                w.link_attrs(&dest, attrs)?
             }
             _ => w.skip(),
         }

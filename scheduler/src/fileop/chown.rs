@@ -7,40 +7,55 @@ use crate::context::resolve_in_root;
 
 use super::FileOpError;
 
-/// Resolves a `--chown` value (`user`, `user:group`, `uid`, `uid:gid`, in
-/// any mix of names and numbers) to numeric ids, reading names from the
-/// rootfs's `/etc/passwd` and `/etc/group` (resolved inside `rootfs`, so a
-/// symlinked `/etc` cannot point the lookup outside it).
+/// Resolves a `--chown` value (`user`, `user:group`, `uid`, `uid:gid`,
+/// `:group`, in any mix of names and numbers) to numeric ids, reading names
+/// from the rootfs's `/etc/passwd` and `/etc/group` (resolved inside
+/// `rootfs`, so a symlinked `/etc` cannot point the lookup outside it).
 ///
-/// As Docker documents, a user without a group gets the *same number* as
-/// its uid for the gid, not the user's primary group.
+/// The rules are BuildKit's (checked side by side in tests/differential):
+/// a user *name* without a group gets the user's primary group from
+/// `/etc/passwd`; a numeric uid without a group gets the same number as
+/// gid; an empty user (`:group`) is root; an empty group (`user:`) is as if
+/// none were given. Unlike BuildKit, which silently falls back to root, a
+/// name missing from the image is an error: a typo must not give root's
+/// ownership.
 pub fn resolve_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), FileOpError> {
     let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
+        Some((u, g)) => (u, Some(g).filter(|g| !g.is_empty())),
         None => (spec, None),
     };
-    if user.is_empty() || group.is_some_and(str::is_empty) {
+    if user.is_empty() && group.is_none() {
         return Err(FileOpError::BadChown {
             spec: spec.to_string(),
-            why: "empty user or group".to_string(),
+            why: "no user or group".to_string(),
         });
     }
-    let uid = match user.parse::<u32>() {
-        Ok(uid) => uid,
-        Err(_) => lookup(rootfs, "/etc/passwd", user, spec)?,
+    let (uid, primary_gid) = if user.is_empty() {
+        (0, 0)
+    } else if let Ok(uid) = user.parse::<u32>() {
+        (uid, uid)
+    } else {
+        let fields = lookup(rootfs, "/etc/passwd", user, spec)?;
+        (fields.0, fields.1.unwrap_or(fields.0))
     };
     let gid = match group {
-        None => uid,
+        None => primary_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => lookup(rootfs, "/etc/group", g, spec)?,
+            Err(_) => lookup(rootfs, "/etc/group", g, spec)?.0,
         },
     };
     Ok((uid, gid))
 }
 
-/// Finds `name` in a passwd- or group-format file (`name:x:id:...`).
-fn lookup(rootfs: &Path, file: &str, name: &str, spec: &str) -> Result<u32, FileOpError> {
+/// Finds `name` in a passwd- or group-format file (`name:x:id:gid:...`):
+/// its id and, for passwd, its primary group.
+fn lookup(
+    rootfs: &Path,
+    file: &str,
+    name: &str,
+    spec: &str,
+) -> Result<(u32, Option<u32>), FileOpError> {
     let what = if file.ends_with("passwd") {
         "user"
     } else {
@@ -67,7 +82,9 @@ fn lookup(rootfs: &Path, file: &str, name: &str, spec: &str) -> Result<u32, File
         .find_map(|line| {
             let mut fields = line.split(':');
             (fields.next()? == name).then_some(())?;
-            fields.nth(1)?.trim().parse::<u32>().ok()
+            let id = fields.nth(1)?.trim().parse::<u32>().ok()?;
+            let gid = fields.next().and_then(|g| g.trim().parse::<u32>().ok());
+            Some((id, gid))
         })
         .ok_or_else(missing)
 }
@@ -88,7 +105,11 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:app\n").unwrap();
         let r = |s: &str| resolve_chown(dir.path(), s);
-        assert_eq!(r("app").unwrap(), (1000, 1000));
+        // A name alone: the user's primary group; a number alone: itself.
+        assert_eq!(r("app").unwrap(), (1000, 1001));
+        assert_eq!(r("app:").unwrap(), (1000, 1001));
+        assert_eq!(r(":staff").unwrap(), (0, 50));
+        assert_eq!(r(":77").unwrap(), (0, 77));
         assert_eq!(r("app:staff").unwrap(), (1000, 50));
         assert_eq!(r("12:34").unwrap(), (12, 34));
         assert_eq!(r("7").unwrap(), (7, 7));
@@ -96,6 +117,6 @@ mod tests {
         let err = r("nobody").unwrap_err().to_string();
         assert!(err.contains("unable to find user nobody"), "{err}");
         assert!(r("app:nogroup").is_err());
-        assert!(r(":1").is_err());
+        assert!(r(":").is_err());
     }
 }

@@ -225,6 +225,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Gives the file a hard link from an archive made the archive's owner
+    /// and mode for that member, as Docker's and BuildKit's unpacking does
+    /// (the link's header wins over the earlier member's: it is one inode).
+    /// A link to a symlink keeps the symlink's mode.
+    pub fn link_attrs(&self, path: &Path, attrs: Attrs) -> Result<(), FileOpError> {
+        self.chown(path, attrs.owner)?;
+        let meta = fs::symlink_metadata(path).map_err(io_at("stat", path))?;
+        if !meta.file_type().is_symlink() {
+            fs::set_permissions(path, fs::Permissions::from_mode(attrs.mode))
+                .map_err(io_at("chmod", path))?;
+        }
+        Ok(())
+    }
+
     /// Sets the directory times collected so far, deepest first.
     pub fn finish(&self) -> Result<(), FileOpError> {
         let mut times = match self.dir_times.lock() {

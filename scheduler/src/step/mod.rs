@@ -1,5 +1,6 @@
 //! One module per kind of step, each holding what goes into its cache key
 //! and how it runs: [`from`] (FROM), [`run`] (RUN), [`copy`] (COPY/ADD),
+//! [`workdir`] (WORKDIR: a layer when it creates its directory),
 //! [`metadata`] (ENV, CMD, LABEL… — a key, no layer). The match over the
 //! graph's ops is here, once for keys and once for execution, so a new kind
 //! of step touches its own file and these two functions.
@@ -8,6 +9,7 @@ pub mod copy;
 pub mod from;
 pub mod metadata;
 pub mod run;
+pub mod workdir;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -184,14 +186,19 @@ pub(crate) fn inputs(
     match &vx.op {
         Op::Exec(e) => Ok(run::inputs(e, from_keys)),
         Op::File(f) => copy::inputs(env, f, from_keys),
+        Op::Workdir { path, user } => Ok(StepInputs::plain(
+            String::new(),
+            serde_json::json!({ "path": path, "user": user }),
+        )),
         Op::Source { .. } | Op::Config { .. } => {
             Ok(StepInputs::plain(String::new(), serde_json::json!({})))
         }
     }
 }
 
-/// Runs a RUN/COPY/ADD on a fresh filesystem over `parent` and commits the
-/// change as a layer.
+/// Runs a RUN/COPY/ADD/WORKDIR on a fresh filesystem over `parent` and
+/// commits the change as a layer; `None` when a WORKDIR found its directory
+/// there already (no change, no layer).
 pub(crate) fn execute(
     env: &StepEnv<'_>,
     vx: &Vertex,
@@ -200,7 +207,7 @@ pub(crate) fn execute(
     extra: &[&State],
     selection: Option<Selection>,
     cancel: &CancelToken,
-) -> Result<Layer, StepError> {
+) -> Result<Option<Layer>, StepError> {
     let parent_key = env.layers.unpack(&parent.layers, cancel)?;
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
@@ -219,6 +226,12 @@ pub(crate) fn execute(
             };
             copy::execute(env, file, &src, ws.rootfs(), cancel)?;
         }
+        Op::Workdir { path, user } => {
+            if workdir::exists(ws.rootfs(), path)? {
+                return Ok(None);
+            }
+            workdir::create(ws.rootfs(), path, user)?;
+        }
         Op::Source { .. } | Op::Config { .. } => {
             return Err(StepError::Internal("not a layer step"))
         }
@@ -226,7 +239,7 @@ pub(crate) fn execute(
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
-    Ok(ws.commit(&parent.layers)?)
+    Ok(Some(ws.commit(&parent.layers)?))
 }
 
 /// A cache key from its parts (length-prefixed, so parts cannot run into

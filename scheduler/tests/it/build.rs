@@ -253,7 +253,8 @@ fn single_image_runs_copies_and_caches() {
         let df = "FROM localhost/busybox:latest\nENV APP_HOME=/app GREETING=hi\nWORKDIR $APP_HOME\nCOPY src/ /app/src/\nRUN echo \"$GREETING $(cat src/a.txt)\" > out.txt && rm /etc/group\nUSER app\nEXPOSE 8080\nCOPY last/ /app/last/\nCMD [\"/bin/sh\"]\n";
         let i = input("single", ctx.path(), df);
         let s = env.build(std::slice::from_ref(&i));
-        assert_eq!((s.ran, s.cached), (3, 0), "copy={copy}");
+        // WORKDIR creates /app: a step of its own, as in BuildKit.
+        assert_eq!((s.ran, s.cached), (4, 0), "copy={copy}");
         let tree = env.tree("single");
         let t = tree.path();
         assert_eq!(
@@ -273,7 +274,7 @@ fn single_image_runs_copies_and_caches() {
 
         // No-op rebuild: everything cached, same image.
         let s = env.build(std::slice::from_ref(&i));
-        assert_eq!((s.ran, s.cached), (0, 3));
+        assert_eq!((s.ran, s.cached), (0, 4));
         assert_eq!(env.store.resolve("single").unwrap().id, first.id);
 
         // Change the file only the last COPY reads.
@@ -286,7 +287,7 @@ fn single_image_runs_copies_and_caches() {
         let s = env
             .build_with(std::slice::from_ref(&i), opts, &rep)
             .unwrap();
-        assert_eq!((s.ran, s.cached), (1, 2));
+        assert_eq!((s.ran, s.cached), (1, 3));
         let tree = env.tree("single");
         assert_eq!(
             std::fs::read_to_string(tree.path().join("app/last/stamp.txt")).unwrap(),
@@ -567,4 +568,54 @@ fn bench_cases_build() {
     );
     let s = env.build(&[i]);
     assert_eq!(s.ran, 0, "no-op rebuild of wide");
+}
+
+#[test]
+fn workdir_creates_its_directory_owned_by_the_user() {
+    let Some(env) = env("workdir_creates_its_directory_owned_by_the_user", false) else {
+        return;
+    };
+    let ctx = context(&[("a.txt", "a\n")]);
+    // /srv/data: made as root; /srv/data/www: as USER 33 (www-data); /tmp
+    // exists already, so its WORKDIR adds no layer.
+    let df =
+        "FROM localhost/busybox:latest\nWORKDIR /srv/data\nUSER 33\nWORKDIR www\nWORKDIR /tmp\n";
+    let i = input("wd", ctx.path(), df);
+    let s = env.build(std::slice::from_ref(&i));
+    assert_eq!((s.ran, s.cached), (3, 0));
+    let tree = env.tree("wd");
+    let meta = |p: &str| std::fs::metadata(tree.path().join(p)).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        (meta("srv/data").uid(), meta("srv/data").mode() & 0o7777),
+        (0, 0o755)
+    );
+    assert_eq!(
+        (meta("srv/data/www").uid(), meta("srv/data/www").gid()),
+        (33, 33)
+    );
+    let base = env.store.resolve("localhost/busybox:latest").unwrap();
+    let img = env.store.resolve("wd").unwrap();
+    assert_eq!(img.manifest.layers.len(), base.manifest.layers.len() + 2);
+    let history: Vec<(String, bool)> = img
+        .config
+        .history
+        .iter()
+        .skip(base.config.history.len())
+        .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("WORKDIR /srv/data".to_string(), false),
+            ("USER 33".to_string(), true),
+            ("WORKDIR /srv/data/www".to_string(), false),
+            ("WORKDIR /tmp".to_string(), true),
+        ]
+    );
+    assert_eq!(env.config("wd").working_dir.as_deref(), Some("/tmp"));
+    // Cached the second time, the same image (the no-layer WORKDIR too).
+    let s = env.build(std::slice::from_ref(&i));
+    assert_eq!((s.ran, s.cached), (0, 3));
+    assert_eq!(env.store.resolve("wd").unwrap().id, img.id);
 }
