@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs rbk's whole test suite on a fresh Debian machine, as root:
-# installs the packages the tests use, then `cargo test` for the workspace.
+# installs the packages the tests use, then `cargo test` for the workspace,
+# then (as root) the differential suite against BuildKit
+# (tests/differential/run.sh, docs/differential.md).
 # Tests that need root, overlayfs or namespaces run here (they print
 # SKIPPED loudly where those are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3)
+pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 docker.io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -23,4 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Two cores: one test binary at a time, tests inside it in parallel.
-cargo test --workspace --no-fail-fast -- --test-threads=4
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads=4 || status=$?
+
+if [ "$(id -u)" = 0 ]; then
+  echo "== differential suite: rbk against BuildKit"
+  tests/differential/run.sh || status=1
+else
+  echo "!! SKIPPED the differential suite against BuildKit: it needs root" >&2
+fi
+exit "$status"
