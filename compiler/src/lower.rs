@@ -8,18 +8,24 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::ast::Node;
 use crate::config::{Empty, ImageConfig};
 use crate::error::ParseError;
-use crate::graph::{BuildGraph, Canon, ImageOutput, Op, Origin, Vertex, VertexId};
-use crate::instructions::{self, Command, Instruction};
+use crate::graph::{BuildGraph, ImageOutput, Origin, VertexId};
+use crate::instructions::{self, Instruction};
 use crate::parse::expand::{Env, ShellLex};
 use crate::platform::Platform;
 use crate::vars::{Scope, Vars};
 
+// One file per kind of step, as in the scheduler's `step/`: a new
+// instruction touches one file here and one there.
+mod copy;
+mod from;
+mod metadata;
+mod run;
+mod workdir;
+
 mod mount;
 mod stages;
-mod steps;
 mod util;
 
-use util::{expand_port, health_config, json_list, node_rest, quote_if_needed};
 pub use util::{join_path, normalize_image};
 
 /// The `PATH` an image gets when its base sets none, as BuildKit does.
@@ -360,22 +366,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             None => stages.len() - 1,
         };
         let mut state = self.lower_stages(&stages, target)?;
-        if !self.input.labels.is_empty() {
-            let labels = self.input.labels.clone();
-            let mut text = String::from("LABEL");
-            for (k, v) in &labels {
-                state.labels.set(k, v);
-                text.push_str(&format!(" {k}={}", quote_if_needed(v)));
-            }
-            let from = stages[target].from;
-            // Synthetic: it comes from rbk.toml, not from a line.
-            let origin = Origin {
-                line: 0,
-                text: format!("{text}  (rbk.toml labels)"),
-                ..self.origin(&stages[target], from)
-            };
-            state.head = self.config_vertex(origin, &state, text);
-        }
+        self.input_labels(&stages[target], &mut state);
         for name in self.input.build_args.keys() {
             if !self.declared.contains(name)
                 && !PREDEFINED_PROXY.contains(&name.as_str())
@@ -506,62 +497,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         }
     }
 
-    fn source_vertex(&mut self, stage: &Stage<'_>, image: &str, platform: &Platform) -> VertexId {
-        let digest = Canon::new("source")
-            .str("image", image)
-            .str("platform", &platform.to_string())
-            .finish();
-        let origin = self.origin(stage, stage.from);
-        self.compiler.graph.add(Vertex {
-            op: Op::Source {
-                image: image.to_string(),
-                platform: platform.to_string(),
-            },
-            digest,
-            parent: None,
-            inputs: Vec::new(),
-            origins: vec![origin],
-            created_by: String::new(),
-        })
-    }
-
-    fn workdir_vertex(&mut self, origin: Origin, state: &State) -> VertexId {
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let path = state.config.working_dir.clone();
-        let user = state.config.user.clone();
-        let digest = Canon::new("workdir")
-            .digest("parent", &parent)
-            .str("path", &path)
-            .str("user", &user)
-            .finish();
-        self.compiler.graph.add(Vertex {
-            created_by: format!("WORKDIR {path}"),
-            op: Op::Workdir { path, user },
-            digest,
-            parent: Some(state.head),
-            inputs: Vec::new(),
-            origins: vec![origin],
-        })
-    }
-
-    fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let digest = Canon::new("config")
-            .digest("parent", &parent)
-            .str("instruction", &instruction)
-            .finish();
-        self.compiler.graph.add(Vertex {
-            op: Op::Config {
-                instruction: instruction.clone(),
-            },
-            digest,
-            parent: Some(state.head),
-            inputs: Vec::new(),
-            origins: vec![origin],
-            created_by: instruction,
-        })
-    }
-
+    /// Lowers one instruction of stage `i`'s body onto `state`.
     fn dispatch(
         &mut self,
         stages: &[Stage<'_>],
@@ -578,162 +514,19 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             args: &args_before,
         };
         let env: &dyn Env = &scope;
-        let text = match inst {
-            Instruction::From { .. } => {
-                return Err(ParseError::new(node.span, "FROM inside a stage body"))
-            }
-            Instruction::Arg(args) => {
-                for (name, default) in args {
-                    self.declared.insert(name.clone());
-                    let value = match self.input.build_args.get(name) {
-                        Some(v) => Some(v.clone()),
-                        None => match default {
-                            Some(d) => Some(self.expand(node, d, env)?),
-                            None => self.meta_args.lookup(name).map(str::to_string),
-                        },
-                    };
-                    state.args.declare(name, value.as_deref());
-                }
-                return Ok(());
-            }
-            Instruction::Env(pairs) => {
-                let mut text = String::from("ENV");
-                let mut expanded = Vec::with_capacity(pairs.len());
-                for (k, v) in pairs {
-                    let k = self.expand(node, k, env)?;
-                    let v = self.expand(node, v, env)?;
-                    text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
-                    expanded.push((k, v));
-                }
-                for (k, v) in expanded {
-                    state.env.set(&k, &v);
-                }
-                text
-            }
-            Instruction::Label(pairs) => {
-                let mut text = String::from("LABEL");
-                for (k, v) in pairs {
-                    let k = self.expand(node, k, env)?;
-                    let v = self.expand(node, v, env)?;
-                    text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
-                    state.labels.set(&k, &v);
-                }
-                text
-            }
-            Instruction::Maintainer(m) => {
-                state.author = Some(m.clone());
-                format!("MAINTAINER {m}")
-            }
-            Instruction::Expose(ports) => {
-                let mut all = Vec::new();
-                for p in ports {
-                    for w in self.expand_words(node, p, env)? {
-                        for port in expand_port(&w)
-                            .map_err(|m| ParseError::new(instructions::locate(node, p), m))?
-                        {
-                            if all.len() == MAX_EXPOSED_PORTS {
-                                return Err(ParseError::new(
-                                    instructions::locate(node, p),
-                                    format!("EXPOSE lists more than {MAX_EXPOSED_PORTS} ports"),
-                                ));
-                            }
-                            state.ports.set(&port, "");
-                            all.push(port);
-                        }
-                    }
-                }
-                format!("EXPOSE {}", all.join(" "))
-            }
-            Instruction::Volume(vols) => {
-                let mut all = Vec::new();
-                for v in vols {
-                    let v = self.expand(node, v, env)?;
-                    if v.trim().is_empty() {
-                        return Err(ParseError::new(
-                            node.span,
-                            "VOLUME specified can not be an empty string",
-                        ));
-                    }
-                    state.volumes.set(&v, "");
-                    all.push(v);
-                }
-                format!("VOLUME {}", json_list(&all))
-            }
-            Instruction::User(u) => {
-                state.config.user = self.expand(node, u, env)?;
-                format!("USER {}", state.config.user)
-            }
-            Instruction::Workdir(w) => {
-                let w = self.expand(node, w, env)?;
-                state.config.working_dir = join_path(&state.config.working_dir, &w);
-                let origin = self.origin(stage, node);
-                state.head = self.workdir_vertex(origin, state);
-                return Ok(());
-            }
-            Instruction::Onbuild(t) => {
-                state.config.on_build.push(t.clone());
-                format!("ONBUILD {t}")
-            }
-            Instruction::StopSignal(s) => {
-                state.config.stop_signal = self.expand(node, s, env)?;
-                format!("STOPSIGNAL {}", state.config.stop_signal)
-            }
-            Instruction::Healthcheck(h) => {
-                state.config.healthcheck = Some(health_config(node, h)?);
-                format!("HEALTHCHECK {}", node_rest(node))
-            }
-            Instruction::Shell(sh) => {
-                state.config.shell = sh.clone();
-                format!("SHELL {}", json_list(sh))
-            }
-            Instruction::Cmd(c) => {
-                let argv = self.argv(state, c);
-                state.cmd_set = true;
-                let t = format!("CMD {}", json_list(&argv));
-                state.config.cmd = Some(argv);
-                t
-            }
-            Instruction::Entrypoint(c) => {
-                let argv = self.argv(state, c);
-                if !state.cmd_set {
-                    state.config.cmd = None;
-                }
-                let t = format!("ENTRYPOINT {}", json_list(&argv));
-                state.config.entrypoint = Some(argv);
-                t
-            }
+        match inst {
+            Instruction::From { .. } => Err(ParseError::new(node.span, "FROM inside a stage body")),
+            Instruction::Arg(args) => self.arg(args, node, state, env),
             Instruction::Run(run) => {
-                let head = self.run_vertex(stages, i, run, node, state, env)?;
-                state.head = head;
-                return Ok(());
+                state.head = self.run_vertex(stages, i, run, node, state, env)?;
+                Ok(())
             }
             Instruction::Copy(copy) => {
-                let head = self.copy_vertex(stages, i, copy, node, state, env)?;
-                state.head = head;
-                return Ok(());
+                state.head = self.copy_vertex(stages, i, copy, node, state, env)?;
+                Ok(())
             }
-        };
-        let origin = self.origin(stage, node);
-        state.head = self.config_vertex(origin, state, text);
-        Ok(())
-    }
-
-    fn shell(state: &State) -> Vec<String> {
-        if state.config.shell.is_empty() {
-            vec!["/bin/sh".to_string(), "-c".to_string()]
-        } else {
-            state.config.shell.clone()
-        }
-    }
-
-    fn argv(&self, state: &State, c: &Command) -> Vec<String> {
-        match c {
-            Command::Exec(v) => v.clone(),
-            Command::Shell(s) => {
-                let mut v = Self::shell(state);
-                v.push(s.clone());
-                v
-            }
+            Instruction::Workdir(w) => self.workdir(stage, w, node, state, env),
+            other => self.metadata(stage, other, node, state, env),
         }
     }
 }

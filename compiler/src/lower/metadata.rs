@@ -1,0 +1,254 @@
+//! The instructions that change only the image config — ENV, LABEL,
+//! MAINTAINER, EXPOSE, VOLUME, USER, ONBUILD, STOPSIGNAL, HEALTHCHECK,
+//! SHELL, CMD, ENTRYPOINT — each a `config` vertex carrying the history
+//! text; and ARG, which changes only the scope of later steps.
+
+use super::util::{expand_port, health_config, json_list, node_rest, quote_if_needed};
+use super::{Lowerer, Stage, State, MAX_EXPOSED_PORTS};
+use crate::ast::Node;
+use crate::error::ParseError;
+use crate::graph::{Canon, Op, Origin, Vertex, VertexId};
+use crate::instructions::{self, Command, Instruction};
+use crate::parse::expand::Env;
+
+impl Lowerer<'_, '_, '_> {
+    /// `ARG name[=default]...` inside a stage: declares each in the stage's
+    /// scope with the build arg's value, else its default, else the global
+    /// ARG's value.
+    pub(super) fn arg(
+        &mut self,
+        args: &[(String, Option<String>)],
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<(), ParseError> {
+        for (name, default) in args {
+            self.declared.insert(name.clone());
+            let value = match self.input.build_args.get(name) {
+                Some(v) => Some(v.clone()),
+                None => match default {
+                    Some(d) => Some(self.expand(node, d, env)?),
+                    None => self.meta_args.lookup(name).map(str::to_string),
+                },
+            };
+            state.args.declare(name, value.as_deref());
+        }
+        Ok(())
+    }
+
+    /// A config-only instruction: applies it to `state.config` and adds
+    /// its vertex.
+    pub(super) fn metadata(
+        &mut self,
+        stage: &Stage<'_>,
+        inst: &Instruction,
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<(), ParseError> {
+        let text = match inst {
+            Instruction::Env(pairs) => self.env(pairs, node, state, env)?,
+            Instruction::Label(pairs) => self.label(pairs, node, state, env)?,
+            Instruction::Maintainer(m) => {
+                state.author = Some(m.clone());
+                format!("MAINTAINER {m}")
+            }
+            Instruction::Expose(ports) => self.expose(ports, node, state, env)?,
+            Instruction::Volume(vols) => self.volume(vols, node, state, env)?,
+            Instruction::User(u) => {
+                state.config.user = self.expand(node, u, env)?;
+                format!("USER {}", state.config.user)
+            }
+            Instruction::Onbuild(t) => {
+                state.config.on_build.push(t.clone());
+                format!("ONBUILD {t}")
+            }
+            Instruction::StopSignal(s) => {
+                state.config.stop_signal = self.expand(node, s, env)?;
+                format!("STOPSIGNAL {}", state.config.stop_signal)
+            }
+            Instruction::Healthcheck(h) => {
+                state.config.healthcheck = Some(health_config(node, h)?);
+                format!("HEALTHCHECK {}", node_rest(node))
+            }
+            Instruction::Shell(sh) => {
+                state.config.shell = sh.clone();
+                format!("SHELL {}", json_list(sh))
+            }
+            Instruction::Cmd(c) => {
+                let argv = Self::argv(state, c);
+                state.cmd_set = true;
+                let t = format!("CMD {}", json_list(&argv));
+                state.config.cmd = Some(argv);
+                t
+            }
+            Instruction::Entrypoint(c) => {
+                let argv = Self::argv(state, c);
+                // An ENTRYPOINT resets a CMD inherited from the base.
+                if !state.cmd_set {
+                    state.config.cmd = None;
+                }
+                let t = format!("ENTRYPOINT {}", json_list(&argv));
+                state.config.entrypoint = Some(argv);
+                t
+            }
+            other => {
+                return Err(ParseError::new(
+                    node.span,
+                    format!("{} is not a config instruction", other.keyword()),
+                ))
+            }
+        };
+        let origin = self.origin(stage, node);
+        state.head = self.config_vertex(origin, state, text);
+        Ok(())
+    }
+
+    fn env(
+        &self,
+        pairs: &[(String, String)],
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<String, ParseError> {
+        let mut text = String::from("ENV");
+        // Every value is expanded with the scope before the instruction.
+        let mut expanded = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            let k = self.expand(node, k, env)?;
+            let v = self.expand(node, v, env)?;
+            text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
+            expanded.push((k, v));
+        }
+        for (k, v) in expanded {
+            state.env.set(&k, &v);
+        }
+        Ok(text)
+    }
+
+    fn label(
+        &self,
+        pairs: &[(String, String)],
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<String, ParseError> {
+        let mut text = String::from("LABEL");
+        for (k, v) in pairs {
+            let k = self.expand(node, k, env)?;
+            let v = self.expand(node, v, env)?;
+            text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
+            state.labels.set(&k, &v);
+        }
+        Ok(text)
+    }
+
+    fn expose(
+        &self,
+        ports: &[String],
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<String, ParseError> {
+        let mut all = Vec::new();
+        for p in ports {
+            for w in self.expand_words(node, p, env)? {
+                let expanded = expand_port(&w)
+                    .map_err(|m| ParseError::new(instructions::locate(node, p), m))?;
+                for port in expanded {
+                    if all.len() == MAX_EXPOSED_PORTS {
+                        return Err(ParseError::new(
+                            instructions::locate(node, p),
+                            format!("EXPOSE lists more than {MAX_EXPOSED_PORTS} ports"),
+                        ));
+                    }
+                    state.ports.set(&port, "");
+                    all.push(port);
+                }
+            }
+        }
+        Ok(format!("EXPOSE {}", all.join(" ")))
+    }
+
+    fn volume(
+        &self,
+        vols: &[String],
+        node: &Node,
+        state: &mut State,
+        env: &dyn Env,
+    ) -> Result<String, ParseError> {
+        let mut all = Vec::new();
+        for v in vols {
+            let v = self.expand(node, v, env)?;
+            if v.trim().is_empty() {
+                return Err(ParseError::new(
+                    node.span,
+                    "VOLUME specified can not be an empty string",
+                ));
+            }
+            state.volumes.set(&v, "");
+            all.push(v);
+        }
+        Ok(format!("VOLUME {}", json_list(&all)))
+    }
+
+    /// The labels rbk.toml gives a target: one LABEL vertex at the end of
+    /// its stage, with a synthetic origin (no Dockerfile line).
+    pub(super) fn input_labels(&mut self, stage: &Stage<'_>, state: &mut State) {
+        if self.input.labels.is_empty() {
+            return;
+        }
+        let labels = self.input.labels.clone();
+        let mut text = String::from("LABEL");
+        for (k, v) in &labels {
+            state.labels.set(k, v);
+            text.push_str(&format!(" {k}={}", quote_if_needed(v)));
+        }
+        let origin = Origin {
+            line: 0,
+            text: format!("{text}  (rbk.toml labels)"),
+            ..self.origin(stage, stage.from)
+        };
+        state.head = self.config_vertex(origin, state, text);
+    }
+
+    fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
+        let parent = self.compiler.graph.vertex(state.head).digest;
+        let digest = Canon::new("config")
+            .digest("parent", &parent)
+            .str("instruction", &instruction)
+            .finish();
+        self.compiler.graph.add(Vertex {
+            op: Op::Config {
+                instruction: instruction.clone(),
+            },
+            digest,
+            parent: Some(state.head),
+            inputs: Vec::new(),
+            origins: vec![origin],
+            created_by: instruction,
+        })
+    }
+
+    /// The shell of shell-form commands: SHELL's, else `/bin/sh -c`.
+    pub(super) fn shell(state: &State) -> Vec<String> {
+        if state.config.shell.is_empty() {
+            vec!["/bin/sh".to_string(), "-c".to_string()]
+        } else {
+            state.config.shell.clone()
+        }
+    }
+
+    /// A CMD's or ENTRYPOINT's argv: exec form as is, shell form through
+    /// the shell.
+    fn argv(state: &State, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = Self::shell(state);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+}
