@@ -331,64 +331,15 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
     let kw = node.keyword.as_str();
     let no_flags = |k: &'static str| Flags::parse(node, k, &[]).map(|_| ());
     match kw {
-        "from" => {
-            let flags = Flags::parse(node, "FROM", &["platform"])?;
-            let (image, name) = match node.args.as_slice() {
-                [image] => (image.clone(), None),
-                [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
-                    (image.clone(), Some(name.clone()))
-                }
-                _ => {
-                    return Err(err(
-                        node,
-                        "FROM requires either one or three arguments (FROM image [AS name])",
-                    ))
-                }
-            };
-            if let Some(n) = &name {
-                if !valid_stage_name(n) {
-                    return Err(flag_error(
-                        node,
-                        n,
-                        format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"),
-                    ));
-                }
-            }
-            Ok(Instruction::From {
-                image,
-                name: name.map(|n| n.to_ascii_lowercase()),
-                platform: flags.string("platform")?,
-            })
+        "from" => convert_from(node),
+        "run" => convert_run(node),
+        "cmd" => {
+            no_flags("CMD")?;
+            Ok(Instruction::Cmd(command(node)))
         }
-        "run" => {
-            let flags = Flags::parse(node, "RUN", &["mount", "network", "security", "device"])?;
-            if node.args.is_empty() && node.heredocs.is_empty() {
-                return Err(err(node, "RUN requires at least one argument"));
-            }
-            Ok(Instruction::Run(Run {
-                command: command(node),
-                mounts: flags
-                    .strings("mount")?
-                    .into_iter()
-                    .map(|spec| RunMount { spec })
-                    .collect(),
-                network: flags.string("network")?,
-                security: flags.string("security")?,
-                heredocs: if node.json {
-                    Vec::new()
-                } else {
-                    node.heredocs.clone()
-                },
-            }))
-        }
-        "cmd" | "entrypoint" => {
-            no_flags(if kw == "cmd" { "CMD" } else { "ENTRYPOINT" })?;
-            let c = command(node);
-            Ok(if kw == "cmd" {
-                Instruction::Cmd(c)
-            } else {
-                Instruction::Entrypoint(c)
-            })
+        "entrypoint" => {
+            no_flags("ENTRYPOINT")?;
+            Ok(Instruction::Entrypoint(command(node)))
         }
         "shell" => {
             no_flags("SHELL")?;
@@ -409,44 +360,8 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
             no_flags("LABEL")?;
             Ok(Instruction::Label(pairs(node)?))
         }
-        "arg" => {
-            no_flags("ARG")?;
-            if node.args.is_empty() {
-                return Err(err(node, "ARG requires at least one argument"));
-            }
-            let mut out = Vec::with_capacity(node.args.len());
-            for a in &node.args {
-                let (name, default) = match a.split_once('=') {
-                    Some((n, v)) => (n.to_string(), Some(unquote_arg_default(v))),
-                    None => (a.clone(), None),
-                };
-                if name.is_empty() {
-                    return Err(flag_error(
-                        node,
-                        a,
-                        format!("ARG names can not be blank: {a:?}"),
-                    ));
-                }
-                out.push((name, default));
-            }
-            Ok(Instruction::Arg(out))
-        }
-        "maintainer" => {
-            no_flags("MAINTAINER")?;
-            Ok(Instruction::Maintainer(exactly_one(node)?))
-        }
-        "user" => {
-            no_flags("USER")?;
-            Ok(Instruction::User(exactly_one(node)?))
-        }
-        "workdir" => {
-            no_flags("WORKDIR")?;
-            Ok(Instruction::Workdir(exactly_one(node)?))
-        }
-        "stopsignal" => {
-            no_flags("STOPSIGNAL")?;
-            Ok(Instruction::StopSignal(exactly_one(node)?))
-        }
+        "arg" => convert_arg(node),
+        "maintainer" | "user" | "workdir" | "stopsignal" => convert_one_word(node),
         "expose" => {
             no_flags("EXPOSE")?;
             at_least_one(node)?;
@@ -460,36 +375,128 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
             }
             Ok(Instruction::Volume(node.args.clone()))
         }
-        "onbuild" => {
-            no_flags("ONBUILD")?;
-            let Some(sub) = &node.sub else {
-                return Err(err(node, "ONBUILD requires at least one argument"));
-            };
-            match sub.keyword.as_str() {
-                "onbuild" => {
-                    return Err(err(
-                        node,
-                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
-                    ))
-                }
-                "from" | "maintainer" => {
-                    return Err(err(
-                        node,
-                        format!("{} isn't allowed as an ONBUILD trigger", upper(sub)),
-                    ))
-                }
-                _ => {}
-            }
-            // The trigger must itself be a valid instruction.
-            convert(sub)?;
-            Ok(Instruction::Onbuild(trigger_text(node)))
-        }
+        "onbuild" => convert_onbuild(node),
         "healthcheck" => convert_healthcheck(node),
         _ => Err(err(
             node,
             format!("unknown instruction: {}", first_word(&node.original)),
         )),
     }
+}
+
+/// `FROM image [AS name]` with `--platform`.
+fn convert_from(node: &Node) -> Result<Instruction, ParseError> {
+    let flags = Flags::parse(node, "FROM", &["platform"])?;
+    let (image, name) = match node.args.as_slice() {
+        [image] => (image.clone(), None),
+        [image, as_, name] if as_.eq_ignore_ascii_case("as") => (image.clone(), Some(name.clone())),
+        _ => {
+            return Err(err(
+                node,
+                "FROM requires either one or three arguments (FROM image [AS name])",
+            ))
+        }
+    };
+    if let Some(n) = &name {
+        if !valid_stage_name(n) {
+            return Err(flag_error(
+                node,
+                n,
+                format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"),
+            ));
+        }
+    }
+    Ok(Instruction::From {
+        image,
+        name: name.map(|n| n.to_ascii_lowercase()),
+        platform: flags.string("platform")?,
+    })
+}
+
+/// `RUN` with `--mount`, `--network` and `--security`. (`--device` is
+/// parsed, so BuildKit's parser suite passes, but not acted on.)
+fn convert_run(node: &Node) -> Result<Instruction, ParseError> {
+    let flags = Flags::parse(node, "RUN", &["mount", "network", "security", "device"])?;
+    if node.args.is_empty() && node.heredocs.is_empty() {
+        return Err(err(node, "RUN requires at least one argument"));
+    }
+    Ok(Instruction::Run(Run {
+        command: command(node),
+        mounts: flags
+            .strings("mount")?
+            .into_iter()
+            .map(|spec| RunMount { spec })
+            .collect(),
+        network: flags.string("network")?,
+        security: flags.string("security")?,
+        heredocs: if node.json {
+            Vec::new()
+        } else {
+            node.heredocs.clone()
+        },
+    }))
+}
+
+/// `ARG name[=default] ...`.
+fn convert_arg(node: &Node) -> Result<Instruction, ParseError> {
+    Flags::parse(node, "ARG", &[])?;
+    if node.args.is_empty() {
+        return Err(err(node, "ARG requires at least one argument"));
+    }
+    let mut out = Vec::with_capacity(node.args.len());
+    for a in &node.args {
+        let (name, default) = match a.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(unquote_arg_default(v))),
+            None => (a.clone(), None),
+        };
+        if name.is_empty() {
+            return Err(flag_error(
+                node,
+                a,
+                format!("ARG names can not be blank: {a:?}"),
+            ));
+        }
+        out.push((name, default));
+    }
+    Ok(Instruction::Arg(out))
+}
+
+/// MAINTAINER, USER, WORKDIR and STOPSIGNAL: exactly one word, no flags.
+fn convert_one_word(node: &Node) -> Result<Instruction, ParseError> {
+    let (name, make): (&'static str, fn(String) -> Instruction) = match node.keyword.as_str() {
+        "maintainer" => ("MAINTAINER", Instruction::Maintainer),
+        "user" => ("USER", Instruction::User),
+        "workdir" => ("WORKDIR", Instruction::Workdir),
+        _ => ("STOPSIGNAL", Instruction::StopSignal),
+    };
+    Flags::parse(node, name, &[])?;
+    Ok(make(exactly_one(node)?))
+}
+
+/// `ONBUILD <instruction>`: the trigger must itself be valid, and neither
+/// FROM, MAINTAINER nor another ONBUILD.
+fn convert_onbuild(node: &Node) -> Result<Instruction, ParseError> {
+    Flags::parse(node, "ONBUILD", &[])?;
+    let Some(sub) = &node.sub else {
+        return Err(err(node, "ONBUILD requires at least one argument"));
+    };
+    match sub.keyword.as_str() {
+        "onbuild" => {
+            return Err(err(
+                node,
+                "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+            ))
+        }
+        "from" | "maintainer" => {
+            return Err(err(
+                node,
+                format!("{} isn't allowed as an ONBUILD trigger", upper(sub)),
+            ))
+        }
+        _ => {}
+    }
+    convert(sub)?;
+    Ok(Instruction::Onbuild(trigger_text(node)))
 }
 
 fn first_word(s: &str) -> &str {
@@ -523,27 +530,47 @@ fn valid_stage_name(n: &str) -> bool {
 
 fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
     let keyword = if add { "ADD" } else { "COPY" };
-    let flags = if add {
-        Flags::parse(
-            node,
-            keyword,
-            &[
-                "chown",
-                "chmod",
-                "link",
-                "keep-git-dir",
-                "checksum",
-                "exclude",
-                "unpack",
-            ],
-        )?
+    let allowed: &[&str] = if add {
+        &[
+            "chown",
+            "chmod",
+            "link",
+            "keep-git-dir",
+            "checksum",
+            "exclude",
+            "unpack",
+        ]
     } else {
-        Flags::parse(
-            node,
-            keyword,
-            &["from", "chown", "chmod", "link", "parents", "exclude"],
-        )?
+        &["from", "chown", "chmod", "link", "parents", "exclude"]
     };
+    let flags = Flags::parse(node, keyword, allowed)?;
+    let (sources, contents, dest) = copy_operands(node, keyword)?;
+    Ok(Instruction::Copy(Copy {
+        add,
+        sources,
+        contents,
+        dest,
+        from: if add { None } else { flags.string("from")? },
+        chown: flags.string("chown")?,
+        chmod: flags.string("chmod")?,
+        link: flags.bool("link")?,
+        parents: if add { false } else { flags.bool("parents")? },
+        excludes: flags.strings("exclude")?,
+        checksum: if add { flags.string("checksum")? } else { None },
+        keep_git_dir: if add {
+            flags.bool("keep-git-dir")?
+        } else {
+            false
+        },
+    }))
+}
+
+/// A COPY/ADD's operands: the source paths, the heredoc files among them,
+/// and the destination (which may not be a heredoc).
+fn copy_operands(
+    node: &Node,
+    keyword: &str,
+) -> Result<(Vec<String>, Vec<SourceContent>, String), ParseError> {
     // Heredoc sources are the args that name a heredoc on this line.
     let heredoc_names: Vec<&Heredoc> = if node.json {
         Vec::new()
@@ -576,40 +603,23 @@ fn convert_copy(node: &Node, add: bool) -> Result<Instruction, ParseError> {
     let mut contents = Vec::new();
     let mut heredocs = heredoc_names.iter();
     for a in &node.args[..total - 1] {
-        if is_heredoc_arg(a) {
-            if let Some(h) = heredocs.next() {
-                contents.push(SourceContent {
-                    path: h.name.clone(),
-                    data: if h.chomp {
-                        crate::parse::chomp(&h.content)
-                    } else {
-                        h.content.clone()
-                    },
-                    expand: h.expand,
-                });
-            }
-        } else {
+        if !is_heredoc_arg(a) {
             sources.push(a.clone());
+            continue;
+        }
+        if let Some(h) = heredocs.next() {
+            contents.push(SourceContent {
+                path: h.name.clone(),
+                data: if h.chomp {
+                    crate::parse::chomp(&h.content)
+                } else {
+                    h.content.clone()
+                },
+                expand: h.expand,
+            });
         }
     }
-    Ok(Instruction::Copy(Copy {
-        add,
-        sources,
-        contents,
-        dest,
-        from: if add { None } else { flags.string("from")? },
-        chown: flags.string("chown")?,
-        chmod: flags.string("chmod")?,
-        link: flags.bool("link")?,
-        parents: if add { false } else { flags.bool("parents")? },
-        excludes: flags.strings("exclude")?,
-        checksum: if add { flags.string("checksum")? } else { None },
-        keep_git_dir: if add {
-            flags.bool("keep-git-dir")?
-        } else {
-            false
-        },
-    }))
+    Ok((sources, contents, dest))
 }
 
 fn convert_healthcheck(node: &Node) -> Result<Instruction, ParseError> {
