@@ -155,119 +155,165 @@ fn hex4(i: Input<'_>) -> Option<(u32, Input<'_>)> {
 // Walks the document iteratively. Only top-level elements are collected;
 // nested values are validated and dropped.
 fn array_of_strings(doc: Input<'_>) -> Result<Outcome, ()> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Frame {
-        Array,
-        Object,
-    }
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut top: Vec<String> = Vec::new();
-    let mut first_bad: Option<usize> = None;
-    let mut overflow = false;
-    let mut rest = ws(doc);
+    let mut s = Scanner {
+        doc,
+        rest: ws(doc),
+        stack: Vec::new(),
+        top: Vec::new(),
+        first_bad: None,
+        overflow: false,
+        just_opened: false,
+    };
     // Expect a value next (true) or a separator / closing bracket (false).
     let mut want_value = true;
-    // Right after an opening bracket a closing one is allowed.
-    let mut just_opened = false;
     loop {
-        if want_value {
-            if just_opened {
-                let closer = match stack.last() {
-                    Some(Frame::Array) => ']',
-                    _ => '}',
-                };
-                if let Some(r) = rest.strip_prefix(closer) {
-                    stack.pop();
-                    rest = ws(r);
-                    just_opened = false;
-                    want_value = false;
-                    if stack.is_empty() {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            just_opened = false;
-            if stack.last() == Some(&Frame::Object) {
-                let (_, r) = string(rest)?;
-                rest = ws(r).strip_prefix(':').ok_or(())?;
-                rest = ws(rest);
-            }
-            let at = doc.len() - rest.len();
-            let element_of_top = stack.len() == 1;
-            let first = rest.chars().next().ok_or(())?;
-            match first {
-                '[' | '{' => {
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(());
-                    }
-                    stack.push(if first == '[' {
-                        Frame::Array
-                    } else {
-                        Frame::Object
-                    });
-                    rest = ws(&rest[1..]);
-                    just_opened = true;
-                    if element_of_top && first_bad.is_none() {
-                        first_bad = Some(at);
-                    }
-                    continue;
-                }
-                '"' => {
-                    let (s, r) = string(rest)?;
-                    rest = ws(r);
-                    if element_of_top {
-                        top.push(s);
-                    }
-                }
-                _ => {
-                    let (r, tok) = alt((number, literal)).parse(rest).map_err(|_| ())?;
-                    if tok.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
-                        && tok.parse::<f64>().map_or(true, f64::is_infinite)
-                    {
-                        overflow = true;
-                    }
-                    if element_of_top && first_bad.is_none() {
-                        first_bad = Some(at);
-                    }
-                    rest = ws(r);
-                }
-            }
-            want_value = false;
-            if stack.is_empty() {
-                // A bare top-level scalar cannot happen: doc starts with '['.
-                return Err(());
-            }
+        let done = if want_value {
+            s.value()?
         } else {
-            let closer = match stack.last() {
-                Some(Frame::Array) => ']',
-                Some(Frame::Object) => '}',
-                None => return Err(()),
-            };
-            if let Some(r) = rest.strip_prefix(',') {
-                rest = ws(r);
-                want_value = true;
-            } else if let Some(r) = rest.strip_prefix(closer) {
-                stack.pop();
-                rest = ws(r);
-                if stack.is_empty() {
-                    break;
-                }
-            } else {
-                return Err(());
-            }
+            s.after_value()?
+        };
+        match done {
+            Step::Finished => break,
+            Step::Value => want_value = true,
+            Step::Separator => want_value = false,
         }
     }
-    if !rest.is_empty() {
+    if !s.rest.is_empty() {
         return Err(());
     }
-    if overflow {
+    if s.overflow {
         return Ok(Outcome::Undecodable);
     }
-    Ok(match first_bad {
+    Ok(match s.first_bad {
         Some(at) => Outcome::BadElement(at),
-        None => Outcome::Strings(top),
+        None => Outcome::Strings(s.top),
     })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Frame {
+    Array,
+    Object,
+}
+
+/// What the scanner expects after a step.
+enum Step {
+    /// A value (after an opening bracket or a comma).
+    Value,
+    /// A comma or a closing bracket.
+    Separator,
+    /// The outermost array closed.
+    Finished,
+}
+
+/// The state of [`array_of_strings`]' walk.
+struct Scanner<'a> {
+    doc: Input<'a>,
+    rest: Input<'a>,
+    stack: Vec<Frame>,
+    /// The top-level array's string elements.
+    top: Vec<String>,
+    /// Where the first top-level element that is not a string starts.
+    first_bad: Option<usize>,
+    /// A number too large for a float (Go's decoder fails on it).
+    overflow: bool,
+    /// Right after an opening bracket, where a closing one is allowed.
+    just_opened: bool,
+}
+
+impl<'a> Scanner<'a> {
+    /// Reads a value (or the closing bracket of an empty container).
+    fn value(&mut self) -> Result<Step, ()> {
+        if self.just_opened {
+            self.just_opened = false;
+            let closer = match self.stack.last() {
+                Some(Frame::Array) => ']',
+                _ => '}',
+            };
+            if let Some(r) = self.rest.strip_prefix(closer) {
+                return Ok(self.close(r));
+            }
+        }
+        if self.stack.last() == Some(&Frame::Object) {
+            let (_, r) = string(self.rest)?;
+            self.rest = ws(ws(r).strip_prefix(':').ok_or(())?);
+        }
+        let at = self.doc.len() - self.rest.len();
+        let element_of_top = self.stack.len() == 1;
+        let first = self.rest.chars().next().ok_or(())?;
+        match first {
+            '[' | '{' => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(());
+                }
+                self.stack.push(if first == '[' {
+                    Frame::Array
+                } else {
+                    Frame::Object
+                });
+                self.rest = ws(&self.rest[1..]);
+                self.just_opened = true;
+                self.note_bad(element_of_top, at);
+                return Ok(Step::Value);
+            }
+            '"' => {
+                let (s, r) = string(self.rest)?;
+                self.rest = ws(r);
+                if element_of_top {
+                    self.top.push(s);
+                }
+            }
+            _ => {
+                let (r, tok) = alt((number, literal)).parse(self.rest).map_err(|_| ())?;
+                if tok.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+                    && tok.parse::<f64>().map_or(true, f64::is_infinite)
+                {
+                    self.overflow = true;
+                }
+                self.note_bad(element_of_top, at);
+                self.rest = ws(r);
+            }
+        }
+        if self.stack.is_empty() {
+            // A bare top-level scalar cannot happen: doc starts with '['.
+            return Err(());
+        }
+        Ok(Step::Separator)
+    }
+
+    /// Reads a comma or the closing bracket after a value.
+    fn after_value(&mut self) -> Result<Step, ()> {
+        let closer = match self.stack.last() {
+            Some(Frame::Array) => ']',
+            Some(Frame::Object) => '}',
+            None => return Err(()),
+        };
+        if let Some(r) = self.rest.strip_prefix(',') {
+            self.rest = ws(r);
+            Ok(Step::Value)
+        } else if let Some(r) = self.rest.strip_prefix(closer) {
+            Ok(self.close(r))
+        } else {
+            Err(())
+        }
+    }
+
+    /// Closes the innermost container; `rest` is what follows its bracket.
+    fn close(&mut self, rest: Input<'a>) -> Step {
+        self.stack.pop();
+        self.rest = ws(rest);
+        if self.stack.is_empty() {
+            Step::Finished
+        } else {
+            Step::Separator
+        }
+    }
+
+    fn note_bad(&mut self, element_of_top: bool, at: usize) {
+        if element_of_top && self.first_bad.is_none() {
+            self.first_bad = Some(at);
+        }
+    }
 }
 
 #[cfg(test)]
