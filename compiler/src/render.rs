@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::graph::{BuildGraph, VertexId};
+use crate::graph::{BuildGraph, ImageOutput, Vertex, VertexId};
 
 /// Output formats of `rbk graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,88 +96,103 @@ fn text(g: &BuildGraph) -> String {
         shared
     );
     for img in &g.images {
-        let tags = if img.tags.is_empty() {
-            String::new()
-        } else {
-            format!(" → {}", img.tags.join(", "))
-        };
-        let _ = writeln!(
-            out,
-            "\nimage {}{tags}  ({}, stage {})",
-            img.name, img.file, img.stage
-        );
-        let ids = reachable(g, img.vertex);
-        // Group steps by this image's stage for them, in order of appearance.
-        let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
-        let mut stage_at: HashMap<String, usize> = HashMap::new();
-        for id in ids {
-            let v = g.vertex(id);
-            let stage = v
-                .origins
-                .iter()
-                .find(|o| o.image == img.name)
-                .or(v.origins.first())
-                .map(|o| o.stage.clone())
-                .unwrap_or_default();
-            match stage_at.get(&stage) {
-                Some(&at) => stages[at].1.push(id),
-                None => {
-                    stage_at.insert(stage.clone(), stages.len());
-                    stages.push((stage, vec![id]));
-                }
-            }
-        }
-        let n = stages.len();
-        for (si, (stage, list)) in stages.iter().enumerate() {
-            let last_stage = si + 1 == n;
-            let _ = writeln!(
-                out,
-                "  {} stage {stage}",
-                if last_stage { "└─" } else { "├─" }
-            );
-            let bar = if last_stage { "   " } else { "│  " };
-            for (vi, &id) in list.iter().enumerate() {
-                let v = g.vertex(id);
-                let branch = if vi + 1 == list.len() {
-                    "└─"
-                } else {
-                    "├─"
-                };
-                let users = g.image_users(id);
-                let mut notes = Vec::new();
-                if users > 1 {
-                    notes.push(format!("shared ×{users}"));
-                }
-                for input in &v.inputs {
-                    let from = g.vertex(*input);
-                    let src = from
-                        .origins
-                        .iter()
-                        .find(|o| o.image == img.name)
-                        .or(from.origins.first())
-                        .map(|o| format!("stage {}", o.stage))
-                        .unwrap_or_default();
-                    notes.push(format!("← {src}"));
-                }
-                let notes = if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", notes.join(", "))
-                };
-                let _ = writeln!(
-                    out,
-                    "  {bar}{branch} {} {:<6} {}{notes}",
-                    v.digest.short(),
-                    v.op.kind(),
-                    label(g, id, 64)
-                );
-            }
-        }
+        image_text(&mut out, g, img);
     }
     for w in &g.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
     }
     out
+}
+
+/// One image's tree: its stages, each with its steps.
+fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput) {
+    let tags = if img.tags.is_empty() {
+        String::new()
+    } else {
+        format!(" → {}", img.tags.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "\nimage {}{tags}  ({}, stage {})",
+        img.name, img.file, img.stage
+    );
+    let stages = stages_of(g, img);
+    let n = stages.len();
+    for (si, (stage, list)) in stages.iter().enumerate() {
+        let last_stage = si + 1 == n;
+        let _ = writeln!(
+            out,
+            "  {} stage {stage}",
+            if last_stage { "└─" } else { "├─" }
+        );
+        let bar = if last_stage { "   " } else { "│  " };
+        for (vi, &id) in list.iter().enumerate() {
+            let branch = if vi + 1 == list.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let v = g.vertex(id);
+            let _ = writeln!(
+                out,
+                "  {bar}{branch} {} {:<7} {}{}",
+                v.digest.short(),
+                v.op.kind(),
+                label(g, id, 64),
+                notes(g, img, id)
+            );
+        }
+    }
+}
+
+/// The vertices `img` needs, grouped by the stage they belong to for it,
+/// in order of appearance.
+fn stages_of(g: &BuildGraph, img: &ImageOutput) -> Vec<(String, Vec<VertexId>)> {
+    let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
+    let mut stage_at: HashMap<String, usize> = HashMap::new();
+    for id in reachable(g, img.vertex) {
+        let stage = stage_for(g.vertex(id), img)
+            .map(str::to_string)
+            .unwrap_or_default();
+        match stage_at.get(&stage) {
+            Some(&at) => stages[at].1.push(id),
+            None => {
+                stage_at.insert(stage.clone(), stages.len());
+                stages.push((stage, vec![id]));
+            }
+        }
+    }
+    stages
+}
+
+/// The stage `v` belongs to for `img` (or for its first user).
+fn stage_for<'g>(v: &'g Vertex, img: &ImageOutput) -> Option<&'g str> {
+    v.origins
+        .iter()
+        .find(|o| o.image == img.name)
+        .or(v.origins.first())
+        .map(|o| o.stage.as_str())
+}
+
+/// `  [shared ×2, ← stage build]`: how many images share the vertex and
+/// which stages it reads from; empty when neither.
+fn notes(g: &BuildGraph, img: &ImageOutput, id: VertexId) -> String {
+    let users = g.image_users(id);
+    let mut notes = Vec::new();
+    if users > 1 {
+        notes.push(format!("shared ×{users}"));
+    }
+    for input in &g.vertex(id).inputs {
+        let src = stage_for(g.vertex(*input), img)
+            .map(|s| format!("stage {s}"))
+            .unwrap_or_default();
+        notes.push(format!("← {src}"));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", notes.join(", "))
+    }
 }
 
 fn dot_escape(s: &str) -> String {
