@@ -143,35 +143,13 @@ impl MountSpec {
         workdir: &str,
     ) -> Result<Mount, String> {
         let target = self.target.as_deref().map(|t| join_path(workdir, t));
-        let required_target = || {
-            target
-                .clone()
-                .ok_or_else(|| format!("mount type={} needs a target", self.kind))
-        };
         let kind = match self.kind.as_str() {
             "bind" => MountKind::Bind {
                 from: from.unwrap_or_else(|| Source::Context(context.to_string())),
                 source: self.source.clone().unwrap_or_else(|| "/".to_string()),
                 readwrite: self.readonly == Some(false),
             },
-            "cache" => {
-                let t = required_target()?;
-                MountKind::Cache {
-                    id: self.id.clone().unwrap_or_else(|| t.clone()),
-                    sharing: match self.sharing.as_deref() {
-                        None | Some("shared") => Sharing::Shared,
-                        Some("private") => Sharing::Private,
-                        Some("locked") => Sharing::Locked,
-                        Some(o) => return Err(format!("invalid sharing mode {o:?}")),
-                    },
-                    from,
-                    source: self.source.clone().unwrap_or_else(|| "/".to_string()),
-                    mode: parse_num("mode", self.mode.as_deref(), 8, 0o755)?,
-                    uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
-                    gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
-                    readonly: self.readonly.unwrap_or(false),
-                }
-            }
+            "cache" => self.cache(from, target.as_deref())?,
             "tmpfs" => MountKind::Tmpfs {
                 size: match self.size.as_deref() {
                     None => 0,
@@ -180,44 +158,75 @@ impl MountSpec {
                         .map_err(|_| format!("invalid tmpfs size {s:?}: expected bytes"))?,
                 },
             },
-            "secret" => {
-                let id = match (&self.id, &target, &self.env) {
-                    (Some(id), _, _) => id.clone(),
-                    (None, Some(t), _) => t.rsplit('/').next().unwrap_or(t).to_string(),
-                    (None, None, Some(e)) => e.clone(),
-                    (None, None, None) => return Err("secret mount needs an id or a target".into()),
-                };
-                let t = match (&target, &self.env) {
-                    (Some(t), _) => t.clone(),
-                    (None, Some(_)) => String::new(),
-                    (None, None) => format!("/run/secrets/{id}"),
-                };
-                return Ok(Mount {
-                    target: t,
-                    kind: MountKind::Secret {
-                        id,
-                        required: self.required,
-                        mode: parse_num("mode", self.mode.as_deref(), 8, 0o400)?,
-                        uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
-                        gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
-                        env: self.env.clone(),
-                    },
-                });
-            }
-            _ => {
-                return Ok(Mount {
-                    target: target.unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_string()),
-                    kind: MountKind::Ssh {
-                        id: self.id.clone().unwrap_or_else(|| "default".to_string()),
-                        required: self.required,
-                    },
-                })
-            }
+            "secret" => return self.secret(target),
+            _ => return Ok(self.ssh(target)),
         };
         Ok(Mount {
-            target: required_target()?,
+            target: target.ok_or_else(|| self.no_target())?,
             kind,
         })
+    }
+
+    fn no_target(&self) -> String {
+        format!("mount type={} needs a target", self.kind)
+    }
+
+    /// `type=cache`: its id defaults to the target.
+    fn cache(&self, from: Option<Source>, target: Option<&str>) -> Result<MountKind, String> {
+        let t = target.ok_or_else(|| self.no_target())?;
+        Ok(MountKind::Cache {
+            id: self.id.clone().unwrap_or_else(|| t.to_string()),
+            sharing: match self.sharing.as_deref() {
+                None | Some("shared") => Sharing::Shared,
+                Some("private") => Sharing::Private,
+                Some("locked") => Sharing::Locked,
+                Some(o) => return Err(format!("invalid sharing mode {o:?}")),
+            },
+            from,
+            source: self.source.clone().unwrap_or_else(|| "/".to_string()),
+            mode: parse_num("mode", self.mode.as_deref(), 8, 0o755)?,
+            uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
+            gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
+            readonly: self.readonly.unwrap_or(false),
+        })
+    }
+
+    /// `type=secret`: the id defaults to the target's file name (or the env
+    /// name); the target to `/run/secrets/<id>` unless only `env=` is given.
+    fn secret(&self, target: Option<String>) -> Result<Mount, String> {
+        let id = match (&self.id, &target, &self.env) {
+            (Some(id), _, _) => id.clone(),
+            (None, Some(t), _) => t.rsplit('/').next().unwrap_or(t).to_string(),
+            (None, None, Some(e)) => e.clone(),
+            (None, None, None) => return Err("secret mount needs an id or a target".into()),
+        };
+        let t = match (&target, &self.env) {
+            (Some(t), _) => t.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => format!("/run/secrets/{id}"),
+        };
+        Ok(Mount {
+            target: t,
+            kind: MountKind::Secret {
+                id,
+                required: self.required,
+                mode: parse_num("mode", self.mode.as_deref(), 8, 0o400)?,
+                uid: parse_num("uid", self.uid.as_deref(), 10, 0)?,
+                gid: parse_num("gid", self.gid.as_deref(), 10, 0)?,
+                env: self.env.clone(),
+            },
+        })
+    }
+
+    /// `type=ssh`: BuildKit's default socket path and id.
+    fn ssh(&self, target: Option<String>) -> Mount {
+        Mount {
+            target: target.unwrap_or_else(|| "/run/buildkit/ssh_agent.0".to_string()),
+            kind: MountKind::Ssh {
+                id: self.id.clone().unwrap_or_else(|| "default".to_string()),
+                required: self.required,
+            },
+        }
     }
 }
 
