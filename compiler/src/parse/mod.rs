@@ -196,26 +196,7 @@ impl<'a> Parser<'a> {
             });
         }
         if can_contain_heredoc(&node) && has_double_lt(line) {
-            let docs =
-                heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
-            if docs.len() > MAX_HEREDOCS {
-                return Err(ParseError::new(
-                    node.span,
-                    format!("more than {MAX_HEREDOCS} heredocs in one instruction"),
-                ));
-            }
-            let mut cursor = 0;
-            for doc in docs {
-                let span = match marker_offset(line, cursor, &doc.name) {
-                    Some(at) => {
-                        cursor = at + 2;
-                        self.map.span(at)
-                    }
-                    None => node.span,
-                };
-                let doc = read_heredoc_body(lines, doc, span, &mut end_line)?;
-                node.heredocs.push(doc);
-            }
+            self.heredocs(lines, &mut node, &mut end_line)?;
         }
         node.start_line = start_line;
         node.end_line = end_line;
@@ -224,6 +205,38 @@ impl<'a> Parser<'a> {
             sub.end_line = end_line;
         }
         self.nodes.push(node);
+        Ok(())
+    }
+
+    /// Reads the bodies of the heredocs `node`'s line opens (after the
+    /// line), moving `end_line` past them.
+    fn heredocs(
+        &self,
+        lines: &mut Lines<'a>,
+        node: &mut Node,
+        end_line: &mut u32,
+    ) -> Result<(), ParseError> {
+        let line = self.buf.as_str();
+        let docs =
+            heredocs_from_line(line).map_err(|e| ParseError::new(node.span, e.to_string()))?;
+        if docs.len() > MAX_HEREDOCS {
+            return Err(ParseError::new(
+                node.span,
+                format!("more than {MAX_HEREDOCS} heredocs in one instruction"),
+            ));
+        }
+        let mut cursor = 0;
+        for doc in docs {
+            let span = match marker_offset(line, cursor, &doc.name) {
+                Some(at) => {
+                    cursor = at + 2;
+                    self.map.span(at)
+                }
+                None => node.span,
+            };
+            let doc = read_heredoc_body(lines, doc, span, end_line)?;
+            node.heredocs.push(doc);
+        }
         Ok(())
     }
 }
