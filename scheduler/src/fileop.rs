@@ -43,6 +43,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rbk_compiler::chmod::Chmod;
 
 use crate::context::{
     clean_path, digest_tree, resolve_in_root, select_in, ContentDigest, ContextError, Entry,
@@ -64,8 +65,8 @@ pub struct CopySpec {
     pub workdir: String,
     /// `--chown`, resolved with [`resolve_chown`].
     pub chown: Option<(u32, u32)>,
-    /// `--chmod`, as permission bits.
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<Chmod>,
     /// `--exclude` patterns, matched relative to each source.
     pub excludes: Vec<String>,
     /// `--parents`: keep each source's path (below a `/./` pivot, if any).
@@ -375,7 +376,7 @@ fn copy_selected(
         let target = file_target(&w, &dest, into_dir, name)?;
         let attrs = Attrs {
             owner: parent_owner,
-            mode: spec.chmod.unwrap_or(0o644),
+            mode: spec.chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false)),
             mtime_ns: None,
         };
         w.file(
@@ -391,7 +392,7 @@ fn copy_selected(
         let target = file_target(&w, &dest, into_dir, &download.file_name)?;
         let attrs = Attrs {
             owner: parent_owner,
-            mode: spec.chmod.unwrap_or(0o600),
+            mode: spec.chmod.as_ref().map_or(0o600, |c| c.apply(0o600, false)),
             mtime_ns: download.mtime_ns,
         };
         let mut body = download.body;
@@ -593,7 +594,9 @@ fn attrs_for(spec: &CopySpec, meta: &crate::context::EntryMeta) -> Attrs {
     });
     Attrs {
         owner,
-        mode: spec.chmod.unwrap_or(meta.mode),
+        mode: spec.chmod.as_ref().map_or(meta.mode, |c| {
+            c.apply(meta.mode, meta.kind == crate::context::EntryKind::Dir)
+        }),
         mtime_ns: Some(meta.mtime_ns),
     }
 }

@@ -135,13 +135,13 @@ impl Lowerer<'_, '_, '_> {
     }
 }
 
-/// `--chmod` takes an octal mode (up to four digits).
+/// `--chmod` takes an octal or a symbolic mode.
 fn check_chmod(m: &str, node: &Node) -> Result<(), ParseError> {
-    if m.is_empty() || m.len() > 4 || !m.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(ParseError::new(
+    match crate::chmod::Chmod::parse(m) {
+        Ok(_) => Ok(()),
+        Err(why) => Err(ParseError::new(
             instructions::locate(node, "--chmod"),
-            format!("invalid --chmod={m}: expected an octal mode such as 755"),
-        ));
+            format!("invalid --chmod={m}: {why}"),
+        )),
     }
-    Ok(())
 }

@@ -101,7 +101,9 @@ fn copy_spec(file: &FileOp, rootfs: &Path, from_stage: bool) -> Result<CopySpec,
         None => None,
     };
     let chmod = match &file.chmod {
-        Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| StepError::Chmod(m.clone()))?),
+        Some(m) => Some(
+            rbk_compiler::chmod::Chmod::parse(m).map_err(|why| StepError::Chmod(m.clone(), why))?,
+        ),
         None => None,
     };
     Ok(CopySpec {

@@ -57,9 +57,9 @@ pub enum StepError {
         #[source]
         source: std::io::Error,
     },
-    /// `COPY --chmod` with a mode that is not octal.
-    #[error("invalid --chmod={0}: use an octal mode such as 644")]
-    Chmod(String),
+    /// `COPY --chmod` with a mode that is neither octal nor symbolic.
+    #[error("invalid --chmod={0}: {1}")]
+    Chmod(String, String),
     /// A base image is missing or unreadable.
     #[error("base image {image} is not usable (bring it in with `rbk load`, `rbk import` or `rbk pull`)")]
     BaseImage {

@@ -254,11 +254,34 @@ fn chmod_applies_to_copied_files_and_dirs() {
     let d = dirs();
     tree(&d.ctx, &[("dir/f", "f"), ("dir/sub/g", "g")]);
     let mut s = spec(&["dir"], "/out");
-    s.chmod = Some(0o640);
+    s.chmod = Some(rbk_compiler::chmod::Chmod::Octal(0o640));
     copy(&d.ctx, &d.rootfs, &s, None).unwrap();
     for p in ["out/f", "out/sub", "out/sub/g"] {
         let mode = fs::symlink_metadata(d.rootfs.join(p)).unwrap().mode() & 0o7777;
         assert_eq!(mode, 0o640, "{p}");
+    }
+}
+
+#[test]
+fn symbolic_chmod_applies_to_each_files_own_mode() {
+    let d = dirs();
+    tree(
+        &d.ctx,
+        &[
+            ("dir/f", "f"),
+            ("dir/run.sh", "#!/bin/sh"),
+            ("dir/sub/g", "g"),
+        ],
+    );
+    fs::set_permissions(d.ctx.join("dir/f"), fs::Permissions::from_mode(0o664)).unwrap();
+    fs::set_permissions(d.ctx.join("dir/run.sh"), fs::Permissions::from_mode(0o744)).unwrap();
+    fs::set_permissions(d.ctx.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    let mut s = spec(&["dir"], "/out");
+    s.chmod = Some(rbk_compiler::chmod::Chmod::parse("go-w,a+X").unwrap());
+    copy(&d.ctx, &d.rootfs, &s, None).unwrap();
+    for (p, want) in [("out/f", 0o644), ("out/run.sh", 0o755), ("out/sub", 0o711)] {
+        let mode = fs::symlink_metadata(d.rootfs.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode, want, "{p}: {mode:o}");
     }
 }
 
