@@ -120,46 +120,70 @@ fn write_err(e: io::Error) -> StoreError {
 /// layout. Blobs are streamed from the store and verified on the way.
 pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), StoreError> {
     let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
-    let put = |tar: &mut tar::Builder<_>, path: &str, data: &[u8]| -> Result<(), StoreError> {
-        let mut h = tar_header(data.len() as u64, 0o644, tar::EntryType::Regular);
-        tar.append_data(&mut h, path, data).map_err(write_err)
-    };
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = tar_header(0, 0o755, tar::EntryType::Directory);
         tar.append_data(&mut h, dir, io::empty())
             .map_err(write_err)?;
     }
     let mut written: Vec<Digest> = Vec::new();
-    let mut index = Index::default();
-    let mut docker: Vec<DockerManifestEntry> = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut docs = Documents::default();
     for item in items {
-        let img = &item.image;
-        let mut blobs = vec![img.manifest_digest.clone(), img.id.clone()];
-        blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
-        let name = item
-            .names
-            .first()
-            .map_or_else(|| img.id.short().to_string(), Reference::familiar);
-        let in_image = |e| StoreError::InImage {
-            image: name.clone(),
-            source: Box::new(e),
-        };
-        for d in blobs {
-            if written.contains(&d) {
-                continue;
-            }
-            let size = store.content.size(&d).map_err(in_image)?;
-            let reader = store.content.open_blob(&d).map_err(in_image)?;
-            let mut h = tar_header(size, 0o644, tar::EntryType::Regular);
-            let path = blob_path(&d);
-            tar.append_data(&mut h, &path, reader)
-                .map_err(|e| {
-                    StoreError::from_io("write the archive from", &store.content.path(&d), e)
-                })
-                .map_err(in_image)?;
-            written.push(d);
+        write_blobs(store, &mut tar, item, &mut written)?;
+        docs.add(store, item)?;
+    }
+    docs.write(&mut tar)?;
+    let mut w = tar.into_inner().map_err(write_err)?;
+    w.flush().map_err(write_err)
+}
+
+/// Writes an image's manifest, config and layer blobs, each once per
+/// archive (`written` holds those already in it).
+fn write_blobs<W: Write>(
+    store: &Store,
+    tar: &mut tar::Builder<W>,
+    item: &SaveItem,
+    written: &mut Vec<Digest>,
+) -> Result<(), StoreError> {
+    let img = &item.image;
+    let mut blobs = vec![img.manifest_digest.clone(), img.id.clone()];
+    blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+    let name = item
+        .names
+        .first()
+        .map_or_else(|| img.id.short().to_string(), Reference::familiar);
+    let in_image = |e| StoreError::InImage {
+        image: name.clone(),
+        source: Box::new(e),
+    };
+    for d in blobs {
+        if written.contains(&d) {
+            continue;
         }
+        let size = store.content.size(&d).map_err(in_image)?;
+        let reader = store.content.open_blob(&d).map_err(in_image)?;
+        let mut h = tar_header(size, 0o644, tar::EntryType::Regular);
+        let path = blob_path(&d);
+        tar.append_data(&mut h, &path, reader)
+            .map_err(|e| StoreError::from_io("write the archive from", &store.content.path(&d), e))
+            .map_err(in_image)?;
+        written.push(d);
+    }
+    Ok(())
+}
+
+/// The archive's index documents: OCI's `index.json`, Docker's
+/// `manifest.json` and its legacy `repositories`.
+#[derive(Default)]
+struct Documents {
+    index: Index,
+    docker: Vec<DockerManifestEntry>,
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Documents {
+    /// Lists `item` (under each of its names) in all three.
+    fn add(&mut self, store: &Store, item: &SaveItem) -> Result<(), StoreError> {
+        let img = &item.image;
         let manifest_size = store.content.size(&img.manifest_digest)?;
         let mt = img
             .manifest
@@ -168,7 +192,7 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), St
             .unwrap_or(MEDIA_TYPE_OCI_MANIFEST);
         let base = Descriptor::new(mt, img.manifest_digest.clone(), manifest_size);
         if item.names.is_empty() {
-            index.manifests.push(base.clone());
+            self.index.manifests.push(base.clone());
         }
         for name in &item.names {
             // Docker's convention: ref.name holds the tag (what `umoci
@@ -181,9 +205,9 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), St
             }
             d.annotations
                 .insert(ANNOTATION_CONTAINERD_NAME.into(), name.to_string());
-            index.manifests.push(d);
+            self.index.manifests.push(d);
             if let (Some(tag), Some(top)) = (name.tag(), img.config.rootfs.diff_ids.last()) {
-                repositories
+                self.repositories
                     .entry(name.familiar_repository())
                     .or_default()
                     .insert(tag.to_string(), top.hex().to_string());
@@ -195,7 +219,7 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), St
             .filter(|n| n.tag().is_some())
             .map(Reference::familiar)
             .collect();
-        docker.push(DockerManifestEntry {
+        self.docker.push(DockerManifestEntry {
             config: blob_path(&img.id),
             repo_tags: (!tags.is_empty()).then_some(tags),
             layers: img
@@ -205,21 +229,23 @@ pub fn save(store: &Store, items: &[SaveItem], out: impl Write) -> Result<(), St
                 .map(|l| blob_path(&l.digest))
                 .collect(),
         });
+        Ok(())
     }
-    put(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    put(&mut tar, "index.json", &to_json("index.json", &index)?)?;
-    put(
-        &mut tar,
-        "manifest.json",
-        &to_json("manifest.json", &docker)?,
-    )?;
-    put(
-        &mut tar,
-        "repositories",
-        &to_json("repositories", &repositories)?,
-    )?;
-    let mut w = tar.into_inner().map_err(write_err)?;
-    w.flush().map_err(write_err)
+
+    /// Appends `oci-layout` and the three documents.
+    fn write<W: Write>(&self, tar: &mut tar::Builder<W>) -> Result<(), StoreError> {
+        let mut put = |path: &str, data: &[u8]| -> Result<(), StoreError> {
+            let mut h = tar_header(data.len() as u64, 0o644, tar::EntryType::Regular);
+            tar.append_data(&mut h, path, data).map_err(write_err)
+        };
+        put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        put("index.json", &to_json("index.json", &self.index)?)?;
+        put("manifest.json", &to_json("manifest.json", &self.docker)?)?;
+        put(
+            "repositories",
+            &to_json("repositories", &self.repositories)?,
+        )
+    }
 }
 
 fn to_json<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {

@@ -335,7 +335,7 @@ fn check_index(
         match image_problem(store, &desc.digest, corrupt, reach) {
             Ok(()) => {}
             Err(why) => {
-                report.add(Severity::Damaged, format!("image {name}"), why);
+                report.add(Severity::Damaged, format!("image {name}"), describe(&why));
                 mark_repaired(report, repair);
                 broken.insert(desc.digest.clone());
             }
@@ -348,6 +348,44 @@ fn check_index(
     Ok(())
 }
 
+/// What can be wrong with an image.
+#[derive(Debug, thiserror::Error)]
+enum ImageProblem {
+    #[error("its {what} {digest} is corrupt")]
+    Corrupt { what: &'static str, digest: Digest },
+    #[error("its {what} {digest} is missing")]
+    Missing { what: &'static str, digest: Digest },
+    #[error("cannot read its {what} {digest}")]
+    Unreadable {
+        what: &'static str,
+        digest: Digest,
+        #[source]
+        source: StoreError,
+    },
+    #[error("its {what} {digest} is invalid")]
+    Invalid {
+        what: &'static str,
+        digest: Digest,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{digest} is an index ({media_type}), which this store does not hold")]
+    Index { digest: Digest, media_type: String },
+    #[error("its config lists {config} layers but its manifest {manifest}")]
+    LayerCount { config: usize, manifest: usize },
+}
+
+/// The text of `p` with its causes, for the report.
+fn describe(p: &ImageProblem) -> String {
+    let mut text = p.to_string();
+    let mut cause = std::error::Error::source(p);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// What is wrong with the image whose manifest is `digest`, if anything;
 /// what it reaches is added to `reach`.
 fn image_problem(
@@ -355,49 +393,63 @@ fn image_problem(
     digest: &Digest,
     corrupt: &BTreeSet<Digest>,
     reach: &mut Reach,
-) -> Result<(), String> {
-    let sound = |d: &Digest, what: &str| -> Result<(), String> {
+) -> Result<(), ImageProblem> {
+    let sound = |d: &Digest, what: &'static str| -> Result<(), ImageProblem> {
+        let digest = d.clone();
         if corrupt.contains(d) {
-            Err(format!("its {what} {d} is corrupt"))
+            Err(ImageProblem::Corrupt { what, digest })
         } else if !store.content.has(d) {
-            Err(format!("its {what} {d} is missing"))
+            Err(ImageProblem::Missing { what, digest })
         } else {
             Ok(())
         }
     };
+    let read = |d: &Digest, what: &'static str| -> Result<Vec<u8>, ImageProblem> {
+        store
+            .content
+            .read(d)
+            .map_err(|source| ImageProblem::Unreadable {
+                what,
+                digest: d.clone(),
+                source,
+            })
+    };
+    let invalid = |d: &Digest, what: &'static str| {
+        let digest = d.clone();
+        move |source| ImageProblem::Invalid {
+            what,
+            digest,
+            source,
+        }
+    };
     sound(digest, "manifest")?;
     reach.blobs.insert(digest.clone());
-    let data = store.content.read(digest).map_err(|e| e.to_string())?;
-    let manifest: Manifest = serde_json::from_slice(&data)
-        .map_err(|e| format!("its manifest {digest} is invalid: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&read(digest, "manifest")?).map_err(invalid(digest, "manifest"))?;
     if let Some(mt) = manifest.media_type.as_deref() {
         if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
-            return Err(format!(
-                "{digest} is an index ({mt}), which this store does not hold"
-            ));
+            return Err(ImageProblem::Index {
+                digest: digest.clone(),
+                media_type: mt.to_string(),
+            });
         }
     }
     reach.blobs.insert(manifest.config.digest.clone());
     reach
         .blobs
         .extend(manifest.layers.iter().map(|l| l.digest.clone()));
-    sound(&manifest.config.digest, "config")?;
-    let config: ImageConfig = serde_json::from_slice(
-        &store
-            .content
-            .read(&manifest.config.digest)
-            .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("its config {} is invalid: {e}", manifest.config.digest))?;
+    let config_digest = &manifest.config.digest;
+    sound(config_digest, "config")?;
+    let config: ImageConfig = serde_json::from_slice(&read(config_digest, "config")?)
+        .map_err(invalid(config_digest, "config"))?;
     for l in &manifest.layers {
         sound(&l.digest, "layer")?;
     }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(format!(
-            "its config lists {} layers but its manifest {}",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
-        ));
+        return Err(ImageProblem::LayerCount {
+            config: config.rootfs.diff_ids.len(),
+            manifest: manifest.layers.len(),
+        });
     }
     reach.snapshots.extend(
         chain_ids(&config.rootfs.diff_ids)
@@ -473,72 +525,12 @@ fn check_snapshots(
     repair: bool,
 ) -> Result<(), StoreError> {
     report.snapshots = snaps.len();
-    let mut doomed: Vec<(String, Severity, String)> = Vec::new();
-    for (key, health) in snaps {
-        let chain = format!("sha256:{key}").parse::<Digest>().is_ok();
-        match health {
-            SnapshotHealth::Broken(why) if dead_owner(store.root(), key) => doomed.push((
-                key.clone(),
-                Severity::Leftover,
-                format!("snapshot of a process that is gone ({why})"),
-            )),
-            SnapshotHealth::Broken(why) => {
-                doomed.push((key.clone(), Severity::Damaged, format!("snapshot: {why}")))
-            }
-            SnapshotHealth::Sound { kind, .. }
-                if *kind != SnapshotKind::Committed && dead_owner(store.root(), key) =>
-            {
-                doomed.push((
-                    key.clone(),
-                    Severity::Leftover,
-                    "snapshot of a step whose process is gone".into(),
-                ))
-            }
-            SnapshotHealth::Sound {
-                kind: SnapshotKind::Committed,
-                ..
-            } if chain && !reach.snapshots.contains(key) => doomed.push((
-                key.clone(),
-                Severity::Unreachable,
-                "snapshot that no image, cache record or running process uses".into(),
-            )),
-            SnapshotHealth::Sound { .. } => {}
-        }
-    }
-    // A repair also takes the children of what it removes.
-    let mut gone: HashSet<String> = doomed.iter().map(|d| d.0.clone()).collect();
+    let mut doomed: Vec<Doomed> = snaps
+        .iter()
+        .filter_map(|(key, health)| snapshot_problem(store, key, health, reach))
+        .collect();
     if repair {
-        loop {
-            let more: Vec<String> = snaps
-                .iter()
-                .filter(|(k, h)| {
-                    !gone.contains(k)
-                        && matches!(h, SnapshotHealth::Sound { parent: Some(p), .. } if gone.contains(p))
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            for k in more {
-                if reach.snapshots.contains(&k) {
-                    // Needed, but its parent is broken: it must go too and
-                    // is unpacked again from its layer when used.
-                    doomed.push((
-                        k.clone(),
-                        Severity::Damaged,
-                        "snapshot whose parent is broken".into(),
-                    ));
-                } else {
-                    doomed.push((
-                        k.clone(),
-                        Severity::Unreachable,
-                        "snapshot on a removed parent".into(),
-                    ));
-                }
-                gone.insert(k);
-            }
-        }
+        doomed.extend(orphans(snaps, reach, &doomed));
     }
     // Children before parents.
     for (key, severity, problem) in doomed.into_iter().rev() {
@@ -550,6 +542,81 @@ fn check_snapshots(
         }
     }
     Ok(())
+}
+
+/// A snapshot to report (and remove on repair): its key, how bad, why.
+type Doomed = (String, Severity, String);
+
+/// What is wrong with one snapshot, if anything.
+fn snapshot_problem(
+    store: &Store,
+    key: &str,
+    health: &SnapshotHealth,
+    reach: &Reach,
+) -> Option<Doomed> {
+    let chain = format!("sha256:{key}").parse::<Digest>().is_ok();
+    let (severity, problem) = match health {
+        SnapshotHealth::Broken(why) if dead_owner(store.root(), key) => (
+            Severity::Leftover,
+            format!("snapshot of a process that is gone ({why})"),
+        ),
+        SnapshotHealth::Broken(why) => (Severity::Damaged, format!("snapshot: {why}")),
+        SnapshotHealth::Sound { kind, .. }
+            if *kind != SnapshotKind::Committed && dead_owner(store.root(), key) =>
+        {
+            (
+                Severity::Leftover,
+                "snapshot of a step whose process is gone".into(),
+            )
+        }
+        SnapshotHealth::Sound {
+            kind: SnapshotKind::Committed,
+            ..
+        } if chain && !reach.snapshots.contains(key) => (
+            Severity::Unreachable,
+            "snapshot that no image, cache record or running process uses".into(),
+        ),
+        SnapshotHealth::Sound { .. } => return None,
+    };
+    Some((key.to_string(), severity, problem))
+}
+
+/// The snapshots a repair must also take because they stand on one it
+/// removes (transitively), parents first.
+fn orphans(snaps: &[(String, SnapshotHealth)], reach: &Reach, doomed: &[Doomed]) -> Vec<Doomed> {
+    let mut gone: HashSet<String> = doomed.iter().map(|d| d.0.clone()).collect();
+    let mut out = Vec::new();
+    loop {
+        let more: Vec<String> = snaps
+            .iter()
+            .filter(|(k, h)| {
+                !gone.contains(k)
+                    && matches!(h, SnapshotHealth::Sound { parent: Some(p), .. } if gone.contains(p))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        for k in more {
+            if reach.snapshots.contains(&k) {
+                // Needed, but its parent is broken: it must go too and is
+                // unpacked again from its layer when used.
+                out.push((
+                    k.clone(),
+                    Severity::Damaged,
+                    "snapshot whose parent is broken".into(),
+                ));
+            } else {
+                out.push((
+                    k.clone(),
+                    Severity::Unreachable,
+                    "snapshot on a removed parent".into(),
+                ));
+            }
+            gone.insert(k);
+        }
+    }
 }
 
 /// Staging files: `tmp/` (all of it when no other process has the store

@@ -79,10 +79,17 @@ fn keys_for(registry: &str) -> Vec<String> {
     keys
 }
 
-fn file_error(path: &Path, reason: impl Into<String>) -> RegistryError {
-    RegistryError::CredentialsFile {
-        path: path.to_path_buf(),
-        reason: reason.into(),
+/// An error of `op` on the credentials file (or its directory or temporary
+/// copy) `path`.
+fn file_error<E>(op: &'static str, path: &Path) -> impl FnOnce(E) -> RegistryError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let path = path.to_path_buf();
+    move |e| RegistryError::CredentialsFile {
+        op,
+        path,
+        source: Box::new(e),
     }
 }
 
@@ -90,9 +97,9 @@ impl CredentialsFile {
     /// Reads a credentials file; a missing file is empty.
     pub fn load(path: &Path) -> Result<Self, RegistryError> {
         match fs::read(path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| file_error(path, e.to_string())),
+            Ok(data) => serde_json::from_slice(&data).map_err(file_error("parse", path)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(file_error(path, e.to_string())),
+            Err(e) => Err(file_error("read", path)(e)),
         }
     }
 
@@ -100,8 +107,8 @@ impl CredentialsFile {
     pub fn save(&self, path: &Path) -> Result<(), RegistryError> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| file_error(dir, e.to_string()))?;
-        let data = serde_json::to_vec_pretty(self).map_err(|e| file_error(path, e.to_string()))?;
+        fs::create_dir_all(dir).map_err(file_error("create the directory of", dir))?;
+        let data = serde_json::to_vec_pretty(self).map_err(file_error("encode", path))?;
         let tmp = path.with_extension("json.tmp");
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -109,11 +116,11 @@ impl CredentialsFile {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(|e| file_error(&tmp, e.to_string()))?;
+            .map_err(file_error("create", &tmp))?;
         f.write_all(&data)
             .and_then(|()| f.sync_all())
-            .map_err(|e| file_error(&tmp, e.to_string()))?;
-        fs::rename(&tmp, path).map_err(|e| file_error(path, e.to_string()))
+            .map_err(file_error("write", &tmp))?;
+        fs::rename(&tmp, path).map_err(file_error("replace", path))
     }
 
     /// The credentials stored for `registry`, if any: an `auths` entry, or

@@ -14,7 +14,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
-use super::{api_host, is_local, Progress, RegistryError, RegistryOptions};
+use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
 
 /// What a request carries.
 pub(crate) enum Body<'a> {
@@ -108,21 +108,21 @@ impl Client {
     pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
         let mut tls = TlsConfig::builder();
         if let Some(path) = &opts.ca_cert {
-            let ca_error = |reason: String| RegistryError::CaCert {
+            let ca_error = |e: Box<dyn std::error::Error + Send + Sync>| RegistryError::CaCert {
                 path: path.clone(),
-                reason,
+                source: e,
             };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let pem = std::fs::read(path).map_err(|e| ca_error(Box::new(e)))?;
             let mut certs: Vec<Certificate<'static>> = Vec::new();
             for item in ureq::tls::parse_pem(&pem) {
                 if let ureq::tls::PemItem::Certificate(c) =
-                    item.map_err(|e| ca_error(e.to_string()))?
+                    item.map_err(|e| ca_error(Box::new(e)))?
                 {
                     certs.push(c);
                 }
             }
             if certs.is_empty() {
-                return Err(ca_error("it holds no PEM certificate".to_string()));
+                return Err(RegistryError::CaCertEmpty { path: path.clone() });
             }
             // Like `curl --cacert`: with a CA file, only its CAs are trusted.
             tls = tls.root_certs(RootCerts::new_with_certs(&certs));
@@ -199,18 +199,17 @@ impl Client {
                     Ok(r) if r.status() == 200 || r.status() == 401
                 );
                 if !ok {
-                    let mut reason = tls_err.to_string();
-                    if reason.contains("certificate") {
-                        reason.push_str(
-                            " (trust its CA with --ca-cert or $RBK_REGISTRY_CA, \
-                             or skip checks with --tls-verify=false)",
-                        );
-                    }
+                    let source = if tls_err.to_string().contains("certificate") {
+                        Transport::Certificate(tls_err)
+                    } else {
+                        Transport::Http(tls_err)
+                    };
                     return Err(RegistryError::Connect {
                         registry: registry.to_string(),
                         method: "GET",
                         url: format!("{base}/v2/"),
-                        reason,
+                        attempts: 1,
+                        source: Box::new(source),
                     });
                 }
                 base = plain;
@@ -273,9 +272,9 @@ impl Client {
             let auth = s.auth_header(scopes);
             let res = s.call(method, &url, headers, body, auth.as_deref());
             let retry_reason = match res {
-                Err(e) => e.to_string(),
+                Err(e) => Transport::Http(e),
                 Ok(r) if r.status().is_server_error() || r.status() == 429 => {
-                    format!("HTTP {}", r.status().as_u16())
+                    Transport::Status(r.status().as_u16())
                 }
                 Ok(r) if r.status() == 401 && !challenged => {
                     challenged = true;
@@ -302,14 +301,15 @@ impl Client {
                     registry: s.registry.clone(),
                     method,
                     url,
-                    reason: format!("{retry_reason} (gave up after {attempt} attempts)"),
+                    attempts: attempt,
+                    source: Box::new(retry_reason),
                 });
             }
             attempt += 1;
             progress(&Progress::Retrying {
                 what: format!("{method} {}", path_of(&url)),
                 attempt,
-                reason: retry_reason,
+                reason: retry_reason.to_string(),
             });
             std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
         }
@@ -356,7 +356,8 @@ impl Client {
                         registry: s.registry.clone(),
                         method,
                         url: s.url(url),
-                        reason: e.to_string(),
+                        attempts: attempt,
+                        source: Box::new(Transport::Http(e)),
                     })
                 }
             }
@@ -435,12 +436,14 @@ impl Client {
         if let Some(c) = &s.creds {
             req = req.header("Authorization", c.basic_header());
         }
-        let res = req.call().map_err(|e| RegistryError::Connect {
+        let unreachable = |e: ureq::Error| RegistryError::Connect {
             registry: s.registry.clone(),
             method: "GET",
             url: realm.to_string(),
-            reason: e.to_string(),
-        })?;
+            attempts: 1,
+            source: Box::new(Transport::Http(e)),
+        };
+        let res = req.call().map_err(unreachable)?;
         if res.status() != 200 {
             return Err(RegistryError::Unauthorized {
                 registry: s.registry.clone(),
@@ -461,12 +464,7 @@ impl Client {
             .into_with_config()
             .limit(MAX_DOCUMENT)
             .read_to_vec()
-            .map_err(|e| RegistryError::Connect {
-                registry: s.registry.clone(),
-                method: "GET",
-                url: realm.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(unreachable)?;
         let t: Token = serde_json::from_slice(&data).map_err(|e| RegistryError::Json {
             registry: s.registry.clone(),
             what: format!("token from {realm}"),

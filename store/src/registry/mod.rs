@@ -19,6 +19,35 @@ mod push;
 use std::path::PathBuf;
 
 use crate::digest::Digest;
+
+/// Why a request to a registry failed on the way (not by its answer).
+#[derive(Debug, thiserror::Error)]
+pub enum Transport {
+    /// The HTTP client's error (connection, TLS, protocol, timeout).
+    #[error(transparent)]
+    Http(#[from] ureq::Error),
+    /// Reading the body broke off.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The registry kept answering with a server error or 429.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// A certificate the client does not trust.
+    #[error(
+        "its TLS certificate is not trusted (trust its CA with --ca-cert or \
+         $RBK_REGISTRY_CA, or skip checks with --tls-verify=false)"
+    )]
+    Certificate(#[source] ureq::Error),
+}
+
+/// `, gave up after N attempts` when there were retries.
+fn gave_up(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(", gave up after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
 use crate::error::StoreError;
 
 pub use auth::{base64_decode, base64_encode, Credentials, CredentialsFile};
@@ -124,7 +153,7 @@ pub enum Progress {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry could not be reached (after retries).
-    #[error("cannot reach registry {registry} ({method} {url}): {reason}")]
+    #[error("cannot reach registry {registry} ({method} {url}){}", gave_up(*.attempts))]
     Connect {
         /// The registry host.
         registry: String,
@@ -132,8 +161,11 @@ pub enum RegistryError {
         method: &'static str,
         /// The URL.
         url: String,
-        /// The transport error.
-        reason: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// What went wrong the last time.
+        #[source]
+        source: Box<Transport>,
     },
     /// The registry refused our credentials or we have none.
     #[error("authentication to registry {registry} failed: {reason}")]
@@ -209,21 +241,31 @@ pub enum RegistryError {
     /// A `--platform` value that is not `os/arch[/variant]`.
     #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
     InvalidPlatform(String),
-    /// A CA file that cannot be read or holds no certificate.
-    #[error("cannot use CA certificates from {}: {reason}", .path.display())]
+    /// A CA file that cannot be read or parsed.
+    #[error("cannot use CA certificates from {}", .path.display())]
     CaCert {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The credentials file cannot be read or written.
-    #[error("credentials file {}: {reason}", .path.display())]
-    CredentialsFile {
+    /// A CA file without any certificate.
+    #[error("cannot use CA certificates from {}: it holds no PEM certificate", .path.display())]
+    CaCertEmpty {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        reason: String,
+    },
+    /// The credentials file cannot be read or written.
+    #[error("cannot {op} the credentials file {}", .path.display())]
+    CredentialsFile {
+        /// What was being done: `read`, `parse`, `write`…
+        op: &'static str,
+        /// The file (or its directory, or its temporary copy).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A store operation failed.
     #[error(transparent)]

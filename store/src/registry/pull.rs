@@ -115,6 +115,109 @@ fn is_index(media_type: &str) -> bool {
     media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
 }
 
+/// The registry, repository and scopes one pull talks to, and the image's
+/// name for messages.
+struct Where<'a> {
+    s: &'a Session,
+    repo: &'a str,
+    scopes: &'a [String],
+    name: &'a str,
+}
+
+/// The error for a blob GET answered with `status` (not 200).
+fn blob_error(
+    s: &Session,
+    repo: &str,
+    path: &str,
+    desc: &Descriptor,
+    status: u16,
+    message: String,
+) -> RegistryError {
+    if status == 404 {
+        RegistryError::NotFound {
+            registry: s.registry.clone(),
+            reference: format!("blob {} of {repo}", desc.digest),
+        }
+    } else {
+        RegistryError::Status {
+            registry: s.registry.clone(),
+            method: "GET",
+            url: s.url(path),
+            status,
+            message,
+        }
+    }
+}
+
+/// Stores a downloaded blob once its size and digest are what `desc` says.
+fn commit_blob(
+    s: &Session,
+    repo: &str,
+    desc: &Descriptor,
+    w: crate::content::BlobWriter,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<u64, RegistryError> {
+    let written = w.written();
+    match w.commit(Some(&desc.digest)) {
+        Ok(_) if written != desc.size => Err(StoreError::SizeMismatch {
+            digest: desc.digest.clone(),
+            expected: desc.size,
+            actual: written,
+        }
+        .into()),
+        Ok(_) => {
+            progress(&Progress::Done {
+                digest: desc.digest.clone(),
+            });
+            Ok(written)
+        }
+        Err(StoreError::Corrupt { expected, actual }) => Err(RegistryError::DigestMismatch {
+            registry: s.registry.clone(),
+            what: format!("blob of {repo}"),
+            expected,
+            actual,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An image manifest document, checked to be one.
+fn parse_manifest(at: &Where<'_>, doc: &Document) -> Result<Manifest, RegistryError> {
+    if doc.media_type != MEDIA_TYPE_OCI_MANIFEST && doc.media_type != MEDIA_TYPE_DOCKER_MANIFEST {
+        return Err(RegistryError::UnsupportedManifest {
+            reference: at.name.to_string(),
+            media_type: doc.media_type.clone(),
+        });
+    }
+    serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
+        registry: at.s.registry.clone(),
+        what: format!("manifest {}", doc.digest),
+        source: e,
+    })
+}
+
+/// The config and layers of `manifest` the store lacks, each once.
+fn missing_blobs<'m>(
+    store: &Store,
+    manifest: &'m Manifest,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<Vec<&'m Descriptor>, RegistryError> {
+    let mut wanted: Vec<&Descriptor> = Vec::new();
+    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        if wanted.iter().any(|w| w.digest == d.digest) {
+            continue;
+        }
+        if store.content.has_leased(&d.digest)? {
+            progress(&Progress::Exists {
+                digest: d.digest.clone(),
+            });
+        } else {
+            wanted.push(d);
+        }
+    }
+    Ok(wanted)
+}
+
 impl Client {
     /// Pulls `reference` into `store` and tags it (when it names a tag).
     /// From an index, the manifest for `platform` (default: this machine)
@@ -130,78 +233,18 @@ impl Client {
         let repo = reference.path();
         let scopes = vec![format!("repository:{repo}:pull")];
         let name = reference.familiar();
-        let target = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-        };
-        let mut doc = self.manifest(
-            &s,
+        let at = Where {
+            s: &s,
             repo,
-            &target,
-            reference.digest(),
-            &scopes,
-            &name,
-            progress,
-        )?;
-        let mut index_digest = None;
-        if is_index(&doc.media_type) {
-            let index: Index =
-                serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
-                    registry: s.registry.clone(),
-                    what: format!("index {}", doc.digest),
-                    source: e,
-                })?;
-            let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
-            let chosen = index
-                .manifests
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
-                .ok_or_else(|| RegistryError::NoPlatform {
-                    reference: name.clone(),
-                    platform: want.to_string(),
-                    available: available_platforms(&index),
-                })?;
-            let d = chosen.digest.clone();
-            index_digest = Some(doc.digest.clone());
-            doc = self.manifest(&s, repo, d.as_str(), Some(&d), &scopes, &name, progress)?;
-            if is_index(&doc.media_type) {
-                return Err(RegistryError::UnsupportedManifest {
-                    reference: name,
-                    media_type: format!("{} (an index inside an index)", doc.media_type),
-                });
-            }
-        }
-        if doc.media_type != MEDIA_TYPE_OCI_MANIFEST && doc.media_type != MEDIA_TYPE_DOCKER_MANIFEST
-        {
-            return Err(RegistryError::UnsupportedManifest {
-                reference: name,
-                media_type: doc.media_type,
-            });
-        }
-        let manifest: Manifest =
-            serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
-                registry: s.registry.clone(),
-                what: format!("manifest {}", doc.digest),
-                source: e,
-            })?;
+            scopes: &scopes,
+            name: &name,
+        };
+        let (doc, index_digest) = self.image_manifest(&at, reference, platform, progress)?;
+        let manifest = parse_manifest(&at, &doc)?;
         progress(&Progress::Manifest {
             digest: doc.digest.clone(),
         });
-
-        let mut wanted: Vec<&Descriptor> = Vec::new();
-        for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if wanted.iter().any(|w| w.digest == d.digest) {
-                continue;
-            }
-            if store.content.has_leased(&d.digest)? {
-                progress(&Progress::Exists {
-                    digest: d.digest.clone(),
-                });
-            } else {
-                wanted.push(d);
-            }
-        }
+        let wanted = missing_blobs(store, &manifest, progress)?;
         let bytes = self.fetch_blobs(&s, store, repo, &wanted, &scopes, progress)?;
 
         let desc = Descriptor::new(&doc.media_type, doc.digest.clone(), doc.bytes.len() as u64);
@@ -219,6 +262,51 @@ impl Client {
             downloaded: wanted.iter().map(|d| d.digest.clone()).collect(),
             bytes,
         })
+    }
+
+    /// The image manifest `reference` names: itself, or from an index the
+    /// one for `platform` (default: this machine), with the index's digest.
+    fn image_manifest(
+        &self,
+        at: &Where<'_>,
+        reference: &Reference,
+        platform: Option<&PlatformSpec>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(Document, Option<Digest>), RegistryError> {
+        let target = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        let (s, repo, scopes, name) = (at.s, at.repo, at.scopes, at.name);
+        let doc = self.manifest(s, repo, &target, reference.digest(), scopes, name, progress)?;
+        if !is_index(&doc.media_type) {
+            return Ok((doc, None));
+        }
+        let index: Index = serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
+            registry: s.registry.clone(),
+            what: format!("index {}", doc.digest),
+            source: e,
+        })?;
+        let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
+        let chosen = index
+            .manifests
+            .iter()
+            .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+            .ok_or_else(|| RegistryError::NoPlatform {
+                reference: name.to_string(),
+                platform: want.to_string(),
+                available: available_platforms(&index),
+            })?;
+        let d = chosen.digest.clone();
+        let inner = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress)?;
+        if is_index(&inner.media_type) {
+            return Err(RegistryError::UnsupportedManifest {
+                reference: name.to_string(),
+                media_type: format!("{} (an index inside an index)", inner.media_type),
+            });
+        }
+        Ok((inner, Some(doc.digest)))
     }
 
     /// Fetches the manifest or index `reference` names, verified against
@@ -380,20 +468,7 @@ impl Client {
             let status = r.status().as_u16();
             if status != 200 {
                 let message = super::http::error_message(r);
-                return Err(if status == 404 {
-                    RegistryError::NotFound {
-                        registry: s.registry.clone(),
-                        reference: format!("blob {} of {repo}", desc.digest),
-                    }
-                } else {
-                    RegistryError::Status {
-                        registry: s.registry.clone(),
-                        method: "GET",
-                        url: s.url(&path),
-                        status,
-                        message,
-                    }
-                });
+                return Err(blob_error(s, repo, &path, desc, status, message));
             }
             let mut w = store.content.writer()?;
             // One byte more than announced is enough to know it is wrong.
@@ -401,54 +476,30 @@ impl Client {
                 .into_body()
                 .into_reader()
                 .take(desc.size.saturating_add(1));
-            match copy_with_progress(&mut body, &mut w, desc, progress) {
-                Ok(_) => {}
+            let e = match copy_with_progress(&mut body, &mut w, desc, progress) {
+                Ok(_) => return commit_blob(s, repo, desc, w, progress),
                 Err(CopyError::Write(e)) => {
                     return Err(StoreError::from_io("write", w.staging_path(), e).into())
                 }
-                Err(CopyError::Read(e)) => {
-                    if attempt >= self.opts.attempts.max(1) {
-                        return Err(RegistryError::Connect {
-                            registry: s.registry.clone(),
-                            method: "GET",
-                            url: s.url(&path),
-                            reason: format!("{e} (gave up after {attempt} attempts)"),
-                        });
-                    }
-                    attempt += 1;
-                    progress(&Progress::Retrying {
-                        what: format!("GET {path}"),
-                        attempt,
-                        reason: e.to_string(),
-                    });
-                    std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
-                    continue;
-                }
-            }
-            let written = w.written();
-            return match w.commit(Some(&desc.digest)) {
-                Ok(_) if written != desc.size => Err(StoreError::SizeMismatch {
-                    digest: desc.digest.clone(),
-                    expected: desc.size,
-                    actual: written,
-                }
-                .into()),
-                Ok(_) => {
-                    progress(&Progress::Done {
-                        digest: desc.digest.clone(),
-                    });
-                    Ok(written)
-                }
-                Err(StoreError::Corrupt { expected, actual }) => {
-                    Err(RegistryError::DigestMismatch {
-                        registry: s.registry.clone(),
-                        what: format!("blob of {repo}"),
-                        expected,
-                        actual,
-                    })
-                }
-                Err(e) => Err(e.into()),
+                Err(CopyError::Read(e)) => e,
             };
+            // The body broke off: try again, up to the configured attempts.
+            if attempt >= self.opts.attempts.max(1) {
+                return Err(RegistryError::Connect {
+                    registry: s.registry.clone(),
+                    method: "GET",
+                    url: s.url(&path),
+                    attempts: attempt,
+                    source: Box::new(super::Transport::Io(e)),
+                });
+            }
+            attempt += 1;
+            progress(&Progress::Retrying {
+                what: format!("GET {path}"),
+                attempt,
+                reason: e.to_string(),
+            });
+            std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
         }
     }
 }

@@ -243,40 +243,9 @@ impl Client {
             });
             return Ok(());
         }
-        let uploads = format!("/v2/{repo}/blobs/uploads/");
-        let start = match mount_from {
-            Some(from) => format!(
-                "{uploads}?mount={}&from={}",
-                desc.digest,
-                super::http::query_escape(from)
-            ),
-            None => uploads.clone(),
-        };
-        let r = self.send(s, "POST", &start, &[], &Body::Empty, &scopes, progress)?;
-        let status = r.status().as_u16();
-        if status == 201 && mount_from.is_some() {
-            progress(&Progress::Mounted {
-                digest: desc.digest.clone(),
-                from: mount_from.unwrap_or_default().to_string(),
-            });
+        let Some(location) = self.start_upload(s, repo, desc, mount_from, &scopes, progress)?
+        else {
             return Ok(());
-        }
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let location = match (status, location) {
-            (202, Some(l)) => l,
-            _ => {
-                return Err(RegistryError::Status {
-                    registry: s.registry.clone(),
-                    method: "POST",
-                    url: s.url(&start),
-                    status,
-                    message: error_message(r),
-                })
-            }
         };
         progress(&Progress::Started {
             digest: desc.digest.clone(),
@@ -305,7 +274,7 @@ impl Client {
             return Err(RegistryError::Status {
                 registry: s.registry.clone(),
                 method: "PUT",
-                url: s.url(&uploads),
+                url: s.url(&format!("/v2/{repo}/blobs/uploads/")),
                 status,
                 message,
             });
@@ -314,6 +283,53 @@ impl Client {
             digest: desc.digest.clone(),
         });
         Ok(())
+    }
+
+    /// Starts an upload session (asking the registry to mount the blob from
+    /// `mount_from` if given): the location to PUT the blob to, or `None`
+    /// when the mount made the upload unnecessary.
+    fn start_upload(
+        &self,
+        s: &Session,
+        repo: &str,
+        desc: &Descriptor,
+        mount_from: Option<&str>,
+        scopes: &[String],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Option<String>, RegistryError> {
+        let uploads = format!("/v2/{repo}/blobs/uploads/");
+        let start = match mount_from {
+            Some(from) => format!(
+                "{uploads}?mount={}&from={}",
+                desc.digest,
+                super::http::query_escape(from)
+            ),
+            None => uploads,
+        };
+        let r = self.send(s, "POST", &start, &[], &Body::Empty, scopes, progress)?;
+        let status = r.status().as_u16();
+        if let (201, Some(from)) = (status, mount_from) {
+            progress(&Progress::Mounted {
+                digest: desc.digest.clone(),
+                from: from.to_string(),
+            });
+            return Ok(None);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match (status, location) {
+            (202, Some(l)) => Ok(Some(l)),
+            _ => Err(RegistryError::Status {
+                registry: s.registry.clone(),
+                method: "POST",
+                url: s.url(&start),
+                status,
+                message: error_message(r),
+            }),
+        }
     }
 }
 
