@@ -65,20 +65,22 @@ fn split(path: &Path) -> VecDeque<OsString> {
         .collect()
 }
 
+/// An I/O error of `op` on `p`.
+fn io(op: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let p = p.to_path_buf();
+    move |source| SandboxError::Io {
+        op,
+        path: p,
+        source,
+    }
+}
+
 fn walk(
     root: &Path,
     path: &str,
     create: Option<StubKind>,
     created: &mut Vec<Stub>,
 ) -> Result<PathBuf, SandboxError> {
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| SandboxError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
     let mut pending = split(Path::new(path));
     let mut stack: Vec<OsString> = Vec::new();
     let mut links = 0usize;
@@ -127,32 +129,13 @@ fn walk(
                     stack.push(name);
                     continue;
                 };
-                let parent_mtime = fs::metadata(&parent)
-                    .ok()
-                    .map(|m| filetime::FileTime::from_last_modification_time(&m));
+                // Missing parents of the mount point are directories.
                 let kind = if pending.is_empty() {
                     kind
                 } else {
                     StubKind::Dir
                 };
-                match kind {
-                    StubKind::Dir => {
-                        fs::create_dir(&here).map_err(io("create directory", &here))?;
-                        fs::set_permissions(
-                            &here,
-                            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-                        )
-                        .map_err(io("set permissions of", &here))?;
-                    }
-                    StubKind::File => {
-                        fs::File::create_new(&here).map_err(io("create", &here))?;
-                    }
-                }
-                created.push(Stub {
-                    path: here,
-                    kind,
-                    parent_mtime,
-                });
+                created.push(make_stub(&parent, here, kind)?);
                 stack.push(name);
             }
             Err(source) => {
@@ -166,22 +149,55 @@ fn walk(
     }
     let resolved = current(&stack);
     if let Some(kind) = create {
-        let md = fs::metadata(&resolved).map_err(io("inspect", &resolved))?;
-        let ok = match kind {
-            StubKind::Dir => md.is_dir(),
-            StubKind::File => !md.is_dir(),
-        };
-        if !ok {
-            return Err(SandboxError::MountTarget {
-                target: path.to_string(),
-                reason: match kind {
-                    StubKind::Dir => "a directory cannot be mounted over a file",
-                    StubKind::File => "a file cannot be mounted over a directory",
-                },
-            });
-        }
+        check_target(&resolved, kind, path)?;
     }
     Ok(resolved)
+}
+
+/// Creates `here` (in `parent`) as an empty `kind`, remembering the
+/// parent's mtime so removing the stub can restore it.
+fn make_stub(parent: &Path, here: PathBuf, kind: StubKind) -> Result<Stub, SandboxError> {
+    let parent_mtime = fs::metadata(parent)
+        .ok()
+        .map(|m| filetime::FileTime::from_last_modification_time(&m));
+    match kind {
+        StubKind::Dir => {
+            fs::create_dir(&here).map_err(io("create directory", &here))?;
+            fs::set_permissions(&here, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(io("set permissions of", &here))?;
+        }
+        StubKind::File => {
+            fs::File::create_new(&here).map_err(io("create", &here))?;
+        }
+    }
+    Ok(Stub {
+        path: here,
+        kind,
+        parent_mtime,
+    })
+}
+
+/// A mount of a `kind` source needs a target of the same kind.
+fn check_target(resolved: &Path, kind: StubKind, path: &str) -> Result<(), SandboxError> {
+    let md = fs::metadata(resolved).map_err(|source| SandboxError::Io {
+        op: "inspect",
+        path: resolved.to_path_buf(),
+        source,
+    })?;
+    let ok = match kind {
+        StubKind::Dir => md.is_dir(),
+        StubKind::File => !md.is_dir(),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(SandboxError::MountTarget {
+        target: path.to_string(),
+        reason: match kind {
+            StubKind::Dir => "a directory cannot be mounted over a file",
+            StubKind::File => "a file cannot be mounted over a directory",
+        },
+    })
 }
 
 /// Removes the stubs in `created` (newest first) from `root`. Call it only

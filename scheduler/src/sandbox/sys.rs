@@ -287,38 +287,15 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
     for b in &l.binds {
         binds.push((cpath(&b.source)?, cpath(&b.target)?, b.readonly));
     }
-    let mut cwd_prefixes = Vec::new();
-    let mut prefix = String::new();
-    for part in l.cwd.split('/').filter(|p| !p.is_empty()) {
-        prefix.push('/');
-        prefix.push_str(part);
-        cwd_prefixes.push(cstr("working directory", &prefix)?);
-    }
-    let argv = l
-        .argv
-        .iter()
-        .map(|a| cstr("argument", a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let envp = l
-        .env
-        .iter()
-        .map(|e| cstr("environment variable", e))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
+    let argv = cstrings("argument", l.argv)?;
+    let envp = cstrings("environment variable", &l.env)?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
     Ok(Prepared {
         rootfs: cpath(l.rootfs)?,
         proc_dir: cpath(&l.proc_dir)?,
-        proc_readonly: PROC_READONLY
-            .iter()
-            .map(|n| cpath(&l.proc_dir.join(n)))
-            .collect::<Result<_, _>>()?,
-        proc_masked: PROC_MASKED
-            .iter()
-            .map(|n| cpath(&l.proc_dir.join(n)))
-            .collect::<Result<_, _>>()?,
+        proc_readonly: proc_paths(l, &PROC_READONLY)?,
+        proc_masked: proc_paths(l, &PROC_MASKED)?,
         dev_dir: cpath(&l.dev_dir)?,
         sys_dir: cpath(&l.sys_dir)?,
         dev_nodes,
@@ -339,16 +316,12 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
             "working directory",
             if l.cwd.is_empty() { "/" } else { l.cwd },
         )?,
-        cwd_prefixes,
+        cwd_prefixes: cwd_prefixes(l.cwd)?,
         _argv: argv,
         _envp: envp,
         argv_ptrs,
         envp_ptrs,
-        candidates: l
-            .candidates
-            .iter()
-            .map(|c| cstr("command", c))
-            .collect::<Result<_, _>>()?,
+        candidates: cstrings("command", &l.candidates)?,
         seccomp: if l.insecure {
             &[]
         } else {
@@ -358,6 +331,35 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
         proc_regions: ProcRegions::of_self(),
         wait_for_net: l.user_net,
     })
+}
+
+/// `items` as C strings (`what` names them in the error for a NUL byte).
+fn cstrings<S: AsRef<str>>(what: &'static str, items: &[S]) -> Result<Vec<CString>, SandboxError> {
+    items.iter().map(|s| cstr(what, s.as_ref())).collect()
+}
+
+/// The pointer array `execve` takes: each string's, then a null.
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    ptrs
+}
+
+/// `/a`, `/a/b`, `/a/b/c` for the working directory `/a/b/c`.
+fn cwd_prefixes(cwd: &str) -> Result<Vec<CString>, SandboxError> {
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    for part in cwd.split('/').filter(|p| !p.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        out.push(cstr("working directory", &prefix)?);
+    }
+    Ok(out)
+}
+
+/// The paths of `names` under the run's /proc.
+fn proc_paths(l: &Launch, names: &[&str]) -> Result<Vec<CString>, SandboxError> {
+    names.iter().map(|n| cpath(&l.proc_dir.join(n))).collect()
 }
 
 fn process_err(op: &'static str) -> impl FnOnce(Errno) -> SandboxError {
@@ -397,58 +399,13 @@ pub(super) fn launch(
     };
     let (status_r, status_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-    let mut tty_master = None;
-    let mut _raw_guard = None;
-    let mut out_r = Vec::new();
-    let fds = if l.tty {
-        let winsize = get_winsize(std::io::stdin().as_raw_fd());
-        let pty = nix::pty::openpty(winsize.as_ref(), None)
-            .map_err(process_err("open a pseudo-terminal"))?;
-        set_cloexec(pty.master.as_raw_fd());
-        set_cloexec(pty.slave.as_raw_fd());
-        if l.stdin == StdinMode::Inherit {
-            _raw_guard = RawModeGuard::enter();
-        }
-        let dup = |fd: &OwnedFd| {
-            fd.try_clone().map_err(|source| SandboxError::Process {
-                op: "duplicate a pty fd",
-                source,
-            })
-        };
-        let fds = ChildFds {
-            stdin: Some(dup(&pty.slave)?),
-            stdout: dup(&pty.slave)?,
-            stderr: pty.slave,
-            status: status_w,
-            net: net_r,
-        };
-        tty_master = Some(pty.master);
-        fds
-    } else {
-        let (o_r, o_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-        let (e_r, e_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-        out_r.push((OutputStream::Stdout, o_r));
-        out_r.push((OutputStream::Stderr, e_r));
-        let stdin = match l.stdin {
-            StdinMode::Null => Some(OwnedFd::from(File::open("/dev/null").map_err(
-                |source| SandboxError::Io {
-                    op: "open",
-                    path: PathBuf::from("/dev/null"),
-                    source,
-                },
-            )?)),
-            StdinMode::Inherit => None,
-        };
-        ChildFds {
-            stdin,
-            stdout: o_w,
-            stderr: e_w,
-            status: status_w,
-            net: net_r,
-        }
-    };
+    // `_raw` keeps rbk's terminal in raw mode until the run ends.
+    let Stdio {
+        fds,
+        outs,
+        master,
+        _raw,
+    } = stdio(l, status_w, net_r)?;
 
     let parent_pid = nix::unistd::getpid();
     // SAFETY: the child only runs `keeper`, which makes raw syscalls on data
@@ -459,18 +416,24 @@ pub(super) fn launch(
     };
     drop(fds);
     let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec());
-    let code = sup.run(
-        out_r,
-        tty_master,
-        l.stdin == StdinMode::Inherit,
-        output,
-        cancel,
-    );
+    let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
+    outcome(l, &plan, &mut sup, code, cancel)
+}
+
+/// A run's result once it ended: a setup failure the children reported
+/// wins over the exit code.
+fn outcome(
+    l: &Launch,
+    plan: &Prepared,
+    sup: &mut Supervisor,
+    code: Result<i32, SandboxError>,
+    cancel: &CancelToken,
+) -> Result<i32, SandboxError> {
     if let Some(e) = sup.take_net_error() {
         return Err(e);
     }
     if let Some((step, arg, errno)) = sup.failure() {
-        return Err(failure_error(l, &plan, step, arg, errno));
+        return Err(failure_error(l, plan, step, arg, errno));
     }
     if cancel.is_cancelled() {
         return Err(SandboxError::Cancelled);
@@ -484,6 +447,73 @@ pub(super) fn launch(
         });
     }
     Ok(code)
+}
+
+/// The command's standard streams, made before the fork: the children's
+/// ends, rbk's ends (pipes, or a terminal's master) and, for a terminal
+/// on rbk's own stdin, the guard keeping that in raw mode.
+struct Stdio {
+    fds: ChildFds,
+    outs: Vec<(OutputStream, OwnedFd)>,
+    master: Option<OwnedFd>,
+    _raw: Option<RawModeGuard>,
+}
+
+fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, SandboxError> {
+    if l.tty {
+        let winsize = get_winsize(std::io::stdin().as_raw_fd());
+        let pty = nix::pty::openpty(winsize.as_ref(), None)
+            .map_err(process_err("open a pseudo-terminal"))?;
+        set_cloexec(pty.master.as_raw_fd());
+        set_cloexec(pty.slave.as_raw_fd());
+        let raw = match l.stdin {
+            StdinMode::Inherit => RawModeGuard::enter(),
+            StdinMode::Null => None,
+        };
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| SandboxError::Process {
+                op: "duplicate a pty fd",
+                source,
+            })
+        };
+        let fds = ChildFds {
+            stdin: Some(dup(&pty.slave)?),
+            stdout: dup(&pty.slave)?,
+            stderr: pty.slave,
+            status,
+            net,
+        };
+        return Ok(Stdio {
+            fds,
+            outs: Vec::new(),
+            master: Some(pty.master),
+            _raw: raw,
+        });
+    }
+    let (o_r, o_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
+    let (e_r, e_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
+    let stdin = match l.stdin {
+        StdinMode::Null => Some(OwnedFd::from(File::open("/dev/null").map_err(
+            |source| SandboxError::Io {
+                op: "open",
+                path: PathBuf::from("/dev/null"),
+                source,
+            },
+        )?)),
+        StdinMode::Inherit => None,
+    };
+    Ok(Stdio {
+        fds: ChildFds {
+            stdin,
+            stdout: o_w,
+            stderr: e_w,
+            status,
+            net,
+        },
+        outs: vec![(OutputStream::Stdout, o_r), (OutputStream::Stderr, e_r)],
+        master: None,
+        _raw: None,
+    })
 }
 
 /// Turns a child's status record into the error the user sees.

@@ -273,7 +273,20 @@ fn hide_rbk_identity(p: &Prepared) {
     unsafe { libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
+/// The mount namespace's setup, in order: the rootfs, /proc, /dev, /sys,
+/// the step's own mounts, then pivot_root into the rootfs.
 fn setup_mounts(p: &Prepared) {
+    bind_rootfs(p);
+    mount_proc(p);
+    mount_dev(p);
+    mount_sys(p);
+    bind_mounts(p);
+    pivot(p);
+}
+
+/// Makes every mount private, then the rootfs a mount point of its own
+/// (pivot_root needs one) without device access.
+fn bind_rootfs(p: &Prepared) {
     let none: Option<&str> = None;
     // Nothing we mount may propagate back to the host.
     check(
@@ -306,6 +319,12 @@ fn setup_mounts(p: &Prepared) {
         Step::BindRootfs,
         1,
     );
+}
+
+/// A fresh /proc for the new PID namespace, with the host-revealing parts
+/// masked and the host-changing ones read-only.
+fn mount_proc(p: &Prepared) {
+    let none: Option<&str> = None;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     check(
         mount(
@@ -319,6 +338,13 @@ fn setup_mounts(p: &Prepared) {
         0,
     );
     protect_proc(p);
+}
+
+/// A small /dev: a tmpfs with the standard nodes bound from the host's,
+/// devpts, shm and the usual links.
+fn mount_dev(p: &Prepared) {
+    let none: Option<&str> = None;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     check(
         mount(
             Some("tmpfs"),
@@ -392,6 +418,12 @@ fn setup_mounts(p: &Prepared) {
             i as u32,
         );
     }
+}
+
+/// /sys, read-only.
+fn mount_sys(p: &Prepared) {
+    let none: Option<&str> = None;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     // /sys is optional: a read-only sysfs, else a read-only bind of the host's.
     let ro = nosuid_nodev_noexec | MsFlags::MS_RDONLY;
     if mount(Some("sysfs"), p.sys_dir.as_c_str(), Some("sysfs"), ro, none).is_err()
@@ -412,6 +444,12 @@ fn setup_mounts(p: &Prepared) {
             none,
         );
     }
+}
+
+/// The step's bind mounts (`RUN --mount`, `rbk run -v`), read-only where
+/// asked.
+fn bind_mounts(p: &Prepared) {
+    let none: Option<&str> = None;
     for (i, (source, target, readonly)) in p.binds.iter().enumerate() {
         let i = i as u32;
         check(
@@ -439,6 +477,10 @@ fn setup_mounts(p: &Prepared) {
             );
         }
     }
+}
+
+/// pivot_root into the rootfs and lets go of the old root.
+fn pivot(p: &Prepared) {
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves only the rootfs, without a put_old directory in the image.
     check(nix::unistd::chdir(p.rootfs.as_c_str()), Step::PivotRoot, 0);

@@ -45,6 +45,177 @@ enum Source {
     Keeper,
 }
 
+/// The fds a run's supervisor pumps: the command's output pipes or its
+/// terminal's master, rbk's stdin for the terminal, and what is pending.
+struct Streams {
+    outs: Vec<(OutputStream, OwnedFd)>,
+    master: Option<OwnedFd>,
+    stdin: std::io::Stdin,
+    /// The sources still open.
+    open: Vec<Source>,
+    winsize: Option<libc::winsize>,
+    buf: Vec<u8>,
+    /// Input for the terminal that it has not taken yet. The master is
+    /// non-blocking so a command that does not read cannot stall the loop
+    /// (and with it the output the command may be blocked on).
+    pending_input: Vec<u8>,
+}
+
+impl Streams {
+    fn new(
+        outs: Vec<(OutputStream, OwnedFd)>,
+        master: Option<OwnedFd>,
+        forward_stdin: bool,
+        keeper_fd: bool,
+    ) -> Self {
+        let stdin = std::io::stdin();
+        let mut open: Vec<Source> = (0..outs.len()).map(Source::Out).collect();
+        open.push(Source::Status);
+        if keeper_fd {
+            open.push(Source::Keeper);
+        }
+        if master.is_some() {
+            open.push(Source::Master);
+            if forward_stdin {
+                open.push(Source::Stdin);
+            }
+        }
+        if let Some(m) = &master {
+            set_nonblocking(m.as_raw_fd());
+        }
+        Streams {
+            winsize: get_winsize(stdin.as_raw_fd()),
+            outs,
+            master,
+            stdin,
+            open,
+            buf: vec![0u8; 64 * 1024],
+            pending_input: Vec::new(),
+        }
+    }
+
+    /// Passes a change of rbk's terminal size on to the container's.
+    fn follow_window_size(&mut self) {
+        if let (Some(m), Some(old)) = (&self.master, self.winsize) {
+            if let Some(now) = get_winsize(self.stdin.as_raw_fd()) {
+                if (now.ws_row, now.ws_col) != (old.ws_row, old.ws_col) {
+                    set_winsize(m.as_raw_fd(), &now);
+                    self.winsize = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Waits (at most 50 ms) for the open sources: what each is ready for.
+    fn poll(&self, sup: &Supervisor) -> Result<Vec<(Source, PollFlags)>, SandboxError> {
+        let wants_out = !self.pending_input.is_empty();
+        // Stop reading rbk's stdin while the terminal is not taking it.
+        let take_stdin = self.pending_input.len() < MAX_PENDING_INPUT;
+        let stdin = self.stdin.as_fd();
+        let fd_of = |s: &Source| match s {
+            Source::Out(i) => self.outs[*i].1.as_fd(),
+            Source::Master => self.master.as_ref().map_or(stdin, |m| m.as_fd()),
+            Source::Status => sup.status.as_fd(),
+            Source::Stdin => stdin,
+            Source::Keeper => sup.pidfd.as_ref().map_or(stdin, |p| p.as_fd()),
+        };
+        let mut polled: Vec<Source> = self.open.clone();
+        polled.retain(|s| *s != Source::Stdin || take_stdin);
+        let mut pfds: Vec<PollFd> = polled
+            .iter()
+            .map(|s| {
+                let mut events = PollFlags::POLLIN;
+                if *s == Source::Master && wants_out {
+                    events |= PollFlags::POLLOUT;
+                }
+                PollFd::new(fd_of(s), events)
+            })
+            .collect();
+        match poll(&mut pfds, PollTimeout::from(50u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(process_err("poll the container's output")(e)),
+        }
+        Ok(polled
+            .iter()
+            .zip(&pfds)
+            .map(|(s, p)| (*s, p.revents().unwrap_or(PollFlags::empty())))
+            .collect())
+    }
+
+    /// Serves one ready source.
+    fn handle(
+        &mut self,
+        sup: &mut Supervisor,
+        source: Source,
+        revents: PollFlags,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+    ) {
+        if source == Source::Keeper {
+            // The keeper exited; `try_reap` collects it.
+            self.open.retain(|s| *s != source);
+            return;
+        }
+        if let (Source::Master, Some(m)) = (source, &self.master) {
+            if revents.contains(PollFlags::POLLOUT) {
+                write_some(m.as_raw_fd(), &mut self.pending_input);
+            }
+            if revents == PollFlags::POLLOUT {
+                return;
+            }
+        }
+        let fd = match source {
+            Source::Out(i) => self.outs[i].1.as_raw_fd(),
+            Source::Master => self.master.as_ref().map_or(-1, |m| m.as_raw_fd()),
+            Source::Status => sup.status.as_raw_fd(),
+            Source::Stdin | Source::Keeper => self.stdin.as_raw_fd(),
+        };
+        match read_fd(fd, &mut self.buf) {
+            Read::Again => {}
+            Read::Eof => {
+                self.open.retain(|s| *s != source);
+                if let (Source::Stdin, Some(m)) = (source, &self.master) {
+                    // rbk's input ended: send the terminal's EOF character
+                    // so the command sees it too.
+                    self.pending_input.push(0x04);
+                    write_some(m.as_raw_fd(), &mut self.pending_input);
+                }
+            }
+            Read::Data(n) => {
+                let data = &self.buf[..n];
+                match source {
+                    Source::Out(i) => output(self.outs[i].0, data),
+                    Source::Master => output(OutputStream::Stdout, data),
+                    Source::Status => sup.on_status(data),
+                    Source::Keeper => {}
+                    Source::Stdin => {
+                        self.pending_input.extend_from_slice(data);
+                        if let Some(m) = &self.master {
+                            write_some(m.as_raw_fd(), &mut self.pending_input);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what is left in every pipe once the container is gone.
+    fn drain(&mut self, sup: &mut Supervisor, output: &mut dyn FnMut(OutputStream, &[u8])) {
+        for (stream, fd) in self.outs.drain(..) {
+            drain(fd.as_raw_fd(), &mut self.buf, |d| output(stream, d));
+        }
+        if let Some(m) = &self.master {
+            drain(m.as_raw_fd(), &mut self.buf, |d| {
+                output(OutputStream::Stdout, d)
+            });
+        }
+        let mut status = Vec::new();
+        drain(sup.status.as_raw_fd(), &mut self.buf, |d| {
+            status.extend_from_slice(d)
+        });
+        sup.on_status(&status);
+    }
+}
+
 impl Supervisor {
     pub(super) fn new(
         keeper: Pid,
@@ -104,140 +275,24 @@ impl Supervisor {
 
     pub(super) fn run(
         &mut self,
-        mut outs: Vec<(OutputStream, OwnedFd)>,
+        outs: Vec<(OutputStream, OwnedFd)>,
         master: Option<OwnedFd>,
         forward_stdin: bool,
         output: &mut dyn FnMut(OutputStream, &[u8]),
         cancel: &CancelToken,
     ) -> Result<i32, SandboxError> {
-        let stdin = std::io::stdin();
-        let mut open: Vec<Source> = (0..outs.len()).map(Source::Out).collect();
-        open.push(Source::Status);
-        if self.pidfd.is_some() {
-            open.push(Source::Keeper);
-        }
-        if master.is_some() {
-            open.push(Source::Master);
-            if forward_stdin {
-                open.push(Source::Stdin);
-            }
-        }
-        let mut winsize = get_winsize(stdin.as_raw_fd());
-        let mut buf = vec![0u8; 64 * 1024];
-        // Input for the terminal that it has not taken yet. The master is
-        // non-blocking so a command that does not read cannot stall the
-        // loop (and with it the output the command may be blocked on).
-        let mut pending_input: Vec<u8> = Vec::new();
-        if let Some(m) = &master {
-            set_nonblocking(m.as_raw_fd());
-        }
+        let mut io = Streams::new(outs, master, forward_stdin, self.pidfd.is_some());
         loop {
             self.handle_token(cancel);
-            if let (Some(m), Some(old)) = (&master, winsize) {
-                if let Some(now) = get_winsize(stdin.as_raw_fd()) {
-                    if (now.ws_row, now.ws_col) != (old.ws_row, old.ws_col) {
-                        set_winsize(m.as_raw_fd(), &now);
-                        winsize = Some(now);
-                    }
-                }
-            }
-            let wants_out = !pending_input.is_empty();
-            // Stop reading rbk's stdin while the terminal is not taking it.
-            let take_stdin = pending_input.len() < MAX_PENDING_INPUT;
-            let ready: Vec<(Source, PollFlags)> = {
-                let fd_of = |s: &Source| match s {
-                    Source::Out(i) => outs[*i].1.as_fd(),
-                    Source::Master => master.as_ref().map_or(stdin.as_fd(), |m| m.as_fd()),
-                    Source::Status => self.status.as_fd(),
-                    Source::Stdin => stdin.as_fd(),
-                    Source::Keeper => self.pidfd.as_ref().map_or(stdin.as_fd(), |p| p.as_fd()),
-                };
-                let mut polled: Vec<Source> = open.clone();
-                polled.retain(|s| *s != Source::Stdin || take_stdin);
-                let mut pfds: Vec<PollFd> = polled
-                    .iter()
-                    .map(|s| {
-                        let mut events = PollFlags::POLLIN;
-                        if *s == Source::Master && wants_out {
-                            events |= PollFlags::POLLOUT;
-                        }
-                        PollFd::new(fd_of(s), events)
-                    })
-                    .collect();
-                match poll(&mut pfds, PollTimeout::from(50u16)) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(process_err("poll the container's output")(e)),
-                }
-                polled
-                    .iter()
-                    .zip(&pfds)
-                    .map(|(s, p)| (*s, p.revents().unwrap_or(PollFlags::empty())))
-                    .collect()
-            };
-            for (source, revents) in ready {
-                if revents.is_empty() {
-                    continue;
-                }
-                if source == Source::Keeper {
-                    // The keeper exited; `try_reap` below collects it.
-                    open.retain(|s| *s != source);
-                    continue;
-                }
-                if let (Source::Master, Some(m)) = (source, &master) {
-                    if revents.contains(PollFlags::POLLOUT) {
-                        write_some(m.as_raw_fd(), &mut pending_input);
-                    }
-                    if revents == PollFlags::POLLOUT {
-                        continue;
-                    }
-                }
-                let fd = match source {
-                    Source::Out(i) => outs[i].1.as_raw_fd(),
-                    Source::Master => master.as_ref().map_or(-1, |m| m.as_raw_fd()),
-                    Source::Status => self.status.as_raw_fd(),
-                    Source::Stdin | Source::Keeper => stdin.as_raw_fd(),
-                };
-                match read_fd(fd, &mut buf) {
-                    Read::Again => {}
-                    Read::Eof => {
-                        open.retain(|s| *s != source);
-                        if let (Source::Stdin, Some(m)) = (source, &master) {
-                            // rbk's input ended: send the terminal's EOF
-                            // character so the command sees it too.
-                            pending_input.push(0x04);
-                            write_some(m.as_raw_fd(), &mut pending_input);
-                        }
-                    }
-                    Read::Data(n) => {
-                        let data = &buf[..n];
-                        match source {
-                            Source::Out(i) => output(outs[i].0, data),
-                            Source::Master => output(OutputStream::Stdout, data),
-                            Source::Status => self.on_status(data),
-                            Source::Keeper => {}
-                            Source::Stdin => {
-                                pending_input.extend_from_slice(data);
-                                if let Some(m) = &master {
-                                    write_some(m.as_raw_fd(), &mut pending_input);
-                                }
-                            }
-                        }
-                    }
+            io.follow_window_size();
+            for (source, revents) in io.poll(self)? {
+                if !revents.is_empty() {
+                    io.handle(self, source, revents, output);
                 }
             }
             if let Some(code) = self.try_reap()? {
                 // Every process of the container is gone: drain what is left.
-                for (stream, fd) in outs.drain(..) {
-                    drain(fd.as_raw_fd(), &mut buf, |d| output(stream, d));
-                }
-                if let Some(m) = &master {
-                    drain(m.as_raw_fd(), &mut buf, |d| output(OutputStream::Stdout, d));
-                }
-                let mut status = Vec::new();
-                drain(self.status.as_raw_fd(), &mut buf, |d| {
-                    status.extend_from_slice(d)
-                });
-                self.on_status(&status);
+                io.drain(self, output);
                 return Ok(code);
             }
         }
