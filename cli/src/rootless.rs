@@ -72,8 +72,7 @@ fn map_args(own: u32, ranges: &[Range]) -> Vec<String> {
 /// Re-runs this rbk as root of a user namespace (see the module doc) and
 /// returns its exit code. `root` is the store to use.
 pub fn reexec(root: &Path) -> Result<i32> {
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
+    let (uid, gid) = crate::sys::real_ids();
     let name = user_name(uid).unwrap_or_else(|| uid.to_string());
     let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
     let (uids, gids) = (

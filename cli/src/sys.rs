@@ -17,6 +17,14 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
+/// The real user and group ids of this process.
+pub fn real_ids() -> (u32, u32) {
+    (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
+}
+
 /// Whether rbk runs as root (the store's default place depends on it).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
