@@ -160,7 +160,7 @@ pub fn check(store: &Store, opts: CheckOptions) -> Result<CheckReport, StoreErro
     let snaps = fsck(&store.root().join("snapshots")).map_err(|e| StoreError::Io {
         op: "check snapshots in",
         path: store.root().join("snapshots"),
-        source: io::Error::other(e.to_string()),
+        source: io::Error::other(e),
     })?;
     let own = store.content.lease().path();
     let leases = live_leases(store.root(), own.as_deref(), opts.repair)?;

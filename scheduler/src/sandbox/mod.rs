@@ -216,6 +216,21 @@ pub enum SandboxError {
     /// slirp4netns failed.
     #[error("cannot set up the container's network: {0}")]
     UserNet(String),
+    /// A port could not be published through slirp4netns's API socket.
+    #[error("cannot publish {host_ip}:{host_port} to port {container_port}/{proto}")]
+    Publish {
+        /// The host address.
+        host_ip: String,
+        /// The host port.
+        host_port: u16,
+        /// The container's port.
+        container_port: u16,
+        /// `tcp` or `udp`.
+        proto: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The seccomp profile could not be built.
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),

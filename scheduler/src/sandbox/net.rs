@@ -226,29 +226,27 @@ fn forward(socket: &std::path::Path, p: &PortMapping) -> Result<(), SandboxError
             "guest_port": p.container_port,
         }
     });
-    let fail = |why: String| {
-        SandboxError::UserNet(format!(
-            "cannot publish {}:{} to port {}/{}: {why}",
-            p.host_ip, p.host_port, p.container_port, p.proto
-        ))
+    let fail = |why: Box<dyn std::error::Error + Send + Sync>| SandboxError::Publish {
+        host_ip: p.host_ip.to_string(),
+        host_port: p.host_port,
+        container_port: p.container_port,
+        proto: p.proto.to_string(),
+        source: why,
     };
-    let mut conn =
-        std::os::unix::net::UnixStream::connect(socket).map_err(|e| fail(e.to_string()))?;
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).map_err(|e| fail(e.into()))?;
     conn.write_all(request.to_string().as_bytes())
         .and_then(|()| conn.shutdown(std::net::Shutdown::Write))
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer)
-        .map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| fail(e.into()))?;
     match v.get("error") {
         None => Ok(()),
-        Some(e) => Err(fail(
-            e.get("desc")
-                .and_then(|d| d.as_str())
-                .unwrap_or("refused")
-                .to_string(),
-        )),
+        Some(e) => {
+            let desc = e.get("desc").and_then(|d| d.as_str()).unwrap_or("refused");
+            Err(fail(format!("slirp4netns: {desc}").into()))
+        }
     }
 }
 
