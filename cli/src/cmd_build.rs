@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use crate::cmd_graph::compile_all;
 use crate::cmd_registry::RegistryFlags;
 use crate::inputs::{self, BuildInputArgs};
+use crate::outputs::{self, Output};
 use crate::progress::{self, ProgressMode};
 
 /// `rbk build`
@@ -83,6 +84,30 @@ pub struct BuildArgs {
         default_missing_value = "always"
     )]
     pub pull: PullPolicy,
+    /// Where the images go besides the store (repeatable), as buildx:
+    /// type=image[,name=N][,push=true], type=registry,name=N,
+    /// type=docker|oci,dest=FILE|-[,name=N], type=tar,dest=FILE|-,
+    /// type=local,dest=DIR; a bare DIR means type=local, - type=tar
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Push the images to their registries under their -t names (the same
+    /// as --output type=registry)
+    #[arg(long)]
+    pub push: bool,
+    /// Accepted for buildx's sake: rbk's images are always in its store
+    /// (`rbk save | docker load` moves them to Docker)
+    #[arg(long)]
+    pub load: bool,
+    /// Write the image id (sha256:...) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to FILE, as buildx does
+    /// (containerimage.digest, containerimage.config.digest, image.name)
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Print only the image id on standard output, no progress
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
 }
@@ -284,6 +309,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     // Every flag is checked before any work (compile, pull, cache import).
     let (options, compression) = options(args)?;
+    let outputs = outputs_of(args)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let bases = BaseImages::new(&store);
@@ -301,6 +327,14 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         client: &client,
         tried: Mutex::new(BTreeMap::new()),
     };
+    // One image per input: checked before any base is pulled.
+    outputs::check(&outputs, inputs.len())?;
+    if inputs.len() != 1 && args.iidfile.is_some() {
+        bail!(
+            "--iidfile needs exactly one image, and this build makes {}; use --metadata-file",
+            inputs.len()
+        );
+    }
     let graph = compile_all(&inputs, &resolver)?;
     let failures = resolver.failures();
     if !failures.is_empty() {
@@ -318,7 +352,11 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         .with_compression(compression)
         .with_cache_from(cache_from)
         .with_cache_to(cache_to);
-    let reporter = progress::reporter(args.progress);
+    let reporter = progress::reporter(if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        args.progress
+    });
     let services = Services {
         bases: &bases,
         images: &store,
@@ -333,8 +371,83 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     crate::sys::cancel_on_interrupt(&cancel);
     let summary = session.build(&cancel)?;
     drop(reporter);
-    print_summary(&summary, started);
+    outputs::export(&store, &|| client.get(), &outputs, &summary.images)?;
+    write_result_files(&store, args, &summary)?;
+    if args.quiet {
+        for img in &summary.images {
+            println!("{}", img.id);
+        }
+    } else {
+        // Standard output may carry an exported tarball; rawjson keeps
+        // stderr to JSON lines.
+        let to_stdout = outputs.iter().any(Output::writes_stdout);
+        print_summary(&summary, started, args.progress, to_stdout);
+    }
     Ok(0)
+}
+
+/// The `--output`s, and `--push` as one more.
+fn outputs_of(args: &BuildArgs) -> Result<Vec<Output>> {
+    let mut outs = args
+        .outputs
+        .iter()
+        .map(|s| outputs::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    if args.push {
+        outs.push(Output::Image {
+            names: Vec::new(),
+            push: true,
+            compression: Compression::Gzip,
+        });
+    }
+    Ok(outs)
+}
+
+/// `--iidfile` and `--metadata-file`.
+fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -> Result<()> {
+    if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
+        std::fs::write(path, img.id.to_string())
+            .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
+    }
+    let Some(path) = &args.metadata_file else {
+        return Ok(());
+    };
+    let entry = |img: &rbk_scheduler::BuiltImage| -> Result<serde_json::Value> {
+        let size = store.content.size(&img.manifest)?;
+        let media_type = store
+            .resolve(&img.id.to_string())?
+            .manifest
+            .media_type
+            .unwrap_or_else(|| rbk_store::oci::MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let mut v = serde_json::json!({
+            "containerimage.digest": img.manifest.to_string(),
+            "containerimage.config.digest": img.id.to_string(),
+            "containerimage.descriptor": {
+                "mediaType": media_type,
+                "digest": img.manifest.to_string(),
+                "size": size,
+            },
+        });
+        if !img.tags.is_empty() {
+            v["image.name"] = img.tags.join(",").into();
+        }
+        Ok(v)
+    };
+    // One image: its fields at the top, as `docker buildx build`; several
+    // (an rbk.toml): one object per target, as `docker buildx bake`.
+    let doc = match summary.images.as_slice() {
+        [one] => entry(one)?,
+        many => {
+            let mut map = serde_json::Map::new();
+            for img in many {
+                map.insert(img.name.clone(), entry(img)?);
+            }
+            serde_json::Value::Object(map)
+        }
+    };
+    let text = serde_json::to_string_pretty(&doc)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write --metadata-file {}", path.display()))
 }
 
 /// The build's options from its flags, and the layer compression; a bad
@@ -404,9 +517,28 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-/// The summary on stderr, then one line per image on stdout.
-fn print_summary(summary: &BuildSummary, started: Instant) {
+/// The summary on stderr, then one line per image on stdout (on stderr
+/// when an output took stdout; as one JSON line under rawjson).
+fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, stdout_taken: bool) {
     let secs = started.elapsed().as_secs_f64();
+    if mode == ProgressMode::Rawjson {
+        let images: Vec<serde_json::Value> = summary
+            .images
+            .iter()
+            .map(|i| serde_json::json!({ "name": i.name, "id": i.id.to_string(), "tags": i.tags }))
+            .collect();
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "status": "built",
+                "seconds": secs,
+                "ran": summary.ran,
+                "cached": summary.cached,
+                "images": images,
+            })
+        );
+        return;
+    }
     eprintln!(
         "built {} in {secs:.2}s: {} run, {} cached",
         plural(summary.images.len(), "image"),
@@ -428,7 +560,12 @@ fn print_summary(summary: &BuildSummary, started: Instant) {
         } else {
             img.tags.join(", ")
         };
-        println!("{}  {}  {}", img.name, &img.id.hex()[..12], tags);
+        let line = format!("{}  {}  {}", img.name, &img.id.hex()[..12], tags);
+        if stdout_taken {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use rbk_compiler::targets::TargetFile;
 /// What `rbk build`/`rbk graph` were asked to compile.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildInputArgs {
-    /// Name of the Dockerfile (default: PATH/Dockerfile)
+    /// Name of the Dockerfile (default: PATH/Dockerfile; - reads it from
+    /// standard input)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Stage to build
@@ -23,6 +24,10 @@ pub struct BuildInputArgs {
     /// Name and optionally a tag, name:tag (repeatable)
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
+    /// Set a label on the image(s) (repeatable; over the Dockerfile's and
+    /// rbk.toml's)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Target platform (os/arch)
     #[arg(long)]
     pub platform: Option<String>,
@@ -34,13 +39,45 @@ pub struct BuildInputArgs {
     pub names: Vec<String>,
 }
 
-fn parse_kv(s: &str) -> Result<(String, String)> {
+/// A `--build-arg`: `KEY=VALUE`, or `KEY` alone for the value of the
+/// environment variable KEY (as docker does; unset, it is not passed).
+fn parse_build_arg(s: &str) -> Result<Option<(String, String)>> {
     match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        // `--build-arg NAME` takes the value from the environment, as docker does.
-        None if !s.is_empty() => Ok((s.to_string(), std::env::var(s).unwrap_or_default())),
-        _ => bail!("invalid --build-arg {s:?}: expected KEY=VALUE"),
+        Some((k, v)) if !k.is_empty() => Ok(Some((k.to_string(), v.to_string()))),
+        None if !s.is_empty() => Ok(crate::env::build_arg(s).map(|v| (s.to_string(), v))),
+        _ => bail!("invalid --build-arg {s:?}: expected KEY=VALUE or KEY"),
     }
+}
+
+/// `--label KEY=VALUE`s.
+fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("invalid --label {l:?}: expected KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+/// The Dockerfile's text: `-` is standard input.
+fn read_dockerfile(path: &Path) -> Result<String> {
+    if path != Path::new("-") {
+        return read(path);
+    }
+    use std::io::{IsTerminal as _, Read as _};
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("-f -: no Dockerfile on standard input (pipe one in)");
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .read_to_end(&mut bytes)
+        .context("cannot read the Dockerfile from standard input")?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -79,9 +116,11 @@ pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
 pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetCaches>)> {
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
-        let (k, v) = parse_kv(a)?;
-        build_args.insert(k, v);
+        if let Some((k, v)) = parse_build_arg(a)? {
+            build_args.insert(k, v);
+        }
     }
+    let labels = parse_labels(&args.labels)?;
     if is_target_file(&args.path) {
         if args.file.is_some() {
             bail!("-f cannot be used with an rbk.toml; set `dockerfile` in the target instead");
@@ -105,6 +144,8 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
             merged.extend(build_args.clone());
             let mut tags = t.tags.clone();
             tags.extend(args.tags.iter().cloned());
+            let mut target_labels = t.labels.clone();
+            target_labels.extend(labels.clone());
             out.push(Input {
                 name: t.name.clone(),
                 file: t.dockerfile.display().to_string(),
@@ -113,7 +154,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
                 target: args.target.clone().or(t.target.clone()),
                 build_args: merged,
                 tags,
-                labels: t.labels.clone(),
+                labels: target_labels,
                 platform: args.platform.clone().or(t.platform.clone()),
             });
         }
@@ -131,21 +172,22 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
         .clone()
         .unwrap_or_else(|| args.path.join("Dockerfile"));
     let context = absolute(&args.path)?;
-    let name = args
-        .tags
-        .first()
-        .cloned()
-        .unwrap_or_else(|| dockerfile.display().to_string());
+    let shown = if dockerfile == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        dockerfile.display().to_string()
+    };
+    let name = args.tags.first().cloned().unwrap_or_else(|| shown.clone());
     Ok((
         vec![Input {
             name,
-            file: dockerfile.display().to_string(),
-            source: read(&dockerfile)?,
+            file: shown,
+            source: read_dockerfile(&dockerfile)?,
             context: context.display().to_string(),
             target: args.target.clone(),
             build_args,
             tags: args.tags.clone(),
-            labels: BTreeMap::new(),
+            labels,
             platform: args.platform.clone(),
         }],
         Vec::new(),

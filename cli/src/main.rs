@@ -13,6 +13,7 @@ mod containers;
 mod detach;
 mod env;
 mod inputs;
+mod outputs;
 mod progress;
 mod report;
 mod rootless;

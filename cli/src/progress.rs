@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
 
-/// `--progress auto|tty|plain`.
+/// `--progress auto|tty|plain|rawjson|quiet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
     /// tty when stderr is a terminal, else plain.
@@ -18,6 +18,10 @@ pub enum ProgressMode {
     Tty,
     /// Plain lines.
     Plain,
+    /// One JSON object per line on stderr for each step event, for programs.
+    Rawjson,
+    /// Nothing (errors are still printed).
+    Quiet,
 }
 
 /// Plain output: `#N [label] text`, each output line as `#N line`.
@@ -175,12 +179,86 @@ impl Reporter for Live {
     }
 }
 
+/// `--progress quiet`: nothing.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn on_start(&self, _: &Step) {}
+    fn on_log(&self, _: &Step, _: OutputStream, _: &[u8]) {}
+    fn on_finish(&self, _: &Step, _: &Finish) {}
+}
+
+/// `--progress rawjson`: stderr carries only JSON lines, one per event —
+/// `{"vertex":3,"name":"[app 2/4] RUN make","kind":"exec","status":"started"}`,
+/// then `"log"` events with the output (`stream`, `data`) and one
+/// `"done"`, `"cached"` or `"error"` event with `duration_ms` (and
+/// `cache_miss` under `--explain`).
+pub struct RawJson {
+    start: Instant,
+}
+
+impl RawJson {
+    fn emit(&self, step: &Step, status: &str, extra: serde_json::Value) {
+        let mut v = serde_json::json!({
+            "vertex": step.vertex,
+            "name": format!("[{}] {}", step.label, step.text),
+            "kind": step.kind,
+            "status": status,
+            "elapsed_ms": self.start.elapsed().as_millis() as u64,
+        });
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{v}");
+    }
+}
+
+impl Reporter for RawJson {
+    fn on_start(&self, step: &Step) {
+        self.emit(step, "started", serde_json::json!({}));
+    }
+
+    fn on_log(&self, step: &Step, stream: OutputStream, data: &[u8]) {
+        let stream = match stream {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        };
+        self.emit(
+            step,
+            "log",
+            serde_json::json!({ "stream": stream, "data": String::from_utf8_lossy(data) }),
+        );
+    }
+
+    fn on_finish(&self, step: &Step, f: &Finish) {
+        let status = if f.cached {
+            "cached"
+        } else if f.failed {
+            "error"
+        } else {
+            "done"
+        };
+        let mut extra = serde_json::json!({ "duration_ms": f.duration.as_millis() as u64 });
+        if let (Some(why), Some(obj)) = (&f.explain, extra.as_object_mut()) {
+            obj.insert("cache_miss".into(), why.clone().into());
+        }
+        self.emit(step, status, extra);
+    }
+}
+
 /// The reporter for `mode`.
 pub fn reporter(mode: ProgressMode) -> Box<dyn Reporter> {
     let tty = match mode {
         ProgressMode::Auto => std::io::stderr().is_terminal(),
         ProgressMode::Tty => true,
         ProgressMode::Plain => false,
+        ProgressMode::Quiet => return Box::new(Quiet),
+        ProgressMode::Rawjson => {
+            return Box::new(RawJson {
+                start: Instant::now(),
+            })
+        }
     };
     if tty {
         Box::new(Live::new())

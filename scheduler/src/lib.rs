@@ -23,7 +23,9 @@ pub mod solve;
 pub mod state;
 pub mod step;
 
-pub use session::{BuildError, BuildOptions, BuildSession, BuildSummary, Entitlements, Services};
+pub use session::{
+    BuildError, BuildOptions, BuildSession, BuildSummary, BuiltImage, Entitlements, Services,
+};
 pub use step::StepError;
 
 /// An error and its sources on one line each, as the CLI prints them:

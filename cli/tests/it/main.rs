@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod containers;
 mod debian;
+mod outputs;
 mod rootless;
 mod run;
 mod security;

@@ -1,0 +1,485 @@
+//! Where `rbk build` puts its images besides the store: `-o/--output` with
+//! buildx's syntax (`type=image|registry|docker|oci|tar|local`, `dest=`,
+//! `name=`, `push=`, `compression=`), `--push` and `--load`. Every value is
+//! parsed before the build starts; the exports run after it.
+
+use std::fs::File;
+use std::io::{self, IsTerminal as _, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use rbk_scheduler::BuiltImage;
+use rbk_store::archive::{self, SaveItem};
+use rbk_store::compress::Compression;
+use rbk_store::images::{Image, Store};
+use rbk_store::layer::ApplyMode;
+use rbk_store::registry::Client;
+use rbk_store::Reference;
+
+/// The accepted forms, for error messages.
+const FORMS: &str = "type=image|registry|docker|oci|tar|local with dest=, name=, push=, \
+compression=; or a directory (type=local) or - (type=tar to standard output)";
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Kept in the store (every build is); `name=` tags it, `push=true`
+    /// pushes those names (`type=registry` is `type=image,push=true`).
+    Image {
+        names: Vec<Reference>,
+        push: bool,
+        compression: Compression,
+    },
+    /// An image archive: Docker's (`type=docker`) or an OCI layout
+    /// (`type=oci`). rbk writes one tarball that is both, so either loads
+    /// in docker, podman and skopeo.
+    Archive {
+        kind: &'static str,
+        dest: Dest,
+        names: Vec<Reference>,
+    },
+    /// The final filesystem as a tarball.
+    Tar { dest: Dest },
+    /// The final filesystem in a directory.
+    Local { dest: PathBuf },
+}
+
+impl Output {
+    /// Whether it writes to standard output.
+    pub fn writes_stdout(&self) -> bool {
+        matches!(
+            self,
+            Output::Tar { dest: Dest::Stdout }
+                | Output::Archive {
+                    dest: Dest::Stdout,
+                    ..
+                }
+        )
+    }
+}
+
+/// Where an exported file goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Stdout,
+    File(PathBuf),
+}
+
+/// Parses one `-o` value (buildx's CSV syntax, or a bare path or `-`).
+pub fn parse(s: &str) -> Result<Output> {
+    if s == "-" {
+        return Ok(Output::Tar { dest: Dest::Stdout });
+    }
+    if !s.contains('=') {
+        if s.is_empty() {
+            bail!("--output: empty value; expected {FORMS}");
+        }
+        return Ok(Output::Local {
+            dest: PathBuf::from(s),
+        });
+    }
+    let bad = |why: String| anyhow::anyhow!("--output {s:?}: {why}; expected {FORMS}");
+    let mut kind = None;
+    let mut dest = None;
+    let mut names = Vec::new();
+    let mut push = None;
+    let mut compression = None;
+    for field in split_csv(s).map_err(|e| bad(e.into()))? {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+        match k {
+            "type" => kind = Some(v.to_string()),
+            "dest" => dest = Some(v.to_string()),
+            "name" => {
+                for n in v.split(',').filter(|n| !n.is_empty()) {
+                    names.push(Reference::parse(n).map_err(|e| bad(format!("name {n:?}: {e}")))?);
+                }
+            }
+            "push" => push = Some(parse_bool(v).map_err(|e| bad(format!("push: {e}")))?),
+            "compression" => {
+                compression = Some(
+                    v.parse::<Compression>()
+                        .map_err(|e| bad(format!("compression: {e}")))?,
+                )
+            }
+            "load" | "unpack" | "store" => {
+                parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
+            }
+            other => return Err(bad(format!("unknown key {other:?}"))),
+        }
+    }
+    let kind = kind.ok_or_else(|| bad("type= is missing".into()))?;
+    let need_dest = |dest: Option<String>| -> Result<Dest> {
+        match dest.as_deref() {
+            None | Some("") => Err(bad(format!("type={kind} needs dest=FILE or dest=-"))),
+            Some("-") => Ok(Dest::Stdout),
+            Some(p) => Ok(Dest::File(PathBuf::from(p))),
+        }
+    };
+    let no = |what: &str, present: bool| -> Result<()> {
+        if present {
+            return Err(bad(format!("type={kind} takes no {what}")));
+        }
+        Ok(())
+    };
+    match kind.as_str() {
+        "image" | "registry" => {
+            no("dest=", dest.is_some())?;
+            Ok(Output::Image {
+                names,
+                push: push.unwrap_or(kind == "registry"),
+                compression: compression.unwrap_or(Compression::Gzip),
+            })
+        }
+        "docker" | "oci" => {
+            no("push=", push.is_some())?;
+            if compression.is_some_and(|c| c != Compression::None) {
+                return Err(bad(format!(
+                    "type={kind} writes the layers as the store keeps them \
+                     (uncompressed); compression= applies to pushes (type=registry)"
+                )));
+            }
+            Ok(Output::Archive {
+                kind: if kind == "docker" { "docker" } else { "oci" },
+                dest: need_dest(dest)?,
+                names,
+            })
+        }
+        "tar" | "local" => {
+            no("name=", !names.is_empty())?;
+            no("push=", push.is_some())?;
+            no("compression=", compression.is_some())?;
+            let dest = need_dest(dest)?;
+            if kind == "tar" {
+                return Ok(Output::Tar { dest });
+            }
+            match dest {
+                Dest::File(dest) => Ok(Output::Local { dest }),
+                Dest::Stdout => Err(bad("type=local needs a directory as dest=".into())),
+            }
+        }
+        other => Err(bad(format!("unknown type {other:?}"))),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// Splits `a=1,"name=x,y",b=2` on commas outside double quotes, dropping
+/// the quotes (buildx reads `-o` as one CSV record).
+fn split_csv(s: &str) -> Result<Vec<String>, &'static str> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("an unclosed double quote");
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// Checks the outputs against what the build makes, before it starts: at
+/// most one may write to standard output, and a filesystem output needs
+/// exactly one image.
+pub fn check(outputs: &[Output], images: usize) -> Result<()> {
+    let to_stdout = outputs.iter().filter(|o| o.writes_stdout()).count();
+    if to_stdout > 1 {
+        bail!("--output: only one output can go to standard output (dest=-)");
+    }
+    if to_stdout == 1 && io::stdout().is_terminal() {
+        bail!("--output: refusing to write a tarball to a terminal; redirect standard output or give dest=FILE");
+    }
+    for o in outputs {
+        let single = match o {
+            Output::Tar { .. } => Some("type=tar"),
+            Output::Local { .. } => Some("type=local"),
+            Output::Archive { names, .. } if !names.is_empty() => Some("name= on an archive"),
+            Output::Image { names, .. } if !names.is_empty() => Some("name="),
+            _ => None,
+        };
+        if let (Some(what), true) = (single, images != 1) {
+            bail!("--output: {what} needs exactly one image, and this build makes {images}; choose a target");
+        }
+        if let Output::Image {
+            names, push: true, ..
+        } = o
+        {
+            if names.is_empty() && images == 0 {
+                bail!("--output: push=true needs name= or -t");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the exports for the built `images`.
+pub fn export(
+    store: &Store,
+    client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
+    outputs: &[Output],
+    images: &[BuiltImage],
+) -> Result<()> {
+    let resolved: Vec<Image> = images
+        .iter()
+        .map(|b| store.resolve(&b.id.to_string()))
+        .collect::<Result<_, _>>()?;
+    for o in outputs {
+        match o {
+            Output::Image {
+                names,
+                push,
+                compression,
+            } => export_image(store, client, &resolved, images, names, *push, *compression)?,
+            Output::Archive { kind, dest, names } => {
+                let items: Vec<SaveItem> = resolved
+                    .iter()
+                    .zip(images)
+                    .map(|(image, built)| SaveItem {
+                        image: image.clone(),
+                        names: if names.is_empty() {
+                            built
+                                .tags
+                                .iter()
+                                .filter_map(|t| Reference::parse(t).ok())
+                                .collect()
+                        } else {
+                            names.clone()
+                        },
+                    })
+                    .collect();
+                write_dest(dest, &format!("the {kind} archive"), |w| {
+                    Ok(archive::save(store, &items, w)?)
+                })?;
+            }
+            Output::Tar { dest } => {
+                let image = only(&resolved)?;
+                write_dest(dest, "the filesystem tarball", |w| {
+                    filesystem_tar(store, image, w)
+                })?;
+            }
+            Output::Local { dest } => filesystem_dir(store, only(&resolved)?, dest)?,
+        }
+    }
+    Ok(())
+}
+
+fn only(images: &[Image]) -> Result<&Image> {
+    match images {
+        [one] => Ok(one),
+        _ => bail!("a filesystem output needs exactly one image"),
+    }
+}
+
+/// `type=image`: tags the image with `names` (else its `-t` tags) and
+/// pushes them when asked.
+fn export_image(
+    store: &Store,
+    client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
+    resolved: &[Image],
+    built: &[BuiltImage],
+    names: &[Reference],
+    push: bool,
+    compression: Compression,
+) -> Result<()> {
+    for (image, b) in resolved.iter().zip(built) {
+        let names: Vec<Reference> = if names.is_empty() {
+            b.tags
+                .iter()
+                .filter_map(|t| Reference::parse(t).ok())
+                .collect()
+        } else {
+            for n in names {
+                store.tag(image, n)?;
+            }
+            names.to_vec()
+        };
+        if !push {
+            continue;
+        }
+        if names.is_empty() {
+            bail!("cannot push {}: it has no name (give -t or name=)", b.name);
+        }
+        let client = client()?;
+        for n in &names {
+            let pushed = client
+                .push_with(store, &image.id.to_string(), n, compression, &|_| {})
+                .with_context(|| format!("cannot push {}", n.familiar()))?;
+            eprintln!("pushed {}: {}", n.familiar(), pushed.digest);
+        }
+    }
+    Ok(())
+}
+
+/// Writes to `dest` through `write`: a file (made beside its place and
+/// renamed, so a failure leaves no half file) or standard output.
+fn write_dest(
+    dest: &Dest,
+    what: &str,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    match dest {
+        Dest::Stdout => {
+            let mut out = io::stdout().lock();
+            write(&mut out)?;
+            out.flush().context("cannot write to standard output")
+        }
+        Dest::File(path) => {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".rbk-partial-{}", std::process::id()));
+            let tmp = path.with_file_name(name);
+            let result = (|| -> Result<()> {
+                let mut f = io::BufWriter::new(
+                    File::create(&tmp)
+                        .with_context(|| format!("cannot create {}", tmp.display()))?,
+                );
+                write(&mut f)?;
+                let f = f
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                f.sync_all()
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result.with_context(|| format!("cannot export {what} to {}", path.display()))
+        }
+    }
+}
+
+/// Unpacks `image`'s layers, in order, into `dir` (made if missing).
+fn filesystem_dir(store: &Store, image: &Image, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for l in &image.manifest.layers {
+        let blob = store.content.open_blob(&l.digest)?;
+        let plain = rbk_store::compress::decompress(blob)
+            .with_context(|| format!("cannot read layer {}", l.digest))?;
+        rbk_store::layer::apply(plain, dir, ApplyMode::Merge)
+            .with_context(|| format!("cannot unpack layer {} into {}", l.digest, dir.display()))?;
+    }
+    Ok(())
+}
+
+/// `image`'s filesystem as one tarball: unpacked into a scratch directory
+/// of the store, then archived in name order with numeric owners.
+fn filesystem_tar(store: &Store, image: &Image, w: &mut dyn Write) -> Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("export-")
+        .tempdir_in(store.root().join("tmp"))
+        .context("cannot make a scratch directory in the store")?;
+    filesystem_dir(store, image, scratch.path())?;
+    let mut tar = tar::Builder::new(w);
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Complete);
+    append_sorted(&mut tar, scratch.path(), Path::new(""))?;
+    tar.finish().context("cannot write the tarball")?;
+    Ok(())
+}
+
+/// Appends `root/rel` and everything under it, children in name order.
+fn append_sorted(tar: &mut tar::Builder<&mut dyn Write>, root: &Path, rel: &Path) -> Result<()> {
+    let dir = root.join(rel);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let rel = rel.join(&name);
+        let path = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot inspect {}", path.display()))?;
+        tar.append_path_with_name(&path, &rel)
+            .with_context(|| format!("cannot archive {}", path.display()))?;
+        if meta.is_dir() {
+            append_sorted(tar, root, &rel)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildx_forms() {
+        assert_eq!(
+            parse("out").unwrap(),
+            Output::Local {
+                dest: PathBuf::from("out")
+            }
+        );
+        assert_eq!(parse("-").unwrap(), Output::Tar { dest: Dest::Stdout });
+        assert_eq!(
+            parse("type=tar,dest=fs.tar").unwrap(),
+            Output::Tar {
+                dest: Dest::File(PathBuf::from("fs.tar"))
+            }
+        );
+        match parse("type=registry,\"name=r.io/a:1,r.io/a:latest\"").unwrap() {
+            Output::Image {
+                names,
+                push,
+                compression,
+            } => {
+                assert_eq!(names.len(), 2);
+                assert!(push);
+                assert_eq!(compression, Compression::Gzip);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("type=image,name=a:1,push=true,compression=zstd").unwrap() {
+            Output::Image {
+                push, compression, ..
+            } => assert!(push && compression == Compression::Zstd),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("type=oci,dest=-").unwrap(),
+            Output::Archive {
+                kind: "oci",
+                dest: Dest::Stdout,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_values_name_the_problem() {
+        for (v, want) in [
+            ("type=zip,dest=x", "unknown type"),
+            ("type=docker", "needs dest="),
+            ("type=local,dest=-", "needs a directory"),
+            ("type=tar,dest=x,name=a", "takes no name="),
+            ("type=image,dest=x", "takes no dest="),
+            ("type=image,push=maybe", "not true or false"),
+            ("type=image,compression=lz4", "compression"),
+            ("type=docker,dest=x,compression=gzip", "applies to pushes"),
+            ("dest=x", "type= is missing"),
+            ("type=image,colour=red", "unknown key"),
+            ("type=image,\"name=a", "unclosed"),
+        ] {
+            let e = format!("{:#}", parse(v).unwrap_err());
+            assert!(e.contains(want), "{v}: {e}");
+            assert!(e.contains("--output"), "{v}: {e}");
+        }
+    }
+}

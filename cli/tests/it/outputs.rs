@@ -1,0 +1,314 @@
+//! `rbk build`'s CI options: `-o/--output` (image, registry, docker, oci,
+//! tar, local), `--push`, `--iidfile`, `--metadata-file`, `-q`,
+//! `--progress rawjson|quiet`, `--label`, `-f -` and `--build-arg NAME`.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::cache::Registry;
+use crate::{cannot_run_containers, make_base, rbk, rbk_bin, skip, stderr, stdout};
+
+const DOCKERFILE: &str = "FROM localhost/busybox:latest\n\
+ARG GREETING=default\n\
+RUN mkdir /app && echo \"$GREETING\" > /app/hello && ln -s hello /app/link && chmod 4755 /app/hello\n\
+LABEL from=dockerfile\n\
+CMD [\"cat\", \"/app/hello\"]\n";
+
+/// A store with the busybox base and a context holding [`DOCKERFILE`].
+fn setup(test: &str) -> Option<(tempfile::TempDir, tempfile::TempDir)> {
+    if let Some(why) = cannot_run_containers() {
+        skip(test, &why);
+        return None;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let out = make_base(store.path(), "busybox", &[]);
+    assert!(out.status.success(), "make-bases: {}", stderr(&out));
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), DOCKERFILE).unwrap();
+    Some((store, ctx))
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+fn inspect(store: &Path, name: &str) -> serde_json::Value {
+    let out = ok(rbk(store, &["inspect", name]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.get(0).cloned().unwrap_or(v)
+}
+
+fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+#[test]
+fn outputs_write_the_filesystem_and_archives_and_result_files() {
+    let test = "outputs_write_the_filesystem_and_archives_and_result_files";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let s = store.path();
+    let out = tempfile::tempdir().unwrap();
+    let o = |name: &str| out.path().join(name).display().to_string();
+    let local = format!("type=local,dest={}", o("fs"));
+    let tar = format!("type=tar,dest={}", o("fs.tar"));
+    let docker = format!("type=docker,dest={},name=o/renamed:2", o("docker.tar"));
+    let oci = format!("type=oci,dest={}", o("oci.tar"));
+    let iid = o("iid");
+    let meta = o("meta.json");
+    let ctx_s = ctx.path().display().to_string();
+    ok(rbk(
+        s,
+        &[
+            "build",
+            "-t",
+            "o/app:1",
+            "--label",
+            "team=core",
+            "-o",
+            &local,
+            "-o",
+            &tar,
+            "-o",
+            &docker,
+            "--output",
+            &oci,
+            "--iidfile",
+            &iid,
+            "--metadata-file",
+            &meta,
+            &ctx_s,
+        ],
+    ));
+    let img = inspect(s, "o/app:1");
+    let id = img["Id"].as_str().unwrap().to_string();
+
+    // type=local: the final tree, modes and links as in the image.
+    use std::os::unix::fs::MetadataExt as _;
+    let hello = out.path().join("fs/app/hello");
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "default\n");
+    assert_eq!(std::fs::metadata(&hello).unwrap().mode() & 0o7777, 0o4755);
+    assert_eq!(
+        std::fs::read_link(out.path().join("fs/app/link")).unwrap(),
+        Path::new("hello")
+    );
+    assert!(out.path().join("fs/bin/busybox").is_file());
+
+    // type=tar: the same tree as one tarball.
+    let mut names = Vec::new();
+    let mut a = tar::Archive::new(std::fs::File::open(o("fs.tar")).unwrap());
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let p = e.path().unwrap().display().to_string();
+        if p == "app/hello" {
+            assert_eq!(e.header().mode().unwrap() & 0o7777, 0o4755);
+            assert_eq!(e.header().uid().unwrap(), 0);
+        }
+        names.push(p);
+    }
+    for want in ["app", "app/hello", "app/link", "bin/busybox"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+
+    // --iidfile and --metadata-file, with the label.
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.config.digest"], id.as_str());
+    assert_eq!(
+        m["containerimage.digest"],
+        m["containerimage.descriptor"]["digest"]
+    );
+    assert!(m["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(m["image.name"], "o/app:1");
+    assert_eq!(img["Config"]["Labels"]["team"], "core");
+    assert_eq!(img["Config"]["Labels"]["from"], "dockerfile");
+
+    // type=docker under its name=: loads into another store as that name.
+    let other = tempfile::tempdir().unwrap();
+    let loaded = ok(rbk(other.path(), &["load", "-i", &o("docker.tar")]));
+    assert!(
+        stdout(&loaded).contains("o/renamed:2"),
+        "{}",
+        stdout(&loaded)
+    );
+    assert_eq!(inspect(other.path(), "o/renamed:2")["Id"], id.as_str());
+    // Both archives read by an independent tool.
+    if have("skopeo") {
+        for (kind, file) in [("docker-archive", "docker.tar"), ("oci-archive", "oci.tar")] {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--config", &format!("{kind}:{}", o(file))])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "skopeo {kind}: {}", stderr(&out));
+            assert!(stdout(&out).contains("team"), "{}", stdout(&out));
+        }
+    } else {
+        skip(
+            test,
+            "skopeo is missing: the archives were not read by skopeo",
+        );
+    }
+}
+
+#[test]
+fn quiet_rawjson_stdin_dockerfile_and_build_arg_from_the_environment() {
+    let test = "quiet_rawjson_stdin_dockerfile_and_build_arg_from_the_environment";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let ctx_s = ctx.path().display().to_string();
+    // -q: the image id alone on stdout, nothing on stderr.
+    let out = ok(rbk(store.path(), &["build", "-q", &ctx_s]));
+    let id = stdout(&out);
+    assert!(
+        id.starts_with("sha256:") && id.trim_end().len() == 71 && id.lines().count() == 1,
+        "{id:?}"
+    );
+    assert_eq!(stderr(&out), "");
+
+    // -f - with --build-arg GREETING from the environment, the filesystem
+    // to stdout (-o -), progress as JSON lines.
+    let mut child = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(store.path())
+        .args(["build", "--progress", "rawjson", "-f", "-"])
+        .args(["--build-arg", "GREETING", "-o", "-", &ctx_s])
+        .env("GREETING", "from-env")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(DOCKERFILE.as_bytes())
+        .unwrap();
+    let out = ok(child.wait_with_output().unwrap());
+    let mut a = tar::Archive::new(out.stdout.as_slice());
+    let mut hello = None;
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap() == Path::new("app/hello") {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            hello = Some(s);
+        }
+    }
+    assert_eq!(hello.as_deref(), Some("from-env\n"));
+    let err = stderr(&out);
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(events.iter().any(|e| e["status"] == "started"), "{err}");
+    assert!(events.iter().any(|e| e["status"] == "done"), "{err}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["name"].as_str().unwrap_or("").contains("<stdin>")),
+        "{err}"
+    );
+    assert_eq!(events.last().unwrap()["status"], "built");
+
+    // Unset in the environment, --build-arg NAME passes nothing: the default.
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(store.path())
+        .args(["build", "--build-arg", "GREETING", "-o", "-", &ctx_s])
+        .env_remove("GREETING")
+        .output()
+        .unwrap();
+    let out = ok(out);
+    let mut a = tar::Archive::new(out.stdout.as_slice());
+    let found = a.entries().unwrap().any(|e| {
+        let mut e = e.unwrap();
+        let mut s = String::new();
+        e.path().unwrap() == Path::new("app/hello")
+            && std::io::Read::read_to_string(&mut e, &mut s).is_ok()
+            && s == "default\n"
+    });
+    assert!(found);
+}
+
+#[test]
+fn bad_outputs_fail_before_any_work() {
+    let test = "bad_outputs_fail_before_any_work";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let ctx_s = ctx.path().display().to_string();
+    let before = stdout(&ok(rbk(store.path(), &["images", "-q"])));
+    for (args, want) in [
+        (vec!["-o", "type=zip,dest=x"], "unknown type \"zip\""),
+        (vec!["-o", "type=docker"], "needs dest="),
+        (vec!["-o", "type=tar,dest=x,name=a:1"], "takes no name="),
+        (vec!["-o", "-", "-o", "type=oci,dest=-"], "only one output"),
+        (vec!["--label", "novalue"], "--label"),
+        (vec!["--build-arg", "=x"], "--build-arg"),
+    ] {
+        let mut all = vec!["build"];
+        all.extend(args.iter().copied());
+        all.push(&ctx_s);
+        let out = rbk(store.path(), &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("#1 "),
+            "a step ran: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(stdout(&ok(rbk(store.path(), &["images", "-q"]))), before);
+}
+
+#[test]
+fn push_and_registry_outputs_reach_the_registry() {
+    let test = "push_and_registry_outputs_reach_the_registry";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let ctx_s = ctx.path().display().to_string();
+    let tagged = format!("{}/o/pushed:1", reg.host);
+    let named = format!("{}/o/other:2", reg.host);
+    let insecure = format!("--insecure-registry={}", reg.host);
+    let registry_out = format!("type=registry,name={named},compression=zstd");
+    ok(rbk(
+        store.path(),
+        &[
+            "build",
+            "-t",
+            &tagged,
+            "--push",
+            "-o",
+            &registry_out,
+            &insecure,
+            &ctx_s,
+        ],
+    ));
+    let id = inspect(store.path(), &tagged)["Id"].clone();
+    // Both names are in the registry: a fresh store pulls them.
+    let other = tempfile::tempdir().unwrap();
+    for name in [&tagged, &named] {
+        ok(rbk(other.path(), &["pull", &insecure, name]));
+        assert_eq!(inspect(other.path(), name)["Id"], id, "{name}");
+    }
+}
