@@ -186,6 +186,15 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `--change` line whose argument should be a JSON array and is not.
+    #[error("invalid --change {line:?}: expected a JSON array of strings")]
+    ChangeNotJsonArray {
+        /// The line as given.
+        line: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Attaches the operation and path to an `io::Result`, so that errors name

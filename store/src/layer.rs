@@ -148,6 +148,17 @@ pub enum LayerError {
         /// What went wrong.
         reason: String,
     },
+    /// An entry whose header has a field that does not parse.
+    #[error("cannot apply layer entry {entry:?}: invalid {field}")]
+    Header {
+        /// The entry's name as written in the tar.
+        entry: String,
+        /// The field ("mode", "uid", "PAX header", ...).
+        field: &'static str,
+        /// The tar crate's parse error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An overlay upper dir that uses a feature diffing cannot represent
     /// (redirect_dir renames, metacopy).
     #[error("{} uses overlay feature {xattr}, which a layer tar cannot express; mount overlays with redirect_dir=off,metacopy=off", .path.display())]

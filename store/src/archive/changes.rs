@@ -105,8 +105,10 @@ fn command(rest: &str, config: &ContainerConfig) -> Vec<String> {
 }
 
 fn json_array(line: &str, rest: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(rest)
-        .map_err(|e| bad(line, format!("expected a JSON array of strings: {e}")))
+    serde_json::from_str(rest).map_err(|source| StoreError::ChangeNotJsonArray {
+        line: line.to_string(),
+        source,
+    })
 }
 
 /// Splits on unquoted whitespace, honouring "double", 'single' quotes and
@@ -266,5 +268,10 @@ mod tests {
                 "{line}: {err}"
             );
         }
+        // The JSON error is the cause, not part of the message.
+        let err = apply_change(&mut ContainerConfig::default(), "SHELL sh -c").unwrap_err();
+        let cause = std::error::Error::source(&err).unwrap();
+        assert!(cause.is::<serde_json::Error>(), "{cause:?}");
+        assert!(!err.to_string().contains(&cause.to_string()), "{err}");
     }
 }

@@ -229,9 +229,10 @@ impl Applier {
     }
 
     fn attrs<R: Read>(&self, e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Attrs, LayerError> {
-        let bad = |what: &str, err: io::Error| LayerError::Entry {
+        let bad = |field: &'static str, source: io::Error| LayerError::Header {
             entry: shown.to_string(),
-            reason: format!("invalid {what}: {err}"),
+            field,
+            source,
         };
         let h = e.header();
         let mode = h.mode().map_err(|er| bad("mode", er))? & 0o7777;
