@@ -618,7 +618,11 @@ fn shared_caches(
                 );
                 imported.push(Arc::new(c));
             }
-            Err(e) => eprintln!("warning: cannot import cache from {}: {e}", spec.reference),
+            Err(e) => eprintln!(
+                "warning: cannot import cache from {}: {}",
+                spec.reference,
+                rbk_scheduler::error_chain(&e)
+            ),
         }
     }
     let mut exports = Vec::new();
