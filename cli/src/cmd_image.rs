@@ -452,7 +452,7 @@ fn inspect(store: &Store, out: &mut dyn Write, names: &[String]) -> anyhow::Resu
         match store.resolve(n) {
             Ok(image) => found.push(inspect_json(store, &image)),
             Err(e) => {
-                eprintln!("rbk: {e}");
+                eprintln!("rbk: {}", rbk_scheduler::error_chain(&e));
                 code = 1;
             }
         }
@@ -535,7 +535,7 @@ fn rmi(store: &Store, out: &mut dyn Write, names: &[String], force: bool) -> any
                 }
             }
             Err(e) => {
-                eprintln!("rbk: {e}");
+                eprintln!("rbk: {}", rbk_scheduler::error_chain(&e));
                 code = 1;
             }
         }
