@@ -37,8 +37,9 @@ use crate::progress::{self, ProgressMode};
 pub struct BuildArgs {
     #[command(flatten)]
     pub input: BuildInputArgs,
-    /// Secret for RUN --mount=type=secret: id=ID,src=PATH (repeatable)
-    #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+    /// Secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE,
+    /// id=ID,env=VAR, or id=ID alone (the variable ID, else the file ID)
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<String>,
     /// Do not use cached results
     #[arg(long)]
@@ -278,40 +279,108 @@ impl ImageResolver for StoreResolver<'_> {
     }
 }
 
-fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecretSource {
+    /// A file (`src=`).
+    File(PathBuf),
+    /// The value of an environment variable (`env=`), taken now.
+    Env { var: String, value: String },
+}
+
+/// Parses `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx:
+/// with neither `src` nor `env`, the environment variable named ID if it
+/// is set, else the file named ID.
+fn parse_secret(s: &str) -> Result<(String, SecretSource)> {
+    const FORMS: &str = "expected id=ID[,src=FILE|,env=VAR]";
     let mut id = None;
     let mut src = None;
+    let mut env = None;
+    let mut kind = None;
     for part in s.split(',') {
         match part.split_once('=') {
-            Some(("id", v)) => id = Some(v.to_string()),
-            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH"),
+            Some(("id", v)) if !v.is_empty() => id = Some(v.to_string()),
+            Some(("src" | "source", v)) if !v.is_empty() => src = Some(PathBuf::from(v)),
+            Some(("env", v)) if !v.is_empty() => env = Some(v.to_string()),
+            Some(("type", t @ ("file" | "env"))) => kind = Some(t),
+            _ => bail!("invalid --secret {s:?}: {FORMS}"),
         }
     }
-    match (id, src) {
-        (Some(id), Some(src)) => {
-            if !src.is_file() {
-                bail!("--secret {id}: {} is not a readable file", src.display());
-            }
-            Ok((id, src))
+    let Some(id) = id else {
+        bail!("invalid --secret {s:?}: id= is required; {FORMS}");
+    };
+    let from_env = |var: String| -> Result<SecretSource> {
+        match crate::env::build_arg(&var) {
+            Some(value) => Ok(SecretSource::Env { var, value }),
+            None => bail!("--secret id={id}: the environment variable {var} is not set"),
         }
-        (Some(id), None) => {
-            // Like docker: without src, the environment variable of that name.
-            bail!("--secret id={id}: src=PATH is required")
+    };
+    let from_file = |path: PathBuf| -> Result<SecretSource> {
+        if !path.is_file() {
+            bail!(
+                "--secret id={id}: {} is not a readable file",
+                path.display()
+            );
         }
-        _ => bail!("invalid --secret {s:?}: expected id=ID,src=PATH"),
+        Ok(SecretSource::File(path))
+    };
+    let source = match (src, env, kind) {
+        (Some(_), Some(_), _) => bail!("--secret id={id}: give src= or env=, not both"),
+        (Some(p), None, Some("env")) => from_env(p.display().to_string()),
+        (Some(p), None, _) => from_file(p),
+        (None, Some(v), Some("file")) => from_file(PathBuf::from(v)),
+        (None, Some(v), _) => from_env(v),
+        (None, None, Some("file")) => from_file(PathBuf::from(&id)),
+        (None, None, Some(_)) => from_env(id.clone()),
+        (None, None, None) if crate::env::build_arg(&id).is_some() => from_env(id.clone()),
+        (None, None, None) => from_file(PathBuf::from(&id)).with_context(|| {
+            format!("--secret id={id}: no src= or env=, no environment variable {id}, no file {id}")
+        }),
+    }?;
+    Ok((id, source))
+}
+
+/// Secrets from environment variables, written to private files in the
+/// store's staging area for the build (removed when it ends, however it
+/// ends), then handed to the build like file secrets.
+fn env_secret_files(
+    store: &Store,
+    secrets: &[(String, SecretSource)],
+    options: &mut BuildOptions,
+) -> Result<Vec<tempfile::TempPath>> {
+    let mut held = Vec::new();
+    for (id, source) in secrets {
+        let SecretSource::Env { value, .. } = source else {
+            continue;
+        };
+        let dir = store.root().join("tmp");
+        let mut f = tempfile::Builder::new()
+            .prefix("secret-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot stage secret {id} in {}", dir.display()))?;
+        std::io::Write::write_all(&mut f, value.as_bytes())
+            .with_context(|| format!("cannot stage secret {id}"))?;
+        let path = f.into_temp_path();
+        options.secrets.insert(id.clone(), path.to_path_buf());
+        held.push(path);
     }
+    Ok(held)
 }
 
 /// Runs a build; returns the exit code.
 pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
     // Every flag is checked before any work (compile, pull, cache import).
-    let (options, compression) = options(args)?;
+    let (mut options, compression) = options(args)?;
     let outputs = outputs_of(args)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
+    let secrets: Vec<(String, SecretSource)> = args
+        .secrets
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<_>>()?;
+    let _secret_files = env_secret_files(&store, &secrets, &mut options)?;
     let bases = BaseImages::new(&store);
     let (inputs, target_caches) = inputs::load_with_caches(&args.input)?;
     // Made on first use: a build that pulls nothing and shares no cache
@@ -455,8 +524,9 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
 fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
     let mut secrets = BTreeMap::new();
     for s in &args.secrets {
-        let (id, src) = parse_secret(s)?;
-        secrets.insert(id, src);
+        if let (id, SecretSource::File(path)) = parse_secret(s)? {
+            secrets.insert(id, path);
+        }
     }
     let mut allow = Entitlements::default();
     for a in &args.allow {

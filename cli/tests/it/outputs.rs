@@ -312,3 +312,101 @@ fn push_and_registry_outputs_reach_the_registry() {
         assert_eq!(inspect(other.path(), name)["Id"], id, "{name}");
     }
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                todo.push(p);
+            } else if ft.is_file() {
+                let data = std::fs::read(&p).unwrap_or_default();
+                if data.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn secrets_from_env_and_files_reach_run_and_nothing_else() {
+    let test = "secrets_from_env_and_files_reach_run_and_nothing_else";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let s = store.path();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:latest\n\
+         RUN --mount=type=secret,id=tok,env=TOK --mount=type=secret,id=FILETOK,target=/run/ft \
+         sh -c 'test \"$(echo $TOK | rev)\" = eulav-t3rc3s-vne && test \"$(rev /run/ft)\" = eulav-t3rc3s-elif && echo checked > /ok'\n\
+         RUN --mount=type=secret,id=BARE,env=B sh -c 'test \"$(echo $B | rev)\" = eulav-t3rc3s-erab && echo checked > /ok2'\n",
+    )
+    .unwrap();
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), "file-s3cr3t-value\n").unwrap();
+    let file_arg = format!("id=FILETOK,src={}", secret_file.path().display());
+    let fs = tempfile::tempdir().unwrap();
+    let fs_arg = fs.path().display().to_string();
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(s)
+        .args(["build", "--progress", "plain", "-t", "sec:1", "-o", &fs_arg])
+        .args(["--secret", "id=tok,env=MY_TOK", "--secret", &file_arg])
+        .args(["--secret", "id=BARE"])
+        .arg(ctx.path())
+        .env("MY_TOK", "env-s3cr3t-value")
+        .env("BARE", "bare-s3cr3t-value")
+        .output()
+        .unwrap();
+    let out = ok(out);
+    assert_eq!(
+        std::fs::read_to_string(fs.path().join("ok")).unwrap(),
+        "checked\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.path().join("ok2")).unwrap(),
+        "checked\n"
+    );
+    // Not in any layer, config, history, cache record or log (the
+    // Dockerfile compares them reversed, so it does not hold them either).
+    for secret in ["env-s3cr3t-value", "file-s3cr3t-value", "bare-s3cr3t-value"] {
+        let hits = files_containing(s, secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} in {hits:?}");
+        assert!(!stderr(&out).contains(secret) && !stdout(&out).contains(secret));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(s.join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("secret-")),
+        "{leftovers:?}"
+    );
+
+    // A variable that is not set: refused before anything runs.
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(s)
+        .args(["build", "--secret", "id=tok,env=RBK_SURELY_UNSET_VAR"])
+        .arg(ctx.path())
+        .env_remove("RBK_SURELY_UNSET_VAR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("RBK_SURELY_UNSET_VAR is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
