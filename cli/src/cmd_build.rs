@@ -419,6 +419,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let snapshotter = crate::snapshotter(root)?;
     let backend = StoreBackend::new(&store, snapshotter.as_ref())
         .with_compression(compression)
+        .with_clamped_mtimes(options.source_date_epoch)
         .with_cache_from(cache_from)
         .with_cache_to(cache_to);
     let reporter = progress::reporter(if args.quiet {
@@ -559,10 +560,26 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         network,
         secrets,
         explain: args.explain,
-        source_date_epoch: crate::env::source_date_epoch(),
+        source_date_epoch: source_date_epoch(args)?,
         allow,
     };
     Ok((options, compression))
+}
+
+/// `SOURCE_DATE_EPOCH`: the build arg if given (as BuildKit takes it),
+/// else the environment variable.
+fn source_date_epoch(args: &BuildArgs) -> Result<Option<i64>> {
+    let from_arg = args
+        .input
+        .build_args
+        .iter()
+        .find_map(|a| a.strip_prefix("SOURCE_DATE_EPOCH="));
+    match from_arg {
+        Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            anyhow::anyhow!("--build-arg SOURCE_DATE_EPOCH={v}: expected Unix seconds")
+        }),
+        None => Ok(crate::env::source_date_epoch()),
+    }
 }
 
 /// The default network: the container's own, through user-mode

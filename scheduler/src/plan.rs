@@ -94,16 +94,26 @@ impl Ops for Planner<'_, '_> {
                     plaintext,
                     selection,
                 } = step::inputs(&s.env, vx, &from_keys)?;
-                let key = step::key_of(&[
+                let mut parts = vec![
                     def.as_bytes(),
                     parent_key.as_bytes(),
                     content_key.as_bytes(),
-                ]);
+                ];
+                // With SOURCE_DATE_EPOCH the layer's mtimes depend on it
+                // (clamped): another epoch is another result.
+                let epoch = s.options.source_date_epoch.map(|e| e.to_string());
+                if let Some(e) = &epoch {
+                    parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
+                }
+                let key = step::key_of(&parts);
                 let mut inputs_json = json!({
                     "step": s.step(v).text,
                     "definition": def,
                     "parent": parent_key,
                 });
+                if let (Some(e), Some(obj)) = (&epoch, inputs_json.as_object_mut()) {
+                    obj.insert("source_date_epoch".into(), e.clone().into());
+                }
                 if let (Some(obj), serde_json::Value::Object(extra)) =
                     (inputs_json.as_object_mut(), plaintext)
                 {

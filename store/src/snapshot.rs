@@ -24,9 +24,8 @@ pub use copy::{copy_tree, CopySnapshotter};
 pub use meta::{fsck, SnapshotHealth};
 pub use overlay::{overlay_supported, overlay_works_in, OverlaySnapshotter};
 
-use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::layer::{ApplyStats, LayerError, LayerInfo};
+use crate::layer::{ApplyStats, DiffOptions, LayerError, LayerInfo};
 
 /// A mount to perform, as plain data (containerd's shape).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -181,7 +180,7 @@ pub trait Snapshotter: Send + Sync {
         &self,
         key: &str,
         out: &mut dyn Write,
-        compression: Compression,
+        opts: DiffOptions,
     ) -> Result<LayerInfo, SnapshotError>;
     /// Unpacks the uncompressed layer tar `layer` on top of `parent` as
     /// committed snapshot `name`. With `expected`, a tar hashing to anything

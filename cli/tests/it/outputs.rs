@@ -410,3 +410,90 @@ fn secrets_from_env_and_files_reach_run_and_nothing_else() {
         stderr(&out)
     );
 }
+
+#[test]
+fn source_date_epoch_gives_the_same_image_on_two_stores_at_two_times() {
+    let test = "source_date_epoch_gives_the_same_image_on_two_stores_at_two_times";
+    let Some((store_a, ctx)) = setup(test) else {
+        return;
+    };
+    // The same base in both stores (an import stamps its own time).
+    let base = tempfile::NamedTempFile::new().unwrap();
+    let base_s = base.path().display().to_string();
+    ok(rbk(
+        store_a.path(),
+        &["save", "-o", &base_s, "localhost/busybox:latest"],
+    ));
+    let store_b = tempfile::tempdir().unwrap();
+    ok(rbk(store_b.path(), &["load", "-i", &base_s]));
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:latest\nCOPY . /app/\nRUN echo built > /stamp && mkdir /made\nWORKDIR /srv\n",
+    )
+    .unwrap();
+    std::fs::create_dir(ctx.path().join("sub")).unwrap();
+    std::fs::write(ctx.path().join("sub/file.txt"), "same bytes\n").unwrap();
+    // A second copy of the context with other mtimes.
+    let ctx_b = tempfile::tempdir().unwrap();
+    for rel in ["Dockerfile", "sub/file.txt"] {
+        let to = ctx_b.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(ctx.path().join(rel), &to).unwrap();
+    }
+    // Both later than the epoch (as a checkout's are): clamped alike. (A
+    // time before the epoch is kept, as BuildKit keeps it.)
+    let later = filetime::FileTime::from_unix_time(1_800_000_000, 0);
+    filetime::set_file_mtime(ctx_b.path().join("sub/file.txt"), later).unwrap();
+    let meta = tempfile::NamedTempFile::new().unwrap();
+    let build = |store: &Path, ctx: &Path, epoch: &str| {
+        let out = Command::new(rbk_bin())
+            .arg("--root")
+            .arg(store)
+            .args(["build", "-q", "--metadata-file"])
+            .arg(meta.path())
+            .arg(ctx)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        ok(out);
+        let text = std::fs::read_to_string(meta.path()).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (
+            m["containerimage.config.digest"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            m["containerimage.digest"].as_str().unwrap().to_string(),
+        )
+    };
+    let a = build(store_a.path(), ctx.path(), "1700000000");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = build(store_b.path(), ctx_b.path(), "1700000000");
+    assert_eq!(a, b, "image id and manifest digest");
+    // The epoch is part of the result: another gives another image.
+    let c = build(store_b.path(), ctx_b.path(), "1700000001");
+    assert_ne!(a.0, c.0);
+    // Every file of the new layers is at most the epoch; the config's
+    // times are the epoch.
+    let fs = tempfile::tempdir().unwrap();
+    let fs_arg = format!("type=tar,dest={}/fs.tar", fs.path().display());
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(store_a.path())
+        .args(["build", "-o", &fs_arg, "-t", "repro:1"])
+        .arg(ctx.path())
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    ok(out);
+    let img = inspect(store_a.path(), "repro:1");
+    assert_eq!(img["Created"], "2023-11-14T22:13:20Z");
+    let mut ar = tar::Archive::new(std::fs::File::open(fs.path().join("fs.tar")).unwrap());
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let p = e.path().unwrap().display().to_string();
+        if p.starts_with("app") || p == "stamp" || p == "made" || p == "srv" {
+            assert!(e.header().mtime().unwrap() <= 1_700_000_000, "{p}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rbk_store::cache::{BuildCache, CacheRecord};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
+use rbk_store::layer::DiffOptions;
 use rbk_store::lease::Leased;
 use rbk_store::lock::KeyLock;
 use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig};
@@ -34,6 +35,7 @@ pub struct StoreBackend<'a> {
     store: &'a Store,
     snapshotter: &'a dyn Snapshotter,
     compression: Compression,
+    clamp_mtime: Option<i64>,
     cache_from: Vec<Arc<RemoteCache>>,
     cache_to: Vec<CacheExport>,
     remote: RemoteHits,
@@ -48,10 +50,19 @@ impl<'a> StoreBackend<'a> {
             store,
             snapshotter,
             compression: Compression::None,
+            clamp_mtime: None,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
             remote: RemoteHits::default(),
         }
+    }
+
+    /// New layers' files get mtimes no later than `epoch` (Unix seconds,
+    /// `SOURCE_DATE_EPOCH`), as BuildKit's rewrite-timestamp does, so the
+    /// same inputs give the same layers whenever and wherever they are built.
+    pub fn with_clamped_mtimes(mut self, epoch: Option<i64>) -> Self {
+        self.clamp_mtime = epoch;
+        self
     }
 
     /// Layers are committed with `compression`.
@@ -287,7 +298,12 @@ impl Workspace for StoreWorkspace<'_, '_> {
         // The diff hashes its stream (diff id, and the blob digest when
         // compressed); the blob need not be hashed a second time.
         let mut writer = b.store.content.writer_prehashed()?;
-        let info = b.snapshotter.diff(&active, &mut writer, b.compression)?;
+        let opts = DiffOptions {
+            compression: b.compression,
+            clamp_mtime: b.clamp_mtime,
+            ..DiffOptions::default()
+        };
+        let info = b.snapshotter.diff(&active, &mut writer, opts)?;
         let (digest, size) = writer.commit(Some(&info.digest))?;
         let mut ids: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
         ids.push(info.diff_id.clone());

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use super::meta::{io_err, tree_size, validate_key, Dirs, Meta};
 use super::overlay::check_diff_id;
 use super::{Mount, SnapshotError, SnapshotInfo, SnapshotKind, Snapshotter};
-use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::layer::{self, ApplyMode, ApplyStats, LayerInfo};
+use crate::layer::{self, ApplyMode, ApplyStats, DiffOptions, LayerInfo};
 use crate::sys;
 
 /// Snapshots as plain directory copies.
@@ -138,7 +137,7 @@ impl Snapshotter for CopySnapshotter {
         &self,
         key: &str,
         out: &mut dyn Write,
-        compression: Compression,
+        opts: DiffOptions,
     ) -> Result<LayerInfo, SnapshotError> {
         let meta = self.dirs.meta(key)?;
         let base = meta.parent.as_deref().map(|p| self.dirs.fs(p));
@@ -146,7 +145,7 @@ impl Snapshotter for CopySnapshotter {
             base.as_deref(),
             &self.dirs.fs(key),
             out,
-            compression,
+            opts,
         )?)
     }
 

@@ -9,9 +9,8 @@ use std::sync::OnceLock;
 
 use super::meta::{io_err, tree_size, Dirs, Meta};
 use super::{Mount, SnapshotError, SnapshotInfo, SnapshotKind, Snapshotter};
-use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::layer::{self, ApplyMode, ApplyStats, LayerInfo};
+use crate::layer::{self, ApplyMode, ApplyStats, DiffOptions, LayerInfo};
 use crate::sys;
 
 /// Directory of short links to layer trees (not a valid key: starts with '.').
@@ -261,10 +260,10 @@ impl Snapshotter for OverlaySnapshotter {
         &self,
         key: &str,
         out: &mut dyn Write,
-        compression: Compression,
+        opts: DiffOptions,
     ) -> Result<LayerInfo, SnapshotError> {
         self.dirs.meta(key)?;
-        Ok(layer::diff_upper(&self.dirs.fs(key), out, compression)?)
+        Ok(layer::diff_upper(&self.dirs.fs(key), out, opts)?)
     }
 
     fn apply_layer(

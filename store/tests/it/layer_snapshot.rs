@@ -79,7 +79,7 @@ fn view_tree(
 
 fn diff_bytes(snap: &dyn Snapshotter, key: &str, c: Compression) -> (Vec<u8>, layer::LayerInfo) {
     let mut out = Vec::new();
-    let info = snap.diff(key, &mut out, c).unwrap();
+    let info = snap.diff(key, &mut out, c.into()).unwrap();
     (out, info)
 }
 
@@ -582,7 +582,8 @@ fn snapshot_busybox_rootfs_runs_and_its_changes_diff() {
                 assert!(st.success(), "{b:?}: busybox sh failed in the snapshot");
             });
             let mut out = Vec::new();
-            snap.diff("run", &mut out, Compression::Zstd).unwrap();
+            snap.diff("run", &mut out, Compression::Zstd.into())
+                .unwrap();
             let names = entry_names(&out);
             for want in ["etc/", "etc/.wh.passwd", "etc/from-sh", "opt/", "opt/app/"] {
                 assert!(
