@@ -63,6 +63,19 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// `<Dockerfile>.dockerignore` beside the Dockerfile, if there is one
+/// (BuildKit prefers it to the context's `.dockerignore`).
+fn own_ignore_file(dockerfile: &Path) -> Option<String> {
+    if dockerfile == Path::new("-") {
+        return None;
+    }
+    let mut name = dockerfile.file_name()?.to_os_string();
+    name.push(".dockerignore");
+    let path = dockerfile.with_file_name(name);
+    let path = path.canonicalize().ok()?;
+    path.is_file().then(|| path.display().to_string())
+}
+
 /// The Dockerfile's text: `-` is standard input.
 fn read_dockerfile(path: &Path) -> Result<String> {
     if path != Path::new("-") {
@@ -156,6 +169,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
                 tags,
                 labels: target_labels,
                 platform: args.platform.clone().or(t.platform.clone()),
+                ignore_file: own_ignore_file(&t.dockerfile),
             });
         }
         return Ok((out, caches));
@@ -189,6 +203,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
             tags: args.tags.clone(),
             labels,
             platform: args.platform.clone(),
+            ignore_file: own_ignore_file(&dockerfile),
         }],
         Vec::new(),
     ))

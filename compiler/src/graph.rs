@@ -324,6 +324,9 @@ pub struct FileOp {
     pub checksum: Option<String>,
     /// `ADD --keep-git-dir`.
     pub keep_git_dir: bool,
+    /// For a context source: the ignore file used instead of the
+    /// context's `.dockerignore` (`<Dockerfile>.dockerignore`).
+    pub ignore_file: Option<String>,
 }
 
 /// The operation a vertex performs.

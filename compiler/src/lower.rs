@@ -85,6 +85,10 @@ pub struct Input {
     pub labels: BTreeMap<String, String>,
     /// Target platform (`os/arch`); the host's when `None`.
     pub platform: Option<String>,
+    /// `<Dockerfile>.dockerignore` beside the Dockerfile, when there is
+    /// one: it replaces the context's `.dockerignore` for this Dockerfile's
+    /// COPY and ADD (absolute path).
+    pub ignore_file: Option<String>,
 }
 
 /// A compile error with the file it is in, rendered with a caret.

@@ -497,3 +497,42 @@ fn source_date_epoch_gives_the_same_image_on_two_stores_at_two_times() {
         }
     }
 }
+
+#[test]
+fn a_dockerfiles_own_dockerignore_replaces_the_contexts() {
+    let test = "a_dockerfiles_own_dockerignore_replaces_the_contexts";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let c = ctx.path();
+    let df = "FROM localhost/busybox:latest\nCOPY . /ctx/\n";
+    std::fs::write(c.join("Dockerfile"), df).unwrap();
+    std::fs::write(c.join("app.Dockerfile"), df).unwrap();
+    std::fs::write(c.join(".dockerignore"), "a.txt\n").unwrap();
+    std::fs::write(c.join("app.Dockerfile.dockerignore"), "b.txt\n").unwrap();
+    std::fs::write(c.join("a.txt"), "a\n").unwrap();
+    std::fs::write(c.join("b.txt"), "b\n").unwrap();
+    let listing = |file: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let o = out.path().display().to_string();
+        let f = c.join(file).display().to_string();
+        let ctx_s = c.display().to_string();
+        ok(rbk(store.path(), &["build", "-f", &f, "-o", &o, &ctx_s]));
+        let mut names: Vec<String> = std::fs::read_dir(out.path().join("ctx"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let plain = listing("Dockerfile");
+    assert!(
+        plain.contains(&"b.txt".to_string()) && !plain.contains(&"a.txt".to_string()),
+        "{plain:?}"
+    );
+    let own = listing("app.Dockerfile");
+    assert!(
+        own.contains(&"a.txt".to_string()) && !own.contains(&"b.txt".to_string()),
+        "{own:?}"
+    );
+}

@@ -77,6 +77,10 @@ impl Lowerer<'_, '_, '_> {
                 })
             })
             .collect::<Result<Vec<_>, ParseError>>()?;
+        let ignore_file = match &from {
+            Source::Context(_) => self.input.ignore_file.clone(),
+            Source::Vertex(_) => None,
+        };
         let chmod = opt(&copy.chmod)?;
         if let Some(m) = &chmod {
             check_chmod(m, node)?;
@@ -103,6 +107,7 @@ impl Lowerer<'_, '_, '_> {
                 .collect::<Result<_, _>>()?,
             checksum: opt(&copy.checksum)?,
             keep_git_dir: copy.keep_git_dir,
+            ignore_file,
         })
     }
 
@@ -131,6 +136,10 @@ impl Lowerer<'_, '_, '_> {
             .strs("excludes", &op.excludes)
             .str("checksum", op.checksum.as_deref().unwrap_or(""))
             .num("keep_git_dir", op.keep_git_dir as u64);
+        // Only when set: the digests of every other COPY stay as they were.
+        if let Some(f) = &op.ignore_file {
+            c.str("ignore_file", f);
+        }
         c.finish()
     }
 }

@@ -41,7 +41,7 @@ pub(crate) fn inputs(
     let mut key = String::new();
     let mut selection = None;
     if !local.is_empty() {
-        let c = env.contexts.get(path)?;
+        let c = env.contexts.get(path, f.ignore_file.as_deref())?;
         let sel = c.select(&local, &f.excludes)?;
         let d = c.digest(&sel)?;
         key.push_str(&d.hex);
@@ -79,7 +79,9 @@ pub(crate) fn execute(
     let spec = copy_spec(file, rootfs, matches!(src, From::State(_)))?;
     match src {
         From::Context(path, selection) => {
-            let c = env.contexts.get(&path.display().to_string())?;
+            let c = env
+                .contexts
+                .get(&path.display().to_string(), file.ignore_file.as_deref())?;
             match selection {
                 Some(sel) => crate::fileop::copy_selection(c.root(), rootfs, &spec, sel)?,
                 None => crate::fileop::copy(c.root(), rootfs, &spec, Some(c.ignore()))?,
@@ -130,10 +132,29 @@ fn copy_spec(file: &FileOp, rootfs: &Path, from_stage: bool) -> Result<CopySpec,
     })
 }
 
-/// Build contexts opened once per build, with their stat caches.
+/// The rules of a Dockerfile's own ignore file.
+fn read_ignore_file(path: &Path) -> Result<crate::context::IgnoreMatcher, StepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        StepError::from(crate::context::ContextError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    crate::context::IgnoreMatcher::parse(&text).map_err(|source| {
+        StepError::from(crate::context::ContextError::Ignore {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// Build contexts opened once per build, with their stat caches: one per
+/// directory and ignore file (a Dockerfile's own `.dockerignore` makes the
+/// same directory another context).
 pub struct Contexts {
     dir: PathBuf,
-    open: Mutex<BTreeMap<String, Arc<BuildContext>>>,
+    open: Mutex<BTreeMap<(String, Option<String>), Arc<BuildContext>>>,
 }
 
 impl Contexts {
@@ -145,16 +166,21 @@ impl Contexts {
         }
     }
 
-    fn get(&self, path: &str) -> Result<Arc<BuildContext>, StepError> {
+    fn get(&self, path: &str, ignore_file: Option<&str>) -> Result<Arc<BuildContext>, StepError> {
+        let key = (path.to_string(), ignore_file.map(str::to_string));
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = open.get(path) {
+        if let Some(c) = open.get(&key) {
             return Ok(c.clone());
         }
         let root = Path::new(path);
         let cache_path = crate::context::stat_cache_path(&self.dir, root);
         let cache = StatCache::load(&cache_path).unwrap_or_default();
-        let ctx = Arc::new(BuildContext::open(root)?.with_stat_cache(cache));
-        open.insert(path.to_string(), ctx.clone());
+        let ctx = match ignore_file {
+            None => BuildContext::open(root)?,
+            Some(f) => BuildContext::open_with_ignore(root, read_ignore_file(Path::new(f))?)?,
+        };
+        let ctx = Arc::new(ctx.with_stat_cache(cache));
+        open.insert(key, ctx.clone());
         Ok(ctx)
     }
 
@@ -162,7 +188,7 @@ impl Contexts {
     /// re-read next time).
     pub fn save(&self) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        for (path, ctx) in open.iter() {
+        for ((path, _), ctx) in open.iter() {
             if ctx.stat_cache().is_dirty() {
                 let _ = std::fs::create_dir_all(&self.dir);
                 let _ = ctx
