@@ -154,8 +154,11 @@ fn read_ignore_file(path: &Path) -> Result<crate::context::IgnoreMatcher, StepEr
 /// same directory another context).
 pub struct Contexts {
     dir: PathBuf,
-    open: Mutex<BTreeMap<(String, Option<String>), Arc<BuildContext>>>,
+    open: Mutex<BTreeMap<ContextKey, Arc<BuildContext>>>,
 }
+
+/// A context directory and the ignore file used for it, if not its own.
+type ContextKey = (String, Option<String>);
 
 impl Contexts {
     /// Contexts whose stat caches live in `dir`.
