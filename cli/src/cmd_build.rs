@@ -41,6 +41,11 @@ pub struct BuildArgs {
     /// id=ID,env=VAR, or id=ID alone (the variable ID, else the file ID)
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh (repeatable): default (the
+    /// agent of $SSH_AUTH_SOCK), ID=SOCKET, or ID=KEY[,KEY...] (an agent rbk
+    /// starts with those keys for the build)
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,...]")]
+    pub ssh: Vec<String>,
     /// Do not use cached results
     #[arg(long)]
     pub no_cache: bool,
@@ -310,7 +315,7 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource)> {
         bail!("invalid --secret {s:?}: id= is required; {FORMS}");
     };
     let from_env = |var: String| -> Result<SecretSource> {
-        match crate::env::build_arg(&var) {
+        match crate::env::text(&var) {
             Some(value) => Ok(SecretSource::Env { var, value }),
             None => bail!("--secret id={id}: the environment variable {var} is not set"),
         }
@@ -332,7 +337,7 @@ fn parse_secret(s: &str) -> Result<(String, SecretSource)> {
         (None, Some(v), _) => from_env(v),
         (None, None, Some("file")) => from_file(PathBuf::from(&id)),
         (None, None, Some(_)) => from_env(id.clone()),
-        (None, None, None) if crate::env::build_arg(&id).is_some() => from_env(id.clone()),
+        (None, None, None) if crate::env::text(&id).is_some() => from_env(id.clone()),
         (None, None, None) => from_file(PathBuf::from(&id)).with_context(|| {
             format!("--secret id={id}: no src= or env=, no environment variable {id}, no file {id}")
         }),
@@ -373,6 +378,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     // Every flag is checked before any work (compile, pull, cache import).
     let (mut options, compression) = options(args)?;
     let outputs = outputs_of(args)?;
+    let ssh_specs = crate::ssh::parse(&args.ssh)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let secrets: Vec<(String, SecretSource)> = args
@@ -381,6 +387,9 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         .map(|s| parse_secret(s))
         .collect::<Result<_>>()?;
     let _secret_files = env_secret_files(&store, &secrets, &mut options)?;
+    // Agents started for --ssh ID=KEY live until the build ends.
+    let agents = crate::ssh::start(&ssh_specs, &store.root().join("tmp"))?;
+    options.ssh = agents.sockets.clone();
     let bases = BaseImages::new(&store);
     let (inputs, target_caches) = inputs::load_with_caches(&args.input)?;
     // Made on first use: a build that pulls nothing and shares no cache
@@ -559,6 +568,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         network,
         secrets,
+        ssh: BTreeMap::new(),
         explain: args.explain,
         source_date_epoch: source_date_epoch(args)?,
         allow,

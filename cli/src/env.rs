@@ -43,8 +43,8 @@ pub fn source_date_epoch() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 
-/// The environment variable `name` (for `--build-arg NAME`), if set and
+/// The environment variable `name` (`--build-arg NAME`, `--secret`, `--ssh`), if set and
 /// valid text.
-pub fn build_arg(name: &str) -> Option<String> {
+pub fn text(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }

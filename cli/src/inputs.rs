@@ -44,7 +44,7 @@ pub struct BuildInputArgs {
 fn parse_build_arg(s: &str) -> Result<Option<(String, String)>> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok(Some((k.to_string(), v.to_string()))),
-        None if !s.is_empty() => Ok(crate::env::build_arg(s).map(|v| (s.to_string(), v))),
+        None if !s.is_empty() => Ok(crate::env::text(s).map(|v| (s.to_string(), v))),
         _ => bail!("invalid --build-arg {s:?}: expected KEY=VALUE or KEY"),
     }
 }

@@ -17,6 +17,7 @@ mod outputs;
 mod progress;
 mod report;
 mod rootless;
+mod ssh;
 mod sys;
 
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build images from a Dockerfile or an rbk.toml
-    Build(cmd_build::BuildArgs),
+    Build(Box<cmd_build::BuildArgs>),
     /// Run a command in a new container from an image
     Run(cmd_run::RunArgs),
     /// List containers (running ones; -a for all)

@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh id=…`: SSH agent sockets by id, for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Explain cache misses.
     pub explain: bool,
     /// `SOURCE_DATE_EPOCH`: the time new layers and images are dated, for
@@ -61,6 +63,7 @@ impl Default for BuildOptions {
             jobs: default_jobs(),
             network: NetworkMode::Private,
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
             explain: false,
             source_date_epoch: None,
             allow: Entitlements::default(),
@@ -154,6 +157,17 @@ pub enum BuildError {
         /// The entitlement it needs.
         entitlement: &'static str,
     },
+    /// An `--ssh` agent socket is not usable.
+    #[error("--ssh {id}: {} is not an SSH agent socket", .path.display())]
+    Ssh {
+        /// The agent's id.
+        id: String,
+        /// Its socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A `--secret` file cannot be read.
     #[error("--secret id={id}: cannot read {}", .path.display())]
     Secret {
@@ -228,6 +242,29 @@ impl<'a> BuildSession<'a> {
                 source,
             })?;
         }
+        for (id, path) in &options.ssh {
+            let is_socket = std::fs::metadata(path).map(|m| {
+                use std::os::unix::fs::FileTypeExt as _;
+                m.file_type().is_socket()
+            });
+            match is_socket {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(BuildError::Ssh {
+                        id: id.clone(),
+                        path: path.clone(),
+                        source: std::io::Error::other("not a socket"),
+                    })
+                }
+                Err(source) => {
+                    return Err(BuildError::Ssh {
+                        id: id.clone(),
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.jobs.max(1))
             .thread_name(|i| format!("rbk-step-{i}"))
@@ -248,6 +285,7 @@ impl<'a> BuildSession<'a> {
                 dirs: svc.dirs,
                 network: options.network,
                 secrets: options.secrets.clone(),
+                ssh: options.ssh.clone(),
             },
             options,
             labels,

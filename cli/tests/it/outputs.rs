@@ -536,3 +536,114 @@ fn a_dockerfiles_own_dockerignore_replaces_the_contexts() {
         "{own:?}"
     );
 }
+
+#[test]
+fn ssh_agents_reach_run_mounts_and_nothing_else() {
+    let test = "ssh_agents_reach_run_mounts_and_nothing_else";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    for tool in ["gcc", "ssh-agent", "ssh-add", "ssh-keygen"] {
+        if !have(tool) {
+            return skip(test, &format!("{tool} is missing (gcc, openssh-client)"));
+        }
+    }
+    let c = ctx.path();
+    let probe_src = crate::repo_root().join("cli/tests/fixtures/ssh/agent-probe.c");
+    let built = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(c.join("agent-probe"))
+        .arg(&probe_src)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "gcc: {}", stderr(&built));
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let gen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "ssh-keygen: {}", stderr(&gen));
+    std::fs::write(
+        c.join("Dockerfile"),
+        "FROM localhost/busybox:latest\nCOPY agent-probe /probe\n\
+         RUN --mount=type=ssh /probe > /default.txt\n\
+         RUN --mount=type=ssh,id=git,target=/run/git.sock,required=true /probe > /git.txt\n",
+    )
+    .unwrap();
+    // An agent of the user's, forwarded as `default`; a key file as `git`
+    // (rbk starts that agent).
+    let sock = keys.path().join("user-agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fs = tempfile::tempdir().unwrap();
+    let git = format!("git={}", key.display());
+    let out = Command::new(rbk_bin())
+        .arg("--root")
+        .arg(store.path())
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--ssh",
+            "default",
+            "--ssh",
+            &git,
+            "-o",
+        ])
+        .arg(fs.path())
+        .arg(c)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    ok(out);
+    // The user's agent holds no key; rbk's holds the one given.
+    assert_eq!(
+        std::fs::read_to_string(fs.path().join("default.txt")).unwrap(),
+        "identities=0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.path().join("git.txt")).unwrap(),
+        "identities=1\n"
+    );
+    // rbk's agent is gone with the build; nothing of the key is stored.
+    let leftovers: Vec<_> = std::fs::read_dir(store.path().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !leftovers
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("ssh-")),
+        "{leftovers:?}"
+    );
+    let private = std::fs::read(&key).unwrap();
+    let marker = &private[40..72];
+    assert!(files_containing(store.path(), marker).is_empty());
+
+    // A required agent not given: the step says what to pass.
+    std::fs::write(
+        c.join("Dockerfile"),
+        "FROM localhost/busybox:latest\nRUN --mount=type=ssh,id=git,required=true true\n",
+    )
+    .unwrap();
+    let out = rbk(store.path(), &["build", &c.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--ssh git"), "{}", stderr(&out));
+}

@@ -72,6 +72,9 @@ pub enum StepError {
     /// A secret the step requires was not given.
     #[error("secret {0:?} is required: pass --secret id={0},src=FILE")]
     MissingSecret(String),
+    /// An SSH agent the step requires was not given.
+    #[error("SSH agent {0:?} is required: pass --ssh {0} (or --ssh {0}=SOCKET|KEYFILE)")]
+    MissingSsh(String),
     /// A feature this version does not have.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
@@ -139,6 +142,8 @@ pub struct StepEnv<'a> {
     pub network: NetworkMode,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh id=…`: agent sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Build contexts, opened once per build.
     pub contexts: Contexts,
 }

@@ -176,9 +176,14 @@ fn mount<'e, 's>(
             held.dirs.push(dir);
             Ok(Some(bind(path, false)))
         }
-        MountKind::Ssh { required, .. } => match required {
-            true => Err(StepError::Unsupported("RUN --mount=type=ssh")),
-            false => Ok(None),
+        MountKind::Ssh { id, required } => match env.ssh.get(id) {
+            // The agent's socket, bound where the step looks for it.
+            Some(socket) => {
+                vars.push(("SSH_AUTH_SOCK".to_string(), m.target.clone()));
+                Ok(Some(bind(socket.clone(), false)))
+            }
+            None if *required => Err(StepError::MissingSsh(id.clone())),
+            None => Ok(None),
         },
     }
 }
