@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use rbk_compiler::lower::Input;
+use rbk_compiler::lower::{Input, NamedContext};
 use rbk_compiler::targets::TargetFile;
 
 /// What `rbk build`/`rbk graph` were asked to compile.
@@ -24,6 +24,10 @@ pub struct BuildInputArgs {
     /// Name and optionally a tag, name:tag (repeatable)
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
+    /// Another build context (repeatable), for FROM NAME, COPY --from=NAME
+    /// and RUN --mount=from=NAME: NAME=DIR or NAME=docker-image://REF
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    pub build_contexts: Vec<String>,
     /// Set a label on the image(s) (repeatable; over the Dockerfile's and
     /// rbk.toml's)
     #[arg(long = "label", value_name = "KEY=VALUE")]
@@ -47,6 +51,38 @@ fn parse_build_arg(s: &str) -> Result<Option<(String, String)>> {
         None if !s.is_empty() => Ok(crate::env::text(s).map(|v| (s.to_string(), v))),
         _ => bail!("invalid --build-arg {s:?}: expected KEY=VALUE or KEY"),
     }
+}
+
+/// `--build-context NAME=VALUE`s.
+fn parse_build_contexts(values: &[String]) -> Result<BTreeMap<String, NamedContext>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let Some((name, value)) = v
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        else {
+            bail!("invalid --build-context {v:?}: expected NAME=DIR or NAME=docker-image://REF");
+        };
+        let context = if let Some(r) = value.strip_prefix("docker-image://") {
+            rbk_store::Reference::parse(r)
+                .with_context(|| format!("--build-context {name}: docker-image://{r}"))?;
+            NamedContext::Image(r.to_string())
+        } else if value.starts_with("oci-layout://") {
+            bail!("--build-context {name}: oci-layout:// is not supported; `rbk load` the layout's tarball and give docker-image://ITS-NAME");
+        } else if value.contains("://") || value.starts_with("git@") {
+            bail!("--build-context {name}: remote contexts ({value}) are not supported; give a directory or docker-image://REF");
+        } else {
+            let dir = Path::new(value)
+                .canonicalize()
+                .with_context(|| format!("--build-context {name}: {value} does not exist"))?;
+            if !dir.is_dir() {
+                bail!("--build-context {name}: {value} is not a directory");
+            }
+            NamedContext::Dir(dir.display().to_string())
+        };
+        out.insert(name.to_string(), context);
+    }
+    Ok(out)
 }
 
 /// `--label KEY=VALUE`s.
@@ -134,6 +170,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
         }
     }
     let labels = parse_labels(&args.labels)?;
+    let named_contexts = parse_build_contexts(&args.build_contexts)?;
     if is_target_file(&args.path) {
         if args.file.is_some() {
             bail!("-f cannot be used with an rbk.toml; set `dockerfile` in the target instead");
@@ -170,6 +207,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
                 labels: target_labels,
                 platform: args.platform.clone().or(t.platform.clone()),
                 ignore_file: own_ignore_file(&t.dockerfile),
+                named_contexts: named_contexts.clone(),
             });
         }
         return Ok((out, caches));
@@ -204,6 +242,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
             labels,
             platform: args.platform.clone(),
             ignore_file: own_ignore_file(&dockerfile),
+            named_contexts,
         }],
         Vec::new(),
     ))

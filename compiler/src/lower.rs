@@ -89,6 +89,19 @@ pub struct Input {
     /// one: it replaces the context's `.dockerignore` for this Dockerfile's
     /// COPY and ADD (absolute path).
     pub ignore_file: Option<String>,
+    /// `--build-context NAME=…`: what `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` read instead of a stage or image of that name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// A `--build-context` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`: that image.
+    Image(String),
+    /// A local directory (absolute path): files for `COPY --from` and bind
+    /// mounts.
+    Dir(String),
 }
 
 /// A compile error with the file it is in, rendered with a caret.
@@ -336,6 +349,10 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                // A named context of that name replaces the stage.
+                if self.input.named_contexts.contains_key(&s.base) {
+                    return None;
+                }
                 let base = s.base.to_ascii_lowercase();
                 self.names.get(&base).copied().filter(|&j| j < i)
             })

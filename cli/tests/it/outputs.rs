@@ -647,3 +647,89 @@ fn ssh_agents_reach_run_mounts_and_nothing_else() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--ssh git"), "{}", stderr(&out));
 }
+
+#[test]
+fn build_contexts_stand_in_for_stages_images_and_directories() {
+    let test = "build_contexts_stand_in_for_stages_images_and_directories";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let c = ctx.path();
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::write(extra.path().join("f"), "from the extra context\n").unwrap();
+    std::fs::create_dir(extra.path().join("d")).unwrap();
+    std::fs::write(extra.path().join("d/g"), "mounted\n").unwrap();
+    std::fs::write(
+        c.join("Dockerfile"),
+        "FROM localhost/busybox:latest AS deps\nRUN echo from the stage > /f\n\
+         FROM base\n\
+         COPY --from=deps /f /deps-f\n\
+         COPY --from=extra f /extra-f\n\
+         RUN --mount=from=extra,source=d,target=/m cat /m/g > /mounted\n",
+    )
+    .unwrap();
+    let fs = tempfile::tempdir().unwrap();
+    let extra_arg = format!("extra={}", extra.path().display());
+    let deps_arg = format!("deps={}", extra.path().display());
+    let build = |more: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--build-context",
+            "base=docker-image://localhost/busybox:latest",
+            "--build-context",
+            &extra_arg,
+        ];
+        args.extend_from_slice(more);
+        rbk(store.path(), &args)
+    };
+    let read = |p: &str| std::fs::read_to_string(fs.path().join(p)).unwrap();
+    let fs_s = fs.path().display().to_string();
+    let ctx_s = c.display().to_string();
+    ok(build(&["-o", &fs_s, &ctx_s]));
+    // `base` is the image, `extra` the directory, `deps` still the stage.
+    assert!(fs.path().join("bin/busybox").is_file());
+    assert_eq!(read("extra-f"), "from the extra context\n");
+    assert_eq!(read("mounted"), "mounted\n");
+    assert_eq!(read("deps-f"), "from the stage\n");
+    // A context named like a stage replaces it.
+    let fs2 = tempfile::tempdir().unwrap();
+    let fs2_s = fs2.path().display().to_string();
+    ok(build(&["--build-context", &deps_arg, "-o", &fs2_s, &ctx_s]));
+    assert_eq!(
+        std::fs::read_to_string(fs2.path().join("deps-f")).unwrap(),
+        "from the extra context\n"
+    );
+    // A directory cannot be a stage's base; bad values are named.
+    let bad_base = format!("base={}", extra.path().display());
+    let out = rbk(
+        store.path(),
+        &[
+            "build",
+            "--build-context",
+            &bad_base,
+            "--build-context",
+            &extra_arg,
+            &ctx_s,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is a local directory"),
+        "{}",
+        stderr(&out)
+    );
+    for bad in [
+        "noequals",
+        "x=/does/not/exist",
+        "x=oci-layout:///l",
+        "x=https://e.x/c.tar",
+    ] {
+        let out = rbk(store.path(), &["build", "--build-context", bad, &ctx_s]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(
+            stderr(&out).contains("--build-context"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+}

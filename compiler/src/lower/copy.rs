@@ -24,9 +24,14 @@ impl Lowerer<'_, '_, '_> {
         let from = match &copy.from {
             Some(f) => {
                 let f = self.expand(node, f, env)?;
-                let id = self.resolve_from(stages, i, node, &f)?;
-                inputs.push(id);
-                Source::Vertex(id)
+                match self.named_dir(&f) {
+                    Some(dir) => Source::Context(dir),
+                    None => {
+                        let id = self.resolve_from(stages, i, node, &f)?;
+                        inputs.push(id);
+                        Source::Vertex(id)
+                    }
+                }
             }
             None => Source::Context(self.input.context.clone()),
         };
@@ -77,9 +82,10 @@ impl Lowerer<'_, '_, '_> {
                 })
             })
             .collect::<Result<Vec<_>, ParseError>>()?;
+        // The Dockerfile's own ignore file is for the main context only.
         let ignore_file = match &from {
-            Source::Context(_) => self.input.ignore_file.clone(),
-            Source::Vertex(_) => None,
+            Source::Context(c) if *c == self.input.context => self.input.ignore_file.clone(),
+            _ => None,
         };
         let chmod = opt(&copy.chmod)?;
         if let Some(m) = &chmod {

@@ -80,11 +80,14 @@ impl Lowerer<'_, '_, '_> {
             let bad = |msg| ParseError::new(instructions::locate(node, &m.spec), msg);
             let parsed = parse_mount(&spec).map_err(bad)?;
             let from = match &parsed.from {
-                Some(f) => {
-                    let id = self.resolve_from(stages, i, node, f)?;
-                    inputs.push(id);
-                    Some(Source::Vertex(id))
-                }
+                Some(f) => match self.named_dir(f) {
+                    Some(dir) => Some(Source::Context(dir)),
+                    None => {
+                        let id = self.resolve_from(stages, i, node, f)?;
+                        inputs.push(id);
+                        Some(Source::Vertex(id))
+                    }
+                },
                 None => None,
             };
             mounts.push(

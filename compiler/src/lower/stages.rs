@@ -9,7 +9,7 @@
 //! stages therefore needs no more native stack than one stage.
 
 use super::mount::parse_mount;
-use super::{normalize_image, Lowerer, Stage, State, DEFAULT_PATH};
+use super::{normalize_image, Lowerer, NamedContext, Stage, State, DEFAULT_PATH};
 use crate::config::ImageConfig;
 use crate::error::ParseError;
 use crate::graph::VertexId;
@@ -155,11 +155,24 @@ impl Lowerer<'_, '_, '_> {
                 s
             }
             None => {
-                let base_lower = stage.base.to_ascii_lowercase();
+                let base = match self.input.named_contexts.get(&stage.base) {
+                    None => stage.base.clone(),
+                    Some(NamedContext::Image(r)) => r.clone(),
+                    Some(NamedContext::Dir(_)) => {
+                        return Err(ParseError::new(
+                            stage.from.span,
+                            format!(
+                                "FROM {0}: the build context {0} is a local directory; use it with COPY --from={0} (a stage's base must be an image: --build-context {0}=docker-image://REF)",
+                                stage.base
+                            ),
+                        ))
+                    }
+                };
+                let base_lower = base.to_ascii_lowercase();
                 let (image, config) = if base_lower == "scratch" {
                     ("scratch".to_string(), ImageConfig::default())
                 } else {
-                    let image = normalize_image(&stage.base);
+                    let image = normalize_image(&base);
                     let config = self
                         .compiler
                         .resolver
@@ -217,13 +230,25 @@ impl Lowerer<'_, '_, '_> {
     /// The stage a `--from` value names, if it names a usable one: by name
     /// any other stage, by index an earlier one.
     fn stage_ref(&self, i: usize, from: &str) -> Option<usize> {
+        if self.input.named_contexts.contains_key(from) {
+            return None;
+        }
         match self.names.get(&from.to_ascii_lowercase()) {
             Some(&j) => (j != i).then_some(j),
             None => from.parse::<usize>().ok().filter(|&j| j < i),
         }
     }
 
-    /// A `--from` value: a stage name, a stage index, or an image.
+    /// The directory a `--from` value names through `--build-context`.
+    pub(super) fn named_dir(&self, from: &str) -> Option<String> {
+        match self.input.named_contexts.get(from) {
+            Some(NamedContext::Dir(d)) => Some(d.clone()),
+            _ => None,
+        }
+    }
+
+    /// A `--from` value: a named context's image, a stage name, a stage
+    /// index, or an image.
     pub(super) fn resolve_from(
         &mut self,
         stages: &[Stage<'_>],
@@ -231,6 +256,11 @@ impl Lowerer<'_, '_, '_> {
         node: &crate::ast::Node,
         from: &str,
     ) -> Result<VertexId, ParseError> {
+        if let Some(NamedContext::Image(r)) = self.input.named_contexts.get(from) {
+            let image = normalize_image(r);
+            let platform = self.target_platform.clone();
+            return Ok(self.source_vertex(&stages[i], &image, &platform));
+        }
         let lowered = |j: usize| {
             self.heads[j].ok_or_else(|| {
                 ParseError::new(
