@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// Do not use cached results
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not use cached results for these stages (by name or index) and
+    /// what is built on them (repeatable, or comma-separated)
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
     /// Steps to run at once (default: twice the cores, at least 4)
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -414,6 +418,16 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         );
     }
     let graph = compile_all(&inputs, &resolver)?;
+    for stage in &args.no_cache_filter {
+        let known = graph.graph.node_weights().any(|v| {
+            v.origins
+                .iter()
+                .any(|o| o.stage.eq_ignore_ascii_case(stage))
+        });
+        if !known {
+            bail!("--no-cache-filter {stage}: no stage of that name or index in the build");
+        }
+    }
     let failures = resolver.failures();
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
@@ -569,6 +583,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         network,
         secrets,
         ssh: BTreeMap::new(),
+        no_cache_stages: args.no_cache_filter.clone(),
         explain: args.explain,
         source_date_epoch: source_date_epoch(args)?,
         allow,

@@ -119,7 +119,7 @@ impl Ops for Planner<'_, '_> {
                 {
                     obj.extend(extra);
                 }
-                let lookup = s.lookup(&key);
+                let lookup = s.lookup(v, &key);
                 Ok(Plan {
                     key,
                     hit: lookup.hit,

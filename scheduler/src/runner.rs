@@ -82,7 +82,7 @@ impl Runner<'_, '_> {
         // too): others wait, then take its result from the cache, so
         // identical steps of concurrent builds run once and give one image id.
         let _running = self.lock(&plan.key, &step, cancel)?;
-        if let Some(rec) = s.lookup(&plan.key).hit {
+        if let Some(rec) = s.lookup(v, &plan.key).hit {
             if let Some(state) = self.serve(v, &rec, parent, &step, started) {
                 return Ok(state);
             }
@@ -92,7 +92,7 @@ impl Runner<'_, '_> {
             explain::explain(
                 nearest.as_ref().map(|r| &r.inputs),
                 &plan.inputs,
-                s.options.no_cache,
+                s.uncached(v),
             )
         });
         let selection = plan.selection.as_deref().cloned();
@@ -170,7 +170,7 @@ impl Runner<'_, '_> {
         cancel: &CancelToken,
     ) -> Result<Option<crate::backend::StepGuard>, StepError> {
         let s = self.session;
-        if s.options.no_cache {
+        if s.uncached(step.vertex) {
             return Ok(None);
         }
         let mut on_wait = || {

@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub jobs: usize,
     /// Network for RUN steps that do not choose one.
     pub network: NetworkMode,
+    /// `--no-cache-filter`: stages whose steps run whatever the cache has.
+    pub no_cache_stages: Vec<String>,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh id=…`: SSH agent sockets by id, for `RUN --mount=type=ssh`.
@@ -60,6 +62,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             no_cache: false,
+            no_cache_stages: Vec::new(),
             jobs: default_jobs(),
             network: NetworkMode::Private,
             secrets: BTreeMap::new(),
@@ -222,6 +225,9 @@ pub struct BuildSession<'a> {
     pub(crate) options: BuildOptions,
     labels: Vec<String>,
     pub(crate) families: Vec<String>,
+    /// Vertices `--no-cache-filter` reruns: its stages' steps and every
+    /// step that reads one of them.
+    filtered: Vec<bool>,
     pool: rayon::ThreadPool,
     pub(crate) ran: AtomicUsize,
     pub(crate) cached: AtomicUsize,
@@ -271,6 +277,7 @@ impl<'a> BuildSession<'a> {
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
         let (labels, families) = step_labels(graph);
+        let filtered = no_cache_filtered(graph, &options.no_cache_stages);
         let session = BuildSession {
             graph,
             bases: svc.bases,
@@ -290,6 +297,7 @@ impl<'a> BuildSession<'a> {
             options,
             labels,
             families,
+            filtered,
             pool,
             ran: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
@@ -416,12 +424,21 @@ impl<'a> BuildSession<'a> {
         self.cache.export(&keys).map_err(BuildError::SharedCache)
     }
 
-    /// The cache's answer for `key`, unless `--no-cache`.
-    pub(crate) fn lookup(&self, key: &str) -> Lookup {
-        if self.options.no_cache {
+    /// The cache's answer for vertex `v`'s `key`, unless `--no-cache` (or
+    /// `--no-cache-filter` names its stage).
+    pub(crate) fn lookup(&self, v: usize, key: &str) -> Lookup {
+        if self.uncached(v) {
             return Lookup::default();
         }
         self.cache.lookup(key)
+    }
+
+    /// Whether vertex `v` must run whatever the cache has: `--no-cache`, or
+    /// a stage `--no-cache-filter` names (by name or index, for any image
+    /// using the vertex), or a step reading such a stage's results (their
+    /// keys do not change when a rerun makes other files).
+    pub(crate) fn uncached(&self, v: usize) -> bool {
+        self.options.no_cache || self.filtered.get(v).copied().unwrap_or(false)
     }
 
     /// Vertex `v` of the graph.
@@ -523,4 +540,25 @@ fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
         }
     }
     (labels, families)
+}
+
+/// Which vertices `--no-cache-filter stages` reruns: those of the stages
+/// (by name or index) and, in graph order, every vertex built on or
+/// reading one of them.
+fn no_cache_filtered(graph: &BuildGraph, stages: &[String]) -> Vec<bool> {
+    let mut out = vec![false; graph.len()];
+    if stages.is_empty() {
+        return out;
+    }
+    for id in graph.topo_order() {
+        let v = graph.vertex(id);
+        // A base image is never rerun (and is shared between stages).
+        let named = !matches!(v.op, Op::Source { .. })
+            && v.origins
+                .iter()
+                .any(|o| stages.iter().any(|s| s.eq_ignore_ascii_case(&o.stage)));
+        let downstream = v.parent.iter().chain(&v.inputs).any(|p| out[p.index()]);
+        out[id.index()] = named || downstream;
+    }
+    out
 }

@@ -733,3 +733,57 @@ fn build_contexts_stand_in_for_stages_images_and_directories() {
         );
     }
 }
+
+#[test]
+fn no_cache_filter_reruns_its_stages_and_what_reads_them() {
+    let test = "no_cache_filter_reruns_its_stages_and_what_reads_them";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let c = ctx.path();
+    std::fs::write(
+        c.join("Dockerfile"),
+        "FROM localhost/busybox:latest AS a\nRUN echo a > /a\n\
+         FROM localhost/busybox:latest AS b\nRUN echo b > /b\n\
+         FROM localhost/busybox:latest\nCOPY --from=a /a /a\nRUN cat /a > /final\nCOPY --from=b /b /b\n",
+    )
+    .unwrap();
+    let ctx_s = c.display().to_string();
+    let first = ok(rbk(store.path(), &["build", "--progress", "plain", &ctx_s]));
+    assert!(
+        stderr(&first).contains(": 5 steps run, 0 cached"),
+        "{}",
+        stderr(&first)
+    );
+    let again = ok(rbk(
+        store.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache-filter",
+            "a",
+            &ctx_s,
+        ],
+    ));
+    let err = stderr(&again);
+    // a's RUN, the COPY from a and everything after it in the last stage
+    // run; b's RUN comes from the cache.
+    assert!(err.contains(": 4 steps run, 1 cached"), "{err}");
+    let cached_line = err
+        .lines()
+        .position(|l| l.contains("RUN echo b > /b"))
+        .and_then(|i| err.lines().nth(i + 1))
+        .unwrap_or_default();
+    assert!(cached_line.ends_with("CACHED"), "{err}");
+    let out = rbk(
+        store.path(),
+        &["build", "--no-cache-filter", "nosuch", &ctx_s],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--no-cache-filter nosuch"),
+        "{}",
+        stderr(&out)
+    );
+}
