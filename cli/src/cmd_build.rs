@@ -10,7 +10,7 @@ use rbk_compiler::platform::Platform;
 use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
-use rbk_scheduler::shared_cache::{CacheExport, CacheMode};
+use rbk_scheduler::shared_cache::{CacheDest, CacheExport, CacheMode};
 use rbk_scheduler::step::from::BaseImages;
 use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services};
 use rbk_store::compress::Compression;
@@ -136,47 +136,73 @@ pub enum PullPolicy {
 /// One `--cache-to`/`--cache-from` value, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CacheSpec {
-    reference: Reference,
+    place: CachePlace,
     mode: CacheMode,
 }
 
-/// Parses `type=registry,ref=R[,mode=min|max]` (or a bare reference, as
-/// buildx accepts for `--cache-from`).
+/// Where a cache lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CachePlace {
+    /// `type=registry,ref=…`.
+    Registry(Reference),
+    /// `type=local,dest=DIR` (`src=DIR` to import): an OCI layout directory.
+    Local(PathBuf),
+}
+
+/// Parses `type=registry,ref=R[,mode=min|max]`, `type=local,dest=DIR` (to)
+/// or `type=local,src=DIR` (from), or a bare reference, as buildx does.
 fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
-    let mut reference = None;
-    let mut mode = CacheMode::Min;
-    if !s.contains('=') {
-        reference = Some(s.to_string());
+    let to = flag == "--cache-to";
+    let forms = if to {
+        "type=registry,ref=HOST/NAME:TAG[,mode=min|max] or type=local,dest=DIR[,mode=min|max]"
     } else {
-        for part in s.split(',') {
-            match part.split_once('=') {
-                Some(("type", "registry")) => {}
-                Some(("type", other)) => bail!(
-                    "{flag} {s:?}: cache type {other:?} is not supported (only type=registry)"
-                ),
-                Some(("ref", r)) => reference = Some(r.to_string()),
-                Some(("mode", m)) if flag == "--cache-to" => {
-                    mode = m
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?
-                }
-                _ => bail!(
-                    "{flag} {s:?}: unknown part {part:?}; expected \
-                     type=registry,ref=HOST/NAME:TAG{}",
-                    if flag == "--cache-to" {
-                        "[,mode=min|max]"
-                    } else {
-                        ""
-                    }
-                ),
+        "type=registry,ref=HOST/NAME:TAG, a bare reference, or type=local,src=DIR"
+    };
+    if !s.contains('=') {
+        let reference = Reference::parse(s).with_context(|| format!("{flag} {s:?}"))?;
+        return Ok(CacheSpec {
+            place: CachePlace::Registry(reference),
+            mode: CacheMode::Min,
+        });
+    }
+    let mut kind = "registry";
+    let mut reference = None;
+    let mut dir = None;
+    let mut mode = CacheMode::Min;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", t @ ("registry" | "local"))) => kind = t,
+            Some(("type", "inline")) => bail!(
+                "{flag} {s:?}: type=inline is not supported (the cache cannot ride in the image config); use type=registry or type=local"
+            ),
+            Some(("type", other)) => bail!("{flag} {s:?}: cache type {other:?} is not supported; expected {forms}"),
+            Some(("ref", r)) => reference = Some(r.to_string()),
+            Some(("dest", d)) if to => dir = Some(PathBuf::from(d)),
+            Some(("src", d)) if !to => dir = Some(PathBuf::from(d)),
+            Some(("mode", m)) if to => {
+                mode = m.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?
             }
+            _ => bail!("{flag} {s:?}: unknown part {part:?}; expected {forms}"),
         }
     }
-    let Some(r) = reference.filter(|r| !r.is_empty()) else {
-        bail!("{flag} {s:?}: ref=HOST/NAME:TAG is required");
+    let place = match kind {
+        "local" => {
+            let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) else {
+                bail!(
+                    "{flag} {s:?}: type=local needs {}=DIR",
+                    if to { "dest" } else { "src" }
+                );
+            };
+            CachePlace::Local(dir)
+        }
+        _ => {
+            let Some(r) = reference.filter(|r| !r.is_empty()) else {
+                bail!("{flag} {s:?}: ref=HOST/NAME:TAG is required");
+            };
+            CachePlace::Registry(Reference::parse(&r).with_context(|| format!("{flag} {s:?}"))?)
+        }
     };
-    let reference = Reference::parse(&r).with_context(|| format!("{flag} {s:?}"))?;
-    Ok(CacheSpec { reference, mode })
+    Ok(CacheSpec { place, mode })
 }
 
 /// The registry client, made when first needed.
@@ -690,10 +716,6 @@ fn shared_caches(
     args: &BuildArgs,
     targets: &[inputs::TargetCaches],
 ) -> Result<(Vec<Arc<RemoteCache>>, Vec<CacheExport>)> {
-    if args.cache_from.is_empty() && args.cache_to.is_empty() && targets.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let client = client.get()?;
     let mut from: Vec<(String, Option<&str>)> =
         args.cache_from.iter().map(|s| (s.clone(), None)).collect();
     let mut to: Vec<(String, Option<&str>)> =
@@ -715,34 +737,46 @@ fn shared_caches(
         None => "command line".to_string(),
     };
     let mut imported: Vec<Arc<RemoteCache>> = Vec::new();
+    let mut seen: Vec<CachePlace> = Vec::new();
     for (s, target) in &from {
         let spec = parse_cache_spec("--cache-from", s).with_context(|| context(*target))?;
-        if imported.iter().any(|c| c.reference() == &spec.reference) {
+        if seen.contains(&spec.place) {
             continue;
         }
-        match RemoteCache::import(client.clone(), store, spec.reference.clone(), &|_| {}) {
+        seen.push(spec.place.clone());
+        let result = match &spec.place {
+            CachePlace::Registry(r) => {
+                RemoteCache::import(client.get()?, store, r.clone(), &|_| {})
+                    .map_err(anyhow::Error::from)
+            }
+            CachePlace::Local(dir) => RemoteCache::import_local(dir).map_err(anyhow::Error::from),
+        };
+        match result {
             Ok(c) => {
                 eprintln!(
                     "importing cache from {}: {} record{}",
-                    spec.reference,
+                    c.source(),
                     c.len(),
                     if c.len() == 1 { "" } else { "s" }
                 );
                 imported.push(Arc::new(c));
             }
-            Err(e) => eprintln!(
-                "warning: cannot import cache from {}: {}",
-                spec.reference,
-                rbk_scheduler::error_chain(&e)
-            ),
+            // As in BuildKit: the build still works, only slower.
+            Err(e) => eprintln!("warning: cannot import cache from {s}: {e:#}"),
         }
     }
     let mut exports = Vec::new();
     for (s, target) in &to {
         let spec = parse_cache_spec("--cache-to", s).with_context(|| context(*target))?;
+        let dest = match spec.place {
+            CachePlace::Registry(reference) => CacheDest::Registry {
+                client: client.get()?,
+                reference,
+            },
+            CachePlace::Local(dir) => CacheDest::Local(dir),
+        };
         exports.push(CacheExport {
-            client: client.clone(),
-            reference: spec.reference,
+            dest,
             mode: spec.mode,
             images: target.map(|t| vec![t.to_string()]),
         });
@@ -761,20 +795,37 @@ mod tests {
             "type=registry,ref=localhost:5000/c:1,mode=max",
         )
         .unwrap();
-        assert_eq!(s.reference.to_string(), "localhost:5000/c:1");
+        assert!(
+            matches!(&s.place, CachePlace::Registry(r) if r.to_string() == "localhost:5000/c:1")
+        );
         assert_eq!(s.mode, CacheMode::Max);
         let s = parse_cache_spec("--cache-from", "localhost:5000/c:1").unwrap();
         assert_eq!(s.mode, CacheMode::Min);
-        let e = parse_cache_spec("--cache-to", "type=local,dest=/tmp/x").unwrap_err();
-        assert!(e.to_string().contains("only type=registry"), "{e}");
-        let e = parse_cache_spec("--cache-to", "type=registry").unwrap_err();
-        assert!(
-            e.to_string().contains("ref=HOST/NAME:TAG is required"),
-            "{e}"
-        );
+        let s = parse_cache_spec("--cache-to", "type=local,dest=/tmp/x,mode=max").unwrap();
+        assert_eq!(s.place, CachePlace::Local(PathBuf::from("/tmp/x")));
+        assert_eq!(s.mode, CacheMode::Max);
+        let s = parse_cache_spec("--cache-from", "type=local,src=/tmp/x").unwrap();
+        assert_eq!(s.place, CachePlace::Local(PathBuf::from("/tmp/x")));
+        for (flag, v, want) in [
+            ("--cache-to", "type=local,src=/x", "unknown part"),
+            ("--cache-to", "type=local", "needs dest=DIR"),
+            ("--cache-to", "type=inline", "not supported"),
+            ("--cache-to", "type=gha", "not supported"),
+            (
+                "--cache-to",
+                "type=registry",
+                "ref=HOST/NAME:TAG is required",
+            ),
+            (
+                "--cache-from",
+                "type=registry,ref=a/b,mode=max",
+                "unknown part",
+            ),
+        ] {
+            let e = format!("{:#}", parse_cache_spec(flag, v).unwrap_err());
+            assert!(e.contains(want), "{flag} {v}: {e}");
+        }
         let e = parse_cache_spec("--cache-to", "type=registry,ref=a/b,mode=all").unwrap_err();
         assert!(format!("{e:#}").contains("min or max"), "{e:#}");
-        let e = parse_cache_spec("--cache-from", "type=registry,ref=a/b,mode=max").unwrap_err();
-        assert!(e.to_string().contains("unknown part"), "{e}");
     }
 }

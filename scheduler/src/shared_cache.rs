@@ -34,13 +34,34 @@ impl std::str::FromStr for CacheMode {
     }
 }
 
-/// One `--cache-to type=registry,ref=…`.
+/// Where a `--cache-to` goes.
+#[derive(Clone)]
+pub enum CacheDest {
+    /// `type=registry,ref=…`: pushed with `client`.
+    Registry {
+        /// The registry client to push with.
+        client: Arc<Client>,
+        /// The cache artifact's name.
+        reference: Reference,
+    },
+    /// `type=local,dest=DIR`: an OCI layout directory.
+    Local(std::path::PathBuf),
+}
+
+impl std::fmt::Display for CacheDest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheDest::Registry { reference, .. } => write!(f, "{reference}"),
+            CacheDest::Local(dir) => write!(f, "local:{}", dir.display()),
+        }
+    }
+}
+
+/// One `--cache-to`.
 #[derive(Clone)]
 pub struct CacheExport {
-    /// The registry client to push with.
-    pub client: Arc<Client>,
-    /// Where the cache artifact goes.
-    pub reference: Reference,
+    /// Where the cache goes.
+    pub dest: CacheDest,
     /// Which records.
     pub mode: CacheMode,
     /// The images (target names) whose steps it carries; `None`: all.
@@ -50,7 +71,7 @@ pub struct CacheExport {
 impl std::fmt::Debug for CacheExport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheExport")
-            .field("reference", &self.reference.to_string())
+            .field("dest", &self.dest.to_string())
             .field("mode", &self.mode)
             .field("images", &self.images)
             .finish()

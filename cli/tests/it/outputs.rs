@@ -787,3 +787,74 @@ fn no_cache_filter_reruns_its_stages_and_what_reads_them() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_local_cache_directory_carries_the_cache_to_another_store() {
+    let test = "a_local_cache_directory_carries_the_cache_to_another_store";
+    let Some((store_a, ctx)) = setup(test) else {
+        return;
+    };
+    let base = tempfile::NamedTempFile::new().unwrap();
+    let base_s = base.path().display().to_string();
+    ok(rbk(
+        store_a.path(),
+        &["save", "-o", &base_s, "localhost/busybox:latest"],
+    ));
+    let store_b = tempfile::tempdir().unwrap();
+    ok(rbk(store_b.path(), &["load", "-i", &base_s]));
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:latest AS build\nRUN echo built > /artifact\n\
+         FROM localhost/busybox:latest\nCOPY --from=build /artifact /artifact\nRUN cat /artifact > /copy\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("ci-cache");
+    let to = format!("type=local,dest={},mode=max", dir.display());
+    let from = format!("type=local,src={}", dir.display());
+    let ctx_s = ctx.path().display().to_string();
+    // Nothing there yet: an empty cache, not an error.
+    let first = ok(rbk(
+        store_a.path(),
+        &[
+            "build",
+            "-t",
+            "lc:1",
+            "--cache-from",
+            &from,
+            "--cache-to",
+            &to,
+            &ctx_s,
+        ],
+    ));
+    assert!(stderr(&first).contains("0 records"), "{}", stderr(&first));
+    assert!(dir.join("index.json").is_file() && dir.join("oci-layout").is_file());
+    // An independent reader of OCI layouts accepts the directory.
+    if have("skopeo") {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:rbk-buildcache", dir.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+    }
+    let second = ok(rbk(
+        store_b.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "lc:1",
+            "--cache-from",
+            &from,
+            &ctx_s,
+        ],
+    ));
+    let err = stderr(&second);
+    assert!(err.contains(": 0 steps run, 3 cached"), "{err}");
+    assert_eq!(
+        inspect(store_a.path(), "lc:1")["Id"],
+        inspect(store_b.path(), "lc:1")["Id"]
+    );
+}

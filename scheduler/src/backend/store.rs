@@ -27,7 +27,7 @@ use super::{
     StepGuard, WorkDirs, Workspace,
 };
 use crate::sandbox::CancelToken;
-use crate::shared_cache::{CacheExport, ExportedCache};
+use crate::shared_cache::{CacheDest, CacheExport, ExportedCache};
 
 /// rbk-store behind the scheduler's traits, with the build's registry
 /// caches (`--cache-from`, `--cache-to`) and layer compression.
@@ -258,16 +258,19 @@ impl StepCache for StoreBackend<'_> {
                 }
                 records.push(rec);
             }
-            let report = registry_cache::export(
-                &e.client,
-                self.store,
-                &e.reference,
-                &records,
-                &|l| self.store.compressed_layer(l, Compression::Gzip),
-                &|_| {},
-            )?;
+            let report = match &e.dest {
+                CacheDest::Registry { client, reference } => registry_cache::export(
+                    client,
+                    self.store,
+                    reference,
+                    &records,
+                    &|l| self.store.compressed_layer(l, Compression::Gzip),
+                    &|_| {},
+                )?,
+                CacheDest::Local(dir) => registry_cache::export_local(self.store, dir, &records)?,
+            };
             done.push(ExportedCache {
-                reference: e.reference.to_string(),
+                reference: e.dest.to_string(),
                 report,
             });
         }

@@ -7,6 +7,11 @@
 //! pushed (compressed). The manifest's layers are those pushed blobs, so the
 //! registry keeps them alive and garbage collection sees them.
 //!
+//! The same artifact can live in a local OCI layout directory instead
+//! (`type=local`, for CI cache directories): `index.json` names the
+//! manifest, `blobs/sha256/` holds it, the config and the layers as the
+//! exporting store kept them.
+//!
 //! An importer reads only the manifest and the config; a layer is fetched
 //! when a build actually needs its bytes (to run a step over it or to put it
 //! in a final image), then stored the way the exporter stored it (an
@@ -14,6 +19,7 @@
 //! the image a second builder commits is the very image the first one did.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +27,11 @@ use serde::{Deserialize, Serialize};
 use super::{Client, Progress, RegistryError};
 use crate::cache::CacheRecord;
 use crate::digest::Digest;
+use crate::error::StoreError;
 use crate::images::Store;
-use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
+use crate::oci::{
+    Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
 use crate::reference::Reference;
 
 /// Media type of the config blob that holds the records.
@@ -63,20 +72,53 @@ struct ArtifactManifest<'a> {
     layers: &'a [Descriptor],
 }
 
-/// A cache imported from a registry with `--cache-from`.
+/// Where an imported cache's blobs come from.
+enum Origin {
+    Registry {
+        client: Arc<Client>,
+        reference: Reference,
+    },
+    Local {
+        dir: PathBuf,
+    },
+}
+
+/// A cache imported with `--cache-from`: from a registry or a local OCI
+/// layout directory.
 pub struct RemoteCache {
-    client: Arc<Client>,
-    reference: Reference,
+    origin: Origin,
     entries: HashMap<String, CacheEntry>,
 }
 
 impl std::fmt::Debug for RemoteCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteCache")
-            .field("reference", &self.reference.to_string())
+            .field("source", &self.source())
             .field("records", &self.entries.len())
             .finish()
     }
+}
+
+/// The annotation naming the cache manifest in a local layout's index.
+const LOCAL_REF_NAME: &str = "rbk-buildcache";
+
+/// A blob of the layout at `dir`.
+fn layout_blob(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join("sha256").join(digest.hex())
+}
+
+/// Reads a blob of the layout at `dir`, checked against its digest.
+fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+    let path = layout_blob(dir, digest);
+    let bytes = std::fs::read(&path).map_err(|e| StoreError::from_io("read", &path, e))?;
+    let actual = Digest::of(&bytes);
+    if &actual != digest {
+        return Err(StoreError::Corrupt {
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 impl RemoteCache {
@@ -93,8 +135,7 @@ impl RemoteCache {
             Ok(m) => m,
             Err(RegistryError::NotFound { .. }) => {
                 return Ok(RemoteCache {
-                    client,
-                    reference,
+                    origin: Origin::Registry { client, reference },
                     entries: HashMap::new(),
                 })
             }
@@ -135,15 +176,57 @@ impl RemoteCache {
             .map(|e| (e.record.key.clone(), e))
             .collect();
         Ok(RemoteCache {
-            client,
-            reference,
+            origin: Origin::Registry { client, reference },
             entries,
         })
     }
 
-    /// The cache's reference.
-    pub fn reference(&self) -> &Reference {
-        &self.reference
+    /// Reads the cache a local OCI layout directory holds (written by
+    /// [`export_local`]); a directory without one is an empty cache.
+    pub fn import_local(dir: &Path) -> Result<Self, StoreError> {
+        let empty = || RemoteCache {
+            origin: Origin::Local {
+                dir: dir.to_path_buf(),
+            },
+            entries: HashMap::new(),
+        };
+        let index_path = dir.join("index.json");
+        let index_bytes = match std::fs::read(&index_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(empty()),
+            Err(e) => return Err(StoreError::from_io("read", &index_path, e)),
+        };
+        let index: Index = serde_json::from_slice(&index_bytes)
+            .map_err(|e| StoreError::json("the cache's index.json", e))?;
+        let Some(desc) = index.manifests.iter().find(|d| {
+            d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(LOCAL_REF_NAME)
+        }) else {
+            return Ok(empty());
+        };
+        let manifest: Manifest = serde_json::from_slice(&read_layout_blob(dir, &desc.digest)?)
+            .map_err(|e| StoreError::json("the cache manifest", e))?;
+        let config_bytes = read_layout_blob(dir, &manifest.config.digest)?;
+        let config: CacheConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| StoreError::json("the cache records", e))?;
+        let entries = config
+            .records
+            .into_iter()
+            .map(|e| (e.record.key.clone(), e))
+            .collect();
+        Ok(RemoteCache {
+            origin: Origin::Local {
+                dir: dir.to_path_buf(),
+            },
+            entries,
+        })
+    }
+
+    /// Where the cache comes from, as the user gave it.
+    pub fn source(&self) -> String {
+        match &self.origin {
+            Origin::Registry { reference, .. } => reference.to_string(),
+            Origin::Local { dir } => format!("local:{}", dir.display()),
+        }
     }
 
     /// How many records it holds.
@@ -179,12 +262,18 @@ impl RemoteCache {
             return Ok(0);
         }
         let remote = entry.remote.as_ref().unwrap_or(local);
-        let bytes = self.client.fetch_blobs_into(
-            store,
-            &self.reference,
-            std::slice::from_ref(remote),
-            progress,
-        )?;
+        let bytes = match &self.origin {
+            Origin::Registry { client, reference } => {
+                client.fetch_blobs_into(store, reference, std::slice::from_ref(remote), progress)?
+            }
+            Origin::Local { dir } => {
+                let path = layout_blob(dir, &remote.digest);
+                let mut f = std::fs::File::open(&path)
+                    .map_err(|e| StoreError::from_io("open", &path, e))?;
+                store.content.ingest(&mut f, Some(&remote.digest))?;
+                remote.size
+            }
+        };
         if remote.digest == local.digest {
             return Ok(bytes);
         }
@@ -282,4 +371,131 @@ pub fn export(
         records: n,
         layers: layers.len(),
     })
+}
+
+/// Writes `records` and their layers (as `store` keeps them) as the cache
+/// in the OCI layout directory `dir`, replacing the cache it held. Blobs
+/// are content-addressed and written before the index is swapped in one
+/// rename, so a job reading the directory meanwhile sees the old cache or
+/// the new one, never half of either. Blobs of older caches stay.
+pub fn export_local(
+    store: &Store,
+    dir: &Path,
+    records: &[CacheRecord],
+) -> Result<ExportReport, StoreError> {
+    let blobs_dir = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs_dir)
+        .map_err(|e| StoreError::from_io("create", &blobs_dir, e))?;
+    let mut entries: Vec<CacheEntry> = records
+        .iter()
+        .map(|r| CacheEntry {
+            record: r.clone(),
+            remote: None,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    let mut layers: Vec<Descriptor> = Vec::new();
+    for e in &entries {
+        if let Some(l) = &e.record.layer {
+            if !layers.iter().any(|x| x.digest == l.digest) {
+                copy_blob(store, dir, &l.digest)?;
+                layers.push(l.clone());
+            }
+        }
+    }
+    let n = entries.len();
+    let config_bytes = serde_json::to_vec(&CacheConfig {
+        version: 1,
+        records: entries,
+    })
+    .map_err(|e| StoreError::json("cache records", e))?;
+    let config = Descriptor::new(
+        CACHE_CONFIG_MEDIA_TYPE,
+        write_blob(dir, &config_bytes)?,
+        config_bytes.len() as u64,
+    );
+    let manifest_bytes = serde_json::to_vec(&ArtifactManifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_OCI_MANIFEST,
+        artifact_type: CACHE_ARTIFACT_TYPE,
+        config: &config,
+        layers: &layers,
+    })
+    .map_err(|e| StoreError::json("cache manifest", e))?;
+    let digest = write_blob(dir, &manifest_bytes)?;
+    let mut desc = Descriptor::new(
+        MEDIA_TYPE_OCI_MANIFEST,
+        digest.clone(),
+        manifest_bytes.len() as u64,
+    );
+    desc.annotations
+        .insert(ANNOTATION_REF_NAME.into(), LOCAL_REF_NAME.into());
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
+        manifests: vec![desc],
+        ..Default::default()
+    };
+    let index_bytes =
+        serde_json::to_vec_pretty(&index).map_err(|e| StoreError::json("index.json", e))?;
+    replace_file(dir, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    replace_file(dir, "index.json", &index_bytes)?;
+    Ok(ExportReport {
+        digest,
+        records: n,
+        layers: layers.len(),
+    })
+}
+
+/// Copies a blob of `store` into the layout at `dir` (unless there).
+fn copy_blob(store: &Store, dir: &Path, digest: &Digest) -> Result<(), StoreError> {
+    let to = layout_blob(dir, digest);
+    if to.exists() {
+        return Ok(());
+    }
+    let mut from = store.content.open_blob(digest)?;
+    let tmp = to.with_extension(format!("part-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::copy(&mut from, &mut f)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &to)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StoreError::from_io("write", &to, e));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` as a blob of the layout at `dir`; returns its digest.
+fn write_blob(dir: &Path, bytes: &[u8]) -> Result<Digest, StoreError> {
+    let digest = Digest::of(bytes);
+    let to = layout_blob(dir, &digest);
+    if !to.exists() {
+        let name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        replace_file(to.parent().unwrap_or(dir), &name, bytes)?;
+    }
+    Ok(digest)
+}
+
+/// Writes `dir/name` through a temporary file and a rename.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let to = dir.join(name);
+    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &to)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StoreError::from_io("write", &to, e));
+    }
+    Ok(())
 }
