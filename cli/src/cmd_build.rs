@@ -149,6 +149,15 @@ enum CachePlace {
     Local(PathBuf),
 }
 
+impl std::fmt::Display for CachePlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CachePlace::Registry(r) => write!(f, "{r}"),
+            CachePlace::Local(dir) => write!(f, "local:{}", dir.display()),
+        }
+    }
+}
+
 /// Parses `type=registry,ref=R[,mode=min|max]`, `type=local,dest=DIR` (to)
 /// or `type=local,src=DIR` (from), or a bare reference, as buildx does.
 fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
@@ -762,7 +771,7 @@ fn shared_caches(
                 imported.push(Arc::new(c));
             }
             // As in BuildKit: the build still works, only slower.
-            Err(e) => eprintln!("warning: cannot import cache from {s}: {e:#}"),
+            Err(e) => eprintln!("warning: cannot import cache from {}: {e:#}", spec.place),
         }
     }
     let mut exports = Vec::new();
