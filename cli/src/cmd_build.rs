@@ -108,6 +108,10 @@ pub struct BuildArgs {
     /// (`rbk save | docker load` moves them to Docker)
     #[arg(long)]
     pub load: bool,
+    /// Add an annotation to the image manifest (repeatable): KEY=VALUE or
+    /// manifest:KEY=VALUE
+    #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Write the image id (sha256:...) to FILE
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -619,11 +623,44 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         secrets,
         ssh: BTreeMap::new(),
         no_cache_stages: args.no_cache_filter.clone(),
+        annotations: parse_annotations(&args.annotations)?,
         explain: args.explain,
         source_date_epoch: source_date_epoch(args)?,
         allow,
     };
     Ok((options, compression))
+}
+
+/// `--annotation`s: `KEY=VALUE` or `manifest:KEY=VALUE` (rbk's images are
+/// single manifests: there is no index or descriptor to annotate).
+fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let (kv, level) = match v.split_once(':') {
+            Some((level, rest))
+                if !level.contains('=')
+                    && level.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || c == '-' || c == '[' || c == ']' || c == '/'
+                    }) =>
+            {
+                (rest, Some(level))
+            }
+            _ => (v.as_str(), None),
+        };
+        match level {
+            None | Some("manifest") => {}
+            Some(other) => bail!(
+                "--annotation {v:?}: {other}: annotations are not supported (an rbk image is one manifest; use KEY=VALUE or manifest:KEY=VALUE)"
+            ),
+        }
+        match kv.split_once('=') {
+            Some((k, val)) if !k.is_empty() => {
+                out.insert(k.to_string(), val.to_string());
+            }
+            _ => bail!("invalid --annotation {v:?}: expected [manifest:]KEY=VALUE"),
+        }
+    }
+    Ok(out)
 }
 
 /// `SOURCE_DATE_EPOCH`: the build arg if given (as BuildKit takes it),

@@ -136,12 +136,14 @@ pub trait Images: Send + Sync {
     /// Finds the image `name` (a tag or id), kept for the build's duration
     /// (a concurrent `rmi` + `prune` cannot take it away).
     fn resolve(&self, name: &str) -> Result<BaseImage, BackendError>;
-    /// Writes `config` and a manifest over `layers` and points `tags` at it.
+    /// Writes `config` and a manifest over `layers` (with `annotations`)
+    /// and points `tags` at it.
     fn commit(
         &self,
         config: &OciConfig,
         layers: &[Descriptor],
         tags: &[Reference],
+        annotations: &std::collections::BTreeMap<String, String>,
     ) -> Result<CommittedImage, BackendError>;
 }
 

@@ -73,13 +73,13 @@ fn commit(
             source,
         })?;
     }
-    let committed =
-        s.images
-            .commit(&config, &layers, &tags)
-            .map_err(|source| BuildError::Commit {
-                name: img.name.clone(),
-                source,
-            })?;
+    let committed = s
+        .images
+        .commit(&config, &layers, &tags, &s.options.annotations)
+        .map_err(|source| BuildError::Commit {
+            name: img.name.clone(),
+            source,
+        })?;
     Ok(BuiltImage {
         name: img.name.clone(),
         id: committed.id,

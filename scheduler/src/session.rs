@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     /// `--no-cache-filter`: stages whose steps run whatever the cache has.
     pub no_cache_stages: Vec<String>,
+    /// `--annotation`: annotations of the images' manifests.
+    pub annotations: BTreeMap<String, String>,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh id=…`: SSH agent sockets by id, for `RUN --mount=type=ssh`.
@@ -63,6 +65,7 @@ impl Default for BuildOptions {
         BuildOptions {
             no_cache: false,
             no_cache_stages: Vec::new(),
+            annotations: BTreeMap::new(),
             jobs: default_jobs(),
             network: NetworkMode::Private,
             secrets: BTreeMap::new(),

@@ -354,6 +354,18 @@ impl Store {
         layers: &[Descriptor],
         tags: &[Reference],
     ) -> Result<Image, StoreError> {
+        self.commit_annotated_image(config, layers, tags, &BTreeMap::new())
+    }
+
+    /// [`Store::commit_image`] with `annotations` on the manifest
+    /// (`--annotation`): the same image id, another manifest digest.
+    pub fn commit_annotated_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        tags: &[Reference],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Image, StoreError> {
         let config_bytes =
             serde_json::to_vec(config).map_err(|e| StoreError::json("image config", e))?;
         let config_digest = Digest::of(&config_bytes);
@@ -373,7 +385,7 @@ impl Store {
                 config_bytes.len() as u64,
             ),
             layers: layers.to_vec(),
-            annotations: BTreeMap::new(),
+            annotations: annotations.clone(),
         };
         let manifest_bytes =
             serde_json::to_vec(&manifest).map_err(|e| StoreError::json("manifest", e))?;

@@ -858,3 +858,50 @@ fn a_local_cache_directory_carries_the_cache_to_another_store() {
         inspect(store_b.path(), "lc:1")["Id"]
     );
 }
+
+#[test]
+fn annotations_land_on_the_manifest() {
+    let test = "annotations_land_on_the_manifest";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let meta = tempfile::NamedTempFile::new().unwrap();
+    let meta_s = meta.path().display().to_string();
+    let ctx_s = ctx.path().display().to_string();
+    ok(rbk(
+        store.path(),
+        &[
+            "build",
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/app",
+            "--annotation",
+            "manifest:team=core",
+            "--metadata-file",
+            &meta_s,
+            &ctx_s,
+        ],
+    ));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(meta.path()).unwrap()).unwrap();
+    let digest = m["containerimage.digest"].as_str().unwrap();
+    let blob = store
+        .path()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://example.com/app"
+    );
+    assert_eq!(manifest["annotations"]["team"], "core");
+    for bad in ["index:a=b", "novalue"] {
+        let out = rbk(store.path(), &["build", "--annotation", bad, &ctx_s]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(
+            stderr(&out).contains("--annotation"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+}

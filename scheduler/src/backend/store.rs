@@ -120,8 +120,9 @@ impl Images for Store {
         config: &OciConfig,
         layers: &[Descriptor],
         tags: &[Reference],
+        annotations: &std::collections::BTreeMap<String, String>,
     ) -> Result<CommittedImage, BackendError> {
-        let image = self.commit_image(config, layers, tags)?;
+        let image = self.commit_annotated_image(config, layers, tags, annotations)?;
         Ok(CommittedImage {
             id: image.id,
             manifest: image.manifest_digest,

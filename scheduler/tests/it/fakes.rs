@@ -53,6 +53,7 @@ impl Images for FakeImages {
         config: &OciConfig,
         layers: &[Descriptor],
         tags: &[Reference],
+        _annotations: &std::collections::BTreeMap<String, String>,
     ) -> Result<CommittedImage, BackendError> {
         let bytes = serde_json::to_vec(config).unwrap();
         let id = Digest::of(&bytes);
