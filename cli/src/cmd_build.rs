@@ -33,7 +33,19 @@ use crate::progress::{self, ProgressMode};
   rbk build -f docker/Dockerfile.prod --build-arg VERSION=2 -t myapp:2 .
   rbk build examples/debian/rbk.toml            # every image of the file, as one graph
   rbk build examples/debian/rbk.toml nginx      # one target (or group)
-  rbk build --explain -t myapp .                # say why each step missed the cache")]
+  rbk build --explain -t myapp .                # say why each step missed the cache
+  rbk build -t reg.example.com/app:1 --push .   # push the -t names
+  rbk build -o type=local,dest=out .            # the final filesystem (also: out, type=tar, -)
+  rbk build -o type=docker,dest=app.tar .       # an archive for docker load (type=oci too)
+  rbk build -q --iidfile id --metadata-file meta.json .
+  rbk build --progress rawjson . 2> events.jsonl
+  rbk build --label team=core --annotation org.opencontainers.image.source=URL .
+  rbk build --secret id=token,env=TOKEN --ssh default .
+  rbk build --build-context src=../lib --build-context base=docker-image://debian:bookworm .
+  rbk build --cache-to type=local,dest=/ci/cache,mode=max --cache-from type=local,src=/ci/cache .
+  rbk build --no-cache-filter deps .            # rerun one stage
+  SOURCE_DATE_EPOCH=1700000000 rbk build .      # reproducible: same inputs, same image id
+  rbk build -f - . < Dockerfile.ci")]
 pub struct BuildArgs {
     #[command(flatten)]
     pub input: BuildInputArgs,
