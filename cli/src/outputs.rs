@@ -106,6 +106,26 @@ pub fn parse(s: &str) -> Result<Output> {
             "load" | "unpack" | "store" => {
                 parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
             }
+            // rbk writes OCI media types, and compresses what it pushes from
+            // its uncompressed layers: these say what it does anyway.
+            "oci-mediatypes" => {
+                if !parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))? {
+                    return Err(bad("oci-mediatypes=false: rbk writes OCI media types only".into()));
+                }
+            }
+            "force-compression" => {
+                if parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))? {
+                    return Err(bad(
+                        "force-compression=true: layers the store keeps compressed are sent as they are"
+                            .into(),
+                    ));
+                }
+            }
+            "compression-level" => {
+                return Err(bad(
+                    "compression-level: rbk compresses at each codec's default level".into(),
+                ))
+            }
             other => return Err(bad(format!("unknown key {other:?}"))),
         }
     }
@@ -476,6 +496,8 @@ mod tests {
             ("dest=x", "type= is missing"),
             ("type=image,colour=red", "unknown key"),
             ("type=image,\"name=a", "unclosed"),
+            ("type=image,oci-mediatypes=false", "OCI media types only"),
+            ("type=registry,name=a,compression-level=3", "default level"),
         ] {
             let e = format!("{:#}", parse(v).unwrap_err());
             assert!(e.contains(want), "{v}: {e}");
