@@ -25,8 +25,12 @@ pub struct BuildInputArgs {
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
     /// Another build context (repeatable), for FROM NAME, COPY --from=NAME
-    /// and RUN --mount=from=NAME: NAME=DIR or NAME=docker-image://REF
-    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    /// and RUN --mount=from=NAME: NAME=DIR, NAME=docker-image://REF or
+    /// NAME=oci-layout://DIR[:TAG][@DIGEST]
+    #[arg(
+        long = "build-context",
+        value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR"
+    )]
     pub build_contexts: Vec<String>,
     /// Set a label on the image(s) (repeatable; over the Dockerfile's and
     /// rbk.toml's)
@@ -68,7 +72,7 @@ fn parse_build_contexts(values: &[String]) -> Result<BTreeMap<String, NamedConte
                 .with_context(|| format!("--build-context {name}: docker-image://{r}"))?;
             NamedContext::Image(r.to_string())
         } else if value.starts_with("oci-layout://") {
-            bail!("--build-context {name}: oci-layout:// is not supported; `rbk load` the layout's tarball and give docker-image://ITS-NAME");
+            bail!("--build-context {name}: oci-layout:// contexts are read by `rbk build` only");
         } else if value.contains("://") || value.starts_with("git@") {
             bail!("--build-context {name}: remote contexts ({value}) are not supported; give a directory or docker-image://REF");
         } else {

@@ -110,7 +110,9 @@ pub fn parse(s: &str) -> Result<Output> {
             // its uncompressed layers: these say what it does anyway.
             "oci-mediatypes" => {
                 if !parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))? {
-                    return Err(bad("oci-mediatypes=false: rbk writes OCI media types only".into()));
+                    return Err(bad(
+                        "oci-mediatypes=false: rbk writes OCI media types only".into()
+                    ));
                 }
             }
             "force-compression" => {

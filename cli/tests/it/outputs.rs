@@ -718,6 +718,45 @@ fn build_contexts_stand_in_for_stages_images_and_directories() {
         "{}",
         stderr(&out)
     );
+    // An OCI layout directory (here: an `rbk save` tarball unpacked) as the
+    // base.
+    let layout = tempfile::tempdir().unwrap();
+    let saved = layout.path().join("saved.tar");
+    ok(rbk(
+        store.path(),
+        &[
+            "save",
+            "-o",
+            &saved.display().to_string(),
+            "localhost/busybox:latest",
+        ],
+    ));
+    let dir = layout.path().join("layout");
+    std::fs::create_dir(&dir).unwrap();
+    tar::Archive::new(std::fs::File::open(&saved).unwrap())
+        .unpack(&dir)
+        .unwrap();
+    let oci = format!("base=oci-layout://{}", dir.display());
+    let fs3 = tempfile::tempdir().unwrap();
+    let fs3_s = fs3.path().display().to_string();
+    ok(rbk(
+        store.path(),
+        &[
+            "build",
+            "--build-context",
+            &oci,
+            "--build-context",
+            &extra_arg,
+            "-o",
+            &fs3_s,
+            &ctx_s,
+        ],
+    ));
+    assert!(fs3.path().join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_to_string(fs3.path().join("extra-f")).unwrap(),
+        "from the extra context\n"
+    );
     for bad in [
         "noequals",
         "x=/does/not/exist",
