@@ -33,13 +33,24 @@ have_image() { "$RBK" inspect "$1" >/dev/null 2>&1; }
 # sorted so the same tree gives the same tarball.
 tar_rootfs() {
     tar --numeric-owner --sort=name --mtime='2000-01-01 00:00:00Z' \
-        -C "$1" -cf "$2.part" . && mv "$2.part" "$2"
+        -C "$1" -cf "$2.part.$$" . && mv "$2.part.$$" "$2"
 }
+
+# Holds an exclusive lock on making tarball $1 (released at exit or by
+# unlock_tarball): two runs at once (parallel tests) make it once, the
+# second one waits and reuses it.
+lock_tarball() {
+    mkdir -p "$CACHE"
+    exec 9>"$1.lock"
+    if command -v flock >/dev/null; then flock 9; fi
+}
+unlock_tarball() { exec 9>&-; }
 
 make_busybox() {
     ref=localhost/busybox:latest
     if have_image "$ref"; then say "$ref is already in the store"; return; fi
     tarball=$CACHE/busybox.tar
+    lock_tarball "$tarball"
     if [ ! -s "$tarball" ]; then
         bb=/bin/busybox
         # The rootfs needs a static busybox: the image has no libc.
@@ -80,6 +91,7 @@ EOF
         rm -rf "$dir"
         trap - EXIT
     fi
+    unlock_tarball
     say "importing $ref"
     "$RBK" import --compression "$COMPRESSION" "$tarball" "$ref" --change 'CMD ["/bin/sh"]' >/dev/null
 }
@@ -88,6 +100,7 @@ make_debian() {
     ref=localhost/debian:$SUITE
     if have_image "$ref"; then say "$ref is already in the store"; return; fi
     tarball=$CACHE/debian-$SUITE.tar
+    lock_tarball "$tarball"
     if [ ! -s "$tarball" ]; then
         if ! command -v debootstrap >/dev/null; then
             command -v apt-get >/dev/null || die "need debootstrap"
@@ -119,6 +132,7 @@ EOF
         rm -rf "$dir"
         trap - EXIT
     fi
+    unlock_tarball
     say "importing $ref"
     "$RBK" import --compression "$COMPRESSION" "$tarball" "$ref" --change 'CMD ["bash"]' >/dev/null
 }
