@@ -547,24 +547,10 @@ fn save(store: &Store, names: &[String], output: Option<&Path>) -> anyhow::Resul
     let items = archive::save_items(store, names)?;
     match output {
         Some(path) => {
-            // Written beside the target and renamed, so a failed save never
-            // leaves a half archive under the requested name.
-            let mut name = path.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".rbk-partial-{}", std::process::id()));
-            let tmp = path.with_file_name(name);
-            let result = (|| -> anyhow::Result<()> {
-                let f = File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?;
-                archive::save(store, &items, &f)?;
-                f.sync_all()
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("cannot write {}", path.display()))
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result?;
+            crate::outputs::write_file_atomically(path, |out| {
+                archive::save(store, &items, out)?;
+                Ok(())
+            })?;
         }
         None => {
             let stdout = io::stdout();

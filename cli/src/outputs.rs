@@ -1,6 +1,7 @@
 //! Where `rbk build` puts its images besides the store: `-o/--output` with
 //! buildx's syntax (`type=image|registry|docker|oci|tar|local`, `dest=`,
-//! `name=`, `push=`, `compression=`), `--push` and `--load`. Every value is
+//! `name=`, `push=`, `compression=`, `compression-level=`,
+//! `force-compression=`, `oci-mediatypes=`), `--push` and `--load`. Every value is
 //! parsed before the build starts; the exports run after it.
 
 use std::fs::File;
@@ -14,11 +15,13 @@ use rbk_store::compress::Compression;
 use rbk_store::images::{Image, Store};
 use rbk_store::layer::ApplyMode;
 use rbk_store::registry::Client;
+use rbk_store::variant::ExportFormat;
 use rbk_store::Reference;
 
 /// The accepted forms, for error messages.
 const FORMS: &str = "type=image|registry|docker|oci|tar|local with dest=, name=, push=, \
-compression=; or a directory (type=local) or - (type=tar to standard output)";
+compression=gzip|zstd|uncompressed, compression-level=N, force-compression=BOOL, \
+oci-mediatypes=BOOL; or a directory (type=local) or - (type=tar to standard output)";
 
 /// One `--output`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub enum Output {
     Image {
         names: Vec<Reference>,
         push: bool,
-        compression: Compression,
+        format: ExportFormat,
     },
     /// An image archive: Docker's (`type=docker`) or an OCI layout
     /// (`type=oci`). rbk writes one tarball that is both, so either loads
@@ -37,6 +40,7 @@ pub enum Output {
         kind: &'static str,
         dest: Dest,
         names: Vec<Reference>,
+        format: ExportFormat,
     },
     /// The final filesystem as a tarball.
     Tar { dest: Dest },
@@ -45,6 +49,16 @@ pub enum Output {
 }
 
 impl Output {
+    /// Whether it writes Docker's schema 2 media types.
+    pub fn docker_media_types(&self) -> bool {
+        match self {
+            Output::Image { format, .. } | Output::Archive { format, .. } => {
+                format.docker_media_types
+            }
+            Output::Tar { .. } | Output::Local { .. } => false,
+        }
+    }
+
     /// Whether it writes to standard output.
     pub fn writes_stdout(&self) -> bool {
         matches!(
@@ -84,6 +98,9 @@ pub fn parse(s: &str) -> Result<Output> {
     let mut names = Vec::new();
     let mut push = None;
     let mut compression = None;
+    let mut level = None;
+    let mut force = false;
+    let mut oci_types = true;
     for field in split_csv(s).map_err(|e| bad(e.into()))? {
         let (k, v) = field
             .split_once('=')
@@ -106,27 +123,13 @@ pub fn parse(s: &str) -> Result<Output> {
             "load" | "unpack" | "store" => {
                 parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
             }
-            // rbk writes OCI media types, and compresses what it pushes from
-            // its uncompressed layers: these say what it does anyway.
-            "oci-mediatypes" => {
-                if !parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))? {
-                    return Err(bad(
-                        "oci-mediatypes=false: rbk writes OCI media types only".into()
-                    ));
-                }
-            }
-            "force-compression" => {
-                if parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))? {
-                    return Err(bad(
-                        "force-compression=true: layers the store keeps compressed are sent as they are"
-                            .into(),
-                    ));
-                }
-            }
+            "oci-mediatypes" => oci_types = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
+            "force-compression" => force = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
             "compression-level" => {
-                return Err(bad(
-                    "compression-level: rbk compresses at each codec's default level".into(),
-                ))
+                level = Some(
+                    v.parse::<i32>()
+                        .map_err(|_| bad(format!("compression-level: {v:?} is not a number")))?,
+                )
             }
             other => return Err(bad(format!("unknown key {other:?}"))),
         }
@@ -145,33 +148,33 @@ pub fn parse(s: &str) -> Result<Output> {
         }
         Ok(())
     };
+    let format = |default: Compression| -> Result<ExportFormat> {
+        export_format(compression, default, level, force, oci_types).map_err(bad)
+    };
     match kind.as_str() {
         "image" | "registry" => {
             no("dest=", dest.is_some())?;
             Ok(Output::Image {
                 names,
                 push: push.unwrap_or(kind == "registry"),
-                compression: compression.unwrap_or(Compression::Gzip),
+                format: format(Compression::Gzip)?,
             })
         }
         "docker" | "oci" => {
             no("push=", push.is_some())?;
-            if compression.is_some_and(|c| c != Compression::None) {
-                return Err(bad(format!(
-                    "type={kind} writes the layers as the store keeps them \
-                     (uncompressed); compression= applies to pushes (type=registry)"
-                )));
-            }
             Ok(Output::Archive {
                 kind: if kind == "docker" { "docker" } else { "oci" },
                 dest: need_dest(dest)?,
                 names,
+                // Archives keep the layers as the store does unless asked.
+                format: format(Compression::None)?,
             })
         }
         "tar" | "local" => {
             no("name=", !names.is_empty())?;
             no("push=", push.is_some())?;
             no("compression=", compression.is_some())?;
+            no("compression-level=", level.is_some())?;
             let dest = need_dest(dest)?;
             if kind == "tar" {
                 return Ok(Output::Tar { dest });
@@ -183,6 +186,50 @@ pub fn parse(s: &str) -> Result<Output> {
         }
         other => Err(bad(format!("unknown type {other:?}"))),
     }
+}
+
+/// Checks the layer format keys against each other: levels in the codec's
+/// range, Docker media types only for codecs Docker defines.
+fn export_format(
+    compression: Option<Compression>,
+    default: Compression,
+    level: Option<i32>,
+    force: bool,
+    oci_types: bool,
+) -> Result<ExportFormat, String> {
+    let c = compression.unwrap_or(default);
+    let range = match c {
+        Compression::None => None,
+        Compression::Gzip => Some(0..=9),
+        Compression::Zstd => Some(0..=22),
+    };
+    if let Some(l) = level {
+        match range {
+            None => {
+                return Err(format!(
+                    "compression-level={l} needs compression=gzip or compression=zstd"
+                ))
+            }
+            Some(r) if !r.contains(&l) => {
+                return Err(format!(
+                    "compression-level={l} is out of {c}'s range {}-{}",
+                    r.start(),
+                    r.end()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if !oci_types && c == Compression::Zstd {
+        return Err("compression=zstd needs OCI media types (oci-mediatypes=true)".into());
+    }
+    Ok(ExportFormat {
+        compression: c,
+        // zstd's level 0 is its default, as in buildx.
+        level: level.filter(|&l| !(c == Compression::Zstd && l == 0)),
+        force,
+        docker_media_types: !oci_types,
+    })
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -263,25 +310,32 @@ pub fn export(
             Output::Image {
                 names,
                 push,
-                compression,
-            } => export_image(store, client, &resolved, images, names, *push, *compression)?,
-            Output::Archive { kind, dest, names } => {
+                format,
+            } => export_image(store, client, &resolved, images, names, *push, format)?,
+            Output::Archive {
+                kind,
+                dest,
+                names,
+                format,
+            } => {
                 let items: Vec<SaveItem> = resolved
                     .iter()
                     .zip(images)
-                    .map(|(image, built)| SaveItem {
-                        image: image.clone(),
-                        names: if names.is_empty() {
-                            built
-                                .tags
-                                .iter()
-                                .filter_map(|t| Reference::parse(t).ok())
-                                .collect()
-                        } else {
-                            names.clone()
-                        },
+                    .map(|(image, built)| {
+                        Ok(SaveItem {
+                            image: exported(store, image, format)?,
+                            names: if names.is_empty() {
+                                built
+                                    .tags
+                                    .iter()
+                                    .filter_map(|t| Reference::parse(t).ok())
+                                    .collect()
+                            } else {
+                                names.clone()
+                            },
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 write_dest(dest, &format!("the {kind} archive"), |w| {
                     Ok(archive::save(store, &items, w)?)
                 })?;
@@ -296,6 +350,22 @@ pub fn export(
         }
     }
     Ok(())
+}
+
+/// `image` as `format` has it leave the store: its manifest with the
+/// layers compressed and the media types asked for (the config, and so the
+/// id, stay).
+fn exported(store: &Store, image: &Image, format: &ExportFormat) -> Result<Image> {
+    if *format == ExportFormat::from(Compression::None) {
+        return Ok(image.clone());
+    }
+    let m = store
+        .manifest_for_export(image, format)
+        .with_context(|| format!("cannot compress the layers of {}", image.id))?;
+    let mut image = image.clone();
+    image.manifest = m.manifest;
+    image.manifest_digest = m.digest;
+    Ok(image)
 }
 
 fn only(images: &[Image]) -> Result<&Image> {
@@ -314,7 +384,7 @@ fn export_image(
     built: &[BuiltImage],
     names: &[Reference],
     push: bool,
-    compression: Compression,
+    format: &ExportFormat,
 ) -> Result<()> {
     for (image, b) in resolved.iter().zip(built) {
         let names: Vec<Reference> = if names.is_empty() {
@@ -337,7 +407,7 @@ fn export_image(
         let client = client()?;
         for n in &names {
             let pushed = client
-                .push_with(store, &image.id.to_string(), n, compression, &|_| {})
+                .push_as(store, &image.id.to_string(), n, format, &|_| {})
                 .with_context(|| format!("cannot push {}", n.familiar()))?;
             eprintln!("pushed {}: {}", n.familiar(), pushed.digest);
         }
@@ -358,31 +428,37 @@ fn write_dest(
             write(&mut out)?;
             out.flush().context("cannot write to standard output")
         }
-        Dest::File(path) => {
-            let mut name = path.file_name().unwrap_or_default().to_os_string();
-            name.push(format!(".rbk-partial-{}", std::process::id()));
-            let tmp = path.with_file_name(name);
-            let result = (|| -> Result<()> {
-                let mut f = io::BufWriter::new(
-                    File::create(&tmp)
-                        .with_context(|| format!("cannot create {}", tmp.display()))?,
-                );
-                write(&mut f)?;
-                let f = f
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                f.sync_all()
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("cannot write {}", path.display()))
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result.with_context(|| format!("cannot export {what} to {}", path.display()))
-        }
+        Dest::File(path) => write_file_atomically(path, write)
+            .with_context(|| format!("cannot export {what} to {}", path.display())),
     }
+}
+
+/// Writes `path` through a file beside it that is renamed into place, so a
+/// failed write never leaves half a file under the requested name.
+pub(crate) fn write_file_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".rbk-partial-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let result = (|| -> Result<()> {
+        let mut f = io::BufWriter::new(
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+        );
+        write(&mut f)?;
+        let f = f
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Unpacks `image`'s layers, in order, into `dir` (made if missing).
@@ -460,18 +536,48 @@ mod tests {
             Output::Image {
                 names,
                 push,
-                compression,
+                format,
             } => {
                 assert_eq!(names.len(), 2);
                 assert!(push);
-                assert_eq!(compression, Compression::Gzip);
+                assert_eq!(format, ExportFormat::from(Compression::Gzip));
             }
             other => panic!("{other:?}"),
         }
         match parse("type=image,name=a:1,push=true,compression=zstd").unwrap() {
-            Output::Image {
-                push, compression, ..
-            } => assert!(push && compression == Compression::Zstd),
+            Output::Image { push, format, .. } => {
+                assert!(push && format.compression == Compression::Zstd)
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(
+            "type=registry,name=a,compression=gzip,compression-level=9,\
+             force-compression=true,oci-mediatypes=false",
+        )
+        .unwrap()
+        {
+            Output::Image { format, .. } => assert_eq!(
+                format,
+                ExportFormat {
+                    compression: Compression::Gzip,
+                    level: Some(9),
+                    force: true,
+                    docker_media_types: true,
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse("type=docker,dest=x,compression=zstd,compression-level=19").unwrap() {
+            Output::Archive { format, .. } => {
+                assert_eq!(format.compression, Compression::Zstd);
+                assert_eq!(format.level, Some(19));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("type=oci,dest=x").unwrap() {
+            Output::Archive { format, .. } => {
+                assert_eq!(format, ExportFormat::from(Compression::None))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -494,12 +600,24 @@ mod tests {
             ("type=image,dest=x", "takes no dest="),
             ("type=image,push=maybe", "not true or false"),
             ("type=image,compression=lz4", "compression"),
-            ("type=docker,dest=x,compression=gzip", "applies to pushes"),
+            (
+                "type=docker,dest=x,compression-level=3",
+                "needs compression=gzip",
+            ),
             ("dest=x", "type= is missing"),
             ("type=image,colour=red", "unknown key"),
             ("type=image,\"name=a", "unclosed"),
-            ("type=image,oci-mediatypes=false", "OCI media types only"),
-            ("type=registry,name=a,compression-level=3", "default level"),
+            ("type=image,oci-mediatypes=maybe", "not true or false"),
+            (
+                "type=image,compression=zstd,oci-mediatypes=false",
+                "needs OCI media types",
+            ),
+            ("type=registry,name=a,compression-level=10", "range 0-9"),
+            ("type=registry,name=a,compression-level=x", "not a number"),
+            (
+                "type=tar,dest=x,compression-level=1",
+                "takes no compression-level=",
+            ),
         ] {
             let e = format!("{:#}", parse(v).unwrap_err());
             assert!(e.contains(want), "{v}: {e}");

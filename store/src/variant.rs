@@ -21,12 +21,16 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::compress::{compressor, Compression};
+use crate::compress::{compressor, decompress, Compression};
 use crate::content::write_atomic;
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::{Image, Store};
-use crate::oci::{Descriptor, Manifest};
+use crate::oci::{
+    Descriptor, Manifest, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_LAYER_ZSTD, MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_OCI_CONFIG,
+};
 
 /// What `variants/<algo>/<hex>` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,6 +53,40 @@ pub struct CompressedManifest {
     pub blobs: Vec<Descriptor>,
 }
 
+/// How an image's layers and manifest leave the store: what a push or an
+/// archive asks for (buildx's `compression=`, `compression-level=`,
+/// `force-compression=` and `oci-mediatypes=` output keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportFormat {
+    /// The codec for uncompressed layers.
+    pub compression: Compression,
+    /// Its level; `None` is the codec's default (gzip 6, zstd 3).
+    pub level: Option<i32>,
+    /// Recompress layers stored compressed with another codec too.
+    pub force: bool,
+    /// Docker's media types (schema 2) instead of OCI's.
+    pub docker_media_types: bool,
+}
+
+impl From<Compression> for ExportFormat {
+    fn from(compression: Compression) -> Self {
+        ExportFormat {
+            compression,
+            ..ExportFormat::default()
+        }
+    }
+}
+
+impl ExportFormat {
+    /// The name of the directory under `variants/` for this codec and level.
+    fn variant_dir(&self) -> String {
+        match self.level {
+            None => self.compression.to_string(),
+            Some(l) => format!("{}-{l}", self.compression),
+        }
+    }
+}
+
 /// The media type of `uncompressed` compressed with `to`, in the same
 /// family: Docker names take `.gzip`/`.zstd`, OCI names `+gzip`/`+zstd`.
 fn variant_media_type(uncompressed: &str, to: Compression) -> String {
@@ -60,11 +98,11 @@ fn variant_media_type(uncompressed: &str, to: Compression) -> String {
 }
 
 impl Store {
-    fn variant_record_path(&self, diff_id: &Digest, to: Compression) -> PathBuf {
+    fn variant_record_path(&self, source: &Digest, to: &ExportFormat) -> PathBuf {
         self.root()
             .join("variants")
-            .join(to.to_string())
-            .join(diff_id.hex())
+            .join(to.variant_dir())
+            .join(source.hex())
     }
 
     /// The compressed variant of `layer` made earlier, if its record exists
@@ -76,6 +114,16 @@ impl Store {
         &self,
         layer: &Descriptor,
         to: Compression,
+    ) -> Result<Option<Descriptor>, StoreError> {
+        self.cached_layer_variant(layer, &to.into())
+    }
+
+    /// [`Store::cached_compressed_layer`] for a codec, level and
+    /// recompression choice.
+    pub fn cached_layer_variant(
+        &self,
+        layer: &Descriptor,
+        to: &ExportFormat,
     ) -> Result<Option<Descriptor>, StoreError> {
         if !needs_compression(layer, to) {
             return Ok(Some(layer.clone()));
@@ -96,7 +144,7 @@ impl Store {
         {
             return Ok(None);
         }
-        Ok(Some(variant(layer, to, rec.digest, rec.size)))
+        Ok(Some(variant(layer, to.compression, rec.digest, rec.size)))
     }
 
     /// `layer` compressed with `to`, as a descriptor of a blob in the store.
@@ -120,7 +168,19 @@ impl Store {
         layer: &Descriptor,
         to: Compression,
     ) -> Result<Descriptor, StoreError> {
-        if let Some(d) = self.cached_compressed_layer(layer, to)? {
+        self.layer_variant(layer, &to.into())
+    }
+
+    /// [`Store::compressed_layer`] for a codec, level and recompression
+    /// choice: with `force`, a layer stored compressed with another codec
+    /// is decompressed and compressed again (its variant recorded the same
+    /// way, under the compressed blob's digest).
+    pub fn layer_variant(
+        &self,
+        layer: &Descriptor,
+        to: &ExportFormat,
+    ) -> Result<Descriptor, StoreError> {
+        if let Some(d) = self.cached_layer_variant(layer, to)? {
             return Ok(d);
         }
         // A second round only if a prune removed the new blob in the
@@ -140,7 +200,7 @@ impl Store {
                 .map_err(|e| StoreError::json(format!("variant record of {}", layer.digest), e))?;
             write_atomic(self.content.tmp_dir(), &path, &bytes)?;
             if self.keep_recent(&digest)? {
-                return Ok(variant(layer, to, digest, size));
+                return Ok(variant(layer, to.compression, digest, size));
             }
         }
         Err(StoreError::BlobMissing {
@@ -159,10 +219,11 @@ impl Store {
         variant: &Descriptor,
         to: Compression,
     ) -> Result<(), StoreError> {
-        if !needs_compression(layer, to) || !self.content.has(&variant.digest) {
+        let to = ExportFormat::from(to);
+        if !needs_compression(layer, &to) || !self.content.has(&variant.digest) {
             return Ok(());
         }
-        let path = self.variant_record_path(&layer.digest, to);
+        let path = self.variant_record_path(&layer.digest, &to);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).at("create directory", dir)?;
         }
@@ -187,6 +248,18 @@ impl Store {
         image: &Image,
         to: Compression,
     ) -> Result<CompressedManifest, StoreError> {
+        self.manifest_for_export(image, &to.into())
+    }
+
+    /// [`Store::manifest_with_compression`] for a whole [`ExportFormat`]:
+    /// with `docker_media_types`, the manifest, config and layer
+    /// descriptors take Docker's schema 2 media types (the config's bytes,
+    /// and so the image id, stay).
+    pub fn manifest_for_export(
+        &self,
+        image: &Image,
+        to: &ExportFormat,
+    ) -> Result<CompressedManifest, StoreError> {
         // Each distinct layer once: two tasks on one layer would only
         // compress it twice.
         let mut unique: Vec<&Descriptor> = Vec::new();
@@ -197,28 +270,28 @@ impl Store {
         }
         let done: Vec<(Digest, Descriptor)> = unique
             .par_iter()
-            .map(|l| Ok((l.digest.clone(), self.compressed_layer(l, to)?)))
+            .map(|l| Ok((l.digest.clone(), self.layer_variant(l, to)?)))
             .collect::<Result<_, StoreError>>()?;
-        let layers: Vec<Descriptor> = image
-            .manifest
-            .layers
-            .iter()
-            .map(|l| {
-                done.iter()
-                    .find(|(d, _)| d == &l.digest)
-                    .map_or_else(|| l.clone(), |(_, v)| v.clone())
-            })
-            .collect();
-        let (digest, bytes, manifest) = if layers == image.manifest.layers {
+        let mut manifest = image.manifest.clone();
+        for l in &mut manifest.layers {
+            if let Some((_, v)) = done.iter().find(|(d, _)| d == &l.digest) {
+                *l = v.clone();
+            }
+        }
+        if to.docker_media_types {
+            use_docker_media_types(&mut manifest);
+        }
+        let (digest, bytes) = if manifest == image.manifest {
             let bytes = self.content.read(&image.manifest_digest)?;
-            (image.manifest_digest.clone(), bytes, image.manifest.clone())
+            (image.manifest_digest.clone(), bytes)
         } else {
-            let mut m = image.manifest.clone();
-            m.layers = layers;
-            let bytes = serde_json::to_vec(&m).map_err(|e| {
-                StoreError::json(format!("manifest of {} with {to} layers", image.id), e)
+            let bytes = serde_json::to_vec(&manifest).map_err(|e| {
+                StoreError::json(
+                    format!("manifest of {} with {} layers", image.id, to.compression),
+                    e,
+                )
             })?;
-            (self.content.put(&bytes)?, bytes, m)
+            (self.content.put(&bytes)?, bytes)
         };
         let blobs = std::iter::once(&manifest.config)
             .chain(&manifest.layers)
@@ -265,16 +338,17 @@ impl Store {
         }
     }
 
-    /// Streams blob `d` through the shared compressor into a new blob.
-    /// The source is verified as it is read, so a corrupt layer is
-    /// reported, never compressed.
-    fn compress_blob(&self, d: &Digest, to: Compression) -> Result<(Digest, u64), StoreError> {
+    /// Streams blob `d` (decompressed first if it is compressed) through
+    /// the shared compressor into a new blob. The source is verified as it
+    /// is read, so a corrupt layer is reported, never compressed.
+    fn compress_blob(&self, d: &Digest, to: &ExportFormat) -> Result<(Digest, u64), StoreError> {
         let src_path = self.content.path(d);
-        let mut src = self.content.open_blob(d)?;
+        let blob = self.content.open_blob(d)?;
+        let mut src = decompress(blob).at("decompress", &src_path)?;
         let writer = self.content.writer()?;
         let staging = writer.staging_path().to_path_buf();
         let into = |e| StoreError::from_io("compress into", &staging, e);
-        let mut enc = compressor(writer, to, None).map_err(into)?;
+        let mut enc = compressor(writer, to.compression, to.level).map_err(into)?;
         // Big reads: the gzip compressor works on 1 MiB chunks anyway.
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -296,19 +370,54 @@ impl Store {
     }
 }
 
-/// Whether `layer` is an uncompressed layer and `to` asks for compression.
-fn needs_compression(layer: &Descriptor, to: Compression) -> bool {
-    to != Compression::None
-        && Compression::from_media_type(&layer.media_type) == Some(Compression::None)
+/// Whether `layer` must be (re)compressed for `to`: an uncompressed layer
+/// when `to` compresses, and with `force` a layer compressed otherwise.
+/// Anything that is not a layer never is.
+fn needs_compression(layer: &Descriptor, to: &ExportFormat) -> bool {
+    match Compression::from_media_type(&layer.media_type) {
+        Some(Compression::None) => to.compression != Compression::None,
+        Some(c) => to.force && c != to.compression,
+        None => false,
+    }
 }
 
-/// `layer`'s descriptor pointing at its compressed variant.
+/// `layer`'s descriptor pointing at its variant compressed with `to`.
 fn variant(layer: &Descriptor, to: Compression, digest: Digest, size: u64) -> Descriptor {
     let mut d = layer.clone();
-    d.media_type = variant_media_type(&layer.media_type, to);
+    let plain = uncompressed_media_type(&layer.media_type);
+    d.media_type = match to {
+        Compression::None => plain.to_string(),
+        c => variant_media_type(plain, c),
+    };
     d.digest = digest;
     d.size = size;
     d
+}
+
+/// The uncompressed layer media type of the same family as `media_type`.
+fn uncompressed_media_type(media_type: &str) -> &str {
+    ["+gzip", "+zstd", ".gzip", ".zstd"]
+        .iter()
+        .find_map(|suffix| media_type.strip_suffix(suffix))
+        .unwrap_or(media_type)
+}
+
+/// Gives `m` Docker's schema 2 media types (for registries and tools that
+/// predate OCI's, buildx's `oci-mediatypes=false`).
+fn use_docker_media_types(m: &mut Manifest) {
+    m.media_type = Some(MEDIA_TYPE_DOCKER_MANIFEST.to_string());
+    if m.config.media_type == MEDIA_TYPE_OCI_CONFIG {
+        m.config.media_type = MEDIA_TYPE_DOCKER_CONFIG.to_string();
+    }
+    for l in &mut m.layers {
+        let docker = match Compression::from_media_type(&l.media_type) {
+            Some(Compression::None) => MEDIA_TYPE_DOCKER_LAYER,
+            Some(Compression::Gzip) => MEDIA_TYPE_DOCKER_LAYER_GZIP,
+            Some(Compression::Zstd) => MEDIA_TYPE_DOCKER_LAYER_ZSTD,
+            None => continue,
+        };
+        l.media_type = docker.to_string();
+    }
 }
 
 #[cfg(test)]
@@ -356,15 +465,46 @@ mod tests {
     fn only_uncompressed_layers_need_compression() {
         let d = |mt: &str| Descriptor::new(mt, Digest::of(b"x"), 1);
         let tar = d(crate::oci::MEDIA_TYPE_OCI_LAYER);
-        assert!(needs_compression(&tar, Compression::Gzip));
-        assert!(!needs_compression(&tar, Compression::None));
+        let gzip = ExportFormat::from(Compression::Gzip);
+        assert!(needs_compression(&tar, &gzip));
+        assert!(!needs_compression(&tar, &Compression::None.into()));
+        let zstd = d(crate::oci::MEDIA_TYPE_OCI_LAYER_ZSTD);
+        assert!(!needs_compression(&zstd, &gzip));
+        let forced = ExportFormat {
+            force: true,
+            ..gzip
+        };
+        assert!(needs_compression(&zstd, &forced));
         assert!(!needs_compression(
-            &d(crate::oci::MEDIA_TYPE_OCI_LAYER_ZSTD),
-            Compression::Gzip
+            &d(crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP),
+            &forced
         ));
         assert!(!needs_compression(
             &d(crate::oci::MEDIA_TYPE_OCI_CONFIG),
-            Compression::Gzip
+            &forced
         ));
+    }
+
+    #[test]
+    fn docker_media_types_replace_oci_ones() {
+        let mut m = Manifest {
+            schema_version: 2,
+            media_type: Some(crate::oci::MEDIA_TYPE_OCI_MANIFEST.into()),
+            config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, Digest::of(b"c"), 1),
+            layers: vec![
+                Descriptor::new(crate::oci::MEDIA_TYPE_OCI_LAYER, Digest::of(b"a"), 1),
+                Descriptor::new(crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP, Digest::of(b"b"), 1),
+            ],
+            annotations: Default::default(),
+        };
+        use_docker_media_types(&mut m);
+        assert_eq!(m.media_type.as_deref(), Some(MEDIA_TYPE_DOCKER_MANIFEST));
+        assert_eq!(m.config.media_type, MEDIA_TYPE_DOCKER_CONFIG);
+        assert_eq!(m.layers[0].media_type, MEDIA_TYPE_DOCKER_LAYER);
+        assert_eq!(m.layers[1].media_type, MEDIA_TYPE_DOCKER_LAYER_GZIP);
+        assert_eq!(
+            uncompressed_media_type(MEDIA_TYPE_DOCKER_LAYER_GZIP),
+            MEDIA_TYPE_DOCKER_LAYER
+        );
     }
 }

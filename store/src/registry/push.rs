@@ -19,6 +19,7 @@ use crate::digest::Digest;
 use crate::images::Store;
 use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
 use crate::reference::Reference;
+use crate::variant::ExportFormat;
 
 /// What [`Client::push_with`] sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +65,31 @@ impl Client {
         compression: Compression,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
+        self.push_as(store, source, dest, &compression.into(), progress)
+    }
+
+    /// [`Client::push_with`] for a whole [`ExportFormat`]: the codec, its
+    /// level, recompression and Docker's media types (see
+    /// [`Store::manifest_for_export`]).
+    pub fn push_as(
+        &self,
+        store: &Store,
+        source: &str,
+        dest: &Reference,
+        format: &ExportFormat,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Pushed, RegistryError> {
         let image = store.resolve_leased(source)?;
-        let media_type = image
+        let converted = store.manifest_for_export(&image, format)?;
+        let media_type = converted
             .manifest
             .media_type
             .clone()
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
-        let converted = store.manifest_with_compression(&image, compression)?;
         progress(&Progress::Manifest {
             digest: converted.digest.clone(),
         });
-        self.push_blobs_with(store, dest, &converted.blobs, compression, progress)?;
+        self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
         let digest = self.put_manifest(dest, &media_type, &converted.bytes, progress)?;
         Ok(Pushed {
             digest,
@@ -95,7 +110,7 @@ impl Client {
         blobs: &[Descriptor],
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
-        self.push_blobs_with(store, dest, blobs, Compression::Gzip, progress)
+        self.push_blobs_with(store, dest, blobs, &Compression::Gzip.into(), progress)
     }
 
     /// [`Client::push_blobs`], knowing the blobs' layers were compressed
@@ -106,7 +121,7 @@ impl Client {
         store: &Store,
         dest: &Reference,
         blobs: &[Descriptor],
-        compression: Compression,
+        format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         let s = self.session(dest.domain())?;
@@ -118,7 +133,7 @@ impl Client {
                 unique.push(d);
             }
         }
-        let mounts = mount_sources(store, dest, compression);
+        let mounts = mount_sources(store, dest, format);
         self.upload_blobs(&s, store, dest.path(), &unique, &mounts, progress)
     }
 
@@ -349,7 +364,7 @@ fn push_scopes(repo: &str, mount_from: Option<&str>) -> Vec<String> {
 fn mount_sources(
     store: &Store,
     dest: &Reference,
-    compression: Compression,
+    format: &ExportFormat,
 ) -> HashMap<Digest, String> {
     let mut out = HashMap::new();
     let Ok(tagged) = store.tagged_manifests() else {
@@ -371,7 +386,7 @@ fn mount_sources(
         for d in std::iter::once(&m.config).chain(&m.layers) {
             out.entry(d.digest.clone())
                 .or_insert_with(|| other.path().to_string());
-            if let Ok(Some(v)) = store.cached_compressed_layer(d, compression) {
+            if let Ok(Some(v)) = store.cached_layer_variant(d, format) {
                 out.entry(v.digest)
                     .or_insert_with(|| other.path().to_string());
             }
