@@ -1,6 +1,6 @@
 //! `rbk build`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -43,6 +43,8 @@ use crate::progress::{self, ProgressMode};
   rbk build --secret id=token,env=TOKEN --ssh default .
   rbk build --build-context src=../lib --build-context base=docker-image://debian:bookworm .
   rbk build --cache-to type=local,dest=/ci/cache,mode=max --cache-from type=local,src=/ci/cache .
+  rbk build -t reg/app:1 --push --cache-to type=inline --cache-from reg/app:1 .
+  rbk build -o type=registry,name=reg/app:1,compression=zstd,compression-level=19 .
   rbk build --no-cache-filter deps .            # rerun one stage
   SOURCE_DATE_EPOCH=1700000000 rbk build .      # reproducible: same inputs, same image id
   rbk build -f - . < Dockerfile.ci")]
@@ -87,12 +89,14 @@ pub struct BuildArgs {
     /// `rbk push` compresses them when it sends them), gzip or zstd
     #[arg(long, default_value = "none")]
     pub compression: String,
-    /// Export the build cache to a registry:
-    /// type=registry,ref=HOST/NAME:TAG[,mode=min|max] (repeatable)
+    /// Export the build cache (repeatable):
+    /// type=registry,ref=HOST/NAME:TAG[,mode=min|max],
+    /// type=local,dest=DIR[,mode=min|max], or type=inline (in the image)
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
-    /// Import a build cache from a registry: type=registry,ref=HOST/NAME:TAG
-    /// or just the reference (repeatable)
+    /// Import a build cache (repeatable): type=registry,ref=HOST/NAME:TAG
+    /// or just the reference (a cache artifact, or an image with an inline
+    /// cache), or type=local,src=DIR
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
     /// When to pull base images: missing (not in the store), always, never;
@@ -109,7 +113,9 @@ pub struct BuildArgs {
     /// Where the images go besides the store (repeatable), as buildx:
     /// type=image[,name=N][,push=true], type=registry,name=N,
     /// type=docker|oci,dest=FILE|-[,name=N], type=tar,dest=FILE|-,
-    /// type=local,dest=DIR; a bare DIR means type=local, - type=tar
+    /// type=local,dest=DIR; a bare DIR means type=local, - type=tar.
+    /// Image and archive outputs take compression=gzip|zstd|uncompressed,
+    /// compression-level=N, force-compression=BOOL, oci-mediatypes=BOOL
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
     /// Push the images to their registries under their -t names (the same
@@ -163,6 +169,8 @@ enum CachePlace {
     Registry(Reference),
     /// `type=local,dest=DIR` (`src=DIR` to import): an OCI layout directory.
     Local(PathBuf),
+    /// `type=inline` (export only): in the image's config.
+    Inline,
 }
 
 impl std::fmt::Display for CachePlace {
@@ -170,6 +178,7 @@ impl std::fmt::Display for CachePlace {
         match self {
             CachePlace::Registry(r) => write!(f, "{r}"),
             CachePlace::Local(dir) => write!(f, "local:{}", dir.display()),
+            CachePlace::Inline => f.write_str("inline"),
         }
     }
 }
@@ -179,7 +188,7 @@ impl std::fmt::Display for CachePlace {
 fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
     let to = flag == "--cache-to";
     let forms = if to {
-        "type=registry,ref=HOST/NAME:TAG[,mode=min|max] or type=local,dest=DIR[,mode=min|max]"
+        "type=registry,ref=HOST/NAME:TAG[,mode=min|max], type=local,dest=DIR[,mode=min|max] or type=inline"
     } else {
         "type=registry,ref=HOST/NAME:TAG, a bare reference, or type=local,src=DIR"
     };
@@ -197,8 +206,9 @@ fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
     for part in s.split(',') {
         match part.split_once('=') {
             Some(("type", t @ ("registry" | "local"))) => kind = t,
+            Some(("type", "inline")) if to => kind = "inline",
             Some(("type", "inline")) => bail!(
-                "{flag} {s:?}: type=inline is not supported (the cache cannot ride in the image config); use type=registry or type=local"
+                "{flag} {s:?}: an inline cache is read from its image: give the image as type=registry,ref=IMAGE"
             ),
             Some(("type", other)) => bail!("{flag} {s:?}: cache type {other:?} is not supported; expected {forms}"),
             Some(("ref", r)) => reference = Some(r.to_string()),
@@ -211,6 +221,15 @@ fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
         }
     }
     let place = match kind {
+        "inline" => {
+            if mode == CacheMode::Max {
+                bail!("{flag} {s:?}: type=inline supports mode=min only (the image holds the layers of its own steps); use type=registry or type=local for mode=max");
+            }
+            if reference.is_some() || dir.is_some() {
+                bail!("{flag} {s:?}: type=inline takes no ref= or dest=: the cache goes in the image itself");
+            }
+            CachePlace::Inline
+        }
         "local" => {
             let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) else {
                 bail!(
@@ -463,6 +482,9 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     };
     // One image per input: checked before any base is pulled.
     outputs::check(&outputs, inputs.len())?;
+    if !args.annotations.is_empty() && outputs.iter().any(Output::docker_media_types) {
+        bail!("--annotation needs OCI media types: Docker's schema 2 manifest has no annotations (drop oci-mediatypes=false)");
+    }
     if inputs.len() != 1 && args.iidfile.is_some() {
         bail!(
             "--iidfile needs exactly one image, and this build makes {}; use --metadata-file",
@@ -484,7 +506,9 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
-    let (cache_from, cache_to) = shared_caches(&store, &client, args, &target_caches)?;
+    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
+    let caches = shared_caches(&store, &client, args, &target_caches, &names)?;
+    options.inline_cache = caches.inline;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
     }
@@ -495,8 +519,8 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let backend = StoreBackend::new(&store, snapshotter.as_ref())
         .with_compression(compression)
         .with_clamped_mtimes(options.source_date_epoch)
-        .with_cache_from(cache_from)
-        .with_cache_to(cache_to);
+        .with_cache_from(caches.from)
+        .with_cache_to(caches.to);
     let reporter = progress::reporter(if args.quiet {
         ProgressMode::Quiet
     } else {
@@ -542,7 +566,7 @@ fn outputs_of(args: &BuildArgs) -> Result<Vec<Output>> {
         outs.push(Output::Image {
             names: Vec::new(),
             push: true,
-            compression: Compression::Gzip,
+            format: Compression::Gzip.into(),
         });
     }
     Ok(outs)
@@ -637,6 +661,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         ssh: BTreeMap::new(),
         no_cache_stages: args.no_cache_filter.clone(),
         annotations: parse_annotations(&args.annotations)?,
+        inline_cache: BTreeSet::new(),
         explain: args.explain,
         source_date_epoch: source_date_epoch(args)?,
         allow,
@@ -844,15 +869,26 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
     }
 }
 
+/// The caches of a build: imported, exported, and carried inline.
+struct SharedCaches {
+    from: Vec<Arc<RemoteCache>>,
+    to: Vec<CacheExport>,
+    /// Targets whose images carry their cache inline (`type=inline`).
+    inline: BTreeSet<String>,
+}
+
 /// Imports the `--cache-from` caches (the command line's and the targets')
 /// and lists the `--cache-to` exports. A cache that cannot be imported is
 /// a warning, as in BuildKit: the build still works, only slower.
+/// `images` names every image of the build (what a command-line
+/// `type=inline` applies to).
 fn shared_caches(
     store: &Store,
     client: &LazyClient<'_>,
     args: &BuildArgs,
     targets: &[inputs::TargetCaches],
-) -> Result<(Vec<Arc<RemoteCache>>, Vec<CacheExport>)> {
+    images: &[String],
+) -> Result<SharedCaches> {
     let mut from: Vec<(String, Option<&str>)> =
         args.cache_from.iter().map(|s| (s.clone(), None)).collect();
     let mut to: Vec<(String, Option<&str>)> =
@@ -882,6 +918,7 @@ fn shared_caches(
         }
         seen.push(spec.place.clone());
         let result = match &spec.place {
+            CachePlace::Inline => continue,
             CachePlace::Registry(r) => {
                 RemoteCache::import(client.get()?, store, r.clone(), &|_| {})
                     .map_err(anyhow::Error::from)
@@ -903,9 +940,20 @@ fn shared_caches(
         }
     }
     let mut exports = Vec::new();
+    let mut inline = BTreeSet::new();
     for (s, target) in &to {
         let spec = parse_cache_spec("--cache-to", s).with_context(|| context(*target))?;
         let dest = match spec.place {
+            CachePlace::Inline => {
+                match target {
+                    Some(t) => inline.insert(t.to_string()),
+                    None => {
+                        inline.extend(images.iter().cloned());
+                        true
+                    }
+                };
+                continue;
+            }
             CachePlace::Registry(reference) => CacheDest::Registry {
                 client: client.get()?,
                 reference,
@@ -918,7 +966,11 @@ fn shared_caches(
             images: target.map(|t| vec![t.to_string()]),
         });
     }
-    Ok((imported, exports))
+    Ok(SharedCaches {
+        from: imported,
+        to: exports,
+        inline,
+    })
 }
 
 #[cfg(test)]
@@ -943,10 +995,15 @@ mod tests {
         assert_eq!(s.mode, CacheMode::Max);
         let s = parse_cache_spec("--cache-from", "type=local,src=/tmp/x").unwrap();
         assert_eq!(s.place, CachePlace::Local(PathBuf::from("/tmp/x")));
+        let s = parse_cache_spec("--cache-to", "type=inline").unwrap();
+        assert_eq!(s.place, CachePlace::Inline);
+        assert_eq!(s.mode, CacheMode::Min);
         for (flag, v, want) in [
             ("--cache-to", "type=local,src=/x", "unknown part"),
             ("--cache-to", "type=local", "needs dest=DIR"),
-            ("--cache-to", "type=inline", "not supported"),
+            ("--cache-to", "type=inline,mode=max", "mode=min only"),
+            ("--cache-to", "type=inline,ref=r/c:1", "takes no ref="),
+            ("--cache-from", "type=inline", "read from its image"),
             ("--cache-to", "type=gha", "not supported"),
             (
                 "--cache-to",

@@ -11,7 +11,12 @@ use rbk_compiler::graph::{ImageOutput, Op};
 use rbk_store::oci::{ContainerConfig, History, ImageConfig as OciConfig, RootFs};
 use rbk_store::reference::Reference;
 
+use rbk_store::cache::CacheRecord;
+use rbk_store::registry::cache::{inline_cache, INLINE_CACHE_FIELD};
+
+use crate::plan::Plan;
 use crate::session::{BuildError, BuildSession, BuiltImage};
+use crate::shared_cache::{exported_vertices, CacheMode};
 use crate::state::{epoch, State};
 
 /// A config that does not convert (a bug: both types spell the same
@@ -38,6 +43,7 @@ pub fn from_oci(config: &ContainerConfig) -> Result<CompilerConfig, ConfigError>
 /// `results`.
 pub(crate) fn commit_all(
     s: &BuildSession<'_>,
+    plans: &[Option<Plan>],
     results: &[Option<State>],
 ) -> Result<Vec<BuiltImage>, BuildError> {
     let mut images = Vec::with_capacity(s.graph.images.len());
@@ -45,18 +51,42 @@ pub(crate) fn commit_all(
         let state = results[img.vertex.index()]
             .as_ref()
             .ok_or_else(|| BuildError::Internal(format!("image {} was not built", img.name)))?;
-        images.push(commit(s, img, state, results)?);
+        let mut config = oci_config(s, img, state, results)?;
+        if s.options.inline_cache.contains(&img.name) {
+            let records = inline_records(s, img, plans);
+            config
+                .extra
+                .insert(INLINE_CACHE_FIELD.to_string(), inline_cache(&records));
+        }
+        images.push(commit(s, img, state, &config)?);
     }
     Ok(images)
+}
+
+/// The cache records of `img`'s own steps (those whose layers it holds:
+/// inline caches are `mode=min`), for `--cache-to type=inline`.
+fn inline_records(
+    s: &BuildSession<'_>,
+    img: &ImageOutput,
+    plans: &[Option<Plan>],
+) -> Vec<CacheRecord> {
+    exported_vertices(
+        s.graph,
+        Some(std::slice::from_ref(&img.name)),
+        CacheMode::Min,
+    )
+    .into_iter()
+    .filter_map(|v| plans[v].as_ref())
+    .filter_map(|p| s.cache.lookup(&p.key).hit)
+    .collect()
 }
 
 fn commit(
     s: &BuildSession<'_>,
     img: &ImageOutput,
     state: &State,
-    results: &[Option<State>],
+    config: &OciConfig,
 ) -> Result<BuiltImage, BuildError> {
-    let config = oci_config(s, img, state, results)?;
     let mut tags = Vec::with_capacity(img.tags.len());
     for t in &img.tags {
         tags.push(Reference::parse(t).map_err(|source| BuildError::Tag {
@@ -75,7 +105,7 @@ fn commit(
     }
     let committed = s
         .images
-        .commit(&config, &layers, &tags, &s.options.annotations)
+        .commit(config, &layers, &tags, &s.options.annotations)
         .map_err(|source| BuildError::Commit {
             name: img.name.clone(),
             source,

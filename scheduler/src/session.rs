@@ -5,7 +5,7 @@
 //! only what the images need ([`crate::runner`]), then the images are
 //! committed ([`crate::image`]) and the caches exported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -37,6 +37,9 @@ pub struct BuildOptions {
     pub no_cache_stages: Vec<String>,
     /// `--annotation`: annotations of the images' manifests.
     pub annotations: BTreeMap<String, String>,
+    /// `--cache-to type=inline`: the images (target names) whose configs
+    /// carry the cache records of their own steps.
+    pub inline_cache: BTreeSet<String>,
     /// `--secret id=…,src=…`.
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh id=…`: SSH agent sockets by id, for `RUN --mount=type=ssh`.
@@ -66,6 +69,7 @@ impl Default for BuildOptions {
             no_cache: false,
             no_cache_stages: Vec::new(),
             annotations: BTreeMap::new(),
+            inline_cache: BTreeSet::new(),
             jobs: default_jobs(),
             network: NetworkMode::Private,
             secrets: BTreeMap::new(),
@@ -391,7 +395,7 @@ impl<'a> BuildSession<'a> {
         let results = solve::solve_needed(&run_dag, &needed, &roots, &runner, &self.pool, cancel)
             .map_err(|e| self.fail(e))?;
         self.env.contexts.save();
-        let images = crate::image::commit_all(self, &results)?;
+        let images = crate::image::commit_all(self, &plans, &results)?;
         let exported = self.export(&plans)?;
         Ok(BuildSummary {
             ran: self.ran.load(Ordering::SeqCst),

@@ -40,6 +40,20 @@ fn ok(out: Output) -> Output {
     out
 }
 
+/// A second, fresh store holding the same busybox base as `store`
+/// (saved and loaded, so both have the same image id).
+fn second_store_with_base(store: &Path) -> tempfile::TempDir {
+    let base = tempfile::NamedTempFile::new().unwrap();
+    let base_s = base.path().display().to_string();
+    ok(rbk(
+        store,
+        &["save", "-o", &base_s, "localhost/busybox:latest"],
+    ));
+    let other = tempfile::tempdir().unwrap();
+    ok(rbk(other.path(), &["load", "-i", &base_s]));
+    other
+}
+
 fn inspect(store: &Path, name: &str) -> serde_json::Value {
     let out = ok(rbk(store, &["inspect", name]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -291,6 +305,9 @@ fn push_and_registry_outputs_reach_the_registry() {
     let named = format!("{}/o/other:2", reg.host);
     let insecure = format!("--insecure-registry={}", reg.host);
     let registry_out = format!("type=registry,name={named},compression=zstd");
+    let docker_named = format!("{}/o/docker:3", reg.host);
+    let docker_out =
+        format!("type=registry,name={docker_named},oci-mediatypes=false,compression-level=1");
     ok(rbk(
         store.path(),
         &[
@@ -300,17 +317,224 @@ fn push_and_registry_outputs_reach_the_registry() {
             "--push",
             "-o",
             &registry_out,
+            "-o",
+            &docker_out,
             &insecure,
             &ctx_s,
         ],
     ));
     let id = inspect(store.path(), &tagged)["Id"].clone();
-    // Both names are in the registry: a fresh store pulls them.
+    // All names are in the registry: a fresh store pulls them.
     let other = tempfile::tempdir().unwrap();
-    for name in [&tagged, &named] {
+    for name in [&tagged, &named, &docker_named] {
         ok(rbk(other.path(), &["pull", &insecure, name]));
         assert_eq!(inspect(other.path(), name)["Id"], id, "{name}");
     }
+    // What each manifest says of itself, as the registry serves it.
+    let manifest = |repo_tag: &str| -> serde_json::Value {
+        let (repo, tag) = repo_tag.split_once(':').unwrap();
+        let out = Command::new("curl")
+            .args(["-sf", "-H"])
+            .arg(
+                "Accept: application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .arg(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let zstd = manifest("o/other:2");
+    assert_eq!(
+        zstd["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        zstd["layers"][1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let docker = manifest("o/docker:3");
+    assert_eq!(
+        docker["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        docker["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(docker["config"]["digest"], id);
+    for l in docker["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+    // Level 1 is not the default level: the RUN layer's bytes differ from
+    // the gzip push of the same layer under the first name.
+    let gzip = manifest("o/pushed:1");
+    assert_ne!(gzip["layers"][1]["digest"], docker["layers"][1]["digest"]);
+    assert_ne!(gzip["layers"][1]["digest"], zstd["layers"][1]["digest"]);
+}
+
+/// The manifest and the blobs of the only image in an archive `rbk save`
+/// or `-o type=docker|oci` wrote: (manifest, blob digest → bytes).
+fn archive_image(
+    file: &str,
+) -> (
+    serde_json::Value,
+    std::collections::HashMap<String, Vec<u8>>,
+) {
+    let mut blobs = std::collections::HashMap::new();
+    let mut index = None;
+    let mut a = tar::Archive::new(std::fs::File::open(file).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+        if path == "index.json" {
+            index = Some(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
+        } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            blobs.insert(format!("sha256:{hex}"), bytes);
+        }
+    }
+    let index = index.expect("index.json");
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = serde_json::from_slice(&blobs[digest]).unwrap();
+    (manifest, blobs)
+}
+
+#[test]
+fn archives_take_compression_levels_and_docker_media_types() {
+    let test = "archives_take_compression_levels_and_docker_media_types";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let o = |name: &str| out.path().join(name).display().to_string();
+    let ctx_s = ctx.path().display().to_string();
+    let gz = format!("type=docker,dest={},compression=gzip", o("gz.tar"));
+    let gz9 = format!(
+        "type=docker,dest={},compression=gzip,compression-level=9",
+        o("gz9.tar")
+    );
+    let zst = format!("type=oci,dest={},compression=zstd", o("zst.tar"));
+    let forced = format!(
+        "type=oci,dest={},compression=zstd,force-compression=true",
+        o("forced.tar")
+    );
+    let plain = format!("type=oci,dest={}", o("plain.tar"));
+    let docker = format!(
+        "type=docker,dest={},compression=gzip,oci-mediatypes=false",
+        o("docker.tar")
+    );
+    let mut args = vec!["build", "-t", "o/app:1"];
+    for x in [&gz, &gz9, &zst, &forced, &plain, &docker] {
+        args.extend(["-o", x]);
+    }
+    args.push(&ctx_s);
+    ok(rbk(store.path(), &args));
+    let id = inspect(store.path(), "o/app:1")["Id"].clone();
+
+    // The base layer is stored gzip-compressed: it stays so unless
+    // force-compression asks otherwise; the RUN layer, stored plain, takes
+    // the codec asked for.
+    let magic = |file: &str, want: &[u8], media_type: &str| {
+        let (m, blobs) = archive_image(file);
+        assert_eq!(m["config"]["digest"], id, "{file}");
+        let layers = m["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "{file}");
+        let base = &blobs[layers[0]["digest"].as_str().unwrap()];
+        assert!(base.starts_with(&[0x1f, 0x8b]) || file.ends_with("forced.tar"));
+        let checked = if file.ends_with("forced.tar") { 0 } else { 1 };
+        for l in &layers[checked..] {
+            assert_eq!(l["mediaType"], media_type, "{file}");
+            let bytes = &blobs[l["digest"].as_str().unwrap()];
+            assert!(bytes.starts_with(want), "{file}: {:?}", &bytes[..4]);
+        }
+        m
+    };
+    let gzip_magic: &[u8] = &[0x1f, 0x8b];
+    let a = magic(
+        &o("gz.tar"),
+        gzip_magic,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    let b = magic(
+        &o("gz9.tar"),
+        gzip_magic,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    assert_ne!(a["layers"][1]["digest"], b["layers"][1]["digest"]);
+    let zstd_magic: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+    magic(
+        &o("zst.tar"),
+        zstd_magic,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    );
+    magic(
+        &o("forced.tar"),
+        zstd_magic,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    );
+    // Uncompressed unless asked: the layers' digests are their diff ids.
+    let (p, _) = archive_image(&o("plain.tar"));
+    let img = inspect(store.path(), "o/app:1");
+    assert_eq!(p["layers"][1]["digest"], img["RootFS"]["Layers"][1]);
+    let d = magic(
+        &o("docker.tar"),
+        gzip_magic,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    );
+    assert_eq!(
+        d["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        d["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+
+    // Each loads back as the same image, in rbk and in skopeo.
+    for file in ["gz.tar", "gz9.tar", "zst.tar", "forced.tar", "docker.tar"] {
+        let other = tempfile::tempdir().unwrap();
+        ok(rbk(other.path(), &["load", "-i", &o(file)]));
+        assert_eq!(inspect(other.path(), "o/app:1")["Id"], id, "{file}");
+    }
+    if have("skopeo") {
+        for (kind, file) in [
+            ("docker-archive", "gz.tar"),
+            ("oci-archive", "zst.tar"),
+            ("docker-archive", "docker.tar"),
+        ] {
+            let out = Command::new("skopeo")
+                .args(["inspect", "--config", &format!("{kind}:{}", o(file))])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skopeo {kind}:{file}: {}",
+                stderr(&out)
+            );
+        }
+    } else {
+        skip(
+            test,
+            "skopeo is missing: the archives were not read by skopeo",
+        );
+    }
+    // Annotations cannot ride on Docker's manifests: refused up front.
+    let out = rbk(
+        store.path(),
+        &["build", "--annotation", "a=b", "-o", &docker, &ctx_s],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("needs OCI media types"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -418,14 +642,7 @@ fn source_date_epoch_gives_the_same_image_on_two_stores_at_two_times() {
         return;
     };
     // The same base in both stores (an import stamps its own time).
-    let base = tempfile::NamedTempFile::new().unwrap();
-    let base_s = base.path().display().to_string();
-    ok(rbk(
-        store_a.path(),
-        &["save", "-o", &base_s, "localhost/busybox:latest"],
-    ));
-    let store_b = tempfile::tempdir().unwrap();
-    ok(rbk(store_b.path(), &["load", "-i", &base_s]));
+    let store_b = second_store_with_base(store_a.path());
     std::fs::write(
         ctx.path().join("Dockerfile"),
         "FROM localhost/busybox:latest\nCOPY . /app/\nRUN echo built > /stamp && mkdir /made\nWORKDIR /srv\n",
@@ -833,14 +1050,7 @@ fn a_local_cache_directory_carries_the_cache_to_another_store() {
     let Some((store_a, ctx)) = setup(test) else {
         return;
     };
-    let base = tempfile::NamedTempFile::new().unwrap();
-    let base_s = base.path().display().to_string();
-    ok(rbk(
-        store_a.path(),
-        &["save", "-o", &base_s, "localhost/busybox:latest"],
-    ));
-    let store_b = tempfile::tempdir().unwrap();
-    ok(rbk(store_b.path(), &["load", "-i", &base_s]));
+    let store_b = second_store_with_base(store_a.path());
     std::fs::write(
         ctx.path().join("Dockerfile"),
         "FROM localhost/busybox:latest AS build\nRUN echo built > /artifact\n\
@@ -943,4 +1153,88 @@ fn annotations_land_on_the_manifest() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn an_inline_cache_rides_in_the_pushed_image() {
+    let test = "an_inline_cache_rides_in_the_pushed_image";
+    let Some((store_a, ctx)) = setup(test) else {
+        return;
+    };
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let store_b = second_store_with_base(store_a.path());
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM localhost/busybox:latest\nRUN echo a > /a\nCOPY f /f\nRUN cat /a /f > /g\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("f"), "file\n").unwrap();
+    let ctx_s = ctx.path().display().to_string();
+    let image = format!("{}/o/inline:1", reg.host);
+    let insecure = format!("--insecure-registry={}", reg.host);
+    ok(rbk(
+        store_a.path(),
+        &[
+            "build",
+            "-t",
+            &image,
+            "--cache-to",
+            "type=inline",
+            "--push",
+            &insecure,
+            &ctx_s,
+        ],
+    ));
+    // The config carries one record per step, each naming a layer of the
+    // image by its diff id.
+    let img = inspect(store_a.path(), &image);
+    let id = img["Id"].as_str().unwrap();
+    let config_blob = store_a
+        .path()
+        .join("blobs/sha256")
+        .join(id.trim_start_matches("sha256:"));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(config_blob).unwrap()).unwrap();
+    let records = config["rbk.buildcache.v1"]["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{records:?}");
+    let diff_ids = img["RootFS"]["Layers"].as_array().unwrap();
+    for r in records {
+        assert!(diff_ids.contains(&r["record"]["diff_id"]), "{r}");
+    }
+
+    // Another store, the image as its only cache: every step is a hit and
+    // the image is the same one.
+    let second = ok(rbk(
+        store_b.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            &image,
+            "--cache-from",
+            &image,
+            "--cache-to",
+            "type=inline",
+            &insecure,
+            &ctx_s,
+        ],
+    ));
+    let err = stderr(&second);
+    assert!(err.contains("importing cache from"), "{err}");
+    assert!(err.contains(": 0 steps run, 3 cached"), "{err}");
+    assert_eq!(inspect(store_b.path(), &image)["Id"], img["Id"]);
+    // An image without an inline cache is an empty cache, not an error.
+    let plain = format!("{}/o/plain:1", reg.host);
+    ok(rbk(
+        store_a.path(),
+        &["build", "-t", &plain, "--push", &insecure, &ctx_s],
+    ));
+    let third = ok(rbk(
+        store_b.path(),
+        &["build", "--cache-from", &plain, &insecure, &ctx_s],
+    ));
+    assert!(stderr(&third).contains("0 records"), "{}", stderr(&third));
 }

@@ -30,7 +30,8 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::Store;
 use crate::oci::{
-    Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+    Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_DOCKER_CONFIG,
+    MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::reference::Reference;
 
@@ -39,6 +40,11 @@ pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.config
 
 /// The artifact type announced in the manifest (OCI 1.1 `artifactType`).
 pub const CACHE_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.v1";
+
+/// The image config field that carries an inline cache (`--cache-to
+/// type=inline`): the records of the image's own steps, each layer being
+/// one of the image's (BuildKit keeps its own under `moby.buildkit.cache.v0`).
+pub const INLINE_CACHE_FIELD: &str = "rbk.buildcache.v1";
 
 /// One record of an exported cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +56,55 @@ pub struct CacheEntry {
     /// record has a layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<Descriptor>,
+}
+
+/// The value of [`INLINE_CACHE_FIELD`] for an image whose steps made
+/// `records`, sorted by key. Each record is dated as its step's result is
+/// (with `SOURCE_DATE_EPOCH`, that time), so the image stays reproducible.
+pub fn inline_cache(records: &[CacheRecord]) -> serde_json::Value {
+    let mut entries: Vec<CacheEntry> = records
+        .iter()
+        .map(|r| CacheEntry {
+            record: r.clone(),
+            remote: None,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    serde_json::to_value(CacheConfig {
+        version: 1,
+        records: entries,
+    })
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// The records an image config carries inline, each pointing at the
+/// image's layer of the same diff id as the registry holds it; records
+/// whose layer is not one of the image's are dropped.
+fn inline_entries(config: &serde_json::Value, manifest: &Manifest) -> Vec<CacheEntry> {
+    let Some(inline) = config.get(INLINE_CACHE_FIELD) else {
+        return Vec::new();
+    };
+    let Ok(cache) = serde_json::from_value::<CacheConfig>(inline.clone()) else {
+        return Vec::new();
+    };
+    let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    cache
+        .records
+        .into_iter()
+        .filter_map(|mut e| {
+            if e.record.layer.is_none() {
+                return Some(e);
+            }
+            let diff_id = e.record.diff_id.as_ref()?;
+            let i = diff_ids.iter().position(|d| *d == diff_id.as_str())?;
+            e.remote = Some(manifest.layers.get(i)?.clone());
+            Some(e)
+        })
+        .collect()
 }
 
 /// The config blob of a cache artifact.
@@ -123,8 +178,11 @@ fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, StoreError> 
 
 impl RemoteCache {
     /// Reads the cache artifact `reference` names: its manifest and its
-    /// records (kept in `store`), not its layers. A reference that does not exist yet (the
-    /// first build of a pipeline) is an empty cache, like BuildKit's.
+    /// records (kept in `store`), not its layers. `reference` may also name
+    /// an image built with `--cache-to type=inline`: its config carries the
+    /// records and its layers are theirs (an image without is an empty
+    /// cache). A reference that does not exist yet (the first build of a
+    /// pipeline) is an empty cache, like BuildKit's.
     pub fn import(
         client: Arc<Client>,
         store: &Store,
@@ -148,7 +206,9 @@ impl RemoteCache {
         };
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| json_error(format!("cache manifest {digest}"), e))?;
-        if manifest.config.media_type != CACHE_CONFIG_MEDIA_TYPE {
+        let image_config = [MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_DOCKER_CONFIG]
+            .contains(&manifest.config.media_type.as_str());
+        if manifest.config.media_type != CACHE_CONFIG_MEDIA_TYPE && !image_config {
             return Err(RegistryError::UnsupportedManifest {
                 reference: reference.to_string(),
                 media_type: format!(
@@ -168,10 +228,17 @@ impl RemoteCache {
             progress,
         )?;
         let config_bytes = store.content.read(&manifest.config.digest)?;
-        let config: CacheConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| json_error(format!("cache records {}", manifest.config.digest), e))?;
-        let entries = config
-            .records
+        // An image: the cache it carries inline, if any (`type=inline`).
+        let records = if image_config {
+            let config: serde_json::Value = serde_json::from_slice(&config_bytes)
+                .map_err(|e| json_error(format!("image config {}", manifest.config.digest), e))?;
+            inline_entries(&config, &manifest)
+        } else {
+            let config: CacheConfig = serde_json::from_slice(&config_bytes)
+                .map_err(|e| json_error(format!("cache records {}", manifest.config.digest), e))?;
+            config.records
+        };
+        let entries = records
             .into_iter()
             .map(|e| (e.record.key.clone(), e))
             .collect();
@@ -455,18 +522,7 @@ fn copy_blob(store: &Store, dir: &Path, digest: &Digest) -> Result<(), StoreErro
         return Ok(());
     }
     let mut from = store.content.open_blob(digest)?;
-    let tmp = to.with_extension(format!("part-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::copy(&mut from, &mut f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &to)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::from_io("write", &to, e));
-    }
-    Ok(())
+    write_atomically(&to, |f| std::io::copy(&mut from, f).map(drop))
 }
 
 /// Writes `bytes` as a blob of the layout at `dir`; returns its digest.
@@ -474,28 +530,33 @@ fn write_blob(dir: &Path, bytes: &[u8]) -> Result<Digest, StoreError> {
     let digest = Digest::of(bytes);
     let to = layout_blob(dir, &digest);
     if !to.exists() {
-        let name = to
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        replace_file(to.parent().unwrap_or(dir), &name, bytes)?;
+        write_atomically(&to, |f| std::io::Write::write_all(f, bytes))?;
     }
     Ok(digest)
 }
 
 /// Writes `dir/name` through a temporary file and a rename.
 fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let to = dir.join(name);
-    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
+    write_atomically(&dir.join(name), |f| std::io::Write::write_all(f, bytes))
+}
+
+/// Writes `to` through a file beside it, synced and renamed into place, so
+/// readers of the layout never see half a file.
+fn write_atomically(
+    to: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = to.with_file_name(format!(".{name}.part-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
+        write(&mut f)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &to)
+        std::fs::rename(&tmp, to)
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::from_io("write", &to, e));
+        return Err(StoreError::from_io("write", to, e));
     }
     Ok(())
 }
