@@ -1238,3 +1238,61 @@ fn an_inline_cache_rides_in_the_pushed_image() {
     ));
     assert!(stderr(&third).contains("0 records"), "{}", stderr(&third));
 }
+
+/// docs/cli.md lists every option of `rbk build --help` with an example,
+/// and nothing the command does not have.
+#[test]
+fn the_cli_reference_shows_every_build_option() {
+    let out = ok(Command::new(rbk_bin())
+        .args(["build", "--help"])
+        .output()
+        .unwrap());
+    let help = stdout(&out);
+    let flags: std::collections::BTreeSet<String> = help
+        .lines()
+        // Option lines are indented 2 or 6; their descriptions 10.
+        .filter(|l| l.len() - l.trim_start().len() <= 6)
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            l.split([' ', ',', '[', '=', '<'])
+                .find(|w| w.starts_with("--"))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(flags.len() > 30, "{flags:?}");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+    let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `-")).collect();
+    for flag in &flags {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.split('|').nth(1).is_some_and(|c| {
+                    c.contains(&format!("`{flag}`")) || c.contains(&format!(" {flag}`"))
+                })
+            })
+            .unwrap_or_else(|| panic!("docs/cli.md has no row for {flag}"));
+        let example = row.split('|').nth(2).unwrap_or("");
+        // `-f, --file`: the short form counts too.
+        let short = row
+            .split('|')
+            .nth(1)
+            .and_then(|c| c.trim().strip_prefix('`'))
+            .and_then(|c| c.split_once(", "))
+            .map(|(s, _)| format!("{s} "));
+        let used = example.contains(flag.as_str())
+            || short.as_deref().is_some_and(|s| example.contains(s));
+        assert!(
+            example.contains("rbk build") && used,
+            "the example for {flag} does not use it: {row}"
+        );
+    }
+    for row in &rows {
+        let cell = row.split('|').nth(1).unwrap_or("");
+        assert!(
+            flags.iter().any(|f| cell.contains(f.as_str())),
+            "docs/cli.md documents an option rbk build does not have: {row}"
+        );
+    }
+}
