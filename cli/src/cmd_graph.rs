@@ -55,9 +55,7 @@ pub fn compile_all(
     resolver: &dyn ImageResolver,
 ) -> Result<rbk_compiler::BuildGraph> {
     let mut c = Compiler::new(resolver);
-    for i in inputs {
-        c.add(i)?;
-    }
+    c.add_all(inputs)?;
     Ok(c.finish())
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use rbk_compiler::lower::{Input, NamedContext};
-use rbk_compiler::targets::TargetFile;
+use rbk_compiler::lower::{dependency_order, Input, NamedContext, NoResolver};
+use rbk_compiler::targets::{ResolvedTarget, TargetFile};
 
 /// What `rbk build`/`rbk graph` were asked to compile.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,26 +67,37 @@ fn parse_build_contexts(values: &[String]) -> Result<BTreeMap<String, NamedConte
         else {
             bail!("invalid --build-context {v:?}: expected NAME=DIR or NAME=docker-image://REF");
         };
-        let context = if let Some(r) = value.strip_prefix("docker-image://") {
-            rbk_store::Reference::parse(r)
-                .with_context(|| format!("--build-context {name}: docker-image://{r}"))?;
-            NamedContext::Image(r.to_string())
-        } else if value.starts_with("oci-layout://") {
-            bail!("--build-context {name}: oci-layout:// contexts are read by `rbk build` only");
-        } else if value.contains("://") || value.starts_with("git@") {
-            bail!("--build-context {name}: remote contexts ({value}) are not supported; give a directory or docker-image://REF");
-        } else {
-            let dir = Path::new(value)
-                .canonicalize()
-                .with_context(|| format!("--build-context {name}: {value} does not exist"))?;
-            if !dir.is_dir() {
-                bail!("--build-context {name}: {value} is not a directory");
-            }
-            NamedContext::Dir(dir.display().to_string())
-        };
+        let context = parse_context(value, Path::new("."))
+            .with_context(|| format!("--build-context {name}"))?;
         out.insert(name.to_string(), context);
     }
     Ok(out)
+}
+
+/// One named context's value: `docker-image://REF`, `target:NAME` or a
+/// directory (relative to `base`).
+fn parse_context(value: &str, base: &Path) -> Result<NamedContext> {
+    if let Some(r) = value.strip_prefix("docker-image://") {
+        rbk_store::Reference::parse(r).with_context(|| format!("docker-image://{r}"))?;
+        return Ok(NamedContext::Image(r.to_string()));
+    }
+    if let Some(t) = value.strip_prefix("target:") {
+        return Ok(NamedContext::Target(t.to_string()));
+    }
+    if value.starts_with("oci-layout://") {
+        bail!("oci-layout:// contexts are read by `rbk build` only");
+    }
+    if value.contains("://") || value.starts_with("git@") {
+        bail!("remote contexts ({value}) are not supported; give a directory, docker-image://REF or target:NAME");
+    }
+    let dir = base
+        .join(value)
+        .canonicalize()
+        .with_context(|| format!("{value} does not exist"))?;
+    if !dir.is_dir() {
+        bail!("{value} is not a directory");
+    }
+    Ok(NamedContext::Dir(dir.display().to_string()))
 }
 
 /// `--label KEY=VALUE`s.
@@ -143,6 +154,44 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         .with_context(|| format!("build context {} does not exist", path.display()))
 }
 
+/// The input of one rbk.toml target, with the command line's settings
+/// over the file's.
+fn target_input(
+    t: &ResolvedTarget,
+    args: &BuildInputArgs,
+    build_args: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
+    base: &Path,
+) -> Result<Input> {
+    let mut merged = t.args.clone();
+    merged.extend(build_args.clone());
+    let mut tags = t.tags.clone();
+    tags.extend(args.tags.iter().cloned());
+    let mut target_labels = t.labels.clone();
+    target_labels.extend(labels.clone());
+    let mut contexts = BTreeMap::new();
+    for (name, value) in &t.contexts {
+        let c = parse_context(value, base)
+            .with_context(|| format!("target {:?}: contexts.{name}", t.name))?;
+        contexts.insert(name.clone(), c);
+    }
+    contexts.extend(named_contexts.clone());
+    Ok(Input {
+        name: t.name.clone(),
+        file: t.dockerfile.display().to_string(),
+        source: read(&t.dockerfile)?,
+        context: absolute(&t.context)?.display().to_string(),
+        target: args.target.clone().or(t.target.clone()),
+        build_args: merged,
+        tags,
+        labels: target_labels,
+        platform: args.platform.clone().or(t.platform.clone()),
+        ignore_file: own_ignore_file(&t.dockerfile),
+        named_contexts: contexts,
+    })
+}
+
 /// True when PATH names an rbk.toml rather than a context directory.
 pub fn is_target_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "toml") || path.is_file()
@@ -184,9 +233,29 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
         let targets = TargetFile::parse(&text, &file)?;
         let base = args.path.parent().unwrap_or(Path::new("."));
         let selected = targets.select(&args.names, base, &file)?;
-        let mut out = Vec::with_capacity(selected.len());
+        // Every target is a candidate: the selected ones may be built on
+        // others (FROM one of their tags, a target: context), which then
+        // build first in the same run. A target nobody selected whose
+        // Dockerfile cannot be read is left out.
+        let mut all: Vec<(ResolvedTarget, Input)> = Vec::new();
+        for t in targets.all(base) {
+            let wanted = selected.iter().any(|s| s.name == t.name);
+            match target_input(&t, args, &build_args, &labels, &named_contexts, base) {
+                Ok(input) => all.push((t, input)),
+                Err(e) if wanted => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let wanted: Vec<usize> = selected
+            .iter()
+            .filter_map(|s| all.iter().position(|(t, _)| t.name == s.name))
+            .collect();
+        let candidates: Vec<Input> = all.iter().map(|(_, i)| i.clone()).collect();
+        let order = dependency_order(&candidates, &wanted, &NoResolver)?;
+        let mut out = Vec::with_capacity(order.len());
         let mut caches = Vec::new();
-        for t in selected {
+        for i in order {
+            let (t, input) = &all[i];
             if !t.cache_to.is_empty() || !t.cache_from.is_empty() {
                 caches.push(TargetCaches {
                     name: t.name.clone(),
@@ -194,25 +263,7 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
                     cache_from: t.cache_from.clone(),
                 });
             }
-            let mut merged = t.args.clone();
-            merged.extend(build_args.clone());
-            let mut tags = t.tags.clone();
-            tags.extend(args.tags.iter().cloned());
-            let mut target_labels = t.labels.clone();
-            target_labels.extend(labels.clone());
-            out.push(Input {
-                name: t.name.clone(),
-                file: t.dockerfile.display().to_string(),
-                source: read(&t.dockerfile)?,
-                context: absolute(&t.context)?.display().to_string(),
-                target: args.target.clone().or(t.target.clone()),
-                build_args: merged,
-                tags,
-                labels: target_labels,
-                platform: args.platform.clone().or(t.platform.clone()),
-                ignore_file: own_ignore_file(&t.dockerfile),
-                named_contexts: named_contexts.clone(),
-            });
+            out.push(input.clone());
         }
         return Ok((out, caches));
     }

@@ -428,6 +428,9 @@ pub struct ImageOutput {
     pub author: Option<String>,
     /// `os/arch`.
     pub platform: String,
+    /// Other images of the graph this one is built on (`FROM` one of their
+    /// tags, or a `target:` context), by name.
+    pub built_on: Vec<String>,
 }
 
 /// The compiled DAG of one or many images.

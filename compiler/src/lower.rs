@@ -22,11 +22,13 @@ mod metadata;
 mod run;
 mod workdir;
 
+mod deps;
 mod mount;
 mod stages;
 mod util;
 
-pub use util::{join_path, normalize_image};
+pub use deps::dependency_order;
+pub use util::{canonical_ref, join_path, normalize_image};
 
 /// The `PATH` an image gets when its base sets none, as BuildKit does.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -99,6 +101,9 @@ pub struct Input {
 pub enum NamedContext {
     /// `docker-image://REF`: that image.
     Image(String),
+    /// `target:NAME` (rbk.toml `contexts`, as bake): the image another
+    /// input of the same build makes.
+    Target(String),
     /// A local directory (absolute path): files for `COPY --from` and bind
     /// mounts.
     Dir(String),
@@ -130,6 +135,11 @@ impl CompileError {
 pub struct Compiler<'r> {
     graph: BuildGraph,
     resolver: &'r dyn ImageResolver,
+    /// Images added so far, by canonical tag: a later `FROM` of the tag
+    /// builds on that image's last vertex instead of a stored image.
+    by_tag: HashMap<String, usize>,
+    /// The same, by input name (for `target:NAME` contexts).
+    by_name: HashMap<String, usize>,
 }
 
 impl<'r> Compiler<'r> {
@@ -138,17 +148,38 @@ impl<'r> Compiler<'r> {
         Compiler {
             graph: BuildGraph::default(),
             resolver,
+            by_tag: HashMap::new(),
+            by_name: HashMap::new(),
         }
     }
 
     /// Parses and lowers one Dockerfile into the graph; returns the index of
-    /// its image in [`BuildGraph::images`].
+    /// its image in [`BuildGraph::images`]. A `FROM` naming a tag of an
+    /// image added before builds on it (see [`Compiler::add_all`]).
     pub fn add(&mut self, input: &Input) -> Result<usize, CompileError> {
         let df = crate::parse::parse(&input.source).map_err(|e| CompileError::new(input, e))?;
         let mut lw = Lowerer::new(self, input, df.directives.escape)
             .map_err(|e| CompileError::new(input, e))?;
         let index = lw.run(&df.nodes).map_err(|e| CompileError::new(input, e))?;
+        for t in &input.tags {
+            self.by_tag.insert(canonical_ref(t), index);
+        }
+        self.by_name.insert(input.name.clone(), index);
         Ok(index)
+    }
+
+    /// Adds `inputs`, each after the inputs it is built on (a `FROM` of
+    /// one of their tags, a `target:` context), so a change to one image
+    /// reaches every image built on it in the same graph. Returns the order
+    /// they were added in (indices into `inputs`). A cycle is an error
+    /// naming it.
+    pub fn add_all(&mut self, inputs: &[Input]) -> Result<Vec<usize>, CompileError> {
+        let wanted: Vec<usize> = (0..inputs.len()).collect();
+        let order = dependency_order(inputs, &wanted, self.resolver)?;
+        for &i in &order {
+            self.add(&inputs[i])?;
+        }
+        Ok(order)
     }
 
     /// The finished graph.
@@ -276,6 +307,8 @@ struct Lowerer<'c, 'r, 'i> {
     heads: Vec<Option<VertexId>>,
     /// Stages being lowered (to detect cycles through `--from`).
     busy: Vec<bool>,
+    /// Images of the graph this input builds on, by name.
+    built_on: Vec<String>,
 }
 
 fn predefined(target: &Platform, build: &Platform) -> Vars {
@@ -333,6 +366,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             states: Vec::new(),
             heads: Vec::new(),
             busy: Vec::new(),
+            built_on: Vec::new(),
         })
     }
 
@@ -409,6 +443,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             author: state.author.clone(),
             platform: state.platform.to_string(),
             config: state.into_config(),
+            built_on: std::mem::take(&mut self.built_on),
         });
         Ok(graph.images.len() - 1)
     }

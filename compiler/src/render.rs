@@ -111,9 +111,14 @@ fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput) {
     } else {
         format!(" → {}", img.tags.join(", "))
     };
+    let on = if img.built_on.is_empty() {
+        String::new()
+    } else {
+        format!(", built on {}", img.built_on.join(", "))
+    };
     let _ = writeln!(
         out,
-        "\nimage {}{tags}  ({}, stage {})",
+        "\nimage {}{tags}  ({}, stage {}{on})",
         img.name, img.file, img.stage
     );
     let stages = stages_of(g, img);
@@ -151,9 +156,13 @@ fn stages_of(g: &BuildGraph, img: &ImageOutput) -> Vec<(String, Vec<VertexId>)> 
     let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
     let mut stage_at: HashMap<String, usize> = HashMap::new();
     for id in reachable(g, img.vertex) {
-        let stage = stage_for(g.vertex(id), img)
-            .map(str::to_string)
-            .unwrap_or_default();
+        let v = g.vertex(id);
+        let own = v.origins.iter().any(|o| o.image == img.name);
+        let stage = match (own, v.origins.first()) {
+            // A step of another image this one is built on.
+            (false, Some(o)) => format!("{} of image {}", o.stage, o.image),
+            _ => stage_for(v, img).map(str::to_string).unwrap_or_default(),
+        };
         match stage_at.get(&stage) {
             Some(&at) => stages[at].1.push(id),
             None => {
@@ -247,6 +256,16 @@ fn dot(g: &BuildGraph) -> String {
             dot_escape(&tags),
             img.vertex.index()
         );
+    }
+    for (n, img) in g.images.iter().enumerate() {
+        for on in &img.built_on {
+            if let Some(m) = g.images.iter().position(|i| &i.name == on) {
+                let _ = writeln!(
+                    out,
+                    "  img{m} -> img{n} [style=dotted, label=\"built on\"];"
+                );
+            }
+        }
     }
     out.push_str("}\n");
     out
@@ -343,6 +362,8 @@ struct JsonImage<'a> {
     platform: &'a str,
     #[serde(rename = "final")]
     final_vertex: String,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    built_on: &'a [String],
 }
 
 fn vid(id: VertexId) -> String {
@@ -390,6 +411,7 @@ fn json(g: &BuildGraph) -> String {
             stage: &i.stage,
             platform: &i.platform,
             final_vertex: vid(i.vertex),
+            built_on: &i.built_on,
         })
         .collect();
     let doc = JsonGraph {

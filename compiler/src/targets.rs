@@ -35,6 +35,10 @@ pub struct TargetSpec {
     /// Caches to import, as for `--cache-from`.
     #[serde(default, rename = "cache-from")]
     pub cache_from: Vec<String>,
+    /// Named contexts, as `--build-context` (`target:NAME` for another
+    /// target's image, as bake).
+    #[serde(default)]
+    pub contexts: BTreeMap<String, String>,
 }
 
 /// A named set of targets (or other groups).
@@ -83,6 +87,8 @@ pub struct ResolvedTarget {
     pub cache_to: Vec<String>,
     /// `cache-from` entries (the target's, else the defaults').
     pub cache_from: Vec<String>,
+    /// Named contexts (the defaults' merged under the target's).
+    pub contexts: BTreeMap<String, String>,
 }
 
 /// A problem in an rbk.toml file.
@@ -239,6 +245,8 @@ impl TargetFile {
         args.extend(t.args.clone());
         let mut labels = d.labels.clone();
         labels.extend(t.labels.clone());
+        let mut contexts = d.contexts.clone();
+        contexts.extend(t.contexts.clone());
         ResolvedTarget {
             name: name.to_string(),
             context,
@@ -262,7 +270,16 @@ impl TargetFile {
             } else {
                 t.cache_from.clone()
             },
+            contexts,
         }
+    }
+
+    /// Every target, resolved, in name order.
+    pub fn all(&self, base_dir: &Path) -> Vec<ResolvedTarget> {
+        self.targets
+            .iter()
+            .map(|(n, t)| self.resolve(n, t, base_dir))
+            .collect()
     }
 }
 

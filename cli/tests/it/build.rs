@@ -392,3 +392,64 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
         .collect();
     assert!(active.is_empty(), "{active:?}");
 }
+
+#[test]
+fn a_target_built_on_another_is_rebuilt_when_the_base_changes() {
+    let test = "a_target_built_on_another_is_rebuilt_when_the_base_changes";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let d = dir.path();
+    for sub in ["base", "app"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::write(
+        d.join("rbk.toml"),
+        "[target.app]\ncontext = \"app\"\ntags = [\"example/app:1\"]\n\n\
+         [target.base]\ncontext = \"base\"\ntags = [\"example/base:1\"]\n",
+    )
+    .unwrap();
+    let base_df = |v: &str| format!("FROM localhost/busybox:latest\nRUN echo {v} > /base\n");
+    std::fs::write(d.join("base/Dockerfile"), base_df("v1")).unwrap();
+    std::fs::write(
+        d.join("app/Dockerfile"),
+        "FROM example/base:1\nRUN cat /base > /app\n",
+    )
+    .unwrap();
+    let toml = d.join("rbk.toml").display().to_string();
+    let run = |args: &[&str]| {
+        let out = rbk(&store).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let app_file = || {
+        let out = run(&["run", "--rm", "example/app:1", "cat", "/app"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Asking for app alone builds base first, in the same run.
+    let out = run(&["build", &toml, "app"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built 2 images"), "{err}");
+    assert_eq!(app_file(), "v1\n");
+    let graph = run(&["graph", &toml, "app"]);
+    let text = String::from_utf8_lossy(&graph.stdout);
+    assert!(text.contains("built on base"), "{text}");
+    // The base's input changes: app is rebuilt on the new base, not the
+    // stored one.
+    std::fs::write(d.join("base/Dockerfile"), base_df("v2")).unwrap();
+    run(&["build", &toml, "app"]);
+    assert_eq!(app_file(), "v2\n");
+
+    // Targets built on each other: refused, the cycle named.
+    std::fs::write(d.join("base/Dockerfile"), "FROM example/app:1\nRUN true\n").unwrap();
+    let out = rbk(&store).args(["build", &toml]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("targets are built on each other"), "{err}");
+    assert!(err.contains("Dockerfile:1:"), "{err}");
+}

@@ -9,7 +9,7 @@
 //! stages therefore needs no more native stack than one stage.
 
 use super::mount::parse_mount;
-use super::{normalize_image, Lowerer, NamedContext, Stage, State, DEFAULT_PATH};
+use super::{canonical_ref, normalize_image, Lowerer, NamedContext, Stage, State, DEFAULT_PATH};
 use crate::config::ImageConfig;
 use crate::error::ParseError;
 use crate::graph::VertexId;
@@ -155,34 +155,13 @@ impl Lowerer<'_, '_, '_> {
                 s
             }
             None => {
-                let base = match self.input.named_contexts.get(&stage.base) {
-                    None => stage.base.clone(),
-                    Some(NamedContext::Image(r)) => r.clone(),
-                    Some(NamedContext::Dir(_)) => {
-                        return Err(ParseError::new(
-                            stage.from.span,
-                            format!(
-                                "FROM {0}: the build context {0} is a local directory; use it with COPY --from={0} (a stage's base must be an image: --build-context {0}=docker-image://REF)",
-                                stage.base
-                            ),
-                        ))
-                    }
-                };
-                let base_lower = base.to_ascii_lowercase();
-                let (image, config) = if base_lower == "scratch" {
-                    ("scratch".to_string(), ImageConfig::default())
+                if let Some(k) = self.built_image(&stage.base, stage.from)? {
+                    let img = &self.compiler.graph.images[k];
+                    let (config, head) = (img.config.clone(), img.vertex);
+                    State::from_config(config, platform.clone(), head)
                 } else {
-                    let image = normalize_image(&base);
-                    let config = self
-                        .compiler
-                        .resolver
-                        .resolve(&image, &platform)
-                        .map(|b| b.config)
-                        .unwrap_or_default();
-                    (image, config)
-                };
-                let head = self.source_vertex(stage, &image, &platform);
-                State::from_config(config, platform.clone(), head)
+                    self.base_state(stage, &platform)?
+                }
             }
         };
         if !state.env.contains("PATH") {
@@ -203,6 +182,70 @@ impl Lowerer<'_, '_, '_> {
             }
         }
         Ok((state, triggers))
+    }
+
+    /// The state of a stage whose base is an image (or scratch): its
+    /// config from the resolver, a source vertex.
+    fn base_state(&mut self, stage: &Stage<'_>, platform: &Platform) -> Result<State, ParseError> {
+        let base = match self.input.named_contexts.get(&stage.base) {
+            // (A target context was taken by `built_image`.)
+            None | Some(NamedContext::Target(_)) => stage.base.clone(),
+            Some(NamedContext::Image(r)) => r.clone(),
+            Some(NamedContext::Dir(_)) => {
+                return Err(ParseError::new(
+                    stage.from.span,
+                    format!(
+                        "FROM {0}: the build context {0} is a local directory; use it with COPY --from={0} (a stage's base must be an image: --build-context {0}=docker-image://REF)",
+                        stage.base
+                    ),
+                ))
+            }
+        };
+        let base_lower = base.to_ascii_lowercase();
+        let (image, config) = if base_lower == "scratch" {
+            ("scratch".to_string(), ImageConfig::default())
+        } else {
+            let image = normalize_image(&base);
+            let config = self
+                .compiler
+                .resolver
+                .resolve(&image, platform)
+                .map(|b| b.config)
+                .unwrap_or_default();
+            (image, config)
+        };
+        let head = self.source_vertex(stage, &image, platform);
+        Ok(State::from_config(config, platform.clone(), head))
+    }
+
+    /// The image of this build that a `FROM`/`--from` value names — a
+    /// `target:` context, or a tag of an image added before — if any.
+    pub(super) fn built_image(
+        &mut self,
+        name: &str,
+        node: &crate::ast::Node,
+    ) -> Result<Option<usize>, ParseError> {
+        let found = match self.input.named_contexts.get(name) {
+            Some(NamedContext::Target(t)) => match self.compiler.by_name.get(t) {
+                Some(&k) => Some(k),
+                None => {
+                    return Err(ParseError::new(
+                        instructions::locate(node, name),
+                        format!("context {name:?} is target {t:?}, which this build does not have"),
+                    ))
+                }
+            },
+            Some(_) => None,
+            None if name.eq_ignore_ascii_case("scratch") => None,
+            None => self.compiler.by_tag.get(&canonical_ref(name)).copied(),
+        };
+        if let Some(k) = found {
+            let built = self.compiler.graph.images[k].name.clone();
+            if !self.built_on.contains(&built) {
+                self.built_on.push(built);
+            }
+        }
+        Ok(found)
     }
 
     /// A stage that `inst` reads (`COPY --from`, `RUN --mount=from=`) and
@@ -260,6 +303,11 @@ impl Lowerer<'_, '_, '_> {
             let image = normalize_image(r);
             let platform = self.target_platform.clone();
             return Ok(self.source_vertex(&stages[i], &image, &platform));
+        }
+        if self.stage_ref(i, from).is_none() {
+            if let Some(k) = self.built_image(from, node)? {
+                return Ok(self.compiler.graph.images[k].vertex);
+            }
         }
         let lowered = |j: usize| {
             self.heads[j].ok_or_else(|| {

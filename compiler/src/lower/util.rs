@@ -124,6 +124,16 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// `image` in one spelling per image: `:latest` added, Docker Hub's
+/// `docker.io/` and `library/` prefixes dropped, so `FROM
+/// docker.io/library/base` and a tag `base:latest` are the same image.
+pub fn canonical_ref(image: &str) -> String {
+    let full = normalize_image(image);
+    let rest = full.strip_prefix("docker.io/").unwrap_or(&full);
+    let rest = rest.strip_prefix("library/").unwrap_or(rest);
+    rest.to_string()
+}
+
 /// `EXPOSE` word → `port/proto` entries (ranges expanded).
 pub(super) fn expand_port(word: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = match word.split_once('/') {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rbk_compiler::config::ImageConfig;
 use rbk_compiler::graph::{Op, Source};
-use rbk_compiler::lower::{BaseImage, Compiler, ImageResolver, Input};
+use rbk_compiler::lower::{BaseImage, CompileError, Compiler, ImageResolver, Input, NamedContext};
 use rbk_compiler::platform::Platform;
 use rbk_compiler::{BuildGraph, NoResolver};
 
@@ -295,4 +295,104 @@ fn stages_built_on_one_base_do_not_see_each_others_changes() {
         c.labels.keys().map(String::as_str).collect::<Vec<_>>(),
         ["a"]
     );
+}
+
+fn tagged(name: &str, tags: &[&str], src: &str) -> Input {
+    Input {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..input(name, src)
+    }
+}
+
+fn compile_all(inputs: &[Input]) -> Result<(BuildGraph, Vec<usize>), CompileError> {
+    let mut c = Compiler::new(&NoResolver);
+    let order = c.add_all(inputs)?;
+    Ok((c.finish(), order))
+}
+
+fn image<'g>(g: &'g BuildGraph, name: &str) -> &'g rbk_compiler::graph::ImageOutput {
+    g.images
+        .iter()
+        .find(|i| i.name == name)
+        .expect("no image of that name")
+}
+
+#[test]
+fn an_image_built_on_another_target_hangs_off_its_steps() {
+    let base_src =
+        "FROM busybox\nRUN echo v1 > /base\nENV FROM_BASE=yes\nONBUILD RUN echo trigger\n";
+    let app_src = "FROM docker.io/library/example-base:1\nRUN cat /base > /app\n";
+    let build = |base_src: &str| {
+        // The dependent first: the order is worked out.
+        let inputs = [
+            tagged("app", &["example-app:1"], app_src),
+            tagged("base", &["example-base:1"], base_src),
+        ];
+        compile_all(&inputs).unwrap()
+    };
+    let (g, order) = build(base_src);
+    assert_eq!(order, vec![1, 0]);
+    let (base, app) = (image(&g, "base"), image(&g, "app"));
+    assert_eq!(app.built_on, vec!["base".to_string()]);
+    assert!(base.built_on.is_empty());
+    // app's steps: the base's ONBUILD trigger, then its own RUN, on top of
+    // the base image's last vertex; its config inherits the base's ENV.
+    let chain = g.chain(app.vertex);
+    assert!(chain.contains(&base.vertex), "app does not reach the base");
+    let texts: Vec<String> = chain
+        .iter()
+        .map(|&v| g.vertex(v).created_by.clone())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("echo trigger")),
+        "{texts:?}"
+    );
+    assert!(app.config.env.iter().any(|e| e == "FROM_BASE=yes"));
+    // A change in the base changes the app.
+    let (g2, _) = build(&base_src.replace("v1", "v2"));
+    assert_ne!(
+        g.vertex(image(&g, "app").vertex).digest,
+        g2.vertex(image(&g2, "app").vertex).digest
+    );
+}
+
+#[test]
+fn target_contexts_and_cycles_between_targets() {
+    let mut app = input("app", "FROM base\nCOPY --from=tools /bin/tool /tool\n");
+    app.named_contexts
+        .insert("base".into(), NamedContext::Target("b".into()));
+    app.named_contexts
+        .insert("tools".into(), NamedContext::Target("t".into()));
+    let b = input("b", "FROM busybox\nRUN echo b\n");
+    let t = input("t", "FROM busybox\nRUN echo t\n");
+    let (g, order) = compile_all(&[app, b, t]).unwrap();
+    assert_eq!(order.last(), Some(&0), "{order:?}");
+    let app = image(&g, "app");
+    let mut on = app.built_on.clone();
+    on.sort();
+    assert_eq!(on, vec!["b".to_string(), "t".to_string()]);
+    let copy = g.vertex(app.vertex);
+    assert!(copy.inputs.contains(&image(&g, "t").vertex));
+
+    // a FROM b:1, b FROM a:1: named at the FROM that closes the cycle.
+    let a = tagged("a", &["a:1"], "FROM b:1\nRUN true\n");
+    let b = tagged("b", &["b:1"], "ARG V=1\nFROM a:${V}\nRUN true\n");
+    let err = compile_all(&[a, b]).unwrap_err().to_string();
+    assert!(
+        err.contains("a → b → a") || err.contains("b → a → b"),
+        "{err}"
+    );
+    assert!(err.contains(":1:") || err.contains(":2:"), "{err}");
+
+    // An image built on an earlier version of itself uses the stored one.
+    let me = tagged("me", &["me:1"], "FROM me:1\nRUN true\n");
+    let (g, _) = compile_all(&[me]).unwrap();
+    assert!(image(&g, "me").built_on.is_empty());
+
+    // A target context naming no target.
+    let mut lost = input("lost", "FROM x\n");
+    lost.named_contexts
+        .insert("x".into(), NamedContext::Target("nosuch".into()));
+    let err = compile_all(&[lost]).unwrap_err().to_string();
+    assert!(err.contains("\"nosuch\", which is not defined"), "{err}");
 }
