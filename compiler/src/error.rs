@@ -24,13 +24,14 @@ impl ParseError {
     /// Renders `FILE:LINE:COL: message`, then the source line and a caret
     /// under the column.
     pub fn render(&self, file: &str, source: &str) -> String {
+        // No position (an error about the whole file or an option).
+        if self.span.line == 0 {
+            return format!("{file}: {}", self.message);
+        }
         let mut out = format!(
             "{}:{}:{}: {}",
             file, self.span.line, self.span.col, self.message
         );
-        if self.span.line == 0 {
-            return out;
-        }
         if let Some(text) = source.lines().nth(self.span.line as usize - 1) {
             let text = text.trim_end_matches('\r');
             let gutter = format!("{} | ", self.span.line);

@@ -191,7 +191,12 @@ impl<'a> Flags<'a> {
                 return Err(flag_error(
                     node,
                     raw,
-                    format!("unknown flag: --{name} for {keyword}"),
+                    format!(
+                        "unknown flag: --{name} for {keyword}{}",
+                        crate::suggest::did_you_mean(name, allowed.iter().copied())
+                            .map(|f| format!(" (did you mean --{f}?)"))
+                            .unwrap_or_default()
+                    ),
                 ));
             }
             values.push((name, value));
@@ -377,12 +382,40 @@ pub fn convert(node: &Node) -> Result<Instruction, ParseError> {
         }
         "onbuild" => convert_onbuild(node),
         "healthcheck" => convert_healthcheck(node),
-        _ => Err(err(
-            node,
-            format!("unknown instruction: {}", first_word(&node.original)),
-        )),
+        _ => {
+            let word = first_word(&node.original);
+            Err(err(
+                node,
+                format!(
+                    "unknown instruction: {word}{}",
+                    crate::suggest::hint(word, KEYWORDS.iter().copied())
+                ),
+            ))
+        }
     }
 }
+
+/// Every instruction, as written in Dockerfiles.
+pub const KEYWORDS: &[&str] = &[
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+];
 
 /// `FROM image [AS name]` with `--platform`.
 fn convert_from(node: &Node) -> Result<Instruction, ParseError> {

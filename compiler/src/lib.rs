@@ -18,6 +18,7 @@ pub mod lower;
 pub mod parse;
 pub mod platform;
 pub mod render;
+pub mod suggest;
 pub mod targets;
 mod vars;
 

@@ -409,7 +409,8 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                     ParseError::new(
                         Default::default(),
                         format!(
-                            "target stage {t:?} could not be found (stages: {})",
+                            "target stage {t:?} could not be found{} (stages: {})",
+                            crate::suggest::hint(t, names.iter().copied()),
                             if names.is_empty() {
                                 "none named".to_string()
                             } else {

@@ -6,10 +6,13 @@ use crate::graph::{Canon, Op, Vertex, VertexId};
 use crate::platform::Platform;
 
 impl Lowerer<'_, '_, '_> {
-    /// The vertex of base image `image` (normalised, `scratch` for none).
+    /// The vertex of base image `image` (normalised, `scratch` for none),
+    /// named by `node` (the stage's FROM, or a COPY/RUN reading the image
+    /// through `--from`).
     pub(super) fn source_vertex(
         &mut self,
         stage: &Stage<'_>,
+        node: &crate::ast::Node,
         image: &str,
         platform: &Platform,
     ) -> VertexId {
@@ -17,7 +20,7 @@ impl Lowerer<'_, '_, '_> {
             .str("image", image)
             .str("platform", &platform.to_string())
             .finish();
-        let origin = self.origin(stage, stage.from);
+        let origin = self.origin(stage, node);
         self.compiler.graph.add(Vertex {
             op: Op::Source {
                 image: image.to_string(),

@@ -214,7 +214,7 @@ impl Lowerer<'_, '_, '_> {
                 .unwrap_or_default();
             (image, config)
         };
-        let head = self.source_vertex(stage, &image, platform);
+        let head = self.source_vertex(stage, stage.from, &image, platform);
         Ok(State::from_config(config, platform.clone(), head))
     }
 
@@ -302,7 +302,7 @@ impl Lowerer<'_, '_, '_> {
         if let Some(NamedContext::Image(r)) = self.input.named_contexts.get(from) {
             let image = normalize_image(r);
             let platform = self.target_platform.clone();
-            return Ok(self.source_vertex(&stages[i], &image, &platform));
+            return Ok(self.source_vertex(&stages[i], node, &image, &platform));
         }
         if self.stage_ref(i, from).is_none() {
             if let Some(k) = self.built_image(from, node)? {
@@ -335,8 +335,21 @@ impl Lowerer<'_, '_, '_> {
             }
             return lowered(j);
         }
+        // A bare word one typo away from a stage name is that typo, not an
+        // image: BuildKit would go and pull it.
+        let bare = !from.contains([':', '/', '@', '.']);
+        let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+        if let Some(stage) = bare
+            .then(|| crate::suggest::did_you_mean(from, names.iter().copied()))
+            .flatten()
+        {
+            return Err(ParseError::new(
+                instructions::locate(node, from),
+                format!("--from={from}: no stage named {from:?} (did you mean {stage}?)"),
+            ));
+        }
         let image = normalize_image(from);
         let platform = self.target_platform.clone();
-        Ok(self.source_vertex(&stages[i], &image, &platform))
+        Ok(self.source_vertex(&stages[i], node, &image, &platform))
     }
 }

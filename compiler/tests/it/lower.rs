@@ -396,3 +396,49 @@ fn target_contexts_and_cycles_between_targets() {
     let err = compile_all(&[lost]).unwrap_err().to_string();
     assert!(err.contains("\"nosuch\", which is not defined"), "{err}");
 }
+
+#[test]
+fn typos_get_a_suggestion_and_from_images_their_own_line() {
+    let err = |src: &str| {
+        Compiler::new(&NoResolver)
+            .add(&input("t", src))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("FROM busybox AS build\nRUN true\nFROM busybox\nCOPY --from=biuld /x /x\n");
+    assert!(
+        e.starts_with(
+            "t/Dockerfile:4:13: --from=biuld: no stage named \"biuld\" (did you mean build?)"
+        ),
+        "{e}"
+    );
+    let e = err("FROM busybox\nRUNN true\n");
+    assert!(
+        e.contains("unknown instruction: RUNN (did you mean RUN?)"),
+        "{e}"
+    );
+    let e = err("FROM busybox\nCOPY --chwon=1 a /\n");
+    assert!(e.contains("(did you mean --chown?)"), "{e}");
+    let mut i = input("t", "FROM busybox AS build\n");
+    i.target = Some("biuld".into());
+    let e = Compiler::new(&NoResolver).add(&i).unwrap_err().to_string();
+    assert!(
+        e.starts_with(
+            "t/Dockerfile: target stage \"biuld\" could not be found (did you mean build?)"
+        ),
+        "{e}"
+    );
+    // An image read with --from is a source vertex labelled by the line
+    // that reads it, not by the stage's FROM.
+    let g = compile(&input(
+        "t",
+        "FROM busybox AS build\nFROM busybox\nCOPY --from=alpine:3 /x /x\n",
+    ));
+    let src = g
+        .topo_order()
+        .into_iter()
+        .find(|&v| matches!(&g.vertex(v).op, Op::Source { image, .. } if image == "alpine:3"))
+        .expect("a source vertex for alpine:3");
+    let o = &g.vertex(src).origins[0];
+    assert_eq!((o.line, o.text.as_str()), (3, "COPY --from=alpine:3 /x /x"));
+}
