@@ -130,6 +130,10 @@ pub struct BuildArgs {
     /// manifest:KEY=VALUE
     #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Check the Dockerfiles with BuildKit's lint rules and build nothing
+    /// (as `docker build --check`; also `rbk check`)
+    #[arg(long)]
+    pub check: bool,
     /// Write the image id (sha256:...) to FILE
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -354,7 +358,15 @@ impl ImageResolver for StoreResolver<'_> {
     fn resolve(&self, image: &str, _: &Platform) -> Option<BaseImage> {
         let img = self.0.resolve(image).ok()?;
         let config = rbk_scheduler::image::from_oci(img.config.config.as_ref()?).ok()?;
-        Some(BaseImage { config })
+        let c = &img.config;
+        let platform = match &c.variant {
+            Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+            None => format!("{}/{}", c.os, c.architecture),
+        };
+        Some(BaseImage {
+            config,
+            platform: Some(platform),
+        })
     }
 }
 
@@ -506,6 +518,13 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
+    let lint = crate::cmd_check::lint(&inputs, &resolver)?;
+    if args.check {
+        return Ok(crate::cmd_check::print(&lint));
+    }
+    let chatty =
+        !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
+    crate::cmd_check::warn(&lint, chatty)?;
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     let caches = shared_caches(&store, &client, args, &target_caches, &names)?;
     options.inline_cache = caches.inline;

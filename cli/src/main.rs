@@ -3,6 +3,7 @@
 //! codes.
 
 mod cmd_build;
+mod cmd_check;
 mod cmd_container;
 mod cmd_graph;
 mod cmd_image;
@@ -57,6 +58,8 @@ enum Command {
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
     Graph(cmd_graph::GraphArgs),
+    /// Check Dockerfiles with BuildKit's lint rules (as `docker build --check`)
+    Check(cmd_check::CheckArgs),
     /// Download an image from a registry
     Pull(cmd_registry::PullArgs),
     /// Upload an image to a registry
@@ -146,26 +149,32 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
-        Command::Graph(a) => {
-            // Base image configs come from the store when there is one.
-            // (without creating one as a side effect).
-            let existing = root
-                .join("index.json")
-                .exists()
-                .then(|| rbk_store::images::Store::open(&root).ok())
-                .flatten();
-            match existing {
-                Some(store) => {
-                    let bases = rbk_scheduler::step::from::BaseImages::new(&store);
-                    cmd_graph::graph(&a, &cmd_build::StoreResolver(&bases))
-                }
-                None => cmd_graph::graph(&a, &rbk_compiler::NoResolver),
-            }
-        }
+        Command::Graph(a) => with_resolver(&root, |r| cmd_graph::graph(&a, r)),
+        Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut std::io::stdout());
             Ok(0)
         }
+    }
+}
+
+/// Runs `f` with base image configs from the store when there is one
+/// (without creating one as a side effect), else with none.
+fn with_resolver(
+    root: &std::path::Path,
+    f: impl FnOnce(&dyn rbk_compiler::lower::ImageResolver) -> anyhow::Result<i32>,
+) -> anyhow::Result<i32> {
+    let existing = root
+        .join("index.json")
+        .exists()
+        .then(|| rbk_store::images::Store::open(root).ok())
+        .flatten();
+    match existing {
+        Some(store) => {
+            let bases = rbk_scheduler::step::from::BaseImages::new(&store);
+            f(&cmd_build::StoreResolver(&bases))
+        }
+        None => f(&rbk_compiler::NoResolver),
     }
 }
 
@@ -176,6 +185,7 @@ fn needs_namespace(command: &Command) -> bool {
         command,
         Command::Parse(_)
             | Command::Graph(_)
+            | Command::Check(_)
             | Command::Login(_)
             | Command::Logout(_)
             | Command::Completions { .. }

@@ -9,6 +9,7 @@
 //! the image store, or processes.
 
 pub mod ast;
+pub mod check;
 pub mod chmod;
 pub mod config;
 pub mod error;

@@ -48,6 +48,8 @@ pub const MAX_EXPOSED_PORTS: usize = 3 * 65_536;
 pub struct BaseImage {
     /// Its config (env, workdir, user, shell, ONBUILD triggers …).
     pub config: ImageConfig,
+    /// Its platform (`os/arch[/variant]`), when known.
+    pub platform: Option<String>,
 }
 
 /// Looks up base images' configs (the CLI backs this with the store). Lowering
@@ -122,7 +124,7 @@ pub struct CompileError {
 }
 
 impl CompileError {
-    fn new(input: &Input, error: ParseError) -> Self {
+    pub(crate) fn new(input: &Input, error: ParseError) -> Self {
         CompileError {
             file: input.file.clone(),
             rendered: error.render(&input.file, &input.source),

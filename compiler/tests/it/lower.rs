@@ -153,7 +153,10 @@ impl ImageResolver for FakeStore {
             config.set_env("PATH", "/opt/bin:/bin");
             config.cmd = Some(vec!["base-cmd".into()]);
             config.on_build = vec!["RUN echo triggered".into()];
-            BaseImage { config }
+            BaseImage {
+                config,
+                platform: None,
+            }
         })
     }
 }

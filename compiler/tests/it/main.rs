@@ -1,5 +1,6 @@
 //! Integration tests of rbk-compiler: one binary, one module per area.
 
+mod check;
 mod instructions;
 mod limits;
 mod lower;
