@@ -130,6 +130,10 @@ pub struct BuildArgs {
     /// manifest:KEY=VALUE
     #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Print the targets as resolved (variables, inherits, matrix, --set)
+    /// as JSON, as `docker buildx bake --print`, and build nothing
+    #[arg(long)]
+    pub print: bool,
     /// Check the Dockerfiles with BuildKit's lint rules and build nothing
     /// (as `docker build --check`; also `rbk check`)
     #[arg(long)]
@@ -461,24 +465,36 @@ fn env_secret_files(
 /// Runs a build; returns the exit code.
 pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let started = Instant::now();
+    if args.print {
+        let doc = inputs::print_targets(&args.input)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
     // Every flag is checked before any work (compile, pull, cache import).
     let (mut options, compression) = options(args)?;
     let outputs = outputs_of(args)?;
-    let ssh_specs = crate::ssh::parse(&args.ssh)?;
+    crate::ssh::parse(&args.ssh)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let secrets: Vec<(String, SecretSource)> = args
+    let input_args = with_oci_layouts_loaded(&store, &args.input)?;
+    let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
+    let targets = TargetOptions::of(args, &target_settings, &mut options)?;
+    let ssh_specs = crate::ssh::parse(&targets.ssh)?;
+    let secrets: Vec<(String, SecretSource)> = targets
         .secrets
         .iter()
         .map(|s| parse_secret(s))
         .collect::<Result<_>>()?;
+    for (id, source) in &secrets {
+        if let SecretSource::File(path) = source {
+            options.secrets.insert(id.clone(), path.clone());
+        }
+    }
     let _secret_files = env_secret_files(&store, &secrets, &mut options)?;
     // Agents started for --ssh ID=KEY live until the build ends.
     let agents = crate::ssh::start(&ssh_specs, &store.root().join("tmp"))?;
     options.ssh = agents.sockets.clone();
     let bases = BaseImages::new(&store);
-    let input_args = with_oci_layouts_loaded(&store, &args.input)?;
-    let (inputs, target_caches) = inputs::load_with_caches(&input_args)?;
     // Made on first use: a build that pulls nothing and shares no cache
     // never touches registry settings (a bad CA file cannot fail it).
     let client = LazyClient {
@@ -488,12 +504,15 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let resolver = PullingResolver {
         store: &store,
         bases: &bases,
-        policy: args.pull,
+        policy: targets.pull,
         client: &client,
         tried: Mutex::new(BTreeMap::new()),
     };
     // One image per input: checked before any base is pulled.
     outputs::check(&outputs, inputs.len())?;
+    for (_, outs) in &targets.outputs {
+        outputs::check(outs, 1)?;
+    }
     if !args.annotations.is_empty() && outputs.iter().any(Output::docker_media_types) {
         bail!("--annotation needs OCI media types: Docker's schema 2 manifest has no annotations (drop oci-mediatypes=false)");
     }
@@ -526,7 +545,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
     crate::cmd_check::warn(&lint, chatty)?;
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
-    let caches = shared_caches(&store, &client, args, &target_caches, &names)?;
+    let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
     options.inline_cache = caches.inline;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
@@ -560,6 +579,16 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let summary = session.build(&cancel)?;
     drop(reporter);
     outputs::export(&store, &|| client.get(), &outputs, &summary.images)?;
+    for (name, outs) in &targets.outputs {
+        let image: Vec<_> = summary
+            .images
+            .iter()
+            .filter(|i| &i.name == name)
+            .cloned()
+            .collect();
+        outputs::export(&store, &|| client.get(), outs, &image)
+            .with_context(|| format!("target {name:?}: output"))?;
+    }
     write_result_files(&store, args, &summary)?;
     if args.quiet {
         for img in &summary.images {
@@ -572,6 +601,60 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         print_summary(&summary, started, args.progress, to_stdout);
     }
     Ok(0)
+}
+
+/// What the targets of a target file add to the command line's options:
+/// their secrets and SSH agents (with the command line's), outputs of their
+/// own, `no-cache` and `pull`.
+struct TargetOptions {
+    secrets: Vec<String>,
+    ssh: Vec<String>,
+    outputs: Vec<(String, Vec<Output>)>,
+    pull: PullPolicy,
+}
+
+impl TargetOptions {
+    fn of(
+        args: &BuildArgs,
+        settings: &[inputs::TargetSettings],
+        options: &mut BuildOptions,
+    ) -> Result<Self> {
+        let mut out = TargetOptions {
+            secrets: args.secrets.clone(),
+            ssh: args.ssh.clone(),
+            outputs: Vec::new(),
+            pull: args.pull,
+        };
+        for t in settings {
+            let named = |what: &str| format!("target {:?}: {what}", t.name);
+            for s in &t.secret {
+                parse_secret(s).with_context(|| named("secret"))?;
+                if !out.secrets.contains(s) {
+                    out.secrets.push(s.clone());
+                }
+            }
+            for s in &t.ssh {
+                if !out.ssh.contains(s) {
+                    out.ssh.push(s.clone());
+                }
+            }
+            if !t.output.is_empty() {
+                let outs = t
+                    .output
+                    .iter()
+                    .map(|o| outputs::parse(o).with_context(|| named("output")))
+                    .collect::<Result<Vec<_>>>()?;
+                out.outputs.push((t.name.clone(), outs));
+            }
+            if t.no_cache {
+                options.no_cache_images.insert(t.name.clone());
+            }
+            if t.pull {
+                out.pull = PullPolicy::Always;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The `--output`s, and `--push` as one more.
@@ -679,6 +762,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         secrets,
         ssh: BTreeMap::new(),
         no_cache_stages: args.no_cache_filter.clone(),
+        no_cache_images: BTreeSet::new(),
         annotations: parse_annotations(&args.annotations)?,
         inline_cache: BTreeSet::new(),
         explain: args.explain,
@@ -905,7 +989,7 @@ fn shared_caches(
     store: &Store,
     client: &LazyClient<'_>,
     args: &BuildArgs,
-    targets: &[inputs::TargetCaches],
+    targets: &[inputs::TargetSettings],
     images: &[String],
 ) -> Result<SharedCaches> {
     let mut from: Vec<(String, Option<&str>)> =

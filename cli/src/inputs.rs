@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use rbk_compiler::lower::{dependency_order, Input, NamedContext, NoResolver};
-use rbk_compiler::targets::{ResolvedTarget, TargetFile};
+use rbk_compiler::targets::{ResolvedTarget, Syntax, TargetFile};
 
 /// What `rbk build`/`rbk graph` were asked to compile.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,9 +39,16 @@ pub struct BuildInputArgs {
     /// Target platform (os/arch)
     #[arg(long)]
     pub platform: Option<String>,
-    /// Build context directory, or an rbk.toml file
+    /// A build context directory, a Dockerfile, or a target file
+    /// (rbk.toml, docker-bake.json, compose.yaml)
     #[arg(value_name = "PATH", default_value = ".")]
     pub path: PathBuf,
+    /// Override a target file's value (repeatable): TARGET.KEY=VALUE, as
+    /// bake (TARGET may be * or use *; KEY: args.NAME, labels.NAME, tags,
+    /// platform, target, context, dockerfile, output, cache-from, cache-to,
+    /// secret, ssh, no-cache, pull)
+    #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
+    pub set: Vec<String>,
     /// With an rbk.toml: the targets or groups to build (default: group "default", else all)
     #[arg(value_name = "TARGET")]
     pub names: Vec<String>,
@@ -159,6 +166,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 fn target_input(
     t: &ResolvedTarget,
     args: &BuildInputArgs,
+    extra_tags: &[String],
     build_args: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
     named_contexts: &BTreeMap<String, NamedContext>,
@@ -167,7 +175,7 @@ fn target_input(
     let mut merged = t.args.clone();
     merged.extend(build_args.clone());
     let mut tags = t.tags.clone();
-    tags.extend(args.tags.iter().cloned());
+    tags.extend(extra_tags.iter().cloned());
     let mut target_labels = t.labels.clone();
     target_labels.extend(labels.clone());
     let mut contexts = BTreeMap::new();
@@ -192,30 +200,104 @@ fn target_input(
     })
 }
 
-/// True when PATH names an rbk.toml rather than a context directory.
-pub fn is_target_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "toml") || path.is_file()
+/// What PATH names, by name and then by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// A build context directory.
+    Context,
+    /// A Dockerfile (its directory is the context).
+    Dockerfile,
+    /// A target file: rbk.toml, docker-bake.json or compose.yaml.
+    Targets(Syntax),
 }
 
-/// The shared-cache settings of one rbk.toml target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetCaches {
+/// Tells a context directory, a Dockerfile, an rbk.toml, a
+/// docker-bake.json and a compose file apart: by name first (`*.toml`,
+/// `*.json`, `*.yaml`/`*.yml`), then by content (`{` opens JSON; a
+/// `services:` line makes compose; a file whose instructions parse with a
+/// FROM is a Dockerfile; anything else is read as TOML).
+pub fn path_kind(path: &Path) -> Result<PathKind> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".hcl") {
+        bail!(
+            "{}: HCL bake files are not read yet; `docker buildx bake --print > docker-bake.json` writes the same targets as JSON, which rbk reads",
+            path.display()
+        );
+    }
+    if name.ends_with(".yaml") || name.ends_with(".yml") {
+        return Ok(PathKind::Targets(Syntax::Compose));
+    }
+    if name.ends_with(".toml") {
+        return Ok(PathKind::Targets(Syntax::Toml));
+    }
+    if name.ends_with(".json") {
+        return Ok(PathKind::Targets(Syntax::Json));
+    }
+    if !path.is_file() {
+        return Ok(PathKind::Context);
+    }
+    let text = read(path)?;
+    if text.trim_start().starts_with('{') {
+        return Ok(PathKind::Targets(Syntax::Json));
+    }
+    if text.lines().any(|l| l.starts_with("services:")) {
+        return Ok(PathKind::Targets(Syntax::Compose));
+    }
+    let is_dockerfile =
+        rbk_compiler::parse(&text).is_ok_and(|df| df.nodes.iter().any(|n| n.keyword == "from"));
+    Ok(if is_dockerfile {
+        PathKind::Dockerfile
+    } else {
+        PathKind::Targets(Syntax::Toml)
+    })
+}
+
+/// What one rbk.toml target asks of the build besides its image.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetSettings {
     /// The target (image) name.
     pub name: String,
     /// Its `cache-to` entries.
     pub cache_to: Vec<String>,
     /// Its `cache-from` entries.
     pub cache_from: Vec<String>,
+    /// Its outputs, as `-o`.
+    pub output: Vec<String>,
+    /// Its secrets, as `--secret`.
+    pub secret: Vec<String>,
+    /// Its SSH agents, as `--ssh`.
+    pub ssh: Vec<String>,
+    /// `no-cache = true`.
+    pub no_cache: bool,
+    /// `pull = true`.
+    pub pull: bool,
 }
 
 /// Reads the Dockerfiles the arguments name.
 pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
-    Ok(load_with_caches(args)?.0)
+    Ok(load_with_settings(args)?.0)
 }
 
-/// [`load`], plus the cache settings of each rbk.toml target (none for a
-/// plain context directory).
-pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetCaches>)> {
+/// The target file PATH names, parsed with the environment's variables and
+/// the `--set` overrides.
+pub fn target_file(args: &BuildInputArgs, syntax: Syntax) -> Result<TargetFile> {
+    let file = args.path.display().to_string();
+    let text = read(&args.path)?;
+    Ok(TargetFile::parse_with(
+        &text,
+        &file,
+        syntax,
+        &|name| std::env::var(name).ok(),
+        &args.set,
+    )?)
+}
+
+/// [`load`], plus each rbk.toml target's settings (none for a context
+/// directory or a Dockerfile).
+pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetSettings>)> {
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         if let Some((k, v)) = parse_build_arg(a)? {
@@ -224,23 +306,45 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
     }
     let labels = parse_labels(&args.labels)?;
     let named_contexts = parse_build_contexts(&args.build_contexts)?;
-    if is_target_file(&args.path) {
+    let kind = path_kind(&args.path)?;
+    if let PathKind::Targets(syntax) = kind {
         if args.file.is_some() {
-            bail!("-f cannot be used with an rbk.toml; set `dockerfile` in the target instead");
+            bail!("-f cannot be used with a target file; set `dockerfile` in the target instead");
         }
         let file = args.path.display().to_string();
-        let text = read(&args.path)?;
-        let targets = TargetFile::parse(&text, &file)?;
+        let targets = target_file(args, syntax)?;
         let base = args.path.parent().unwrap_or(Path::new("."));
         let selected = targets.select(&args.names, base, &file)?;
+        if selected.len() > 1 && !args.tags.is_empty() {
+            bail!(
+                "-t names one image, and {} selects {} targets ({}); name one target, or set tags per target (--set TARGET.tags=NAME)",
+                file,
+                selected.len(),
+                selected.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        for t in &selected {
+            if t.platforms.len() > 1 {
+                bail!(
+                    "target {:?} lists {} platforms ({}); rbk builds one platform per target today: list one, or use --set {}.platform=PLATFORM",
+                    t.name,
+                    t.platforms.len(),
+                    t.platforms.join(", "),
+                    t.name
+                );
+            }
+        }
         // Every target is a candidate: the selected ones may be built on
         // others (FROM one of their tags, a target: context), which then
         // build first in the same run. A target nobody selected whose
         // Dockerfile cannot be read is left out.
+        let selected_names: Vec<&str> = selected.iter().map(|t| t.name.as_str()).collect();
         let mut all: Vec<(ResolvedTarget, Input)> = Vec::new();
         for t in targets.all(base) {
-            let wanted = selected.iter().any(|s| s.name == t.name);
-            match target_input(&t, args, &build_args, &labels, &named_contexts, base) {
+            let wanted = selected_names.contains(&t.name.as_str());
+            // -t applies to the one target named, not to what it is built on.
+            let tags: &[String] = if wanted { &args.tags } else { &[] };
+            match target_input(&t, args, tags, &build_args, &labels, &named_contexts, base) {
                 Ok(input) => all.push((t, input)),
                 Err(e) if wanted => return Err(e),
                 Err(_) => {}
@@ -253,20 +357,45 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
         let candidates: Vec<Input> = all.iter().map(|(_, i)| i.clone()).collect();
         let order = dependency_order(&candidates, &wanted, &NoResolver)?;
         let mut out = Vec::with_capacity(order.len());
-        let mut caches = Vec::new();
+        let mut settings = Vec::new();
         for i in order {
             let (t, input) = &all[i];
-            if !t.cache_to.is_empty() || !t.cache_from.is_empty() {
-                caches.push(TargetCaches {
-                    name: t.name.clone(),
-                    cache_to: t.cache_to.clone(),
-                    cache_from: t.cache_from.clone(),
-                });
-            }
+            settings.push(TargetSettings {
+                name: t.name.clone(),
+                cache_to: t.cache_to.clone(),
+                cache_from: t.cache_from.clone(),
+                output: t.output.clone(),
+                secret: t.secret.clone(),
+                ssh: t.ssh.clone(),
+                no_cache: t.no_cache,
+                pull: t.pull,
+            });
             out.push(input.clone());
         }
-        return Ok((out, caches));
+        return Ok((out, settings));
     }
+    // A Dockerfile path: its directory is the context (-f may not also
+    // name one).
+    let (context_dir, file_arg) = match kind {
+        PathKind::Dockerfile if args.file.is_none() => (
+            args.path.parent().map_or_else(
+                || PathBuf::from("."),
+                |p| {
+                    if p.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    }
+                },
+            ),
+            Some(args.path.clone()),
+        ),
+        PathKind::Dockerfile => bail!(
+            "{} is a Dockerfile and -f names another; give the context directory with -f",
+            args.path.display()
+        ),
+        _ => (args.path.clone(), args.file.clone()),
+    };
     if !args.names.is_empty() {
         bail!(
             "target names ({}) are only for an rbk.toml; {} is a directory",
@@ -274,11 +403,8 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
             args.path.display()
         );
     }
-    let dockerfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.path.join("Dockerfile"));
-    let context = absolute(&args.path)?;
+    let dockerfile = file_arg.unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let context = absolute(&context_dir)?;
     let shown = if dockerfile == Path::new("-") {
         "<stdin>".to_string()
     } else {
@@ -301,4 +427,85 @@ pub fn load_with_caches(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Target
         }],
         Vec::new(),
     ))
+}
+
+/// `rbk build --print`: the selected targets after bake's language, as
+/// `docker buildx bake --print` shapes them
+/// (`{"group": {"default": {"targets": […]}}, "target": {NAME: {…}}}`).
+pub fn print_targets(args: &BuildInputArgs) -> Result<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    let mut targets = Map::new();
+    let mut names = Vec::new();
+    let mut put = |name: &str, t: Value, names: &mut Vec<String>| {
+        // Empty values are left out, as bake does.
+        let t: Map<String, Value> = t
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, v)| match v {
+                Value::Null => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                Value::Bool(b) => *b,
+                _ => true,
+            })
+            .collect();
+        names.push(name.to_string());
+        targets.insert(name.to_string(), Value::Object(t));
+    };
+    match path_kind(&args.path)? {
+        PathKind::Targets(syntax) => {
+            let file = args.path.display().to_string();
+            let tf = target_file(args, syntax)?;
+            let base = args.path.parent().unwrap_or(Path::new("."));
+            for t in tf.select(&args.names, base, &file)? {
+                let dockerfile = t
+                    .dockerfile
+                    .strip_prefix(&t.context)
+                    .unwrap_or(&t.dockerfile)
+                    .display()
+                    .to_string();
+                let v = json!({
+                    "context": t.context.display().to_string(),
+                    "dockerfile": dockerfile,
+                    "args": t.args,
+                    "labels": t.labels,
+                    "tags": t.tags,
+                    "target": t.target,
+                    "platforms": t.platforms,
+                    "output": t.output,
+                    "cache-from": t.cache_from,
+                    "cache-to": t.cache_to,
+                    "secret": t.secret,
+                    "ssh": t.ssh,
+                    "contexts": t.contexts,
+                    "no-cache": t.no_cache,
+                    "pull": t.pull,
+                });
+                put(&t.name, v, &mut names);
+            }
+        }
+        _ => {
+            let (context, dockerfile) = match (path_kind(&args.path)?, &args.file) {
+                (PathKind::Dockerfile, _) => (
+                    args.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                    args.path.file_name().map(PathBuf::from).unwrap_or_default(),
+                ),
+                (_, Some(f)) => (args.path.clone(), f.clone()),
+                _ => (args.path.clone(), PathBuf::from("Dockerfile")),
+            };
+            let v = json!({
+                "context": context.display().to_string(),
+                "dockerfile": dockerfile.display().to_string(),
+                "tags": args.tags,
+                "target": args.target,
+            });
+            put("default", v, &mut names);
+        }
+    }
+    Ok(json!({
+        "group": {"default": {"targets": names}},
+        "target": targets,
+    }))
 }

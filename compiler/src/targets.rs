@@ -1,6 +1,10 @@
-//! `rbk.toml`: many images declared at once, like `docker buildx bake`.
-//! See `docs/rbk-toml.md` for the schema. This module only interprets the
-//! text; the caller reads the file and the Dockerfiles it names.
+//! `rbk.toml` and `docker-bake.json`: many images declared at once, in
+//! `docker buildx bake`'s schema (TOML for rbk.toml, JSON as bake writes
+//! it). See `docs/rbk-toml.md`. This module only interprets the text; the
+//! caller reads the file and the Dockerfiles it names.
+
+mod bake;
+mod compose;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +43,44 @@ pub struct TargetSpec {
     /// target's image, as bake).
     #[serde(default)]
     pub contexts: BTreeMap<String, String>,
+    /// Platforms (bake's list; rbk builds one per target today).
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Outputs, as `-o`.
+    #[serde(default)]
+    pub output: Vec<String>,
+    /// Secrets, as `--secret`.
+    #[serde(default)]
+    pub secret: Vec<String>,
+    /// SSH agents, as `--ssh`.
+    #[serde(default)]
+    pub ssh: Vec<String>,
+    /// Run every step of the target whatever the cache has.
+    #[serde(default, rename = "no-cache")]
+    pub no_cache: Option<bool>,
+    /// Pull the target's base images even when stored.
+    #[serde(default)]
+    pub pull: Option<bool>,
+    /// Targets whose settings this one starts from (bake's `inherits`).
+    #[serde(default)]
+    pub inherits: Vec<String>,
+    /// Bake's `matrix`: one target per combination of the values.
+    #[serde(default)]
+    pub matrix: Option<BTreeMap<String, Vec<serde_json::Value>>>,
+    /// A matrix target's name template (`app-${flavor}`).
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// A `[variable.NAME]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// Its value unless the environment sets NAME.
+    pub default: Option<serde_json::Value>,
+    /// Free text.
+    pub description: Option<String>,
 }
 
 /// A named set of targets (or other groups).
@@ -62,6 +104,23 @@ pub struct TargetFile {
     /// Groups by name; `default` is built when no name is given.
     #[serde(default, rename = "group")]
     pub groups: BTreeMap<String, Group>,
+    /// Variables, for `${NAME}` in every string.
+    #[serde(default, rename = "variable")]
+    pub variables: BTreeMap<String, Variable>,
+    /// A matrix target's name → the targets it made.
+    #[serde(skip)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+}
+
+/// How a target file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// rbk.toml.
+    Toml,
+    /// docker-bake.json.
+    Json,
+    /// compose.yaml: services with a `build:` section.
+    Compose,
 }
 
 /// A target with defaults applied and paths made relative to the file.
@@ -89,6 +148,18 @@ pub struct ResolvedTarget {
     pub cache_from: Vec<String>,
     /// Named contexts (the defaults' merged under the target's).
     pub contexts: BTreeMap<String, String>,
+    /// Platforms (`platforms`, else `platform`).
+    pub platforms: Vec<String>,
+    /// Outputs, as `-o`.
+    pub output: Vec<String>,
+    /// Secrets, as `--secret`.
+    pub secret: Vec<String>,
+    /// SSH agents, as `--ssh`.
+    pub ssh: Vec<String>,
+    /// Ignore the cache for this target.
+    pub no_cache: bool,
+    /// Pull its bases.
+    pub pull: bool,
 }
 
 /// A problem in an rbk.toml file.
@@ -130,26 +201,95 @@ pub enum TargetError {
         /// The file.
         file: String,
     },
+    /// Bake's language: a variable, `inherits`, `matrix` or `--set`.
+    #[error("{file}: {message}")]
+    Language {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl TargetFile {
-    /// Parses rbk.toml text; `file` is used in messages.
+    /// Parses rbk.toml text; `file` is used in messages. No environment,
+    /// no `--set` (see [`TargetFile::parse_with`]).
     pub fn parse(text: &str, file: &str) -> Result<Self, TargetError> {
-        let parsed: TargetFile = toml::from_str(text).map_err(|e| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            TargetError::Syntax {
-                file: file.to_string(),
-                line,
-                col,
-                message: e.message().to_string(),
+        Self::parse_with(text, file, Syntax::Toml, &|_| None, &[])
+    }
+
+    /// Parses a target file: checks it against the schema (errors with
+    /// line and column), then applies bake's language — variables (`env`
+    /// overrides their defaults), `${NAME}`, `inherits`, `matrix` — and the
+    /// `--set` overrides.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        syntax: Syntax,
+        env: &dyn Fn(&str) -> Option<String>,
+        set: &[String],
+    ) -> Result<Self, TargetError> {
+        let syntax_error = |line: usize, col: usize, message: String| TargetError::Syntax {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        };
+        let (checked, doc): (TargetFile, serde_json::Value) = match syntax {
+            Syntax::Toml => {
+                let checked: TargetFile = toml::from_str(text).map_err(|e| {
+                    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+                    syntax_error(line, col, e.message().to_string())
+                })?;
+                let value: toml::Value = toml::from_str(text)
+                    .map_err(|e| syntax_error(1, 1, e.message().to_string()))?;
+                let doc =
+                    serde_json::to_value(value).map_err(|e| syntax_error(1, 1, e.to_string()))?;
+                (checked, doc)
             }
-        })?;
-        if parsed.targets.is_empty() {
+            Syntax::Json => {
+                let at = |e: serde_json::Error| syntax_error(e.line(), e.column(), e.to_string());
+                let checked: TargetFile = serde_json::from_str(text).map_err(at)?;
+                let doc: serde_json::Value = serde_json::from_str(text).map_err(at)?;
+                (checked, doc)
+            }
+            Syntax::Compose => {
+                let doc = compose::to_bake(text, env)
+                    .map_err(|(line, col, m)| syntax_error(line.max(1), col.max(1), m))?;
+                let checked: TargetFile = serde_json::from_value(doc.clone())
+                    .map_err(|e| syntax_error(1, 1, e.to_string()))?;
+                (checked, doc)
+            }
+        };
+        if checked.targets.is_empty() {
             return Err(TargetError::Empty {
                 file: file.to_string(),
             });
         }
-        Ok(parsed)
+        let language = |message: String| TargetError::Language {
+            file: file.to_string(),
+            message,
+        };
+        let resolved = bake::resolve(&doc, env, set).map_err(language)?;
+        let spec = |what: &str, v: serde_json::Value| -> Result<TargetSpec, TargetError> {
+            serde_json::from_value(v).map_err(|e| language(format!("{what}: {e}")))
+        };
+        let mut targets = BTreeMap::new();
+        for (name, v) in resolved.targets {
+            let t = spec(&format!("target {name:?}"), v)?;
+            targets.insert(name, t);
+        }
+        Ok(TargetFile {
+            defaults: spec("[defaults]", resolved.defaults)?,
+            targets,
+            groups: resolved
+                .groups
+                .into_iter()
+                .map(|(g, targets)| (g, Group { targets }))
+                .collect(),
+            variables: checked.variables,
+            aliases: resolved.aliases,
+        })
     }
 
     /// The targets `names` select (targets or groups), in a stable order and
@@ -195,7 +335,13 @@ impl TargetFile {
         let mut pending = Some(root);
         loop {
             if let Some(name) = pending.take() {
-                if self.targets.contains_key(name) {
+                if let Some(made) = self.aliases.get(name) {
+                    for m in made {
+                        if seen.insert(m.as_str()) {
+                            out.push(m.clone());
+                        }
+                    }
+                } else if self.targets.contains_key(name) {
                     if seen.insert(name) {
                         out.push(name.to_string());
                     }
@@ -247,6 +393,12 @@ impl TargetFile {
         labels.extend(t.labels.clone());
         let mut contexts = d.contexts.clone();
         contexts.extend(t.contexts.clone());
+        let platforms = match (&t.platforms, &t.platform) {
+            (p, _) if !p.is_empty() => p.clone(),
+            (_, Some(p)) => vec![p.clone()],
+            _ if !d.platforms.is_empty() => d.platforms.clone(),
+            _ => d.platform.iter().cloned().collect(),
+        };
         ResolvedTarget {
             name: name.to_string(),
             context,
@@ -259,7 +411,7 @@ impl TargetFile {
             args,
             target: t.target.clone().or_else(|| d.target.clone()),
             labels,
-            platform: t.platform.clone().or_else(|| d.platform.clone()),
+            platform: platforms.first().cloned(),
             cache_to: if t.cache_to.is_empty() {
                 d.cache_to.clone()
             } else {
@@ -271,6 +423,12 @@ impl TargetFile {
                 t.cache_from.clone()
             },
             contexts,
+            platforms,
+            output: pick(&t.output, &d.output),
+            secret: pick(&t.secret, &d.secret),
+            ssh: pick(&t.ssh, &d.ssh),
+            no_cache: t.no_cache.or(d.no_cache).unwrap_or(false),
+            pull: t.pull.or(d.pull).unwrap_or(false),
         }
     }
 
@@ -280,6 +438,15 @@ impl TargetFile {
             .iter()
             .map(|(n, t)| self.resolve(n, t, base_dir))
             .collect()
+    }
+}
+
+/// A target's list, else the defaults'.
+fn pick(own: &[String], defaults: &[String]) -> Vec<String> {
+    if own.is_empty() {
+        defaults.to_vec()
+    } else {
+        own.to_vec()
     }
 }
 
@@ -354,6 +521,54 @@ targets = ["web"]
             f.select(&["g".into()], Path::new("."), "c.toml"),
             Err(TargetError::Cycle { .. })
         ));
+    }
+
+    #[test]
+    fn bake_language_in_toml_and_json() {
+        let toml = r#"
+[variable.REG]
+default = "reg.example"
+
+[target.base]
+context = "base"
+args = { A = "1" }
+platforms = ["linux/amd64"]
+
+[target.app]
+inherits = ["base"]
+matrix = { v = ["1", "2"] }
+name = "app-v${v}"
+tags = ["${REG}/app:${v}"]
+no-cache = true
+"#;
+        let f =
+            TargetFile::parse_with(toml, "rbk.toml", Syntax::Toml, &|_| None, &[]).expect("valid");
+        let all = f
+            .select(&["app".into()], Path::new("/x"), "rbk.toml")
+            .expect("select");
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["app-v1", "app-v2"]);
+        assert_eq!(all[1].tags, ["reg.example/app:2"]);
+        assert_eq!(all[1].context, Path::new("/x/base"));
+        assert_eq!(all[1].platform.as_deref(), Some("linux/amd64"));
+        assert!(all[1].no_cache);
+        let json = r#"{"target": {"a": {"context": 3}}}"#;
+        let e = TargetFile::parse_with(json, "b.json", Syntax::Json, &|_| None, &[]).unwrap_err();
+        assert!(e.to_string().starts_with("b.json:1:"), "{e}");
+        let e = TargetFile::parse_with(
+            "[target.a]
+inherits = [\"zz\"]
+",
+            "c.toml",
+            Syntax::Toml,
+            &|_| None,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("\"zz\", which is not a target"),
+            "{e}"
+        );
     }
 
     #[test]

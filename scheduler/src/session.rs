@@ -35,6 +35,9 @@ pub struct BuildOptions {
     pub network: NetworkMode,
     /// `--no-cache-filter`: stages whose steps run whatever the cache has.
     pub no_cache_stages: Vec<String>,
+    /// rbk.toml `no-cache = true`: images (target names) whose own steps
+    /// run whatever the cache has.
+    pub no_cache_images: BTreeSet<String>,
     /// `--annotation`: annotations of the images' manifests.
     pub annotations: BTreeMap<String, String>,
     /// `--cache-to type=inline`: the images (target names) whose configs
@@ -68,6 +71,7 @@ impl Default for BuildOptions {
         BuildOptions {
             no_cache: false,
             no_cache_stages: Vec::new(),
+            no_cache_images: BTreeSet::new(),
             annotations: BTreeMap::new(),
             inline_cache: BTreeSet::new(),
             jobs: default_jobs(),
@@ -284,7 +288,7 @@ impl<'a> BuildSession<'a> {
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
         let (labels, families) = step_labels(graph);
-        let filtered = no_cache_filtered(graph, &options.no_cache_stages);
+        let filtered = no_cache_filtered(graph, &options.no_cache_stages, &options.no_cache_images);
         let session = BuildSession {
             graph,
             bases: svc.bases,
@@ -550,20 +554,24 @@ fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
 }
 
 /// Which vertices `--no-cache-filter stages` reruns: those of the stages
-/// (by name or index) and, in graph order, every vertex built on or
-/// reading one of them.
-fn no_cache_filtered(graph: &BuildGraph, stages: &[String]) -> Vec<bool> {
+/// (by name or index) and of the `images` (rbk.toml `no-cache`), and, in
+/// graph order, every vertex built on or reading one of them.
+fn no_cache_filtered(
+    graph: &BuildGraph,
+    stages: &[String],
+    images: &BTreeSet<String>,
+) -> Vec<bool> {
     let mut out = vec![false; graph.len()];
-    if stages.is_empty() {
+    if stages.is_empty() && images.is_empty() {
         return out;
     }
     for id in graph.topo_order() {
         let v = graph.vertex(id);
         // A base image is never rerun (and is shared between stages).
         let named = !matches!(v.op, Op::Source { .. })
-            && v.origins
-                .iter()
-                .any(|o| stages.iter().any(|s| s.eq_ignore_ascii_case(&o.stage)));
+            && v.origins.iter().any(|o| {
+                images.contains(&o.image) || stages.iter().any(|s| s.eq_ignore_ascii_case(&o.stage))
+            });
         let downstream = v.parent.iter().chain(&v.inputs).any(|p| out[p.index()]);
         out[id.index()] = named || downstream;
     }

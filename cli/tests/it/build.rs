@@ -540,3 +540,188 @@ fn a_build_warns_of_lint_findings_once() {
     assert_eq!(err.matches("MaintainerDeprecated").count(), 1, "{err}");
     assert!(err.contains("warning: "), "{err}");
 }
+
+#[test]
+fn bake_files_variables_inherits_matrix_set_and_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        &[
+            (
+                "app/Dockerfile",
+                "FROM localhost/busybox:latest\nARG FLAVOR=none\nRUN echo $FLAVOR > /flavor\n",
+            ),
+            (
+                "docker-bake.json",
+                r#"{
+  "variable": {"TAG": {"default": "1.0"}},
+  "group": {"default": {"targets": ["app"]}},
+  "target": {
+    "common": {"context": "app", "labels": {"team": "core"}},
+    "app": {
+      "inherits": ["common"],
+      "matrix": {"flavor": ["slim", "full"]},
+      "name": "app-${flavor}",
+      "args": {"FLAVOR": "${flavor}"},
+      "tags": ["example/app:${TAG}-${flavor}"]
+    }
+  }
+}"#,
+            ),
+            (
+                "rbk.toml",
+                "[variable.TAG]\ndefault = \"1.0\"\n\n[target.app]\ncontext = \"app\"\ntags = [\"example/app:${TAG}\"]\n",
+            ),
+        ],
+    );
+    let root = d.join("store");
+    let bake = d.join("docker-bake.json").display().to_string();
+    // --print: bake's shape, the environment over the variable's default,
+    // --set over the file.
+    let out = rbk(&root)
+        .args([
+            "build",
+            "--print",
+            &bake,
+            "--set",
+            "app-slim.args.FLAVOR=tiny",
+        ])
+        .env("TAG", "2.0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["group"]["default"]["targets"],
+        serde_json::json!(["app-slim", "app-full"])
+    );
+    let slim = &doc["target"]["app-slim"];
+    assert_eq!(slim["tags"], serde_json::json!(["example/app:2.0-slim"]));
+    assert_eq!(slim["args"]["FLAVOR"], "tiny");
+    assert_eq!(slim["labels"]["team"], "core");
+    assert_eq!(doc["target"]["app-full"]["args"]["FLAVOR"], "full");
+    // The same for rbk.toml.
+    let toml = d.join("rbk.toml").display().to_string();
+    let out = rbk(&root)
+        .args(["build", "--print", &toml])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["target"]["app"]["tags"],
+        serde_json::json!(["example/app:1.0"])
+    );
+    // -t with several targets is refused; an unknown variable is named.
+    let out = rbk(&root)
+        .args(["build", "-t", "x", &bake])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-t names one image"));
+    std::fs::write(d.join("rbk.toml"), "[target.app]\ntags = [\"a:${TAGG}\"]\n").unwrap();
+    let out = rbk(&root).args(["graph", &toml]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("${TAGG} is not a variable"), "{err}");
+    // A Dockerfile path graphs with its directory as the context.
+    let df = d.join("app/Dockerfile").display().to_string();
+    let out = rbk(&root).args(["graph", &df]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RUN echo $FLAVOR"));
+}
+
+#[test]
+fn a_bake_matrix_builds_each_combination() {
+    let test = "a_bake_matrix_builds_each_combination";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let d = dir.path();
+    write(
+        d,
+        &[
+            (
+                "app/Dockerfile",
+                "FROM localhost/busybox:latest\nARG FLAVOR=none\nRUN echo $FLAVOR > /flavor\n",
+            ),
+            (
+                "docker-bake.json",
+                r#"{"target": {"app": {"context": "app", "matrix": {"flavor": ["slim", "full"]},
+                    "name": "app-${flavor}", "args": {"FLAVOR": "${flavor}"},
+                    "tags": ["example/app:${flavor}"], "no-cache": true}}}"#,
+            ),
+        ],
+    );
+    let store = d.join("store");
+    let bake = d.join("docker-bake.json").display().to_string();
+    let out = rbk(&store).args(["build", &bake]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("built 2 images"), "{err}");
+    for flavor in ["slim", "full"] {
+        let out = rbk(&store)
+            .args([
+                "run",
+                "--rm",
+                &format!("example/app:{flavor}"),
+                "cat",
+                "/flavor",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{flavor}\n"));
+    }
+    // no-cache = true: a second build runs the steps again.
+    let out = rbk(&store).args(["build", &bake]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 steps run, 0 cached"), "{err}");
+}
+
+#[test]
+fn a_compose_file_builds_its_services_with_builds() {
+    let test = "a_compose_file_builds_its_services_with_builds";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let d = dir.path();
+    write(
+        d,
+        &[
+            (
+                "web/Dockerfile",
+                "FROM localhost/busybox:latest\nARG VERSION\nRUN echo web-$VERSION > /v\n",
+            ),
+            (
+                "worker/Dockerfile",
+                "FROM example/web:1\nRUN cat /v > /w\n",
+            ),
+            (
+                "compose.yaml",
+                "services:\n  web:\n    image: example/web:${TAG:-1}\n    build:\n      context: ./web\n      args: [\"VERSION=2\"]\n  worker:\n    image: example/worker\n    build: worker\n  db:\n    image: mariadb:10\n",
+            ),
+        ],
+    );
+    let store = d.join("store");
+    let compose = d.join("compose.yaml").display().to_string();
+    let out = rbk(&store).args(["build", &compose]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("built 2 images"), "{err}");
+    // worker is built on web (FROM its image:) in the same run.
+    let out = rbk(&store)
+        .args(["run", "--rm", "example/worker:latest", "cat", "/w"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web-2\n");
+    let out = rbk(&store).args(["graph", &compose]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("built on web"));
+}
