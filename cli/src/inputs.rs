@@ -40,7 +40,7 @@ pub struct BuildInputArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// A build context directory, a Dockerfile, or a target file
-    /// (rbk.toml, docker-bake.json, compose.yaml)
+    /// (rbk.toml, docker-bake.json, docker-bake.hcl, compose.yaml)
     #[arg(value_name = "PATH", default_value = ".")]
     pub path: PathBuf,
     /// Override a target file's value (repeatable): TARGET.KEY=VALUE, as
@@ -207,7 +207,8 @@ pub enum PathKind {
     Context,
     /// A Dockerfile (its directory is the context).
     Dockerfile,
-    /// A target file: rbk.toml, docker-bake.json or compose.yaml.
+    /// A target file: rbk.toml, docker-bake.json, docker-bake.hcl or
+    /// compose.yaml.
     Targets(Syntax),
 }
 
@@ -222,10 +223,7 @@ pub fn path_kind(path: &Path) -> Result<PathKind> {
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
     if name.ends_with(".hcl") {
-        bail!(
-            "{}: HCL bake files are not read yet; `docker buildx bake --print > docker-bake.json` writes the same targets as JSON, which rbk reads",
-            path.display()
-        );
+        return Ok(PathKind::Targets(Syntax::Hcl));
     }
     if name.ends_with(".yaml") || name.ends_with(".yml") {
         return Ok(PathKind::Targets(Syntax::Compose));
@@ -245,6 +243,12 @@ pub fn path_kind(path: &Path) -> Result<PathKind> {
     }
     if text.lines().any(|l| l.starts_with("services:")) {
         return Ok(PathKind::Targets(Syntax::Compose));
+    }
+    if text
+        .lines()
+        .any(|l| l.starts_with("target \"") || l.starts_with("group \""))
+    {
+        return Ok(PathKind::Targets(Syntax::Hcl));
     }
     let is_dockerfile =
         rbk_compiler::parse(&text).is_ok_and(|df| df.nodes.iter().any(|n| n.keyword == "from"));

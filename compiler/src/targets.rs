@@ -121,6 +121,9 @@ pub enum Syntax {
     Json,
     /// compose.yaml: services with a `build:` section.
     Compose,
+    /// docker-bake.hcl: blocks as bake writes them; variables and
+    /// interpolation, not functions.
+    Hcl,
 }
 
 /// A target with defaults applied and paths made relative to the file.
@@ -251,6 +254,13 @@ impl TargetFile {
                 let at = |e: serde_json::Error| syntax_error(e.line(), e.column(), e.to_string());
                 let checked: TargetFile = serde_json::from_str(text).map_err(at)?;
                 let doc: serde_json::Value = serde_json::from_str(text).map_err(at)?;
+                (checked, doc)
+            }
+            Syntax::Hcl => {
+                let doc: serde_json::Value =
+                    hcl::from_str(text).map_err(|e| syntax_error(1, 1, e.to_string()))?;
+                let checked: TargetFile = serde_json::from_value(doc.clone())
+                    .map_err(|e| syntax_error(1, 1, e.to_string()))?;
                 (checked, doc)
             }
             Syntax::Compose => {
@@ -569,6 +579,34 @@ inherits = [\"zz\"]
             e.to_string().contains("\"zz\", which is not a target"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hcl_blocks_and_variables() {
+        let hcl = r#"
+variable "TAG" { default = "1.0" }
+group "default" { targets = ["app"] }
+target "app" {
+  context = "app"
+  tags = ["example/app:${TAG}", "example/app:v${TAG}"]
+  args = { V = TAG }
+}
+"#;
+        let env = |n: &str| (n == "TAG").then(|| "2.0".to_string());
+        let f = TargetFile::parse_with(hcl, "docker-bake.hcl", Syntax::Hcl, &env, &[])
+            .expect("valid");
+        let all = f.select(&[], Path::new("/x"), "docker-bake.hcl").expect("select");
+        assert_eq!(all[0].tags, ["example/app:2.0", "example/app:v2.0"]);
+        assert_eq!(all[0].args.get("V").map(String::as_str), Some("2.0"));
+        let e = TargetFile::parse_with(
+            "target \"a\" {\n tags = [upper(\"x\")]\n}\n",
+            "f.hcl",
+            Syntax::Hcl,
+            &|_| None,
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("functions are not evaluated"), "{e}");
     }
 
     #[test]

@@ -326,6 +326,11 @@ pub(crate) fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Str
             return Err(format!("unclosed ${{ in {s:?}"));
         };
         let name = body[..close].trim();
+        if let Some(func) = name.split_once('(').map(|(f, _)| f.trim()) {
+            return Err(format!(
+                "${{{name}}}: functions are not evaluated ({func}); give the value, or a variable"
+            ));
+        }
         match vars.get(name) {
             Some(v) => out.push_str(v),
             None => {
