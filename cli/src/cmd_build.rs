@@ -7,12 +7,13 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
+use rbk_compiler::render::{self, Mark, MarkState};
 use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::{CacheDest, CacheExport, CacheMode};
 use rbk_scheduler::step::from::BaseImages;
-use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services};
+use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services, VertexPlan};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
@@ -130,6 +131,10 @@ pub struct BuildArgs {
     /// manifest:KEY=VALUE
     #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// After the build, write the build graph as one HTML page to FILE,
+    /// each step coloured cached or run, with its duration
+    #[arg(long = "graph-out", value_name = "FILE.html")]
+    pub graph_out: Option<PathBuf>,
     /// Print the targets as resolved (variables, inherits, matrix, --set)
     /// as JSON, as `docker buildx bake --print`, and build nothing
     #[arg(long)]
@@ -590,6 +595,12 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
             .with_context(|| format!("target {name:?}: output"))?;
     }
     write_result_files(&store, args, &summary)?;
+    if let Some(path) = &args.graph_out {
+        let page =
+            render::render_marked(&graph, render::Format::Html, &build_marks(&graph, &summary));
+        crate::outputs::write_file_atomically(path, |w| Ok(w.write_all(page.as_bytes())?))
+            .with_context(|| format!("--graph-out {}", path.display()))?;
+    }
     if args.quiet {
         for img in &summary.images {
             println!("{}", img.id);
@@ -601,6 +612,95 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         print_summary(&summary, started, args.progress, to_stdout);
     }
     Ok(0)
+}
+
+/// What the cache holds for each vertex of `graph`, as the next build
+/// would find it: the first pass of a build, nothing run or fetched.
+pub fn plan_marks(
+    root: &Path,
+    store: &Store,
+    bases: &BaseImages<'_>,
+    graph: &rbk_compiler::BuildGraph,
+) -> Result<Vec<Option<Mark>>> {
+    let snapshotter = crate::snapshotter(root)?;
+    let backend = StoreBackend::new(store, snapshotter.as_ref());
+    let reporter = progress::reporter(ProgressMode::Quiet);
+    let services = Services {
+        bases,
+        images: store,
+        layers: &backend,
+        cache: &backend,
+        executor: &NamespaceExecutor,
+        reporter: reporter.as_ref(),
+        dirs: backend.work_dirs(),
+    };
+    let session = BuildSession::new(graph, services, BuildOptions::default())?;
+    let plans = session.plan(&CancelToken::new())?;
+    Ok(plans
+        .into_iter()
+        .map(|p| {
+            p.map(|p| match p {
+                VertexPlan::Base => Mark {
+                    state: MarkState::Base,
+                    reason: None,
+                    seconds: None,
+                },
+                VertexPlan::Cached => Mark {
+                    state: MarkState::Cached,
+                    reason: None,
+                    seconds: None,
+                },
+                VertexPlan::Run(why) => Mark {
+                    state: MarkState::Run,
+                    reason: Some(why),
+                    seconds: None,
+                },
+            })
+        })
+        .collect())
+}
+
+/// How the build went, per vertex, for `--graph-out`.
+fn build_marks(graph: &rbk_compiler::BuildGraph, summary: &BuildSummary) -> Vec<Option<Mark>> {
+    let mut marks: Vec<Option<Mark>> = vec![None; graph.len()];
+    for id in graph.topo_order() {
+        if matches!(graph.vertex(id).op, rbk_compiler::graph::Op::Source { .. }) {
+            marks[id.index()] = Some(Mark {
+                state: MarkState::Base,
+                reason: None,
+                seconds: None,
+            });
+        }
+    }
+    for s in &summary.steps {
+        if let Some(m) = marks.get_mut(s.vertex) {
+            *m = Some(Mark {
+                state: if s.cached {
+                    MarkState::Cached
+                } else {
+                    MarkState::Run
+                },
+                reason: None,
+                seconds: Some(s.seconds),
+            });
+        }
+    }
+    // Metadata steps are not reported: they are as their parent.
+    for id in graph.topo_order() {
+        let v = graph.vertex(id);
+        if marks[id.index()].is_none() {
+            let state = v
+                .parent
+                .and_then(|p| marks[p.index()].as_ref())
+                .map(|m| m.state);
+            marks[id.index()] = state.map(|state| Mark {
+                state,
+                reason: None,
+                seconds: None,
+            });
+        }
+    }
+    marks
 }
 
 /// What the targets of a target file add to the command line's options:

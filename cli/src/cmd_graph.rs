@@ -1,6 +1,6 @@
 //! `rbk parse` and `rbk graph`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use rbk_compiler::lower::{Compiler, ImageResolver};
@@ -39,10 +39,10 @@ pub fn parse(args: &ParseArgs) -> Result<i32> {
 /// `rbk graph`
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  rbk graph examples/nginx\n  rbk graph examples/rbk.toml\n  rbk graph --format dot examples/rbk.toml | dot -Tsvg > graph.svg"
+    after_help = "Examples:\n  rbk graph examples/nginx\n  rbk graph examples/rbk.toml\n  rbk graph --format dot examples/rbk.toml | dot -Tsvg > graph.svg\n  rbk graph --format html examples/debian/rbk.toml > graph.html\nWith a store, every step is marked cached or to run (and why), as the next build would find it."
 )]
 pub struct GraphArgs {
-    /// Output format: text, dot, mermaid or json
+    /// Output format: text, dot, mermaid, json or html (one self-contained page)
     #[arg(long, default_value = "text")]
     pub format: String,
     #[command(flatten)]
@@ -59,11 +59,31 @@ pub fn compile_all(
     Ok(c.finish())
 }
 
-/// Prints the build graph.
-pub fn graph(args: &GraphArgs, resolver: &dyn ImageResolver) -> Result<i32> {
+/// Prints the build graph; with a store at `root`, each vertex marked with
+/// what the cache holds for it.
+pub fn graph(root: &Path, args: &GraphArgs) -> Result<i32> {
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
     let inputs = inputs::load(&args.input)?;
-    let g = compile_all(&inputs, resolver)?;
-    print!("{}", render::render(&g, format));
+    // Without creating a store as a side effect.
+    let store = root
+        .join("index.json")
+        .exists()
+        .then(|| rbk_store::images::Store::open(root).ok())
+        .flatten();
+    let Some(store) = store else {
+        let g = compile_all(&inputs, &rbk_compiler::NoResolver)?;
+        print!("{}", render::render(&g, format));
+        return Ok(0);
+    };
+    let bases = rbk_scheduler::step::from::BaseImages::new(&store);
+    let g = compile_all(&inputs, &crate::cmd_build::StoreResolver(&bases))?;
+    let marks = match crate::cmd_build::plan_marks(root, &store, &bases, &g) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rbk: the graph is not marked against the store: {e:#}");
+            Vec::new()
+        }
+    };
+    print!("{}", render::render_marked(&g, format, &marks));
     Ok(0)
 }

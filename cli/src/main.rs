@@ -149,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
-        Command::Graph(a) => with_resolver(&root, |r| cmd_graph::graph(&a, r)),
+        Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut std::io::stdout());

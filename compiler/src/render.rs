@@ -1,5 +1,9 @@
-//! Renders a [`BuildGraph`] as a readable tree, Graphviz dot, Mermaid, or
-//! JSON (schema `rbk.graph/v1`, documented in `docs/graph.md`).
+//! Renders a [`BuildGraph`] as a readable tree, Graphviz dot, Mermaid,
+//! JSON (schema `rbk.graph/v1`, documented in `docs/graph.md`) or one
+//! self-contained HTML page; each optionally marked with what the cache
+//! holds or how a build went ([`Mark`]).
+
+mod html;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -19,6 +23,40 @@ pub enum Format {
     Mermaid,
     /// JSON, schema `rbk.graph/v1`.
     Json,
+    /// One self-contained HTML page with the graph laid out.
+    Html,
+}
+
+/// What is known of a vertex besides the graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    /// Its state.
+    pub state: MarkState,
+    /// Why it runs (as `--explain` says), for a step that does.
+    pub reason: Option<String>,
+    /// How long it took, after a build.
+    pub seconds: Option<f64>,
+}
+
+/// A vertex's state against the store, or in a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkState {
+    /// A base image.
+    Base,
+    /// The cache has (or served) its result.
+    Cached,
+    /// It would run (before a build) or ran (after one).
+    Run,
+}
+
+impl MarkState {
+    fn word(self) -> &'static str {
+        match self {
+            MarkState::Base => "base",
+            MarkState::Cached => "cached",
+            MarkState::Run => "run",
+        }
+    }
 }
 
 impl std::str::FromStr for Format {
@@ -29,8 +67,9 @@ impl std::str::FromStr for Format {
             "dot" => Ok(Format::Dot),
             "mermaid" => Ok(Format::Mermaid),
             "json" => Ok(Format::Json),
+            "html" => Ok(Format::Html),
             other => Err(format!(
-                "unknown format {other:?} (use text, dot, mermaid or json)"
+                "unknown format {other:?} (use text, dot, mermaid, json or html)"
             )),
         }
     }
@@ -38,11 +77,28 @@ impl std::str::FromStr for Format {
 
 /// Renders `g` in `format`.
 pub fn render(g: &BuildGraph, format: Format) -> String {
+    render_marked(g, format, &[])
+}
+
+/// Renders `g` in `format` with `marks` (by vertex index; may be shorter
+/// than the graph, or empty).
+pub fn render_marked(g: &BuildGraph, format: Format, marks: &[Option<Mark>]) -> String {
+    let m = Marks(marks);
     match format {
-        Format::Text => text(g),
+        Format::Text => text(g, &m),
         Format::Dot => dot(g),
         Format::Mermaid => mermaid(g),
-        Format::Json => json(g),
+        Format::Json => json(g, &m),
+        Format::Html => html::page(g, &m),
+    }
+}
+
+/// Marks by vertex.
+struct Marks<'a>(&'a [Option<Mark>]);
+
+impl Marks<'_> {
+    fn of(&self, id: VertexId) -> Option<&Mark> {
+        self.0.get(id.index()).and_then(Option::as_ref)
     }
 }
 
@@ -80,7 +136,7 @@ fn reachable(g: &BuildGraph, from: VertexId) -> Vec<VertexId> {
     seen.into_iter().collect()
 }
 
-fn text(g: &BuildGraph) -> String {
+fn text(g: &BuildGraph, marks: &Marks<'_>) -> String {
     let shared = g
         .graph
         .node_indices()
@@ -96,7 +152,7 @@ fn text(g: &BuildGraph) -> String {
         shared
     );
     for img in &g.images {
-        image_text(&mut out, g, img);
+        image_text(&mut out, g, img, marks);
     }
     for w in &g.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
@@ -105,7 +161,7 @@ fn text(g: &BuildGraph) -> String {
 }
 
 /// One image's tree: its stages, each with its steps.
-fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput) {
+fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput, marks: &Marks<'_>) {
     let tags = if img.tags.is_empty() {
         String::new()
     } else {
@@ -144,7 +200,7 @@ fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput) {
                 v.digest.short(),
                 v.op.kind(),
                 label(g, id, 64),
-                notes(g, img, id)
+                notes(g, img, id, marks)
             );
         }
     }
@@ -185,9 +241,24 @@ fn stage_for<'g>(v: &'g Vertex, img: &ImageOutput) -> Option<&'g str> {
 
 /// `  [shared ×2, ← stage build]`: how many images share the vertex and
 /// which stages it reads from; empty when neither.
-fn notes(g: &BuildGraph, img: &ImageOutput, id: VertexId) -> String {
+fn notes(g: &BuildGraph, img: &ImageOutput, id: VertexId, marks: &Marks<'_>) -> String {
     let users = g.image_users(id);
     let mut notes = Vec::new();
+    match marks.of(id) {
+        Some(Mark {
+            state: MarkState::Cached,
+            ..
+        }) => notes.push("cached".to_string()),
+        Some(Mark {
+            state: MarkState::Run,
+            reason,
+            ..
+        }) => notes.push(match reason {
+            Some(r) => format!("to run: {}", r.lines().next().unwrap_or("")),
+            None => "to run".to_string(),
+        }),
+        _ => {}
+    }
     if users > 1 {
         notes.push(format!("shared ×{users}"));
     }
@@ -351,6 +422,12 @@ struct JsonVertex<'a> {
     inputs: Vec<String>,
     shared: bool,
     origins: Vec<JsonOrigin<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -370,7 +447,7 @@ fn vid(id: VertexId) -> String {
     format!("v{}", id.index())
 }
 
-fn json(g: &BuildGraph) -> String {
+fn json(g: &BuildGraph, marks: &Marks<'_>) -> String {
     let vertices = g
         .topo_order()
         .into_iter()
@@ -398,6 +475,9 @@ fn json(g: &BuildGraph) -> String {
                         line: o.line,
                     })
                     .collect(),
+                state: marks.of(id).map(|m| m.state.word()),
+                reason: marks.of(id).and_then(|m| m.reason.as_deref()),
+                seconds: marks.of(id).and_then(|m| m.seconds),
             }
         })
         .collect();

@@ -593,9 +593,11 @@ target "app" {
 }
 "#;
         let env = |n: &str| (n == "TAG").then(|| "2.0".to_string());
-        let f = TargetFile::parse_with(hcl, "docker-bake.hcl", Syntax::Hcl, &env, &[])
-            .expect("valid");
-        let all = f.select(&[], Path::new("/x"), "docker-bake.hcl").expect("select");
+        let f =
+            TargetFile::parse_with(hcl, "docker-bake.hcl", Syntax::Hcl, &env, &[]).expect("valid");
+        let all = f
+            .select(&[], Path::new("/x"), "docker-bake.hcl")
+            .expect("select");
         assert_eq!(all[0].tags, ["example/app:2.0", "example/app:v2.0"]);
         assert_eq!(all[0].args.get("V").map(String::as_str), Some("2.0"));
         let e = TargetFile::parse_with(

@@ -25,6 +25,7 @@ pub mod step;
 
 pub use session::{
     BuildError, BuildOptions, BuildSession, BuildSummary, BuiltImage, Entitlements, Services,
+    StepOutcome, VertexPlan,
 };
 pub use step::StepError;
 

@@ -126,6 +126,29 @@ pub struct BuiltImage {
     pub layers: usize,
 }
 
+/// How one step of a build ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// The vertex.
+    pub vertex: usize,
+    /// Served from the cache.
+    pub cached: bool,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// What the cache holds for one vertex, before anything runs
+/// ([`BuildSession::plan`], for `rbk graph`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VertexPlan {
+    /// A base image.
+    Base,
+    /// The cache has the step's result (a metadata step: its parent's is).
+    Cached,
+    /// The step would run; why, as `--explain` says it.
+    Run(String),
+}
+
 /// Counts for the summary line.
 #[derive(Debug, Clone, Default)]
 pub struct BuildSummary {
@@ -137,6 +160,8 @@ pub struct BuildSummary {
     pub images: Vec<BuiltImage>,
     /// The caches exported to registries.
     pub exported: Vec<ExportedCache>,
+    /// Every step that finished, in the order they did.
+    pub steps: Vec<StepOutcome>,
 }
 
 /// Why a build failed.
@@ -236,6 +261,8 @@ pub struct BuildSession<'a> {
     pub(crate) options: BuildOptions,
     labels: Vec<String>,
     pub(crate) families: Vec<String>,
+    /// Each finished step: (vertex, served from the cache, seconds).
+    outcomes: std::sync::Mutex<Vec<StepOutcome>>,
     /// Vertices `--no-cache-filter` reruns: its stages' steps and every
     /// step that reads one of them.
     filtered: Vec<bool>,
@@ -308,6 +335,7 @@ impl<'a> BuildSession<'a> {
             options,
             labels,
             families,
+            outcomes: std::sync::Mutex::new(Vec::new()),
             filtered,
             pool,
             ran: AtomicUsize::new(0),
@@ -406,7 +434,60 @@ impl<'a> BuildSession<'a> {
             cached: self.cached.load(Ordering::SeqCst),
             images,
             exported,
+            steps: self.outcomes.lock().map(|o| o.clone()).unwrap_or_default(),
         })
+    }
+
+    /// The first pass alone: every vertex's key and what the cache has
+    /// for it, nothing run or fetched (`rbk graph` against the store).
+    pub fn plan(&self, cancel: &CancelToken) -> Result<Vec<Option<VertexPlan>>, BuildError> {
+        let graph = self.graph;
+        let dag = Dag {
+            deps: graph
+                .topo_order()
+                .into_iter()
+                .map(|id| {
+                    let v = graph.vertex(id);
+                    v.parent
+                        .iter()
+                        .chain(&v.inputs)
+                        .map(|d| d.index())
+                        .collect()
+                })
+                .collect(),
+        };
+        let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
+        let plans = solve::solve(&dag, &roots, &Planner(self), &self.pool, cancel)
+            .map_err(|e| self.fail(e))?;
+        let mut out: Vec<Option<VertexPlan>> = vec![None; plans.len()];
+        for id in graph.topo_order() {
+            let v = id.index();
+            let Some(p) = &plans[v] else { continue };
+            let vx = graph.vertex(id);
+            out[v] = Some(match &vx.op {
+                Op::Source { .. } => VertexPlan::Base,
+                _ if vx.op.has_layer() => {
+                    if p.hit.is_some() && !self.uncached(v) {
+                        VertexPlan::Cached
+                    } else {
+                        let nearest = self.cache.nearest(&self.families[v], &p.key);
+                        VertexPlan::Run(crate::explain::explain(
+                            nearest.as_ref().map(|r| &r.inputs),
+                            &p.inputs,
+                            self.uncached(v),
+                        ))
+                    }
+                }
+                // A metadata step is as its parent.
+                _ => match vx.parent.and_then(|q| out[q.index()].clone()) {
+                    Some(VertexPlan::Run(_)) => {
+                        VertexPlan::Run("made again: the step before it runs".into())
+                    }
+                    _ => VertexPlan::Cached,
+                },
+            });
+        }
+        Ok(out)
     }
 
     /// Steps no image needs whose results the cache has anyway: shown as
@@ -487,6 +568,13 @@ impl<'a> BuildSession<'a> {
             explain,
             failed,
         };
+        if let Ok(mut o) = self.outcomes.lock() {
+            o.push(StepOutcome {
+                vertex: step.vertex,
+                cached,
+                seconds: f.duration.as_secs_f64(),
+            });
+        }
         self.reporter.on_finish(step, &f);
     }
 

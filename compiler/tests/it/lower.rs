@@ -445,3 +445,36 @@ fn typos_get_a_suggestion_and_from_images_their_own_line() {
     let o = &g.vertex(src).origins[0];
     assert_eq!((o.line, o.text.as_str()), (3, "COPY --from=alpine:3 /x /x"));
 }
+
+#[test]
+fn the_html_page_holds_the_whole_graph_escaped_and_marked() {
+    use rbk_compiler::render::{render_marked, Format, Mark, MarkState};
+    let g = compile(&input(
+        "t",
+        "FROM busybox AS a\nRUN echo '<b>' > /x\nFROM busybox\nCOPY --from=a /x /x\n",
+    ));
+    let mut marks = vec![None; g.len()];
+    let run = g
+        .topo_order()
+        .into_iter()
+        .find(|&v| g.vertex(v).op.kind() == "exec")
+        .expect("a RUN vertex");
+    marks[run.index()] = Some(Mark {
+        state: MarkState::Run,
+        reason: Some("instruction changed".into()),
+        seconds: Some(1.5),
+    });
+    let page = render_marked(&g, Format::Html, &marks);
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(page.matches("<g class=\"vertex").count(), g.len());
+    assert!(page.contains("class=\"vertex run\""), "the marked vertex");
+    assert!(page.contains("instruction changed"));
+    assert!(
+        page.contains("&lt;b&gt;") && !page.contains("'<b>'"),
+        "escaped"
+    );
+    // Self-contained: nothing is fetched.
+    for fetch in ["src=\"http", "href=\"http", "@import", "url("] {
+        assert!(!page.contains(fetch), "{fetch}");
+    }
+}
