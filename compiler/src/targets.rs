@@ -5,6 +5,7 @@
 
 mod bake;
 mod compose;
+mod hcl_file;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -121,8 +122,8 @@ pub enum Syntax {
     Json,
     /// compose.yaml: services with a `build:` section.
     Compose,
-    /// docker-bake.hcl: blocks as bake writes them; variables and
-    /// interpolation, not functions.
+    /// docker-bake.hcl: blocks as bake writes them, evaluated (variables,
+    /// the functions bake files use most).
     Hcl,
 }
 
@@ -257,8 +258,7 @@ impl TargetFile {
                 (checked, doc)
             }
             Syntax::Hcl => {
-                let doc: serde_json::Value =
-                    hcl::from_str(text).map_err(|e| syntax_error(1, 1, e.to_string()))?;
+                let doc = hcl_file::to_bake(text, env).map_err(|m| syntax_error(1, 1, m))?;
                 let checked: TargetFile = serde_json::from_value(doc.clone())
                     .map_err(|e| syntax_error(1, 1, e.to_string()))?;
                 (checked, doc)
@@ -585,11 +585,15 @@ inherits = [\"zz\"]
     fn hcl_blocks_and_variables() {
         let hcl = r#"
 variable "TAG" { default = "1.0" }
+variable "LATEST" { default = "${TAG}-latest" }
 group "default" { targets = ["app"] }
 target "app" {
   context = "app"
-  tags = ["example/app:${TAG}", "example/app:v${TAG}"]
-  args = { V = TAG }
+  tags = ["example/app:${TAG}", "example/app:v${TAG}", upper("x${LATEST}")]
+  args = { V = TAG, ON = notequal(TAG, "") ? "yes" : "no", J = join("-", split(".", TAG)) }
+  matrix = { flavor = ["slim"] }
+  name = "app-${flavor}"
+  labels = { flavor = "${flavor}" }
 }
 "#;
         let env = |n: &str| (n == "TAG").then(|| "2.0".to_string());
@@ -598,17 +602,25 @@ target "app" {
         let all = f
             .select(&[], Path::new("/x"), "docker-bake.hcl")
             .expect("select");
-        assert_eq!(all[0].tags, ["example/app:2.0", "example/app:v2.0"]);
-        assert_eq!(all[0].args.get("V").map(String::as_str), Some("2.0"));
+        let app = &all[0];
+        assert_eq!(app.name, "app-slim");
+        assert_eq!(
+            app.tags,
+            ["example/app:2.0", "example/app:v2.0", "X2.0-LATEST"]
+        );
+        assert_eq!(app.args.get("V").map(String::as_str), Some("2.0"));
+        assert_eq!(app.args.get("ON").map(String::as_str), Some("yes"));
+        assert_eq!(app.args.get("J").map(String::as_str), Some("2-0"));
+        assert_eq!(app.labels.get("flavor").map(String::as_str), Some("slim"));
         let e = TargetFile::parse_with(
-            "target \"a\" {\n tags = [upper(\"x\")]\n}\n",
+            "target \"a\" {\n tags = [nosuchfn(\"x\")]\n}\n",
             "f.hcl",
             Syntax::Hcl,
             &|_| None,
             &[],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("functions are not evaluated"), "{e}");
+        assert!(e.to_string().contains("nosuchfn"), "{e}");
     }
 
     #[test]

@@ -616,6 +616,22 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
         doc["target"]["app"]["tags"],
         serde_json::json!(["example/app:1.0"])
     );
+    // docker-bake.hcl: variables, functions, a conditional.
+    std::fs::write(
+        d.join("docker-bake.hcl"),
+        "variable \"TAG\" { default = \"1.0\" }\ntarget \"app\" {\n  context = \"app\"\n  tags = [\"example/app:${lower(TAG)}\"]\n  args = { FLAVOR = notequal(TAG, \"1.0\") ? \"new\" : \"old\" }\n}\n",
+    )
+    .unwrap();
+    let hcl = d.join("docker-bake.hcl").display().to_string();
+    let out = rbk(&root)
+        .args(["build", "--print", &hcl])
+        .env("TAG", "RC1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["target"]["app"]["tags"], serde_json::json!(["example/app:rc1"]));
+    assert_eq!(doc["target"]["app"]["args"]["FLAVOR"], "new");
     // -t with several targets is refused; an unknown variable is named.
     let out = rbk(&root)
         .args(["build", "-t", "x", &bake])
