@@ -396,24 +396,7 @@ impl<'a> BuildSession<'a> {
     /// Builds every image of the graph, in parallel, tagging the results.
     pub fn build(&self, cancel: &CancelToken) -> Result<BuildSummary, BuildError> {
         let graph = self.graph;
-        let dag = Dag {
-            deps: graph
-                .topo_order()
-                .into_iter()
-                .map(|id| {
-                    let v = graph.vertex(id);
-                    v.parent
-                        .iter()
-                        .chain(&v.inputs)
-                        .map(|d| d.index())
-                        .collect()
-                })
-                .collect(),
-        };
-        let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
-        // Pass 1: every key and lookup (context hashing in parallel).
-        let plans = solve::solve(&dag, &roots, &Planner(self), &self.pool, cancel)
-            .map_err(|e| self.fail(e))?;
+        let (roots, plans) = self.first_pass(cancel)?;
         // Pass 2: what the images need, served or run.
         let run_dag = Dag {
             deps: plan::run_deps(graph, &plans),
@@ -438,9 +421,12 @@ impl<'a> BuildSession<'a> {
         })
     }
 
-    /// The first pass alone: every vertex's key and what the cache has
-    /// for it, nothing run or fetched (`rbk graph` against the store).
-    pub fn plan(&self, cancel: &CancelToken) -> Result<Vec<Option<VertexPlan>>, BuildError> {
+    /// Pass 1: every key and lookup (context hashing in parallel); the
+    /// images' vertices too.
+    fn first_pass(
+        &self,
+        cancel: &CancelToken,
+    ) -> Result<(Vec<usize>, Vec<Option<plan::Plan>>), BuildError> {
         let graph = self.graph;
         let dag = Dag {
             deps: graph
@@ -459,6 +445,14 @@ impl<'a> BuildSession<'a> {
         let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
         let plans = solve::solve(&dag, &roots, &Planner(self), &self.pool, cancel)
             .map_err(|e| self.fail(e))?;
+        Ok((roots, plans))
+    }
+
+    /// The first pass alone: every vertex's key and what the cache has
+    /// for it, nothing run or fetched (`rbk graph` against the store).
+    pub fn plan(&self, cancel: &CancelToken) -> Result<Vec<Option<VertexPlan>>, BuildError> {
+        let graph = self.graph;
+        let (_, plans) = self.first_pass(cancel)?;
         let mut out: Vec<Option<VertexPlan>> = vec![None; plans.len()];
         for id in graph.topo_order() {
             let v = id.index();

@@ -628,9 +628,16 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
         .env("TAG", "RC1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["target"]["app"]["tags"], serde_json::json!(["example/app:rc1"]));
+    assert_eq!(
+        doc["target"]["app"]["tags"],
+        serde_json::json!(["example/app:rc1"])
+    );
     assert_eq!(doc["target"]["app"]["args"]["FLAVOR"], "new");
     // -t with several targets is refused; an unknown variable is named.
     let out = rbk(&root)

@@ -58,10 +58,9 @@ pub struct CacheEntry {
     pub remote: Option<Descriptor>,
 }
 
-/// The value of [`INLINE_CACHE_FIELD`] for an image whose steps made
-/// `records`, sorted by key. Each record is dated as its step's result is
-/// (with `SOURCE_DATE_EPOCH`, that time), so the image stays reproducible.
-pub fn inline_cache(records: &[CacheRecord]) -> serde_json::Value {
+/// `records` as entries whose layers are the stored ones, sorted by key,
+/// each key once.
+fn local_entries(records: &[CacheRecord]) -> Vec<CacheEntry> {
     let mut entries: Vec<CacheEntry> = records
         .iter()
         .map(|r| CacheEntry {
@@ -71,6 +70,14 @@ pub fn inline_cache(records: &[CacheRecord]) -> serde_json::Value {
         .collect();
     entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
     entries.dedup_by(|a, b| a.record.key == b.record.key);
+    entries
+}
+
+/// The value of [`INLINE_CACHE_FIELD`] for an image whose steps made
+/// `records`, sorted by key. Each record is dated as its step's result is
+/// (with `SOURCE_DATE_EPOCH`, that time), so the image stays reproducible.
+pub fn inline_cache(records: &[CacheRecord]) -> serde_json::Value {
+    let entries = local_entries(records);
     serde_json::to_value(CacheConfig {
         version: 1,
         records: entries,
@@ -453,15 +460,7 @@ pub fn export_local(
     let blobs_dir = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs_dir)
         .map_err(|e| StoreError::from_io("create", &blobs_dir, e))?;
-    let mut entries: Vec<CacheEntry> = records
-        .iter()
-        .map(|r| CacheEntry {
-            record: r.clone(),
-            remote: None,
-        })
-        .collect();
-    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
-    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    let entries = local_entries(records);
     let mut layers: Vec<Descriptor> = Vec::new();
     for e in &entries {
         if let Some(l) = &e.record.layer {
