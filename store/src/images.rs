@@ -607,8 +607,26 @@ impl Store {
         }
         // Records of compressed layer variants whose blobs just went.
         self.sweep_variant_records();
+        // A kept snapshot keeps its parents: an overlay snapshot is its
+        // parents' trees plus its own (a cache record names only its own
+        // chain, and its base image's snapshot may have no other keeper).
+        let mut keep: HashSet<String> = snapshots
+            .iter()
+            .filter(|(chain, _)| {
+                keep_chains.contains(chain) || leased.snapshots.contains(chain.hex())
+            })
+            .map(|(chain, _)| chain.hex().to_string())
+            .collect();
+        let mut todo: Vec<String> = keep.iter().cloned().collect();
+        while let Some(key) = todo.pop() {
+            if let Some(parent) = self.snapshot_parent(&key) {
+                if keep.insert(parent.clone()) {
+                    todo.push(parent);
+                }
+            }
+        }
         for (chain, path) in snapshots {
-            if keep_chains.contains(&chain) || leased.snapshots.contains(chain.hex()) {
+            if keep.contains(chain.hex()) {
                 continue;
             }
             report.reclaimed += dir_size(&path);
@@ -616,6 +634,17 @@ impl Store {
             report.snapshots.push(chain);
         }
         Ok(report)
+    }
+
+    /// The parent of snapshot `key` (a chain id's hex), from its metadata.
+    fn snapshot_parent(&self, key: &str) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            parent: Option<String>,
+        }
+        let path = self.root.join("snapshots").join(key).join("meta.json");
+        let bytes = fs::read(path).ok()?;
+        serde_json::from_slice::<Meta>(&bytes).ok()?.parent
     }
 
     /// The committed-layer snapshot directories (named by a chain id).

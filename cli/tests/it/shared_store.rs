@@ -492,3 +492,29 @@ fn manifest_layers(store: &Path, name: &str) -> Vec<String> {
         .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// A cache record keeps its snapshot, and so that snapshot's parents: the
+/// base image's snapshot outlives the image when a record is built on it
+/// (the stress test above caught a prune taking it when no build held it).
+#[test]
+fn prune_keeps_the_parents_of_the_snapshots_it_keeps() {
+    let Some(dir) = store_with_busybox("prune_keeps_the_parents_of_the_snapshots_it_keeps") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN echo one > /one\n",
+        )],
+    );
+    let ctx_s = ctx.display().to_string();
+    must(&store, "build", &["build", "-t", "p:1", &ctx_s]);
+    // Neither the base nor the built image is kept; the step's record is.
+    must(&store, "rmi", &["rmi", "p:1", "localhost/busybox:latest"]);
+    must(&store, "prune", &["prune"]);
+    let (code, report) = check(&store, &[]);
+    assert_eq!(code, 0, "a kept snapshot lost its parent: {report:#}");
+}
