@@ -80,8 +80,8 @@ impl Ops for Planner<'_, '_> {
                 .ok_or(StepError::Internal("step without parent"))
         };
         match &vx.op {
-            Op::Source { image, .. } => {
-                let state = from::state(s.bases, image, &def)?;
+            Op::Source { image, platform } => {
+                let state = from::state(s.bases, image, platform, &def)?;
                 let mut p = Plan::keyed(state.key.clone());
                 p.source = Some(state);
                 Ok(p)

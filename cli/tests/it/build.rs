@@ -929,3 +929,54 @@ fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
         assert!(dom.contains("data-rendered=\"4\""), "{dom}");
     }
 }
+
+#[test]
+fn a_base_of_another_platform_is_an_error_not_a_fallback() {
+    let test = "a_base_of_another_platform_is_an_error_not_a_fallback";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN uname -m > /arch\n",
+        )],
+    );
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let other = if host == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let out = rbk(&dir.path().join("store"))
+        .args(["build", "--platform", other])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "base image localhost/busybox:latest is linux/{host}, and this build asks for {other}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("built "), "{err}");
+    // The host's own platform, named, builds.
+    let out = rbk(&dir.path().join("store"))
+        .args(["build", "--platform", &format!("linux/{host}")])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -10,8 +10,15 @@ use super::{key_of, StepError};
 use crate::backend::{BaseImage, Images};
 use crate::state::{epoch, State};
 
-/// The state of `FROM image` for the vertex of definition digest `def`.
-pub(crate) fn state(bases: &BaseImages<'_>, image: &str, def: &str) -> Result<State, StepError> {
+/// The state of `FROM image` for `platform` (`os/arch[/variant]`) and the
+/// vertex of definition digest `def`. A base of another platform is an
+/// error, never used instead.
+pub(crate) fn state(
+    bases: &BaseImages<'_>,
+    image: &str,
+    platform: &str,
+    def: &str,
+) -> Result<State, StepError> {
     if image == "scratch" {
         return Ok(State {
             key: key_of(&[def.as_bytes()]),
@@ -26,12 +33,47 @@ pub(crate) fn state(bases: &BaseImages<'_>, image: &str, def: &str) -> Result<St
             image: image.to_string(),
             source,
         })?;
+    check_platform(image, &img.config, platform)?;
     Ok(State {
         key: key_of(&[def.as_bytes(), img.id.as_str().as_bytes()]),
         layers: Arc::new(img.layers.clone()),
         created: img.config.created.clone().unwrap_or_else(epoch),
         base: Some(Arc::new(img.config.clone())),
     })
+}
+
+/// Whether `config` is of `platform`: os and architecture equal, and the
+/// variant when both name one (an arm64 image without a variant is v8).
+fn check_platform(
+    image: &str,
+    config: &rbk_store::oci::ImageConfig,
+    platform: &str,
+) -> Result<(), StepError> {
+    let mut want = platform.split('/');
+    let (os, arch, variant) = (want.next(), want.next(), want.next());
+    let (Some(os), Some(arch)) = (os, arch) else {
+        return Ok(());
+    };
+    // An image that does not say its platform is taken as any.
+    if config.os.is_empty() || config.architecture.is_empty() {
+        return Ok(());
+    }
+    let variant_differs = match (variant, config.variant.as_deref()) {
+        (Some(w), Some(h)) => w != h,
+        _ => false,
+    };
+    if config.os != os || config.architecture != arch || variant_differs {
+        let have = match &config.variant {
+            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
+            None => format!("{}/{}", config.os, config.architecture),
+        };
+        return Err(StepError::BasePlatform {
+            image: image.to_string(),
+            wanted: platform.to_string(),
+            have,
+        });
+    }
+    Ok(())
 }
 
 /// Base images resolved once per build: the compiler asks for their

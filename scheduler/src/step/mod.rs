@@ -69,6 +69,17 @@ pub enum StepError {
         #[source]
         source: BackendError,
     },
+    /// A base image of another platform than the build asks for: never a
+    /// silent fallback to another architecture.
+    #[error("base image {image} is {have}, and this build asks for {wanted}: rbk does not fall back to another platform (bring in the {wanted} image: `rbk pull --platform {wanted} {image}`, or `rbk import`/`rbk load` one)")]
+    BasePlatform {
+        /// The reference.
+        image: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The platform it has.
+        have: String,
+    },
     /// A secret the step requires was not given.
     #[error("secret {0:?} is required: pass --secret id={0},src=FILE")]
     MissingSecret(String),
