@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 docker.io openssh-client chromium)
+pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 docker.io openssh-client chromium qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,6 +21,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "!! missing Debian packages (run as root to install): ${missing[*]}" >&2
+  fi
+fi
+
+# An arm64 busybox for the emulated-platform test (QEMU through binfmt_misc).
+cache="${CARGO_TARGET_DIR:-target}/rbk-test-cache"
+if [ "$(id -u)" = 0 ] && ! ls "$cache"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
+  mkdir -p "$cache"
+  if ! { dpkg --add-architecture arm64 && apt-get update -qq &&
+         (cd "$cache" && apt-get download -qq busybox-static:arm64 2>/dev/null); }; then
+    echo "!! could not fetch busybox-static:arm64: the emulated-platform test will say SKIPPED" >&2
   fi
 fi
 

@@ -549,6 +549,25 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let chatty =
         !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
     crate::cmd_check::warn(&lint, chatty)?;
+    // A stage of another architecture runs under QEMU (registered now if
+    // Debian's qemu-user-static is there and the handler is missing).
+    let platforms: BTreeSet<&str> = graph
+        .graph
+        .node_weights()
+        .filter_map(|v| match &v.op {
+            rbk_compiler::graph::Op::Source { image, platform } if image != "scratch" => {
+                Some(platform.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for p in platforms {
+        if let Some(done) = crate::emulation::ensure(p)? {
+            if chatty {
+                eprintln!("{done}");
+            }
+        }
+    }
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
     let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
     options.inline_cache = caches.inline;

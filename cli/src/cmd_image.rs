@@ -108,6 +108,10 @@ pub enum ImageCommand {
         /// like a build's layers; `rbk push` compresses it), gzip or zstd
         #[arg(long, default_value = "none", value_parser = ["gzip", "zstd", "none"])]
         compression: String,
+        /// The platform the rootfs is for (os/arch[/variant], default the
+        /// host's), as `docker import --platform`
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
     },
 }
 
@@ -181,7 +185,12 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             reference,
             changes,
             compression,
+            platform,
         } => {
+            if let Some(p) = &platform {
+                rbk_compiler::platform::Platform::parse(p)
+                    .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))?;
+            }
             let reference = reference.as_deref().map(Reference::parse).transpose()?;
             let reader: Box<dyn Read> = if tarball == "-" {
                 Box::new(io::stdin().lock())
@@ -193,8 +202,14 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
                 "gzip" => LayerCompression::Gzip,
                 _ => LayerCompression::None,
             };
-            let image =
-                archive::import_with(&store, reader, reference.as_ref(), &changes, compression)?;
+            let image = archive::import_for(
+                &store,
+                reader,
+                reference.as_ref(),
+                &changes,
+                compression,
+                platform.as_deref(),
+            )?;
             writeln!(out, "{}", image.id)?;
             Ok(0)
         }

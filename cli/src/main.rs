@@ -12,6 +12,7 @@ mod cmd_run;
 mod cmd_system;
 mod containers;
 mod detach;
+mod emulation;
 mod env;
 mod inputs;
 mod outputs;

@@ -187,3 +187,16 @@ pub fn spawn_detached(cmd: &mut std::process::Command) -> std::io::Result<std::p
     }
     cmd.spawn()
 }
+
+/// Mounts the binfmt_misc filesystem at `dir` (where the kernel lets
+/// programs register interpreters for foreign binaries).
+pub fn mount_binfmt_misc(dir: &std::path::Path) -> nix::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("binfmt_misc"),
+        dir,
+        Some("binfmt_misc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+}

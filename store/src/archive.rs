@@ -33,7 +33,7 @@ mod changes;
 mod import;
 
 pub use changes::apply_change;
-pub use import::{import, import_with};
+pub use import::{import, import_for, import_with};
 
 /// The annotation containerd and Docker put the full image name in.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";

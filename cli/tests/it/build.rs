@@ -980,3 +980,109 @@ fn a_base_of_another_platform_is_an_error_not_a_fallback() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Unregisters a binfmt_misc handler the test registered, however it ends.
+struct Unregister(Option<std::path::PathBuf>);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        if let Some(entry) = &self.0 {
+            let _ = std::fs::write(entry, "-1");
+        }
+    }
+}
+
+#[test]
+fn run_for_arm64_runs_under_qemu() {
+    let test = "run_for_arm64_runs_under_qemu";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" {
+        return eprintln!("SKIPPED {test}: the host is not x86_64");
+    }
+    let cache = crate::bases_cache();
+    let deb = std::fs::read_dir(&cache).ok().and_then(|rd| {
+        rd.flatten().map(|e| e.path()).find(|p| {
+            p.to_string_lossy().ends_with("_arm64.deb")
+                && p.to_string_lossy().contains("busybox-static")
+        })
+    });
+    let Some(deb) = deb else {
+        return eprintln!(
+            "SKIPPED {test}: no busybox-static arm64 package in {} (scripts/test.sh fetches it)",
+            cache.display()
+        );
+    };
+    if !Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf").exists() {
+        return eprintln!("SKIPPED {test}: qemu-user-static is not installed");
+    }
+    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    let _unregister = Unregister((!entry.exists()).then(|| entry.to_path_buf()));
+    // An arm64 rootfs from Debian's package, imported as linux/arm64.
+    let x = dir.path().join("deb");
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rootfs = dir.path().join("arm64");
+    for d in ["bin", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy(x.join("bin/busybox"), rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "uname", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let tarball = dir.path().join("arm64.tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let store = dir.path().join("store");
+    let out = rbk(&store)
+        .args(["import", "--platform", "linux/arm64"])
+        .arg(&tarball)
+        .arg("localhost/busybox-arm64:latest")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox-arm64:latest\nARG TARGETARCH\nRUN uname -m > /m && echo $TARGETARCH >> /m\n",
+        )],
+    );
+    let out = rbk(&store)
+        .args(["build", "--platform", "linux/arm64", "-t", "arm:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rbk(&store)
+        .args(["run", "--rm", "arm:1", "cat", "/m"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "aarch64\narm64\n");
+    let out = rbk(&store).args(["inspect", "arm:1"]).output().unwrap();
+    let img: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let img = if img.is_array() { img[0].clone() } else { img };
+    assert_eq!(img["Architecture"], "arm64", "{img}");
+}

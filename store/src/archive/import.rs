@@ -57,6 +57,40 @@ pub fn import_with(
     changes: &[String],
     compression: LayerCompression,
 ) -> Result<Image, StoreError> {
+    import_for(store, reader, reference, changes, compression, None)
+}
+
+/// [`import_with`] for `platform` (`os/arch[/variant]`, what the image's
+/// config says it is; the host's when `None`), as `docker import
+/// --platform`.
+pub fn import_for(
+    store: &Store,
+    reader: impl Read,
+    reference: Option<&Reference>,
+    changes: &[String],
+    compression: LayerCompression,
+    platform: Option<&str>,
+) -> Result<Image, StoreError> {
+    let (os, architecture, variant) = match platform {
+        None => ("linux".to_string(), host_architecture().to_string(), None),
+        Some(p) => {
+            let parts: Vec<&str> = p.split('/').collect();
+            match parts.as_slice() {
+                [os, arch] if !os.is_empty() && !arch.is_empty() => {
+                    (os.to_string(), arch.to_string(), None)
+                }
+                [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
+                    (os.to_string(), arch.to_string(), Some(v.to_string()))
+                }
+                _ => {
+                    return Err(StoreError::InvalidChange {
+                        line: format!("--platform {p}"),
+                        reason: "expected os/arch[/variant], e.g. linux/arm64".into(),
+                    })
+                }
+            }
+        }
+    };
     // Check the changes before reading a possibly large tarball.
     let mut container = ContainerConfig::default();
     for c in changes {
@@ -94,8 +128,9 @@ pub fn import_with(
     let created = now_rfc3339();
     let config = ImageConfig {
         created: Some(created.clone()),
-        architecture: host_architecture().to_string(),
-        os: "linux".to_string(),
+        architecture,
+        os,
+        variant,
         config: Some(container),
         rootfs: RootFs {
             kind: "layers".to_string(),
