@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// Host name inside the container (default: the name, else the container's id)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// The platform to run (os/arch[/variant]): the image must be of it; a
+    /// foreign one runs under QEMU
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// The image: name[:tag], name@digest or id
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -296,6 +300,28 @@ fn resolve(
         }
         Err(e) => return Err(e.into()),
     };
+    let c = &image.config;
+    let have = match &c.variant {
+        Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+        None => format!("{}/{}", c.os, c.architecture),
+    };
+    if let Some(want) = &args.platform {
+        let w = rbk_compiler::platform::Platform::parse(want)
+            .map_err(|e| anyhow::anyhow!("--platform {want:?}: {e}"))?;
+        let variant_differs = matches!((&w.variant, &c.variant), (Some(a), Some(b)) if a != b);
+        if w.os != c.os || w.arch != c.architecture || variant_differs {
+            bail!(
+                "{} is {have}, and --platform asks for {want}: the store holds one platform per image",
+                args.image
+            );
+        }
+    }
+    // An image of another architecture runs under QEMU.
+    if !c.architecture.is_empty() {
+        if let Some(done) = crate::emulation::ensure(&have)? {
+            eprintln!("{done}");
+        }
+    }
     let config = image.config.config.clone().unwrap_or_default();
     let argv = command_line(&config, args.entrypoint.as_deref(), &args.args);
     if argv.is_empty() {

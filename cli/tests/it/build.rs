@@ -1076,11 +1076,39 @@ fn run_for_arm64_runs_under_qemu() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `rbk run` registers the emulator itself too (dropped here if this
+    // test registered it).
+    if let Some(e) = &_unregister.0 {
+        let _ = std::fs::write(e, "-1");
+    }
     let out = rbk(&store)
-        .args(["run", "--rm", "arm:1", "cat", "/m"])
+        .args([
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            "arm:1",
+            "cat",
+            "/m",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "aarch64\narm64\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "aarch64\narm64\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rbk(&store)
+        .args(["run", "--rm", "--platform", "linux/amd64", "arm:1", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("arm:1 is linux/arm64, and --platform asks for linux/amd64"),
+        "{err}"
+    );
     let out = rbk(&store).args(["inspect", "arm:1"]).output().unwrap();
     let img: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let img = if img.is_array() { img[0].clone() } else { img };
