@@ -37,28 +37,39 @@ pub(crate) fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
     }
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     let tarball = dir.path().join("busybox.tar");
+    tar_dir(&rootfs, &tarball);
+    succeed(
+        rbk(&dir.path().join("store"))
+            .arg("import")
+            .arg(&tarball)
+            .arg("localhost/busybox:latest"),
+    );
+    Some(dir)
+}
+
+/// Runs `cmd`, asserting it succeeded (its stderr shown if not).
+pub(crate) fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Tars the tree at `dir` into `tarball`, owners as numbers.
+pub(crate) fn tar_dir(dir: &Path, tarball: &Path) {
     let ok = Command::new("tar")
         .arg("-C")
-        .arg(&rootfs)
+        .arg(dir)
         .arg("--numeric-owner")
         .arg("-cf")
-        .arg(&tarball)
+        .arg(tarball)
         .arg(".")
         .status()
         .unwrap();
     assert!(ok.success());
-    let out = rbk(&dir.path().join("store"))
-        .arg("import")
-        .arg(&tarball)
-        .arg("localhost/busybox:latest")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(dir)
 }
 
 pub(crate) fn write(dir: &Path, files: &[(&str, &str)]) {
@@ -103,15 +114,10 @@ fn a_bad_dockerfile_is_one_clear_error_with_its_position() {
 fn graph_merges_the_shared_steps_of_the_examples() {
     let dir = tempfile::tempdir().unwrap();
     let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rbk.toml");
-    let out = rbk(&dir.path().join("store"))
-        .args(["graph", "--format", "json"])
-        .arg(&toml)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        rbk(&dir.path().join("store"))
+            .args(["graph", "--format", "json"])
+            .arg(&toml),
     );
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(g["schema"], "rbk.graph/v1");
@@ -183,15 +189,10 @@ fn toml_builds_targets_and_rebuild_runs_nothing() {
     );
     let store = dir.path().join("store");
     let run = || {
-        let out = rbk(&store)
-            .args(["build", "--progress", "plain"])
-            .arg(base.join("rbk.toml"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeed(
+            rbk(&store)
+                .args(["build", "--progress", "plain"])
+                .arg(base.join("rbk.toml")),
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -376,16 +377,7 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
         panic!("the container did not die with rbk: {left:?}");
     }
     // The next build sweeps the dead build's mount and snapshot.
-    let out = rbk(&store)
-        .args(["build", "--progress", "plain"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(rbk(&store).args(["build", "--progress", "plain"]).arg(&ctx));
     assert!(
         mounts_under(&store).is_empty(),
         "{:?}",
@@ -579,21 +571,16 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
     let bake = d.join("docker-bake.json").display().to_string();
     // --print: bake's shape, the environment over the variable's default,
     // --set over the file.
-    let out = rbk(&root)
-        .args([
-            "build",
-            "--print",
-            &bake,
-            "--set",
-            "app-slim.args.FLAVOR=tiny",
-        ])
-        .env("TAG", "2.0")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        rbk(&root)
+            .args([
+                "build",
+                "--print",
+                &bake,
+                "--set",
+                "app-slim.args.FLAVOR=tiny",
+            ])
+            .env("TAG", "2.0"),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -623,15 +610,10 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
     )
     .unwrap();
     let hcl = d.join("docker-bake.hcl").display().to_string();
-    let out = rbk(&root)
-        .args(["build", "--print", &hcl])
-        .env("TAG", "RC1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        rbk(&root)
+            .args(["build", "--print", &hcl])
+            .env("TAG", "RC1"),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -653,12 +635,7 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
     assert!(err.contains("${TAGG} is not a variable"), "{err}");
     // A Dockerfile path graphs with its directory as the context.
     let df = d.join("app/Dockerfile").display().to_string();
-    let out = rbk(&root).args(["graph", &df]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(rbk(&root).args(["graph", &df]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("RUN echo $FLAVOR"));
 }
 
@@ -784,20 +761,15 @@ fn in_browser(bin: &str, page: &Path) -> (String, Vec<u8>) {
         String::from_utf8_lossy(&dom.stderr)
     );
     let shot = profile.path().join("shot.png");
-    let out = Command::new(bin)
-        .args(common)
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("p2").display()
-        ))
-        .arg(format!("--screenshot={}", shot.display()))
-        .args(["--window-size=1400,600", &url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(bin)
+            .args(common)
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("p2").display()
+            ))
+            .arg(format!("--screenshot={}", shot.display()))
+            .args(["--window-size=1400,600", &url]),
     );
     (
         String::from_utf8_lossy(&dom.stdout).into_owned(),
@@ -829,15 +801,7 @@ fn the_graph_page_renders_in_a_real_browser() {
         ],
     );
     let toml = d.join("rbk.toml").display().to_string();
-    let out = rbk(&d.join("no-store"))
-        .args(["graph", "--format", "html", &toml])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(rbk(&d.join("no-store")).args(["graph", "--format", "html", &toml]));
     let page = d.join("graph.html");
     std::fs::write(&page, &out.stdout).unwrap();
     let (dom, png) = in_browser(bin, &page);
@@ -869,17 +833,12 @@ fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
         )],
     );
     let page = dir.path().join("build.html");
-    let out = rbk(&store)
-        .arg("build")
-        .arg("--graph-out")
-        .arg(&page)
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        rbk(&store)
+            .arg("build")
+            .arg("--graph-out")
+            .arg(&page)
+            .arg(&ctx),
     );
     let html = std::fs::read_to_string(&page).unwrap();
     assert_eq!(
@@ -892,17 +851,7 @@ fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
     // second runs, and why.
     let ctx_s = ctx.display().to_string();
     let graph = |args: &[&str]| {
-        let out = rbk(&store)
-            .arg("graph")
-            .args(args)
-            .arg(&ctx_s)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeed(rbk(&store).arg("graph").args(args).arg(&ctx_s));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let text = graph(&[]);
@@ -969,15 +918,10 @@ fn a_base_of_another_platform_is_an_error_not_a_fallback() {
     );
     assert!(!err.contains("built "), "{err}");
     // The host's own platform, named, builds.
-    let out = rbk(&dir.path().join("store"))
-        .args(["build", "--platform", &format!("linux/{host}")])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        rbk(&dir.path().join("store"))
+            .args(["build", "--platform", &format!("linux/{host}")])
+            .arg(&ctx),
     );
 }
 
@@ -1037,26 +981,13 @@ fn run_for_arm64_runs_under_qemu() {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let tarball = dir.path().join("arm64.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-cf"])
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    tar_dir(&rootfs, &tarball);
     let store = dir.path().join("store");
-    let out = rbk(&store)
-        .args(["import", "--platform", "linux/arm64"])
-        .arg(&tarball)
-        .arg("localhost/busybox-arm64:latest")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        rbk(&store)
+            .args(["import", "--platform", "linux/arm64"])
+            .arg(&tarball)
+            .arg("localhost/busybox-arm64:latest"),
     );
     let ctx = dir.path().join("ctx");
     write(
@@ -1066,15 +997,10 @@ fn run_for_arm64_runs_under_qemu() {
             "FROM localhost/busybox-arm64:latest\nARG TARGETARCH\nRUN uname -m > /m && echo $TARGETARCH >> /m\n",
         )],
     );
-    let out = rbk(&store)
-        .args(["build", "--platform", "linux/arm64", "-t", "arm:1"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        rbk(&store)
+            .args(["build", "--platform", "linux/arm64", "-t", "arm:1"])
+            .arg(&ctx),
     );
     // `rbk run` registers the emulator itself too (dropped here if this
     // test registered it).
