@@ -448,8 +448,21 @@ impl Checker<'_, '_> {
     ) -> (HashSet<String>, bool, Option<String>) {
         let image = node.args.first().cloned().unwrap_or_default();
         let name = (node.args.len() == 3).then(|| node.args[2].clone());
-        if let Some(n) = &name {
-            if n.to_ascii_lowercase() != *n {
+        let platform = node.flags.iter().find_map(|f| {
+            f.strip_prefix("--platform=")
+                .or_else(|| f.strip_prefix("platform="))
+        });
+        self.stage_name(node, name.as_deref(), names);
+        self.from_args(node, &image, platform, globals, escape);
+        self.platform_flag(node, platform, name.as_deref());
+        let (env, known) = self.base_scope(node, &image, platform, stage_env);
+        (env, known, name)
+    }
+
+    /// StageNameCasing, DuplicateStageName, ReservedStageName.
+    fn stage_name(&mut self, node: &Node, name: Option<&str>, names: &[String]) {
+        if let Some(n) = name {
+            if n.to_ascii_lowercase() != n {
                 self.add(
                     "StageNameCasing",
                     node.span,
@@ -472,12 +485,19 @@ impl Checker<'_, '_> {
                 );
             }
         }
+    }
+
+    /// UndefinedArgInFrom, InvalidDefaultArgInFrom.
+    fn from_args(
+        &mut self,
+        node: &Node,
+        image: &str,
+        platform: Option<&str>,
+        globals: &BTreeMap<String, Option<String>>,
+        escape: char,
+    ) {
         let declared = |v: &str| globals.contains_key(v) || PLATFORM_ARGS.contains(&v);
-        let platform = node.flags.iter().find_map(|f| {
-            f.strip_prefix("--platform=")
-                .or_else(|| f.strip_prefix("platform="))
-        });
-        for word in std::iter::once(image.as_str()).chain(platform) {
+        for word in std::iter::once(image).chain(platform) {
             for v in variables(word, escape, true) {
                 if !declared(&v) {
                     let known: Vec<&str> = globals.keys().map(String::as_str).collect();
@@ -497,7 +517,7 @@ impl Checker<'_, '_> {
             for p in PLATFORM_ARGS {
                 defaults.entry(p.to_string()).or_insert(Some(String::new()));
             }
-            let expanded = expand_defaults(&image, &defaults);
+            let expanded = expand_defaults(image, &defaults);
             let bad = expanded.is_empty()
                 || expanded.starts_with(':')
                 || expanded.ends_with(':')
@@ -513,6 +533,10 @@ impl Checker<'_, '_> {
                 );
             }
         }
+    }
+
+    /// RedundantTargetPlatform, FromPlatformFlagConstDisallowed.
+    fn platform_flag(&mut self, node: &Node, platform: Option<&str>, name: Option<&str>) {
         if let Some(p) = platform {
             if p == "$TARGETPLATFORM" || p == "${TARGETPLATFORM}" {
                 self.add(
@@ -524,7 +548,6 @@ impl Checker<'_, '_> {
                 // A stage named for its platform (build-arm64) is allowed.
                 let arch = Platform::parse(p).map(|pl| pl.arch).unwrap_or_default();
                 let named_for_it = name
-                    .as_deref()
                     .is_some_and(|n| !arch.is_empty() && n.to_ascii_lowercase().contains(&arch));
                 if !named_for_it {
                     self.add(
@@ -535,17 +558,28 @@ impl Checker<'_, '_> {
                 }
             }
         }
+    }
+
+    /// The stage's starting scope — an earlier stage's ENV, or the base
+    /// image's when known — and InvalidBaseImagePlatform.
+    fn base_scope(
+        &mut self,
+        node: &Node,
+        image: &str,
+        platform: Option<&str>,
+        stage_env: &BTreeMap<String, HashSet<String>>,
+    ) -> (HashSet<String>, bool) {
         // The stage's starting scope: an earlier stage's ENV, or the base
         // image's, when known.
         let base = image.to_ascii_lowercase();
         if let Some(env) = stage_env.get(&base) {
-            return (env.clone(), true, name);
+            return (env.clone(), true);
         }
         if base == "scratch" {
-            return (HashSet::new(), true, name);
+            return (HashSet::new(), true);
         }
         if image.contains('$') {
-            return (HashSet::new(), false, name);
+            return (HashSet::new(), false);
         }
         let want = match platform {
             Some(p) if !p.contains('$') => Platform::parse(p).ok(),
@@ -558,7 +592,7 @@ impl Checker<'_, '_> {
                 .and_then(|p| Platform::parse(p).ok())
         })
         .unwrap_or_else(Platform::host);
-        let reference = normalize_image(&image);
+        let reference = normalize_image(image);
         match self.env.resolver.resolve(&reference, &want) {
             Some(b) => {
                 if let Some(have) = b.platform.as_deref().and_then(|p| Platform::parse(p).ok()) {
@@ -582,9 +616,9 @@ impl Checker<'_, '_> {
                             .to_string()
                     })
                     .collect();
-                (env, true, name)
+                (env, true)
             }
-            None => (HashSet::new(), false, name),
+            None => (HashSet::new(), false),
         }
     }
 
@@ -623,41 +657,8 @@ impl Checker<'_, '_> {
                     scope.defined.insert(k.to_string());
                 }
             }
-            "env" | "label" => {
-                for triple in node.args.chunks(3) {
-                    if let [k, _, sep] = triple {
-                        if kw == "env" {
-                            self.secret("ENV", k, node);
-                            scope.defined.insert(k.clone());
-                        }
-                        if sep.is_empty() {
-                            let up = kw.to_ascii_uppercase();
-                            self.add(
-                                "LegacyKeyValueFormat",
-                                node.span,
-                                format!(
-                                    "\"{up} key=value\" should be used instead of legacy \"{up} key value\" format"
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-            "cmd" | "entrypoint" => {
-                let up = kw.to_ascii_uppercase();
-                counts.push((if kw == "cmd" { "CMD" } else { "ENTRYPOINT" }, node.span));
-                if !node.json {
-                    let text = node.args.join(" ");
-                    let message = if text.trim_start().starts_with('[') {
-                        format!(
-                            "{up} {text} looks like a JSON array but is not valid JSON, so it runs through a shell as one command; quote each element: [\"a\", \"b\"]"
-                        )
-                    } else {
-                        "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals".to_string()
-                    };
-                    self.add("JSONArgsRecommended", node.span, message);
-                }
-            }
+            "env" | "label" => self.key_values(node, kw, scope),
+            "cmd" | "entrypoint" => self.exec_form(node, kw, counts),
             "healthcheck" => counts.push(("HEALTHCHECK", node.span)),
             "maintainer" => self.add(
                 "MaintainerDeprecated",
@@ -676,28 +677,72 @@ impl Checker<'_, '_> {
                 }
                 *absolute_workdir |= absolute;
             }
-            "expose" => {
-                for word in &node.args {
-                    if word.contains(':') {
-                        self.add(
-                            "ExposeInvalidFormat",
-                            node.span,
-                            format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{word}'"),
-                        );
-                    }
-                    if let Some((_, proto)) = word.split_once('/') {
-                        if proto != proto.to_ascii_lowercase() {
-                            self.add(
-                                "ExposeProtoCasing",
-                                node.span,
-                                format!("Defined protocol '{proto}' in EXPOSE instruction should be lowercase"),
-                            );
-                        }
-                    }
-                }
-            }
+            "expose" => self.expose(node),
             "copy" | "add" => self.copy_ignored(node, kw),
             _ => {}
+        }
+    }
+
+    /// SecretsUsedInArgOrEnv (ENV) and LegacyKeyValueFormat.
+    fn key_values(&mut self, node: &Node, kw: &str, scope: &mut Scope) {
+        for triple in node.args.chunks(3) {
+            if let [k, _, sep] = triple {
+                if kw == "env" {
+                    self.secret("ENV", k, node);
+                    scope.defined.insert(k.clone());
+                }
+                if sep.is_empty() {
+                    let up = kw.to_ascii_uppercase();
+                    self.add(
+                        "LegacyKeyValueFormat",
+                        node.span,
+                        format!(
+                            "\"{up} key=value\" should be used instead of legacy \"{up} key value\" format"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// JSONArgsRecommended, and the count for MultipleInstructionsDisallowed.
+    fn exec_form(&mut self, node: &Node, kw: &str, counts: &mut Vec<(&'static str, Span)>) {
+        let up = kw.to_ascii_uppercase();
+        counts.push((if kw == "cmd" { "CMD" } else { "ENTRYPOINT" }, node.span));
+        if !node.json {
+            let text = node.args.join(" ");
+            let message = if text.trim_start().starts_with('[') {
+                format!(
+                    "{up} {text} looks like a JSON array but is not valid JSON, so it runs through a shell as one command; quote each element: [\"a\", \"b\"]"
+                )
+            } else {
+                "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals".to_string()
+            };
+            self.add("JSONArgsRecommended", node.span, message);
+        }
+    }
+
+    /// ExposeInvalidFormat and ExposeProtoCasing.
+    fn expose(&mut self, node: &Node) {
+        for word in &node.args {
+            if word.contains(':') {
+                self.add(
+                    "ExposeInvalidFormat",
+                    node.span,
+                    format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{word}'"),
+                );
+            }
+            if let Some((_, proto)) = word.split_once('/') {
+                if proto != proto.to_ascii_lowercase() {
+                    self.add(
+                        "ExposeProtoCasing",
+                        node.span,
+                        format!(
+                            "Defined protocol '{proto}' in EXPOSE instruction should be lowercase"
+                        ),
+                    );
+                }
+            }
         }
     }
 

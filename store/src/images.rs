@@ -607,14 +607,31 @@ impl Store {
         }
         // Records of compressed layer variants whose blobs just went.
         self.sweep_variant_records();
-        // A kept snapshot keeps its parents: an overlay snapshot is its
-        // parents' trees plus its own (a cache record names only its own
-        // chain, and its base image's snapshot may have no other keeper).
+        let keep = self.kept_snapshots(&snapshots, &keep_chains, &leased.snapshots);
+        for (chain, path) in snapshots {
+            if keep.contains(chain.hex()) {
+                continue;
+            }
+            report.reclaimed += dir_size(&path);
+            self.remove_snapshot_dir(&path)?;
+            report.snapshots.push(chain);
+        }
+        Ok(report)
+    }
+
+    /// The snapshots (by key) prune keeps: those of kept chains or leased,
+    /// and every parent of those — an overlay snapshot is its parents'
+    /// trees plus its own (a cache record names only its own chain, and its
+    /// base image's snapshot may have no other keeper).
+    fn kept_snapshots(
+        &self,
+        snapshots: &[(Digest, PathBuf)],
+        keep_chains: &HashSet<Digest>,
+        leased: &HashSet<String>,
+    ) -> HashSet<String> {
         let mut keep: HashSet<String> = snapshots
             .iter()
-            .filter(|(chain, _)| {
-                keep_chains.contains(chain) || leased.snapshots.contains(chain.hex())
-            })
+            .filter(|(chain, _)| keep_chains.contains(chain) || leased.contains(chain.hex()))
             .map(|(chain, _)| chain.hex().to_string())
             .collect();
         let mut todo: Vec<String> = keep.iter().cloned().collect();
@@ -625,15 +642,7 @@ impl Store {
                 }
             }
         }
-        for (chain, path) in snapshots {
-            if keep.contains(chain.hex()) {
-                continue;
-            }
-            report.reclaimed += dir_size(&path);
-            self.remove_snapshot_dir(&path)?;
-            report.snapshots.push(chain);
-        }
-        Ok(report)
+        keep
     }
 
     /// The parent of snapshot `key` (a chain id's hex), from its metadata.

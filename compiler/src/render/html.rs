@@ -16,6 +16,39 @@ const COL_W: usize = 290;
 const ROW_H: usize = 62;
 const PAD: usize = 24;
 
+/// The page's style.
+const STYLE: &str = r#"body { font: 13px/1.4 system-ui, sans-serif; margin: 0; color: #222; }
+header { padding: 10px 16px; border-bottom: 1px solid #ddd; display: flex; gap: 24px; align-items: center; flex-wrap: wrap; }
+h1 { font-size: 15px; margin: 0; }
+.legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border: 1px solid #888; border-radius: 3px; }
+#details { position: fixed; right: 12px; bottom: 12px; max-width: 46em; white-space: pre-wrap; background: #fffef4; border: 1px solid #bbb; padding: 8px 10px; font-family: ui-monospace, monospace; font-size: 12px; display: none; }
+svg text { font-family: ui-monospace, monospace; font-size: 11px; pointer-events: none; }
+svg .kind { font-weight: 600; }
+.vertex rect, .image rect { stroke: #666; stroke-width: 1; fill: #fff; }
+.vertex.shared rect { stroke-width: 3; stroke: #8a6d00; }
+.vertex.base rect, .legend .base { fill: #dde6f3; background: #dde6f3; }
+.vertex.cached rect, .legend .cached { fill: #cfead0; background: #cfead0; }
+.vertex.run rect, .legend .run { fill: #ffd8a8; background: #ffd8a8; }
+.image rect { fill: #eee; stroke-dasharray: 4 2; }
+.vertex:hover rect, .image:hover rect { stroke: #000; stroke-width: 2; }
+path { fill: none; stroke: #999; stroke-width: 1.2; }
+path.from { stroke-dasharray: 5 3; stroke: #5a7fb5; }
+path.image { stroke: #bbb; }
+"#;
+
+/// Details on hover, and a count of what was drawn (which a test reads
+/// back from a real browser).
+const SCRIPT: &str = r#"(function () {
+  var details = document.getElementById('details');
+  var shown = document.querySelectorAll('g.vertex, g.image');
+  shown.forEach(function (g) {
+    g.addEventListener('mouseenter', function () { details.textContent = g.getAttribute('data-info'); details.style.display = 'block'; });
+    g.addEventListener('mouseleave', function () { details.style.display = 'none'; });
+  });
+  document.body.setAttribute('data-rendered', String(document.querySelectorAll('g.vertex').length));
+})();
+"#;
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -23,12 +56,12 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The page for `g`.
-pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
-    let order = g.topo_order();
-    // Column: one more than the deepest input; row: order within it.
+/// Where each vertex goes: a column per depth (one more than its deepest
+/// input), a row per vertex within it. Returns the positions, the images'
+/// column and the drawing's height.
+fn layout(g: &BuildGraph, order: &[VertexId]) -> (Vec<(usize, usize)>, usize, usize) {
     let mut depth = vec![0usize; g.len()];
-    for &id in &order {
+    for &id in order {
         let v = g.vertex(id);
         depth[id.index()] = v
             .parent
@@ -41,15 +74,64 @@ pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
     let columns = depth.iter().copied().max().map_or(0, |d| d + 1);
     let mut rows = vec![0usize; columns + 1];
     let mut at = vec![(0usize, 0usize); g.len()];
-    for &id in &order {
+    for &id in order {
         let d = depth[id.index()];
         at[id.index()] = (PAD + d * COL_W, PAD + rows[d] * ROW_H);
         rows[d] += 1;
     }
     let image_col = PAD + columns * COL_W;
     let height = PAD * 2 + rows.iter().copied().max().unwrap_or(1).max(g.images.len()) * ROW_H;
-    let width = image_col + BOX_W + PAD;
+    (at, image_col, height)
+}
 
+/// The box of image `n` in the images' column, and its edge.
+fn image_box(
+    g: &BuildGraph,
+    n: usize,
+    at: &[(usize, usize)],
+    image_col: usize,
+) -> (String, String) {
+    let img = &g.images[n];
+    let (vx, vy) = at[img.vertex.index()];
+    let y = PAD + n * ROW_H;
+    let edge = curve(
+        vx + BOX_W,
+        vy + BOX_H / 2,
+        image_col,
+        y + BOX_H / 2,
+        " image",
+    );
+    let tags = if img.tags.is_empty() {
+        "(no tags)".to_string()
+    } else {
+        img.tags.join(", ")
+    };
+    let on = if img.built_on.is_empty() {
+        String::new()
+    } else {
+        format!("\nbuilt on {}", img.built_on.join(", "))
+    };
+    let info = format!(
+        "image {}\n{}\n{} (stage {}){on}",
+        img.name, tags, img.file, img.stage
+    );
+    let node = format!(
+        r#"<g class="image" data-info="{info}"><rect x="{image_col}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="2"/><text x="{tx}" y="{ty1}" class="kind">image {name}</text><text x="{tx}" y="{ty2}">{tags_short}</text><title>{info}</title></g>"#,
+        info = esc(&info),
+        tx = image_col + 8,
+        ty1 = y + 18,
+        ty2 = y + 36,
+        name = esc(&img.name),
+        tags_short = esc(&shorten(&tags, 34)),
+    );
+    (edge, node)
+}
+
+/// The page for `g`.
+pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
+    let order = g.topo_order();
+    let (at, image_col, height) = layout(g, &order);
+    let width = image_col + BOX_W + PAD;
     let mut edges = String::new();
     let mut nodes = String::new();
     for &id in &order {
@@ -57,49 +139,19 @@ pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
         let (x, y) = at[id.index()];
         for (n, p) in v.parent.iter().chain(&v.inputs).enumerate() {
             let (px, py) = at[p.index()];
-            let dashed = if n == 0 && v.parent.is_some() {
+            let class = if n == 0 && v.parent.is_some() {
                 ""
             } else {
                 " from"
             };
-            edges.push_str(&curve(px + BOX_W, py + BOX_H / 2, x, y + BOX_H / 2, dashed));
+            edges.push_str(&curve(px + BOX_W, py + BOX_H / 2, x, y + BOX_H / 2, class));
         }
         nodes.push_str(&vertex(g, id, x, y, marks));
     }
-    for (n, img) in g.images.iter().enumerate() {
-        let (vx, vy) = at[img.vertex.index()];
-        let y = PAD + n * ROW_H;
-        edges.push_str(&curve(
-            vx + BOX_W,
-            vy + BOX_H / 2,
-            image_col,
-            y + BOX_H / 2,
-            " image",
-        ));
-        let tags = if img.tags.is_empty() {
-            "(no tags)".to_string()
-        } else {
-            img.tags.join(", ")
-        };
-        let on = if img.built_on.is_empty() {
-            String::new()
-        } else {
-            format!("\nbuilt on {}", img.built_on.join(", "))
-        };
-        let info = format!(
-            "image {}\n{}\n{} (stage {}){on}",
-            img.name, tags, img.file, img.stage
-        );
-        let _ = write!(
-            nodes,
-            r#"<g class="image" data-info="{info}"><rect x="{image_col}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="2"/><text x="{tx}" y="{ty1}" class="kind">image {name}</text><text x="{tx}" y="{ty2}">{tags_short}</text><title>{info}</title></g>"#,
-            info = esc(&info),
-            tx = image_col + 8,
-            ty1 = y + 18,
-            ty2 = y + 36,
-            name = esc(&img.name),
-            tags_short = esc(&shorten(&tags, 34)),
-        );
+    for n in 0..g.images.len() {
+        let (edge, node) = image_box(g, n, &at, image_col);
+        edges.push_str(&edge);
+        nodes.push_str(&node);
     }
     let summary = format!(
         "{} image{}, {} vertices ({} shared)",
@@ -114,24 +166,7 @@ pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>rbk build graph</title>
 <style>
-body {{ font: 13px/1.4 system-ui, sans-serif; margin: 0; color: #222; }}
-header {{ padding: 10px 16px; border-bottom: 1px solid #ddd; display: flex; gap: 24px; align-items: center; flex-wrap: wrap; }}
-h1 {{ font-size: 15px; margin: 0; }}
-.legend span {{ display: inline-block; padding: 1px 8px; margin-right: 6px; border: 1px solid #888; border-radius: 3px; }}
-#details {{ position: fixed; right: 12px; bottom: 12px; max-width: 46em; white-space: pre-wrap; background: #fffef4; border: 1px solid #bbb; padding: 8px 10px; font-family: ui-monospace, monospace; font-size: 12px; display: none; }}
-svg text {{ font-family: ui-monospace, monospace; font-size: 11px; pointer-events: none; }}
-svg .kind {{ font-weight: 600; }}
-.vertex rect, .image rect {{ stroke: #666; stroke-width: 1; fill: #fff; }}
-.vertex.shared rect {{ stroke-width: 3; stroke: #8a6d00; }}
-.vertex.base rect, .legend .base {{ fill: #dde6f3; background: #dde6f3; }}
-.vertex.cached rect, .legend .cached {{ fill: #cfead0; background: #cfead0; }}
-.vertex.run rect, .legend .run {{ fill: #ffd8a8; background: #ffd8a8; }}
-.image rect {{ fill: #eee; stroke-dasharray: 4 2; }}
-.vertex:hover rect, .image:hover rect {{ stroke: #000; stroke-width: 2; }}
-path {{ fill: none; stroke: #999; stroke-width: 1.2; }}
-path.from {{ stroke-dasharray: 5 3; stroke: #5a7fb5; }}
-path.image {{ stroke: #bbb; }}
-</style></head>
+{STYLE}</style></head>
 <body>
 <header><h1>rbk build graph</h1><span id="summary">{summary}</span>
 <span class="legend"><span class="base">base image</span><span class="cached">cached</span><span class="run">runs</span><span style="border-width:3px">shared</span></span></header>
@@ -141,16 +176,7 @@ path.image {{ stroke: #bbb; }}
 </svg>
 <div id="details"></div>
 <script>
-(function () {{
-  var details = document.getElementById('details');
-  var shown = document.querySelectorAll('g.vertex, g.image');
-  shown.forEach(function (g) {{
-    g.addEventListener('mouseenter', function () {{ details.textContent = g.getAttribute('data-info'); details.style.display = 'block'; }});
-    g.addEventListener('mouseleave', function () {{ details.style.display = 'none'; }});
-  }});
-  document.body.setAttribute('data-rendered', String(document.querySelectorAll('g.vertex').length));
-}})();
-</script>
+{SCRIPT}</script>
 </body></html>
 "##
     )

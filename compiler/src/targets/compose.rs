@@ -33,51 +33,7 @@ pub fn to_bake(
         let Some(build) = svc.get("build") else {
             continue;
         };
-        let err = |m: String| (0, 0, format!("service {name:?}: {m}"));
-        let mut t = Map::new();
-        match build {
-            Value::String(ctx) => {
-                t.insert("context".into(), json!(ctx));
-            }
-            Value::Object(b) => {
-                for (k, v) in b {
-                    match k.as_str() {
-                        "context" | "dockerfile" | "target" => {
-                            t.insert(k.clone(), v.clone());
-                        }
-                        "args" | "labels" => {
-                            t.insert(
-                                k.clone(),
-                                table(v).map_err(|m| err(format!("build.{k}: {m}")))?,
-                            );
-                        }
-                        "additional_contexts" => {
-                            t.insert(
-                                "contexts".into(),
-                                table(v).map_err(|m| err(format!("build.{k}: {m}")))?,
-                            );
-                        }
-                        "cache_from" | "cache_to" | "tags" | "platforms" | "ssh" => {
-                            let key = k.replace('_', "-");
-                            t.insert(key, list(v).map_err(|m| err(format!("build.{k}: {m}")))?);
-                        }
-                        "no_cache" | "pull" => {
-                            t.insert(k.replace('_', "-"), v.clone());
-                        }
-                        "secrets" => {
-                            let specs = secrets(v, &top_secrets)
-                                .map_err(|m| err(format!("build.secrets: {m}")))?;
-                            t.insert("secret".into(), Value::Array(specs));
-                        }
-                        // What does not change the image (network, shm_size,
-                        // extra_hosts, isolation, privileged …) is ignored,
-                        // as bake does.
-                        _ => {}
-                    }
-                }
-            }
-            _ => return Err(err("build: must be a path or a table".into())),
-        }
+        let mut t = build_target(name, build, &top_secrets).map_err(|m| (0, 0, m))?;
         if !t.contains_key("context") {
             t.insert("context".into(), json!("."));
         }
@@ -107,6 +63,60 @@ fn literal(v: &Value) -> Value {
         Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), literal(x))).collect()),
         other => other.clone(),
     }
+}
+
+/// A service's `build:` section as target keys.
+fn build_target(
+    name: &str,
+    build: &Value,
+    top_secrets: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let err = |m: String| format!("service {name:?}: {m}");
+    let mut t = Map::new();
+    match build {
+        Value::String(ctx) => {
+            t.insert("context".into(), json!(ctx));
+        }
+        Value::Object(b) => {
+            for (k, v) in b {
+                match k.as_str() {
+                    "context" | "dockerfile" | "target" => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                    "args" | "labels" => {
+                        t.insert(
+                            k.clone(),
+                            table(v).map_err(|m| err(format!("build.{k}: {m}")))?,
+                        );
+                    }
+                    "additional_contexts" => {
+                        t.insert(
+                            "contexts".into(),
+                            table(v).map_err(|m| err(format!("build.{k}: {m}")))?,
+                        );
+                    }
+                    "cache_from" | "cache_to" | "tags" | "platforms" | "ssh" => {
+                        let key = k.replace('_', "-");
+                        t.insert(key, list(v).map_err(|m| err(format!("build.{k}: {m}")))?);
+                    }
+                    "no_cache" | "pull" => {
+                        t.insert(k.replace('_', "-"), v.clone());
+                    }
+                    "secrets" => {
+                        let specs = secrets(v, top_secrets)
+                            .map_err(|m| err(format!("build.secrets: {m}")))?;
+                        t.insert("secret".into(), Value::Array(specs));
+                    }
+                    // What does not change the image (network, shm_size,
+                    // extra_hosts, isolation, privileged …) is ignored,
+                    // as bake does.
+                    _ => {}
+                }
+            }
+        }
+        _ => return Err(err("build: must be a path or a table".into())),
+    }
+    Ok(t)
 }
 
 /// A compose map or `KEY=VALUE` list as a table of strings.

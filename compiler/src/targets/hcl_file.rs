@@ -107,6 +107,11 @@ fn declare_functions(ctx: &mut Context<'_>) {
         "trimspace",
         one_string(|a| Ok(Value::String(string(&a[0]).trim().to_string()))),
     );
+    declare_logic_functions(ctx);
+}
+
+/// `equal`, `notequal`, `and`, `or`.
+fn declare_logic_functions(ctx: &mut Context<'_>) {
     ctx.declare_func(
         "equal",
         FuncDef::builder()
@@ -139,6 +144,11 @@ fn declare_functions(ctx: &mut Context<'_>) {
                 ))
             }),
     );
+    declare_list_functions(ctx);
+}
+
+/// `replace`, `join`, `split`, `coalesce`, `length`.
+fn declare_list_functions(ctx: &mut Context<'_>) {
     ctx.declare_func(
         "replace",
         FuncDef::builder()

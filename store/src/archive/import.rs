@@ -60,18 +60,9 @@ pub fn import_with(
     import_for(store, reader, reference, changes, compression, None)
 }
 
-/// [`import_with`] for `platform` (`os/arch[/variant]`, what the image's
-/// config says it is; the host's when `None`), as `docker import
-/// --platform`.
-pub fn import_for(
-    store: &Store,
-    reader: impl Read,
-    reference: Option<&Reference>,
-    changes: &[String],
-    compression: LayerCompression,
-    platform: Option<&str>,
-) -> Result<Image, StoreError> {
-    let (os, architecture, variant) = match platform {
+/// `os/arch[/variant]` as config fields; the host's when `None`.
+fn platform_fields(platform: Option<&str>) -> Result<(String, String, Option<String>), StoreError> {
+    Ok(match platform {
         None => ("linux".to_string(), host_architecture().to_string(), None),
         Some(p) => {
             let parts: Vec<&str> = p.split('/').collect();
@@ -90,7 +81,21 @@ pub fn import_for(
                 }
             }
         }
-    };
+    })
+}
+
+/// [`import_with`] for `platform` (`os/arch[/variant]`, what the image's
+/// config says it is; the host's when `None`), as `docker import
+/// --platform`.
+pub fn import_for(
+    store: &Store,
+    reader: impl Read,
+    reference: Option<&Reference>,
+    changes: &[String],
+    compression: LayerCompression,
+    platform: Option<&str>,
+) -> Result<Image, StoreError> {
+    let (os, architecture, variant) = platform_fields(platform)?;
     // Check the changes before reading a possibly large tarball.
     let mut container = ContainerConfig::default();
     for c in changes {
