@@ -453,7 +453,7 @@ impl Checker<'_, '_> {
                 .or_else(|| f.strip_prefix("platform="))
         });
         self.stage_name(node, name.as_deref(), names);
-        self.from_args(node, &image, platform, globals, escape);
+        self.args_in_from(node, &image, platform, globals, escape);
         self.platform_flag(node, platform, name.as_deref());
         let (env, known) = self.base_scope(node, &image, platform, stage_env);
         (env, known, name)
@@ -488,7 +488,7 @@ impl Checker<'_, '_> {
     }
 
     /// UndefinedArgInFrom, InvalidDefaultArgInFrom.
-    fn from_args(
+    fn args_in_from(
         &mut self,
         node: &Node,
         image: &str,
