@@ -484,21 +484,9 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let input_args = with_oci_layouts_loaded(&store, &args.input)?;
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
     let targets = TargetOptions::of(args, &target_settings, &mut options)?;
-    let ssh_specs = crate::ssh::parse(&targets.ssh)?;
-    let secrets: Vec<(String, SecretSource)> = targets
-        .secrets
-        .iter()
-        .map(|s| parse_secret(s))
-        .collect::<Result<_>>()?;
-    for (id, source) in &secrets {
-        if let SecretSource::File(path) = source {
-            options.secrets.insert(id.clone(), path.clone());
-        }
-    }
-    let _secret_files = env_secret_files(&store, &secrets, &mut options)?;
-    // Agents started for --ssh ID=KEY live until the build ends.
-    let agents = crate::ssh::start(&ssh_specs, &store.root().join("tmp"))?;
-    options.ssh = agents.sockets.clone();
+    // Staged secrets and agents started for --ssh ID=KEY live until the
+    // build ends.
+    let (_secret_files, _agents) = secrets_and_agents(&store, &targets, &mut options)?;
     let bases = BaseImages::new(&store);
     // Made on first use: a build that pulls nothing and shares no cache
     // never touches registry settings (a bad CA file cannot fail it).
@@ -514,20 +502,134 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         tried: Mutex::new(BTreeMap::new()),
     };
     // One image per input: checked before any base is pulled.
-    outputs::check(&outputs, inputs.len())?;
+    check_outputs(args, &outputs, &targets, inputs.len())?;
+    let graph = compile_all(&inputs, &resolver)?;
+    check_no_cache_filter(args, &graph)?;
+    let failures = resolver.failures();
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    if let Some(code) = lint_and_emulate(args, &inputs, &resolver, &graph)? {
+        return Ok(code);
+    }
+    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
+    let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
+    options.inline_cache = caches.inline;
+    for w in &graph.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+        bail!("cannot run build steps here: {why}");
+    }
+    let backend = Backend {
+        compression,
+        from: caches.from,
+        to: caches.to,
+    };
+    let summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
+    let client = || client.get();
+    let done = Done {
+        store: &store,
+        client: &client,
+        outputs: &outputs,
+        targets: &targets,
+        graph: &graph,
+    };
+    done.finish(args, &summary, started)
+}
+
+/// How the store backend is set up for a build.
+struct Backend {
+    compression: Compression,
+    from: Vec<Arc<RemoteCache>>,
+    to: Vec<CacheExport>,
+}
+
+/// Wires the real services into a session and runs the build (Ctrl-C
+/// cancels it).
+fn run_session(
+    root: &Path,
+    store: &Store,
+    bases: &BaseImages<'_>,
+    graph: &rbk_compiler::BuildGraph,
+    options: BuildOptions,
+    setup: Backend,
+    args: &BuildArgs,
+) -> Result<BuildSummary> {
+    let snapshotter = crate::snapshotter(root)?;
+    let backend = StoreBackend::new(store, snapshotter.as_ref())
+        .with_compression(setup.compression)
+        .with_clamped_mtimes(options.source_date_epoch)
+        .with_cache_from(setup.from)
+        .with_cache_to(setup.to);
+    let reporter = progress::reporter(if args.quiet {
+        ProgressMode::Quiet
+    } else {
+        args.progress
+    });
+    let services = Services {
+        bases,
+        images: store,
+        layers: &backend,
+        cache: &backend,
+        executor: &NamespaceExecutor,
+        reporter: reporter.as_ref(),
+        dirs: backend.work_dirs(),
+    };
+    let session = BuildSession::new(graph, services, options)?;
+    let cancel = CancelToken::new();
+    crate::sys::cancel_on_interrupt(&cancel);
+    Ok(session.build(&cancel)?)
+}
+
+/// Stages the secrets (the command line's and the targets') and starts
+/// the SSH agents asked for; both must live until the build ends.
+fn secrets_and_agents(
+    store: &Store,
+    targets: &TargetOptions,
+    options: &mut BuildOptions,
+) -> Result<(Vec<tempfile::TempPath>, crate::ssh::Agents)> {
+    let ssh_specs = crate::ssh::parse(&targets.ssh)?;
+    let secrets: Vec<(String, SecretSource)> = targets
+        .secrets
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<_>>()?;
+    for (id, source) in &secrets {
+        if let SecretSource::File(path) = source {
+            options.secrets.insert(id.clone(), path.clone());
+        }
+    }
+    let held = env_secret_files(store, &secrets, options)?;
+    let agents = crate::ssh::start(&ssh_specs, &store.root().join("tmp"))?;
+    options.ssh = agents.sockets.clone();
+    Ok((held, agents))
+}
+
+/// The outputs against what the build makes, before any base is pulled.
+fn check_outputs(
+    args: &BuildArgs,
+    outputs: &[Output],
+    targets: &TargetOptions,
+    images: usize,
+) -> Result<()> {
+    outputs::check(outputs, images)?;
     for (_, outs) in &targets.outputs {
         outputs::check(outs, 1)?;
     }
     if !args.annotations.is_empty() && outputs.iter().any(Output::docker_media_types) {
         bail!("--annotation needs OCI media types: Docker's schema 2 manifest has no annotations (drop oci-mediatypes=false)");
     }
-    if inputs.len() != 1 && args.iidfile.is_some() {
+    if images != 1 && args.iidfile.is_some() {
         bail!(
-            "--iidfile needs exactly one image, and this build makes {}; use --metadata-file",
-            inputs.len()
+            "--iidfile needs exactly one image, and this build makes {images}; use --metadata-file"
         );
     }
-    let graph = compile_all(&inputs, &resolver)?;
+    Ok(())
+}
+
+/// Every `--no-cache-filter` names a stage of the build.
+fn check_no_cache_filter(args: &BuildArgs, graph: &rbk_compiler::BuildGraph) -> Result<()> {
     for stage in &args.no_cache_filter {
         let known = graph.graph.node_weights().any(|v| {
             v.origins
@@ -538,19 +640,25 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
             bail!("--no-cache-filter {stage}: no stage of that name or index in the build");
         }
     }
-    let failures = resolver.failures();
-    if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
-    }
-    let lint = crate::cmd_check::lint(&inputs, &resolver)?;
+    Ok(())
+}
+
+/// The lint (its findings printed, and with `--check` the exit code) and
+/// QEMU for stages of another architecture (registered now if Debian's
+/// qemu-user-static is there and the handler is missing).
+fn lint_and_emulate(
+    args: &BuildArgs,
+    inputs: &[rbk_compiler::Input],
+    resolver: &dyn rbk_compiler::lower::ImageResolver,
+    graph: &rbk_compiler::BuildGraph,
+) -> Result<Option<i32>> {
+    let lint = crate::cmd_check::lint(inputs, resolver)?;
     if args.check {
-        return Ok(crate::cmd_check::print(&lint));
+        return Ok(Some(crate::cmd_check::print(&lint)));
     }
     let chatty =
         !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
     crate::cmd_check::warn(&lint, chatty)?;
-    // A stage of another architecture runs under QEMU (registered now if
-    // Debian's qemu-user-static is there and the handler is missing).
     let platforms: BTreeSet<&str> = graph
         .graph
         .node_weights()
@@ -568,69 +676,52 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
             }
         }
     }
-    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
-    let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
-    options.inline_cache = caches.inline;
-    for w in &graph.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
-        bail!("cannot run build steps here: {why}");
-    }
-    let snapshotter = crate::snapshotter(root)?;
-    let backend = StoreBackend::new(&store, snapshotter.as_ref())
-        .with_compression(compression)
-        .with_clamped_mtimes(options.source_date_epoch)
-        .with_cache_from(caches.from)
-        .with_cache_to(caches.to);
-    let reporter = progress::reporter(if args.quiet {
-        ProgressMode::Quiet
-    } else {
-        args.progress
-    });
-    let services = Services {
-        bases: &bases,
-        images: &store,
-        layers: &backend,
-        cache: &backend,
-        executor: &NamespaceExecutor,
-        reporter: reporter.as_ref(),
-        dirs: backend.work_dirs(),
-    };
-    let session = BuildSession::new(&graph, services, options)?;
-    let cancel = CancelToken::new();
-    crate::sys::cancel_on_interrupt(&cancel);
-    let summary = session.build(&cancel)?;
-    drop(reporter);
-    outputs::export(&store, &|| client.get(), &outputs, &summary.images)?;
-    for (name, outs) in &targets.outputs {
-        let image: Vec<_> = summary
-            .images
-            .iter()
-            .filter(|i| &i.name == name)
-            .cloned()
-            .collect();
-        outputs::export(&store, &|| client.get(), outs, &image)
-            .with_context(|| format!("target {name:?}: output"))?;
-    }
-    write_result_files(&store, args, &summary)?;
-    if let Some(path) = &args.graph_out {
-        let page =
-            render::render_marked(&graph, render::Format::Html, &build_marks(&graph, &summary));
-        crate::outputs::write_file_atomically(path, |w| Ok(w.write_all(page.as_bytes())?))
-            .with_context(|| format!("--graph-out {}", path.display()))?;
-    }
-    if args.quiet {
-        for img in &summary.images {
-            println!("{}", img.id);
+    Ok(None)
+}
+
+/// What is left once the images are built.
+struct Done<'a> {
+    store: &'a Store,
+    client: &'a dyn Fn() -> Result<Arc<Client>>,
+    outputs: &'a [Output],
+    targets: &'a TargetOptions,
+    graph: &'a rbk_compiler::BuildGraph,
+}
+
+impl Done<'_> {
+    /// Exports the outputs (the build's and each target's), writes the
+    /// result files and the graph page, and reports.
+    fn finish(&self, args: &BuildArgs, summary: &BuildSummary, started: Instant) -> Result<i32> {
+        outputs::export(self.store, self.client, self.outputs, &summary.images)?;
+        for (name, outs) in &self.targets.outputs {
+            let image: Vec<_> = summary
+                .images
+                .iter()
+                .filter(|i| &i.name == name)
+                .cloned()
+                .collect();
+            outputs::export(self.store, self.client, outs, &image)
+                .with_context(|| format!("target {name:?}: output"))?;
         }
-    } else {
-        // Standard output may carry an exported tarball; rawjson keeps
-        // stderr to JSON lines.
-        let to_stdout = outputs.iter().any(Output::writes_stdout);
-        print_summary(&summary, started, args.progress, to_stdout);
+        write_result_files(self.store, args, summary)?;
+        if let Some(path) = &args.graph_out {
+            let marks = build_marks(self.graph, summary);
+            let page = render::render_marked(self.graph, render::Format::Html, &marks);
+            crate::outputs::write_file_atomically(path, |w| Ok(w.write_all(page.as_bytes())?))
+                .with_context(|| format!("--graph-out {}", path.display()))?;
+        }
+        if args.quiet {
+            for img in &summary.images {
+                println!("{}", img.id);
+            }
+        } else {
+            // Standard output may carry an exported tarball; rawjson keeps
+            // stderr to JSON lines.
+            let to_stdout = self.outputs.iter().any(Output::writes_stdout);
+            print_summary(summary, started, args.progress, to_stdout);
+        }
+        Ok(0)
     }
-    Ok(0)
 }
 
 /// What the cache holds for each vertex of `graph`, as the next build
@@ -1091,6 +1182,48 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
     }
 }
 
+/// Imports the `--cache-from` caches, each place once; one that cannot be
+/// imported is a warning, as in BuildKit: the build still works, only
+/// slower.
+fn import_caches(
+    store: &Store,
+    client: &LazyClient<'_>,
+    from: &[(String, Option<&str>)],
+    context: &dyn Fn(Option<&str>) -> String,
+) -> Result<Vec<Arc<RemoteCache>>> {
+    let mut imported: Vec<Arc<RemoteCache>> = Vec::new();
+    let mut seen: Vec<CachePlace> = Vec::new();
+    for (s, target) in from {
+        let spec = parse_cache_spec("--cache-from", s).with_context(|| context(*target))?;
+        if seen.contains(&spec.place) {
+            continue;
+        }
+        seen.push(spec.place.clone());
+        let result = match &spec.place {
+            CachePlace::Inline => continue,
+            CachePlace::Registry(r) => {
+                RemoteCache::import(client.get()?, store, r.clone(), &|_| {})
+                    .map_err(anyhow::Error::from)
+            }
+            CachePlace::Local(dir) => RemoteCache::import_local(dir).map_err(anyhow::Error::from),
+        };
+        match result {
+            Ok(c) => {
+                eprintln!(
+                    "importing cache from {}: {} record{}",
+                    c.source(),
+                    c.len(),
+                    if c.len() == 1 { "" } else { "s" }
+                );
+                imported.push(Arc::new(c));
+            }
+            // As in BuildKit: the build still works, only slower.
+            Err(e) => eprintln!("warning: cannot import cache from {}: {e:#}", spec.place),
+        }
+    }
+    Ok(imported)
+}
+
 /// The caches of a build: imported, exported, and carried inline.
 struct SharedCaches {
     from: Vec<Arc<RemoteCache>>,
@@ -1131,36 +1264,7 @@ fn shared_caches(
         Some(t) => format!("target {t:?} in {}", args.input.path.display()),
         None => "command line".to_string(),
     };
-    let mut imported: Vec<Arc<RemoteCache>> = Vec::new();
-    let mut seen: Vec<CachePlace> = Vec::new();
-    for (s, target) in &from {
-        let spec = parse_cache_spec("--cache-from", s).with_context(|| context(*target))?;
-        if seen.contains(&spec.place) {
-            continue;
-        }
-        seen.push(spec.place.clone());
-        let result = match &spec.place {
-            CachePlace::Inline => continue,
-            CachePlace::Registry(r) => {
-                RemoteCache::import(client.get()?, store, r.clone(), &|_| {})
-                    .map_err(anyhow::Error::from)
-            }
-            CachePlace::Local(dir) => RemoteCache::import_local(dir).map_err(anyhow::Error::from),
-        };
-        match result {
-            Ok(c) => {
-                eprintln!(
-                    "importing cache from {}: {} record{}",
-                    c.source(),
-                    c.len(),
-                    if c.len() == 1 { "" } else { "s" }
-                );
-                imported.push(Arc::new(c));
-            }
-            // As in BuildKit: the build still works, only slower.
-            Err(e) => eprintln!("warning: cannot import cache from {}: {e:#}", spec.place),
-        }
-    }
+    let imported = import_caches(store, client, &from, &context)?;
     let mut exports = Vec::new();
     let mut inline = BTreeSet::new();
     for (s, target) in &to {

@@ -186,33 +186,15 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             changes,
             compression,
             platform,
-        } => {
-            if let Some(p) = &platform {
-                rbk_compiler::platform::Platform::parse(p)
-                    .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))?;
-            }
-            let reference = reference.as_deref().map(Reference::parse).transpose()?;
-            let reader: Box<dyn Read> = if tarball == "-" {
-                Box::new(io::stdin().lock())
-            } else {
-                Box::new(File::open(&tarball).with_context(|| format!("cannot open {tarball}"))?)
-            };
-            let compression = match compression.as_str() {
-                "zstd" => LayerCompression::Zstd,
-                "gzip" => LayerCompression::Gzip,
-                _ => LayerCompression::None,
-            };
-            let image = archive::import_for(
-                &store,
-                reader,
-                reference.as_ref(),
-                &changes,
-                compression,
-                platform.as_deref(),
-            )?;
-            writeln!(out, "{}", image.id)?;
-            Ok(0)
-        }
+        } => import(
+            &store,
+            out,
+            &tarball,
+            reference.as_deref(),
+            &changes,
+            &compression,
+            platform.as_deref(),
+        ),
     }
 }
 
@@ -534,6 +516,43 @@ fn history(
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         &rows,
     )?;
+    Ok(0)
+}
+
+/// `rbk import`.
+fn import(
+    store: &Store,
+    out: &mut dyn Write,
+    tarball: &str,
+    reference: Option<&str>,
+    changes: &[String],
+    compression: &str,
+    platform: Option<&str>,
+) -> anyhow::Result<i32> {
+    if let Some(p) = platform {
+        rbk_compiler::platform::Platform::parse(p)
+            .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))?;
+    }
+    let reference = reference.map(Reference::parse).transpose()?;
+    let reader: Box<dyn Read> = if tarball == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(tarball).with_context(|| format!("cannot open {tarball}"))?)
+    };
+    let compression = match compression {
+        "zstd" => LayerCompression::Zstd,
+        "gzip" => LayerCompression::Gzip,
+        _ => LayerCompression::None,
+    };
+    let image = archive::import_for(
+        store,
+        reader,
+        reference.as_ref(),
+        changes,
+        compression,
+        platform,
+    )?;
+    writeln!(out, "{}", image.id)?;
     Ok(0)
 }
 

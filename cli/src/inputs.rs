@@ -299,6 +299,82 @@ pub fn target_file(args: &BuildInputArgs, syntax: Syntax) -> Result<TargetFile> 
     )?)
 }
 
+/// The inputs and settings of the targets a target file selects, each
+/// after the targets it is built on.
+fn load_targets(
+    args: &BuildInputArgs,
+    syntax: Syntax,
+    build_args: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    named_contexts: &BTreeMap<String, NamedContext>,
+) -> Result<(Vec<Input>, Vec<TargetSettings>)> {
+    if args.file.is_some() {
+        bail!("-f cannot be used with a target file; set `dockerfile` in the target instead");
+    }
+    let file = args.path.display().to_string();
+    let targets = target_file(args, syntax)?;
+    let base = args.path.parent().unwrap_or(Path::new("."));
+    let selected = targets.select(&args.names, base, &file)?;
+    if selected.len() > 1 && !args.tags.is_empty() {
+        bail!(
+            "-t names one image, and {} selects {} targets ({}); name one target, or set tags per target (--set TARGET.tags=NAME)",
+            file,
+            selected.len(),
+            selected.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for t in &selected {
+        if t.platforms.len() > 1 {
+            bail!(
+                "target {:?} lists {} platforms ({}); rbk builds one platform per target today: list one, or use --set {}.platform=PLATFORM",
+                t.name,
+                t.platforms.len(),
+                t.platforms.join(", "),
+                t.name
+            );
+        }
+    }
+    // Every target is a candidate: the selected ones may be built on
+    // others (FROM one of their tags, a target: context), which then
+    // build first in the same run. A target nobody selected whose
+    // Dockerfile cannot be read is left out.
+    let selected_names: Vec<&str> = selected.iter().map(|t| t.name.as_str()).collect();
+    let mut all: Vec<(ResolvedTarget, Input)> = Vec::new();
+    for t in targets.all(base) {
+        let wanted = selected_names.contains(&t.name.as_str());
+        // -t applies to the one target named, not to what it is built on.
+        let tags: &[String] = if wanted { &args.tags } else { &[] };
+        match target_input(&t, args, tags, build_args, labels, named_contexts, base) {
+            Ok(input) => all.push((t, input)),
+            Err(e) if wanted => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let wanted: Vec<usize> = selected
+        .iter()
+        .filter_map(|s| all.iter().position(|(t, _)| t.name == s.name))
+        .collect();
+    let candidates: Vec<Input> = all.iter().map(|(_, i)| i.clone()).collect();
+    let order = dependency_order(&candidates, &wanted, &NoResolver)?;
+    let mut out = Vec::with_capacity(order.len());
+    let mut settings = Vec::new();
+    for i in order {
+        let (t, input) = &all[i];
+        settings.push(TargetSettings {
+            name: t.name.clone(),
+            cache_to: t.cache_to.clone(),
+            cache_from: t.cache_from.clone(),
+            output: t.output.clone(),
+            secret: t.secret.clone(),
+            ssh: t.ssh.clone(),
+            no_cache: t.no_cache,
+            pull: t.pull,
+        });
+        out.push(input.clone());
+    }
+    Ok((out, settings))
+}
+
 /// [`load`], plus each rbk.toml target's settings (none for a context
 /// directory or a Dockerfile).
 pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetSettings>)> {
@@ -312,71 +388,7 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Targ
     let named_contexts = parse_build_contexts(&args.build_contexts)?;
     let kind = path_kind(&args.path)?;
     if let PathKind::Targets(syntax) = kind {
-        if args.file.is_some() {
-            bail!("-f cannot be used with a target file; set `dockerfile` in the target instead");
-        }
-        let file = args.path.display().to_string();
-        let targets = target_file(args, syntax)?;
-        let base = args.path.parent().unwrap_or(Path::new("."));
-        let selected = targets.select(&args.names, base, &file)?;
-        if selected.len() > 1 && !args.tags.is_empty() {
-            bail!(
-                "-t names one image, and {} selects {} targets ({}); name one target, or set tags per target (--set TARGET.tags=NAME)",
-                file,
-                selected.len(),
-                selected.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            );
-        }
-        for t in &selected {
-            if t.platforms.len() > 1 {
-                bail!(
-                    "target {:?} lists {} platforms ({}); rbk builds one platform per target today: list one, or use --set {}.platform=PLATFORM",
-                    t.name,
-                    t.platforms.len(),
-                    t.platforms.join(", "),
-                    t.name
-                );
-            }
-        }
-        // Every target is a candidate: the selected ones may be built on
-        // others (FROM one of their tags, a target: context), which then
-        // build first in the same run. A target nobody selected whose
-        // Dockerfile cannot be read is left out.
-        let selected_names: Vec<&str> = selected.iter().map(|t| t.name.as_str()).collect();
-        let mut all: Vec<(ResolvedTarget, Input)> = Vec::new();
-        for t in targets.all(base) {
-            let wanted = selected_names.contains(&t.name.as_str());
-            // -t applies to the one target named, not to what it is built on.
-            let tags: &[String] = if wanted { &args.tags } else { &[] };
-            match target_input(&t, args, tags, &build_args, &labels, &named_contexts, base) {
-                Ok(input) => all.push((t, input)),
-                Err(e) if wanted => return Err(e),
-                Err(_) => {}
-            }
-        }
-        let wanted: Vec<usize> = selected
-            .iter()
-            .filter_map(|s| all.iter().position(|(t, _)| t.name == s.name))
-            .collect();
-        let candidates: Vec<Input> = all.iter().map(|(_, i)| i.clone()).collect();
-        let order = dependency_order(&candidates, &wanted, &NoResolver)?;
-        let mut out = Vec::with_capacity(order.len());
-        let mut settings = Vec::new();
-        for i in order {
-            let (t, input) = &all[i];
-            settings.push(TargetSettings {
-                name: t.name.clone(),
-                cache_to: t.cache_to.clone(),
-                cache_from: t.cache_from.clone(),
-                output: t.output.clone(),
-                secret: t.secret.clone(),
-                ssh: t.ssh.clone(),
-                no_cache: t.no_cache,
-                pull: t.pull,
-            });
-            out.push(input.clone());
-        }
-        return Ok((out, settings));
+        return load_targets(args, syntax, &build_args, &labels, &named_contexts);
     }
     // A Dockerfile path: its directory is the context (-f may not also
     // name one).

@@ -79,6 +79,65 @@ pub enum Dest {
     File(PathBuf),
 }
 
+/// The `key=value` fields of one `-o`.
+#[derive(Default)]
+struct Fields {
+    kind: Option<String>,
+    dest: Option<String>,
+    names: Vec<Reference>,
+    push: Option<bool>,
+    compression: Option<Compression>,
+    level: Option<i32>,
+    force: bool,
+    oci_types: bool,
+}
+
+/// Reads the fields of `s`; an error says what is wrong.
+fn fields(s: &str) -> Result<Fields, String> {
+    let bad = |why: String| why;
+    let mut f = Fields {
+        oci_types: true,
+        ..Fields::default()
+    };
+    for field in split_csv(s).map_err(|e| bad(e.into()))? {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+        match k {
+            "type" => f.kind = Some(v.to_string()),
+            "dest" => f.dest = Some(v.to_string()),
+            "name" => {
+                for n in v.split(',').filter(|n| !n.is_empty()) {
+                    f.names
+                        .push(Reference::parse(n).map_err(|e| bad(format!("name {n:?}: {e}")))?);
+                }
+            }
+            "push" => f.push = Some(parse_bool(v).map_err(|e| bad(format!("push: {e}")))?),
+            "compression" => {
+                f.compression = Some(
+                    v.parse::<Compression>()
+                        .map_err(|e| bad(format!("compression: {e}")))?,
+                )
+            }
+            "load" | "unpack" | "store" => {
+                parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
+            }
+            "oci-mediatypes" => {
+                f.oci_types = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?
+            }
+            "force-compression" => f.force = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
+            "compression-level" => {
+                f.level = Some(
+                    v.parse::<i32>()
+                        .map_err(|_| bad(format!("compression-level: {v:?} is not a number")))?,
+                )
+            }
+            other => return Err(bad(format!("unknown key {other:?}"))),
+        }
+    }
+    Ok(f)
+}
+
 /// Parses one `-o` value (buildx's CSV syntax, or a bare path or `-`).
 pub fn parse(s: &str) -> Result<Output> {
     if s == "-" {
@@ -93,47 +152,16 @@ pub fn parse(s: &str) -> Result<Output> {
         });
     }
     let bad = |why: String| anyhow::anyhow!("--output {s:?}: {why}; expected {FORMS}");
-    let mut kind = None;
-    let mut dest = None;
-    let mut names = Vec::new();
-    let mut push = None;
-    let mut compression = None;
-    let mut level = None;
-    let mut force = false;
-    let mut oci_types = true;
-    for field in split_csv(s).map_err(|e| bad(e.into()))? {
-        let (k, v) = field
-            .split_once('=')
-            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
-        match k {
-            "type" => kind = Some(v.to_string()),
-            "dest" => dest = Some(v.to_string()),
-            "name" => {
-                for n in v.split(',').filter(|n| !n.is_empty()) {
-                    names.push(Reference::parse(n).map_err(|e| bad(format!("name {n:?}: {e}")))?);
-                }
-            }
-            "push" => push = Some(parse_bool(v).map_err(|e| bad(format!("push: {e}")))?),
-            "compression" => {
-                compression = Some(
-                    v.parse::<Compression>()
-                        .map_err(|e| bad(format!("compression: {e}")))?,
-                )
-            }
-            "load" | "unpack" | "store" => {
-                parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
-            }
-            "oci-mediatypes" => oci_types = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
-            "force-compression" => force = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
-            "compression-level" => {
-                level = Some(
-                    v.parse::<i32>()
-                        .map_err(|_| bad(format!("compression-level: {v:?} is not a number")))?,
-                )
-            }
-            other => return Err(bad(format!("unknown key {other:?}"))),
-        }
-    }
+    let Fields {
+        kind,
+        dest,
+        names,
+        push,
+        compression,
+        level,
+        force,
+        oci_types,
+    } = fields(s).map_err(bad)?;
     let kind = kind.ok_or_else(|| bad("type= is missing".into()))?;
     let need_dest = |dest: Option<String>| -> Result<Dest> {
         match dest.as_deref() {
