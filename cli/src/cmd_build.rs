@@ -896,7 +896,7 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
     let entry = |img: &rbk_scheduler::BuiltImage| -> Result<serde_json::Value> {
         let size = store.content.size(&img.manifest)?;
         let media_type = store
-            .resolve(&img.id.to_string())?
+            .image_by_manifest(&img.manifest, Vec::new())?
             .manifest
             .media_type
             .unwrap_or_else(|| rbk_store::oci::MEDIA_TYPE_OCI_MANIFEST.to_string());

@@ -329,9 +329,16 @@ pub fn export(
     outputs: &[Output],
     images: &[BuiltImage],
 ) -> Result<()> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    // By manifest digest: resolving an id would read every stored manifest.
     let resolved: Vec<Image> = images
         .iter()
-        .map(|b| store.resolve(&b.id.to_string()))
+        .map(|b| {
+            let tags = b.tags.iter().filter_map(|t| Reference::parse(t).ok()).collect();
+            store.image_by_manifest(&b.manifest, tags)
+        })
         .collect::<Result<_, _>>()?;
     for o in outputs {
         match o {
