@@ -336,7 +336,11 @@ pub fn export(
     let resolved: Vec<Image> = images
         .iter()
         .map(|b| {
-            let tags = b.tags.iter().filter_map(|t| Reference::parse(t).ok()).collect();
+            let tags = b
+                .tags
+                .iter()
+                .filter_map(|t| Reference::parse(t).ok())
+                .collect();
             store.image_by_manifest(&b.manifest, tags)
         })
         .collect::<Result<_, _>>()?;
