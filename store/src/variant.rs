@@ -188,17 +188,7 @@ impl Store {
         // there already, old, when ours was committed over it).
         for _ in 0..2 {
             let (digest, size) = self.compress_blob(&layer.digest, to)?;
-            let rec = Record {
-                digest: digest.clone(),
-                size,
-            };
-            let path = self.variant_record_path(&layer.digest, to);
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).at("create directory", dir)?;
-            }
-            let bytes = serde_json::to_vec(&rec)
-                .map_err(|e| StoreError::json(format!("variant record of {}", layer.digest), e))?;
-            write_atomic(self.content.tmp_dir(), &path, &bytes)?;
+            self.write_variant_record(&layer.digest, to, &digest, size)?;
             if self.keep_recent(&digest)? {
                 return Ok(variant(layer, to.compression, digest, size));
             }
@@ -223,16 +213,27 @@ impl Store {
         if !needs_compression(layer, &to) || !self.content.has(&variant.digest) {
             return Ok(());
         }
-        let path = self.variant_record_path(&layer.digest, &to);
+        self.write_variant_record(&layer.digest, &to, &variant.digest, variant.size)
+    }
+
+    /// Records blob `digest` (`size` bytes) as the `to` variant of `source`.
+    fn write_variant_record(
+        &self,
+        source: &Digest,
+        to: &ExportFormat,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.variant_record_path(source, to);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).at("create directory", dir)?;
         }
         let rec = Record {
-            digest: variant.digest.clone(),
-            size: variant.size,
+            digest: digest.clone(),
+            size,
         };
         let bytes = serde_json::to_vec(&rec)
-            .map_err(|e| StoreError::json(format!("variant record of {}", layer.digest), e))?;
+            .map_err(|e| StoreError::json(format!("variant record of {source}"), e))?;
         write_atomic(self.content.tmp_dir(), &path, &bytes)
     }
 

@@ -40,6 +40,13 @@ fn ok(out: Output) -> Output {
     out
 }
 
+/// `out` is a failure (exit 1) whose standard error says `want`.
+fn fails_with(out: &Output, want: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{err}");
+}
+
 /// A second, fresh store holding the same busybox base as `store`
 /// (saved and loaded, so both have the same image id).
 fn second_store_with_base(store: &Path) -> tempfile::TempDir {
@@ -529,12 +536,7 @@ fn archives_take_compression_levels_and_docker_media_types() {
         store.path(),
         &["build", "--annotation", "a=b", "-o", &docker, &ctx_s],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("needs OCI media types"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "needs OCI media types");
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -627,12 +629,7 @@ fn secrets_from_env_and_files_reach_run_and_nothing_else() {
         .env_remove("RBK_SURELY_UNSET_VAR")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("RBK_SURELY_UNSET_VAR is not set"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "RBK_SURELY_UNSET_VAR is not set");
 }
 
 #[test]
@@ -861,8 +858,7 @@ fn ssh_agents_reach_run_mounts_and_nothing_else() {
     )
     .unwrap();
     let out = rbk(store.path(), &["build", &c.display().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--ssh git"), "{}", stderr(&out));
+    fails_with(&out, "--ssh git");
 }
 
 #[test]
@@ -929,12 +925,7 @@ fn build_contexts_stand_in_for_stages_images_and_directories() {
             &ctx_s,
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("is a local directory"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "is a local directory");
     // An OCI layout directory (here: an `rbk save` tarball unpacked) as the
     // base.
     let layout = tempfile::tempdir().unwrap();
@@ -1038,12 +1029,7 @@ fn no_cache_filter_reruns_its_stages_and_what_reads_them() {
         store.path(),
         &["build", "--no-cache-filter", "nosuch", &ctx_s],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--no-cache-filter nosuch"),
-        "{}",
-        stderr(&out)
-    );
+    fails_with(&out, "--no-cache-filter nosuch");
 }
 
 #[test]

@@ -47,8 +47,12 @@ impl Lowerer<'_, '_, '_> {
         env: &dyn Env,
     ) -> Result<(), ParseError> {
         let text = match inst {
-            Instruction::Env(pairs) => self.env(pairs, node, state, env)?,
-            Instruction::Label(pairs) => self.label(pairs, node, state, env)?,
+            Instruction::Env(pairs) => {
+                self.key_values("ENV", pairs, node, env, |k, v| state.env.set(k, v))?
+            }
+            Instruction::Label(pairs) => {
+                self.key_values("LABEL", pairs, node, env, |k, v| state.labels.set(k, v))?
+            }
             Instruction::Maintainer(m) => {
                 state.author = Some(m.clone());
                 format!("MAINTAINER {m}")
@@ -104,15 +108,17 @@ impl Lowerer<'_, '_, '_> {
         Ok(())
     }
 
-    fn env(
+    /// ENV and LABEL: every key and value expanded with the scope before
+    /// the instruction, then handed to `set`; returns the history text.
+    fn key_values(
         &self,
+        keyword: &str,
         pairs: &[(String, String)],
         node: &Node,
-        state: &mut State,
         env: &dyn Env,
+        mut set: impl FnMut(&str, &str),
     ) -> Result<String, ParseError> {
-        let mut text = String::from("ENV");
-        // Every value is expanded with the scope before the instruction.
+        let mut text = String::from(keyword);
         let mut expanded = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             let k = self.expand(node, k, env)?;
@@ -120,25 +126,8 @@ impl Lowerer<'_, '_, '_> {
             text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
             expanded.push((k, v));
         }
-        for (k, v) in expanded {
-            state.env.set(&k, &v);
-        }
-        Ok(text)
-    }
-
-    fn label(
-        &self,
-        pairs: &[(String, String)],
-        node: &Node,
-        state: &mut State,
-        env: &dyn Env,
-    ) -> Result<String, ParseError> {
-        let mut text = String::from("LABEL");
-        for (k, v) in pairs {
-            let k = self.expand(node, k, env)?;
-            let v = self.expand(node, v, env)?;
-            text.push_str(&format!(" {k}={}", quote_if_needed(&v)));
-            state.labels.set(&k, &v);
+        for (k, v) in &expanded {
+            set(k, v);
         }
         Ok(text)
     }

@@ -287,17 +287,28 @@ fn expand_matrix(
 
 /// `v` with `${NAME}` replaced in every string (keys of tables too).
 fn interpolate(v: &Value, vars: &BTreeMap<String, String>) -> Result<Value, String> {
+    map_strings(v, true, &|s| substitute(s, vars))
+}
+
+/// `v` with `f` applied to every string in it (and to the keys of its
+/// tables, with `keys`).
+pub(super) fn map_strings(
+    v: &Value,
+    keys: bool,
+    f: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Value, String> {
     Ok(match v {
-        Value::String(s) => Value::String(substitute(s, vars)?),
+        Value::String(s) => Value::String(f(s)?),
         Value::Array(a) => Value::Array(
             a.iter()
-                .map(|x| interpolate(x, vars))
+                .map(|x| map_strings(x, keys, f))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, x) in m {
-                out.insert(substitute(k, vars)?, interpolate(x, vars)?);
+                let k = if keys { f(k)? } else { k.clone() };
+                out.insert(k, map_strings(x, keys, f)?);
             }
             Value::Object(out)
         }

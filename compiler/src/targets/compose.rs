@@ -57,12 +57,7 @@ pub fn to_bake(
 
 /// Every `${` escaped as bake's `$${`.
 fn literal(v: &Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(s.replace("${", "$${")),
-        Value::Array(a) => Value::Array(a.iter().map(literal).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), literal(x))).collect()),
-        other => other.clone(),
-    }
+    super::bake::map_strings(v, true, &|s| Ok(s.replace("${", "$${"))).unwrap_or_else(|_| v.clone())
 }
 
 /// A service's `build:` section as target keys.
@@ -190,22 +185,7 @@ fn secrets(v: &Value, top: &Map<String, Value>) -> Result<Vec<Value>, String> {
 /// Compose's interpolation over every string: `$VAR`, `${VAR}`,
 /// `${VAR:-default}`, `${VAR-default}`, `$$` for `$`.
 fn interpolate(v: &Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Value, String> {
-    Ok(match v {
-        Value::String(s) => Value::String(expand(s, env)?),
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|x| interpolate(x, env))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, x) in m {
-                out.insert(k.clone(), interpolate(x, env)?);
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    })
+    super::bake::map_strings(v, false, &|s| expand(s, env))
 }
 
 fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
