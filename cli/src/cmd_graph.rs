@@ -49,13 +49,17 @@ pub struct GraphArgs {
     pub input: BuildInputArgs,
 }
 
-/// Compiles every input into one graph.
+/// Compiles every input into one graph, in their order: [`inputs::load`]
+/// gives each input after those it is built on (so ordering them again,
+/// as `Compiler::add_all` would, is not needed).
 pub fn compile_all(
     inputs: &[rbk_compiler::Input],
     resolver: &dyn ImageResolver,
 ) -> Result<rbk_compiler::BuildGraph> {
     let mut c = Compiler::new(resolver);
-    c.add_all(inputs)?;
+    for i in inputs {
+        c.add(i)?;
+    }
     Ok(c.finish())
 }
 

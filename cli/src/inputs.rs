@@ -470,7 +470,8 @@ pub fn print_targets(args: &BuildInputArgs) -> Result<serde_json::Value> {
         names.push(name.to_string());
         targets.insert(name.to_string(), Value::Object(t));
     };
-    match path_kind(&args.path)? {
+    let kind = path_kind(&args.path)?;
+    match kind {
         PathKind::Targets(syntax) => {
             let file = args.path.display().to_string();
             let tf = target_file(args, syntax)?;
@@ -503,7 +504,7 @@ pub fn print_targets(args: &BuildInputArgs) -> Result<serde_json::Value> {
             }
         }
         _ => {
-            let (context, dockerfile) = match (path_kind(&args.path)?, &args.file) {
+            let (context, dockerfile) = match (kind, &args.file) {
                 (PathKind::Dockerfile, _) => (
                     args.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
                     args.path.file_name().map(PathBuf::from).unwrap_or_default(),
