@@ -826,7 +826,7 @@ struct TargetOptions {
 impl TargetOptions {
     fn of(
         args: &BuildArgs,
-        settings: &[inputs::TargetSettings],
+        settings: &[rbk_compiler::targets::ResolvedTarget],
         options: &mut BuildOptions,
     ) -> Result<Self> {
         let mut out = TargetOptions {
@@ -1241,7 +1241,7 @@ fn shared_caches(
     store: &Store,
     client: &LazyClient<'_>,
     args: &BuildArgs,
-    targets: &[inputs::TargetSettings],
+    targets: &[rbk_compiler::targets::ResolvedTarget],
     images: &[String],
 ) -> Result<SharedCaches> {
     let mut from: Vec<(String, Option<&str>)> =

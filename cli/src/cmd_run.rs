@@ -330,12 +330,7 @@ fn resolve(
             args.image
         );
     }
-    let env = merged_env(
-        &config,
-        &flags.extra_env,
-        |k| std::env::var(k).ok(),
-        args.tty,
-    )?;
+    let env = merged_env(&config, &flags.extra_env, crate::env::text, args.tty)?;
     if let Err(why) = sandbox_supported() {
         bail!("cannot run containers here: {why}");
     }

@@ -194,7 +194,7 @@ fn target_input(
         build_args: merged,
         tags,
         labels: target_labels,
-        platform: args.platform.clone().or(t.platform.clone()),
+        platform: args.platform.clone().or(t.platforms.first().cloned()),
         ignore_file: own_ignore_file(&t.dockerfile),
         named_contexts: contexts,
     })
@@ -259,27 +259,6 @@ pub fn path_kind(path: &Path) -> Result<PathKind> {
     })
 }
 
-/// What one rbk.toml target asks of the build besides its image.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TargetSettings {
-    /// The target (image) name.
-    pub name: String,
-    /// Its `cache-to` entries.
-    pub cache_to: Vec<String>,
-    /// Its `cache-from` entries.
-    pub cache_from: Vec<String>,
-    /// Its outputs, as `-o`.
-    pub output: Vec<String>,
-    /// Its secrets, as `--secret`.
-    pub secret: Vec<String>,
-    /// Its SSH agents, as `--ssh`.
-    pub ssh: Vec<String>,
-    /// `no-cache = true`.
-    pub no_cache: bool,
-    /// `pull = true`.
-    pub pull: bool,
-}
-
 /// Reads the Dockerfiles the arguments name.
 pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
     Ok(load_with_settings(args)?.0)
@@ -294,7 +273,7 @@ pub fn target_file(args: &BuildInputArgs, syntax: Syntax) -> Result<TargetFile> 
         &text,
         &file,
         syntax,
-        &|name| std::env::var(name).ok(),
+        &crate::env::text,
         &args.set,
     )?)
 }
@@ -307,7 +286,7 @@ fn load_targets(
     build_args: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
     named_contexts: &BTreeMap<String, NamedContext>,
-) -> Result<(Vec<Input>, Vec<TargetSettings>)> {
+) -> Result<(Vec<Input>, Vec<ResolvedTarget>)> {
     if args.file.is_some() {
         bail!("-f cannot be used with a target file; set `dockerfile` in the target instead");
     }
@@ -360,16 +339,7 @@ fn load_targets(
     let mut settings = Vec::new();
     for i in order {
         let (t, input) = &all[i];
-        settings.push(TargetSettings {
-            name: t.name.clone(),
-            cache_to: t.cache_to.clone(),
-            cache_from: t.cache_from.clone(),
-            output: t.output.clone(),
-            secret: t.secret.clone(),
-            ssh: t.ssh.clone(),
-            no_cache: t.no_cache,
-            pull: t.pull,
-        });
+        settings.push(t.clone());
         out.push(input.clone());
     }
     Ok((out, settings))
@@ -377,7 +347,7 @@ fn load_targets(
 
 /// [`load`], plus each rbk.toml target's settings (none for a context
 /// directory or a Dockerfile).
-pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<TargetSettings>)> {
+pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<ResolvedTarget>)> {
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
         if let Some((k, v)) = parse_build_arg(a)? {

@@ -144,8 +144,6 @@ pub struct ResolvedTarget {
     pub target: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Platform.
-    pub platform: Option<String>,
     /// `cache-to` entries (the target's, else the defaults').
     pub cache_to: Vec<String>,
     /// `cache-from` entries (the target's, else the defaults').
@@ -421,7 +419,6 @@ impl TargetFile {
             args,
             target: t.target.clone().or_else(|| d.target.clone()),
             labels,
-            platform: platforms.first().cloned(),
             cache_to: if t.cache_to.is_empty() {
                 d.cache_to.clone()
             } else {
@@ -560,7 +557,7 @@ no-cache = true
         assert_eq!(names, ["app-v1", "app-v2"]);
         assert_eq!(all[1].tags, ["reg.example/app:2"]);
         assert_eq!(all[1].context, Path::new("/x/base"));
-        assert_eq!(all[1].platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(all[1].platforms, ["linux/amd64"]);
         assert!(all[1].no_cache);
         let json = r#"{"target": {"a": {"context": 3}}}"#;
         let e = TargetFile::parse_with(json, "b.json", Syntax::Json, &|_| None, &[]).unwrap_err();
