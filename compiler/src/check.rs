@@ -448,10 +448,10 @@ impl Checker<'_, '_> {
     ) -> (HashSet<String>, bool, Option<String>) {
         let image = node.args.first().cloned().unwrap_or_default();
         let name = (node.args.len() == 3).then(|| node.args[2].clone());
-        let platform = node.flags.iter().find_map(|f| {
-            f.strip_prefix("--platform=")
-                .or_else(|| f.strip_prefix("platform="))
-        });
+        let platform = node
+            .flags
+            .iter()
+            .find_map(|f| f.strip_prefix("--platform="));
         self.stage_name(node, name.as_deref(), names);
         self.args_in_from(node, &image, platform, globals, escape);
         self.platform_flag(node, platform, name.as_deref());
@@ -815,11 +815,7 @@ impl Checker<'_, '_> {
     /// CopyIgnoredFile: sources from the context that `.dockerignore`
     /// excludes (COPY --from and ADD of URLs read elsewhere).
     fn copy_ignored(&mut self, node: &Node, kw: &str) {
-        if node
-            .flags
-            .iter()
-            .any(|f| f.starts_with("from=") || f.starts_with("--from="))
-        {
+        if node.flags.iter().any(|f| f.starts_with("--from=")) {
             return;
         }
         let n = node.args.len();

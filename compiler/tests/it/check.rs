@@ -190,6 +190,13 @@ fn findings_have_positions_and_the_directive_is_honoured() {
     assert!(lint("# check=skip=all\nfrom base AS X\nMAINTAINER me\n")
         .findings
         .is_empty());
+    // COPY --from reads another stage, not the context: .dockerignore does
+    // not apply.
+    let from_stage = lint("FROM base AS a\nFROM base\nCOPY --from=a secret.txt /\n");
+    assert!(from_stage
+        .findings
+        .iter()
+        .all(|f| f.rule != "CopyIgnoredFile"));
     // A global ARG used in a stage without redeclaring it.
     let r = lint("ARG V=1\nFROM base\nENV A=$V\n");
     assert!(
