@@ -512,16 +512,26 @@ impl BuildGraph {
         out
     }
 
-    /// Number of distinct images using each vertex.
+    /// Number of distinct images using vertex `id`: those whose
+    /// instructions made it, and every image built on one of those (its
+    /// steps hang off that image's).
     pub fn image_users(&self, id: VertexId) -> usize {
-        let mut names: Vec<&str> = self.graph[id]
+        let mut names: std::collections::BTreeSet<&str> = self.graph[id]
             .origins
             .iter()
             .map(|o| o.image.as_str())
             .collect();
-        names.sort_unstable();
-        names.dedup();
-        names.len()
+        loop {
+            let before = names.len();
+            for img in &self.images {
+                if img.built_on.iter().any(|b| names.contains(b.as_str())) {
+                    names.insert(&img.name);
+                }
+            }
+            if names.len() == before {
+                return names.len();
+            }
+        }
     }
 
     /// Vertices that no image needs are dropped (after several Dockerfiles

@@ -338,6 +338,9 @@ fn an_image_built_on_another_target_hangs_off_its_steps() {
     let (base, app) = (image(&g, "base"), image(&g, "app"));
     assert_eq!(app.built_on, vec!["base".to_string()]);
     assert!(base.built_on.is_empty());
+    // The base's steps are the app's too: shared by both images.
+    assert_eq!(g.image_users(base.vertex), 2);
+    assert_eq!(g.image_users(app.vertex), 1);
     // app's steps: the base's ONBUILD trigger, then its own RUN, on top of
     // the base image's last vertex; its config inherits the base's ENV.
     let chain = g.chain(app.vertex);
