@@ -903,6 +903,8 @@ fn a_base_of_another_platform_is_an_error_not_a_fallback() {
     } else {
         "linux/arm64"
     };
+    // Asking for arm64 registers its emulator: not left behind.
+    let _unregister = Unregister::qemu_aarch64();
     let out = rbk(&dir.path().join("store"))
         .args(["build", "--platform", other])
         .arg(&ctx)
@@ -926,7 +928,25 @@ fn a_base_of_another_platform_is_an_error_not_a_fallback() {
 }
 
 /// Unregisters a binfmt_misc handler the test registered, however it ends.
-struct Unregister(Option<std::path::PathBuf>);
+/// Tests holding one run one at a time, so none removes the handler while
+/// another's step needs it.
+struct Unregister(
+    Option<std::path::PathBuf>,
+    #[allow(dead_code)] std::sync::MutexGuard<'static, ()>,
+);
+
+static QEMU_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Unregister {
+    /// A guard for the qemu-aarch64 handler: it removes the handler at the
+    /// end if it was not registered at the start (a build for arm64
+    /// registers it).
+    fn qemu_aarch64() -> Self {
+        let turn = QEMU_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+        Unregister((!entry.exists()).then(|| entry.to_path_buf()), turn)
+    }
+}
 
 impl Drop for Unregister {
     fn drop(&mut self) {
@@ -961,8 +981,7 @@ fn run_for_arm64_runs_under_qemu() {
     if !Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf").exists() {
         return eprintln!("SKIPPED {test}: qemu-user-static is not installed");
     }
-    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
-    let _unregister = Unregister((!entry.exists()).then(|| entry.to_path_buf()));
+    let _unregister = Unregister::qemu_aarch64();
     // An arm64 rootfs from Debian's package, imported as linux/arm64.
     let x = dir.path().join("deb");
     let ok = Command::new("dpkg-deb")
