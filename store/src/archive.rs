@@ -23,9 +23,9 @@ use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::{Image, Store};
 use crate::oci::{
-    host_architecture, Descriptor, ImageConfig, Index, LayerCompression, Manifest,
-    ANNOTATION_REF_NAME, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG,
-    MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+    Descriptor, ImageConfig, Index, LayerCompression, Manifest, PlatformSpec, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::reference::Reference;
 
@@ -77,7 +77,7 @@ pub fn save_items(store: &Store, names: &[String]) -> Result<Vec<SaveItem>, Stor
         };
         match items
             .iter_mut()
-            .find(|i| i.image.manifest_digest == image.manifest_digest)
+            .find(|i| i.image.entry_digest() == image.entry_digest())
         {
             Some(item) => {
                 for n in names {
@@ -145,8 +145,16 @@ fn write_blobs<W: Write>(
     written: &mut Vec<Digest>,
 ) -> Result<(), StoreError> {
     let img = &item.image;
-    let mut blobs = vec![img.manifest_digest.clone(), img.id.clone()];
-    blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+    let mut blobs = Vec::new();
+    // A multi-platform image goes whole: its index and every platform's
+    // image.
+    if let Some(index) = &img.index {
+        blobs.push(index.digest.clone());
+    }
+    for child in store.index_images(img)? {
+        blobs.extend([child.manifest_digest.clone(), child.id.clone()]);
+        blobs.extend(child.manifest.layers.iter().map(|l| l.digest.clone()));
+    }
     let name = item
         .names
         .first()
@@ -184,13 +192,9 @@ impl Documents {
     /// Lists `item` (under each of its names) in all three.
     fn add(&mut self, store: &Store, item: &SaveItem) -> Result<(), StoreError> {
         let img = &item.image;
-        let manifest_size = store.content.size(&img.manifest_digest)?;
-        let mt = img
-            .manifest
-            .media_type
-            .as_deref()
-            .unwrap_or(MEDIA_TYPE_OCI_MANIFEST);
-        let base = Descriptor::new(mt, img.manifest_digest.clone(), manifest_size);
+        // OCI's index.json names the index of a multi-platform image;
+        // Docker's manifest.json (one image per entry) this machine's.
+        let base = store.entry_descriptor(img)?;
         if item.names.is_empty() {
             self.index.manifests.push(base.clone());
         }
@@ -517,61 +521,81 @@ fn check_manifest(
     Ok((manifest, needs, checks))
 }
 
-/// Picks the manifest for this machine from an index (or a manifest list).
-fn pick_platform(st: &Staging, desc: &Descriptor, depth: usize) -> Result<Descriptor, StoreError> {
-    let mt = desc.media_type.as_str();
-    if mt != MEDIA_TYPE_OCI_INDEX && mt != MEDIA_TYPE_DOCKER_MANIFEST_LIST {
-        return Ok(desc.clone());
-    }
-    let blob = st.blob(&desc.digest, Some(desc.size))?;
-    let nested: Index = serde_json::from_slice(&st.read_blob(blob.digest(), blob.size())?)
-        .map_err(|e| StoreError::json(format!("index {}", desc.digest), e))?;
-    let arch = host_architecture();
-    let chosen = nested
-        .manifests
-        .iter()
-        .find(|m| {
-            m.platform
-                .as_ref()
-                .is_some_and(|p| p.architecture == arch && p.os == "linux")
-        })
-        .or_else(|| (nested.manifests.len() == 1).then(|| &nested.manifests[0]))
-        .ok_or_else(|| StoreError::UnsupportedMediaType {
-            media_type: format!("{mt} without a linux/{arch} manifest"),
-            what: format!("index {}", desc.digest),
-        })?;
-    if depth > 4 {
-        return Err(StoreError::UnsupportedMediaType {
-            media_type: mt.to_string(),
-            what: "nested indexes".into(),
-        });
-    }
-    pick_platform(st, chosen, depth + 1)
-}
-
 fn find_oci(st: &Staging) -> Result<Vec<Found>, StoreError> {
     let index: Index = st.json("index.json")?;
     let mut out: Vec<Found> = Vec::new();
     for entry in &index.manifests {
-        let desc = pick_platform(st, entry, 0)?;
-        let (manifest, mut needs, checks) = check_manifest(st, &desc)?;
-        if entry.digest != desc.digest {
-            needs.push(entry.digest.clone());
-        }
+        let mt = entry.media_type.as_str();
+        let (config_digest, needs, checks) =
+            if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+                check_index(st, entry)?
+            } else {
+                let (manifest, needs, checks) = check_manifest(st, entry)?;
+                (manifest.config.digest, needs, checks)
+            };
         let names = names_of(entry)?;
-        match out.iter_mut().find(|f| f.manifest.digest == desc.digest) {
+        match out.iter_mut().find(|f| f.manifest.digest == entry.digest) {
             Some(f) => f.names.extend(names),
             None => out.push(Found {
-                manifest: desc,
+                manifest: entry.clone(),
                 manifest_bytes: None,
                 needs,
                 names,
-                config_digest: manifest.config.digest,
+                config_digest,
                 checks,
             }),
         }
     }
     Ok(out)
+}
+
+/// Checks a multi-platform index and each platform's image the archive
+/// holds (an archive may carry some platforms only; the index is kept
+/// whole, its other platforms absent); at least one must be there. Returns
+/// the config digest of this machine's platform (else the first), what to
+/// publish and the layers to verify.
+fn check_index(
+    st: &Staging,
+    desc: &Descriptor,
+) -> Result<(Digest, Vec<Digest>, Vec<LayerCheck>), StoreError> {
+    let blob = st.blob(&desc.digest, Some(desc.size))?;
+    let index: Index = serde_json::from_slice(&st.read_blob(blob.digest(), blob.size())?)
+        .map_err(|e| StoreError::json(format!("index {}", desc.digest), e))?;
+    let host = PlatformSpec::host();
+    let mut needs = vec![desc.digest.clone()];
+    let mut checks = Vec::new();
+    let mut chosen: Option<(bool, Digest)> = None;
+    for m in &index.manifests {
+        let Some(p) = m.platform.as_ref().filter(|p| p.os != "unknown") else {
+            continue;
+        };
+        if !st.blobs.contains_key(&m.digest) {
+            continue;
+        }
+        if m.media_type == MEDIA_TYPE_OCI_INDEX || m.media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+            return Err(StoreError::UnsupportedMediaType {
+                media_type: m.media_type.clone(),
+                what: format!("index {} (an index inside an index)", desc.digest),
+            });
+        }
+        let (manifest, n, c) = check_manifest(st, m)?;
+        needs.extend(n);
+        checks.extend(c);
+        let native = host.matches(p);
+        if chosen
+            .as_ref()
+            .is_none_or(|(was_native, _)| native && !was_native)
+        {
+            chosen = Some((native, manifest.config.digest));
+        }
+    }
+    let Some((_, config)) = chosen else {
+        return Err(StoreError::UnsupportedMediaType {
+            media_type: format!("{} with none of its images in the archive", desc.media_type),
+            what: format!("index {}", desc.digest),
+        });
+    };
+    Ok((config, needs, checks))
 }
 
 fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
@@ -749,7 +773,7 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> 
     })?;
     entries
         .into_iter()
-        .map(|(desc, tags)| store.image_by_manifest(&desc.digest, tags))
+        .map(|(desc, tags)| store.image_by_entry(&desc.digest, tags, None))
         .collect()
 }
 

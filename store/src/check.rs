@@ -25,9 +25,7 @@ use crate::error::{IoResultExt, StoreError};
 use crate::images::Store;
 use crate::lease::live_leases;
 use crate::lock::LockMode;
-use crate::oci::{
-    chain_ids, ImageConfig, Manifest, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX,
-};
+use crate::oci::{chain_ids, ImageConfig, Index, Manifest};
 use crate::snapshot::{fsck, SnapshotHealth, SnapshotKind};
 
 /// How to check.
@@ -369,8 +367,8 @@ enum ImageProblem {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{digest} is an index ({media_type}), which this store does not hold")]
-    Index { digest: Digest, media_type: String },
+    #[error("none of the images of its index {digest} is in the store")]
+    NoPlatform { digest: Digest },
     #[error("its config lists {config} layers but its manifest {manifest}")]
     LayerCount { config: usize, manifest: usize },
 }
@@ -424,16 +422,26 @@ fn image_problem(
     };
     sound(digest, "manifest")?;
     reach.blobs.insert(digest.clone());
-    let manifest: Manifest =
-        serde_json::from_slice(&read(digest, "manifest")?).map_err(invalid(digest, "manifest"))?;
-    if let Some(mt) = manifest.media_type.as_deref() {
-        if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
-            return Err(ImageProblem::Index {
+    let bytes = read(digest, "manifest")?;
+    if Store::is_index_document(&bytes) {
+        // A multi-platform index: each platform's image that is here must
+        // be whole, and at least one must be here.
+        let index: Index = serde_json::from_slice(&bytes).map_err(invalid(digest, "index"))?;
+        let mut present = 0;
+        for d in &index.manifests {
+            if store.content.has(&d.digest) || corrupt.contains(&d.digest) {
+                image_problem(store, &d.digest, corrupt, reach)?;
+                present += 1;
+            }
+        }
+        if present == 0 {
+            return Err(ImageProblem::NoPlatform {
                 digest: digest.clone(),
-                media_type: mt.to_string(),
             });
         }
+        return Ok(());
     }
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(invalid(digest, "manifest"))?;
     reach.blobs.insert(manifest.config.digest.clone());
     reach
         .blobs

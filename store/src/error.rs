@@ -71,6 +71,38 @@ pub enum StoreError {
         #[source]
         source: Box<StoreError>,
     },
+    /// A `--platform` value that is not `os/arch[/variant]`.
+    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+    InvalidPlatform(String),
+    /// An image index without the platform asked for.
+    #[error("image {image} has no {wanted} variant (it has {})", if .available.is_empty() { "none in this store".to_string() } else { .available.join(", ") })]
+    PlatformNotInImage {
+        /// The image.
+        image: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms it has in this store.
+        available: Vec<String>,
+    },
+    /// An index whose platforms are not all in the store, asked to leave
+    /// it whole (push, save).
+    #[error("image {image} lists platforms that are not in this store: {} (pull them: `rbk pull --all-platforms`)", .missing.join(", "))]
+    IncompleteIndex {
+        /// The image.
+        image: String,
+        /// The platforms missing.
+        missing: Vec<String>,
+    },
+    /// Two images of one platform put in one index.
+    #[error("two images for {platform} in one index ({first} and {second}): an index holds one image per platform")]
+    DuplicatePlatform {
+        /// The platform.
+        platform: String,
+        /// The first image.
+        first: String,
+        /// The second.
+        second: String,
+    },
     /// An image name that does not follow Docker's reference grammar.
     #[error("invalid reference {text:?}: {reason}")]
     InvalidReference {

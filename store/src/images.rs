@@ -17,7 +17,7 @@ use crate::error::{IoResultExt, StoreError};
 use crate::lease::{live_leases, Leased};
 use crate::lock::{lock, LockGuard, LockMode};
 use crate::oci::{
-    chain_ids, Descriptor, ImageConfig, Index, Manifest, ANNOTATION_REF_NAME,
+    chain_ids, Descriptor, ImageConfig, Index, Manifest, PlatformSpec, ANNOTATION_REF_NAME,
     MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG,
     MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
@@ -39,6 +39,9 @@ pub struct Image {
     /// Bytes of content: config plus layer blobs as stored (uncompressed
     /// for layers rbk built or imported, compressed for pulled ones).
     pub size: u64,
+    /// The multi-platform index the name resolved through, when it names
+    /// one: this image is one of its platforms.
+    pub index: Option<ImageIndex>,
 }
 
 impl Image {
@@ -46,6 +49,70 @@ impl Image {
     pub fn chain_ids(&self) -> Vec<Digest> {
         chain_ids(&self.config.rootfs.diff_ids)
     }
+
+    /// The digest its name points at: the index's, or the manifest's.
+    pub fn entry_digest(&self) -> &Digest {
+        self.index
+            .as_ref()
+            .map_or(&self.manifest_digest, |i| &i.digest)
+    }
+
+    /// Its platform (`os/arch[/variant]`), when the config states one.
+    pub fn platform(&self) -> Option<PlatformSpec> {
+        PlatformSpec::of_config(&self.config)
+    }
+}
+
+/// An image index (OCI index or Docker manifest list) in the store: one
+/// name for the images of several platforms. A pull of some platforms keeps
+/// the whole index with only those platforms' images present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageIndex {
+    /// The index's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// The index.
+    pub index: Index,
+    /// For each entry of `index.manifests`: whether its manifest is in the
+    /// store (and so the image usable here).
+    pub present: Vec<bool>,
+}
+
+impl ImageIndex {
+    /// The entries that are images of a platform, with whether each is
+    /// present: (platform, manifest descriptor, present).
+    pub fn platforms(&self) -> impl Iterator<Item = (PlatformSpec, &Descriptor, bool)> {
+        self.index
+            .manifests
+            .iter()
+            .zip(&self.present)
+            .filter_map(|(d, &present)| {
+                let p = d.platform.as_ref()?;
+                // Attestation manifests (BuildKit's `unknown/unknown`).
+                (p.os != "unknown").then(|| (PlatformSpec::of_platform(p), d, present))
+            })
+    }
+
+    /// The platforms present in the store, as `os/arch[/variant]`.
+    pub fn present_platforms(&self) -> Vec<String> {
+        self.platforms()
+            .filter(|(_, _, present)| *present)
+            .map(|(p, _, _)| p.to_string())
+            .collect()
+    }
+
+    /// The entry for `want`, if present; else `None`.
+    fn entry_for(&self, want: &PlatformSpec) -> Option<&Descriptor> {
+        self.platforms()
+            .find(|(p, _, present)| *present && want.accepts(p))
+            .map(|(_, d, _)| d)
+    }
+}
+
+/// Whether a media type names an index rather than one image's manifest.
+pub fn is_index_media_type(media_type: &str) -> bool {
+    media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
 }
 
 /// What `remove` did, in order, for `rmi` to print.
@@ -168,9 +235,20 @@ impl Store {
         manifest_digest: &Digest,
         tags: Vec<Reference>,
     ) -> Result<Image, StoreError> {
-        let manifest: Manifest = self.read_json(manifest_digest, "manifest")?;
+        let bytes = self.content.read(manifest_digest)?;
+        self.image_from_manifest(manifest_digest, &bytes, tags)
+    }
+
+    fn image_from_manifest(
+        &self,
+        manifest_digest: &Digest,
+        bytes: &[u8],
+        tags: Vec<Reference>,
+    ) -> Result<Image, StoreError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::json(format!("manifest {manifest_digest}"), e))?;
         if let Some(mt) = &manifest.media_type {
-            if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+            if is_index_media_type(mt) {
                 return Err(StoreError::UnsupportedMediaType {
                     media_type: mt.clone(),
                     what: format!("manifest {manifest_digest}"),
@@ -186,7 +264,78 @@ impl Store {
             config,
             tags,
             size,
+            index: None,
         })
+    }
+
+    /// Reads the index blob `digest` and which of its images are here.
+    pub fn read_image_index(&self, digest: &Digest) -> Result<ImageIndex, StoreError> {
+        let index: Index = self.read_json(digest, "index")?;
+        let present = index
+            .manifests
+            .iter()
+            .map(|d| self.content.has(&d.digest))
+            .collect();
+        Ok(ImageIndex {
+            digest: digest.clone(),
+            media_type: index
+                .media_type
+                .clone()
+                .unwrap_or_else(|| MEDIA_TYPE_OCI_INDEX.to_string()),
+            index,
+            present,
+        })
+    }
+
+    /// Whether a document an `index.json` entry names is an index: by its
+    /// media type, or (another tool's layout may leave it out) its shape.
+    pub(crate) fn is_index_document(bytes: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Shape {
+            media_type: Option<String>,
+            manifests: Option<serde::de::IgnoredAny>,
+        }
+        serde_json::from_slice::<Shape>(bytes).is_ok_and(|shape| {
+            shape.media_type.as_deref().is_some_and(is_index_media_type)
+                || (shape.media_type.is_none() && shape.manifests.is_some())
+        })
+    }
+
+    /// The image an `index.json` entry names: its manifest's, or from an
+    /// index the one for `want` (an error naming the platforms it has when
+    /// absent) — without `want`, this machine's platform, else the first
+    /// present.
+    pub fn image_by_entry(
+        &self,
+        digest: &Digest,
+        tags: Vec<Reference>,
+        want: Option<&PlatformSpec>,
+    ) -> Result<Image, StoreError> {
+        let bytes = self.content.read(digest)?;
+        if !Self::is_index_document(&bytes) {
+            return self.image_from_manifest(digest, &bytes, tags);
+        }
+        let index = self.read_image_index(digest)?;
+        let name = tags
+            .first()
+            .map_or_else(|| digest.to_string(), Reference::familiar);
+        let entry = match want {
+            Some(w) => index.entry_for(w),
+            None => index
+                .entry_for(&PlatformSpec::host())
+                .or_else(|| index.platforms().find(|e| e.2).map(|e| e.1)),
+        };
+        let Some(entry) = entry else {
+            return Err(StoreError::PlatformNotInImage {
+                image: name,
+                wanted: want.map_or_else(|| "usable".to_string(), ToString::to_string),
+                available: index.present_platforms(),
+            });
+        };
+        let mut image = self.image_by_manifest(&entry.digest.clone(), tags)?;
+        image.index = Some(index);
+        Ok(image)
     }
 
     /// The index grouped by manifest: each manifest digest with its tags
@@ -221,12 +370,12 @@ impl Store {
             let name = tags
                 .first()
                 .map_or_else(|| digest.to_string(), Reference::familiar);
-            let image = self
-                .image_by_manifest(&digest, tags)
-                .map_err(|e| StoreError::InImage {
-                    image: name,
-                    source: Box::new(e),
-                })?;
+            let image =
+                self.image_by_entry(&digest, tags, None)
+                    .map_err(|e| StoreError::InImage {
+                        image: name,
+                        source: Box::new(e),
+                    })?;
             images.push(image);
         }
         images.sort_by(|a, b| {
@@ -240,26 +389,69 @@ impl Store {
 
     /// Finds an image by tag (`nginx`, `nginx:1`), full or short id (config
     /// digest, with or without `sha256:`), or manifest digest
-    /// (`name@sha256:…` or `sha256:…`).
+    /// (`name@sha256:…` or `sha256:…`). A name of a multi-platform index
+    /// gives this machine's platform (else the first present).
     pub fn resolve(&self, name_or_id: &str) -> Result<Image, StoreError> {
+        self.resolve_for(name_or_id, None)
+    }
+
+    /// [`Store::resolve`] for platform `want`: from an index, that
+    /// platform's image, or an error naming the platforms it has. A
+    /// single-platform image is returned as it is (the caller checks its
+    /// platform, see [`Image::platform`]).
+    pub fn resolve_for(
+        &self,
+        name_or_id: &str,
+        want: Option<&PlatformSpec>,
+    ) -> Result<Image, StoreError> {
+        let image = self.find(name_or_id)?;
+        match (want, &image.index) {
+            (Some(w), Some(index)) => {
+                let digest = index.digest.clone();
+                self.image_by_entry(&digest, image.tags, Some(w))
+                    .map_err(|e| match e {
+                        StoreError::PlatformNotInImage {
+                            wanted, available, ..
+                        } => StoreError::PlatformNotInImage {
+                            image: name_or_id.to_string(),
+                            wanted,
+                            available,
+                        },
+                        e => e,
+                    })
+            }
+            _ => Ok(image),
+        }
+    }
+
+    fn find(&self, name_or_id: &str) -> Result<Image, StoreError> {
         let not_found = || StoreError::ImageNotFound {
             name: name_or_id.to_string(),
         };
         let images = self.list()?;
-        if let Ok(d) = name_or_id.parse::<Digest>() {
-            return images
+        let is = |i: &Image, d: &Digest| {
+            &i.id == d
+                || &i.manifest_digest == d
+                || i.index.as_ref().is_some_and(|x| &x.digest == d)
+        };
+        let digest = name_or_id.parse::<Digest>().ok().or_else(|| {
+            Reference::parse(name_or_id)
+                .ok()
+                .and_then(|r| r.digest().cloned())
+        });
+        if let Some(d) = &digest {
+            if let Some(i) = images.iter().find(|i| is(i, d)) {
+                return Ok(i.clone());
+            }
+            // Another platform of an index.
+            return self
+                .index_members(&images)?
                 .into_iter()
-                .find(|i| i.id == d || i.manifest_digest == d)
+                .find(|i| is(i, d))
                 .ok_or_else(not_found);
         }
         if let Ok(r) = Reference::parse(name_or_id) {
-            let hit = match r.digest() {
-                Some(d) => images
-                    .iter()
-                    .find(|i| &i.manifest_digest == d || &i.id == d),
-                None => images.iter().find(|i| i.tags.contains(&r)),
-            };
-            if let Some(i) = hit {
+            if let Some(i) = images.iter().find(|i| i.tags.contains(&r)) {
                 return Ok(i.clone());
             }
         }
@@ -271,6 +463,13 @@ impl Store {
                 .into_iter()
                 .filter(|i| i.id.hex().starts_with(&prefix))
                 .collect();
+            if hits.is_empty() {
+                hits = self
+                    .index_members(&self.list()?)?
+                    .into_iter()
+                    .filter(|i| i.id.hex().starts_with(&prefix))
+                    .collect();
+            }
             let mut ids: Vec<String> = hits.iter().map(|i| i.id.short().to_string()).collect();
             ids.dedup();
             return match ids.len() {
@@ -285,13 +484,38 @@ impl Store {
         Err(not_found())
     }
 
+    /// The present images of the indexes among `images` that `list` does
+    /// not show (each index shows as its default platform), untagged.
+    fn index_members(&self, images: &[Image]) -> Result<Vec<Image>, StoreError> {
+        let mut out = Vec::new();
+        for i in images {
+            let Some(index) = &i.index else { continue };
+            for (_, desc, present) in index.platforms() {
+                if present && desc.digest != i.manifest_digest {
+                    out.push(self.image_by_manifest(&desc.digest, Vec::new())?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Store::resolve`], leasing what the image is made of (its blobs and
     /// its layers' snapshots) to this process in the same critical section,
     /// so a concurrent `rmi` + `prune` cannot take it away while it is used
     /// (a build's base, the image `run`, `save` or `push` read).
     pub fn resolve_leased(&self, name_or_id: &str) -> Result<Image, StoreError> {
+        self.resolve_leased_for(name_or_id, None)
+    }
+
+    /// [`Store::resolve_leased`] for platform `want` (see
+    /// [`Store::resolve_for`]).
+    pub fn resolve_leased_for(
+        &self,
+        name_or_id: &str,
+        want: Option<&PlatformSpec>,
+    ) -> Result<Image, StoreError> {
         let _guard = self.lock(LockMode::Shared)?;
-        let image = self.resolve(name_or_id)?;
+        let image = self.resolve_for(name_or_id, want)?;
         self.lease_image(&image)?;
         Ok(image)
     }
@@ -301,6 +525,7 @@ impl Store {
     fn lease_image(&self, image: &Image) -> Result<(), StoreError> {
         let blobs = [&image.manifest_digest, &image.manifest.config.digest]
             .into_iter()
+            .chain(image.index.as_ref().map(|i| &i.digest))
             .chain(image.manifest.layers.iter().map(|l| &l.digest))
             .map(|d| Leased::Blob(d.clone()));
         let snapshots = image
@@ -429,29 +654,197 @@ impl Store {
         self.update_index(|index| {
             before()?;
             for (desc, tags) in entries {
-                let manifest: Manifest = self.read_json(&desc.digest, "manifest")?;
-                let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
-                if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
-                    return Err(StoreError::BlobMissing {
-                        digest: missing.digest.clone(),
-                    });
-                }
+                self.check_complete(&desc.digest)?;
                 add_entry(index, desc, tags);
             }
             Ok(())
         })
     }
 
-    /// Points tag `r` at `image` (moving it from any other image).
-    pub fn tag(&self, image: &Image, r: &Reference) -> Result<(), StoreError> {
-        check_taggable(r)?;
+    /// Checks that the manifest `digest` names has its config and layers
+    /// in the store; for an index, that each of its images here does, and
+    /// that at least one is.
+    fn check_complete(&self, digest: &Digest) -> Result<(), StoreError> {
+        let bytes = self.content.read(digest)?;
+        if Self::is_index_document(&bytes) {
+            let index = self.read_image_index(digest)?;
+            let mut any = false;
+            for (_, desc, present) in index.platforms() {
+                if present {
+                    self.check_complete(&desc.digest)?;
+                    any = true;
+                }
+            }
+            if !any {
+                let first = index.index.manifests.first().map(|d| d.digest.clone());
+                return Err(StoreError::BlobMissing {
+                    digest: first.unwrap_or_else(|| digest.clone()),
+                });
+            }
+            return Ok(());
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
+        let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
+        if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
+            return Err(StoreError::BlobMissing {
+                digest: missing.digest.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The descriptor `index.json` lists `image` by: its index's, when it
+    /// was found through one, else its manifest's.
+    pub fn entry_descriptor(&self, image: &Image) -> Result<Descriptor, StoreError> {
+        if let Some(index) = &image.index {
+            let size = self.content.size(&index.digest)?;
+            return Ok(Descriptor::new(
+                &index.media_type,
+                index.digest.clone(),
+                size,
+            ));
+        }
         let size = self.content.size(&image.manifest_digest)?;
         let media_type = image
             .manifest
             .media_type
             .clone()
             .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
-        let desc = Descriptor::new(&media_type, image.manifest_digest.clone(), size);
+        Ok(Descriptor::new(
+            &media_type,
+            image.manifest_digest.clone(),
+            size,
+        ))
+    }
+
+    /// The index entry for `image`: its manifest's descriptor with its
+    /// platform.
+    fn platform_entry(&self, image: &Image) -> Result<(PlatformSpec, Descriptor), StoreError> {
+        let platform = image
+            .platform()
+            .ok_or_else(|| StoreError::PlatformNotInImage {
+                image: image.id.to_string(),
+                wanted: "a stated platform".to_string(),
+                available: Vec::new(),
+            })?;
+        let size = self.content.size(&image.manifest_digest)?;
+        let media_type = image
+            .manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let mut desc = Descriptor::new(&media_type, image.manifest_digest.clone(), size);
+        desc.platform = Some(platform.to_platform());
+        Ok((platform, desc))
+    }
+
+    /// Writes an OCI image index over `images` (one per platform, each
+    /// stating its platform) and points `tags` at it: what a
+    /// multi-platform build and `rbk manifest create` make.
+    pub fn commit_index(
+        &self,
+        images: &[Image],
+        tags: &[Reference],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Image, StoreError> {
+        let mut entries: Vec<(PlatformSpec, Descriptor)> = Vec::new();
+        for image in images {
+            let (platform, desc) = self.platform_entry(image)?;
+            if let Some((_, first)) = entries.iter().find(|(p, _)| *p == platform) {
+                return Err(StoreError::DuplicatePlatform {
+                    platform: platform.to_string(),
+                    first: first.digest.to_string(),
+                    second: desc.digest.to_string(),
+                });
+            }
+            entries.push((platform, desc));
+        }
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
+            manifests: entries.into_iter().map(|(_, d)| d).collect(),
+            annotations: annotations.clone(),
+        };
+        self.commit_index_document(&index, tags)
+    }
+
+    fn commit_index_document(
+        &self,
+        index: &Index,
+        tags: &[Reference],
+    ) -> Result<Image, StoreError> {
+        let bytes = serde_json::to_vec(index).map_err(|e| StoreError::json("image index", e))?;
+        let digest = Digest::of(&bytes);
+        let desc = Descriptor::new(MEDIA_TYPE_OCI_INDEX, digest.clone(), bytes.len() as u64);
+        for t in tags {
+            check_taggable(t)?;
+        }
+        let members: HashSet<&Digest> = index.manifests.iter().map(|d| &d.digest).collect();
+        self.update_index(|entries| {
+            self.content.put(&bytes)?;
+            self.check_complete(&digest)?;
+            add_entry(entries, &desc, tags);
+            // Its platforms' images are listed through it now, not as
+            // images without a name.
+            entries
+                .manifests
+                .retain(|d| d.ref_name().is_some() || !members.contains(&d.digest));
+            Ok(())
+        })?;
+        let mut tags = tags.to_vec();
+        tags.sort();
+        tags.dedup();
+        self.image_by_entry(&digest, tags, None)
+    }
+
+    /// Puts `image` (of one platform) under `r` beside the platforms `r`
+    /// already names (`rbk import --platform`): into `r`'s index, replacing
+    /// the entry of the same platform; a single image of another platform
+    /// under `r` makes an index of both; one of the same platform (or no
+    /// image) is replaced.
+    pub fn add_platform(&self, r: &Reference, image: &Image) -> Result<Image, StoreError> {
+        check_taggable(r)?;
+        let (platform, desc) = self.platform_entry(image)?;
+        let current = match self.resolve(&r.to_string()) {
+            Ok(current) => Some(current),
+            Err(StoreError::ImageNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut manifests: Vec<Descriptor> = match current {
+            None => Vec::new(),
+            Some(cur) => match &cur.index {
+                Some(index) => index.index.manifests.clone(),
+                None => match self.platform_entry(&cur) {
+                    Ok((p, d)) if p != platform => vec![d],
+                    _ => Vec::new(),
+                },
+            },
+        };
+        if manifests.is_empty() {
+            self.tag(image, r)?;
+            return self.resolve(&r.to_string());
+        }
+        manifests.retain(|d| {
+            d.platform
+                .as_ref()
+                .is_none_or(|p| PlatformSpec::of_platform(p) != platform)
+        });
+        manifests.push(desc);
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
+            manifests,
+            annotations: BTreeMap::new(),
+        };
+        self.commit_index_document(&index, std::slice::from_ref(r))
+    }
+
+    /// Points tag `r` at `image` (moving it from any other image); at its
+    /// index when it was found through one.
+    pub fn tag(&self, image: &Image, r: &Reference) -> Result<(), StoreError> {
+        check_taggable(r)?;
+        let desc = self.entry_descriptor(image)?;
         self.update_index(|index| {
             // A concurrent prune may have collected a dangling image.
             if !self.content.has(&desc.digest) {
@@ -506,7 +899,8 @@ impl Store {
             }
             None => {
                 let image = self.resolve(name_or_id)?;
-                (None, image.manifest_digest, image.tags, image.id)
+                let entry = image.entry_digest().clone();
+                (None, entry, image.tags, image.id)
             }
         };
         let untag: Vec<Reference> = match &by_tag {
@@ -575,13 +969,8 @@ impl Store {
                 image: name.clone(),
                 source: Box::new(e),
             };
-            let manifest: Manifest = self.read_json(&desc.digest, "manifest").map_err(wrap)?;
-            keep_blobs.insert(manifest.config.digest.clone());
-            keep_blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-            let config: ImageConfig = self
-                .read_json(&manifest.config.digest, "config")
+            self.keep_image(&desc.digest, &mut keep_blobs, &mut keep_chains)
                 .map_err(wrap)?;
-            keep_chains.extend(chain_ids(&config.rootfs.diff_ids));
         }
         for rec in self.cache.list()? {
             keep_blobs.extend(rec.layer.map(|l| l.digest));
@@ -617,6 +1006,34 @@ impl Store {
             report.snapshots.push(chain);
         }
         Ok(report)
+    }
+
+    /// Adds what the manifest or index `digest` needs to the kept blobs and
+    /// snapshots: for an index, each of its images present here.
+    fn keep_image(
+        &self,
+        digest: &Digest,
+        keep_blobs: &mut HashSet<Digest>,
+        keep_chains: &mut HashSet<Digest>,
+    ) -> Result<(), StoreError> {
+        let bytes = self.content.read(digest)?;
+        if Self::is_index_document(&bytes) {
+            let index: Index = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::json(format!("index {digest}"), e))?;
+            for d in &index.manifests {
+                if self.content.has(&d.digest) && keep_blobs.insert(d.digest.clone()) {
+                    self.keep_image(&d.digest, keep_blobs, keep_chains)?;
+                }
+            }
+            return Ok(());
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
+        keep_blobs.insert(manifest.config.digest.clone());
+        keep_blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        let config: ImageConfig = self.read_json(&manifest.config.digest, "config")?;
+        keep_chains.extend(chain_ids(&config.rootfs.diff_ids));
+        Ok(())
     }
 
     /// The snapshots (by key) prune keeps: those of kept chains or leased,

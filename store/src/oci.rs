@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use std::str::FromStr;
+
 use crate::digest::Digest;
+use crate::error::StoreError;
 
 /// OCI image manifest.
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -154,6 +157,118 @@ pub struct Platform {
     /// CPU variant (`v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+}
+
+/// A platform asked for (`--platform`): `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    /// Operating system (`linux`).
+    pub os: String,
+    /// Architecture (`amd64`, `arm64`).
+    pub architecture: String,
+    /// CPU variant (`v8`, `v7`), if one was asked for.
+    pub variant: Option<String>,
+}
+
+impl PlatformSpec {
+    /// The platform rbk runs on.
+    pub fn host() -> Self {
+        PlatformSpec {
+            os: "linux".to_string(),
+            architecture: host_architecture().to_string(),
+            variant: None,
+        }
+    }
+
+    /// Whether index entry platform `p` is this one (an arm64 entry
+    /// without a variant is v8).
+    pub fn matches(&self, p: &Platform) -> bool {
+        if p.os != self.os || p.architecture != self.architecture {
+            return false;
+        }
+        match (&self.variant, &p.variant) {
+            (None, _) => true,
+            (Some(want), Some(have)) => want == have,
+            // arm64 images often leave out their (only) variant, v8.
+            (Some(want), None) => self.architecture == "arm64" && want == "v8",
+        }
+    }
+}
+
+impl PlatformSpec {
+    /// The platform an image config states; `None` when it states none
+    /// (such an image is taken as any platform).
+    pub fn of_config(config: &ImageConfig) -> Option<Self> {
+        if config.os.is_empty() || config.architecture.is_empty() {
+            return None;
+        }
+        Some(PlatformSpec {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+        })
+    }
+
+    /// The platform of an index entry.
+    pub fn of_platform(p: &Platform) -> Self {
+        PlatformSpec {
+            os: p.os.clone(),
+            architecture: p.architecture.clone(),
+            variant: p.variant.clone(),
+        }
+    }
+
+    /// As an index entry's platform.
+    pub fn to_platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            os_version: None,
+            os_features: Vec::new(),
+            variant: self.variant.clone(),
+        }
+    }
+
+    /// Whether an image of platform `other` serves this one: os and
+    /// architecture equal, and the variant when this names one.
+    pub fn accepts(&self, other: &PlatformSpec) -> bool {
+        self.matches(&other.to_platform())
+    }
+}
+
+impl FromStr for PlatformSpec {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let bad = || StoreError::InvalidPlatform(s.to_string());
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad());
+        }
+        match parts.as_slice() {
+            [os, arch] => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] => Ok(PlatformSpec {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// An image manifest (OCI or Docker schema 2: same shape).

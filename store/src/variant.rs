@@ -29,7 +29,7 @@ use crate::images::{Image, Store};
 use crate::oci::{
     Descriptor, Manifest, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
     MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_LAYER_ZSTD, MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX,
 };
 
 /// What `variants/<algo>/<hex>` holds.
@@ -51,6 +51,21 @@ pub struct CompressedManifest {
     pub manifest: Manifest,
     /// The blobs it references, config first, then layers: what to push.
     pub blobs: Vec<Descriptor>,
+}
+
+/// A multi-platform image as it leaves the store: each platform's image
+/// with its layers as asked ([`CompressedManifest`]) under an index listing
+/// them (the stored index itself when nothing changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressedIndex {
+    /// The index's digest.
+    pub digest: Digest,
+    /// Its bytes, also in the content store.
+    pub bytes: Vec<u8>,
+    /// Its media type.
+    pub media_type: String,
+    /// Each platform's image, in the index's order.
+    pub images: Vec<(Image, CompressedManifest)>,
 }
 
 /// How an image's layers and manifest leave the store: what a push or an
@@ -303,6 +318,87 @@ impl Store {
             bytes,
             manifest,
             blobs,
+        })
+    }
+
+    /// Every platform's image of `image`'s index (each must be in the
+    /// store: an error names those that are not); entries that are no
+    /// platform's image (BuildKit's attestations) and are not here are left
+    /// out.
+    pub fn index_images(&self, image: &Image) -> Result<Vec<Image>, StoreError> {
+        let Some(index) = &image.index else {
+            return Ok(vec![image.clone()]);
+        };
+        let missing: Vec<String> = index
+            .platforms()
+            .filter(|(_, _, present)| !present)
+            .map(|(p, _, _)| p.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::IncompleteIndex {
+                image: image
+                    .tags
+                    .first()
+                    .map_or_else(|| index.digest.to_string(), |t| t.familiar()),
+                missing,
+            });
+        }
+        index
+            .platforms()
+            .map(|(_, d, _)| {
+                let mut child = self.image_by_manifest(&d.digest, Vec::new())?;
+                child.index = None;
+                Ok(child)
+            })
+            .collect()
+    }
+
+    /// `image`'s whole index as `to` has it leave the store (see
+    /// [`Store::manifest_for_export`]); with Docker's media types the index
+    /// becomes a manifest list.
+    pub fn index_for_export(
+        &self,
+        image: &Image,
+        to: &ExportFormat,
+    ) -> Result<CompressedIndex, StoreError> {
+        let Some(stored) = &image.index else {
+            return Err(StoreError::UnsupportedMediaType {
+                media_type: image.manifest.media_type.clone().unwrap_or_default(),
+                what: format!("image {} (not an index)", image.id),
+            });
+        };
+        let images = self.index_images(image)?;
+        let mut out = Vec::with_capacity(images.len());
+        let mut index = stored.index.clone();
+        index.manifests.clear();
+        for (child, (_, desc, _)) in images.into_iter().zip(stored.platforms()) {
+            let converted = self.manifest_for_export(&child, to)?;
+            let mut d = desc.clone();
+            d.digest = converted.digest.clone();
+            d.size = converted.bytes.len() as u64;
+            if let Some(mt) = &converted.manifest.media_type {
+                d.media_type = mt.clone();
+            }
+            index.manifests.push(d);
+            out.push((child, converted));
+        }
+        if to.docker_media_types {
+            index.media_type = Some(MEDIA_TYPE_DOCKER_MANIFEST_LIST.to_string());
+        }
+        let (digest, bytes) = if index == stored.index {
+            (stored.digest.clone(), self.content.read(&stored.digest)?)
+        } else {
+            let bytes = serde_json::to_vec(&index)
+                .map_err(|e| StoreError::json(format!("index of {}", stored.digest), e))?;
+            (self.content.put(&bytes)?, bytes)
+        };
+        Ok(CompressedIndex {
+            digest,
+            bytes,
+            media_type: index
+                .media_type
+                .unwrap_or_else(|| MEDIA_TYPE_OCI_INDEX.to_string()),
+            images: out,
         })
     }
 

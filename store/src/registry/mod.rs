@@ -50,9 +50,10 @@ fn gave_up(attempts: u32) -> String {
 }
 use crate::error::StoreError;
 
+pub use crate::oci::PlatformSpec;
 pub use auth::{base64_decode, base64_encode, Credentials, CredentialsFile};
 pub use http::Client;
-pub use pull::{PlatformSpec, PullReport};
+pub use pull::{Platforms, PullReport};
 pub use push::Pushed;
 
 /// Where Docker Hub's API is, as opposed to its name in references.
@@ -238,9 +239,6 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
-    /// A `--platform` value that is not `os/arch[/variant]`.
-    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
-    InvalidPlatform(String),
     /// A CA file that cannot be read or parsed.
     #[error("cannot use CA certificates from {}", .path.display())]
     CaCert {

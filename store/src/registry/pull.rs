@@ -3,7 +3,6 @@
 //! then store the manifest and tag it — last, so a failed pull tags nothing.
 
 use std::io::{Read, Write};
-use std::str::FromStr;
 
 use super::http::{Answer, Body, Client, Session};
 use super::{Progress, RegistryError};
@@ -11,7 +10,7 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::{Image, Store};
 use crate::oci::{
-    host_architecture, Descriptor, Index, Manifest, MEDIA_TYPE_DOCKER_MANIFEST,
+    Descriptor, Index, Manifest, PlatformSpec, MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::reference::Reference;
@@ -22,75 +21,6 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// A platform to pull: `os/arch[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlatformSpec {
-    /// Operating system (`linux`).
-    pub os: String,
-    /// Architecture (`amd64`, `arm64`).
-    pub architecture: String,
-    /// CPU variant (`v8`, `v7`), if one was asked for.
-    pub variant: Option<String>,
-}
-
-impl PlatformSpec {
-    /// The platform rbk runs on.
-    pub fn host() -> Self {
-        PlatformSpec {
-            os: "linux".to_string(),
-            architecture: host_architecture().to_string(),
-            variant: None,
-        }
-    }
-
-    fn matches(&self, p: &crate::oci::Platform) -> bool {
-        if p.os != self.os || p.architecture != self.architecture {
-            return false;
-        }
-        match (&self.variant, &p.variant) {
-            (None, _) => true,
-            (Some(want), Some(have)) => want == have,
-            // arm64 images often leave out their (only) variant, v8.
-            (Some(want), None) => self.architecture == "arm64" && want == "v8",
-        }
-    }
-}
-
-impl FromStr for PlatformSpec {
-    type Err = RegistryError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad = || RegistryError::InvalidPlatform(s.to_string());
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        match parts.as_slice() {
-            [os, arch] => Ok(PlatformSpec {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] => Ok(PlatformSpec {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl std::fmt::Display for PlatformSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
 /// What a pull did.
 #[derive(Debug, Clone)]
 pub struct PullReport {
@@ -98,6 +28,8 @@ pub struct PullReport {
     pub image: Image,
     /// The digest of the image index the reference named, if it named one.
     pub index_digest: Option<Digest>,
+    /// The manifests of the images pulled (one per platform).
+    pub platforms: Vec<Digest>,
     /// Blobs that were downloaded (the others were already in the store).
     pub downloaded: Vec<Digest>,
     /// Bytes downloaded.
@@ -218,15 +150,47 @@ fn missing_blobs<'m>(
     Ok(wanted)
 }
 
+/// Which platforms of a multi-platform image to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Platforms {
+    /// These (the first is the one the report shows).
+    Some(Vec<PlatformSpec>),
+    /// Every platform the index lists.
+    All,
+}
+
+impl Platforms {
+    /// One platform, or this machine's.
+    pub fn one(platform: Option<&PlatformSpec>) -> Self {
+        Platforms::Some(vec![platform.cloned().unwrap_or_else(PlatformSpec::host)])
+    }
+}
+
 impl Client {
     /// Pulls `reference` into `store` and tags it (when it names a tag).
-    /// From an index, the manifest for `platform` (default: this machine)
-    /// is taken. Blobs already in the store are not downloaded.
+    /// From an index, the image for `platform` (default: this machine) is
+    /// fetched, and the tag names the index (see [`Client::pull_platforms`]).
+    /// Blobs already in the store are not downloaded.
     pub fn pull(
         &self,
         store: &Store,
         reference: &Reference,
         platform: Option<&PlatformSpec>,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<PullReport, RegistryError> {
+        self.pull_platforms(store, reference, &Platforms::one(platform), progress)
+    }
+
+    /// Pulls `reference`: a single image as it is; from a multi-platform
+    /// index the images of `platforms`, keeping the index whole (the
+    /// store knows which of its platforms it holds), so the tag names the
+    /// same index as in the registry and pulls of more platforms add to it.
+    /// A platform the index lacks is an error naming those it has.
+    pub fn pull_platforms(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platforms: &Platforms,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<PullReport, RegistryError> {
         let s = self.session(reference.domain())?;
@@ -239,74 +203,127 @@ impl Client {
             scopes: &scopes,
             name: &name,
         };
-        let (doc, index_digest) = self.image_manifest(&at, reference, platform, progress)?;
-        let manifest = parse_manifest(&at, &doc)?;
-        progress(&Progress::Manifest {
-            digest: doc.digest.clone(),
-        });
-        let wanted = missing_blobs(store, &manifest, progress)?;
-        let bytes = self.fetch_blobs(&s, store, repo, &wanted, &scopes, progress)?;
-
-        let desc = Descriptor::new(&doc.media_type, doc.digest.clone(), doc.bytes.len() as u64);
-        let tags: Vec<Reference> = match reference.tag() {
-            Some(t) => vec![reference.with_tag(t)?],
-            None => Vec::new(),
-        };
-        store.add_to_index_after(&[(desc, tags.clone())], || {
-            store.content.put(&doc.bytes).map(|_| ())
-        })?;
-        let image = store.image_by_manifest(&doc.digest, tags)?;
-        Ok(PullReport {
-            image,
-            index_digest,
-            downloaded: wanted.iter().map(|d| d.digest.clone()).collect(),
-            bytes,
-        })
-    }
-
-    /// The image manifest `reference` names: itself, or from an index the
-    /// one for `platform` (default: this machine), with the index's digest.
-    fn image_manifest(
-        &self,
-        at: &Where<'_>,
-        reference: &Reference,
-        platform: Option<&PlatformSpec>,
-        progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<(Document, Option<Digest>), RegistryError> {
         let target = match (reference.digest(), reference.tag()) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.to_string(),
             (None, None) => crate::reference::DEFAULT_TAG.to_string(),
         };
-        let (s, repo, scopes, name) = (at.s, at.repo, at.scopes, at.name);
-        let doc = self.manifest(s, repo, &target, reference.digest(), scopes, name, progress)?;
-        if !is_index(&doc.media_type) {
-            return Ok((doc, None));
+        let top = self.manifest(
+            &s,
+            repo,
+            &target,
+            reference.digest(),
+            &scopes,
+            &name,
+            progress,
+        )?;
+        let (images, index) = if is_index(&top.media_type) {
+            let chosen = self.index_images(&at, &top, platforms, progress)?;
+            (chosen, Some(top))
+        } else {
+            (vec![top], None)
+        };
+        let mut wanted: Vec<Descriptor> = Vec::new();
+        for doc in &images {
+            let manifest = parse_manifest(&at, doc)?;
+            progress(&Progress::Manifest {
+                digest: doc.digest.clone(),
+            });
+            for d in missing_blobs(store, &manifest, progress)? {
+                if !wanted.iter().any(|w| w.digest == d.digest) {
+                    wanted.push(d.clone());
+                }
+            }
         }
+        let refs: Vec<&Descriptor> = wanted.iter().collect();
+        let bytes = self.fetch_blobs(&s, store, repo, &refs, &scopes, progress)?;
+
+        let entry = index.as_ref().unwrap_or(&images[0]);
+        let desc = Descriptor::new(
+            &entry.media_type,
+            entry.digest.clone(),
+            entry.bytes.len() as u64,
+        );
+        let tags: Vec<Reference> = match reference.tag() {
+            Some(t) => vec![reference.with_tag(t)?],
+            None => Vec::new(),
+        };
+        store.add_to_index_after(&[(desc, tags.clone())], || {
+            for doc in images.iter().chain(index.as_ref()) {
+                store.content.put(&doc.bytes)?;
+            }
+            Ok(())
+        })?;
+        let first = match platforms {
+            Platforms::Some(list) => list.first(),
+            Platforms::All => None,
+        };
+        let image = if index.is_some() {
+            store.image_by_entry(&entry.digest, tags, first)?
+        } else {
+            store.image_by_manifest(&entry.digest, tags)?
+        };
+        Ok(PullReport {
+            image,
+            index_digest: index.map(|d| d.digest),
+            platforms: images.iter().map(|doc| doc.digest.clone()).collect(),
+            downloaded: wanted.iter().map(|d| d.digest.clone()).collect(),
+            bytes,
+        })
+    }
+
+    /// The image manifests of index `doc` for `platforms`, fetched and
+    /// verified.
+    fn index_images(
+        &self,
+        at: &Where<'_>,
+        doc: &Document,
+        platforms: &Platforms,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Vec<Document>, RegistryError> {
+        let (s, repo, scopes, name) = (at.s, at.repo, at.scopes, at.name);
         let index: Index = serde_json::from_slice(&doc.bytes).map_err(|e| RegistryError::Json {
             registry: s.registry.clone(),
             what: format!("index {}", doc.digest),
             source: e,
         })?;
-        let want = platform.cloned().unwrap_or_else(PlatformSpec::host);
-        let chosen = index
-            .manifests
-            .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
-            .ok_or_else(|| RegistryError::NoPlatform {
-                reference: name.to_string(),
-                platform: want.to_string(),
-                available: available_platforms(&index),
-            })?;
-        let d = chosen.digest.clone();
-        let inner = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress)?;
-        if is_index(&inner.media_type) {
-            return Err(RegistryError::UnsupportedManifest {
-                reference: name.to_string(),
-                media_type: format!("{} (an index inside an index)", inner.media_type),
-            });
+        let entries: Vec<&Descriptor> = match platforms {
+            Platforms::All => index
+                .manifests
+                .iter()
+                .filter(|m| m.platform.as_ref().is_some_and(|p| p.os != "unknown"))
+                .collect(),
+            Platforms::Some(list) => list
+                .iter()
+                .map(|want| {
+                    index
+                        .manifests
+                        .iter()
+                        .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+                        .ok_or_else(|| RegistryError::NoPlatform {
+                            reference: name.to_string(),
+                            platform: want.to_string(),
+                            available: available_platforms(&index),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut out: Vec<Document> = Vec::new();
+        for e in entries {
+            if out.iter().any(|d| d.digest == e.digest) {
+                continue;
+            }
+            let d = e.digest.clone();
+            let inner = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress)?;
+            if is_index(&inner.media_type) {
+                return Err(RegistryError::UnsupportedManifest {
+                    reference: name.to_string(),
+                    media_type: format!("{} (an index inside an index)", inner.media_type),
+                });
+            }
+            out.push(inner);
         }
-        Ok((inner, Some(doc.digest)))
+        Ok(out)
     }
 
     /// Fetches the manifest or index `reference` names, verified against

@@ -80,6 +80,9 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
         let image = store.resolve_leased(source)?;
+        if image.index.is_some() {
+            return self.push_index(store, &image, dest, format, progress);
+        }
         let converted = store.manifest_for_export(&image, format)?;
         let media_type = converted
             .manifest
@@ -96,6 +99,43 @@ impl Client {
             size: converted.bytes.len() as u64,
             id: image.id,
             local_digest: image.manifest_digest,
+        })
+    }
+
+    /// Pushes a multi-platform image whole: each platform's image (its
+    /// blobs, then its manifest by digest), then the index under `dest`.
+    fn push_index(
+        &self,
+        store: &Store,
+        image: &crate::images::Image,
+        dest: &Reference,
+        format: &ExportFormat,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Pushed, RegistryError> {
+        for child in store.index_images(image)? {
+            // Kept from a concurrent prune while it is read.
+            store.resolve_leased(child.manifest_digest.as_str())?;
+        }
+        let exported = store.index_for_export(image, format)?;
+        progress(&Progress::Manifest {
+            digest: exported.digest.clone(),
+        });
+        for (_, converted) in &exported.images {
+            self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
+            let media_type = converted
+                .manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| MEDIA_TYPE_OCI_MANIFEST.to_string());
+            let by_digest = dest.with_digest(converted.digest.clone());
+            self.put_manifest(&by_digest, &media_type, &converted.bytes, progress)?;
+        }
+        let digest = self.put_manifest(dest, &exported.media_type, &exported.bytes, progress)?;
+        Ok(Pushed {
+            digest,
+            size: exported.bytes.len() as u64,
+            id: image.id.clone(),
+            local_digest: image.entry_digest().clone(),
         })
     }
 

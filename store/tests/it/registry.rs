@@ -409,7 +409,7 @@ fn an_index_is_resolved_to_the_requested_platform() {
             "platform": {"architecture": arch, "os": "linux"}
         })
     };
-    let index = serde_json::to_vec(&serde_json::json!({
+    let index_bytes = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_OCI_INDEX,
         "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]
@@ -417,7 +417,7 @@ fn an_index_is_resolved_to_the_requested_platform() {
     .unwrap();
     let res = ureq::put(&format!("http://{}/v2/multi/manifests/all", reg.host))
         .header("Content-Type", MEDIA_TYPE_OCI_INDEX)
-        .send(&index[..])
+        .send(&index_bytes[..])
         .unwrap();
     assert_eq!(res.status(), 201);
 
@@ -426,12 +426,16 @@ fn an_index_is_resolved_to_the_requested_platform() {
     let (bytes, mt, d) = client.get_manifest(&all, &quiet).unwrap();
     assert_eq!(
         (bytes.as_slice(), mt.as_str(), &d),
-        (&index[..], MEDIA_TYPE_OCI_INDEX, &Digest::of(&index))
+        (
+            &index_bytes[..],
+            MEDIA_TYPE_OCI_INDEX,
+            &Digest::of(&index_bytes)
+        )
     );
     let copy = Reference::parse(&format!("{}/multi:copy", reg.host)).unwrap();
     assert_eq!(
         client
-            .put_manifest(&copy, MEDIA_TYPE_OCI_INDEX, &index, &quiet)
+            .put_manifest(&copy, MEDIA_TYPE_OCI_INDEX, &index_bytes, &quiet)
             .unwrap(),
         d
     );
@@ -446,13 +450,29 @@ fn an_index_is_resolved_to_the_requested_platform() {
     let arm64: PlatformSpec = "linux/arm64".parse().unwrap();
     let r = client.pull(&s2, &all, Some(&arm64), &quiet).unwrap();
     assert_eq!(r.image.manifest_digest, arm.manifest_digest);
-    assert_eq!(r.index_digest, Some(Digest::of(&index)));
+    assert_eq!(r.index_digest, Some(Digest::of(&index_bytes)));
     let amd64: PlatformSpec = "linux/amd64".parse().unwrap();
     let r = client.pull(&s2, &all, Some(&amd64), &quiet).unwrap();
     assert_eq!(r.image.manifest_digest, amd.manifest_digest);
-    // The tag moved to the last pulled platform's image.
-    assert_eq!(s2.resolve(&all.to_string()).unwrap().id, amd.id);
+    // The tag names the registry's index, now with both platforms here.
+    let both = s2.resolve(&all.to_string()).unwrap();
+    let index = both.index.as_ref().unwrap();
+    assert_eq!(index.digest, Digest::of(&index_bytes));
+    assert_eq!(index.present_platforms(), ["linux/amd64", "linux/arm64"]);
+    let arm_spec: PlatformSpec = "linux/arm64".parse().unwrap();
+    assert_eq!(
+        s2.resolve_for(&all.to_string(), Some(&arm_spec))
+            .unwrap()
+            .id,
+        arm.id
+    );
     let s390: PlatformSpec = "linux/s390x".parse().unwrap();
+    let err = s2.resolve_for(&all.to_string(), Some(&s390)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no linux/s390x variant (it has linux/amd64, linux/arm64)"),
+        "{err}"
+    );
     let err = client.pull(&s2, &all, Some(&s390), &quiet).unwrap_err();
     assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
     assert!(err.to_string().contains("linux/arm64"), "{err}");
