@@ -137,11 +137,12 @@ impl CompileError {
 pub struct Compiler<'r> {
     graph: BuildGraph,
     resolver: &'r dyn ImageResolver,
-    /// Images added so far, by canonical tag: a later `FROM` of the tag
-    /// builds on that image's last vertex instead of a stored image.
-    by_tag: HashMap<String, usize>,
+    /// Images added so far, by (canonical tag, platform): a later `FROM`
+    /// of the tag, for the same platform, builds on that image's last
+    /// vertex instead of a stored image.
+    by_tag: HashMap<(String, String), usize>,
     /// The same, by input name (for `target:NAME` contexts).
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<(String, String), usize>,
 }
 
 impl<'r> Compiler<'r> {
@@ -162,11 +163,13 @@ impl<'r> Compiler<'r> {
         let df = crate::parse::parse(&input.source).map_err(|e| CompileError::new(input, e))?;
         let mut lw = Lowerer::new(self, input, df.directives.escape)
             .map_err(|e| CompileError::new(input, e))?;
+        let platform = lw.target_platform.to_string();
         let index = lw.run(&df.nodes).map_err(|e| CompileError::new(input, e))?;
         for t in &input.tags {
-            self.by_tag.insert(canonical_ref(t), index);
+            self.by_tag
+                .insert((canonical_ref(t), platform.clone()), index);
         }
-        self.by_name.insert(input.name.clone(), index);
+        self.by_name.insert((input.name.clone(), platform), index);
         Ok(index)
     }
 

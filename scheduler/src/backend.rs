@@ -133,9 +133,11 @@ pub type ExportKeys<'k> = dyn Fn(Option<&[String]>, CacheMode) -> Vec<String> + 
 
 /// Base images in, images out.
 pub trait Images: Send + Sync {
-    /// Finds the image `name` (a tag or id), kept for the build's duration
-    /// (a concurrent `rmi` + `prune` cannot take it away).
-    fn resolve(&self, name: &str) -> Result<BaseImage, BackendError>;
+    /// Finds the image `name` (a tag or id) for `platform`
+    /// (`os/arch[/variant]`: from a multi-platform index, that platform's
+    /// image), kept for the build's duration (a concurrent `rmi` + `prune`
+    /// cannot take it away).
+    fn resolve(&self, name: &str, platform: &str) -> Result<BaseImage, BackendError>;
     /// Writes `config` and a manifest over `layers` (with `annotations`)
     /// and points `tags` at it.
     fn commit(

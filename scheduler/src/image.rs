@@ -116,6 +116,7 @@ fn commit(
         manifest: committed.manifest,
         tags: img.tags.clone(),
         layers: layers.len(),
+        platform: img.platform.clone(),
     })
 }
 

@@ -124,6 +124,9 @@ pub struct BuiltImage {
     pub tags: Vec<String>,
     /// Layers in the image.
     pub layers: usize,
+    /// Its platform (`os/arch[/variant]`; several, comma-separated, for an
+    /// index).
+    pub platform: String,
 }
 
 /// How one step of a build ended.
@@ -376,9 +379,9 @@ impl<'a> BuildSession<'a> {
     /// Resolves every base image once, before any work.
     fn resolve_bases(&self) -> Result<(), BuildError> {
         for id in self.graph.topo_order() {
-            if let Op::Source { image, .. } = &self.graph.vertex(id).op {
+            if let Op::Source { image, platform } = &self.graph.vertex(id).op {
                 if image != "scratch" {
-                    self.bases.resolve(image).map_err(|source| {
+                    self.bases.resolve(image, platform).map_err(|source| {
                         self.fail(SolveError::Failed {
                             vertex: id.index(),
                             error: StepError::BaseImage {
@@ -597,18 +600,42 @@ impl<'a> BuildSession<'a> {
     }
 }
 
-/// `image n/m` labels and cache families (image/stage/position) per vertex.
+/// `image n/m` labels and cache families (image/stage/position) per vertex;
+/// an image built for several platforms is named with each vertex's
+/// platform (`app linux/arm64 2/3`).
 fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
     let n = graph.len();
     let mut labels = vec![String::new(); n];
     let mut families = vec![String::new(); n];
+    let mut seen = BTreeSet::new();
+    let multi: BTreeSet<&str> = graph
+        .images
+        .iter()
+        .filter(|i| !seen.insert(i.name.as_str()))
+        .map(|i| i.name.as_str())
+        .collect();
+    let named = |image: &str, id: rbk_compiler::graph::VertexId| -> String {
+        if !multi.contains(image) {
+            return image.to_string();
+        }
+        let chain = graph.chain(id);
+        match chain.first().map(|&v| &graph.vertex(v).op) {
+            Some(Op::Source { platform, .. }) => format!("{image} {platform}"),
+            _ => image.to_string(),
+        }
+    };
     for img in &graph.images {
         let chain = graph.chain(img.vertex);
         let total = chain.len();
+        let name = if multi.contains(img.name.as_str()) {
+            format!("{} {}", img.name, img.platform)
+        } else {
+            img.name.clone()
+        };
         for (pos, id) in chain.iter().enumerate() {
             let i = id.index();
             if labels[i].is_empty() {
-                labels[i] = format!("{} {}/{}", img.name, pos + 1, total);
+                labels[i] = format!("{name} {}/{}", pos + 1, total);
                 let stage = graph
                     .vertex(*id)
                     .origins
@@ -616,7 +643,7 @@ fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
                     .find(|o| o.image == img.name)
                     .map(|o| o.stage.as_str())
                     .unwrap_or("");
-                families[i] = format!("{}/{}/{}", img.name, stage, pos);
+                families[i] = format!("{name}/{stage}/{pos}");
             }
         }
     }
@@ -625,7 +652,7 @@ fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
         let i = id.index();
         if labels[i].is_empty() {
             let o = graph.vertex(id).origins.first();
-            let img = o.map(|o| o.image.as_str()).unwrap_or("");
+            let img = named(o.map(|o| o.image.as_str()).unwrap_or(""), id);
             let stage = o.map(|o| o.stage.as_str()).unwrap_or("");
             let pos = graph.chain(id).len();
             labels[i] = format!("{img} [{stage}] {pos}");

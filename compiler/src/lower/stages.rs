@@ -225,19 +225,28 @@ impl Lowerer<'_, '_, '_> {
         name: &str,
         node: &crate::ast::Node,
     ) -> Result<Option<usize>, ParseError> {
+        let platform = self.target_platform.to_string();
         let found = match self.input.named_contexts.get(name) {
-            Some(NamedContext::Target(t)) => match self.compiler.by_name.get(t) {
-                Some(&k) => Some(k),
-                None => {
-                    return Err(ParseError::new(
-                        instructions::locate(node, name),
-                        format!("context {name:?} is target {t:?}, which this build does not have"),
-                    ))
+            Some(NamedContext::Target(t)) => {
+                match self.compiler.by_name.get(&(t.clone(), platform)) {
+                    Some(&k) => Some(k),
+                    None => {
+                        return Err(ParseError::new(
+                            instructions::locate(node, name),
+                            format!(
+                                "context {name:?} is target {t:?}, which this build does not have"
+                            ),
+                        ))
+                    }
                 }
-            },
+            }
             Some(_) => None,
             None if name.eq_ignore_ascii_case("scratch") => None,
-            None => self.compiler.by_tag.get(&canonical_ref(name)).copied(),
+            None => self
+                .compiler
+                .by_tag
+                .get(&(canonical_ref(name), platform))
+                .copied(),
         };
         if let Some(k) = found {
             let built = self.compiler.graph.images[k].name.clone();

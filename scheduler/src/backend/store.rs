@@ -96,8 +96,9 @@ impl<'a> StoreBackend<'a> {
 
 /// The store's images: resolved leased, committed with their manifest.
 impl Images for Store {
-    fn resolve(&self, name: &str) -> Result<BaseImage, BackendError> {
-        let img = self.resolve_leased(name)?;
+    fn resolve(&self, name: &str, platform: &str) -> Result<BaseImage, BackendError> {
+        let want: Option<rbk_store::oci::PlatformSpec> = platform.parse().ok();
+        let img = self.resolve_leased_for(name, want.as_ref())?;
         let layers = img
             .manifest
             .layers

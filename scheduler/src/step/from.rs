@@ -28,7 +28,7 @@ pub(crate) fn state(
         });
     }
     let img = bases
-        .resolve(image)
+        .resolve(image, platform)
         .map_err(|source| StepError::BaseImage {
             image: image.to_string(),
             source,
@@ -80,7 +80,8 @@ fn check_platform(
 /// configs, the build for their layers, and both get the same answer.
 pub struct BaseImages<'a> {
     images: &'a dyn Images,
-    resolved: Mutex<HashMap<String, Arc<BaseImage>>>,
+    /// By (name, platform).
+    resolved: Mutex<HashMap<(String, String), Arc<BaseImage>>>,
 }
 
 impl<'a> BaseImages<'a> {
@@ -92,22 +93,27 @@ impl<'a> BaseImages<'a> {
         }
     }
 
-    /// The image `name`, resolved on first use (a failure is not kept: the
-    /// next call tries again).
-    pub fn resolve(&self, name: &str) -> Result<Arc<BaseImage>, crate::backend::BackendError> {
+    /// The image `name` for `platform` (`os/arch[/variant]`), resolved on
+    /// first use (a failure is not kept: the next call tries again).
+    pub fn resolve(
+        &self,
+        name: &str,
+        platform: &str,
+    ) -> Result<Arc<BaseImage>, crate::backend::BackendError> {
+        let key = (name.to_string(), platform.to_string());
         if let Some(img) = self
             .resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+            .get(&key)
         {
             return Ok(img.clone());
         }
-        let img = Arc::new(self.images.resolve(name)?);
+        let img = Arc::new(self.images.resolve(name, platform)?);
         self.resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), img.clone());
+            .insert(key, img.clone());
         Ok(img)
     }
 
@@ -116,6 +122,6 @@ impl<'a> BaseImages<'a> {
         self.resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .retain(|(n, _), _| n != name);
     }
 }

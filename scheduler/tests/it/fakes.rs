@@ -34,7 +34,7 @@ pub struct FakeImages {
 }
 
 impl Images for FakeImages {
-    fn resolve(&self, name: &str) -> Result<BaseImage, BackendError> {
+    fn resolve(&self, name: &str, _platform: &str) -> Result<BaseImage, BackendError> {
         self.resolves.lock().unwrap().push(name.to_string());
         self.bases
             .lock()
