@@ -287,21 +287,23 @@ struct PullingResolver<'a> {
     bases: &'a BaseImages<'a>,
     policy: PullPolicy,
     client: &'a LazyClient<'a>,
-    /// Images pulled (or tried) in this build, with the failure if any.
-    tried: Mutex<BTreeMap<String, Option<String>>>,
+    /// Images pulled (or tried) in this build, by (name, platform), with
+    /// the failure if any.
+    tried: Mutex<BTreeMap<(String, String), Option<String>>>,
 }
 
 impl PullingResolver<'_> {
     fn pull(&self, image: &str, platform: &Platform) {
         let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
-        if tried.contains_key(image) {
+        let key = (image.to_string(), platform.to_string());
+        if tried.contains_key(&key) {
             return;
         }
         let outcome = self
             .try_pull(image, platform)
             .err()
             .map(|e| format!("{e:#}"));
-        tried.insert(image.to_string(), outcome);
+        tried.insert(key, outcome);
         // Whatever was resolved before the pull is stale now.
         self.bases.forget(image);
     }
@@ -331,12 +333,16 @@ impl PullingResolver<'_> {
         let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
         tried
             .iter()
-            .filter_map(|(image, err)| {
+            .filter_map(|((image, platform), err)| {
                 let err = err.as_ref()?;
-                if self.bases.resolve(image).is_err() {
-                    Some(format!(
-                        "base image {image} is not in the store and cannot be pulled: {err}"
-                    ))
+                if let Err(missing) = self.bases.resolve(image, platform) {
+                    // In the store without this platform, or not at all.
+                    let why = rbk_scheduler::error_chain(&missing);
+                    Some(if why.contains(" variant (it has") {
+                        format!("base {why}, and it cannot be pulled: {err}")
+                    } else {
+                        format!("base image {image} is not in the store and cannot be pulled: {err}")
+                    })
                 } else if self.policy == PullPolicy::Always {
                     Some(format!(
                         "cannot pull base image {image} (--pull=always): {err}"
@@ -353,7 +359,9 @@ impl ImageResolver for PullingResolver<'_> {
     fn resolve(&self, image: &str, platform: &Platform) -> Option<BaseImage> {
         match self.policy {
             PullPolicy::Always => self.pull(image, platform),
-            PullPolicy::Missing if self.bases.resolve(image).is_err() => self.pull(image, platform),
+            PullPolicy::Missing if self.bases.resolve(image, &platform.to_string()).is_err() => {
+                self.pull(image, platform)
+            }
             _ => {}
         }
         StoreResolver(self.bases).resolve(image, platform)
@@ -364,8 +372,8 @@ impl ImageResolver for PullingResolver<'_> {
 pub struct StoreResolver<'a>(pub &'a BaseImages<'a>);
 
 impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&self, image: &str, _: &Platform) -> Option<BaseImage> {
-        let img = self.0.resolve(image).ok()?;
+    fn resolve(&self, image: &str, platform: &Platform) -> Option<BaseImage> {
+        let img = self.0.resolve(image, &platform.to_string()).ok()?;
         let config = rbk_scheduler::image::from_oci(img.config.config.as_ref()?).ok()?;
         let c = &img.config;
         let platform = match &c.variant {
@@ -502,8 +510,12 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         tried: Mutex::new(BTreeMap::new()),
     };
     // One image per input: checked before any base is pulled.
-    check_outputs(args, &outputs, &targets, inputs.len())?;
-    let graph = compile_all(&inputs, &resolver)?;
+    // Several platforms of one name make one image (an index).
+    let mut names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    names.dedup();
+    check_outputs(args, &outputs, &targets, names.len())?;
+    let mut graph = compile_all(&inputs, &resolver)?;
+    let groups = crate::platforms::hold_tags(&mut graph);
     check_no_cache_filter(args, &graph)?;
     let failures = resolver.failures();
     if !failures.is_empty() {
@@ -526,7 +538,8 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         from: caches.from,
         to: caches.to,
     };
-    let summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
+    let mut summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
+    crate::platforms::commit_indexes(&store, &groups, &mut summary)?;
     let client = || client.get();
     let done = Done {
         store: &store,
@@ -894,19 +907,15 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
         return Ok(());
     };
     let entry = |img: &rbk_scheduler::BuiltImage| -> Result<serde_json::Value> {
-        let size = store.content.size(&img.manifest)?;
-        let media_type = store
-            .image_by_manifest(&img.manifest, Vec::new())?
-            .manifest
-            .media_type
-            .unwrap_or_else(|| rbk_store::oci::MEDIA_TYPE_OCI_MANIFEST.to_string());
+        let image = store.image_by_entry(&img.manifest, Vec::new(), None)?;
+        let desc = store.entry_descriptor(&image)?;
         let mut v = serde_json::json!({
             "containerimage.digest": img.manifest.to_string(),
-            "containerimage.config.digest": img.id.to_string(),
+            "containerimage.config.digest": image.id.to_string(),
             "containerimage.descriptor": {
-                "mediaType": media_type,
+                "mediaType": desc.media_type,
                 "digest": img.manifest.to_string(),
-                "size": size,
+                "size": desc.size,
             },
         });
         if !img.tags.is_empty() {

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 /// The image-management subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
-    /// List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE)
+    /// List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE, PLATFORM)
     #[command(alias = "ls", alias = "list")]
     Images {
         /// Only show image ids
@@ -33,6 +33,10 @@ pub enum ImageCommand {
     },
     /// Show images as JSON, like `docker image inspect`
     Inspect {
+        /// Of a multi-platform image, the image of this platform
+        /// (os/arch[/variant]; default this machine's, else the first)
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
         /// Image names or ids
         #[arg(required = true, value_name = "NAME|ID")]
         names: Vec<String>,
@@ -109,7 +113,9 @@ pub enum ImageCommand {
         #[arg(long, default_value = "none", value_parser = ["gzip", "zstd", "none"])]
         compression: String,
         /// The platform the rootfs is for (os/arch[/variant], default the
-        /// host's), as `docker import --platform`
+        /// host's), as `docker import --platform`. With NAME, the image is
+        /// added to NAME's platforms (NAME names an index of them), in place
+        /// of one of the same platform
         #[arg(long, value_name = "PLATFORM")]
         platform: Option<String>,
     },
@@ -147,7 +153,9 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             no_trunc,
             repository.as_deref(),
         ),
-        ImageCommand::Inspect { names } => inspect(&store, out, &names),
+        ImageCommand::Inspect { names, platform } => {
+            inspect(&store, out, &names, platform.as_deref())
+        }
         ImageCommand::History {
             name,
             no_trunc,
@@ -263,12 +271,20 @@ fn images(
                         id(r.image),
                         since(r.image.config.created.as_deref().unwrap_or("")),
                         human_size(r.image.size),
+                        platforms(r.image),
                     ]
                 })
                 .collect();
             print_table(
                 out,
-                &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+                &[
+                    "REPOSITORY",
+                    "TAG",
+                    "IMAGE ID",
+                    "CREATED",
+                    "SIZE",
+                    "PLATFORM",
+                ],
                 &table,
             )?;
         }
@@ -305,6 +321,15 @@ fn image_rows<'a>(all: &'a [Image], filter: Option<&Reference>) -> Vec<Row<'a>> 
     rows
 }
 
+/// The platforms of an image here, comma-separated: those its index holds
+/// in the store, or its own.
+fn platforms(image: &Image) -> String {
+    match &image.index {
+        Some(index) => index.present_platforms().join(","),
+        None => image.platform().map(|p| p.to_string()).unwrap_or_default(),
+    }
+}
+
 /// A row's fields by their `--format` names (`{{.Repository}}` …).
 fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, String)> {
     let created = r.image.config.created.clone().unwrap_or_default();
@@ -312,7 +337,8 @@ fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, Stri
         ("Repository", r.repository.clone()),
         ("Tag", r.tag.clone()),
         ("ID", id(r.image)),
-        ("Digest", r.image.manifest_digest.to_string()),
+        ("Digest", r.image.entry_digest().to_string()),
+        ("Platform", platforms(r.image)),
         ("CreatedSince", since(&created)),
         ("CreatedAt", created),
         ("Size", human_size(r.image.size)),
@@ -422,7 +448,7 @@ pub fn inspect_json(store: &Store, image: &Image) -> Value {
     let mut v = json!({
         "Id": image.id,
         "RepoTags": image.tags.iter().map(Reference::familiar).collect::<Vec<_>>(),
-        "RepoDigests": image.tags.iter().map(|t| t.with_digest(image.manifest_digest.clone()).familiar()).collect::<std::collections::BTreeSet<_>>(),
+        "RepoDigests": image.tags.iter().map(|t| t.with_digest(image.entry_digest().clone()).familiar()).collect::<std::collections::BTreeSet<_>>(),
         "Parent": "",
         "Comment": comment,
         "Created": image.config.created.clone().unwrap_or_default(),
@@ -439,14 +465,34 @@ pub fn inspect_json(store: &Store, image: &Image) -> Value {
     if let (Some(variant), Some(obj)) = (&image.config.variant, v.as_object_mut()) {
         obj.insert("Variant".into(), json!(variant));
     }
+    // What the name points at, as Docker's containerd store shows it: the
+    // index of a multi-platform image, with the platforms held here.
+    if let (Ok(desc), Some(obj)) = (store.entry_descriptor(image), v.as_object_mut()) {
+        obj.insert(
+            "Descriptor".into(),
+            json!({"mediaType": desc.media_type, "digest": desc.digest, "size": desc.size}),
+        );
+        if let Some(index) = &image.index {
+            obj.insert("Platforms".into(), json!(index.present_platforms()));
+        }
+    }
     v
 }
 
-fn inspect(store: &Store, out: &mut dyn Write, names: &[String]) -> anyhow::Result<i32> {
+fn inspect(
+    store: &Store,
+    out: &mut dyn Write,
+    names: &[String],
+    platform: Option<&str>,
+) -> anyhow::Result<i32> {
+    let want = platform
+        .map(|p| p.parse::<rbk_store::oci::PlatformSpec>())
+        .transpose()
+        .context("--platform")?;
     let mut found = Vec::new();
     let mut code = 0;
     for n in names {
-        match store.resolve(n) {
+        match store.resolve_for(n, want.as_ref()) {
             Ok(image) => found.push(inspect_json(store, &image)),
             Err(e) => {
                 eprintln!("rbk: {}", rbk_scheduler::error_chain(&e));
@@ -544,14 +590,23 @@ fn import(
         "gzip" => LayerCompression::Gzip,
         _ => LayerCompression::None,
     };
-    let image = archive::import_for(
-        store,
-        reader,
-        reference.as_ref(),
-        changes,
-        compression,
-        platform,
-    )?;
+    // With a platform, NAME gathers the platforms imported into it.
+    let tag_now = if platform.is_some() {
+        None
+    } else {
+        reference.as_ref()
+    };
+    let image = archive::import_for(store, reader, tag_now, changes, compression, platform)?;
+    if let (Some(r), Some(_)) = (&reference, platform) {
+        let all = store.add_platform(r, &image)?;
+        if let Some(index) = &all.index {
+            eprintln!(
+                "{}: platforms {}",
+                r.familiar(),
+                index.present_platforms().join(", ")
+            );
+        }
+    }
     writeln!(out, "{}", image.id)?;
     Ok(0)
 }

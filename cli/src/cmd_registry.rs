@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use rbk_store::compress::Compression;
 use rbk_store::registry::{
-    Client, Credentials, CredentialsFile, PlatformSpec, Progress, RegistryOptions,
+    Client, Credentials, CredentialsFile, PlatformSpec, Platforms, Progress, RegistryOptions,
 };
 use rbk_store::{Digest, Reference, Store};
 
@@ -62,9 +62,14 @@ pub struct PullArgs {
     /// Image to pull: NAME[:TAG|@DIGEST]
     #[arg(value_name = "NAME")]
     name: String,
-    /// Platform to pick from a multi-platform image (os/arch[/variant])
-    #[arg(long)]
+    /// Platform(s) to fetch from a multi-platform image
+    /// (os/arch[/variant], comma-separated; default this machine's). The
+    /// tag names the whole index; each pull adds the platforms it fetched
+    #[arg(long, value_name = "PLATFORM[,PLATFORM…]")]
     platform: Option<String>,
+    /// Fetch every platform of a multi-platform image
+    #[arg(long, conflicts_with = "platform")]
+    all_platforms: bool,
     /// Print only the image name when done
     #[arg(short, long)]
     quiet: bool,
@@ -220,11 +225,19 @@ fn open_store(root: &Path) -> anyhow::Result<Store> {
 /// `rbk pull NAME[:TAG|@DIGEST]`.
 pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<i32> {
     let reference = Reference::parse(&a.name)?;
-    let platform = a
-        .platform
-        .as_deref()
-        .map(str::parse::<PlatformSpec>)
-        .transpose()?;
+    let platforms = if a.all_platforms {
+        Platforms::All
+    } else {
+        match a.platform.as_deref() {
+            None => Platforms::one(None),
+            Some(list) => Platforms::Some(
+                list.split(',')
+                    .map(|p| p.trim().parse::<PlatformSpec>())
+                    .collect::<Result<_, _>>()
+                    .context("--platform")?,
+            ),
+        }
+    };
     let store = open_store(root)?;
     let client = Client::new(a.registry.options())?;
     let lines = Lines::new(false, a.quiet);
@@ -234,7 +247,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<i32> {
             .map_or_else(|| reference.familiar(), str::to_string);
         eprintln!("{what}: Pulling from {}", reference.path());
     }
-    let report = client.pull(&store, &reference, platform.as_ref(), &|p| lines.on(p))?;
+    let report = client.pull_platforms(&store, &reference, &platforms, &|p| lines.on(p))?;
     if !a.quiet {
         eprintln!(
             "Digest: {}",
@@ -243,6 +256,13 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<i32> {
                 .as_ref()
                 .unwrap_or(&report.image.manifest_digest)
         );
+        if let Some(index) = &report.image.index {
+            eprintln!(
+                "Platforms: {} in the store ({} in the index)",
+                index.present_platforms().join(", "),
+                index.platforms().count()
+            );
+        }
         if report.downloaded.is_empty() {
             eprintln!("Status: Image is up to date for {}", reference.familiar());
         } else {

@@ -293,7 +293,15 @@ fn resolve(
     }
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let image = match store.resolve_leased(&args.image) {
+    // From a multi-platform image, the platform asked for (else this
+    // machine's).
+    let want = args
+        .platform
+        .as_deref()
+        .map(|p| p.parse::<rbk_store::oci::PlatformSpec>())
+        .transpose()
+        .context("--platform")?;
+    let image = match store.resolve_leased_for(&args.image, want.as_ref()) {
         Ok(i) => i,
         Err(StoreError::ImageNotFound { name }) => {
             bail!("no such image: {name} (build, import or load it first; see `rbk images`)")
@@ -311,7 +319,7 @@ fn resolve(
         let variant_differs = matches!((&w.variant, &c.variant), (Some(a), Some(b)) if a != b);
         if w.os != c.os || w.arch != c.architecture || variant_differs {
             bail!(
-                "{} is {have}, and --platform asks for {want}: the store holds one platform per image",
+                "{} is {have}, and --platform asks for {want}: it holds no other platform",
                 args.image
             );
         }

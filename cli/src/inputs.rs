@@ -36,8 +36,9 @@ pub struct BuildInputArgs {
     /// rbk.toml's)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Target platform (os/arch)
-    #[arg(long)]
+    /// Target platform(s): os/arch[/variant], comma-separated for a
+    /// multi-platform image (one index holding each platform's image)
+    #[arg(long, value_name = "PLATFORM[,PLATFORM…]")]
     pub platform: Option<String>,
     /// A build context directory, a Dockerfile, or a target file
     /// (rbk.toml, docker-bake.json, docker-bake.hcl, compose.yaml)
@@ -194,7 +195,7 @@ fn target_input(
         build_args: merged,
         tags,
         labels: target_labels,
-        platform: args.platform.clone().or(t.platforms.first().cloned()),
+        platform: None,
         ignore_file: own_ignore_file(&t.dockerfile),
         named_contexts: contexts,
     })
@@ -259,6 +260,38 @@ pub fn path_kind(path: &Path) -> Result<PathKind> {
     })
 }
 
+/// The platforms of a `--platform` value or a target's `platforms`:
+/// comma-separated, each checked and normalised, duplicates dropped; none
+/// means the host's.
+fn platform_list(list: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = rbk_compiler::platform::Platform::parse(p)
+            .map_err(anyhow::Error::msg)
+            .context("--platform")?
+            .to_string();
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// `input` once per platform (once, for the host, when none is named):
+/// the images of one name and several platforms become one index.
+fn for_platforms(input: &Input, platforms: &[String]) -> Vec<Input> {
+    if platforms.is_empty() {
+        return vec![input.clone()];
+    }
+    platforms
+        .iter()
+        .map(|p| Input {
+            platform: Some(p.clone()),
+            ..input.clone()
+        })
+        .collect()
+}
+
 /// Reads the Dockerfiles the arguments name.
 pub fn load(args: &BuildInputArgs) -> Result<Vec<Input>> {
     Ok(load_with_settings(args)?.0)
@@ -302,17 +335,6 @@ fn load_targets(
             selected.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    for t in &selected {
-        if t.platforms.len() > 1 {
-            bail!(
-                "target {:?} lists {} platforms ({}); rbk builds one platform per target today: list one, or use --set {}.platform=PLATFORM",
-                t.name,
-                t.platforms.len(),
-                t.platforms.join(", "),
-                t.name
-            );
-        }
-    }
     // Every target is a candidate: the selected ones may be built on
     // others (FROM one of their tags, a target: context), which then
     // build first in the same run. A target nobody selected whose
@@ -340,7 +362,12 @@ fn load_targets(
     for i in order {
         let (t, input) = &all[i];
         settings.push(t.clone());
-        out.push(input.clone());
+        let platforms = match &args.platform {
+            Some(list) => platform_list(list)?,
+            None => platform_list(&t.platforms.join(","))
+                .with_context(|| format!("target {:?}: platforms", t.name))?,
+        };
+        out.extend(for_platforms(input, &platforms));
     }
     Ok((out, settings))
 }
@@ -397,22 +424,21 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Reso
         dockerfile.display().to_string()
     };
     let name = args.tags.first().cloned().unwrap_or_else(|| shown.clone());
-    Ok((
-        vec![Input {
-            name,
-            file: shown,
-            source: read_dockerfile(&dockerfile)?,
-            context: context.display().to_string(),
-            target: args.target.clone(),
-            build_args,
-            tags: args.tags.clone(),
-            labels,
-            platform: args.platform.clone(),
-            ignore_file: own_ignore_file(&dockerfile),
-            named_contexts,
-        }],
-        Vec::new(),
-    ))
+    let platforms = platform_list(args.platform.as_deref().unwrap_or_default())?;
+    let input = Input {
+        name,
+        file: shown,
+        source: read_dockerfile(&dockerfile)?,
+        context: context.display().to_string(),
+        target: args.target.clone(),
+        build_args,
+        tags: args.tags.clone(),
+        labels,
+        platform: None,
+        ignore_file: own_ignore_file(&dockerfile),
+        named_contexts,
+    };
+    Ok((for_platforms(&input, &platforms), Vec::new()))
 }
 
 /// `rbk build --print`: the selected targets after bake's language, as

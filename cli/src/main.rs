@@ -7,6 +7,7 @@ mod cmd_check;
 mod cmd_container;
 mod cmd_graph;
 mod cmd_image;
+mod cmd_manifest;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
@@ -16,6 +17,7 @@ mod emulation;
 mod env;
 mod inputs;
 mod outputs;
+mod platforms;
 mod progress;
 mod report;
 mod rootless;
@@ -74,6 +76,9 @@ enum Command {
     /// Image commands under their docker-style group name (`rbk image inspect …`)
     #[command(subcommand, name = "image")]
     ImageGroup(cmd_image::ImageCommand),
+    /// Multi-platform images: make an index of images, show it, push it
+    #[command(subcommand)]
+    Manifest(cmd_manifest::ManifestCommand),
     /// Store maintenance (`rbk system check [--repair]`)
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
@@ -150,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
+        Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Completions { shell } => {

@@ -341,7 +341,7 @@ pub fn export(
                 .iter()
                 .filter_map(|t| Reference::parse(t).ok())
                 .collect();
-            store.image_by_manifest(&b.manifest, tags)
+            store.image_by_entry(&b.manifest, tags, None)
         })
         .collect::<Result<_, _>>()?;
     for o in outputs {
@@ -398,6 +398,16 @@ fn exported(store: &Store, image: &Image, format: &ExportFormat) -> Result<Image
     if *format == ExportFormat::from(Compression::None) {
         return Ok(image.clone());
     }
+    if image.index.is_some() {
+        let index = store
+            .index_for_export(image, format)
+            .with_context(|| format!("cannot compress the layers of {}", image.entry_digest()))?;
+        return Ok(store.image_by_entry(
+            &index.digest,
+            image.tags.clone(),
+            image.platform().as_ref(),
+        )?);
+    }
     let m = store
         .manifest_for_export(image, format)
         .with_context(|| format!("cannot compress the layers of {}", image.id))?;
@@ -446,7 +456,7 @@ fn export_image(
         let client = client()?;
         for n in &names {
             let pushed = client
-                .push_as(store, &image.id.to_string(), n, format, &|_| {})
+                .push_as(store, image.entry_digest().as_str(), n, format, &|_| {})
                 .with_context(|| format!("cannot push {}", n.familiar()))?;
             eprintln!("pushed {}: {}", n.familiar(), pushed.digest);
         }
@@ -500,8 +510,25 @@ pub(crate) fn write_file_atomically(
     result
 }
 
-/// Unpacks `image`'s layers, in order, into `dir` (made if missing).
+/// Unpacks `image`'s layers, in order, into `dir` (made if missing); a
+/// multi-platform image's each into `dir/<os>_<arch>[_<variant>]`, as
+/// buildx lays them out.
 fn filesystem_dir(store: &Store, image: &Image, dir: &Path) -> Result<()> {
+    if image.index.is_some() {
+        for child in store.index_images(image)? {
+            let sub = child.platform().map_or_else(
+                || child.id.short().to_string(),
+                |p| p.to_string().replace('/', "_"),
+            );
+            unpack_layers(store, &child, &dir.join(sub))?;
+        }
+        return Ok(());
+    }
+    unpack_layers(store, image, dir)
+}
+
+/// Unpacks one image's layers, in order, into `dir` (made if missing).
+fn unpack_layers(store: &Store, image: &Image, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for l in &image.manifest.layers {
         let blob = store.content.open_blob(&l.digest)?;

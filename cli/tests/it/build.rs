@@ -930,7 +930,7 @@ fn a_base_of_another_platform_is_an_error_not_a_fallback() {
 /// Unregisters a binfmt_misc handler the test registered, however it ends.
 /// Tests holding one run one at a time, so none removes the handler while
 /// another's step needs it.
-struct Unregister(
+pub(crate) struct Unregister(
     Option<std::path::PathBuf>,
     #[allow(dead_code)] std::sync::MutexGuard<'static, ()>,
 );
@@ -941,7 +941,7 @@ impl Unregister {
     /// A guard for the qemu-aarch64 handler: it removes the handler at the
     /// end if it was not registered at the start (a build for arm64
     /// registers it).
-    fn qemu_aarch64() -> Self {
+    pub(crate) fn qemu_aarch64() -> Self {
         let turn = QEMU_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
         Unregister((!entry.exists()).then(|| entry.to_path_buf()), turn)
@@ -956,14 +956,14 @@ impl Drop for Unregister {
     }
 }
 
-#[test]
-fn run_for_arm64_runs_under_qemu() {
-    let test = "run_for_arm64_runs_under_qemu";
-    let Some(dir) = store_with_busybox(test) else {
-        return;
-    };
+/// A busybox rootfs tarball for linux/arm64 made from Debian's
+/// `busybox-static:arm64` package (scripts/test.sh fetches it into the
+/// bases cache), in `dir`; None (loudly) when the host is not x86_64, the
+/// package is not there or QEMU's binfmt configuration is not installed.
+pub(crate) fn arm64_busybox(test: &str, dir: &Path) -> Option<std::path::PathBuf> {
     if std::env::consts::ARCH != "x86_64" {
-        return eprintln!("SKIPPED {test}: the host is not x86_64");
+        eprintln!("SKIPPED {test}: the host is not x86_64");
+        return None;
     }
     let cache = crate::bases_cache();
     let deb = std::fs::read_dir(&cache).ok().and_then(|rd| {
@@ -973,17 +973,17 @@ fn run_for_arm64_runs_under_qemu() {
         })
     });
     let Some(deb) = deb else {
-        return eprintln!(
+        eprintln!(
             "SKIPPED {test}: no busybox-static arm64 package in {} (scripts/test.sh fetches it)",
             cache.display()
         );
+        return None;
     };
     if !Path::new("/usr/lib/binfmt.d/qemu-aarch64.conf").exists() {
-        return eprintln!("SKIPPED {test}: qemu-user-static is not installed");
+        eprintln!("SKIPPED {test}: qemu-user-static is not installed");
+        return None;
     }
-    let _unregister = Unregister::qemu_aarch64();
-    // An arm64 rootfs from Debian's package, imported as linux/arm64.
-    let x = dir.path().join("deb");
+    let x = dir.join("deb");
     let ok = Command::new("dpkg-deb")
         .arg("-x")
         .arg(&deb)
@@ -991,7 +991,7 @@ fn run_for_arm64_runs_under_qemu() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let rootfs = dir.path().join("arm64");
+    let rootfs = dir.join("arm64");
     for d in ["bin", "etc", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
@@ -999,8 +999,21 @@ fn run_for_arm64_runs_under_qemu() {
     for applet in ["sh", "uname", "cat", "echo"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
-    let tarball = dir.path().join("arm64.tar");
+    let tarball = dir.join("arm64.tar");
     tar_dir(&rootfs, &tarball);
+    Some(tarball)
+}
+
+#[test]
+fn run_for_arm64_runs_under_qemu() {
+    let test = "run_for_arm64_runs_under_qemu";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let Some(tarball) = arm64_busybox(test, dir.path()) else {
+        return;
+    };
+    let _unregister = Unregister::qemu_aarch64();
     let store = dir.path().join("store");
     succeed(
         rbk(&store)

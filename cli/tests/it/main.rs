@@ -8,6 +8,7 @@ mod cache;
 mod containers;
 mod debian;
 mod outputs;
+mod platforms;
 mod rootless;
 mod run;
 mod security;

@@ -1,0 +1,329 @@
+//! Multi-platform images: a store holding several platforms under one name
+//! (an OCI index), two-platform builds sharing what does not depend on the
+//! platform, and the index carried whole by push, pull, save and load.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::build::{arm64_busybox, rbk, store_with_busybox, succeed, write, Unregister};
+use crate::cache::Registry;
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `cat FILES` in a container of `image` for `platform`.
+fn cat(store: &Path, platform: &str, image: &str, files: &[&str]) -> String {
+    let out = succeed(
+        rbk(store)
+            .args(["run", "--rm", "--platform", platform, image, "cat"])
+            .args(files),
+    );
+    text(&out)
+}
+
+/// The platforms (`os/arch`) of the index `skopeo inspect --raw` shows.
+fn skopeo_platforms(args: &[&str]) -> Vec<String> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{doc}"
+    );
+    let mut platforms: Vec<String> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    platforms
+}
+
+/// A store whose localhost/busybox:latest holds linux/amd64 and
+/// linux/arm64 (None, loudly, where arm64 cannot be emulated).
+fn two_platform_busybox(test: &str) -> Option<(tempfile::TempDir, Unregister)> {
+    let dir = store_with_busybox(test)?;
+    let tarball = arm64_busybox(test, dir.path())?;
+    let guard = Unregister::qemu_aarch64();
+    let out = succeed(
+        rbk(&dir.path().join("store"))
+            .args(["import", "--platform", "linux/arm64"])
+            .arg(&tarball)
+            .arg("localhost/busybox:latest"),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("platforms linux/amd64, linux/arm64"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((dir, guard))
+}
+
+const DOCKERFILE: &str = "\
+FROM --platform=$BUILDPLATFORM localhost/busybox:latest AS tools
+RUN echo tools-ran-on-$(busybox uname -m) > /tool
+FROM localhost/busybox:latest
+ARG TARGETARCH
+ARG TARGETPLATFORM
+COPY --from=tools /tool /tool
+RUN busybox uname -m > /m && echo $TARGETARCH >> /m && echo $TARGETPLATFORM >> /m
+";
+
+#[test]
+fn a_two_platform_build_is_one_index_and_travels_whole() {
+    let test = "a_two_platform_build_is_one_index_and_travels_whole";
+    let Some((dir, _guard)) = two_platform_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(&ctx, &[("Dockerfile", DOCKERFILE)]);
+    let out = succeed(
+        rbk(&store)
+            .args(["build", "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", "localhost/app:1"])
+            .arg(&ctx),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The BUILDPLATFORM stage's RUN once, COPY and RUN per platform.
+    assert!(err.contains("5 steps run"), "{err}");
+    assert!(err.contains("localhost/app:1 linux/arm64 3/3"), "{err}");
+    for (platform, want) in [
+        (
+            "linux/amd64",
+            "x86_64\namd64\nlinux/amd64\ntools-ran-on-x86_64\n",
+        ),
+        (
+            "linux/arm64",
+            "aarch64\narm64\nlinux/arm64\ntools-ran-on-x86_64\n",
+        ),
+    ] {
+        assert_eq!(
+            cat(&store, platform, "localhost/app:1", &["/m", "/tool"]),
+            want
+        );
+    }
+    // One name, one row, both platforms; no nameless per-platform rows.
+    let images = text(&succeed(rbk(&store).args([
+        "images",
+        "--format",
+        "{{.Repository}} {{.Platform}}",
+    ])));
+    assert_eq!(
+        images
+            .lines()
+            .filter(|l| l.starts_with("localhost/app "))
+            .collect::<Vec<_>>(),
+        ["localhost/app linux/amd64,linux/arm64"],
+        "{images}"
+    );
+    assert!(!images.contains("<none>"), "{images}");
+    let inspect = |p: &str| -> serde_json::Value {
+        let out = succeed(rbk(&store).args(["inspect", "--platform", p, "localhost/app:1"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    assert_eq!(inspect("linux/arm64")["Architecture"], "arm64");
+    assert_eq!(inspect("linux/amd64")["Architecture"], "amd64");
+    // A rebuild is all cache hits and names the same index.
+    let index = |s: &Path| {
+        let out = succeed(rbk(s).args(["manifest", "inspect", "localhost/app:1"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = index(&store);
+    let out = succeed(
+        rbk(&store)
+            .args(["build", "--platform", "linux/amd64,linux/arm64"])
+            .args(["-t", "localhost/app:1"])
+            .arg(&ctx),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 steps run"));
+    assert_eq!(index(&store), before);
+
+    // save: one archive with the index; skopeo reads both platforms, and a
+    // fresh store loads both.
+    let archive = dir.path().join("app.tar");
+    succeed(
+        rbk(&store)
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg("localhost/app:1"),
+    );
+    let oci = format!("oci-archive:{}:1", archive.display());
+    assert_eq!(skopeo_platforms(&[&oci]), ["linux/amd64", "linux/arm64"]);
+    let loaded = dir.path().join("loaded");
+    succeed(rbk(&loaded).args(["load", "-i"]).arg(&archive));
+    assert_eq!(index(&loaded), before);
+    assert_eq!(
+        cat(&loaded, "linux/arm64", "localhost/app:1", &["/m"]),
+        "aarch64\narm64\nlinux/arm64\n"
+    );
+
+    // push: the index and both images; a fresh store pulls one platform,
+    // then the other, under the one tag.
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let remote = format!("{}/app:1", reg.host);
+    let insecure = ["--insecure-registry", reg.host.as_str()];
+    succeed(
+        rbk(&store)
+            .arg("push")
+            .args(insecure)
+            .args(["localhost/app:1", &remote]),
+    );
+    let docker = format!("docker://{remote}");
+    assert_eq!(
+        skopeo_platforms(&["--tls-verify=false", &docker]),
+        ["linux/amd64", "linux/arm64"]
+    );
+    let fresh = dir.path().join("fresh");
+    succeed(
+        rbk(&fresh)
+            .arg("pull")
+            .args(insecure)
+            .args(["--platform", "linux/arm64", &remote]),
+    );
+    let out = rbk(&fresh)
+        .args(["run", "--rm", "--platform", "linux/amd64", &remote, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no linux/amd64 variant (it has linux/arm64)"),
+        "{err}"
+    );
+    succeed(
+        rbk(&fresh)
+            .arg("pull")
+            .args(insecure)
+            .args(["--all-platforms", &remote]),
+    );
+    assert_eq!(
+        cat(&fresh, "linux/amd64", &remote, &["/m"]),
+        "x86_64\namd64\nlinux/amd64\n"
+    );
+    assert_eq!(
+        cat(&fresh, "linux/arm64", &remote, &["/m"]),
+        "aarch64\narm64\nlinux/arm64\n"
+    );
+    let check = succeed(rbk(&fresh).args(["system", "check"]));
+    assert!(text(&check).contains("store is sound"), "{}", text(&check));
+}
+
+#[test]
+fn a_base_without_the_platform_names_the_platforms_it_has() {
+    let test = "a_base_without_the_platform_names_the_platforms_it_has";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    // An index holding linux/amd64 only (made from the single image).
+    succeed(rbk(&store).args([
+        "manifest",
+        "create",
+        "localhost/only-amd64:1",
+        "localhost/busybox:latest",
+    ]));
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[("Dockerfile", "FROM localhost/only-amd64:1\nRUN true\n")],
+    );
+    let out = rbk(&store)
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/s390x",
+            "-t",
+            "x:1",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("localhost/only-amd64:1 has no linux/s390x variant (it has linux/amd64)"),
+        "{err}"
+    );
+    // Nothing was tagged.
+    let out = rbk(&store).args(["inspect", "x:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn manifest_create_and_import_gather_platforms_under_one_name() {
+    let test = "manifest_create_and_import_gather_platforms_under_one_name";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let tarball = dir.path().join("busybox.tar");
+    // The same rootfs stated as two platforms (no RUN needs emulating).
+    succeed(
+        rbk(&store)
+            .args(["import", "--platform", "linux/riscv64"])
+            .arg(&tarball)
+            .arg("localhost/multi:1"),
+    );
+    succeed(
+        rbk(&store)
+            .args(["import", "--platform", "linux/amd64"])
+            .arg(&tarball)
+            .arg("localhost/multi:1"),
+    );
+    // Re-importing a platform replaces it, not adds a third entry.
+    succeed(
+        rbk(&store)
+            .args(["import", "--platform", "linux/amd64"])
+            .arg(&tarball)
+            .arg("localhost/multi:1"),
+    );
+    let out = succeed(rbk(&store).args(["manifest", "inspect", "localhost/multi:1"]));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archs: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["riscv64", "amd64"], "{doc}");
+    // Two images of one platform cannot share an index.
+    let out = rbk(&store)
+        .args([
+            "manifest",
+            "create",
+            "localhost/bad:1",
+            "localhost/multi:1",
+            "localhost/busybox:latest",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two images for linux/amd64"));
+    // rmi and prune: the index and what only it held go; the store stays sound.
+    succeed(rbk(&store).args(["rmi", "localhost/multi:1"]));
+    succeed(rbk(&store).args(["prune"]));
+    let out = succeed(rbk(&store).args(["system", "check"]));
+    assert!(text(&out).contains("store is sound"), "{}", text(&out));
+    let out = succeed(rbk(&store).args(["images", "-q"]));
+    assert_eq!(text(&out).lines().count(), 1, "{}", text(&out));
+}
