@@ -12,6 +12,8 @@ use super::{SnapshotError, SnapshotInfo, SnapshotKind};
 
 const META: &str = "meta.json";
 const STAGING: &str = ".tmp";
+/// Lock files of the slots being published (see `Dirs::slot_lock`).
+const LOCKS: &str = ".locks";
 
 /// A snapshot's `meta.json`. `key` must equal the directory name, which is
 /// what makes a renamed-but-not-yet-rewritten snapshot invisible.
@@ -307,9 +309,35 @@ impl Dirs {
         }
     }
 
+    /// Holds `key`'s slot while a snapshot is put in place there: between
+    /// the rename and the meta rewrite the directory looks stale, and
+    /// another writer of the same key (two steps, in one build or two,
+    /// making the same change) must wait rather than clear it away. A lock
+    /// of a process that died is released with it, so true leftovers are
+    /// still cleared. Keys share 64 lock files (a bounded number; a
+    /// collision only serialises two publications).
+    fn slot_lock(&self, key: &str) -> Result<nix::fcntl::Flock<fs::File>, SnapshotError> {
+        let dir = self.root.join(LOCKS);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let stripe = key
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % 64;
+        let path = dir.join(format!("{stripe:02}"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_err("lock", &path)(e.into()))
+    }
+
     /// Publishes a filled staging dir as `key` with `meta`.
     pub fn publish(&self, mut st: Staging, key: &str, meta: &Meta) -> Result<(), SnapshotError> {
         self.write_meta(&st.path, meta)?;
+        let _slot = self.slot_lock(key)?;
         self.clear_slot(key)?;
         let dst = self.dir(key);
         rename_new(&st.path, &dst, key)?;
@@ -322,6 +350,7 @@ impl Dirs {
     /// exist yet: a crash in between loses the active snapshot, never shows
     /// a half-committed one.
     pub fn rename(&self, from: &str, to: &str, meta: &Meta) -> Result<(), SnapshotError> {
+        let _slot = self.slot_lock(to)?;
         self.clear_slot(to)?;
         rename_new(&self.dir(from), &self.dir(to), to)?;
         sync_dir(&self.root)?;

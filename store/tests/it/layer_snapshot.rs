@@ -598,3 +598,41 @@ fn snapshot_busybox_rootfs_runs_and_its_changes_diff() {
         },
     );
 }
+
+#[test]
+fn concurrent_commits_of_one_key_leave_one_committed_snapshot() {
+    // Two steps making the same change at once (the same COPY for two
+    // platforms of one build did): the loser learns it lost, and the
+    // winner's half-renamed directory is never cleared away as stale.
+    each_backend("concurrent_commits_of_one_key", |b, root| {
+        let snap = std::sync::Arc::new(open(b, &root.join("snaps")));
+        for round in 0..40 {
+            let key = format!("same-{round}");
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let snap = snap.clone();
+                    let key = key.clone();
+                    std::thread::spawn(move || {
+                        let active = format!("a-{round}-{t}");
+                        snap.prepare(&active, None).unwrap();
+                        match snap.commit(&key, &active) {
+                            Ok(()) => true,
+                            Err(SnapshotError::AlreadyExists { .. }) => {
+                                snap.remove(&active).unwrap();
+                                false
+                            }
+                            Err(e) => panic!("commit {key}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            let won = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&w| w)
+                .count();
+            assert_eq!(won, 1, "{b:?} round {round}");
+            assert_eq!(snap.stat(&key).unwrap().kind, SnapshotKind::Committed);
+        }
+    });
+}
