@@ -327,3 +327,83 @@ fn manifest_create_and_import_gather_platforms_under_one_name() {
     let out = succeed(rbk(&store).args(["images", "-q"]));
     assert_eq!(text(&out).lines().count(), 1, "{}", text(&out));
 }
+
+#[test]
+fn rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each() {
+    let test = "rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each";
+    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+        return eprintln!("SKIPPED {test}: {why}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("proj");
+    // FROM scratch and COPY: nothing runs, so no platform needs emulating.
+    write(
+        &base,
+        &[
+            (
+                "app/Dockerfile",
+                "FROM scratch\nARG TARGETARCH\nARG TARGETPLATFORM\nCOPY f /f\nLABEL arch=$TARGETARCH platform=$TARGETPLATFORM\n",
+            ),
+            ("app/f", "data"),
+            (
+                "rbk.toml",
+                "[target.app]\ncontext = \"app\"\ntags = [\"localhost/two:1\"]\nplatforms = [\"linux/amd64\", \"linux/riscv64\"]\n",
+            ),
+        ],
+    );
+    let store = dir.path().join("store");
+    let local = dir.path().join("out");
+    let oci = dir.path().join("two.tar");
+    let out = succeed(
+        rbk(&store)
+            .args(["build", "-o"])
+            .arg(format!("type=local,dest={}", local.display()))
+            .arg("-o")
+            .arg(format!("type=oci,dest={}", oci.display()))
+            .arg(base.join("rbk.toml")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The COPY of the context once per platform (its parent differs), and
+    // nothing else.
+    assert!(err.contains("built 1 image"), "{err}");
+    for (platform, arch) in [("linux/amd64", "amd64"), ("linux/riscv64", "riscv64")] {
+        let out = succeed(rbk(&store).args(["inspect", "--platform", platform, "localhost/two:1"]));
+        let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
+        assert_eq!(img["Architecture"], arch, "{img}");
+        assert_eq!(img["Config"]["Labels"]["arch"], arch, "{img}");
+        assert_eq!(img["Config"]["Labels"]["platform"], platform, "{img}");
+        // type=local: one directory per platform, as buildx lays it out.
+        let f = local.join(platform.replace('/', "_")).join("f");
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "data",
+            "{}",
+            f.display()
+        );
+    }
+    let archive = format!("oci-archive:{}", oci.display());
+    assert_eq!(
+        skopeo_platforms(&[&archive]),
+        ["linux/amd64", "linux/riscv64"]
+    );
+    // --print shows the list as bake does.
+    let out = succeed(
+        rbk(&store)
+            .args(["build", "--print"])
+            .arg(base.join("rbk.toml")),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["target"]["app"]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/riscv64"])
+    );
+    // A bad platform in the list names itself.
+    let out = rbk(&store)
+        .args(["build", "--platform", "linux/amd64,linux/"])
+        .arg(base.join("rbk.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid platform \"linux/\""), "{err}");
+}
