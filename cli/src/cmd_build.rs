@@ -341,7 +341,9 @@ impl PullingResolver<'_> {
                     Some(if why.contains(" variant (it has") {
                         format!("base {why}, and it cannot be pulled: {err}")
                     } else {
-                        format!("base image {image} is not in the store and cannot be pulled: {err}")
+                        format!(
+                            "base image {image} is not in the store and cannot be pulled: {err}"
+                        )
                     })
                 } else if self.policy == PullPolicy::Always {
                     Some(format!(

@@ -1061,11 +1061,9 @@ fn run_for_arm64_runs_under_qemu() {
         .args(["run", "--rm", "--platform", "linux/amd64", "arm:1", "true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("arm:1 is linux/arm64, and --platform asks for linux/amd64"),
-        "{err}"
+    crate::fails_with(
+        &out,
+        "arm:1 is linux/arm64, and --platform asks for linux/amd64",
     );
     let out = rbk(&store).args(["inspect", "arm:1"]).output().unwrap();
     let img: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

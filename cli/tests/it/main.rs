@@ -52,6 +52,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts `out` is a failure (exit 1) whose standard error says `want`.
+pub fn fails_with(out: &Output, want: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(want), "{err}");
+}
+
 /// Why containers cannot run here, if they cannot (not root, no namespaces).
 pub fn cannot_run_containers() -> Option<String> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::cache::Registry;
-use crate::{cannot_run_containers, make_base, rbk, rbk_bin, skip, stderr, stdout};
+use crate::{cannot_run_containers, fails_with, make_base, rbk, rbk_bin, skip, stderr, stdout};
 
 const DOCKERFILE: &str = "FROM localhost/busybox:latest\n\
 ARG GREETING=default\n\
@@ -41,12 +41,6 @@ fn ok(out: Output) -> Output {
 }
 
 /// `out` is a failure (exit 1) whose standard error says `want`.
-fn fails_with(out: &Output, want: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(want), "{err}");
-}
-
 /// A second, fresh store holding the same busybox base as `store`
 /// (saved and loaded, so both have the same image id).
 fn second_store_with_base(store: &Path) -> tempfile::TempDir {

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use crate::build::{arm64_busybox, rbk, store_with_busybox, succeed, write, Unregister};
 use crate::cache::Registry;
+use crate::fails_with;
 
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -204,12 +205,7 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
         .args(["run", "--rm", "--platform", "linux/amd64", &remote, "true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("has no linux/amd64 variant (it has linux/arm64)"),
-        "{err}"
-    );
+    fails_with(&out, "has no linux/amd64 variant (it has linux/arm64)");
     succeed(
         rbk(&fresh)
             .arg("pull")
@@ -258,11 +254,9 @@ fn a_base_without_the_platform_names_the_platforms_it_has() {
         .arg(&ctx)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("localhost/only-amd64:1 has no linux/s390x variant (it has linux/amd64)"),
-        "{err}"
+    fails_with(
+        &out,
+        "localhost/only-amd64:1 has no linux/s390x variant (it has linux/amd64)",
     );
     // Nothing was tagged.
     let out = rbk(&store).args(["inspect", "x:1"]).output().unwrap();
@@ -317,8 +311,7 @@ fn manifest_create_and_import_gather_platforms_under_one_name() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("two images for linux/amd64"));
+    fails_with(&out, "two images for linux/amd64");
     // rmi and prune: the index and what only it held go; the store stays sound.
     succeed(rbk(&store).args(["rmi", "localhost/multi:1"]));
     succeed(rbk(&store).args(["prune"]));
@@ -403,7 +396,5 @@ fn rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each() {
         .arg(base.join("rbk.toml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid platform \"linux/\""), "{err}");
+    fails_with(&out, "invalid platform \"linux/\"");
 }

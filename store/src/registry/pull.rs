@@ -223,20 +223,7 @@ impl Client {
         } else {
             (vec![top], None)
         };
-        let mut wanted: Vec<Descriptor> = Vec::new();
-        for doc in &images {
-            let manifest = parse_manifest(&at, doc)?;
-            progress(&Progress::Manifest {
-                digest: doc.digest.clone(),
-            });
-            for d in missing_blobs(store, &manifest, progress)? {
-                if !wanted.iter().any(|w| w.digest == d.digest) {
-                    wanted.push(d.clone());
-                }
-            }
-        }
-        let refs: Vec<&Descriptor> = wanted.iter().collect();
-        let bytes = self.fetch_blobs(&s, store, repo, &refs, &scopes, progress)?;
+        let (wanted, bytes) = self.fetch_images(&at, store, &images, progress)?;
 
         let entry = index.as_ref().unwrap_or(&images[0]);
         let desc = Descriptor::new(
@@ -270,6 +257,32 @@ impl Client {
             downloaded: wanted.iter().map(|d| d.digest.clone()).collect(),
             bytes,
         })
+    }
+
+    /// Downloads the configs and layers of the image manifests `images`
+    /// that `store` lacks, each once: what was fetched and its bytes.
+    fn fetch_images(
+        &self,
+        at: &Where<'_>,
+        store: &Store,
+        images: &[Document],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(Vec<Descriptor>, u64), RegistryError> {
+        let mut wanted: Vec<Descriptor> = Vec::new();
+        for doc in images {
+            let manifest = parse_manifest(at, doc)?;
+            progress(&Progress::Manifest {
+                digest: doc.digest.clone(),
+            });
+            for d in missing_blobs(store, &manifest, progress)? {
+                if !wanted.iter().any(|w| w.digest == d.digest) {
+                    wanted.push(d.clone());
+                }
+            }
+        }
+        let refs: Vec<&Descriptor> = wanted.iter().collect();
+        let bytes = self.fetch_blobs(at.s, store, at.repo, &refs, at.scopes, progress)?;
+        Ok((wanted, bytes))
     }
 
     /// The image manifests of index `doc` for `platforms`, fetched and
