@@ -27,6 +27,7 @@ if [ -z "$deb" ]; then
 fi
 export RBK_ROOT=$work/store
 RBK=$RBK RBK_BASES_CACHE=$work/bases "$repo/examples/bases/make-bases.sh" busybox >/dev/null 2>&1
+mkdir -p "$work/arm64"
 dpkg-deb -x "$deb" "$work/arm64/deb"
 mkdir -p "$work/arm64/fs/bin" "$work/arm64/fs/tmp"
 cp "$work/arm64/deb/bin/busybox" "$work/arm64/fs/bin/"
