@@ -774,70 +774,106 @@ impl Store {
         index: &Index,
         tags: &[Reference],
     ) -> Result<Image, StoreError> {
-        let bytes = serde_json::to_vec(index).map_err(|e| StoreError::json("image index", e))?;
-        let digest = Digest::of(&bytes);
-        let desc = Descriptor::new(MEDIA_TYPE_OCI_INDEX, digest.clone(), bytes.len() as u64);
         for t in tags {
             check_taggable(t)?;
         }
-        let members: HashSet<&Digest> = index.manifests.iter().map(|d| &d.digest).collect();
-        self.update_index(|entries| {
-            self.content.put(&bytes)?;
-            self.check_complete(&digest)?;
-            add_entry(entries, &desc, tags);
-            // Its platforms' images are listed through it now, not as
-            // images without a name.
-            entries
-                .manifests
-                .retain(|d| d.ref_name().is_some() || !members.contains(&d.digest));
-            Ok(())
-        })?;
+        let digest = self.update_index(|entries| self.list_index_in(entries, index, tags))?;
         let mut tags = tags.to_vec();
         tags.sort();
         tags.dedup();
         self.image_by_entry(&digest, tags, None)
     }
 
+    /// Stores `index` and lists it in `entries` (the caller holds the
+    /// exclusive lock) under `tags`; its platforms' images are listed
+    /// through it from then on, no longer as images without a name.
+    fn list_index_in(
+        &self,
+        entries: &mut Index,
+        index: &Index,
+        tags: &[Reference],
+    ) -> Result<Digest, StoreError> {
+        let bytes = serde_json::to_vec(index).map_err(|e| StoreError::json("image index", e))?;
+        let digest = self.content.put(&bytes)?;
+        self.check_complete(&digest)?;
+        let desc = Descriptor::new(MEDIA_TYPE_OCI_INDEX, digest.clone(), bytes.len() as u64);
+        add_entry(entries, &desc, tags);
+        let members: HashSet<&Digest> = index.manifests.iter().map(|d| &d.digest).collect();
+        entries
+            .manifests
+            .retain(|d| d.ref_name().is_some() || !members.contains(&d.digest));
+        Ok(digest)
+    }
+
     /// Puts `image` (of one platform) under `r` beside the platforms `r`
     /// already names (`rbk import --platform`): into `r`'s index, replacing
     /// the entry of the same platform; a single image of another platform
     /// under `r` makes an index of both; one of the same platform (or no
-    /// image) is replaced.
+    /// image) is replaced. One update of the index: two processes adding
+    /// platforms to one name at once both land.
     pub fn add_platform(&self, r: &Reference, image: &Image) -> Result<Image, StoreError> {
         check_taggable(r)?;
         let (platform, desc) = self.platform_entry(image)?;
-        let current = match self.resolve(&r.to_string()) {
-            Ok(current) => Some(current),
-            Err(StoreError::ImageNotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let mut manifests: Vec<Descriptor> = match current {
-            None => Vec::new(),
-            Some(cur) => match &cur.index {
-                Some(index) => index.index.manifests.clone(),
-                None => match self.platform_entry(&cur) {
-                    Ok((p, d)) if p != platform => vec![d],
-                    _ => Vec::new(),
-                },
-            },
-        };
-        if manifests.is_empty() {
-            self.tag(image, r)?;
-            return self.resolve(&r.to_string());
+        let name = r.to_string();
+        let digest = self.update_index(|entries| {
+            // Made just before, untagged: a concurrent prune may have
+            // collected it.
+            self.check_complete(&desc.digest)?;
+            let current = entries
+                .manifests
+                .iter()
+                .find(|d| d.ref_name() == Some(name.as_str()))
+                .map(|d| d.digest.clone());
+            let mut manifests = match &current {
+                Some(d) => self.platform_entries(d, &platform)?,
+                None => Vec::new(),
+            };
+            if manifests.is_empty() {
+                set_tag(entries, &desc_without_platform(&desc), r);
+                return Ok(image.manifest_digest.clone());
+            }
+            manifests.retain(|d| {
+                d.platform
+                    .as_ref()
+                    .is_none_or(|p| PlatformSpec::of_platform(p) != platform)
+            });
+            manifests.push(desc.clone());
+            let index = Index {
+                schema_version: 2,
+                media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
+                manifests,
+                annotations: BTreeMap::new(),
+            };
+            let digest = self.list_index_in(entries, &index, std::slice::from_ref(r))?;
+            // The index it amends is not kept as an image without a name.
+            if let Some(old) = current.filter(|old| *old != digest) {
+                entries
+                    .manifests
+                    .retain(|d| d.ref_name().is_some() || d.digest != old);
+            }
+            Ok(digest)
+        })?;
+        self.image_by_entry(&digest, vec![r.clone()], None)
+    }
+
+    /// The index entries of what `digest` (an index.json entry) holds, to
+    /// add a `platform` image beside: an index's entries; a single image of
+    /// another platform as one entry; nothing for one of the same platform
+    /// (or stating none), which the new image replaces.
+    fn platform_entries(
+        &self,
+        digest: &Digest,
+        platform: &PlatformSpec,
+    ) -> Result<Vec<Descriptor>, StoreError> {
+        let bytes = self.content.read(digest)?;
+        if Self::is_index_document(&bytes) {
+            return Ok(self.read_image_index(digest)?.index.manifests);
         }
-        manifests.retain(|d| {
-            d.platform
-                .as_ref()
-                .is_none_or(|p| PlatformSpec::of_platform(p) != platform)
-        });
-        manifests.push(desc);
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
-            manifests,
-            annotations: BTreeMap::new(),
-        };
-        self.commit_index_document(&index, std::slice::from_ref(r))
+        let current = self.image_from_manifest(digest, &bytes, Vec::new())?;
+        Ok(match self.platform_entry(&current) {
+            Ok((p, d)) if &p != platform => vec![d],
+            _ => Vec::new(),
+        })
     }
 
     /// Points tag `r` at `image` (moving it from any other image); at its
@@ -1107,6 +1143,13 @@ impl Store {
         fs::rename(path, &grave).at("move aside", path)?;
         remove_tree(&grave)
     }
+}
+
+/// `desc` as `index.json` lists a single image: without a platform.
+fn desc_without_platform(desc: &Descriptor) -> Descriptor {
+    let mut d = desc.clone();
+    d.platform = None;
+    d
 }
 
 /// Lists `desc` in `index` under `tags` (or as dangling when untagged).

@@ -329,6 +329,75 @@ fn concurrent_index_updates_lose_no_tag() {
     }
 }
 
+/// A one-layer image of `arch` (linux), untagged.
+fn image_of(store: &Store, payload: &[u8], arch: &str) -> rbk_store::Image {
+    let layer = store.content.put(payload).unwrap();
+    let config = ImageConfig {
+        architecture: arch.into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.clone()],
+        },
+        ..Default::default()
+    };
+    let desc = Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER, layer, payload.len() as u64);
+    store.commit_image(&config, &[desc], &[]).unwrap()
+}
+
+#[test]
+fn platforms_added_at_once_to_one_name_all_land_and_prune_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = Reference::parse("multi:1").unwrap();
+    let archs = ["amd64", "arm64", "riscv64", "s390x", "ppc64le", "386"];
+    std::thread::scope(|s| {
+        for arch in archs {
+            let root = dir.path().to_path_buf();
+            let name = name.clone();
+            s.spawn(move || {
+                let store = Store::open(&root).unwrap();
+                let image = image_of(&store, arch.as_bytes(), arch);
+                store.add_platform(&name, &image).unwrap();
+            });
+        }
+    });
+    let store = Store::open(dir.path()).unwrap();
+    let multi = store.resolve("multi:1").unwrap();
+    let mut have = multi.index.as_ref().unwrap().present_platforms();
+    have.sort();
+    let mut want: Vec<String> = archs.iter().map(|a| format!("linux/{a}")).collect();
+    want.sort();
+    assert_eq!(have, want);
+    // One name, no nameless per-platform entries.
+    assert_eq!(store.list().unwrap().len(), 1);
+    // Each platform's image by platform and by its own id.
+    for arch in archs {
+        let p: oci::PlatformSpec = format!("linux/{arch}").parse().unwrap();
+        let img = store.resolve_for("multi:1", Some(&p)).unwrap();
+        assert_eq!(img.config.architecture, arch);
+        assert_eq!(store.resolve(img.id.as_str()).unwrap().id, img.id);
+    }
+    // Replacing a platform keeps the others; prune keeps every image the
+    // index holds, and drops the replaced one.
+    let old = store
+        .resolve_for("multi:1", Some(&"linux/arm64".parse().unwrap()))
+        .unwrap();
+    let new = image_of(&store, b"arm64 v2", "arm64");
+    let after = store.add_platform(&name, &new).unwrap();
+    assert_eq!(after.index.as_ref().unwrap().present_platforms().len(), 6);
+    let report = store.prune(PruneOptions::default()).unwrap();
+    assert!(report.blobs.contains(&old.manifest_digest), "{report:?}");
+    for arch in archs {
+        let p: oci::PlatformSpec = format!("linux/{arch}").parse().unwrap();
+        let img = store.resolve_for("multi:1", Some(&p)).unwrap();
+        for l in &img.manifest.layers {
+            assert!(store.content.has(&l.digest), "{arch}");
+        }
+    }
+    let check = rbk_store::check::check(&store, rbk_store::check::CheckOptions::default()).unwrap();
+    assert!(check.findings.is_empty(), "{check:?}");
+}
+
 const CHILD_ENV: &str = "RBK_TEST_CHILD_STORE";
 
 /// Not a test on its own: the body of the child process that
