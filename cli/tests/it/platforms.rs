@@ -398,3 +398,59 @@ fn rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each() {
         .unwrap();
     fails_with(&out, "invalid platform \"linux/\"");
 }
+
+#[test]
+fn a_target_built_on_another_is_built_on_its_image_of_the_same_platform() {
+    let test = "a_target_built_on_another_is_built_on_its_image_of_the_same_platform";
+    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+        return eprintln!("SKIPPED {test}: {why}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("proj");
+    let toml = |base_platforms: &str| {
+        format!(
+            "[target.base]\ncontext = \"base\"\ntags = [\"localhost/base:1\"]\nplatforms = [{base_platforms}]\n\
+             [target.app]\ncontext = \"app\"\ntags = [\"localhost/app:1\"]\nplatforms = [\"linux/amd64\", \"linux/riscv64\"]\n"
+        )
+    };
+    write(
+        &base,
+        &[
+            (
+                "base/Dockerfile",
+                "FROM scratch\nARG TARGETARCH\nLABEL base-arch=$TARGETARCH\nCOPY f /base\n",
+            ),
+            ("base/f", "base"),
+            ("app/Dockerfile", "FROM localhost/base:1\nCOPY f /app\n"),
+            ("app/f", "app"),
+            ("rbk.toml", &toml("\"linux/amd64\", \"linux/riscv64\"")),
+        ],
+    );
+    let store = dir.path().join("store");
+    succeed(
+        rbk(&store)
+            .args(["build"])
+            .arg(base.join("rbk.toml"))
+            .arg("app"),
+    );
+    for arch in ["amd64", "riscv64"] {
+        let p = format!("linux/{arch}");
+        let out = succeed(rbk(&store).args(["inspect", "--platform", &p, "localhost/app:1"]));
+        let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
+        assert_eq!(img["Architecture"], arch, "{img}");
+        assert_eq!(img["Config"]["Labels"]["base-arch"], arch, "{img}");
+    }
+    // The base built for amd64 only: app's riscv64 image cannot use it,
+    // and says so (not the stored base in its place).
+    write(&base, &[("rbk.toml", &toml("\"linux/amd64\""))]);
+    let out = rbk(&store)
+        .args(["build"])
+        .arg(base.join("rbk.toml"))
+        .arg("app")
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        "localhost/base:1 is built in this build for linux/amd64 only, and this stage is for linux/riscv64",
+    );
+}

@@ -155,7 +155,7 @@ impl Lowerer<'_, '_, '_> {
                 s
             }
             None => {
-                if let Some(k) = self.built_image(&stage.base, stage.from)? {
+                if let Some(k) = self.built_image(&stage.base, stage.from, &platform)? {
                     let img = &self.compiler.graph.images[k];
                     let (config, head) = (img.config.clone(), img.vertex);
                     State::from_config(config, platform.clone(), head)
@@ -220,34 +220,64 @@ impl Lowerer<'_, '_, '_> {
 
     /// The image of this build that a `FROM`/`--from` value names — a
     /// `target:` context, or a tag of an image added before — if any.
+    /// Built for `platform`: an image of this build made for another
+    /// platform only is an error (never the stored image in its place).
     pub(super) fn built_image(
         &mut self,
         name: &str,
         node: &crate::ast::Node,
+        platform: &Platform,
     ) -> Result<Option<usize>, ParseError> {
-        let platform = self.target_platform.to_string();
-        let found = match self.input.named_contexts.get(name) {
+        let platform = platform.to_string();
+        // Images of this build under `key` for other platforms (not this
+        // input's own: FROM its own tag starts from the stored image).
+        let images = &self.compiler.graph.images;
+        let own = &self.input.name;
+        let other_platforms = |entries: &std::collections::HashMap<(String, String), usize>,
+                               key: &str| {
+            let mut v: Vec<String> = entries
+                .iter()
+                .filter(|((k, _), &i)| k == key && &images[i].name != own)
+                .map(|((_, p), _)| p.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let (found, others) = match self.input.named_contexts.get(name) {
             Some(NamedContext::Target(t)) => {
-                match self.compiler.by_name.get(&(t.clone(), platform)) {
-                    Some(&k) => Some(k),
+                match self.compiler.by_name.get(&(t.clone(), platform.clone())) {
+                    Some(&k) => (Some(k), Vec::new()),
                     None => {
-                        return Err(ParseError::new(
-                            instructions::locate(node, name),
-                            format!(
-                                "context {name:?} is target {t:?}, which this build does not have"
-                            ),
-                        ))
+                        let others = other_platforms(&self.compiler.by_name, t);
+                        if others.is_empty() {
+                            return Err(ParseError::new(
+                                instructions::locate(node, name),
+                                format!("context {name:?} is target {t:?}, which this build does not have"),
+                            ));
+                        }
+                        (None, others)
                     }
                 }
             }
-            Some(_) => None,
-            None if name.eq_ignore_ascii_case("scratch") => None,
-            None => self
-                .compiler
-                .by_tag
-                .get(&(canonical_ref(name), platform))
-                .copied(),
+            Some(_) => (None, Vec::new()),
+            None if name.eq_ignore_ascii_case("scratch") => (None, Vec::new()),
+            None => {
+                let key = canonical_ref(name);
+                match self.compiler.by_tag.get(&(key.clone(), platform.clone())) {
+                    Some(&k) => (Some(k), Vec::new()),
+                    None => (None, other_platforms(&self.compiler.by_tag, &key)),
+                }
+            }
         };
+        if !others.is_empty() {
+            return Err(ParseError::new(
+                instructions::locate(node, name),
+                format!(
+                    "{name} is built in this build for {} only, and this stage is for {platform}: build it for {platform} too (its target's platforms)",
+                    others.join(", ")
+                ),
+            ));
+        }
         if let Some(k) = found {
             let built = self.compiler.graph.images[k].name.clone();
             if !self.built_on.contains(&built) {
@@ -314,7 +344,8 @@ impl Lowerer<'_, '_, '_> {
             return Ok(self.source_vertex(&stages[i], node, &image, &platform));
         }
         if self.stage_ref(i, from).is_none() {
-            if let Some(k) = self.built_image(from, node)? {
+            let platform = self.target_platform.clone();
+            if let Some(k) = self.built_image(from, node, &platform)? {
                 return Ok(self.compiler.graph.images[k].vertex);
             }
         }
