@@ -147,20 +147,29 @@ impl ContentStore {
         w.commit(expected)
     }
 
-    /// Whether the blob is present (its content is not checked).
+    /// Whether the blob is present (its content is not checked), as a
+    /// file or as a layer its snapshot can make (see [`crate::lazy`]).
     pub fn has(&self, d: &Digest) -> bool {
-        self.path(d).is_file()
+        self.path(d).is_file() || crate::lazy::size(&self.root, d).is_some()
     }
 
-    /// The blob's size on disk.
+    /// The blob's size.
     pub fn size(&self, d: &Digest) -> Result<u64, StoreError> {
         match fs::metadata(self.path(d)) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::BlobMissing { digest: d.clone() })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => crate::lazy::size(&self.root, d)
+                .ok_or_else(|| StoreError::BlobMissing { digest: d.clone() }),
             Err(e) => Err(e).at("stat", &self.path(d)),
         }
+    }
+
+    /// Makes sure the blob is a file (a layer kept only as its snapshot is
+    /// written now); for readers that open [`ContentStore::path`] directly.
+    pub fn ensure(&self, d: &Digest) -> Result<(), StoreError> {
+        if self.path(d).is_file() || crate::lazy::materialize(self, d)? {
+            return Ok(());
+        }
+        Err(StoreError::BlobMissing { digest: d.clone() })
     }
 
     /// Where the blob lives (whether or not it exists).
@@ -174,7 +183,10 @@ impl ContentStore {
         let data = match fs::read(&path) {
             Ok(data) => data,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::BlobMissing { digest: d.clone() })
+                if crate::lazy::materialize(self, d)? {
+                    return self.read(d);
+                }
+                return Err(StoreError::BlobMissing { digest: d.clone() });
             }
             Err(e) => return Err(e).at("read", &path),
         };
@@ -196,6 +208,9 @@ impl ContentStore {
         match File::open(&path) {
             Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if crate::lazy::materialize(self, d)? {
+                    return self.open_blob(d);
+                }
                 Err(StoreError::BlobMissing { digest: d.clone() })
             }
             Err(e) => Err(e).at("open", &path),

@@ -84,6 +84,17 @@ pub enum StoreError {
         /// The platforms it has in this store.
         available: Vec<String>,
     },
+    /// A layer made on demand from its snapshot could not be written.
+    #[error("cannot make layer {digest} from snapshot {snapshot}")]
+    LayerSource {
+        /// The layer.
+        digest: Digest,
+        /// The snapshot it was made from.
+        snapshot: String,
+        /// What went wrong.
+        #[source]
+        source: Box<crate::layer::LayerError>,
+    },
     /// An index whose platforms are not all in the store, asked to leave
     /// it whole (push, save).
     #[error("image {image} lists platforms that are not in this store: {} (pull them: `rbk pull --all-platforms`)", .missing.join(", "))]

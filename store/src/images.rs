@@ -1041,6 +1041,8 @@ impl Store {
             self.remove_snapshot_dir(&path)?;
             report.snapshots.push(chain);
         }
+        // Records of layers made on demand whose snapshots just went.
+        crate::lazy::sweep(&self.content);
         Ok(report)
     }
 

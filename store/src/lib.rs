@@ -13,6 +13,7 @@ pub mod digest;
 pub mod error;
 pub mod images;
 pub mod layer;
+pub mod lazy;
 pub mod lease;
 pub mod lock;
 pub mod oci;

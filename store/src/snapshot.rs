@@ -163,6 +163,9 @@ pub trait Snapshotter: Send + Sync {
     /// snapshot must be unmounted. Fails with `AlreadyExists` when another
     /// build committed `name` first; the caller then removes `key`.
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError>;
+    /// How this snapshotter's snapshots make their layers (for layers
+    /// written on demand, see [`crate::lazy`]).
+    fn kind(&self) -> crate::lazy::SnapshotKind;
     /// Deletes a snapshot that no other snapshot has as parent.
     fn remove(&self, key: &str) -> Result<(), SnapshotError>;
     /// Describes a snapshot.

@@ -300,16 +300,26 @@ impl Workspace for StoreWorkspace<'_, '_> {
         }
         let b = self.backend;
         let active = self.snapshot.clone().unwrap_or_default();
-        // The diff hashes its stream (diff id, and the blob digest when
-        // compressed); the blob need not be hashed a second time.
-        let mut writer = b.store.content.writer_prehashed()?;
         let opts = DiffOptions {
             compression: b.compression,
             clamp_mtime: b.clamp_mtime,
             ..DiffOptions::default()
         };
-        let info = b.snapshotter.diff(&active, &mut writer, opts)?;
-        let (digest, size) = writer.commit(Some(&info.digest))?;
+        // An uncompressed layer is only hashed: its bytes are the
+        // snapshot's, and the tar is written when something reads it (see
+        // rbk_store::lazy). A compressed one is written now (the diff
+        // hashes its stream: diff id and blob digest; no second hash).
+        let lazy = b.compression == Compression::None;
+        let (info, digest, size) = if lazy {
+            let info = b.snapshotter.diff(&active, &mut std::io::sink(), opts)?;
+            let (digest, size) = (info.digest.clone(), info.size);
+            (info, digest, size)
+        } else {
+            let mut writer = b.store.content.writer_prehashed()?;
+            let info = b.snapshotter.diff(&active, &mut writer, opts)?;
+            let (digest, size) = writer.commit(Some(&info.digest))?;
+            (info, digest, size)
+        };
         let mut ids: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
         ids.push(info.diff_id.clone());
         let name = oci::chain_ids(&ids)
@@ -327,6 +337,14 @@ impl Workspace for StoreWorkspace<'_, '_> {
             // theirs (ours is removed on drop).
             Err(SnapshotError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
+        }
+        if lazy && !b.store.content.path(&digest).is_file() {
+            let source = rbk_store::lazy::Source {
+                snapshot: name.clone(),
+                kind: b.snapshotter.kind(),
+                clamp_mtime: b.clamp_mtime,
+            };
+            rbk_store::lazy::record(&b.store.content, &digest, size, source)?;
         }
         Ok(Layer {
             blob: Descriptor::new(b.compression.layer_media_type(), digest, size),

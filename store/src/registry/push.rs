@@ -306,6 +306,8 @@ impl Client {
             digest: desc.digest.clone(),
             size: desc.size,
         });
+        // A layer kept only as its snapshot is written out first.
+        store.content.ensure(&desc.digest)?;
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={}", desc.digest);
         let r = self.send(

@@ -96,6 +96,10 @@ impl Snapshotter for CopySnapshotter {
         Ok(self.mounts_for(&self.dirs.meta(key)?))
     }
 
+    fn kind(&self) -> crate::lazy::SnapshotKind {
+        crate::lazy::SnapshotKind::Copy
+    }
+
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError> {
         validate_key(name)?;
         let meta = self.dirs.meta_of_kind(key, SnapshotKind::Active)?;

@@ -209,6 +209,10 @@ impl Snapshotter for OverlaySnapshotter {
         self.mounts_for(&meta)
     }
 
+    fn kind(&self) -> crate::lazy::SnapshotKind {
+        crate::lazy::SnapshotKind::Overlay
+    }
+
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError> {
         super::meta::validate_key(name)?;
         let meta = self.dirs.meta_of_kind(key, SnapshotKind::Active)?;

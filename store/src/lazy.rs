@@ -1,0 +1,184 @@
+//! Layer blobs made when something needs them.
+//!
+//! A build step's layer exists twice if it is committed as a blob: once as
+//! the snapshot's files (what the next step stacks on) and once as the
+//! uncompressed tar of the same bytes. So an uncompressed layer is only
+//! hashed at commit (its diff id, which is also its blob digest), and a
+//! record `lazy/<digest hex>` names the snapshots that hold it. The tar is
+//! written the first time something reads the blob — save, push, a cache
+//! export, `-o`, unpacking it for another parent — by diffing the snapshot
+//! again (layer output is deterministic: sorted entries, no atime/ctime),
+//! verified against the digest, and kept as an ordinary blob from then on.
+//!
+//! The snapshots a record names are kept by `prune` exactly when an image or
+//! a cache record needs the layer (they are the chains of those), and
+//! lookups ignore snapshots that are gone; a blob whose every snapshot is
+//! gone is missing, as a deleted blob would be.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compress::Compression;
+use crate::content::{write_atomic, ContentStore};
+use crate::digest::Digest;
+use crate::error::{IoResultExt, StoreError};
+use crate::layer::{self, DiffOptions};
+
+/// How a snapshot's layer is made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    /// An overlay upper directory: its files are the layer.
+    Overlay,
+    /// A full copy: the layer is its difference from its parent's copy.
+    Copy,
+}
+
+/// Where a layer's bytes can be made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// The snapshot (a chain id's hex) under `snapshots/`.
+    pub snapshot: String,
+    /// How it was made.
+    pub kind: SnapshotKind,
+    /// The mtime clamp it was committed with (`SOURCE_DATE_EPOCH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamp_mtime: Option<i64>,
+}
+
+/// `lazy/<hex>`: the layer's size and the snapshots holding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    size: u64,
+    sources: Vec<Source>,
+}
+
+fn record_path(root: &Path, d: &Digest) -> PathBuf {
+    root.join("lazy").join(d.hex())
+}
+
+fn read_record(root: &Path, d: &Digest) -> Option<Record> {
+    let bytes = fs::read(record_path(root, d)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn snapshot_fs(root: &Path, key: &str) -> PathBuf {
+    root.join("snapshots").join(key).join("fs")
+}
+
+/// Whether a source's snapshot is still there (committed: its meta names
+/// it).
+fn available(root: &Path, s: &Source) -> bool {
+    #[derive(Deserialize)]
+    struct Meta {
+        key: String,
+    }
+    let meta = root.join("snapshots").join(&s.snapshot).join("meta.json");
+    fs::read(meta)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        .is_some_and(|m| m.key == s.snapshot)
+}
+
+/// Records that `source` holds the uncompressed layer `digest` of `size`
+/// bytes (added to the sources already recorded).
+pub fn record(
+    content: &ContentStore,
+    digest: &Digest,
+    size: u64,
+    source: Source,
+) -> Result<(), StoreError> {
+    let root = content.root();
+    let dir = root.join("lazy");
+    fs::create_dir_all(&dir).at("create directory", &dir)?;
+    let mut rec = read_record(root, digest).unwrap_or(Record {
+        size,
+        sources: Vec::new(),
+    });
+    rec.sources.retain(|s| s != &source && available(root, s));
+    rec.sources.push(source);
+    let bytes = serde_json::to_vec(&rec).map_err(|e| StoreError::json("lazy layer record", e))?;
+    write_atomic(content.tmp_dir(), &record_path(root, digest), &bytes)
+}
+
+/// The size of a layer that can be made, if one of its snapshots is there.
+pub(crate) fn size(root: &Path, d: &Digest) -> Option<u64> {
+    let rec = read_record(root, d)?;
+    rec.sources
+        .iter()
+        .any(|s| available(root, s))
+        .then_some(rec.size)
+}
+
+/// Writes the blob `d` from one of its snapshots, verified; false when it
+/// has no record or none of its snapshots is left.
+pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, StoreError> {
+    let root = content.root();
+    let Some(rec) = read_record(root, d) else {
+        return Ok(false);
+    };
+    let Some(source) = rec.sources.iter().find(|s| available(root, s)) else {
+        return Ok(false);
+    };
+    let mut w = content.writer()?;
+    let opts = DiffOptions {
+        compression: Compression::None,
+        clamp_mtime: source.clamp_mtime,
+        ..DiffOptions::default()
+    };
+    let fs_dir = snapshot_fs(root, &source.snapshot);
+    let made = match source.kind {
+        SnapshotKind::Overlay => layer::diff_upper(&fs_dir, &mut w, opts),
+        SnapshotKind::Copy => {
+            let parent = parent_of(root, &source.snapshot).map(|p| snapshot_fs(root, &p));
+            layer::diff_trees(parent.as_deref(), &fs_dir, &mut w, opts)
+        }
+    };
+    made.map_err(|e| StoreError::LayerSource {
+        digest: d.clone(),
+        snapshot: source.snapshot.clone(),
+        source: Box::new(e),
+    })?;
+    w.flush().at("write", content.tmp_dir())?;
+    // A snapshot that no longer diffs to the digest is a corrupt source:
+    // the writer refuses to store it under that name.
+    w.commit(Some(d))?;
+    Ok(true)
+}
+
+fn parent_of(root: &Path, key: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        parent: Option<String>,
+    }
+    let meta = root.join("snapshots").join(key).join("meta.json");
+    let bytes = fs::read(meta).ok()?;
+    serde_json::from_slice::<Meta>(&bytes).ok()?.parent
+}
+
+/// Deletes the records none of whose snapshots is left, and records of
+/// layers that are blobs now. For `prune`, under the exclusive store lock,
+/// after it deleted snapshots.
+pub(crate) fn sweep(content: &ContentStore) {
+    let root = content.root();
+    let Ok(rd) = fs::read_dir(root.join("lazy")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(d) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+        else {
+            continue;
+        };
+        let live =
+            read_record(root, &d).is_some_and(|r| r.sources.iter().any(|s| available(root, s)));
+        if !live || content.path(&d).is_file() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
