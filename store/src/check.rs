@@ -652,6 +652,15 @@ fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Resul
                 "staging file of a process that is gone",
             );
             if repair {
+                // A process killed while it had something mounted there (the
+                // overlay probe, a step's rootfs) left the mount: its owner
+                // is gone, so detach it, deepest first, then delete.
+                let mut inside: Vec<&PathBuf> =
+                    mounted.iter().filter(|m| m.starts_with(&path)).collect();
+                inside.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+                for m in inside {
+                    let _ = crate::sys::unmount(m);
+                }
                 let res = if path.is_dir() && !path.is_symlink() {
                     fs::remove_dir_all(&path)
                 } else {
