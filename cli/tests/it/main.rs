@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod containers;
 mod debian;
+mod layers;
 mod outputs;
 mod platforms;
 mod rootless;

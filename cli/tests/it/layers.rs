@@ -1,0 +1,81 @@
+//! A step's uncompressed layer is kept once: as its snapshot, the tar made
+//! the first time something reads the blob (rbk_store::lazy).
+#![allow(clippy::unwrap_used)]
+
+use crate::build::{rbk, store_with_busybox, succeed, write};
+
+#[test]
+fn a_layer_is_written_when_first_read_and_goes_with_its_snapshot() {
+    let test = "a_layer_is_written_when_first_read_and_goes_with_its_snapshot";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN busybox dd if=/dev/zero of=/big bs=1024 count=2048\n",
+        )],
+    );
+    succeed(rbk(&store).args(["build", "-q", "-t", "lazy:1"]).arg(&ctx));
+    let out = succeed(rbk(&store).args(["inspect", "lazy:1"]));
+    let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
+    let top = img["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hex = top.trim_start_matches("sha256:");
+    let blob = store.join("blobs/sha256").join(hex);
+    // Committed as its snapshot only: no second copy of its 2 MiB.
+    assert!(!blob.exists(), "{}", blob.display());
+    assert!(store.join("lazy").join(hex).exists());
+    let check = succeed(rbk(&store).args(["system", "check"]));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("store is sound"));
+    // Read (saved): written then, verified, kept.
+    let archive = dir.path().join("lazy.tar");
+    succeed(rbk(&store).args(["save", "-o"]).arg(&archive).arg("lazy:1"));
+    assert!(blob.is_file());
+    assert!(std::fs::metadata(&blob).unwrap().len() > 2 << 20);
+    let check = succeed(rbk(&store).args(["system", "check"]));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("store is sound"));
+    // The archive is whole: a fresh store runs it.
+    let fresh = dir.path().join("fresh");
+    succeed(rbk(&fresh).args(["load", "-i"]).arg(&archive));
+    let out = succeed(rbk(&fresh).args(["run", "--rm", "lazy:1", "busybox", "wc", "-c", "/big"]));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2097152"));
+
+    // Another image, never read: rmi and prune take its snapshot and its
+    // record; the blob is then missing, as a deleted one would be.
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN echo other > /other\n",
+        )],
+    );
+    succeed(rbk(&store).args(["build", "-q", "-t", "other:1"]).arg(&ctx));
+    let out = succeed(rbk(&store).args(["inspect", "other:1"]));
+    let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
+    let top = img["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hex = top.trim_start_matches("sha256:").to_string();
+    assert!(store.join("lazy").join(&hex).exists());
+    succeed(rbk(&store).args(["rmi", "other:1"]));
+    succeed(rbk(&store).args(["prune", "-a"]));
+    assert!(!store.join("lazy").join(&hex).exists());
+    assert!(!store.join("blobs/sha256").join(&hex).exists());
+    let check = succeed(rbk(&store).args(["system", "check"]));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("store is sound"));
+}
