@@ -110,13 +110,16 @@ impl CacheIndex {
 
     /// Every record (unreadable ones are skipped: they are misses anyway).
     pub fn list(&self) -> Result<Vec<CacheRecord>, StoreError> {
-        let mut out = Vec::new();
+        use rayon::prelude::*;
+        let mut paths = Vec::new();
         for entry in fs::read_dir(&self.records).at("list", &self.records)? {
-            let entry = entry.at("list", &self.records)?;
-            if let Ok(r) = Self::read_record(&entry.path()) {
-                out.push(r);
-            }
+            paths.push(entry.at("list", &self.records)?.path());
         }
+        // Thousands of small files: read on the pool.
+        let mut out: Vec<CacheRecord> = paths
+            .par_iter()
+            .filter_map(|p| Self::read_record(p).ok())
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

@@ -428,6 +428,23 @@ impl Store {
         let not_found = || StoreError::ImageNotFound {
             name: name_or_id.to_string(),
         };
+        // A tag is found in index.json alone: one image read, not all.
+        if let Ok(r) = Reference::parse(name_or_id) {
+            if r.digest().is_none() {
+                let tagged = self
+                    .tagged_manifests()?
+                    .into_iter()
+                    .find(|(_, tags)| tags.contains(&r));
+                if let Some((digest, tags)) = tagged {
+                    return self.image_by_entry(&digest, tags, None).map_err(|e| {
+                        StoreError::InImage {
+                            image: r.familiar(),
+                            source: Box::new(e),
+                        }
+                    });
+                }
+            }
+        }
         let images = self.list()?;
         let is = |i: &Image, d: &Digest| {
             &i.id == d
@@ -1008,9 +1025,12 @@ impl Store {
             self.keep_image(&desc.digest, &mut keep_blobs, &mut keep_chains)
                 .map_err(wrap)?;
         }
+        // Cache records name only their own chain (an image's chains hold
+        // every ancestor already).
+        let mut loose_chains: HashSet<Digest> = HashSet::new();
         for rec in self.cache.list()? {
             keep_blobs.extend(rec.layer.map(|l| l.digest));
-            keep_chains.extend(rec.chain_id);
+            loose_chains.extend(rec.chain_id.filter(|c| !keep_chains.contains(c)));
         }
         report.images = dropped
             .into_iter()
@@ -1032,7 +1052,7 @@ impl Store {
         }
         // Records of compressed layer variants whose blobs just went.
         self.sweep_variant_records();
-        let keep = self.kept_snapshots(&snapshots, &keep_chains, &leased.snapshots);
+        let keep = self.kept_snapshots(&snapshots, &keep_chains, &loose_chains, &leased.snapshots);
         for (chain, path) in snapshots {
             if keep.contains(chain.hex()) {
                 continue;
@@ -1042,7 +1062,9 @@ impl Store {
             report.snapshots.push(chain);
         }
         // Records of layers made on demand whose snapshots just went.
-        crate::lazy::sweep(&self.content);
+        if !report.snapshots.is_empty() {
+            crate::lazy::sweep(&self.content);
+        }
         Ok(report)
     }
 
@@ -1077,19 +1099,27 @@ impl Store {
     /// The snapshots (by key) prune keeps: those of kept chains or leased,
     /// and every parent of those — an overlay snapshot is its parents'
     /// trees plus its own (a cache record names only its own chain, and its
-    /// base image's snapshot may have no other keeper).
+    /// base image's snapshot may have no other keeper). `image_chains` are
+    /// closed under parents already (every prefix of an image's layers);
+    /// only the `loose` and leased ones are walked up, to the first kept
+    /// parent.
     fn kept_snapshots(
         &self,
         snapshots: &[(Digest, PathBuf)],
-        keep_chains: &HashSet<Digest>,
+        image_chains: &HashSet<Digest>,
+        loose: &HashSet<Digest>,
         leased: &HashSet<String>,
     ) -> HashSet<String> {
-        let mut keep: HashSet<String> = snapshots
-            .iter()
-            .filter(|(chain, _)| keep_chains.contains(chain) || leased.contains(chain.hex()))
-            .map(|(chain, _)| chain.hex().to_string())
-            .collect();
-        let mut todo: Vec<String> = keep.iter().cloned().collect();
+        let mut keep: HashSet<String> = HashSet::new();
+        let mut todo: Vec<String> = Vec::new();
+        for (chain, _) in snapshots {
+            if image_chains.contains(chain) {
+                keep.insert(chain.hex().to_string());
+            } else if loose.contains(chain) || leased.contains(chain.hex()) {
+                keep.insert(chain.hex().to_string());
+                todo.push(chain.hex().to_string());
+            }
+        }
         while let Some(key) = todo.pop() {
             if let Some(parent) = self.snapshot_parent(&key) {
                 if keep.insert(parent.clone()) {
