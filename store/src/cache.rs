@@ -108,6 +108,40 @@ impl CacheIndex {
             .map_err(|e| StoreError::json(format!("cache record {}", path.display()), e))
     }
 
+    /// A record without its `inputs` (left `Null`): what a cache hit, prune
+    /// and an export need. The plaintext of a COPY of a large context lists
+    /// every file (megabytes of JSON); only `--explain` reads it, through
+    /// `nearest`.
+    fn read_lean(path: &Path) -> Result<CacheRecord, StoreError> {
+        #[derive(Deserialize)]
+        struct Lean {
+            key: String,
+            family: String,
+            #[serde(default)]
+            layer: Option<Descriptor>,
+            #[serde(default)]
+            diff_id: Option<Digest>,
+            #[serde(default)]
+            chain_id: Option<Digest>,
+            #[serde(default)]
+            config: Option<serde_json::Value>,
+            created: String,
+        }
+        let data = fs::read(path).at("read", path)?;
+        let l: Lean = serde_json::from_slice(&data)
+            .map_err(|e| StoreError::json(format!("cache record {}", path.display()), e))?;
+        Ok(CacheRecord {
+            key: l.key,
+            family: l.family,
+            layer: l.layer,
+            diff_id: l.diff_id,
+            chain_id: l.chain_id,
+            config: l.config,
+            inputs: serde_json::Value::Null,
+            created: l.created,
+        })
+    }
+
     /// Every record (unreadable ones are skipped: they are misses anyway).
     pub fn list(&self) -> Result<Vec<CacheRecord>, StoreError> {
         use rayon::prelude::*;
@@ -118,7 +152,7 @@ impl CacheIndex {
         // Thousands of small files: read on the pool.
         let mut out: Vec<CacheRecord> = paths
             .par_iter()
-            .filter_map(|p| Self::read_record(p).ok())
+            .filter_map(|p| Self::read_lean(p).ok())
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -198,7 +232,7 @@ fn error_text(e: &dyn std::error::Error) -> String {
 
 impl BuildCache for CacheIndex {
     fn get(&self, key: &str) -> Option<CacheRecord> {
-        let rec = Self::read_record(&self.record_path(key)).ok()?;
+        let rec = Self::read_lean(&self.record_path(key)).ok()?;
         // A hashed file name could in theory collide; the key inside decides.
         (rec.key == key).then_some(rec)
     }
@@ -279,7 +313,12 @@ mod tests {
         c.put(&rec("../../evil key", "fam", "2024-01-03T00:00:00Z"))
             .unwrap();
         c.put(&rec("k4", "other", "2025-01-01T00:00:00Z")).unwrap();
-        assert_eq!(c.get("k1").unwrap().inputs["args"]["A"], "k1");
+        // A hit is read without its plaintext; nearest (for --explain) has it.
+        assert_eq!(c.get("k1").unwrap().inputs, serde_json::Value::Null);
+        assert_eq!(
+            c.nearest("fam", "../../evil key").unwrap().inputs["args"]["A"],
+            "k2"
+        );
         assert_eq!(c.nearest("fam", "new").unwrap().key, "../../evil key");
         assert_eq!(c.nearest("fam", "../../evil key").unwrap().key, "k2");
         assert!(c.nearest("none", "x").is_none());
