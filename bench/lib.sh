@@ -46,3 +46,38 @@ start_registry() {
   echo "bench: the registry did not start" >&2; exit 1
 }
 stop_registry() { [ -z "$regpid" ] || { kill "$regpid" 2>/dev/null; wait "$regpid" 2>/dev/null || true; regpid=; }; }
+
+# start_dockerd DIR: a private dockerd (Debian's docker.io: BuildKit is built
+# in) with its socket, data root and exec root under DIR, no iptables and no
+# bridge; sets $dockerpid and defines `dk` (docker against it, BuildKit on).
+# stop_dockerd ends it and unmounts what it left.
+dockerpid=
+start_dockerd() {
+  local d=$1
+  mkdir -p "$d/data" "$d/exec"
+  /usr/sbin/dockerd -H "unix://$d/docker.sock" --data-root "$d/data" --exec-root "$d/exec" \
+    --pidfile "$d/pid" --iptables=false --ip6tables=false --bridge=none >"$d/log" 2>&1 &
+  dockerpid=$!
+  DOCKER_SOCK=unix://$d/docker.sock
+  for _ in $(seq 150); do dk version >/dev/null 2>&1 && return; sleep 0.2; done
+  echo "bench: dockerd did not start (see $d/log)" >&2; exit 1
+}
+dk() { DOCKER_BUILDKIT=1 /usr/bin/docker -H "$DOCKER_SOCK" "$@"; }
+stop_dockerd() {
+  [ -n "$dockerpid" ] || return 0
+  kill "$dockerpid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$dockerpid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$dockerpid" 2>/dev/null || true
+  dockerpid=
+}
+
+# peak_kb CMD...: runs CMD (output to $BENCH_LOG or nowhere) and prints
+# "SECONDS PEAK_RSS_KB" (the largest single process it waited for).
+peak_kb() {
+  local t0 out
+  out=$(mktemp)
+  t0=$(now)
+  /usr/bin/time -f %M -o "$out" "$@" >>"${BENCH_LOG:-/dev/null}" 2>&1 || { echo "bench: failed: $*" >&2; rm -f "$out"; exit 1; }
+  echo "$(echo "$(now) - $t0" | bc -l) $(tail -1 "$out")"
+  rm -f "$out"
+}
