@@ -175,9 +175,22 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
     if poll(&mut pfd, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
         exit(EXIT_SETUP);
     }
+    setup_mounts(p);
+    if let Some(h) = &p.hostname {
+        check(
+            nix::unistd::sethostname(OsStr::from_bytes(h.as_bytes())),
+            Step::Hostname,
+            0,
+        );
+    }
+    if p.isolate_net {
+        loopback_up();
+    }
+    hide_rbk_identity(p);
     if p.wait_for_net {
-        // rbk connects the namespace once it knows our pid; a hang-up
-        // without the byte means it could not.
+        // rbk connects the namespace once it knows our pid (while the
+        // mounts above were made); a hang-up without the byte means it
+        // could not.
         let mut b = [0u8; 1];
         loop {
             // SAFETY: NET_FD is open in this process (the keeper put it
@@ -192,18 +205,6 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
         }
         close_raw(NET_FD);
     }
-    setup_mounts(p);
-    if let Some(h) = &p.hostname {
-        check(
-            nix::unistd::sethostname(OsStr::from_bytes(h.as_bytes())),
-            Step::Hostname,
-            0,
-        );
-    }
-    if p.isolate_net {
-        loopback_up();
-    }
-    hide_rbk_identity(p);
     // Block the signals we handle synchronously before the command exists,
     // so none is lost; blocked signals reach pid 1 even without a handler.
     let mut set = SigSet::empty();
