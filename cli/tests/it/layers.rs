@@ -2,7 +2,22 @@
 //! the first time something reads the blob (rbk_store::lazy).
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+
 use crate::build::{rbk, store_with_busybox, succeed, write};
+
+/// Builds `dockerfile` as `tag` and returns its top layer's digest hex.
+fn build_top_layer(store: &Path, ctx: &Path, dockerfile: &str, tag: &str) -> String {
+    write(ctx, &[("Dockerfile", dockerfile)]);
+    succeed(rbk(store).args(["build", "-q", "-t", tag]).arg(ctx));
+    let out = succeed(rbk(store).args(["inspect", tag]));
+    let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
+    let top = img["RootFS"]["Layers"].as_array().unwrap().last().unwrap();
+    top.as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string()
+}
 
 #[test]
 fn a_layer_is_written_when_first_read_and_goes_with_its_snapshot() {
@@ -12,29 +27,16 @@ fn a_layer_is_written_when_first_read_and_goes_with_its_snapshot() {
     };
     let store = dir.path().join("store");
     let ctx = dir.path().join("ctx");
-    write(
+    let hex = build_top_layer(
+        &store,
         &ctx,
-        &[(
-            "Dockerfile",
-            "FROM localhost/busybox:latest\nRUN busybox dd if=/dev/zero of=/big bs=1024 count=2048\n",
-        )],
+        "FROM localhost/busybox:latest\nRUN busybox dd if=/dev/zero of=/big bs=1024 count=2048\n",
+        "lazy:1",
     );
-    succeed(rbk(&store).args(["build", "-q", "-t", "lazy:1"]).arg(&ctx));
-    let out = succeed(rbk(&store).args(["inspect", "lazy:1"]));
-    let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
-    let top = img["RootFS"]["Layers"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
-    let hex = top.trim_start_matches("sha256:");
-    let blob = store.join("blobs/sha256").join(hex);
+    let blob = store.join("blobs/sha256").join(&hex);
     // Committed as its snapshot only: no second copy of its 2 MiB.
     assert!(!blob.exists(), "{}", blob.display());
-    assert!(store.join("lazy").join(hex).exists());
+    assert!(store.join("lazy").join(&hex).exists());
     let check = succeed(rbk(&store).args(["system", "check"]));
     assert!(String::from_utf8_lossy(&check.stdout).contains("store is sound"));
     // Read (saved): written then, verified, kept.
@@ -52,25 +54,12 @@ fn a_layer_is_written_when_first_read_and_goes_with_its_snapshot() {
 
     // Another image, never read: rmi and prune take its snapshot and its
     // record; the blob is then missing, as a deleted one would be.
-    write(
+    let hex = build_top_layer(
+        &store,
         &ctx,
-        &[(
-            "Dockerfile",
-            "FROM localhost/busybox:latest\nRUN echo other > /other\n",
-        )],
+        "FROM localhost/busybox:latest\nRUN echo other > /other\n",
+        "other:1",
     );
-    succeed(rbk(&store).args(["build", "-q", "-t", "other:1"]).arg(&ctx));
-    let out = succeed(rbk(&store).args(["inspect", "other:1"]));
-    let img = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone();
-    let top = img["RootFS"]["Layers"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
-    let hex = top.trim_start_matches("sha256:").to_string();
     assert!(store.join("lazy").join(&hex).exists());
     succeed(rbk(&store).args(["rmi", "other:1"]));
     succeed(rbk(&store).args(["prune", "-a"]));

@@ -13,10 +13,21 @@ use rbk_store::{ContentStore, Digest, Reference, Store, StoreError};
 /// A one-layer image whose layer is `payload` (stored as an "uncompressed
 /// layer": the store does not look inside).
 pub fn make_image(store: &Store, payload: &[u8], created: &str, tags: &[&str]) -> rbk_store::Image {
+    image_with(store, payload, "amd64", Some(created), tags)
+}
+
+/// A one-layer linux image of `arch` whose layer is `payload`, with `tags`.
+fn image_with(
+    store: &Store,
+    payload: &[u8],
+    arch: &str,
+    created: Option<&str>,
+    tags: &[&str],
+) -> rbk_store::Image {
     let layer = store.content.put(payload).unwrap();
     let config = ImageConfig {
-        created: Some(created.to_string()),
-        architecture: "amd64".into(),
+        created: created.map(str::to_string),
+        architecture: arch.into(),
         os: "linux".into(),
         rootfs: RootFs {
             kind: "layers".into(),
@@ -331,18 +342,7 @@ fn concurrent_index_updates_lose_no_tag() {
 
 /// A one-layer image of `arch` (linux), untagged.
 fn image_of(store: &Store, payload: &[u8], arch: &str) -> rbk_store::Image {
-    let layer = store.content.put(payload).unwrap();
-    let config = ImageConfig {
-        architecture: arch.into(),
-        os: "linux".into(),
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![layer.clone()],
-        },
-        ..Default::default()
-    };
-    let desc = Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER, layer, payload.len() as u64);
-    store.commit_image(&config, &[desc], &[]).unwrap()
+    image_with(store, payload, arch, None, &[])
 }
 
 #[test]
