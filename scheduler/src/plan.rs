@@ -37,8 +37,11 @@ pub(crate) struct Plan {
     /// Whether any record exists for the key, usable or not (a layer
     /// pruned since): reported as cached when the step is not needed.
     pub recorded: bool,
-    /// The plaintext of the key, for `--explain` and the record.
+    /// The plaintext of the key, for `--explain` and the record, without
+    /// `files` (see [`Plan::plaintext`]).
     pub inputs: Arc<serde_json::Value>,
+    /// A COPY's context files and their record digests.
+    pub files: Option<Arc<Vec<(String, [u8; 32])>>>,
     /// The context files a COPY selected while hashing them.
     pub selection: Option<Arc<Selection>>,
     /// For a base image: its state.
@@ -52,9 +55,30 @@ impl Plan {
             hit: None,
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
+            files: None,
             selection: None,
             source: None,
         }
+    }
+
+    /// The whole plaintext of the key: `inputs` with a COPY's `files` (path
+    /// → blake3 hex), made now — only a step that runs or is explained
+    /// needs it.
+    pub fn plaintext(&self) -> serde_json::Value {
+        let mut v = (*self.inputs).clone();
+        if let (Some(files), Some(obj)) = (&self.files, v.as_object_mut()) {
+            let map: serde_json::Map<String, serde_json::Value> = files
+                .iter()
+                .map(|(p, h)| {
+                    (
+                        p.clone(),
+                        blake3::Hash::from(*h).to_hex().to_string().into(),
+                    )
+                })
+                .collect();
+            obj.insert("files".into(), serde_json::Value::Object(map));
+        }
+        v
     }
 }
 
@@ -92,6 +116,7 @@ impl Ops for Planner<'_, '_> {
                 let StepInputs {
                     key: content_key,
                     plaintext,
+                    files,
                     selection,
                 } = step::inputs(&s.env, vx, &from_keys)?;
                 let mut parts = vec![
@@ -125,6 +150,7 @@ impl Ops for Planner<'_, '_> {
                     hit: lookup.hit,
                     recorded: lookup.recorded,
                     inputs: Arc::new(inputs_json),
+                    files,
                     selection: selection.map(Arc::new),
                     source: None,
                 })
@@ -223,6 +249,7 @@ mod tests {
                     }),
                     recorded: hit,
                     inputs: Arc::new(serde_json::Value::Null),
+                    files: None,
                     selection: None,
                     source: None,
                 })

@@ -91,7 +91,7 @@ impl Runner<'_, '_> {
             let nearest = s.cache.nearest(&s.families[v], &plan.key);
             explain::explain(
                 nearest.as_ref().map(|r| &r.inputs),
-                &plan.inputs,
+                &plan.plaintext(),
                 s.uncached(v),
             )
         });
@@ -124,7 +124,7 @@ impl Runner<'_, '_> {
             diff_id,
             chain_id: state.chain_id(),
             config: None,
-            inputs: (*plan.inputs).clone(),
+            inputs: plan.plaintext(),
             created: state.created.clone(),
         })?;
         s.ran.fetch_add(1, Ordering::SeqCst);

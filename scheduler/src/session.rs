@@ -470,7 +470,7 @@ impl<'a> BuildSession<'a> {
                         let nearest = self.cache.nearest(&self.families[v], &p.key);
                         VertexPlan::Run(crate::explain::explain(
                             nearest.as_ref().map(|r| &r.inputs),
-                            &p.inputs,
+                            &p.plaintext(),
                             self.uncached(v),
                         ))
                     }

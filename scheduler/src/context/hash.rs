@@ -26,9 +26,9 @@ pub struct ContentDigest {
     /// blake3 of everything, lowercase hex.
     pub hex: String,
     /// Per entry, in selection order: its path as named from the source root
-    /// and the blake3 hex of its record (content, mode, ownership, link
+    /// and the blake3 of its record (content, mode, ownership, link
     /// target), so a cache miss can name the file that changed.
-    pub files: Vec<(String, String)>,
+    pub files: Vec<(String, [u8; 32])>,
 }
 
 /// Digests `sel`, hashing file contents in parallel and consulting `cache`.
@@ -73,7 +73,7 @@ pub(crate) fn digest_selection(
                 (true, false) => entry.sub.clone(),
                 (false, false) => format!("{}/{}", src.name, entry.sub),
             };
-            files.push((shown, blake3::Hash::from(rec).to_hex().to_string()));
+            files.push((shown, rec));
         }
     }
     Ok(ContentDigest {

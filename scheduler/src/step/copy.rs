@@ -37,7 +37,7 @@ pub(crate) fn inputs(
     };
     let (local, urls): (Vec<String>, Vec<String>) =
         f.sources.iter().cloned().partition(|s| !is_url(s));
-    let mut files = serde_json::Map::new();
+    let mut files = None;
     let mut key = String::new();
     let mut selection = None;
     if !local.is_empty() {
@@ -45,9 +45,7 @@ pub(crate) fn inputs(
         let sel = c.select(&local, &f.excludes)?;
         let d = c.digest(&sel)?;
         key.push_str(&d.hex);
-        for (p, h) in d.files {
-            files.insert(p, serde_json::Value::String(h));
-        }
+        files = Some(Arc::new(d.files));
         // Reusable only when it covers every source.
         if urls.is_empty() {
             selection = Some(sel);
@@ -59,7 +57,8 @@ pub(crate) fn inputs(
     }
     Ok(StepInputs {
         key,
-        plaintext: json!({ "sources": f.sources, "dest": f.dest, "files": files }),
+        plaintext: json!({ "sources": f.sources, "dest": f.dest }),
+        files,
         selection,
     })
 }

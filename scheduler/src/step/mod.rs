@@ -13,6 +13,7 @@ pub mod workdir;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::Vertex;
@@ -177,6 +178,10 @@ pub(crate) struct StepInputs {
     pub key: String,
     /// Its plaintext, for `--explain`.
     pub plaintext: serde_json::Value,
+    /// The context files a COPY digested (path, record digest): the
+    /// plaintext's `files`, made into JSON only when the step runs or is
+    /// explained (a cache hit of a large context needs none of it).
+    pub files: Option<Arc<Vec<(String, [u8; 32])>>>,
     /// The context files a COPY selected while digesting them, handed to the
     /// copy on a miss so a large context is walked once, not twice.
     pub selection: Option<Selection>,
@@ -187,6 +192,7 @@ impl StepInputs {
         StepInputs {
             key,
             plaintext,
+            files: None,
             selection: None,
         }
     }
