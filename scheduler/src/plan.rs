@@ -41,7 +41,7 @@ pub(crate) struct Plan {
     /// `files` (see [`Plan::plaintext`]).
     pub inputs: Arc<serde_json::Value>,
     /// A COPY's context files and their record digests.
-    pub files: Option<Arc<Vec<(String, [u8; 32])>>>,
+    pub files: Option<crate::step::FileDigests>,
     /// The context files a COPY selected while hashing them.
     pub selection: Option<Arc<Selection>>,
     /// For a base image: its state.

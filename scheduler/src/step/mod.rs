@@ -172,6 +172,10 @@ impl StepEnv<'_> {
     }
 }
 
+/// A COPY's context files, each with the blake3 of its record, in
+/// selection order.
+pub(crate) type FileDigests = Arc<Vec<(String, [u8; 32])>>;
+
 /// What a step reads beyond its definition and parent.
 pub(crate) struct StepInputs {
     /// The content-derived part of the cache key.
@@ -181,7 +185,7 @@ pub(crate) struct StepInputs {
     /// The context files a COPY digested (path, record digest): the
     /// plaintext's `files`, made into JSON only when the step runs or is
     /// explained (a cache hit of a large context needs none of it).
-    pub files: Option<Arc<Vec<(String, [u8; 32])>>>,
+    pub files: Option<FileDigests>,
     /// The context files a COPY selected while digesting them, handed to the
     /// copy on a miss so a large context is walked once, not twice.
     pub selection: Option<Selection>,
