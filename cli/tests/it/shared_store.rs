@@ -65,6 +65,46 @@ fn findings(report: &serde_json::Value, severity: &str) -> Vec<String> {
         .collect()
 }
 
+/// Running (not zombie) slirp4netns processes whose parent is gone (they
+/// were reparented to pid 1): a killed rbk's user-mode networks.
+fn orphaned_slirps() -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid ...
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            let mut f = rest.split(' ');
+            let (state, ppid) = (f.next(), f.next());
+            comm.ends_with("(slirp4netns") && state != Some("Z") && ppid == Some("1")
+        })
+        .collect()
+}
+
+/// Asserts that a killed build's network went with it (slirp4netns' exit
+/// fd): no orphaned slirp4netns but those of `before`, within 3 s.
+fn no_slirp_left(before: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let left = loop {
+        let left: Vec<u32> = orphaned_slirps()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(left.is_empty(), "slirp4netns left running: {left:?}");
+}
+
 fn spawn_build(store: &Path, ctx: &Path, tag: &str) -> Child {
     rbk(store)
         .args(["build", "--progress", "plain", "-t", tag])
@@ -286,6 +326,7 @@ fn a_sigkilled_build_blocks_nobody_and_corrupts_nothing() {
         )],
     );
     // The victim takes the step's lock and is killed while it runs it.
+    let orphans_before = orphaned_slirps();
     let mut victim = spawn_build(&store, &ctx, "victim");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !store
@@ -302,6 +343,7 @@ fn a_sigkilled_build_blocks_nobody_and_corrupts_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     victim.kill().unwrap();
     victim.wait().unwrap();
+    no_slirp_left(&orphans_before);
     // Its lock dies with it: the next build runs the step itself.
     let started = Instant::now();
     let out = rbk(&store)
@@ -341,6 +383,7 @@ fn builds_killed_at_any_point_leave_no_damage_and_block_no_bystander() {
     };
     let store = dir.path().join("store");
     let ctx = dir.path().join("ctx");
+    let orphans_before = orphaned_slirps();
     for (i, delay_ms) in [0u64, 15, 40, 80, 150, 300, 600].into_iter().enumerate() {
         // New steps every time: a fresh stamp misses the cache.
         write(
@@ -374,6 +417,7 @@ fn builds_killed_at_any_point_leave_no_damage_and_block_no_bystander() {
     assert!(findings(&report, "damaged").is_empty(), "{report:#}");
     let (code, after) = check(&store, &[]);
     assert_eq!(code, 0, "{after:#}");
+    no_slirp_left(&orphans_before);
 }
 
 #[test]

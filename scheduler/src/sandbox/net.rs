@@ -9,6 +9,7 @@
 //! init waits until the namespace's default route is in place before it
 //! starts the command, and slirp4netns is stopped with the run.
 
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,11 +24,14 @@ pub const DNS_ADDR: &str = "10.0.2.3";
 /// How long slirp4netns may take to configure the namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A running slirp4netns, stopped on drop.
+/// A running slirp4netns, stopped on drop — and when rbk dies without
+/// dropping it (SIGKILL): it holds the write end of its `--exit-fd` pipe,
+/// which the kernel closes with the process, and slirp4netns exits on that.
 #[derive(Debug)]
 pub struct UserNet {
     child: Child,
     _api: Option<tempfile::TempDir>,
+    _exit: std::os::fd::OwnedFd,
 }
 
 /// A port of the host forwarded to a port of the container (`-p`).
@@ -133,6 +137,11 @@ impl UserNet {
             ),
         };
         let socket = api.as_ref().map(|d| d.path().join("api.sock"));
+        // Both ends close-on-exec: only slirp4netns gets the read end (made
+        // inheritable in its child below), no child gets the write end.
+        let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("create a pipe for", &bin)(e.into()))?;
+        let exit_fd = exit_r.as_raw_fd();
         let mut cmd = Command::new(&bin);
         cmd.args([
             "--configure",
@@ -140,6 +149,8 @@ impl UserNet {
             "--disable-host-loopback",
             "--enable-seccomp",
         ]);
+        cmd.arg(format!("--exit-fd={exit_fd}"));
+        super::sys::inherit_in_child(&mut cmd, exit_fd);
         if let Some(s) = &socket {
             cmd.arg("--api-socket").arg(s);
         }
@@ -151,7 +162,12 @@ impl UserNet {
             .stderr(Stdio::null())
             .spawn()
             .map_err(io_err("start", &bin))?;
-        let mut net = UserNet { child, _api: api };
+        drop(exit_r);
+        let mut net = UserNet {
+            child,
+            _api: api,
+            _exit: exit_w,
+        };
         net.wait_configured(pid)?;
         if let Some(s) = &socket {
             net.wait_for_api(s)?;
