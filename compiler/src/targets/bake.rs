@@ -97,12 +97,13 @@ fn variables(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, String> {
     let defs = object(doc, "variable");
-    let mut raw: BTreeMap<String, String> = BTreeMap::new();
-    let mut from_env = Vec::new();
+    // The environment's values are taken as they are; defaults may name
+    // other variables and are resolved once each, on first use.
+    let mut resolved: BTreeMap<String, String> = BTreeMap::new();
+    let mut defaults: BTreeMap<String, String> = BTreeMap::new();
     for (name, def) in &defs {
         if let Some(v) = env(name) {
-            raw.insert(name.clone(), v);
-            from_env.push(name.clone());
+            resolved.insert(name.clone(), v);
             continue;
         }
         let v = match def.get("default") {
@@ -110,41 +111,63 @@ fn variables(
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        raw.insert(name.clone(), v);
+        defaults.insert(name.clone(), v);
     }
-    // Defaults referring to other variables: resolved in rounds, a cycle
-    // left unresolved is an error.
-    let mut vars = raw.clone();
-    for _ in 0..=vars.len() {
-        let mut changed = false;
-        for name in raw.keys() {
-            if from_env.contains(name) {
-                continue;
-            }
-            let Some(current) = vars.get(name).cloned() else {
-                continue;
-            };
-            if !current.contains("${") {
-                continue;
-            }
-            if let Ok(v) = substitute(&current, &vars) {
-                if v != current {
-                    vars.insert(name.clone(), v);
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
+    let names: Vec<String> = defs.keys().cloned().collect();
+    let mut vars = Variables {
+        defaults: &defaults,
+        names: &names,
+        resolved,
+        resolving: Vec::new(),
+    };
+    for name in defaults.keys() {
+        vars.resolve(name)?;
     }
-    for (name, v) in &vars {
-        if !from_env.contains(name) {
-            substitute(v, &vars).map_err(|e| format!("variable {name:?}: {e}"))?;
-        }
-    }
-    Ok(vars)
+    Ok(vars.resolved)
 }
+
+/// Variables being resolved: each default expanded once (a resolved value
+/// is never expanded again, so `$${X}` stays `${X}`), a cycle an error.
+struct Variables<'v> {
+    defaults: &'v BTreeMap<String, String>,
+    names: &'v [String],
+    resolved: BTreeMap<String, String>,
+    /// The chain being resolved, to name a cycle.
+    resolving: Vec<String>,
+}
+
+impl Variables<'_> {
+    fn resolve(&mut self, name: &str) -> Result<Option<String>, String> {
+        if let Some(v) = self.resolved.get(name) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(default) = self.defaults.get(name) else {
+            return Ok(None);
+        };
+        if self.resolving.iter().any(|n| n == name) {
+            self.resolving.push(name.to_string());
+            return Err(format!(
+                "variables refer to each other: {}",
+                self.resolving.join(" → ")
+            ));
+        }
+        if self.resolving.len() >= MAX_VARIABLE_DEPTH {
+            return Err(format!(
+                "variable {name:?}: more than {MAX_VARIABLE_DEPTH} variables refer one to the next"
+            ));
+        }
+        self.resolving.push(name.to_string());
+        let names = self.names;
+        let v = substitute_with(default, names, &mut |n| self.resolve(n))
+            .map_err(|e| format!("variable {name:?}: {e}"))?;
+        self.resolving.pop();
+        self.resolved.insert(name.to_string(), v.clone());
+        Ok(Some(v))
+    }
+}
+
+/// How long a chain of variables naming the next may be.
+const MAX_VARIABLE_DEPTH: usize = 256;
 
 /// Target `name` with what it inherits merged under it.
 fn inherited(
@@ -318,6 +341,17 @@ pub(super) fn map_strings(
 
 /// `s` with `${NAME}` replaced; `$${` stands for a literal `${`.
 pub(crate) fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let names: Vec<String> = vars.keys().cloned().collect();
+    substitute_with(s, &names, &mut |n| Ok(vars.get(n).cloned()))
+}
+
+/// [`substitute`] with each variable's value from `lookup` (`None`: not a
+/// variable; `names` are the known ones, for the suggestion).
+fn substitute_with(
+    s: &str,
+    names: &[String],
+    lookup: &mut dyn FnMut(&str) -> Result<Option<String>, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find('$') {
@@ -342,13 +376,12 @@ pub(crate) fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Str
                 "${{{name}}}: functions are not evaluated ({func}); give the value, or a variable"
             ));
         }
-        match vars.get(name) {
-            Some(v) => out.push_str(v),
+        match lookup(name)? {
+            Some(v) => out.push_str(&v),
             None => {
-                let known: Vec<&str> = vars.keys().map(String::as_str).collect();
                 return Err(format!(
                     "${{{name}}} is not a variable{}",
-                    crate::suggest::did_you_mean(name, known.iter().copied())
+                    crate::suggest::did_you_mean(name, names.iter().map(String::as_str))
                         .map(|c| format!(" (did you mean {c}?)"))
                         .unwrap_or_else(|| format!(
                             " (declare it: [variable.{name}] default = \"…\")"
@@ -503,5 +536,32 @@ mod tests {
         let e = resolve(&doc, &none, &["zzz.tags=x".into()]).unwrap_err();
         assert!(e.contains("no target matches"), "{e}");
         assert_eq!(substitute("a$${b}", &BTreeMap::new()).unwrap(), "a${b}");
+    }
+
+    #[test]
+    fn variables_are_expanded_once() {
+        // `$${` in a default is a literal `${`, and stays one when another
+        // variable uses it; an environment value is taken as it is.
+        let doc = json!({
+            "variable": {
+                "LIT": {"default": "$${HOME}"},
+                "USES": {"default": "x-${LIT}"},
+                "FROM_ENV": {"default": "d"},
+                "AFTER": {"default": "${FROM_ENV}"},
+            },
+            "target": {"t": {"tags": ["${USES}", "${AFTER}"]}}
+        });
+        let env = |n: &str| (n == "FROM_ENV").then(|| "${LIT}".to_string());
+        let r = resolve(&doc, &env, &[]).unwrap();
+        assert_eq!(r.targets["t"]["tags"], json!(["x-${HOME}", "${LIT}"]));
+        let doc = json!({
+            "variable": {"A": {"default": "${B}"}, "B": {"default": "${A}"}},
+            "target": {"t": {}}
+        });
+        let e = resolve(&doc, &none, &[]).unwrap_err();
+        assert!(
+            e.contains("variables refer to each other: A → B → A"),
+            "{e}"
+        );
     }
 }
