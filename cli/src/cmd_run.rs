@@ -308,16 +308,10 @@ fn resolve(
         }
         Err(e) => return Err(e.into()),
     };
-    let c = &image.config;
-    let have = match &c.variant {
-        Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
-        None => format!("{}/{}", c.os, c.architecture),
-    };
-    if let Some(want) = &args.platform {
-        let w = rbk_compiler::platform::Platform::parse(want)
-            .map_err(|e| anyhow::anyhow!("--platform {want:?}: {e}"))?;
-        let variant_differs = matches!((&w.variant, &c.variant), (Some(a), Some(b)) if a != b);
-        if w.os != c.os || w.arch != c.architecture || variant_differs {
+    // An image that does not state its platform is taken as any.
+    let have = image.platform();
+    if let (Some(want), Some(have)) = (&want, &have) {
+        if !want.accepts(have) {
             bail!(
                 "{} is {have}, and --platform asks for {want}: it holds no other platform",
                 args.image
@@ -325,8 +319,8 @@ fn resolve(
         }
     }
     // An image of another architecture runs under QEMU.
-    if !c.architecture.is_empty() {
-        if let Some(done) = crate::emulation::ensure(&have)? {
+    if let Some(have) = &have {
+        if let Some(done) = crate::emulation::ensure(&have.to_string())? {
             eprintln!("{done}");
         }
     }

@@ -10,18 +10,6 @@ use anyhow::{bail, Context as _, Result};
 
 const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
-/// The host's architecture, as image configs name it.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "arm" => "arm",
-        other => other,
-    }
-}
-
 /// QEMU's name for an image architecture.
 fn qemu_name(arch: &str) -> Option<&'static str> {
     Some(match arch {
@@ -43,7 +31,7 @@ fn qemu_name(arch: &str) -> Option<&'static str> {
 /// registered now if missing. Returns what was done, for the user.
 pub fn ensure(platform: &str) -> Result<Option<String>> {
     let arch = platform.split('/').nth(1).unwrap_or("");
-    if arch.is_empty() || arch == host_arch() {
+    if arch.is_empty() || arch == rbk_store::oci::host_architecture() {
         return Ok(None);
     }
     let Some(name) = qemu_name(arch) else {

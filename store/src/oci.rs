@@ -180,17 +180,22 @@ impl PlatformSpec {
         }
     }
 
-    /// Whether index entry platform `p` is this one (an arm64 entry
-    /// without a variant is v8).
+    /// Whether index entry platform `p` is this one. A variant asked for
+    /// must match; an entry without one has its architecture's default
+    /// (arm64: v8, arm: v7, as containerd normalises them).
     pub fn matches(&self, p: &Platform) -> bool {
         if p.os != self.os || p.architecture != self.architecture {
             return false;
         }
+        let default = match self.architecture.as_str() {
+            "arm64" => Some("v8"),
+            "arm" => Some("v7"),
+            _ => None,
+        };
         match (&self.variant, &p.variant) {
             (None, _) => true,
             (Some(want), Some(have)) => want == have,
-            // arm64 images often leave out their (only) variant, v8.
-            (Some(want), None) => self.architecture == "arm64" && want == "v8",
+            (Some(want), None) => default == Some(want.as_str()),
         }
     }
 }
@@ -533,6 +538,24 @@ mod tests {
         let back: serde_json::Value = serde_json::to_value(&c).unwrap();
         let orig: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn a_missing_variant_is_the_architectures_default() {
+        let p = |s: &str| s.parse::<PlatformSpec>().unwrap();
+        let entry = |arch: &str, variant: Option<&str>| Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            os_version: None,
+            os_features: Vec::new(),
+            variant: variant.map(str::to_string),
+        };
+        assert!(p("linux/arm64/v8").matches(&entry("arm64", None)));
+        assert!(p("linux/arm/v7").matches(&entry("arm", None)));
+        assert!(!p("linux/arm/v6").matches(&entry("arm", None)));
+        assert!(!p("linux/arm/v6").matches(&entry("arm", Some("v7"))));
+        assert!(p("linux/arm").matches(&entry("arm", Some("v6"))));
+        assert!(!p("linux/amd64").matches(&entry("arm64", None)));
     }
 
     #[test]

@@ -42,38 +42,28 @@ pub(crate) fn state(
     })
 }
 
-/// Whether `config` is of `platform`: os and architecture equal, and the
-/// variant when both name one (an arm64 image without a variant is v8).
+/// Whether `config` is of `platform` (see `PlatformSpec::accepts`). An
+/// image that does not state its platform is taken as any.
 fn check_platform(
     image: &str,
     config: &rbk_store::oci::ImageConfig,
     platform: &str,
 ) -> Result<(), StepError> {
-    let mut want = platform.split('/');
-    let (os, arch, variant) = (want.next(), want.next(), want.next());
-    let (Some(os), Some(arch)) = (os, arch) else {
+    use rbk_store::oci::PlatformSpec;
+    let (Ok(want), Some(have)) = (
+        platform.parse::<PlatformSpec>(),
+        PlatformSpec::of_config(config),
+    ) else {
         return Ok(());
     };
-    // An image that does not say its platform is taken as any.
-    if config.os.is_empty() || config.architecture.is_empty() {
+    if want.accepts(&have) {
         return Ok(());
     }
-    let variant_differs = match (variant, config.variant.as_deref()) {
-        (Some(w), Some(h)) => w != h,
-        _ => false,
-    };
-    if config.os != os || config.architecture != arch || variant_differs {
-        let have = match &config.variant {
-            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
-            None => format!("{}/{}", config.os, config.architecture),
-        };
-        return Err(StepError::BasePlatform {
-            image: image.to_string(),
-            wanted: platform.to_string(),
-            have,
-        });
-    }
-    Ok(())
+    Err(StepError::BasePlatform {
+        image: image.to_string(),
+        wanted: platform.to_string(),
+        have: have.to_string(),
+    })
 }
 
 /// Base images resolved once per build: the compiler asks for their
