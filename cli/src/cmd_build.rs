@@ -337,9 +337,11 @@ impl PullingResolver<'_> {
                 let err = err.as_ref()?;
                 if let Err(missing) = self.bases.resolve(image, platform) {
                     // In the store without this platform, or not at all.
-                    let why = rbk_scheduler::error_chain(&missing);
-                    Some(if why.contains(" variant (it has") {
-                        format!("base {why}, and it cannot be pulled: {err}")
+                    let lacks_platform = matches!(&missing,
+                        rbk_scheduler::backend::BackendError::Store(e)
+                            if matches!(**e, rbk_store::StoreError::PlatformNotInImage { .. }));
+                    Some(if lacks_platform {
+                        format!("base {missing}, and it cannot be pulled: {err}")
                     } else {
                         format!(
                             "base image {image} is not in the store and cannot be pulled: {err}"
@@ -377,14 +379,9 @@ impl ImageResolver for StoreResolver<'_> {
     fn resolve(&self, image: &str, platform: &Platform) -> Option<BaseImage> {
         let img = self.0.resolve(image, &platform.to_string()).ok()?;
         let config = rbk_scheduler::image::from_oci(img.config.config.as_ref()?).ok()?;
-        let c = &img.config;
-        let platform = match &c.variant {
-            Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
-            None => format!("{}/{}", c.os, c.architecture),
-        };
         Some(BaseImage {
             config,
-            platform: Some(platform),
+            platform: PlatformSpec::of_config(&img.config).map(|p| p.to_string()),
         })
     }
 }

@@ -50,7 +50,7 @@ pub enum MarkState {
 }
 
 impl MarkState {
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             MarkState::Base => "base",
             MarkState::Cached => "cached",

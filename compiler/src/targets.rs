@@ -411,24 +411,12 @@ impl TargetFile {
             name: name.to_string(),
             context,
             dockerfile,
-            tags: if t.tags.is_empty() {
-                d.tags.clone()
-            } else {
-                t.tags.clone()
-            },
+            tags: pick(&t.tags, &d.tags),
             args,
             target: t.target.clone().or_else(|| d.target.clone()),
             labels,
-            cache_to: if t.cache_to.is_empty() {
-                d.cache_to.clone()
-            } else {
-                t.cache_to.clone()
-            },
-            cache_from: if t.cache_from.is_empty() {
-                d.cache_from.clone()
-            } else {
-                t.cache_from.clone()
-            },
+            cache_to: pick(&t.cache_to, &d.cache_to),
+            cache_from: pick(&t.cache_from, &d.cache_from),
             contexts,
             platforms,
             output: pick(&t.output, &d.output),

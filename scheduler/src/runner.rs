@@ -87,11 +87,13 @@ impl Runner<'_, '_> {
                 return Ok(state);
             }
         }
+        // Made once: for a COPY of a large context it lists every file.
+        let plaintext = plan.plaintext();
         let why = s.options.explain.then(|| {
             let nearest = s.cache.nearest(&s.families[v], &plan.key);
             explain::explain(
                 nearest.as_ref().map(|r| &r.inputs),
-                &plan.plaintext(),
+                &plaintext,
                 s.uncached(v),
             )
         });
@@ -124,7 +126,7 @@ impl Runner<'_, '_> {
             diff_id,
             chain_id: state.chain_id(),
             config: None,
-            inputs: plan.plaintext(),
+            inputs: plaintext,
             created: state.created.clone(),
         })?;
         s.ran.fetch_add(1, Ordering::SeqCst);

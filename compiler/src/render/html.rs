@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::{label, MarkState, Marks};
-use crate::graph::{BuildGraph, VertexId};
+use crate::graph::{BuildGraph, Op, VertexId};
 
 const BOX_W: usize = 240;
 const BOX_H: usize = 46;
@@ -203,12 +203,8 @@ fn vertex(g: &BuildGraph, id: VertexId, x: usize, y: usize, marks: &Marks<'_>) -
     let mark = marks.of(id);
     let mut classes = vec!["vertex"];
     if let Some(m) = mark {
-        classes.push(match m.state {
-            MarkState::Base => "base",
-            MarkState::Cached => "cached",
-            MarkState::Run => "run",
-        });
-    } else if v.op.kind() == "source" {
+        classes.push(m.state.word());
+    } else if matches!(v.op, Op::Source { .. }) {
         classes.push("base");
     }
     let users = g.image_users(id);

@@ -268,12 +268,13 @@ fn expand_matrix(
             Ok((k.clone(), values))
         })
         .collect::<Result<_, String>>()?;
-    let total = axes.iter().map(|(_, v)| v.len()).product::<usize>();
-    if total > MAX_MATRIX {
-        return Err(format!(
-            "target {name:?}: the matrix makes {total} targets (at most {MAX_MATRIX})"
-        ));
-    }
+    let total = axes
+        .iter()
+        .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()))
+        .filter(|&n| n <= MAX_MATRIX)
+        .ok_or_else(|| {
+            format!("target {name:?}: the matrix makes more than {MAX_MATRIX} targets")
+        })?;
     let mut made = Vec::with_capacity(total);
     for i in 0..total {
         let mut scope = vars.clone();
