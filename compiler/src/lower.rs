@@ -137,12 +137,12 @@ impl CompileError {
 pub struct Compiler<'r> {
     graph: BuildGraph,
     resolver: &'r dyn ImageResolver,
-    /// Images added so far, by (canonical tag, platform): a later `FROM`
-    /// of the tag, for the same platform, builds on that image's last
-    /// vertex instead of a stored image.
-    by_tag: HashMap<(String, String), usize>,
+    /// Images added so far, by canonical tag, then platform: a later
+    /// `FROM` of the tag, for the same platform, builds on that image's
+    /// last vertex instead of a stored image.
+    by_tag: HashMap<String, BTreeMap<String, usize>>,
     /// The same, by input name (for `target:NAME` contexts).
-    by_name: HashMap<(String, String), usize>,
+    by_name: HashMap<String, BTreeMap<String, usize>>,
 }
 
 impl<'r> Compiler<'r> {
@@ -167,9 +167,14 @@ impl<'r> Compiler<'r> {
         let index = lw.run(&df.nodes).map_err(|e| CompileError::new(input, e))?;
         for t in &input.tags {
             self.by_tag
-                .insert((canonical_ref(t), platform.clone()), index);
+                .entry(canonical_ref(t))
+                .or_default()
+                .insert(platform.clone(), index);
         }
-        self.by_name.insert((input.name.clone(), platform), index);
+        self.by_name
+            .entry(input.name.clone())
+            .or_default()
+            .insert(platform, index);
         Ok(index)
     }
 

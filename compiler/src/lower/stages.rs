@@ -229,45 +229,40 @@ impl Lowerer<'_, '_, '_> {
         platform: &Platform,
     ) -> Result<Option<usize>, ParseError> {
         let platform = platform.to_string();
-        // Images of this build under `key` for other platforms (not this
-        // input's own: FROM its own tag starts from the stored image).
+        // This build's image of the name for `platform`, else the other
+        // platforms it is built for (not this input's own: FROM its own
+        // tag starts from the stored image).
         let images = &self.compiler.graph.images;
         let own = &self.input.name;
-        let other_platforms = |entries: &std::collections::HashMap<(String, String), usize>,
-                               key: &str| {
-            let mut v: Vec<String> = entries
-                .iter()
-                .filter(|((k, _), &i)| k == key && &images[i].name != own)
-                .map(|((_, p), _)| p.clone())
-                .collect();
-            v.sort();
-            v
+        let lookup = |per: Option<&std::collections::BTreeMap<String, usize>>| -> (Option<usize>, Vec<String>) {
+            let Some(per) = per else {
+                return (None, Vec::new());
+            };
+            match per.get(&platform) {
+                Some(&k) => (Some(k), Vec::new()),
+                None => (
+                    None,
+                    per.iter()
+                        .filter(|(_, &i)| &images[i].name != own)
+                        .map(|(p, _)| p.clone())
+                        .collect(),
+                ),
+            }
         };
         let (found, others) = match self.input.named_contexts.get(name) {
             Some(NamedContext::Target(t)) => {
-                match self.compiler.by_name.get(&(t.clone(), platform.clone())) {
-                    Some(&k) => (Some(k), Vec::new()),
-                    None => {
-                        let others = other_platforms(&self.compiler.by_name, t);
-                        if others.is_empty() {
-                            return Err(ParseError::new(
-                                instructions::locate(node, name),
-                                format!("context {name:?} is target {t:?}, which this build does not have"),
-                            ));
-                        }
-                        (None, others)
-                    }
+                let (found, others) = lookup(self.compiler.by_name.get(t));
+                if found.is_none() && others.is_empty() {
+                    return Err(ParseError::new(
+                        instructions::locate(node, name),
+                        format!("context {name:?} is target {t:?}, which this build does not have"),
+                    ));
                 }
+                (found, others)
             }
             Some(_) => (None, Vec::new()),
             None if name.eq_ignore_ascii_case("scratch") => (None, Vec::new()),
-            None => {
-                let key = canonical_ref(name);
-                match self.compiler.by_tag.get(&(key.clone(), platform.clone())) {
-                    Some(&k) => (Some(k), Vec::new()),
-                    None => (None, other_platforms(&self.compiler.by_tag, &key)),
-                }
-            }
+            None => lookup(self.compiler.by_tag.get(&canonical_ref(name))),
         };
         if !others.is_empty() {
             return Err(ParseError::new(
