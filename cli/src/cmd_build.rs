@@ -520,7 +520,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
-    if let Some(code) = lint_and_emulate(args, &inputs, &resolver, &graph)? {
+    if let Some(code) = lint_and_emulate(args, &inputs, &bases, &graph)? {
         return Ok(code);
     }
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
@@ -661,24 +661,30 @@ fn check_no_cache_filter(args: &BuildArgs, graph: &rbk_compiler::BuildGraph) -> 
 fn lint_and_emulate(
     args: &BuildArgs,
     inputs: &[rbk_compiler::Input],
-    resolver: &dyn rbk_compiler::lower::ImageResolver,
+    bases: &BaseImages<'_>,
     graph: &rbk_compiler::BuildGraph,
 ) -> Result<Option<i32>> {
-    let lint = crate::cmd_check::lint(inputs, resolver)?;
+    // The bases the build needs were pulled while compiling: the lint only
+    // reads the store (another platform of a base is not pulled for it).
+    let lint = crate::cmd_check::lint(inputs, &StoreResolver(bases))?;
     if args.check {
         return Ok(Some(crate::cmd_check::print(&lint)));
     }
     let chatty =
         !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
     crate::cmd_check::warn(&lint, chatty)?;
+    // Only RUN executes the image's binaries: the platforms of the stages
+    // that have one may need an emulator.
     let platforms: BTreeSet<&str> = graph
         .graph
-        .node_weights()
-        .filter_map(|v| match &v.op {
-            rbk_compiler::graph::Op::Source { image, platform } if image != "scratch" => {
-                Some(platform.as_str())
+        .node_indices()
+        .filter(|&id| matches!(graph.vertex(id).op, rbk_compiler::graph::Op::Exec(_)))
+        .filter_map(|id| {
+            let root = *graph.chain(id).first()?;
+            match &graph.vertex(root).op {
+                rbk_compiler::graph::Op::Source { platform, .. } => Some(platform.as_str()),
+                _ => None,
             }
-            _ => None,
         })
         .collect();
     for p in platforms {
