@@ -579,19 +579,30 @@ fn run_session(
     } else {
         args.progress
     });
-    let services = Services {
-        bases,
-        images: store,
-        layers: &backend,
-        cache: &backend,
-        executor: &NamespaceExecutor,
-        reporter: reporter.as_ref(),
-        dirs: backend.work_dirs(),
-    };
+    let services = store_services(store, bases, &backend, reporter.as_ref());
     let session = BuildSession::new(graph, services, options)?;
     let cancel = CancelToken::new();
     crate::sys::cancel_on_interrupt(&cancel);
     Ok(session.build(&cancel)?)
+}
+
+/// A build session's services on the store: its images and bases, the
+/// store backend's layers and cache, the namespace executor.
+fn store_services<'a>(
+    store: &'a Store,
+    bases: &'a BaseImages<'a>,
+    backend: &'a StoreBackend<'a>,
+    reporter: &'a dyn rbk_scheduler::progress::Reporter,
+) -> Services<'a> {
+    Services {
+        bases,
+        images: store,
+        layers: backend,
+        cache: backend,
+        executor: &NamespaceExecutor,
+        reporter,
+        dirs: backend.work_dirs(),
+    }
 }
 
 /// Stages the secrets (the command line's and the targets') and starts
@@ -753,15 +764,7 @@ pub fn plan_marks(
     let snapshotter = crate::snapshotter(root)?;
     let backend = StoreBackend::new(store, snapshotter.as_ref());
     let reporter = progress::reporter(ProgressMode::Quiet);
-    let services = Services {
-        bases,
-        images: store,
-        layers: &backend,
-        cache: &backend,
-        executor: &NamespaceExecutor,
-        reporter: reporter.as_ref(),
-        dirs: backend.work_dirs(),
-    };
+    let services = store_services(store, bases, &backend, reporter.as_ref());
     let session = BuildSession::new(graph, services, BuildOptions::default())?;
     let plans = session.plan(&CancelToken::new())?;
     Ok(plans

@@ -68,13 +68,7 @@ pub fn compile_all(
 pub fn graph(root: &Path, args: &GraphArgs) -> Result<i32> {
     let format: Format = args.format.parse().map_err(anyhow::Error::msg)?;
     let inputs = inputs::load(&args.input)?;
-    // Without creating a store as a side effect.
-    let store = root
-        .join("index.json")
-        .exists()
-        .then(|| rbk_store::images::Store::open(root).ok())
-        .flatten();
-    let Some(store) = store else {
+    let Some(store) = crate::existing_store(root) else {
         let g = compile_all(&inputs, &rbk_compiler::NoResolver)?;
         print!("{}", render::render(&g, format));
         return Ok(0);

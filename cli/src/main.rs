@@ -165,18 +165,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// The store at `root` if one is there, without creating one as a side
+/// effect of a command that only reads.
+pub(crate) fn existing_store(root: &std::path::Path) -> Option<rbk_store::images::Store> {
+    if !root.join("index.json").exists() {
+        return None;
+    }
+    rbk_store::images::Store::open(root).ok()
+}
+
 /// Runs `f` with base image configs from the store when there is one
 /// (without creating one as a side effect), else with none.
 fn with_resolver(
     root: &std::path::Path,
     f: impl FnOnce(&dyn rbk_compiler::lower::ImageResolver) -> anyhow::Result<i32>,
 ) -> anyhow::Result<i32> {
-    let existing = root
-        .join("index.json")
-        .exists()
-        .then(|| rbk_store::images::Store::open(root).ok())
-        .flatten();
-    match existing {
+    match existing_store(root) {
         Some(store) => {
             let bases = rbk_scheduler::step::from::BaseImages::new(&store);
             f(&cmd_build::StoreResolver(&bases))
