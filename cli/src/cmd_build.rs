@@ -485,12 +485,17 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     // Every flag is checked before any work (compile, pull, cache import).
     let (mut options, compression) = options(args)?;
     let outputs = outputs_of(args)?;
-    crate::ssh::parse(&args.ssh)?;
+    let cli_secrets = args
+        .secrets
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<Vec<_>>>()?;
+    let cli_ssh = crate::ssh::parse(&args.ssh)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let input_args = with_oci_layouts_loaded(&store, &args.input)?;
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
-    let targets = TargetOptions::of(args, &target_settings, &mut options)?;
+    let targets = TargetOptions::of(args, cli_secrets, cli_ssh, &target_settings, &mut options)?;
     // Staged secrets and agents started for --ssh ID=KEY live until the
     // build ends.
     let (_secret_files, _agents) = secrets_and_agents(&store, &targets, &mut options)?;
@@ -612,19 +617,13 @@ fn secrets_and_agents(
     targets: &TargetOptions,
     options: &mut BuildOptions,
 ) -> Result<(Vec<tempfile::TempPath>, crate::ssh::Agents)> {
-    let ssh_specs = crate::ssh::parse(&targets.ssh)?;
-    let secrets: Vec<(String, SecretSource)> = targets
-        .secrets
-        .iter()
-        .map(|s| parse_secret(s))
-        .collect::<Result<_>>()?;
-    for (id, source) in &secrets {
+    for (id, source) in &targets.secrets {
         if let SecretSource::File(path) = source {
             options.secrets.insert(id.clone(), path.clone());
         }
     }
-    let held = env_secret_files(store, &secrets, options)?;
-    let agents = crate::ssh::start(&ssh_specs, &store.root().join("tmp"))?;
+    let held = env_secret_files(store, &targets.secrets, options)?;
+    let agents = crate::ssh::start(&targets.ssh, &store.root().join("tmp"))?;
     options.ssh = agents.sockets.clone();
     Ok((held, agents))
 }
@@ -838,8 +837,11 @@ fn build_marks(graph: &rbk_compiler::BuildGraph, summary: &BuildSummary) -> Vec<
 /// their secrets and SSH agents (with the command line's), outputs of their
 /// own, `no-cache` and `pull`.
 struct TargetOptions {
-    secrets: Vec<String>,
-    ssh: Vec<String>,
+    /// The command line's secrets, then the targets' (parsed once).
+    secrets: Vec<(String, SecretSource)>,
+    /// The SSH agents by id (a target's value for an id over the command
+    /// line's).
+    ssh: BTreeMap<String, crate::ssh::SshSpec>,
     outputs: Vec<(String, Vec<Output>)>,
     pull: PullPolicy,
 }
@@ -847,28 +849,29 @@ struct TargetOptions {
 impl TargetOptions {
     fn of(
         args: &BuildArgs,
+        secrets: Vec<(String, SecretSource)>,
+        ssh: BTreeMap<String, crate::ssh::SshSpec>,
         settings: &[rbk_compiler::targets::ResolvedTarget],
         options: &mut BuildOptions,
     ) -> Result<Self> {
         let mut out = TargetOptions {
-            secrets: args.secrets.clone(),
-            ssh: args.ssh.clone(),
+            secrets,
+            ssh,
             outputs: Vec::new(),
             pull: args.pull,
         };
+        let mut seen: Vec<&String> = args.secrets.iter().collect();
         for t in settings {
             let named = |what: &str| format!("target {:?}: {what}", t.name);
             for s in &t.secret {
-                parse_secret(s).with_context(|| named("secret"))?;
-                if !out.secrets.contains(s) {
-                    out.secrets.push(s.clone());
+                if !seen.contains(&s) {
+                    seen.push(s);
+                    out.secrets
+                        .push(parse_secret(s).with_context(|| named("secret"))?);
                 }
             }
-            for s in &t.ssh {
-                if !out.ssh.contains(s) {
-                    out.ssh.push(s.clone());
-                }
-            }
+            out.ssh
+                .extend(crate::ssh::parse(&t.ssh).with_context(|| named("ssh"))?);
             if !t.output.is_empty() {
                 let outs = t
                     .output
@@ -951,12 +954,6 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
 /// The build's options from its flags, and the layer compression; a bad
 /// value is an error naming the flag.
 fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
-    let mut secrets = BTreeMap::new();
-    for s in &args.secrets {
-        if let (id, SecretSource::File(path)) = parse_secret(s)? {
-            secrets.insert(id, path);
-        }
-    }
     let mut allow = Entitlements::default();
     for a in &args.allow {
         match a.as_str() {
@@ -986,7 +983,8 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         no_cache: args.no_cache,
         jobs: args.jobs.unwrap_or_else(default_jobs),
         network,
-        secrets,
+        // Filled by `secrets_and_agents`.
+        secrets: BTreeMap::new(),
         ssh: BTreeMap::new(),
         no_cache_stages: args.no_cache_filter.clone(),
         no_cache_images: BTreeSet::new(),
