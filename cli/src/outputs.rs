@@ -94,45 +94,42 @@ struct Fields {
 
 /// Reads the fields of `s`; an error says what is wrong.
 fn fields(s: &str) -> Result<Fields, String> {
-    let bad = |why: String| why;
     let mut f = Fields {
         oci_types: true,
         ..Fields::default()
     };
-    for field in split_csv(s).map_err(|e| bad(e.into()))? {
+    for field in split_csv(s).map_err(String::from)? {
         let (k, v) = field
             .split_once('=')
-            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+            .ok_or_else(|| format!("{field:?} is not key=value"))?;
         match k {
             "type" => f.kind = Some(v.to_string()),
             "dest" => f.dest = Some(v.to_string()),
             "name" => {
                 for n in v.split(',').filter(|n| !n.is_empty()) {
                     f.names
-                        .push(Reference::parse(n).map_err(|e| bad(format!("name {n:?}: {e}")))?);
+                        .push(Reference::parse(n).map_err(|e| format!("name {n:?}: {e}"))?);
                 }
             }
-            "push" => f.push = Some(parse_bool(v).map_err(|e| bad(format!("push: {e}")))?),
+            "push" => f.push = Some(parse_bool(v).map_err(|e| format!("push: {e}"))?),
             "compression" => {
                 f.compression = Some(
                     v.parse::<Compression>()
-                        .map_err(|e| bad(format!("compression: {e}")))?,
+                        .map_err(|e| format!("compression: {e}"))?,
                 )
             }
             "load" | "unpack" | "store" => {
-                parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?;
+                parse_bool(v).map_err(|e| format!("{k}: {e}"))?;
             }
-            "oci-mediatypes" => {
-                f.oci_types = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?
-            }
-            "force-compression" => f.force = parse_bool(v).map_err(|e| bad(format!("{k}: {e}")))?,
+            "oci-mediatypes" => f.oci_types = parse_bool(v).map_err(|e| format!("{k}: {e}"))?,
+            "force-compression" => f.force = parse_bool(v).map_err(|e| format!("{k}: {e}"))?,
             "compression-level" => {
                 f.level = Some(
                     v.parse::<i32>()
-                        .map_err(|_| bad(format!("compression-level: {v:?} is not a number")))?,
+                        .map_err(|_| format!("compression-level: {v:?} is not a number"))?,
                 )
             }
-            other => return Err(bad(format!("unknown key {other:?}"))),
+            other => return Err(format!("unknown key {other:?}")),
         }
     }
     Ok(f)

@@ -77,13 +77,14 @@ pub fn commit_indexes(store: &Store, groups: &Groups, summary: &mut BuildSummary
                 .collect::<Vec<_>>()
                 .join(","),
         };
+        // In the place of its first platform's image (which exists: `first`).
         let at = summary
             .images
             .iter()
             .position(|i| &i.name == name)
-            .unwrap_or(0);
+            .unwrap_or_default();
         summary.images.retain(|i| &i.name != name);
-        summary.images.insert(at.min(summary.images.len()), built);
+        summary.images.insert(at, built);
     }
     Ok(())
 }

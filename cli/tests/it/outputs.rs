@@ -40,7 +40,6 @@ fn ok(out: Output) -> Output {
     out
 }
 
-/// `out` is a failure (exit 1) whose standard error says `want`.
 /// A second, fresh store holding the same busybox base as `store`
 /// (saved and loaded, so both have the same image id).
 fn second_store_with_base(store: &Path) -> tempfile::TempDir {
