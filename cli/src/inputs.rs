@@ -387,28 +387,7 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Reso
     if let PathKind::Targets(syntax) = kind {
         return load_targets(args, syntax, &build_args, &labels, &named_contexts);
     }
-    // A Dockerfile path: its directory is the context (-f may not also
-    // name one).
-    let (context_dir, file_arg) = match kind {
-        PathKind::Dockerfile if args.file.is_none() => (
-            args.path.parent().map_or_else(
-                || PathBuf::from("."),
-                |p| {
-                    if p.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        p.to_path_buf()
-                    }
-                },
-            ),
-            Some(args.path.clone()),
-        ),
-        PathKind::Dockerfile => bail!(
-            "{} is a Dockerfile and -f names another; give the context directory with -f",
-            args.path.display()
-        ),
-        _ => (args.path.clone(), args.file.clone()),
-    };
+    let (context_dir, dockerfile) = context_and_dockerfile(args, kind)?;
     if !args.names.is_empty() {
         bail!(
             "target names ({}) are only for an rbk.toml; {} is a directory",
@@ -416,7 +395,6 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Reso
             args.path.display()
         );
     }
-    let dockerfile = file_arg.unwrap_or_else(|| context_dir.join("Dockerfile"));
     let context = absolute(&context_dir)?;
     let shown = if dockerfile == Path::new("-") {
         "<stdin>".to_string()
@@ -439,6 +417,27 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Reso
         named_contexts,
     };
     Ok((for_platforms(&input, &platforms), Vec::new()))
+}
+
+/// The context directory and the Dockerfile of a PATH that is not a target
+/// file: a Dockerfile path's directory is its context (and -f may not also
+/// name one); a directory's Dockerfile is -f, else its `Dockerfile`.
+fn context_and_dockerfile(args: &BuildInputArgs, kind: PathKind) -> Result<(PathBuf, PathBuf)> {
+    match (kind, &args.file) {
+        (PathKind::Dockerfile, None) => {
+            let dir = match args.path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            Ok((dir, args.path.clone()))
+        }
+        (PathKind::Dockerfile, Some(_)) => bail!(
+            "{} is a Dockerfile and -f names another; give the context directory with -f",
+            args.path.display()
+        ),
+        (_, Some(f)) => Ok((args.path.clone(), f.clone())),
+        (_, None) => Ok((args.path.clone(), args.path.join("Dockerfile"))),
+    }
 }
 
 /// `rbk build --print`: the selected targets after bake's language, as
@@ -500,14 +499,9 @@ pub fn print_targets(args: &BuildInputArgs) -> Result<serde_json::Value> {
             }
         }
         _ => {
-            let (context, dockerfile) = match (kind, &args.file) {
-                (PathKind::Dockerfile, _) => (
-                    args.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                    args.path.file_name().map(PathBuf::from).unwrap_or_default(),
-                ),
-                (_, Some(f)) => (args.path.clone(), f.clone()),
-                _ => (args.path.clone(), PathBuf::from("Dockerfile")),
-            };
+            let (context, dockerfile) = context_and_dockerfile(args, kind)?;
+            // As bake prints it: relative to the context when inside it.
+            let dockerfile = dockerfile.strip_prefix(&context).unwrap_or(&dockerfile);
             let v = json!({
                 "context": context.display().to_string(),
                 "dockerfile": dockerfile.display().to_string(),
