@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # An arm64 busybox for the emulated-platform test (QEMU through binfmt_misc).
-cache="${CARGO_TARGET_DIR:-target}/rbk-test-cache"
+cache="${RBK_TEST_CACHE:-${CARGO_TARGET_DIR:-target}/rbk-test-cache}"
 if [ "$(id -u)" = 0 ] && ! ls "$cache"/busybox-static_*_arm64.deb >/dev/null 2>&1; then
   mkdir -p "$cache"
   if ! { dpkg --add-architecture arm64 && apt-get update -qq &&

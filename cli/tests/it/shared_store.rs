@@ -65,12 +65,13 @@ fn findings(report: &serde_json::Value, severity: &str) -> Vec<String> {
         .collect()
 }
 
-/// Running (not zombie) slirp4netns processes whose parent is gone (they
-/// were reparented to pid 1): a killed rbk's user-mode networks.
-fn orphaned_slirps() -> Vec<u32> {
+/// The running (not zombie) slirp4netns processes whose parent is
+/// `parent`.
+fn slirps_of(parent: u32) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let parent = parent.to_string();
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
@@ -83,20 +84,21 @@ fn orphaned_slirps() -> Vec<u32> {
             };
             let mut f = rest.split(' ');
             let (state, ppid) = (f.next(), f.next());
-            comm.ends_with("(slirp4netns") && state != Some("Z") && ppid == Some("1")
+            comm.ends_with("(slirp4netns") && state != Some("Z") && ppid == Some(&parent)
         })
         .collect()
 }
 
-/// Asserts that a killed build's network went with it (slirp4netns' exit
-/// fd): no orphaned slirp4netns but those of `before`, within 3 s.
-fn no_slirp_left(before: &[u32]) {
+/// Asserts that `slirps` (a killed build's user-mode networks) are gone
+/// within 3 s: slirp4netns' exit fd closes with rbk.
+fn no_slirp_left(slirps: &[u32]) {
+    let running = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|s| s.split_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')))
+    };
     let deadline = Instant::now() + Duration::from_secs(3);
     let left = loop {
-        let left: Vec<u32> = orphaned_slirps()
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .collect();
+        let left: Vec<u32> = slirps.iter().copied().filter(running).collect();
         if left.is_empty() || Instant::now() > deadline {
             break left;
         }
@@ -326,7 +328,6 @@ fn a_sigkilled_build_blocks_nobody_and_corrupts_nothing() {
         )],
     );
     // The victim takes the step's lock and is killed while it runs it.
-    let orphans_before = orphaned_slirps();
     let mut victim = spawn_build(&store, &ctx, "victim");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !store
@@ -340,10 +341,22 @@ fn a_sigkilled_build_blocks_nobody_and_corrupts_nothing() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Its RUN's network (the default one) is up by now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let slirps = loop {
+        let s = slirps_of(victim.id());
+        if !s.is_empty() || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        !slirps.is_empty(),
+        "the victim's RUN started no slirp4netns"
+    );
     victim.kill().unwrap();
     victim.wait().unwrap();
-    no_slirp_left(&orphans_before);
+    no_slirp_left(&slirps);
     // Its lock dies with it: the next build runs the step itself.
     let started = Instant::now();
     let out = rbk(&store)
@@ -383,7 +396,6 @@ fn builds_killed_at_any_point_leave_no_damage_and_block_no_bystander() {
     };
     let store = dir.path().join("store");
     let ctx = dir.path().join("ctx");
-    let orphans_before = orphaned_slirps();
     for (i, delay_ms) in [0u64, 15, 40, 80, 150, 300, 600].into_iter().enumerate() {
         // New steps every time: a fresh stamp misses the cache.
         write(
@@ -417,7 +429,6 @@ fn builds_killed_at_any_point_leave_no_damage_and_block_no_bystander() {
     assert!(findings(&report, "damaged").is_empty(), "{report:#}");
     let (code, after) = check(&store, &[]);
     assert_eq!(code, 0, "{after:#}");
-    no_slirp_left(&orphans_before);
 }
 
 #[test]
