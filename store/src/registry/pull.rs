@@ -225,7 +225,13 @@ impl Client {
         };
         let (wanted, bytes) = self.fetch_images(&at, store, &images, progress)?;
 
-        let entry = index.as_ref().unwrap_or(&images[0]);
+        let Some(entry) = index.as_ref().or(images.first()) else {
+            return Err(RegistryError::NoPlatform {
+                reference: name.clone(),
+                platform: "any".to_string(),
+                available: "none".to_string(),
+            });
+        };
         let desc = Descriptor::new(
             &entry.media_type,
             entry.digest.clone(),
@@ -321,6 +327,15 @@ impl Client {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // An index listing no platform's image (empty, or attestations
+        // only) has nothing to pull.
+        if entries.is_empty() {
+            return Err(RegistryError::NoPlatform {
+                reference: name.to_string(),
+                platform: "any".to_string(),
+                available: available_platforms(&index),
+            });
+        }
         let mut out: Vec<Document> = Vec::new();
         for e in entries {
             if out.iter().any(|d| d.digest == e.digest) {

@@ -476,6 +476,21 @@ fn an_index_is_resolved_to_the_requested_platform() {
     let err = client.pull(&s2, &all, Some(&s390), &quiet).unwrap_err();
     assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
     assert!(err.to_string().contains("linux/arm64"), "{err}");
+    // An index listing no platform's image is an error, not a crash.
+    let empty = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": []
+    }))
+    .unwrap();
+    let res = ureq::put(&format!("http://{}/v2/multi/manifests/empty", reg.host))
+        .header("Content-Type", MEDIA_TYPE_OCI_INDEX)
+        .send(&empty[..])
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let none = Reference::parse(&format!("{}/multi:empty", reg.host)).unwrap();
+    let err = client
+        .pull_platforms(&s2, &none, &rbk_store::registry::Platforms::All, &quiet)
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
     // Pulling by digest pins the manifest and adds no tag.
     let pinned = all.with_digest(arm.manifest_digest.clone());
     let s3 = Store::open(&tmp.path().join("s3")).unwrap();
