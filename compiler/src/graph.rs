@@ -329,6 +329,43 @@ pub struct FileOp {
     pub ignore_file: Option<String>,
 }
 
+impl FileOp {
+    /// The definition of a `COPY --link`'s layer, which does not depend on
+    /// the state it is stacked on: every field but the stage it copies from
+    /// (whose content key the scheduler adds).
+    pub fn link_digest(&self) -> VertexDigest {
+        let mut c = Canon::new("file-link");
+        c.num("add", self.add as u64);
+        if let Source::Context(ctx) = &self.from {
+            c.str("context", ctx);
+        }
+        self.canon_fields(&mut c);
+        c.finish()
+    }
+
+    /// The fields after the parent and the source, in the order the
+    /// definition digest has always hashed them.
+    pub(crate) fn canon_fields(&self, c: &mut Canon) {
+        c.strs("sources", &self.sources);
+        for f in &self.inline {
+            c.str("inline.name", &f.name).str("inline.data", &f.data);
+        }
+        c.str("dest", &self.dest)
+            .str("workdir", &self.workdir)
+            .str("chown", self.chown.as_deref().unwrap_or(""))
+            .str("chmod", self.chmod.as_deref().unwrap_or(""))
+            .num("link", self.link as u64)
+            .num("parents", self.parents as u64)
+            .strs("excludes", &self.excludes)
+            .str("checksum", self.checksum.as_deref().unwrap_or(""))
+            .num("keep_git_dir", self.keep_git_dir as u64);
+        // Only when set: the digests of every other COPY stay as they were.
+        if let Some(f) = &self.ignore_file {
+            c.str("ignore_file", f);
+        }
+    }
+}
+
 /// The operation a vertex performs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {

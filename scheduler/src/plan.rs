@@ -46,6 +46,12 @@ pub(crate) struct Plan {
     pub selection: Option<Arc<Selection>>,
     /// For a base image: its state.
     pub source: Option<State>,
+    /// For `COPY --link`: the key of its layer alone, which does not depend
+    /// on the parent (see [`link_key`]).
+    pub link_key: Option<String>,
+    /// `hit` is the record of `link_key`, not of `key`: the layer is made,
+    /// but over another parent; stacking it here runs nothing.
+    pub rebased: bool,
 }
 
 impl Plan {
@@ -58,6 +64,8 @@ impl Plan {
             files: None,
             selection: None,
             source: None,
+            link_key: None,
+            rebased: false,
         }
     }
 
@@ -131,6 +139,10 @@ impl Ops for Planner<'_, '_> {
                     parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
                 }
                 let key = step::key_of(&parts);
+                let link_key = match &vx.op {
+                    Op::File(f) if f.link => Some(link_key(f, &content_key, epoch.as_deref())),
+                    _ => None,
+                };
                 let mut inputs_json = json!({
                     "step": s.step(v).text,
                     "definition": def,
@@ -145,18 +157,40 @@ impl Ops for Planner<'_, '_> {
                     obj.extend(extra);
                 }
                 let lookup = s.lookup(v, &key);
+                // A linked layer made over another parent is as good.
+                let rebase = match (&lookup.hit, &link_key) {
+                    (None, Some(lk)) => s.lookup(v, lk).hit.filter(|r| r.layer.is_some()),
+                    _ => None,
+                };
+                let rebased = rebase.is_some();
                 Ok(Plan {
                     key,
-                    hit: lookup.hit,
-                    recorded: lookup.recorded,
+                    hit: lookup.hit.or(rebase),
+                    recorded: lookup.recorded || rebased,
                     inputs: Arc::new(inputs_json),
                     files,
                     selection: selection.map(Arc::new),
                     source: None,
+                    link_key,
+                    rebased,
                 })
             }
         }
     }
+}
+
+/// The key of a `COPY --link` layer: its definition without the parent,
+/// and what it reads (context files, or the keys of the stages it copies
+/// from). The same copy over another parent has the same key, so a changed
+/// base reuses the layer, as BuildKit's `--link` does.
+fn link_key(f: &rbk_compiler::graph::FileOp, content_key: &str, epoch: Option<&str>) -> String {
+    let def = f.link_digest();
+    let def = def.hex();
+    let mut parts = vec![b"link".as_slice(), def.as_bytes(), content_key.as_bytes()];
+    if let Some(e) = epoch {
+        parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
+    }
+    step::key_of(&parts)
 }
 
 /// Whether vertex `v` is a step the cache serves: then it needs only its
@@ -252,6 +286,8 @@ mod tests {
                     files: None,
                     selection: None,
                     source: None,
+                    link_key: None,
+                    rebased: false,
                 })
             })
             .collect()

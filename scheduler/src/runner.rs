@@ -71,6 +71,9 @@ impl Runner<'_, '_> {
         let step = s.step(v);
         let started = Instant::now();
         s.reporter.on_start(&step);
+        if let (true, Some(rec)) = (plan.rebased, &plan.hit) {
+            return self.rebase(v, plan, rec, parent, &step, started, cancel);
+        }
         if let Some(state) = plan
             .hit
             .as_ref()
@@ -106,6 +109,9 @@ impl Runner<'_, '_> {
                 return Err(e);
             }
         };
+        if let (Some(lk), Some(layer)) = (&plan.link_key, &layer) {
+            self.record_link(v, lk, layer, &plaintext)?;
+        }
         // No layer: a WORKDIR whose directory was there already.
         let state = match &layer {
             Some(layer) => parent.with_layer(
@@ -118,6 +124,27 @@ impl Runner<'_, '_> {
                 ..parent.clone()
             },
         };
+        if plan.link_key.is_some() {
+            // Stacked now (by links), so the image's own chain holds the
+            // layer's files: removing the linked layer's record keeps it.
+            s.env.layers.unpack(&state.layers, cancel)?;
+        }
+        self.record(v, plan, &state, layer, plaintext)?;
+        s.ran.fetch_add(1, Ordering::SeqCst);
+        s.finish(&step, started, false, why, false);
+        Ok(state)
+    }
+
+    /// Records step `v`'s result `state` (its top layer `layer`, if any).
+    fn record(
+        &self,
+        v: usize,
+        plan: &Plan,
+        state: &State,
+        layer: Option<crate::backend::Layer>,
+        inputs: serde_json::Value,
+    ) -> Result<(), StepError> {
+        let s = self.session;
         let (blob, diff_id) = layer.map(|l| (l.blob, l.diff_id)).unzip();
         s.cache.put(&CacheRecord {
             key: plan.key.clone(),
@@ -126,11 +153,61 @@ impl Runner<'_, '_> {
             diff_id,
             chain_id: state.chain_id(),
             config: None,
-            inputs: plaintext,
+            inputs,
             created: state.created.clone(),
         })?;
-        s.ran.fetch_add(1, Ordering::SeqCst);
-        s.finish(&step, started, false, why, false);
+        Ok(())
+    }
+
+    /// Records a `COPY --link` layer under its own key, for a later build
+    /// over another parent.
+    fn record_link(
+        &self,
+        v: usize,
+        link_key: &str,
+        layer: &crate::backend::Layer,
+        inputs: &serde_json::Value,
+    ) -> Result<(), StepError> {
+        let s = self.session;
+        s.cache.put(&CacheRecord {
+            key: link_key.to_string(),
+            family: format!("{}/link", s.families[v]),
+            layer: Some(layer.blob.clone()),
+            diff_id: Some(layer.diff_id.clone()),
+            // The chain of a layer on nothing is its diff id.
+            chain_id: Some(layer.diff_id.clone()),
+            config: None,
+            inputs: inputs.clone(),
+            created: now_rfc3339(s.options.source_date_epoch),
+        })?;
+        Ok(())
+    }
+
+    /// A `COPY --link` whose layer was made over another parent: stacked on
+    /// this one and recorded under this step's key; nothing runs.
+    #[allow(clippy::too_many_arguments)]
+    fn rebase(
+        &self,
+        v: usize,
+        plan: &Plan,
+        rec: &CacheRecord,
+        parent: &State,
+        step: &Step,
+        started: Instant,
+        cancel: &CancelToken,
+    ) -> Result<State, StepError> {
+        let s = self.session;
+        let (Some(blob), Some(diff_id)) = (rec.layer.clone(), rec.diff_id.clone()) else {
+            return Err(StepError::Internal(
+                "a linked layer's record without a layer",
+            ));
+        };
+        let layer = crate::backend::Layer { blob, diff_id };
+        let state = parent.with_layer(plan.key.clone(), layer.clone(), rec.created.clone());
+        s.env.layers.unpack(&state.layers, cancel)?;
+        self.record(v, plan, &state, Some(layer), plan.plaintext())?;
+        s.cached.fetch_add(1, Ordering::SeqCst);
+        s.finish(step, started, true, None, false);
         Ok(state)
     }
 

@@ -104,6 +104,30 @@ pub fn record(
     write_atomic(content.tmp_dir(), &record_path(root, digest), &bytes)
 }
 
+/// Records that snapshot `to` holds the same files as `from`, one of the
+/// snapshots layer `digest` can be made from (a layer stacked by linking,
+/// see [`crate::snapshot::Snapshotter::stack`]): either can make it then,
+/// so `prune` removing one keeps the layer. Nothing to do for a layer that
+/// is a blob already or has no record.
+pub(crate) fn alias(
+    content: &ContentStore,
+    digest: &Digest,
+    from: &str,
+    to: &str,
+) -> Result<(), StoreError> {
+    let Some(rec) = read_record(content.root(), digest) else {
+        return Ok(());
+    };
+    let Some(source) = rec.sources.iter().find(|s| s.snapshot == from) else {
+        return Ok(());
+    };
+    let copy = Source {
+        snapshot: to.to_string(),
+        ..source.clone()
+    };
+    record(content, digest, rec.size, copy)
+}
+
 /// The size of a layer that can be made, if one of its snapshots is there.
 pub(crate) fn size(root: &Path, d: &Digest) -> Option<u64> {
     let rec = read_record(root, d)?;

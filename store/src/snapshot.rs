@@ -20,7 +20,7 @@ mod overlay;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-pub use copy::{copy_tree, CopySnapshotter};
+pub use copy::{copy_tree, link_tree, CopySnapshotter};
 pub use meta::{fsck, SnapshotHealth};
 pub use overlay::{overlay_supported, overlay_works_in, OverlaySnapshotter};
 
@@ -185,6 +185,16 @@ pub trait Snapshotter: Send + Sync {
         out: &mut dyn Write,
         opts: DiffOptions,
     ) -> Result<LayerInfo, SnapshotError>;
+    /// Makes committed snapshot `name` over `parent` from the files of
+    /// committed snapshot `layer`, which must have no parent (a layer's
+    /// files on their own, as `COPY --link` makes them), without reading the
+    /// layer's tar. `Ok(false)` where this snapshotter cannot (a copy
+    /// snapshotter's tree is its parent's and the layer's merged) or `layer`
+    /// is not such a snapshot; the caller then applies the tar.
+    fn stack(&self, name: &str, parent: Option<&str>, layer: &str) -> Result<bool, SnapshotError> {
+        let _ = (name, parent, layer);
+        Ok(false)
+    }
     /// Unpacks the uncompressed layer tar `layer` on top of `parent` as
     /// committed snapshot `name`. With `expected`, a tar hashing to anything
     /// else is refused and nothing is committed.

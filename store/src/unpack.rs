@@ -87,6 +87,7 @@ pub fn unpack_layers<E: From<UnpackError>>(
             if !store
                 .lease_snapshot(&key, exists)
                 .map_err(UnpackError::from)?
+                && !stack(store, snapshotter, layer, &key, parent.as_deref())?
             {
                 fetch(layer.blob)?;
                 apply(store, snapshotter, layer, &key, parent.as_deref())?;
@@ -95,6 +96,33 @@ pub fn unpack_layers<E: From<UnpackError>>(
         parent = Some(key);
     }
     Ok(parent)
+}
+
+/// Stacks `layer` over `parent` as snapshot `key` by linking the files of
+/// the layer's own snapshot — the one with no parent, named by its diff id
+/// (a `COPY --link` layer, or any bottom layer) — instead of reading its
+/// tar; false when there is none or the snapshotter cannot (the caller
+/// applies the tar).
+fn stack(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    layer: &LayerRef<'_>,
+    key: &str,
+    parent: Option<&str>,
+) -> Result<bool, UnpackError> {
+    let own = layer.diff_id.hex().to_string();
+    if parent.is_none() || !store.lease_snapshot(&own, || snapshotter.exists(&own))? {
+        return Ok(false);
+    }
+    match snapshotter.stack(key, parent, &own) {
+        Ok(true) => {}
+        Err(SnapshotError::AlreadyExists { .. }) => return Ok(true),
+        // A link refused (a file of an id this process may not link, in a
+        // user namespace): the tar makes the same tree.
+        Ok(false) | Err(_) => return Ok(false),
+    }
+    crate::lazy::alias(&store.content, &layer.blob.digest, &own, key)?;
+    Ok(true)
 }
 
 fn apply(

@@ -8,6 +8,7 @@ mod cache;
 mod containers;
 mod debian;
 mod layers;
+mod link;
 mod outputs;
 mod platforms;
 mod rootless;

@@ -91,6 +91,14 @@ impl Lowerer<'_, '_, '_> {
         if let Some(m) = &chmod {
             check_chmod(m, node)?;
         }
+        let chown = opt(&copy.chown)?;
+        // As BuildKit: with --chmod the copy is an ordinary one (its layer
+        // stacks on the parent), and a linked layer, made on nothing, has no
+        // /etc/passwd to look a name up in.
+        let link = copy.link && chmod.is_none();
+        if let (true, Some(c)) = (link, &chown) {
+            check_link_chown(c, node)?;
+        }
         Ok(FileOp {
             add: copy.add,
             from,
@@ -102,9 +110,9 @@ impl Lowerer<'_, '_, '_> {
             } else {
                 state.config.working_dir.clone()
             },
-            chown: opt(&copy.chown)?,
+            chown,
             chmod,
-            link: copy.link,
+            link,
             parents: copy.parents,
             excludes: copy
                 .excludes
@@ -129,25 +137,24 @@ impl Lowerer<'_, '_, '_> {
                 c.digest("from", &d)
             }
         };
-        c.strs("sources", &op.sources);
-        for f in &op.inline {
-            c.str("inline.name", &f.name).str("inline.data", &f.data);
-        }
-        c.str("dest", &op.dest)
-            .str("workdir", &op.workdir)
-            .str("chown", op.chown.as_deref().unwrap_or(""))
-            .str("chmod", op.chmod.as_deref().unwrap_or(""))
-            .num("link", op.link as u64)
-            .num("parents", op.parents as u64)
-            .strs("excludes", &op.excludes)
-            .str("checksum", op.checksum.as_deref().unwrap_or(""))
-            .num("keep_git_dir", op.keep_git_dir as u64);
-        // Only when set: the digests of every other COPY stay as they were.
-        if let Some(f) = &op.ignore_file {
-            c.str("ignore_file", f);
-        }
+        op.canon_fields(&mut c);
         c.finish()
     }
+}
+
+/// `--chown` with `--link`: numeric ids, or `root` (which needs no lookup).
+fn check_link_chown(chown: &str, node: &Node) -> Result<(), ParseError> {
+    let (user, group) = chown.split_once(':').unwrap_or((chown, ""));
+    let plain = |s: &str| s.is_empty() || s == "root" || s.bytes().all(|b| b.is_ascii_digit());
+    if plain(user) && plain(group) {
+        return Ok(());
+    }
+    Err(ParseError::new(
+        instructions::locate(node, "--chown"),
+        format!(
+            "--chown={chown} names a user or group, which COPY --link cannot look up (its layer is made on an empty filesystem): use numeric ids (--chown=1000:1000), or drop --link"
+        ),
+    ))
 }
 
 /// `--chmod` takes an octal or a symbolic mode.

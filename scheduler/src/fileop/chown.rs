@@ -30,7 +30,9 @@ pub fn resolve_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), FileOpErro
             why: "no user or group".to_string(),
         });
     }
-    let (uid, primary_gid) = if user.is_empty() {
+    // `root` is 0 without a lookup, as in BuildKit: a linked COPY's layer
+    // (made on nothing) and a scratch image have no /etc/passwd.
+    let (uid, primary_gid) = if user.is_empty() || user == "root" {
         (0, 0)
     } else if let Ok(uid) = user.parse::<u32>() {
         (uid, uid)
@@ -40,6 +42,7 @@ pub fn resolve_chown(rootfs: &Path, spec: &str) -> Result<(u32, u32), FileOpErro
     };
     let gid = match group {
         None => primary_gid,
+        Some("root") => 0,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => lookup(rootfs, "/etc/group", g, spec)?.0,

@@ -224,7 +224,9 @@ pub(crate) fn inputs(
 
 /// Runs a RUN/COPY/ADD/WORKDIR on a fresh filesystem over `parent` and
 /// commits the change as a layer; `None` when a WORKDIR found its directory
-/// there already (no change, no layer).
+/// there already (no change, no layer). A `COPY --link` runs on an empty
+/// filesystem instead: its layer is the same over any parent (the caller
+/// stacks it).
 pub(crate) fn execute(
     env: &StepEnv<'_>,
     vx: &Vertex,
@@ -234,7 +236,10 @@ pub(crate) fn execute(
     selection: Option<Selection>,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
-    let parent_key = env.layers.unpack(&parent.layers, cancel)?;
+    // A `COPY --link` layer is made on nothing: it must not see the parent.
+    let linked = matches!(&vx.op, Op::File(f) if f.link);
+    let below: &[Layer] = if linked { &[] } else { &parent.layers };
+    let parent_key = env.layers.unpack(below, cancel)?;
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
@@ -265,7 +270,7 @@ pub(crate) fn execute(
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
-    Ok(Some(ws.commit(&parent.layers)?))
+    Ok(Some(ws.commit(below)?))
 }
 
 /// A cache key from its parts (length-prefixed, so parts cannot run into

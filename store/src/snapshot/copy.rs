@@ -191,6 +191,22 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
     let mut c = Copier {
         links: HashMap::new(),
         root: sys::is_root(),
+        share_files: false,
+    };
+    c.dir(src, dst)?;
+    let m = fs::symlink_metadata(src).map_err(io_err("stat", src))?;
+    c.attrs(src, dst, &m)
+}
+
+/// [`copy_tree`] where every entry but a directory is a hard link to the
+/// source's (directories are made anew with the same attributes): a second
+/// tree of the same files, for trees neither side changes again (committed
+/// snapshots).
+pub fn link_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+    let mut c = Copier {
+        links: HashMap::new(),
+        root: sys::is_root(),
+        share_files: true,
     };
     c.dir(src, dst)?;
     let m = fs::symlink_metadata(src).map_err(io_err("stat", src))?;
@@ -200,6 +216,8 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
 struct Copier {
     links: HashMap<(u64, u64), PathBuf>,
     root: bool,
+    /// Hard-link files, symlinks and nodes instead of copying them.
+    share_files: bool,
 }
 
 impl Copier {
@@ -210,6 +228,12 @@ impl Copier {
             let (s, d) = (e.path(), dst.join(e.file_name()));
             let m = fs::symlink_metadata(&s).map_err(io_err("stat", &s))?;
             let ft = m.file_type();
+            if self.share_files && !ft.is_dir() {
+                // linkat without AT_SYMLINK_FOLLOW: a symlink is linked,
+                // never followed.
+                fs::hard_link(&s, &d).map_err(io_err("link", &d))?;
+                continue;
+            }
             if !ft.is_dir() && m.nlink() > 1 {
                 let key = (m.dev(), m.ino());
                 if let Some(first) = self.links.get(&key) {

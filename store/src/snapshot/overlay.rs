@@ -232,6 +232,35 @@ impl Snapshotter for OverlaySnapshotter {
         self.dirs.rename(key, name, &committed)
     }
 
+    fn stack(&self, name: &str, parent: Option<&str>, layer: &str) -> Result<bool, SnapshotError> {
+        super::meta::validate_key(name)?;
+        if self.exists(name) {
+            return Err(SnapshotError::AlreadyExists {
+                key: name.to_string(),
+            });
+        }
+        let source = self.dirs.meta_of_kind(layer, SnapshotKind::Committed)?;
+        if source.parent.is_some() {
+            return Ok(false);
+        }
+        if let Some(p) = parent {
+            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+        }
+        // With no lower directory, the upper directory holds exactly the
+        // layer's files and no whiteouts: over any parent it means what the
+        // layer's tar applied there would.
+        let st = self.dirs.stage()?;
+        super::copy::link_tree(&self.dirs.fs(layer), &st.fs())?;
+        let meta = Meta {
+            key: name.to_string(),
+            parent: parent.map(str::to_string),
+            kind: SnapshotKind::Committed,
+            size: source.size,
+        };
+        self.dirs.publish(st, name, &meta)?;
+        Ok(true)
+    }
+
     fn remove(&self, key: &str) -> Result<(), SnapshotError> {
         self.dirs.remove(key)?;
         // The snapshot is gone; a dangling link would only waste an inode.

@@ -636,3 +636,67 @@ fn concurrent_commits_of_one_key_leave_one_committed_snapshot() {
         }
     });
 }
+
+#[test]
+fn a_layer_made_on_nothing_stacks_onto_any_parent_by_links() {
+    each_backend(
+        "a_layer_made_on_nothing_stacks_onto_any_parent_by_links",
+        |b, root| {
+            let snap = open(b, &root.join("snaps"));
+            let _ = build_three(&*snap);
+            // A layer made on nothing, as `COPY --link` makes one: a
+            // directory the parent has (with other files and mode), a
+            // hard-linked pair, a symlink.
+            snap.prepare("link-build", None).unwrap();
+            edit(&*snap, "link-build", |r| {
+                fs::create_dir_all(r.join("var/cache")).unwrap();
+                fs::write(r.join("var/cache/linked"), "linked\n").unwrap();
+                fs::hard_link(r.join("var/cache/linked"), r.join("var/cache/also")).unwrap();
+                std::os::unix::fs::symlink("linked", r.join("var/cache/sym")).unwrap();
+                fs::set_permissions(
+                    r.join("var/cache"),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o750),
+                )
+                .unwrap();
+            });
+            let (layer, info) = diff_bytes(&*snap, "link-build", Compression::None);
+            snap.commit("lk", "link-build").unwrap();
+
+            let stacked = snap.stack("s", Some("l3"), "lk").unwrap();
+            if b == Backend::Copy {
+                assert!(!stacked, "a copy snapshotter merges trees: it must decline");
+                assert!(!snap.exists("s"));
+                return;
+            }
+            assert!(stacked);
+            // The same tree as applying the layer's tar over the parent.
+            snap.apply_layer("applied", Some("l3"), &mut &layer[..], Some(&info.diff_id))
+                .unwrap();
+            assert_eq!(
+                view_tree(&*snap, "v1", "s"),
+                view_tree(&*snap, "v2", "applied")
+            );
+            // The same layer, diffed again.
+            assert_eq!(
+                diff_bytes(&*snap, "s", Compression::None).1.diff_id,
+                info.diff_id
+            );
+            // Its files are the layer's own (linked, not copied).
+            use std::os::unix::fs::MetadataExt;
+            let ino = |k: &str| {
+                fs::metadata(snap.upper_dir(k).unwrap().join("var/cache/linked"))
+                    .unwrap()
+                    .ino()
+            };
+            assert_eq!(ino("s"), ino("lk"));
+            assert_eq!(snap.stat("s").unwrap().parent.as_deref(), Some("l3"));
+            // Only a layer made on nothing stacks this way; a name taken is
+            // refused.
+            assert!(!snap.stack("s2", Some("l1"), "l2").unwrap());
+            assert!(matches!(
+                snap.stack("s", Some("l3"), "lk"),
+                Err(SnapshotError::AlreadyExists { .. })
+            ));
+        },
+    );
+}
