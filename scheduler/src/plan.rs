@@ -20,7 +20,6 @@ use serde_json::json;
 use crate::context::Selection;
 use crate::sandbox::CancelToken;
 use crate::session::BuildSession;
-#[cfg(test)]
 use crate::solve::Dag;
 use crate::solve::Ops;
 use crate::state::State;
@@ -204,20 +203,55 @@ fn served(graph: &BuildGraph, plans: &[Option<Plan>], id: petgraph::graph::NodeI
 /// build computes it from the same dag it solves.)
 #[cfg(test)]
 pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]) -> Vec<bool> {
-    let dag = Dag {
-        deps: run_deps(graph, plans),
-    };
+    let dag = run_deps(graph, plans).dag;
     crate::solve::reachable(&dag, roots).unwrap_or_else(|_| vec![false; plans.len()])
 }
 
-/// The second pass's dependencies: the parent always, the other inputs
-/// only for steps that run.
-pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> Vec<Vec<usize>> {
-    let mut deps = vec![Vec::new(); plans.len()];
-    for id in graph.topo_order() {
-        deps[id.index()] = run_deps_of(graph, plans, id);
+/// The second pass's graph: the graph's vertices, then one more per
+/// `COPY --link` that runs — the making of its layer, which reads what the
+/// copy reads but not the parent, so it runs while the steps before it do.
+pub(crate) struct RunDag {
+    /// Dependencies of every vertex, the added ones last.
+    pub dag: crate::solve::Dag,
+    /// For each added vertex (from `plans.len()` on), the linked COPY whose
+    /// layer it makes.
+    pub links: Vec<usize>,
+}
+
+impl RunDag {
+    /// The graph vertex an index of the run dag stands for.
+    pub fn vertex(&self, v: usize) -> usize {
+        let n = self.dag.deps.len() - self.links.len();
+        v.checked_sub(n)
+            .and_then(|k| self.links.get(k).copied())
+            .unwrap_or(v)
     }
-    deps
+}
+
+/// The second pass's dependencies: the parent always, the other inputs
+/// only for steps that run (a linked COPY's through the vertex making its
+/// layer).
+pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> RunDag {
+    let n = plans.len();
+    let mut deps = vec![Vec::new(); n];
+    let mut links = Vec::new();
+    for id in graph.topo_order() {
+        let v = id.index();
+        deps[v] = run_deps_of(graph, plans, id);
+        let linked = matches!(&graph.vertex(id).op, Op::File(f) if f.link);
+        if linked && !served(graph, plans, id) {
+            let layer = n + links.len();
+            links.push(v);
+            // The parent, then the layer; its inputs move to the layer.
+            let inputs = deps[v].split_off(1);
+            deps[v].push(layer);
+            deps.push(inputs);
+        }
+    }
+    RunDag {
+        dag: Dag { deps },
+        links,
+    }
 }
 
 fn run_deps_of(
@@ -315,7 +349,7 @@ mod tests {
             "{texts:?}"
         );
         // The served step reads its parent only.
-        let deps = run_deps(&g, &plans(&g, &["COPY --from"]));
+        let deps = run_deps(&g, &plans(&g, &["COPY --from"])).dag.deps;
         let copy = (0..g.len())
             .find(|&v| {
                 g.vertex(petgraph::graph::NodeIndex::new(v))

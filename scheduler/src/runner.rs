@@ -3,24 +3,30 @@
 //! store, and recorded.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rbk_compiler::graph::Op;
 use rbk_store::cache::CacheRecord;
 
 use crate::explain;
-use crate::plan::Plan;
+use crate::plan::{Plan, RunDag};
 use crate::progress::Step;
 use crate::sandbox::{CancelToken, OutputStream};
 use crate::session::BuildSession;
 use crate::solve::Ops;
-use crate::state::{now_rfc3339, State};
+use crate::state::{epoch, now_rfc3339, State};
 use crate::step::{self, StepError};
 
 /// Ops of the second pass: serve hits, run misses, following the plans.
 pub(crate) struct Runner<'x, 'a> {
     pub session: &'x BuildSession<'a>,
     pub plans: &'x [Option<Plan>],
+    /// The dag solved: the graph's vertices, then the making of each
+    /// running `COPY --link`'s layer.
+    pub run: &'x RunDag,
+    /// When each of those started (the step's start, reported once).
+    pub started: Vec<OnceLock<Instant>>,
 }
 
 impl Ops for Runner<'_, '_> {
@@ -28,6 +34,9 @@ impl Ops for Runner<'_, '_> {
     type Err = StepError;
 
     fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
+        if let Some(k) = v.checked_sub(self.plans.len()) {
+            return self.link_layer(k, inputs, cancel);
+        }
         let s = self.session;
         let vx = s.vertex(v);
         let plan = self.plans[v]
@@ -69,6 +78,9 @@ impl Runner<'_, '_> {
     ) -> Result<State, StepError> {
         let s = self.session;
         let step = s.step(v);
+        if let Some(k) = self.run.links.iter().position(|&l| l == v) {
+            return self.stack(k, v, plan, parent, extra, cancel);
+        }
         let started = Instant::now();
         s.reporter.on_start(&step);
         if let (true, Some(rec)) = (plan.rebased, &plan.hit) {
@@ -181,6 +193,111 @@ impl Runner<'_, '_> {
             created: now_rfc3339(s.options.source_date_epoch),
         })?;
         Ok(())
+    }
+
+    /// Makes the layer of the `k`th running `COPY --link` (on nothing, from
+    /// its `inputs`: the stages it copies from), or takes it from the
+    /// cache if another build made it meanwhile. Its step starts here.
+    fn link_layer(
+        &self,
+        k: usize,
+        inputs: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<State, StepError> {
+        let s = self.session;
+        let v = *self
+            .run
+            .links
+            .get(k)
+            .ok_or(StepError::Internal("no such link"))?;
+        let plan = self.plans[v]
+            .as_ref()
+            .ok_or(StepError::Internal("a vertex without a plan"))?;
+        let key = plan
+            .link_key
+            .as_ref()
+            .ok_or(StepError::Internal("a linked layer without its key"))?;
+        let step = s.step(v);
+        let started = *self.started[k].get_or_init(Instant::now);
+        s.reporter.on_start(&step);
+        let made = |layer: crate::backend::Layer, created: String| State {
+            key: key.clone(),
+            layers: Arc::new(vec![layer]),
+            base: None,
+            created,
+        };
+        let _running = self.lock(key, &step, cancel)?;
+        if let Some(rec) = s.lookup(v, key).hit {
+            if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
+                return Ok(made(crate::backend::Layer { blob, diff_id }, rec.created));
+            }
+        }
+        let nothing = State {
+            key: String::new(),
+            layers: Arc::new(Vec::new()),
+            base: None,
+            created: epoch(),
+        };
+        let selection = plan.selection.as_deref().cloned();
+        let result = step::execute(
+            &s.env,
+            s.vertex(v),
+            &step,
+            &nothing,
+            inputs,
+            selection,
+            cancel,
+        );
+        match result {
+            Ok(Some(layer)) => {
+                self.record_link(v, key, &layer, &plan.plaintext())?;
+                Ok(made(layer, now_rfc3339(s.options.source_date_epoch)))
+            }
+            Ok(None) => Err(StepError::Internal("a COPY without a layer")),
+            Err(e) => {
+                s.finish(&step, started, false, None, true);
+                Err(e)
+            }
+        }
+    }
+
+    /// A running `COPY --link`, once its parent and its layer (`extra[0]`,
+    /// made by [`Runner::link_layer`]) are done: the layer stacked on the
+    /// parent and recorded.
+    fn stack(
+        &self,
+        k: usize,
+        v: usize,
+        plan: &Plan,
+        parent: &State,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<State, StepError> {
+        let s = self.session;
+        let step = s.step(v);
+        let started = *self.started[k].get_or_init(Instant::now);
+        let layer = extra
+            .first()
+            .and_then(|l| l.layers.first().cloned())
+            .ok_or(StepError::Internal("a linked COPY without its layer"))?;
+        let state = parent.with_layer(plan.key.clone(), layer.clone(), extra[0].created.clone());
+        if let Err(e) = s.env.layers.unpack(&state.layers, cancel) {
+            s.finish(&step, started, false, None, true);
+            return Err(e.into());
+        }
+        let plaintext = plan.plaintext();
+        let why = s.options.explain.then(|| {
+            let nearest = s.cache.nearest(&s.families[v], &plan.key);
+            explain::explain(
+                nearest.as_ref().map(|r| &r.inputs),
+                &plaintext,
+                s.uncached(v),
+            )
+        });
+        self.record(v, plan, &state, Some(layer), plaintext)?;
+        s.ran.fetch_add(1, Ordering::SeqCst);
+        s.finish(&step, started, false, why, false);
+        Ok(state)
     }
 
     /// A `COPY --link` whose layer was made over another parent: stacked on

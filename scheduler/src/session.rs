@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
@@ -401,17 +402,23 @@ impl<'a> BuildSession<'a> {
         let graph = self.graph;
         let (roots, plans) = self.first_pass(cancel)?;
         // Pass 2: what the images need, served or run.
-        let run_dag = Dag {
-            deps: plan::run_deps(graph, &plans),
-        };
-        let needed = solve::reachable(&run_dag, &roots).map_err(BuildError::Internal)?;
+        let run = plan::run_deps(graph, &plans);
+        let needed = solve::reachable(&run.dag, &roots).map_err(BuildError::Internal)?;
         self.report_unneeded(&plans, &needed);
         let runner = Runner {
             session: self,
             plans: &plans,
+            run: &run,
+            started: run.links.iter().map(|_| OnceLock::new()).collect(),
         };
-        let results = solve::solve_needed(&run_dag, &needed, &roots, &runner, &self.pool, cancel)
-            .map_err(|e| self.fail(e))?;
+        let results = solve::solve_needed(&run.dag, &needed, &roots, &runner, &self.pool, cancel)
+            .map_err(|e| match e {
+            solve::SolveError::Failed { vertex, error } => self.fail(solve::SolveError::Failed {
+                vertex: run.vertex(vertex),
+                error,
+            }),
+            e => self.fail(e),
+        })?;
         self.env.contexts.save();
         let images = crate::image::commit_all(self, &plans, &results)?;
         let exported = self.export(&plans)?;

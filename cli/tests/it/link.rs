@@ -137,3 +137,38 @@ fn a_linked_copy_refuses_a_chown_by_name_at_its_position() {
     );
     succeed(rbk(&dir.path().join("store")).arg("graph").arg(dir.path()));
 }
+
+#[test]
+fn a_linked_copy_is_made_while_the_steps_before_it_run() {
+    let test = "a_linked_copy_is_made_while_the_steps_before_it_run";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM localhost/busybox:latest\nRUN sleep 1\nCOPY --link f.txt /x/\n",
+            ),
+            ("f.txt", "linked\n"),
+        ],
+    );
+    let out = succeed(
+        rbk(&store)
+            .args(["build", "--progress", "plain", "--jobs", "2", "-t", "par:1"])
+            .arg(&ctx),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = |needle: &str| {
+        err.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in {err}"))
+    };
+    // The layer needs nothing from the RUN: its step starts while the RUN
+    // sleeps, not after.
+    let run_done = err[at("RUN sleep 1")..].find("DONE").unwrap() + at("RUN sleep 1");
+    assert!(at("COPY --link f.txt /x/") < run_done, "{err}");
+    assert_eq!(sh(&store, "par:1", "cat /x/f.txt"), "linked\n");
+}
