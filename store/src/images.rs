@@ -533,23 +533,19 @@ impl Store {
     ) -> Result<Image, StoreError> {
         let _guard = self.lock(LockMode::Shared)?;
         let image = self.resolve_for(name_or_id, want)?;
-        self.lease_image(&image)?;
+        // Without a platform the caller takes the whole image (`save`,
+        // `push`): every platform it holds is leased, not only the one
+        // `image` shows.
+        let members = match want {
+            None => self.index_members(std::slice::from_ref(&image))?,
+            Some(_) => Vec::new(),
+        };
+        let mut leased = Vec::new();
+        for i in std::iter::once(&image).chain(&members) {
+            lease_items(i, &mut leased);
+        }
+        self.content.lease().add(leased)?;
         Ok(image)
-    }
-
-    /// Leases `image`'s blobs and snapshots; the caller holds the store lock
-    /// and has just found the image in the index.
-    fn lease_image(&self, image: &Image) -> Result<(), StoreError> {
-        let blobs = [&image.manifest_digest, &image.manifest.config.digest]
-            .into_iter()
-            .chain(image.index.as_ref().map(|i| &i.digest))
-            .chain(image.manifest.layers.iter().map(|l| &l.digest))
-            .map(|d| Leased::Blob(d.clone()));
-        let snapshots = image
-            .chain_ids()
-            .into_iter()
-            .map(|c| Leased::Snapshot(c.hex().to_string()));
-        self.content.lease().add(blobs.chain(snapshots))
     }
 
     /// Leases the blobs of a cache hit (its layer) and its snapshot, if they
@@ -1280,6 +1276,23 @@ fn make_writable(path: &Path) {
 /// Whether `media_type` names a single-image manifest rbk can store.
 pub fn is_manifest_media_type(media_type: &str) -> bool {
     media_type == MEDIA_TYPE_OCI_MANIFEST || media_type == MEDIA_TYPE_DOCKER_MANIFEST
+}
+
+/// What leasing `image` keeps: its manifest, config, index, layers and its
+/// layers' snapshots.
+fn lease_items(image: &Image, out: &mut Vec<Leased>) {
+    let blobs = [&image.manifest_digest, &image.manifest.config.digest]
+        .into_iter()
+        .chain(image.index.as_ref().map(|i| &i.digest))
+        .chain(image.manifest.layers.iter().map(|l| &l.digest))
+        .map(|d| Leased::Blob(d.clone()));
+    out.extend(blobs);
+    out.extend(
+        image
+            .chain_ids()
+            .into_iter()
+            .map(|c| Leased::Snapshot(c.hex().to_string())),
+    );
 }
 
 #[cfg(test)]

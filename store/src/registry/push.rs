@@ -112,10 +112,7 @@ impl Client {
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
-        for child in store.index_images(image)? {
-            // Kept from a concurrent prune while it is read.
-            store.resolve_leased(child.manifest_digest.as_str())?;
-        }
+        // Every platform's image was leased when `image` was resolved.
         let exported = store.index_for_export(image, format)?;
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),

@@ -505,3 +505,31 @@ fn broken_image_is_named_in_errors_and_can_still_be_removed_by_tag() {
     assert_eq!(ev.last(), Some(&RemoveEvent::Deleted(broken.id.clone())));
     assert_eq!(store.list().unwrap().len(), 1);
 }
+
+#[test]
+fn resolving_a_whole_multi_platform_image_leases_every_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let name = Reference::parse("multi:1").unwrap();
+    let mut layers = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let image = image_of(&store, format!("{arch} layer").as_bytes(), arch);
+        layers.push(image.manifest.layers[0].digest.clone());
+        store.add_platform(&name, &image).unwrap();
+    }
+    // Another process (a `save` or `push`) takes the whole image...
+    let reader = Store::open(dir.path()).unwrap();
+    reader.resolve_leased("multi:1").unwrap();
+    // ...while this one removes it and prunes: every platform's layer stays
+    // until the reader is done, not only the one the name shows.
+    store.remove("multi:1", false).unwrap();
+    store.prune(PruneOptions::default()).unwrap();
+    for l in &layers {
+        assert!(store.content.has(l), "{l} pruned under a reader");
+    }
+    drop(reader);
+    store.prune(PruneOptions::default()).unwrap();
+    for l in &layers {
+        assert!(!store.content.has(l), "{l} kept after the reader left");
+    }
+}
