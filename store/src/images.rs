@@ -270,7 +270,14 @@ impl Store {
 
     /// Reads the index blob `digest` and which of its images are here.
     pub fn read_image_index(&self, digest: &Digest) -> Result<ImageIndex, StoreError> {
-        let index: Index = self.read_json(digest, "index")?;
+        let bytes = self.content.read(digest)?;
+        self.image_index_from(digest, &bytes)
+    }
+
+    /// [`Store::read_image_index`] of an index already read as `bytes`.
+    fn image_index_from(&self, digest: &Digest, bytes: &[u8]) -> Result<ImageIndex, StoreError> {
+        let index: Index = serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::json(format!("index {digest}"), e))?;
         let present = index
             .manifests
             .iter()
@@ -316,7 +323,7 @@ impl Store {
         if !Self::is_index_document(&bytes) {
             return self.image_from_manifest(digest, &bytes, tags);
         }
-        let index = self.read_image_index(digest)?;
+        let index = self.image_index_from(digest, &bytes)?;
         let name = tags
             .first()
             .map_or_else(|| digest.to_string(), Reference::familiar);
@@ -404,27 +411,34 @@ impl Store {
         name_or_id: &str,
         want: Option<&PlatformSpec>,
     ) -> Result<Image, StoreError> {
-        let image = self.find(name_or_id)?;
+        let named = |e| match e {
+            StoreError::PlatformNotInImage {
+                wanted, available, ..
+            } => StoreError::PlatformNotInImage {
+                image: name_or_id.to_string(),
+                wanted,
+                available,
+            },
+            e => e,
+        };
+        let (image, picked) = self.find(name_or_id, want).map_err(named)?;
         match (want, &image.index) {
-            (Some(w), Some(index)) => {
+            (Some(w), Some(index)) if !picked => {
                 let digest = index.digest.clone();
                 self.image_by_entry(&digest, image.tags, Some(w))
-                    .map_err(|e| match e {
-                        StoreError::PlatformNotInImage {
-                            wanted, available, ..
-                        } => StoreError::PlatformNotInImage {
-                            image: name_or_id.to_string(),
-                            wanted,
-                            available,
-                        },
-                        e => e,
-                    })
+                    .map_err(named)
             }
             _ => Ok(image),
         }
     }
 
-    fn find(&self, name_or_id: &str) -> Result<Image, StoreError> {
+    /// The image `name_or_id` names, and whether it is already `want`'s
+    /// image of an index (a tag is resolved for the platform at once).
+    fn find(
+        &self,
+        name_or_id: &str,
+        want: Option<&PlatformSpec>,
+    ) -> Result<(Image, bool), StoreError> {
         let not_found = || StoreError::ImageNotFound {
             name: name_or_id.to_string(),
         };
@@ -436,12 +450,14 @@ impl Store {
                     .into_iter()
                     .find(|(_, tags)| tags.contains(&r));
                 if let Some((digest, tags)) = tagged {
-                    return self.image_by_entry(&digest, tags, None).map_err(|e| {
-                        StoreError::InImage {
+                    return match self.image_by_entry(&digest, tags, want) {
+                        Ok(image) => Ok((image, true)),
+                        Err(e @ StoreError::PlatformNotInImage { .. }) if want.is_some() => Err(e),
+                        Err(e) => Err(StoreError::InImage {
                             image: r.familiar(),
                             source: Box::new(e),
-                        }
-                    });
+                        }),
+                    };
                 }
             }
         }
@@ -458,18 +474,19 @@ impl Store {
         });
         if let Some(d) = &digest {
             if let Some(i) = images.iter().find(|i| is(i, d)) {
-                return Ok(i.clone());
+                return Ok((i.clone(), false));
             }
             // Another platform of an index.
             return self
                 .index_members(&images)?
                 .into_iter()
                 .find(|i| is(i, d))
+                .map(|i| (i, false))
                 .ok_or_else(not_found);
         }
         if let Ok(r) = Reference::parse(name_or_id) {
             if let Some(i) = images.iter().find(|i| i.tags.contains(&r)) {
-                return Ok(i.clone());
+                return Ok((i.clone(), false));
             }
         }
         let prefix = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
@@ -477,12 +494,13 @@ impl Store {
         {
             let prefix = prefix.to_ascii_lowercase();
             let mut hits: Vec<Image> = images
-                .into_iter()
+                .iter()
                 .filter(|i| i.id.hex().starts_with(&prefix))
+                .cloned()
                 .collect();
             if hits.is_empty() {
                 hits = self
-                    .index_members(&self.list()?)?
+                    .index_members(&images)?
                     .into_iter()
                     .filter(|i| i.id.hex().starts_with(&prefix))
                     .collect();
@@ -491,7 +509,7 @@ impl Store {
             ids.dedup();
             return match ids.len() {
                 0 => Err(not_found()),
-                1 => Ok(hits.swap_remove(0)),
+                1 => Ok((hits.swap_remove(0), false)),
                 _ => Err(StoreError::AmbiguousId {
                     prefix,
                     matches: ids,
@@ -680,7 +698,7 @@ impl Store {
     fn check_complete(&self, digest: &Digest) -> Result<(), StoreError> {
         let bytes = self.content.read(digest)?;
         if Self::is_index_document(&bytes) {
-            let index = self.read_image_index(digest)?;
+            let index = self.image_index_from(digest, &bytes)?;
             let mut any = false;
             for (_, desc, present) in index.platforms() {
                 if present {
@@ -880,7 +898,7 @@ impl Store {
     ) -> Result<Vec<Descriptor>, StoreError> {
         let bytes = self.content.read(digest)?;
         if Self::is_index_document(&bytes) {
-            return Ok(self.read_image_index(digest)?.index.manifests);
+            return Ok(self.image_index_from(digest, &bytes)?.index.manifests);
         }
         let current = self.image_from_manifest(digest, &bytes, Vec::new())?;
         Ok(match self.platform_entry(&current) {
