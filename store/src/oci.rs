@@ -198,9 +198,7 @@ impl PlatformSpec {
             (Some(want), None) => default == Some(want.as_str()),
         }
     }
-}
 
-impl PlatformSpec {
     /// The platform an image config states; `None` when it states none
     /// (such an image is taken as any platform).
     pub fn of_config(config: &ImageConfig) -> Option<Self> {

@@ -345,11 +345,7 @@ impl Store {
         }
         index
             .platforms()
-            .map(|(_, d, _)| {
-                let mut child = self.image_by_manifest(&d.digest, Vec::new())?;
-                child.index = None;
-                Ok(child)
-            })
+            .map(|(_, d, _)| self.image_by_manifest(&d.digest, Vec::new()))
             .collect()
     }
 
