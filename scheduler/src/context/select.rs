@@ -181,7 +181,7 @@ fn select_one(
             path: real_path.clone(),
             meta,
         });
-        entries.extend(children);
+        flatten(children, &mut entries);
     } else {
         if ignored {
             return Ok(None);
@@ -211,14 +211,30 @@ fn ignored_error() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::NotFound, "excluded by .dockerignore")
 }
 
+/// An entry of a walk and what is under it.
+struct Walked {
+    entry: Entry,
+    kids: Vec<Walked>,
+}
+
+/// The entries of a walk in pre-order, each moved once (a walk that
+/// flattened at every level would move an entry once per level above it).
+fn flatten(nodes: Vec<Walked>, out: &mut Vec<Entry>) {
+    for n in nodes {
+        out.push(n.entry);
+        flatten(n.kids, out);
+    }
+}
+
 /// Lists `dir` recursively; subdirectories are walked in parallel. `sub` is
-/// the path relative to the source, `root_rel` relative to the root.
+/// the path relative to the source, `root_rel` relative to the root (only
+/// made when a `.dockerignore` needs it).
 fn walk(
     dir: &Path,
     sub: &str,
     root_rel: &str,
     filters: Filters<'_>,
-) -> Result<Vec<Entry>, ContextError> {
+) -> Result<Vec<Walked>, ContextError> {
     let listing = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
     // (entry, its root-relative path, dropped-but-may-hold-kept-files) for
     // directories; files have no children and need neither.
@@ -228,7 +244,10 @@ fn walk(
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
         let child_sub = join_rel(sub, &file_name);
-        let child_root_rel = join_rel(root_rel, &file_name);
+        let child_root_rel = match filters.ignore {
+            Some(_) => join_rel(root_rel, &file_name),
+            None => String::new(),
+        };
         let path = entry.path();
         // DirEntry::metadata does not follow symlinks on Unix.
         let std_meta = entry.metadata().map_err(|e| io_err("lstat", &path, e))?;
@@ -264,7 +283,7 @@ fn walk(
     // contents (pre-order, like a tar): deterministic without sorting the
     // whole tree again at every level.
     found.sort_by(|a, b| a.0.sub.cmp(&b.0.sub));
-    let children: Vec<Result<Vec<Entry>, ContextError>> = found
+    let children: Vec<Result<Vec<Walked>, ContextError>> = found
         .par_iter()
         .map(|(entry, dir)| match dir {
             Some((root_rel, _)) => walk(&entry.path, &entry.sub, root_rel, filters),
@@ -278,8 +297,7 @@ fn walk(
         if matches!(dir, Some((_, true))) && kids.is_empty() {
             continue;
         }
-        out.push(entry);
-        out.extend(kids);
+        out.push(Walked { entry, kids });
     }
     Ok(out)
 }
