@@ -230,6 +230,34 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
     }
 }
 
+/// Writes the filesystem holding `path` to disk (`syncfs(2)`): what
+/// unmounting an overlay does to its upper filesystem, unless it was mounted
+/// `volatile`.
+pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    // SAFETY: syncfs only reads the descriptor number, which `dir` keeps
+    // open for the duration of the call.
+    let r = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether overlay takes the `volatile` option (Linux 5.10 and later): no
+/// sync of the upper filesystem at unmount, and `fsync` inside the mount
+/// returns at once.
+pub fn overlay_volatile_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(['.', '-']);
+        let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+        matches!((num(), num()), (Some(major), Some(minor)) if (major, minor) >= (5, 10))
+    })
+}
+
 /// The system page size, which bounds mount option strings.
 pub fn page_size() -> usize {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
