@@ -24,8 +24,7 @@ use crate::error::{IoResultExt, StoreError};
 use crate::images::{Image, Store};
 use crate::oci::{
     Descriptor, ImageConfig, Index, LayerCompression, Manifest, PlatformSpec, ANNOTATION_REF_NAME,
-    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX,
-    MEDIA_TYPE_OCI_MANIFEST,
+    MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::reference::Reference;
 
@@ -526,13 +525,12 @@ fn find_oci(st: &Staging) -> Result<Vec<Found>, StoreError> {
     let mut out: Vec<Found> = Vec::new();
     for entry in &index.manifests {
         let mt = entry.media_type.as_str();
-        let (config_digest, needs, checks) =
-            if mt == MEDIA_TYPE_OCI_INDEX || mt == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
-                check_index(st, entry)?
-            } else {
-                let (manifest, needs, checks) = check_manifest(st, entry)?;
-                (manifest.config.digest, needs, checks)
-            };
+        let (config_digest, needs, checks) = if crate::images::is_index_media_type(mt) {
+            check_index(st, entry)?
+        } else {
+            let (manifest, needs, checks) = check_manifest(st, entry)?;
+            (manifest.config.digest, needs, checks)
+        };
         let names = names_of(entry)?;
         match out.iter_mut().find(|f| f.manifest.digest == entry.digest) {
             Some(f) => f.names.extend(names),
@@ -572,7 +570,7 @@ fn check_index(
         if !st.blobs.contains_key(&m.digest) {
             continue;
         }
-        if m.media_type == MEDIA_TYPE_OCI_INDEX || m.media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST {
+        if crate::images::is_index_media_type(&m.media_type) {
             return Err(StoreError::UnsupportedMediaType {
                 media_type: m.media_type.clone(),
                 what: format!("index {} (an index inside an index)", desc.digest),

@@ -14,8 +14,8 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::{Image, Store};
 use crate::oci::{
-    host_architecture, now_rfc3339, ContainerConfig, Descriptor, History, ImageConfig,
-    LayerCompression, RootFs,
+    now_rfc3339, ContainerConfig, Descriptor, History, ImageConfig, LayerCompression, PlatformSpec,
+    RootFs,
 };
 use crate::reference::Reference;
 
@@ -60,30 +60,6 @@ pub fn import_with(
     import_for(store, reader, reference, changes, compression, None)
 }
 
-/// `os/arch[/variant]` as config fields; the host's when `None`.
-fn platform_fields(platform: Option<&str>) -> Result<(String, String, Option<String>), StoreError> {
-    Ok(match platform {
-        None => ("linux".to_string(), host_architecture().to_string(), None),
-        Some(p) => {
-            let parts: Vec<&str> = p.split('/').collect();
-            match parts.as_slice() {
-                [os, arch] if !os.is_empty() && !arch.is_empty() => {
-                    (os.to_string(), arch.to_string(), None)
-                }
-                [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
-                    (os.to_string(), arch.to_string(), Some(v.to_string()))
-                }
-                _ => {
-                    return Err(StoreError::InvalidChange {
-                        line: format!("--platform {p}"),
-                        reason: "expected os/arch[/variant], e.g. linux/arm64".into(),
-                    })
-                }
-            }
-        }
-    })
-}
-
 /// [`import_with`] for `platform` (`os/arch[/variant]`, what the image's
 /// config says it is; the host's when `None`), as `docker import
 /// --platform`.
@@ -95,7 +71,14 @@ pub fn import_for(
     compression: LayerCompression,
     platform: Option<&str>,
 ) -> Result<Image, StoreError> {
-    let (os, architecture, variant) = platform_fields(platform)?;
+    let PlatformSpec {
+        os,
+        architecture,
+        variant,
+    } = match platform {
+        Some(p) => p.parse()?,
+        None => PlatformSpec::host(),
+    };
     // Check the changes before reading a possibly large tarball.
     let mut container = ContainerConfig::default();
     for c in changes {

@@ -10,8 +10,8 @@ use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::{Image, Store};
 use crate::oci::{
-    Descriptor, Index, Manifest, PlatformSpec, MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+    Descriptor, Index, Manifest, PlatformSpec, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::reference::Reference;
 
@@ -41,10 +41,6 @@ struct Document {
     bytes: Vec<u8>,
     digest: Digest,
     media_type: String,
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
 }
 
 /// The registry, repository and scopes one pull talks to, and the image's
@@ -217,7 +213,7 @@ impl Client {
             &name,
             progress,
         )?;
-        let (images, index) = if is_index(&top.media_type) {
+        let (images, index) = if crate::images::is_index_media_type(&top.media_type) {
             let chosen = self.index_images(&at, &top, platforms, progress)?;
             (chosen, Some(top))
         } else {
@@ -343,7 +339,7 @@ impl Client {
             }
             let d = e.digest.clone();
             let inner = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress)?;
-            if is_index(&inner.media_type) {
+            if crate::images::is_index_media_type(&inner.media_type) {
                 return Err(RegistryError::UnsupportedManifest {
                     reference: name.to_string(),
                     media_type: format!("{} (an index inside an index)", inner.media_type),
@@ -613,10 +609,7 @@ fn available_platforms(index: &Index) -> String {
         .manifests
         .iter()
         .filter_map(|m| m.platform.as_ref())
-        .map(|p| match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        })
+        .map(|p| crate::oci::PlatformSpec::of_platform(p).to_string())
         .collect();
     if list.is_empty() {
         "none".to_string()
