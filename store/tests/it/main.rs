@@ -6,5 +6,6 @@ mod content_interop;
 mod layer;
 mod layer_interop;
 mod layer_snapshot;
+mod lazy;
 mod registry;
 mod variant;
