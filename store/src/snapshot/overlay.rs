@@ -354,16 +354,36 @@ pub fn overlay_supported() -> bool {
 /// Whether overlay mounts work with layers kept in `dir` (the filesystem
 /// under a snapshot root matters: overlay cannot use another overlay, or
 /// some network filesystems, as its upper layer). Not cached.
+///
+/// A success is remembered in `dir/.overlay-works` with the kernel's boot
+/// id: until the next boot, later processes (every `rbk` command opens the
+/// store) skip the probe's mount, writes and cleanup.
 pub fn overlay_works_in(dir: &Path) -> bool {
+    if !sys::is_root() {
+        return false;
+    }
+    let marker = dir.join(".overlay-works");
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+    if let Some(b) = &boot {
+        if fs::read_to_string(&marker).is_ok_and(|m| m == *b) {
+            return true;
+        }
+    }
     // Probe inside the staging area, named like staging dirs (pid first) so
     // a concurrent `open` does not sweep it away mid-probe.
     let staging = dir.join(".tmp");
-    sys::is_root()
-        && fs::create_dir_all(&staging).is_ok()
+    let works = fs::create_dir_all(&staging).is_ok()
         && tempfile::Builder::new()
             .prefix(&format!("{}-probe-", std::process::id()))
             .tempdir_in(&staging)
-            .is_ok_and(|t| probe(t.path()).unwrap_or(false))
+            .is_ok_and(|t| probe(t.path()).unwrap_or(false));
+    if let (true, Some(b)) = (works, boot) {
+        // Best effort: without it the next process probes again.
+        let _ = tempfile::NamedTempFile::new_in(&staging)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b.as_bytes()).map(|()| f))
+            .and_then(|f| f.persist(&marker).map_err(|e| e.error));
+    }
+    works
 }
 
 fn probe_tmp() -> std::io::Result<bool> {

@@ -700,3 +700,25 @@ fn a_layer_made_on_nothing_stacks_onto_any_parent_by_links() {
         },
     );
 }
+
+#[test]
+fn a_store_remembers_until_reboot_that_overlay_works_there() {
+    if !overlay_supported() {
+        eprintln!("SKIPPED a_store_remembers_until_reboot_that_overlay_works_there: needs root and overlayfs");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("snapshots");
+    fs::create_dir_all(&dir).unwrap();
+    assert!(rbk_store::snapshot::overlay_works_in(&dir));
+    let marker = dir.join(".overlay-works");
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(fs::read_to_string(&marker).unwrap(), boot);
+    // With the probe made impossible (its staging area is a file), only
+    // the marker of this boot can say yes.
+    fs::remove_dir_all(dir.join(".tmp")).unwrap();
+    fs::write(dir.join(".tmp"), "not a directory").unwrap();
+    assert!(rbk_store::snapshot::overlay_works_in(&dir));
+    fs::write(&marker, "another boot\n").unwrap();
+    assert!(!rbk_store::snapshot::overlay_works_in(&dir));
+}
