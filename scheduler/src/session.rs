@@ -222,6 +222,9 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A RUN must run and the sandbox cannot here.
+    #[error("cannot run build steps here: {0}")]
+    Sandbox(String),
     /// Interrupted.
     #[error("build cancelled")]
     Cancelled,
@@ -404,6 +407,15 @@ impl<'a> BuildSession<'a> {
         // Pass 2: what the images need, served or run.
         let run = plan::run_deps(graph, &plans);
         let needed = solve::reachable(&run.dag, &roots).map_err(BuildError::Internal)?;
+        // Before anything runs, once: a RUN to run needs the sandbox.
+        let runs = (0..plans.len()).any(|v| {
+            needed[v]
+                && matches!(self.vertex(v).op, Op::Exec(_))
+                && plans[v].as_ref().is_none_or(|p| p.hit.is_none())
+        });
+        if runs {
+            self.env.executor.preflight().map_err(BuildError::Sandbox)?;
+        }
         self.report_unneeded(&plans, &needed);
         let runner = Runner {
             session: self,

@@ -184,6 +184,13 @@ pub trait Executor: Send + Sync {
         output: &mut dyn FnMut(OutputStream, &[u8]),
         cancel: &CancelToken,
     ) -> Result<i32, SandboxError>;
+
+    /// Whether this executor can run anything here (the reason when not),
+    /// asked once before the first RUN of a build that has one to run: a
+    /// build whose RUN steps are all cached does not need to know.
+    fn preflight(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The real executor: Linux namespaces, needs root (see [`sandbox_supported`]).
@@ -351,6 +358,10 @@ impl Drop for StubGuard<'_> {
 }
 
 impl Executor for NamespaceExecutor {
+    fn preflight(&self) -> Result<(), String> {
+        sandbox_supported()
+    }
+
     fn run(
         &self,
         rootfs: &Path,

@@ -22,9 +22,20 @@ use crate::fakes::{base_image, work_dirs, FakeCache, FakeImages, FakeLayers};
 struct FakeShell {
     runs: Mutex<Vec<String>>,
     cancelled: AtomicUsize,
+    /// What the preflight says (`None`: it can run).
+    refuse: Mutex<Option<String>>,
+    preflights: AtomicUsize,
 }
 
 impl Executor for FakeShell {
+    fn preflight(&self) -> Result<(), String> {
+        self.preflights.fetch_add(1, Ordering::SeqCst);
+        match self.refuse.lock().unwrap().clone() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
     fn run(
         &self,
         rootfs: &Path,
@@ -396,4 +407,40 @@ fn bases_resolve_once_and_a_missing_one_fails_before_any_step() {
         w.runs().is_empty(),
         "a step ran before the bases were checked"
     );
+}
+
+#[test]
+fn the_sandbox_is_asked_once_and_only_when_a_run_must_run() {
+    let w = World::new();
+    w.file("a.txt", "one");
+    *w.shell.refuse.lock().unwrap() = Some("no namespaces here".into());
+    let rep = Recorder::default();
+    let err = w
+        .build_with(
+            TWO_STEPS,
+            BuildOptions::default(),
+            &rep,
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Sandbox(why) if why == "no namespaces here"),
+        "{err}"
+    );
+    assert!(w.runs().is_empty());
+    assert!(
+        rep.events.lock().unwrap().is_empty(),
+        "refused before any step started"
+    );
+    // Where it can run: asked once for the build.
+    *w.shell.refuse.lock().unwrap() = None;
+    w.shell.preflights.store(0, Ordering::SeqCst);
+    w.build(TWO_STEPS);
+    assert_eq!(w.shell.preflights.load(Ordering::SeqCst), 1);
+    // Every RUN cached, or none at all: not asked.
+    *w.shell.refuse.lock().unwrap() = Some("no namespaces here".into());
+    let (again, _) = w.build(TWO_STEPS);
+    assert_eq!((again.ran, again.cached), (0, 2));
+    w.build("FROM base\nCOPY a.txt /copied.txt\n");
+    assert_eq!(w.shell.preflights.load(Ordering::SeqCst), 1);
 }
