@@ -104,14 +104,7 @@ impl Runner<'_, '_> {
         }
         // Made once: for a COPY of a large context it lists every file.
         let plaintext = plan.plaintext();
-        let why = s.options.explain.then(|| {
-            let nearest = s.cache.nearest(&s.families[v], &plan.key);
-            explain::explain(
-                nearest.as_ref().map(|r| &r.inputs),
-                &plaintext,
-                s.uncached(v),
-            )
-        });
+        let why = self.why(v, plan, &plaintext);
         let selection = plan.selection.as_deref().cloned();
         let result = step::execute(&s.env, s.vertex(v), &step, parent, extra, selection, cancel);
         let layer = match result {
@@ -145,6 +138,20 @@ impl Runner<'_, '_> {
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, false, why, false);
         Ok(state)
+    }
+
+    /// With `--explain`, why step `v` missed: what differs from the
+    /// nearest earlier record of its family.
+    fn why(&self, v: usize, plan: &Plan, plaintext: &serde_json::Value) -> Option<String> {
+        let s = self.session;
+        s.options.explain.then(|| {
+            let nearest = s.cache.nearest(&s.families[v], &plan.key);
+            explain::explain(
+                nearest.as_ref().map(|r| &r.inputs),
+                plaintext,
+                s.uncached(v),
+            )
+        })
     }
 
     /// Records step `v`'s result `state` (its top layer `layer`, if any).
@@ -286,14 +293,7 @@ impl Runner<'_, '_> {
             return Err(e.into());
         }
         let plaintext = plan.plaintext();
-        let why = s.options.explain.then(|| {
-            let nearest = s.cache.nearest(&s.families[v], &plan.key);
-            explain::explain(
-                nearest.as_ref().map(|r| &r.inputs),
-                &plaintext,
-                s.uncached(v),
-            )
-        });
+        let why = self.why(v, plan, &plaintext);
         self.record(v, plan, &state, Some(layer), plaintext)?;
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, false, why, false);

@@ -492,31 +492,39 @@ impl Store {
         let prefix = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
         if !prefix.is_empty() && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            let prefix = prefix.to_ascii_lowercase();
-            let mut hits: Vec<Image> = images
-                .iter()
-                .filter(|i| i.id.hex().starts_with(&prefix))
-                .cloned()
-                .collect();
-            if hits.is_empty() {
-                hits = self
-                    .index_members(&images)?
-                    .into_iter()
-                    .filter(|i| i.id.hex().starts_with(&prefix))
-                    .collect();
-            }
-            let mut ids: Vec<String> = hits.iter().map(|i| i.id.short().to_string()).collect();
-            ids.dedup();
-            return match ids.len() {
-                0 => Err(not_found()),
-                1 => Ok((hits.swap_remove(0), false)),
-                _ => Err(StoreError::AmbiguousId {
-                    prefix,
-                    matches: ids,
-                }),
+            return match self.by_id_prefix(&prefix.to_ascii_lowercase(), &images)? {
+                Some(image) => Ok((image, false)),
+                None => Err(not_found()),
             };
         }
         Err(not_found())
+    }
+
+    /// The one image among `images` (or their indexes' other images) whose
+    /// id starts with `prefix`; an error when several do.
+    fn by_id_prefix(&self, prefix: &str, images: &[Image]) -> Result<Option<Image>, StoreError> {
+        let mut hits: Vec<Image> = images
+            .iter()
+            .filter(|i| i.id.hex().starts_with(prefix))
+            .cloned()
+            .collect();
+        if hits.is_empty() {
+            hits = self
+                .index_members(images)?
+                .into_iter()
+                .filter(|i| i.id.hex().starts_with(prefix))
+                .collect();
+        }
+        let mut ids: Vec<String> = hits.iter().map(|i| i.id.short().to_string()).collect();
+        ids.dedup();
+        match ids.len() {
+            0 => Ok(None),
+            1 => Ok(Some(hits.swap_remove(0))),
+            _ => Err(StoreError::AmbiguousId {
+                prefix: prefix.to_string(),
+                matches: ids,
+            }),
+        }
     }
 
     /// The present images of the indexes among `images` that `list` does
