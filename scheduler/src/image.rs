@@ -77,7 +77,8 @@ fn inline_records(
     )
     .into_iter()
     .filter_map(|v| plans[v].as_ref())
-    .filter_map(|p| s.cache.lookup(&p.key).hit)
+    .flat_map(|p| p.exported_keys())
+    .filter_map(|k| s.cache.lookup(k).hit)
     .collect()
 }
 

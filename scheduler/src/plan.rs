@@ -68,6 +68,13 @@ impl Plan {
         }
     }
 
+    /// The keys a cache export carries for this step: its own, and a
+    /// `COPY --link`'s layer key, so another machine reuses the layer over
+    /// another parent too.
+    pub fn exported_keys(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.key).chain(&self.link_key)
+    }
+
     /// The whole plaintext of the key: `inputs` with a COPY's `files` (path
     /// → blake3 hex), made now — only a step that runs or is explained
     /// needs it.

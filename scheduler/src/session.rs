@@ -526,7 +526,8 @@ impl<'a> BuildSession<'a> {
         let keys = |images: Option<&[String]>, mode| {
             exported_vertices(self.graph, images, mode)
                 .into_iter()
-                .filter_map(|v| plans[v].as_ref().map(|p| p.key.clone()))
+                .filter_map(|v| plans[v].as_ref())
+                .flat_map(|p| p.exported_keys().cloned())
                 .collect()
         };
         self.cache.export(&keys).map_err(BuildError::SharedCache)

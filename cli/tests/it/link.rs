@@ -172,3 +172,70 @@ fn a_linked_copy_is_made_while_the_steps_before_it_run() {
     assert!(at("COPY --link f.txt /x/") < run_done, "{err}");
     assert_eq!(sh(&store, "par:1", "cat /x/f.txt"), "linked\n");
 }
+
+#[test]
+fn a_linked_layer_travels_in_a_cache_export_and_serves_another_base() {
+    let test = "a_linked_layer_travels_in_a_cache_export_and_serves_another_base";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let (a, b) = (dir.path().join("store"), dir.path().join("store-b"));
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM localhost/busybox:latest\nARG V=1\nRUN echo $V > /base\nCOPY --link f.txt /app/\n",
+            ),
+            ("f.txt", "linked\n"),
+        ],
+    );
+    let cache = dir.path().join("cache");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let from = format!("type=local,src={}", cache.display());
+    succeed(
+        rbk(&a)
+            .args([
+                "build",
+                "-q",
+                "-t",
+                "ci:1",
+                "--build-arg",
+                "V=1",
+                "--cache-to",
+                &to,
+            ])
+            .arg(&ctx),
+    );
+    // Another machine (a fresh store with the same base) builds over
+    // another base: the RUN runs, the linked layer comes from the cache.
+    let archive = dir.path().join("busybox.tar");
+    succeed(
+        rbk(&a)
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg("localhost/busybox:latest"),
+    );
+    succeed(rbk(&b).args(["load", "-i"]).arg(&archive));
+    let out = succeed(
+        rbk(&b)
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "-t",
+                "ci:2",
+                "--build-arg",
+                "V=2",
+            ])
+            .args(["--cache-from", &from])
+            .arg(&ctx),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 step run, 1 cached"), "{err}");
+    let (one, two) = (layers(&a, "ci:1"), layers(&b, "ci:2"));
+    assert_ne!(one[one.len() - 2], two[two.len() - 2]);
+    assert_eq!(one.last(), two.last(), "the linked layer, reused");
+    assert_eq!(sh(&b, "ci:2", "cat /base /app/f.txt"), "2\nlinked\n");
+}
