@@ -2,14 +2,17 @@
 # rootfs and a throwaway docker-registry. Source it; it defines functions
 # only.
 
-now() { date +%s.%N; }
+# Bash's own clock: no `date` process in what is timed (a fork and exec
+# of a few milliseconds would weigh on a no-op rebuild of rbk's).
+now() { echo "$EPOCHREALTIME"; }
 
 # t CMD...: runs CMD quietly and prints its wall time in seconds; a failure
 # stops the bench (its output goes to $BENCH_LOG when set).
 t() {
-  local t0; t0=$(now)
+  local t0 t1; t0=$EPOCHREALTIME
   "$@" >>"${BENCH_LOG:-/dev/null}" 2>&1 || { echo "bench: failed: $*${BENCH_LOG:+ (see $BENCH_LOG)}" >&2; exit 1; }
-  echo "$(now) - $t0" | bc -l
+  t1=$EPOCHREALTIME
+  echo "$t1 - $t0" | bc -l
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -74,10 +77,11 @@ stop_dockerd() {
 # peak_kb CMD...: runs CMD (output to $BENCH_LOG or nowhere) and prints
 # "SECONDS PEAK_RSS_KB" (the largest single process it waited for).
 peak_kb() {
-  local t0 out
+  local t0 t1 out
   out=$(mktemp)
-  t0=$(now)
+  t0=$EPOCHREALTIME
   /usr/bin/time -f %M -o "$out" "$@" >>"${BENCH_LOG:-/dev/null}" 2>&1 || { echo "bench: failed: $*" >&2; rm -f "$out"; exit 1; }
-  echo "$(echo "$(now) - $t0" | bc -l) $(tail -1 "$out")"
+  t1=$EPOCHREALTIME
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$out")"
   rm -f "$out"
 }
