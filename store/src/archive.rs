@@ -154,6 +154,12 @@ fn write_blobs<W: Write>(
         blobs.extend([child.manifest_digest.clone(), child.id.clone()]);
         blobs.extend(child.manifest.layers.iter().map(|l| l.digest.clone()));
     }
+    // Its attestations, as they are.
+    for d in img.index.iter().flat_map(|i| i.attachments()) {
+        let m = store.manifest_as_stored(&d.digest)?;
+        blobs.push(d.digest.clone());
+        blobs.extend(m.blobs.iter().map(|b| b.digest.clone()));
+    }
     let name = item
         .names
         .first()
@@ -565,6 +571,9 @@ fn check_index(
     let mut chosen: Option<(bool, Digest)> = None;
     for m in &index.manifests {
         let Some(p) = m.platform.as_ref().filter(|p| p.os != "unknown") else {
+            // An attestation comes in with its blobs when the archive has
+            // them all; it is not an image to check.
+            needs.extend(attachment_blobs(st, m));
             continue;
         };
         if !st.blobs.contains_key(&m.digest) {
@@ -594,6 +603,29 @@ fn check_index(
         });
     };
     Ok((config, needs, checks))
+}
+
+/// The blobs of index entry `m` that is no platform's image (an
+/// attestation): its manifest and what it names, when the archive holds
+/// every one of them; nothing otherwise.
+fn attachment_blobs(st: &Staging, m: &Descriptor) -> Vec<Digest> {
+    let Some(staged) = st.blobs.get(&m.digest) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = st.read_blob(&m.digest, staged.size()).and_then(|b| {
+        serde_json::from_slice::<Manifest>(&b).map_err(|e| StoreError::json("attestation", e))
+    }) else {
+        return Vec::new();
+    };
+    let named: Vec<Digest> = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .map(|d| d.digest.clone())
+        .collect();
+    if named.iter().all(|d| st.blobs.contains_key(d)) {
+        std::iter::once(m.digest.clone()).chain(named).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {

@@ -94,6 +94,20 @@ impl ImageIndex {
             })
     }
 
+    /// The entries that are no platform's image but belong with the index
+    /// (BuildKit's attestation manifests, `unknown/unknown`) and are in the
+    /// store: kept, saved and pushed with it as they are.
+    pub fn attachments(&self) -> impl Iterator<Item = &Descriptor> {
+        self.index
+            .manifests
+            .iter()
+            .zip(&self.present)
+            .filter(|(d, &present)| {
+                present && d.platform.as_ref().is_some_and(|p| p.os == "unknown")
+            })
+            .map(|(d, _)| d)
+    }
+
     /// The platforms present in the store, as `os/arch[/variant]`.
     pub fn present_platforms(&self) -> Vec<String> {
         self.platforms()

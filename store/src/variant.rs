@@ -66,6 +66,8 @@ pub struct CompressedIndex {
     pub media_type: String,
     /// Each platform's image, in the index's order.
     pub images: Vec<(Image, CompressedManifest)>,
+    /// The index's attachments (attestations) kept with it, as stored.
+    pub attachments: Vec<CompressedManifest>,
 }
 
 /// How an image's layers and manifest leave the store: what a push or an
@@ -351,7 +353,8 @@ impl Store {
 
     /// `image`'s whole index as `to` has it leave the store (see
     /// [`Store::manifest_for_export`]); with Docker's media types the index
-    /// becomes a manifest list.
+    /// becomes a manifest list. Attestations here go as they are, with the
+    /// images they name when those leave unchanged; others are left out.
     pub fn index_for_export(
         &self,
         image: &Image,
@@ -378,6 +381,25 @@ impl Store {
             index.manifests.push(d);
             out.push((child, converted));
         }
+        // Attestations go as they are, with the images they name: those
+        // whose image left the store changed would name a digest the
+        // registry never gets.
+        let kept: Vec<&Digest> = out
+            .iter()
+            .filter(|(child, c)| c.digest == child.manifest_digest)
+            .map(|(child, _)| &child.manifest_digest)
+            .collect();
+        let mut attachments = Vec::new();
+        for d in stored.attachments() {
+            let names = d
+                .annotations
+                .get("vnd.docker.reference.digest")
+                .and_then(|r| r.parse::<Digest>().ok());
+            if names.is_some_and(|n| kept.contains(&&n)) {
+                attachments.push(self.manifest_as_stored(&d.digest)?);
+                index.manifests.push(d.clone());
+            }
+        }
         if to.docker_media_types {
             index.media_type = Some(MEDIA_TYPE_DOCKER_MANIFEST_LIST.to_string());
         }
@@ -395,6 +417,27 @@ impl Store {
                 .media_type
                 .unwrap_or_else(|| MEDIA_TYPE_OCI_INDEX.to_string()),
             images: out,
+            attachments,
+        })
+    }
+
+    /// Manifest `digest` as the store holds it, with the blobs it names.
+    pub(crate) fn manifest_as_stored(
+        &self,
+        digest: &Digest,
+    ) -> Result<CompressedManifest, StoreError> {
+        let bytes = self.content.read(digest)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
+        let blobs = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .cloned()
+            .collect();
+        Ok(CompressedManifest {
+            digest: digest.clone(),
+            bytes,
+            manifest,
+            blobs,
         })
     }
 

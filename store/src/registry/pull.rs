@@ -28,7 +28,7 @@ pub struct PullReport {
     pub image: Image,
     /// The digest of the image index the reference named, if it named one.
     pub index_digest: Option<Digest>,
-    /// The manifests of the images pulled (one per platform).
+    /// The manifests pulled: one per platform, and their attestations.
     pub platforms: Vec<Digest>,
     /// Blobs that were downloaded (the others were already in the store).
     pub downloaded: Vec<Digest>,
@@ -347,6 +347,18 @@ impl Client {
             }
             out.push(inner);
         }
+        // The attestations of the images pulled (BuildKit's provenance and
+        // SBOM manifests), so the index leaves the store as it came; one
+        // the registry cannot serve is left out, as it would be if absent.
+        let chosen: Vec<Digest> = out.iter().map(|d| d.digest.clone()).collect();
+        for e in index.manifests.iter().filter(|m| attests(m, &chosen)) {
+            let d = e.digest.clone();
+            if let Ok(doc) = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress) {
+                if crate::images::is_manifest_media_type(&doc.media_type) {
+                    out.push(doc);
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -602,6 +614,17 @@ fn sniff_media_type(body: &[u8]) -> Option<String> {
         return Some(MEDIA_TYPE_OCI_INDEX.to_string());
     }
     p.config.map(|_| MEDIA_TYPE_OCI_MANIFEST.to_string())
+}
+
+/// Whether index entry `m` is an attestation manifest of one of `images`
+/// (BuildKit marks them `vnd.docker.reference.type: attestation-manifest`
+/// and names the image in `vnd.docker.reference.digest`).
+fn attests(m: &Descriptor, images: &[Digest]) -> bool {
+    let a = |k: &str| m.annotations.get(k).map(String::as_str);
+    a("vnd.docker.reference.type") == Some("attestation-manifest")
+        && a("vnd.docker.reference.digest")
+            .and_then(|d| d.parse::<Digest>().ok())
+            .is_some_and(|d| images.contains(&d))
 }
 
 fn available_platforms(index: &Index) -> String {

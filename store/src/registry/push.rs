@@ -117,7 +117,8 @@ impl Client {
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
         });
-        for (_, converted) in &exported.images {
+        let attached = exported.attachments.iter();
+        for converted in exported.images.iter().map(|(_, c)| c).chain(attached) {
             self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
             let media_type = converted
                 .manifest

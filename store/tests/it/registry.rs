@@ -695,3 +695,137 @@ fn an_uncompressed_store_pushes_gzip_layers_once_and_pulls_back_the_same_image()
     assert_eq!(as_is.digest, img.manifest_digest);
     drop(reg);
 }
+
+/// Uploads `bytes` as a blob of `repo`: an upload started, then finished
+/// with the whole body.
+fn put_blob(host: &str, repo: &str, bytes: &[u8]) -> Digest {
+    let d = Digest::of(bytes);
+    let res = ureq::post(&format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let location = res
+        .headers()
+        .get("Location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let url = match location.starts_with('/') {
+        true => format!("http://{host}{location}"),
+        false => location,
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let res = ureq::put(&format!("{url}{sep}digest={d}"))
+        .header("Content-Type", "application/octet-stream")
+        .send(bytes)
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    d
+}
+
+#[test]
+fn an_index_with_attestations_keeps_them_through_pull_save_load_and_push() {
+    let Some((reg, _)) = Registry::start(false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = Store::open(&tmp.path().join("s1")).unwrap();
+    let client = Client::new(options(tmp.path())).unwrap();
+    let mut entries = Vec::new();
+    for (arch, seed) in [("amd64", "a"), ("arm64", "b")] {
+        let n = format!("{}/att:{arch}", reg.host);
+        let img = make_image(&s1, &n, seed, 1000, arch);
+        client
+            .push(&s1, &n, &Reference::parse(&n).unwrap(), &quiet)
+            .unwrap();
+        entries.push(serde_json::json!({
+            "mediaType": img.manifest.media_type,
+            "digest": img.manifest_digest,
+            "size": s1.content.size(&img.manifest_digest).unwrap(),
+            "platform": {"architecture": arch, "os": "linux"}
+        }));
+    }
+    // A provenance attestation of the amd64 image, as BuildKit writes one.
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v0.2"}"#;
+    let layer = put_blob(&reg.host, "att", statement);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "unknown", "os": "unknown", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer]}
+    }))
+    .unwrap();
+    let config_digest = put_blob(&reg.host, "att", &config);
+    let att = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": layer, "size": statement.len(),
+                    "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}}]
+    }))
+    .unwrap();
+    let att_digest = Digest::of(&att);
+    let res = ureq::put(&format!(
+        "http://{}/v2/att/manifests/{att_digest}",
+        reg.host
+    ))
+    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    .send(&att[..])
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    entries.push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": att_digest,
+        "size": att.len(),
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {
+            "vnd.docker.reference.digest": entries[0]["digest"],
+            "vnd.docker.reference.type": "attestation-manifest"
+        }
+    }));
+    let index_bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": entries
+    }))
+    .unwrap();
+    let res = ureq::put(&format!("http://{}/v2/att/manifests/all", reg.host))
+        .header("Content-Type", MEDIA_TYPE_OCI_INDEX)
+        .send(&index_bytes[..])
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let index_digest = Digest::of(&index_bytes);
+
+    // Pulled whole, then pushed elsewhere: the same index, the
+    // attestation with it.
+    let s2 = Store::open(&tmp.path().join("s2")).unwrap();
+    let all = Reference::parse(&format!("{}/att:all", reg.host)).unwrap();
+    client
+        .pull_platforms(&s2, &all, &rbk_store::registry::Platforms::All, &quiet)
+        .unwrap();
+    assert!(s2.content.has(&att_digest) && s2.content.has(&layer));
+    let copy = Reference::parse(&format!("{}/copy:all", reg.host)).unwrap();
+    let pushed = client.push(&s2, &all.to_string(), &copy, &quiet).unwrap();
+    assert_eq!(pushed, index_digest);
+    let res = ureq::get(&format!(
+        "http://{}/v2/copy/manifests/{att_digest}",
+        reg.host
+    ))
+    .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    .call()
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    // Saved and loaded into a fresh store, and pushed from there: the same.
+    let items = rbk_store::archive::save_items(&s2, &[all.to_string()]).unwrap();
+    let mut archive = Vec::new();
+    rbk_store::archive::save(&s2, &items, &mut archive).unwrap();
+    let s3 = Store::open(&tmp.path().join("s3")).unwrap();
+    rbk_store::archive::load(&s3, &archive[..]).unwrap();
+    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
+    let again = Reference::parse(&format!("{}/again:all", reg.host)).unwrap();
+    let pushed = client.push(&s3, &all.to_string(), &again, &quiet).unwrap();
+    assert_eq!(pushed, index_digest);
+    // And prune keeps it while the index is there.
+    s3.prune(rbk_store::images::PruneOptions::default())
+        .unwrap();
+    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
+    let check = rbk_store::check::check(&s3, rbk_store::check::CheckOptions::default()).unwrap();
+    assert!(check.findings.is_empty(), "{check:?}");
+}
