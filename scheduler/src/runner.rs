@@ -2,7 +2,7 @@
 //! (the first pass found its record) or run, once across every build on the
 //! store, and recorded.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -27,6 +27,8 @@ pub(crate) struct Runner<'x, 'a> {
     pub run: &'x RunDag,
     /// When each of those started (the step's start, reported once).
     pub started: Vec<OnceLock<Instant>>,
+    /// Whether each of those steps was reported finished.
+    pub finished: Vec<AtomicBool>,
 }
 
 impl Ops for Runner<'_, '_> {
@@ -202,6 +204,20 @@ impl Runner<'_, '_> {
         Ok(())
     }
 
+    /// Reports as failed the linked COPY steps whose layer was being made
+    /// or was made when the build stopped, and which were never stacked.
+    pub(crate) fn finish_unstacked(&self) {
+        let s = self.session;
+        for (k, &v) in self.run.links.iter().enumerate() {
+            if let (Some(&started), false) = (
+                self.started[k].get(),
+                self.finished[k].swap(true, Ordering::SeqCst),
+            ) {
+                s.finish(&s.step(v), started, false, None, true);
+            }
+        }
+    }
+
     /// Makes the layer of the `k`th running `COPY --link` (on nothing, from
     /// its `inputs`: the stages it copies from), or takes it from the
     /// cache if another build made it meanwhile. Its step starts here.
@@ -262,6 +278,7 @@ impl Runner<'_, '_> {
             }
             Ok(None) => Err(StepError::Internal("a COPY without a layer")),
             Err(e) => {
+                self.finished[k].store(true, Ordering::SeqCst);
                 s.finish(&step, started, false, None, true);
                 Err(e)
             }
@@ -288,13 +305,19 @@ impl Runner<'_, '_> {
             .and_then(|l| l.layers.first().cloned())
             .ok_or(StepError::Internal("a linked COPY without its layer"))?;
         let state = parent.with_layer(plan.key.clone(), layer.clone(), extra[0].created.clone());
-        if let Err(e) = s.env.layers.unpack(&state.layers, cancel) {
-            s.finish(&step, started, false, None, true);
-            return Err(e.into());
-        }
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
-        self.record(v, plan, &state, Some(layer), plaintext)?;
+        let stacked = s
+            .env
+            .layers
+            .unpack(&state.layers, cancel)
+            .map_err(StepError::from)
+            .and_then(|_| self.record(v, plan, &state, Some(layer), plaintext));
+        self.finished[k].store(true, Ordering::SeqCst);
+        if let Err(e) = stacked {
+            s.finish(&step, started, false, why, true);
+            return Err(e);
+        }
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, false, why, false);
         Ok(state)

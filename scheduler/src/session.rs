@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -422,9 +422,13 @@ impl<'a> BuildSession<'a> {
             plans: &plans,
             run: &run,
             started: run.links.iter().map(|_| OnceLock::new()).collect(),
+            finished: run.links.iter().map(|_| AtomicBool::new(false)).collect(),
         };
-        let results = solve::solve_needed(&run.dag, &needed, &roots, &runner, &self.pool, cancel)
-            .map_err(|e| match e {
+        let solved = solve::solve_needed(&run.dag, &needed, &roots, &runner, &self.pool, cancel);
+        if solved.is_err() {
+            runner.finish_unstacked();
+        }
+        let results = solved.map_err(|e| match e {
             solve::SolveError::Failed { vertex, error } => self.fail(solve::SolveError::Failed {
                 vertex: run.vertex(vertex),
                 error,

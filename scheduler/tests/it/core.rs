@@ -444,3 +444,32 @@ fn the_sandbox_is_asked_once_and_only_when_a_run_must_run() {
     w.build("FROM base\nCOPY a.txt /copied.txt\n");
     assert_eq!(w.shell.preflights.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_linked_copy_made_beside_a_failing_run_is_reported_finished() {
+    let w = World::new();
+    w.file("a.txt", "one");
+    let rep = Recorder::default();
+    // The linked layer is made while the first RUN sleeps; the second
+    // fails, so the layer is never stacked.
+    let df = "FROM base\nRUN sleep 200\nRUN fail 3\nCOPY --link a.txt /a.txt\n";
+    let opts = BuildOptions {
+        jobs: 2,
+        ..Default::default()
+    };
+    let err = w
+        .build_with(df, opts, &rep, &CancelToken::new())
+        .unwrap_err();
+    assert!(matches!(err, BuildError::Step { .. }), "{err}");
+    let events = rep.events.lock().unwrap();
+    let copy: Vec<&str> = events
+        .iter()
+        .filter(|(_, text, _)| text.starts_with("COPY --link"))
+        .map(|(kind, _, _)| *kind)
+        .collect();
+    assert_eq!(copy, ["start", "finish"], "{events:?}");
+    // Every step that started is reported finished.
+    let starts = events.iter().filter(|e| e.0 == "start").count();
+    let ends = events.iter().filter(|e| e.0 != "start").count();
+    assert_eq!(starts, ends, "{events:?}");
+}
