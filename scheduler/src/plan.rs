@@ -48,9 +48,6 @@ pub(crate) struct Plan {
     /// For `COPY --link`: the key of its layer alone, which does not depend
     /// on the parent (see [`link_key`]).
     pub link_key: Option<String>,
-    /// `hit` is the record of `link_key`, not of `key`: the layer is made,
-    /// but over another parent; stacking it here runs nothing.
-    pub rebased: bool,
 }
 
 impl Plan {
@@ -64,8 +61,15 @@ impl Plan {
             selection: None,
             source: None,
             link_key: None,
-            rebased: false,
         }
+    }
+
+    /// Whether `hit` is the record of `link_key`, not of `key`: the layer
+    /// was made over another parent, and stacking it here runs nothing.
+    pub fn rebased(&self) -> bool {
+        self.hit
+            .as_ref()
+            .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
     }
 
     /// The keys a cache export carries for this step: its own, and a
@@ -163,22 +167,27 @@ impl Ops for Planner<'_, '_> {
                     obj.extend(extra);
                 }
                 let lookup = s.lookup(v, &key);
+                // A hit must give a layer (a WORKDIR's may say its directory
+                // was there): a record without one serves nothing, and the
+                // step's other inputs are then needed to run it.
+                let workdir = matches!(vx.op, Op::Workdir { .. });
+                let usable = |r: &CacheRecord| workdir || r.layer.is_some();
+                let hit = lookup.hit.filter(usable);
                 // A linked layer made over another parent is as good.
-                let rebase = match (&lookup.hit, &link_key) {
-                    (None, Some(lk)) => s.lookup(v, lk).hit.filter(|r| r.layer.is_some()),
+                let rebase = match (&hit, &link_key) {
+                    (None, Some(lk)) => s.lookup(v, lk).hit.filter(usable),
                     _ => None,
                 };
                 let rebased = rebase.is_some();
                 Ok(Plan {
                     key,
-                    hit: lookup.hit.or(rebase),
+                    hit: hit.or(rebase),
                     recorded: lookup.recorded || rebased,
                     inputs: Arc::new(inputs_json),
                     files,
                     selection: selection.map(Arc::new),
                     source: None,
                     link_key,
-                    rebased,
                 })
             }
         }
@@ -328,7 +337,6 @@ mod tests {
                     selection: None,
                     source: None,
                     link_key: None,
-                    rebased: false,
                 })
             })
             .collect()

@@ -85,7 +85,7 @@ impl Runner<'_, '_> {
         }
         let started = Instant::now();
         s.reporter.on_start(&step);
-        if let (true, Some(rec)) = (plan.rebased, &plan.hit) {
+        if let (true, Some(rec)) = (plan.rebased(), &plan.hit) {
             return self.rebase(v, plan, rec, parent, &step, started, cancel);
         }
         if let Some(state) = plan
@@ -116,9 +116,6 @@ impl Runner<'_, '_> {
                 return Err(e);
             }
         };
-        if let (Some(lk), Some(layer)) = (&plan.link_key, &layer) {
-            self.record_link(v, lk, layer, &plaintext)?;
-        }
         // No layer: a WORKDIR whose directory was there already.
         let state = match &layer {
             Some(layer) => parent.with_layer(
@@ -131,11 +128,6 @@ impl Runner<'_, '_> {
                 ..parent.clone()
             },
         };
-        if plan.link_key.is_some() {
-            // Stacked now (by links), so the image's own chain holds the
-            // layer's files: removing the linked layer's record keeps it.
-            s.env.layers.unpack(&state.layers, cancel)?;
-        }
         self.record(v, plan, &state, layer, plaintext)?;
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, false, why, false);
@@ -304,22 +296,35 @@ impl Runner<'_, '_> {
             .first()
             .and_then(|l| l.layers.first().cloned())
             .ok_or(StepError::Internal("a linked COPY without its layer"))?;
-        let state = parent.with_layer(plan.key.clone(), layer.clone(), extra[0].created.clone());
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
-        let stacked = s
-            .env
-            .layers
-            .unpack(&state.layers, cancel)
-            .map_err(StepError::from)
-            .and_then(|_| self.record(v, plan, &state, Some(layer), plaintext));
+        let created = extra[0].created.clone();
+        let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
         self.finished[k].store(true, Ordering::SeqCst);
-        if let Err(e) = stacked {
-            s.finish(&step, started, false, why, true);
-            return Err(e);
+        s.finish(&step, started, false, why, stacked.is_err());
+        if stacked.is_ok() {
+            s.ran.fetch_add(1, Ordering::SeqCst);
         }
-        s.ran.fetch_add(1, Ordering::SeqCst);
-        s.finish(&step, started, false, why, false);
+        stacked
+    }
+
+    /// `layer` on top of `parent` as step `v`'s result: stacked now (by
+    /// links where its own snapshot is here), so the image's own chain
+    /// holds its files, and recorded under the step's key.
+    #[allow(clippy::too_many_arguments)]
+    fn stack_layer(
+        &self,
+        v: usize,
+        plan: &Plan,
+        parent: &State,
+        layer: crate::backend::Layer,
+        created: String,
+        inputs: serde_json::Value,
+        cancel: &CancelToken,
+    ) -> Result<State, StepError> {
+        let state = parent.with_layer(plan.key.clone(), layer.clone(), created);
+        self.session.env.layers.unpack(&state.layers, cancel)?;
+        self.record(v, plan, &state, Some(layer), inputs)?;
         Ok(state)
     }
 
@@ -343,12 +348,16 @@ impl Runner<'_, '_> {
             ));
         };
         let layer = crate::backend::Layer { blob, diff_id };
-        let state = parent.with_layer(plan.key.clone(), layer.clone(), rec.created.clone());
-        s.env.layers.unpack(&state.layers, cancel)?;
-        self.record(v, plan, &state, Some(layer), plan.plaintext())?;
-        s.cached.fetch_add(1, Ordering::SeqCst);
-        s.finish(step, started, true, None, false);
-        Ok(state)
+        let created = rec.created.clone();
+        let stacked = self.stack_layer(v, plan, parent, layer, created, plan.plaintext(), cancel);
+        match &stacked {
+            Ok(_) => {
+                s.cached.fetch_add(1, Ordering::SeqCst);
+                s.finish(step, started, true, None, false);
+            }
+            Err(_) => s.finish(step, started, false, None, true),
+        }
+        stacked
     }
 
     /// The state a cache record gives on top of `parent`, reported as

@@ -473,3 +473,23 @@ fn a_linked_copy_made_beside_a_failing_run_is_reported_finished() {
     let ends = events.iter().filter(|e| e.0 != "start").count();
     assert_eq!(starts, ends, "{events:?}");
 }
+
+#[test]
+fn a_record_without_its_layer_serves_nothing_and_the_copy_runs_with_its_stage() {
+    let w = World::new();
+    let df = "FROM base AS b\nRUN write /x.txt made\nFROM base\nCOPY --from=b /x.txt /x.txt\n";
+    w.build(df);
+    assert_eq!(w.runs().len(), 1);
+    // The COPY's record loses its layer (as a record of an older rbk, or a
+    // half-written one, could): not a hit. The COPY runs, and with it the
+    // stage it copies from is needed again (served from the cache).
+    for rec in w.cache.records.lock().unwrap().values_mut() {
+        if rec.inputs.to_string().contains("COPY --from") {
+            rec.layer = None;
+            rec.diff_id = None;
+        }
+    }
+    let (s, _) = w.build(df);
+    assert_eq!((s.ran, s.cached), (1, 1));
+    assert!(w.runs().is_empty(), "the RUN came from the cache");
+}
