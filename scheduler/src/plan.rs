@@ -166,23 +166,11 @@ impl Ops for Planner<'_, '_> {
                 {
                     obj.extend(extra);
                 }
-                let lookup = s.lookup(v, &key);
-                // A hit must give a layer (a WORKDIR's may say its directory
-                // was there): a record without one serves nothing, and the
-                // step's other inputs are then needed to run it.
-                let workdir = matches!(vx.op, Op::Workdir { .. });
-                let usable = |r: &CacheRecord| workdir || r.layer.is_some();
-                let hit = lookup.hit.filter(usable);
-                // A linked layer made over another parent is as good.
-                let rebase = match (&hit, &link_key) {
-                    (None, Some(lk)) => s.lookup(v, lk).hit.filter(usable),
-                    _ => None,
-                };
-                let rebased = rebase.is_some();
+                let (hit, recorded) = usable_hit(s, v, &key, link_key.as_deref());
                 Ok(Plan {
                     key,
-                    hit: hit.or(rebase),
-                    recorded: lookup.recorded || rebased,
+                    hit,
+                    recorded,
                     inputs: Arc::new(inputs_json),
                     files,
                     selection: selection.map(Arc::new),
@@ -192,6 +180,29 @@ impl Ops for Planner<'_, '_> {
             }
         }
     }
+}
+
+/// What the cache gives step `v` (`key`, or a linked COPY's `link_key`),
+/// and whether anything is recorded for it. A hit must give a layer (a
+/// WORKDIR's may say its directory was there): a record without one serves
+/// nothing, and the step's other inputs are then needed to run it. A
+/// linked layer made over another parent is as good as the step's own.
+fn usable_hit(
+    s: &BuildSession<'_>,
+    v: usize,
+    key: &str,
+    link_key: Option<&str>,
+) -> (Option<CacheRecord>, bool) {
+    let workdir = matches!(s.vertex(v).op, Op::Workdir { .. });
+    let usable = |r: &CacheRecord| workdir || r.layer.is_some();
+    let lookup = s.lookup(v, key);
+    let hit = lookup.hit.filter(usable);
+    let rebase = match (&hit, link_key) {
+        (None, Some(lk)) => s.lookup(v, lk).hit.filter(usable),
+        _ => None,
+    };
+    let recorded = lookup.recorded || rebase.is_some();
+    (hit.or(rebase), recorded)
 }
 
 /// The key of a `COPY --link` layer: its definition without the parent,
