@@ -617,10 +617,7 @@ fn attachment_blobs(st: &Staging, m: &Descriptor) -> Vec<Digest> {
     }) else {
         return Vec::new();
     };
-    let named: Vec<Digest> = std::iter::once(&manifest.config)
-        .chain(&manifest.layers)
-        .map(|d| d.digest.clone())
-        .collect();
+    let named: Vec<Digest> = manifest.blobs().map(|d| d.digest.clone()).collect();
     if named.iter().all(|d| st.blobs.contains_key(d)) {
         std::iter::once(m.digest.clone()).chain(named).collect()
     } else {

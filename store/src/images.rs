@@ -95,16 +95,14 @@ impl ImageIndex {
     }
 
     /// The entries that are no platform's image but belong with the index
-    /// (BuildKit's attestation manifests, `unknown/unknown`) and are in the
-    /// store: kept, saved and pushed with it as they are.
+    /// (BuildKit's attestation manifests, see [`Descriptor::attests`]) and
+    /// are in the store: kept, saved and pushed with it as they are.
     pub fn attachments(&self) -> impl Iterator<Item = &Descriptor> {
         self.index
             .manifests
             .iter()
             .zip(&self.present)
-            .filter(|(d, &present)| {
-                present && d.platform.as_ref().is_some_and(|p| p.os == "unknown")
-            })
+            .filter(|(d, &present)| present && d.attests().is_some())
             .map(|(d, _)| d)
     }
 
@@ -738,7 +736,7 @@ impl Store {
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
-        let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
+        let blobs = manifest.blobs();
         if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
             return Err(StoreError::BlobMissing {
                 digest: missing.digest.clone(),

@@ -135,6 +135,17 @@ impl Descriptor {
             .get(ANNOTATION_REF_NAME)
             .map(String::as_str)
     }
+
+    /// For an index entry that is an attestation manifest (BuildKit marks
+    /// them `vnd.docker.reference.type: attestation-manifest`), the image
+    /// it attests (`vnd.docker.reference.digest`).
+    pub fn attests(&self) -> Option<Digest> {
+        let a = |k: &str| self.annotations.get(k).map(String::as_str);
+        if a("vnd.docker.reference.type") != Some("attestation-manifest") {
+            return None;
+        }
+        a("vnd.docker.reference.digest")?.parse().ok()
+    }
 }
 
 /// A platform, as in an index entry.
@@ -290,6 +301,13 @@ pub struct Manifest {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The blobs it names: its config, then its layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        std::iter::once(&self.config).chain(&self.layers)
+    }
 }
 
 /// An image index (`index.json`, or a multi-platform manifest list).

@@ -311,10 +311,7 @@ impl Store {
             })?;
             (self.content.put(&bytes)?, bytes)
         };
-        let blobs = std::iter::once(&manifest.config)
-            .chain(&manifest.layers)
-            .cloned()
-            .collect();
+        let blobs = manifest.blobs().cloned().collect();
         Ok(CompressedManifest {
             digest,
             bytes,
@@ -391,11 +388,7 @@ impl Store {
             .collect();
         let mut attachments = Vec::new();
         for d in stored.attachments() {
-            let names = d
-                .annotations
-                .get("vnd.docker.reference.digest")
-                .and_then(|r| r.parse::<Digest>().ok());
-            if names.is_some_and(|n| kept.contains(&&n)) {
+            if d.attests().is_some_and(|n| kept.contains(&&n)) {
                 attachments.push(self.manifest_as_stored(&d.digest)?);
                 index.manifests.push(d.clone());
             }
@@ -429,10 +422,7 @@ impl Store {
         let bytes = self.content.read(digest)?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
-        let blobs = std::iter::once(&manifest.config)
-            .chain(&manifest.layers)
-            .cloned()
-            .collect();
+        let blobs = manifest.blobs().cloned().collect();
         Ok(CompressedManifest {
             digest: digest.clone(),
             bytes,

@@ -131,7 +131,7 @@ fn missing_blobs<'m>(
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Vec<&'m Descriptor>, RegistryError> {
     let mut wanted: Vec<&Descriptor> = Vec::new();
-    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+    for d in manifest.blobs() {
         if wanted.iter().any(|w| w.digest == d.digest) {
             continue;
         }
@@ -351,7 +351,11 @@ impl Client {
         // SBOM manifests), so the index leaves the store as it came; one
         // the registry cannot serve is left out, as it would be if absent.
         let chosen: Vec<Digest> = out.iter().map(|d| d.digest.clone()).collect();
-        for e in index.manifests.iter().filter(|m| attests(m, &chosen)) {
+        for e in index
+            .manifests
+            .iter()
+            .filter(|m| m.attests().is_some_and(|d| chosen.contains(&d)))
+        {
             let d = e.digest.clone();
             if let Ok(doc) = self.manifest(s, repo, d.as_str(), Some(&d), scopes, name, progress) {
                 if crate::images::is_manifest_media_type(&doc.media_type) {
@@ -614,17 +618,6 @@ fn sniff_media_type(body: &[u8]) -> Option<String> {
         return Some(MEDIA_TYPE_OCI_INDEX.to_string());
     }
     p.config.map(|_| MEDIA_TYPE_OCI_MANIFEST.to_string())
-}
-
-/// Whether index entry `m` is an attestation manifest of one of `images`
-/// (BuildKit marks them `vnd.docker.reference.type: attestation-manifest`
-/// and names the image in `vnd.docker.reference.digest`).
-fn attests(m: &Descriptor, images: &[Digest]) -> bool {
-    let a = |k: &str| m.annotations.get(k).map(String::as_str);
-    a("vnd.docker.reference.type") == Some("attestation-manifest")
-        && a("vnd.docker.reference.digest")
-            .and_then(|d| d.parse::<Digest>().ok())
-            .is_some_and(|d| images.contains(&d))
 }
 
 fn available_platforms(index: &Index) -> String {

@@ -423,7 +423,7 @@ fn mount_sources(
         let Ok(m) = serde_json::from_slice::<Manifest>(&data) else {
             continue;
         };
-        for d in std::iter::once(&m.config).chain(&m.layers) {
+        for d in m.blobs() {
             out.entry(d.digest.clone())
                 .or_insert_with(|| other.path().to_string());
             if let Ok(Some(v)) = store.cached_layer_variant(d, format) {
