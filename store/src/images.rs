@@ -204,12 +204,19 @@ impl Store {
 
     /// Reads `index.json` (an empty index if there is none yet).
     pub fn read_index(&self) -> Result<Index, StoreError> {
+        Ok(self.read_index_bytes()?.0)
+    }
+
+    /// The index and the bytes it was read from (none if there is no file).
+    fn read_index_bytes(&self) -> Result<(Index, Option<Vec<u8>>), StoreError> {
         let path = self.index_path();
         match fs::read(&path) {
             Ok(data) => {
-                serde_json::from_slice(&data).map_err(|e| StoreError::json("index.json", e))
+                let index =
+                    serde_json::from_slice(&data).map_err(|e| StoreError::json("index.json", e))?;
+                Ok((index, Some(data)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Index::default(), None)),
             Err(e) => Err(e).at("read", &path),
         }
     }
@@ -219,15 +226,20 @@ impl Store {
         write_atomic(self.content.tmp_dir(), &self.index_path(), &data)
     }
 
-    /// Runs `f` on the index under the exclusive lock and writes the result.
+    /// Runs `f` on the index under the exclusive lock and writes the result
+    /// if it changed (a rebuild that tags what it already tagged writes
+    /// nothing, and waits for no fsync).
     fn update_index<T>(
         &self,
         f: impl FnOnce(&mut Index) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _guard = self.lock(LockMode::Exclusive)?;
-        let mut index = self.read_index()?;
+        let (mut index, before) = self.read_index_bytes()?;
         let out = f(&mut index)?;
-        self.write_index(&index)?;
+        let data = serde_json::to_vec(&index).map_err(|e| StoreError::json("index.json", e))?;
+        if before.as_deref() != Some(data.as_slice()) {
+            write_atomic(self.content.tmp_dir(), &self.index_path(), &data)?;
+        }
         Ok(out)
     }
 

@@ -167,6 +167,27 @@ fn tag_resolve_untag() {
 }
 
 #[test]
+fn tagging_again_what_is_tagged_leaves_the_index_file_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let img = make_image(&store, b"layer-a", "2024-01-01T00:00:00Z", &["busybox"]);
+    let index = dir.path().join("index.json");
+    let inode = || std::fs::metadata(&index).unwrap().ino();
+    let before = (inode(), index_text(dir.path()));
+    // What a no-op rebuild does: the same image under the same name.
+    let name = Reference::parse("busybox").unwrap();
+    store.tag(&img, &name).unwrap();
+    assert_eq!((inode(), index_text(dir.path())), before, "not rewritten");
+    // A change is still written (atomically: a new file renamed in).
+    store
+        .tag(&img, &Reference::parse("localhost/bb:1").unwrap())
+        .unwrap();
+    assert_ne!(inode(), before.0);
+    assert!(index_text(dir.path()).contains("localhost/bb:1"));
+}
+
+#[test]
 fn retag_leaves_previous_image_dangling() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
