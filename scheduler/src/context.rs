@@ -197,7 +197,10 @@ impl Selection {
 pub struct BuildContext {
     root: PathBuf,
     ignore: IgnoreMatcher,
-    cache: StatCache,
+    /// Loaded on first use, so reading it can overlap the first walk.
+    cache: std::sync::OnceLock<StatCache>,
+    /// Where the stat cache is read from; none for an in-memory one.
+    cache_file: Option<PathBuf>,
 }
 
 impl BuildContext {
@@ -232,14 +235,28 @@ impl BuildContext {
         BuildContext {
             root,
             ignore,
-            cache: StatCache::new(),
+            cache: std::sync::OnceLock::new(),
+            cache_file: None,
         }
     }
 
     /// Uses `cache` (typically [`StatCache::load`]ed) from now on.
-    pub fn with_stat_cache(mut self, cache: StatCache) -> Self {
-        self.cache = cache;
-        self
+    pub fn with_stat_cache(self, cache: StatCache) -> Self {
+        Self {
+            cache: cache.into(),
+            cache_file: None,
+            ..self
+        }
+    }
+
+    /// Uses the stat cache saved at `path`, read when first needed (an
+    /// unreadable one is an empty cache: it is never the source of truth).
+    pub fn with_stat_cache_file(self, path: PathBuf) -> Self {
+        Self {
+            cache: std::sync::OnceLock::new(),
+            cache_file: Some(path),
+            ..self
+        }
     }
 
     /// The context directory (canonical).
@@ -252,9 +269,17 @@ impl BuildContext {
         &self.ignore
     }
 
-    /// The stat cache, to save it after a build.
+    /// The stat cache (read now if it was not yet).
     pub fn stat_cache(&self) -> &StatCache {
-        &self.cache
+        self.cache.get_or_init(|| match &self.cache_file {
+            Some(path) => StatCache::load(path).unwrap_or_default(),
+            None => StatCache::new(),
+        })
+    }
+
+    /// The stat cache if anything used it, to save it after a build.
+    pub fn used_stat_cache(&self) -> Option<&StatCache> {
+        self.cache.get()
     }
 
     /// The files that COPY/ADD `patterns` select, minus `.dockerignore`d
@@ -267,18 +292,25 @@ impl BuildContext {
         excludes: &[String],
     ) -> Result<Selection, ContextError> {
         let excludes = IgnoreMatcher::from_patterns(excludes).map_err(ContextError::Exclude)?;
+        // An empty matcher matches nothing: none spares the walk making
+        // each entry's paths for it.
         let filters = Filters {
-            ignore: Some(&self.ignore),
-            excludes: Some(&excludes),
+            ignore: (!self.ignore.is_empty()).then_some(&self.ignore),
+            excludes: (!excludes.is_empty()).then_some(&excludes),
             follow_named: true,
         };
-        select_in(&self.root, patterns, filters)
+        // The walk needs no stat cache: read it meanwhile, for the digest.
+        let (selection, _) = rayon::join(
+            || select_in(&self.root, patterns, filters),
+            || self.stat_cache(),
+        );
+        selection
     }
 
     /// The content digest of a selection (see [`ContentDigest`]), reading
     /// only files the stat cache does not vouch for.
     pub fn digest(&self, sel: &Selection) -> Result<ContentDigest, ContextError> {
-        hash::digest_selection(sel, Some(&self.cache))
+        hash::digest_selection(sel, Some(self.stat_cache()))
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) struct Plan {
     /// `files` (see [`Plan::plaintext`]).
     pub inputs: Arc<serde_json::Value>,
     /// A COPY's context files and their record digests.
-    pub files: Option<crate::step::FileDigests>,
+    pub files: Option<Arc<crate::step::FileDigests>>,
     /// The context files a COPY selected while hashing them.
     pub selection: Option<Arc<Selection>>,
     /// For a base image: its state.
@@ -86,13 +86,8 @@ impl Plan {
         let mut v = (*self.inputs).clone();
         if let (Some(files), Some(obj)) = (&self.files, v.as_object_mut()) {
             let map: serde_json::Map<String, serde_json::Value> = files
-                .iter()
-                .map(|(p, h)| {
-                    (
-                        p.clone(),
-                        blake3::Hash::from(*h).to_hex().to_string().into(),
-                    )
-                })
+                .named()
+                .map(|(p, h)| (p, blake3::Hash::from(*h).to_hex().to_string().into()))
                 .collect();
             obj.insert("files".into(), serde_json::Value::Object(map));
         }
@@ -173,7 +168,7 @@ impl Ops for Planner<'_, '_> {
                     recorded,
                     inputs: Arc::new(inputs_json),
                     files,
-                    selection: selection.map(Arc::new),
+                    selection,
                     source: None,
                     link_key,
                 })

@@ -25,10 +25,31 @@ const DOMAIN: &[u8] = b"rbk context digest v1\0";
 pub struct ContentDigest {
     /// blake3 of everything, lowercase hex.
     pub hex: String,
-    /// Per entry, in selection order: its path as named from the source root
-    /// and the blake3 of its record (content, mode, ownership, link
-    /// target), so a cache miss can name the file that changed.
-    pub files: Vec<(String, [u8; 32])>,
+    /// Per entry of the selection, in its order: the blake3 of the entry's
+    /// record (content, mode, ownership, link target), so a cache miss can
+    /// name the file that changed (see [`ContentDigest::files`]).
+    pub records: Vec<[u8; 32]>,
+}
+
+impl ContentDigest {
+    /// Each entry's path as named from the source root, with its record's
+    /// digest. Made on demand: a cache hit of a large context needs none of
+    /// these names.
+    pub fn files<'a>(
+        &'a self,
+        sel: &'a Selection,
+    ) -> impl Iterator<Item = (String, &'a [u8; 32])> + 'a {
+        let names = sel.sources.iter().flat_map(|src| {
+            src.entries.iter().map(
+                move |entry| match (src.name.is_empty(), entry.sub.is_empty()) {
+                    (_, true) => src.name.clone(),
+                    (true, false) => entry.sub.clone(),
+                    (false, false) => format!("{}/{}", src.name, entry.sub),
+                },
+            )
+        });
+        names.zip(&self.records)
+    }
 }
 
 /// Digests `sel`, hashing file contents in parallel and consulting `cache`.
@@ -55,30 +76,23 @@ pub(crate) fn digest_selection(
         })
         .collect::<Result<_, ContextError>>()?;
 
-    let mut top = blake3::Hasher::new();
-    top.update(DOMAIN);
-    let mut files = Vec::with_capacity(records.len());
-    let mut records = records.into_iter();
+    let mut top = Batched::new();
+    top.put(DOMAIN);
+    let mut each = records.iter();
     for src in &sel.sources {
         for part in [&src.pattern, &src.name, &src.real] {
-            put_bytes(&mut top, part.as_bytes());
+            top.put_len(part.as_bytes());
         }
-        top.update(&(src.entries.len() as u64).to_le_bytes());
+        top.put(&(src.entries.len() as u64).to_le_bytes());
         for entry in &src.entries {
-            let Some(rec) = records.next() else { break };
-            put_bytes(&mut top, entry.sub.as_bytes());
-            top.update(&rec);
-            let shown = match (src.name.is_empty(), entry.sub.is_empty()) {
-                (_, true) => src.name.clone(),
-                (true, false) => entry.sub.clone(),
-                (false, false) => format!("{}/{}", src.name, entry.sub),
-            };
-            files.push((shown, rec));
+            let Some(rec) = each.next() else { break };
+            top.put_len(entry.sub.as_bytes());
+            top.put(rec);
         }
     }
     Ok(ContentDigest {
-        hex: top.finalize().to_hex().to_string(),
-        files,
+        hex: top.finish().to_hex().to_string(),
+        records,
     })
 }
 
@@ -100,7 +114,9 @@ fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
         h.update(&content);
     }
     if let Some(link) = &meta.link {
-        put_bytes(&mut h, link.as_os_str().as_bytes());
+        let target = link.as_os_str().as_bytes();
+        h.update(&(target.len() as u64).to_le_bytes());
+        h.update(target);
     }
     if meta.kind == EntryKind::Other {
         h.update(&meta.raw_mode.to_le_bytes());
@@ -109,9 +125,46 @@ fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn put_bytes(h: &mut blake3::Hasher, bytes: &[u8]) {
-    h.update(&(bytes.len() as u64).to_le_bytes());
-    h.update(bytes);
+/// A blake3 hasher fed through a buffer: blake3 hashes a long input many
+/// chunks at a time with SIMD, while tens of thousands of small updates
+/// would go through its block buffer one by one. Same digest either way.
+struct Batched {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Batched {
+    const SIZE: usize = 64 << 10;
+
+    fn new() -> Self {
+        Batched {
+            hasher: blake3::Hasher::new(),
+            buf: Vec::with_capacity(Self::SIZE),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.buf.len() + bytes.len() > Self::SIZE {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        if bytes.len() >= Self::SIZE {
+            self.hasher.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// `bytes` preceded by their length, so neighbours cannot run together.
+    fn put_len(&mut self, bytes: &[u8]) {
+        self.put(&(bytes.len() as u64).to_le_bytes());
+        self.put(bytes);
+    }
+
+    fn finish(mut self) -> blake3::Hash {
+        self.hasher.update(&self.buf);
+        self.hasher.finalize()
+    }
 }
 
 /// The blake3 of a regular file's bytes, from the cache when it vouches.

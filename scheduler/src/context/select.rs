@@ -176,6 +176,7 @@ fn select_one(
             return Ok(None);
         }
         let meta = EntryMeta::from_std(&std_meta, None);
+        entries.reserve_exact(1 + count(&children));
         entries.push(Entry {
             sub: String::new(),
             path: real_path.clone(),
@@ -215,16 +216,29 @@ fn ignored_error() -> std::io::Error {
 struct Walked {
     entry: Entry,
     kids: Vec<Walked>,
+    /// Entries under it, at every depth.
+    below: usize,
 }
 
-/// The entries of a walk in pre-order, each moved once (a walk that
-/// flattened at every level would move an entry once per level above it).
+/// The entries of a walk in pre-order, each moved once into one vector
+/// sized up front (a walk that flattened at every level would move an entry
+/// once per level above it).
 fn flatten(nodes: Vec<Walked>, out: &mut Vec<Entry>) {
     for n in nodes {
         out.push(n.entry);
         flatten(n.kids, out);
     }
 }
+
+/// How many entries `nodes` hold, at every depth.
+fn count(nodes: &[Walked]) -> usize {
+    nodes.iter().map(|n| 1 + n.below).sum()
+}
+
+/// A directory found by a walk: its root-relative path (made only when a
+/// `.dockerignore` needs it), and whether it is dropped but may hold kept
+/// files.
+type FoundDir = Option<(String, bool)>;
 
 /// Lists `dir` recursively; subdirectories are walked in parallel. `sub` is
 /// the path relative to the source, `root_rel` relative to the root (only
@@ -236,78 +250,88 @@ fn walk(
     filters: Filters<'_>,
 ) -> Result<Vec<Walked>, ContextError> {
     let listing = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
-    // (entry, its root-relative path, dropped-but-may-hold-kept-files) for
-    // directories; files have no children and need neither.
-    let mut found: Vec<(Entry, Option<(String, bool)>)> = Vec::new();
+    let mut found: Vec<(Walked, FoundDir)> = Vec::new();
     for entry in listing {
         let entry = entry.map_err(|e| io_err("list", dir, e))?;
-        let file_name = entry.file_name();
-        let file_name = file_name.to_string_lossy();
-        let child_sub = join_rel(sub, &file_name);
-        let child_root_rel = match filters.ignore {
-            Some(_) => join_rel(root_rel, &file_name),
-            None => String::new(),
-        };
-        let path = entry.path();
-        // DirEntry::metadata does not follow symlinks on Unix.
-        let std_meta = entry.metadata().map_err(|e| io_err("lstat", &path, e))?;
-        let ignored = filters.ignored(&child_root_rel);
-        let excluded = filters.excluded(&child_sub);
-        if std_meta.is_dir() {
-            if (ignored || excluded) && !filters.may_keep_inside(ignored, excluded) {
-                continue;
-            }
-            let meta = EntryMeta::from_std(&std_meta, None);
-            let entry = Entry {
-                sub: child_sub,
-                path,
-                meta,
-            };
-            found.push((entry, Some((child_root_rel, ignored || excluded))));
-        } else if !ignored && !excluded {
-            let link = if std_meta.file_type().is_symlink() {
-                Some(std::fs::read_link(&path).map_err(|e| io_err("readlink", &path, e))?)
-            } else {
-                None
-            };
-            let meta = EntryMeta::from_std(&std_meta, link);
-            let entry = Entry {
-                sub: child_sub,
-                path,
-                meta,
-            };
-            found.push((entry, None));
+        if let Some(f) = found_entry(&entry, sub, root_rel, filters)? {
+            found.push(f);
         }
     }
     // Names sorted within each directory, each directory followed by its
     // contents (pre-order, like a tar): deterministic without sorting the
-    // whole tree again at every level.
-    found.sort_by(|a, b| a.0.sub.cmp(&b.0.sub));
-    let children: Vec<Result<Vec<Walked>, ContextError>> = found
-        .par_iter()
-        .map(|(entry, dir)| match dir {
-            Some((root_rel, _)) => walk(&entry.path, &entry.sub, root_rel, filters),
-            None => Ok(Vec::new()),
-        })
-        .collect();
-    let mut out = Vec::with_capacity(found.len());
-    for ((entry, dir), kids) in found.into_iter().zip(children) {
-        let kids = kids?;
-        // A dropped directory is kept only to hold kept files.
-        if matches!(dir, Some((_, true))) && kids.is_empty() {
-            continue;
+    // whole tree again at every level. All share the prefix `sub/`.
+    let skip = if sub.is_empty() { 0 } else { sub.len() + 1 };
+    found.sort_unstable_by(|a, b| {
+        a.0.entry.sub.as_bytes()[skip..].cmp(&b.0.entry.sub.as_bytes()[skip..])
+    });
+    found
+        .par_iter_mut()
+        .try_for_each(|(node, dir)| -> Result<(), ContextError> {
+            if let Some((root_rel, _)) = dir {
+                node.kids = walk(&node.entry.path, &node.entry.sub, root_rel, filters)?;
+                node.below = count(&node.kids);
+            }
+            Ok(())
+        })?;
+    // A dropped directory is kept only to hold kept files.
+    Ok(found
+        .into_iter()
+        .filter(|(node, dir)| !(matches!(dir, Some((_, true))) && node.kids.is_empty()))
+        .map(|(node, _)| node)
+        .collect())
+}
+
+/// One listed entry as the walk keeps it, or `None` when it is left out.
+fn found_entry(
+    entry: &std::fs::DirEntry,
+    sub: &str,
+    root_rel: &str,
+    filters: Filters<'_>,
+) -> Result<Option<(Walked, FoundDir)>, ContextError> {
+    let file_name = entry.file_name();
+    let file_name = file_name.to_string_lossy();
+    let child_sub = join_rel(sub, &file_name);
+    let child_root_rel = match filters.ignore {
+        Some(_) => join_rel(root_rel, &file_name),
+        None => String::new(),
+    };
+    let path = entry.path();
+    // DirEntry::metadata does not follow symlinks on Unix.
+    let std_meta = entry.metadata().map_err(|e| io_err("lstat", &path, e))?;
+    let ignored = filters.ignored(&child_root_rel);
+    let excluded = filters.excluded(&child_sub);
+    let dir = if std_meta.is_dir() {
+        if (ignored || excluded) && !filters.may_keep_inside(ignored, excluded) {
+            return Ok(None);
         }
-        out.push(Walked { entry, kids });
-    }
-    Ok(out)
+        Some((child_root_rel, ignored || excluded))
+    } else if ignored || excluded {
+        return Ok(None);
+    } else {
+        None
+    };
+    let link = if std_meta.file_type().is_symlink() {
+        Some(std::fs::read_link(&path).map_err(|e| io_err("readlink", &path, e))?)
+    } else {
+        None
+    };
+    let node = Walked {
+        entry: Entry {
+            sub: child_sub,
+            path,
+            meta: EntryMeta::from_std(&std_meta, link),
+        },
+        kids: Vec::new(),
+        below: 0,
+    };
+    Ok(Some((node, dir)))
 }
 
 fn join_rel(base: &str, name: &str) -> String {
-    if base.is_empty() {
-        name.to_string()
-    } else {
-        format!("{base}/{name}")
-    }
+    let mut out = String::with_capacity(base.len() + 1 + name.len());
+    push_component(&mut out, base);
+    push_component(&mut out, name);
+    out
 }
 
 fn push_component(name: &mut String, part: &str) {

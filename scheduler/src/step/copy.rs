@@ -9,7 +9,7 @@ use rbk_compiler::graph::{FileOp, Source};
 use serde_json::json;
 
 use super::{StepEnv, StepError, StepInputs};
-use crate::context::{BuildContext, Selection, StatCache};
+use crate::context::{BuildContext, Selection};
 use crate::fileop::{AddOptions, CopySpec};
 use crate::sandbox::CancelToken;
 use crate::state::State;
@@ -17,7 +17,7 @@ use crate::state::State;
 /// Where a COPY reads from.
 pub(crate) enum From<'s> {
     /// A build context directory, with the selection made for the cache key.
-    Context(PathBuf, Option<Selection>),
+    Context(PathBuf, Option<Arc<Selection>>),
     /// Another stage's or image's filesystem.
     State(&'s State),
 }
@@ -42,14 +42,17 @@ pub(crate) fn inputs(
     let mut selection = None;
     if !local.is_empty() {
         let c = env.contexts.get(path, f.ignore_file.as_deref())?;
-        let sel = c.select(&local, &f.excludes)?;
-        let d = c.digest(&sel)?;
-        key.push_str(&d.hex);
-        files = Some(Arc::new(d.files));
+        let sel = Arc::new(c.select(&local, &f.excludes)?);
+        let digest = c.digest(&sel)?;
+        key.push_str(&digest.hex);
         // Reusable only when it covers every source.
         if urls.is_empty() {
-            selection = Some(sel);
+            selection = Some(sel.clone());
         }
+        files = Some(Arc::new(super::FileDigests {
+            selection: sel,
+            digest,
+        }));
     }
     // A URL without --checksum is keyed by its address only.
     for u in &urls {
@@ -176,12 +179,11 @@ impl Contexts {
         }
         let root = Path::new(path);
         let cache_path = crate::context::stat_cache_path(&self.dir, root);
-        let cache = StatCache::load(&cache_path).unwrap_or_default();
         let ctx = match ignore_file {
             None => BuildContext::open(root)?,
             Some(f) => BuildContext::open_with_ignore(root, read_ignore_file(Path::new(f))?)?,
         };
-        let ctx = Arc::new(ctx.with_stat_cache(cache));
+        let ctx = Arc::new(ctx.with_stat_cache_file(cache_path));
         open.insert(key, ctx.clone());
         Ok(ctx)
     }
@@ -191,11 +193,9 @@ impl Contexts {
     pub fn save(&self) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         for ((path, _), ctx) in open.iter() {
-            if ctx.stat_cache().is_dirty() {
+            if let Some(cache) = ctx.used_stat_cache().filter(|c| c.is_dirty()) {
                 let _ = std::fs::create_dir_all(&self.dir);
-                let _ = ctx
-                    .stat_cache()
-                    .save(&crate::context::stat_cache_path(&self.dir, Path::new(path)));
+                let _ = cache.save(&crate::context::stat_cache_path(&self.dir, Path::new(path)));
             }
         }
     }

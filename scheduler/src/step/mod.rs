@@ -174,7 +174,21 @@ impl StepEnv<'_> {
 
 /// A COPY's context files, each with the blake3 of its record, in
 /// selection order.
-pub(crate) type FileDigests = Arc<Vec<(String, [u8; 32])>>;
+#[derive(Debug)]
+pub(crate) struct FileDigests {
+    /// What the COPY selected (only its local sources, when it also names
+    /// URLs).
+    pub selection: Arc<Selection>,
+    /// Their digest.
+    pub digest: crate::context::ContentDigest,
+}
+
+impl FileDigests {
+    /// Each file's path from the source root and its record's digest.
+    pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
+        self.digest.files(&self.selection)
+    }
+}
 
 /// What a step reads beyond its definition and parent.
 pub(crate) struct StepInputs {
@@ -185,10 +199,10 @@ pub(crate) struct StepInputs {
     /// The context files a COPY digested (path, record digest): the
     /// plaintext's `files`, made into JSON only when the step runs or is
     /// explained (a cache hit of a large context needs none of it).
-    pub files: Option<FileDigests>,
+    pub files: Option<Arc<FileDigests>>,
     /// The context files a COPY selected while digesting them, handed to the
     /// copy on a miss so a large context is walked once, not twice.
-    pub selection: Option<Selection>,
+    pub selection: Option<Arc<Selection>>,
 }
 
 impl StepInputs {
@@ -233,7 +247,7 @@ pub(crate) fn execute(
     step: &Step,
     parent: &State,
     extra: &[&State],
-    selection: Option<Selection>,
+    selection: Option<Arc<Selection>>,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
     // A `COPY --link` layer is made on nothing: it must not see the parent.
