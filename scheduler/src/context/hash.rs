@@ -173,21 +173,25 @@ pub(crate) fn content_digest(
     meta: &EntryMeta,
     cache: Option<&StatCache>,
 ) -> Result<[u8; 32], ContextError> {
-    if let Some(digest) = cache.and_then(|c| c.lookup(path, meta)) {
+    if let Some(digest) = cache.and_then(|c| c.lookup(meta)) {
         return Ok(digest);
     }
-    let digest = hash_file(path, meta.size).map_err(|source| ContextError::Io {
+    let (digest, unchanged) = hash_file(path, meta).map_err(|source| ContextError::Io {
         op: "read",
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some(cache) = cache {
-        cache.insert(path, meta, digest);
+    // Remembered only for the file the walk saw, as it was: one replaced
+    // or written since would be remembered under a stat it does not have.
+    if let (Some(cache), true) = (cache, unchanged) {
+        cache.insert(meta, digest);
     }
     Ok(digest)
 }
 
-fn hash_file(path: &Path, size: u64) -> std::io::Result<[u8; 32]> {
+/// The file's digest, and whether the open file is still the one `meta`
+/// describes (same inode, size and times after reading it).
+fn hash_file(path: &Path, meta: &EntryMeta) -> std::io::Result<([u8; 32], bool)> {
     // O_NOFOLLOW: the entry was a regular file when walked; if it has been
     // swapped for a symlink since, refuse rather than read through it.
     let mut file = File::options()
@@ -195,7 +199,7 @@ fn hash_file(path: &Path, size: u64) -> std::io::Result<[u8; 32]> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     let mut h = blake3::Hasher::new();
-    if size >= BIG_FILE {
+    if meta.size >= BIG_FILE {
         let mut buf = vec![0u8; BIG_FILE as usize];
         loop {
             let n = read_full(&mut file, &mut buf)?;
@@ -205,11 +209,14 @@ fn hash_file(path: &Path, size: u64) -> std::io::Result<[u8; 32]> {
             }
         }
     } else {
-        let mut buf = Vec::with_capacity(size as usize + 1);
+        let mut buf = Vec::with_capacity(meta.size as usize + 1);
         file.read_to_end(&mut buf)?;
         h.update(&buf);
     }
-    Ok(*h.finalize().as_bytes())
+    let now = EntryMeta::from_std(&file.metadata()?, None);
+    let unchanged = (now.dev, now.ino, now.size, now.mtime_ns, now.ctime_ns)
+        == (meta.dev, meta.ino, meta.size, meta.mtime_ns, meta.ctime_ns);
+    Ok((*h.finalize().as_bytes(), unchanged))
 }
 
 /// Fills `buf` unless the file ends first; returns how much was read.

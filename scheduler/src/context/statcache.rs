@@ -1,17 +1,21 @@
 //! A persistent map from a file's identity and stat to its blake3 digest, so
 //! an unchanged build context is hashed with `lstat` alone.
 //!
-//! An entry is trusted only when the path, device, inode, size, mtime and
-//! ctime all agree. ctime cannot be set from user space, so any write to the
-//! file changes it. A file whose timestamps are so recent that a write in the
-//! same clock tick could go unnoticed ("racily clean", as git calls it) is
-//! hashed but not remembered.
+//! A file is known by its device and inode; its entry is trusted only when
+//! size, mtime and ctime agree too. ctime cannot be set from user space, so
+//! any write to the file changes it, and a new file that reuses the inode
+//! gets a new ctime. A file whose timestamps are so recent that a write in
+//! the same clock tick could go unnoticed ("racily clean", as git calls it)
+//! is hashed but not remembered. Keying by inode rather than path keeps the
+//! map small and fixed-size (no path bytes to read, allocate or hash) and
+//! lets a renamed or hard-linked file keep its entry.
 //!
-//! On disk: `RBKSTAT1`, an entry count (u64 LE), then per entry the path
-//! length (u32 LE), the path bytes, dev, ino, size (u64 LE), mtime and ctime
-//! (i64 LE nanoseconds) and the 32-byte digest. A file that does not parse is
-//! treated as empty: a cache is never the source of truth. Entries not used
-//! by a build are kept on save only while their file still exists.
+//! On disk: `RBKSTAT2`, an entry count (u64 LE), then fixed 76-byte entries:
+//! dev, ino, size (u64 LE), mtime and ctime (i64 LE nanoseconds), the
+//! 32-byte digest and the entry's age (u32 LE: saves since a build last
+//! used it). A file that does not parse is treated as empty: a cache is
+//! never the source of truth. An entry unused for [`MAX_AGE`] saves is
+//! dropped, so the cache of a context does not grow forever.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,7 +27,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{ContextError, EntryMeta};
 
-const MAGIC: &[u8; 8] = b"RBKSTAT1";
+const MAGIC: &[u8; 8] = b"RBKSTAT2";
+const ENTRY_LEN: usize = 76;
+
+/// Saves an entry survives without a build using it.
+const MAX_AGE: u32 = 16;
 
 /// How recent a change must be for its entry to be left out of the cache.
 /// Filesystems with nanosecond timestamps tick at most every 10 ms; one with
@@ -31,63 +39,64 @@ const MAGIC: &[u8; 8] = b"RBKSTAT1";
 const RACY_FINE_NS: i64 = 50_000_000;
 const RACY_COARSE_NS: i64 = 2_000_000_000;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Key {
+/// Which file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Id {
     dev: u64,
     ino: u64,
+}
+
+/// What must not have changed since the file was hashed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
 }
 
-impl Key {
-    fn of(meta: &EntryMeta) -> Self {
-        Key {
-            dev: meta.dev,
-            ino: meta.ino,
-            size: meta.size,
-            mtime_ns: meta.mtime_ns,
-            ctime_ns: meta.ctime_ns,
-        }
+fn id_of(meta: &EntryMeta) -> Id {
+    Id {
+        dev: meta.dev,
+        ino: meta.ino,
+    }
+}
+
+fn stamp_of(meta: &EntryMeta) -> Stamp {
+    Stamp {
+        size: meta.size,
+        mtime_ns: meta.mtime_ns,
+        ctime_ns: meta.ctime_ns,
     }
 }
 
 /// One remembered file.
 struct Slot {
-    key: Key,
+    stamp: Stamp,
     digest: [u8; 32],
-    /// Looked up or stored since loading; entries never used are dropped
-    /// on save when their file is gone, so the cache does not grow forever.
+    /// Saves since a build last used it, as loaded.
+    age: u32,
+    /// Looked up or stored since loading.
     used: AtomicBool,
 }
 
-/// Path bytes → what is remembered about it.
-type Decoded = HashMap<Vec<u8>, Slot, std::hash::BuildHasherDefault<PathHasher>>;
+type Decoded = HashMap<Id, Slot, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// A fast hash of path bytes for the cache's map (tens of thousands of
-/// lookups per build): 8 bytes at a time, multiply-rotate. Paths come from
-/// the user's own build context; a crafted set of colliding names could
-/// only slow that user's own build.
+/// A hash of a device and inode number for the cache's map (tens of
+/// thousands of lookups per build): multiply-rotate per word. Inode numbers
+/// are the filesystem's, not an attacker's choice.
 #[derive(Default)]
-struct PathHasher(u64);
+struct IdHasher(u64);
 
-impl std::hash::Hasher for PathHasher {
+impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0 ^ u64::from_le_bytes(w))
-                .wrapping_mul(K)
-                .rotate_left(29);
+        for b in bytes {
+            self.write_u64(u64::from(*b));
         }
-        let mut w = [0u8; 8];
-        let rest = chunks.remainder();
-        w[..rest.len()].copy_from_slice(rest);
-        self.0 = (self.0 ^ u64::from_le_bytes(w) ^ rest.len() as u64)
-            .wrapping_mul(K)
-            .rotate_left(29);
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        self.0 = (self.0 ^ x).wrapping_mul(K).rotate_left(29);
     }
 
     fn finish(&self) -> u64 {
@@ -190,13 +199,13 @@ impl StatCache {
         self.changed.load(Ordering::Relaxed) > 0
     }
 
-    /// The remembered digest of the file at `path`, if its stat still agrees.
-    pub(crate) fn lookup(&self, path: &Path, meta: &EntryMeta) -> Option<[u8; 32]> {
-        let key = Key::of(meta);
+    /// The remembered digest of the file `meta` describes, if its stat
+    /// still agrees.
+    pub(crate) fn lookup(&self, meta: &EntryMeta) -> Option<[u8; 32]> {
         let found = self.entries.read().ok().and_then(|m| {
-            let slot = m.get(path.as_os_str().as_bytes())?;
+            let slot = m.get(&id_of(meta))?;
             slot.used.store(true, Ordering::Relaxed);
-            (slot.key == key).then_some(slot.digest)
+            (slot.stamp == stamp_of(meta)).then_some(slot.digest)
         });
         match found {
             Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
@@ -205,19 +214,20 @@ impl StatCache {
         found
     }
 
-    /// Remembers `digest` for `path`, unless the file changed too recently
-    /// for its timestamps to prove a later change.
-    pub(crate) fn insert(&self, path: &Path, meta: &EntryMeta, digest: [u8; 32]) {
+    /// Remembers `digest` for the file `meta` describes, unless it changed
+    /// too recently for its timestamps to prove a later change.
+    pub(crate) fn insert(&self, meta: &EntryMeta, digest: [u8; 32]) {
         if is_racy(meta) {
             return;
         }
         if let Ok(mut map) = self.entries.write() {
             let slot = Slot {
-                key: Key::of(meta),
+                stamp: stamp_of(meta),
                 digest,
+                age: 0,
                 used: AtomicBool::new(true),
             };
-            map.insert(path.as_os_str().as_bytes().to_vec(), slot);
+            map.insert(id_of(meta), slot);
             self.changed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -226,25 +236,29 @@ impl StatCache {
         let Ok(map) = self.entries.read() else {
             return Vec::new();
         };
-        let kept: Vec<(&Vec<u8>, &Slot)> = map
+        let kept: Vec<(&Id, &Slot, u32)> = map
             .iter()
-            .filter(|(path, slot)| {
-                slot.used.load(Ordering::Relaxed)
-                    || std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(path)).is_ok()
+            .filter_map(|(id, slot)| {
+                let age = if slot.used.load(Ordering::Relaxed) {
+                    0
+                } else {
+                    slot.age.saturating_add(1)
+                };
+                (age < MAX_AGE).then_some((id, slot, age))
             })
             .collect();
-        let mut out = Vec::with_capacity(16 + kept.len() * 110);
+        let mut out = Vec::with_capacity(16 + kept.len() * ENTRY_LEN);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
-        for (path, Slot { key, digest, .. }) in kept {
-            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
-            out.extend_from_slice(path);
-            out.extend_from_slice(&key.dev.to_le_bytes());
-            out.extend_from_slice(&key.ino.to_le_bytes());
-            out.extend_from_slice(&key.size.to_le_bytes());
-            out.extend_from_slice(&key.mtime_ns.to_le_bytes());
-            out.extend_from_slice(&key.ctime_ns.to_le_bytes());
-            out.extend_from_slice(digest);
+        for (id, slot, age) in kept {
+            for word in [id.dev, id.ino, slot.stamp.size] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            for time in [slot.stamp.mtime_ns, slot.stamp.ctime_ns] {
+                out.extend_from_slice(&time.to_le_bytes());
+            }
+            out.extend_from_slice(&slot.digest);
+            out.extend_from_slice(&age.to_le_bytes());
         }
         out
     }
@@ -260,46 +274,39 @@ fn is_racy(meta: &EntryMeta) -> bool {
     meta.mtime_ns.max(meta.ctime_ns) >= now.saturating_sub(window)
 }
 
-/// A little cursor over the saved bytes; `None` on any truncation.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-}
-
 fn decode(bytes: &[u8]) -> Option<Decoded> {
-    let mut r = Reader(bytes);
-    if r.take(8)? != MAGIC {
+    let (head, body) = bytes.split_at_checked(16)?;
+    let (magic, count) = head.split_at(8);
+    if magic != MAGIC {
         return None;
     }
-    let count = r.u64()? as usize;
-    // Never trust a count to size an allocation beyond what the bytes hold.
-    let mut map =
-        Decoded::with_capacity_and_hasher(count.min(bytes.len() / 76), Default::default());
-    for _ in 0..count {
-        let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-        let path = r.take(len)?.to_vec();
-        let key = Key {
-            dev: r.u64()?,
-            ino: r.u64()?,
-            size: r.u64()?,
-            mtime_ns: r.u64()? as i64,
-            ctime_ns: r.u64()? as i64,
+    let count = usize::try_from(u64::from_le_bytes(count.try_into().ok()?)).ok()?;
+    if body.len() != count.checked_mul(ENTRY_LEN)? {
+        return None;
+    }
+    let mut map = Decoded::with_capacity_and_hasher(count, Default::default());
+    for e in body.chunks_exact(ENTRY_LEN) {
+        let word = |i: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(
+                e.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+            ))
         };
-        let digest: [u8; 32] = r.take(32)?.try_into().ok()?;
-        let used = AtomicBool::new(false);
-        map.insert(path, Slot { key, digest, used });
+        let id = Id {
+            dev: word(0)?,
+            ino: word(1)?,
+        };
+        let stamp = Stamp {
+            size: word(2)?,
+            mtime_ns: word(3)? as i64,
+            ctime_ns: word(4)? as i64,
+        };
+        let slot = Slot {
+            stamp,
+            digest: e.get(40..72)?.try_into().ok()?,
+            age: u32::from_le_bytes(e.get(72..76)?.try_into().ok()?),
+            used: AtomicBool::new(false),
+        };
+        map.insert(id, slot);
     }
     Some(map)
 }
