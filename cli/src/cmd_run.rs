@@ -246,6 +246,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         tty: args.tty,
         // Docker's default: default capabilities and seccomp profile.
         insecure: false,
+        // Swept with the store's other leftovers if rbk is killed.
+        scratch: Some(root.join("tmp")),
     };
     let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
     let unmounted = mounted.unmount();

@@ -364,9 +364,14 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
         )],
     );
     let store = dir.path().join("store");
+    // The run's own files must not be left in the system's temporary
+    // directory, which nothing of rbk's sweeps.
+    let tmpdir = dir.path().join("system-tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
     let nap = format!("{}", 200_000 + std::process::id());
     let (mut child, _lines) = start_until_running(
         rbk(&store)
+            .env("TMPDIR", &tmpdir)
             .args(["build", "--progress", "plain", "--build-arg"])
             .arg(format!("NAP={nap}"))
             .arg(&ctx),
@@ -376,8 +381,20 @@ fn a_killed_build_leaves_nothing_the_next_build_keeps() {
     if let Err(left) = gone_soon(&format!("sleep {nap}")) {
         panic!("the container did not die with rbk: {left:?}");
     }
-    // The next build sweeps the dead build's mount and snapshot.
+    let left: Vec<_> = std::fs::read_dir(&tmpdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left in the system's tmp: {left:?}");
+    // The next build sweeps the dead build's mount, snapshot and files.
     succeed(rbk(&store).args(["build", "--progress", "plain"]).arg(&ctx));
+    let left: Vec<_> = std::fs::read_dir(store.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left in the store's tmp: {left:?}");
     assert!(
         mounts_under(&store).is_empty(),
         "{:?}",

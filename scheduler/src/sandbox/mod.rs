@@ -126,6 +126,11 @@ pub struct ExecSpec {
     /// output then arrives as [`OutputStream::Stdout`] only, and rbk's stdin
     /// is put in raw mode for the duration of the run.
     pub tty: bool,
+    /// Where the run keeps its own files (the container's `/etc/hosts` and
+    /// `/etc/resolv.conf`, the user-mode network's API socket): a directory
+    /// that is swept if rbk is killed (the store's `tmp/`). `None` is the
+    /// system's temporary directory.
+    pub scratch: Option<PathBuf>,
 }
 
 /// Shared flag and signal mailbox to stop or signal a running command from
@@ -382,12 +387,13 @@ impl Executor for NamespaceExecutor {
         let env = final_env(spec, &user);
         let candidates = exec_candidates(command, &env);
 
+        let scratch = spec.scratch.clone().unwrap_or_else(std::env::temp_dir);
         let files = tempfile::Builder::new()
             .prefix("rbk-sandbox-")
-            .tempdir()
+            .tempdir_in(&scratch)
             .map_err(|source| SandboxError::Io {
                 op: "create a temporary directory in",
-                path: std::env::temp_dir(),
+                path: scratch.clone(),
                 source,
             })?;
         let mut stubs = StubGuard {
@@ -414,6 +420,7 @@ impl Executor for NamespaceExecutor {
             isolate_net: spec.network != NetworkMode::Host,
             user_net: spec.network == NetworkMode::Private,
             publish: &spec.publish,
+            scratch: &scratch,
             user: &user,
             cwd: &cwd,
             argv: &spec.args,

@@ -10,7 +10,7 @@
 //! starts the command, and slirp4netns is stopped with the run.
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,18 +122,16 @@ fn io_err<'p>(
 impl UserNet {
     /// Connects the network namespace of process `pid`, waits until it is
     /// configured (its default route exists) and forwards `ports`.
-    pub fn start(pid: i32, ports: &[PortMapping]) -> Result<UserNet, SandboxError> {
+    /// The API socket of forwarded ports lives in a directory in `scratch`.
+    pub fn start(pid: i32, ports: &[PortMapping], scratch: &Path) -> Result<UserNet, SandboxError> {
         let bin = slirp4netns().ok_or(SandboxError::NoUserNet)?;
         let api = match ports.is_empty() {
             true => None,
             false => Some(
                 tempfile::Builder::new()
                     .prefix("rbk-net-")
-                    .tempdir()
-                    .map_err(io_err(
-                        "create a temporary directory in",
-                        &std::env::temp_dir(),
-                    ))?,
+                    .tempdir_in(scratch)
+                    .map_err(io_err("create a temporary directory in", scratch))?,
             ),
         };
         let socket = api.as_ref().map(|d| d.path().join("api.sock"));

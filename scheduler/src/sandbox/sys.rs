@@ -52,6 +52,8 @@ pub(super) struct Launch<'a> {
     pub user_net: bool,
     /// Ports to forward into it.
     pub publish: &'a [super::net::PortMapping],
+    /// Where the user-mode network keeps its API socket.
+    pub scratch: &'a Path,
     pub user: &'a ExecUser,
     pub cwd: &'a str,
     pub argv: &'a [String],
@@ -415,7 +417,7 @@ pub(super) fn launch(
         ForkResult::Parent { child } => child,
     };
     drop(fds);
-    let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec());
+    let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec(), l.scratch);
     let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
     outcome(l, &plan, &mut sup, code, cancel)
 }

@@ -68,6 +68,7 @@ pub(crate) fn execute(
         stdin: StdinMode::Null,
         tty: false,
         insecure: exec.insecure,
+        scratch: Some(env.dirs.tmp.clone()),
     };
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);

@@ -30,6 +30,7 @@ pub(super) struct Supervisor {
     user_net: Option<crate::sandbox::net::UserNet>,
     net_error: Option<SandboxError>,
     publish: Vec<crate::sandbox::net::PortMapping>,
+    scratch: std::path::PathBuf,
 }
 
 /// Input bytes held for the terminal before rbk stops reading its stdin.
@@ -222,9 +223,11 @@ impl Supervisor {
         status: OwnedFd,
         net_go: Option<OwnedFd>,
         publish: Vec<crate::sandbox::net::PortMapping>,
+        scratch: &std::path::Path,
     ) -> Self {
         Supervisor {
             publish,
+            scratch: scratch.to_path_buf(),
             net_go,
             user_net: None,
             net_error: None,
@@ -250,7 +253,7 @@ impl Supervisor {
         let Some(go) = self.net_go.take() else {
             return;
         };
-        match crate::sandbox::net::UserNet::start(init.as_raw(), &self.publish) {
+        match crate::sandbox::net::UserNet::start(init.as_raw(), &self.publish, &self.scratch) {
             Ok(net) => {
                 self.user_net = Some(net);
                 if let Err(e) = nix::unistd::write(&go, b"n") {
