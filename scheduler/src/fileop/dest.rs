@@ -166,20 +166,32 @@ impl Writer {
         attrs: Attrs,
         link_key: Option<(u64, u64)>,
     ) -> Result<(), FileOpError> {
-        self.clear(path)?;
         let first = link_key.and_then(|k| self.links.lock().ok()?.get(&k).cloned());
         if let Some(first) = first {
+            self.clear(path)?;
             fs::hard_link(first, path).map_err(io_at("hard-link", path))?;
             bump(&self.counters.hardlinks, 1);
             return Ok(());
         }
-        let mut file = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io_at("create", path))?;
+        let create = || {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        };
+        // Most copies land where nothing is: create first, and only when
+        // something is there (O_EXCL refuses it, symlink or not) look at it
+        // and replace it. One lstat per file less.
+        let mut file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.clear(path)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(io_at("create", path))?;
         let n = match content {
             // File to file: std copies in the kernel (copy_file_range, else
             // sendfile), not 8 KiB at a time through user space.
