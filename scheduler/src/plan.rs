@@ -10,9 +10,9 @@
 //! touched at all: nothing runs there and none of its layers is unpacked
 //! or fetched from a registry cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use rbk_compiler::graph::Op;
+use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
@@ -96,14 +96,96 @@ impl Plan {
 }
 
 /// Ops of the first pass: keys and lookups only.
-pub(crate) struct Planner<'x, 'a>(pub &'x BuildSession<'a>);
+///
+/// What a COPY or ADD reads from a build context does not depend on the
+/// steps before it, so its selection and digest get a vertex of their own
+/// with no dependencies (from `graph.len()` on, one per such step, in
+/// `early`): the contexts of all of a build's COPYs are walked and hashed
+/// at once, each step then only adds its parent's key.
+pub(crate) struct Planner<'x, 'a> {
+    pub session: &'x BuildSession<'a>,
+    /// Vertices of the build graph; the early ones come after.
+    pub n: usize,
+    /// For each added vertex, the step whose inputs it computes.
+    early: Vec<usize>,
+    /// For each vertex of the graph, its early vertex's index in `early`.
+    early_of: Vec<Option<usize>>,
+    /// Their results, taken by the step (an error is the step's error).
+    done: Vec<Mutex<Option<Result<StepInputs, StepError>>>>,
+}
+
+impl<'x, 'a> Planner<'x, 'a> {
+    /// The planner of `session`, and the dependencies of the first pass:
+    /// every vertex's parent and inputs, and a context COPY's early vertex.
+    pub fn new(session: &'x BuildSession<'a>) -> (Self, crate::solve::Dag) {
+        let graph = session.graph;
+        let n = graph.len();
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut early = Vec::new();
+        let mut early_of = vec![None; n];
+        for id in graph.topo_order() {
+            let v = graph.vertex(id);
+            let i = id.index();
+            deps[i] = v
+                .parent
+                .iter()
+                .chain(&v.inputs)
+                .map(|d| d.index())
+                .collect();
+            if matches!(&v.op, Op::File(f) if matches!(f.from, Source::Context(_))) {
+                deps[i].push(n + early.len());
+                early_of[i] = Some(early.len());
+                early.push(i);
+            }
+        }
+        deps.extend(early.iter().map(|_| Vec::new()));
+        let done = early.iter().map(|_| Mutex::new(None)).collect();
+        let planner = Planner {
+            session,
+            n,
+            early,
+            early_of,
+            done,
+        };
+        (planner, Dag { deps })
+    }
+
+    /// Early vertex `k`: its step's inputs, kept for the step, which
+    /// reports a failure as its own. Its plan is a placeholder.
+    fn run_early(&self, k: usize) -> Result<Plan, StepError> {
+        let s = self.session;
+        let step = *self
+            .early
+            .get(k)
+            .ok_or(StepError::Internal("no such vertex"))?;
+        let result = step::inputs(&s.env, s.vertex(step), &[]);
+        if let Some(mut slot) = self.done.get(k).and_then(|m| m.lock().ok()) {
+            *slot = Some(result);
+        }
+        Ok(Plan::keyed(String::new()))
+    }
+
+    /// The inputs of step `v`: computed by its early vertex if it has one.
+    fn inputs(&self, v: usize, from_keys: &[&str]) -> Result<StepInputs, StepError> {
+        let s = self.session;
+        let early = self.early_of.get(v).copied().flatten();
+        let computed = early.and_then(|k| self.done.get(k)?.lock().ok()?.take());
+        match computed {
+            Some(result) => result,
+            None => step::inputs(&s.env, s.vertex(v), from_keys),
+        }
+    }
+}
 
 impl Ops for Planner<'_, '_> {
     type Out = Plan;
     type Err = StepError;
 
     fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
-        let s = self.0;
+        let s = self.session;
+        if let Some(k) = v.checked_sub(self.n) {
+            return self.run_early(k);
+        }
         let vx = s.vertex(v);
         let def = vx.digest.hex();
         let parent = vx.parent.and_then(|_| inputs.first().copied());
@@ -131,7 +213,7 @@ impl Ops for Planner<'_, '_> {
                     plaintext,
                     files,
                     selection,
-                } = step::inputs(&s.env, vx, &from_keys)?;
+                } = self.inputs(v, &from_keys)?;
                 let mut parts = vec![
                     def.as_bytes(),
                     parent_key.as_bytes(),

@@ -21,7 +21,7 @@ use crate::progress::{Finish, Reporter, Step};
 use crate::runner::Runner;
 use crate::sandbox::{CancelToken, Executor, NetworkMode};
 use crate::shared_cache::{exported_vertices, ExportedCache};
-use crate::solve::{self, Dag, SolveError};
+use crate::solve::{self, SolveError};
 use crate::step::from::BaseImages;
 use crate::step::{Contexts, StepEnv, StepError};
 
@@ -454,23 +454,12 @@ impl<'a> BuildSession<'a> {
         cancel: &CancelToken,
     ) -> Result<(Vec<usize>, Vec<Option<plan::Plan>>), BuildError> {
         let graph = self.graph;
-        let dag = Dag {
-            deps: graph
-                .topo_order()
-                .into_iter()
-                .map(|id| {
-                    let v = graph.vertex(id);
-                    v.parent
-                        .iter()
-                        .chain(&v.inputs)
-                        .map(|d| d.index())
-                        .collect()
-                })
-                .collect(),
-        };
+        let (planner, dag) = Planner::new(self);
         let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
-        let plans = solve::solve(&dag, &roots, &Planner(self), &self.pool, cancel)
-            .map_err(|e| self.fail(e))?;
+        let mut plans =
+            solve::solve(&dag, &roots, &planner, &self.pool, cancel).map_err(|e| self.fail(e))?;
+        // The early vertices' plans are placeholders.
+        plans.truncate(planner.n);
         Ok((roots, plans))
     }
 

@@ -493,3 +493,33 @@ fn a_record_without_its_layer_serves_nothing_and_the_copy_runs_with_its_stage() 
     assert_eq!((s.ran, s.cached), (1, 1));
     assert!(w.runs().is_empty(), "the RUN came from the cache");
 }
+
+#[test]
+fn early_hashed_contexts_fail_at_their_own_copy_line() {
+    let w = World::new();
+    w.file("a.txt", "a");
+    let line_of = |df: &str| {
+        let rep = Recorder::default();
+        let err = w
+            .build_with(df, BuildOptions::default(), &rep, &CancelToken::new())
+            .unwrap_err();
+        let BuildError::Step { line, error, .. } = &err else {
+            panic!("{}", rbk_scheduler::error_chain(&err));
+        };
+        let why = rbk_scheduler::error_chain(error.as_ref());
+        assert!(why.contains("missing.txt"), "{why}");
+        *line
+    };
+    // Every context COPY is selected and hashed before the steps above it
+    // are planned; a failure still belongs to its own step.
+    assert_eq!(
+        line_of("FROM base\nCOPY a.txt /a\nRUN write /b b\nCOPY missing.txt /m\n"),
+        4
+    );
+    // Two failing: the first in the chain is the one reported.
+    assert_eq!(
+        line_of("FROM base\nCOPY missing.txt /m\nCOPY missing.txt.2 /n\n"),
+        2
+    );
+    assert!(w.shell.runs.lock().unwrap().is_empty(), "nothing ran");
+}
