@@ -95,6 +95,69 @@ impl Plan {
     }
 }
 
+/// Vertices a pass adds to the graph's own: added vertex `k` is dag vertex
+/// `n + k` and does part of graph vertex `of[k]`'s work (a COPY's context
+/// hashing in the first pass, a linked COPY's layer in the second).
+#[derive(Debug)]
+pub(crate) struct Added {
+    /// Vertices of the graph; added ones are numbered from here.
+    n: usize,
+    /// For each added vertex, the graph vertex it works for.
+    of: Vec<usize>,
+    /// For each graph vertex, the number of its added vertex.
+    index: Vec<Option<usize>>,
+}
+
+impl Added {
+    fn new(n: usize) -> Self {
+        Added {
+            n,
+            of: Vec::new(),
+            index: vec![None; n],
+        }
+    }
+
+    /// Adds a vertex for graph vertex `v`; its dag index.
+    fn add(&mut self, v: usize) -> usize {
+        let k = self.of.len();
+        self.of.push(v);
+        if let Some(slot) = self.index.get_mut(v) {
+            *slot = Some(k);
+        }
+        self.n + k
+    }
+
+    /// Vertices of the graph (the dag's first ones).
+    pub fn graph_len(&self) -> usize {
+        self.n
+    }
+
+    /// Which added vertex dag vertex `v` is, if it is one.
+    pub fn added(&self, v: usize) -> Option<usize> {
+        v.checked_sub(self.n).filter(|&k| k < self.of.len())
+    }
+
+    /// The graph vertex added vertex `k` works for.
+    pub fn of(&self, k: usize) -> Option<usize> {
+        self.of.get(k).copied()
+    }
+
+    /// The added vertex working for graph vertex `v`, if any.
+    pub fn for_vertex(&self, v: usize) -> Option<usize> {
+        self.index.get(v).copied().flatten()
+    }
+
+    /// The graph vertex dag vertex `v` stands for.
+    pub fn vertex(&self, v: usize) -> usize {
+        self.added(v).and_then(|k| self.of(k)).unwrap_or(v)
+    }
+
+    /// Each added vertex's number and the graph vertex it works for.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.of.iter().copied().enumerate()
+    }
+}
+
 /// Ops of the first pass: keys and lookups only.
 ///
 /// What a COPY or ADD reads from a build context does not depend on the
@@ -104,12 +167,8 @@ impl Plan {
 /// at once, each step then only adds its parent's key.
 pub(crate) struct Planner<'x, 'a> {
     pub session: &'x BuildSession<'a>,
-    /// Vertices of the build graph; the early ones come after.
-    pub n: usize,
-    /// For each added vertex, the step whose inputs it computes.
-    early: Vec<usize>,
-    /// For each vertex of the graph, its early vertex's index in `early`.
-    early_of: Vec<Option<usize>>,
+    /// The early vertices: each computes a step's inputs.
+    pub early: Added,
     /// Their results, taken by the step (an error is the step's error).
     done: Vec<Mutex<Option<Result<StepInputs, StepError>>>>,
 }
@@ -121,8 +180,7 @@ impl<'x, 'a> Planner<'x, 'a> {
         let graph = session.graph;
         let n = graph.len();
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut early = Vec::new();
-        let mut early_of = vec![None; n];
+        let mut early = Added::new(n);
         for id in graph.topo_order() {
             let v = graph.vertex(id);
             let i = id.index();
@@ -133,18 +191,14 @@ impl<'x, 'a> Planner<'x, 'a> {
                 .map(|d| d.index())
                 .collect();
             if matches!(&v.op, Op::File(f) if matches!(f.from, Source::Context(_))) {
-                deps[i].push(n + early.len());
-                early_of[i] = Some(early.len());
-                early.push(i);
+                deps[i].push(early.add(i));
             }
         }
         deps.extend(early.iter().map(|_| Vec::new()));
         let done = early.iter().map(|_| Mutex::new(None)).collect();
         let planner = Planner {
             session,
-            n,
             early,
-            early_of,
             done,
         };
         (planner, Dag { deps })
@@ -154,9 +208,9 @@ impl<'x, 'a> Planner<'x, 'a> {
     /// reports a failure as its own. Its plan is a placeholder.
     fn run_early(&self, k: usize) -> Result<Plan, StepError> {
         let s = self.session;
-        let step = *self
+        let step = self
             .early
-            .get(k)
+            .of(k)
             .ok_or(StepError::Internal("no such vertex"))?;
         let result = step::inputs(&s.env, s.vertex(step), &[]);
         if let Some(mut slot) = self.done.get(k).and_then(|m| m.lock().ok()) {
@@ -168,7 +222,7 @@ impl<'x, 'a> Planner<'x, 'a> {
     /// The inputs of step `v`: computed by its early vertex if it has one.
     fn inputs(&self, v: usize, from_keys: &[&str]) -> Result<StepInputs, StepError> {
         let s = self.session;
-        let early = self.early_of.get(v).copied().flatten();
+        let early = self.early.for_vertex(v);
         let computed = early.and_then(|k| self.done.get(k)?.lock().ok()?.take());
         match computed {
             Some(result) => result,
@@ -183,7 +237,7 @@ impl Ops for Planner<'_, '_> {
 
     fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
         let s = self.session;
-        if let Some(k) = v.checked_sub(self.n) {
+        if let Some(k) = self.early.added(v) {
             return self.run_early(k);
         }
         let vx = s.vertex(v);
@@ -317,19 +371,8 @@ pub(crate) fn needed(graph: &BuildGraph, plans: &[Option<Plan>], roots: &[usize]
 pub(crate) struct RunDag {
     /// Dependencies of every vertex, the added ones last.
     pub dag: crate::solve::Dag,
-    /// For each added vertex (from `plans.len()` on), the linked COPY whose
-    /// layer it makes.
-    pub links: Vec<usize>,
-}
-
-impl RunDag {
-    /// The graph vertex an index of the run dag stands for.
-    pub fn vertex(&self, v: usize) -> usize {
-        let n = self.dag.deps.len() - self.links.len();
-        v.checked_sub(n)
-            .and_then(|k| self.links.get(k).copied())
-            .unwrap_or(v)
-    }
+    /// The added vertices: each makes a linked COPY's layer.
+    pub links: Added,
 }
 
 /// The second pass's dependencies: the parent always, the other inputs
@@ -338,14 +381,13 @@ impl RunDag {
 pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> RunDag {
     let n = plans.len();
     let mut deps = vec![Vec::new(); n];
-    let mut links = Vec::new();
+    let mut links = Added::new(n);
     for id in graph.topo_order() {
         let v = id.index();
         deps[v] = run_deps_of(graph, plans, id);
         let linked = matches!(&graph.vertex(id).op, Op::File(f) if f.link);
         if linked && !served(graph, plans, id) {
-            let layer = n + links.len();
-            links.push(v);
+            let layer = links.add(v);
             // The parent, then the layer; its inputs move to the layer.
             let inputs = deps[v].split_off(1);
             deps[v].push(layer);

@@ -36,7 +36,7 @@ impl Ops for Runner<'_, '_> {
     type Err = StepError;
 
     fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
-        if let Some(k) = v.checked_sub(self.plans.len()) {
+        if let Some(k) = self.run.links.added(v) {
             return self.link_layer(k, inputs, cancel);
         }
         let s = self.session;
@@ -80,7 +80,7 @@ impl Runner<'_, '_> {
     ) -> Result<State, StepError> {
         let s = self.session;
         let step = s.step(v);
-        if let Some(k) = self.run.links.iter().position(|&l| l == v) {
+        if let Some(k) = self.run.links.for_vertex(v) {
             return self.stack(k, v, plan, parent, extra, cancel);
         }
         let started = Instant::now();
@@ -200,7 +200,7 @@ impl Runner<'_, '_> {
     /// or was made when the build stopped, and which were never stacked.
     pub(crate) fn finish_unstacked(&self) {
         let s = self.session;
-        for (k, &v) in self.run.links.iter().enumerate() {
+        for (k, v) in self.run.links.iter() {
             if let (Some(&started), false) = (
                 self.started[k].get(),
                 self.finished[k].swap(true, Ordering::SeqCst),
@@ -220,10 +220,10 @@ impl Runner<'_, '_> {
         cancel: &CancelToken,
     ) -> Result<State, StepError> {
         let s = self.session;
-        let v = *self
+        let v = self
             .run
             .links
-            .get(k)
+            .of(k)
             .ok_or(StepError::Internal("no such link"))?;
         let plan = self.plans[v]
             .as_ref()

@@ -428,13 +428,7 @@ impl<'a> BuildSession<'a> {
         if solved.is_err() {
             runner.finish_unstacked();
         }
-        let results = solved.map_err(|e| match e {
-            solve::SolveError::Failed { vertex, error } => self.fail(solve::SolveError::Failed {
-                vertex: run.vertex(vertex),
-                error,
-            }),
-            e => self.fail(e),
-        })?;
+        let results = solved.map_err(|e| self.fail_in(&run.links, e))?;
         self.env.contexts.save();
         let images = crate::image::commit_all(self, &plans, &results)?;
         let exported = self.export(&plans)?;
@@ -456,10 +450,10 @@ impl<'a> BuildSession<'a> {
         let graph = self.graph;
         let (planner, dag) = Planner::new(self);
         let roots: Vec<usize> = graph.images.iter().map(|i| i.vertex.index()).collect();
-        let mut plans =
-            solve::solve(&dag, &roots, &planner, &self.pool, cancel).map_err(|e| self.fail(e))?;
+        let mut plans = solve::solve(&dag, &roots, &planner, &self.pool, cancel)
+            .map_err(|e| self.fail_in(&planner.early, e))?;
         // The early vertices' plans are placeholders.
-        plans.truncate(planner.n);
+        plans.truncate(planner.early.graph_len());
         Ok((roots, plans))
     }
 
@@ -590,6 +584,18 @@ impl<'a> BuildSession<'a> {
 
     /// A solver failure as the user reads it: the step, its Dockerfile and
     /// line, and why.
+    /// [`BuildSession::fail`] for a dag with `added` vertices: a failure
+    /// there is the failure of the step it works for.
+    fn fail_in(&self, added: &plan::Added, e: SolveError<StepError>) -> BuildError {
+        match e {
+            SolveError::Failed { vertex, error } => self.fail(SolveError::Failed {
+                vertex: added.vertex(vertex),
+                error,
+            }),
+            e => self.fail(e),
+        }
+    }
+
     pub(crate) fn fail(&self, e: SolveError<StepError>) -> BuildError {
         match e {
             SolveError::Cancelled => BuildError::Cancelled,
