@@ -41,8 +41,6 @@ pub(crate) struct Plan {
     pub inputs: Arc<serde_json::Value>,
     /// A COPY's context files and their record digests.
     pub files: Option<Arc<crate::step::FileDigests>>,
-    /// The context files a COPY selected while hashing them.
-    pub selection: Option<Arc<Selection>>,
     /// For a base image: its state.
     pub source: Option<State>,
     /// For `COPY --link`: the key of its layer alone, which does not depend
@@ -58,7 +56,6 @@ impl Plan {
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
             files: None,
-            selection: None,
             source: None,
             link_key: None,
         }
@@ -70,6 +67,11 @@ impl Plan {
         self.hit
             .as_ref()
             .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
+    }
+
+    /// The selection a COPY's key was made of, for the copy to reuse.
+    pub fn selection(&self) -> Option<Arc<Selection>> {
+        self.files.as_ref().and_then(|f| f.for_copy())
     }
 
     /// The keys a cache export carries for this step: its own, and a
@@ -266,7 +268,6 @@ impl Ops for Planner<'_, '_> {
                     key: content_key,
                     plaintext,
                     files,
-                    selection,
                 } = self.inputs(v, &from_keys)?;
                 let mut parts = vec![
                     def.as_bytes(),
@@ -304,7 +305,6 @@ impl Ops for Planner<'_, '_> {
                     recorded,
                     inputs: Arc::new(inputs_json),
                     files,
-                    selection,
                     source: None,
                     link_key,
                 })
@@ -464,7 +464,6 @@ mod tests {
                     recorded: hit,
                     inputs: Arc::new(serde_json::Value::Null),
                     files: None,
-                    selection: None,
                     source: None,
                     link_key: None,
                 })

@@ -107,7 +107,7 @@ impl Runner<'_, '_> {
         // Made once: for a COPY of a large context it lists every file.
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
-        let selection = plan.selection.clone();
+        let selection = plan.selection();
         let result = step::execute(&s.env, s.vertex(v), &step, parent, extra, selection, cancel);
         let layer = match result {
             Ok(layer) => layer,
@@ -253,7 +253,7 @@ impl Runner<'_, '_> {
             base: None,
             created: epoch(),
         };
-        let selection = plan.selection.clone();
+        let selection = plan.selection();
         let result = step::execute(
             &s.env,
             s.vertex(v),

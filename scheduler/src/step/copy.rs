@@ -39,18 +39,14 @@ pub(crate) fn inputs(
         f.sources.iter().cloned().partition(|s| !is_url(s));
     let mut files = None;
     let mut key = String::new();
-    let mut selection = None;
     if !local.is_empty() {
         let c = env.contexts.get(path, f.ignore_file.as_deref())?;
         let sel = Arc::new(c.select(&local, &f.excludes)?);
         let digest = c.digest(&sel)?;
         key.push_str(&digest.hex);
-        // Reusable only when it covers every source.
-        if urls.is_empty() {
-            selection = Some(sel.clone());
-        }
         files = Some(Arc::new(super::FileDigests {
             selection: sel,
+            whole: urls.is_empty(),
             digest,
         }));
     }
@@ -62,7 +58,6 @@ pub(crate) fn inputs(
         key,
         plaintext: json!({ "sources": f.sources, "dest": f.dest }),
         files,
-        selection,
     })
 }
 

@@ -179,6 +179,8 @@ pub(crate) struct FileDigests {
     /// What the COPY selected (only its local sources, when it also names
     /// URLs).
     pub selection: Arc<Selection>,
+    /// Whether that is all it copies (no URL beside).
+    pub whole: bool,
     /// Their digest.
     pub digest: crate::context::ContentDigest,
 }
@@ -187,6 +189,12 @@ impl FileDigests {
     /// Each file's path from the source root and its record's digest.
     pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
         self.digest.files(&self.selection)
+    }
+
+    /// The selection, for the copy on a miss, when it covers every source:
+    /// a large context is walked once, not twice.
+    pub fn for_copy(&self) -> Option<Arc<Selection>> {
+        self.whole.then(|| self.selection.clone())
     }
 }
 
@@ -200,9 +208,6 @@ pub(crate) struct StepInputs {
     /// plaintext's `files`, made into JSON only when the step runs or is
     /// explained (a cache hit of a large context needs none of it).
     pub files: Option<Arc<FileDigests>>,
-    /// The context files a COPY selected while digesting them, handed to the
-    /// copy on a miss so a large context is walked once, not twice.
-    pub selection: Option<Arc<Selection>>,
 }
 
 impl StepInputs {
@@ -211,7 +216,6 @@ impl StepInputs {
             key,
             plaintext,
             files: None,
-            selection: None,
         }
     }
 }
