@@ -9,6 +9,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::statcache::same_version;
 use super::{ContextError, EntryKind, EntryMeta, Selection, StatCache};
 
 /// Files at least this big are read in chunks of this size, each hashed
@@ -214,9 +215,7 @@ fn hash_file(path: &Path, meta: &EntryMeta) -> std::io::Result<([u8; 32], bool)>
         h.update(&buf);
     }
     let now = EntryMeta::from_std(&file.metadata()?, None);
-    let unchanged = (now.dev, now.ino, now.size, now.mtime_ns, now.ctime_ns)
-        == (meta.dev, meta.ino, meta.size, meta.mtime_ns, meta.ctime_ns);
-    Ok((*h.finalize().as_bytes(), unchanged))
+    Ok((*h.finalize().as_bytes(), same_version(&now, meta)))
 }
 
 /// Fills `buf` unless the file ends first; returns how much was read.

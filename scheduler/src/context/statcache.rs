@@ -54,6 +54,12 @@ struct Stamp {
     ctime_ns: i64,
 }
 
+/// Whether two stats are of the same file in the same state, as far as
+/// the cache can tell (what an entry must agree on to be trusted).
+pub(crate) fn same_version(a: &EntryMeta, b: &EntryMeta) -> bool {
+    id_of(a) == id_of(b) && stamp_of(a) == stamp_of(b)
+}
+
 fn id_of(meta: &EntryMeta) -> Id {
     Id {
         dev: meta.dev,
