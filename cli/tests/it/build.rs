@@ -47,6 +47,18 @@ pub(crate) fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
     Some(dir)
 }
 
+/// [`store_with_busybox`] and a build context `ctx` holding `files`: the
+/// temporary directory, its store and the context.
+pub(crate) fn busybox_and_context(
+    test: &str,
+    files: &[(&str, &str)],
+) -> Option<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> {
+    let dir = store_with_busybox(test)?;
+    let (store, ctx) = (dir.path().join("store"), dir.path().join("ctx"));
+    write(&ctx, files);
+    Some((dir, store, ctx))
+}
+
 /// Runs `cmd`, asserting it succeeded (its stderr shown if not).
 pub(crate) fn succeed(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::build::{rbk, store_with_busybox, succeed, write};
+use crate::build::{busybox_and_context, rbk, succeed, write};
 
 const DOCKERFILE: &str = "FROM localhost/busybox:latest\n\
 ARG V=1\n\
@@ -48,19 +48,14 @@ fn sh(store: &Path, tag: &str, script: &str) -> String {
 #[test]
 fn a_linked_copy_is_reused_over_a_changed_base_and_made_on_nothing() {
     let test = "a_linked_copy_is_reused_over_a_changed_base_and_made_on_nothing";
-    let Some(dir) = store_with_busybox(test) else {
+    let files = [
+        ("Dockerfile", DOCKERFILE),
+        ("f.txt", "linked\n"),
+        ("g.txt", "owned\n"),
+    ];
+    let Some((dir, store, ctx)) = busybox_and_context(test, &files) else {
         return;
     };
-    let store = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    write(
-        &ctx,
-        &[
-            ("Dockerfile", DOCKERFILE),
-            ("f.txt", "linked\n"),
-            ("g.txt", "owned\n"),
-        ],
-    );
     let first = build(&store, &ctx, "1", "link:1");
     assert!(first.contains("4 steps run, 0 cached"), "{first}");
     // The base changes: the RUN runs again, and so does the COPY --chmod
@@ -141,21 +136,16 @@ fn a_linked_copy_refuses_a_chown_by_name_at_its_position() {
 #[test]
 fn a_linked_copy_is_made_while_the_steps_before_it_run() {
     let test = "a_linked_copy_is_made_while_the_steps_before_it_run";
-    let Some(dir) = store_with_busybox(test) else {
+    let files = [
+        (
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN sleep 1\nCOPY --link f.txt /x/\n",
+        ),
+        ("f.txt", "linked\n"),
+    ];
+    let Some((_dir, store, ctx)) = busybox_and_context(test, &files) else {
         return;
     };
-    let store = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    write(
-        &ctx,
-        &[
-            (
-                "Dockerfile",
-                "FROM localhost/busybox:latest\nRUN sleep 1\nCOPY --link f.txt /x/\n",
-            ),
-            ("f.txt", "linked\n"),
-        ],
-    );
     let out = succeed(
         rbk(&store)
             .args(["build", "--progress", "plain", "--jobs", "2", "-t", "par:1"])
@@ -176,21 +166,17 @@ fn a_linked_copy_is_made_while_the_steps_before_it_run() {
 #[test]
 fn a_linked_layer_travels_in_a_cache_export_and_serves_another_base() {
     let test = "a_linked_layer_travels_in_a_cache_export_and_serves_another_base";
-    let Some(dir) = store_with_busybox(test) else {
+    let files = [
+        (
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nARG V=1\nRUN echo $V > /base\nCOPY --link f.txt /app/\n",
+        ),
+        ("f.txt", "linked\n"),
+    ];
+    let Some((dir, a, ctx)) = busybox_and_context(test, &files) else {
         return;
     };
-    let (a, b) = (dir.path().join("store"), dir.path().join("store-b"));
-    let ctx = dir.path().join("ctx");
-    write(
-        &ctx,
-        &[
-            (
-                "Dockerfile",
-                "FROM localhost/busybox:latest\nARG V=1\nRUN echo $V > /base\nCOPY --link f.txt /app/\n",
-            ),
-            ("f.txt", "linked\n"),
-        ],
-    );
+    let b = dir.path().join("store-b");
     let cache = dir.path().join("cache");
     let to = format!("type=local,dest={},mode=max", cache.display());
     let from = format!("type=local,src={}", cache.display());
