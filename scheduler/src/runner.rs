@@ -292,13 +292,12 @@ impl Runner<'_, '_> {
         let s = self.session;
         let step = s.step(v);
         let started = *self.started[k].get_or_init(Instant::now);
-        let layer = extra
+        let (layer, created) = extra
             .first()
-            .and_then(|l| l.layers.first().cloned())
+            .and_then(|made| Some((made.layers.first()?.clone(), made.created.clone())))
             .ok_or(StepError::Internal("a linked COPY without its layer"))?;
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
-        let created = extra[0].created.clone();
         let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
         self.finished[k].store(true, Ordering::SeqCst);
         s.finish(&step, started, false, why, stacked.is_err());
