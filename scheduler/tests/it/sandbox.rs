@@ -486,6 +486,8 @@ fn large_output_arrives_whole_and_sigpipe_is_default() {
 
 /// Set in the child process of `container_dies_with_rbk`.
 const HELPER_ENV: &str = "RBK_SANDBOX_KILL_HELPER";
+/// Where that child keeps the run's own files (rbk: the store's `tmp/`).
+const HELPER_SCRATCH_ENV: &str = "RBK_SANDBOX_KILL_HELPER_SCRATCH";
 
 /// Not a test on its own: `container_dies_with_rbk` runs the test binary with
 /// only this test and `HELPER_ENV` set, to play an rbk that gets SIGKILLed.
@@ -494,7 +496,10 @@ fn kill_helper_runs_a_long_container() {
     let Ok(root) = std::env::var(HELPER_ENV) else {
         return;
     };
-    let spec = sh("touch /tmp/started; sleep 100 & sleep 100");
+    let spec = ExecSpec {
+        scratch: std::env::var_os(HELPER_SCRATCH_ENV).map(Into::into),
+        ..sh("touch /tmp/started; sleep 100 & sleep 100")
+    };
     let _ = NamespaceExecutor.run(Path::new(&root), &spec, &mut |_, _| {}, &CancelToken::new());
 }
 
@@ -503,6 +508,7 @@ fn container_dies_with_rbk() {
     let Some(dir) = rootfs("container_dies_with_rbk") else {
         return;
     };
+    let scratch = tempfile::tempdir().unwrap();
     let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -510,6 +516,7 @@ fn container_dies_with_rbk() {
             "--nocapture",
         ])
         .env(HELPER_ENV, dir.path())
+        .env(HELPER_SCRATCH_ENV, scratch.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -545,6 +552,10 @@ fn container_dies_with_rbk() {
     }
     let root = dir.path().to_string_lossy().into_owned();
     assert!(!mountinfo().contains(&root));
+    // The killed run's own files are where it was told to keep them (for
+    // rbk, where the next command sweeps), not in the system's tmp.
+    let left = std::fs::read_dir(scratch.path()).unwrap().count();
+    assert_eq!(left, 1, "the run's files are not in its scratch directory");
 }
 
 #[test]
