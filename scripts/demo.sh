@@ -49,8 +49,16 @@ trap 'exit 130' INT TERM
 [ "$(id -u)" = 0 ] || die "run me as root (containers and debootstrap need it): sudo sh scripts/demo.sh"
 START=$(now)
 
-step "1/9 Debian packages: busybox-static debootstrap curl (and a C toolchain for cargo)"
-PKGS="busybox-static debootstrap curl ca-certificates gcc libc6-dev tar"
+# The Debian packages the demo needs: the bases (busybox-static,
+# debootstrap), the default network of RUN and `run -p` (slirp4netns),
+# fetching pages (curl), and a C toolchain for cargo.
+PKGS="busybox-static debootstrap slirp4netns curl ca-certificates gcc libc6-dev tar"
+# What the demo needs of the host, as `rbk system info` names it: RUN
+# steps in namespaces under seccomp, on the default (private) network.
+# (cli/tests/it/hostinfo.rs checks PKGS provides every one of these.)
+NEEDS="namespaces,seccomp,slirp4netns,tun"
+
+step "1/9 Debian packages: $PKGS"
 missing=
 for p in $PKGS; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $p"
@@ -81,6 +89,9 @@ RBK="$REPO/target/release/rbk"
 export RBK
 echo "built $RBK in $RBK_BUILD_TIME"
 rbk() { "$RBK" "$@"; }
+echo "what this host gives rbk:"
+show rbk system info --require "$NEEDS" ||
+    die "this host lacks what the demo needs (above); install it and run me again"
 
 step "3/9 Base images (debootstrap, no registry) and nginx's source tarball"
 T=$(now)

@@ -960,7 +960,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         }
     }
     let network = match args.network.as_str() {
-        "default" => default_network()?,
+        "default" => default_network("RUN steps", "--network host --allow network.host")?,
         "host" if allow.network_host => NetworkMode::Host,
         "host" => bail!("--network host needs `--allow network.host`"),
         "none" => NetworkMode::None,
@@ -1121,21 +1121,22 @@ fn source_date_epoch(args: &BuildArgs) -> Result<Option<i64>> {
 }
 
 /// The default network: the container's own, through user-mode
-/// networking; where that cannot be had rootless (the user may not open
-/// /dev/net/tun), the host's, which is then no more than the user's own
-/// access, with a warning.
-pub(crate) fn default_network() -> Result<NetworkMode> {
-    match rbk_scheduler::sandbox::net::available() {
-        Ok(()) => Ok(NetworkMode::Private),
-        Err(e) if rbk_store::sys::in_user_namespace() => {
-            eprintln!(
-                "warning: using the host's network instead of a private one: {}",
-                rbk_scheduler::error_chain(&e)
-            );
-            Ok(NetworkMode::Host)
-        }
-        Err(e) => Err(e).context("the default network for RUN steps (or use --network none)"),
-    }
+/// networking. Where that cannot be had (slirp4netns missing, or a
+/// rootless user who may not open /dev/net/tun) the build stops before
+/// any step and names the two ways on: no network, or the host's when the
+/// user allows it. Never a silent fall back to the host's network.
+/// `what` names who gets the network, `host` the flags that give the
+/// host's network.
+pub(crate) fn default_network(what: &str, host: &str) -> Result<NetworkMode> {
+    rbk_scheduler::sandbox::net::available().map_err(|e| {
+        anyhow::anyhow!(
+            "the default network of {what} cannot be set up here: {}; \
+             use --network none (no network), or {host} (the host's network); \
+             `rbk system info` shows what this host has",
+            rbk_scheduler::error_chain(&e)
+        )
+    })?;
+    Ok(NetworkMode::Private)
 }
 
 fn plural(n: usize, word: &str) -> String {

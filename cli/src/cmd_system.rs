@@ -1,4 +1,5 @@
-//! `rbk system check`: verify the store, and repair it on request.
+//! `rbk system check`: verify the store, and repair it on request;
+//! `rbk system info`: what this host gives rbk.
 
 use std::path::Path;
 
@@ -18,6 +19,28 @@ pub enum SystemCommand {
         after_help = "Examples:\n  rbk system check\n  rbk system check --quick --format json\n  rbk system check --repair"
     )]
     Check(CheckArgs),
+    /// What this host gives rbk: kernel, overlayfs, namespaces, seccomp,
+    /// cgroups, user-mode networking, rootless tools, QEMU handlers, the
+    /// store and its snapshotter. A missing piece names the Debian
+    /// package that provides it. Exits 1 when a piece named by
+    /// `--require` is missing.
+    #[command(
+        after_help = "Examples:\n  rbk system info\n  rbk system info --format json\n  rbk system info --require namespaces,overlayfs,seccomp,slirp4netns,tun"
+    )]
+    Info(InfoArgs),
+}
+
+/// `rbk system info` flags.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Fail (exit 1) unless these pieces are usable, comma-separated:
+    /// kernel, user, store, snapshotter, overlayfs, namespaces, userns,
+    /// seccomp, cgroups, slirp4netns, tun, pasta, newuidmap, subids, qemu
+    #[arg(long, value_delimiter = ',', value_name = "PIECES")]
+    require: Vec<String>,
+    /// Output: text, or json (every piece with its status and package)
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
 }
 
 /// `rbk system check` flags.
@@ -39,7 +62,27 @@ pub struct CheckArgs {
 pub fn run(root: &Path, cmd: SystemCommand) -> Result<i32> {
     match cmd {
         SystemCommand::Check(a) => check_cmd(root, &a),
+        SystemCommand::Info(a) => info_cmd(root, &a),
     }
+}
+
+fn info_cmd(root: &Path, args: &InfoArgs) -> Result<i32> {
+    use crate::hostinfo;
+    let pieces = hostinfo::gather(root, crate::snapshotter_flag());
+    let missing = hostinfo::missing(&pieces, &args.require).map_err(anyhow::Error::msg)?;
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&pieces)?);
+    } else {
+        print!("{}", hostinfo::render(&pieces));
+    }
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("rbk: this host lacks what is required:");
+    for p in &missing {
+        eprintln!("  {}", hostinfo::remedy(p));
+    }
+    Ok(1)
 }
 
 fn check_cmd(root: &Path, args: &CheckArgs) -> Result<i32> {

@@ -15,6 +15,7 @@ mod containers;
 mod detach;
 mod emulation;
 mod env;
+mod hostinfo;
 mod inputs;
 mod outputs;
 mod platforms;
@@ -79,7 +80,7 @@ enum Command {
     /// Multi-platform images: make an index of images, show it, push it
     #[command(subcommand)]
     Manifest(cmd_manifest::ManifestCommand),
-    /// Store maintenance (`rbk system check [--repair]`)
+    /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
     /// Print shell completions
@@ -200,6 +201,7 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Login(_)
             | Command::Logout(_)
             | Command::Completions { .. }
+            | Command::System(cmd_system::SystemCommand::Info(_))
     )
 }
 

@@ -243,3 +243,74 @@ fn a_user_without_subordinate_ids_is_told_how_to_fix_it() {
         "{t}"
     );
 }
+
+/// A rootless build whose user may not open /dev/net/tun (root's alone,
+/// mode 0600, on some hosts) stops before any step, naming the two ways
+/// on, instead of falling back to the host's network; `--network none`
+/// builds. The closed tun is a bind mount in a mount namespace of the
+/// test's own (`unshare -m`), gone when it exits: the host is untouched.
+#[test]
+fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
+    let test = "rootless_without_tun_refuses_the_default_network_instead_of_the_hosts";
+    if let Some(why) = cannot(test) {
+        eprintln!("SKIPPED {why}");
+        return;
+    }
+    ensure_user(USER, Some("400000-465535"));
+    let dir = tempfile::Builder::new()
+        .prefix("rbk-notun-")
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    busybox_tar(d);
+    let ctx = d.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/busybox:latest\nRUN echo ran > /f\n",
+    )
+    .unwrap();
+    let closed = d.join("tun-closed");
+    std::fs::write(&closed, "").unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&closed, Some(0), Some(0)).unwrap();
+    let import = rbk_as(
+        USER,
+        d,
+        &["import", "busybox.tar", "localhost/busybox:latest"],
+    );
+    assert!(import.status.success(), "{}", text(&import));
+    std::fs::copy(rbk_bin(), d.join("rbk")).ok();
+    let build = |network: &str| {
+        let script = format!(
+            "[ -e /dev/net/tun ] || {{ mkdir -p /dev/net && touch /dev/net/tun; }}; \
+             mount --bind {closed} /dev/net/tun && \
+             exec runuser -u {USER} -- env -u RBK_ROOT XDG_DATA_HOME={data} HOME={home} \
+             {bin} build --progress plain --network {network} -t notun ctx",
+            closed = closed.display(),
+            data = d.join("data").display(),
+            home = d.display(),
+            bin = d.join("rbk").display(),
+        );
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let out = build("default");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("/dev/net/tun"), "{t}");
+    assert!(t.contains("--network none"), "{t}");
+    assert!(t.contains("--allow network.host"), "{t}");
+    assert!(!t.contains("host's network instead"), "{t}");
+    let out = build("none");
+    assert!(out.status.success(), "{}", text(&out));
+}

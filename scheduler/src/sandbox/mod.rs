@@ -223,7 +223,7 @@ pub struct NamespaceExecutor;
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// The default network needs slirp4netns, which is not installed.
-    #[error("the default network of RUN needs slirp4netns (apt-get install slirp4netns), or use --network none")]
+    #[error("slirp4netns is not installed (apt-get install slirp4netns)")]
     NoUserNet,
     /// slirp4netns failed.
     #[error("cannot set up the container's network: {0}")]
