@@ -12,6 +12,7 @@ use crate::ast::{Node, Span};
 use crate::lower::{normalize_image, CompileError, ImageResolver, Input};
 use crate::platform::Platform;
 use crate::suggest::did_you_mean;
+use crate::vars::Vars;
 
 /// The rules, by name, with what each looks for.
 pub const RULES: &[(&str, &str)] = &[
@@ -328,7 +329,9 @@ fn secret_name(name: &str) -> bool {
 
 /// A stage's scope for UndefinedVar: what is defined so far.
 struct Scope {
-    defined: HashSet<String>,
+    /// Names only; shared with the stages built on this one (a chain of
+    /// stages that each add an ENV stays linear).
+    defined: Vars,
     /// False when the base image's environment is unknown: then nothing
     /// can be called undefined.
     known: bool,
@@ -387,8 +390,8 @@ impl Checker<'_, '_> {
     fn stages(&mut self, nodes: &[Node], escape: char) {
         // Global ARGs: name → default.
         let mut globals: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let mut names: Vec<String> = Vec::new();
-        let mut stage_env: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        let mut names: HashSet<String> = HashSet::new();
+        let mut stage_env: BTreeMap<String, Vars> = BTreeMap::new();
         let mut scope: Option<Scope> = None;
         let mut stage_name: Option<String> = None;
         let mut counts: Vec<(&'static str, Span)> = Vec::new();
@@ -403,7 +406,7 @@ impl Checker<'_, '_> {
                     let (defined, known, name) =
                         self.from(node, &globals, &names, &stage_env, escape);
                     if let Some(n) = &name {
-                        names.push(n.to_ascii_lowercase());
+                        names.insert(n.to_ascii_lowercase());
                     }
                     stage_name = name;
                     scope = Some(Scope { defined, known });
@@ -442,10 +445,10 @@ impl Checker<'_, '_> {
         &mut self,
         node: &Node,
         globals: &BTreeMap<String, Option<String>>,
-        names: &[String],
-        stage_env: &BTreeMap<String, HashSet<String>>,
+        names: &HashSet<String>,
+        stage_env: &BTreeMap<String, Vars>,
         escape: char,
-    ) -> (HashSet<String>, bool, Option<String>) {
+    ) -> (Vars, bool, Option<String>) {
         let image = node.args.first().cloned().unwrap_or_default();
         let name = (node.args.len() == 3).then(|| node.args[2].clone());
         let platform = node
@@ -460,7 +463,7 @@ impl Checker<'_, '_> {
     }
 
     /// StageNameCasing, DuplicateStageName, ReservedStageName.
-    fn stage_name(&mut self, node: &Node, name: Option<&str>, names: &[String]) {
+    fn stage_name(&mut self, node: &Node, name: Option<&str>, names: &HashSet<String>) {
         if let Some(n) = name {
             if n.to_ascii_lowercase() != n {
                 self.add(
@@ -567,8 +570,8 @@ impl Checker<'_, '_> {
         node: &Node,
         image: &str,
         platform: Option<&str>,
-        stage_env: &BTreeMap<String, HashSet<String>>,
-    ) -> (HashSet<String>, bool) {
+        stage_env: &BTreeMap<String, Vars>,
+    ) -> (Vars, bool) {
         // The stage's starting scope: an earlier stage's ENV, or the base
         // image's, when known.
         let base = image.to_ascii_lowercase();
@@ -576,10 +579,10 @@ impl Checker<'_, '_> {
             return (env.clone(), true);
         }
         if base == "scratch" {
-            return (HashSet::new(), true);
+            return (Vars::untracked(), true);
         }
         if image.contains('$') {
-            return (HashSet::new(), false);
+            return (Vars::untracked(), false);
         }
         let want = match platform {
             Some(p) if !p.contains('$') => Platform::parse(p).ok(),
@@ -606,19 +609,13 @@ impl Checker<'_, '_> {
                         );
                     }
                 }
-                let env = b
-                    .config
-                    .env
-                    .iter()
-                    .map(|kv| {
-                        kv.split_once('=')
-                            .map_or(kv.as_str(), |(k, _)| k)
-                            .to_string()
-                    })
-                    .collect();
+                let mut env = Vars::untracked();
+                for kv in &b.config.env {
+                    env.set(kv.split_once('=').map_or(kv.as_str(), |(k, _)| k), "");
+                }
                 (env, true)
             }
-            None => (HashSet::new(), false),
+            None => (Vars::untracked(), false),
         }
     }
 
@@ -654,7 +651,7 @@ impl Checker<'_, '_> {
                 for pair in &node.args {
                     let k = pair.split_once('=').map_or(pair.as_str(), |(k, _)| k);
                     self.secret("ARG", k, node);
-                    scope.defined.insert(k.to_string());
+                    scope.defined.set(k, "");
                 }
             }
             "env" | "label" => self.key_values(node, kw, scope),
@@ -689,7 +686,7 @@ impl Checker<'_, '_> {
             if let [k, _, sep] = triple {
                 if kw == "env" {
                     self.secret("ENV", k, node);
-                    scope.defined.insert(k.clone());
+                    scope.defined.set(k, "");
                 }
                 if sep.is_empty() {
                     let up = kw.to_ascii_uppercase();
@@ -783,7 +780,8 @@ impl Checker<'_, '_> {
                 if defined {
                     continue;
                 }
-                let mut candidates: Vec<&str> = scope.defined.iter().map(String::as_str).collect();
+                let entries = scope.defined.entries();
+                let mut candidates: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
                 candidates.sort_unstable();
                 let hint = match did_you_mean(&v, candidates) {
                     Some(c) => format!(" (did you mean ${c}?)"),

@@ -284,3 +284,37 @@ fn expose_ranges_are_limited() {
         e.message
     );
 }
+
+/// Bytes the lint checker allocates for a chain of `n` stages, each built
+/// on the one before and adding an ENV.
+fn lint_bytes(n: usize) -> u64 {
+    let mut src = String::from("FROM scratch AS s0\nENV V0=x\n");
+    for i in 1..n {
+        src.push_str(&format!("FROM s{} AS s{i}\nENV V{i}=value{i}\n", i - 1));
+    }
+    on_small_stack(move || {
+        let input = input(src);
+        let ignored = |_: &str| false;
+        let env = rbk_compiler::check::CheckEnv {
+            resolver: &NoResolver,
+            ignored: &ignored,
+        };
+        let before = crate::allocated();
+        let report = rbk_compiler::check::check(&input, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        crate::allocated() - before
+    })
+}
+
+/// Each stage starts from its base's ENV: shared, not copied (a copy per
+/// stage made a 4,000-stage chain allocate gigabytes). Twice the stages
+/// must cost about twice the memory, not four times.
+#[test]
+fn linting_a_chain_of_stages_with_env_is_linear_in_memory() {
+    let (small, large) = (lint_bytes(2000), lint_bytes(4000));
+    let ratio = large as f64 / small as f64;
+    assert!(
+        ratio < 2.8,
+        "2,000 stages allocated {small} bytes, 4,000 allocated {large} ({ratio:.2}×)"
+    );
+}
