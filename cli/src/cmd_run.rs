@@ -470,31 +470,27 @@ fn merged_env(
     host: impl Fn(&str) -> Option<String>,
     tty: bool,
 ) -> Result<Vec<(String, String)>> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |k: &str, v: String| match env.iter_mut().find(|(key, _)| key == k) {
-        Some(pair) => pair.1 = v,
-        None => env.push((k.to_string(), v)),
-    };
+    let mut env = rbk_scheduler::sandbox::EnvList::new();
     for kv in config.env.iter().flatten() {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        set(k, v.to_string());
+        env.set(k, v.to_string());
     }
     for kv in extra {
         match kv.split_once('=') {
             Some(("", _)) => bail!("invalid environment variable {kv:?}: the name is empty"),
-            Some((k, v)) => set(k, v.to_string()),
+            Some((k, v)) => env.set(k, v.to_string()),
             None if kv.is_empty() => bail!("invalid environment variable \"\": the name is empty"),
             None => {
                 if let Some(v) = host(kv) {
-                    set(kv, v);
+                    env.set(kv, v);
                 }
             }
         }
     }
-    if tty && !env.iter().any(|(k, _)| k == "TERM") {
-        env.push(("TERM".into(), "xterm".into()));
+    if tty && !env.contains("TERM") {
+        env.set("TERM", "xterm".into());
     }
-    Ok(env)
+    Ok(env.into_pairs())
 }
 
 /// `/a/b/` and `a/b` both mean `/a/b` inside the container.
@@ -682,6 +678,28 @@ mod tests {
         &'a [&'a str],
         &'a [&'a str],
     );
+
+    /// An image may carry 100,000 Env entries and `-e` may replace each:
+    /// the merge is linear (it was a scan per variable: minutes here).
+    /// The deadline is a guard against quadratic time, 100× above need.
+    #[test]
+    fn a_huge_environment_merges_in_linear_time() {
+        let n = 100_000;
+        let mut c = config(&[], &["sh"]);
+        c.env = Some((0..n).map(|i| format!("V{i}=image")).collect());
+        let extra: Vec<String> = (0..n).rev().map(|i| format!("V{i}=flag")).collect();
+        let started = std::time::Instant::now();
+        let env = merged_env(&c, &extra, |_| None, true).unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "merging {n} variables took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(env.len(), n + 1);
+        assert_eq!(env[0], ("V0".to_string(), "flag".to_string()));
+        assert_eq!(env[n - 1].0, format!("V{}", n - 1));
+        assert_eq!(env[n], ("TERM".to_string(), "xterm".to_string()));
+    }
 
     #[test]
     fn command_line_follows_docker() {

@@ -188,6 +188,25 @@ fn missing_image_is_one_clear_line() {
     assert!(!fresh.exists());
 }
 
+/// An environment the kernel refuses (one 200 KiB variable; Linux takes
+/// at most 128 KiB per string) says so, with exit code 126, instead of a
+/// bare `exec: "true"`.
+#[test]
+fn an_environment_too_large_for_exec_says_e2big() {
+    let Some(root) = shared() else { return };
+    // Through a file: rbk's own command line could not hold it either.
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("env");
+    std::fs::write(&file, format!("BIG={}\n", "x".repeat(200 * 1024))).unwrap();
+    let file = file.to_string_lossy();
+    let out = rbk(root, &["run", "--rm", "--env-file", &file, BUSYBOX, "true"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("exec: \"true\": "), "{err}");
+    assert!(err.contains("E2BIG"), "{err}");
+    assert!(err.contains("128 KiB per string"), "{err}");
+}
+
 #[test]
 fn missing_command_exits_127_with_one_line() {
     let Some(root) = shared() else { return };

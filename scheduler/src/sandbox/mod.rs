@@ -22,6 +22,7 @@
 //!
 //! All syscalls live in `sys.rs`; the rest is safe code.
 
+mod env;
 pub mod net;
 pub mod rootfs;
 pub mod seccomp;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
+pub use env::EnvList;
 pub use sys::{forward_signals, sandbox_supported, SignalForwarder};
 pub use user::{resolve_user, ExecUser};
 
@@ -299,13 +301,13 @@ pub enum SandboxError {
         command: String,
     },
     /// The command exists but cannot be executed (exit code 126).
-    #[error("exec: {command:?}")]
+    #[error("exec: {command:?}: {reason}")]
     NotExecutable {
         /// `args[0]`.
         command: String,
-        /// The kernel's reason (permission denied, exec format error, ...).
-        #[source]
-        source: std::io::Error,
+        /// The kernel's reason, said for people (permission denied, exec
+        /// format error, an environment too large …).
+        reason: String,
     },
     /// A step of setting up the sandbox failed inside the child.
     #[error("cannot set up the sandbox: {step}")]
@@ -488,21 +490,17 @@ fn binds(
 /// position and its last value (Docker's rule), then `PATH` and `HOME`
 /// defaults when absent.
 fn final_env(spec: &ExecSpec, user: &ExecUser) -> Vec<String> {
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut env = EnvList::new();
     for (k, v) in &spec.env {
-        match pairs.iter_mut().find(|(key, _)| key == k) {
-            Some(pair) => pair.1 = v,
-            None => pairs.push((k, v)),
-        }
+        env.set(k, v.clone());
     }
-    let mut env: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if !pairs.iter().any(|(k, _)| *k == "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
+    if !env.contains("PATH") {
+        env.set("PATH", DEFAULT_PATH.to_string());
     }
-    if !pairs.iter().any(|(k, _)| *k == "HOME") {
-        env.push(format!("HOME={}", user.home));
+    if !env.contains("HOME") {
+        env.set("HOME", user.home.clone());
     }
-    env
+    env.into_strings()
 }
 
 /// The paths `execve` should try for `command`, in order: the command itself

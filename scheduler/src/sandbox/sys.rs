@@ -518,6 +518,23 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
     })
 }
 
+/// Why `execve` refused, in words that point at the fix.
+fn exec_failure(e: &std::io::Error, l: &Launch) -> String {
+    match e.raw_os_error() {
+        Some(libc::EACCES) => "permission denied: the file is not executable (no x bit, a directory, or on a noexec mount)".to_string(),
+        Some(libc::ENOEXEC) => "exec format error: not a program this machine can run (another architecture, or a script without a #! line)".to_string(),
+        Some(libc::E2BIG) => {
+            let bytes: usize = l.argv.iter().chain(&l.env).map(|s| s.len() + 1).sum();
+            let longest = l.argv.iter().chain(&l.env).map(String::len).max().unwrap_or(0);
+            format!(
+                "the arguments and environment are too large for the kernel (E2BIG): {bytes} bytes in {} strings, the longest {longest} bytes; Linux takes at most 128 KiB per string and a quarter of the stack limit in all",
+                l.argv.len() + l.env.len()
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Turns a child's status record into the error the user sees.
 fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) -> SandboxError {
     let source = std::io::Error::from_raw_os_error(errno);
@@ -529,7 +546,10 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
     };
     let step = match step {
         Step::ExecNotFound => return SandboxError::CommandNotFound { command },
-        Step::ExecFailed => return SandboxError::NotExecutable { command, source },
+        Step::ExecFailed => {
+            let reason = exec_failure(&source, l);
+            return SandboxError::NotExecutable { command, reason };
+        }
         Step::Bind => format!(
             "bind mount {} on {}",
             path(plan.binds.get(idx).map(|b| &b.0)),
