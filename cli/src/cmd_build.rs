@@ -495,6 +495,11 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let input_args = with_oci_layouts_loaded(&store, &args.input)?;
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
+    if args.check {
+        // As `rbk check`: the store's bases, nothing pulled, nothing built.
+        let bases = BaseImages::new(&store);
+        return crate::cmd_check::check_inputs(&inputs, &StoreResolver(&bases));
+    }
     let targets = TargetOptions::of(args, cli_secrets, cli_ssh, &target_settings, &mut options)?;
     // Staged secrets and agents started for --ssh ID=KEY live until the
     // build ends.
@@ -518,6 +523,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let mut names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
     names.dedup();
     check_outputs(args, &outputs, &targets, names.len())?;
+    check_tags(&inputs)?;
     let mut graph = compile_all(&inputs, &resolver)?;
     let groups = crate::platforms::hold_tags(&mut graph);
     check_no_cache_filter(args, &graph)?;
@@ -674,9 +680,6 @@ fn lint_and_emulate(
     // The bases the build needs were pulled while compiling: the lint only
     // reads the store (another platform of a base is not pulled for it).
     let lint = crate::cmd_check::lint(inputs, &StoreResolver(bases))?;
-    if args.check {
-        return Ok(Some(crate::cmd_check::print(&lint)));
-    }
     let chatty =
         !args.quiet && !matches!(args.progress, ProgressMode::Rawjson | ProgressMode::Quiet);
     crate::cmd_check::warn(&lint, chatty)?;
@@ -1102,6 +1105,21 @@ fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+/// Every tag is a valid reference, checked before any work (a bad `-t`
+/// once failed only after the whole build had run).
+fn check_tags(inputs: &[rbk_compiler::Input]) -> Result<()> {
+    for input in inputs {
+        for t in &input.tags {
+            let of = match input.name == *t {
+                true => String::new(),
+                false => format!(" of {}", input.name),
+            };
+            Reference::parse(t).with_context(|| format!("invalid tag {t:?}{of}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// `SOURCE_DATE_EPOCH`: the build arg if given (as BuildKit takes it),

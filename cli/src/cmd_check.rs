@@ -118,8 +118,14 @@ pub fn warn(reports: &[Report], show: bool) -> Result<()> {
 /// `rbk check`.
 pub fn run(args: &CheckArgs, resolver: &dyn ImageResolver) -> Result<i32> {
     let inputs = inputs::load(&args.input)?;
-    let code = print(&lint(&inputs, resolver)?);
-    // Then what would stop a build (a duplicate stage, a cycle, …).
-    crate::cmd_graph::compile_all(&inputs, resolver)?;
+    check_inputs(&inputs, resolver)
+}
+
+/// The lint findings of `inputs`, printed, then what would stop a build (a
+/// duplicate stage, a cycle, an ARG without value in FROM …): `rbk check`
+/// and `rbk build --check` alike. The exit code: 1 with findings.
+pub fn check_inputs(inputs: &[Input], resolver: &dyn ImageResolver) -> Result<i32> {
+    let code = print(&lint(inputs, resolver)?);
+    crate::cmd_graph::compile_all(inputs, resolver)?;
     Ok(code)
 }

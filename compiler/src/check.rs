@@ -221,7 +221,7 @@ const PLATFORM_ARGS: &[&str] = &[
 /// The variables a word expands: `$NAME` and `${NAME…}` outside single
 /// quotes and escapes. `${NAME:-x}`-style forms, which supply a value when
 /// it is unset, count only with `required` false.
-fn variables(word: &str, escape: char, with_defaults: bool) -> Vec<String> {
+pub(crate) fn variables(word: &str, escape: char, with_defaults: bool) -> Vec<String> {
     let chars: Vec<char> = word.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;

@@ -485,6 +485,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
                             format!("base name ({image}) should not be blank"),
                         ));
                     }
+                    self.valueless_arg_in_from(node, &image, &base)?;
                     let platform = match platform {
                         Some(p) => Some(self.expand(node, &p, env)?),
                         None => None,
@@ -535,6 +536,43 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
             }
         }
         Ok(stages)
+    }
+
+    /// A FROM whose image name an ARG without a value left broken
+    /// (`FROM busybox:$V` → `busybox:`): the ARG and the line, not an
+    /// "invalid reference" from the registry after the build started.
+    fn valueless_arg_in_from(
+        &self,
+        node: &Node,
+        image: &str,
+        base: &str,
+    ) -> Result<(), ParseError> {
+        let broken = base.ends_with([':', '@', '/'])
+            || base.starts_with([':', '@', '/'])
+            || base.contains("//")
+            || base.contains(":@");
+        if !broken {
+            return Ok(());
+        }
+        let vars = crate::check::variables(image, self.lex.escape(), false);
+        let Some(var) = vars
+            .iter()
+            .find(|v| self.meta_args.get(v).flatten().is_none_or(str::is_empty))
+        else {
+            return Ok(());
+        };
+        let why = match self.meta_args.get(var) {
+            None => format!(
+                "{var} is not an ARG declared before the first FROM (only those reach FROM)"
+            ),
+            Some(_) => format!("the ARG {var} has no value"),
+        };
+        Err(ParseError::new(
+            instructions::locate(node, image),
+            format!(
+                "FROM {image}: {why}, which leaves the image name {base:?}; give it one: `ARG {var}=VALUE` before the first FROM, or `--build-arg {var}=VALUE`"
+            ),
+        ))
     }
 
     fn expand(&self, node: &Node, word: &str, env: &dyn Env) -> Result<String, ParseError> {

@@ -1099,3 +1099,66 @@ fn run_for_arm64_runs_under_qemu() {
     let img = if img.is_array() { img[0].clone() } else { img };
     assert_eq!(img["Architecture"], "arm64", "{img}");
 }
+
+/// An invalid `-t` is refused before any work (it once failed only after
+/// the whole build ran), and an ARG without a value in FROM names the ARG
+/// and the line; `rbk check` and `rbk build --check` say the same, with
+/// the same exit code.
+#[test]
+fn bad_tags_and_valueless_from_args_fail_before_any_step() {
+    let test = "bad_tags_and_valueless_from_args_fail_before_any_step";
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN echo ran > /f\n",
+        )],
+    ) else {
+        return;
+    };
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain", "-t", "Bad/Name:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("invalid tag \"Bad/Name:1\""), "{err}");
+    assert!(err.contains("must be lower-case"), "{err}");
+    assert!(!err.contains("RUN echo ran"), "a step started: {err}");
+
+    write(
+        &ctx,
+        &[("Dockerfile", "ARG V\nFROM localhost/busybox:$V\nRUN true\n")],
+    );
+    let build = rbk(&store).arg("build").arg(&ctx).output().unwrap();
+    let err = String::from_utf8_lossy(&build.stderr);
+    assert_eq!(build.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:6: FROM localhost/busybox:$V: the ARG V has no value"),
+        "{err}"
+    );
+    assert!(err.contains("--build-arg V=VALUE"), "{err}");
+    assert!(!err.contains("invalid reference"), "{err}");
+    let check = rbk(&store).arg("check").arg(&ctx).output().unwrap();
+    let build_check = rbk(&store)
+        .args(["build", "--check"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), build_check.status.code());
+    assert_eq!(check.stdout, build_check.stdout);
+    assert_eq!(check.stderr, build_check.stderr);
+    assert!(String::from_utf8_lossy(&check.stderr).contains("the ARG V has no value"));
+    // With a value it builds.
+    let ok = rbk(&store)
+        .args(["build", "--build-arg", "V=latest"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
