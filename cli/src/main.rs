@@ -18,6 +18,7 @@ mod env;
 mod hostinfo;
 mod inputs;
 mod outputs;
+mod pipe;
 mod platforms;
 mod progress;
 mod report;
@@ -160,7 +161,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut std::io::stdout());
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut script);
+            std::io::Write::write_all(&mut pipe::stdout(), &script)?;
             Ok(0)
         }
     }
@@ -219,6 +223,8 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        // The reader went away (`| head`): nothing to say to anyone.
+        Err(_) if pipe::closed() => ExitCode::SUCCESS,
         Err(e) => {
             // One clear line (plus causes), no backtrace.
             eprintln!("{}", report::render(&e));
