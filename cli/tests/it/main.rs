@@ -11,6 +11,7 @@ mod hostinfo;
 mod layers;
 mod link;
 mod outputs;
+mod pipes;
 mod platforms;
 mod rootless;
 mod run;
