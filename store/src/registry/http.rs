@@ -14,6 +14,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
+use super::transfer::{self, MinSpeed, Paced};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
 
 /// What a request carries.
@@ -26,10 +27,11 @@ pub(crate) enum Body<'a> {
     File(PathBuf, &'a (dyn Fn(u64) + Sync)),
 }
 
-/// A reader that reports how much has been read, every 4 MiB.
+/// A reader of an upload that reports how much has been read, every
+/// 4 MiB, and holds the registry to the progress floor (ureq reads it as
+/// fast as the socket takes the bytes).
 struct Counting<'a, R> {
-    inner: R,
-    done: u64,
+    inner: Paced<'a, R>,
     reported: u64,
     on_bytes: &'a (dyn Fn(u64) + Sync),
 }
@@ -37,10 +39,9 @@ struct Counting<'a, R> {
 impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        if self.done - self.reported >= 4 << 20 {
-            self.reported = self.done;
-            (self.on_bytes)(self.done);
+        if self.inner.done - self.reported >= 4 << 20 {
+            self.reported = self.inner.done;
+            (self.on_bytes)(self.inner.done);
         }
         Ok(n)
     }
@@ -86,16 +87,21 @@ pub(crate) struct Answer {
 /// this size: a registry cannot make us allocate without bound.
 const MAX_DOCUMENT: u64 = 16 << 20;
 
-fn agent(tls: TlsConfig) -> Agent {
+fn agent(tls: TlsConfig, floor: MinSpeed) -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
         // A stalled connection becomes an error (and a retry) instead of a
-        // pull that hangs forever.
-        .timeout_per_read(Some(Duration::from_secs(120)))
-        .timeout_per_write(Some(Duration::from_secs(120)))
+        // pull that hangs forever: no byte in a whole window is below any
+        // floor. A trickle is caught by the `Paced` readers.
+        .timeout_per_read(Some(floor.window))
+        .timeout_per_write(Some(floor.window))
+        // Redirects ureq follows (a blob GET sent to a CDN) never carry
+        // the Authorization header; see `transfer::same_origin` for those
+        // rbk follows itself.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
         .user_agent(concat!("rbk/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(16)
         .build()
@@ -127,9 +133,13 @@ impl Client {
             // Like `curl --cacert`: with a CA file, only its CAs are trusted.
             tls = tls.root_certs(RootCerts::new_with_certs(&certs));
         }
-        let trusting = agent(TlsConfig::builder().disable_verification(true).build());
+        let floor = opts.min_speed;
+        let trusting = agent(
+            TlsConfig::builder().disable_verification(true).build(),
+            floor,
+        );
         let verifying = if opts.tls_verify {
-            agent(tls.build())
+            agent(tls.build(), floor)
         } else {
             trusting.clone()
         };
@@ -266,52 +276,82 @@ impl Client {
         progress: &dyn Fn(&Progress),
     ) -> Result<Response<ureq::Body>, RegistryError> {
         let url = s.url(url);
+        // One rule for every request: the registry's credentials and
+        // tokens go to its own origin only, never to a `Location` (upload
+        // session, redirect) on another host or scheme.
+        let own = transfer::same_origin(&s.base, &url);
         let mut attempt = 1;
         let mut challenged = false;
         loop {
-            let auth = s.auth_header(scopes);
-            let res = s.call(method, &url, headers, body, auth.as_deref());
-            let retry_reason = match res {
-                Err(e) => Transport::Http(e),
+            let auth = if own { s.auth_header(scopes) } else { None };
+            let res = s.call(
+                self.opts.min_speed,
+                method,
+                &url,
+                headers,
+                body,
+                auth.as_deref(),
+            );
+            let (retry_reason, asked) = match res {
+                Err(e) => (Transport::Http(e), None),
                 Ok(r) if r.status().is_server_error() || r.status() == 429 => {
-                    Transport::Status(r.status().as_u16())
+                    let status = r.status().as_u16();
+                    let asked = match status {
+                        429 | 503 => transfer::retry_after(r.headers()),
+                        _ => None,
+                    };
+                    (Transport::Status(status), asked)
                 }
-                Ok(r) if r.status() == 401 && !challenged => {
+                Ok(r) if r.status() == 401 && own && !challenged => {
                     challenged = true;
-                    let header = r
-                        .headers()
-                        .get("www-authenticate")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let message = error_message(r);
-                    self.answer_challenge(s, &header, scopes, auth.is_some(), &message)?;
+                    self.challenged(s, r, scopes, auth.is_some())?;
                     continue;
                 }
                 Ok(r) if r.status() == 401 || r.status() == 403 => {
-                    return Err(RegistryError::Unauthorized {
-                        registry: s.registry.clone(),
-                        reason: refused_reason(s, r),
-                    });
+                    return Err(refused(s, &url, own, r));
                 }
                 Ok(r) => return Ok(r),
             };
+            let give_up = |attempts: u32, source: Transport| RegistryError::Connect {
+                registry: s.registry.clone(),
+                method,
+                url: url.clone(),
+                attempts,
+                source: Box::new(source),
+            };
             if attempt >= self.opts.attempts.max(1) {
-                return Err(RegistryError::Connect {
-                    registry: s.registry.clone(),
-                    method,
-                    url,
-                    attempts: attempt,
-                    source: Box::new(retry_reason),
-                });
+                return Err(give_up(attempt, retry_reason));
             }
+            let wait = self.retry_delay(attempt + 1, asked);
+            let Some(wait) = wait else {
+                let asked = asked.unwrap_or_default().as_secs();
+                let Transport::Status(status) = retry_reason else {
+                    return Err(give_up(attempt, retry_reason));
+                };
+                return Err(give_up(attempt, Transport::RetryTooLate { status, asked }));
+            };
             attempt += 1;
             progress(&Progress::Retrying {
                 what: format!("{method} {}", path_of(&url)),
                 attempt,
-                reason: retry_reason.to_string(),
+                reason: match asked {
+                    Some(_) => format!("{retry_reason}, retrying after {} ms", wait.as_millis()),
+                    None => retry_reason.to_string(),
+                },
             });
-            std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// How long to wait before `attempt` (2 = the first retry): the
+    /// backoff, or what the registry asked with `Retry-After` if longer;
+    /// `None` when it asked for more than [`transfer::MAX_RETRY_AFTER`].
+    fn retry_delay(&self, attempt: u32, asked: Option<Duration>) -> Option<Duration> {
+        let backoff = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(2));
+        match asked {
+            Some(a) if a > transfer::MAX_RETRY_AFTER => None,
+            Some(a) => Some(a.max(backoff)),
+            None => Some(backoff),
         }
     }
 
@@ -332,7 +372,11 @@ impl Client {
             let r = self.send(s, method, url, headers, body, scopes, progress)?;
             let status = r.status().as_u16();
             let (parts, b) = r.into_parts();
-            match b.into_with_config().limit(MAX_DOCUMENT).read_to_vec() {
+            let full = s.url(url);
+            let limited = b.into_with_config().limit(MAX_DOCUMENT).reader();
+            let mut reader = Paced::new(limited, host_of(&full), self.opts.min_speed);
+            let mut data = Vec::new();
+            match std::io::Read::read_to_end(&mut reader, &mut data).map(|_| data) {
                 Ok(body) => {
                     return Ok(Answer {
                         status,
@@ -355,13 +399,32 @@ impl Client {
                     return Err(RegistryError::Connect {
                         registry: s.registry.clone(),
                         method,
-                        url: s.url(url),
+                        url: full,
                         attempts: attempt,
-                        source: Box::new(Transport::Http(e)),
+                        source: Box::new(Transport::Io(e)),
                     })
                 }
             }
         }
+    }
+
+    /// Answers the 401 `r` of the registry's own origin (its
+    /// `WWW-Authenticate` challenge) so the request can be sent again.
+    fn challenged(
+        &self,
+        s: &Session,
+        r: Response<ureq::Body>,
+        scopes: &[String],
+        had_auth: bool,
+    ) -> Result<(), RegistryError> {
+        let header = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let message = error_message(r);
+        self.answer_challenge(s, &header, scopes, had_auth, &message)
     }
 
     fn answer_challenge(
@@ -433,7 +496,25 @@ impl Client {
             sep = '&';
         }
         let mut req = s.agent.get(&url);
+        // Docker's rule, kept on purpose: the credentials stored for the
+        // registry go to the token service its challenge names, even on
+        // another host, because that realm is the registry's designated
+        // auth server (registry-1.docker.io sends clients to
+        // auth.docker.io). Only a challenge from the registry's own origin
+        // gets here (`send` answers no 401 from elsewhere), and
+        // credentials of a registry reached over HTTPS never go to a
+        // plain-HTTP realm, where anyone on the way could read them.
         if let Some(c) = &s.creds {
+            if transfer::is_plain_http(realm) && !transfer::is_plain_http(&s.base) {
+                return Err(RegistryError::Unauthorized {
+                    registry: s.registry.clone(),
+                    reason: format!(
+                        "its token service {realm} is plain HTTP while the registry speaks \
+                         HTTPS; rbk will not send the credentials for {} there",
+                        s.registry
+                    ),
+                });
+            }
             req = req.header("Authorization", c.basic_header());
         }
         let unreachable = |e: ureq::Error| RegistryError::Connect {
@@ -502,6 +583,7 @@ impl Session {
 
     fn call(
         &self,
+        floor: MinSpeed,
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
@@ -526,8 +608,7 @@ impl Session {
                 // size ureq cannot know) is not sent chunked.
                 let len = f.metadata()?.len();
                 let mut r = Counting {
-                    inner: f,
-                    done: 0,
+                    inner: Paced::new(f, host_of(url), floor),
                     reported: 0,
                     on_bytes: *on_bytes,
                 };
@@ -536,6 +617,20 @@ impl Session {
             }
         }
     }
+}
+
+/// The host (and port) of a URL, for messages.
+pub(crate) fn host_of(url: &str) -> &str {
+    let rest = url.find("://").map_or(url, |i| &url[i + 3..]);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// `host/path` of a URL without its query (which may hold upload state),
+/// for messages.
+fn path_and_host(url: &str) -> String {
+    let path = path_of(url);
+    let path = path.split('?').next().unwrap_or(path);
+    format!("{}{}", host_of(url), if path == url { "" } else { path })
 }
 
 /// The path part of a URL, for messages.
@@ -556,6 +651,27 @@ pub(crate) fn query_escape(v: &str) -> String {
         }
     }
     out
+}
+
+/// The error for a 401 or 403 that is not answered: refused credentials,
+/// or a request off the registry's origin asking for some (which it does
+/// not get).
+fn refused(s: &Session, url: &str, own: bool, r: Response<ureq::Body>) -> RegistryError {
+    let reason = if own {
+        refused_reason(s, r)
+    } else {
+        format!(
+            "{} answered {} and it is not the registry's own address {}: rbk sends the \
+             registry's credentials to no other host",
+            path_and_host(url),
+            r.status().as_u16(),
+            s.base
+        )
+    };
+    RegistryError::Unauthorized {
+        registry: s.registry.clone(),
+        reason,
+    }
 }
 
 fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
