@@ -274,6 +274,7 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(Vec<Descriptor>, u64), RegistryError> {
         let mut wanted: Vec<Descriptor> = Vec::new();
+        let mut manifests: Vec<Manifest> = Vec::new();
         for doc in images {
             let manifest = parse_manifest(at, doc)?;
             progress(&Progress::Manifest {
@@ -284,9 +285,22 @@ impl Client {
                     wanted.push(d.clone());
                 }
             }
+            manifests.push(manifest);
         }
         let refs: Vec<&Descriptor> = wanted.iter().collect();
         let bytes = self.fetch_blobs(at.s, store, at.repo, &refs, at.scopes, progress)?;
+        // Every blob is in and verified; a config that is not one would
+        // make a tag that no listing can read: refuse it now, untagged.
+        for m in &manifests {
+            let data = store.content.read(&m.config.digest)?;
+            serde_json::from_slice::<crate::oci::ImageConfig>(&data).map_err(|e| {
+                RegistryError::Json {
+                    registry: at.s.registry.clone(),
+                    what: format!("image config {} of {}", m.config.digest, at.name),
+                    source: e,
+                }
+            })?;
+        }
         Ok((wanted, bytes))
     }
 

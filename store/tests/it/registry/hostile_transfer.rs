@@ -369,3 +369,42 @@ fn retries_are_reported_with_their_reason() {
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].contains("HTTP 429"), "{reasons:?}");
 }
+
+#[test]
+fn a_config_that_is_not_json_is_never_tagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, img) = source(tmp.path(), "config", 2_000);
+    // The registry's config blob is not JSON, with its digest right.
+    let config = b"not JSON at all".to_vec();
+    let mut manifest = img.manifest.clone();
+    manifest.config = rbk_store::oci::Descriptor::new(
+        &manifest.config.media_type,
+        Digest::of(&config),
+        config.len() as u64,
+    );
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let mut routes = routes_for(&src, &img, "x", false);
+    let mt = img.manifest.media_type.clone().unwrap();
+    routes.insert("/v2/x/manifests/v1".into(), (mt, manifest.clone()));
+    routes.insert(
+        format!("/v2/x/blobs/{}", Digest::of(&config)),
+        ("application/octet-stream".into(), config),
+    );
+    let fake = serve(move |req| serve_routes(&routes, req));
+    let (store, res) = pull(options(tmp.path()), tmp.path(), &fake.host);
+    let err = res.unwrap_err();
+    assert!(matches!(err, RegistryError::Json { .. }), "{err}");
+    assert!(err.to_string().contains(&fake.host), "{err}");
+    assert!(store.read_index().unwrap().manifests.is_empty());
+    // Whoever tags: the store refuses such an image too.
+    let digest = store.content.put(&manifest).unwrap();
+    let desc = rbk_store::oci::Descriptor::new(
+        rbk_store::oci::MEDIA_TYPE_OCI_MANIFEST,
+        digest,
+        manifest.len() as u64,
+    );
+    let tag = Reference::parse("x:v1").unwrap();
+    assert!(store.add_to_index(&[(desc, vec![tag])]).is_err());
+    assert!(store.read_index().unwrap().manifests.is_empty());
+    assert!(store.list_all().unwrap().1.is_empty());
+}
