@@ -3,6 +3,7 @@
 //! network print `SKIPPED: <why>` to stderr and return.
 #![allow(clippy::unwrap_used)]
 
+mod broken_images;
 mod build;
 mod cache;
 mod containers;
