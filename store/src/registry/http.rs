@@ -535,17 +535,35 @@ impl Client {
                 ),
             });
         }
+        self.read_token(s, realm, res)
+    }
+
+    /// The token in the token service's answer `res`.
+    fn read_token(
+        &self,
+        s: &Session,
+        realm: &str,
+        res: Response<ureq::Body>,
+    ) -> Result<String, RegistryError> {
         #[derive(serde::Deserialize)]
         struct Token {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let data = res
+        let limited = res
             .into_body()
             .into_with_config()
             .limit(MAX_DOCUMENT)
-            .read_to_vec()
-            .map_err(unreachable)?;
+            .reader();
+        let mut reader = Paced::new(limited, host_of(realm), self.opts.min_speed);
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut data).map_err(|e| RegistryError::Connect {
+            registry: s.registry.clone(),
+            method: "GET",
+            url: realm.to_string(),
+            attempts: 1,
+            source: Box::new(Transport::Io(e)),
+        })?;
         let t: Token = serde_json::from_slice(&data).map_err(|e| RegistryError::Json {
             registry: s.registry.clone(),
             what: format!("token from {realm}"),
@@ -691,12 +709,12 @@ fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
 /// (`{"errors":[{"code":…,"message":…}]}`), or the raw text.
 pub(crate) fn error_message(r: Response<ureq::Body>) -> String {
     let status = r.status();
-    let body = r
-        .into_body()
-        .into_with_config()
-        .limit(64 << 10)
-        .read_to_vec()
-        .unwrap_or_default();
+    // Held to the default floor too: a trickled error body is cut short
+    // (and whatever came is the message).
+    let limited = r.into_body().into_with_config().limit(64 << 10).reader();
+    let mut reader = Paced::new(limited, "", MinSpeed::default());
+    let mut body = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut reader, &mut body);
     describe_error_body(status.as_u16(), &body)
 }
 
@@ -733,8 +751,29 @@ pub(crate) fn describe_error_body(status: u16, body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_of_an_https_registry_never_go_to_a_plain_http_realm() {
+        let client = Client::new(RegistryOptions::default()).unwrap();
+        let session = Session {
+            registry: "r.example".to_string(),
+            base: "https://r.example".to_string(),
+            agent: client.verifying.clone(),
+            creds: Some(Credentials {
+                username: "alice".to_string(),
+                password: "pw".to_string(),
+            }),
+            auth: Mutex::new(HashMap::new()),
+        };
+        // Refused before any connection (nothing listens on port 9).
+        let err = client
+            .token(&session, "http://127.0.0.1:9/token", None, &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+    }
 
     #[test]
     fn error_bodies_and_escaping() {

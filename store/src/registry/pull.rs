@@ -555,7 +555,8 @@ impl Client {
                     let mut body =
                         Paced::new(r.into_body().into_reader(), host, self.opts.min_speed)
                             .take(remaining.saturating_add(1));
-                    match copy_with_progress(&mut body, &mut w, desc, progress) {
+                    let start = w.written();
+                    match copy_with_progress(&mut body, &mut w, desc, start, progress) {
                         Ok(_) => return commit_blob(s, repo, desc, w, progress),
                         Err(CopyError::Write(e)) => {
                             return Err(StoreError::from_io("write", w.staging_path(), e).into())
@@ -633,11 +634,13 @@ fn copy_with_progress(
     from: &mut impl Read,
     to: &mut impl Write,
     desc: &Descriptor,
+    start: u64,
     progress: &dyn Fn(&Progress),
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 256 << 10];
-    let mut done = 0u64;
-    let mut reported = 0u64;
+    // A resumed blob counts what it already has.
+    let mut done = start;
+    let mut reported = start;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
