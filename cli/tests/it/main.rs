@@ -3,11 +3,11 @@
 //! network print `SKIPPED: <why>` to stderr and return.
 #![allow(clippy::unwrap_used)]
 
-mod broken_images;
 mod build;
 mod cache;
 mod containers;
 mod debian;
+mod hostile_registry;
 mod hostinfo;
 mod layers;
 mod link;

@@ -1,6 +1,9 @@
-//! A pull the registry spoils tags nothing, and a broken image in the store
-//! (however it got there) hides no other: `rbk images` lists them all and
-//! marks it, `rbk inspect` says what is wrong with it.
+//! `rbk` against a registry that misbehaves (the store's own tests,
+//! `store/tests/it/registry/hostile*.rs`, have the full catalogue): a pull
+//! the registry spoils tags nothing, a broken image in the store (however it
+//! got there) hides no other — `rbk images` lists them all and marks it,
+//! `rbk inspect` says what is wrong — and `$RBK_REGISTRY_MIN_SPEED` sets
+//! the progress floor.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +19,8 @@ use rbk_store::{Digest, Image, Reference, Store};
 use crate::{fails_with, rbk, stderr, stdout};
 
 /// A loopback registry serving `routes` (path → body) to GETs until it is
-/// dropped (or a minute passes).
+/// dropped (or a minute passes); a path in `trickle` gets its body one
+/// byte every 200 ms.
 struct Registry {
     host: String,
     stop: Arc<AtomicBool>,
@@ -29,6 +33,10 @@ impl Drop for Registry {
 }
 
 fn serve(routes: HashMap<String, Vec<u8>>) -> Registry {
+    serve_trickling(routes, None)
+}
+
+fn serve_trickling(routes: HashMap<String, Vec<u8>>, trickle: Option<String>) -> Registry {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let host = listener.local_addr().unwrap().to_string();
@@ -64,6 +72,20 @@ fn serve(routes: HashMap<String, Vec<u8>>) -> Registry {
                 body.len()
             );
             let _ = conn.write_all(head.as_bytes());
+            if trickle.as_deref() == Some(path) {
+                let mut conn = conn;
+                let st = st.clone();
+                // On its own thread: the client's retry must be answered.
+                std::thread::spawn(move || {
+                    for b in body {
+                        if st.load(Ordering::SeqCst) || conn.write_all(&[b]).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                });
+                continue;
+            }
             let _ = conn.write_all(&body);
             let _ = reader.read(&mut [0u8; 1]);
         }
@@ -200,4 +222,35 @@ fn a_broken_image_is_listed_marked_and_hides_no_other() {
     );
     let out = rbk(&root, &["images"]);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_progress_floor_comes_from_the_environment_and_names_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.repeat(50);
+    let routes = routes_with_config("slow", &config);
+    let slow = routes.keys().find(|p| p.contains("/blobs/")).cloned();
+    let registry = serve_trickling(routes, slow);
+    let name = format!("{}/slow:1", registry.host);
+    let started = Instant::now();
+    let out = std::process::Command::new(crate::rbk_bin())
+        .arg("--root")
+        .arg(&root)
+        .args(["pull", &name])
+        .env("RBK_REGISTRY_MIN_SPEED", "1000/1")
+        .output()
+        .unwrap();
+    fails_with(&out, &format!("registry {} is too slow", registry.host));
+    // Four attempts of a 1 s window, with room; the trickle alone would
+    // take 20 s an attempt.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A usage error, like any bad flag.
+    let out = rbk(&root, &["pull", "--min-speed", "fast", &name]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected BYTES/SECONDS"),
+        "{}",
+        stderr(&out)
+    );
 }
