@@ -14,7 +14,8 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
-use super::transfer::{self, MinSpeed, Paced};
+pub(crate) use super::transfer::query_escape;
+use super::transfer::{self, host_of, path_and_host, path_of, MinSpeed, Paced};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
 
 /// What a request carries.
@@ -293,6 +294,12 @@ impl Client {
                 auth.as_deref(),
             );
             let (retry_reason, asked) = match res {
+                // Nothing for a whole window (an answer that never comes, an
+                // upload the registry stops reading) is below any floor.
+                Err(ureq::Error::Timeout(ureq::Timeout::PerRead | ureq::Timeout::PerWrite)) => {
+                    let slow = transfer::too_slow(host_of(&url), self.opts.min_speed, 0);
+                    (Transport::Io(slow), None)
+                }
                 Err(e) => (Transport::Http(e), None),
                 Ok(r) if r.status().is_server_error() || r.status() == 429 => {
                     let status = r.status().as_u16();
@@ -312,35 +319,52 @@ impl Client {
                 }
                 Ok(r) => return Ok(r),
             };
-            let give_up = |attempts: u32, source: Transport| RegistryError::Connect {
-                registry: s.registry.clone(),
-                method,
-                url: url.clone(),
-                attempts,
-                source: Box::new(source),
-            };
-            if attempt >= self.opts.attempts.max(1) {
-                return Err(give_up(attempt, retry_reason));
-            }
-            let wait = self.retry_delay(attempt + 1, asked);
-            let Some(wait) = wait else {
-                let asked = asked.unwrap_or_default().as_secs();
-                let Transport::Status(status) = retry_reason else {
-                    return Err(give_up(attempt, retry_reason));
-                };
-                return Err(give_up(attempt, Transport::RetryTooLate { status, asked }));
-            };
+            self.before_retry(s, method, &url, attempt, retry_reason, asked, progress)?;
             attempt += 1;
-            progress(&Progress::Retrying {
-                what: format!("{method} {}", path_of(&url)),
-                attempt,
-                reason: match asked {
-                    Some(_) => format!("{retry_reason}, retrying after {} ms", wait.as_millis()),
-                    None => retry_reason.to_string(),
-                },
-            });
-            std::thread::sleep(wait);
         }
+    }
+
+    /// After failed `attempt`: the error when it was the last one or the
+    /// registry asks to wait longer than rbk waits; else reports the retry
+    /// and waits for it.
+    #[allow(clippy::too_many_arguments)]
+    fn before_retry(
+        &self,
+        s: &Session,
+        method: &'static str,
+        url: &str,
+        attempt: u32,
+        reason: Transport,
+        asked: Option<Duration>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<(), RegistryError> {
+        let give_up = |source: Transport| RegistryError::Connect {
+            registry: s.registry.clone(),
+            method,
+            url: url.to_string(),
+            attempts: attempt,
+            source: Box::new(source),
+        };
+        if attempt >= self.opts.attempts.max(1) {
+            return Err(give_up(reason));
+        }
+        let Some(wait) = self.retry_delay(attempt + 1, asked) else {
+            let asked = asked.unwrap_or_default().as_secs();
+            return Err(give_up(match reason {
+                Transport::Status(status) => Transport::RetryTooLate { status, asked },
+                other => other,
+            }));
+        };
+        progress(&Progress::Retrying {
+            what: format!("{method} {}", path_of(url)),
+            attempt: attempt + 1,
+            reason: match asked {
+                Some(_) => format!("{reason}, retrying after {} ms", wait.as_millis()),
+                None => reason.to_string(),
+            },
+        });
+        std::thread::sleep(wait);
+        Ok(())
     }
 
     /// How long to wait before `attempt` (2 = the first retry): the
@@ -635,40 +659,6 @@ impl Session {
             }
         }
     }
-}
-
-/// The host (and port) of a URL, for messages.
-pub(crate) fn host_of(url: &str) -> &str {
-    let rest = url.find("://").map_or(url, |i| &url[i + 3..]);
-    rest.split(['/', '?']).next().unwrap_or(rest)
-}
-
-/// `host/path` of a URL without its query (which may hold upload state),
-/// for messages.
-fn path_and_host(url: &str) -> String {
-    let path = path_of(url);
-    let path = path.split('?').next().unwrap_or(path);
-    format!("{}{}", host_of(url), if path == url { "" } else { path })
-}
-
-/// The path part of a URL, for messages.
-fn path_of(url: &str) -> &str {
-    url.find("://")
-        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
-        .unwrap_or(url)
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn query_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The error for a 401 or 403 that is not answered: refused credentials,

@@ -549,7 +549,7 @@ impl Client {
                         w = store.content.writer()?;
                     }
                     let url = s.url(&path);
-                    let host = super::http::host_of(&url);
+                    let host = super::transfer::host_of(&url);
                     let remaining = desc.size.saturating_sub(w.written());
                     // One byte more than announced is enough to know it is wrong.
                     let mut body =

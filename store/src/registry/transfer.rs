@@ -2,7 +2,7 @@
 //! progress (a registry that trickles or goes silent is left, and the
 //! error names it), `Retry-After` honoured within a cap, credentials sent
 //! only to the origin they belong to, and `Content-Range` checked before a
-//! blob download resumes.
+//! blob download resumes; and the URL helpers they use.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -203,6 +203,40 @@ pub(crate) fn range_matches(headers: &http::HeaderMap, from: u64, size: u64) -> 
     };
     let total_ok = total.trim() == "*" || total.trim().parse::<u64>() == Ok(size);
     start == from && end >= start && end < size && total_ok
+}
+
+/// The host (and port) of a URL, for messages.
+pub(crate) fn host_of(url: &str) -> &str {
+    let rest = url.find("://").map_or(url, |i| &url[i + 3..]);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+/// `host/path` of a URL without its query (which may hold upload state),
+/// for messages.
+pub(crate) fn path_and_host(url: &str) -> String {
+    let path = path_of(url);
+    let path = path.split('?').next().unwrap_or(path);
+    format!("{}{}", host_of(url), if path == url { "" } else { path })
+}
+
+/// The path part of a URL, for messages.
+pub(crate) fn path_of(url: &str) -> &str {
+    url.find("://")
+        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+        .unwrap_or(url)
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

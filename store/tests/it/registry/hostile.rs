@@ -49,6 +49,8 @@ pub(super) enum Pace {
     CutAfter(usize),
     /// Headers, then nothing for this long.
     Silent(Duration),
+    /// Not even headers, for this long.
+    Mute(Duration),
 }
 
 /// One scripted answer.
@@ -194,6 +196,10 @@ fn answer(
     };
     log.lock().unwrap().push(req.clone());
     let reply = handler(&req);
+    if let Pace::Mute(d) = reply.pace {
+        wait(d, stop);
+        return;
+    }
     let mut head = format!(
         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
@@ -228,17 +234,22 @@ fn answer(
                 std::thread::sleep(every);
             }
         }
-        Pace::Silent(d) => {
-            let end = Instant::now() + d;
-            while Instant::now() < end && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        Pace::Silent(d) | Pace::Mute(d) => {
+            wait(d, stop);
             return;
         }
     }
     let _ = conn.flush();
     // Let the client close first.
     let _ = conn.read(&mut [0u8; 1]);
+}
+
+/// Sleeps for `d`, or until the server stops.
+fn wait(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A handler serving `routes` (path → (content type, bytes)) to GET, 404

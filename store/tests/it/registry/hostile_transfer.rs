@@ -408,3 +408,32 @@ fn a_config_that_is_not_json_is_never_tagged() {
     assert!(store.read_index().unwrap().manifests.is_empty());
     assert!(store.list_all().unwrap().1.is_empty());
 }
+
+#[test]
+fn a_registry_that_never_answers_an_upload_is_left_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, _) = source(tmp.path(), "mute", 5_000);
+    let fake = serve(|req| match req.method.as_str() {
+        "GET" => Reply::new(200, Vec::new()),
+        "HEAD" => Reply::new(404, Vec::new()),
+        "POST" => Reply::new(202, Vec::new()).header("Location", "/upload/1"),
+        _ => Reply::new(201, Vec::new()).pace(Pace::Mute(Duration::from_secs(60))),
+    });
+    let mut opts = options(tmp.path());
+    opts.attempts = 2;
+    opts.parallel = 1;
+    opts.min_speed = "1000/1".parse::<MinSpeed>().unwrap();
+    let dest = Reference::parse(&format!("{}/x:v1", fake.host)).unwrap();
+    let started = Instant::now();
+    let err = Client::new(opts)
+        .unwrap()
+        .push(&src, "x:v1", &dest, &quiet)
+        .unwrap_err();
+    let chain = rbk_scheduler_free_chain(&err);
+    assert!(
+        chain.contains(&format!("{} is too slow", fake.host)),
+        "{chain}"
+    );
+    // Two attempts, started over once, of a 1 s window: with room.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
