@@ -12,6 +12,9 @@ use rbk_store::oci::{ContainerConfig, LayerCompression};
 use rbk_store::{Image, Reference, Store};
 use serde_json::{json, Map, Value};
 
+mod list;
+use list::images;
+
 /// The image-management subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
@@ -204,145 +207,6 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
             platform.as_deref(),
         ),
     }
-}
-
-/// One row of `rbk images`: an image under one of its tags (or none).
-struct Row<'a> {
-    image: &'a Image,
-    repository: String,
-    tag: String,
-}
-
-fn images(
-    store: &Store,
-    out: &mut dyn Write,
-    quiet: bool,
-    format: Option<&str>,
-    no_trunc: bool,
-    repository: Option<&str>,
-) -> anyhow::Result<i32> {
-    let filter = repository.map(Reference::parse_bare).transpose()?;
-    let all = store.list()?;
-    let rows = image_rows(&all, filter.as_ref());
-    let id = |i: &Image| {
-        if no_trunc {
-            i.id.to_string()
-        } else {
-            i.id.short().to_string()
-        }
-    };
-    if quiet {
-        let mut seen = Vec::new();
-        for r in &rows {
-            if !seen.contains(&r.image.id) {
-                seen.push(r.image.id.clone());
-                writeln!(out, "{}", id(r.image))?;
-            }
-        }
-        return Ok(0);
-    }
-    match format {
-        Some("json") => {
-            for r in &rows {
-                let obj: Map<String, Value> = row_fields(r, &id)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), Value::String(v)))
-                    .collect();
-                writeln!(out, "{}", Value::Object(obj))?;
-            }
-        }
-        Some(t) if t != "table" => {
-            let t = t.replace("\\t", "\t").replace("\\n", "\n");
-            for r in &rows {
-                let mut line = t.clone();
-                for (k, v) in row_fields(r, &id) {
-                    line = line.replace(&format!("{{{{.{k}}}}}"), &v);
-                }
-                writeln!(out, "{line}")?;
-            }
-        }
-        _ => {
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.repository.clone(),
-                        r.tag.clone(),
-                        id(r.image),
-                        since(r.image.config.created.as_deref().unwrap_or("")),
-                        human_size(r.image.size),
-                        platforms(r.image),
-                    ]
-                })
-                .collect();
-            print_table(
-                out,
-                &[
-                    "REPOSITORY",
-                    "TAG",
-                    "IMAGE ID",
-                    "CREATED",
-                    "SIZE",
-                    "PLATFORM",
-                ],
-                &table,
-            )?;
-        }
-    }
-    Ok(0)
-}
-
-/// One row per tag (and one `<none>` row per untagged image when there is
-/// no repository filter), like `docker images`.
-fn image_rows<'a>(all: &'a [Image], filter: Option<&Reference>) -> Vec<Row<'a>> {
-    let mut rows = Vec::new();
-    for image in all {
-        if image.tags.is_empty() && filter.is_none() {
-            rows.push(Row {
-                image,
-                repository: "<none>".into(),
-                tag: "<none>".into(),
-            });
-        }
-        for t in &image.tags {
-            if let Some(f) = filter {
-                if f.repository() != t.repository() || f.tag().is_some_and(|ft| Some(ft) != t.tag())
-                {
-                    continue;
-                }
-            }
-            rows.push(Row {
-                image,
-                repository: t.familiar_repository(),
-                tag: t.tag().unwrap_or("<none>").to_string(),
-            });
-        }
-    }
-    rows
-}
-
-/// The platforms of an image here, comma-separated: those its index holds
-/// in the store, or its own.
-fn platforms(image: &Image) -> String {
-    match &image.index {
-        Some(index) => index.present_platforms().join(","),
-        None => image.platform().map(|p| p.to_string()).unwrap_or_default(),
-    }
-}
-
-/// A row's fields by their `--format` names (`{{.Repository}}` …).
-fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, String)> {
-    let created = r.image.config.created.clone().unwrap_or_default();
-    vec![
-        ("Repository", r.repository.clone()),
-        ("Tag", r.tag.clone()),
-        ("ID", id(r.image)),
-        ("Digest", r.image.entry_digest().to_string()),
-        ("Platform", platforms(r.image)),
-        ("CreatedSince", since(&created)),
-        ("CreatedAt", created),
-        ("Size", human_size(r.image.size)),
-    ]
 }
 
 pub(crate) fn print_table(

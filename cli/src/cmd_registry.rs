@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use rbk_store::compress::Compression;
 use rbk_store::registry::{
-    Client, Credentials, CredentialsFile, PlatformSpec, Platforms, Progress, RegistryOptions,
+    Client, Credentials, CredentialsFile, MinSpeed, PlatformSpec, Platforms, Progress,
+    RegistryOptions,
 };
 use rbk_store::{Digest, Reference, Store};
 
@@ -34,6 +35,11 @@ pub struct RegistryFlags {
     /// Credentials file (default: $RBK_ROOT/auth.json, else ~/.config/rbk/auth.json)
     #[arg(long, env = "RBK_AUTH_FILE", value_name = "FILE")]
     authfile: Option<PathBuf>,
+    /// The least progress a transfer must make: at least BYTES every
+    /// SECONDS (default 65536/60); a registry slower than that is left, and
+    /// the error names it
+    #[arg(long, env = "RBK_REGISTRY_MIN_SPEED", value_name = "BYTES/SECONDS")]
+    min_speed: Option<MinSpeed>,
 }
 
 impl RegistryFlags {
@@ -44,6 +50,7 @@ impl RegistryFlags {
             ca_cert: self.ca_cert.clone(),
             auth_file: self.authfile.clone().or_else(crate::env::default_auth_file),
             docker_config: crate::env::docker_config(),
+            min_speed: self.min_speed.unwrap_or_default(),
             ..RegistryOptions::default()
         }
     }
@@ -130,6 +137,11 @@ pub struct LogoutArgs {
     /// Credentials file (default: $RBK_ROOT/auth.json, else ~/.config/rbk/auth.json)
     #[arg(long, env = "RBK_AUTH_FILE", value_name = "FILE")]
     authfile: Option<PathBuf>,
+    /// The least progress a transfer must make: at least BYTES every
+    /// SECONDS (default 65536/60); a registry slower than that is left, and
+    /// the error names it
+    #[arg(long, env = "RBK_REGISTRY_MIN_SPEED", value_name = "BYTES/SECONDS")]
+    min_speed: Option<MinSpeed>,
 }
 
 /// Prints docker-style progress lines: one per state change of a blob, and

@@ -122,6 +122,28 @@ impl ImageIndex {
     }
 }
 
+/// An `index.json` entry whose image cannot be read (see
+/// [`Store::list_all`]); `rbk system check` says more, `rbk rmi` by one of
+/// its tags removes it.
+#[derive(Debug)]
+pub struct BrokenImage {
+    /// The manifest or index the entry names.
+    pub digest: Digest,
+    /// Its tags, sorted.
+    pub tags: Vec<Reference>,
+    /// What is wrong.
+    pub error: StoreError,
+}
+
+impl BrokenImage {
+    /// Its first tag, or its digest.
+    pub fn name(&self) -> String {
+        self.tags
+            .first()
+            .map_or_else(|| self.digest.to_string(), Reference::familiar)
+    }
+}
+
 /// Whether a media type names an index rather than one image's manifest.
 pub fn is_index_media_type(media_type: &str) -> bool {
     media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
@@ -393,21 +415,29 @@ impl Store {
         Ok(by_manifest)
     }
 
-    /// Every image, newest first; tags sorted.
+    /// Every image that can be read, newest first; tags sorted. An image
+    /// whose blobs are broken is left out (see [`Store::list_all`]): one
+    /// broken image never hides the others.
     pub fn list(&self) -> Result<Vec<Image>, StoreError> {
+        Ok(self.list_all()?.0)
+    }
+
+    /// Every image, newest first, and apart the index entries whose image
+    /// cannot be read (a manifest or config missing or not JSON), each with
+    /// what is wrong with it.
+    pub fn list_all(&self) -> Result<(Vec<Image>, Vec<BrokenImage>), StoreError> {
         let by_manifest = self.tagged_manifests()?;
         let mut images = Vec::with_capacity(by_manifest.len());
+        let mut broken = Vec::new();
         for (digest, tags) in by_manifest {
-            let name = tags
-                .first()
-                .map_or_else(|| digest.to_string(), Reference::familiar);
-            let image =
-                self.image_by_entry(&digest, tags, None)
-                    .map_err(|e| StoreError::InImage {
-                        image: name,
-                        source: Box::new(e),
-                    })?;
-            images.push(image);
+            match self.image_by_entry(&digest, tags.clone(), None) {
+                Ok(image) => images.push(image),
+                Err(error) => broken.push(BrokenImage {
+                    digest,
+                    tags,
+                    error,
+                }),
+            }
         }
         images.sort_by(|a, b| {
             b.config
@@ -415,7 +445,7 @@ impl Store {
                 .cmp(&a.config.created)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        Ok(images)
+        Ok((images, broken))
     }
 
     /// Finds an image by tag (`nginx`, `nginx:1`), full or short id (config
@@ -724,8 +754,8 @@ impl Store {
         })
     }
 
-    /// Checks that the manifest `digest` names has its config and layers
-    /// in the store; for an index, that each of its images here does, and
+    /// Checks that the manifest `digest` names has its config (readable)
+    /// and layers in the store; for an index, that each of its images here does, and
     /// that at least one is.
     fn check_complete(&self, digest: &Digest) -> Result<(), StoreError> {
         let bytes = self.content.read(digest)?;
@@ -754,6 +784,9 @@ impl Store {
                 digest: missing.digest.clone(),
             });
         }
+        // A tag on an image whose config cannot be read would break every
+        // listing of the store: refuse it here, whoever tags.
+        self.read_json::<ImageConfig>(&manifest.config.digest, "config")?;
         Ok(())
     }
 

@@ -28,5 +28,5 @@ pub use cache::{BuildCache, CacheIndex, CacheRecord};
 pub use content::{BlobWriter, ContentStore};
 pub use digest::Digest;
 pub use error::StoreError;
-pub use images::{Image, Store};
+pub use images::{BrokenImage, Image, Store};
 pub use reference::Reference;

@@ -14,6 +14,8 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
+pub(crate) use super::transfer::query_escape;
+use super::transfer::{self, host_of, path_and_host, path_of, MinSpeed, Paced};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
 
 /// What a request carries.
@@ -26,10 +28,11 @@ pub(crate) enum Body<'a> {
     File(PathBuf, &'a (dyn Fn(u64) + Sync)),
 }
 
-/// A reader that reports how much has been read, every 4 MiB.
+/// A reader of an upload that reports how much has been read, every
+/// 4 MiB, and holds the registry to the progress floor (ureq reads it as
+/// fast as the socket takes the bytes).
 struct Counting<'a, R> {
-    inner: R,
-    done: u64,
+    inner: Paced<'a, R>,
     reported: u64,
     on_bytes: &'a (dyn Fn(u64) + Sync),
 }
@@ -37,10 +40,9 @@ struct Counting<'a, R> {
 impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        if self.done - self.reported >= 4 << 20 {
-            self.reported = self.done;
-            (self.on_bytes)(self.done);
+        if self.inner.done - self.reported >= 4 << 20 {
+            self.reported = self.inner.done;
+            (self.on_bytes)(self.inner.done);
         }
         Ok(n)
     }
@@ -86,16 +88,21 @@ pub(crate) struct Answer {
 /// this size: a registry cannot make us allocate without bound.
 const MAX_DOCUMENT: u64 = 16 << 20;
 
-fn agent(tls: TlsConfig) -> Agent {
+fn agent(tls: TlsConfig, floor: MinSpeed) -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
         // A stalled connection becomes an error (and a retry) instead of a
-        // pull that hangs forever.
-        .timeout_per_read(Some(Duration::from_secs(120)))
-        .timeout_per_write(Some(Duration::from_secs(120)))
+        // pull that hangs forever: no byte in a whole window is below any
+        // floor. A trickle is caught by the `Paced` readers.
+        .timeout_per_read(Some(floor.window))
+        .timeout_per_write(Some(floor.window))
+        // Redirects ureq follows (a blob GET sent to a CDN) never carry
+        // the Authorization header; see `transfer::same_origin` for those
+        // rbk follows itself.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
         .user_agent(concat!("rbk/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(16)
         .build()
@@ -127,9 +134,13 @@ impl Client {
             // Like `curl --cacert`: with a CA file, only its CAs are trusted.
             tls = tls.root_certs(RootCerts::new_with_certs(&certs));
         }
-        let trusting = agent(TlsConfig::builder().disable_verification(true).build());
+        let floor = opts.min_speed;
+        let trusting = agent(
+            TlsConfig::builder().disable_verification(true).build(),
+            floor,
+        );
         let verifying = if opts.tls_verify {
-            agent(tls.build())
+            agent(tls.build(), floor)
         } else {
             trusting.clone()
         };
@@ -266,52 +277,105 @@ impl Client {
         progress: &dyn Fn(&Progress),
     ) -> Result<Response<ureq::Body>, RegistryError> {
         let url = s.url(url);
+        // One rule for every request: the registry's credentials and
+        // tokens go to its own origin only, never to a `Location` (upload
+        // session, redirect) on another host or scheme.
+        let own = transfer::same_origin(&s.base, &url);
         let mut attempt = 1;
         let mut challenged = false;
         loop {
-            let auth = s.auth_header(scopes);
-            let res = s.call(method, &url, headers, body, auth.as_deref());
-            let retry_reason = match res {
-                Err(e) => Transport::Http(e),
-                Ok(r) if r.status().is_server_error() || r.status() == 429 => {
-                    Transport::Status(r.status().as_u16())
+            let auth = if own { s.auth_header(scopes) } else { None };
+            let res = s.call(
+                self.opts.min_speed,
+                method,
+                &url,
+                headers,
+                body,
+                auth.as_deref(),
+            );
+            let (retry_reason, asked) = match res {
+                // Nothing for a whole window (an answer that never comes, an
+                // upload the registry stops reading) is below any floor.
+                Err(ureq::Error::Timeout(ureq::Timeout::PerRead | ureq::Timeout::PerWrite)) => {
+                    let slow = transfer::too_slow(host_of(&url), self.opts.min_speed, 0);
+                    (Transport::Io(slow), None)
                 }
-                Ok(r) if r.status() == 401 && !challenged => {
+                Err(e) => (Transport::Http(e), None),
+                Ok(r) if r.status().is_server_error() || r.status() == 429 => {
+                    let status = r.status().as_u16();
+                    let asked = match status {
+                        429 | 503 => transfer::retry_after(r.headers()),
+                        _ => None,
+                    };
+                    (Transport::Status(status), asked)
+                }
+                Ok(r) if r.status() == 401 && own && !challenged => {
                     challenged = true;
-                    let header = r
-                        .headers()
-                        .get("www-authenticate")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let message = error_message(r);
-                    self.answer_challenge(s, &header, scopes, auth.is_some(), &message)?;
+                    self.challenged(s, r, scopes, auth.is_some())?;
                     continue;
                 }
                 Ok(r) if r.status() == 401 || r.status() == 403 => {
-                    return Err(RegistryError::Unauthorized {
-                        registry: s.registry.clone(),
-                        reason: refused_reason(s, r),
-                    });
+                    return Err(refused(s, &url, own, r));
                 }
                 Ok(r) => return Ok(r),
             };
-            if attempt >= self.opts.attempts.max(1) {
-                return Err(RegistryError::Connect {
-                    registry: s.registry.clone(),
-                    method,
-                    url,
-                    attempts: attempt,
-                    source: Box::new(retry_reason),
-                });
-            }
+            self.before_retry(s, method, &url, attempt, retry_reason, asked, progress)?;
             attempt += 1;
-            progress(&Progress::Retrying {
-                what: format!("{method} {}", path_of(&url)),
-                attempt,
-                reason: retry_reason.to_string(),
-            });
-            std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+        }
+    }
+
+    /// After failed `attempt`: the error when it was the last one or the
+    /// registry asks to wait longer than rbk waits; else reports the retry
+    /// and waits for it.
+    #[allow(clippy::too_many_arguments)]
+    fn before_retry(
+        &self,
+        s: &Session,
+        method: &'static str,
+        url: &str,
+        attempt: u32,
+        reason: Transport,
+        asked: Option<Duration>,
+        progress: &dyn Fn(&Progress),
+    ) -> Result<(), RegistryError> {
+        let give_up = |source: Transport| RegistryError::Connect {
+            registry: s.registry.clone(),
+            method,
+            url: url.to_string(),
+            attempts: attempt,
+            source: Box::new(source),
+        };
+        if attempt >= self.opts.attempts.max(1) {
+            return Err(give_up(reason));
+        }
+        let Some(wait) = self.retry_delay(attempt + 1, asked) else {
+            let asked = asked.unwrap_or_default().as_secs();
+            return Err(give_up(match reason {
+                Transport::Status(status) => Transport::RetryTooLate { status, asked },
+                other => other,
+            }));
+        };
+        progress(&Progress::Retrying {
+            what: format!("{method} {}", path_of(url)),
+            attempt: attempt + 1,
+            reason: match asked {
+                Some(_) => format!("{reason}, retrying after {} ms", wait.as_millis()),
+                None => reason.to_string(),
+            },
+        });
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// How long to wait before `attempt` (2 = the first retry): the
+    /// backoff, or what the registry asked with `Retry-After` if longer;
+    /// `None` when it asked for more than [`transfer::MAX_RETRY_AFTER`].
+    fn retry_delay(&self, attempt: u32, asked: Option<Duration>) -> Option<Duration> {
+        let backoff = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(2));
+        match asked {
+            Some(a) if a > transfer::MAX_RETRY_AFTER => None,
+            Some(a) => Some(a.max(backoff)),
+            None => Some(backoff),
         }
     }
 
@@ -332,7 +396,11 @@ impl Client {
             let r = self.send(s, method, url, headers, body, scopes, progress)?;
             let status = r.status().as_u16();
             let (parts, b) = r.into_parts();
-            match b.into_with_config().limit(MAX_DOCUMENT).read_to_vec() {
+            let full = s.url(url);
+            let limited = b.into_with_config().limit(MAX_DOCUMENT).reader();
+            let mut reader = Paced::new(limited, host_of(&full), self.opts.min_speed);
+            let mut data = Vec::new();
+            match std::io::Read::read_to_end(&mut reader, &mut data).map(|_| data) {
                 Ok(body) => {
                     return Ok(Answer {
                         status,
@@ -355,13 +423,32 @@ impl Client {
                     return Err(RegistryError::Connect {
                         registry: s.registry.clone(),
                         method,
-                        url: s.url(url),
+                        url: full,
                         attempts: attempt,
-                        source: Box::new(Transport::Http(e)),
+                        source: Box::new(Transport::Io(e)),
                     })
                 }
             }
         }
+    }
+
+    /// Answers the 401 `r` of the registry's own origin (its
+    /// `WWW-Authenticate` challenge) so the request can be sent again.
+    fn challenged(
+        &self,
+        s: &Session,
+        r: Response<ureq::Body>,
+        scopes: &[String],
+        had_auth: bool,
+    ) -> Result<(), RegistryError> {
+        let header = r
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let message = error_message(r);
+        self.answer_challenge(s, &header, scopes, had_auth, &message)
     }
 
     fn answer_challenge(
@@ -433,7 +520,25 @@ impl Client {
             sep = '&';
         }
         let mut req = s.agent.get(&url);
+        // Docker's rule, kept on purpose: the credentials stored for the
+        // registry go to the token service its challenge names, even on
+        // another host, because that realm is the registry's designated
+        // auth server (registry-1.docker.io sends clients to
+        // auth.docker.io). Only a challenge from the registry's own origin
+        // gets here (`send` answers no 401 from elsewhere), and
+        // credentials of a registry reached over HTTPS never go to a
+        // plain-HTTP realm, where anyone on the way could read them.
         if let Some(c) = &s.creds {
+            if transfer::is_plain_http(realm) && !transfer::is_plain_http(&s.base) {
+                return Err(RegistryError::Unauthorized {
+                    registry: s.registry.clone(),
+                    reason: format!(
+                        "its token service {realm} is plain HTTP while the registry speaks \
+                         HTTPS; rbk will not send the credentials for {} there",
+                        s.registry
+                    ),
+                });
+            }
             req = req.header("Authorization", c.basic_header());
         }
         let unreachable = |e: ureq::Error| RegistryError::Connect {
@@ -454,17 +559,35 @@ impl Client {
                 ),
             });
         }
+        self.read_token(s, realm, res)
+    }
+
+    /// The token in the token service's answer `res`.
+    fn read_token(
+        &self,
+        s: &Session,
+        realm: &str,
+        res: Response<ureq::Body>,
+    ) -> Result<String, RegistryError> {
         #[derive(serde::Deserialize)]
         struct Token {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let data = res
+        let limited = res
             .into_body()
             .into_with_config()
             .limit(MAX_DOCUMENT)
-            .read_to_vec()
-            .map_err(unreachable)?;
+            .reader();
+        let mut reader = Paced::new(limited, host_of(realm), self.opts.min_speed);
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut data).map_err(|e| RegistryError::Connect {
+            registry: s.registry.clone(),
+            method: "GET",
+            url: realm.to_string(),
+            attempts: 1,
+            source: Box::new(Transport::Io(e)),
+        })?;
         let t: Token = serde_json::from_slice(&data).map_err(|e| RegistryError::Json {
             registry: s.registry.clone(),
             what: format!("token from {realm}"),
@@ -502,6 +625,7 @@ impl Session {
 
     fn call(
         &self,
+        floor: MinSpeed,
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
@@ -526,8 +650,7 @@ impl Session {
                 // size ureq cannot know) is not sent chunked.
                 let len = f.metadata()?.len();
                 let mut r = Counting {
-                    inner: f,
-                    done: 0,
+                    inner: Paced::new(f, host_of(url), floor),
                     reported: 0,
                     on_bytes: *on_bytes,
                 };
@@ -538,24 +661,25 @@ impl Session {
     }
 }
 
-/// The path part of a URL, for messages.
-fn path_of(url: &str) -> &str {
-    url.find("://")
-        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
-        .unwrap_or(url)
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn query_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The error for a 401 or 403 that is not answered: refused credentials,
+/// or a request off the registry's origin asking for some (which it does
+/// not get).
+fn refused(s: &Session, url: &str, own: bool, r: Response<ureq::Body>) -> RegistryError {
+    let reason = if own {
+        refused_reason(s, r)
+    } else {
+        format!(
+            "{} answered {} and it is not the registry's own address {}: rbk sends the \
+             registry's credentials to no other host",
+            path_and_host(url),
+            r.status().as_u16(),
+            s.base
+        )
+    };
+    RegistryError::Unauthorized {
+        registry: s.registry.clone(),
+        reason,
     }
-    out
 }
 
 fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
@@ -575,12 +699,12 @@ fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
 /// (`{"errors":[{"code":…,"message":…}]}`), or the raw text.
 pub(crate) fn error_message(r: Response<ureq::Body>) -> String {
     let status = r.status();
-    let body = r
-        .into_body()
-        .into_with_config()
-        .limit(64 << 10)
-        .read_to_vec()
-        .unwrap_or_default();
+    // Held to the default floor too: a trickled error body is cut short
+    // (and whatever came is the message).
+    let limited = r.into_body().into_with_config().limit(64 << 10).reader();
+    let mut reader = Paced::new(limited, "", MinSpeed::default());
+    let mut body = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut reader, &mut body);
     describe_error_body(status.as_u16(), &body)
 }
 
@@ -617,8 +741,29 @@ pub(crate) fn describe_error_body(status: u16, body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_of_an_https_registry_never_go_to_a_plain_http_realm() {
+        let client = Client::new(RegistryOptions::default()).unwrap();
+        let session = Session {
+            registry: "r.example".to_string(),
+            base: "https://r.example".to_string(),
+            agent: client.verifying.clone(),
+            creds: Some(Credentials {
+                username: "alice".to_string(),
+                password: "pw".to_string(),
+            }),
+            auth: Mutex::new(HashMap::new()),
+        };
+        // Refused before any connection (nothing listens on port 9).
+        let err = client
+            .token(&session, "http://127.0.0.1:9/token", None, &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+    }
 
     #[test]
     fn error_bodies_and_escaping() {

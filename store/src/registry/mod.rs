@@ -6,7 +6,11 @@
 //! Anonymous, basic and bearer-token auth are handled the way Docker does:
 //! a request answered 401 is retried with what its `WWW-Authenticate`
 //! challenge asks for. Connection errors and 5xx answers are retried with
-//! exponential backoff; blobs are verified against their digests before they
+//! exponential backoff (or after the `Retry-After` a 429 or 503 asks
+//! for, within a cap); a transfer slower than a floor is left
+//! ([`MinSpeed`]); a blob download that breaks off resumes with a `Range`
+//! request where the registry allows; credentials go to the registry's own
+//! origin only. Blobs are verified against their digests before they
 //! enter the store, and a pulled image is tagged only once all its blobs are
 //! in.
 
@@ -15,6 +19,7 @@ pub mod cache;
 mod http;
 mod pull;
 mod push;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -32,6 +37,18 @@ pub enum Transport {
     /// The registry kept answering with a server error or 429.
     #[error("HTTP {0}")]
     Status(u16),
+    /// A 429 or 503 whose `Retry-After` asks for a longer wait than rbk
+    /// gives a registry.
+    #[error(
+        "HTTP {status}, asking to retry after {asked} s, longer than rbk waits ({} s)",
+        transfer::MAX_RETRY_AFTER.as_secs()
+    )]
+    RetryTooLate {
+        /// The status.
+        status: u16,
+        /// The seconds it asked for.
+        asked: u64,
+    },
     /// A certificate the client does not trust.
     #[error(
         "its TLS certificate is not trusted (trust its CA with --ca-cert or \
@@ -55,6 +72,7 @@ pub use auth::{base64_decode, base64_encode, Credentials, CredentialsFile};
 pub use http::Client;
 pub use pull::{Platforms, PullReport};
 pub use push::Pushed;
+pub use transfer::MinSpeed;
 
 /// Where Docker Hub's API is, as opposed to its name in references.
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -80,6 +98,9 @@ pub struct RegistryOptions {
     pub backoff: std::time::Duration,
     /// Blobs transferred at the same time.
     pub parallel: usize,
+    /// The least progress a transfer must make (a registry that trickles
+    /// or goes silent is left).
+    pub min_speed: MinSpeed,
 }
 
 impl Default for RegistryOptions {
@@ -93,6 +114,7 @@ impl Default for RegistryOptions {
             attempts: 4,
             backoff: std::time::Duration::from_millis(500),
             parallel: 4,
+            min_speed: MinSpeed::default(),
         }
     }
 }
@@ -209,6 +231,22 @@ pub enum RegistryError {
         expected: Digest,
         /// The digest of what arrived.
         actual: Digest,
+    },
+    /// A blob whose length is not what its descriptor says.
+    #[error(
+        "registry {registry} sent {} for {what}, its descriptor says {expected} bytes",
+        if .actual > .expected { format!("more than {expected} bytes") } else { format!("{actual} bytes") }
+    )]
+    SizeMismatch {
+        /// The registry host.
+        registry: String,
+        /// What was fetched.
+        what: String,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The bytes that arrived (one more than expected at most: the
+        /// rest is not read).
+        actual: u64,
     },
     /// An image index lists no manifest for the requested platform.
     #[error("{reference}: no image for platform {platform} (available: {available})")]

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 
 use super::http::{Answer, Body, Client, Session};
+use super::transfer::Paced;
 use super::{Progress, RegistryError};
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -86,13 +87,15 @@ fn commit_blob(
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<u64, RegistryError> {
     let written = w.written();
-    match w.commit(Some(&desc.digest)) {
-        Ok(_) if written != desc.size => Err(StoreError::SizeMismatch {
-            digest: desc.digest.clone(),
+    if written != desc.size {
+        return Err(RegistryError::SizeMismatch {
+            registry: s.registry.clone(),
+            what: format!("blob {} of {repo}", desc.digest),
             expected: desc.size,
             actual: written,
-        }
-        .into()),
+        });
+    }
+    match w.commit(Some(&desc.digest)) {
         Ok(_) => {
             progress(&Progress::Done {
                 digest: desc.digest.clone(),
@@ -271,6 +274,7 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(Vec<Descriptor>, u64), RegistryError> {
         let mut wanted: Vec<Descriptor> = Vec::new();
+        let mut manifests: Vec<Manifest> = Vec::new();
         for doc in images {
             let manifest = parse_manifest(at, doc)?;
             progress(&Progress::Manifest {
@@ -281,9 +285,22 @@ impl Client {
                     wanted.push(d.clone());
                 }
             }
+            manifests.push(manifest);
         }
         let refs: Vec<&Descriptor> = wanted.iter().collect();
         let bytes = self.fetch_blobs(at.s, store, at.repo, &refs, at.scopes, progress)?;
+        // Every blob is in and verified; a config that is not one would
+        // make a tag that no listing can read: refuse it now, untagged.
+        for m in &manifests {
+            let data = store.content.read(&m.config.digest)?;
+            serde_json::from_slice::<crate::oci::ImageConfig>(&data).map_err(|e| {
+                RegistryError::Json {
+                    registry: at.s.registry.clone(),
+                    what: format!("image config {} of {}", m.config.digest, at.name),
+                    source: e,
+                }
+            })?;
+        }
         Ok((wanted, bytes))
     }
 
@@ -503,8 +520,10 @@ impl Client {
     }
 
     /// Streams one blob into the store, verifying its digest and size. A
-    /// connection that drops mid-body restarts the blob, within the
-    /// client's attempt bound.
+    /// connection that drops mid-body is tried again, within the client's
+    /// attempt bound, asking for the rest (`Range: bytes=N-`): a 206 whose
+    /// `Content-Range` starts at N continues the same file, anything else
+    /// starts it over. The digest is checked over the whole blob either way.
     fn fetch_blob(
         &self,
         s: &Session,
@@ -519,26 +538,40 @@ impl Client {
             digest: desc.digest.clone(),
             size: desc.size,
         });
+        let mut w = store.content.writer()?;
         let mut attempt = 1;
         loop {
-            let r = self.send(s, "GET", &path, &[], &Body::Empty, scopes, progress)?;
-            let status = r.status().as_u16();
-            if status != 200 {
-                let message = super::http::error_message(r);
-                return Err(blob_error(s, repo, &path, desc, status, message));
-            }
-            let mut w = store.content.writer()?;
-            // One byte more than announced is enough to know it is wrong.
-            let mut body = r
-                .into_body()
-                .into_reader()
-                .take(desc.size.saturating_add(1));
-            let e = match copy_with_progress(&mut body, &mut w, desc, progress) {
-                Ok(_) => return commit_blob(s, repo, desc, w, progress),
-                Err(CopyError::Write(e)) => {
-                    return Err(StoreError::from_io("write", w.staging_path(), e).into())
+            let from = w.written();
+            let failure = match self.blob_body(s, repo, &path, desc, from, scopes, progress)? {
+                Some(r) => {
+                    if from > 0 && r.status() != 206 {
+                        // The registry sends the whole blob again.
+                        w = store.content.writer()?;
+                    }
+                    let url = s.url(&path);
+                    let host = super::transfer::host_of(&url);
+                    let remaining = desc.size.saturating_sub(w.written());
+                    // One byte more than announced is enough to know it is wrong.
+                    let mut body =
+                        Paced::new(r.into_body().into_reader(), host, self.opts.min_speed)
+                            .take(remaining.saturating_add(1));
+                    let start = w.written();
+                    match copy_with_progress(&mut body, &mut w, desc, start, progress) {
+                        Ok(_) => return commit_blob(s, repo, desc, w, progress),
+                        Err(CopyError::Write(e)) => {
+                            return Err(StoreError::from_io("write", w.staging_path(), e).into())
+                        }
+                        Err(CopyError::Read(e)) => e,
+                    }
                 }
-                Err(CopyError::Read(e)) => e,
+                None => {
+                    w = store.content.writer()?;
+                    std::io::Error::other(format!(
+                        "the registry answered a request for bytes {from}- of a {}-byte blob \
+                         with another range",
+                        desc.size
+                    ))
+                }
             };
             // The body broke off: try again, up to the configured attempts.
             if attempt >= self.opts.attempts.max(1) {
@@ -547,16 +580,47 @@ impl Client {
                     method: "GET",
                     url: s.url(&path),
                     attempts: attempt,
-                    source: Box::new(super::Transport::Io(e)),
+                    source: Box::new(super::Transport::Io(failure)),
                 });
             }
             attempt += 1;
             progress(&Progress::Retrying {
                 what: format!("GET {path}"),
                 attempt,
-                reason: e.to_string(),
+                reason: failure.to_string(),
             });
             std::thread::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 2));
+        }
+    }
+
+    /// GETs a blob from byte `from` on: the answer to read (200, or a 206
+    /// for exactly the range asked), `None` for a 206 of another range.
+    #[allow(clippy::too_many_arguments)]
+    fn blob_body(
+        &self,
+        s: &Session,
+        repo: &str,
+        path: &str,
+        desc: &Descriptor,
+        from: u64,
+        scopes: &[String],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Option<ureq::http::Response<ureq::Body>>, RegistryError> {
+        let range = format!("bytes={from}-");
+        let headers: &[(&str, &str)] = if from > 0 {
+            &[("Range", range.as_str())]
+        } else {
+            &[]
+        };
+        let r = self.send(s, "GET", path, headers, &Body::Empty, scopes, progress)?;
+        match r.status().as_u16() {
+            200 => Ok(Some(r)),
+            206 if super::transfer::range_matches(r.headers(), from, desc.size) => Ok(Some(r)),
+            206 => Ok(None),
+            status => {
+                let message = super::http::error_message(r);
+                Err(blob_error(s, repo, path, desc, status, message))
+            }
         }
     }
 }
@@ -570,11 +634,13 @@ fn copy_with_progress(
     from: &mut impl Read,
     to: &mut impl Write,
     desc: &Descriptor,
+    start: u64,
     progress: &dyn Fn(&Progress),
 ) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 256 << 10];
-    let mut done = 0u64;
-    let mut reported = 0u64;
+    // A resumed blob counts what it already has.
+    let mut done = start;
+    let mut reported = start;
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,

@@ -518,7 +518,15 @@ fn broken_image_is_named_in_errors_and_can_still_be_removed_by_tag() {
     make_image(&store, b"fine", "2024-01-01T00:00:00Z", &["fine"]);
     let broken = make_image(&store, b"broken", "2024-01-01T00:00:00Z", &["broken"]);
     fs::remove_file(store.content.path(&broken.id)).unwrap();
-    let err = store.list().unwrap_err();
+    // Listing leaves it apart, saying what is wrong, and shows the rest.
+    let (images, damaged) = store.list_all().unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].name(), "broken:latest");
+    assert!(damaged[0].error.to_string().contains(broken.id.as_str()));
+    assert_eq!(store.list().unwrap().len(), 1);
+    // Its name says it is broken, and why.
+    let err = store.resolve("broken").unwrap_err();
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains("broken:latest"), "{chain}");
     assert!(chain.contains(broken.id.as_str()), "{chain}");

@@ -2,11 +2,15 @@
 //! distribution 2.8) — plain, and with htpasswd auth behind TLS — with
 //! skopeo as the independent client on the other side; and against a tiny
 //! fake registry for faults (5xx, dropped connections, wrong digests).
-//! The fault tests are in `faults`. Tests print SKIPPED and return when a tool is missing (CI installs
+//! The fault tests are in `faults`; `hostile` is a registry that attacks
+//! (credentials lured elsewhere, lies, trickles, disconnects), with its
+//! transfer tests in `hostile_transfer`. Tests print SKIPPED and return when a tool is missing (CI installs
 //! `docker-registry`, `skopeo`, `apache2-utils` and `openssl`).
 #![allow(clippy::unwrap_used)]
 
 mod faults;
+mod hostile;
+mod hostile_transfer;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

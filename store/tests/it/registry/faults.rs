@@ -140,7 +140,7 @@ fn fake_registry(
 
 /// Routes serving `img` (from `store`) as `repo:tag`; `corrupt` replaces
 /// the layer's bytes.
-fn routes_for(
+pub(super) fn routes_for(
     store: &Store,
     img: &Image,
     repo: &str,
