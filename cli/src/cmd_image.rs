@@ -141,7 +141,7 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
 fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
-    let out = &mut io::stdout().lock();
+    let out = &mut crate::pipe::stdout();
     match cmd {
         ImageCommand::Images {
             quiet,
@@ -506,11 +506,10 @@ fn save(store: &Store, names: &[String], output: Option<&Path>) -> anyhow::Resul
             })?;
         }
         None => {
-            let stdout = io::stdout();
-            if stdout.is_terminal() {
+            if io::stdout().is_terminal() {
                 bail!("refusing to write an archive to a terminal; use -o FILE or redirect the output");
             }
-            archive::save(store, &items, stdout.lock())?;
+            archive::save(store, &items, crate::pipe::stdout())?;
         }
     }
     Ok(0)

@@ -32,3 +32,19 @@ fn completions_into_a_closed_pipe_end_quietly() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(err, "");
 }
+
+/// `rbk save IMAGE | head -c 10` once said the image was broken.
+#[test]
+fn save_into_a_closed_pipe_ends_quietly_and_blames_no_image() {
+    let test = "save_into_a_closed_pipe_ends_quietly_and_blames_no_image";
+    let Some(dir) = crate::build::store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let store = store.to_string_lossy();
+    let (code, err) = read_then_close(&["--root", &store, "save", "localhost/busybox:latest"], 10);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err, "");
+    let check = crate::rbk(std::path::Path::new(&*store), &["system", "check"]);
+    assert!(check.status.success(), "{}", crate::stdout(&check));
+}
