@@ -37,6 +37,11 @@ impl ContentStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let blobs = root.join("blobs").join("sha256");
         let tmp = root.join("tmp");
+        fs::create_dir_all(root).at("create directory", root)?;
+        // Before anything is put under it: image trees must never be
+        // reachable by other local users (setuid binaries, devices).
+        crate::sys::restrict_dir(root, crate::sys::STORE_ROOT_MODE)
+            .at("restrict the permissions of", root)?;
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
         // Register as a user before staging anything in tmp/, or another

@@ -175,6 +175,8 @@ impl Store {
         let cache = CacheIndex::open(root)?;
         let snapshots = root.join("snapshots");
         fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
+        crate::sys::restrict_dir(&snapshots, crate::sys::SNAPSHOTS_MODE)
+            .at("restrict the permissions of", &snapshots)?;
         Ok(Store {
             content,
             cache,

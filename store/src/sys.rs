@@ -14,9 +14,19 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 
 pub use fs::{
-    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, set_xattr,
-    NodeKind,
+    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, restrict_dir,
+    set_xattr, NodeKind,
 };
+
+/// The most a store's root directory allows: its owner only, and its group
+/// may pass through (Docker's data root is 0710). Whatever is under it —
+/// image trees with setuid binaries and device nodes among them — is out of
+/// other local users' reach.
+pub const STORE_ROOT_MODE: u32 = 0o710;
+
+/// The most a snapshot directory allows (containerd's snapshot root is
+/// 0700): the unpacked trees are for the builder and its sandbox alone.
+pub const SNAPSHOTS_MODE: u32 = 0o700;
 
 use crate::snapshot::Mount;
 

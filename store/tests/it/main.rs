@@ -8,4 +8,5 @@ mod layer_interop;
 mod layer_snapshot;
 mod lazy;
 mod registry;
+mod snapshot_hostile;
 mod variant;
