@@ -28,6 +28,8 @@ pub struct ContentStore {
     active: Arc<ActiveLock>,
     // What this process writes or uses, kept from other processes' prune.
     lease: Arc<Lease>,
+    // On a read-only filesystem: read, never written.
+    read_only: bool,
 }
 
 impl ContentStore {
@@ -37,6 +39,10 @@ impl ContentStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let blobs = root.join("blobs").join("sha256");
         let tmp = root.join("tmp");
+        let read_only = root.is_dir() && crate::lock::read_only_fs(root);
+        if read_only {
+            return Self::open_read_only(root, blobs, tmp);
+        }
         fs::create_dir_all(root).at("create directory", root)?;
         // Before anything is put under it: image trees must never be
         // reachable by other local users (setuid binaries, devices).
@@ -57,7 +63,39 @@ impl ContentStore {
             tmp,
             active: Arc::new(active),
             lease: Arc::new(Lease::new(root)),
+            read_only: false,
         })
+    }
+
+    /// A store on a read-only filesystem (a shared cache mounted
+    /// read-only): nothing is created or swept, nothing is leased (nobody
+    /// can prune it from under us), and a change is refused with
+    /// [`StoreError::ReadOnly`].
+    fn open_read_only(root: &Path, blobs: PathBuf, tmp: PathBuf) -> Result<Self, StoreError> {
+        if !blobs.is_dir() {
+            return Err(StoreError::Io {
+                op: "open the store at",
+                path: root.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "it is read-only and holds no store (no blobs/sha256)",
+                ),
+            });
+        }
+        let active = ActiveLock::acquire(&root.join("active"), || Ok(()))?;
+        Ok(ContentStore {
+            root: root.to_path_buf(),
+            blobs,
+            tmp,
+            active: Arc::new(active),
+            lease: Arc::new(Lease::disabled(root)),
+            read_only: true,
+        })
+    }
+
+    /// Whether the store is on a read-only filesystem.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// This process's lease on the store (see [`crate::lease`]).
@@ -113,6 +151,11 @@ impl ContentStore {
     }
 
     fn new_writer(&self, hash: bool) -> Result<BlobWriter, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                root: self.root.clone(),
+            });
+        }
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.tmp)
@@ -171,7 +214,15 @@ impl ContentStore {
     /// Makes sure the blob is a file (a layer kept only as its snapshot is
     /// written now); for readers that open [`ContentStore::path`] directly.
     pub fn ensure(&self, d: &Digest) -> Result<(), StoreError> {
-        if self.path(d).is_file() || crate::lazy::materialize(self, d)? {
+        if self.path(d).is_file() {
+            return Ok(());
+        }
+        if self.read_only && self.has(d) {
+            return Err(StoreError::ReadOnly {
+                root: self.root.clone(),
+            });
+        }
+        if crate::lazy::materialize(self, d)? {
             return Ok(());
         }
         Err(StoreError::BlobMissing { digest: d.clone() })
@@ -188,6 +239,13 @@ impl ContentStore {
         let data = match fs::read(&path) {
             Ok(data) => data,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.read_only {
+                    let mut data = Vec::new();
+                    self.open_blob(d)?
+                        .read_to_end(&mut data)
+                        .map_err(|e| StoreError::from_io("read", &path, e))?;
+                    return Ok(data);
+                }
                 if crate::lazy::materialize(self, d)? {
                     return self.read(d);
                 }
@@ -212,6 +270,13 @@ impl ContentStore {
         let path = self.path(d);
         match File::open(&path) {
             Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only => {
+                // Made outside the store, in an unnamed temporary file.
+                match crate::lazy::materialize_detached(self, d)? {
+                    Some(f) => Ok(VerifyingReader::new(f, d.clone())),
+                    None => Err(StoreError::BlobMissing { digest: d.clone() }),
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if crate::lazy::materialize(self, d)? {
                     return self.open_blob(d);

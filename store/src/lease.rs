@@ -63,6 +63,9 @@ impl Leased {
 pub struct Lease {
     dir: PathBuf,
     open: Mutex<Option<LeaseFile>>,
+    // A read-only store's: nothing can be pruned from it, so nothing is
+    // leased (and no lease file could be written).
+    disabled: bool,
 }
 
 #[derive(Debug)]
@@ -78,11 +81,24 @@ impl Lease {
         Lease {
             dir: root.join("leases"),
             open: Mutex::new(None),
+            disabled: false,
+        }
+    }
+
+    /// The lease of a process on a read-only store: adding is a no-op.
+    pub fn disabled(root: &Path) -> Lease {
+        Lease {
+            dir: root.join("leases"),
+            open: Mutex::new(None),
+            disabled: true,
         }
     }
 
     /// Adds resources to the lease (those it holds already are skipped).
     pub fn add(&self, items: impl IntoIterator<Item = Leased>) -> Result<(), StoreError> {
+        if self.disabled {
+            return Ok(());
+        }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_none() {
             *open = Some(self.create()?);

@@ -17,6 +17,7 @@ mod run;
 mod security;
 mod shared_store;
 mod snapshots;
+mod store_disk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
