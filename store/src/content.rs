@@ -53,6 +53,7 @@ impl ContentStore {
         // Register as a user before staging anything in tmp/, or another
         // opener that believes it is alone could sweep our staging file.
         let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
+        sweep_dead_processes(root);
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(&tmp, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -311,6 +312,15 @@ impl ContentStore {
         out.sort();
         Ok(out)
     }
+}
+
+/// Deletes what dead processes left that is known dead whoever else has
+/// the store open: lease files and key lock files nobody holds (`flock(2)`
+/// locks die with their process, so this is exact, pid reuse or not).
+/// Failures are left for `rbk system check` to report.
+fn sweep_dead_processes(root: &Path) {
+    let _ = crate::lease::live_leases(root, None, true);
+    let _ = crate::lock::stale_key_locks(&root.join("locks"), true);
 }
 
 /// Deletes everything in `tmp/`: called only when no other process has the

@@ -148,17 +148,18 @@ impl Lease {
                 Err(e) => return Err(e).at("create lease", &path),
             };
             return match flock(file, FlockMode::TryExclusive) {
+                // A sweeper that opened it between its creation and our
+                // lock took it for a dead process's and unlinked it: a
+                // lease nobody can read keeps nothing; make another.
+                Ok(Some(file)) if !same_file(&file, &path) => continue,
                 Ok(Some(file)) => Ok(LeaseFile {
                     file,
                     path,
                     held: HashSet::new(),
                 }),
-                // A file we just made is ours alone: taken means something
-                // is badly wrong.
-                Ok(None) => Err(StoreError::Lock {
-                    path,
-                    source: io::Error::from(io::ErrorKind::WouldBlock),
-                }),
+                // A sweeper is probing the file we just made (and will
+                // delete it as a dead process's): make another.
+                Ok(None) => continue,
                 Err(source) => Err(StoreError::Lock { path, source }),
             };
         }

@@ -30,6 +30,42 @@ pub const SNAPSHOTS_MODE: u32 = 0o700;
 
 use crate::snapshot::Mount;
 
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`), or `None` when there is no such process. With the
+/// pid it names one process for good: a pid reused later has another.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything,
+    // spaces and parentheses included: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process as `<pid>-<start>`, for names of files that must be known
+/// as a dead process's even after its pid is reused.
+pub fn process_tag() -> String {
+    let pid = std::process::id();
+    match process_start(pid) {
+        Some(start) => format!("{pid}-{start}"),
+        None => pid.to_string(),
+    }
+}
+
+/// Whether the process a [`process_tag`] (or a bare pid) names is gone:
+/// no process has the pid, or the one that has it started at another time.
+pub fn tag_is_dead(tag: &str) -> bool {
+    let mut parts = tag.splitn(2, '-');
+    let Some(Ok(pid)) = parts.next().map(str::parse::<u32>) else {
+        return false;
+    };
+    match (parts.next().map(str::parse::<u64>), process_start(pid)) {
+        (_, None) => true,
+        (Some(Ok(start)), Some(now)) => start != now,
+        // A bare pid still in use: alive, as far as anyone can tell.
+        _ => false,
+    }
+}
+
 /// A mount that failed or could not be undone.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -281,6 +317,19 @@ pub fn page_size() -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_tags_tell_a_live_process_from_a_dead_one() {
+        let me = process_tag();
+        assert!(me.contains('-'), "{me}");
+        assert!(!tag_is_dead(&me));
+        assert!(!tag_is_dead(&std::process::id().to_string()));
+        // Our pid with another start time: a reused pid.
+        assert!(tag_is_dead(&format!("{}-1", std::process::id())));
+        // A pid above the kernel's maximum (4194304).
+        assert!(tag_is_dead("4194305-7"));
+        assert!(!tag_is_dead("not-a-pid"));
+    }
 
     #[test]
     fn options_split_into_flags_and_data() {

@@ -109,16 +109,7 @@ fn import_onto_a_full_disk_blames_the_disk_not_the_archive() {
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     // 8 MiB that no compression shrinks, onto a 4 MiB disk.
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let noise: Vec<u8> = (0..8 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(rootfs.join("big"), noise).unwrap();
+    std::fs::write(rootfs.join("big"), noise(8 << 20)).unwrap();
     let tarball = dir.path().join("rootfs.tar");
     tar_dir(&rootfs, &tarball);
     let store = dir.path().join("store");
@@ -146,4 +137,83 @@ fn import_onto_a_full_disk_blames_the_disk_not_the_archive() {
         assert!(!err.contains("archive"), "{compression}: {err}");
     }
     assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0, "tmpfs gone");
+}
+
+/// `len` bytes that no compression shrinks.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The files in `dir` whose names start with `prefix`.
+fn named(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn what_a_killed_save_left_is_swept_by_the_next_command() {
+    let test = "what_a_killed_save_left_is_swept_by_the_next_command";
+    if !nix::unistd::geteuid().is_root() {
+        skip(test, "needs root (rbk as another user runs rootless)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("big"), noise(64 << 20)).unwrap();
+    let tarball = dir.path().join("rootfs.tar");
+    tar_dir(&rootfs, &tarball);
+    let store = dir.path().join("store");
+    succeed(rbk(&store).arg("import").arg(&tarball).arg("big"));
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let dest = out.join("big.tar");
+    let partial = "big.tar.rbk-partial-";
+    // Killed as soon as its partial file appears: mid-way through 64 MiB.
+    let mut left = Vec::new();
+    for _ in 0..5 {
+        let mut child = rbk(&store)
+            .args(["save", "-o"])
+            .arg(&dest)
+            .arg("big")
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while named(&out, partial).is_empty() && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        left = named(&out, partial);
+        if !left.is_empty() && !dest.exists() {
+            break;
+        }
+    }
+    assert!(!left.is_empty(), "no save was killed mid-way");
+    // Also a dead process's lease, and a partial file of a pid since
+    // reused (ours, another start time).
+    let leases = store.join("leases");
+    std::fs::create_dir_all(&leases).unwrap();
+    let blob = format!("blob sha256:{}\n", "0".repeat(64));
+    std::fs::write(leases.join("4194305-1"), blob).unwrap();
+    let reused = out.join(format!("{partial}{}-1", std::process::id()));
+    std::fs::write(&reused, "half").unwrap();
+    let check = rbk(&store).args(["system", "check"]).output().unwrap();
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(!leases.join("4194305-1").exists());
+    succeed(rbk(&store).args(["save", "-o"]).arg(&dest).arg("big"));
+    assert_eq!(named(&out, partial), Vec::<String>::new());
+    assert!(dest.exists());
 }
