@@ -516,6 +516,8 @@ fn check_manifest(
             layers: manifest.layers.len(),
         });
     }
+    // Before any layer is checked or published.
+    crate::images::check_layer_count(&manifest.config.digest.to_string(), manifest.layers.len())?;
     let mut needs = vec![desc.digest.clone(), manifest.config.digest.clone()];
     let mut checks = Vec::new();
     for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {

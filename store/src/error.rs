@@ -159,6 +159,17 @@ pub enum StoreError {
         /// The offending reference.
         reference: String,
     },
+    /// An image of more layers than rbk stacks: refused before anything is
+    /// unpacked (the kernel could not mount it anyway).
+    #[error("image {image} has {layers} layers; rbk stacks at most {max} (as Docker's overlay2 does): squash it into fewer layers (e.g. a multi-stage build that copies the result into one)")]
+    TooManyLayers {
+        /// The image, by name or id.
+        image: String,
+        /// How many layers it has.
+        layers: usize,
+        /// The most rbk stacks ([`crate::images::MAX_LAYERS`]).
+        max: usize,
+    },
     /// The store is on a read-only filesystem (a shared cache mounted
     /// read-only) and the command would change it.
     #[error("the store at {} is read-only: it can be read but not changed (remount it read-write, or give this command a writable --root)", .root.display())]

@@ -23,6 +23,25 @@ use crate::oci::{
 };
 use crate::reference::Reference;
 
+/// The most layers an image may have: Docker's overlay2 stacks at most
+/// 128 lower layers, and an image rbk cannot run is refused before any of
+/// its layers is unpacked (at load, import, build and run). The overlay
+/// snapshotter's short links keep this many mountable.
+pub const MAX_LAYERS: usize = 128;
+
+/// Refuses an image (`image`, for the message) of more than [`MAX_LAYERS`]
+/// layers.
+pub fn check_layer_count(image: &str, layers: usize) -> Result<(), StoreError> {
+    if layers > MAX_LAYERS {
+        return Err(StoreError::TooManyLayers {
+            image: image.to_string(),
+            layers,
+            max: MAX_LAYERS,
+        });
+    }
+    Ok(())
+}
+
 /// An image in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -659,6 +678,10 @@ impl Store {
         let config_bytes =
             serde_json::to_vec(config).map_err(|e| StoreError::json("image config", e))?;
         let config_digest = Digest::of(&config_bytes);
+        let name = tags
+            .first()
+            .map_or_else(|| config_digest.to_string(), Reference::familiar);
+        check_layer_count(&name, layers.len())?;
         if config.rootfs.diff_ids.len() != layers.len() {
             return Err(StoreError::LayerCountMismatch {
                 image: config_digest,

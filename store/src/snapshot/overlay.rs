@@ -145,11 +145,8 @@ impl OverlaySnapshotter {
         options.push(format!("lowerdir={lower}"));
         options.extend(disable_unrepresentable_features());
         options.extend(userxattr());
-        let len = options
-            .iter()
-            .filter(|o| *o != "ro")
-            .map(|o| o.len() + 1)
-            .sum::<usize>();
+        // As mounted: the short links named relative to their directory.
+        let len = sys::overlay_data_len(&options);
         let limit = sys::page_size() - 1;
         if len > limit {
             return Err(SnapshotError::ChainTooDeep {

@@ -3,6 +3,7 @@
 mod content;
 mod content_archive;
 mod content_interop;
+mod deep_image;
 mod layer;
 mod layer_interop;
 mod layer_snapshot;
