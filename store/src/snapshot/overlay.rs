@@ -312,8 +312,17 @@ impl Snapshotter for OverlaySnapshotter {
         if let Some(p) = parent {
             self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
         }
+        let lowers: Vec<PathBuf> = match parent {
+            Some(p) => self
+                .dirs
+                .chain(p)?
+                .iter()
+                .map(|k| self.dirs.fs(k))
+                .collect(),
+            None => Vec::new(),
+        };
         let st = self.dirs.stage()?;
-        let stats = layer::apply(layer, &st.fs(), ApplyMode::Overlay)?;
+        let stats = layer::apply_over(layer, &st.fs(), ApplyMode::Overlay, &lowers)?;
         check_diff_id(name, expected, &stats)?;
         let meta = Meta {
             key: name.to_string(),

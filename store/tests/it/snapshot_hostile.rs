@@ -83,3 +83,136 @@ fn an_existing_open_store_is_tightened_when_its_owner_opens_it() {
     assert_eq!(mode(&root), 0o710);
     assert_eq!(mode(&root.join("snapshots")), 0o700);
 }
+
+/// A layer tar of `entries`: (path, kind) in order, kind one of
+/// `Dir`, `File(data)`, `Symlink(target)`, `Link(target)`.
+fn raw_tar(entries: &[(&str, Kind)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mtime(1_700_000_000);
+        let data: &[u8] = match kind {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                b""
+            }
+            Kind::File(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                d.as_bytes()
+            }
+            Kind::Symlink(t) | Kind::Link(t) => {
+                h.set_entry_type(if matches!(kind, Kind::Symlink(_)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
+                h.set_mode(0o777);
+                h.set_link_name(t).unwrap();
+                b""
+            }
+        };
+        h.set_size(data.len() as u64);
+        h.set_path(path).unwrap();
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+enum Kind {
+    Dir,
+    File(&'static str),
+    Symlink(&'static str),
+    Link(&'static str),
+}
+
+#[test]
+fn a_symlinked_parent_from_a_lower_layer_is_refused_by_both() {
+    let test = "a_symlinked_parent_from_a_lower_layer_is_refused_by_both";
+    let escape = format!("rbk-escape-{}", std::process::id());
+    for target in ["/etc", "..", "/", "sub/../.."] {
+        each_backend(test, |b, dir| {
+            let snap = open(b, dir);
+            let base = raw_tar(&[("sub", Kind::Dir), ("a", Kind::Symlink(target))]);
+            snap.apply_layer("base", None, &mut &base[..], None)
+                .unwrap();
+            let path = format!("a/{escape}");
+            let hostile = raw_tar(&[(path.as_str(), Kind::File("pwned"))]);
+            let err = snap
+                .apply_layer("top", Some("base"), &mut &hostile[..], None)
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("is a symlink")
+                    || format!("{:?}", err).contains("is a symlink"),
+                "{b:?} {target}: {err:?}"
+            );
+            assert!(!snap.exists("top"), "{b:?}: a refused layer is committed");
+            assert!(!Path::new("/etc").join(&escape).exists());
+            assert!(!Path::new("/").join(&escape).exists());
+        });
+    }
+}
+
+#[test]
+fn a_hard_link_to_a_lower_layers_file_is_refused_by_both() {
+    let test = "a_hard_link_to_a_lower_layers_file_is_refused_by_both";
+    each_backend(test, |b, dir| {
+        let snap = open(b, dir);
+        let base = raw_tar(&[("f", Kind::File("lower"))]);
+        snap.apply_layer("base", None, &mut &base[..], None)
+            .unwrap();
+        let hostile = raw_tar(&[("g", Kind::Link("f"))]);
+        let err = snap
+            .apply_layer("top", Some("base"), &mut &hostile[..], None)
+            .unwrap_err();
+        assert!(
+            format!("{err:?}").contains("is not in this layer"),
+            "{b:?}: {err:?}"
+        );
+        assert!(!snap.exists("top"));
+    });
+}
+
+#[test]
+fn what_real_layers_do_over_links_and_dirs_both_agree_on() {
+    let test = "what_real_layers_do_over_links_and_dirs_both_agree_on";
+    each_backend(test, |b, dir| {
+        let snap = open(b, dir);
+        let base = raw_tar(&[
+            ("a", Kind::Symlink("/etc")),
+            ("d", Kind::Dir),
+            ("d/old", Kind::File("old")),
+        ]);
+        snap.apply_layer("base", None, &mut &base[..], None)
+            .unwrap();
+        fs::set_permissions(
+            snap.upper_dir("base").unwrap().join("d"),
+            fs::Permissions::from_mode(0o710),
+        )
+        .unwrap();
+        // The symlink replaced by a directory first; a file into a lower
+        // directory; a hard link to a file of the same layer.
+        let top = raw_tar(&[
+            ("a", Kind::Dir),
+            ("a/b", Kind::File("b")),
+            ("d/new", Kind::File("new")),
+            ("d/link", Kind::Link("d/new")),
+        ]);
+        snap.apply_layer("top", Some("base"), &mut &top[..], None)
+            .unwrap();
+        if b == super::layer_snapshot::Backend::Overlay && !sys::is_root() {
+            return;
+        }
+        snap.view("v", Some("top")).unwrap();
+        super::layer_snapshot::edit(&*snap, "v", |root| {
+            assert!(root.join("a").symlink_metadata().unwrap().is_dir(), "{b:?}");
+            assert_eq!(fs::read_to_string(root.join("a/b")).unwrap(), "b");
+            assert_eq!(fs::read_to_string(root.join("d/old")).unwrap(), "old");
+            assert_eq!(fs::read_to_string(root.join("d/link")).unwrap(), "new");
+            let mode = fs::metadata(root.join("d")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o7777, 0o710, "{b:?}: the lower dir's mode");
+        });
+    });
+}
