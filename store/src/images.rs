@@ -196,11 +196,15 @@ impl Store {
         fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
         crate::sys::restrict_dir(&snapshots, crate::sys::SNAPSHOTS_MODE)
             .at("restrict the permissions of", &snapshots)?;
-        Ok(Store {
+        let store = Store {
             content,
             cache,
             root: root.to_path_buf(),
-        })
+        };
+        if !store.content.is_read_only() {
+            crate::check::sweep_dead_steps(&store);
+        }
+        Ok(store)
     }
 
     /// The store's root directory.
@@ -1325,7 +1329,7 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Deletes a tree, first making directories writable if a read-only one
 /// (common in unpacked images) stops an unprivileged user.
-fn remove_tree(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_tree(path: &Path) -> Result<(), StoreError> {
     if fs::remove_dir_all(path).is_ok() {
         return Ok(());
     }

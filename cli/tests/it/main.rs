@@ -8,6 +8,7 @@ mod cache;
 mod containers;
 mod debian;
 mod hostinfo;
+mod kill_points;
 mod layers;
 mod link;
 mod outputs;
