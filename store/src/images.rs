@@ -193,9 +193,11 @@ impl Store {
         let content = ContentStore::open(root)?;
         let cache = CacheIndex::open(root)?;
         let snapshots = root.join("snapshots");
-        fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
-        crate::sys::restrict_dir(&snapshots, crate::sys::SNAPSHOTS_MODE)
-            .at("restrict the permissions of", &snapshots)?;
+        if !content.is_read_only() {
+            fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
+            crate::sys::restrict_dir(&snapshots, crate::sys::SNAPSHOTS_MODE)
+                .at("restrict the permissions of", &snapshots)?;
+        }
         let store = Store {
             content,
             cache,

@@ -115,15 +115,20 @@ fn import_onto_a_full_disk_blames_the_disk_not_the_archive() {
     let store = dir.path().join("store");
     std::fs::create_dir_all(&store).unwrap();
     let tmpfs = r#"mount -t tmpfs -o size=4m rbk-full "$S""#;
-    for compression in ["none", "gzip"] {
-        let args = [
-            "import",
-            "--compression",
-            compression,
-            tarball.to_str().unwrap(),
-            "big",
-        ];
-        let out = in_namespace(&store, tmpfs, &args);
+    // And the same image as an archive to load.
+    let source = dir.path().join("source");
+    succeed(rbk(&source).arg("import").arg(&tarball).arg("big"));
+    let archive = dir.path().join("big-image.tar");
+    succeed(rbk(&source).args(["save", "-o"]).arg(&archive).arg("big"));
+    let (tarball, archive) = (tarball.to_str().unwrap(), archive.to_str().unwrap());
+    let runs: [&[&str]; 3] = [
+        &["import", "--compression", "none", tarball, "big"],
+        &["import", "--compression", "gzip", tarball, "big"],
+        &["load", "-i", archive],
+    ];
+    for args in runs {
+        let compression = args.join(" ");
+        let out = in_namespace(&store, tmpfs, args);
         assert_ne!(out.status.code(), Some(99), "cannot mount a tmpfs");
         let err = stderr(&out);
         assert!(!out.status.success(), "{compression}: {err}");
