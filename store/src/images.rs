@@ -779,6 +779,9 @@ impl Store {
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
+        // A pulled image too deep to run is refused here, before it is
+        // tagged or unpacked.
+        check_layer_count(&digest.to_string(), manifest.layers.len())?;
         let blobs = manifest.blobs();
         if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
             return Err(StoreError::BlobMissing {

@@ -21,6 +21,12 @@ use rbk_store::{archive, layer, Store, StoreError};
 /// An OCI archive of one image of `n` layers, layer `i` holding file
 /// `f<i>`: (archive, manifest, config).
 fn deep_archive(n: usize) -> (Vec<u8>, Manifest, ImageConfig) {
+    let (tar, manifest, config, _) = deep_image(n);
+    (tar, manifest, config)
+}
+
+/// [`deep_archive`], and every blob of it.
+fn deep_image(n: usize) -> (Vec<u8>, Manifest, ImageConfig, Vec<Vec<u8>>) {
     let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
@@ -92,7 +98,12 @@ fn deep_archive(n: usize) -> (Vec<u8>, Manifest, ImageConfig) {
     }
     let mut out = tar.into_inner().unwrap();
     out.flush().unwrap();
-    (out, manifest, config)
+    (
+        out,
+        manifest,
+        config,
+        blobs.into_iter().map(|b| b.1).collect(),
+    )
 }
 
 fn unpack(
@@ -143,6 +154,32 @@ fn an_image_of_one_layer_too_many_is_refused_before_unpacking() {
         "{err}"
     );
     assert!(snap.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_pulled_image_of_one_layer_too_many_is_never_tagged() {
+    // What a pull does once it has the blobs: list the manifest in the
+    // index (store/src/registry/ calls this).
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(&t.path().join("store")).unwrap();
+    let (_, manifest, _, blobs) = deep_image(MAX_LAYERS + 1);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let desc = Descriptor::new(
+        MEDIA_TYPE_OCI_MANIFEST,
+        Digest::of(&bytes),
+        bytes.len() as u64,
+    );
+    let r = rbk_store::Reference::parse("example.com/deep:1").unwrap();
+    let err = store
+        .add_to_index_after(&[(desc, vec![r])], || {
+            for b in &blobs {
+                store.content.put(b)?;
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooManyLayers { .. }), "{err}");
+    assert!(store.read_index().unwrap().manifests.is_empty());
 }
 
 #[test]
