@@ -45,11 +45,19 @@ impl ContentStore {
         }
         fs::create_dir_all(root).at("create directory", root)?;
         // Before anything is put under it: image trees must never be
-        // reachable by other local users (setuid binaries, devices).
-        crate::sys::restrict_dir(root, crate::sys::STORE_ROOT_MODE)
-            .at("restrict the permissions of", root)?;
+        // reachable by other local users (setuid binaries, devices). A
+        // directory that holds other things than a store (`--root ~` by
+        // mistake) is not narrowed: its snapshots/ is, which suffices.
+        if is_store_or_empty(root) {
+            crate::sys::restrict_dir(root, crate::sys::STORE_ROOT_MODE)
+                .at("restrict the permissions of", root)?;
+        }
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
+        // Where build steps mount their trees: the owner's alone, whatever
+        // the root allows.
+        crate::sys::restrict_dir(&tmp, crate::sys::SNAPSHOTS_MODE)
+            .at("restrict the permissions of", &tmp)?;
         // Register as a user before staging anything in tmp/, or another
         // opener that believes it is alone could sweep our staging file.
         let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
@@ -312,6 +320,12 @@ impl ContentStore {
         out.sort();
         Ok(out)
     }
+}
+
+/// Whether `root` is a store already (it has `oci-layout`) or empty.
+fn is_store_or_empty(root: &Path) -> bool {
+    root.join("oci-layout").is_file()
+        || fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// Deletes what dead processes left that is known dead whoever else has

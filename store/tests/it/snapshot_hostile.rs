@@ -74,7 +74,8 @@ fn setuid_binaries_of_an_image_are_out_of_other_users_reach() {
 fn an_existing_open_store_is_tightened_when_its_owner_opens_it() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("rbk");
-    fs::create_dir_all(root.join("snapshots")).unwrap();
+    // A store as an older rbk left it: everything 0755.
+    drop(rbk_store::Store::open(&root).unwrap());
     for d in [&root, &root.join("snapshots")] {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -82,6 +83,15 @@ fn an_existing_open_store_is_tightened_when_its_owner_opens_it() {
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&root), 0o710);
     assert_eq!(mode(&root.join("snapshots")), 0o700);
+    // A directory of other things given as --root by mistake keeps its
+    // mode; the trees under its snapshots/ are still out of reach.
+    let home = t.path().join("home");
+    fs::create_dir_all(home.join("notes")).unwrap();
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+    rbk_store::Store::open(&home).unwrap();
+    assert_eq!(mode(&home), 0o755);
+    assert_eq!(mode(&home.join("snapshots")), 0o700);
+    assert_eq!(mode(&home.join("tmp")), 0o700);
 }
 
 /// A layer tar of `entries`: (path, kind) in order, kind one of
