@@ -18,7 +18,7 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::StagedBlob;
+use crate::content::{BlobWriter, StagedBlob};
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::{Image, Store};
@@ -278,6 +278,25 @@ pub fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, St
     })
 }
 
+/// Copies an archive's entry into a blob: a failed read is the archive's
+/// (truncated, damaged), a failed write the store's (its disk full).
+fn copy_to_store(from: &mut impl Read, to: &mut BlobWriter) -> Result<u64, StoreError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let staging = to.staging_path().to_path_buf();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        to.write_all(&buf[..n])
+            .map_err(|e| StoreError::from_io("write", &staging, e))?;
+        total += n as u64;
+    }
+}
+
 /// An archive read error, reduced to one short line: the tar crate quotes
 /// raw header bytes, which can be anything (even several lines).
 pub(crate) fn read_err(e: io::Error) -> StoreError {
@@ -458,7 +477,7 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
             .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
         let mut w = store.content.writer()?;
         let want = entry.size();
-        let got = io::copy(&mut entry, &mut w).map_err(read_err)?;
+        let got = copy_to_store(&mut entry, &mut w)?;
         if got != want {
             return Err(StoreError::ArchiveTruncated { entry: path });
         }
@@ -516,6 +535,8 @@ fn check_manifest(
             layers: manifest.layers.len(),
         });
     }
+    // Before any layer is checked or published.
+    crate::images::check_layer_count(&manifest.config.digest.to_string(), manifest.layers.len())?;
     let mut needs = vec![desc.digest.clone(), manifest.config.digest.clone()];
     let mut checks = Vec::new();
     for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {

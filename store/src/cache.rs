@@ -88,8 +88,11 @@ impl CacheIndex {
         let records = dir.join("records");
         let families = dir.join("families");
         let tmp = root.join("tmp");
-        for d in [&records, &families, &tmp] {
-            fs::create_dir_all(d).at("create directory", d)?;
+        // A read-only store (an older one may lack these) is read as it is.
+        if !crate::lock::read_only_fs(root) {
+            for d in [&records, &families, &tmp] {
+                fs::create_dir_all(d).at("create directory", d)?;
+            }
         }
         Ok(CacheIndex {
             records,

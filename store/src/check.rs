@@ -127,6 +127,46 @@ fn dead_owner(root: &Path, name: &str) -> bool {
     pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
 }
 
+/// Removes what the build steps of dead processes left: their mounts under
+/// `tmp/` and their active snapshots and views (`active-<pid>-…`,
+/// `view-<pid>-…`: private to their process, which is gone). Run when a
+/// store is opened, so a killed build leaves nothing for `rbk system
+/// check` to find. A pid in use again keeps what it names (never the
+/// other way round). Failures are left for `rbk system check` to report.
+pub fn sweep_dead_steps(store: &Store) {
+    let tmp = store.root().join("tmp");
+    for point in crate::sys::mounts_under(&tmp).unwrap_or_default() {
+        let name = point.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if point.parent() == Some(tmp.as_path())
+            && dead_step_mount(store.root(), name).is_some()
+            && crate::sys::unmount(&point).is_ok()
+        {
+            let _ = fs::remove_dir(&point);
+        }
+    }
+    let dir = store.root().join("snapshots");
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let step = name.starts_with("active-") || name.starts_with("view-");
+        if step && dead_owner(store.root(), &name) {
+            let _ = store.remove_snapshot_dir(&e.path());
+        }
+    }
+    // Snapshots half made by dead processes (`<pid>-…`).
+    let staging = dir.join(".tmp");
+    for e in fs::read_dir(&staging).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !dead_owner(store.root(), &name) {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = crate::images::remove_tree(&e.path());
+        } else {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Whether the `rbk run` of container `id` still holds its lock.
 fn container_alive(root: &Path, id: &str) -> bool {
     let Ok(f) = fs::File::open(root.join("containers").join(id).join("lock")) else {

@@ -28,6 +28,8 @@ pub struct ContentStore {
     active: Arc<ActiveLock>,
     // What this process writes or uses, kept from other processes' prune.
     lease: Arc<Lease>,
+    // On a read-only filesystem: read, never written.
+    read_only: bool,
 }
 
 impl ContentStore {
@@ -37,11 +39,29 @@ impl ContentStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let blobs = root.join("blobs").join("sha256");
         let tmp = root.join("tmp");
+        let read_only = root.is_dir() && crate::lock::read_only_fs(root);
+        if read_only {
+            return Self::open_read_only(root, blobs, tmp);
+        }
+        fs::create_dir_all(root).at("create directory", root)?;
+        // Before anything is put under it: image trees must never be
+        // reachable by other local users (setuid binaries, devices). A
+        // directory that holds other things than a store (`--root ~` by
+        // mistake) is not narrowed: its snapshots/ is, which suffices.
+        if is_store_or_empty(root) {
+            crate::sys::restrict_dir(root, crate::sys::STORE_ROOT_MODE)
+                .at("restrict the permissions of", root)?;
+        }
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
+        // Where build steps mount their trees: the owner's alone, whatever
+        // the root allows.
+        crate::sys::restrict_dir(&tmp, crate::sys::SNAPSHOTS_MODE)
+            .at("restrict the permissions of", &tmp)?;
         // Register as a user before staging anything in tmp/, or another
         // opener that believes it is alone could sweep our staging file.
         let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
+        sweep_dead_processes(root);
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(&tmp, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -52,7 +72,39 @@ impl ContentStore {
             tmp,
             active: Arc::new(active),
             lease: Arc::new(Lease::new(root)),
+            read_only: false,
         })
+    }
+
+    /// A store on a read-only filesystem (a shared cache mounted
+    /// read-only): nothing is created or swept, nothing is leased (nobody
+    /// can prune it from under us), and a change is refused with
+    /// [`StoreError::ReadOnly`].
+    fn open_read_only(root: &Path, blobs: PathBuf, tmp: PathBuf) -> Result<Self, StoreError> {
+        if !blobs.is_dir() {
+            return Err(StoreError::Io {
+                op: "open the store at",
+                path: root.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "it is read-only and holds no store (no blobs/sha256)",
+                ),
+            });
+        }
+        let active = ActiveLock::acquire(&root.join("active"), || Ok(()))?;
+        Ok(ContentStore {
+            root: root.to_path_buf(),
+            blobs,
+            tmp,
+            active: Arc::new(active),
+            lease: Arc::new(Lease::disabled(root)),
+            read_only: true,
+        })
+    }
+
+    /// Whether the store is on a read-only filesystem.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// This process's lease on the store (see [`crate::lease`]).
@@ -108,6 +160,11 @@ impl ContentStore {
     }
 
     fn new_writer(&self, hash: bool) -> Result<BlobWriter, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                root: self.root.clone(),
+            });
+        }
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.tmp)
@@ -166,7 +223,15 @@ impl ContentStore {
     /// Makes sure the blob is a file (a layer kept only as its snapshot is
     /// written now); for readers that open [`ContentStore::path`] directly.
     pub fn ensure(&self, d: &Digest) -> Result<(), StoreError> {
-        if self.path(d).is_file() || crate::lazy::materialize(self, d)? {
+        if self.path(d).is_file() {
+            return Ok(());
+        }
+        if self.read_only && self.has(d) {
+            return Err(StoreError::ReadOnly {
+                root: self.root.clone(),
+            });
+        }
+        if crate::lazy::materialize(self, d)? {
             return Ok(());
         }
         Err(StoreError::BlobMissing { digest: d.clone() })
@@ -183,6 +248,13 @@ impl ContentStore {
         let data = match fs::read(&path) {
             Ok(data) => data,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.read_only {
+                    let mut data = Vec::new();
+                    self.open_blob(d)?
+                        .read_to_end(&mut data)
+                        .map_err(|e| StoreError::from_io("read", &path, e))?;
+                    return Ok(data);
+                }
                 if crate::lazy::materialize(self, d)? {
                     return self.read(d);
                 }
@@ -207,6 +279,13 @@ impl ContentStore {
         let path = self.path(d);
         match File::open(&path) {
             Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only => {
+                // Made outside the store, in an unnamed temporary file.
+                match crate::lazy::materialize_detached(self, d)? {
+                    Some(f) => Ok(VerifyingReader::new(f, d.clone())),
+                    None => Err(StoreError::BlobMissing { digest: d.clone() }),
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if crate::lazy::materialize(self, d)? {
                     return self.open_blob(d);
@@ -241,6 +320,21 @@ impl ContentStore {
         out.sort();
         Ok(out)
     }
+}
+
+/// Whether `root` is a store already (it has `oci-layout`) or empty.
+fn is_store_or_empty(root: &Path) -> bool {
+    root.join("oci-layout").is_file()
+        || fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Deletes what dead processes left that is known dead whoever else has
+/// the store open: lease files and key lock files nobody holds (`flock(2)`
+/// locks die with their process, so this is exact, pid reuse or not).
+/// Failures are left for `rbk system check` to report.
+fn sweep_dead_processes(root: &Path) {
+    let _ = crate::lease::live_leases(root, None, true);
+    let _ = crate::lock::stale_key_locks(&root.join("locks"), true);
 }
 
 /// Deletes everything in `tmp/`: called only when no other process has the

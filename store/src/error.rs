@@ -159,6 +159,38 @@ pub enum StoreError {
         /// The offending reference.
         reference: String,
     },
+    /// An image of more layers than rbk stacks: refused before anything is
+    /// unpacked (the kernel could not mount it anyway).
+    #[error("image {image} has {layers} layers; rbk stacks at most {max} (as Docker's overlay2 does): squash it into fewer layers (e.g. a multi-stage build that copies the result into one)")]
+    TooManyLayers {
+        /// The image, by name or id.
+        image: String,
+        /// How many layers it has.
+        layers: usize,
+        /// The most rbk stacks ([`crate::images::MAX_LAYERS`]).
+        max: usize,
+    },
+    /// The store is on a read-only filesystem (a shared cache mounted
+    /// read-only) and the command would change it.
+    #[error("the store at {} is read-only: it can be read but not changed (remount it read-write, or give this command a writable --root)", .root.display())]
+    ReadOnly {
+        /// The store's root directory.
+        root: PathBuf,
+    },
+    /// The store's disk is full, or its owner's quota spent: the store's
+    /// problem, not the input's.
+    #[error("no space left on the store's disk at {} (cannot {op} {}): free space there (`rbk image prune`, `rbk system check --repair`) or give rbk another --root", .root.display(), .path.display())]
+    NoSpace {
+        /// The store's root directory.
+        root: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The file being written.
+        path: PathBuf,
+        /// The OS error (ENOSPC or EDQUOT).
+        #[source]
+        source: io::Error,
+    },
     /// The store lock could not be taken.
     #[error("cannot lock the store at {}", .path.display())]
     Lock {
@@ -249,12 +281,16 @@ pub trait IoResultExt<T> {
 
 impl<T> IoResultExt<T> for io::Result<T> {
     fn at(self, op: &'static str, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        })
+        self.map_err(|source| StoreError::io(op, path, source))
     }
+}
+
+/// The store whose file or directory `path` is: the nearest directory
+/// holding both `oci-layout` and `active` (which only a store has; a saved
+/// OCI layout has no `active`).
+pub fn store_root_of(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .find(|a| a.join("oci-layout").is_file() && a.join("active").is_file())
 }
 
 impl StoreError {
@@ -264,6 +300,45 @@ impl StoreError {
             what: what.into(),
             source,
         }
+    }
+
+    /// A failed filesystem operation on `path`. A full disk (ENOSPC,
+    /// EDQUOT) or a read-only one (EROFS) under a store is said to be the
+    /// store's, whatever the command was reading from.
+    pub fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        let root = || store_root_of(path).map(Path::to_path_buf);
+        match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => {
+                if let Some(root) = root() {
+                    return StoreError::NoSpace {
+                        root,
+                        op,
+                        path: path.to_path_buf(),
+                        source,
+                    };
+                }
+            }
+            Some(libc::EROFS) => {
+                if let Some(root) = root() {
+                    return StoreError::ReadOnly { root };
+                }
+            }
+            _ => {}
+        }
+        StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether this is the store's disk being full or read-only (not the
+    /// input's fault).
+    pub fn is_store_disk(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSpace { .. } | StoreError::ReadOnly { .. }
+        )
     }
 
     /// Recovers a `StoreError` smuggled through an `io::Error` (as the
@@ -282,10 +357,6 @@ impl StoreError {
                 source: io::Error::other("corrupt blob"),
             };
         }
-        StoreError::Io {
-            op,
-            path: path.to_path_buf(),
-            source: e,
-        }
+        StoreError::io(op, path, e)
     }
 }

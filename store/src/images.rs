@@ -23,6 +23,25 @@ use crate::oci::{
 };
 use crate::reference::Reference;
 
+/// The most layers an image may have: Docker's overlay2 stacks at most
+/// 128 lower layers, and an image rbk cannot run is refused before any of
+/// its layers is unpacked (at load, import, build and run). The overlay
+/// snapshotter's short links keep this many mountable.
+pub const MAX_LAYERS: usize = 128;
+
+/// Refuses an image (`image`, for the message) of more than [`MAX_LAYERS`]
+/// layers.
+pub fn check_layer_count(image: &str, layers: usize) -> Result<(), StoreError> {
+    if layers > MAX_LAYERS {
+        return Err(StoreError::TooManyLayers {
+            image: image.to_string(),
+            layers,
+            max: MAX_LAYERS,
+        });
+    }
+    Ok(())
+}
+
 /// An image in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -196,12 +215,20 @@ impl Store {
         let content = ContentStore::open(root)?;
         let cache = CacheIndex::open(root)?;
         let snapshots = root.join("snapshots");
-        fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
-        Ok(Store {
+        if !content.is_read_only() {
+            fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
+            crate::sys::restrict_dir(&snapshots, crate::sys::SNAPSHOTS_MODE)
+                .at("restrict the permissions of", &snapshots)?;
+        }
+        let store = Store {
             content,
             cache,
             root: root.to_path_buf(),
-        })
+        };
+        if !store.content.is_read_only() {
+            crate::check::sweep_dead_steps(&store);
+        }
+        Ok(store)
     }
 
     /// The store's root directory.
@@ -687,6 +714,10 @@ impl Store {
         let config_bytes =
             serde_json::to_vec(config).map_err(|e| StoreError::json("image config", e))?;
         let config_digest = Digest::of(&config_bytes);
+        let name = tags
+            .first()
+            .map_or_else(|| config_digest.to_string(), Reference::familiar);
+        check_layer_count(&name, layers.len())?;
         if config.rootfs.diff_ids.len() != layers.len() {
             return Err(StoreError::LayerCountMismatch {
                 image: config_digest,
@@ -778,6 +809,9 @@ impl Store {
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::json(format!("manifest {digest}"), e))?;
+        // A pulled image too deep to run is refused here, before it is
+        // tagged or unpacked.
+        check_layer_count(&digest.to_string(), manifest.layers.len())?;
         let blobs = manifest.blobs();
         if let Some(missing) = blobs.into_iter().find(|b| !self.content.has(&b.digest)) {
             return Err(StoreError::BlobMissing {
@@ -1333,7 +1367,7 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Deletes a tree, first making directories writable if a read-only one
 /// (common in unpacked images) stops an unprivileged user.
-fn remove_tree(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_tree(path: &Path) -> Result<(), StoreError> {
     if fs::remove_dir_all(path).is_ok() {
         return Ok(());
     }

@@ -14,10 +14,11 @@
 
 mod apply;
 mod diff;
+mod lower;
 
 use std::path::{Component, Path, PathBuf};
 
-pub use apply::apply;
+pub use apply::{apply, apply_over};
 pub use diff::{diff_trees, diff_upper, tar_dir};
 
 use crate::compress::{Compression, Level};

@@ -148,6 +148,48 @@ pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, St
         return Ok(false);
     };
     let mut w = content.writer()?;
+    write_layer(root, d, source, &mut w)?;
+    w.flush().at("write", content.tmp_dir())?;
+    // A snapshot that no longer diffs to the digest is a corrupt source:
+    // the writer refuses to store it under that name.
+    w.commit(Some(d))?;
+    Ok(true)
+}
+
+/// Like [`materialize`] for a store that cannot be written (mounted
+/// read-only): the layer is made into an unnamed temporary file outside
+/// the store and returned at its start, for the caller to verify as it
+/// reads. `None` when no snapshot holds it.
+pub(crate) fn materialize_detached(
+    content: &ContentStore,
+    d: &Digest,
+) -> Result<Option<fs::File>, StoreError> {
+    use std::io::{Seek, SeekFrom};
+    let root = content.root();
+    let Some(rec) = read_record(root, d) else {
+        return Ok(None);
+    };
+    let Some(source) = rec.sources.iter().find(|s| available(root, s)) else {
+        return Ok(None);
+    };
+    let scratch = std::env::temp_dir();
+    let mut file = tempfile::tempfile_in(&scratch).at("create a temporary file in", &scratch)?;
+    let mut w = std::io::BufWriter::new(&mut file);
+    write_layer(root, d, source, &mut w)?;
+    w.flush().at("write a temporary file in", &scratch)?;
+    drop(w);
+    file.seek(SeekFrom::Start(0))
+        .at("rewind a temporary file in", &scratch)?;
+    Ok(Some(file))
+}
+
+/// Writes the uncompressed layer `d` as snapshot `source` makes it.
+fn write_layer(
+    root: &Path,
+    d: &Digest,
+    source: &Source,
+    w: &mut dyn Write,
+) -> Result<(), StoreError> {
     let opts = DiffOptions {
         compression: Compression::None,
         clamp_mtime: source.clamp_mtime,
@@ -155,10 +197,10 @@ pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, St
     };
     let fs_dir = snapshot_fs(root, &source.snapshot);
     let made = match source.kind {
-        SnapshotKind::Overlay => layer::diff_upper(&fs_dir, &mut w, opts),
+        SnapshotKind::Overlay => layer::diff_upper(&fs_dir, w, opts),
         SnapshotKind::Copy => {
             let parent = parent_of(root, &source.snapshot).map(|p| snapshot_fs(root, &p));
-            layer::diff_trees(parent.as_deref(), &fs_dir, &mut w, opts)
+            layer::diff_trees(parent.as_deref(), &fs_dir, w, opts)
         }
     };
     made.map_err(|e| StoreError::LayerSource {
@@ -166,11 +208,7 @@ pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, St
         snapshot: source.snapshot.clone(),
         source: Box::new(e),
     })?;
-    w.flush().at("write", content.tmp_dir())?;
-    // A snapshot that no longer diffs to the digest is a corrupt source:
-    // the writer refuses to store it under that name.
-    w.commit(Some(d))?;
-    Ok(true)
+    Ok(())
 }
 
 fn parent_of(root: &Path, key: &str) -> Option<String> {

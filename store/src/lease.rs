@@ -63,6 +63,9 @@ impl Leased {
 pub struct Lease {
     dir: PathBuf,
     open: Mutex<Option<LeaseFile>>,
+    // A read-only store's: nothing can be pruned from it, so nothing is
+    // leased (and no lease file could be written).
+    disabled: bool,
 }
 
 #[derive(Debug)]
@@ -78,11 +81,24 @@ impl Lease {
         Lease {
             dir: root.join("leases"),
             open: Mutex::new(None),
+            disabled: false,
+        }
+    }
+
+    /// The lease of a process on a read-only store: adding is a no-op.
+    pub fn disabled(root: &Path) -> Lease {
+        Lease {
+            dir: root.join("leases"),
+            open: Mutex::new(None),
+            disabled: true,
         }
     }
 
     /// Adds resources to the lease (those it holds already are skipped).
     pub fn add(&self, items: impl IntoIterator<Item = Leased>) -> Result<(), StoreError> {
+        if self.disabled {
+            return Ok(());
+        }
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_none() {
             *open = Some(self.create()?);
@@ -132,17 +148,18 @@ impl Lease {
                 Err(e) => return Err(e).at("create lease", &path),
             };
             return match flock(file, FlockMode::TryExclusive) {
+                // A sweeper that opened it between its creation and our
+                // lock took it for a dead process's and unlinked it: a
+                // lease nobody can read keeps nothing; make another.
+                Ok(Some(file)) if !same_file(&file, &path) => continue,
                 Ok(Some(file)) => Ok(LeaseFile {
                     file,
                     path,
                     held: HashSet::new(),
                 }),
-                // A file we just made is ours alone: taken means something
-                // is badly wrong.
-                Ok(None) => Err(StoreError::Lock {
-                    path,
-                    source: io::Error::from(io::ErrorKind::WouldBlock),
-                }),
+                // A sweeper is probing the file we just made (and will
+                // delete it as a dead process's): make another.
+                Ok(None) => continue,
                 Err(source) => Err(StoreError::Lock { path, source }),
             };
         }

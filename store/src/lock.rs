@@ -61,14 +61,41 @@ pub enum LockMode {
     Exclusive,
 }
 
-fn open_lock_file(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
+/// Opens (creating) a lock file. On a read-only filesystem it is opened
+/// for reading, which `flock(2)` is as happy with, and `None` if it is
+/// not there: nothing can change a store nobody can write.
+fn open_lock_file(path: &Path) -> Result<Option<File>, StoreError> {
+    let rw = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(path)
-        .at("open lock file", path)
+        .open(path);
+    match rw {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => match File::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).at("open lock file", path),
+        },
+        Err(e) => Err(StoreError::Io {
+            op: "open lock file",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Whether `path`'s filesystem is mounted read-only.
+pub(crate) fn read_only_fs(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::W_OK) == Err(nix::errno::Errno::EROFS)
+}
+
+/// The refusal of a change to the read-only store whose lock is `path`.
+fn read_only(path: &Path) -> StoreError {
+    StoreError::ReadOnly {
+        root: path.parent().unwrap_or(path).to_path_buf(),
+    }
 }
 
 fn flock(path: &Path, file: File, mode: FlockMode) -> Result<Option<Locked>, StoreError> {
@@ -107,7 +134,17 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
             path: path.to_path_buf(),
         });
     }
-    let file = open_lock_file(path)?;
+    if mode == LockMode::Exclusive && read_only_fs(path.parent().unwrap_or(path)) {
+        return Err(read_only(path));
+    }
+    let Some(file) = open_lock_file(path)? else {
+        // A read-only store without a lock file: nothing to wait for.
+        HELD.with(|held| held.borrow_mut().insert(path.to_path_buf(), (mode, 1)));
+        return Ok(LockGuard {
+            lock: None,
+            path: path.to_path_buf(),
+        });
+    };
     let arg = match mode {
         LockMode::Shared => FlockMode::Shared,
         LockMode::Exclusive => FlockMode::Exclusive,
@@ -132,7 +169,8 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
 /// The "this process uses the store" lock, held shared while a store is open.
 #[derive(Debug)]
 pub struct ActiveLock {
-    _lock: Locked,
+    // None on a read-only store that has never been opened read-write.
+    _lock: Option<Locked>,
     path: PathBuf,
 }
 
@@ -144,7 +182,13 @@ impl ActiveLock {
         path: &Path,
         when_alone: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Self, StoreError> {
-        if let Some(excl) = flock(path, open_lock_file(path)?, FlockMode::TryExclusive)? {
+        let Some(file) = open_lock_file(path)? else {
+            return Ok(ActiveLock {
+                _lock: None,
+                path: path.to_path_buf(),
+            });
+        };
+        if let Some(excl) = flock(path, file, FlockMode::TryExclusive)? {
             let res = when_alone();
             // Downgrading is not atomic in flock(2): another process may slip
             // in between and sweep tmp/ too, which is harmless since we have
@@ -153,15 +197,18 @@ impl ActiveLock {
             res?;
             if relocked.is_ok_and(|held| held) {
                 return Ok(ActiveLock {
-                    _lock: excl,
+                    _lock: Some(excl),
                     path: path.to_path_buf(),
                 });
             }
         }
-        let file = open_lock_file(path)?;
+        let file = open_lock_file(path)?.ok_or_else(|| StoreError::Lock {
+            path: path.to_path_buf(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })?;
         match flock(path, file, FlockMode::Shared)? {
             Some(l) => Ok(ActiveLock {
-                _lock: l,
+                _lock: Some(l),
                 path: path.to_path_buf(),
             }),
             None => Err(StoreError::Lock {
@@ -182,10 +229,13 @@ impl ActiveLock {
     /// be staging anything in tmp/ meanwhile (garbage collection, which
     /// asks this, does not).
     pub fn others_present(&self) -> bool {
-        let alone = sys_flock::relock(&self._lock, FlockMode::TryExclusive).is_ok_and(|held| held);
+        let Some(lock) = &self._lock else {
+            return true;
+        };
+        let alone = sys_flock::relock(lock, FlockMode::TryExclusive).is_ok_and(|held| held);
         // Back to shared whatever happened; blocking is fine since only
         // exclusive holders (momentary, in `acquire`) can be in the way.
-        let _ = sys_flock::relock(&self._lock, FlockMode::Shared);
+        let _ = sys_flock::relock(lock, FlockMode::Shared);
         !alone
     }
 }
@@ -225,7 +275,9 @@ impl KeyLock {
         let path = dir.join(format!("{name}.lock"));
         let mut told = false;
         loop {
-            let file = open_lock_file(&path)?;
+            let Some(file) = open_lock_file(&path)? else {
+                return Err(read_only(dir));
+            };
             let Some(held) = flock(&path, file, FlockMode::TryExclusive)? else {
                 if !told {
                     told = true;
@@ -309,10 +361,10 @@ mod tests {
         let p = dir.path().join("lock");
         let a = lock(&p, LockMode::Shared).unwrap();
         let b = lock(&p, LockMode::Shared).unwrap();
-        let f = open_lock_file(&p).unwrap();
+        let f = open_lock_file(&p).unwrap().unwrap();
         assert!(flock(&p, f, FlockMode::TryExclusive).unwrap().is_none());
         drop((a, b));
-        let f = open_lock_file(&p).unwrap();
+        let f = open_lock_file(&p).unwrap().unwrap();
         assert!(flock(&p, f, FlockMode::TryExclusive).unwrap().is_some());
     }
 

@@ -14,11 +14,57 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags};
 
 pub use fs::{
-    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, set_xattr,
-    NodeKind,
+    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, restrict_dir,
+    set_xattr, NodeKind,
 };
 
+/// The most a store's root directory allows: its owner only, and its group
+/// may pass through (Docker's data root is 0710). Whatever is under it —
+/// image trees with setuid binaries and device nodes among them — is out of
+/// other local users' reach.
+pub const STORE_ROOT_MODE: u32 = 0o710;
+
+/// The most a snapshot directory allows (containerd's snapshot root is
+/// 0700): the unpacked trees are for the builder and its sandbox alone.
+pub const SNAPSHOTS_MODE: u32 = 0o700;
+
 use crate::snapshot::Mount;
+
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`), or `None` when there is no such process. With the
+/// pid it names one process for good: a pid reused later has another.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything,
+    // spaces and parentheses included: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process as `<pid>-<start>`, for names of files that must be known
+/// as a dead process's even after its pid is reused.
+pub fn process_tag() -> String {
+    let pid = std::process::id();
+    match process_start(pid) {
+        Some(start) => format!("{pid}-{start}"),
+        None => pid.to_string(),
+    }
+}
+
+/// Whether the process a [`process_tag`] (or a bare pid) names is gone:
+/// no process has the pid, or the one that has it started at another time.
+pub fn tag_is_dead(tag: &str) -> bool {
+    let mut parts = tag.splitn(2, '-');
+    let Some(Ok(pid)) = parts.next().map(str::parse::<u32>) else {
+        return false;
+    };
+    match (parts.next().map(str::parse::<u64>), process_start(pid)) {
+        (_, None) => true,
+        (Some(Ok(start)), Some(now)) => start != now,
+        // A bare pid still in use: alive, as far as anyone can tell.
+        _ => false,
+    }
+}
 
 /// A mount that failed or could not be undone.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +239,15 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
     let (mut flags, data) = parse_options(&m.options);
     let data = data.join(",");
     let limit = page_size().saturating_sub(1);
+    if data.len() > limit && m.kind == "overlay" {
+        // Docker's overlay2 way: the lower dirs named relative to the one
+        // directory of short links they share, from a process in it.
+        if let Some((dir, short)) = relative_lowers(&data) {
+            if short.len() <= limit {
+                return mount_from(&dir, m, target, flags, &short).map_err(err);
+            }
+        }
+    }
     if data.len() > limit {
         return Err(MountError::OptionsTooLong {
             kind: m.kind.clone(),
@@ -227,6 +282,91 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
             data_arg,
         )
         .map_err(err)
+    }
+}
+
+/// The overlay data `data` with its lower dirs named relative to the
+/// directory they all are in (the snapshotter's short links), and that
+/// directory; `None` when they are not all in one.
+fn relative_lowers(data: &str) -> Option<(PathBuf, String)> {
+    let mut dir: Option<&Path> = None;
+    let mut out = Vec::new();
+    for opt in data.split(',') {
+        let Some(list) = opt.strip_prefix("lowerdir=") else {
+            out.push(opt.to_string());
+            continue;
+        };
+        let mut names = Vec::new();
+        for lower in list.split(':') {
+            let p = Path::new(lower);
+            let (parent, name) = (p.parent()?, p.file_name()?.to_str()?);
+            if *dir.get_or_insert(parent) != parent || !p.is_absolute() {
+                return None;
+            }
+            names.push(name);
+        }
+        out.push(format!("lowerdir={}", names.join(":")));
+    }
+    Some((dir?.to_path_buf(), out.join(",")))
+}
+
+/// The length of an overlay's mount data once [`mount_one`] has named its
+/// lower dirs relative to their directory (when they share one).
+pub fn overlay_data_len(options: &[String]) -> usize {
+    let (_, data) = parse_options(options);
+    let data = data.join(",");
+    relative_lowers(&data).map_or(data.len(), |(_, short)| short.len())
+}
+
+/// Mounts overlay `m` on `target` from a child process whose working
+/// directory is `dir`, so `data` may name lower dirs relative to it (the
+/// working directory is the whole process's: a thread cannot change it
+/// for itself alone). The mount is in our mount namespace, which the child
+/// shares.
+fn mount_from(
+    dir: &Path,
+    m: &Mount,
+    target: &Path,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), nix::Error> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |b: &[u8]| CString::new(b).map_err(|_| nix::Error::EINVAL);
+    // Everything the child needs is made before the fork: after it, only
+    // async-signal-safe calls (no allocation).
+    let (dir, source) = (
+        c(dir.as_os_str().as_bytes())?,
+        c(m.source.as_os_str().as_bytes())?,
+    );
+    let (target, kind) = (c(target.as_os_str().as_bytes())?, c(m.kind.as_bytes())?);
+    let data = c(data.as_bytes())?;
+    // SAFETY: the child only makes raw syscalls (chdir, mount, _exit) on
+    // memory prepared above, then exits without unwinding or running
+    // destructors.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => unsafe {
+            let failed = libc::chdir(dir.as_ptr()) != 0
+                || libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    kind.as_ptr(),
+                    flags.bits(),
+                    data.as_ptr().cast(),
+                ) != 0;
+            let code = if failed { *libc::__errno_location() } else { 0 };
+            libc::_exit(code.clamp(0, 255))
+        },
+        nix::unistd::ForkResult::Parent { child } => loop {
+            use nix::sys::wait::{waitpid, WaitStatus};
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                Ok(WaitStatus::Exited(_, code)) => return Err(nix::Error::from_raw(code)),
+                Ok(WaitStatus::Signaled(..)) => return Err(nix::Error::EINTR),
+                Ok(_) | Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        },
     }
 }
 
@@ -271,6 +411,19 @@ pub fn page_size() -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_tags_tell_a_live_process_from_a_dead_one() {
+        let me = process_tag();
+        assert!(me.contains('-'), "{me}");
+        assert!(!tag_is_dead(&me));
+        assert!(!tag_is_dead(&std::process::id().to_string()));
+        // Our pid with another start time: a reused pid.
+        assert!(tag_is_dead(&format!("{}-1", std::process::id())));
+        // A pid above the kernel's maximum (4194304).
+        assert!(tag_is_dead("4194305-7"));
+        assert!(!tag_is_dead("not-a-pid"));
+    }
 
     #[test]
     fn options_split_into_flags_and_data() {

@@ -67,6 +67,12 @@ pub fn unpack_layers<E: From<UnpackError>>(
     cancelled: impl Fn() -> bool,
 ) -> Result<Option<String>, E> {
     let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    // Before anything is unpacked: an image too deep to mount is refused
+    // now, not after unpacking every layer.
+    if let Some(top) = oci::chain_ids(&ids).last() {
+        crate::images::check_layer_count(&top.to_string(), layers.len())
+            .map_err(UnpackError::from)?;
+    }
     let locks = store.root().join("locks");
     let mut parent: Option<String> = None;
     for (layer, chain) in layers.iter().zip(oci::chain_ids(&ids)) {

@@ -9,6 +9,7 @@ mod containers;
 mod debian;
 mod hostile_registry;
 mod hostinfo;
+mod kill_points;
 mod layers;
 mod link;
 mod outputs;
@@ -19,6 +20,7 @@ mod run;
 mod security;
 mod shared_store;
 mod snapshots;
+mod store_disk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

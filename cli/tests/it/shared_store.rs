@@ -493,11 +493,10 @@ fn check_names_damage_and_repair_removes_it() {
         "damaged: image docker.io/library/app:latest",
         &format!("snapshots/{}", "0".repeat(64)),
         "cache record:",
-        "snapshots/.tmp/999999999-1-1",
-        "locks/step-dead.lock",
     ] {
         assert!(t.contains(needle), "check did not name {needle:?}:\n{t}");
     }
+    dead_leftovers_swept(&store, &t);
     let (code, repaired) = check(&store, &["--repair"]);
     assert_eq!(code, 0, "{repaired:#}");
     let (code, after) = check(&store, &[]);
@@ -516,6 +515,14 @@ fn check_names_damage_and_repair_removes_it() {
     assert!(out.status.success(), "{}", text(&out));
     let (code, report) = check(&store, &[]);
     assert_eq!(code, 0, "{report:#}");
+}
+
+/// What dead processes left (as planted above) was swept by the next
+/// command to open the store, the check included, without `--repair`.
+fn dead_leftovers_swept(store: &Path, t: &str) {
+    for gone in ["snapshots/.tmp/999999999-1-1", "locks/step-dead.lock"] {
+        assert!(!store.join(gone).exists(), "{gone} is left:\n{t}");
+    }
 }
 
 /// The layer digests of NAME's manifest, from `rbk save`'s index: read

@@ -5,6 +5,7 @@
 //! in the same pass, while the tar structure is checked on the way through.
 
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
@@ -26,15 +27,31 @@ struct Tee<'a, W: Write> {
     inner: Box<dyn Read + 'a>,
     hasher: Sha256,
     sink: W,
+    /// The staging file, for a failed write's error.
+    staging: std::path::PathBuf,
 }
 
 impl<W: Write> Read for Tee<'_, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.sink.write_all(&buf[..n])?;
+        // A failed write is the store's (a full disk), not the archive's:
+        // it travels as a StoreError that `store_or_read_err` recovers.
+        if let Err(e) = self.sink.write_all(&buf[..n]) {
+            let err = StoreError::from_io("write", &self.staging, e);
+            return Err(io::Error::other(err));
+        }
         Ok(n)
     }
+}
+
+/// A failed read of the archive, or the store's failed write carried
+/// through the reader (see [`Tee`]).
+fn store_or_read_err(e: io::Error) -> StoreError {
+    if e.get_ref().is_some_and(|inner| inner.is::<StoreError>()) {
+        return StoreError::from_io("write", Path::new(""), e);
+    }
+    read_err(e)
 }
 
 /// Makes an image from a rootfs tarball (plain, gzip or zstd): one
@@ -92,11 +109,12 @@ pub fn import_for(
         // The shared compressor: gzip runs on every core.
         sink: compressor(writer, compression.into(), None)
             .map_err(|e| StoreError::from_io("compress into", &staging, e))?,
+        staging: staging.clone(),
     };
     {
         let mut archive = tar::Archive::new(&mut tee);
-        for entry in archive.entries().map_err(read_err)? {
-            let entry = entry.map_err(read_err)?;
+        for entry in archive.entries().map_err(store_or_read_err)? {
+            let entry = entry.map_err(store_or_read_err)?;
             clean_entry_path(&entry.path().map_err(read_err)?)?;
             if entry.header().entry_type().is_hard_link() {
                 if let Some(target) = entry.link_name().map_err(read_err)? {
@@ -106,7 +124,7 @@ pub fn import_for(
         }
     }
     // The end-of-archive blocks and any padding belong to the layer too.
-    io::copy(&mut tee, &mut io::sink()).map_err(read_err)?;
+    io::copy(&mut tee, &mut io::sink()).map_err(store_or_read_err)?;
     let Tee { hasher, sink, .. } = tee;
     let diff_id = Digest::from_hasher(hasher);
     let writer: BlobWriter = sink

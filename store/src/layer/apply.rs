@@ -10,7 +10,15 @@
 //! - an existing entry is unlinked before its replacement is created with
 //!   `O_CREAT|O_EXCL|O_NOFOLLOW`, so no write lands on a symlink or on an
 //!   inode shared through a hard link;
-//! - hard link targets obey the same rules and must already exist inside.
+//! - hard link targets obey the same rules and must be files the same layer
+//!   holds (as every layer made from a real tree does: a link to a lower
+//!   layer's file is copied up with it), never a lower layer's file.
+//!
+//! Both snapshotters apply the same rule. The copy snapshotter applies onto
+//! the full tree; the overlay one into a fresh layer dir, looking up what
+//! its lower layers show (see `lower.rs`): a parent that is a symlink or a
+//! file there is refused just as in the full tree, and a parent that is a
+//! directory there is made in the layer dir with its mode and owner.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -33,6 +41,18 @@ use crate::sys::{self, NodeKind};
 /// On an error the target may hold part of the layer; callers apply into a
 /// staging directory and discard it on failure.
 pub fn apply(r: impl Read, target: &Path, mode: ApplyMode) -> Result<ApplyStats, LayerError> {
+    apply_over(r, target, mode, &[])
+}
+
+/// [`apply`] into a fresh overlay layer dir `target` over the layer dirs
+/// `lowers` (nearest first): what they show decides, as it would in the
+/// full tree, whether a parent may be written through.
+pub fn apply_over(
+    r: impl Read,
+    target: &Path,
+    mode: ApplyMode,
+    lowers: &[PathBuf],
+) -> Result<ApplyStats, LayerError> {
     let tmeta = fs::symlink_metadata(target).map_err(LayerError::io("open target", target))?;
     if !tmeta.is_dir() {
         return Err(LayerError::Io {
@@ -44,6 +64,7 @@ pub fn apply(r: impl Read, target: &Path, mode: ApplyMode) -> Result<ApplyStats,
     let mut hr = HashingReader::new(r);
     let mut st = Applier {
         target: target.to_path_buf(),
+        lowers: lowers.to_vec(),
         mode,
         root: sys::is_root(),
         verified: HashSet::new(),
@@ -83,6 +104,8 @@ pub fn apply(r: impl Read, target: &Path, mode: ApplyMode) -> Result<ApplyStats,
 
 struct Applier {
     target: PathBuf,
+    /// The lower layer dirs under an overlay layer dir, nearest first.
+    lowers: Vec<PathBuf>,
     mode: ApplyMode,
     root: bool,
     /// Relative paths known to be real directories (not symlinks) now.
@@ -106,7 +129,7 @@ struct Attrs {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
+pub(super) fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
     match fs::symlink_metadata(p) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -114,7 +137,7 @@ fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
     }
 }
 
-fn is_overlay_whiteout(m: &Metadata) -> bool {
+pub(super) fn is_overlay_whiteout(m: &Metadata) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     m.file_type().is_char_device() && m.rdev() == 0
 }
@@ -200,23 +223,81 @@ impl Applier {
                         ),
                     })
                 }
+                // Deleted earlier in this layer, made again as a parent: a
+                // new, empty directory over the lower one (opaque), as in
+                // the full tree where the whiteout deleted it.
+                Some(m) if create && self.mode == ApplyMode::Overlay && is_overlay_whiteout(&m) => {
+                    remove(&abs, &m)?;
+                    self.make_parent(&abs, None)?;
+                    sys::set_xattr(&abs, OsStr::new(super::opaque_xattr()), b"y")
+                        .map_err(LayerError::io("mark opaque", &abs))?;
+                    self.created.insert(cur.clone());
+                }
                 Some(_) => {
                     return Err(LayerError::Entry {
                         entry: shown.to_string(),
                         reason: format!("{} is not a directory", cur.display()),
                     })
                 }
-                None if create => {
-                    fs::create_dir(&abs).map_err(LayerError::io("create directory", &abs))?;
-                    fs::set_permissions(&abs, fs::Permissions::from_mode(0o755))
-                        .map_err(LayerError::io("chmod", &abs))?;
+                None => {
+                    let below = self.lower_dir(&cur, shown)?;
+                    if !create {
+                        return Ok(below.is_some());
+                    }
+                    self.make_parent(&abs, below.as_ref())?;
                     self.created.insert(cur.clone());
                 }
-                None => return Ok(false),
             }
             self.verified.insert(cur.clone());
         }
         Ok(true)
+    }
+
+    /// What the lower layers show at `rel` (missing from the layer dir), as
+    /// the full tree would: a directory (`Some`), nothing (`None`), or an
+    /// error for a symlink or a file, with the words the full tree's check
+    /// uses.
+    fn lower_dir(&self, rel: &Path, shown: &str) -> Result<Option<Metadata>, LayerError> {
+        if self.lowers.is_empty() || self.hides_lowers(rel) {
+            return Ok(None);
+        }
+        match super::lower::lower_entry(&self.lowers, rel)? {
+            Some(m) if m.file_type().is_symlink() => Err(LayerError::Unsafe {
+                entry: shown.to_string(),
+                reason: format!(
+                    "{} is a symlink; writing through it could escape the target",
+                    rel.display()
+                ),
+            }),
+            Some(m) if !m.is_dir() => Err(LayerError::Entry {
+                entry: shown.to_string(),
+                reason: format!("{} is not a directory", rel.display()),
+            }),
+            found => Ok(found),
+        }
+    }
+
+    /// Whether an ancestor of `rel` in the layer dir is opaque, so the lower
+    /// layers show nothing under it.
+    fn hides_lowers(&self, rel: &Path) -> bool {
+        rel.ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| super::lower::is_opaque(&self.target.join(a)))
+    }
+
+    /// Makes missing parent `abs`: as the lower layers' directory there
+    /// (its mode, and owner as root), as overlay's copy-up would, or 0755.
+    fn make_parent(&self, abs: &Path, below: Option<&Metadata>) -> Result<(), LayerError> {
+        use std::os::unix::fs::MetadataExt;
+        fs::create_dir(abs).map_err(LayerError::io("create directory", abs))?;
+        let mode = below.map_or(0o755, |m| m.mode() & 0o7777);
+        if let (Some(m), true) = (below, self.root) {
+            std::os::unix::fs::lchown(abs, Some(m.uid()), Some(m.gid()))
+                .map_err(LayerError::io("chown", abs))?;
+        }
+        fs::set_permissions(abs, fs::Permissions::from_mode(mode))
+            .map_err(LayerError::io("chmod", abs))
     }
 
     /// Drops cached knowledge about `rel` and everything below it, after it
@@ -431,6 +512,14 @@ impl Applier {
             });
         }
         let src = self.target.join(&lrel);
+        if !self.created.contains(&lrel) {
+            return Err(LayerError::Entry {
+                entry: shown.to_string(),
+                reason: format!(
+                    "hard link target {link_shown:?} is not in this layer (a layer's hard links must point at files it holds itself)"
+                ),
+            });
+        }
         match lstat_opt(&src)? {
             None => Err(LayerError::Entry {
                 entry: shown.to_string(),

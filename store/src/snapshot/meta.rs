@@ -165,6 +165,8 @@ impl Dirs {
     pub fn open(root: &Path) -> Result<Dirs, SnapshotError> {
         let staging = root.join(STAGING);
         fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
+        crate::sys::restrict_dir(root, crate::sys::SNAPSHOTS_MODE)
+            .map_err(io_err("restrict the permissions of", root))?;
         let d = Dirs {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),

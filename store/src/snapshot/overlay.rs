@@ -145,11 +145,8 @@ impl OverlaySnapshotter {
         options.push(format!("lowerdir={lower}"));
         options.extend(disable_unrepresentable_features());
         options.extend(userxattr());
-        let len = options
-            .iter()
-            .filter(|o| *o != "ro")
-            .map(|o| o.len() + 1)
-            .sum::<usize>();
+        // As mounted: the short links named relative to their directory.
+        let len = sys::overlay_data_len(&options);
         let limit = sys::page_size() - 1;
         if len > limit {
             return Err(SnapshotError::ChainTooDeep {
@@ -315,8 +312,17 @@ impl Snapshotter for OverlaySnapshotter {
         if let Some(p) = parent {
             self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
         }
+        let lowers: Vec<PathBuf> = match parent {
+            Some(p) => self
+                .dirs
+                .chain(p)?
+                .iter()
+                .map(|k| self.dirs.fs(k))
+                .collect(),
+            None => Vec::new(),
+        };
         let st = self.dirs.stage()?;
-        let stats = layer::apply(layer, &st.fs(), ApplyMode::Overlay)?;
+        let stats = layer::apply_over(layer, &st.fs(), ApplyMode::Overlay, &lowers)?;
         check_diff_id(name, expected, &stats)?;
         let meta = Meta {
             key: name.to_string(),

@@ -151,3 +151,24 @@ pub fn make_node(path: &Path, kind: NodeKind, perm: u32, major: u64, minor: u64)
 pub fn dev_major_minor(rdev: u64) -> (u64, u64) {
     (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
 }
+
+/// Takes from directory `path` every permission bit `max` does not allow
+/// (the owner keeps rwx), when the process owns it: a store made 0755 by
+/// an older rbk or a umask is tightened when opened. A directory of
+/// another user, or on a read-only filesystem, is left as it is.
+pub fn restrict_dir(path: &Path, max: u32) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Ok(());
+    }
+    let current = meta.mode() & 0o7777;
+    let wanted = (current & max) | 0o700;
+    if wanted == current {
+        return Ok(());
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)) {
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        other => other,
+    }
+}

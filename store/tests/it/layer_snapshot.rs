@@ -17,12 +17,12 @@ use rbk_store::sys;
 use super::layer::{describe, entry_names, rich_tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Overlay,
     Copy,
 }
 
-fn open(b: Backend, root: &Path) -> Box<dyn Snapshotter> {
+pub(crate) fn open(b: Backend, root: &Path) -> Box<dyn Snapshotter> {
     match b {
         Backend::Overlay => Box::new(OverlaySnapshotter::open(root).unwrap()),
         Backend::Copy => Box::new(CopySnapshotter::open(root).unwrap()),
@@ -31,7 +31,7 @@ fn open(b: Backend, root: &Path) -> Box<dyn Snapshotter> {
 
 /// Runs `body` for each backend this machine can run; overlay needs root and
 /// kernel overlay support and says SKIPPED loudly without them.
-fn each_backend(test: &str, body: impl Fn(Backend, &Path)) {
+pub(crate) fn each_backend(test: &str, body: impl Fn(Backend, &Path)) {
     for b in [Backend::Copy, Backend::Overlay] {
         if b == Backend::Overlay && !overlay_supported() {
             eprintln!("SKIPPED: {test} [overlay]: needs root and a kernel with overlayfs");
@@ -44,7 +44,7 @@ fn each_backend(test: &str, body: impl Fn(Backend, &Path)) {
 
 /// Mounts `mounts` (as root) or uses the upper dir (copy backend without
 /// root) and runs `f` on the resulting tree; always unmounts.
-fn edit(snap: &dyn Snapshotter, key: &str, f: impl FnOnce(&Path)) {
+pub(crate) fn edit(snap: &dyn Snapshotter, key: &str, f: impl FnOnce(&Path)) {
     let mounts = snap.mounts(key).unwrap();
     if sys::is_root() {
         let mp = tempfile::tempdir().unwrap();
@@ -439,14 +439,14 @@ fn overlay_mounts_stack_nearest_parent_first_and_refuse_deep_chains() {
     }
     snap.prepare("deep", Some(&parent)).unwrap();
     // ...but a chain whose lowerdir list cannot fit one page is a clear error.
-    for i in 40..200 {
+    for i in 40..400 {
         snap.apply_layer(&long(i), Some(&parent), &mut &empty[..], None)
             .unwrap();
         parent = long(i);
     }
     let err = snap.prepare("deeper", Some(&parent)).unwrap_err();
     assert!(
-        matches!(err, SnapshotError::ChainTooDeep { depth: 203, .. }),
+        matches!(err, SnapshotError::ChainTooDeep { depth: 403, .. }),
         "{err}"
     );
     assert!(
@@ -455,7 +455,7 @@ fn overlay_mounts_stack_nearest_parent_first_and_refuse_deep_chains() {
     );
 }
 
-fn layer_tar() -> Vec<u8> {
+pub(crate) fn layer_tar() -> Vec<u8> {
     let t = tempfile::tempdir().unwrap();
     let mut out = Vec::new();
     layer::tar_dir(t.path(), &mut out, Compression::None).unwrap();

@@ -3,9 +3,11 @@
 mod content;
 mod content_archive;
 mod content_interop;
+mod deep_image;
 mod layer;
 mod layer_interop;
 mod layer_snapshot;
 mod lazy;
 mod registry;
+mod snapshot_hostile;
 mod variant;
