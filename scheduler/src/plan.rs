@@ -17,7 +17,6 @@ use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::context::Selection;
 use crate::sandbox::CancelToken;
 use crate::session::BuildSession;
 use crate::solve::Dag;
@@ -69,9 +68,10 @@ impl Plan {
             .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
     }
 
-    /// The selection a COPY's key was made of, for the copy to reuse.
-    pub fn selection(&self) -> Option<Arc<Selection>> {
-        self.files.as_ref().and_then(|f| f.for_copy())
+    /// The selection a COPY's key was made of and its digest, for the
+    /// copy to reuse and match.
+    pub fn selection(&self) -> Option<Arc<crate::step::FileDigests>> {
+        self.files.clone()
     }
 
     /// The keys a cache export carries for this step: its own, and a

@@ -173,14 +173,14 @@ impl StepEnv<'_> {
 }
 
 /// A COPY's context files, each with the blake3 of its record, in
-/// selection order.
+/// selection order. The copy on a miss reuses them: a large context is
+/// walked once, not twice, and the copy holds what the key was made of (its
+/// local sources: URLs are fetched beside them).
 #[derive(Debug)]
 pub(crate) struct FileDigests {
     /// What the COPY selected (only its local sources, when it also names
     /// URLs).
     pub selection: Arc<Selection>,
-    /// Whether that is all it copies (no URL beside).
-    pub whole: bool,
     /// Their digest.
     pub digest: crate::context::ContentDigest,
 }
@@ -189,12 +189,6 @@ impl FileDigests {
     /// Each file's path from the source root and its record's digest.
     pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
         self.digest.files(&self.selection)
-    }
-
-    /// The selection, for the copy on a miss, when it covers every source:
-    /// a large context is walked once, not twice.
-    pub fn for_copy(&self) -> Option<Arc<Selection>> {
-        self.whole.then(|| self.selection.clone())
     }
 }
 
@@ -251,7 +245,7 @@ pub(crate) fn execute(
     step: &Step,
     parent: &State,
     extra: &[&State],
-    selection: Option<Arc<Selection>>,
+    selection: Option<Arc<FileDigests>>,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
     // A `COPY --link` layer is made on nothing: it must not see the parent.

@@ -523,3 +523,65 @@ fn early_hashed_contexts_fail_at_their_own_copy_line() {
     );
     assert!(w.shell.runs.lock().unwrap().is_empty(), "nothing ran");
 }
+
+/// The files of the image last committed, merged bottom to top.
+fn image_files(w: &World) -> crate::fakes::Files {
+    let committed = w.images.committed.lock().unwrap();
+    let layers = w.layers.layers.lock().unwrap();
+    let mut out = crate::fakes::Files::new();
+    for desc in &committed.last().unwrap().1 {
+        out.extend(layers[&desc.digest].clone());
+    }
+    out
+}
+
+/// `change` runs after the build's keys are made and before its COPY
+/// reads the context: the build must fail naming `f`, cache nothing, and a
+/// build of the context as it was hashed must copy it afresh.
+fn changed_during_copy(df: &str, change: impl Fn(&Path) + Send + 'static) {
+    let w = World::new();
+    w.file("f", "one");
+    let ctx = w.ctx.path().to_path_buf();
+    *w.layers.on_prepare.lock().unwrap() = Some(Box::new(move || change(&ctx)));
+    let rep = Recorder::default();
+    let err = w
+        .build_with(df, BuildOptions::default(), &rep, &CancelToken::new())
+        .unwrap_err();
+    let why = rbk_scheduler::error_chain(&err);
+    assert!(
+        why.contains("context file f changed while it was being copied"),
+        "{why}"
+    );
+    assert!(w.cache.records.lock().unwrap().is_empty(), "nothing cached");
+    *w.layers.on_prepare.lock().unwrap() = None;
+    // The context as it was hashed, by a new file of that content.
+    std::fs::remove_file(w.ctx.path().join("f")).unwrap();
+    w.file("f", "one");
+    let (again, _) = w.build(df);
+    assert_eq!((again.ran, again.cached), (1, 0));
+    let files = image_files(&w);
+    assert_eq!(files.get("ctx/f").map(Vec::as_slice), Some(&b"one"[..]));
+}
+
+#[test]
+fn a_context_file_renamed_over_during_a_copy_is_not_cached() {
+    for df in [
+        "FROM base\nCOPY . /ctx/\n",
+        "FROM base\nCOPY --link . /ctx/\n",
+    ] {
+        changed_during_copy(df, |ctx| {
+            std::fs::write(ctx.join("f.new"), "two").unwrap();
+            std::fs::rename(ctx.join("f.new"), ctx.join("f")).unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_context_file_rewritten_in_place_during_a_copy_is_not_cached() {
+    for df in [
+        "FROM base\nCOPY . /ctx/\n",
+        "FROM base\nCOPY --link . /ctx/\n",
+    ] {
+        changed_during_copy(df, |ctx| std::fs::write(ctx.join("f"), "two").unwrap());
+    }
+}
