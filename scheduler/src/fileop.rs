@@ -389,17 +389,8 @@ fn copy_selected(
     }
     let into_dir = dir_hint || dest_is_dir || spec.parents;
 
-    let mut first = 0;
-    for source in &selection.sources {
-        let end = first + source.entries.len();
-        let check = keyed.map(|k| Check {
-            source,
-            records: k.records.get(first..end).unwrap_or_default(),
-            walked_ns: k.selection.walked_ns,
-        });
-        first = end;
-        copy_source(&w, spec, src_root, source, &dest, into_dir, check)?;
-    }
+    let to = (dest.as_path(), into_dir);
+    copy_sources(&w, spec, src_root, selection, keyed, to)?;
     for (name, content) in &spec.heredocs {
         let target = file_target(&w, &dest, into_dir, name)?;
         let attrs = Attrs {
@@ -428,6 +419,30 @@ fn copy_selected(
     }
     w.finish()?;
     Ok(w.stats())
+}
+
+/// Copies the selected sources into `dest` (`into_dir`: as a directory),
+/// each checked against its records when `keyed`.
+fn copy_sources(
+    w: &Writer,
+    spec: &CopySpec,
+    src_root: &Path,
+    selection: &Selection,
+    keyed: Option<Keyed<'_>>,
+    (dest, into_dir): (&Path, bool),
+) -> Result<(), FileOpError> {
+    let mut first = 0;
+    for source in &selection.sources {
+        let end = first + source.entries.len();
+        let check = keyed.map(|k| Check {
+            source,
+            records: k.records.get(first..end).unwrap_or_default(),
+            walked_ns: k.selection.walked_ns,
+        });
+        first = end;
+        copy_source(w, spec, src_root, source, dest, into_dir, check)?;
+    }
+    Ok(())
 }
 
 /// Where a single file named `name` goes: into `dest` when it is a
