@@ -10,6 +10,7 @@
 
 mod hash;
 mod ignore;
+mod recheck;
 mod rootpath;
 mod select;
 mod statcache;
@@ -77,6 +78,12 @@ pub enum ContextError {
     #[error("context file {name} changed while it was being read for the cache key; the build stopped so the cache is not keyed on content it never held — run the build again once the file is no longer being written")]
     Changed {
         /// Its path from the source root.
+        name: String,
+    },
+    /// A file a RUN step had bind-mounted changed before it ended.
+    #[error("context file {name} changed while a RUN step had it mounted; the build stopped so the cache does not hold a result of content it was not keyed on — run the build again once the file is no longer being written")]
+    ChangedWhileMounted {
+        /// Its path from the context root.
         name: String,
     },
 }

@@ -124,7 +124,7 @@ impl<R: Read> Read for HashingReader<'_, R> {
 
 /// The blake3 of one entry's record: kind, mode, owner, and its content
 /// digest, link target or device number.
-fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
+pub(super) fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     let kind: u8 = match meta.kind {
         EntryKind::File => b'f',

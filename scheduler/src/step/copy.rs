@@ -58,6 +58,7 @@ pub(crate) fn inputs(
         key,
         plaintext: json!({ "sources": f.sources, "dest": f.dest }),
         files,
+        binds: Vec::new(),
     })
 }
 
@@ -172,7 +173,11 @@ impl Contexts {
         }
     }
 
-    fn get(&self, path: &str, ignore_file: Option<&str>) -> Result<Arc<BuildContext>, StepError> {
+    pub(crate) fn get(
+        &self,
+        path: &str,
+        ignore_file: Option<&str>,
+    ) -> Result<Arc<BuildContext>, StepError> {
         let key = (path.to_string(), ignore_file.map(str::to_string));
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = open.get(&key) {

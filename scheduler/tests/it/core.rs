@@ -1,7 +1,8 @@
 //! The build core on in-memory backends (see `fakes.rs`): cache keys, the
 //! two passes, parallelism, cancellation, errors and `--explain`, with no
 //! root, mounts or network. RUN steps run a tiny fake shell:
-//! `write PATH TEXT`, `sleep MS`, `fail CODE`, `block` (until cancelled).
+//! `write PATH TEXT`, `sleep MS`, `fail CODE`, `block` (until cancelled),
+//! `readmount TARGET FILE PATH` (copies FILE of the bind mount at TARGET).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -51,6 +52,12 @@ impl Executor for FakeShell {
                 let p = rootfs.join(path.trim_start_matches('/'));
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                 std::fs::write(p, text.join(" ")).unwrap();
+            }
+            ["readmount", target, file, path] => {
+                let m = spec.mounts.iter().find(|m| m.target == *target).unwrap();
+                let p = rootfs.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(m.source.join(file), p).unwrap();
             }
             ["sleep", ms] => std::thread::sleep(Duration::from_millis(ms.parse().unwrap())),
             ["fail", code] => {
@@ -584,4 +591,53 @@ fn a_context_file_rewritten_in_place_during_a_copy_is_not_cached() {
     ] {
         changed_during_copy(df, |ctx| std::fs::write(ctx.join("f"), "two").unwrap());
     }
+}
+
+const READS_BIND: &str =
+    "FROM base\nRUN --mount=type=bind,source=src,target=/src readmount /src f /out\n";
+
+#[test]
+fn a_run_is_keyed_on_the_context_it_bind_mounts() {
+    let w = World::new();
+    w.file("src/f", "one");
+    w.file("other", "x");
+    let (first, _) = w.build(READS_BIND);
+    assert_eq!((first.ran, first.cached), (1, 0));
+    assert_eq!(image_files(&w)["out"], b"one");
+    // Outside the mount: still a hit.
+    w.file("other", "y");
+    let (again, _) = w.build(READS_BIND);
+    assert_eq!((again.ran, again.cached), (0, 1));
+    w.file("src/f", "two");
+    let (changed, _) = w.build(READS_BIND);
+    assert_eq!((changed.ran, changed.cached), (1, 0));
+    assert_eq!(image_files(&w)["out"], b"two");
+}
+
+#[test]
+fn a_context_file_changed_while_a_run_mounts_it_is_not_cached() {
+    let w = World::new();
+    w.file("src/f", "one");
+    let f = w.ctx.path().join("src/f");
+    let next = w.work.path().join("f.next");
+    // After the key is made, before the command reads the mount.
+    *w.layers.on_prepare.lock().unwrap() = Some(Box::new(move || {
+        std::fs::write(&next, "two").unwrap();
+        std::fs::rename(&next, &f).unwrap();
+    }));
+    let rep = Recorder::default();
+    let err = w
+        .build_with(
+            READS_BIND,
+            BuildOptions::default(),
+            &rep,
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+    let why = rbk_scheduler::error_chain(&err);
+    assert!(
+        why.contains("context file src/f changed while a RUN step had it mounted"),
+        "{why}"
+    );
+    assert!(w.cache.records.lock().unwrap().is_empty(), "nothing cached");
 }
