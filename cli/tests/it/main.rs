@@ -12,6 +12,7 @@ mod layers;
 mod link;
 mod outputs;
 mod platforms;
+mod racing;
 mod rootless;
 mod run;
 mod security;
