@@ -230,6 +230,9 @@ pub enum FileOpError {
         /// Its path in the context.
         name: String,
     },
+    /// A selection copied with a digest not made of it (a bug guard).
+    #[error("internal error: the files to copy are not those their cache key was made of")]
+    Unkeyed,
     /// A download's digest is not the expected one.
     #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {
@@ -302,9 +305,7 @@ pub fn copy_selection(
     let src_root = canonical(src_root)?;
     validate(spec)?;
     if digest.records.len() != selection.len() {
-        return Err(FileOpError::Context(ContextError::Changed {
-            name: "(the selection does not match its digest)".to_string(),
-        }));
+        return Err(FileOpError::Unkeyed);
     }
     let keyed = Keyed {
         selection,
