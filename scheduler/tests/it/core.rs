@@ -567,7 +567,8 @@ fn changed_during_copy(df: &str, change: impl Fn(&Path) + Send + 'static) {
     let (again, _) = w.build(df);
     assert_eq!((again.ran, again.cached), (1, 0));
     let files = image_files(&w);
-    assert_eq!(files.get("ctx/f").map(Vec::as_slice), Some(&b"one"[..]));
+    let copied = files.get("ctx/f").or(files.get("out/f"));
+    assert_eq!(copied.map(Vec::as_slice), Some(&b"one"[..]));
 }
 
 #[test]
@@ -640,4 +641,40 @@ fn a_context_file_changed_while_a_run_mounts_it_is_not_cached() {
         "{why}"
     );
     assert!(w.cache.records.lock().unwrap().is_empty(), "nothing cached");
+}
+
+/// Answers every request on 127.0.0.1 with `body`; returns the base URL.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn an_add_with_a_url_beside_context_files_copies_those_keyed() {
+    let url = serve(b"downloaded");
+    let df = format!("FROM base\nADD {url}/x.txt f /out/\n");
+    changed_during_copy(&df, |ctx| {
+        std::fs::write(ctx.join("f.new"), "two").unwrap();
+        std::fs::rename(ctx.join("f.new"), ctx.join("f")).unwrap();
+    });
 }
