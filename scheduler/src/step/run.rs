@@ -37,17 +37,18 @@ pub(crate) fn inputs(
         key.push_str(&digest.hex);
         binds.push(Arc::new(FileDigests { selection, digest }));
     }
-    let mut inputs = StepInputs::plain(
-        key,
-        json!({
-            "args": e.args,
-            "env": e.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "user": e.user,
-            "cwd": e.cwd,
-            "inputs": from_keys,
-            "context_binds": binds.iter().map(|b| b.digest.hex.clone()).collect::<Vec<_>>(),
-        }),
-    );
+    let mut plaintext = json!({
+        "args": e.args,
+        "env": e.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "user": e.user,
+        "cwd": e.cwd,
+        "inputs": from_keys,
+    });
+    if let (false, Some(obj)) = (binds.is_empty(), plaintext.as_object_mut()) {
+        let digests: Vec<&str> = binds.iter().map(|b| b.digest.hex.as_str()).collect();
+        obj.insert("context_binds".into(), json!(digests));
+    }
+    let mut inputs = StepInputs::plain(key, plaintext);
     inputs.binds = binds;
     Ok(inputs)
 }
