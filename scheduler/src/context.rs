@@ -10,6 +10,7 @@
 
 mod hash;
 mod ignore;
+mod recheck;
 mod rootpath;
 mod select;
 mod statcache;
@@ -21,6 +22,9 @@ pub use hash::ContentDigest;
 pub use ignore::{clean_path, IgnoreError, IgnoreMatcher};
 pub use rootpath::resolve_in_root;
 pub use statcache::{stat_cache_path, StatCache};
+
+pub(crate) use hash::{file_record, is_gone, is_version, HashingReader};
+pub(crate) use statcache::changed_near;
 
 pub(crate) use select::{select_in, Filters};
 
@@ -68,6 +72,19 @@ pub enum ContextError {
         pattern: String,
         /// What is wrong.
         why: &'static str,
+    },
+    /// A file changed between the walk that listed it and the read that
+    /// hashed it: its digest would not be of the file the key names.
+    #[error("context file {name} changed while it was being read for the cache key; the build stopped so the cache is not keyed on content it never held — run the build again once the file is no longer being written")]
+    Changed {
+        /// Its path from the source root.
+        name: String,
+    },
+    /// A file a RUN step had bind-mounted changed before it ended.
+    #[error("context file {name} changed while a RUN step had it mounted; the build stopped so the cache does not hold a result of content it was not keyed on — run the build again once the file is no longer being written")]
+    ChangedWhileMounted {
+        /// Its path from the context root.
+        name: String,
     },
 }
 
@@ -178,6 +195,10 @@ pub struct SelectedSource {
 pub struct Selection {
     /// The matched sources.
     pub sources: Vec<SelectedSource>,
+    /// When the walk began (nanoseconds since the epoch): a file changed
+    /// this recently may have changed again in the same clock tick, with
+    /// no trace in its stat (see [`changed_near`]).
+    pub walked_ns: i64,
 }
 
 impl Selection {
@@ -189,6 +210,18 @@ impl Selection {
     /// True when nothing was selected.
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
+    }
+}
+
+impl SelectedSource {
+    /// The path of one of its entries as named from the source root (what
+    /// errors and `--explain` show).
+    pub fn name_of(&self, entry: &Entry) -> String {
+        match (self.name.is_empty(), entry.sub.is_empty()) {
+            (_, true) => self.name.clone(),
+            (true, false) => entry.sub.clone(),
+            (false, false) => format!("{}/{}", self.name, entry.sub),
+        }
     }
 }
 

@@ -36,10 +36,9 @@
 mod archive;
 mod chown;
 mod dest;
+mod keyed;
 mod url;
 
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -52,6 +51,7 @@ use crate::context::{
 
 pub use chown::resolve_chown;
 use dest::{io_at, Attrs, Content, Writer};
+use keyed::{Check, Keyed};
 
 /// Everything a COPY or ADD instruction asks for, with names already
 /// resolved by the caller.
@@ -223,6 +223,16 @@ pub enum FileOpError {
         /// The repository.
         url: String,
     },
+    /// A context file changed between hashing it for the cache key and
+    /// copying it: the layer would hold content the key does not name.
+    #[error("context file {name} changed while it was being copied; the build stopped so the cache does not hold content it was not keyed on — run the build again once the file is no longer being written")]
+    SourceChanged {
+        /// Its path in the context.
+        name: String,
+    },
+    /// A selection copied with a digest not made of it (a bug guard).
+    #[error("internal error: the files to copy are not those their cache key was made of")]
+    Unkeyed,
     /// A download's digest is not the expected one.
     #[error("checksum mismatch for {url}: expected {expected}, got {actual}")]
     Checksum {
@@ -276,22 +286,32 @@ pub fn copy(
         follow_named: spec.follow_symlinks_in_sources,
     };
     let selection = select_in(&src_root, &locals, filters)?;
-    copy_selected(&src_root, dest_rootfs, spec, &selection)
+    copy_selected(&src_root, dest_rootfs, spec, &selection, None)
 }
 
 /// Like [`copy`], but with the sources already selected: pass the
 /// [`Selection`] that [`crate::context::BuildContext::select`] made (with
-/// this spec's local sources and excludes) for the cache key, so a large
-/// context is walked once per COPY, not twice.
+/// this spec's local sources and excludes) for the cache key, and the
+/// `digest` made of it, so a large context is walked once per COPY, not
+/// twice, and what is copied is what the key was made of: a file that is
+/// no longer the one hashed fails the copy ([`FileOpError::SourceChanged`]).
 pub fn copy_selection(
     src_root: &Path,
     dest_rootfs: &Path,
     spec: &CopySpec,
     selection: &Selection,
+    digest: &ContentDigest,
 ) -> Result<CopyStats, FileOpError> {
     let src_root = canonical(src_root)?;
     validate(spec)?;
-    copy_selected(&src_root, dest_rootfs, spec, selection)
+    if digest.records.len() != selection.len() {
+        return Err(FileOpError::Unkeyed);
+    }
+    let keyed = Keyed {
+        selection,
+        records: &digest.records,
+    };
+    copy_selected(&src_root, dest_rootfs, spec, selection, Some(keyed))
 }
 
 /// Checks what can be checked before touching anything; returns the local
@@ -330,6 +350,7 @@ fn copy_selected(
     dest_rootfs: &Path,
     spec: &CopySpec,
     selection: &Selection,
+    keyed: Option<Keyed<'_>>,
 ) -> Result<CopyStats, FileOpError> {
     let dest_rootfs = canonical(dest_rootfs)?;
     let urls: Vec<&String> = spec.sources.iter().filter(|s| is_remote(spec, s)).collect();
@@ -369,9 +390,8 @@ fn copy_selected(
     }
     let into_dir = dir_hint || dest_is_dir || spec.parents;
 
-    for source in &selection.sources {
-        copy_source(&w, spec, src_root, source, &dest, into_dir)?;
-    }
+    let to = (dest.as_path(), into_dir);
+    copy_sources(&w, spec, src_root, selection, keyed, to)?;
     for (name, content) in &spec.heredocs {
         let target = file_target(&w, &dest, into_dir, name)?;
         let attrs = Attrs {
@@ -402,6 +422,30 @@ fn copy_selected(
     Ok(w.stats())
 }
 
+/// Copies the selected sources into `dest` (`into_dir`: as a directory),
+/// each checked against its records when `keyed`.
+fn copy_sources(
+    w: &Writer,
+    spec: &CopySpec,
+    src_root: &Path,
+    selection: &Selection,
+    keyed: Option<Keyed<'_>>,
+    (dest, into_dir): (&Path, bool),
+) -> Result<(), FileOpError> {
+    let mut first = 0;
+    for source in &selection.sources {
+        let end = first + source.entries.len();
+        let check = keyed.map(|k| Check {
+            source,
+            records: k.records.get(first..end).unwrap_or_default(),
+            walked_ns: k.selection.walked_ns,
+        });
+        first = end;
+        copy_source(w, spec, src_root, source, dest, into_dir, check)?;
+    }
+    Ok(())
+}
+
 /// Where a single file named `name` goes: into `dest` when it is a
 /// directory, else `dest` itself (its parents created).
 fn file_target(
@@ -427,7 +471,7 @@ fn file_target(
     }
 }
 
-/// Copies one matched source.
+/// Copies one matched source, checked against its key when `check`.
 fn copy_source(
     w: &Writer,
     spec: &CopySpec,
@@ -435,6 +479,7 @@ fn copy_source(
     source: &SelectedSource,
     dest: &Path,
     into_dir: bool,
+    check: Option<Check<'_>>,
 ) -> Result<(), FileOpError> {
     let Some(top) = source.entries.first() else {
         return Ok(());
@@ -457,7 +502,8 @@ fn copy_source(
     };
 
     if top.meta.kind == EntryKind::File && spec.add.as_ref().is_some_and(|a| a.unpack) {
-        if let Some(format) = archive::detect(&top.path)? {
+        let file = Check::open(check.as_ref(), top)?;
+        if let Some(format) = archive::detect(&file, &top.path)? {
             // ADD extracts into the destination as a directory.
             let target = if into_dir {
                 dest.to_path_buf()
@@ -465,7 +511,12 @@ fn copy_source(
                 base.clone()
             };
             w.ensure_dir(&target)?;
-            return archive::extract(w, &top.path, format, &target, spec.chown);
+            let read = archive::extract(w, &file, &top.path, format, &target, spec.chown)?;
+            if let Some(c) = &check {
+                c.same(&file, top)?;
+                c.content(0, top, read)?;
+            }
+            return Ok(());
         }
     }
 
@@ -475,7 +526,7 @@ fn copy_source(
     // an inode last, one by one, so they can be linked to the first copy.
     let mut parallel = Vec::new();
     let mut linked = Vec::new();
-    for entry in &source.entries {
+    for (i, entry) in source.entries.iter().enumerate() {
         if top.meta.kind == EntryKind::Dir && entry.sub.is_empty() {
             // The destination directory of a directory copy keeps its own
             // metadata (BuildKit creates it like a parent).
@@ -486,41 +537,41 @@ fn copy_source(
         } else {
             base.join(&entry.sub)
         };
+        let at = (i, entry, target);
         match entry.meta.kind {
-            EntryKind::Dir => copy_entry(w, spec, entry, &target)?,
-            EntryKind::File if entry.meta.nlink > 1 => linked.push((entry, target)),
-            _ => parallel.push((entry, target)),
+            EntryKind::Dir => copy_entry(w, spec, &at, check.as_ref())?,
+            EntryKind::File if entry.meta.nlink > 1 => linked.push(at),
+            _ => parallel.push(at),
         }
     }
     parallel
         .par_iter()
-        .try_for_each(|(entry, target)| copy_entry(w, spec, entry, target))?;
-    for (entry, target) in linked {
-        copy_entry(w, spec, entry, &target)?;
+        .try_for_each(|at| copy_entry(w, spec, at, check.as_ref()))?;
+    for at in &linked {
+        copy_entry(w, spec, at, check.as_ref())?;
     }
     Ok(())
 }
 
+/// Copies entry `i` of a source to `target`.
 fn copy_entry(
     w: &Writer,
     spec: &CopySpec,
-    entry: &Entry,
-    target: &Path,
+    (i, entry, target): &(usize, &Entry, PathBuf),
+    check: Option<&Check<'_>>,
 ) -> Result<(), FileOpError> {
     let meta = &entry.meta;
     let attrs = attrs_for(spec, meta);
     match meta.kind {
         EntryKind::Dir => w.dir(target, attrs),
         EntryKind::File => {
-            // O_NOFOLLOW: a file swapped for a symlink since the walk is
-            // refused rather than read through.
-            let mut src = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&entry.path)
-                .map_err(io_at("open", &entry.path))?;
+            let mut src = Check::open(check, entry)?;
             let link_key = (meta.nlink > 1).then_some((meta.dev, meta.ino));
-            w.file(target, Content::File(&mut src), attrs, link_key)
+            w.file(target, Content::File(&mut src), attrs, link_key)?;
+            match check {
+                Some(c) => c.after(&src, *i, entry, target),
+                None => Ok(()),
+            }
         }
         EntryKind::Symlink => match &meta.link {
             Some(link) => w.symlink(target, link, attrs),

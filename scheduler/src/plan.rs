@@ -17,7 +17,6 @@ use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::context::Selection;
 use crate::sandbox::CancelToken;
 use crate::session::BuildSession;
 use crate::solve::Dag;
@@ -41,6 +40,8 @@ pub(crate) struct Plan {
     pub inputs: Arc<serde_json::Value>,
     /// A COPY's context files and their record digests.
     pub files: Option<Arc<crate::step::FileDigests>>,
+    /// A RUN's context bind mounts, digested.
+    pub binds: Vec<Arc<crate::step::FileDigests>>,
     /// For a base image: its state.
     pub source: Option<State>,
     /// For `COPY --link`: the key of its layer alone, which does not depend
@@ -49,13 +50,14 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    fn keyed(key: String) -> Plan {
+    fn with_key(key: String) -> Plan {
         Plan {
             key,
             hit: None,
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
             files: None,
+            binds: Vec::new(),
             source: None,
             link_key: None,
         }
@@ -69,9 +71,13 @@ impl Plan {
             .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
     }
 
-    /// The selection a COPY's key was made of, for the copy to reuse.
-    pub fn selection(&self) -> Option<Arc<Selection>> {
-        self.files.as_ref().and_then(|f| f.for_copy())
+    /// The context files the key was made of (a COPY's selection, a RUN's
+    /// bind mounts) and their digests, for the step to read just those.
+    pub(crate) fn keyed(&self) -> crate::step::Keyed {
+        crate::step::Keyed {
+            files: self.files.clone(),
+            binds: self.binds.clone(),
+        }
     }
 
     /// The keys a cache export carries for this step: its own, and a
@@ -218,7 +224,7 @@ impl<'x, 'a> Planner<'x, 'a> {
         if let Some(mut slot) = self.done.get(k).and_then(|m| m.lock().ok()) {
             *slot = Some(result);
         }
-        Ok(Plan::keyed(String::new()))
+        Ok(Plan::with_key(String::new()))
     }
 
     /// The inputs of step `v`: computed by its early vertex if it has one.
@@ -257,17 +263,18 @@ impl Ops for Planner<'_, '_> {
         match &vx.op {
             Op::Source { image, platform } => {
                 let state = from::state(s.bases, image, platform, &def)?;
-                let mut p = Plan::keyed(state.key.clone());
+                let mut p = Plan::with_key(state.key.clone());
                 p.source = Some(state);
                 Ok(p)
             }
-            Op::Config { .. } => Ok(Plan::keyed(metadata::key(&def, parent_key()?))),
+            Op::Config { .. } => Ok(Plan::with_key(metadata::key(&def, parent_key()?))),
             Op::Exec(_) | Op::File(_) | Op::Workdir { .. } => {
                 let parent_key = parent_key()?;
                 let StepInputs {
                     key: content_key,
                     plaintext,
                     files,
+                    binds,
                 } = self.inputs(v, &from_keys)?;
                 let mut parts = vec![
                     def.as_bytes(),
@@ -305,6 +312,7 @@ impl Ops for Planner<'_, '_> {
                     recorded,
                     inputs: Arc::new(inputs_json),
                     files,
+                    binds,
                     source: None,
                     link_key,
                 })
@@ -464,6 +472,7 @@ mod tests {
                     recorded: hit,
                     inputs: Arc::new(serde_json::Value::Null),
                     files: None,
+                    binds: Vec::new(),
                     source: None,
                     link_key: None,
                 })

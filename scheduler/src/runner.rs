@@ -107,8 +107,8 @@ impl Runner<'_, '_> {
         // Made once: for a COPY of a large context it lists every file.
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
-        let selection = plan.selection();
-        let result = step::execute(&s.env, s.vertex(v), &step, parent, extra, selection, cancel);
+        let keyed = plan.keyed();
+        let result = step::execute(&s.env, s.vertex(v), &step, parent, extra, keyed, cancel);
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
@@ -253,16 +253,8 @@ impl Runner<'_, '_> {
             base: None,
             created: epoch(),
         };
-        let selection = plan.selection();
-        let result = step::execute(
-            &s.env,
-            s.vertex(v),
-            &step,
-            &nothing,
-            inputs,
-            selection,
-            cancel,
-        );
+        let keyed = plan.keyed();
+        let result = step::execute(&s.env, s.vertex(v), &step, &nothing, inputs, keyed, cancel);
         match result {
             Ok(Some(layer)) => {
                 self.record_link(v, key, &layer, &plan.plaintext())?;

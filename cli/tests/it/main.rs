@@ -15,6 +15,7 @@ mod link;
 mod outputs;
 mod pipes;
 mod platforms;
+mod racing;
 mod rootless;
 mod run;
 mod security;

@@ -40,15 +40,10 @@ impl ContentDigest {
         &'a self,
         sel: &'a Selection,
     ) -> impl Iterator<Item = (String, &'a [u8; 32])> + 'a {
-        let names = sel.sources.iter().flat_map(|src| {
-            src.entries.iter().map(
-                move |entry| match (src.name.is_empty(), entry.sub.is_empty()) {
-                    (_, true) => src.name.clone(),
-                    (true, false) => entry.sub.clone(),
-                    (false, false) => format!("{}/{}", src.name, entry.sub),
-                },
-            )
-        });
+        let names = sel
+            .sources
+            .iter()
+            .flat_map(|src| src.entries.iter().map(move |entry| src.name_of(entry)));
         names.zip(&self.records)
     }
 }
@@ -67,9 +62,16 @@ pub(crate) fn digest_selection(
     let records: Vec<[u8; 32]> = work
         .par_iter()
         .map(|&(s, e)| {
-            let entry = &sel.sources[s].entries[e];
+            let src = &sel.sources[s];
+            let entry = &src.entries[e];
             let content = if entry.meta.kind == EntryKind::File {
-                Some(content_digest(&entry.path, &entry.meta, cache)?)
+                let digest = content_digest(&entry.path, &entry.meta, cache);
+                Some(digest.map_err(|e| match e {
+                    ContextError::Changed { .. } => ContextError::Changed {
+                        name: src.name_of(entry),
+                    },
+                    e => e,
+                })?)
             } else {
                 None
             };
@@ -97,9 +99,32 @@ pub(crate) fn digest_selection(
     })
 }
 
+/// The record digest of a regular file `meta` describes whose bytes hash
+/// to `content` (what a copy compares with the key's record).
+pub(crate) fn file_record(meta: &EntryMeta, content: [u8; 32]) -> [u8; 32] {
+    record(meta, Some(content))
+}
+
+/// A reader that hashes what passes through it, for copies that check the
+/// bytes they wrote are the bytes the key was made of.
+pub(crate) struct HashingReader<'h, R> {
+    /// Where the bytes come from.
+    pub inner: R,
+    /// What they hash to so far.
+    pub hasher: &'h mut blake3::Hasher,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The blake3 of one entry's record: kind, mode, owner, and its content
 /// digest, link target or device number.
-fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
+pub(super) fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     let kind: u8 = match meta.kind {
         EntryKind::File => b'f',
@@ -177,33 +202,63 @@ pub(crate) fn content_digest(
     if let Some(digest) = cache.and_then(|c| c.lookup(meta)) {
         return Ok(digest);
     }
-    let (digest, unchanged) = hash_file(path, meta).map_err(|source| ContextError::Io {
+    let io = |source| ContextError::Io {
         op: "read",
         path: path.to_path_buf(),
         source,
-    })?;
-    // Remembered only for the file the walk saw, as it was: one replaced
-    // or written since would be remembered under a stat it does not have.
-    if let (Some(cache), true) = (cache, unchanged) {
+    };
+    // O_NOFOLLOW: the entry was a regular file when walked; if it has been
+    // swapped for a symlink since, it changed (as when it is gone).
+    let mut file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if is_gone(&e) => return Err(changed(path)),
+        other => other.map_err(io)?,
+    };
+    // The open file must be the one walked, before and after reading it:
+    // else the digest would be of a file the selection does not describe.
+    if !is_version(&file, meta).map_err(io)? {
+        return Err(changed(path));
+    }
+    let digest = hash_file(&mut file, meta).map_err(io)?;
+    if !is_version(&file, meta).map_err(io)? {
+        return Err(changed(path));
+    }
+    // Remembered only for the file the walk saw, as it was (checked just
+    // above), and not if it changed too recently to be sure (`insert`).
+    if let Some(cache) = cache {
         cache.insert(meta, digest);
     }
     Ok(digest)
 }
 
-/// The file's digest, and whether the open file is still the one `meta`
-/// describes (same inode, size and times after reading it).
-fn hash_file(path: &Path, meta: &EntryMeta) -> std::io::Result<([u8; 32], bool)> {
-    // O_NOFOLLOW: the entry was a regular file when walked; if it has been
-    // swapped for a symlink since, refuse rather than read through it.
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+fn changed(path: &Path) -> ContextError {
+    ContextError::Changed {
+        name: path.display().to_string(),
+    }
+}
+
+/// Whether an open error says the walked entry is no longer there as a
+/// regular file (removed, or replaced by a symlink).
+pub(crate) fn is_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Whether the open `file` is the file `meta` describes, unchanged.
+pub(crate) fn is_version(file: &File, meta: &EntryMeta) -> std::io::Result<bool> {
+    let now = EntryMeta::from_std(&file.metadata()?, None);
+    Ok(same_version(&now, meta))
+}
+
+/// The blake3 of the file's bytes, read from its start.
+fn hash_file(file: &mut File, meta: &EntryMeta) -> std::io::Result<[u8; 32]> {
     let mut h = blake3::Hasher::new();
     if meta.size >= BIG_FILE {
         let mut buf = vec![0u8; BIG_FILE as usize];
         loop {
-            let n = read_full(&mut file, &mut buf)?;
+            let n = read_full(file, &mut buf)?;
             h.update_rayon(&buf[..n]);
             if n < buf.len() {
                 break;
@@ -214,8 +269,7 @@ fn hash_file(path: &Path, meta: &EntryMeta) -> std::io::Result<([u8; 32], bool)>
         file.read_to_end(&mut buf)?;
         h.update(&buf);
     }
-    let now = EntryMeta::from_std(&file.metadata()?, None);
-    Ok((*h.finalize().as_bytes(), same_version(&now, meta)))
+    Ok(*h.finalize().as_bytes())
 }
 
 /// Fills `buf` unless the file ends first; returns how much was read.

@@ -54,6 +54,7 @@ pub(crate) fn select_in(
     patterns: &[String],
     filters: Filters<'_>,
 ) -> Result<Selection, ContextError> {
+    let walked_ns = super::statcache::now_ns();
     let mut sources = Vec::new();
     for pattern in patterns {
         let (names, globbed) = expand(root, pattern)?;
@@ -79,7 +80,7 @@ pub(crate) fn select_in(
             }
         }
     }
-    Ok(Selection { sources })
+    Ok(Selection { sources, walked_ns })
 }
 
 /// The root-relative names a source pattern stands for, sorted, and whether

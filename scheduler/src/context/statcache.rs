@@ -271,13 +271,24 @@ impl StatCache {
 }
 
 fn is_racy(meta: &EntryMeta) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(i64::MAX);
+    changed_near(meta, now_ns())
+}
+
+/// Whether `meta`'s last change is so close to `at_ns` (or after it) that a
+/// write in the same clock tick, after `at_ns`, could leave the stat as it
+/// is: then only the content tells whether the file is the one seen.
+pub(crate) fn changed_near(meta: &EntryMeta, at_ns: i64) -> bool {
     let coarse = meta.mtime_ns % 1_000_000_000 == 0 && meta.ctime_ns % 1_000_000_000 == 0;
     let window = if coarse { RACY_COARSE_NS } else { RACY_FINE_NS };
-    meta.mtime_ns.max(meta.ctime_ns) >= now.saturating_sub(window)
+    meta.mtime_ns.max(meta.ctime_ns) >= at_ns.saturating_sub(window)
+}
+
+/// The wall clock (the one file timestamps come from), in nanoseconds.
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(i64::MAX)
 }
 
 fn decode(bytes: &[u8]) -> Option<Decoded> {

@@ -14,10 +14,9 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::context::resolve_in_root;
+use crate::context::{resolve_in_root, HashingReader};
 
 use super::dest::{io_at, Attrs, Writer};
 use super::FileOpError;
@@ -32,16 +31,20 @@ pub(crate) enum Format {
     Zstd,
 }
 
-fn open(path: &Path) -> Result<File, FileOpError> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_at("open", path))
+/// The archive opened once, read from its start again: every pass reads
+/// the same file, whatever happens to its path meanwhile.
+fn reopen(file: &File, path: &Path) -> Result<File, FileOpError> {
+    let mut again = file.try_clone().map_err(io_at("read", path))?;
+    again.rewind().map_err(io_at("rewind", path))?;
+    Ok(again)
 }
 
-fn decoder(path: &Path, format: Format) -> Result<Box<dyn Read>, FileOpError> {
-    let file = BufReader::new(open(path)?);
+fn decoder<'a>(
+    input: impl Read + 'a,
+    path: &Path,
+    format: Format,
+) -> Result<Box<dyn Read + 'a>, FileOpError> {
+    let file = BufReader::new(input);
     Ok(match format {
         Format::Tar => Box::new(file),
         Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
@@ -65,9 +68,9 @@ fn decoder(path: &Path, format: Format) -> Result<Box<dyn Read>, FileOpError> {
 
 /// Just enough decompressed bytes of `path` to see a tar header; decoding
 /// stops once they are in (for xz, whose decoder only writes).
-fn head(path: &Path, format: Format, buf: &mut [u8; 512]) -> Option<usize> {
+fn head(file: &File, path: &Path, format: Format, buf: &mut [u8; 512]) -> Option<usize> {
     if format != Format::Xz {
-        let mut reader = decoder(path, format).ok()?;
+        let mut reader = decoder(reopen(file, path).ok()?, path, format).ok()?;
         return read_full(&mut reader, buf).ok();
     }
     struct Capped<'a>(&'a mut [u8; 512], usize);
@@ -86,17 +89,17 @@ fn head(path: &Path, format: Format, buf: &mut [u8; 512]) -> Option<usize> {
             Ok(())
         }
     }
-    let mut input = BufReader::new(open(path).ok()?);
+    let mut input = BufReader::new(reopen(file, path).ok()?);
     let mut capped = Capped(buf, 0);
     let _ = lzma_rs::xz_decompress(&mut input, &mut capped);
     Some(capped.1)
 }
 
-/// The archive format of `path`, or `None` if it is not a tar archive we
-/// can read (then ADD copies it as a file).
-pub(crate) fn detect(path: &Path) -> Result<Option<Format>, FileOpError> {
+/// The archive format of `file` (opened from `path`), or `None` if it is
+/// not a tar archive we can read (then ADD copies it as a file).
+pub(crate) fn detect(file: &File, path: &Path) -> Result<Option<Format>, FileOpError> {
     let mut magic = [0u8; 6];
-    let n = read_full(&mut open(path)?, &mut magic).map_err(io_at("read", path))?;
+    let n = read_full(&mut reopen(file, path)?, &mut magic).map_err(io_at("read", path))?;
     let format = match &magic[..n] {
         [0x1f, 0x8b, ..] => Format::Gzip,
         [b'B', b'Z', b'h', ..] => Format::Bzip2,
@@ -106,7 +109,7 @@ pub(crate) fn detect(path: &Path) -> Result<Option<Format>, FileOpError> {
     };
     let mut header = [0u8; 512];
     // A decoding error means "not an archive", not a failed build.
-    match head(path, format, &mut header) {
+    match head(file, path, format, &mut header) {
         Some(512) if is_tar_header(&header) => Ok(Some(format)),
         _ => Ok(None),
     }
@@ -149,11 +152,38 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
     sum == want && block[..100].iter().any(|&b| b != 0)
 }
 
-/// Extracts `path` into the directory `target` of the writer's rootfs.
+/// Extracts `file` (opened from `path`) into the directory `target` of the
+/// writer's rootfs. Returns the blake3 of every byte of the archive, as
+/// read for the extraction: what was extracted is what that digest is of.
 pub(crate) fn extract(
     w: &Writer,
+    file: &File,
     path: &Path,
     format: Format,
+    target: &Path,
+    chown: Option<(u32, u32)>,
+) -> Result<[u8; 32], FileOpError> {
+    let mut hasher = blake3::Hasher::new();
+    let input = HashingReader {
+        inner: reopen(file, path)?,
+        hasher: &mut hasher,
+    };
+    let archive = tar::Archive::new(decoder(input, path, format)?);
+    extract_entries(w, archive, path, target, chown)?;
+    // The decoder may stop before the end (tar's trailing blocks): hash the
+    // rest, from where it stopped (the clones share the file offset).
+    let mut rest = HashingReader {
+        inner: file.try_clone().map_err(io_at("read", path))?,
+        hasher: &mut hasher,
+    };
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(io_at("read", path))?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+fn extract_entries(
+    w: &Writer,
+    mut archive: tar::Archive<Box<dyn Read + '_>>,
+    path: &Path,
     target: &Path,
     chown: Option<(u32, u32)>,
 ) -> Result<(), FileOpError> {
@@ -169,7 +199,6 @@ pub(crate) fn extract(
         })?
         .to_string_lossy()
         .into_owned();
-    let mut archive = tar::Archive::new(decoder(path, format)?);
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();

@@ -9,15 +9,16 @@ use rbk_compiler::graph::{FileOp, Source};
 use serde_json::json;
 
 use super::{StepEnv, StepError, StepInputs};
-use crate::context::{BuildContext, Selection};
+use crate::context::BuildContext;
 use crate::fileop::{AddOptions, CopySpec};
 use crate::sandbox::CancelToken;
 use crate::state::State;
 
 /// Where a COPY reads from.
 pub(crate) enum From<'s> {
-    /// A build context directory, with the selection made for the cache key.
-    Context(PathBuf, Option<Arc<Selection>>),
+    /// A build context directory, with the selection and digest made for
+    /// the cache key.
+    Context(PathBuf, Option<Arc<super::FileDigests>>),
     /// Another stage's or image's filesystem.
     State(&'s State),
 }
@@ -46,7 +47,6 @@ pub(crate) fn inputs(
         key.push_str(&digest.hex);
         files = Some(Arc::new(super::FileDigests {
             selection: sel,
-            whole: urls.is_empty(),
             digest,
         }));
     }
@@ -58,6 +58,7 @@ pub(crate) fn inputs(
         key,
         plaintext: json!({ "sources": f.sources, "dest": f.dest }),
         files,
+        binds: Vec::new(),
     })
 }
 
@@ -80,7 +81,13 @@ pub(crate) fn execute(
                 .contexts
                 .get(&path.display().to_string(), file.ignore_file.as_deref())?;
             match selection {
-                Some(sel) => crate::fileop::copy_selection(c.root(), rootfs, &spec, sel)?,
+                Some(keyed) => crate::fileop::copy_selection(
+                    c.root(),
+                    rootfs,
+                    &spec,
+                    &keyed.selection,
+                    &keyed.digest,
+                )?,
                 None => crate::fileop::copy(c.root(), rootfs, &spec, Some(c.ignore()))?,
             };
         }
@@ -166,7 +173,11 @@ impl Contexts {
         }
     }
 
-    fn get(&self, path: &str, ignore_file: Option<&str>) -> Result<Arc<BuildContext>, StepError> {
+    pub(crate) fn get(
+        &self,
+        path: &str,
+        ignore_file: Option<&str>,
+    ) -> Result<Arc<BuildContext>, StepError> {
         let key = (path.to_string(), ignore_file.map(str::to_string));
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = open.get(&key) {

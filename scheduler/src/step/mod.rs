@@ -173,14 +173,14 @@ impl StepEnv<'_> {
 }
 
 /// A COPY's context files, each with the blake3 of its record, in
-/// selection order.
+/// selection order. The copy on a miss reuses them: a large context is
+/// walked once, not twice, and the copy holds what the key was made of (its
+/// local sources: URLs are fetched beside them).
 #[derive(Debug)]
 pub(crate) struct FileDigests {
     /// What the COPY selected (only its local sources, when it also names
     /// URLs).
     pub selection: Arc<Selection>,
-    /// Whether that is all it copies (no URL beside).
-    pub whole: bool,
     /// Their digest.
     pub digest: crate::context::ContentDigest,
 }
@@ -189,12 +189,6 @@ impl FileDigests {
     /// Each file's path from the source root and its record's digest.
     pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
         self.digest.files(&self.selection)
-    }
-
-    /// The selection, for the copy on a miss, when it covers every source:
-    /// a large context is walked once, not twice.
-    pub fn for_copy(&self) -> Option<Arc<Selection>> {
-        self.whole.then(|| self.selection.clone())
     }
 }
 
@@ -208,6 +202,8 @@ pub(crate) struct StepInputs {
     /// plaintext's `files`, made into JSON only when the step runs or is
     /// explained (a cache hit of a large context needs none of it).
     pub files: Option<Arc<FileDigests>>,
+    /// What a RUN's bind mounts of a build context show, in mount order.
+    pub binds: Vec<Arc<FileDigests>>,
 }
 
 impl StepInputs {
@@ -216,8 +212,19 @@ impl StepInputs {
             key,
             plaintext,
             files: None,
+            binds: Vec::new(),
         }
     }
+}
+
+/// The context files a step's key was made of, for the step to read
+/// exactly those: a COPY's sources, a RUN's context bind mounts.
+#[derive(Default)]
+pub(crate) struct Keyed {
+    /// A COPY's selection and digest.
+    pub files: Option<Arc<FileDigests>>,
+    /// A RUN's context bind mounts', in mount order.
+    pub binds: Vec<Arc<FileDigests>>,
 }
 
 /// What `vx` reads: see [`StepInputs`]. `from_keys` are the keys of the
@@ -228,7 +235,7 @@ pub(crate) fn inputs(
     from_keys: &[&str],
 ) -> Result<StepInputs, StepError> {
     match &vx.op {
-        Op::Exec(e) => Ok(run::inputs(e, from_keys)),
+        Op::Exec(e) => run::inputs(env, e, from_keys),
         Op::File(f) => copy::inputs(env, f, from_keys),
         Op::Workdir { path, user } => Ok(StepInputs::plain(
             String::new(),
@@ -251,7 +258,7 @@ pub(crate) fn execute(
     step: &Step,
     parent: &State,
     extra: &[&State],
-    selection: Option<Arc<Selection>>,
+    keyed: Keyed,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
     // A `COPY --link` layer is made on nothing: it must not see the parent.
@@ -263,10 +270,10 @@ pub(crate) fn execute(
     }
     let ws = env.layers.prepare(parent_key.as_deref())?;
     match &vx.op {
-        Op::Exec(exec) => run::execute(env, exec, step, ws.rootfs(), extra, cancel)?,
+        Op::Exec(exec) => run::execute(env, exec, step, ws.rootfs(), extra, &keyed.binds, cancel)?,
         Op::File(file) => {
             let src = match &file.from {
-                Source::Context(ctx) => copy::From::Context(PathBuf::from(ctx), selection),
+                Source::Context(ctx) => copy::From::Context(PathBuf::from(ctx), keyed.files),
                 Source::Vertex(_) => copy::From::State(
                     extra
                         .first()

@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rbk_compiler::graph::{ExecOp, Mount, MountKind, Network, Source};
 use serde_json::json;
 
-use super::{StepEnv, StepError, StepInputs};
+use super::{FileDigests, StepEnv, StepError, StepInputs};
 use crate::backend::Mounted;
 use crate::progress::Step;
 use crate::sandbox::{
@@ -19,18 +20,60 @@ use crate::state::State;
 const TAIL_LINES: usize = 20;
 
 /// The key of a RUN: its definition covers the command; what it mounts from
-/// other stages comes in through their keys.
-pub(crate) fn inputs(e: &ExecOp, from_keys: &[&str]) -> StepInputs {
-    StepInputs::plain(
-        from_keys.join(","),
-        json!({
-            "args": e.args,
-            "env": e.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-            "user": e.user,
-            "cwd": e.cwd,
-            "inputs": from_keys,
-        }),
-    )
+/// other stages comes in through their keys, what it mounts from a build
+/// context through the digest of all that the mount shows.
+pub(crate) fn inputs(
+    env: &StepEnv<'_>,
+    e: &ExecOp,
+    from_keys: &[&str],
+) -> Result<StepInputs, StepError> {
+    let mut key = from_keys.join(",");
+    let mut binds = Vec::new();
+    for (context, source) in context_binds(e) {
+        let c = env.contexts.get(context, None)?;
+        let selection = Arc::new(c.select_visible(source)?);
+        let digest = c.digest(&selection)?;
+        key.push_str(";bind:");
+        key.push_str(&digest.hex);
+        binds.push(Arc::new(FileDigests { selection, digest }));
+    }
+    let mut plaintext = json!({
+        "args": e.args,
+        "env": e.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "user": e.user,
+        "cwd": e.cwd,
+        "inputs": from_keys,
+    });
+    if let (false, Some(obj)) = (binds.is_empty(), plaintext.as_object_mut()) {
+        let digests: Vec<&str> = binds.iter().map(|b| b.digest.hex.as_str()).collect();
+        obj.insert("context_binds".into(), json!(digests));
+    }
+    let mut inputs = StepInputs::plain(key, plaintext);
+    inputs.binds = binds;
+    Ok(inputs)
+}
+
+/// A RUN's bind mounts of a build context: the context and the source.
+fn context_binds(e: &ExecOp) -> impl Iterator<Item = (&str, &str)> {
+    e.mounts.iter().filter_map(|m| match &m.kind {
+        MountKind::Bind {
+            from: Source::Context(context),
+            source,
+            ..
+        } => Some((context.as_str(), source.as_str())),
+        _ => None,
+    })
+}
+
+/// After the command: every context bind mount still shows what its key
+/// was made of, so the result is of that content (a file changed while
+/// the command could read it fails the step).
+fn check_binds(env: &StepEnv<'_>, e: &ExecOp, binds: &[Arc<FileDigests>]) -> Result<(), StepError> {
+    for ((context, source), keyed) in context_binds(e).zip(binds) {
+        let c = env.contexts.get(context, None)?;
+        c.check_unchanged(source, &keyed.selection, &keyed.digest)?;
+    }
+    Ok(())
 }
 
 /// Runs `exec` in the sandbox over the mounted `rootfs`.
@@ -40,6 +83,7 @@ pub(crate) fn execute(
     step: &Step,
     rootfs: &Path,
     extra: &[&State],
+    binds: &[Arc<FileDigests>],
     cancel: &CancelToken,
 ) -> Result<(), StepError> {
     // Held until the command ends: temp files, tmpfs dirs, stage views.
@@ -105,7 +149,7 @@ pub(crate) fn execute(
             tail: tail.lines(),
         });
     }
-    Ok(())
+    check_binds(env, exec, binds)
 }
 
 /// What a RUN's mounts hold on to until the command ends.

@@ -1,7 +1,8 @@
 //! The build core on in-memory backends (see `fakes.rs`): cache keys, the
 //! two passes, parallelism, cancellation, errors and `--explain`, with no
 //! root, mounts or network. RUN steps run a tiny fake shell:
-//! `write PATH TEXT`, `sleep MS`, `fail CODE`, `block` (until cancelled).
+//! `write PATH TEXT`, `sleep MS`, `fail CODE`, `block` (until cancelled),
+//! `readmount TARGET FILE PATH` (copies FILE of the bind mount at TARGET).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -51,6 +52,12 @@ impl Executor for FakeShell {
                 let p = rootfs.join(path.trim_start_matches('/'));
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                 std::fs::write(p, text.join(" ")).unwrap();
+            }
+            ["readmount", target, file, path] => {
+                let m = spec.mounts.iter().find(|m| m.target == *target).unwrap();
+                let p = rootfs.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(m.source.join(file), p).unwrap();
             }
             ["sleep", ms] => std::thread::sleep(Duration::from_millis(ms.parse().unwrap())),
             ["fail", code] => {
@@ -522,4 +529,152 @@ fn early_hashed_contexts_fail_at_their_own_copy_line() {
         2
     );
     assert!(w.shell.runs.lock().unwrap().is_empty(), "nothing ran");
+}
+
+/// The files of the image last committed, merged bottom to top.
+fn image_files(w: &World) -> crate::fakes::Files {
+    let committed = w.images.committed.lock().unwrap();
+    let layers = w.layers.layers.lock().unwrap();
+    let mut out = crate::fakes::Files::new();
+    for desc in &committed.last().unwrap().1 {
+        out.extend(layers[&desc.digest].clone());
+    }
+    out
+}
+
+/// `change` runs after the build's keys are made and before its COPY
+/// reads the context: the build must fail naming `f`, cache nothing, and a
+/// build of the context as it was hashed must copy it afresh.
+fn changed_during_copy(df: &str, change: impl Fn(&Path) + Send + 'static) {
+    let w = World::new();
+    w.file("f", "one");
+    let ctx = w.ctx.path().to_path_buf();
+    *w.layers.on_prepare.lock().unwrap() = Some(Box::new(move || change(&ctx)));
+    let rep = Recorder::default();
+    let err = w
+        .build_with(df, BuildOptions::default(), &rep, &CancelToken::new())
+        .unwrap_err();
+    let why = rbk_scheduler::error_chain(&err);
+    assert!(
+        why.contains("context file f changed while it was being copied"),
+        "{why}"
+    );
+    assert!(w.cache.records.lock().unwrap().is_empty(), "nothing cached");
+    *w.layers.on_prepare.lock().unwrap() = None;
+    // The context as it was hashed, by a new file of that content.
+    std::fs::remove_file(w.ctx.path().join("f")).unwrap();
+    w.file("f", "one");
+    let (again, _) = w.build(df);
+    assert_eq!((again.ran, again.cached), (1, 0));
+    let files = image_files(&w);
+    let copied = files.get("ctx/f").or(files.get("out/f"));
+    assert_eq!(copied.map(Vec::as_slice), Some(&b"one"[..]));
+}
+
+#[test]
+fn a_context_file_renamed_over_during_a_copy_is_not_cached() {
+    for df in [
+        "FROM base\nCOPY . /ctx/\n",
+        "FROM base\nCOPY --link . /ctx/\n",
+    ] {
+        changed_during_copy(df, |ctx| {
+            std::fs::write(ctx.join("f.new"), "two").unwrap();
+            std::fs::rename(ctx.join("f.new"), ctx.join("f")).unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_context_file_rewritten_in_place_during_a_copy_is_not_cached() {
+    for df in [
+        "FROM base\nCOPY . /ctx/\n",
+        "FROM base\nCOPY --link . /ctx/\n",
+    ] {
+        changed_during_copy(df, |ctx| std::fs::write(ctx.join("f"), "two").unwrap());
+    }
+}
+
+const READS_BIND: &str =
+    "FROM base\nRUN --mount=type=bind,source=src,target=/src readmount /src f /out\n";
+
+#[test]
+fn a_run_is_keyed_on_the_context_it_bind_mounts() {
+    let w = World::new();
+    w.file("src/f", "one");
+    w.file("other", "x");
+    let (first, _) = w.build(READS_BIND);
+    assert_eq!((first.ran, first.cached), (1, 0));
+    assert_eq!(image_files(&w)["out"], b"one");
+    // Outside the mount: still a hit.
+    w.file("other", "y");
+    let (again, _) = w.build(READS_BIND);
+    assert_eq!((again.ran, again.cached), (0, 1));
+    w.file("src/f", "two");
+    let (changed, _) = w.build(READS_BIND);
+    assert_eq!((changed.ran, changed.cached), (1, 0));
+    assert_eq!(image_files(&w)["out"], b"two");
+}
+
+#[test]
+fn a_context_file_changed_while_a_run_mounts_it_is_not_cached() {
+    let w = World::new();
+    w.file("src/f", "one");
+    let f = w.ctx.path().join("src/f");
+    let next = w.work.path().join("f.next");
+    // After the key is made, before the command reads the mount.
+    *w.layers.on_prepare.lock().unwrap() = Some(Box::new(move || {
+        std::fs::write(&next, "two").unwrap();
+        std::fs::rename(&next, &f).unwrap();
+    }));
+    let rep = Recorder::default();
+    let err = w
+        .build_with(
+            READS_BIND,
+            BuildOptions::default(),
+            &rep,
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+    let why = rbk_scheduler::error_chain(&err);
+    assert!(
+        why.contains("context file src/f changed while a RUN step had it mounted"),
+        "{why}"
+    );
+    assert!(w.cache.records.lock().unwrap().is_empty(), "nothing cached");
+}
+
+/// Answers every request on 127.0.0.1 with `body`; returns the base URL.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn an_add_with_a_url_beside_context_files_copies_those_keyed() {
+    let url = serve(b"downloaded");
+    let df = format!("FROM base\nADD {url}/x.txt f /out/\n");
+    changed_during_copy(&df, |ctx| {
+        std::fs::write(ctx.join("f.new"), "two").unwrap();
+        std::fs::rename(ctx.join("f.new"), ctx.join("f")).unwrap();
+    });
 }

@@ -76,7 +76,14 @@ pub struct FakeLayers {
     chains: Mutex<HashMap<String, Vec<Digest>>>,
     scratch: tempfile::TempDir,
     pub commits: Mutex<usize>,
+    /// Called as a step's workspace is made: after every key is known and
+    /// before the step reads its sources (the seam to change a context
+    /// between hashing and copying).
+    pub on_prepare: Mutex<Option<PrepareHook>>,
 }
+
+/// See [`FakeLayers::on_prepare`].
+pub type PrepareHook = Box<dyn Fn() + Send>;
 
 impl Default for FakeLayers {
     fn default() -> Self {
@@ -85,6 +92,7 @@ impl Default for FakeLayers {
             chains: Mutex::default(),
             scratch: tempfile::tempdir().unwrap(),
             commits: Mutex::default(),
+            on_prepare: Mutex::default(),
         }
     }
 }
@@ -162,6 +170,9 @@ impl Layers for FakeLayers {
     }
 
     fn prepare(&self, parent: Option<&str>) -> Result<Box<dyn Workspace + '_>, BackendError> {
+        if let Some(hook) = self.on_prepare.lock().unwrap().as_ref() {
+            hook();
+        }
         Ok(Box::new(FakeWorkspace {
             layers: self,
             base: self.merged(parent),

@@ -538,4 +538,5 @@ fn exclude_and_parents() {
 }
 
 mod add;
+mod changed;
 mod context;

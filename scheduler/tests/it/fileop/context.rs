@@ -263,9 +263,10 @@ fn copy_selection_reuses_the_digested_selection() {
     let pats = ["app".to_string(), "*.log".to_string()];
     let excludes = ["*.md".to_string()];
     let sel = ctx.select(&pats, &excludes).unwrap();
+    let digest = ctx.digest(&sel).unwrap();
     let mut s = spec(&["app", "*.log"], "/out/");
     s.excludes = excludes.to_vec();
-    let stats = copy_selection(ctx.root(), &d.rootfs, &s, &sel).unwrap();
+    let stats = copy_selection(ctx.root(), &d.rootfs, &s, &sel, &digest).unwrap();
     assert_eq!(stats.files, 1);
     assert_eq!(listing(&d.rootfs.join("out")), ["a"]);
 }
