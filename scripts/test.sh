@@ -39,10 +39,10 @@ fi
 # skip: stop here, naming the package, when one of them is missing.
 cargo build -q -p rbk
 if [ "$(id -u)" = 0 ]; then
-  target/debug/rbk --root "$(mktemp -d)" system info \
+  "${CARGO_TARGET_DIR:-target}/debug/rbk" --root "$(mktemp -d)" system info \
     --require namespaces,seccomp,overlayfs,slirp4netns,tun,newuidmap,qemu
 else
-  target/debug/rbk system info || true
+  "${CARGO_TARGET_DIR:-target}/debug/rbk" system info || true
 fi
 
 # Two cores: one test binary at a time, tests inside it in parallel.
