@@ -63,8 +63,16 @@ pub enum Network {
 /// Where a bind, cache or COPY source reads from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
-    /// A build context, identified by the absolute path the caller gave.
-    Context(String),
+    /// A build context: where it lives (the absolute path the caller
+    /// gave), and its role — `context` for the build's own, else the
+    /// `--build-context` name. Cache keys name it by its role only, so the
+    /// same checkout at another path has the same keys.
+    Context {
+        /// The directory.
+        path: String,
+        /// `context`, or the `--build-context` name.
+        name: String,
+    },
     /// The result of another vertex (a stage or an image).
     Vertex(VertexId),
 }
@@ -336,8 +344,8 @@ impl FileOp {
     pub fn link_digest(&self) -> VertexDigest {
         let mut c = Canon::new("file-link");
         c.num("add", self.add as u64);
-        if let Source::Context(ctx) = &self.from {
-            c.str("context", ctx);
+        if let Source::Context { name, .. } = &self.from {
+            c.str("context", name);
         }
         self.canon_fields(&mut c);
         c.finish()
@@ -434,8 +442,14 @@ pub struct Origin {
 pub struct Vertex {
     /// What it does.
     pub op: Op,
-    /// blake3 over the op's canonical encoding and its inputs' digests.
+    /// blake3 over the op's canonical encoding and its inputs' digests:
+    /// the vertex's identity in the graph (identical steps merge).
     pub digest: VertexDigest,
+    /// The cache definition: the same encoding with each build context
+    /// named by its role instead of its path, and the inputs' `key`s
+    /// instead of their digests. Equal to `digest` for a vertex that reads
+    /// no context, directly or through its inputs.
+    pub key: VertexDigest,
     /// The filesystem state it starts from (None for sources).
     pub parent: Option<VertexId>,
     /// Other vertices it reads (COPY --from, mounts), in encounter order.
@@ -587,6 +601,73 @@ impl BuildGraph {
 /// no two different ops can encode the same bytes. Documented in
 /// `docs/graph.md`.
 ///
+/// Two encodings written side by side: a vertex's identity ([`Vertex::digest`],
+/// where contexts live) and its cache definition ([`Vertex::key`], what
+/// they are called). Fields other than contexts and inputs go to both.
+pub(crate) struct Canon2 {
+    id: Canon,
+    key: Canon,
+}
+
+impl Canon2 {
+    pub(crate) fn new(kind: &str) -> Self {
+        Canon2 {
+            id: Canon::new(kind),
+            key: Canon::new(kind),
+        }
+    }
+
+    pub(crate) fn str(&mut self, tag: &str, v: &str) -> &mut Self {
+        self.id.str(tag, v);
+        self.key.str(tag, v);
+        self
+    }
+
+    pub(crate) fn strs<S: AsRef<str>>(&mut self, tag: &str, v: &[S]) -> &mut Self {
+        self.id.strs(tag, v);
+        self.key.strs(tag, v);
+        self
+    }
+
+    pub(crate) fn num(&mut self, tag: &str, v: u64) -> &mut Self {
+        self.id.num(tag, v);
+        self.key.num(tag, v);
+        self
+    }
+
+    pub(crate) fn digest(&mut self, tag: &str, d: &VertexDigest) -> &mut Self {
+        self.id.digest(tag, d);
+        self.key.digest(tag, d);
+        self
+    }
+
+    /// An input vertex: its digest in the identity, its key in the key.
+    pub(crate) fn vertex(&mut self, tag: &str, v: &Vertex) -> &mut Self {
+        self.id.digest(tag, &v.digest);
+        self.key.digest(tag, &v.key);
+        self
+    }
+
+    /// A build context: its path in the identity, its role in the key.
+    pub(crate) fn context(&mut self, tag: &str, path: &str, name: &str) -> &mut Self {
+        self.id.str(tag, path);
+        self.key.str(tag, name);
+        self
+    }
+
+    /// Writes the same fields to both encodings.
+    pub(crate) fn both(&mut self, f: impl Fn(&mut Canon)) -> &mut Self {
+        f(&mut self.id);
+        f(&mut self.key);
+        self
+    }
+
+    /// The identity and the cache definition.
+    pub(crate) fn finish(&self) -> (VertexDigest, VertexDigest) {
+        (self.id.finish(), self.key.finish())
+    }
+}
+
 /// The encoding is collected in a buffer and hashed once: fed to the hasher
 /// piece by piece (lengths, tags, short values) the per-call overhead was a
 /// sixth of lowering's time.

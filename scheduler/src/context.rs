@@ -199,6 +199,11 @@ pub struct Selection {
     /// this recently may have changed again in the same clock tick, with
     /// no trace in its stat (see [`changed_near`]).
     pub walked_ns: i64,
+    /// Whether the files' owners are part of the digest: not for COPY and
+    /// ADD, which write 0:0 (or `--chown`'s) whoever owns the source, so
+    /// a checkout by another user keys the same; yes for a RUN's bind
+    /// mount, which shows them to the command.
+    pub owners: bool,
 }
 
 impl Selection {

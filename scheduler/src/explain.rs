@@ -12,7 +12,7 @@ pub fn explain(previous: Option<&Value>, now: &Value, no_cache: bool) -> String 
         return "--no-cache".to_string();
     }
     let Some(prev) = previous else {
-        return "no earlier build of this step".to_string();
+        return "no earlier build of this step in the store or the given caches".to_string();
     };
     let mut why = Vec::new();
     if prev.get("step") != now.get("step") {
@@ -47,8 +47,21 @@ pub fn explain(previous: Option<&Value>, now: &Value, no_cache: bool) -> String 
     if why.is_empty() && prev.get("parent") != now.get("parent") {
         why.push("the step before it changed".to_string());
     }
+    if why.is_empty() && prev.get("source_date_epoch") != now.get("source_date_epoch") {
+        why.push(format!(
+            "SOURCE_DATE_EPOCH changed: {} → {}",
+            text(prev.get("source_date_epoch")),
+            text(now.get("source_date_epoch"))
+        ));
+    }
+    if why.is_empty() && prev.get("definition") != now.get("definition") {
+        why.push("its definition changed (a flag, or the rbk version's key scheme)".to_string());
+    }
     if why.is_empty() {
-        why.push("the record of the earlier build was removed".to_string());
+        why.push(
+            "no record of this very step in the store or the given caches (pruned, or never built here)"
+                .to_string(),
+        );
     }
     why.join("; ")
 }
@@ -139,7 +152,10 @@ mod tests {
     fn names_what_changed() {
         let base = json!({"step": "RUN make", "parent": "p1", "env": ["A=1", "B=2"],
                           "files": {"src/a.c": "h1", "src/b.c": "h2"}});
-        assert_eq!(explain(None, &base, false), "no earlier build of this step");
+        assert_eq!(
+            explain(None, &base, false),
+            "no earlier build of this step in the store or the given caches"
+        );
         assert_eq!(explain(Some(&base), &base, true), "--no-cache");
         let mut file = base.clone();
         file["files"]["src/a.c"] = json!("h9");

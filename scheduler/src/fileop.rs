@@ -439,6 +439,7 @@ fn copy_sources(
             source,
             records: k.records.get(first..end).unwrap_or_default(),
             walked_ns: k.selection.walked_ns,
+            owners: k.selection.owners,
         });
         first = end;
         copy_source(w, spec, src_root, source, dest, into_dir, check)?;

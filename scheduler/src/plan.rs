@@ -198,7 +198,7 @@ impl<'x, 'a> Planner<'x, 'a> {
                 .chain(&v.inputs)
                 .map(|d| d.index())
                 .collect();
-            if matches!(&v.op, Op::File(f) if matches!(f.from, Source::Context(_))) {
+            if matches!(&v.op, Op::File(f) if matches!(f.from, Source::Context { .. })) {
                 deps[i].push(early.add(i));
             }
         }
@@ -249,7 +249,7 @@ impl Ops for Planner<'_, '_> {
             return self.run_early(k);
         }
         let vx = s.vertex(v);
-        let def = vx.digest.hex();
+        let def = vx.key.hex();
         let parent = vx.parent.and_then(|_| inputs.first().copied());
         let from_keys: Vec<&str> = inputs[usize::from(vx.parent.is_some()).min(inputs.len())..]
             .iter()

@@ -22,6 +22,7 @@ mod security;
 mod shared_store;
 mod snapshots;
 mod store_disk;
+mod travel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

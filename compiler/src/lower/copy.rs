@@ -6,7 +6,7 @@ use super::util::expand_heredoc;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon, FileOp, InlineFile, Op, Source, Vertex, VertexDigest, VertexId};
+use crate::graph::{Canon2, FileOp, InlineFile, Op, Source, Vertex, VertexDigest, VertexId};
 use crate::instructions::{self, Copy};
 use crate::parse::expand::Env;
 
@@ -25,7 +25,7 @@ impl Lowerer<'_, '_, '_> {
             Some(f) => {
                 let f = self.expand(node, f, env)?;
                 match self.named_dir(&f) {
-                    Some(dir) => Source::Context(dir),
+                    Some(dir) => Source::Context { path: dir, name: f },
                     None => {
                         let id = self.resolve_from(stages, i, node, &f)?;
                         inputs.push(id);
@@ -33,10 +33,10 @@ impl Lowerer<'_, '_, '_> {
                     }
                 }
             }
-            None => Source::Context(self.input.context.clone()),
+            None => self.own_context(),
         };
         let op = self.file_op(copy, from, node, state, env)?;
-        let digest = self.file_digest(&op, state);
+        let (digest, key) = self.file_digest(&op, state);
         let kw = if op.add { "ADD" } else { "COPY" };
         let mut shown: Vec<String> = op.sources.clone();
         shown.extend(op.inline.iter().map(|f| format!("<<{}", f.name)));
@@ -45,6 +45,7 @@ impl Lowerer<'_, '_, '_> {
         Ok(self.compiler.graph.add(Vertex {
             op: Op::File(op),
             digest,
+            key,
             parent: Some(state.head),
             inputs,
             origins: vec![origin],
@@ -84,7 +85,9 @@ impl Lowerer<'_, '_, '_> {
             .collect::<Result<Vec<_>, ParseError>>()?;
         // The Dockerfile's own ignore file is for the main context only.
         let ignore_file = match &from {
-            Source::Context(c) if *c == self.input.context => self.input.ignore_file.clone(),
+            Source::Context { path, .. } if *path == self.input.context => {
+                self.input.ignore_file.clone()
+            }
             _ => None,
         };
         let chmod = opt(&copy.chmod)?;
@@ -126,18 +129,16 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of a file op over the state's head.
-    fn file_digest(&self, op: &FileOp, state: &State) -> VertexDigest {
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let mut c = Canon::new("file");
-        c.digest("parent", &parent).num("add", op.add as u64);
+    fn file_digest(&self, op: &FileOp, state: &State) -> (VertexDigest, VertexDigest) {
+        let graph = &self.compiler.graph;
+        let mut c = Canon2::new("file");
+        c.vertex("parent", graph.vertex(state.head))
+            .num("add", op.add as u64);
         match &op.from {
-            Source::Context(ctx) => c.str("context", ctx),
-            Source::Vertex(v) => {
-                let d = self.compiler.graph.vertex(*v).digest;
-                c.digest("from", &d)
-            }
+            Source::Context { path, name } => c.context("context", path, name),
+            Source::Vertex(v) => c.vertex("from", graph.vertex(*v)),
         };
-        op.canon_fields(&mut c);
+        c.both(|c| op.canon_fields(c));
         c.finish()
     }
 }

@@ -27,6 +27,7 @@ impl Lowerer<'_, '_, '_> {
                 platform: platform.to_string(),
             },
             digest,
+            key: digest,
             parent: None,
             inputs: Vec::new(),
             origins: vec![origin],

@@ -1,17 +1,17 @@
 //! `RUN --mount=…` options → typed mounts, and their part of a digest.
 
-use crate::graph::{BuildGraph, Canon, Mount, MountKind, Sharing, Source};
+use crate::graph::{BuildGraph, Canon2, Mount, MountKind, Sharing, Source};
 
 use super::util::join_path;
 
-pub(super) fn canon_mount(c: &mut Canon, m: &Mount, graph: &BuildGraph) {
+pub(super) fn canon_mount(c: &mut Canon2, m: &Mount, graph: &BuildGraph) {
     c.str("mount.target", &m.target);
-    let src = |c: &mut Canon, s: &Source| match s {
-        Source::Context(ctx) => {
-            c.str("mount.context", ctx);
+    let src = |c: &mut Canon2, s: &Source| match s {
+        Source::Context { path, name } => {
+            c.context("mount.context", path, name);
         }
         Source::Vertex(v) => {
-            c.digest("mount.from", &graph.vertex(*v).digest);
+            c.vertex("mount.from", graph.vertex(*v));
         }
     };
     match &m.kind {
@@ -139,13 +139,13 @@ impl MountSpec {
     pub(super) fn build(
         self,
         from: Option<Source>,
-        context: &str,
+        context: Source,
         workdir: &str,
     ) -> Result<Mount, String> {
         let target = self.target.as_deref().map(|t| join_path(workdir, t));
         let kind = match self.kind.as_str() {
             "bind" => MountKind::Bind {
-                from: from.unwrap_or_else(|| Source::Context(context.to_string())),
+                from: from.unwrap_or(context),
                 source: self.source.clone().unwrap_or_else(|| "/".to_string()),
                 readwrite: self.readonly == Some(false),
             },
@@ -234,6 +234,13 @@ impl MountSpec {
 mod tests {
     use super::*;
 
+    fn ctx() -> Source {
+        Source::Context {
+            path: "/ctx".into(),
+            name: "context".into(),
+        }
+    }
+
     #[test]
     fn mounts() {
         let m = parse_mount("type=cache,target=/root/.cache,sharing=locked").ok();
@@ -241,7 +248,7 @@ mod tests {
         assert!(parse_mount("type=weird,target=/x").is_err());
         assert!(parse_mount("type=cache,bogus=1").is_err());
         let built =
-            parse_mount("type=cache,target=cache").and_then(|m| m.build(None, "/ctx", "/app"));
+            parse_mount("type=cache,target=cache").and_then(|m| m.build(None, ctx(), "/app"));
         match built {
             Ok(Mount {
                 target,

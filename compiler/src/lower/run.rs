@@ -8,7 +8,7 @@ use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{
-    Canon, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
+    Canon2, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
 };
 use crate::instructions::{self, Command, Run};
 use crate::parse::expand::Env;
@@ -50,12 +50,13 @@ impl Lowerer<'_, '_, '_> {
             insecure,
             mounts,
         };
-        let digest = self.exec_digest(&op, state);
+        let (digest, key) = self.exec_digest(&op, state);
         let created_by = format!("RUN {}", op.args.join(" "));
         let origin = self.origin(&stages[i], node);
         Ok(self.compiler.graph.add(Vertex {
             op: Op::Exec(op),
             digest,
+            key,
             parent: Some(state.head),
             inputs,
             origins: vec![origin],
@@ -81,7 +82,10 @@ impl Lowerer<'_, '_, '_> {
             let parsed = parse_mount(&spec).map_err(bad)?;
             let from = match &parsed.from {
                 Some(f) => match self.named_dir(f) {
-                    Some(dir) => Some(Source::Context(dir)),
+                    Some(dir) => Some(Source::Context {
+                        path: dir,
+                        name: f.clone(),
+                    }),
                     None => {
                         let id = self.resolve_from(stages, i, node, f)?;
                         inputs.push(id);
@@ -92,7 +96,7 @@ impl Lowerer<'_, '_, '_> {
             };
             mounts.push(
                 parsed
-                    .build(from, &self.input.context, &state.config.working_dir)
+                    .build(from, self.own_context(), &state.config.working_dir)
                     .map_err(bad)?,
             );
         }
@@ -100,10 +104,9 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of an exec op over the state's head.
-    fn exec_digest(&self, op: &ExecOp, state: &State) -> VertexDigest {
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let mut c = Canon::new("exec");
-        c.digest("parent", &parent)
+    fn exec_digest(&self, op: &ExecOp, state: &State) -> (VertexDigest, VertexDigest) {
+        let mut c = Canon2::new("exec");
+        c.vertex("parent", self.compiler.graph.vertex(state.head))
             .strs("args", &op.args)
             .digest("env", &VertexDigest(op.env.digest()))
             .str("cwd", &op.cwd)

@@ -12,7 +12,7 @@ use super::mount::parse_mount;
 use super::{canonical_ref, normalize_image, Lowerer, NamedContext, Stage, State, DEFAULT_PATH};
 use crate::config::ImageConfig;
 use crate::error::ParseError;
-use crate::graph::VertexId;
+use crate::graph::{Source, VertexId};
 use crate::instructions::{self, Instruction};
 use crate::parse::expand::Env;
 use crate::platform::Platform;
@@ -317,6 +317,14 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The directory a `--from` value names through `--build-context`.
+    /// The build's own context, named by its role.
+    pub(super) fn own_context(&self) -> Source {
+        Source::Context {
+            path: self.input.context.clone(),
+            name: "context".to_string(),
+        }
+    }
+
     pub(super) fn named_dir(&self, from: &str) -> Option<String> {
         match self.input.named_contexts.get(from) {
             Some(NamedContext::Dir(d)) => Some(d.clone()),

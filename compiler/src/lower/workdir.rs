@@ -5,7 +5,7 @@ use super::util::join_path;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon, Op, Vertex};
+use crate::graph::{Canon2, Op, Vertex};
 use crate::parse::expand::Env;
 
 impl Lowerer<'_, '_, '_> {
@@ -22,9 +22,8 @@ impl Lowerer<'_, '_, '_> {
         state.config.working_dir = join_path(&state.config.working_dir, &w);
         let path = state.config.working_dir.clone();
         let user = state.config.user.clone();
-        let parent = self.compiler.graph.vertex(state.head).digest;
-        let digest = Canon::new("workdir")
-            .digest("parent", &parent)
+        let (digest, key) = Canon2::new("workdir")
+            .vertex("parent", self.compiler.graph.vertex(state.head))
             .str("path", &path)
             .str("user", &user)
             .finish();
@@ -33,6 +32,7 @@ impl Lowerer<'_, '_, '_> {
             created_by: format!("WORKDIR {path}"),
             op: Op::Workdir { path, user },
             digest,
+            key,
             parent: Some(state.head),
             inputs: Vec::new(),
             origins: vec![origin],

@@ -195,6 +195,32 @@ fn identical_steps_merge_across_dockerfiles() {
     c.add(&input("a2", a)).expect("a2");
     let g = c.finish();
     assert_eq!(g.len(), 5, "only the COPY differs (its context)");
+    // … but their cache definitions are one: a context is named by its
+    // role, not by where it lives, and so are the steps after it.
+    let copies: Vec<_> = g
+        .topo_order()
+        .into_iter()
+        .filter(|&id| matches!(g.vertex(id).op, Op::File(_)))
+        .map(|id| g.vertex(id))
+        .collect();
+    assert_eq!(copies.len(), 2);
+    assert_ne!(copies[0].digest, copies[1].digest);
+    assert_eq!(copies[0].key, copies[1].key);
+    for v in &copies {
+        let Op::File(f) = &v.op else { unreachable!() };
+        let Source::Context { name, .. } = &f.from else {
+            panic!("{:?}", f.from)
+        };
+        assert_eq!(name, "context");
+    }
+    // A step that reads no context has one digest for both.
+    let run = g
+        .topo_order()
+        .into_iter()
+        .map(|id| g.vertex(id))
+        .find(|v| matches!(v.op, Op::Exec(_)))
+        .unwrap();
+    assert_eq!(run.digest, run.key);
 }
 
 #[test]

@@ -75,7 +75,7 @@ pub(crate) fn digest_selection(
             } else {
                 None
             };
-            Ok(record(&entry.meta, content))
+            Ok(record(&entry.meta, content, sel.owners))
         })
         .collect::<Result<_, ContextError>>()?;
 
@@ -101,8 +101,8 @@ pub(crate) fn digest_selection(
 
 /// The record digest of a regular file `meta` describes whose bytes hash
 /// to `content` (what a copy compares with the key's record).
-pub(crate) fn file_record(meta: &EntryMeta, content: [u8; 32]) -> [u8; 32] {
-    record(meta, Some(content))
+pub(crate) fn file_record(meta: &EntryMeta, content: [u8; 32], owners: bool) -> [u8; 32] {
+    record(meta, Some(content), owners)
 }
 
 /// A reader that hashes what passes through it, for copies that check the
@@ -124,7 +124,7 @@ impl<R: Read> Read for HashingReader<'_, R> {
 
 /// The blake3 of one entry's record: kind, mode, owner, and its content
 /// digest, link target or device number.
-pub(super) fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
+pub(super) fn record(meta: &EntryMeta, content: Option<[u8; 32]>, owners: bool) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     let kind: u8 = match meta.kind {
         EntryKind::File => b'f',
@@ -134,8 +134,10 @@ pub(super) fn record(meta: &EntryMeta, content: Option<[u8; 32]>) -> [u8; 32] {
     };
     h.update(&[kind]);
     h.update(&meta.mode.to_le_bytes());
-    h.update(&meta.uid.to_le_bytes());
-    h.update(&meta.gid.to_le_bytes());
+    if owners {
+        h.update(&meta.uid.to_le_bytes());
+        h.update(&meta.gid.to_le_bytes());
+    }
     if let Some(content) = content {
         h.update(&content);
     }

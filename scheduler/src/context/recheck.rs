@@ -21,7 +21,8 @@ impl BuildContext {
             || super::select_in(&self.root, &[source.to_string()], filters),
             || self.stat_cache(),
         );
-        selection
+        // The command sees the owners: they are part of what it reads.
+        selection.map(|s| Selection { owners: true, ..s })
     }
 
     /// Checks that `source` still holds what `sel` listed and `digest` was
@@ -72,12 +73,12 @@ fn same_entry(
         EntryKind::File if !same_version(&new.meta, &old.meta) => false,
         EntryKind::File if changed_near(&old.meta, walked_ns) => {
             match content_digest(&new.path, &new.meta, None) {
-                Ok(content) => keyed == Some(&record(&new.meta, Some(content))),
+                Ok(content) => keyed == Some(&record(&new.meta, Some(content), true)),
                 Err(ContextError::Changed { .. }) => false,
                 Err(e) => return Err(e),
             }
         }
         EntryKind::File => true,
-        _ => keyed == Some(&record(&new.meta, None)),
+        _ => keyed == Some(&record(&new.meta, None, true)),
     })
 }

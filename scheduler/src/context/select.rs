@@ -80,7 +80,11 @@ pub(crate) fn select_in(
             }
         }
     }
-    Ok(Selection { sources, walked_ns })
+    Ok(Selection {
+        sources,
+        walked_ns,
+        owners: false,
+    })
 }
 
 /// The root-relative names a source pattern stands for, sorted, and whether

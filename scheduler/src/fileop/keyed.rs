@@ -32,6 +32,8 @@ pub(super) struct Check<'a> {
     pub records: &'a [[u8; 32]],
     /// When the walk that listed it began.
     pub walked_ns: i64,
+    /// Whether owners are in the records.
+    pub owners: bool,
 }
 
 impl Check<'_> {
@@ -89,7 +91,7 @@ impl Check<'_> {
         content: [u8; 32],
     ) -> Result<(), FileOpError> {
         match self.records.get(i) {
-            Some(rec) if *rec == file_record(&entry.meta, content) => Ok(()),
+            Some(rec) if *rec == file_record(&entry.meta, content, self.owners) => Ok(()),
             _ => Err(self.changed(entry)),
         }
     }

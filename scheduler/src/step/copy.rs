@@ -30,7 +30,7 @@ pub(crate) fn inputs(
     f: &FileOp,
     from_keys: &[&str],
 ) -> Result<StepInputs, StepError> {
-    let Source::Context(path) = &f.from else {
+    let Source::Context { path, .. } = &f.from else {
         return Ok(StepInputs::plain(
             from_keys.join(","),
             json!({ "sources": f.sources, "dest": f.dest, "inputs": from_keys }),

@@ -273,7 +273,9 @@ pub(crate) fn execute(
         Op::Exec(exec) => run::execute(env, exec, step, ws.rootfs(), extra, &keyed.binds, cancel)?,
         Op::File(file) => {
             let src = match &file.from {
-                Source::Context(ctx) => copy::From::Context(PathBuf::from(ctx), keyed.files),
+                Source::Context { path, .. } => {
+                    copy::From::Context(PathBuf::from(path), keyed.files)
+                }
                 Source::Vertex(_) => copy::From::State(
                     extra
                         .first()

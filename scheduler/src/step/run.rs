@@ -57,7 +57,7 @@ pub(crate) fn inputs(
 fn context_binds(e: &ExecOp) -> impl Iterator<Item = (&str, &str)> {
     e.mounts.iter().filter_map(|m| match &m.kind {
         MountKind::Bind {
-            from: Source::Context(context),
+            from: Source::Context { path: context, .. },
             source,
             ..
         } => Some((context.as_str(), source.as_str())),
@@ -199,7 +199,7 @@ fn mount<'e, 's>(
                 ));
             }
             let root = match from {
-                Source::Context(p) => PathBuf::from(p),
+                Source::Context { path, .. } => PathBuf::from(path),
                 Source::Vertex(_) => {
                     let state = from_states
                         .next()
