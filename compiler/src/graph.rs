@@ -450,6 +450,11 @@ pub struct Vertex {
     /// instead of their digests. Equal to `digest` for a vertex that reads
     /// no context, directly or through its inputs.
     pub key: VertexDigest,
+    /// The op alone: the cache definition without the parent and the
+    /// inputs, whose results the scheduler adds once they exist (early
+    /// cutoff: a step over an unchanged result hits, whatever reran
+    /// before it).
+    pub own: VertexDigest,
     /// The filesystem state it starts from (None for sources).
     pub parent: Option<VertexId>,
     /// Other vertices it reads (COPY --from, mounts), in encounter order.
@@ -607,6 +612,16 @@ impl BuildGraph {
 pub(crate) struct Canon2 {
     id: Canon,
     key: Canon,
+    own: Canon,
+}
+
+/// What [`Canon2`] makes: [`Vertex::digest`], [`Vertex::key`] and
+/// [`Vertex::own`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Digests {
+    pub id: VertexDigest,
+    pub key: VertexDigest,
+    pub own: VertexDigest,
 }
 
 impl Canon2 {
@@ -614,57 +629,66 @@ impl Canon2 {
         Canon2 {
             id: Canon::new(kind),
             key: Canon::new(kind),
+            own: Canon::new(kind),
         }
     }
 
     pub(crate) fn str(&mut self, tag: &str, v: &str) -> &mut Self {
-        self.id.str(tag, v);
-        self.key.str(tag, v);
-        self
+        self.both(|c| {
+            c.str(tag, v);
+        })
     }
 
     pub(crate) fn strs<S: AsRef<str>>(&mut self, tag: &str, v: &[S]) -> &mut Self {
-        self.id.strs(tag, v);
-        self.key.strs(tag, v);
-        self
+        self.both(|c| {
+            c.strs(tag, v);
+        })
     }
 
     pub(crate) fn num(&mut self, tag: &str, v: u64) -> &mut Self {
-        self.id.num(tag, v);
-        self.key.num(tag, v);
-        self
+        self.both(|c| {
+            c.num(tag, v);
+        })
     }
 
     pub(crate) fn digest(&mut self, tag: &str, d: &VertexDigest) -> &mut Self {
-        self.id.digest(tag, d);
-        self.key.digest(tag, d);
-        self
+        self.both(|c| {
+            c.digest(tag, d);
+        })
     }
 
-    /// An input vertex: its digest in the identity, its key in the key.
+    /// An input vertex: its digest in the identity, its key in the key,
+    /// only its place in the op alone (its result is added at run time).
     pub(crate) fn vertex(&mut self, tag: &str, v: &Vertex) -> &mut Self {
         self.id.digest(tag, &v.digest);
         self.key.digest(tag, &v.key);
+        self.own.str(tag, "");
         self
     }
 
-    /// A build context: its path in the identity, its role in the key.
+    /// A build context: its path in the identity, its role elsewhere.
     pub(crate) fn context(&mut self, tag: &str, path: &str, name: &str) -> &mut Self {
         self.id.str(tag, path);
         self.key.str(tag, name);
+        self.own.str(tag, name);
         self
     }
 
-    /// Writes the same fields to both encodings.
+    /// Writes the same fields to every encoding.
     pub(crate) fn both(&mut self, f: impl Fn(&mut Canon)) -> &mut Self {
         f(&mut self.id);
         f(&mut self.key);
+        f(&mut self.own);
         self
     }
 
-    /// The identity and the cache definition.
-    pub(crate) fn finish(&self) -> (VertexDigest, VertexDigest) {
-        (self.id.finish(), self.key.finish())
+    /// The three digests.
+    pub(crate) fn finish(&self) -> Digests {
+        Digests {
+            id: self.id.finish(),
+            key: self.key.finish(),
+            own: self.own.finish(),
+        }
     }
 }
 

@@ -361,7 +361,8 @@ fn canonical(root: &Path) -> Result<PathBuf, ContextError> {
 }
 
 /// Selects and digests `patterns` under any tree (another stage's rootfs for
-/// `COPY --from`), without `.dockerignore`.
+/// `COPY --from`), without `.dockerignore`. Owners count: a copy from a
+/// stage keeps them.
 pub fn digest_tree(
     root: &Path,
     patterns: &[String],
@@ -375,5 +376,11 @@ pub fn digest_tree(
         follow_named: true,
     };
     let sel = select_in(root, patterns, filters)?;
-    hash::digest_selection(&sel, cache)
+    hash::digest_selection(
+        &Selection {
+            owners: true,
+            ..sel
+        },
+        cache,
+    )
 }

@@ -76,8 +76,8 @@ fn inline_records(
         CacheMode::Min,
     )
     .into_iter()
-    .filter_map(|v| plans[v].as_ref())
-    .flat_map(|p| p.exported_keys())
+    .filter_map(|v| Some((v, plans[v].as_ref()?)))
+    .flat_map(|(v, p)| p.exported_keys().chain(s.result_keys[v].get()))
     .filter_map(|k| s.cache.lookup(k).hit)
     .collect()
 }

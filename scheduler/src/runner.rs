@@ -104,6 +104,9 @@ impl Runner<'_, '_> {
                 return Ok(state);
             }
         }
+        if let Some(state) = self.cut_off(v, plan, parent, extra, &step, started, cancel)? {
+            return Ok(state);
+        }
         // Made once: for a COPY of a large context it lists every file.
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
@@ -128,10 +131,58 @@ impl Runner<'_, '_> {
                 ..parent.clone()
             },
         };
-        self.record(v, plan, &state, layer, plaintext)?;
+        self.record(v, plan, &state, layer.clone(), plaintext.clone())?;
+        if let Some(rk) = s.result_keys[v].get() {
+            self.record_as(v, rk, &state, layer, plaintext)?;
+        }
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, false, why, false);
         Ok(state)
+    }
+
+    /// Early cutoff: before step `v` runs, its result key (see
+    /// [`step::result_key`]) asked of the cache. A hit is served and
+    /// recorded under the plan's key too, so the next build finds it in
+    /// its first pass.
+    #[allow(clippy::too_many_arguments)]
+    fn cut_off(
+        &self,
+        v: usize,
+        plan: &Plan,
+        parent: &State,
+        extra: &[&State],
+        step: &Step,
+        started: Instant,
+        cancel: &CancelToken,
+    ) -> Result<Option<State>, StepError> {
+        let s = self.session;
+        if s.uncached(v) {
+            return Ok(None);
+        }
+        let epoch = s.options.source_date_epoch;
+        let keyed = plan.keyed();
+        let Some(rk) = step::result_key(&s.env, s.vertex(v), &keyed, parent, extra, epoch, cancel)?
+        else {
+            return Ok(None);
+        };
+        let rk = s.result_keys[v].get_or_init(|| rk);
+        let Some(rec) = s.lookup(v, rk).hit else {
+            return Ok(None);
+        };
+        let Some(state) = self.serve(v, &rec, parent, step, started) else {
+            return Ok(None);
+        };
+        let state = State {
+            key: plan.key.clone(),
+            ..state
+        };
+        s.cache.put(&CacheRecord {
+            key: plan.key.clone(),
+            family: s.families[v].clone(),
+            inputs: plan.plaintext(),
+            ..rec
+        })?;
+        Ok(Some(state))
     }
 
     /// With `--explain`, why step `v` missed: what differs from the
@@ -157,10 +208,22 @@ impl Runner<'_, '_> {
         layer: Option<crate::backend::Layer>,
         inputs: serde_json::Value,
     ) -> Result<(), StepError> {
+        self.record_as(v, &plan.key, state, layer, inputs)
+    }
+
+    /// Records step `v`'s result `state` under `key`.
+    fn record_as(
+        &self,
+        v: usize,
+        key: &str,
+        state: &State,
+        layer: Option<crate::backend::Layer>,
+        inputs: serde_json::Value,
+    ) -> Result<(), StepError> {
         let s = self.session;
         let (blob, diff_id) = layer.map(|l| (l.blob, l.diff_id)).unzip();
         s.cache.put(&CacheRecord {
-            key: plan.key.clone(),
+            key: key.to_string(),
             family: s.families[v].clone(),
             layer: blob,
             diff_id,

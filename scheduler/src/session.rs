@@ -273,6 +273,9 @@ pub struct BuildSession<'a> {
     /// Vertices `--no-cache-filter` reruns: its stages' steps and every
     /// step that reads one of them.
     filtered: Vec<bool>,
+    /// Each step's result key, once it was asked before running (early
+    /// cutoff): exported with the plan's keys.
+    pub(crate) result_keys: Vec<std::sync::OnceLock<String>>,
     pool: rayon::ThreadPool,
     pub(crate) ran: AtomicUsize,
     pub(crate) cached: AtomicUsize,
@@ -344,6 +347,9 @@ impl<'a> BuildSession<'a> {
             families,
             outcomes: std::sync::Mutex::new(Vec::new()),
             filtered,
+            result_keys: (0..graph.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             pool,
             ran: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
@@ -513,8 +519,8 @@ impl<'a> BuildSession<'a> {
         let keys = |images: Option<&[String]>, mode| {
             exported_vertices(self.graph, images, mode)
                 .into_iter()
-                .filter_map(|v| plans[v].as_ref())
-                .flat_map(|p| p.exported_keys().cloned())
+                .filter_map(|v| Some((v, plans[v].as_ref()?)))
+                .flat_map(|(v, p)| p.exported_keys().chain(self.result_keys[v].get()).cloned())
                 .collect()
         };
         self.cache.export(&keys).map_err(BuildError::SharedCache)

@@ -103,3 +103,66 @@ fn the_same_checkout_elsewhere_hits_every_step_and_gives_the_same_image() {
     assert!(err.contains("3 steps run"), "{err}");
     assert!(err.contains("a.txt"), "--explain names the file: {err}");
 }
+
+const THREE_STAGES: &str = "FROM localhost/busybox:latest AS build\n\
+COPY src.txt /src/\n\
+RUN mkdir /out && grep -v '^#' /src/src.txt > /out/app\n\
+FROM localhost/busybox:latest AS mid\n\
+COPY --from=build /out /out\n\
+RUN cat /out/app /out/app > /mid\n\
+FROM localhost/busybox:latest\n\
+COPY --from=mid /mid /final\n\
+RUN wc -c /final > /size\n";
+
+/// Early cutoff: a comment change reruns the first stage, whose output is
+/// the same; everything that copies from it is served from the cache, and
+/// the image is the one of the first build.
+#[test]
+fn a_stage_that_reruns_to_the_same_files_reruns_nothing_after_it() {
+    let test = "a_stage_that_reruns_to_the_same_files_reruns_nothing_after_it";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", THREE_STAGES),
+            ("src.txt", "# version 1\nprint hello\n"),
+        ],
+    );
+    let plain = |extra: &[&str]| {
+        let out = succeed(
+            rbk(&store)
+                .args(["build", "--progress", "plain", "-t", "travel:1"])
+                .args(extra)
+                .arg(&ctx),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = plain(&[]);
+    assert!(err.contains("6 steps run"), "{err}");
+    let id = image_id(&store);
+
+    write(
+        &ctx,
+        &[("src.txt", "# version 2: a comment only\nprint hello\n")],
+    );
+    let err = plain(&["--explain"]);
+    assert!(err.contains(": 2 steps run, 4 cached"), "{err}");
+    assert_eq!(image_id(&store), id, "the same image");
+
+    // The next build finds every step in its first pass.
+    let err = plain(&[]);
+    assert!(err.contains(": 0 steps run, 6 cached"), "{err}");
+
+    // A real change still reruns what depends on it.
+    write(
+        &ctx,
+        &[("src.txt", "# version 2: a comment only\nprint bye\n")],
+    );
+    let err = plain(&[]);
+    assert!(err.contains(": 6 steps run, 0 cached"), "{err}");
+    assert_ne!(image_id(&store), id);
+}

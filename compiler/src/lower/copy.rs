@@ -6,7 +6,7 @@ use super::util::expand_heredoc;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, FileOp, InlineFile, Op, Source, Vertex, VertexDigest, VertexId};
+use crate::graph::{Canon2, Digests, FileOp, InlineFile, Op, Source, Vertex, VertexId};
 use crate::instructions::{self, Copy};
 use crate::parse::expand::Env;
 
@@ -36,7 +36,11 @@ impl Lowerer<'_, '_, '_> {
             None => self.own_context(),
         };
         let op = self.file_op(copy, from, node, state, env)?;
-        let (digest, key) = self.file_digest(&op, state);
+        let Digests {
+            id: digest,
+            key,
+            own,
+        } = self.file_digest(&op, state);
         let kw = if op.add { "ADD" } else { "COPY" };
         let mut shown: Vec<String> = op.sources.clone();
         shown.extend(op.inline.iter().map(|f| format!("<<{}", f.name)));
@@ -46,6 +50,7 @@ impl Lowerer<'_, '_, '_> {
             op: Op::File(op),
             digest,
             key,
+            own,
             parent: Some(state.head),
             inputs,
             origins: vec![origin],
@@ -129,7 +134,7 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of a file op over the state's head.
-    fn file_digest(&self, op: &FileOp, state: &State) -> (VertexDigest, VertexDigest) {
+    fn file_digest(&self, op: &FileOp, state: &State) -> Digests {
         let graph = &self.compiler.graph;
         let mut c = Canon2::new("file");
         c.vertex("parent", graph.vertex(state.head))

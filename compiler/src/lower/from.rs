@@ -28,6 +28,7 @@ impl Lowerer<'_, '_, '_> {
             },
             digest,
             key: digest,
+            own: digest,
             parent: None,
             inputs: Vec::new(),
             origins: vec![origin],

@@ -7,7 +7,7 @@ use super::util::{expand_port, health_config, json_list, node_rest, quote_if_nee
 use super::{Lowerer, Stage, State, MAX_EXPOSED_PORTS};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, Op, Origin, Vertex, VertexId};
+use crate::graph::{Canon2, Digests, Op, Origin, Vertex, VertexId};
 use crate::instructions::{self, Command, Instruction};
 use crate::parse::expand::Env;
 
@@ -202,7 +202,11 @@ impl Lowerer<'_, '_, '_> {
     }
 
     fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
-        let (digest, key) = Canon2::new("config")
+        let Digests {
+            id: digest,
+            key,
+            own,
+        } = Canon2::new("config")
             .vertex("parent", self.compiler.graph.vertex(state.head))
             .str("instruction", &instruction)
             .finish();
@@ -212,6 +216,7 @@ impl Lowerer<'_, '_, '_> {
             },
             digest,
             key,
+            own,
             parent: Some(state.head),
             inputs: Vec::new(),
             origins: vec![origin],

@@ -8,7 +8,7 @@ use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{
-    Canon2, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
+    Canon2, Digests, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
 };
 use crate::instructions::{self, Command, Run};
 use crate::parse::expand::Env;
@@ -50,13 +50,18 @@ impl Lowerer<'_, '_, '_> {
             insecure,
             mounts,
         };
-        let (digest, key) = self.exec_digest(&op, state);
+        let Digests {
+            id: digest,
+            key,
+            own,
+        } = self.exec_digest(&op, state);
         let created_by = format!("RUN {}", op.args.join(" "));
         let origin = self.origin(&stages[i], node);
         Ok(self.compiler.graph.add(Vertex {
             op: Op::Exec(op),
             digest,
             key,
+            own,
             parent: Some(state.head),
             inputs,
             origins: vec![origin],
@@ -104,7 +109,7 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of an exec op over the state's head.
-    fn exec_digest(&self, op: &ExecOp, state: &State) -> (VertexDigest, VertexDigest) {
+    fn exec_digest(&self, op: &ExecOp, state: &State) -> Digests {
         let mut c = Canon2::new("exec");
         c.vertex("parent", self.compiler.graph.vertex(state.head))
             .strs("args", &op.args)

@@ -5,7 +5,7 @@ use super::util::join_path;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, Op, Vertex};
+use crate::graph::{Canon2, Digests, Op, Vertex};
 use crate::parse::expand::Env;
 
 impl Lowerer<'_, '_, '_> {
@@ -22,7 +22,11 @@ impl Lowerer<'_, '_, '_> {
         state.config.working_dir = join_path(&state.config.working_dir, &w);
         let path = state.config.working_dir.clone();
         let user = state.config.user.clone();
-        let (digest, key) = Canon2::new("workdir")
+        let Digests {
+            id: digest,
+            key,
+            own,
+        } = Canon2::new("workdir")
             .vertex("parent", self.compiler.graph.vertex(state.head))
             .str("path", &path)
             .str("user", &user)
@@ -33,6 +37,7 @@ impl Lowerer<'_, '_, '_> {
             op: Op::Workdir { path, user },
             digest,
             key,
+            own,
             parent: Some(state.head),
             inputs: Vec::new(),
             origins: vec![origin],

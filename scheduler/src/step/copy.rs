@@ -62,7 +62,7 @@ pub(crate) fn inputs(
     })
 }
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
 }
 

@@ -6,6 +6,7 @@
 //! of step touches its own file and these two functions.
 
 pub mod copy;
+mod cutoff;
 pub mod from;
 pub mod metadata;
 pub mod run;
@@ -299,6 +300,8 @@ pub(crate) fn execute(
     }
     Ok(Some(ws.commit(below)?))
 }
+
+pub(crate) use cutoff::result_key;
 
 /// A cache key from its parts (length-prefixed, so parts cannot run into
 /// each other).
