@@ -76,8 +76,10 @@ fn inline_records(
         CacheMode::Min,
     )
     .into_iter()
-    .filter_map(|v| Some((v, plans[v].as_ref()?)))
-    .flat_map(|(v, p)| p.exported_keys().chain(s.result_keys[v].get()))
+    .filter_map(|v| plans[v].as_ref())
+    // First-pass keys only: the config must be the same whether a step ran
+    // (and has a result key) or was served (and has none).
+    .flat_map(|p| p.exported_keys())
     .filter_map(|k| s.cache.lookup(k).hit)
     .collect()
 }

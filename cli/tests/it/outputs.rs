@@ -1168,8 +1168,9 @@ fn an_inline_cache_rides_in_the_pushed_image() {
             &ctx_s,
         ],
     ));
-    // The config carries one record per step, each naming a layer of the
-    // image by its diff id.
+    // The config carries one record per step (its first-pass key, so the
+    // config is the same however the step was served), each naming a
+    // layer of the image by its diff id.
     let img = inspect(store_a.path(), &image);
     let id = img["Id"].as_str().unwrap();
     let config_blob = store_a
