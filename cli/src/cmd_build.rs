@@ -327,9 +327,9 @@ impl PullingResolver<'_> {
         Ok(())
     }
 
-    /// The pulls that failed, as `image: why`, for images the store still
+    /// The pulls that failed, as (image, why), for images the store still
     /// lacks (or all failures under `--pull=always`).
-    fn failures(&self) -> Vec<String> {
+    fn failures(&self) -> Vec<(String, String)> {
         let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
         tried
             .iter()
@@ -340,16 +340,21 @@ impl PullingResolver<'_> {
                     let lacks_platform = matches!(&missing,
                         rbk_scheduler::backend::BackendError::Store(e)
                             if matches!(**e, rbk_store::StoreError::PlatformNotInImage { .. }));
-                    Some(if lacks_platform {
-                        format!("base {missing}, and it cannot be pulled: {err}")
-                    } else {
-                        format!(
-                            "base image {image} is not in the store and cannot be pulled: {err}"
-                        )
-                    })
+                    Some((
+                        image.clone(),
+                        if lacks_platform {
+                            format!("base {missing}, and it cannot be pulled: {err}")
+                        } else {
+                            format!(
+                                "base image {} is not in the store and cannot be pulled: {err}",
+                                resolved_name(image)
+                            )
+                        },
+                    ))
                 } else if self.policy == PullPolicy::Always {
-                    Some(format!(
-                        "cannot pull base image {image} (--pull=always): {err}"
+                    Some((
+                        image.clone(),
+                        format!("cannot pull base image {image} (--pull=always): {err}"),
                     ))
                 } else {
                     None
@@ -529,7 +534,11 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     check_no_cache_filter(args, &graph)?;
     let failures = resolver.failures();
     if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
+        let said: Vec<String> = failures
+            .iter()
+            .map(|(image, why)| base_failure(&graph, &inputs, &store, image, why))
+            .collect();
+        bail!("{}", said.join("\n"));
     }
     if let Some(code) = lint_and_emulate(args, &inputs, &bases, &graph)? {
         return Ok(code);
@@ -1107,6 +1116,85 @@ fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// `busybox:latest` as the registry sees it: `busybox:latest
+/// (docker.io/library/busybox:latest)`; other names as they are.
+fn resolved_name(image: &str) -> String {
+    match Reference::parse(image) {
+        Ok(r) if r.familiar_repository() != r.repository() => {
+            let tag = r.tag().map(|t| format!(":{t}")).unwrap_or_default();
+            format!("{image} ({}{tag})", r.repository())
+        }
+        _ => image.to_string(),
+    }
+}
+
+/// A base image that could not be had, said at the FROM that names it
+/// (file, line, column, caret), with the stored images of a similar name.
+fn base_failure(
+    graph: &rbk_compiler::BuildGraph,
+    inputs: &[rbk_compiler::Input],
+    store: &Store,
+    image: &str,
+    why: &str,
+) -> String {
+    let mut said = why.to_string();
+    let origin = graph.graph.node_indices().find_map(|id| {
+        let v = graph.vertex(id);
+        match &v.op {
+            rbk_compiler::graph::Op::Source { image: i, .. } if i == image => v.origins.first(),
+            _ => None,
+        }
+    });
+    if let Some(o) = origin.filter(|o| o.line > 0) {
+        if let Some(input) = inputs.iter().find(|i| i.file == o.file) {
+            let line = input.source.lines().nth(o.line as usize - 1).unwrap_or("");
+            // The image word: the first after FROM that is not a flag.
+            let col = line
+                .split_whitespace()
+                .skip(1)
+                .find(|w| !w.starts_with("--"))
+                .and_then(|w| line.find(w))
+                .map_or(1, |b| line[..b].chars().count() as u32 + 1);
+            let e = rbk_compiler::ParseError::new(rbk_compiler::Span::new(o.line, col), why);
+            said = e.render(&o.file, &input.source);
+        }
+    }
+    let similar = similar_images(store, image);
+    if !similar.is_empty() {
+        said.push_str(&format!(
+            "\nthe store has images of a similar name: {} (write that name in FROM, or `rbk tag {} {image}`)",
+            similar.join(", "),
+            similar[0]
+        ));
+    }
+    said
+}
+
+/// Stored image names whose last path component is `image`'s, or close to
+/// it (a typo).
+fn similar_images(store: &Store, image: &str) -> Vec<String> {
+    let Ok(want) = Reference::parse(image) else {
+        return Vec::new();
+    };
+    let last = |r: &Reference| r.path().rsplit('/').next().unwrap_or("").to_string();
+    let want_last = last(&want);
+    let mut names: Vec<String> = Vec::new();
+    for img in store.list().unwrap_or_default() {
+        for t in &img.tags {
+            let l = last(t);
+            let close = l == want_last
+                || rbk_compiler::suggest::did_you_mean(&want_last, [l.as_str()]).is_some();
+            if close && t.to_string() != image {
+                names.push(t.to_string());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names.truncate(5);
+    names
+}
+
 /// Every tag is a valid reference, checked before any work (a bad `-t`
 /// once failed only after the whole build had run).
 fn check_tags(inputs: &[rbk_compiler::Input]) -> Result<()> {
@@ -1332,6 +1420,18 @@ fn shared_caches(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn docker_hub_names_are_shown_as_the_registry_sees_them() {
+        assert_eq!(
+            super::resolved_name("busybox:latest"),
+            "busybox:latest (docker.io/library/busybox:latest)"
+        );
+        assert_eq!(
+            super::resolved_name("localhost/busybox:latest"),
+            "localhost/busybox:latest"
+        );
+    }
+
     use super::*;
 
     #[test]

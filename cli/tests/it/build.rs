@@ -1162,3 +1162,37 @@ fn bad_tags_and_valueless_from_args_fail_before_any_step() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+/// A base image that is neither stored nor reachable fails at once (a
+/// host name that does not resolve is not asked four times), at the FROM
+/// that names it with a caret, and names the stored images it may mean.
+#[test]
+fn a_missing_base_is_said_at_its_from_with_stored_names_like_it() {
+    let test = "a_missing_base_is_said_at_its_from_with_stored_names_like_it";
+    // `.invalid` never resolves (RFC 2606): no network is asked.
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
+        &[(
+            "Dockerfile",
+            "# base\nFROM --platform=linux/amd64 registry.invalid/busybox AS base\nRUN true\n",
+        )],
+    ) else {
+        return;
+    };
+    let out = rbk(&store).arg("build").arg(&ctx).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:29: base image registry.invalid/busybox:latest"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 | FROM --platform=linux/amd64 registry.invalid/busybox AS base"),
+        "{err}"
+    );
+    assert!(!err.contains("gave up after"), "retried: {err}");
+    assert!(
+        err.contains("the store has images of a similar name: localhost/busybox:latest"),
+        "{err}"
+    );
+}

@@ -345,7 +345,7 @@ impl Client {
             attempts: attempt,
             source: Box::new(source),
         };
-        if attempt >= self.opts.attempts.max(1) {
+        if attempt >= self.opts.attempts.max(1) || reason.is_unknown_host() {
             return Err(give_up(reason));
         }
         let Some(wait) = self.retry_delay(attempt + 1, asked) else {

@@ -57,6 +57,22 @@ pub enum Transport {
     Certificate(#[source] ureq::Error),
 }
 
+impl Transport {
+    /// Whether the registry's host name does not resolve at all (no such
+    /// name, as opposed to a resolver that failed for now): asking again
+    /// gives the same answer, so it is not retried.
+    pub fn is_unknown_host(&self) -> bool {
+        let text = match self {
+            Transport::Http(ureq::Error::HostNotFound) => return true,
+            Transport::Http(ureq::Error::Io(e)) | Transport::Io(e) => e.to_string(),
+            _ => return false,
+        };
+        text.contains("Name or service not known")
+            || text.contains("No address associated with hostname")
+            || text.contains("nodename nor servname")
+    }
+}
+
 /// `, gave up after N attempts` when there were retries.
 fn gave_up(attempts: u32) -> String {
     if attempts > 1 {
