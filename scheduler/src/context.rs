@@ -65,6 +65,20 @@ pub enum ContextError {
         #[source]
         source: std::io::Error,
     },
+    /// A COPY/ADD source that is not in the build context (or is
+    /// `.dockerignore`d): the context directory and the path inside it.
+    #[error("source {pattern:?}: {name} is not in the build context {}", .context.display())]
+    NotInContext {
+        /// The source as written.
+        pattern: String,
+        /// The path looked for, from the context's root.
+        name: String,
+        /// The context directory.
+        context: PathBuf,
+        /// Why it is not there.
+        #[source]
+        source: std::io::Error,
+    },
     /// A source glob is malformed.
     #[error("source {pattern:?}: syntax error in pattern: {why}")]
     BadSource {
@@ -342,7 +356,19 @@ impl BuildContext {
             || select_in(&self.root, patterns, filters),
             || self.stat_cache(),
         );
-        selection
+        selection.map_err(|e| match e {
+            ContextError::NotFound {
+                pattern,
+                name,
+                source,
+            } => ContextError::NotInContext {
+                pattern,
+                name,
+                context: self.root.clone(),
+                source,
+            },
+            e => e,
+        })
     }
 
     /// The content digest of a selection (see [`ContentDigest`]), reading

@@ -1196,3 +1196,27 @@ fn a_missing_base_is_said_at_its_from_with_stored_names_like_it() {
         "{err}"
     );
 }
+
+/// A COPY source missing from the context names the context directory
+/// and the path inside it (not a bare `lstat /file`).
+#[test]
+fn a_missing_copy_source_names_the_context_and_the_path_in_it() {
+    let test = "a_missing_copy_source_names_the_context_and_the_path_in_it";
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nCOPY nginx-1.22.1.tar.gz /src/\n",
+        )],
+    ) else {
+        return;
+    };
+    let out = rbk(&store).arg("build").arg(&ctx).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "source \"nginx-1.22.1.tar.gz\": /nginx-1.22.1.tar.gz is not in the build context {}",
+        std::fs::canonicalize(&ctx).unwrap().display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
