@@ -92,6 +92,9 @@ enum Command {
     },
 }
 
+/// `rbk run`'s exit code when rbk itself fails, as Docker's.
+const EXIT_RBK_FAILED: i32 = 125;
+
 /// The store root: flag, then $RBK_ROOT, then the per-user default.
 fn store_root(flag: Option<PathBuf>) -> PathBuf {
     if let Some(r) = flag {
@@ -145,7 +148,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let _ = SNAPSHOTTER.set(cli.snapshotter);
     match cli.command {
         Command::Build(a) => cmd_build::build(&root, &a),
-        Command::Run(a) => cmd_run::run(&root, &a),
+        // As `docker run`: 125 when rbk itself fails (no such image, a bad
+        // flag), 126/127 when the command cannot run, else the command's.
+        Command::Run(a) => Ok(cmd_run::run(&root, &a).unwrap_or_else(|e| {
+            eprintln!("{}", report::render(&e));
+            EXIT_RBK_FAILED
+        })),
         Command::Ps(a) => cmd_container::ps(&root, &a),
         Command::Logs(a) => cmd_container::logs(&root, &a),
         Command::Stop(a) => cmd_container::stop(&root, &a),

@@ -120,7 +120,7 @@ fn a_detached_container_serves_logs_and_stops_without_leftovers() {
         ])
         .output()
         .unwrap();
-    assert_eq!(dup.status.code(), Some(1), "{}", text(&dup));
+    assert_eq!(dup.status.code(), Some(125), "{}", text(&dup));
     assert!(text(&dup).contains("is in use"), "{}", text(&dup));
     assert!(
         !processes_with(&marker).is_empty(),
@@ -214,6 +214,6 @@ fn on_failure_restarts_up_to_its_limit() {
         ])
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(125));
     assert!(text(&bad).contains("on-failure"), "{}", text(&bad));
 }

@@ -172,7 +172,7 @@ fn bind_mounts_read_write_and_read_only() {
 fn missing_image_is_one_clear_line() {
     let Some(root) = shared() else { return };
     let out = rbk(root, &["run", "no/such-image:1", "true"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(125), "as docker run");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -183,7 +183,7 @@ fn missing_image_is_one_clear_line() {
     let empty = TempDir::new().unwrap();
     let fresh = empty.path().join("store");
     let out = rbk(&fresh, &["run", BUSYBOX]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(125), "as docker run");
     assert!(stderr(&out).contains("no such image"), "{}", stderr(&out));
     assert!(!fresh.exists());
 }
@@ -218,7 +218,7 @@ fn missing_command_exits_127_with_one_line() {
         "rbk: exec: \"no-such-command\": executable file not found in $PATH\n"
     );
     let out = rbk(root, &["run", "--entrypoint", "", BUSYBOX]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).contains("no command specified"),
         "{}",
@@ -366,7 +366,7 @@ fn network_none_has_only_loopback_and_default_is_its_own() {
         assert_eq!(stdout(&out), "lo\ntap0\n", "{}", stderr(&out));
     }
     let out = rbk(root, &["run", "--network", "macvlan", BUSYBOX, "true"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("--network"), "{}", stderr(&out));
 }
 
