@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
+use rbk_scheduler::progress::{Finish, Outcome, OutputStream, Reporter, Step};
 
 /// `--progress auto|tty|plain|rawjson|quiet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,12 +86,11 @@ impl Reporter for Plain {
         if let Some(why) = &f.explain {
             self.emit(&format!("#{} cache miss: {why}", step.vertex));
         }
-        let status = if f.cached {
-            "CACHED".to_string()
-        } else if f.failed {
-            format!("ERROR after {}", secs(f.duration))
-        } else {
-            format!("DONE {}", secs(f.duration))
+        let status = match f.outcome {
+            Outcome::Cached => "CACHED".to_string(),
+            Outcome::Failed => format!("ERROR after {}", secs(f.duration)),
+            Outcome::Canceled => format!("CANCELED after {}", secs(f.duration)),
+            Outcome::Ran => format!("DONE {}", secs(f.duration)),
         };
         self.emit(&format!("#{} {status}", step.vertex));
     }
@@ -147,16 +146,19 @@ impl Reporter for Live {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&step.vertex);
-        let status = if f.cached {
-            "CACHED".to_string()
-        } else if f.failed {
-            "ERROR".to_string()
-        } else {
-            secs(f.duration)
+        let status = match f.outcome {
+            Outcome::Cached => "CACHED".to_string(),
+            Outcome::Failed => "ERROR".to_string(),
+            Outcome::Canceled => "CANCELED".to_string(),
+            Outcome::Ran => secs(f.duration),
         };
         let line = format!(
             "{} [{}] {}",
-            if f.failed { "✗" } else { "✓" },
+            match f.outcome {
+                Outcome::Failed => "✗",
+                Outcome::Canceled => "-",
+                Outcome::Ran | Outcome::Cached => "✓",
+            },
             step.label,
             step.text.chars().take(60).collect::<String>()
         );
@@ -232,12 +234,11 @@ impl Reporter for RawJson {
     }
 
     fn on_finish(&self, step: &Step, f: &Finish) {
-        let status = if f.cached {
-            "cached"
-        } else if f.failed {
-            "error"
-        } else {
-            "done"
+        let status = match f.outcome {
+            Outcome::Cached => "cached",
+            Outcome::Failed => "error",
+            Outcome::Canceled => "canceled",
+            Outcome::Ran => "done",
         };
         let mut extra = serde_json::json!({ "duration_ms": f.duration.as_millis() as u64 });
         if let (Some(why), Some(obj)) = (&f.explain, extra.as_object_mut()) {

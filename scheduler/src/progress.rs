@@ -20,14 +20,44 @@ pub struct Step {
 /// How a step ended.
 #[derive(Debug, Clone)]
 pub struct Finish {
-    /// Its result came from the cache.
-    pub cached: bool,
+    /// How it ended.
+    pub outcome: Outcome,
     /// Wall time.
     pub duration: Duration,
     /// For a miss with `--explain`: why it missed.
     pub explain: Option<String>,
-    /// The step failed (the error is returned separately).
-    pub failed: bool,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran.
+    Ran,
+    /// Its result came from the cache.
+    Cached,
+    /// It failed (the error is returned separately).
+    Failed,
+    /// It was stopped: the build was interrupted, or another step failed.
+    Canceled,
+}
+
+impl Outcome {
+    /// The outcome of a step that ended with `result`.
+    pub fn of<T>(result: &Result<T, crate::step::StepError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ran,
+            Err(e) => Outcome::failed(e),
+        }
+    }
+
+    /// The outcome of a step that ended with `e`: canceled when it was
+    /// stopped, else failed.
+    pub fn failed(e: &crate::step::StepError) -> Outcome {
+        match e {
+            crate::step::StepError::Cancelled => Outcome::Canceled,
+            _ => Outcome::Failed,
+        }
+    }
 }
 
 /// Receives build events; implementations must be cheap and thread-safe.

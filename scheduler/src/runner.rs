@@ -11,7 +11,7 @@ use rbk_store::cache::CacheRecord;
 
 use crate::explain;
 use crate::plan::{Plan, RunDag};
-use crate::progress::Step;
+use crate::progress::{Outcome, Step};
 use crate::sandbox::{CancelToken, OutputStream};
 use crate::session::BuildSession;
 use crate::solve::Ops;
@@ -115,7 +115,7 @@ impl Runner<'_, '_> {
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
-                s.finish(&step, started, false, why, true);
+                s.finish(&step, started, Outcome::failed(&e), why);
                 return Err(e);
             }
         };
@@ -136,7 +136,7 @@ impl Runner<'_, '_> {
             self.record_as(v, rk, &state, layer, plaintext)?;
         }
         s.ran.fetch_add(1, Ordering::SeqCst);
-        s.finish(&step, started, false, why, false);
+        s.finish(&step, started, Outcome::Ran, why);
         Ok(state)
     }
 
@@ -268,7 +268,7 @@ impl Runner<'_, '_> {
                 self.started[k].get(),
                 self.finished[k].swap(true, Ordering::SeqCst),
             ) {
-                s.finish(&s.step(v), started, false, None, true);
+                s.finish(&s.step(v), started, Outcome::Canceled, None);
             }
         }
     }
@@ -326,7 +326,7 @@ impl Runner<'_, '_> {
             Ok(None) => Err(StepError::Internal("a COPY without a layer")),
             Err(e) => {
                 self.finished[k].store(true, Ordering::SeqCst);
-                s.finish(&step, started, false, None, true);
+                s.finish(&step, started, Outcome::failed(&e), None);
                 Err(e)
             }
         }
@@ -355,7 +355,7 @@ impl Runner<'_, '_> {
         let why = self.why(v, plan, &plaintext);
         let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
         self.finished[k].store(true, Ordering::SeqCst);
-        s.finish(&step, started, false, why, stacked.is_err());
+        s.finish(&step, started, Outcome::of(&stacked), why);
         if stacked.is_ok() {
             s.ran.fetch_add(1, Ordering::SeqCst);
         }
@@ -407,9 +407,9 @@ impl Runner<'_, '_> {
         match &stacked {
             Ok(_) => {
                 s.cached.fetch_add(1, Ordering::SeqCst);
-                s.finish(step, started, true, None, false);
+                s.finish(step, started, Outcome::Cached, None);
             }
-            Err(_) => s.finish(step, started, false, None, true),
+            Err(e) => s.finish(step, started, Outcome::failed(e), None),
         }
         stacked
     }
@@ -439,7 +439,7 @@ impl Runner<'_, '_> {
             _ => return None,
         };
         s.cached.fetch_add(1, Ordering::SeqCst);
-        s.finish(step, started, true, None, false);
+        s.finish(step, started, Outcome::Cached, None);
         Some(state)
     }
 

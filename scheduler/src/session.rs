@@ -17,7 +17,7 @@ use rbk_compiler::{BuildGraph, Vertex};
 
 use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
 use crate::plan::{self, Planner};
-use crate::progress::{Finish, Reporter, Step};
+use crate::progress::{Finish, Outcome, Reporter, Step};
 use crate::runner::Runner;
 use crate::sandbox::{CancelToken, Executor, NetworkMode};
 use crate::shared_cache::{exported_vertices, ExportedCache};
@@ -508,7 +508,7 @@ impl<'a> BuildSession<'a> {
                 let step = self.step(v);
                 self.reporter.on_start(&step);
                 self.cached.fetch_add(1, Ordering::SeqCst);
-                self.finish(&step, Instant::now(), true, None, false);
+                self.finish(&step, Instant::now(), Outcome::Cached, None);
             }
         }
     }
@@ -568,15 +568,14 @@ impl<'a> BuildSession<'a> {
         &self,
         step: &Step,
         started: Instant,
-        cached: bool,
+        outcome: Outcome,
         explain: Option<String>,
-        failed: bool,
     ) {
+        let cached = outcome == Outcome::Cached;
         let f = Finish {
-            cached,
+            outcome,
             duration: started.elapsed(),
             explain,
-            failed,
         };
         if let Ok(mut o) = self.outcomes.lock() {
             o.push(StepOutcome {

@@ -1220,3 +1220,51 @@ fn a_missing_copy_source_names_the_context_and_the_path_in_it() {
     );
     assert!(err.contains(&want), "{err}");
 }
+
+/// A step stopped because another target failed says CANCELED, not
+/// ERROR; only the failing one is an error.
+#[test]
+fn steps_stopped_by_a_failing_sibling_show_as_canceled() {
+    let test = "steps_stopped_by_a_failing_sibling_show_as_canceled";
+    let toml = "[group.default]\ntargets = [\"a\", \"b\"]\n\
+        [target.a]\ndockerfile = \"Dockerfile.a\"\ntags = [\"t/a:1\"]\n\
+        [target.b]\ndockerfile = \"Dockerfile.b\"\ntags = [\"t/b:1\"]\n";
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
+        &[
+            (
+                "Dockerfile.a",
+                "FROM localhost/busybox:latest\nRUN sleep 1 && false\n",
+            ),
+            (
+                "Dockerfile.b",
+                "FROM localhost/busybox:latest\nRUN sleep 60\n",
+            ),
+            ("rbk.toml", toml),
+        ],
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let out = rbk(&store)
+        .args(["build", "--progress", "plain", "--network", "none"])
+        .arg(ctx.join("rbk.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "{err}"
+    );
+    let line_of = |text: &str| {
+        err.lines()
+            .find(|l| l.contains(text))
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let (a, b) = (line_of("RUN sleep 1 && false"), line_of("RUN sleep 60"));
+    assert!(err.contains(&format!("{a} ERROR after")), "{err}");
+    assert!(err.contains(&format!("{b} CANCELED after")), "{err}");
+    assert!(!err.contains(&format!("{b} ERROR")), "{err}");
+}

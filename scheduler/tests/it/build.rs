@@ -48,10 +48,12 @@ impl Reporter for Recorder {
         self.logs.lock().unwrap().extend_from_slice(data);
     }
     fn on_finish(&self, s: &Step, f: &Finish) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(("finish".into(), s.vertex, Instant::now(), f.cached));
+        self.events.lock().unwrap().push((
+            "finish".into(),
+            s.vertex,
+            Instant::now(),
+            f.outcome == rbk_scheduler::progress::Outcome::Cached,
+        ));
     }
 }
 

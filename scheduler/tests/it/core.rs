@@ -97,7 +97,11 @@ impl Reporter for Recorder {
             .push_str(&String::from_utf8_lossy(data));
     }
     fn on_finish(&self, s: &Step, f: &Finish) {
-        let kind = if f.cached { "cached" } else { "finish" };
+        let kind = if f.outcome == rbk_scheduler::progress::Outcome::Cached {
+            "cached"
+        } else {
+            "finish"
+        };
         self.events
             .lock()
             .unwrap()
