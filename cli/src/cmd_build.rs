@@ -747,9 +747,15 @@ impl Done<'_> {
             crate::outputs::write_file_atomically(path, |w| Ok(w.write_all(page.as_bytes())?))
                 .with_context(|| format!("--graph-out {}", path.display()))?;
         }
-        if args.quiet {
+        if args.quiet || args.progress == ProgressMode::Quiet {
+            // Nothing but the ids (as `docker build -q`), each after its
+            // target's name when there are several.
+            let named = summary.images.len() > 1;
             for img in &summary.images {
-                println!("{}", img.id);
+                match named {
+                    true => println!("{} {}", img.name, img.id),
+                    false => println!("{}", img.id),
+                }
             }
         } else {
             // Standard output may carry an exported tarball; rawjson keeps

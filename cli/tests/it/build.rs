@@ -1268,3 +1268,49 @@ fn steps_stopped_by_a_failing_sibling_show_as_canceled() {
     assert!(err.contains(&format!("{b} CANCELED after")), "{err}");
     assert!(!err.contains(&format!("{b} ERROR")), "{err}");
 }
+
+/// `-q` and `--progress quiet` print nothing but the ids, each after its
+/// target's name when a build makes several.
+#[test]
+fn quiet_builds_print_only_ids_named_by_target() {
+    let test = "quiet_builds_print_only_ids_named_by_target";
+    let toml = "[group.default]\ntargets = [\"a\", \"b\"]\n\
+        [target.a]\ndockerfile = \"Dockerfile.a\"\n\
+        [target.b]\ndockerfile = \"Dockerfile.b\"\n";
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
+        &[
+            (
+                "Dockerfile.a",
+                "FROM localhost/busybox:latest\nRUN echo a > /a\n",
+            ),
+            (
+                "Dockerfile.b",
+                "FROM localhost/busybox:latest\nRUN echo b > /b\n",
+            ),
+            ("rbk.toml", toml),
+        ],
+    ) else {
+        return;
+    };
+    for quiet in [&["-q"][..], &["--progress", "quiet"][..]] {
+        let out = rbk(&store)
+            .arg("build")
+            .args(quiet)
+            .args(["--network", "none"])
+            .arg(ctx.join("rbk.toml"))
+            .output()
+            .unwrap();
+        let (so, se) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{se}");
+        assert_eq!(se, "", "{quiet:?}");
+        let lines: Vec<&str> = so.lines().collect();
+        assert_eq!(lines.len(), 2, "{so}");
+        for (line, name) in lines.iter().zip(["a ", "b "]) {
+            assert!(line.starts_with(name) && line.contains(" sha256:"), "{so}");
+        }
+    }
+}
