@@ -8,6 +8,7 @@ mod cmd_container;
 mod cmd_graph;
 mod cmd_image;
 mod cmd_manifest;
+mod cmd_meta;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
@@ -84,6 +85,11 @@ enum Command {
     /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
+    /// The build of rbk (version, commit, date) and what this host gives it
+    Version(cmd_meta::VersionArgs),
+    /// Write manual pages for every command into a directory
+    #[command(after_help = "Example:\n  rbk man /usr/local/share/man/man1 && man rbk-build")]
+    Man(cmd_meta::ManArgs),
     /// Print shell completions
     #[command(after_help = "Example:\n  rbk completions bash > /etc/bash_completion.d/rbk")]
     Completions {
@@ -168,6 +174,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
+        Command::Version(a) => cmd_meta::version(&root, &a),
+        Command::Man(a) => cmd_meta::man(Cli::command(), &a),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();
@@ -213,6 +221,8 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Login(_)
             | Command::Logout(_)
             | Command::Completions { .. }
+            | Command::Version(_)
+            | Command::Man(_)
             | Command::System(cmd_system::SystemCommand::Info(_))
     )
 }

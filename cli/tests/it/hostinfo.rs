@@ -98,3 +98,45 @@ fn info_lists_the_host_and_require_names_the_package_of_what_is_missing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no such piece"), "{}", stderr(&out));
 }
+
+#[test]
+fn version_names_the_build_and_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rbk(&dir.path().join("store"), &["version", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let commit = v["commit"].as_str().unwrap();
+    assert!(commit == "unknown" || commit.len() >= 12, "{commit}");
+    assert_eq!(v["built"].as_str().unwrap().len(), 10, "{v}");
+    let usable = v["host"]["usable"].as_array().unwrap();
+    let missing = v["host"]["missing"].as_array().unwrap();
+    // Every piece of `system info` that is not a plain fact is in one list.
+    assert_eq!(usable.len() + missing.len(), 11, "{v}");
+    let text = rbk(&dir.path().join("store"), &["version"]);
+    assert!(stdout(&text).starts_with(&format!("rbk {}\ncommit:", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn man_writes_a_page_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    let out = rbk(
+        &dir.path().join("store"),
+        &["man", &pages.to_string_lossy()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "rbk.1",
+        "rbk-build.1",
+        "rbk-run.1",
+        "rbk-system-info.1",
+        "rbk-image-inspect.1",
+    ] {
+        let page =
+            std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(page.contains(".TH"), "{name}: {page}");
+    }
+    let build = std::fs::read_to_string(pages.join("rbk-build.1")).unwrap();
+    assert!(build.contains("cache\\-from"), "{build}");
+}
