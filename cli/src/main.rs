@@ -15,6 +15,7 @@ mod containers;
 mod detach;
 mod emulation;
 mod env;
+mod format;
 mod hostinfo;
 mod inputs;
 mod outputs;
