@@ -9,9 +9,16 @@ use anyhow::{bail, Context, Result};
 
 use crate::containers::{self, State};
 
+mod ps;
+
 /// `rbk ps`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rbk ps\n  rbk ps -a -q")]
+#[command(after_help = "Examples:
+  rbk ps
+  rbk ps -a -q
+  rbk ps --format '{{.Names}}: {{.Status}}'
+  rbk ps -a --format 'table {{.ID}}\\t{{.Image}}\\t{{.Status}}'
+  rbk ps --format '{{json .}}'")]
 pub struct PsArgs {
     /// Show stopped containers too
     #[arg(short, long)]
@@ -19,6 +26,14 @@ pub struct PsArgs {
     /// Only show container ids
     #[arg(short, long)]
     quiet: bool,
+    /// Do not truncate the command
+    #[arg(long)]
+    no_trunc: bool,
+    /// Output format: table (default), json, or a Go template per
+    /// container. Fields: ID Image Command CreatedAt RunningFor Ports
+    /// State Status Names Labels Mounts Networks
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// `rbk logs`
@@ -58,49 +73,7 @@ pub struct RmArgs {
 
 /// `rbk ps`
 pub fn ps(root: &Path, a: &PsArgs) -> Result<i32> {
-    let rows: Vec<State> = containers::list(root)
-        .into_iter()
-        .filter(|s| a.all || containers::running(root, &s.id))
-        .collect();
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for s in rows {
-            writeln!(out, "{}", s.id)?;
-        }
-        return Ok(0);
-    }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|s| {
-            let mut cmd = s.command.join(" ");
-            if cmd.chars().count() > 30 {
-                cmd = cmd.chars().take(29).collect::<String>() + "…";
-            }
-            vec![
-                s.id.clone(),
-                s.image.clone(),
-                format!("\"{cmd}\""),
-                crate::cmd_image::since(&s.created),
-                containers::status_text(root, s),
-                s.ports.join(", "),
-                s.name.clone(),
-            ]
-        })
-        .collect();
-    crate::cmd_image::print_table(
-        &mut out,
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &table,
-    )?;
-    Ok(0)
+    ps::ps(root, a, &mut crate::pipe::stdout())
 }
 
 /// `rbk logs`

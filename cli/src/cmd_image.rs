@@ -16,6 +16,7 @@ mod filter;
 mod history;
 mod list;
 use history::history;
+pub(crate) use list::created_at;
 use list::{images, ListOptions};
 
 const IMAGES_EXAMPLES: &str = "Examples:

@@ -6,8 +6,7 @@ use std::io::Write;
 use rbk_store::Store;
 use serde_json::{json, Value};
 
-use super::list::created_at;
-use super::{human_size, print_table, since};
+use super::{created_at, human_size, print_table, since};
 use crate::format::Format;
 
 /// The fields of a row, with the header of a `--format 'table …'` column
