@@ -1,7 +1,6 @@
 //! `rbk ps`, `rbk logs`, `rbk stop`, `rbk rm`: the containers `rbk run`
 //! started, in Docker's words.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::containers::{self, State};
 
+mod logs;
 mod ps;
 
 /// `rbk ps`
@@ -38,11 +38,20 @@ pub struct PsArgs {
 
 /// `rbk logs`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rbk logs web\n  rbk logs -f web")]
+#[command(after_help = "Examples:
+  rbk logs web
+  rbk logs -f web
+  rbk logs --tail 20 -t web")]
 pub struct LogsArgs {
     /// Follow the output until the container stops
     #[arg(short, long)]
     follow: bool,
+    /// Only the last N lines (or all)
+    #[arg(short = 'n', long, value_name = "N")]
+    tail: Option<String>,
+    /// Show the time each line came before it
+    #[arg(short, long)]
+    timestamps: bool,
     /// Container name or id
     container: String,
 }
@@ -78,32 +87,7 @@ pub fn ps(root: &Path, a: &PsArgs) -> Result<i32> {
 
 /// `rbk logs`
 pub fn logs(root: &Path, a: &LogsArgs) -> Result<i32> {
-    let s = containers::find(root, &a.container)?;
-    let path = containers::path(root, &s.id).join("log");
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(_) if !s.detached => bail!(
-            "container {} runs in the foreground: its output is on its own terminal",
-            s.name
-        ),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            continue;
-        }
-        out.flush()?;
-        if !a.follow || !containers::running(root, &s.id) {
-            // One last read: what came in while we checked.
-            std::io::copy(&mut f, &mut out)?;
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    logs::logs(root, a, &mut crate::pipe::stdout())
 }
 
 /// The signal number of `name` (`SIGQUIT`, `QUIT`, `3`); SIGTERM when it

@@ -52,7 +52,8 @@ impl Format {
     /// Prints `rows`, one line each; for `table …`, after a header row
     /// made of `headers`, every field of a row with its header (`None`:
     /// the field's name in capitals, words apart), aligned at the tabs.
-    /// Nothing is printed when a row fails.
+    /// Nothing is printed when a row fails; a field none of `headers`
+    /// names fails even when there are no rows.
     pub fn write(
         &self,
         out: &mut dyn Write,
@@ -60,8 +61,11 @@ impl Format {
         headers: &[(&str, Option<&str>)],
     ) -> anyhow::Result<()> {
         let mut lines = Vec::with_capacity(rows.len() + 1);
+        // Rendered even when it is not printed, so an unknown field is an
+        // error with no rows too.
+        let header = self.render(&header_row(headers))?;
         if self.table {
-            lines.push(self.render(&header_row(headers))?);
+            lines.push(header);
         }
         for r in rows {
             lines.push(self.render(r)?);

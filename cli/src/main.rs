@@ -18,6 +18,7 @@ mod env;
 mod format;
 mod hostinfo;
 mod inputs;
+mod log_relay;
 mod outputs;
 mod pipe;
 mod platforms;
@@ -85,6 +86,12 @@ enum Command {
     /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
+    /// Copies a detached container's output to its log (started by `rbk run -d`)
+    #[command(name = "__log-relay", hide = true)]
+    LogRelay {
+        /// The container's record directory
+        dir: PathBuf,
+    },
     /// Print shell completions
     #[command(after_help = "Example:\n  rbk completions bash > /etc/bash_completion.d/rbk")]
     Completions {
@@ -161,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
+        Command::LogRelay { dir } => log_relay::run(&dir),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();
@@ -206,6 +214,7 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Login(_)
             | Command::Logout(_)
             | Command::Completions { .. }
+            | Command::LogRelay { .. }
             | Command::System(cmd_system::SystemCommand::Info(_))
     )
 }

@@ -179,3 +179,17 @@ fn header_words() {
     assert_eq!(words_upper("CreatedAt"), "CREATED AT");
     assert_eq!(words_upper("ID"), "ID");
 }
+
+#[test]
+fn unknown_field_fails_with_no_rows_too() {
+    let f = Format::parse("{{.Foo}}").unwrap().unwrap();
+    let e = f.write(&mut Vec::new(), &[], &[("ID", None)]).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("can't evaluate field Foo"),
+        "{e:#}"
+    );
+    let f = Format::parse("{{.ID}}").unwrap().unwrap();
+    let mut out = Vec::new();
+    f.write(&mut out, &[], &[("ID", None)]).unwrap();
+    assert!(out.is_empty());
+}
