@@ -11,6 +11,9 @@ pub const FUNCS: &[&str] = &[
     "println", "printf", "eq", "ne", "not", "and", "or",
 ];
 
+/// The most spaces `pad` adds on a side.
+const MAX_PAD: i64 = 4096;
+
 /// Runs `nodes` with `data` as dot, appending the text to `out`.
 pub fn execute(nodes: &[Node], data: &Value, out: &mut String) -> Result<(), TemplateError> {
     Exec { root: data }.walk(nodes, data, out)
@@ -264,13 +267,9 @@ fn call(name: &str, args: &[Value]) -> Result<Value, String> {
         }
         "pad" => {
             want_args(args, 3)?;
-            let (l, r) = (as_int(&args[1])?.max(0), as_int(&args[2])?.max(0));
-            Value::String(format!(
-                "{}{}{}",
-                " ".repeat(l as usize),
-                s(0)?,
-                " ".repeat(r as usize)
-            ))
+            let width = |v| as_int(v).map(|n| n.clamp(0, MAX_PAD) as usize);
+            let (l, r) = (width(&args[1])?, width(&args[2])?);
+            Value::String(format!("{}{}{}", " ".repeat(l), s(0)?, " ".repeat(r)))
         }
         "truncate" => {
             want_args(args, 2)?;

@@ -81,7 +81,7 @@ enum Tok {
 pub fn parse(src: &str) -> Result<Vec<Node>, TemplateError> {
     let items = split(src)?;
     let mut it = items.into_iter().peekable();
-    let (nodes, end) = parse_list(&mut it, src)?;
+    let (nodes, end) = parse_list(&mut it, 0)?;
     match end {
         None => Ok(nodes),
         Some((kw, pos)) => Err(err_at(&pos, &format!("unexpected {{{{{kw}}}}}"))),
@@ -167,7 +167,7 @@ fn find_close(src: &str, start: usize) -> Result<usize, TemplateError> {
             Some(q) if b == q => quote = None,
             Some(_) => {}
             None if b == b'"' || b == b'`' => quote = Some(b),
-            None if src[i..].starts_with("}}") => return Ok(i),
+            None if bytes[i..].starts_with(b"}}") => return Ok(i),
             None => {}
         }
         i += 1;
@@ -175,13 +175,16 @@ fn find_close(src: &str, start: usize) -> Result<usize, TemplateError> {
     Err(err_line(&pos_of(src, start), "unclosed action"))
 }
 
+/// How deep blocks and parentheses may nest.
+const MAX_DEPTH: usize = 100;
+
 type Items = std::iter::Peekable<std::vec::IntoIter<Item>>;
 
 /// Nodes, and the `else` or `end` (with its position) that ended them.
 type List = (Vec<Node>, Option<(String, Pos)>);
 
 /// Nodes up to an `else` or `end` (returned with its position) or the end.
-fn parse_list(it: &mut Items, src: &str) -> Result<List, TemplateError> {
+fn parse_list(it: &mut Items, depth: usize) -> Result<List, TemplateError> {
     let mut nodes = Vec::new();
     while let Some(item) = it.next() {
         let (inner, pos) = match item {
@@ -207,7 +210,7 @@ fn parse_list(it: &mut Items, src: &str) -> Result<List, TemplateError> {
             "else" => return Err(err_at(&pos, "`else if` is not supported: nest an {{if}}")),
             "if" | "range" | "with" => {
                 let pipe = parse_pipe(rest, &rest_pos, kw)?;
-                nodes.push(parse_block(kw, pipe, it, src, &pos)?);
+                nodes.push(parse_block(kw, pipe, it, depth + 1, &pos)?);
             }
             "define" | "template" | "block" => {
                 return Err(err_at(&pos, &format!("{{{{{kw}}}}} is not supported")))
@@ -223,13 +226,16 @@ fn parse_block(
     kw: &str,
     pipe: Pipe,
     it: &mut Items,
-    src: &str,
+    depth: usize,
     pos: &Pos,
 ) -> Result<Node, TemplateError> {
-    let (body, end) = parse_list(it, src)?;
+    if depth > MAX_DEPTH {
+        return Err(err_line(pos, "blocks nested too deep"));
+    }
+    let (body, end) = parse_list(it, depth)?;
     let els = match end {
         Some((e, _)) if e == "end" => Vec::new(),
-        Some(_) => match parse_list(it, src)? {
+        Some(_) => match parse_list(it, depth)? {
             (els, Some((e, _))) if e == "end" => els,
             (_, Some((e, p))) => return Err(err_at(&p, &format!("unexpected {{{{{e}}}}}"))),
             (_, None) => return Err(err_line(pos, &format!("unexpected EOF in {{{{{kw}}}}}"))),
@@ -317,7 +323,13 @@ fn lex_string(
 /// Parses a pipeline (the inside of an action, or after `if`/`range`).
 fn parse_pipe(s: &str, pos: &Pos, ctx: &str) -> Result<Pipe, TemplateError> {
     let toks = lex(s, pos)?;
-    let mut p = PipeParser { s, pos, toks, i: 0 };
+    let mut p = PipeParser {
+        s,
+        pos,
+        toks,
+        i: 0,
+        depth: 0,
+    };
     let pipe = p.pipe(ctx)?;
     if p.i < p.toks.len() {
         return Err(err_line(pos, &format!("unexpected \")\" in {ctx}")));
@@ -330,6 +342,8 @@ struct PipeParser<'a> {
     pos: &'a Pos,
     toks: Vec<(Tok, usize)>,
     i: usize,
+    /// Parentheses open.
+    depth: usize,
 }
 
 impl PipeParser<'_> {
@@ -375,7 +389,12 @@ impl PipeParser<'_> {
         match tok {
             Tok::Str(s) => Ok(Arg::Str(s)),
             Tok::Open => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(err_line(self.pos, "parentheses nested too deep"));
+                }
                 let p = self.pipe("parenthesized pipeline")?;
+                self.depth -= 1;
                 match self.toks.get(self.i) {
                     Some((Tok::Close, _)) => self.i += 1,
                     _ => return Err(err_line(self.pos, "unclosed left paren")),

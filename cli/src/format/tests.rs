@@ -193,3 +193,71 @@ fn unknown_field_fails_with_no_rows_too() {
     f.write(&mut out, &[], &[("ID", None)]).unwrap();
     assert!(out.is_empty());
 }
+
+/// Random templates made of template pieces: parsing and running them
+/// fails or succeeds, never panics.
+#[test]
+fn random_templates_never_panic() {
+    let pieces = [
+        "{{",
+        "}}",
+        "{{-",
+        "-}}",
+        " - ",
+        " ",
+        ".",
+        ".Id",
+        ".Config",
+        ".Env",
+        "$",
+        "|",
+        "(",
+        ")",
+        "\"",
+        "`",
+        "\\",
+        "if ",
+        "end",
+        "else",
+        "range ",
+        "with ",
+        "json ",
+        "index ",
+        "pad ",
+        "printf ",
+        "%",
+        "0",
+        "-1",
+        "99999999999",
+        "\n",
+        "x",
+        "é",
+        "/*",
+        "*/",
+        "\\t",
+        "table ",
+    ];
+    let data = image();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        let mut t = String::new();
+        for _ in 0..(seed % 12) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            t.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        seed = seed.wrapping_add(1);
+        if let Ok(Some(f)) = Format::parse(&t) {
+            let _ = f.write(
+                &mut Vec::new(),
+                std::slice::from_ref(&data),
+                &[("Id", None)],
+            );
+        }
+    }
+    let deep = "(".repeat(5000);
+    assert!(Format::parse(&format!("{{{{{deep}}}}}")).is_err());
+    let nested = "{{if 1}}".repeat(5000);
+    assert!(Format::parse(&nested).is_err());
+}
