@@ -1,7 +1,6 @@
 //! `rbk ps`, `rbk logs`, `rbk stop`, `rbk rm`: the containers `rbk run`
 //! started, in Docker's words.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,9 +8,17 @@ use anyhow::{bail, Context, Result};
 
 use crate::containers::{self, State};
 
+mod logs;
+mod ps;
+
 /// `rbk ps`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rbk ps\n  rbk ps -a -q")]
+#[command(after_help = "Examples:
+  rbk ps
+  rbk ps -a -q
+  rbk ps --format '{{.Names}}: {{.Status}}'
+  rbk ps -a --format 'table {{.ID}}\\t{{.Image}}\\t{{.Status}}'
+  rbk ps --format '{{json .}}'")]
 pub struct PsArgs {
     /// Show stopped containers too
     #[arg(short, long)]
@@ -19,15 +26,32 @@ pub struct PsArgs {
     /// Only show container ids
     #[arg(short, long)]
     quiet: bool,
+    /// Do not truncate the command
+    #[arg(long)]
+    no_trunc: bool,
+    /// Output format: table (default), json, or a Go template per
+    /// container. Fields: ID Image Command CreatedAt RunningFor Ports
+    /// State Status Names Labels Mounts Networks
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// `rbk logs`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  rbk logs web\n  rbk logs -f web")]
+#[command(after_help = "Examples:
+  rbk logs web
+  rbk logs -f web
+  rbk logs --tail 20 -t web")]
 pub struct LogsArgs {
     /// Follow the output until the container stops
     #[arg(short, long)]
     follow: bool,
+    /// Only the last N lines (or all)
+    #[arg(short = 'n', long, value_name = "N")]
+    tail: Option<String>,
+    /// Show the time each line came before it
+    #[arg(short, long)]
+    timestamps: bool,
     /// Container name or id
     container: String,
 }
@@ -58,79 +82,12 @@ pub struct RmArgs {
 
 /// `rbk ps`
 pub fn ps(root: &Path, a: &PsArgs) -> Result<i32> {
-    let rows: Vec<State> = containers::list(root)
-        .into_iter()
-        .filter(|s| a.all || containers::running(root, &s.id))
-        .collect();
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for s in rows {
-            writeln!(out, "{}", s.id)?;
-        }
-        return Ok(0);
-    }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|s| {
-            let mut cmd = s.command.join(" ");
-            if cmd.chars().count() > 30 {
-                cmd = cmd.chars().take(29).collect::<String>() + "…";
-            }
-            vec![
-                s.id.clone(),
-                s.image.clone(),
-                format!("\"{cmd}\""),
-                crate::cmd_image::since(&s.created),
-                containers::status_text(root, s),
-                s.ports.join(", "),
-                s.name.clone(),
-            ]
-        })
-        .collect();
-    crate::cmd_image::print_table(
-        &mut out,
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &table,
-    )?;
-    Ok(0)
+    ps::ps(root, a, &mut crate::pipe::stdout())
 }
 
 /// `rbk logs`
 pub fn logs(root: &Path, a: &LogsArgs) -> Result<i32> {
-    let s = containers::find(root, &a.container)?;
-    let path = containers::path(root, &s.id).join("log");
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(_) if !s.detached => bail!(
-            "container {} runs in the foreground: its output is on its own terminal",
-            s.name
-        ),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            continue;
-        }
-        out.flush()?;
-        if !a.follow || !containers::running(root, &s.id) {
-            // One last read: what came in while we checked.
-            std::io::copy(&mut f, &mut out)?;
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    logs::logs(root, a, &mut crate::pipe::stdout())
 }
 
 /// The signal number of `name` (`SIGQUIT`, `QUIT`, `3`); SIGTERM when it

@@ -12,20 +12,52 @@ use rbk_store::oci::{ContainerConfig, LayerCompression};
 use rbk_store::{Image, Reference, Store};
 use serde_json::{json, Map, Value};
 
+mod filter;
+mod history;
 mod list;
-use list::images;
+use history::history;
+pub(crate) use list::created_at;
+use list::{images, ListOptions};
+
+const IMAGES_EXAMPLES: &str = "Examples:
+  rbk images
+  rbk images -q -f dangling=true
+  rbk images -f reference='busy*' -f label=org.opencontainers.image.version
+  rbk images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+  rbk images --format 'table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}'
+  rbk images --format '{{json .}}'";
+
+const INSPECT_EXAMPLES: &str = "Examples:
+  rbk inspect busybox
+  rbk inspect -f '{{.Id}}' busybox
+  rbk inspect -f '{{index .RepoTags 0}} {{.Config.Env}}' busybox
+  rbk inspect -f '{{json .Config}}' busybox";
+
+const HISTORY_EXAMPLES: &str = "Examples:
+  rbk history busybox
+  rbk history --format '{{.CreatedBy}}' busybox
+  rbk history --format 'table {{.ID}}\\t{{.Size}}\\t{{.CreatedBy}}' busybox";
 
 /// The image-management subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
     /// List images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE, PLATFORM)
-    #[command(alias = "ls", alias = "list")]
+    #[command(alias = "ls", alias = "list", after_help = IMAGES_EXAMPLES)]
     Images {
         /// Only show image ids
         #[arg(short, long)]
         quiet: bool,
+        /// Show all images (rbk keeps no intermediate images: the same list)
+        #[arg(short, long)]
+        all: bool,
+        /// Only images that match: dangling=true|false, label=KEY[=VALUE],
+        /// reference=PATTERN (repeatable)
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filter: Vec<String>,
         /// Output format: table (default), json (one object per line), or a
-        /// template such as '{{.Repository}}:{{.Tag}}'
+        /// Go template: '{{.Repository}}:{{.Tag}}', '{{json .}}',
+        /// 'table {{.Repository}}\t{{.Size}}'. Fields: ID Repository Tag
+        /// Digest CreatedSince CreatedAt Size Containers Platform
         #[arg(long)]
         format: Option<String>,
         /// Show full image ids
@@ -35,7 +67,12 @@ pub enum ImageCommand {
         repository: Option<String>,
     },
     /// Show images as JSON, like `docker image inspect`
+    #[command(after_help = INSPECT_EXAMPLES)]
     Inspect {
+        /// A Go template applied to each image's JSON document instead:
+        /// '{{.Id}}', '{{index .RepoTags 0}}', '{{json .Config}}'
+        #[arg(short, long)]
+        format: Option<String>,
         /// Of a multi-platform image, the image of this platform
         /// (os/arch[/variant]; default this machine's, else the first)
         #[arg(long, value_name = "PLATFORM")]
@@ -45,7 +82,12 @@ pub enum ImageCommand {
         names: Vec<String>,
     },
     /// Show the history (layers) of an image
+    #[command(after_help = HISTORY_EXAMPLES)]
     History {
+        /// A Go template per layer: '{{.CreatedBy}}', 'table {{.ID}}\t{{.Size}}'.
+        /// Fields: ID CreatedSince CreatedAt CreatedBy Size Comment
+        #[arg(long)]
+        format: Option<String>,
         /// Image name or id
         #[arg(value_name = "NAME|ID")]
         name: String,
@@ -145,25 +187,33 @@ fn run_inner(root: &Path, cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
         ImageCommand::Images {
             quiet,
+            all: _,
+            filter,
             format,
             no_trunc,
             repository,
         } => images(
             &store,
             out,
-            quiet,
-            format.as_deref(),
-            no_trunc,
-            repository.as_deref(),
+            &ListOptions {
+                quiet,
+                format: format.as_deref(),
+                no_trunc,
+                repository: repository.as_deref(),
+                filters: &filter,
+            },
         ),
-        ImageCommand::Inspect { names, platform } => {
-            inspect(&store, out, &names, platform.as_deref())
-        }
+        ImageCommand::Inspect {
+            names,
+            platform,
+            format,
+        } => inspect(&store, out, &names, platform.as_deref(), format.as_deref()),
         ImageCommand::History {
             name,
             no_trunc,
             quiet,
-        } => history(&store, out, &name, no_trunc, quiet),
+            format,
+        } => history(&store, out, &name, no_trunc, quiet, format.as_deref()),
         ImageCommand::Tag { source, target } => {
             let image = store.resolve(&source)?;
             store.tag(&image, &Reference::parse(&target)?)?;
@@ -348,7 +398,15 @@ fn inspect(
     out: &mut dyn Write,
     names: &[String],
     platform: Option<&str>,
+    format: Option<&str>,
 ) -> anyhow::Result<i32> {
+    // `json` is the default document, as with Docker.
+    let format = match format {
+        Some(f) if f.trim() == "json" => None,
+        Some(f) => Some(crate::format::Format::parse(f)?),
+        None => None,
+    }
+    .flatten();
     let want = platform
         .map(|p| p.parse::<rbk_store::oci::PlatformSpec>())
         .transpose()
@@ -364,69 +422,15 @@ fn inspect(
             }
         }
     }
-    writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?;
+    match format {
+        Some(f) => {
+            for v in &found {
+                writeln!(out, "{}", f.render(v)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&found)?)?,
+    }
     Ok(code)
-}
-
-fn history(
-    store: &Store,
-    out: &mut dyn Write,
-    name: &str,
-    no_trunc: bool,
-    quiet: bool,
-) -> anyhow::Result<i32> {
-    let image = store.resolve(name)?;
-    let mut layers = image.manifest.layers.iter();
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let history = if image.config.history.is_empty() {
-        // No history recorded: one made-up entry per layer.
-        image
-            .manifest
-            .layers
-            .iter()
-            .map(|_| Default::default())
-            .collect()
-    } else {
-        image.config.history.clone()
-    };
-    for h in &history {
-        let size = if h.empty_layer {
-            0
-        } else {
-            layers.next().map_or(0, |l| l.size)
-        };
-        let mut by = h.created_by.clone().unwrap_or_default();
-        if !no_trunc && by.chars().count() > 45 {
-            by = by.chars().take(44).collect::<String>() + "…";
-        }
-        rows.push(vec![
-            "<missing>".to_string(),
-            since(h.created.as_deref().unwrap_or("")),
-            by,
-            human_size(size),
-            h.comment.clone().unwrap_or_default(),
-        ]);
-    }
-    rows.reverse();
-    if let Some(top) = rows.first_mut() {
-        top[0] = if no_trunc {
-            image.id.to_string()
-        } else {
-            image.id.short().to_string()
-        };
-    }
-    if quiet {
-        for r in &rows {
-            writeln!(out, "{}", r[0])?;
-        }
-        return Ok(0);
-    }
-    print_table(
-        out,
-        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-        &rows,
-    )?;
-    Ok(0)
 }
 
 /// `rbk import`.
@@ -597,11 +601,11 @@ pub(crate) fn since(rfc3339: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A store with one image imported from an empty tar, tagged twice.
-    fn store() -> (tempfile::TempDir, Store, Image) {
+    pub(crate) fn store() -> (tempfile::TempDir, Store, Image) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let empty_tar = vec![0u8; 1024];
@@ -638,10 +642,29 @@ mod tests {
     }
 
     #[test]
+    fn inspect_format() {
+        let (_d, store, img) = store();
+        let run = |f: &str| {
+            let mut out = Vec::new();
+            inspect(&store, &mut out, &["busybox".to_string()], None, Some(f))
+                .map(|_| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(run("{{.Id}}").unwrap(), format!("{}\n", img.id));
+        assert_eq!(run("{{index .RepoTags 0}}").unwrap(), "busybox:latest\n");
+        assert_eq!(run("{{.Config.Cmd}}").unwrap(), "[/bin/sh]\n");
+        let config: Value = serde_json::from_str(&run("{{json .Config}}").unwrap()).unwrap();
+        assert_eq!(config["ExposedPorts"], json!({"80/tcp": {}}));
+        let e = format!("{:#}", run("{{.Foo}}").unwrap_err());
+        assert!(e.contains("at <.Foo>: can't evaluate field Foo"), "{e}");
+        let doc: Value = serde_json::from_str(&run("json").unwrap()).unwrap();
+        assert_eq!(doc[0]["Id"], img.id.to_string());
+    }
+
+    #[test]
     fn images_table_quiet_and_json() {
         let (_d, store, img) = store();
         let mut out = Vec::new();
-        images(&store, &mut out, false, None, false, None).unwrap();
+        images(&store, &mut out, &ListOptions::default()).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
@@ -659,7 +682,15 @@ mod tests {
         assert!(lines[1].contains(img.id.short()), "{text}");
 
         let mut out = Vec::new();
-        images(&store, &mut out, true, None, false, None).unwrap();
+        images(
+            &store,
+            &mut out,
+            &ListOptions {
+                quiet: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("{}\n", img.id.short())
@@ -669,10 +700,11 @@ mod tests {
         images(
             &store,
             &mut out,
-            false,
-            Some("json"),
-            false,
-            Some("localhost/busybox"),
+            &ListOptions {
+                format: Some("json"),
+                repository: Some("localhost/busybox"),
+                ..Default::default()
+            },
         )
         .unwrap();
         let rows: Vec<Value> = String::from_utf8(out)
@@ -688,10 +720,10 @@ mod tests {
         images(
             &store,
             &mut out,
-            false,
-            Some("{{.Repository}}:{{.Tag}}"),
-            false,
-            None,
+            &ListOptions {
+                format: Some("{{.Repository}}:{{.Tag}}"),
+                ..Default::default()
+            },
         )
         .unwrap();
         assert_eq!(
@@ -704,7 +736,7 @@ mod tests {
     fn history_lists_layers_newest_first() {
         let (_d, store, img) = store();
         let mut out = Vec::new();
-        history(&store, &mut out, "busybox", false, false).unwrap();
+        history(&store, &mut out, "busybox", false, false, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("IMAGE"), "{text}");
         assert!(

@@ -2,7 +2,9 @@
 //! and `rbk ps`, `logs`, `stop` and `rm` read.
 //!
 //! - `state.json`: id, name, image, command, ports, status, exit code;
-//! - `log`: the output of a detached container (`rbk run -d`);
+//! - `log`: the output of a detached container (`rbk run -d`), with
+//!   `log.times` (when each line came) and `log.relay` (locked while the
+//!   relay writes them: see [`crate::log_relay`]);
 //! - `lock`: held (flock) by the `rbk run` that supervises the container for
 //!   as long as it runs, so "running" never outlives a killed supervisor;
 //! - `stopping`: made by `rbk stop`, so a restart policy does not restart

@@ -172,14 +172,28 @@ fn run_args(a: &RunArgs) -> Vec<String> {
     v
 }
 
+/// Starts `rbk __log-relay DIR` on `reader` (see [`crate::log_relay`]),
+/// detached: it outlives this `rbk run -d`.
+fn start_relay(exe: &Path, dir: &Path, reader: std::io::PipeReader) -> Result<std::process::Child> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("__log-relay")
+        .arg(dir)
+        .stdin(reader)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    crate::sys::spawn_detached(&mut cmd).context("cannot start the log relay")
+}
+
 /// `rbk run -d`: starts the supervisor and returns once the container runs.
 pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
     let id = crate::cmd_run::random_id();
     let dir = containers::path(root, &id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let log = std::fs::File::create(dir.join("log"))
+    std::fs::File::create(dir.join("log"))
         .with_context(|| format!("cannot create {}", dir.join("log").display()))?;
     let exe = std::env::current_exe().context("cannot find rbk's own binary")?;
+    let (reader, writer) = std::io::pipe().context("cannot make a pipe for the log")?;
+    let mut relay = start_relay(&exe, &dir, reader)?;
     let mut cmd = Command::new(exe);
     cmd.arg("--root")
         .arg(root)
@@ -188,9 +202,13 @@ pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
         .args(run_args(a))
         .env(DETACHED_ID, &id)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    let mut child = crate::sys::spawn_detached(&mut cmd).context("cannot start the container")?;
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    let spawned = crate::sys::spawn_detached(&mut cmd);
+    // The pipe's write ends are the supervisor's (and its container's)
+    // alone now: the relay ends when they have all gone.
+    drop(cmd);
+    let mut child = spawned.context("cannot start the container")?;
     let started = Instant::now();
     loop {
         if containers::read(root, &id).is_ok() && containers::running(root, &id) {
@@ -198,6 +216,11 @@ pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
             return Ok(0);
         }
         if let Some(status) = child.try_wait()? {
+            // All it said, once the relay has written it.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while relay.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
             if a.rm || containers::read(root, &id).is_err() {
                 let _ = std::fs::remove_dir_all(&dir);

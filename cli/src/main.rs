@@ -16,8 +16,10 @@ mod containers;
 mod detach;
 mod emulation;
 mod env;
+mod format;
 mod hostinfo;
 mod inputs;
+mod log_relay;
 mod outputs;
 mod pipe;
 mod platforms;
@@ -90,6 +92,12 @@ enum Command {
     /// Write manual pages for every command into a directory
     #[command(after_help = "Example:\n  rbk man /usr/local/share/man/man1 && man rbk-build")]
     Man(cmd_meta::ManArgs),
+    /// Copies a detached container's output to its log (started by `rbk run -d`)
+    #[command(name = "__log-relay", hide = true)]
+    LogRelay {
+        /// The container's record directory
+        dir: PathBuf,
+    },
     /// Print shell completions
     #[command(after_help = "Example:\n  rbk completions bash > /etc/bash_completion.d/rbk")]
     Completions {
@@ -176,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Version(a) => cmd_meta::version(&root, &a),
         Command::Man(a) => cmd_meta::man(Cli::command(), &a),
+        Command::LogRelay { dir } => log_relay::run(&dir),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();
@@ -223,6 +232,7 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Completions { .. }
             | Command::Version(_)
             | Command::Man(_)
+            | Command::LogRelay { .. }
             | Command::System(cmd_system::SystemCommand::Info(_))
     )
 }

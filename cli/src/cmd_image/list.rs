@@ -8,7 +8,9 @@ use std::io::Write;
 use rbk_store::{BrokenImage, Image, Reference, Store};
 use serde_json::{Map, Value};
 
+use super::filter::ImageFilter;
 use super::{human_size, print_table, since};
+use crate::format::Format;
 
 /// One row of `rbk images`: an image under one of its tags (or none).
 struct Row<'a> {
@@ -25,18 +27,41 @@ struct BrokenRow {
     reason: String,
 }
 
-pub(super) fn images(
-    store: &Store,
-    out: &mut dyn Write,
-    quiet: bool,
-    format: Option<&str>,
-    no_trunc: bool,
-    repository: Option<&str>,
-) -> anyhow::Result<i32> {
-    let filter = repository.map(Reference::parse_bare).transpose()?;
+/// What `rbk images` was asked for.
+#[derive(Default)]
+pub(crate) struct ListOptions<'a> {
+    pub quiet: bool,
+    pub format: Option<&'a str>,
+    pub no_trunc: bool,
+    pub repository: Option<&'a str>,
+    pub filters: &'a [String],
+}
+
+/// The fields of a row, with the header of a `--format 'table …'` column
+/// that is not the field's name in capitals.
+const HEADERS: &[(&str, Option<&str>)] = &[
+    ("Broken", None),
+    ("Containers", None),
+    ("CreatedAt", None),
+    ("CreatedSince", Some("CREATED")),
+    ("Digest", None),
+    ("ID", Some("IMAGE ID")),
+    ("Platform", None),
+    ("Repository", None),
+    ("SharedSize", Some("SHARED SIZE")),
+    ("Size", None),
+    ("Tag", None),
+    ("UniqueSize", Some("UNIQUE SIZE")),
+    ("VirtualSize", Some("VIRTUAL SIZE")),
+];
+
+pub(super) fn images(store: &Store, out: &mut dyn Write, o: &ListOptions) -> anyhow::Result<i32> {
+    let format = o.format.map(Format::parse).transpose()?.flatten();
+    let filter = ImageFilter::parse(o.filters)?;
+    let repo = o.repository.map(Reference::parse_bare).transpose()?;
     let (all, broken) = store.list_all()?;
-    let rows = image_rows(&all, filter.as_ref());
-    let broken = broken_rows(&broken, filter.as_ref());
+    let rows = image_rows(&all, repo.as_ref(), &filter);
+    let broken = broken_rows(&broken, repo.as_ref(), &filter);
     for b in &broken {
         eprintln!(
             "rbk: warning: image {}:{} is broken: {} (`rbk image inspect` says more, \
@@ -45,13 +70,13 @@ pub(super) fn images(
         );
     }
     let id = |i: &Image| {
-        if no_trunc {
+        if o.no_trunc {
             i.id.to_string()
         } else {
             i.id.short().to_string()
         }
     };
-    if quiet {
+    if o.quiet {
         let mut seen = Vec::new();
         for r in &rows {
             if !seen.contains(&r.image.id) {
@@ -65,28 +90,22 @@ pub(super) fn images(
         rows.iter().map(|r| row_fields(r, &id)).collect();
     fields.extend(broken.iter().map(broken_fields));
     match format {
-        Some("json") => {
-            for f in fields {
-                let obj: Map<String, Value> = f
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), Value::String(v)))
-                    .collect();
-                writeln!(out, "{}", Value::Object(obj))?;
-            }
+        Some(f) => {
+            let values: Vec<Value> = fields.into_iter().map(to_object).collect();
+            f.write(out, &values, HEADERS)?;
         }
-        Some(t) if t != "table" => {
-            let t = t.replace("\\t", "\t").replace("\\n", "\n");
-            for f in fields {
-                let mut line = t.clone();
-                for (k, v) in f {
-                    line = line.replace(&format!("{{{{.{k}}}}}"), &v);
-                }
-                writeln!(out, "{line}")?;
-            }
-        }
-        _ => table(out, &fields)?,
+        None => table(out, &fields)?,
     }
     Ok(0)
+}
+
+/// A row's fields as the object a template sees.
+fn to_object(fields: Vec<(&'static str, String)>) -> Value {
+    let obj: Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
+    Value::Object(obj)
 }
 
 fn table(out: &mut dyn Write, fields: &[Vec<(&'static str, String)>]) -> std::io::Result<()> {
@@ -118,10 +137,21 @@ fn table(out: &mut dyn Write, fields: &[Vec<(&'static str, String)>]) -> std::io
 
 /// One row per tag (and one `<none>` row per untagged image when there is
 /// no repository filter), like `docker images`.
-fn image_rows<'a>(all: &'a [Image], filter: Option<&Reference>) -> Vec<Row<'a>> {
+fn image_rows<'a>(
+    all: &'a [Image],
+    repo: Option<&Reference>,
+    filter: &ImageFilter,
+) -> Vec<Row<'a>> {
     let mut rows = Vec::new();
     for image in all {
-        for (repository, tag) in names(&image.tags, filter) {
+        let labels = image.config.config.as_ref().and_then(|c| c.labels.as_ref());
+        if !filter.keeps_image(!image.tags.is_empty(), labels) {
+            continue;
+        }
+        for (repository, tag) in names(&image.tags, repo) {
+            if !filter.keeps_name(&repository, &tag) {
+                continue;
+            }
             rows.push(Row {
                 image,
                 repository,
@@ -133,11 +163,22 @@ fn image_rows<'a>(all: &'a [Image], filter: Option<&Reference>) -> Vec<Row<'a>> 
 }
 
 /// The broken images' rows, as [`image_rows`] makes them.
-fn broken_rows(broken: &[BrokenImage], filter: Option<&Reference>) -> Vec<BrokenRow> {
+fn broken_rows(
+    broken: &[BrokenImage],
+    repo: Option<&Reference>,
+    filter: &ImageFilter,
+) -> Vec<BrokenRow> {
     let mut rows = Vec::new();
     for b in broken {
+        // Its labels cannot be read: a label filter leaves it out.
+        if !filter.keeps_image(!b.tags.is_empty(), None) {
+            continue;
+        }
         let reason = rbk_scheduler::error_chain(&b.error);
-        for (repository, tag) in names(&b.tags, filter) {
+        for (repository, tag) in names(&b.tags, repo) {
+            if !filter.keeps_name(&repository, &tag) {
+                continue;
+            }
             rows.push(BrokenRow {
                 repository,
                 tag,
@@ -179,34 +220,162 @@ fn platforms(image: &Image) -> String {
     }
 }
 
-/// A row's fields by their `--format` names (`{{.Repository}}` …); `Broken`
-/// is empty for a readable image.
+/// A row's fields by their `--format` names, Docker's (`{{.Repository}}`
+/// …) and rbk's `Platform` and `Broken` (empty for a readable image), in
+/// the order `{{json .}}` prints them.
 fn row_fields(r: &Row, id: &dyn Fn(&Image) -> String) -> Vec<(&'static str, String)> {
     let created = r.image.config.created.clone().unwrap_or_default();
+    let size = human_size(r.image.size);
     vec![
-        ("Repository", r.repository.clone()),
-        ("Tag", r.tag.clone()),
-        ("ID", id(r.image)),
-        ("Digest", r.image.entry_digest().to_string()),
-        ("Platform", platforms(r.image)),
-        ("CreatedSince", since(&created)),
-        ("CreatedAt", created),
-        ("Size", human_size(r.image.size)),
         ("Broken", String::new()),
+        ("Containers", "N/A".to_string()),
+        ("CreatedAt", created_at(&created)),
+        ("CreatedSince", since(&created)),
+        ("Digest", r.image.entry_digest().to_string()),
+        ("ID", id(r.image)),
+        ("Platform", platforms(r.image)),
+        ("Repository", r.repository.clone()),
+        ("SharedSize", "N/A".to_string()),
+        ("Size", size.clone()),
+        ("Tag", r.tag.clone()),
+        ("UniqueSize", "N/A".to_string()),
+        ("VirtualSize", size),
     ]
 }
 
 /// A broken image's fields: `<broken>` for its id, `Broken` says why.
 fn broken_fields(b: &BrokenRow) -> Vec<(&'static str, String)> {
+    let na = || "N/A".to_string();
     vec![
-        ("Repository", b.repository.clone()),
-        ("Tag", b.tag.clone()),
-        ("ID", "<broken>".to_string()),
-        ("Digest", b.digest.clone()),
-        ("Platform", String::new()),
-        ("CreatedSince", String::new()),
-        ("CreatedAt", String::new()),
-        ("Size", String::new()),
         ("Broken", b.reason.clone()),
+        ("Containers", na()),
+        ("CreatedAt", String::new()),
+        ("CreatedSince", String::new()),
+        ("Digest", b.digest.clone()),
+        ("ID", "<broken>".to_string()),
+        ("Platform", String::new()),
+        ("Repository", b.repository.clone()),
+        ("SharedSize", na()),
+        ("Size", String::new()),
+        ("Tag", b.tag.clone()),
+        ("UniqueSize", na()),
+        ("VirtualSize", String::new()),
     ]
+}
+
+/// An RFC 3339 time as Docker's `CreatedAt` prints it
+/// (`2024-05-01 10:20:30 +0000 UTC`); as it is when it does not parse.
+pub(crate) fn created_at(rfc3339: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd_image::tests::store;
+
+    fn list(store: &Store, o: &ListOptions) -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        images(store, &mut out, o)?;
+        Ok(String::from_utf8(out)?)
+    }
+
+    fn formatted(store: &Store, format: &str) -> anyhow::Result<String> {
+        list(
+            store,
+            &ListOptions {
+                format: Some(format),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn format_json_of_each_row() {
+        let (_d, store, img) = store();
+        let text = formatted(&store, "{{json .}}").unwrap();
+        let rows: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!(rows[0]["Repository"], "busybox");
+        assert_eq!(rows[0]["ID"], img.id.short());
+        assert_eq!(rows[0]["Containers"], "N/A");
+        let go_time = rows[0]["CreatedAt"].as_str().unwrap();
+        assert!(go_time.ends_with(" +0000 UTC"), "{go_time}");
+    }
+
+    #[test]
+    fn format_table_has_a_header() {
+        let (_d, store, _img) = store();
+        let text = formatted(&store, r"table {{.Repository}}\t{{.Tag}}").unwrap();
+        assert_eq!(
+            text,
+            "REPOSITORY          TAG\nbusybox             latest\nlocalhost/busybox   1\n"
+        );
+        let text = formatted(&store, r"table {{.ID}}\t{{.CreatedSince}}").unwrap();
+        assert!(text.starts_with("IMAGE ID       CREATED\n"), "{text:?}");
+    }
+
+    #[test]
+    fn format_unknown_field_is_an_error() {
+        let (_d, store, _img) = store();
+        let e = format!("{:#}", formatted(&store, "{{.Foo}}").unwrap_err());
+        assert!(
+            e.contains(r#"template: :1:2: executing "" at <.Foo>: can't evaluate field Foo"#),
+            "{e}"
+        );
+        assert_eq!(formatted(&store, "plain").unwrap(), "plain\nplain\n");
+        assert_eq!(
+            formatted(&store, "{{.Tag | upper}}").unwrap(),
+            "LATEST\n1\n"
+        );
+    }
+
+    #[test]
+    fn filters_by_reference_dangling_and_label() {
+        let (_d, store, img) = store();
+        let filtered = |f: &[&str]| {
+            let filters: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            list(
+                &store,
+                &ListOptions {
+                    format: Some("{{.Repository}}:{{.Tag}}"),
+                    filters: &filters,
+                    ..Default::default()
+                },
+            )
+        };
+        assert_eq!(filtered(&["reference=busy*"]).unwrap(), "busybox:latest\n");
+        assert_eq!(
+            filtered(&["reference=*/*:1"]).unwrap(),
+            "localhost/busybox:1\n"
+        );
+        assert_eq!(filtered(&["dangling=true"]).unwrap(), "");
+        assert_eq!(filtered(&["dangling=false"]).unwrap().lines().count(), 2);
+        assert_eq!(filtered(&["label=nope"]).unwrap(), "");
+        assert!(filtered(&["before=busybox"]).is_err());
+
+        // An untagged image is dangling.
+        store.untag(&Reference::parse("busybox").unwrap()).unwrap();
+        store
+            .untag(&Reference::parse("localhost/busybox:1").unwrap())
+            .unwrap();
+        assert_eq!(filtered(&["dangling=true"]).unwrap(), "<none>:<none>\n");
+        let _ = img;
+    }
 }
