@@ -458,7 +458,7 @@ impl RemoteHits {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(layer.digest.clone(), (c.clone(), entry.clone()));
                 }
-                return Some(entry.record.clone());
+                return Some(entry.record);
             }
         }
         None
