@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod containers;
 mod debian;
+mod fleet;
 mod hostile_registry;
 mod hostinfo;
 mod kill_points;

@@ -152,7 +152,16 @@ fn a_user_without_root_builds_and_runs_with_the_same_owners() {
         &["import", "busybox.tar", "localhost/busybox:latest"][..],
         // No network: where /dev/net/tun is root's alone (0600, as on CI's
         // machines) a rootless default network is refused (see below).
-        &["build", "--progress", "plain", "--network", "none", "-t", "rl", "ctx"][..],
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "none",
+            "-t",
+            "rl",
+            "ctx",
+        ][..],
         &["images"][..],
     ] {
         let out = rbk_as(USER, d, args);
