@@ -57,7 +57,8 @@ struct Seen {
 /// the rest fit in `keep_storage`. Records are found by listing the
 /// repository's tags; each is deleted by its manifest's digest (the
 /// registry frees the blobs no manifest holds at its next garbage
-/// collection). The index the cache ref names is left alone.
+/// collection). Among records of the same age the largest go first. The
+/// index the cache ref names is left alone.
 pub fn prune(
     client: &Client,
     reference: &Reference,
@@ -73,7 +74,14 @@ pub fn prune(
     let workers = client.options().parallel.max(1) * 2;
     let seen = for_each_parallel(&tags, workers, |tag| read_record(client, reference, tag))?;
     let mut seen: Vec<Seen> = seen.into_iter().flatten().collect();
-    seen.sort_by(|a, b| (a.when, &a.record.tag).cmp(&(b.when, &b.record.tag)));
+    // Oldest first; among records of one export, the largest first, so
+    // fewer go to get under the size.
+    seen.sort_by(|a, b| {
+        let key = |s: &Seen| (s.when, std::cmp::Reverse(s.record.size));
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.record.tag.cmp(&b.record.tag))
+    });
     let (doomed, kept, kept_bytes) = choose(seen, opts, OffsetDateTime::now_utc());
     for_each_parallel(&doomed, workers, |r| {
         client.delete_manifest(reference, &r.digest, progress)
