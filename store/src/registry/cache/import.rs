@@ -38,6 +38,14 @@ pub struct LookupStats {
     pub error: Option<String>,
 }
 
+/// Why a lookup by key failed.
+struct LookupError {
+    message: String,
+    /// The registry did not answer (as opposed to one bad record): the
+    /// cache is not asked again.
+    broken: bool,
+}
+
 /// A cache imported with `--cache-from`: from a registry or a local
 /// directory.
 pub struct RemoteCache {
@@ -52,6 +60,8 @@ pub struct RemoteCache {
     /// Keys asked one by one: what came back (`None`: a miss).
     asked: Mutex<HashMap<String, Option<CacheEntry>>>,
     error: Mutex<Option<String>>,
+    /// The registry failed to answer a lookup.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RemoteCache {
@@ -95,6 +105,7 @@ impl RemoteCache {
             listed,
             asked: Mutex::new(HashMap::new()),
             error: Mutex::new(None),
+            broken: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -169,7 +180,8 @@ impl RemoteCache {
     /// The record for `key`, if the cache has it: from what was read at
     /// import, else asked for (one `GET` of its manifest, or one file
     /// read), once per key. A failed lookup is a miss; the first failure
-    /// is kept for [`RemoteCache::stats`].
+    /// is kept for [`RemoteCache::stats`]; after a registry fails to
+    /// answer, the cache is not asked again.
     pub fn get(&self, key: &str) -> Option<CacheEntry> {
         if let Some(e) = self.entries.get(key) {
             return Some(e.clone());
@@ -180,18 +192,29 @@ impl RemoteCache {
         if let Some(known) = self.lock_asked().get(key) {
             return known.clone();
         }
+        // A cache that failed once (unreachable, refusing) is not asked
+        // again: each key would wait through the client's retries.
+        if self.failed() {
+            return None;
+        }
         let found = match self.fetch_record(key) {
             Ok(found) => found,
             Err(e) => {
-                self.error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(format!("record of key {key:?}: {e}"));
+                let mut error = self.error.lock().unwrap_or_else(|p| p.into_inner());
+                error.get_or_insert(format!("record of key {key:?}: {}", e.message));
+                if e.broken {
+                    self.broken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 None
             }
         };
         self.lock_asked().insert(key.to_string(), found.clone());
         found
+    }
+
+    fn failed(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock_asked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<CacheEntry>>> {
@@ -209,22 +232,31 @@ impl RemoteCache {
     }
 
     /// Reads the record of `key` from where the cache lives.
-    fn fetch_record(&self, key: &str) -> Result<Option<CacheEntry>, String> {
+    fn fetch_record(&self, key: &str) -> Result<Option<CacheEntry>, LookupError> {
+        let bad = |message: String| LookupError {
+            message,
+            broken: false,
+        };
         match &self.origin {
             Origin::Registry { client, reference } => {
                 let tag = record_tag(reference.tag().unwrap_or("latest"), key);
-                let at = reference.with_tag(&tag).map_err(|e| e.to_string())?;
+                let at = reference.with_tag(&tag).map_err(|e| bad(e.to_string()))?;
                 let bytes = match client.get_manifest(&at, &|_| {}) {
                     Ok((bytes, _, _)) => bytes,
                     Err(RegistryError::NotFound { .. }) => return Ok(None),
-                    Err(e) => return Err(crate::registry::cache::error_text(&e)),
+                    Err(e) => {
+                        return Err(LookupError {
+                            message: crate::registry::cache::error_text(&e),
+                            broken: true,
+                        })
+                    }
                 };
-                let m = records::parse_manifest(&bytes).map_err(|e| format!("{at}: {e}"))?;
+                let m = records::parse_manifest(&bytes).map_err(|e| bad(format!("{at}: {e}")))?;
                 records::entry_of(&m, key)
                     .map(Some)
-                    .map_err(|e| format!("{at}: {e}"))
+                    .map_err(|e| bad(format!("{at}: {e}")))
             }
-            Origin::Local { dir } => local::read_record(dir, key),
+            Origin::Local { dir } => local::read_record(dir, key).map_err(bad),
         }
     }
 
