@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use rbk_scheduler::shared_cache::{CacheDest, CacheExport, CacheMode};
+use rbk_scheduler::shared_cache::{CacheDest, CacheExport, CacheMode, MountExport};
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
 use rbk_store::Reference;
@@ -19,7 +19,13 @@ use crate::cmd_build::{BuildArgs, LazyClient};
 pub(crate) struct CacheSpec {
     pub(crate) place: CachePlace,
     pub(crate) mode: CacheMode,
+    /// `cache-mounts=true`: the cache mounts go too, each up to this many
+    /// bytes (`cache-mounts-max`, 1GiB by default).
+    pub(crate) mounts: Option<u64>,
 }
+
+/// The largest cache mount exported unless `cache-mounts-max` says.
+const DEFAULT_MOUNTS_MAX: u64 = 1 << 30;
 
 /// Where a cache lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +62,12 @@ pub(crate) fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
         return Ok(CacheSpec {
             place: CachePlace::Registry(reference),
             mode: CacheMode::Min,
+            mounts: None,
         });
     }
     let mut kind = "registry";
+    let mut mounts = false;
+    let mut mounts_max = None;
     let mut reference = None;
     let mut dir = None;
     let mut mode = CacheMode::Min;
@@ -75,6 +84,19 @@ pub(crate) fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
             Some(("src", d)) if !to => dir = Some(PathBuf::from(d)),
             Some(("mode", m)) if to => {
                 mode = m.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?
+            }
+            Some(("cache-mounts", v)) if to => {
+                mounts = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => bail!("{flag} {s:?}: cache-mounts={v}: use true or false"),
+                }
+            }
+            Some(("cache-mounts-max", v)) if to => {
+                mounts_max = Some(
+                    rbk_store::registry::cache::parse_size(v)
+                        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: cache-mounts-max: {e}"))?,
+                )
             }
             _ => bail!("{flag} {s:?}: unknown part {part:?}; expected {forms}"),
         }
@@ -105,7 +127,15 @@ pub(crate) fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
             CachePlace::Registry(Reference::parse(&r).with_context(|| format!("{flag} {s:?}"))?)
         }
     };
-    Ok(CacheSpec { place, mode })
+    if (mounts || mounts_max.is_some()) && place == CachePlace::Inline {
+        bail!("{flag} {s:?}: cache mounts travel with type=registry or type=local, not inline");
+    }
+    let mounts = mounts.then(|| mounts_max.unwrap_or(DEFAULT_MOUNTS_MAX));
+    Ok(CacheSpec {
+        place,
+        mode,
+        mounts,
+    })
 }
 
 /// Imports the `--cache-from` caches, each place once; one that cannot be
@@ -155,6 +185,45 @@ fn import_caches(
     Ok(imported)
 }
 
+/// Restores, from the first of `caches` that has it, each cache mount of
+/// `ids` whose directory under `cache_mounts` is missing or empty (a
+/// store's own cache mount is never replaced). One that cannot be
+/// restored is a warning: the build runs without it.
+pub(crate) fn restore_mounts(
+    store: &Store,
+    cache_mounts: &std::path::Path,
+    caches: &[Arc<RemoteCache>],
+    ids: &[String],
+) {
+    use rbk_store::registry::cache::mounts::{mount_key, unpack_mount};
+    for id in ids {
+        let dir = rbk_scheduler::shared_cache::cache_mount_dir(cache_mounts, id);
+        if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+            continue;
+        }
+        let Some((cache, entry)) = caches
+            .iter()
+            .find_map(|c| c.get(&mount_key(id)).map(|e| (c, e)))
+        else {
+            continue;
+        };
+        let Some(layer) = &entry.record.layer else {
+            continue;
+        };
+        let restored = cache
+            .fetch_layer(store, &entry, &|_| {})
+            .map_err(anyhow::Error::from)
+            .and_then(|_| Ok(unpack_mount(store, layer, &dir)?));
+        match restored {
+            Ok(()) => eprintln!("restored cache mount {id:?} from {}", cache.source()),
+            Err(e) => eprintln!(
+                "warning: cannot restore cache mount {id:?} from {}: {e:#}",
+                cache.source()
+            ),
+        }
+    }
+}
+
 /// How the lookups by key of each imported cache went, one line each.
 pub(crate) fn print_lookups(caches: &[Arc<RemoteCache>]) {
     for c in caches {
@@ -200,6 +269,7 @@ pub(crate) fn shared_caches(
     args: &BuildArgs,
     targets: &[rbk_compiler::targets::ResolvedTarget],
     images: &[String],
+    mount_ids: &[String],
 ) -> Result<SharedCaches> {
     let mut from: Vec<(String, Option<&str>)> =
         args.cache_from.iter().map(|s| (s.clone(), None)).collect();
@@ -247,6 +317,10 @@ pub(crate) fn shared_caches(
             dest,
             mode: spec.mode,
             images: target.map(|t| vec![t.to_string()]),
+            mounts: spec.mounts.map(|max| MountExport {
+                ids: mount_ids.to_vec(),
+                max,
+            }),
         });
     }
     Ok(SharedCaches {
@@ -302,6 +376,25 @@ mod tests {
             let e = format!("{:#}", parse_cache_spec(flag, v).unwrap_err());
             assert!(e.contains(want), "{flag} {v}: {e}");
         }
+        let s = parse_cache_spec(
+            "--cache-to",
+            "type=registry,ref=a/b:c,cache-mounts=true,cache-mounts-max=2GB",
+        )
+        .unwrap();
+        assert_eq!(s.mounts, Some(2 << 30));
+        let s = parse_cache_spec("--cache-to", "type=local,dest=/d,cache-mounts=true").unwrap();
+        assert_eq!(s.mounts, Some(1 << 30));
+        for (v, want) in [
+            ("type=inline,cache-mounts=true", "not inline"),
+            ("type=local,dest=/d,cache-mounts=yes", "use true or false"),
+            ("type=local,dest=/d,cache-mounts-max=lots", "invalid size"),
+        ] {
+            let e = format!("{:#}", parse_cache_spec("--cache-to", v).unwrap_err());
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        let e =
+            parse_cache_spec("--cache-from", "type=local,src=/d,cache-mounts=true").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown part"), "{e:#}");
         let e = parse_cache_spec("--cache-to", "type=registry,ref=a/b,mode=all").unwrap_err();
         assert!(format!("{e:#}").contains("min or max"), "{e:#}");
     }

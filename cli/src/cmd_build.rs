@@ -442,7 +442,14 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         return Ok(code);
     }
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
-    let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
+    let mount_ids = rbk_scheduler::shared_cache::cache_mount_ids(&graph);
+    let caches = shared_caches(&store, &client, args, &target_settings, &names, &mount_ids)?;
+    crate::build_cache::restore_mounts(
+        &store,
+        &store.root().join("cache-mounts"),
+        &caches.from,
+        &mount_ids,
+    );
     options.inline_cache = caches.inline;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
@@ -1111,6 +1118,16 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
             plural(e.report.layers, "layer"),
             e.report.digest
         );
+        if e.mounts > 0 {
+            eprintln!(
+                "exported {} to {}",
+                plural(e.mounts, "cache mount"),
+                e.reference
+            );
+        }
+        for why in &e.mounts_left {
+            eprintln!("warning: not exported to {}: {why}", e.reference);
+        }
     }
     for img in &summary.images {
         let tags = if img.tags.is_empty() {

@@ -313,3 +313,84 @@ fn prune_names_a_registry_that_does_not_delete() {
     assert!(err.contains("does not allow deleting"), "{err}");
     assert!(err.contains(&cache), "{err}");
 }
+
+#[test]
+fn cache_mounts_travel_with_the_cache_when_asked() {
+    let test = "cache_mounts_travel_with_the_cache_when_asked";
+    let Some(f) = fleet(test, 0, false) else {
+        return;
+    };
+    let base = format!("{}/base/busybox:1", f.reg.host);
+    let cache = format!("{}/cache/mounts:bc", f.reg.host);
+    let write_ctx = |name: &str, run: &str| {
+        let ctx = f.dir.path().join(name);
+        write(
+            &ctx,
+            &[(
+                "Dockerfile",
+                &format!("FROM {base}\nRUN --mount=type=cache,target=/var/cache/app {run}\n"),
+            )],
+        );
+        ctx
+    };
+    let build = |store: &str, ctx: &Path, extra: &[&str]| {
+        let out = rbk(&f.store(store))
+            .args(["build", "--progress", "plain"])
+            .args(extra)
+            .arg(ctx)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fill = write_ctx(
+        "fill",
+        "echo downloaded > /var/cache/app/pkg && echo filled",
+    );
+    let to = format!("--cache-to=type=registry,ref={cache},cache-mounts=true");
+    let (ok1, err) = build("one", &fill, &[&to]);
+    assert!(ok1, "{err}");
+    assert!(err.contains("exported 1 cache mount"), "{err}");
+
+    // Another command (no cache hit) in a fresh store sees the files.
+    let read = write_ctx("read", "cat /var/cache/app/pkg > /seen");
+    let (ok2, err) = build("two", &read, &[&format!("--cache-from={cache}")]);
+    assert!(ok2, "{err}");
+    assert!(
+        err.contains("restored cache mount \"/var/cache/app\""),
+        "{err}"
+    );
+    let out = rbk(&f.store("two"))
+        .args(["run", "--rm"])
+        .arg(
+            String::from_utf8_lossy(
+                &rbk(&f.store("two"))
+                    .args(["images", "-q"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .lines()
+            .next()
+            .unwrap()
+            .trim(),
+        )
+        .args(["cat", "/seen"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "downloaded\n");
+
+    // Without cache-mounts=true nothing travels; over the cap, a warning.
+    let plain = format!("{}/cache/plain:bc", f.reg.host);
+    build(
+        "three",
+        &fill,
+        &[&format!("--cache-to=type=registry,ref={plain}")],
+    );
+    let (ok4, err) = build("four", &read, &[&format!("--cache-from={plain}")]);
+    assert!(!ok4, "{err}");
+    let (_, err) = build("one", &fill, &[&format!("{to},cache-mounts-max=1")]);
+    assert!(err.contains("more than cache-mounts-max"), "{err}");
+}

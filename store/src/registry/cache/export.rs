@@ -45,7 +45,6 @@ pub fn export(
     remote_layer: &(dyn Fn(&Descriptor) -> Result<Descriptor, StoreError> + Sync),
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<ExportReport, RegistryError> {
-    let cache_tag = dest.tag().unwrap_or(crate::reference::DEFAULT_TAG);
     let mut entries: Vec<CacheEntry> = Vec::with_capacity(records.len());
     for r in records {
         let remote = r.layer.as_ref().map(remote_layer).transpose()?;
@@ -56,34 +55,7 @@ pub fn export(
     }
     entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
     entries.dedup_by(|a, b| a.record.key == b.record.key);
-    let workers = client.options().parallel.max(1) * 2;
-
-    // Which records the registry lacks: one HEAD each.
-    let tagged: Vec<(usize, Reference)> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Ok((i, dest.with_tag(&record_tag(cache_tag, &e.record.key))?)))
-        .collect::<Result<_, StoreError>>()?;
-    let lacking: Vec<(usize, bool)> = for_each_parallel(&tagged, workers, |(i, at)| {
-        Ok((*i, lacks(client, at, progress)?))
-    })?;
-    let mut missing: Vec<(Reference, Vec<u8>)> = Vec::new();
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    let created = now_rfc3339();
-    for (i, _) in lacking.iter().filter(|(_, lacks)| *lacks) {
-        let (e, at) = (&entries[*i], &tagged[*i].1);
-        let artifact = records::record_artifact(e, e.remote.as_ref(), &created)?;
-        store.content.put(&artifact.config_bytes)?;
-        blobs.extend(e.remote.iter().cloned());
-        blobs.push(artifact.config);
-        missing.push((at.clone(), artifact.manifest));
-    }
-    // Their layers and configs (HEAD first, mounted or uploaded), then
-    // their manifests.
-    client.push_blobs(store, dest, &blobs, progress)?;
-    for_each_parallel(&missing, workers, |(at, manifest)| {
-        client.put_manifest(at, MEDIA_TYPE_OCI_MANIFEST, manifest, progress)
-    })?;
+    let (tagged, pushed) = push_records(client, store, dest, &entries, false, progress)?;
 
     let listed = tagged
         .iter()
@@ -103,9 +75,73 @@ pub fn export(
         digest,
         records: entries.len(),
         layers: layers.len(),
-        pushed: missing.len(),
-        skipped: entries.len() - missing.len(),
+        pushed,
+        skipped: entries.len() - pushed,
     })
+}
+
+/// Pushes those of `entries` the registry lacks (all with `always`), as
+/// artifacts tagged by key next to `dest`: their tagged references, in the
+/// order of `entries`, and how many were pushed.
+fn push_records(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    entries: &[CacheEntry],
+    always: bool,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<(Vec<(usize, Reference)>, usize), RegistryError> {
+    let cache_tag = dest.tag().unwrap_or(crate::reference::DEFAULT_TAG);
+    let workers = client.options().parallel.max(1) * 2;
+
+    // Which records the registry lacks: one HEAD each.
+    let tagged: Vec<(usize, Reference)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Ok((i, dest.with_tag(&record_tag(cache_tag, &e.record.key))?)))
+        .collect::<Result<_, StoreError>>()?;
+    let lacking: Vec<(usize, bool)> = for_each_parallel(&tagged, workers, |(i, at)| {
+        Ok((*i, always || lacks(client, at, progress)?))
+    })?;
+    let mut missing: Vec<(Reference, Vec<u8>)> = Vec::new();
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    let created = now_rfc3339();
+    for (i, _) in lacking.iter().filter(|(_, lacks)| *lacks) {
+        let (e, at) = (&entries[*i], &tagged[*i].1);
+        let artifact = records::record_artifact(e, e.remote.as_ref(), &created)?;
+        store.content.put(&artifact.config_bytes)?;
+        blobs.extend(e.remote.iter().cloned());
+        blobs.push(artifact.config);
+        missing.push((at.clone(), artifact.manifest));
+    }
+    // Their layers and configs (HEAD first, mounted or uploaded), then
+    // their manifests.
+    client.push_blobs(store, dest, &blobs, progress)?;
+    for_each_parallel(&missing, workers, |(at, manifest)| {
+        client.put_manifest(at, MEDIA_TYPE_OCI_MANIFEST, manifest, progress)
+    })?;
+
+    Ok((tagged, missing.len()))
+}
+
+/// Pushes the cache mount records `records` (their layers in `store`,
+/// already gzip) next to `dest`, each replacing the one there: a cache
+/// mount changes with every build. Returns how many were pushed.
+pub fn export_mounts(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    records: &[CacheRecord],
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<usize, RegistryError> {
+    let entries: Vec<CacheEntry> = records
+        .iter()
+        .map(|r| CacheEntry {
+            record: r.clone(),
+            remote: r.layer.clone(),
+        })
+        .collect();
+    Ok(push_records(client, store, dest, &entries, true, progress)?.1)
 }
 
 /// A record older than this is pushed again when exported again, so its

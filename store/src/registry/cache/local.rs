@@ -132,7 +132,7 @@ pub fn export_local(
     let created = now_rfc3339();
     let written: Vec<bool> = entries
         .par_iter()
-        .map(|e| write_record(store, dir, e, &created))
+        .map(|e| write_record(store, dir, e, &created, false))
         .collect::<Result<_, _>>()?;
     let mut layers: Vec<&Descriptor> = entries
         .iter()
@@ -158,18 +158,39 @@ pub fn export_local(
     })
 }
 
+/// Writes the cache mount records `records` (their layers in `store`)
+/// into the cache directory `dir`, each replacing the one there; returns
+/// how many.
+pub fn export_local_mounts(
+    store: &Store,
+    dir: &Path,
+    records: &[CacheRecord],
+) -> Result<usize, StoreError> {
+    let blobs_dir = dir.join("blobs").join("sha256");
+    let records_dir = dir.join("records");
+    for d in [&blobs_dir, &records_dir] {
+        std::fs::create_dir_all(d).map_err(|e| StoreError::from_io("create", d, e))?;
+    }
+    let created = now_rfc3339();
+    for e in local_entries(records) {
+        write_record(store, dir, &e, &created, true)?;
+    }
+    Ok(records.len())
+}
+
 /// Writes the layer and the record file of `entry` unless the record is
-/// there; returns whether it wrote it.
+/// there (always with `always`); returns whether it wrote it.
 fn write_record(
     store: &Store,
     dir: &Path,
     entry: &CacheEntry,
     created: &str,
+    always: bool,
 ) -> Result<bool, StoreError> {
     let path = record_path(dir, &entry.record.key);
     let layer = entry.record.layer.as_ref();
     let layer_there = layer.is_none_or(|l| layout_blob(dir, &l.digest).exists());
-    if path.exists() && layer_there {
+    if !always && path.exists() && layer_there {
         return Ok(false);
     }
     if let Some(l) = layer {

@@ -22,12 +22,13 @@
 mod export;
 mod import;
 mod local;
+pub mod mounts;
 mod prune;
 pub mod records;
 
-pub use export::{export, ExportReport};
+pub use export::{export, export_mounts, ExportReport};
 pub use import::{LookupStats, RemoteCache};
-pub use local::export_local;
+pub use local::{export_local, export_local_mounts};
 pub use prune::{parse_duration, parse_size, prune, PruneOptions, PruneReport, PrunedRecord};
 
 use serde::{Deserialize, Serialize};
