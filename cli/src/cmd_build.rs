@@ -93,7 +93,9 @@ pub struct BuildArgs {
     pub compression: String,
     /// Export the build cache (repeatable):
     /// type=registry,ref=HOST/NAME:TAG[,mode=min|max],
-    /// type=local,dest=DIR[,mode=min|max], or type=inline (in the image)
+    /// type=local,dest=DIR[,mode=min|max], or type=inline (in the image);
+    /// add cache-mounts=true[,cache-mounts-max=SIZE] to carry the RUN
+    /// cache mounts too
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// Import a build cache (repeatable): type=registry,ref=HOST/NAME:TAG

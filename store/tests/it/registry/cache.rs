@@ -78,3 +78,58 @@ fn records_are_asked_once_by_key_and_a_registry_that_went_away_is_not_asked_agai
     // What was found stays found.
     assert!(imported.get("k1").is_some());
 }
+
+#[test]
+fn a_cache_older_rbk_wrote_at_the_ref_is_read_and_newer_records_are_still_found() {
+    use rbk_store::oci::{Descriptor, MEDIA_TYPE_OCI_MANIFEST};
+    use rbk_store::registry::cache::{CacheEntry, CACHE_CONFIG_MEDIA_TYPE};
+    let Some((reg, _)) = Registry::start(false) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let client = Arc::new(Client::new(options(tmp.path())).unwrap());
+    let cache = Reference::parse(&format!("{}/c/old:bc", reg.host)).unwrap();
+    let no_layer = |_: &rbk_store::oci::Descriptor| -> Result<_, _> { unreachable!() };
+    // A newer builder exported "new"; then an older rbk wrote its whole
+    // cache (one manifest listing "old") over the ref.
+    export(&client, &store, &cache, &[record("new")], &no_layer, &quiet).unwrap();
+    let entry = CacheEntry {
+        record: record("old"),
+        remote: None,
+    };
+    let config =
+        serde_json::to_vec(&serde_json::json!({"version": 1, "records": [entry]})).unwrap();
+    let config = Descriptor::new(
+        CACHE_CONFIG_MEDIA_TYPE,
+        store.content.put(&config).unwrap(),
+        config.len() as u64,
+    );
+    client
+        .push_blobs(&store, &cache, std::slice::from_ref(&config), &quiet)
+        .unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+        "config": config,
+        "layers": [],
+    });
+    client
+        .put_manifest(
+            &cache,
+            MEDIA_TYPE_OCI_MANIFEST,
+            &serde_json::to_vec(&manifest).unwrap(),
+            &quiet,
+        )
+        .unwrap();
+
+    let imported = RemoteCache::import(client, &store, cache, &quiet).unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported.get("old").unwrap().record, record("old"));
+    assert_eq!(imported.get("new").unwrap().record, record("new"));
+    assert_eq!(
+        imported.stats().asked,
+        1,
+        "only the key the old cache lacks"
+    );
+}
