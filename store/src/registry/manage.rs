@@ -1,26 +1,16 @@
 //! Calls of the distribution API beyond pull and push, for a build cache
-//! kept as many small manifests: does a tag exist (`HEAD`), which tags a
-//! repository has (`tags/list`, paginated), and deleting a manifest.
+//! kept as many small manifests: which tags a repository has (`tags/list`,
+//! paginated), and deleting a manifest.
 
 use ureq::http;
 
 use super::http::{describe_error_body, Body, Client};
-use super::pull::MANIFEST_ACCEPT;
 use super::{Progress, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;
 
 /// Tags asked per page of `tags/list`.
 const TAGS_PAGE: usize = 1000;
-
-/// The tag or digest `reference` names (`latest` when neither).
-fn target(reference: &Reference) -> String {
-    match (reference.digest(), reference.tag()) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.to_string(),
-        (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-    }
-}
 
 /// The next page of a paginated answer: the target of its
 /// `Link: <URL>; rel="next"` header.
@@ -36,46 +26,6 @@ fn next_link(headers: &http::HeaderMap) -> Option<String> {
 }
 
 impl Client {
-    /// The digest of the manifest `reference` names when the registry has
-    /// it (`HEAD`), `None` when it answers 404.
-    pub fn manifest_digest(
-        &self,
-        reference: &Reference,
-        progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<Option<Digest>, RegistryError> {
-        let s = self.session(reference.domain())?;
-        let repo = reference.path();
-        let path = format!("/v2/{repo}/manifests/{}", target(reference));
-        let scopes = vec![format!("repository:{repo}:pull")];
-        let r = self.send(
-            &s,
-            "HEAD",
-            &path,
-            &[("Accept", MANIFEST_ACCEPT)],
-            &Body::Empty,
-            &scopes,
-            progress,
-        )?;
-        match r.status().as_u16() {
-            404 => Ok(None),
-            200 => Ok(r
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<Digest>().ok())
-                .or_else(|| reference.digest().cloned())
-                // A registry that names no digest: known to exist.
-                .or_else(|| Some(Digest::of(b"")))),
-            status => Err(RegistryError::Status {
-                registry: s.registry.clone(),
-                method: "HEAD",
-                url: s.url(&path),
-                status,
-                message: format!("HTTP {status}"),
-            }),
-        }
-    }
-
     /// Every tag of `reference`'s repository, following the registry's
     /// pages (`Link` headers). A repository that does not exist has none.
     pub fn list_tags(
