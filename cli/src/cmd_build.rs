@@ -11,7 +11,7 @@ use rbk_compiler::render::{self, Mark, MarkState};
 use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
-use rbk_scheduler::shared_cache::{CacheDest, CacheExport, CacheMode};
+use rbk_scheduler::shared_cache::CacheExport;
 use rbk_scheduler::step::from::BaseImages;
 use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services, VertexPlan};
 use rbk_store::compress::Compression;
@@ -21,6 +21,7 @@ use rbk_store::registry::{Client, PlatformSpec, RegistryError};
 use rbk_store::Reference;
 use std::sync::{Arc, Mutex};
 
+use crate::build_cache::{parse_cache_spec, shared_caches};
 use crate::cmd_graph::compile_all;
 use crate::cmd_registry::RegistryFlags;
 use crate::inputs::{self, BuildInputArgs};
@@ -92,7 +93,9 @@ pub struct BuildArgs {
     pub compression: String,
     /// Export the build cache (repeatable):
     /// type=registry,ref=HOST/NAME:TAG[,mode=min|max],
-    /// type=local,dest=DIR[,mode=min|max], or type=inline (in the image)
+    /// type=local,dest=DIR[,mode=min|max], or type=inline (in the image);
+    /// add cache-mounts=true[,cache-mounts-max=SIZE] to carry the RUN
+    /// cache mounts too
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
     /// Import a build cache (repeatable): type=registry,ref=HOST/NAME:TAG
@@ -168,108 +171,14 @@ pub enum PullPolicy {
     Never,
 }
 
-/// One `--cache-to`/`--cache-from` value, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CacheSpec {
-    place: CachePlace,
-    mode: CacheMode,
-}
-
-/// Where a cache lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum CachePlace {
-    /// `type=registry,ref=…`.
-    Registry(Reference),
-    /// `type=local,dest=DIR` (`src=DIR` to import): an OCI layout directory.
-    Local(PathBuf),
-    /// `type=inline` (export only): in the image's config.
-    Inline,
-}
-
-impl std::fmt::Display for CachePlace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CachePlace::Registry(r) => write!(f, "{r}"),
-            CachePlace::Local(dir) => write!(f, "local:{}", dir.display()),
-            CachePlace::Inline => f.write_str("inline"),
-        }
-    }
-}
-
-/// Parses `type=registry,ref=R[,mode=min|max]`, `type=local,dest=DIR` (to)
-/// or `type=local,src=DIR` (from), or a bare reference, as buildx does.
-fn parse_cache_spec(flag: &str, s: &str) -> Result<CacheSpec> {
-    let to = flag == "--cache-to";
-    let forms = if to {
-        "type=registry,ref=HOST/NAME:TAG[,mode=min|max], type=local,dest=DIR[,mode=min|max] or type=inline"
-    } else {
-        "type=registry,ref=HOST/NAME:TAG, a bare reference, or type=local,src=DIR"
-    };
-    if !s.contains('=') {
-        let reference = Reference::parse(s).with_context(|| format!("{flag} {s:?}"))?;
-        return Ok(CacheSpec {
-            place: CachePlace::Registry(reference),
-            mode: CacheMode::Min,
-        });
-    }
-    let mut kind = "registry";
-    let mut reference = None;
-    let mut dir = None;
-    let mut mode = CacheMode::Min;
-    for part in s.split(',') {
-        match part.split_once('=') {
-            Some(("type", t @ ("registry" | "local"))) => kind = t,
-            Some(("type", "inline")) if to => kind = "inline",
-            Some(("type", "inline")) => bail!(
-                "{flag} {s:?}: an inline cache is read from its image: give the image as type=registry,ref=IMAGE"
-            ),
-            Some(("type", other)) => bail!("{flag} {s:?}: cache type {other:?} is not supported; expected {forms}"),
-            Some(("ref", r)) => reference = Some(r.to_string()),
-            Some(("dest", d)) if to => dir = Some(PathBuf::from(d)),
-            Some(("src", d)) if !to => dir = Some(PathBuf::from(d)),
-            Some(("mode", m)) if to => {
-                mode = m.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?
-            }
-            _ => bail!("{flag} {s:?}: unknown part {part:?}; expected {forms}"),
-        }
-    }
-    let place = match kind {
-        "inline" => {
-            if mode == CacheMode::Max {
-                bail!("{flag} {s:?}: type=inline supports mode=min only (the image holds the layers of its own steps); use type=registry or type=local for mode=max");
-            }
-            if reference.is_some() || dir.is_some() {
-                bail!("{flag} {s:?}: type=inline takes no ref= or dest=: the cache goes in the image itself");
-            }
-            CachePlace::Inline
-        }
-        "local" => {
-            let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) else {
-                bail!(
-                    "{flag} {s:?}: type=local needs {}=DIR",
-                    if to { "dest" } else { "src" }
-                );
-            };
-            CachePlace::Local(dir)
-        }
-        _ => {
-            let Some(r) = reference.filter(|r| !r.is_empty()) else {
-                bail!("{flag} {s:?}: ref=HOST/NAME:TAG is required");
-            };
-            CachePlace::Registry(Reference::parse(&r).with_context(|| format!("{flag} {s:?}"))?)
-        }
-    };
-    Ok(CacheSpec { place, mode })
-}
-
 /// The registry client, made when first needed.
-struct LazyClient<'a> {
+pub(crate) struct LazyClient<'a> {
     flags: &'a RegistryFlags,
     client: std::sync::OnceLock<Result<Arc<Client>, Arc<RegistryError>>>,
 }
 
 impl LazyClient<'_> {
-    fn get(&self) -> Result<Arc<Client>> {
+    pub(crate) fn get(&self) -> Result<Arc<Client>> {
         self.client
             .get_or_init(|| {
                 Client::new(self.flags.options())
@@ -544,7 +453,14 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         return Ok(code);
     }
     let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
-    let caches = shared_caches(&store, &client, args, &target_settings, &names)?;
+    let mount_ids = rbk_scheduler::shared_cache::cache_mount_ids(&graph);
+    let caches = shared_caches(&store, &client, args, &target_settings, &names, &mount_ids)?;
+    crate::build_cache::restore_mounts(
+        &store,
+        &store.root().join("cache-mounts"),
+        &caches.from,
+        &mount_ids,
+    );
     options.inline_cache = caches.inline;
     for w in &graph.warnings {
         eprintln!("warning: {w}");
@@ -586,6 +502,7 @@ fn run_session(
     args: &BuildArgs,
 ) -> Result<BuildSummary> {
     let snapshotter = crate::snapshotter(root)?;
+    let imported = setup.from.clone();
     let backend = StoreBackend::new(store, snapshotter.as_ref())
         .with_compression(setup.compression)
         .with_clamped_mtimes(options.source_date_epoch)
@@ -600,7 +517,11 @@ fn run_session(
     let session = BuildSession::new(graph, services, options)?;
     let cancel = CancelToken::new();
     crate::sys::cancel_on_interrupt(&cancel);
-    Ok(session.build(&cancel)?)
+    let summary = session.build(&cancel)?;
+    if !args.quiet && args.progress != ProgressMode::Rawjson {
+        crate::build_cache::print_lookups(&imported);
+    }
+    Ok(summary)
 }
 
 /// A build session's services on the store: its images and bases, the
@@ -1285,12 +1206,24 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
     );
     for e in &summary.exported {
         eprintln!(
-            "exported cache to {}: {}, {} ({})",
+            "exported cache to {}: {} ({} pushed, {} already there), {} ({})",
             e.reference,
             plural(e.report.records, "record"),
+            e.report.pushed,
+            e.report.skipped,
             plural(e.report.layers, "layer"),
             e.report.digest
         );
+        if e.mounts > 0 {
+            eprintln!(
+                "exported {} to {}",
+                plural(e.mounts, "cache mount"),
+                e.reference
+            );
+        }
+        for why in &e.mounts_left {
+            eprintln!("warning: not exported to {}: {why}", e.reference);
+        }
     }
     for img in &summary.images {
         let tags = if img.tags.is_empty() {
@@ -1307,123 +1240,6 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
     }
 }
 
-/// Imports the `--cache-from` caches, each place once; one that cannot be
-/// imported is a warning, as in BuildKit: the build still works, only
-/// slower.
-fn import_caches(
-    store: &Store,
-    client: &LazyClient<'_>,
-    from: &[(String, Option<&str>)],
-    context: &dyn Fn(Option<&str>) -> String,
-) -> Result<Vec<Arc<RemoteCache>>> {
-    let mut imported: Vec<Arc<RemoteCache>> = Vec::new();
-    let mut seen: Vec<CachePlace> = Vec::new();
-    for (s, target) in from {
-        let spec = parse_cache_spec("--cache-from", s).with_context(|| context(*target))?;
-        if seen.contains(&spec.place) {
-            continue;
-        }
-        seen.push(spec.place.clone());
-        let result = match &spec.place {
-            CachePlace::Inline => continue,
-            CachePlace::Registry(r) => {
-                RemoteCache::import(client.get()?, store, r.clone(), &|_| {})
-                    .map_err(anyhow::Error::from)
-            }
-            CachePlace::Local(dir) => RemoteCache::import_local(dir).map_err(anyhow::Error::from),
-        };
-        match result {
-            Ok(c) => {
-                eprintln!(
-                    "importing cache from {}: {} record{}",
-                    c.source(),
-                    c.len(),
-                    if c.len() == 1 { "" } else { "s" }
-                );
-                imported.push(Arc::new(c));
-            }
-            // As in BuildKit: the build still works, only slower.
-            Err(e) => eprintln!("warning: cannot import cache from {}: {e:#}", spec.place),
-        }
-    }
-    Ok(imported)
-}
-
-/// The caches of a build: imported, exported, and carried inline.
-struct SharedCaches {
-    from: Vec<Arc<RemoteCache>>,
-    to: Vec<CacheExport>,
-    /// Targets whose images carry their cache inline (`type=inline`).
-    inline: BTreeSet<String>,
-}
-
-/// Imports the `--cache-from` caches (the command line's and the targets')
-/// and lists the `--cache-to` exports. A cache that cannot be imported is
-/// a warning, as in BuildKit: the build still works, only slower.
-/// `images` names every image of the build (what a command-line
-/// `type=inline` applies to).
-fn shared_caches(
-    store: &Store,
-    client: &LazyClient<'_>,
-    args: &BuildArgs,
-    targets: &[rbk_compiler::targets::ResolvedTarget],
-    images: &[String],
-) -> Result<SharedCaches> {
-    let mut from: Vec<(String, Option<&str>)> =
-        args.cache_from.iter().map(|s| (s.clone(), None)).collect();
-    let mut to: Vec<(String, Option<&str>)> =
-        args.cache_to.iter().map(|s| (s.clone(), None)).collect();
-    for t in targets {
-        from.extend(
-            t.cache_from
-                .iter()
-                .map(|s| (s.clone(), Some(t.name.as_str()))),
-        );
-        to.extend(
-            t.cache_to
-                .iter()
-                .map(|s| (s.clone(), Some(t.name.as_str()))),
-        );
-    }
-    let context = |target: Option<&str>| match target {
-        Some(t) => format!("target {t:?} in {}", args.input.path.display()),
-        None => "command line".to_string(),
-    };
-    let imported = import_caches(store, client, &from, &context)?;
-    let mut exports = Vec::new();
-    let mut inline = BTreeSet::new();
-    for (s, target) in &to {
-        let spec = parse_cache_spec("--cache-to", s).with_context(|| context(*target))?;
-        let dest = match spec.place {
-            CachePlace::Inline => {
-                match target {
-                    Some(t) => inline.insert(t.to_string()),
-                    None => {
-                        inline.extend(images.iter().cloned());
-                        true
-                    }
-                };
-                continue;
-            }
-            CachePlace::Registry(reference) => CacheDest::Registry {
-                client: client.get()?,
-                reference,
-            },
-            CachePlace::Local(dir) => CacheDest::Local(dir),
-        };
-        exports.push(CacheExport {
-            dest,
-            mode: spec.mode,
-            images: target.map(|t| vec![t.to_string()]),
-        });
-    }
-    Ok(SharedCaches {
-        from: imported,
-        to: exports,
-        inline,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1436,53 +1252,5 @@ mod tests {
             super::resolved_name("localhost/busybox:latest"),
             "localhost/busybox:latest"
         );
-    }
-
-    use super::*;
-
-    #[test]
-    fn cache_specs() {
-        let s = parse_cache_spec(
-            "--cache-to",
-            "type=registry,ref=localhost:5000/c:1,mode=max",
-        )
-        .unwrap();
-        assert!(
-            matches!(&s.place, CachePlace::Registry(r) if r.to_string() == "localhost:5000/c:1")
-        );
-        assert_eq!(s.mode, CacheMode::Max);
-        let s = parse_cache_spec("--cache-from", "localhost:5000/c:1").unwrap();
-        assert_eq!(s.mode, CacheMode::Min);
-        let s = parse_cache_spec("--cache-to", "type=local,dest=/tmp/x,mode=max").unwrap();
-        assert_eq!(s.place, CachePlace::Local(PathBuf::from("/tmp/x")));
-        assert_eq!(s.mode, CacheMode::Max);
-        let s = parse_cache_spec("--cache-from", "type=local,src=/tmp/x").unwrap();
-        assert_eq!(s.place, CachePlace::Local(PathBuf::from("/tmp/x")));
-        let s = parse_cache_spec("--cache-to", "type=inline").unwrap();
-        assert_eq!(s.place, CachePlace::Inline);
-        assert_eq!(s.mode, CacheMode::Min);
-        for (flag, v, want) in [
-            ("--cache-to", "type=local,src=/x", "unknown part"),
-            ("--cache-to", "type=local", "needs dest=DIR"),
-            ("--cache-to", "type=inline,mode=max", "mode=min only"),
-            ("--cache-to", "type=inline,ref=r/c:1", "takes no ref="),
-            ("--cache-from", "type=inline", "read from its image"),
-            ("--cache-to", "type=gha", "not supported"),
-            (
-                "--cache-to",
-                "type=registry",
-                "ref=HOST/NAME:TAG is required",
-            ),
-            (
-                "--cache-from",
-                "type=registry,ref=a/b,mode=max",
-                "unknown part",
-            ),
-        ] {
-            let e = format!("{:#}", parse_cache_spec(flag, v).unwrap_err());
-            assert!(e.contains(want), "{flag} {v}: {e}");
-        }
-        let e = parse_cache_spec("--cache-to", "type=registry,ref=a/b,mode=all").unwrap_err();
-        assert!(format!("{e:#}").contains("min or max"), "{e:#}");
     }
 }

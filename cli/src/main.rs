@@ -2,7 +2,9 @@
 //! executor implementations, prints tables and progress, maps errors to exit
 //! codes.
 
+mod build_cache;
 mod cmd_build;
+mod cmd_cache;
 mod cmd_check;
 mod cmd_container;
 mod cmd_graph;
@@ -84,6 +86,9 @@ enum Command {
     /// Multi-platform images: make an index of images, show it, push it
     #[command(subcommand)]
     Manifest(cmd_manifest::ManifestCommand),
+    /// The build cache shared through a registry: `rbk cache prune`
+    #[command(subcommand)]
+    Cache(cmd_cache::CacheCommand),
     /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
@@ -179,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
+        Command::Cache(c) => cmd_cache::run(c),
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
@@ -228,6 +234,7 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Graph(_)
             | Command::Check(_)
             | Command::Login(_)
+            | Command::Cache(_)
             | Command::Logout(_)
             | Command::Completions { .. }
             | Command::Version(_)

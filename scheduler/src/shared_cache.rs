@@ -66,6 +66,17 @@ pub struct CacheExport {
     pub mode: CacheMode,
     /// The images (target names) whose steps it carries; `None`: all.
     pub images: Option<Vec<String>>,
+    /// The cache mounts it carries too (`cache-mounts=true`).
+    pub mounts: Option<MountExport>,
+}
+
+/// Cache mounts exported with a cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountExport {
+    /// The ids of the cache mounts (those the build's RUN steps use).
+    pub ids: Vec<String>,
+    /// A cache mount whose files take more bytes than this stays behind.
+    pub max: u64,
 }
 
 impl std::fmt::Debug for CacheExport {
@@ -74,6 +85,7 @@ impl std::fmt::Debug for CacheExport {
             .field("dest", &self.dest.to_string())
             .field("mode", &self.mode)
             .field("images", &self.images)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -85,6 +97,34 @@ pub struct ExportedCache {
     pub reference: String,
     /// What was pushed.
     pub report: ExportReport,
+    /// Cache mounts exported.
+    pub mounts: usize,
+    /// Cache mounts left behind, with why.
+    pub mounts_left: Vec<String>,
+}
+
+/// The ids of the cache mounts (`RUN --mount=type=cache`) of `graph`'s
+/// steps, sorted, each once.
+pub fn cache_mount_ids(graph: &BuildGraph) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    for id in graph.topo_order() {
+        if let rbk_compiler::graph::Op::Exec(e) = &graph.vertex(id).op {
+            for m in &e.mounts {
+                if let rbk_compiler::graph::MountKind::Cache { id, .. } = &m.kind {
+                    ids.insert(id.clone());
+                }
+            }
+        }
+    }
+    ids.into_iter().collect()
+}
+
+/// The directory of cache mount `id` under the store's `cache-mounts`
+/// directory: the name `step/run.rs` gives it (the first 32 hex digits of
+/// the blake3 of the id).
+pub fn cache_mount_dir(cache_mounts: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let name = blake3::hash(id.as_bytes()).to_hex();
+    cache_mounts.join(&name[..32])
 }
 
 /// The vertices whose records an export of `images` in `mode` carries, in

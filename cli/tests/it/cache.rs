@@ -28,6 +28,11 @@ impl Drop for Registry {
 
 impl Registry {
     pub(crate) fn start(test: &str) -> Option<Registry> {
+        Registry::start_with(test, false)
+    }
+
+    /// A registry that allows deleting manifests when `delete` is set.
+    pub(crate) fn start_with(test: &str, delete: bool) -> Option<Registry> {
         if !Path::new(REGISTRY).exists() {
             eprintln!("SKIPPED {test}: {REGISTRY} is missing (apt-get install docker-registry)");
             return None;
@@ -42,7 +47,7 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 dir.path().join("data").display()
             ),
         )
@@ -68,7 +73,7 @@ impl Registry {
     }
 }
 
-fn ok(out: Output) -> (String, String) {
+pub(crate) fn ok(out: Output) -> (String, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}\n{stdout}");
@@ -166,32 +171,56 @@ fn two_stores_share_the_cache_through_a_registry() {
         "{err}"
     );
     let (id_a, digest_a) = ids(&store_a, "app:1");
-    // The artifact: the records as config, the layers gzip-compressed
-    // (the store keeps them uncompressed).
-    let manifest = Command::new("curl")
-        .args([
-            "-fsS",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json",
-        ])
-        .arg(format!("http://{host}/v2/cache/app/manifests/buildcache"))
+    // The cache ref names an index of this export's records; each record
+    // is its own artifact tagged next to it: the record as config, its
+    // layer gzip-compressed (the store keeps it uncompressed).
+    let get_manifest = |tag: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-fsS",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg(format!("http://{host}/v2/cache/app/manifests/{tag}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl failed");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let index = get_manifest("buildcache");
+    assert_eq!(index["artifactType"], "application/vnd.rbk.buildcache.v1");
+    assert_eq!(
+        index["config"]["mediaType"],
+        "application/vnd.rbk.buildcache.index.v2+json"
+    );
+    let tags = Command::new("curl")
+        .arg("-fsS")
+        .arg(format!("http://{host}/v2/cache/app/tags/list"))
         .output()
         .unwrap();
-    assert!(manifest.status.success(), "curl failed");
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
-    assert_eq!(
-        manifest["artifactType"],
-        "application/vnd.rbk.buildcache.v1"
-    );
-    assert_eq!(
-        manifest["config"]["mediaType"],
-        "application/vnd.rbk.buildcache.config.v1+json"
-    );
-    let layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 4);
-    for l in layers {
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    let records: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .filter(|t| t.starts_with("buildcache-"))
+        .collect();
+    assert_eq!(records.len(), 4, "{tags}");
+    for tag in records {
+        let m = get_manifest(tag);
         assert_eq!(
-            l["mediaType"],
+            m["artifactType"],
+            "application/vnd.rbk.buildcache.record.v1"
+        );
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.rbk.buildcache.record.v1+json"
+        );
+        let layers = m["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        assert_eq!(
+            layers[0]["mediaType"],
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
     }

@@ -7,6 +7,7 @@ mod build;
 mod cache;
 mod containers;
 mod debian;
+mod fleet;
 mod formats;
 mod hostile_registry;
 mod hostinfo;

@@ -27,7 +27,7 @@ use super::{
     StepGuard, WorkDirs, Workspace,
 };
 use crate::sandbox::CancelToken;
-use crate::shared_cache::{CacheDest, CacheExport, ExportedCache};
+use crate::shared_cache::{CacheDest, CacheExport, ExportedCache, MountExport};
 
 /// rbk-store behind the scheduler's traits, with the build's registry
 /// caches (`--cache-from`, `--cache-to`) and layer compression.
@@ -284,12 +284,53 @@ impl StepCache for StoreBackend<'_> {
                 )?,
                 CacheDest::Local(dir) => registry_cache::export_local(self.store, dir, &records)?,
             };
+            let (mounts, mounts_left) = match &e.mounts {
+                Some(m) => self.export_mounts(&e.dest, m)?,
+                None => (0, Vec::new()),
+            };
             done.push(ExportedCache {
                 reference: e.dest.to_string(),
                 report,
+                mounts,
+                mounts_left,
             });
         }
         Ok(done)
+    }
+}
+
+impl StoreBackend<'_> {
+    /// Packs the cache mounts `m` names and exports them to `dest`: how
+    /// many, and those left behind (too large), with why.
+    fn export_mounts(
+        &self,
+        dest: &CacheDest,
+        m: &MountExport,
+    ) -> Result<(usize, Vec<String>), BackendError> {
+        use rbk_store::registry::cache::mounts::{pack_mount, Unpacked};
+        let dirs = self.work_dirs();
+        let mut records = Vec::new();
+        let mut left = Vec::new();
+        for id in &m.ids {
+            let dir = crate::shared_cache::cache_mount_dir(&dirs.cache_mounts, id);
+            match pack_mount(self.store, id, &dir, m.max)? {
+                Ok(rec) => records.push(rec),
+                Err(Unpacked::Empty) => {}
+                Err(Unpacked::TooLarge(n)) => left.push(format!(
+                    "cache mount {id:?} takes {n} bytes, more than cache-mounts-max ({} bytes)",
+                    m.max
+                )),
+            }
+        }
+        let n = match dest {
+            CacheDest::Registry { client, reference } => {
+                registry_cache::export_mounts(client, self.store, reference, &records, &|_| {})?
+            }
+            CacheDest::Local(dir) => {
+                registry_cache::export_local_mounts(self.store, dir, &records)?
+            }
+        };
+        Ok((n, left))
     }
 }
 
@@ -458,7 +499,7 @@ impl RemoteHits {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(layer.digest.clone(), (c.clone(), entry.clone()));
                 }
-                return Some(entry.record.clone());
+                return Some(entry.record);
             }
         }
         None

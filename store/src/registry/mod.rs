@@ -17,6 +17,7 @@
 mod auth;
 pub mod cache;
 mod http;
+mod manage;
 mod pull;
 mod push;
 mod transfer;
@@ -318,6 +319,19 @@ pub enum RegistryError {
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The registry refuses to delete manifests (a `DELETE` answered 405).
+    #[error(
+        "registry {registry} does not allow deleting from {repository} ({message}); \
+         deletion must be enabled on the registry (distribution: `storage: delete: enabled: true`)"
+    )]
+    DeleteDisabled {
+        /// The registry host.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The registry's own message.
+        message: String,
     },
     /// A store operation failed.
     #[error(transparent)]

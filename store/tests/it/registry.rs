@@ -8,6 +8,7 @@
 //! `docker-registry`, `skopeo`, `apache2-utils` and `openssl`).
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod faults;
 mod hostile;
 mod hostile_transfer;
