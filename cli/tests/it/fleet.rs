@@ -121,7 +121,8 @@ fn four_builders_exporting_at_once_to_one_ref_keep_every_record() {
     for err in &errs {
         assert!(err.contains("4 steps run, 0 cached"), "{err}");
         assert!(
-            err.contains(&format!("exported cache to {cache}: 4 records")),
+            // Two a step: its first-pass key and its result key.
+            err.contains(&format!("exported cache to {cache}: 8 records")),
             "{err}"
         );
     }
@@ -132,9 +133,9 @@ fn four_builders_exporting_at_once_to_one_ref_keep_every_record() {
         let err = f.build(&fresh, i, &from);
         assert!(err.contains("0 steps run"), "Dockerfile {i}: {err}");
     }
-    // One shared step and three of each builder's own.
+    // One shared step and three of each builder's own, two records each.
     let tags = record_tags(&f.reg.host, "cache/fleet", "buildcache");
-    assert_eq!(tags.len(), 13, "{tags:?}");
+    assert_eq!(tags.len(), 26, "{tags:?}");
 
     // Exporting again pushes nothing: every record is there.
     let again = f.build(&f.store("builder0"), 0, &to);
@@ -223,22 +224,23 @@ fn prune_deletes_old_records_then_the_oldest_over_the_size() {
     assert_eq!(out.status.code(), Some(1));
 
     f.build(&f.store("s0"), 0, &to);
+    // Two records a step: its first-pass key and its result key.
     let first = record_tags(&host, "cache/p", "bc");
-    assert_eq!(first.len(), 4);
+    assert_eq!(first.len(), 8);
     // Well apart, so a slow machine still tells the two exports apart.
     std::thread::sleep(std::time::Duration::from_secs(6));
     // Dockerfile 1 shares the first step: that record is not pushed again
     // (and so stays as old as Dockerfile 0's).
     f.build(&f.store("s1"), 1, &to);
     let both = record_tags(&host, "cache/p", "bc");
-    assert_eq!(both.len(), 7);
+    assert_eq!(both.len(), 14);
 
     let (out, err) = ok(prune(&["--keep-duration", "4s"]));
-    assert!(err.contains("deleted 4 records"), "{err}\n{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("deleted ")).count(), 4);
-    assert_eq!(out.lines().filter(|l| l.starts_with("kept ")).count(), 3);
+    assert!(err.contains("deleted 8 records"), "{err}\n{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("deleted ")).count(), 8);
+    assert_eq!(out.lines().filter(|l| l.starts_with("kept ")).count(), 6);
     let left = record_tags(&host, "cache/p", "bc");
-    assert_eq!(left.len(), 3);
+    assert_eq!(left.len(), 6);
     assert!(left.iter().all(|t| !first.contains(t)), "{left:?}");
 
     // Dockerfile 1's own steps still come from the cache, its shared first
@@ -273,8 +275,13 @@ fn prune_deletes_old_records_then_the_oldest_over_the_size() {
     // Gone: Dockerfile 1's (the oldest), then the big one (the largest of
     // its export), and then all fit: Dockerfile 2's other records (its
     // shared first step, which its export dated anew) and Dockerfile 0's.
-    assert_eq!((deleted.len(), kept.len()), (4, 6), "{out}");
-    assert!(deleted[3].ends_with("MB"), "{out}");
+    // (Two records a step, both naming its layer: the big layer goes
+    // once both are deleted.)
+    assert_eq!((deleted.len(), kept.len()), (8, 12), "{out}");
+    assert!(
+        deleted[6].ends_with("MB") && deleted[7].ends_with("MB"),
+        "{out}"
+    );
     let err = f.build(
         &f.store("fresh0"),
         0,
