@@ -29,15 +29,5 @@ pub use session::{
 };
 pub use step::StepError;
 
-/// An error and its sources on one line each, as the CLI prints them:
-/// `a\n  caused by: b`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
+/// An error and its sources on one line, `a: b: c`.
+pub use rbk_store::error::error_chain;

@@ -174,7 +174,7 @@ impl CacheIndex {
                 Ok(r) => bad.push((path, format!("it holds the record of key {:?}", r.key))),
                 // Deleted meanwhile.
                 Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => bad.push((path, error_text(&e))),
+                Err(e) => bad.push((path, crate::error::error_chain(&e))),
             }
         }
         Ok((good, bad))
@@ -219,18 +219,6 @@ impl CacheIndex {
         }
         Ok(n)
     }
-}
-
-/// An error with its sources, `a: b`.
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 impl BuildCache for CacheIndex {

@@ -360,3 +360,15 @@ impl StoreError {
         StoreError::io(op, path, e)
     }
 }
+
+/// An error and its sources on one line, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

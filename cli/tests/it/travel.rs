@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::build::{rbk, store_with_busybox, succeed, write};
+use crate::build::{busybox_and_context, rbk, store_with_busybox, succeed, write};
 
 const DOCKERFILE: &str = "FROM localhost/busybox:latest\nCOPY . /app/\nRUN cat /app/a.txt > /copied\nCOPY --chown=7:7 b.txt /owned\n";
 
@@ -120,18 +120,15 @@ RUN wc -c /final > /size\n";
 #[test]
 fn a_stage_that_reruns_to_the_same_files_reruns_nothing_after_it() {
     let test = "a_stage_that_reruns_to_the_same_files_reruns_nothing_after_it";
-    let Some(dir) = store_with_busybox(test) else {
-        return;
-    };
-    let store = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    write(
-        &ctx,
+    let Some((_dir, store, ctx)) = busybox_and_context(
+        test,
         &[
             ("Dockerfile", THREE_STAGES),
             ("src.txt", "# version 1\nprint hello\n"),
         ],
-    );
+    ) else {
+        return;
+    };
     let plain = |extra: &[&str]| {
         let out = succeed(
             rbk(&store)

@@ -246,7 +246,7 @@ impl RemoteCache {
                     Err(RegistryError::NotFound { .. }) => return Ok(None),
                     Err(e) => {
                         return Err(LookupError {
-                            message: crate::registry::cache::error_text(&e),
+                            message: crate::error::error_chain(&e),
                             broken: true,
                         })
                     }

@@ -134,15 +134,3 @@ struct ArtifactManifest<'a> {
     config: &'a Descriptor,
     layers: &'a [Descriptor],
 }
-
-/// An error with its sources, `a: b`.
-pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
