@@ -1090,7 +1090,7 @@ fn run_for_arm64_runs_under_qemu() {
         .args(["run", "--rm", "--platform", "linux/amd64", "arm:1", "true"])
         .output()
         .unwrap();
-    crate::fails_with(
+    crate::run_fails_with(
         &out,
         "arm:1 is linux/arm64, and --platform asks for linux/amd64",
     );

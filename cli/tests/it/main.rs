@@ -65,8 +65,18 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts `out` is a failure (exit 1) whose standard error says `want`.
 pub fn fails_with(out: &Output, want: &str) {
+    fails_with_code(out, 1, want);
+}
+
+/// Asserts `out` is a failure of `rbk run` (exit 125, as `docker run`
+/// when it fails itself) whose standard error says `want`.
+pub fn run_fails_with(out: &Output, want: &str) {
+    fails_with_code(out, 125, want);
+}
+
+fn fails_with_code(out: &Output, code: i32, want: &str) {
     let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(code), "{err}");
     assert!(err.contains(want), "{err}");
 }
 

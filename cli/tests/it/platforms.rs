@@ -205,7 +205,7 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
         .args(["run", "--rm", "--platform", "linux/amd64", &remote, "true"])
         .output()
         .unwrap();
-    fails_with(&out, "has no linux/amd64 variant (it has linux/arm64)");
+    crate::run_fails_with(&out, "has no linux/amd64 variant (it has linux/arm64)");
     succeed(
         rbk(&fresh)
             .arg("pull")
