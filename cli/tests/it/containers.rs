@@ -25,6 +25,21 @@ fn ok(store: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Removes every container of `store` when dropped, so a failing test
+/// leaves no detached container running.
+struct Containers<'a>(&'a Path);
+
+impl Drop for Containers<'_> {
+    fn drop(&mut self) {
+        let Ok(out) = rbk(self.0).args(["ps", "-a", "-q"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = rbk(self.0).args(["rm", "-f", id]).output();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -69,6 +84,7 @@ fn a_detached_container_serves_logs_and_stops_without_leftovers() {
         return;
     };
     let store = dir.path().join("store");
+    let _containers = Containers(&store);
     let port = free_port();
     let marker = format!("rbk-test-marker-{port}");
     let script = format!(
@@ -181,6 +197,7 @@ fn on_failure_restarts_up_to_its_limit() {
         return;
     };
     let store = dir.path().join("store");
+    let _containers = Containers(&store);
     ok(
         &store,
         &[
