@@ -199,7 +199,9 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         return crate::detach::start(root, args);
     }
     let (store, image, config, argv, env) = resolve(root, args, &flags)?;
-    let record = crate::detach::Record::begin(root, args, &config, &argv)?;
+    let publish = crate::ports::choose(&flags.publish)?;
+    let ports: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
+    let record = crate::detach::Record::begin(root, args, &config, &argv, ports)?;
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
     let key = format!("run-{}", record.id());
@@ -236,7 +238,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
             .or_else(|| args.name.clone())
             .unwrap_or_else(|| record.id().to_string()),
         network: flags.network,
-        publish: flags.publish.clone(),
+        publish,
         mounts: binds,
         stdin: if args.interactive {
             StdinMode::Inherit

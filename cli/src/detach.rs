@@ -42,6 +42,7 @@ impl Record {
         args: &RunArgs,
         config: &ContainerConfig,
         argv: &[String],
+        ports: Vec<String>,
     ) -> Result<Record> {
         let detached = std::env::var(DETACHED_ID).ok();
         let id = detached.clone().unwrap_or_else(crate::cmd_run::random_id);
@@ -67,7 +68,7 @@ impl Record {
             image: args.image.clone(),
             command: argv.to_vec(),
             created: now(),
-            ports: args.publish.clone(),
+            ports,
             detached: detached.is_some(),
             stop_signal: config
                 .stop_signal

@@ -25,6 +25,7 @@ mod log_relay;
 mod outputs;
 mod pipe;
 mod platforms;
+mod ports;
 mod progress;
 mod report;
 mod rootless;
@@ -60,6 +61,8 @@ enum Command {
     Ps(cmd_container::PsArgs),
     /// Show a detached container's output
     Logs(cmd_container::LogsArgs),
+    /// Show a container's published ports (`80/tcp -> 0.0.0.0:49153`)
+    Port(ports::PortArgs),
     /// Stop running containers (their STOPSIGNAL, then SIGKILL)
     Stop(cmd_container::StopArgs),
     /// Remove containers
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         })),
         Command::Ps(a) => cmd_container::ps(&root, &a),
         Command::Logs(a) => cmd_container::logs(&root, &a),
+        Command::Port(a) => ports::port(&root, &a, &mut pipe::stdout()),
         Command::Stop(a) => cmd_container::stop(&root, &a),
         Command::Rm(a) => cmd_container::rm(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),

@@ -92,7 +92,12 @@ fn row(root: &Path, s: &State, no_trunc: bool) -> Value {
         "Mounts": "",
         "Names": s.name,
         "Networks": "",
-        "Ports": s.ports.join(", "),
+        "Ports": s
+            .ports
+            .iter()
+            .map(|p| crate::ports::docker_text(p))
+            .collect::<Vec<_>>()
+            .join(", "),
         "RunningFor": since(&s.created),
         "State": if running { "running" } else { "exited" },
         "Status": containers::status_text(root, s),
@@ -146,7 +151,10 @@ mod tests {
             d.path(),
             &args(Some("{{.Names}} {{.Image}} {{.Command}} {{.Ports}}"), false),
         );
-        assert_eq!(text.unwrap(), "web busybox \"sh -c echo hi\" 8080:80\n");
+        assert_eq!(
+            text.unwrap(),
+            "web busybox \"sh -c echo hi\" 0.0.0.0:8080->80/tcp\n"
+        );
         let text = run(d.path(), &args(Some(r"table {{.ID}}\t{{.Status}}"), false)).unwrap();
         assert!(
             text.starts_with("CONTAINER ID   STATUS\n0123456789ab   Exited (0) "),

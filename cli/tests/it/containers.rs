@@ -122,7 +122,7 @@ fn a_detached_container_serves_logs_and_stops_without_leftovers() {
         ps.contains(id) && ps.contains("web") && ps.contains("Up"),
         "{ps}"
     );
-    assert!(ps.contains(&format!("127.0.0.1:{port}:8000")), "{ps}");
+    assert!(ps.contains(&format!("127.0.0.1:{port}->8000/tcp")), "{ps}");
     assert_eq!(ok(&store, &["logs", "web"]), "serving\n");
     // A second container cannot take the name.
     let dup = rbk(&store)
@@ -233,4 +233,97 @@ fn on_failure_restarts_up_to_its_limit() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(125));
     assert!(text(&bad).contains("on-failure"), "{}", text(&bad));
+}
+
+#[test]
+fn a_portless_publish_gets_a_free_host_port() {
+    let Some(dir) = store_with_busybox("a_portless_publish_gets_a_free_host_port") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    let script =
+        "mkdir -p /www && echo hi > /www/index.html && exec /bin/busybox httpd -f -p 8000 -h /www";
+    let run = |publish: &str, name: &str| {
+        ok(
+            &store,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-p",
+                publish,
+                "localhost/busybox:latest",
+                "sh",
+                "-c",
+                script,
+            ],
+        )
+    };
+    run("8000", "all");
+    run("127.0.0.1::8000", "lo");
+    // `rbk port` in Docker's words: `8000/tcp -> 0.0.0.0:49153`.
+    let all = ok(&store, &["port", "all"]);
+    let host: u16 = all
+        .trim()
+        .strip_prefix("8000/tcp -> 0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{all:?}"));
+    assert_ne!(host, 8000, "a port-less -p took the container's port");
+    assert_eq!(
+        ok(&store, &["port", "all", "8000"]),
+        format!("0.0.0.0:{host}\n")
+    );
+    let lo = ok(&store, &["port", "lo", "8000/tcp"]);
+    let lo_port: u16 = lo
+        .trim()
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{lo:?}"));
+    assert_ne!(lo_port, host);
+    let ps = ok(&store, &["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{host}->8000/tcp")), "{ps}");
+    assert!(
+        ps.contains(&format!("127.0.0.1:{lo_port}->8000/tcp")),
+        "{ps}"
+    );
+    for port in [host, lo_port] {
+        let body = get(port, Instant::now() + Duration::from_secs(20));
+        assert!(
+            body.is_some_and(|b| b.ends_with("hi\n")),
+            "nothing on {port}"
+        );
+    }
+    let none = rbk(&store).args(["port", "all", "81"]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(text(&none).contains("81/tcp"), "{}", text(&none));
+}
+
+#[test]
+fn a_taken_port_fails_run_and_leaves_no_container() {
+    let Some(dir) = store_with_busybox("a_taken_port_fails_run_and_leaves_no_container") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for detach in [true, false] {
+        let mut args = vec!["run"];
+        if detach {
+            args.push("-d");
+        }
+        let publish = format!("127.0.0.1:{port}:80");
+        args.extend(["-p", &publish, "localhost/busybox:latest", "sleep", "60"]);
+        let out = rbk(&store).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("127.0.0.1:{port}"))
+                && text(&out).contains("address already in use"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(ok(&store, &["ps", "-a", "-q"]), "", "a container was left");
+    }
 }

@@ -41,15 +41,17 @@ pub struct PortMapping {
     pub proto: String,
     /// The host address to listen on (`0.0.0.0` for all).
     pub host_ip: String,
-    /// The host port.
+    /// The host port; 0 until a free one is chosen (`-p 80`,
+    /// `-p 127.0.0.1::80`).
     pub host_port: u16,
     /// The container's port.
     pub container_port: u16,
 }
 
 impl PortMapping {
-    /// Parses Docker's `-p [IP:]HOST:CONTAINER[/udp|/tcp]` (also
-    /// `CONTAINER` alone, which publishes the same port number).
+    /// Parses Docker's `-p [IP:][HOST]:CONTAINER[/udp|/tcp]` (also
+    /// `CONTAINER` alone): without a host port, `host_port` is 0 and the
+    /// port is to be chosen, as Docker chooses a free one.
     pub fn parse(s: &str) -> Result<PortMapping, String> {
         let bad =
             || format!("invalid --publish {s:?}: use [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]");
@@ -61,7 +63,7 @@ impl PortMapping {
         let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
         let port = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0);
         let (ip, host, container) = match parts[..] {
-            [c] => ("0.0.0.0", c, c),
+            [c] => ("0.0.0.0", "", c),
             [c, h] => ("0.0.0.0", h, c),
             [c, h, ip] => (ip, h, c),
             _ => return Err(bad()),
@@ -75,9 +77,25 @@ impl PortMapping {
         Ok(PortMapping {
             proto: proto.to_string(),
             host_ip: ip.to_string(),
-            host_port: port(host).ok_or_else(bad)?,
+            host_port: match host {
+                "" | "0" => 0,
+                h => port(h).ok_or_else(bad)?,
+            },
             container_port: port(container).ok_or_else(bad)?,
         })
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    /// The mapping as `-p` takes it back: `IP:HOST:CONTAINER/PROTO`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PortMapping {
+            proto,
+            host_ip,
+            host_port,
+            container_port,
+        } = self;
+        write!(f, "{host_ip}:{host_port}:{container_port}/{proto}")
     }
 }
 
@@ -303,7 +321,17 @@ mod tests {
             ("127.0.0.1", 5353, 53)
         );
         assert_eq!(p.proto, "udp");
-        assert_eq!(PortMapping::parse("80").expect("valid").host_port, 80);
+        let p = PortMapping::parse("80").expect("valid");
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("0.0.0.0", 0, 80)
+        );
+        let p = PortMapping::parse("127.0.0.1::80").expect("valid");
+        assert_eq!((p.host_ip.as_str(), p.host_port), ("127.0.0.1", 0));
+        assert_eq!(PortMapping::parse(":80").expect("valid").host_port, 0);
+        let p = PortMapping::parse("127.0.0.1:5353:53/udp").expect("valid");
+        assert_eq!(p.to_string(), "127.0.0.1:5353:53/udp");
+        assert_eq!(PortMapping::parse(&p.to_string()), Ok(p));
         for bad in [
             "",
             "a:80",
@@ -312,6 +340,7 @@ mod tests {
             "80/sctp",
             "example.com:80:80",
             "70000:80",
+            "80:",
         ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad}");
         }
