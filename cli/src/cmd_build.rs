@@ -408,6 +408,12 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
     let input_args = with_oci_layouts_loaded(&store, &args.input)?;
+    // `rbk build -`: the context (or a Dockerfile) from standard input, in
+    // a temporary directory removed when the build ends.
+    let (input_args, _stdin_context) = match crate::stdin_context::resolve(&input_args)? {
+        Some((a, dir)) => (a, Some(dir)),
+        None => (input_args, None),
+    };
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
     if args.check {
         // As `rbk check`: the store's bases, nothing pulled, nothing built.

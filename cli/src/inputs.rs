@@ -53,6 +53,10 @@ pub struct BuildInputArgs {
     /// With an rbk.toml: the targets or groups to build (default: group "default", else all)
     #[arg(value_name = "TARGET")]
     pub names: Vec<String>,
+    /// The Dockerfile `rbk build -` read from standard input (`-f -` then
+    /// names it).
+    #[arg(skip)]
+    pub stdin_dockerfile: Option<String>,
 }
 
 /// A `--build-arg`: `KEY=VALUE`, or `KEY` alone for the value of the
@@ -136,9 +140,12 @@ fn own_ignore_file(dockerfile: &Path) -> Option<String> {
 }
 
 /// The Dockerfile's text: `-` is standard input.
-fn read_dockerfile(path: &Path) -> Result<String> {
+fn read_dockerfile(path: &Path, already_read: Option<&str>) -> Result<String> {
     if path != Path::new("-") {
         return read(path);
+    }
+    if let Some(text) = already_read {
+        return Ok(text.to_string());
     }
     use std::io::{IsTerminal as _, Read as _};
     let mut stdin = std::io::stdin();
@@ -406,7 +413,7 @@ pub fn load_with_settings(args: &BuildInputArgs) -> Result<(Vec<Input>, Vec<Reso
     let input = Input {
         name,
         file: shown,
-        source: read_dockerfile(&dockerfile)?,
+        source: read_dockerfile(&dockerfile, args.stdin_dockerfile.as_deref())?,
         context: context.display().to_string(),
         target: args.target.clone(),
         build_args,

@@ -30,6 +30,7 @@ mod progress;
 mod report;
 mod rootless;
 mod ssh;
+mod stdin_context;
 mod sys;
 
 use std::path::PathBuf;

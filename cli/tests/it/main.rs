@@ -23,6 +23,7 @@ mod run;
 mod security;
 mod shared_store;
 mod snapshots;
+mod stdin_context;
 mod store_disk;
 mod travel;
 
