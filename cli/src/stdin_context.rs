@@ -5,7 +5,8 @@
 //!   gzip-compressed one: the build context, unpacked into a temporary
 //!   directory (removed with the build) — no entry may leave it: absolute
 //!   names, `..` and hard links out are refused, and nothing is written
-//!   through a symbolic link; `-f` names a Dockerfile inside it;
+//!   through a symbolic link; devices and FIFOs are skipped; `-f` names a
+//!   Dockerfile inside it;
 //! - anything else: a Dockerfile, with no context (COPY finds nothing).
 
 use std::io::{Cursor, Read};
@@ -139,7 +140,12 @@ fn unpack(r: impl Read, dir: &Path) -> Result<()> {
                 name.display()
             );
         }
-        if entry.header().entry_type().is_hard_link() {
+        let t = entry.header().entry_type();
+        if !(t.is_file() || t.is_dir() || t.is_symlink() || t.is_hard_link()) {
+            // Devices and FIFOs are no part of a build context.
+            continue;
+        }
+        if t.is_hard_link() {
             let target = entry.link_name().ok().flatten().map(|l| l.into_owned());
             if !target.as_deref().is_some_and(inside) {
                 bail!(
