@@ -3,6 +3,7 @@
 //! codes.
 
 mod build_cache;
+mod cmd_bake;
 mod cmd_build;
 mod cmd_cache;
 mod cmd_check;
@@ -56,6 +57,9 @@ struct Cli {
 enum Command {
     /// Build images from a Dockerfile or an rbk.toml
     Build(Box<cmd_build::BuildArgs>),
+    /// Build the targets of docker-bake.hcl/.json, compose.yaml or rbk.toml
+    /// (as `docker buildx bake`)
+    Bake(cmd_bake::BakeArgs),
     /// Run a command in a new container from an image
     Run(cmd_run::RunArgs),
     /// List containers (running ones; -a for all)
@@ -171,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let _ = SNAPSHOTTER.set(cli.snapshotter);
     match cli.command {
         Command::Build(a) => cmd_build::build(&root, &a),
+        Command::Bake(a) => cmd_bake::bake(&root, &a),
         // As `docker run`: 125 when rbk itself fails (no such image, a bad
         // flag), 126/127 when the command cannot run, else the command's.
         Command::Run(a) => Ok(cmd_run::run(&root, &a).unwrap_or_else(|e| {
