@@ -43,6 +43,8 @@ pub struct BakeArgs {
 #[derive(Debug, Parser)]
 #[command(
     name = "rbk bake",
+    override_usage = "rbk bake [-f BAKE_FILE] [OPTIONS] [TARGET]...\n\n\
+        Here -f names the bake file, not a Dockerfile; the other options are rbk build's.",
     about = "Build the targets of a bake file (docker-bake.hcl, docker-bake.json, \
              compose.yaml or rbk.toml; -f FILE names one)"
 )]
