@@ -2,8 +2,8 @@
 //! (see [`super::records`]), only those the registry lacks, in parallel;
 //! then the index the cache ref names.
 
-use super::records::{self, record_tag, IndexConfig, IndexEntry, INDEX_MEDIA_TYPE};
-use super::{ArtifactManifest, CacheEntry, CACHE_ARTIFACT_TYPE};
+use super::records::{self, record_tag, IndexEntry};
+use super::CacheEntry;
 use crate::cache::CacheRecord;
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -179,24 +179,7 @@ fn put_index(
     listed: Vec<IndexEntry>,
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<Digest, RegistryError> {
-    let config_bytes = serde_json::to_vec(&IndexConfig {
-        version: 2,
-        records: listed,
-    })
-    .map_err(|e| StoreError::json("cache index", e))?;
-    let config = Descriptor::new(
-        INDEX_MEDIA_TYPE,
-        store.content.put(&config_bytes)?,
-        config_bytes.len() as u64,
-    );
+    let (config, manifest) = records::index_artifact(listed, |b| store.content.put(b))?;
     client.push_blobs(store, dest, std::slice::from_ref(&config), progress)?;
-    let manifest = serde_json::to_vec(&ArtifactManifest {
-        schema_version: 2,
-        media_type: MEDIA_TYPE_OCI_MANIFEST,
-        artifact_type: CACHE_ARTIFACT_TYPE,
-        config: &config,
-        layers: &[],
-    })
-    .map_err(|e| StoreError::json("cache manifest", e))?;
     client.put_manifest(dest, MEDIA_TYPE_OCI_MANIFEST, &manifest, progress)
 }

@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::records::{self, IndexConfig, IndexEntry, INDEX_MEDIA_TYPE};
-use super::CACHE_ARTIFACT_TYPE;
-use super::{local_entries, ArtifactManifest, CacheConfig, CacheEntry, ExportReport};
+use super::{local_entries, CacheConfig, CacheEntry, ExportReport};
 use crate::cache::CacheRecord;
 use crate::digest::Digest;
 use crate::error::StoreError;
@@ -204,24 +203,7 @@ fn write_record(
 /// Writes the index of the export's records and swaps `index.json` to it
 /// in one rename; returns the index manifest's digest.
 fn write_index(dir: &Path, listed: Vec<IndexEntry>) -> Result<Digest, StoreError> {
-    let config_bytes = serde_json::to_vec(&IndexConfig {
-        version: 2,
-        records: listed,
-    })
-    .map_err(|e| StoreError::json("cache index", e))?;
-    let config = Descriptor::new(
-        INDEX_MEDIA_TYPE,
-        write_blob(dir, &config_bytes)?,
-        config_bytes.len() as u64,
-    );
-    let manifest_bytes = serde_json::to_vec(&ArtifactManifest {
-        schema_version: 2,
-        media_type: MEDIA_TYPE_OCI_MANIFEST,
-        artifact_type: CACHE_ARTIFACT_TYPE,
-        config: &config,
-        layers: &[],
-    })
-    .map_err(|e| StoreError::json("cache manifest", e))?;
+    let (_, manifest_bytes) = records::index_artifact(listed, |b| write_blob(dir, b))?;
     let digest = write_blob(dir, &manifest_bytes)?;
     let mut desc = Descriptor::new(
         MEDIA_TYPE_OCI_MANIFEST,

@@ -194,6 +194,34 @@ pub(super) struct IndexEntry {
     pub(super) tag: String,
 }
 
+/// The index artifact of an export's records: its config blob, stored
+/// with `put` (the store, or a local cache directory), and the manifest
+/// naming it.
+pub(super) fn index_artifact(
+    listed: Vec<IndexEntry>,
+    put: impl FnOnce(&[u8]) -> Result<Digest, StoreError>,
+) -> Result<(Descriptor, Vec<u8>), StoreError> {
+    let config_bytes = serde_json::to_vec(&IndexConfig {
+        version: 2,
+        records: listed,
+    })
+    .map_err(|e| StoreError::json("cache index", e))?;
+    let config = Descriptor::new(
+        INDEX_MEDIA_TYPE,
+        put(&config_bytes)?,
+        config_bytes.len() as u64,
+    );
+    let manifest = serde_json::to_vec(&super::ArtifactManifest {
+        schema_version: 2,
+        media_type: MEDIA_TYPE_OCI_MANIFEST,
+        artifact_type: super::CACHE_ARTIFACT_TYPE,
+        config: &config,
+        layers: &[],
+    })
+    .map_err(|e| StoreError::json("cache manifest", e))?;
+    Ok((config, manifest))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
