@@ -7,7 +7,7 @@
 //! (scripts/demo.sh, scripts/test.sh) stop before any work with the
 //! command that mends it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -251,23 +251,8 @@ fn cgroups() -> Piece {
     Piece::new("cgroups", "nothing yet: reported for completeness", found)
 }
 
-/// A tool on the PATH (or in /usr/bin, /bin, /usr/sbin, /sbin).
-fn find_tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([
-            "/usr/bin".into(),
-            "/bin".into(),
-            "/usr/sbin".into(),
-            "/sbin".into(),
-        ])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 fn tool(name: &str) -> Result<String, String> {
-    find_tool(name)
+    crate::rootless::find_tool(name)
         .map(|p| p.display().to_string())
         .ok_or_else(|| format!("{name} is not installed"))
 }
@@ -310,11 +295,7 @@ fn newuidmap(is_root: bool) -> Piece {
 
 fn subids(is_root: bool) -> Piece {
     let uid = nix::unistd::getuid().as_raw();
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
+    let name = crate::rootless::user_name(uid).unwrap_or_else(|| uid.to_string());
     let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
     let count = |f: &str| -> u64 {
         crate::rootless::ranges_in(&read(f), &name, uid)

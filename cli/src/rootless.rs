@@ -41,7 +41,7 @@ pub fn ranges_in(text: &str, user: &str, uid: u32) -> Vec<Range> {
 }
 
 /// The user's name, from /etc/passwd (for the subordinate id files).
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
@@ -49,11 +49,17 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
-fn find_tool(name: &str) -> Option<PathBuf> {
+/// A tool on the PATH, or in the usual system directories.
+pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/bin".into(), "/bin".into()])
+        .chain([
+            "/usr/bin".into(),
+            "/bin".into(),
+            "/usr/sbin".into(),
+            "/sbin".into(),
+        ])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
