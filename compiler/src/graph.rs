@@ -606,16 +606,17 @@ impl BuildGraph {
 /// no two different ops can encode the same bytes. Documented in
 /// `docs/graph.md`.
 ///
-/// Two encodings written side by side: a vertex's identity ([`Vertex::digest`],
-/// where contexts live) and its cache definition ([`Vertex::key`], what
-/// they are called). Fields other than contexts and inputs go to both.
-pub(crate) struct Canon2 {
+/// Three encodings written side by side: a vertex's identity
+/// ([`Vertex::digest`], where contexts live), its cache definition
+/// ([`Vertex::key`], what they are called) and its op alone
+/// ([`Vertex::own`], no inputs). Other fields go to all three.
+pub(crate) struct Canons {
     id: Canon,
     key: Canon,
     own: Canon,
 }
 
-/// What [`Canon2`] makes: [`Vertex::digest`], [`Vertex::key`] and
+/// What [`Canons`] makes: [`Vertex::digest`], [`Vertex::key`] and
 /// [`Vertex::own`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Digests {
@@ -624,9 +625,9 @@ pub(crate) struct Digests {
     pub own: VertexDigest,
 }
 
-impl Canon2 {
+impl Canons {
     pub(crate) fn new(kind: &str) -> Self {
-        Canon2 {
+        Canons {
             id: Canon::new(kind),
             key: Canon::new(kind),
             own: Canon::new(kind),
@@ -634,25 +635,25 @@ impl Canon2 {
     }
 
     pub(crate) fn str(&mut self, tag: &str, v: &str) -> &mut Self {
-        self.both(|c| {
+        self.each(|c| {
             c.str(tag, v);
         })
     }
 
     pub(crate) fn strs<S: AsRef<str>>(&mut self, tag: &str, v: &[S]) -> &mut Self {
-        self.both(|c| {
+        self.each(|c| {
             c.strs(tag, v);
         })
     }
 
     pub(crate) fn num(&mut self, tag: &str, v: u64) -> &mut Self {
-        self.both(|c| {
+        self.each(|c| {
             c.num(tag, v);
         })
     }
 
     pub(crate) fn digest(&mut self, tag: &str, d: &VertexDigest) -> &mut Self {
-        self.both(|c| {
+        self.each(|c| {
             c.digest(tag, d);
         })
     }
@@ -675,7 +676,7 @@ impl Canon2 {
     }
 
     /// Writes the same fields to every encoding.
-    pub(crate) fn both(&mut self, f: impl Fn(&mut Canon)) -> &mut Self {
+    pub(crate) fn each(&mut self, f: impl Fn(&mut Canon)) -> &mut Self {
         f(&mut self.id);
         f(&mut self.key);
         f(&mut self.own);

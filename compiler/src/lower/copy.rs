@@ -6,7 +6,7 @@ use super::util::expand_heredoc;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, Digests, FileOp, InlineFile, Op, Source, Vertex, VertexId};
+use crate::graph::{Canons, Digests, FileOp, InlineFile, Op, Source, Vertex, VertexId};
 use crate::instructions::{self, Copy};
 use crate::parse::expand::Env;
 
@@ -136,14 +136,14 @@ impl Lowerer<'_, '_, '_> {
     /// The definition digest of a file op over the state's head.
     fn file_digest(&self, op: &FileOp, state: &State) -> Digests {
         let graph = &self.compiler.graph;
-        let mut c = Canon2::new("file");
+        let mut c = Canons::new("file");
         c.vertex("parent", graph.vertex(state.head))
             .num("add", op.add as u64);
         match &op.from {
             Source::Context { path, name } => c.context("context", path, name),
             Source::Vertex(v) => c.vertex("from", graph.vertex(*v)),
         };
-        c.both(|c| op.canon_fields(c));
+        c.each(|c| op.canon_fields(c));
         c.finish()
     }
 }

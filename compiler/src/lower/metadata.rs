@@ -7,7 +7,7 @@ use super::util::{expand_port, health_config, json_list, node_rest, quote_if_nee
 use super::{Lowerer, Stage, State, MAX_EXPOSED_PORTS};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, Digests, Op, Origin, Vertex, VertexId};
+use crate::graph::{Canons, Digests, Op, Origin, Vertex, VertexId};
 use crate::instructions::{self, Command, Instruction};
 use crate::parse::expand::Env;
 
@@ -206,7 +206,7 @@ impl Lowerer<'_, '_, '_> {
             id: digest,
             key,
             own,
-        } = Canon2::new("config")
+        } = Canons::new("config")
             .vertex("parent", self.compiler.graph.vertex(state.head))
             .str("instruction", &instruction)
             .finish();

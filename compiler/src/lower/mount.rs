@@ -1,12 +1,12 @@
 //! `RUN --mount=…` options → typed mounts, and their part of a digest.
 
-use crate::graph::{BuildGraph, Canon2, Mount, MountKind, Sharing, Source};
+use crate::graph::{BuildGraph, Canons, Mount, MountKind, Sharing, Source};
 
 use super::util::join_path;
 
-pub(super) fn canon_mount(c: &mut Canon2, m: &Mount, graph: &BuildGraph) {
+pub(super) fn canon_mount(c: &mut Canons, m: &Mount, graph: &BuildGraph) {
     c.str("mount.target", &m.target);
-    let src = |c: &mut Canon2, s: &Source| match s {
+    let src = |c: &mut Canons, s: &Source| match s {
         Source::Context { path, name } => {
             c.context("mount.context", path, name);
         }

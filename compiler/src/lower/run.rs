@@ -8,7 +8,7 @@ use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{
-    Canon2, Digests, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
+    Canons, Digests, ExecEnv, ExecOp, Mount, Network, Op, Source, Vertex, VertexDigest, VertexId,
 };
 use crate::instructions::{self, Command, Run};
 use crate::parse::expand::Env;
@@ -110,7 +110,7 @@ impl Lowerer<'_, '_, '_> {
 
     /// The definition digest of an exec op over the state's head.
     fn exec_digest(&self, op: &ExecOp, state: &State) -> Digests {
-        let mut c = Canon2::new("exec");
+        let mut c = Canons::new("exec");
         c.vertex("parent", self.compiler.graph.vertex(state.head))
             .strs("args", &op.args)
             .digest("env", &VertexDigest(op.env.digest()))

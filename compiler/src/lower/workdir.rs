@@ -5,7 +5,7 @@ use super::util::join_path;
 use super::{Lowerer, Stage, State};
 use crate::ast::Node;
 use crate::error::ParseError;
-use crate::graph::{Canon2, Digests, Op, Vertex};
+use crate::graph::{Canons, Digests, Op, Vertex};
 use crate::parse::expand::Env;
 
 impl Lowerer<'_, '_, '_> {
@@ -26,7 +26,7 @@ impl Lowerer<'_, '_, '_> {
             id: digest,
             key,
             own,
-        } = Canon2::new("workdir")
+        } = Canons::new("workdir")
             .vertex("parent", self.compiler.graph.vertex(state.head))
             .str("path", &path)
             .str("user", &user)
