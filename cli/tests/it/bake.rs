@@ -2,22 +2,7 @@
 //! directory (or `-f FILE`), targets, and `rbk build`'s flags.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
-use crate::build::{busybox_and_context, rbk};
-
-fn cat(store: &Path, tag: &str, file: &str) -> String {
-    let out = rbk(store)
-        .args(["run", "--rm", "--network", "none", tag, "cat", file])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::build::{busybox_and_context, cat, rbk};
 
 #[test]
 fn bake_finds_its_file_and_builds_the_named_targets() {

@@ -70,6 +70,12 @@ pub(crate) fn succeed(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// The content of `file` in image `tag` (`rbk run --rm --network none`).
+pub(crate) fn cat(store: &Path, tag: &str, file: &str) -> String {
+    let out = succeed(rbk(store).args(["run", "--rm", "--network", "none", tag, "cat", file]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Tars the tree at `dir` into `tarball`, owners as numbers.
 pub(crate) fn tar_dir(dir: &Path, tarball: &Path) {
     let ok = Command::new("tar")

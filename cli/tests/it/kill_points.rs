@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::build::{rbk, store_with_busybox, succeed, write};
+use crate::build::{busybox_and_context, rbk, succeed, write};
 use crate::cache::Registry;
 
 /// How long after its start each victim is killed: before it opens the
@@ -55,18 +55,15 @@ fn sha256(path: &Path) -> String {
 #[test]
 fn rbk_killed_at_any_point_leaves_a_sound_store_and_redoes_the_same() {
     let test = "rbk_killed_at_any_point_leaves_a_sound_store_and_redoes_the_same";
-    let Some(dir) = store_with_busybox(test) else {
-        return;
-    };
-    let store = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    write(
-        &ctx,
+    let Some((dir, store, ctx)) = busybox_and_context(
+        test,
         &[(
             "Dockerfile",
             "FROM localhost/busybox:latest\nRUN dd if=/dev/zero of=/big bs=1M count=24 2>/dev/null && echo done > /done\n",
         )],
-    );
+    ) else {
+        return;
+    };
     let build = |store: &Path| {
         let mut c = rbk(store);
         c.args(["build", "--no-cache", "--progress", "plain", "-t", "app"])

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::build::{busybox_and_context, rbk};
+use crate::build::{busybox_and_context, cat, rbk};
 
 /// `rbk build -t TAG [extra] -` with `input` on standard input and its
 /// temporary files under `tmp`.
@@ -23,19 +23,6 @@ fn build_stdin(store: &Path, tmp: &Path, tag: &str, extra: &[&str], input: &[u8]
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn cat(store: &Path, tag: &str, file: &str) -> String {
-    let out = rbk(store)
-        .args(["run", "--rm", "--network", "none", tag, "cat", file])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn tar_of(ctx: &Path, gzip: bool) -> Vec<u8> {
