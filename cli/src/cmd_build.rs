@@ -477,6 +477,7 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         to: caches.to,
     };
     let mut summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
+    crate::timings::save_local(root, &graph, &summary);
     crate::platforms::commit_indexes(&store, &groups, &mut summary)?;
     let client = || client.get();
     let done = Done {

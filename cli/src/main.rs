@@ -12,6 +12,7 @@ mod cmd_graph;
 mod cmd_image;
 mod cmd_manifest;
 mod cmd_meta;
+mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
@@ -25,6 +26,8 @@ mod inputs;
 mod log_relay;
 mod outputs;
 mod pipe;
+mod plan_doc;
+mod plan_emit;
 mod platforms;
 mod ports;
 mod progress;
@@ -33,6 +36,7 @@ mod rootless;
 mod ssh;
 mod stdin_context;
 mod sys;
+mod timings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +80,9 @@ enum Command {
     Parse(cmd_graph::ParseArgs),
     /// Show the build graph of Dockerfiles or an rbk.toml
     Graph(cmd_graph::GraphArgs),
+    /// Split a target file's build over several builders (CI jobs,
+    /// Kubernetes pods) sharing a registry: who builds what, or the pipeline
+    Plan(Box<cmd_plan::PlanArgs>),
     /// Check Dockerfiles with BuildKit's lint rules (as `docker build --check`)
     Check(cmd_check::CheckArgs),
     /// Download an image from a registry
@@ -197,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cache(c) => cmd_cache::run(c),
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
+        Command::Plan(a) => cmd_plan::plan(&root, &a),
         Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Version(a) => cmd_meta::version(&root, &a),
         Command::Man(a) => cmd_meta::man(Cli::command(), &a),
@@ -242,6 +250,7 @@ fn needs_namespace(command: &Command) -> bool {
         command,
         Command::Parse(_)
             | Command::Graph(_)
+            | Command::Plan(_)
             | Command::Check(_)
             | Command::Login(_)
             | Command::Cache(_)

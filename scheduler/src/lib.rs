@@ -18,6 +18,7 @@ pub mod progress;
 mod runner;
 pub mod sandbox;
 pub mod session;
+pub mod shard;
 pub mod shared_cache;
 pub mod solve;
 pub mod state;

@@ -25,6 +25,7 @@ mod local;
 pub mod mounts;
 mod prune;
 pub mod records;
+pub mod timings;
 
 pub use export::{export, export_mounts, ExportReport};
 pub use import::{LookupStats, RemoteCache};

@@ -63,7 +63,7 @@ pub fn is_record_tag(cache_tag: &str, tag: &str) -> bool {
         })
 }
 
-fn record_prefix(cache_tag: &str) -> String {
+pub(super) fn record_prefix(cache_tag: &str) -> String {
     if cache_tag.len() <= MAX_PLAIN_TAG {
         return cache_tag.to_string();
     }

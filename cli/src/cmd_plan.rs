@@ -1,0 +1,269 @@
+//! `rbk plan FILE --shards N`: which shard of a fleet builds which target
+//! (see `rbk_scheduler::shard`), printed for people, as JSON for
+//! `rbk build --plan`, or as the pipeline of the engine that runs the
+//! shards.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use rbk_compiler::BuildGraph;
+use rbk_scheduler::shard::{self, ShardPlan};
+
+use crate::inputs::{self, BuildInputArgs};
+use crate::plan_doc::{PlanDoc, PlanMerge, PlanUnit, PLAN_VERSION};
+use crate::plan_emit::{self, EmitArgs, Engine};
+
+/// `rbk plan`
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  rbk plan rbk.toml --shards 4                        # who builds what, the expected times
+  rbk plan rbk.toml --shards 4 --format json > plan.json
+  rbk build rbk.toml --plan plan.json --shard 2/4     # on the second machine
+  rbk plan rbk.toml --shards 4 --cache-ref reg/cache:main --format github > .github/workflows/images.yml
+  rbk plan --from plan.json --format k8s | kubectl apply -f -")]
+pub struct PlanArgs {
+    /// How many builders (shards) share the work
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: u16,
+    /// Output: text (for people), json (for `rbk build --plan`), github (a
+    /// GitHub Actions workflow), gitlab (a GitLab CI pipeline) or k8s (a
+    /// Kubernetes Indexed Job)
+    #[arg(long, default_value = "text")]
+    pub format: PlanFormat,
+    /// Write the output to FILE instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Use the plan FILE (written by `--format json`) instead of computing
+    /// one: to print it again in another format
+    #[arg(long = "from", value_name = "PLAN.json", conflicts_with = "shards")]
+    pub from: Option<PathBuf>,
+    /// The registry cache the shards share (HOST/NAME:TAG): the step
+    /// durations recorded there balance the split, and the emitted
+    /// pipelines import and export it
+    #[arg(long = "cache-ref", value_name = "REF")]
+    pub cache_ref: Option<String>,
+    #[command(flatten)]
+    pub emit: EmitArgs,
+    #[command(flatten)]
+    pub input: BuildInputArgs,
+    #[command(flatten)]
+    pub registry: crate::cmd_registry::RegistryFlags,
+}
+
+/// How `rbk plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// For people.
+    Text,
+    /// For `rbk build --plan` and other programs.
+    Json,
+    /// A GitHub Actions workflow.
+    Github,
+    /// A GitLab CI pipeline.
+    Gitlab,
+    /// A Kubernetes Indexed Job.
+    K8s,
+}
+
+/// Prints the plan.
+pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
+    let doc = match &args.from {
+        Some(path) => PlanDoc::read(path)?,
+        None => {
+            let graph = compile(root, &args.input)?;
+            let timings = crate::timings::load(root, args.cache_ref.as_deref(), &args.registry);
+            let plan = shard::plan(&graph, usize::from(args.shards), &timings);
+            document(&args.input, &graph, &plan, args.cache_ref.clone())
+        }
+    };
+    let text = match args.format {
+        PlanFormat::Text => text(&doc),
+        PlanFormat::Json => serde_json::to_string_pretty(&doc)? + "\n",
+        PlanFormat::Github => plan_emit::emit(&doc, Engine::Github, &args.emit)?,
+        PlanFormat::Gitlab => plan_emit::emit(&doc, Engine::Gitlab, &args.emit)?,
+        PlanFormat::K8s => plan_emit::emit(&doc, Engine::K8s, &args.emit)?,
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            use std::io::Write as _;
+            let mut out = crate::pipe::stdout();
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                if !crate::pipe::closed() {
+                    return Err(e).context("cannot write the plan");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Compiles the target file as `rbk build` would (base images from the
+/// store when it has them; nothing pulled).
+pub fn compile(root: &Path, input: &BuildInputArgs) -> Result<BuildGraph> {
+    if !matches!(
+        inputs::path_kind(&input.path)?,
+        inputs::PathKind::Targets(_)
+    ) {
+        bail!(
+            "{}: a plan splits the targets of a target file (rbk.toml, docker-bake.json, \
+             docker-bake.hcl, compose.yaml); one Dockerfile is one target",
+            input.path.display()
+        );
+    }
+    let inputs = inputs::load(input)?;
+    let graph = match crate::existing_store(root) {
+        Some(store) => {
+            let bases = rbk_scheduler::step::from::BaseImages::new(&store);
+            crate::cmd_graph::compile_all(&inputs, &crate::cmd_build::StoreResolver(&bases))?
+        }
+        None => crate::cmd_graph::compile_all(&inputs, &rbk_compiler::NoResolver)?,
+    };
+    Ok(graph)
+}
+
+fn unit_name(graph: &BuildGraph, u: usize) -> String {
+    let img = &graph.images[u];
+    format!("{}@{}", img.name, img.platform)
+}
+
+/// The plan as a document.
+pub fn document(
+    input: &BuildInputArgs,
+    graph: &BuildGraph,
+    plan: &ShardPlan,
+    cache: Option<String>,
+) -> PlanDoc {
+    let units: Vec<PlanUnit> = plan
+        .units
+        .iter()
+        .map(|p| {
+            let img = &graph.images[p.image];
+            PlanUnit {
+                target: img.name.clone(),
+                platform: img.platform.clone(),
+                shard: p.shard + 1,
+                steps: p.steps,
+                cost: round(p.cost),
+                start: round(p.start),
+                finish: round(p.finish),
+                needs: p.needs.iter().map(|&w| unit_name(graph, w)).collect(),
+                tags: img.tags.clone(),
+            }
+        })
+        .collect();
+    PlanDoc {
+        version: PLAN_VERSION,
+        file: input.path.display().to_string(),
+        targets: input.names.clone(),
+        shards: plan.shards,
+        graph: shard::graph_digest(graph),
+        cache,
+        cost_unit: if plan.seconds { "seconds" } else { "steps" }.to_string(),
+        makespan: round(plan.makespan),
+        critical_path: round(plan.critical_path),
+        total: round(plan.total),
+        critical: plan.critical.iter().map(|&u| unit_name(graph, u)).collect(),
+        merges: merges(&units),
+        units,
+    }
+}
+
+/// Targets with platforms on several shards.
+fn merges(units: &[PlanUnit]) -> Vec<PlanMerge> {
+    let mut by_target: std::collections::BTreeMap<&str, Vec<&PlanUnit>> = Default::default();
+    for u in units {
+        by_target.entry(&u.target).or_default().push(u);
+    }
+    by_target
+        .into_iter()
+        .filter_map(|(target, us)| {
+            let mut shards: Vec<usize> = us.iter().map(|u| u.shard).collect();
+            shards.sort_unstable();
+            shards.dedup();
+            (shards.len() > 1).then(|| {
+                let mut platforms: Vec<String> = us.iter().map(|u| u.platform.clone()).collect();
+                platforms.sort();
+                PlanMerge {
+                    target: target.to_string(),
+                    tags: us.first().map(|u| u.tags.clone()).unwrap_or_default(),
+                    platforms,
+                    shards,
+                }
+            })
+        })
+        .collect()
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The plan for people: each shard's targets, then the expectations.
+fn text(doc: &PlanDoc) -> String {
+    use std::fmt::Write as _;
+    let unit = |x: f64| match doc.cost_unit.as_str() {
+        "seconds" => format!("{x:.1}s"),
+        _ => format!("{x:.0} steps"),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} targets × platforms on {} shards (costs in {}{})",
+        doc.file,
+        doc.units.len(),
+        doc.shards,
+        doc.cost_unit,
+        if doc.cost_unit == "steps" {
+            ": no durations recorded yet"
+        } else {
+            ", from earlier runs"
+        }
+    );
+    for s in 1..=doc.shards {
+        let mine: Vec<&PlanUnit> = doc.shard_units(s).collect();
+        let work: f64 = mine.iter().map(|u| u.cost).sum();
+        let end = mine.iter().map(|u| u.finish).fold(0.0, f64::max);
+        let _ = writeln!(out, "shard {s}/{}: {} of work, done at ~{}", doc.shards, unit(work), unit(end));
+        if mine.is_empty() {
+            let _ = writeln!(out, "  (nothing: fewer units than shards)");
+        }
+        for u in mine {
+            let waits = if u.needs.is_empty() {
+                String::new()
+            } else {
+                format!("  on {}", u.needs.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>3} steps  {:>9} .. {:<9}{waits}",
+                u.name(),
+                u.steps,
+                unit(u.start),
+                unit(u.finish)
+            );
+        }
+    }
+    for m in &doc.merges {
+        let _ = writeln!(
+            out,
+            "merge: {} ({}) from shards {:?}: `rbk manifest merge`",
+            m.target,
+            m.platforms.join(", "),
+            m.shards
+        );
+    }
+    let ideal = (doc.total / doc.shards as f64).max(doc.critical_path);
+    let _ = writeln!(
+        out,
+        "expected makespan {} (one builder: {}; bound for {} shards: {}); critical path {}: {}",
+        unit(doc.makespan),
+        unit(doc.total),
+        doc.shards,
+        unit(ideal),
+        unit(doc.critical_path),
+        doc.critical.join(" → ")
+    );
+    out
+}
