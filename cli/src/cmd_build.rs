@@ -53,6 +53,8 @@ use crate::progress::{self, ProgressMode};
 pub struct BuildArgs {
     #[command(flatten)]
     pub input: BuildInputArgs,
+    #[command(flatten)]
+    pub shard: crate::shard_build::ShardArgs,
     /// Secret for RUN --mount=type=secret (repeatable): id=ID,src=FILE,
     /// id=ID,env=VAR, or id=ID alone (the variable ID, else the file ID)
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
@@ -445,6 +447,12 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     check_outputs(args, &outputs, &targets, names.len())?;
     check_tags(&inputs)?;
     let mut graph = compile_all(&inputs, &resolver)?;
+    let shard = crate::shard_build::setup(&args.shard, &mut graph, |graph, n| {
+        plan_shards(root, args, graph, n)
+    })?;
+    if let Some(s) = &shard {
+        options.fleet = Some(s.fleet.clone());
+    }
     let groups = crate::platforms::hold_tags(&mut graph);
     check_no_cache_filter(args, &graph)?;
     let failures = resolver.failures();
@@ -467,17 +475,24 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         &caches.from,
         &mount_ids,
     );
-    options.inline_cache = caches.inline;
+    options.inline_cache = caches.inline.clone();
+    if let Some(s) = &shard {
+        crate::shard_build::check_caches(s, &caches)?;
+    }
     for w in &graph.warnings {
         eprintln!("warning: {w}");
     }
     let backend = Backend {
         compression,
         from: caches.from,
-        to: caches.to,
+        to: caches.to.clone(),
     };
     let mut summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
     crate::timings::save_local(root, &graph, &summary);
+    let shard_report = shard.as_ref().map(|s| {
+        crate::shard_build::record_timings(s, &store, &caches.to, &graph, &summary);
+        crate::shard_build::report(s, &graph, &summary)
+    });
     crate::platforms::commit_indexes(&store, &groups, &mut summary)?;
     let client = || client.get();
     let done = Done {
@@ -486,8 +501,29 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         outputs: &outputs,
         targets: &targets,
         graph: &graph,
+        shard: shard_report,
     };
     done.finish(args, &summary, started)
+}
+
+/// The plan of `n` shards a shard without `--plan` follows: made as `rbk
+/// plan` makes it, with the durations of the first registry cache it
+/// reads, so every shard of the fleet makes the same one.
+fn plan_shards(
+    root: &Path,
+    args: &BuildArgs,
+    graph: &rbk_compiler::BuildGraph,
+    n: usize,
+) -> crate::plan_doc::PlanDoc {
+    let cache_ref = args.cache_from.iter().find_map(|s| {
+        match parse_cache_spec("--cache-from", s).ok()?.place {
+            crate::build_cache::CachePlace::Registry(r) => Some(r.to_string()),
+            _ => None,
+        }
+    });
+    let timings = crate::timings::load(root, cache_ref.as_deref(), &args.registry);
+    let plan = rbk_scheduler::shard::plan(graph, n, &timings);
+    crate::cmd_plan::document(&args.input, graph, &plan, cache_ref)
 }
 
 /// How the store backend is set up for a build.
@@ -651,6 +687,8 @@ struct Done<'a> {
     outputs: &'a [Output],
     targets: &'a TargetOptions,
     graph: &'a rbk_compiler::BuildGraph,
+    /// A fleet build's report on its shard, for the metadata file.
+    shard: Option<serde_json::Value>,
 }
 
 impl Done<'_> {
@@ -668,7 +706,7 @@ impl Done<'_> {
             outputs::export(self.store, self.client, outs, &image)
                 .with_context(|| format!("target {name:?}: output"))?;
         }
-        write_result_files(self.store, args, summary)?;
+        write_result_files(self.store, args, summary, self.shard.as_ref())?;
         if let Some(path) = &args.graph_out {
             let marks = build_marks(self.graph, summary);
             let page = render::render_marked(self.graph, render::Format::Html, &marks);
@@ -852,7 +890,12 @@ fn outputs_of(args: &BuildArgs) -> Result<Vec<Output>> {
 }
 
 /// `--iidfile` and `--metadata-file`.
-fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -> Result<()> {
+fn write_result_files(
+    store: &Store,
+    args: &BuildArgs,
+    summary: &BuildSummary,
+    shard: Option<&serde_json::Value>,
+) -> Result<()> {
     if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
         std::fs::write(path, img.id.to_string())
             .with_context(|| format!("cannot write --iidfile {}", path.display()))?;
@@ -879,8 +922,8 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
     };
     // One image: its fields at the top, as `docker buildx build`; several
     // (an rbk.toml): one object per target, as `docker buildx bake`.
-    let doc = match summary.images.as_slice() {
-        [one] => entry(one)?,
+    let mut doc = match summary.images.as_slice() {
+        [one] if shard.is_none() => entry(one)?,
         many => {
             let mut map = serde_json::Map::new();
             for img in many {
@@ -889,6 +932,11 @@ fn write_result_files(store: &Store, args: &BuildArgs, summary: &BuildSummary) -
             serde_json::Value::Object(map)
         }
     };
+    // A shard's report, beside its targets (as bake's own `buildx.build.*`
+    // keys sit beside them).
+    if let (Some(report), Some(map)) = (shard, doc.as_object_mut()) {
+        map.insert("rbk.shard".to_string(), report.clone());
+    }
     let text = serde_json::to_string_pretty(&doc)?;
     std::fs::write(path, text + "\n")
         .with_context(|| format!("cannot write --metadata-file {}", path.display()))
@@ -936,6 +984,7 @@ fn options(args: &BuildArgs) -> Result<(BuildOptions, Compression)> {
         explain: args.explain,
         source_date_epoch: source_date_epoch(args)?,
         allow,
+        fleet: None,
     };
     Ok((options, compression))
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use rbk_compiler::BuildGraph;
 use rbk_scheduler::shard::{self, ShardPlan};
 
@@ -99,19 +99,10 @@ pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Compiles the target file as `rbk build` would (base images from the
-/// store when it has them; nothing pulled).
+/// Compiles the target file (or Dockerfile: its platforms are the units)
+/// as `rbk build` would (base images from the store when it has them;
+/// nothing pulled).
 pub fn compile(root: &Path, input: &BuildInputArgs) -> Result<BuildGraph> {
-    if !matches!(
-        inputs::path_kind(&input.path)?,
-        inputs::PathKind::Targets(_)
-    ) {
-        bail!(
-            "{}: a plan splits the targets of a target file (rbk.toml, docker-bake.json, \
-             docker-bake.hcl, compose.yaml); one Dockerfile is one target",
-            input.path.display()
-        );
-    }
     let inputs = inputs::load(input)?;
     let graph = match crate::existing_store(root) {
         Some(store) => {
@@ -225,7 +216,13 @@ fn text(doc: &PlanDoc) -> String {
         let mine: Vec<&PlanUnit> = doc.shard_units(s).collect();
         let work: f64 = mine.iter().map(|u| u.cost).sum();
         let end = mine.iter().map(|u| u.finish).fold(0.0, f64::max);
-        let _ = writeln!(out, "shard {s}/{}: {} of work, done at ~{}", doc.shards, unit(work), unit(end));
+        let _ = writeln!(
+            out,
+            "shard {s}/{}: {} of work, done at ~{}",
+            doc.shards,
+            unit(work),
+            unit(end)
+        );
         if mine.is_empty() {
             let _ = writeln!(out, "  (nothing: fewer units than shards)");
         }

@@ -33,6 +33,7 @@ mod ports;
 mod progress;
 mod report;
 mod rootless;
+mod shard_build;
 mod ssh;
 mod stdin_context;
 mod sys;

@@ -122,7 +122,11 @@ impl PlanDoc {
         if doc.shards == 0 {
             anyhow::bail!("{}: a plan of 0 shards", path.display());
         }
-        if let Some(u) = doc.units.iter().find(|u| u.shard == 0 || u.shard > doc.shards) {
+        if let Some(u) = doc
+            .units
+            .iter()
+            .find(|u| u.shard == 0 || u.shard > doc.shards)
+        {
             anyhow::bail!(
                 "{}: unit {} is on shard {} of {}",
                 path.display(),

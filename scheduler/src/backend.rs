@@ -79,6 +79,14 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// A shared cache stopped answering while the build waited on it.
+    #[error("the shared cache {cache} does not answer: {message}")]
+    Unreachable {
+        /// The cache, as the user named it.
+        cache: String,
+        /// What the registry said, or why it could not be reached.
+        message: String,
+    },
     /// Interrupted.
     #[error("cancelled")]
     Cancelled,
@@ -212,6 +220,18 @@ pub trait StepCache: Send + Sync {
         on_wait: &mut dyn FnMut(),
         cancel: &CancelToken,
     ) -> Result<Option<StepGuard>, BackendError>;
+    /// Asks the `--cache-from` caches for `key` again (another builder of
+    /// a fleet may have pushed it since the last question); an error when
+    /// a cache does not answer. The local cache answers first.
+    fn poll(&self, key: &str) -> Result<Option<CacheRecord>, BackendError> {
+        Ok(self.lookup(key).hit)
+    }
+    /// Pushes the records of `keys` to the `--cache-to` registries now,
+    /// before the build ends (a fleet's other builders wait on them).
+    fn publish(&self, keys: &[&str]) -> Result<(), BackendError> {
+        let _ = keys;
+        Ok(())
+    }
     /// Exports the `--cache-to` caches; `keys(images, mode)` lists the keys
     /// of the steps an export of those images in that mode carries.
     fn export(&self, keys: &ExportKeys<'_>) -> Result<Vec<ExportedCache>, BackendError>;

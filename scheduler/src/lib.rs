@@ -12,6 +12,7 @@ pub mod backend;
 pub mod context;
 pub mod explain;
 pub mod fileop;
+pub mod fleet;
 pub mod image;
 mod plan;
 pub mod progress;

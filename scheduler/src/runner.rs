@@ -93,6 +93,7 @@ impl Runner<'_, '_> {
             .as_ref()
             .and_then(|rec| self.serve(v, rec, parent, &step, started))
         {
+            self.publish(&[&plan.key])?;
             return Ok(state);
         }
         // A miss. One build at a time runs a given step (other processes
@@ -101,10 +102,15 @@ impl Runner<'_, '_> {
         let _running = self.lock(&plan.key, &step, cancel)?;
         if let Some(rec) = s.lookup(v, &plan.key).hit {
             if let Some(state) = self.serve(v, &rec, parent, &step, started) {
+                self.publish(&[&plan.key])?;
                 return Ok(state);
             }
         }
+        if let Some(state) = self.await_other_shard(v, plan, parent, &step, started, cancel)? {
+            return Ok(state);
+        }
         if let Some(state) = self.cut_off(v, plan, parent, extra, &step, started, cancel)? {
+            self.publish(&[&plan.key])?;
             return Ok(state);
         }
         // Made once: for a COPY of a large context it lists every file.
@@ -132,8 +138,12 @@ impl Runner<'_, '_> {
             },
         };
         self.record(v, plan, &state, layer.clone(), plaintext.clone())?;
-        if let Some(rk) = s.result_keys[v].get() {
-            self.record_as(v, rk, &state, layer, plaintext)?;
+        match s.result_keys[v].get() {
+            Some(rk) => {
+                self.record_as(v, rk, &state, layer, plaintext)?;
+                self.publish(&[&plan.key, rk])?;
+            }
+            None => self.publish(&[&plan.key])?,
         }
         s.ran.fetch_add(1, Ordering::SeqCst);
         s.finish(&step, started, Outcome::Ran, why);
@@ -417,7 +427,7 @@ impl Runner<'_, '_> {
     /// The state a cache record gives on top of `parent`, reported as
     /// cached; `None` for a record without a layer, unless it is a
     /// WORKDIR's that found its directory (then no layer is the result).
-    fn serve(
+    pub(crate) fn serve(
         &self,
         v: usize,
         rec: &CacheRecord,

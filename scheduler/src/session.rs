@@ -55,6 +55,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Entitlements granted with `--allow`, as in BuildKit.
     pub allow: Entitlements,
+    /// This builder's part in a fleet build (`--shard`), if any.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 /// What a build may do beyond the sandbox's defaults (`--allow`).
@@ -82,6 +84,7 @@ impl Default for BuildOptions {
             explain: false,
             source_date_epoch: None,
             allow: Entitlements::default(),
+            fleet: None,
         }
     }
 }
@@ -166,6 +169,10 @@ pub struct BuildSummary {
     pub exported: Vec<ExportedCache>,
     /// Every step that finished, in the order they did.
     pub steps: Vec<StepOutcome>,
+    /// Fleet builds: steps of other shards taken from the shared cache.
+    pub waited: usize,
+    /// Fleet builds: steps of other shards made here after the wait.
+    pub took_over: usize,
 }
 
 /// Why a build failed.
@@ -279,6 +286,10 @@ pub struct BuildSession<'a> {
     pool: rayon::ThreadPool,
     pub(crate) ran: AtomicUsize,
     pub(crate) cached: AtomicUsize,
+    /// Steps of other shards taken from the shared cache after waiting.
+    pub(crate) waited: AtomicUsize,
+    /// Steps of other shards made here: they did not come in time.
+    pub(crate) took_over: AtomicUsize,
 }
 
 impl<'a> BuildSession<'a> {
@@ -353,6 +364,8 @@ impl<'a> BuildSession<'a> {
             pool,
             ran: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
+            waited: AtomicUsize::new(0),
+            took_over: AtomicUsize::new(0),
         };
         session.check_entitlements()?;
         session.resolve_bases()?;
@@ -444,6 +457,8 @@ impl<'a> BuildSession<'a> {
             images,
             exported,
             steps: self.outcomes.lock().map(|o| o.clone()).unwrap_or_default(),
+            waited: self.waited.load(Ordering::SeqCst),
+            took_over: self.took_over.load(Ordering::SeqCst),
         })
     }
 

@@ -352,7 +352,10 @@ fn critical_path(graph: &BuildGraph, cost: &[f64]) -> (f64, Vec<usize>) {
         .filter(|&u| on_path[graph.images[u].vertex.index()])
         .collect();
     units.sort_by(|&a, &b| {
-        let (x, y) = (graph.images[a].vertex.index(), graph.images[b].vertex.index());
+        let (x, y) = (
+            graph.images[a].vertex.index(),
+            graph.images[b].vertex.index(),
+        );
         best[x].total_cmp(&best[y])
     });
     (best[end], units)

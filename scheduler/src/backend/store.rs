@@ -239,6 +239,56 @@ impl StepCache for StoreBackend<'_> {
         Ok(self.store.cache.put(record)?)
     }
 
+    fn poll(&self, key: &str) -> Result<Option<CacheRecord>, BackendError> {
+        if let Some(rec) = self.store.cache.get(key).filter(|rec| {
+            self.store
+                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
+                .unwrap_or(false)
+        }) {
+            return Ok(Some(rec));
+        }
+        for c in &self.cache_from {
+            let found = c
+                .ask_again(key)
+                .map_err(|message| BackendError::Unreachable {
+                    cache: c.source(),
+                    message,
+                })?;
+            if let Some(entry) = found {
+                self.remote.remember(c, &entry);
+                let _ = self.store.cache.put(&entry.record);
+                return Ok(Some(entry.record));
+            }
+        }
+        Ok(None)
+    }
+
+    fn publish(&self, keys: &[&str]) -> Result<(), BackendError> {
+        let mut records = Vec::new();
+        for key in keys {
+            let Some(rec) = self.store.cache.get(key) else {
+                continue;
+            };
+            if let Some(l) = &rec.layer {
+                self.fetch(l)?;
+            }
+            records.push(rec);
+        }
+        for e in &self.cache_to {
+            if let CacheDest::Registry { client, reference } = &e.dest {
+                registry_cache::publish(
+                    client,
+                    self.store,
+                    reference,
+                    &records,
+                    &|l| self.store.compressed_layer(l, Compression::Gzip),
+                    &|_| {},
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn nearest(&self, family: &str, key: &str) -> Option<CacheRecord> {
         self.store.cache.nearest(family, key)
     }
@@ -493,16 +543,21 @@ impl RemoteHits {
     fn lookup(&self, caches: &[Arc<RemoteCache>], key: &str) -> Option<CacheRecord> {
         for c in caches {
             if let Some(entry) = c.get(key) {
-                if let Some(layer) = &entry.record.layer {
-                    self.layers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(layer.digest.clone(), (c.clone(), entry.clone()));
-                }
+                self.remember(c, &entry);
                 return Some(entry.record);
             }
         }
         None
+    }
+
+    /// Remembers that `cache` serves `entry`'s layer.
+    fn remember(&self, cache: &Arc<RemoteCache>, entry: &CacheEntry) {
+        if let Some(layer) = &entry.record.layer {
+            self.layers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(layer.digest.clone(), (cache.clone(), entry.clone()));
+        }
     }
 
     /// Makes sure the blob `digest` is in `store`, downloading it from the

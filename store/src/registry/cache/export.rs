@@ -45,16 +45,7 @@ pub fn export(
     remote_layer: &(dyn Fn(&Descriptor) -> Result<Descriptor, StoreError> + Sync),
     progress: &(dyn Fn(&Progress) + Sync),
 ) -> Result<ExportReport, RegistryError> {
-    let mut entries: Vec<CacheEntry> = Vec::with_capacity(records.len());
-    for r in records {
-        let remote = r.layer.as_ref().map(remote_layer).transpose()?;
-        entries.push(CacheEntry {
-            record: r.clone(),
-            remote,
-        });
-    }
-    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
-    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    let entries = entries_of(records, remote_layer)?;
     let (tagged, pushed) = push_records(client, store, dest, &entries, false, progress)?;
 
     let listed = tagged
@@ -78,6 +69,40 @@ pub fn export(
         pushed,
         skipped: entries.len() - pushed,
     })
+}
+
+/// `records` as entries with the blobs to push, sorted by key, each once.
+fn entries_of(
+    records: &[CacheRecord],
+    remote_layer: &(dyn Fn(&Descriptor) -> Result<Descriptor, StoreError> + Sync),
+) -> Result<Vec<CacheEntry>, StoreError> {
+    let mut entries: Vec<CacheEntry> = Vec::with_capacity(records.len());
+    for r in records {
+        let remote = r.layer.as_ref().map(remote_layer).transpose()?;
+        entries.push(CacheEntry {
+            record: r.clone(),
+            remote,
+        });
+    }
+    entries.sort_by(|a, b| a.record.key.cmp(&b.record.key));
+    entries.dedup_by(|a, b| a.record.key == b.record.key);
+    Ok(entries)
+}
+
+/// Pushes `records` next to the cache `dest` as [`export`] does, without
+/// its index: while a build runs, so that other builders sharing the cache
+/// find them at once (the build's export at its end writes the index).
+/// Returns how many were pushed.
+pub fn publish(
+    client: &Client,
+    store: &Store,
+    dest: &Reference,
+    records: &[CacheRecord],
+    remote_layer: &(dyn Fn(&Descriptor) -> Result<Descriptor, StoreError> + Sync),
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<usize, RegistryError> {
+    let entries = entries_of(records, remote_layer)?;
+    Ok(push_records(client, store, dest, &entries, false, progress)?.1)
 }
 
 /// Pushes those of `entries` the registry lacks (all with `always`), as

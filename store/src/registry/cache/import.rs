@@ -213,6 +213,30 @@ impl RemoteCache {
         found
     }
 
+    /// The record for `key` asked of the cache again, even after a miss
+    /// (another builder may have pushed it since): for a build waiting on
+    /// another builder of its fleet. An error when the registry (or
+    /// directory) does not answer; a record that cannot be read is a miss.
+    pub fn ask_again(&self, key: &str) -> Result<Option<CacheEntry>, String> {
+        if let Some(e) = self.entries.get(key) {
+            return Ok(Some(e.clone()));
+        }
+        if !self.per_key {
+            return Ok(None);
+        }
+        if let Some(Some(known)) = self.lock_asked().get(key) {
+            return Ok(Some(known.clone()));
+        }
+        match self.fetch_record(key) {
+            Ok(found) => {
+                self.lock_asked().insert(key.to_string(), found.clone());
+                Ok(found)
+            }
+            Err(e) if e.broken => Err(e.message),
+            Err(_) => Ok(None),
+        }
+    }
+
     fn failed(&self) -> bool {
         self.broken.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -27,7 +27,7 @@ mod prune;
 pub mod records;
 pub mod timings;
 
-pub use export::{export, export_mounts, ExportReport};
+pub use export::{export, export_mounts, publish, ExportReport};
 pub use import::{LookupStats, RemoteCache};
 pub use local::{export_local, export_local_mounts};
 pub use prune::{parse_duration, parse_size, prune, PruneOptions, PruneReport, PrunedRecord};

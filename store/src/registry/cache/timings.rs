@@ -35,7 +35,10 @@ pub struct TimingsDoc {
 
 /// The tag of slot `slot` of the cache tagged `cache_tag`.
 pub fn timings_tag(cache_tag: &str, slot: &str) -> String {
-    format!("{}-timings-{slot}", super::records::record_prefix(cache_tag))
+    format!(
+        "{}-timings-{slot}",
+        super::records::record_prefix(cache_tag)
+    )
 }
 
 /// Every slot's figures beside the cache `cache`, merged (a later slot's
@@ -59,7 +62,11 @@ pub fn read_timings(
     docs.sort_by(|a, b| a.created.cmp(&b.created));
     let mut steps = BTreeMap::new();
     for d in docs {
-        steps.extend(d.steps.into_iter().filter(|(_, s)| s.is_finite() && *s >= 0.0));
+        steps.extend(
+            d.steps
+                .into_iter()
+                .filter(|(_, s)| s.is_finite() && *s >= 0.0),
+        );
     }
     Ok(steps)
 }
@@ -76,16 +83,22 @@ pub fn write_timings(
 ) -> Result<Digest, RegistryError> {
     let cache_tag = cache.tag().unwrap_or(crate::reference::DEFAULT_TAG);
     let at = cache.with_tag(&timings_tag(cache_tag, slot))?;
-    let mut merged = read_slot(client, store, &at)?.map(|d| d.steps).unwrap_or_default();
+    let mut merged = read_slot(client, store, &at)?
+        .map(|d| d.steps)
+        .unwrap_or_default();
     merged.extend(steps.iter().map(|(k, v)| (k.clone(), *v)));
     let doc = TimingsDoc {
         version: 1,
         created: crate::oci::now_rfc3339(),
         steps: merged,
     };
-    let bytes = serde_json::to_vec(&doc)
-        .map_err(|e| crate::error::StoreError::json("build timings", e))?;
-    let config = Descriptor::new(TIMINGS_MEDIA_TYPE, store.content.put(&bytes)?, bytes.len() as u64);
+    let bytes =
+        serde_json::to_vec(&doc).map_err(|e| crate::error::StoreError::json("build timings", e))?;
+    let config = Descriptor::new(
+        TIMINGS_MEDIA_TYPE,
+        store.content.put(&bytes)?,
+        bytes.len() as u64,
+    );
     let manifest = serde_json::to_vec(&super::ArtifactManifest {
         schema_version: 2,
         media_type: MEDIA_TYPE_OCI_MANIFEST,

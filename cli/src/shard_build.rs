@@ -1,0 +1,268 @@
+//! `rbk build FILE --shard I/N [--plan PLAN.json]`: this builder's part of
+//! a fleet build. The split is the plan's (read from the file, or made
+//! here exactly as every other shard makes it); the graph keeps only this
+//! shard's images, and the steps other shards own are waited for in the
+//! shared registry cache (`rbk_scheduler::fleet`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use rbk_compiler::BuildGraph;
+use rbk_scheduler::fleet::Fleet;
+use rbk_scheduler::shard;
+use rbk_scheduler::BuildSummary;
+
+use crate::plan_doc::PlanDoc;
+
+/// The flags of a fleet build.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardArgs {
+    /// Build only shard I of N of a target file's targets (1-based; see
+    /// `rbk plan`): the others' targets are taken from the shared registry
+    /// cache (--cache-from/--cache-to type=registry) once they push them
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// The plan to follow (`rbk plan --format json`), so every shard uses
+    /// the same split; without it each shard makes the plan itself
+    #[arg(long = "plan", value_name = "PLAN.json", requires = "shard")]
+    pub plan: Option<PathBuf>,
+    /// How long a step another shard makes is waited for before this shard
+    /// makes it itself (auto: 10m, or 3× the plan's expected makespan when
+    /// durations were recorded, if longer)
+    #[arg(
+        long = "shard-wait",
+        value_name = "DURATION",
+        default_value = "auto",
+        requires = "shard"
+    )]
+    pub wait: String,
+}
+
+/// This shard as set up.
+#[derive(Debug)]
+pub struct ShardSetup {
+    /// The scheduler's part.
+    pub fleet: Fleet,
+}
+
+/// `I/N`, 1 ≤ I ≤ N.
+fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("invalid --shard {text:?}: expected I/N with 1 ≤ I ≤ N, as 2/4");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Sets up shard `args.shard` over `graph`: checks the plan against it,
+/// keeps only this shard's images in it and says which steps others own.
+/// `None` without `--shard`.
+pub fn setup(
+    args: &ShardArgs,
+    graph: &mut BuildGraph,
+    plan_now: impl FnOnce(&BuildGraph, usize) -> PlanDoc,
+) -> Result<Option<ShardSetup>> {
+    let Some(text) = &args.shard else {
+        return Ok(None);
+    };
+    let (me, n) = parse_shard(text)?;
+    let doc = match &args.plan {
+        Some(path) => {
+            let doc = PlanDoc::read(path)?;
+            check_plan(&doc, path, graph, n)?;
+            doc
+        }
+        None => plan_now(graph, n),
+    };
+    let mut placed = Vec::with_capacity(doc.units.len());
+    for u in &doc.units {
+        let Some(i) = graph
+            .images
+            .iter()
+            .position(|img| img.name == u.target && img.platform == u.platform)
+        else {
+            bail!(
+                "the plan names {}, which this build does not have",
+                u.name()
+            );
+        };
+        placed.push((i, u.shard - 1));
+    }
+    if let Some(img) = (0..graph.images.len())
+        .find(|i| !placed.iter().any(|(p, _)| p == i))
+        .map(|i| &graph.images[i])
+    {
+        bail!(
+            "the plan does not place {}@{}: make the plan again for this file",
+            img.name,
+            img.platform
+        );
+    }
+    let others = shard::owners(graph, &placed)
+        .into_iter()
+        .map(|o| o.filter(|&s| s + 1 != me).map(|s| s + 1))
+        .collect();
+    let keep: Vec<bool> = (0..graph.images.len())
+        .map(|i| placed.iter().any(|&(p, s)| p == i && s + 1 == me))
+        .collect();
+    let mut k = keep.iter();
+    graph.images.retain(|_| k.next().copied().unwrap_or(false));
+    let wait = wait_of(&args.wait, &doc)?;
+    Ok(Some(ShardSetup {
+        fleet: Fleet {
+            shard: me,
+            shards: n,
+            others,
+            wait,
+        },
+    }))
+}
+
+/// A plan read from `path` must be for `n` shards and this graph.
+fn check_plan(doc: &PlanDoc, path: &std::path::Path, graph: &BuildGraph, n: usize) -> Result<()> {
+    if doc.shards != n {
+        bail!(
+            "--shard asks for {n} shards and the plan {} has {}",
+            path.display(),
+            doc.shards
+        );
+    }
+    let digest = shard::graph_digest(graph);
+    if doc.graph != digest {
+        bail!(
+            "the plan {} was made for another version of {} (its targets or Dockerfiles changed \
+             since): make it again with `rbk plan {} --shards {n} --format json`",
+            path.display(),
+            doc.file,
+            doc.file
+        );
+    }
+    Ok(())
+}
+
+/// `--shard-wait`: a duration, or `auto`.
+fn wait_of(text: &str, doc: &PlanDoc) -> Result<Duration> {
+    if text != "auto" {
+        return rbk_store::registry::cache::parse_duration(text)
+            .map_err(anyhow::Error::msg)
+            .context("--shard-wait");
+    }
+    let floor = Duration::from_secs(600);
+    if doc.cost_unit != "seconds" {
+        return Ok(floor);
+    }
+    Ok(floor.max(Duration::from_secs_f64((doc.makespan * 3.0).min(86_400.0))))
+}
+
+/// What this shard did, on one line, and for the metadata file.
+pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) -> serde_json::Value {
+    let ran: std::collections::BTreeSet<usize> = summary
+        .steps
+        .iter()
+        .filter(|s| !s.cached)
+        .map(|s| s.vertex)
+        .collect();
+    let mut built = Vec::new();
+    let mut reused = Vec::new();
+    for img in &graph.images {
+        let name = format!("{}@{}", img.name, img.platform);
+        let mut seen = vec![false; graph.len()];
+        let mut todo = vec![img.vertex];
+        let mut any = false;
+        while let Some(id) = todo.pop() {
+            if !std::mem::replace(&mut seen[id.index()], true) {
+                any |= ran.contains(&id.index());
+                let v = graph.vertex(id);
+                todo.extend(v.parent.iter().chain(&v.inputs).copied());
+            }
+        }
+        if any {
+            built.push(name);
+        } else {
+            reused.push(name);
+        }
+    }
+    let f = &setup.fleet;
+    eprintln!(
+        "shard {}/{}: {} built{}, {} reused; {} steps taken from other shards, {} made here after waiting",
+        f.shard,
+        f.shards,
+        built.len(),
+        if built.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", built.join(", "))
+        },
+        reused.len(),
+        summary.waited,
+        summary.took_over
+    );
+    serde_json::json!({
+        "shard": f.shard,
+        "shards": f.shards,
+        "built": built,
+        "reused": reused,
+        "waited": summary.waited,
+        "took_over": summary.took_over,
+    })
+}
+
+/// A shard needs the shared registry cache both ways: to find the other
+/// shards' results and to give its own.
+pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCaches) -> Result<()> {
+    let f = &setup.fleet;
+    if !caches
+        .from
+        .iter()
+        .any(|c| c.by_key() && !c.source().starts_with("local:"))
+    {
+        bail!(
+            "shard {}/{} needs the shared registry cache to read the other shards' results: \
+             --cache-from type=registry,ref=REGISTRY/NAME:TAG (when one was given, it could not \
+             be read: see the warning above)",
+            f.shard,
+            f.shards
+        );
+    }
+    if !caches.to.iter().any(|c| {
+        matches!(
+            c.dest,
+            rbk_scheduler::shared_cache::CacheDest::Registry { .. }
+        )
+    }) {
+        bail!(
+            "shard {}/{} needs the shared registry cache to give its results to the others: \
+             --cache-to type=registry,ref=REGISTRY/NAME:TAG,mode=max",
+            f.shard,
+            f.shards
+        );
+    }
+    Ok(())
+}
+
+/// After the build: what the steps took, beside each registry cache it
+/// exports to (slot `shard-I`), for the next plan. Best effort: a failure
+/// is a warning.
+pub fn record_timings(
+    setup: &ShardSetup,
+    store: &rbk_store::images::Store,
+    caches: &[rbk_scheduler::shared_cache::CacheExport],
+    graph: &BuildGraph,
+    summary: &BuildSummary,
+) {
+    for c in caches {
+        if let rbk_scheduler::shared_cache::CacheDest::Registry { client, reference } = &c.dest {
+            let slot = format!("shard-{}", setup.fleet.shard);
+            if let Err(e) = crate::timings::publish(client, store, reference, &slot, graph, summary)
+            {
+                eprintln!("rbk: warning: step durations not recorded in {reference}: {e:#}");
+            }
+        }
+    }
+}

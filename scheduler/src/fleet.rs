@@ -1,0 +1,108 @@
+//! One shard of a fleet build (`rbk build FILE --shard I/N`): several
+//! builders split one graph ([`crate::shard`]) and share a registry cache.
+//! A step another shard makes is waited for — asked of the shared cache
+//! again and again until that shard has pushed its result — and made here
+//! only when it does not come in time. Every step this shard resolves is
+//! pushed to the shared cache as soon as it is done, so the shards waiting
+//! on it go on at once instead of at the end of this shard's build.
+
+use std::time::{Duration, Instant};
+
+use crate::plan::Plan;
+use crate::progress::Step;
+use crate::runner::Runner;
+use crate::sandbox::{CancelToken, OutputStream};
+use crate::state::State;
+use crate::step::StepError;
+
+/// This builder's part in a fleet build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// This shard, 1-based.
+    pub shard: usize,
+    /// How many shards.
+    pub shards: usize,
+    /// For each vertex of the graph: the shard (1-based) that makes it,
+    /// when it is another one.
+    pub others: Vec<Option<usize>>,
+    /// How long a step another shard makes is waited for before it is
+    /// made here.
+    pub wait: Duration,
+}
+
+/// The longest pause between two questions to the shared cache.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+impl Runner<'_, '_> {
+    /// A step another shard makes: its result from the shared cache once
+    /// that shard pushed it; `None` (make it here) when it did not come
+    /// within the fleet's wait. A cache that stops answering fails the
+    /// step at once: waiting on it would hang.
+    pub(crate) fn await_other_shard(
+        &self,
+        v: usize,
+        plan: &Plan,
+        parent: &State,
+        step: &Step,
+        started: Instant,
+        cancel: &CancelToken,
+    ) -> Result<Option<State>, StepError> {
+        let s = self.session;
+        let Some(fleet) = &s.options.fleet else {
+            return Ok(None);
+        };
+        let Some(other) = fleet.others.get(v).copied().flatten() else {
+            return Ok(None);
+        };
+        if s.uncached(v) {
+            return Ok(None);
+        }
+        let say = |text: String| {
+            s.reporter
+                .on_log(step, OutputStream::Stderr, text.as_bytes())
+        };
+        say(format!(
+            "waiting for shard {other}/{} to push this step's result (at most {}s, then it is built here)\n",
+            fleet.shards,
+            fleet.wait.as_secs()
+        ));
+        let deadline = Instant::now() + fleet.wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if cancel.is_cancelled() {
+                return Err(StepError::Cancelled);
+            }
+            if let Some(rec) = s.cache.poll(&plan.key)? {
+                if let Some(state) = self.serve(v, &rec, parent, step, started) {
+                    s.waited.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(Some(state));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                say(format!(
+                    "shard {other}/{} did not push it within {}s: building it here\n",
+                    fleet.shards,
+                    fleet.wait.as_secs()
+                ));
+                s.took_over
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// Pushes the records of `keys` to the shared cache now, in a fleet
+    /// build (the other shards may be waiting on them); nothing otherwise.
+    pub(crate) fn publish(&self, keys: &[&str]) -> Result<(), StepError> {
+        // Another shard's step made here after the wait is pushed too:
+        // the same key gives the same result, and a shard still waiting
+        // goes on.
+        if self.session.options.fleet.is_some() {
+            self.session.cache.publish(keys)?;
+        }
+        Ok(())
+    }
+}
