@@ -18,23 +18,23 @@ use crate::plan_doc::PlanDoc;
 
 /// What the emitted pipelines need beyond the plan.
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Pipeline (--format github, gitlab, k8s)")]
 pub struct EmitArgs {
     /// The name of the workflow, pipeline jobs' prefix, or the Kubernetes
     /// Job (and its ConfigMap NAME-plan)
-    #[arg(long = "name", value_name = "NAME", default_value = "rbk-fleet")]
+    #[arg(help_heading = HEADING, long = "name", value_name = "NAME", default_value = "rbk-fleet")]
     pub name: String,
     /// A shell command that puts rbk on the runner's PATH (github, gitlab),
     /// e.g. 'cargo install --locked --git URL rbk'. Default: github checks
     /// that rbk is there and says so if not; gitlab relies on --image
-    #[arg(long = "setup", value_name = "CMD")]
+    #[arg(help_heading = HEADING, long = "setup", value_name = "CMD")]
     pub setup: Option<String>,
     /// The image with rbk (and git, sh) that GitLab jobs and the Kubernetes
     /// pods run
-    #[arg(long = "image", value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
+    #[arg(help_heading = HEADING, long = "image", value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
     /// The GitHub runner label the jobs run on
     #[arg(
+        help_heading = HEADING,
         long = "runs-on",
         value_name = "LABEL",
         default_value = "ubuntu-latest"
@@ -42,31 +42,36 @@ pub struct EmitArgs {
     pub runs_on: String,
     /// Run rbk as the runner's user instead of `sudo -E` (github: for
     /// self-hosted runners that allow unprivileged user namespaces)
-    #[arg(long = "rootless")]
+    #[arg(help_heading = HEADING, long = "rootless")]
     pub rootless: bool,
     /// The branch whose pushes run the pipeline (github, gitlab); it also
     /// runs when started by hand
-    #[arg(long = "branch", value_name = "BRANCH", default_value = "main")]
+    #[arg(help_heading = HEADING, long = "branch", value_name = "BRANCH", default_value = "main")]
     pub branch: String,
     /// The git repository the pods clone for the build context (k8s)
-    #[arg(long = "git-url", value_name = "URL")]
+    #[arg(help_heading = HEADING, long = "git-url", value_name = "URL")]
     pub git_url: Option<String>,
     /// The commit, tag or branch the pods check out (k8s); a commit keeps
     /// every pod on the source the plan was made for
-    #[arg(long = "git-ref", value_name = "REF", default_value = "HEAD")]
+    #[arg(help_heading = HEADING, long = "git-ref", value_name = "REF", default_value = "HEAD")]
     pub git_ref: String,
     /// The Secret (type kubernetes.io/dockerconfigjson) with the registry
     /// credentials (k8s)
     #[arg(
+        help_heading = HEADING,
         long = "registry-secret",
         value_name = "NAME",
         default_value = "rbk-registry"
     )]
     pub registry_secret: String,
     /// How many times a failed shard is retried (k8s backoffLimitPerIndex)
-    #[arg(long = "retries", value_name = "N", default_value_t = 1)]
+    #[arg(help_heading = HEADING, long = "retries", value_name = "N", default_value_t = 1)]
     pub retries: u16,
 }
+
+/// Where `rbk plan --help` lists [`EmitArgs`] (a heading of their own,
+/// set on each: a struct-wide one would carry over to the flags after).
+const HEADING: &str = "Pipeline (--format github, gitlab, k8s)";
 
 /// The image the emitted GitLab jobs and Kubernetes pods run by default:
 /// this rbk's version, which docs/fleet.md shows how to build and push.
