@@ -149,6 +149,14 @@ fn check<'a>(plan: &'a PlanDoc, engine: Engine, args: &EmitArgs) -> Result<&'a s
             bail!("the {what} {v:?} holds `${{{{`, which GitHub would evaluate as an expression");
         }
     }
+    // The setup command is the user's own pipeline code (an expression in
+    // it is theirs to write), but it is repeated in the header comment,
+    // which one line break would end.
+    if let Some(setup) = &args.setup {
+        if setup.contains(['\n', '\r']) {
+            bail!("--setup {setup:?} spans several lines: join them with `&&` or `;`");
+        }
+    }
     Ok(cache)
 }
 
@@ -275,6 +283,60 @@ fn merge_targets(plan: &PlanDoc) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        emit: EmitArgs,
+    }
+
+    fn args(flags: &[&str]) -> EmitArgs {
+        Cli::parse_from(std::iter::once("rbk").chain(flags.iter().copied())).emit
+    }
+
+    fn plan() -> PlanDoc {
+        PlanDoc {
+            version: crate::plan_doc::PLAN_VERSION,
+            file: "rbk.toml".into(),
+            targets: vec![],
+            shards: 2,
+            graph: "blake3:00".into(),
+            cache: Some("registry.example.com/team/cache:main".into()),
+            cost_unit: "steps".into(),
+            makespan: 1.0,
+            critical_path: 1.0,
+            total: 2.0,
+            critical: vec![],
+            units: vec![],
+            merges: vec![],
+        }
+    }
+
+    #[test]
+    fn header_is_three_comment_lines_for_every_engine() {
+        let flags = [
+            "--setup",
+            "curl -fsSL 'https://x/rbk' -o /usr/local/bin/rbk",
+            "--git-url",
+            "https://x/a b.git",
+        ];
+        for engine in [Engine::Github, Engine::Gitlab, Engine::K8s] {
+            let out = emit(&plan(), engine, &args(&flags)).unwrap();
+            let lines: Vec<&str> = out.lines().take_while(|l| l.starts_with('#')).collect();
+            assert_eq!(lines.len(), 3, "{out}");
+            assert!(
+                lines[2].contains(&format!("--format {}", engine.format())),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn setup_on_several_lines_is_refused() {
+        let err = emit(&plan(), Engine::Github, &args(&["--setup", "a\nb"])).unwrap_err();
+        assert!(err.to_string().contains("several lines"), "{err}");
+    }
 
     #[test]
     fn sh_quotes_what_the_shell_would_read() {
