@@ -101,7 +101,13 @@ fn validates(test: &str, text: &str, validator: &str, args: &[&str]) -> bool {
     let Some(bin) = found else {
         skip(
             test,
-            &format!("{validator} is not installed (scripts/test.sh installs it into {VENV})"),
+            &format!(
+                "{} is not installed (scripts/test.sh installs it into {VENV})",
+                match validator {
+                    "python3" => "python3 with the kubernetes client",
+                    other => other,
+                }
+            ),
         );
         return false;
     };
