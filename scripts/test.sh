@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 docker.io openssh-client chromium qemu-user-static)
+pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 python3-venv python3-pip docker.io openssh-client chromium qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -22,6 +22,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "!! missing Debian packages (run as root to install): ${missing[*]}" >&2
   fi
+fi
+
+# The validators of `rbk plan --format github|gitlab|k8s` output
+# (cli/tests/it/plan_emit.rs): the GitHub and GitLab schemas vendored in
+# check-jsonschema, the Kubernetes API models of the official client.
+venv=/opt/rbk-test-venv
+if [ "$(id -u)" = 0 ] && ! "$venv/bin/python3" -c 'import kubernetes, check_jsonschema' 2>/dev/null; then
+  echo "== installing check-jsonschema and kubernetes into $venv"
+  python3 -m venv "$venv"
+  # kubernetes 31+: its models know appArmorProfile and backoffLimitPerIndex.
+  "$venv/bin/pip" install -q 'check-jsonschema>=0.28' 'kubernetes>=31'
 fi
 
 # An arm64 busybox for the emulated-platform test (QEMU through binfmt_misc).

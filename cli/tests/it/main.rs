@@ -17,6 +17,7 @@ mod layers;
 mod link;
 mod outputs;
 mod pipes;
+mod plan_emit;
 mod platforms;
 mod racing;
 mod rootless;
