@@ -1,0 +1,270 @@
+//! A multi-platform image assembled across machines: each store builds one
+//! platform and pushes it by digest (`push-by-digest=true`), and
+//! `rbk manifest merge` joins their metadata files into one index from a
+//! third store, reading only manifests.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use crate::build::{rbk, succeed, write};
+use crate::cache::Registry;
+
+/// Whether this machine can build (root, namespaces); says so loudly if not.
+fn can_build(test: &str) -> bool {
+    match crate::cannot_run_containers() {
+        Some(why) => {
+            crate::skip(test, &why);
+            false
+        }
+        None => true,
+    }
+}
+
+/// Builds `FROM scratch` + a file saying `content` for `platform` in
+/// `store`, with the `extra` flags, writing its metadata to `dir/<meta>`.
+fn build(
+    dir: &Path,
+    store: &str,
+    platform: &str,
+    content: &str,
+    extra: &[&str],
+    meta: &str,
+) -> PathBuf {
+    let ctx = dir.join(format!("ctx-{store}-{content}"));
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY hello /hello\n"),
+            ("hello", content),
+        ],
+    );
+    let meta = dir.join(meta);
+    let mut cmd = rbk(&dir.join(store));
+    cmd.args(["build", "--platform", platform, "--metadata-file"])
+        .arg(&meta);
+    succeed(cmd.args(extra).arg(&ctx));
+    meta
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `rbk manifest merge ARGS` from `store`: its output.
+fn merge(store: &Path, args: &[&str], files: &[&Path]) -> std::process::Output {
+    rbk(store)
+        .args(["manifest", "merge"])
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap()
+}
+
+/// The digest `rbk manifest merge` printed for `name`.
+fn merged_digest(out: &std::process::Output, name: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no digest for {name} in {text:?}"))
+        .to_string()
+}
+
+#[test]
+fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
+    let test = "merge_joins_platforms_pushed_by_digest_without_pulling_a_layer";
+    if !can_build(test) {
+        return;
+    }
+    let Some(reg) = Registry::start_logged(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:1", reg.host);
+    let out = format!("type=registry,name={name},push-by-digest=true");
+    let a = build(
+        dir.path(),
+        "a",
+        "linux/arm64",
+        "arm",
+        &["-o", &out],
+        "a.json",
+    );
+    let b = build(
+        dir.path(),
+        "b",
+        "linux/amd64",
+        "amd",
+        &["-o", &out],
+        "b.json",
+    );
+    let (ma, mb) = (json(&a), json(&b));
+    assert_eq!(ma["rbk.push-by-digest"], true);
+    assert_eq!(ma["image.name"], format!("{}/app", reg.host));
+    assert_eq!(ma["rbk.tags"], serde_json::json!([name]));
+    assert_eq!(
+        ma["containerimage.descriptor"]["platform"]["architecture"],
+        "arm64"
+    );
+    assert_eq!(
+        mb["containerimage.descriptor"]["platform"]["architecture"],
+        "amd64"
+    );
+    // By digest only: the tag is not there yet.
+    let remote = |store: &str| {
+        rbk(&dir.path().join(store))
+            .args(["manifest", "inspect", "--remote", &name])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        !remote("c").status.success(),
+        "a by-digest push set the tag"
+    );
+
+    let before = reg.requests().len();
+    let c = dir.path().join("c");
+    let merged = merge(&c, &["--push"], &[&a, &b]);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let digest = merged_digest(&merged, &name);
+    let during = reg.requests()[before..].to_vec();
+    assert!(
+        during
+            .iter()
+            .any(|r| r.starts_with("PUT /v2/app/manifests/1")),
+        "{during:?}"
+    );
+    assert!(
+        !during.iter().any(|r| r.contains("/blobs/")),
+        "merge touched blobs: {during:?}"
+    );
+
+    let index: serde_json::Value = serde_json::from_slice(
+        &succeed(&mut {
+            let mut cmd = rbk(&c);
+            cmd.args(["manifest", "inspect", "--remote", &name]);
+            cmd
+        })
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let arch = m["platform"]["architecture"].as_str().unwrap();
+            (arch.to_string(), m["digest"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want = |m: &serde_json::Value| m["containerimage.digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        entries,
+        [
+            ("amd64".to_string(), want(&mb)),
+            ("arm64".to_string(), want(&ma))
+        ]
+    );
+
+    // Idempotent, in any order of the files; a dry run says the same.
+    let again = merge(&c, &["--push"], &[&b, &a]);
+    assert_eq!(merged_digest(&again, &name), digest);
+    let dry = merge(&c, &["--push", "--dry-run"], &[&a, &b]);
+    assert_eq!(merged_digest(&dry, &name), digest);
+}
+
+#[test]
+fn merge_refuses_a_missing_digest_and_a_platform_given_twice() {
+    let test = "merge_refuses_a_missing_digest_and_a_platform_given_twice";
+    if !can_build(test) {
+        return;
+    }
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:2", reg.host);
+    let out = format!("type=image,name={name},push=true,push-by-digest=true");
+    let a = build(
+        dir.path(),
+        "a",
+        "linux/arm64",
+        "one",
+        &["-o", &out],
+        "a.json",
+    );
+    let b = build(
+        dir.path(),
+        "b",
+        "linux/arm64",
+        "two",
+        &["-o", &out],
+        "b.json",
+    );
+    let c = dir.path().join("c");
+
+    let twice = merge(&c, &["--push"], &[&a, &b]);
+    let err = String::from_utf8_lossy(&twice.stderr);
+    assert!(!twice.status.success());
+    for want in ["linux/arm64", "a.json", "b.json"] {
+        assert!(err.contains(want), "{err}");
+    }
+
+    // A digest the registry lacks is named, with the file naming it.
+    let absent = format!("sha256:{}", "0".repeat(64));
+    let mut doc = json(&a);
+    doc["containerimage.descriptors"][0]["digest"] = absent.clone().into();
+    let lost = dir.path().join("lost.json");
+    std::fs::write(&lost, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let missing = merge(&c, &["--push"], &[&lost]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(err.contains(&absent) && err.contains("lost.json"), "{err}");
+}
+
+#[test]
+fn merge_without_push_makes_the_index_in_the_store() {
+    let test = "merge_without_push_makes_the_index_in_the_store";
+    if !can_build(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = build(
+        dir.path(),
+        "s",
+        "linux/arm64",
+        "arm",
+        &["-t", "localhost/app:3"],
+        "a.json",
+    );
+    let b = build(
+        dir.path(),
+        "s",
+        "linux/amd64",
+        "amd",
+        &["-t", "localhost/app:3"],
+        "b.json",
+    );
+    let store = dir.path().join("s");
+    let merged = merge(&store, &[], &[&a, &b]);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let digest = merged_digest(&merged, "localhost/app:3");
+    let index: serde_json::Value = serde_json::from_slice(
+        &succeed(rbk(&store).args(["manifest", "inspect", "localhost/app:3"])).stdout,
+    )
+    .unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let again = merge(&store, &[], &[&b, &a]);
+    assert_eq!(merged_digest(&again, "localhost/app:3"), digest);
+}
