@@ -29,8 +29,9 @@ oci-mediatypes=BOOL; or a directory (type=local) or - (type=tar to standard outp
 pub enum Output {
     /// Kept in the store (every build is); `name=` tags it, `push=true`
     /// pushes those names (`type=registry` is `type=image,push=true`);
-    /// `push-by-digest=true` pushes into those names' repositories under
-    /// the manifest's digest only, tagging nothing there.
+    /// `push-by-digest=true` (which implies `push=true`) pushes into those
+    /// names' repositories under the manifest's digest only, tagging
+    /// nothing there.
     Image {
         names: Vec<Reference>,
         push: bool,
@@ -176,6 +177,9 @@ fn fields(s: &str) -> Result<Fields, String> {
             other => return Err(format!("unknown key {other:?}")),
         }
     }
+    if f.by_digest == Some(true) && f.push == Some(false) {
+        return Err("push-by-digest=true needs push=true".into());
+    }
     Ok(f)
 }
 
@@ -204,11 +208,6 @@ pub fn parse(s: &str) -> Result<Output> {
         force,
         oci_types,
     } = fields(s).map_err(bad)?;
-    if by_digest.is_some() && !matches!(kind.as_deref(), Some("image" | "registry")) {
-        return Err(bad(
-            "push-by-digest= needs type=image or type=registry".into()
-        ));
-    }
     let kind = kind.ok_or_else(|| bad("type= is missing".into()))?;
     let need_dest = |dest: Option<String>| -> Result<Dest> {
         match dest.as_deref() {
@@ -229,20 +228,16 @@ pub fn parse(s: &str) -> Result<Output> {
     match kind.as_str() {
         "image" | "registry" => {
             no("dest=", dest.is_some())?;
-            let push = push.unwrap_or(kind == "registry");
             let by_digest = by_digest.unwrap_or(false);
-            if by_digest && !push {
-                return Err(bad("push-by-digest=true needs push=true".into()));
-            }
             Ok(Output::Image {
                 names,
-                push,
+                push: push.unwrap_or(kind == "registry" || by_digest),
                 by_digest,
                 format: format(Compression::Gzip)?,
             })
         }
         "docker" | "oci" => {
-            no("push=", push.is_some())?;
+            no("push=", push.is_some() || by_digest.is_some())?;
             Ok(Output::Archive {
                 kind: if kind == "docker" { "docker" } else { "oci" },
                 dest: need_dest(dest)?,
@@ -253,7 +248,7 @@ pub fn parse(s: &str) -> Result<Output> {
         }
         "tar" | "local" => {
             no("name=", !names.is_empty())?;
-            no("push=", push.is_some())?;
+            no("push=", push.is_some() || by_digest.is_some())?;
             no("compression=", compression.is_some())?;
             no("compression-level=", level.is_some())?;
             let dest = need_dest(dest)?;
@@ -843,8 +838,11 @@ mod tests {
             ),
             ("dest=x", "type= is missing"),
             ("type=image,colour=red", "unknown key"),
-            ("type=image,name=a,push-by-digest=true", "needs push=true"),
-            ("type=docker,dest=x,push-by-digest=true", "needs type=image"),
+            (
+                "type=image,name=a,push=false,push-by-digest=true",
+                "needs push=true",
+            ),
+            ("type=docker,dest=x,push-by-digest=true", "takes no push="),
             ("type=image,\"name=a", "unclosed"),
             ("type=image,oci-mediatypes=maybe", "not true or false"),
             (

@@ -69,6 +69,39 @@ fn merged_digest(out: &std::process::Output, name: &str) -> String {
         .to_string()
 }
 
+/// The (architecture, digest) of each entry of the index `name` in its
+/// registry, checking it is an OCI index.
+fn remote_index(store: &Path, name: &str) -> Vec<(String, String)> {
+    let out = succeed(rbk(store).args(["manifest", "inspect", "--remote", name]));
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let arch = m["platform"]["architecture"].as_str().unwrap();
+            (arch.to_string(), m["digest"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The metadata of a one-platform image pushed by digest as `name`.
+fn check_metadata(meta: &Path, name: &str, repository: &str, arch: &str) -> (String, String) {
+    let m = json(meta);
+    assert_eq!(m["rbk.push-by-digest"], true);
+    assert_eq!(m["image.name"], repository);
+    assert_eq!(m["rbk.tags"], serde_json::json!([name]));
+    let desc = &m["containerimage.descriptor"];
+    assert_eq!(desc["platform"]["architecture"], arch);
+    assert_eq!(m["containerimage.descriptors"][0], *desc);
+    let digest = m["containerimage.digest"].as_str().unwrap();
+    (arch.to_string(), digest.to_string())
+}
+
 #[test]
 fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
     let test = "merge_joins_platforms_pushed_by_digest_without_pulling_a_layer";
@@ -79,99 +112,38 @@ fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("{}/app:1", reg.host);
-    let out = format!("type=registry,name={name},push-by-digest=true");
-    let a = build(
-        dir.path(),
-        "a",
-        "linux/arm64",
-        "arm",
-        &["-o", &out],
-        "a.json",
-    );
-    let b = build(
-        dir.path(),
-        "b",
-        "linux/amd64",
-        "amd",
-        &["-o", &out],
-        "b.json",
-    );
-    let (ma, mb) = (json(&a), json(&b));
-    assert_eq!(ma["rbk.push-by-digest"], true);
-    assert_eq!(ma["image.name"], format!("{}/app", reg.host));
-    assert_eq!(ma["rbk.tags"], serde_json::json!([name]));
-    assert_eq!(
-        ma["containerimage.descriptor"]["platform"]["architecture"],
-        "arm64"
-    );
-    assert_eq!(
-        mb["containerimage.descriptor"]["platform"]["architecture"],
-        "amd64"
-    );
+    let (repo, name) = (format!("{}/app", reg.host), format!("{}/app:1", reg.host));
+    let out = [
+        "-o",
+        &format!("type=registry,name={name},push-by-digest=true"),
+    ];
+    let a = build(dir.path(), "a", "linux/arm64", "arm", &out, "a.json");
+    let b = build(dir.path(), "b", "linux/amd64", "amd", &out, "b.json");
+    let arm = check_metadata(&a, &name, &repo, "arm64");
+    let amd = check_metadata(&b, &name, &repo, "amd64");
     // By digest only: the tag is not there yet.
-    let remote = |store: &str| {
-        rbk(&dir.path().join(store))
-            .args(["manifest", "inspect", "--remote", &name])
-            .output()
-            .unwrap()
-    };
+    let c = dir.path().join("c");
+    let tagged = rbk(&c)
+        .args(["manifest", "inspect", "--remote", &name])
+        .output();
     assert!(
-        !remote("c").status.success(),
+        !tagged.unwrap().status.success(),
         "a by-digest push set the tag"
     );
 
     let before = reg.requests().len();
-    let c = dir.path().join("c");
     let merged = merge(&c, &["--push"], &[&a, &b]);
-    assert!(
-        merged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&merged.stderr)
-    );
+    let err = String::from_utf8_lossy(&merged.stderr);
+    assert!(merged.status.success(), "{err}");
     let digest = merged_digest(&merged, &name);
     let during = reg.requests()[before..].to_vec();
-    assert!(
-        during
-            .iter()
-            .any(|r| r.starts_with("PUT /v2/app/manifests/1")),
-        "{during:?}"
-    );
-    assert!(
-        !during.iter().any(|r| r.contains("/blobs/")),
-        "merge touched blobs: {during:?}"
-    );
-
-    let index: serde_json::Value = serde_json::from_slice(
-        &succeed(&mut {
-            let mut cmd = rbk(&c);
-            cmd.args(["manifest", "inspect", "--remote", &name]);
-            cmd
-        })
-        .stdout,
-    )
-    .unwrap();
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
-    let entries: Vec<(String, String)> = index["manifests"]
-        .as_array()
-        .unwrap()
+    let put = during
         .iter()
-        .map(|m| {
-            let arch = m["platform"]["architecture"].as_str().unwrap();
-            (arch.to_string(), m["digest"].as_str().unwrap().to_string())
-        })
-        .collect();
-    let want = |m: &serde_json::Value| m["containerimage.digest"].as_str().unwrap().to_string();
-    assert_eq!(
-        entries,
-        [
-            ("amd64".to_string(), want(&mb)),
-            ("arm64".to_string(), want(&ma))
-        ]
-    );
+        .any(|r| r.starts_with("PUT /v2/app/manifests/1"));
+    assert!(put, "{during:?}");
+    let blobs = during.iter().any(|r| r.contains("/blobs/"));
+    assert!(!blobs, "merge touched blobs: {during:?}");
+    assert_eq!(remote_index(&c, &name), [amd, arm]);
 
     // Idempotent, in any order of the files; a dry run says the same.
     let again = merge(&c, &["--push"], &[&b, &a]);
