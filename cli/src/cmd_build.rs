@@ -1333,6 +1333,31 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
 
 #[cfg(test)]
 mod tests {
+    use crate::outputs::{self, Output};
+
+    #[test]
+    fn targets_pushed_by_digest_push_by_digest_only() {
+        let parse = |s: &str| outputs::parse(s).unwrap();
+        let given = [
+            parse("type=registry,name=r.io/a:1"),
+            parse("type=oci,dest=x"),
+        ];
+        let outs = super::digest_only(&given, true);
+        assert_eq!(outs.len(), 2);
+        assert!(matches!(
+            outs[0],
+            Output::Image {
+                by_digest: true,
+                ..
+            }
+        ));
+        assert_eq!(outs[1], given[1]);
+        // Nothing pushed: a push by digest is added.
+        let outs = super::digest_only(&given[1..], true);
+        assert_eq!(outs[1], outputs::push_by_digest());
+        assert_eq!(super::digest_only(&given, false), given);
+    }
+
     #[test]
     fn docker_hub_names_are_shown_as_the_registry_sees_them() {
         assert_eq!(

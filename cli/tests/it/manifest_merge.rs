@@ -240,3 +240,45 @@ fn merge_without_push_makes_the_index_in_the_store() {
     let again = merge(&store, &[], &[&b, &a]);
     assert_eq!(merged_digest(&again, "localhost/app:3"), digest);
 }
+
+#[test]
+fn merge_takes_a_shard_that_built_two_platforms_of_the_target() {
+    let test = "merge_takes_a_shard_that_built_two_platforms_of_the_target";
+    if !can_build(test) {
+        return;
+    }
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:4", reg.host);
+    let out = [
+        "-o",
+        &format!("type=registry,name={name},push-by-digest=true"),
+    ];
+    let two = "linux/amd64,linux/arm64";
+    let a = build(dir.path(), "a", two, "two", &out, "a.json");
+    let b = build(dir.path(), "b", "linux/riscv64", "three", &out, "b.json");
+    // One entry: the pushed index, and each platform's manifest.
+    let m = json(&a);
+    let index = &m["containerimage.descriptor"];
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert!(index.get("platform").is_none(), "{m}");
+    let each: Vec<&str> = m["containerimage.descriptors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(each, ["amd64", "arm64"]);
+
+    let c = dir.path().join("c");
+    let merged = merge(&c, &["--push"], &[&a, &b]);
+    let err = String::from_utf8_lossy(&merged.stderr);
+    assert!(merged.status.success(), "{err}");
+    let archs: Vec<String> = remote_index(&c, &name).into_iter().map(|e| e.0).collect();
+    assert_eq!(archs, ["amd64", "arm64", "riscv64"]);
+}
