@@ -152,7 +152,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
     /// Write the build's result as JSON to FILE, as buildx does
-    /// (containerimage.digest, containerimage.config.digest, image.name)
+    /// (containerimage.digest, containerimage.config.digest,
+    /// containerimage.descriptor, image.name; after push-by-digest=true
+    /// also rbk.tags for `rbk manifest merge`)
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
     /// Print only the image id on standard output, no progress
@@ -673,7 +675,11 @@ impl Done<'_> {
                 .filter(|i| &i.name == name)
                 .cloned()
                 .collect();
-            let outs = digest_only(outs, args.push_by_digest.contains(name));
+            // Converted only: the build's outputs add the push if none.
+            let outs: Vec<Output> = match args.push_by_digest.contains(name) {
+                true => outs.iter().cloned().map(Output::by_digest).collect(),
+                false => outs.clone(),
+            };
             by_digest.extend(
                 outputs::export(self.store, self.client, &outs, &image)
                     .with_context(|| format!("target {name:?}: output"))?,

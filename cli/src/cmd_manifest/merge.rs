@@ -31,12 +31,9 @@ struct Member {
 }
 
 impl Member {
-    /// Where it was named, for errors: `a.json` or `a.json (target app)`.
+    /// Where it was named, for errors.
     fn origin(&self) -> String {
-        match self.target.as_str() {
-            "" => self.file.display().to_string(),
-            t => format!("{} (target {t})", self.file.display()),
-        }
+        origin(&self.file, &self.target)
     }
 
     /// Its platform, `os/arch[/variant]`.
@@ -90,6 +87,14 @@ pub fn merge(files: &[PathBuf], source: &Source<'_>, dry_run: bool) -> Result<()
         println!("{} {digest}", tag.familiar());
     }
     Ok(())
+}
+
+/// A metadata file's entry, for errors: `a.json` or `a.json (target app)`.
+fn origin(file: &Path, target: &str) -> String {
+    match target {
+        "" => file.display().to_string(),
+        t => format!("{} (target {t})", file.display()),
+    }
 }
 
 fn names(files: &[PathBuf]) -> String {
@@ -269,10 +274,7 @@ fn read_file(file: &Path) -> Result<Vec<(Vec<Reference>, Vec<Member>)>> {
 
 /// One entry of a metadata file.
 fn read_entry(file: &Path, target: &str, v: &Value) -> Result<(Vec<Reference>, Vec<Member>)> {
-    let origin = match target {
-        "" => file.display().to_string(),
-        t => format!("{} (target {t})", file.display()),
-    };
+    let origin = origin(file, target);
     let tags: Vec<String> = match (v.get("rbk.tags"), v.get("image.name")) {
         (Some(tags), _) => serde_json::from_value(tags.clone())
             .with_context(|| format!("{origin}: rbk.tags is not a list of names"))?,
