@@ -13,7 +13,9 @@ use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::CacheExport;
 use rbk_scheduler::step::from::BaseImages;
-use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Entitlements, Services, VertexPlan};
+use rbk_scheduler::{
+    BuildOptions, BuildSession, BuildSummary, BuiltImage, Entitlements, Services, VertexPlan,
+};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::RemoteCache;
@@ -25,7 +27,7 @@ use crate::build_cache::{parse_cache_spec, shared_caches};
 use crate::cmd_graph::compile_all;
 use crate::cmd_registry::RegistryFlags;
 use crate::inputs::{self, BuildInputArgs};
-use crate::outputs::{self, Output};
+use crate::outputs::{self, DigestPush, Output};
 use crate::progress::{self, ProgressMode};
 
 /// `rbk build`
@@ -152,7 +154,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
     /// Write the build's result as JSON to FILE, as buildx does
-    /// (containerimage.digest, containerimage.config.digest, image.name)
+    /// (containerimage.digest, containerimage.config.digest,
+    /// containerimage.descriptor, image.name; after push-by-digest=true
+    /// also rbk.tags for `rbk manifest merge`)
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
     /// Print only the image id on standard output, no progress
@@ -160,6 +164,13 @@ pub struct BuildArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
+    /// Targets whose images are pushed by digest only, never by tag: every
+    /// push of theirs (`--push`, `-o type=registry`) goes by digest, and
+    /// one is added when nothing pushes them (see
+    /// [`outputs::push_by_digest`]). Set by a sharded build for the
+    /// targets whose platforms are built on several machines; no flag.
+    #[arg(skip)]
+    pub push_by_digest: Vec<String>,
 }
 
 /// `--pull`.
@@ -695,7 +706,7 @@ impl Done<'_> {
     /// Exports the outputs (the build's and each target's), writes the
     /// result files and the graph page, and reports.
     fn finish(&self, args: &BuildArgs, summary: &BuildSummary, started: Instant) -> Result<i32> {
-        outputs::export(self.store, self.client, self.outputs, &summary.images)?;
+        let mut by_digest = self.export_all(args, summary)?;
         for (name, outs) in &self.targets.outputs {
             let image: Vec<_> = summary
                 .images
@@ -703,10 +714,17 @@ impl Done<'_> {
                 .filter(|i| &i.name == name)
                 .cloned()
                 .collect();
-            outputs::export(self.store, self.client, outs, &image)
-                .with_context(|| format!("target {name:?}: output"))?;
+            // Converted only: the build's outputs add the push if none.
+            let outs: Vec<Output> = match args.push_by_digest.contains(name) {
+                true => outs.iter().cloned().map(Output::by_digest).collect(),
+                false => outs.clone(),
+            };
+            by_digest.extend(
+                outputs::export(self.store, self.client, &outs, &image)
+                    .with_context(|| format!("target {name:?}: output"))?,
+            );
         }
-        write_result_files(self.store, args, summary, self.shard.as_ref())?;
+        write_result_files(self.store, args, summary, &by_digest, self.shard.as_ref())?;
         if let Some(path) = &args.graph_out {
             let marks = build_marks(self.graph, summary);
             let page = render::render_marked(self.graph, render::Format::Html, &marks);
@@ -731,6 +749,47 @@ impl Done<'_> {
         }
         Ok(0)
     }
+}
+
+impl Done<'_> {
+    /// Exports the build's outputs: those of the targets pushed by digest
+    /// only (`BuildArgs::push_by_digest`) as such, the others as given.
+    fn export_all(&self, args: &BuildArgs, summary: &BuildSummary) -> Result<Vec<DigestPush>> {
+        let all = &summary.images;
+        if !all.iter().any(|i| args.push_by_digest.contains(&i.name)) {
+            return outputs::export(self.store, self.client, self.outputs, all);
+        }
+        // Archives and the like get every image at once; pushes are split.
+        let (pushes, others): (Vec<Output>, Vec<Output>) =
+            self.outputs.iter().cloned().partition(Output::pushes);
+        let (digest_images, images): (Vec<BuiltImage>, Vec<BuiltImage>) = all
+            .iter()
+            .cloned()
+            .partition(|i| args.push_by_digest.contains(&i.name));
+        let mut pushed = outputs::export(self.store, self.client, &others, all)?;
+        pushed.extend(outputs::export(self.store, self.client, &pushes, &images)?);
+        let pushes = digest_only(&pushes, true);
+        pushed.extend(outputs::export(
+            self.store,
+            self.client,
+            &pushes,
+            &digest_images,
+        )?);
+        Ok(pushed)
+    }
+}
+
+/// `outputs` with every push by digest when `only` (and one push by digest
+/// added when none pushes); as they are otherwise.
+fn digest_only(outputs: &[Output], only: bool) -> Vec<Output> {
+    if !only {
+        return outputs.to_vec();
+    }
+    let mut outs: Vec<Output> = outputs.iter().cloned().map(Output::by_digest).collect();
+    if !outs.iter().any(Output::pushes) {
+        outs.push(outputs::push_by_digest());
+    }
+    outs
 }
 
 /// What the cache holds for each vertex of `graph`, as the next build
@@ -883,6 +942,7 @@ fn outputs_of(args: &BuildArgs) -> Result<Vec<Output>> {
         outs.push(Output::Image {
             names: Vec::new(),
             push: true,
+            by_digest: false,
             format: Compression::Gzip.into(),
         });
     }
@@ -894,6 +954,7 @@ fn write_result_files(
     store: &Store,
     args: &BuildArgs,
     summary: &BuildSummary,
+    by_digest: &[DigestPush],
     shard: Option<&serde_json::Value>,
 ) -> Result<()> {
     if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
@@ -903,22 +964,9 @@ fn write_result_files(
     let Some(path) = &args.metadata_file else {
         return Ok(());
     };
-    let entry = |img: &rbk_scheduler::BuiltImage| -> Result<serde_json::Value> {
-        let image = store.image_by_entry(&img.manifest, Vec::new(), None)?;
-        let desc = store.entry_descriptor(&image)?;
-        let mut v = serde_json::json!({
-            "containerimage.digest": img.manifest.to_string(),
-            "containerimage.config.digest": image.id.to_string(),
-            "containerimage.descriptor": {
-                "mediaType": desc.media_type,
-                "digest": img.manifest.to_string(),
-                "size": desc.size,
-            },
-        });
-        if !img.tags.is_empty() {
-            v["image.name"] = img.tags.join(",").into();
-        }
-        Ok(v)
+    let entry = |img: &BuiltImage| {
+        let pushed = by_digest.iter().rev().find(|p| p.target == img.name);
+        metadata_entry(store, img, pushed)
     };
     // One image: its fields at the top, as `docker buildx build`; several
     // (an rbk.toml): one object per target, as `docker buildx bake`.
@@ -940,6 +988,45 @@ fn write_result_files(
     let text = serde_json::to_string_pretty(&doc)?;
     std::fs::write(path, text + "\n")
         .with_context(|| format!("cannot write --metadata-file {}", path.display()))
+}
+
+/// One image's `--metadata-file` entry: buildx's keys, the descriptor with
+/// its platform when the image is one platform's. Pushed by digest, the
+/// pushed manifest (or index) is described instead, `image.name` is the
+/// repositories it went to, and `rbk.push-by-digest`, `rbk.tags` (the
+/// names it was meant for) and `containerimage.descriptors` (each
+/// platform's pushed manifest) tell `rbk manifest merge` how to join it.
+fn metadata_entry(
+    store: &Store,
+    img: &BuiltImage,
+    pushed: Option<&DigestPush>,
+) -> Result<serde_json::Value> {
+    let image = store.image_by_entry(&img.manifest, Vec::new(), None)?;
+    let desc = store.entry_descriptor(&image)?;
+    let platform = image
+        .platform()
+        .filter(|_| image.index.is_none())
+        .map(|p| p.to_platform());
+    let (digest, media_type, size) = match pushed {
+        Some(p) => (&p.pushed.digest, &p.pushed.media_type, p.pushed.size),
+        None => (&img.manifest, &desc.media_type, desc.size),
+    };
+    let mut descriptor = rbk_store::oci::Descriptor::new(media_type, digest.clone(), size);
+    descriptor.platform = platform;
+    let mut v = serde_json::json!({
+        "containerimage.digest": digest.to_string(),
+        "containerimage.config.digest": image.id.to_string(),
+        "containerimage.descriptor": descriptor,
+    });
+    if let Some(p) = pushed {
+        v["image.name"] = p.repositories.join(",").into();
+        v["rbk.push-by-digest"] = true.into();
+        v["rbk.tags"] = serde_json::json!(p.tags);
+        v["containerimage.descriptors"] = serde_json::to_value(&p.pushed.platforms)?;
+    } else if !img.tags.is_empty() {
+        v["image.name"] = img.tags.join(",").into();
+    }
+    Ok(v)
 }
 
 /// The build's options from its flags, and the layer compression; a bad
@@ -1298,6 +1385,31 @@ fn print_summary(summary: &BuildSummary, started: Instant, mode: ProgressMode, s
 
 #[cfg(test)]
 mod tests {
+    use crate::outputs::{self, Output};
+
+    #[test]
+    fn targets_pushed_by_digest_push_by_digest_only() {
+        let parse = |s: &str| outputs::parse(s).unwrap();
+        let given = [
+            parse("type=registry,name=r.io/a:1"),
+            parse("type=oci,dest=x"),
+        ];
+        let outs = super::digest_only(&given, true);
+        assert_eq!(outs.len(), 2);
+        assert!(matches!(
+            outs[0],
+            Output::Image {
+                by_digest: true,
+                ..
+            }
+        ));
+        assert_eq!(outs[1], given[1]);
+        // Nothing pushed: a push by digest is added.
+        let outs = super::digest_only(&given[1..], true);
+        assert_eq!(outs[1], outputs::push_by_digest());
+        assert_eq!(super::digest_only(&given, false), given);
+    }
+
     #[test]
     fn docker_hub_names_are_shown_as_the_registry_sees_them() {
         assert_eq!(

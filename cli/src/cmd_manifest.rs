@@ -1,9 +1,12 @@
-//! `rbk manifest create|inspect|push`: multi-platform images (OCI image
-//! indexes) made from images in the store, shown, and pushed whole — what
-//! `docker manifest` and `docker buildx imagetools` do, for the store.
+//! `rbk manifest create|inspect|push|merge`: multi-platform images (OCI
+//! image indexes) made from images in the store, shown, and pushed whole —
+//! what `docker manifest` and `docker buildx imagetools` do, for the store;
+//! and joined from the images several builds pushed by digest (`merge`).
+
+mod merge;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use rbk_store::compress::Compression;
@@ -52,6 +55,29 @@ pub enum ManifestCommand {
         #[command(flatten)]
         registry: RegistryFlags,
     },
+    /// Join the platform images that several builds wrote in their
+    /// --metadata-file (pushed with push-by-digest=true) into one OCI index
+    /// per tag; only manifests are read, no layer is pulled
+    #[command(after_help = "Examples:
+  rbk build --platform linux/amd64 -o type=registry,name=reg.example.com/app:1,push-by-digest=true \\
+      --metadata-file amd64.json .      # on one machine
+  rbk build --platform linux/arm64 -o type=registry,name=reg.example.com/app:1,push-by-digest=true \\
+      --metadata-file arm64.json .      # on another
+  rbk manifest merge --push amd64.json arm64.json")]
+    Merge {
+        /// Push each index to its registry (the images must be there); without
+        /// it, the images must be in the store and the index is made there
+        #[arg(long)]
+        push: bool,
+        /// Check and print the indexes' names and digests; push or make nothing
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// Metadata files written by `rbk build --metadata-file`
+        #[arg(required = true, value_name = "METADATA.json")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
 }
 
 /// Runs one `rbk manifest` command against the store at `root`.
@@ -80,6 +106,22 @@ pub fn run(root: &Path, cmd: ManifestCommand) -> anyhow::Result<i32> {
                 .push_with(&store, &name, &dest, Compression::Gzip, &|_| {})
                 .with_context(|| format!("cannot push {}", dest.familiar()))?;
             println!("{}", pushed.digest);
+            Ok(0)
+        }
+        ManifestCommand::Merge {
+            push,
+            dry_run,
+            files,
+            registry,
+        } => {
+            let client;
+            let source = if push {
+                client = Client::new(registry.options())?;
+                merge::Source::Registry(&client)
+            } else {
+                merge::Source::Store(&store)
+            };
+            merge::merge(&files, &source, dry_run)?;
             Ok(0)
         }
     }

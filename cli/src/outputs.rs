@@ -1,6 +1,6 @@
 //! Where `rbk build` puts its images besides the store: `-o/--output` with
 //! buildx's syntax (`type=image|registry|docker|oci|tar|local`, `dest=`,
-//! `name=`, `push=`, `compression=`, `compression-level=`,
+//! `name=`, `push=`, `push-by-digest=`, `compression=`, `compression-level=`,
 //! `force-compression=`, `oci-mediatypes=`), `--push` and `--load`. Every value is
 //! parsed before the build starts; the exports run after it.
 
@@ -14,12 +14,13 @@ use rbk_store::archive::{self, SaveItem};
 use rbk_store::compress::Compression;
 use rbk_store::images::{Image, Store};
 use rbk_store::layer::ApplyMode;
-use rbk_store::registry::Client;
+use rbk_store::registry::{Client, Pushed};
 use rbk_store::variant::ExportFormat;
 use rbk_store::Reference;
 
 /// The accepted forms, for error messages.
-const FORMS: &str = "type=image|registry|docker|oci|tar|local with dest=, name=, push=, \
+const FORMS: &str =
+    "type=image|registry|docker|oci|tar|local with dest=, name=, push=, push-by-digest=, \
 compression=gzip|zstd|uncompressed, compression-level=N, force-compression=BOOL, \
 oci-mediatypes=BOOL; or a directory (type=local) or - (type=tar to standard output)";
 
@@ -27,10 +28,14 @@ oci-mediatypes=BOOL; or a directory (type=local) or - (type=tar to standard outp
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Kept in the store (every build is); `name=` tags it, `push=true`
-    /// pushes those names (`type=registry` is `type=image,push=true`).
+    /// pushes those names (`type=registry` is `type=image,push=true`);
+    /// `push-by-digest=true` (which implies `push=true`) pushes into those
+    /// names' repositories under the manifest's digest only, tagging
+    /// nothing there.
     Image {
         names: Vec<Reference>,
         push: bool,
+        by_digest: bool,
         format: ExportFormat,
     },
     /// An image archive: Docker's (`type=docker`) or an OCI layout
@@ -59,6 +64,30 @@ impl Output {
         }
     }
 
+    /// The same output pushing by digest only, when it pushes (see
+    /// [`push_by_digest`]); any other output as it is.
+    pub fn by_digest(self) -> Output {
+        match self {
+            Output::Image {
+                names,
+                push: true,
+                format,
+                ..
+            } => Output::Image {
+                names,
+                push: true,
+                by_digest: true,
+                format,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether it pushes to a registry.
+    pub fn pushes(&self) -> bool {
+        matches!(self, Output::Image { push: true, .. })
+    }
+
     /// Whether it writes to standard output.
     pub fn writes_stdout(&self) -> bool {
         matches!(
@@ -69,6 +98,20 @@ impl Output {
                     ..
                 }
         )
+    }
+}
+
+/// The output that pushes each image it is given by digest only (no tag),
+/// into the repository of each of the image's tags, and records the tags
+/// in the metadata file for `rbk manifest merge`: what a sharded build
+/// asks for the targets whose platforms are built on several machines.
+/// The same as `-o type=image,push=true,push-by-digest=true`.
+pub fn push_by_digest() -> Output {
+    Output::Image {
+        names: Vec::new(),
+        push: true,
+        by_digest: true,
+        format: Compression::Gzip.into(),
     }
 }
 
@@ -86,6 +129,7 @@ struct Fields {
     dest: Option<String>,
     names: Vec<Reference>,
     push: Option<bool>,
+    by_digest: Option<bool>,
     compression: Option<Compression>,
     level: Option<i32>,
     force: bool,
@@ -112,6 +156,7 @@ fn fields(s: &str) -> Result<Fields, String> {
                 }
             }
             "push" => f.push = Some(parse_bool(v).map_err(|e| format!("push: {e}"))?),
+            "push-by-digest" => f.by_digest = Some(parse_bool(v).map_err(|e| format!("{k}: {e}"))?),
             "compression" => {
                 f.compression = Some(
                     v.parse::<Compression>()
@@ -131,6 +176,9 @@ fn fields(s: &str) -> Result<Fields, String> {
             }
             other => return Err(format!("unknown key {other:?}")),
         }
+    }
+    if f.by_digest == Some(true) && f.push == Some(false) {
+        return Err("push-by-digest=true needs push=true".into());
     }
     Ok(f)
 }
@@ -154,6 +202,7 @@ pub fn parse(s: &str) -> Result<Output> {
         dest,
         names,
         push,
+        by_digest,
         compression,
         level,
         force,
@@ -179,14 +228,16 @@ pub fn parse(s: &str) -> Result<Output> {
     match kind.as_str() {
         "image" | "registry" => {
             no("dest=", dest.is_some())?;
+            let by_digest = by_digest.unwrap_or(false);
             Ok(Output::Image {
                 names,
-                push: push.unwrap_or(kind == "registry"),
+                push: push.unwrap_or(kind == "registry" || by_digest),
+                by_digest,
                 format: format(Compression::Gzip)?,
             })
         }
         "docker" | "oci" => {
-            no("push=", push.is_some())?;
+            no("push=", push.is_some() || by_digest.is_some())?;
             Ok(Output::Archive {
                 kind: if kind == "docker" { "docker" } else { "oci" },
                 dest: need_dest(dest)?,
@@ -197,7 +248,7 @@ pub fn parse(s: &str) -> Result<Output> {
         }
         "tar" | "local" => {
             no("name=", !names.is_empty())?;
-            no("push=", push.is_some())?;
+            no("push=", push.is_some() || by_digest.is_some())?;
             no("compression=", compression.is_some())?;
             no("compression-level=", level.is_some())?;
             let dest = need_dest(dest)?;
@@ -319,15 +370,31 @@ pub fn check(outputs: &[Output], images: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs the exports for the built `images`.
+/// An image pushed by digest: what the metadata file records of it.
+#[derive(Debug, Clone)]
+pub struct DigestPush {
+    /// The target (image name) it was built as.
+    pub target: String,
+    /// The repositories (`HOST/PATH`) it was pushed into, in name order.
+    pub repositories: Vec<String>,
+    /// The names it was pushed for, in full: the tags `rbk manifest merge`
+    /// gives the index it joins it into.
+    pub tags: Vec<String>,
+    /// What was pushed (the same manifest into every repository).
+    pub pushed: Pushed,
+}
+
+/// Runs the exports for the built `images`; returns the pushes made by
+/// digest.
 pub fn export(
     store: &Store,
     client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
     outputs: &[Output],
     images: &[BuiltImage],
-) -> Result<()> {
+) -> Result<Vec<DigestPush>> {
+    let mut by_digest = Vec::new();
     if outputs.is_empty() {
-        return Ok(());
+        return Ok(by_digest);
     }
     // By manifest digest: resolving an id would read every stored manifest.
     let resolved: Vec<Image> = images
@@ -346,8 +413,17 @@ pub fn export(
             Output::Image {
                 names,
                 push,
+                by_digest: digest_only,
                 format,
-            } => export_image(store, client, &resolved, images, names, *push, format)?,
+            } => {
+                let push = match (*push, *digest_only) {
+                    (false, _) => Push::No,
+                    (true, false) => Push::ByName,
+                    (true, true) => Push::ByDigest(&mut by_digest),
+                };
+                let to = (names.as_slice(), format);
+                export_image(store, client, &resolved, images, to, push)?
+            }
             Output::Archive {
                 kind,
                 dest,
@@ -385,7 +461,7 @@ pub fn export(
             Output::Local { dest } => filesystem_dir(store, only(&resolved)?, dest)?,
         }
     }
-    Ok(())
+    Ok(by_digest)
 }
 
 /// `image` as `format` has it leave the store: its manifest with the
@@ -421,16 +497,24 @@ fn only(images: &[Image]) -> Result<&Image> {
     }
 }
 
+/// Whether and how `type=image` pushes.
+enum Push<'a> {
+    No,
+    /// Under each name.
+    ByName,
+    /// By digest into each name's repository, recorded here.
+    ByDigest(&'a mut Vec<DigestPush>),
+}
+
 /// `type=image`: tags the image with `names` (else its `-t` tags) and
-/// pushes them when asked.
+/// pushes them when asked (`to`: the names and the format).
 fn export_image(
     store: &Store,
     client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
     resolved: &[Image],
     built: &[BuiltImage],
-    names: &[Reference],
-    push: bool,
-    format: &ExportFormat,
+    (names, format): (&[Reference], &ExportFormat),
+    mut push: Push<'_>,
 ) -> Result<()> {
     for (image, b) in resolved.iter().zip(built) {
         let names: Vec<Reference> = if names.is_empty() {
@@ -444,13 +528,17 @@ fn export_image(
             }
             names.to_vec()
         };
-        if !push {
+        if matches!(push, Push::No) {
             continue;
         }
         if names.is_empty() {
             bail!("cannot push {}: it has no name (give -t or name=)", b.name);
         }
         let client = client()?;
+        if let Push::ByDigest(record) = &mut push {
+            record.push(push_digest_only(store, &client, image, b, &names, format)?);
+            continue;
+        }
         for n in &names {
             let pushed = client
                 .push_as(store, image.entry_digest().as_str(), n, format, &|_| {})
@@ -459,6 +547,42 @@ fn export_image(
         }
     }
     Ok(())
+}
+
+/// Pushes `image` (built as `b`) by digest into the repository of each of
+/// `names`, once per repository.
+fn push_digest_only(
+    store: &Store,
+    client: &Client,
+    image: &Image,
+    b: &BuiltImage,
+    names: &[Reference],
+    format: &ExportFormat,
+) -> Result<DigestPush> {
+    let mut repos: Vec<&Reference> = Vec::new();
+    for n in names {
+        if !repos.iter().any(|r| r.repository() == n.repository()) {
+            repos.push(n);
+        }
+    }
+    repos.sort_by_key(|r| r.repository());
+    let mut pushed = None;
+    for r in &repos {
+        let p = client
+            .push_by_digest(store, image.entry_digest().as_str(), r, format, &|_| {})
+            .with_context(|| format!("cannot push {} by digest", r.familiar_repository()))?;
+        eprintln!("pushed {}@{}", r.familiar_repository(), p.digest);
+        pushed = Some(p);
+    }
+    let Some(pushed) = pushed else {
+        bail!("cannot push {}: it has no name (give -t or name=)", b.name);
+    };
+    Ok(DigestPush {
+        target: b.name.clone(),
+        repositories: repos.iter().map(|r| r.repository()).collect(),
+        tags: names.iter().map(Reference::to_string).collect(),
+        pushed,
+    })
 }
 
 /// Writes to `dest` through `write`: a file (made beside its place and
@@ -636,8 +760,10 @@ mod tests {
             Output::Image {
                 names,
                 push,
+                by_digest,
                 format,
             } => {
+                assert!(!by_digest);
                 assert_eq!(names.len(), 2);
                 assert!(push);
                 assert_eq!(format, ExportFormat::from(Compression::Gzip));
@@ -680,6 +806,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse("type=registry,name=r.io/a:1,push-by-digest=true").unwrap() {
+            Output::Image {
+                push, by_digest, ..
+            } => assert!(push && by_digest),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             parse("type=oci,dest=-").unwrap(),
             Output::Archive {
@@ -706,6 +838,11 @@ mod tests {
             ),
             ("dest=x", "type= is missing"),
             ("type=image,colour=red", "unknown key"),
+            (
+                "type=image,name=a,push=false,push-by-digest=true",
+                "needs push=true",
+            ),
+            ("type=docker,dest=x,push-by-digest=true", "takes no push="),
             ("type=image,\"name=a", "unclosed"),
             ("type=image,oci-mediatypes=maybe", "not true or false"),
             (

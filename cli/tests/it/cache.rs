@@ -16,6 +16,8 @@ const REGISTRY: &str = "/usr/bin/docker-registry";
 pub(crate) struct Registry {
     child: Child,
     pub(crate) host: String,
+    /// Where it logs each request (`start_logged`).
+    log: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,8 +33,38 @@ impl Registry {
         Registry::start_with(test, false)
     }
 
+    /// A registry that logs every request it answers (see `log`).
+    pub(crate) fn start_logged(test: &str) -> Option<Registry> {
+        Registry::start_full(test, false, true)
+    }
+
     /// A registry that allows deleting manifests when `delete` is set.
     pub(crate) fn start_with(test: &str, delete: bool) -> Option<Registry> {
+        Registry::start_full(test, delete, false)
+    }
+
+    /// The requests answered so far, one `METHOD URI` a line (only for a
+    /// registry made by `start_logged`).
+    pub(crate) fn requests(&self) -> Vec<String> {
+        let Some(log) = &self.log else {
+            return Vec::new();
+        };
+        let text = String::from_utf8_lossy(&std::fs::read(log).unwrap()).into_owned();
+        let field = |line: &str, key: &str| -> Option<String> {
+            let rest = line.split_once(key)?.1;
+            let rest = rest.trim_start_matches('"');
+            Some(rest.split([' ', '"']).next()?.to_string())
+        };
+        text.lines()
+            .filter_map(|l| {
+                let method = field(l, "http.request.method=")?;
+                let uri = field(l, "http.request.uri=")?;
+                Some(format!("{method} {uri}"))
+            })
+            .collect()
+    }
+
+    fn start_full(test: &str, delete: bool, logged: bool) -> Option<Registry> {
         if !Path::new(REGISTRY).exists() {
             eprintln!("SKIPPED {test}: {REGISTRY} is missing (apt-get install docker-registry)");
             return None;
@@ -47,21 +79,28 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                if logged { "info" } else { "error" },
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
+        let log = logged.then(|| dir.path().join("requests.log"));
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
         let child = Command::new(REGISTRY)
             .arg("serve")
             .arg(&cfg)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let reg = Registry {
             child,
             host: format!("127.0.0.1:{port}"),
+            log,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);

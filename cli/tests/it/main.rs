@@ -15,6 +15,7 @@ mod hostinfo;
 mod kill_points;
 mod layers;
 mod link;
+mod manifest_merge;
 mod outputs;
 mod pipes;
 mod plan_emit;

@@ -33,6 +33,20 @@ pub struct Pushed {
     /// The local manifest's digest; differs from `digest` when layers were
     /// compressed for the push.
     pub local_digest: Digest,
+    /// The pushed manifest's (or index's) media type.
+    pub media_type: String,
+    /// Each platform's pushed manifest, with its platform: the one image's
+    /// (when its config states a platform), or each entry of an index.
+    pub platforms: Vec<Descriptor>,
+}
+
+/// Where a push puts the manifest it ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Under {
+    /// The destination's tag (or digest).
+    Name,
+    /// Its own digest, in the destination's repository: no tag is set.
+    Digest,
 }
 
 impl Client {
@@ -79,9 +93,38 @@ impl Client {
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
+        self.push_under(store, source, dest, Under::Name, format, progress)
+    }
+
+    /// Pushes the local image `source` into `repository` (its tag or digest,
+    /// if any, ignored) under its manifest's digest only, setting no tag:
+    /// buildx's `push-by-digest=true`, for builds whose platforms are
+    /// joined into one index later (`rbk manifest merge`). A multi-platform
+    /// image pushes each platform's manifest and then the index, all by
+    /// digest.
+    pub fn push_by_digest(
+        &self,
+        store: &Store,
+        source: &str,
+        repository: &Reference,
+        format: &ExportFormat,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Pushed, RegistryError> {
+        self.push_under(store, source, repository, Under::Digest, format, progress)
+    }
+
+    fn push_under(
+        &self,
+        store: &Store,
+        source: &str,
+        dest: &Reference,
+        under: Under,
+        format: &ExportFormat,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<Pushed, RegistryError> {
         let image = store.resolve_leased(source)?;
         if image.index.is_some() {
-            return self.push_index(store, &image, dest, format, progress);
+            return self.push_index(store, &image, dest, under, format, progress);
         }
         let converted = store.manifest_for_export(&image, format)?;
         let media_type = converted
@@ -93,12 +136,26 @@ impl Client {
             digest: converted.digest.clone(),
         });
         self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
-        let digest = self.put_manifest(dest, &media_type, &converted.bytes, progress)?;
+        let dest = match under {
+            Under::Name => dest.clone(),
+            Under::Digest => dest.with_digest(converted.digest.clone()),
+        };
+        let digest = self.put_manifest(&dest, &media_type, &converted.bytes, progress)?;
+        let size = converted.bytes.len() as u64;
+        let mut desc = Descriptor::new(&media_type, digest.clone(), size);
+        desc.platform = image.platform().map(|p| p.to_platform());
         Ok(Pushed {
             digest,
-            size: converted.bytes.len() as u64,
-            id: image.id,
+            size,
+            id: image.id.clone(),
             local_digest: image.manifest_digest,
+            media_type,
+            platforms: desc
+                .platform
+                .is_some()
+                .then_some(desc)
+                .into_iter()
+                .collect(),
         })
     }
 
@@ -109,11 +166,13 @@ impl Client {
         store: &Store,
         image: &crate::images::Image,
         dest: &Reference,
+        under: Under,
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
         // Every platform's image was leased when `image` was resolved.
         let exported = store.index_for_export(image, format)?;
+        let mut platforms = Vec::new();
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
         });
@@ -128,12 +187,32 @@ impl Client {
             let by_digest = dest.with_digest(converted.digest.clone());
             self.put_manifest(&by_digest, &media_type, &converted.bytes, progress)?;
         }
-        let digest = self.put_manifest(dest, &exported.media_type, &exported.bytes, progress)?;
+        for (platform_image, converted) in &exported.images {
+            let Some(p) = platform_image.platform() else {
+                continue;
+            };
+            let media_type = converted.manifest.media_type.as_deref();
+            let size = converted.bytes.len() as u64;
+            let mut d = Descriptor::new(
+                media_type.unwrap_or(MEDIA_TYPE_OCI_MANIFEST),
+                converted.digest.clone(),
+                size,
+            );
+            d.platform = Some(p.to_platform());
+            platforms.push(d);
+        }
+        let dest = match under {
+            Under::Name => dest.clone(),
+            Under::Digest => dest.with_digest(exported.digest.clone()),
+        };
+        let digest = self.put_manifest(&dest, &exported.media_type, &exported.bytes, progress)?;
         Ok(Pushed {
             digest,
             size: exported.bytes.len() as u64,
             id: image.id.clone(),
             local_digest: image.entry_digest().clone(),
+            media_type: exported.media_type.clone(),
+            platforms,
         })
     }
 
