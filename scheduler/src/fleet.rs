@@ -72,11 +72,9 @@ impl Runner<'_, '_> {
             if cancel.is_cancelled() {
                 return Err(StepError::Cancelled);
             }
-            if let Some(rec) = s.cache.poll(&plan.key)? {
-                if let Some(state) = self.serve(v, &rec, parent, step, started) {
-                    s.waited.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    return Ok(Some(state));
-                }
+            if let Some(state) = self.poll_shared(v, plan, parent, step, started)? {
+                s.waited.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Ok(Some(state));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -92,6 +90,43 @@ impl Runner<'_, '_> {
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(MAX_PAUSE);
         }
+    }
+
+    /// Asks the shared cache once for step `v`'s result: by the plan's key,
+    /// then by its result key (the op over the parent's layers: the same
+    /// whatever base image id each builder's store gave the same layers).
+    /// A hit by result key is recorded under the plan's key too.
+    fn poll_shared(
+        &self,
+        v: usize,
+        plan: &Plan,
+        parent: &State,
+        step: &Step,
+        started: Instant,
+    ) -> Result<Option<State>, StepError> {
+        let s = self.session;
+        if let Some(rec) = s.cache.poll(&plan.key)? {
+            return Ok(self.serve(v, &rec, parent, step, started));
+        }
+        let Some(rk) = s.result_keys[v].get() else {
+            return Ok(None);
+        };
+        let Some(rec) = s.cache.poll(rk)? else {
+            return Ok(None);
+        };
+        let Some(state) = self.serve(v, &rec, parent, step, started) else {
+            return Ok(None);
+        };
+        s.cache.put(&rbk_store::cache::CacheRecord {
+            key: plan.key.clone(),
+            family: s.families[v].clone(),
+            inputs: plan.plaintext(),
+            ..rec
+        })?;
+        Ok(Some(State {
+            key: plan.key.clone(),
+            ..state
+        }))
     }
 
     /// Pushes the records of `keys` to the shared cache now, in a fleet

@@ -106,11 +106,11 @@ impl Runner<'_, '_> {
                 return Ok(state);
             }
         }
-        if let Some(state) = self.await_other_shard(v, plan, parent, &step, started, cancel)? {
-            return Ok(state);
-        }
         if let Some(state) = self.cut_off(v, plan, parent, extra, &step, started, cancel)? {
             self.publish(&[&plan.key])?;
+            return Ok(state);
+        }
+        if let Some(state) = self.await_other_shard(v, plan, parent, &step, started, cancel)? {
             return Ok(state);
         }
         // Made once: for a COPY of a large context it lists every file.
