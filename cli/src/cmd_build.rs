@@ -31,7 +31,7 @@ use crate::outputs::{self, DigestPush, Output};
 use crate::progress::{self, ProgressMode};
 
 /// `rbk build`
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
   rbk build -t myapp:1.0 .
   rbk build -f docker/Dockerfile.prod --build-arg VERSION=2 -t myapp:2 .
@@ -513,6 +513,18 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         targets: &targets,
         graph: &graph,
         shard: shard_report,
+    };
+    // A shard's platforms of a target other shards build too go by digest.
+    let split_args;
+    let args = match shard.as_ref().filter(|s| !s.split.is_empty()) {
+        Some(s) => {
+            split_args = BuildArgs {
+                push_by_digest: s.split.clone(),
+                ..args.clone()
+            };
+            &split_args
+        }
+        None => args,
     };
     done.finish(args, &summary, started)
 }

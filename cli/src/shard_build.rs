@@ -44,6 +44,9 @@ pub struct ShardArgs {
 pub struct ShardSetup {
     /// The scheduler's part.
     pub fleet: Fleet,
+    /// This shard's targets whose other platforms other shards build:
+    /// pushed by digest only, their index made by `rbk manifest merge`.
+    pub split: Vec<String>,
 }
 
 /// `I/N`, 1 ≤ I ≤ N.
@@ -114,6 +117,12 @@ pub fn setup(
     let mut k = keep.iter();
     graph.images.retain(|_| k.next().copied().unwrap_or(false));
     let wait = wait_of(&args.wait, &doc)?;
+    let split = doc
+        .merges
+        .iter()
+        .filter(|m| m.shards.contains(&me))
+        .map(|m| m.target.clone())
+        .collect();
     Ok(Some(ShardSetup {
         fleet: Fleet {
             shard: me,
@@ -121,6 +130,7 @@ pub fn setup(
             others,
             wait,
         },
+        split,
     }))
 }
 

@@ -63,7 +63,10 @@ pub fn measured(graph: &BuildGraph, summary: &BuildSummary) -> BTreeMap<String, 
         .filter(|s| !s.cached && s.vertex < graph.len())
         .map(|s| {
             let v = graph.vertex(rbk_compiler::graph::VertexId::new(s.vertex));
-            (v.own.hex(), (s.seconds * 1000.0).round() / 1000.0)
+            (
+                rbk_scheduler::shard::op_id(v),
+                (s.seconds * 1000.0).round() / 1000.0,
+            )
         })
         .collect()
 }

@@ -22,8 +22,7 @@ use rbk_compiler::graph::Op;
 use rbk_compiler::BuildGraph;
 use serde::{Deserialize, Serialize};
 
-/// Step durations recorded by earlier runs, by op (a vertex's
-/// [`own`](rbk_compiler::graph::Vertex::own) digest, in hex): the same
+/// Step durations recorded by earlier runs, by op ([`op_id`]): the same
 /// command costs about the same wherever it sits in a graph.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
@@ -36,6 +35,18 @@ impl Timings {
     pub fn merge(&mut self, other: Timings) {
         self.steps.extend(other.steps);
     }
+}
+
+/// What names a step's op in recorded durations: its kind and its
+/// instruction as the image history shows it (build args included). Not
+/// its cache definition, which holds the base image's environment: a
+/// planner that has not pulled the bases names steps as the builders do.
+pub fn op_id(v: &rbk_compiler::graph::Vertex) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(v.op.kind().as_bytes());
+    h.update(&[0]);
+    h.update(v.created_by.as_bytes());
+    h.finalize().to_hex().to_string()
 }
 
 /// Whether vertex `op` is a step with a layer (what costs time).
@@ -51,7 +62,7 @@ pub fn costs(graph: &BuildGraph, timings: &Timings) -> (Vec<f64>, bool) {
         .iter()
         .map(|&id| graph.vertex(id))
         .filter(|v| is_step(&v.op))
-        .filter_map(|v| timings.steps.get(&v.own.hex()).copied())
+        .filter_map(|v| timings.steps.get(&op_id(v)).copied())
         .collect();
     let seconds = !known.is_empty();
     // Unknown steps cost the median of the known ones.
@@ -68,7 +79,7 @@ pub fn costs(graph: &BuildGraph, timings: &Timings) -> (Vec<f64>, bool) {
         if is_step(&v.op) {
             out[id.index()] = timings
                 .steps
-                .get(&v.own.hex())
+                .get(&op_id(v))
                 .copied()
                 .unwrap_or(fallback)
                 .max(0.0);
@@ -378,17 +389,23 @@ pub fn owners(graph: &BuildGraph, placed: &[(usize, usize)]) -> Vec<Option<usize
     owner
 }
 
-/// The digest of what a split depends on: each unit's name, platform and
-/// cache definition (not the contexts' files: a plan stays good for the
-/// same file with other sources).
+/// The digest of what a split depends on: each unit's name and platform
+/// and the steps it needs ([`op_id`]s, in order). Not the contexts' files
+/// (a plan stays good for other sources) nor the base images' configs (a
+/// planner that has not pulled them gets the digest the builders get).
 pub fn graph_digest(graph: &BuildGraph) -> String {
+    let anc = ancestors(graph);
+    let order = graph.topo_order();
     let mut h = blake3::Hasher::new();
-    for img in &graph.images {
+    for (u, img) in graph.images.iter().enumerate() {
         h.update(img.name.as_bytes());
         h.update(&[0]);
         h.update(img.platform.as_bytes());
         h.update(&[0]);
-        h.update(&graph.vertex(img.vertex).key.0);
+        for id in order.iter().filter(|id| anc[u][id.index()]) {
+            h.update(op_id(graph.vertex(*id)).as_bytes());
+        }
+        h.update(&[1]);
     }
     format!("blake3:{}", h.finalize().to_hex())
 }

@@ -24,6 +24,7 @@ mod racing;
 mod rootless;
 mod run;
 mod security;
+mod shards;
 mod shared_store;
 mod snapshots;
 mod stdin_context;

@@ -123,10 +123,10 @@ fn read_slot(
         Err(RegistryError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Ok(m) = super::records::parse_manifest(&bytes) else {
+    let Ok(m) = serde_json::from_slice::<crate::oci::Manifest>(&bytes) else {
         return Ok(None);
     };
-    let desc = m.config.desc;
+    let desc = m.config;
     if desc.media_type != TIMINGS_MEDIA_TYPE || desc.size > 1 << 24 {
         return Ok(None);
     }

@@ -1,0 +1,440 @@
+//! One graph over several builders: `rbk plan --shards N` and `rbk build
+//! --shard I/N` with a registry cache on loopback as the only shared state.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::build::{busybox_and_context, rbk, succeed, write};
+use crate::cache::Registry;
+use crate::{fails_with, stderr, stdout};
+
+/// The plan of `file` as JSON.
+fn plan_json(store: &Path, file: &Path, shards: &str) -> serde_json::Value {
+    let out = succeed(
+        rbk(store)
+            .args(["plan", "--format", "json", "--shards", shards])
+            .arg(file),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The units of a plan as (name, shard, start, finish).
+fn units(plan: &serde_json::Value) -> Vec<(String, u64, f64, f64)> {
+    plan["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                format!(
+                    "{}@{}",
+                    u["target"].as_str().unwrap(),
+                    u["platform"].as_str().unwrap()
+                ),
+                u["shard"].as_u64().unwrap(),
+                u["start"].as_f64().unwrap(),
+                u["finish"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+const TOML: &str = r#"
+[target.base]
+dockerfile = "base.Dockerfile"
+[target.app1]
+dockerfile = "app.Dockerfile"
+contexts = { base = "target:base" }
+args = { N = "1" }
+[target.app2]
+dockerfile = "app.Dockerfile"
+contexts = { base = "target:base" }
+args = { N = "2" }
+[target.solo1]
+dockerfile = "solo.Dockerfile"
+args = { N = "1" }
+[target.solo2]
+dockerfile = "solo.Dockerfile"
+args = { N = "2" }
+[group.default]
+targets = ["app1", "app2", "solo1", "solo2"]
+"#;
+
+fn fixture(dir: &Path) {
+    write(
+        dir,
+        &[
+            ("rbk.toml", TOML),
+            (
+                "base.Dockerfile",
+                "FROM localhost/busybox:latest\nRUN echo base > /base\nRUN echo more >> /base\n",
+            ),
+            (
+                "app.Dockerfile",
+                "FROM base\nARG N\nRUN echo app$N > /app\n",
+            ),
+            (
+                "solo.Dockerfile",
+                "FROM localhost/busybox:latest\nARG N\nRUN echo solo$N > /solo\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_plan_places_every_target_after_what_it_is_built_on() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let store = dir.path().join("store");
+    let file = dir.path().join("rbk.toml");
+    for shards in ["1", "2", "3", "8"] {
+        let plan = plan_json(&store, &file, shards);
+        let us = units(&plan);
+        let names: Vec<&str> = us.iter().map(|u| u.0.as_str()).collect();
+        // The group's targets and the base they are built on, each once.
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                "app1@linux/amd64",
+                "app2@linux/amd64",
+                "base@linux/amd64",
+                "solo1@linux/amd64",
+                "solo2@linux/amd64"
+            ]
+        );
+        let n: u64 = shards.parse().unwrap();
+        assert!(us.iter().all(|u| (1..=n).contains(&u.1)), "{plan}");
+        // Placed after the base, and starting no sooner than it is done.
+        let base = us.iter().find(|u| u.0.starts_with("base@")).unwrap();
+        let pos = |name: &str| names.iter().position(|n| n.starts_with(name)).unwrap();
+        for app in ["app1@", "app2@"] {
+            assert!(pos(app) > pos("base@"), "{plan}");
+            let u = &us[pos(app)];
+            assert!(
+                u.2 >= base.3,
+                "{app} starts before the base is done: {plan}"
+            );
+        }
+        // No split beats the critical path, and steps count 1 each.
+        let (makespan, cp, total) = (
+            plan["makespan"].as_f64().unwrap(),
+            plan["critical_path"].as_f64().unwrap(),
+            plan["total"].as_f64().unwrap(),
+        );
+        assert_eq!(plan["cost_unit"], "steps");
+        assert_eq!(total, 6.0, "{plan}");
+        assert_eq!(cp, 3.0, "{plan}");
+        assert!(makespan >= cp && makespan >= total / n as f64, "{plan}");
+        if n == 1 {
+            assert_eq!(makespan, total);
+        }
+        if n >= 3 {
+            // Enough builders: the critical path alone.
+            assert_eq!(makespan, cp, "{plan}");
+        }
+    }
+    // The same file gives the same plan, byte for byte.
+    let a = succeed(
+        rbk(&store)
+            .args(["plan", "--format", "json", "--shards", "3"])
+            .arg(&file),
+    );
+    let b = succeed(
+        rbk(&store)
+            .args(["plan", "--format", "json", "--shards", "3"])
+            .arg(&file),
+    );
+    assert_eq!(a.stdout, b.stdout);
+    // For people: each shard, and the critical path.
+    let text = succeed(rbk(&store).args(["plan", "--shards", "2"]).arg(&file));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("shard 1/2") && text.contains("shard 2/2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("critical path 3 steps: base@linux/amd64 → app"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_saved_plan_is_checked_against_the_file_and_the_shard_count() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let store = dir.path().join("store");
+    let file = dir.path().join("rbk.toml");
+    let plan = dir.path().join("plan.json");
+    succeed(
+        rbk(&store)
+            .args(["plan", "--format", "json", "--shards", "2", "-o"])
+            .arg(&plan)
+            .arg(&file),
+    );
+    // Read back: the same document.
+    let again = succeed(
+        rbk(&store)
+            .args(["plan", "--format", "json", "--from"])
+            .arg(&plan),
+    );
+    assert_eq!(again.stdout, std::fs::read(&plan).unwrap());
+    // Bad shard values are refused before any work.
+    for bad in ["0/2", "3/2", "2", "a/b"] {
+        let out = rbk(&store)
+            .args(["build", "--shard", bad])
+            .arg(&file)
+            .output()
+            .unwrap();
+        fails_with(&out, "invalid --shard");
+    }
+    let out = rbk(&store)
+        .args(["build", "--shard", "1/3", "--plan"])
+        .arg(&plan)
+        .arg(&file)
+        .output()
+        .unwrap();
+    fails_with(&out, "--shard asks for 3 shards and the plan");
+    // The file changed since the plan was made.
+    std::fs::write(
+        dir.path().join("solo.Dockerfile"),
+        "FROM localhost/busybox:latest\nARG N\nRUN echo other$N > /solo\n",
+    )
+    .unwrap();
+    let out = rbk(&store)
+        .args(["build", "--shard", "1/2", "--plan"])
+        .arg(&plan)
+        .arg(&file)
+        .output()
+        .unwrap();
+    fails_with(&out, "was made for another version of");
+    // Not a plan: file, line and column.
+    std::fs::write(&plan, "{\n  \"version\": 1,\n  \"oops\": true\n}\n").unwrap();
+    let out = rbk(&store)
+        .args(["plan", "--from"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    fails_with(&out, &format!("{}:3:", plan.display()));
+}
+
+/// `rbk build FILE --shard I/N` with the registry cache `cache` and
+/// flags.
+fn shard(store: &Path, file: &Path, which: &str, reg: &Registry, extra: &[&str]) -> Command {
+    let cache = format!("{}/fleet/cache:main", reg.host);
+    let mut c = rbk(store);
+    c.args([
+        "build",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "--shard",
+        which,
+    ])
+    .arg(file)
+    .args(["--insecure-registry", &reg.host])
+    .args(["--cache-from", &format!("type=registry,ref={cache}")])
+    .args(["--cache-to", &format!("type=registry,ref={cache},mode=max")])
+    .args(extra)
+    .env("SOURCE_DATE_EPOCH", "1700000000");
+    c
+}
+
+/// The image ids of a build's summary lines (`NAME  ID  TAGS`).
+fn ids(out: &std::process::Output) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = stdout(out)
+        .lines()
+        .chain(stderr(out).lines())
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, id) = (w.next()?, w.next()?);
+            (id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| (name.to_string(), id.to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn two_shards_share_one_graph_through_the_registry() {
+    let test = "two_shards_share_one_graph_through_the_registry";
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let Some((dir, store1, ctx)) = busybox_and_context(test, &[]) else {
+        return;
+    };
+    fixture(&ctx);
+    // Every builder has the same base image (as pulled from one registry).
+    let saved = dir.path().join("busybox.tar");
+    succeed(
+        rbk(&store1)
+            .args(["save", "localhost/busybox:latest", "-o"])
+            .arg(&saved),
+    );
+    let [store2, store3] = ["store2", "store3"].map(|s| dir.path().join(s));
+    for s in [&store2, &store3] {
+        succeed(rbk(s).arg("load").arg("-i").arg(&saved));
+    }
+    let file = ctx.join("rbk.toml");
+    let plan = dir.path().join("plan.json");
+    succeed(
+        rbk(&store1)
+            .args(["plan", "--format", "json", "--shards", "2", "-o"])
+            .arg(&plan)
+            .arg(&file),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    let on = |target: &str| {
+        units(&doc)
+            .into_iter()
+            .find(|u| u.0.starts_with(&format!("{target}@")))
+            .unwrap()
+            .1
+    };
+    // The shards run at once; the one whose targets are built on the
+    // other's base waits for it instead of building it.
+    let meta = |i: usize| dir.path().join(format!("m{i}.json"));
+    let plan_arg = plan.to_str().unwrap();
+    let mut first = shard(
+        &store1,
+        &file,
+        "1/2",
+        &reg,
+        &["--plan", plan_arg, "--shard-wait", "60s", "--metadata-file"],
+    );
+    first.arg(meta(1));
+    let mut second = shard(
+        &store2,
+        &file,
+        "2/2",
+        &reg,
+        &["--plan", plan_arg, "--shard-wait", "60s", "--metadata-file"],
+    );
+    second.arg(meta(2));
+    let a = first.spawn_output();
+    let b = second.output().unwrap();
+    let a = a.join().unwrap().unwrap();
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    // Each RUN ran once over both shards: 2 base steps + 2 apps + 2 solos.
+    let runs =
+        |o: &std::process::Output| stderr(o).lines().filter(|l| l.contains(" DONE ")).count();
+    assert_eq!(
+        runs(&a) + runs(&b),
+        6,
+        "{}\n----\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let base_shard = on("base");
+    let other = if base_shard == 1 { &b } else { &a };
+    let other_meta = meta(if base_shard == 1 { 2 } else { 1 });
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&other_meta).unwrap()).unwrap();
+    let report = &m["rbk.shard"];
+    if on("app1") != base_shard || on("app2") != base_shard {
+        // The base's last step at least was waited for (the first may be
+        // in the registry before the other shard asks for it).
+        assert!(
+            report["waited"].as_u64().unwrap() >= 1,
+            "{m}\n{}",
+            stderr(other)
+        );
+        assert_eq!(report["took_over"], 0, "{m}");
+    }
+    // One machine, a fresh store, the same file: the same images.
+    let one = succeed(
+        rbk(&store3)
+            .args(["build", "--progress", "plain", "--network", "none"])
+            .arg(&file)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    let mut fleet = ids(&a);
+    fleet.extend(ids(&b));
+    fleet.sort();
+    let single: Vec<(String, String)> =
+        ids(&one).into_iter().filter(|(n, _)| n != "base").collect();
+    let fleet: Vec<(String, String)> = fleet.into_iter().filter(|(n, _)| n != "base").collect();
+    assert_eq!(fleet.len(), 4, "{fleet:?}");
+    assert_eq!(fleet, single);
+    // The durations went beside the cache: the next plan counts seconds.
+    let cache = format!("{}/fleet/cache:main", reg.host);
+    let out = succeed(
+        rbk(&dir.path().join("planner"))
+            .args([
+                "plan",
+                "--format",
+                "json",
+                "--shards",
+                "2",
+                "--insecure-registry",
+                &reg.host,
+                "--cache-ref",
+                &cache,
+            ])
+            .arg(&file),
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["cost_unit"], "seconds", "{p}\n{}", stderr(&out));
+    drop(dir);
+}
+
+#[test]
+fn a_shard_whose_registry_does_not_answer_fails_at_once() {
+    let test = "a_shard_whose_registry_does_not_answer_fails_at_once";
+    let Some((dir, store, ctx)) = busybox_and_context(test, &[]) else {
+        return;
+    };
+    fixture(&ctx);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let cache = format!("{host}/fleet/cache:main");
+    let started = std::time::Instant::now();
+    let out = rbk(&store)
+        .args([
+            "build",
+            "--network",
+            "none",
+            "--shard",
+            "1/2",
+            "--insecure-registry",
+            &host,
+        ])
+        .args(["--cache-from", &format!("type=registry,ref={cache}")])
+        .args(["--cache-to", &format!("type=registry,ref={cache},mode=max")])
+        .arg(ctx.join("rbk.toml"))
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    fails_with(&out, "needs the shared registry cache");
+    assert!(stderr(&out).contains(&host), "{}", stderr(&out));
+    // Without a registry cache at all, the shard says what it needs.
+    let out = rbk(&store)
+        .args(["build", "--network", "none", "--shard", "1/2"])
+        .arg(ctx.join("rbk.toml"))
+        .output()
+        .unwrap();
+    fails_with(&out, "--cache-from type=registry");
+    drop(dir);
+}
+
+/// Runs a command on another thread, giving its output when joined.
+trait SpawnOutput {
+    fn spawn_output(self) -> std::thread::JoinHandle<std::io::Result<std::process::Output>>;
+}
+
+impl SpawnOutput for Command {
+    fn spawn_output(mut self) -> std::thread::JoinHandle<std::io::Result<std::process::Output>> {
+        std::thread::spawn(move || self.output())
+    }
+}
