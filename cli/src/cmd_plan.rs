@@ -67,6 +67,9 @@ pub enum PlanFormat {
 
 /// Prints the plan.
 pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
+    if !matches!(args.format, PlanFormat::Text | PlanFormat::Json) {
+        refuse_uncarried(&args.input)?;
+    }
     let doc = match &args.from {
         Some(path) => PlanDoc::read(path)?,
         None => {
@@ -97,6 +100,29 @@ pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The emitted pipelines run the plan's file and targets only: a build
+/// flag given here would be silently lost in them.
+fn refuse_uncarried(input: &BuildInputArgs) -> Result<()> {
+    let given = [
+        ("--build-arg", !input.build_args.is_empty()),
+        ("--set", !input.set.is_empty()),
+        ("--platform", input.platform.is_some()),
+        ("--label", !input.labels.is_empty()),
+        ("--build-context", !input.build_contexts.is_empty()),
+        ("--tag", !input.tags.is_empty()),
+        ("--file", input.file.is_some()),
+        ("--target", input.target.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        anyhow::bail!(
+            "{flag} is not carried into the emitted pipeline (its jobs build the plan's file and \
+             targets as they are): put it in {} instead",
+            input.path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Compiles the target file (or Dockerfile: its platforms are the units)
@@ -196,12 +222,13 @@ fn text(doc: &PlanDoc) -> String {
     use std::fmt::Write as _;
     let unit = |x: f64| match doc.cost_unit.as_str() {
         "seconds" => format!("{x:.1}s"),
+        _ if x == 1.0 => "1 step".to_string(),
         _ => format!("{x:.0} steps"),
     };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}: {} targets × platforms on {} shards (costs in {}{})",
+        "{}: {} targets × platforms over {} shards (costs in {}{})",
         doc.file,
         doc.units.len(),
         doc.shards,
@@ -232,13 +259,16 @@ fn text(doc: &PlanDoc) -> String {
             } else {
                 format!("  on {}", u.needs.join(", "))
             };
+            let span = match doc.cost_unit.as_str() {
+                "seconds" => format!("{:.1}s–{:.1}s", u.start, u.finish),
+                _ => format!("{:.0}–{:.0}", u.start, u.finish),
+            };
             let _ = writeln!(
                 out,
-                "  {:<32} {:>3} steps  {:>9} .. {:<9}{waits}",
+                "  {:<32} {:>3} new {:<5}  {span:<13}{waits}",
                 u.name(),
                 u.steps,
-                unit(u.start),
-                unit(u.finish)
+                if u.steps == 1 { "step" } else { "steps" },
             );
         }
     }

@@ -209,6 +209,21 @@ fn a_saved_plan_is_checked_against_the_file_and_the_shard_count() {
         .output()
         .unwrap();
     fails_with(&out, "was made for another version of");
+    // A flag the emitted jobs would not pass on is refused, not lost.
+    let out = rbk(&store)
+        .args([
+            "plan",
+            "--format",
+            "github",
+            "--cache-ref",
+            "r.example/c:1",
+            "--set",
+            "*.args.N=3",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    fails_with(&out, "--set is not carried into the emitted pipeline");
     // Not a plan: file, line and column.
     std::fs::write(&plan, "{\n  \"version\": 1,\n  \"oops\": true\n}\n").unwrap();
     let out = rbk(&store)
