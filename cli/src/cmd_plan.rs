@@ -42,6 +42,11 @@ pub struct PlanArgs {
     /// pipelines import and export it
     #[arg(long = "cache-ref", value_name = "REF")]
     pub cache_ref: Option<String>,
+    /// With --from: say what the fleet built, reused and failed, from the
+    /// shards' --metadata-file outputs (a shard without one failed); exits
+    /// 1 when a target failed
+    #[arg(long = "summary", value_name = "METADATA.json", num_args = 1.., requires = "from")]
+    pub summary: Vec<PathBuf>,
     #[command(flatten)]
     pub emit: EmitArgs,
     #[command(flatten)]
@@ -79,6 +84,9 @@ pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
             document(&args.input, &graph, &plan, args.cache_ref.clone())
         }
     };
+    if !args.summary.is_empty() {
+        return summary(&doc, &args.summary);
+    }
     let text = match args.format {
         PlanFormat::Text => text(&doc),
         PlanFormat::Json => serde_json::to_string_pretty(&doc)? + "\n",
@@ -293,4 +301,66 @@ fn text(doc: &PlanDoc) -> String {
         doc.critical.join(" → ")
     );
     out
+}
+
+/// What each unit of `doc` became, from the shards' metadata files.
+fn summary(doc: &PlanDoc, files: &[PathBuf]) -> Result<i32> {
+    use std::collections::BTreeMap;
+    // shard → (built, reused) as the shard reported them.
+    let mut reports: BTreeMap<usize, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", f.display(), e.line(), e.column()))?;
+        let r = &v["rbk.shard"];
+        let Some(shard) = r["shard"].as_u64().and_then(|s| usize::try_from(s).ok()) else {
+            anyhow::bail!(
+                "{}: not the metadata of a shard (no rbk.shard)",
+                f.display()
+            );
+        };
+        let names = |k: &str| -> Vec<String> {
+            r[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        reports.insert(shard, (names("built"), names("reused")));
+    }
+    let (mut built, mut reused, mut failed) = (0, 0, 0);
+    let mut out = String::new();
+    for u in &doc.units {
+        let name = u.name();
+        let said = match reports.get(&u.shard) {
+            Some((b, _)) if b.contains(&name) => {
+                built += 1;
+                "built "
+            }
+            Some((_, r)) if r.contains(&name) => {
+                reused += 1;
+                "reused"
+            }
+            _ => {
+                failed += 1;
+                "FAILED"
+            }
+        };
+        let why = match reports.contains_key(&u.shard) {
+            false if said == "FAILED" => " (no metadata from this shard: it failed or did not run)",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "{said}  {name:<32} shard {}/{}{why}\n",
+            u.shard, doc.shards
+        ));
+    }
+    out.push_str(&format!(
+        "{built} built, {reused} reused, {failed} failed\n"
+    ));
+    print!("{out}");
+    Ok(if failed > 0 { 1 } else { 0 })
 }

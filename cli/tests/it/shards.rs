@@ -362,6 +362,30 @@ fn two_shards_share_one_graph_through_the_registry() {
         );
         assert_eq!(report["took_over"], 0, "{m}");
     }
+    // The fleet's summary: every unit built, once; a shard without its
+    // metadata file counts as failed.
+    let sum = succeed(
+        rbk(&store1)
+            .args(["plan", "--from", plan_arg, "--summary"])
+            .arg(meta(1))
+            .arg(meta(2)),
+    );
+    assert!(
+        stdout(&sum).ends_with("5 built, 0 reused, 0 failed\n"),
+        "{}",
+        stdout(&sum)
+    );
+    let half = rbk(&store1)
+        .args(["plan", "--from", plan_arg, "--summary"])
+        .arg(meta(1))
+        .output()
+        .unwrap();
+    assert_eq!(half.status.code(), Some(1), "{}", stdout(&half));
+    assert!(
+        stdout(&half).contains("FAILED  solo1@linux/amd64"),
+        "{}",
+        stdout(&half)
+    );
     // One machine, a fresh store, the same file: the same images.
     let one = succeed(
         rbk(&store3)
