@@ -477,3 +477,51 @@ impl SpawnOutput for Command {
         std::thread::spawn(move || self.output())
     }
 }
+
+#[test]
+fn recorded_durations_balance_the_split() {
+    let test = "recorded_durations_balance_the_split";
+    let Some((dir, store, ctx)) = busybox_and_context(test, &[]) else {
+        return;
+    };
+    let mut toml = String::from("[target.heavy]\ndockerfile = \"heavy.Dockerfile\"\n");
+    for i in 1..=3 {
+        toml.push_str(&format!(
+            "[target.light{i}]\ndockerfile = \"light.Dockerfile\"\nargs = {{ N = \"{i}\" }}\n"
+        ));
+    }
+    write(
+        &ctx,
+        &[
+            ("rbk.toml", toml.as_str()),
+            (
+                "heavy.Dockerfile",
+                "FROM localhost/busybox:latest\nRUN sleep 2 && echo heavy > /h\n",
+            ),
+            (
+                "light.Dockerfile",
+                "FROM localhost/busybox:latest\nARG N\nRUN echo light$N > /l\n",
+            ),
+        ],
+    );
+    let file = ctx.join("rbk.toml");
+    // Without figures every step counts 1: two and two.
+    let plan = plan_json(&store, &file, "2");
+    assert_eq!(plan["cost_unit"], "steps");
+    let count =
+        |plan: &serde_json::Value, shard: u64| units(plan).iter().filter(|u| u.1 == shard).count();
+    assert_eq!((count(&plan, 1), count(&plan, 2)), (2, 2), "{plan}");
+    // A build records what each step took: the heavy target gets a shard
+    // of its own, the three light ones share the other.
+    succeed(rbk(&store).args(["build", "--network", "none"]).arg(&file));
+    let plan = plan_json(&store, &file, "2");
+    assert_eq!(plan["cost_unit"], "seconds", "{plan}");
+    let heavy = units(&plan)
+        .into_iter()
+        .find(|u| u.0.starts_with("heavy@"))
+        .unwrap();
+    assert_eq!(count(&plan, heavy.1), 1, "{plan}");
+    assert!(plan["makespan"].as_f64().unwrap() >= 2.0, "{plan}");
+    assert_eq!(plan["critical"][0], "heavy@linux/amd64", "{plan}");
+    drop(dir);
+}
