@@ -271,6 +271,12 @@ fn merge_command(rbk: &str) -> String {
     format!("{rbk} manifest merge --push metadata-*.json")
 }
 
+/// What the fleet built, reused and failed, unit by unit (fails when a
+/// unit failed): the last step of every pipeline.
+fn summary_command(rbk: &str) -> String {
+    format!("{rbk} plan --from plan.json --summary metadata-*.json")
+}
+
 /// The targets split over shards, for the merge step's name.
 fn merge_targets(plan: &PlanDoc) -> String {
     plan.merges

@@ -1,11 +1,13 @@
 //! A GitHub Actions workflow: `plan` → `build` (a matrix of the shards,
-//! not failing fast) → `merge` (only when targets are split over shards).
+//! not failing fast) → `merge` (only when targets are split over shards)
+//! → `summary` (what was built, reused, failed).
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{
-    build_command, merge_command, merge_targets, plan_command, registry_host, sh, EmitArgs,
+    build_command, merge_command, merge_targets, plan_command, registry_host, sh,
+    summary_command, EmitArgs,
 };
 use crate::plan_doc::PlanDoc;
 
@@ -29,6 +31,7 @@ pub fn workflow(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Value> {
     if !plan.merges.is_empty() {
         jobs.insert("merge".into(), merge_job(plan, &host, args));
     }
+    jobs.insert("summary".into(), summary_job(plan, args));
     let permissions = if ghcr {
         json!({"contents": "read", "packages": "write"})
     } else {
@@ -152,5 +155,29 @@ fn merge_job(plan: &PlanDoc, host: &str, args: &EmitArgs) -> Value {
         "if": "${{ always() && needs.plan.result == 'success' }}",
         "runs-on": args.runs_on,
         "steps": steps,
+    })
+}
+
+/// The fleet's summary, unit by unit, after everything else; it fails
+/// when a unit failed.
+fn summary_job(plan: &PlanDoc, args: &EmitArgs) -> Value {
+    let mut needs = vec!["plan", "build"];
+    if !plan.merges.is_empty() {
+        needs.push("merge");
+    }
+    let install = args.setup.clone().unwrap_or_else(|| "command -v rbk >/dev/null".to_string());
+    json!({
+        "needs": needs,
+        "if": "${{ always() && needs.plan.result == 'success' }}",
+        "runs-on": args.runs_on,
+        "steps": [
+            {"uses": "actions/download-artifact@v4", "with": {"name": "rbk-plan"}},
+            {
+                "uses": "actions/download-artifact@v4",
+                "with": {"pattern": "rbk-metadata-*", "merge-multiple": true},
+            },
+            {"name": "Install rbk", "run": install + "\n"},
+            {"name": "What was built, reused, failed", "run": summary_command("rbk") + "\n"},
+        ],
     })
 }

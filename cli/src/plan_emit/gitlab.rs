@@ -1,10 +1,12 @@
 //! A GitLab CI pipeline: stages plan, build (`parallel: N`, the shard
-//! from `CI_NODE_INDEX`, which GitLab numbers from 1) and merge.
+//! from `CI_NODE_INDEX`, which GitLab numbers from 1), merge and summary.
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::{build_command, merge_command, plan_command, registry_host, sh, EmitArgs};
+use super::{
+    build_command, merge_command, plan_command, registry_host, sh, summary_command, EmitArgs,
+};
 use crate::plan_doc::PlanDoc;
 
 /// GitLab's bounds on `parallel: N`.
@@ -34,7 +36,7 @@ pub fn pipeline(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Value> {
             {"if": format!("$CI_COMMIT_BRANCH == {}", gitlab_string(&args.branch))},
         ]}),
     );
-    doc.insert("stages".into(), json!(["plan", "build", "merge"]));
+    doc.insert("stages".into(), json!(["plan", "build", "merge", "summary"]));
     // Pipeline variables give way to project CI/CD variables of the same
     // name: GitLab's own registry works as is, another is set there.
     doc.insert(
@@ -61,6 +63,19 @@ pub fn pipeline(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Value> {
     if !plan.merges.is_empty() {
         doc.insert(format!("{name}-merge"), merge_job(plan, name));
     }
+    // What was built, reused, failed: after everything, whatever failed.
+    doc.insert(
+        format!("{name}-summary"),
+        json!({
+            "stage": "summary",
+            "needs": [
+                {"job": format!("{name}-plan"), "artifacts": true},
+                {"job": format!("{name}-build"), "artifacts": true},
+            ],
+            "when": "always",
+            "script": [summary_command("rbk")],
+        }),
+    );
     Ok(Value::Object(doc))
 }
 

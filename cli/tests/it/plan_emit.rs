@@ -176,6 +176,13 @@ fn plan_emit_github_workflow_validates_and_has_a_shard_per_builder() {
         if let Some(merge) = merge {
             assert!(s(&merge["if"]).contains("always()"), "{text}");
         }
+        // Always a summary of what was built, reused, failed, last.
+        let summary = &doc["jobs"]["summary"];
+        assert!(s(&summary["if"]).contains("always()"), "{text}");
+        assert!(
+            text.contains("plan --from plan.json --summary metadata-*.json"),
+            "{text}"
+        );
     }
 }
 
@@ -206,6 +213,12 @@ fn plan_emit_gitlab_pipeline_validates_and_has_a_shard_per_builder() {
             assert!(script.contains("--shard 1/1"), "{script}");
         }
         assert_eq!(doc.get("rbk-fleet-merge").is_some(), multi, "{text}");
+        let summary = &doc["rbk-fleet-summary"];
+        assert_eq!(summary["when"], "always", "{text}");
+        assert!(
+            text.contains("plan --from plan.json --summary metadata-*.json"),
+            "{text}"
+        );
     }
 }
 
