@@ -581,11 +581,17 @@ pub(crate) fn since(rfc3339: &str) -> String {
     else {
         return "N/A".to_string();
     };
-    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    ago((time::OffsetDateTime::now_utc() - t).whole_seconds().max(0))
+}
+
+/// `secs` seconds as Docker's `CREATED` column says them (go-units'
+/// HumanDuration, then " ago").
+fn ago(secs: i64) -> String {
     let mins = secs / 60;
     let hours = (secs + 1800) / 3600;
     let ago = match secs {
         0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
         s if s < 60 => format!("{s} seconds"),
         s if s < 120 => "About a minute".to_string(),
         s if s < 3600 => format!("{mins} minutes"),
@@ -764,6 +770,10 @@ pub(crate) mod tests {
     #[test]
     fn created_since() {
         assert_eq!(since("nonsense"), "N/A");
+        assert_eq!(ago(0), "Less than a second ago");
+        assert_eq!(ago(1), "1 second ago");
+        assert_eq!(ago(59), "59 seconds ago");
+        assert_eq!(ago(90), "About a minute ago");
         assert_eq!(
             since("2000-01-01T00:00:00Z").split(' ').nth(1),
             Some("years")

@@ -24,18 +24,29 @@ pub enum ProgressMode {
     Quiet,
 }
 
-/// Plain output: `#N [label] text`, each output line as `#N line`.
+/// Plain output: `#N [label] text`, each output line as `#N 1.2s line`,
+/// timed from the step's start (as BuildKit's plain output).
 pub struct Plain {
-    start: Instant,
+    started: Mutex<HashMap<usize, Instant>>,
     lines: Mutex<HashMap<usize, Vec<u8>>>,
 }
 
 impl Plain {
     fn new() -> Self {
         Plain {
-            start: Instant::now(),
+            started: Mutex::new(HashMap::new()),
             lines: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long step `vertex` has run.
+    fn elapsed(&self, vertex: usize) -> Duration {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&vertex)
+            .map(Instant::elapsed)
+            .unwrap_or_default()
     }
 
     fn emit(&self, s: &str) {
@@ -50,6 +61,10 @@ fn secs(d: Duration) -> String {
 
 impl Reporter for Plain {
     fn on_start(&self, step: &Step) {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(step.vertex, Instant::now());
         self.emit(&format!("#{} [{}] {}", step.vertex, step.label, step.text));
     }
 
@@ -57,7 +72,7 @@ impl Reporter for Plain {
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         let buf = lines.entry(step.vertex).or_default();
         buf.extend_from_slice(data);
-        let t = secs(self.start.elapsed());
+        let t = secs(self.elapsed(step.vertex));
         while let Some(pos) = buf.iter().position(|&c| c == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             self.emit(&format!(
@@ -163,18 +178,13 @@ impl Reporter for Live {
             step.text.chars().take(60).collect::<String>()
         );
         let line = format!("{line}  {status}");
-        match bar {
-            Some(b) => {
-                b.set_style(
-                    ProgressStyle::with_template("{msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                b.finish_with_message(line);
-            }
-            None => {
-                let _ = self.multi.println(line);
-            }
+        // A finished step leaves the live area for good, printed above it
+        // with its explanation: nothing redrawn later can erase them.
+        if let Some(b) = bar {
+            b.finish_and_clear();
+            self.multi.remove(&b);
         }
+        let _ = self.multi.println(line);
         if let Some(why) = &f.explain {
             let _ = self.multi.println(format!("    cache miss: {why}"));
         }

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod fileop;
 pub mod fleet;
 pub mod image;
+mod labels;
 mod plan;
 pub mod progress;
 mod runner;

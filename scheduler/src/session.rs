@@ -335,7 +335,7 @@ impl<'a> BuildSession<'a> {
             .thread_name(|i| format!("rbk-step-{i}"))
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
-        let (labels, families) = step_labels(graph);
+        let (labels, families) = (crate::labels::labels(graph), crate::labels::families(graph));
         let filtered = no_cache_filtered(graph, &options.no_cache_stages, &options.no_cache_images);
         let session = BuildSession {
             graph,
@@ -637,68 +637,6 @@ impl<'a> BuildSession<'a> {
             }
         }
     }
-}
-
-/// `image n/m` labels and cache families (image/stage/position) per vertex;
-/// an image built for several platforms is named with each vertex's
-/// platform (`app linux/arm64 2/3`).
-fn step_labels(graph: &BuildGraph) -> (Vec<String>, Vec<String>) {
-    let n = graph.len();
-    let mut labels = vec![String::new(); n];
-    let mut families = vec![String::new(); n];
-    let mut seen = BTreeSet::new();
-    let multi: BTreeSet<&str> = graph
-        .images
-        .iter()
-        .filter(|i| !seen.insert(i.name.as_str()))
-        .map(|i| i.name.as_str())
-        .collect();
-    let named = |image: &str, id: rbk_compiler::graph::VertexId| -> String {
-        if !multi.contains(image) {
-            return image.to_string();
-        }
-        let chain = graph.chain(id);
-        match chain.first().map(|&v| &graph.vertex(v).op) {
-            Some(Op::Source { platform, .. }) => format!("{image} {platform}"),
-            _ => image.to_string(),
-        }
-    };
-    for img in &graph.images {
-        let chain = graph.chain(img.vertex);
-        let total = chain.len();
-        let name = if multi.contains(img.name.as_str()) {
-            format!("{} {}", img.name, img.platform)
-        } else {
-            img.name.clone()
-        };
-        for (pos, id) in chain.iter().enumerate() {
-            let i = id.index();
-            if labels[i].is_empty() {
-                labels[i] = format!("{name} {}/{}", pos + 1, total);
-                let stage = graph
-                    .vertex(*id)
-                    .origins
-                    .iter()
-                    .find(|o| o.image == img.name)
-                    .map(|o| o.stage.as_str())
-                    .unwrap_or("");
-                families[i] = format!("{name}/{stage}/{pos}");
-            }
-        }
-    }
-    // Vertices only reached through --from (other stages).
-    for id in graph.topo_order() {
-        let i = id.index();
-        if labels[i].is_empty() {
-            let o = graph.vertex(id).origins.first();
-            let img = named(o.map(|o| o.image.as_str()).unwrap_or(""), id);
-            let stage = o.map(|o| o.stage.as_str()).unwrap_or("");
-            let pos = graph.chain(id).len();
-            labels[i] = format!("{img} [{stage}] {pos}");
-            families[i] = format!("{img}/{stage}/{pos}");
-        }
-    }
-    (labels, families)
 }
 
 /// Which vertices `--no-cache-filter stages` reruns: those of the stages
