@@ -15,6 +15,7 @@
 mod apply;
 mod diff;
 mod lower;
+mod size;
 
 use std::path::{Component, Path, PathBuf};
 

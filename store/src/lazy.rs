@@ -156,6 +156,19 @@ pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, St
     Ok(true)
 }
 
+/// Streams the layer `d` from one of its snapshots into `w` (nothing
+/// stored); false when it has no record or none of its snapshots is left.
+pub(crate) fn stream(root: &Path, d: &Digest, w: &mut dyn Write) -> Result<bool, StoreError> {
+    let Some(rec) = read_record(root, d) else {
+        return Ok(false);
+    };
+    let Some(source) = rec.sources.iter().find(|s| available(root, s)) else {
+        return Ok(false);
+    };
+    write_layer(root, d, source, w)?;
+    Ok(true)
+}
+
 /// Like [`materialize`] for a store that cannot be written (mounted
 /// read-only): the layer is made into an unnamed temporary file outside
 /// the store and returned at its start, for the caller to verify as it

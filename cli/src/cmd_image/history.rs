@@ -78,7 +78,11 @@ fn rows(store: &Store, name: &str, no_trunc: bool) -> anyhow::Result<Vec<Value>>
         let size = if h.empty_layer {
             0
         } else {
-            layers.next().map_or(0, |l| l.size)
+            // What the layer holds, as Docker counts it (an empty RUN is
+            // 0B), not its tar's bytes.
+            layers
+                .next()
+                .map_or(0, |l| store.layer_content_size(l).unwrap_or(l.size))
         };
         let mut by = h.created_by.clone().unwrap_or_default();
         if !no_trunc && by.chars().count() > 45 {
@@ -120,9 +124,10 @@ mod tests {
     fn history_format_fields_and_table() {
         let (_d, store, img) = store();
         let text = formatted(&store, "{{.ID}} {{.Size}}").unwrap();
+        // An empty layer (a 1 KiB tar) holds nothing: 0B, as Docker says.
         assert_eq!(
             text.lines().next(),
-            Some(&*format!("{} 1.02kB", img.id.short())),
+            Some(&*format!("{} 0B", img.id.short())),
             "{text}"
         );
         let text = formatted(&store, r"table {{.ID}}\t{{.CreatedBy}}").unwrap();
