@@ -1177,6 +1177,7 @@ impl Store {
         // Records of layers made on demand whose snapshots just went.
         if !report.snapshots.is_empty() {
             crate::lazy::sweep(&self.content);
+            self.sweep_layer_sizes();
         }
         Ok(report)
     }

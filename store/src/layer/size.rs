@@ -59,6 +59,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Forgets the sizes of layers the store no longer has (after `prune`).
+    pub(crate) fn sweep_layer_sizes(&self) {
+        let Ok(rd) = std::fs::read_dir(self.root().join("layer-sizes")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let gone = name
+                .to_str()
+                .and_then(|hex| {
+                    format!("sha256:{hex}")
+                        .parse::<crate::digest::Digest>()
+                        .ok()
+                })
+                .is_none_or(|d| !self.content.has(&d));
+            if gone {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     fn size_file(&self, layer: &Descriptor) -> PathBuf {
         self.root().join("layer-sizes").join(layer.digest.hex())
     }
