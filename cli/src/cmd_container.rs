@@ -53,6 +53,7 @@ pub struct LogsArgs {
     #[arg(short, long)]
     timestamps: bool,
     /// Container name or id
+    #[arg(add = crate::complete::containers())]
     container: String,
 }
 
@@ -64,7 +65,7 @@ pub struct StopArgs {
     #[arg(short = 't', long = "time", default_value_t = 10)]
     time: u64,
     /// Container names or ids
-    #[arg(required = true)]
+    #[arg(required = true, add = crate::complete::containers())]
     containers: Vec<String>,
 }
 
@@ -76,7 +77,7 @@ pub struct RmArgs {
     #[arg(short, long)]
     force: bool,
     /// Container names or ids
-    #[arg(required = true)]
+    #[arg(required = true, add = crate::complete::containers())]
     containers: Vec<String>,
 }
 

@@ -78,7 +78,7 @@ pub enum ImageCommand {
         #[arg(long, value_name = "PLATFORM")]
         platform: Option<String>,
         /// Image names or ids
-        #[arg(required = true, value_name = "NAME|ID")]
+        #[arg(required = true, value_name = "NAME|ID", add = crate::complete::images())]
         names: Vec<String>,
     },
     /// Show the history (layers) of an image
@@ -89,7 +89,7 @@ pub enum ImageCommand {
         #[arg(long)]
         format: Option<String>,
         /// Image name or id
-        #[arg(value_name = "NAME|ID")]
+        #[arg(value_name = "NAME|ID", add = crate::complete::images())]
         name: String,
         /// Do not truncate the output
         #[arg(long)]
@@ -101,7 +101,7 @@ pub enum ImageCommand {
     /// Give an image another name
     Tag {
         /// Existing image name or id
-        #[arg(value_name = "SOURCE")]
+        #[arg(value_name = "SOURCE", add = crate::complete::images())]
         source: String,
         /// New name[:tag]
         #[arg(value_name = "TARGET")]
@@ -114,7 +114,7 @@ pub enum ImageCommand {
         #[arg(short, long)]
         force: bool,
         /// Image names or ids
-        #[arg(required = true, value_name = "NAME|ID")]
+        #[arg(required = true, value_name = "NAME|ID", add = crate::complete::images())]
         names: Vec<String>,
     },
     /// Free what no tag or cache record needs; prints the space reclaimed
@@ -129,7 +129,7 @@ pub enum ImageCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// Image names or ids
-        #[arg(required = true, value_name = "NAME|ID")]
+        #[arg(required = true, value_name = "NAME|ID", add = crate::complete::images())]
         names: Vec<String>,
     },
     /// Load images from a docker-archive or OCI archive (plain, gzip, zstd)

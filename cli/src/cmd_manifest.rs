@@ -26,7 +26,7 @@ pub enum ManifestCommand {
         #[arg(value_name = "NAME")]
         name: String,
         /// Images (names or ids), each stating its platform
-        #[arg(required = true, value_name = "IMAGE")]
+        #[arg(required = true, value_name = "IMAGE", add = crate::complete::images())]
         images: Vec<String>,
         /// Set an annotation on the index (repeatable)
         #[arg(long = "annotation", value_name = "KEY=VALUE")]

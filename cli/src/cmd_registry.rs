@@ -88,7 +88,7 @@ pub struct PullArgs {
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
     /// Local image to push: NAME[:TAG]
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = crate::complete::images())]
     name: String,
     /// Where to push it, if not to NAME itself (HOST/REPO[:TAG])
     #[arg(value_name = "DESTINATION")]

@@ -93,7 +93,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
     /// The image: name[:tag], name@digest or id
-    #[arg(value_name = "IMAGE")]
+    #[arg(value_name = "IMAGE", add = crate::complete::images())]
     pub image: String,
     /// Command and arguments (replace the image's CMD)
     #[arg(

@@ -14,6 +14,12 @@ pub fn home() -> Option<PathBuf> {
     var("HOME")
 }
 
+/// `$RBK_ROOT` (clap reads it for `--root`; shell completion, which
+/// parses no flags, asks here).
+pub fn rbk_root() -> Option<PathBuf> {
+    var("RBK_ROOT")
+}
+
 /// `$XDG_DATA_HOME` (the rootless store lives in its `rbk/`).
 pub fn xdg_data_home() -> Option<PathBuf> {
     var("XDG_DATA_HOME")

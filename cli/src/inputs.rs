@@ -51,7 +51,7 @@ pub struct BuildInputArgs {
     #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
     /// With an rbk.toml: the targets or groups to build (default: group "default", else all)
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", add = crate::complete::targets())]
     pub names: Vec<String>,
     /// The Dockerfile `rbk build -` read from standard input (`-f -` then
     /// names it).
@@ -316,6 +316,43 @@ pub fn target_file(args: &BuildInputArgs, syntax: Syntax) -> Result<TargetFile> 
         &crate::env::text,
         &args.set,
     )?)
+}
+
+/// The targets and groups of the first target file found in `dir` (as
+/// `rbk bake` picks it), for shell completion: nothing when there is none
+/// or it does not parse.
+pub fn target_names_in(dir: &Path) -> Vec<String> {
+    let Some(path) = crate::cmd_bake::DEFAULT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+    else {
+        return Vec::new();
+    };
+    let Ok(PathKind::Targets(syntax)) = path_kind(&path) else {
+        return Vec::new();
+    };
+    let args = BuildInputArgs {
+        file: None,
+        target: None,
+        build_args: Vec::new(),
+        tags: Vec::new(),
+        build_contexts: Vec::new(),
+        labels: Vec::new(),
+        platform: None,
+        path,
+        set: Vec::new(),
+        names: Vec::new(),
+        stdin_dockerfile: None,
+    };
+    let Ok(file) = target_file(&args, syntax) else {
+        return Vec::new();
+    };
+    file.targets
+        .keys()
+        .chain(file.groups.keys())
+        .cloned()
+        .collect()
 }
 
 /// The inputs and settings of the targets a target file selects, each

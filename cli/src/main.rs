@@ -16,6 +16,7 @@ mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
+mod complete;
 mod containers;
 mod detach;
 mod emulation;
@@ -211,9 +212,22 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Man(a) => cmd_meta::man(Cli::command(), &a),
         Command::LogRelay { dir } => log_relay::run(&dir),
         Command::Completions { shell } => {
-            // Into memory first: clap_complete panics on a failed write.
+            // The shell asks rbk itself (`COMPLETE=SHELL rbk -- …`), so
+            // image, container and target names are offered too.
+            use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
+            let completer: &dyn EnvCompleter = match shell {
+                clap_complete::Shell::Bash => &Bash,
+                clap_complete::Shell::Zsh => &Zsh,
+                clap_complete::Shell::Fish => &Fish,
+                clap_complete::Shell::Elvish => &Elvish,
+                _ => &Powershell,
+            };
+            let bin = std::env::current_exe()
+                .ok()
+                .filter(|p| p.is_absolute())
+                .map_or_else(|| "rbk".to_string(), |p| p.display().to_string());
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut script);
+            completer.write_registration("COMPLETE", "rbk", &bin, &bin, &mut script)?;
             std::io::Write::write_all(&mut pipe::stdout(), &script)?;
             Ok(0)
         }
@@ -265,6 +279,8 @@ fn needs_namespace(command: &Command) -> bool {
 }
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash rbk -- words…`: the shell asking for completions.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
     if !sys::is_root() && needs_namespace(&cli.command) {
         let root = store_root(cli.root.clone());

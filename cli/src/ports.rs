@@ -18,6 +18,7 @@ use crate::containers;
 #[command(after_help = "Examples:\n  rbk port web\n  rbk port web 80\n  rbk port web 53/udp")]
 pub struct PortArgs {
     /// Container name or id
+    #[arg(add = crate::complete::containers())]
     container: String,
     /// Only this port of the container: PORT[/tcp|/udp]
     #[arg(value_name = "PRIVATE_PORT[/PROTO]")]

@@ -146,3 +146,50 @@ fn relays_for(dir: &Path) -> usize {
         .filter(|c| String::from_utf8_lossy(c).contains(&want))
         .count()
 }
+
+/// Asks rbk for completions as the script of `rbk completions fish` does.
+fn complete(store: &Path, cwd: &Path, words: &[&str]) -> String {
+    let out = std::process::Command::new(crate::rbk_bin())
+        .current_dir(cwd)
+        .env("RBK_ROOT", store)
+        .env("COMPLETE", "fish")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .arg("--")
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn completion_offers_images_containers_and_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // An image from an empty rootfs: no sandbox needed.
+    let tar = dir.path().join("empty.tar");
+    std::fs::write(&tar, vec![0u8; 1024]).unwrap();
+    ok(
+        &store,
+        &["import", tar.to_str().unwrap(), "example/tools:2"],
+    );
+    std::fs::write(
+        dir.path().join("rbk.toml"),
+        "[target.api]\ncontext = \".\"\n[target.web]\ncontext = \".\"\n[group.all]\ntargets = [\"api\", \"web\"]\n",
+    )
+    .unwrap();
+    let images = complete(&store, dir.path(), &["rbk", "rmi", ""]);
+    assert!(images.contains("example/tools:2\t"), "{images}");
+    let images = complete(&store, dir.path(), &["rbk", "run", "exa"]);
+    assert!(images.starts_with("example/tools:2"), "{images}");
+    let targets = complete(&store, dir.path(), &["rbk", "build", "rbk.toml", ""]);
+    for t in ["api", "web", "all"] {
+        assert!(
+            targets.lines().any(|l| l.split('\t').next() == Some(t)),
+            "{targets}"
+        );
+    }
+    // The script the shells source calls rbk back.
+    let script = stdout(&rbk(&store, &["completions", "bash"]));
+    assert!(script.contains("COMPLETE=\"bash\""), "{script}");
+}
