@@ -667,6 +667,55 @@ fn killed_shard_rerun(lab: &Lab) {
     }
 }
 
+/// Phase 3, the other way: the shard that makes the base is late, the
+/// others do not wait long (`--shard-wait 2s`) and make it themselves; it
+/// then comes and takes what they pushed. The images are the fleet's of
+/// phase 1 (the same graph): the same digests in the registry.
+fn late_shard_taken_over(lab: &Lab) {
+    let ctx = lab.path("over");
+    write_graph(&ctx, "over", 1);
+    let (script, plan) = emitted_script(lab, &ctx, &format!("{REG}/over/cache:main"));
+    let script = script.replace("rbk build ", "rbk build --shard-wait 2s ");
+    let late = shard_of(&plan, "base");
+    let (mut said, mut took_over) = (BTreeMap::new(), 0);
+    let mut pods = Vec::new();
+    for i in (1..=SHARDS).filter(|&i| i != late) {
+        let who = format!("o{i}");
+        lab.store(&who);
+        pods.push(lab.start(&lab.builder(i), &ctx, &script, i - 1, &who, &who));
+    }
+    let mut runs: Vec<Run> = pods.into_iter().map(|p| lab.finish(p, &ctx)).collect();
+    let who = format!("o{late}");
+    lab.store(&who);
+    let pod = lab.start(&lab.builder(late), &ctx, &script, late - 1, &who, &who);
+    runs.push(lab.finish(pod, &ctx));
+    for run in &runs {
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        took_over += metadata(run)["rbk.shard"]["took_over"].as_u64().unwrap();
+        runs_of(&run.stderr, &mut said, &mut BTreeMap::new());
+    }
+    let last = runs.last().unwrap();
+    eprintln!(
+        "{took_over} steps taken over; the late shard took {:?}",
+        last.took
+    );
+    assert!(took_over > 0, "no shard took over");
+    assert!(said.contains_key("base"), "nobody made the base");
+    let mut late_said = BTreeMap::new();
+    runs_of(&last.stderr, &mut late_said, &mut BTreeMap::new());
+    assert!(
+        !late_said.contains_key("base"),
+        "made again: {}",
+        last.stderr
+    );
+    for (target, _, _) in GRAPH {
+        let pushed = lab.manifest(&format!("over/{target}"), "1");
+        let fleet = lab.manifest(&format!("fleet/{target}"), "1");
+        assert!(pushed.is_some(), "{target} is not in the registry");
+        assert_eq!(pushed, fleet, "{target} made with a take-over");
+    }
+}
+
 /// Waits until the log `log` in `ctx` has `text`.
 fn wait_for_log(ctx: &Path, log: &str, text: &str) {
     let deadline = Instant::now() + LIMIT;
@@ -748,6 +797,7 @@ fn fleet_netns_four_builders_one_registry_end_to_end() {
     let (script, _) = emitted_script(&lab, &ctx, &format!("{REG}/fleet/cache:main"));
     every_step_once(&lab, &ctx, &script);
     killed_shard_rerun(&lab);
+    late_shard_taken_over(&lab);
     unreachable_cache(&lab, &ctx, &script);
     eprintln!("{test}: {:?}", started.elapsed());
 }
