@@ -138,11 +138,13 @@ impl Lab {
         self.dir.path().join(name)
     }
 
+    /// The namespace `name` of this run: `reg`, `b1` to `b4`, `x` (no
+    /// route) or `y` (the registry's address does not answer).
     fn ns(&self, name: &str) -> String {
         format!("{}{name}", self.tag)
     }
 
-    /// Builder `i` (1-based)'s namespace; `x` is the one with no route.
+    /// Builder `i`'s namespace (1-based).
     fn builder(&self, i: usize) -> String {
         self.ns(&format!("b{i}"))
     }
@@ -176,6 +178,17 @@ impl Lab {
             ip(&["-n", &b, "link", "set", "eth0", "up"]);
         }
         self.add_ns("x");
+        // On the registry's segment, but its link is not on the bridge:
+        // the registry's namespace answers ARP for 10.203.0.1 on it, takes
+        // the SYN, and routes the SYN-ACK to the bridge, where nobody gets
+        // it. Connections hang as behind a firewall dropping packets.
+        let y = self.add_ns("y");
+        ip(&[
+            "-n", &reg, "link", "add", "vy", "type", "veth", "peer", "name", "eth0", "netns", &y,
+        ]);
+        ip(&["-n", &reg, "link", "set", "vy", "up"]);
+        ip(&["-n", &y, "addr", "add", "10.203.0.6/24", "dev", "eth0"]);
+        ip(&["-n", &y, "link", "set", "eth0", "up"]);
     }
 
     /// `docker-registry` on 10.203.0.1:5000 inside its namespace.
@@ -742,16 +755,23 @@ fn failed_naming(run: &Run, who: &str, cache: &str) {
 }
 
 /// Phase 4: a shard that cannot reach its registry cache fails at once,
-/// naming it: from a namespace with no route to it; while it waits on
+/// naming it: from a namespace with no route to it; from one where the
+/// registry's address does not answer (`noanswer`, started with phase 1:
+/// its connection attempts time out while the others build); while it
+/// waits on
 /// another shard's step and the registry stops; started when the
 /// registry is stopped.
-fn unreachable_cache(lab: &Lab, ctx: &Path, script: &str) {
+fn unreachable_cache(lab: &Lab, ctx: &Path, script: &str, noanswer: Pod) {
     let cache = format!("{REG}/fleet/cache:main");
     lab.store("noroute");
-    let pod = lab.start(&lab.ns("x"), ctx, script, 0, "noroute", "noroute");
-    let run = lab.finish(pod, ctx);
-    failed_naming(&run, "noroute", &cache);
-    assert!(run.stderr.contains("--cache-from"), "{}", run.stderr);
+    let noroute = lab.start(&lab.ns("x"), ctx, script, 0, "noroute", "noroute");
+    // `took` is read when a pod is waited for: the quick one first.
+    for pod in [noroute, noanswer] {
+        let who = pod.log.clone();
+        let run = lab.finish(pod, ctx);
+        failed_naming(&run, &who, &cache);
+        assert!(run.stderr.contains("--cache-from"), "{}", run.stderr);
+    }
 
     // A shard whose targets need the base, alone: it waits on the base's
     // shard, which never comes, until the registry goes away.
@@ -795,9 +815,11 @@ fn fleet_netns_four_builders_one_registry_end_to_end() {
     let ctx = lab.path("fleet");
     write_graph(&ctx, "fleet", 1);
     let (script, _) = emitted_script(&lab, &ctx, &format!("{REG}/fleet/cache:main"));
+    lab.store("noanswer");
+    let noanswer = lab.start(&lab.ns("y"), &ctx, &script, 0, "noanswer", "noanswer");
     every_step_once(&lab, &ctx, &script);
     killed_shard_rerun(&lab);
     late_shard_taken_over(&lab);
-    unreachable_cache(&lab, &ctx, &script);
+    unreachable_cache(&lab, &ctx, &script, noanswer);
     eprintln!("{test}: {:?}", started.elapsed());
 }
