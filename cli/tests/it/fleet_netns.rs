@@ -3,7 +3,11 @@
 //! only a registry in a namespace of its own, over a bridge the test makes
 //! (10.203.0.0/24, nothing else). Each runs the very script `rbk plan
 //! --format k8s` emits for its pod, with its index in
-//! `JOB_COMPLETION_INDEX` as the Job controller gives it.
+//! `JOB_COMPLETION_INDEX` as the Job controller gives it. The registry
+//! speaks plain HTTP, so `RBK_INSECURE_REGISTRIES` names it (where a pod
+//! would have TLS); a shard killed and run again keeps its store, as a
+//! rerun on a self-hosted runner would (a Kubernetes retry starting cold
+//! is the easier case: it has nothing to recover).
 //!
 //! RUN executions are counted from `--progress rawjson`: each RUN of the
 //! graph prints `RAN <target>` itself, so a step that really ran leaves
@@ -102,9 +106,8 @@ fn cannot_make_netns(probe: &str) -> Option<String> {
 }
 
 impl Lab {
-    /// The namespaces (registry, four builders, one with no route), the
-    /// registry running, and busybox saved; None (loudly) where this
-    /// machine cannot.
+    /// The namespaces (see [`Lab::ns`]), the registry running, and busybox
+    /// saved; None (loudly) where this machine cannot.
     fn new(test: &str) -> Option<Lab> {
         let bb = store_with_busybox(test)?;
         if !Path::new(REGISTRY).exists() {
@@ -322,11 +325,12 @@ struct Run {
 }
 
 /// The pod's script of `rbk plan --format k8s` for `ctx` (made in builder
-/// 1's namespace: it reads the cache's recorded durations) and the plan
-/// of its ConfigMap, written to `ctx/plan.json`. The script is run as the
-/// kubelet would (`$$` is `$`), with the plan's mount point replaced by
-/// that file, and two flags added to its `rbk build`: `--network none`
-/// for RUN (the builders have no slirp4netns need) and rawjson progress.
+/// 1's namespace: it reads the durations recorded in the cache) and the
+/// plan of its ConfigMap, written to `ctx/plan.json`. The script is run as
+/// the kubelet would (`$$` is `$`), with the plan's mount point replaced by
+/// that file and two flags added to its `rbk build`: `--network none` (the
+/// RUN steps need no network, and the builders have no slirp4netns set
+/// up) and rawjson progress, which the test reads.
 fn emitted_script(lab: &Lab, ctx: &Path, cache: &str) -> (String, Value) {
     let out = succeed(
         Command::new("ip")
