@@ -598,9 +598,10 @@ fn every_step_once(lab: &Lab, ctx: &Path, script: &str) {
         digests, want,
         "the fleet's images differ from one machine's"
     );
-    // The metadata names the store's manifest, which the push compressed
-    // into another one: the registry's are compared with one machine's
-    // pushed the same way.
+    // The metadata names the store's manifest, not the one the push made
+    // of it (compressed layers, another digest; buildx names the pushed
+    // one): the registry's are compared with one machine's images pushed
+    // the same way.
     for (target, _, _) in GRAPH {
         let pushed = lab.manifest(&format!("fleet/{target}"), "1");
         let one = lab.manifest(&format!("one/{target}"), "1");
