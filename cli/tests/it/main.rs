@@ -9,6 +9,7 @@ mod cache;
 mod containers;
 mod debian;
 mod fleet;
+mod fleet_netns;
 mod formats;
 mod hostile_registry;
 mod hostinfo;
