@@ -27,7 +27,7 @@ use crate::build_cache::{parse_cache_spec, shared_caches};
 use crate::cmd_graph::compile_all;
 use crate::cmd_registry::RegistryFlags;
 use crate::inputs::{self, BuildInputArgs};
-use crate::outputs::{self, DigestPush, Output};
+use crate::outputs::{self, Output, PushRecord};
 use crate::progress::{self, ProgressMode};
 
 /// `rbk build`
@@ -766,7 +766,7 @@ impl Done<'_> {
 impl Done<'_> {
     /// Exports the build's outputs: those of the targets pushed by digest
     /// only (`BuildArgs::push_by_digest`) as such, the others as given.
-    fn export_all(&self, args: &BuildArgs, summary: &BuildSummary) -> Result<Vec<DigestPush>> {
+    fn export_all(&self, args: &BuildArgs, summary: &BuildSummary) -> Result<Vec<PushRecord>> {
         let all = &summary.images;
         if !all.iter().any(|i| args.push_by_digest.contains(&i.name)) {
             return outputs::export(self.store, self.client, self.outputs, all);
@@ -966,7 +966,7 @@ fn write_result_files(
     store: &Store,
     args: &BuildArgs,
     summary: &BuildSummary,
-    by_digest: &[DigestPush],
+    by_digest: &[PushRecord],
     shard: Option<&serde_json::Value>,
 ) -> Result<()> {
     if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
@@ -1003,15 +1003,16 @@ fn write_result_files(
 }
 
 /// One image's `--metadata-file` entry: buildx's keys, the descriptor with
-/// its platform when the image is one platform's. Pushed by digest, the
-/// pushed manifest (or index) is described instead, `image.name` is the
-/// repositories it went to, and `rbk.push-by-digest`, `rbk.tags` (the
+/// its platform when the image is one platform's. Pushed, the manifest (or
+/// index) the registry got is described (a push compresses the layers:
+/// its digest is not the store's), as buildx does. Pushed by digest,
+/// `image.name` is the repositories it went to, and `rbk.push-by-digest`, `rbk.tags` (the
 /// names it was meant for) and `containerimage.descriptors` (each
 /// platform's pushed manifest) tell `rbk manifest merge` how to join it.
 fn metadata_entry(
     store: &Store,
     img: &BuiltImage,
-    pushed: Option<&DigestPush>,
+    pushed: Option<&PushRecord>,
 ) -> Result<serde_json::Value> {
     let image = store.image_by_entry(&img.manifest, Vec::new(), None)?;
     let desc = store.entry_descriptor(&image)?;
@@ -1030,13 +1031,15 @@ fn metadata_entry(
         "containerimage.config.digest": image.id.to_string(),
         "containerimage.descriptor": descriptor,
     });
-    if let Some(p) = pushed {
-        v["image.name"] = p.repositories.join(",").into();
-        v["rbk.push-by-digest"] = true.into();
-        v["rbk.tags"] = serde_json::json!(p.tags);
-        v["containerimage.descriptors"] = serde_json::to_value(&p.pushed.platforms)?;
-    } else if !img.tags.is_empty() {
-        v["image.name"] = img.tags.join(",").into();
+    match pushed {
+        Some(p) if p.by_digest => {
+            v["image.name"] = p.repositories.join(",").into();
+            v["rbk.push-by-digest"] = true.into();
+            v["rbk.tags"] = serde_json::json!(p.tags);
+            v["containerimage.descriptors"] = serde_json::to_value(&p.pushed.platforms)?;
+        }
+        _ if !img.tags.is_empty() => v["image.name"] = img.tags.join(",").into(),
+        _ => {}
     }
     Ok(v)
 }

@@ -372,7 +372,7 @@ pub fn check(outputs: &[Output], images: usize) -> Result<()> {
 
 /// An image pushed by digest: what the metadata file records of it.
 #[derive(Debug, Clone)]
-pub struct DigestPush {
+pub struct PushRecord {
     /// The target (image name) it was built as.
     pub target: String,
     /// The repositories (`HOST/PATH`) it was pushed into, in name order.
@@ -382,6 +382,9 @@ pub struct DigestPush {
     pub tags: Vec<String>,
     /// What was pushed (the same manifest into every repository).
     pub pushed: Pushed,
+    /// Pushed by digest only (else under its names: the metadata still
+    /// gives the digest the registry has, not the store's).
+    pub by_digest: bool,
 }
 
 /// Runs the exports for the built `images`; returns the pushes made by
@@ -391,7 +394,7 @@ pub fn export(
     client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
     outputs: &[Output],
     images: &[BuiltImage],
-) -> Result<Vec<DigestPush>> {
+) -> Result<Vec<PushRecord>> {
     let mut by_digest = Vec::new();
     if outputs.is_empty() {
         return Ok(by_digest);
@@ -418,7 +421,7 @@ pub fn export(
             } => {
                 let push = match (*push, *digest_only) {
                     (false, _) => Push::No,
-                    (true, false) => Push::ByName,
+                    (true, false) => Push::ByName(&mut by_digest),
                     (true, true) => Push::ByDigest(&mut by_digest),
                 };
                 let to = (names.as_slice(), format);
@@ -500,10 +503,10 @@ fn only(images: &[Image]) -> Result<&Image> {
 /// Whether and how `type=image` pushes.
 enum Push<'a> {
     No,
-    /// Under each name.
-    ByName,
+    /// Under each name, recorded here (what the registry got).
+    ByName(&'a mut Vec<PushRecord>),
     /// By digest into each name's repository, recorded here.
-    ByDigest(&'a mut Vec<DigestPush>),
+    ByDigest(&'a mut Vec<PushRecord>),
 }
 
 /// `type=image`: tags the image with `names` (else its `-t` tags) and
@@ -539,11 +542,22 @@ fn export_image(
             record.push(push_digest_only(store, &client, image, b, &names, format)?);
             continue;
         }
+        let mut first = None;
         for n in &names {
             let pushed = client
                 .push_as(store, image.entry_digest().as_str(), n, format, &|_| {})
                 .with_context(|| format!("cannot push {}", n.familiar()))?;
             eprintln!("pushed {}: {}", n.familiar(), pushed.digest);
+            first.get_or_insert(pushed);
+        }
+        if let (Push::ByName(record), Some(pushed)) = (&mut push, first) {
+            record.push(PushRecord {
+                target: b.name.clone(),
+                repositories: names.iter().map(|r| r.repository()).collect(),
+                tags: names.iter().map(Reference::to_string).collect(),
+                pushed,
+                by_digest: false,
+            });
         }
     }
     Ok(())
@@ -558,7 +572,7 @@ fn push_digest_only(
     b: &BuiltImage,
     names: &[Reference],
     format: &ExportFormat,
-) -> Result<DigestPush> {
+) -> Result<PushRecord> {
     let mut repos: Vec<&Reference> = Vec::new();
     for n in names {
         if !repos.iter().any(|r| r.repository() == n.repository()) {
@@ -577,11 +591,12 @@ fn push_digest_only(
     let Some(pushed) = pushed else {
         bail!("cannot push {}: it has no name (give -t or name=)", b.name);
     };
-    Ok(DigestPush {
+    Ok(PushRecord {
         target: b.name.clone(),
         repositories: repos.iter().map(|r| r.repository()).collect(),
         tags: names.iter().map(Reference::to_string).collect(),
         pushed,
+        by_digest: true,
     })
 }
 

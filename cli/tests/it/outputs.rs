@@ -377,6 +377,56 @@ fn push_and_registry_outputs_reach_the_registry() {
     assert_ne!(gzip["layers"][1]["digest"], zstd["layers"][1]["digest"]);
 }
 
+#[test]
+fn metadata_names_the_digest_the_registry_got() {
+    let test = "metadata_names_the_digest_the_registry_got";
+    let Some((store, ctx)) = setup(test) else {
+        return;
+    };
+    let Some(reg) = Registry::start(test) else {
+        return;
+    };
+    let tagged = format!("{}/o/meta:1", reg.host);
+    let meta = store.path().join("meta.json");
+    let insecure = format!("--insecure-registry={}", reg.host);
+    ok(rbk(
+        store.path(),
+        &[
+            "build",
+            "-t",
+            &tagged,
+            "--push",
+            &insecure,
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            ctx.path().to_str().unwrap(),
+        ],
+    ));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    // The push compressed the layers: the registry's manifest is not the
+    // store's, and the metadata names the registry's (as buildx does).
+    let out = Command::new("curl")
+        .args([
+            "-sfI",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("http://{}/v2/o/meta/manifests/1", reg.host))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let served = head
+        .lines()
+        .find_map(|l| l.strip_prefix("docker-content-digest:"))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    assert!(served.starts_with("sha256:"), "{head}");
+    assert_eq!(m["containerimage.digest"], served, "{m}");
+    assert_eq!(m["containerimage.descriptor"]["digest"], served, "{m}");
+    assert_eq!(m["image.name"], tagged.as_str());
+}
+
 /// The manifest and the blobs of the only image in an archive `rbk save`
 /// or `-o type=docker|oci` wrote: (manifest, blob digest → bytes).
 fn archive_image(
