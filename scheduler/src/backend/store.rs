@@ -203,15 +203,8 @@ impl Layers for StoreBackend<'_> {
 
 impl StepCache for StoreBackend<'_> {
     fn lookup(&self, key: &str) -> Lookup {
-        let local = self.store.cache.get(key);
-        let recorded = local.is_some();
-        // The hit's layer and snapshot are leased, so no `prune` in another
-        // process removes them before this build uses them.
-        if let Some(rec) = local.filter(|rec| {
-            self.store
-                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
-                .unwrap_or(false)
-        }) {
+        let recorded = self.store.cache.get(key).is_some();
+        if let Some(rec) = self.local_hit(key) {
             return Lookup {
                 hit: Some(rec),
                 recorded: true,
@@ -240,11 +233,7 @@ impl StepCache for StoreBackend<'_> {
     }
 
     fn poll(&self, key: &str) -> Result<Option<CacheRecord>, BackendError> {
-        if let Some(rec) = self.store.cache.get(key).filter(|rec| {
-            self.store
-                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
-                .unwrap_or(false)
-        }) {
+        if let Some(rec) = self.local_hit(key) {
             return Ok(Some(rec));
         }
         for c in &self.cache_from {
@@ -264,16 +253,7 @@ impl StepCache for StoreBackend<'_> {
     }
 
     fn publish(&self, keys: &[&str]) -> Result<(), BackendError> {
-        let mut records = Vec::new();
-        for key in keys {
-            let Some(rec) = self.store.cache.get(key) else {
-                continue;
-            };
-            if let Some(l) = &rec.layer {
-                self.fetch(l)?;
-            }
-            records.push(rec);
-        }
+        let records = self.shareable(keys.iter().map(|k| k.to_string()))?;
         for e in &self.cache_to {
             if let CacheDest::Registry { client, reference } = &e.dest {
                 registry_cache::publish(
@@ -309,20 +289,7 @@ impl StepCache for StoreBackend<'_> {
     fn export(&self, keys: &super::ExportKeys<'_>) -> Result<Vec<ExportedCache>, BackendError> {
         let mut done = Vec::with_capacity(self.cache_to.len());
         for e in &self.cache_to {
-            let mut records = Vec::new();
-            for key in keys(e.images.as_deref(), e.mode) {
-                let Some(rec) = self.store.cache.get(&key) else {
-                    continue;
-                };
-                if let Some(l) = &rec.layer {
-                    self.fetch(l)?;
-                    if !self.store.content.has(&l.digest) {
-                        // Pruned since the build used it: nothing to share.
-                        continue;
-                    }
-                }
-                records.push(rec);
-            }
+            let records = self.shareable(keys(e.images.as_deref(), e.mode))?;
             let report = match &e.dest {
                 CacheDest::Registry { client, reference } => registry_cache::export(
                     client,
@@ -525,6 +492,41 @@ impl Drop for StoreView<'_> {
         drop(self.mounted.take());
         let _ = self.snapshotter.remove(&self.key);
         let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+impl StoreBackend<'_> {
+    /// The store's own record of `key`, its layer and snapshot leased so no
+    /// `prune` in another process removes them before this build uses them.
+    fn local_hit(&self, key: &str) -> Option<CacheRecord> {
+        self.store.cache.get(key).filter(|rec| {
+            self.store
+                .lease_cache_hit(rec.layer.as_ref().map(|l| &l.digest), rec.chain_id.as_ref())
+                .unwrap_or(false)
+        })
+    }
+
+    /// The records of `keys` that can be shared, their layers in the store
+    /// (fetched when a `--cache-from` served them); a record whose layer
+    /// was pruned since the build used it has nothing to share.
+    fn shareable(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<Vec<CacheRecord>, BackendError> {
+        let mut records = Vec::new();
+        for key in keys {
+            let Some(rec) = self.store.cache.get(&key) else {
+                continue;
+            };
+            if let Some(l) = &rec.layer {
+                self.fetch(l)?;
+                if !self.store.content.has(&l.digest) {
+                    continue;
+                }
+            }
+            records.push(rec);
+        }
+        Ok(records)
     }
 }
 
