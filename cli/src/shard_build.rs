@@ -182,16 +182,11 @@ pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) ->
     let mut reused = Vec::new();
     for img in &graph.images {
         let name = format!("{}@{}", img.name, img.platform);
-        let mut seen = vec![false; graph.len()];
-        let mut todo = vec![img.vertex];
-        let mut any = false;
-        while let Some(id) = todo.pop() {
-            if !std::mem::replace(&mut seen[id.index()], true) {
-                any |= ran.contains(&id.index());
-                let v = graph.vertex(id);
-                todo.extend(v.parent.iter().chain(&v.inputs).copied());
-            }
-        }
+        let any = graph
+            .needed_by(img.vertex)
+            .iter()
+            .enumerate()
+            .any(|(v, &needed)| needed && ran.contains(&v));
         if any {
             built.push(name);
         } else {

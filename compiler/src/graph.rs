@@ -556,6 +556,20 @@ impl BuildGraph {
         self.graph.node_indices().collect()
     }
 
+    /// What vertex `top` needs: itself and every vertex it reads, directly
+    /// or not (parents and inputs), as flags by vertex index.
+    pub fn needed_by(&self, top: VertexId) -> Vec<bool> {
+        let mut seen = vec![false; self.len()];
+        let mut todo = vec![top];
+        while let Some(id) = todo.pop() {
+            if !std::mem::replace(&mut seen[id.index()], true) {
+                let v = &self.graph[id];
+                todo.extend(v.parent.iter().chain(&v.inputs).copied());
+            }
+        }
+        seen
+    }
+
     /// The chain of a vertex back to its source: `[source, …, id]`.
     pub fn chain(&self, id: VertexId) -> Vec<VertexId> {
         let mut out = vec![id];

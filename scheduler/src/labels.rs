@@ -23,7 +23,7 @@ pub(crate) fn labels(graph: &BuildGraph) -> Vec<String> {
     let mut label: Vec<Option<String>> = vec![None; n];
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (u, img) in graph.images.iter().enumerate() {
-        let needed = ancestors(graph, img.vertex);
+        let needed = graph.needed_by(img.vertex);
         // The vertices of each stage of this image's own Dockerfile (what
         // it is built on from another target is that target's), in order.
         let mut stages: Vec<(String, Vec<usize>)> = Vec::new();
@@ -128,18 +128,6 @@ fn prefix(users: &[usize], units: &[String]) -> Option<String> {
     }
 }
 
-/// The vertices `top` needs (itself included), as flags.
-fn ancestors(graph: &BuildGraph, top: rbk_compiler::graph::VertexId) -> Vec<bool> {
-    let mut seen = vec![false; graph.len()];
-    let mut todo = vec![top];
-    while let Some(id) = todo.pop() {
-        if !std::mem::replace(&mut seen[id.index()], true) {
-            let v = graph.vertex(id);
-            todo.extend(v.parent.iter().chain(&v.inputs).copied());
-        }
-    }
-    seen
-}
 
 /// Each vertex's cache family (image/stage/position): records of one
 /// family are versions of one step, the nearest of which `--explain`

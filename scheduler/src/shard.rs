@@ -128,21 +128,7 @@ pub struct ShardPlan {
 
 /// The vertices each image needs (itself and all it reads), as flags.
 fn ancestors(graph: &BuildGraph) -> Vec<Vec<bool>> {
-    graph
-        .images
-        .iter()
-        .map(|img| {
-            let mut seen = vec![false; graph.len()];
-            let mut todo = vec![img.vertex];
-            while let Some(id) = todo.pop() {
-                if !std::mem::replace(&mut seen[id.index()], true) {
-                    let v = graph.vertex(id);
-                    todo.extend(v.parent.iter().chain(&v.inputs).copied());
-                }
-            }
-            seen
-        })
-        .collect()
+    graph.images.iter().map(|img| graph.needed_by(img.vertex)).collect()
 }
 
 /// The units each unit is built on: those whose final vertex it needs.
