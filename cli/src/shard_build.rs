@@ -111,6 +111,20 @@ pub fn setup(
         .into_iter()
         .map(|o| o.filter(|&s| s + 1 != me).map(|s| s + 1))
         .collect();
+    // This shard's steps go in the order the plan expects its units to
+    // start: what other shards wait on is made when the plan says.
+    let mut priority = vec![u64::MAX; graph.len()];
+    for (u, &(i, s)) in doc.units.iter().zip(&placed) {
+        if s + 1 != me {
+            continue;
+        }
+        let at = (u.start.max(0.0) * 1000.0) as u64;
+        for (v, needed) in graph.needed_by(graph.images[i].vertex).into_iter().enumerate() {
+            if needed {
+                priority[v] = priority[v].min(at);
+            }
+        }
+    }
     let keep: Vec<bool> = (0..graph.images.len())
         .map(|i| placed.iter().any(|&(p, s)| p == i && s + 1 == me))
         .collect();
@@ -129,6 +143,7 @@ pub fn setup(
             shards: n,
             others,
             wait,
+            priority,
         },
         split,
     }))

@@ -28,6 +28,52 @@ pub struct Fleet {
     /// How long a step another shard makes is waited for before it is
     /// made here.
     pub wait: Duration,
+    /// For each vertex: which goes first when several are ready (lower
+    /// first): the plan's order of this shard's units, so what other
+    /// shards wait on is made when the plan expects it.
+    pub priority: Vec<u64>,
+}
+
+/// At most `jobs` steps work at once; a step waiting on another shard
+/// gives its place up while it waits (the pool has threads beyond `jobs`
+/// for the waiting ones), so waiting never idles this shard.
+#[derive(Debug)]
+pub(crate) struct Permits {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Permits {
+    pub(crate) fn new(n: usize) -> Self {
+        Permits {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Takes a place, waiting for one.
+    pub(crate) fn acquire(&self) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+    }
+
+    /// Gives a place back.
+    pub(crate) fn release(&self) {
+        *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.freed.notify_one();
+    }
+}
+
+/// A place held until dropped.
+pub(crate) struct Held<'p>(pub(crate) &'p Permits);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 /// The longest pause between two questions to the shared cache.
@@ -87,7 +133,14 @@ impl Runner<'_, '_> {
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return Ok(None);
             }
+            // Waiting, this step leaves its place to steps that can work.
+            if let Some(p) = &s.permits {
+                p.release();
+            }
             std::thread::sleep(pause.min(deadline - now));
+            if let Some(p) = &s.permits {
+                p.acquire();
+            }
             pause = (pause * 2).min(MAX_PAUSE);
         }
     }

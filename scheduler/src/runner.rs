@@ -35,7 +35,16 @@ impl Ops for Runner<'_, '_> {
     type Out = State;
     type Err = StepError;
 
+    fn priority(&self, v: usize) -> u64 {
+        let fleet = self.session.options.fleet.as_ref();
+        fleet.and_then(|f| f.priority.get(v)).copied().unwrap_or(0)
+    }
+
     fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
+        let _place = self.session.permits.as_ref().map(|p| {
+            p.acquire();
+            crate::fleet::Held(p)
+        });
         if let Some(k) = self.run.links.added(v) {
             return self.link_layer(k, inputs, cancel);
         }

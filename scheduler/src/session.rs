@@ -290,6 +290,8 @@ pub struct BuildSession<'a> {
     pub(crate) waited: AtomicUsize,
     /// Steps of other shards made here: they did not come in time.
     pub(crate) took_over: AtomicUsize,
+    /// A fleet build's places for working steps (see [`crate::fleet`]).
+    pub(crate) permits: Option<crate::fleet::Permits>,
 }
 
 impl<'a> BuildSession<'a> {
@@ -330,8 +332,17 @@ impl<'a> BuildSession<'a> {
                 }
             }
         }
+        // A shard's steps waiting on other shards hold a thread each, not a
+        // place (`permits`): threads for them beyond `jobs`.
+        let waiting = options.fleet.as_ref().map_or(0, |f| {
+            f.others.iter().filter(|o| o.is_some()).count().min(64)
+        });
+        let permits = options
+            .fleet
+            .as_ref()
+            .map(|_| crate::fleet::Permits::new(options.jobs));
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.jobs.max(1))
+            .num_threads(options.jobs.max(1) + waiting)
             .thread_name(|i| format!("rbk-step-{i}"))
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
@@ -366,6 +377,7 @@ impl<'a> BuildSession<'a> {
             cached: AtomicUsize::new(0),
             waited: AtomicUsize::new(0),
             took_over: AtomicUsize::new(0),
+            permits,
         };
         session.check_entitlements()?;
         session.resolve_bases()?;

@@ -22,6 +22,12 @@ pub trait Ops: Sync {
     type Out: Clone + Send + Sync;
     /// A vertex's failure.
     type Err: Send;
+    /// Which ready vertex goes first: lower first, then the lower vertex
+    /// number (the graph's order). All equal by default.
+    fn priority(&self, v: usize) -> u64 {
+        let _ = v;
+        0
+    }
     /// Computes vertex `v` from its inputs' results. Long work should watch
     /// `cancel` and stop early when it is set.
     fn run(
@@ -53,6 +59,9 @@ struct Shared<O: Ops> {
     pending: Vec<AtomicUsize>,
     users: Vec<Vec<usize>>,
     failure: Mutex<Option<(usize, O::Err)>>,
+    /// Vertices whose inputs are done, by priority: each task the pool
+    /// starts takes the first (so the pool's own order does not decide).
+    ready: Mutex<std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>>,
 }
 
 /// Which vertices `roots` need: themselves and everything they read,
@@ -121,6 +130,7 @@ pub fn solve_needed<O: Ops>(
         pending,
         users,
         failure: Mutex::new(None),
+        ready: Mutex::new(std::collections::BinaryHeap::new()),
     };
     let ready: Vec<usize> = (0..n)
         .filter(|&v| needed[v] && dag.deps[v].is_empty())
@@ -130,8 +140,7 @@ pub fn solve_needed<O: Ops>(
     }
     pool.scope(|scope| {
         for v in ready {
-            let shared = &shared;
-            scope.spawn(move |s| run_vertex(s, v, dag, ops, shared, cancel));
+            push_ready(scope, v, dag, ops, &shared, cancel);
         }
     });
     if let Some((vertex, error)) = shared
@@ -153,6 +162,25 @@ pub fn solve_needed<O: Ops>(
         return Err(SolveError::Invalid("the graph has a cycle".into()));
     }
     Ok(results)
+}
+
+/// Queues ready vertex `v` and starts a task that runs the first of the
+/// queue.
+fn push_ready<'s, O: Ops>(
+    scope: &rayon::Scope<'s>,
+    v: usize,
+    dag: &'s Dag,
+    ops: &'s O,
+    shared: &'s Shared<O>,
+    cancel: &'s CancelToken,
+) {
+    lock(&shared.ready).push(std::cmp::Reverse((ops.priority(v), v)));
+    scope.spawn(move |s| {
+        let next = lock(&shared.ready).pop();
+        if let Some(std::cmp::Reverse((_, v))) = next {
+            run_vertex(s, v, dag, ops, shared, cancel);
+        }
+    });
 }
 
 fn run_vertex<'s, O: Ops>(
@@ -179,7 +207,7 @@ fn run_vertex<'s, O: Ops>(
             *lock(&shared.results[v]) = Some(out);
             for &u in &shared.users[v] {
                 if shared.pending[u].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    scope.spawn(move |s| run_vertex(s, u, dag, ops, shared, cancel));
+                    push_ready(scope, u, dag, ops, shared, cancel);
                 }
             }
         }
@@ -246,6 +274,39 @@ mod tests {
             .num_threads(n)
             .build()
             .expect("pool")
+    }
+
+    /// Records the order vertices run in; vertex v's priority is `prio[v]`.
+    struct Ordered {
+        prio: Vec<u64>,
+        order: Mutex<Vec<usize>>,
+    }
+
+    impl Ops for Ordered {
+        type Out = ();
+        type Err = String;
+        fn priority(&self, v: usize) -> u64 {
+            self.prio[v]
+        }
+        fn run(&self, v: usize, _: &[&()], _: &CancelToken) -> Result<(), String> {
+            self.order.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_worker_takes_ready_vertices_by_priority_then_number() {
+        // 0, 1, 2, 3 ready at once; 4 after 3.
+        let dag = Dag {
+            deps: vec![vec![], vec![], vec![], vec![], vec![3]],
+        };
+        let ops = Ordered {
+            prio: vec![2, 0, 1, 0, 0],
+            order: Mutex::new(Vec::new()),
+        };
+        solve(&dag, &[0, 1, 2, 4], &ops, &pool(1), &CancelToken::new()).expect("solves");
+        let order = ops.order.into_inner().unwrap_or_default();
+        assert_eq!(order, [1, 3, 4, 2, 0]);
     }
 
     #[test]
