@@ -6,8 +6,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{
-    build_command, merge_command, merge_targets, plan_command, registry_host, sh,
-    summary_command, EmitArgs,
+    build_command, merge_command, merge_targets, plan_command, registry_host, sh, summary_command,
+    EmitArgs,
 };
 use crate::plan_doc::PlanDoc;
 
@@ -165,7 +165,10 @@ fn summary_job(plan: &PlanDoc, args: &EmitArgs) -> Value {
     if !plan.merges.is_empty() {
         needs.push("merge");
     }
-    let install = args.setup.clone().unwrap_or_else(|| "command -v rbk >/dev/null".to_string());
+    let install = args
+        .setup
+        .clone()
+        .unwrap_or_else(|| "command -v rbk >/dev/null".to_string());
     json!({
         "needs": needs,
         "if": "${{ always() && needs.plan.result == 'success' }}",

@@ -36,7 +36,10 @@ pub fn pipeline(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Value> {
             {"if": format!("$CI_COMMIT_BRANCH == {}", gitlab_string(&args.branch))},
         ]}),
     );
-    doc.insert("stages".into(), json!(["plan", "build", "merge", "summary"]));
+    doc.insert(
+        "stages".into(),
+        json!(["plan", "build", "merge", "summary"]),
+    );
     // Pipeline variables give way to project CI/CD variables of the same
     // name: GitLab's own registry works as is, another is set there.
     doc.insert(
