@@ -10,6 +10,7 @@ mod containers;
 mod debian;
 mod fleet;
 mod formats;
+mod graph_page;
 mod hostile_registry;
 mod hostinfo;
 mod kill_points;

@@ -259,8 +259,8 @@ fn vertex(g: &BuildGraph, id: VertexId, r: Rect, marks: &Marks<'_>, critical: bo
         info = esc(&info(g, id, marks, critical)),
         x = r.x,
         y = r.y,
-        title = esc(&label(g, id, 29)),
-        meta = esc(&shorten(&meta, 34)),
+        title = esc(&label(g, id, 32)),
+        meta = esc(&shorten(&meta, 36)),
     )
 }
 
@@ -286,8 +286,8 @@ fn image(g: &BuildGraph, n: usize, r: Rect) -> String {
         info = esc(&info),
         x = r.x,
         y = r.y,
-        short = esc(&shorten(&img.name, 23)),
-        tags_short = esc(&shorten(&tags, 34)),
+        short = esc(&shorten(&img.name, 26)),
+        tags_short = esc(&shorten(&tags, 36)),
     )
 }
 

@@ -17,7 +17,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 /// Width of a node's box.
-pub(crate) const BOX_W: f64 = 220.0;
+pub(crate) const BOX_W: f64 = 250.0;
 /// Height of a node's box.
 pub(crate) const BOX_H: f64 = 40.0;
 /// Horizontal room between boxes of a cluster.
@@ -343,7 +343,8 @@ fn sort_by_neighbours(layer: &mut [usize], nb: &[Vec<usize>], centre: &[f64]) {
 }
 
 /// Places the ordered layers top to bottom, each wrapped into rows no
-/// wider than the drawing should be, rows centred. Returns each
+/// wider than the drawing should be (about `ASPECT` times as wide as
+/// tall), rows centred. Returns each
 /// cluster's top-left corner and the drawing's size.
 fn wrap(order: &[Vec<usize>], inner: &[Inner]) -> (Vec<(f64, f64)>, f64, f64) {
     let area: f64 = order
@@ -356,7 +357,17 @@ fn wrap(order: &[Vec<usize>], inner: &[Inner]) -> (Vec<(f64, f64)>, f64, f64) {
         .flatten()
         .map(|&c| inner[c].w)
         .fold(0.0, f64::max);
-    let limit = (area * ASPECT).sqrt().max(widest);
+    // The layers alone already make the drawing this tall: a drawing no
+    // wider than that shape asks needs no wrapping.
+    let tall: f64 = order
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|&c| inner[c].h + CLUSTER_GAP_Y)
+                .fold(0.0, f64::max)
+        })
+        .sum();
+    let limit = (area * ASPECT).sqrt().max(tall * ASPECT).max(widest);
     // Rows: (clusters, width, height).
     let mut rows: Vec<(Vec<usize>, f64, f64)> = Vec::new();
     for layer in order.iter().filter(|l| !l.is_empty()) {
@@ -488,6 +499,9 @@ mod tests {
     #[test]
     fn a_cycle_merges_clusters_and_a_fan_wraps_into_a_window_shape() {
         let c = cases();
+        // Two clusters over the same one sit side by side, not wrapped.
+        let two = layout(&c[0].1);
+        assert_eq!(two.nodes[2].y, two.nodes[6].y, "{:?}", two.nodes);
         let cycle = layout(&c[1].1);
         assert_eq!(cycle.clusters.len(), 1);
         assert_eq!(cycle.clusters[0].1, vec![0, 1]);
