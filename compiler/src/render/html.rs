@@ -12,6 +12,7 @@
 
 mod assets;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::layout::{self, Rect, BOX_H, BOX_W, HEADER};
@@ -46,51 +47,48 @@ struct Cluster {
 }
 
 /// The clusters of the page and the cluster of each layout node: the
-/// vertices (by index), then one node per image.
+/// vertices (by index), then one node per image. A vertex goes with the
+/// steps of the same users: one stage of one image, several stages of one
+/// image (a base several stages start from), or a set of images, whatever
+/// each Dockerfile calls the stage.
 fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
-    let mut keys: Vec<(Vec<String>, String)> = Vec::new();
+    let mut keys: HashMap<(Vec<String>, Vec<String>), usize> = HashMap::new();
     let mut found: Vec<Cluster> = Vec::new();
     let mut of = Vec::with_capacity(g.len() + g.images.len());
-    let mut key_of = |images: Vec<String>, stage: String, found: &mut Vec<Cluster>| {
-        // Steps several images share group by who shares them, whatever
-        // each Dockerfile calls the stage.
-        let k = (
-            images.clone(),
-            if images.len() > 1 {
-                String::new()
-            } else {
-                stage.clone()
-            },
-        );
-        if let Some(i) = keys.iter().position(|x| *x == k) {
-            if !found[i].stages.contains(&stage) {
-                found[i].stages.push(stage);
-            }
-            return i;
-        }
-        keys.push(k);
-        let label = match images.as_slice() {
-            [one] => format!("{one} · stage {stage}"),
-            many => format!("shared by {} images: {}", many.len(), many.join(", ")),
-        };
-        found.push(Cluster {
-            label,
-            images,
-            stages: vec![stage],
-        });
-        found.len() - 1
-    };
     for id in g.topo_order() {
         let v = g.vertex(id);
         let mut images: Vec<String> = v.origins.iter().map(|o| o.image.clone()).collect();
         images.sort();
         images.dedup();
-        let stage = v
-            .origins
-            .first()
-            .map(|o| o.stage.clone())
-            .unwrap_or_default();
-        of.push(key_of(images, stage, &mut found));
+        let mut stages: Vec<String> = Vec::new();
+        for o in &v.origins {
+            if !stages.contains(&o.stage) {
+                stages.push(o.stage.clone());
+            }
+        }
+        let key = match images.len() {
+            1 => (images.clone(), stages.clone()),
+            _ => (images.clone(), Vec::new()),
+        };
+        let at = *keys.entry(key).or_insert_with(|| {
+            let label = match (images.as_slice(), stages.as_slice()) {
+                ([one], [stage]) => format!("{one} · stage {stage}"),
+                ([one], many) => format!("{one} · stages {}", many.join(", ")),
+                (many, _) => format!("shared by {} images: {}", many.len(), many.join(", ")),
+            };
+            found.push(Cluster {
+                label,
+                images,
+                stages: Vec::new(),
+            });
+            found.len() - 1
+        });
+        for s in stages {
+            if !found[at].stages.contains(&s) {
+                found[at].stages.push(s);
+            }
+        }
+        of.push(at);
     }
     for img in &g.images {
         // An image closes its last stage's box when that box is its own.
@@ -291,6 +289,25 @@ fn image(g: &BuildGraph, n: usize, r: Rect) -> String {
     )
 }
 
+/// A cluster's label in `fits` characters: a long image name (a
+/// Dockerfile's path) loses its start, so the stage stays readable.
+fn fit_label(c: &Cluster, fits: usize) -> String {
+    let n = c.label.chars().count();
+    match c.images.as_slice() {
+        [one] if n > fits && c.label.starts_with(one.as_str()) => {
+            let tail = &c.label[one.len()..];
+            let room = fits.saturating_sub(tail.chars().count() + 1);
+            if room < 6 {
+                return shorten(&c.label, fits);
+            }
+            let skip = one.chars().count().saturating_sub(room);
+            let end: String = one.chars().skip(skip).collect();
+            format!("…{end}{tail}")
+        }
+        _ => shorten(&c.label, fits),
+    }
+}
+
 /// A cluster's box and label.
 fn cluster(c: &Cluster, r: Rect) -> String {
     let fits = ((r.w - 16.0) / 7.0).max(8.0) as usize;
@@ -312,7 +329,7 @@ fn cluster(c: &Cluster, r: Rect) -> String {
         w = r.w,
         h = r.h,
         ty = HEADER - 8.0,
-        short = esc(&shorten(&c.label, fits)),
+        short = esc(&fit_label(c, fits)),
     )
 }
 

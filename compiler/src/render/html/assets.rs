@@ -56,99 +56,101 @@ svg.focus .hl { opacity: 1; }
 /// buttons, +/−), fit (button, 0), search (/), focus an image and its
 /// ancestors, details on hover, focus and click. It also leaves what it
 /// did on <body> as data attributes, which tests read from a real browser.
-const SCRIPT: &str = r#"(function () {
-  'use strict';
-  var svg = document.getElementById('canvas'), world = document.getElementById('world');
-  var details = document.getElementById('details'), q = document.getElementById('q');
-  var pick = document.getElementById('pick'), matches = document.getElementById('matches');
-  var W = +svg.dataset.width, H = +svg.dataset.height, BW = +svg.dataset.boxW, BH = +svg.dataset.boxH;
-  var view = { x: 0, y: 0, k: 1 }, fitK = 1, pinned = null;
-  var nodes = {}, pos = {};
-  var all = document.querySelectorAll('g.vertex, g.image'), edges = document.querySelectorAll('path.edge');
-  all.forEach(function (g) {
-    nodes[g.id] = g;
-    var m = /translate\(([-\d.]+),([-\d.]+)\)/.exec(g.getAttribute('transform'));
-    pos[g.id] = { x: +m[1], y: +m[2] };
+const SCRIPT: &str = r#"'use strict';
+var svg = document.getElementById('canvas'), world = document.getElementById('world');
+var details = document.getElementById('details'), q = document.getElementById('q');
+var pick = document.getElementById('pick'), matches = document.getElementById('matches');
+var W = +svg.dataset.width, H = +svg.dataset.height, BW = +svg.dataset.boxW, BH = +svg.dataset.boxH;
+var view = { x: 0, y: 0, k: 1 }, fitK = 1, pinned = null, drag = null;
+var all = document.querySelectorAll('g.vertex, g.image'), edges = document.querySelectorAll('path.edge');
+var nodes = {}, pos = {};
+
+function apply() { world.setAttribute('transform', 'translate(' + view.x + ',' + view.y + ') scale(' + view.k + ')'); }
+function size() { var r = svg.getBoundingClientRect(); return { w: r.width, h: r.height }; }
+function fitTo(x, y, w, h, max) {
+  var s = size(), pad = 16;
+  var k = Math.min((s.w - 2 * pad) / w, (s.h - 2 * pad) / h, max);
+  view = { k: k, x: (s.w - w * k) / 2 - x * k, y: (s.h - h * k) / 2 - y * k };
+  apply();
+  return k;
+}
+function fit() { fitK = fitTo(0, 0, W, H, 1.5); }
+function zoom(f, cx, cy) {
+  var s = size();
+  if (cx === undefined) { cx = s.w / 2; cy = s.h / 2; }
+  var k = Math.max(0.02, Math.min(4, view.k * f));
+  view.x = cx - (cx - view.x) * k / view.k;
+  view.y = cy - (cy - view.y) * k / view.k;
+  view.k = k;
+  apply();
+}
+function pan(dx, dy) { view.x += dx; view.y += dy; apply(); }
+
+// A node and everything it is built from.
+function ancestors(id) {
+  var seen = {}, stack = [id];
+  while (stack.length) {
+    var n = stack.pop();
+    if (seen[n] || !nodes[n]) continue;
+    seen[n] = true;
+    (nodes[n].dataset.in || '').split(' ').forEach(function (p) { if (p) stack.push(p); });
+  }
+  return seen;
+}
+// Dims everything but `set` (nothing when null).
+function highlight(set) {
+  svg.classList.toggle('focus', !!set);
+  all.forEach(function (g) { g.classList.toggle('hl', !!set && !!set[g.id]); });
+  edges.forEach(function (e) { e.classList.toggle('hl', !!set && !!set[e.dataset.from] && !!set[e.dataset.to]); });
+}
+function fitSet(set) {
+  var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  Object.keys(set).forEach(function (id) {
+    var p = pos[id];
+    x0 = Math.min(x0, p.x); y0 = Math.min(y0, p.y); x1 = Math.max(x1, p.x + BW); y1 = Math.max(y1, p.y + BH);
   });
-  function apply() { world.setAttribute('transform', 'translate(' + view.x + ',' + view.y + ') scale(' + view.k + ')'); }
-  function size() { var r = svg.getBoundingClientRect(); return { w: r.width, h: r.height }; }
-  function fitTo(x, y, w, h, max) {
-    var s = size(), pad = 16;
-    var k = Math.min((s.w - 2 * pad) / w, (s.h - 2 * pad) / h, max);
-    view = { k: k, x: (s.w - w * k) / 2 - x * k, y: (s.h - h * k) / 2 - y * k };
-    apply();
-    return k;
-  }
-  function fit() { fitK = fitTo(0, 0, W, H, 1.5); }
-  function zoom(f, cx, cy) {
-    var s = size();
-    if (cx === undefined) { cx = s.w / 2; cy = s.h / 2; }
-    var k = Math.max(0.02, Math.min(4, view.k * f));
-    view.x = cx - (cx - view.x) * k / view.k;
-    view.y = cy - (cy - view.y) * k / view.k;
-    view.k = k;
-    apply();
-  }
-  function ancestors(id) {
-    var seen = {}, stack = [id];
-    while (stack.length) {
-      var n = stack.pop();
-      if (seen[n] || !nodes[n]) continue;
-      seen[n] = true;
-      (nodes[n].dataset.in || '').split(' ').forEach(function (p) { if (p) stack.push(p); });
-    }
-    return seen;
-  }
-  function highlight(set) {
-    svg.classList.toggle('focus', !!set);
-    all.forEach(function (g) { g.classList.toggle('hl', !!set && !!set[g.id]); });
-    edges.forEach(function (e) { e.classList.toggle('hl', !!set && !!set[e.dataset.from] && !!set[e.dataset.to]); });
-  }
-  function fitSet(set) {
-    var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    Object.keys(set).forEach(function (id) {
-      var p = pos[id];
-      x0 = Math.min(x0, p.x); y0 = Math.min(y0, p.y); x1 = Math.max(x1, p.x + BW); y1 = Math.max(y1, p.y + BH);
-    });
-    if (x0 < Infinity) fitTo(x0 - 20, y0 - 30, x1 - x0 + 40, y1 - y0 + 50, 1);
-  }
-  function show(g) {
-    if (g) { details.textContent = g.dataset.info; details.classList.add('shown'); }
-    else if (pinned) { details.textContent = pinned.dataset.info; }
-    else { details.classList.remove('shown'); }
-  }
-  function select(g) {
-    if (pinned) pinned.classList.remove('picked');
-    pinned = g;
-    if (g) { g.classList.add('picked'); highlight(ancestors(g.id)); } else { highlight(null); }
-    show(g);
-  }
-  function clear() { q.value = ''; pick.value = ''; matches.textContent = ''; select(null); }
-  function search() {
-    var text = q.value.trim().toLowerCase();
-    pick.value = '';
-    if (!text) { matches.textContent = ''; highlight(null); return null; }
-    var set = {}, n = 0;
-    all.forEach(function (g) {
-      var title = (g.dataset.info || '').split('\n')[0].toLowerCase();
-      if (title.indexOf(text) >= 0 || (g.dataset.images || '').toLowerCase().split(' ').indexOf(text) >= 0) { set[g.id] = true; n++; }
-    });
-    matches.textContent = n + (n === 1 ? ' match' : ' matches');
-    highlight(set);
-    return set;
-  }
+  if (x0 < Infinity) fitTo(x0 - 20, y0 - 30, x1 - x0 + 40, y1 - y0 + 50, 1);
+}
+function show(g) {
+  if (g) { details.textContent = g.dataset.info; details.classList.add('shown'); }
+  else if (pinned) { details.textContent = pinned.dataset.info; }
+  else { details.classList.remove('shown'); }
+}
+function select(g) {
+  if (pinned) pinned.classList.remove('picked');
+  pinned = g;
+  if (g) { g.classList.add('picked'); highlight(ancestors(g.id)); } else { highlight(null); }
+  show(g);
+}
+function clear() { q.value = ''; pick.value = ''; matches.textContent = ''; select(null); }
+// Steps whose instruction holds the text, and those of an image so named.
+function search() {
+  var text = q.value.trim().toLowerCase();
+  pick.value = '';
+  if (!text) { matches.textContent = ''; highlight(null); return null; }
+  var set = {}, n = 0;
+  all.forEach(function (g) {
+    var title = (g.dataset.info || '').split('\n')[0].toLowerCase();
+    var images = (g.dataset.images || '').toLowerCase().split(' ');
+    if (title.indexOf(text) >= 0 || images.indexOf(text) >= 0) { set[g.id] = true; n++; }
+  });
+  matches.textContent = n + (n === 1 ? ' match' : ' matches');
+  highlight(set);
+  return set;
+}
+function onPick() {
+  q.value = ''; matches.textContent = '';
+  if (!pick.value) { select(null); fit(); return; }
+  select(nodes[pick.value]);
+  fitSet(ancestors(pick.value));
+}
+function wireControls() {
   q.addEventListener('input', search);
   q.addEventListener('keydown', function (e) {
     if (e.key === 'Enter') { var set = search(); if (set) fitSet(set); }
     if (e.key === 'Escape') { clear(); q.blur(); }
   });
-  pick.addEventListener('change', function () {
-    q.value = ''; matches.textContent = '';
-    if (!pick.value) { select(null); fit(); return; }
-    var set = ancestors(pick.value);
-    select(nodes[pick.value]);
-    fitSet(set);
-  });
+  pick.addEventListener('change', onPick);
   document.getElementById('zoom-in').addEventListener('click', function () { zoom(1.25); });
   document.getElementById('zoom-out').addEventListener('click', function () { zoom(0.8); });
   document.getElementById('fit').addEventListener('click', fit);
@@ -159,12 +161,14 @@ const SCRIPT: &str = r#"(function () {
     g.addEventListener('blur', function () { show(null); });
     g.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(g); } });
   });
+}
+// Drag pans; a click without a drag picks the step under it (or clears).
+function wirePointer() {
   svg.addEventListener('wheel', function (e) {
     e.preventDefault();
     var r = svg.getBoundingClientRect();
     zoom(Math.exp(-e.deltaY * 0.0015), e.clientX - r.left, e.clientY - r.top);
   }, { passive: false });
-  var drag = null;
   svg.addEventListener('pointerdown', function (e) {
     drag = { x: e.clientX, y: e.clientY, vx: view.x, vy: view.y, moved: false, on: e.target.closest('g.vertex, g.image') };
   });
@@ -182,26 +186,23 @@ const SCRIPT: &str = r#"(function () {
     drag = null;
     svg.classList.remove('dragging');
   });
-  document.addEventListener('keydown', function (e) {
-    var t = e.target.tagName;
-    if (t === 'INPUT' || t === 'SELECT' || e.ctrlKey || e.metaKey || e.altKey) return;
-    var step = 80;
-    switch (e.key) {
-      case '/': e.preventDefault(); q.focus(); break;
-      case '+': case '=': zoom(1.25); break;
-      case '-': case '_': zoom(0.8); break;
-      case '0': case 'f': fit(); break;
-      case 'ArrowLeft': view.x += step; apply(); break;
-      case 'ArrowRight': view.x -= step; apply(); break;
-      case 'ArrowUp': view.y += step; apply(); break;
-      case 'ArrowDown': view.y -= step; apply(); break;
-      case 'Escape': clear(); break;
-      default: return;
-    }
-  });
-  window.addEventListener('resize', fit);
-  fit();
-  // What a test reads back: counts, the fit, and whether it holds.
+}
+function onKey(e) {
+  var t = e.target.tagName;
+  if (t === 'INPUT' || t === 'SELECT' || e.ctrlKey || e.metaKey || e.altKey) return;
+  var keys = {
+    '/': function () { e.preventDefault(); q.focus(); },
+    '+': function () { zoom(1.25); }, '=': function () { zoom(1.25); },
+    '-': function () { zoom(0.8); }, '_': function () { zoom(0.8); },
+    '0': fit, 'f': fit, 'Escape': clear,
+    'ArrowLeft': function () { pan(80, 0); }, 'ArrowRight': function () { pan(-80, 0); },
+    'ArrowUp': function () { pan(0, 80); }, 'ArrowDown': function () { pan(0, -80); }
+  };
+  if (keys[e.key]) { keys[e.key](); }
+}
+// What a test reads back from a real browser: counts, the fit, and
+// whether it holds.
+function report() {
   var b = world.getBoundingClientRect(), v = svg.getBoundingClientRect(), down = 0;
   edges.forEach(function (e) {
     var a = pos[e.dataset.from], z = pos[e.dataset.to];
@@ -218,7 +219,32 @@ const SCRIPT: &str = r#"(function () {
   d.viewport = [v.left, v.top, v.right, v.bottom].map(Math.round).join(' ');
   d.contentBox = [b.left, b.top, b.right, b.bottom].map(Math.round).join(' ');
   d.fits = inside ? 'yes' : 'no';
-})();
+}
+// `#search=TEXT` or `#image=NAME` in the address starts there: a link
+// to a view of the graph.
+function fromHash() {
+  var h = decodeURIComponent(location.hash.slice(1)), m;
+  if ((m = /^search=(.*)$/.exec(h))) { q.value = m[1]; search(); }
+  if ((m = /^image=(.*)$/.exec(h))) {
+    Array.prototype.forEach.call(pick.options, function (o) { if (o.value && o.textContent === m[1]) pick.value = o.value; });
+    if (pick.value) onPick();
+  }
+  document.body.dataset.highlighted = String(document.querySelectorAll('g.hl').length);
+}
+
+all.forEach(function (g) {
+  nodes[g.id] = g;
+  var m = /translate\(([-\d.]+),([-\d.]+)\)/.exec(g.getAttribute('transform'));
+  pos[g.id] = { x: +m[1], y: +m[2] };
+});
+wireControls();
+wirePointer();
+document.addEventListener('keydown', onKey);
+window.addEventListener('resize', fit);
+fit();
+report();
+fromHash();
+window.addEventListener('hashchange', fromHash);
 "#;
 
 /// The whole document: `summary` in the header, `options` for the image
