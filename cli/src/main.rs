@@ -21,6 +21,7 @@ mod detach;
 mod emulation;
 mod env;
 mod format;
+mod graph_out;
 mod hostinfo;
 mod inputs;
 mod log_relay;

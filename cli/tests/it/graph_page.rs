@@ -21,6 +21,17 @@ pub(crate) fn chromium(test: &str) -> Option<&'static str> {
     }
 }
 
+/// Headless Chromium in the issue's window.
+const BROWSER: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--window-size=1400,900",
+];
+
 /// Runs `cmd` with its standard output in `out`; panics when it takes
 /// longer than `limit` (after killing it) or fails.
 fn within(mut cmd: Command, out: &Path, limit: Duration) {
@@ -48,33 +59,34 @@ pub(crate) fn in_browser(bin: &str, page: &Path, limit: Duration) -> (String, Ve
     let profile = tempfile::tempdir().unwrap();
     let browser = |name: &str| {
         let mut c = Command::new(bin);
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--window-size=1400,900",
-        ])
-        .arg(format!(
+        c.args(BROWSER).arg(format!(
             "--user-data-dir={}",
             profile.path().join(name).display()
         ));
         c
     };
-    let dom = profile.path().join("dom.html");
-    let mut c = browser("dom");
-    c.args(["--dump-dom", &url]);
-    within(c, &dom, limit);
+    let dom = dom_at(bin, &url, limit);
     let shot = profile.path().join("shot.png");
     let mut c = browser("shot");
     c.arg(format!("--screenshot={}", shot.display())).arg(&url);
     within(c, &profile.path().join("shot.out"), limit);
-    (
-        std::fs::read_to_string(&dom).unwrap(),
-        std::fs::read(&shot).unwrap(),
-    )
+    (dom, std::fs::read(&shot).unwrap())
+}
+
+/// The DOM a 1400×900 headless browser leaves at `url` once its scripts
+/// ran, within `limit`.
+fn dom_at(bin: &str, url: &str, limit: Duration) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let dom = profile.path().join("dom.html");
+    let mut c = Command::new(bin);
+    c.args(BROWSER)
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.path().join("p").display()
+        ))
+        .args(["--dump-dom", url]);
+    within(c, &dom, limit);
+    std::fs::read_to_string(&dom).unwrap()
 }
 
 /// Keeps `png` as `<target>/graph-screenshots/NAME.png` after checking it
@@ -225,6 +237,24 @@ fn the_graph_page_renders_in_a_real_browser() {
     assert!(dom.contains("exec · blake3:"), "{dom}");
     assert!(dom.contains("examples/debian/tomcat/Dockerfile:"), "{dom}");
     keep_screenshot("examples-debian", &png);
+    // A search dims all but the matches; picking an image lights it and
+    // what it is built from (tomcat: its 12 steps and the image).
+    let url = format!("file://{}", page.display());
+    let dom = dom_at(
+        bin,
+        &format!("{url}#search=apt-get"),
+        Duration::from_secs(60),
+    );
+    assert!(dom.contains(r#"data-box-h="40" class="focus""#), "dimmed");
+    assert!(dom.contains(">4 matches<"), "the update and three installs");
+    assert_eq!(body_attr(&dom, "data-highlighted"), "4");
+    let dom = dom_at(bin, &format!("{url}#image=tomcat"), Duration::from_secs(60));
+    assert_eq!(
+        body_attr(&dom, "data-highlighted"),
+        "13",
+        "12 steps and the image"
+    );
+    assert!(dom.contains("class=\"image picked hl\""), "{dom}");
 }
 
 /// `targets` Dockerfiles on three bases, each a build stage over a deps
@@ -294,4 +324,50 @@ fn a_graph_page_of_200_targets_renders_in_time() {
         out.stdout.len() / 1024,
         path.display()
     );
+}
+
+#[test]
+fn graph_out_after_a_failed_build_shows_the_failure_and_what_stopped() {
+    let test = "graph_out_after_a_failed_build_shows_the_failure_and_what_stopped";
+    let Some(dir) = crate::build::store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest AS slow\nRUN sleep 3; echo slow > /s\n\
+             FROM localhost/busybox:latest AS broken\nRUN echo ok > /ok\nRUN exit 3\n\
+             FROM localhost/busybox:latest\nCOPY --from=slow /s /s\nCOPY --from=broken /ok /ok\n",
+        )],
+    );
+    let page = dir.path().join("failed.html");
+    let out = rbk(&store)
+        .arg("build")
+        .arg("--graph-out")
+        .arg(&page)
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the build fails");
+    let html = std::fs::read_to_string(&page).expect("a page after a failure");
+    assert_eq!(
+        html.matches("class=\"vertex failed\"").count(),
+        1,
+        "RUN exit 3"
+    );
+    assert!(
+        html.contains("exit 3") && html.contains("failed in "),
+        "why, how long"
+    );
+    // The copies never ran; the slow step was stopped or had finished.
+    assert!(html.matches("class=\"vertex cancelled\"").count() >= 2);
+    assert!(html.contains("not run: the build stopped first"));
+    if let Some(bin) = chromium(test) {
+        let (dom, png) = in_browser(bin, &page, Duration::from_secs(60));
+        check_fitted_top_down(&dom, 6, 1);
+        keep_screenshot("failed-build", &png);
+    }
 }
