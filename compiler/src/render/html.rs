@@ -153,7 +153,8 @@ fn critical_path(g: &BuildGraph, marks: &Marks<'_>) -> Option<(Vec<bool>, f64, u
     let end = g
         .topo_order()
         .into_iter()
-        .max_by(|a, b| best[a.index()].total_cmp(&best[b.index()]).then(b.cmp(a)))?;
+        // On a tie, the later vertex: the chain runs on to the image.
+        .max_by(|a, b| best[a.index()].total_cmp(&best[b.index()]).then(a.cmp(b)))?;
     let mut on = vec![false; g.len()];
     let mut at = Some(end);
     let mut steps = 0;
