@@ -820,8 +820,11 @@ fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
         .collect();
     assert_eq!(states, ["base", "cached", "cached", "run"]);
     if let Some(bin) = crate::graph_page::chromium(test) {
-        let (dom, _) = crate::graph_page::in_browser(bin, &page, BROWSER_LIMIT);
+        let (dom, png) = crate::graph_page::in_browser(bin, &page, BROWSER_LIMIT);
         assert!(dom.contains("data-rendered=\"4\""), "{dom}");
+        // Durations, so a critical path: the source, both RUNs, the ENV.
+        assert_eq!(dom.matches("data-critical=\"1\"").count(), 4 + 3, "{dom}");
+        crate::graph_page::keep_screenshot("after-a-build", &png);
     }
 }
 

@@ -91,7 +91,7 @@ fn dom_at(bin: &str, url: &str, limit: Duration) -> String {
 
 /// Keeps `png` as `<target>/graph-screenshots/NAME.png` after checking it
 /// is a real 1400×900 PNG of some substance; prints and returns the path.
-fn keep_screenshot(name: &str, png: &[u8]) -> PathBuf {
+pub(crate) fn keep_screenshot(name: &str, png: &[u8]) -> PathBuf {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
     assert_eq!((be(16), be(20)), (1400, 900), "the window's size");
@@ -370,4 +370,90 @@ fn graph_out_after_a_failed_build_shows_the_failure_and_what_stopped() {
         check_fitted_top_down(&dom, 6, 1);
         keep_screenshot("failed-build", &png);
     }
+}
+
+/// Drives the page as a user would — the zoom buttons, the wheel, a drag,
+/// keys, a click on a step — and leaves the drawing's transform after each
+/// on `<body data-harness>`, as JSON. Appended to a copy of the page: the
+/// page itself has no test hooks beyond its data attributes.
+const HARNESS: &str = r#"<script>
+(function () {
+  var w = document.getElementById('world'), svg = document.getElementById('canvas'), out = {};
+  function t() { return w.getAttribute('transform'); }
+  function key(k) { document.dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true })); }
+  out.fit = t();
+  document.getElementById('zoom-in').click(); out.zoomIn = t();
+  document.getElementById('fit').click(); out.refit = t();
+  svg.dispatchEvent(new WheelEvent('wheel', { deltaY: -300, clientX: 700, clientY: 400, bubbles: true, cancelable: true }));
+  out.wheel = t();
+  key('0');
+  svg.dispatchEvent(new PointerEvent('pointerdown', { clientX: 500, clientY: 500, bubbles: true }));
+  window.dispatchEvent(new PointerEvent('pointermove', { clientX: 600, clientY: 550 }));
+  window.dispatchEvent(new PointerEvent('pointerup', { clientX: 600, clientY: 550 }));
+  out.drag = t();
+  key('0'); key('ArrowDown'); out.arrow = t();
+  var step = document.querySelector('g.vertex rect');
+  step.dispatchEvent(new PointerEvent('pointerdown', { clientX: 1, clientY: 1, bubbles: true }));
+  window.dispatchEvent(new PointerEvent('pointerup', { clientX: 1, clientY: 1 }));
+  out.picked = document.querySelectorAll('.picked').length;
+  out.details = document.getElementById('details').className;
+  key('Escape');
+  out.cleared = document.querySelectorAll('.picked, .hl').length;
+  document.body.dataset.harness = JSON.stringify(out);
+})();
+</script>"#;
+
+/// `translate(x,y) scale(k)` as (x, y, k).
+fn transform(t: &serde_json::Value) -> (f64, f64, f64) {
+    let t = t.as_str().unwrap();
+    let n: Vec<f64> = t
+        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e'))
+        .filter(|s| !s.is_empty() && *s != "e")
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn the_graph_page_pans_zooms_and_picks_in_a_real_browser() {
+    let test = "the_graph_page_pans_zooms_and_picks_in_a_real_browser";
+    let Some(bin) = chromium(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let toml = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/debian/rbk.toml")
+        .display()
+        .to_string();
+    let out = succeed(rbk(&dir.path().join("no-store")).args(["graph", "--format", "html", &toml]));
+    let page = String::from_utf8(out.stdout).unwrap();
+    let driven = page.replace("</body>", &format!("{HARNESS}</body>"));
+    let path = dir.path().join("driven.html");
+    std::fs::write(&path, driven).unwrap();
+    let dom = dom_at(
+        bin,
+        &format!("file://{}", path.display()),
+        Duration::from_secs(60),
+    );
+    let json = body_attr(&dom, "data-harness").replace("&quot;", "\"");
+    let got: serde_json::Value = serde_json::from_str(&json).unwrap();
+    eprintln!("{got}");
+    let fit = transform(&got["fit"]);
+    let near = |a: f64, b: f64| (a - b).abs() < 0.01;
+    assert!(near(transform(&got["zoomIn"]).2, fit.2 * 1.25), "{got}");
+    assert_eq!(transform(&got["refit"]), fit, "{got}");
+    assert!(
+        transform(&got["wheel"]).2 > fit.2,
+        "the wheel zooms in: {got}"
+    );
+    let drag = transform(&got["drag"]);
+    assert!(
+        near(drag.0, fit.0 + 100.0) && near(drag.1, fit.1 + 50.0),
+        "{got}"
+    );
+    let arrow = transform(&got["arrow"]);
+    assert!(near(arrow.1, fit.1 - 80.0), "{got}");
+    assert_eq!(got["picked"], 1, "{got}");
+    assert_eq!(got["details"], "shown", "{got}");
+    assert_eq!(got["cleared"], 0, "{got}");
 }

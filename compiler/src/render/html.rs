@@ -74,6 +74,7 @@ fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
             let label = match (images.as_slice(), stages.as_slice()) {
                 ([one], [stage]) => format!("{one} · stage {stage}"),
                 ([one], many) => format!("{one} · stages {}", many.join(", ")),
+                ([], _) => "steps of no image".to_string(),
                 (many, _) => format!("shared by {} images: {}", many.len(), many.join(", ")),
             };
             found.push(Cluster {
