@@ -136,6 +136,25 @@ pub(crate) fn after_failure(
     marks
 }
 
+/// Before a build (`rbk graph --format html` against a store): each step
+/// that would run gets what it took when this store last ran it, if it
+/// did, so the page shows the critical path the next build would take.
+/// Durations are named by instruction, so an edited step has none.
+pub(crate) fn with_last_durations(root: &Path, graph: &BuildGraph, marks: &mut [Option<Mark>]) {
+    let timings = crate::timings::local(root);
+    for id in graph.topo_order() {
+        let Some(Some(m)) = marks.get_mut(id.index()) else {
+            continue;
+        };
+        let op = rbk_scheduler::shard::op_id(graph.vertex(id));
+        if let (MarkState::Run, Some(&s)) = (m.state, timings.steps.get(&op)) {
+            m.seconds = Some(s);
+            let why = m.reason.take().unwrap_or_default();
+            m.reason = Some(format!("{why}\n(it took {s:.2} s when it last ran)"));
+        }
+    }
+}
+
 /// Writes the page for `graph` with `marks` to `path`.
 pub(crate) fn write(path: &Path, graph: &BuildGraph, marks: &[Option<Mark>]) -> Result<()> {
     let page = render::render_marked(graph, render::Format::Html, marks);

@@ -457,3 +457,38 @@ fn the_graph_page_pans_zooms_and_picks_in_a_real_browser() {
     assert_eq!(got["details"], "shown", "{got}");
     assert_eq!(got["cleared"], 0, "{got}");
 }
+
+#[test]
+fn graph_against_a_store_shows_what_the_next_build_would_take() {
+    let test = "graph_against_a_store_shows_what_the_next_build_would_take";
+    let Some(dir) = crate::build::store_with_busybox(test) else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = |env: &str| {
+        format!("FROM localhost/busybox:latest\nENV A={env}\nRUN sleep 0.3; echo two > /two\n")
+    };
+    write(&ctx, &[("Dockerfile", &dockerfile("1"))]);
+    succeed(rbk(&store).arg("build").arg(&ctx));
+    // The ENV changes; the RUN after it runs again, as long as last time.
+    write(&ctx, &[("Dockerfile", &dockerfile("2"))]);
+    let graph = |format: &str| {
+        let out = succeed(rbk(&store).args(["graph", "--format", format]).arg(&ctx));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let html = graph("html");
+    let runs = html.matches("class=\"vertex run\"").count();
+    assert!(runs >= 1, "{html}");
+    assert!(html.contains("s when it last ran"), "the RUN's duration");
+    assert!(
+        html.contains("· critical path 0."),
+        "the next build's critical path"
+    );
+    // The other formats are as before: states, no durations.
+    let json = graph("json");
+    assert!(
+        json.contains("\"state\": \"run\"") && !json.contains("\"seconds\""),
+        "{json}"
+    );
+}
