@@ -200,7 +200,12 @@ fn the_graph_page_renders_in_a_real_browser() {
         "{dom}"
     );
     keep_screenshot("two-images", &png);
+    examples_page(bin, d);
+}
 
+/// The examples' page in the browser: fitted top-down, titled, boxed;
+/// then searched and focused through its address.
+fn examples_page(bin: &str, d: &Path) {
     // The examples' three Debian servers (no store: compiled without
     // their bases): titled by instruction, in a box per stage of each
     // image and one for each set of images sharing steps.
