@@ -253,6 +253,12 @@ fn examples_page(bin: &str, d: &Path) {
     assert!(dom.contains(r#"data-box-h="40" class="focus""#), "dimmed");
     assert!(dom.contains(">4 matches<"), "the update and three installs");
     assert_eq!(body_attr(&dom, "data-highlighted"), "4");
+    let dom = dom_at(bin, &format!("{url}#search=tomc"), Duration::from_secs(60));
+    assert_eq!(
+        body_attr(&dom, "data-highlighted"),
+        "13",
+        "tomcat's steps, its image"
+    );
     let dom = dom_at(bin, &format!("{url}#image=tomcat"), Duration::from_secs(60));
     assert_eq!(
         body_attr(&dom, "data-highlighted"),

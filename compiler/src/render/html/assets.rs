@@ -123,7 +123,8 @@ function select(g) {
   show(g);
 }
 function clear() { q.value = ''; pick.value = ''; matches.textContent = ''; select(null); }
-// Steps whose instruction holds the text, and those of an image so named.
+// Steps whose instruction holds the text, and those of the images whose
+// names hold it.
 function search() {
   var text = q.value.trim().toLowerCase();
   pick.value = '';
@@ -131,7 +132,7 @@ function search() {
   var set = {}, n = 0;
   all.forEach(function (g) {
     var title = (g.dataset.info || '').split('\n')[0].toLowerCase();
-    var images = (g.dataset.images || '').toLowerCase().split(' ');
+    var images = (g.dataset.images || '').toLowerCase();
     if (title.indexOf(text) >= 0 || images.indexOf(text) >= 0) { set[g.id] = true; n++; }
   });
   matches.textContent = n + (n === 1 ? ' match' : ' matches');
