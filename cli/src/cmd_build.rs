@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
-use rbk_compiler::render::{self, Mark, MarkState};
+use rbk_compiler::render::{Mark, MarkState};
 use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
@@ -139,7 +139,8 @@ pub struct BuildArgs {
     #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]
     pub annotations: Vec<String>,
     /// After the build, write the build graph as one HTML page to FILE,
-    /// each step coloured cached or run, with its duration
+    /// each step coloured cached, run, failed or cancelled, with its
+    /// duration and the critical path (written after a failure too)
     #[arg(long = "graph-out", value_name = "FILE.html")]
     pub graph_out: Option<PathBuf>,
     /// Print the targets as resolved (variables, inherits, matrix, --set)
@@ -579,11 +580,25 @@ fn run_session(
     } else {
         args.progress
     });
-    let services = store_services(store, bases, &backend, reporter.as_ref());
+    let recorder = crate::graph_out::Recorder::new(reporter.as_ref());
+    let services = store_services(store, bases, &backend, &recorder);
     let session = BuildSession::new(graph, services, options)?;
     let cancel = CancelToken::new();
     crate::sys::cancel_on_interrupt(&cancel);
-    let summary = session.build(&cancel)?;
+    let summary = match session.build(&cancel) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // The page shows what failed, what stopped with it and what
+            // never ran; the build's error stays the one reported.
+            if let Some(path) = &args.graph_out {
+                let marks = crate::graph_out::after_failure(graph, &recorder, &format!("{e:#}"));
+                if let Err(w) = crate::graph_out::write(path, graph, &marks) {
+                    eprintln!("warning: {w:#}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if !args.quiet && args.progress != ProgressMode::Rawjson {
         crate::build_cache::print_lookups(&imported);
     }
@@ -738,10 +753,8 @@ impl Done<'_> {
         }
         write_result_files(self.store, args, summary, &by_digest, self.shard.as_ref())?;
         if let Some(path) = &args.graph_out {
-            let marks = build_marks(self.graph, summary);
-            let page = render::render_marked(self.graph, render::Format::Html, &marks);
-            crate::outputs::write_file_atomically(path, |w| Ok(w.write_all(page.as_bytes())?))
-                .with_context(|| format!("--graph-out {}", path.display()))?;
+            let marks = crate::graph_out::after_build(self.graph, summary);
+            crate::graph_out::write(path, self.graph, &marks)?;
         }
         if args.quiet || args.progress == ProgressMode::Quiet {
             // Nothing but the ids (as `docker build -q`), each after its
@@ -840,49 +853,6 @@ pub fn plan_marks(
             })
         })
         .collect())
-}
-
-/// How the build went, per vertex, for `--graph-out`.
-fn build_marks(graph: &rbk_compiler::BuildGraph, summary: &BuildSummary) -> Vec<Option<Mark>> {
-    let mut marks: Vec<Option<Mark>> = vec![None; graph.len()];
-    for id in graph.topo_order() {
-        if matches!(graph.vertex(id).op, rbk_compiler::graph::Op::Source { .. }) {
-            marks[id.index()] = Some(Mark {
-                state: MarkState::Base,
-                reason: None,
-                seconds: None,
-            });
-        }
-    }
-    for s in &summary.steps {
-        if let Some(m) = marks.get_mut(s.vertex) {
-            *m = Some(Mark {
-                state: if s.cached {
-                    MarkState::Cached
-                } else {
-                    MarkState::Run
-                },
-                reason: None,
-                seconds: Some(s.seconds),
-            });
-        }
-    }
-    // Metadata steps are not reported: they are as their parent.
-    for id in graph.topo_order() {
-        let v = graph.vertex(id);
-        if marks[id.index()].is_none() {
-            let state = v
-                .parent
-                .and_then(|p| marks[p.index()].as_ref())
-                .map(|m| m.state);
-            marks[id.index()] = state.map(|state| Mark {
-                state,
-                reason: None,
-                seconds: None,
-            });
-        }
-    }
-    marks
 }
 
 /// What the targets of a target file add to the command line's options:

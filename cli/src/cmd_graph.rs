@@ -75,13 +75,16 @@ pub fn graph(root: &Path, args: &GraphArgs) -> Result<i32> {
     };
     let bases = rbk_scheduler::step::from::BaseImages::new(&store);
     let g = compile_all(&inputs, &crate::cmd_build::StoreResolver(&bases))?;
-    let marks = match crate::cmd_build::plan_marks(root, &store, &bases, &g) {
+    let mut marks = match crate::cmd_build::plan_marks(root, &store, &bases, &g) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("rbk: the graph is not marked against the store: {e:#}");
             Vec::new()
         }
     };
+    if format == Format::Html {
+        crate::graph_out::with_last_durations(root, &g, &mut marks);
+    }
     print!("{}", render::render_marked(&g, format, &marks));
     Ok(0)
 }

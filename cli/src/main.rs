@@ -22,6 +22,7 @@ mod detach;
 mod emulation;
 mod env;
 mod format;
+mod graph_out;
 mod hostinfo;
 mod inputs;
 mod log_relay;

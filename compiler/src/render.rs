@@ -4,6 +4,7 @@
 //! holds or how a build went ([`Mark`]).
 
 mod html;
+mod layout;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -47,6 +48,11 @@ pub enum MarkState {
     Cached,
     /// It would run (before a build) or ran (after one).
     Run,
+    /// It ran and failed (after a build).
+    Failed,
+    /// It was stopped before it finished: the build was interrupted, or
+    /// another step failed (after a build).
+    Cancelled,
 }
 
 impl MarkState {
@@ -55,6 +61,8 @@ impl MarkState {
             MarkState::Base => "base",
             MarkState::Cached => "cached",
             MarkState::Run => "run",
+            MarkState::Failed => "failed",
+            MarkState::Cancelled => "cancelled",
         }
     }
 }

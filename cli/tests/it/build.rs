@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "/bin/busybox";
+/// How long a headless browser may take over a small page.
+const BROWSER_LIMIT: Duration = Duration::from_secs(60);
 
 pub(crate) fn rbk(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rbk"));
@@ -761,97 +763,6 @@ fn a_compose_file_builds_its_services_with_builds() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("built on web"));
 }
 
-/// Debian's chromium, headless, or None (loudly).
-fn chromium(test: &str) -> Option<&'static str> {
-    let bin = "/usr/bin/chromium";
-    if Path::new(bin).exists() {
-        Some(bin)
-    } else {
-        eprintln!("SKIPPED {test}: {bin} is missing (apt-get install chromium)");
-        None
-    }
-}
-
-/// The page as a real browser leaves it after its script ran, and a
-/// screenshot of it.
-fn in_browser(bin: &str, page: &Path) -> (String, Vec<u8>) {
-    let url = format!("file://{}", page.display());
-    let profile = tempfile::tempdir().unwrap();
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-    ];
-    let dom = Command::new(bin)
-        .args(common)
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", &url])
-        .output()
-        .unwrap();
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
-    );
-    let shot = profile.path().join("shot.png");
-    succeed(
-        Command::new(bin)
-            .args(common)
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("p2").display()
-            ))
-            .arg(format!("--screenshot={}", shot.display()))
-            .args(["--window-size=1400,600", &url]),
-    );
-    (
-        String::from_utf8_lossy(&dom.stdout).into_owned(),
-        std::fs::read(&shot).unwrap(),
-    )
-}
-
-#[test]
-fn the_graph_page_renders_in_a_real_browser() {
-    let test = "the_graph_page_renders_in_a_real_browser";
-    let Some(bin) = chromium(test) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write(
-        d,
-        &[
-            ("a/Dockerfile", "FROM busybox\nRUN echo a > /a\nCOPY x /x\n"),
-            (
-                "b/Dockerfile",
-                "FROM busybox\nRUN echo a > /a\nRUN echo '<b>'\n",
-            ),
-            ("a/x", "x"),
-            (
-                "rbk.toml",
-                "[target.a]\ncontext = \"a\"\n[target.b]\ncontext = \"b\"\n",
-            ),
-        ],
-    );
-    let toml = d.join("rbk.toml").display().to_string();
-    let out = succeed(rbk(&d.join("no-store")).args(["graph", "--format", "html", &toml]));
-    let page = d.join("graph.html");
-    std::fs::write(&page, &out.stdout).unwrap();
-    let (dom, png) = in_browser(bin, &page);
-    // The script ran over every vertex (source shared, RUN shared, COPY,
-    // RUN <b>: 4), the shared ones marked, the text escaped.
-    assert!(dom.contains("data-rendered=\"4\""), "{dom}");
-    assert_eq!(dom.matches("vertex base shared").count(), 1, "{dom}");
-    assert!(dom.contains("2 images, 4 vertices (2 shared)"), "{dom}");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "{} bytes",
-        png.len()
-    );
-}
-
 #[test]
 fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
     let test = "graph_out_colours_a_build_and_graph_marks_the_next_one";
@@ -908,9 +819,12 @@ fn graph_out_colours_a_build_and_graph_marks_the_next_one() {
         .filter_map(|v| v["state"].as_str())
         .collect();
     assert_eq!(states, ["base", "cached", "cached", "run"]);
-    if let Some(bin) = chromium(test) {
-        let (dom, _) = in_browser(bin, &page);
+    if let Some(bin) = crate::graph_page::chromium(test) {
+        let (dom, png) = crate::graph_page::in_browser(bin, &page, BROWSER_LIMIT);
         assert!(dom.contains("data-rendered=\"4\""), "{dom}");
+        // Durations, so a critical path: the source, both RUNs, the ENV.
+        assert_eq!(dom.matches("data-critical=\"1\"").count(), 4 + 3, "{dom}");
+        crate::graph_page::keep_screenshot("after-a-build", &png);
     }
 }
 

@@ -11,6 +11,7 @@ mod debian;
 mod fleet;
 mod fleet_netns;
 mod formats;
+mod graph_page;
 mod hostile_registry;
 mod hostinfo;
 mod kill_points;

@@ -507,3 +507,57 @@ fn the_html_page_holds_the_whole_graph_escaped_and_marked() {
         assert!(!page.contains(fetch), "{fetch}");
     }
 }
+
+#[test]
+fn the_html_page_outlines_the_longest_chain_of_durations() {
+    use rbk_compiler::render::{render_marked, Format, Mark, MarkState};
+    // Two stages: a long RUN then a short one, against one RUN of 2 s.
+    let g = compile(&input(
+        "t",
+        "FROM busybox AS a\nRUN slow\nRUN quick\nFROM busybox AS b\nRUN medium\n\
+         FROM busybox\nCOPY --from=a /x /x\nCOPY --from=b /y /y\n",
+    ));
+    let seconds = |text: &str| match text {
+        "RUN slow" => Some(3.0),
+        "RUN quick" => Some(0.5),
+        "RUN medium" => Some(2.0),
+        _ => None,
+    };
+    let marks: Vec<Option<Mark>> = g
+        .topo_order()
+        .into_iter()
+        .map(|id| {
+            let text = &g.vertex(id).origins[0].text;
+            seconds(text).map(|s| Mark {
+                state: MarkState::Run,
+                reason: None,
+                seconds: Some(s),
+            })
+        })
+        .collect();
+    let page = render_marked(&g, Format::Html, &marks);
+    assert!(page.contains("critical path 3.5 s"), "slow then quick");
+    let critical: Vec<&str> = page
+        .split("<g class=\"vertex")
+        .skip(1)
+        .filter(|v| v.contains("data-critical"))
+        .map(|v| {
+            v.split("class=\"t\">")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        critical,
+        [
+            "FROM busybox",
+            "RUN slow",
+            "RUN quick",
+            "COPY --from=a /x /x",
+            "COPY --from=b /y /y"
+        ]
+    );
+}
