@@ -10,7 +10,7 @@
 # with no shared cache (each rebuilds the bases it needs).
 #
 #   sudo bench/shards.sh                 # RUNS=3 rounds
-#   RBK=/path/to/rbk sudo -E bench/shards.sh
+#   sudo RBK=/path/to/rbk bench/shards.sh   # that binary, no cargo build
 #
 # Each builder reaches the registry through its own port of a counting
 # TCP forwarder (bench/tcpcount.py), which gives the bytes it moved.
@@ -195,7 +195,6 @@ import json, statistics, sys
 from collections import defaultdict
 results, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = [l.rstrip("\n").split("\t") for l in open(results) if l.strip()]
-runs_ = defaultdict(list)  # (kind, n, jobs) -> [per round: list of builders]
 by = defaultdict(lambda: defaultdict(list))
 for r in rows:
     rnd, kind, n, jobs, b = r[0], r[1], int(r[2]), r[3], int(r[4])
