@@ -119,7 +119,11 @@ pub fn setup(
             continue;
         }
         let at = (u.start.max(0.0) * 1000.0) as u64;
-        for (v, needed) in graph.needed_by(graph.images[i].vertex).into_iter().enumerate() {
+        for (v, needed) in graph
+            .needed_by(graph.images[i].vertex)
+            .into_iter()
+            .enumerate()
+        {
             if needed {
                 priority[v] = priority[v].min(at);
             }

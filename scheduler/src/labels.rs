@@ -128,7 +128,6 @@ fn prefix(users: &[usize], units: &[String]) -> Option<String> {
     }
 }
 
-
 /// Each vertex's cache family (image/stage/position): records of one
 /// family are versions of one step, the nearest of which `--explain`
 /// compares with. Kept as they were when labels changed: a family names

@@ -128,7 +128,11 @@ pub struct ShardPlan {
 
 /// The vertices each image needs (itself and all it reads), as flags.
 fn ancestors(graph: &BuildGraph) -> Vec<Vec<bool>> {
-    graph.images.iter().map(|img| graph.needed_by(img.vertex)).collect()
+    graph
+        .images
+        .iter()
+        .map(|img| graph.needed_by(img.vertex))
+        .collect()
 }
 
 /// The units each unit is built on: those whose final vertex it needs.

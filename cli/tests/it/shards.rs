@@ -525,3 +525,64 @@ fn recorded_durations_balance_the_split() {
     assert_eq!(plan["critical"][0], "heavy@linux/amd64", "{plan}");
     drop(dir);
 }
+
+#[test]
+fn an_image_pushed_after_its_cache_mounts_the_layers_it_shares() {
+    let test = "an_image_pushed_after_its_cache_mounts_the_layers_it_shares";
+    let Some(reg) = Registry::start_logged(test) else {
+        return;
+    };
+    let Some((dir, store, ctx)) = busybox_and_context(
+        test,
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nRUN head -c 300000 /dev/urandom > /r\n",
+        )],
+    ) else {
+        return;
+    };
+    let cache = format!("{}/fleet/cache:main", reg.host);
+    let tag = format!("{}/fleet/app:1", reg.host);
+    succeed(
+        rbk(&store)
+            .args([
+                "build",
+                "--network",
+                "none",
+                "--insecure-registry",
+                &reg.host,
+                "--push",
+                "-t",
+                &tag,
+            ])
+            .args(["--cache-to", &format!("type=registry,ref={cache},mode=max")])
+            .arg(&ctx),
+    );
+    // The RUN's layer went up once, with the cache; the image's push
+    // mounted it from the cache's repository instead of sending it again.
+    let requests = reg.requests();
+    let uploads_to_app: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT /v2/fleet/app/blobs/uploads/"))
+        .collect();
+    let mounts: Vec<&String> = requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("POST /v2/fleet/app/blobs/uploads/?mount=")
+                && r.contains("from=fleet%2Fcache")
+        })
+        .collect();
+    assert!(!mounts.is_empty(), "{requests:#?}");
+    // What was mounted was not sent as well (the base's layer and the
+    // config, which the cache does not hold, are).
+    for m in &mounts {
+        let digest = m.split("mount=").nth(1).unwrap().split('&').next().unwrap();
+        assert!(
+            !uploads_to_app
+                .iter()
+                .any(|u| u.ends_with(&format!("digest={digest}"))),
+            "{digest} mounted and uploaded: {requests:#?}"
+        );
+    }
+    drop(dir);
+}

@@ -75,6 +75,34 @@ pub(crate) struct Session {
     creds: Option<Credentials>,
     /// Authorization header per scope string; "" holds basic auth.
     auth: Mutex<HashMap<String, String>>,
+    /// Blobs this client pushed to (or found in) a repository of the
+    /// registry: a push of the same blob to another repository mounts it
+    /// from there (a build's image after its cache export, say).
+    placed: Mutex<HashMap<crate::digest::Digest, String>>,
+}
+
+impl Session {
+    /// Remembers that repository `repo` has blob `digest`.
+    pub(crate) fn placed(&self, digest: &crate::digest::Digest, repo: &str) {
+        self.placed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone(), repo.to_string());
+    }
+
+    /// A repository other than `repo` known to have blob `digest`.
+    pub(crate) fn placed_elsewhere(
+        &self,
+        digest: &crate::digest::Digest,
+        repo: &str,
+    ) -> Option<String> {
+        self.placed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .filter(|r| r.as_str() != repo)
+            .cloned()
+    }
 }
 
 /// An answer whose body has been read, for small documents.
@@ -232,6 +260,7 @@ impl Client {
             agent,
             creds,
             auth: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
         });
         // A session with credentials given for one call (login) is not
         // shared: later calls use what is stored.

@@ -319,8 +319,13 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         super::for_each_parallel(blobs, self.opts.parallel, |desc| {
-            let from = mounts.get(&desc.digest).map(String::as_str);
-            self.upload_blob(s, store, repo, desc, from, progress)
+            let from = mounts
+                .get(&desc.digest)
+                .cloned()
+                .or_else(|| s.placed_elsewhere(&desc.digest, repo));
+            self.upload_blob(s, store, repo, desc, from.as_deref(), progress)?;
+            s.placed(&desc.digest, repo);
+            Ok(())
         })?;
         Ok(())
     }
