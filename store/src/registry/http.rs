@@ -786,6 +786,7 @@ mod tests {
                 password: "pw".to_string(),
             }),
             auth: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
         };
         // Refused before any connection (nothing listens on port 9).
         let err = client
