@@ -233,9 +233,10 @@ fn quiet_rawjson_stdin_dockerfile_and_build_arg_from_the_environment() {
     assert!(events.iter().any(|e| e["status"] == "started"), "{err}");
     assert!(events.iter().any(|e| e["status"] == "done"), "{err}");
     assert!(
-        events
-            .iter()
-            .any(|e| e["name"].as_str().unwrap_or("").contains("<stdin>")),
+        events.iter().any(|e| e["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("[2/4] RUN mkdir")),
         "{err}"
     );
     assert_eq!(events.last().unwrap()["status"], "built");

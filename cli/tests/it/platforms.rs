@@ -105,7 +105,12 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
     let err = String::from_utf8_lossy(&out.stderr);
     // The BUILDPLATFORM stage's RUN once, COPY and RUN per platform.
     assert!(err.contains("5 steps run"), "{err}");
-    assert!(err.contains("localhost/app:1 linux/arm64 3/3"), "{err}");
+    // Labels name the platform, then the stage, BuildKit's way.
+    assert!(err.contains("[linux/arm64 stage-1 4/4] RUN"), "{err}");
+    assert!(
+        err.contains("[linux/amd64,linux/arm64 tools 2/2] RUN"),
+        "{err}"
+    );
     for (platform, want) in [
         (
             "linux/amd64",
