@@ -201,7 +201,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let (store, image, config, argv, env) = resolve(root, args, &flags)?;
     let publish = crate::ports::choose(&flags.publish)?;
     let ports: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
-    let record = crate::detach::Record::begin(root, args, &config, &argv, ports)?;
+    let record = crate::detach::Record::begin(root, args, &config, &argv, &env, ports)?;
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
     let key = format!("run-{}", record.id());
@@ -218,38 +218,23 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
     let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
         .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
-    let (binds, _volumes) = volume_binds(root, record.id(), &rootfs, &config, &flags.volumes)?;
+    let (mut binds, _volumes) = volume_binds(root, record.id(), &rootfs, &config, &flags.volumes)?;
+    let hostname = args
+        .hostname
+        .clone()
+        .or_else(|| args.name.clone())
+        .unwrap_or_else(|| record.id().to_string());
+    let (hostname_bind, _hostname_dir) = hostname_file(root, &key, &hostname)?;
+    binds.insert(0, hostname_bind);
     let spec = ExecSpec {
         args: argv,
         env,
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| config.working_dir.clone())
-            .unwrap_or_default(),
-        user: args
-            .user
-            .clone()
-            .or_else(|| config.user.clone())
-            .unwrap_or_default(),
-        hostname: args
-            .hostname
-            .clone()
-            .or_else(|| args.name.clone())
-            .unwrap_or_else(|| record.id().to_string()),
-        network: flags.network,
+        hostname,
         publish,
         mounts: binds,
-        stdin: if args.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        tty: args.tty,
-        // Docker's default: default capabilities and seccomp profile.
-        insecure: false,
         // Swept with the store's other leftovers if rbk is killed.
         scratch: Some(root.join("tmp")),
+        ..base_spec(args, &config, flags.network)
     };
     let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
     let unmounted = mounted.unmount();
@@ -369,6 +354,51 @@ fn run_with_restarts(
     }
 }
 
+/// What the flags and the image say of the container's process: working
+/// directory, user, network, stdin, terminal, Docker's default isolation.
+fn base_spec(args: &RunArgs, config: &ContainerConfig, network: NetworkMode) -> ExecSpec {
+    ExecSpec {
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .unwrap_or_default(),
+        user: args
+            .user
+            .clone()
+            .or_else(|| config.user.clone())
+            .unwrap_or_default(),
+        network,
+        stdin: if args.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        tty: args.tty,
+        // Docker's default: default capabilities and seccomp profile.
+        insecure: false,
+        ..ExecSpec::default()
+    }
+}
+
+/// The container's `/etc/hostname`, as Docker gives one: a file outside
+/// its layer (in the store's `tmp/`, swept if rbk is killed), bound over
+/// the image's. The guard removes it.
+fn hostname_file(root: &Path, key: &str, hostname: &str) -> Result<(BindMount, DirGuard)> {
+    let dir = root.join("tmp").join(format!("{key}-etc"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let guard = DirGuard(vec![dir.clone()]);
+    let file = dir.join("hostname");
+    std::fs::write(&file, format!("{hostname}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    let bind = BindMount {
+        source: file,
+        target: "/etc/hostname".into(),
+        readonly: false,
+    };
+    Ok((bind, guard))
+}
+
 /// Anonymous volumes — `-v /path` and the image's VOLUMEs no `-v` covers —
 /// each an empty directory outside the container layer seeded with what
 /// the image has there (as Docker does), plus the `-v` binds. The guard
@@ -426,7 +456,7 @@ fn run_error(e: SandboxError, image: &str) -> anyhow::Error {
 
 /// Writes a chunk of the container's output at once (no buffering, so
 /// prompts and progress show up as they come). A closed stdout is ignored.
-fn write_output(stream: OutputStream, chunk: &[u8]) {
+pub(crate) fn write_output(stream: OutputStream, chunk: &[u8]) {
     let _ = match stream {
         OutputStream::Stdout => {
             let mut out = std::io::stdout().lock();
@@ -466,7 +496,7 @@ fn command_line(
 /// The image's ENV, then `-e`/`--env-file` entries (a later key wins; `KEY`
 /// alone takes `host(KEY)` and is dropped when the host has none, as in
 /// Docker). A terminal gets `TERM=xterm` unless one is set.
-fn merged_env(
+pub(crate) fn merged_env(
     config: &ContainerConfig,
     extra: &[String],
     host: impl Fn(&str) -> Option<String>,

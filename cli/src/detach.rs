@@ -42,6 +42,7 @@ impl Record {
         args: &RunArgs,
         config: &ContainerConfig,
         argv: &[String],
+        env: &[(String, String)],
         ports: Vec<String>,
     ) -> Result<Record> {
         let detached = std::env::var(DETACHED_ID).ok();
@@ -79,6 +80,17 @@ impl Record {
             exit_code: None,
             finished: None,
             restarts: 0,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            user: args
+                .user
+                .clone()
+                .or_else(|| config.user.clone())
+                .unwrap_or_default(),
+            workdir: args
+                .workdir
+                .clone()
+                .or_else(|| config.working_dir.clone())
+                .unwrap_or_default(),
         };
         containers::write(root, &state)?;
         Ok(Record {

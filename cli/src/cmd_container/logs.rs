@@ -175,6 +175,9 @@ mod tests {
             exit_code: Some(0),
             finished: None,
             restarts: 0,
+            env: Vec::new(),
+            user: String::new(),
+            workdir: String::new(),
         };
         containers::write(root, &s).unwrap();
         let mut t = 1_714_558_830_000_000_000;

@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod containers;
 mod debian;
+mod exec;
 mod fleet;
 mod fleet_netns;
 mod formats;

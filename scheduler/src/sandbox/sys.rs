@@ -26,7 +26,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
-use child::{exit, keeper, set_cloexec};
+use child::{exit, joiner, keeper, set_cloexec};
 use parent::{get_winsize, read_fd, RawModeGuard, Read, Supervisor};
 
 use super::{CancelToken, ExecUser, OutputStream, SandboxError, StdinMode};
@@ -62,6 +62,9 @@ pub(super) struct Launch<'a> {
     pub stdin: StdinMode,
     pub tty: bool,
     pub insecure: bool,
+    /// For `rbk exec`: the namespaces joined, named in the order of the
+    /// fds given to [`join`] (empty for a run).
+    pub join: Vec<&'static str>,
 }
 
 /// Device nodes bind-mounted from the host into the container's `/dev`.
@@ -154,9 +157,10 @@ enum Step {
     Seccomp,
     Network,
     Exec,
+    Setns,
 }
 
-const STEPS: [Step; 33] = [
+const STEPS: [Step; 34] = [
     Step::InitPid,
     Step::Stdio,
     Step::Setsid,
@@ -190,6 +194,7 @@ const STEPS: [Step; 33] = [
     Step::Seccomp,
     Step::Network,
     Step::Exec,
+    Step::Setns,
 ];
 
 /// The C side of a [`Launch`]: built before fork so children never allocate.
@@ -422,6 +427,39 @@ pub(super) fn launch(
     outcome(l, &plan, &mut sup, code, cancel)
 }
 
+/// Runs `l`'s command in the namespaces `ns` (fds of a running container's
+/// `/proc/PID/ns/*`, in [`Launch::join`]'s order), supervised as a run is.
+pub(super) fn join(
+    l: &Launch,
+    ns: &[OwnedFd],
+    output: &mut dyn FnMut(OutputStream, &[u8]),
+    cancel: &CancelToken,
+) -> Result<i32, SandboxError> {
+    let mut plan = prepare(l)?;
+    // The working directory must exist in a running container (as runc).
+    plan.cwd_prefixes.clear();
+    let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
+    let (status_r, status_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
+    let Stdio {
+        fds,
+        outs,
+        master,
+        _raw,
+    } = stdio(l, status_w, None)?;
+    let parent_pid = nix::unistd::getpid();
+    // SAFETY: the child only runs `joiner`, which makes raw syscalls on data
+    // prepared above (no allocation, no locks) and ends in `_exit`.
+    let first = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
+        ForkResult::Child => joiner(&plan, &fds, parent_pid, &ns_fds),
+        ForkResult::Parent { child } => child,
+    };
+    drop(fds);
+    let mut sup = Supervisor::new(first, status_r, None, Vec::new(), l.scratch);
+    let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
+    outcome(l, &plan, &mut sup, code, cancel)
+}
+
 /// A run's result once it ended: a setup failure the children reported
 /// wins over the exit code.
 fn outcome(
@@ -464,8 +502,12 @@ struct Stdio {
 fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, SandboxError> {
     if l.tty {
         let winsize = get_winsize(std::io::stdin().as_raw_fd());
-        let pty = nix::pty::openpty(winsize.as_ref(), None)
-            .map_err(process_err("open a pseudo-terminal"))?;
+        let pty = if l.join.is_empty() {
+            nix::pty::openpty(winsize.as_ref(), None)
+                .map_err(process_err("open a pseudo-terminal"))?
+        } else {
+            container_pty(l.rootfs, winsize.as_ref())?
+        };
         set_cloexec(pty.master.as_raw_fd());
         set_cloexec(pty.slave.as_raw_fd());
         let raw = match l.stdin {
@@ -516,6 +558,57 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
         master: None,
         _raw: None,
     })
+}
+
+/// A pseudo-terminal of the running container's own devpts (its
+/// `/dev/pts/ptmx`, opened through `root`, its `/proc/PID/root`, without
+/// leaving it or following a symlink), so that `tty` in the container
+/// names it (`/dev/pts/0`), as in `docker exec -t`.
+fn container_pty(
+    root: &Path,
+    winsize: Option<&libc::winsize>,
+) -> Result<nix::pty::OpenptyResult, SandboxError> {
+    use nix::fcntl::{openat2, OpenHow, ResolveFlag};
+    let io = |op: &'static str| {
+        let path = root.join("dev/pts/ptmx");
+        move |e: Errno| SandboxError::Io {
+            op,
+            path,
+            source: std::io::Error::from(e),
+        }
+    };
+    let dir = File::open(root).map_err(|source| SandboxError::Io {
+        op: "open the container's root",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let master = openat2(&dir, "dev/pts/ptmx", how).map_err(io("open"))?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int from a valid pointer; TIOCGPTPEER
+    // takes open flags and returns a new fd of the terminal's other end.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(io("unlock the terminal")(Errno::last()));
+        }
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(io("open the terminal of")(Errno::last()));
+    }
+    // SAFETY: a non-negative return of TIOCGPTPEER is a new fd we own.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    if let Some(ws) = winsize {
+        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, ws) };
+    }
+    Ok(nix::pty::OpenptyResult { master, slave })
 }
 
 /// Why `execve` refused, in words that point at the fix.
@@ -578,6 +671,10 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::Capabilities => "drop capabilities".to_string(),
         Step::Seccomp => "install the seccomp filter".to_string(),
         Step::Network => "wait for the container's network".to_string(),
+        Step::Setns => format!(
+            "enter the container's {} namespace",
+            l.join.get(idx).copied().unwrap_or("")
+        ),
         Step::InitPid | Step::Exec => "start the command".to_string(),
     };
     SandboxError::Setup { step, source }

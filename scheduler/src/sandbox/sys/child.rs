@@ -84,27 +84,8 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     {
         exit(EXIT_SETUP);
     }
-    let status = dup_high(fds.status.as_raw_fd());
-    let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
-    let out = dup_high(fds.stdout.as_raw_fd());
-    let err = dup_high(fds.stderr.as_raw_fd());
-    let net = fds.net.as_ref().map(|f| dup_high(f.as_raw_fd()));
-    dup_to(status, STATUS_FD);
-    set_cloexec(STATUS_FD);
-    if let Some(net) = net {
-        dup_to(net, NET_FD);
-        set_cloexec(NET_FD);
-    }
-    if let Some(stdin) = stdin {
-        dup_to(stdin, 0);
-    }
-    dup_to(out, 1);
-    dup_to(err, 2);
-    // Drop every other inherited fd (other runs' pipes, rbk's files) so the
-    // container holds nothing of rbk's and pipes see EOF when it ends.
-    let keep = if net.is_some() { NET_FD } else { STATUS_FD };
-    // SAFETY: close_range only closes fds.
-    unsafe { libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0) };
+    let keep = place_stdio(fds);
+    close_above(keep);
 
     // A session of our own: terminal signals for rbk do not reach the
     // container (rbk forwards what it wants to).
@@ -136,6 +117,83 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
         close_raw(fd);
     }
     exit(wait_exit_code(init_pid))
+}
+
+/// Puts the run's fds at their numbers (stdio, [`STATUS_FD`], [`NET_FD`]);
+/// returns the highest one in use.
+fn place_stdio(fds: &ChildFds) -> RawFd {
+    let status = dup_high(fds.status.as_raw_fd());
+    let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    let out = dup_high(fds.stdout.as_raw_fd());
+    let err = dup_high(fds.stderr.as_raw_fd());
+    let net = fds.net.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    dup_to(status, STATUS_FD);
+    set_cloexec(STATUS_FD);
+    if let Some(net) = net {
+        dup_to(net, NET_FD);
+        set_cloexec(NET_FD);
+    }
+    if let Some(stdin) = stdin {
+        dup_to(stdin, 0);
+    }
+    dup_to(out, 1);
+    dup_to(err, 2);
+    if net.is_some() {
+        NET_FD
+    } else {
+        STATUS_FD
+    }
+}
+
+/// Drops every inherited fd above `keep` (other runs' pipes, rbk's files)
+/// so the container holds nothing of rbk's and pipes see EOF when it ends.
+fn close_above(keep: RawFd) {
+    // SAFETY: close_range only closes fds.
+    unsafe { libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0) };
+}
+
+/// The first child of `rbk exec`: enters the namespaces of a running
+/// container (`ns`, user first when there is one, mount last), then forks
+/// the command (in the container's PID namespace, as its parent's
+/// setns(CLONE_NEWPID) applies to children), waits for it and exits with
+/// its status. The command is set up as a container's is (`command`).
+pub(super) fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
+    {
+        exit(EXIT_SETUP);
+    }
+    let keep = place_stdio(fds);
+    for (i, fd) in ns.iter().enumerate() {
+        // SAFETY: setns on an fd of /proc/PID/ns/* this process holds open.
+        if unsafe { libc::setns(*fd, 0) } < 0 {
+            fail(Step::Setns, i as u32, Errno::last());
+        }
+    }
+    close_above(keep);
+    check(nix::unistd::setsid(), Step::Setsid, 0);
+    // Not dumpable until exec: the container's processes (root there, but
+    // without CAP_SYS_PTRACE) cannot read or trace this fork of rbk in the
+    // moment before it becomes the command. exec makes it dumpable again.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: single-threaded child; `command` follows the no-allocation rules.
+    let child = match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(Step::ForkCommand, 0, e),
+        Ok(ForkResult::Child) => {
+            check(
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+                Step::ForkCommand,
+                1,
+            );
+            command(p)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    report(Step::InitPid, 0, child.as_raw());
+    for fd in 0..=STATUS_FD {
+        close_raw(fd);
+    }
+    exit(wait_exit_code(child))
 }
 
 /// Waits for `pid` and maps its status to an exit code (128+N for signal N).
