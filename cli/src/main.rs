@@ -8,6 +8,7 @@ mod cmd_build;
 mod cmd_cache;
 mod cmd_check;
 mod cmd_container;
+mod cmd_cp;
 mod cmd_exec;
 mod cmd_graph;
 mod cmd_image;
@@ -73,6 +74,8 @@ enum Command {
     Ps(cmd_container::PsArgs),
     /// Run a command in a running container
     Exec(cmd_exec::ExecArgs),
+    /// Copy files and directories between a running container and the host
+    Cp(cmd_cp::CpArgs),
     /// Show a detached container's output
     Logs(cmd_container::LogsArgs),
     /// Show a container's published ports (`80/tcp -> 0.0.0.0:49153`)
@@ -195,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             EXIT_RBK_FAILED
         })),
         Command::Exec(a) => cmd_exec::exec(&root, &a),
+        Command::Cp(a) => cmd_cp::cp(&root, &a),
         Command::Ps(a) => cmd_container::ps(&root, &a),
         Command::Logs(a) => cmd_container::logs(&root, &a),
         Command::Port(a) => ports::port(&root, &a, &mut pipe::stdout()),

@@ -7,6 +7,7 @@ mod bake;
 mod build;
 mod cache;
 mod containers;
+mod cp;
 mod debian;
 mod exec;
 mod fleet;
