@@ -53,6 +53,10 @@ pub struct State {
     /// How many times the restart policy restarted it.
     #[serde(default)]
     pub restarts: u32,
+    /// The `rbk run` flags and arguments (without `-d`) a detached one was
+    /// started with, for `rbk start`.
+    #[serde(default)]
+    pub run_args: Vec<String>,
     /// Its environment (`KEY=VALUE`), which `rbk exec` starts from.
     #[serde(default)]
     pub env: Vec<String>,

@@ -82,6 +82,8 @@ enum Command {
     Port(ports::PortArgs),
     /// Stop running containers (their STOPSIGNAL, then SIGKILL)
     Stop(cmd_container::StopArgs),
+    /// Start stopped containers again (their recorded command and flags)
+    Start(cmd_container::StartArgs),
     /// Remove containers
     Rm(cmd_container::RmArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's dump format)
@@ -203,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logs(a) => cmd_container::logs(&root, &a),
         Command::Port(a) => ports::port(&root, &a, &mut pipe::stdout()),
         Command::Stop(a) => cmd_container::stop(&root, &a),
+        Command::Start(a) => cmd_container::start(&root, &a),
         Command::Rm(a) => cmd_container::rm(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Pull(a) => cmd_registry::pull(&root, &a),

@@ -175,6 +175,7 @@ mod tests {
             exit_code: Some(0),
             finished: None,
             restarts: 0,
+            run_args: Vec::new(),
             env: Vec::new(),
             user: String::new(),
             workdir: String::new(),

@@ -30,6 +30,7 @@ mod security;
 mod shards;
 mod shared_store;
 mod snapshots;
+mod start;
 mod stdin_context;
 mod store_disk;
 mod travel;

@@ -1,0 +1,86 @@
+//! `rbk start` runs an exited container again, as `docker start`: its
+//! command, flags and name, its log going on; `-a` waits and passes the
+//! exit code on.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::build::{rbk, store_with_busybox};
+use crate::containers::{ok, text, Containers};
+
+fn wait_exited(store: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok(store, &["ps", "-q"]).contains(char::is_alphanumeric) {
+        assert!(Instant::now() < deadline, "it never stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn start_runs_an_exited_container_again() {
+    let Some(dir) = store_with_busybox("start_runs_an_exited_container_again") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    let id = ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "job",
+            "-e",
+            "X=5",
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            "echo ran $X; exit 4",
+        ],
+    );
+    wait_exited(&store);
+    assert_eq!(ok(&store, &["start", "job"]), "job\n");
+    wait_exited(&store);
+    assert_eq!(ok(&store, &["logs", "job"]), "ran 5\nran 5\n");
+    // -a: its output, then its exit code.
+    let out = rbk(&store).args(["start", "-a", "job"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran 5\n");
+    let all = ok(&store, &["ps", "-a"]);
+    assert!(
+        all.contains(id.trim()) && all.contains("Exited (4)"),
+        "{all}"
+    );
+    // A missing container.
+    let missing = rbk(&store).args(["start", "nothing"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("no such container: nothing"));
+}
+
+#[test]
+fn start_of_a_running_container_changes_nothing() {
+    let Some(dir) = store_with_busybox("start_of_a_running_container_changes_nothing") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "localhost/busybox:latest",
+            "sleep",
+            "60",
+        ],
+    );
+    let before = ok(&store, &["ps", "-q"]);
+    assert_eq!(ok(&store, &["start", "up"]), "up\n");
+    assert_eq!(ok(&store, &["ps", "-q"]), before);
+    ok(&store, &["stop", "-t", "1", "up"]);
+    ok(&store, &["start", "up"]);
+    assert_eq!(ok(&store, &["ps", "-q"]), before, "running again, same id");
+}
