@@ -111,6 +111,31 @@ enum Volume {
     Bind(BindMount),
     /// An anonymous volume at a container path.
     Anonymous(String),
+    /// A named volume (`NAME:/path[:ro]`), made on first use.
+    Named {
+        /// The volume's name.
+        name: String,
+        /// The container path.
+        target: String,
+        /// Mount read-only.
+        readonly: bool,
+    },
+}
+
+/// The names of the named volumes among `-v` flags.
+pub(crate) fn named_volumes(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter_map(|v| {
+            let mut parts = v.split(':');
+            let (host, target) = (parts.next()?, parts.next()?);
+            let named = !host.starts_with('/')
+                && !host.starts_with('.')
+                && target.starts_with('/')
+                && crate::cmd_volume::valid_name(host);
+            named.then(|| host.to_string())
+        })
+        .collect()
 }
 
 /// `--restart`.
@@ -399,6 +424,33 @@ fn hostname_file(root: &Path, key: &str, hostname: &str) -> Result<(BindMount, D
     Ok((bind, guard))
 }
 
+/// Named volume `name` at `target`, made if it is not there; an empty one
+/// is first seeded with what the image has at `target`, as Docker does.
+fn named_volume(
+    root: &Path,
+    rootfs: &Path,
+    name: &str,
+    target: &str,
+    readonly: bool,
+) -> Result<BindMount> {
+    crate::cmd_volume::create(root, name)?;
+    let data = crate::cmd_volume::data(root, name);
+    let empty = std::fs::read_dir(&data)
+        .with_context(|| format!("cannot read volume {name} at {}", data.display()))?
+        .next()
+        .is_none();
+    let inside = resolve_in_root(rootfs, target)?;
+    if empty && inside.is_dir() {
+        copy_tree(&inside, &data)
+            .with_context(|| format!("cannot copy the image's {target} into volume {name}"))?;
+    }
+    Ok(BindMount {
+        source: data,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
 /// Anonymous volumes — `-v /path` and the image's VOLUMEs no `-v` covers —
 /// each an empty directory outside the container layer seeded with what
 /// the image has there (as Docker does), plus the `-v` binds. The guard
@@ -416,6 +468,11 @@ fn volume_binds(
         match v {
             Volume::Bind(b) => binds.push(b.clone()),
             Volume::Anonymous(t) => anonymous.push(t.clone()),
+            Volume::Named {
+                name,
+                target,
+                readonly,
+            } => binds.push(named_volume(root, rootfs, name, target, *readonly)?),
         }
     }
     for target in config.volumes.iter().flat_map(|v| v.keys()) {
@@ -551,11 +608,18 @@ fn parse_volume(spec: &str) -> Result<Volume> {
         "rw" | "" => false,
         other => bail!("invalid volume {spec:?}: unknown mode {other:?} (use ro or rw)"),
     };
-    if !host.starts_with('/') && !host.starts_with('.') {
-        bail!("invalid volume {spec:?}: named volumes are not supported; give a host path (absolute or ./relative)");
-    }
     if !target.starts_with('/') {
         bail!("invalid volume {spec:?}: the container path {target:?} must be absolute");
+    }
+    if !host.starts_with('/') && !host.starts_with('.') {
+        if !crate::cmd_volume::valid_name(host) {
+            bail!("invalid volume {spec:?}: {host:?} is neither a host path (absolute or ./relative) nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
+        }
+        return Ok(Volume::Named {
+            name: host.to_string(),
+            target: normalize_target(target),
+            readonly,
+        });
     }
     let host = PathBuf::from(host);
     // Like Docker, a missing host directory is created.
@@ -805,8 +869,21 @@ mod tests {
         let missing = dir.path().join("new/sub");
         parse_volume(&format!("{}:/m", missing.display())).unwrap();
         assert!(missing.is_dir(), "a missing host directory is created");
+        assert_eq!(
+            parse_volume("named:/data:ro").unwrap(),
+            Volume::Named {
+                name: "named".into(),
+                target: "/data".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            named_volumes(&["db:/d".into(), "/h:/x".into(), "/y".into()]),
+            ["db"]
+        );
         for bad in [
-            "named:/data",
+            "n/x:/data",
+            "a:/data",
             "rel",
             &format!("{host}:data"),
             &format!("{host}:/d:xx"),

@@ -57,6 +57,9 @@ pub struct State {
     /// started with, for `rbk start`.
     #[serde(default)]
     pub run_args: Vec<String>,
+    /// The named volumes it mounts (`-v NAME:/path`).
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// Its environment (`KEY=VALUE`), which `rbk exec` starts from.
     #[serde(default)]
     pub env: Vec<String>,

@@ -89,6 +89,7 @@ impl Record {
             } else {
                 Vec::new()
             },
+            volumes: crate::cmd_run::named_volumes(&args.volumes),
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             user: args
                 .user

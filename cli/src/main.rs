@@ -18,6 +18,7 @@ mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
+mod cmd_volume;
 mod complete;
 mod containers;
 mod detach;
@@ -114,6 +115,9 @@ enum Command {
     /// The build cache shared through a registry: `rbk cache prune`
     #[command(subcommand)]
     Cache(cmd_cache::CacheCommand),
+    /// Named volumes: `rbk volume create|ls|inspect|rm|prune`
+    #[command(subcommand)]
+    Volume(cmd_volume::VolumeCommand),
     /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
@@ -214,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
+        Command::Volume(c) => cmd_volume::run(&root, c),
         Command::Cache(c) => cmd_cache::run(c),
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),

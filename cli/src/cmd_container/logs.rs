@@ -176,6 +176,7 @@ mod tests {
             finished: None,
             restarts: 0,
             run_args: Vec::new(),
+            volumes: Vec::new(),
             env: Vec::new(),
             user: String::new(),
             workdir: String::new(),

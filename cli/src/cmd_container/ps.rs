@@ -134,6 +134,7 @@ mod tests {
             finished: Some("2024-05-01T10:20:31Z".into()),
             restarts: 0,
             run_args: Vec::new(),
+            volumes: Vec::new(),
             env: Vec::new(),
             user: String::new(),
             workdir: String::new(),

@@ -34,6 +34,7 @@ mod start;
 mod stdin_context;
 mod store_disk;
 mod travel;
+mod volume;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
