@@ -8,9 +8,19 @@ use clap::{Args, Subcommand};
 use rbk_store::check::{check, CheckOptions, CheckReport, Severity};
 use rbk_store::images::Store;
 
+mod usage;
+
 /// Store maintenance.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Show the space images, containers, volumes and the build cache take
+    #[command(after_help = "Example:\n  rbk system df")]
+    Df(usage::DfArgs),
+    /// Remove stopped containers, dangling images (-a: every image no
+    /// container uses) and the build cache; volumes too with --volumes.
+    /// Prints the space reclaimed
+    #[command(after_help = "Examples:\n  rbk system prune\n  rbk system prune -a --volumes -f")]
+    Prune(usage::PruneArgs),
     /// Verify the store: every blob's digest, every image's manifest,
     /// config and layers, cache records, snapshots, and what crashed
     /// processes left behind. Exits 1 when something is damaged or left
@@ -62,6 +72,8 @@ pub struct CheckArgs {
 pub fn run(root: &Path, cmd: SystemCommand) -> Result<i32> {
     match cmd {
         SystemCommand::Check(a) => check_cmd(root, &a),
+        SystemCommand::Df(a) => usage::df(root, &a),
+        SystemCommand::Prune(a) => usage::prune(root, &a),
         SystemCommand::Info(a) => info_cmd(root, &a),
     }
 }

@@ -122,7 +122,7 @@ pub fn create(root: &Path, name: &str) -> Result<bool> {
 }
 
 /// Every named volume, by name.
-fn list(root: &Path) -> Vec<String> {
+pub fn names(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir(root))
         .into_iter()
         .flatten()
@@ -159,7 +159,7 @@ pub fn run(root: &Path, c: VolumeCommand) -> Result<i32> {
             if !a.quiet {
                 println!("DRIVER    VOLUME NAME");
             }
-            for n in list(root) {
+            for n in names(root) {
                 if a.quiet {
                     println!("{n}");
                 } else {
@@ -241,7 +241,7 @@ fn remove(root: &Path, name: &str) -> Result<u64> {
 pub fn prune_unused(root: &Path) -> Result<u64> {
     let mut total = 0;
     let mut any = false;
-    for n in list(root) {
+    for n in names(root) {
         if users(root, &n).is_empty() {
             if !any {
                 println!("Deleted Volumes:");

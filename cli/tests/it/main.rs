@@ -33,6 +33,7 @@ mod snapshots;
 mod start;
 mod stdin_context;
 mod store_disk;
+mod system_usage;
 mod travel;
 mod volume;
 
