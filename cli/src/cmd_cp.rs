@@ -154,6 +154,12 @@ fn container_root(root: &Path, name: &str) -> Result<OwnedFd> {
             state.name
         );
     };
+    crate::sys::join_user_namespace(pid).map_err(|e| {
+        anyhow!(
+            "cannot enter the user namespace of container {}: {e}",
+            state.name
+        )
+    })?;
     let path = PathBuf::from(format!("/proc/{pid}/root"));
     nix::fcntl::open(
         &path,

@@ -291,6 +291,10 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Man(_)
             | Command::LogRelay { .. }
             | Command::System(cmd_system::SystemCommand::Info(_))
+            // They join the user namespace of the container's own rootless
+            // rbk, which a namespace of their own could not enter.
+            | Command::Exec(_)
+            | Command::Cp(_)
     )
 }
 
