@@ -10,7 +10,9 @@
 #![allow(unsafe_code)]
 
 mod child;
+mod join;
 mod parent;
+mod terminal;
 
 use std::ffi::{c_char, CString};
 use std::fs::File;
@@ -26,8 +28,10 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
-use child::{exit, joiner, keeper, set_cloexec};
+use child::{exit, keeper, set_cloexec};
+pub(super) use join::join;
 use parent::{get_winsize, read_fd, RawModeGuard, Read, Supervisor};
+use terminal::{container_pty, terminal_from_init};
 
 use super::{CancelToken, ExecUser, OutputStream, SandboxError, StdinMode};
 
@@ -117,6 +121,9 @@ const DEFAULT_CAPS: [u32; 14] = [
 const STATUS_FD: RawFd = 3;
 /// The fd on which init waits for its network (user-mode networking).
 const NET_FD: RawFd = 4;
+/// The socket on which init sends rbk the master of the terminal it opens
+/// in the container's own devpts (`rbk run -t`).
+const PTY_FD: RawFd = 5;
 /// Exit code of a child whose setup failed (Docker uses 125 for that too).
 const EXIT_SETUP: i32 = 125;
 
@@ -231,6 +238,9 @@ struct Prepared {
     proc_regions: Option<ProcRegions>,
     /// Init waits on [`NET_FD`] until rbk has connected its network.
     wait_for_net: bool,
+    /// Init opens the command's terminal in the container's devpts and
+    /// sends its master on [`PTY_FD`].
+    terminal_in_container: bool,
 }
 
 /// The argv and environ memory blocks of this process, from
@@ -337,6 +347,7 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
         all_caps: l.insecure,
         proc_regions: ProcRegions::of_self(),
         wait_for_net: l.user_net,
+        terminal_in_container: l.tty && l.join.is_empty(),
     })
 }
 
@@ -384,6 +395,8 @@ struct ChildFds {
     status: OwnedFd,
     /// Read end of the "network is up" pipe (user-mode networking).
     net: Option<OwnedFd>,
+    /// The children's end of the socket init sends the terminal on.
+    pty: Option<OwnedFd>,
 }
 
 /// Starts the sandbox for `l`, supervises it and returns the exit code.
@@ -411,6 +424,7 @@ pub(super) fn launch(
         fds,
         outs,
         master,
+        pty_sock,
         _raw,
     } = stdio(l, status_w, net_r)?;
 
@@ -423,40 +437,14 @@ pub(super) fn launch(
     };
     drop(fds);
     let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec(), l.scratch);
-    let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
-    outcome(l, &plan, &mut sup, code, cancel)
-}
-
-/// Runs `l`'s command in the namespaces `ns` (fds of a running container's
-/// `/proc/PID/ns/*`, in [`Launch::join`]'s order), supervised as a run is.
-pub(super) fn join(
-    l: &Launch,
-    ns: &[OwnedFd],
-    output: &mut dyn FnMut(OutputStream, &[u8]),
-    cancel: &CancelToken,
-) -> Result<i32, SandboxError> {
-    let mut plan = prepare(l)?;
-    // The working directory must exist in a running container (as runc).
-    plan.cwd_prefixes.clear();
-    let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
-    let (status_r, status_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-    let Stdio {
-        fds,
+    let terminal = (master, pty_sock);
+    let code = sup.run(
         outs,
-        master,
-        _raw,
-    } = stdio(l, status_w, None)?;
-    let parent_pid = nix::unistd::getpid();
-    // SAFETY: the child only runs `joiner`, which makes raw syscalls on data
-    // prepared above (no allocation, no locks) and ends in `_exit`.
-    let first = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
-        ForkResult::Child => joiner(&plan, &fds, parent_pid, &ns_fds),
-        ForkResult::Parent { child } => child,
-    };
-    drop(fds);
-    let mut sup = Supervisor::new(first, status_r, None, Vec::new(), l.scratch);
-    let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
+        terminal,
+        l.stdin == StdinMode::Inherit,
+        output,
+        cancel,
+    );
     outcome(l, &plan, &mut sup, code, cancel)
 }
 
@@ -496,10 +484,15 @@ struct Stdio {
     fds: ChildFds,
     outs: Vec<(OutputStream, OwnedFd)>,
     master: Option<OwnedFd>,
+    /// Where init sends the master of the terminal it opens (`run -t`).
+    pty_sock: Option<OwnedFd>,
     _raw: Option<RawModeGuard>,
 }
 
 fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, SandboxError> {
+    if l.tty && l.join.is_empty() {
+        return terminal_from_init(l, status, net);
+    }
     if l.tty {
         let winsize = get_winsize(std::io::stdin().as_raw_fd());
         let pty = if l.join.is_empty() {
@@ -526,11 +519,13 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
             stderr: pty.slave,
             status,
             net,
+            pty: None,
         };
         return Ok(Stdio {
             fds,
             outs: Vec::new(),
             master: Some(pty.master),
+            pty_sock: None,
             _raw: raw,
         });
     }
@@ -553,62 +548,13 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
             stderr: e_w,
             status,
             net,
+            pty: None,
         },
         outs: vec![(OutputStream::Stdout, o_r), (OutputStream::Stderr, e_r)],
         master: None,
+        pty_sock: None,
         _raw: None,
     })
-}
-
-/// A pseudo-terminal of the running container's own devpts (its
-/// `/dev/pts/ptmx`, opened through `root`, its `/proc/PID/root`, without
-/// leaving it or following a symlink), so that `tty` in the container
-/// names it (`/dev/pts/0`), as in `docker exec -t`.
-fn container_pty(
-    root: &Path,
-    winsize: Option<&libc::winsize>,
-) -> Result<nix::pty::OpenptyResult, SandboxError> {
-    use nix::fcntl::{openat2, OpenHow, ResolveFlag};
-    let io = |op: &'static str| {
-        let path = root.join("dev/pts/ptmx");
-        move |e: Errno| SandboxError::Io {
-            op,
-            path,
-            source: std::io::Error::from(e),
-        }
-    };
-    let dir = File::open(root).map_err(|source| SandboxError::Io {
-        op: "open the container's root",
-        path: root.to_path_buf(),
-        source,
-    })?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let master = openat2(&dir, "dev/pts/ptmx", how).map_err(io("open"))?;
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int from a valid pointer; TIOCGPTPEER
-    // takes open flags and returns a new fd of the terminal's other end.
-    let slave = unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
-            return Err(io("unlock the terminal")(Errno::last()));
-        }
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER as _,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if slave < 0 {
-        return Err(io("open the terminal of")(Errno::last()));
-    }
-    // SAFETY: a non-negative return of TIOCGPTPEER is a new fd we own.
-    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
-    if let Some(ws) = winsize {
-        // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, ws) };
-    }
-    Ok(nix::pty::OpenptyResult { master, slave })
 }
 
 /// Why `execve` refused, in words that point at the fix.
