@@ -73,8 +73,8 @@ pub struct StopArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The container runs again with the command, flags and name it was \
-started with (rbk run -d), on a fresh layer over its image: rbk keeps no stopped container's \
-files. Its output goes on in the same log.
+started with (rbk run -d), with the files it left (its layer is kept until rbk rm; its \
+anonymous volumes start afresh). Its output goes on in the same log.
 
 Examples:\n  rbk start web\n  rbk start -a job"
 )]
@@ -145,15 +145,18 @@ fn stop_one(root: &Path, s: &State, grace: Duration) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        clean_after_kill(root, &s.id);
+        clean_after_kill(root, s);
     }
     Ok(())
 }
 
 /// What a SIGKILLed supervisor could not undo: the container's root mount,
-/// its writable layer, its anonymous volumes, its lease (it is dead, so
-/// sweeping dead leases is safe).
-fn clean_after_kill(root: &Path, id: &str) {
+/// its writable layer (unless a detached container keeps it), its
+/// anonymous volumes, its lease (it is dead, so sweeping dead leases is
+/// safe).
+fn clean_after_kill(root: &Path, s: &State) {
+    let id = s.id.as_str();
+    let keeps_layer = s.detached && !s.run_args.iter().any(|a| a == "--rm");
     let rootfs = root.join("tmp").join(format!("run-{id}-rootfs"));
     let mounted = rbk_store::sys::mounts_under(&rootfs).unwrap_or_default();
     for m in mounted.iter().rev() {
@@ -161,7 +164,9 @@ fn clean_after_kill(root: &Path, id: &str) {
     }
     let _ = std::fs::remove_dir(&rootfs);
     if let Ok(snap) = crate::snapshotter(root) {
-        let _ = snap.remove(&format!("run-{id}"));
+        if !keeps_layer {
+            let _ = snap.remove(&containers::layer_key(id));
+        }
     }
     if let Ok(rd) = std::fs::read_dir(root.join("volumes")) {
         for e in rd.flatten() {
@@ -270,8 +275,7 @@ pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
                 }
                 stop_one(root, &s, Duration::ZERO)?;
             }
-            let d = containers::path(root, &s.id);
-            std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+            containers::remove(root, &s.id)
         });
         match res {
             Ok(()) => println!("{c}"),

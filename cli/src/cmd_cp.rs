@@ -1,8 +1,10 @@
-//! `rbk cp`: copies files and directories between a running container and
-//! the host, with `docker cp`'s rules for where they land.
+//! `rbk cp`: copies files and directories between a container and the
+//! host, with `docker cp`'s rules for where they land.
 //!
 //! The container's side is reached through its init's `/proc/PID/root`
-//! (its files as its processes see them, volumes included) and never left:
+//! (its files as its processes see them, volumes included), or for a
+//! stopped container through its layer, mounted for the copy; and never
+//! left:
 //! the path named on the command line is resolved with openat2's
 //! `RESOLVE_IN_ROOT`, so its symlinks (`/evil -> /`, `../../..`) resolve
 //! inside the container as they would for the container's own processes;
@@ -121,12 +123,12 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
     };
     match (side(&a.src), side(&a.dest)) {
         (Side::Container { name, path }, Side::Host(dest)) => {
-            let croot = container_root(root, &name)?;
+            let (croot, _layer) = container_root(root, &name)?;
             copy_out(&croot, &path, Path::new(&dest), a.follow_link, &mut o)
                 .with_context(|| format!("cannot copy {name}:{path} to {dest}"))?;
         }
         (Side::Host(src), Side::Container { name, path }) => {
-            let croot = container_root(root, &name)?;
+            let (croot, _layer) = container_root(root, &name)?;
             copy_in(Path::new(&src), &croot, &path, a.follow_link, &mut o)
                 .with_context(|| format!("cannot copy {src} to {name}:{path}"))?;
         }
@@ -145,23 +147,27 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The running container's root directory (its init's `/proc/PID/root`).
-fn container_root(root: &Path, name: &str) -> Result<OwnedFd> {
+/// The root of a container's files: a running one's init's
+/// `/proc/PID/root`, or a stopped one's layer, mounted for the copy (held
+/// by the second value, which unmounts it when dropped).
+fn container_root(root: &Path, name: &str) -> Result<(OwnedFd, Option<StoppedLayer>)> {
     let state = containers::find(root, name)?;
-    let Some(pid) = containers::init_pid(root, &state) else {
-        bail!(
-            "container {} is not running: rbk keeps no files of a stopped container (its layer goes when it exits)",
-            state.name
-        );
+    let (path, layer) = match containers::init_pid(root, &state) {
+        Some(pid) => {
+            crate::sys::join_user_namespace(pid).map_err(|e| {
+                anyhow!(
+                    "cannot enter the user namespace of container {}: {e}",
+                    state.name
+                )
+            })?;
+            (PathBuf::from(format!("/proc/{pid}/root")), None)
+        }
+        None => {
+            let layer = StoppedLayer::mount(root, &state)?;
+            (layer.dir.clone(), Some(layer))
+        }
     };
-    crate::sys::join_user_namespace(pid).map_err(|e| {
-        anyhow!(
-            "cannot enter the user namespace of container {}: {e}",
-            state.name
-        )
-    })?;
-    let path = PathBuf::from(format!("/proc/{pid}/root"));
-    nix::fcntl::open(
+    let fd = nix::fcntl::open(
         &path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
@@ -172,7 +178,61 @@ fn container_root(root: &Path, name: &str) -> Result<OwnedFd> {
             state.name,
             path.display()
         )
-    })
+    })?;
+    Ok((fd, layer))
+}
+
+/// A stopped container's layer, mounted where its run mounts it, with the
+/// container's lock held so that `rbk start` waits for the copy.
+struct StoppedLayer {
+    dir: PathBuf,
+    mount: Option<rbk_store::sys::MountGuard>,
+    _lock: rbk_store::sys::flock::Locked,
+}
+
+impl StoppedLayer {
+    fn mount(root: &Path, s: &containers::State) -> Result<StoppedLayer> {
+        let key = containers::layer_key(&s.id);
+        let snap = crate::snapshotter(root)?;
+        if !snap.exists(&key) {
+            bail!(
+                "container {} has no layer to copy (it was started by an older rbk, or removed)",
+                s.name
+            );
+        }
+        if !crate::sys::is_root() {
+            bail!(
+                "container {} is not running: copying with a stopped rootless container needs it running (rbk start {})",
+                s.name,
+                s.name
+            );
+        }
+        let lock = containers::lock(root, &s.id)?;
+        let mounts = snap
+            .mounts(&key)
+            .with_context(|| format!("cannot find the layer of container {}", s.name))?;
+        let dir = root.join("tmp").join(format!("{key}-rootfs"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mount = rbk_store::sys::mount_all(&mounts, &dir)
+            .with_context(|| format!("cannot mount the layer of container {}", s.name))?;
+        Ok(StoppedLayer {
+            dir,
+            mount: Some(mount),
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for StoppedLayer {
+    fn drop(&mut self) {
+        if let Some(m) = self.mount.take() {
+            if let Err(e) = m.unmount() {
+                eprintln!("rbk: warning: cannot unmount {}: {e}", self.dir.display());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// Opens `path` of the container as its processes would, symlinks

@@ -4,9 +4,11 @@
 //!
 //! rbk has no daemon: a container lives as long as the `rbk run` that
 //! supervises it — in the foreground, or detached (`-d`, a supervisor in a
-//! session of its own, see [`crate::containers`]). Its writable layer and
-//! anonymous volumes are removed when it exits. Keep data with a bind mount
-//! (`-v /host/dir:/data`).
+//! session of its own, see [`crate::containers`]). Its anonymous volumes
+//! are removed when it exits, and its writable layer too, except a detached
+//! container's, kept (as Docker keeps it) for `rbk start` and `rbk cp`
+//! until `rbk rm`. Keep data with a bind mount (`-v /host/dir:/data`) or a
+//! named volume (`-v NAME:/data`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,8 +30,9 @@ use rbk_store::StoreError;
 #[command(
     after_help = "rbk has no daemon: a container lives as long as its `rbk run`, in the \
 foreground or detached with -d (then see rbk ps, logs, stop, rm). Its network is its own \
-(publish ports with -p; --network host shares the host's). Its writable layer and anonymous \
-volumes are removed when it exits. Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
+(publish ports with -p; --network host shares the host's). Its anonymous volumes are removed \
+when it exits, and its writable layer too unless it is detached (then rbk rm removes it). \
+Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
 process; its exit code becomes rbk's.
 
 Examples:
@@ -230,12 +233,17 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
     let key = format!("run-{}", record.id());
-    let mounts = snapshotter
-        .prepare(&key, parent.as_deref())
-        .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
+    // `rbk start` finds the layer the container kept.
+    let mounts = if snapshotter.exists(&key) {
+        snapshotter.mounts(&key)
+    } else {
+        snapshotter.prepare(&key, parent.as_deref())
+    }
+    .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
     let _snapshot = SnapshotGuard {
         snapshotter: snapshotter.as_ref(),
         key: key.clone(),
+        keep: record.keeps_layer(),
     };
     let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
     std::fs::create_dir_all(&rootfs)
@@ -720,14 +728,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes the container's writable snapshot, even on an error path.
+/// Removes the container's writable snapshot, even on an error path,
+/// unless the container keeps it.
 struct SnapshotGuard<'a> {
     snapshotter: &'a dyn Snapshotter,
     key: String,
+    /// A detached container's layer stays until `rbk rm`.
+    keep: bool,
 }
 
 impl Drop for SnapshotGuard<'_> {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Err(e) = self.snapshotter.remove(&self.key) {
             eprintln!(
                 "rbk: warning: cannot remove the container's layer {}: {e}",

@@ -112,6 +112,23 @@ pub fn list(root: &Path) -> Vec<State> {
     out
 }
 
+/// The key of a container's layer (its writable snapshot).
+pub fn layer_key(id: &str) -> String {
+    format!("run-{id}")
+}
+
+/// Removes a stopped container: its layer, then its record.
+pub fn remove(root: &Path, id: &str) -> Result<()> {
+    let snap = crate::snapshotter(root)?;
+    let key = layer_key(id);
+    if snap.exists(&key) {
+        snap.remove(&key)
+            .with_context(|| format!("cannot remove the layer of container {id}"))?;
+    }
+    let d = path(root, id);
+    std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+}
+
 /// Takes the container's run lock (its supervisor holds it while it runs).
 pub fn lock(root: &Path, id: &str) -> Result<Locked> {
     let p = path(root, id).join("lock");

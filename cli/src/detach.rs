@@ -111,6 +111,12 @@ impl Record {
         })
     }
 
+    /// Whether its layer stays when it exits (a detached container stays on
+    /// record, and with it its files, until `rbk rm`, as with Docker).
+    pub fn keeps_layer(&self) -> bool {
+        !self.remove
+    }
+
     /// The container's id.
     pub fn id(&self) -> &str {
         &self.state.id

@@ -94,30 +94,34 @@ fn image_row(images: &[Image], used: &HashSet<Digest>) -> Row {
     }
 }
 
-/// Containers: their writable layers (a stopped one has none left).
+/// The bytes of a container's writable layer (0 when it has none).
+fn layer_size(root: &Path, id: &str) -> u64 {
+    crate::snapshotter(root)
+        .ok()
+        .and_then(|sn| sn.upper_dir(&containers::layer_key(id)).ok())
+        .map_or(0, |upper| crate::cmd_system::disk_usage(&upper))
+}
+
+/// Containers: their writable layers; reclaimable, the stopped ones'.
 fn container_row(root: &Path) -> Row {
     let all = containers::list(root);
-    let snap = crate::snapshotter(root).ok();
-    let mut size = 0;
-    let mut active = 0;
-    for s in &all {
-        if containers::running(root, &s.id) {
-            active += 1;
-            if let Some(upper) = snap
-                .as_ref()
-                .and_then(|sn| sn.upper_dir(&format!("run-{}", s.id)).ok())
-            {
-                size += crate::cmd_system::disk_usage(&upper);
-            }
-        }
-    }
-    Row {
+    let mut row = Row {
         kind: "Containers",
         total: all.len(),
-        active,
-        size,
+        active: 0,
+        size: 0,
         reclaimable: 0,
+    };
+    for s in &all {
+        let size = layer_size(root, &s.id);
+        row.size += size;
+        if containers::running(root, &s.id) {
+            row.active += 1;
+        } else {
+            row.reclaimable += size;
+        }
     }
+    row
 }
 
 /// Named volumes: in use when a container on record mounts them.
@@ -277,9 +281,9 @@ fn prune_containers(root: &Path) -> Result<u64> {
         if containers::running(root, &s.id) {
             continue;
         }
-        let d = containers::path(root, &s.id);
-        freed += crate::cmd_system::disk_usage(&d);
-        std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))?;
+        freed += crate::cmd_system::disk_usage(&containers::path(root, &s.id));
+        freed += layer_size(root, &s.id);
+        containers::remove(root, &s.id)?;
         if !any {
             println!("Deleted Containers:");
             any = true;

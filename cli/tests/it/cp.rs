@@ -189,9 +189,11 @@ fn cp_symlink_cannot_escape_the_container() {
     assert_eq!(ok(&store, &["exec", "evil", "cat", "/tmp/trap"]), "pwned\n");
 }
 
+/// A stopped container keeps its layer (as with Docker): cp reads and
+/// writes it, and `start` finds what cp put there.
 #[test]
-fn cp_needs_a_running_container() {
-    let Some(dir) = store_with_busybox("cp_needs_a_running_container") else {
+fn cp_works_on_a_stopped_container() {
+    let Some(dir) = store_with_busybox("cp_works_on_a_stopped_container") else {
         return;
     };
     let store = dir.path().join("store");
@@ -207,7 +209,9 @@ fn cp_needs_a_running_container() {
             "--name",
             "gone",
             "localhost/busybox:latest",
-            "true",
+            "sh",
+            "-c",
+            "cat /in 2>/dev/null || { echo made > /made; busybox ln -s / /evil; }",
         ],
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -215,7 +219,66 @@ fn cp_needs_a_running_container() {
         assert!(std::time::Instant::now() < deadline, "it never stopped");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let (code, said) = cp(&store, &["gone:/etc/passwd", "."]);
-    assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains("is not running"), "{said}");
+    let out = dir.path().join("made");
+    let (code, said) = cp(&store, &["gone:/evil/made", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "made\n");
+    let host = dir.path().join("in");
+    std::fs::write(&host, "copied in\n").unwrap();
+    let (code, said) = cp(&store, &[host.to_str().unwrap(), "gone:/in"]);
+    assert_eq!(code, Some(0), "{said}");
+    let started = rbk(&store).args(["start", "-a", "gone"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&started.stdout),
+        "copied in\n",
+        "{}",
+        text(&started)
+    );
+    // Nothing of the copy stays mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(store.to_str().unwrap()), "{mounts}");
+}
+
+/// The image a stopped container stands on may be removed and the store
+/// pruned and repaired: the container's kept layer keeps its parents.
+#[test]
+fn a_kept_layer_survives_rmi_prune_and_repair() {
+    let Some(dir) = store_with_busybox("a_kept_layer_survives_rmi_prune_and_repair") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "kept",
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            "echo data > /d",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ok(&store, &["ps", "-q"]).contains(char::is_alphanumeric) {
+        assert!(std::time::Instant::now() < deadline, "it never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(&store, &["rmi", "localhost/busybox:latest"]);
+    ok(&store, &["image", "prune"]);
+    let repair = rbk(&store)
+        .args(["system", "check", "--repair"])
+        .output()
+        .unwrap();
+    assert!(repair.status.success(), "{}", text(&repair));
+    let out = dir.path().join("d");
+    assert_eq!(cp(&store, &["kept:/d", out.to_str().unwrap()]).0, Some(0));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "data\n");
+    // The image's own files, from the layers under the container's.
+    let bin = dir.path().join("busybox");
+    let (code, said) = cp(&store, &["kept:/bin/busybox", bin.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(std::fs::metadata(&bin).unwrap().len() > 100_000);
 }

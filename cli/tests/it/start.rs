@@ -1,6 +1,6 @@
 //! `rbk start` runs an exited container again, as `docker start`: its
-//! command, flags and name, its log going on; `-a` waits and passes the
-//! exit code on.
+//! command, flags, name and files (its layer is kept until `rbk rm`), its
+//! log going on; `-a` waits and passes the exit code on.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -36,22 +36,36 @@ fn start_runs_an_exited_container_again() {
             "localhost/busybox:latest",
             "sh",
             "-c",
-            "echo ran $X; exit 4",
+            "echo ran $X; echo x >> /runs; busybox wc -l < /runs; exit 4",
         ],
     );
     wait_exited(&store);
     assert_eq!(ok(&store, &["start", "job"]), "job\n");
     wait_exited(&store);
-    assert_eq!(ok(&store, &["logs", "job"]), "ran 5\nran 5\n");
+    // Its files are the ones it left: /runs grows.
+    assert_eq!(ok(&store, &["logs", "job"]), "ran 5\n1\nran 5\n2\n");
     // -a: its output, then its exit code.
     let out = rbk(&store).args(["start", "-a", "job"]).output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran 5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran 5\n3\n");
     let all = ok(&store, &["ps", "-a"]);
     assert!(
         all.contains(id.trim()) && all.contains("Exited (4)"),
         "{all}"
     );
+    // The kept layer is no leftover for `system check`; rm takes it.
+    let check = rbk(&store).args(["system", "check"]).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    let layers = || {
+        std::fs::read_dir(store.join("snapshots"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+            .count()
+    };
+    assert_eq!(layers(), 1);
+    ok(&store, &["rm", "job"]);
+    assert_eq!(layers(), 0, "rm removes the container's layer");
     // A missing container.
     let missing = rbk(&store).args(["start", "nothing"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
