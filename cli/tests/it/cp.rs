@@ -266,7 +266,18 @@ fn a_kept_layer_survives_rmi_prune_and_repair() {
         assert!(std::time::Instant::now() < deadline, "it never stopped");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    ok(&store, &["rmi", "localhost/busybox:latest"]);
+    // As Docker: the image of a container on record is not removed unforced.
+    let refused = rbk(&store)
+        .args(["rmi", "localhost/busybox:latest"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("is using its referenced image"),
+        "{}",
+        text(&refused)
+    );
+    ok(&store, &["rmi", "-f", "localhost/busybox:latest"]);
     ok(&store, &["image", "prune"]);
     let repair = rbk(&store)
         .args(["system", "check", "--repair"])
