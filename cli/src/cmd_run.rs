@@ -229,7 +229,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let (store, image, config, argv, env) = resolve(root, args, &flags)?;
     let publish = crate::ports::choose(&flags.publish)?;
     let ports: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
-    let record = crate::detach::Record::begin(root, args, &config, &argv, &env, ports)?;
+    let record =
+        crate::detach::Record::begin(root, args, &config, &argv, &env, ports, image.id.as_str())?;
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
     let key = format!("run-{}", record.id());

@@ -44,6 +44,7 @@ impl Record {
         argv: &[String],
         env: &[(String, String)],
         ports: Vec<String>,
+        image_id: &str,
     ) -> Result<Record> {
         let detached = std::env::var(DETACHED_ID).ok();
         let id = detached.clone().unwrap_or_else(crate::cmd_run::random_id);
@@ -63,16 +64,20 @@ impl Record {
         std::fs::create_dir_all(containers::path(root, &id))
             .with_context(|| format!("cannot create {}", containers::path(root, &id).display()))?;
         let lock = containers::lock(root, &id)?;
+        // The record of the container `rbk start` runs again.
+        let previous = containers::read(root, &id)
+            .ok()
+            .filter(|_| detached.is_some());
         let state = State {
             id: id.clone(),
             name,
-            image: args.image.clone(),
+            // `rbk start` runs the image by id; it shows as first named.
+            image: previous
+                .as_ref()
+                .map_or_else(|| args.image.clone(), |p| p.image.clone()),
             command: argv.to_vec(),
             // `rbk start` keeps when it was created, as Docker.
-            created: containers::read(root, &id)
-                .ok()
-                .filter(|_| detached.is_some())
-                .map_or_else(now, |s| s.created),
+            created: previous.as_ref().map_or_else(now, |p| p.created.clone()),
             ports,
             detached: detached.is_some(),
             stop_signal: config
@@ -84,8 +89,16 @@ impl Record {
             exit_code: None,
             finished: None,
             restarts: 0,
+            // By id, as Docker starts a container from its image even
+            // after its name moved to another.
             run_args: if detached.is_some() {
-                run_args(args)
+                let mut v = run_args(args);
+                if let Some(pos) = v.iter().position(|a| a == "--") {
+                    if let Some(image) = v.get_mut(pos + 1) {
+                        *image = image_id.to_string();
+                    }
+                }
+                v
             } else {
                 Vec::new()
             },

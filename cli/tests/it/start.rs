@@ -98,3 +98,55 @@ fn start_of_a_running_container_changes_nothing() {
     ok(&store, &["start", "up"]);
     assert_eq!(ok(&store, &["ps", "-q"]), before, "running again, same id");
 }
+
+/// As Docker, `start` runs the container's own image even after its name
+/// moved to another, and `ps` still shows the name it was started with.
+#[test]
+fn start_runs_the_image_the_container_was_made_from() {
+    let Some(dir) = store_with_busybox("start_runs_the_image_the_container_was_made_from") else {
+        return;
+    };
+    let store = dir.path().join("store");
+    let _containers = Containers(&store);
+    ok(
+        &store,
+        &["tag", "localhost/busybox:latest", "localhost/app:1"],
+    );
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "pinned",
+            "localhost/app:1",
+            "sh",
+            "-c",
+            "echo \"[$NEW]\"",
+        ],
+    );
+    wait_exited(&store);
+    let tar = dir.path().join("busybox.tar");
+    ok(
+        &store,
+        &[
+            "import",
+            tar.to_str().unwrap(),
+            "localhost/app:1",
+            "--change",
+            "ENV NEW=2",
+        ],
+    );
+    let out = rbk(&store)
+        .args(["start", "-a", "pinned"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[]\n",
+        "{}",
+        text(&out)
+    );
+    let all = ok(&store, &["ps", "-a"]);
+    assert!(all.contains("localhost/app:1"), "{all}");
+}
