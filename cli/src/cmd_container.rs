@@ -73,8 +73,8 @@ pub struct StopArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The container runs again with the command, flags and name it was \
-started with (rbk run -d), with the files it left (its layer is kept until rbk rm; its \
-anonymous volumes start afresh). Its output goes on in the same log.
+started with (rbk run -d), with the files it left (its layer and anonymous volumes are kept \
+until rbk rm). Its output goes on in the same log.
 
 Examples:\n  rbk start web\n  rbk start -a job"
 )]
@@ -168,14 +168,9 @@ fn clean_after_kill(root: &Path, s: &State) {
             let _ = snap.remove(&containers::layer_key(id));
         }
     }
-    if let Ok(rd) = std::fs::read_dir(root.join("volumes")) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{id}-"))
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+    if !keeps_layer {
+        for v in containers::anonymous_volumes(root, id) {
+            let _ = std::fs::remove_dir_all(v);
         }
     }
     let _ = rbk_store::lease::live_leases(root, None, true);

@@ -4,9 +4,9 @@
 //!
 //! rbk has no daemon: a container lives as long as the `rbk run` that
 //! supervises it — in the foreground, or detached (`-d`, a supervisor in a
-//! session of its own, see [`crate::containers`]). Its anonymous volumes
-//! are removed when it exits, and its writable layer too, except a detached
-//! container's, kept (as Docker keeps it) for `rbk start` and `rbk cp`
+//! session of its own, see [`crate::containers`]). Its writable layer and
+//! anonymous volumes are removed when it exits, except a detached
+//! container's, kept (as Docker keeps them) for `rbk start` and `rbk cp`
 //! until `rbk rm`. Keep data with a bind mount (`-v /host/dir:/data`) or a
 //! named volume (`-v NAME:/data`).
 
@@ -30,9 +30,8 @@ use rbk_store::StoreError;
 #[command(
     after_help = "rbk has no daemon: a container lives as long as its `rbk run`, in the \
 foreground or detached with -d (then see rbk ps, logs, stop, rm). Its network is its own \
-(publish ports with -p; --network host shares the host's). Its anonymous volumes are removed \
-when it exits, and its writable layer too unless it is detached (then rbk rm removes it). \
-Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
+(publish ports with -p; --network host shares the host's). Its writable layer and anonymous \
+volumes are removed when it exits, unless it is detached (then rbk rm removes them). Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
 process; its exit code becomes rbk's.
 
 Examples:
@@ -252,7 +251,14 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
     let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
         .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
-    let (mut binds, _volumes) = volume_binds(root, record.id(), &rootfs, &config, &flags.volumes)?;
+    let (mut binds, _volumes) = volume_binds(
+        root,
+        record.id(),
+        &rootfs,
+        &config,
+        &flags.volumes,
+        record.keeps_layer(),
+    )?;
     let hostname = args
         .hostname
         .clone()
@@ -462,14 +468,17 @@ fn named_volume(
 
 /// Anonymous volumes — `-v /path` and the image's VOLUMEs no `-v` covers —
 /// each an empty directory outside the container layer seeded with what
-/// the image has there (as Docker does), plus the `-v` binds. The guard
-/// removes the anonymous ones.
+/// the image has there (as Docker does), plus the `-v` binds and named
+/// volumes. The guard removes the anonymous ones, unless the container
+/// `keep`s them with its layer (a detached one, until `rbk rm`: `rbk start`
+/// finds them as they were, as Docker's anonymous volumes).
 fn volume_binds(
     root: &Path,
     id: &str,
     rootfs: &Path,
     config: &ContainerConfig,
     volumes: &[Volume],
+    keep: bool,
 ) -> Result<(Vec<BindMount>, DirGuard)> {
     let mut binds = Vec::new();
     let mut anonymous: Vec<String> = Vec::new();
@@ -495,11 +504,14 @@ fn volume_binds(
     let mut guard = DirGuard(Vec::new());
     for (n, target) in anonymous.iter().enumerate() {
         let dir = volume_dir.join(format!("{id}-{n}"));
+        let kept = keep && dir.is_dir();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create volume {}", dir.display()))?;
-        guard.0.push(dir.clone());
+        if !keep {
+            guard.0.push(dir.clone());
+        }
         let inside = resolve_in_root(rootfs, target)?;
-        if inside.is_dir() {
+        if inside.is_dir() && !kept {
             copy_tree(&inside, &dir).with_context(|| {
                 format!(
                     "cannot copy the image's {target} into its volume {}",

@@ -117,8 +117,29 @@ pub fn layer_key(id: &str) -> String {
     format!("run-{id}")
 }
 
-/// Removes a stopped container: its layer, then its record.
+/// The directories of a container's anonymous volumes (`volumes/<id>-<n>`).
+pub fn anonymous_volumes(root: &Path, id: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(id)?.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes a stopped container: its layer and anonymous volumes, then its
+/// record.
 pub fn remove(root: &Path, id: &str) -> Result<()> {
+    for v in anonymous_volumes(root, id) {
+        std::fs::remove_dir_all(&v)
+            .with_context(|| format!("cannot remove volume {}", v.display()))?;
+    }
     let snap = crate::snapshotter(root)?;
     let key = layer_key(id);
     if snap.exists(&key) {

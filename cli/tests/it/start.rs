@@ -33,21 +33,24 @@ fn start_runs_an_exited_container_again() {
             "job",
             "-e",
             "X=5",
+            "-v",
+            "/vol",
             "localhost/busybox:latest",
             "sh",
             "-c",
-            "echo ran $X; echo x >> /runs; busybox wc -l < /runs; exit 4",
+            "echo ran $X; echo x >> /runs; echo y >> /vol/n; busybox cat /runs /vol/n | busybox wc -l; exit 4",
         ],
     );
     wait_exited(&store);
     assert_eq!(ok(&store, &["start", "job"]), "job\n");
     wait_exited(&store);
-    // Its files are the ones it left: /runs grows.
-    assert_eq!(ok(&store, &["logs", "job"]), "ran 5\n1\nran 5\n2\n");
+    // Its files are the ones it left, in its layer and its anonymous
+    // volume: /runs and /vol/n grow.
+    assert_eq!(ok(&store, &["logs", "job"]), "ran 5\n2\nran 5\n4\n");
     // -a: its output, then its exit code.
     let out = rbk(&store).args(["start", "-a", "job"]).output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran 5\n3\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran 5\n6\n");
     let all = ok(&store, &["ps", "-a"]);
     assert!(
         all.contains(id.trim()) && all.contains("Exited (4)"),
@@ -64,8 +67,11 @@ fn start_runs_an_exited_container_again() {
             .count()
     };
     assert_eq!(layers(), 1);
+    let volumes = || std::fs::read_dir(store.join("volumes")).unwrap().count();
+    assert_eq!(volumes(), 1);
     ok(&store, &["rm", "job"]);
     assert_eq!(layers(), 0, "rm removes the container's layer");
+    assert_eq!(volumes(), 0, "rm removes the container's anonymous volumes");
     // A missing container.
     let missing = rbk(&store).args(["start", "nothing"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
