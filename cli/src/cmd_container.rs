@@ -69,6 +69,24 @@ pub struct StopArgs {
     containers: Vec<String>,
 }
 
+/// `rbk start`
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The container runs again with the command, flags and name it was \
+started with (rbk run -d), with the files it left (its layer and anonymous volumes are kept \
+until rbk rm). Its output goes on in the same log.
+
+Examples:\n  rbk start web\n  rbk start -a job"
+)]
+pub struct StartArgs {
+    /// Attach: print the container's output until it exits, and exit with its code
+    #[arg(short, long)]
+    attach: bool,
+    /// Container names or ids
+    #[arg(required = true, add = crate::complete::containers())]
+    containers: Vec<String>,
+}
+
 /// `rbk rm`
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  rbk rm web\n  rbk rm -f web")]
@@ -127,15 +145,18 @@ fn stop_one(root: &Path, s: &State, grace: Duration) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        clean_after_kill(root, &s.id);
+        clean_after_kill(root, s);
     }
     Ok(())
 }
 
 /// What a SIGKILLed supervisor could not undo: the container's root mount,
-/// its writable layer, its anonymous volumes, its lease (it is dead, so
-/// sweeping dead leases is safe).
-fn clean_after_kill(root: &Path, id: &str) {
+/// its writable layer (unless a detached container keeps it), its
+/// anonymous volumes, its lease (it is dead, so sweeping dead leases is
+/// safe).
+fn clean_after_kill(root: &Path, s: &State) {
+    let id = s.id.as_str();
+    let keeps_layer = s.detached && !s.run_args.iter().any(|a| a == "--rm");
     let rootfs = root.join("tmp").join(format!("run-{id}-rootfs"));
     let mounted = rbk_store::sys::mounts_under(&rootfs).unwrap_or_default();
     for m in mounted.iter().rev() {
@@ -143,16 +164,13 @@ fn clean_after_kill(root: &Path, id: &str) {
     }
     let _ = std::fs::remove_dir(&rootfs);
     if let Ok(snap) = crate::snapshotter(root) {
-        let _ = snap.remove(&format!("run-{id}"));
+        if !keeps_layer {
+            let _ = snap.remove(&containers::layer_key(id));
+        }
     }
-    if let Ok(rd) = std::fs::read_dir(root.join("volumes")) {
-        for e in rd.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{id}-"))
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+    if !keeps_layer {
+        for v in containers::anonymous_volumes(root, id) {
+            let _ = std::fs::remove_dir_all(v);
         }
     }
     let _ = rbk_store::lease::live_leases(root, None, true);
@@ -175,6 +193,69 @@ pub fn stop(root: &Path, a: &StopArgs) -> Result<i32> {
     Ok(i32::from(failed))
 }
 
+/// `rbk start`
+pub fn start(root: &Path, a: &StartArgs) -> Result<i32> {
+    if a.attach && a.containers.len() > 1 {
+        bail!("you cannot start and attach several containers at once");
+    }
+    let mut failed = false;
+    for c in &a.containers {
+        let res = containers::find(root, c).and_then(|s| {
+            if containers::running(root, &s.id) {
+                return Ok(s);
+            }
+            let log = containers::path(root, &s.id).join("log");
+            let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+            crate::detach::restart(root, &s)?;
+            if a.attach {
+                let code = attach(root, &s, from)?;
+                std::process::exit(code);
+            }
+            Ok(s)
+        });
+        match res {
+            Ok(_) => println!("{c}"),
+            Err(e) => {
+                eprintln!("rbk: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+/// Copies the container's log from byte `from` to stdout until the
+/// container exits; returns its exit code.
+fn attach(root: &Path, s: &State, from: u64) -> Result<i32> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = containers::path(root, &s.id).join("log");
+    let mut log =
+        std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    log.seek(std::io::SeekFrom::Start(from))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = std::io::stdout();
+    loop {
+        // Decided before the last read: all the relay wrote is read then.
+        let done = !containers::running(root, &s.id)
+            && !crate::log_relay::relaying(&containers::path(root, &s.id));
+        loop {
+            let n = log
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+        }
+        if done {
+            let code = containers::read(root, &s.id)?.exit_code.unwrap_or(0);
+            return Ok(code);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `rbk rm`
 pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
     let mut failed = false;
@@ -189,8 +270,7 @@ pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
                 }
                 stop_one(root, &s, Duration::ZERO)?;
             }
-            let d = containers::path(root, &s.id);
-            std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+            containers::remove(root, &s.id)
         });
         match res {
             Ok(()) => println!("{c}"),

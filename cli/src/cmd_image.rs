@@ -482,6 +482,11 @@ fn import(
 fn rmi(store: &Store, out: &mut dyn Write, names: &[String], force: bool) -> anyhow::Result<i32> {
     let mut code = 0;
     for n in names {
+        if let Some(conflict) = (!force).then(|| in_use(store, n)).flatten() {
+            eprintln!("rbk: {conflict}");
+            code = 1;
+            continue;
+        }
         match store.remove(n, force) {
             Ok(events) => {
                 for e in events {
@@ -498,6 +503,25 @@ fn rmi(store: &Store, out: &mut dyn Write, names: &[String], force: bool) -> any
         }
     }
     Ok(code)
+}
+
+/// Why `rmi NAME` must be forced, as Docker says it: a container on record
+/// uses the image, and NAME is its last tag or its id (removing it would
+/// take the files the container stands on).
+fn in_use(store: &Store, name: &str) -> Option<String> {
+    let image = store.resolve(name).ok()?;
+    let is_tag = Reference::parse(name).is_ok_and(|r| image.tags.contains(&r));
+    if is_tag && image.tags.len() > 1 {
+        return None;
+    }
+    let user = crate::containers::list(store.root())
+        .into_iter()
+        .find(|c| store.resolve(&c.image).is_ok_and(|i| i.id == image.id))?;
+    let short = image.id.hex().get(..12).unwrap_or_default().to_string();
+    Some(format!(
+        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {short}",
+        user.id
+    ))
 }
 
 fn save(store: &Store, names: &[String], output: Option<&Path>) -> anyhow::Result<i32> {

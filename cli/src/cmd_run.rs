@@ -5,8 +5,10 @@
 //! rbk has no daemon: a container lives as long as the `rbk run` that
 //! supervises it — in the foreground, or detached (`-d`, a supervisor in a
 //! session of its own, see [`crate::containers`]). Its writable layer and
-//! anonymous volumes are removed when it exits. Keep data with a bind mount
-//! (`-v /host/dir:/data`).
+//! anonymous volumes are removed when it exits, except a detached
+//! container's, kept (as Docker keeps them) for `rbk start` and `rbk cp`
+//! until `rbk rm`. Keep data with a bind mount (`-v /host/dir:/data`) or a
+//! named volume (`-v NAME:/data`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ use rbk_store::StoreError;
     after_help = "rbk has no daemon: a container lives as long as its `rbk run`, in the \
 foreground or detached with -d (then see rbk ps, logs, stop, rm). Its network is its own \
 (publish ports with -p; --network host shares the host's). Its writable layer and anonymous \
-volumes are removed when it exits. Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
+volumes are removed when it exits, unless it is detached (then rbk rm removes them). Signals sent to rbk (Ctrl-C, SIGTERM) go to the container's \
 process; its exit code becomes rbk's.
 
 Examples:
@@ -111,6 +113,31 @@ enum Volume {
     Bind(BindMount),
     /// An anonymous volume at a container path.
     Anonymous(String),
+    /// A named volume (`NAME:/path[:ro]`), made on first use.
+    Named {
+        /// The volume's name.
+        name: String,
+        /// The container path.
+        target: String,
+        /// Mount read-only.
+        readonly: bool,
+    },
+}
+
+/// The names of the named volumes among `-v` flags.
+pub(crate) fn named_volumes(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter_map(|v| {
+            let mut parts = v.split(':');
+            let (host, target) = (parts.next()?, parts.next()?);
+            let named = !host.starts_with('/')
+                && !host.starts_with('.')
+                && target.starts_with('/')
+                && crate::cmd_volume::valid_name(host);
+            named.then(|| host.to_string())
+        })
+        .collect()
 }
 
 /// `--restart`.
@@ -201,16 +228,22 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let (store, image, config, argv, env) = resolve(root, args, &flags)?;
     let publish = crate::ports::choose(&flags.publish)?;
     let ports: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
-    let record = crate::detach::Record::begin(root, args, &config, &argv, ports)?;
+    let record =
+        crate::detach::Record::begin(root, args, &config, &argv, &env, ports, image.id.as_str())?;
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
     let key = format!("run-{}", record.id());
-    let mounts = snapshotter
-        .prepare(&key, parent.as_deref())
-        .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
+    // `rbk start` finds the layer the container kept.
+    let mounts = if snapshotter.exists(&key) {
+        snapshotter.mounts(&key)
+    } else {
+        snapshotter.prepare(&key, parent.as_deref())
+    }
+    .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
     let _snapshot = SnapshotGuard {
         snapshotter: snapshotter.as_ref(),
         key: key.clone(),
+        keep: record.keeps_layer(),
     };
     let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
     std::fs::create_dir_all(&rootfs)
@@ -218,38 +251,30 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
     let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
         .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
-    let (binds, _volumes) = volume_binds(root, record.id(), &rootfs, &config, &flags.volumes)?;
+    let (mut binds, _volumes) = volume_binds(
+        root,
+        record.id(),
+        &rootfs,
+        &config,
+        &flags.volumes,
+        record.keeps_layer(),
+    )?;
+    let hostname = args
+        .hostname
+        .clone()
+        .or_else(|| args.name.clone())
+        .unwrap_or_else(|| record.id().to_string());
+    let (hostname_bind, _hostname_dir) = hostname_file(root, &key, &hostname)?;
+    binds.insert(0, hostname_bind);
     let spec = ExecSpec {
         args: argv,
         env,
-        cwd: args
-            .workdir
-            .clone()
-            .or_else(|| config.working_dir.clone())
-            .unwrap_or_default(),
-        user: args
-            .user
-            .clone()
-            .or_else(|| config.user.clone())
-            .unwrap_or_default(),
-        hostname: args
-            .hostname
-            .clone()
-            .or_else(|| args.name.clone())
-            .unwrap_or_else(|| record.id().to_string()),
-        network: flags.network,
+        hostname,
         publish,
         mounts: binds,
-        stdin: if args.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        tty: args.tty,
-        // Docker's default: default capabilities and seccomp profile.
-        insecure: false,
         // Swept with the store's other leftovers if rbk is killed.
         scratch: Some(root.join("tmp")),
+        ..base_spec(args, &config, flags.network)
     };
     let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
     let unmounted = mounted.unmount();
@@ -369,16 +394,91 @@ fn run_with_restarts(
     }
 }
 
+/// What the flags and the image say of the container's process: working
+/// directory, user, network, stdin, terminal, Docker's default isolation.
+fn base_spec(args: &RunArgs, config: &ContainerConfig, network: NetworkMode) -> ExecSpec {
+    ExecSpec {
+        cwd: args
+            .workdir
+            .clone()
+            .or_else(|| config.working_dir.clone())
+            .unwrap_or_default(),
+        user: args
+            .user
+            .clone()
+            .or_else(|| config.user.clone())
+            .unwrap_or_default(),
+        network,
+        stdin: if args.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        tty: args.tty,
+        // Docker's default: default capabilities and seccomp profile.
+        insecure: false,
+        ..ExecSpec::default()
+    }
+}
+
+/// The container's `/etc/hostname`, as Docker gives one: a file outside
+/// its layer (in the store's `tmp/`, swept if rbk is killed), bound over
+/// the image's. The guard removes it.
+fn hostname_file(root: &Path, key: &str, hostname: &str) -> Result<(BindMount, DirGuard)> {
+    let dir = root.join("tmp").join(format!("{key}-etc"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let guard = DirGuard(vec![dir.clone()]);
+    let file = dir.join("hostname");
+    std::fs::write(&file, format!("{hostname}\n"))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    let bind = BindMount {
+        source: file,
+        target: "/etc/hostname".into(),
+        readonly: false,
+    };
+    Ok((bind, guard))
+}
+
+/// Named volume `name` at `target`, made if it is not there; an empty one
+/// is first seeded with what the image has at `target`, as Docker does.
+fn named_volume(
+    root: &Path,
+    rootfs: &Path,
+    name: &str,
+    target: &str,
+    readonly: bool,
+) -> Result<BindMount> {
+    crate::cmd_volume::create(root, name)?;
+    let data = crate::cmd_volume::data(root, name);
+    let empty = std::fs::read_dir(&data)
+        .with_context(|| format!("cannot read volume {name} at {}", data.display()))?
+        .next()
+        .is_none();
+    let inside = resolve_in_root(rootfs, target)?;
+    if empty && inside.is_dir() {
+        copy_tree(&inside, &data)
+            .with_context(|| format!("cannot copy the image's {target} into volume {name}"))?;
+    }
+    Ok(BindMount {
+        source: data,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
 /// Anonymous volumes — `-v /path` and the image's VOLUMEs no `-v` covers —
 /// each an empty directory outside the container layer seeded with what
-/// the image has there (as Docker does), plus the `-v` binds. The guard
-/// removes the anonymous ones.
+/// the image has there (as Docker does), plus the `-v` binds and named
+/// volumes. The guard removes the anonymous ones, unless the container
+/// `keep`s them with its layer (a detached one, until `rbk rm`: `rbk start`
+/// finds them as they were, as Docker's anonymous volumes).
 fn volume_binds(
     root: &Path,
     id: &str,
     rootfs: &Path,
     config: &ContainerConfig,
     volumes: &[Volume],
+    keep: bool,
 ) -> Result<(Vec<BindMount>, DirGuard)> {
     let mut binds = Vec::new();
     let mut anonymous: Vec<String> = Vec::new();
@@ -386,6 +486,11 @@ fn volume_binds(
         match v {
             Volume::Bind(b) => binds.push(b.clone()),
             Volume::Anonymous(t) => anonymous.push(t.clone()),
+            Volume::Named {
+                name,
+                target,
+                readonly,
+            } => binds.push(named_volume(root, rootfs, name, target, *readonly)?),
         }
     }
     for target in config.volumes.iter().flat_map(|v| v.keys()) {
@@ -399,11 +504,14 @@ fn volume_binds(
     let mut guard = DirGuard(Vec::new());
     for (n, target) in anonymous.iter().enumerate() {
         let dir = volume_dir.join(format!("{id}-{n}"));
+        let kept = keep && dir.is_dir();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create volume {}", dir.display()))?;
-        guard.0.push(dir.clone());
+        if !keep {
+            guard.0.push(dir.clone());
+        }
         let inside = resolve_in_root(rootfs, target)?;
-        if inside.is_dir() {
+        if inside.is_dir() && !kept {
             copy_tree(&inside, &dir).with_context(|| {
                 format!(
                     "cannot copy the image's {target} into its volume {}",
@@ -426,7 +534,7 @@ fn run_error(e: SandboxError, image: &str) -> anyhow::Error {
 
 /// Writes a chunk of the container's output at once (no buffering, so
 /// prompts and progress show up as they come). A closed stdout is ignored.
-fn write_output(stream: OutputStream, chunk: &[u8]) {
+pub(crate) fn write_output(stream: OutputStream, chunk: &[u8]) {
     let _ = match stream {
         OutputStream::Stdout => {
             let mut out = std::io::stdout().lock();
@@ -466,7 +574,7 @@ fn command_line(
 /// The image's ENV, then `-e`/`--env-file` entries (a later key wins; `KEY`
 /// alone takes `host(KEY)` and is dropped when the host has none, as in
 /// Docker). A terminal gets `TERM=xterm` unless one is set.
-fn merged_env(
+pub(crate) fn merged_env(
     config: &ContainerConfig,
     extra: &[String],
     host: impl Fn(&str) -> Option<String>,
@@ -521,11 +629,18 @@ fn parse_volume(spec: &str) -> Result<Volume> {
         "rw" | "" => false,
         other => bail!("invalid volume {spec:?}: unknown mode {other:?} (use ro or rw)"),
     };
-    if !host.starts_with('/') && !host.starts_with('.') {
-        bail!("invalid volume {spec:?}: named volumes are not supported; give a host path (absolute or ./relative)");
-    }
     if !target.starts_with('/') {
         bail!("invalid volume {spec:?}: the container path {target:?} must be absolute");
+    }
+    if !host.starts_with('/') && !host.starts_with('.') {
+        if !crate::cmd_volume::valid_name(host) {
+            bail!("invalid volume {spec:?}: {host:?} is neither a host path (absolute or ./relative) nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
+        }
+        return Ok(Volume::Named {
+            name: host.to_string(),
+            target: normalize_target(target),
+            readonly,
+        });
     }
     let host = PathBuf::from(host);
     // Like Docker, a missing host directory is created.
@@ -626,14 +741,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes the container's writable snapshot, even on an error path.
+/// Removes the container's writable snapshot, even on an error path,
+/// unless the container keeps it.
 struct SnapshotGuard<'a> {
     snapshotter: &'a dyn Snapshotter,
     key: String,
+    /// A detached container's layer stays until `rbk rm`.
+    keep: bool,
 }
 
 impl Drop for SnapshotGuard<'_> {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Err(e) = self.snapshotter.remove(&self.key) {
             eprintln!(
                 "rbk: warning: cannot remove the container's layer {}: {e}",
@@ -775,8 +896,21 @@ mod tests {
         let missing = dir.path().join("new/sub");
         parse_volume(&format!("{}:/m", missing.display())).unwrap();
         assert!(missing.is_dir(), "a missing host directory is created");
+        assert_eq!(
+            parse_volume("named:/data:ro").unwrap(),
+            Volume::Named {
+                name: "named".into(),
+                target: "/data".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            named_volumes(&["db:/d".into(), "/h:/x".into(), "/y".into()]),
+            ["db"]
+        );
         for bad in [
-            "named:/data",
+            "n/x:/data",
+            "a:/data",
             "rel",
             &format!("{host}:data"),
             &format!("{host}:/d:xx"),

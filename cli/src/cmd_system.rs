@@ -8,9 +8,19 @@ use clap::{Args, Subcommand};
 use rbk_store::check::{check, CheckOptions, CheckReport, Severity};
 use rbk_store::images::Store;
 
+mod usage;
+
 /// Store maintenance.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Show the space images, containers, volumes and the build cache take
+    #[command(after_help = "Example:\n  rbk system df")]
+    Df(usage::DfArgs),
+    /// Remove stopped containers, dangling images (-a: every image no
+    /// container uses) and the build cache; volumes too with --volumes.
+    /// Prints the space reclaimed
+    #[command(after_help = "Examples:\n  rbk system prune\n  rbk system prune -a --volumes -f")]
+    Prune(usage::PruneArgs),
     /// Verify the store: every blob's digest, every image's manifest,
     /// config and layers, cache records, snapshots, and what crashed
     /// processes left behind. Exits 1 when something is damaged or left
@@ -62,6 +72,8 @@ pub struct CheckArgs {
 pub fn run(root: &Path, cmd: SystemCommand) -> Result<i32> {
     match cmd {
         SystemCommand::Check(a) => check_cmd(root, &a),
+        SystemCommand::Df(a) => usage::df(root, &a),
+        SystemCommand::Prune(a) => usage::prune(root, &a),
         SystemCommand::Info(a) => info_cmd(root, &a),
     }
 }
@@ -143,4 +155,34 @@ fn print_report(r: &CheckReport, repair: bool) {
     if unreachable > 0 {
         println!("{unreachable} unreachable item(s): `rbk prune` or `--repair` removes them");
     }
+}
+
+/// The bytes of the files under `path` (not following symlinks; 0 when it
+/// cannot be read).
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !md.is_dir() {
+        return md.len();
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| disk_usage(&e.path()))
+        .sum()
+}
+
+/// Asks `warning` and "Are you sure you want to continue? [y/N]" on the
+/// terminal, as Docker's prune commands do: whether the answer is yes.
+pub fn confirm(warning: &str) -> bool {
+    use std::io::Write as _;
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }

@@ -53,6 +53,22 @@ pub struct State {
     /// How many times the restart policy restarted it.
     #[serde(default)]
     pub restarts: u32,
+    /// The `rbk run` flags and arguments (without `-d`) a detached one was
+    /// started with, for `rbk start`.
+    #[serde(default)]
+    pub run_args: Vec<String>,
+    /// The named volumes it mounts (`-v NAME:/path`).
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Its environment (`KEY=VALUE`), which `rbk exec` starts from.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The user its command runs as (`rbk exec`'s default).
+    #[serde(default)]
+    pub user: String,
+    /// Its working directory (`rbk exec`'s default).
+    #[serde(default)]
+    pub workdir: String,
 }
 
 /// Where containers are recorded.
@@ -96,6 +112,44 @@ pub fn list(root: &Path) -> Vec<State> {
     out
 }
 
+/// The key of a container's layer (its writable snapshot).
+pub fn layer_key(id: &str) -> String {
+    format!("run-{id}")
+}
+
+/// The directories of a container's anonymous volumes (`volumes/<id>-<n>`).
+pub fn anonymous_volumes(root: &Path, id: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(root.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(id)?.strip_prefix('-'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes a stopped container: its layer and anonymous volumes, then its
+/// record.
+pub fn remove(root: &Path, id: &str) -> Result<()> {
+    for v in anonymous_volumes(root, id) {
+        std::fs::remove_dir_all(&v)
+            .with_context(|| format!("cannot remove volume {}", v.display()))?;
+    }
+    let snap = crate::snapshotter(root)?;
+    let key = layer_key(id);
+    if snap.exists(&key) {
+        snap.remove(&key)
+            .with_context(|| format!("cannot remove the layer of container {id}"))?;
+    }
+    let d = path(root, id);
+    std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+}
+
 /// Takes the container's run lock (its supervisor holds it while it runs).
 pub fn lock(root: &Path, id: &str) -> Result<Locked> {
     let p = path(root, id).join("lock");
@@ -137,6 +191,53 @@ pub fn find(root: &Path, what: &str) -> Result<State> {
                 .join(", ")
         ),
     }
+}
+
+/// The host pid of the running container's init (pid 1 of its PID
+/// namespace): the child of its keeper, itself a child of the supervisor.
+/// `None` when it is not running (or between two runs of a restart).
+pub fn init_pid(root: &Path, s: &State) -> Option<u32> {
+    if !running(root, &s.id) {
+        return None;
+    }
+    let procs: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_pid(pid)?)))
+        .collect();
+    let keepers: Vec<u32> = procs
+        .iter()
+        .filter(|(_, ppid)| *ppid == s.supervisor)
+        .map(|(pid, _)| *pid)
+        .collect();
+    procs
+        .iter()
+        .filter(|(_, ppid)| keepers.contains(ppid))
+        .map(|(pid, _)| *pid)
+        .find(|pid| is_namespace_init(*pid))
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat`.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold anything.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is pid 1 of a PID namespace below ours (`NSpid: N 1`).
+fn is_namespace_init(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            ids.len() >= 2 && ids.last() == Some(&"1")
+        })
 }
 
 /// "Up 3 minutes", "Exited (0) 2 seconds ago", as `docker ps` says it.

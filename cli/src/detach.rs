@@ -42,7 +42,9 @@ impl Record {
         args: &RunArgs,
         config: &ContainerConfig,
         argv: &[String],
+        env: &[(String, String)],
         ports: Vec<String>,
+        image_id: &str,
     ) -> Result<Record> {
         let detached = std::env::var(DETACHED_ID).ok();
         let id = detached.clone().unwrap_or_else(crate::cmd_run::random_id);
@@ -62,12 +64,20 @@ impl Record {
         std::fs::create_dir_all(containers::path(root, &id))
             .with_context(|| format!("cannot create {}", containers::path(root, &id).display()))?;
         let lock = containers::lock(root, &id)?;
+        // The record of the container `rbk start` runs again.
+        let previous = containers::read(root, &id)
+            .ok()
+            .filter(|_| detached.is_some());
         let state = State {
             id: id.clone(),
             name,
-            image: args.image.clone(),
+            // `rbk start` runs the image by id; it shows as first named.
+            image: previous
+                .as_ref()
+                .map_or_else(|| args.image.clone(), |p| p.image.clone()),
             command: argv.to_vec(),
-            created: now(),
+            // `rbk start` keeps when it was created, as Docker.
+            created: previous.as_ref().map_or_else(now, |p| p.created.clone()),
             ports,
             detached: detached.is_some(),
             stop_signal: config
@@ -79,6 +89,31 @@ impl Record {
             exit_code: None,
             finished: None,
             restarts: 0,
+            // By id, as Docker starts a container from its image even
+            // after its name moved to another.
+            run_args: if detached.is_some() {
+                let mut v = run_args(args);
+                if let Some(pos) = v.iter().position(|a| a == "--") {
+                    if let Some(image) = v.get_mut(pos + 1) {
+                        *image = image_id.to_string();
+                    }
+                }
+                v
+            } else {
+                Vec::new()
+            },
+            volumes: crate::cmd_run::named_volumes(&args.volumes),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            user: args
+                .user
+                .clone()
+                .or_else(|| config.user.clone())
+                .unwrap_or_default(),
+            workdir: args
+                .workdir
+                .clone()
+                .or_else(|| config.working_dir.clone())
+                .unwrap_or_default(),
         };
         containers::write(root, &state)?;
         Ok(Record {
@@ -87,6 +122,12 @@ impl Record {
             state,
             _lock: lock,
         })
+    }
+
+    /// Whether its layer stays when it exits (a detached container stays on
+    /// record, and with it its files, until `rbk rm`, as with Docker).
+    pub fn keeps_layer(&self) -> bool {
+        !self.remove
     }
 
     /// The container's id.
@@ -188,9 +229,34 @@ fn start_relay(exe: &Path, dir: &Path, reader: std::io::PipeReader) -> Result<st
 /// `rbk run -d`: starts the supervisor and returns once the container runs.
 pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
     let id = crate::cmd_run::random_id();
-    let dir = containers::path(root, &id);
+    launch(root, &id, &run_args(a), a.rm, true)?;
+    println!("{id}");
+    Ok(0)
+}
+
+/// `rbk start`: runs the exited container `s` again with the flags it was
+/// started with (its id, name and log kept), once it is running.
+pub fn restart(root: &Path, s: &State) -> Result<()> {
+    if s.run_args.is_empty() {
+        bail!(
+            "container {} was recorded by an older rbk without its flags: run it again with rbk run",
+            s.name
+        );
+    }
+    launch(root, &s.id, &s.run_args, false, false)
+}
+
+/// Starts the supervisor `rbk run RUN_ARGS` of container `id`, its output
+/// appended to the container's log through a relay, and returns once it
+/// has the container on record (it may have exited since). `fresh`: a new
+/// container, whose record goes if it does not start.
+fn launch(root: &Path, id: &str, run_args: &[String], rm: bool, fresh: bool) -> Result<()> {
+    let dir = containers::path(root, id);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::File::create(dir.join("log"))
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
         .with_context(|| format!("cannot create {}", dir.join("log").display()))?;
     let exe = std::env::current_exe().context("cannot find rbk's own binary")?;
     let (reader, writer) = std::io::pipe().context("cannot make a pipe for the log")?;
@@ -200,8 +266,8 @@ pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
         .arg(root)
         .arg("--snapshotter")
         .arg(crate::snapshotter_flag())
-        .args(run_args(a))
-        .env(DETACHED_ID, &id)
+        .args(run_args)
+        .env(DETACHED_ID, id)
         .stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer);
@@ -212,9 +278,9 @@ pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
     let mut child = spawned.context("cannot start the container")?;
     let started = Instant::now();
     loop {
-        if containers::read(root, &id).is_ok() && containers::running(root, &id) {
-            println!("{id}");
-            return Ok(0);
+        // The new supervisor put its pid on record: the container started.
+        if containers::read(root, id).is_ok_and(|s| s.supervisor == child.id()) {
+            return Ok(());
         }
         if let Some(status) = child.try_wait()? {
             // All it said, once the relay has written it.
@@ -223,7 +289,7 @@ pub fn start(root: &Path, a: &RunArgs) -> Result<i32> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            if a.rm || containers::read(root, &id).is_err() {
+            if fresh && (rm || containers::read(root, id).is_err()) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             bail!(

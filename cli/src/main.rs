@@ -8,6 +8,8 @@ mod cmd_build;
 mod cmd_cache;
 mod cmd_check;
 mod cmd_container;
+mod cmd_cp;
+mod cmd_exec;
 mod cmd_graph;
 mod cmd_image;
 mod cmd_manifest;
@@ -16,6 +18,7 @@ mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
 mod cmd_system;
+mod cmd_volume;
 mod complete;
 mod containers;
 mod detach;
@@ -71,12 +74,18 @@ enum Command {
     Run(cmd_run::RunArgs),
     /// List containers (running ones; -a for all)
     Ps(cmd_container::PsArgs),
+    /// Run a command in a running container
+    Exec(cmd_exec::ExecArgs),
+    /// Copy files and directories between a running container and the host
+    Cp(cmd_cp::CpArgs),
     /// Show a detached container's output
     Logs(cmd_container::LogsArgs),
     /// Show a container's published ports (`80/tcp -> 0.0.0.0:49153`)
     Port(ports::PortArgs),
     /// Stop running containers (their STOPSIGNAL, then SIGKILL)
     Stop(cmd_container::StopArgs),
+    /// Start stopped containers again (their recorded command and flags)
+    Start(cmd_container::StartArgs),
     /// Remove containers
     Rm(cmd_container::RmArgs),
     /// Print a Dockerfile's syntax tree (BuildKit's dump format)
@@ -107,6 +116,9 @@ enum Command {
     /// The build cache shared through a registry: `rbk cache prune`
     #[command(subcommand)]
     Cache(cmd_cache::CacheCommand),
+    /// Named volumes: `rbk volume create|ls|inspect|rm|prune`
+    #[command(subcommand)]
+    Volume(cmd_volume::VolumeCommand),
     /// The host and the store: `rbk system info`, `rbk system check [--repair]`
     #[command(subcommand)]
     System(cmd_system::SystemCommand),
@@ -192,10 +204,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("{}", report::render(&e));
             EXIT_RBK_FAILED
         })),
+        Command::Exec(a) => cmd_exec::exec(&root, &a),
+        Command::Cp(a) => cmd_cp::cp(&root, &a),
         Command::Ps(a) => cmd_container::ps(&root, &a),
         Command::Logs(a) => cmd_container::logs(&root, &a),
         Command::Port(a) => ports::port(&root, &a, &mut pipe::stdout()),
         Command::Stop(a) => cmd_container::stop(&root, &a),
+        Command::Start(a) => cmd_container::start(&root, &a),
         Command::Rm(a) => cmd_container::rm(&root, &a),
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Pull(a) => cmd_registry::pull(&root, &a),
@@ -204,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),
         Command::System(c) => cmd_system::run(&root, c),
+        Command::Volume(c) => cmd_volume::run(&root, c),
         Command::Cache(c) => cmd_cache::run(c),
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
@@ -276,6 +292,10 @@ fn needs_namespace(command: &Command) -> bool {
             | Command::Man(_)
             | Command::LogRelay { .. }
             | Command::System(cmd_system::SystemCommand::Info(_))
+            // They join the user namespace of the container's own rootless
+            // rbk, which a namespace of their own could not enter.
+            | Command::Exec(_)
+            | Command::Cp(_)
     )
 }
 

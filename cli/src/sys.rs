@@ -200,3 +200,27 @@ pub fn mount_binfmt_misc(dir: &std::path::Path) -> nix::Result<()> {
         None::<&str>,
     )
 }
+
+/// Enters the user namespace of process `pid` unless this process is in it
+/// already (a rootless container, seen from the user's own namespace):
+/// then its ids, and the capabilities its owner has there, apply to what
+/// this process does in the container's files. Call it while rbk has one
+/// thread only (the kernel requires it).
+pub fn join_user_namespace(pid: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let theirs = format!("/proc/{pid}/ns/user");
+    let (a, b) = (
+        std::fs::metadata("/proc/self/ns/user")?,
+        std::fs::metadata(&theirs)?,
+    );
+    if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+        return Ok(());
+    }
+    let ns = std::fs::File::open(&theirs)?;
+    // SAFETY: setns on an fd of /proc/PID/ns/user that `ns` keeps open.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

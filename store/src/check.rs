@@ -115,7 +115,7 @@ pub fn dead_step_mount(root: &Path, name: &str) -> Option<String> {
 /// holds that container's lock (`containers/<id>/lock`).
 fn dead_owner(root: &Path, name: &str) -> bool {
     if let Some(id) = name.strip_prefix("run-") {
-        return !container_alive(root, id);
+        return !container_alive(root, id) && !container_kept(root, id);
     }
     let rest = name
         .strip_prefix("active-")
@@ -168,6 +168,47 @@ pub fn sweep_dead_steps(store: &Store) {
 }
 
 /// Whether the `rbk run` of container `id` still holds its lock.
+/// The snapshots under the layers containers keep (`run-<id>`, alive or
+/// kept: see [`container_kept`]), their parents' parents included.
+fn kept_container_chains(root: &Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        parent: Option<String>,
+    }
+    let dir = root.join("snapshots");
+    let parent = |key: &str| {
+        let bytes = fs::read(dir.join(key).join("meta.json")).ok()?;
+        serde_json::from_slice::<Meta>(&bytes).ok()?.parent
+    };
+    let mut todo: Vec<String> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with("run-") && !dead_owner(root, n))
+        .collect();
+    let mut out = Vec::new();
+    while let Some(key) = todo.pop() {
+        if let Some(p) = parent(&key) {
+            if !out.contains(&p) {
+                out.push(p.clone());
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the stopped container `id` is on record as a detached one,
+/// which keeps its layer until `rbk rm` (as Docker does).
+fn container_kept(root: &Path, id: &str) -> bool {
+    let state = root.join("containers").join(id).join("state.json");
+    fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["detached"] == true)
+}
+
 fn container_alive(root: &Path, id: &str) -> bool {
     let Ok(f) = fs::File::open(root.join("containers").join(id).join("lock")) else {
         return false;
@@ -212,6 +253,7 @@ pub fn check(store: &Store, opts: CheckOptions) -> Result<CheckReport, StoreErro
     }
     reach.blobs.extend(leases.blobs);
     reach.snapshots.extend(leases.snapshots);
+    reach.snapshots.extend(kept_container_chains(store.root()));
     check_mounts(store, &mut report, opts.repair);
     check_snapshots(store, &snaps, &reach, &mut report, opts.repair)?;
     check_staging(store, &mut report, opts.repair)?;

@@ -1234,6 +1234,15 @@ impl Store {
                 todo.push(chain.hex().to_string());
             }
         }
+        // A container's kept layer (`run-<id>`, a stopped container's files
+        // until `rbk rm`) stands on its image's layers, tagged or not.
+        let containers = fs::read_dir(self.root.join("snapshots"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.starts_with("run-"));
+        todo.extend(containers);
         while let Some(key) = todo.pop() {
             if let Some(parent) = self.snapshot_parent(&key) {
                 if keep.insert(parent.clone()) {

@@ -175,6 +175,11 @@ mod tests {
             exit_code: Some(0),
             finished: None,
             restarts: 0,
+            run_args: Vec::new(),
+            volumes: Vec::new(),
+            env: Vec::new(),
+            user: String::new(),
+            workdir: String::new(),
         };
         containers::write(root, &s).unwrap();
         let mut t = 1_714_558_830_000_000_000;

@@ -133,6 +133,11 @@ mod tests {
             exit_code: Some(0),
             finished: Some("2024-05-01T10:20:31Z".into()),
             restarts: 0,
+            run_args: Vec::new(),
+            volumes: Vec::new(),
+            env: Vec::new(),
+            user: String::new(),
+            workdir: String::new(),
         };
         containers::write(root, &s).unwrap();
     }

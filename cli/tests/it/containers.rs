@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{rbk, store_with_busybox};
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -19,7 +19,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn ok(store: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(store: &Path, args: &[&str]) -> String {
     let out = rbk(store).args(args).output().unwrap();
     assert!(out.status.success(), "rbk {args:?}:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -27,7 +27,7 @@ fn ok(store: &Path, args: &[&str]) -> String {
 
 /// Removes every container of `store` when dropped, so a failing test
 /// leaves no detached container running.
-struct Containers<'a>(&'a Path);
+pub(crate) struct Containers<'a>(pub(crate) &'a Path);
 
 impl Drop for Containers<'_> {
     fn drop(&mut self) {

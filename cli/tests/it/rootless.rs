@@ -327,3 +327,97 @@ fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
     let out = build("none");
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A rootless container's user namespace is its rbk's: `exec` and `cp`
+/// join it (a namespace of their own could not), so they work as the
+/// user, with the container's ids, and `cp` stays inside the container.
+#[test]
+fn a_user_without_root_execs_and_copies_in_its_container() {
+    let test = "a_user_without_root_execs_and_copies_in_its_container";
+    if let Some(why) = cannot(test) {
+        eprintln!("SKIPPED {why}");
+        return;
+    }
+    ensure_user(USER, Some("400000-465535"));
+    let dir = tempfile::Builder::new()
+        .prefix("rbk-rl-exec-")
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    busybox_tar(d);
+    std::fs::write(d.join("in.txt"), "in\n").unwrap();
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let import = rbk_as(
+        USER,
+        d,
+        &["import", "busybox.tar", "localhost/busybox:latest"],
+    );
+    assert!(import.status.success(), "{}", text(&import));
+    let script = "echo secret > /etc/own && chmod 600 /etc/own && chown 123 /etc/own \
+                  && ln -s / /evil && echo ready && exec sleep 60";
+    let run = rbk_as(
+        USER,
+        d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "rl",
+            "--network",
+            "none",
+            "localhost/busybox:latest",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !text(&rbk_as(USER, d, &["logs", "rl"])).contains("ready") {
+        assert!(std::time::Instant::now() < deadline, "rl did not get ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let exec = rbk_as(USER, d, &["exec", "rl", "sh", "-c", "cat /etc/hostname"]);
+    let said = text(&exec);
+    assert!(exec.status.success(), "{said}");
+    assert!(said.starts_with("rl\n"), "{said}");
+    let code = rbk_as(USER, d, &["exec", "rl", "sh", "-c", "exit 3"]);
+    assert_eq!(code.status.code(), Some(3), "{}", text(&code));
+    let out = d.join("own");
+    let cp = rbk_as(
+        USER,
+        d,
+        &["cp", "-a", "rl:/evil/etc/own", out.to_str().unwrap()],
+    );
+    assert!(cp.status.success(), "{}", text(&cp));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "secret\n");
+    // Container uid 123 is the user's subordinate 400000 + 122.
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&out).unwrap()),
+        400122
+    );
+    let cp = rbk_as(
+        USER,
+        d,
+        &["cp", d.join("in.txt").to_str().unwrap(), "rl:/tmp/"],
+    );
+    assert!(cp.status.success(), "{}", text(&cp));
+    let seen = rbk_as(
+        USER,
+        d,
+        &["exec", "rl", "stat", "-c", "%u %n", "/tmp/in.txt"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout),
+        "0 /tmp/in.txt\n",
+        "{}",
+        text(&seen)
+    );
+    let rm = rbk_as(USER, d, &["rm", "-f", "rl"]);
+    assert!(rm.status.success(), "{}", text(&rm));
+}

@@ -387,6 +387,10 @@ fn tty_and_name_reach_the_container() {
         ],
     );
     assert_eq!(stdout(&out), "tty xterm\r\n", "{}", stderr(&out));
+    // The terminal is the container's own, as under Docker: `tty` names
+    // it in the container's devpts (it said "not a tty" with the host's).
+    let out = rbk(root, &["run", "-t", BUSYBOX, "tty"]);
+    assert_eq!(stdout(&out), "/dev/pts/0\r\n", "{}", stderr(&out));
     let out = rbk(
         root,
         &["run", BUSYBOX, "sh", "-c", "test -t 1 || echo no tty"],

@@ -431,6 +431,7 @@ impl Executor for NamespaceExecutor {
             stdin: spec.stdin,
             tty: spec.tty,
             insecure: spec.insecure,
+            join: Vec::new(),
         };
         let result = sys::launch(&launch, output, cancel);
         let cleaned = stubs.finish();
@@ -439,6 +440,96 @@ impl Executor for NamespaceExecutor {
         cleaned?;
         Ok(code)
     }
+}
+
+impl NamespaceExecutor {
+    /// Runs `spec` in the running container whose init has the (host) pid
+    /// `init` (`rbk exec`): in its user (when it is not rbk's own), IPC,
+    /// UTS, network, PID and mount namespaces, with the capabilities,
+    /// seccomp filter and identity a container's command gets. The user
+    /// is resolved in the container's own root. `spec`'s mounts, host name,
+    /// network and publish are the container's and ignored here; its
+    /// working directory must exist. Returns the command's exit code.
+    pub fn join(
+        &self,
+        init: u32,
+        spec: &ExecSpec,
+        output: &mut dyn FnMut(OutputStream, &[u8]),
+        cancel: &CancelToken,
+    ) -> Result<i32, SandboxError> {
+        let command = spec.args.first().ok_or(SandboxError::EmptyCommand)?;
+        let proc = PathBuf::from(format!("/proc/{init}"));
+        // The container's root as its processes see it: paths in it are
+        // resolved component by component, never leaving it.
+        let root = proc.join("root");
+        let user = resolve_user(&root, &spec.user)?;
+        let env = final_env(spec, &user);
+        let candidates = exec_candidates(command, &env);
+        let (names, fds) = namespaces_of(&proc)?;
+        let scratch = spec.scratch.clone().unwrap_or_else(std::env::temp_dir);
+        let cwd = match spec.cwd.as_str() {
+            "" => "/".to_string(),
+            c if c.starts_with('/') => c.to_string(),
+            c => format!("/{c}"),
+        };
+        let launch = sys::Launch {
+            rootfs: &root,
+            proc_dir: root.join("proc"),
+            dev_dir: root.join("dev"),
+            sys_dir: root.join("sys"),
+            binds: Vec::new(),
+            hostname: "",
+            isolate_net: false,
+            user_net: false,
+            publish: &[],
+            scratch: &scratch,
+            user: &user,
+            cwd: &cwd,
+            argv: &spec.args,
+            env,
+            candidates,
+            stdin: spec.stdin,
+            tty: spec.tty,
+            insecure: spec.insecure,
+            join: names,
+        };
+        sys::join(&launch, &fds, output, cancel)
+    }
+}
+
+/// Opens the namespaces of the process at `proc` (`/proc/PID`) to join, in
+/// the order they must be entered: its user namespace first when it is not
+/// ours (rootless), the mount namespace last.
+fn namespaces_of(
+    proc: &Path,
+) -> Result<(Vec<&'static str>, Vec<std::os::fd::OwnedFd>), SandboxError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let open = |name: &str| {
+        let path = proc.join("ns").join(name);
+        std::fs::File::open(&path).map_err(|source| SandboxError::Io {
+            op: "open the namespace",
+            path,
+            source,
+        })
+    };
+    let same_user = match (
+        std::fs::metadata("/proc/self/ns/user"),
+        std::fs::metadata(proc.join("ns/user")),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => true,
+    };
+    let mut names = Vec::new();
+    let mut fds = Vec::new();
+    let order: &[&'static str] = &["user", "ipc", "uts", "net", "pid", "mnt"];
+    for name in order {
+        if *name == "user" && same_user {
+            continue;
+        }
+        fds.push(std::os::fd::OwnedFd::from(open(name)?));
+        names.push(*name);
+    }
+    Ok((names, fds))
 }
 
 /// The container's bind mounts, their targets made in the rootfs (and

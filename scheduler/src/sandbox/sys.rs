@@ -10,7 +10,9 @@
 #![allow(unsafe_code)]
 
 mod child;
+mod join;
 mod parent;
+mod terminal;
 
 use std::ffi::{c_char, CString};
 use std::fs::File;
@@ -27,7 +29,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use child::{exit, keeper, set_cloexec};
+pub(super) use join::join;
 use parent::{get_winsize, read_fd, RawModeGuard, Read, Supervisor};
+use terminal::{container_pty, terminal_from_init};
 
 use super::{CancelToken, ExecUser, OutputStream, SandboxError, StdinMode};
 
@@ -62,6 +66,9 @@ pub(super) struct Launch<'a> {
     pub stdin: StdinMode,
     pub tty: bool,
     pub insecure: bool,
+    /// For `rbk exec`: the namespaces joined, named in the order of the
+    /// fds given to [`join`] (empty for a run).
+    pub join: Vec<&'static str>,
 }
 
 /// Device nodes bind-mounted from the host into the container's `/dev`.
@@ -114,6 +121,9 @@ const DEFAULT_CAPS: [u32; 14] = [
 const STATUS_FD: RawFd = 3;
 /// The fd on which init waits for its network (user-mode networking).
 const NET_FD: RawFd = 4;
+/// The socket on which init sends rbk the master of the terminal it opens
+/// in the container's own devpts (`rbk run -t`).
+const PTY_FD: RawFd = 5;
 /// Exit code of a child whose setup failed (Docker uses 125 for that too).
 const EXIT_SETUP: i32 = 125;
 
@@ -154,9 +164,10 @@ enum Step {
     Seccomp,
     Network,
     Exec,
+    Setns,
 }
 
-const STEPS: [Step; 33] = [
+const STEPS: [Step; 34] = [
     Step::InitPid,
     Step::Stdio,
     Step::Setsid,
@@ -190,6 +201,7 @@ const STEPS: [Step; 33] = [
     Step::Seccomp,
     Step::Network,
     Step::Exec,
+    Step::Setns,
 ];
 
 /// The C side of a [`Launch`]: built before fork so children never allocate.
@@ -226,6 +238,9 @@ struct Prepared {
     proc_regions: Option<ProcRegions>,
     /// Init waits on [`NET_FD`] until rbk has connected its network.
     wait_for_net: bool,
+    /// Init opens the command's terminal in the container's devpts and
+    /// sends its master on [`PTY_FD`].
+    terminal_in_container: bool,
 }
 
 /// The argv and environ memory blocks of this process, from
@@ -332,6 +347,7 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
         all_caps: l.insecure,
         proc_regions: ProcRegions::of_self(),
         wait_for_net: l.user_net,
+        terminal_in_container: l.tty && l.join.is_empty(),
     })
 }
 
@@ -379,6 +395,8 @@ struct ChildFds {
     status: OwnedFd,
     /// Read end of the "network is up" pipe (user-mode networking).
     net: Option<OwnedFd>,
+    /// The children's end of the socket init sends the terminal on.
+    pty: Option<OwnedFd>,
 }
 
 /// Starts the sandbox for `l`, supervises it and returns the exit code.
@@ -406,6 +424,7 @@ pub(super) fn launch(
         fds,
         outs,
         master,
+        pty_sock,
         _raw,
     } = stdio(l, status_w, net_r)?;
 
@@ -418,7 +437,14 @@ pub(super) fn launch(
     };
     drop(fds);
     let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec(), l.scratch);
-    let code = sup.run(outs, master, l.stdin == StdinMode::Inherit, output, cancel);
+    let terminal = (master, pty_sock);
+    let code = sup.run(
+        outs,
+        terminal,
+        l.stdin == StdinMode::Inherit,
+        output,
+        cancel,
+    );
     outcome(l, &plan, &mut sup, code, cancel)
 }
 
@@ -458,14 +484,23 @@ struct Stdio {
     fds: ChildFds,
     outs: Vec<(OutputStream, OwnedFd)>,
     master: Option<OwnedFd>,
+    /// Where init sends the master of the terminal it opens (`run -t`).
+    pty_sock: Option<OwnedFd>,
     _raw: Option<RawModeGuard>,
 }
 
 fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, SandboxError> {
+    if l.tty && l.join.is_empty() {
+        return terminal_from_init(l, status, net);
+    }
     if l.tty {
         let winsize = get_winsize(std::io::stdin().as_raw_fd());
-        let pty = nix::pty::openpty(winsize.as_ref(), None)
-            .map_err(process_err("open a pseudo-terminal"))?;
+        let pty = if l.join.is_empty() {
+            nix::pty::openpty(winsize.as_ref(), None)
+                .map_err(process_err("open a pseudo-terminal"))?
+        } else {
+            container_pty(l.rootfs, winsize.as_ref())?
+        };
         set_cloexec(pty.master.as_raw_fd());
         set_cloexec(pty.slave.as_raw_fd());
         let raw = match l.stdin {
@@ -484,11 +519,13 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
             stderr: pty.slave,
             status,
             net,
+            pty: None,
         };
         return Ok(Stdio {
             fds,
             outs: Vec::new(),
             master: Some(pty.master),
+            pty_sock: None,
             _raw: raw,
         });
     }
@@ -511,9 +548,11 @@ fn stdio(l: &Launch, status: OwnedFd, net: Option<OwnedFd>) -> Result<Stdio, San
             stderr: e_w,
             status,
             net,
+            pty: None,
         },
         outs: vec![(OutputStream::Stdout, o_r), (OutputStream::Stderr, e_r)],
         master: None,
+        pty_sock: None,
         _raw: None,
     })
 }
@@ -578,6 +617,10 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::Capabilities => "drop capabilities".to_string(),
         Step::Seccomp => "install the seccomp filter".to_string(),
         Step::Network => "wait for the container's network".to_string(),
+        Step::Setns => format!(
+            "enter the container's {} namespace",
+            l.join.get(idx).copied().unwrap_or("")
+        ),
         Step::InitPid | Step::Exec => "start the command".to_string(),
     };
     SandboxError::Setup { step, source }

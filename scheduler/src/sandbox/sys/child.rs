@@ -16,7 +16,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, NET_FD, STATUS_FD};
+use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, NET_FD, PTY_FD, STATUS_FD};
 pub(super) fn exit(code: i32) -> ! {
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // destructors, which must not run in a forked child.
@@ -24,7 +24,7 @@ pub(super) fn exit(code: i32) -> ! {
 }
 
 /// Writes a 12-byte status record: tag, step, arg, value (errno or pid).
-fn report(step: Step, arg: u32, value: i32) {
+pub(super) fn report(step: Step, arg: u32, value: i32) {
     let mut rec = [0u8; 12];
     rec[0..2].copy_from_slice(&(step as u16).to_le_bytes());
     rec[4..8].copy_from_slice(&arg.to_le_bytes());
@@ -34,12 +34,12 @@ fn report(step: Step, arg: u32, value: i32) {
     unsafe { libc::write(STATUS_FD, rec.as_ptr().cast(), rec.len()) };
 }
 
-fn fail(step: Step, arg: u32, e: Errno) -> ! {
+pub(super) fn fail(step: Step, arg: u32, e: Errno) -> ! {
     report(step, arg, e as i32);
     exit(EXIT_SETUP)
 }
 
-fn check<T>(r: nix::Result<T>, step: Step, arg: u32) -> T {
+pub(super) fn check<T>(r: nix::Result<T>, step: Step, arg: u32) -> T {
     match r {
         Ok(v) => v,
         Err(e) => fail(step, arg, e),
@@ -71,7 +71,7 @@ pub(super) fn set_cloexec(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
-fn close_raw(fd: RawFd) {
+pub(super) fn close_raw(fd: RawFd) {
     // SAFETY: closing an fd number this process owns and no longer uses.
     unsafe { libc::close(fd) };
 }
@@ -84,27 +84,8 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     {
         exit(EXIT_SETUP);
     }
-    let status = dup_high(fds.status.as_raw_fd());
-    let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
-    let out = dup_high(fds.stdout.as_raw_fd());
-    let err = dup_high(fds.stderr.as_raw_fd());
-    let net = fds.net.as_ref().map(|f| dup_high(f.as_raw_fd()));
-    dup_to(status, STATUS_FD);
-    set_cloexec(STATUS_FD);
-    if let Some(net) = net {
-        dup_to(net, NET_FD);
-        set_cloexec(NET_FD);
-    }
-    if let Some(stdin) = stdin {
-        dup_to(stdin, 0);
-    }
-    dup_to(out, 1);
-    dup_to(err, 2);
-    // Drop every other inherited fd (other runs' pipes, rbk's files) so the
-    // container holds nothing of rbk's and pipes see EOF when it ends.
-    let keep = if net.is_some() { NET_FD } else { STATUS_FD };
-    // SAFETY: close_range only closes fds.
-    unsafe { libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0) };
+    let keep = place_stdio(fds);
+    close_above(keep);
 
     // A session of our own: terminal signals for rbk do not reach the
     // container (rbk forwards what it wants to).
@@ -132,14 +113,62 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     };
     drop(life_r);
     report(Step::InitPid, 0, init_pid.as_raw());
-    for fd in 0..=NET_FD {
+    // Only the fds placed above: the life pipe's write end, which must
+    // stay open while we live, may have any number past them.
+    for fd in 0..=STATUS_FD {
         close_raw(fd);
+    }
+    if fds.net.is_some() {
+        close_raw(NET_FD);
+    }
+    if fds.pty.is_some() {
+        close_raw(PTY_FD);
     }
     exit(wait_exit_code(init_pid))
 }
 
+/// Puts the run's fds at their numbers (stdio, [`STATUS_FD`], [`NET_FD`]);
+/// returns the highest one in use.
+pub(super) fn place_stdio(fds: &ChildFds) -> RawFd {
+    let status = dup_high(fds.status.as_raw_fd());
+    let stdin = fds.stdin.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    let out = dup_high(fds.stdout.as_raw_fd());
+    let err = dup_high(fds.stderr.as_raw_fd());
+    let net = fds.net.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    let pty = fds.pty.as_ref().map(|f| dup_high(f.as_raw_fd()));
+    dup_to(status, STATUS_FD);
+    set_cloexec(STATUS_FD);
+    if let Some(net) = net {
+        dup_to(net, NET_FD);
+        set_cloexec(NET_FD);
+    }
+    if let Some(pty) = pty {
+        dup_to(pty, PTY_FD);
+        set_cloexec(PTY_FD);
+    }
+    if let Some(stdin) = stdin {
+        dup_to(stdin, 0);
+    }
+    dup_to(out, 1);
+    dup_to(err, 2);
+    if pty.is_some() {
+        PTY_FD
+    } else if net.is_some() {
+        NET_FD
+    } else {
+        STATUS_FD
+    }
+}
+
+/// Drops every inherited fd above `keep` (other runs' pipes, rbk's files)
+/// so the container holds nothing of rbk's and pipes see EOF when it ends.
+pub(super) fn close_above(keep: RawFd) {
+    // SAFETY: close_range only closes fds.
+    unsafe { libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0) };
+}
+
 /// Waits for `pid` and maps its status to an exit code (128+N for signal N).
-fn wait_exit_code(pid: Pid) -> i32 {
+pub(super) fn wait_exit_code(pid: Pid) -> i32 {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return code,
@@ -188,22 +217,7 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
     }
     hide_rbk_identity(p);
     if p.wait_for_net {
-        // rbk connects the namespace once it knows our pid (while the
-        // mounts above were made); a hang-up without the byte means it
-        // could not.
-        let mut b = [0u8; 1];
-        loop {
-            // SAFETY: NET_FD is open in this process (the keeper put it
-            // there) and stays open for the call.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(NET_FD) };
-            match nix::unistd::read(fd, &mut b) {
-                Ok(1) => break,
-                Err(Errno::EINTR) => continue,
-                Ok(_) => fail(Step::Network, 0, Errno::EPIPE),
-                Err(e) => fail(Step::Network, 1, e),
-            }
-        }
-        close_raw(NET_FD);
+        wait_for_network();
     }
     // Block the signals we handle synchronously before the command exists,
     // so none is lost; blocked signals reach pid 1 even without a handler.
@@ -217,12 +231,24 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
         Step::ForkCommand,
         0,
     );
+    let terminal = p.terminal_in_container.then(super::terminal::open_terminal);
     // SAFETY: single-threaded child; `command` follows the no-allocation rules.
     let child = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(Step::ForkCommand, 0, e),
-        Ok(ForkResult::Child) => command(p),
+        Ok(ForkResult::Child) => {
+            if let Some(slave) = terminal {
+                for fd in 0..=2 {
+                    dup_to(slave, fd);
+                }
+                close_raw(slave);
+            }
+            command(p)
+        }
         Ok(ForkResult::Parent { child }) => child,
     };
+    if let Some(slave) = terminal {
+        close_raw(slave);
+    }
     for fd in 0..=STATUS_FD {
         close_raw(fd);
     }
@@ -241,6 +267,27 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
             }
         }
     }
+}
+
+/// Waits until rbk has connected the container's network (one byte on
+/// [`NET_FD`]); a hang-up without it means it could not.
+fn wait_for_network() {
+    // rbk connects the namespace once it knows our pid (while the
+    // mounts above were made); a hang-up without the byte means it
+    // could not.
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: NET_FD is open in this process (the keeper put it
+        // there) and stays open for the call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(NET_FD) };
+        match nix::unistd::read(fd, &mut b) {
+            Ok(1) => break,
+            Err(Errno::EINTR) => continue,
+            Ok(_) => fail(Step::Network, 0, Errno::EPIPE),
+            Err(e) => fail(Step::Network, 1, e),
+        }
+    }
+    close_raw(NET_FD);
 }
 
 /// Init is a fork of rbk, so its memory still holds rbk's command line and
@@ -554,7 +601,7 @@ fn loopback_up() {
 
 /// The command's process: signals reset, terminal, working directory,
 /// identity, then exec along the candidate paths.
-fn command(p: &Prepared) -> ! {
+pub(super) fn command(p: &Prepared) -> ! {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // rbk ignores SIGPIPE (Rust does); ignored signals survive exec, so reset.
     for sig in 1..32 {

@@ -44,7 +44,12 @@ enum Source {
     Status,
     Stdin,
     Keeper,
+    /// The socket init sends the terminal's master on (`run -t`).
+    PtySock,
 }
+
+/// The command's terminal: its master now, or the socket it will come on.
+pub(super) type Terminal = (Option<OwnedFd>, Option<OwnedFd>);
 
 /// The fds a run's supervisor pumps: the command's output pipes or its
 /// terminal's master, rbk's stdin for the terminal, and what is pending.
@@ -60,12 +65,15 @@ struct Streams {
     /// non-blocking so a command that does not read cannot stall the loop
     /// (and with it the output the command may be blocked on).
     pending_input: Vec<u8>,
+    /// Where the terminal's master comes from, until it has come.
+    pty_sock: Option<OwnedFd>,
+    forward_stdin: bool,
 }
 
 impl Streams {
     fn new(
         outs: Vec<(OutputStream, OwnedFd)>,
-        master: Option<OwnedFd>,
+        (master, pty_sock): Terminal,
         forward_stdin: bool,
         keeper_fd: bool,
     ) -> Self {
@@ -74,6 +82,9 @@ impl Streams {
         open.push(Source::Status);
         if keeper_fd {
             open.push(Source::Keeper);
+        }
+        if pty_sock.is_some() {
+            open.push(Source::PtySock);
         }
         if master.is_some() {
             open.push(Source::Master);
@@ -92,6 +103,28 @@ impl Streams {
             open,
             buf: vec![0u8; 64 * 1024],
             pending_input: Vec::new(),
+            pty_sock,
+            forward_stdin,
+        }
+    }
+
+    /// Takes the terminal's master init sent (once), sized as rbk's.
+    fn receive_terminal(&mut self) {
+        self.open.retain(|s| *s != Source::PtySock);
+        let Some(sock) = self.pty_sock.take() else {
+            return;
+        };
+        let Some(master) = recv_fd(sock.as_raw_fd()) else {
+            return;
+        };
+        set_nonblocking(master.as_raw_fd());
+        if let Some(ws) = &self.winsize {
+            set_winsize(master.as_raw_fd(), ws);
+        }
+        self.master = Some(master);
+        self.open.push(Source::Master);
+        if self.forward_stdin {
+            self.open.push(Source::Stdin);
         }
     }
 
@@ -119,6 +152,7 @@ impl Streams {
             Source::Status => sup.status.as_fd(),
             Source::Stdin => stdin,
             Source::Keeper => sup.pidfd.as_ref().map_or(stdin, |p| p.as_fd()),
+            Source::PtySock => self.pty_sock.as_ref().map_or(stdin, |p| p.as_fd()),
         };
         let mut polled: Vec<Source> = self.open.clone();
         polled.retain(|s| *s != Source::Stdin || take_stdin);
@@ -156,6 +190,10 @@ impl Streams {
             self.open.retain(|s| *s != source);
             return;
         }
+        if source == Source::PtySock {
+            self.receive_terminal();
+            return;
+        }
         if let (Source::Master, Some(m)) = (source, &self.master) {
             if revents.contains(PollFlags::POLLOUT) {
                 write_some(m.as_raw_fd(), &mut self.pending_input);
@@ -168,7 +206,7 @@ impl Streams {
             Source::Out(i) => self.outs[i].1.as_raw_fd(),
             Source::Master => self.master.as_ref().map_or(-1, |m| m.as_raw_fd()),
             Source::Status => sup.status.as_raw_fd(),
-            Source::Stdin | Source::Keeper => self.stdin.as_raw_fd(),
+            Source::Stdin | Source::Keeper | Source::PtySock => self.stdin.as_raw_fd(),
         };
         match read_fd(fd, &mut self.buf) {
             Read::Again => {}
@@ -187,7 +225,7 @@ impl Streams {
                     Source::Out(i) => output(self.outs[i].0, data),
                     Source::Master => output(OutputStream::Stdout, data),
                     Source::Status => sup.on_status(data),
-                    Source::Keeper => {}
+                    Source::Keeper | Source::PtySock => {}
                     Source::Stdin => {
                         self.pending_input.extend_from_slice(data);
                         if let Some(m) = &self.master {
@@ -279,12 +317,12 @@ impl Supervisor {
     pub(super) fn run(
         &mut self,
         outs: Vec<(OutputStream, OwnedFd)>,
-        master: Option<OwnedFd>,
+        terminal: Terminal,
         forward_stdin: bool,
         output: &mut dyn FnMut(OutputStream, &[u8]),
         cancel: &CancelToken,
     ) -> Result<i32, SandboxError> {
-        let mut io = Streams::new(outs, master, forward_stdin, self.pidfd.is_some());
+        let mut io = Streams::new(outs, terminal, forward_stdin, self.pidfd.is_some());
         loop {
             self.handle_token(cancel);
             io.follow_window_size();
@@ -378,6 +416,39 @@ impl Drop for Supervisor {
             let _ = kill(self.keeper, Signal::SIGKILL);
             let _ = waitpid(self.keeper, None);
         }
+    }
+}
+
+/// Receives an fd sent with SCM_RIGHTS on the unix socket `sock` (`None`
+/// when the sender is gone without sending one).
+fn recv_fd(sock: RawFd) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: the message, its iovec and its control buffer live on our
+    // stack for the call; the CMSG macros stay inside `control`, and a
+    // received fd is new and ours alone.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return None;
+        }
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return None;
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Some(<OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd))
     }
 }
 

@@ -1,0 +1,122 @@
+//! `rbk exec`: runs a command in a running container, as `docker exec`:
+//! in its namespaces, with its capabilities, seccomp filter, environment,
+//! user and working directory (see
+//! [`NamespaceExecutor::join`](rbk_scheduler::sandbox::NamespaceExecutor::join)).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use rbk_scheduler::sandbox::{
+    forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode,
+};
+use rbk_store::oci::ContainerConfig;
+
+use crate::containers;
+
+/// `rbk exec`
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "The command runs in the container's namespaces (its processes, \
+network, host name, files) with the same capabilities, seccomp filter and environment as \
+the container's own process. Its exit code becomes rbk's (126: it cannot be executed, \
+127: not found).
+
+Examples:
+  rbk exec web cat /etc/hostname
+  rbk exec -it web sh
+  rbk exec -e DEBUG=1 -u nobody -w /tmp web env"
+)]
+pub struct ExecArgs {
+    /// Connect rbk's standard input to the command
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the command a terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass rbk's own value)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User to run as: name, uid, name:group or uid:gid (default: the container's)
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Working directory inside the container (default: the container's)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Container name or id
+    #[arg(value_name = "CONTAINER", add = crate::complete::containers())]
+    pub container: String,
+    /// Command and arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+/// As `docker exec`: 126 when the command could not be started in the
+/// container (Docker's "OCI runtime exec failed").
+const EXIT_EXEC_FAILED: i32 = 126;
+
+/// The container's init, once it runs: `rbk run -d` returns when the
+/// container is on record, which may be a moment before its init exists
+/// (while its layers are unpacked). `None` once it is not running.
+fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = containers::init_pid(root, state) {
+            return Some(pid);
+        }
+        if !containers::running(root, &state.id) || Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `rbk exec`: the command's exit code. A missing or stopped container is
+/// an error (exit 1, as Docker's).
+pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
+    let state = containers::find(root, &a.container)?;
+    let Some(init) = wait_for_init(root, &state) else {
+        bail!("container {} ({}) is not running", state.name, state.id);
+    };
+    let config = ContainerConfig {
+        env: Some(state.env.clone()),
+        ..ContainerConfig::default()
+    };
+    let env = crate::cmd_run::merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let spec = ExecSpec {
+        args: a.args.clone(),
+        env,
+        cwd: a.workdir.clone().unwrap_or_else(|| state.workdir.clone()),
+        user: a.user.clone().unwrap_or_else(|| state.user.clone()),
+        stdin: if a.interactive {
+            StdinMode::Inherit
+        } else {
+            StdinMode::Null
+        },
+        tty: a.tty,
+        // Docker's default: default capabilities and seccomp profile.
+        insecure: false,
+        scratch: Some(root.join("tmp")),
+        ..ExecSpec::default()
+    };
+    let cancel = CancelToken::new();
+    let _signals = forward_signals(&cancel)?;
+    let result = NamespaceExecutor.join(init, &spec, &mut crate::cmd_run::write_output, &cancel);
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("rbk: cannot exec in container {}: {e}", state.name);
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            Ok(e.exit_code().unwrap_or(EXIT_EXEC_FAILED))
+        }
+    }
+}

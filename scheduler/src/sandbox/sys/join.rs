@@ -1,0 +1,104 @@
+//! `rbk exec`: entering a running container's namespaces. The parent's
+//! side ([`join`]) is a run's, with the first child ([`joiner`]) in place
+//! of the keeper.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, Pid};
+
+use super::child::{
+    check, close_above, close_raw, command, exit, fail, place_stdio, report, wait_exit_code,
+};
+use super::parent::Supervisor;
+use super::{
+    outcome, process_err, stdio, ChildFds, Launch, Prepared, Stdio, Step, EXIT_SETUP, STATUS_FD,
+};
+use crate::sandbox::{CancelToken, OutputStream, SandboxError, StdinMode};
+use nix::errno::Errno;
+
+/// Runs `l`'s command in the namespaces `ns` (fds of a running container's
+/// `/proc/PID/ns/*`, in [`Launch::join`]'s order), supervised as a run is.
+pub(in crate::sandbox) fn join(
+    l: &Launch,
+    ns: &[OwnedFd],
+    output: &mut dyn FnMut(OutputStream, &[u8]),
+    cancel: &CancelToken,
+) -> Result<i32, SandboxError> {
+    let mut plan = super::prepare(l)?;
+    // The working directory must exist in a running container (as runc).
+    plan.cwd_prefixes.clear();
+    let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
+    let (status_r, status_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
+    let Stdio {
+        fds,
+        outs,
+        master,
+        pty_sock,
+        _raw,
+    } = stdio(l, status_w, None)?;
+    let parent_pid = nix::unistd::getpid();
+    // SAFETY: the child only runs `joiner`, which makes raw syscalls on data
+    // prepared above (no allocation, no locks) and ends in `_exit`.
+    let first = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
+        ForkResult::Child => joiner(&plan, &fds, parent_pid, &ns_fds),
+        ForkResult::Parent { child } => child,
+    };
+    drop(fds);
+    let mut sup = Supervisor::new(first, status_r, None, Vec::new(), l.scratch);
+    let terminal = (master, pty_sock);
+    let code = sup.run(
+        outs,
+        terminal,
+        l.stdin == StdinMode::Inherit,
+        output,
+        cancel,
+    );
+    outcome(l, &plan, &mut sup, code, cancel)
+}
+
+/// The first child of `rbk exec`: enters the namespaces of a running
+/// container (`ns`, user first when there is one, mount last), then forks
+/// the command (in the container's PID namespace, as its parent's
+/// setns(CLONE_NEWPID) applies to children), waits for it and exits with
+/// its status. The command is set up as a container's is (`command`).
+fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
+    {
+        exit(EXIT_SETUP);
+    }
+    let keep = place_stdio(fds);
+    for (i, fd) in ns.iter().enumerate() {
+        // SAFETY: setns on an fd of /proc/PID/ns/* this process holds open.
+        if unsafe { libc::setns(*fd, 0) } < 0 {
+            fail(Step::Setns, i as u32, Errno::last());
+        }
+    }
+    close_above(keep);
+    check(nix::unistd::setsid(), Step::Setsid, 0);
+    // Not dumpable until exec: the container's processes (root there, but
+    // without CAP_SYS_PTRACE) cannot read or trace this fork of rbk in the
+    // moment before it becomes the command. exec makes it dumpable again.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // SAFETY: single-threaded child; `command` follows the no-allocation rules.
+    let child = match unsafe { nix::unistd::fork() } {
+        Err(e) => fail(Step::ForkCommand, 0, e),
+        Ok(ForkResult::Child) => {
+            check(
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL),
+                Step::ForkCommand,
+                1,
+            );
+            command(p)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    report(Step::InitPid, 0, child.as_raw());
+    for fd in 0..=STATUS_FD {
+        close_raw(fd);
+    }
+    exit(wait_exit_code(child))
+}
