@@ -413,11 +413,8 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     // Every flag is checked before any work (compile, pull, cache import).
     let (mut options, compression) = options(args)?;
     let outputs = outputs_of(args)?;
-    let cli_secrets = args
-        .secrets
-        .iter()
-        .map(|s| parse_secret(s))
-        .collect::<Result<Vec<_>>>()?;
+    let cli_secrets = args.secrets.iter().map(|s| parse_secret(s));
+    let cli_secrets = cli_secrets.collect::<Result<Vec<_>>>()?;
     let cli_ssh = crate::ssh::parse(&args.ssh)?;
     let store = Store::open(root)
         .with_context(|| format!("cannot open the store at {}", root.display()))?;
@@ -452,41 +449,19 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         client: &client,
         tried: Mutex::new(BTreeMap::new()),
     };
-    // One image per input: checked before any base is pulled.
-    // Several platforms of one name make one image (an index).
-    let mut names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-    names.dedup();
-    check_outputs(args, &outputs, &targets, names.len())?;
-    check_tags(&inputs)?;
+    check_names(args, &outputs, &targets, &inputs)?;
     let mut graph = compile_all(&inputs, &resolver)?;
     let shard = crate::shard_build::setup(&args.shard, &mut graph, |graph, n| {
         plan_shards(root, args, graph, n)
     })?;
-    if let Some(s) = &shard {
-        options.fleet = Some(s.fleet.clone());
-    }
+    options.fleet = shard.as_ref().map(|s| s.fleet.clone());
     let groups = crate::platforms::hold_tags(&mut graph);
     check_no_cache_filter(args, &graph)?;
-    let failures = resolver.failures();
-    if !failures.is_empty() {
-        let said: Vec<String> = failures
-            .iter()
-            .map(|(image, why)| base_failure(&graph, &inputs, &store, image, why))
-            .collect();
-        bail!("{}", said.join("\n"));
-    }
+    check_bases(&resolver, &graph, &inputs, &store)?;
     if let Some(code) = lint_and_emulate(args, &inputs, &bases, &graph)? {
         return Ok(code);
     }
-    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
-    let mount_ids = rbk_scheduler::shared_cache::cache_mount_ids(&graph);
-    let caches = shared_caches(&store, &client, args, &target_settings, &names, &mount_ids)?;
-    crate::build_cache::restore_mounts(
-        &store,
-        &store.root().join("cache-mounts"),
-        &caches.from,
-        &mount_ids,
-    );
+    let caches = caches_of(&store, &client, args, &target_settings, &graph)?;
     options.inline_cache = caches.inline.clone();
     if let Some(s) = &shard {
         crate::shard_build::check_caches(s, &caches)?;
@@ -501,10 +476,9 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
     };
     let mut summary = run_session(root, &store, &bases, &graph, options, backend, args)?;
     crate::timings::save_local(root, &graph, &summary);
-    let shard_report = shard.as_ref().map(|s| {
-        crate::shard_build::record_timings(s, &store, &caches.to, &graph, &summary);
-        crate::shard_build::report(s, &graph, &summary)
-    });
+    let shard_report = shard
+        .as_ref()
+        .map(|s| crate::shard_build::after(s, &store, &caches.to, &graph, &summary));
     crate::platforms::commit_indexes(&store, &groups, &mut summary)?;
     let client = || client.get();
     let done = Done {
@@ -515,19 +489,76 @@ pub fn build(root: &Path, args: &BuildArgs) -> Result<i32> {
         graph: &graph,
         shard: shard_report,
     };
-    // A shard's platforms of a target other shards build too go by digest.
-    let split_args;
-    let args = match shard.as_ref().filter(|s| !s.split.is_empty()) {
-        Some(s) => {
-            split_args = BuildArgs {
-                push_by_digest: s.split.clone(),
-                ..args.clone()
-            };
-            &split_args
-        }
-        None => args,
-    };
-    done.finish(args, &summary, started)
+    done.finish(&finish_args(args, shard.as_ref()), &summary, started)
+}
+
+/// The flags the end of the build goes by: a shard's platforms of a
+/// target other shards build too are pushed by digest.
+fn finish_args<'a>(
+    args: &'a BuildArgs,
+    shard: Option<&crate::shard_build::ShardSetup>,
+) -> std::borrow::Cow<'a, BuildArgs> {
+    match shard.filter(|s| !s.split.is_empty()) {
+        Some(s) => std::borrow::Cow::Owned(BuildArgs {
+            push_by_digest: s.split.clone(),
+            ..args.clone()
+        }),
+        None => std::borrow::Cow::Borrowed(args),
+    }
+}
+
+/// The outputs and the tags, before any base is pulled: one image per
+/// input (several platforms of one name make one image, an index).
+fn check_names(
+    args: &BuildArgs,
+    outputs: &[Output],
+    targets: &TargetOptions,
+    inputs: &[rbk_compiler::Input],
+) -> Result<()> {
+    let mut names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+    names.dedup();
+    check_outputs(args, outputs, targets, names.len())?;
+    check_tags(inputs)
+}
+
+/// Every base image resolved (pulled when asked), or one error saying,
+/// for each that is not, where it is used and what the store has like it.
+fn check_bases(
+    resolver: &PullingResolver<'_>,
+    graph: &rbk_compiler::BuildGraph,
+    inputs: &[rbk_compiler::Input],
+    store: &Store,
+) -> Result<()> {
+    let failures = resolver.failures();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let said: Vec<String> = failures
+        .iter()
+        .map(|(image, why)| base_failure(graph, inputs, store, image, why))
+        .collect();
+    bail!("{}", said.join("\n"))
+}
+
+/// The shared caches of the build (imported, the cache mounts they carry
+/// restored) and its exports.
+fn caches_of(
+    store: &Store,
+    client: &LazyClient<'_>,
+    args: &BuildArgs,
+    target_settings: &[rbk_compiler::targets::ResolvedTarget],
+    graph: &rbk_compiler::BuildGraph,
+) -> Result<crate::build_cache::SharedCaches> {
+    let names: Vec<String> = graph.images.iter().map(|i| i.name.clone()).collect();
+    let mount_ids = rbk_scheduler::shared_cache::cache_mount_ids(graph);
+    let caches = shared_caches(store, client, args, target_settings, &names, &mount_ids)?;
+    crate::build_cache::restore_mounts(
+        store,
+        &store.root().join("cache-mounts"),
+        &caches.from,
+        &mount_ids,
+    );
+    Ok(caches)
 }
 
 /// The plan of `n` shards a shard without `--plan` follows: made as `rbk

@@ -270,10 +270,23 @@ pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCache
     Ok(())
 }
 
+/// After the shard's build: its durations recorded beside the cache, and
+/// its report (said, and returned for the metadata file).
+pub fn after(
+    setup: &ShardSetup,
+    store: &rbk_store::images::Store,
+    caches: &[rbk_scheduler::shared_cache::CacheExport],
+    graph: &BuildGraph,
+    summary: &BuildSummary,
+) -> serde_json::Value {
+    record_timings(setup, store, caches, graph, summary);
+    report(setup, graph, summary)
+}
+
 /// After the build: what the steps took, beside each registry cache it
 /// exports to (slot `shard-I`), for the next plan. Best effort: a failure
 /// is a warning.
-pub fn record_timings(
+fn record_timings(
     setup: &ShardSetup,
     store: &rbk_store::images::Store,
     caches: &[rbk_scheduler::shared_cache::CacheExport],

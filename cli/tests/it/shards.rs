@@ -283,17 +283,7 @@ fn two_shards_share_one_graph_through_the_registry() {
         return;
     };
     fixture(&ctx);
-    // Every builder has the same base image (as pulled from one registry).
-    let saved = dir.path().join("busybox.tar");
-    succeed(
-        rbk(&store1)
-            .args(["save", "localhost/busybox:latest", "-o"])
-            .arg(&saved),
-    );
-    let [store2, store3] = ["store2", "store3"].map(|s| dir.path().join(s));
-    for s in [&store2, &store3] {
-        succeed(rbk(s).arg("load").arg("-i").arg(&saved));
-    }
+    let [store2, store3] = same_base(&store1, dir.path());
     let file = ctx.join("rbk.toml");
     let plan = dir.path().join("plan.json");
     succeed(
@@ -314,28 +304,13 @@ fn two_shards_share_one_graph_through_the_registry() {
     // other's base waits for it instead of building it.
     let meta = |i: usize| dir.path().join(format!("m{i}.json"));
     let plan_arg = plan.to_str().unwrap();
-    let mut first = shard(
-        &store1,
+    let [a, b] = run_two_shards(
+        [&store1, &store2],
         &file,
-        "1/2",
         &reg,
-        &["--plan", plan_arg, "--shard-wait", "60s", "--metadata-file"],
+        plan_arg,
+        [meta(1), meta(2)],
     );
-    first.arg(meta(1));
-    let mut second = shard(
-        &store2,
-        &file,
-        "2/2",
-        &reg,
-        &["--plan", plan_arg, "--shard-wait", "60s", "--metadata-file"],
-    );
-    second.arg(meta(2));
-    let a = first.spawn_output();
-    let b = second.output().unwrap();
-    let a = a.join().unwrap().unwrap();
-    for o in [&a, &b] {
-        assert!(o.status.success(), "{}", stderr(o));
-    }
     // Each RUN ran once over both shards: 2 base steps + 2 apps + 2 solos.
     let runs =
         |o: &std::process::Output| stderr(o).lines().filter(|l| l.contains(" DONE ")).count();
@@ -362,49 +337,34 @@ fn two_shards_share_one_graph_through_the_registry() {
         );
         assert_eq!(report["took_over"], 0, "{m}");
     }
-    // The fleet's summary: every unit built, once; a shard without its
-    // metadata file counts as failed.
-    let sum = succeed(
-        rbk(&store1)
-            .args(["plan", "--from", plan_arg, "--summary"])
-            .arg(meta(1))
-            .arg(meta(2)),
+    check_summary(&store1, plan_arg, &meta(1), &meta(2));
+    same_as_one_machine(&store3, &file, &[&a, &b]);
+    durations_beside_the_cache(&dir.path().join("planner"), &reg, &file);
+    drop(dir);
+}
+
+/// Two more stores, each with `store`'s busybox loaded (the same base
+/// image id, as pulled from one registry).
+fn same_base(store: &Path, dir: &Path) -> [std::path::PathBuf; 2] {
+    let saved = dir.join("busybox.tar");
+    succeed(
+        rbk(store)
+            .args(["save", "localhost/busybox:latest", "-o"])
+            .arg(&saved),
     );
-    assert!(
-        stdout(&sum).ends_with("5 built, 0 reused, 0 failed\n"),
-        "{}",
-        stdout(&sum)
-    );
-    let half = rbk(&store1)
-        .args(["plan", "--from", plan_arg, "--summary"])
-        .arg(meta(1))
-        .output()
-        .unwrap();
-    assert_eq!(half.status.code(), Some(1), "{}", stdout(&half));
-    assert!(
-        stdout(&half).contains("FAILED  solo1@linux/amd64"),
-        "{}",
-        stdout(&half)
-    );
-    // One machine, a fresh store, the same file: the same images.
-    let one = succeed(
-        rbk(&store3)
-            .args(["build", "--progress", "plain", "--network", "none"])
-            .arg(&file)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-    );
-    let mut fleet = ids(&a);
-    fleet.extend(ids(&b));
-    fleet.sort();
-    let single: Vec<(String, String)> =
-        ids(&one).into_iter().filter(|(n, _)| n != "base").collect();
-    let fleet: Vec<(String, String)> = fleet.into_iter().filter(|(n, _)| n != "base").collect();
-    assert_eq!(fleet.len(), 4, "{fleet:?}");
-    assert_eq!(fleet, single);
-    // The durations went beside the cache: the next plan counts seconds.
+    let stores = ["store2", "store3"].map(|s| dir.join(s));
+    for s in &stores {
+        succeed(rbk(s).arg("load").arg("-i").arg(&saved));
+    }
+    stores
+}
+
+/// The shards' durations went beside the cache: a plan made from it (in
+/// a store of its own) counts seconds.
+fn durations_beside_the_cache(planner: &Path, reg: &Registry, file: &Path) {
     let cache = format!("{}/fleet/cache:main", reg.host);
     let out = succeed(
-        rbk(&dir.path().join("planner"))
+        rbk(planner)
             .args([
                 "plan",
                 "--format",
@@ -416,11 +376,78 @@ fn two_shards_share_one_graph_through_the_registry() {
                 "--cache-ref",
                 &cache,
             ])
-            .arg(&file),
+            .arg(file),
     );
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["cost_unit"], "seconds", "{p}\n{}", stderr(&out));
-    drop(dir);
+}
+
+/// Shards 1/2 and 2/2 of `file` following `plan`, at once, each on its
+/// store and writing its metadata file; both must succeed.
+fn run_two_shards(
+    stores: [&Path; 2],
+    file: &Path,
+    reg: &Registry,
+    plan: &str,
+    meta: [std::path::PathBuf; 2],
+) -> [std::process::Output; 2] {
+    let flags = ["--plan", plan, "--shard-wait", "60s", "--metadata-file"];
+    let mut first = shard(stores[0], file, "1/2", reg, &flags);
+    first.arg(&meta[0]);
+    let mut second = shard(stores[1], file, "2/2", reg, &flags);
+    second.arg(&meta[1]);
+    let a = first.spawn_output();
+    let b = second.output().unwrap();
+    let a = a.join().unwrap().unwrap();
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    [a, b]
+}
+
+/// A one-machine build of `file` in a fresh `store` makes the images the
+/// shards made (`outs`), the base target aside (a shard's own).
+fn same_as_one_machine(store: &Path, file: &Path, outs: &[&std::process::Output]) {
+    let one = succeed(
+        rbk(store)
+            .args(["build", "--progress", "plain", "--network", "none"])
+            .arg(file)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    );
+    let mut fleet: Vec<(String, String)> = outs.iter().flat_map(|o| ids(o)).collect();
+    fleet.sort();
+    fleet.retain(|(n, _)| n != "base");
+    let mut single = ids(&one);
+    single.retain(|(n, _)| n != "base");
+    assert_eq!(fleet.len(), 4, "{fleet:?}");
+    assert_eq!(fleet, single);
+}
+
+/// `rbk plan --summary` of two shards' metadata files: every unit built;
+/// with the second shard's file missing, its units failed.
+fn check_summary(store: &Path, plan: &str, m1: &Path, m2: &Path) {
+    let sum = succeed(
+        rbk(store)
+            .args(["plan", "--from", plan, "--summary"])
+            .arg(m1)
+            .arg(m2),
+    );
+    assert!(
+        stdout(&sum).ends_with("5 built, 0 reused, 0 failed\n"),
+        "{}",
+        stdout(&sum)
+    );
+    let half = rbk(store)
+        .args(["plan", "--from", plan, "--summary"])
+        .arg(m1)
+        .output()
+        .unwrap();
+    assert_eq!(half.status.code(), Some(1), "{}", stdout(&half));
+    assert!(
+        stdout(&half).contains("FAILED  solo1@linux/amd64"),
+        "{}",
+        stdout(&half)
+    );
 }
 
 #[test]
