@@ -59,7 +59,19 @@ pub(super) fn images(store: &Store, out: &mut dyn Write, o: &ListOptions) -> any
     let format = o.format.map(Format::parse).transpose()?.flatten();
     let filter = ImageFilter::parse(o.filters)?;
     let repo = o.repository.map(Reference::parse_bare).transpose()?;
-    let (all, broken) = store.list_all()?;
+    let (mut all, broken) = store.list_all()?;
+    if !o.quiet {
+        // SIZE as Docker shows it: what the layers hold (counted once per
+        // layer and kept), not the stored bytes.
+        for img in &mut all {
+            img.size = img
+                .manifest
+                .layers
+                .iter()
+                .map(|l| store.layer_content_size(l).unwrap_or(l.size))
+                .sum();
+        }
+    }
     let rows = image_rows(&all, repo.as_ref(), &filter);
     let broken = broken_rows(&broken, repo.as_ref(), &filter);
     for b in &broken {
