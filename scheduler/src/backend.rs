@@ -18,7 +18,7 @@ use rbk_store::oci::{Descriptor, ImageConfig as OciConfig};
 use rbk_store::reference::Reference;
 use rbk_store::Digest;
 
-use crate::sandbox::CancelToken;
+use crate::cancel::CancelToken;
 use crate::shared_cache::{CacheMode, ExportedCache};
 
 /// One layer of a filesystem state.

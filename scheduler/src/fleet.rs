@@ -8,10 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cancel::CancelToken;
 use crate::plan::Plan;
 use crate::progress::Step;
 use crate::runner::Runner;
-use crate::sandbox::{CancelToken, OutputStream};
+use crate::sandbox::OutputStream;
 use crate::state::State;
 use crate::step::StepError;
 

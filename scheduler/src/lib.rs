@@ -9,6 +9,7 @@
 //! flags or the environment, or draws on a terminal.
 
 pub mod backend;
+pub mod cancel;
 pub mod context;
 pub mod explain;
 pub mod fileop;

@@ -9,10 +9,11 @@ use std::time::Instant;
 use rbk_compiler::graph::Op;
 use rbk_store::cache::CacheRecord;
 
+use crate::cancel::CancelToken;
 use crate::explain;
 use crate::plan::{Plan, RunDag};
 use crate::progress::{Outcome, Step};
-use crate::sandbox::{CancelToken, OutputStream};
+use crate::sandbox::OutputStream;
 use crate::session::BuildSession;
 use crate::solve::Ops;
 use crate::state::{epoch, now_rfc3339, State};

@@ -26,7 +26,7 @@ use super::{
     BackendError, BaseImage, CommittedImage, Images, Layer, Layers, Lookup, Mounted, StepCache,
     StepGuard, WorkDirs, Workspace,
 };
-use crate::sandbox::CancelToken;
+use crate::cancel::CancelToken;
 use crate::shared_cache::{CacheDest, CacheExport, ExportedCache, MountExport};
 
 /// rbk-store behind the scheduler's traits, with the build's registry

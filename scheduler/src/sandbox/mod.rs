@@ -31,8 +31,6 @@ mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
 
 pub use env::EnvList;
 pub use sys::{forward_signals, sandbox_supported, SignalForwarder};
@@ -135,47 +133,7 @@ pub struct ExecSpec {
     pub scratch: Option<PathBuf>,
 }
 
-/// Shared flag and signal mailbox to stop or signal a running command from
-/// another thread. Cloning shares the same token.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<CancelInner>);
-
-#[derive(Debug, Default)]
-struct CancelInner {
-    cancelled: AtomicBool,
-    signal: AtomicI32,
-}
-
-impl CancelToken {
-    /// A fresh, not-cancelled token.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Kills the container's whole process tree (the run then returns
-    /// [`SandboxError::Cancelled`]). Idempotent.
-    pub fn cancel(&self) {
-        self.0.cancelled.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Asks the run to deliver signal `signo` (e.g. `libc::SIGTERM`) to the
-    /// container's command; it is delivered within ~50 ms.
-    pub fn send_signal(&self, signo: i32) {
-        self.0.signal.store(signo, Ordering::SeqCst);
-    }
-
-    fn take_signal(&self) -> Option<i32> {
-        match self.0.signal.swap(0, Ordering::SeqCst) {
-            0 => None,
-            s => Some(s),
-        }
-    }
-}
+pub use crate::cancel::CancelToken;
 
 /// Runs an [`ExecSpec`] over a rootfs. Implemented by [`NamespaceExecutor`]
 /// and by fakes in scheduler tests.

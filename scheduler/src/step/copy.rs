@@ -9,9 +9,9 @@ use rbk_compiler::graph::{FileOp, Source};
 use serde_json::json;
 
 use super::{StepEnv, StepError, StepInputs};
+use crate::cancel::CancelToken;
 use crate::context::BuildContext;
 use crate::fileop::{AddOptions, CopySpec};
-use crate::sandbox::CancelToken;
 use crate::state::State;
 
 /// Where a COPY reads from.

@@ -13,8 +13,8 @@
 use rbk_compiler::graph::{MountKind, Op, Source, Vertex};
 
 use super::{Keyed, StepEnv, StepError};
+use crate::cancel::CancelToken;
 use crate::context::digest_tree;
-use crate::sandbox::CancelToken;
 use crate::state::State;
 
 /// Step `vx`'s result key over `parent`, reading `extra` (the states of

@@ -20,10 +20,11 @@ use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::Vertex;
 
 use crate::backend::{BackendError, Layer, Layers, Mounted, WorkDirs};
+use crate::cancel::CancelToken;
 use crate::context::{ContextError, Selection};
 use crate::fileop::FileOpError;
 use crate::progress::{Reporter, Step};
-use crate::sandbox::{CancelToken, Executor, NetworkMode, SandboxError};
+use crate::sandbox::{Executor, NetworkMode, SandboxError};
 use crate::state::State;
 
 pub use copy::Contexts;
