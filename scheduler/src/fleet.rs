@@ -168,19 +168,7 @@ impl Runner<'_, '_> {
         let Some(rec) = s.cache.poll(rk)? else {
             return Ok(None);
         };
-        let Some(state) = self.serve(v, &rec, parent, step, started) else {
-            return Ok(None);
-        };
-        s.cache.put(&rbk_store::cache::CacheRecord {
-            key: plan.key.clone(),
-            family: s.families[v].clone(),
-            inputs: plan.plaintext(),
-            ..rec
-        })?;
-        Ok(Some(State {
-            key: plan.key.clone(),
-            ..state
-        }))
+        self.serve_as_planned(v, plan, rec, parent, step, started)
     }
 
     /// Pushes the records of `keys` to the shared cache now, in a fleet

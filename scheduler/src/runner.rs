@@ -189,12 +189,24 @@ impl Runner<'_, '_> {
         let Some(rec) = s.lookup(v, rk).hit else {
             return Ok(None);
         };
+        self.serve_as_planned(v, plan, rec, parent, step, started)
+    }
+
+    /// A record found by step `v`'s result key, served, and recorded under
+    /// the plan's key too (so the next build finds it in its first pass);
+    /// `None` when the record cannot be served.
+    pub(crate) fn serve_as_planned(
+        &self,
+        v: usize,
+        plan: &Plan,
+        rec: CacheRecord,
+        parent: &State,
+        step: &Step,
+        started: Instant,
+    ) -> Result<Option<State>, StepError> {
+        let s = self.session;
         let Some(state) = self.serve(v, &rec, parent, step, started) else {
             return Ok(None);
-        };
-        let state = State {
-            key: plan.key.clone(),
-            ..state
         };
         s.cache.put(&CacheRecord {
             key: plan.key.clone(),
@@ -202,7 +214,10 @@ impl Runner<'_, '_> {
             inputs: plan.plaintext(),
             ..rec
         })?;
-        Ok(Some(state))
+        Ok(Some(State {
+            key: plan.key.clone(),
+            ..state
+        }))
     }
 
     /// With `--explain`, why step `v` missed: what differs from the
