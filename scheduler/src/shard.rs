@@ -238,41 +238,42 @@ struct Need<'a> {
 }
 
 impl Need<'_> {
-    /// When what it needs from shards other than `s` is expected to be
-    /// done (in the registry).
-    fn ready_on(&self, s: usize) -> f64 {
-        (0..self.needed.len())
-            .filter(|&v| self.needed[v] && self.owner[v].is_some_and(|o| o != s))
-            .map(|v| self.done[v])
-            .fold(0.0, f64::max)
-    }
-
-    /// How much of it shard `s` already makes.
-    fn affinity(&self, s: usize) -> f64 {
-        (0..self.needed.len())
-            .filter(|&v| self.needed[v] && self.owner[v] == Some(s))
-            .map(|v| self.cost[v])
-            .sum()
-    }
-
     /// The shard where `work` of its own starts soonest, and when: the
     /// first gap of that shard's schedule long enough, once what it needs
-    /// from others is there (a shard waiting on another runs other work
-    /// meanwhile: its steps run in parallel). On a tie, the shard owning
-    /// most of what it needs, then the least loaded, then the first.
+    /// from other shards is expected to be done (in the registry; a shard
+    /// waiting on another runs other work meanwhile). On a tie, the shard
+    /// owning most of what it needs, then the least loaded, then the first.
     fn best_shard(&self, busy: &[Vec<(f64, f64)>], work: f64) -> (usize, f64) {
-        let start = |s: usize| earliest_gap(&busy[s], self.ready_on(s), work);
-        let load = |s: usize| busy[s].iter().map(|(a, b)| b - a).sum::<f64>();
-        let best = (0..busy.len())
+        let n = busy.len();
+        // One pass: per shard, when what it owns of this is done, and what
+        // that costs.
+        let mut done_by = vec![0.0_f64; n];
+        let mut owned = vec![0.0_f64; n];
+        for v in (0..self.needed.len()).filter(|&v| self.needed[v]) {
+            if let Some(o) = self.owner[v].filter(|&o| o < n) {
+                done_by[o] = done_by[o].max(self.done[v]);
+                owned[o] += self.cost[v];
+            }
+        }
+        let key = |s: usize| {
+            let ready = (0..n)
+                .filter(|&o| o != s)
+                .map(|o| done_by[o])
+                .fold(0.0, f64::max);
+            let load: f64 = busy[s].iter().map(|(a, b)| b - a).sum();
+            (earliest_gap(&busy[s], ready, work), owned[s], load)
+        };
+        let keys: Vec<(f64, f64, f64)> = (0..n).map(key).collect();
+        let best = (0..n)
             .min_by(|&a, &b| {
-                start(a)
-                    .total_cmp(&start(b))
-                    .then(self.affinity(b).total_cmp(&self.affinity(a)))
-                    .then(load(a).total_cmp(&load(b)))
+                let (x, y) = (keys[a], keys[b]);
+                x.0.total_cmp(&y.0)
+                    .then(y.1.total_cmp(&x.1))
+                    .then(x.2.total_cmp(&y.2))
                     .then(a.cmp(&b))
             })
             .unwrap_or(0);
-        (best, start(best))
+        (best, keys.get(best).map_or(0.0, |k| k.0))
     }
 }
 
