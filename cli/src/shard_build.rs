@@ -107,33 +107,31 @@ pub fn setup(
             img.platform
         );
     }
+    // Shards are 1-based on the command line and in the plan, 0-based here.
+    let own = me - 1;
     let others = shard::owners(graph, &placed)
         .into_iter()
-        .map(|o| o.filter(|&s| s + 1 != me).map(|s| s + 1))
+        .map(|o| o.filter(|&s| s != own).map(|s| s + 1))
         .collect();
+    let mut mine = vec![false; graph.images.len()];
     // This shard's steps go in the order the plan expects its units to
     // start: what other shards wait on is made when the plan says.
     let mut priority = vec![u64::MAX; graph.len()];
     for (u, &(i, s)) in doc.units.iter().zip(&placed) {
-        if s + 1 != me {
+        if s != own {
             continue;
         }
+        mine[i] = true;
         let at = (u.start.max(0.0) * 1000.0) as u64;
-        for (v, needed) in graph
-            .needed_by(graph.images[i].vertex)
-            .into_iter()
-            .enumerate()
-        {
-            if needed {
-                priority[v] = priority[v].min(at);
+        let needed = graph.needed_by(graph.images[i].vertex);
+        for (v, p) in priority.iter_mut().enumerate() {
+            if needed[v] {
+                *p = (*p).min(at);
             }
         }
     }
-    let keep: Vec<bool> = (0..graph.images.len())
-        .map(|i| placed.iter().any(|&(p, s)| p == i && s + 1 == me))
-        .collect();
-    let mut k = keep.iter();
-    graph.images.retain(|_| k.next().copied().unwrap_or(false));
+    let mut keep = mine.into_iter();
+    graph.images.retain(|_| keep.next().unwrap_or(false));
     let wait = wait_of(&args.wait, &doc)?;
     let split = doc
         .merges
@@ -244,7 +242,7 @@ pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCache
     if !caches
         .from
         .iter()
-        .any(|c| c.by_key() && !c.source().starts_with("local:"))
+        .any(|c| c.by_key() && c.in_registry())
     {
         bail!(
             "shard {}/{} needs the shared registry cache to read the other shards' results: \

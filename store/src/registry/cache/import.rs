@@ -172,6 +172,11 @@ impl RemoteCache {
         self.listed == 0
     }
 
+    /// Whether it lives in a registry (else in a local directory).
+    pub fn in_registry(&self) -> bool {
+        matches!(self.origin, Origin::Registry { .. })
+    }
+
     /// Whether records are asked for one key at a time.
     pub fn by_key(&self) -> bool {
         self.per_key
