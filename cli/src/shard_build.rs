@@ -239,11 +239,7 @@ pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) ->
 /// shards' results and to give its own.
 pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCaches) -> Result<()> {
     let f = &setup.fleet;
-    if !caches
-        .from
-        .iter()
-        .any(|c| c.by_key() && c.in_registry())
-    {
+    if !caches.from.iter().any(|c| c.by_key() && c.in_registry()) {
         bail!(
             "shard {}/{} needs the shared registry cache to read the other shards' results: \
              --cache-from type=registry,ref=REGISTRY/NAME:TAG (when one was given, it could not \
