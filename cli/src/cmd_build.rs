@@ -764,7 +764,7 @@ impl Done<'_> {
     /// Exports the outputs (the build's and each target's), writes the
     /// result files and the graph page, and reports.
     fn finish(&self, args: &BuildArgs, summary: &BuildSummary, started: Instant) -> Result<i32> {
-        let mut by_digest = self.export_all(args, summary)?;
+        let mut pushed = self.export_all(args, summary)?;
         for (name, outs) in &self.targets.outputs {
             let image: Vec<_> = summary
                 .images
@@ -777,12 +777,12 @@ impl Done<'_> {
                 true => outs.iter().cloned().map(Output::by_digest).collect(),
                 false => outs.clone(),
             };
-            by_digest.extend(
+            pushed.extend(
                 outputs::export(self.store, self.client, &outs, &image)
                     .with_context(|| format!("target {name:?}: output"))?,
             );
         }
-        write_result_files(self.store, args, summary, &by_digest, self.shard.as_ref())?;
+        write_result_files(self.store, args, summary, &pushed, self.shard.as_ref())?;
         if let Some(path) = &args.graph_out {
             let marks = crate::graph_out::after_build(self.graph, summary);
             crate::graph_out::write(path, self.graph, &marks)?;
@@ -967,7 +967,7 @@ fn write_result_files(
     store: &Store,
     args: &BuildArgs,
     summary: &BuildSummary,
-    by_digest: &[PushRecord],
+    pushed: &[PushRecord],
     shard: Option<&serde_json::Value>,
 ) -> Result<()> {
     if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
@@ -978,7 +978,7 @@ fn write_result_files(
         return Ok(());
     };
     let entry = |img: &BuiltImage| {
-        let pushed = by_digest.iter().rev().find(|p| p.target == img.name);
+        let pushed = pushed.iter().rev().find(|p| p.target == img.name);
         metadata_entry(store, img, pushed)
     };
     // One image: its fields at the top, as `docker buildx build`; several
