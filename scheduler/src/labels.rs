@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use rbk_compiler::graph::Op;
+use rbk_compiler::graph::{Op, VertexId};
 use rbk_compiler::BuildGraph;
 
 /// Each vertex's label, BuildKit's scheme: the stage (its name, `stage-N`
@@ -48,7 +48,7 @@ pub(crate) fn labels(graph: &BuildGraph) -> Vec<String> {
             // A stage built on another has its FROM as step 1 too.
             let from = usize::from(
                 !vs.first()
-                    .is_some_and(|&v| matches!(graph.vertex(order[v]).op, Op::Source { .. })),
+                    .is_some_and(|&v| matches!(graph.vertex(VertexId::new(v)).op, Op::Source { .. })),
             );
             for (k, &v) in vs.iter().enumerate() {
                 if label[v].is_none() {
@@ -64,7 +64,7 @@ pub(crate) fn labels(graph: &BuildGraph) -> Vec<String> {
     (0..n)
         .map(|v| {
             let own = label[v].clone().unwrap_or_else(|| {
-                let o = graph.vertex(order[v]).origins.first();
+                let o = graph.vertex(VertexId::new(v)).origins.first();
                 stage_name(o.map_or("", |o| o.stage.as_str()), true).unwrap_or_default()
             });
             match prefix(&users[v], &units) {
