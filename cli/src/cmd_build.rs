@@ -757,7 +757,7 @@ struct Done<'a> {
     targets: &'a TargetOptions,
     graph: &'a rbk_compiler::BuildGraph,
     /// A fleet build's report on its shard, for the metadata file.
-    shard: Option<serde_json::Value>,
+    shard: Option<crate::plan_doc::ShardReport>,
 }
 
 impl Done<'_> {
@@ -968,7 +968,7 @@ fn write_result_files(
     args: &BuildArgs,
     summary: &BuildSummary,
     pushed: &[PushRecord],
-    shard: Option<&serde_json::Value>,
+    shard: Option<&crate::plan_doc::ShardReport>,
 ) -> Result<()> {
     if let (Some(path), [img]) = (&args.iidfile, summary.images.as_slice()) {
         std::fs::write(path, img.id.to_string())
@@ -996,7 +996,10 @@ fn write_result_files(
     // A shard's report, beside its targets (as bake's own `buildx.build.*`
     // keys sit beside them).
     if let (Some(report), Some(map)) = (shard, doc.as_object_mut()) {
-        map.insert("rbk.shard".to_string(), report.clone());
+        map.insert(
+            crate::plan_doc::SHARD_REPORT_KEY.to_string(),
+            serde_json::to_value(report)?,
+        );
     }
     let text = serde_json::to_string_pretty(&doc)?;
     std::fs::write(path, text + "\n")

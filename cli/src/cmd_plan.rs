@@ -10,7 +10,7 @@ use rbk_compiler::BuildGraph;
 use rbk_scheduler::shard::{self, ShardPlan};
 
 use crate::inputs::{self, BuildInputArgs};
-use crate::plan_doc::{PlanDoc, PlanMerge, PlanUnit, PLAN_VERSION};
+use crate::plan_doc::{PlanDoc, PlanMerge, PlanUnit, ShardReport, PLAN_VERSION, SHARD_REPORT_KEY};
 use crate::plan_emit::{self, EmitArgs, Engine};
 
 /// `rbk plan`
@@ -306,41 +306,36 @@ fn text(doc: &PlanDoc) -> String {
 /// What each unit of `doc` became, from the shards' metadata files.
 fn summary(doc: &PlanDoc, files: &[PathBuf]) -> Result<i32> {
     use std::collections::BTreeMap;
-    // shard → (built, reused) as the shard reported them.
-    let mut reports: BTreeMap<usize, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    // Each shard's report, by shard.
+    let mut reports: BTreeMap<usize, ShardReport> = BTreeMap::new();
     for f in files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", f.display(), e.line(), e.column()))?;
-        let r = &v["rbk.shard"];
-        let Some(shard) = r["shard"].as_u64().and_then(|s| usize::try_from(s).ok()) else {
+        let report = v
+            .get(SHARD_REPORT_KEY)
+            .map(|r| serde_json::from_value::<ShardReport>(r.clone()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: {SHARD_REPORT_KEY}: {e}", f.display()))?;
+        let Some(report) = report else {
             anyhow::bail!(
-                "{}: not the metadata of a shard (no rbk.shard)",
+                "{}: not the metadata of a shard (no {SHARD_REPORT_KEY})",
                 f.display()
             );
         };
-        let names = |k: &str| -> Vec<String> {
-            r[k].as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|n| n.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        reports.insert(shard, (names("built"), names("reused")));
+        reports.insert(report.shard, report);
     }
     let (mut built, mut reused, mut failed) = (0, 0, 0);
     let mut out = String::new();
     for u in &doc.units {
         let name = u.name();
         let said = match reports.get(&u.shard) {
-            Some((b, _)) if b.contains(&name) => {
+            Some(r) if r.built.contains(&name) => {
                 built += 1;
                 "built "
             }
-            Some((_, r)) if r.contains(&name) => {
+            Some(r) if r.reused.contains(&name) => {
                 reused += 1;
                 "reused"
             }

@@ -90,6 +90,27 @@ pub struct PlanMerge {
     pub shards: Vec<usize>,
 }
 
+/// What one shard did, as it writes it into its metadata file under
+/// [`SHARD_REPORT_KEY`] and `rbk plan --summary` reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardReport {
+    /// The shard, 1-based.
+    pub shard: usize,
+    /// How many shards.
+    pub shards: usize,
+    /// Its units (`target@platform`) with a step that ran here.
+    pub built: Vec<String>,
+    /// Its units whose every step came from a cache.
+    pub reused: Vec<String>,
+    /// Steps of other shards taken from the shared cache.
+    pub waited: usize,
+    /// Steps of other shards made here after the wait.
+    pub took_over: usize,
+}
+
+/// The metadata file's key of a [`ShardReport`].
+pub const SHARD_REPORT_KEY: &str = "rbk.shard";
+
 impl PlanUnit {
     /// `target@platform`, as `needs` and `critical` name units.
     pub fn name(&self) -> String {

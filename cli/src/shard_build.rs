@@ -13,7 +13,7 @@ use rbk_scheduler::fleet::Fleet;
 use rbk_scheduler::shard;
 use rbk_scheduler::BuildSummary;
 
-use crate::plan_doc::PlanDoc;
+use crate::plan_doc::{PlanDoc, ShardReport};
 
 /// The flags of a fleet build.
 #[derive(Debug, Clone, clap::Args)]
@@ -188,7 +188,7 @@ fn wait_of(text: &str, doc: &PlanDoc) -> Result<Duration> {
 }
 
 /// What this shard did, on one line, and for the metadata file.
-pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) -> serde_json::Value {
+pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) -> ShardReport {
     let ran: std::collections::BTreeSet<usize> = summary
         .steps
         .iter()
@@ -225,14 +225,14 @@ pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) ->
         summary.waited,
         summary.took_over
     );
-    serde_json::json!({
-        "shard": f.shard,
-        "shards": f.shards,
-        "built": built,
-        "reused": reused,
-        "waited": summary.waited,
-        "took_over": summary.took_over,
-    })
+    ShardReport {
+        shard: f.shard,
+        shards: f.shards,
+        built,
+        reused,
+        waited: summary.waited,
+        took_over: summary.took_over,
+    }
 }
 
 /// A shard needs the shared registry cache both ways: to find the other
@@ -272,7 +272,7 @@ pub fn after(
     caches: &[rbk_scheduler::shared_cache::CacheExport],
     graph: &BuildGraph,
     summary: &BuildSummary,
-) -> serde_json::Value {
+) -> ShardReport {
     record_timings(setup, store, caches, graph, summary);
     report(setup, graph, summary)
 }

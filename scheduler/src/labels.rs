@@ -46,10 +46,10 @@ pub(crate) fn labels(graph: &BuildGraph) -> Vec<String> {
         let several = stages.len() > 1;
         for (stage, vs) in &stages {
             // A stage built on another has its FROM as step 1 too.
-            let from = usize::from(
-                !vs.first()
-                    .is_some_and(|&v| matches!(graph.vertex(VertexId::new(v)).op, Op::Source { .. })),
-            );
+            let from =
+                usize::from(!vs.first().is_some_and(|&v| {
+                    matches!(graph.vertex(VertexId::new(v)).op, Op::Source { .. })
+                }));
             for (k, &v) in vs.iter().enumerate() {
                 if label[v].is_none() {
                     let place = format!("{}/{}", k + 1 + from, vs.len() + from);
