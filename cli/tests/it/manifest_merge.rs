@@ -20,6 +20,15 @@ fn can_build(test: &str) -> bool {
     }
 }
 
+/// A registry from `start` where this machine can build; None (loudly)
+/// where it cannot, or has no registry to run.
+fn ready(test: &str, start: fn(&str) -> Option<Registry>) -> Option<Registry> {
+    if !can_build(test) {
+        return None;
+    }
+    start(test)
+}
+
 /// Builds `FROM scratch` + a file saying `content` for `platform` in
 /// `store`, with the `extra` flags, writing its metadata to `dir/<meta>`.
 fn build(
@@ -105,10 +114,7 @@ fn check_metadata(meta: &Path, name: &str, repository: &str, arch: &str) -> (Str
 #[test]
 fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
     let test = "merge_joins_platforms_pushed_by_digest_without_pulling_a_layer";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start_logged(test) else {
+    let Some(reg) = ready(test, Registry::start_logged) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -155,10 +161,7 @@ fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
 #[test]
 fn merge_refuses_a_missing_digest_and_a_platform_given_twice() {
     let test = "merge_refuses_a_missing_digest_and_a_platform_given_twice";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start(test) else {
+    let Some(reg) = ready(test, Registry::start) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -244,10 +247,7 @@ fn merge_without_push_makes_the_index_in_the_store() {
 #[test]
 fn merge_takes_a_shard_that_built_two_platforms_of_the_target() {
     let test = "merge_takes_a_shard_that_built_two_platforms_of_the_target";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start(test) else {
+    let Some(reg) = ready(test, Registry::start) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
