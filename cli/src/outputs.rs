@@ -387,17 +387,17 @@ pub struct PushRecord {
     pub by_digest: bool,
 }
 
-/// Runs the exports for the built `images`; returns the pushes made by
-/// digest.
+/// Runs the exports for the built `images`; returns a record of each
+/// image pushed, by name or by digest (what the metadata file describes).
 pub fn export(
     store: &Store,
     client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
     outputs: &[Output],
     images: &[BuiltImage],
 ) -> Result<Vec<PushRecord>> {
-    let mut by_digest = Vec::new();
+    let mut pushed = Vec::new();
     if outputs.is_empty() {
-        return Ok(by_digest);
+        return Ok(pushed);
     }
     // By manifest digest: resolving an id would read every stored manifest.
     let resolved: Vec<Image> = images
@@ -421,8 +421,8 @@ pub fn export(
             } => {
                 let push = match (*push, *digest_only) {
                     (false, _) => Push::No,
-                    (true, false) => Push::ByName(&mut by_digest),
-                    (true, true) => Push::ByDigest(&mut by_digest),
+                    (true, false) => Push::ByName(&mut pushed),
+                    (true, true) => Push::ByDigest(&mut pushed),
                 };
                 let to = (names.as_slice(), format);
                 export_image(store, client, &resolved, images, to, push)?
@@ -464,7 +464,7 @@ pub fn export(
             Output::Local { dest } => filesystem_dir(store, only(&resolved)?, dest)?,
         }
     }
-    Ok(by_digest)
+    Ok(pushed)
 }
 
 /// `image` as `format` has it leave the store: its manifest with the
