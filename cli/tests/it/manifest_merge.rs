@@ -282,3 +282,41 @@ fn merge_takes_a_shard_that_built_two_platforms_of_the_target() {
     let archs: Vec<String> = remote_index(&c, &name).into_iter().map(|e| e.0).collect();
     assert_eq!(archs, ["amd64", "arm64", "riscv64"]);
 }
+
+#[test]
+fn merge_reads_an_image_once_for_two_tags_in_its_repository() {
+    let test = "merge_reads_an_image_once_for_two_tags_in_its_repository";
+    let Some(reg) = ready(test, Registry::start_logged) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:5", reg.host);
+    let out = [
+        "-o",
+        &format!("type=registry,name={name},push-by-digest=true"),
+    ];
+    let a = build(dir.path(), "a", "linux/arm64", "five", &out, "a.json");
+    let latest = format!("{}/app:latest", reg.host);
+    let mut doc = json(&a);
+    doc["rbk.tags"] = serde_json::json!([name, latest]);
+    std::fs::write(&a, serde_json::to_vec(&doc).unwrap()).unwrap();
+
+    let c = dir.path().join("c");
+    let before = reg.requests().len();
+    let merged = merge(&c, &["--push"], &[&a]);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let during = reg.requests()[before..].to_vec();
+    let reads = during
+        .iter()
+        .filter(|r| r.contains("/manifests/sha256:"))
+        .count();
+    assert_eq!(reads, 1, "{during:?}");
+    assert_eq!(
+        merged_digest(&merged, &name),
+        merged_digest(&merged, &latest)
+    );
+}
