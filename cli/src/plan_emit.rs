@@ -239,6 +239,16 @@ fn registry_host(cache: &str) -> Result<String> {
     Ok(r.domain().to_string())
 }
 
+/// `rbk login` to `host` with the password and user of the job's
+/// RBK_REGISTRY_PASSWORD and RBK_REGISTRY_USER.
+fn login_command(rbk: &str, host: &str) -> String {
+    format!(
+        "printf '%s' \"$RBK_REGISTRY_PASSWORD\" | {rbk} login {} -u \"$RBK_REGISTRY_USER\" \
+         --password-stdin",
+        sh(host)
+    )
+}
+
 /// The file and targets, quoted: the words after `rbk plan` / `rbk build`.
 fn file_and_targets(plan: &PlanDoc) -> String {
     std::iter::once(&plan.file)
