@@ -44,6 +44,8 @@ struct Cluster {
     images: Vec<String>,
     /// The stages they come from.
     stages: Vec<String>,
+    /// An image's own box, closing no stage's box.
+    lone: bool,
 }
 
 /// The clusters of the page and the cluster of each layout node: the
@@ -81,6 +83,7 @@ fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
                 label,
                 images,
                 stages: Vec::new(),
+                lone: false,
             });
             found.len() - 1
         });
@@ -102,6 +105,7 @@ fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
                 label,
                 images: vec![img.name.clone()],
                 stages: vec![img.stage.clone()],
+                lone: true,
             });
             found.len() - 1
         };
@@ -319,9 +323,8 @@ fn fit_label(c: &Cluster, fits: usize) -> String {
 /// A cluster's box and label.
 fn cluster(c: &Cluster, r: Rect) -> String {
     let fits = ((r.w - 16.0) / 7.0).max(8.0) as usize;
-    let image_box = c.label.starts_with("image ");
     let shared = c.images.len() > 1;
-    let class = match (image_box, shared) {
+    let class = match (c.lone, shared) {
         (true, _) => "cluster lone",
         (_, true) => "cluster common",
         _ => "cluster",
