@@ -24,10 +24,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     if venv.exists() {
         return Some(venv);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
+    crate::on_path(name)
 }
 
 /// A target file: `app` for two platforms (split over shards: a merge),
