@@ -18,7 +18,7 @@ const AUTH_DIR: &str = "/etc/rbk/auth";
 pub fn manifests(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Vec<Value>> {
     let name = &args.name;
     dns_label(name, 52, "--name")?;
-    dns_label(&args.registry_secret, 253, "--registry-secret")?;
+    dns_subdomain(&args.registry_secret, "--registry-secret")?;
     let Some(git_url) = &args.git_url else {
         bail!("the pods need the source: give --git-url (and --git-ref, a commit for a plan that stays valid)");
     };
@@ -139,16 +139,33 @@ fn kubelet_escape(script: &str) -> String {
     out
 }
 
-/// Checks `name` is a DNS-1123 label Kubernetes takes for an object name.
-fn dns_label(name: &str, max: usize, flag: &str) -> Result<()> {
+/// Whether `name` is a DNS-1123 label of at most `max` characters.
+fn is_label(name: &str, max: usize) -> bool {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if name.len() > max
-        || !name.chars().all(ok_char)
-        || !ends_ok(name.chars().next())
-        || !ends_ok(name.chars().last())
-    {
+    name.len() <= max
+        && name.chars().all(ok_char)
+        && ends_ok(name.chars().next())
+        && ends_ok(name.chars().last())
+}
+
+/// Checks `name` is a DNS-1123 label Kubernetes takes for an object name
+/// (the Job's, whose pods' names it starts).
+fn dns_label(name: &str, max: usize, flag: &str) -> Result<()> {
+    if !is_label(name, max) {
         bail!("{flag} {name:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max}");
+    }
+    Ok(())
+}
+
+/// Checks `name` is a DNS-1123 subdomain, as a Secret's name may be:
+/// labels joined by '.', at most 253 characters.
+fn dns_subdomain(name: &str, flag: &str) -> Result<()> {
+    if name.len() > 253 || !name.split('.').all(|l| is_label(l, 63)) {
+        bail!(
+            "{flag} {name:?} is not a Kubernetes name: lowercase letters, digits, '-' and '.', \
+             at most 253"
+        );
     }
     Ok(())
 }
@@ -179,6 +196,16 @@ mod tests {
             ("a.b", false),
         ] {
             assert_eq!(dns_label(name, 52, "--name").is_ok(), ok, "{name}");
+        }
+        for (name, ok) in [
+            ("rbk-registry", true),
+            ("registry.example.com", true),
+            ("a..b", false),
+            (".a", false),
+            ("A.b", false),
+        ] {
+            let got = dns_subdomain(name, "--registry-secret").is_ok();
+            assert_eq!(got, ok, "{name}");
         }
     }
 }
