@@ -24,10 +24,11 @@ pub fn manifests(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Vec<Val
     };
     let plan_json = serde_json::to_string_pretty(plan).context("cannot write the plan")? + "\n";
     let labels = json!({"app.kubernetes.io/name": "rbk", "app.kubernetes.io/instance": name});
+    let plan_map = format!("{name}-plan");
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": format!("{name}-plan"), "labels": labels},
+        "metadata": {"name": plan_map, "labels": labels},
         "data": {"plan.json": plan_json},
     });
     let job = json!({
@@ -43,14 +44,16 @@ pub fn manifests(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Vec<Val
             "backoffLimitPerIndex": args.retries,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": pod_spec(plan, cache, git_url, args),
+                "spec": pod_spec(plan, cache, &plan_map, git_url, args),
             },
         },
     });
     Ok(vec![config_map, job])
 }
 
-fn pod_spec(plan: &PlanDoc, cache: &str, git_url: &str, args: &EmitArgs) -> Value {
+/// The pods: `cache` the shared cache ref, `plan_map` the ConfigMap with
+/// the plan.
+fn pod_spec(plan: &PlanDoc, cache: &str, plan_map: &str, git_url: &str, args: &EmitArgs) -> Value {
     let checkout = format!(
         "set -eu\ncd {SRC}\ngit init -q\ngit fetch -q --depth 1 {} {}\ngit checkout -q FETCH_HEAD\n",
         sh(git_url),
@@ -99,7 +102,7 @@ fn pod_spec(plan: &PlanDoc, cache: &str, git_url: &str, args: &EmitArgs) -> Valu
         }],
         "volumes": [
             {"name": "src", "emptyDir": {}},
-            {"name": "plan", "configMap": {"name": format!("{}-plan", args.name)}},
+            {"name": "plan", "configMap": {"name": plan_map}},
             {"name": "auth", "secret": {"secretName": args.registry_secret}},
             {"name": "store", "emptyDir": {}},
         ],
