@@ -149,8 +149,11 @@ pub(crate) fn with_last_durations(root: &Path, graph: &BuildGraph, marks: &mut [
         let op = rbk_scheduler::shard::op_id(graph.vertex(id));
         if let (MarkState::Run, Some(&s)) = (m.state, timings.steps.get(&op)) {
             m.seconds = Some(s);
-            let why = m.reason.take().unwrap_or_default();
-            m.reason = Some(format!("{why}\n(it took {s:.2} s when it last ran)"));
+            let took = format!("(it took {s:.2} s when it last ran)");
+            m.reason = Some(match m.reason.take() {
+                Some(why) => format!("{why}\n{took}"),
+                None => took,
+            });
         }
     }
 }

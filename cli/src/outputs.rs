@@ -4,6 +4,7 @@
 //! `force-compression=`, `oci-mediatypes=`), `--push` and `--load`. Every value is
 //! parsed before the build starts; the exports run after it.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
@@ -387,8 +388,8 @@ pub struct PushRecord {
     pub by_digest: bool,
 }
 
-/// Runs the exports for the built `images`; returns what was pushed (by
-/// name or by digest), for the metadata file.
+/// Runs the exports for the built `images`; returns a record of each
+/// image pushed, by name or by digest (what the metadata file describes).
 pub fn export(
     store: &Store,
     client: &dyn Fn() -> Result<std::sync::Arc<Client>>,
@@ -573,15 +574,13 @@ fn push_digest_only(
     names: &[Reference],
     format: &ExportFormat,
 ) -> Result<PushRecord> {
-    let mut repos: Vec<&Reference> = Vec::new();
+    // The first name of each repository, in repository order.
+    let mut repos: BTreeMap<String, &Reference> = BTreeMap::new();
     for n in names {
-        if !repos.iter().any(|r| r.repository() == n.repository()) {
-            repos.push(n);
-        }
+        repos.entry(n.repository()).or_insert(n);
     }
-    repos.sort_by_key(|r| r.repository());
     let mut pushed = None;
-    for r in &repos {
+    for r in repos.values() {
         let p = client
             .push_by_digest(store, image.entry_digest().as_str(), r, format, &|_| {})
             .with_context(|| format!("cannot push {} by digest", r.familiar_repository()))?;
@@ -593,7 +592,7 @@ fn push_digest_only(
     };
     Ok(PushRecord {
         target: b.name.clone(),
-        repositories: repos.iter().map(|r| r.repository()).collect(),
+        repositories: repos.into_keys().collect(),
         tags: names.iter().map(Reference::to_string).collect(),
         pushed,
         by_digest: true,

@@ -21,7 +21,7 @@ use crate::plan_doc::PlanDoc;
 pub struct EmitArgs {
     /// The name of the workflow, pipeline jobs' prefix, or the Kubernetes
     /// Job (and its ConfigMap NAME-plan)
-    #[arg(help_heading = HEADING, long = "name", value_name = "NAME", default_value = "rbk-fleet")]
+    #[arg(help_heading = HEADING, long = "name", value_name = "NAME", default_value = DEFAULT_NAME)]
     pub name: String,
     /// A shell command that puts rbk on the runner's PATH (github, gitlab),
     /// e.g. 'cargo install --locked --git URL rbk'. Default: github checks
@@ -37,7 +37,7 @@ pub struct EmitArgs {
         help_heading = HEADING,
         long = "runs-on",
         value_name = "LABEL",
-        default_value = "ubuntu-latest"
+        default_value = DEFAULT_RUNS_ON
     )]
     pub runs_on: String,
     /// Run rbk as the runner's user instead of `sudo -E` (github: for
@@ -46,14 +46,14 @@ pub struct EmitArgs {
     pub rootless: bool,
     /// The branch whose pushes run the pipeline (github, gitlab); it also
     /// runs when started by hand
-    #[arg(help_heading = HEADING, long = "branch", value_name = "BRANCH", default_value = "main")]
+    #[arg(help_heading = HEADING, long = "branch", value_name = "BRANCH", default_value = DEFAULT_BRANCH)]
     pub branch: String,
     /// The git repository the pods clone for the build context (k8s)
     #[arg(help_heading = HEADING, long = "git-url", value_name = "URL")]
     pub git_url: Option<String>,
     /// The commit, tag or branch the pods check out (k8s); a commit keeps
     /// every pod on the source the plan was made for
-    #[arg(help_heading = HEADING, long = "git-ref", value_name = "REF", default_value = "HEAD")]
+    #[arg(help_heading = HEADING, long = "git-ref", value_name = "REF", default_value = DEFAULT_GIT_REF)]
     pub git_ref: String,
     /// The Secret (type kubernetes.io/dockerconfigjson) with the registry
     /// credentials (k8s)
@@ -61,17 +61,25 @@ pub struct EmitArgs {
         help_heading = HEADING,
         long = "registry-secret",
         value_name = "NAME",
-        default_value = "rbk-registry"
+        default_value = DEFAULT_REGISTRY_SECRET
     )]
     pub registry_secret: String,
     /// How many times a failed shard is retried (k8s backoffLimitPerIndex)
-    #[arg(help_heading = HEADING, long = "retries", value_name = "N", default_value_t = 1)]
+    #[arg(help_heading = HEADING, long = "retries", value_name = "N", default_value_t = DEFAULT_RETRIES)]
     pub retries: u16,
 }
 
 /// Where `rbk plan --help` lists [`EmitArgs`] (a heading of their own,
 /// set on each: a struct-wide one would carry over to the flags after).
 const HEADING: &str = "Pipeline (--format github, gitlab, k8s)";
+
+// The flags' defaults: the header repeats only the flags that differ.
+const DEFAULT_NAME: &str = "rbk-fleet";
+const DEFAULT_RUNS_ON: &str = "ubuntu-latest";
+const DEFAULT_BRANCH: &str = "main";
+const DEFAULT_GIT_REF: &str = "HEAD";
+const DEFAULT_REGISTRY_SECRET: &str = "rbk-registry";
+const DEFAULT_RETRIES: u16 = 1;
 
 /// The image the emitted GitLab jobs and Kubernetes pods run by default:
 /// this rbk's version, which docs/fleet.md shows how to build and push.
@@ -162,8 +170,7 @@ fn check<'a>(plan: &'a PlanDoc, engine: Engine, args: &EmitArgs) -> Result<&'a s
 
 /// The comment at the top: who wrote the file and how to write it again.
 fn header(plan: &PlanDoc, engine: Engine, args: &EmitArgs) -> String {
-    let mut cmd = vec!["rbk".to_string(), "plan".to_string(), sh(&plan.file)];
-    cmd.extend(plan.targets.iter().map(|t| sh(t)));
+    let mut cmd = vec![format!("rbk plan {}", file_and_targets(plan))];
     cmd.push(format!("--shards {}", plan.shards));
     if let Some(cache) = &plan.cache {
         cmd.push(format!("--cache-ref {}", sh(cache)));
@@ -174,11 +181,11 @@ fn header(plan: &PlanDoc, engine: Engine, args: &EmitArgs) -> String {
             cmd.push(format!("--{name} {}", sh(v)));
         }
     };
-    flag("name", &args.name, "rbk-fleet");
+    flag("name", &args.name, DEFAULT_NAME);
     match engine {
         Engine::Github => {
-            flag("runs-on", &args.runs_on, "ubuntu-latest");
-            flag("branch", &args.branch, "main");
+            flag("runs-on", &args.runs_on, DEFAULT_RUNS_ON);
+            flag("branch", &args.branch, DEFAULT_BRANCH);
             flag("setup", args.setup.as_deref().unwrap_or(""), "");
             if args.rootless {
                 cmd.push("--rootless".to_string());
@@ -186,15 +193,21 @@ fn header(plan: &PlanDoc, engine: Engine, args: &EmitArgs) -> String {
         }
         Engine::Gitlab => {
             flag("image", &args.image, DEFAULT_IMAGE);
-            flag("branch", &args.branch, "main");
+            flag("branch", &args.branch, DEFAULT_BRANCH);
             flag("setup", args.setup.as_deref().unwrap_or(""), "");
         }
         Engine::K8s => {
             flag("image", &args.image, DEFAULT_IMAGE);
             flag("git-url", args.git_url.as_deref().unwrap_or(""), "");
-            flag("git-ref", &args.git_ref, "HEAD");
-            flag("registry-secret", &args.registry_secret, "rbk-registry");
-            flag("retries", &args.retries.to_string(), "1");
+            flag("git-ref", &args.git_ref, DEFAULT_GIT_REF);
+            flag(
+                "registry-secret",
+                &args.registry_secret,
+                DEFAULT_REGISTRY_SECRET,
+            );
+            if args.retries != DEFAULT_RETRIES {
+                cmd.push(format!("--retries {}", args.retries));
+            }
         }
     }
     format!(
@@ -224,6 +237,16 @@ fn registry_host(cache: &str) -> Result<String> {
     let r = rbk_store::Reference::parse(cache)
         .with_context(|| format!("the cache ref {cache:?} is not an image reference"))?;
     Ok(r.domain().to_string())
+}
+
+/// `rbk login` to `host` with the password and user of the job's
+/// RBK_REGISTRY_PASSWORD and RBK_REGISTRY_USER.
+fn login_command(rbk: &str, host: &str) -> String {
+    format!(
+        "printf '%s' \"$RBK_REGISTRY_PASSWORD\" | {rbk} login {} -u \"$RBK_REGISTRY_USER\" \
+         --password-stdin",
+        sh(host)
+    )
 }
 
 /// The file and targets, quoted: the words after `rbk plan` / `rbk build`.

@@ -9,7 +9,8 @@
 //! `containerimage.descriptor`; a descriptor of an index stands for each
 //! platform the index lists. Its tags are `rbk.tags`, else `image.name`.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -67,10 +68,11 @@ pub fn merge(files: &[PathBuf], source: &Source<'_>, dry_run: bool) -> Result<()
     if groups.is_empty() {
         bail!("no image to merge in {}", names(files));
     }
+    let mut resolved = Resolved::new();
     for (tag, members) in &groups {
         let mut found = Vec::new();
         for m in members {
-            found.extend(resolve(source, tag, m)?);
+            found.extend(resolve_once(source, tag, m, &mut resolved)?);
         }
         let found = one_per_platform(tag, found)?;
         let index = Index {
@@ -166,6 +168,33 @@ fn one_per_platform(
     Ok(by_platform.into_values().collect())
 }
 
+/// What [`resolve`] found, by where it looked (the repository, or none for
+/// the store), the member's digest and its platform.
+type Resolved = HashMap<(String, Digest, Option<String>), Vec<(Descriptor, Option<Image>)>>;
+
+/// [`resolve`], once for each member in each repository: a target with
+/// several tags in one repository (or in the store) is looked up once.
+fn resolve_once(
+    source: &Source<'_>,
+    tag: &Reference,
+    m: &Member,
+    resolved: &mut Resolved,
+) -> Result<Vec<(Member, Option<Image>)>> {
+    let repository = match source {
+        Source::Registry(_) => tag.repository(),
+        Source::Store(_) => String::new(),
+    };
+    let key = (repository, m.desc.digest.clone(), m.platform());
+    let found = match resolved.entry(key) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(resolve(source, tag, m)?),
+    };
+    Ok(found
+        .iter()
+        .map(|(desc, image)| (with_desc(m, desc.clone()), image.clone()))
+        .collect())
+}
+
 /// `m` found where `source` keeps it (for a registry, in `tag`'s
 /// repository): its platform images, each with its descriptor as found
 /// (and, from the store, the image).
@@ -173,7 +202,7 @@ fn resolve(
     source: &Source<'_>,
     tag: &Reference,
     m: &Member,
-) -> Result<Vec<(Member, Option<Image>)>> {
+) -> Result<Vec<(Descriptor, Option<Image>)>> {
     match source {
         Source::Registry(client) => {
             let at = tag.with_digest(m.desc.digest.clone());
@@ -189,13 +218,11 @@ fn resolve(
             if !is_index_media_type(&media_type) {
                 let mut desc = Descriptor::new(&media_type, digest, bytes.len() as u64);
                 desc.platform = m.desc.platform.clone();
-                return Ok(vec![(with_desc(m, desc), None)]);
+                return Ok(vec![(desc, None)]);
             }
             let index: Index = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{}: index {digest} is not JSON", m.origin()))?;
-            Ok(platforms_of(&index)
-                .map(|d| (with_desc(m, d), None))
-                .collect())
+            Ok(platforms_of(&index).map(|d| (d, None)).collect())
         }
         Source::Store(store) => {
             let image = store
@@ -210,7 +237,7 @@ fn resolve(
             let mut out = Vec::new();
             for i in store.index_images(&image)? {
                 let desc = local_descriptor(store, &i)?;
-                out.push((with_desc(m, desc), Some(i)));
+                out.push((desc, Some(i)));
             }
             Ok(out)
         }

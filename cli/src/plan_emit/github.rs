@@ -6,8 +6,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{
-    build_command, merge_command, merge_targets, plan_command, registry_host, sh, summary_command,
-    EmitArgs,
+    build_command, login_command, merge_command, merge_targets, plan_command, registry_host,
+    summary_command, EmitArgs,
 };
 use crate::plan_doc::PlanDoc;
 
@@ -75,11 +75,7 @@ fn common_steps(host: &str, args: &EmitArgs) -> Vec<Value> {
         json!({
             "name": format!("Log in to {host}"),
             "env": {"RBK_REGISTRY_USER": user, "RBK_REGISTRY_PASSWORD": password},
-            "run": format!(
-                "printf '%s' \"$RBK_REGISTRY_PASSWORD\" | {} login {} -u \"$RBK_REGISTRY_USER\" --password-stdin\n",
-                rbk(args),
-                sh(host)
-            ),
+            "run": login_command(rbk(args), host) + "\n",
         }),
     ]
 }

@@ -5,7 +5,8 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::{
-    build_command, merge_command, plan_command, registry_host, sh, summary_command, EmitArgs,
+    build_command, login_command, merge_command, plan_command, registry_host, summary_command,
+    EmitArgs,
 };
 use crate::plan_doc::PlanDoc;
 
@@ -23,10 +24,7 @@ pub fn pipeline(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Value> {
     let host = registry_host(cache)?;
     let mut before = Vec::new();
     before.extend(args.setup.clone());
-    before.push(format!(
-        "printf '%s' \"$RBK_REGISTRY_PASSWORD\" | rbk login {} -u \"$RBK_REGISTRY_USER\" --password-stdin",
-        sh(&host)
-    ));
+    before.push(login_command("rbk", &host));
     let name = &args.name;
     let mut doc = serde_json::Map::new();
     doc.insert(

@@ -18,16 +18,17 @@ const AUTH_DIR: &str = "/etc/rbk/auth";
 pub fn manifests(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Vec<Value>> {
     let name = &args.name;
     dns_label(name, 52, "--name")?;
-    dns_label(&args.registry_secret, 253, "--registry-secret")?;
+    dns_subdomain(&args.registry_secret, "--registry-secret")?;
     let Some(git_url) = &args.git_url else {
         bail!("the pods need the source: give --git-url (and --git-ref, a commit for a plan that stays valid)");
     };
     let plan_json = serde_json::to_string_pretty(plan).context("cannot write the plan")? + "\n";
     let labels = json!({"app.kubernetes.io/name": "rbk", "app.kubernetes.io/instance": name});
+    let plan_map = format!("{name}-plan");
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": format!("{name}-plan"), "labels": labels},
+        "metadata": {"name": plan_map, "labels": labels},
         "data": {"plan.json": plan_json},
     });
     let job = json!({
@@ -43,14 +44,16 @@ pub fn manifests(plan: &PlanDoc, cache: &str, args: &EmitArgs) -> Result<Vec<Val
             "backoffLimitPerIndex": args.retries,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": pod_spec(plan, cache, git_url, args),
+                "spec": pod_spec(plan, cache, &plan_map, git_url, args),
             },
         },
     });
     Ok(vec![config_map, job])
 }
 
-fn pod_spec(plan: &PlanDoc, cache: &str, git_url: &str, args: &EmitArgs) -> Value {
+/// The pods: `cache` the shared cache ref, `plan_map` the ConfigMap with
+/// the plan.
+fn pod_spec(plan: &PlanDoc, cache: &str, plan_map: &str, git_url: &str, args: &EmitArgs) -> Value {
     let checkout = format!(
         "set -eu\ncd {SRC}\ngit init -q\ngit fetch -q --depth 1 {} {}\ngit checkout -q FETCH_HEAD\n",
         sh(git_url),
@@ -99,7 +102,7 @@ fn pod_spec(plan: &PlanDoc, cache: &str, git_url: &str, args: &EmitArgs) -> Valu
         }],
         "volumes": [
             {"name": "src", "emptyDir": {}},
-            {"name": "plan", "configMap": {"name": format!("{}-plan", args.name)}},
+            {"name": "plan", "configMap": {"name": plan_map}},
             {"name": "auth", "secret": {"secretName": args.registry_secret}},
             {"name": "store", "emptyDir": {}},
         ],
@@ -139,16 +142,33 @@ fn kubelet_escape(script: &str) -> String {
     out
 }
 
-/// Checks `name` is a DNS-1123 label Kubernetes takes for an object name.
-fn dns_label(name: &str, max: usize, flag: &str) -> Result<()> {
+/// Whether `name` is a DNS-1123 label of at most `max` characters.
+fn is_label(name: &str, max: usize) -> bool {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if name.len() > max
-        || !name.chars().all(ok_char)
-        || !ends_ok(name.chars().next())
-        || !ends_ok(name.chars().last())
-    {
+    name.len() <= max
+        && name.chars().all(ok_char)
+        && ends_ok(name.chars().next())
+        && ends_ok(name.chars().last())
+}
+
+/// Checks `name` is a DNS-1123 label Kubernetes takes for an object name
+/// (the Job's, whose pods' names it starts).
+fn dns_label(name: &str, max: usize, flag: &str) -> Result<()> {
+    if !is_label(name, max) {
         bail!("{flag} {name:?} is not a Kubernetes name: lowercase letters, digits and '-', at most {max}");
+    }
+    Ok(())
+}
+
+/// Checks `name` is a DNS-1123 subdomain, as a Secret's name may be:
+/// labels joined by '.', at most 253 characters.
+fn dns_subdomain(name: &str, flag: &str) -> Result<()> {
+    if name.len() > 253 || !name.split('.').all(|l| is_label(l, 63)) {
+        bail!(
+            "{flag} {name:?} is not a Kubernetes name: lowercase letters, digits, '-' and '.', \
+             at most 253"
+        );
     }
     Ok(())
 }
@@ -179,6 +199,16 @@ mod tests {
             ("a.b", false),
         ] {
             assert_eq!(dns_label(name, 52, "--name").is_ok(), ok, "{name}");
+        }
+        for (name, ok) in [
+            ("rbk-registry", true),
+            ("registry.example.com", true),
+            ("a..b", false),
+            (".a", false),
+            ("A.b", false),
+        ] {
+            let got = dns_subdomain(name, "--registry-secret").is_ok();
+            assert_eq!(got, ok, "{name}");
         }
     }
 }

@@ -23,11 +23,7 @@ fn cannot_make_debian() -> Option<String> {
     if bases_cache().join("debian-bookworm.tar").is_file() {
         return None;
     }
-    let on_path = |name: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-    };
-    if !on_path("debootstrap") && !on_path("apt-get") {
+    if crate::on_path("debootstrap").is_none() && crate::on_path("apt-get").is_none() {
         return Some("no debootstrap (apt-get install debootstrap)".into());
     }
     let reachable = ("deb.debian.org", 80)

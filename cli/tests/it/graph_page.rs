@@ -16,7 +16,10 @@ pub(crate) fn chromium(test: &str) -> Option<&'static str> {
     if Path::new(bin).exists() {
         Some(bin)
     } else {
-        eprintln!("SKIPPED {test}: {bin} is missing (apt-get install chromium)");
+        crate::skip(
+            test,
+            &format!("{bin} is missing (scripts/test.sh installs chromium)"),
+        );
         None
     }
 }
@@ -52,39 +55,34 @@ fn within(mut cmd: Command, out: &Path, limit: Duration) {
     }
 }
 
+/// Headless `bin` in the window with a fresh profile in `dir`.
+fn browser(bin: &str, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args(BROWSER)
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()));
+    c
+}
+
 /// The page as a real 1400×900 browser window leaves it after its script
 /// ran, and a screenshot of it; each browser run within `limit`.
 pub(crate) fn in_browser(bin: &str, page: &Path, limit: Duration) -> (String, Vec<u8>) {
     let url = format!("file://{}", page.display());
-    let profile = tempfile::tempdir().unwrap();
-    let browser = |name: &str| {
-        let mut c = Command::new(bin);
-        c.args(BROWSER).arg(format!(
-            "--user-data-dir={}",
-            profile.path().join(name).display()
-        ));
-        c
-    };
     let dom = dom_at(bin, &url, limit);
-    let shot = profile.path().join("shot.png");
-    let mut c = browser("shot");
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("shot.png");
+    let mut c = browser(bin, dir.path());
     c.arg(format!("--screenshot={}", shot.display())).arg(&url);
-    within(c, &profile.path().join("shot.out"), limit);
+    within(c, &dir.path().join("shot.out"), limit);
     (dom, std::fs::read(&shot).unwrap())
 }
 
 /// The DOM a 1400×900 headless browser leaves at `url` once its scripts
 /// ran, within `limit`.
 fn dom_at(bin: &str, url: &str, limit: Duration) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let dom = profile.path().join("dom.html");
-    let mut c = Command::new(bin);
-    c.args(BROWSER)
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.path().join("p").display()
-        ))
-        .args(["--dump-dom", url]);
+    let dir = tempfile::tempdir().unwrap();
+    let dom = dir.path().join("dom.html");
+    let mut c = browser(bin, dir.path());
+    c.args(["--dump-dom", url]);
     within(c, &dom, limit);
     std::fs::read_to_string(&dom).unwrap()
 }

@@ -78,7 +78,7 @@ def deserialize(client, doc, kind):
 def main(path):
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d is not None]
-    errors = []
+    errors = [] if docs else [f"{path}: no documents"]
     client = ApiClient()
     for i, doc in enumerate(docs):
         kind = KINDS.get((doc.get("apiVersion"), doc.get("kind")))

@@ -99,6 +99,14 @@ pub fn cannot_run_containers() -> Option<String> {
         .clone()
 }
 
+/// `name` as found on PATH, if it is there.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Prints a loud skip notice.
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED: {test}: {why}");

@@ -20,6 +20,15 @@ fn can_build(test: &str) -> bool {
     }
 }
 
+/// A registry from `start` where this machine can build; None (loudly)
+/// where it cannot, or has no registry to run.
+fn ready(test: &str, start: fn(&str) -> Option<Registry>) -> Option<Registry> {
+    if !can_build(test) {
+        return None;
+    }
+    start(test)
+}
+
 /// Builds `FROM scratch` + a file saying `content` for `platform` in
 /// `store`, with the `extra` flags, writing its metadata to `dir/<meta>`.
 fn build(
@@ -105,10 +114,7 @@ fn check_metadata(meta: &Path, name: &str, repository: &str, arch: &str) -> (Str
 #[test]
 fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
     let test = "merge_joins_platforms_pushed_by_digest_without_pulling_a_layer";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start_logged(test) else {
+    let Some(reg) = ready(test, Registry::start_logged) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -155,10 +161,7 @@ fn merge_joins_platforms_pushed_by_digest_without_pulling_a_layer() {
 #[test]
 fn merge_refuses_a_missing_digest_and_a_platform_given_twice() {
     let test = "merge_refuses_a_missing_digest_and_a_platform_given_twice";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start(test) else {
+    let Some(reg) = ready(test, Registry::start) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -244,10 +247,7 @@ fn merge_without_push_makes_the_index_in_the_store() {
 #[test]
 fn merge_takes_a_shard_that_built_two_platforms_of_the_target() {
     let test = "merge_takes_a_shard_that_built_two_platforms_of_the_target";
-    if !can_build(test) {
-        return;
-    }
-    let Some(reg) = Registry::start(test) else {
+    let Some(reg) = ready(test, Registry::start) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -281,4 +281,42 @@ fn merge_takes_a_shard_that_built_two_platforms_of_the_target() {
     assert!(merged.status.success(), "{err}");
     let archs: Vec<String> = remote_index(&c, &name).into_iter().map(|e| e.0).collect();
     assert_eq!(archs, ["amd64", "arm64", "riscv64"]);
+}
+
+#[test]
+fn merge_reads_an_image_once_for_two_tags_in_its_repository() {
+    let test = "merge_reads_an_image_once_for_two_tags_in_its_repository";
+    let Some(reg) = ready(test, Registry::start_logged) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("{}/app:5", reg.host);
+    let out = [
+        "-o",
+        &format!("type=registry,name={name},push-by-digest=true"),
+    ];
+    let a = build(dir.path(), "a", "linux/arm64", "five", &out, "a.json");
+    let latest = format!("{}/app:latest", reg.host);
+    let mut doc = json(&a);
+    doc["rbk.tags"] = serde_json::json!([name, latest]);
+    std::fs::write(&a, serde_json::to_vec(&doc).unwrap()).unwrap();
+
+    let c = dir.path().join("c");
+    let before = reg.requests().len();
+    let merged = merge(&c, &["--push"], &[&a]);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let during = reg.requests()[before..].to_vec();
+    let reads = during
+        .iter()
+        .filter(|r| r.contains("/manifests/sha256:"))
+        .count();
+    assert_eq!(reads, 1, "{during:?}");
+    assert_eq!(
+        merged_digest(&merged, &name),
+        merged_digest(&merged, &latest)
+    );
 }

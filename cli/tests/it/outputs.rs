@@ -61,8 +61,7 @@ fn inspect(store: &Path, name: &str) -> serde_json::Value {
 }
 
 fn have(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    crate::on_path(tool).is_some()
 }
 
 #[test]

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_yaml_ng::Value;
 
@@ -24,10 +24,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     if venv.exists() {
         return Some(venv);
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
+    crate::on_path(name)
 }
 
 /// A target file: `app` for two platforms (split over shards: a merge),
@@ -91,9 +88,9 @@ fn python_with_kubernetes() -> Option<PathBuf> {
     ok.then_some(python)
 }
 
-/// Runs `validator` on `text` written to a file; false (and a loud skip)
-/// when the validator is not installed.
-fn validates(test: &str, text: &str, validator: &str, args: &[&str]) -> bool {
+/// Runs `validator` on `text` written to a file, failing the test when it
+/// rejects it; says SKIPPED when the validator is not installed.
+fn validates(test: &str, text: &str, validator: &str, args: &[&str]) {
     let found = match validator {
         "python3" => python_with_kubernetes(),
         _ => tool(validator),
@@ -109,7 +106,7 @@ fn validates(test: &str, text: &str, validator: &str, args: &[&str]) -> bool {
                 }
             ),
         );
-        return false;
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("emitted.yml");
@@ -121,7 +118,6 @@ fn validates(test: &str, text: &str, validator: &str, args: &[&str]) -> bool {
         stdout(&out),
         stderr(&out)
     );
-    true
 }
 
 fn yaml(text: &str) -> Value {
@@ -130,6 +126,32 @@ fn yaml(text: &str) -> Value {
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+}
+
+/// Always a summary of what was built, reused, failed, last: `always`
+/// says the pipeline runs it whatever the shards did.
+fn check_summary(text: &str, always: bool) {
+    assert!(always, "the summary does not always run: {text}");
+    assert!(
+        text.contains("plan --from plan.json --summary metadata-*.json"),
+        "{text}"
+    );
+}
+
+/// `rbk plan --from plan.json --format FORMAT` in `dir`, the plan (of two
+/// shards, no units) naming `file` and `targets`.
+fn from_saved_plan(dir: &Path, file: &str, targets: &[&str], format: &str) -> Output {
+    let doc = serde_json::json!({
+        "version": 1, "file": file, "targets": targets, "shards": 2,
+        "graph": "blake3:00", "cache": CACHE, "cost_unit": "steps", "makespan": 1.0,
+        "critical_path": 1.0, "total": 1.0, "critical": [], "units": [], "merges": [],
+    });
+    let path = dir.join("plan.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    rbk(
+        &dir.join("store"),
+        &["plan", "--from", path.to_str().unwrap(), "--format", format],
+    )
 }
 
 #[test]
@@ -176,13 +198,8 @@ fn plan_emit_github_workflow_validates_and_has_a_shard_per_builder() {
         if let Some(merge) = merge {
             assert!(s(&merge["if"]).contains("always()"), "{text}");
         }
-        // Always a summary of what was built, reused, failed, last.
         let summary = &doc["jobs"]["summary"];
-        assert!(s(&summary["if"]).contains("always()"), "{text}");
-        assert!(
-            text.contains("plan --from plan.json --summary metadata-*.json"),
-            "{text}"
-        );
+        check_summary(&text, s(&summary["if"]).contains("always()"));
     }
 }
 
@@ -213,12 +230,7 @@ fn plan_emit_gitlab_pipeline_validates_and_has_a_shard_per_builder() {
             assert!(script.contains("--shard 1/1"), "{script}");
         }
         assert_eq!(doc.get("rbk-fleet-merge").is_some(), multi, "{text}");
-        let summary = &doc["rbk-fleet-summary"];
-        assert_eq!(summary["when"], "always", "{text}");
-        assert!(
-            text.contains("plan --from plan.json --summary metadata-*.json"),
-            "{text}"
-        );
+        check_summary(&text, doc["rbk-fleet-summary"]["when"] == "always");
     }
 }
 
@@ -310,23 +322,7 @@ fn plan_emit_without_a_cache_ref_asks_for_one() {
 fn plan_emit_shell_quotes_the_file_and_targets() {
     let dir = tempfile::tempdir().unwrap();
     let hostile = ["it's $(touch pwned) `x` \"q\" * ~ ;", "a b", "-n"];
-    let doc = serde_json::json!({
-        "version": 1, "file": hostile[0], "targets": [hostile[1], hostile[2]], "shards": 2,
-        "graph": "blake3:00", "cache": CACHE, "cost_unit": "steps", "makespan": 1.0,
-        "critical_path": 1.0, "total": 1.0, "critical": [], "units": [], "merges": [],
-    });
-    let path = dir.path().join("plan.json");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    let out = rbk(
-        &dir.path().join("store"),
-        &[
-            "plan",
-            "--from",
-            path.to_str().unwrap(),
-            "--format",
-            "gitlab",
-        ],
-    );
+    let out = from_saved_plan(dir.path(), hostile[0], &hostile[1..], "gitlab");
     assert!(out.status.success(), "{}", stderr(&out));
     let pipeline = yaml(&stdout(&out));
     // The build command with rbk replaced by printf: the words it gets.
@@ -353,22 +349,7 @@ fn plan_emit_shell_quotes_the_file_and_targets() {
 #[test]
 fn plan_emit_github_refuses_expressions_in_plan_values() {
     let dir = tempfile::tempdir().unwrap();
-    let doc = serde_json::json!({
-        "version": 1, "file": "rbk.toml", "targets": ["${{ secrets.TOKEN }}"], "shards": 1,
-        "graph": "blake3:00", "cache": CACHE, "cost_unit": "steps", "makespan": 1.0,
-        "critical_path": 1.0, "total": 1.0, "critical": [], "units": [],
-    });
-    let path = dir.path().join("plan.json");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    let out = rbk(
-        &dir.path().join("store"),
-        &[
-            "plan",
-            "--from",
-            path.to_str().unwrap(),
-            "--format",
-            "github",
-        ],
-    );
+    let targets = ["${{ secrets.TOKEN }}"];
+    let out = from_saved_plan(dir.path(), "rbk.toml", &targets, "github");
     crate::fails_with(&out, "GitHub would evaluate");
 }

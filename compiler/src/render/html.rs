@@ -44,6 +44,8 @@ struct Cluster {
     images: Vec<String>,
     /// The stages they come from.
     stages: Vec<String>,
+    /// An image's own box, closing no stage's box.
+    lone: bool,
 }
 
 /// The clusters of the page and the cluster of each layout node: the
@@ -81,6 +83,7 @@ fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
                 label,
                 images,
                 stages: Vec::new(),
+                lone: false,
             });
             found.len() - 1
         });
@@ -102,6 +105,7 @@ fn clusters(g: &BuildGraph) -> (Vec<usize>, Vec<Cluster>) {
                 label,
                 images: vec![img.name.clone()],
                 stages: vec![img.stage.clone()],
+                lone: true,
             });
             found.len() - 1
         };
@@ -169,7 +173,7 @@ fn critical_path(g: &BuildGraph, marks: &Marks<'_>) -> Option<(Vec<bool>, f64, u
 
 /// Everything the page shows for a vertex beyond its box: the details
 /// panel's text.
-fn info(g: &BuildGraph, id: VertexId, marks: &Marks<'_>, critical: bool) -> String {
+fn info(g: &BuildGraph, id: VertexId, users: usize, marks: &Marks<'_>, critical: bool) -> String {
     let v = g.vertex(id);
     let mut out = String::new();
     let text = v.origins.first().map_or(v.created_by.as_str(), |o| &o.text);
@@ -182,7 +186,6 @@ fn info(g: &BuildGraph, id: VertexId, marks: &Marks<'_>, critical: bool) -> Stri
             o.file, o.line, o.image, o.stage
         );
     }
-    let users = g.image_users(id);
     if users > 1 {
         let _ = writeln!(out, "shared by {users} images");
     }
@@ -213,8 +216,16 @@ fn state_words(s: MarkState) -> &'static str {
 }
 
 /// One vertex's box: titled by its instruction, its kind, line, duration
-/// and sharing under it; its state as a class.
-fn vertex(g: &BuildGraph, id: VertexId, r: Rect, marks: &Marks<'_>, critical: bool) -> String {
+/// and sharing (`users`: the images that need it) under it; its state as
+/// a class.
+fn vertex(
+    g: &BuildGraph,
+    id: VertexId,
+    r: Rect,
+    users: usize,
+    marks: &Marks<'_>,
+    critical: bool,
+) -> String {
     let v = g.vertex(id);
     let mark = marks.of(id);
     let mut classes = vec!["vertex"];
@@ -223,7 +234,6 @@ fn vertex(g: &BuildGraph, id: VertexId, r: Rect, marks: &Marks<'_>, critical: bo
     } else if matches!(v.op, Op::Source { .. }) {
         classes.push("base");
     }
-    let users = g.image_users(id);
     if users > 1 {
         classes.push("shared");
     }
@@ -256,7 +266,7 @@ fn vertex(g: &BuildGraph, id: VertexId, r: Rect, marks: &Marks<'_>, critical: bo
         } else {
             ""
         },
-        info = esc(&info(g, id, marks, critical)),
+        info = esc(&info(g, id, users, marks, critical)),
         x = r.x,
         y = r.y,
         title = esc(&label(g, id, 32)),
@@ -313,9 +323,8 @@ fn fit_label(c: &Cluster, fits: usize) -> String {
 /// A cluster's box and label.
 fn cluster(c: &Cluster, r: Rect) -> String {
     let fits = ((r.w - 16.0) / 7.0).max(8.0) as usize;
-    let image_box = c.label.starts_with("image ");
     let shared = c.images.len() > 1;
-    let class = match (image_box, shared) {
+    let class = match (c.lone, shared) {
         (true, _) => "cluster lone",
         (_, true) => "cluster common",
         _ => "cluster",
@@ -386,19 +395,22 @@ pub(super) fn page(g: &BuildGraph, marks: &Marks<'_>) -> String {
             crit,
         ));
     }
+    // Each vertex's image users, found once: the box, its details and
+    // the summary all show them, and each count walks every image.
+    let users: Vec<usize> = g
+        .topo_order()
+        .into_iter()
+        .map(|id| g.image_users(id))
+        .collect();
     let mut nodes = String::new();
     for id in g.topo_order() {
         let i = id.index();
-        nodes.push_str(&vertex(g, id, l.nodes[i], marks, on(i)));
+        nodes.push_str(&vertex(g, id, l.nodes[i], users[i], marks, on(i)));
     }
     for n in 0..g.images.len() {
         nodes.push_str(&image(g, n, l.nodes[g.len() + n]));
     }
-    let shared = g
-        .topo_order()
-        .into_iter()
-        .filter(|&id| g.image_users(id) > 1)
-        .count();
+    let shared = users.iter().filter(|&&u| u > 1).count();
     let mut summary = format!(
         "{} image{}, {} vertices ({shared} shared)",
         g.images.len(),

@@ -89,7 +89,7 @@ pub(crate) struct Layout {
     pub height: f64,
 }
 
-/// A cluster laid out on its own: each member's row and slot, and its size.
+/// A cluster laid out on its own: its members (row by row) and its size.
 struct Inner {
     members: Vec<usize>,
     w: f64,
@@ -269,7 +269,7 @@ fn predecessors(n: usize, edges: &[(usize, usize)]) -> Vec<Vec<usize>> {
 /// Orders `row` by the mean slot of each member's predecessors (members
 /// without any keep their place), then records the members' new slots.
 fn barycenter_sort(row: &mut [usize], preds: &[Vec<usize>], slot: &mut [f64]) {
-    let keys: Vec<(f64, usize)> = row
+    let mut keyed: Vec<(f64, usize)> = row
         .iter()
         .enumerate()
         .map(|(i, &m)| {
@@ -282,7 +282,6 @@ fn barycenter_sort(row: &mut [usize], preds: &[Vec<usize>], slot: &mut [f64]) {
             (key, m)
         })
         .collect();
-    let mut keyed = keys;
     keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (i, (_, m)) in keyed.into_iter().enumerate() {
         row[i] = m;
@@ -331,15 +330,23 @@ fn order_layers(rank: &[usize], edges: &[(usize, usize)], inner: &[Inner]) -> Ve
 /// Sorts `layer` by the mean centre of each cluster's neighbours (those
 /// without any keep their current centre).
 fn sort_by_neighbours(layer: &mut [usize], nb: &[Vec<usize>], centre: &[f64]) {
-    let key = |c: usize| {
-        let n = &nb[c];
-        if n.is_empty() {
-            centre[c]
-        } else {
-            n.iter().map(|&o| centre[o]).sum::<f64>() / n.len() as f64
-        }
-    };
-    layer.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+    // Each key once, not on every comparison.
+    let mut keyed: Vec<(f64, usize)> = layer
+        .iter()
+        .map(|&c| {
+            let n = &nb[c];
+            let key = if n.is_empty() {
+                centre[c]
+            } else {
+                n.iter().map(|&o| centre[o]).sum::<f64>() / n.len() as f64
+            };
+            (key, c)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (at, (_, c)) in layer.iter_mut().zip(keyed) {
+        *at = c;
+    }
 }
 
 /// Places the ordered layers top to bottom, each wrapped into rows no

@@ -16,10 +16,10 @@ use super::http::{describe_error_body, error_message, Body, Client, Session};
 use super::{Progress, RegistryError};
 use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::images::Store;
+use crate::images::{Image, Store};
 use crate::oci::{Descriptor, Manifest, MEDIA_TYPE_OCI_MANIFEST};
 use crate::reference::Reference;
-use crate::variant::ExportFormat;
+use crate::variant::{CompressedManifest, ExportFormat};
 
 /// What [`Client::push_with`] sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,30 @@ enum Under {
     Name,
     /// Its own digest, in the destination's repository: no tag is set.
     Digest,
+}
+
+impl Under {
+    /// Where the manifest with `digest` goes for a push to `dest`.
+    fn at(self, dest: &Reference, digest: &Digest) -> Reference {
+        match self {
+            Under::Name => dest.clone(),
+            Under::Digest => dest.with_digest(digest.clone()),
+        }
+    }
+}
+
+/// The descriptor of `converted`, the manifest `image` leaves the store
+/// as, with its platform; `None` when its config states none.
+fn platform_manifest(image: &Image, converted: &CompressedManifest) -> Option<Descriptor> {
+    let platform = image.platform()?;
+    let media_type = converted.manifest.media_type.as_deref();
+    let mut d = Descriptor::new(
+        media_type.unwrap_or(MEDIA_TYPE_OCI_MANIFEST),
+        converted.digest.clone(),
+        converted.bytes.len() as u64,
+    );
+    d.platform = Some(platform.to_platform());
+    Some(d)
 }
 
 impl Client {
@@ -136,26 +160,15 @@ impl Client {
             digest: converted.digest.clone(),
         });
         self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
-        let dest = match under {
-            Under::Name => dest.clone(),
-            Under::Digest => dest.with_digest(converted.digest.clone()),
-        };
-        let digest = self.put_manifest(&dest, &media_type, &converted.bytes, progress)?;
-        let size = converted.bytes.len() as u64;
-        let mut desc = Descriptor::new(&media_type, digest.clone(), size);
-        desc.platform = image.platform().map(|p| p.to_platform());
+        let at = under.at(dest, &converted.digest);
+        let digest = self.put_manifest(&at, &media_type, &converted.bytes, progress)?;
         Ok(Pushed {
             digest,
-            size,
-            id: image.id.clone(),
+            size: converted.bytes.len() as u64,
+            platforms: platform_manifest(&image, &converted).into_iter().collect(),
+            id: image.id,
             local_digest: image.manifest_digest,
             media_type,
-            platforms: desc
-                .platform
-                .is_some()
-                .then_some(desc)
-                .into_iter()
-                .collect(),
         })
     }
 
@@ -164,7 +177,7 @@ impl Client {
     fn push_index(
         &self,
         store: &Store,
-        image: &crate::images::Image,
+        image: &Image,
         dest: &Reference,
         under: Under,
         format: &ExportFormat,
@@ -172,7 +185,6 @@ impl Client {
     ) -> Result<Pushed, RegistryError> {
         // Every platform's image was leased when `image` was resolved.
         let exported = store.index_for_export(image, format)?;
-        let mut platforms = Vec::new();
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
         });
@@ -187,25 +199,13 @@ impl Client {
             let by_digest = dest.with_digest(converted.digest.clone());
             self.put_manifest(&by_digest, &media_type, &converted.bytes, progress)?;
         }
-        for (platform_image, converted) in &exported.images {
-            let Some(p) = platform_image.platform() else {
-                continue;
-            };
-            let media_type = converted.manifest.media_type.as_deref();
-            let size = converted.bytes.len() as u64;
-            let mut d = Descriptor::new(
-                media_type.unwrap_or(MEDIA_TYPE_OCI_MANIFEST),
-                converted.digest.clone(),
-                size,
-            );
-            d.platform = Some(p.to_platform());
-            platforms.push(d);
-        }
-        let dest = match under {
-            Under::Name => dest.clone(),
-            Under::Digest => dest.with_digest(exported.digest.clone()),
-        };
-        let digest = self.put_manifest(&dest, &exported.media_type, &exported.bytes, progress)?;
+        let platforms = exported
+            .images
+            .iter()
+            .filter_map(|(platform_image, converted)| platform_manifest(platform_image, converted))
+            .collect();
+        let at = under.at(dest, &exported.digest);
+        let digest = self.put_manifest(&at, &exported.media_type, &exported.bytes, progress)?;
         Ok(Pushed {
             digest,
             size: exported.bytes.len() as u64,
