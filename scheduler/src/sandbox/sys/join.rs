@@ -4,18 +4,14 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
 use super::child::{
     check, close_above, close_raw, command, exit, fail, place_stdio, report, wait_exit_code,
 };
-use super::parent::Supervisor;
-use super::{
-    outcome, process_err, stdio, ChildFds, Launch, Prepared, Stdio, Step, EXIT_SETUP, STATUS_FD,
-};
-use crate::sandbox::{CancelToken, OutputStream, SandboxError, StdinMode};
+use super::{ChildFds, Launch, Prepared, Step, EXIT_SETUP, STATUS_FD};
+use crate::sandbox::{CancelToken, OutputStream, SandboxError};
 use nix::errno::Errno;
 
 /// Runs `l`'s command in the namespaces `ns` (fds of a running container's
@@ -30,33 +26,11 @@ pub(in crate::sandbox) fn join(
     // The working directory must exist in a running container (as runc).
     plan.cwd_prefixes.clear();
     let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
-    let (status_r, status_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-    let Stdio {
-        fds,
-        outs,
-        master,
-        pty_sock,
-        _raw,
-    } = stdio(l, status_w, None)?;
-    let parent_pid = nix::unistd::getpid();
-    // SAFETY: the child only runs `joiner`, which makes raw syscalls on data
-    // prepared above (no allocation, no locks) and ends in `_exit`.
-    let first = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
-        ForkResult::Child => joiner(&plan, &fds, parent_pid, &ns_fds),
-        ForkResult::Parent { child } => child,
-    };
-    drop(fds);
-    let mut sup = Supervisor::new(first, status_r, None, Vec::new(), l.scratch);
-    let terminal = (master, pty_sock);
-    let code = sup.run(
-        outs,
-        terminal,
-        l.stdin == StdinMode::Inherit,
-        output,
-        cancel,
-    );
-    outcome(l, &plan, &mut sup, code, cancel)
+    // `joiner` makes raw syscalls on data prepared above (no allocation, no
+    // locks) and ends in `_exit`.
+    super::supervised(l, &plan, (None, None), output, cancel, |fds, parent| {
+        joiner(&plan, fds, parent, &ns_fds)
+    })
 }
 
 /// The first child of `rbk exec`: enters the namespaces of a running
