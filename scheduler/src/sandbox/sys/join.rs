@@ -8,9 +8,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
 use super::child::{
-    check, close_above, close_raw, command, exit, fail, place_stdio, report, wait_exit_code,
+    check, close_above, close_raw, command, exit, fail, place_stdio, report, tie_to, wait_exit_code,
 };
-use super::{ChildFds, Launch, Prepared, Step, EXIT_SETUP, STATUS_FD};
+use super::{ChildFds, Launch, Prepared, Step, STATUS_FD};
 use crate::sandbox::{CancelToken, OutputStream, SandboxError};
 use nix::errno::Errno;
 
@@ -39,10 +39,7 @@ pub(in crate::sandbox) fn join(
 /// setns(CLONE_NEWPID) applies to children), waits for it and exits with
 /// its status. The command is set up as a container's is (`command`).
 fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
-    {
-        exit(EXIT_SETUP);
-    }
+    tie_to(parent);
     let keep = place_stdio(fds);
     for (i, fd) in ns.iter().enumerate() {
         // SAFETY: setns on an fd of /proc/PID/ns/* this process holds open.
