@@ -52,8 +52,8 @@ fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
     // Not dumpable until exec: the container's processes (root there, but
     // without CAP_SYS_PTRACE) cannot read or trace this fork of rbk in the
     // moment before it becomes the command. exec makes it dumpable again.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // It is part of the session's setup: a failure stops the exec.
+    check(nix::sys::prctl::set_dumpable(false), Step::Setsid, 1);
     // SAFETY: single-threaded child; `command` follows the no-allocation rules.
     let child = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(Step::ForkCommand, 0, e),
