@@ -101,6 +101,34 @@ fn processes_with(marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// `rbk rm` of the stopped container `id`, named web, forgets it and frees
+/// its name; a running one needs -f; the store holds nothing left over.
+fn rm_frees_the_name_and_leaves_nothing(b: &BusyboxStore, id: &str) {
+    let store = &b.store;
+    ok(store, &["rm", "web"]);
+    assert!(!ok(store, &["ps", "-a"]).contains(id));
+    let again = b.run_detached("web", &[], &["sleep", "60"]);
+    let running = rbk(store).args(["rm", "web"]).output().unwrap();
+    assert_eq!(
+        running.status.code(),
+        Some(1),
+        "rm of a running container needs -f"
+    );
+    ok(store, &["rm", "-f", "web"]);
+    assert!(!ok(store, &["ps", "-a"]).contains(again.trim()));
+    let (_, report) = crate::shared_store_check(store);
+    assert_eq!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "unreachable")
+            .count(),
+        0,
+        "{report:#}"
+    );
+}
+
 #[test]
 fn a_detached_container_serves_logs_and_stops_without_leftovers() {
     let Some(b) = BusyboxStore::new("a_detached_container_serves_logs_and_stops") else {
@@ -164,29 +192,7 @@ fn a_detached_container_serves_logs_and_stops_without_leftovers() {
     assert!(!ok(store, &["ps"]).contains(id));
     let all = ok(store, &["ps", "-a"]);
     assert!(all.contains(id) && all.contains("Exited"), "{all}");
-    // rm forgets it; its name is free again.
-    ok(store, &["rm", "web"]);
-    assert!(!ok(store, &["ps", "-a"]).contains(id));
-    let again = b.run_detached("web", &[], &["sleep", "60"]);
-    let running = rbk(store).args(["rm", "web"]).output().unwrap();
-    assert_eq!(
-        running.status.code(),
-        Some(1),
-        "rm of a running container needs -f"
-    );
-    ok(store, &["rm", "-f", "web"]);
-    assert!(!ok(store, &["ps", "-a"]).contains(again.trim()));
-    let (_, report) = crate::shared_store_check(store);
-    assert_eq!(
-        report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["severity"] != "unreachable")
-            .count(),
-        0,
-        "{report:#}"
-    );
+    rm_frees_the_name_and_leaves_nothing(&b, id);
 }
 
 #[test]

@@ -154,6 +154,28 @@ fn import_busybox(dir: &Path) {
     assert!(import.status.success(), "{}", text(&import));
 }
 
+/// Saves image rl as [`USER`] in `dir` and reads the tar: a layer holds
+/// `f` owned by 1000/1000.
+fn assert_a_layer_holds_f_as_1000(d: &Path) {
+    let save = rbk_as(USER, d, &["save", "-o", "rl.tar", "rl"]);
+    assert!(save.status.success(), "{}", text(&save));
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && mkdir -p x && tar -C x -xf rl.tar && for l in x/blobs/sha256/*; do tar -tvf \"$l\" 2>/dev/null; done",
+            d.display()
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("1000/1000") && l.ends_with(" f")),
+        "no layer holds f as 1000/1000:\n{listing}"
+    );
+}
+
 #[test]
 fn a_user_without_root_builds_and_runs_with_the_same_owners() {
     let Some(dir) = user_dir(
@@ -222,24 +244,8 @@ fn a_user_without_root_builds_and_runs_with_the_same_owners() {
     let uid = Command::new("id").args(["-u", USER]).output().unwrap();
     let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
-    // The layer says 1000, as a root build's does: save and read the tar.
-    let save = rbk_as(USER, d, &["save", "-o", "rl.tar", "rl"]);
-    assert!(save.status.success(), "{}", text(&save));
-    let list = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {} && mkdir -p x && tar -C x -xf rl.tar && for l in x/blobs/sha256/*; do tar -tvf \"$l\" 2>/dev/null; done",
-            d.display()
-        ))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.contains("1000/1000") && l.ends_with(" f")),
-        "no layer holds f as 1000/1000:\n{listing}"
-    );
+    // The layer says 1000, as a root build's does.
+    assert_a_layer_holds_f_as_1000(d);
 }
 
 #[test]
