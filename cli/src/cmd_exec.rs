@@ -60,13 +60,16 @@ pub struct ExecArgs {
 /// container (Docker's "OCI runtime exec failed").
 const EXIT_EXEC_FAILED: i32 = 126;
 
-/// The container's init, once it runs: `rbk run -d` returns when the
-/// container is on record, which may be a moment before its init exists
-/// (while its layers are unpacked). `None` once it is not running.
+/// The container's init, once it runs the container's command: `rbk run
+/// -d` returns when the container is on record, which may be a moment
+/// before its init exists (while its layers are unpacked) and started the
+/// command (else the exec'd process could take the command's pid 2, as in
+/// Docker it never does). `None` once it is not running.
 fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(pid) = containers::init_pid(root, state) {
+        let init = containers::init_pid(root, state).filter(|pid| containers::has_child(*pid));
+        if let Some(pid) = init {
             return Some(pid);
         }
         if !containers::running(root, &state.id) || Instant::now() > deadline {

@@ -232,7 +232,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         crate::detach::Record::begin(root, args, &config, &argv, &env, ports, image.id.as_str())?;
     let snapshotter = crate::snapshotter(root)?;
     let parent = unpack(&store, snapshotter.as_ref(), &image)?;
-    let key = format!("run-{}", record.id());
+    let key = crate::containers::layer_key(record.id());
     // `rbk start` finds the layer the container kept.
     let mounts = if snapshotter.exists(&key) {
         snapshotter.mounts(&key)

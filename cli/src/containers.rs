@@ -218,6 +218,17 @@ pub fn init_pid(root: &Path, s: &State) -> Option<u32> {
         .find(|pid| is_namespace_init(*pid))
 }
 
+/// Whether the process `pid` has a child: a container's init has one once
+/// it started the container's command.
+pub fn has_child(pid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .any(|p| parent_pid(p) == Some(pid))
+}
+
 /// The parent pid of `pid`, from `/proc/PID/stat`.
 fn parent_pid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -40,6 +40,30 @@ struct Row {
     reclaimable: u64,
 }
 
+impl Row {
+    /// The row of `kind` over its items, each its size and whether it is
+    /// in use; reclaimable, what the unused ones take.
+    fn tally(kind: &'static str, items: impl Iterator<Item = (u64, bool)>) -> Row {
+        let mut row = Row {
+            kind,
+            total: 0,
+            active: 0,
+            size: 0,
+            reclaimable: 0,
+        };
+        for (size, in_use) in items {
+            row.total += 1;
+            row.size += size;
+            if in_use {
+                row.active += 1;
+            } else {
+                row.reclaimable += size;
+            }
+        }
+        row
+    }
+}
+
 /// The ids of the images the containers on record were started from.
 fn images_in_use(store: &Store, root: &Path) -> HashSet<Digest> {
     containers::list(root)
@@ -105,45 +129,19 @@ fn layer_size(root: &Path, id: &str) -> u64 {
 /// Containers: their writable layers; reclaimable, the stopped ones'.
 fn container_row(root: &Path) -> Row {
     let all = containers::list(root);
-    let mut row = Row {
-        kind: "Containers",
-        total: all.len(),
-        active: 0,
-        size: 0,
-        reclaimable: 0,
-    };
-    for s in &all {
-        let size = layer_size(root, &s.id);
-        row.size += size;
-        if containers::running(root, &s.id) {
-            row.active += 1;
-        } else {
-            row.reclaimable += size;
-        }
-    }
-    row
+    let items = all
+        .iter()
+        .map(|s| (layer_size(root, &s.id), containers::running(root, &s.id)));
+    Row::tally("Containers", items)
 }
 
 /// Named volumes: in use when a container on record mounts them.
 fn volume_row(root: &Path) -> Row {
-    let names = cmd_volume::names(root);
-    let mut row = Row {
-        kind: "Local Volumes",
-        total: names.len(),
-        active: 0,
-        size: 0,
-        reclaimable: 0,
-    };
-    for n in &names {
-        let size = crate::cmd_system::disk_usage(&cmd_volume::data(root, n));
-        row.size += size;
-        if cmd_volume::users(root, n).is_empty() {
-            row.reclaimable += size;
-        } else {
-            row.active += 1;
-        }
-    }
-    row
+    let items = cmd_volume::names(root).into_iter().map(|n| {
+        let size = crate::cmd_system::disk_usage(&cmd_volume::data(root, &n));
+        (size, !cmd_volume::users(root, &n).is_empty())
+    });
+    Row::tally("Local Volumes", items)
 }
 
 /// The build cache: its records, and the layers only they hold.

@@ -120,19 +120,70 @@ fn busybox_tar(dir: &Path) {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-#[test]
-fn a_user_without_root_builds_and_runs_with_the_same_owners() {
-    let test = "a_user_without_root_builds_and_runs_with_the_same_owners";
+/// A directory for `test`, run as [`USER`] (made, with subordinate ids,
+/// when missing), holding `busybox.tar`; None, the reason printed, when
+/// this host cannot run it.
+fn user_dir(test: &str, prefix: &str) -> Option<tempfile::TempDir> {
     if let Some(why) = cannot(test) {
         eprintln!("SKIPPED {why}");
-        return;
+        return None;
     }
     ensure_user(USER, Some("400000-465535"));
-    let dir = tempfile::Builder::new()
-        .prefix("rbk-rootless-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     busybox_tar(dir.path());
+    Some(dir)
+}
+
+/// Gives `dir` and everything in it to [`USER`].
+fn give_to_user(dir: &Path) {
+    let ok = Command::new("chown")
+        .args(["-R", USER])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Imports `dir`'s `busybox.tar` as `localhost/busybox:latest`, as [`USER`].
+fn import_busybox(dir: &Path) {
+    let import = rbk_as(
+        USER,
+        dir,
+        &["import", "busybox.tar", "localhost/busybox:latest"],
+    );
+    assert!(import.status.success(), "{}", text(&import));
+}
+
+/// Saves image rl as [`USER`] in `dir` and reads the tar: a layer holds
+/// `f` owned by 1000/1000.
+fn assert_a_layer_holds_f_as_1000(d: &Path) {
+    let save = rbk_as(USER, d, &["save", "-o", "rl.tar", "rl"]);
+    assert!(save.status.success(), "{}", text(&save));
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && mkdir -p x && tar -C x -xf rl.tar && for l in x/blobs/sha256/*; do tar -tvf \"$l\" 2>/dev/null; done",
+            d.display()
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("1000/1000") && l.ends_with(" f")),
+        "no layer holds f as 1000/1000:\n{listing}"
+    );
+}
+
+#[test]
+fn a_user_without_root_builds_and_runs_with_the_same_owners() {
+    let Some(dir) = user_dir(
+        "a_user_without_root_builds_and_runs_with_the_same_owners",
+        "rbk-rootless-",
+    ) else {
+        return;
+    };
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -141,12 +192,7 @@ fn a_user_without_root_builds_and_runs_with_the_same_owners() {
     )
     .unwrap();
     std::fs::write(ctx.join("a.txt"), "a\n").unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", USER])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    give_to_user(dir.path());
     let d = dir.path();
     for args in [
         &["import", "busybox.tar", "localhost/busybox:latest"][..],
@@ -198,24 +244,8 @@ fn a_user_without_root_builds_and_runs_with_the_same_owners() {
     let uid = Command::new("id").args(["-u", USER]).output().unwrap();
     let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
-    // The layer says 1000, as a root build's does: save and read the tar.
-    let save = rbk_as(USER, d, &["save", "-o", "rl.tar", "rl"]);
-    assert!(save.status.success(), "{}", text(&save));
-    let list = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {} && mkdir -p x && tar -C x -xf rl.tar && for l in x/blobs/sha256/*; do tar -tvf \"$l\" 2>/dev/null; done",
-            d.display()
-        ))
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.contains("1000/1000") && l.ends_with(" f")),
-        "no layer holds f as 1000/1000:\n{listing}"
-    );
+    // The layer says 1000, as a root build's does.
+    assert_a_layer_holds_f_as_1000(d);
 }
 
 #[test]
@@ -264,18 +294,13 @@ fn a_user_without_subordinate_ids_is_told_how_to_fix_it() {
 /// test's own (`unshare -m`), gone when it exits: the host is untouched.
 #[test]
 fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
-    let test = "rootless_without_tun_refuses_the_default_network_instead_of_the_hosts";
-    if let Some(why) = cannot(test) {
-        eprintln!("SKIPPED {why}");
+    let Some(dir) = user_dir(
+        "rootless_without_tun_refuses_the_default_network_instead_of_the_hosts",
+        "rbk-notun-",
+    ) else {
         return;
-    }
-    ensure_user(USER, Some("400000-465535"));
-    let dir = tempfile::Builder::new()
-        .prefix("rbk-notun-")
-        .tempdir()
-        .unwrap();
+    };
     let d = dir.path();
-    busybox_tar(d);
     let ctx = d.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -285,20 +310,10 @@ fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
     .unwrap();
     let closed = d.join("tun-closed");
     std::fs::write(&closed, "").unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", USER])
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    give_to_user(d);
     std::fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(&closed, Some(0), Some(0)).unwrap();
-    let import = rbk_as(
-        USER,
-        d,
-        &["import", "busybox.tar", "localhost/busybox:latest"],
-    );
-    assert!(import.status.success(), "{}", text(&import));
+    import_busybox(d);
     std::fs::copy(rbk_bin(), d.join("rbk")).ok();
     let build = |network: &str| {
         let script = format!(
@@ -333,31 +348,16 @@ fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
 /// user, with the container's ids, and `cp` stays inside the container.
 #[test]
 fn a_user_without_root_execs_and_copies_in_its_container() {
-    let test = "a_user_without_root_execs_and_copies_in_its_container";
-    if let Some(why) = cannot(test) {
-        eprintln!("SKIPPED {why}");
+    let Some(dir) = user_dir(
+        "a_user_without_root_execs_and_copies_in_its_container",
+        "rbk-rl-exec-",
+    ) else {
         return;
-    }
-    ensure_user(USER, Some("400000-465535"));
-    let dir = tempfile::Builder::new()
-        .prefix("rbk-rl-exec-")
-        .tempdir()
-        .unwrap();
+    };
     let d = dir.path();
-    busybox_tar(d);
     std::fs::write(d.join("in.txt"), "in\n").unwrap();
-    let ok = Command::new("chown")
-        .args(["-R", USER])
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let import = rbk_as(
-        USER,
-        d,
-        &["import", "busybox.tar", "localhost/busybox:latest"],
-    );
-    assert!(import.status.success(), "{}", text(&import));
+    give_to_user(d);
+    import_busybox(d);
     let script = "echo secret > /etc/own && chmod 600 /etc/own && chown 123 /etc/own \
                   && ln -s / /evil && echo ready && exec sleep 60";
     let run = rbk_as(

@@ -4,8 +4,7 @@
 
 use std::path::Path;
 
-use crate::build::store_with_busybox;
-use crate::containers::{ok, Containers};
+use crate::containers::{ok, BusyboxStore};
 
 /// The `df` row of `kind`: TOTAL and ACTIVE.
 fn counts(store: &Path, kind: &str) -> (usize, usize) {
@@ -24,68 +23,44 @@ fn counts(store: &Path, kind: &str) -> (usize, usize) {
 
 #[test]
 fn system_df_counts_and_system_prune_frees_what_nothing_uses() {
-    let Some(dir) = store_with_busybox("system_df_counts_and_system_prune_frees") else {
+    let Some(b) = BusyboxStore::new("system_df_counts_and_system_prune_frees") else {
         return;
     };
-    let store = dir.path().join("store");
-    let _containers = Containers(&store);
-    ok(
-        &store,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "up",
-            "-v",
-            "used:/data",
-            "localhost/busybox:latest",
-            "sleep",
-            "60",
-        ],
-    );
-    ok(
-        &store,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "down",
-            "localhost/busybox:latest",
-            "true",
-        ],
-    );
-    ok(&store, &["volume", "create", "spare"]);
+    let store = &b.store;
+    b.run_detached("up", &["-v", "used:/data"], &["sleep", "60"]);
+    b.run_detached("down", &[], &["true"]);
+    ok(store, &["volume", "create", "spare"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while ok(&store, &["ps", "-q"]).lines().count() > 1 {
+    while ok(store, &["ps", "-q"]).lines().count() > 1 {
         assert!(std::time::Instant::now() < deadline, "down never stopped");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let df = ok(&store, &["system", "df"]);
+    let df = ok(store, &["system", "df"]);
     assert!(
         df.starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"),
         "{df}"
     );
-    assert_eq!(counts(&store, "Images"), (1, 1));
-    assert_eq!(counts(&store, "Containers"), (2, 1));
-    assert_eq!(counts(&store, "Local Volumes"), (2, 1));
+    assert_eq!(counts(store, "Images"), (1, 1));
+    assert_eq!(counts(store, "Containers"), (2, 1));
+    assert_eq!(counts(store, "Local Volumes"), (2, 1));
     assert!(df.contains("Build Cache"), "{df}");
     // Without --volumes volumes stay; the image is in use even with -a.
-    let pruned = ok(&store, &["system", "prune", "-a", "-f"]);
+    let pruned = ok(store, &["system", "prune", "-a", "-f"]);
     assert!(pruned.contains("Deleted Containers:"), "{pruned}");
     assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
-    assert_eq!(counts(&store, "Containers"), (1, 1));
-    assert_eq!(counts(&store, "Images"), (1, 1));
-    assert_eq!(counts(&store, "Local Volumes"), (2, 1));
-    let pruned = ok(&store, &["system", "prune", "--volumes", "-f"]);
+    assert_eq!(counts(store, "Containers"), (1, 1));
+    assert_eq!(counts(store, "Images"), (1, 1));
+    assert_eq!(counts(store, "Local Volumes"), (2, 1));
+    let pruned = ok(store, &["system", "prune", "--volumes", "-f"]);
     assert!(pruned.contains("Deleted Volumes:\nspare\n"), "{pruned}");
-    assert_eq!(counts(&store, "Local Volumes"), (1, 1));
+    assert_eq!(counts(store, "Local Volumes"), (1, 1));
     // Once nothing uses it, -a takes the image too.
-    ok(&store, &["rm", "-f", "up"]);
-    let pruned = ok(&store, &["system", "prune", "-a", "-f"]);
+    ok(store, &["rm", "-f", "up"]);
+    let pruned = ok(store, &["system", "prune", "-a", "-f"]);
     assert!(
         pruned.contains("untagged: localhost/busybox:latest"),
         "{pruned}"
     );
-    assert_eq!(counts(&store, "Images"), (0, 0));
-    assert_eq!(ok(&store, &["images", "-q"]), "");
+    assert_eq!(counts(store, "Images"), (0, 0));
+    assert_eq!(ok(store, &["images", "-q"]), "");
 }

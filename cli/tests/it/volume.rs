@@ -4,19 +4,18 @@
 
 use std::io::Write as _;
 
-use crate::build::{rbk, store_with_busybox};
-use crate::containers::{ok, text, Containers};
+use crate::build::rbk;
+use crate::containers::{ok, text, BusyboxStore};
 
 #[test]
 fn a_named_volume_is_seeded_kept_and_removed_when_unused() {
-    let Some(dir) = store_with_busybox("a_named_volume_is_seeded_kept_and_removed") else {
+    let Some(b) = BusyboxStore::new("a_named_volume_is_seeded_kept_and_removed") else {
         return;
     };
-    let store = dir.path().join("store");
-    let _containers = Containers(&store);
+    let store = &b.store;
     // First use: made, seeded with the image's /etc, written to.
     let out = ok(
-        &store,
+        store,
         &[
             "run",
             "--rm",
@@ -29,14 +28,14 @@ fn a_named_volume_is_seeded_kept_and_removed_when_unused() {
         ],
     );
     assert_eq!(out, "root:x:0:0:root:/root:/bin/sh\n");
-    assert_eq!(ok(&store, &["volume", "ls", "-q"]), "conf\n");
+    assert_eq!(ok(store, &["volume", "ls", "-q"]), "conf\n");
     let data = store.join("volumes/conf/_data");
     assert_eq!(
         std::fs::read_to_string(data.join("added")).unwrap(),
         "kept\n"
     );
     // Another container finds it; :ro is read-only.
-    let ro = rbk(&store)
+    let ro = rbk(store)
         .args([
             "run",
             "--rm",
@@ -52,59 +51,46 @@ fn a_named_volume_is_seeded_kept_and_removed_when_unused() {
     assert_eq!(ro.status.code(), Some(1), "{}", text(&ro));
     assert_eq!(String::from_utf8_lossy(&ro.stdout), "kept\n");
     let inspect: serde_json::Value =
-        serde_json::from_str(&ok(&store, &["volume", "inspect", "conf"])).unwrap();
+        serde_json::from_str(&ok(store, &["volume", "inspect", "conf"])).unwrap();
     assert_eq!(inspect[0]["Name"], "conf");
     assert_eq!(inspect[0]["Driver"], "local");
     assert_eq!(inspect[0]["Mountpoint"], data.to_str().unwrap());
     // In use by a container on record: rm refuses.
-    ok(
-        &store,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "user",
-            "-v",
-            "conf:/data",
-            "localhost/busybox:latest",
-            "sleep",
-            "60",
-        ],
-    );
-    let busy = rbk(&store).args(["volume", "rm", "conf"]).output().unwrap();
+    b.run_detached("user", &["-v", "conf:/data"], &["sleep", "60"]);
+    let busy = rbk(store).args(["volume", "rm", "conf"]).output().unwrap();
     assert_eq!(busy.status.code(), Some(1), "{}", text(&busy));
     assert!(text(&busy).contains("volume is in use"), "{}", text(&busy));
-    let pruned = ok(&store, &["volume", "prune", "-f"]);
+    let pruned = ok(store, &["volume", "prune", "-f"]);
     assert!(!pruned.contains("conf"), "{pruned}");
-    ok(&store, &["rm", "-f", "user"]);
-    assert_eq!(ok(&store, &["volume", "rm", "conf"]), "conf\n");
+    ok(store, &["rm", "-f", "user"]);
+    assert_eq!(ok(store, &["volume", "rm", "conf"]), "conf\n");
     assert!(!store.join("volumes/conf").exists());
-    let missing = rbk(&store).args(["volume", "rm", "conf"]).output().unwrap();
+    let missing = rbk(store).args(["volume", "rm", "conf"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing).contains("no such volume: conf"));
 }
 
 #[test]
 fn volume_prune_asks_first_and_spares_nothing_in_use() {
-    let Some(dir) = store_with_busybox("volume_prune_asks_first") else {
+    let Some(b) = BusyboxStore::new("volume_prune_asks_first") else {
         return;
     };
-    let store = dir.path().join("store");
-    assert_eq!(ok(&store, &["volume", "create", "a1"]), "a1\n");
+    let store = &b.store;
+    assert_eq!(ok(store, &["volume", "create", "a1"]), "a1\n");
     assert_eq!(
-        ok(&store, &["volume", "create", "a1"]),
+        ok(store, &["volume", "create", "a1"]),
         "a1\n",
         "create is idempotent"
     );
-    let anonymous = ok(&store, &["volume", "create"]);
-    assert!(ok(&store, &["volume", "ls"]).contains(anonymous.trim()));
-    let bad = rbk(&store)
+    let anonymous = ok(store, &["volume", "create"]);
+    assert!(ok(store, &["volume", "ls"]).contains(anonymous.trim()));
+    let bad = rbk(store)
         .args(["volume", "create", "no/slash"])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     // Without -f it asks; "n" keeps everything.
-    let mut no = rbk(&store)
+    let mut no = rbk(store)
         .args(["volume", "prune"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -115,12 +101,12 @@ fn volume_prune_asks_first_and_spares_nothing_in_use() {
     let no = no.wait_with_output().unwrap();
     assert!(no.status.success(), "{}", text(&no));
     assert!(text(&no).contains("Are you sure"), "{}", text(&no));
-    assert_eq!(ok(&store, &["volume", "ls", "-q"]).lines().count(), 2);
-    let yes = ok(&store, &["volume", "prune", "-f"]);
+    assert_eq!(ok(store, &["volume", "ls", "-q"]).lines().count(), 2);
+    let yes = ok(store, &["volume", "prune", "-f"]);
     assert!(
         yes.contains("Deleted Volumes:") && yes.contains("a1"),
         "{yes}"
     );
     assert!(yes.contains("Total reclaimed space:"), "{yes}");
-    assert_eq!(ok(&store, &["volume", "ls", "-q"]), "");
+    assert_eq!(ok(store, &["volume", "ls", "-q"]), "");
 }

@@ -365,11 +365,7 @@ impl Executor for NamespaceExecutor {
         let sys_dir = ensure_stub(&root, "/sys", StubKind::Dir, &mut stubs.created)?;
         let binds = binds(&root, spec, files.path(), &mut stubs.created)?;
 
-        let cwd = if spec.cwd.starts_with('/') {
-            spec.cwd.clone()
-        } else {
-            format!("/{}", spec.cwd)
-        };
+        let cwd = absolute_cwd(&spec.cwd);
         let launch = sys::Launch {
             rootfs: &root,
             proc_dir,
@@ -425,11 +421,7 @@ impl NamespaceExecutor {
         let candidates = exec_candidates(command, &env);
         let (names, fds) = namespaces_of(&proc)?;
         let scratch = spec.scratch.clone().unwrap_or_else(std::env::temp_dir);
-        let cwd = match spec.cwd.as_str() {
-            "" => "/".to_string(),
-            c if c.starts_with('/') => c.to_string(),
-            c => format!("/{c}"),
-        };
+        let cwd = absolute_cwd(&spec.cwd);
         let launch = sys::Launch {
             rootfs: &root,
             proc_dir: root.join("proc"),
@@ -533,6 +525,16 @@ fn binds(
         });
     }
     Ok(binds)
+}
+
+/// The working directory as an absolute path in the container: a relative
+/// one is taken from its root, and none is the root.
+fn absolute_cwd(cwd: &str) -> String {
+    if cwd.starts_with('/') {
+        cwd.to_string()
+    } else {
+        format!("/{cwd}")
+    }
 }
 
 /// The environment as `KEY=VALUE` strings: a repeated key keeps its first

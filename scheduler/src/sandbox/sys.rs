@@ -417,6 +417,26 @@ pub(super) fn launch(
         }
         false => (None, None),
     };
+    // `keeper` makes raw syscalls on data prepared above (no allocation, no
+    // locks) and ends in `_exit`.
+    supervised(l, &plan, (net_r, net_w), output, cancel, |fds, parent| {
+        keeper(&plan, fds, parent)
+    })
+}
+
+/// Forks the first child, which runs `first` on its fds and rbk's pid,
+/// supervises it over `l`'s stdio (with the "network is up" pipe `net`,
+/// read and write ends, under user-mode networking) and returns the
+/// outcome. `first` runs between `fork` and `_exit`: it must only make raw
+/// syscalls on data prepared before (no allocation, no locks).
+fn supervised(
+    l: &Launch,
+    plan: &Prepared,
+    (net_r, net_w): (Option<OwnedFd>, Option<OwnedFd>),
+    output: &mut dyn FnMut(OutputStream, &[u8]),
+    cancel: &CancelToken,
+    first: impl FnOnce(&ChildFds, nix::unistd::Pid) -> std::convert::Infallible,
+) -> Result<i32, SandboxError> {
     let (status_r, status_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
     // `_raw` keeps rbk's terminal in raw mode until the run ends.
@@ -427,25 +447,21 @@ pub(super) fn launch(
         pty_sock,
         _raw,
     } = stdio(l, status_w, net_r)?;
-
     let parent_pid = nix::unistd::getpid();
-    // SAFETY: the child only runs `keeper`, which makes raw syscalls on data
-    // prepared above (no allocation, no locks) and ends in `_exit`.
-    let keeper = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
-        ForkResult::Child => keeper(&plan, &fds, parent_pid),
+    // SAFETY: the child only runs `first`, which makes raw syscalls on data
+    // prepared before (no allocation, no locks) and ends in `_exit`.
+    let child = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
+        // `first` ends in `_exit`: it returns no value to match.
+        #[allow(unreachable_code)]
+        ForkResult::Child => match first(&fds, parent_pid) {},
         ForkResult::Parent { child } => child,
     };
     drop(fds);
-    let mut sup = Supervisor::new(keeper, status_r, net_w, l.publish.to_vec(), l.scratch);
+    let mut sup = Supervisor::new(child, status_r, net_w, l.publish.to_vec(), l.scratch);
     let terminal = (master, pty_sock);
-    let code = sup.run(
-        outs,
-        terminal,
-        l.stdin == StdinMode::Inherit,
-        output,
-        cancel,
-    );
-    outcome(l, &plan, &mut sup, code, cancel)
+    let forward_stdin = l.stdin == StdinMode::Inherit;
+    let code = sup.run(outs, terminal, forward_stdin, output, cancel);
+    outcome(l, plan, &mut sup, code, cancel)
 }
 
 /// A run's result once it ended: a setup failure the children reported

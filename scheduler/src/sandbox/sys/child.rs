@@ -76,14 +76,20 @@ pub(super) fn close_raw(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// The first child: puts stdio in place, unshares the namespaces and forks
-/// init, then waits for it and exits with its status.
-pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
-    // Tie our life to rbk's: if it dies, we die, and so does init (below).
+/// Ties the first child's life to rbk's, `parent`: killed when rbk dies,
+/// gone at once if rbk died before it could ask.
+pub(super) fn tie_to(parent: Pid) {
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
     {
         exit(EXIT_SETUP);
     }
+}
+
+/// The first child: puts stdio in place, unshares the namespaces and forks
+/// init, then waits for it and exits with its status.
+pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
+    // If rbk dies, we die, and so does init (below).
+    tie_to(parent);
     let keep = place_stdio(fds);
     close_above(keep);
 

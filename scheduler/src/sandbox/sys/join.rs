@@ -4,18 +4,14 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
 use super::child::{
-    check, close_above, close_raw, command, exit, fail, place_stdio, report, wait_exit_code,
+    check, close_above, close_raw, command, exit, fail, place_stdio, report, tie_to, wait_exit_code,
 };
-use super::parent::Supervisor;
-use super::{
-    outcome, process_err, stdio, ChildFds, Launch, Prepared, Stdio, Step, EXIT_SETUP, STATUS_FD,
-};
-use crate::sandbox::{CancelToken, OutputStream, SandboxError, StdinMode};
+use super::{ChildFds, Launch, Prepared, Step, STATUS_FD};
+use crate::sandbox::{CancelToken, OutputStream, SandboxError};
 use nix::errno::Errno;
 
 /// Runs `l`'s command in the namespaces `ns` (fds of a running container's
@@ -30,33 +26,11 @@ pub(in crate::sandbox) fn join(
     // The working directory must exist in a running container (as runc).
     plan.cwd_prefixes.clear();
     let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
-    let (status_r, status_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-    let Stdio {
-        fds,
-        outs,
-        master,
-        pty_sock,
-        _raw,
-    } = stdio(l, status_w, None)?;
-    let parent_pid = nix::unistd::getpid();
-    // SAFETY: the child only runs `joiner`, which makes raw syscalls on data
-    // prepared above (no allocation, no locks) and ends in `_exit`.
-    let first = match unsafe { nix::unistd::fork() }.map_err(process_err("fork"))? {
-        ForkResult::Child => joiner(&plan, &fds, parent_pid, &ns_fds),
-        ForkResult::Parent { child } => child,
-    };
-    drop(fds);
-    let mut sup = Supervisor::new(first, status_r, None, Vec::new(), l.scratch);
-    let terminal = (master, pty_sock);
-    let code = sup.run(
-        outs,
-        terminal,
-        l.stdin == StdinMode::Inherit,
-        output,
-        cancel,
-    );
-    outcome(l, &plan, &mut sup, code, cancel)
+    // `joiner` makes raw syscalls on data prepared above (no allocation, no
+    // locks) and ends in `_exit`.
+    super::supervised(l, &plan, (None, None), output, cancel, |fds, parent| {
+        joiner(&plan, fds, parent, &ns_fds)
+    })
 }
 
 /// The first child of `rbk exec`: enters the namespaces of a running
@@ -65,10 +39,7 @@ pub(in crate::sandbox) fn join(
 /// setns(CLONE_NEWPID) applies to children), waits for it and exits with
 /// its status. The command is set up as a container's is (`command`).
 fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid() != parent
-    {
-        exit(EXIT_SETUP);
-    }
+    tie_to(parent);
     let keep = place_stdio(fds);
     for (i, fd) in ns.iter().enumerate() {
         // SAFETY: setns on an fd of /proc/PID/ns/* this process holds open.
@@ -81,8 +52,8 @@ fn joiner(p: &Prepared, fds: &ChildFds, parent: Pid, ns: &[RawFd]) -> ! {
     // Not dumpable until exec: the container's processes (root there, but
     // without CAP_SYS_PTRACE) cannot read or trace this fork of rbk in the
     // moment before it becomes the command. exec makes it dumpable again.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // It is part of the session's setup: a failure stops the exec.
+    check(nix::sys::prctl::set_dumpable(false), Step::Setsid, 1);
     // SAFETY: single-threaded child; `command` follows the no-allocation rules.
     let child = match unsafe { nix::unistd::fork() } {
         Err(e) => fail(Step::ForkCommand, 0, e),
