@@ -8,8 +8,8 @@ use anyhow::{bail, Context as _, Result};
 use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
 use rbk_compiler::render::{Mark, MarkState};
+use rbk_runtime::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::backend::store::StoreBackend;
-use rbk_scheduler::sandbox::{CancelToken, NamespaceExecutor, NetworkMode};
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::shared_cache::CacheExport;
 use rbk_scheduler::step::from::BaseImages;
@@ -1323,7 +1323,7 @@ fn source_date_epoch(args: &BuildArgs) -> Result<Option<i64>> {
 /// `what` names who gets the network, `host` the flags that give the
 /// host's network.
 pub(crate) fn default_network(what: &str, host: &str) -> Result<NetworkMode> {
-    rbk_scheduler::sandbox::net::available().map_err(|e| {
+    rbk_runtime::sandbox::net::available().map_err(|e| {
         anyhow::anyhow!(
             "the default network of {what} cannot be set up here: {}; \
              use --network none (no network), or {host} (the host's network); \

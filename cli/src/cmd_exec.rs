@@ -1,15 +1,13 @@
 //! `rbk exec`: runs a command in a running container, as `docker exec`:
 //! in its namespaces, with its capabilities, seccomp filter, environment,
 //! user and working directory (see
-//! [`NamespaceExecutor::join`](rbk_scheduler::sandbox::NamespaceExecutor::join)).
+//! [`NamespaceExecutor::join`](rbk_runtime::sandbox::NamespaceExecutor::join)).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rbk_scheduler::sandbox::{
-    forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode,
-};
+use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode};
 use rbk_store::oci::ContainerConfig;
 
 use crate::containers;

@@ -14,8 +14,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use rbk_scheduler::sandbox::net::PortMapping;
-use rbk_scheduler::sandbox::{
+use rbk_runtime::sandbox::net::PortMapping;
+use rbk_runtime::sandbox::{
     forward_signals, rootfs::resolve_in_root, sandbox_supported, BindMount, CancelToken, ExecSpec,
     Executor, NamespaceExecutor, NetworkMode, OutputStream, SandboxError, StdinMode,
 };
@@ -580,7 +580,7 @@ pub(crate) fn merged_env(
     host: impl Fn(&str) -> Option<String>,
     tty: bool,
 ) -> Result<Vec<(String, String)>> {
-    let mut env = rbk_scheduler::sandbox::EnvList::new();
+    let mut env = rbk_runtime::sandbox::EnvList::new();
     for kv in config.env.iter().flatten() {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         env.set(k, v.to_string());

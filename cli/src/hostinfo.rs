@@ -197,7 +197,7 @@ fn overlay(root: &Path, snapshotter: &str, is_root: bool) -> Piece {
 fn namespaces(is_root: bool) -> Piece {
     let needed = "RUN steps and `rbk run`";
     let found = if is_root {
-        rbk_scheduler::sandbox::sandbox_supported()
+        rbk_runtime::sandbox::sandbox_supported()
             .map(|()| "mount, PID, UTS, IPC and network namespaces".to_string())
     } else {
         Ok("made inside rbk's user namespace".to_string())

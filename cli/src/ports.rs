@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use rbk_scheduler::sandbox::net::PortMapping;
+use rbk_runtime::sandbox::net::PortMapping;
 
 use crate::containers;
 

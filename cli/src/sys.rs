@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use rbk_scheduler::sandbox::CancelToken;
+use rbk_runtime::sandbox::CancelToken;
 
 static TOKEN: OnceLock<CancelToken> = OnceLock::new();
 

@@ -18,8 +18,8 @@ use rbk_store::oci::{Descriptor, ImageConfig as OciConfig};
 use rbk_store::reference::Reference;
 use rbk_store::Digest;
 
-use crate::cancel::CancelToken;
 use crate::shared_cache::{CacheMode, ExportedCache};
+use rbk_runtime::cancel::CancelToken;
 
 /// One layer of a filesystem state.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,13 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::CancelToken;
 use crate::plan::Plan;
 use crate::progress::Step;
 use crate::runner::Runner;
-use crate::sandbox::OutputStream;
 use crate::state::State;
 use crate::step::StepError;
+use rbk_runtime::cancel::CancelToken;
+use rbk_runtime::sandbox::OutputStream;
 
 /// This builder's part in a fleet build.
 #[derive(Debug, Clone, PartialEq, Eq)]

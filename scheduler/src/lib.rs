@@ -9,7 +9,6 @@
 //! flags or the environment, or draws on a terminal.
 
 pub mod backend;
-pub mod cancel;
 pub mod context;
 pub mod explain;
 pub mod fileop;
@@ -19,7 +18,6 @@ mod labels;
 mod plan;
 pub mod progress;
 mod runner;
-pub mod sandbox;
 pub mod session;
 pub mod shard;
 pub mod shared_cache;

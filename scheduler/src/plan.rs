@@ -17,12 +17,12 @@ use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::cancel::CancelToken;
 use crate::session::BuildSession;
 use crate::solve::Dag;
 use crate::solve::Ops;
 use crate::state::State;
 use crate::step::{self, from, metadata, StepError, StepInputs};
+use rbk_runtime::cancel::CancelToken;
 
 /// What the first pass learned of a vertex.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-pub use crate::sandbox::OutputStream;
+pub use rbk_runtime::sandbox::OutputStream;
 
 /// A step as shown to the user.
 #[derive(Debug, Clone)]

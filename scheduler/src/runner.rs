@@ -9,15 +9,15 @@ use std::time::Instant;
 use rbk_compiler::graph::Op;
 use rbk_store::cache::CacheRecord;
 
-use crate::cancel::CancelToken;
 use crate::explain;
 use crate::plan::{Plan, RunDag};
 use crate::progress::{Outcome, Step};
-use crate::sandbox::OutputStream;
 use crate::session::BuildSession;
 use crate::solve::Ops;
 use crate::state::{epoch, now_rfc3339, State};
 use crate::step::{self, StepError};
+use rbk_runtime::cancel::CancelToken;
+use rbk_runtime::sandbox::OutputStream;
 
 /// Ops of the second pass: serve hits, run misses, following the plans.
 pub(crate) struct Runner<'x, 'a> {

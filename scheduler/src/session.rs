@@ -16,15 +16,15 @@ use rbk_compiler::graph::{Network, Op};
 use rbk_compiler::{BuildGraph, Vertex};
 
 use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
-use crate::cancel::CancelToken;
 use crate::plan::{self, Planner};
 use crate::progress::{Finish, Outcome, Reporter, Step};
 use crate::runner::Runner;
-use crate::sandbox::{Executor, NetworkMode};
 use crate::shared_cache::{exported_vertices, ExportedCache};
 use crate::solve::{self, SolveError};
 use crate::step::from::BaseImages;
 use crate::step::{Contexts, StepEnv, StepError};
+use rbk_runtime::cancel::CancelToken;
+use rbk_runtime::sandbox::{Executor, NetworkMode};
 
 /// How to build.
 #[derive(Debug, Clone)]

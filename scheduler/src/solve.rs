@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::cancel::CancelToken;
+use rbk_runtime::cancel::CancelToken;
 
 /// The dependency structure: `deps[v]` are the vertices `v` reads, in the
 /// order their outputs are handed to [`Ops::run`].

@@ -20,7 +20,7 @@ pub(crate) fn rbk(root: &Path) -> Command {
 /// A store with localhost/busybox:latest imported through the CLI, or None
 /// (loudly) when this machine cannot run build steps.
 pub(crate) fn store_with_busybox(test: &str) -> Option<tempfile::TempDir> {
-    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+    if let Err(why) = rbk_runtime::sandbox::sandbox_supported() {
         eprintln!("SKIPPED {test}: {why}");
         return None;
     }

@@ -95,7 +95,7 @@ fn fails_with_code(out: &Output, code: i32, want: &str) {
 /// Why containers cannot run here, if they cannot (not root, no namespaces).
 pub fn cannot_run_containers() -> Option<String> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();
-    WHY.get_or_init(|| rbk_scheduler::sandbox::sandbox_supported().err())
+    WHY.get_or_init(|| rbk_runtime::sandbox::sandbox_supported().err())
         .clone()
 }
 

@@ -355,7 +355,7 @@ fn manifest_create_and_import_gather_platforms_under_one_name() {
 #[test]
 fn rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each() {
     let test = "rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each";
-    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+    if let Err(why) = rbk_runtime::sandbox::sandbox_supported() {
         return eprintln!("SKIPPED {test}: {why}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -433,7 +433,7 @@ fn rbk_toml_platforms_build_one_index_per_target_and_outputs_lay_out_each() {
 #[test]
 fn a_target_built_on_another_is_built_on_its_image_of_the_same_platform() {
     let test = "a_target_built_on_another_is_built_on_its_image_of_the_same_platform";
-    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+    if let Err(why) = rbk_runtime::sandbox::sandbox_supported() {
         return eprintln!("SKIPPED {test}: {why}");
     }
     let dir = tempfile::tempdir().unwrap();

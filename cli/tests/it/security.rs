@@ -27,7 +27,7 @@ fn text(o: &Output) -> String {
 /// A store holding `localhost/busybox:latest` with every applet, or None
 /// (loudly) when builds cannot run here.
 fn store_with_full_busybox(test: &str) -> Option<tempfile::TempDir> {
-    if let Err(why) = rbk_scheduler::sandbox::sandbox_supported() {
+    if let Err(why) = rbk_runtime::sandbox::sandbox_supported() {
         eprintln!("SKIPPED {test}: {why}");
         return None;
     }

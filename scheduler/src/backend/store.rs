@@ -26,8 +26,8 @@ use super::{
     BackendError, BaseImage, CommittedImage, Images, Layer, Layers, Lookup, Mounted, StepCache,
     StepGuard, WorkDirs, Workspace,
 };
-use crate::cancel::CancelToken;
 use crate::shared_cache::{CacheDest, CacheExport, ExportedCache, MountExport};
+use rbk_runtime::cancel::CancelToken;
 
 /// rbk-store behind the scheduler's traits, with the build's registry
 /// caches (`--cache-from`, `--cache-to`) and layer compression.

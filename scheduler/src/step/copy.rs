@@ -9,10 +9,10 @@ use rbk_compiler::graph::{FileOp, Source};
 use serde_json::json;
 
 use super::{StepEnv, StepError, StepInputs};
-use crate::cancel::CancelToken;
 use crate::context::BuildContext;
 use crate::fileop::{AddOptions, CopySpec};
 use crate::state::State;
+use rbk_runtime::cancel::CancelToken;
 
 /// Where a COPY reads from.
 pub(crate) enum From<'s> {

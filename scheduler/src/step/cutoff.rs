@@ -13,9 +13,9 @@
 use rbk_compiler::graph::{MountKind, Op, Source, Vertex};
 
 use super::{Keyed, StepEnv, StepError};
-use crate::cancel::CancelToken;
 use crate::context::digest_tree;
 use crate::state::State;
+use rbk_runtime::cancel::CancelToken;
 
 /// Step `vx`'s result key over `parent`, reading `extra` (the states of
 /// its inputs, in order) and the context files `keyed`; `None` for a

@@ -20,12 +20,12 @@ use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::Vertex;
 
 use crate::backend::{BackendError, Layer, Layers, Mounted, WorkDirs};
-use crate::cancel::CancelToken;
 use crate::context::{ContextError, Selection};
 use crate::fileop::FileOpError;
 use crate::progress::{Reporter, Step};
-use crate::sandbox::{Executor, NetworkMode, SandboxError};
 use crate::state::State;
+use rbk_runtime::cancel::CancelToken;
+use rbk_runtime::sandbox::{Executor, NetworkMode, SandboxError};
 
 pub use copy::Contexts;
 

@@ -11,10 +11,10 @@ use serde_json::json;
 use super::{FileDigests, StepEnv, StepError, StepInputs};
 use crate::backend::Mounted;
 use crate::progress::Step;
-use crate::sandbox::{
+use crate::state::State;
+use rbk_runtime::sandbox::{
     BindMount, CancelToken, ExecSpec, NetworkMode, OutputStream, SandboxError, StdinMode,
 };
-use crate::state::State;
 
 /// Lines of output kept to show when a command fails.
 const TAIL_LINES: usize = 20;

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rbk_compiler::{Compiler, Input, NoResolver};
+use rbk_runtime::sandbox::{sandbox_supported, CancelToken, NamespaceExecutor};
 use rbk_scheduler::backend::store::StoreBackend;
 use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
-use rbk_scheduler::sandbox::{sandbox_supported, CancelToken, NamespaceExecutor};
 use rbk_scheduler::step::from::BaseImages;
 use rbk_scheduler::{error_chain, BuildError, BuildOptions, BuildSession, BuildSummary, Services};
 use rbk_store::images::Store;

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rbk_compiler::{Compiler, Input, NoResolver};
+use rbk_runtime::sandbox::{CancelToken, ExecSpec, Executor, SandboxError};
 use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
-use rbk_scheduler::sandbox::{CancelToken, ExecSpec, Executor, SandboxError};
 use rbk_scheduler::step::from::BaseImages;
 use rbk_scheduler::{BuildError, BuildOptions, BuildSession, BuildSummary, Services, StepError};
 

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
+use rbk_runtime::sandbox::CancelToken;
 use rbk_scheduler::backend::{
     BackendError, BaseImage, CommittedImage, ExportKeys, Images, Layer, Layers, Lookup, Mounted,
     StepCache, StepGuard, WorkDirs, Workspace,
 };
-use rbk_scheduler::sandbox::CancelToken;
 use rbk_scheduler::shared_cache::ExportedCache;
 use rbk_store::cache::CacheRecord;
 use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig, RootFs};

@@ -4,4 +4,3 @@ mod build;
 mod core;
 mod fakes;
 mod fileop;
-mod sandbox;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rbk_scheduler::sandbox::{
+use rbk_runtime::sandbox::{
     sandbox_supported, BindMount, CancelToken, ExecSpec, Executor, NamespaceExecutor, NetworkMode,
     OutputStream, SandboxError,
 };
@@ -564,7 +564,7 @@ fn rbk_signals_reach_the_container_through_the_forwarder() {
         return;
     };
     let token = CancelToken::new();
-    let forwarder = rbk_scheduler::sandbox::forward_signals(&token).unwrap();
+    let forwarder = rbk_runtime::sandbox::forward_signals(&token).unwrap();
     let mut out = Vec::new();
     // Once the trap is set, someone sends rbk a SIGINT.
     let code = NamespaceExecutor
@@ -614,7 +614,7 @@ fn stdin_helper_runs_a_reader() {
         _ => "read a; read b; echo \"got $a $b\"; cat >/dev/null; echo eof",
     };
     let mut spec = sh(script);
-    spec.stdin = rbk_scheduler::sandbox::StdinMode::Inherit;
+    spec.stdin = rbk_runtime::sandbox::StdinMode::Inherit;
     spec.tty = mode != "pipe";
     let (code, out, err) = run(dir.path(), &spec).unwrap();
     println!("<<<{code}|{out}|{err}>>>");

@@ -1,0 +1,3 @@
+//! Integration tests of rbk-runtime.
+
+mod sandbox;
