@@ -21,8 +21,7 @@ use rbk_runtime::sandbox::{
 };
 use rbk_store::images::{Image, Store};
 use rbk_store::oci::ContainerConfig;
-use rbk_store::snapshot::Snapshotter;
-use rbk_store::unpack::{unpack_layers, LayerRef, UnpackError};
+use rbk_store::workspace::{unpack_image, PrepareOptions, Workspace};
 use rbk_store::StoreError;
 
 /// `rbk run`
@@ -231,26 +230,20 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
     let record =
         crate::detach::Record::begin(root, args, &config, &argv, &env, ports, image.id.as_str())?;
     let snapshotter = crate::snapshotter(root)?;
-    let parent = unpack(&store, snapshotter.as_ref(), &image)?;
+    let parent = unpack_image(&store, snapshotter.as_ref(), &image)
+        .with_context(|| format!("cannot unpack image {}", image.id))?;
     let key = crate::containers::layer_key(record.id());
-    // `rbk start` finds the layer the container kept.
-    let mounts = if snapshotter.exists(&key) {
-        snapshotter.mounts(&key)
-    } else {
-        snapshotter.prepare(&key, parent.as_deref())
-    }
-    .with_context(|| format!("cannot prepare the container's layer over {}", args.image))?;
-    let _snapshot = SnapshotGuard {
-        snapshotter: snapshotter.as_ref(),
-        key: key.clone(),
+    // `rbk start` finds the layer the container kept; a detached
+    // container's layer stays until `rbk rm`.
+    let opts = PrepareOptions {
+        resume: true,
         keep: record.keeps_layer(),
+        ..PrepareOptions::default()
     };
-    let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
-    std::fs::create_dir_all(&rootfs)
-        .with_context(|| format!("cannot create {}", rootfs.display()))?;
-    let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
-    let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
-        .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
+    let mut workspace =
+        Workspace::prepare(root, snapshotter.as_ref(), &key, parent.as_deref(), opts)
+            .with_context(|| format!("cannot mount the container's layer over {}", args.image))?;
+    let rootfs = workspace.rootfs().to_path_buf();
     let (mut binds, _volumes) = volume_binds(
         root,
         record.id(),
@@ -277,7 +270,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         ..base_spec(args, &config, flags.network)
     };
     let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
-    let unmounted = mounted.unmount();
+    let unmounted = workspace.unmount();
     let code = match result {
         Ok(code) => code,
         Err(e) => match e.exit_code() {
@@ -666,29 +659,6 @@ fn anonymous_volume(spec: &str, target: &str) -> Result<Volume> {
     Ok(Volume::Anonymous(normalize_target(target)))
 }
 
-/// Makes sure every layer of `image` is a committed snapshot and returns the
-/// top one's key (`None` for an image without layers).
-fn unpack(store: &Store, snapshotter: &dyn Snapshotter, image: &Image) -> Result<Option<String>> {
-    let diff_ids = &image.config.rootfs.diff_ids;
-    let layers = &image.manifest.layers;
-    if diff_ids.len() != layers.len() {
-        bail!(
-            "image {} is inconsistent: {} layers but {} diff ids in its config",
-            image.id,
-            layers.len(),
-            diff_ids.len()
-        );
-    }
-    let refs: Vec<LayerRef<'_>> = layers
-        .iter()
-        .zip(diff_ids)
-        .map(|(blob, diff_id)| LayerRef { blob, diff_id })
-        .collect();
-    let parent = unpack_layers::<UnpackError>(store, snapshotter, &refs, |_| Ok(()), || false)
-        .with_context(|| format!("cannot unpack image {}", image.id))?;
-    Ok(parent)
-}
-
 /// A short random container id (12 hex digits, like Docker's short ids).
 pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 6];
@@ -739,29 +709,6 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Removes the container's writable snapshot, even on an error path,
-/// unless the container keeps it.
-struct SnapshotGuard<'a> {
-    snapshotter: &'a dyn Snapshotter,
-    key: String,
-    /// A detached container's layer stays until `rbk rm`.
-    keep: bool,
-}
-
-impl Drop for SnapshotGuard<'_> {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        if let Err(e) = self.snapshotter.remove(&self.key) {
-            eprintln!(
-                "rbk: warning: cannot remove the container's layer {}: {e}",
-                self.key
-            );
-        }
-    }
 }
 
 /// Removes directories (the mount point, anonymous volumes) when dropped.
