@@ -26,7 +26,7 @@ use nix::sys::stat::{fstatat, FileStat, Mode, SFlag};
 use rbk_store::snapshot::Snapshotter;
 use rbk_store::workspace::Workspace;
 
-use crate::containers;
+use rbk_runtime::container;
 
 /// `rbk cp`
 #[derive(Debug, Clone, clap::Args)]
@@ -161,8 +161,8 @@ fn container_root<'s>(
     name: &str,
     snapshotter: &'s mut Option<Box<dyn Snapshotter>>,
 ) -> Result<(OwnedFd, Option<StoppedLayer<'s>>)> {
-    let state = containers::find(root, name)?;
-    let (path, layer) = match containers::init_pid(root, &state) {
+    let state = container::find(root, name)?;
+    let (path, layer) = match container::init_pid(root, &state) {
         Some(pid) => {
             crate::sys::join_user_namespace(pid).map_err(|e| {
                 anyhow!(
@@ -204,9 +204,9 @@ impl<'s> StoppedLayer<'s> {
     fn mount(
         root: &Path,
         snap: &'s dyn Snapshotter,
-        s: &containers::State,
+        s: &container::State,
     ) -> Result<StoppedLayer<'s>> {
-        let key = containers::layer_key(&s.id);
+        let key = container::layer_key(&s.id);
         if !snap.exists(&key) {
             bail!(
                 "container {} has no layer to copy (it was started by an older rbk, or removed)",
@@ -220,7 +220,7 @@ impl<'s> StoppedLayer<'s> {
                 s.name
             );
         }
-        let lock = containers::lock(root, &s.id)?;
+        let lock = container::lock(root, &s.id)?;
         let workspace = Workspace::resume(root, snap, &key)
             .with_context(|| format!("cannot mount the layer of container {}", s.name))?;
         Ok(StoppedLayer {

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode};
 use rbk_store::oci::ContainerConfig;
 
-use crate::containers;
+use rbk_runtime::container;
 
 /// `rbk exec`
 #[derive(Debug, Clone, clap::Args)]
@@ -63,14 +63,14 @@ const EXIT_EXEC_FAILED: i32 = 126;
 /// before its init exists (while its layers are unpacked) and started the
 /// command (else the exec'd process could take the command's pid 2, as in
 /// Docker it never does). `None` once it is not running.
-fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
+fn wait_for_init(root: &Path, state: &container::State) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let init = containers::init_pid(root, state).filter(|pid| containers::has_child(*pid));
+        let init = container::init_pid(root, state).filter(|pid| container::has_child(*pid));
         if let Some(pid) = init {
             return Some(pid);
         }
-        if !containers::running(root, &state.id) || Instant::now() > deadline {
+        if !container::running(root, &state.id) || Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -80,7 +80,7 @@ fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
 /// `rbk exec`: the command's exit code. A missing or stopped container is
 /// an error (exit 1, as Docker's).
 pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
-    let state = containers::find(root, &a.container)?;
+    let state = container::find(root, &a.container)?;
     let Some(init) = wait_for_init(root, &state) else {
         bail!("container {} ({}) is not running", state.name, state.id);
     };
@@ -88,7 +88,12 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         env: Some(state.env.clone()),
         ..ContainerConfig::default()
     };
-    let env = crate::cmd_run::merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let env = rbk_runtime::container::spec::merged_env(
+        &config,
+        &a.env,
+        |k| std::env::var(k).ok(),
+        a.tty,
+    )?;
     let spec = ExecSpec {
         args: a.args.clone(),
         env,

@@ -514,7 +514,7 @@ fn in_use(store: &Store, name: &str) -> Option<String> {
     if is_tag && image.tags.len() > 1 {
         return None;
     }
-    let user = crate::containers::list(store.root())
+    let user = rbk_runtime::container::list(store.root())
         .into_iter()
         .find(|c| store.resolve(&c.image).is_ok_and(|i| i.id == image.id))?;
     let short = image.id.hex().get(..12).unwrap_or_default().to_string();

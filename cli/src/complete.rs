@@ -42,7 +42,7 @@ pub fn images() -> ArgValueCandidates {
 /// Containers by name, then by id.
 pub fn containers() -> ArgValueCandidates {
     ArgValueCandidates::new(|| {
-        crate::containers::list(&root())
+        rbk_runtime::container::list(&root())
             .into_iter()
             .flat_map(|c| {
                 [

@@ -5,4 +5,5 @@
 //! scheduler and the CLI hand it a prepared root filesystem and a command.
 
 pub mod cancel;
+pub mod container;
 pub mod sandbox;
