@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use rbk_runtime::container;
-use rbk_runtime::container::volume::{self, create, data, names, remove, users, valid_name};
+use rbk_runtime::container::volume::{self, create, data, names, remove, valid_name};
 
 /// `rbk volume …`
 #[derive(Debug, Subcommand)]
@@ -120,7 +120,7 @@ fn rm(root: &Path, names: &[String]) -> Result<i32> {
         let res = if !valid_name(n) || !data(root, n).is_dir() {
             Err(anyhow::anyhow!("no such volume: {n}"))
         } else {
-            match users(root, n).as_slice() {
+            match container::volume_users(root, n).as_slice() {
                 [] => remove(root, n).map(|_| ()).map_err(anyhow::Error::from),
                 ids => Err(anyhow::anyhow!(
                     "remove {n}: volume is in use - [{}]",
@@ -145,7 +145,7 @@ pub fn prune_unused(root: &Path) -> Result<u64> {
     let mut total = 0;
     let mut any = false;
     for n in names(root) {
-        if users(root, &n).is_empty() {
+        if container::volume_users(root, &n).is_empty() {
             if !any {
                 println!("Deleted Volumes:");
                 any = true;

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 pub use process::{has_child, init_pid};
 pub use record::{NewContainer, Record};
 pub use state::{
-    anonymous_volumes, find, layer_key, list, lock, path, read, running, write, State,
+    anonymous_volumes, find, layer_key, list, lock, path, read, running, volume_users, write, State,
 };
 
 /// Why a container operation failed.

@@ -139,7 +139,7 @@ fn container_row(root: &Path) -> Row {
 fn volume_row(root: &Path) -> Row {
     let items = volume::names(root).into_iter().map(|n| {
         let size = container::disk_usage(&volume::data(root, &n));
-        (size, !volume::users(root, &n).is_empty())
+        (size, !container::volume_users(root, &n).is_empty())
     });
     Row::tally("Local Volumes", items)
 }

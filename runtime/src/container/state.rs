@@ -116,6 +116,15 @@ pub fn list(root: &Path) -> Vec<State> {
     out
 }
 
+/// The containers on record that use the named volume `name`.
+pub fn volume_users(root: &Path, name: &str) -> Vec<String> {
+    list(root)
+        .into_iter()
+        .filter(|s| s.volumes.iter().any(|v| v == name))
+        .map(|s| s.id)
+        .collect()
+}
+
 /// The key of a container's layer (its active snapshot).
 pub fn layer_key(id: &str) -> String {
     format!("run-{id}")

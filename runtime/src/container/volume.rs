@@ -114,15 +114,6 @@ pub fn names(root: &Path) -> Vec<String> {
     names
 }
 
-/// The containers on record that use volume `name`.
-pub fn users(root: &Path, name: &str) -> Vec<String> {
-    super::state::list(root)
-        .into_iter()
-        .filter(|s| s.volumes.iter().any(|v| v == name))
-        .map(|s| s.id)
-        .collect()
-}
-
 /// Removes volume `name`; returns the bytes it held.
 pub fn remove(root: &Path, name: &str) -> Result<u64, ContainerError> {
     let d = dir(root).join(name);
