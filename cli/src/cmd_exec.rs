@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode};
+use rbk_runtime::container::spec::{merged_env, ProcessFlags};
+use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor};
 use rbk_store::oci::ContainerConfig;
 
 use rbk_runtime::container;
@@ -84,31 +85,26 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     let Some(init) = wait_for_init(root, &state) else {
         bail!("container {} ({}) is not running", state.name, state.id);
     };
+    // The container's environment, user and working directory are the
+    // exec's defaults, as the image's are the container's.
     let config = ContainerConfig {
         env: Some(state.env.clone()),
+        user: Some(state.user.clone()),
+        working_dir: Some(state.workdir.clone()),
         ..ContainerConfig::default()
     };
-    let env = rbk_runtime::container::spec::merged_env(
-        &config,
-        &a.env,
-        |k| std::env::var(k).ok(),
-        a.tty,
-    )?;
+    let env = merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let process = ProcessFlags {
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        interactive: a.interactive,
+        tty: a.tty,
+    };
     let spec = ExecSpec {
         args: a.args.clone(),
         env,
-        cwd: a.workdir.clone().unwrap_or_else(|| state.workdir.clone()),
-        user: a.user.clone().unwrap_or_else(|| state.user.clone()),
-        stdin: if a.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        tty: a.tty,
-        // Docker's default: default capabilities and seccomp profile.
-        insecure: false,
         scratch: Some(root.join("tmp")),
-        ..ExecSpec::default()
+        ..process.exec_spec(&config, ExecSpec::default().network)
     };
     let cancel = CancelToken::new();
     let _signals = forward_signals(&cancel)?;

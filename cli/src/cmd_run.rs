@@ -15,13 +15,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use rbk_runtime::container::spec::{self, ProcessFlags};
+use rbk_runtime::container::supervise::{supervise, RestartPolicy};
 use rbk_runtime::container::volume::{self, Volume};
 use rbk_runtime::container::{self, binds, NewContainer, Record};
 use rbk_runtime::sandbox::net::PortMapping;
-use rbk_runtime::sandbox::{
-    forward_signals, sandbox_supported, CancelToken, ExecSpec, Executor, NamespaceExecutor,
-    NetworkMode, OutputStream, SandboxError,
-};
+use rbk_runtime::sandbox::{sandbox_supported, ExecSpec, NetworkMode, OutputStream, SandboxError};
 use rbk_store::images::{Image, Store};
 use rbk_store::oci::ContainerConfig;
 use rbk_store::workspace::{unpack_image, PrepareOptions, Workspace};
@@ -108,26 +106,17 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// `--restart`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Restart {
-    No,
-    /// Restart after a non-zero exit, at most this many times (None: no limit).
-    OnFailure(Option<u32>),
-}
-
-impl Restart {
-    fn parse(s: &str) -> Result<Restart> {
-        match s.split_once(':') {
-            None if s == "no" => Ok(Restart::No),
-            None if s == "on-failure" => Ok(Restart::OnFailure(None)),
-            Some(("on-failure", n)) => {
-                Ok(Restart::OnFailure(Some(n.parse().map_err(|_| {
-                    anyhow!("--restart {s:?}: the retry count must be a number")
-                })?)))
-            }
-            _ => bail!("--restart {s:?}: use no or on-failure[:MAX_RETRIES]"),
+/// `--restart`: no, on-failure or on-failure:N.
+fn restart_policy(s: &str) -> Result<RestartPolicy> {
+    match s.split_once(':') {
+        None if s == "no" => Ok(RestartPolicy::No),
+        None if s == "on-failure" => Ok(RestartPolicy::OnFailure(None)),
+        Some(("on-failure", n)) => {
+            Ok(RestartPolicy::OnFailure(Some(n.parse().map_err(|_| {
+                anyhow!("--restart {s:?}: the retry count must be a number")
+            })?)))
         }
+        _ => bail!("--restart {s:?}: use no or on-failure[:MAX_RETRIES]"),
     }
 }
 
@@ -135,7 +124,7 @@ impl Restart {
 struct Flags {
     network: NetworkMode,
     publish: Vec<PortMapping>,
-    restart: Restart,
+    restart: RestartPolicy,
     volumes: Vec<Volume>,
     extra_env: Vec<String>,
 }
@@ -178,7 +167,7 @@ fn flags(args: &RunArgs) -> Result<Flags> {
     Ok(Flags {
         network,
         publish,
-        restart: Restart::parse(&args.restart)?,
+        restart: restart_policy(&args.restart)?,
         volumes,
         extra_env,
     })
@@ -246,7 +235,14 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         scratch: Some(root.join("tmp")),
         ..process_flags(args).exec_spec(&config, flags.network)
     };
-    let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
+    let result = supervise(
+        &rootfs,
+        &spec,
+        flags.restart,
+        &record,
+        &mut write_output,
+        &mut |n, code| eprintln!("rbk: the container exited with code {code}; restarting ({n})"),
+    );
     let unmounted = workspace.unmount();
     let code = match result {
         Ok(code) => code,
@@ -437,32 +433,6 @@ fn resolve(
         bail!("cannot run containers here: {why}");
     }
     Ok((store, image, config, argv, env))
-}
-
-/// Runs the container, again after a failure while `restart` says so and
-/// nobody stopped it.
-fn run_with_restarts(
-    rootfs: &Path,
-    spec: &ExecSpec,
-    restart: Restart,
-    record: &Record,
-) -> Result<i32, SandboxError> {
-    let cancel = CancelToken::new();
-    let _forward = forward_signals(&cancel)?;
-    let mut restarts = 0u32;
-    loop {
-        let code = NamespaceExecutor.run(rootfs, spec, &mut write_output, &cancel)?;
-        let again = match restart {
-            Restart::No => false,
-            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
-        };
-        if !again || cancel.is_cancelled() || record.stopping() {
-            return Ok(code);
-        }
-        restarts += 1;
-        record.restarted(restarts, code);
-        eprintln!("rbk: the container exited with code {code}; restarting ({restarts})");
-    }
 }
 
 fn run_error(e: SandboxError, image: &str) -> anyhow::Error {

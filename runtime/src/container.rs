@@ -11,6 +11,8 @@
 //!   name or id prefix, and removed with its layer and anonymous volumes;
 //! - [`record`] — the record a running supervisor holds, from start to
 //!   exit (restarts counted, exit code kept for a detached one);
+//! - [`supervise`] — running the container's process under its restart
+//!   policy, signals forwarded;
 //! - [`process`] — the container's init among the host's processes (for
 //!   `rbk exec` and `rbk cp` into a running container);
 //! - [`spec`] — Docker's rules for the command line, environment, user and
@@ -29,6 +31,7 @@ pub mod process;
 pub mod record;
 pub mod spec;
 pub mod state;
+pub mod supervise;
 pub mod volume;
 
 use std::path::{Path, PathBuf};
