@@ -14,15 +14,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use rbk_runtime::container::bundle::{Bundle, BundleSpec};
 use rbk_runtime::container::spec::{self, ProcessFlags};
 use rbk_runtime::container::supervise::{supervise, RestartPolicy};
 use rbk_runtime::container::volume::{self, Volume};
-use rbk_runtime::container::{self, binds, NewContainer, Record};
+use rbk_runtime::container::{self, NewContainer, Record};
 use rbk_runtime::sandbox::net::PortMapping;
 use rbk_runtime::sandbox::{sandbox_supported, ExecSpec, NetworkMode, OutputStream, SandboxError};
 use rbk_store::images::{Image, Store};
 use rbk_store::oci::ContainerConfig;
-use rbk_store::workspace::{unpack_image, PrepareOptions, Workspace};
 use rbk_store::StoreError;
 
 /// `rbk run`
@@ -195,42 +195,26 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         &publish,
         image.id.as_str(),
     )?;
-    let snapshotter = crate::snapshotter(root)?;
-    let parent = unpack_image(&store, snapshotter.as_ref(), &image)
-        .with_context(|| format!("cannot unpack image {}", image.id))?;
-    let key = container::layer_key(record.id());
-    // `rbk start` finds the layer the container kept; a detached
-    // container's layer stays until `rbk rm`.
-    let opts = PrepareOptions {
-        resume: true,
-        keep: record.keeps_layer(),
-        ..PrepareOptions::default()
-    };
-    let mut workspace =
-        Workspace::prepare(root, snapshotter.as_ref(), &key, parent.as_deref(), opts)
-            .with_context(|| format!("cannot mount the container's layer over {}", args.image))?;
-    let rootfs = workspace.rootfs().to_path_buf();
-    let (mut mounts, _volumes) = binds::volume_binds(
-        root,
-        record.id(),
-        &rootfs,
-        &config,
-        &flags.volumes,
-        record.keeps_layer(),
-    )?;
     let hostname = args
         .hostname
         .clone()
         .or_else(|| args.name.clone())
         .unwrap_or_else(|| record.id().to_string());
-    let (hostname_bind, _hostname_dir) = binds::hostname_file(root, &key, &hostname)?;
-    mounts.insert(0, hostname_bind);
+    let snapshotter = crate::snapshotter(root)?;
+    let bundle_spec = BundleSpec {
+        image: &args.image,
+        config: &config,
+        volumes: &flags.volumes,
+        hostname: &hostname,
+    };
+    let mut bundle = Bundle::create(&store, snapshotter.as_ref(), &image, &record, bundle_spec)?;
+    let rootfs = bundle.rootfs().to_path_buf();
     let spec = ExecSpec {
         args: argv,
         env,
         hostname,
         publish,
-        mounts,
+        mounts: bundle.take_mounts(),
         // Swept with the store's other leftovers if rbk is killed.
         scratch: Some(root.join("tmp")),
         ..process_flags(args).exec_spec(&config, flags.network)
@@ -243,7 +227,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         &mut write_output,
         &mut |n, code| eprintln!("rbk: the container exited with code {code}; restarting ({n})"),
     );
-    let unmounted = workspace.unmount();
+    let unmounted = bundle.unmount();
     let code = match result {
         Ok(code) => code,
         Err(e) => match e.exit_code() {

@@ -18,15 +18,18 @@
 //! - [`spec`] — Docker's rules for the command line, environment, user and
 //!   working directory from the image's config and the flags, and the
 //!   sandbox's [`ExecSpec`](crate::sandbox::ExecSpec) from them;
+//! - [`bundle`] — the container's root (the store's workspace over its
+//!   image) and binds, made and released;
 //! - [`volume`] — `-v` requests, named volumes under `<store>/volumes/`,
 //!   and the binds a container gets: volumes seeded from the image, its
 //!   `/etc/hostname` ([`binds`]).
 //!
 //! The container's root filesystem is the store's
-//! [`Workspace`](rbk_store::workspace::Workspace); this module never
-//! mounts it, and it never prints: the CLI says what happened.
+//! [`Workspace`](rbk_store::workspace::Workspace), the same a build step
+//! runs in. This module never prints: the CLI says what happened.
 
 pub mod binds;
+pub mod bundle;
 pub mod process;
 pub mod record;
 pub mod spec;
@@ -124,6 +127,24 @@ pub enum ContainerError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The image's layers could not be unpacked.
+    #[error("cannot unpack image {image}")]
+    Unpack {
+        /// The image's id.
+        image: String,
+        /// Why.
+        #[source]
+        source: rbk_store::workspace::WorkspaceError,
+    },
+    /// The container's root could not be prepared or mounted.
+    #[error("cannot mount the container's layer over {image}")]
+    Root {
+        /// The image as the user named it.
+        image: String,
+        /// Why.
+        #[source]
+        source: rbk_store::workspace::WorkspaceError,
     },
     /// The container's layer could not be removed.
     #[error("cannot remove the layer of container {id}")]
