@@ -4,11 +4,15 @@
 //!
 //! rbk has no daemon: a container lives as long as the `rbk run` that
 //! supervises it — in the foreground, or detached (`-d`, a supervisor in a
-//! session of its own, see [`crate::detach`] and [`rbk_runtime::container`]). Its writable layer and
+//! session of its own, see [`crate::detach`]). Its writable layer and
 //! anonymous volumes are removed when it exits, except a detached
 //! container's, kept (as Docker keeps them) for `rbk start` and `rbk cp`
 //! until `rbk rm`. Keep data with a bind mount (`-v /host/dir:/data`) or a
 //! named volume (`-v NAME:/data`).
+//!
+//! This file checks the flags, resolves the image and prints; the
+//! container itself — its record, root, volumes, process and restarts — is
+//! [`rbk_runtime::container`]'s.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
