@@ -115,7 +115,7 @@ pub enum ContainerError {
         target: String,
         /// Why.
         #[source]
-        source: crate::sandbox::SandboxError,
+        source: Box<crate::sandbox::SandboxError>,
     },
     /// A volume could not be seeded with the image's files.
     #[error("cannot copy the image's {target} into volume {volume}")]
@@ -135,7 +135,7 @@ pub enum ContainerError {
         image: String,
         /// Why.
         #[source]
-        source: rbk_store::workspace::WorkspaceError,
+        source: Box<rbk_store::workspace::WorkspaceError>,
     },
     /// The container's root could not be prepared or mounted.
     #[error("cannot mount the container's layer over {image}")]
@@ -144,7 +144,7 @@ pub enum ContainerError {
         image: String,
         /// Why.
         #[source]
-        source: rbk_store::workspace::WorkspaceError,
+        source: Box<rbk_store::workspace::WorkspaceError>,
     },
     /// The container's layer could not be removed.
     #[error("cannot remove the layer of container {id}")]

@@ -140,7 +140,7 @@ fn seed(
 ) -> Result<(), ContainerError> {
     let inside = resolve_in_root(rootfs, target).map_err(|source| ContainerError::Resolve {
         target: target.to_string(),
-        source,
+        source: Box::new(source),
     })?;
     if !copy || !inside.is_dir() {
         return Ok(());

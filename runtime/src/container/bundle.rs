@@ -59,7 +59,7 @@ impl<'a> Bundle<'a> {
         let parent =
             unpack_image(store, snapshotter, image).map_err(|source| ContainerError::Unpack {
                 image: image.id.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let key = layer_key(record.id());
         // `rbk start` finds the layer the container kept; a detached
@@ -72,7 +72,7 @@ impl<'a> Bundle<'a> {
         let workspace = Workspace::prepare(root, snapshotter, &key, parent.as_deref(), opts)
             .map_err(|source| ContainerError::Root {
                 image: spec.image.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let (mut mounts, volumes) = volume_binds(
             root,
