@@ -9,12 +9,12 @@
 //! the image store, or processes.
 
 pub mod ast;
-pub mod check;
 pub mod chmod;
 pub mod config;
 pub mod error;
 pub mod graph;
 pub mod instructions;
+pub mod lint;
 pub mod lower;
 pub mod parse;
 pub mod platform;

@@ -554,9 +554,16 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         if !broken {
             return Ok(());
         }
-        let vars = crate::check::variables(image, self.lex.escape(), false);
-        let Some(var) = vars
+        let refs = self
+            .lex
+            .with_skip_unset_env(true)
+            .process_word_with_matches(image, &self.meta_args)
+            .map(|e| e.references)
+            .unwrap_or_default();
+        let Some(var) = refs
             .iter()
+            .filter(|r| !r.has_fallback && r.is_definable())
+            .map(|r| r.name.as_str())
             .find(|v| self.meta_args.get(v).flatten().is_none_or(str::is_empty))
         else {
             return Ok(());

@@ -1,8 +1,8 @@
 //! The lint rules of `rbk check`: each one found where BuildKit finds it,
 //! and not on the corrected Dockerfile.
 
-use rbk_compiler::check::{check, CheckEnv, Report, RULES};
 use rbk_compiler::config::ImageConfig;
+use rbk_compiler::lint::{check, CheckEnv, Report, RULES};
 use rbk_compiler::lower::{BaseImage, ImageResolver, Input};
 use rbk_compiler::platform::Platform;
 
