@@ -8,6 +8,8 @@
 //! It never knows about files on disk beyond the Dockerfile text it is handed,
 //! the image store, or processes.
 
+#![deny(missing_docs)]
+
 pub mod ast;
 pub mod chmod;
 pub mod config;

@@ -1,7 +1,7 @@
 //! The lint rules of `rbk check`: each one found where BuildKit finds it,
 //! and not on the corrected Dockerfile.
 
-use rbk_compiler::config::ImageConfig;
+use rbk_compiler::config::RuntimeConfig;
 use rbk_compiler::lint::{check, CheckEnv, Report, RULES};
 use rbk_compiler::lower::{BaseImage, ImageResolver, Input};
 use rbk_compiler::platform::Platform;
@@ -16,7 +16,7 @@ impl ImageResolver for Bases {
             "arm:latest" => "linux/arm64",
             _ => return None,
         };
-        let mut config = ImageConfig::default();
+        let mut config = RuntimeConfig::default();
         config.set_env("HOME", "/root");
         Some(BaseImage {
             config,
