@@ -256,11 +256,11 @@ pub fn status_text(root: &Path, s: &State) -> String {
     if running(root, &s.id) {
         return format!(
             "Up {}",
-            crate::cmd_image::since(&s.created).trim_end_matches(" ago")
+            crate::human::since(&s.created).trim_end_matches(" ago")
         );
     }
     match (s.exit_code, &s.finished) {
-        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::cmd_image::since(t)),
+        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::human::since(t)),
         _ => "Exited (unknown)".to_string(),
     }
 }

@@ -8,9 +8,9 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::PsArgs;
-use crate::cmd_image::since;
 use crate::containers::{self, State};
 use crate::format::Format;
+use crate::human::since;
 
 /// The fields of a row, with the header of a `--format 'table …'` column
 /// that is not the field's name in capitals.
@@ -72,7 +72,7 @@ pub(super) fn ps(root: &Path, a: &PsArgs, out: &mut dyn Write) -> Result<i32> {
         })
         .collect();
     let header: Vec<&str> = COLUMNS.iter().map(|(h, _)| *h).collect();
-    crate::cmd_image::print_table(out, &header, &table)?;
+    crate::table::print_table(out, &header, &table)?;
     Ok(0)
 }
 
@@ -85,7 +85,7 @@ fn row(root: &Path, s: &State, no_trunc: bool) -> Value {
     let running = containers::running(root, &s.id);
     json!({
         "Command": format!("\"{cmd}\""),
-        "CreatedAt": crate::cmd_image::created_at(&s.created),
+        "CreatedAt": crate::human::created_at(&s.created),
         "ID": s.id,
         "Image": s.image,
         "Labels": "",
