@@ -199,7 +199,9 @@ pub fn check(input: &Input, env: &CheckEnv<'_>) -> Result<Report, CompileError> 
     })
 }
 
-pub(crate) struct Linter<'a, 'e> {
+/// One run of the rules over one Dockerfile: what they may look up, and
+/// the findings so far.
+struct Linter<'a, 'e> {
     input: &'a Input,
     env: &'a CheckEnv<'e>,
     findings: Vec<Finding>,
@@ -209,7 +211,7 @@ pub(crate) struct Linter<'a, 'e> {
 /// saying which are set. Unset references stay as written rather than
 /// fail (`${V?}`), so only a word that cannot be lexed at all (an open
 /// quote or brace, which a build reports anyway) yields none.
-pub(crate) fn references(word: &str, escape: char, env: &dyn Env) -> Vec<Reference> {
+fn references(word: &str, escape: char, env: &dyn Env) -> Vec<Reference> {
     ShellLex::new(escape)
         .with_skip_unset_env(true)
         .process_word_with_matches(word, env)
