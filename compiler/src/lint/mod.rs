@@ -382,7 +382,7 @@ mod tests {
                 ("A", false)
             ])
         );
-        assert_eq!(names("${V:-$W}"), owned(&[("W", false), ("V", true)]));
+        assert_eq!(names("${V:-$W}"), owned(&[("V", true), ("W", false)]));
         assert!(names("'open").is_empty());
         let mut vals = BTreeMap::new();
         vals.insert("V".to_string(), Some("3".to_string()));

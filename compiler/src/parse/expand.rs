@@ -101,9 +101,9 @@ pub struct Expanded {
     pub matched: BTreeSet<String>,
     /// Names that were looked up and found unset.
     pub unmatched: BTreeSet<String>,
-    /// Every variable reference the lexer met, in the order it looked them
-    /// up (a `${V:-$W}` looks up `W` before `V`), repeats included. The
-    /// lint rules read this: which references can come out empty.
+    /// Every variable reference the lexer met, in the order they are
+    /// written (`${V:-$W}`: `V`, then `W`), repeats included. The lint
+    /// rules read this: which references can come out empty.
     pub references: Vec<Reference>,
 }
 
@@ -619,8 +619,20 @@ impl<'s, 'e> Lexer<'s, 'e> {
                 None if self.opts.skip_unset_env => Cow::Owned(format!("${{{name}}}")),
                 None => Cow::Borrowed(""),
             }),
-            ':' | '+' | '-' | '?' | '#' | '%' => self.modifier(name, ch),
-            '/' => self.substitute(name),
+            ':' | '+' | '-' | '?' | '#' | '%' | '/' => {
+                let first = self.references.len();
+                let value = if ch == '/' {
+                    self.substitute(name)
+                } else {
+                    self.modifier(name, ch)
+                }?;
+                // The name is looked up after the word inside it; list its
+                // reference where it is written, before that word's.
+                if let Some(own) = self.references.pop() {
+                    self.references.insert(first, own);
+                }
+                Ok(value)
+            }
             other => Err(format!("unsupported modifier ({other}) in substitution")),
         }
     }

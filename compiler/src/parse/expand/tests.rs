@@ -263,7 +263,7 @@ fn matches_are_recorded() {
 }
 
 #[test]
-fn references_are_recorded_in_lookup_order() {
+fn references_are_recorded_in_source_order() {
     let vars = env(&[("A", "1")]);
     // Unset references stay as written, so `${E?}` does not fail.
     let got = ShellLex::default()
@@ -279,8 +279,8 @@ fn references_are_recorded_in_lookup_order() {
         seen,
         [
             ("A", true, false),
-            ("C", false, false),
             ("B", false, true),
+            ("C", false, false),
             ("D", false, false),
             ("E", false, true),
             ("A", true, false),
