@@ -1,5 +1,10 @@
 //! Image commands, docker-compatible: `images`, `inspect`, `history`, `tag`,
 //! `rmi`, `prune`, `save`, `load`, `import`.
+//!
+//! This file holds their flags and the dispatch; each command lives in a
+//! file of its own under `cmd_image/` (`list.rs` is `images`, with
+//! `filter.rs` for its `--filter`). `tag`, one call to the store, is
+//! done here.
 
 use std::io;
 use std::path::{Path, PathBuf};
