@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use rbk_compiler::check::{self, CheckEnv, Report};
+use rbk_compiler::lint::{self, CheckEnv, Report};
 use rbk_compiler::lower::{ImageResolver, Input};
 use rbk_scheduler::context::{clean_path, IgnoreMatcher};
 
@@ -42,7 +42,7 @@ pub fn lint(inputs: &[Input], resolver: &dyn ImageResolver) -> Result<Vec<Report
             resolver,
             ignored: &ignored,
         };
-        reports.push(check::check(input, &env)?);
+        reports.push(lint::check(input, &env)?);
     }
     Ok(reports)
 }

@@ -146,7 +146,7 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
     }
     eprintln!(
         "Successfully copied {} to {}",
-        crate::cmd_image::human_size(o.bytes),
+        crate::human::human_size(o.bytes),
         a.dest
     );
     Ok(0)

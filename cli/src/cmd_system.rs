@@ -125,7 +125,7 @@ fn print_report(r: &CheckReport, repair: bool) {
     println!(
         "checked {} blobs ({}{verified}), {} index entries, {} cache records, {} snapshots",
         r.blobs,
-        crate::cmd_image::human_size(r.blob_bytes),
+        crate::human::human_size(r.blob_bytes),
         r.images,
         r.cache_records,
         r.snapshots

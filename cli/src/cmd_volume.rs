@@ -169,9 +169,6 @@ fn prune(root: &Path, force: bool) -> Result<i32> {
         return Ok(0);
     }
     let total = prune_unused(root)?;
-    println!(
-        "Total reclaimed space: {}",
-        crate::cmd_image::human_size(total)
-    );
+    println!("Total reclaimed space: {}", crate::human::human_size(total));
     Ok(0)
 }

@@ -26,6 +26,7 @@ mod env;
 mod format;
 mod graph_out;
 mod hostinfo;
+mod human;
 mod inputs;
 mod log_relay;
 mod outputs;
@@ -42,6 +43,7 @@ mod shard_build;
 mod ssh;
 mod stdin_context;
 mod sys;
+mod table;
 mod timings;
 
 use std::path::PathBuf;

@@ -8,8 +8,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::PsArgs;
-use crate::cmd_image::since;
 use crate::format::Format;
+use crate::human::since;
 use rbk_runtime::container::{self, State};
 
 /// The fields of a row, with the header of a `--format 'table …'` column
@@ -72,7 +72,7 @@ pub(super) fn ps(root: &Path, a: &PsArgs, out: &mut dyn Write) -> Result<i32> {
         })
         .collect();
     let header: Vec<&str> = COLUMNS.iter().map(|(h, _)| *h).collect();
-    crate::cmd_image::print_table(out, &header, &table)?;
+    crate::table::print_table(out, &header, &table)?;
     Ok(0)
 }
 
@@ -85,7 +85,7 @@ fn row(root: &Path, s: &State, no_trunc: bool) -> Value {
     let running = container::running(root, &s.id);
     json!({
         "Command": format!("\"{cmd}\""),
-        "CreatedAt": crate::cmd_image::created_at(&s.created),
+        "CreatedAt": crate::human::created_at(&s.created),
         "ID": s.id,
         "Image": s.image,
         "Labels": "",
@@ -109,11 +109,11 @@ fn status_text(root: &Path, s: &State) -> String {
     if container::running(root, &s.id) {
         return format!(
             "Up {}",
-            crate::cmd_image::since(&s.created).trim_end_matches(" ago")
+            crate::human::since(&s.created).trim_end_matches(" ago")
         );
     }
     match (s.exit_code, &s.finished) {
-        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::cmd_image::since(t)),
+        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::human::since(t)),
         _ => "Exited (unknown)".to_string(),
     }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use rbk_store::digest::Digest;
 use rbk_store::images::{Image, PruneOptions, Store};
 
-use crate::cmd_image::human_size;
+use crate::human::human_size;
 use rbk_runtime::container::{self, volume};
 
 /// `rbk system df`
