@@ -34,7 +34,6 @@ mod outputs;
 mod pipe;
 mod plan_doc;
 mod plan_emit;
-mod platforms;
 mod ports;
 mod progress;
 mod report;

@@ -81,7 +81,7 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         None => None,
     };
     options.fleet = shard.as_ref().map(|s| s.fleet.clone());
-    let groups = crate::platforms::hold_tags(&mut graph);
+    let groups = rbk_scheduler::export::index::hold_tags(&mut graph);
     checks::check_no_cache_filter(settings, &graph)?;
     resolver::check_bases(&resolver, &graph, &inputs, &store)?;
     lint::lint_and_emulate(settings, &inputs, &bases, &graph)?;
@@ -114,7 +114,7 @@ impl Build<'_> {
     fn execute(
         &self,
         graph: &BuildGraph,
-        groups: crate::platforms::Groups,
+        groups: rbk_scheduler::export::index::Groups,
         mut options: BuildOptions,
         shard: Option<&ShardSetup>,
         started: Instant,
@@ -144,7 +144,7 @@ impl Build<'_> {
         )?;
         crate::timings::save_local(self.root, graph, &summary);
         let shard_report = shard.map(|s| shard::after(s, store, &caches.to, graph, &summary));
-        crate::platforms::commit_indexes(store, &groups, &mut summary)?;
+        rbk_scheduler::export::index::commit_indexes(store, &groups, &mut summary)?;
         let client = || self.client.get();
         let done = Done {
             store,
