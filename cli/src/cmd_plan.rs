@@ -78,7 +78,8 @@ pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
         Some(path) => PlanDoc::read(path)?,
         None => {
             let graph = crate::build::compile::compile(root, &args.input)?;
-            let timings = crate::timings::load(root, args.cache_ref.as_deref(), &args.registry);
+            let timings =
+                crate::timings::load(root, args.cache_ref.as_deref(), &args.registry.options());
             let plan = shard::plan(&graph, usize::from(args.shards), &timings);
             crate::plan_doc::document(&args.input, &graph, &plan, args.cache_ref.clone())
         }

@@ -10,24 +10,23 @@ use rbk_compiler::lower::{BaseImage, ImageResolver};
 use rbk_compiler::platform::Platform;
 use rbk_scheduler::step::from::BaseImages;
 use rbk_store::images::Store;
-use rbk_store::registry::{Client, PlatformSpec, RegistryError};
+use rbk_store::registry::{Client, PlatformSpec, RegistryError, RegistryOptions};
 use rbk_store::Reference;
 
 use super::args::PullPolicy;
 use super::compile::StoreResolver;
-use crate::cmd_registry::RegistryFlags;
 
 /// The registry client, made when first needed.
 pub(crate) struct LazyClient<'a> {
-    flags: &'a RegistryFlags,
+    options: &'a RegistryOptions,
     client: std::sync::OnceLock<Result<Arc<Client>, Arc<RegistryError>>>,
 }
 
 impl<'a> LazyClient<'a> {
-    /// A client for `flags`, not made yet.
-    pub(crate) fn new(flags: &'a RegistryFlags) -> Self {
+    /// A client with `options`, not made yet.
+    pub(crate) fn new(options: &'a RegistryOptions) -> Self {
         LazyClient {
-            flags,
+            options,
             client: std::sync::OnceLock::new(),
         }
     }
@@ -37,7 +36,7 @@ impl LazyClient<'_> {
     pub(crate) fn get(&self) -> Result<Arc<Client>> {
         self.client
             .get_or_init(|| {
-                Client::new(self.flags.options())
+                Client::new(self.options.clone())
                     .map(Arc::new)
                     .map_err(Arc::new)
             })

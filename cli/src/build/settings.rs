@@ -11,13 +11,13 @@ use rbk_runtime::sandbox::NetworkMode;
 use rbk_scheduler::session::default_jobs;
 use rbk_scheduler::{BuildOptions, Entitlements};
 use rbk_store::compress::Compression;
+use rbk_store::registry::RegistryOptions;
 use rbk_store::Reference;
 
 use super::args::{BuildArgs, PullPolicy};
 use super::cache_spec::{parse_cache_spec, CacheSpec};
 use super::secrets::{parse_secret, SecretSource};
 use super::shard::ShardSettings;
-use crate::cmd_registry::RegistryFlags;
 use crate::inputs::BuildInputArgs;
 use crate::outputs::{self, Output};
 use crate::progress::ProgressMode;
@@ -53,7 +53,7 @@ pub struct BuildSettings {
     /// `--shard I/N` with `--plan` and `--shard-wait`.
     pub shard: Option<ShardSettings>,
     /// How to reach registries.
-    pub registry: RegistryFlags,
+    pub registry: RegistryOptions,
     /// `--graph-out`.
     pub graph_out: Option<PathBuf>,
     /// `--iidfile`.
@@ -96,7 +96,7 @@ impl BuildSettings {
             cache_from,
             cache_to,
             shard,
-            registry: args.registry.clone(),
+            registry: args.registry.options(),
             graph_out: args.graph_out.clone(),
             iidfile: args.iidfile.clone(),
             metadata_file: args.metadata_file.clone(),
