@@ -245,3 +245,83 @@ fn source_date_epoch(args: &BuildArgs) -> Result<Option<i64>> {
         None => Ok(crate::env::source_date_epoch()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `rbk build`'s flags alone, as clap parses them.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        build: BuildArgs,
+    }
+
+    fn resolve(argv: &[&str]) -> Result<BuildSettings> {
+        let mut all = vec!["rbk", "--network", "none"];
+        all.extend_from_slice(argv);
+        BuildSettings::resolve(&Cli::try_parse_from(all).unwrap().build)
+    }
+
+    #[test]
+    fn every_flag_is_checked_before_any_work() {
+        for (argv, want) in [
+            (&["-t", "Bad/Name:1", "."][..], "invalid tag \"Bad/Name:1\""),
+            (&["--allow", "net.host", "."], "--allow \"net.host\""),
+            (&["--compression", "lz4", "."], "--compression"),
+            (&["--cache-to", "type=gha", "."], "not supported"),
+            (&["--cache-from", "type=inline", "."], "read from its image"),
+            (&["-o", "type=nope", "."], "type=nope"),
+            (
+                &["--annotation", "index:a=b", "."],
+                "annotations are not supported",
+            ),
+            (&["--secret", "src=/x", "."], "id= is required"),
+            (&["--shard", "3/2", "x.toml"], "invalid --shard"),
+            (
+                &["--shard", "1/2", "--shard-wait", "soon", "x.toml"],
+                "--shard-wait",
+            ),
+            (
+                &["--build-arg", "SOURCE_DATE_EPOCH=yesterday", "."],
+                "expected Unix seconds",
+            ),
+        ] {
+            let e = format!("{:#}", resolve(argv).unwrap_err());
+            assert!(e.contains(want), "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn settings_hold_the_parsed_values() {
+        let s = resolve(&[
+            "-t",
+            "r.io/a:1",
+            "--push",
+            "--cache-to",
+            "type=local,dest=/c,mode=max",
+            "--cache-from",
+            "r.io/a:cache",
+            "--shard",
+            "2/3",
+            "--shard-wait",
+            "90s",
+            "-q",
+            "x.toml",
+        ])
+        .unwrap();
+        assert_eq!(s.outputs.len(), 1);
+        assert!(s.outputs[0].pushes());
+        assert_eq!(s.cache_to.len(), 1);
+        assert_eq!(s.cache_from.len(), 1);
+        let shard = s.shard.as_ref().unwrap();
+        assert_eq!((shard.me, shard.n), (2, 3));
+        assert_eq!(shard.wait, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(s.progress_mode(), ProgressMode::Quiet);
+        assert!(!s.chatty());
+        assert_eq!(s.options.network, NetworkMode::None);
+    }
+}

@@ -74,3 +74,44 @@ pub fn write_file_atomically<E: From<ExportError>>(
     }
     result
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_file_and_a_good_one_the_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("out.tar");
+        let failed: Result<(), ExportError> = write_file_atomically(&path, |w| {
+            w.write_all(b"half").unwrap();
+            Err(ExportError::NoName {
+                target: "app".into(),
+            })
+        });
+        assert!(matches!(failed, Err(ExportError::NoName { .. })));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+        write_file_atomically::<ExportError>(&path, |w| {
+            w.write_all(b"whole").map_err(|source| ExportError::Io {
+                op: "write",
+                path: path.clone(),
+                source,
+            })
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let path = Path::new("/nonexistent-rbk-dir/out");
+        let e = write_file_atomically::<ExportError>(path, |_| Ok(())).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot create /nonexistent-rbk-dir/out.rbk-partial-"),
+            "{e}"
+        );
+    }
+}
