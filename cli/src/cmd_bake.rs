@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::cmd_build::BuildArgs;
+use crate::build::args::BuildArgs;
 use crate::inputs::DEFAULT_FILES;
 
 /// `rbk bake`: its arguments are `rbk build`'s, with `-f` naming the bake

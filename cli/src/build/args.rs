@@ -143,13 +143,6 @@ pub struct BuildArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
-    /// Targets whose images are pushed by digest only, never by tag: every
-    /// push of theirs (`--push`, `-o type=registry`) goes by digest, and
-    /// one is added when nothing pushes them (see
-    /// [`crate::outputs::push_by_digest`]). Set by a sharded build for the
-    /// targets whose platforms are built on several machines; no flag.
-    #[arg(skip)]
-    pub push_by_digest: Vec<String>,
 }
 
 /// `--pull`.

@@ -64,8 +64,11 @@ pub struct BuildSettings {
     pub quiet: bool,
     /// `--progress`.
     pub progress: ProgressMode,
-    /// Targets whose images are pushed by digest only (see
-    /// [`BuildArgs::push_by_digest`]; a shard adds its split targets).
+    /// Targets whose images are pushed by digest only, never by tag: every
+    /// push of theirs (`--push`, `-o type=registry`) goes by digest, and
+    /// one is added when nothing pushes them (see
+    /// [`crate::outputs::push_by_digest`]). No flag sets it: a sharded
+    /// build does, for the targets whose platforms several machines build.
     pub push_by_digest: Vec<String>,
 }
 
@@ -102,7 +105,7 @@ impl BuildSettings {
             metadata_file: args.metadata_file.clone(),
             quiet: args.quiet,
             progress: args.progress,
-            push_by_digest: args.push_by_digest.clone(),
+            push_by_digest: Vec::new(),
         })
     }
 
