@@ -2,7 +2,10 @@
 //! buildx's syntax (`type=image|registry|docker|oci|tar|local`, `dest=`,
 //! `name=`, `push=`, `push-by-digest=`, `compression=`, `compression-level=`,
 //! `force-compression=`, `oci-mediatypes=`), `--push` and `--load`. Every value is
-//! parsed before the build starts; the exports run after it.
+//! parsed with the other flags (into the build's settings); after the build,
+//! [`export`] sends each image where its outputs say, the work done by
+//! `rbk_scheduler::export` and only standard output and the lines said
+//! handled here.
 
 use std::io::{self, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
