@@ -135,7 +135,7 @@ struct Flags {
 
 fn flags(args: &RunArgs) -> Result<Flags> {
     let network = match args.network.as_str() {
-        "default" | "bridge" => crate::cmd_build::default_network("a container", "--network host")?,
+        "default" | "bridge" => crate::network::default_network("a container", "--network host")?,
         "host" => NetworkMode::Host,
         "none" => NetworkMode::None,
         other => bail!("--network {other:?}: use default, host or none"),
