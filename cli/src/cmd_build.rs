@@ -388,7 +388,7 @@ fn env_secret_files(
         let SecretSource::Env { value, .. } = source else {
             continue;
         };
-        let dir = store.root().join("tmp");
+        let dir = store.layout().tmp();
         let mut f = tempfile::Builder::new()
             .prefix("secret-")
             .tempfile_in(&dir)
@@ -554,7 +554,7 @@ fn caches_of(
     let caches = shared_caches(store, client, args, target_settings, &names, &mount_ids)?;
     crate::build_cache::restore_mounts(
         store,
-        &store.root().join("cache-mounts"),
+        &store.layout().cache_mounts(),
         &caches.from,
         &mount_ids,
     );
@@ -668,7 +668,7 @@ fn secrets_and_agents(
         }
     }
     let held = env_secret_files(store, &targets.secrets, options)?;
-    let agents = crate::ssh::start(&targets.ssh, &store.root().join("tmp"))?;
+    let agents = crate::ssh::start(&targets.ssh, &store.layout().tmp())?;
     options.ssh = agents.sockets.clone();
     Ok((held, agents))
 }
@@ -1160,7 +1160,7 @@ fn with_oci_layouts_loaded(store: &Store, args: &BuildInputArgs) -> Result<Build
 fn load_layout(store: &Store, dir: &Path) -> Result<Vec<rbk_store::images::Image>> {
     let mut tmp = tempfile::Builder::new()
         .prefix("layout-")
-        .tempfile_in(store.root().join("tmp"))
+        .tempfile_in(store.layout().tmp())
         .context("cannot stage the layout")?;
     {
         let mut tar = tar::Builder::new(tmp.as_file_mut());

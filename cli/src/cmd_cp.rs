@@ -186,8 +186,8 @@ fn container_root(root: &Path, name: &str) -> Result<(OwnedFd, Option<StoppedLay
 /// container's lock held so that `rbk start` waits for the copy.
 struct StoppedLayer {
     dir: PathBuf,
-    mount: Option<rbk_store::sys::MountGuard>,
-    _lock: rbk_store::sys::flock::Locked,
+    mount: Option<rbk_store::mount::MountGuard>,
+    _lock: rbk_store::flock::Locked,
 }
 
 impl StoppedLayer {
@@ -211,10 +211,10 @@ impl StoppedLayer {
         let mounts = snap
             .mounts(&key)
             .with_context(|| format!("cannot find the layer of container {}", s.name))?;
-        let dir = root.join("tmp").join(format!("{key}-rootfs"));
+        let dir = rbk_store::Layout::new(root).tmp().join(format!("{key}-rootfs"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let mount = rbk_store::sys::mount_all(&mounts, &dir)
+        let mount = rbk_store::mount::mount_all(&mounts, &dir)
             .with_context(|| format!("cannot mount the layer of container {}", s.name))?;
         Ok(StoppedLayer {
             dir,

@@ -102,7 +102,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         tty: a.tty,
         // Docker's default: default capabilities and seccomp profile.
         insecure: false,
-        scratch: Some(root.join("tmp")),
+        scratch: Some(rbk_store::Layout::new(root).tmp()),
         ..ExecSpec::default()
     };
     let cancel = CancelToken::new();

@@ -245,11 +245,11 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         key: key.clone(),
         keep: record.keeps_layer(),
     };
-    let rootfs = root.join("tmp").join(format!("{key}-rootfs"));
+    let rootfs = rbk_store::Layout::new(root).tmp().join(format!("{key}-rootfs"));
     std::fs::create_dir_all(&rootfs)
         .with_context(|| format!("cannot create {}", rootfs.display()))?;
     let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
-    let mounted = rbk_store::sys::mount_all(&mounts, &rootfs)
+    let mounted = rbk_store::mount::mount_all(&mounts, &rootfs)
         .with_context(|| format!("cannot mount the container's root at {}", rootfs.display()))?;
     let (mut binds, _volumes) = volume_binds(
         root,
@@ -273,7 +273,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         publish,
         mounts: binds,
         // Swept with the store's other leftovers if rbk is killed.
-        scratch: Some(root.join("tmp")),
+        scratch: Some(rbk_store::Layout::new(root).tmp()),
         ..base_spec(args, &config, flags.network)
     };
     let result = run_with_restarts(&rootfs, &spec, flags.restart, &record);
@@ -313,7 +313,7 @@ fn resolve(
     Vec<(String, String)>,
 )> {
     // Nothing is created in the store for an image that is not there.
-    if !root.join("index.json").exists() {
+    if !rbk_store::Layout::new(root).index().exists() {
         bail!(
             "no such image: {} (the store at {} is empty)",
             args.image,
@@ -425,7 +425,7 @@ fn base_spec(args: &RunArgs, config: &ContainerConfig, network: NetworkMode) -> 
 /// its layer (in the store's `tmp/`, swept if rbk is killed), bound over
 /// the image's. The guard removes it.
 fn hostname_file(root: &Path, key: &str, hostname: &str) -> Result<(BindMount, DirGuard)> {
-    let dir = root.join("tmp").join(format!("{key}-etc"));
+    let dir = rbk_store::Layout::new(root).tmp().join(format!("{key}-etc"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let guard = DirGuard(vec![dir.clone()]);
     let file = dir.join("hostname");
@@ -500,7 +500,7 @@ fn volume_binds(
             anonymous.push(target);
         }
     }
-    let volume_dir = root.join("volumes");
+    let volume_dir = rbk_store::Layout::new(root).volumes();
     let mut guard = DirGuard(Vec::new());
     for (n, target) in anonymous.iter().enumerate() {
         let dir = volume_dir.join(format!("{id}-{n}"));

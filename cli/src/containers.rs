@@ -17,7 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use rbk_store::sys::flock::{flock, FlockMode, Locked};
+use rbk_store::flock::{flock, FlockMode, Locked};
 use serde::{Deserialize, Serialize};
 
 /// A container's record.
@@ -73,7 +73,7 @@ pub struct State {
 
 /// Where containers are recorded.
 pub fn dir(root: &Path) -> PathBuf {
-    root.join("containers")
+    rbk_store::Layout::new(root).containers()
 }
 
 /// A container's record directory.
@@ -119,7 +119,7 @@ pub fn layer_key(id: &str) -> String {
 
 /// The directories of a container's anonymous volumes (`volumes/<id>-<n>`).
 pub fn anonymous_volumes(root: &Path, id: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(root.join("volumes"))
+    std::fs::read_dir(rbk_store::Layout::new(root).volumes())
         .into_iter()
         .flatten()
         .flatten()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rbk_store::oci::ContainerConfig;
-use rbk_store::sys::flock::Locked;
+use rbk_store::flock::Locked;
 
 use crate::cmd_run::RunArgs;
 use crate::containers::{self, State};

@@ -646,7 +646,7 @@ fn sweep_partials(dest: &Path) {
         let Some(tag) = file.to_str().and_then(|f| f.strip_prefix(prefix)) else {
             continue;
         };
-        if rbk_store::sys::tag_is_dead(tag) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if rbk_store::process::tag_is_dead(tag) && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -661,7 +661,7 @@ pub(crate) fn write_file_atomically(
 ) -> Result<()> {
     sweep_partials(path);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("{PARTIAL}{}", rbk_store::sys::process_tag()));
+    name.push(format!("{PARTIAL}{}", rbk_store::process::tag()));
     let tmp = path.with_file_name(name);
     let result = (|| -> Result<()> {
         let mut f = io::BufWriter::new(
@@ -717,7 +717,7 @@ fn unpack_layers(store: &Store, image: &Image, dir: &Path) -> Result<()> {
 fn filesystem_tar(store: &Store, image: &Image, w: &mut dyn Write) -> Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("export-")
-        .tempdir_in(store.root().join("tmp"))
+        .tempdir_in(store.layout().tmp())
         .context("cannot make a scratch directory in the store")?;
     filesystem_dir(store, image, scratch.path())?;
     let mut tar = tar::Builder::new(w);

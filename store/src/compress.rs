@@ -143,16 +143,6 @@ pub enum Compressor<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-impl From<crate::oci::LayerCompression> for Compression {
-    fn from(c: crate::oci::LayerCompression) -> Self {
-        match c {
-            crate::oci::LayerCompression::None => Compression::None,
-            crate::oci::LayerCompression::Gzip => Compression::Gzip,
-            crate::oci::LayerCompression::Zstd => Compression::Zstd,
-        }
-    }
-}
-
 /// A compression level: `None` picks each codec's default (gzip 6, zstd 3).
 pub type Level = Option<i32>;
 

@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+use crate::layout::Layout;
 
 /// Everything that can go wrong in the content store, the image index, the
 /// cache index and save/load/import.
@@ -95,6 +96,9 @@ pub enum StoreError {
         #[source]
         source: Box<crate::layer::LayerError>,
     },
+    /// A snapshot could not be read, made or removed.
+    #[error(transparent)]
+    Snapshot(Box<crate::snapshot::SnapshotError>),
     /// An index whose platforms are not all in the store, asked to leave
     /// it whole (push, save).
     #[error("image {image} lists platforms that are not in this store: {} (pull them: `rbk pull --all-platforms`)", .missing.join(", "))]
@@ -285,12 +289,17 @@ impl<T> IoResultExt<T> for io::Result<T> {
     }
 }
 
-/// The store whose file or directory `path` is: the nearest directory
-/// holding both `oci-layout` and `active` (which only a store has; a saved
-/// OCI layout has no `active`).
-pub fn store_root_of(path: &Path) -> Option<&Path> {
-    path.ancestors()
-        .find(|a| a.join("oci-layout").is_file() && a.join("active").is_file())
+impl From<crate::snapshot::SnapshotError> for StoreError {
+    /// A snapshot's filesystem error is the store's, told as any other
+    /// (a full disk as [`StoreError::NoSpace`]).
+    fn from(e: crate::snapshot::SnapshotError) -> Self {
+        match e {
+            crate::snapshot::SnapshotError::Io { op, path, source } => {
+                StoreError::io(op, &path, source)
+            }
+            e => StoreError::Snapshot(Box::new(e)),
+        }
+    }
 }
 
 impl StoreError {
@@ -306,7 +315,7 @@ impl StoreError {
     /// EDQUOT) or a read-only one (EROFS) under a store is said to be the
     /// store's, whatever the command was reading from.
     pub fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        let root = || store_root_of(path).map(Path::to_path_buf);
+        let root = || Layout::containing(path).map(Path::to_path_buf);
         match source.raw_os_error() {
             Some(libc::ENOSPC | libc::EDQUOT) => {
                 if let Some(root) = root() {

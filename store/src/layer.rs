@@ -15,8 +15,9 @@
 mod apply;
 mod diff;
 mod lower;
-mod size;
 
+use std::fs::{self, Metadata};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub use apply::{apply, apply_over};
@@ -36,7 +37,7 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// in a user namespace (overlay mounted with `userxattr`), else
 /// `trusted.overlay.*`.
 pub fn opaque_xattr() -> &'static str {
-    if crate::sys::in_user_namespace() {
+    if crate::process::in_user_namespace() {
         OVERLAY_OPAQUE_USER_XATTR
     } else {
         OVERLAY_OPAQUE_XATTR
@@ -183,6 +184,22 @@ impl LayerError {
             source,
         }
     }
+}
+
+/// The metadata of `p` (not following a symlink), or `None` when there is
+/// nothing there.
+fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
+    match fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LayerError::io("stat", p)(e)),
+    }
+}
+
+/// Whether `m` is an overlay whiteout: a 0/0 character device.
+fn is_overlay_whiteout(m: &Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 /// Cleans a tar entry name into a relative path of normal components:

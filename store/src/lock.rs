@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::sys::flock::{self as sys_flock, FlockMode, Locked};
+use crate::flock::{self as file_lock, FlockMode, Locked};
 
 use crate::error::{IoResultExt, StoreError};
 
@@ -99,7 +99,7 @@ fn read_only(path: &Path) -> StoreError {
 }
 
 fn flock(path: &Path, file: File, mode: FlockMode) -> Result<Option<Locked>, StoreError> {
-    sys_flock::flock(file, mode).map_err(|source| StoreError::Lock {
+    file_lock::flock(file, mode).map_err(|source| StoreError::Lock {
         path: path.to_path_buf(),
         source,
     })
@@ -193,7 +193,7 @@ impl ActiveLock {
             // Downgrading is not atomic in flock(2): another process may slip
             // in between and sweep tmp/ too, which is harmless since we have
             // not staged anything yet.
-            let relocked = sys_flock::relock(&excl, FlockMode::Shared);
+            let relocked = file_lock::relock(&excl, FlockMode::Shared);
             res?;
             if relocked.is_ok_and(|held| held) {
                 return Ok(ActiveLock {
@@ -232,10 +232,10 @@ impl ActiveLock {
         let Some(lock) = &self._lock else {
             return true;
         };
-        let alone = sys_flock::relock(lock, FlockMode::TryExclusive).is_ok_and(|held| held);
+        let alone = file_lock::relock(lock, FlockMode::TryExclusive).is_ok_and(|held| held);
         // Back to shared whatever happened; blocking is fine since only
         // exclusive holders (momentary, in `acquire`) can be in the way.
-        let _ = sys_flock::relock(lock, FlockMode::Shared);
+        let _ = file_lock::relock(lock, FlockMode::Shared);
         !alone
     }
 }

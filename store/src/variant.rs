@@ -116,8 +116,8 @@ fn variant_media_type(uncompressed: &str, to: Compression) -> String {
 
 impl Store {
     fn variant_record_path(&self, source: &Digest, to: &ExportFormat) -> PathBuf {
-        self.root()
-            .join("variants")
+        self.layout()
+            .variants()
             .join(to.variant_dir())
             .join(source.hex())
     }
@@ -435,7 +435,7 @@ impl Store {
     /// For `prune`, which calls it under the exclusive store lock after
     /// deleting blobs; a record it misses is harmless (ignored on lookup).
     pub(crate) fn sweep_variant_records(&self) {
-        let Ok(algos) = fs::read_dir(self.root().join("variants")) else {
+        let Ok(algos) = fs::read_dir(self.layout().variants()) else {
             return;
         };
         for entry in algos

@@ -18,7 +18,7 @@ use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig};
 use rbk_store::reference::Reference;
 use rbk_store::registry::cache::{self as registry_cache, CacheEntry, RemoteCache};
 use rbk_store::snapshot::{SnapshotError, Snapshotter};
-use rbk_store::sys::MountGuard;
+use rbk_store::mount::MountGuard;
 use rbk_store::unpack::{unpack_layers, LayerRef};
 use rbk_store::Digest;
 
@@ -85,11 +85,11 @@ impl<'a> StoreBackend<'a> {
 
     /// The store's directories a build may use.
     pub fn work_dirs(&self) -> WorkDirs {
-        let root = self.store.root();
+        let layout = self.store.layout();
         WorkDirs {
-            tmp: root.join("tmp"),
-            cache_mounts: root.join("cache-mounts"),
-            stat_caches: root.join("cache").join("stat"),
+            tmp: layout.tmp(),
+            cache_mounts: layout.cache_mounts(),
+            stat_caches: layout.cache().join("stat"),
         }
     }
 }
@@ -159,7 +159,7 @@ impl Layers for StoreBackend<'_> {
         let mut ws = StoreWorkspace {
             backend: self,
             snapshot: Some(key.clone()),
-            rootfs: self.store.root().join("tmp").join(format!("{key}-rootfs")),
+            rootfs: self.store.layout().tmp().join(format!("{key}-rootfs")),
             mounted: None,
             volatile: false,
         };
@@ -171,13 +171,13 @@ impl Layers for StoreBackend<'_> {
         // own fsyncs return at once. The commit syncs instead, while it
         // hashes the layer.
         if let Some(fast) = with_volatile(&mounts) {
-            if let Ok(guard) = rbk_store::sys::mount_all(&fast, &ws.rootfs) {
+            if let Ok(guard) = rbk_store::mount::mount_all(&fast, &ws.rootfs) {
                 ws.mounted = Some(guard);
                 ws.volatile = true;
                 return Ok(Box::new(ws));
             }
         }
-        ws.mounted = Some(rbk_store::sys::mount_all(&mounts, &ws.rootfs)?);
+        ws.mounted = Some(rbk_store::mount::mount_all(&mounts, &ws.rootfs)?);
         Ok(Box::new(ws))
     }
 
@@ -187,12 +187,12 @@ impl Layers for StoreBackend<'_> {
         let mut view = StoreView {
             snapshotter: self.snapshotter,
             key: key.clone(),
-            path: self.store.root().join("tmp").join(format!("{key}-view")),
+            path: self.store.layout().tmp().join(format!("{key}-view")),
             mounted: None,
         };
         std::fs::create_dir_all(&view.path)
             .map_err(|e| BackendError::io("create", &view.path, e))?;
-        view.mounted = Some(rbk_store::sys::mount_all(&mounts, &view.path)?);
+        view.mounted = Some(rbk_store::mount::mount_all(&mounts, &view.path)?);
         Ok(Box::new(view))
     }
 
@@ -279,7 +279,7 @@ impl StepCache for StoreBackend<'_> {
         on_wait: &mut dyn FnMut(),
         cancel: &CancelToken,
     ) -> Result<Option<StepGuard>, BackendError> {
-        let dir = self.store.root().join("locks");
+        let dir = self.store.layout().locks();
         let lock = KeyLock::acquire(&dir, &format!("step-{key}"), on_wait, || {
             cancel.is_cancelled()
         })?;
@@ -354,11 +354,11 @@ impl StoreBackend<'_> {
 /// `mounts` with their writable overlay mounted `volatile`, where the
 /// kernel has it; `None` when there is no such mount (a step on nothing
 /// is a bind mount) or no such option.
-fn with_volatile(mounts: &[rbk_store::snapshot::Mount]) -> Option<Vec<rbk_store::snapshot::Mount>> {
-    let writable_overlay = |m: &rbk_store::snapshot::Mount| {
+fn with_volatile(mounts: &[rbk_store::mount::Mount]) -> Option<Vec<rbk_store::mount::Mount>> {
+    let writable_overlay = |m: &rbk_store::mount::Mount| {
         m.kind == "overlay" && m.options.iter().any(|o| o.starts_with("upperdir="))
     };
-    if !rbk_store::sys::overlay_volatile_supported() || !mounts.iter().any(writable_overlay) {
+    if !rbk_store::mount::overlay_volatile_supported() || !mounts.iter().any(writable_overlay) {
         return None;
     }
     let mut out = mounts.to_vec();
@@ -398,7 +398,7 @@ impl Workspace for StoreWorkspace<'_, '_> {
                 let upper = b.snapshotter.upper_dir(&active)?;
                 let sync = {
                     let upper = upper.clone();
-                    std::thread::spawn(move || rbk_store::sys::sync_filesystem(&upper))
+                    std::thread::spawn(move || rbk_store::mount::sync_filesystem(&upper))
                 };
                 Some((upper, sync))
             }
@@ -449,12 +449,12 @@ impl Workspace for StoreWorkspace<'_, '_> {
             Err(e) => return Err(e.into()),
         }
         if lazy && !b.store.content.path(&digest).is_file() {
-            let source = rbk_store::lazy::Source {
+            let source = rbk_store::content::lazy::Source {
                 snapshot: name.clone(),
                 kind: b.snapshotter.kind(),
                 clamp_mtime: b.clamp_mtime,
             };
-            rbk_store::lazy::record(&b.store.content, &digest, size, source)?;
+            rbk_store::content::lazy::record(&b.store.content, &digest, size, source)?;
         }
         Ok(Layer {
             blob: Descriptor::new(b.compression.layer_media_type(), digest, size),
@@ -595,8 +595,8 @@ impl RemoteHits {
 /// mounts under `tmp/` (named after the dead process's pid) and their
 /// snapshots, so they cannot pile up or trip a later sweep of `tmp/`.
 fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
-    let tmp = root.join("tmp");
-    let Ok(points) = rbk_store::sys::mounts_under(&tmp) else {
+    let tmp = rbk_store::Layout::new(root).tmp();
+    let Ok(points) = rbk_store::mount::mounts_under(&tmp) else {
         return;
     };
     for point in points {
@@ -606,11 +606,11 @@ fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
         let Some(key) = point
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| rbk_store::check::dead_step_mount(root, n))
+            .and_then(|n| rbk_store::leftovers::dead_step_mount(root, n))
         else {
             continue;
         };
-        if rbk_store::sys::unmount(&point).is_ok() {
+        if rbk_store::mount::unmount(&point).is_ok() {
             let _ = std::fs::remove_dir(&point);
             let _ = snapshotter.remove(&key);
         }

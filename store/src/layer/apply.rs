@@ -28,9 +28,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{clean_entry_path, ApplyMode, ApplyStats, LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::{
+    clean_entry_path, is_overlay_whiteout, lstat_opt, ApplyMode, ApplyStats, LayerError,
+    OPAQUE_MARKER, WHITEOUT_PREFIX,
+};
 use crate::compress::HashingReader;
-use crate::sys::{self, NodeKind};
+use crate::fs_ext::{self, NodeKind};
+use crate::process;
 
 /// Applies the uncompressed layer tar `r` onto `target` (an existing
 /// directory): whiteouts delete (`Merge`) or become overlay whiteouts
@@ -66,7 +70,7 @@ pub fn apply_over(
         target: target.to_path_buf(),
         lowers: lowers.to_vec(),
         mode,
-        root: sys::is_root(),
+        root: process::is_root(),
         verified: HashSet::new(),
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -127,19 +131,6 @@ struct Attrs {
     gid: u64,
     mtime: filetime::FileTime,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-pub(super) fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
-    match fs::symlink_metadata(p) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LayerError::io("stat", p)(e)),
-    }
-}
-
-pub(super) fn is_overlay_whiteout(m: &Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 fn remove(p: &Path, m: &Metadata) -> Result<(), LayerError> {
@@ -229,7 +220,7 @@ impl Applier {
                 Some(m) if create && self.mode == ApplyMode::Overlay && is_overlay_whiteout(&m) => {
                     remove(&abs, &m)?;
                     self.make_parent(&abs, None)?;
-                    sys::set_xattr(&abs, OsStr::new(super::opaque_xattr()), b"y")
+                    fs_ext::set_xattr(&abs, OsStr::new(super::opaque_xattr()), b"y")
                         .map_err(LayerError::io("mark opaque", &abs))?;
                     self.created.insert(cur.clone());
                 }
@@ -388,7 +379,7 @@ impl Applier {
                 // `.wh.d` then `d/` in one layer: the lower `d` is deleted and
                 // a new one made, which overlay spells as an opaque dir.
                 if replaces_whiteout && self.mode == ApplyMode::Overlay {
-                    sys::set_xattr(&dest, OsStr::new(super::opaque_xattr()), b"y")
+                    fs_ext::set_xattr(&dest, OsStr::new(super::opaque_xattr()), b"y")
                         .map_err(LayerError::io("mark opaque", &dest))?;
                 }
                 self.verified.insert(rel.to_path_buf());
@@ -469,12 +460,12 @@ impl Applier {
             tar::EntryType::Block => NodeKind::Block,
             _ => NodeKind::Fifo,
         };
-        match sys::make_node(dest, nk, mode, major, minor) {
+        match fs_ext::make_node(dest, nk, mode, major, minor) {
             Ok(()) => Ok(true),
             Err(e)
                 if e.raw_os_error() == Some(libc::EPERM)
                     && nk != NodeKind::Fifo
-                    && sys::in_user_namespace() =>
+                    && process::in_user_namespace() =>
             {
                 Ok(false)
             }
@@ -564,12 +555,12 @@ impl Applier {
             if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
                 continue;
             }
-            if let Err(er) = sys::set_xattr(dest, OsStr::from_bytes(k), v) {
+            if let Err(er) = fs_ext::set_xattr(dest, OsStr::from_bytes(k), v) {
                 let unsupported = er.raw_os_error() == Some(libc::ENOTSUP);
                 // Unprivileged users cannot set trusted.*/security.*, and
                 // Linux allows no user.* xattrs on symlinks: skip, as tar does.
                 let denied = er.raw_os_error() == Some(libc::EPERM)
-                    && (!self.root || kind == tar::EntryType::Symlink || sys::in_user_namespace());
+                    && (!self.root || kind == tar::EntryType::Symlink || process::in_user_namespace());
                 if !(unsupported || denied) {
                     return Err(LayerError::io("set xattr on", dest)(er));
                 }
@@ -612,7 +603,7 @@ impl Applier {
                     remove(&p, &m)?;
                     self.forget(rel, m.is_dir());
                 }
-                sys::make_node(&p, NodeKind::Char, 0, 0, 0)
+                fs_ext::make_node(&p, NodeKind::Char, 0, 0, 0)
                     .map_err(LayerError::io("create whiteout", &p))?;
             }
         }
@@ -630,7 +621,7 @@ impl Applier {
             ApplyMode::Overlay => {
                 self.dirs(dir, true, shown)?;
                 let p = self.target.join(dir);
-                sys::set_xattr(&p, OsStr::new(super::opaque_xattr()), b"y")
+                fs_ext::set_xattr(&p, OsStr::new(super::opaque_xattr()), b"y")
                     .map_err(LayerError::io("mark opaque", &p))?;
             }
         }

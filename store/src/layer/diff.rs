@@ -10,11 +10,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
+    is_overlay_whiteout, lstat_opt,
     DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR,
     OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
 use crate::compress::{compressor, Compression, Compressor, HashingWriter};
-use crate::sys;
+use crate::fs_ext;
 
 /// Writes the changes recorded in an overlayfs upper dir as an OCI layer.
 ///
@@ -95,26 +96,10 @@ fn lstat(p: &Path) -> Result<Metadata, LayerError> {
     fs::symlink_metadata(p).map_err(LayerError::io("stat", p))
 }
 
-fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
-    match fs::symlink_metadata(p) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LayerError::Io {
-            op: "stat",
-            path: p.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
-fn is_overlay_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
 fn is_opaque(dir: &Path) -> Result<bool, LayerError> {
     for x in [OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_USER_XATTR] {
         let v =
-            sys::get_xattr(dir, OsStr::new(x)).map_err(LayerError::io("read xattrs of", dir))?;
+            fs_ext::get_xattr(dir, OsStr::new(x)).map_err(LayerError::io("read xattrs of", dir))?;
         if v.as_deref() == Some(b"y") {
             return Ok(true);
         }
@@ -308,7 +293,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// out. In an upper dir, redirect/metacopy xattrs mean the entry's real
 /// content lives elsewhere, which a tar cannot say: refuse.
 fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerError> {
-    let names = sys::list_xattrs(path).map_err(LayerError::io("list xattrs of", path))?;
+    let names = fs_ext::list_xattrs(path).map_err(LayerError::io("list xattrs of", path))?;
     let mut out = Vec::new();
     for n in names {
         let b = n.as_bytes();
@@ -324,7 +309,7 @@ fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerErr
         {
             continue;
         }
-        if let Some(v) = sys::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))? {
+        if let Some(v) = fs_ext::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))? {
             out.push((n, v));
         }
     }
@@ -487,7 +472,7 @@ impl<W: Write> TarWriter<W> {
             } else {
                 tar::EntryType::Block
             });
-            let (major, minor) = sys::dev_major_minor(meta.rdev());
+            let (major, minor) = fs_ext::dev_major_minor(meta.rdev());
             let too_big = |_| LayerError::Io {
                 op: "archive device numbers of",
                 path: abs.to_path_buf(),

@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod cache;
+mod error_body;
 mod http;
 mod manage;
 mod pull;

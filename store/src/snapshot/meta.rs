@@ -8,7 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{SnapshotError, SnapshotInfo, SnapshotKind};
+use super::{SnapshotError, SnapshotInfo, SnapshotState};
+use crate::digest::Digest;
+use crate::layer::ApplyStats;
 
 const META: &str = "meta.json";
 const STAGING: &str = ".tmp";
@@ -21,7 +23,8 @@ const LOCKS: &str = ".locks";
 pub(super) struct Meta {
     pub key: String,
     pub parent: Option<String>,
-    pub kind: SnapshotKind,
+    #[serde(rename = "kind")]
+    pub state: SnapshotState,
     /// Known for committed snapshots; computed on demand otherwise.
     #[serde(default)]
     pub size: Option<u64>,
@@ -89,7 +92,7 @@ pub enum SnapshotHealth {
     /// A complete snapshot.
     Sound {
         /// Its state.
-        kind: SnapshotKind,
+        state: SnapshotState,
         /// Its parent's key.
         parent: Option<String>,
     },
@@ -134,7 +137,7 @@ pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError>
     let committed: HashSet<String> = metas
         .iter()
         .filter_map(|(n, m)| match m {
-            Ok(m) if m.kind == SnapshotKind::Committed => Some(n.clone()),
+            Ok(m) if m.state == SnapshotState::Committed => Some(n.clone()),
             _ => None,
         })
         .collect();
@@ -148,7 +151,7 @@ pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError>
                         "its parent {p} is missing or not committed"
                     )),
                     _ => SnapshotHealth::Sound {
-                        kind: m.kind,
+                        state: m.state,
                         parent: m.parent,
                     },
                 },
@@ -165,7 +168,7 @@ impl Dirs {
     pub fn open(root: &Path) -> Result<Dirs, SnapshotError> {
         let staging = root.join(STAGING);
         fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
-        crate::sys::restrict_dir(root, crate::sys::SNAPSHOTS_MODE)
+        crate::fs_ext::restrict_dir(root, crate::layout::SNAPSHOTS_MODE)
             .map_err(io_err("restrict the permissions of", root))?;
         let d = Dirs {
             root: root.to_path_buf(),
@@ -204,7 +207,7 @@ impl Dirs {
     }
 
     pub fn fs(&self, key: &str) -> PathBuf {
-        self.root.join(key).join("fs")
+        tree_of(&self.root, key)
     }
 
     /// Reads `meta.json` of `key`; a missing, mismatched or half-written
@@ -232,13 +235,13 @@ impl Dirs {
     }
 
     /// Like [`Dirs::meta`] but insisting on a state.
-    pub fn meta_of_kind(&self, key: &str, kind: SnapshotKind) -> Result<Meta, SnapshotError> {
+    pub fn meta_in_state(&self, key: &str, state: SnapshotState) -> Result<Meta, SnapshotError> {
         let m = self.meta(key)?;
-        if m.kind != kind {
-            return Err(SnapshotError::WrongKind {
+        if m.state != state {
+            return Err(SnapshotError::WrongState {
                 key: key.to_string(),
-                actual: m.kind,
-                expected: kind,
+                actual: m.state,
+                expected: state,
             });
         }
         Ok(m)
@@ -420,7 +423,7 @@ impl Dirs {
         Ok(SnapshotInfo {
             key: meta.key,
             parent: meta.parent,
-            kind: meta.kind,
+            state: meta.state,
             size,
         })
     }
@@ -471,6 +474,76 @@ pub(super) fn tree_size(root: &Path) -> Result<u64, SnapshotError> {
     Ok(total)
 }
 
+/// The metadata of snapshot `key` under the snapshotter directory `dir`,
+/// read without opening a snapshotter (which would create and sweep);
+/// `None` when it is missing or names another snapshot (half made).
+fn peek_meta(dir: &Path, key: &str) -> Option<Meta> {
+    let bytes = fs::read(dir.join(key).join(META)).ok()?;
+    let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+    (meta.key == key).then_some(meta)
+}
+
+/// Whether snapshot `key` exists under the snapshotter directory `dir`
+/// (its metadata names it), whatever its state.
+pub fn exists_in(dir: &Path, key: &str) -> bool {
+    peek_meta(dir, key).is_some()
+}
+
+/// The parent of snapshot `key` under the snapshotter directory `dir`, from
+/// its metadata (whether or not that names it: a snapshot being renamed
+/// still stands on its parent).
+pub fn parent_of(dir: &Path, key: &str) -> Option<String> {
+    let bytes = fs::read(dir.join(key).join(META)).ok()?;
+    serde_json::from_slice::<Meta>(&bytes).ok()?.parent
+}
+
+/// The staging area under the snapshotter directory `dir`: what is being
+/// made or removed, named after the process doing it (`<pid>-…`).
+pub fn staging_of(dir: &Path) -> PathBuf {
+    dir.join(STAGING)
+}
+
+/// The tree of snapshot `key` under the snapshotter directory `dir`
+/// (whether or not it exists).
+pub fn tree_of(dir: &Path, key: &str) -> PathBuf {
+    dir.join(key).join("fs")
+}
+
+/// Deletes `path`, a snapshot's directory (or a half-made one) directly
+/// under the snapshotter directory `dir`, without opening a snapshotter:
+/// first renamed into the staging area (one atomic step, after which it no
+/// longer exists as a snapshot), then removed, read-only directories and
+/// all. A process killed in between leaves only staging garbage, which the
+/// next open sweeps.
+pub fn discard_dir(dir: &Path, path: &Path) -> Result<(), SnapshotError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let staging = dir.join(STAGING);
+    fs::create_dir_all(&staging).map_err(io_err("create directory", &staging))?;
+    let grave = staging.join(format!(
+        "{}-gc-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::rename(path, &grave).map_err(io_err("move aside", path))?;
+    crate::fs_ext::remove_tree(&grave).map_err(io_err("delete", &grave))
+}
+
+/// Refuses a layer whose tar hashed to another diff id than `expected`.
+pub(super) fn check_diff_id(
+    key: &str,
+    expected: Option<&Digest>,
+    stats: &ApplyStats,
+) -> Result<(), SnapshotError> {
+    match expected {
+        Some(e) if *e != stats.diff_id => Err(SnapshotError::DiffIdMismatch {
+            key: key.to_string(),
+            expected: e.clone(),
+            actual: stats.diff_id.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -495,7 +568,7 @@ mod tests {
         let m = Meta {
             key: "a".into(),
             parent: None,
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             size: Some(0),
         };
         d.write_meta(&t.path().join("b"), &m).unwrap();

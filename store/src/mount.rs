@@ -1,69 +1,25 @@
-//! The only place in the store that performs mounts (`mount(2)`,
-//! `umount2(2)`), locks (`flock(2)`) and the few file syscalls std lacks
-//! (xattrs, device nodes).
+//! Mounts: the only place in the store that performs them (`mount(2)`,
+//! `umount2(2)`), in the manner of containerd's `core/mount`.
 //!
-//! Snapshotters only *compute* [`Mount`]s as plain data; [`mount_all`] turns
-//! them into kernel mounts and hands back a guard that undoes them.
-#![allow(unsafe_code)] // xattr calls go through libc; each block says why it is sound.
-
-pub mod flock;
-mod fs;
+//! A [`Mount`] is plain data; snapshotters only *compute* them, so they are
+//! testable without root. [`mount_all`] turns them into kernel mounts and
+//! hands back a guard that undoes them. This module knows nothing of
+//! snapshots, layers or the store above it.
+#![allow(unsafe_code)] // fork + mount(2) for long overlay options, and syncfs(2); each block says why it is sound.
 
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-pub use fs::{
-    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, restrict_dir,
-    set_xattr, NodeKind,
-};
-
-/// The most a store's root directory allows: its owner only, and its group
-/// may pass through (Docker's data root is 0710). Whatever is under it —
-/// image trees with setuid binaries and device nodes among them — is out of
-/// other local users' reach.
-pub const STORE_ROOT_MODE: u32 = 0o710;
-
-/// The most a snapshot directory allows (containerd's snapshot root is
-/// 0700): the unpacked trees are for the builder and its sandbox alone.
-pub const SNAPSHOTS_MODE: u32 = 0o700;
-
-use crate::snapshot::Mount;
-
-/// When process `pid` started, in clock ticks after boot (field 22 of
-/// `/proc/<pid>/stat`), or `None` when there is no such process. With the
-/// pid it names one process for good: a pid reused later has another.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold anything,
-    // spaces and parentheses included: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// This process as `<pid>-<start>`, for names of files that must be known
-/// as a dead process's even after its pid is reused.
-pub fn process_tag() -> String {
-    let pid = std::process::id();
-    match process_start(pid) {
-        Some(start) => format!("{pid}-{start}"),
-        None => pid.to_string(),
-    }
-}
-
-/// Whether the process a [`process_tag`] (or a bare pid) names is gone:
-/// no process has the pid, or the one that has it started at another time.
-pub fn tag_is_dead(tag: &str) -> bool {
-    let mut parts = tag.splitn(2, '-');
-    let Some(Ok(pid)) = parts.next().map(str::parse::<u32>) else {
-        return false;
-    };
-    match (parts.next().map(str::parse::<u64>), process_start(pid)) {
-        (_, None) => true,
-        (Some(Ok(start)), Some(now)) => start != now,
-        // A bare pid still in use: alive, as far as anyone can tell.
-        _ => false,
-    }
+/// A mount to perform, as plain data (containerd's shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mount {
+    /// Filesystem type: `"overlay"` or `"bind"`.
+    pub kind: String,
+    /// What to mount (`"overlay"` or a directory for binds).
+    pub source: PathBuf,
+    /// Options: flags (`ro`, `rbind`, ...) and data (`lowerdir=...`).
+    pub options: Vec<String>,
 }
 
 /// A mount that failed or could not be undone.
@@ -411,19 +367,6 @@ pub fn page_size() -> usize {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn process_tags_tell_a_live_process_from_a_dead_one() {
-        let me = process_tag();
-        assert!(me.contains('-'), "{me}");
-        assert!(!tag_is_dead(&me));
-        assert!(!tag_is_dead(&std::process::id().to_string()));
-        // Our pid with another start time: a reused pid.
-        assert!(tag_is_dead(&format!("{}-1", std::process::id())));
-        // A pid above the kernel's maximum (4194304).
-        assert!(tag_is_dead("4194305-7"));
-        assert!(!tag_is_dead("not-a-pid"));
-    }
 
     #[test]
     fn options_split_into_flags_and_data() {
