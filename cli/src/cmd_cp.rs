@@ -211,7 +211,9 @@ impl StoppedLayer {
         let mounts = snap
             .mounts(&key)
             .with_context(|| format!("cannot find the layer of container {}", s.name))?;
-        let dir = rbk_store::Layout::new(root).tmp().join(format!("{key}-rootfs"));
+        let dir = rbk_store::Layout::new(root)
+            .tmp()
+            .join(format!("{key}-rootfs"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let mount = rbk_store::mount::mount_all(&mounts, &dir)

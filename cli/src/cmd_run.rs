@@ -245,7 +245,9 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         key: key.clone(),
         keep: record.keeps_layer(),
     };
-    let rootfs = rbk_store::Layout::new(root).tmp().join(format!("{key}-rootfs"));
+    let rootfs = rbk_store::Layout::new(root)
+        .tmp()
+        .join(format!("{key}-rootfs"));
     std::fs::create_dir_all(&rootfs)
         .with_context(|| format!("cannot create {}", rootfs.display()))?;
     let _rootfs_dir = DirGuard(vec![rootfs.clone()]);
@@ -425,7 +427,9 @@ fn base_spec(args: &RunArgs, config: &ContainerConfig, network: NetworkMode) -> 
 /// its layer (in the store's `tmp/`, swept if rbk is killed), bound over
 /// the image's. The guard removes it.
 fn hostname_file(root: &Path, key: &str, hostname: &str) -> Result<(BindMount, DirGuard)> {
-    let dir = rbk_store::Layout::new(root).tmp().join(format!("{key}-etc"));
+    let dir = rbk_store::Layout::new(root)
+        .tmp()
+        .join(format!("{key}-etc"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let guard = DirGuard(vec![dir.clone()]);
     let file = dir.join("hostname");

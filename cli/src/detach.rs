@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rbk_store::oci::ContainerConfig;
 use rbk_store::flock::Locked;
+use rbk_store::oci::ContainerConfig;
 
 use crate::cmd_run::RunArgs;
 use crate::containers::{self, State};

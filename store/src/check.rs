@@ -24,11 +24,13 @@ use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::Store;
 use crate::lease::live_leases;
-use crate::leftovers::{dead_owner, dead_step_mount, kept_container_chains};
+use crate::leftovers::{dead_owner, kept_container_chains};
 use crate::lock::LockMode;
 use crate::mount;
 use crate::oci::{chain_ids, ImageConfig, Index, Manifest};
 use crate::snapshot::{self, fsck, SnapshotHealth, SnapshotState};
+
+pub use crate::leftovers::dead_step_mount;
 
 /// How to check.
 #[derive(Debug, Clone, Copy, Default)]

@@ -124,7 +124,7 @@ impl ContentStore {
 
     /// Whether the blob is present; if so it is leased to this process, so
     /// no concurrent `prune` removes it before it is used or referenced.
-    pub fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
+    pub(crate) fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
         let _guard = lock(&self.lock_path(), LockMode::Shared)?;
         if !self.has(d) {
             return Ok(false);
@@ -146,7 +146,7 @@ impl ContentStore {
     /// Whether another process has this store open (see
     /// [`ActiveLock::others_present`]); garbage collection then spares
     /// recent blobs that a running build may be about to reference.
-    pub fn others_active(&self) -> bool {
+    pub(crate) fn others_active(&self) -> bool {
         self.active.others_present()
     }
 
@@ -215,7 +215,7 @@ impl ContentStore {
     }
 
     /// Whether the blob is present (its content is not checked), as a
-    /// file or as a layer its snapshot can make (see [`crate::lazy`]).
+    /// file or as a layer its snapshot can make (see [`lazy`]).
     pub fn has(&self, d: &Digest) -> bool {
         self.path(d).is_file() || lazy::size(self.root(), d).is_some()
     }
@@ -365,7 +365,7 @@ fn sweep_tmp(tmp: &Path) -> Result<(), StoreError> {
 }
 
 /// Writes `data` to `dest` atomically: staged in `tmp`, fsynced, renamed.
-pub fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
     let mut f = tempfile::Builder::new()
         .prefix("write-")
         .tempfile_in(tmp)

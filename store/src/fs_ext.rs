@@ -131,7 +131,7 @@ pub fn make_node(path: &Path, kind: NodeKind, perm: u32, major: u64, minor: u64)
 }
 
 /// The major and minor numbers of a device id from `stat`.
-pub fn dev_major_minor(rdev: u64) -> (u64, u64) {
+pub(crate) fn dev_major_minor(rdev: u64) -> (u64, u64) {
     (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
 }
 
@@ -139,7 +139,7 @@ pub fn dev_major_minor(rdev: u64) -> (u64, u64) {
 /// (the owner keeps rwx), when the process owns it: a store made 0755 by
 /// an older rbk or a umask is tightened when opened. A directory of
 /// another user, or on a read-only filesystem, is left as it is.
-pub fn restrict_dir(path: &Path, max: u32) -> io::Result<()> {
+pub(crate) fn restrict_dir(path: &Path, max: u32) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(path)?;
     if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {

@@ -27,16 +27,16 @@ use crate::compress::{Compression, Level};
 use crate::digest::Digest;
 
 /// Prefix of an OCI whiteout file: `.wh.name` deletes `name` of lower layers.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 /// An entry with this name marks its directory opaque: lower contents hidden.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Xattr overlayfs sets on an opaque upper directory (as root).
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub(crate) const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// The opaque xattr this process's overlay mounts read: `user.overlay.*`
 /// in a user namespace (overlay mounted with `userxattr`), else
 /// `trusted.overlay.*`.
-pub fn opaque_xattr() -> &'static str {
+pub(crate) fn opaque_xattr() -> &'static str {
     if crate::process::in_user_namespace() {
         OVERLAY_OPAQUE_USER_XATTR
     } else {
@@ -44,7 +44,7 @@ pub fn opaque_xattr() -> &'static str {
     }
 }
 /// The same in rootless (`userxattr`) overlay mounts.
-pub const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
+pub(crate) const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
 
 /// What [`diff_upper`] / [`diff_trees`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use crate::flock::{flock, FlockMode, Locked};
 
 use crate::digest::Digest;
-use crate::layout::Layout;
 use crate::error::{IoResultExt, StoreError};
+use crate::layout::Layout;
 
 /// One resource a lease keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -119,8 +119,5 @@ fn container_alive(root: &Path, id: &str) -> bool {
     let Ok(f) = fs::File::open(Layout::new(root).container(id).join("lock")) else {
         return false;
     };
-    matches!(
-        flock::flock(f, flock::FlockMode::TryShared),
-        Ok(None)
-    )
+    matches!(flock::flock(f, flock::FlockMode::TryShared), Ok(None))
 }

@@ -3,6 +3,8 @@
 //! (kernel overlay or plain copies), layer diff/apply, and save/load/import.
 //!
 //! It knows nothing of Dockerfiles or build graphs.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod archive;
 pub mod cache;
@@ -17,7 +19,7 @@ pub mod images;
 pub mod layer;
 pub mod layout;
 pub mod lease;
-pub mod leftovers;
+mod leftovers;
 pub mod lock;
 pub mod mount;
 pub mod oci;

@@ -268,7 +268,7 @@ fn relative_lowers(data: &str) -> Option<(PathBuf, String)> {
 
 /// The length of an overlay's mount data once [`mount_one`] has named its
 /// lower dirs relative to their directory (when they share one).
-pub fn overlay_data_len(options: &[String]) -> usize {
+pub(crate) fn overlay_data_len(options: &[String]) -> usize {
     let (_, data) = parse_options(options);
     let data = data.join(",");
     relative_lowers(&data).map_or(data.len(), |(_, short)| short.len())

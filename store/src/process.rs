@@ -24,7 +24,7 @@ pub fn in_user_namespace() -> bool {
 /// When process `pid` started, in clock ticks after boot (field 22 of
 /// `/proc/<pid>/stat`), or `None` when there is no such process. With the
 /// pid it names one process for good: a pid reused later has another.
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold anything,
     // spaces and parentheses included: count from the last ')'.
@@ -73,5 +73,4 @@ mod tests {
         assert!(tag_is_dead("4194305-7"));
         assert!(!tag_is_dead("not-a-pid"));
     }
-
 }

@@ -22,7 +22,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub use copy::CopySnapshotter;
-pub use meta::{
+pub(crate) use meta::{
     discard_dir, exists_in, fsck, parent_of, staging_of, tree_of, SnapshotHealth,
 };
 pub use overlay::{overlay_supported, overlay_works_in, OverlaySnapshotter};
@@ -168,8 +168,8 @@ pub trait Snapshotter: Send + Sync {
     /// snapshot must be unmounted. Fails with `AlreadyExists` when another
     /// build committed `name` first; the caller then removes `key`.
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError>;
-    /// How this snapshotter's snapshots make their layers (for layers
-    /// written on demand, see [`crate::lazy`]).
+    /// Which snapshotter this is: how its snapshots make their layers (for
+    /// layers written on demand, see [`crate::content::lazy`]).
     fn kind(&self) -> SnapshotterKind;
     /// Deletes a snapshot that no other snapshot has as parent.
     fn remove(&self, key: &str) -> Result<(), SnapshotError>;

@@ -14,11 +14,11 @@ use rbk_store::images::Store;
 use rbk_store::layer::DiffOptions;
 use rbk_store::lease::Leased;
 use rbk_store::lock::KeyLock;
+use rbk_store::mount::MountGuard;
 use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig};
 use rbk_store::reference::Reference;
 use rbk_store::registry::cache::{self as registry_cache, CacheEntry, RemoteCache};
 use rbk_store::snapshot::{SnapshotError, Snapshotter};
-use rbk_store::mount::MountGuard;
 use rbk_store::unpack::{unpack_layers, LayerRef};
 use rbk_store::Digest;
 
@@ -606,7 +606,7 @@ fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
         let Some(key) = point
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| rbk_store::leftovers::dead_step_mount(root, n))
+            .and_then(|n| rbk_store::check::dead_step_mount(root, n))
         else {
             continue;
         };

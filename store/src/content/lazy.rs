@@ -197,8 +197,8 @@ fn write_layer(
         SnapshotterKind::Overlay => layer::diff_upper(&fs_dir, w, opts),
         SnapshotterKind::Copy => {
             let snapshots = Layout::new(root).snapshots();
-            let parent = snapshot::parent_of(&snapshots, &source.snapshot)
-                .map(|p| snapshot_fs(root, &p));
+            let parent =
+                snapshot::parent_of(&snapshots, &source.snapshot).map(|p| snapshot_fs(root, &p));
             layer::diff_trees(parent.as_deref(), &fs_dir, w, opts)
         }
     };

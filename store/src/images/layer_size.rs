@@ -7,8 +7,8 @@
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 
-use crate::error::StoreError;
 use super::Store;
+use crate::error::StoreError;
 use crate::oci::Descriptor;
 
 impl Store {

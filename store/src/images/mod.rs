@@ -6,10 +6,10 @@
 //! untagged ("dangling", `<none>`) image. Every change to it is a
 //! read-modify-write under the exclusive store lock, written atomically.
 //!
-//! The operations are split by what they do: [`index`] edits `index.json`
-//! (tags, `rmi`), [`resolve`] reads images back and leases them, [`commit`]
-//! writes new images and indexes, [`prune`] collects garbage, and
-//! [`layer_size`] counts layers as Docker does.
+//! The operations are split by what they do: `index` edits `index.json`
+//! (tags, `rmi`), `resolve` reads images back and leases them, `commit`
+//! writes new images and indexes, `prune` collects garbage, and
+//! `layer_size` counts layers as Docker does.
 
 mod commit;
 mod index;
@@ -43,7 +43,7 @@ pub const MAX_LAYERS: usize = 128;
 
 /// Refuses an image (`image`, for the message) of more than [`MAX_LAYERS`]
 /// layers.
-pub fn check_layer_count(image: &str, layers: usize) -> Result<(), StoreError> {
+pub(crate) fn check_layer_count(image: &str, layers: usize) -> Result<(), StoreError> {
     if layers > MAX_LAYERS {
         return Err(StoreError::TooManyLayers {
             image: image.to_string(),
@@ -181,7 +181,7 @@ pub fn is_index_media_type(media_type: &str) -> bool {
 }
 
 /// Whether `media_type` names a single-image manifest rbk can store.
-pub fn is_manifest_media_type(media_type: &str) -> bool {
+pub(crate) fn is_manifest_media_type(media_type: &str) -> bool {
     media_type == MEDIA_TYPE_OCI_MANIFEST || media_type == MEDIA_TYPE_DOCKER_MANIFEST
 }
 
@@ -235,7 +235,7 @@ impl Store {
 
     /// Takes the store lock (exclusive for mutations, shared for reads that
     /// need a consistent view of several files).
-    pub fn lock(&self, mode: LockMode) -> Result<LockGuard, StoreError> {
+    pub(crate) fn lock(&self, mode: LockMode) -> Result<LockGuard, StoreError> {
         lock(&self.layout.lock(), mode)
     }
 

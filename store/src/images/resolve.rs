@@ -57,7 +57,11 @@ impl Store {
     }
 
     /// [`Store::read_image_index`] of an index already read as `bytes`.
-    pub(super) fn image_index_from(&self, digest: &Digest, bytes: &[u8]) -> Result<ImageIndex, StoreError> {
+    pub(super) fn image_index_from(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<ImageIndex, StoreError> {
         let index: Index = serde_json::from_slice(bytes)
             .map_err(|e| StoreError::json(format!("index {digest}"), e))?;
         let present = index
@@ -363,7 +367,7 @@ impl Store {
     /// Leases snapshot `key` and says whether it exists, in one critical
     /// section: if it does, no concurrent `prune` removes it while this
     /// process stacks on it; if not, the caller unpacks it, already leased.
-    pub fn lease_snapshot(
+    pub(crate) fn lease_snapshot(
         &self,
         key: &str,
         exists: impl FnOnce() -> bool,

@@ -560,7 +560,9 @@ impl Applier {
                 // Unprivileged users cannot set trusted.*/security.*, and
                 // Linux allows no user.* xattrs on symlinks: skip, as tar does.
                 let denied = er.raw_os_error() == Some(libc::EPERM)
-                    && (!self.root || kind == tar::EntryType::Symlink || process::in_user_namespace());
+                    && (!self.root
+                        || kind == tar::EntryType::Symlink
+                        || process::in_user_namespace());
                 if !(unsupported || denied) {
                     return Err(LayerError::io("set xattr on", dest)(er));
                 }

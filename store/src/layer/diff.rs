@@ -10,9 +10,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    is_overlay_whiteout, lstat_opt,
-    DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR,
-    OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
+    is_overlay_whiteout, lstat_opt, DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER,
+    OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
 use crate::compress::{compressor, Compression, Compressor, HashingWriter};
 use crate::fs_ext;
@@ -309,7 +308,9 @@ fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerErr
         {
             continue;
         }
-        if let Some(v) = fs_ext::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))? {
+        if let Some(v) =
+            fs_ext::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))?
+        {
             out.push((n, v));
         }
     }

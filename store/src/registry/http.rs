@@ -14,9 +14,9 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
+use super::error_body::{describe_error_body, error_message};
 pub(crate) use super::transfer::query_escape;
 use super::transfer::{self, host_of, path_and_host, path_of, MinSpeed, Paced};
-use super::error_body::{describe_error_body, error_message};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
 
 /// What a request carries.

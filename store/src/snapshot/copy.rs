@@ -9,8 +9,8 @@ use super::meta::{check_diff_id, tree_size, validate_key, Dirs, Meta};
 use super::tree::copy_tree;
 use super::{SnapshotError, SnapshotInfo, SnapshotState, Snapshotter};
 use crate::digest::Digest;
-use crate::mount::Mount;
 use crate::layer::{self, ApplyMode, ApplyStats, DiffOptions, LayerInfo};
+use crate::mount::Mount;
 
 /// Snapshots as plain directory copies.
 #[derive(Debug)]
@@ -180,4 +180,3 @@ impl Snapshotter for CopySnapshotter {
         Ok(stats)
     }
 }
-

@@ -41,7 +41,7 @@ impl OverlaySnapshotter {
     /// links (`.l/<12 hex>` → `../<key>/fs`) so that about twice as many
     /// layers fit in the kernel's one-page mount option limit as with the
     /// 64-hex chain-id paths.
-    pub fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
+    pub(crate) fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
         match parent {
             None => Ok(Vec::new()),
             Some(p) => self

@@ -556,8 +556,11 @@ fn snapshot_busybox_rootfs_runs_and_its_changes_diff() {
     let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
         .into_iter()
         .find(|p| Path::new(p).exists());
-    let (Some(chroot), true, true) = (chroot, process::is_root(), Path::new("/bin/busybox").exists())
-    else {
+    let (Some(chroot), true, true) = (
+        chroot,
+        process::is_root(),
+        Path::new("/bin/busybox").exists(),
+    ) else {
         eprintln!("SKIPPED: snapshot_busybox_rootfs_runs_and_its_changes_diff needs root, chroot and /bin/busybox");
         return;
     };
