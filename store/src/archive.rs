@@ -17,7 +17,7 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::error::StoreError;
+use crate::error::{ArchiveError, StoreError};
 use crate::oci::LayerCompression;
 
 mod changes;
@@ -57,12 +57,12 @@ pub fn decompressed<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>, St
     let mut buf = BufReader::with_capacity(1 << 20, reader);
     let head = buf
         .fill_buf()
-        .map_err(|source| StoreError::ArchiveRead { source })?;
+        .map_err(|source| StoreError::Archive(ArchiveError::Read { source }))?;
     Ok(match LayerCompression::sniff(head) {
         LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
         LayerCompression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(buf)
-                .map_err(|source| StoreError::ArchiveRead { source })?,
+                .map_err(|source| StoreError::Archive(ArchiveError::Read { source }))?,
         ),
         LayerCompression::None => Box::new(buf),
     })
@@ -82,9 +82,9 @@ pub(crate) fn read_err(e: io::Error) -> StoreError {
     if line.len() < text.len() {
         line.push('…');
     }
-    StoreError::ArchiveRead {
+    StoreError::Archive(ArchiveError::Read {
         source: io::Error::new(e.kind(), line),
-    }
+    })
 }
 
 /// An archive path made safe: relative, no `..`, no `.`, `/`-joined.
@@ -96,16 +96,16 @@ fn clean_entry_path(raw: &Path) -> Result<String, StoreError> {
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
             Component::CurDir => {}
             Component::ParentDir => {
-                return Err(StoreError::UnsafeEntry {
+                return Err(StoreError::Archive(ArchiveError::UnsafeEntry {
                     entry: entry(),
                     reason: "it contains '..'",
-                })
+                }))
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(StoreError::UnsafeEntry {
+                return Err(StoreError::Archive(ArchiveError::UnsafeEntry {
                     entry: entry(),
                     reason: "it is an absolute path",
-                })
+                }))
             }
         }
     }

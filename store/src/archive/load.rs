@@ -13,7 +13,7 @@ use super::{
 };
 use crate::content::{BlobWriter, StagedBlob};
 use crate::digest::Digest;
-use crate::error::{IoResultExt, StoreError};
+use crate::error::{ArchiveError, IoResultExt, StoreError};
 use crate::images::{Image, Store};
 use crate::oci::{
     Descriptor, ImageConfig, Index, LayerCompression, Manifest, PlatformSpec,
@@ -46,9 +46,11 @@ fn copy_to_store(from: &mut impl Read, to: &mut BlobWriter) -> Result<u64, Store
 /// Resolves a symlink target relative to the link's directory, refusing
 /// targets that leave the archive.
 fn resolve_link(entry: &str, link_dir: &str, target: &Path) -> Result<String, StoreError> {
-    let unsafe_link = || StoreError::UnsafeEntry {
-        entry: entry.to_string(),
-        reason: "its link target leaves the archive",
+    let unsafe_link = || {
+        StoreError::Archive(ArchiveError::UnsafeEntry {
+            entry: entry.to_string(),
+            reason: "its link target leaves the archive",
+        })
     };
     if target.is_absolute() {
         return Err(unsafe_link());
@@ -91,9 +93,9 @@ impl Staging {
                 None => break,
             }
         }
-        Err(StoreError::ArchiveMissing {
+        Err(StoreError::Archive(ArchiveError::Missing {
             path: path.to_string(),
-        })
+        }))
     }
 
     fn blob(&self, d: &Digest, expected_size: Option<u64>) -> Result<&StagedBlob, StoreError> {
@@ -109,7 +111,7 @@ impl Staging {
         }
         self.blobs
             .get(&digest)
-            .ok_or_else(|| StoreError::ArchiveMissing { path: blob_path(d) })
+            .ok_or_else(|| StoreError::Archive(ArchiveError::Missing { path: blob_path(d) }))
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, StoreError> {
@@ -118,12 +120,11 @@ impl Staging {
     }
 
     fn read_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, StoreError> {
-        let staged = self
-            .blobs
-            .get(digest)
-            .ok_or_else(|| StoreError::ArchiveMissing {
+        let staged = self.blobs.get(digest).ok_or_else(|| {
+            StoreError::Archive(ArchiveError::Missing {
                 path: digest.to_string(),
-            })?;
+            })
+        })?;
         if size > MAX_JSON {
             return Err(StoreError::SizeMismatch {
                 digest: digest.clone(),
@@ -157,9 +158,11 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
             let target = entry
                 .link_name()
                 .map_err(read_err)?
-                .ok_or_else(|| StoreError::UnsafeEntry {
-                    entry: path.clone(),
-                    reason: "it is a link without a target",
+                .ok_or_else(|| {
+                    StoreError::Archive(ArchiveError::UnsafeEntry {
+                        entry: path.clone(),
+                        reason: "it is a link without a target",
+                    })
                 })?
                 .into_owned();
             let resolved = if kind.is_symlink() {
@@ -181,7 +184,7 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
         let want = entry.size();
         let got = copy_to_store(&mut entry, &mut w)?;
         if got != want {
-            return Err(StoreError::ArchiveTruncated { entry: path });
+            return Err(StoreError::Archive(ArchiveError::Truncated { entry: path }));
         }
         let staged = w.stage(expected.as_ref())?;
         st.files
@@ -367,7 +370,7 @@ fn find_docker(st: &Staging) -> Result<Vec<Found>, StoreError> {
             let staged = st
                 .blobs
                 .get(&digest)
-                .ok_or_else(|| StoreError::ArchiveMissing { path: path.clone() })?;
+                .ok_or_else(|| StoreError::Archive(ArchiveError::Missing { path: path.clone() }))?;
             let mut head = [0u8; 4];
             let n = fs::File::open(staged.path())
                 .and_then(|mut f| f.read(&mut head))
@@ -422,23 +425,23 @@ fn verify_diff_ids(st: &Staging, found: &[Found]) -> Result<(), StoreError> {
         if layer == diff_id {
             return Ok(()); // uncompressed: its digest was verified on staging
         }
-        let staged = st
-            .blobs
-            .get(layer)
-            .ok_or_else(|| StoreError::ArchiveMissing {
+        let staged = st.blobs.get(layer).ok_or_else(|| {
+            StoreError::Archive(ArchiveError::Missing {
                 path: blob_path(layer),
-            })?;
+            })
+        })?;
         let file = fs::File::open(staged.path()).at("read", staged.path())?;
         let mut reader = decompressed(file)?;
         let mut hasher = HashWriter(sha2::Sha256::default());
-        io::copy(&mut reader, &mut hasher).map_err(|source| StoreError::ArchiveRead { source })?;
+        io::copy(&mut reader, &mut hasher)
+            .map_err(|source| StoreError::Archive(ArchiveError::Read { source }))?;
         let actual = Digest::from_hasher(hasher.0);
         if &actual != diff_id {
-            return Err(StoreError::DiffIdMismatch {
+            return Err(StoreError::Archive(ArchiveError::DiffIdMismatch {
                 layer: layer.clone(),
                 expected: diff_id.clone(),
                 actual,
-            });
+            }));
         }
         Ok(())
     })
@@ -484,10 +487,10 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<Image>, StoreError> 
     } else if has("manifest.json") {
         find_docker(&st)?
     } else {
-        return Err(StoreError::ArchiveFormat);
+        return Err(StoreError::Archive(ArchiveError::Format));
     };
     if found.is_empty() {
-        return Err(StoreError::ArchiveEmpty);
+        return Err(StoreError::Archive(ArchiveError::Empty));
     }
     verify_diff_ids(&st, &found)?;
     let mut entries: Vec<(Descriptor, Vec<Reference>)> = Vec::new();
