@@ -53,15 +53,14 @@ impl ContentStore {
         // directory that holds other things than a store (`--root ~` by
         // mistake) is not narrowed: its snapshots/ is, which suffices.
         if is_store_or_empty(root) {
-            crate::fs_ext::restrict_dir(root, STORE_ROOT_MODE)
+            crate::sys::restrict_dir(root, STORE_ROOT_MODE)
                 .at("restrict the permissions of", root)?;
         }
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
         // Where build steps mount their trees: the owner's alone, whatever
         // the root allows.
-        crate::fs_ext::restrict_dir(&tmp, SNAPSHOTS_MODE)
-            .at("restrict the permissions of", &tmp)?;
+        crate::sys::restrict_dir(&tmp, SNAPSHOTS_MODE).at("restrict the permissions of", &tmp)?;
         // Register as a user before staging anything in tmp/, or another
         // opener that believes it is alone could sweep our staging file.
         let active = ActiveLock::acquire(&layout.active(), || sweep_tmp(&tmp))?;

@@ -73,7 +73,7 @@ pub(crate) fn sweep_dead_steps(layout: &Layout) {
             continue;
         }
         if e.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = crate::fs_ext::remove_tree(&e.path());
+            let _ = crate::sys::remove_tree(&e.path());
         } else {
             let _ = fs::remove_file(e.path());
         }

@@ -27,6 +27,7 @@ pub mod process;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;
+mod sys;
 pub mod unpack;
 pub mod variant;
 

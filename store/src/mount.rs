@@ -5,7 +5,6 @@
 //! testable without root. [`mount_all`] turns them into kernel mounts and
 //! hands back a guard that undoes them. This module knows nothing of
 //! snapshots, layers or the store above it.
-#![allow(unsafe_code)] // fork + mount(2) for long overlay options, and syncfs(2); each block says why it is sound.
 
 use std::path::{Path, PathBuf};
 
@@ -200,7 +199,8 @@ fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
         // directory of short links they share, from a process in it.
         if let Some((dir, short)) = relative_lowers(&data) {
             if short.len() <= limit {
-                return mount_from(&dir, m, target, flags, &short).map_err(err);
+                return crate::sys::mount_from(&dir, &m.source, target, &m.kind, flags, &short)
+                    .map_err(err);
             }
         }
     }
@@ -274,71 +274,11 @@ pub(crate) fn overlay_data_len(options: &[String]) -> usize {
     relative_lowers(&data).map_or(data.len(), |(_, short)| short.len())
 }
 
-/// Mounts overlay `m` on `target` from a child process whose working
-/// directory is `dir`, so `data` may name lower dirs relative to it (the
-/// working directory is the whole process's: a thread cannot change it
-/// for itself alone). The mount is in our mount namespace, which the child
-/// shares.
-fn mount_from(
-    dir: &Path,
-    m: &Mount,
-    target: &Path,
-    flags: MsFlags,
-    data: &str,
-) -> Result<(), nix::Error> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |b: &[u8]| CString::new(b).map_err(|_| nix::Error::EINVAL);
-    // Everything the child needs is made before the fork: after it, only
-    // async-signal-safe calls (no allocation).
-    let (dir, source) = (
-        c(dir.as_os_str().as_bytes())?,
-        c(m.source.as_os_str().as_bytes())?,
-    );
-    let (target, kind) = (c(target.as_os_str().as_bytes())?, c(m.kind.as_bytes())?);
-    let data = c(data.as_bytes())?;
-    // SAFETY: the child only makes raw syscalls (chdir, mount, _exit) on
-    // memory prepared above, then exits without unwinding or running
-    // destructors.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => unsafe {
-            let failed = libc::chdir(dir.as_ptr()) != 0
-                || libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    kind.as_ptr(),
-                    flags.bits(),
-                    data.as_ptr().cast(),
-                ) != 0;
-            let code = if failed { *libc::__errno_location() } else { 0 };
-            libc::_exit(code.clamp(0, 255))
-        },
-        nix::unistd::ForkResult::Parent { child } => loop {
-            use nix::sys::wait::{waitpid, WaitStatus};
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-                Ok(WaitStatus::Exited(_, code)) => return Err(nix::Error::from_raw(code)),
-                Ok(WaitStatus::Signaled(..)) => return Err(nix::Error::EINTR),
-                Ok(_) | Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        },
-    }
-}
-
 /// Writes the filesystem holding `path` to disk (`syncfs(2)`): what
 /// unmounting an overlay does to its upper filesystem, unless it was mounted
 /// `volatile`.
 pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
-    let dir = std::fs::File::open(path)?;
-    // SAFETY: syncfs only reads the descriptor number, which `dir` keeps
-    // open for the duration of the call.
-    let r = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sys::syncfs(&std::fs::File::open(path)?)
 }
 
 /// Whether overlay takes the `volatile` option (Linux 5.10 and later): no

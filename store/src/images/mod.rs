@@ -204,7 +204,7 @@ impl Store {
         let snapshots = layout.snapshots();
         if !content.is_read_only() {
             fs::create_dir_all(&snapshots).at("create directory", &snapshots)?;
-            crate::fs_ext::restrict_dir(&snapshots, SNAPSHOTS_MODE)
+            crate::sys::restrict_dir(&snapshots, SNAPSHOTS_MODE)
                 .at("restrict the permissions of", &snapshots)?;
         }
         let store = Store {

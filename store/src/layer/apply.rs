@@ -33,8 +33,8 @@ use super::{
     OPAQUE_MARKER, WHITEOUT_PREFIX,
 };
 use crate::compress::HashingReader;
-use crate::fs_ext::{self, NodeKind};
 use crate::process;
+use crate::sys::{self, NodeKind};
 
 /// Applies the uncompressed layer tar `r` onto `target` (an existing
 /// directory): whiteouts delete (`Merge`) or become overlay whiteouts
@@ -220,7 +220,7 @@ impl Applier {
                 Some(m) if create && self.mode == ApplyMode::Overlay && is_overlay_whiteout(&m) => {
                     remove(&abs, &m)?;
                     self.make_parent(&abs, None)?;
-                    fs_ext::set_xattr(&abs, OsStr::new(super::opaque_xattr()), b"y")
+                    sys::set_xattr(&abs, OsStr::new(super::opaque_xattr()), b"y")
                         .map_err(LayerError::io("mark opaque", &abs))?;
                     self.created.insert(cur.clone());
                 }
@@ -379,7 +379,7 @@ impl Applier {
                 // `.wh.d` then `d/` in one layer: the lower `d` is deleted and
                 // a new one made, which overlay spells as an opaque dir.
                 if replaces_whiteout && self.mode == ApplyMode::Overlay {
-                    fs_ext::set_xattr(&dest, OsStr::new(super::opaque_xattr()), b"y")
+                    sys::set_xattr(&dest, OsStr::new(super::opaque_xattr()), b"y")
                         .map_err(LayerError::io("mark opaque", &dest))?;
                 }
                 self.verified.insert(rel.to_path_buf());
@@ -460,7 +460,7 @@ impl Applier {
             tar::EntryType::Block => NodeKind::Block,
             _ => NodeKind::Fifo,
         };
-        match fs_ext::make_node(dest, nk, mode, major, minor) {
+        match sys::make_node(dest, nk, mode, major, minor) {
             Ok(()) => Ok(true),
             Err(e)
                 if e.raw_os_error() == Some(libc::EPERM)
@@ -555,7 +555,7 @@ impl Applier {
             if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
                 continue;
             }
-            if let Err(er) = fs_ext::set_xattr(dest, OsStr::from_bytes(k), v) {
+            if let Err(er) = sys::set_xattr(dest, OsStr::from_bytes(k), v) {
                 let unsupported = er.raw_os_error() == Some(libc::ENOTSUP);
                 // Unprivileged users cannot set trusted.*/security.*, and
                 // Linux allows no user.* xattrs on symlinks: skip, as tar does.
@@ -605,7 +605,7 @@ impl Applier {
                     remove(&p, &m)?;
                     self.forget(rel, m.is_dir());
                 }
-                fs_ext::make_node(&p, NodeKind::Char, 0, 0, 0)
+                sys::make_node(&p, NodeKind::Char, 0, 0, 0)
                     .map_err(LayerError::io("create whiteout", &p))?;
             }
         }
@@ -623,7 +623,7 @@ impl Applier {
             ApplyMode::Overlay => {
                 self.dirs(dir, true, shown)?;
                 let p = self.target.join(dir);
-                fs_ext::set_xattr(&p, OsStr::new(super::opaque_xattr()), b"y")
+                sys::set_xattr(&p, OsStr::new(super::opaque_xattr()), b"y")
                     .map_err(LayerError::io("mark opaque", &p))?;
             }
         }

@@ -14,7 +14,7 @@ use super::{
     OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
 use crate::compress::{compressor, Compression, Compressor, HashingWriter};
-use crate::fs_ext;
+use crate::sys;
 
 /// Writes the changes recorded in an overlayfs upper dir as an OCI layer.
 ///
@@ -98,7 +98,7 @@ fn lstat(p: &Path) -> Result<Metadata, LayerError> {
 fn is_opaque(dir: &Path) -> Result<bool, LayerError> {
     for x in [OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_USER_XATTR] {
         let v =
-            fs_ext::get_xattr(dir, OsStr::new(x)).map_err(LayerError::io("read xattrs of", dir))?;
+            sys::get_xattr(dir, OsStr::new(x)).map_err(LayerError::io("read xattrs of", dir))?;
         if v.as_deref() == Some(b"y") {
             return Ok(true);
         }
@@ -292,7 +292,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// out. In an upper dir, redirect/metacopy xattrs mean the entry's real
 /// content lives elsewhere, which a tar cannot say: refuse.
 fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerError> {
-    let names = fs_ext::list_xattrs(path).map_err(LayerError::io("list xattrs of", path))?;
+    let names = sys::list_xattrs(path).map_err(LayerError::io("list xattrs of", path))?;
     let mut out = Vec::new();
     for n in names {
         let b = n.as_bytes();
@@ -308,9 +308,7 @@ fn xattrs(path: &Path, upper: bool) -> Result<Vec<(OsString, Vec<u8>)>, LayerErr
         {
             continue;
         }
-        if let Some(v) =
-            fs_ext::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))?
-        {
+        if let Some(v) = sys::get_xattr(path, &n).map_err(LayerError::io("read xattrs of", path))? {
             out.push((n, v));
         }
     }
@@ -473,7 +471,7 @@ impl<W: Write> TarWriter<W> {
             } else {
                 tar::EntryType::Block
             });
-            let (major, minor) = fs_ext::dev_major_minor(meta.rdev());
+            let (major, minor) = sys::dev_major_minor(meta.rdev());
             let too_big = |_| LayerError::Io {
                 op: "archive device numbers of",
                 path: abs.to_path_buf(),

@@ -11,7 +11,7 @@ use super::{is_overlay_whiteout, lstat_opt, LayerError};
 /// Whether directory `p` of an overlay layer is opaque (hides what lower
 /// layers hold under it).
 pub(super) fn is_opaque(p: &Path) -> bool {
-    crate::fs_ext::get_xattr(p, OsStr::new(super::opaque_xattr()))
+    crate::sys::get_xattr(p, OsStr::new(super::opaque_xattr()))
         .is_ok_and(|v| v.as_deref() == Some(b"y"))
 }
 

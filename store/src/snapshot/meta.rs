@@ -168,7 +168,7 @@ impl Dirs {
     pub(super) fn open(root: &Path) -> Result<Dirs, SnapshotError> {
         let staging = root.join(STAGING);
         fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
-        crate::fs_ext::restrict_dir(root, crate::layout::SNAPSHOTS_MODE)
+        crate::sys::restrict_dir(root, crate::layout::SNAPSHOTS_MODE)
             .map_err(io_err("restrict the permissions of", root))?;
         let d = Dirs {
             root: root.to_path_buf(),
@@ -534,7 +534,7 @@ pub(crate) fn discard_dir(dir: &Path, path: &Path) -> Result<(), SnapshotError> 
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     fs::rename(path, &grave).map_err(io_err("move aside", path))?;
-    crate::fs_ext::remove_tree(&grave).map_err(io_err("delete", &grave))
+    crate::sys::remove_tree(&grave).map_err(io_err("delete", &grave))
 }
 
 /// Refuses a layer whose tar hashed to another diff id than `expected`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::meta::io_err;
 use super::SnapshotError;
-use crate::fs_ext;
+use crate::sys;
 
 /// Copies the contents of directory `src` into existing directory `dst`,
 /// keeping types, modes, owners (as root), xattrs, mtimes, hard links,
@@ -78,14 +78,14 @@ impl Copier {
                 std::os::unix::fs::symlink(&t, &d).map_err(io_err("create symlink", &d))?;
             } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
                 let kind = if ft.is_char_device() {
-                    fs_ext::NodeKind::Char
+                    sys::NodeKind::Char
                 } else if ft.is_block_device() {
-                    fs_ext::NodeKind::Block
+                    sys::NodeKind::Block
                 } else {
-                    fs_ext::NodeKind::Fifo
+                    sys::NodeKind::Fifo
                 };
-                let (major, minor) = fs_ext::dev_major_minor(m.rdev());
-                fs_ext::make_node(&d, kind, m.mode(), major, minor)
+                let (major, minor) = sys::dev_major_minor(m.rdev());
+                sys::make_node(&d, kind, m.mode(), major, minor)
                     .map_err(io_err("create device node", &d))?;
             } else {
                 // Sockets belong to a live process, not to a tree.
@@ -103,9 +103,9 @@ impl Copier {
             std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid()))
                 .map_err(io_err("chown", dst))?;
         }
-        for name in fs_ext::list_xattrs(src).map_err(io_err("list xattrs of", src))? {
-            if let Some(v) = fs_ext::get_xattr(src, &name).map_err(io_err("read xattr of", src))? {
-                if let Err(e) = fs_ext::set_xattr(dst, &name, &v) {
+        for name in sys::list_xattrs(src).map_err(io_err("list xattrs of", src))? {
+            if let Some(v) = sys::get_xattr(src, &name).map_err(io_err("read xattr of", src))? {
+                if let Err(e) = sys::set_xattr(dst, &name, &v) {
                     if e.raw_os_error() != Some(libc::ENOTSUP) && self.root {
                         return Err(io_err("set xattr on", dst)(e));
                     }
