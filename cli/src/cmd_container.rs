@@ -157,10 +157,12 @@ fn stop_one(root: &Path, s: &State, grace: Duration) -> Result<()> {
 fn clean_after_kill(root: &Path, s: &State) {
     let id = s.id.as_str();
     let keeps_layer = s.detached && !s.run_args.iter().any(|a| a == "--rm");
-    let rootfs = root.join("tmp").join(format!("run-{id}-rootfs"));
-    let mounted = rbk_store::sys::mounts_under(&rootfs).unwrap_or_default();
+    let rootfs = rbk_store::Layout::new(root)
+        .tmp()
+        .join(format!("run-{id}-rootfs"));
+    let mounted = rbk_store::mount::mounts_under(&rootfs).unwrap_or_default();
     for m in mounted.iter().rev() {
-        let _ = rbk_store::sys::unmount(m);
+        let _ = rbk_store::mount::unmount(m);
     }
     let _ = std::fs::remove_dir(&rootfs);
     if let Ok(snap) = crate::snapshotter(root) {

@@ -197,7 +197,7 @@ fn container_root<'s>(
 /// container's lock held so that `rbk start` waits for the copy.
 struct StoppedLayer<'s> {
     workspace: Workspace<'s>,
-    _lock: rbk_store::sys::flock::Locked,
+    _lock: rbk_store::flock::Locked,
 }
 
 impl<'s> StoppedLayer<'s> {

@@ -103,7 +103,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
     let spec = ExecSpec {
         args: a.args.clone(),
         env,
-        scratch: Some(root.join("tmp")),
+        scratch: Some(rbk_store::Layout::new(root).tmp()),
         ..process.exec_spec(&config, ExecSpec::default().network)
     };
     let cancel = CancelToken::new();

@@ -220,7 +220,7 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<i32> {
         publish,
         mounts: bundle.take_mounts(),
         // Swept with the store's other leftovers if rbk is killed.
-        scratch: Some(root.join("tmp")),
+        scratch: Some(rbk_store::Layout::new(root).tmp()),
         ..process_flags(args).exec_spec(&config, flags.network)
     };
     let result = supervise(
@@ -368,7 +368,7 @@ fn resolve(
     Vec<(String, String)>,
 )> {
     // Nothing is created in the store for an image that is not there.
-    if !root.join("index.json").exists() {
+    if !rbk_store::Layout::new(root).index().exists() {
         bail!(
             "no such image: {} (the store at {} is empty)",
             args.image,

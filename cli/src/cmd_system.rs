@@ -98,7 +98,7 @@ fn info_cmd(root: &Path, args: &InfoArgs) -> Result<i32> {
 }
 
 fn check_cmd(root: &Path, args: &CheckArgs) -> Result<i32> {
-    if !root.join("blobs").is_dir() {
+    if !rbk_store::Layout::new(root).blobs().is_dir() {
         anyhow::bail!("no store at {} (nothing to check)", root.display());
     }
     let store = Store::open(root)

@@ -140,7 +140,7 @@ fn kernel() -> String {
 
 fn user(is_root: bool) -> String {
     let uid = nix::unistd::getuid().as_raw();
-    if is_root && rbk_store::sys::in_user_namespace() {
+    if is_root && rbk_store::process::in_user_namespace() {
         format!("root of a user namespace (uid {uid})")
     } else if is_root {
         "root".to_string()
@@ -150,7 +150,7 @@ fn user(is_root: bool) -> String {
 }
 
 fn store(root: &Path) -> String {
-    let state = if root.join("index.json").is_file() {
+    let state = if rbk_store::Layout::new(root).index().is_file() {
         "a store"
     } else if root.exists() {
         "no store yet (the directory exists)"
@@ -177,7 +177,7 @@ fn overlay(root: &Path, snapshotter: &str, is_root: bool) -> Piece {
     } else if snapshotter == "copy" {
         Ok("not probed (--snapshotter copy)".to_string())
     } else {
-        let dir = root.join("snapshots");
+        let dir = rbk_store::Layout::new(root).snapshots();
         let probed = root.exists() && std::fs::create_dir_all(&dir).is_ok();
         match (probed, known) {
             (true, _) if rbk_store::snapshot::overlay_works_in(&dir) => {
@@ -304,7 +304,7 @@ fn subids(is_root: bool) -> Piece {
             .sum()
     };
     let (u, g) = (count("/etc/subuid"), count("/etc/subgid"));
-    let found = if is_root && !rbk_store::sys::in_user_namespace() {
+    let found = if is_root && !rbk_store::process::in_user_namespace() {
         Ok(format!(
             "not needed as root ({u} subordinate uids, {g} gids for {name})"
         ))

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use rbk_store::sys::flock::{flock, FlockMode};
+use rbk_store::flock::{flock, FlockMode};
 
 /// The file of line times beside a log.
 pub const TIMES: &str = "log.times";

@@ -165,7 +165,7 @@ pub(crate) fn snapshotter(
     root: &std::path::Path,
 ) -> anyhow::Result<Box<dyn rbk_store::snapshot::Snapshotter>> {
     use rbk_store::snapshot::{overlay_works_in, CopySnapshotter, OverlaySnapshotter};
-    let dir = root.join("snapshots");
+    let dir = rbk_store::Layout::new(root).snapshots();
     let kind = SNAPSHOTTER.get().map(String::as_str).unwrap_or("auto");
     let overlay = match kind {
         "overlay" => true,
@@ -255,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 /// The store at `root` if one is there, without creating one as a side
 /// effect of a command that only reads.
 pub(crate) fn existing_store(root: &std::path::Path) -> Option<rbk_store::images::Store> {
-    if !root.join("index.json").exists() {
+    if !rbk_store::Layout::new(root).index().exists() {
         return None;
     }
     rbk_store::images::Store::open(root).ok()

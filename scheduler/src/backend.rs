@@ -64,7 +64,7 @@ pub enum BackendError {
     Unpack(Box<rbk_store::unpack::UnpackError>),
     /// A mount.
     #[error(transparent)]
-    Mount(Box<rbk_store::sys::MountError>),
+    Mount(Box<rbk_store::mount::MountError>),
     /// A registry (a `--cache-from`/`--cache-to` cache).
     #[error(transparent)]
     Registry(Box<rbk_store::registry::RegistryError>),
@@ -124,8 +124,8 @@ impl From<rbk_store::snapshot::SnapshotError> for BackendError {
     }
 }
 
-impl From<rbk_store::sys::MountError> for BackendError {
-    fn from(e: rbk_store::sys::MountError) -> Self {
+impl From<rbk_store::mount::MountError> for BackendError {
+    fn from(e: rbk_store::mount::MountError) -> Self {
         BackendError::Mount(Box::new(e))
     }
 }

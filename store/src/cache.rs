@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::content::write_atomic;
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
+use crate::layout::Layout;
 use crate::oci::Descriptor;
 
 /// What a cached step produced and why it has the key it has.
@@ -84,10 +85,11 @@ fn file_name(s: &str) -> String {
 impl CacheIndex {
     /// Opens (creating if needed) the cache index of the store at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let dir = root.join("cache");
+        let layout = Layout::new(root);
+        let dir = layout.cache();
         let records = dir.join("records");
         let families = dir.join("families");
-        let tmp = root.join("tmp");
+        let tmp = layout.tmp();
         // A read-only store (an older one may lack these) is read as it is.
         if !crate::lock::read_only_fs(root) {
             for d in [&records, &families, &tmp] {

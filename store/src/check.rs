@@ -24,9 +24,13 @@ use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::images::Store;
 use crate::lease::live_leases;
+use crate::leftovers::{dead_owner, kept_container_chains};
 use crate::lock::LockMode;
+use crate::mount;
 use crate::oci::{chain_ids, ImageConfig, Index, Manifest};
-use crate::snapshot::{fsck, SnapshotHealth, SnapshotKind};
+use crate::snapshot::{self, fsck, SnapshotHealth, SnapshotState};
+
+pub use crate::leftovers::dead_step_mount;
 
 /// How to check.
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,125 +104,6 @@ impl CheckReport {
     }
 }
 
-/// The key of the snapshot behind a build step's mount point under `tmp/`
-/// (`active-<pid>-…-rootfs`, `view-<pid>-…-view`), when the process that
-/// made it is gone (and is not this one).
-pub fn dead_step_mount(root: &Path, name: &str) -> Option<String> {
-    let key = name
-        .strip_suffix("-rootfs")
-        .or_else(|| name.strip_suffix("-view"))?;
-    dead_owner(root, key).then(|| key.to_string())
-}
-
-/// Whether `name` is `active-<pid>-…`, `view-<pid>-…` or `<pid>-…` and that
-/// process is gone, or `run-<id>` (a container's layer) and no `rbk run`
-/// holds that container's lock (`containers/<id>/lock`).
-fn dead_owner(root: &Path, name: &str) -> bool {
-    if let Some(id) = name.strip_prefix("run-") {
-        return !container_alive(root, id) && !container_kept(root, id);
-    }
-    let rest = name
-        .strip_prefix("active-")
-        .or_else(|| name.strip_prefix("view-"))
-        .unwrap_or(name);
-    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-        return false;
-    };
-    pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
-}
-
-/// Removes what the build steps of dead processes left: their mounts under
-/// `tmp/` and their active snapshots and views (`active-<pid>-…`,
-/// `view-<pid>-…`: private to their process, which is gone). Run when a
-/// store is opened, so a killed build leaves nothing for `rbk system
-/// check` to find. A pid in use again keeps what it names (never the
-/// other way round). Failures are left for `rbk system check` to report.
-pub fn sweep_dead_steps(store: &Store) {
-    let tmp = store.root().join("tmp");
-    for point in crate::sys::mounts_under(&tmp).unwrap_or_default() {
-        let name = point.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if point.parent() == Some(tmp.as_path())
-            && dead_step_mount(store.root(), name).is_some()
-            && crate::sys::unmount(&point).is_ok()
-        {
-            let _ = fs::remove_dir(&point);
-        }
-    }
-    let dir = store.root().join("snapshots");
-    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let step = name.starts_with("active-") || name.starts_with("view-");
-        if step && dead_owner(store.root(), &name) {
-            let _ = store.remove_snapshot_dir(&e.path());
-        }
-    }
-    // Snapshots half made by dead processes (`<pid>-…`).
-    let staging = dir.join(".tmp");
-    for e in fs::read_dir(&staging).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !dead_owner(store.root(), &name) {
-            continue;
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = crate::images::remove_tree(&e.path());
-        } else {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Whether the `rbk run` of container `id` still holds its lock.
-/// The snapshots under the layers containers keep (`run-<id>`, alive or
-/// kept: see [`container_kept`]), their parents' parents included.
-fn kept_container_chains(root: &Path) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        parent: Option<String>,
-    }
-    let dir = root.join("snapshots");
-    let parent = |key: &str| {
-        let bytes = fs::read(dir.join(key).join("meta.json")).ok()?;
-        serde_json::from_slice::<Meta>(&bytes).ok()?.parent
-    };
-    let mut todo: Vec<String> = fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with("run-") && !dead_owner(root, n))
-        .collect();
-    let mut out = Vec::new();
-    while let Some(key) = todo.pop() {
-        if let Some(p) = parent(&key) {
-            if !out.contains(&p) {
-                out.push(p.clone());
-                todo.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// Whether the stopped container `id` is on record as a detached one,
-/// which keeps its layer until `rbk rm` (as Docker does).
-fn container_kept(root: &Path, id: &str) -> bool {
-    let state = root.join("containers").join(id).join("state.json");
-    fs::read(state)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["detached"] == true)
-}
-
-fn container_alive(root: &Path, id: &str) -> bool {
-    let Ok(f) = fs::File::open(root.join("containers").join(id).join("lock")) else {
-        return false;
-    };
-    matches!(
-        crate::sys::flock::flock(f, crate::sys::flock::FlockMode::TryShared),
-        Ok(None)
-    )
-}
-
 /// Checks the store at `store.root()` (snapshots under `snapshots/`) and,
 /// with `opts.repair`, repairs it.
 pub fn check(store: &Store, opts: CheckOptions) -> Result<CheckReport, StoreError> {
@@ -236,9 +121,9 @@ pub fn check(store: &Store, opts: CheckOptions) -> Result<CheckReport, StoreErro
     check_cache(store, &mut reach, &mut report, opts.repair)?;
     // Listed before the leases are read (see crate::lease).
     let blobs = store.content.list()?;
-    let snaps = fsck(&store.root().join("snapshots")).map_err(|e| StoreError::Io {
+    let snaps = fsck(&store.layout().snapshots()).map_err(|e| StoreError::Io {
         op: "check snapshots in",
-        path: store.root().join("snapshots"),
+        path: store.layout().snapshots(),
         source: io::Error::other(e),
     })?;
     let own = store.content.lease().path();
@@ -307,7 +192,7 @@ fn blob_pass(
     opts: CheckOptions,
     report: &mut CheckReport,
 ) -> Result<BTreeSet<Digest>, StoreError> {
-    let dir = store.root().join("blobs").join("sha256");
+    let dir = store.layout().blobs();
     let mut blobs = Vec::new();
     for entry in fs::read_dir(&dir).at("list", &dir)? {
         let entry = entry.at("list", &dir)?;
@@ -392,10 +277,10 @@ fn check_index(
                 format!("{e}: no image can be found"),
             );
             if repair {
-                let path = store.root().join("index.json");
-                let aside = store
-                    .root()
-                    .join(format!("index.json.damaged-{}", std::process::id()));
+                let path = store.layout().index();
+                let mut aside = path.clone().into_os_string();
+                aside.push(format!(".damaged-{}", std::process::id()));
+                let aside = PathBuf::from(aside);
                 fs::rename(&path, &aside).at("move aside", &path)?;
                 if let Some(f) = report.findings.last_mut() {
                     f.problem
@@ -585,8 +470,8 @@ fn check_cache(
 
 /// Mounts under `tmp/` whose step's process is gone.
 fn check_mounts(store: &Store, report: &mut CheckReport, repair: bool) {
-    let tmp = store.root().join("tmp");
-    let Ok(points) = crate::sys::mounts_under(&tmp) else {
+    let tmp = store.layout().tmp();
+    let Ok(points) = mount::mounts_under(&tmp) else {
         return;
     };
     for point in points {
@@ -597,7 +482,7 @@ fn check_mounts(store: &Store, report: &mut CheckReport, repair: bool) {
                 rel(store, &point),
                 "mount of a build step whose process is gone",
             );
-            if repair && crate::sys::unmount(&point).is_ok() {
+            if repair && mount::unmount(&point).is_ok() {
                 let _ = fs::remove_dir(&point);
                 mark_repaired(report, true);
             }
@@ -626,8 +511,8 @@ fn check_snapshots(
     for (key, severity, problem) in doomed.into_iter().rev() {
         report.add(severity, format!("snapshots/{key}"), problem);
         if repair {
-            let dir = store.root().join("snapshots").join(&key);
-            store.remove_snapshot_dir(&dir)?;
+            let layout = store.layout();
+            snapshot::discard_dir(&layout.snapshots(), &layout.snapshot(&key))?;
             mark_repaired(report, true);
         }
     }
@@ -651,8 +536,8 @@ fn snapshot_problem(
             format!("snapshot of a process that is gone ({why})"),
         ),
         SnapshotHealth::Broken(why) => (Severity::Damaged, format!("snapshot: {why}")),
-        SnapshotHealth::Sound { kind, .. }
-            if *kind != SnapshotKind::Committed && dead_owner(store.root(), key) =>
+        SnapshotHealth::Sound { state, .. }
+            if *state != SnapshotState::Committed && dead_owner(store.root(), key) =>
         {
             (
                 Severity::Leftover,
@@ -660,7 +545,7 @@ fn snapshot_problem(
             )
         }
         SnapshotHealth::Sound {
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             ..
         } if chain && !reach.snapshots.contains(key) => (
             Severity::Unreachable,
@@ -713,13 +598,13 @@ fn orphans(snaps: &[(String, SnapshotHealth)], reach: &Reach, doomed: &[Doomed])
 /// open, else only what names a dead process) and `snapshots/.tmp`.
 fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Result<(), StoreError> {
     let alone = !store.content.others_active();
-    let mounted: HashSet<PathBuf> = crate::sys::mounts_under(store.root())
+    let mounted: HashSet<PathBuf> = mount::mounts_under(store.root())
         .unwrap_or_default()
         .into_iter()
         .collect();
     for (dir, all) in [
-        (store.root().join("tmp"), alone),
-        (store.root().join("snapshots/.tmp"), false),
+        (store.layout().tmp(), alone),
+        (snapshot::staging_of(&store.layout().snapshots()), false),
     ] {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
@@ -741,7 +626,7 @@ fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Resul
                     mounted.iter().filter(|m| m.starts_with(&path)).collect();
                 inside.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
                 for m in inside {
-                    let _ = crate::sys::unmount(m);
+                    let _ = mount::unmount(m);
                 }
                 let res = if path.is_dir() && !path.is_symlink() {
                     fs::remove_dir_all(&path)
@@ -761,7 +646,7 @@ fn check_staging(store: &Store, report: &mut CheckReport, repair: bool) -> Resul
 
 /// Lock files under `locks/` that nobody holds: their holder died.
 fn check_locks(store: &Store, report: &mut CheckReport, repair: bool) -> Result<(), StoreError> {
-    for path in crate::lock::stale_key_locks(&store.root().join("locks"), repair)? {
+    for path in crate::lock::stale_key_locks(&store.layout().locks(), repair)? {
         report.add(
             Severity::Leftover,
             rel(store, &path),

@@ -14,11 +14,11 @@ pub use gzip::ParallelGzip;
 use crate::digest::Digest;
 
 /// OCI media type of an uncompressed layer tar.
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// OCI media type of a gzip-compressed layer tar.
-pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// OCI media type of a zstd-compressed layer tar.
-pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
@@ -47,7 +47,7 @@ impl Compression {
 
     /// The compression a layer media type implies (OCI and Docker names), or
     /// `None` for a media type that is not a layer.
-    pub fn from_media_type(media_type: &str) -> Option<Compression> {
+    pub(crate) fn from_media_type(media_type: &str) -> Option<Compression> {
         match media_type {
             MEDIA_TYPE_LAYER_TAR
             | "application/vnd.oci.image.layer.nondistributable.v1.tar"
@@ -141,16 +141,6 @@ pub enum Compressor<W: Write> {
     Gzip(ParallelGzip<W>),
     /// zstd encoder.
     Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-impl From<crate::oci::LayerCompression> for Compression {
-    fn from(c: crate::oci::LayerCompression) -> Self {
-        match c {
-            crate::oci::LayerCompression::None => Compression::None,
-            crate::oci::LayerCompression::Gzip => Compression::Gzip,
-            crate::oci::LayerCompression::Zstd => Compression::Zstd,
-        }
-    }
 }
 
 /// A compression level: `None` picks each codec's default (gzip 6, zstd 3).

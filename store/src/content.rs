@@ -14,13 +14,16 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
+use crate::layout::{Layout, SNAPSHOTS_MODE, STORE_ROOT_MODE};
 use crate::lease::{Lease, Leased};
 use crate::lock::{lock, ActiveLock, LockMode};
+
+pub mod lazy;
 
 /// The blob store of one root. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
-    root: PathBuf,
+    layout: Layout,
     blobs: PathBuf,
     tmp: PathBuf,
     // Held for the life of every clone: tells other processes that our
@@ -37,11 +40,12 @@ impl ContentStore {
     /// `tmp/` and `oci-layout`. If no other process has the store open, old
     /// staging files in `tmp/` are deleted.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        let blobs = root.join("blobs").join("sha256");
-        let tmp = root.join("tmp");
+        let layout = Layout::new(root);
+        let blobs = layout.blobs();
+        let tmp = layout.tmp();
         let read_only = root.is_dir() && crate::lock::read_only_fs(root);
         if read_only {
-            return Self::open_read_only(root, blobs, tmp);
+            return Self::open_read_only(layout, blobs, tmp);
         }
         fs::create_dir_all(root).at("create directory", root)?;
         // Before anything is put under it: image trees must never be
@@ -49,25 +53,24 @@ impl ContentStore {
         // directory that holds other things than a store (`--root ~` by
         // mistake) is not narrowed: its snapshots/ is, which suffices.
         if is_store_or_empty(root) {
-            crate::sys::restrict_dir(root, crate::sys::STORE_ROOT_MODE)
+            crate::sys::restrict_dir(root, STORE_ROOT_MODE)
                 .at("restrict the permissions of", root)?;
         }
         fs::create_dir_all(&blobs).at("create directory", &blobs)?;
         fs::create_dir_all(&tmp).at("create directory", &tmp)?;
         // Where build steps mount their trees: the owner's alone, whatever
         // the root allows.
-        crate::sys::restrict_dir(&tmp, crate::sys::SNAPSHOTS_MODE)
-            .at("restrict the permissions of", &tmp)?;
+        crate::sys::restrict_dir(&tmp, SNAPSHOTS_MODE).at("restrict the permissions of", &tmp)?;
         // Register as a user before staging anything in tmp/, or another
         // opener that believes it is alone could sweep our staging file.
-        let active = ActiveLock::acquire(&root.join("active"), || sweep_tmp(&tmp))?;
-        sweep_dead_processes(root);
-        let layout = root.join("oci-layout");
-        if !layout.exists() {
-            write_atomic(&tmp, &layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        let active = ActiveLock::acquire(&layout.active(), || sweep_tmp(&tmp))?;
+        sweep_dead_processes(&layout);
+        let marker = layout.oci_layout();
+        if !marker.exists() {
+            write_atomic(&tmp, &marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         Ok(ContentStore {
-            root: root.to_path_buf(),
+            layout,
             blobs,
             tmp,
             active: Arc::new(active),
@@ -80,24 +83,25 @@ impl ContentStore {
     /// read-only): nothing is created or swept, nothing is leased (nobody
     /// can prune it from under us), and a change is refused with
     /// [`StoreError::ReadOnly`].
-    fn open_read_only(root: &Path, blobs: PathBuf, tmp: PathBuf) -> Result<Self, StoreError> {
+    fn open_read_only(layout: Layout, blobs: PathBuf, tmp: PathBuf) -> Result<Self, StoreError> {
         if !blobs.is_dir() {
             return Err(StoreError::Io {
                 op: "open the store at",
-                path: root.to_path_buf(),
+                path: layout.root().to_path_buf(),
                 source: io::Error::new(
                     io::ErrorKind::NotFound,
                     "it is read-only and holds no store (no blobs/sha256)",
                 ),
             });
         }
-        let active = ActiveLock::acquire(&root.join("active"), || Ok(()))?;
+        let active = ActiveLock::acquire(&layout.active(), || Ok(()))?;
+        let root = layout.root().to_path_buf();
         Ok(ContentStore {
-            root: root.to_path_buf(),
+            layout,
             blobs,
             tmp,
             active: Arc::new(active),
-            lease: Arc::new(Lease::disabled(root)),
+            lease: Arc::new(Lease::disabled(&root)),
             read_only: true,
         })
     }
@@ -114,12 +118,12 @@ impl ContentStore {
 
     /// The store lock (shared by [`crate::images::Store::lock`]).
     fn lock_path(&self) -> PathBuf {
-        self.root.join("lock")
+        self.layout.lock()
     }
 
     /// Whether the blob is present; if so it is leased to this process, so
     /// no concurrent `prune` removes it before it is used or referenced.
-    pub fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
+    pub(crate) fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
         let _guard = lock(&self.lock_path(), LockMode::Shared)?;
         if !self.has(d) {
             return Ok(false);
@@ -130,13 +134,18 @@ impl ContentStore {
 
     /// The store's root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Where things are under the store's root.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// Whether another process has this store open (see
     /// [`ActiveLock::others_present`]); garbage collection then spares
     /// recent blobs that a running build may be about to reference.
-    pub fn others_active(&self) -> bool {
+    pub(crate) fn others_active(&self) -> bool {
         self.active.others_present()
     }
 
@@ -162,7 +171,7 @@ impl ContentStore {
     fn new_writer(&self, hash: bool) -> Result<BlobWriter, StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly {
-                root: self.root.clone(),
+                root: self.root().to_path_buf(),
             });
         }
         let tmp = tempfile::Builder::new()
@@ -205,16 +214,16 @@ impl ContentStore {
     }
 
     /// Whether the blob is present (its content is not checked), as a
-    /// file or as a layer its snapshot can make (see [`crate::lazy`]).
+    /// file or as a layer its snapshot can make (see [`lazy`]).
     pub fn has(&self, d: &Digest) -> bool {
-        self.path(d).is_file() || crate::lazy::size(&self.root, d).is_some()
+        self.path(d).is_file() || lazy::size(self.root(), d).is_some()
     }
 
     /// The blob's size.
     pub fn size(&self, d: &Digest) -> Result<u64, StoreError> {
         match fs::metadata(self.path(d)) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => crate::lazy::size(&self.root, d)
+            Err(e) if e.kind() == io::ErrorKind::NotFound => lazy::size(self.root(), d)
                 .ok_or_else(|| StoreError::BlobMissing { digest: d.clone() }),
             Err(e) => Err(e).at("stat", &self.path(d)),
         }
@@ -228,10 +237,10 @@ impl ContentStore {
         }
         if self.read_only && self.has(d) {
             return Err(StoreError::ReadOnly {
-                root: self.root.clone(),
+                root: self.root().to_path_buf(),
             });
         }
-        if crate::lazy::materialize(self, d)? {
+        if lazy::materialize(self, d)? {
             return Ok(());
         }
         Err(StoreError::BlobMissing { digest: d.clone() })
@@ -255,7 +264,7 @@ impl ContentStore {
                         .map_err(|e| StoreError::from_io("read", &path, e))?;
                     return Ok(data);
                 }
-                if crate::lazy::materialize(self, d)? {
+                if lazy::materialize(self, d)? {
                     return self.read(d);
                 }
                 return Err(StoreError::BlobMissing { digest: d.clone() });
@@ -281,13 +290,13 @@ impl ContentStore {
             Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only => {
                 // Made outside the store, in an unnamed temporary file.
-                match crate::lazy::materialize_detached(self, d)? {
+                match lazy::materialize_detached(self, d)? {
                     Some(f) => Ok(VerifyingReader::new(f, d.clone())),
                     None => Err(StoreError::BlobMissing { digest: d.clone() }),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if crate::lazy::materialize(self, d)? {
+                if lazy::materialize(self, d)? {
                     return self.open_blob(d);
                 }
                 Err(StoreError::BlobMissing { digest: d.clone() })
@@ -324,7 +333,7 @@ impl ContentStore {
 
 /// Whether `root` is a store already (it has `oci-layout`) or empty.
 fn is_store_or_empty(root: &Path) -> bool {
-    root.join("oci-layout").is_file()
+    Layout::new(root).oci_layout().is_file()
         || fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())
 }
 
@@ -332,9 +341,9 @@ fn is_store_or_empty(root: &Path) -> bool {
 /// the store open: lease files and key lock files nobody holds (`flock(2)`
 /// locks die with their process, so this is exact, pid reuse or not).
 /// Failures are left for `rbk system check` to report.
-fn sweep_dead_processes(root: &Path) {
-    let _ = crate::lease::live_leases(root, None, true);
-    let _ = crate::lock::stale_key_locks(&root.join("locks"), true);
+fn sweep_dead_processes(layout: &Layout) {
+    let _ = crate::lease::live_leases(layout.root(), None, true);
+    let _ = crate::lock::stale_key_locks(&layout.locks(), true);
 }
 
 /// Deletes everything in `tmp/`: called only when no other process has the
@@ -355,7 +364,7 @@ fn sweep_tmp(tmp: &Path) -> Result<(), StoreError> {
 }
 
 /// Writes `data` to `dest` atomically: staged in `tmp`, fsynced, renamed.
-pub fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomic(tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), StoreError> {
     let mut f = tempfile::Builder::new()
         .prefix("write-")
         .tempfile_in(tmp)

@@ -21,7 +21,7 @@ impl Digest {
     }
 
     /// Finishes a running sha256.
-    pub fn from_hasher(h: Sha256) -> Self {
+    pub(crate) fn from_hasher(h: Sha256) -> Self {
         Digest(format!("sha256:{}", hex::encode(h.finalize())))
     }
 

@@ -5,9 +5,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+use crate::layout::Layout;
+
+mod archive;
+
+pub use archive::ArchiveError;
 
 /// Everything that can go wrong in the content store, the image index, the
-/// cache index and save/load/import.
+/// cache index and save/load/import (what is wrong with an archive itself
+/// is an [`ArchiveError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A blob that something refers to is not in the store.
@@ -95,6 +101,9 @@ pub enum StoreError {
         #[source]
         source: Box<crate::layer::LayerError>,
     },
+    /// A snapshot could not be read, made or removed.
+    #[error(transparent)]
+    Snapshot(Box<crate::snapshot::SnapshotError>),
     /// An index whose platforms are not all in the store, asked to leave
     /// it whole (push, save).
     #[error("image {image} lists platforms that are not in this store: {} (pull them: `rbk pull --all-platforms`)", .missing.join(", "))]
@@ -200,39 +209,6 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// An archive entry that would escape the archive's root.
-    #[error("archive entry {entry:?} is unsafe: {reason}")]
-    UnsafeEntry {
-        /// The entry's path as written in the archive.
-        entry: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// The archive could not be read as a tar (often: it is truncated).
-    #[error("cannot read the archive (is it truncated, or not a tar?)")]
-    ArchiveRead {
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The archive ends in the middle of an entry.
-    #[error("the archive is truncated: it ends inside {entry:?}")]
-    ArchiveTruncated {
-        /// The entry that is cut short.
-        entry: String,
-    },
-    /// The archive is neither a docker-archive nor an OCI layout.
-    #[error("archive has neither manifest.json (docker-archive) nor index.json (OCI layout)")]
-    ArchiveFormat,
-    /// The archive's manifest names a file the archive does not contain.
-    #[error("archive refers to {path:?}, which it does not contain")]
-    ArchiveMissing {
-        /// The path or digest that is missing.
-        path: String,
-    },
-    /// The archive's index or manifest.json names no image at all.
-    #[error("archive contains no image")]
-    ArchiveEmpty,
     /// The config's diff_ids do not match the archive's layers.
     #[error("image {image}: config lists {diff_ids} layers but the manifest has {layers}")]
     LayerCountMismatch {
@@ -243,33 +219,9 @@ pub enum StoreError {
         /// How many layers the manifest lists.
         layers: usize,
     },
-    /// A layer whose uncompressed content does not match the config's diff_id.
-    #[error("layer {layer} uncompresses to {actual}, but the config says {expected}")]
-    DiffIdMismatch {
-        /// The layer blob.
-        layer: Digest,
-        /// The diff_id from the config.
-        expected: Digest,
-        /// What the content hashes to.
-        actual: Digest,
-    },
-    /// A `--change` line of `import` that cannot be applied.
-    #[error("invalid --change {line:?}: {reason}")]
-    InvalidChange {
-        /// The line as given.
-        line: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A `--change` line whose argument should be a JSON array and is not.
-    #[error("invalid --change {line:?}: expected a JSON array of strings")]
-    ChangeNotJsonArray {
-        /// The line as given.
-        line: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A tar to load or import that is not a sound archive.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 }
 
 /// Attaches the operation and path to an `io::Result`, so that errors name
@@ -285,12 +237,17 @@ impl<T> IoResultExt<T> for io::Result<T> {
     }
 }
 
-/// The store whose file or directory `path` is: the nearest directory
-/// holding both `oci-layout` and `active` (which only a store has; a saved
-/// OCI layout has no `active`).
-pub fn store_root_of(path: &Path) -> Option<&Path> {
-    path.ancestors()
-        .find(|a| a.join("oci-layout").is_file() && a.join("active").is_file())
+impl From<crate::snapshot::SnapshotError> for StoreError {
+    /// A snapshot's filesystem error is the store's, told as any other
+    /// (a full disk as [`StoreError::NoSpace`]).
+    fn from(e: crate::snapshot::SnapshotError) -> Self {
+        match e {
+            crate::snapshot::SnapshotError::Io { op, path, source } => {
+                StoreError::io(op, &path, source)
+            }
+            e => StoreError::Snapshot(Box::new(e)),
+        }
+    }
 }
 
 impl StoreError {
@@ -306,7 +263,7 @@ impl StoreError {
     /// EDQUOT) or a read-only one (EROFS) under a store is said to be the
     /// store's, whatever the command was reading from.
     pub fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        let root = || store_root_of(path).map(Path::to_path_buf);
+        let root = || Layout::containing(path).map(Path::to_path_buf);
         match source.raw_os_error() {
             Some(libc::ENOSPC | libc::EDQUOT) => {
                 if let Some(root) = root() {

@@ -15,8 +15,9 @@
 mod apply;
 mod diff;
 mod lower;
-mod size;
 
+use std::fs::{self, Metadata};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub use apply::{apply, apply_over};
@@ -26,24 +27,24 @@ use crate::compress::{Compression, Level};
 use crate::digest::Digest;
 
 /// Prefix of an OCI whiteout file: `.wh.name` deletes `name` of lower layers.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 /// An entry with this name marks its directory opaque: lower contents hidden.
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Xattr overlayfs sets on an opaque upper directory (as root).
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+pub(crate) const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// The opaque xattr this process's overlay mounts read: `user.overlay.*`
 /// in a user namespace (overlay mounted with `userxattr`), else
 /// `trusted.overlay.*`.
-pub fn opaque_xattr() -> &'static str {
-    if crate::sys::in_user_namespace() {
+pub(crate) fn opaque_xattr() -> &'static str {
+    if crate::process::in_user_namespace() {
         OVERLAY_OPAQUE_USER_XATTR
     } else {
         OVERLAY_OPAQUE_XATTR
     }
 }
 /// The same in rootless (`userxattr`) overlay mounts.
-pub const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
+pub(crate) const OVERLAY_OPAQUE_USER_XATTR: &str = "user.overlay.opaque";
 
 /// What [`diff_upper`] / [`diff_trees`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +184,22 @@ impl LayerError {
             source,
         }
     }
+}
+
+/// The metadata of `p` (not following a symlink), or `None` when there is
+/// nothing there.
+fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
+    match fs::symlink_metadata(p) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LayerError::io("stat", p)(e)),
+    }
+}
+
+/// Whether `m` is an overlay whiteout: a 0/0 character device.
+fn is_overlay_whiteout(m: &Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 /// Cleans a tar entry name into a relative path of normal components:

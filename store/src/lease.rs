@@ -24,10 +24,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::sys::flock::{flock, FlockMode, Locked};
+use crate::flock::{flock, FlockMode, Locked};
 
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
+use crate::layout::Layout;
 
 /// One resource a lease keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,7 +80,7 @@ impl Lease {
     /// A lease in `root/leases`, not yet written.
     pub fn new(root: &Path) -> Lease {
         Lease {
-            dir: root.join("leases"),
+            dir: Layout::new(root).leases(),
             open: Mutex::new(None),
             disabled: false,
         }
@@ -88,7 +89,7 @@ impl Lease {
     /// The lease of a process on a read-only store: adding is a no-op.
     pub fn disabled(root: &Path) -> Lease {
         Lease {
-            dir: root.join("leases"),
+            dir: Layout::new(root).leases(),
             open: Mutex::new(None),
             disabled: true,
         }
@@ -194,7 +195,7 @@ pub struct LiveLeases {
 /// be taken belongs to a dead process: with `sweep` it is deleted (under
 /// its lock, so no process can be adding to it), else only reported.
 pub fn live_leases(root: &Path, own: Option<&Path>, sweep: bool) -> Result<LiveLeases, StoreError> {
-    let dir = root.join("leases");
+    let dir = Layout::new(root).leases();
     let mut out = LiveLeases::default();
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,

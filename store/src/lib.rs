@@ -3,6 +3,8 @@
 //! (kernel overlay or plain copies), layer diff/apply, and save/load/import.
 //!
 //! It knows nothing of Dockerfiles or build graphs.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod archive;
 pub mod cache;
@@ -11,16 +13,21 @@ pub mod compress;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod flock;
+pub mod fs_ext;
 pub mod images;
 pub mod layer;
-pub mod lazy;
+pub mod layout;
 pub mod lease;
+mod leftovers;
 pub mod lock;
+pub mod mount;
 pub mod oci;
+pub mod process;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;
-pub mod sys;
+mod sys;
 pub mod unpack;
 pub mod variant;
 pub mod workspace;
@@ -30,4 +37,5 @@ pub use content::{BlobWriter, ContentStore};
 pub use digest::Digest;
 pub use error::StoreError;
 pub use images::{BrokenImage, Image, Store};
+pub use layout::Layout;
 pub use reference::Reference;

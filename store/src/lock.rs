@@ -15,13 +15,13 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::sys::flock::{self as sys_flock, FlockMode, Locked};
+use crate::flock::{self as file_lock, FlockMode, Locked};
 
 use crate::error::{IoResultExt, StoreError};
 
 /// A held lock on the store; dropping it releases the lock.
 #[derive(Debug)]
-pub struct LockGuard {
+pub(crate) struct LockGuard {
     // None for a nested guard of a thread that already holds the lock.
     lock: Option<Locked>,
     path: PathBuf,
@@ -54,7 +54,7 @@ thread_local! {
 
 /// How a lock is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
+pub(crate) enum LockMode {
     /// Several readers at once.
     Shared,
     /// One writer, no readers.
@@ -99,7 +99,7 @@ fn read_only(path: &Path) -> StoreError {
 }
 
 fn flock(path: &Path, file: File, mode: FlockMode) -> Result<Option<Locked>, StoreError> {
-    sys_flock::flock(file, mode).map_err(|source| StoreError::Lock {
+    file_lock::flock(file, mode).map_err(|source| StoreError::Lock {
         path: path.to_path_buf(),
         source,
     })
@@ -110,7 +110,7 @@ fn flock(path: &Path, file: File, mode: FlockMode) -> Result<Option<Locked>, Sto
 /// it again in either mode, and one holding it shared may take it shared;
 /// asking for exclusive while holding it shared is refused (an upgrade could
 /// deadlock against another upgrader).
-pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
+pub(crate) fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
     let nested = HELD.with(|held| {
         let mut held = held.borrow_mut();
         match held.get_mut(path) {
@@ -168,38 +168,31 @@ pub fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
 
 /// The "this process uses the store" lock, held shared while a store is open.
 #[derive(Debug)]
-pub struct ActiveLock {
+pub(crate) struct ActiveLock {
     // None on a read-only store that has never been opened read-write.
     _lock: Option<Locked>,
-    path: PathBuf,
 }
 
 impl ActiveLock {
     /// Registers this process as a user of the store. If no other process
     /// holds the store open, `when_alone` runs first (under an exclusive
     /// lock), which is how `tmp/` leftovers of crashed processes are swept.
-    pub fn acquire(
+    pub(crate) fn acquire(
         path: &Path,
         when_alone: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<Self, StoreError> {
         let Some(file) = open_lock_file(path)? else {
-            return Ok(ActiveLock {
-                _lock: None,
-                path: path.to_path_buf(),
-            });
+            return Ok(ActiveLock { _lock: None });
         };
         if let Some(excl) = flock(path, file, FlockMode::TryExclusive)? {
             let res = when_alone();
             // Downgrading is not atomic in flock(2): another process may slip
             // in between and sweep tmp/ too, which is harmless since we have
             // not staged anything yet.
-            let relocked = sys_flock::relock(&excl, FlockMode::Shared);
+            let relocked = file_lock::relock(&excl, FlockMode::Shared);
             res?;
             if relocked.is_ok_and(|held| held) {
-                return Ok(ActiveLock {
-                    _lock: Some(excl),
-                    path: path.to_path_buf(),
-                });
+                return Ok(ActiveLock { _lock: Some(excl) });
             }
         }
         let file = open_lock_file(path)?.ok_or_else(|| StoreError::Lock {
@@ -207,10 +200,7 @@ impl ActiveLock {
             source: io::Error::from(io::ErrorKind::NotFound),
         })?;
         match flock(path, file, FlockMode::Shared)? {
-            Some(l) => Ok(ActiveLock {
-                _lock: Some(l),
-                path: path.to_path_buf(),
-            }),
+            Some(l) => Ok(ActiveLock { _lock: Some(l) }),
             None => Err(StoreError::Lock {
                 path: path.to_path_buf(),
                 source: io::Error::from(io::ErrorKind::WouldBlock),
@@ -218,24 +208,19 @@ impl ActiveLock {
         }
     }
 
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether another process (or another open of the store) has the store
     /// open right now. Briefly converts our shared lock to exclusive: flock
     /// drops the old lock before trying the new one, so the caller must not
     /// be staging anything in tmp/ meanwhile (garbage collection, which
     /// asks this, does not).
-    pub fn others_present(&self) -> bool {
+    pub(crate) fn others_present(&self) -> bool {
         let Some(lock) = &self._lock else {
             return true;
         };
-        let alone = sys_flock::relock(lock, FlockMode::TryExclusive).is_ok_and(|held| held);
+        let alone = file_lock::relock(lock, FlockMode::TryExclusive).is_ok_and(|held| held);
         // Back to shared whatever happened; blocking is fine since only
         // exclusive holders (momentary, in `acquire`) can be in the way.
-        let _ = sys_flock::relock(lock, FlockMode::Shared);
+        let _ = file_lock::relock(lock, FlockMode::Shared);
         !alone
     }
 }
@@ -310,7 +295,7 @@ impl KeyLock {
 /// Lock files in `dir` that nobody holds (their holder died before it could
 /// unlink them). With `remove`, each is deleted under its lock, with the
 /// same inode check as [`KeyLock::acquire`].
-pub fn stale_key_locks(dir: &Path, remove: bool) -> Result<Vec<PathBuf>, StoreError> {
+pub(crate) fn stale_key_locks(dir: &Path, remove: bool) -> Result<Vec<PathBuf>, StoreError> {
     use std::os::unix::fs::MetadataExt;
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,

@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use std::str::FromStr;
 
+use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::error::StoreError;
 
@@ -91,6 +92,16 @@ impl LayerCompression {
             Self::None => MEDIA_TYPE_OCI_LAYER,
             Self::Gzip => MEDIA_TYPE_OCI_LAYER_GZIP,
             Self::Zstd => MEDIA_TYPE_OCI_LAYER_ZSTD,
+        }
+    }
+}
+
+impl From<LayerCompression> for Compression {
+    fn from(c: LayerCompression) -> Self {
+        match c {
+            LayerCompression::None => Compression::None,
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
         }
     }
 }

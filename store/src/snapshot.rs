@@ -4,7 +4,7 @@
 //! A snapshot is *active* (writable, being built), *committed* (immutable,
 //! usable as a parent; named by the layer's chain id) or a *view*
 //! (read-only, for inspection). Snapshotters only compute [`Mount`]s as
-//! plain data; [`crate::sys::mount_all`] performs them, so everything here is
+//! plain data; [`crate::mount::mount_all`] performs them, so everything here is
 //! testable without root and one test suite covers every backend.
 //!
 //! On disk (under the directory given to `open`): `<key>/fs` (the tree),
@@ -16,32 +16,37 @@
 mod copy;
 mod meta;
 mod overlay;
+mod tree;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-pub use copy::{copy_tree, link_tree, CopySnapshotter};
-pub use meta::{fsck, SnapshotHealth};
+pub use copy::CopySnapshotter;
+pub(crate) use meta::{
+    discard_dir, exists_in, fsck, parent_of, staging_of, tree_of, SnapshotHealth,
+};
 pub use overlay::{overlay_supported, overlay_works_in, OverlaySnapshotter};
 
 use crate::digest::Digest;
 use crate::layer::{ApplyStats, DiffOptions, LayerError, LayerInfo};
+use crate::mount::Mount;
 
-/// A mount to perform, as plain data (containerd's shape).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Mount {
-    /// Filesystem type: `"overlay"` or `"bind"`.
-    pub kind: String,
-    /// What to mount (`"overlay"` or a directory for binds).
-    pub source: PathBuf,
-    /// Options: flags (`ro`, `rbind`, ...) and data (`lowerdir=...`).
-    pub options: Vec<String>,
+/// Which snapshotter made a snapshot, and so how its layer is made again
+/// from its files (for layers written on demand, see
+/// [`crate::content::lazy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotterKind {
+    /// An overlay upper directory: its files are the layer.
+    Overlay,
+    /// A full copy: the layer is its difference from its parent's copy.
+    Copy,
 }
 
 /// The state of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SnapshotKind {
+pub enum SnapshotState {
     /// Immutable; may be a parent.
     Committed,
     /// Writable; becomes committed through [`Snapshotter::commit`].
@@ -58,7 +63,7 @@ pub struct SnapshotInfo {
     /// Its parent, if any.
     pub parent: Option<String>,
     /// Its state.
-    pub kind: SnapshotKind,
+    pub state: SnapshotState,
     /// Bytes of its own files (the layer's, or for a copy snapshot the whole
     /// tree's), hard links counted once.
     pub size: u64,
@@ -87,13 +92,13 @@ pub enum SnapshotError {
     },
     /// The operation needs another state (e.g. committing a committed one).
     #[error("snapshot {key:?} is {actual:?}, expected {expected:?}")]
-    WrongKind {
+    WrongState {
         /// The snapshot.
         key: String,
         /// The state it has.
-        actual: SnapshotKind,
+        actual: SnapshotState,
         /// The state the operation needs.
-        expected: SnapshotKind,
+        expected: SnapshotState,
     },
     /// Removing a snapshot that others are stacked on.
     #[error("snapshot {key:?} is the parent of {child:?}; remove that first")]
@@ -163,9 +168,9 @@ pub trait Snapshotter: Send + Sync {
     /// snapshot must be unmounted. Fails with `AlreadyExists` when another
     /// build committed `name` first; the caller then removes `key`.
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError>;
-    /// How this snapshotter's snapshots make their layers (for layers
-    /// written on demand, see [`crate::lazy`]).
-    fn kind(&self) -> crate::lazy::SnapshotKind;
+    /// Which snapshotter this is: how its snapshots make their layers (for
+    /// layers written on demand, see [`crate::content::lazy`]).
+    fn kind(&self) -> SnapshotterKind;
     /// Deletes a snapshot that no other snapshot has as parent.
     fn remove(&self, key: &str) -> Result<(), SnapshotError>;
     /// Describes a snapshot.

@@ -1,333 +1,174 @@
-//! The only place in the store that performs mounts (`mount(2)`,
-//! `umount2(2)`), locks (`flock(2)`) and the few file syscalls std lacks
-//! (xattrs, device nodes).
-//!
-//! Snapshotters only *compute* [`Mount`]s as plain data; [`mount_all`] turns
-//! them into kernel mounts and hands back a guard that undoes them.
-#![allow(unsafe_code)] // xattr calls go through libc; each block says why it is sound.
+//! The store's raw system calls, and the only place in it with `unsafe`:
+//! extended attributes and device nodes (which std does not offer), a
+//! mount made from another working directory, `syncfs(2)`; and a tree
+//! removal that gets past read-only directories.
+#![allow(unsafe_code)] // libc calls and a fork; each block says why it is sound.
 
-pub mod flock;
-mod fs;
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
+use nix::sys::stat::{Mode, SFlag};
 
-use nix::mount::{MntFlags, MsFlags};
-
-pub use fs::{
-    dev_major_minor, get_xattr, in_user_namespace, is_root, list_xattrs, make_node, restrict_dir,
-    set_xattr, NodeKind,
-};
-
-/// The most a store's root directory allows: its owner only, and its group
-/// may pass through (Docker's data root is 0710). Whatever is under it —
-/// image trees with setuid binaries and device nodes among them — is out of
-/// other local users' reach.
-pub const STORE_ROOT_MODE: u32 = 0o710;
-
-/// The most a snapshot directory allows (containerd's snapshot root is
-/// 0700): the unpacked trees are for the builder and its sandbox alone.
-pub const SNAPSHOTS_MODE: u32 = 0o700;
-
-use crate::snapshot::Mount;
-
-/// When process `pid` started, in clock ticks after boot (field 22 of
-/// `/proc/<pid>/stat`), or `None` when there is no such process. With the
-/// pid it names one process for good: a pid reused later has another.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold anything,
-    // spaces and parentheses included: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-/// This process as `<pid>-<start>`, for names of files that must be known
-/// as a dead process's even after its pid is reused.
-pub fn process_tag() -> String {
-    let pid = std::process::id();
-    match process_start(pid) {
-        Some(start) => format!("{pid}-{start}"),
-        None => pid.to_string(),
-    }
+fn cname(n: &OsStr) -> io::Result<CString> {
+    CString::new(n.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })
 }
 
-/// Whether the process a [`process_tag`] (or a bare pid) names is gone:
-/// no process has the pid, or the one that has it started at another time.
-pub fn tag_is_dead(tag: &str) -> bool {
-    let mut parts = tag.splitn(2, '-');
-    let Some(Ok(pid)) = parts.next().map(str::parse::<u32>) else {
-        return false;
-    };
-    match (parts.next().map(str::parse::<u64>), process_start(pid)) {
-        (_, None) => true,
-        (Some(Ok(start)), Some(now)) => start != now,
-        // A bare pid still in use: alive, as far as anyone can tell.
-        _ => false,
-    }
+fn not_supported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTSUP)
 }
 
-/// A mount that failed or could not be undone.
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    /// `mount(2)` refused.
-    #[error("cannot mount {kind} {} on {}: {source}", .source_path.display(), .target.display())]
-    Mount {
-        /// The mount type ("overlay", "bind").
-        kind: String,
-        /// The mount source.
-        source_path: PathBuf,
-        /// Where it was to be mounted.
-        target: PathBuf,
-        /// The kernel's answer.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The option string is longer than the kernel accepts (one page).
-    #[error(
-        "{kind} mount options for {} are {len} bytes, over the kernel's limit of {limit}; \
-         the layer chain is too deep",
-        .target.display()
-    )]
-    OptionsTooLong {
-        /// The mount type.
-        kind: String,
-        /// Where it was to be mounted.
-        target: PathBuf,
-        /// Length of the option string.
-        len: usize,
-        /// The limit (page size minus the terminating NUL).
-        limit: usize,
-    },
-    /// `umount2(2)` failed even with `MNT_DETACH`.
-    #[error("cannot unmount {}: {source}", .target.display())]
-    Unmount {
-        /// The mount point.
-        target: PathBuf,
-        /// The kernel's answer.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Mounts that are undone (in reverse order) when the guard is dropped, even
-/// on an error path or a panic.
-#[derive(Debug)]
-#[must_use = "dropping the guard unmounts at once"]
-pub struct MountGuard {
-    targets: Vec<PathBuf>,
-}
-
-impl MountGuard {
-    /// The mount point(s), innermost last.
-    pub fn targets(&self) -> &[PathBuf] {
-        &self.targets
-    }
-
-    /// Unmounts now and reports a failure instead of swallowing it.
-    pub fn unmount(mut self) -> Result<(), MountError> {
-        let targets = std::mem::take(&mut self.targets);
-        let mut first_err = None;
-        for t in targets.iter().rev() {
-            if let Err(e) = unmount(t) {
-                first_err.get_or_insert(e);
-            }
+/// The names of the extended attributes of `path` (not following a final
+/// symlink), in the order the filesystem lists them. A filesystem without
+/// xattr support has none.
+pub fn list_xattrs(path: &Path) -> io::Result<Vec<OsString>> {
+    let p = cpath(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `p` is a valid NUL-terminated string and `buf` is a live,
+        // writable allocation of exactly `buf.len()` bytes.
+        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
         }
-        first_err.map_or(Ok(()), Err)
-    }
-}
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        for t in self.targets.iter().rev() {
-            // Nothing to report to from Drop; `unmount()` exists for callers
-            // who want the error. A lazy detach already ran as the fallback.
-            let _ = unmount(t);
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            _ if not_supported(&e) => return Ok(Vec::new()),
+            _ => return Err(e),
         }
     }
-}
-
-/// Unmounts `target`, falling back to a lazy detach when it is busy so that a
-/// leftover process cannot pin the build's mounts forever.
-pub fn unmount(target: &Path) -> Result<(), MountError> {
-    match nix::mount::umount2(target, MntFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| MountError::Unmount {
-                target: target.to_path_buf(),
-                source: e.into(),
-            })
-        }
-    }
-}
-
-/// The mount points at or below `dir` in this process's mount namespace,
-/// from `/proc/self/mountinfo` (its fifth field, octal escapes undone).
-pub fn mounts_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
-        .filter(|p| p.starts_with(dir))
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| OsString::from_vec(s.to_vec()))
         .collect())
 }
 
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
+/// The value of xattr `name` on `path` (not following a final symlink), or
+/// `None` when it is not set.
+pub fn get_xattr(path: &Path, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: `p` and `n` are NUL-terminated; `buf` is writable for
+        // `buf.len()` bytes.
+        let got =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENODATA) => return Ok(None),
+            _ if not_supported(&e) => return Ok(None),
+            _ => return Err(e),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts each of `mounts` on `target`, in order (later ones stack on top).
-/// On failure, whatever was mounted so far is undone before returning.
-pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard, MountError> {
-    let mut guard = MountGuard {
-        targets: Vec::new(),
+/// Sets xattr `name` on `path` itself (a symlink is not followed).
+pub fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    let p = cpath(path)?;
+    let n = cname(name)?;
+    // SAFETY: `p` and `n` are NUL-terminated; `value` is readable for
+    // `value.len()` bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
     };
-    for m in mounts {
-        mount_one(m, target)?;
-        guard.targets.push(target.to_path_buf());
-    }
-    Ok(guard)
-}
-
-/// Splits mount options into kernel flags and the data string.
-fn parse_options(options: &[String]) -> (MsFlags, Vec<&str>) {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    for o in options {
-        match o.as_str() {
-            "ro" => flags |= MsFlags::MS_RDONLY,
-            "rw" | "defaults" => {}
-            "bind" => flags |= MsFlags::MS_BIND,
-            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
-            "nosuid" => flags |= MsFlags::MS_NOSUID,
-            "nodev" => flags |= MsFlags::MS_NODEV,
-            "noexec" => flags |= MsFlags::MS_NOEXEC,
-            "noatime" => flags |= MsFlags::MS_NOATIME,
-            "relatime" => flags |= MsFlags::MS_RELATIME,
-            other => data.push(other),
-        }
-    }
-    (flags, data)
-}
-
-fn mount_one(m: &Mount, target: &Path) -> Result<(), MountError> {
-    let err = |source: nix::Error| MountError::Mount {
-        kind: m.kind.clone(),
-        source_path: m.source.clone(),
-        target: target.to_path_buf(),
-        source: source.into(),
-    };
-    let (mut flags, data) = parse_options(&m.options);
-    let data = data.join(",");
-    let limit = page_size().saturating_sub(1);
-    if data.len() > limit && m.kind == "overlay" {
-        // Docker's overlay2 way: the lower dirs named relative to the one
-        // directory of short links they share, from a process in it.
-        if let Some((dir, short)) = relative_lowers(&data) {
-            if short.len() <= limit {
-                return mount_from(&dir, m, target, flags, &short).map_err(err);
-            }
-        }
-    }
-    if data.len() > limit {
-        return Err(MountError::OptionsTooLong {
-            kind: m.kind.clone(),
-            target: target.to_path_buf(),
-            len: data.len(),
-            limit,
-        });
-    }
-    let data_arg = (!data.is_empty()).then_some(data.as_str());
-    if m.kind == "bind" || flags.contains(MsFlags::MS_BIND) {
-        flags |= MsFlags::MS_BIND;
-        let ro = flags.contains(MsFlags::MS_RDONLY);
-        // The kernel ignores MS_RDONLY on the initial bind; read-only takes a
-        // remount of the new bind mount.
-        nix::mount::mount(Some(&m.source), target, None::<&str>, flags, None::<&str>)
-            .map_err(err)?;
-        if ro {
-            let re = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            if let Err(e) = nix::mount::mount(None::<&str>, target, None::<&str>, re, None::<&str>)
-            {
-                let _ = unmount(target);
-                return Err(err(e));
-            }
-        }
+    if r == 0 {
         Ok(())
     } else {
-        nix::mount::mount(
-            Some(&m.source),
-            target,
-            Some(m.kind.as_str()),
-            flags,
-            data_arg,
-        )
-        .map_err(err)
+        Err(io::Error::last_os_error())
     }
 }
 
-/// The overlay data `data` with its lower dirs named relative to the
-/// directory they all are in (the snapshotter's short links), and that
-/// directory; `None` when they are not all in one.
-fn relative_lowers(data: &str) -> Option<(PathBuf, String)> {
-    let mut dir: Option<&Path> = None;
-    let mut out = Vec::new();
-    for opt in data.split(',') {
-        let Some(list) = opt.strip_prefix("lowerdir=") else {
-            out.push(opt.to_string());
-            continue;
-        };
-        let mut names = Vec::new();
-        for lower in list.split(':') {
-            let p = Path::new(lower);
-            let (parent, name) = (p.parent()?, p.file_name()?.to_str()?);
-            if *dir.get_or_insert(parent) != parent || !p.is_absolute() {
-                return None;
-            }
-            names.push(name);
-        }
-        out.push(format!("lowerdir={}", names.join(":")));
+/// The kind of special file [`make_node`] creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A named pipe.
+    Fifo,
+}
+
+/// Creates a device node or fifo at `path` with permission bits `perm`.
+pub fn make_node(path: &Path, kind: NodeKind, perm: u32, major: u64, minor: u64) -> io::Result<()> {
+    let kind_flag = match kind {
+        NodeKind::Char => SFlag::S_IFCHR,
+        NodeKind::Block => SFlag::S_IFBLK,
+        NodeKind::Fifo => SFlag::S_IFIFO,
+    };
+    let dev = nix::sys::stat::makedev(major, minor);
+    nix::sys::stat::mknod(
+        path,
+        kind_flag,
+        Mode::from_bits_truncate(perm & 0o7777),
+        dev,
+    )
+    .map_err(io::Error::from)
+}
+
+/// The major and minor numbers of a device id from `stat`.
+pub(crate) fn dev_major_minor(rdev: u64) -> (u64, u64) {
+    (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
+}
+
+/// Takes from directory `path` every permission bit `max` does not allow
+/// (the owner keeps rwx), when the process owns it: a store made 0755 by
+/// an older rbk or a umask is tightened when opened. A directory of
+/// another user, or on a read-only filesystem, is left as it is.
+pub(crate) fn restrict_dir(path: &Path, max: u32) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Ok(());
     }
-    Some((dir?.to_path_buf(), out.join(",")))
+    let current = meta.mode() & 0o7777;
+    let wanted = (current & max) | 0o700;
+    if wanted == current {
+        return Ok(());
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)) {
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        other => other,
+    }
 }
 
-/// The length of an overlay's mount data once [`mount_one`] has named its
-/// lower dirs relative to their directory (when they share one).
-pub fn overlay_data_len(options: &[String]) -> usize {
-    let (_, data) = parse_options(options);
-    let data = data.join(",");
-    relative_lowers(&data).map_or(data.len(), |(_, short)| short.len())
-}
-
-/// Mounts overlay `m` on `target` from a child process whose working
+/// Mounts `source` (of type `kind`) on `target` from a child process whose working
 /// directory is `dir`, so `data` may name lower dirs relative to it (the
 /// working directory is the whole process's: a thread cannot change it
 /// for itself alone). The mount is in our mount namespace, which the child
 /// shares.
-fn mount_from(
+pub(crate) fn mount_from(
     dir: &Path,
-    m: &Mount,
+    source: &Path,
     target: &Path,
-    flags: MsFlags,
+    kind: &str,
+    flags: nix::mount::MsFlags,
     data: &str,
 ) -> Result<(), nix::Error> {
     use std::ffi::CString;
@@ -337,9 +178,9 @@ fn mount_from(
     // async-signal-safe calls (no allocation).
     let (dir, source) = (
         c(dir.as_os_str().as_bytes())?,
-        c(m.source.as_os_str().as_bytes())?,
+        c(source.as_os_str().as_bytes())?,
     );
-    let (target, kind) = (c(target.as_os_str().as_bytes())?, c(m.kind.as_bytes())?);
+    let (target, kind) = (c(target.as_os_str().as_bytes())?, c(kind.as_bytes())?);
     let data = c(data.as_bytes())?;
     // SAFETY: the child only makes raw syscalls (chdir, mount, _exit) on
     // memory prepared above, then exits without unwinding or running
@@ -370,91 +211,39 @@ fn mount_from(
     }
 }
 
-/// Writes the filesystem holding `path` to disk (`syncfs(2)`): what
-/// unmounting an overlay does to its upper filesystem, unless it was mounted
-/// `volatile`.
-pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
-    let dir = std::fs::File::open(path)?;
-    // SAFETY: syncfs only reads the descriptor number, which `dir` keeps
+/// `syncfs(2)` of the filesystem holding the open file `f`.
+pub(crate) fn syncfs(f: &std::fs::File) -> io::Result<()> {
+    // SAFETY: syncfs only reads the descriptor number, which `f` keeps
     // open for the duration of the call.
-    let r = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    let r = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(f)) };
     if r == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error())
+        Err(io::Error::last_os_error())
     }
 }
 
-/// Whether overlay takes the `volatile` option (Linux 5.10 and later): no
-/// sync of the upper filesystem at unmount, and `fsync` inside the mount
-/// returns at once.
-pub fn overlay_volatile_supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut parts = release.trim().split(['.', '-']);
-        let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
-        matches!((num(), num()), (Some(major), Some(minor)) if (major, minor) >= (5, 10))
-    })
+/// Deletes a tree, first making directories writable if a read-only one
+/// (common in unpacked images) stops an unprivileged user.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    make_writable(path);
+    std::fs::remove_dir_all(path)
 }
 
-/// The system page size, which bounds mount option strings.
-pub fn page_size() -> usize {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|v| usize::try_from(v).ok())
-        .unwrap_or(4096)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn process_tags_tell_a_live_process_from_a_dead_one() {
-        let me = process_tag();
-        assert!(me.contains('-'), "{me}");
-        assert!(!tag_is_dead(&me));
-        assert!(!tag_is_dead(&std::process::id().to_string()));
-        // Our pid with another start time: a reused pid.
-        assert!(tag_is_dead(&format!("{}-1", std::process::id())));
-        // A pid above the kernel's maximum (4194304).
-        assert!(tag_is_dead("4194305-7"));
-        assert!(!tag_is_dead("not-a-pid"));
-    }
-
-    #[test]
-    fn options_split_into_flags_and_data() {
-        let opts: Vec<String> = ["ro", "rbind", "lowerdir=/a:/b", "nodev", "index=off"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let (flags, data) = parse_options(&opts);
-        assert!(flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert!(flags.contains(MsFlags::MS_NODEV));
-        assert_eq!(data, vec!["lowerdir=/a:/b", "index=off"]);
-    }
-
-    #[test]
-    fn too_long_options_are_refused_before_the_kernel() {
-        let m = Mount {
-            kind: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![format!("lowerdir={}", "x".repeat(page_size() + 10))],
-        };
-        let e = mount_all(&[m], Path::new("/nonexistent-rbk-target")).unwrap_err();
-        assert!(matches!(e, MountError::OptionsTooLong { .. }), "{e}");
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
-        assert_eq!(unescape_mountinfo("/plain\\x"), "/plain\\x");
-        assert!(mounts_under(Path::new("/proc"))
-            .unwrap()
-            .iter()
-            .any(|p| p == Path::new("/proc")));
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = std::fs::read_dir(path) {
+            for e in rd.flatten() {
+                make_writable(&e.path());
+            }
+        }
     }
 }

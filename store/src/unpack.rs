@@ -73,7 +73,7 @@ pub fn unpack_layers<E: From<UnpackError>>(
         crate::images::check_layer_count(&top.to_string(), layers.len())
             .map_err(UnpackError::from)?;
     }
-    let locks = store.root().join("locks");
+    let locks = store.layout().locks();
     let mut parent: Option<String> = None;
     for (layer, chain) in layers.iter().zip(oci::chain_ids(&ids)) {
         let key = chain.hex().to_string();
@@ -127,7 +127,7 @@ fn stack(
         // user namespace): the tar makes the same tree.
         Ok(false) | Err(_) => return Ok(false),
     }
-    crate::lazy::alias(&store.content, &layer.blob.digest, &own, key)?;
+    crate::content::lazy::alias(&store.content, &layer.blob.digest, &own, key)?;
     Ok(true)
 }
 

@@ -116,8 +116,8 @@ fn variant_media_type(uncompressed: &str, to: Compression) -> String {
 
 impl Store {
     fn variant_record_path(&self, source: &Digest, to: &ExportFormat) -> PathBuf {
-        self.root()
-            .join("variants")
+        self.layout()
+            .variants()
             .join(to.variant_dir())
             .join(source.hex())
     }
@@ -137,7 +137,7 @@ impl Store {
 
     /// [`Store::cached_compressed_layer`] for a codec, level and
     /// recompression choice.
-    pub fn cached_layer_variant(
+    pub(crate) fn cached_layer_variant(
         &self,
         layer: &Descriptor,
         to: &ExportFormat,
@@ -176,10 +176,9 @@ impl Store {
     ///
     /// Safe to call from several threads and processes at once: at worst
     /// two of them compress the same layer, to the same bytes. The returned
-    /// blob is fresh (its mtime is now), so a concurrent `prune` spares it
-    /// for [`crate::images::PRUNE_GRACE`] while this process has the store
-    /// open. Do not call while holding the store lock (this takes it,
-    /// shared).
+    /// blob is leased to this process (see [`crate::lease`]), so a
+    /// concurrent `prune` spares it. Do not call while holding the store
+    /// lock (this takes it, shared).
     pub fn compressed_layer(
         &self,
         layer: &Descriptor,
@@ -192,7 +191,7 @@ impl Store {
     /// choice: with `force`, a layer stored compressed with another codec
     /// is decompressed and compressed again (its variant recorded the same
     /// way, under the compressed blob's digest).
-    pub fn layer_variant(
+    pub(crate) fn layer_variant(
         &self,
         layer: &Descriptor,
         to: &ExportFormat,
@@ -220,7 +219,7 @@ impl Store {
     /// it instead of compressing again. For a layer that arrived compressed
     /// (a registry cache's) and was decompressed here: the caller has
     /// checked that `variant` decompresses to `layer`.
-    pub fn record_compressed_layer(
+    pub(crate) fn record_compressed_layer(
         &self,
         layer: &Descriptor,
         variant: &Descriptor,
@@ -435,7 +434,7 @@ impl Store {
     /// For `prune`, which calls it under the exclusive store lock after
     /// deleting blobs; a record it misses is harmless (ignored on lookup).
     pub(crate) fn sweep_variant_records(&self) {
-        let Ok(algos) = fs::read_dir(self.root().join("variants")) else {
+        let Ok(algos) = fs::read_dir(self.layout().variants()) else {
             return;
         };
         for entry in algos

@@ -12,7 +12,7 @@
 //!    ([`Snapshotter::prepare`], or [`Snapshotter::view`] for a read-only
 //!    one), whose mounts are computed as data;
 //! 3. **mount** — the mounts performed at `tmp/<key>-rootfs` (or
-//!    `tmp/<key>-view`) by [`crate::sys::mount_all`]: a kernel overlay, or a
+//!    `tmp/<key>-view`) by [`crate::mount::mount_all`]: a kernel overlay, or a
 //!    bind of the copy snapshotter's directory;
 //! 4. **commit** (a build) — unmounted, the upper directory diffed into a
 //!    layer, the snapshot committed under the layer's chain id
@@ -34,8 +34,9 @@ use crate::images::{Image, Store};
 use crate::layer::DiffOptions;
 use crate::lease::Leased;
 use crate::oci::{self, Descriptor};
-use crate::snapshot::{Mount, SnapshotError, Snapshotter};
-use crate::sys::{MountError, MountGuard};
+use crate::mount::Mount;
+use crate::snapshot::{SnapshotError, Snapshotter};
+use crate::mount::{MountError, MountGuard};
 use crate::unpack::{unpack_layers, LayerRef, UnpackError};
 
 /// Why a workspace could not be made, committed or released.
@@ -123,7 +124,7 @@ pub struct PrepareOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitOptions {
     /// The layer's compression; an uncompressed layer is only hashed, its
-    /// tar written when something reads it (see [`crate::lazy`]).
+    /// tar written when something reads it (see [`crate::content::lazy`]).
     pub compression: Compression,
     /// Files get mtimes no later than this (Unix seconds).
     pub clamp_mtime: Option<i64>,
@@ -169,14 +170,14 @@ impl<'a> Workspace<'a> {
         let mut ws = Workspace::unmounted(root, snapshotter, key, "rootfs", opts.keep)?;
         if opts.volatile {
             if let Some(fast) = with_volatile(&mounts) {
-                if let Ok(guard) = crate::sys::mount_all(&fast, &ws.target) {
+                if let Ok(guard) = crate::mount::mount_all(&fast, &ws.target) {
                     ws.mounted = Some(guard);
                     ws.volatile = true;
                     return Ok(ws);
                 }
             }
         }
-        ws.mounted = Some(crate::sys::mount_all(&mounts, &ws.target)?);
+        ws.mounted = Some(crate::mount::mount_all(&mounts, &ws.target)?);
         Ok(ws)
     }
 
@@ -190,7 +191,7 @@ impl<'a> Workspace<'a> {
     ) -> Result<Self, WorkspaceError> {
         let mounts = snapshotter.mounts(key)?;
         let mut ws = Workspace::unmounted(root, snapshotter, key, "rootfs", true)?;
-        ws.mounted = Some(crate::sys::mount_all(&mounts, &ws.target)?);
+        ws.mounted = Some(crate::mount::mount_all(&mounts, &ws.target)?);
         Ok(ws)
     }
 
@@ -204,7 +205,7 @@ impl<'a> Workspace<'a> {
     ) -> Result<Self, WorkspaceError> {
         let mounts = snapshotter.view(key, parent)?;
         let mut ws = Workspace::unmounted(root, snapshotter, key, "view", false)?;
-        ws.mounted = Some(crate::sys::mount_all(&mounts, &ws.target)?);
+        ws.mounted = Some(crate::mount::mount_all(&mounts, &ws.target)?);
         Ok(ws)
     }
 
@@ -222,7 +223,7 @@ impl<'a> Workspace<'a> {
             snapshotter,
             snapshot: (!keep).then(|| key.to_string()),
             key: key.to_string(),
-            target: root.join("tmp").join(format!("{key}-{suffix}")),
+            target: crate::Layout::new(root).tmp().join(format!("{key}-{suffix}")),
             mounted: None,
             volatile: false,
         };
@@ -270,7 +271,7 @@ impl<'a> Workspace<'a> {
                 let upper = snap.upper_dir(&active)?;
                 let sync = {
                     let upper = upper.clone();
-                    std::thread::spawn(move || crate::sys::sync_filesystem(&upper))
+                    std::thread::spawn(move || crate::mount::sync_filesystem(&upper))
                 };
                 Some((upper, sync))
             }
@@ -321,12 +322,12 @@ impl<'a> Workspace<'a> {
             Err(e) => return Err(e.into()),
         }
         if lazy && !store.content.path(&digest).is_file() {
-            let source = crate::lazy::Source {
+            let source = crate::content::lazy::Source {
                 snapshot: name,
                 kind: snap.kind(),
                 clamp_mtime: opts.clamp_mtime,
             };
-            crate::lazy::record(&store.content, &digest, size, source)?;
+            crate::content::lazy::record(&store.content, &digest, size, source)?;
         }
         Ok(CommittedLayer {
             blob: Descriptor::new(opts.compression.layer_media_type(), digest, size),
@@ -352,7 +353,7 @@ impl Drop for Workspace<'_> {
 fn with_volatile(mounts: &[Mount]) -> Option<Vec<Mount>> {
     let writable_overlay =
         |m: &Mount| m.kind == "overlay" && m.options.iter().any(|o| o.starts_with("upperdir="));
-    if !crate::sys::overlay_volatile_supported() || !mounts.iter().any(writable_overlay) {
+    if !crate::mount::overlay_volatile_supported() || !mounts.iter().any(writable_overlay) {
         return None;
     }
     let mut out = mounts.to_vec();

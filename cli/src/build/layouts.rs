@@ -77,7 +77,7 @@ pub(crate) fn with_oci_layouts_loaded(
 fn load_layout(store: &Store, dir: &Path) -> Result<Vec<rbk_store::images::Image>> {
     let mut tmp = tempfile::Builder::new()
         .prefix("layout-")
-        .tempfile_in(store.root().join("tmp"))
+        .tempfile_in(store.layout().tmp())
         .context("cannot stage the layout")?;
     {
         let mut tar = tar::Builder::new(tmp.as_file_mut());

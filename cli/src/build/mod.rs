@@ -172,7 +172,7 @@ impl Build<'_> {
         )?;
         cache::restore_mounts(
             store,
-            &store.root().join("cache-mounts"),
+            &store.layout().cache_mounts(),
             &caches.from,
             &mount_ids,
         );

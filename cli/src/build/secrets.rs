@@ -82,7 +82,7 @@ fn env_secret_files(
         let SecretSource::Env { value, .. } = source else {
             continue;
         };
-        let dir = store.root().join("tmp");
+        let dir = store.layout().tmp();
         let mut f = tempfile::Builder::new()
             .prefix("secret-")
             .tempfile_in(&dir)
@@ -110,7 +110,7 @@ pub(crate) fn secrets_and_agents(
         }
     }
     let held = env_secret_files(store, secrets, options)?;
-    let agents = crate::ssh::start(ssh, &store.root().join("tmp"))?;
+    let agents = crate::ssh::start(ssh, &store.layout().tmp())?;
     options.ssh = agents.sockets.clone();
     Ok((held, agents))
 }

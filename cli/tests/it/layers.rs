@@ -75,7 +75,7 @@ fn a_step_writes_through_a_volatile_overlay_and_its_layer_is_whole() {
     let Some(dir) = store_with_busybox(test) else {
         return;
     };
-    if !rbk_store::sys::overlay_volatile_supported() {
+    if !rbk_store::mount::overlay_volatile_supported() {
         eprintln!("SKIPPED {test}: this kernel's overlay has no `volatile` option (Linux 5.10+)");
         return;
     }

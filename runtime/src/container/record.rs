@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rbk_store::sys::flock::Locked;
+use rbk_store::flock::Locked;
 
 use super::state::{self, State};
 use super::{now, ContainerError};

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rbk_store::snapshot::Snapshotter;
-use rbk_store::sys::flock::{flock, FlockMode, Locked};
+use rbk_store::flock::{flock, FlockMode, Locked};
 use serde::{Deserialize, Serialize};
 
 use super::ContainerError;
@@ -75,7 +75,7 @@ pub struct State {
 
 /// Where containers are recorded.
 pub fn dir(root: &Path) -> PathBuf {
-    root.join("containers")
+    rbk_store::Layout::new(root).containers()
 }
 
 /// A container's record directory.

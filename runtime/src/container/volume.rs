@@ -41,7 +41,7 @@ struct Meta {
 
 /// Where volumes live (anonymous ones too).
 pub fn dir(root: &Path) -> PathBuf {
-    root.join("volumes")
+    rbk_store::Layout::new(root).volumes()
 }
 
 /// The content directory of volume `name`.

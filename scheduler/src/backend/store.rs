@@ -85,8 +85,8 @@ impl<'a> StoreBackend<'a> {
     pub fn work_dirs(&self) -> WorkDirs {
         let root = self.store.root();
         WorkDirs {
-            tmp: root.join("tmp"),
-            cache_mounts: root.join("cache-mounts"),
+            tmp: rbk_store::Layout::new(root).tmp(),
+            cache_mounts: rbk_store::Layout::new(root).cache_mounts(),
             stat_caches: root.join("cache").join("stat"),
         }
     }
@@ -474,8 +474,8 @@ impl RemoteHits {
 /// mounts under `tmp/` (named after the dead process's pid) and their
 /// snapshots, so they cannot pile up or trip a later sweep of `tmp/`.
 fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
-    let tmp = root.join("tmp");
-    let Ok(points) = rbk_store::sys::mounts_under(&tmp) else {
+    let tmp = rbk_store::Layout::new(root).tmp();
+    let Ok(points) = rbk_store::mount::mounts_under(&tmp) else {
         return;
     };
     for point in points {
@@ -489,7 +489,7 @@ fn sweep_dead_steps(root: &Path, snapshotter: &dyn Snapshotter) {
         else {
             continue;
         };
-        if rbk_store::sys::unmount(&point).is_ok() {
+        if rbk_store::mount::unmount(&point).is_ok() {
             let _ = std::fs::remove_dir(&point);
             let _ = snapshotter.remove(&key);
         }

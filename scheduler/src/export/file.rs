@@ -36,7 +36,7 @@ fn sweep_partials(dest: &Path) {
         let Some(tag) = file.to_str().and_then(|f| f.strip_prefix(prefix)) else {
             continue;
         };
-        if rbk_store::sys::tag_is_dead(tag) && e.file_type().is_ok_and(|t| t.is_file()) {
+        if rbk_store::process::tag_is_dead(tag) && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -52,7 +52,7 @@ pub fn write_file_atomically<E: From<ExportError>>(
 ) -> Result<(), E> {
     sweep_partials(path);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("{PARTIAL}{}", rbk_store::sys::process_tag()));
+    name.push(format!("{PARTIAL}{}", rbk_store::process::tag()));
     let tmp = path.with_file_name(name);
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();

@@ -56,7 +56,7 @@ fn unpack_layers(store: &Store, image: &Image, dir: &Path) -> Result<(), ExportE
 pub fn write_tar(store: &Store, image: &Image, w: &mut dyn Write) -> Result<(), ExportError> {
     let scratch = tempfile::Builder::new()
         .prefix("export-")
-        .tempdir_in(store.root().join("tmp"))
+        .tempdir_in(store.layout().tmp())
         .map_err(ExportError::Scratch)?;
     write_dir(store, image, scratch.path())?;
     let mut tar = tar::Builder::new(w);

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::StoreError;
+use crate::error::{ArchiveError, StoreError};
 use crate::oci::{ContainerConfig, Empty};
 
 fn bad(line: &str, reason: impl Into<String>) -> StoreError {
-    StoreError::InvalidChange {
+    StoreError::Archive(ArchiveError::InvalidChange {
         line: line.to_string(),
         reason: reason.into(),
-    }
+    })
 }
 
 /// Applies one `--change` line to `config`.
@@ -105,9 +105,11 @@ fn command(rest: &str, config: &ContainerConfig) -> Vec<String> {
 }
 
 fn json_array(line: &str, rest: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(rest).map_err(|source| StoreError::ChangeNotJsonArray {
-        line: line.to_string(),
-        source,
+    serde_json::from_str(rest).map_err(|source| {
+        StoreError::Archive(ArchiveError::ChangeNotJsonArray {
+            line: line.to_string(),
+            source,
+        })
     })
 }
 

@@ -20,7 +20,7 @@ use flate2::{Compress, FlushCompress, Status};
 use rayon::prelude::*;
 
 /// Uncompressed bytes per independently deflated piece.
-pub const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 
 /// gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS
 /// "unknown" — nothing that varies between machines or runs.

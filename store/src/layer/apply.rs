@@ -28,8 +28,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{clean_entry_path, ApplyMode, ApplyStats, LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use super::{
+    clean_entry_path, is_overlay_whiteout, lstat_opt, ApplyMode, ApplyStats, LayerError,
+    OPAQUE_MARKER, WHITEOUT_PREFIX,
+};
 use crate::compress::HashingReader;
+use crate::process;
 use crate::sys::{self, NodeKind};
 
 /// Applies the uncompressed layer tar `r` onto `target` (an existing
@@ -66,7 +70,7 @@ pub fn apply_over(
         target: target.to_path_buf(),
         lowers: lowers.to_vec(),
         mode,
-        root: sys::is_root(),
+        root: process::is_root(),
         verified: HashSet::new(),
         created: HashSet::new(),
         dir_times: Vec::new(),
@@ -127,19 +131,6 @@ struct Attrs {
     gid: u64,
     mtime: filetime::FileTime,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-pub(super) fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
-    match fs::symlink_metadata(p) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LayerError::io("stat", p)(e)),
-    }
-}
-
-pub(super) fn is_overlay_whiteout(m: &Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 fn remove(p: &Path, m: &Metadata) -> Result<(), LayerError> {
@@ -474,7 +465,7 @@ impl Applier {
             Err(e)
                 if e.raw_os_error() == Some(libc::EPERM)
                     && nk != NodeKind::Fifo
-                    && sys::in_user_namespace() =>
+                    && process::in_user_namespace() =>
             {
                 Ok(false)
             }
@@ -569,7 +560,9 @@ impl Applier {
                 // Unprivileged users cannot set trusted.*/security.*, and
                 // Linux allows no user.* xattrs on symlinks: skip, as tar does.
                 let denied = er.raw_os_error() == Some(libc::EPERM)
-                    && (!self.root || kind == tar::EntryType::Symlink || sys::in_user_namespace());
+                    && (!self.root
+                        || kind == tar::EntryType::Symlink
+                        || process::in_user_namespace());
                 if !(unsupported || denied) {
                     return Err(LayerError::io("set xattr on", dest)(er));
                 }

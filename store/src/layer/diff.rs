@@ -10,8 +10,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR,
-    OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
+    is_overlay_whiteout, lstat_opt, DiffOptions, LayerError, LayerInfo, OPAQUE_MARKER,
+    OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX,
 };
 use crate::compress::{compressor, Compression, Compressor, HashingWriter};
 use crate::sys;
@@ -93,22 +93,6 @@ fn sorted_children(dir: &Path) -> Result<Vec<OsString>, LayerError> {
 
 fn lstat(p: &Path) -> Result<Metadata, LayerError> {
     fs::symlink_metadata(p).map_err(LayerError::io("stat", p))
-}
-
-fn lstat_opt(p: &Path) -> Result<Option<Metadata>, LayerError> {
-    match fs::symlink_metadata(p) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LayerError::Io {
-            op: "stat",
-            path: p.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
-fn is_overlay_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
 }
 
 fn is_opaque(dir: &Path) -> Result<bool, LayerError> {

@@ -6,8 +6,7 @@ use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
-use super::apply::{is_overlay_whiteout, lstat_opt};
-use super::LayerError;
+use super::{is_overlay_whiteout, lstat_opt, LayerError};
 
 /// Whether directory `p` of an overlay layer is opaque (hides what lower
 /// layers hold under it).

@@ -235,7 +235,7 @@ fn from_helper(program: &Path, server: &str) -> Option<Credentials> {
 /// Finds credentials for `registry` in rbk's file, then Docker's. Files
 /// that cannot be read are skipped: a broken Docker config must not stop an
 /// anonymous pull.
-pub fn lookup(files: &[&Path], registry: &str) -> Option<Credentials> {
+pub(super) fn lookup(files: &[&Path], registry: &str) -> Option<Credentials> {
     files
         .iter()
         .filter_map(|p| CredentialsFile::load(p).ok())
@@ -266,7 +266,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 }
 
 /// Decodes standard base64 (padding optional); `None` if it is not base64.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim().trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc: u32 = 0;

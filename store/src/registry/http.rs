@@ -14,6 +14,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use super::auth::{self, Challenge, Credentials};
+use super::error_body::{describe_error_body, error_message};
 pub(crate) use super::transfer::query_escape;
 use super::transfer::{self, host_of, path_and_host, path_of, MinSpeed, Paced};
 use super::{api_host, is_local, Progress, RegistryError, RegistryOptions, Transport};
@@ -724,51 +725,6 @@ fn refused_reason(s: &Session, r: Response<ureq::Body>) -> String {
     }
 }
 
-/// The registry's explanation from its JSON error body
-/// (`{"errors":[{"code":…,"message":…}]}`), or the raw text.
-pub(crate) fn error_message(r: Response<ureq::Body>) -> String {
-    let status = r.status();
-    // Held to the default floor too: a trickled error body is cut short
-    // (and whatever came is the message).
-    let limited = r.into_body().into_with_config().limit(64 << 10).reader();
-    let mut reader = Paced::new(limited, "", MinSpeed::default());
-    let mut body = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut reader, &mut body);
-    describe_error_body(status.as_u16(), &body)
-}
-
-/// See [`error_message`].
-pub(crate) fn describe_error_body(status: u16, body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Item>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Item {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    if let Ok(e) = serde_json::from_slice::<Errors>(body) {
-        let parts: Vec<String> = e
-            .errors
-            .iter()
-            .map(|i| format!("{}: {}", i.code, i.message))
-            .collect();
-        if !parts.is_empty() {
-            return parts.join("; ");
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        text.chars().take(300).collect()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -796,13 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn error_bodies_and_escaping() {
-        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
-        assert_eq!(
-            describe_error_body(401, body),
-            "UNAUTHORIZED: authentication required"
-        );
-        assert_eq!(describe_error_body(500, b""), "HTTP 500");
+    fn escaping() {
         assert_eq!(
             query_escape("repository:a/b:pull,push"),
             "repository%3Aa%2Fb%3Apull%2Cpush"

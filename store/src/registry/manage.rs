@@ -4,7 +4,8 @@
 
 use ureq::http;
 
-use super::http::{describe_error_body, Body, Client};
+use super::error_body::describe_error_body;
+use super::http::{Body, Client};
 use super::{Progress, RegistryError};
 use crate::digest::Digest;
 use crate::reference::Reference;

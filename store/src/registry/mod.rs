@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod cache;
+mod error_body;
 mod http;
 mod manage;
 mod pull;
@@ -85,14 +86,15 @@ fn gave_up(attempts: u32) -> String {
 use crate::error::StoreError;
 
 pub use crate::oci::PlatformSpec;
-pub use auth::{base64_decode, base64_encode, Credentials, CredentialsFile};
+pub(crate) use auth::base64_decode;
+pub use auth::{base64_encode, Credentials, CredentialsFile};
 pub use http::Client;
 pub use pull::{Platforms, PullReport};
 pub use push::Pushed;
 pub use transfer::MinSpeed;
 
 /// Where Docker Hub's API is, as opposed to its name in references.
-pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// How the client reaches registries.
 #[derive(Debug, Clone)]
@@ -384,7 +386,7 @@ pub(crate) fn for_each_parallel<T: Sync, R: Send>(
 
 /// The API host of a registry named in a reference (Docker Hub's names are
 /// not its API host).
-pub fn api_host(domain: &str) -> &str {
+pub(crate) fn api_host(domain: &str) -> &str {
     if domain == crate::reference::DEFAULT_DOMAIN {
         DOCKER_HUB_API
     } else {
@@ -394,7 +396,7 @@ pub fn api_host(domain: &str) -> &str {
 
 /// Whether `host` (with optional port) is this machine, which Docker lets
 /// speak plain HTTP without configuration.
-pub fn is_local(host: &str) -> bool {
+pub(crate) fn is_local(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),

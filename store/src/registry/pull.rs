@@ -468,7 +468,7 @@ impl Client {
                 method: "GET",
                 url: s.url(&path),
                 status: a.status,
-                message: super::http::describe_error_body(a.status, &a.body),
+                message: super::error_body::describe_error_body(a.status, &a.body),
             });
         }
         let digest = Digest::of(&a.body);
@@ -618,7 +618,7 @@ impl Client {
             206 if super::transfer::range_matches(r.headers(), from, desc.size) => Ok(Some(r)),
             206 => Ok(None),
             status => {
-                let message = super::http::error_message(r);
+                let message = super::error_body::error_message(r);
                 Err(blob_error(s, repo, path, desc, status, message))
             }
         }

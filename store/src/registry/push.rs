@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 
-use super::http::{describe_error_body, error_message, Body, Client, Session};
+use super::error_body::{describe_error_body, error_message};
+use super::http::{Body, Client, Session};
 use super::{Progress, RegistryError};
 use crate::compress::Compression;
 use crate::digest::Digest;

@@ -8,7 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{SnapshotError, SnapshotInfo, SnapshotKind};
+use super::{SnapshotError, SnapshotInfo, SnapshotState};
+use crate::digest::Digest;
+use crate::layer::ApplyStats;
 
 const META: &str = "meta.json";
 const STAGING: &str = ".tmp";
@@ -21,7 +23,8 @@ const LOCKS: &str = ".locks";
 pub(super) struct Meta {
     pub key: String,
     pub parent: Option<String>,
-    pub kind: SnapshotKind,
+    #[serde(rename = "kind")]
+    pub state: SnapshotState,
     /// Known for committed snapshots; computed on demand otherwise.
     #[serde(default)]
     pub size: Option<u64>,
@@ -53,7 +56,7 @@ pub(super) struct Staging {
 }
 
 impl Staging {
-    pub fn fs(&self) -> PathBuf {
+    pub(super) fn fs(&self) -> PathBuf {
         self.path.join("fs")
     }
 }
@@ -85,11 +88,11 @@ pub(super) fn validate_key(key: &str) -> Result<(), SnapshotError> {
 
 /// What `fsck` finds of one snapshot directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotHealth {
+pub(crate) enum SnapshotHealth {
     /// A complete snapshot.
     Sound {
         /// Its state.
-        kind: SnapshotKind,
+        state: SnapshotState,
         /// Its parent's key.
         parent: Option<String>,
     },
@@ -101,7 +104,7 @@ pub enum SnapshotHealth {
 /// its `meta.json` present, parsable and naming it, its tree present, its
 /// parent present and committed. Staging (`.tmp`) and links (`.l`) are not
 /// snapshots and are skipped. Changes nothing.
-pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError> {
+pub(crate) fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError> {
     let dirs = Dirs {
         root: root.to_path_buf(),
         counter: AtomicU64::new(0),
@@ -134,7 +137,7 @@ pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError>
     let committed: HashSet<String> = metas
         .iter()
         .filter_map(|(n, m)| match m {
-            Ok(m) if m.kind == SnapshotKind::Committed => Some(n.clone()),
+            Ok(m) if m.state == SnapshotState::Committed => Some(n.clone()),
             _ => None,
         })
         .collect();
@@ -148,7 +151,7 @@ pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError>
                         "its parent {p} is missing or not committed"
                     )),
                     _ => SnapshotHealth::Sound {
-                        kind: m.kind,
+                        state: m.state,
                         parent: m.parent,
                     },
                 },
@@ -162,10 +165,10 @@ pub fn fsck(root: &Path) -> Result<Vec<(String, SnapshotHealth)>, SnapshotError>
 
 impl Dirs {
     /// Opens (creating) `root` and sweeps staging dirs of dead processes.
-    pub fn open(root: &Path) -> Result<Dirs, SnapshotError> {
+    pub(super) fn open(root: &Path) -> Result<Dirs, SnapshotError> {
         let staging = root.join(STAGING);
         fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
-        crate::sys::restrict_dir(root, crate::sys::SNAPSHOTS_MODE)
+        crate::sys::restrict_dir(root, crate::layout::SNAPSHOTS_MODE)
             .map_err(io_err("restrict the permissions of", root))?;
         let d = Dirs {
             root: root.to_path_buf(),
@@ -175,7 +178,7 @@ impl Dirs {
         Ok(d)
     }
 
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -199,17 +202,17 @@ impl Dirs {
         }
     }
 
-    pub fn dir(&self, key: &str) -> PathBuf {
+    pub(super) fn dir(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 
-    pub fn fs(&self, key: &str) -> PathBuf {
-        self.root.join(key).join("fs")
+    pub(super) fn fs(&self, key: &str) -> PathBuf {
+        tree_of(&self.root, key)
     }
 
     /// Reads `meta.json` of `key`; a missing, mismatched or half-written
     /// snapshot is `NotFound`.
-    pub fn meta(&self, key: &str) -> Result<Meta, SnapshotError> {
+    pub(super) fn meta(&self, key: &str) -> Result<Meta, SnapshotError> {
         validate_key(key)?;
         let path = self.dir(key).join(META);
         let bytes = match fs::read(&path) {
@@ -232,20 +235,24 @@ impl Dirs {
     }
 
     /// Like [`Dirs::meta`] but insisting on a state.
-    pub fn meta_of_kind(&self, key: &str, kind: SnapshotKind) -> Result<Meta, SnapshotError> {
+    pub(crate) fn meta_in_state(
+        &self,
+        key: &str,
+        state: SnapshotState,
+    ) -> Result<Meta, SnapshotError> {
         let m = self.meta(key)?;
-        if m.kind != kind {
-            return Err(SnapshotError::WrongKind {
+        if m.state != state {
+            return Err(SnapshotError::WrongState {
                 key: key.to_string(),
-                actual: m.kind,
-                expected: kind,
+                actual: m.state,
+                expected: state,
             });
         }
         Ok(m)
     }
 
     /// Keys from `key` down to the base layer: `[key, parent, ...]`.
-    pub fn chain(&self, key: &str) -> Result<Vec<String>, SnapshotError> {
+    pub(super) fn chain(&self, key: &str) -> Result<Vec<String>, SnapshotError> {
         let mut out = vec![key.to_string()];
         let mut cur = self.meta(key)?.parent;
         while let Some(p) = cur {
@@ -260,7 +267,7 @@ impl Dirs {
     }
 
     /// A fresh staging dir (with an empty `fs/`).
-    pub fn stage(&self) -> Result<Staging, SnapshotError> {
+    pub(super) fn stage(&self) -> Result<Staging, SnapshotError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -279,7 +286,7 @@ impl Dirs {
     }
 
     /// Writes `meta` into `dir` atomically (temp file, fsync, rename).
-    pub fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), SnapshotError> {
+    pub(crate) fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), SnapshotError> {
         let tmp = dir.join(".meta.json.tmp");
         let path = dir.join(META);
         let bytes = serde_json::to_vec_pretty(meta).map_err(|source| SnapshotError::Corrupt {
@@ -337,7 +344,12 @@ impl Dirs {
     }
 
     /// Publishes a filled staging dir as `key` with `meta`.
-    pub fn publish(&self, mut st: Staging, key: &str, meta: &Meta) -> Result<(), SnapshotError> {
+    pub(super) fn publish(
+        &self,
+        mut st: Staging,
+        key: &str,
+        meta: &Meta,
+    ) -> Result<(), SnapshotError> {
         self.write_meta(&st.path, meta)?;
         let _slot = self.slot_lock(key)?;
         self.clear_slot(key)?;
@@ -351,7 +363,7 @@ impl Dirs {
     /// the rewrite lands, `to` holds a meta naming `from`, so it does not
     /// exist yet: a crash in between loses the active snapshot, never shows
     /// a half-committed one.
-    pub fn rename(&self, from: &str, to: &str, meta: &Meta) -> Result<(), SnapshotError> {
+    pub(super) fn rename(&self, from: &str, to: &str, meta: &Meta) -> Result<(), SnapshotError> {
         let _slot = self.slot_lock(to)?;
         self.clear_slot(to)?;
         rename_new(&self.dir(from), &self.dir(to), to)?;
@@ -361,7 +373,7 @@ impl Dirs {
 
     /// Removes snapshot `key`: renamed into staging first (atomic
     /// disappearance), then deleted.
-    pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+    pub(super) fn remove(&self, key: &str) -> Result<(), SnapshotError> {
         self.meta(key)?;
         if let Some(child) = self.children(key)?.into_iter().next() {
             return Err(SnapshotError::HasChildren {
@@ -381,7 +393,7 @@ impl Dirs {
     }
 
     /// All valid snapshots.
-    pub fn all(&self) -> Result<Vec<Meta>, SnapshotError> {
+    pub(super) fn all(&self) -> Result<Vec<Meta>, SnapshotError> {
         let rd = fs::read_dir(&self.root).map_err(io_err("read directory", &self.root))?;
         let mut out = Vec::new();
         for e in rd {
@@ -412,7 +424,7 @@ impl Dirs {
     }
 
     /// Info for `meta`, computing the size of an uncommitted tree.
-    pub fn info(&self, meta: Meta) -> Result<SnapshotInfo, SnapshotError> {
+    pub(super) fn info(&self, meta: Meta) -> Result<SnapshotInfo, SnapshotError> {
         let size = match meta.size {
             Some(s) => s,
             None => tree_size(&self.fs(&meta.key))?,
@@ -420,7 +432,7 @@ impl Dirs {
         Ok(SnapshotInfo {
             key: meta.key,
             parent: meta.parent,
-            kind: meta.kind,
+            state: meta.state,
             size,
         })
     }
@@ -471,6 +483,76 @@ pub(super) fn tree_size(root: &Path) -> Result<u64, SnapshotError> {
     Ok(total)
 }
 
+/// The metadata of snapshot `key` under the snapshotter directory `dir`,
+/// read without opening a snapshotter (which would create and sweep);
+/// `None` when it is missing or names another snapshot (half made).
+fn peek_meta(dir: &Path, key: &str) -> Option<Meta> {
+    let bytes = fs::read(dir.join(key).join(META)).ok()?;
+    let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+    (meta.key == key).then_some(meta)
+}
+
+/// Whether snapshot `key` exists under the snapshotter directory `dir`
+/// (its metadata names it), whatever its state.
+pub(crate) fn exists_in(dir: &Path, key: &str) -> bool {
+    peek_meta(dir, key).is_some()
+}
+
+/// The parent of snapshot `key` under the snapshotter directory `dir`, from
+/// its metadata (whether or not that names it: a snapshot being renamed
+/// still stands on its parent).
+pub(crate) fn parent_of(dir: &Path, key: &str) -> Option<String> {
+    let bytes = fs::read(dir.join(key).join(META)).ok()?;
+    serde_json::from_slice::<Meta>(&bytes).ok()?.parent
+}
+
+/// The staging area under the snapshotter directory `dir`: what is being
+/// made or removed, named after the process doing it (`<pid>-…`).
+pub(crate) fn staging_of(dir: &Path) -> PathBuf {
+    dir.join(STAGING)
+}
+
+/// The tree of snapshot `key` under the snapshotter directory `dir`
+/// (whether or not it exists).
+pub(crate) fn tree_of(dir: &Path, key: &str) -> PathBuf {
+    dir.join(key).join("fs")
+}
+
+/// Deletes `path`, a snapshot's directory (or a half-made one) directly
+/// under the snapshotter directory `dir`, without opening a snapshotter:
+/// first renamed into the staging area (one atomic step, after which it no
+/// longer exists as a snapshot), then removed, read-only directories and
+/// all. A process killed in between leaves only staging garbage, which the
+/// next open sweeps.
+pub(crate) fn discard_dir(dir: &Path, path: &Path) -> Result<(), SnapshotError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let staging = dir.join(STAGING);
+    fs::create_dir_all(&staging).map_err(io_err("create directory", &staging))?;
+    let grave = staging.join(format!(
+        "{}-gc-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::rename(path, &grave).map_err(io_err("move aside", path))?;
+    crate::sys::remove_tree(&grave).map_err(io_err("delete", &grave))
+}
+
+/// Refuses a layer whose tar hashed to another diff id than `expected`.
+pub(super) fn check_diff_id(
+    key: &str,
+    expected: Option<&Digest>,
+    stats: &ApplyStats,
+) -> Result<(), SnapshotError> {
+    match expected {
+        Some(e) if *e != stats.diff_id => Err(SnapshotError::DiffIdMismatch {
+            key: key.to_string(),
+            expected: e.clone(),
+            actual: stats.diff_id.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -495,7 +577,7 @@ mod tests {
         let m = Meta {
             key: "a".into(),
             parent: None,
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             size: Some(0),
         };
         d.write_meta(&t.path().join("b"), &m).unwrap();

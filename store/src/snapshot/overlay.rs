@@ -7,11 +7,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::meta::{io_err, tree_size, Dirs, Meta};
-use super::{Mount, SnapshotError, SnapshotInfo, SnapshotKind, Snapshotter};
+use super::meta::{check_diff_id, io_err, tree_size, Dirs, Meta};
+use super::{SnapshotError, SnapshotInfo, SnapshotState, Snapshotter};
 use crate::digest::Digest;
 use crate::layer::{self, ApplyMode, ApplyStats, DiffOptions, LayerInfo};
-use crate::sys;
+use crate::mount::{self, Mount};
+use crate::process;
 
 /// Directory of short links to layer trees (not a valid key: starts with '.').
 const LINKS: &str = ".l";
@@ -40,7 +41,7 @@ impl OverlaySnapshotter {
     /// links (`.l/<12 hex>` → `../<key>/fs`) so that about twice as many
     /// layers fit in the kernel's one-page mount option limit as with the
     /// 64-hex chain-id paths.
-    pub fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
+    pub(crate) fn lower_dirs(&self, parent: Option<&str>) -> Result<Vec<PathBuf>, SnapshotError> {
         match parent {
             None => Ok(Vec::new()),
             Some(p) => self
@@ -91,21 +92,21 @@ impl OverlaySnapshotter {
         &self,
         key: &str,
         parent: Option<&str>,
-        kind: SnapshotKind,
+        state: SnapshotState,
     ) -> Result<Vec<Mount>, SnapshotError> {
         super::meta::validate_key(key)?;
         if let Some(p) = parent {
-            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+            self.dirs.meta_in_state(p, SnapshotState::Committed)?;
         }
         let st = self.dirs.stage()?;
-        if kind == SnapshotKind::Active {
+        if state == SnapshotState::Active {
             let work = st.path.join("work");
             fs::create_dir(&work).map_err(io_err("create", &work))?;
         }
         let meta = Meta {
             key: key.to_string(),
             parent: parent.map(str::to_string),
-            kind,
+            state,
             size: None,
         };
         // Computed first: a chain too deep to mount must not leave a
@@ -124,9 +125,9 @@ impl OverlaySnapshotter {
             options: vec!["rbind".into(), if ro { "ro" } else { "rw" }.into()],
         };
         let mut options = Vec::new();
-        match (meta.kind, lowers.len()) {
-            (SnapshotKind::Active, 0) => return Ok(vec![bind(own, false)]),
-            (SnapshotKind::Active, _) => {
+        match (meta.state, lowers.len()) {
+            (SnapshotState::Active, 0) => return Ok(vec![bind(own, false)]),
+            (SnapshotState::Active, _) => {
                 options.push(format!(
                     "workdir={}",
                     self.dirs.dir(&meta.key).join("work").display()
@@ -146,8 +147,8 @@ impl OverlaySnapshotter {
         options.extend(disable_unrepresentable_features());
         options.extend(userxattr());
         // As mounted: the short links named relative to their directory.
-        let len = sys::overlay_data_len(&options);
-        let limit = sys::page_size() - 1;
+        let len = mount::overlay_data_len(&options);
+        let limit = mount::page_size() - 1;
         if len > limit {
             return Err(SnapshotError::ChainTooDeep {
                 key: meta.key.clone(),
@@ -170,7 +171,7 @@ impl OverlaySnapshotter {
 /// In a user namespace (rootless) overlay keeps whiteouts and opaque
 /// markers in `user.overlay.*` xattrs, and must be told so.
 fn userxattr() -> Option<String> {
-    sys::in_user_namespace().then(|| "userxattr".to_string())
+    process::in_user_namespace().then(|| "userxattr".to_string())
 }
 
 fn disable_unrepresentable_features() -> Vec<String> {
@@ -194,11 +195,11 @@ fn disable_unrepresentable_features() -> Vec<String> {
 
 impl Snapshotter for OverlaySnapshotter {
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
-        self.create(key, parent, SnapshotKind::Active)
+        self.create(key, parent, SnapshotState::Active)
     }
 
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
-        self.create(key, parent, SnapshotKind::View)
+        self.create(key, parent, SnapshotState::View)
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>, SnapshotError> {
@@ -206,13 +207,13 @@ impl Snapshotter for OverlaySnapshotter {
         self.mounts_for(&meta)
     }
 
-    fn kind(&self) -> crate::lazy::SnapshotKind {
-        crate::lazy::SnapshotKind::Overlay
+    fn kind(&self) -> super::SnapshotterKind {
+        super::SnapshotterKind::Overlay
     }
 
     fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError> {
         super::meta::validate_key(name)?;
-        let meta = self.dirs.meta_of_kind(key, SnapshotKind::Active)?;
+        let meta = self.dirs.meta_in_state(key, SnapshotState::Active)?;
         // overlay's work dir is scratch (it may hold a mode-000 `work/work`);
         // it is not part of the layer.
         let work = self.dirs.dir(key).join("work");
@@ -223,7 +224,7 @@ impl Snapshotter for OverlaySnapshotter {
         let committed = Meta {
             key: name.to_string(),
             parent: meta.parent,
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             size: Some(size),
         };
         self.dirs.rename(key, name, &committed)
@@ -236,22 +237,22 @@ impl Snapshotter for OverlaySnapshotter {
                 key: name.to_string(),
             });
         }
-        let source = self.dirs.meta_of_kind(layer, SnapshotKind::Committed)?;
+        let source = self.dirs.meta_in_state(layer, SnapshotState::Committed)?;
         if source.parent.is_some() {
             return Ok(false);
         }
         if let Some(p) = parent {
-            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+            self.dirs.meta_in_state(p, SnapshotState::Committed)?;
         }
         // With no lower directory, the upper directory holds exactly the
         // layer's files and no whiteouts: over any parent it means what the
         // layer's tar applied there would.
         let st = self.dirs.stage()?;
-        super::copy::link_tree(&self.dirs.fs(layer), &st.fs())?;
+        super::tree::link_tree(&self.dirs.fs(layer), &st.fs())?;
         let meta = Meta {
             key: name.to_string(),
             parent: parent.map(str::to_string),
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             size: source.size,
         };
         self.dirs.publish(st, name, &meta)?;
@@ -310,7 +311,7 @@ impl Snapshotter for OverlaySnapshotter {
             });
         }
         if let Some(p) = parent {
-            self.dirs.meta_of_kind(p, SnapshotKind::Committed)?;
+            self.dirs.meta_in_state(p, SnapshotState::Committed)?;
         }
         let lowers: Vec<PathBuf> = match parent {
             Some(p) => self
@@ -327,7 +328,7 @@ impl Snapshotter for OverlaySnapshotter {
         let meta = Meta {
             key: name.to_string(),
             parent: parent.map(str::to_string),
-            kind: SnapshotKind::Committed,
+            state: SnapshotState::Committed,
             size: Some(tree_size(&st.fs())?),
         };
         self.dirs.publish(st, name, &meta)?;
@@ -335,26 +336,11 @@ impl Snapshotter for OverlaySnapshotter {
     }
 }
 
-pub(super) fn check_diff_id(
-    key: &str,
-    expected: Option<&Digest>,
-    stats: &ApplyStats,
-) -> Result<(), SnapshotError> {
-    match expected {
-        Some(e) if *e != stats.diff_id => Err(SnapshotError::DiffIdMismatch {
-            key: key.to_string(),
-            expected: e.clone(),
-            actual: stats.diff_id.clone(),
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// Whether overlay mounts work here: needs root and kernel support, probed
 /// once by mounting a tiny overlay in a temp dir and writing through it.
 pub fn overlay_supported() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
-    *SUPPORTED.get_or_init(|| sys::is_root() && probe_tmp().unwrap_or(false))
+    *SUPPORTED.get_or_init(|| process::is_root() && probe_tmp().unwrap_or(false))
 }
 
 /// Whether overlay mounts work with layers kept in `dir` (the filesystem
@@ -365,7 +351,7 @@ pub fn overlay_supported() -> bool {
 /// id: until the next boot, later processes (every `rbk` command opens the
 /// store) skip the probe's mount, writes and cleanup.
 pub fn overlay_works_in(dir: &Path) -> bool {
-    if !sys::is_root() {
+    if !process::is_root() {
         return false;
     }
     let marker = dir.join(".overlay-works");
@@ -417,7 +403,7 @@ fn probe(base: &Path) -> std::io::Result<bool> {
         .chain(userxattr())
         .collect(),
     };
-    let Ok(guard) = sys::mount_all(&[m], &merged) else {
+    let Ok(guard) = mount::mount_all(&[m], &merged) else {
         return Ok(false);
     };
     let ok = fs::read(merged.join("f")).is_ok_and(|b| b == b"lower")

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use rbk_store::archive;
+use rbk_store::error::ArchiveError;
 use rbk_store::oci::{self, LayerCompression};
 use rbk_store::{Digest, Reference, Store, StoreError};
 
@@ -161,7 +162,10 @@ fn import_refuses_unsafe_tarball_and_bad_change() {
     let before = state(dir.path());
     let evil = rebuild(&[("../escape".to_string(), b"x".to_vec())]);
     let err = archive::import(&store, &evil[..], None, &[]).unwrap_err();
-    assert!(matches!(err, StoreError::UnsafeEntry { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Archive(ArchiveError::UnsafeEntry { .. })),
+        "{err}"
+    );
     let err = archive::import(
         &store,
         &busybox_rootfs_tar()[..],
@@ -315,14 +319,16 @@ fn truncated_archive_leaves_store_unchanged() {
         assert_load_fails_cleanly(&bytes[..cut], |e| {
             matches!(
                 e,
-                StoreError::ArchiveRead { .. }
-                    | StoreError::ArchiveTruncated { .. }
-                    | StoreError::ArchiveMissing { .. }
-                    | StoreError::ArchiveFormat
+                StoreError::Archive(ArchiveError::Read { .. })
+                    | StoreError::Archive(ArchiveError::Truncated { .. })
+                    | StoreError::Archive(ArchiveError::Missing { .. })
+                    | StoreError::Archive(ArchiveError::Format)
             )
         });
     }
-    assert_load_fails_cleanly(&[], |e| matches!(e, StoreError::ArchiveFormat));
+    assert_load_fails_cleanly(&[], |e| {
+        matches!(e, StoreError::Archive(ArchiveError::Format))
+    });
     // Cut in the middle of a blob: named as truncation, not as corruption.
     let mut a = tar::Archive::new(&bytes[..]);
     let (pos, size, name) = a
@@ -341,7 +347,7 @@ fn truncated_archive_leaves_store_unchanged() {
     let cut = (pos + size / 2) as usize;
     assert_load_fails_cleanly(
         &bytes[..cut],
-        |e| matches!(e, StoreError::ArchiveTruncated { entry } if *entry == name),
+        |e| matches!(e, StoreError::Archive(ArchiveError::Truncated { entry }) if *entry == name),
     );
 }
 
@@ -367,12 +373,12 @@ fn malicious_entry_leaves_store_unchanged() {
     es.insert(0, ("../../etc/evil".to_string(), b"owned".to_vec()));
     assert_load_fails_cleanly(
         &rebuild(&es),
-        |e| matches!(e, StoreError::UnsafeEntry { entry, .. } if entry.contains("evil")),
+        |e| matches!(e, StoreError::Archive(ArchiveError::UnsafeEntry { entry, .. }) if entry.contains("evil")),
     );
     let mut es = entries(&good_archive());
     es.insert(0, ("/abs/path".to_string(), b"x".to_vec()));
     assert_load_fails_cleanly(&rebuild(&es), |e| {
-        matches!(e, StoreError::UnsafeEntry { .. })
+        matches!(e, StoreError::Archive(ArchiveError::UnsafeEntry { .. }))
     });
 }
 
@@ -388,7 +394,7 @@ fn manifest_referencing_missing_blob_leaves_store_unchanged() {
     let without: Vec<_> = es.into_iter().filter(|(p, _)| *p != layer_path).collect();
     assert_load_fails_cleanly(
         &rebuild(&without),
-        |e| matches!(e, StoreError::ArchiveMissing { path } if *path == layer_path),
+        |e| matches!(e, StoreError::Archive(ArchiveError::Missing { path }) if *path == layer_path),
     );
 }
 
@@ -397,7 +403,8 @@ fn not_an_archive_is_a_clear_error() {
     assert_load_fails_cleanly(b"this is not a tar file at all, just some words", |e| {
         matches!(
             e,
-            StoreError::ArchiveRead { .. } | StoreError::ArchiveFormat
+            StoreError::Archive(ArchiveError::Read { .. })
+                | StoreError::Archive(ArchiveError::Format)
         )
     });
 }
@@ -427,7 +434,7 @@ fn lying_diff_id_leaves_store_unchanged() {
     ]);
     assert_load_fails_cleanly(
         &bytes,
-        |e| matches!(e, StoreError::DiffIdMismatch { expected, .. } if *expected == other),
+        |e| matches!(e, StoreError::Archive(ArchiveError::DiffIdMismatch { expected, .. }) if *expected == other),
     );
 }
 

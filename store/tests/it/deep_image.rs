@@ -194,7 +194,7 @@ fn an_image_of_the_most_layers_loads_unpacks_and_mounts() {
     let mounts = snap.view("v", top.as_deref()).unwrap();
     let data: usize = mounts[0].options.iter().map(|o| o.len() + 1).sum();
     assert!(
-        data > rbk_store::sys::page_size(),
+        data > rbk_store::mount::page_size(),
         "the test must exceed one page with absolute paths ({data})"
     );
     if !overlay_supported() {
@@ -202,7 +202,7 @@ fn an_image_of_the_most_layers_loads_unpacks_and_mounts() {
         return;
     }
     let mp = tempfile::tempdir().unwrap();
-    let guard = rbk_store::sys::mount_all(&mounts, mp.path()).unwrap();
+    let guard = rbk_store::mount::mount_all(&mounts, mp.path()).unwrap();
     for i in [0, 64, MAX_LAYERS - 1] {
         assert_eq!(
             std::fs::read_to_string(mp.path().join(format!("f{i}"))).unwrap(),

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use rbk_store::compress::{self, Compression};
 use rbk_store::layer::{self, ApplyMode, DiffOptions, LayerError};
-use rbk_store::sys;
+use rbk_store::{fs_ext, process};
 
 /// Whether we may chown/mknod/set trusted xattrs; prints SKIPPED otherwise.
 pub fn need_root(test: &str) -> bool {
-    if sys::is_root() {
+    if process::is_root() {
         return true;
     }
     eprintln!("SKIPPED: {test} needs root (chown, mknod, trusted.* xattrs)");
@@ -75,17 +75,17 @@ pub fn rich_tree(root: &Path) {
         nix::sys::stat::Mode::from_bits_truncate(0o640),
     )
     .unwrap();
-    sys::set_xattr(
+    fs_ext::set_xattr(
         &root.join("etc/hostname"),
         OsStr::new("user.rbk.test"),
         b"value",
     )
     .unwrap();
-    if sys::is_root() {
-        sys::make_node(&root.join("null"), sys::NodeKind::Char, 0o666, 1, 3).unwrap();
+    if process::is_root() {
+        fs_ext::make_node(&root.join("null"), fs_ext::NodeKind::Char, 0o666, 1, 3).unwrap();
         std::os::unix::fs::lchown(root.join("etc/hostname"), Some(1000), Some(1001)).unwrap();
         std::os::unix::fs::lchown(root.join("dangling"), Some(7), Some(8)).unwrap();
-        sys::set_xattr(&root.join("bin/busybox"), OsStr::new("trusted.rbk"), b"t").unwrap();
+        fs_ext::set_xattr(&root.join("bin/busybox"), OsStr::new("trusted.rbk"), b"t").unwrap();
     }
     filetime::set_file_mtime(
         root.join("etc/passwd"),
@@ -110,12 +110,12 @@ pub fn describe(root: &Path) -> BTreeMap<PathBuf, String> {
             let p = root.join(&r);
             let m = fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
-            let mut xs: Vec<String> = sys::list_xattrs(&p)
+            let mut xs: Vec<String> = fs_ext::list_xattrs(&p)
                 .unwrap()
                 .into_iter()
                 .filter(|x| x.as_bytes() != b"security.selinux")
                 .map(|x| {
-                    let v = sys::get_xattr(&p, &x).unwrap().unwrap_or_default();
+                    let v = fs_ext::get_xattr(&p, &x).unwrap().unwrap_or_default();
                     format!("{}={}", x.to_string_lossy(), String::from_utf8_lossy(&v))
                 })
                 .collect();
@@ -306,12 +306,12 @@ fn diff_upper_translates_overlay_whiteouts() {
     let up = t.path();
     fs::create_dir_all(up.join("opq/sub")).unwrap();
     fs::write(up.join("opq/sub/new"), "n").unwrap();
-    sys::set_xattr(&up.join("opq"), OsStr::new("trusted.overlay.opaque"), b"y").unwrap();
-    sys::make_node(&up.join("gone"), sys::NodeKind::Char, 0, 0, 0).unwrap();
+    fs_ext::set_xattr(&up.join("opq"), OsStr::new("trusted.overlay.opaque"), b"y").unwrap();
+    fs_ext::make_node(&up.join("gone"), fs_ext::NodeKind::Char, 0, 0, 0).unwrap();
     fs::create_dir(up.join("etc")).unwrap();
-    sys::make_node(&up.join("etc/old"), sys::NodeKind::Char, 0, 0, 0).unwrap();
+    fs_ext::make_node(&up.join("etc/old"), fs_ext::NodeKind::Char, 0, 0, 0).unwrap();
     fs::write(up.join("etc/new"), "x").unwrap();
-    sys::make_node(&up.join("realdev"), sys::NodeKind::Char, 0o600, 1, 3).unwrap();
+    fs_ext::make_node(&up.join("realdev"), fs_ext::NodeKind::Char, 0o600, 1, 3).unwrap();
     let mut out = Vec::new();
     layer::diff_upper(up, &mut out, Compression::Gzip).unwrap();
     assert_eq!(
@@ -355,7 +355,7 @@ fn apply_overlay_mode_writes_overlay_whiteouts() {
     let m = fs::symlink_metadata(dst.join("gone")).unwrap();
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()) && m.rdev() == 0);
     assert_eq!(
-        sys::get_xattr(&dst.join("opq"), OsStr::new("trusted.overlay.opaque"))
+        fs_ext::get_xattr(&dst.join("opq"), OsStr::new("trusted.overlay.opaque"))
             .unwrap()
             .as_deref(),
         Some(&b"y"[..])
@@ -374,7 +374,7 @@ fn apply_overlay_mode_whiteout_then_same_dir_becomes_opaque() {
     let d = t.path().join("d");
     assert!(fs::symlink_metadata(&d).unwrap().is_dir());
     assert_eq!(
-        sys::get_xattr(&d, OsStr::new("trusted.overlay.opaque"))
+        fs_ext::get_xattr(&d, OsStr::new("trusted.overlay.opaque"))
             .unwrap()
             .as_deref(),
         Some(&b"y"[..]),

@@ -23,7 +23,7 @@ fn gnu_tar() -> bool {
 
 fn tar_flags() -> Vec<&'static str> {
     let mut f = vec!["--xattrs", "--xattrs-include=*", "--numeric-owner"];
-    if rbk_store::sys::is_root() {
+    if rbk_store::process::is_root() {
         f.push("--same-owner");
     }
     f

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use rbk_store::compress::{self, Compression};
 use rbk_store::layer::{self, ApplyMode};
 use rbk_store::snapshot::{
-    overlay_supported, CopySnapshotter, OverlaySnapshotter, SnapshotError, SnapshotKind,
+    overlay_supported, CopySnapshotter, OverlaySnapshotter, SnapshotError, SnapshotState,
     Snapshotter,
 };
-use rbk_store::sys;
+use rbk_store::{mount, process};
 
 use super::layer::{describe, entry_names, rich_tree};
 
@@ -46,9 +46,9 @@ pub(crate) fn each_backend(test: &str, body: impl Fn(Backend, &Path)) {
 /// root) and runs `f` on the resulting tree; always unmounts.
 pub(crate) fn edit(snap: &dyn Snapshotter, key: &str, f: impl FnOnce(&Path)) {
     let mounts = snap.mounts(key).unwrap();
-    if sys::is_root() {
+    if process::is_root() {
         let mp = tempfile::tempdir().unwrap();
-        let guard = sys::mount_all(&mounts, mp.path()).unwrap();
+        let guard = mount::mount_all(&mounts, mp.path()).unwrap();
         f(mp.path());
         guard.unmount().unwrap();
     } else {
@@ -65,7 +65,7 @@ fn view_tree(
     snap.view(key, Some(parent)).unwrap();
     let mut out = None;
     edit(snap, key, |root| {
-        if sys::is_root() {
+        if process::is_root() {
             assert!(
                 fs::write(root.join("nope"), "x").is_err(),
                 "a view must be read-only"
@@ -158,14 +158,14 @@ fn snapshot_stack_three_layers() {
         let infos = snap.list().unwrap();
         let keys: Vec<_> = infos
             .iter()
-            .map(|i| (i.key.as_str(), i.kind, i.parent.as_deref()))
+            .map(|i| (i.key.as_str(), i.state, i.parent.as_deref()))
             .collect();
         assert_eq!(
             keys,
             [
-                ("l1", SnapshotKind::Committed, None),
-                ("l2", SnapshotKind::Committed, Some("l1")),
-                ("l3", SnapshotKind::Committed, Some("l2"))
+                ("l1", SnapshotState::Committed, None),
+                ("l2", SnapshotState::Committed, Some("l1")),
+                ("l3", SnapshotState::Committed, Some("l2"))
             ]
         );
         assert!(
@@ -329,7 +329,7 @@ fn snapshot_half_made_is_not_seen_as_committed() {
         );
         snap.prepare("b1", None).unwrap();
         snap.commit("l1", "b1").unwrap();
-        assert_eq!(snap.stat("l1").unwrap().kind, SnapshotKind::Committed);
+        assert_eq!(snap.stat("l1").unwrap().state, SnapshotState::Committed);
     });
 }
 
@@ -356,7 +356,7 @@ fn snapshot_lifecycle_rules() {
         assert!(
             matches!(
                 snap.prepare("c", Some("a")),
-                Err(SnapshotError::WrongKind { .. })
+                Err(SnapshotError::WrongState { .. })
             ),
             "parent must be committed"
         );
@@ -364,7 +364,7 @@ fn snapshot_lifecycle_rules() {
         assert!(!snap.exists("a"));
         assert!(matches!(
             snap.commit("x", "base"),
-            Err(SnapshotError::WrongKind { .. })
+            Err(SnapshotError::WrongState { .. })
         ));
         snap.prepare("b", Some("base")).unwrap();
         snap.prepare("b2", Some("base")).unwrap();
@@ -477,7 +477,7 @@ fn mount_guard_unmounts_on_panic() {
     fs::create_dir(&mp).unwrap();
     let mp2 = mp.clone();
     let r = std::panic::catch_unwind(move || {
-        let _g = sys::mount_all(&mounts, &mp2).unwrap();
+        let _g = mount::mount_all(&mounts, &mp2).unwrap();
         assert!(is_mountpoint(&mp2));
         panic!("step failed while mounted");
     });
@@ -487,12 +487,12 @@ fn mount_guard_unmounts_on_panic() {
         "guard must unmount when the step panics"
     );
     // A failing mount leaves nothing mounted either.
-    let bad = vec![rbk_store::snapshot::Mount {
+    let bad = vec![rbk_store::mount::Mount {
         kind: "overlay".into(),
         source: "overlay".into(),
         options: vec!["lowerdir=/nonexistent-rbk".into()],
     }];
-    assert!(sys::mount_all(&bad, &mp).is_err());
+    assert!(mount::mount_all(&bad, &mp).is_err());
     assert!(!is_mountpoint(&mp));
 }
 
@@ -537,7 +537,7 @@ fn overlay_mounts_a_deep_chain_of_chain_id_keys() {
         .map(|i| snap.upper_dir(&i.key).unwrap().as_os_str().len() + 1)
         .sum();
     assert!(
-        full > sys::page_size(),
+        full > mount::page_size(),
         "test must exceed the limit without links ({full})"
     );
     snap.view("v", parent.as_deref()).unwrap();
@@ -556,8 +556,11 @@ fn snapshot_busybox_rootfs_runs_and_its_changes_diff() {
     let chroot = ["/usr/sbin/chroot", "/sbin/chroot", "/usr/bin/chroot"]
         .into_iter()
         .find(|p| Path::new(p).exists());
-    let (Some(chroot), true, true) = (chroot, sys::is_root(), Path::new("/bin/busybox").exists())
-    else {
+    let (Some(chroot), true, true) = (
+        chroot,
+        process::is_root(),
+        Path::new("/bin/busybox").exists(),
+    ) else {
         eprintln!("SKIPPED: snapshot_busybox_rootfs_runs_and_its_changes_diff needs root, chroot and /bin/busybox");
         return;
     };
@@ -632,7 +635,7 @@ fn concurrent_commits_of_one_key_leave_one_committed_snapshot() {
                 .filter(|&w| w)
                 .count();
             assert_eq!(won, 1, "{b:?} round {round}");
-            assert_eq!(snap.stat(&key).unwrap().kind, SnapshotKind::Committed);
+            assert_eq!(snap.stat(&key).unwrap().state, SnapshotState::Committed);
         }
     });
 }

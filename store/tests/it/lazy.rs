@@ -1,4 +1,4 @@
-//! Layers written when first read (`rbk_store::lazy`): from the snapshot
+//! Layers written when first read (`rbk_store::content::lazy`): from the snapshot
 //! that holds them, verified, kept; a snapshot that no longer makes the
 //! digest is refused; a layer whose snapshots are gone is missing.
 #![allow(clippy::unwrap_used)]
@@ -6,7 +6,8 @@
 use std::fs;
 
 use rbk_store::compress::Compression;
-use rbk_store::lazy::{self, SnapshotKind, Source};
+use rbk_store::content::lazy::{self, Source};
+use rbk_store::snapshot::SnapshotterKind;
 use rbk_store::snapshot::{CopySnapshotter, Snapshotter};
 use rbk_store::{Digest, Store};
 
@@ -27,7 +28,7 @@ fn store_with_lazy_layer(store: &Store) -> (CopySnapshotter, Digest, u64) {
     snap.commit(&name, "build").unwrap();
     let source = Source {
         snapshot: name,
-        kind: SnapshotKind::Copy,
+        kind: SnapshotterKind::Copy,
         clamp_mtime: None,
     };
     lazy::record(&store.content, &info.digest, info.size, source).unwrap();

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use rbk_store::compress::Compression;
 use rbk_store::layer;
-use rbk_store::sys;
+use rbk_store::process;
 
 use super::layer_snapshot::{each_backend, open};
 
@@ -41,7 +41,7 @@ fn stat_as_nobody(path: &Path) -> (bool, String) {
 #[test]
 fn setuid_binaries_of_an_image_are_out_of_other_users_reach() {
     let test = "setuid_binaries_of_an_image_are_out_of_other_users_reach";
-    if !sys::is_root() {
+    if !process::is_root() {
         eprintln!("SKIPPED: {test}: needs root (to become uid 65534)");
         return;
     }
@@ -212,7 +212,7 @@ fn what_real_layers_do_over_links_and_dirs_both_agree_on() {
         ]);
         snap.apply_layer("top", Some("base"), &mut &top[..], None)
             .unwrap();
-        if b == super::layer_snapshot::Backend::Overlay && !sys::is_root() {
+        if b == super::layer_snapshot::Backend::Overlay && !process::is_root() {
             return;
         }
         snap.view("v", Some("top")).unwrap();

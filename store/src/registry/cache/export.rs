@@ -28,7 +28,7 @@ pub struct ExportReport {
 }
 
 /// Pushes `records` (whose layers must be in `store`) to the cache `dest`:
-/// each record as the artifact tagged [`record_tag`] in `dest`'s
+/// each record as the artifact tagged `record_tag` in `dest`'s
 /// repository, unless the registry has it already (one `GET` of its small
 /// manifest first; a record older than an hour is dated anew), its layer
 /// only when missing (or mounted from another repository of the registry);

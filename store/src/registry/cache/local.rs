@@ -24,6 +24,7 @@ use crate::cache::CacheRecord;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::Store;
+use crate::layout::Layout;
 use crate::oci::{now_rfc3339, MEDIA_TYPE_OCI_MANIFEST};
 use crate::oci::{Descriptor, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX};
 
@@ -32,7 +33,7 @@ const LOCAL_REF_NAME: &str = "rbk-buildcache";
 
 /// A blob of the layout at `dir`.
 pub(super) fn layout_blob(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs").join("sha256").join(digest.hex())
+    Layout::new(dir).blob(digest)
 }
 
 /// The record file of `key` in `dir`.
@@ -66,7 +67,7 @@ pub(super) enum Head {
 
 /// Reads what the layout at `dir` names in its `index.json`.
 pub(super) fn read_head(dir: &Path) -> Result<Head, StoreError> {
-    let index_path = dir.join("index.json");
+    let index_path = Layout::new(dir).index();
     let index_bytes = match std::fs::read(&index_path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Head::Nothing),
@@ -122,7 +123,7 @@ pub fn export_local(
     dir: &Path,
     records: &[CacheRecord],
 ) -> Result<ExportReport, StoreError> {
-    let blobs_dir = dir.join("blobs").join("sha256");
+    let blobs_dir = Layout::new(dir).blobs();
     let records_dir = dir.join("records");
     for d in [&blobs_dir, &records_dir] {
         std::fs::create_dir_all(d).map_err(|e| StoreError::from_io("create", d, e))?;
@@ -165,7 +166,7 @@ pub fn export_local_mounts(
     dir: &Path,
     records: &[CacheRecord],
 ) -> Result<usize, StoreError> {
-    let blobs_dir = dir.join("blobs").join("sha256");
+    let blobs_dir = Layout::new(dir).blobs();
     let records_dir = dir.join("records");
     for d in [&blobs_dir, &records_dir] {
         std::fs::create_dir_all(d).map_err(|e| StoreError::from_io("create", d, e))?;

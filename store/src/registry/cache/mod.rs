@@ -41,7 +41,7 @@ use crate::oci::{Descriptor, Manifest};
 pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.config.v1+json";
 
 /// The artifact type announced in the manifest (OCI 1.1 `artifactType`).
-pub const CACHE_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.v1";
+pub(crate) const CACHE_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.v1";
 
 /// The image config field that carries an inline cache (`--cache-to
 /// type=inline`): the records of the image's own steps, each layer being

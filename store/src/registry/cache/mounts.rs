@@ -12,7 +12,7 @@ use crate::images::Store;
 use crate::oci::{now_rfc3339, Descriptor, MEDIA_TYPE_OCI_LAYER_GZIP};
 
 /// The prefix of a cache mount's record key (no step key has it).
-pub const MOUNT_KEY_PREFIX: &str = "cache-mount:";
+pub(crate) const MOUNT_KEY_PREFIX: &str = "cache-mount:";
 
 /// The family of cache mount records.
 const MOUNT_FAMILY: &str = "cache-mount";

@@ -2,15 +2,15 @@
 //! shares a cache ref in without overwriting one another.
 //!
 //! A record of cache `REPO:TAG` is the manifest tagged `TAG-<sha256 of
-//! its key>` in `REPO` (see [`record_tag`]): an OCI image manifest with
-//! `artifactType` [`RECORD_ARTIFACT_TYPE`], whose config is the record
+//! its key>` in `REPO` (see `record_tag`): an OCI image manifest with
+//! `artifactType` `RECORD_ARTIFACT_TYPE`, whose config is the record
 //! (a [`CacheEntry`] as JSON, also embedded in the descriptor's `data` so
 //! one `GET` of the manifest reads it) and whose one layer is the record's
 //! layer as pushed, so the registry's garbage collection keeps it. The
 //! `org.opencontainers.image.created` annotation dates it for `prune`.
 //!
 //! `REPO:TAG` itself holds an index: a manifest whose config lists the
-//! records of the last export ([`IndexConfig`]), for people and tools that
+//! records of the last export (`IndexConfig`), for people and tools that
 //! list; nothing depends on it being complete.
 
 use std::collections::BTreeMap;
@@ -24,16 +24,16 @@ use crate::oci::{Descriptor, MEDIA_TYPE_OCI_MANIFEST};
 use crate::registry::{base64_decode, base64_encode};
 
 /// The artifact type of one record's manifest.
-pub const RECORD_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.record.v1";
+pub(crate) const RECORD_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildcache.record.v1";
 
 /// The media type of a record's config blob (a [`CacheEntry`]).
-pub const RECORD_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.record.v1+json";
+pub(crate) const RECORD_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.record.v1+json";
 
 /// The media type of the index config the cache ref itself names.
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.index.v2+json";
+pub(crate) const INDEX_MEDIA_TYPE: &str = "application/vnd.rbk.buildcache.index.v2+json";
 
 /// The annotation that dates a record.
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub(crate) const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 /// The longest cache tag kept as it is in its records' tags: with `-` and
 /// 64 hex digits a record tag stays within the registry's 128 characters.
@@ -42,7 +42,7 @@ const MAX_PLAIN_TAG: usize = 60;
 /// The tag of the record of `key` in a cache tagged `cache_tag`:
 /// `<cache_tag>-<sha256(key) hex>`. A cache tag longer than 60 characters
 /// is shortened to its first 27 and 32 hex digits of its own sha256.
-pub fn record_tag(cache_tag: &str, key: &str) -> String {
+pub(crate) fn record_tag(cache_tag: &str, key: &str) -> String {
     format!(
         "{}-{}",
         record_prefix(cache_tag),
@@ -51,7 +51,7 @@ pub fn record_tag(cache_tag: &str, key: &str) -> String {
 }
 
 /// Whether `tag` is the tag of a record of the cache tagged `cache_tag`.
-pub fn is_record_tag(cache_tag: &str, tag: &str) -> bool {
+pub(crate) fn is_record_tag(cache_tag: &str, tag: &str) -> bool {
     let prefix = record_prefix(cache_tag);
     tag.strip_prefix(prefix.as_str())
         .and_then(|rest| rest.strip_prefix('-'))

@@ -17,10 +17,10 @@ use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
 
 /// The media type of a timings artifact's config.
-pub const TIMINGS_MEDIA_TYPE: &str = "application/vnd.rbk.buildtimings.v1+json";
+pub(crate) const TIMINGS_MEDIA_TYPE: &str = "application/vnd.rbk.buildtimings.v1+json";
 
 /// The artifact type announced in its manifest.
-pub const TIMINGS_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildtimings.v1";
+pub(crate) const TIMINGS_ARTIFACT_TYPE: &str = "application/vnd.rbk.buildtimings.v1";
 
 /// What one slot holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -34,7 +34,7 @@ pub struct TimingsDoc {
 }
 
 /// The tag of slot `slot` of the cache tagged `cache_tag`.
-pub fn timings_tag(cache_tag: &str, slot: &str) -> String {
+pub(crate) fn timings_tag(cache_tag: &str, slot: &str) -> String {
     format!(
         "{}-timings-{slot}",
         super::records::record_prefix(cache_tag)

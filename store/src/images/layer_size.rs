@@ -7,8 +7,8 @@
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 
+use super::Store;
 use crate::error::StoreError;
-use crate::images::Store;
 use crate::oci::Descriptor;
 
 impl Store {
@@ -27,7 +27,7 @@ impl Store {
             // Kept as its snapshot: the tar it would make, counted as it
             // streams (nothing written).
             let mut counter = Counter::default();
-            if !crate::lazy::stream(self.root(), &layer.digest, &mut counter)? {
+            if !crate::content::lazy::stream(self.root(), &layer.digest, &mut counter)? {
                 return Ok(layer.size);
             }
             return Ok(counter.content);
@@ -61,7 +61,7 @@ impl Store {
 
     /// Forgets the sizes of layers the store no longer has (after `prune`).
     pub(crate) fn sweep_layer_sizes(&self) {
-        let Ok(rd) = std::fs::read_dir(self.root().join("layer-sizes")) else {
+        let Ok(rd) = std::fs::read_dir(self.layout().layer_sizes()) else {
             return;
         };
         for e in rd.flatten() {
@@ -81,7 +81,7 @@ impl Store {
     }
 
     fn size_file(&self, layer: &Descriptor) -> PathBuf {
-        self.root().join("layer-sizes").join(layer.digest.hex())
+        self.layout().layer_sizes().join(layer.digest.hex())
     }
 }
 

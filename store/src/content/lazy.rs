@@ -21,21 +21,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{write_atomic, ContentStore};
 use crate::compress::Compression;
-use crate::content::{write_atomic, ContentStore};
 use crate::digest::Digest;
 use crate::error::{IoResultExt, StoreError};
 use crate::layer::{self, DiffOptions};
-
-/// How a snapshot's layer is made again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotKind {
-    /// An overlay upper directory: its files are the layer.
-    Overlay,
-    /// A full copy: the layer is its difference from its parent's copy.
-    Copy,
-}
+use crate::layout::Layout;
+use crate::snapshot::{self, SnapshotterKind};
 
 /// Where a layer's bytes can be made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +35,7 @@ pub struct Source {
     /// The snapshot (a chain id's hex) under `snapshots/`.
     pub snapshot: String,
     /// How it was made.
-    pub kind: SnapshotKind,
+    pub kind: SnapshotterKind,
     /// The mtime clamp it was committed with (`SOURCE_DATE_EPOCH`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clamp_mtime: Option<i64>,
@@ -57,7 +49,7 @@ struct Record {
 }
 
 fn record_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join("lazy").join(d.hex())
+    Layout::new(root).lazy().join(d.hex())
 }
 
 fn read_record(root: &Path, d: &Digest) -> Option<Record> {
@@ -66,21 +58,13 @@ fn read_record(root: &Path, d: &Digest) -> Option<Record> {
 }
 
 fn snapshot_fs(root: &Path, key: &str) -> PathBuf {
-    root.join("snapshots").join(key).join("fs")
+    snapshot::tree_of(&Layout::new(root).snapshots(), key)
 }
 
 /// Whether a source's snapshot is still there (committed: its meta names
 /// it).
 fn available(root: &Path, s: &Source) -> bool {
-    #[derive(Deserialize)]
-    struct Meta {
-        key: String,
-    }
-    let meta = root.join("snapshots").join(&s.snapshot).join("meta.json");
-    fs::read(meta)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
-        .is_some_and(|m| m.key == s.snapshot)
+    snapshot::exists_in(&Layout::new(root).snapshots(), &s.snapshot)
 }
 
 /// Records that `source` holds the uncompressed layer `digest` of `size`
@@ -92,7 +76,7 @@ pub fn record(
     source: Source,
 ) -> Result<(), StoreError> {
     let root = content.root();
-    let dir = root.join("lazy");
+    let dir = Layout::new(root).lazy();
     fs::create_dir_all(&dir).at("create directory", &dir)?;
     let mut rec = read_record(root, digest).unwrap_or(Record {
         size,
@@ -210,9 +194,11 @@ fn write_layer(
     };
     let fs_dir = snapshot_fs(root, &source.snapshot);
     let made = match source.kind {
-        SnapshotKind::Overlay => layer::diff_upper(&fs_dir, w, opts),
-        SnapshotKind::Copy => {
-            let parent = parent_of(root, &source.snapshot).map(|p| snapshot_fs(root, &p));
+        SnapshotterKind::Overlay => layer::diff_upper(&fs_dir, w, opts),
+        SnapshotterKind::Copy => {
+            let snapshots = Layout::new(root).snapshots();
+            let parent =
+                snapshot::parent_of(&snapshots, &source.snapshot).map(|p| snapshot_fs(root, &p));
             layer::diff_trees(parent.as_deref(), &fs_dir, w, opts)
         }
     };
@@ -224,22 +210,12 @@ fn write_layer(
     Ok(())
 }
 
-fn parent_of(root: &Path, key: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Meta {
-        parent: Option<String>,
-    }
-    let meta = root.join("snapshots").join(key).join("meta.json");
-    let bytes = fs::read(meta).ok()?;
-    serde_json::from_slice::<Meta>(&bytes).ok()?.parent
-}
-
 /// Deletes the records none of whose snapshots is left, and records of
 /// layers that are blobs now. For `prune`, under the exclusive store lock,
 /// after it deleted snapshots.
 pub(crate) fn sweep(content: &ContentStore) {
     let root = content.root();
-    let Ok(rd) = fs::read_dir(root.join("lazy")) else {
+    let Ok(rd) = fs::read_dir(Layout::new(root).lazy()) else {
         return;
     };
     for e in rd.flatten() {
