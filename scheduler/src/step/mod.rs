@@ -22,7 +22,7 @@ use rbk_compiler::Vertex;
 use crate::backend::{BackendError, Layer, Layers, Mounted, WorkDirs};
 use crate::context::{ContextError, Selection};
 use crate::fileop::FileOpError;
-use crate::progress::{Reporter, Step};
+use crate::progress::{Outcome, Reporter, Step};
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
 use rbk_runtime::sandbox::{Executor, NetworkMode, SandboxError};
@@ -130,6 +130,25 @@ impl StepError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+impl StepError {
+    /// How a step that failed with this error ended: canceled when it was
+    /// stopped, else failed.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            StepError::Cancelled => Outcome::Canceled,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// How a step that ended with `result` ended.
+pub(crate) fn outcome_of<T>(result: &Result<T, StepError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ran,
+        Err(e) => e.outcome(),
     }
 }
 

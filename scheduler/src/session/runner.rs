@@ -9,10 +9,10 @@ use std::time::Instant;
 use rbk_compiler::graph::Op;
 use rbk_store::cache::CacheRecord;
 
+use super::plan::{Plan, RunDag};
+use super::BuildSession;
 use crate::explain;
-use crate::plan::{Plan, RunDag};
 use crate::progress::{Outcome, Step};
-use crate::session::BuildSession;
 use crate::solve::Ops;
 use crate::state::{epoch, now_rfc3339, State};
 use crate::step::{self, StepError};
@@ -131,7 +131,7 @@ impl Runner<'_, '_> {
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
-                s.finish(&step, started, Outcome::failed(&e), why);
+                s.finish(&step, started, e.outcome(), why);
                 return Err(e);
             }
         };
@@ -361,7 +361,7 @@ impl Runner<'_, '_> {
             Ok(None) => Err(StepError::Internal("a COPY without a layer")),
             Err(e) => {
                 self.finished[k].store(true, Ordering::SeqCst);
-                s.finish(&step, started, Outcome::failed(&e), None);
+                s.finish(&step, started, e.outcome(), None);
                 Err(e)
             }
         }
@@ -390,7 +390,7 @@ impl Runner<'_, '_> {
         let why = self.why(v, plan, &plaintext);
         let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
         self.finished[k].store(true, Ordering::SeqCst);
-        s.finish(&step, started, Outcome::of(&stacked), why);
+        s.finish(&step, started, crate::step::outcome_of(&stacked), why);
         if stacked.is_ok() {
             s.ran.fetch_add(1, Ordering::SeqCst);
         }
@@ -444,7 +444,7 @@ impl Runner<'_, '_> {
                 s.cached.fetch_add(1, Ordering::SeqCst);
                 s.finish(step, started, Outcome::Cached, None);
             }
-            Err(e) => s.finish(step, started, Outcome::failed(e), None),
+            Err(e) => s.finish(step, started, e.outcome(), None),
         }
         stacked
     }

@@ -16,15 +16,20 @@ use rbk_compiler::graph::{Network, Op};
 use rbk_compiler::{BuildGraph, Vertex};
 
 use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
-use crate::plan::{self, Planner};
 use crate::progress::{Finish, Outcome, Reporter, Step};
-use crate::runner::Runner;
 use crate::shared_cache::{exported_vertices, ExportedCache};
 use crate::solve::{self, SolveError};
 use crate::step::from::BaseImages;
 use crate::step::{Contexts, StepEnv, StepError};
+use plan::Planner;
 use rbk_runtime::cancel::CancelToken;
 use rbk_runtime::sandbox::{Executor, NetworkMode};
+use runner::Runner;
+
+mod commit;
+mod plan;
+mod runner;
+mod wait;
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -462,7 +467,7 @@ impl<'a> BuildSession<'a> {
         }
         let results = solved.map_err(|e| self.fail_in(&run.links, e))?;
         self.env.contexts.save();
-        let images = crate::image::commit_all(self, &plans, &results)?;
+        let images = commit::commit_all(self, &plans, &results)?;
         let exported = self.export(&plans)?;
         Ok(BuildSummary {
             ran: self.ran.load(Ordering::SeqCst),

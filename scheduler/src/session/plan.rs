@@ -17,7 +17,7 @@ use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::session::BuildSession;
+use super::BuildSession;
 use crate::solve::Dag;
 use crate::solve::Ops;
 use crate::state::State;
