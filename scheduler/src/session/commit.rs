@@ -3,7 +3,7 @@
 //! layers fetched where a registry cache served them, and the commit of
 //! config, manifest and tags.
 
-use rbk_compiler::graph::{ImageOutput, Op};
+use rbk_compiler::graph::ImageOutput;
 use rbk_store::oci::{History, ImageConfig as OciConfig, RootFs};
 use rbk_store::reference::Reference;
 
@@ -15,6 +15,7 @@ use super::{BuildError, BuildSession, BuiltImage};
 use crate::image::to_oci;
 use crate::shared_cache::{exported_vertices, CacheMode};
 use crate::state::{epoch, State};
+use crate::step::LayerPolicy;
 
 /// Commits every image of the session's graph from the second pass's
 /// `results`.
@@ -115,7 +116,8 @@ fn oci_config(
         .unwrap_or_default();
     for id in s.graph.chain(img.vertex) {
         let v = s.graph.vertex(id);
-        if matches!(v.op, Op::Source { .. }) {
+        let policy = s.kind(id.index()).policy();
+        if policy == LayerPolicy::Base {
             continue;
         }
         let result = results[id.index()].as_ref();
@@ -125,7 +127,7 @@ fn oci_config(
         let parent = v.parent.and_then(|p| results[p.index()].as_ref());
         let empty_layer = match (result, parent) {
             (Some(st), Some(p)) => st.layers.len() == p.layers.len(),
-            _ => !v.op.has_layer(),
+            _ => !policy.runs(),
         };
         history.push(History {
             created: Some(created),

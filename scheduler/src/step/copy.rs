@@ -8,11 +8,90 @@ use std::sync::{Arc, Mutex};
 use rbk_compiler::graph::{FileOp, Source};
 use serde_json::json;
 
-use super::{StepEnv, StepError, StepInputs};
+use super::{Change, Execution, Keyed, LayerPolicy, StepEnv, StepError, StepInputs, StepKind};
 use crate::context::BuildContext;
 use crate::fileop::{AddOptions, CopySpec};
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
+
+/// COPY or ADD, `--link` or not.
+pub(crate) struct CopyStep<'g>(pub &'g FileOp);
+
+impl StepKind for CopyStep<'_> {
+    fn policy(&self) -> LayerPolicy {
+        LayerPolicy::Layer
+    }
+
+    fn inputs(&self, env: &StepEnv<'_>, from_keys: &[&str]) -> Result<StepInputs, StepError> {
+        inputs(env, self.0, from_keys)
+    }
+
+    /// A copy from a build context reads no other stage's key.
+    fn inputs_are_early(&self) -> bool {
+        matches!(self.0.from, Source::Context { .. })
+    }
+
+    fn execute(
+        &self,
+        env: &StepEnv<'_>,
+        run: &Execution<'_>,
+        rootfs: &Path,
+    ) -> Result<Change, StepError> {
+        let src = match &self.0.from {
+            Source::Context { path, .. } => {
+                From::Context(PathBuf::from(path), run.keyed.files.clone())
+            }
+            Source::Vertex(_) => From::State(
+                run.extra
+                    .first()
+                    .ok_or(StepError::Internal("COPY --from without its input"))?,
+            ),
+        };
+        execute(env, self.0, &src, rootfs, run.cancel)?;
+        Ok(Change::Changed)
+    }
+
+    /// What it selects: the context files' digest (as the first pass keyed
+    /// it) and its URLs, or the digest of what it selects in the stage it
+    /// copies from (as BuildKit keys `COPY --from` on content). None for a
+    /// linked copy: its layer has a key of its own.
+    fn result_inputs(
+        &self,
+        env: &StepEnv<'_>,
+        keyed: &Keyed,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        let f = self.0;
+        if f.link {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        match &f.from {
+            Source::Context { .. } => {
+                if let Some(files) = &keyed.files {
+                    parts.push(files.digest.hex.clone());
+                }
+                parts.extend(f.sources.iter().filter(|s| is_url(s)).cloned());
+            }
+            Source::Vertex(_) => {
+                let state = extra
+                    .first()
+                    .ok_or(StepError::Internal("COPY --from without its input"))?;
+                let selected = super::cutoff::selected(env, state, &f.sources, &f.excludes, cancel);
+                parts.push(selected?);
+            }
+        }
+        Ok(Some(parts))
+    }
+
+    /// `COPY --link`: its definition without the parent. The same copy over
+    /// another parent has the same layer key, so a changed base reuses the
+    /// layer.
+    fn link_definition(&self) -> Option<String> {
+        self.0.link.then(|| self.0.link_digest().hex())
+    }
+}
 
 /// Where a COPY reads from.
 pub(crate) enum From<'s> {

@@ -8,13 +8,93 @@ use std::sync::Arc;
 use rbk_compiler::graph::{ExecOp, Mount, MountKind, Network, Source};
 use serde_json::json;
 
-use super::{FileDigests, StepEnv, StepError, StepInputs};
+use super::{
+    Change, Entitlement, Execution, FileDigests, Keyed, LayerPolicy, StepEnv, StepError,
+    StepInputs, StepKind,
+};
 use crate::backend::Mounted;
 use crate::progress::Step;
 use crate::state::State;
 use rbk_runtime::sandbox::{
     BindMount, CancelToken, ExecSpec, NetworkMode, OutputStream, SandboxError, StdinMode,
 };
+
+/// RUN: a command in the sandbox, its change a layer.
+pub(crate) struct RunStep<'g>(pub &'g ExecOp);
+
+impl StepKind for RunStep<'_> {
+    fn policy(&self) -> LayerPolicy {
+        LayerPolicy::Layer
+    }
+
+    fn inputs(&self, env: &StepEnv<'_>, from_keys: &[&str]) -> Result<StepInputs, StepError> {
+        inputs(env, self.0, from_keys)
+    }
+
+    fn execute(
+        &self,
+        env: &StepEnv<'_>,
+        run: &Execution<'_>,
+        rootfs: &Path,
+    ) -> Result<Change, StepError> {
+        let binds = &run.keyed.binds;
+        execute(env, self.0, run.step, rootfs, run.extra, binds, run.cancel)?;
+        Ok(Change::Changed)
+    }
+
+    /// Its context bind mounts' digests (as the first pass keyed them), and
+    /// for each mount of a stage what it shows: the digest of the source a
+    /// bind mount selects, a cache mount's seed stage's chain id.
+    fn result_inputs(
+        &self,
+        env: &StepEnv<'_>,
+        keyed: &Keyed,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        let mut parts: Vec<String> = keyed.binds.iter().map(|b| b.digest.hex.clone()).collect();
+        let mut states = extra.iter();
+        for m in &self.0.mounts {
+            let source = match &m.kind {
+                MountKind::Bind {
+                    from: Source::Vertex(_),
+                    source,
+                    ..
+                } => Some(source),
+                MountKind::Cache {
+                    from: Some(Source::Vertex(_)),
+                    ..
+                } => None,
+                _ => continue,
+            };
+            let state = states
+                .next()
+                .ok_or(StepError::Internal("a mount without its input"))?;
+            parts.push(match source {
+                Some(src) => {
+                    super::cutoff::selected(env, state, std::slice::from_ref(src), &[], cancel)?
+                }
+                None => state.chain_id().map(|c| c.to_string()).unwrap_or_default(),
+            });
+        }
+        Ok(Some(parts))
+    }
+
+    fn needs_sandbox(&self) -> bool {
+        true
+    }
+
+    fn entitlements(&self) -> Vec<(&'static str, Entitlement)> {
+        let mut needs = Vec::new();
+        if self.0.insecure {
+            needs.push(("RUN --security=insecure", Entitlement::SecurityInsecure));
+        }
+        if self.0.network == Network::Host {
+            needs.push(("RUN --network=host", Entitlement::NetworkHost));
+        }
+        needs
+    }
+}
 
 /// Lines of output kept to show when a command fails.
 const TAIL_LINES: usize = 20;
