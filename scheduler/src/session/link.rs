@@ -96,7 +96,7 @@ impl Runner<'_, '_> {
             created: epoch(),
         };
         let keyed = plan.keyed();
-        let result = step::execute(&s.env, s.kind(v), &step, &nothing, inputs, &keyed, cancel);
+        let result = step::execute(&s.env, &*s.kind(v), &step, &nothing, inputs, &keyed, cancel);
         match result {
             Ok(Some(layer)) => {
                 self.record_link(v, key, &layer, &plan.plaintext())?;

@@ -291,8 +291,10 @@ pub struct BuildSession<'a> {
     pub(crate) cache: &'a dyn StepCache,
     pub(crate) reporter: &'a dyn Reporter,
     pub(crate) env: StepEnv<'a>,
-    /// Each vertex's kind of step, by vertex index.
-    kinds: Vec<Box<dyn StepKind + 'a>>,
+    /// Picks each vertex's kind of step (asked each time: a kind is a
+    /// view of its op, and a session holding boxed kinds could not be
+    /// dropped after the graph it borrows).
+    steps: &'a dyn Resolve,
     pub(crate) options: BuildOptions,
     labels: Vec<String>,
     pub(crate) families: Vec<String>,
@@ -332,7 +334,7 @@ impl<'a> BuildSession<'a> {
         graph: &'a BuildGraph,
         svc: Services<'a>,
         options: BuildOptions,
-        steps: &dyn Resolve,
+        steps: &'a dyn Resolve,
     ) -> Result<Self, BuildError> {
         for (id, path) in &options.secrets {
             std::fs::File::open(path).map_err(|source| BuildError::Secret {
@@ -379,12 +381,9 @@ impl<'a> BuildSession<'a> {
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
         let (labels, families) = (crate::labels::labels(graph), crate::labels::families(graph));
-        let kinds: Vec<_> = (0..graph.len())
-            .map(|v| steps.resolve(&graph.vertex(NodeIndex::new(v)).op))
-            .collect();
         let filtered = no_cache_filtered(
             graph,
-            &kinds,
+            steps,
             &options.no_cache_stages,
             &options.no_cache_images,
         );
@@ -404,7 +403,7 @@ impl<'a> BuildSession<'a> {
                 secrets: options.secrets.clone(),
                 ssh: options.ssh.clone(),
             },
-            kinds,
+            steps,
             options,
             labels,
             families,
@@ -605,12 +604,8 @@ impl<'a> BuildSession<'a> {
     }
 
     /// The kind of step vertex `v` is.
-    pub(crate) fn kind(&self, v: usize) -> &dyn StepKind {
-        // Every vertex has one (made from the graph in `new`); a fallback
-        // keeps an impossible index from panicking.
-        self.kinds
-            .get(v)
-            .map_or(&step::metadata::Metadata, |k| &**k)
+    pub(crate) fn kind(&self, v: usize) -> Box<dyn StepKind + 'a> {
+        self.steps.resolve(&self.vertex(v).op)
     }
 
     /// Vertex `v` of the graph.
@@ -699,7 +694,7 @@ impl<'a> BuildSession<'a> {
 /// graph order, every vertex built on or reading one of them.
 fn no_cache_filtered(
     graph: &BuildGraph,
-    kinds: &[Box<dyn StepKind + '_>],
+    steps: &dyn Resolve,
     stages: &[String],
     images: &BTreeSet<String>,
 ) -> Vec<bool> {
@@ -710,9 +705,7 @@ fn no_cache_filtered(
     for id in graph.topo_order() {
         let v = graph.vertex(id);
         // A base image is never rerun (and is shared between stages).
-        let base = kinds
-            .get(id.index())
-            .is_some_and(|k| k.policy() == LayerPolicy::Base);
+        let base = steps.resolve(&v.op).policy() == LayerPolicy::Base;
         let named = !base
             && v.origins.iter().any(|o| {
                 images.contains(&o.image) || stages.iter().any(|s| s.eq_ignore_ascii_case(&o.stage))

@@ -130,7 +130,7 @@ impl Runner<'_, '_> {
         let plaintext = plan.plaintext();
         let why = self.why(v, plan, &plaintext);
         let keyed = plan.keyed();
-        let result = step::execute(&s.env, s.kind(v), &step, parent, extra, &keyed, cancel);
+        let result = step::execute(&s.env, &*s.kind(v), &step, parent, extra, &keyed, cancel);
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
@@ -186,7 +186,7 @@ impl Runner<'_, '_> {
         let epoch = s.options.source_date_epoch;
         let keyed = plan.keyed();
         let (kind, vx) = (s.kind(v), s.vertex(v));
-        let Some(rk) = step::result_key(&s.env, kind, vx, &keyed, parent, extra, epoch, cancel)?
+        let Some(rk) = step::result_key(&s.env, &*kind, vx, &keyed, parent, extra, epoch, cancel)?
         else {
             return Ok(None);
         };
