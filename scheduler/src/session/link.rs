@@ -95,11 +95,10 @@ impl Runner<'_, '_> {
             base: None,
             created: epoch(),
         };
-        let keyed = plan.keyed();
-        let result = step::execute(&s.env, &*s.kind(v), &step, &nothing, inputs, &keyed, cancel);
+        let result = step::execute(&s.env, &*s.kind(v), &step, &nothing, inputs, cancel);
         match result {
             Ok(Some(layer)) => {
-                self.record_link(v, key, &layer, &plan.plaintext())?;
+                self.record_link(v, key, &layer, &s.plaintext(v, plan))?;
                 Ok(made(layer, now_rfc3339(s.options.source_date_epoch)))
             }
             Ok(None) => Err(StepError::Internal("a linked step without a layer")),
@@ -129,7 +128,7 @@ impl Runner<'_, '_> {
             .first()
             .and_then(|made| Some((made.layers.first()?.clone(), made.created.clone())))
             .ok_or(StepError::Internal("a linked step without its layer"))?;
-        let plaintext = plan.plaintext();
+        let plaintext = s.plaintext(v, plan);
         let why = self.why(v, plan, &plaintext);
         let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
         self.finished[v].store(true, Ordering::SeqCst);
@@ -181,7 +180,15 @@ impl Runner<'_, '_> {
         };
         let layer = Layer { blob, diff_id };
         let created = rec.created.clone();
-        let stacked = self.stack_layer(v, plan, parent, layer, created, plan.plaintext(), cancel);
+        let stacked = self.stack_layer(
+            v,
+            plan,
+            parent,
+            layer,
+            created,
+            s.plaintext(v, plan),
+            cancel,
+        );
         match &stacked {
             Ok(_) => {
                 s.cached.fetch_add(1, Ordering::SeqCst);

@@ -542,7 +542,7 @@ impl<'a> BuildSession<'a> {
                         let nearest = self.cache.nearest(&self.families[v], &p.key);
                         VertexPlan::Run(crate::explain::explain(
                             nearest.as_ref().map(|r| &r.inputs),
-                            &p.plaintext(),
+                            &self.plaintext(v, p),
                             self.uncached(v),
                         ))
                     }
@@ -606,6 +606,16 @@ impl<'a> BuildSession<'a> {
     /// The kind of step vertex `v` is.
     pub(crate) fn kind(&self, v: usize) -> Box<dyn StepKind + 'a> {
         self.steps.resolve(&self.vertex(v).op)
+    }
+
+    /// The whole plaintext of step `v`'s key ([`plan::Plan::plaintext`]),
+    /// with the context files it was made of, as the context module keeps
+    /// them for the build.
+    pub(crate) fn plaintext(&self, v: usize, plan: &plan::Plan) -> serde_json::Value {
+        // The files were selected when the key was made: asking again
+        // reads them from the build's contexts and cannot fail.
+        let files = self.kind(v).context_files(&self.env).ok().flatten();
+        plan.plaintext(files.as_deref())
     }
 
     /// Vertex `v` of the graph.

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::dag::{Added, Node};
 use super::BuildSession;
+use crate::context::Selected;
 use crate::solve::Dag;
 use crate::solve::Ops;
 use crate::state::State;
@@ -38,10 +39,6 @@ pub(crate) struct Plan {
     /// The plaintext of the key, for `--explain` and the record, without
     /// `files` (see [`Plan::plaintext`]).
     pub inputs: Arc<serde_json::Value>,
-    /// A COPY's context files and their record digests.
-    pub files: Option<Arc<crate::step::FileDigests>>,
-    /// A RUN's context bind mounts, digested.
-    pub binds: Vec<Arc<crate::step::FileDigests>>,
     /// For a base image: its state.
     pub source: Option<State>,
     /// For `COPY --link`: the key of its layer alone, which does not depend
@@ -56,8 +53,6 @@ impl Plan {
             hit: None,
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
-            files: None,
-            binds: Vec::new(),
             source: None,
             link_key: None,
         }
@@ -71,15 +66,6 @@ impl Plan {
             .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
     }
 
-    /// The context files the key was made of (a COPY's selection, a RUN's
-    /// bind mounts) and their digests, for the step to read just those.
-    pub(crate) fn keyed(&self) -> crate::step::Keyed {
-        crate::step::Keyed {
-            files: self.files.clone(),
-            binds: self.binds.clone(),
-        }
-    }
-
     /// The keys a cache export carries for this step: its own, and a
     /// `COPY --link`'s layer key, so another machine reuses the layer over
     /// another parent too.
@@ -87,12 +73,12 @@ impl Plan {
         std::iter::once(&self.key).chain(&self.link_key)
     }
 
-    /// The whole plaintext of the key: `inputs` with a COPY's `files` (path
-    /// → blake3 hex), made now — only a step that runs or is explained
-    /// needs it.
-    pub fn plaintext(&self) -> serde_json::Value {
+    /// The whole plaintext of the key: `inputs` with the context `files`
+    /// it was made of (path → blake3 hex), made now — only a step that runs
+    /// or is explained needs it.
+    pub fn plaintext(&self, files: Option<&Selected>) -> serde_json::Value {
         let mut v = (*self.inputs).clone();
-        if let (Some(files), Some(obj)) = (&self.files, v.as_object_mut()) {
+        if let (Some(files), Some(obj)) = (files, v.as_object_mut()) {
             let map: serde_json::Map<String, serde_json::Value> = files
                 .named()
                 .map(|(p, h)| (p, blake3::Hash::from(*h).to_hex().to_string().into()))
@@ -186,8 +172,6 @@ impl<'x, 'a> Planner<'x, 'a> {
         let StepInputs {
             key: content_key,
             plaintext,
-            files,
-            binds,
         } = self.inputs(v, from_keys)?;
         let mut parts = vec![
             def.as_bytes(),
@@ -223,8 +207,6 @@ impl<'x, 'a> Planner<'x, 'a> {
             hit,
             recorded,
             inputs: Arc::new(inputs_json),
-            files,
-            binds,
             source: None,
             link_key,
         })
@@ -418,8 +400,6 @@ mod tests {
                     }),
                     recorded: hit,
                     inputs: Arc::new(serde_json::Value::Null),
-                    files: None,
-                    binds: Vec::new(),
                     source: None,
                     link_key: None,
                 })

@@ -127,10 +127,9 @@ impl Runner<'_, '_> {
             return Ok(state);
         }
         // Made once: for a COPY of a large context it lists every file.
-        let plaintext = plan.plaintext();
+        let plaintext = s.plaintext(v, plan);
         let why = self.why(v, plan, &plaintext);
-        let keyed = plan.keyed();
-        let result = step::execute(&s.env, &*s.kind(v), &step, parent, extra, &keyed, cancel);
+        let result = step::execute(&s.env, &*s.kind(v), &step, parent, extra, cancel);
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
@@ -184,10 +183,8 @@ impl Runner<'_, '_> {
             return Ok(None);
         }
         let epoch = s.options.source_date_epoch;
-        let keyed = plan.keyed();
         let (kind, vx) = (s.kind(v), s.vertex(v));
-        let Some(rk) = step::result_key(&s.env, &*kind, vx, &keyed, parent, extra, epoch, cancel)?
-        else {
+        let Some(rk) = step::result_key(&s.env, &*kind, vx, parent, extra, epoch, cancel)? else {
             return Ok(None);
         };
         let rk = s.result_keys[v].get_or_init(|| rk);
@@ -216,7 +213,7 @@ impl Runner<'_, '_> {
         s.cache.put(&CacheRecord {
             key: plan.key.clone(),
             family: s.families[v].clone(),
-            inputs: plan.plaintext(),
+            inputs: s.plaintext(v, plan),
             ..rec
         })?;
         Ok(Some(State {

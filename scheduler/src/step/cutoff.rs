@@ -13,26 +13,24 @@
 
 use rbk_compiler::graph::Vertex;
 
-use super::{Keyed, StepEnv, StepError, StepKind};
+use super::{StepEnv, StepError, StepKind};
 use crate::context::digest_tree;
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
 
 /// Step `vx`'s result key over `parent`, reading `extra` (the states of
-/// its inputs, in order) and the context files `keyed`; `None` for a kind
+/// its inputs, in order); `None` for a kind
 /// without one ([`StepKind::result_inputs`]).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn result_key(
     env: &StepEnv<'_>,
     kind: &dyn StepKind,
     vx: &Vertex,
-    keyed: &Keyed,
     parent: &State,
     extra: &[&State],
     epoch: Option<i64>,
     cancel: &CancelToken,
 ) -> Result<Option<String>, StepError> {
-    let Some(inputs) = kind.result_inputs(env, keyed, extra, cancel)? else {
+    let Some(inputs) = kind.result_inputs(env, extra, cancel)? else {
         return Ok(None);
     };
     let own = vx.own.hex();

@@ -7,6 +7,10 @@
 //! it creates its directory), [`metadata`] (ENV, CMD, LABEL…: a key, no
 //! layer). A new instruction is a file here and a line in [`resolve`].
 //!
+//! What a step selects in a build context is the context module's
+//! ([`Contexts`]): made once a build, when the key is made, and read again
+//! by the step when it runs.
+//!
 //! A build can bring kinds of its own through a [`Resolve`] (see
 //! `BuildSession::with_steps`): tests add a fake kind that way.
 
@@ -25,13 +29,13 @@ use std::sync::Arc;
 use rbk_compiler::graph::Op;
 
 use crate::backend::{Layer, Layers, Mounted, WorkDirs};
-use crate::context::Selection;
+use crate::context::Selected;
 use crate::progress::{Reporter, Step};
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
 use rbk_runtime::sandbox::{Executor, NetworkMode};
 
-pub use copy::Contexts;
+pub use crate::context::Contexts;
 pub(crate) use cutoff::result_key;
 pub(crate) use error::outcome_of;
 pub use error::StepError;
@@ -98,8 +102,6 @@ pub struct Execution<'e> {
     /// The states of its inputs other than the parent (stages copied or
     /// mounted from), in the graph's order.
     pub extra: &'e [&'e State],
-    /// The context files its key was made of.
-    pub keyed: &'e Keyed,
     /// Stops it.
     pub cancel: &'e CancelToken,
 }
@@ -156,11 +158,19 @@ pub trait StepKind: Send + Sync {
     fn result_inputs(
         &self,
         env: &StepEnv<'_>,
-        keyed: &Keyed,
         extra: &[&State],
         cancel: &CancelToken,
     ) -> Result<Option<Vec<String>>, StepError> {
-        let _ = (env, keyed, extra, cancel);
+        let _ = (env, extra, cancel);
+        Ok(None)
+    }
+
+    /// The build context files its key was made of, listed in the key's
+    /// plaintext (`files`, for `--explain` and the record): made once a
+    /// build by the context module ([`Contexts`]), so asking again costs
+    /// nothing.
+    fn context_files(&self, env: &StepEnv<'_>) -> Result<Option<Arc<Selected>>, StepError> {
+        let _ = env;
         Ok(None)
     }
 
@@ -245,60 +255,22 @@ impl StepEnv<'_> {
     }
 }
 
-/// A COPY's context files, each with the blake3 of its record, in
-/// selection order. The copy on a miss reuses them: a large context is
-/// walked once, not twice, and the copy holds what the key was made of (its
-/// local sources: URLs are fetched beside them).
-#[derive(Debug)]
-pub struct FileDigests {
-    /// What the COPY selected (only its local sources, when it also names
-    /// URLs).
-    pub selection: Arc<Selection>,
-    /// Their digest.
-    pub digest: crate::context::ContentDigest,
-}
-
-impl FileDigests {
-    /// Each file's path from the source root and its record's digest.
-    pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
-        self.digest.files(&self.selection)
-    }
-}
-
 /// What a step reads beyond its definition and parent.
+#[derive(Debug)]
 pub struct StepInputs {
     /// The content-derived part of the cache key.
     pub key: String,
-    /// Its plaintext, for `--explain`.
+    /// Its plaintext, for `--explain` (a COPY's context files are added
+    /// when the step runs or is explained: see
+    /// [`StepKind::context_files`]).
     pub plaintext: serde_json::Value,
-    /// The context files a COPY digested (path, record digest): the
-    /// plaintext's `files`, made into JSON only when the step runs or is
-    /// explained (a cache hit of a large context needs none of it).
-    pub files: Option<Arc<FileDigests>>,
-    /// What a RUN's bind mounts of a build context show, in mount order.
-    pub binds: Vec<Arc<FileDigests>>,
 }
 
 impl StepInputs {
-    /// Inputs of `key` and `plaintext` that read no context files.
+    /// Inputs of content key `key`, explained by `plaintext`.
     pub fn plain(key: String, plaintext: serde_json::Value) -> Self {
-        StepInputs {
-            key,
-            plaintext,
-            files: None,
-            binds: Vec::new(),
-        }
+        StepInputs { key, plaintext }
     }
-}
-
-/// The context files a step's key was made of, for the step to read
-/// exactly those: a COPY's sources, a RUN's context bind mounts.
-#[derive(Default)]
-pub struct Keyed {
-    /// A COPY's selection and digest.
-    pub files: Option<Arc<FileDigests>>,
-    /// A RUN's context bind mounts', in mount order.
-    pub binds: Vec<Arc<FileDigests>>,
 }
 
 /// Runs step `kind` on a fresh filesystem over `parent` and commits the
@@ -312,7 +284,6 @@ pub(crate) fn execute(
     step: &Step,
     parent: &State,
     extra: &[&State],
-    keyed: &Keyed,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
     // A linked layer is made on nothing: it must not see the parent.
@@ -328,7 +299,6 @@ pub(crate) fn execute(
     let run = Execution {
         step,
         extra,
-        keyed,
         cancel,
     };
     let change = kind.execute(env, &run, ws.rootfs())?;

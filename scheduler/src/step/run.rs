@@ -9,10 +9,10 @@ use rbk_compiler::graph::{ExecOp, Mount, MountKind, Network, Source};
 use serde_json::json;
 
 use super::{
-    Change, Entitlement, Execution, FileDigests, Keyed, LayerPolicy, StepEnv, StepError,
-    StepInputs, StepKind,
+    Change, Entitlement, Execution, LayerPolicy, StepEnv, StepError, StepInputs, StepKind,
 };
 use crate::backend::Mounted;
+use crate::context::Selected;
 use crate::progress::Step;
 use crate::state::State;
 use rbk_runtime::sandbox::{
@@ -37,8 +37,7 @@ impl StepKind for RunStep<'_> {
         run: &Execution<'_>,
         rootfs: &Path,
     ) -> Result<Change, StepError> {
-        let binds = &run.keyed.binds;
-        execute(env, self.0, run.step, rootfs, run.extra, binds, run.cancel)?;
+        execute(env, self.0, run.step, rootfs, run.extra, run.cancel)?;
         Ok(Change::Changed)
     }
 
@@ -48,11 +47,11 @@ impl StepKind for RunStep<'_> {
     fn result_inputs(
         &self,
         env: &StepEnv<'_>,
-        keyed: &Keyed,
         extra: &[&State],
         cancel: &CancelToken,
     ) -> Result<Option<Vec<String>>, StepError> {
-        let mut parts: Vec<String> = keyed.binds.iter().map(|b| b.digest.hex.clone()).collect();
+        let binds = bind_selections(env, self.0)?;
+        let mut parts: Vec<String> = binds.iter().map(|b| b.digest.hex.clone()).collect();
         let mut states = extra.iter();
         for m in &self.0.mounts {
             let source = match &m.kind {
@@ -108,14 +107,10 @@ pub(crate) fn inputs(
     from_keys: &[&str],
 ) -> Result<StepInputs, StepError> {
     let mut key = from_keys.join(",");
-    let mut binds = Vec::new();
-    for (context, source) in context_binds(e) {
-        let c = env.contexts.get(context, None)?;
-        let selection = Arc::new(c.select_visible(source)?);
-        let digest = c.digest(&selection)?;
+    let binds = bind_selections(env, e)?;
+    for b in &binds {
         key.push_str(";bind:");
-        key.push_str(&digest.hex);
-        binds.push(Arc::new(FileDigests { selection, digest }));
+        key.push_str(&b.digest.hex);
     }
     let mut plaintext = json!({
         "args": e.args,
@@ -128,9 +123,15 @@ pub(crate) fn inputs(
         let digests: Vec<&str> = binds.iter().map(|b| b.digest.hex.as_str()).collect();
         obj.insert("context_binds".into(), json!(digests));
     }
-    let mut inputs = StepInputs::plain(key, plaintext);
-    inputs.binds = binds;
-    Ok(inputs)
+    Ok(StepInputs::plain(key, plaintext))
+}
+
+/// What a RUN's bind mounts of build contexts show, in mount order: made
+/// once a build by the context module (the key's and the check's are one).
+fn bind_selections(env: &StepEnv<'_>, e: &ExecOp) -> Result<Vec<Arc<Selected>>, StepError> {
+    context_binds(e)
+        .map(|(context, source)| Ok(env.contexts.select_visible(context, source)?))
+        .collect()
 }
 
 /// A RUN's bind mounts of a build context: the context and the source.
@@ -148,8 +149,9 @@ fn context_binds(e: &ExecOp) -> impl Iterator<Item = (&str, &str)> {
 /// After the command: every context bind mount still shows what its key
 /// was made of, so the result is of that content (a file changed while
 /// the command could read it fails the step).
-fn check_binds(env: &StepEnv<'_>, e: &ExecOp, binds: &[Arc<FileDigests>]) -> Result<(), StepError> {
-    for ((context, source), keyed) in context_binds(e).zip(binds) {
+fn check_binds(env: &StepEnv<'_>, e: &ExecOp) -> Result<(), StepError> {
+    let binds = bind_selections(env, e)?;
+    for ((context, source), keyed) in context_binds(e).zip(&binds) {
         let c = env.contexts.get(context, None)?;
         c.check_unchanged(source, &keyed.selection, &keyed.digest)?;
     }
@@ -163,7 +165,6 @@ pub(crate) fn execute(
     step: &Step,
     rootfs: &Path,
     extra: &[&State],
-    binds: &[Arc<FileDigests>],
     cancel: &CancelToken,
 ) -> Result<(), StepError> {
     // Held until the command ends: temp files, tmpfs dirs, stage views.
@@ -229,7 +230,7 @@ pub(crate) fn execute(
             tail: tail.lines(),
         });
     }
-    check_binds(env, exec, binds)
+    check_binds(env, exec)
 }
 
 /// What a RUN's mounts hold on to until the command ends.

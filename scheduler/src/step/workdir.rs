@@ -48,7 +48,6 @@ impl StepKind for WorkdirStep<'_> {
     fn result_inputs(
         &self,
         _: &StepEnv<'_>,
-        _: &super::Keyed,
         _: &[&crate::state::State],
         _: &rbk_runtime::cancel::CancelToken,
     ) -> Result<Option<Vec<String>>, StepError> {
