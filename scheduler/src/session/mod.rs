@@ -336,36 +336,7 @@ impl<'a> BuildSession<'a> {
         options: BuildOptions,
         steps: &'a dyn Resolve,
     ) -> Result<Self, BuildError> {
-        for (id, path) in &options.secrets {
-            std::fs::File::open(path).map_err(|source| BuildError::Secret {
-                id: id.clone(),
-                path: path.clone(),
-                source,
-            })?;
-        }
-        for (id, path) in &options.ssh {
-            let is_socket = std::fs::metadata(path).map(|m| {
-                use std::os::unix::fs::FileTypeExt as _;
-                m.file_type().is_socket()
-            });
-            match is_socket {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(BuildError::Ssh {
-                        id: id.clone(),
-                        path: path.clone(),
-                        source: std::io::Error::other("not a socket"),
-                    })
-                }
-                Err(source) => {
-                    return Err(BuildError::Ssh {
-                        id: id.clone(),
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            }
-        }
+        check_files(&options)?;
         // A shard's steps waiting on other shards hold a thread each, not a
         // place (`permits`): threads for them beyond `jobs`.
         let waiting = options.fleet.as_ref().map_or(0, |f| {
@@ -697,6 +668,42 @@ impl<'a> BuildSession<'a> {
             }
         }
     }
+}
+
+/// Every `--secret` file readable and every `--ssh` agent a socket, so a
+/// bad input fails before anything runs.
+fn check_files(options: &BuildOptions) -> Result<(), BuildError> {
+    for (id, path) in &options.secrets {
+        std::fs::File::open(path).map_err(|source| BuildError::Secret {
+            id: id.clone(),
+            path: path.clone(),
+            source,
+        })?;
+    }
+    for (id, path) in &options.ssh {
+        let is_socket = std::fs::metadata(path).map(|m| {
+            use std::os::unix::fs::FileTypeExt as _;
+            m.file_type().is_socket()
+        });
+        match is_socket {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(BuildError::Ssh {
+                    id: id.clone(),
+                    path: path.clone(),
+                    source: std::io::Error::other("not a socket"),
+                })
+            }
+            Err(source) => {
+                return Err(BuildError::Ssh {
+                    id: id.clone(),
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which vertices `--no-cache-filter stages` reruns: those of the stages
