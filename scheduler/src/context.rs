@@ -10,6 +10,7 @@
 
 mod hash;
 mod ignore;
+mod open;
 mod recheck;
 mod rootpath;
 mod select;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use hash::ContentDigest;
 pub use ignore::{clean_path, IgnoreError, IgnoreMatcher};
+pub use open::{Contexts, Selected};
 pub use rootpath::resolve_in_root;
 pub use statcache::{stat_cache_path, StatCache};
 

@@ -46,10 +46,10 @@ pub(crate) fn labels(graph: &BuildGraph) -> Vec<String> {
         let several = stages.len() > 1;
         for (stage, vs) in &stages {
             // A stage built on another has its FROM as step 1 too.
-            let from =
-                usize::from(!vs.first().is_some_and(|&v| {
-                    matches!(graph.vertex(VertexId::new(v)).op, Op::Source { .. })
-                }));
+            let from = usize::from(
+                !vs.first()
+                    .is_some_and(|&v| is_base(&graph.vertex(VertexId::new(v)).op)),
+            );
             for (k, &v) in vs.iter().enumerate() {
                 if label[v].is_none() {
                     let place = format!("{}/{}", k + 1 + from, vs.len() + from);
@@ -188,6 +188,11 @@ pub(crate) fn families(graph: &BuildGraph) -> Vec<String> {
     families
 }
 
+/// Whether `op` is a FROM.
+fn is_base(op: &Op) -> bool {
+    crate::step::resolve(op).policy() == crate::step::LayerPolicy::Base
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
@@ -218,7 +223,7 @@ pub(crate) mod tests {
         let l = labels(g);
         g.topo_order()
             .into_iter()
-            .filter(|id| !matches!(g.vertex(*id).op, Op::Source { .. }))
+            .filter(|id| !is_base(&g.vertex(*id).op))
             .map(|id| format!("[{}] {}", l[id.index()], g.vertex(id).created_by))
             .collect()
     }

@@ -3,10 +3,13 @@
 //! parallel — RUN steps in a namespace sandbox, COPY/ADD as file operations —
 //! committing each as a layer.
 //!
-//! The core ([`session`], [`plan`](crate::session), the runner, [`step`])
-//! uses only the traits of [`backend`]; [`backend::store::StoreBackend`]
-//! implements them over rbk-store. It never parses Dockerfiles, reads CLI
-//! flags or the environment, or draws on a terminal.
+//! The core ([`session`]: its planner and runner; [`step`]) uses only the
+//! traits of [`backend`]; [`backend::store::StoreBackend`] implements them
+//! over rbk-store. The planner and runner see a graph's ops only through
+//! [`step::StepKind`], which [`step::resolve`] picks. It never parses
+//! Dockerfiles, reads CLI flags or the environment, or draws on a terminal.
+
+#![deny(missing_docs)]
 
 pub mod backend;
 pub mod context;
@@ -16,9 +19,7 @@ pub mod fileop;
 pub mod fleet;
 pub mod image;
 mod labels;
-mod plan;
 pub mod progress;
-mod runner;
 pub mod session;
 pub mod shard;
 pub mod shared_cache;

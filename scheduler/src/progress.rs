@@ -41,25 +41,6 @@ pub enum Outcome {
     Canceled,
 }
 
-impl Outcome {
-    /// The outcome of a step that ended with `result`.
-    pub fn of<T>(result: &Result<T, crate::step::StepError>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Ran,
-            Err(e) => Outcome::failed(e),
-        }
-    }
-
-    /// The outcome of a step that ended with `e`: canceled when it was
-    /// stopped, else failed.
-    pub fn failed(e: &crate::step::StepError) -> Outcome {
-        match e {
-            crate::step::StepError::Cancelled => Outcome::Canceled,
-            _ => Outcome::Failed,
-        }
-    }
-}
-
 /// Receives build events; implementations must be cheap and thread-safe.
 pub trait Reporter: Send + Sync {
     /// A step started (cache lookup included).

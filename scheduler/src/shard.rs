@@ -51,7 +51,7 @@ pub fn op_id(v: &rbk_compiler::graph::Vertex) -> String {
 
 /// Whether vertex `op` is a step with a layer (what costs time).
 fn is_step(op: &Op) -> bool {
-    matches!(op, Op::Exec(_) | Op::File(_) | Op::Workdir { .. })
+    crate::step::resolve(op).policy().runs()
 }
 
 /// Each vertex's expected cost, and whether the figures are seconds

@@ -8,77 +8,35 @@
 //! (its chain id), what it reads from a context (as the first pass keyed
 //! it) and the digest of what it selects in the stages it reads from (as
 //! BuildKit keys `COPY --from` on the content it selects). A stage that
-//! reran and made the same files leaves those keys as they were.
+//! reran and made the same files leaves those keys as they were. What a
+//! kind adds to the key is its own ([`StepKind::result_inputs`]).
 
-use rbk_compiler::graph::{MountKind, Op, Source, Vertex};
+use rbk_compiler::graph::Vertex;
 
-use super::{Keyed, StepEnv, StepError};
+use super::{StepEnv, StepError, StepKind};
 use crate::context::digest_tree;
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
 
 /// Step `vx`'s result key over `parent`, reading `extra` (the states of
-/// its inputs, in order) and the context files `keyed`; `None` for a
-/// `COPY --link` (its layer has a key of its own) and ops without layers.
+/// its inputs, in order); `None` for a kind
+/// without one ([`StepKind::result_inputs`]).
 pub(crate) fn result_key(
     env: &StepEnv<'_>,
+    kind: &dyn StepKind,
     vx: &Vertex,
-    keyed: &Keyed,
     parent: &State,
     extra: &[&State],
     epoch: Option<i64>,
     cancel: &CancelToken,
 ) -> Result<Option<String>, StepError> {
+    let Some(inputs) = kind.result_inputs(env, extra, cancel)? else {
+        return Ok(None);
+    };
     let own = vx.own.hex();
     let chain = parent.chain_id().map(|c| c.to_string()).unwrap_or_default();
     let mut parts: Vec<String> = vec!["rbk.result.v1".into(), own, chain];
-    match &vx.op {
-        Op::File(f) if f.link => return Ok(None),
-        Op::File(f) => match &f.from {
-            Source::Context { .. } => {
-                if let Some(files) = &keyed.files {
-                    parts.push(files.digest.hex.clone());
-                }
-                parts.extend(f.sources.iter().filter(|s| super::copy::is_url(s)).cloned());
-            }
-            Source::Vertex(_) => {
-                let state = extra
-                    .first()
-                    .ok_or(StepError::Internal("COPY --from without its input"))?;
-                parts.push(selected(env, state, &f.sources, &f.excludes, cancel)?);
-            }
-        },
-        Op::Exec(e) => {
-            parts.extend(keyed.binds.iter().map(|b| b.digest.hex.clone()));
-            let mut states = extra.iter();
-            for m in &e.mounts {
-                let (from, source) = match &m.kind {
-                    MountKind::Bind {
-                        from: Source::Vertex(_),
-                        source,
-                        ..
-                    } => (true, Some(source)),
-                    MountKind::Cache {
-                        from: Some(Source::Vertex(_)),
-                        ..
-                    } => (true, None),
-                    _ => (false, None),
-                };
-                if !from {
-                    continue;
-                }
-                let state = states
-                    .next()
-                    .ok_or(StepError::Internal("a mount without its input"))?;
-                parts.push(match source {
-                    Some(src) => selected(env, state, std::slice::from_ref(src), &[], cancel)?,
-                    None => state.chain_id().map(|c| c.to_string()).unwrap_or_default(),
-                });
-            }
-        }
-        Op::Workdir { .. } => {}
-        Op::Source { .. } | Op::Config { .. } => return Ok(None),
-    }
+    parts.extend(inputs);
     if let Some(e) = epoch {
         parts.push(format!("source_date_epoch={e}"));
     }
@@ -87,7 +45,7 @@ pub(crate) fn result_key(
 }
 
 /// The digest of what `patterns` select in `state`'s filesystem.
-fn selected(
+pub(crate) fn selected(
     env: &StepEnv<'_>,
     state: &State,
     patterns: &[String],

@@ -6,9 +6,31 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{key_of, StepError};
+use super::{key_of, LayerPolicy, StepError, StepKind};
 use crate::backend::{BaseImage, Images};
 use crate::state::{epoch, State};
+
+/// FROM: a base image, or `scratch`.
+pub(crate) struct FromImage<'g> {
+    /// The reference.
+    pub image: &'g str,
+    /// `os/arch[/variant]`.
+    pub platform: &'g str,
+}
+
+impl StepKind for FromImage<'_> {
+    fn policy(&self) -> LayerPolicy {
+        LayerPolicy::Base
+    }
+
+    fn base_image(&self) -> Option<(&str, &str)> {
+        (self.image != "scratch").then_some((self.image, self.platform))
+    }
+
+    fn base(&self, bases: &BaseImages<'_>, def: &str) -> Result<State, StepError> {
+        state(bases, self.image, self.platform, def)
+    }
+}
 
 /// The state of `FROM image` for `platform` (`os/arch[/variant]`) and the
 /// vertex of definition digest `def`. A base of another platform is an

@@ -1,12 +1,22 @@
-//! One module per kind of step, each holding what goes into its cache key
-//! and how it runs: [`from`] (FROM), [`run`] (RUN), [`copy`] (COPY/ADD),
-//! [`workdir`] (WORKDIR: a layer when it creates its directory),
-//! [`metadata`] (ENV, CMD, LABEL… — a key, no layer). The match over the
-//! graph's ops is here, once for keys and once for execution, so a new kind
-//! of step touches its own file and these two functions.
+//! Step kinds, as BuildKit's ops: the planner and the runner know one
+//! trait, [`StepKind`] — what a step reads (its cache map), how it runs,
+//! whether it makes a layer, whether its layer stands apart from its parent
+//! (`COPY --link`) — and [`resolve`] is the one place that matches on the
+//! graph's [`Op`] to pick the kind. One file per kind: [`from`] (FROM),
+//! [`run`] (RUN), [`copy`] (COPY/ADD), [`workdir`] (WORKDIR: a layer when
+//! it creates its directory), [`metadata`] (ENV, CMD, LABEL…: a key, no
+//! layer). A new instruction is a file here and a line in [`resolve`].
+//!
+//! What a step selects in a build context is the context module's
+//! ([`Contexts`]): made once a build, when the key is made, and read again
+//! by the step when it runs.
+//!
+//! A build can bring kinds of its own through a [`Resolve`] (see
+//! `BuildSession::with_steps`): tests add a fake kind that way.
 
 pub mod copy;
 mod cutoff;
+mod error;
 pub mod from;
 pub mod metadata;
 pub mod run;
@@ -16,128 +26,199 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rbk_compiler::graph::{Op, Source};
-use rbk_compiler::Vertex;
+use rbk_compiler::graph::Op;
 
-use crate::backend::{BackendError, Layer, Layers, Mounted, WorkDirs};
-use crate::context::{ContextError, Selection};
-use crate::fileop::FileOpError;
+use crate::backend::{Layer, Layers, Mounted, WorkDirs};
+use crate::context::Selected;
 use crate::progress::{Reporter, Step};
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
-use rbk_runtime::sandbox::{Executor, NetworkMode, SandboxError};
+use rbk_runtime::sandbox::{Executor, NetworkMode};
 
-pub use copy::Contexts;
+pub use crate::context::Contexts;
+pub(crate) use cutoff::result_key;
+pub(crate) use error::outcome_of;
+pub use error::StepError;
+pub use from::BaseImages;
 
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    /// The command exited non-zero.
-    #[error("command {command} exited with code {code}{}", tail_text(.tail))]
-    Exit {
-        /// The argv, shown as a JSON list.
-        command: String,
-        /// Exit code.
-        code: i32,
-        /// Its last output lines.
-        tail: Vec<String>,
-    },
-    /// The sandbox could not run it.
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    /// A COPY/ADD failed.
-    #[error(transparent)]
-    File(#[from] FileOpError),
-    /// The build context could not be read.
-    #[error(transparent)]
-    Context(#[from] ContextError),
-    /// A `RUN --mount=type=bind` source is not in its context or stage.
-    #[error("bind mount source {path:?}")]
-    BindSource {
-        /// The source as written.
-        path: String,
-        /// Why it cannot be used.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `COPY --chmod` with a mode that is neither octal nor symbolic.
-    #[error("invalid --chmod={0}: {1}")]
-    Chmod(String, String),
-    /// A base image is missing or unreadable.
-    #[error("base image {image} is not usable (bring it in with `rbk load`, `rbk import` or `rbk pull`)")]
-    BaseImage {
-        /// The reference.
-        image: String,
-        /// Why.
-        #[source]
-        source: BackendError,
-    },
-    /// A base image of another platform than the build asks for: never a
-    /// silent fallback to another architecture.
-    #[error("base image {image} is {have}, and this build asks for {wanted}: rbk does not fall back to another platform (bring in the {wanted} image: `rbk pull --platform {wanted} {image}`, or `rbk import`/`rbk load` one)")]
-    BasePlatform {
-        /// The reference.
-        image: String,
-        /// The platform asked for.
-        wanted: String,
-        /// The platform it has.
-        have: String,
-    },
-    /// A secret the step requires was not given.
-    #[error("secret {0:?} is required: pass --secret id={0},src=FILE")]
-    MissingSecret(String),
-    /// An SSH agent the step requires was not given.
-    #[error("SSH agent {0:?} is required: pass --ssh {0} (or --ssh {0}=SOCKET|KEYFILE)")]
-    MissingSsh(String),
-    /// A feature this version does not have.
-    #[error("{0} is not supported yet")]
-    Unsupported(&'static str),
-    /// The store (layers, snapshots, cache) failed.
-    #[error(transparent)]
-    Backend(BackendError),
-    /// Local I/O failed.
-    #[error("cannot {op} {}", .path.display())]
-    Io {
-        /// What was attempted.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Stopped because another step failed or the user interrupted.
-    #[error("cancelled")]
-    Cancelled,
-    /// A bug: the graph is not what the scheduler expects.
-    #[error("internal error: {0}")]
-    Internal(&'static str),
+/// How a step's result stands to its parent's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerPolicy {
+    /// FROM: no parent; the result is the base image's state
+    /// ([`StepKind::base`]).
+    Base,
+    /// The image config only: the parent's filesystem under a new key,
+    /// nothing run (ENV, CMD, LABEL…).
+    Config,
+    /// One layer, always (RUN, COPY, ADD).
+    Layer,
+    /// A layer only when the step changes the filesystem: WORKDIR whose
+    /// directory is there already adds none, and a cache record without a
+    /// layer serves it.
+    LayerIfChanged,
 }
 
-impl From<BackendError> for StepError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::Cancelled => StepError::Cancelled,
-            e => StepError::Backend(e),
+impl LayerPolicy {
+    /// Whether the step runs on a filesystem and may make a layer.
+    pub fn runs(self) -> bool {
+        matches!(self, LayerPolicy::Layer | LayerPolicy::LayerIfChanged)
+    }
+}
+
+/// What [`StepKind::execute`] did to the filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// It changed: commit a layer.
+    Changed,
+    /// Nothing to do (a WORKDIR whose directory exists): under
+    /// [`LayerPolicy::LayerIfChanged`], no layer.
+    Unchanged,
+}
+
+/// A right the command line must grant (`--allow`), as BuildKit's
+/// entitlements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    /// `network.host`: the host's network.
+    NetworkHost,
+    /// `security.insecure`: no sandbox confinement.
+    SecurityInsecure,
+}
+
+impl Entitlement {
+    /// Its name, as `--allow` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Entitlement::NetworkHost => "network.host",
+            Entitlement::SecurityInsecure => "security.insecure",
         }
     }
 }
 
-impl StepError {
-    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
-        StepError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
+/// What a running step gets besides its filesystem.
+pub struct Execution<'e> {
+    /// The step, for its output.
+    pub step: &'e Step,
+    /// The states of its inputs other than the parent (stages copied or
+    /// mounted from), in the graph's order.
+    pub extra: &'e [&'e State],
+    /// Stops it.
+    pub cancel: &'e CancelToken,
+}
+
+/// One kind of step: everything the planner and the runner need to know
+/// of it. Each method but [`StepKind::policy`] has a default for the kinds
+/// that do not use it.
+pub trait StepKind: Send + Sync {
+    /// How its result stands to its parent's.
+    fn policy(&self) -> LayerPolicy;
+
+    /// What it reads beyond its definition and parent: the content part of
+    /// its cache key and its plaintext (BuildKit's cache map).
+    /// `from_keys` are the keys of the stages it copies or mounts from.
+    fn inputs(&self, env: &StepEnv<'_>, from_keys: &[&str]) -> Result<StepInputs, StepError> {
+        let _ = (env, from_keys);
+        Ok(StepInputs::plain(String::new(), serde_json::json!({})))
+    }
+
+    /// Whether its [`StepKind::inputs`] read build contexts only, not the
+    /// keys of other stages: the planner then computes them at once, beside
+    /// every other step's (a build's contexts are walked in parallel).
+    fn inputs_are_early(&self) -> bool {
+        false
+    }
+
+    /// For [`LayerPolicy::Base`]: the image it names and its platform,
+    /// resolved before anything runs; `None` for `scratch`.
+    fn base_image(&self) -> Option<(&str, &str)> {
+        None
+    }
+
+    /// For [`LayerPolicy::Base`]: the state it starts from, for a vertex of
+    /// definition digest `def`.
+    fn base(&self, bases: &BaseImages<'_>, def: &str) -> Result<State, StepError> {
+        let _ = (bases, def);
+        Err(StepError::Internal("not a base image"))
+    }
+
+    /// Runs it on the filesystem mounted at `rootfs`.
+    fn execute(
+        &self,
+        env: &StepEnv<'_>,
+        run: &Execution<'_>,
+        rootfs: &Path,
+    ) -> Result<Change, StepError> {
+        let _ = (env, run, rootfs);
+        Err(StepError::Internal("not a step that runs"))
+    }
+
+    /// Early cutoff: what its result key is made of besides its own op
+    /// and its parent's filesystem (see `cutoff.rs`), known once its inputs
+    /// are made; `None` when it has no result key.
+    fn result_inputs(
+        &self,
+        env: &StepEnv<'_>,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        let _ = (env, extra, cancel);
+        Ok(None)
+    }
+
+    /// The build context files its key was made of, listed in the key's
+    /// plaintext (`files`, for `--explain` and the record): made once a
+    /// build by the context module ([`Contexts`]), so asking again costs
+    /// nothing.
+    fn context_files(&self, env: &StepEnv<'_>) -> Result<Option<Arc<Selected>>, StepError> {
+        let _ = env;
+        Ok(None)
+    }
+
+    /// For a step whose layer does not depend on its parent (`COPY
+    /// --link`): its definition without the parent (hex). The layer is then
+    /// made on nothing, keyed without the parent, and stacked on whichever
+    /// parent the step has, as BuildKit's `--link`.
+    fn link_definition(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether running it needs the sandbox (checked once, before a build
+    /// runs anything).
+    fn needs_sandbox(&self) -> bool {
+        false
+    }
+
+    /// The entitlements it needs, each with the option that asks for it
+    /// (e.g. `RUN --network=host`).
+    fn entitlements(&self) -> Vec<(&'static str, Entitlement)> {
+        Vec::new()
     }
 }
 
-fn tail_text(tail: &[String]) -> String {
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!(":\n  | {}", tail.join("\n  | "))
+/// Picks the kind of step of each of a graph's ops.
+pub trait Resolve: Sync {
+    /// The kind of step `op` is.
+    fn resolve<'g>(&self, op: &'g Op) -> Box<dyn StepKind + 'g>;
+}
+
+/// rbk's own step kinds: [`resolve`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Resolve for Builtin {
+    fn resolve<'g>(&self, op: &'g Op) -> Box<dyn StepKind + 'g> {
+        resolve(op)
+    }
+}
+
+/// The kind of step `op` is: the one match on the graph's ops.
+pub fn resolve(op: &Op) -> Box<dyn StepKind + '_> {
+    match op {
+        Op::Source { image, platform } => Box::new(from::FromImage { image, platform }),
+        Op::Exec(exec) => Box::new(run::RunStep(exec)),
+        Op::File(file) => Box::new(copy::CopyStep(file)),
+        Op::Workdir { path, user } => Box::new(workdir::WorkdirStep { path, user }),
+        Op::Config { .. } => Box::new(metadata::Metadata),
     }
 }
 
@@ -164,7 +245,7 @@ pub struct StepEnv<'a> {
 
 impl StepEnv<'_> {
     /// A read-only mount of `state` (a stage copied or mounted from).
-    pub(crate) fn view(
+    pub fn view(
         &self,
         state: &State,
         cancel: &CancelToken,
@@ -174,135 +255,61 @@ impl StepEnv<'_> {
     }
 }
 
-/// A COPY's context files, each with the blake3 of its record, in
-/// selection order. The copy on a miss reuses them: a large context is
-/// walked once, not twice, and the copy holds what the key was made of (its
-/// local sources: URLs are fetched beside them).
-#[derive(Debug)]
-pub(crate) struct FileDigests {
-    /// What the COPY selected (only its local sources, when it also names
-    /// URLs).
-    pub selection: Arc<Selection>,
-    /// Their digest.
-    pub digest: crate::context::ContentDigest,
-}
-
-impl FileDigests {
-    /// Each file's path from the source root and its record's digest.
-    pub fn named(&self) -> impl Iterator<Item = (String, &[u8; 32])> {
-        self.digest.files(&self.selection)
-    }
-}
-
 /// What a step reads beyond its definition and parent.
-pub(crate) struct StepInputs {
+#[derive(Debug)]
+pub struct StepInputs {
     /// The content-derived part of the cache key.
     pub key: String,
-    /// Its plaintext, for `--explain`.
+    /// Its plaintext, for `--explain` (a COPY's context files are added
+    /// when the step runs or is explained: see
+    /// [`StepKind::context_files`]).
     pub plaintext: serde_json::Value,
-    /// The context files a COPY digested (path, record digest): the
-    /// plaintext's `files`, made into JSON only when the step runs or is
-    /// explained (a cache hit of a large context needs none of it).
-    pub files: Option<Arc<FileDigests>>,
-    /// What a RUN's bind mounts of a build context show, in mount order.
-    pub binds: Vec<Arc<FileDigests>>,
 }
 
 impl StepInputs {
-    fn plain(key: String, plaintext: serde_json::Value) -> Self {
-        StepInputs {
-            key,
-            plaintext,
-            files: None,
-            binds: Vec::new(),
-        }
+    /// Inputs of content key `key`, explained by `plaintext`.
+    pub fn plain(key: String, plaintext: serde_json::Value) -> Self {
+        StepInputs { key, plaintext }
     }
 }
 
-/// The context files a step's key was made of, for the step to read
-/// exactly those: a COPY's sources, a RUN's context bind mounts.
-#[derive(Default)]
-pub(crate) struct Keyed {
-    /// A COPY's selection and digest.
-    pub files: Option<Arc<FileDigests>>,
-    /// A RUN's context bind mounts', in mount order.
-    pub binds: Vec<Arc<FileDigests>>,
-}
-
-/// What `vx` reads: see [`StepInputs`]. `from_keys` are the keys of the
-/// stages it copies or mounts from.
-pub(crate) fn inputs(
-    env: &StepEnv<'_>,
-    vx: &Vertex,
-    from_keys: &[&str],
-) -> Result<StepInputs, StepError> {
-    match &vx.op {
-        Op::Exec(e) => run::inputs(env, e, from_keys),
-        Op::File(f) => copy::inputs(env, f, from_keys),
-        Op::Workdir { path, user } => Ok(StepInputs::plain(
-            String::new(),
-            serde_json::json!({ "path": path, "user": user }),
-        )),
-        Op::Source { .. } | Op::Config { .. } => {
-            Ok(StepInputs::plain(String::new(), serde_json::json!({})))
-        }
-    }
-}
-
-/// Runs a RUN/COPY/ADD/WORKDIR on a fresh filesystem over `parent` and
-/// commits the change as a layer; `None` when a WORKDIR found its directory
-/// there already (no change, no layer). A `COPY --link` runs on an empty
-/// filesystem instead: its layer is the same over any parent (the caller
-/// stacks it).
+/// Runs step `kind` on a fresh filesystem over `parent` and commits the
+/// change as a layer; `None` when it changed nothing and its policy is
+/// [`LayerPolicy::LayerIfChanged`]. A step whose layer stands apart from
+/// its parent ([`StepKind::link_definition`]) runs on an empty filesystem
+/// instead: its layer is the same over any parent (the caller stacks it).
 pub(crate) fn execute(
     env: &StepEnv<'_>,
-    vx: &Vertex,
+    kind: &dyn StepKind,
     step: &Step,
     parent: &State,
     extra: &[&State],
-    keyed: Keyed,
     cancel: &CancelToken,
 ) -> Result<Option<Layer>, StepError> {
-    // A `COPY --link` layer is made on nothing: it must not see the parent.
-    let linked = matches!(&vx.op, Op::File(f) if f.link);
-    let below: &[Layer] = if linked { &[] } else { &parent.layers };
+    // A linked layer is made on nothing: it must not see the parent.
+    let below: &[Layer] = match kind.link_definition() {
+        Some(_) => &[],
+        None => &parent.layers,
+    };
     let parent_key = env.layers.unpack(below, cancel)?;
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
     let ws = env.layers.prepare(parent_key.as_deref())?;
-    match &vx.op {
-        Op::Exec(exec) => run::execute(env, exec, step, ws.rootfs(), extra, &keyed.binds, cancel)?,
-        Op::File(file) => {
-            let src = match &file.from {
-                Source::Context { path, .. } => {
-                    copy::From::Context(PathBuf::from(path), keyed.files)
-                }
-                Source::Vertex(_) => copy::From::State(
-                    extra
-                        .first()
-                        .ok_or(StepError::Internal("COPY --from without its input"))?,
-                ),
-            };
-            copy::execute(env, file, &src, ws.rootfs(), cancel)?;
-        }
-        Op::Workdir { path, user } => {
-            if workdir::exists(ws.rootfs(), path)? {
-                return Ok(None);
-            }
-            workdir::create(ws.rootfs(), path, user)?;
-        }
-        Op::Source { .. } | Op::Config { .. } => {
-            return Err(StepError::Internal("not a layer step"))
-        }
+    let run = Execution {
+        step,
+        extra,
+        cancel,
+    };
+    let change = kind.execute(env, &run, ws.rootfs())?;
+    if change == Change::Unchanged && kind.policy() == LayerPolicy::LayerIfChanged {
+        return Ok(None);
     }
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
     Ok(Some(ws.commit(below)?))
 }
-
-pub(crate) use cutoff::result_key;
 
 /// A cache key from its parts (length-prefixed, so parts cannot run into
 /// each other).

@@ -8,13 +8,92 @@ use std::sync::Arc;
 use rbk_compiler::graph::{ExecOp, Mount, MountKind, Network, Source};
 use serde_json::json;
 
-use super::{FileDigests, StepEnv, StepError, StepInputs};
+use super::{
+    Change, Entitlement, Execution, LayerPolicy, StepEnv, StepError, StepInputs, StepKind,
+};
 use crate::backend::Mounted;
+use crate::context::Selected;
 use crate::progress::Step;
 use crate::state::State;
 use rbk_runtime::sandbox::{
     BindMount, CancelToken, ExecSpec, NetworkMode, OutputStream, SandboxError, StdinMode,
 };
+
+/// RUN: a command in the sandbox, its change a layer.
+pub(crate) struct RunStep<'g>(pub &'g ExecOp);
+
+impl StepKind for RunStep<'_> {
+    fn policy(&self) -> LayerPolicy {
+        LayerPolicy::Layer
+    }
+
+    fn inputs(&self, env: &StepEnv<'_>, from_keys: &[&str]) -> Result<StepInputs, StepError> {
+        inputs(env, self.0, from_keys)
+    }
+
+    fn execute(
+        &self,
+        env: &StepEnv<'_>,
+        run: &Execution<'_>,
+        rootfs: &Path,
+    ) -> Result<Change, StepError> {
+        execute(env, self.0, run.step, rootfs, run.extra, run.cancel)?;
+        Ok(Change::Changed)
+    }
+
+    /// Its context bind mounts' digests (as the first pass keyed them), and
+    /// for each mount of a stage what it shows: the digest of the source a
+    /// bind mount selects, a cache mount's seed stage's chain id.
+    fn result_inputs(
+        &self,
+        env: &StepEnv<'_>,
+        extra: &[&State],
+        cancel: &CancelToken,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        let binds = bind_selections(env, self.0)?;
+        let mut parts: Vec<String> = binds.iter().map(|b| b.digest.hex.clone()).collect();
+        let mut states = extra.iter();
+        for m in &self.0.mounts {
+            let source = match &m.kind {
+                MountKind::Bind {
+                    from: Source::Vertex(_),
+                    source,
+                    ..
+                } => Some(source),
+                MountKind::Cache {
+                    from: Some(Source::Vertex(_)),
+                    ..
+                } => None,
+                _ => continue,
+            };
+            let state = states
+                .next()
+                .ok_or(StepError::Internal("a mount without its input"))?;
+            parts.push(match source {
+                Some(src) => {
+                    super::cutoff::selected(env, state, std::slice::from_ref(src), &[], cancel)?
+                }
+                None => state.chain_id().map(|c| c.to_string()).unwrap_or_default(),
+            });
+        }
+        Ok(Some(parts))
+    }
+
+    fn needs_sandbox(&self) -> bool {
+        true
+    }
+
+    fn entitlements(&self) -> Vec<(&'static str, Entitlement)> {
+        let mut needs = Vec::new();
+        if self.0.insecure {
+            needs.push(("RUN --security=insecure", Entitlement::SecurityInsecure));
+        }
+        if self.0.network == Network::Host {
+            needs.push(("RUN --network=host", Entitlement::NetworkHost));
+        }
+        needs
+    }
+}
 
 /// Lines of output kept to show when a command fails.
 const TAIL_LINES: usize = 20;
@@ -28,14 +107,10 @@ pub(crate) fn inputs(
     from_keys: &[&str],
 ) -> Result<StepInputs, StepError> {
     let mut key = from_keys.join(",");
-    let mut binds = Vec::new();
-    for (context, source) in context_binds(e) {
-        let c = env.contexts.get(context, None)?;
-        let selection = Arc::new(c.select_visible(source)?);
-        let digest = c.digest(&selection)?;
+    let binds = bind_selections(env, e)?;
+    for b in &binds {
         key.push_str(";bind:");
-        key.push_str(&digest.hex);
-        binds.push(Arc::new(FileDigests { selection, digest }));
+        key.push_str(&b.digest.hex);
     }
     let mut plaintext = json!({
         "args": e.args,
@@ -48,9 +123,15 @@ pub(crate) fn inputs(
         let digests: Vec<&str> = binds.iter().map(|b| b.digest.hex.as_str()).collect();
         obj.insert("context_binds".into(), json!(digests));
     }
-    let mut inputs = StepInputs::plain(key, plaintext);
-    inputs.binds = binds;
-    Ok(inputs)
+    Ok(StepInputs::plain(key, plaintext))
+}
+
+/// What a RUN's bind mounts of build contexts show, in mount order: made
+/// once a build by the context module (the key's and the check's are one).
+fn bind_selections(env: &StepEnv<'_>, e: &ExecOp) -> Result<Vec<Arc<Selected>>, StepError> {
+    context_binds(e)
+        .map(|(context, source)| Ok(env.contexts.select_visible(context, source)?))
+        .collect()
 }
 
 /// A RUN's bind mounts of a build context: the context and the source.
@@ -68,8 +149,9 @@ fn context_binds(e: &ExecOp) -> impl Iterator<Item = (&str, &str)> {
 /// After the command: every context bind mount still shows what its key
 /// was made of, so the result is of that content (a file changed while
 /// the command could read it fails the step).
-fn check_binds(env: &StepEnv<'_>, e: &ExecOp, binds: &[Arc<FileDigests>]) -> Result<(), StepError> {
-    for ((context, source), keyed) in context_binds(e).zip(binds) {
+fn check_binds(env: &StepEnv<'_>, e: &ExecOp) -> Result<(), StepError> {
+    let binds = bind_selections(env, e)?;
+    for ((context, source), keyed) in context_binds(e).zip(&binds) {
         let c = env.contexts.get(context, None)?;
         c.check_unchanged(source, &keyed.selection, &keyed.digest)?;
     }
@@ -83,7 +165,6 @@ pub(crate) fn execute(
     step: &Step,
     rootfs: &Path,
     extra: &[&State],
-    binds: &[Arc<FileDigests>],
     cancel: &CancelToken,
 ) -> Result<(), StepError> {
     // Held until the command ends: temp files, tmpfs dirs, stage views.
@@ -149,7 +230,7 @@ pub(crate) fn execute(
             tail: tail.lines(),
         });
     }
-    check_binds(env, exec, binds)
+    check_binds(env, exec)
 }
 
 /// What a RUN's mounts hold on to until the command ends.

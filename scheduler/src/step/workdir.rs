@@ -10,8 +10,50 @@ use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+use super::{Change, Execution, LayerPolicy, StepEnv, StepError, StepInputs, StepKind};
 use crate::context::resolve_in_root;
 use crate::fileop::FileOpError;
+
+/// WORKDIR `path`, created for `user`.
+pub(crate) struct WorkdirStep<'g> {
+    /// The directory.
+    pub path: &'g str,
+    /// The stage's USER.
+    pub user: &'g str,
+}
+
+impl StepKind for WorkdirStep<'_> {
+    fn policy(&self) -> LayerPolicy {
+        LayerPolicy::LayerIfChanged
+    }
+
+    fn inputs(&self, _: &StepEnv<'_>, _: &[&str]) -> Result<StepInputs, StepError> {
+        let plaintext = serde_json::json!({ "path": self.path, "user": self.user });
+        Ok(StepInputs::plain(String::new(), plaintext))
+    }
+
+    fn execute(
+        &self,
+        _: &StepEnv<'_>,
+        _: &Execution<'_>,
+        rootfs: &Path,
+    ) -> Result<Change, StepError> {
+        if exists(rootfs, self.path)? {
+            return Ok(Change::Unchanged);
+        }
+        create(rootfs, self.path, self.user)?;
+        Ok(Change::Changed)
+    }
+
+    fn result_inputs(
+        &self,
+        _: &StepEnv<'_>,
+        _: &[&crate::state::State],
+        _: &rbk_runtime::cancel::CancelToken,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        Ok(Some(Vec::new()))
+    }
+}
 
 /// Whether `path` is already a directory in `rootfs` (following symlinks
 /// inside it); an error when something else is in the way.

@@ -12,19 +12,27 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
-use rbk_compiler::graph::{Network, Op};
 use rbk_compiler::{BuildGraph, Vertex};
 
 use crate::backend::{BackendError, Images, Layers, Lookup, StepCache, WorkDirs};
-use crate::plan::{self, Planner};
 use crate::progress::{Finish, Outcome, Reporter, Step};
-use crate::runner::Runner;
 use crate::shared_cache::{exported_vertices, ExportedCache};
 use crate::solve::{self, SolveError};
 use crate::step::from::BaseImages;
-use crate::step::{Contexts, StepEnv, StepError};
+use crate::step::{
+    self, Contexts, Entitlement, LayerPolicy, Resolve, StepEnv, StepError, StepKind,
+};
+use plan::Planner;
 use rbk_runtime::cancel::CancelToken;
 use rbk_runtime::sandbox::{Executor, NetworkMode};
+use runner::Runner;
+
+mod commit;
+mod dag;
+mod link;
+mod plan;
+mod runner;
+mod wait;
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -68,6 +76,16 @@ pub struct Entitlements {
     /// `security.insecure`: `RUN --security=insecure` (all capabilities,
     /// no seccomp).
     pub security_insecure: bool,
+}
+
+impl Entitlements {
+    /// Whether `e` was granted.
+    pub fn grants(&self, e: Entitlement) -> bool {
+        match e {
+            Entitlement::NetworkHost => self.network_host,
+            Entitlement::SecurityInsecure => self.security_insecure,
+        }
+    }
 }
 
 impl Default for BuildOptions {
@@ -273,6 +291,10 @@ pub struct BuildSession<'a> {
     pub(crate) cache: &'a dyn StepCache,
     pub(crate) reporter: &'a dyn Reporter,
     pub(crate) env: StepEnv<'a>,
+    /// Picks each vertex's kind of step (asked each time: a kind is a
+    /// view of its op, and a session holding boxed kinds could not be
+    /// dropped after the graph it borrows).
+    steps: &'a dyn Resolve,
     pub(crate) options: BuildOptions,
     labels: Vec<String>,
     pub(crate) families: Vec<String>,
@@ -303,36 +325,18 @@ impl<'a> BuildSession<'a> {
         svc: Services<'a>,
         options: BuildOptions,
     ) -> Result<Self, BuildError> {
-        for (id, path) in &options.secrets {
-            std::fs::File::open(path).map_err(|source| BuildError::Secret {
-                id: id.clone(),
-                path: path.clone(),
-                source,
-            })?;
-        }
-        for (id, path) in &options.ssh {
-            let is_socket = std::fs::metadata(path).map(|m| {
-                use std::os::unix::fs::FileTypeExt as _;
-                m.file_type().is_socket()
-            });
-            match is_socket {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(BuildError::Ssh {
-                        id: id.clone(),
-                        path: path.clone(),
-                        source: std::io::Error::other("not a socket"),
-                    })
-                }
-                Err(source) => {
-                    return Err(BuildError::Ssh {
-                        id: id.clone(),
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            }
-        }
+        Self::with_steps(graph, svc, options, &step::Builtin)
+    }
+
+    /// [`BuildSession::new`] with the kinds of step `steps` resolves the
+    /// graph's ops to (rbk's own are [`step::Builtin`]).
+    pub fn with_steps(
+        graph: &'a BuildGraph,
+        svc: Services<'a>,
+        options: BuildOptions,
+        steps: &'a dyn Resolve,
+    ) -> Result<Self, BuildError> {
+        check_files(&options)?;
         // A shard's steps waiting on other shards hold a thread each, not a
         // place (`permits`): threads for them beyond `jobs`.
         let waiting = options.fleet.as_ref().map_or(0, |f| {
@@ -348,7 +352,12 @@ impl<'a> BuildSession<'a> {
             .build()
             .map_err(|e| BuildError::Internal(format!("cannot start the step threads: {e}")))?;
         let (labels, families) = (crate::labels::labels(graph), crate::labels::families(graph));
-        let filtered = no_cache_filtered(graph, &options.no_cache_stages, &options.no_cache_images);
+        let filtered = no_cache_filtered(
+            graph,
+            steps,
+            &options.no_cache_stages,
+            &options.no_cache_images,
+        );
         let session = BuildSession {
             graph,
             bases: svc.bases,
@@ -365,6 +374,7 @@ impl<'a> BuildSession<'a> {
                 secrets: options.secrets.clone(),
                 ssh: options.ssh.clone(),
             },
+            steps,
             options,
             labels,
             families,
@@ -391,21 +401,15 @@ impl<'a> BuildSession<'a> {
         let allow = self.options.allow;
         for id in self.graph.topo_order() {
             let v = self.graph.vertex(id);
-            let Op::Exec(exec) = &v.op else { continue };
-            let need = if exec.insecure && !allow.security_insecure {
-                Some(("RUN --security=insecure", "security.insecure"))
-            } else if exec.network == Network::Host && !allow.network_host {
-                Some(("RUN --network=host", "network.host"))
-            } else {
-                None
-            };
+            let needs = self.kind(id.index()).entitlements();
+            let need = needs.into_iter().find(|(_, e)| !allow.grants(*e));
             if let Some((what, entitlement)) = need {
                 let o = v.origins.first();
                 return Err(BuildError::Entitlement {
                     file: o.map(|o| o.file.clone()).unwrap_or_default(),
                     line: o.map_or(0, |o| o.line),
                     what,
-                    entitlement,
+                    entitlement: entitlement.name(),
                 });
             }
         }
@@ -415,18 +419,16 @@ impl<'a> BuildSession<'a> {
     /// Resolves every base image once, before any work.
     fn resolve_bases(&self) -> Result<(), BuildError> {
         for id in self.graph.topo_order() {
-            if let Op::Source { image, platform } = &self.graph.vertex(id).op {
-                if image != "scratch" {
-                    self.bases.resolve(image, platform).map_err(|source| {
-                        self.fail(SolveError::Failed {
-                            vertex: id.index(),
-                            error: StepError::BaseImage {
-                                image: image.clone(),
-                                source,
-                            },
-                        })
-                    })?;
-                }
+            if let Some((image, platform)) = self.kind(id.index()).base_image() {
+                self.bases.resolve(image, platform).map_err(|source| {
+                    self.fail(SolveError::Failed {
+                        vertex: id.index(),
+                        error: StepError::BaseImage {
+                            image: image.to_string(),
+                            source,
+                        },
+                    })
+                })?;
             }
         }
         Ok(())
@@ -442,7 +444,7 @@ impl<'a> BuildSession<'a> {
         // Before anything runs, once: a RUN to run needs the sandbox.
         let runs = (0..plans.len()).any(|v| {
             needed[v]
-                && matches!(self.vertex(v).op, Op::Exec(_))
+                && self.kind(v).needs_sandbox()
                 && plans[v].as_ref().is_none_or(|p| p.hit.is_none())
         });
         if runs {
@@ -453,8 +455,8 @@ impl<'a> BuildSession<'a> {
             session: self,
             plans: &plans,
             run: &run,
-            started: run.links.iter().map(|_| OnceLock::new()).collect(),
-            finished: run.links.iter().map(|_| AtomicBool::new(false)).collect(),
+            started: (0..graph.len()).map(|_| OnceLock::new()).collect(),
+            finished: (0..graph.len()).map(|_| AtomicBool::new(false)).collect(),
         };
         let solved = solve::solve_needed(&run.dag, &needed, &roots, &runner, &self.pool, cancel);
         if solved.is_err() {
@@ -462,7 +464,7 @@ impl<'a> BuildSession<'a> {
         }
         let results = solved.map_err(|e| self.fail_in(&run.links, e))?;
         self.env.contexts.save();
-        let images = crate::image::commit_all(self, &plans, &results)?;
+        let images = commit::commit_all(self, &plans, &results)?;
         let exported = self.export(&plans)?;
         Ok(BuildSummary {
             ran: self.ran.load(Ordering::SeqCst),
@@ -501,16 +503,17 @@ impl<'a> BuildSession<'a> {
             let v = id.index();
             let Some(p) = &plans[v] else { continue };
             let vx = graph.vertex(id);
-            out[v] = Some(match &vx.op {
-                Op::Source { .. } => VertexPlan::Base,
-                _ if vx.op.has_layer() => {
+            let policy = self.kind(v).policy();
+            out[v] = Some(match policy {
+                LayerPolicy::Base => VertexPlan::Base,
+                _ if policy.runs() => {
                     if p.hit.is_some() && !self.uncached(v) {
                         VertexPlan::Cached
                     } else {
                         let nearest = self.cache.nearest(&self.families[v], &p.key);
                         VertexPlan::Run(crate::explain::explain(
                             nearest.as_ref().map(|r| &r.inputs),
-                            &p.plaintext(),
+                            &self.plaintext(v, p),
                             self.uncached(v),
                         ))
                     }
@@ -531,7 +534,7 @@ impl<'a> BuildSession<'a> {
     /// cached, so every step of the Dockerfile is accounted for.
     fn report_unneeded(&self, plans: &[Option<plan::Plan>], needed: &[bool]) {
         for (v, p) in plans.iter().enumerate() {
-            let is_step = self.vertex(v).op.has_layer();
+            let is_step = self.kind(v).policy().runs();
             if !needed[v] && is_step && p.as_ref().is_some_and(|p| p.recorded) {
                 let step = self.step(v);
                 self.reporter.on_start(&step);
@@ -569,6 +572,21 @@ impl<'a> BuildSession<'a> {
     /// keys do not change when a rerun makes other files).
     pub(crate) fn uncached(&self, v: usize) -> bool {
         self.options.no_cache || self.filtered.get(v).copied().unwrap_or(false)
+    }
+
+    /// The kind of step vertex `v` is.
+    pub(crate) fn kind(&self, v: usize) -> Box<dyn StepKind + 'a> {
+        self.steps.resolve(&self.vertex(v).op)
+    }
+
+    /// The whole plaintext of step `v`'s key ([`plan::Plan::plaintext`]),
+    /// with the context files it was made of, as the context module keeps
+    /// them for the build.
+    pub(crate) fn plaintext(&self, v: usize, plan: &plan::Plan) -> serde_json::Value {
+        // The files were selected when the key was made: asking again
+        // reads them from the build's contexts and cannot fail.
+        let files = self.kind(v).context_files(&self.env).ok().flatten();
+        plan.plaintext(files.as_deref())
     }
 
     /// Vertex `v` of the graph.
@@ -619,10 +637,10 @@ impl<'a> BuildSession<'a> {
     /// line, and why.
     /// [`BuildSession::fail`] for a dag with `added` vertices: a failure
     /// there is the failure of the step it works for.
-    fn fail_in(&self, added: &plan::Added, e: SolveError<StepError>) -> BuildError {
+    fn fail_in(&self, added: &dag::Added, e: SolveError<StepError>) -> BuildError {
         match e {
             SolveError::Failed { vertex, error } => self.fail(SolveError::Failed {
-                vertex: added.vertex(vertex),
+                vertex: added.step(vertex),
                 error,
             }),
             e => self.fail(e),
@@ -652,11 +670,48 @@ impl<'a> BuildSession<'a> {
     }
 }
 
+/// Every `--secret` file readable and every `--ssh` agent a socket, so a
+/// bad input fails before anything runs.
+fn check_files(options: &BuildOptions) -> Result<(), BuildError> {
+    for (id, path) in &options.secrets {
+        std::fs::File::open(path).map_err(|source| BuildError::Secret {
+            id: id.clone(),
+            path: path.clone(),
+            source,
+        })?;
+    }
+    for (id, path) in &options.ssh {
+        let is_socket = std::fs::metadata(path).map(|m| {
+            use std::os::unix::fs::FileTypeExt as _;
+            m.file_type().is_socket()
+        });
+        match is_socket {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(BuildError::Ssh {
+                    id: id.clone(),
+                    path: path.clone(),
+                    source: std::io::Error::other("not a socket"),
+                })
+            }
+            Err(source) => {
+                return Err(BuildError::Ssh {
+                    id: id.clone(),
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Which vertices `--no-cache-filter stages` reruns: those of the stages
 /// (by name or index) and of the `images` (rbk.toml `no-cache`), and, in
 /// graph order, every vertex built on or reading one of them.
 fn no_cache_filtered(
     graph: &BuildGraph,
+    steps: &dyn Resolve,
     stages: &[String],
     images: &BTreeSet<String>,
 ) -> Vec<bool> {
@@ -667,7 +722,8 @@ fn no_cache_filtered(
     for id in graph.topo_order() {
         let v = graph.vertex(id);
         // A base image is never rerun (and is shared between stages).
-        let named = !matches!(v.op, Op::Source { .. })
+        let base = steps.resolve(&v.op).policy() == LayerPolicy::Base;
+        let named = !base
             && v.origins.iter().any(|o| {
                 images.contains(&o.image) || stages.iter().any(|s| s.eq_ignore_ascii_case(&o.stage))
             });

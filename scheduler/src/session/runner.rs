@@ -3,19 +3,19 @@
 //! store, and recorded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
-use rbk_compiler::graph::Op;
 use rbk_store::cache::CacheRecord;
 
+use super::dag::Node;
+use super::plan::{Plan, RunDag};
+use super::BuildSession;
 use crate::explain;
-use crate::plan::{Plan, RunDag};
 use crate::progress::{Outcome, Step};
-use crate::session::BuildSession;
 use crate::solve::Ops;
-use crate::state::{epoch, now_rfc3339, State};
-use crate::step::{self, StepError};
+use crate::state::{now_rfc3339, State};
+use crate::step::{self, LayerPolicy, StepError};
 use rbk_runtime::cancel::CancelToken;
 use rbk_runtime::sandbox::OutputStream;
 
@@ -24,11 +24,12 @@ pub(crate) struct Runner<'x, 'a> {
     pub session: &'x BuildSession<'a>,
     pub plans: &'x [Option<Plan>],
     /// The dag solved: the graph's vertices, then the making of each
-    /// running `COPY --link`'s layer.
+    /// running linked step's layer.
     pub run: &'x RunDag,
-    /// When each of those started (the step's start, reported once).
+    /// For each linked step that runs, by vertex: when it started (made
+    /// in two vertices, it is reported started once).
     pub started: Vec<OnceLock<Instant>>,
-    /// Whether each of those steps was reported finished.
+    /// For each linked step, by vertex: whether it was reported finished.
     pub finished: Vec<AtomicBool>,
 }
 
@@ -41,14 +42,15 @@ impl Ops for Runner<'_, '_> {
         fleet.and_then(|f| f.priority.get(v)).copied().unwrap_or(0)
     }
 
-    fn run(&self, v: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
+    fn run(&self, d: usize, inputs: &[&State], cancel: &CancelToken) -> Result<State, StepError> {
         let _place = self.session.permits.as_ref().map(|p| {
             p.acquire();
             crate::fleet::Held(p)
         });
-        if let Some(k) = self.run.links.added(v) {
-            return self.link_layer(k, inputs, cancel);
-        }
+        let v = match self.run.links.node(d) {
+            Node::Added(v) => return self.link_layer(v, inputs, cancel),
+            Node::Step(v) => v,
+        };
         let s = self.session;
         let vx = s.vertex(v);
         let plan = self.plans[v]
@@ -58,19 +60,19 @@ impl Ops for Runner<'_, '_> {
             Some(_) => (inputs.first().copied(), inputs.get(1..).unwrap_or_default()),
             None => (None, inputs),
         };
-        match &vx.op {
-            Op::Source { .. } => plan
+        match s.kind(v).policy() {
+            LayerPolicy::Base => plan
                 .source
                 .clone()
                 .ok_or(StepError::Internal("a base image without a state")),
-            Op::Config { .. } => {
+            LayerPolicy::Config => {
                 let p = parent.ok_or(StepError::Internal("config step without parent"))?;
                 Ok(State {
                     key: plan.key.clone(),
                     ..p.clone()
                 })
             }
-            Op::Exec(_) | Op::File(_) | Op::Workdir { .. } => {
+            LayerPolicy::Layer | LayerPolicy::LayerIfChanged => {
                 let p = parent.ok_or(StepError::Internal("step without parent"))?;
                 self.layer_step(v, plan, p, extra, cancel)
             }
@@ -79,7 +81,8 @@ impl Ops for Runner<'_, '_> {
 }
 
 impl Runner<'_, '_> {
-    /// A RUN/COPY/ADD: served from the cache, or run and recorded.
+    /// A step that runs on a filesystem: served from the cache, or run
+    /// and recorded.
     fn layer_step(
         &self,
         v: usize,
@@ -90,8 +93,8 @@ impl Runner<'_, '_> {
     ) -> Result<State, StepError> {
         let s = self.session;
         let step = s.step(v);
-        if let Some(k) = self.run.links.for_vertex(v) {
-            return self.stack(k, v, plan, parent, extra, cancel);
+        if self.run.links.has(v) {
+            return self.stack(v, plan, parent, extra, cancel);
         }
         let started = Instant::now();
         s.reporter.on_start(&step);
@@ -124,18 +127,18 @@ impl Runner<'_, '_> {
             return Ok(state);
         }
         // Made once: for a COPY of a large context it lists every file.
-        let plaintext = plan.plaintext();
+        let plaintext = s.plaintext(v, plan);
         let why = self.why(v, plan, &plaintext);
-        let keyed = plan.keyed();
-        let result = step::execute(&s.env, s.vertex(v), &step, parent, extra, keyed, cancel);
+        let result = step::execute(&s.env, &*s.kind(v), &step, parent, extra, cancel);
         let layer = match result {
             Ok(layer) => layer,
             Err(e) => {
-                s.finish(&step, started, Outcome::failed(&e), why);
+                s.finish(&step, started, e.outcome(), why);
                 return Err(e);
             }
         };
-        // No layer: a WORKDIR whose directory was there already.
+        // No layer: a step that changed nothing (a WORKDIR whose directory
+        // was there already).
         let state = match &layer {
             Some(layer) => parent.with_layer(
                 plan.key.clone(),
@@ -180,9 +183,8 @@ impl Runner<'_, '_> {
             return Ok(None);
         }
         let epoch = s.options.source_date_epoch;
-        let keyed = plan.keyed();
-        let Some(rk) = step::result_key(&s.env, s.vertex(v), &keyed, parent, extra, epoch, cancel)?
-        else {
+        let (kind, vx) = (s.kind(v), s.vertex(v));
+        let Some(rk) = step::result_key(&s.env, &*kind, vx, parent, extra, epoch, cancel)? else {
             return Ok(None);
         };
         let rk = s.result_keys[v].get_or_init(|| rk);
@@ -211,7 +213,7 @@ impl Runner<'_, '_> {
         s.cache.put(&CacheRecord {
             key: plan.key.clone(),
             family: s.families[v].clone(),
-            inputs: plan.plaintext(),
+            inputs: s.plaintext(v, plan),
             ..rec
         })?;
         Ok(Some(State {
@@ -222,7 +224,12 @@ impl Runner<'_, '_> {
 
     /// With `--explain`, why step `v` missed: what differs from the
     /// nearest earlier record of its family.
-    fn why(&self, v: usize, plan: &Plan, plaintext: &serde_json::Value) -> Option<String> {
+    pub(crate) fn why(
+        &self,
+        v: usize,
+        plan: &Plan,
+        plaintext: &serde_json::Value,
+    ) -> Option<String> {
         let s = self.session;
         s.options.explain.then(|| {
             let nearest = s.cache.nearest(&s.families[v], &plan.key);
@@ -235,7 +242,7 @@ impl Runner<'_, '_> {
     }
 
     /// Records step `v`'s result `state` (its top layer `layer`, if any).
-    fn record(
+    pub(crate) fn record(
         &self,
         v: usize,
         plan: &Plan,
@@ -270,188 +277,10 @@ impl Runner<'_, '_> {
         Ok(())
     }
 
-    /// Records a `COPY --link` layer under its own key, for a later build
-    /// over another parent.
-    fn record_link(
-        &self,
-        v: usize,
-        link_key: &str,
-        layer: &crate::backend::Layer,
-        inputs: &serde_json::Value,
-    ) -> Result<(), StepError> {
-        let s = self.session;
-        s.cache.put(&CacheRecord {
-            key: link_key.to_string(),
-            family: format!("{}/link", s.families[v]),
-            layer: Some(layer.blob.clone()),
-            diff_id: Some(layer.diff_id.clone()),
-            // The chain of a layer on nothing is its diff id.
-            chain_id: Some(layer.diff_id.clone()),
-            config: None,
-            inputs: inputs.clone(),
-            created: now_rfc3339(s.options.source_date_epoch),
-        })?;
-        Ok(())
-    }
-
-    /// Reports as failed the linked COPY steps whose layer was being made
-    /// or was made when the build stopped, and which were never stacked.
-    pub(crate) fn finish_unstacked(&self) {
-        let s = self.session;
-        for (k, v) in self.run.links.iter() {
-            if let (Some(&started), false) = (
-                self.started[k].get(),
-                self.finished[k].swap(true, Ordering::SeqCst),
-            ) {
-                s.finish(&s.step(v), started, Outcome::Canceled, None);
-            }
-        }
-    }
-
-    /// Makes the layer of the `k`th running `COPY --link` (on nothing, from
-    /// its `inputs`: the stages it copies from), or takes it from the
-    /// cache if another build made it meanwhile. Its step starts here.
-    fn link_layer(
-        &self,
-        k: usize,
-        inputs: &[&State],
-        cancel: &CancelToken,
-    ) -> Result<State, StepError> {
-        let s = self.session;
-        let v = self
-            .run
-            .links
-            .of(k)
-            .ok_or(StepError::Internal("no such link"))?;
-        let plan = self.plans[v]
-            .as_ref()
-            .ok_or(StepError::Internal("a vertex without a plan"))?;
-        let key = plan
-            .link_key
-            .as_ref()
-            .ok_or(StepError::Internal("a linked layer without its key"))?;
-        let step = s.step(v);
-        let started = *self.started[k].get_or_init(Instant::now);
-        s.reporter.on_start(&step);
-        let made = |layer: crate::backend::Layer, created: String| State {
-            key: key.clone(),
-            layers: Arc::new(vec![layer]),
-            base: None,
-            created,
-        };
-        let _running = self.lock(key, &step, cancel)?;
-        if let Some(rec) = s.lookup(v, key).hit {
-            if let (Some(blob), Some(diff_id)) = (rec.layer, rec.diff_id) {
-                return Ok(made(crate::backend::Layer { blob, diff_id }, rec.created));
-            }
-        }
-        let nothing = State {
-            key: String::new(),
-            layers: Arc::new(Vec::new()),
-            base: None,
-            created: epoch(),
-        };
-        let keyed = plan.keyed();
-        let result = step::execute(&s.env, s.vertex(v), &step, &nothing, inputs, keyed, cancel);
-        match result {
-            Ok(Some(layer)) => {
-                self.record_link(v, key, &layer, &plan.plaintext())?;
-                Ok(made(layer, now_rfc3339(s.options.source_date_epoch)))
-            }
-            Ok(None) => Err(StepError::Internal("a COPY without a layer")),
-            Err(e) => {
-                self.finished[k].store(true, Ordering::SeqCst);
-                s.finish(&step, started, Outcome::failed(&e), None);
-                Err(e)
-            }
-        }
-    }
-
-    /// A running `COPY --link`, once its parent and its layer (`extra[0]`,
-    /// made by [`Runner::link_layer`]) are done: the layer stacked on the
-    /// parent and recorded.
-    fn stack(
-        &self,
-        k: usize,
-        v: usize,
-        plan: &Plan,
-        parent: &State,
-        extra: &[&State],
-        cancel: &CancelToken,
-    ) -> Result<State, StepError> {
-        let s = self.session;
-        let step = s.step(v);
-        let started = *self.started[k].get_or_init(Instant::now);
-        let (layer, created) = extra
-            .first()
-            .and_then(|made| Some((made.layers.first()?.clone(), made.created.clone())))
-            .ok_or(StepError::Internal("a linked COPY without its layer"))?;
-        let plaintext = plan.plaintext();
-        let why = self.why(v, plan, &plaintext);
-        let stacked = self.stack_layer(v, plan, parent, layer, created, plaintext, cancel);
-        self.finished[k].store(true, Ordering::SeqCst);
-        s.finish(&step, started, Outcome::of(&stacked), why);
-        if stacked.is_ok() {
-            s.ran.fetch_add(1, Ordering::SeqCst);
-        }
-        stacked
-    }
-
-    /// `layer` on top of `parent` as step `v`'s result: stacked now (by
-    /// links where its own snapshot is here), so the image's own chain
-    /// holds its files, and recorded under the step's key.
-    #[allow(clippy::too_many_arguments)]
-    fn stack_layer(
-        &self,
-        v: usize,
-        plan: &Plan,
-        parent: &State,
-        layer: crate::backend::Layer,
-        created: String,
-        inputs: serde_json::Value,
-        cancel: &CancelToken,
-    ) -> Result<State, StepError> {
-        let state = parent.with_layer(plan.key.clone(), layer.clone(), created);
-        self.session.env.layers.unpack(&state.layers, cancel)?;
-        self.record(v, plan, &state, Some(layer), inputs)?;
-        Ok(state)
-    }
-
-    /// A `COPY --link` whose layer was made over another parent: stacked on
-    /// this one and recorded under this step's key; nothing runs.
-    #[allow(clippy::too_many_arguments)]
-    fn rebase(
-        &self,
-        v: usize,
-        plan: &Plan,
-        rec: &CacheRecord,
-        parent: &State,
-        step: &Step,
-        started: Instant,
-        cancel: &CancelToken,
-    ) -> Result<State, StepError> {
-        let s = self.session;
-        let (Some(blob), Some(diff_id)) = (rec.layer.clone(), rec.diff_id.clone()) else {
-            return Err(StepError::Internal(
-                "a linked layer's record without a layer",
-            ));
-        };
-        let layer = crate::backend::Layer { blob, diff_id };
-        let created = rec.created.clone();
-        let stacked = self.stack_layer(v, plan, parent, layer, created, plan.plaintext(), cancel);
-        match &stacked {
-            Ok(_) => {
-                s.cached.fetch_add(1, Ordering::SeqCst);
-                s.finish(step, started, Outcome::Cached, None);
-            }
-            Err(e) => s.finish(step, started, Outcome::failed(e), None),
-        }
-        stacked
-    }
-
     /// The state a cache record gives on top of `parent`, reported as
-    /// cached; `None` for a record without a layer, unless it is a
-    /// WORKDIR's that found its directory (then no layer is the result).
+    /// cached; `None` for a record without a layer, unless the step's
+    /// policy is [`LayerPolicy::LayerIfChanged`] (then no layer is the
+    /// result: a WORKDIR that found its directory).
     pub(crate) fn serve(
         &self,
         v: usize,
@@ -467,7 +296,7 @@ impl Runner<'_, '_> {
                 crate::backend::Layer { blob, diff_id },
                 rec.created.clone(),
             ),
-            (None, None) if matches!(s.vertex(v).op, Op::Workdir { .. }) => State {
+            (None, None) if s.kind(v).policy() == LayerPolicy::LayerIfChanged => State {
                 key: rec.key.clone(),
                 ..parent.clone()
             },
@@ -480,7 +309,7 @@ impl Runner<'_, '_> {
 
     /// The lock on running step `key` (none with `--no-cache`, which asks
     /// to run every step regardless). Waiting is said once.
-    fn lock(
+    pub(crate) fn lock(
         &self,
         key: &str,
         step: &Step,

@@ -12,16 +12,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::BuildGraph;
 use rbk_store::cache::CacheRecord;
 use serde_json::json;
 
-use crate::session::BuildSession;
+use super::dag::{Added, Node};
+use super::BuildSession;
+use crate::context::Selected;
 use crate::solve::Dag;
 use crate::solve::Ops;
 use crate::state::State;
-use crate::step::{self, from, metadata, StepError, StepInputs};
+use crate::step::{self, metadata, LayerPolicy, StepError, StepInputs};
 use rbk_runtime::cancel::CancelToken;
 
 /// What the first pass learned of a vertex.
@@ -38,10 +39,6 @@ pub(crate) struct Plan {
     /// The plaintext of the key, for `--explain` and the record, without
     /// `files` (see [`Plan::plaintext`]).
     pub inputs: Arc<serde_json::Value>,
-    /// A COPY's context files and their record digests.
-    pub files: Option<Arc<crate::step::FileDigests>>,
-    /// A RUN's context bind mounts, digested.
-    pub binds: Vec<Arc<crate::step::FileDigests>>,
     /// For a base image: its state.
     pub source: Option<State>,
     /// For `COPY --link`: the key of its layer alone, which does not depend
@@ -56,8 +53,6 @@ impl Plan {
             hit: None,
             recorded: false,
             inputs: Arc::new(serde_json::Value::Null),
-            files: None,
-            binds: Vec::new(),
             source: None,
             link_key: None,
         }
@@ -71,15 +66,6 @@ impl Plan {
             .is_some_and(|r| Some(&r.key) == self.link_key.as_ref())
     }
 
-    /// The context files the key was made of (a COPY's selection, a RUN's
-    /// bind mounts) and their digests, for the step to read just those.
-    pub(crate) fn keyed(&self) -> crate::step::Keyed {
-        crate::step::Keyed {
-            files: self.files.clone(),
-            binds: self.binds.clone(),
-        }
-    }
-
     /// The keys a cache export carries for this step: its own, and a
     /// `COPY --link`'s layer key, so another machine reuses the layer over
     /// another parent too.
@@ -87,12 +73,12 @@ impl Plan {
         std::iter::once(&self.key).chain(&self.link_key)
     }
 
-    /// The whole plaintext of the key: `inputs` with a COPY's `files` (path
-    /// → blake3 hex), made now — only a step that runs or is explained
-    /// needs it.
-    pub fn plaintext(&self) -> serde_json::Value {
+    /// The whole plaintext of the key: `inputs` with the context `files`
+    /// it was made of (path → blake3 hex), made now — only a step that runs
+    /// or is explained needs it.
+    pub fn plaintext(&self, files: Option<&Selected>) -> serde_json::Value {
         let mut v = (*self.inputs).clone();
-        if let (Some(files), Some(obj)) = (&self.files, v.as_object_mut()) {
+        if let (Some(files), Some(obj)) = (files, v.as_object_mut()) {
             let map: serde_json::Map<String, serde_json::Value> = files
                 .named()
                 .map(|(p, h)| (p, blake3::Hash::from(*h).to_hex().to_string().into()))
@@ -103,87 +89,26 @@ impl Plan {
     }
 }
 
-/// Vertices a pass adds to the graph's own: added vertex `k` is dag vertex
-/// `n + k` and does part of graph vertex `of[k]`'s work (a COPY's context
-/// hashing in the first pass, a linked COPY's layer in the second).
-#[derive(Debug)]
-pub(crate) struct Added {
-    /// Vertices of the graph; added ones are numbered from here.
-    n: usize,
-    /// For each added vertex, the graph vertex it works for.
-    of: Vec<usize>,
-    /// For each graph vertex, the number of its added vertex.
-    index: Vec<Option<usize>>,
-}
-
-impl Added {
-    fn new(n: usize) -> Self {
-        Added {
-            n,
-            of: Vec::new(),
-            index: vec![None; n],
-        }
-    }
-
-    /// Adds a vertex for graph vertex `v`; its dag index.
-    fn add(&mut self, v: usize) -> usize {
-        let k = self.of.len();
-        self.of.push(v);
-        if let Some(slot) = self.index.get_mut(v) {
-            *slot = Some(k);
-        }
-        self.n + k
-    }
-
-    /// Vertices of the graph (the dag's first ones).
-    pub fn graph_len(&self) -> usize {
-        self.n
-    }
-
-    /// Which added vertex dag vertex `v` is, if it is one.
-    pub fn added(&self, v: usize) -> Option<usize> {
-        v.checked_sub(self.n).filter(|&k| k < self.of.len())
-    }
-
-    /// The graph vertex added vertex `k` works for.
-    pub fn of(&self, k: usize) -> Option<usize> {
-        self.of.get(k).copied()
-    }
-
-    /// The added vertex working for graph vertex `v`, if any.
-    pub fn for_vertex(&self, v: usize) -> Option<usize> {
-        self.index.get(v).copied().flatten()
-    }
-
-    /// The graph vertex dag vertex `v` stands for.
-    pub fn vertex(&self, v: usize) -> usize {
-        self.added(v).and_then(|k| self.of(k)).unwrap_or(v)
-    }
-
-    /// Each added vertex's number and the graph vertex it works for.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.of.iter().copied().enumerate()
-    }
-}
-
 /// Ops of the first pass: keys and lookups only.
 ///
 /// What a COPY or ADD reads from a build context does not depend on the
 /// steps before it, so its selection and digest get a vertex of their own
-/// with no dependencies (from `graph.len()` on, one per such step, in
+/// with no dependencies (an [`Added`] vertex, one per such step, in
 /// `early`): the contexts of all of a build's COPYs are walked and hashed
 /// at once, each step then only adds its parent's key.
 pub(crate) struct Planner<'x, 'a> {
     pub session: &'x BuildSession<'a>,
     /// The early vertices: each computes a step's inputs.
     pub early: Added,
-    /// Their results, taken by the step (an error is the step's error).
+    /// Their results by step, taken by the step (an error is the step's
+    /// error).
     done: Vec<Mutex<Option<Result<StepInputs, StepError>>>>,
 }
 
 impl<'x, 'a> Planner<'x, 'a> {
     /// The planner of `session`, and the dependencies of the first pass:
-    /// every vertex's parent and inputs, and a context COPY's early vertex.
+    /// every vertex's parent and inputs, and an early vertex for each step
+    /// whose inputs are early ([`crate::step::StepKind::inputs_are_early`]).
     pub fn new(session: &'x BuildSession<'a>) -> (Self, crate::solve::Dag) {
         let graph = session.graph;
         let n = graph.len();
@@ -198,12 +123,12 @@ impl<'x, 'a> Planner<'x, 'a> {
                 .chain(&v.inputs)
                 .map(|d| d.index())
                 .collect();
-            if matches!(&v.op, Op::File(f) if matches!(f.from, Source::Context { .. })) {
+            if session.kind(i).inputs_are_early() {
                 deps[i].push(early.add(i));
             }
         }
-        deps.extend(early.iter().map(|_| Vec::new()));
-        let done = early.iter().map(|_| Mutex::new(None)).collect();
+        deps.extend(early.steps().map(|_| Vec::new()));
+        let done = (0..n).map(|_| Mutex::new(None)).collect();
         let planner = Planner {
             session,
             early,
@@ -212,30 +137,79 @@ impl<'x, 'a> Planner<'x, 'a> {
         (planner, Dag { deps })
     }
 
-    /// Early vertex `k`: its step's inputs, kept for the step, which
+    /// The early vertex of step `v`: its inputs, kept for the step, which
     /// reports a failure as its own. Its plan is a placeholder.
-    fn run_early(&self, k: usize) -> Result<Plan, StepError> {
+    fn run_early(&self, v: usize) -> Plan {
         let s = self.session;
-        let step = self
-            .early
-            .of(k)
-            .ok_or(StepError::Internal("no such vertex"))?;
-        let result = step::inputs(&s.env, s.vertex(step), &[]);
-        if let Some(mut slot) = self.done.get(k).and_then(|m| m.lock().ok()) {
+        let result = s.kind(v).inputs(&s.env, &[]);
+        if let Some(mut slot) = self.done.get(v).and_then(|m| m.lock().ok()) {
             *slot = Some(result);
         }
-        Ok(Plan::with_key(String::new()))
+        Plan::with_key(String::new())
     }
 
     /// The inputs of step `v`: computed by its early vertex if it has one.
     fn inputs(&self, v: usize, from_keys: &[&str]) -> Result<StepInputs, StepError> {
         let s = self.session;
-        let early = self.early.for_vertex(v);
-        let computed = early.and_then(|k| self.done.get(k)?.lock().ok()?.take());
+        let computed = self.done.get(v).and_then(|m| m.lock().ok()?.take());
         match computed {
             Some(result) => result,
-            None => step::inputs(&s.env, s.vertex(v), from_keys),
+            None => s.kind(v).inputs(&s.env, from_keys),
         }
+    }
+
+    /// The plan of step `v` (one that runs on a filesystem) over the plan
+    /// of its `parent`, reading the stages of `from_keys`.
+    fn layer_step(
+        &self,
+        v: usize,
+        parent_key: &str,
+        from_keys: &[&str],
+    ) -> Result<Plan, StepError> {
+        let s = self.session;
+        let kind = s.kind(v);
+        let def = s.vertex(v).key.hex();
+        let StepInputs {
+            key: content_key,
+            plaintext,
+        } = self.inputs(v, from_keys)?;
+        let mut parts = vec![
+            def.as_bytes(),
+            parent_key.as_bytes(),
+            content_key.as_bytes(),
+        ];
+        // With SOURCE_DATE_EPOCH the layer's mtimes depend on it
+        // (clamped): another epoch is another result.
+        let epoch = s.options.source_date_epoch.map(|e| e.to_string());
+        if let Some(e) = &epoch {
+            parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
+        }
+        let key = step::key_of(&parts);
+        let link_key = kind
+            .link_definition()
+            .map(|def| link_key(&def, &content_key, epoch.as_deref()));
+        let mut inputs_json = json!({
+            "step": s.step(v).text,
+            "definition": def,
+            "parent": parent_key,
+        });
+        if let (Some(e), Some(obj)) = (&epoch, inputs_json.as_object_mut()) {
+            obj.insert("source_date_epoch".into(), e.clone().into());
+        }
+        if let (Some(obj), serde_json::Value::Object(extra)) =
+            (inputs_json.as_object_mut(), plaintext)
+        {
+            obj.extend(extra);
+        }
+        let (hit, recorded) = usable_hit(s, v, &key, link_key.as_deref());
+        Ok(Plan {
+            key,
+            hit,
+            recorded,
+            inputs: Arc::new(inputs_json),
+            source: None,
+            link_key,
+        })
     }
 }
 
@@ -243,11 +217,12 @@ impl Ops for Planner<'_, '_> {
     type Out = Plan;
     type Err = StepError;
 
-    fn run(&self, v: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
+    fn run(&self, d: usize, inputs: &[&Plan], _: &CancelToken) -> Result<Plan, StepError> {
         let s = self.session;
-        if let Some(k) = self.early.added(v) {
-            return self.run_early(k);
-        }
+        let v = match self.early.node(d) {
+            Node::Added(v) => return Ok(self.run_early(v)),
+            Node::Step(v) => v,
+        };
         let vx = s.vertex(v);
         let def = vx.key.hex();
         let parent = vx.parent.and_then(|_| inputs.first().copied());
@@ -260,80 +235,35 @@ impl Ops for Planner<'_, '_> {
                 .map(|p| p.key.as_str())
                 .ok_or(StepError::Internal("step without parent"))
         };
-        match &vx.op {
-            Op::Source { image, platform } => {
-                let state = from::state(s.bases, image, platform, &def)?;
+        match s.kind(v).policy() {
+            LayerPolicy::Base => {
+                let state = s.kind(v).base(s.bases, &def)?;
                 let mut p = Plan::with_key(state.key.clone());
                 p.source = Some(state);
                 Ok(p)
             }
-            Op::Config { .. } => Ok(Plan::with_key(metadata::key(&def, parent_key()?))),
-            Op::Exec(_) | Op::File(_) | Op::Workdir { .. } => {
-                let parent_key = parent_key()?;
-                let StepInputs {
-                    key: content_key,
-                    plaintext,
-                    files,
-                    binds,
-                } = self.inputs(v, &from_keys)?;
-                let mut parts = vec![
-                    def.as_bytes(),
-                    parent_key.as_bytes(),
-                    content_key.as_bytes(),
-                ];
-                // With SOURCE_DATE_EPOCH the layer's mtimes depend on it
-                // (clamped): another epoch is another result.
-                let epoch = s.options.source_date_epoch.map(|e| e.to_string());
-                if let Some(e) = &epoch {
-                    parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
-                }
-                let key = step::key_of(&parts);
-                let link_key = match &vx.op {
-                    Op::File(f) if f.link => Some(link_key(f, &content_key, epoch.as_deref())),
-                    _ => None,
-                };
-                let mut inputs_json = json!({
-                    "step": s.step(v).text,
-                    "definition": def,
-                    "parent": parent_key,
-                });
-                if let (Some(e), Some(obj)) = (&epoch, inputs_json.as_object_mut()) {
-                    obj.insert("source_date_epoch".into(), e.clone().into());
-                }
-                if let (Some(obj), serde_json::Value::Object(extra)) =
-                    (inputs_json.as_object_mut(), plaintext)
-                {
-                    obj.extend(extra);
-                }
-                let (hit, recorded) = usable_hit(s, v, &key, link_key.as_deref());
-                Ok(Plan {
-                    key,
-                    hit,
-                    recorded,
-                    inputs: Arc::new(inputs_json),
-                    files,
-                    binds,
-                    source: None,
-                    link_key,
-                })
+            LayerPolicy::Config => Ok(Plan::with_key(metadata::key(&def, parent_key()?))),
+            LayerPolicy::Layer | LayerPolicy::LayerIfChanged => {
+                self.layer_step(v, parent_key()?, &from_keys)
             }
         }
     }
 }
 
-/// What the cache gives step `v` (`key`, or a linked COPY's `link_key`),
+/// What the cache gives step `v` (`key`, or a linked step's `link_key`),
 /// and whether anything is recorded for it. A hit must give a layer (a
-/// WORKDIR's may say its directory was there): a record without one serves
-/// nothing, and the step's other inputs are then needed to run it. A
-/// linked layer made over another parent is as good as the step's own.
+/// [`LayerPolicy::LayerIfChanged`] step's may say it changed nothing): a
+/// record without one serves nothing, and the step's other inputs are then
+/// needed to run it. A linked layer made over another parent is as good as
+/// the step's own.
 fn usable_hit(
     s: &BuildSession<'_>,
     v: usize,
     key: &str,
     link_key: Option<&str>,
 ) -> (Option<CacheRecord>, bool) {
-    let workdir = matches!(s.vertex(v).op, Op::Workdir { .. });
-    let usable = |r: &CacheRecord| workdir || r.layer.is_some();
+    let no_layer_serves = s.kind(v).policy() == LayerPolicy::LayerIfChanged;
+    let usable = |r: &CacheRecord| no_layer_serves || r.layer.is_some();
     let lookup = s.lookup(v, key);
     let hit = lookup.hit.filter(usable);
     let rebase = match (&hit, link_key) {
@@ -344,13 +274,11 @@ fn usable_hit(
     (hit.or(rebase), recorded)
 }
 
-/// The key of a `COPY --link` layer: its definition without the parent,
-/// and what it reads (context files, or the keys of the stages it copies
-/// from). The same copy over another parent has the same key, so a changed
-/// base reuses the layer, as BuildKit's `--link` does.
-fn link_key(f: &rbk_compiler::graph::FileOp, content_key: &str, epoch: Option<&str>) -> String {
-    let def = f.link_digest();
-    let def = def.hex();
+/// The key of a linked layer (`COPY --link`): its definition without the
+/// parent (`def`), and what it reads (context files, or the keys of the
+/// stages it copies from). The same step over another parent has the same
+/// key, so a changed base reuses the layer, as BuildKit's `--link` does.
+fn link_key(def: &str, content_key: &str, epoch: Option<&str>) -> String {
     let mut parts = vec![b"link".as_slice(), def.as_bytes(), content_key.as_bytes()];
     if let Some(e) = epoch {
         parts.extend([b"source_date_epoch".as_slice(), e.as_bytes()]);
@@ -358,10 +286,11 @@ fn link_key(f: &rbk_compiler::graph::FileOp, content_key: &str, epoch: Option<&s
     step::key_of(&parts)
 }
 
-/// Whether vertex `v` is a step the cache serves: then it needs only its
-/// parent (for the layers under its own), not its other inputs.
-fn served(graph: &BuildGraph, plans: &[Option<Plan>], id: petgraph::graph::NodeIndex) -> bool {
-    graph.vertex(id).op.has_layer() && plans[id.index()].as_ref().is_some_and(|p| p.hit.is_some())
+/// Whether vertex `v` is a step the cache serves (only steps that run on
+/// a filesystem have hits): then it needs only its parent (for the layers
+/// under its own), not its other inputs.
+fn served(plans: &[Option<Plan>], v: usize) -> bool {
+    plans[v].as_ref().is_some_and(|p| p.hit.is_some())
 }
 
 /// Which vertices the second pass must produce for `roots`, given the
@@ -393,8 +322,8 @@ pub(crate) fn run_deps(graph: &BuildGraph, plans: &[Option<Plan>]) -> RunDag {
     for id in graph.topo_order() {
         let v = id.index();
         deps[v] = run_deps_of(graph, plans, id);
-        let linked = matches!(&graph.vertex(id).op, Op::File(f) if f.link);
-        if linked && !served(graph, plans, id) {
+        let linked = plans[v].as_ref().is_some_and(|p| p.link_key.is_some());
+        if linked && !served(plans, v) {
             let layer = links.add(v);
             // The parent, then the layer; its inputs move to the layer.
             let inputs = deps[v].split_off(1);
@@ -415,7 +344,7 @@ fn run_deps_of(
 ) -> Vec<usize> {
     let vx = graph.vertex(id);
     let mut deps: Vec<usize> = vx.parent.iter().map(|p| p.index()).collect();
-    if !served(graph, plans, id) {
+    if !served(plans, id.index()) {
         deps.extend(vx.inputs.iter().map(|i| i.index()));
     }
     deps
@@ -471,8 +400,6 @@ mod tests {
                     }),
                     recorded: hit,
                     inputs: Arc::new(serde_json::Value::Null),
-                    files: None,
-                    binds: Vec::new(),
                     source: None,
                     link_key: None,
                 })
