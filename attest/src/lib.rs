@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cosign;
 pub mod manifest;
 pub mod provenance;
 pub mod sbom;

@@ -135,7 +135,7 @@ mod tests {
             "https://slsa.dev/provenance/v1",
             json!({}),
         );
-        let a = attach("sha256:aa", &[s.clone()]);
+        let a = attach("sha256:aa", std::slice::from_ref(&s));
         assert_eq!(
             a.index_entry["annotations"][REFERENCE_TYPE],
             ATTESTATION_MANIFEST
