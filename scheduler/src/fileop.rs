@@ -36,6 +36,7 @@
 mod archive;
 mod chown;
 mod dest;
+pub mod git;
 mod keyed;
 mod url;
 

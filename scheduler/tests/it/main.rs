@@ -4,3 +4,4 @@ mod build;
 mod core;
 mod fakes;
 mod fileop;
+mod git;
