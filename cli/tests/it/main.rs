@@ -30,6 +30,7 @@ mod run;
 mod security;
 mod shards;
 mod shared_store;
+mod sign;
 mod snapshots;
 mod start;
 mod stdin_context;
