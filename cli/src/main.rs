@@ -37,6 +37,7 @@ mod plan_emit;
 mod platforms;
 mod ports;
 mod progress;
+mod remote_context;
 mod report;
 mod rootless;
 mod shard_build;

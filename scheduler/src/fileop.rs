@@ -38,6 +38,7 @@ mod chown;
 mod dest;
 pub mod git;
 mod keyed;
+pub mod remote;
 mod url;
 
 use std::path::{Path, PathBuf};
