@@ -7,20 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::cmd_build::BuildArgs;
-
-/// The files `rbk bake` looks for, the first found being the one used:
-/// bake's own files over compose files (bake gives them precedence when
-/// it merges them), rbk.toml last.
-pub const DEFAULT_FILES: &[&str] = &[
-    "docker-bake.hcl",
-    "docker-bake.json",
-    "compose.yaml",
-    "compose.yml",
-    "docker-compose.yml",
-    "docker-compose.yaml",
-    "rbk.toml",
-];
+use crate::build::args::BuildArgs;
+use crate::inputs::DEFAULT_FILES;
 
 /// `rbk bake`: its arguments are `rbk build`'s, with `-f` naming the bake
 /// file (rather than a Dockerfile) and the positional ones the targets.

@@ -5,8 +5,8 @@ use rbk_store::registry::cache::{parse_duration, parse_size, prune, PruneOptions
 use rbk_store::registry::Client;
 use rbk_store::Reference;
 
-use crate::cmd_image::human_size;
 use crate::cmd_registry::RegistryFlags;
+use crate::human::human_size;
 
 /// `rbk cache …`
 #[derive(Debug, clap::Subcommand)]

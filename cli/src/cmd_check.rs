@@ -1,13 +1,8 @@
-//! `rbk check` and `rbk build --check`: BuildKit's Dockerfile lint rules
-//! over every Dockerfile of a build, and the brief warnings a normal build
-//! prints.
-
-use std::path::Path;
+//! `rbk check`: BuildKit's Dockerfile lint rules over every Dockerfile of
+//! a build (the rules run in [`crate::build::lint`]).
 
 use anyhow::Result;
-use rbk_compiler::check::{self, CheckEnv, Report};
-use rbk_compiler::lower::{ImageResolver, Input};
-use rbk_scheduler::context::{clean_path, IgnoreMatcher};
+use rbk_compiler::lower::ImageResolver;
 
 use crate::inputs::{self, BuildInputArgs};
 
@@ -24,108 +19,8 @@ pub struct CheckArgs {
     pub input: BuildInputArgs,
 }
 
-/// Lints each Dockerfile of `inputs` once (inputs sharing one file share
-/// its report).
-pub fn lint(inputs: &[Input], resolver: &dyn ImageResolver) -> Result<Vec<Report>> {
-    let mut reports: Vec<Report> = Vec::new();
-    for input in inputs {
-        if reports.iter().any(|r| r.file == input.file) {
-            continue;
-        }
-        let matcher = ignore_matcher(input);
-        let ignored = |p: &str| {
-            matcher
-                .as_ref()
-                .is_some_and(|m| m.matches(&clean_path(p), false))
-        };
-        let env = CheckEnv {
-            resolver,
-            ignored: &ignored,
-        };
-        reports.push(check::check(input, &env)?);
-    }
-    Ok(reports)
-}
-
-/// The `.dockerignore` that applies to `input`'s COPY and ADD, if any.
-fn ignore_matcher(input: &Input) -> Option<IgnoreMatcher> {
-    let path = match &input.ignore_file {
-        Some(f) => Path::new(f).to_path_buf(),
-        None => Path::new(&input.context).join(".dockerignore"),
-    };
-    let text = std::fs::read_to_string(path).ok()?;
-    IgnoreMatcher::parse(&text).ok()
-}
-
-/// Prints every finding on standard output and a summary on standard
-/// error; the exit code: 1 when a Dockerfile with findings asks for
-/// errors (`# check=error=true`).
-pub fn print(reports: &[Report]) -> i32 {
-    let mut total = 0;
-    let mut code = 0;
-    for r in reports {
-        for line in r.lines() {
-            println!("{line}");
-        }
-        total += r.findings.len();
-        if r.error && !r.findings.is_empty() {
-            code = 1;
-        }
-    }
-    let files = reports.len();
-    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    eprintln!(
-        "{} in {}{}",
-        plural(total, "finding"),
-        plural(files, "Dockerfile"),
-        if code == 1 {
-            " (check=error=true: failing)"
-        } else {
-            ""
-        }
-    );
-    code
-}
-
-/// What a normal build says of the findings: one line each on standard
-/// error; an error when a Dockerfile asks for one.
-pub fn warn(reports: &[Report], show: bool) -> Result<()> {
-    if show {
-        for r in reports {
-            for line in r.lines() {
-                eprintln!("warning: {line}");
-            }
-        }
-    }
-    for r in reports {
-        if r.error && !r.findings.is_empty() {
-            anyhow::bail!(
-                "{}: {} lint finding{} and `# check=error=true`{}",
-                r.file,
-                r.findings.len(),
-                if r.findings.len() == 1 { "" } else { "s" },
-                if show {
-                    String::new()
-                } else {
-                    format!(": {}", r.lines().join("; "))
-                }
-            );
-        }
-    }
-    Ok(())
-}
-
 /// `rbk check`.
 pub fn run(args: &CheckArgs, resolver: &dyn ImageResolver) -> Result<i32> {
     let inputs = inputs::load(&args.input)?;
-    check_inputs(&inputs, resolver)
-}
-
-/// The lint findings of `inputs`, printed, then what would stop a build (a
-/// duplicate stage, a cycle, an ARG without value in FROM …): `rbk check`
-/// and `rbk build --check` alike. The exit code: 1 with findings.
-pub fn check_inputs(inputs: &[Input], resolver: &dyn ImageResolver) -> Result<i32> {
-    let code = print(&lint(inputs, resolver)?);
-    crate::cmd_graph::compile_all(inputs, resolver)?;
-    Ok(code)
+    crate::build::lint::check_inputs(&inputs, resolver)
 }

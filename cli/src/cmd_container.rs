@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::containers::{self, State};
+use rbk_runtime::container::{self, State};
 
 mod logs;
 mod ps;
@@ -124,22 +124,22 @@ fn stop_signal(name: &str) -> i32 {
 /// Stops one container: its stop signal, then SIGKILL after `grace`.
 /// Returns once nothing of it runs.
 fn stop_one(root: &Path, s: &State, grace: Duration) -> Result<()> {
-    if !containers::running(root, &s.id) {
+    if !container::running(root, &s.id) {
         return Ok(());
     }
     // So a restart policy lets it be.
-    std::fs::write(containers::path(root, &s.id).join("stopping"), b"")?;
+    std::fs::write(container::path(root, &s.id).join("stopping"), b"")?;
     crate::sys::signal(s.supervisor, stop_signal(&s.stop_signal));
     let deadline = Instant::now() + grace;
-    while containers::running(root, &s.id) && Instant::now() < deadline {
+    while container::running(root, &s.id) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if containers::running(root, &s.id) {
+    if container::running(root, &s.id) {
         // The supervisor's death takes the container with it (its keeper
         // and init have PDEATHSIG=SIGKILL).
         crate::sys::signal(s.supervisor, libc::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while containers::running(root, &s.id) {
+        while container::running(root, &s.id) {
             if Instant::now() > deadline {
                 bail!("container {} did not stop", s.name);
             }
@@ -165,11 +165,11 @@ fn clean_after_kill(root: &Path, s: &State) {
     let _ = std::fs::remove_dir(&rootfs);
     if let Ok(snap) = crate::snapshotter(root) {
         if !keeps_layer {
-            let _ = snap.remove(&containers::layer_key(id));
+            let _ = snap.remove(&container::layer_key(id));
         }
     }
     if !keeps_layer {
-        for v in containers::anonymous_volumes(root, id) {
+        for v in container::anonymous_volumes(root, id) {
             let _ = std::fs::remove_dir_all(v);
         }
     }
@@ -180,9 +180,7 @@ fn clean_after_kill(root: &Path, s: &State) {
 pub fn stop(root: &Path, a: &StopArgs) -> Result<i32> {
     let mut failed = false;
     for c in &a.containers {
-        match containers::find(root, c)
-            .and_then(|s| stop_one(root, &s, Duration::from_secs(a.time)))
-        {
+        match find(root, c).and_then(|s| stop_one(root, &s, Duration::from_secs(a.time))) {
             Ok(()) => println!("{c}"),
             Err(e) => {
                 eprintln!("rbk: {e:#}");
@@ -200,11 +198,11 @@ pub fn start(root: &Path, a: &StartArgs) -> Result<i32> {
     }
     let mut failed = false;
     for c in &a.containers {
-        let res = containers::find(root, c).and_then(|s| {
-            if containers::running(root, &s.id) {
+        let res = find(root, c).and_then(|s| {
+            if container::running(root, &s.id) {
                 return Ok(s);
             }
-            let log = containers::path(root, &s.id).join("log");
+            let log = container::path(root, &s.id).join("log");
             let from = std::fs::metadata(&log).map_or(0, |m| m.len());
             crate::detach::restart(root, &s)?;
             if a.attach {
@@ -228,7 +226,7 @@ pub fn start(root: &Path, a: &StartArgs) -> Result<i32> {
 /// container exits; returns its exit code.
 fn attach(root: &Path, s: &State, from: u64) -> Result<i32> {
     use std::io::{Read as _, Seek as _, Write as _};
-    let path = containers::path(root, &s.id).join("log");
+    let path = container::path(root, &s.id).join("log");
     let mut log =
         std::fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
     log.seek(std::io::SeekFrom::Start(from))
@@ -237,8 +235,8 @@ fn attach(root: &Path, s: &State, from: u64) -> Result<i32> {
     let mut out = std::io::stdout();
     loop {
         // Decided before the last read: all the relay wrote is read then.
-        let done = !containers::running(root, &s.id)
-            && !crate::log_relay::relaying(&containers::path(root, &s.id));
+        let done = !container::running(root, &s.id)
+            && !crate::log_relay::relaying(&container::path(root, &s.id));
         loop {
             let n = log
                 .read(&mut buf)
@@ -249,7 +247,7 @@ fn attach(root: &Path, s: &State, from: u64) -> Result<i32> {
             let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
         }
         if done {
-            let code = containers::read(root, &s.id)?.exit_code.unwrap_or(0);
+            let code = container::read(root, &s.id)?.exit_code.unwrap_or(0);
             return Ok(code);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -260,8 +258,8 @@ fn attach(root: &Path, s: &State, from: u64) -> Result<i32> {
 pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
     let mut failed = false;
     for c in &a.containers {
-        let res = containers::find(root, c).and_then(|s| {
-            if containers::running(root, &s.id) {
+        let res = find(root, c).and_then(|s| {
+            if container::running(root, &s.id) {
                 if !a.force {
                     bail!(
                         "container {} is running: stop it first, or use rm -f",
@@ -270,7 +268,11 @@ pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
                 }
                 stop_one(root, &s, Duration::ZERO)?;
             }
-            containers::remove(root, &s.id)
+            Ok(container::state::remove(
+                root,
+                crate::snapshotter(root)?.as_ref(),
+                &s.id,
+            )?)
         });
         match res {
             Ok(()) => println!("{c}"),
@@ -281,4 +283,9 @@ pub fn rm(root: &Path, a: &RmArgs) -> Result<i32> {
         }
     }
     Ok(i32::from(failed))
+}
+
+/// The container named `what` (a name, an id or an id's prefix).
+fn find(root: &Path, what: &str) -> Result<State> {
+    Ok(container::find(root, what)?)
 }

@@ -23,7 +23,10 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstatat, FileStat, Mode, SFlag};
 
-use crate::containers;
+use rbk_store::snapshot::Snapshotter;
+use rbk_store::workspace::Workspace;
+
+use rbk_runtime::container;
 
 /// `rbk cp`
 #[derive(Debug, Clone, clap::Args)]
@@ -121,14 +124,16 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
         archive: a.archive,
         bytes: 0,
     };
+    // Opened only for a stopped container, whose layer is mounted from it.
+    let mut snapshotter = None;
     match (side(&a.src), side(&a.dest)) {
         (Side::Container { name, path }, Side::Host(dest)) => {
-            let (croot, _layer) = container_root(root, &name)?;
+            let (croot, _layer) = container_root(root, &name, &mut snapshotter)?;
             copy_out(&croot, &path, Path::new(&dest), a.follow_link, &mut o)
                 .with_context(|| format!("cannot copy {name}:{path} to {dest}"))?;
         }
         (Side::Host(src), Side::Container { name, path }) => {
-            let (croot, _layer) = container_root(root, &name)?;
+            let (croot, _layer) = container_root(root, &name, &mut snapshotter)?;
             copy_in(Path::new(&src), &croot, &path, a.follow_link, &mut o)
                 .with_context(|| format!("cannot copy {src} to {name}:{path}"))?;
         }
@@ -141,7 +146,7 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
     }
     eprintln!(
         "Successfully copied {} to {}",
-        crate::cmd_image::human_size(o.bytes),
+        crate::human::human_size(o.bytes),
         a.dest
     );
     Ok(0)
@@ -149,10 +154,15 @@ pub fn cp(root: &Path, a: &CpArgs) -> Result<i32> {
 
 /// The root of a container's files: a running one's init's
 /// `/proc/PID/root`, or a stopped one's layer, mounted for the copy (held
-/// by the second value, which unmounts it when dropped).
-fn container_root(root: &Path, name: &str) -> Result<(OwnedFd, Option<StoppedLayer>)> {
-    let state = containers::find(root, name)?;
-    let (path, layer) = match containers::init_pid(root, &state) {
+/// by the second value, which unmounts it when dropped; the snapshotter it
+/// is mounted from is opened into `snapshotter`).
+fn container_root<'s>(
+    root: &Path,
+    name: &str,
+    snapshotter: &'s mut Option<Box<dyn Snapshotter>>,
+) -> Result<(OwnedFd, Option<StoppedLayer<'s>>)> {
+    let state = container::find(root, name)?;
+    let (path, layer) = match container::init_pid(root, &state) {
         Some(pid) => {
             crate::sys::join_user_namespace(pid).map_err(|e| {
                 anyhow!(
@@ -163,8 +173,9 @@ fn container_root(root: &Path, name: &str) -> Result<(OwnedFd, Option<StoppedLay
             (PathBuf::from(format!("/proc/{pid}/root")), None)
         }
         None => {
-            let layer = StoppedLayer::mount(root, &state)?;
-            (layer.dir.clone(), Some(layer))
+            let snap: &'s dyn Snapshotter = &**snapshotter.insert(crate::snapshotter(root)?);
+            let layer = StoppedLayer::mount(root, snap, &state)?;
+            (layer.workspace.rootfs().to_path_buf(), Some(layer))
         }
     };
     let fd = nix::fcntl::open(
@@ -184,16 +195,18 @@ fn container_root(root: &Path, name: &str) -> Result<(OwnedFd, Option<StoppedLay
 
 /// A stopped container's layer, mounted where its run mounts it, with the
 /// container's lock held so that `rbk start` waits for the copy.
-struct StoppedLayer {
-    dir: PathBuf,
-    mount: Option<rbk_store::sys::MountGuard>,
+struct StoppedLayer<'s> {
+    workspace: Workspace<'s>,
     _lock: rbk_store::sys::flock::Locked,
 }
 
-impl StoppedLayer {
-    fn mount(root: &Path, s: &containers::State) -> Result<StoppedLayer> {
-        let key = containers::layer_key(&s.id);
-        let snap = crate::snapshotter(root)?;
+impl<'s> StoppedLayer<'s> {
+    fn mount(
+        root: &Path,
+        snap: &'s dyn Snapshotter,
+        s: &container::State,
+    ) -> Result<StoppedLayer<'s>> {
+        let key = container::layer_key(&s.id);
         if !snap.exists(&key) {
             bail!(
                 "container {} has no layer to copy (it was started by an older rbk, or removed)",
@@ -207,31 +220,24 @@ impl StoppedLayer {
                 s.name
             );
         }
-        let lock = containers::lock(root, &s.id)?;
-        let mounts = snap
-            .mounts(&key)
-            .with_context(|| format!("cannot find the layer of container {}", s.name))?;
-        let dir = root.join("tmp").join(format!("{key}-rootfs"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let mount = rbk_store::sys::mount_all(&mounts, &dir)
+        let lock = container::lock(root, &s.id)?;
+        let workspace = Workspace::resume(root, snap, &key)
             .with_context(|| format!("cannot mount the layer of container {}", s.name))?;
         Ok(StoppedLayer {
-            dir,
-            mount: Some(mount),
+            workspace,
             _lock: lock,
         })
     }
 }
 
-impl Drop for StoppedLayer {
+impl Drop for StoppedLayer<'_> {
     fn drop(&mut self) {
-        if let Some(m) = self.mount.take() {
-            if let Err(e) = m.unmount() {
-                eprintln!("rbk: warning: cannot unmount {}: {e}", self.dir.display());
-            }
+        if let Err(e) = self.workspace.unmount() {
+            eprintln!(
+                "rbk: warning: cannot unmount {}: {e}",
+                self.workspace.rootfs().display()
+            );
         }
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 

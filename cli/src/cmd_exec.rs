@@ -7,10 +7,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor, StdinMode};
+use rbk_runtime::container::spec::{merged_env, ProcessFlags};
+use rbk_runtime::sandbox::{forward_signals, CancelToken, ExecSpec, NamespaceExecutor};
 use rbk_store::oci::ContainerConfig;
 
-use crate::containers;
+use rbk_runtime::container;
 
 /// `rbk exec`
 #[derive(Debug, Clone, clap::Args)]
@@ -63,14 +64,14 @@ const EXIT_EXEC_FAILED: i32 = 126;
 /// before its init exists (while its layers are unpacked) and started the
 /// command (else the exec'd process could take the command's pid 2, as in
 /// Docker it never does). `None` once it is not running.
-fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
+fn wait_for_init(root: &Path, state: &container::State) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let init = containers::init_pid(root, state).filter(|pid| containers::has_child(*pid));
+        let init = container::init_pid(root, state).filter(|pid| container::has_child(*pid));
         if let Some(pid) = init {
             return Some(pid);
         }
-        if !containers::running(root, &state.id) || Instant::now() > deadline {
+        if !container::running(root, &state.id) || Instant::now() > deadline {
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -80,30 +81,30 @@ fn wait_for_init(root: &Path, state: &containers::State) -> Option<u32> {
 /// `rbk exec`: the command's exit code. A missing or stopped container is
 /// an error (exit 1, as Docker's).
 pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
-    let state = containers::find(root, &a.container)?;
+    let state = container::find(root, &a.container)?;
     let Some(init) = wait_for_init(root, &state) else {
         bail!("container {} ({}) is not running", state.name, state.id);
     };
+    // The container's environment, user and working directory are the
+    // exec's defaults, as the image's are the container's.
     let config = ContainerConfig {
         env: Some(state.env.clone()),
+        user: Some(state.user.clone()),
+        working_dir: Some(state.workdir.clone()),
         ..ContainerConfig::default()
     };
-    let env = crate::cmd_run::merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let env = merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let process = ProcessFlags {
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        interactive: a.interactive,
+        tty: a.tty,
+    };
     let spec = ExecSpec {
         args: a.args.clone(),
         env,
-        cwd: a.workdir.clone().unwrap_or_else(|| state.workdir.clone()),
-        user: a.user.clone().unwrap_or_else(|| state.user.clone()),
-        stdin: if a.interactive {
-            StdinMode::Inherit
-        } else {
-            StdinMode::Null
-        },
-        tty: a.tty,
-        // Docker's default: default capabilities and seccomp profile.
-        insecure: false,
         scratch: Some(root.join("tmp")),
-        ..ExecSpec::default()
+        ..process.exec_spec(&config, ExecSpec::default().network)
     };
     let cancel = CancelToken::new();
     let _signals = forward_signals(&cancel)?;

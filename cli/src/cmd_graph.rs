@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use rbk_compiler::lower::{Compiler, ImageResolver};
 use rbk_compiler::render::{self, Format};
 
+use crate::build::compile::{compile_all, StoreResolver};
 use crate::inputs::{self, BuildInputArgs};
 
 /// `rbk parse FILE`
@@ -49,20 +49,6 @@ pub struct GraphArgs {
     pub input: BuildInputArgs,
 }
 
-/// Compiles every input into one graph, in their order: [`inputs::load`]
-/// gives each input after those it is built on (so ordering them again,
-/// as `Compiler::add_all` would, is not needed).
-pub fn compile_all(
-    inputs: &[rbk_compiler::Input],
-    resolver: &dyn ImageResolver,
-) -> Result<rbk_compiler::BuildGraph> {
-    let mut c = Compiler::new(resolver);
-    for i in inputs {
-        c.add(i)?;
-    }
-    Ok(c.finish())
-}
-
 /// Prints the build graph; with a store at `root`, each vertex marked with
 /// what the cache holds for it.
 pub fn graph(root: &Path, args: &GraphArgs) -> Result<i32> {
@@ -74,8 +60,8 @@ pub fn graph(root: &Path, args: &GraphArgs) -> Result<i32> {
         return Ok(0);
     };
     let bases = rbk_scheduler::step::from::BaseImages::new(&store);
-    let g = compile_all(&inputs, &crate::cmd_build::StoreResolver(&bases))?;
-    let mut marks = match crate::cmd_build::plan_marks(root, &store, &bases, &g) {
+    let g = compile_all(&inputs, &StoreResolver(&bases))?;
+    let mut marks = match crate::build::session::plan_marks(root, &store, &bases, &g) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("rbk: the graph is not marked against the store: {e:#}");

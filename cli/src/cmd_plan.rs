@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use rbk_compiler::BuildGraph;
-use rbk_scheduler::shard::{self, ShardPlan};
+use rbk_scheduler::shard;
 
-use crate::inputs::{self, BuildInputArgs};
-use crate::plan_doc::{PlanDoc, PlanMerge, PlanUnit, ShardReport, PLAN_VERSION, SHARD_REPORT_KEY};
+use crate::inputs::BuildInputArgs;
+use crate::plan_doc::{PlanDoc, PlanUnit, ShardReport, SHARD_REPORT_KEY};
 use crate::plan_emit::{self, EmitArgs, Engine};
 
 /// `rbk plan`
@@ -78,10 +77,11 @@ pub fn plan(root: &Path, args: &PlanArgs) -> Result<i32> {
     let doc = match &args.from {
         Some(path) => PlanDoc::read(path)?,
         None => {
-            let graph = compile(root, &args.input)?;
-            let timings = crate::timings::load(root, args.cache_ref.as_deref(), &args.registry);
+            let graph = crate::build::compile::compile(root, &args.input)?;
+            let timings =
+                crate::timings::load(root, args.cache_ref.as_deref(), &args.registry.options());
             let plan = shard::plan(&graph, usize::from(args.shards), &timings);
-            document(&args.input, &graph, &plan, args.cache_ref.clone())
+            crate::plan_doc::document(&args.input, &graph, &plan, args.cache_ref.clone())
         }
     };
     if !args.summary.is_empty() {
@@ -131,98 +131,6 @@ fn refuse_uncarried(input: &BuildInputArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Compiles the target file (or Dockerfile: its platforms are the units)
-/// as `rbk build` would (base images from the store when it has them;
-/// nothing pulled).
-pub fn compile(root: &Path, input: &BuildInputArgs) -> Result<BuildGraph> {
-    let inputs = inputs::load(input)?;
-    let graph = match crate::existing_store(root) {
-        Some(store) => {
-            let bases = rbk_scheduler::step::from::BaseImages::new(&store);
-            crate::cmd_graph::compile_all(&inputs, &crate::cmd_build::StoreResolver(&bases))?
-        }
-        None => crate::cmd_graph::compile_all(&inputs, &rbk_compiler::NoResolver)?,
-    };
-    Ok(graph)
-}
-
-fn unit_name(graph: &BuildGraph, u: usize) -> String {
-    let img = &graph.images[u];
-    format!("{}@{}", img.name, img.platform)
-}
-
-/// The plan as a document.
-pub fn document(
-    input: &BuildInputArgs,
-    graph: &BuildGraph,
-    plan: &ShardPlan,
-    cache: Option<String>,
-) -> PlanDoc {
-    let units: Vec<PlanUnit> = plan
-        .units
-        .iter()
-        .map(|p| {
-            let img = &graph.images[p.image];
-            PlanUnit {
-                target: img.name.clone(),
-                platform: img.platform.clone(),
-                shard: p.shard + 1,
-                steps: p.steps,
-                cost: round(p.cost),
-                start: round(p.start),
-                finish: round(p.finish),
-                needs: p.needs.iter().map(|&w| unit_name(graph, w)).collect(),
-                tags: img.tags.clone(),
-            }
-        })
-        .collect();
-    PlanDoc {
-        version: PLAN_VERSION,
-        file: input.path.display().to_string(),
-        targets: input.names.clone(),
-        shards: plan.shards,
-        graph: shard::graph_digest(graph),
-        cache,
-        cost_unit: if plan.seconds { "seconds" } else { "steps" }.to_string(),
-        makespan: round(plan.makespan),
-        critical_path: round(plan.critical_path),
-        total: round(plan.total),
-        critical: plan.critical.iter().map(|&u| unit_name(graph, u)).collect(),
-        merges: merges(&units),
-        units,
-    }
-}
-
-/// Targets with platforms on several shards.
-fn merges(units: &[PlanUnit]) -> Vec<PlanMerge> {
-    let mut by_target: std::collections::BTreeMap<&str, Vec<&PlanUnit>> = Default::default();
-    for u in units {
-        by_target.entry(&u.target).or_default().push(u);
-    }
-    by_target
-        .into_iter()
-        .filter_map(|(target, us)| {
-            let mut shards: Vec<usize> = us.iter().map(|u| u.shard).collect();
-            shards.sort_unstable();
-            shards.dedup();
-            (shards.len() > 1).then(|| {
-                let mut platforms: Vec<String> = us.iter().map(|u| u.platform.clone()).collect();
-                platforms.sort();
-                PlanMerge {
-                    target: target.to_string(),
-                    tags: us.first().map(|u| u.tags.clone()).unwrap_or_default(),
-                    platforms,
-                    shards,
-                }
-            })
-        })
-        .collect()
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// The plan for people: each shard's targets, then the expectations.

@@ -125,7 +125,7 @@ fn print_report(r: &CheckReport, repair: bool) {
     println!(
         "checked {} blobs ({}{verified}), {} index entries, {} cache records, {} snapshots",
         r.blobs,
-        crate::cmd_image::human_size(r.blob_bytes),
+        crate::human::human_size(r.blob_bytes),
         r.images,
         r.cache_records,
         r.snapshots
@@ -155,34 +155,4 @@ fn print_report(r: &CheckReport, repair: bool) {
     if unreachable > 0 {
         println!("{unreachable} unreachable item(s): `rbk prune` or `--repair` removes them");
     }
-}
-
-/// The bytes of the files under `path` (not following symlinks; 0 when it
-/// cannot be read).
-pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(md) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !md.is_dir() {
-        return md.len();
-    }
-    std::fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| disk_usage(&e.path()))
-        .sum()
-}
-
-/// Asks `warning` and "Are you sure you want to continue? [y/N]" on the
-/// terminal, as Docker's prune commands do: whether the answer is yes.
-pub fn confirm(warning: &str) -> bool {
-    use std::io::Write as _;
-    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }

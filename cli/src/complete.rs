@@ -1,6 +1,6 @@
-//! Shell completion that knows the store: image names, container names and
-//! the targets of the target file in the current directory are offered
-//! where a command takes them (clap_complete's dynamic completion: the
+//! Shell completion that knows the store: image and container names are
+//! offered where a command takes them (the targets of a target file are
+//! offered by [`crate::inputs`]) (clap_complete's dynamic completion: the
 //! shell asks `rbk` itself, through the script `rbk completions SHELL`
 //! prints).
 
@@ -42,7 +42,7 @@ pub fn images() -> ArgValueCandidates {
 /// Containers by name, then by id.
 pub fn containers() -> ArgValueCandidates {
     ArgValueCandidates::new(|| {
-        crate::containers::list(&root())
+        rbk_runtime::container::list(&root())
             .into_iter()
             .flat_map(|c| {
                 [
@@ -50,20 +50,6 @@ pub fn containers() -> ArgValueCandidates {
                     CompletionCandidate::new(c.id.chars().take(12).collect::<String>()).hide(true),
                 ]
             })
-            .collect()
-    })
-}
-
-/// The targets and groups of the target file bake would pick in the
-/// current directory (rbk.toml, docker-bake.hcl/json, compose.yaml).
-pub fn targets() -> ArgValueCandidates {
-    ArgValueCandidates::new(|| {
-        let Ok(dir) = std::env::current_dir() else {
-            return Vec::new();
-        };
-        crate::inputs::target_names_in(&dir)
-            .into_iter()
-            .map(CompletionCandidate::new)
             .collect()
     })
 }

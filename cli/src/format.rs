@@ -115,28 +115,7 @@ fn words_upper(name: &str) -> String {
 /// it is. Every line ends in a newline.
 pub fn align(text: &str) -> String {
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<usize> = Vec::new();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
-            let w = (c.chars().count() + 3).max(10);
-            match widths.get_mut(i) {
-                Some(x) => *x = (*x).max(w),
-                None => widths.push(w),
-            }
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < r.len() {
-                let pad = widths[i] - c.chars().count();
-                out.push_str(&" ".repeat(pad));
-            }
-        }
-        out.push('\n');
-    }
-    out
+    crate::table::aligned(&rows, 10)
 }
 
 #[cfg(test)]

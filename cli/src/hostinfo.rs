@@ -161,7 +161,7 @@ fn store(root: &Path) -> String {
     let probe = root.ancestors().find(|p| p.exists());
     if let Some(stat) = probe.and_then(|p| nix::sys::statvfs::statvfs(p).ok()) {
         let free = stat.blocks_available().saturating_mul(stat.fragment_size());
-        s.push_str(&format!(", {} free", crate::cmd_image::human_size(free)));
+        s.push_str(&format!(", {} free", crate::human::human_size(free)));
     }
     s
 }

@@ -51,12 +51,40 @@ pub struct BuildInputArgs {
     #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
     /// With an rbk.toml: the targets or groups to build (default: group "default", else all)
-    #[arg(value_name = "TARGET", add = crate::complete::targets())]
+    #[arg(value_name = "TARGET", add = target_candidates())]
     pub names: Vec<String>,
     /// The Dockerfile `rbk build -` read from standard input (`-f -` then
     /// names it).
     #[arg(skip)]
     pub stdin_dockerfile: Option<String>,
+}
+
+/// The files `rbk bake` looks for, the first found being the one used:
+/// bake's own files over compose files (bake gives them precedence when
+/// it merges them), rbk.toml last.
+pub const DEFAULT_FILES: &[&str] = &[
+    "docker-bake.hcl",
+    "docker-bake.json",
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+    "rbk.toml",
+];
+
+/// The targets and groups of the target file bake would pick in the
+/// current directory (rbk.toml, docker-bake.hcl/json, compose.yaml), for
+/// shell completion.
+fn target_candidates() -> clap_complete::engine::ArgValueCandidates {
+    clap_complete::engine::ArgValueCandidates::new(|| {
+        let Ok(dir) = std::env::current_dir() else {
+            return Vec::new();
+        };
+        target_names_in(&dir)
+            .into_iter()
+            .map(clap_complete::engine::CompletionCandidate::new)
+            .collect()
+    })
 }
 
 /// A `--build-arg`: `KEY=VALUE`, or `KEY` alone for the value of the
@@ -322,7 +350,7 @@ pub fn target_file(args: &BuildInputArgs, syntax: Syntax) -> Result<TargetFile> 
 /// `rbk bake` picks it), for shell completion: nothing when there is none
 /// or it does not parse.
 pub fn target_names_in(dir: &Path) -> Vec<String> {
-    let Some(path) = crate::cmd_bake::DEFAULT_FILES
+    let Some(path) = DEFAULT_FILES
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())

@@ -2,7 +2,7 @@
 //! executor implementations, prints tables and progress, maps errors to exit
 //! codes.
 
-mod build_cache;
+mod build;
 mod cmd_bake;
 mod cmd_build;
 mod cmd_cache;
@@ -21,29 +21,30 @@ mod cmd_sign;
 mod cmd_system;
 mod cmd_volume;
 mod complete;
-mod containers;
 mod detach;
 mod emulation;
 mod env;
 mod format;
 mod graph_out;
 mod hostinfo;
+mod human;
 mod inputs;
 mod log_relay;
+mod network;
 mod outputs;
 mod pipe;
 mod plan_doc;
 mod plan_emit;
-mod platforms;
 mod ports;
 mod progress;
+mod prompt;
 mod remote_context;
 mod report;
 mod rootless;
-mod shard_build;
 mod ssh;
 mod stdin_context;
 mod sys;
+mod table;
 mod timings;
 
 use std::path::PathBuf;
@@ -232,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Manifest(c) => cmd_manifest::run(&root, c),
         Command::Graph(a) => cmd_graph::graph(&root, &a),
         Command::Plan(a) => cmd_plan::plan(&root, &a),
-        Command::Check(a) => with_resolver(&root, |r| cmd_check::run(&a, r)),
+        Command::Check(a) => build::compile::with_resolver(&root, |r| cmd_check::run(&a, r)),
         Command::Version(a) => cmd_meta::version(&root, &a),
         Command::Man(a) => cmd_meta::man(Cli::command(), &a),
         Command::LogRelay { dir } => log_relay::run(&dir),
@@ -266,21 +267,6 @@ pub(crate) fn existing_store(root: &std::path::Path) -> Option<rbk_store::images
         return None;
     }
     rbk_store::images::Store::open(root).ok()
-}
-
-/// Runs `f` with base image configs from the store when there is one
-/// (without creating one as a side effect), else with none.
-fn with_resolver(
-    root: &std::path::Path,
-    f: impl FnOnce(&dyn rbk_compiler::lower::ImageResolver) -> anyhow::Result<i32>,
-) -> anyhow::Result<i32> {
-    match existing_store(root) {
-        Some(store) => {
-            let bases = rbk_scheduler::step::from::BaseImages::new(&store);
-            f(&cmd_build::StoreResolver(&bases))
-        }
-        None => f(&rbk_compiler::NoResolver),
-    }
 }
 
 /// Whether `command` works on the store (and so, run by a user who is not

@@ -2,20 +2,22 @@
 //! buildx's syntax (`type=image|registry|docker|oci|tar|local`, `dest=`,
 //! `name=`, `push=`, `push-by-digest=`, `compression=`, `compression-level=`,
 //! `force-compression=`, `oci-mediatypes=`), `--push` and `--load`. Every value is
-//! parsed before the build starts; the exports run after it.
+//! parsed with the other flags (into the build's settings); after the build,
+//! [`export`] sends each image where its outputs say, the work done by
+//! `rbk_scheduler::export` and only standard output and the lines said
+//! handled here.
 
-use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+pub use rbk_scheduler::export::image::PushRecord;
+use rbk_scheduler::export::{filesystem, image};
 use rbk_scheduler::BuiltImage;
 use rbk_store::archive::{self, SaveItem};
 use rbk_store::compress::Compression;
 use rbk_store::images::{Image, Store};
-use rbk_store::layer::ApplyMode;
-use rbk_store::registry::{Client, Pushed};
+use rbk_store::registry::Client;
 use rbk_store::variant::ExportFormat;
 use rbk_store::Reference;
 
@@ -371,23 +373,6 @@ pub fn check(outputs: &[Output], images: usize) -> Result<()> {
     Ok(())
 }
 
-/// An image pushed by digest: what the metadata file records of it.
-#[derive(Debug, Clone)]
-pub struct PushRecord {
-    /// The target (image name) it was built as.
-    pub target: String,
-    /// The repositories (`HOST/PATH`) it was pushed into, in name order.
-    pub repositories: Vec<String>,
-    /// The names it was pushed for, in full: the tags `rbk manifest merge`
-    /// gives the index it joins it into.
-    pub tags: Vec<String>,
-    /// What was pushed (the same manifest into every repository).
-    pub pushed: Pushed,
-    /// Pushed by digest only (else under its names: the metadata still
-    /// gives the digest the registry has, not the store's).
-    pub by_digest: bool,
-}
-
 /// Runs the exports for the built `images`; returns a record of each
 /// image pushed, by name or by digest (what the metadata file describes).
 pub fn export(
@@ -439,7 +424,7 @@ pub fn export(
                     .zip(images)
                     .map(|(image, built)| {
                         Ok(SaveItem {
-                            image: exported(store, image, format)?,
+                            image: image::for_export(store, image, format)?,
                             names: if names.is_empty() {
                                 built
                                     .tags
@@ -459,39 +444,13 @@ pub fn export(
             Output::Tar { dest } => {
                 let image = only(&resolved)?;
                 write_dest(dest, "the filesystem tarball", |w| {
-                    filesystem_tar(store, image, w)
+                    Ok(filesystem::write_tar(store, image, w)?)
                 })?;
             }
-            Output::Local { dest } => filesystem_dir(store, only(&resolved)?, dest)?,
+            Output::Local { dest } => filesystem::write_dir(store, only(&resolved)?, dest)?,
         }
     }
     Ok(pushed)
-}
-
-/// `image` as `format` has it leave the store: its manifest with the
-/// layers compressed and the media types asked for (the config, and so the
-/// id, stay).
-fn exported(store: &Store, image: &Image, format: &ExportFormat) -> Result<Image> {
-    if *format == ExportFormat::from(Compression::None) {
-        return Ok(image.clone());
-    }
-    if image.index.is_some() {
-        let index = store
-            .index_for_export(image, format)
-            .with_context(|| format!("cannot compress the layers of {}", image.entry_digest()))?;
-        return Ok(store.image_by_entry(
-            &index.digest,
-            image.tags.clone(),
-            image.platform().as_ref(),
-        )?);
-    }
-    let m = store
-        .manifest_for_export(image, format)
-        .with_context(|| format!("cannot compress the layers of {}", image.id))?;
-    let mut image = image.clone();
-    image.manifest = m.manifest;
-    image.manifest_digest = m.digest;
-    Ok(image)
 }
 
 fn only(images: &[Image]) -> Result<&Image> {
@@ -539,64 +498,28 @@ fn export_image(
             bail!("cannot push {}: it has no name (give -t or name=)", b.name);
         }
         let client = client()?;
-        if let Push::ByDigest(record) = &mut push {
-            record.push(push_digest_only(store, &client, image, b, &names, format)?);
-            continue;
-        }
-        let mut first = None;
-        for n in &names {
-            let pushed = client
-                .push_as(store, image.entry_digest().as_str(), n, format, &|_| {})
-                .with_context(|| format!("cannot push {}", n.familiar()))?;
-            eprintln!("pushed {}: {}", n.familiar(), pushed.digest);
-            first.get_or_insert(pushed);
-        }
-        if let (Push::ByName(record), Some(pushed)) = (&mut push, first) {
-            record.push(PushRecord {
-                target: b.name.clone(),
-                repositories: names.iter().map(|r| r.repository()).collect(),
-                tags: names.iter().map(Reference::to_string).collect(),
-                pushed,
-                by_digest: false,
-            });
+        let what = (image, b.name.as_str());
+        match &mut push {
+            Push::No => {}
+            Push::ByDigest(record) => record.push(image::push_by_digest(
+                store,
+                &client,
+                what,
+                &names,
+                format,
+                &|r, p| eprintln!("pushed {}@{}", r.familiar_repository(), p.digest),
+            )?),
+            Push::ByName(record) => record.push(image::push_by_names(
+                store,
+                &client,
+                what,
+                &names,
+                format,
+                &|n, p| eprintln!("pushed {}: {}", n.familiar(), p.digest),
+            )?),
         }
     }
     Ok(())
-}
-
-/// Pushes `image` (built as `b`) by digest into the repository of each of
-/// `names`, once per repository.
-fn push_digest_only(
-    store: &Store,
-    client: &Client,
-    image: &Image,
-    b: &BuiltImage,
-    names: &[Reference],
-    format: &ExportFormat,
-) -> Result<PushRecord> {
-    // The first name of each repository, in repository order.
-    let mut repos: BTreeMap<String, &Reference> = BTreeMap::new();
-    for n in names {
-        repos.entry(n.repository()).or_insert(n);
-    }
-    let mut pushed = None;
-    for r in repos.values() {
-        let p = client
-            .push_by_digest(store, image.entry_digest().as_str(), r, format, &|_| {})
-            .with_context(|| format!("cannot push {} by digest", r.familiar_repository()))?;
-        eprintln!("pushed {}@{}", r.familiar_repository(), p.digest);
-        pushed = Some(p);
-    }
-    let Some(pushed) = pushed else {
-        bail!("cannot push {}: it has no name (give -t or name=)", b.name);
-    };
-    Ok(PushRecord {
-        target: b.name.clone(),
-        repositories: repos.into_keys().collect(),
-        tags: names.iter().map(Reference::to_string).collect(),
-        pushed,
-        by_digest: true,
-    })
 }
 
 /// Writes to `dest` through `write`: a file (made beside its place and
@@ -617,138 +540,13 @@ fn write_dest(
     }
 }
 
-/// What a file being written to `<dest>` is called beside it, before the
-/// writer's `<pid>-<start time>`.
-const PARTIAL: &str = ".rbk-partial-";
-
-/// Deletes the `<dest>.rbk-partial-<pid>-<start>` files that killed
-/// writers left beside `dest` (their process is gone, or its pid now
-/// names another process). A live writer's is left alone.
-fn sweep_partials(dest: &Path) {
-    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name()) else {
-        return;
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let mut prefix = name.to_os_string();
-    prefix.push(PARTIAL);
-    let Some(prefix) = prefix.to_str() else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(tag) = file.to_str().and_then(|f| f.strip_prefix(prefix)) else {
-            continue;
-        };
-        if rbk_store::sys::tag_is_dead(tag) && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Writes `path` through a file beside it that is renamed into place, so a
-/// failed write never leaves half a file under the requested name; what a
-/// killed writer left there is deleted first.
+/// Writes `path` through a file beside it that is renamed into place (see
+/// [`rbk_scheduler::export::file::write_file_atomically`]).
 pub(crate) fn write_file_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    sweep_partials(path);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("{PARTIAL}{}", rbk_store::sys::process_tag()));
-    let tmp = path.with_file_name(name);
-    let result = (|| -> Result<()> {
-        let mut f = io::BufWriter::new(
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-        );
-        write(&mut f)?;
-        let f = f
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Unpacks `image`'s layers, in order, into `dir` (made if missing); a
-/// multi-platform image's each into `dir/<os>_<arch>[_<variant>]`, as
-/// buildx lays them out.
-fn filesystem_dir(store: &Store, image: &Image, dir: &Path) -> Result<()> {
-    if image.index.is_some() {
-        for child in store.index_images(image)? {
-            let sub = child.platform().map_or_else(
-                || child.id.short().to_string(),
-                |p| p.to_string().replace('/', "_"),
-            );
-            unpack_layers(store, &child, &dir.join(sub))?;
-        }
-        return Ok(());
-    }
-    unpack_layers(store, image, dir)
-}
-
-/// Unpacks one image's layers, in order, into `dir` (made if missing).
-fn unpack_layers(store: &Store, image: &Image, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for l in &image.manifest.layers {
-        let blob = store.content.open_blob(&l.digest)?;
-        let plain = rbk_store::compress::decompress(blob)
-            .with_context(|| format!("cannot read layer {}", l.digest))?;
-        rbk_store::layer::apply(plain, dir, ApplyMode::Merge)
-            .with_context(|| format!("cannot unpack layer {} into {}", l.digest, dir.display()))?;
-    }
-    Ok(())
-}
-
-/// `image`'s filesystem as one tarball: unpacked into a scratch directory
-/// of the store, then archived in name order with numeric owners.
-fn filesystem_tar(store: &Store, image: &Image, w: &mut dyn Write) -> Result<()> {
-    let scratch = tempfile::Builder::new()
-        .prefix("export-")
-        .tempdir_in(store.root().join("tmp"))
-        .context("cannot make a scratch directory in the store")?;
-    filesystem_dir(store, image, scratch.path())?;
-    let mut tar = tar::Builder::new(w);
-    tar.follow_symlinks(false);
-    tar.mode(tar::HeaderMode::Complete);
-    append_sorted(&mut tar, scratch.path(), Path::new(""))?;
-    tar.finish().context("cannot write the tarball")?;
-    Ok(())
-}
-
-/// Appends `root/rel` and everything under it, children in name order.
-fn append_sorted(tar: &mut tar::Builder<&mut dyn Write>, root: &Path, rel: &Path) -> Result<()> {
-    let dir = root.join(rel);
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    names.sort();
-    for name in names {
-        let rel = rel.join(&name);
-        let path = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("cannot inspect {}", path.display()))?;
-        tar.append_path_with_name(&path, &rel)
-            .with_context(|| format!("cannot archive {}", path.display()))?;
-        if meta.is_dir() {
-            append_sorted(tar, root, &rel)?;
-        }
-    }
-    Ok(())
+    rbk_scheduler::export::file::write_file_atomically(path, write)
 }
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! split is expected to cost. The emitters (GitHub Actions, GitLab CI,
 //! Kubernetes) are written from it.
 
+use rbk_compiler::BuildGraph;
+use rbk_scheduler::shard::{self, ShardPlan};
 use serde::{Deserialize, Serialize};
+
+use crate::inputs::BuildInputArgs;
 
 /// The version of the document this rbk writes and reads.
 pub const PLAN_VERSION: u32 = 1;
@@ -163,4 +167,81 @@ impl PlanDoc {
     pub fn shard_units(&self, shard: usize) -> impl Iterator<Item = &PlanUnit> {
         self.units.iter().filter(move |u| u.shard == shard)
     }
+}
+
+fn unit_name(graph: &BuildGraph, u: usize) -> String {
+    let img = &graph.images[u];
+    format!("{}@{}", img.name, img.platform)
+}
+
+/// The plan as a document.
+pub fn document(
+    input: &BuildInputArgs,
+    graph: &BuildGraph,
+    plan: &ShardPlan,
+    cache: Option<String>,
+) -> PlanDoc {
+    let units: Vec<PlanUnit> = plan
+        .units
+        .iter()
+        .map(|p| {
+            let img = &graph.images[p.image];
+            PlanUnit {
+                target: img.name.clone(),
+                platform: img.platform.clone(),
+                shard: p.shard + 1,
+                steps: p.steps,
+                cost: round(p.cost),
+                start: round(p.start),
+                finish: round(p.finish),
+                needs: p.needs.iter().map(|&w| unit_name(graph, w)).collect(),
+                tags: img.tags.clone(),
+            }
+        })
+        .collect();
+    PlanDoc {
+        version: PLAN_VERSION,
+        file: input.path.display().to_string(),
+        targets: input.names.clone(),
+        shards: plan.shards,
+        graph: shard::graph_digest(graph),
+        cache,
+        cost_unit: if plan.seconds { "seconds" } else { "steps" }.to_string(),
+        makespan: round(plan.makespan),
+        critical_path: round(plan.critical_path),
+        total: round(plan.total),
+        critical: plan.critical.iter().map(|&u| unit_name(graph, u)).collect(),
+        merges: merges(&units),
+        units,
+    }
+}
+
+/// Targets with platforms on several shards.
+fn merges(units: &[PlanUnit]) -> Vec<PlanMerge> {
+    let mut by_target: std::collections::BTreeMap<&str, Vec<&PlanUnit>> = Default::default();
+    for u in units {
+        by_target.entry(&u.target).or_default().push(u);
+    }
+    by_target
+        .into_iter()
+        .filter_map(|(target, us)| {
+            let mut shards: Vec<usize> = us.iter().map(|u| u.shard).collect();
+            shards.sort_unstable();
+            shards.dedup();
+            (shards.len() > 1).then(|| {
+                let mut platforms: Vec<String> = us.iter().map(|u| u.platform.clone()).collect();
+                platforms.sort();
+                PlanMerge {
+                    target: target.to_string(),
+                    tags: us.first().map(|u| u.tags.clone()).unwrap_or_default(),
+                    platforms,
+                    shards,
+                }
+            })
+        })
+        .collect()
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use rbk_runtime::sandbox::net::PortMapping;
 
-use crate::containers;
+use rbk_runtime::container;
 
 /// `rbk port`
 #[derive(Debug, clap::Args)]
@@ -83,8 +83,8 @@ pub fn docker_text(spec: &str) -> String {
 
 /// `rbk port`: the host side of a running container's published ports.
 pub fn port(root: &Path, a: &PortArgs, out: &mut dyn Write) -> Result<i32> {
-    let s = containers::find(root, &a.container)?;
-    let ports: Vec<PortMapping> = match containers::running(root, &s.id) {
+    let s = container::find(root, &a.container)?;
+    let ports: Vec<PortMapping> = match container::running(root, &s.id) {
         true => s
             .ports
             .iter()

@@ -11,10 +11,8 @@ use rbk_scheduler::shard::Timings;
 use rbk_scheduler::BuildSummary;
 use rbk_store::images::Store;
 use rbk_store::registry::cache::timings as shared;
-use rbk_store::registry::Client;
+use rbk_store::registry::{Client, RegistryOptions};
 use rbk_store::Reference;
-
-use crate::cmd_registry::RegistryFlags;
 
 const FILE: &str = "timings.json";
 
@@ -30,12 +28,12 @@ pub fn local(root: &Path) -> Timings {
 /// The figures to plan with: the store's, then the shared cache's at
 /// `cache_ref` (a registry that cannot be read is said, and planning goes
 /// on without its figures).
-pub fn load(root: &Path, cache_ref: Option<&str>, flags: &RegistryFlags) -> Timings {
+pub fn load(root: &Path, cache_ref: Option<&str>, registry: &RegistryOptions) -> Timings {
     let mut timings = local(root);
     let Some(cache_ref) = cache_ref else {
         return timings;
     };
-    match read_shared(root, cache_ref, flags) {
+    match read_shared(root, cache_ref, registry) {
         Ok(steps) => timings.merge(Timings { steps }),
         Err(e) => eprintln!(
             "rbk: warning: no step durations from {cache_ref} (the split counts steps instead): {e:#}"
@@ -47,10 +45,10 @@ pub fn load(root: &Path, cache_ref: Option<&str>, flags: &RegistryFlags) -> Timi
 fn read_shared(
     root: &Path,
     cache_ref: &str,
-    flags: &RegistryFlags,
+    registry: &RegistryOptions,
 ) -> anyhow::Result<BTreeMap<String, f64>> {
     let reference = Reference::parse(cache_ref)?;
-    let client = Client::new(flags.options())?;
+    let client = Client::new(registry.clone())?;
     let store = Store::open(root)?;
     Ok(shared::read_timings(&client, &store, &reference)?)
 }

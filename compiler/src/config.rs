@@ -42,10 +42,13 @@ fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }
 
-/// The runtime part of an image config (`config` in OCI JSON).
+/// The runtime defaults a Dockerfile's instructions produce (`USER`,
+/// `ENV`, `CMD`, …): the `config` object inside an OCI image config, which
+/// the store calls `ContainerConfig`. Named apart from the store's
+/// `ImageConfig`, the whole document that holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ImageConfig {
+pub struct RuntimeConfig {
     /// `USER`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
@@ -84,7 +87,7 @@ pub struct ImageConfig {
     pub shell: Vec<String>,
 }
 
-impl ImageConfig {
+impl RuntimeConfig {
     /// The environment as ordered pairs.
     pub fn env_pairs(&self) -> Vec<(String, String)> {
         self.env
@@ -124,7 +127,7 @@ mod tests {
 
     #[test]
     fn set_env_keeps_first_position() {
-        let mut c = ImageConfig::default();
+        let mut c = RuntimeConfig::default();
         c.set_env("A", "1");
         c.set_env("B", "2");
         c.set_env("A", "3");
@@ -135,7 +138,7 @@ mod tests {
 
     #[test]
     fn serialises_with_docker_names() {
-        let mut c = ImageConfig {
+        let mut c = RuntimeConfig {
             cmd: Some(vec!["sh".into()]),
             ..Default::default()
         };

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ImageConfig;
+use crate::config::RuntimeConfig;
 use crate::vars::Vars;
 
 /// A vertex handle.
@@ -479,7 +479,7 @@ pub struct ImageOutput {
     /// The Dockerfile.
     pub file: String,
     /// The final image config.
-    pub config: ImageConfig,
+    pub config: RuntimeConfig,
     /// `MAINTAINER`.
     pub author: Option<String>,
     /// `os/arch`.

@@ -2,8 +2,16 @@
 //! exec versus shell form, heredoc sources. No variable expansion happens
 //! here; lowering expands where Docker does, with the stage's environment.
 
-use crate::ast::{Heredoc, Node, Span};
+mod flags;
+mod healthcheck;
+
+use crate::ast::{Heredoc, Node};
 use crate::error::ParseError;
+
+pub(crate) use self::flags::locate;
+use self::flags::{flag_error, Flags};
+use self::healthcheck::convert_healthcheck;
+pub use self::healthcheck::parse_duration;
 
 /// A command as written: shell form (run through `SHELL`) or exec form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -170,111 +178,7 @@ impl Instruction {
     }
 }
 
-/// Parsed `--name[=value]` flags of one instruction, checked against the
-/// flags that instruction accepts.
-struct Flags<'a> {
-    node: &'a Node,
-    keyword: &'static str,
-    values: Vec<(&'a str, Option<&'a str>)>,
-}
-
-impl<'a> Flags<'a> {
-    fn parse(node: &'a Node, keyword: &'static str, allowed: &[&str]) -> Result<Self, ParseError> {
-        let mut values = Vec::with_capacity(node.flags.len());
-        for raw in &node.flags {
-            let body = raw.strip_prefix("--").unwrap_or(raw);
-            let (name, value) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (body, None),
-            };
-            if !allowed.contains(&name) {
-                return Err(flag_error(
-                    node,
-                    raw,
-                    format!(
-                        "unknown flag: --{name} for {keyword}{}",
-                        crate::suggest::did_you_mean(name, allowed.iter().copied())
-                            .map(|f| format!(" (did you mean --{f}?)"))
-                            .unwrap_or_default()
-                    ),
-                ));
-            }
-            values.push((name, value));
-        }
-        Ok(Flags {
-            node,
-            keyword,
-            values,
-        })
-    }
-
-    /// The last value of a string flag; `--name` without `=` is an error.
-    fn string(&self, name: &str) -> Result<Option<String>, ParseError> {
-        Ok(self.strings(name)?.pop())
-    }
-
-    /// Every value of a repeatable string flag, in order.
-    fn strings(&self, name: &str) -> Result<Vec<String>, ParseError> {
-        let mut out = Vec::new();
-        for (n, v) in &self.values {
-            if *n != name {
-                continue;
-            }
-            let Some(v) = v else {
-                return Err(flag_error(
-                    self.node,
-                    &format!("--{name}"),
-                    format!("missing a value on flag: --{name} for {}", self.keyword),
-                ));
-            };
-            out.push((*v).to_string());
-        }
-        Ok(out)
-    }
-
-    /// A boolean flag: `--name`, `--name=true` or `--name=false`.
-    fn bool(&self, name: &str) -> Result<bool, ParseError> {
-        let mut out = false;
-        for (n, v) in &self.values {
-            if *n == name {
-                out = match v.map(|s| s.to_ascii_lowercase()) {
-                    None => true,
-                    Some(s) if s == "true" || s == "1" => true,
-                    Some(s) if s == "false" || s == "0" || s.is_empty() => false,
-                    Some(s) => {
-                        return Err(flag_error(
-                            self.node,
-                            &format!("--{name}"),
-                            format!("expecting boolean value for flag --{name}, not: {s}"),
-                        ))
-                    }
-                };
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// An error pointing at `needle` in the instruction's first line when it can
-/// be found there, else at the keyword.
-fn flag_error(node: &Node, needle: &str, message: String) -> ParseError {
-    ParseError::new(locate(node, needle), message)
-}
-
-/// The span of `needle` within the node's original text, if on its first line.
-pub(crate) fn locate(node: &Node, needle: &str) -> Span {
-    let first = node.original.lines().next().unwrap_or("");
-    match first.find(needle) {
-        Some(byte) => {
-            let chars = first[..byte].chars().count() as u32;
-            // `original` starts at the keyword, which sits at `span.col`.
-            Span::new(node.span.line, node.span.col + chars)
-        }
-        None => node.span,
-    }
-}
-
-fn err(node: &Node, message: impl Into<String>) -> ParseError {
+pub(super) fn err(node: &Node, message: impl Into<String>) -> ParseError {
     ParseError::new(node.span, message)
 }
 
@@ -655,142 +559,9 @@ fn copy_operands(
     Ok((sources, contents, dest))
 }
 
-fn convert_healthcheck(node: &Node) -> Result<Instruction, ParseError> {
-    let flags = Flags::parse(
-        node,
-        "HEALTHCHECK",
-        &[
-            "interval",
-            "timeout",
-            "start-period",
-            "start-interval",
-            "retries",
-        ],
-    )?;
-    let Some(kind) = node.args.first() else {
-        return Err(err(node, "HEALTHCHECK requires at least one argument"));
-    };
-    match kind.to_ascii_uppercase().as_str() {
-        "NONE" => {
-            if node.args.len() > 1 || !node.flags.is_empty() {
-                return Err(err(node, "HEALTHCHECK NONE takes no arguments"));
-            }
-            Ok(Instruction::Healthcheck(Healthcheck::None))
-        }
-        "CMD" => {
-            let rest = &node.args[1..];
-            let command = if node.json {
-                Command::Exec(rest.to_vec())
-            } else {
-                Command::Shell(rest.first().cloned().unwrap_or_default())
-            };
-            if matches!(&command, Command::Shell(s) if s.trim().is_empty())
-                || matches!(&command, Command::Exec(v) if v.is_empty())
-            {
-                return Err(err(node, "Missing command after HEALTHCHECK CMD"));
-            }
-            for (flag, value) in [
-                ("interval", flags.string("interval")?),
-                ("timeout", flags.string("timeout")?),
-                ("start-period", flags.string("start-period")?),
-                ("start-interval", flags.string("start-interval")?),
-            ] {
-                if let Some(v) = value {
-                    if parse_duration(&v).is_none() {
-                        return Err(flag_error(
-                            node,
-                            &format!("--{flag}"),
-                            format!("invalid duration {v:?} for --{flag}"),
-                        ));
-                    }
-                }
-            }
-            let retries = flags.string("retries")?;
-            if let Some(r) = &retries {
-                if r.parse::<u32>().is_err() {
-                    return Err(flag_error(
-                        node,
-                        "--retries",
-                        format!("invalid --retries {r:?}: must be a non-negative number"),
-                    ));
-                }
-            }
-            Ok(Instruction::Healthcheck(Healthcheck::Check {
-                command,
-                interval: flags.string("interval")?,
-                timeout: flags.string("timeout")?,
-                start_period: flags.string("start-period")?,
-                start_interval: flags.string("start-interval")?,
-                retries,
-            }))
-        }
-        other => Err(err(
-            node,
-            format!("Unknown type {other:?} in HEALTHCHECK (try CMD)"),
-        )),
-    }
-}
-
-/// Parses a Go duration (`30s`, `1m30s`, `1.5h`, `500ms`) into nanoseconds.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    if s == "0" {
-        return Some(0);
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * scale;
-    }
-    if total.is_finite() && total < u64::MAX as f64 {
-        Some(total as u64)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        for (s, want) in [
-            ("30s", Some(30_000_000_000)),
-            ("1m30s", Some(90_000_000_000)),
-            ("500ms", Some(500_000_000)),
-            ("1.5h", Some(5_400_000_000_000)),
-            ("0", Some(0)),
-            ("", None),
-            ("10", None),
-            ("5x", None),
-        ] {
-            assert_eq!(parse_duration(s), want, "{s}");
-        }
-    }
 
     #[test]
     fn stage_names() {

@@ -8,13 +8,15 @@
 //! It never knows about files on disk beyond the Dockerfile text it is handed,
 //! the image store, or processes.
 
+#![deny(missing_docs)]
+
 pub mod ast;
-pub mod check;
 pub mod chmod;
 pub mod config;
 pub mod error;
 pub mod graph;
 pub mod instructions;
+pub mod lint;
 pub mod lower;
 pub mod parse;
 pub mod platform;

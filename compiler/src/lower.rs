@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ast::Node;
-use crate::config::{Empty, ImageConfig};
+use crate::config::{Empty, RuntimeConfig};
 use crate::error::ParseError;
 use crate::graph::{BuildGraph, ImageOutput, Origin, VertexId};
 use crate::instructions::{self, Instruction};
@@ -47,7 +47,7 @@ pub const MAX_EXPOSED_PORTS: usize = 3 * 65_536;
 #[derive(Debug, Clone, Default)]
 pub struct BaseImage {
     /// Its config (env, workdir, user, shell, ONBUILD triggers …).
-    pub config: ImageConfig,
+    pub config: RuntimeConfig,
     /// Its platform (`os/arch[/variant]`), when known.
     pub platform: Option<String>,
 }
@@ -214,11 +214,12 @@ struct Stage<'n> {
     body: Vec<(Instruction, &'n Node)>,
 }
 
-/// A stage's state while its instructions are lowered.
+/// The image a stage has built so far, while its instructions are
+/// lowered: the config, the variables in scope, and the vertex at its head.
 #[derive(Clone)]
-struct State {
+struct StageImage {
     /// The image config, except the maps below (filled in at the end).
-    config: ImageConfig,
+    config: RuntimeConfig,
     /// `ENV`, shared with the base and with each RUN step's environment.
     env: Vars,
     /// `LABEL`, `EXPOSE` and `VOLUME`, shared with the base until changed
@@ -234,9 +235,9 @@ struct State {
     head: VertexId,
 }
 
-impl State {
-    /// A state starting from `config` (a base image's, or scratch's).
-    fn from_config(mut config: ImageConfig, platform: Platform, head: VertexId) -> Self {
+impl StageImage {
+    /// A stage starting from `config` (a base image's, or scratch's).
+    fn from_config(mut config: RuntimeConfig, platform: Platform, head: VertexId) -> Self {
         let mut env = Vars::new();
         for kv in std::mem::take(&mut config.env) {
             match kv.split_once('=') {
@@ -256,7 +257,7 @@ impl State {
         for k in std::mem::take(&mut config.volumes).into_keys() {
             volumes.set(&k, "");
         }
-        State {
+        StageImage {
             config,
             env,
             labels,
@@ -271,7 +272,7 @@ impl State {
     }
 
     /// The config with the maps filled in, for the image output.
-    fn into_config(self) -> ImageConfig {
+    fn into_config(self) -> RuntimeConfig {
         let mut config = self.config;
         config.env = self
             .env
@@ -312,7 +313,7 @@ struct Lowerer<'c, 'r, 'i> {
     /// How many not yet started stages are built on each stage.
     base_uses: Vec<usize>,
     /// Final states of lowered stages that later stages are built on.
-    states: Vec<Option<State>>,
+    states: Vec<Option<StageImage>>,
     /// The last vertex of each lowered stage.
     heads: Vec<Option<VertexId>>,
     /// Stages being lowered (to detect cycles through `--from`).
@@ -554,9 +555,16 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         if !broken {
             return Ok(());
         }
-        let vars = crate::check::variables(image, self.lex.escape(), false);
-        let Some(var) = vars
+        let refs = self
+            .lex
+            .with_skip_unset_env(true)
+            .process_word_with_matches(image, &self.meta_args)
+            .map(|e| e.references)
+            .unwrap_or_default();
+        let Some(var) = refs
             .iter()
+            .filter(|r| !r.has_fallback && r.is_definable())
+            .map(|r| r.name.as_str())
             .find(|v| self.meta_args.get(v).flatten().is_none_or(str::is_empty))
         else {
             return Ok(());
@@ -609,7 +617,7 @@ impl<'c, 'r, 'i> Lowerer<'c, 'r, 'i> {
         i: usize,
         inst: &Instruction,
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
     ) -> Result<(), ParseError> {
         let stage = &stages[i];
         // Words are expanded with the scope before the instruction (O(1) copies).

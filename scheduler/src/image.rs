@@ -6,7 +6,7 @@
 //! spell the same Docker fields; they are converted here, and only here,
 //! in both directions.
 
-use rbk_compiler::config::ImageConfig as CompilerConfig;
+use rbk_compiler::config::RuntimeConfig as CompilerConfig;
 use rbk_compiler::graph::{ImageOutput, Op};
 use rbk_store::oci::{ContainerConfig, History, ImageConfig as OciConfig, RootFs};
 use rbk_store::reference::Reference;

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod context;
 pub mod explain;
+pub mod export;
 pub mod fileop;
 pub mod fleet;
 pub mod image;

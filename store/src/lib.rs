@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod sys;
 pub mod unpack;
 pub mod variant;
+pub mod workspace;
 
 pub use cache::{BuildCache, CacheIndex, CacheRecord};
 pub use content::{BlobWriter, ContentStore};

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::LogsArgs;
-use crate::containers;
 use crate::log_relay::{read_times, relaying, stamp, NO_TIME};
+use rbk_runtime::container;
 
 /// How long `rbk logs` waits for the relay to write the last output of a
 /// container that has stopped.
@@ -20,8 +20,8 @@ const RELAY_GRACE: Duration = Duration::from_secs(5);
 
 pub(super) fn logs(root: &Path, a: &LogsArgs, out: &mut dyn Write) -> Result<i32> {
     let tail = parse_tail(a.tail.as_deref())?;
-    let s = containers::find(root, &a.container)?;
-    let dir = containers::path(root, &s.id);
+    let s = container::find(root, &a.container)?;
+    let dir = container::path(root, &s.id);
     let path = dir.join("log");
     let mut f = match File::open(&path) {
         Ok(f) => f,
@@ -51,10 +51,10 @@ pub(super) fn logs(root: &Path, a: &LogsArgs, out: &mut dyn Write) -> Result<i32
             continue;
         }
         out.flush()?;
-        if !a.follow || !containers::running(root, &s.id) {
+        if !a.follow || !container::running(root, &s.id) {
             // What the relay still had of a stopped container's output.
             let deadline = Instant::now() + RELAY_GRACE;
-            while !containers::running(root, &s.id) && relaying(&dir) && Instant::now() < deadline {
+            while !container::running(root, &s.id) && relaying(&dir) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let mut rest = Vec::new();
@@ -158,7 +158,7 @@ impl Lines<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::containers::State;
+    use rbk_runtime::container::State;
 
     fn container(root: &Path, output: &[&'static [u8]]) {
         let s = State {
@@ -181,14 +181,14 @@ mod tests {
             user: String::new(),
             workdir: String::new(),
         };
-        containers::write(root, &s).unwrap();
+        container::write(root, &s).unwrap();
         let mut t = 1_714_558_830_000_000_000;
         let mut clock = || {
             t += 1_000_000;
             t
         };
         let mut input: &[u8] = &output.concat();
-        crate::log_relay::relay(&mut input, &containers::path(root, &s.id), &mut clock).unwrap();
+        crate::log_relay::relay(&mut input, &container::path(root, &s.id), &mut clock).unwrap();
     }
 
     fn run(root: &Path, tail: Option<&str>, timestamps: bool) -> Result<String> {

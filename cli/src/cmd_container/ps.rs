@@ -8,9 +8,9 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::PsArgs;
-use crate::cmd_image::since;
-use crate::containers::{self, State};
 use crate::format::Format;
+use crate::human::since;
+use rbk_runtime::container::{self, State};
 
 /// The fields of a row, with the header of a `--format 'table …'` column
 /// that is not the field's name in capitals.
@@ -47,9 +47,9 @@ pub(super) fn ps(root: &Path, a: &PsArgs, out: &mut dyn Write) -> Result<i32> {
         .map(Format::parse)
         .transpose()?
         .flatten();
-    let rows: Vec<State> = containers::list(root)
+    let rows: Vec<State> = container::list(root)
         .into_iter()
-        .filter(|s| a.all || containers::running(root, &s.id))
+        .filter(|s| a.all || container::running(root, &s.id))
         .collect();
     if a.quiet {
         for s in rows {
@@ -72,7 +72,7 @@ pub(super) fn ps(root: &Path, a: &PsArgs, out: &mut dyn Write) -> Result<i32> {
         })
         .collect();
     let header: Vec<&str> = COLUMNS.iter().map(|(h, _)| *h).collect();
-    crate::cmd_image::print_table(out, &header, &table)?;
+    crate::table::print_table(out, &header, &table)?;
     Ok(0)
 }
 
@@ -82,10 +82,10 @@ fn row(root: &Path, s: &State, no_trunc: bool) -> Value {
     if !no_trunc && cmd.chars().count() > 30 {
         cmd = cmd.chars().take(29).collect::<String>() + "…";
     }
-    let running = containers::running(root, &s.id);
+    let running = container::running(root, &s.id);
     json!({
         "Command": format!("\"{cmd}\""),
-        "CreatedAt": crate::cmd_image::created_at(&s.created),
+        "CreatedAt": crate::human::created_at(&s.created),
         "ID": s.id,
         "Image": s.image,
         "Labels": "",
@@ -100,8 +100,22 @@ fn row(root: &Path, s: &State, no_trunc: bool) -> Value {
             .join(", "),
         "RunningFor": since(&s.created),
         "State": if running { "running" } else { "exited" },
-        "Status": containers::status_text(root, s),
+        "Status": status_text(root, s),
     })
+}
+
+/// "Up 3 minutes", "Exited (0) 2 seconds ago", as `docker ps` says it.
+fn status_text(root: &Path, s: &State) -> String {
+    if container::running(root, &s.id) {
+        return format!(
+            "Up {}",
+            crate::human::since(&s.created).trim_end_matches(" ago")
+        );
+    }
+    match (s.exit_code, &s.finished) {
+        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::human::since(t)),
+        _ => "Exited (unknown)".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +153,7 @@ mod tests {
             user: String::new(),
             workdir: String::new(),
         };
-        containers::write(root, &s).unwrap();
+        container::write(root, &s).unwrap();
     }
 
     fn run(root: &Path, a: &PsArgs) -> Result<String> {

@@ -6,8 +6,9 @@ use std::io::Write;
 use rbk_store::Store;
 use serde_json::{json, Value};
 
-use super::{created_at, human_size, print_table, since};
 use crate::format::Format;
+use crate::human::{created_at, human_size, since};
+use crate::table::print_table;
 
 /// The fields of a row, with the header of a `--format 'table …'` column
 /// that is not the field's name in capitals.

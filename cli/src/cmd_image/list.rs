@@ -9,8 +9,9 @@ use rbk_store::{BrokenImage, Image, Reference, Store};
 use serde_json::{Map, Value};
 
 use super::filter::ImageFilter;
-use super::{human_size, print_table, since};
 use crate::format::Format;
+use crate::human::{created_at, human_size, since};
+use crate::table::print_table;
 
 /// One row of `rbk images`: an image under one of its tags (or none).
 struct Row<'a> {
@@ -273,25 +274,6 @@ fn broken_fields(b: &BrokenRow) -> Vec<(&'static str, String)> {
         ("UniqueSize", na()),
         ("VirtualSize", String::new()),
     ]
-}
-
-/// An RFC 3339 time as Docker's `CreatedAt` prints it
-/// (`2024-05-01 10:20:30 +0000 UTC`); as it is when it does not parse.
-pub(crate) fn created_at(rfc3339: &str) -> String {
-    use time::format_description::well_known::Rfc3339;
-    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
-        return rfc3339.to_string();
-    };
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use clap::Args;
 use rbk_store::digest::Digest;
 use rbk_store::images::{Image, PruneOptions, Store};
 
-use crate::cmd_image::human_size;
-use crate::{cmd_volume, containers};
+use crate::human::human_size;
+use rbk_runtime::container::{self, volume};
 
 /// `rbk system df`
 #[derive(Debug, Args)]
@@ -66,7 +66,7 @@ impl Row {
 
 /// The ids of the images the containers on record were started from.
 fn images_in_use(store: &Store, root: &Path) -> HashSet<Digest> {
-    containers::list(root)
+    container::list(root)
         .iter()
         .filter_map(|s| store.resolve(&s.image).ok())
         .map(|i| i.id)
@@ -122,24 +122,24 @@ fn image_row(images: &[Image], used: &HashSet<Digest>) -> Row {
 fn layer_size(root: &Path, id: &str) -> u64 {
     crate::snapshotter(root)
         .ok()
-        .and_then(|sn| sn.upper_dir(&containers::layer_key(id)).ok())
-        .map_or(0, |upper| crate::cmd_system::disk_usage(&upper))
+        .and_then(|sn| sn.upper_dir(&container::layer_key(id)).ok())
+        .map_or(0, |upper| container::disk_usage(&upper))
 }
 
 /// Containers: their writable layers; reclaimable, the stopped ones'.
 fn container_row(root: &Path) -> Row {
-    let all = containers::list(root);
+    let all = container::list(root);
     let items = all
         .iter()
-        .map(|s| (layer_size(root, &s.id), containers::running(root, &s.id)));
+        .map(|s| (layer_size(root, &s.id), container::running(root, &s.id)));
     Row::tally("Containers", items)
 }
 
 /// Named volumes: in use when a container on record mounts them.
 fn volume_row(root: &Path) -> Row {
-    let items = cmd_volume::names(root).into_iter().map(|n| {
-        let size = crate::cmd_system::disk_usage(&cmd_volume::data(root, &n));
-        (size, !cmd_volume::users(root, &n).is_empty())
+    let items = volume::names(root).into_iter().map(|n| {
+        let size = container::disk_usage(&volume::data(root, &n));
+        (size, !container::volume_users(root, &n).is_empty())
     });
     Row::tally("Local Volumes", items)
 }
@@ -236,7 +236,7 @@ fn warning(a: &PruneArgs) -> String {
 
 /// `rbk system prune`
 pub fn prune(root: &Path, a: &PruneArgs) -> Result<i32> {
-    if !a.force && !crate::cmd_system::confirm(&warning(a)) {
+    if !a.force && !crate::prompt::confirm(&warning(a)) {
         return Ok(0);
     }
     let mut reclaimed = prune_containers(root)?;
@@ -265,7 +265,7 @@ pub fn prune(root: &Path, a: &PruneArgs) -> Result<i32> {
         reclaimed += report.reclaimed;
     }
     if a.volumes {
-        reclaimed += cmd_volume::prune_unused(root)?;
+        reclaimed += crate::cmd_volume::prune_unused(root)?;
     }
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
@@ -275,13 +275,13 @@ pub fn prune(root: &Path, a: &PruneArgs) -> Result<i32> {
 fn prune_containers(root: &Path) -> Result<u64> {
     let mut freed = 0;
     let mut any = false;
-    for s in containers::list(root) {
-        if containers::running(root, &s.id) {
+    for s in container::list(root) {
+        if container::running(root, &s.id) {
             continue;
         }
-        freed += crate::cmd_system::disk_usage(&containers::path(root, &s.id));
+        freed += container::disk_usage(&container::path(root, &s.id));
         freed += layer_size(root, &s.id);
-        containers::remove(root, &s.id)?;
+        container::state::remove(root, crate::snapshotter(root)?.as_ref(), &s.id)?;
         if !any {
             println!("Deleted Containers:");
             any = true;

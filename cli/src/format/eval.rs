@@ -5,12 +5,6 @@ use serde_json::Value;
 
 use super::parse::{Arg, Cmd, Node, Pipe, Pos, TemplateError};
 
-/// The functions a template may call: Go's built-ins and Docker's own.
-pub const FUNCS: &[&str] = &[
-    "json", "index", "len", "lower", "upper", "title", "split", "join", "pad", "truncate", "print",
-    "println", "printf", "eq", "ne", "not", "and", "or",
-];
-
 /// The most spaces `pad` adds on a side.
 const MAX_PAD: i64 = 4096;
 
@@ -226,7 +220,7 @@ fn as_int(v: &Value) -> Result<i64, String> {
         .ok_or_else(|| format!("{} is not an integer", show(v)))
 }
 
-/// Calls function `name` (one of [`FUNCS`]).
+/// Calls function `name` (one of [`FUNCS`](super::parse::FUNCS)).
 fn call(name: &str, args: &[Value]) -> Result<Value, String> {
     let s = |i: usize| as_str(&args[i]).map(str::to_string);
     Ok(match name {

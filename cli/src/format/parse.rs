@@ -5,7 +5,12 @@
 //! `-}}` trim the space beside them. Positions are Go's: `line:column`, the
 //! column a zero-based byte offset in its line.
 
-use super::eval::FUNCS;
+/// The functions a template may call: Go's built-ins and Docker's own.
+/// The parser knows their names; `eval.rs` runs them.
+pub const FUNCS: &[&str] = &[
+    "json", "index", "len", "lower", "upper", "title", "split", "join", "pad", "truncate", "print",
+    "println", "printf", "eq", "ne", "not", "and", "or",
+];
 
 /// A template error, worded as Go's (`template: :1:2: …`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! files, and the flags.
 
 use super::util::expand_heredoc;
-use super::{Lowerer, Stage, State};
+use super::{Lowerer, Stage, StageImage};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{Canons, Digests, FileOp, InlineFile, Op, Source, Vertex, VertexId};
@@ -17,7 +17,7 @@ impl Lowerer<'_, '_, '_> {
         i: usize,
         copy: &Copy,
         node: &Node,
-        state: &State,
+        state: &StageImage,
         env: &dyn Env,
     ) -> Result<VertexId, ParseError> {
         let mut inputs = Vec::new();
@@ -64,7 +64,7 @@ impl Lowerer<'_, '_, '_> {
         copy: &Copy,
         from: Source,
         node: &Node,
-        state: &State,
+        state: &StageImage,
         env: &dyn Env,
     ) -> Result<FileOp, ParseError> {
         let opt = |v: &Option<String>| -> Result<Option<String>, ParseError> {
@@ -134,7 +134,7 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of a file op over the state's head.
-    fn file_digest(&self, op: &FileOp, state: &State) -> Digests {
+    fn file_digest(&self, op: &FileOp, state: &StageImage) -> Digests {
         let graph = &self.compiler.graph;
         let mut c = Canons::new("file");
         c.vertex("parent", graph.vertex(state.head))

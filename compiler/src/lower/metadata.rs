@@ -4,7 +4,7 @@
 //! text; and ARG, which changes only the scope of later steps.
 
 use super::util::{expand_port, health_config, json_list, node_rest, quote_if_needed};
-use super::{Lowerer, Stage, State, MAX_EXPOSED_PORTS};
+use super::{Lowerer, Stage, StageImage, MAX_EXPOSED_PORTS};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{Canons, Digests, Op, Origin, Vertex, VertexId};
@@ -19,7 +19,7 @@ impl Lowerer<'_, '_, '_> {
         &mut self,
         args: &[(String, Option<String>)],
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
         env: &dyn Env,
     ) -> Result<(), ParseError> {
         for (name, default) in args {
@@ -43,7 +43,7 @@ impl Lowerer<'_, '_, '_> {
         stage: &Stage<'_>,
         inst: &Instruction,
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
         env: &dyn Env,
     ) -> Result<(), ParseError> {
         let text = match inst {
@@ -136,7 +136,7 @@ impl Lowerer<'_, '_, '_> {
         &self,
         ports: &[String],
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
         env: &dyn Env,
     ) -> Result<String, ParseError> {
         let mut all = Vec::new();
@@ -163,7 +163,7 @@ impl Lowerer<'_, '_, '_> {
         &self,
         vols: &[String],
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
         env: &dyn Env,
     ) -> Result<String, ParseError> {
         let mut all = Vec::new();
@@ -183,7 +183,7 @@ impl Lowerer<'_, '_, '_> {
 
     /// The labels rbk.toml gives a target: one LABEL vertex at the end of
     /// its stage, with a synthetic origin (no Dockerfile line).
-    pub(super) fn input_labels(&mut self, stage: &Stage<'_>, state: &mut State) {
+    pub(super) fn input_labels(&mut self, stage: &Stage<'_>, state: &mut StageImage) {
         if self.input.labels.is_empty() {
             return;
         }
@@ -201,7 +201,12 @@ impl Lowerer<'_, '_, '_> {
         state.head = self.config_vertex(origin, state, text);
     }
 
-    fn config_vertex(&mut self, origin: Origin, state: &State, instruction: String) -> VertexId {
+    fn config_vertex(
+        &mut self,
+        origin: Origin,
+        state: &StageImage,
+        instruction: String,
+    ) -> VertexId {
         let Digests {
             id: digest,
             key,
@@ -225,7 +230,7 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The shell of shell-form commands: SHELL's, else `/bin/sh -c`.
-    pub(super) fn shell(state: &State) -> Vec<String> {
+    pub(super) fn shell(state: &StageImage) -> Vec<String> {
         if state.config.shell.is_empty() {
             vec!["/bin/sh".to_string(), "-c".to_string()]
         } else {
@@ -235,7 +240,7 @@ impl Lowerer<'_, '_, '_> {
 
     /// A CMD's or ENTRYPOINT's argv: exec form as is, shell form through
     /// the shell.
-    fn argv(state: &State, c: &Command) -> Vec<String> {
+    fn argv(state: &StageImage, c: &Command) -> Vec<String> {
         match c {
             Command::Exec(v) => v.clone(),
             Command::Shell(s) => {

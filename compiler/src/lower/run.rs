@@ -4,7 +4,7 @@
 
 use super::mount::{canon_mount, parse_mount};
 use super::util::heredoc_script;
-use super::{Lowerer, Stage, State};
+use super::{Lowerer, Stage, StageImage};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{
@@ -20,7 +20,7 @@ impl Lowerer<'_, '_, '_> {
         i: usize,
         run: &Run,
         node: &Node,
-        state: &State,
+        state: &StageImage,
         env: &dyn Env,
     ) -> Result<VertexId, ParseError> {
         let args = match &run.command {
@@ -76,7 +76,7 @@ impl Lowerer<'_, '_, '_> {
         i: usize,
         run: &Run,
         node: &Node,
-        state: &State,
+        state: &StageImage,
         env: &dyn Env,
     ) -> Result<(Vec<Mount>, Vec<VertexId>), ParseError> {
         let mut mounts = Vec::new();
@@ -109,7 +109,7 @@ impl Lowerer<'_, '_, '_> {
     }
 
     /// The definition digest of an exec op over the state's head.
-    fn exec_digest(&self, op: &ExecOp, state: &State) -> Digests {
+    fn exec_digest(&self, op: &ExecOp, state: &StageImage) -> Digests {
         let mut c = Canons::new("exec");
         c.vertex("parent", self.compiler.graph.vertex(state.head))
             .strs("args", &op.args)

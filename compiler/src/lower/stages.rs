@@ -9,8 +9,10 @@
 //! stages therefore needs no more native stack than one stage.
 
 use super::mount::parse_mount;
-use super::{canonical_ref, normalize_image, Lowerer, NamedContext, Stage, State, DEFAULT_PATH};
-use crate::config::ImageConfig;
+use super::{
+    canonical_ref, normalize_image, Lowerer, NamedContext, Stage, StageImage, DEFAULT_PATH,
+};
+use crate::config::RuntimeConfig;
 use crate::error::ParseError;
 use crate::graph::{Source, VertexId};
 use crate::instructions::{self, Instruction};
@@ -22,7 +24,7 @@ use crate::vars::{Scope, Vars};
 struct Frame {
     stage: usize,
     /// None until the base is ready.
-    state: Option<State>,
+    state: Option<StageImage>,
     /// The base image's ONBUILD triggers, which run before the body.
     triggers: Vec<Instruction>,
     /// The next instruction (triggers first, then the body).
@@ -46,7 +48,7 @@ impl Lowerer<'_, '_, '_> {
         &mut self,
         stages: &[Stage<'_>],
         target: usize,
-    ) -> Result<State, ParseError> {
+    ) -> Result<StageImage, ParseError> {
         let mut stack = vec![Frame::new(target)];
         self.busy[target] = true;
         while let Some(frame) = stack.last_mut() {
@@ -131,7 +133,7 @@ impl Lowerer<'_, '_, '_> {
         &mut self,
         stages: &[Stage<'_>],
         i: usize,
-    ) -> Result<(State, Vec<Instruction>), ParseError> {
+    ) -> Result<(StageImage, Vec<Instruction>), ParseError> {
         let stage = &stages[i];
         let platform = match &stage.platform {
             Some(p) => Platform::parse(p).map_err(|m| ParseError::new(stage.from.span, m))?,
@@ -158,7 +160,7 @@ impl Lowerer<'_, '_, '_> {
                 if let Some(k) = self.built_image(&stage.base, stage.from, &platform)? {
                     let img = &self.compiler.graph.images[k];
                     let (config, head) = (img.config.clone(), img.vertex);
-                    State::from_config(config, platform.clone(), head)
+                    StageImage::from_config(config, platform.clone(), head)
                 } else {
                     self.base_state(stage, &platform)?
                 }
@@ -186,7 +188,11 @@ impl Lowerer<'_, '_, '_> {
 
     /// The state of a stage whose base is an image (or scratch): its
     /// config from the resolver, a source vertex.
-    fn base_state(&mut self, stage: &Stage<'_>, platform: &Platform) -> Result<State, ParseError> {
+    fn base_state(
+        &mut self,
+        stage: &Stage<'_>,
+        platform: &Platform,
+    ) -> Result<StageImage, ParseError> {
         let base = match self.input.named_contexts.get(&stage.base) {
             // (A target context was taken by `built_image`.)
             None | Some(NamedContext::Target(_)) => stage.base.clone(),
@@ -203,7 +209,7 @@ impl Lowerer<'_, '_, '_> {
         };
         let base_lower = base.to_ascii_lowercase();
         let (image, config) = if base_lower == "scratch" {
-            ("scratch".to_string(), ImageConfig::default())
+            ("scratch".to_string(), RuntimeConfig::default())
         } else {
             let image = normalize_image(&base);
             let config = self
@@ -215,7 +221,7 @@ impl Lowerer<'_, '_, '_> {
             (image, config)
         };
         let head = self.source_vertex(stage, stage.from, &image, platform);
-        Ok(State::from_config(config, platform.clone(), head))
+        Ok(StageImage::from_config(config, platform.clone(), head))
     }
 
     /// The image of this build that a `FROM`/`--from` value names — a
@@ -285,7 +291,7 @@ impl Lowerer<'_, '_, '_> {
     /// A stage that `inst` reads (`COPY --from`, `RUN --mount=from=`) and
     /// that is not lowered yet. Words that fail to expand are left for
     /// `dispatch` to report.
-    fn needs(&self, i: usize, inst: &Instruction, state: &State) -> Option<usize> {
+    fn needs(&self, i: usize, inst: &Instruction, state: &StageImage) -> Option<usize> {
         let scope = Scope {
             env: &state.env,
             args: &state.args,

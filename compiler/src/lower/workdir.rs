@@ -2,7 +2,7 @@
 //! directory at build time (owned by the USER in effect, as in BuildKit).
 
 use super::util::join_path;
-use super::{Lowerer, Stage, State};
+use super::{Lowerer, Stage, StageImage};
 use crate::ast::Node;
 use crate::error::ParseError;
 use crate::graph::{Canons, Digests, Op, Vertex};
@@ -15,7 +15,7 @@ impl Lowerer<'_, '_, '_> {
         stage: &Stage<'_>,
         w: &str,
         node: &Node,
-        state: &mut State,
+        state: &mut StageImage,
         env: &dyn Env,
     ) -> Result<(), ParseError> {
         let w = self.expand(node, w, env)?;

@@ -101,6 +101,36 @@ pub struct Expanded {
     pub matched: BTreeSet<String>,
     /// Names that were looked up and found unset.
     pub unmatched: BTreeSet<String>,
+    /// Every variable reference the lexer met, in the order they are
+    /// written (`${V:-$W}`: `V`, then `W`), repeats included. The lint
+    /// rules read this: which references can come out empty.
+    pub references: Vec<Reference>,
+}
+
+/// One variable reference of a word, as [`Expanded::references`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The variable's name as written (a letter name, digits, or one of
+    /// the special parameters `@ * # ? - $ !`).
+    pub name: String,
+    /// Whether the environment had it set.
+    pub set: bool,
+    /// Whether the form supplies a value of its own when the variable is
+    /// unset or stops with an error: `${V-w}`, `${V+w}`, `${V?w}` and their
+    /// `:` forms. `$V`, `${V}`, `${V#p}` and `${V/p/r}` are not.
+    pub has_fallback: bool,
+}
+
+impl Reference {
+    /// Whether the name is one a Dockerfile can define: it starts with a
+    /// letter or `_`. Positional (`$1`) and special (`$@`) parameters are
+    /// never set by anything, so the lint rules leave them alone.
+    pub fn is_definable(&self) -> bool {
+        self.name
+            .chars()
+            .next()
+            .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+    }
 }
 
 /// How deep `${…}` expansions may nest inside each other. BuildKit has no
@@ -203,8 +233,8 @@ impl ShellLex {
     }
 
     /// Expands `word` as one word and reports which variables it looked up
-    /// (BuildKit's `ProcessWordWithMatches`). Lowering uses this to know
-    /// which `ARG`s a step depends on.
+    /// (BuildKit's `ProcessWordWithMatches`). The lint rules use this to
+    /// find references to variables nothing defined.
     pub fn process_word_with_matches(
         &self,
         word: &str,
@@ -222,6 +252,7 @@ impl ShellLex {
             value,
             matched: lexer.matched,
             unmatched: lexer.unmatched,
+            references: lexer.references,
         })
     }
 }
@@ -289,6 +320,7 @@ struct Lexer<'s, 'e> {
     capture: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    references: Vec<Reference>,
     split: bool,
     words: Vec<String>,
     word_buf: String,
@@ -315,6 +347,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
             capture,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            references: Vec::new(),
             split,
             words: Vec::new(),
             word_buf: String::new(),
@@ -586,8 +619,20 @@ impl<'s, 'e> Lexer<'s, 'e> {
                 None if self.opts.skip_unset_env => Cow::Owned(format!("${{{name}}}")),
                 None => Cow::Borrowed(""),
             }),
-            ':' | '+' | '-' | '?' | '#' | '%' => self.modifier(name, ch),
-            '/' => self.substitute(name),
+            ':' | '+' | '-' | '?' | '#' | '%' | '/' => {
+                let first = self.references.len();
+                let value = if ch == '/' {
+                    self.substitute(name)
+                } else {
+                    self.modifier(name, ch)
+                }?;
+                // The name is looked up after the word inside it; list its
+                // reference where it is written, before that word's.
+                if let Some(own) = self.references.pop() {
+                    self.references.insert(first, own);
+                }
+                Ok(value)
+            }
             other => Err(format!("unsupported modifier ({other}) in substitution")),
         }
     }
@@ -613,7 +658,7 @@ impl<'s, 'e> Lexer<'s, 'e> {
             return Err(format!("unsupported modifier ({written}) in substitution"));
         }
         let word = self.nested(Some('}'), trims, MISSING_BRACE)?;
-        let value = self.get_env(name);
+        let value = self.lookup(name, matches!(op, '-' | '+' | '?'));
         let Some(value) = value else {
             if self.opts.skip_unset_env {
                 return Ok(Cow::Owned(format!("${{{name}{written}{word}}}")));
@@ -709,9 +754,20 @@ impl<'s, 'e> Lexer<'s, 'e> {
     }
 
     fn get_env(&mut self, name: &str) -> Option<&'e str> {
+        self.lookup(name, false)
+    }
+
+    /// Looks `name` up and, when capturing, records the reference;
+    /// `has_fallback` says whether the form has a value of its own.
+    fn lookup(&mut self, name: &str, has_fallback: bool) -> Option<&'e str> {
         let env: &'e dyn Env = self.env;
         let value = env.lookup(name);
         if self.capture {
+            self.references.push(Reference {
+                name: name.to_owned(),
+                set: value.is_some(),
+                has_fallback,
+            });
             let set = if value.is_some() {
                 &mut self.matched
             } else {

@@ -295,12 +295,12 @@ fn lint_bytes(n: usize) -> u64 {
     on_small_stack(move || {
         let input = input(src);
         let ignored = |_: &str| false;
-        let env = rbk_compiler::check::CheckEnv {
+        let env = rbk_compiler::lint::CheckEnv {
             resolver: &NoResolver,
             ignored: &ignored,
         };
         let before = crate::allocated();
-        let report = rbk_compiler::check::check(&input, &env).unwrap_or_else(|e| panic!("{e}"));
+        let report = rbk_compiler::lint::check(&input, &env).unwrap_or_else(|e| panic!("{e}"));
         assert!(report.findings.is_empty(), "{:?}", report.findings);
         crate::allocated() - before
     })

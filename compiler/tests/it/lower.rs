@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rbk_compiler::config::ImageConfig;
+use rbk_compiler::config::RuntimeConfig;
 use rbk_compiler::graph::{Op, Source};
 use rbk_compiler::lower::{BaseImage, CompileError, Compiler, ImageResolver, Input, NamedContext};
 use rbk_compiler::platform::Platform;
@@ -118,7 +118,7 @@ ONBUILD RUN echo child
 MAINTAINER someone@example.com
 "#;
     let g = compile(&input("t", src));
-    let c: &ImageConfig = &g.images[0].config;
+    let c: &RuntimeConfig = &g.images[0].config;
     assert_eq!(c.get_env("B"), Some("two words"));
     assert_eq!(c.get_env("C"), Some("1-two words"));
     assert!(c.get_env("PATH").is_some(), "default PATH");
@@ -149,7 +149,7 @@ struct FakeStore;
 impl ImageResolver for FakeStore {
     fn resolve(&self, image: &str, _: &Platform) -> Option<BaseImage> {
         (image == "base:latest").then(|| {
-            let mut config = ImageConfig::default();
+            let mut config = RuntimeConfig::default();
             config.set_env("PATH", "/opt/bin:/bin");
             config.cmd = Some(vec!["base-cmd".into()]);
             config.on_build = vec!["RUN echo triggered".into()];

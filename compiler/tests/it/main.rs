@@ -1,8 +1,8 @@
 //! Integration tests of rbk-compiler: one binary, one module per area.
 
-mod check;
 mod instructions;
 mod limits;
+mod lint;
 mod lower;
 mod parser;
 mod shell;

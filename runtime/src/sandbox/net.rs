@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::SandboxError;
 
+mod sys;
+
 /// The guest side of slirp4netns' network.
 pub const GUEST_ADDR: &str = "10.0.2.100";
 /// slirp4netns' DNS forwarder.
@@ -166,7 +168,7 @@ impl UserNet {
             "--enable-seccomp",
         ]);
         cmd.arg(format!("--exit-fd={exit_fd}"));
-        super::sys::inherit_in_child(&mut cmd, exit_fd);
+        sys::inherit_in_child(&mut cmd, exit_fd);
         if let Some(s) = &socket {
             cmd.arg("--api-socket").arg(s);
         }

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 mod child;
+mod forked;
 mod join;
 mod parent;
 mod terminal;
@@ -28,7 +29,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 
-use child::{exit, keeper, set_cloexec};
+use child::{keeper, set_cloexec};
+use forked::exit;
 pub(super) use join::join;
 use parent::{get_winsize, read_fd, RawModeGuard, Read, Supervisor};
 use terminal::{container_pty, terminal_from_init};
@@ -765,21 +767,5 @@ impl Drop for SignalForwarder {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Makes `fd` (close-on-exec here) inherited by the program `cmd` runs:
-/// its close-on-exec flag is cleared in the child, after the fork.
-pub(super) fn inherit_in_child(cmd: &mut std::process::Command, fd: RawFd) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec the closure makes one fcntl call on a
-    // descriptor number (async-signal-safe, no allocation, no locks).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }

@@ -5,21 +5,19 @@
 //! and its layout on disk.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rbk_store::cache::{BuildCache, CacheRecord};
 use rbk_store::compress::Compression;
 use rbk_store::images::Store;
-use rbk_store::layer::DiffOptions;
-use rbk_store::lease::Leased;
 use rbk_store::lock::KeyLock;
-use rbk_store::oci::{self, Descriptor, ImageConfig as OciConfig};
+use rbk_store::oci::{Descriptor, ImageConfig as OciConfig};
 use rbk_store::reference::Reference;
 use rbk_store::registry::cache::{self as registry_cache, CacheEntry, RemoteCache};
-use rbk_store::snapshot::{SnapshotError, Snapshotter};
-use rbk_store::sys::MountGuard;
+use rbk_store::snapshot::Snapshotter;
 use rbk_store::unpack::{unpack_layers, LayerRef};
+use rbk_store::workspace::{self as store_ws, CommitOptions, PrepareOptions, WorkspaceError};
 use rbk_store::Digest;
 
 use super::{
@@ -155,45 +153,21 @@ impl Layers for StoreBackend<'_> {
 
     fn prepare(&self, parent: Option<&str>) -> Result<Box<dyn Workspace + '_>, BackendError> {
         let key = format!("active-{}-{}", std::process::id(), unique());
-        let mounts = self.snapshotter.prepare(&key, parent)?;
-        let mut ws = StoreWorkspace {
-            backend: self,
-            snapshot: Some(key.clone()),
-            rootfs: self.store.root().join("tmp").join(format!("{key}-rootfs")),
-            mounted: None,
-            volatile: false,
-        };
-        std::fs::create_dir_all(&ws.rootfs)
-            .map_err(|e| BackendError::io("create", &ws.rootfs, e))?;
         // A step's overlay is mounted once and never again (it is committed
-        // or removed), so it can be `volatile`: unmounting it does not wait
-        // for the whole upper filesystem to reach the disk, and the step's
-        // own fsyncs return at once. The commit syncs instead, while it
-        // hashes the layer.
-        if let Some(fast) = with_volatile(&mounts) {
-            if let Ok(guard) = rbk_store::sys::mount_all(&fast, &ws.rootfs) {
-                ws.mounted = Some(guard);
-                ws.volatile = true;
-                return Ok(Box::new(ws));
-            }
-        }
-        ws.mounted = Some(rbk_store::sys::mount_all(&mounts, &ws.rootfs)?);
-        Ok(Box::new(ws))
+        // or removed), so it is mounted `volatile` where the kernel can.
+        let opts = PrepareOptions {
+            volatile: true,
+            ..PrepareOptions::default()
+        };
+        let ws =
+            store_ws::Workspace::prepare(self.store.root(), self.snapshotter, &key, parent, opts)?;
+        Ok(Box::new(StoreWorkspace { backend: self, ws }))
     }
 
     fn view(&self, parent: Option<&str>) -> Result<Box<dyn Mounted + '_>, BackendError> {
         let key = format!("view-{}-{}", std::process::id(), unique());
-        let mounts = self.snapshotter.view(&key, parent)?;
-        let mut view = StoreView {
-            snapshotter: self.snapshotter,
-            key: key.clone(),
-            path: self.store.root().join("tmp").join(format!("{key}-view")),
-            mounted: None,
-        };
-        std::fs::create_dir_all(&view.path)
-            .map_err(|e| BackendError::io("create", &view.path, e))?;
-        view.mounted = Some(rbk_store::sys::mount_all(&mounts, &view.path)?);
-        Ok(Box::new(view))
+        let view = store_ws::Workspace::view(self.store.root(), self.snapshotter, &key, parent)?;
+        Ok(Box::new(StoreView(view)))
     }
 
     fn fetch(&self, layer: &Descriptor) -> Result<(), BackendError> {
@@ -351,147 +325,52 @@ impl StoreBackend<'_> {
     }
 }
 
-/// `mounts` with their writable overlay mounted `volatile`, where the
-/// kernel has it; `None` when there is no such mount (a step on nothing
-/// is a bind mount) or no such option.
-fn with_volatile(mounts: &[rbk_store::snapshot::Mount]) -> Option<Vec<rbk_store::snapshot::Mount>> {
-    let writable_overlay = |m: &rbk_store::snapshot::Mount| {
-        m.kind == "overlay" && m.options.iter().any(|o| o.starts_with("upperdir="))
-    };
-    if !rbk_store::sys::overlay_volatile_supported() || !mounts.iter().any(writable_overlay) {
-        return None;
-    }
-    let mut out = mounts.to_vec();
-    for m in out.iter_mut().filter(|m| writable_overlay(m)) {
-        m.options.push("volatile".to_string());
-    }
-    Some(out)
-}
-
-/// A step's writable snapshot, mounted under `tmp/`.
+/// A step's writable snapshot, mounted under `tmp/` (the store's
+/// [`store_ws::Workspace`]).
 struct StoreWorkspace<'b, 'a> {
     backend: &'b StoreBackend<'a>,
-    /// The active snapshot; `None` once committed.
-    snapshot: Option<String>,
-    rootfs: PathBuf,
-    mounted: Option<MountGuard>,
-    /// Mounted `volatile`: the commit must sync the upper filesystem.
-    volatile: bool,
+    ws: store_ws::Workspace<'a>,
 }
 
 impl Workspace for StoreWorkspace<'_, '_> {
     fn rootfs(&self) -> &Path {
-        &self.rootfs
+        self.ws.rootfs()
     }
 
-    fn commit(mut self: Box<Self>, below: &[Layer]) -> Result<Layer, BackendError> {
-        if let Some(m) = self.mounted.take() {
-            m.unmount()?;
-        }
+    fn commit(self: Box<Self>, below: &[Layer]) -> Result<Layer, BackendError> {
         let b = self.backend;
-        let active = self.snapshot.clone().unwrap_or_default();
-        // What the unmount of a non-volatile overlay would have waited for,
-        // done while the layer is hashed: the layer's bytes reach the disk
-        // before its snapshot is committed.
-        let synced = match self.volatile {
-            true => {
-                let upper = b.snapshotter.upper_dir(&active)?;
-                let sync = {
-                    let upper = upper.clone();
-                    std::thread::spawn(move || rbk_store::sys::sync_filesystem(&upper))
-                };
-                Some((upper, sync))
-            }
-            false => None,
-        };
-        let opts = DiffOptions {
+        let below: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
+        let opts = CommitOptions {
             compression: b.compression,
             clamp_mtime: b.clamp_mtime,
-            ..DiffOptions::default()
         };
-        // An uncompressed layer is only hashed: its bytes are the
-        // snapshot's, and the tar is written when something reads it (see
-        // rbk_store::lazy). A compressed one is written now (the diff
-        // hashes its stream: diff id and blob digest; no second hash).
-        let lazy = b.compression == Compression::None;
-        let (info, digest, size) = if lazy {
-            let info = b.snapshotter.diff(&active, &mut std::io::sink(), opts)?;
-            let (digest, size) = (info.digest.clone(), info.size);
-            (info, digest, size)
-        } else {
-            let mut writer = b.store.content.writer_prehashed()?;
-            let info = b.snapshotter.diff(&active, &mut writer, opts)?;
-            let (digest, size) = writer.commit(Some(&info.digest))?;
-            (info, digest, size)
-        };
-        if let Some((upper, sync)) = synced {
-            let done = sync
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
-            done.map_err(|e| BackendError::io("sync the filesystem of", &upper, e))?;
-        }
-        let mut ids: Vec<Digest> = below.iter().map(|l| l.diff_id.clone()).collect();
-        ids.push(info.diff_id.clone());
-        let name = oci::chain_ids(&ids)
-            .pop()
-            .map(|c| c.hex().to_string())
-            .unwrap_or_default();
-        // Leased before it appears, so a concurrent prune spares it.
-        b.store
-            .content
-            .lease()
-            .add([Leased::Snapshot(name.clone())])?;
-        match b.snapshotter.commit(&name, &active) {
-            Ok(()) => self.snapshot = None,
-            // Another build committed the same change meanwhile: keep
-            // theirs (ours is removed on drop).
-            Err(SnapshotError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if lazy && !b.store.content.path(&digest).is_file() {
-            let source = rbk_store::lazy::Source {
-                snapshot: name.clone(),
-                kind: b.snapshotter.kind(),
-                clamp_mtime: b.clamp_mtime,
-            };
-            rbk_store::lazy::record(&b.store.content, &digest, size, source)?;
-        }
+        let layer = self.ws.commit(b.store, &below, opts)?;
         Ok(Layer {
-            blob: Descriptor::new(b.compression.layer_media_type(), digest, size),
-            diff_id: info.diff_id,
+            blob: layer.blob,
+            diff_id: layer.diff_id,
         })
     }
 }
 
-impl Drop for StoreWorkspace<'_, '_> {
-    fn drop(&mut self) {
-        drop(self.mounted.take());
-        if let Some(key) = self.snapshot.take() {
-            let _ = self.backend.snapshotter.remove(&key);
-        }
-        let _ = std::fs::remove_dir(&self.rootfs);
-    }
-}
-
 /// A read-only view, mounted under `tmp/`.
-struct StoreView<'a> {
-    snapshotter: &'a dyn Snapshotter,
-    key: String,
-    path: PathBuf,
-    mounted: Option<MountGuard>,
-}
+struct StoreView<'a>(store_ws::Workspace<'a>);
 
 impl Mounted for StoreView<'_> {
     fn path(&self) -> &Path {
-        &self.path
+        self.0.rootfs()
     }
 }
 
-impl Drop for StoreView<'_> {
-    fn drop(&mut self) {
-        drop(self.mounted.take());
-        let _ = self.snapshotter.remove(&self.key);
-        let _ = std::fs::remove_dir(&self.path);
+/// The store's workspace errors, folded into the backend's by their kind.
+impl From<WorkspaceError> for BackendError {
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::Unpack(e) => e.into(),
+            WorkspaceError::Snapshot(e) => e.into(),
+            WorkspaceError::Mount(e) => e.into(),
+            WorkspaceError::Store(e) => e.into(),
+            WorkspaceError::Io { op, path, source } => BackendError::Io { op, path, source },
+        }
     }
 }
 

@@ -263,6 +263,34 @@ fn matches_are_recorded() {
 }
 
 #[test]
+fn references_are_recorded_in_source_order() {
+    let vars = env(&[("A", "1")]);
+    // Unset references stay as written, so `${E?}` does not fail.
+    let got = ShellLex::default()
+        .with_skip_unset_env(true)
+        .process_word_with_matches("$A ${B:-$C} ${D#x} ${E?} $A $1", &vars)
+        .expect("expands");
+    let seen: Vec<(&str, bool, bool)> = got
+        .references
+        .iter()
+        .map(|r| (r.name.as_str(), r.set, r.has_fallback))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("A", true, false),
+            ("B", false, true),
+            ("C", false, false),
+            ("D", false, false),
+            ("E", false, true),
+            ("A", true, false),
+            ("1", false, false),
+        ]
+    );
+    assert!(!got.references[6].is_definable() && got.references[0].is_definable());
+}
+
+#[test]
 fn env_impls_agree() {
     let list = env(&[("K", "old"), ("K", "new")]);
     assert_eq!(list.lookup("K"), Some("new"));

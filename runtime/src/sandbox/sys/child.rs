@@ -16,35 +16,8 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
+use super::forked::{check, close_raw, exit, fail, report};
 use super::{ChildFds, Prepared, Step, DEFAULT_CAPS, EXIT_SETUP, NET_FD, PTY_FD, STATUS_FD};
-pub(super) fn exit(code: i32) -> ! {
-    // SAFETY: `_exit` ends the process without running atexit handlers or
-    // destructors, which must not run in a forked child.
-    unsafe { libc::_exit(code) }
-}
-
-/// Writes a 12-byte status record: tag, step, arg, value (errno or pid).
-pub(super) fn report(step: Step, arg: u32, value: i32) {
-    let mut rec = [0u8; 12];
-    rec[0..2].copy_from_slice(&(step as u16).to_le_bytes());
-    rec[4..8].copy_from_slice(&arg.to_le_bytes());
-    rec[8..12].copy_from_slice(&value.to_le_bytes());
-    // SAFETY: writes from a valid stack buffer to an fd we own; a write of
-    // 12 bytes to a pipe is atomic.
-    unsafe { libc::write(STATUS_FD, rec.as_ptr().cast(), rec.len()) };
-}
-
-pub(super) fn fail(step: Step, arg: u32, e: Errno) -> ! {
-    report(step, arg, e as i32);
-    exit(EXIT_SETUP)
-}
-
-pub(super) fn check<T>(r: nix::Result<T>, step: Step, arg: u32) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => fail(step, arg, e),
-    }
-}
 
 /// Duplicates `fd` to a number >= 10 (so the later dup2 onto 0..3 cannot
 /// clobber a source). Failing here cannot be reported (the status pipe is not
@@ -69,11 +42,6 @@ fn dup_to(from: RawFd, to: RawFd) {
 pub(super) fn set_cloexec(fd: RawFd) {
     // SAFETY: F_SETFD on an fd this process owns.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-}
-
-pub(super) fn close_raw(fd: RawFd) {
-    // SAFETY: closing an fd number this process owns and no longer uses.
-    unsafe { libc::close(fd) };
 }
 
 /// Ties the first child's life to rbk's, `parent`: killed when rbk dies,

@@ -7,9 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, Pid};
 
-use super::child::{
-    check, close_above, close_raw, command, exit, fail, place_stdio, report, tie_to, wait_exit_code,
-};
+use super::child::{close_above, command, place_stdio, tie_to, wait_exit_code};
+use super::forked::{check, close_raw, exit, fail, report};
 use super::{ChildFds, Launch, Prepared, Step, STATUS_FD};
 use crate::sandbox::{CancelToken, OutputStream, SandboxError};
 use nix::errno::Errno;

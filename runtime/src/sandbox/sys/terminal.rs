@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::child::{check, close_raw, fail};
+use super::forked::{check, close_raw, fail};
 use super::parent::RawModeGuard;
 use super::{process_err, ChildFds, Launch, Stdio, Step, PTY_FD};
 use crate::sandbox::{SandboxError, StdinMode};

@@ -13,30 +13,44 @@ use rbk_scheduler::fleet::Fleet;
 use rbk_scheduler::shard;
 use rbk_scheduler::BuildSummary;
 
+use super::args::ShardArgs;
 use crate::plan_doc::{PlanDoc, ShardReport};
 
-/// The flags of a fleet build.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ShardArgs {
-    /// Build only shard I of N of a target file's targets (1-based; see
-    /// `rbk plan`): the others' targets are taken from the shared registry
-    /// cache (--cache-from/--cache-to type=registry) once they push them
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// The plan to follow (`rbk plan --format json`), so every shard uses
-    /// the same split; without it each shard makes the plan itself
-    #[arg(long = "plan", value_name = "PLAN.json", requires = "shard")]
+/// `--shard`, `--plan` and `--shard-wait`, parsed.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    /// This shard (1-based).
+    pub me: usize,
+    /// How many shards share the build.
+    pub n: usize,
+    /// `--plan`: the plan to follow, else made here.
     pub plan: Option<PathBuf>,
-    /// How long a step another shard makes is waited for before this shard
-    /// makes it itself (auto: 10m, or 3× the plan's expected makespan when
-    /// durations were recorded, if longer)
-    #[arg(
-        long = "shard-wait",
-        value_name = "DURATION",
-        default_value = "auto",
-        requires = "shard"
-    )]
-    pub wait: String,
+    /// `--shard-wait`: `None` for auto.
+    pub wait: Option<Duration>,
+}
+
+impl ShardSettings {
+    /// The shard settings of the flags; `None` without `--shard`.
+    pub fn resolve(args: &ShardArgs) -> Result<Option<ShardSettings>> {
+        let Some(text) = &args.shard else {
+            return Ok(None);
+        };
+        let (me, n) = parse_shard(text)?;
+        let wait = match args.wait.as_str() {
+            "auto" => None,
+            text => Some(
+                rbk_store::registry::cache::parse_duration(text)
+                    .map_err(anyhow::Error::msg)
+                    .context("--shard-wait")?,
+            ),
+        };
+        Ok(Some(ShardSettings {
+            me,
+            n,
+            plan: args.plan.clone(),
+            wait,
+        }))
+    }
 }
 
 /// This shard as set up.
@@ -63,18 +77,14 @@ fn parse_shard(text: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
-/// Sets up shard `args.shard` over `graph`: checks the plan against it,
-/// keeps only this shard's images in it and says which steps others own.
-/// `None` without `--shard`.
+/// Sets up shard `args` over `graph`: checks the plan against it, keeps
+/// only this shard's images in it and says which steps others own.
 pub fn setup(
-    args: &ShardArgs,
+    args: &ShardSettings,
     graph: &mut BuildGraph,
     plan_now: impl FnOnce(&BuildGraph, usize) -> PlanDoc,
-) -> Result<Option<ShardSetup>> {
-    let Some(text) = &args.shard else {
-        return Ok(None);
-    };
-    let (me, n) = parse_shard(text)?;
+) -> Result<ShardSetup> {
+    let (me, n) = (args.me, args.n);
     let doc = match &args.plan {
         Some(path) => {
             let doc = PlanDoc::read(path)?;
@@ -132,14 +142,14 @@ pub fn setup(
     }
     let mut keep = mine.into_iter();
     graph.images.retain(|_| keep.next().unwrap_or(false));
-    let wait = wait_of(&args.wait, &doc)?;
+    let wait = wait_of(args.wait, &doc);
     let split = doc
         .merges
         .iter()
         .filter(|m| m.shards.contains(&me))
         .map(|m| m.target.clone())
         .collect();
-    Ok(Some(ShardSetup {
+    Ok(ShardSetup {
         fleet: Fleet {
             shard: me,
             shards: n,
@@ -148,7 +158,7 @@ pub fn setup(
             priority,
         },
         split,
-    }))
+    })
 }
 
 /// A plan read from `path` must be for `n` shards and this graph.
@@ -173,18 +183,17 @@ fn check_plan(doc: &PlanDoc, path: &std::path::Path, graph: &BuildGraph, n: usiz
     Ok(())
 }
 
-/// `--shard-wait`: a duration, or `auto`.
-fn wait_of(text: &str, doc: &PlanDoc) -> Result<Duration> {
-    if text != "auto" {
-        return rbk_store::registry::cache::parse_duration(text)
-            .map_err(anyhow::Error::msg)
-            .context("--shard-wait");
+/// `--shard-wait`: the duration given, or for `auto` (`None`) 10 minutes,
+/// or three times the plan's makespan when that is longer.
+fn wait_of(given: Option<Duration>, doc: &PlanDoc) -> Duration {
+    if let Some(d) = given {
+        return d;
     }
     let floor = Duration::from_secs(600);
     if doc.cost_unit != "seconds" {
-        return Ok(floor);
+        return floor;
     }
-    Ok(floor.max(Duration::from_secs_f64((doc.makespan * 3.0).min(86_400.0))))
+    floor.max(Duration::from_secs_f64((doc.makespan * 3.0).min(86_400.0)))
 }
 
 /// What this shard did, on one line, and for the metadata file.
@@ -237,9 +246,13 @@ pub fn report(setup: &ShardSetup, graph: &BuildGraph, summary: &BuildSummary) ->
 
 /// A shard needs the shared registry cache both ways: to find the other
 /// shards' results and to give its own.
-pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCaches) -> Result<()> {
+pub fn check_caches(
+    setup: &ShardSetup,
+    from: &[std::sync::Arc<rbk_store::registry::cache::RemoteCache>],
+    to: &[rbk_scheduler::shared_cache::CacheExport],
+) -> Result<()> {
     let f = &setup.fleet;
-    if !caches.from.iter().any(|c| c.by_key() && c.in_registry()) {
+    if !from.iter().any(|c| c.by_key() && c.in_registry()) {
         bail!(
             "shard {}/{} needs the shared registry cache to read the other shards' results: \
              --cache-from type=registry,ref=REGISTRY/NAME:TAG (when one was given, it could not \
@@ -248,7 +261,7 @@ pub fn check_caches(setup: &ShardSetup, caches: &crate::build_cache::SharedCache
             f.shards
         );
     }
-    if !caches.to.iter().any(|c| {
+    if !to.iter().any(|c| {
         matches!(
             c.dest,
             rbk_scheduler::shared_cache::CacheDest::Registry { .. }

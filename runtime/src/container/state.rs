@@ -1,10 +1,10 @@
-//! Containers on record: what `rbk run` writes under `<store>/containers/<id>/`
-//! and `rbk ps`, `logs`, `stop` and `rm` read.
+//! Containers on record: what `rbk run` writes under
+//! `<store>/containers/<id>/` and `rbk ps`, `logs`, `stop` and `rm` read.
 //!
 //! - `state.json`: id, name, image, command, ports, status, exit code;
 //! - `log`: the output of a detached container (`rbk run -d`), with
 //!   `log.times` (when each line came) and `log.relay` (locked while the
-//!   relay writes them: see [`crate::log_relay`]);
+//!   CLI's relay writes them);
 //! - `lock`: held (flock) by the `rbk run` that supervises the container for
 //!   as long as it runs, so "running" never outlives a killed supervisor;
 //! - `stopping`: made by `rbk stop`, so a restart policy does not restart
@@ -16,9 +16,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use rbk_store::snapshot::Snapshotter;
 use rbk_store::sys::flock::{flock, FlockMode, Locked};
 use serde::{Deserialize, Serialize};
+
+use super::ContainerError;
 
 /// A container's record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,22 +84,24 @@ pub fn path(root: &Path, id: &str) -> PathBuf {
 }
 
 /// Reads a record.
-pub fn read(root: &Path, id: &str) -> Result<State> {
+pub fn read(root: &Path, id: &str) -> Result<State, ContainerError> {
     let p = path(root, id).join("state.json");
-    let text = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a container record", p.display()))
+    let text = std::fs::read(&p).map_err(|e| ContainerError::io("read", &p, e))?;
+    serde_json::from_slice(&text).map_err(|source| ContainerError::BadRecord { path: p, source })
 }
 
 /// Writes a record atomically.
-pub fn write(root: &Path, s: &State) -> Result<()> {
+pub fn write(root: &Path, s: &State) -> Result<(), ContainerError> {
     let d = path(root, &s.id);
-    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    std::fs::create_dir_all(&d).map_err(|e| ContainerError::io("create", &d, e))?;
     let tmp = d.join(".state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, d.join("state.json"))
-        .with_context(|| format!("cannot write {}", d.join("state.json").display()))
+    let json = serde_json::to_vec_pretty(s).map_err(|source| ContainerError::BadRecord {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::write(&tmp, json).map_err(|e| ContainerError::io("write", &tmp, e))?;
+    let dest = d.join("state.json");
+    std::fs::rename(&tmp, &dest).map_err(|e| ContainerError::io("write", &dest, e))
 }
 
 /// Every record, oldest first (unreadable ones are skipped).
@@ -112,14 +116,23 @@ pub fn list(root: &Path) -> Vec<State> {
     out
 }
 
-/// The key of a container's layer (its writable snapshot).
+/// The containers on record that use the named volume `name`.
+pub fn volume_users(root: &Path, name: &str) -> Vec<String> {
+    list(root)
+        .into_iter()
+        .filter(|s| s.volumes.iter().any(|v| v == name))
+        .map(|s| s.id)
+        .collect()
+}
+
+/// The key of a container's layer (its active snapshot).
 pub fn layer_key(id: &str) -> String {
     format!("run-{id}")
 }
 
 /// The directories of a container's anonymous volumes (`volumes/<id>-<n>`).
 pub fn anonymous_volumes(root: &Path, id: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(root.join("volumes"))
+    std::fs::read_dir(super::volume::dir(root))
         .into_iter()
         .flatten()
         .flatten()
@@ -133,35 +146,37 @@ pub fn anonymous_volumes(root: &Path, id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes a stopped container: its layer and anonymous volumes, then its
-/// record.
-pub fn remove(root: &Path, id: &str) -> Result<()> {
+/// Removes a stopped container: its anonymous volumes, its layer (from
+/// `snapshotter`), then its record.
+pub fn remove(root: &Path, snapshotter: &dyn Snapshotter, id: &str) -> Result<(), ContainerError> {
     for v in anonymous_volumes(root, id) {
-        std::fs::remove_dir_all(&v)
-            .with_context(|| format!("cannot remove volume {}", v.display()))?;
+        std::fs::remove_dir_all(&v).map_err(|e| ContainerError::io("remove volume", &v, e))?;
     }
-    let snap = crate::snapshotter(root)?;
     let key = layer_key(id);
-    if snap.exists(&key) {
-        snap.remove(&key)
-            .with_context(|| format!("cannot remove the layer of container {id}"))?;
+    if snapshotter.exists(&key) {
+        snapshotter
+            .remove(&key)
+            .map_err(|source| ContainerError::Layer {
+                id: id.to_string(),
+                source,
+            })?;
     }
     let d = path(root, id);
-    std::fs::remove_dir_all(&d).with_context(|| format!("cannot remove {}", d.display()))
+    std::fs::remove_dir_all(&d).map_err(|e| ContainerError::io("remove", &d, e))
 }
 
 /// Takes the container's run lock (its supervisor holds it while it runs).
-pub fn lock(root: &Path, id: &str) -> Result<Locked> {
+pub fn lock(root: &Path, id: &str) -> Result<Locked, ContainerError> {
     let p = path(root, id).join("lock");
     let f = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&p)
-        .with_context(|| format!("cannot open {}", p.display()))?;
-    match flock(f, FlockMode::TryExclusive)? {
+        .map_err(|e| ContainerError::io("open", &p, e))?;
+    match flock(f, FlockMode::TryExclusive).map_err(|e| ContainerError::io("lock", &p, e))? {
         Some(l) => Ok(l),
-        None => bail!("container {id} is already running"),
+        None => Err(ContainerError::AlreadyRunning { id: id.to_string() }),
     }
 }
 
@@ -174,7 +189,7 @@ pub fn running(root: &Path, id: &str) -> bool {
 }
 
 /// Finds a container by name, full id or id prefix.
-pub fn find(root: &Path, what: &str) -> Result<State> {
+pub fn find(root: &Path, what: &str) -> Result<State, ContainerError> {
     let all = list(root);
     if let Some(s) = all.iter().find(|s| s.name == what || s.id == what) {
         return Ok(s.clone());
@@ -182,85 +197,12 @@ pub fn find(root: &Path, what: &str) -> Result<State> {
     let hits: Vec<&State> = all.iter().filter(|s| s.id.starts_with(what)).collect();
     match hits.as_slice() {
         [one] if !what.is_empty() => Ok((*one).clone()),
-        [] | [_] => bail!("no such container: {what}"),
-        many => bail!(
-            "container id prefix {what} is ambiguous: it matches {}",
-            many.iter()
-                .map(|s| s.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// The host pid of the running container's init (pid 1 of its PID
-/// namespace): the child of its keeper, itself a child of the supervisor.
-/// `None` when it is not running (or between two runs of a restart).
-pub fn init_pid(root: &Path, s: &State) -> Option<u32> {
-    if !running(root, &s.id) {
-        return None;
-    }
-    let procs: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| Some((pid, parent_pid(pid)?)))
-        .collect();
-    let keepers: Vec<u32> = procs
-        .iter()
-        .filter(|(_, ppid)| *ppid == s.supervisor)
-        .map(|(pid, _)| *pid)
-        .collect();
-    procs
-        .iter()
-        .filter(|(_, ppid)| keepers.contains(ppid))
-        .map(|(pid, _)| *pid)
-        .find(|pid| is_namespace_init(*pid))
-}
-
-/// Whether the process `pid` has a child: a container's init has one once
-/// it started the container's command.
-pub fn has_child(pid: u32) -> bool {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .any(|p| parent_pid(p) == Some(pid))
-}
-
-/// The parent pid of `pid`, from `/proc/PID/stat`.
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name (field 2) is in parentheses and may hold anything.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Whether `pid` is pid 1 of a PID namespace below ours (`NSpid: N 1`).
-fn is_namespace_init(pid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .is_some_and(|ids| {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            ids.len() >= 2 && ids.last() == Some(&"1")
-        })
-}
-
-/// "Up 3 minutes", "Exited (0) 2 seconds ago", as `docker ps` says it.
-pub fn status_text(root: &Path, s: &State) -> String {
-    if running(root, &s.id) {
-        return format!(
-            "Up {}",
-            crate::cmd_image::since(&s.created).trim_end_matches(" ago")
-        );
-    }
-    match (s.exit_code, &s.finished) {
-        (Some(code), Some(t)) => format!("Exited ({code}) {}", crate::cmd_image::since(t)),
-        _ => "Exited (unknown)".to_string(),
+        [] | [_] => Err(ContainerError::NotFound {
+            what: what.to_string(),
+        }),
+        many => Err(ContainerError::Ambiguous {
+            prefix: what.to_string(),
+            ids: many.iter().map(|s| s.id.clone()).collect(),
+        }),
     }
 }

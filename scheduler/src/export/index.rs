@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
 use rbk_compiler::BuildGraph;
-use rbk_scheduler::{BuildSummary, BuiltImage};
 use rbk_store::images::Store;
 use rbk_store::reference::Reference;
+
+use super::ExportError;
+use crate::{BuildSummary, BuiltImage};
 
 /// The image names built for several platforms, with the tags held back
 /// from each platform's image for their index.
@@ -47,7 +48,11 @@ pub fn hold_tags(graph: &mut BuildGraph) -> Groups {
 /// group's tags, and puts it in `summary` in their place (its id and
 /// manifest are the index's digest, as buildx reports a multi-platform
 /// image).
-pub fn commit_indexes(store: &Store, groups: &Groups, summary: &mut BuildSummary) -> Result<()> {
+pub fn commit_indexes(
+    store: &Store,
+    groups: &Groups,
+    summary: &mut BuildSummary,
+) -> Result<(), ExportError> {
     for (name, tags) in &groups.0 {
         let members: Vec<&BuiltImage> = summary.images.iter().filter(|i| &i.name == name).collect();
         let Some(first) = members.first() else {
@@ -63,7 +68,10 @@ pub fn commit_indexes(store: &Store, groups: &Groups, summary: &mut BuildSummary
             .collect::<Result<Vec<_>, _>>()?;
         let index = store
             .commit_index(&images, &refs, &BTreeMap::new())
-            .with_context(|| format!("cannot make the index of {name}"))?;
+            .map_err(|source| ExportError::Index {
+                name: name.clone(),
+                source,
+            })?;
         let digest = index.entry_digest().clone();
         let built = BuiltImage {
             name: name.clone(),

@@ -1,8 +1,8 @@
 //! The lint rules of `rbk check`: each one found where BuildKit finds it,
 //! and not on the corrected Dockerfile.
 
-use rbk_compiler::check::{check, CheckEnv, Report, RULES};
-use rbk_compiler::config::ImageConfig;
+use rbk_compiler::config::RuntimeConfig;
+use rbk_compiler::lint::{check, CheckEnv, Report, RULES};
 use rbk_compiler::lower::{BaseImage, ImageResolver, Input};
 use rbk_compiler::platform::Platform;
 
@@ -16,7 +16,7 @@ impl ImageResolver for Bases {
             "arm:latest" => "linux/arm64",
             _ => return None,
         };
-        let mut config = ImageConfig::default();
+        let mut config = RuntimeConfig::default();
         config.set_env("HOME", "/root");
         Some(BaseImage {
             config,
@@ -46,111 +46,114 @@ fn rules(src: &str) -> Vec<&'static str> {
     lint(src).findings.iter().map(|f| f.rule).collect()
 }
 
+/// Each rule, a Dockerfile it fires on, and the same fixed.
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "StageNameCasing",
+        "FROM base AS Build\n",
+        "FROM base AS build\n",
+    ),
+    (
+        "FromAsCasing",
+        "FROM base as build\n",
+        "FROM base AS build\n",
+    ),
+    (
+        "NoEmptyContinuation",
+        "FROM base\nRUN echo a \\\n\n  b\n",
+        "FROM base\nRUN echo a \\\n  b\n",
+    ),
+    (
+        "ConsistentInstructionCasing",
+        "FROM base\nRUN true\nrun true\n",
+        "FROM base\nRUN true\nRUN true\n",
+    ),
+    (
+        "DuplicateStageName",
+        "FROM base AS a\nFROM base AS a\n",
+        "FROM base AS a\nFROM base AS b\n",
+    ),
+    (
+        "ReservedStageName",
+        "FROM base AS scratch\n",
+        "FROM base AS s\n",
+    ),
+    (
+        "JSONArgsRecommended",
+        "FROM base\nCMD echo hi\n",
+        "FROM base\nCMD [\"echo\", \"hi\"]\n",
+    ),
+    (
+        "MaintainerDeprecated",
+        "FROM base\nMAINTAINER me\n",
+        "FROM base\nLABEL maintainer=me\n",
+    ),
+    (
+        "UndefinedArgInFrom",
+        "FROM base:${TAG}\n",
+        "ARG TAG=latest\nFROM base:${TAG}\n",
+    ),
+    (
+        "WorkdirRelativePath",
+        "FROM base\nWORKDIR app\n",
+        "FROM base\nWORKDIR /srv\nWORKDIR app\n",
+    ),
+    (
+        "UndefinedVar",
+        "FROM base\nCOPY $SRC /dst\n",
+        "FROM base\nARG SRC=.\nCOPY $SRC $HOME/dst\n",
+    ),
+    (
+        "MultipleInstructionsDisallowed",
+        "FROM base\nCMD [\"a\"]\nCMD [\"b\"]\n",
+        "FROM base\nCMD [\"a\"]\nFROM base\nCMD [\"b\"]\n",
+    ),
+    (
+        "LegacyKeyValueFormat",
+        "FROM base\nENV A 1\n",
+        "FROM base\nENV A=1\n",
+    ),
+    (
+        "InvalidDefaultArgInFrom",
+        "ARG TAG\nFROM base:${TAG}\n",
+        "ARG TAG=latest\nFROM base:${TAG}\n",
+    ),
+    (
+        "FromPlatformFlagConstDisallowed",
+        "FROM --platform=linux/amd64 base\n",
+        "FROM --platform=linux/amd64 base AS build-amd64\n",
+    ),
+    (
+        "CopyIgnoredFile",
+        "FROM base\nCOPY secret.txt /\n",
+        "FROM base\nCOPY public.txt /\n",
+    ),
+    (
+        "SecretsUsedInArgOrEnv",
+        "FROM base\nARG DB_PASSWORD\n",
+        "FROM base\nARG DB_HOST\n",
+    ),
+    (
+        "RedundantTargetPlatform",
+        "FROM --platform=$TARGETPLATFORM base\n",
+        "FROM --platform=$BUILDPLATFORM base\n",
+    ),
+    ("InvalidBaseImagePlatform", "FROM arm\n", "FROM base\n"),
+    (
+        "ExposeProtoCasing",
+        "FROM base\nEXPOSE 53/UDP\n",
+        "FROM base\nEXPOSE 53/udp\n",
+    ),
+    (
+        "ExposeInvalidFormat",
+        "FROM base\nEXPOSE 8080:80\n",
+        "FROM base\nEXPOSE 80\n",
+    ),
+];
+
 #[test]
 fn every_rule_fires_on_its_case_and_not_on_the_fix() {
-    let cases: &[(&str, &str, &str)] = &[
-        (
-            "StageNameCasing",
-            "FROM base AS Build\n",
-            "FROM base AS build\n",
-        ),
-        (
-            "FromAsCasing",
-            "FROM base as build\n",
-            "FROM base AS build\n",
-        ),
-        (
-            "NoEmptyContinuation",
-            "FROM base\nRUN echo a \\\n\n  b\n",
-            "FROM base\nRUN echo a \\\n  b\n",
-        ),
-        (
-            "ConsistentInstructionCasing",
-            "FROM base\nRUN true\nrun true\n",
-            "FROM base\nRUN true\nRUN true\n",
-        ),
-        (
-            "DuplicateStageName",
-            "FROM base AS a\nFROM base AS a\n",
-            "FROM base AS a\nFROM base AS b\n",
-        ),
-        (
-            "ReservedStageName",
-            "FROM base AS scratch\n",
-            "FROM base AS s\n",
-        ),
-        (
-            "JSONArgsRecommended",
-            "FROM base\nCMD echo hi\n",
-            "FROM base\nCMD [\"echo\", \"hi\"]\n",
-        ),
-        (
-            "MaintainerDeprecated",
-            "FROM base\nMAINTAINER me\n",
-            "FROM base\nLABEL maintainer=me\n",
-        ),
-        (
-            "UndefinedArgInFrom",
-            "FROM base:${TAG}\n",
-            "ARG TAG=latest\nFROM base:${TAG}\n",
-        ),
-        (
-            "WorkdirRelativePath",
-            "FROM base\nWORKDIR app\n",
-            "FROM base\nWORKDIR /srv\nWORKDIR app\n",
-        ),
-        (
-            "UndefinedVar",
-            "FROM base\nCOPY $SRC /dst\n",
-            "FROM base\nARG SRC=.\nCOPY $SRC $HOME/dst\n",
-        ),
-        (
-            "MultipleInstructionsDisallowed",
-            "FROM base\nCMD [\"a\"]\nCMD [\"b\"]\n",
-            "FROM base\nCMD [\"a\"]\nFROM base\nCMD [\"b\"]\n",
-        ),
-        (
-            "LegacyKeyValueFormat",
-            "FROM base\nENV A 1\n",
-            "FROM base\nENV A=1\n",
-        ),
-        (
-            "InvalidDefaultArgInFrom",
-            "ARG TAG\nFROM base:${TAG}\n",
-            "ARG TAG=latest\nFROM base:${TAG}\n",
-        ),
-        (
-            "FromPlatformFlagConstDisallowed",
-            "FROM --platform=linux/amd64 base\n",
-            "FROM --platform=linux/amd64 base AS build-amd64\n",
-        ),
-        (
-            "CopyIgnoredFile",
-            "FROM base\nCOPY secret.txt /\n",
-            "FROM base\nCOPY public.txt /\n",
-        ),
-        (
-            "SecretsUsedInArgOrEnv",
-            "FROM base\nARG DB_PASSWORD\n",
-            "FROM base\nARG DB_HOST\n",
-        ),
-        (
-            "RedundantTargetPlatform",
-            "FROM --platform=$TARGETPLATFORM base\n",
-            "FROM --platform=$BUILDPLATFORM base\n",
-        ),
-        ("InvalidBaseImagePlatform", "FROM arm\n", "FROM base\n"),
-        (
-            "ExposeProtoCasing",
-            "FROM base\nEXPOSE 53/UDP\n",
-            "FROM base\nEXPOSE 53/udp\n",
-        ),
-        (
-            "ExposeInvalidFormat",
-            "FROM base\nEXPOSE 8080:80\n",
-            "FROM base\nEXPOSE 80\n",
-        ),
-    ];
+    let cases = CASES;
     let covered: Vec<&str> = cases.iter().map(|c| c.0).collect();
     for (rule, _) in RULES {
         assert!(covered.contains(rule), "no case for {rule}");
