@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+
+use crate::build::secrets::SecretSource;
+use crate::inputs::BuildInputArgs;
 use rbk_scheduler::fileop::git::{self, FetchOptions, GitSource};
 use rbk_scheduler::fileop::remote::{self, RemoteContext};
 
@@ -73,4 +76,44 @@ pub fn fetch(
         dockerfile_only: matches!(got, RemoteContext::Dockerfile { .. }),
         _dir: dir,
     })
+}
+
+/// `rbk build URL`: the input arguments with the fetched context in the
+/// URL's place (`-f` then names a file inside it), or `None` for a local
+/// context. `BUILDKIT_CONTEXT_KEEP_GIT_DIR=1` among the build args keeps
+/// `.git`; a `GIT_AUTH_TOKEN` secret authenticates the fetch.
+pub fn resolve(
+    args: &BuildInputArgs,
+    tmp: &Path,
+    secrets: &[(String, SecretSource)],
+) -> anyhow::Result<Option<(BuildInputArgs, Fetched)>> {
+    let arg = args.path.to_string_lossy();
+    if !is_remote(&arg) {
+        return Ok(None);
+    }
+    let keep = args.build_args.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "BUILDKIT_CONTEXT_KEEP_GIT_DIR=1" | "BUILDKIT_CONTEXT_KEEP_GIT_DIR=true"
+        )
+    });
+    let token = match secrets.iter().find(|(id, _)| id == "GIT_AUTH_TOKEN") {
+        None => None,
+        Some((_, SecretSource::Env { value, .. })) => Some(value.trim().to_string()),
+        Some((_, SecretSource::File(f))) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the GIT_AUTH_TOKEN secret {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    let fetched = fetch(&arg, tmp, keep, token)?;
+    let mut out = args.clone();
+    out.path = fetched.context.clone();
+    out.file = match (&args.file, fetched.dockerfile_only) {
+        (_, true) => Some(fetched.context.join("Dockerfile")),
+        (Some(f), false) => Some(fetched.context.join(f.strip_prefix("/").unwrap_or(f))),
+        (None, false) => None,
+    };
+    Ok(Some((out, fetched)))
 }

@@ -25,6 +25,7 @@ mod pipes;
 mod plan_emit;
 mod platforms;
 mod racing;
+mod remote_context;
 mod rootless;
 mod run;
 mod security;

@@ -67,6 +67,8 @@ pub fn fetch_context(url_text: &str, into: &Path) -> Result<RemoteContext, FileO
             Ok(RemoteContext::Archive { digest })
         }
         None => {
+            // detect read the head through a clone sharing the offset
+            body.rewind().map_err(io("rewind the body"))?;
             let dest = into.join("Dockerfile");
             let mut out = std::fs::File::create(&dest).map_err(io("write the Dockerfile"))?;
             std::io::copy(&mut body, &mut out).map_err(io("write the Dockerfile"))?;
