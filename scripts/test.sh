@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(busybox-static gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 python3-venv python3-pip docker.io openssh-client chromium qemu-user-static)
+pkgs=(busybox-static git rpm gcc libc6-dev uidmap slirp4netns skopeo umoci buildah runc docker-registry apache2-utils openssl debootstrap curl bc tar gzip zstd python3 python3-venv python3-pip docker.io openssh-client chromium qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -17,6 +17,7 @@ mod cmd_meta;
 mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
+mod cmd_sign;
 mod cmd_system;
 mod cmd_volume;
 mod complete;
@@ -37,6 +38,7 @@ mod plan_emit;
 mod ports;
 mod progress;
 mod prompt;
+mod remote_context;
 mod report;
 mod rootless;
 mod ssh;
@@ -102,6 +104,10 @@ enum Command {
     Pull(cmd_registry::PullArgs),
     /// Upload an image to a registry
     Push(cmd_registry::PushArgs),
+    /// Sign an image in a registry the way cosign does (key pair: --generate-key)
+    Sign(cmd_sign::SignArgs),
+    /// Check an image's cosign signatures with a public key
+    Verify(cmd_sign::VerifyArgs),
     /// Log in to a registry (credentials are checked, then stored 0600)
     Login(cmd_registry::LoginArgs),
     /// Forget a registry's stored credentials
@@ -216,6 +222,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Pull(a) => cmd_registry::pull(&root, &a),
         Command::Push(a) => cmd_registry::push(&root, &a),
+        Command::Sign(a) => cmd_sign::sign(&root, &a),
+        Command::Verify(a) => cmd_sign::verify(&root, &a),
         Command::Login(a) => cmd_registry::login(&a),
         Command::Logout(a) => cmd_registry::logout(&a),
         Command::Parse(a) => cmd_graph::parse(&a),

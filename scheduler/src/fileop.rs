@@ -36,7 +36,9 @@
 mod archive;
 mod chown;
 mod dest;
+pub mod git;
 mod keyed;
+pub mod remote;
 mod url;
 
 use std::path::{Path, PathBuf};

@@ -55,6 +55,18 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         Some((a, dir)) => (a, Some(dir)),
         None => (input_args, None),
     };
+    // `rbk build URL`: a git repository or a tarball fetched first.
+    let (input_args, _remote) = match crate::remote_context::resolve(
+        &input_args,
+        &store.root().join("tmp"),
+        &settings.secrets,
+    )? {
+        Some((a, fetched)) => {
+            eprintln!("context {} at {}", fetched.uri, fetched.digest);
+            (a, Some(fetched))
+        }
+        None => (input_args, None),
+    };
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
     if settings.check {
         // As `rbk check`: the store's bases, nothing pulled, nothing built.

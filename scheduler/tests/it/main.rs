@@ -4,4 +4,5 @@ mod build;
 mod core;
 mod fakes;
 mod fileop;
+mod git;
 mod stepkind;

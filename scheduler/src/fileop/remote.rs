@@ -1,0 +1,78 @@
+//! A build context given as an `http(s)://` URL, as `docker build URL`
+//! takes one: a tar archive (plain, gzip, bzip2, xz, zstd) is extracted as
+//! the context, with the same confinement as `ADD`'s extraction (no entry
+//! lands outside the directory); any other body is the Dockerfile itself,
+//! with an empty context.
+
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use sha2::Digest as _;
+
+use super::dest::Writer;
+use super::{archive, url, FileOpError};
+
+/// What a context URL turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteContext {
+    /// A tar archive, extracted; `sha256:<hex>` of the bytes fetched.
+    Archive {
+        /// Digest of the download.
+        digest: String,
+    },
+    /// A Dockerfile, written as `Dockerfile` in an otherwise empty
+    /// context; `sha256:<hex>` of it.
+    Dockerfile {
+        /// Digest of the download.
+        digest: String,
+    },
+}
+
+impl RemoteContext {
+    /// `sha256:<hex>` of what was fetched.
+    pub fn digest(&self) -> &str {
+        match self {
+            RemoteContext::Archive { digest } | RemoteContext::Dockerfile { digest } => digest,
+        }
+    }
+}
+
+/// Fetches the context at `url` into the empty directory `into`.
+pub fn fetch_context(url_text: &str, into: &Path) -> Result<RemoteContext, FileOpError> {
+    let dl = url::download(url_text, None)?;
+    let io = |op: &'static str| {
+        move |source: std::io::Error| FileOpError::DownloadBody {
+            url: url_text.to_string(),
+            op,
+            source,
+        }
+    };
+    let mut body = dl.body;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = body.read(&mut buf).map_err(io("read the body"))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let digest = format!("sha256:{}", hex::encode(h.finalize()));
+    body.rewind().map_err(io("rewind the body"))?;
+    let label = Path::new(url_text);
+    match archive::detect(&body, label)? {
+        Some(format) => {
+            let w = Writer::new(into, false, (0, 0));
+            archive::extract(&w, &body, label, format, into, None)?;
+            Ok(RemoteContext::Archive { digest })
+        }
+        None => {
+            // detect read the head through a clone sharing the offset
+            body.rewind().map_err(io("rewind the body"))?;
+            let dest = into.join("Dockerfile");
+            let mut out = std::fs::File::create(&dest).map_err(io("write the Dockerfile"))?;
+            std::io::copy(&mut body, &mut out).map_err(io("write the Dockerfile"))?;
+            Ok(RemoteContext::Dockerfile { digest })
+        }
+    }
+}
