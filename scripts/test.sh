@@ -58,6 +58,8 @@ fi
 
 # Two cores: one test binary at a time, tests inside it in parallel.
 status=0
+echo "== the code's shape (import circles, file sizes)"
+./scripts/shape.sh || status=1
 cargo test --workspace --no-fail-fast -- --test-threads=4 || status=$?
 
 if [ "$(id -u)" = 0 ]; then

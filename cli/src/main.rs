@@ -38,7 +38,6 @@ mod plan_emit;
 mod ports;
 mod progress;
 mod prompt;
-mod remote_context;
 mod report;
 mod rootless;
 mod ssh;

@@ -33,10 +33,10 @@ use crate::error::StoreError;
 use crate::images::{Image, Store};
 use crate::layer::DiffOptions;
 use crate::lease::Leased;
-use crate::oci::{self, Descriptor};
 use crate::mount::Mount;
-use crate::snapshot::{SnapshotError, Snapshotter};
 use crate::mount::{MountError, MountGuard};
+use crate::oci::{self, Descriptor};
+use crate::snapshot::{SnapshotError, Snapshotter};
 use crate::unpack::{unpack_layers, LayerRef, UnpackError};
 
 /// Why a workspace could not be made, committed or released.
@@ -223,7 +223,9 @@ impl<'a> Workspace<'a> {
             snapshotter,
             snapshot: (!keep).then(|| key.to_string()),
             key: key.to_string(),
-            target: crate::Layout::new(root).tmp().join(format!("{key}-{suffix}")),
+            target: crate::Layout::new(root)
+                .tmp()
+                .join(format!("{key}-{suffix}")),
             mounted: None,
             volatile: false,
         };

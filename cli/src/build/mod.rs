@@ -1,6 +1,7 @@
 //! `rbk build`'s engine room. The flags become one [`BuildSettings`]
 //! first ([`args`] → [`settings`], every value checked before any work);
-//! then [`run`] reads the files, compiles them ([`compile`], shared with
+//! then [`run`] reads the files (a git or HTTP context fetched first by
+//! [`remote`]), compiles them ([`compile`], shared with
 //! `rbk check`, `rbk graph`, `rbk plan` and `rbk bake`), checks what was
 //! asked against what the build makes ([`checks`]), runs the session
 //! ([`session`]) and exports and reports the result ([`finish`]). Nothing
@@ -14,6 +15,7 @@ pub mod compile;
 pub mod finish;
 pub mod layouts;
 pub mod lint;
+pub mod remote;
 pub mod resolver;
 pub mod secrets;
 pub mod session;
@@ -56,17 +58,14 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         None => (input_args, None),
     };
     // `rbk build URL`: a git repository or a tarball fetched first.
-    let (input_args, _remote) = match crate::remote_context::resolve(
-        &input_args,
-        &store.root().join("tmp"),
-        &settings.secrets,
-    )? {
-        Some((a, fetched)) => {
-            eprintln!("context {} at {}", fetched.uri, fetched.digest);
-            (a, Some(fetched))
-        }
-        None => (input_args, None),
-    };
+    let (input_args, _remote) =
+        match remote::resolve(&input_args, &store.root().join("tmp"), &settings.secrets)? {
+            Some((a, fetched)) => {
+                eprintln!("context {} at {}", fetched.uri, fetched.digest);
+                (a, Some(fetched))
+            }
+            None => (input_args, None),
+        };
     let (inputs, target_settings) = inputs::load_with_settings(&input_args)?;
     if settings.check {
         // As `rbk check`: the store's bases, nothing pulled, nothing built.

@@ -9,16 +9,37 @@ use std::process::{Command, Output};
 use crate::build::store_with_busybox;
 use crate::cache::{ok, Registry};
 
-fn rbk_in(cwd: &Path, root: &Path, password: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rbk"))
-        .current_dir(cwd)
-        .arg("--root")
-        .arg(root)
-        .env_remove("RBK_ROOT")
-        .env("COSIGN_PASSWORD", password)
-        .args(args)
-        .output()
-        .unwrap()
+/// rbk run in the key directory with `$COSIGN_PASSWORD`.
+struct Signer<'a> {
+    keys: &'a Path,
+    root: &'a Path,
+    image: String,
+    insecure: String,
+}
+
+impl Signer<'_> {
+    fn run(&self, password: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rbk"))
+            .current_dir(self.keys)
+            .arg("--root")
+            .arg(self.root)
+            .env_remove("RBK_ROOT")
+            .env("COSIGN_PASSWORD", password)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn sign(&self, password: &str, key: &str) -> Output {
+        self.run(
+            password,
+            &["sign", "--key", key, &self.image, &self.insecure],
+        )
+    }
+
+    fn verify(&self, key: &str) -> Output {
+        self.run("", &["verify", "--key", key, &self.image, &self.insecure])
+    }
 }
 
 #[test]
@@ -31,29 +52,29 @@ fn signatures_round_trip_through_the_registry() {
         return;
     };
     let keys = tempfile::tempdir().unwrap();
-    let root = &store.path().join("store");
-    let image = format!("{}/signed/app:1", reg.host);
-    let insecure = format!("--insecure-registry={}", reg.host);
-    ok(rbk_in(
-        keys.path(),
-        root,
+    let root = store.path().join("store");
+    let s = Signer {
+        keys: keys.path(),
+        root: &root,
+        image: format!("{}/signed/app:1", reg.host),
+        insecure: format!("--insecure-registry={}", reg.host),
+    };
+    ok(s.run(
         "",
-        &["push", "-q", "localhost/busybox:latest", &image, &insecure],
+        &[
+            "push",
+            "-q",
+            "localhost/busybox:latest",
+            &s.image,
+            &s.insecure,
+        ],
     ));
-
-    ok(rbk_in(
-        keys.path(),
-        root,
-        "pw1",
-        &["sign", "--generate-key"],
-    ));
-    ok(rbk_in(
-        keys.path(),
-        root,
+    ok(s.run("pw1", &["sign", "--generate-key"]));
+    ok(s.run(
         "pw2",
         &["sign", "--generate-key", "--output-key-prefix", "second"],
     ));
-    let again = rbk_in(keys.path(), root, "pw1", &["sign", "--generate-key"]);
+    let again = s.run("pw1", &["sign", "--generate-key"]);
     assert!(
         !again.status.success(),
         "an existing key is not overwritten"
@@ -64,70 +85,35 @@ fn signatures_round_trip_through_the_registry() {
         0o600
     );
 
-    let unsigned = rbk_in(
-        keys.path(),
-        root,
-        "",
-        &["verify", "--key", "cosign.pub", &image, &insecure],
+    assert_eq!(
+        s.verify("cosign.pub").status.code(),
+        Some(1),
+        "nothing signed yet"
     );
-    assert_eq!(unsigned.status.code(), Some(1), "nothing signed yet");
-
-    let wrong_pw = rbk_in(
-        keys.path(),
-        root,
-        "nope",
-        &["sign", "--key", "cosign.key", &image, &insecure],
-    );
+    let wrong_pw = s.sign("nope", "cosign.key");
     assert!(!wrong_pw.status.success());
     assert!(String::from_utf8_lossy(&wrong_pw.stderr).contains("password"));
 
-    ok(rbk_in(
-        keys.path(),
-        root,
-        "pw1",
-        &["sign", "--key", "cosign.key", &image, &insecure],
-    ));
-    let (payload, _) = ok(rbk_in(
-        keys.path(),
-        root,
-        "",
-        &["verify", "--key", "cosign.pub", &image, &insecure],
-    ));
+    ok(s.sign("pw1", "cosign.key"));
+    let (payload, _) = ok(s.verify("cosign.pub"));
     let claims: serde_json::Value = serde_json::from_str(payload.lines().next().unwrap()).unwrap();
+    let critical = &claims["critical"];
     assert_eq!(
-        claims["critical"]["identity"]["docker-reference"],
+        critical["identity"]["docker-reference"],
         format!("{}/signed/app", reg.host)
     );
-    assert!(claims["critical"]["image"]["docker-manifest-digest"]
+    assert!(critical["image"]["docker-manifest-digest"]
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
-
-    let other = rbk_in(
-        keys.path(),
-        root,
-        "",
-        &["verify", "--key", "second.pub", &image, &insecure],
+    assert_eq!(
+        s.verify("second.pub").status.code(),
+        Some(1),
+        "another key does not verify"
     );
-    assert_eq!(other.status.code(), Some(1), "another key does not verify");
 
     // A second signer adds a signature; the first still verifies.
-    ok(rbk_in(
-        keys.path(),
-        root,
-        "pw2",
-        &["sign", "--key", "second.key", &image, &insecure],
-    ));
-    ok(rbk_in(
-        keys.path(),
-        root,
-        "",
-        &["verify", "--key", "second.pub", &image, &insecure],
-    ));
-    ok(rbk_in(
-        keys.path(),
-        root,
-        "",
-        &["verify", "--key", "cosign.pub", &image, &insecure],
-    ));
+    ok(s.sign("pw2", "second.key"));
+    ok(s.verify("second.pub"));
+    ok(s.verify("cosign.pub"));
 }

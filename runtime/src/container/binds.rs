@@ -37,7 +37,9 @@ pub fn hostname_file(
     key: &str,
     hostname: &str,
 ) -> Result<(BindMount, TempDirs), ContainerError> {
-    let dir = rbk_store::Layout::new(root).tmp().join(format!("{key}-etc"));
+    let dir = rbk_store::Layout::new(root)
+        .tmp()
+        .join(format!("{key}-etc"));
     std::fs::create_dir_all(&dir).map_err(|e| ContainerError::io("create", &dir, e))?;
     let guard = TempDirs(vec![dir.clone()]);
     let file = dir.join("hostname");

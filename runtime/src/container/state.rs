@@ -16,8 +16,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rbk_store::snapshot::Snapshotter;
 use rbk_store::flock::{flock, FlockMode, Locked};
+use rbk_store::snapshot::Snapshotter;
 use serde::{Deserialize, Serialize};
 
 use super::ContainerError;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::build::secrets::SecretSource;
+use super::secrets::SecretSource;
 use crate::inputs::BuildInputArgs;
 use rbk_scheduler::fileop::git::{self, FetchOptions, GitSource};
 use rbk_scheduler::fileop::remote::{self, RemoteContext};
