@@ -93,7 +93,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> Result<i32> {
         working_dir: Some(state.workdir.clone()),
         ..ContainerConfig::default()
     };
-    let env = merged_env(&config, &a.env, |k| std::env::var(k).ok(), a.tty)?;
+    let env = merged_env(&config, &a.env, crate::env::text, a.tty)?;
     let process = ProcessFlags {
         workdir: a.workdir.clone(),
         user: a.user.clone(),

@@ -24,7 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// The container this `rbk run` supervises, when `rbk run -d` (or `rbk
 /// start`) started it as a detached container's supervisor.
 pub fn supervised_id() -> Result<Option<String>> {
-    let Ok(id) = std::env::var(DETACHED_ID) else {
+    let Some(id) = crate::env::text(DETACHED_ID) else {
         return Ok(None);
     };
     if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.len() != 12 {

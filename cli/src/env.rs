@@ -54,3 +54,14 @@ pub fn source_date_epoch() -> Option<i64> {
 pub fn text(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+/// `$PATH`, where the CLI looks for the helper programs it runs.
+pub fn path() -> Option<std::ffi::OsString> {
+    std::env::var_os("PATH")
+}
+
+/// The whole environment, for a process rbk starts as itself (rootless
+/// re-execution keeps the caller's environment).
+pub fn all() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().collect()
+}

@@ -51,7 +51,7 @@ pub(crate) fn user_name(uid: u32) -> Option<String> {
 
 /// A tool on the PATH, or in the usual system directories.
 pub(crate) fn find_tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
+    crate::env::path()
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .chain([

@@ -112,7 +112,7 @@ pub fn fork_into_user_namespace(
         .map(|a| to_c(a.as_bytes()))
         .collect::<Result<_, _>>()?;
     let mut envp: Vec<CString> = Vec::new();
-    for (k, v) in std::env::vars_os() {
+    for (k, v) in crate::env::all() {
         if env.iter().any(|(name, _)| k.as_bytes() == name.as_bytes()) {
             continue;
         }

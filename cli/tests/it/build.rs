@@ -574,36 +574,7 @@ fn a_build_warns_of_lint_findings_once() {
 fn bake_files_variables_inherits_matrix_set_and_print() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(
-        d,
-        &[
-            (
-                "app/Dockerfile",
-                "FROM localhost/busybox:latest\nARG FLAVOR=none\nRUN echo $FLAVOR > /flavor\n",
-            ),
-            (
-                "docker-bake.json",
-                r#"{
-  "variable": {"TAG": {"default": "1.0"}},
-  "group": {"default": {"targets": ["app"]}},
-  "target": {
-    "common": {"context": "app", "labels": {"team": "core"}},
-    "app": {
-      "inherits": ["common"],
-      "matrix": {"flavor": ["slim", "full"]},
-      "name": "app-${flavor}",
-      "args": {"FLAVOR": "${flavor}"},
-      "tags": ["example/app:${TAG}-${flavor}"]
-    }
-  }
-}"#,
-            ),
-            (
-                "rbk.toml",
-                "[variable.TAG]\ndefault = \"1.0\"\n\n[target.app]\ncontext = \"app\"\ntags = [\"example/app:${TAG}\"]\n",
-            ),
-        ],
-    );
+    write_a_bake_file_and_an_rbk_toml(d);
     let root = d.join("store");
     let bake = d.join("docker-bake.json").display().to_string();
     // --print: bake's shape, the environment over the variable's default,
@@ -640,24 +611,7 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
         doc["target"]["app"]["tags"],
         serde_json::json!(["example/app:1.0"])
     );
-    // docker-bake.hcl: variables, functions, a conditional.
-    std::fs::write(
-        d.join("docker-bake.hcl"),
-        "variable \"TAG\" { default = \"1.0\" }\ntarget \"app\" {\n  context = \"app\"\n  tags = [\"example/app:${lower(TAG)}\"]\n  args = { FLAVOR = notequal(TAG, \"1.0\") ? \"new\" : \"old\" }\n}\n",
-    )
-    .unwrap();
-    let hcl = d.join("docker-bake.hcl").display().to_string();
-    let out = succeed(
-        rbk(&root)
-            .args(["build", "--print", &hcl])
-            .env("TAG", "RC1"),
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        doc["target"]["app"]["tags"],
-        serde_json::json!(["example/app:rc1"])
-    );
-    assert_eq!(doc["target"]["app"]["args"]["FLAVOR"], "new");
+    a_bake_hcl_file_has_variables_functions_and_conditionals(d, &root);
     // -t with several targets is refused; an unknown variable is named.
     let out = rbk(&root)
         .args(["build", "-t", "x", &bake])
@@ -674,6 +628,60 @@ fn bake_files_variables_inherits_matrix_set_and_print() {
     let df = d.join("app/Dockerfile").display().to_string();
     let out = succeed(rbk(&root).args(["graph", &df]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("RUN echo $FLAVOR"));
+}
+
+/// In `d`: `app/Dockerfile`, a `docker-bake.json` with a variable, a
+/// group, inheritance and a matrix over it, and an `rbk.toml` with the
+/// same variable.
+fn write_a_bake_file_and_an_rbk_toml(d: &Path) {
+    write(
+        d,
+        &[
+            (
+                "app/Dockerfile",
+                "FROM localhost/busybox:latest\nARG FLAVOR=none\nRUN echo $FLAVOR > /flavor\n",
+            ),
+            (
+                "docker-bake.json",
+                r#"{
+  "variable": {"TAG": {"default": "1.0"}},
+  "group": {"default": {"targets": ["app"]}},
+  "target": {
+    "common": {"context": "app", "labels": {"team": "core"}},
+    "app": {
+      "inherits": ["common"],
+      "matrix": {"flavor": ["slim", "full"]},
+      "name": "app-${flavor}",
+      "args": {"FLAVOR": "${flavor}"},
+      "tags": ["example/app:${TAG}-${flavor}"]
+    }
+  }
+}"#,
+            ),
+            (
+                "rbk.toml",
+                "[variable.TAG]\ndefault = \"1.0\"\n\n[target.app]\ncontext = \"app\"\ntags = [\"example/app:${TAG}\"]\n",
+            ),
+        ],
+    );
+}
+
+/// docker-bake.hcl in `d`: variables, functions, a conditional, as
+/// `--print` shows them.
+fn a_bake_hcl_file_has_variables_functions_and_conditionals(d: &Path, root: &Path) {
+    std::fs::write(
+        d.join("docker-bake.hcl"),
+        "variable \"TAG\" { default = \"1.0\" }\ntarget \"app\" {\n  context = \"app\"\n  tags = [\"example/app:${lower(TAG)}\"]\n  args = { FLAVOR = notequal(TAG, \"1.0\") ? \"new\" : \"old\" }\n}\n",
+    )
+    .unwrap();
+    let hcl = d.join("docker-bake.hcl").display().to_string();
+    let out = succeed(rbk(root).args(["build", "--print", &hcl]).env("TAG", "RC1"));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["target"]["app"]["tags"],
+        serde_json::json!(["example/app:rc1"])
+    );
+    assert_eq!(doc["target"]["app"]["args"]["FLAVOR"], "new");
 }
 
 #[test]

@@ -188,12 +188,72 @@ fn two_stores_share_the_cache_through_a_registry() {
     let cache = format!("{host}/cache/app:buildcache");
     let min_cache = format!("{host}/cache/app:min");
 
-    // Store A pulls the base (FROM), builds, and exports every step.
-    let (_, err) = ok(rbk(&store_a)
+    store_a_pulls_the_base_builds_and_exports_every_step(&store_a, &ctx, &base, &cache, &min_cache);
+    let (id_a, digest_a) = ids(&store_a, "app:1");
+    the_cache_ref_is_an_index_of_record_artifacts(host);
+
+    store_b_takes_every_step_from_the_registry(b.path(), &ctx, &cache);
+    let (id_b, digest_b) = ids(&store_b, "app:1");
+    assert_eq!(id_a, id_b, "the same image id");
+    assert_eq!(digest_a, digest_b, "the same manifest digest");
+    only_the_final_images_layers_came_over(&store_a, b.path());
+
+    // And the image works.
+    let (out, _) = ok(rbk(&store_b)
+        .args(["run", "--rm", "app:1", "cat", "/both"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "built\ndata\n");
+
+    // A second build in B needs no registry cache any more.
+    let (_, err) = ok(rbk(&store_b)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--pull=never",
+            "-t",
+            "app:1",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("0 steps run, 4 cached"), "{err}");
+
+    // A third store with only the min cache: the final steps are served,
+    // so the build stage, which that cache lacks, is not run at all.
+    let Some(c) = store_with_busybox(test) else {
+        return;
+    };
+    let store_c = c.path().join("store");
+    let (_, err) = ok(rbk(&store_c)
+        .args(["build", "--progress", "plain", "-t", "app:1"])
+        .arg(format!("--cache-from=type=registry,ref={min_cache}"))
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("0 steps run, 3 cached"), "{err}");
+    assert!(
+        !err.contains("echo built"),
+        "the build stage was run: {err}"
+    );
+    assert_eq!(ids(&store_c, "app:1"), (id_a, digest_a));
+}
+
+/// Store A pulls the base (FROM), builds `ctx` as app:1, and exports
+/// every step to `cache` (mode=max) and the final stage's to `min_cache`.
+fn store_a_pulls_the_base_builds_and_exports_every_step(
+    store_a: &Path,
+    ctx: &Path,
+    base: &str,
+    cache: &str,
+    min_cache: &str,
+) {
+    let (_, err) = ok(rbk(store_a)
         .args(["build", "--progress", "plain", "-t", "app:1"])
         .arg(format!("--cache-to=type=registry,ref={cache},mode=max"))
         .arg(format!("--cache-to=type=registry,ref={min_cache}"))
-        .arg(&ctx)
+        .arg(ctx)
         .output()
         .unwrap());
     assert!(err.contains(&format!("pulling {base}")), "{err}");
@@ -209,10 +269,12 @@ fn two_stores_share_the_cache_through_a_registry() {
         err.contains(&format!("exported cache to {min_cache}: 6 records")),
         "{err}"
     );
-    let (id_a, digest_a) = ids(&store_a, "app:1");
-    // The cache ref names an index of this export's records; each record
-    // is its own artifact tagged next to it: the record as config, its
-    // layer gzip-compressed (the store keeps it uncompressed).
+}
+
+/// The cache ref names an index of this export's records; each record
+/// is its own artifact tagged next to it: the record as config, its
+/// layer gzip-compressed (the store keeps it uncompressed).
+fn the_cache_ref_is_an_index_of_record_artifacts(host: &str) {
     let get_manifest = |tag: &str| {
         let out = Command::new("curl")
             .args([
@@ -264,10 +326,13 @@ fn two_stores_share_the_cache_through_a_registry() {
             "application/vnd.oci.image.layer.v1.tar+gzip"
         );
     }
+}
 
-    // Store B has never seen the base or the build: it pulls the base and
-    // takes every step from the registry, through an rbk.toml this time.
-    let proj = b.path().join("proj");
+/// Store B (under `b`) has never seen the base or the build: it pulls the
+/// base and takes every step from the registry's `cache`, through an
+/// rbk.toml this time.
+fn store_b_takes_every_step_from_the_registry(b: &Path, ctx: &Path, cache: &str) {
+    let proj = b.join("proj");
     write(
         &proj,
         &[(
@@ -278,7 +343,7 @@ fn two_stores_share_the_cache_through_a_registry() {
             ),
         )],
     );
-    let (_, err) = ok(rbk(&store_b)
+    let (_, err) = ok(rbk(&b.join("store"))
         .args(["build", "--progress", "plain"])
         .arg(proj.join("rbk.toml"))
         .output()
@@ -288,68 +353,28 @@ fn two_stores_share_the_cache_through_a_registry() {
         "{err}"
     );
     assert!(err.contains("0 steps run, 4 cached"), "{err}");
-    let (id_b, digest_b) = ids(&store_b, "app:1");
-    assert_eq!(id_a, id_b, "the same image id");
-    assert_eq!(digest_a, digest_b, "the same manifest digest");
+}
 
-    // Only the final image's layers came over: not the build stage's.
-    let stage_layer = record_layer(&store_a, "echo built");
-    assert!(blob(&store_a, &stage_layer).exists());
+/// Only the final image's layers came over to the store under `b`: not
+/// the build stage's; and the gzip blob each came as is kept as its gzip
+/// copy.
+fn only_the_final_images_layers_came_over(store_a: &Path, b: &Path) {
+    let store_b = b.join("store");
+    let stage_layer = record_layer(store_a, "echo built");
+    assert!(blob(store_a, &stage_layer).exists());
     assert!(
         !blob(&store_b, &stage_layer).exists(),
         "the build stage's layer was fetched"
     );
-    let final_layer = record_layer(&store_a, "cat /artifact");
+    let final_layer = record_layer(store_a, "cat /artifact");
     assert!(blob(&store_b, &final_layer).exists());
     // The gzip blob it came as is kept as that layer's gzip copy, so a
     // push or export from B does not compress it again.
     let variant = b
-        .path()
         .join("store/variants/gzip")
         .join(final_layer.trim_start_matches("sha256:"));
     let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&variant).unwrap()).unwrap();
     assert!(blob(&store_b, rec["digest"].as_str().unwrap()).exists());
-
-    // And the image works.
-    let (out, _) = ok(rbk(&store_b)
-        .args(["run", "--rm", "app:1", "cat", "/both"])
-        .output()
-        .unwrap());
-    assert_eq!(out, "built\ndata\n");
-
-    // A second build in B needs no registry cache any more.
-    let (_, err) = ok(rbk(&store_b)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "-t",
-            "app:1",
-        ])
-        .arg(&ctx)
-        .output()
-        .unwrap());
-    assert!(err.contains("0 steps run, 4 cached"), "{err}");
-
-    // A third store with only the min cache: the final steps are served,
-    // so the build stage, which that cache lacks, is not run at all.
-    let Some(c) = store_with_busybox(test) else {
-        return;
-    };
-    let store_c = c.path().join("store");
-    let (_, err) = ok(rbk(&store_c)
-        .args(["build", "--progress", "plain", "-t", "app:1"])
-        .arg(format!("--cache-from=type=registry,ref={min_cache}"))
-        .arg(&ctx)
-        .output()
-        .unwrap());
-    assert!(err.contains("0 steps run, 3 cached"), "{err}");
-    assert!(
-        !err.contains("echo built"),
-        "the build stage was run: {err}"
-    );
-    assert_eq!(ids(&store_c, "app:1"), (id_a, digest_a));
 }
 
 #[test]
@@ -368,31 +393,7 @@ fn pull_policy_and_unreachable_caches() {
         &ctx,
         &[("Dockerfile", &format!("FROM {base}\nRUN echo hi > /hi\n"))],
     );
-
-    // --pull=never: the store lacks the base, and nothing is fetched.
-    let out = rbk(&store)
-        .args(["build", "--progress", "plain", "--pull=never"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&base), "{err}");
-
-    // Missing from the registry too: the pull failure is named.
-    let out = rbk(&store)
-        .args(["build", "--progress", "plain"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "base image {base} is not in the store and cannot be pulled"
-        )),
-        "{err}"
-    );
+    a_base_not_in_the_store_nor_the_registry_fails_by_name(&store, &ctx, &base);
 
     // Pushed: the default (missing) pulls it once, then uses the store.
     ok(rbk(&store)
@@ -429,18 +430,62 @@ fn pull_policy_and_unreachable_caches() {
         .unwrap());
     assert!(err.contains(&format!("pulling {base}")), "{err}");
     assert!(err.contains("0 steps run, 1 cached"), "{err}");
-    // Registry settings are read only when a registry is used: a bad CA
-    // file fails a build that pulls, not one that needs no registry.
-    ok(rbk(&store)
-        .args(["build", "--progress", "plain"])
-        .env("RBK_REGISTRY_CA", "/nonexistent/ca.pem")
+    registry_settings_are_read_only_when_a_registry_is_used(&store, &ctx, &base);
+    // A bad --cache-to is refused before anything runs.
+    let out = rbk(&store)
+        .args(["build", "--cache-to=type=gha"])
         .arg(&ctx)
         .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cache type \"gha\" is not supported"), "{err}");
+    assert!(!err.contains("#1 "), "a step ran: {err}");
+}
+
+/// With `base` in neither `store` nor its registry, a build of `ctx`
+/// fails naming it: --pull=never fetches nothing, and the default names
+/// the failed pull.
+fn a_base_not_in_the_store_nor_the_registry_fails_by_name(store: &Path, ctx: &Path, base: &str) {
+    // --pull=never: the store lacks the base, and nothing is fetched.
+    let out = rbk(store)
+        .args(["build", "--progress", "plain", "--pull=never"])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(base), "{err}");
+
+    // Missing from the registry too: the pull failure is named.
+    let out = rbk(store)
+        .args(["build", "--progress", "plain"])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "base image {base} is not in the store and cannot be pulled"
+        )),
+        "{err}"
+    );
+}
+
+/// Registry settings are read only when a registry is used: a bad CA
+/// file fails a build that pulls, not one that needs no registry.
+fn registry_settings_are_read_only_when_a_registry_is_used(store: &Path, ctx: &Path, base: &str) {
+    ok(rbk(store)
+        .args(["build", "--progress", "plain"])
+        .env("RBK_REGISTRY_CA", "/nonexistent/ca.pem")
+        .arg(ctx)
+        .output()
         .unwrap());
-    let out = rbk(&store)
+    let out = rbk(store)
         .args(["build", "--progress", "plain", "--pull"])
         .env("RBK_REGISTRY_CA", "/nonexistent/ca.pem")
-        .arg(&ctx)
+        .arg(ctx)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -454,14 +499,4 @@ fn pull_policy_and_unreachable_caches() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A bad --cache-to is refused before anything runs.
-    let out = rbk(&store)
-        .args(["build", "--cache-to=type=gha"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cache type \"gha\" is not supported"), "{err}");
-    assert!(!err.contains("#1 "), "a step ran: {err}");
 }

@@ -112,7 +112,31 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
     assert!(out.status.success(), "build: {}", stderr(&out));
     eprintln!("nginx built in {:.1?}", t.elapsed());
 
-    // nginx -V: compiled here, with the tutorial's options.
+    nginx_v_shows_the_tutorials_configure_arguments(root);
+
+    // The container's own network, its port 80 published on a free port of
+    // the host's loopback (port 80 may be taken where tests run).
+    let port = free_port();
+    let (mut child, status, body) = nginx_runs_until_it_answers(root, port);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("Welcome to nginx!"), "{body}");
+    assert!(body.contains("rbk"), "our COPY'd page: {body}");
+    sigterm_stops_nginx(&mut child, port);
+
+    // The rebuild is all cache.
+    let out = rbk(root, &build);
+    assert!(out.status.success(), "rebuild: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(": 0 steps run,"),
+        "the rebuild ran steps:\n{err}"
+    );
+    assert!(err.contains("CACHED"), "{err}");
+    eprintln!("whole nginx path in {:.1?}", started.elapsed());
+}
+
+/// nginx -V: compiled here, with the tutorial's options.
+fn nginx_v_shows_the_tutorials_configure_arguments(root: &std::path::Path) {
     let v = rbk(
         root,
         &[
@@ -143,14 +167,12 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
         assert!(v.contains(arg), "nginx -V lacks {arg}:\n{v}");
     }
     assert!(v.contains("nginx version: nginx/1.22.1"), "{v}");
+}
 
-    // The container's own network, its port 80 published on a free port of
-    // the host's loopback (port 80 may be taken where tests run).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// `rbk run` of the nginx image with its port 80 published on `port` of
+/// the host's loopback, until `GET /` answers: the running rbk, the
+/// status line and the body.
+fn nginx_runs_until_it_answers(root: &std::path::Path, port: u16) -> (Child, String, String) {
     let publish = format!("127.0.0.1:{port}:80");
     let mut child = Child(
         Command::new(rbk_bin())
@@ -180,11 +202,12 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
             }
         }
     };
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    assert!(body.contains("Welcome to nginx!"), "{body}");
-    assert!(body.contains("rbk"), "our COPY'd page: {body}");
+    (child, status, body)
+}
 
-    // Stop it as a user would (SIGTERM to rbk run, forwarded to nginx).
+/// Stop it as a user would (SIGTERM to rbk run, forwarded to nginx): it
+/// exits 0 and `port` no longer answers.
+fn sigterm_stops_nginx(child: &mut Child, port: u16) {
     let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -200,17 +223,6 @@ fn debian_nginx_builds_serves_stops_and_rebuilds_from_cache() {
         http_get(port).is_err(),
         "nginx still answers after stopping"
     );
-
-    // The rebuild is all cache.
-    let out = rbk(root, &build);
-    assert!(out.status.success(), "rebuild: {}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(": 0 steps run,"),
-        "the rebuild ran steps:\n{err}"
-    );
-    assert!(err.contains("CACHED"), "{err}");
-    eprintln!("whole nginx path in {:.1?}", started.elapsed());
 }
 
 /// A detached container, removed (`rbk rm -f`) when the test ends, passed
@@ -322,7 +334,13 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
     assert!(out.status.success(), "build: {}", stderr(&out));
     eprintln!("tomcat and mariadb built in {:.1?}", t.elapsed());
 
-    // Tomcat.
+    tomcat_has_its_jdk_and_serves_its_pages(root);
+    mariadb_keeps_its_password_and_data_on_a_host_directory(root);
+}
+
+/// Tomcat: JAVA_HOME, CATALINA_HOME, version.sh, the default page and
+/// our JSP page on 8080, and nothing left after `rbk stop`.
+fn tomcat_has_its_jdk_and_serves_its_pages(root: &std::path::Path) {
     let image = "rbk-examples/tomcat:debian";
     let out = rbk(
         root,
@@ -357,18 +375,22 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
         http_get_path(port, "/").is_err(),
         "Tomcat outlived rbk stop"
     );
+}
 
-    // MariaDB, its data on a host directory.
-    let image = "rbk-examples/mariadb:debian";
-    let data = TempDir::new().unwrap();
-    let volume = format!("{}:/var/lib/mysql", data.path().display());
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:3306");
-    let port_arg = format!("-P{port}");
-    let sql = |password: &str, query: &str| {
+/// The `mariadb` client of the MariaDB image, run on the host's network
+/// against the server published on `port_arg`'s port.
+struct MariaDbClient<'a> {
+    root: &'a std::path::Path,
+    image: &'a str,
+    port_arg: String,
+}
+
+impl MariaDbClient<'_> {
+    /// Runs `query` as root with `password`.
+    fn sql(&self, password: &str, query: &str) -> std::process::Output {
         let pw = format!("-p{password}");
         rbk(
-            root,
+            self.root,
             &[
                 "run",
                 "--rm",
@@ -376,10 +398,10 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
                 "host",
                 "--entrypoint",
                 "mariadb",
-                image,
+                self.image,
                 "--protocol=tcp",
                 "-h127.0.0.1",
-                &port_arg,
+                &self.port_arg,
                 "-uroot",
                 &pw,
                 "-N",
@@ -387,10 +409,12 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
                 query,
             ],
         )
-    };
-    let wait_login = |c: &Detached| {
+    }
+
+    /// Waits until root logs in with the tutorial's password.
+    fn wait_login(&self, c: &Detached) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !sql("s3cret'pw", "SELECT 1").status.success() {
+        while !self.sql("s3cret'pw", "SELECT 1").status.success() {
             assert!(
                 Instant::now() < deadline,
                 "could not log in; the server's log:\n{}",
@@ -398,6 +422,22 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// MariaDB: the password from MYSQL_ROOT_PASSWORD, a wrong one refused,
+/// the data on `-v HOSTDIR:/var/lib/mysql` kept across a stop and a new
+/// start.
+fn mariadb_keeps_its_password_and_data_on_a_host_directory(root: &std::path::Path) {
+    let image = "rbk-examples/mariadb:debian";
+    let data = TempDir::new().unwrap();
+    let volume = format!("{}:/var/lib/mysql", data.path().display());
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:3306");
+    let client = MariaDbClient {
+        root,
+        image,
+        port_arg: format!("-P{port}"),
     };
     let db = Detached::start(
         root,
@@ -412,13 +452,13 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
             image,
         ],
     );
-    wait_login(&db);
-    let out = sql(
+    client.wait_login(&db);
+    let out = client.sql(
         "s3cret'pw",
         "CREATE DATABASE shop; CREATE TABLE shop.t (v TEXT); INSERT INTO shop.t VALUES ('kept');",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let wrong = sql("wrong", "SELECT 1");
+    let wrong = client.sql("wrong", "SELECT 1");
     assert!(!wrong.status.success(), "a wrong password was accepted");
     assert!(
         stderr(&wrong).contains("Access denied"),
@@ -434,8 +474,8 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
     // A new container on the same directory: no password given this time,
     // the old one still works and the row is there.
     let db = Detached::start(root, "db", &["-p", &publish, "-v", &volume, image]);
-    wait_login(&db);
-    let out = sql("s3cret'pw", "SELECT v FROM shop.t");
+    client.wait_login(&db);
+    let out = client.sql("s3cret'pw", "SELECT v FROM shop.t");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(crate::stdout(&out).trim(), "kept");
     db.stop_and_remove();

@@ -111,48 +111,9 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
         err.contains("[linux/amd64,linux/arm64 tools 2/2] RUN"),
         "{err}"
     );
-    for (platform, want) in [
-        (
-            "linux/amd64",
-            "x86_64\namd64\nlinux/amd64\ntools-ran-on-x86_64\n",
-        ),
-        (
-            "linux/arm64",
-            "aarch64\narm64\nlinux/arm64\ntools-ran-on-x86_64\n",
-        ),
-    ] {
-        assert_eq!(
-            cat(&store, platform, "localhost/app:1", &["/m", "/tool"]),
-            want
-        );
-    }
-    // One name, one row, both platforms; no nameless per-platform rows.
-    let images = text(&succeed(rbk(&store).args([
-        "images",
-        "--format",
-        "{{.Repository}} {{.Platform}}",
-    ])));
-    assert_eq!(
-        images
-            .lines()
-            .filter(|l| l.starts_with("localhost/app "))
-            .collect::<Vec<_>>(),
-        ["localhost/app linux/amd64,linux/arm64"],
-        "{images}"
-    );
-    assert!(!images.contains("<none>"), "{images}");
-    let inspect = |p: &str| -> serde_json::Value {
-        let out = succeed(rbk(&store).args(["inspect", "--platform", p, "localhost/app:1"]));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
-    };
-    assert_eq!(inspect("linux/arm64")["Architecture"], "arm64");
-    assert_eq!(inspect("linux/amd64")["Architecture"], "amd64");
+    each_platform_has_its_image_under_the_one_name(&store);
     // A rebuild is all cache hits and names the same index.
-    let index = |s: &Path| {
-        let out = succeed(rbk(s).args(["manifest", "inspect", "localhost/app:1"]));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let before = index(&store);
+    let before = manifest_index(&store);
     let out = succeed(
         rbk(&store)
             .args(["build", "--platform", "linux/amd64,linux/arm64"])
@@ -160,7 +121,7 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
             .arg(&ctx),
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 steps run"));
-    assert_eq!(index(&store), before);
+    assert_eq!(manifest_index(&store), before);
 
     // save: one archive with the index; skopeo reads both platforms, and a
     // fresh store loads both.
@@ -175,7 +136,7 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
     assert_eq!(skopeo_platforms(&[&oci]), ["linux/amd64", "linux/arm64"]);
     let loaded = dir.path().join("loaded");
     succeed(rbk(&loaded).args(["load", "-i"]).arg(&archive));
-    assert_eq!(index(&loaded), before);
+    assert_eq!(manifest_index(&loaded), before);
     assert_eq!(
         cat(&loaded, "linux/arm64", "localhost/app:1", &["/m"]),
         "aarch64\narm64\nlinux/arm64\n"
@@ -186,10 +147,64 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
     let Some(reg) = Registry::start(test) else {
         return;
     };
+    the_pushed_index_is_pulled_one_platform_then_all(&store, &dir.path().join("fresh"), &reg);
+}
+
+/// `rbk manifest inspect localhost/app:1` in `store`.
+fn manifest_index(store: &Path) -> serde_json::Value {
+    let out = succeed(rbk(store).args(["manifest", "inspect", "localhost/app:1"]));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+}
+
+/// localhost/app:1 in `store` runs as each platform's own image (its
+/// tools stage ran once, on the build machine), shows as one row with
+/// both platforms, and inspects per platform.
+fn each_platform_has_its_image_under_the_one_name(store: &Path) {
+    for (platform, want) in [
+        (
+            "linux/amd64",
+            "x86_64\namd64\nlinux/amd64\ntools-ran-on-x86_64\n",
+        ),
+        (
+            "linux/arm64",
+            "aarch64\narm64\nlinux/arm64\ntools-ran-on-x86_64\n",
+        ),
+    ] {
+        assert_eq!(
+            cat(store, platform, "localhost/app:1", &["/m", "/tool"]),
+            want
+        );
+    }
+    // One name, one row, both platforms; no nameless per-platform rows.
+    let images = text(&succeed(rbk(store).args([
+        "images",
+        "--format",
+        "{{.Repository}} {{.Platform}}",
+    ])));
+    assert_eq!(
+        images
+            .lines()
+            .filter(|l| l.starts_with("localhost/app "))
+            .collect::<Vec<_>>(),
+        ["localhost/app linux/amd64,linux/arm64"],
+        "{images}"
+    );
+    assert!(!images.contains("<none>"), "{images}");
+    let inspect = |p: &str| -> serde_json::Value {
+        let out = succeed(rbk(store).args(["inspect", "--platform", p, "localhost/app:1"]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    assert_eq!(inspect("linux/arm64")["Architecture"], "arm64");
+    assert_eq!(inspect("linux/amd64")["Architecture"], "amd64");
+}
+
+/// push: the index and both images reach `reg`; the `fresh` store pulls
+/// one platform, then the other, under the one tag, and is sound.
+fn the_pushed_index_is_pulled_one_platform_then_all(store: &Path, fresh: &Path, reg: &Registry) {
     let remote = format!("{}/app:1", reg.host);
     let insecure = ["--insecure-registry", reg.host.as_str()];
     succeed(
-        rbk(&store)
+        rbk(store)
             .arg("push")
             .args(insecure)
             .args(["localhost/app:1", &remote]),
@@ -199,33 +214,32 @@ fn a_two_platform_build_is_one_index_and_travels_whole() {
         skopeo_platforms(&["--tls-verify=false", &docker]),
         ["linux/amd64", "linux/arm64"]
     );
-    let fresh = dir.path().join("fresh");
     succeed(
-        rbk(&fresh)
+        rbk(fresh)
             .arg("pull")
             .args(insecure)
             .args(["--platform", "linux/arm64", &remote]),
     );
-    let out = rbk(&fresh)
+    let out = rbk(fresh)
         .args(["run", "--rm", "--platform", "linux/amd64", &remote, "true"])
         .output()
         .unwrap();
     crate::run_fails_with(&out, "has no linux/amd64 variant (it has linux/arm64)");
     succeed(
-        rbk(&fresh)
+        rbk(fresh)
             .arg("pull")
             .args(insecure)
             .args(["--all-platforms", &remote]),
     );
     assert_eq!(
-        cat(&fresh, "linux/amd64", &remote, &["/m"]),
+        cat(fresh, "linux/amd64", &remote, &["/m"]),
         "x86_64\namd64\nlinux/amd64\n"
     );
     assert_eq!(
-        cat(&fresh, "linux/arm64", &remote, &["/m"]),
+        cat(fresh, "linux/arm64", &remote, &["/m"]),
         "aarch64\narm64\nlinux/arm64\n"
     );
-    let check = succeed(rbk(&fresh).args(["system", "check"]));
+    let check = succeed(rbk(fresh).args(["system", "check"]));
     assert!(text(&check).contains("store is sound"), "{}", text(&check));
 }
 

@@ -110,26 +110,7 @@ fn run_steps_are_refused_what_docker_refuses() {
     // A service on the host's loopback the step must not reach.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    write(
-        &ctx,
-        &[(
-            "Dockerfile",
-            &format!(
-                "FROM localhost/busybox:latest\n\
-                 COPY probe /probe\n\
-                 RUN /probe {host_pid} > /results.txt\n\
-                 RUN echo \"procs $(ls /proc | grep -c '^[0-9]')\" >> /results.txt \
-                  && echo \"init $(tr '\\0' ' ' < /proc/1/cmdline)\" >> /results.txt \
-                  && mknod /tmp/blk b 8 0 && echo \"mknod OK\" >> /results.txt \
-                  && (head -c 1 /tmp/blk >/dev/null 2>&1 && echo 'open-blk OK' || echo 'open-blk refused') >> /results.txt \
-                  && (mknod /dev/blk2 b 8 0 && head -c 1 /dev/blk2 >/dev/null 2>&1 && echo 'open-devblk OK' || echo 'open-devblk refused') >> /results.txt \
-                  && (echo h > /proc/sysrq-trigger 2>/dev/null && echo 'sysrq-shell OK' || echo 'sysrq-shell refused') >> /results.txt\n\
-                 RUN echo \"net $(ls /sys/class/net | tr '\\n' ' ')\" >> /results.txt \
-                  && ((echo | nc -w 3 127.0.0.1 {port}) && echo 'host-loopback OK' || echo 'host-loopback refused') >> /results.txt \
-                  && ((echo | nc -w 3 10.0.2.2 {port}) && echo 'host-gateway OK' || echo 'host-gateway refused') >> /results.txt\n"
-            ),
-        )],
-    );
+    write_the_probes_dockerfile(&ctx, host_pid, port);
     let store = dir.path().join("store");
     let out = rbk(&store)
         .args(["build", "--progress", "plain", "-t", "probe"])
@@ -150,7 +131,40 @@ fn run_steps_are_refused_what_docker_refuses() {
         .unwrap();
     assert!(run.status.success(), "{}", text(&run));
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let r = results(&stdout);
+    every_attempt_was_refused_as_docker_refuses_it(&stdout);
+}
+
+/// A Dockerfile in `ctx` whose steps run the probe against the host's
+/// `host_pid`, try device nodes, sysrq, and the host's loopback `port`,
+/// each writing `name RESULT` lines to /results.txt.
+fn write_the_probes_dockerfile(ctx: &Path, host_pid: u32, port: u16) {
+    write(
+        ctx,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM localhost/busybox:latest\n\
+                 COPY probe /probe\n\
+                 RUN /probe {host_pid} > /results.txt\n\
+                 RUN echo \"procs $(ls /proc | grep -c '^[0-9]')\" >> /results.txt \
+                  && echo \"init $(tr '\\0' ' ' < /proc/1/cmdline)\" >> /results.txt \
+                  && mknod /tmp/blk b 8 0 && echo \"mknod OK\" >> /results.txt \
+                  && (head -c 1 /tmp/blk >/dev/null 2>&1 && echo 'open-blk OK' || echo 'open-blk refused') >> /results.txt \
+                  && (mknod /dev/blk2 b 8 0 && head -c 1 /dev/blk2 >/dev/null 2>&1 && echo 'open-devblk OK' || echo 'open-devblk refused') >> /results.txt \
+                  && (echo h > /proc/sysrq-trigger 2>/dev/null && echo 'sysrq-shell OK' || echo 'sysrq-shell refused') >> /results.txt\n\
+                 RUN echo \"net $(ls /sys/class/net | tr '\\n' ' ')\" >> /results.txt \
+                  && ((echo | nc -w 3 127.0.0.1 {port}) && echo 'host-loopback OK' || echo 'host-loopback refused') >> /results.txt \
+                  && ((echo | nc -w 3 10.0.2.2 {port}) && echo 'host-gateway OK' || echo 'host-gateway refused') >> /results.txt\n"
+            ),
+        )],
+    );
+}
+
+/// The results the probe's image printed (`stdout`: /results.txt and
+/// `ls -l /tmp/blk`): each attempt refused as Docker refuses it, the
+/// step in its own PID namespace, its device node committed.
+fn every_attempt_was_refused_as_docker_refuses_it(stdout: &str) {
+    let r = results(stdout);
     let expect = [
         ("unshare-user", "EPERM"),
         ("unshare-mount", "EPERM"),
@@ -315,7 +329,12 @@ fn copy_add_and_workdir_cannot_reach_outside() {
             text(&run)
         );
     }
-    // ADD of a tar whose members climb out of the destination.
+    an_add_of_a_tar_whose_members_climb_out_fails(&ctx, &store);
+}
+
+/// ADD of a tar whose members climb out of the destination: the build of
+/// `ctx` fails, and nothing reaches the host.
+fn an_add_of_a_tar_whose_members_climb_out_fails(ctx: &Path, store: &Path) {
     let tarball = ctx.join("evil.tar");
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
@@ -328,15 +347,15 @@ fn copy_add_and_workdir_cannot_reach_outside() {
     b.append(&h, &b"evil"[..]).unwrap();
     std::fs::write(&tarball, b.into_inner().unwrap()).unwrap();
     write(
-        &ctx,
+        ctx,
         &[(
             "Dockerfile",
             "FROM localhost/busybox:latest\nADD evil.tar /opt/\n",
         )],
     );
-    let out = rbk(&store)
+    let out = rbk(store)
         .args(["build", "--progress", "plain"])
-        .arg(&ctx)
+        .arg(ctx)
         .output()
         .unwrap();
     assert!(

@@ -385,102 +385,20 @@ fn an_index_is_resolved_to_the_requested_platform() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let s1 = Store::open(&tmp.path().join("s1")).unwrap();
-    let amd = make_image(
-        &s1,
-        &format!("{}/multi:amd64", reg.host),
-        "a",
-        1000,
-        "amd64",
-    );
-    let arm = make_image(
-        &s1,
-        &format!("{}/multi:arm64", reg.host),
-        "b",
-        1000,
-        "arm64",
-    );
     let client = Client::new(options(tmp.path())).unwrap();
-    for tag in ["amd64", "arm64"] {
-        let n = format!("{}/multi:{tag}", reg.host);
-        client
-            .push(&s1, &n, &Reference::parse(&n).unwrap(), &quiet)
-            .unwrap();
-    }
-    let entry = |img: &Image, arch: &str| {
-        serde_json::json!({
-            "mediaType": img.manifest.media_type,
-            "digest": img.manifest_digest,
-            "size": s1.content.size(&img.manifest_digest).unwrap(),
-            "platform": {"architecture": arch, "os": "linux"}
-        })
-    };
-    let index_bytes = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_OCI_INDEX,
-        "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]
-    }))
-    .unwrap();
-    let res = ureq::put(&format!("http://{}/v2/multi/manifests/all", reg.host))
-        .header("Content-Type", MEDIA_TYPE_OCI_INDEX)
-        .send(&index_bytes[..])
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    let (amd, arm, index_bytes) = a_two_platform_index_is_in_the_registry(&reg, &s1, &client);
 
     let all = Reference::parse(&format!("{}/multi:all", reg.host)).unwrap();
-    // The lower-level calls see the same document, and can write one.
-    let (bytes, mt, d) = client.get_manifest(&all, &quiet).unwrap();
-    assert_eq!(
-        (bytes.as_slice(), mt.as_str(), &d),
-        (
-            &index_bytes[..],
-            MEDIA_TYPE_OCI_INDEX,
-            &Digest::of(&index_bytes)
-        )
+    the_lower_level_calls_read_and_write_the_index(
+        &reg,
+        tmp.path(),
+        &client,
+        &all,
+        &index_bytes,
+        &amd,
     );
-    let copy = Reference::parse(&format!("{}/multi:copy", reg.host)).unwrap();
-    assert_eq!(
-        client
-            .put_manifest(&copy, MEDIA_TYPE_OCI_INDEX, &index_bytes, &quiet)
-            .unwrap(),
-        d
-    );
-    let blobs_only = Store::open(&tmp.path().join("blobs-only")).unwrap();
-    let layer = amd.manifest.layers[0].clone();
-    let n = client
-        .fetch_blobs_into(&blobs_only, &copy, std::slice::from_ref(&layer), &quiet)
-        .unwrap();
-    assert_eq!(n, layer.size);
-    assert!(blobs_only.content.has(&layer.digest) && blobs_only.list().unwrap().is_empty());
     let s2 = Store::open(&tmp.path().join("s2")).unwrap();
-    let arm64: PlatformSpec = "linux/arm64".parse().unwrap();
-    let r = client.pull(&s2, &all, Some(&arm64), &quiet).unwrap();
-    assert_eq!(r.image.manifest_digest, arm.manifest_digest);
-    assert_eq!(r.index_digest, Some(Digest::of(&index_bytes)));
-    let amd64: PlatformSpec = "linux/amd64".parse().unwrap();
-    let r = client.pull(&s2, &all, Some(&amd64), &quiet).unwrap();
-    assert_eq!(r.image.manifest_digest, amd.manifest_digest);
-    // The tag names the registry's index, now with both platforms here.
-    let both = s2.resolve(&all.to_string()).unwrap();
-    let index = both.index.as_ref().unwrap();
-    assert_eq!(index.digest, Digest::of(&index_bytes));
-    assert_eq!(index.present_platforms(), ["linux/amd64", "linux/arm64"]);
-    let arm_spec: PlatformSpec = "linux/arm64".parse().unwrap();
-    assert_eq!(
-        s2.resolve_for(&all.to_string(), Some(&arm_spec))
-            .unwrap()
-            .id,
-        arm.id
-    );
-    let s390: PlatformSpec = "linux/s390x".parse().unwrap();
-    let err = s2.resolve_for(&all.to_string(), Some(&s390)).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("has no linux/s390x variant (it has linux/amd64, linux/arm64)"),
-        "{err}"
-    );
-    let err = client.pull(&s2, &all, Some(&s390), &quiet).unwrap_err();
-    assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
-    assert!(err.to_string().contains("linux/arm64"), "{err}");
+    a_pull_takes_the_requested_platform(&client, &s2, &all, &index_bytes, &amd, &arm);
     // An index listing no platform's image is an error, not a crash.
     let empty = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": []
@@ -503,6 +421,117 @@ fn an_index_is_resolved_to_the_requested_platform() {
     assert!(r.image.tags.is_empty());
     assert_eq!(s3.resolve(&pinned.to_string()).unwrap().id, arm.id);
     drop(reg);
+}
+
+/// Pushes an amd64 and an arm64 image of `s1` as `multi:amd64` and
+/// `multi:arm64`, and an OCI index of the two as `multi:all`; returns
+/// the two images and the index's bytes.
+fn a_two_platform_index_is_in_the_registry(
+    reg: &Registry,
+    s1: &Store,
+    client: &Client,
+) -> (Image, Image, Vec<u8>) {
+    let amd = make_image(s1, &format!("{}/multi:amd64", reg.host), "a", 1000, "amd64");
+    let arm = make_image(s1, &format!("{}/multi:arm64", reg.host), "b", 1000, "arm64");
+    for tag in ["amd64", "arm64"] {
+        let n = format!("{}/multi:{tag}", reg.host);
+        client
+            .push(s1, &n, &Reference::parse(&n).unwrap(), &quiet)
+            .unwrap();
+    }
+    let entry = |img: &Image, arch: &str| {
+        serde_json::json!({
+            "mediaType": img.manifest.media_type,
+            "digest": img.manifest_digest,
+            "size": s1.content.size(&img.manifest_digest).unwrap(),
+            "platform": {"architecture": arch, "os": "linux"}
+        })
+    };
+    let index_bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_OCI_INDEX,
+        "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]
+    }))
+    .unwrap();
+    let res = ureq::put(&format!("http://{}/v2/multi/manifests/all", reg.host))
+        .header("Content-Type", MEDIA_TYPE_OCI_INDEX)
+        .send(&index_bytes[..])
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    (amd, arm, index_bytes)
+}
+
+/// `get_manifest`, `put_manifest` and `fetch_blobs_into` see the same
+/// index document that was pushed as `all`, and can write one.
+fn the_lower_level_calls_read_and_write_the_index(
+    reg: &Registry,
+    dir: &Path,
+    client: &Client,
+    all: &Reference,
+    index_bytes: &[u8],
+    amd: &Image,
+) {
+    let (bytes, mt, d) = client.get_manifest(all, &quiet).unwrap();
+    assert_eq!(
+        (bytes.as_slice(), mt.as_str(), &d),
+        (index_bytes, MEDIA_TYPE_OCI_INDEX, &Digest::of(index_bytes))
+    );
+    let copy = Reference::parse(&format!("{}/multi:copy", reg.host)).unwrap();
+    assert_eq!(
+        client
+            .put_manifest(&copy, MEDIA_TYPE_OCI_INDEX, index_bytes, &quiet)
+            .unwrap(),
+        d
+    );
+    let blobs_only = Store::open(&dir.join("blobs-only")).unwrap();
+    let layer = amd.manifest.layers[0].clone();
+    let n = client
+        .fetch_blobs_into(&blobs_only, &copy, std::slice::from_ref(&layer), &quiet)
+        .unwrap();
+    assert_eq!(n, layer.size);
+    assert!(blobs_only.content.has(&layer.digest) && blobs_only.list().unwrap().is_empty());
+}
+
+/// Pulling `all` into `s2` for arm64 then amd64 gives each platform's
+/// image, the tag then names the whole index, and a platform it lacks is
+/// refused by name.
+fn a_pull_takes_the_requested_platform(
+    client: &Client,
+    s2: &Store,
+    all: &Reference,
+    index_bytes: &[u8],
+    amd: &Image,
+    arm: &Image,
+) {
+    let arm64: PlatformSpec = "linux/arm64".parse().unwrap();
+    let r = client.pull(s2, all, Some(&arm64), &quiet).unwrap();
+    assert_eq!(r.image.manifest_digest, arm.manifest_digest);
+    assert_eq!(r.index_digest, Some(Digest::of(index_bytes)));
+    let amd64: PlatformSpec = "linux/amd64".parse().unwrap();
+    let r = client.pull(s2, all, Some(&amd64), &quiet).unwrap();
+    assert_eq!(r.image.manifest_digest, amd.manifest_digest);
+    // The tag names the registry's index, now with both platforms here.
+    let both = s2.resolve(&all.to_string()).unwrap();
+    let index = both.index.as_ref().unwrap();
+    assert_eq!(index.digest, Digest::of(index_bytes));
+    assert_eq!(index.present_platforms(), ["linux/amd64", "linux/arm64"]);
+    let arm_spec: PlatformSpec = "linux/arm64".parse().unwrap();
+    assert_eq!(
+        s2.resolve_for(&all.to_string(), Some(&arm_spec))
+            .unwrap()
+            .id,
+        arm.id
+    );
+    let s390: PlatformSpec = "linux/s390x".parse().unwrap();
+    let err = s2.resolve_for(&all.to_string(), Some(&s390)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no linux/s390x variant (it has linux/amd64, linux/arm64)"),
+        "{err}"
+    );
+    let err = client.pull(s2, all, Some(&s390), &quiet).unwrap_err();
+    assert!(matches!(err, RegistryError::NoPlatform { .. }), "{err}");
+    assert!(err.to_string().contains("linux/arm64"), "{err}");
 }
 
 #[test]
@@ -588,7 +617,6 @@ fn tls_and_basic_auth_with_login_and_clear_failures() {
 #[test]
 fn an_uncompressed_store_pushes_gzip_layers_once_and_pulls_back_the_same_image() {
     use rbk_store::compress::Compression;
-    use std::os::unix::fs::MetadataExt;
     let Some((reg, _)) = Registry::start(false) else {
         return;
     };
@@ -614,61 +642,8 @@ fn an_uncompressed_store_pushes_gzip_layers_once_and_pulls_back_the_same_image()
     assert_eq!(pushed.local_digest, img.manifest_digest);
     assert_eq!(pushed.id, img.id);
 
-    // skopeo reads gzip layers that decompress to the local diff ids.
-    let url = format!("docker://{name}");
-    let raw = run(Command::new("skopeo").args(["inspect", "--tls-verify=false", "--raw", &url]));
-    assert_eq!(Digest::of(raw.as_bytes()), pushed.digest);
-    assert_eq!(raw.len() as u64, pushed.size);
-    let oci = tmp.path().join("oci");
-    run(Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", &url])
-        .arg(format!("oci:{}:x", oci.display())));
-    let manifest: rbk_store::oci::Manifest = serde_json::from_str(&raw).unwrap();
-    assert_eq!(manifest.config.digest, img.id);
-    assert_eq!(manifest.layers.len(), 2);
-    for (l, diff_id) in manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
-        assert_eq!(l.media_type, MEDIA_TYPE_OCI_LAYER_GZIP);
-        let blob = std::fs::read(oci.join("blobs/sha256").join(l.digest.hex())).unwrap();
-        assert!(blob.starts_with(&[0x1f, 0x8b]), "{} is not gzip", l.digest);
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::MultiGzDecoder::new(&blob[..]),
-            &mut plain,
-        )
-        .unwrap();
-        assert_eq!(&Digest::of(&plain), diff_id);
-    }
-
-    // A second push compresses nothing again: the variant records are not
-    // rewritten, and the registry has every blob.
-    let records: Vec<PathBuf> = img
-        .config
-        .rootfs
-        .diff_ids
-        .iter()
-        .map(|d| s1.root().join("variants/gzip").join(d.hex()))
-        .collect();
-    let stamp = |p: &PathBuf| {
-        let m = std::fs::metadata(p).unwrap();
-        (m.ino(), m.mtime(), m.mtime_nsec())
-    };
-    let before: Vec<_> = records.iter().map(stamp).collect();
-    let seen = Mutex::new(Vec::new());
-    let again = client
-        .push_with(&s1, &name, &dest, Compression::Gzip, &|p| {
-            seen.lock().unwrap().push(p.clone())
-        })
-        .unwrap();
-    assert_eq!(again, pushed);
-    assert_eq!(records.iter().map(stamp).collect::<Vec<_>>(), before);
-    let seen = seen.into_inner().unwrap();
-    assert_eq!(
-        seen.iter()
-            .filter(|p| matches!(p, Progress::Exists { .. }))
-            .count(),
-        3,
-        "{seen:?}"
-    );
+    skopeo_reads_gzip_layers_of_the_local_diff_ids(tmp.path(), &name, &pushed, &img);
+    a_second_push_compresses_nothing_again(&s1, &client, &name, &dest, &pushed, &img);
 
     // Another repository of the registry mounts the gzip variants.
     let other = Reference::parse(&format!("{}/team/plain-copy:v1", reg.host)).unwrap();
@@ -699,6 +674,81 @@ fn an_uncompressed_store_pushes_gzip_layers_once_and_pulls_back_the_same_image()
         .unwrap();
     assert_eq!(as_is.digest, img.manifest_digest);
     drop(reg);
+}
+
+/// skopeo reads the pushed `name` as gzip layers that decompress to the
+/// local image's diff ids.
+fn skopeo_reads_gzip_layers_of_the_local_diff_ids(
+    dir: &Path,
+    name: &str,
+    pushed: &rbk_store::registry::Pushed,
+    img: &Image,
+) {
+    let url = format!("docker://{name}");
+    let raw = run(Command::new("skopeo").args(["inspect", "--tls-verify=false", "--raw", &url]));
+    assert_eq!(Digest::of(raw.as_bytes()), pushed.digest);
+    assert_eq!(raw.len() as u64, pushed.size);
+    let oci = dir.join("oci");
+    run(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", &url])
+        .arg(format!("oci:{}:x", oci.display())));
+    let manifest: rbk_store::oci::Manifest = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest.config.digest, img.id);
+    assert_eq!(manifest.layers.len(), 2);
+    for (l, diff_id) in manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
+        assert_eq!(l.media_type, MEDIA_TYPE_OCI_LAYER_GZIP);
+        let blob = std::fs::read(oci.join("blobs/sha256").join(l.digest.hex())).unwrap();
+        assert!(blob.starts_with(&[0x1f, 0x8b]), "{} is not gzip", l.digest);
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&blob[..]),
+            &mut plain,
+        )
+        .unwrap();
+        assert_eq!(&Digest::of(&plain), diff_id);
+    }
+}
+
+/// A second push of `name` to `dest` compresses nothing again: the
+/// variant records are not rewritten, and the registry has every blob.
+fn a_second_push_compresses_nothing_again(
+    s1: &Store,
+    client: &Client,
+    name: &str,
+    dest: &Reference,
+    pushed: &rbk_store::registry::Pushed,
+    img: &Image,
+) {
+    use rbk_store::compress::Compression;
+    use std::os::unix::fs::MetadataExt;
+    let records: Vec<PathBuf> = img
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| s1.root().join("variants/gzip").join(d.hex()))
+        .collect();
+    let stamp = |p: &PathBuf| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    let before: Vec<_> = records.iter().map(stamp).collect();
+    let seen = Mutex::new(Vec::new());
+    let again = client
+        .push_with(s1, name, dest, Compression::Gzip, &|p| {
+            seen.lock().unwrap().push(p.clone())
+        })
+        .unwrap();
+    assert_eq!(&again, pushed);
+    assert_eq!(records.iter().map(stamp).collect::<Vec<_>>(), before);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(
+        seen.iter()
+            .filter(|p| matches!(p, Progress::Exists { .. }))
+            .count(),
+        3,
+        "{seen:?}"
+    );
 }
 
 /// Uploads `bytes` as a blob of `repo`: an upload started, then finished
@@ -737,12 +787,71 @@ fn an_index_with_attestations_keeps_them_through_pull_save_load_and_push() {
     let tmp = tempfile::tempdir().unwrap();
     let s1 = Store::open(&tmp.path().join("s1")).unwrap();
     let client = Client::new(options(tmp.path())).unwrap();
+    let Attested {
+        index_digest,
+        att_digest,
+        layer,
+    } = an_index_with_an_attestation_is_in_the_registry(&reg, &s1, &client);
+
+    // Pulled whole, then pushed elsewhere: the same index, the
+    // attestation with it.
+    let s2 = Store::open(&tmp.path().join("s2")).unwrap();
+    let all = Reference::parse(&format!("{}/att:all", reg.host)).unwrap();
+    client
+        .pull_platforms(&s2, &all, &rbk_store::registry::Platforms::All, &quiet)
+        .unwrap();
+    assert!(s2.content.has(&att_digest) && s2.content.has(&layer));
+    let copy = Reference::parse(&format!("{}/copy:all", reg.host)).unwrap();
+    let pushed = client.push(&s2, &all.to_string(), &copy, &quiet).unwrap();
+    assert_eq!(pushed, index_digest);
+    let res = ureq::get(&format!(
+        "http://{}/v2/copy/manifests/{att_digest}",
+        reg.host
+    ))
+    .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    .call()
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    // Saved and loaded into a fresh store, and pushed from there: the same.
+    let items = rbk_store::archive::save_items(&s2, &[all.to_string()]).unwrap();
+    let mut archive = Vec::new();
+    rbk_store::archive::save(&s2, &items, &mut archive).unwrap();
+    let s3 = Store::open(&tmp.path().join("s3")).unwrap();
+    rbk_store::archive::load(&s3, &archive[..]).unwrap();
+    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
+    let again = Reference::parse(&format!("{}/again:all", reg.host)).unwrap();
+    let pushed = client.push(&s3, &all.to_string(), &again, &quiet).unwrap();
+    assert_eq!(pushed, index_digest);
+    // And prune keeps it while the index is there.
+    s3.prune(rbk_store::images::PruneOptions::default())
+        .unwrap();
+    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
+    let check = rbk_store::check::check(&s3, rbk_store::check::CheckOptions::default()).unwrap();
+    assert!(check.findings.is_empty(), "{check:?}");
+}
+
+/// The digests of an index pushed with an attestation manifest: the
+/// index's, the attestation manifest's, and its statement layer's.
+struct Attested {
+    index_digest: Digest,
+    att_digest: Digest,
+    layer: Digest,
+}
+
+/// Pushes an amd64 and an arm64 image as `att:amd64` and `att:arm64`, a
+/// provenance attestation of the amd64 one as BuildKit writes one, and
+/// the index of the three as `att:all`.
+fn an_index_with_an_attestation_is_in_the_registry(
+    reg: &Registry,
+    s1: &Store,
+    client: &Client,
+) -> Attested {
     let mut entries = Vec::new();
     for (arch, seed) in [("amd64", "a"), ("arm64", "b")] {
         let n = format!("{}/att:{arch}", reg.host);
-        let img = make_image(&s1, &n, seed, 1000, arch);
+        let img = make_image(s1, &n, seed, 1000, arch);
         client
-            .push(&s1, &n, &Reference::parse(&n).unwrap(), &quiet)
+            .push(s1, &n, &Reference::parse(&n).unwrap(), &quiet)
             .unwrap();
         entries.push(serde_json::json!({
             "mediaType": img.manifest.media_type,
@@ -796,41 +905,9 @@ fn an_index_with_attestations_keeps_them_through_pull_save_load_and_push() {
         .send(&index_bytes[..])
         .unwrap();
     assert_eq!(res.status(), 201);
-    let index_digest = Digest::of(&index_bytes);
-
-    // Pulled whole, then pushed elsewhere: the same index, the
-    // attestation with it.
-    let s2 = Store::open(&tmp.path().join("s2")).unwrap();
-    let all = Reference::parse(&format!("{}/att:all", reg.host)).unwrap();
-    client
-        .pull_platforms(&s2, &all, &rbk_store::registry::Platforms::All, &quiet)
-        .unwrap();
-    assert!(s2.content.has(&att_digest) && s2.content.has(&layer));
-    let copy = Reference::parse(&format!("{}/copy:all", reg.host)).unwrap();
-    let pushed = client.push(&s2, &all.to_string(), &copy, &quiet).unwrap();
-    assert_eq!(pushed, index_digest);
-    let res = ureq::get(&format!(
-        "http://{}/v2/copy/manifests/{att_digest}",
-        reg.host
-    ))
-    .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-    .call()
-    .unwrap();
-    assert_eq!(res.status(), 200);
-    // Saved and loaded into a fresh store, and pushed from there: the same.
-    let items = rbk_store::archive::save_items(&s2, &[all.to_string()]).unwrap();
-    let mut archive = Vec::new();
-    rbk_store::archive::save(&s2, &items, &mut archive).unwrap();
-    let s3 = Store::open(&tmp.path().join("s3")).unwrap();
-    rbk_store::archive::load(&s3, &archive[..]).unwrap();
-    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
-    let again = Reference::parse(&format!("{}/again:all", reg.host)).unwrap();
-    let pushed = client.push(&s3, &all.to_string(), &again, &quiet).unwrap();
-    assert_eq!(pushed, index_digest);
-    // And prune keeps it while the index is there.
-    s3.prune(rbk_store::images::PruneOptions::default())
-        .unwrap();
-    assert!(s3.content.has(&att_digest) && s3.content.has(&layer));
-    let check = rbk_store::check::check(&s3, rbk_store::check::CheckOptions::default()).unwrap();
-    assert!(check.findings.is_empty(), "{check:?}");
+    Attested {
+        index_digest: Digest::of(&index_bytes),
+        att_digest,
+        layer,
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,22 +53,9 @@ fn fake_registry(
             // not hang this server waiting for a line.
             let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
             let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
+            let Some((first, authorization)) = read_request(&mut reader) else {
                 continue;
-            }
-            let mut authorization = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    if k.eq_ignore_ascii_case("authorization") {
-                        authorization = v.trim().to_string();
-                    }
-                }
-            }
+            };
             if !first.ends_with(" HTTP/1.1\r\n") {
                 continue;
             }
@@ -81,53 +68,17 @@ fn fake_registry(
                 *c
             };
             if n <= fail && path != "/v2/" {
-                match fault {
-                    Fault::Drop => drop(conn),
-                    Fault::Status500 => {
-                        let _ = conn.write_all(
-                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        );
-                    }
-                }
+                answer_with_fault(conn, fault);
                 continue;
             }
             if let Some(expected) = &bearer {
-                let reply = if let Some(q) = path.strip_prefix("/token?") {
-                    tq.lock().unwrap().push(q.to_string());
-                    if &authorization == expected {
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"token\":\"T\"}".to_string()
-                    } else {
-                        let body =
-                            r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-                        format!("HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                    }
-                } else if authorization != "Bearer T" {
-                    format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"fake\",scope=\"repository:x:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                } else {
-                    String::new()
-                };
-                if !reply.is_empty() {
+                if let Some(reply) = bearer_reply(&path, &authorization, expected, &me, &tq) {
                     let _ = conn.write_all(reply.as_bytes());
                     let _ = reader.read(&mut [0u8; 1]);
                     continue;
                 }
             }
-            let (ctype, body) = routes
-                .get(&path)
-                .cloned()
-                .unwrap_or_else(|| ("text/plain".into(), Vec::new()));
-            let status = if routes.contains_key(&path) || path == "/v2/" {
-                "200 OK"
-            } else {
-                "404 Not Found"
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = conn.write_all(head.as_bytes());
-            let _ = conn.write_all(&body);
-            let _ = conn.flush();
+            answer_from_routes(&mut conn, &routes, &path);
             let _ = reader.read(&mut [0u8; 1]);
         }
     });
@@ -136,6 +87,90 @@ fn fake_registry(
         hits,
         token_queries,
     }
+}
+
+/// A request's first line and its `Authorization` header (empty when it
+/// has none); `None` when not even the first line could be read.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, String)> {
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return None;
+    }
+    let mut authorization = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") {
+                authorization = v.trim().to_string();
+            }
+        }
+    }
+    Some((first, authorization))
+}
+
+/// Fails the request on `conn` the way `fault` says.
+fn answer_with_fault(mut conn: TcpStream, fault: Fault) {
+    match fault {
+        Fault::Drop => drop(conn),
+        Fault::Status500 => {
+            let _ = conn.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    }
+}
+
+/// What the token service of the registry at `me` answers to `path`
+/// (recording the token endpoint's query in `token_queries`), or `None`
+/// when the request carries the token and goes on to the routes.
+fn bearer_reply(
+    path: &str,
+    authorization: &str,
+    expected: &str,
+    me: &str,
+    token_queries: &Mutex<Vec<String>>,
+) -> Option<String> {
+    if let Some(q) = path.strip_prefix("/token?") {
+        token_queries.lock().unwrap().push(q.to_string());
+        if authorization == expected {
+            Some("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"token\":\"T\"}".to_string())
+        } else {
+            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+            Some(format!("HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()))
+        }
+    } else if authorization != "Bearer T" {
+        Some(format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"fake\",scope=\"repository:x:pull\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+    } else {
+        None
+    }
+}
+
+/// Answers `path` from `routes`: 200 with its body, 404 when it has none
+/// (except `/v2/`, always 200).
+fn answer_from_routes(
+    conn: &mut TcpStream,
+    routes: &HashMap<String, (String, Vec<u8>)>,
+    path: &str,
+) {
+    let (ctype, body) = routes
+        .get(path)
+        .cloned()
+        .unwrap_or_else(|| ("text/plain".into(), Vec::new()));
+    let status = if routes.contains_key(path) || path == "/v2/" {
+        "200 OK"
+    } else {
+        "404 Not Found"
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
+    let _ = conn.flush();
 }
 
 /// Routes serving `img` (from `store`) as `repo:tag`; `corrupt` replaces
