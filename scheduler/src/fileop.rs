@@ -92,6 +92,8 @@ pub struct AddOptions {
     pub unpack: bool,
     /// `--checksum=sha256:<hex>` (also sha384, sha512) for URL sources.
     pub checksum: Option<String>,
+    /// `--keep-git-dir`: keep `.git` when the source is a repository.
+    pub keep_git_dir: bool,
 }
 
 /// What a copy wrote.
@@ -219,12 +221,15 @@ pub enum FileOpError {
         #[source]
         source: std::io::Error,
     },
-    /// ADD of a git repository.
-    #[error("ADD {url}: ADD of git repositories is not supported")]
-    GitUnsupported {
+    /// ADD of a git repository beside other sources.
+    #[error("ADD {url}: a git repository must be ADD's only source")]
+    GitWithOthers {
         /// The repository.
         url: String,
     },
+    /// A git repository could not be fetched.
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     /// A context file changed between hashing it for the cache key and
     /// copying it: the layer would hold content the key does not name.
     #[error("context file {name} changed while it was being copied; the build stopped so the cache does not hold content it was not keyed on — run the build again once the file is no longer being written")]
@@ -279,8 +284,11 @@ pub fn copy(
     spec: &CopySpec,
     ignore: Option<&IgnoreMatcher>,
 ) -> Result<CopyStats, FileOpError> {
-    let src_root = canonical(src_root)?;
     let locals = validate(spec)?;
+    if let Some(url) = git_source(spec) {
+        return add_git(dest_rootfs, spec, url);
+    }
+    let src_root = canonical(src_root)?;
     let excludes = IgnoreMatcher::from_patterns(&spec.excludes).map_err(ContextError::Exclude)?;
     let filters = Filters {
         ignore,
@@ -323,8 +331,10 @@ fn validate(spec: &CopySpec) -> Result<Vec<String>, FileOpError> {
         return Err(FileOpError::NoSources);
     }
     if spec.add.is_some() {
-        if let Some(git) = spec.sources.iter().find(|s| url::is_git(s)) {
-            return Err(FileOpError::GitUnsupported { url: git.clone() });
+        if let Some(git) = spec.sources.iter().find(|s| git::is_git_url(s)) {
+            if spec.sources.len() > 1 || !spec.heredocs.is_empty() {
+                return Err(FileOpError::GitWithOthers { url: git.clone() });
+            }
         }
     }
     let locals: Vec<String> = spec
@@ -344,7 +354,37 @@ fn validate(spec: &CopySpec) -> Result<Vec<String>, FileOpError> {
 
 /// Whether a source is downloaded rather than read from the source root.
 fn is_remote(spec: &CopySpec, source: &str) -> bool {
-    spec.add.is_some() && url::is_url(source)
+    spec.add.is_some() && (url::is_url(source) || git::is_git_url(source))
+}
+
+/// The repository an ADD clones, when its one source is one.
+fn git_source(spec: &CopySpec) -> Option<&str> {
+    spec.add.as_ref()?;
+    match spec.sources.as_slice() {
+        [one] if git::is_git_url(one) => Some(one),
+        _ => None,
+    }
+}
+
+/// `ADD <git url> <dest>`: the repository at its ref (and subdirectory)
+/// fetched into a temporary directory, then copied like a context
+/// directory: its contents land in `dest`.
+fn add_git(dest_rootfs: &Path, spec: &CopySpec, url: &str) -> Result<CopyStats, FileOpError> {
+    let source = git::GitSource::parse(url)?;
+    let tmp = tempfile::tempdir().map_err(io_at("create a directory for", Path::new(url)))?;
+    let opts = git::FetchOptions {
+        keep_git_dir: spec.add.as_ref().is_some_and(|a| a.keep_git_dir),
+        auth_token: None,
+    };
+    let checkout = git::fetch(&source, tmp.path(), &opts)?;
+    let root = canonical(&checkout.dir)?;
+    let local = CopySpec {
+        sources: vec![".".to_string()],
+        add: None,
+        ..spec.clone()
+    };
+    let selection = select_in(&root, &local.sources, Filters::default())?;
+    copy_selected(&root, dest_rootfs, &local, &selection, None)
 }
 
 fn copy_selected(

@@ -126,6 +126,76 @@ fn a_git_url_is_the_context_at_its_ref_and_subdirectory() {
 }
 
 #[test]
+fn add_of_a_git_url_clones_it_and_rekeys_when_the_branch_moves() {
+    let test = "remote_context::add_of_a_git_url_clones_it_and_rekeys_when_the_branch_moves";
+    let Some(dir) = store_with_busybox(test) else {
+        return;
+    };
+    let base = dir.path().join("repos");
+    let repo = base.join("lib.git");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("src/version"), "1\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "one"]);
+    let port = free_port();
+    let _daemon = Server(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM localhost/busybox:latest\nADD git://127.0.0.1:{port}/lib.git#main /opt/lib\n"
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    let ctx_s = ctx.display().to_string();
+    ok(rbk(&store, &["build", "-o", &dest, &ctx_s]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("opt/lib/src/version")).unwrap(),
+        "1\n"
+    );
+    assert!(
+        !out.join("opt/lib/.git").exists(),
+        ".git is dropped without --keep-git-dir"
+    );
+
+    let (_, again) = ok(rbk(&store, &["build", &ctx_s]));
+    assert!(
+        again.contains("1 cached"),
+        "the same commit hits the cache: {again}"
+    );
+    std::fs::write(repo.join("src/version"), "2\n").unwrap();
+    git(&repo, &["commit", "-qam", "two"]);
+    std::fs::remove_dir_all(&out).unwrap();
+    ok(rbk(&store, &["build", "-o", &dest, &ctx_s]));
+    assert_eq!(
+        std::fs::read_to_string(out.join("opt/lib/src/version")).unwrap(),
+        "2\n",
+        "the branch moved: the ADD ran again"
+    );
+}
+
+#[test]
 fn a_tarball_url_is_the_context() {
     let test = "remote_context::a_tarball_url_is_the_context";
     let Some(dir) = store_with_busybox(test) else {

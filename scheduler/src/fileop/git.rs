@@ -220,6 +220,38 @@ pub fn fetch(src: &GitSource, into: &Path, opts: &FetchOptions) -> Result<Checko
     Ok(Checkout { commit, dir })
 }
 
+/// The commit `src`'s ref names on its remote now (`git ls-remote`), for
+/// a cache key that changes when the branch or tag moves; a ref that is
+/// already a commit id is its own answer.
+pub fn resolve_commit(src: &GitSource, opts: &FetchOptions) -> Result<String, GitError> {
+    let want = src.reference.as_deref().unwrap_or("HEAD");
+    if (want.len() == 40 || want.len() == 64) && want.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(want.to_ascii_lowercase());
+    }
+    let url = src.display();
+    let out = run_git(
+        &url,
+        Path::new("/"),
+        "ls-remote",
+        &["ls-remote", "--", &src.remote, want],
+        opts,
+    )?;
+    let text = String::from_utf8_lossy(&out);
+    // An annotated tag lists its object, then the commit (`^{}`): take the
+    // commit where there is one.
+    let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
+    lines
+        .iter()
+        .find(|(_, r)| r.ends_with("^{}"))
+        .or_else(|| lines.first())
+        .map(|(hash, _)| hash.to_string())
+        .ok_or_else(|| GitError::Git {
+            url,
+            step: "ls-remote",
+            stderr: format!("no ref {want} on the remote"),
+        })
+}
+
 /// `root/sub`, refusing a subdirectory that is missing, not a directory,
 /// or reached through a symlink out of the checkout.
 fn inside(root: &Path, sub: &str) -> Result<PathBuf, String> {
@@ -315,6 +347,15 @@ mod tests {
         assert_eq!(g.remote, "https://github.com/org/app");
         assert_eq!(g.subdir.as_deref(), Some("sub"));
         assert_eq!(g.display(), "https://github.com/org/app#:sub");
+    }
+
+    #[test]
+    fn git_urls_are_told_from_other_sources() {
+        assert!(is_git_url("git@github.com:moby/buildkit.git"));
+        assert!(is_git_url("https://github.com/moby/buildkit.git#v0.10.1"));
+        assert!(is_git_url("git://example.com/repo"));
+        assert!(!is_git_url("https://example.com/file.tar.gz"));
+        assert!(!is_git_url("local.git"));
     }
 
     #[test]

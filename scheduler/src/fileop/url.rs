@@ -17,17 +17,6 @@ pub(crate) fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
-/// Whether an ADD source names a git repository (which BuildKit clones):
-/// `git@host:repo`, `git://…`, or a URL whose path ends in `.git`
-/// (optionally with a `#ref`).
-pub(crate) fn is_git(source: &str) -> bool {
-    if source.starts_with("git@") || source.starts_with("git://") {
-        return true;
-    }
-    let without_ref = source.split('#').next().unwrap_or(source);
-    is_url(source) && without_ref.ends_with(".git")
-}
-
 /// A finished, verified download.
 pub(crate) struct Download {
     /// The name the file gets in a destination directory.
@@ -234,15 +223,6 @@ mod tests {
         assert_eq!(file_name("http://h/a%20b"), "a b");
         assert_eq!(file_name("http://h/"), "__unnamed__");
         assert_eq!(file_name("http://h"), "__unnamed__");
-    }
-
-    #[test]
-    fn git_sources() {
-        assert!(is_git("git@github.com:moby/buildkit.git"));
-        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
-        assert!(is_git("git://example.com/repo"));
-        assert!(!is_git("https://example.com/file.tar.gz"));
-        assert!(!is_git("local.git"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Change, Execution, LayerPolicy, StepEnv, StepError, StepInputs, StepKind};
 use crate::context::Selected;
-use crate::fileop::{AddOptions, CopySpec};
+use crate::fileop::{git, AddOptions, CopySpec, FileOpError};
 use crate::state::State;
 use rbk_runtime::cancel::CancelToken;
 
@@ -68,7 +68,7 @@ impl StepKind for CopyStep<'_> {
                 if let Some(files) = self.selected(env)? {
                     parts.push(files.digest.hex.clone());
                 }
-                parts.extend(f.sources.iter().filter(|s| is_url(s)).cloned());
+                parts.extend(remote_parts(f)?);
             }
             Source::Vertex(_) => {
                 let state = extra
@@ -142,9 +142,8 @@ pub(crate) fn inputs(
     if let Some(files) = CopyStep(f).selected(env)? {
         key.push_str(&files.digest.hex);
     }
-    // A URL without --checksum is keyed by its address only.
-    for u in f.sources.iter().filter(|s| is_url(s)) {
-        key.push_str(u);
+    for part in remote_parts(f)? {
+        key.push_str(&part);
     }
     Ok(StepInputs::plain(
         key,
@@ -152,8 +151,26 @@ pub(crate) fn inputs(
     ))
 }
 
+/// What the remote sources of an ADD put in its keys: a URL without
+/// --checksum its address only; a git repository its address and the
+/// commit its ref names now (`git ls-remote`), so a moved branch reruns.
+fn remote_parts(f: &FileOp) -> Result<Vec<String>, StepError> {
+    let mut parts = Vec::new();
+    for u in f.sources.iter().filter(|s| is_url(s)) {
+        if f.add && git::is_git_url(u) {
+            let src = git::GitSource::parse(u).map_err(FileOpError::from)?;
+            let commit = git::resolve_commit(&src, &git::FetchOptions::default())
+                .map_err(FileOpError::from)?;
+            parts.push(format!("{u}@{commit}"));
+        } else {
+            parts.push(u.clone());
+        }
+    }
+    Ok(parts)
+}
+
 pub(crate) fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+    s.starts_with("http://") || s.starts_with("https://") || git::is_git_url(s)
 }
 
 /// Runs a COPY/ADD into the mounted `rootfs`.
@@ -217,6 +234,7 @@ fn copy_spec(file: &FileOp, rootfs: &Path, from_stage: bool) -> Result<CopySpec,
         add: file.add.then(|| AddOptions {
             unpack: true,
             checksum: file.checksum.clone(),
+            keep_git_dir: file.keep_git_dir,
         }),
         heredocs: file
             .inline

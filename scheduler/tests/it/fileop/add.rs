@@ -43,6 +43,7 @@ fn add_spec(sources: &[&str], dest: &str) -> CopySpec {
     s.add = Some(AddOptions {
         unpack: true,
         checksum: None,
+        keep_git_dir: false,
     });
     s
 }

@@ -140,6 +140,7 @@ fn add(sources: &[&str], dest: &str) -> CopySpec {
         add: Some(AddOptions {
             unpack: true,
             checksum: None,
+            keep_git_dir: false,
         }),
         ..spec(sources, dest)
     }
