@@ -17,6 +17,7 @@ mod cmd_meta;
 mod cmd_plan;
 mod cmd_registry;
 mod cmd_run;
+mod cmd_sbom;
 mod cmd_sign;
 mod cmd_system;
 mod cmd_volume;
@@ -103,6 +104,8 @@ enum Command {
     Pull(cmd_registry::PullArgs),
     /// Upload an image to a registry
     Push(cmd_registry::PushArgs),
+    /// Print an image's software bill of materials (SPDX 2.3 JSON), as `docker sbom`
+    Sbom(cmd_sbom::SbomArgs),
     /// Sign an image in a registry the way cosign does (key pair: --generate-key)
     Sign(cmd_sign::SignArgs),
     /// Check an image's cosign signatures with a public key
@@ -221,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(c) | Command::ImageGroup(c) => cmd_image::run(&root, c),
         Command::Pull(a) => cmd_registry::pull(&root, &a),
         Command::Push(a) => cmd_registry::push(&root, &a),
+        Command::Sbom(a) => cmd_sbom::sbom(&root, &a),
         Command::Sign(a) => cmd_sign::sign(&root, &a),
         Command::Verify(a) => cmd_sign::verify(&root, &a),
         Command::Login(a) => cmd_registry::login(&a),

@@ -28,6 +28,7 @@ mod racing;
 mod remote_context;
 mod rootless;
 mod run;
+mod sbom;
 mod security;
 mod shards;
 mod shared_store;
