@@ -377,6 +377,19 @@ fn add_git(dest_rootfs: &Path, spec: &CopySpec, url: &str) -> Result<CopyStats, 
         auth_token: None,
     };
     let checkout = git::fetch(&source, tmp.path(), &opts)?;
+    // What was fetched must be the commit the step's key names.
+    let keyed = git::resolve_commit(&source, &opts)?;
+    if checkout.commit != keyed {
+        return Err(git::GitError::Git {
+            url: source.display(),
+            step: "fetch",
+            stderr: format!(
+                "the ref moved to {} after the build keyed this step on {keyed}: build again",
+                checkout.commit
+            ),
+        }
+        .into());
+    }
     let root = canonical(&checkout.dir)?;
     let local = CopySpec {
         sources: vec![".".to_string()],

@@ -223,11 +223,31 @@ pub fn fetch(src: &GitSource, into: &Path, opts: &FetchOptions) -> Result<Checko
 /// The commit `src`'s ref names on its remote now (`git ls-remote`), for
 /// a cache key that changes when the branch or tag moves; a ref that is
 /// already a commit id is its own answer.
+///
+/// Asked once per remote and ref in a process (a build): the step's key,
+/// its early-cutoff key and the clone that runs it all see the same
+/// commit, and the remote is not asked three times.
 pub fn resolve_commit(src: &GitSource, opts: &FetchOptions) -> Result<String, GitError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RESOLVED: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
     let want = src.reference.as_deref().unwrap_or("HEAD");
     if (want.len() == 40 || want.len() == 64) && want.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(want.to_ascii_lowercase());
     }
+    let memo = RESOLVED.get_or_init(Default::default);
+    let at = (src.remote.clone(), want.to_string());
+    if let Some(commit) = memo.lock().ok().and_then(|m| m.get(&at).cloned()) {
+        return Ok(commit);
+    }
+    let commit = ls_remote(src, want, opts)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(at, commit.clone());
+    }
+    Ok(commit)
+}
+
+fn ls_remote(src: &GitSource, want: &str, opts: &FetchOptions) -> Result<String, GitError> {
     let url = src.display();
     let out = run_git(
         &url,
