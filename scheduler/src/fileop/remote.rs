@@ -4,10 +4,8 @@
 //! lands outside the directory); any other body is the Dockerfile itself,
 //! with an empty context.
 
-use std::io::{Read, Seek};
+use std::io::Seek;
 use std::path::Path;
-
-use sha2::Digest as _;
 
 use super::dest::Writer;
 use super::{archive, url, FileOpError};
@@ -39,7 +37,7 @@ impl RemoteContext {
 
 /// Fetches the context at `url` into the empty directory `into`.
 pub fn fetch_context(url_text: &str, into: &Path) -> Result<RemoteContext, FileOpError> {
-    let dl = url::download(url_text, None)?;
+    let (dl, digest) = url::download_hashed(url_text)?;
     let io = |op: &'static str| {
         move |source: std::io::Error| FileOpError::DownloadBody {
             url: url_text.to_string(),
@@ -48,17 +46,6 @@ pub fn fetch_context(url_text: &str, into: &Path) -> Result<RemoteContext, FileO
         }
     };
     let mut body = dl.body;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = body.read(&mut buf).map_err(io("read the body"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let digest = format!("sha256:{}", hex::encode(h.finalize()));
-    body.rewind().map_err(io("rewind the body"))?;
     let label = Path::new(url_text);
     match archive::detect(&body, label)? {
         Some(format) => {

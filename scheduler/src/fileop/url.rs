@@ -71,6 +71,32 @@ fn parse_checksum(value: &str) -> Result<(Hasher, String), FileOpError> {
 
 /// Downloads `url`, verifying `checksum` when given.
 pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, FileOpError> {
+    let (hasher, expected) = match checksum.map(parse_checksum).transpose()? {
+        Some((hasher, expected)) => (Some(hasher), Some(expected)),
+        None => (None, None),
+    };
+    let (download, actual) = fetch(url, hasher)?;
+    if let (Some(actual), Some(expected)) = (actual, expected) {
+        if actual != expected {
+            return Err(FileOpError::Checksum {
+                url: url.to_string(),
+                expected,
+                actual,
+            });
+        }
+    }
+    Ok(download)
+}
+
+/// [`download`], and the `sha256:<hex>` of what arrived, hashed as it
+/// streamed in (a remote build context names it in the provenance).
+pub(crate) fn download_hashed(url: &str) -> Result<(Download, String), FileOpError> {
+    let (download, digest) = fetch(url, Some(Hasher::Sha256(sha2::Sha256::new())))?;
+    Ok((download, digest.unwrap_or_default()))
+}
+
+/// Streams `url` to a temporary file, hashing it with `hasher` on the way.
+fn fetch(url: &str, mut hasher: Option<Hasher>) -> Result<(Download, Option<String>), FileOpError> {
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| FileOpError::Download {
         url: url.to_string(),
         source,
@@ -81,10 +107,6 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Fi
             op,
             source,
         }
-    };
-    let (mut hasher, expected) = match checksum.map(parse_checksum).transpose()? {
-        Some((hasher, expected)) => (Some(hasher), Some(expected)),
-        None => (None, None),
     };
     let mut response = ureq::get(url).call().map_err(|e| fail(Box::new(e)))?;
     let mtime_ns = response
@@ -106,22 +128,13 @@ pub(crate) fn download(url: &str, checksum: Option<&str>) -> Result<Download, Fi
         }
         body.write_all(&buf[..n]).map_err(io("buffer the body"))?;
     }
-    if let (Some(h), Some(expected)) = (hasher, expected) {
-        let actual = h.finish();
-        if actual != expected {
-            return Err(FileOpError::Checksum {
-                url: url.to_string(),
-                expected,
-                actual,
-            });
-        }
-    }
     body.rewind().map_err(io("rewind the body"))?;
-    Ok(Download {
+    let download = Download {
         file_name: file_name(url),
         mtime_ns,
         body,
-    })
+    };
+    Ok((download, hasher.map(Hasher::finish)))
 }
 
 /// The last segment of the URL's path, percent-decoded.
