@@ -24,7 +24,7 @@ use p256::pkcs8::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::manifest::{sha256, Blob};
+use crate::manifest::Blob;
 
 /// The media type of a simple-signing payload layer.
 pub const PAYLOAD_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -308,7 +308,7 @@ pub fn signature_manifest(layers: &[(Blob, String)]) -> (Blob, Blob) {
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
-    let config = blob(
+    let config = Blob::new(
         "application/vnd.oci.image.config.v1+json",
         serde_json::to_vec(&config).unwrap_or_default(),
     );
@@ -326,7 +326,7 @@ pub fn signature_manifest(layers: &[(Blob, String)]) -> (Blob, Blob) {
         "config": config.descriptor(),
         "layers": descs,
     });
-    let manifest = blob(
+    let manifest = Blob::new(
         "application/vnd.oci.image.manifest.v1+json",
         serde_json::to_vec(&manifest).unwrap_or_default(),
     );
@@ -335,15 +335,7 @@ pub fn signature_manifest(layers: &[(Blob, String)]) -> (Blob, Blob) {
 
 /// A payload blob.
 pub fn payload_blob(payload: Vec<u8>) -> Blob {
-    blob(PAYLOAD_MEDIA_TYPE, payload)
-}
-
-fn blob(media_type: &'static str, bytes: Vec<u8>) -> Blob {
-    Blob {
-        digest: sha256(&bytes),
-        media_type,
-        bytes,
-    }
+    Blob::new(PAYLOAD_MEDIA_TYPE, payload)
 }
 
 #[cfg(test)]

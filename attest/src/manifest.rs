@@ -32,7 +32,8 @@ pub struct Blob {
 }
 
 impl Blob {
-    fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
+    /// A blob of `bytes`, its digest computed.
+    pub fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
         Blob {
             digest: sha256(&bytes),
             media_type,

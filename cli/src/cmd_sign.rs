@@ -86,7 +86,6 @@ pub fn sign(root: &Path, a: &SignArgs) -> anyhow::Result<i32> {
     let sig_ref = reference.with_tag(&cosign::signature_tag(digest.as_str()))?;
     // Keep the signatures already there (another key, another signer).
     let mut layers = existing(&client, &store, &sig_ref)?;
-    layers.retain(|(b, s)| !(b.bytes == payload && *s == signature));
     layers.push((cosign::payload_blob(payload), signature));
     let (config, manifest) = cosign::signature_manifest(&layers);
     let mut descs = Vec::new();
