@@ -40,6 +40,30 @@ fn wait_for(port: u16) {
     }
 }
 
+/// `git daemon` serving the repositories under `base` on a free loopback
+/// port, killed on drop.
+fn git_daemon(base: &Path) -> (Server, u16) {
+    let port = free_port();
+    let daemon = Server(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(port);
+    (daemon, port)
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .current_dir(dir)
@@ -85,24 +109,7 @@ fn a_git_url_is_the_context_at_its_ref_and_subdirectory() {
     git(&repo, &["tag", "v1"]);
     std::fs::write(repo.join("img/msg"), "from git v2\n").unwrap();
     git(&repo, &["commit", "-qam", "two"]);
-    let port = free_port();
-    let _daemon = Server(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(&base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(port);
+    let (_daemon, port) = git_daemon(&base);
     let store = dir.path().join("store");
     let out = dir.path().join("out");
     let url = format!("git://127.0.0.1:{port}/app.git#v1:img");
@@ -138,24 +145,7 @@ fn add_of_a_git_url_clones_it_and_rekeys_when_the_branch_moves() {
     std::fs::write(repo.join("src/version"), "1\n").unwrap();
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "one"]);
-    let port = free_port();
-    let _daemon = Server(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(&base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(port);
+    let (_daemon, port) = git_daemon(&base);
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
