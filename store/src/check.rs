@@ -83,6 +83,21 @@ pub struct CheckReport {
     pub snapshots: usize,
     /// Everything found, damage first.
     pub findings: Vec<Finding>,
+    /// Images some of whose layers are kept where a build cache holds
+    /// them, fetched when something reads them (sound, not damage).
+    pub remote: Vec<RemoteLayers>,
+}
+
+/// An image's layers kept in a registry (or a cache directory) and not
+/// fetched yet (see [`crate::content::remote`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteLayers {
+    /// The image, by name (or digest when it has none).
+    pub image: String,
+    /// Those layers, in the image's order.
+    pub layers: Vec<Digest>,
+    /// Where they come from (each place once).
+    pub from: Vec<String>,
 }
 
 impl CheckReport {
@@ -298,7 +313,9 @@ fn check_index(
             .ref_name()
             .map_or_else(|| desc.digest.to_string(), str::to_string);
         match image_problem(store, &desc.digest, corrupt, reach) {
-            Ok(()) => {}
+            Ok(()) => report
+                .remote
+                .extend(remote_layers(store, &name, &desc.digest)),
             Err(why) => {
                 report.add(Severity::Damaged, format!("image {name}"), describe(&why));
                 mark_repaired(report, repair);
@@ -311,6 +328,51 @@ fn check_index(
         store.write_index(&index)?;
     }
     Ok(())
+}
+
+/// The layers of the image `digest` (each platform's, for an index) kept
+/// where a build cache holds them.
+fn remote_layers(store: &Store, name: &str, digest: &Digest) -> Option<RemoteLayers> {
+    let mut layers: Vec<Digest> = Vec::new();
+    let mut from: Vec<String> = Vec::new();
+    let mut todo = vec![digest.clone()];
+    while let Some(d) = todo.pop() {
+        let Ok(bytes) = store.content.read(&d) else {
+            continue;
+        };
+        if Store::is_index_document(&bytes) {
+            if let Ok(index) = serde_json::from_slice::<Index>(&bytes) {
+                todo.extend(
+                    index
+                        .manifests
+                        .into_iter()
+                        .map(|m| m.digest)
+                        .filter(|m| store.content.has_local(m)),
+                );
+            }
+            continue;
+        }
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+            continue;
+        };
+        for l in manifest.layers {
+            let Some(src) = crate::content::remote::source(&store.content, &l.digest) else {
+                continue;
+            };
+            let place = src.place.to_string();
+            if !from.contains(&place) {
+                from.push(place);
+            }
+            if !layers.contains(&l.digest) {
+                layers.push(l.digest);
+            }
+        }
+    }
+    (!layers.is_empty()).then(|| RemoteLayers {
+        image: name.to_string(),
+        layers,
+        from,
+    })
 }
 
 /// What can be wrong with an image.

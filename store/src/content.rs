@@ -19,6 +19,7 @@ use crate::lease::{Lease, Leased};
 use crate::lock::{lock, ActiveLock, LockMode};
 
 pub mod lazy;
+pub mod remote;
 
 /// The blob store of one root. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
@@ -121,11 +122,27 @@ impl ContentStore {
         self.layout.lock()
     }
 
-    /// Whether the blob is present; if so it is leased to this process, so
-    /// no concurrent `prune` removes it before it is used or referenced.
+    /// Whether the blob is present (see [`ContentStore::has`]); if so it is
+    /// leased to this process, so no concurrent `prune` removes it before
+    /// it is used or referenced.
     pub(crate) fn has_leased(&self, d: &Digest) -> Result<bool, StoreError> {
+        self.leased_if(d, Self::has)
+    }
+
+    /// [`ContentStore::has_leased`] for a blob readable without the
+    /// network (see [`ContentStore::has_local`]): what a pull or a write of
+    /// the same bytes need not fetch again.
+    pub(crate) fn has_local_leased(&self, d: &Digest) -> Result<bool, StoreError> {
+        self.leased_if(d, Self::has_local)
+    }
+
+    fn leased_if(
+        &self,
+        d: &Digest,
+        present: fn(&Self, &Digest) -> bool,
+    ) -> Result<bool, StoreError> {
         let _guard = lock(&self.lock_path(), LockMode::Shared)?;
-        if !self.has(d) {
+        if !present(self, d) {
             return Ok(false);
         }
         self.lease.add([Leased::Blob(d.clone())])?;
@@ -193,7 +210,7 @@ impl ContentStore {
     /// Stores `data` and returns its digest.
     pub fn put(&self, data: &[u8]) -> Result<Digest, StoreError> {
         let digest = Digest::of(data);
-        if self.has_leased(&digest)? {
+        if self.has_local_leased(&digest)? {
             return Ok(digest);
         }
         let mut w = self.writer()?;
@@ -214,8 +231,15 @@ impl ContentStore {
     }
 
     /// Whether the blob is present (its content is not checked), as a
-    /// file or as a layer its snapshot can make (see [`lazy`]).
+    /// file, as a layer its snapshot can make (see [`lazy`]) or as a layer
+    /// a build cache holds, fetched when it is read (see [`remote`]).
     pub fn has(&self, d: &Digest) -> bool {
+        self.has_local(d) || remote::size(self.root(), d).is_some()
+    }
+
+    /// Whether the blob can be read without the network: a file, or a
+    /// layer its snapshot can make.
+    pub fn has_local(&self, d: &Digest) -> bool {
         self.path(d).is_file() || lazy::size(self.root(), d).is_some()
     }
 
@@ -224,6 +248,7 @@ impl ContentStore {
         match fs::metadata(self.path(d)) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => lazy::size(self.root(), d)
+                .or_else(|| remote::size(self.root(), d))
                 .ok_or_else(|| StoreError::BlobMissing { digest: d.clone() }),
             Err(e) => Err(e).at("stat", &self.path(d)),
         }
@@ -240,7 +265,7 @@ impl ContentStore {
                 root: self.root().to_path_buf(),
             });
         }
-        if lazy::materialize(self, d)? {
+        if lazy::materialize(self, d)? || remote::materialize(self, d)? {
             return Ok(());
         }
         Err(StoreError::BlobMissing { digest: d.clone() })
@@ -264,7 +289,7 @@ impl ContentStore {
                         .map_err(|e| StoreError::from_io("read", &path, e))?;
                     return Ok(data);
                 }
-                if lazy::materialize(self, d)? {
+                if lazy::materialize(self, d)? || remote::materialize(self, d)? {
                     return self.read(d);
                 }
                 return Err(StoreError::BlobMissing { digest: d.clone() });
@@ -296,7 +321,7 @@ impl ContentStore {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if lazy::materialize(self, d)? {
+                if lazy::materialize(self, d)? || remote::materialize(self, d)? {
                     return self.open_blob(d);
                 }
                 Err(StoreError::BlobMissing { digest: d.clone() })

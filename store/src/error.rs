@@ -90,6 +90,18 @@ pub enum StoreError {
         /// The platforms it has in this store.
         available: Vec<String>,
     },
+    /// A layer kept where a build cache holds it (see
+    /// [`crate::content::remote`]) could not be fetched.
+    #[error("cannot fetch layer {digest} from {from}")]
+    RemoteFetch {
+        /// The layer.
+        digest: Digest,
+        /// Where it was to come from.
+        from: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A layer made on demand from its snapshot could not be written.
     #[error("cannot make layer {digest} from snapshot {snapshot}")]
     LayerSource {

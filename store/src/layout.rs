@@ -10,6 +10,7 @@
 //!   cache/                     the build cache index (and stat caches)
 //!   cache-mounts/              `RUN --mount=type=cache` trees
 //!   lazy/<hex>                 layers kept only as their snapshots
+//!   remote/<hex>               layers kept only in a registry (or cache directory)
 //!   variants/                  compressed variants of uncompressed layers
 //!   layer-sizes/<hex>          layers' content sizes, as Docker counts them
 //!   lock, active, locks/       the store lock, its users, key locks
@@ -113,6 +114,12 @@ impl Layout {
     /// [`crate::content::lazy`]).
     pub fn lazy(&self) -> PathBuf {
         self.root.join("lazy")
+    }
+
+    /// `remote`: records of layers kept only where a build cache holds
+    /// them (see [`crate::content::remote`]).
+    pub fn remote(&self) -> PathBuf {
+        self.root.join("remote")
     }
 
     /// `variants`: records of the compressed variants of layers.

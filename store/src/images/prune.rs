@@ -98,6 +98,11 @@ impl Store {
                 report.blobs.push(d);
             }
         }
+        // Records of layers kept in a registry that nothing needs now (as
+        // their blobs would have gone).
+        crate::content::remote::sweep(&self.content, &|d| {
+            keep_blobs.contains(d) || leased.blobs.contains(d)
+        });
         // Records of compressed layer variants whose blobs just went.
         self.sweep_variant_records();
         let keep = self.kept_snapshots(&snapshots, &keep_chains, &loose_chains, &leased.snapshots);

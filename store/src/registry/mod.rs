@@ -21,6 +21,7 @@ mod http;
 mod manage;
 mod pull;
 mod push;
+mod remote_blobs;
 mod transfer;
 
 use std::path::PathBuf;
@@ -91,6 +92,7 @@ pub use auth::{base64_encode, Credentials, CredentialsFile};
 pub use http::Client;
 pub use pull::{Platforms, PullReport};
 pub use push::Pushed;
+pub use remote_blobs::ClientFetcher;
 pub use transfer::MinSpeed;
 
 /// Where Docker Hub's API is, as opposed to its name in references.

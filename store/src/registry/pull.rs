@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use super::http::{Answer, Body, Client, Session};
 use super::transfer::Paced;
 use super::{Progress, RegistryError};
+use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::images::{Image, Store};
@@ -138,7 +139,7 @@ fn missing_blobs<'m>(
         if wanted.iter().any(|w| w.digest == d.digest) {
             continue;
         }
-        if store.content.has_leased(&d.digest)? {
+        if store.content.has_local_leased(&d.digest)? {
             progress(&Progress::Exists {
                 digest: d.digest.clone(),
             });
@@ -426,7 +427,7 @@ impl Client {
         let scopes = vec![format!("repository:{repo}:pull")];
         let mut wanted: Vec<&Descriptor> = Vec::new();
         for d in blobs {
-            if !store.content.has(&d.digest) && !wanted.iter().any(|w| w.digest == d.digest) {
+            if !store.content.has_local(&d.digest) && !wanted.iter().any(|w| w.digest == d.digest) {
                 wanted.push(d);
             }
         }
@@ -514,7 +515,7 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<u64, RegistryError> {
         let sizes = super::for_each_parallel(blobs, self.opts.parallel, |desc| {
-            self.fetch_blob(s, store, repo, desc, scopes, progress)
+            self.fetch_blob(s, &store.content, repo, desc, scopes, progress)
         })?;
         Ok(sizes.into_iter().sum())
     }
@@ -524,10 +525,10 @@ impl Client {
     /// attempt bound, asking for the rest (`Range: bytes=N-`): a 206 whose
     /// `Content-Range` starts at N continues the same file, anything else
     /// starts it over. The digest is checked over the whole blob either way.
-    fn fetch_blob(
+    pub(super) fn fetch_blob(
         &self,
         s: &Session,
-        store: &Store,
+        content: &ContentStore,
         repo: &str,
         desc: &Descriptor,
         scopes: &[String],
@@ -538,7 +539,7 @@ impl Client {
             digest: desc.digest.clone(),
             size: desc.size,
         });
-        let mut w = store.content.writer()?;
+        let mut w = content.writer()?;
         let mut attempt = 1;
         loop {
             let from = w.written();
@@ -546,7 +547,7 @@ impl Client {
                 Some(r) => {
                     if from > 0 && r.status() != 206 {
                         // The registry sends the whole blob again.
-                        w = store.content.writer()?;
+                        w = content.writer()?;
                     }
                     let url = s.url(&path);
                     let host = super::transfer::host_of(&url);
@@ -565,7 +566,7 @@ impl Client {
                     }
                 }
                 None => {
-                    w = store.content.writer()?;
+                    w = content.writer()?;
                     std::io::Error::other(format!(
                         "the registry answered a request for bytes {from}- of a {}-byte blob \
                          with another range",

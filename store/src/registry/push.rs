@@ -491,7 +491,7 @@ fn mount_sources(
     dest: &Reference,
     format: &ExportFormat,
 ) -> HashMap<Digest, String> {
-    let mut out = HashMap::new();
+    let mut out = remote_mount_sources(store, dest);
     let Ok(tagged) = store.tagged_manifests() else {
         return out;
     };
@@ -515,6 +515,29 @@ fn mount_sources(
                 out.entry(v.digest)
                     .or_insert_with(|| other.path().to_string());
             }
+        }
+    }
+    out
+}
+
+/// For each blob kept only in a repository of `dest`'s registry (a layer a
+/// build cache served, see [`crate::content::remote`]), that repository:
+/// the registry links it, and its bytes never come here.
+fn remote_mount_sources(store: &Store, dest: &Reference) -> HashMap<Digest, String> {
+    use crate::content::remote::{self, Place};
+    let mut out = HashMap::new();
+    for d in remote::list(&store.content) {
+        let Some(source) = remote::source(&store.content, &d) else {
+            continue;
+        };
+        let Place::Registry { repository } = source.place else {
+            continue;
+        };
+        let Some((domain, path)) = repository.split_once('/') else {
+            continue;
+        };
+        if domain == dest.domain() && path != dest.path() && source.blob.digest == d {
+            out.insert(d, path.to_string());
         }
     }
     out

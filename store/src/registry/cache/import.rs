@@ -289,6 +289,49 @@ impl RemoteCache {
         }
     }
 
+    /// Makes the layer of `entry` present in `store` without downloading
+    /// it: recorded as kept in this cache (see [`crate::content::remote`]),
+    /// fetched when something first reads it. A layer the exporter stored
+    /// uncompressed is recorded as the compressed blob that was pushed
+    /// (itself remote) to decompress, and that blob as the layer's
+    /// compressed copy, so a push to where it already is moves no byte.
+    pub fn reference_layer(&self, store: &Store, entry: &CacheEntry) -> Result<(), StoreError> {
+        use crate::content::remote::{self, Place, Source};
+        let Some(local) = &entry.record.layer else {
+            return Ok(());
+        };
+        if store.content.has_local(&local.digest) {
+            return Ok(());
+        }
+        let remote = entry.remote.as_ref().unwrap_or(local);
+        let place = match &self.origin {
+            Origin::Registry { reference, .. } => Place::Registry {
+                repository: format!("{}/{}", reference.domain(), reference.path()),
+            },
+            Origin::Local { dir } => Place::File {
+                path: local::layout_blob(dir, &remote.digest),
+            },
+        };
+        let source = Source {
+            place,
+            blob: remote.clone(),
+        };
+        if remote.digest != local.digest {
+            remote::record(&store.content, &remote.digest, remote.size, source.clone())?;
+        }
+        remote::record(&store.content, &local.digest, local.size, source)?;
+        if remote.digest == local.digest {
+            return Ok(());
+        }
+        if let Some(to) = crate::oci::LayerCompression::of_media_type(&remote.media_type)
+            .map(crate::compress::Compression::from)
+            .filter(|c| *c != crate::compress::Compression::None)
+        {
+            store.record_compressed_layer(local, remote, to)?;
+        }
+        Ok(())
+    }
+
     /// Makes the layer of `entry` present in `store` in the form the
     /// record names (`entry.record.layer`): downloaded (verified against
     /// the pushed digest) and, when the exporter stored it uncompressed,
@@ -303,7 +346,7 @@ impl RemoteCache {
         let Some(local) = &entry.record.layer else {
             return Ok(0);
         };
-        if store.content.has(&local.digest) {
+        if store.content.has_local(&local.digest) {
             return Ok(0);
         }
         let remote = entry.remote.as_ref().unwrap_or(local);
