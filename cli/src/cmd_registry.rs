@@ -63,6 +63,34 @@ impl RegistryFlags {
     }
 }
 
+/// Layers a build cache holds (see `rbk_store::content::remote`) are
+/// fetched, when something first reads them, through a registry client
+/// with `options`: the settings and credentials a pull would use.
+pub(crate) fn fetch_remote_layers_with(options: RegistryOptions) {
+    rbk_store::content::remote::set_fetcher(std::sync::Arc::new(
+        rbk_store::registry::ClientFetcher::new(options),
+    ));
+}
+
+/// The registry settings of a command without registry flags: those of
+/// the environment (`RBK_INSECURE_REGISTRIES`, `RBK_REGISTRY_CA`,
+/// `RBK_AUTH_FILE`, Docker's config), as the flags default to them.
+pub(crate) fn settings_of_environment() -> RegistryOptions {
+    use clap::{Args, FromArgMatches};
+    let cmd = RegistryFlags::augment_args(clap::Command::new("rbk"));
+    cmd.try_get_matches_from(["rbk"])
+        .ok()
+        .and_then(|m| RegistryFlags::from_arg_matches(&m).ok())
+        .map_or_else(
+            || RegistryOptions {
+                auth_file: crate::env::default_auth_file(),
+                docker_config: crate::env::docker_config(),
+                ..RegistryOptions::default()
+            },
+            |f| f.options(),
+        )
+}
+
 /// `rbk pull`.
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
@@ -294,6 +322,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> anyhow::Result<i32> {
 pub fn push(root: &Path, a: &PushArgs) -> anyhow::Result<i32> {
     let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.name))?;
     let store = open_store(root)?;
+    fetch_remote_layers_with(a.registry.options());
     let client = Client::new(a.registry.options())?;
     let lines = Lines::new(true, a.quiet);
     if !a.quiet {

@@ -130,6 +130,15 @@ fn print_report(r: &CheckReport, repair: bool) {
         r.cache_records,
         r.snapshots
     );
+    for m in &r.remote {
+        let n = m.layers.len();
+        println!(
+            "image {}: remote: {n} layer{} in {}, fetched when read",
+            m.image,
+            if n == 1 { "" } else { "s" },
+            m.from.join(", ")
+        );
+    }
     for f in &r.findings {
         let label = match f.severity {
             Severity::Damaged => "damaged",

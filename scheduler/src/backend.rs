@@ -171,8 +171,10 @@ pub trait Layers: Send + Sync {
     fn prepare(&self, parent: Option<&str>) -> Result<Box<dyn Workspace + '_>, BackendError>;
     /// A read-only mount of the snapshot `parent` (a stage copied from).
     fn view(&self, parent: Option<&str>) -> Result<Box<dyn Mounted + '_>, BackendError>;
-    /// Brings a layer's blob into the store if a registry cache served it
-    /// and it is not there yet (before an image references it).
+    /// Makes a layer's blob present in the store if a registry cache
+    /// served it and it is not there yet (before an image references it):
+    /// recorded as kept in that cache, its bytes fetched when something
+    /// first reads them.
     fn fetch(&self, layer: &Descriptor) -> Result<(), BackendError>;
 }
 

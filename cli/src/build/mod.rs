@@ -82,6 +82,7 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
     // Made on first use: a build that pulls nothing and shares no cache
     // never touches registry settings (a bad CA file cannot fail it).
     let client = LazyClient::new(&settings.registry);
+    crate::cmd_registry::fetch_remote_layers_with(settings.registry.clone());
     let resolver = PullingResolver::new(&store, &bases, targets.pull, &client);
     checks::check_names(settings, &targets, &inputs)?;
     let mut graph = compile_all(&inputs, &resolver)?;

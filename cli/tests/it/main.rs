@@ -18,6 +18,7 @@ mod hostile_registry;
 mod hostinfo;
 mod kill_points;
 mod layers;
+mod lazy_cache;
 mod link;
 mod manifest_merge;
 mod outputs;

@@ -441,9 +441,11 @@ impl RemoteHits {
         }
     }
 
-    /// Makes sure the blob `digest` is in `store`, downloading it from the
-    /// cache that served it. A blob no cache served is left to the caller
-    /// (it reports the missing blob when it reads it).
+    /// Makes sure the blob `digest` is in `store`: a layer the cache that
+    /// served it holds is recorded as remote, not downloaded (the store
+    /// fetches it when something first reads it, see
+    /// `rbk_store::content::remote`). A blob no cache served is left to the
+    /// caller (it reports the missing blob when it reads it).
     fn materialize(&self, store: &Store, digest: &Digest) -> Result<(), BackendError> {
         if store.content.has(digest) {
             return Ok(());
@@ -465,7 +467,7 @@ impl RemoteHits {
             .or_default()
             .clone();
         let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        cache.fetch_layer(store, &entry, &|_| {})?;
+        cache.reference_layer(store, &entry)?;
         Ok(())
     }
 }

@@ -76,8 +76,9 @@ fn commit(
         })?);
     }
     let layers: Vec<_> = state.layers.iter().map(|l| l.blob.clone()).collect();
-    // Layers served by a registry cache come in now, and only those an
-    // image holds.
+    // Layers served by a registry cache are made present (recorded as
+    // remote: their bytes come when something reads them), and only those
+    // an image holds.
     for l in &layers {
         s.env.layers.fetch(l).map_err(|source| BuildError::Commit {
             name: img.name.clone(),
