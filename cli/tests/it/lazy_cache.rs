@@ -168,6 +168,7 @@ fn a_fully_cached_ci_build_downloads_no_layer() {
     assert_eq!(layers_of(&host, "app", "2"), layers);
 
     the_lazy_image_is_sound_and_says_what_is_remote(&b, &app2);
+    a_push_to_another_repository_mounts_from_the_cache(&reg, &b, &app2, &layers);
     a_gone_registry_is_named(&reg, &store_a, jobs.path(), &ctx, &cache, &app2);
 
     save_fetches_what_it_lacks_and_run_works(&reg, &b, jobs.path(), &app2, &layers);
@@ -243,6 +244,36 @@ fn the_lazy_image_is_sound_and_says_what_is_remote(b: &Path, app: &str) {
     ok(rbk(b).args(["image", "prune"]).output().unwrap());
     let (out, _) = ok(rbk(b).args(["system", "check"]).output().unwrap());
     assert!(out.contains("remote: 2 layers"), "{out}");
+}
+
+/// A push of the lazy image to a repository that lacks its layers asks
+/// the registry to mount them from the cache's repository: no layer byte
+/// comes down or goes up.
+fn a_push_to_another_repository_mounts_from_the_cache(
+    reg: &Registry,
+    b: &Path,
+    app: &str,
+    layers: &[(String, u64)],
+) {
+    let before = reg.requests().len();
+    let other = format!("{}/other/app:1", reg.host);
+    ok(rbk(b).args(["push", "-q", app, &other]).output().unwrap());
+    let requests = reg.requests()[before..].to_vec();
+    let gets = blob_gets(reg, before);
+    assert_eq!(layer_bytes(&gets, layers), 0, "{requests:?}");
+    let (big, _) = layers.iter().max_by_key(|(_, n)| *n).unwrap();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /v2/other/app/blobs/uploads/?mount=") && r.contains(big)),
+        "{requests:?}"
+    );
+    let uploads: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
+        .collect();
+    // The base's layers were never in that registry: only they go up.
+    assert!(uploads.iter().all(|u| !u.contains(big)), "{uploads:?}");
 }
 
 /// A third job's image whose registry is gone: its `save` fails naming the

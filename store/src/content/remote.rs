@@ -21,6 +21,7 @@
 //! registry again. `prune` keeps a record exactly while an image, a cache
 //! record or a lease needs its blob ([`sweep`]).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -221,23 +222,34 @@ pub fn list(content: &ContentStore) -> Vec<Digest> {
 }
 
 /// Deletes the records of blobs that are files now, and of blobs `keep`
-/// does not hold (what the store's images, cache records and leases
-/// need). For `prune`, under the exclusive store lock.
+/// does not hold (what the store's images, cache records and leases need)
+/// unless a kept record is fetched through them (the compressed blob a
+/// kept layer comes as, which is also its compressed copy for a push). For
+/// `prune`, under the exclusive store lock.
 pub(crate) fn sweep(content: &ContentStore, keep: &dyn Fn(&Digest) -> bool) {
     let dir = Layout::new(content.root()).remote();
     let Ok(rd) = fs::read_dir(&dir) else {
         return;
     };
-    for e in rd.flatten() {
-        let Some(d) = e
-            .file_name()
-            .to_str()
-            .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-        else {
-            continue;
-        };
-        if content.path(&d).is_file() || !keep(&d) {
-            let _ = fs::remove_file(e.path());
+    let records: Vec<(Digest, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let d = e
+                .file_name()
+                .to_str()
+                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())?;
+            Some((d, e.path()))
+        })
+        .collect();
+    let through: HashSet<Digest> = records
+        .iter()
+        .filter(|(d, _)| keep(d) && !content.path(d).is_file())
+        .filter_map(|(d, _)| read_record(content.root(), d))
+        .map(|r| r.source.blob.digest)
+        .collect();
+    for (d, path) in records {
+        if content.path(&d).is_file() || !(keep(&d) || through.contains(&d)) {
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -278,8 +290,24 @@ mod tests {
         assert!(cs.has(&d));
         assert!(!cs.has_local(&d));
         assert_eq!(cs.size(&d).unwrap(), plain.len() as u64);
-        assert_eq!(source(&cs, &d), Some(src));
+        assert_eq!(source(&cs, &d), Some(src.clone()));
         assert_eq!(list(&cs), vec![d.clone()]);
+        // Prune keeps the compressed blob a kept layer comes as.
+        record(
+            &cs,
+            &blob.digest,
+            blob.size,
+            Source {
+                place: src.place.clone(),
+                blob: blob.clone(),
+            },
+        )
+        .unwrap();
+        sweep(&cs, &|x| x == &d);
+        assert!(cs.has(&blob.digest));
+        sweep(&cs, &|_| false);
+        assert!(!cs.has(&blob.digest) && !cs.has(&d));
+        record(&cs, &d, plain.len() as u64, src.clone()).unwrap();
         // Nothing was read yet.
         assert!(!cs.path(&d).exists());
         assert_eq!(cs.read(&d).unwrap(), plain);
