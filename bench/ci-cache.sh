@@ -13,6 +13,7 @@
 # no-op rebuild of the same context in rbk's store B once it has it all.
 #
 #   bench/ci-cache.sh          # RUNS=3; RBK=path to skip the build
+#   RBK_BEFORE=path/to/older/rbk bench/ci-cache.sh   # and a row for it
 #
 # Needs root, docker.io (dockerd), buildah and runc, docker-registry,
 # busybox-static, python3, curl, bc.
@@ -90,7 +91,7 @@ cleanup() {
 trap cleanup EXIT
 start_dockerd "$work/dockerd"
 
-rt=(); rbytes=(); rrss=(); floor=()
+rt=(); rbytes=(); rrss=(); floor=(); ot=(); obytes=(); orss=()
 dt=(); dbytes=(); drss=()
 bt=(); bbytes=(); brss=()
 for ((i = 1; i <= runs; i++)); do
@@ -106,6 +107,15 @@ for ((i = 1; i <= runs; i++)); do
   rbytes+=("$(count_stop)"); rt+=("$s"); rrss+=("$kb")
   grep -q "0 steps run, 2 cached" <(tail -20 "$BENCH_LOG") || { echo "bench: rbk's job B ran steps" >&2; exit 1; }
   floor+=("$(t "$rbk" --root "$work/rbk-b" build --progress plain --pull=never -t "$via/rbk/app:2" "$ctx")")
+
+  # An older rbk, when given: the same job B in a fresh store.
+  if [ -n "${RBK_BEFORE:-}" ]; then
+    rm -rf "$work/rbk-o"; "$RBK_BEFORE" --root "$work/rbk-o" load -i "$work/busybox-oci.tar" >/dev/null
+    count_start
+    read -r s kb < <(peak_kb "$RBK_BEFORE" --root "$work/rbk-o" build --progress plain --pull=never \
+      --push -t "$via/rbk/app:3" --cache-from "type=registry,ref=$via/rbk/cache:ci" "$ctx")
+    obytes+=("$(count_stop)"); ot+=("$s"); orss+=("$kb")
+  fi
 
   # BuildKit (dockerd's), inline cache
   docker_fresh
@@ -142,6 +152,7 @@ printf '\njob B of the fully cached CI build (50 MB COPY + RUN), medians of %s r
 printf '%-28s %10s %16s %14s\n' "builder" "seconds" "bytes from reg." "peak RSS (MB)"
 line() { printf '%-28s %10.3f %16d %14.1f\n' "$1" "$2" "$3" "$(echo "$4 / 1024" | bc -l)"; }
 line "rbk" "$(median "${rt[@]}")" "$(median "${rbytes[@]}")" "$(median "${rrss[@]}")"
+[ -z "${RBK_BEFORE:-}" ] || line "rbk before (RBK_BEFORE)" "$(median "${ot[@]}")" "$(median "${obytes[@]}")" "$(median "${orss[@]}")"
 line "BuildKit (inline cache)" "$(median "${dt[@]}")" "$(median "${dbytes[@]}")" "$(median "${drss[@]}")"
 line "buildah --layers" "$(median "${bt[@]}")" "$(median "${bbytes[@]}")" "$(median "${brss[@]}")"
 printf '%-28s %10.3f %16d %14s\n' "floor (rbk no-op rebuild)" "$(median "${floor[@]}")" 0 "-"
