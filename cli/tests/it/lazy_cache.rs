@@ -370,3 +370,64 @@ fn only_the_layers_under_a_changed_step_are_fetched() {
         .unwrap());
     assert_eq!(out, "changed\n");
 }
+
+#[test]
+fn a_local_cache_directory_serves_layers_when_read() {
+    let test = "a_local_cache_directory_serves_layers_when_read";
+    let Some(a) = store_with_busybox(test) else {
+        return;
+    };
+    let store_a = a.path().join("store");
+    let ctx = a.path().join("ctx");
+    context(&ctx, DOCKERFILE);
+    let dir = a.path().join("ci-cache");
+    let (_, err) = ok(rbk(&store_a)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--pull=never",
+            "-t",
+            "app:1",
+        ])
+        .arg(format!(
+            "--cache-to=type=local,dest={},mode=max",
+            dir.display()
+        ))
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("2 steps run, 0 cached"), "{err}");
+    let jobs = tempfile::tempdir().unwrap();
+    let b = store_with_the_same_base(&store_a, jobs.path());
+    let (_, err) = ok(rbk(&b)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--pull=never",
+            "-t",
+            "app:1",
+        ])
+        .arg(format!("--cache-from=type=local,src={}", dir.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap());
+    assert!(err.contains("0 steps run, 2 cached"), "{err}");
+    let (out, _) = ok(rbk(&b).args(["system", "check"]).output().unwrap());
+    assert!(out.contains("store is sound"), "{out}");
+    let remote = format!("remote: 2 layers in {}/blobs/sha256/", dir.display());
+    assert!(out.contains(&remote), "{out}");
+    let (out, _) = ok(rbk(&b)
+        .args(["run", "--rm", "app:1", "cat", "/done"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "ok\n");
+    // What the run read is in the store now: the directory can go.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (out, _) = ok(rbk(&b)
+        .args(["run", "--rm", "app:1", "cat", "/done"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "ok\n");
+}
