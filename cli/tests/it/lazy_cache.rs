@@ -263,9 +263,11 @@ fn a_push_to_another_repository_mounts_from_the_cache(
     assert_eq!(layer_bytes(&gets, layers), 0, "{requests:?}");
     let (big, _) = layers.iter().max_by_key(|(_, n)| *n).unwrap();
     assert!(
-        requests
-            .iter()
-            .any(|r| r.starts_with("POST /v2/other/app/blobs/uploads/?mount=") && r.contains(big)),
+        requests.iter().any(
+            |r| r.starts_with("POST /v2/other/app/blobs/uploads/?mount=")
+                && r.contains(big)
+                && r.contains("from=cache")
+        ),
         "{requests:?}"
     );
     let uploads: Vec<&String> = requests
