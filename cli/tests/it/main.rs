@@ -20,6 +20,7 @@ mod kill_points;
 mod layers;
 mod link;
 mod manifest_merge;
+mod netpool;
 mod outputs;
 mod pipes;
 mod plan_emit;
