@@ -3,6 +3,7 @@
 //! network print `SKIPPED: <why>` to stderr and return.
 #![allow(clippy::unwrap_used)]
 
+mod attest;
 mod bake;
 mod build;
 mod cache;
