@@ -362,6 +362,19 @@ impl Store {
                 what: format!("image {} (not an index)", image.id),
             });
         };
+        // Attestation manifests are OCI's: an index carrying them keeps
+        // OCI's media types, as BuildKit forces them for attestations.
+        let forced;
+        let to = match stored.attachments().next() {
+            Some(_) if to.docker_media_types => {
+                forced = ExportFormat {
+                    docker_media_types: false,
+                    ..*to
+                };
+                &forced
+            }
+            _ => to,
+        };
         let images = self.index_images(image)?;
         let mut out = Vec::with_capacity(images.len());
         let mut index = stored.index.clone();

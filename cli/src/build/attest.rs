@@ -81,8 +81,11 @@ impl Attester<'_> {
         }
     }
 
-    /// Whether image `name` leaves the store: pushed (also by digest, as a
-    /// shard pushes) or written as an OCI archive.
+    /// Whether image `name` gets provenance by default: it leaves the
+    /// store (pushed, also by digest as a shard pushes, or written as an
+    /// OCI archive) and no output asks Docker's media types for it
+    /// (`type=docker`, `oci-mediatypes=false`), which attestations would
+    /// turn into OCI's; buildx's docker exporter has none by default either.
     fn exported(&self, name: &str) -> bool {
         let own = self
             .targets
@@ -90,13 +93,15 @@ impl Attester<'_> {
             .iter()
             .filter(|(n, _)| n == name)
             .flat_map(|(_, o)| o);
-        self.settings.push_by_digest.iter().any(|n| n == name)
-            || self
-                .settings
-                .outputs
+        let outputs: Vec<&Output> = self.settings.outputs.iter().chain(own).collect();
+        let docker = outputs
+            .iter()
+            .any(|o| o.docker_media_types() || matches!(o, Output::Archive { kind: "docker", .. }));
+        let leaves = self.settings.push_by_digest.iter().any(|n| n == name)
+            || outputs
                 .iter()
-                .chain(own)
-                .any(|o| o.pushes() || matches!(o, Output::Archive { kind: "oci", .. }))
+                .any(|o| o.pushes() || matches!(o, Output::Archive { kind: "oci", .. }));
+        leaves && !docker
     }
 
     /// One id for every image of this invocation: made from the inputs
