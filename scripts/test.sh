@@ -28,12 +28,12 @@ fi
 # (cli/tests/it/plan_emit.rs): the GitHub and GitLab schemas vendored in
 # check-jsonschema, the Kubernetes API models of the official client.
 venv=/opt/rbk-test-venv
-if [ "$(id -u)" = 0 ] && ! "$venv/bin/python3" -c 'import kubernetes, check_jsonschema, spdx_tools' 2>/dev/null; then
-  echo "== installing check-jsonschema, kubernetes and spdx-tools into $venv"
+if [ "$(id -u)" = 0 ] && ! "$venv/bin/python3" -c 'import kubernetes, check_jsonschema, spdx_tools, in_toto_attestation' 2>/dev/null; then
+  echo "== installing check-jsonschema, kubernetes, spdx-tools and in-toto-attestation into $venv"
   python3 -m venv "$venv"
   # kubernetes 31+: its models know appArmorProfile and backoffLimitPerIndex.
   # spdx-tools validates `rbk sbom`'s SPDX documents (cli/tests/it/sbom.rs).
-  "$venv/bin/pip" install -q 'check-jsonschema>=0.28' 'kubernetes>=31' spdx-tools
+  "$venv/bin/pip" install -q 'check-jsonschema>=0.28' 'kubernetes>=31' spdx-tools in-toto-attestation
 fi
 
 # An arm64 busybox for the emulated-platform test (QEMU through binfmt_misc).

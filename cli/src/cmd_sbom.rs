@@ -48,16 +48,8 @@ pub fn sbom(root: &Path, a: &SbomArgs) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let (inventory, layer_of) = scan(root, &store, &image)?;
     let created = crate::env::source_date_epoch().unwrap_or_else(now);
-    let described = Described {
-        name: a.image.clone(),
-        digest: Some(image.manifest_digest.to_string()),
-        created,
-        tool: format!("rbk-{}", env!("CARGO_PKG_VERSION")),
-    };
-    let layers: BTreeMap<&Package, String> = layer_of.iter().map(|(p, l)| (p, l.clone())).collect();
-    let doc = spdx::document(&described, &inventory, &layers);
+    let doc = document(root, &store, &image, &a.image, created)?;
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     match &a.output {
@@ -68,7 +60,28 @@ pub fn sbom(root: &Path, a: &SbomArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn now() -> i64 {
+/// The SPDX document of `image` (in the store at `root`) named `name`:
+/// its packages, each annotated with the layer that installed it;
+/// `created` is the document's time (unix seconds).
+pub(crate) fn document(
+    root: &Path,
+    store: &Store,
+    image: &Image,
+    name: &str,
+    created: i64,
+) -> anyhow::Result<serde_json::Value> {
+    let (inventory, layer_of) = scan(root, store, image)?;
+    let described = Described {
+        name: name.to_string(),
+        digest: Some(image.manifest_digest.to_string()),
+        created,
+        tool: format!("rbk-{}", env!("CARGO_PKG_VERSION")),
+    };
+    let layers: BTreeMap<&Package, String> = layer_of.iter().map(|(p, l)| (p, l.clone())).collect();
+    Ok(spdx::document(&described, &inventory, &layers))
+}
+
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

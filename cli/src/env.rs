@@ -49,6 +49,14 @@ pub fn source_date_epoch() -> Option<i64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 
+/// `BUILDX_NO_DEFAULT_ATTESTATIONS`: set (to anything but `0`/`false`),
+/// builds attach no provenance unless asked, as buildx.
+pub fn no_default_attestations() -> bool {
+    std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+        .map(|v| !matches!(v.trim(), "" | "0" | "false"))
+        .unwrap_or(false)
+}
+
 /// The environment variable `name` (`--build-arg NAME`, `--secret`, `--ssh`), if set and
 /// valid text.
 pub fn text(name: &str) -> Option<String> {

@@ -7,6 +7,7 @@
 #![warn(unreachable_pub)]
 
 pub mod archive;
+pub mod attested;
 pub mod cache;
 pub mod check;
 pub mod compress;

@@ -349,8 +349,8 @@ impl Store {
 
     /// `image`'s whole index as `to` has it leave the store (see
     /// [`Store::manifest_for_export`]); with Docker's media types the index
-    /// becomes a manifest list. Attestations here go as they are, with the
-    /// images they name when those leave unchanged; others are left out.
+    /// becomes a manifest list. Attestations go with the images they name,
+    /// made anew for those whose layers were re-encoded.
     pub fn index_for_export(
         &self,
         image: &Image,
@@ -361,6 +361,19 @@ impl Store {
                 media_type: image.manifest.media_type.clone().unwrap_or_default(),
                 what: format!("image {} (not an index)", image.id),
             });
+        };
+        // Attestation manifests are OCI's: an index carrying them keeps
+        // OCI's media types, as BuildKit forces them for attestations.
+        let forced;
+        let to = match stored.attachments().next() {
+            Some(_) if to.docker_media_types => {
+                forced = ExportFormat {
+                    docker_media_types: false,
+                    ..*to
+                };
+                &forced
+            }
+            _ => to,
         };
         let images = self.index_images(image)?;
         let mut out = Vec::with_capacity(images.len());
@@ -377,21 +390,7 @@ impl Store {
             index.manifests.push(d);
             out.push((child, converted));
         }
-        // Attestations go as they are, with the images they name: those
-        // whose image left the store changed would name a digest the
-        // registry never gets.
-        let kept: Vec<&Digest> = out
-            .iter()
-            .filter(|(child, c)| c.digest == child.manifest_digest)
-            .map(|(child, _)| &child.manifest_digest)
-            .collect();
-        let mut attachments = Vec::new();
-        for d in stored.attachments() {
-            if d.attests().is_some_and(|n| kept.contains(&&n)) {
-                attachments.push(self.manifest_as_stored(&d.digest)?);
-                index.manifests.push(d.clone());
-            }
-        }
+        let attachments = self.attachments_for_export(stored, &out, &mut index)?;
         if to.docker_media_types {
             index.media_type = Some(MEDIA_TYPE_DOCKER_MANIFEST_LIST.to_string());
         }
@@ -411,6 +410,43 @@ impl Store {
             images: out,
             attachments,
         })
+    }
+
+    /// The attestations of `stored` that go with the images `out` as they
+    /// leave the store, each added to `index`: as stored when its image
+    /// leaves unchanged, made anew for the manifest that leaves when the
+    /// image's layers were re-encoded (see [`Store::rebind_attachment`]);
+    /// those about no image that leaves, or that cannot be made anew, are
+    /// left out.
+    fn attachments_for_export(
+        &self,
+        stored: &crate::images::ImageIndex,
+        out: &[(Image, CompressedManifest)],
+        index: &mut crate::oci::Index,
+    ) -> Result<Vec<CompressedManifest>, StoreError> {
+        let mut attachments = Vec::new();
+        for d in stored.attachments() {
+            let Some(named) = d.attests() else {
+                continue;
+            };
+            let Some((child, c)) = out.iter().find(|(child, _)| child.manifest_digest == named)
+            else {
+                continue;
+            };
+            if c.digest == child.manifest_digest {
+                attachments.push(self.manifest_as_stored(&d.digest)?);
+                index.manifests.push(d.clone());
+            } else if let Some(r) = self.rebind_attachment(d, &named, &c.digest)? {
+                attachments.push(CompressedManifest {
+                    digest: r.descriptor.digest.clone(),
+                    blobs: r.manifest.blobs().cloned().collect(),
+                    bytes: r.bytes,
+                    manifest: r.manifest,
+                });
+                index.manifests.push(r.descriptor);
+            }
+        }
+        Ok(attachments)
     }
 
     /// Manifest `digest` as the store holds it, with the blobs it names.

@@ -112,6 +112,19 @@ pub struct BuildArgs {
     /// (`rbk save | docker load` moves them to Docker)
     #[arg(long)]
     pub load: bool,
+    /// SLSA provenance attestation: true, false, min, max, or
+    /// mode=min|max[,builder-id=URI] (default: mode=min on images pushed or
+    /// exported as OCI archives; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the
+    /// default off)
+    #[arg(long, value_name = "true|false|mode=min|max")]
+    pub provenance: Option<String>,
+    /// SPDX SBOM attestation of what each image has installed: true|false
+    #[arg(long, value_name = "true|false")]
+    pub sbom: Option<String>,
+    /// An attestation (repeatable): type=provenance[,mode=min|max]
+    /// [,builder-id=URI][,disabled=true] or type=sbom[,disabled=true]
+    #[arg(long = "attest", value_name = "type=provenance|sbom[,...]")]
+    pub attest: Vec<String>,
     /// Add an annotation to the image manifest (repeatable): KEY=VALUE or
     /// manifest:KEY=VALUE
     #[arg(long = "annotation", value_name = "[manifest:]KEY=VALUE")]

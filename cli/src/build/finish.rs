@@ -174,7 +174,8 @@ fn write_result_files(
 /// its digest is not the store's), as buildx does. Pushed by digest,
 /// `image.name` is the repositories it went to, and `rbk.push-by-digest`, `rbk.tags` (the
 /// names it was meant for) and `containerimage.descriptors` (each
-/// platform's pushed manifest) tell `rbk manifest merge` how to join it.
+/// platform's pushed manifest, for every push) tell `rbk manifest merge`
+/// how to join it.
 fn metadata_entry(
     store: &Store,
     img: &BuiltImage,
@@ -197,12 +198,16 @@ fn metadata_entry(
         "containerimage.config.digest": image.id.to_string(),
         "containerimage.descriptor": descriptor,
     });
+    if let Some(p) = pushed {
+        // Each platform's image as pushed (under the index its
+        // attestations make, when it has some).
+        v["containerimage.descriptors"] = serde_json::to_value(&p.pushed.platforms)?;
+    }
     match pushed {
         Some(p) if p.by_digest => {
             v["image.name"] = p.repositories.join(",").into();
             v["rbk.push-by-digest"] = true.into();
             v["rbk.tags"] = serde_json::json!(p.tags);
-            v["containerimage.descriptors"] = serde_json::to_value(&p.pushed.platforms)?;
         }
         _ if !img.tags.is_empty() => v["image.name"] = img.tags.join(",").into(),
         _ => {}

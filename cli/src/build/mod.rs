@@ -8,6 +8,8 @@
 //! here reads the clap structs once the settings are made.
 
 pub mod args;
+pub mod attest;
+pub mod attest_spec;
 pub mod cache;
 pub mod cache_spec;
 pub mod checks;
@@ -105,6 +107,7 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         client: &client,
         targets: &targets,
         target_settings: &target_settings,
+        remote: _remote.as_ref().map(|f| (f.uri.clone(), f.digest.clone())),
     };
     build.execute(&graph, groups, options, shard.as_ref(), started)
 }
@@ -118,6 +121,8 @@ struct Build<'a> {
     client: &'a LazyClient<'a>,
     targets: &'a TargetOptions,
     target_settings: &'a [ResolvedTarget],
+    /// A context fetched from a URL: the URL and its commit or digest.
+    remote: Option<(String, String)>,
 }
 
 impl Build<'_> {
@@ -157,6 +162,17 @@ impl Build<'_> {
         crate::timings::save_local(self.root, graph, &summary);
         let shard_report = shard.map(|s| shard::after(s, store, &caches.to, graph, &summary));
         rbk_scheduler::export::index::commit_indexes(store, &groups, &mut summary)?;
+        let settings = finish_settings(self.settings, shard);
+        let attester = attest::Attester {
+            root: self.root,
+            store,
+            graph,
+            settings: &settings,
+            targets: self.targets,
+            remote: self.remote.clone(),
+            started: unix_seconds(started),
+        };
+        attester.attach_all(&mut summary)?;
         let client = || self.client.get();
         let done = Done {
             store,
@@ -165,7 +181,7 @@ impl Build<'_> {
             graph,
             shard: shard_report,
         };
-        done.finish(&finish_settings(self.settings, shard), &summary, started)
+        done.finish(&settings, &summary, started)
     }
 
     /// The shared caches of the build (imported, the cache mounts they
@@ -190,6 +206,15 @@ impl Build<'_> {
         );
         Ok(caches)
     }
+}
+
+/// The wall-clock time (unix seconds) of `at`.
+fn unix_seconds(at: Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now - at.elapsed().as_secs() as i64
 }
 
 /// The settings the end of the build goes by: a shard's platforms of a

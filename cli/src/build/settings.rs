@@ -70,6 +70,8 @@ pub struct BuildSettings {
     /// [`crate::outputs::push_by_digest`]). No flag sets it: a sharded
     /// build does, for the targets whose platforms several machines build.
     pub push_by_digest: Vec<String>,
+    /// `--provenance`, `--sbom`, `--attest`.
+    pub attest: super::attest_spec::AttestSpec,
 }
 
 impl BuildSettings {
@@ -86,6 +88,11 @@ impl BuildSettings {
         let ssh = crate::ssh::parse(&args.ssh)?;
         check_tags(&args.input.tags)?;
         let shard = ShardSettings::resolve(&args.shard)?;
+        let attest = super::attest_spec::AttestSpec::parse(
+            &args.attest,
+            args.provenance.as_deref(),
+            args.sbom.as_deref(),
+        )?;
         Ok(BuildSettings {
             input: args.input.clone(),
             check: args.check,
@@ -106,6 +113,7 @@ impl BuildSettings {
             quiet: args.quiet,
             progress: args.progress,
             push_by_digest: Vec::new(),
+            attest,
         })
     }
 

@@ -7,7 +7,11 @@
 //! target (or, for a one-image build, the entry itself). An entry's
 //! platforms are its `containerimage.descriptors`, else its
 //! `containerimage.descriptor`; a descriptor of an index stands for each
-//! platform the index lists. Its tags are `rbk.tags`, else `image.name`.
+//! platform the index lists, and the index is taken over the list when
+//! there is one. Attestation manifests listed beside a platform's image
+//! go into the merged index after the images (pushed to a registry; a merge
+//! in the store keeps the images only). Its tags are `rbk.tags`, else
+//! `image.name`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -74,9 +78,14 @@ pub fn merge(files: &[PathBuf], source: &Source<'_>, dry_run: bool) -> Result<()
         for m in members {
             found.extend(resolve_once(source, tag, m, &mut resolved)?);
         }
+        let (attestations, found): (Vec<_>, Vec<_>) = found
+            .into_iter()
+            .partition(|(m, _)| m.desc.attests().is_some());
         let found = one_per_platform(tag, found)?;
+        let mut manifests: Vec<Descriptor> = found.iter().map(|(m, _)| m.desc.clone()).collect();
+        manifests.extend(attestations_of(&found, &attestations));
         let index = Index {
-            manifests: found.iter().map(|(m, _)| m.desc.clone()).collect(),
+            manifests,
             ..Index::default()
         };
         let bytes = serde_json::to_vec(&index)?;
@@ -168,6 +177,26 @@ fn one_per_platform(
     Ok(by_platform.into_values().collect())
 }
 
+/// The attestation manifests among `attestations` about the images of
+/// `found`, each once, in the order of the images they are about.
+fn attestations_of(
+    found: &[(Member, Option<Image>)],
+    attestations: &[(Member, Option<Image>)],
+) -> Vec<Descriptor> {
+    let mut out: Vec<Descriptor> = Vec::new();
+    for (image, _) in found {
+        for (a, _) in attestations {
+            let about = a.desc.attests();
+            if about.as_ref() == Some(&image.desc.digest)
+                && !out.iter().any(|d| d.digest == a.desc.digest)
+            {
+                out.push(a.desc.clone());
+            }
+        }
+    }
+    out
+}
+
 /// What [`resolve`] found, by where it looked (the repository, or none for
 /// the store), the member's digest and its platform.
 type Resolved = HashMap<(String, Digest, Option<String>), Vec<(Descriptor, Option<Image>)>>;
@@ -222,7 +251,12 @@ fn resolve(
             }
             let index: Index = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{}: index {digest} is not JSON", m.origin()))?;
-            Ok(platforms_of(&index).map(|d| (d, None)).collect())
+            // Its attestations (BuildKit's, or rbk's provenance) go along.
+            let attestations = index.manifests.iter().filter(|d| d.attests().is_some());
+            Ok(platforms_of(&index)
+                .chain(attestations.cloned())
+                .map(|d| (d, None))
+                .collect())
         }
         Source::Store(store) => {
             let image = store
@@ -324,11 +358,20 @@ fn read_entry(file: &Path, target: &str, v: &Value) -> Result<(Vec<Reference>, V
             .with_context(|| format!("{origin}: containerimage.descriptors"))?,
         None => Vec::new(),
     };
-    let descs = match (descs.is_empty(), v.get("containerimage.descriptor")) {
-        (false, _) => descs,
-        (true, Some(d)) => vec![serde_json::from_value(d.clone())
-            .with_context(|| format!("{origin}: containerimage.descriptor"))?],
-        (true, None) => bail!("{origin}: no containerimage.descriptor"),
+    let top: Option<Descriptor> = match v.get("containerimage.descriptor") {
+        Some(d) => Some(
+            serde_json::from_value(d.clone())
+                .with_context(|| format!("{origin}: containerimage.descriptor"))?,
+        ),
+        None => None,
+    };
+    // An index pushed (an image with its attestations, or several
+    // platforms) stands for everything it lists.
+    let descs = match top {
+        Some(d) if is_index_media_type(&d.media_type) => vec![d],
+        _ if !descs.is_empty() => descs,
+        Some(d) => vec![d],
+        None => bail!("{origin}: no containerimage.descriptor"),
     };
     let members = descs
         .into_iter()

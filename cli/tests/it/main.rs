@@ -3,6 +3,7 @@
 //! network print `SKIPPED: <why>` to stderr and return.
 #![allow(clippy::unwrap_used)]
 
+mod attest;
 mod bake;
 mod build;
 mod cache;
@@ -21,6 +22,7 @@ mod layers;
 mod lazy_cache;
 mod link;
 mod manifest_merge;
+mod netpool;
 mod outputs;
 mod pipes;
 mod plan_emit;

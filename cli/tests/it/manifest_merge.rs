@@ -87,10 +87,19 @@ fn remote_index(store: &Path, name: &str) -> Vec<(String, String)> {
         index["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
-    index["manifests"]
-        .as_array()
-        .unwrap()
+    let entries = index["manifests"].as_array().unwrap();
+    // Each image's provenance, listed after the images.
+    let images: Vec<&serde_json::Value> = entries
         .iter()
+        .filter(|m| m["platform"]["os"] != "unknown")
+        .collect();
+    let attestations: Vec<&serde_json::Value> = entries[images.len()..].iter().collect();
+    assert_eq!(attestations.len(), images.len(), "{index}");
+    for (a, i) in attestations.iter().zip(&images) {
+        assert_eq!(a["annotations"]["vnd.docker.reference.digest"], i["digest"]);
+    }
+    images
+        .into_iter()
         .map(|m| {
             let arch = m["platform"]["architecture"].as_str().unwrap();
             (arch.to_string(), m["digest"].as_str().unwrap().to_string())
@@ -104,10 +113,14 @@ fn check_metadata(meta: &Path, name: &str, repository: &str, arch: &str) -> (Str
     assert_eq!(m["rbk.push-by-digest"], true);
     assert_eq!(m["image.name"], repository);
     assert_eq!(m["rbk.tags"], serde_json::json!([name]));
-    let desc = &m["containerimage.descriptor"];
+    // Pushed with its provenance (on by default for a push, as buildx):
+    // the digest is the index's, which lists the platform's image.
+    let top = &m["containerimage.descriptor"];
+    assert_eq!(top["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(m["containerimage.digest"], top["digest"]);
+    let desc = &m["containerimage.descriptors"][0];
     assert_eq!(desc["platform"]["architecture"], arch);
-    assert_eq!(m["containerimage.descriptors"][0], *desc);
-    let digest = m["containerimage.digest"].as_str().unwrap();
+    let digest = desc["digest"].as_str().unwrap();
     (arch.to_string(), digest.to_string())
 }
 
@@ -195,7 +208,7 @@ fn merge_refuses_a_missing_digest_and_a_platform_given_twice() {
     // A digest the registry lacks is named, with the file naming it.
     let absent = format!("sha256:{}", "0".repeat(64));
     let mut doc = json(&a);
-    doc["containerimage.descriptors"][0]["digest"] = absent.clone().into();
+    doc["containerimage.descriptor"]["digest"] = absent.clone().into();
     let lost = dir.path().join("lost.json");
     std::fs::write(&lost, serde_json::to_vec(&doc).unwrap()).unwrap();
     let missing = merge(&c, &["--push"], &[&lost]);

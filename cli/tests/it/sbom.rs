@@ -13,10 +13,10 @@ use crate::build::{store_with_busybox, tar_dir};
 use crate::cache::ok;
 use crate::rbk;
 
-const STATUS: &str = "/var/lib/dpkg/status";
+pub(crate) const STATUS: &str = "/var/lib/dpkg/status";
 
 /// (name, version) of the installed packages dpkg-query reads in `admindir`.
-fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String)> {
+pub(crate) fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String)> {
     let out = Command::new("dpkg-query")
         .arg(format!("--admindir={}", admindir.display()))
         .args(["-W", "-f", "${db:Status-Abbrev} ${Package} ${Version}\\n"])
@@ -36,6 +36,26 @@ fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Imports `localhost/deb:1` into `store`: this machine's dpkg database
+/// and a Debian os-release, nothing else.
+pub(crate) fn import_deb_base(dir: &Path, store: &Path) {
+    let rootfs = dir.join("deb");
+    std::fs::create_dir_all(rootfs.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::copy(STATUS, rootfs.join("var/lib/dpkg/status")).unwrap();
+    std::fs::write(
+        rootfs.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    let tarball = dir.join("deb.tar");
+    tar_dir(&rootfs, &tarball);
+    ok(rbk(
+        store,
+        &["import", tarball.to_str().unwrap(), "localhost/deb:1"],
+    ));
+}
+
 #[test]
 fn the_sbom_lists_what_dpkg_query_lists_with_the_layer_of_each() {
     let test = "sbom::the_sbom_lists_what_dpkg_query_lists_with_the_layer_of_each";
@@ -47,21 +67,7 @@ fn the_sbom_lists_what_dpkg_query_lists_with_the_layer_of_each() {
         return;
     }
     let store = dir.path().join("store");
-    let rootfs = dir.path().join("deb");
-    std::fs::create_dir_all(rootfs.join("var/lib/dpkg")).unwrap();
-    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-    std::fs::copy(STATUS, rootfs.join("var/lib/dpkg/status")).unwrap();
-    std::fs::write(
-        rootfs.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    let tarball = dir.path().join("deb.tar");
-    tar_dir(&rootfs, &tarball);
-    ok(rbk(
-        &store,
-        &["import", tarball.to_str().unwrap(), "localhost/deb:1"],
-    ));
+    import_deb_base(dir.path(), &store);
     let ctx = dir.path().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -133,7 +139,7 @@ fn the_extra_package_is_the_last_layers(doc: &serde_json::Value, store: &Path) {
     );
 }
 
-fn validated_by_spdx_tools(test: &str, file: &Path) {
+pub(crate) fn validated_by_spdx_tools(test: &str, file: &Path) {
     let tool = Path::new("/opt/rbk-test-venv/bin/pyspdxtools");
     if !tool.exists() {
         eprintln!("SKIPPED {test}: spdx-tools' validator (scripts/test.sh installs it)");

@@ -156,6 +156,11 @@ pub trait Executor: Send + Sync {
     fn preflight(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Told once, after [`preflight`](Executor::preflight), the network a
+    /// build's RUN steps get by default, so the executor can get it ready
+    /// ahead of them.
+    fn expect_network(&self, _network: NetworkMode) {}
 }
 
 /// The real executor: Linux namespaces, needs root (see [`sandbox_supported`]).
@@ -325,6 +330,13 @@ impl Drop for StubGuard<'_> {
 impl Executor for NamespaceExecutor {
     fn preflight(&self) -> Result<(), String> {
         sandbox_supported()
+    }
+
+    /// The default network's namespaces are made ahead ([`net::prime`]).
+    fn expect_network(&self, network: NetworkMode) {
+        if network == NetworkMode::Private {
+            net::prime();
+        }
     }
 
     fn run(

@@ -5,18 +5,23 @@
 //! the host's resolvers, loopback ones included), and no way to the host's
 //! loopback services (`--disable-host-loopback`).
 //!
-//! slirp4netns is started by rbk for the namespace's init once it exists;
-//! init waits until the namespace's default route is in place before it
-//! starts the command, and slirp4netns is stopped with the run.
+//! Each container gets a network namespace of its own, made by rbk before
+//! the container ([`ContainerNet`]) and connected by a slirp4netns of its
+//! own; the container's keeper enters it, and both go with the run. A
+//! build keeps one such namespace ready ahead of its next RUN ([`prime`],
+//! see `pool.rs`): a fresh one per step, never one a step has used.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::SandboxError;
 
+mod pool;
 mod sys;
+
+pub use pool::{prime, ContainerNet};
 
 /// The guest side of slirp4netns' network.
 pub const GUEST_ADDR: &str = "10.0.2.100";
@@ -140,10 +145,15 @@ fn io_err<'p>(
 }
 
 impl UserNet {
-    /// Connects the network namespace of process `pid`, waits until it is
-    /// configured (its default route exists) and forwards `ports`.
-    /// The API socket of forwarded ports lives in a directory in `scratch`.
-    pub fn start(pid: i32, ports: &[PortMapping], scratch: &Path) -> Result<UserNet, SandboxError> {
+    /// Connects the network namespace `ns` (one no process runs in yet),
+    /// waits until slirp4netns says it is configured (its `--ready-fd`) and
+    /// forwards `ports`. The API socket of forwarded ports lives in a
+    /// directory in `scratch`.
+    pub fn connect(
+        ns: BorrowedFd<'_>,
+        ports: &[PortMapping],
+        scratch: &Path,
+    ) -> Result<UserNet, SandboxError> {
         let bin = slirp4netns().ok_or(SandboxError::NoUserNet)?;
         let api = match ports.is_empty() {
             true => None,
@@ -155,38 +165,45 @@ impl UserNet {
             ),
         };
         let socket = api.as_ref().map(|d| d.path().join("api.sock"));
-        // Both ends close-on-exec: only slirp4netns gets the read end (made
-        // inheritable in its child below), no child gets the write end.
-        let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| io_err("create a pipe for", &bin)(e.into()))?;
-        let exit_fd = exit_r.as_raw_fd();
+        // All ends close-on-exec: slirp4netns gets the read end of the exit
+        // pipe and the write end of the ready pipe (made inheritable in its
+        // child below); no other child gets any.
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| io_err("create a pipe for", &bin)(e.into()))
+        };
+        let (exit_r, exit_w) = pipe()?;
+        let (ready_r, ready_w) = pipe()?;
+        let (exit_fd, ready_fd, ns_fd) = (exit_r.as_raw_fd(), ready_w.as_raw_fd(), ns.as_raw_fd());
         let mut cmd = Command::new(&bin);
         cmd.args([
             "--configure",
             "--mtu=65520",
             "--disable-host-loopback",
             "--enable-seccomp",
+            "--netns-type=path",
         ]);
         cmd.arg(format!("--exit-fd={exit_fd}"));
-        sys::inherit_in_child(&mut cmd, exit_fd);
+        cmd.arg(format!("--ready-fd={ready_fd}"));
+        sys::inherit_in_child(&mut cmd, [exit_fd, ready_fd, ns_fd]);
         if let Some(s) = &socket {
             cmd.arg("--api-socket").arg(s);
         }
         let child = cmd
-            .arg(pid.to_string())
+            .arg(format!("/proc/self/fd/{ns_fd}"))
             .arg("tap0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(io_err("start", &bin))?;
-        drop(exit_r);
+        drop((exit_r, ready_w));
         let mut net = UserNet {
             child,
             _api: api,
             _exit: exit_w,
         };
-        net.wait_configured(pid)?;
+        net.wait_ready(ready_r)?;
         if let Some(s) = &socket {
             net.wait_for_api(s)?;
             for p in ports {
@@ -194,6 +211,42 @@ impl UserNet {
             }
         }
         Ok(net)
+    }
+
+    /// Waits until slirp4netns writes to its ready pipe, which it does once
+    /// the namespace is configured (its default route in place); the pipe
+    /// ends without a byte when slirp4netns exits first.
+    fn wait_ready(&mut self, ready: std::os::fd::OwnedFd) -> Result<(), SandboxError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let started = Instant::now();
+        let mut b = [0u8; 1];
+        loop {
+            let left = READY_TIMEOUT.saturating_sub(started.elapsed());
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    return Err(SandboxError::UserNet(format!(
+                        "slirp4netns did not configure the network within {}s",
+                        READY_TIMEOUT.as_secs()
+                    )))
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SandboxError::UserNet(format!("poll slirp4netns: {e}"))),
+                Ok(_) => {}
+            }
+            match nix::unistd::read(&ready, &mut b) {
+                Ok(1) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => {
+                    let status = self.child.wait().map(|s| s.to_string());
+                    return Err(SandboxError::UserNet(format!(
+                        "slirp4netns exited ({})",
+                        status.unwrap_or_else(|e| e.to_string())
+                    )));
+                }
+            }
+        }
     }
 
     /// Waits until slirp4netns listens on its API socket (it may start
@@ -215,35 +268,6 @@ impl UserNet {
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(())
-    }
-
-    /// Waits until the namespace's default route exists: the last thing
-    /// `--configure` sets.
-    fn wait_configured(&mut self, pid: i32) -> Result<(), SandboxError> {
-        let route = PathBuf::from(format!("/proc/{pid}/net/route"));
-        let started = Instant::now();
-        loop {
-            let routed = std::fs::read_to_string(&route).is_ok_and(|t| {
-                t.lines()
-                    .skip(1)
-                    .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
-            });
-            if routed {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(SandboxError::UserNet(format!(
-                    "slirp4netns exited ({status})"
-                )));
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(SandboxError::UserNet(format!(
-                    "slirp4netns did not configure the network within {}s",
-                    READY_TIMEOUT.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 }
 

@@ -121,7 +121,8 @@ const DEFAULT_CAPS: [u32; 14] = [
 
 /// The fd the status pipe gets in the children.
 const STATUS_FD: RawFd = 3;
-/// The fd on which init waits for its network (user-mode networking).
+/// The fd of the network namespace the keeper enters (user-mode
+/// networking).
 const NET_FD: RawFd = 4;
 /// The socket on which init sends rbk the master of the terminal it opens
 /// in the container's own devpts (`rbk run -t`).
@@ -238,8 +239,6 @@ struct Prepared {
     all_caps: bool,
     /// Where rbk's argv and environ live, for init to blank them.
     proc_regions: Option<ProcRegions>,
-    /// Init waits on [`NET_FD`] until rbk has connected its network.
-    wait_for_net: bool,
     /// Init opens the command's terminal in the container's devpts and
     /// sends its master on [`PTY_FD`].
     terminal_in_container: bool,
@@ -348,7 +347,6 @@ fn prepare(l: &Launch) -> Result<Prepared, SandboxError> {
         },
         all_caps: l.insecure,
         proc_regions: ProcRegions::of_self(),
-        wait_for_net: l.user_net,
         terminal_in_container: l.tty && l.join.is_empty(),
     })
 }
@@ -395,7 +393,7 @@ struct ChildFds {
     stdout: OwnedFd,
     stderr: OwnedFd,
     status: OwnedFd,
-    /// Read end of the "network is up" pipe (user-mode networking).
+    /// The network namespace to enter (user-mode networking).
     net: Option<OwnedFd>,
     /// The children's end of the socket init sends the terminal on.
     pty: Option<OwnedFd>,
@@ -408,33 +406,43 @@ pub(super) fn launch(
     cancel: &CancelToken,
 ) -> Result<i32, SandboxError> {
     let plan = prepare(l)?;
-    if l.user_net {
-        super::net::available()?;
-    }
-    let (net_r, net_w) = match l.user_net {
+    // The container's network namespace, made before it (or taken from the
+    // pool, made ahead) and connected; it goes when the run is over.
+    let net = match l.user_net {
         true => {
-            let (r, w) =
-                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(process_err("create a pipe"))?;
-            (Some(r), Some(w))
+            super::net::available()?;
+            Some(super::net::ContainerNet::take(l.publish, l.scratch)?)
         }
-        false => (None, None),
+        false => None,
+    };
+    let ns = match &net {
+        Some(n) => Some(
+            n.ns()
+                .try_clone_to_owned()
+                .map_err(|source| SandboxError::Process {
+                    op: "duplicate the network namespace's fd",
+                    source,
+                })?,
+        ),
+        None => None,
     };
     // `keeper` makes raw syscalls on data prepared above (no allocation, no
     // locks) and ends in `_exit`.
-    supervised(l, &plan, (net_r, net_w), output, cancel, |fds, parent| {
+    let code = supervised(l, &plan, ns, output, cancel, |fds, parent| {
         keeper(&plan, fds, parent)
-    })
+    });
+    drop(net);
+    code
 }
 
 /// Forks the first child, which runs `first` on its fds and rbk's pid,
-/// supervises it over `l`'s stdio (with the "network is up" pipe `net`,
-/// read and write ends, under user-mode networking) and returns the
-/// outcome. `first` runs between `fork` and `_exit`: it must only make raw
+/// supervises it over `l`'s stdio (handing it the network namespace
+/// `net` to enter, under user-mode networking) and returns the outcome. `first` runs between `fork` and `_exit`: it must only make raw
 /// syscalls on data prepared before (no allocation, no locks).
 fn supervised(
     l: &Launch,
     plan: &Prepared,
-    (net_r, net_w): (Option<OwnedFd>, Option<OwnedFd>),
+    net: Option<OwnedFd>,
     output: &mut dyn FnMut(OutputStream, &[u8]),
     cancel: &CancelToken,
     first: impl FnOnce(&ChildFds, nix::unistd::Pid) -> std::convert::Infallible,
@@ -448,7 +456,7 @@ fn supervised(
         master,
         pty_sock,
         _raw,
-    } = stdio(l, status_w, net_r)?;
+    } = stdio(l, status_w, net)?;
     let parent_pid = nix::unistd::getpid();
     // SAFETY: the child only runs `first`, which makes raw syscalls on data
     // prepared before (no allocation, no locks) and ends in `_exit`.
@@ -459,7 +467,7 @@ fn supervised(
         ForkResult::Parent { child } => child,
     };
     drop(fds);
-    let mut sup = Supervisor::new(child, status_r, net_w, l.publish.to_vec(), l.scratch);
+    let mut sup = Supervisor::new(child, status_r);
     let terminal = (master, pty_sock);
     let forward_stdin = l.stdin == StdinMode::Inherit;
     let code = sup.run(outs, terminal, forward_stdin, output, cancel);
@@ -475,9 +483,6 @@ fn outcome(
     code: Result<i32, SandboxError>,
     cancel: &CancelToken,
 ) -> Result<i32, SandboxError> {
-    if let Some(e) = sup.take_net_error() {
-        return Err(e);
-    }
     if let Some((step, arg, errno)) = sup.failure() {
         return Err(failure_error(l, plan, step, arg, errno));
     }
@@ -634,7 +639,7 @@ fn failure_error(l: &Launch, plan: &Prepared, step: Step, arg: u32, errno: i32) 
         Step::Ctty => "make the terminal the command's".to_string(),
         Step::Capabilities => "drop capabilities".to_string(),
         Step::Seccomp => "install the seccomp filter".to_string(),
-        Step::Network => "wait for the container's network".to_string(),
+        Step::Network => "enter the container's network namespace".to_string(),
         Step::Setns => format!(
             "enter the container's {} namespace",
             l.join.get(idx).copied().unwrap_or("")

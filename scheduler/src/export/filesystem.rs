@@ -11,10 +11,15 @@ use super::ExportError;
 
 /// Unpacks `image`'s layers, in order, into `dir` (made if missing); a
 /// multi-platform image's each into `dir/<os>_<arch>[_<variant>]`, as
-/// buildx lays them out.
+/// buildx lays them out. An index of one platform (an image with its
+/// attestations) is that platform's image.
 pub fn write_dir(store: &Store, image: &Image, dir: &Path) -> Result<(), ExportError> {
     if image.index.is_some() {
-        for child in store.index_images(image)? {
+        let children = store.index_images(image)?;
+        if let [one] = children.as_slice() {
+            return unpack_layers(store, one, dir);
+        }
+        for child in children {
             let sub = child.platform().map_or_else(
                 || child.id.short().to_string(),
                 |p| p.to_string().replace('/', "_"),

@@ -449,6 +449,7 @@ impl<'a> BuildSession<'a> {
         });
         if runs {
             self.env.executor.preflight().map_err(BuildError::Sandbox)?;
+            self.env.executor.expect_network(self.env.network);
         }
         self.report_unneeded(&plans, &needed);
         let runner = Runner {

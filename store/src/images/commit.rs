@@ -175,7 +175,10 @@ impl Store {
 
     /// The index entry for `image`: its manifest's descriptor with its
     /// platform.
-    fn platform_entry(&self, image: &Image) -> Result<(PlatformSpec, Descriptor), StoreError> {
+    pub(crate) fn platform_entry(
+        &self,
+        image: &Image,
+    ) -> Result<(PlatformSpec, Descriptor), StoreError> {
         let platform = image
             .platform()
             .ok_or_else(|| StoreError::PlatformNotInImage {
@@ -224,7 +227,7 @@ impl Store {
         self.commit_index_document(&index, tags)
     }
 
-    fn commit_index_document(
+    pub(crate) fn commit_index_document(
         &self,
         index: &Index,
         tags: &[Reference],

@@ -68,7 +68,16 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
-    if p.isolate_net {
+    if fds.net.is_some() {
+        // The namespace rbk made and connected for this run (user-mode
+        // networking): entered, then its fd closed, so init and the
+        // command never hold it.
+        // SAFETY: setns on the namespace fd placed at NET_FD above.
+        if unsafe { libc::setns(NET_FD, libc::CLONE_NEWNET) } < 0 {
+            fail(Step::Network, 0, Errno::last());
+        }
+        close_raw(NET_FD);
+    } else if p.isolate_net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     check(unshare(flags), Step::Unshare, 0);
@@ -91,9 +100,6 @@ pub(super) fn keeper(p: &Prepared, fds: &ChildFds, parent: Pid) -> ! {
     // stay open while we live, may have any number past them.
     for fd in 0..=STATUS_FD {
         close_raw(fd);
-    }
-    if fds.net.is_some() {
-        close_raw(NET_FD);
     }
     if fds.pty.is_some() {
         close_raw(PTY_FD);
@@ -190,9 +196,6 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
         loopback_up();
     }
     hide_rbk_identity(p);
-    if p.wait_for_net {
-        wait_for_network();
-    }
     // Block the signals we handle synchronously before the command exists,
     // so none is lost; blocked signals reach pid 1 even without a handler.
     let mut set = SigSet::empty();
@@ -241,27 +244,6 @@ fn init(p: &Prepared, keeper_life: OwnedFd) -> ! {
             }
         }
     }
-}
-
-/// Waits until rbk has connected the container's network (one byte on
-/// [`NET_FD`]); a hang-up without it means it could not.
-fn wait_for_network() {
-    // rbk connects the namespace once it knows our pid (while the
-    // mounts above were made); a hang-up without the byte means it
-    // could not.
-    let mut b = [0u8; 1];
-    loop {
-        // SAFETY: NET_FD is open in this process (the keeper put it
-        // there) and stays open for the call.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(NET_FD) };
-        match nix::unistd::read(fd, &mut b) {
-            Ok(1) => break,
-            Err(Errno::EINTR) => continue,
-            Ok(_) => fail(Step::Network, 0, Errno::EPIPE),
-            Err(e) => fail(Step::Network, 1, e),
-        }
-    }
-    close_raw(NET_FD);
 }
 
 /// Init is a fork of rbk, so its memory still holds rbk's command line and

@@ -27,7 +27,7 @@ pub(in crate::sandbox) fn join(
     let ns_fds: Vec<RawFd> = ns.iter().map(AsRawFd::as_raw_fd).collect();
     // `joiner` makes raw syscalls on data prepared above (no allocation, no
     // locks) and ends in `_exit`.
-    super::supervised(l, &plan, (None, None), output, cancel, |fds, parent| {
+    super::supervised(l, &plan, None, output, cancel, |fds, parent| {
         joiner(&plan, fds, parent, &ns_fds)
     })
 }

@@ -24,13 +24,6 @@ pub(super) struct Supervisor {
     failure: Option<(Step, u32, i32)>,
     reached_exec: bool,
     killed: bool,
-    /// Write end of init's "network is up" pipe, until it is written.
-    net_go: Option<OwnedFd>,
-    /// The container's user-mode network, stopped with the run.
-    user_net: Option<crate::sandbox::net::UserNet>,
-    net_error: Option<SandboxError>,
-    publish: Vec<crate::sandbox::net::PortMapping>,
-    scratch: std::path::PathBuf,
 }
 
 /// Input bytes held for the terminal before rbk stops reading its stdin.
@@ -256,19 +249,8 @@ impl Streams {
 }
 
 impl Supervisor {
-    pub(super) fn new(
-        keeper: Pid,
-        status: OwnedFd,
-        net_go: Option<OwnedFd>,
-        publish: Vec<crate::sandbox::net::PortMapping>,
-        scratch: &std::path::Path,
-    ) -> Self {
+    pub(super) fn new(keeper: Pid, status: OwnedFd) -> Self {
         Supervisor {
-            publish,
-            scratch: scratch.to_path_buf(),
-            net_go,
-            user_net: None,
-            net_error: None,
             pidfd: pidfd_open(keeper),
             keeper,
             init: None,
@@ -277,30 +259,6 @@ impl Supervisor {
             failure: None,
             reached_exec: false,
             killed: false,
-        }
-    }
-
-    /// Why the container's network could not be set up, if it could not.
-    pub(super) fn take_net_error(&mut self) -> Option<SandboxError> {
-        self.net_error.take()
-    }
-
-    /// Connects init's network namespace, then lets init go on (or, on
-    /// failure, hangs up so it stops).
-    fn connect_network(&mut self, init: Pid) {
-        let Some(go) = self.net_go.take() else {
-            return;
-        };
-        match crate::sandbox::net::UserNet::start(init.as_raw(), &self.publish, &self.scratch) {
-            Ok(net) => {
-                self.user_net = Some(net);
-                if let Err(e) = nix::unistd::write(&go, b"n") {
-                    self.net_error = Some(SandboxError::UserNet(format!(
-                        "cannot tell the container its network is up: {e}"
-                    )));
-                }
-            }
-            Err(e) => self.net_error = Some(e),
         }
     }
 
@@ -377,7 +335,6 @@ impl Supervisor {
             };
             if step == Step::InitPid {
                 self.init = Some(Pid::from_raw(value));
-                self.connect_network(Pid::from_raw(value));
             } else if step == Step::Exec {
                 self.reached_exec = true;
             } else if self.failure.is_none() {

@@ -125,6 +125,8 @@ impl RemoteCache {
     ) -> Result<Self, RegistryError> {
         let head = match client.get_manifest(&reference, progress) {
             Ok((bytes, _, digest)) => {
+                let (bytes, digest) =
+                    platform_manifest(&client, &reference, bytes, digest, progress)?;
                 let head = read_head(&client, store, &reference, &bytes, &digest, progress)?;
                 Some(head)
             }
@@ -385,6 +387,42 @@ impl RemoteCache {
         }
         Ok(bytes)
     }
+}
+
+/// The manifest to read a cache from when `reference` names an image
+/// index (an image pushed with its attestations, or for several
+/// platforms, whose inline cache is in each platform's config): this
+/// machine's platform's, or the index's only image. Anything else is
+/// returned as it is.
+fn platform_manifest(
+    client: &Client,
+    reference: &Reference,
+    bytes: Vec<u8>,
+    digest: crate::digest::Digest,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<(Vec<u8>, crate::digest::Digest), RegistryError> {
+    let Ok(index) = serde_json::from_slice::<crate::oci::Index>(&bytes) else {
+        return Ok((bytes, digest));
+    };
+    let images: Vec<&crate::oci::Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| d.attests().is_none())
+        .collect();
+    let host = crate::oci::PlatformSpec::host();
+    let picked = images
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| host.matches(p)))
+        .or(match images.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        });
+    let Some(picked) = picked else {
+        return Ok((bytes, digest));
+    };
+    let (bytes, _, digest) =
+        client.get_manifest(&reference.with_digest(picked.digest.clone()), progress)?;
+    Ok((bytes, digest))
 }
 
 /// What the manifest `reference` names holds: an index of per-record
