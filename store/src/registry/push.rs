@@ -7,7 +7,9 @@
 //! what is sent is the image's compressed variant: its manifest, and so
 //! the pushed manifest digest, differs from the local one, while the config
 //! and so the image id are the same. Variants are made once and reused
-//! (see [`crate::variant`]). Layers already compressed in the store, and a
+//! (see [`crate::variant`]); a layer whose variant is made by the push
+//! itself goes to the registry while it is compressed (see
+//! [`super::push_stream`]). Layers already compressed in the store, and a
 //! push with [`Compression::None`], send exactly the stored bytes.
 
 use std::collections::HashMap;
@@ -151,6 +153,7 @@ impl Client {
         if image.index.is_some() {
             return self.push_index(store, &image, dest, under, format, progress);
         }
+        self.stream_new_layers(store, std::slice::from_ref(&image), dest, format, progress)?;
         let converted = store.manifest_for_export(&image, format)?;
         let media_type = converted
             .manifest
@@ -185,6 +188,8 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
         // Every platform's image was leased when `image` was resolved.
+        let platforms = store.index_images(image)?;
+        self.stream_new_layers(store, &platforms, dest, format, progress)?;
         let exported = store.index_for_export(image, format)?;
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
@@ -320,6 +325,10 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         super::for_each_parallel(blobs, self.opts.parallel, |desc| {
+            if s.has_placed(&desc.digest, repo) {
+                // Streamed there while it was compressed.
+                return Ok(());
+            }
             let from = mounts
                 .get(&desc.digest)
                 .cloned()
