@@ -343,7 +343,7 @@ impl Client {
     /// Uploads one blob. A PUT that fails after its own retries may have
     /// left a half-written upload behind, which the registry would append
     /// to: the upload is started over once, from a new session.
-    fn upload_blob(
+    pub(super) fn upload_blob(
         &self,
         s: &Session,
         store: &Store,

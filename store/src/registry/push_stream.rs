@@ -35,8 +35,7 @@ impl Client {
     /// Compresses and uploads, at once, every layer of `images` that has no
     /// `format` variant in the store yet (each distinct layer once, layers
     /// in parallel). Afterwards every layer has its variant, so the
-    /// manifest can be made; the layers whose streamed upload failed are
-    /// uploaded from the store with the other blobs.
+    /// manifest can be made.
     pub(super) fn stream_new_layers(
         &self,
         store: &Store,
@@ -63,9 +62,10 @@ impl Client {
         Ok(())
     }
 
-    /// Streams one layer's variant to `repo` as it is made. Ok once the
-    /// variant is in the store, whether or not the upload worked (it is
-    /// reported as a retry when it did not).
+    /// Streams one layer's variant to `repo` as it is made. When the
+    /// stream fails, the variant (by then in the store all the same) is
+    /// uploaded from the store instead: the stream's failure is reported as
+    /// a retry, the upload's is the error.
     fn stream_layer(
         &self,
         s: &Session,
@@ -111,11 +111,17 @@ impl Client {
                     digest: layer.digest.clone(),
                 });
             }
-            Err(e) => progress(&Progress::Retrying {
-                what: format!("upload of {} (layer {})", variant.digest, layer.digest),
-                attempt: 2,
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                // The stored variant, uploaded the ordinary way (with its
+                // retries); its failure is the push's.
+                progress(&Progress::Retrying {
+                    what: format!("upload of {} (layer {})", variant.digest, layer.digest),
+                    attempt: 2,
+                    reason: e.to_string(),
+                });
+                self.upload_blob(s, store, repo, &variant, None, progress)?;
+                s.placed(&variant.digest, repo);
+            }
         }
         Ok(())
     }
