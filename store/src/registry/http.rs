@@ -95,15 +95,6 @@ impl Session {
             .insert(digest.clone(), repo.to_string());
     }
 
-    /// Whether this session put (or found) blob `digest` in `repo`.
-    pub(crate) fn has_placed(&self, digest: &crate::digest::Digest, repo: &str) -> bool {
-        self.placed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(digest)
-            .is_some_and(|r| r == repo)
-    }
-
     /// A repository other than `repo` known to have blob `digest`.
     pub(crate) fn placed_elsewhere(
         &self,

@@ -153,7 +153,8 @@ impl Client {
         if image.index.is_some() {
             return self.push_index(store, &image, dest, under, format, progress);
         }
-        self.stream_new_layers(store, std::slice::from_ref(&image), dest, format, progress)?;
+        let streamed =
+            self.stream_new_layers(store, std::slice::from_ref(&image), dest, format, progress)?;
         let converted = store.manifest_for_export(&image, format)?;
         let media_type = converted
             .manifest
@@ -163,7 +164,7 @@ impl Client {
         progress(&Progress::Manifest {
             digest: converted.digest.clone(),
         });
-        self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
+        self.push_blobs_with(store, dest, &converted.blobs, &streamed, format, progress)?;
         let at = under.at(dest, &converted.digest);
         let digest = self.put_manifest(&at, &media_type, &converted.bytes, progress)?;
         Ok(Pushed {
@@ -189,14 +190,14 @@ impl Client {
     ) -> Result<Pushed, RegistryError> {
         // Every platform's image was leased when `image` was resolved.
         let platforms = store.index_images(image)?;
-        self.stream_new_layers(store, &platforms, dest, format, progress)?;
+        let streamed = self.stream_new_layers(store, &platforms, dest, format, progress)?;
         let exported = store.index_for_export(image, format)?;
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
         });
         let attached = exported.attachments.iter();
         for converted in exported.images.iter().map(|(_, c)| c).chain(attached) {
-            self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
+            self.push_blobs_with(store, dest, &converted.blobs, &streamed, format, progress)?;
             let media_type = converted
                 .manifest
                 .media_type
@@ -233,24 +234,26 @@ impl Client {
         blobs: &[Descriptor],
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
-        self.push_blobs_with(store, dest, blobs, &Compression::Gzip.into(), progress)
+        self.push_blobs_with(store, dest, blobs, &[], &Compression::Gzip.into(), progress)
     }
 
     /// [`Client::push_blobs`], knowing the blobs' layers were compressed
     /// with `compression`: a layer of an image tagged in another repository
     /// of the registry is then mountable through its recorded variant.
+    /// Blobs in `streamed` were uploaded by this push already.
     fn push_blobs_with(
         &self,
         store: &Store,
         dest: &Reference,
         blobs: &[Descriptor],
+        streamed: &[Digest],
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         let s = self.session(dest.domain())?;
         let mut unique: Vec<&Descriptor> = Vec::new();
         for d in blobs {
-            if !unique.iter().any(|b| b.digest == d.digest) {
+            if !unique.iter().any(|b| b.digest == d.digest) && !streamed.contains(&d.digest) {
                 // Check now: a missing blob must fail before anything is sent.
                 store.content.size(&d.digest)?;
                 unique.push(d);
@@ -325,10 +328,6 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         super::for_each_parallel(blobs, self.opts.parallel, |desc| {
-            if s.has_placed(&desc.digest, repo) {
-                // Streamed there while it was compressed.
-                return Ok(());
-            }
             let from = mounts
                 .get(&desc.digest)
                 .cloned()

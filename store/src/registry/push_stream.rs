@@ -35,7 +35,7 @@ impl Client {
     /// Compresses and uploads, at once, every layer of `images` that has no
     /// `format` variant in the store yet (each distinct layer once, layers
     /// in parallel). Afterwards every layer has its variant, so the
-    /// manifest can be made.
+    /// manifest can be made. Returns the variants now in the registry.
     pub(super) fn stream_new_layers(
         &self,
         store: &Store,
@@ -43,7 +43,7 @@ impl Client {
         dest: &crate::reference::Reference,
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Vec<Digest>, RegistryError> {
         let mut pending: Vec<&Descriptor> = Vec::new();
         for l in images.iter().flat_map(|i| &i.manifest.layers) {
             if !pending.iter().any(|p| p.digest == l.digest)
@@ -53,19 +53,18 @@ impl Client {
             }
         }
         if pending.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let s = self.session(dest.domain())?;
         super::for_each_parallel(&pending, self.opts.parallel, |layer| {
             self.stream_layer(&s, store, dest.path(), layer, format, progress)
-        })?;
-        Ok(())
+        })
     }
 
     /// Streams one layer's variant to `repo` as it is made. When the
     /// stream fails, the variant (by then in the store all the same) is
     /// uploaded from the store instead: the stream's failure is reported as
-    /// a retry, the upload's is the error.
+    /// a retry, the upload's is the error. Returns the variant's digest.
     fn stream_layer(
         &self,
         s: &Session,
@@ -74,7 +73,7 @@ impl Client {
         layer: &Descriptor,
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Digest, RegistryError> {
         let scopes = vec![format!("repository:{repo}:pull,push")];
         let location = self.open_upload(s, repo, &scopes, progress)?;
         progress(&Progress::Started {
@@ -123,7 +122,7 @@ impl Client {
                 s.placed(&variant.digest, repo);
             }
         }
-        Ok(())
+        Ok(variant.digest)
     }
 
     /// POSTs a new upload session: its location.
