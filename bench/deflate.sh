@@ -9,8 +9,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/deflate
 mkdir -p "$work"
-tar -cf - -C /usr/include . 2>/dev/null | head -c 8000000 | tail -c 1048576 >"$work/text.bin"
-tar -cf - -C /usr/bin . 2>/dev/null | head -c 20000000 | tail -c 1048576 >"$work/binary.bin"
+# (tar stops on the pipe head closes: not an error here)
+(tar -cf - -C /usr/include . 2>/dev/null || true) | head -c 8000000 | tail -c 1048576 >"$work/text.bin"
+(tar -cf - -C /usr/bin . 2>/dev/null || true) | head -c 20000000 | tail -c 1048576 >"$work/binary.bin"
 export CARGO_TARGET_DIR=$work/target
 cargo build -q --release --manifest-path "$here/deflate/Cargo.toml"
 cp "$CARGO_TARGET_DIR/release/deflate-bench" "$work/rs"
