@@ -42,19 +42,30 @@ fn median_ms(f: &mut dyn FnMut() -> usize) -> (f64, usize) {
 }
 
 fn main() {
-    let backend = if cfg!(feature = "ng") { "zlib-ng" } else { "zlib-rs" };
+    let backend = if cfg!(feature = "ng") {
+        "zlib-ng"
+    } else {
+        "zlib-rs"
+    };
     for path in std::env::args().skip(1) {
         let all = std::fs::read(&path).expect("read input");
         let d = &all[..all.len().min(1 << 20)];
         let mut out = Vec::new();
         let rows: [(String, &mut dyn FnMut() -> usize); 3] = [
-            (format!("flate2/{backend} (sync flush)"), &mut || flate2_sync(d)),
+            (format!("flate2/{backend} (sync flush)"), &mut || {
+                flate2_sync(d)
+            }),
             ("miniz_oxide".to_string(), &mut || miniz(d)),
-            ("libdeflate (final block only)".to_string(), &mut || libdeflate(d, &mut out)),
+            ("libdeflate (final block only)".to_string(), &mut || {
+                libdeflate(d, &mut out)
+            }),
         ];
         for (name, f) in rows {
             let (ms, size) = median_ms(f);
-            println!("{path}\t{name}\t{ms:.2} ms\t{size} bytes\t{:.1}%", size as f64 * 100.0 / d.len() as f64);
+            println!(
+                "{path}\t{name}\t{ms:.2} ms\t{size} bytes\t{:.1}%",
+                size as f64 * 100.0 / d.len() as f64
+            );
         }
     }
 }
