@@ -203,7 +203,7 @@ impl Store {
         // moment between its commit and `keep_recent` (it may have been
         // there already, old, when ours was committed over it).
         for _ in 0..2 {
-            let (digest, size) = self.compress_blob(&layer.digest, to)?;
+            let (digest, size) = self.compress_blob(&layer.digest, to, None)?;
             self.write_variant_record(&layer.digest, to, &digest, size)?;
             if self.keep_recent(&digest)? {
                 return Ok(variant(layer, to.compression, digest, size));
@@ -212,6 +212,29 @@ impl Store {
         Err(StoreError::BlobMissing {
             digest: layer.digest.clone(),
         })
+    }
+
+    /// Makes `layer`'s `to` variant (as [`Store::layer_variant`] would when
+    /// none is recorded) and writes every compressed byte to `side` too,
+    /// as it is made: a push streams them to the registry while the store
+    /// keeps them. `side` failing (the upload broke) stops only the
+    /// copying; the variant is still made, so the caller can upload it
+    /// from the store instead. What went to `side` is exactly the blob
+    /// returned, or a prefix of it if `side` failed.
+    pub(crate) fn layer_variant_teed(
+        &self,
+        layer: &Descriptor,
+        to: &ExportFormat,
+        side: &mut dyn Write,
+    ) -> Result<Descriptor, StoreError> {
+        let (digest, size) = self.compress_blob(&layer.digest, to, Some(side))?;
+        self.write_variant_record(&layer.digest, to, &digest, size)?;
+        if self.keep_recent(&digest)? {
+            return Ok(variant(layer, to.compression, digest, size));
+        }
+        // A prune took it between commit and lease: made again, the same
+        // bytes (compression is deterministic).
+        self.layer_variant(layer, to)
     }
 
     /// Records `variant` (a blob in the store) as the `to` copy of the
@@ -500,16 +523,26 @@ impl Store {
     }
 
     /// Streams blob `d` (decompressed first if it is compressed) through
-    /// the shared compressor into a new blob. The source is verified as it
+    /// the shared compressor into a new blob, and into `side` too if given
+    /// (see [`Store::layer_variant_teed`]). The source is verified as it
     /// is read, so a corrupt layer is reported, never compressed.
-    fn compress_blob(&self, d: &Digest, to: &ExportFormat) -> Result<(Digest, u64), StoreError> {
+    fn compress_blob(
+        &self,
+        d: &Digest,
+        to: &ExportFormat,
+        side: Option<&mut dyn Write>,
+    ) -> Result<(Digest, u64), StoreError> {
         let src_path = self.content.path(d);
         let blob = self.content.open_blob(d)?;
         let mut src = decompress(blob).at("decompress", &src_path)?;
         let writer = self.content.writer()?;
         let staging = writer.staging_path().to_path_buf();
         let into = |e| StoreError::from_io("compress into", &staging, e);
-        let mut enc = compressor(writer, to.compression, to.level).map_err(into)?;
+        let tee = Tee {
+            store: writer,
+            side,
+        };
+        let mut enc = compressor(tee, to.compression, to.level).map_err(into)?;
         // Big reads: the gzip compressor works on 1 MiB chunks anyway.
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -521,13 +554,36 @@ impl Store {
             };
             enc.write_all(&buf[..n]).map_err(into)?;
         }
-        enc.finish().map_err(into)?.commit(None)
+        enc.finish().map_err(into)?.store.commit(None)
     }
 
     /// Leases blob `d` to this process if it is still there (see
     /// [`crate::lease`]); false if it is gone.
     fn keep_recent(&self, d: &Digest) -> Result<bool, StoreError> {
         self.content.has_leased(d)
+    }
+}
+
+/// The store's blob writer, and a second writer that gets the same bytes
+/// for as long as it takes them (its first error ends the copying, not the
+/// writing).
+struct Tee<'a> {
+    store: crate::content::BlobWriter,
+    side: Option<&'a mut dyn Write>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.store.write(buf)?;
+        if let Some(side) = &mut self.side {
+            if side.write_all(&buf[..n]).is_err() {
+                self.side = None;
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.store.flush()
     }
 }
 

@@ -43,6 +43,35 @@ impl Registry {
         Registry::start_full(test, delete, false)
     }
 
+    /// Stops the registry (as a crash would: SIGKILL).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Bytes the registry holds in unfinished uploads.
+    pub(crate) fn upload_bytes(&self) -> u64 {
+        fn walk(dir: &Path, in_uploads: bool) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            let mut n = 0;
+            for e in entries.flatten() {
+                let path = e.path();
+                let uploads = in_uploads || e.file_name() == "_uploads";
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => n += walk(&path, uploads),
+                    Ok(_) if uploads && e.file_name() == "data" => {
+                        n += e.metadata().map_or(0, |m| m.len());
+                    }
+                    _ => {}
+                }
+            }
+            n
+        }
+        walk(&self._dir.path().join("data"), false)
+    }
+
     /// The requests answered so far, one `METHOD URI` a line (only for a
     /// registry made by `start_logged`).
     pub(crate) fn requests(&self) -> Vec<String> {

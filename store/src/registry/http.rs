@@ -27,6 +27,10 @@ pub(crate) enum Body<'a> {
     Bytes(Vec<u8>),
     /// A file, streamed (layers), told bytes sent so far as it goes.
     File(PathBuf, &'a (dyn Fn(u64) + Sync)),
+    /// Bytes made while the request goes (a layer compressed as it
+    /// uploads), sent chunked. They can be read once, so a request with
+    /// this body is never retried: its first failure is the answer.
+    Stream(Mutex<Option<Box<dyn std::io::Read + Send + 'a>>>),
 }
 
 /// A reader of an upload that reports how much has been read, every
@@ -349,6 +353,15 @@ impl Client {
                 }
                 Ok(r) => return Ok(r),
             };
+            if let Body::Stream(_) = body {
+                return Err(RegistryError::Connect {
+                    registry: s.registry.clone(),
+                    method,
+                    url,
+                    attempts: attempt,
+                    source: Box::new(retry_reason),
+                });
+            }
             self.before_retry(s, method, &url, attempt, retry_reason, asked, progress)?;
             attempt += 1;
         }
@@ -685,6 +698,14 @@ impl Session {
                     on_bytes: *on_bytes,
                 };
                 let b = b.header("Content-Length", len);
+                self.agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
+            }
+            Body::Stream(slot) => {
+                let taken = slot.lock().ok().and_then(|mut r| r.take());
+                let Some(mut r) = taken else {
+                    let once = "a streamed request body can be sent only once";
+                    return Err(ureq::Error::Io(std::io::Error::other(once)));
+                };
                 self.agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
             }
         }

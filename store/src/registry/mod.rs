@@ -21,6 +21,7 @@ mod http;
 mod manage;
 mod pull;
 mod push;
+mod push_stream;
 mod remote_blobs;
 mod transfer;
 

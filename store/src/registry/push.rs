@@ -7,7 +7,9 @@
 //! what is sent is the image's compressed variant: its manifest, and so
 //! the pushed manifest digest, differs from the local one, while the config
 //! and so the image id are the same. Variants are made once and reused
-//! (see [`crate::variant`]). Layers already compressed in the store, and a
+//! (see [`crate::variant`]); a layer whose variant is made by the push
+//! itself goes to the registry while it is compressed (see
+//! [`super::push_stream`]). Layers already compressed in the store, and a
 //! push with [`Compression::None`], send exactly the stored bytes.
 
 use std::collections::HashMap;
@@ -151,6 +153,8 @@ impl Client {
         if image.index.is_some() {
             return self.push_index(store, &image, dest, under, format, progress);
         }
+        let streamed =
+            self.stream_new_layers(store, std::slice::from_ref(&image), dest, format, progress)?;
         let converted = store.manifest_for_export(&image, format)?;
         let media_type = converted
             .manifest
@@ -160,7 +164,7 @@ impl Client {
         progress(&Progress::Manifest {
             digest: converted.digest.clone(),
         });
-        self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
+        self.push_blobs_with(store, dest, &converted.blobs, &streamed, format, progress)?;
         let at = under.at(dest, &converted.digest);
         let digest = self.put_manifest(&at, &media_type, &converted.bytes, progress)?;
         Ok(Pushed {
@@ -185,13 +189,15 @@ impl Client {
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<Pushed, RegistryError> {
         // Every platform's image was leased when `image` was resolved.
+        let platforms = store.index_images(image)?;
+        let streamed = self.stream_new_layers(store, &platforms, dest, format, progress)?;
         let exported = store.index_for_export(image, format)?;
         progress(&Progress::Manifest {
             digest: exported.digest.clone(),
         });
         let attached = exported.attachments.iter();
         for converted in exported.images.iter().map(|(_, c)| c).chain(attached) {
-            self.push_blobs_with(store, dest, &converted.blobs, format, progress)?;
+            self.push_blobs_with(store, dest, &converted.blobs, &streamed, format, progress)?;
             let media_type = converted
                 .manifest
                 .media_type
@@ -228,24 +234,26 @@ impl Client {
         blobs: &[Descriptor],
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
-        self.push_blobs_with(store, dest, blobs, &Compression::Gzip.into(), progress)
+        self.push_blobs_with(store, dest, blobs, &[], &Compression::Gzip.into(), progress)
     }
 
     /// [`Client::push_blobs`], knowing the blobs' layers were compressed
     /// with `compression`: a layer of an image tagged in another repository
     /// of the registry is then mountable through its recorded variant.
+    /// Blobs in `streamed` were uploaded by this push already.
     fn push_blobs_with(
         &self,
         store: &Store,
         dest: &Reference,
         blobs: &[Descriptor],
+        streamed: &[Digest],
         format: &ExportFormat,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<(), RegistryError> {
         let s = self.session(dest.domain())?;
         let mut unique: Vec<&Descriptor> = Vec::new();
         for d in blobs {
-            if !unique.iter().any(|b| b.digest == d.digest) {
+            if !unique.iter().any(|b| b.digest == d.digest) && !streamed.contains(&d.digest) {
                 // Check now: a missing blob must fail before anything is sent.
                 store.content.size(&d.digest)?;
                 unique.push(d);
@@ -334,7 +342,7 @@ impl Client {
     /// Uploads one blob. A PUT that fails after its own retries may have
     /// left a half-written upload behind, which the registry would append
     /// to: the upload is started over once, from a new session.
-    fn upload_blob(
+    pub(super) fn upload_blob(
         &self,
         s: &Session,
         store: &Store,

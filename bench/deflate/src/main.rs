@@ -1,0 +1,71 @@
+//! Deflates whole 1 MiB buffers (the files named on the command line, cut
+//! to 1 MiB) with each candidate at level 6 and prints the median time and
+//! the output size. flate2 ends the piece with a sync flush, as rbk's
+//! parallel gzip must; miniz_oxide and libdeflate end it with a final
+//! block (libdeflate has no way to do otherwise).
+
+use std::time::Instant;
+
+use flate2::{Compress, Compression, FlushCompress};
+
+const ROUNDS: usize = 21;
+
+fn flate2_sync(d: &[u8]) -> usize {
+    let mut c = Compress::new(Compression::new(6), false);
+    let mut out = Vec::with_capacity(d.len() + d.len() / 16 + 1024);
+    c.compress_vec(d, &mut out, FlushCompress::Sync)
+        .expect("deflate");
+    out.len()
+}
+
+fn miniz(d: &[u8]) -> usize {
+    miniz_oxide::deflate::compress_to_vec(d, 6).len()
+}
+
+fn libdeflate(d: &[u8], out: &mut Vec<u8>) -> usize {
+    let level = libdeflater::CompressionLvl::new(6).expect("level 6");
+    let mut c = libdeflater::Compressor::new(level);
+    out.resize(c.deflate_compress_bound(d.len()), 0);
+    c.deflate_compress(d, out).expect("deflate")
+}
+
+fn median_ms(f: &mut dyn FnMut() -> usize) -> (f64, usize) {
+    let mut times = Vec::with_capacity(ROUNDS);
+    let mut size = 0;
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        size = f();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[ROUNDS / 2], size)
+}
+
+fn main() {
+    let backend = if cfg!(feature = "ng") {
+        "zlib-ng"
+    } else {
+        "zlib-rs"
+    };
+    for path in std::env::args().skip(1) {
+        let all = std::fs::read(&path).expect("read input");
+        let d = &all[..all.len().min(1 << 20)];
+        let mut out = Vec::new();
+        let rows: [(String, &mut dyn FnMut() -> usize); 3] = [
+            (format!("flate2/{backend} (sync flush)"), &mut || {
+                flate2_sync(d)
+            }),
+            ("miniz_oxide".to_string(), &mut || miniz(d)),
+            ("libdeflate (final block only)".to_string(), &mut || {
+                libdeflate(d, &mut out)
+            }),
+        ];
+        for (name, f) in rows {
+            let (ms, size) = median_ms(f);
+            println!(
+                "{path}\t{name}\t{ms:.2} ms\t{size} bytes\t{:.1}%",
+                size as f64 * 100.0 / d.len() as f64
+            );
+        }
+    }
+}

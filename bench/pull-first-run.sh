@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Pull + first run against its floor (issue 30 part 4; measured only, the
+# pull itself unchanged): an image of the busybox base plus three equal
+# 60 MB text layers is pushed gzip'd to a loopback docker-registry; then,
+# page cache dropped before each, (a) `rbk pull` into an empty store and
+# `rbk run --network none IMAGE true` (which unpacks every layer), against
+# (b) the floor: the same gzip layer blobs, each `gzip -dc | tar -x` into
+# its own directory, all at once. Medians of 3, ratio = rbk / floor.
+#
+#   bench/pull-first-run.sh        # RUNS=3; RBK=path skips the build
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/bench/lib.sh"
+work=${BENCH_DIR:-/var/tmp/rbk-bench}/pull-first-run
+runs=${RUNS:-3}
+mkdir -p "$work"
+if [ -z "${RBK:-}" ]; then
+  (cd "$repo" && cargo build --release -q -p rbk)
+  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
+fi
+export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
+: >"$BENCH_LOG"
+ctx=$work/ctx
+if [ ! -f "$ctx/l3.txt" ]; then
+  mkdir -p "$ctx"
+  printf 'FROM localhost/busybox:latest\n' >"$ctx/Dockerfile"
+  for i in 1 2 3; do
+    python3 - "$ctx/l$i.txt" "$i" <<'PY'
+import sys, random
+rnd = random.Random(int(sys.argv[2]))
+words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9)))) for _ in range(5000)]
+with open(sys.argv[1], "w") as f:
+    n = 0
+    while n < 60_000_000:
+        line = " ".join(rnd.choice(words) for _ in range(12)) + "\n"
+        f.write(line); n += len(line)
+PY
+    printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/Dockerfile"
+  done
+fi
+rm -rf "$RBK_ROOT"
+[ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
+"$RBK" import "$work/busybox.tar" localhost/busybox:latest --change 'CMD ["/bin/sh"]' >/dev/null
+"$RBK" build -q -t localhost/bench/pull:latest "$ctx" >>"$BENCH_LOG" 2>&1
+trap stop_registry EXIT
+start_registry "$work"
+"$RBK" push localhost/bench/pull:latest "$host/pull:1" >>"$BENCH_LOG" 2>&1
+# The pushed gzip blobs, for the floor.
+rm -rf "$work/blobs"; mkdir -p "$work/blobs"
+for d in $(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$host/v2/pull/manifests/1" |
+  python3 -c 'import json,sys; print(" ".join(l["digest"] for l in json.load(sys.stdin)["layers"]))'); do
+  curl -fsS -o "$work/blobs/${d#sha256:}.gz" "http://$host/v2/pull/blobs/$d"
+done
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+floor() {
+  rm -rf "$work/floor"; mkdir -p "$work/floor"
+  local n=0
+  for b in "$work"/blobs/*.gz; do
+    n=$((n + 1)); mkdir -p "$work/floor/$n"
+    (gzip -dc "$b" | tar -x -C "$work/floor/$n") &
+  done
+  wait
+}
+pull_run() {
+  "$RBK" --root "$work/pulled" pull "$host/pull:1" &&
+    "$RBK" --root "$work/pulled" run --rm --network none "$host/pull:1" true
+}
+P=(); F=()
+for ((i = 1; i <= runs; i++)); do
+  rm -rf "$work/pulled"; drop
+  P+=("$(t pull_run)")
+  drop
+  F+=("$(t floor)")
+done
+p=$(median "${P[@]}") f=$(median "${F[@]}")
+echo "$(ls "$work/blobs" | wc -l) gzip layers, $(du -sm "$work/blobs" | cut -f1) MB; medians of $runs runs, seconds, page cache dropped before each"
+printf '%-44s %8.3f\n' "rbk pull + first run (--network none)" "$p"
+printf '%-44s %8.3f\n' "floor: parallel gzip -dc | tar -x per layer" "$f"
+printf '%-44s %8.2f\n' "ratio rbk / floor" "$(echo "$p / $f" | bc -l)"
