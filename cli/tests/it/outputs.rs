@@ -344,30 +344,7 @@ fn push_and_registry_outputs_reach_the_registry() {
         ok(rbk(other.path(), &["pull", &insecure, name]));
         assert_eq!(inspect(other.path(), name)["Id"], id, "{name}");
     }
-    // What each manifest says of itself, as the registry serves it (the
-    // image's, under the index a push with provenance makes).
-    let get = |repo: &str, tag: &str| -> serde_json::Value {
-        let out = Command::new("curl")
-            .args(["-sf", "-H"])
-            .arg(
-                "Accept: application/vnd.oci.image.manifest.v1+json, \
-                 application/vnd.docker.distribution.manifest.v2+json, \
-                 application/vnd.oci.image.index.v1+json",
-            )
-            .arg(format!("http://{}/v2/{repo}/manifests/{tag}", reg.host))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "curl: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let manifest = |repo_tag: &str| -> serde_json::Value {
-        let (repo, tag) = repo_tag.split_once(':').unwrap();
-        let m = get(repo, tag);
-        match m["mediaType"] == "application/vnd.oci.image.index.v1+json" {
-            true => get(repo, m["manifests"][0]["digest"].as_str().unwrap()),
-            false => m,
-        }
-    };
+    let manifest = |repo_tag: &str| image_manifest(&reg.host, repo_tag);
     let zstd = manifest("o/other:2");
     assert_eq!(
         zstd["mediaType"],
@@ -398,6 +375,32 @@ fn push_and_registry_outputs_reach_the_registry() {
     let gzip = manifest("o/pushed:1");
     assert_ne!(gzip["layers"][1]["digest"], docker["layers"][1]["digest"]);
     assert_ne!(gzip["layers"][1]["digest"], zstd["layers"][1]["digest"]);
+}
+
+/// What the image manifest `repo_tag` says of itself, as the registry at
+/// `host` serves it (the image's, under the index a push with provenance
+/// makes).
+fn image_manifest(host: &str, repo_tag: &str) -> serde_json::Value {
+    let get = |repo: &str, tag: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sf", "-H"])
+            .arg(
+                "Accept: application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.docker.distribution.manifest.v2+json, \
+                 application/vnd.oci.image.index.v1+json",
+            )
+            .arg(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (repo, tag) = repo_tag.split_once(':').unwrap();
+    let m = get(repo, tag);
+    match m["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+        true => get(repo, m["manifests"][0]["digest"].as_str().unwrap()),
+        false => m,
+    }
 }
 
 #[test]
