@@ -343,6 +343,74 @@ fn rootless_without_tun_refuses_the_default_network_instead_of_the_hosts() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Where the user may open /dev/net/tun (a mode 0666 node, bind-mounted
+/// in a mount namespace of the test's own), a rootless build's RUN steps
+/// get the default network from the pool made ahead: each step connected
+/// (slirp4netns configured its namespace, which only works on one owned
+/// by rootless rbk's user namespace, as the keeper's setns into it does),
+/// neighbouring steps in different namespaces.
+#[test]
+fn rootless_steps_get_fresh_default_networks_made_ahead() {
+    let Some(dir) = user_dir(
+        "rootless_steps_get_fresh_default_networks_made_ahead",
+        "rbk-tun-",
+    ) else {
+        return;
+    };
+    if !Path::new("/dev/net/tun").exists() || !Path::new("/usr/bin/slirp4netns").exists() {
+        eprintln!(
+            "SKIPPED rootless_steps_get_fresh_default_networks_made_ahead: \
+             no /dev/net/tun or no slirp4netns (apt-get install slirp4netns)"
+        );
+        return;
+    }
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let step = "RUN busybox readlink /proc/self/ns/net && busybox ip route | busybox grep default";
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM localhost/busybox:latest\n{step}\n{step}\n{step}\n"),
+    )
+    .unwrap();
+    let dev = d.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    give_to_user(d);
+    import_busybox(d);
+    std::fs::copy(rbk_bin(), d.join("rbk")).ok();
+    let script = format!(
+        "mount -t tmpfs tmpfs {dev} && mknod -m 666 {dev}/tun c 10 200 && \
+         mount --bind {dev}/tun /dev/net/tun && \
+         exec runuser -u {USER} -- env -u RBK_ROOT XDG_DATA_HOME={data} HOME={home} \
+         {bin} build --progress plain --no-cache ctx",
+        dev = dev.display(),
+        data = d.join("data").display(),
+        home = d.display(),
+        bin = d.join("rbk").display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let namespaces: Vec<&str> = t
+        .lines()
+        .filter_map(|l| l.split_once("net:[").map(|(_, n)| n))
+        .collect();
+    assert_eq!(namespaces.len(), 3, "{t}");
+    assert!(
+        namespaces.windows(2).all(|w| w[0] != w[1]),
+        "neighbouring steps shared a network namespace: {t}"
+    );
+    let routed = t
+        .lines()
+        .filter(|l| l.contains("default via 10.0.2.2"))
+        .count();
+    assert_eq!(routed, 3, "a step without its network: {t}");
+}
+
 /// A rootless container's user namespace is its rbk's: `exec` and `cp`
 /// join it (a namespace of their own could not), so they work as the
 /// user, with the container's ids, and `cp` stays inside the container.

@@ -431,7 +431,9 @@ pub(super) fn launch(
     let code = supervised(l, &plan, ns, output, cancel, |fds, parent| {
         keeper(&plan, fds, parent)
     });
-    drop(net);
+    if let Some(net) = net {
+        net.retire();
+    }
     code
 }
 

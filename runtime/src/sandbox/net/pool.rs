@@ -63,6 +63,17 @@ impl ContainerNet {
     pub fn ns(&self) -> BorrowedFd<'_> {
         self.ns.as_fd()
     }
+
+    /// Ends it once its container is gone, off the caller's path: killing
+    /// slirp4netns and waiting for it takes as long as the kernel takes to
+    /// unregister its tap device (an RCU grace period or more), which a
+    /// step need not wait for. When no thread can be started, the closure
+    /// is dropped with the error, and the network with it, here.
+    pub fn retire(self) {
+        let _ = std::thread::Builder::new()
+            .name("rbk-netdown".into())
+            .spawn(move || drop(self));
+    }
 }
 
 /// The process's pool: members made and not yet taken, how many are being
