@@ -9,6 +9,12 @@
 # cold build and before the cp).
 #
 #   sudo bench/vs.sh          # CASES="single multistage wide" RUNS=3 RBK=target/release/rbk
+#
+# Then the cases of issue 30, each its own script with its own floor,
+# peers and peak RSS (EXTRA="" skips them): ci-cache (the fully cached CI
+# build: time and bytes downloaded), run-net (50 chained RUNs with and
+# without a network), push-pull (push on 1 and 2 cores), pull-first-run
+# (pull + first run against a parallel gunzip | tar).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
@@ -94,3 +100,13 @@ for c in $cases; do
     "$(echo "$(median ${M[$c/rbk]}) / 1024" | bc -l)" "$(echo "$(median ${M[$c/buildkit]}) / 1024" | bc -l)" "$(echo "$(median ${M[$c/buildah]}) / 1024" | bc -l)"
 done
 echo
+
+extra=${EXTRA-ci-cache run-net push-pull pull-first-run}
+if [ -n "$extra" ]; then
+  # Each starts its own dockerd and registry.
+  stop_dockerd
+  for e in $extra; do
+    printf '\n== %s\n' "$e"
+    RBK=$RBK RUNS=$runs "$repo/bench/$e.sh"
+  done
+fi
