@@ -237,6 +237,13 @@ impl ContentStore {
         self.has_local(d) || remote::size(self.root(), d).is_some()
     }
 
+    /// Whether `d` is a layer a build step of this store made (it can be
+    /// made again from its snapshot, see [`lazy`]): a layer no other store
+    /// is likely to have pushed already.
+    pub fn made_here(&self, d: &Digest) -> bool {
+        lazy::size(self.root(), d).is_some()
+    }
+
     /// Whether the blob can be read without the network: a file, or a
     /// layer its snapshot can make.
     pub fn has_local(&self, d: &Digest) -> bool {

@@ -10,8 +10,11 @@
 //! failure) reuses them.
 //!
 //! The digest is unknown before compression ends, so no `HEAD` can ask
-//! first whether the registry has it: a fresh store pushing to a registry
-//! that has the layer sends it again (the bytes are the same). A streamed
+//! first whether the registry has it. So only layers a build step of this
+//! store made are streamed (those another store is unlikely to have
+//! pushed); a base image's layer, imported or loaded uncompressed, is
+//! compressed first and asked for with `HEAD`, so a registry that has it
+//! gets no byte of it. A streamed
 //! upload is not retried (its bytes are gone): when it fails, the layer is
 //! compressed to the end into the store anyway, and the ordinary upload of
 //! the stored variant, with its retries, takes over.
@@ -47,6 +50,7 @@ impl Client {
         let mut pending: Vec<&Descriptor> = Vec::new();
         for l in images.iter().flat_map(|i| &i.manifest.layers) {
             if !pending.iter().any(|p| p.digest == l.digest)
+                && store.content.made_here(&l.digest)
                 && store.cached_layer_variant(l, format)?.is_none()
             {
                 pending.push(l);
