@@ -336,6 +336,50 @@ fn debian_tomcat_and_mariadb_run_as_the_tutorial_says() {
 
     tomcat_has_its_jdk_and_serves_its_pages(root);
     mariadb_keeps_its_password_and_data_on_a_host_directory(root);
+    the_sbom_lists_every_dpkg_package(root, "rbk-examples/mariadb:debian", "mariadb-server");
+    the_sbom_lists_every_dpkg_package(root, "rbk-examples/tomcat:debian", "tomcat10");
+}
+
+/// `rbk sbom` of an example image lists every package `dpkg-query` reads
+/// in the image's own dpkg database, with its version, and names a later
+/// layer than the base's for `installed` (which a RUN installed).
+fn the_sbom_lists_every_dpkg_package(root: &std::path::Path, image: &str, installed: &str) {
+    let out = rbk(root, &["run", "--rm", image, "cat", "/var/lib/dpkg/status"]);
+    assert!(out.status.success(), "cat status: {}", stderr(&out));
+    let admin = TempDir::new().unwrap();
+    std::fs::create_dir_all(admin.path().join("info")).unwrap();
+    std::fs::create_dir_all(admin.path().join("updates")).unwrap();
+    std::fs::write(admin.path().join("status"), &out.stdout).unwrap();
+    let want = crate::sbom::dpkg_query(admin.path());
+    let file = admin.path().join("sbom.json");
+    let out = rbk(root, &["sbom", "-o", file.to_str().unwrap(), image]);
+    assert!(out.status.success(), "sbom: {}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let packages = doc["packages"].as_array().unwrap();
+    let got: std::collections::BTreeSet<(String, String)> = packages
+        .iter()
+        .skip(1) // the image itself
+        .map(|p| {
+            let field = |k: &str| p[k].as_str().unwrap().to_string();
+            (field("name"), field("versionInfo"))
+        })
+        .collect();
+    assert!(
+        want.len() > 100,
+        "{image}: dpkg-query listed {}",
+        want.len()
+    );
+    assert_eq!(got, want, "{image}");
+    let layer_of = |name: &str| {
+        let p = packages.iter().find(|p| p["name"] == name).unwrap();
+        p["annotations"][0]["comment"].as_str().unwrap().to_string()
+    };
+    assert_ne!(
+        layer_of(installed),
+        layer_of("dpkg"),
+        "{image}: {installed} came with the base"
+    );
+    crate::sbom::validated_by_spdx_tools(TOMCAT_MARIADB, &file);
 }
 
 /// Tomcat: JAVA_HOME, CATALINA_HOME, version.sh, the default page and
