@@ -8,6 +8,7 @@
 # its own directory, all at once. Medians of 3, ratio = rbk / floor.
 #
 #   bench/pull-first-run.sh        # RUNS=3; RBK=path skips the build
+#   BEFORE=path/to/older/rbk bench/pull-first-run.sh   # and that one beside
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
@@ -61,19 +62,40 @@ floor() {
   done
   wait
 }
+# The pull and the first run timed apart (SECONDS PEAK_RSS_KB each), and
+# a second run of the unpacked image: first run - second run is the unpack.
 pull_run() {
-  "$RBK" --root "$work/pulled" pull "$host/pull:1" &&
-    "$RBK" --root "$work/pulled" run --rm --network none "$host/pull:1" true
+  local pull run again rbk=${1:-$RBK}
+  pull=$(peak_kb "$rbk" --root "$work/pulled" pull "$host/pull:1")
+  run=$(peak_kb "$rbk" --root "$work/pulled" run --rm --network none "$host/pull:1" true)
+  again=$(peak_kb "$rbk" --root "$work/pulled" run --rm --network none "$host/pull:1" true)
+  echo "$pull $run $again"
 }
-P=(); F=()
+P=(); F=(); PL=(); R=(); A=(); RSS=(); B=()
 for ((i = 1; i <= runs; i++)); do
   rm -rf "$work/pulled"; drop
-  P+=("$(t pull_run)")
+  read -r pl plr r rr a _ < <(pull_run)
+  PL+=("$pl"); R+=("$r"); A+=("$a"); P+=("$(echo "$pl + $r" | bc -l)")
+  RSS+=("$(( plr > rr ? plr : rr ))")
   drop
   F+=("$(t floor)")
+  if [ -n "${BEFORE:-}" ]; then
+    rm -rf "$work/pulled"; drop
+    read -r pl _ r _ _ _ < <(pull_run "$BEFORE")
+    B+=("$(echo "$pl + $r" | bc -l)")
+  fi
 done
 p=$(median "${P[@]}") f=$(median "${F[@]}")
 echo "$(ls "$work/blobs" | wc -l) gzip layers, $(du -sm "$work/blobs" | cut -f1) MB; medians of $runs runs, seconds, page cache dropped before each"
 printf '%-44s %8.3f\n' "rbk pull + first run (--network none)" "$p"
+printf '%-44s %8.3f\n' "  of which rbk pull" "$(median "${PL[@]}")"
+printf '%-44s %8.3f\n' "  of which first run (unpack + run)" "$(median "${R[@]}")"
+printf '%-44s %8.3f\n' "  second run (nothing to unpack)" "$(median "${A[@]}")"
+printf '%-44s %8d\n' "  peak RSS of one rbk process, MB" "$(( $(median "${RSS[@]}") / 1024 ))"
 printf '%-44s %8.3f\n' "floor: parallel gzip -dc | tar -x per layer" "$f"
 printf '%-44s %8.2f\n' "ratio rbk / floor" "$(echo "$p / $f" | bc -l)"
+if [ -n "${BEFORE:-}" ]; then
+  b=$(median "${B[@]}")
+  printf '%-44s %8.3f\n' "before ($BEFORE) pull + first run" "$b"
+  printf '%-44s %8.2f\n' "ratio before / floor" "$(echo "$b / $f" | bc -l)"
+fi

@@ -20,7 +20,7 @@ use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-pub use apply::{apply, apply_over};
+pub use apply::{apply, apply_detached, apply_over};
 pub use diff::{diff_trees, diff_upper, tar_dir};
 
 use crate::compress::{Compression, Level};
@@ -170,6 +170,13 @@ pub enum LayerError {
         path: PathBuf,
         /// The xattr found.
         xattr: String,
+    },
+    /// A layer applied before its lower layers are on disk
+    /// ([`apply_detached`]) needs to know what they show.
+    #[error("layer entry {entry:?} needs what the lower layers show")]
+    NeedsLowers {
+        /// The entry's name as written in the tar.
+        entry: String,
     },
 }
 

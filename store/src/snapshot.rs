@@ -210,4 +210,50 @@ pub trait Snapshotter: Send + Sync {
         layer: &mut dyn Read,
         expected: Option<&Digest>,
     ) -> Result<ApplyStats, SnapshotError>;
+    /// Unpacks `layer`, to be snapshot `name`, ahead of its parent
+    /// (`on_parent`: it will have one),
+    /// to commit later with [`Snapshotter::commit_staged`]: layers of one
+    /// image unpacked side by side. `Ok(None)` where this snapshotter
+    /// cannot (a copy snapshotter's tree is its parent's and the layer's
+    /// merged) or the layer needs what its parent shows; the caller then
+    /// uses [`Snapshotter::apply_layer`]. With `expected`, a tar hashing to
+    /// anything else is refused.
+    fn stage_layer(
+        &self,
+        name: &str,
+        layer: &mut dyn Read,
+        expected: Option<&Digest>,
+        on_parent: bool,
+    ) -> Result<Option<StagedLayer>, SnapshotError> {
+        let _ = (name, layer, expected, on_parent);
+        Ok(None)
+    }
+    /// Commits a layer [`Snapshotter::stage_layer`] made as snapshot `name`
+    /// on committed `parent`, as [`Snapshotter::apply_layer`] would have.
+    fn commit_staged(
+        &self,
+        staged: StagedLayer,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<ApplyStats, SnapshotError> {
+        let _ = (staged, parent);
+        Err(SnapshotError::NotFound {
+            key: name.to_string(),
+        })
+    }
+}
+
+/// A layer unpacked by [`Snapshotter::stage_layer`], not yet a snapshot;
+/// removed when dropped uncommitted.
+pub struct StagedLayer {
+    staging: meta::Staging,
+    stats: ApplyStats,
+}
+
+impl std::fmt::Debug for StagedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedLayer")
+            .field("path", &self.staging.path)
+            .finish_non_exhaustive()
+    }
 }

@@ -13,7 +13,9 @@ use crate::error::StoreError;
 use crate::images::Store;
 use crate::lock::KeyLock;
 use crate::oci::{self, Descriptor};
-use crate::snapshot::{SnapshotError, Snapshotter};
+use crate::snapshot::{SnapshotError, Snapshotter, SnapshotterKind, StagedLayer};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// Why a stack of layers could not be unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +76,13 @@ pub fn unpack_layers<E: From<UnpackError>>(
             .map_err(UnpackError::from)?;
     }
     let locks = store.layout().locks();
+    let keys: Vec<String> = oci::chain_ids(&ids)
+        .iter()
+        .map(|c| c.hex().to_string())
+        .collect();
+    let mut ahead = stage_ahead(store, snapshotter, layers, &keys);
     let mut parent: Option<String> = None;
-    for (layer, chain) in layers.iter().zip(oci::chain_ids(&ids)) {
-        let key = chain.hex().to_string();
+    for (i, (layer, key)) in layers.iter().zip(keys).enumerate() {
         let exists = || snapshotter.exists(&key);
         // Fast path: already there (and now leased).
         if !store
@@ -95,8 +101,13 @@ pub fn unpack_layers<E: From<UnpackError>>(
                 .map_err(UnpackError::from)?
                 && !stack(store, snapshotter, layer, &key, parent.as_deref())?
             {
-                fetch(layer.blob)?;
-                apply(store, snapshotter, layer, &key, parent.as_deref())?;
+                match ahead.get_mut(i).and_then(Option::take) {
+                    Some(staged) => commit(snapshotter, layer, staged, &key, parent.as_deref())?,
+                    None => {
+                        fetch(layer.blob)?;
+                        apply(store, snapshotter, layer, &key, parent.as_deref())?;
+                    }
+                }
             }
         }
         parent = Some(key);
@@ -129,6 +140,95 @@ fn stack(
     }
     crate::content::lazy::alias(&store.content, &layer.blob.digest, &own, key)?;
     Ok(true)
+}
+
+/// A layer unpacked ahead ([`stage_ahead`]), or why it could not be.
+type Staged = Result<StagedLayer, SnapshotError>;
+
+/// Unpacks the layers still to make side by side, each into a staging dir
+/// of its own, before they are committed in order: with the overlay
+/// snapshotter a layer's dir holds just its own changes, so it does not
+/// need the layers below on disk unless it has a parent it does not carry
+/// itself (then it is left to [`apply`], in order). Only layers whose blob
+/// is here (nothing to fetch) and that no snapshot can stack; nothing
+/// unless at least two can go side by side.
+fn stage_ahead(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    layers: &[LayerRef<'_>],
+    keys: &[String],
+) -> Vec<Option<Staged>> {
+    let mut out: Vec<Option<Staged>> = layers.iter().map(|_| None).collect();
+    if snapshotter.kind() != SnapshotterKind::Overlay {
+        return out;
+    }
+    let wanted: Vec<usize> = (0..layers.len().min(keys.len()))
+        .filter(|&i| {
+            let l = &layers[i];
+            !snapshotter.exists(&keys[i])
+                && store.content.path(&l.blob.digest).is_file()
+                && (i == 0 || !snapshotter.exists(l.diff_id.hex()))
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(wanted.len());
+    if threads < 2 {
+        return out;
+    }
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(&i) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let staged = stage(store, snapshotter, &layers[i], &keys[i], i > 0);
+                    done.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((i, staged));
+                }
+            });
+        }
+    });
+    for (i, staged) in done.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        if let (Some(slot), Some(staged)) = (out.get_mut(i), staged) {
+            *slot = Some(staged);
+        }
+    }
+    out
+}
+
+/// One layer unpacked ahead; `None` to leave it to [`apply`] (which also
+/// reports a blob that cannot be opened).
+fn stage(
+    store: &Store,
+    snapshotter: &dyn Snapshotter,
+    layer: &LayerRef<'_>,
+    key: &str,
+    on_parent: bool,
+) -> Option<Staged> {
+    let blob = store.content.open_blob(&layer.blob.digest).ok()?;
+    let mut plain = compress::decompress(blob).ok()?;
+    snapshotter
+        .stage_layer(key, &mut plain, Some(layer.diff_id), on_parent)
+        .transpose()
+}
+
+/// Commits a layer unpacked ahead as snapshot `key` on `parent`.
+fn commit(
+    snapshotter: &dyn Snapshotter,
+    layer: &LayerRef<'_>,
+    staged: Staged,
+    key: &str,
+    parent: Option<&str>,
+) -> Result<(), UnpackError> {
+    match staged.and_then(|s| snapshotter.commit_staged(s, key, parent)) {
+        Ok(_) | Err(SnapshotError::AlreadyExists { .. }) => Ok(()),
+        Err(source) => Err(UnpackError::Apply {
+            digest: layer.blob.digest.clone(),
+            source,
+        }),
+    }
 }
 
 fn apply(

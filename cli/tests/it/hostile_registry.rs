@@ -21,8 +21,8 @@ use crate::{fails_with, rbk, stderr, stdout};
 /// A loopback registry serving `routes` (path → body) to GETs until it is
 /// dropped (or a minute passes); a path in `trickle` gets its body one
 /// byte every 200 ms.
-struct Registry {
-    host: String,
+pub(crate) struct Registry {
+    pub(crate) host: String,
     stop: Arc<AtomicBool>,
 }
 
@@ -32,7 +32,7 @@ impl Drop for Registry {
     }
 }
 
-fn serve(routes: HashMap<String, Vec<u8>>) -> Registry {
+pub(crate) fn serve(routes: HashMap<String, Vec<u8>>) -> Registry {
     serve_trickling(routes, None)
 }
 

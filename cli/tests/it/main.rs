@@ -27,6 +27,7 @@ mod outputs;
 mod pipes;
 mod plan_emit;
 mod platforms;
+mod pull_layers;
 mod push_stream;
 mod racing;
 mod remote_context;

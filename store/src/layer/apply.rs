@@ -57,6 +57,30 @@ pub fn apply_over(
     mode: ApplyMode,
     lowers: &[PathBuf],
 ) -> Result<ApplyStats, LayerError> {
+    run(r, target, mode, lowers, false)
+}
+
+/// [`apply_over`] into a fresh overlay layer dir `target` before its lower
+/// layers are on disk: the layer is applied just as over them as long as
+/// it never needs to know what they show (every parent of its entries is
+/// in the layer itself or under one of its opaque directories).
+/// `Ok(None)` when it does: the layer must then be applied over its lower
+/// layers ([`apply_over`]) into a fresh dir; `target` is left half-filled.
+pub fn apply_detached(r: impl Read, target: &Path) -> Result<Option<ApplyStats>, LayerError> {
+    match run(r, target, ApplyMode::Overlay, &[], true) {
+        Ok(stats) => Ok(Some(stats)),
+        Err(LayerError::NeedsLowers { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn run(
+    r: impl Read,
+    target: &Path,
+    mode: ApplyMode,
+    lowers: &[PathBuf],
+    detached: bool,
+) -> Result<ApplyStats, LayerError> {
     let tmeta = fs::symlink_metadata(target).map_err(LayerError::io("open target", target))?;
     if !tmeta.is_dir() {
         return Err(LayerError::Io {
@@ -69,6 +93,7 @@ pub fn apply_over(
     let mut st = Applier {
         target: target.to_path_buf(),
         lowers: lowers.to_vec(),
+        detached,
         mode,
         root: process::is_root(),
         verified: HashSet::new(),
@@ -110,6 +135,9 @@ struct Applier {
     target: PathBuf,
     /// The lower layer dirs under an overlay layer dir, nearest first.
     lowers: Vec<PathBuf>,
+    /// Lower layers exist but are not known ([`apply_detached`]): a lookup
+    /// in them fails with [`LayerError::NeedsLowers`].
+    detached: bool,
     mode: ApplyMode,
     root: bool,
     /// Relative paths known to be real directories (not symlinks) now.
@@ -249,8 +277,13 @@ impl Applier {
     /// error for a symlink or a file, with the words the full tree's check
     /// uses.
     fn lower_dir(&self, rel: &Path, shown: &str) -> Result<Option<Metadata>, LayerError> {
-        if self.lowers.is_empty() || self.hides_lowers(rel) {
+        if (self.lowers.is_empty() && !self.detached) || self.hides_lowers(rel) {
             return Ok(None);
+        }
+        if self.detached {
+            return Err(LayerError::NeedsLowers {
+                entry: shown.to_string(),
+            });
         }
         match super::lower::lower_entry(&self.lowers, rel)? {
             Some(m) if m.file_type().is_symlink() => Err(LayerError::Unsafe {

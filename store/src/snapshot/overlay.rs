@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::meta::{check_diff_id, io_err, tree_size, Dirs, Meta};
-use super::{SnapshotError, SnapshotInfo, SnapshotState, Snapshotter};
+use super::{SnapshotError, SnapshotInfo, SnapshotState, Snapshotter, StagedLayer};
 use crate::digest::Digest;
 use crate::layer::{self, ApplyMode, ApplyStats, DiffOptions, LayerInfo};
 use crate::mount::{self, Mount};
@@ -332,6 +332,54 @@ impl Snapshotter for OverlaySnapshotter {
             size: Some(tree_size(&st.fs())?),
         };
         self.dirs.publish(st, name, &meta)?;
+        Ok(stats)
+    }
+
+    fn stage_layer(
+        &self,
+        name: &str,
+        layer: &mut dyn Read,
+        expected: Option<&Digest>,
+        on_parent: bool,
+    ) -> Result<Option<StagedLayer>, SnapshotError> {
+        let staging = self.dirs.stage()?;
+        // A layer's dir holds just its own changes; only a parent it does
+        // not carry itself needs the layers below (see `apply_detached`).
+        let stats = if on_parent {
+            match layer::apply_detached(layer, &staging.fs())? {
+                Some(stats) => stats,
+                None => return Ok(None),
+            }
+        } else {
+            layer::apply_over(layer, &staging.fs(), ApplyMode::Overlay, &[])?
+        };
+        check_diff_id(name, expected, &stats)?;
+        Ok(Some(StagedLayer { staging, stats }))
+    }
+
+    fn commit_staged(
+        &self,
+        staged: StagedLayer,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<ApplyStats, SnapshotError> {
+        super::meta::validate_key(name)?;
+        if self.exists(name) {
+            return Err(SnapshotError::AlreadyExists {
+                key: name.to_string(),
+            });
+        }
+        if let Some(p) = parent {
+            self.dirs.meta_in_state(p, SnapshotState::Committed)?;
+        }
+        let StagedLayer { staging, stats } = staged;
+        let meta = Meta {
+            key: name.to_string(),
+            parent: parent.map(str::to_string),
+            state: SnapshotState::Committed,
+            size: Some(tree_size(&staging.fs())?),
+        };
+        self.dirs.publish(staging, name, &meta)?;
         Ok(stats)
     }
 }

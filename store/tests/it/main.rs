@@ -8,6 +8,7 @@ mod layer;
 mod layer_interop;
 mod layer_snapshot;
 mod lazy;
+mod parallel_unpack;
 mod registry;
 mod snapshot_hostile;
 mod variant;
