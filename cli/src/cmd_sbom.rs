@@ -81,6 +81,7 @@ pub(crate) fn document(
     Ok(spdx::document(&described, &inventory, &layers))
 }
 
+/// The wall-clock time in unix seconds (0 before 1970).
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

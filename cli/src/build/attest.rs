@@ -23,7 +23,7 @@ use rbk_scheduler::{BuildSummary, BuiltImage};
 use rbk_store::attested::Attachment;
 use rbk_store::images::{Image, Store};
 use rbk_store::oci::{Descriptor, PlatformSpec};
-use rbk_store::{Digest, Reference};
+use rbk_store::Reference;
 
 use super::attest_spec::{ProvenanceSpec, Wanted};
 use super::settings::BuildSettings;
@@ -147,7 +147,7 @@ impl Attester<'_> {
                 statements.push(record.statement(subjects.clone()));
             }
             if wants.sbom {
-                let created = epoch.unwrap_or_else(now);
+                let created = epoch.unwrap_or_else(crate::cmd_sbom::now);
                 let doc = crate::cmd_sbom::document(self.root, store, p, &built.name, created)?;
                 statements.push(Statement::new(
                     subjects,
@@ -224,20 +224,18 @@ impl Attester<'_> {
                 .flatten(),
             invocation_id: invocation.to_string(),
             started: epoch.unwrap_or(self.started),
-            finished: epoch.unwrap_or_else(now),
+            finished: epoch.unwrap_or_else(crate::cmd_sbom::now),
             hermetic: hermetic(self.graph, &steps, network_none),
             reproducible: epoch.is_some(),
         })
     }
 
-    /// Where the Dockerfile came from: the fetched URL, or the context.
+    /// Where the Dockerfile came from: the fetched URL, or the context
+    /// (a fetched context is a local directory by now, so the Dockerfile's
+    /// path is relative to it either way).
     fn config_source(&self, output: &ImageOutput) -> ConfigSource {
-        let context = &self.settings.input.path;
         let file = Path::new(&output.file);
-        let path = match self.remote_context_dir() {
-            Some(dir) => file.strip_prefix(dir).unwrap_or(file),
-            None => file.strip_prefix(context).unwrap_or(file),
-        };
+        let path = file.strip_prefix(&self.settings.input.path).unwrap_or(file);
         let path = path.display().to_string();
         match &self.remote {
             Some((uri, digest)) if rbk_scheduler::fileop::git::is_git_url(uri) => {
@@ -257,14 +255,6 @@ impl Attester<'_> {
             },
             None => ConfigSource::Local { path },
         }
-    }
-
-    /// The directory a remote context was fetched into (the build's
-    /// context path then).
-    fn remote_context_dir(&self) -> Option<&Path> {
-        self.remote
-            .as_ref()
-            .map(|_| self.settings.input.path.as_path())
     }
 
     /// The frontend's arguments as BuildKit records them.
@@ -410,18 +400,10 @@ fn subjects(built: &BuiltImage, p: &Image) -> Vec<Subject> {
 fn to_store(made: Made) -> Result<Attachment> {
     let descriptor: Descriptor =
         serde_json::from_value(made.index_entry).context("attestation manifest descriptor")?;
-    let check: Digest = made.manifest.digest.parse()?;
-    anyhow::ensure!(check == descriptor.digest, "attestation manifest digest");
+    // The store checks the manifest's bytes against the descriptor.
     Ok(Attachment {
         descriptor,
         manifest: made.manifest.bytes,
         blobs: made.blobs.into_iter().map(|b| b.bytes).collect(),
     })
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

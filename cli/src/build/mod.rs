@@ -210,11 +210,7 @@ impl Build<'_> {
 
 /// The wall-clock time (unix seconds) of `at`.
 fn unix_seconds(at: Instant) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    now - at.elapsed().as_secs() as i64
+    crate::cmd_sbom::now() - at.elapsed().as_secs() as i64
 }
 
 /// The settings the end of the build goes by: a shard's platforms of a
