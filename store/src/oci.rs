@@ -157,6 +157,13 @@ impl Descriptor {
         }
         a("vnd.docker.reference.digest")?.parse().ok()
     }
+
+    /// Whether this index entry is a platform's image: it states a
+    /// platform other than the `unknown/unknown` BuildKit gives the
+    /// attestation manifests it lists beside the images.
+    pub fn is_platform_image(&self) -> bool {
+        self.platform.as_ref().is_some_and(|p| p.os != "unknown")
+    }
 }
 
 /// A platform, as in an index entry.
@@ -335,6 +342,20 @@ pub struct Index {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Index {
+    /// The entries that are a platform's image (see
+    /// [`Descriptor::is_platform_image`]), in the index's order.
+    pub fn images(&self) -> impl Iterator<Item = &Descriptor> {
+        self.manifests.iter().filter(|d| d.is_platform_image())
+    }
+
+    /// The first image for platform `want`, if the index lists one.
+    pub fn image_for(&self, want: &PlatformSpec) -> Option<&Descriptor> {
+        self.images()
+            .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))
+    }
 }
 
 impl Default for Index {

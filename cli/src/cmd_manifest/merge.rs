@@ -288,15 +288,11 @@ fn with_desc(m: &Member, desc: Descriptor) -> Member {
 
 /// An index's platform images (not its attestations), with their platform.
 fn platforms_of(index: &Index) -> impl Iterator<Item = Descriptor> + '_ {
-    index
-        .manifests
-        .iter()
-        .filter(|d| d.attests().is_none() && d.platform.is_some())
-        .map(|d| {
-            let mut desc = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
-            desc.platform = d.platform.clone();
-            desc
-        })
+    index.images().map(|d| {
+        let mut desc = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
+        desc.platform = d.platform.clone();
+        desc
+    })
 }
 
 /// A stored image's index entry: its manifest with its platform.

@@ -293,7 +293,7 @@ fn check_index(
     let mut checks = Vec::new();
     let mut chosen: Option<(bool, Digest)> = None;
     for m in &index.manifests {
-        let Some(p) = m.platform.as_ref().filter(|p| p.os != "unknown") else {
+        let Some(p) = m.platform.as_ref().filter(|_| m.is_platform_image()) else {
             // An attestation comes in with its blobs when the archive has
             // them all; it is not an image to check.
             needs.extend(attachment_blobs(st, m));

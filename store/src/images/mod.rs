@@ -118,10 +118,10 @@ impl ImageIndex {
             .manifests
             .iter()
             .zip(&self.present)
+            .filter(|(d, _)| d.is_platform_image())
             .filter_map(|(d, &present)| {
                 let p = d.platform.as_ref()?;
-                // Attestation manifests (BuildKit's `unknown/unknown`).
-                (p.os != "unknown").then(|| (PlatformSpec::of_platform(p), d, present))
+                Some((PlatformSpec::of_platform(p), d, present))
             })
     }
 

@@ -321,18 +321,12 @@ impl Client {
             source: e,
         })?;
         let entries: Vec<&Descriptor> = match platforms {
-            Platforms::All => index
-                .manifests
-                .iter()
-                .filter(|m| m.platform.as_ref().is_some_and(|p| p.os != "unknown"))
-                .collect(),
+            Platforms::All => index.images().collect(),
             Platforms::Some(list) => list
                 .iter()
                 .map(|want| {
                     index
-                        .manifests
-                        .iter()
-                        .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+                        .image_for(want)
                         .ok_or_else(|| RegistryError::NoPlatform {
                             reference: name.to_string(),
                             platform: want.to_string(),

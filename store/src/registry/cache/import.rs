@@ -404,17 +404,11 @@ fn platform_manifest(
     let Ok(index) = serde_json::from_slice::<crate::oci::Index>(&bytes) else {
         return Ok((bytes, digest));
     };
-    let images: Vec<&crate::oci::Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| d.attests().is_none())
-        .collect();
-    let host = crate::oci::PlatformSpec::host();
-    let picked = images
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| host.matches(p)))
+    let images: Vec<&crate::oci::Descriptor> = index.images().collect();
+    let picked = index
+        .image_for(&crate::oci::PlatformSpec::host())
         .or(match images.as_slice() {
-            [one] => Some(one),
+            [one] => Some(*one),
             _ => None,
         });
     let Some(picked) = picked else {
