@@ -121,15 +121,22 @@ fn first_job(a: &Path, ctx: &Path, cache: &str, app: &str) {
     assert!(err.contains("2 steps run, 0 cached"), "{err}");
 }
 
-#[test]
-fn a_fully_cached_ci_build_downloads_no_layer() {
-    let test = "a_fully_cached_ci_build_downloads_no_layer";
-    let Some(reg) = Registry::start_logged(test) else {
-        return;
-    };
-    let Some(a) = store_with_busybox(test) else {
-        return;
-    };
+/// The first CI job done: store A built the context with its cache
+/// exported to the registry and pushed `app:1`, whose layers are listed.
+struct JobA {
+    reg: Registry,
+    a: tempfile::TempDir,
+    store_a: std::path::PathBuf,
+    host: String,
+    ctx: std::path::PathBuf,
+    cache: String,
+    layers: Vec<(String, u64)>,
+}
+
+/// [`JobA`], or None (said) when the registry or the sandbox is missing.
+fn job_a(test: &str) -> Option<JobA> {
+    let reg = Registry::start_logged(test)?;
+    let a = store_with_busybox(test)?;
     let store_a = a.path().join("store");
     let host = reg.host.clone();
     let ctx = a.path().join("ctx");
@@ -137,6 +144,32 @@ fn a_fully_cached_ci_build_downloads_no_layer() {
     let cache = format!("{host}/cache/app:ci");
     first_job(&store_a, &ctx, &cache, &format!("{host}/app:1"));
     let layers = layers_of(&host, "app", "1");
+    Some(JobA {
+        reg,
+        a,
+        store_a,
+        host,
+        ctx,
+        cache,
+        layers,
+    })
+}
+
+#[test]
+fn a_fully_cached_ci_build_downloads_no_layer() {
+    let test = "a_fully_cached_ci_build_downloads_no_layer";
+    let Some(JobA {
+        reg,
+        a: _a,
+        store_a,
+        host,
+        ctx,
+        cache,
+        layers,
+    }) = job_a(test)
+    else {
+        return;
+    };
     let big = layers.iter().map(|(_, n)| *n).max().unwrap();
     assert!(big > 4_000_000, "{layers:?}");
 
@@ -339,19 +372,18 @@ fn a_gone_registry_is_named(
 #[test]
 fn only_the_layers_under_a_changed_step_are_fetched() {
     let test = "only_the_layers_under_a_changed_step_are_fetched";
-    let Some(reg) = Registry::start_logged(test) else {
+    let Some(JobA {
+        reg,
+        a: _a,
+        store_a,
+        host: _host,
+        ctx,
+        cache,
+        layers,
+    }) = job_a(test)
+    else {
         return;
     };
-    let Some(a) = store_with_busybox(test) else {
-        return;
-    };
-    let store_a = a.path().join("store");
-    let host = reg.host.clone();
-    let ctx = a.path().join("ctx");
-    context(&ctx, DOCKERFILE);
-    let cache = format!("{host}/cache/app:ci");
-    first_job(&store_a, &ctx, &cache, &format!("{host}/app:1"));
-    let layers = layers_of(&host, "app", "1");
     let (copy_layer, run_layer) = (&layers[layers.len() - 2], &layers[layers.len() - 1]);
 
     // The last step changed: it runs on the COPY's result, whose layer
