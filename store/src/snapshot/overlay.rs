@@ -304,15 +304,7 @@ impl Snapshotter for OverlaySnapshotter {
         layer: &mut dyn Read,
         expected: Option<&Digest>,
     ) -> Result<ApplyStats, SnapshotError> {
-        super::meta::validate_key(name)?;
-        if self.exists(name) {
-            return Err(SnapshotError::AlreadyExists {
-                key: name.to_string(),
-            });
-        }
-        if let Some(p) = parent {
-            self.dirs.meta_in_state(p, SnapshotState::Committed)?;
-        }
+        self.check_slot(name, parent)?;
         let lowers: Vec<PathBuf> = match parent {
             Some(p) => self
                 .dirs
@@ -325,13 +317,7 @@ impl Snapshotter for OverlaySnapshotter {
         let st = self.dirs.stage()?;
         let stats = layer::apply_over(layer, &st.fs(), ApplyMode::Overlay, &lowers)?;
         check_diff_id(name, expected, &stats)?;
-        let meta = Meta {
-            key: name.to_string(),
-            parent: parent.map(str::to_string),
-            state: SnapshotState::Committed,
-            size: Some(tree_size(&st.fs())?),
-        };
-        self.dirs.publish(st, name, &meta)?;
+        self.publish_committed(st, name, parent)?;
         Ok(stats)
     }
 
@@ -363,6 +349,17 @@ impl Snapshotter for OverlaySnapshotter {
         name: &str,
         parent: Option<&str>,
     ) -> Result<ApplyStats, SnapshotError> {
+        self.check_slot(name, parent)?;
+        let StagedLayer { staging, stats } = staged;
+        self.publish_committed(staging, name, parent)?;
+        Ok(stats)
+    }
+}
+
+impl OverlaySnapshotter {
+    /// Checks that a layer can go under `name` over `parent`: the name is
+    /// valid and free, the parent committed.
+    fn check_slot(&self, name: &str, parent: Option<&str>) -> Result<(), SnapshotError> {
         super::meta::validate_key(name)?;
         if self.exists(name) {
             return Err(SnapshotError::AlreadyExists {
@@ -372,15 +369,23 @@ impl Snapshotter for OverlaySnapshotter {
         if let Some(p) = parent {
             self.dirs.meta_in_state(p, SnapshotState::Committed)?;
         }
-        let StagedLayer { staging, stats } = staged;
+        Ok(())
+    }
+
+    /// Publishes a layer applied into `staging` as committed `name`.
+    fn publish_committed(
+        &self,
+        staging: super::meta::Staging,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(), SnapshotError> {
         let meta = Meta {
             key: name.to_string(),
             parent: parent.map(str::to_string),
             state: SnapshotState::Committed,
             size: Some(tree_size(&staging.fs())?),
         };
-        self.dirs.publish(staging, name, &meta)?;
-        Ok(stats)
+        self.dirs.publish(staging, name, &meta)
     }
 }
 
