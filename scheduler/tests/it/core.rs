@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rbk_compiler::{Compiler, Input, NoResolver};
 use rbk_runtime::sandbox::{CancelToken, ExecSpec, Executor, SandboxError};
 use rbk_scheduler::progress::{Finish, OutputStream, Reporter, Step};
 use rbk_scheduler::step::from::BaseImages;
-use rbk_scheduler::{BuildError, BuildOptions, BuildSession, BuildSummary, Services, StepError};
+use rbk_scheduler::{BuildError, BuildOptions, BuildSession, BuildSummary, StepError};
 
-use crate::fakes::{base_image, work_dirs, FakeCache, FakeImages, FakeLayers};
+use crate::fakes::Backends;
 
 /// Runs the fake shell of the module's documentation.
 #[derive(Default)]
@@ -118,31 +117,23 @@ impl Reporter for Recorder {
 /// A build context, fake backends sharing one cache and image list, and a
 /// base image `base` of one file.
 struct World {
-    ctx: tempfile::TempDir,
-    work: tempfile::TempDir,
-    images: FakeImages,
-    layers: FakeLayers,
-    cache: FakeCache,
+    b: Backends,
     shell: FakeShell,
+}
+
+impl std::ops::Deref for World {
+    type Target = Backends;
+    fn deref(&self) -> &Backends {
+        &self.b
+    }
 }
 
 impl World {
     fn new() -> World {
-        let w = World {
-            ctx: tempfile::tempdir().unwrap(),
-            work: tempfile::tempdir().unwrap(),
-            images: FakeImages::default(),
-            layers: FakeLayers::default(),
-            cache: FakeCache::default(),
+        World {
+            b: Backends::new(),
             shell: FakeShell::default(),
-        };
-        let base = base_image(&w.layers, &[("etc/os-release", "fake\n")]);
-        w.images
-            .bases
-            .lock()
-            .unwrap()
-            .insert("base:latest".into(), base);
-        w
+        }
     }
 
     fn file(&self, path: &str, text: &str) {
@@ -158,27 +149,9 @@ impl World {
         rep: &Recorder,
         cancel: &CancelToken,
     ) -> Result<BuildSummary, BuildError> {
-        let mut c = Compiler::new(&NoResolver);
-        c.add(&Input {
-            name: "app".into(),
-            file: "Dockerfile".into(),
-            source: dockerfile.into(),
-            context: self.ctx.path().display().to_string(),
-            tags: vec!["app:latest".into()],
-            ..Default::default()
-        })
-        .unwrap();
-        let graph = c.finish();
+        let graph = self.graph(dockerfile, &["app:latest"]);
         let bases = BaseImages::new(&self.images);
-        let services = Services {
-            bases: &bases,
-            images: &self.images,
-            layers: &self.layers,
-            cache: &self.cache,
-            executor: &self.shell,
-            reporter: rep,
-            dirs: work_dirs(self.work.path()),
-        };
+        let services = self.services(&bases, &self.shell, rep);
         BuildSession::new(&graph, services, options)?.build(cancel)
     }
 

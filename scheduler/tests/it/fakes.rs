@@ -324,3 +324,65 @@ pub fn work_dirs(root: &Path) -> WorkDirs {
         stat_caches: p("stat"),
     }
 }
+
+/// A build context and fake backends sharing one cache and image list,
+/// with a base image `base` of one file: where the core tests build.
+pub struct Backends {
+    pub ctx: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+    pub images: FakeImages,
+    pub layers: FakeLayers,
+    pub cache: FakeCache,
+}
+
+impl Backends {
+    pub fn new() -> Backends {
+        let b = Backends {
+            ctx: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+            images: FakeImages::default(),
+            layers: FakeLayers::default(),
+            cache: FakeCache::default(),
+        };
+        let base = base_image(&b.layers, &[("etc/os-release", "fake\n")]);
+        b.images
+            .bases
+            .lock()
+            .unwrap()
+            .insert("base:latest".into(), base);
+        b
+    }
+
+    /// `dockerfile` compiled as image `app` of the context, tagged `tags`.
+    pub fn graph(&self, dockerfile: &str, tags: &[&str]) -> rbk_compiler::BuildGraph {
+        let mut c = rbk_compiler::Compiler::new(&rbk_compiler::NoResolver);
+        c.add(&rbk_compiler::Input {
+            name: "app".into(),
+            file: "Dockerfile".into(),
+            source: dockerfile.into(),
+            context: self.ctx.path().display().to_string(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+        c.finish()
+    }
+
+    /// The session's services over these backends.
+    pub fn services<'a>(
+        &'a self,
+        bases: &'a rbk_scheduler::step::from::BaseImages<'a>,
+        executor: &'a dyn rbk_runtime::sandbox::Executor,
+        reporter: &'a dyn rbk_scheduler::progress::Reporter,
+    ) -> rbk_scheduler::Services<'a> {
+        rbk_scheduler::Services {
+            bases,
+            images: &self.images,
+            layers: &self.layers,
+            cache: &self.cache,
+            executor,
+            reporter,
+            dirs: work_dirs(self.work.path()),
+        }
+    }
+}

@@ -9,16 +9,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rbk_compiler::graph::Op;
-use rbk_compiler::{Compiler, Input, NoResolver};
 use rbk_runtime::sandbox::{CancelToken, ExecSpec, Executor, OutputStream, SandboxError};
 use rbk_scheduler::progress::Silent;
 use rbk_scheduler::step::{
     self, BaseImages, Change, Execution, LayerPolicy, Resolve, StepEnv, StepError, StepInputs,
     StepKind,
 };
-use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary, Services};
+use rbk_scheduler::{BuildOptions, BuildSession, BuildSummary};
 
-use crate::fakes::{base_image, work_dirs, FakeCache, FakeImages, FakeLayers, Files};
+use crate::fakes::{Backends, Files};
 
 /// Writes its text to `/stamp`; keyed on the text.
 struct Stamp(String);
@@ -100,54 +99,22 @@ impl Executor for NoSandbox {
 }
 
 struct World {
-    ctx: tempfile::TempDir,
-    work: tempfile::TempDir,
-    images: FakeImages,
-    layers: FakeLayers,
-    cache: FakeCache,
+    b: Backends,
     sandbox: NoSandbox,
 }
 
 impl World {
     fn new() -> World {
-        let w = World {
-            ctx: tempfile::tempdir().unwrap(),
-            work: tempfile::tempdir().unwrap(),
-            images: FakeImages::default(),
-            layers: FakeLayers::default(),
-            cache: FakeCache::default(),
+        World {
+            b: Backends::new(),
             sandbox: NoSandbox::default(),
-        };
-        let base = base_image(&w.layers, &[("etc/os-release", "fake\n")]);
-        w.images
-            .bases
-            .lock()
-            .unwrap()
-            .insert("base:latest".into(), base);
-        w
+        }
     }
 
     fn build(&self, dockerfile: &str) -> BuildSummary {
-        let mut c = Compiler::new(&NoResolver);
-        c.add(&Input {
-            name: "app".into(),
-            file: "Dockerfile".into(),
-            source: dockerfile.into(),
-            context: self.ctx.path().display().to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-        let graph = c.finish();
-        let bases = BaseImages::new(&self.images);
-        let services = Services {
-            bases: &bases,
-            images: &self.images,
-            layers: &self.layers,
-            cache: &self.cache,
-            executor: &self.sandbox,
-            reporter: &Silent,
-            dirs: work_dirs(self.work.path()),
-        };
+        let graph = self.b.graph(dockerfile, &[]);
+        let bases = BaseImages::new(&self.b.images);
+        let services = self.b.services(&bases, &self.sandbox, &Silent);
         let options = BuildOptions::default();
         BuildSession::with_steps(&graph, services, options, &WithFakes)
             .and_then(|s| s.build(&CancelToken::new()))
@@ -156,8 +123,8 @@ impl World {
 
     /// The last image's layers and its files, merged bottom to top.
     fn image(&self) -> (usize, Files) {
-        let committed = self.images.committed.lock().unwrap();
-        let layers = self.layers.layers.lock().unwrap();
+        let committed = self.b.images.committed.lock().unwrap();
+        let layers = self.b.layers.layers.lock().unwrap();
         let descs = &committed.last().unwrap().1;
         let mut files = Files::new();
         for desc in descs {
