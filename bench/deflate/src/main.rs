@@ -41,14 +41,20 @@ fn median_ms(f: &mut dyn FnMut() -> usize) -> (f64, usize) {
     (times[ROUNDS / 2], size)
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let backend = if cfg!(feature = "ng") {
         "zlib-ng"
     } else {
         "zlib-rs"
     };
     for path in std::env::args().skip(1) {
-        let all = std::fs::read(&path).expect("read input");
+        let all = match std::fs::read(&path) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("deflate bench: cannot read {path}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         let d = &all[..all.len().min(1 << 20)];
         let mut out = Vec::new();
         let rows: [(String, &mut dyn FnMut() -> usize); 3] = [
@@ -68,4 +74,5 @@ fn main() {
             );
         }
     }
+    std::process::ExitCode::SUCCESS
 }
