@@ -87,7 +87,7 @@ pub(crate) fn restore_mounts(
             continue;
         };
         let restored = cache
-            .fetch_layer(store, &entry, &|_| {})
+            .fetch_layer(store, &entry)
             .map_err(anyhow::Error::from)
             .and_then(|_| Ok(unpack_mount(store, layer, &dir)?));
         match restored {

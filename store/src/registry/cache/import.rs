@@ -334,58 +334,15 @@ impl RemoteCache {
         Ok(())
     }
 
-    /// Makes the layer of `entry` present in `store` in the form the
-    /// record names (`entry.record.layer`): downloaded (verified against
-    /// the pushed digest) and, when the exporter stored it uncompressed,
-    /// decompressed and verified against that digest too. Returns the bytes
-    /// downloaded (0 when the store had it).
-    pub fn fetch_layer(
-        &self,
-        store: &Store,
-        entry: &CacheEntry,
-        progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<u64, RegistryError> {
+    /// Makes the layer of `entry` present in `store` now: referenced as
+    /// [`RemoteCache::reference_layer`] does, then read (downloaded,
+    /// decompressed when the exporter stored it uncompressed, verified).
+    pub fn fetch_layer(&self, store: &Store, entry: &CacheEntry) -> Result<(), StoreError> {
         let Some(local) = &entry.record.layer else {
-            return Ok(0);
+            return Ok(());
         };
-        if store.content.has_local(&local.digest) {
-            return Ok(0);
-        }
-        let remote = entry.remote.as_ref().unwrap_or(local);
-        let bytes = match &self.origin {
-            Origin::Registry { client, reference } => {
-                client.fetch_blobs_into(store, reference, std::slice::from_ref(remote), progress)?
-            }
-            Origin::Local { dir } => {
-                let path = local::layout_blob(dir, &remote.digest);
-                let mut f = std::fs::File::open(&path)
-                    .map_err(|e| StoreError::from_io("open", &path, e))?;
-                store.content.ingest(&mut f, Some(&remote.digest))?;
-                remote.size
-            }
-        };
-        if remote.digest == local.digest {
-            return Ok(bytes);
-        }
-        // Stored uncompressed by the exporter: decompress what was pushed.
-        let reader = store.content.open_blob(&remote.digest)?;
-        let mut plain = crate::compress::decompress(reader).map_err(|e| {
-            StoreError::from_io(
-                "decompress cache layer",
-                Path::new(remote.digest.as_str()),
-                e,
-            )
-        })?;
-        store.content.ingest(&mut plain, Some(&local.digest))?;
-        // What was pushed is a valid compressed copy of the layer (it just
-        // decompressed to it): a later push or export reuses it.
-        if let Some(to) = crate::oci::LayerCompression::of_media_type(&remote.media_type)
-            .map(crate::compress::Compression::from)
-            .filter(|c| *c != crate::compress::Compression::None)
-        {
-            store.record_compressed_layer(local, remote, to)?;
-        }
-        Ok(bytes)
+        self.reference_layer(store, entry)?;
+        store.content.ensure(&local.digest)
     }
 }
 
