@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The per-chunk deflate of rbk's parallel gzip, candidates side by side on
-# a real 1 MiB text chunk (C headers) and a binary one (executables), at
+# a real 1 MiB text chunk (C headers), a binary one (executables) and
+# 1 MiB of the random words bench/push-pull.sh's text image is made of, at
 # level 6: flate2 on zlib-rs (rbk's), flate2 on zlib-ng (C; needs cmake),
 # miniz_oxide and libdeflate. Medians of 21 rounds, one thread.
 #
@@ -12,6 +13,15 @@ mkdir -p "$work"
 # (tar stops on the pipe head closes: not an error here)
 (tar -cf - -C /usr/include . 2>/dev/null || true) | head -c 8000000 | tail -c 1048576 >"$work/text.bin"
 (tar -cf - -C /usr/bin . 2>/dev/null || true) | head -c 20000000 | tail -c 1048576 >"$work/binary.bin"
+python3 - "$work/words.bin" <<'PY'
+import sys, random
+rnd = random.Random(1)
+words = ["".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
+out = bytearray()
+while len(out) < 1 << 20:
+    out += (" ".join(rnd.choice(words) for _ in range(12)) + "\n").encode()
+open(sys.argv[1], "wb").write(out[: 1 << 20])
+PY
 export CARGO_TARGET_DIR=$work/target
 cargo build -q --release --manifest-path "$here/deflate/Cargo.toml"
 cp "$CARGO_TARGET_DIR/release/deflate-bench" "$work/rs"
@@ -20,5 +30,5 @@ if command -v cmake >/dev/null; then
   cp "$CARGO_TARGET_DIR/release/deflate-bench" "$work/ng"
 fi
 for bin in "$work/rs" "$work/ng"; do
-  if [ -x "$bin" ]; then "$bin" "$work/text.bin" "$work/binary.bin"; fi
+  if [ -x "$bin" ]; then "$bin" "$work/text.bin" "$work/binary.bin" "$work/words.bin"; fi
 done

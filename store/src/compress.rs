@@ -3,6 +3,7 @@
 //! layer's diffID and blob digest come out of the same single pass.
 
 mod gzip;
+mod seam;
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};

@@ -2,7 +2,14 @@
 //! to 1 MiB) with each candidate at level 6 and prints the median time and
 //! the output size. flate2 ends the piece with a sync flush, as rbk's
 //! parallel gzip must; miniz_oxide and libdeflate end it with a final
-//! block (libdeflate has no way to do otherwise).
+//! block (libdeflate has no way to do otherwise); "libdeflate + seam" is
+//! rbk's piece: libdeflate's stream rewritten by rbk's own seam module
+//! (store/src/compress/seam.rs, compiled in here) to end as a sync flush
+//! ends, and the seam's walk alone.
+
+#[path = "../../../store/src/compress/seam.rs"]
+#[allow(dead_code)]
+mod seam;
 
 use std::time::Instant;
 
@@ -27,6 +34,18 @@ fn libdeflate(d: &[u8], out: &mut Vec<u8>) -> usize {
     let mut c = libdeflater::Compressor::new(level);
     out.resize(c.deflate_compress_bound(d.len()), 0);
     c.deflate_compress(d, out).expect("deflate")
+}
+
+fn libdeflate_seam(d: &[u8], out: &mut Vec<u8>) -> usize {
+    let n = libdeflate(d, out);
+    out.truncate(n);
+    assert!(seam::unfinish(out, d.len()), "the seam refused libdeflate's stream");
+    out.len()
+}
+
+/// The walk over libdeflate's stream; its size is that stream's.
+fn seam_walk(d: &[u8], stream: &[u8]) -> usize {
+    seam::final_block(stream, d.len()).map_or(0, |f| f.end.div_ceil(8))
 }
 
 fn median_ms(f: &mut dyn FnMut() -> usize) -> (f64, usize) {
@@ -57,7 +76,11 @@ fn main() -> std::process::ExitCode {
         };
         let d = &all[..all.len().min(1 << 20)];
         let mut out = Vec::new();
-        let rows: [(String, &mut dyn FnMut() -> usize); 3] = [
+        let mut joined = Vec::new();
+        let mut whole = vec![0; d.len() * 2 + 1024];
+        let n = libdeflate(d, &mut whole);
+        whole.truncate(n);
+        let rows: [(String, &mut dyn FnMut() -> usize); 5] = [
             (format!("flate2/{backend} (sync flush)"), &mut || {
                 flate2_sync(d)
             }),
@@ -65,6 +88,10 @@ fn main() -> std::process::ExitCode {
             ("libdeflate (final block only)".to_string(), &mut || {
                 libdeflate(d, &mut out)
             }),
+            ("libdeflate + seam (rbk)".to_string(), &mut || {
+                libdeflate_seam(d, &mut joined)
+            }),
+            ("seam walk alone".to_string(), &mut || seam_walk(d, &whole)),
         ];
         for (name, f) in rows {
             let (ms, size) = median_ms(f);

@@ -1,9 +1,9 @@
 //! gzip compressed on all cores, pigz-style, as one ordinary gzip member.
 //!
 //! The input is cut into fixed 1 MiB chunks; each is deflated on its own
-//! (rayon) and ended with a sync flush, which byte-aligns it, so the pieces
-//! concatenate into one valid deflate stream; the last one carries the final
-//! block. Chunk boundaries depend only on the input, never on the thread
+//! (rayon, by libdeflate) and ended as a sync flush ends it, byte-aligned
+//! and not final (see [`super::seam`]), so the pieces concatenate into one
+//! valid deflate stream; the last one carries the final block. Chunk boundaries depend only on the input, never on the thread
 //! count or on how the caller sized its writes, so the output (and thus the
 //! layer digest) is deterministic. Each chunk starts without the previous
 //! one's dictionary, which costs well under 1% of ratio.
@@ -14,10 +14,13 @@
 //! is a fast deflate of three small samples, so it too depends only on the
 //! input.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 
 use flate2::{Compress, FlushCompress, Status};
 use rayon::prelude::*;
+
+use super::seam;
 
 /// Uncompressed bytes per independently deflated piece.
 pub(super) const CHUNK: usize = 1 << 20;
@@ -136,9 +139,52 @@ fn level_for(chunk: &[u8], level: flate2::Compression) -> flate2::Compression {
     }
 }
 
-/// Raw-deflates `data`; a non-last piece ends with a sync flush (byte
+/// Raw-deflates `data`; a non-last piece ends like a sync flush (byte
 /// aligned, not final), the last with the final block.
+///
+/// libdeflate compresses (the fastest deflate measured at the same ratio,
+/// `bench/deflate.sh`), and [`seam::unfinish`] turns its complete stream
+/// into such a piece. zlib-rs writes stored chunks (level 0) and any piece
+/// whose libdeflate stream the seam does not accept (none is known): both
+/// choices depend on the input alone, so the output stays deterministic.
 fn deflate(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
+    if level.level() > 0 {
+        if let Some(piece) = libdeflate(data, level.level(), last) {
+            return Ok(piece);
+        }
+    }
+    zlib_deflate(data, level, last)
+}
+
+thread_local! {
+    /// Each thread's libdeflate compressors, one per level used (each
+    /// holds its match finder's tables: too big to make per chunk).
+    static COMPRESSORS: RefCell<Vec<(u32, libdeflater::Compressor)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// `data` as one libdeflate piece at `level` (1-9): a whole stream if
+/// `last`, else unfinished. None if libdeflate or the seam refuse it.
+fn libdeflate(data: &[u8], level: u32, last: bool) -> Option<Vec<u8>> {
+    let lvl = libdeflater::CompressionLvl::new(i32::try_from(level).ok()?).ok()?;
+    COMPRESSORS.with_borrow_mut(|all| {
+        let at = match all.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                all.push((level, libdeflater::Compressor::new(lvl)));
+                all.len() - 1
+            }
+        };
+        let c = &mut all[at].1;
+        let mut out = vec![0; c.deflate_compress_bound(data.len())];
+        let n = c.deflate_compress(data, &mut out).ok()?;
+        out.truncate(n);
+        (last || seam::unfinish(&mut out, data.len())).then_some(out)
+    })
+}
+
+/// [`deflate`] by zlib-rs, ending a non-last piece with a sync flush.
+fn zlib_deflate(data: &[u8], level: flate2::Compression, last: bool) -> io::Result<Vec<u8>> {
     let mut c = Compress::new(level, false);
     let mut out = Vec::with_capacity(data.len() + data.len() / 16 + 1024);
     let flush = if last {
