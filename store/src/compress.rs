@@ -144,15 +144,26 @@ pub enum Compressor<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-/// A compression level: `None` picks each codec's default (gzip 6, zstd 3).
+/// A compression level: `None` picks each codec's default (gzip
+/// [`GZIP_DEFAULT_LEVEL`], zstd 3).
 pub type Level = Option<i32>;
+
+/// gzip's default level, on libdeflate's scale: the fastest level whose
+/// output is no bigger than zlib's default (6, what rbk used before and
+/// what BuildKit's Go gzip uses) on real image layers. Measured with rbk's
+/// 1 MiB chunks: a Debian base, the nginx, Tomcat and MariaDB examples'
+/// layers and the push bench's text come out 1.4–3.3% smaller, and
+/// 16–37% faster to make, than with zlib-rs at 6 (libdeflate's own 6 is
+/// about 0.5% smaller again, and 7–18% slower). Dense source text such as
+/// C headers is the exception: about 1.5% bigger.
+pub const GZIP_DEFAULT_LEVEL: u32 = 5;
 
 /// Starts compressing into `w`.
 pub fn compressor<W: Write>(w: W, c: Compression, level: Level) -> io::Result<Compressor<W>> {
     Ok(match c {
         Compression::None => Compressor::None(w),
         Compression::Gzip => {
-            let level = level.map_or(6, |l| l.clamp(0, 9) as u32);
+            let level = level.map_or(GZIP_DEFAULT_LEVEL, |l| l.clamp(0, 9) as u32);
             Compressor::Gzip(ParallelGzip::new(w, level))
         }
         Compression::Zstd => {

@@ -77,7 +77,8 @@ pub struct CompressedIndex {
 pub struct ExportFormat {
     /// The codec for uncompressed layers.
     pub compression: Compression,
-    /// Its level; `None` is the codec's default (gzip 6, zstd 3).
+    /// Its level; `None` is the codec's default (see
+    /// [`crate::compress::Level`]).
     pub level: Option<i32>,
     /// Recompress layers stored compressed with another codec too.
     pub force: bool,
