@@ -9,6 +9,9 @@
 #
 #   bench/pull-first-run.sh        # RUNS=3; RBK=path skips the build
 #   BEFORE=path/to/older/rbk bench/pull-first-run.sh   # and that one beside
+#   SOURCE_ROOT=/var/tmp/rbk-demo-root SOURCE_IMAGE=rbk-examples/tomcat:debian \
+#     bench/pull-first-run.sh      # an image of another store instead (here
+#                                  # the Tomcat example scripts/demo.sh built)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
@@ -21,12 +24,14 @@ if [ -z "${RBK:-}" ]; then
 fi
 export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
 : >"$BENCH_LOG"
-ctx=$work/ctx
-if [ ! -f "$ctx/l3.txt" ]; then
-  mkdir -p "$ctx"
-  printf 'FROM localhost/busybox:latest\n' >"$ctx/Dockerfile"
-  for i in 1 2 3; do
-    python3 - "$ctx/l$i.txt" "$i" <<'PY'
+# The words image: the busybox base and three 60 MB text layers.
+words_image() {
+  ctx=$work/ctx
+  if [ ! -f "$ctx/l3.txt" ]; then
+    mkdir -p "$ctx"
+    printf 'FROM localhost/busybox:latest\n' >"$ctx/Dockerfile"
+    for i in 1 2 3; do
+      python3 - "$ctx/l$i.txt" "$i" <<'PY'
 import sys, random
 rnd = random.Random(int(sys.argv[2]))
 words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9)))) for _ in range(5000)]
@@ -36,16 +41,24 @@ with open(sys.argv[1], "w") as f:
         line = " ".join(rnd.choice(words) for _ in range(12)) + "\n"
         f.write(line); n += len(line)
 PY
-    printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/Dockerfile"
-  done
-fi
-rm -rf "$RBK_ROOT"
-[ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
-"$RBK" import "$work/busybox.tar" localhost/busybox:latest --change 'CMD ["/bin/sh"]' >/dev/null
-"$RBK" build -q -t localhost/bench/pull:latest "$ctx" >>"$BENCH_LOG" 2>&1
+      printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/Dockerfile"
+    done
+  fi
+  rm -rf "$RBK_ROOT"
+  [ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
+  "$RBK" import "$work/busybox.tar" localhost/busybox:latest --change 'CMD ["/bin/sh"]' >/dev/null
+  "$RBK" build -q -t localhost/bench/pull:latest "$ctx" >>"$BENCH_LOG" 2>&1
+}
 trap stop_registry EXIT
-start_registry "$work"
-"$RBK" push localhost/bench/pull:latest "$host/pull:1" >>"$BENCH_LOG" 2>&1
+if [ -n "${SOURCE_IMAGE:-}" ]; then
+  : "${SOURCE_ROOT:?SOURCE_ROOT names the store that holds SOURCE_IMAGE}"
+  start_registry "$work"
+  "$RBK" --root "$SOURCE_ROOT" push "$SOURCE_IMAGE" "$host/pull:1" >>"$BENCH_LOG" 2>&1
+else
+  words_image
+  start_registry "$work"
+  "$RBK" push localhost/bench/pull:latest "$host/pull:1" >>"$BENCH_LOG" 2>&1
+fi
 # The pushed gzip blobs, for the floor.
 rm -rf "$work/blobs"; mkdir -p "$work/blobs"
 for d in $(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$host/v2/pull/manifests/1" |
