@@ -13,6 +13,8 @@
 # build; BuildKit: the daemon's high-water mark, the daemon included).
 #
 #   sudo bench/run-net.sh        # RUNS=3 STEPS=50 RBK=target/release/rbk
+#   RBK_BEFORE=other/rbk         # adds that binary's two builds beside
+#   PEERS=no                     # rbk and the floor only (no buildah, BuildKit)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
@@ -58,6 +60,8 @@ floor() {
 }
 rbk_none() { peak_kb "$RBK" build -q --no-cache --network none "$ctx"; }
 rbk_default() { peak_kb "$RBK" build -q --no-cache "$ctx"; }
+before_none() { peak_kb "$RBK_BEFORE" build -q --no-cache --network none "$ctx"; }
+before_default() { peak_kb "$RBK_BEFORE" build -q --no-cache "$ctx"; }
 buildah_none() { peak_kb buildah build --layers --no-cache --runtime /usr/sbin/runc -q --network none "$ctx"; }
 buildah_default() { peak_kb buildah build --layers --no-cache --runtime /usr/sbin/runc -q "$ctx"; }
 buildkit() { # NETWORK
@@ -70,7 +74,9 @@ buildkit_none() { buildkit none; }
 buildkit_host() { buildkit host; }
 
 declare -A T M
-tools="rbk_none rbk_default buildah_none buildah_default buildkit_none buildkit_host"
+tools="rbk_none rbk_default"
+[ -z "${RBK_BEFORE:-}" ] || tools+=" before_none before_default"
+[ "${PEERS:-yes}" = no ] || tools+=" buildah_none buildah_default buildkit_none buildkit_host"
 echo "rbk $("$RBK" --version | awk '{print $2}'), BuildKit (dockerd $(dk version --format '{{.Server.Version}}')), $(buildah --version | awk '{print $1, $3}'); $steps chained RUNs, $runs runs, $(nproc) cores, $(date -u '+%F %H:%M') UTC"
 for ((i = 1; i <= runs; i++)); do
   T[floor]+=" $(t floor)"

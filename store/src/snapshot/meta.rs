@@ -287,6 +287,16 @@ impl Dirs {
 
     /// Writes `meta` into `dir` atomically (temp file, fsync, rename).
     pub(crate) fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), SnapshotError> {
+        self.write_meta_synced(dir, meta, true)
+    }
+
+    /// [`Dirs::write_meta`], its fsyncs only if `durable`.
+    fn write_meta_synced(
+        &self,
+        dir: &Path,
+        meta: &Meta,
+        durable: bool,
+    ) -> Result<(), SnapshotError> {
         let tmp = dir.join(".meta.json.tmp");
         let path = dir.join(META);
         let bytes = serde_json::to_vec_pretty(meta).map_err(|source| SnapshotError::Corrupt {
@@ -295,9 +305,14 @@ impl Dirs {
         })?;
         let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
         f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("sync", &tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
         fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     /// Moves a stale directory (one whose meta does not name it) out of
@@ -343,20 +358,26 @@ impl Dirs {
             .map_err(|(_, e)| io_err("lock", &path)(e.into()))
     }
 
-    /// Publishes a filled staging dir as `key` with `meta`.
+    /// Publishes a filled staging dir as `key` with `meta`. A build
+    /// step's scratch snapshot is published without fsyncs (see
+    /// [`scratch`]).
     pub(super) fn publish(
         &self,
         mut st: Staging,
         key: &str,
         meta: &Meta,
     ) -> Result<(), SnapshotError> {
-        self.write_meta(&st.path, meta)?;
+        let durable = !scratch(key);
+        self.write_meta_synced(&st.path, meta, durable)?;
         let _slot = self.slot_lock(key)?;
         self.clear_slot(key)?;
         let dst = self.dir(key);
         rename_new(&st.path, &dst, key)?;
         st.published = true;
-        sync_dir(&self.root)
+        if durable {
+            sync_dir(&self.root)?;
+        }
+        Ok(())
     }
 
     /// Renames snapshot dir `from` to `to` and rewrites its meta. Until
@@ -407,6 +428,9 @@ impl Dirs {
             match self.meta(&name) {
                 Ok(m) => out.push(m),
                 Err(SnapshotError::NotFound { .. }) => {}
+                // Torn by a power cut (never fsynced): its process is
+                // gone, and the snapshot with it.
+                Err(SnapshotError::Corrupt { .. }) if scratch(&name) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -436,6 +460,17 @@ impl Dirs {
             size,
         })
     }
+}
+
+/// Whether `key` names a build step's scratch snapshot (`active-<pid>-…`,
+/// see `scheduler/src/backend/store.rs`): private to its process, swept by
+/// name once that process is gone (`crate::leftovers`), and worthless
+/// after a crash, which ends its step. So it is made without fsyncs (three
+/// per RUN step), and a meta of one that a power cut tore is skipped by
+/// [`Dirs::all`]. A container's layer (`run-<id>`) outlives its process
+/// and stays durable.
+fn scratch(key: &str) -> bool {
+    key.starts_with("active-")
 }
 
 fn rename_new(from: &Path, to: &Path, key: &str) -> Result<(), SnapshotError> {
@@ -566,6 +601,29 @@ mod tests {
         for bad in ["", ".", "..", ".tmp", "a/b", "a b", "ü", &"a".repeat(129)] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_torn_meta_is_skipped_only_for_a_build_steps_scratch_snapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dirs::open(t.path()).unwrap();
+        let m = |key: &str| Meta {
+            key: key.into(),
+            parent: None,
+            state: SnapshotState::Active,
+            size: None,
+        };
+        for key in ["active-1-2", "run-abc"] {
+            d.publish(d.stage().unwrap(), key, &m(key)).unwrap();
+        }
+        assert_eq!(d.all().unwrap().len(), 2);
+        // What a power cut leaves of a meta that was never fsynced.
+        fs::write(t.path().join("active-1-2").join(META), b"").unwrap();
+        let keys: Vec<String> = d.all().unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["run-abc"]);
+        // A container's layer is durable: its torn meta is an error.
+        fs::write(t.path().join("run-abc").join(META), b"{").unwrap();
+        assert!(matches!(d.all(), Err(SnapshotError::Corrupt { .. })));
     }
 
     #[test]
