@@ -8,20 +8,14 @@
 #   bench/deflate.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/deflate
 mkdir -p "$work"
 # (tar stops on the pipe head closes: not an error here)
 (tar -cf - -C /usr/include . 2>/dev/null || true) | head -c 8000000 | tail -c 1048576 >"$work/text.bin"
 (tar -cf - -C /usr/bin . 2>/dev/null || true) | head -c 20000000 | tail -c 1048576 >"$work/binary.bin"
-python3 - "$work/words.bin" <<'PY'
-import sys, random
-rnd = random.Random(1)
-words = ["".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(5000)]
-out = bytearray()
-while len(out) < 1 << 20:
-    out += (" ".join(rnd.choice(words) for _ in range(12)) + "\n").encode()
-open(sys.argv[1], "wb").write(out[: 1 << 20])
-PY
+make_words "$work/words.txt" 1 1100000
+head -c 1048576 "$work/words.txt" >"$work/words.bin"
 export CARGO_TARGET_DIR=$work/target
 cargo build -q --release --manifest-path "$here/deflate/Cargo.toml"
 cp "$CARGO_TARGET_DIR/release/deflate-bench" "$work/rs"

@@ -20,6 +20,23 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 # row LABEL RBK_SECONDS PEER_SECONDS: one result line, ratio = peer / rbk.
 row() { printf '%-40s %8.3f %8.3f %6.1fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
 
+# make_words FILE SEED [BYTES]: BYTES (default 60 MB) of lines of 12 words
+# drawn from 5000 random lowercase words, all from SEED: text that
+# compresses like prose (about 46% with gzip -6), the same on every machine.
+make_words() {
+  python3 - "$1" "$2" "${3:-60000000}" <<'PY'
+import sys, random
+rnd = random.Random(int(sys.argv[2]))
+words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9)))) for _ in range(5000)]
+size = int(sys.argv[3])
+with open(sys.argv[1], "w") as f:
+    n = 0
+    while n < size:
+        line = " ".join(rnd.choice(words) for _ in range(12)) + "\n"
+        f.write(line); n += len(line)
+PY
+}
+
 # make_busybox_tar DIR TAR: a busybox rootfs (every applet, root and
 # nobody, a sticky /tmp) in DIR, archived as TAR with numeric owners.
 make_busybox_tar() {

@@ -31,16 +31,7 @@ words_image() {
     mkdir -p "$ctx"
     printf 'FROM localhost/busybox:latest\n' >"$ctx/Dockerfile"
     for i in 1 2 3; do
-      python3 - "$ctx/l$i.txt" "$i" <<'PY'
-import sys, random
-rnd = random.Random(int(sys.argv[2]))
-words = [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9)))) for _ in range(5000)]
-with open(sys.argv[1], "w") as f:
-    n = 0
-    while n < 60_000_000:
-        line = " ".join(rnd.choice(words) for _ in range(12)) + "\n"
-        f.write(line); n += len(line)
-PY
+      make_words "$ctx/l$i.txt" "$i"
       printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/Dockerfile"
     done
   fi
