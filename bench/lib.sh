@@ -37,6 +37,20 @@ with open(sys.argv[1], "w") as f:
 PY
 }
 
+# words_context DIR BASE: a build context in DIR (made once) whose
+# Dockerfile is FROM BASE and three COPY layers of 60 MB of make_words
+# text (seeds 1, 2, 3).
+words_context() {
+  [ ! -f "$1/l3.txt" ] || return 0
+  mkdir -p "$1"
+  printf 'FROM %s\n' "$2" >"$1/Dockerfile"
+  local i
+  for i in 1 2 3; do
+    make_words "$1/l$i.txt" "$i"
+    printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$1/Dockerfile"
+  done
+}
+
 # make_busybox_tar DIR TAR: a busybox rootfs (every applet, root and
 # nobody, a sticky /tmp) in DIR, archived as TAR with numeric owners.
 make_busybox_tar() {

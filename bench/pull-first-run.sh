@@ -27,14 +27,7 @@ export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
 # The words image: the busybox base and three 60 MB text layers.
 words_image() {
   ctx=$work/ctx
-  if [ ! -f "$ctx/l3.txt" ]; then
-    mkdir -p "$ctx"
-    printf 'FROM localhost/busybox:latest\n' >"$ctx/Dockerfile"
-    for i in 1 2 3; do
-      make_words "$ctx/l$i.txt" "$i"
-      printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/Dockerfile"
-    done
-  fi
+  words_context "$ctx" localhost/busybox:latest
   rm -rf "$RBK_ROOT"
   [ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
   "$RBK" import "$work/busybox.tar" localhost/busybox:latest --change 'CMD ["/bin/sh"]' >/dev/null

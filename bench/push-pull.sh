@@ -42,14 +42,7 @@ bh() { buildah --root "$work/buildah/root" --runroot "$work/buildah/run" "$@"; }
 rm -rf "$RBK_ROOT"
 "$repo/bench/cases/make-contexts.sh" "$work/ctx" >/dev/null
 ctx=$work/ctx
-if [ ! -f "$ctx/text/l3.txt" ]; then
-  mkdir -p "$ctx/text"
-  printf 'FROM scratch\n' >"$ctx/text/Dockerfile"
-  for i in 1 2 3; do
-    make_words "$ctx/text/l$i.txt" "$i"
-    printf 'COPY l%s.txt /l%s.txt\n' "$i" "$i" >>"$ctx/text/Dockerfile"
-  done
-fi
+words_context "$ctx/text" scratch
 [ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"
 "$RBK" import "$work/busybox.tar" localhost/busybox:latest --change 'CMD ["/bin/sh"]' >/dev/null
 images=(text single)
