@@ -22,10 +22,7 @@ cases=${CASES:-single multistage wide}
 mkdir -p "$work"
 
 command -v buildah >/dev/null || { echo "bench: buildah is not installed (apt-get install buildah runc)" >&2; exit 1; }
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 export RBK_ROOT=$work/rbk-root
 buildah_opts=(--layers --runtime /usr/sbin/runc)

@@ -18,10 +18,7 @@ case_=${CASE:-multistage}
 mkdir -p "$work"
 command -v buildah >/dev/null || { echo "bench: buildah is not installed" >&2; exit 1; }
 [ -x /usr/bin/docker-registry ] || { echo "bench: docker-registry is not installed" >&2; exit 1; }
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 "$cases_dir/make-contexts.sh" "$work/ctx" >/dev/null
 ctx=$work/ctx/$case_

@@ -26,10 +26,7 @@ mkdir -p "$work"
 for tool in buildah /usr/sbin/dockerd /usr/bin/docker-registry python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 export BENCH_LOG=$work/bench.log
 : >"$BENCH_LOG"

@@ -19,10 +19,7 @@ runs=${RUNS:-3}
 case_=${CASE:-multistage}
 mkdir -p "$work"
 [ -x /usr/bin/docker-registry ] || { echo "bench: docker-registry is not installed" >&2; exit 1; }
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 "$repo/bench/cases/make-contexts.sh" "$work/ctx" >/dev/null
 

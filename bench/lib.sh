@@ -20,6 +20,16 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 # row LABEL RBK_SECONDS PEER_SECONDS: one result line, ratio = peer / rbk.
 row() { printf '%-40s %8.3f %8.3f %6.1fx\n' "$1" "$2" "$3" "$(echo "$3 / $2" | bc -l)"; }
 
+# use_release_rbk: $RBK, unless it is set already, is this checkout's
+# release build, made now.
+use_release_rbk() {
+  [ -z "${RBK:-}" ] || return 0
+  local repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  (cd "$repo" && cargo build --release -q -p rbk)
+  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
+}
+
 # make_words FILE SEED [BYTES]: BYTES (default 60 MB) of lines of 12 words
 # drawn from 5000 random lowercase words, all from SEED: text that
 # compresses like prose (about 46% with gzip -6), the same on every machine.

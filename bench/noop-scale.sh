@@ -9,10 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
 COUNTS=${COUNTS:-20000 200000} RUNS=${RUNS:-5}
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/noop-scale
 mkdir -p "$work"
 [ -f "$work/busybox.tar" ] || make_busybox_tar "$work/busybox-rootfs" "$work/busybox.tar"

@@ -18,10 +18,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/pull-first-run
 runs=${RUNS:-3}
 mkdir -p "$work"
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
 : >"$BENCH_LOG"
 # The words image: the busybox base and three 60 MB text layers.

@@ -30,10 +30,7 @@ mkdir -p "$work"
 for tool in buildah skopeo /usr/sbin/dockerd /usr/bin/docker-registry taskset; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 1; }
 done
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
 : >"$BENCH_LOG"
 bh() { buildah --root "$work/buildah/root" --runroot "$work/buildah/run" "$@"; }

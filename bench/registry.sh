@@ -21,10 +21,7 @@ mkdir -p "$work"
 command -v skopeo >/dev/null || { echo "bench: skopeo is not installed" >&2; exit 1; }
 registry=/usr/bin/docker-registry
 [ -x "$registry" ] || { echo "bench: $registry is not installed (apt-get install docker-registry)" >&2; exit 1; }
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 export RBK_ROOT=$work/root
 export RBK_AUTH_FILE=$work/auth.json

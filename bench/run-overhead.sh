@@ -12,10 +12,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/run-overhead
 runs=${RUNS:-9}
 mkdir -p "$work"
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 export RBK_ROOT=$work/root
 rm -rf "$RBK_ROOT"
 make_busybox_tar "$work/rootfs" "$work/busybox.tar"

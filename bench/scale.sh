@@ -10,10 +10,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/bench/lib.sh"
 SIZES=${SIZES:-10 100 1000} RUNS=${RUNS:-5}
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 work=${BENCH_DIR:-/var/tmp/rbk-bench}/scale
 rm -rf "$work"; mkdir -p "$work/ctx"
 export RBK_ROOT=$work/store

@@ -23,10 +23,7 @@ runs=${RUNS:-3}
 mkdir -p "$work"
 [ -x /usr/bin/docker-registry ] || { echo "bench: docker-registry is not installed" >&2; exit 1; }
 command -v jq >/dev/null || { echo "bench: jq is not installed" >&2; exit 1; }
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 rbk=$RBK
 
 if [ ! -f "$work/busybox-oci.tar" ]; then

@@ -25,10 +25,7 @@ mkdir -p "$work"
 for tool in buildah /usr/sbin/dockerd /usr/sbin/runc; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install buildah runc docker.io)" >&2; exit 1; }
 done
-if [ -z "${RBK:-}" ]; then
-  (cd "$repo" && cargo build --release -q -p rbk)
-  RBK=${CARGO_TARGET_DIR:-$repo/target}/release/rbk
-fi
+use_release_rbk
 export BENCH_LOG=$work/bench.log RBK_ROOT=$work/rbk-root
 : >"$BENCH_LOG"
 "$repo/bench/cases/make-contexts.sh" "$work/ctx" >/dev/null

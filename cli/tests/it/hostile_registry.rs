@@ -128,7 +128,8 @@ fn routes_with_config(repo: &str, config: &[u8]) -> HashMap<String, Vec<u8>> {
     ])
 }
 
-fn check_is_clean(root: &Path) {
+/// `rbk system check` of `root` finds nothing wrong.
+pub(crate) fn check_is_clean(root: &Path) {
     let out = rbk(root, &["system", "check"]);
     assert_eq!(
         out.status.code(),

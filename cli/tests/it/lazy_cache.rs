@@ -97,6 +97,18 @@ fn store_with_the_same_base(from: &Path, dir: &Path) -> std::path::PathBuf {
     store
 }
 
+/// `rbk build --progress plain --pull=never ARGS CTX` in `store`, which
+/// must succeed: its standard error (the step summary is there).
+fn build(store: &Path, args: &[&str], ctx: &Path) -> String {
+    let (_, err) = ok(rbk(store)
+        .args(["build", "--progress", "plain", "--pull=never"])
+        .args(args)
+        .arg(ctx)
+        .output()
+        .unwrap());
+    err
+}
+
 const DOCKERFILE: &str = "FROM localhost/busybox:latest\n\
                           COPY big /big\n\
                           RUN cat /big > /dev/null && echo ok > /done\n";
@@ -104,20 +116,8 @@ const DOCKERFILE: &str = "FROM localhost/busybox:latest\n\
 /// Store A builds the context, exports every step to `cache` and pushes
 /// `app`: what the first CI job leaves in the registry.
 fn first_job(a: &Path, ctx: &Path, cache: &str, app: &str) {
-    let (_, err) = ok(rbk(a)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "--push",
-            "-t",
-            app,
-        ])
-        .arg(format!("--cache-to=type=registry,ref={cache},mode=max"))
-        .arg(ctx)
-        .output()
-        .unwrap());
+    let cache_to = format!("--cache-to=type=registry,ref={cache},mode=max");
+    let err = build(a, &["--push", "-t", app, &cache_to], ctx);
     assert!(err.contains("2 steps run, 0 cached"), "{err}");
 }
 
@@ -178,20 +178,8 @@ fn a_fully_cached_ci_build_downloads_no_layer() {
     let b = store_with_the_same_base(&store_a, jobs.path());
     let before = reg.requests().len();
     let app2 = format!("{host}/app:2");
-    let (_, err) = ok(rbk(&b)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "--push",
-            "-t",
-            &app2,
-        ])
-        .arg(format!("--cache-from=type=registry,ref={cache}"))
-        .arg(&ctx)
-        .output()
-        .unwrap());
+    let cache_from = format!("--cache-from=type=registry,ref={cache}");
+    let err = build(&b, &["--push", "-t", &app2, &cache_from], &ctx);
     assert!(err.contains("0 steps run, 2 cached"), "{err}");
     let gets = blob_gets(&reg, before);
     assert_eq!(
@@ -338,12 +326,15 @@ fn a_gone_registry_is_named(
     app: &str,
 ) {
     let c = store_with_the_same_base(store_a, jobs);
-    ok(rbk(&c)
-        .args(["build", "--progress", "plain", "--pull=never", "-t", app])
-        .arg(format!("--cache-from=type=registry,ref={cache}"))
-        .arg(ctx)
-        .output()
-        .unwrap());
+    build(
+        &c,
+        &[
+            "-t",
+            app,
+            &format!("--cache-from=type=registry,ref={cache}"),
+        ],
+        ctx,
+    );
     let (cache_repo, _) = cache.rsplit_once(':').unwrap();
     // Another port on the same host: the cache as if its registry were
     // gone (the records say where each layer comes from).
@@ -393,19 +384,8 @@ fn only_the_layers_under_a_changed_step_are_fetched() {
     let jobs = tempfile::tempdir().unwrap();
     let b = store_with_the_same_base(&store_a, jobs.path());
     let before = reg.requests().len();
-    let (_, err) = ok(rbk(&b)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "-t",
-            "app:2",
-        ])
-        .arg(format!("--cache-from=type=registry,ref={cache}"))
-        .arg(&changed)
-        .output()
-        .unwrap());
+    let cache_from = format!("--cache-from=type=registry,ref={cache}");
+    let err = build(&b, &["-t", "app:2", &cache_from], &changed);
     assert!(err.contains("1 step run, 1 cached"), "{err}");
     let gets = blob_gets(&reg, before);
     let fetched: Vec<&String> = gets
@@ -431,38 +411,13 @@ fn a_local_cache_directory_serves_layers_when_read() {
     let ctx = a.path().join("ctx");
     context(&ctx, DOCKERFILE);
     let dir = a.path().join("ci-cache");
-    let (_, err) = ok(rbk(&store_a)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "-t",
-            "app:1",
-        ])
-        .arg(format!(
-            "--cache-to=type=local,dest={},mode=max",
-            dir.display()
-        ))
-        .arg(&ctx)
-        .output()
-        .unwrap());
+    let cache_to = format!("--cache-to=type=local,dest={},mode=max", dir.display());
+    let err = build(&store_a, &["-t", "app:1", &cache_to], &ctx);
     assert!(err.contains("2 steps run, 0 cached"), "{err}");
     let jobs = tempfile::tempdir().unwrap();
     let b = store_with_the_same_base(&store_a, jobs.path());
-    let (_, err) = ok(rbk(&b)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--pull=never",
-            "-t",
-            "app:1",
-        ])
-        .arg(format!("--cache-from=type=local,src={}", dir.display()))
-        .arg(&ctx)
-        .output()
-        .unwrap());
+    let cache_from = format!("--cache-from=type=local,src={}", dir.display());
+    let err = build(&b, &["-t", "app:1", &cache_from], &ctx);
     assert!(err.contains("0 steps run, 2 cached"), "{err}");
     let (out, _) = ok(rbk(&b).args(["system", "check"]).output().unwrap());
     assert!(out.contains("store is sound"), "{out}");

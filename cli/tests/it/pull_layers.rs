@@ -11,7 +11,7 @@ use std::io::Write;
 use rbk_store::compress::{self, Compression};
 use rbk_store::Digest;
 
-use crate::hostile_registry::serve;
+use crate::hostile_registry::{check_is_clean, serve};
 use crate::{cannot_run_containers, fails_with, rbk, skip, stderr, stdout};
 
 enum E<'a> {
@@ -136,17 +136,6 @@ fn routes(
     );
     routes.insert(format!("/v2/{repo}/blobs/{cd}"), config);
     routes
-}
-
-fn check_is_clean(root: &std::path::Path) {
-    let out = rbk(root, &["system", "check"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
 }
 
 #[test]
