@@ -272,10 +272,17 @@ impl ContentStore {
                 root: self.root().to_path_buf(),
             });
         }
-        if lazy::materialize(self, d)? || remote::materialize(self, d)? {
+        if self.materialize(d)? {
             return Ok(());
         }
         Err(StoreError::BlobMissing { digest: d.clone() })
+    }
+
+    /// Writes blob `d`'s file from what stands for it: a layer kept only as
+    /// its snapshot (lazy) or one still in a registry or cache directory
+    /// (remote). False when nothing does.
+    fn materialize(&self, d: &Digest) -> Result<bool, StoreError> {
+        Ok(lazy::materialize(self, d)? || remote::materialize(self, d)?)
     }
 
     /// Where the blob lives (whether or not it exists).
@@ -296,7 +303,7 @@ impl ContentStore {
                         .map_err(|e| StoreError::from_io("read", &path, e))?;
                     return Ok(data);
                 }
-                if lazy::materialize(self, d)? || remote::materialize(self, d)? {
+                if self.materialize(d)? {
                     return self.read(d);
                 }
                 return Err(StoreError::BlobMissing { digest: d.clone() });
@@ -321,14 +328,19 @@ impl ContentStore {
         match File::open(&path) {
             Ok(f) => Ok(VerifyingReader::new(f, d.clone())),
             Err(e) if e.kind() == io::ErrorKind::NotFound && self.read_only => {
-                // Made outside the store, in an unnamed temporary file.
+                // A lazy layer is made outside the store, in an unnamed
+                // temporary file; a remote one cannot be fetched into a
+                // store this process may not write (ReadOnly, not missing).
                 match lazy::materialize_detached(self, d)? {
                     Some(f) => Ok(VerifyingReader::new(f, d.clone())),
-                    None => Err(StoreError::BlobMissing { digest: d.clone() }),
+                    None => {
+                        remote::materialize(self, d)?;
+                        Err(StoreError::BlobMissing { digest: d.clone() })
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if lazy::materialize(self, d)? || remote::materialize(self, d)? {
+                if self.materialize(d)? {
                     return self.open_blob(d);
                 }
                 Err(StoreError::BlobMissing { digest: d.clone() })

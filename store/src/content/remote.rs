@@ -174,9 +174,10 @@ pub(crate) fn materialize(content: &ContentStore, d: &Digest) -> Result<bool, St
         return Ok(true);
     }
     // Kept compressed there: decompressed here, and verified against the
-    // digest the record is named by.
-    let blob = content.open_blob(&src.blob.digest)?;
+    // digest the record is named by (so the compressed blob, verified as
+    // it came in, is not hashed again on the way).
     let staged = content.path(&src.blob.digest);
+    let blob = fs::File::open(&staged).at("open", &staged)?;
     let mut plain = crate::compress::decompress(blob).at("decompress", &staged)?;
     content
         .ingest(&mut plain, Some(d))
@@ -319,6 +320,37 @@ mod tests {
         assert!(list(&cs).is_empty());
         sweep(&cs, &|_| true);
         assert!(!record_path(cs.root(), &d).exists());
+    }
+
+    #[test]
+    fn a_read_only_store_says_so_for_a_remote_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let cs = ContentStore::open(&root).unwrap();
+        let plain = b"layer bytes".to_vec();
+        let cache = dir.path().join("cache-blob");
+        fs::write(&cache, &plain).unwrap();
+        let d = Digest::of(&plain);
+        let blob = Descriptor::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            d.clone(),
+            plain.len() as u64,
+        );
+        let src = Source {
+            place: Place::File { path: cache },
+            blob,
+        };
+        record(&cs, &d, plain.len() as u64, src).unwrap();
+        drop(cs);
+        // The same store as a read-only filesystem shows it: the blob
+        // cannot be fetched into it, which is not the blob being missing.
+        let layout = crate::layout::Layout::new(&root);
+        let ro =
+            ContentStore::open_read_only(layout.clone(), layout.blobs(), layout.tmp()).unwrap();
+        assert!(ro.has(&d));
+        assert!(matches!(ro.open_blob(&d), Err(StoreError::ReadOnly { .. })));
+        assert!(matches!(ro.read(&d), Err(StoreError::ReadOnly { .. })));
+        assert!(matches!(ro.ensure(&d), Err(StoreError::ReadOnly { .. })));
     }
 
     #[test]
