@@ -30,7 +30,7 @@ pub(crate) fn dead_owner(root: &Path, name: &str) -> bool {
         return !container_alive(root, id) && !container_kept(root, id);
     }
     let rest = name
-        .strip_prefix("active-")
+        .strip_prefix(snapshot::SCRATCH_PREFIX)
         .or_else(|| name.strip_prefix("view-"))
         .unwrap_or(name);
     let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
@@ -60,7 +60,7 @@ pub(crate) fn sweep_dead_steps(layout: &Layout) {
     let dir = layout.snapshots();
     for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let step = name.starts_with("active-") || name.starts_with("view-");
+        let step = name.starts_with(snapshot::SCRATCH_PREFIX) || name.starts_with("view-");
         if step && dead_owner(root, &name) {
             let _ = snapshot::discard_dir(&dir, &e.path());
         }

@@ -21,6 +21,17 @@ mod tree;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+/// The key of a build step's scratch snapshot: private to this process,
+/// swept by name once it is gone (see `crate::leftovers`), and made
+/// without fsyncs (worthless after a crash, which ends its step). The
+/// store's one definition of the `active-<pid>-…` convention.
+pub fn scratch_key(unique: &str) -> String {
+    format!("{SCRATCH_PREFIX}{}-{unique}", std::process::id())
+}
+
+/// What every [`scratch_key`] starts with.
+pub(crate) const SCRATCH_PREFIX: &str = "active-";
+
 pub use copy::CopySnapshotter;
 pub(crate) use meta::{
     discard_dir, exists_in, fsck, parent_of, staging_of, tree_of, SnapshotHealth,

@@ -152,7 +152,7 @@ impl Layers for StoreBackend<'_> {
     }
 
     fn prepare(&self, parent: Option<&str>) -> Result<Box<dyn Workspace + '_>, BackendError> {
-        let key = format!("active-{}-{}", std::process::id(), unique());
+        let key = rbk_store::snapshot::scratch_key(&unique().to_string());
         // A step's overlay is mounted once and never again (it is committed
         // or removed), so it is mounted `volatile` where the kernel can.
         let opts = PrepareOptions {

@@ -462,15 +462,13 @@ impl Dirs {
     }
 }
 
-/// Whether `key` names a build step's scratch snapshot (`active-<pid>-…`,
-/// see `scheduler/src/backend/store.rs`): private to its process, swept by
-/// name once that process is gone (`crate::leftovers`), and worthless
-/// after a crash, which ends its step. So it is made without fsyncs (three
-/// per RUN step), and a meta of one that a power cut tore is skipped by
-/// [`Dirs::all`]. A container's layer (`run-<id>`) outlives its process
-/// and stays durable.
+/// Whether `key` names a build step's scratch snapshot (see
+/// [`super::scratch_key`]). It is made without fsyncs (three per RUN
+/// step), and a meta of one that a power cut tore is skipped by
+/// [`Dirs::all`]: the name is all a torn meta leaves to go by. A
+/// container's layer (`run-<id>`) outlives its process and stays durable.
 fn scratch(key: &str) -> bool {
-    key.starts_with("active-")
+    key.starts_with(super::SCRATCH_PREFIX)
 }
 
 fn rename_new(from: &Path, to: &Path, key: &str) -> Result<(), SnapshotError> {
