@@ -200,19 +200,7 @@ impl Store {
         if let Some(d) = self.cached_layer_variant(layer, to)? {
             return Ok(d);
         }
-        // A second round only if a prune removed the new blob in the
-        // moment between its commit and `keep_recent` (it may have been
-        // there already, old, when ours was committed over it).
-        for _ in 0..2 {
-            let (digest, size) = self.compress_blob(&layer.digest, to, None)?;
-            self.write_variant_record(&layer.digest, to, &digest, size)?;
-            if self.keep_recent(&digest)? {
-                return Ok(variant(layer, to.compression, digest, size));
-            }
-        }
-        Err(StoreError::BlobMissing {
-            digest: layer.digest.clone(),
-        })
+        self.make_variant(layer, to, None)
     }
 
     /// Makes `layer`'s `to` variant (as [`Store::layer_variant`] would when
@@ -228,14 +216,31 @@ impl Store {
         to: &ExportFormat,
         side: &mut dyn Write,
     ) -> Result<Descriptor, StoreError> {
-        let (digest, size) = self.compress_blob(&layer.digest, to, Some(side))?;
-        self.write_variant_record(&layer.digest, to, &digest, size)?;
-        if self.keep_recent(&digest)? {
-            return Ok(variant(layer, to.compression, digest, size));
+        self.make_variant(layer, to, Some(side))
+    }
+
+    /// Compresses `layer` into its `to` variant and records it; `side`, if
+    /// any, gets the bytes as they are made. A second round only if a
+    /// prune removed the new blob in the moment between its commit and
+    /// `keep_recent` (it may have been there already, old, when ours was
+    /// committed over it): the same bytes again (compression is
+    /// deterministic), which `side` already has.
+    fn make_variant(
+        &self,
+        layer: &Descriptor,
+        to: &ExportFormat,
+        mut side: Option<&mut dyn Write>,
+    ) -> Result<Descriptor, StoreError> {
+        for _ in 0..2 {
+            let (digest, size) = self.compress_blob(&layer.digest, to, side.take())?;
+            self.write_variant_record(&layer.digest, to, &digest, size)?;
+            if self.keep_recent(&digest)? {
+                return Ok(variant(layer, to.compression, digest, size));
+            }
         }
-        // A prune took it between commit and lease: made again, the same
-        // bytes (compression is deterministic).
-        self.layer_variant(layer, to)
+        Err(StoreError::BlobMissing {
+            digest: layer.digest.clone(),
+        })
     }
 
     /// Records `variant` (a blob in the store) as the `to` copy of the
