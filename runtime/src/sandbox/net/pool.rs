@@ -119,9 +119,7 @@ fn take_member() -> Result<ContainerNet, SandboxError> {
             return member;
         }
         // One in the making for each waiting step, at least.
-        if st.making < st.waiting {
-            make_one(&mut st);
-        }
+        refill(&mut st);
         st = MADE.wait(st).unwrap_or_else(PoisonError::into_inner);
     }
 }
