@@ -399,38 +399,53 @@ impl Client {
         });
         // A layer kept only as its snapshot is written out first.
         store.content.ensure(&desc.digest)?;
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{sep}digest={}", desc.digest);
-        let r = self.send(
-            s,
-            "PUT",
-            &put,
-            &[("Content-Type", "application/octet-stream")],
-            &Body::File(store.content.path(&desc.digest), &|done| {
-                progress(&Progress::Bytes {
-                    digest: desc.digest.clone(),
-                    done,
-                    total: desc.size,
-                })
-            }),
-            &scopes,
-            progress,
-        )?;
-        let status = r.status().as_u16();
-        if status != 201 {
-            let message = error_message(r);
-            return Err(RegistryError::Status {
-                registry: s.registry.clone(),
-                method: "PUT",
-                url: s.url(&format!("/v2/{repo}/blobs/uploads/")),
-                status,
-                message,
-            });
-        }
+        let body = Body::File(store.content.path(&desc.digest), &|done| {
+            progress(&Progress::Bytes {
+                digest: desc.digest.clone(),
+                done,
+                total: desc.size,
+            })
+        });
+        self.close_upload(s, repo, &location, &desc.digest, &body, &scopes, progress)?;
         progress(&Progress::Done {
             digest: desc.digest.clone(),
         });
         Ok(())
+    }
+
+    /// Ends the upload session at `location` as blob `digest` with a PUT of
+    /// `body` (its last bytes, or none); the registry checks the digest
+    /// against all it got.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn close_upload(
+        &self,
+        s: &Session,
+        repo: &str,
+        location: &str,
+        digest: &Digest,
+        body: &Body,
+        scopes: &[String],
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<(), RegistryError> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let headers: &[(&str, &str)] = match body {
+            Body::Empty => &[],
+            _ => &[("Content-Type", "application/octet-stream")],
+        };
+        let r = self.send(s, "PUT", &put, headers, body, scopes, progress)?;
+        let status = r.status().as_u16();
+        if status == 201 {
+            return Ok(());
+        }
+        Err(RegistryError::Status {
+            registry: s.registry.clone(),
+            method: "PUT",
+            // Not the session's location: it may carry the upload's state.
+            url: s.url(&format!("/v2/{repo}/blobs/uploads/")),
+            status,
+            message: error_message(r),
+        })
     }
 
     /// Starts an upload session (asking the registry to mount the blob from
@@ -463,21 +478,33 @@ impl Client {
             });
             return Ok(None);
         }
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match (status, location) {
-            (202, Some(l)) => Ok(Some(l)),
-            _ => Err(RegistryError::Status {
-                registry: s.registry.clone(),
-                method: "POST",
-                url: s.url(&start),
-                status,
-                message: error_message(r),
-            }),
-        }
+        accepted_location(s, r, "POST", &start).map(Some)
+    }
+}
+
+/// The `Location` of a 202 answer (an upload session, where to go on); any
+/// other answer is the error of `method` on `url`.
+pub(super) fn accepted_location(
+    s: &Session,
+    r: ureq::http::Response<ureq::Body>,
+    method: &'static str,
+    url: &str,
+) -> Result<String, RegistryError> {
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match (status, location) {
+        (202, Some(l)) => Ok(l),
+        _ => Err(RegistryError::Status {
+            registry: s.registry.clone(),
+            method,
+            url: s.url(url),
+            status,
+            message: error_message(r),
+        }),
     }
 }
 

@@ -23,8 +23,8 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
-use super::error_body::error_message;
 use super::http::{Body, Client, Session};
+use super::push::accepted_location;
 use super::{Progress, RegistryError};
 use crate::digest::Digest;
 use crate::images::{Image, Store};
@@ -106,8 +106,18 @@ impl Client {
             (made, sent)
         });
         let variant = made?;
-        match sent.and_then(|next| self.close_upload(s, &next, &variant.digest, &scopes, progress))
-        {
+        let close = |next: String| {
+            self.close_upload(
+                s,
+                repo,
+                &next,
+                &variant.digest,
+                &Body::Empty,
+                &scopes,
+                progress,
+            )
+        };
+        match sent.and_then(close) {
             Ok(()) => {
                 s.placed(&variant.digest, repo);
                 progress(&Progress::Done {
@@ -140,57 +150,6 @@ impl Client {
         let start = format!("/v2/{repo}/blobs/uploads/");
         let r = self.send(s, "POST", &start, &[], &Body::Empty, scopes, progress)?;
         accepted_location(s, r, "POST", &start)
-    }
-
-    /// Ends the upload at `location` as blob `digest`; the registry checks
-    /// the digest against the bytes it got.
-    fn close_upload(
-        &self,
-        s: &Session,
-        location: &str,
-        digest: &Digest,
-        scopes: &[String],
-        progress: &(dyn Fn(&Progress) + Sync),
-    ) -> Result<(), RegistryError> {
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{sep}digest={digest}");
-        let r = self.send(s, "PUT", &put, &[], &Body::Empty, scopes, progress)?;
-        let status = r.status().as_u16();
-        if status == 201 {
-            return Ok(());
-        }
-        Err(RegistryError::Status {
-            registry: s.registry.clone(),
-            method: "PUT",
-            url: s.url(&put),
-            status,
-            message: error_message(r),
-        })
-    }
-}
-
-/// The `Location` of a 202 answer (an upload session, where to go on).
-fn accepted_location(
-    s: &Session,
-    r: ureq::http::Response<ureq::Body>,
-    method: &'static str,
-    url: &str,
-) -> Result<String, RegistryError> {
-    let status = r.status().as_u16();
-    let location = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match (status, location) {
-        (202, Some(l)) => Ok(l),
-        _ => Err(RegistryError::Status {
-            registry: s.registry.clone(),
-            method,
-            url: s.url(url),
-            status,
-            message: error_message(r),
-        }),
     }
 }
 
