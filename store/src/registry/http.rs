@@ -33,6 +33,14 @@ pub(crate) enum Body<'a> {
     Stream(Mutex<Option<Box<dyn std::io::Read + Send + 'a>>>),
 }
 
+impl Body<'_> {
+    /// Whether the body can be sent again, for a retry or after an auth
+    /// challenge: all but a stream.
+    fn replayable(&self) -> bool {
+        !matches!(self, Body::Stream(_))
+    }
+}
+
 /// A reader of an upload that reports how much has been read, every
 /// 4 MiB, and holds the registry to the progress floor (ureq reads it as
 /// fast as the socket takes the bytes).
@@ -343,7 +351,9 @@ impl Client {
                     };
                     (Transport::Status(status), asked)
                 }
-                Ok(r) if r.status() == 401 && own && !challenged => {
+                // A body that cannot be sent again takes the 401 as the
+                // answer (its caller falls back to one that can).
+                Ok(r) if r.status() == 401 && own && !challenged && body.replayable() => {
                     challenged = true;
                     self.challenged(s, r, scopes, auth.is_some())?;
                     continue;
@@ -353,7 +363,7 @@ impl Client {
                 }
                 Ok(r) => return Ok(r),
             };
-            if let Body::Stream(_) = body {
+            if !body.replayable() {
                 return Err(RegistryError::Connect {
                     registry: s.registry.clone(),
                     method,
