@@ -155,7 +155,7 @@ impl Descriptor {
         if a("vnd.docker.reference.type") != Some("attestation-manifest") {
             return None;
         }
-        a("vnd.docker.reference.digest")?.parse().ok()
+        a(crate::attested::REFERENCE_DIGEST)?.parse().ok()
     }
 
     /// Whether this index entry is a platform's image: it states a

@@ -69,17 +69,15 @@ pub fn unpack_layers<E: From<UnpackError>>(
     cancelled: impl Fn() -> bool,
 ) -> Result<Option<String>, E> {
     let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chain = oci::chain_ids(&ids);
     // Before anything is unpacked: an image too deep to mount is refused
     // now, not after unpacking every layer.
-    if let Some(top) = oci::chain_ids(&ids).last() {
+    if let Some(top) = chain.last() {
         crate::images::check_layer_count(&top.to_string(), layers.len())
             .map_err(UnpackError::from)?;
     }
     let locks = store.layout().locks();
-    let keys: Vec<String> = oci::chain_ids(&ids)
-        .iter()
-        .map(|c| c.hex().to_string())
-        .collect();
+    let keys: Vec<String> = chain.iter().map(|c| c.hex().to_string()).collect();
     let mut ahead = stage_ahead(store, snapshotter, layers, &keys);
     let mut parent: Option<String> = None;
     for (i, (layer, key)) in layers.iter().zip(keys).enumerate() {
@@ -162,7 +160,7 @@ fn stage_ahead(
     if snapshotter.kind() != SnapshotterKind::Overlay {
         return out;
     }
-    let wanted: Vec<usize> = (0..layers.len().min(keys.len()))
+    let wanted: Vec<usize> = (0..layers.len())
         .filter(|&i| {
             let l = &layers[i];
             !snapshotter.exists(&keys[i])

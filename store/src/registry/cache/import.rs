@@ -308,7 +308,7 @@ impl RemoteCache {
         let remote = entry.remote.as_ref().unwrap_or(local);
         let place = match &self.origin {
             Origin::Registry { reference, .. } => Place::Registry {
-                repository: format!("{}/{}", reference.domain(), reference.path()),
+                repository: reference.repository(),
             },
             Origin::Local { dir } => Place::File {
                 path: local::layout_blob(dir, &remote.digest),
@@ -318,13 +318,11 @@ impl RemoteCache {
             place,
             blob: remote.clone(),
         };
-        if remote.digest != local.digest {
-            remote::record(&store.content, &remote.digest, remote.size, source.clone())?;
-        }
-        remote::record(&store.content, &local.digest, local.size, source)?;
+        remote::record(&store.content, &local.digest, local.size, source.clone())?;
         if remote.digest == local.digest {
             return Ok(());
         }
+        remote::record(&store.content, &remote.digest, remote.size, source)?;
         if let Some(to) = crate::oci::LayerCompression::of_media_type(&remote.media_type)
             .map(crate::compress::Compression::from)
             .filter(|c| *c != crate::compress::Compression::None)
