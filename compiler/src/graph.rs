@@ -2,7 +2,7 @@
 //! edges are data dependencies. Identical steps (same op, same parents) share
 //! one vertex, whichever Dockerfile or image they came from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -537,6 +537,20 @@ impl BuildGraph {
     /// A vertex.
     pub fn vertex(&self, id: VertexId) -> &Vertex {
         &self.graph[id]
+    }
+
+    /// The vertices `top` is built from (its parent and inputs, theirs, and
+    /// so on), itself included, in index order: inputs before their users.
+    pub fn ancestors(&self, top: VertexId) -> Vec<VertexId> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![top];
+        while let Some(id) = todo.pop() {
+            if seen.insert(id) {
+                let v = self.vertex(id);
+                todo.extend(v.parent.iter().chain(&v.inputs));
+            }
+        }
+        seen.into_iter().collect()
     }
 
     /// Number of vertices.

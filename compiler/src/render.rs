@@ -6,7 +6,7 @@
 mod html;
 mod layout;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -131,19 +131,6 @@ fn label(g: &BuildGraph, id: VertexId, max: usize) -> String {
     }
 }
 
-/// Vertices an image needs, in topological order.
-fn reachable(g: &BuildGraph, from: VertexId) -> Vec<VertexId> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![from];
-    while let Some(id) = stack.pop() {
-        if seen.insert(id) {
-            let v = g.vertex(id);
-            stack.extend(v.parent.iter().chain(v.inputs.iter()).copied());
-        }
-    }
-    seen.into_iter().collect()
-}
-
 fn text(g: &BuildGraph, marks: &Marks<'_>) -> String {
     let shared = g
         .graph
@@ -219,7 +206,7 @@ fn image_text(out: &mut String, g: &BuildGraph, img: &ImageOutput, marks: &Marks
 fn stages_of(g: &BuildGraph, img: &ImageOutput) -> Vec<(String, Vec<VertexId>)> {
     let mut stages: Vec<(String, Vec<VertexId>)> = Vec::new();
     let mut stage_at: HashMap<String, usize> = HashMap::new();
-    for id in reachable(g, img.vertex) {
+    for id in g.ancestors(img.vertex) {
         let v = g.vertex(id);
         let own = v.origins.iter().any(|o| o.image == img.name);
         let stage = match (own, v.origins.first()) {

@@ -10,7 +10,7 @@
 //! Provenance is on by default (`mode=min`) for images the build pushes or
 //! exports as an OCI archive, as buildx; an SBOM only when asked.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -193,7 +193,7 @@ impl Attester<'_> {
             .iter()
             .find(|i| i.name == built.name && (i.platform == platform || platform.is_empty()))
             .with_context(|| format!("no target {} for {platform}", built.name))?;
-        let steps = ancestors(self.graph, output.vertex);
+        let steps = self.graph.ancestors(output.vertex);
         let max = spec.mode == provenance::Mode::Max;
         let network_none = self.settings.options.network == rbk_runtime::sandbox::NetworkMode::None;
         Ok(BuildRecord {
@@ -325,20 +325,6 @@ fn remote_sources(f: &rbk_compiler::graph::FileOp) -> Vec<Dependency> {
         }
     }
     deps
-}
-
-/// The vertices `top` is built from, itself included, in the graph's
-/// order (inputs before their users).
-fn ancestors(graph: &BuildGraph, top: VertexId) -> Vec<VertexId> {
-    let mut seen = BTreeSet::new();
-    let mut todo = vec![top];
-    while let Some(v) = todo.pop() {
-        if seen.insert(v) {
-            let vertex = &graph.graph[v];
-            todo.extend(vertex.parent.iter().chain(&vertex.inputs));
-        }
-    }
-    seen.into_iter().collect()
 }
 
 /// `mode=max`'s steps: each vertex with the ids of those it reads.
