@@ -14,6 +14,10 @@
 //! stream without producing output. It also counts the bytes the codes
 //! describe: a stream that does not describe exactly the piece it was made
 //! from is refused, and the caller compresses that piece another way.
+//! That count is the walk's only check of meaning: it does not compare
+//! distances with what came before, nor refuse incomplete codes, which an
+//! inflater would. The streams it reads are libdeflate's, of the very
+//! bytes counted; the tests inflate what the walk joins.
 
 /// Bit positions (from the first byte's least significant bit) of a raw
 /// deflate stream's final block.
