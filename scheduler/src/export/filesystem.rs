@@ -14,21 +14,19 @@ use super::ExportError;
 /// buildx lays them out. An index of one platform (an image with its
 /// attestations) is that platform's image.
 pub fn write_dir(store: &Store, image: &Image, dir: &Path) -> Result<(), ExportError> {
-    if image.index.is_some() {
-        let children = store.index_images(image)?;
-        if let [one] = children.as_slice() {
-            return unpack_layers(store, one, dir);
-        }
-        for child in children {
-            let sub = child.platform().map_or_else(
-                || child.id.short().to_string(),
-                |p| p.to_string().replace('/', "_"),
-            );
-            unpack_layers(store, &child, &dir.join(sub))?;
-        }
-        return Ok(());
+    // An image without an index is its own one platform.
+    let children = store.index_images(image)?;
+    if let [one] = children.as_slice() {
+        return unpack_layers(store, one, dir);
     }
-    unpack_layers(store, image, dir)
+    for child in children {
+        let sub = child.platform().map_or_else(
+            || child.id.short().to_string(),
+            |p| p.to_string().replace('/', "_"),
+        );
+        unpack_layers(store, &child, &dir.join(sub))?;
+    }
+    Ok(())
 }
 
 /// Unpacks one image's layers, in order, into `dir` (made if missing).
