@@ -64,10 +64,7 @@ impl Store {
         tags: &[Reference],
         annotations: &BTreeMap<String, String>,
     ) -> Result<Image, StoreError> {
-        let mut manifests = Vec::new();
-        for image in images {
-            manifests.push(self.platform_entry(image)?.1);
-        }
+        let mut manifests = self.index_entries(images)?;
         for a in attachments {
             for b in &a.blobs {
                 self.content.put(b)?;

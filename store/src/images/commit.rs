@@ -206,6 +206,12 @@ impl Store {
         tags: &[Reference],
         annotations: &BTreeMap<String, String>,
     ) -> Result<Image, StoreError> {
+        self.commit_attested_index(images, &[], tags, annotations)
+    }
+
+    /// The index entries of `images`, one per platform: two of the same
+    /// platform are an error naming both.
+    pub(crate) fn index_entries(&self, images: &[Image]) -> Result<Vec<Descriptor>, StoreError> {
         let mut entries: Vec<(PlatformSpec, Descriptor)> = Vec::new();
         for image in images {
             let (platform, desc) = self.platform_entry(image)?;
@@ -218,13 +224,7 @@ impl Store {
             }
             entries.push((platform, desc));
         }
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(MEDIA_TYPE_OCI_INDEX.to_string()),
-            manifests: entries.into_iter().map(|(_, d)| d).collect(),
-            annotations: annotations.clone(),
-        };
-        self.commit_index_document(&index, tags)
+        Ok(entries.into_iter().map(|(_, d)| d).collect())
     }
 
     pub(crate) fn commit_index_document(
