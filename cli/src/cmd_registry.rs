@@ -72,23 +72,40 @@ pub(crate) fn fetch_remote_layers_with(options: RegistryOptions) {
     ));
 }
 
-/// The registry settings of a command without registry flags: those of
-/// the environment (`RBK_INSECURE_REGISTRIES`, `RBK_REGISTRY_CA`,
-/// `RBK_AUTH_FILE`, Docker's config), as the flags default to them.
-pub(crate) fn settings_of_environment() -> RegistryOptions {
+/// For a command without registry flags: remote layers are fetched with
+/// the settings of the environment (`RBK_INSECURE_REGISTRIES`,
+/// `RBK_REGISTRY_CA`, `RBK_AUTH_FILE`, Docker's config), as the flags
+/// default to them. Settings the environment gets wrong fail the fetch
+/// that needs them, saying why, rather than being dropped for defaults.
+pub(crate) fn fetch_remote_layers_from_environment() {
     use clap::{Args, FromArgMatches};
     let cmd = RegistryFlags::augment_args(clap::Command::new("rbk"));
-    cmd.try_get_matches_from(["rbk"])
-        .ok()
-        .and_then(|m| RegistryFlags::from_arg_matches(&m).ok())
-        .map_or_else(
-            || RegistryOptions {
-                auth_file: crate::env::default_auth_file(),
-                docker_config: crate::env::docker_config(),
-                ..RegistryOptions::default()
-            },
-            |f| f.options(),
-        )
+    let flags = cmd
+        .try_get_matches_from(["rbk"])
+        .and_then(|m| RegistryFlags::from_arg_matches(&m));
+    match flags {
+        Ok(f) => fetch_remote_layers_with(f.options()),
+        Err(e) => rbk_store::content::remote::set_fetcher(std::sync::Arc::new(Misconfigured(
+            format!("the registry settings of the environment: {}", e.render())
+                .trim()
+                .to_string(),
+        ))),
+    }
+}
+
+/// A fetcher for settings that could not be read: each fetch is refused
+/// with why.
+struct Misconfigured(String);
+
+impl rbk_store::content::remote::Fetcher for Misconfigured {
+    fn fetch(
+        &self,
+        _: &rbk_store::content::ContentStore,
+        _: &str,
+        _: &rbk_store::oci::Descriptor,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err(self.0.clone().into())
+    }
 }
 
 /// `rbk pull`.

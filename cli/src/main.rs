@@ -206,7 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let _ = SNAPSHOTTER.set(cli.snapshotter);
     // Layers a build cache holds come in when something reads them, from
     // any command (a later `rbk save`, `rbk run`).
-    cmd_registry::fetch_remote_layers_with(cmd_registry::settings_of_environment());
+    cmd_registry::fetch_remote_layers_from_environment();
     match cli.command {
         Command::Build(a) => cmd_build::build(&root, &a),
         Command::Bake(a) => cmd_bake::bake(&root, &a),
