@@ -212,7 +212,7 @@ fn blob_pass(
     for entry in fs::read_dir(&dir).at("list", &dir)? {
         let entry = entry.at("list", &dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        match format!("sha256:{name}").parse::<Digest>() {
+        match Digest::from_hex(&name) {
             Ok(d) => blobs.push(d),
             Err(_) => {
                 report.add(

@@ -365,7 +365,7 @@ impl ContentStore {
         for entry in fs::read_dir(&self.blobs).at("list", &self.blobs)? {
             let entry = entry.at("list", &self.blobs)?;
             if let Some(name) = entry.file_name().to_str() {
-                if let Ok(d) = format!("sha256:{name}").parse::<Digest>() {
+                if let Ok(d) = Digest::from_hex(name) {
                     out.push(d);
                 }
             }
@@ -376,6 +376,21 @@ impl ContentStore {
 }
 
 /// Whether `root` is a store already (it has `oci-layout`) or empty.
+/// The records in `dir` (lazy or remote layers'), each named by the hex of
+/// the blob it is about, with their paths; none if `dir` cannot be read.
+/// Other names are skipped.
+fn records_in(dir: &Path) -> Vec<(Digest, PathBuf)> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let d = Digest::from_hex(e.file_name().to_str()?).ok()?;
+            Some((d, e.path()))
+        })
+        .collect()
+}
+
 fn is_store_or_empty(root: &Path) -> bool {
     Layout::new(root).oci_layout().is_file()
         || fs::read_dir(root).is_ok_and(|mut entries| entries.next().is_none())

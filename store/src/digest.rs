@@ -35,6 +35,12 @@ impl Digest {
         &self.0
     }
 
+    /// The sha256 digest whose hex is `hex` (a blob's or record's file
+    /// name in the store).
+    pub fn from_hex(hex: &str) -> Result<Self, InvalidDigest> {
+        format!("sha256:{hex}").parse()
+    }
+
     /// The first 12 hex digits, as `docker images` shows ids.
     pub fn short(&self) -> &str {
         &self.hex()[..12]

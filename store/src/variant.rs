@@ -512,7 +512,7 @@ impl Store {
             let layer = e
                 .file_name()
                 .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok());
+                .and_then(|n| Digest::from_hex(n).ok());
             let variant = fs::read(&path)
                 .ok()
                 .and_then(|data| serde_json::from_slice::<Record>(&data).ok());

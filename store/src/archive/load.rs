@@ -179,7 +179,7 @@ fn stage_archive(store: &Store, reader: impl Read) -> Result<Staging, StoreError
         }
         let expected = path
             .strip_prefix("blobs/sha256/")
-            .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+            .and_then(|hex| Digest::from_hex(hex).ok());
         let mut w = store.content.writer()?;
         let want = entry.size();
         let got = copy_to_store(&mut entry, &mut w)?;

@@ -215,21 +215,11 @@ fn write_layer(
 /// after it deleted snapshots.
 pub(crate) fn sweep(content: &ContentStore) {
     let root = content.root();
-    let Ok(rd) = fs::read_dir(Layout::new(root).lazy()) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Some(d) = e
-            .file_name()
-            .to_str()
-            .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-        else {
-            continue;
-        };
+    for (d, path) in super::records_in(&Layout::new(root).lazy()) {
         let live =
             read_record(root, &d).is_some_and(|r| r.sources.iter().any(|s| available(root, s)));
         if !live || content.path(&d).is_file() {
-            let _ = fs::remove_file(e.path());
+            let _ = fs::remove_file(path);
         }
     }
 }

@@ -206,16 +206,9 @@ fn fetch_raw(
 
 /// The blobs recorded as remote and not fetched.
 pub fn list(content: &ContentStore) -> Vec<Digest> {
-    let Ok(rd) = fs::read_dir(Layout::new(content.root()).remote()) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Digest> = rd
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-        })
+    let mut out: Vec<Digest> = super::records_in(&Layout::new(content.root()).remote())
+        .into_iter()
+        .map(|(d, _)| d)
         .filter(|d| !content.path(d).is_file())
         .collect();
     out.sort();
@@ -228,20 +221,7 @@ pub fn list(content: &ContentStore) -> Vec<Digest> {
 /// kept layer comes as, which is also its compressed copy for a push). For
 /// `prune`, under the exclusive store lock.
 pub(crate) fn sweep(content: &ContentStore, keep: &dyn Fn(&Digest) -> bool) {
-    let dir = Layout::new(content.root()).remote();
-    let Ok(rd) = fs::read_dir(&dir) else {
-        return;
-    };
-    let records: Vec<(Digest, PathBuf)> = rd
-        .flatten()
-        .filter_map(|e| {
-            let d = e
-                .file_name()
-                .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())?;
-            Some((d, e.path()))
-        })
-        .collect();
+    let records = super::records_in(&Layout::new(content.root()).remote());
     let through: HashSet<Digest> = records
         .iter()
         .filter(|(d, _)| keep(d) && !content.path(d).is_file())

@@ -207,7 +207,7 @@ impl Store {
             let chain = entry
                 .file_name()
                 .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok());
+                .and_then(|n| Digest::from_hex(n).ok());
             if let Some(chain) = chain {
                 out.push((chain, entry.path()));
             }
