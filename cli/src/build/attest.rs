@@ -26,6 +26,7 @@ use rbk_store::oci::{Descriptor, PlatformSpec};
 use rbk_store::Reference;
 
 use super::attest_spec::{ProvenanceSpec, Wanted};
+use super::remote::Fetched;
 use super::settings::BuildSettings;
 use super::targets::TargetOptions;
 use crate::outputs::Output;
@@ -37,9 +38,8 @@ pub(crate) struct Attester<'a> {
     pub(crate) graph: &'a BuildGraph,
     pub(crate) settings: &'a BuildSettings,
     pub(crate) targets: &'a TargetOptions,
-    /// A context fetched from a URL: the URL and `sha1:<commit>` or
-    /// `sha256:<hex>`.
-    pub(crate) remote: Option<(String, String)>,
+    /// A context fetched from a URL.
+    pub(crate) remote: Option<&'a Fetched>,
     /// Unix seconds the build started.
     pub(crate) started: i64,
 }
@@ -237,8 +237,8 @@ impl Attester<'_> {
         let file = Path::new(&output.file);
         let path = file.strip_prefix(&self.settings.input.path).unwrap_or(file);
         let path = path.display().to_string();
-        match &self.remote {
-            Some((uri, digest)) if rbk_scheduler::fileop::git::is_git_url(uri) => {
+        match self.remote {
+            Some(Fetched { uri, digest, .. }) if rbk_scheduler::fileop::git::is_git_url(uri) => {
                 ConfigSource::Git {
                     uri: uri.clone(),
                     commit: digest
@@ -248,7 +248,7 @@ impl Attester<'_> {
                     path,
                 }
             }
-            Some((uri, digest)) => ConfigSource::Url {
+            Some(Fetched { uri, digest, .. }) => ConfigSource::Url {
                 uri: uri.clone(),
                 digest: digest.clone(),
                 path,
@@ -284,8 +284,8 @@ impl Attester<'_> {
     /// The base images, repositories and URLs the steps `steps` read.
     fn dependencies(&self, steps: &[VertexId]) -> Vec<Dependency> {
         let mut deps = Vec::new();
-        if let Some((uri, digest)) = &self.remote {
-            deps.push(Dependency::new(uri.clone(), digest));
+        if let Some(f) = self.remote {
+            deps.push(Dependency::new(f.uri.clone(), &f.digest));
         }
         for &v in steps {
             match &self.graph.graph[v].op {

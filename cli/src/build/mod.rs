@@ -60,7 +60,8 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         None => (input_args, None),
     };
     // `rbk build URL`: a git repository or a tarball fetched first.
-    let (input_args, _remote) =
+    // Held to the end: the fetched context's directory goes with it.
+    let (input_args, fetched) =
         match remote::resolve(&input_args, &store.root().join("tmp"), &settings.secrets)? {
             Some((a, fetched)) => {
                 eprintln!("context {} at {}", fetched.uri, fetched.digest);
@@ -107,7 +108,7 @@ pub fn run(root: &Path, settings: &BuildSettings) -> Result<i32> {
         client: &client,
         targets: &targets,
         target_settings: &target_settings,
-        remote: _remote.as_ref().map(|f| (f.uri.clone(), f.digest.clone())),
+        remote: fetched.as_ref(),
     };
     build.execute(&graph, groups, options, shard.as_ref(), started)
 }
@@ -121,8 +122,8 @@ struct Build<'a> {
     client: &'a LazyClient<'a>,
     targets: &'a TargetOptions,
     target_settings: &'a [ResolvedTarget],
-    /// A context fetched from a URL: the URL and its commit or digest.
-    remote: Option<(String, String)>,
+    /// A context fetched from a URL.
+    remote: Option<&'a remote::Fetched>,
 }
 
 impl Build<'_> {
@@ -169,7 +170,7 @@ impl Build<'_> {
             graph,
             settings: &settings,
             targets: self.targets,
-            remote: self.remote.clone(),
+            remote: self.remote,
             started: unix_seconds(started),
         };
         attester.attach_all(&mut summary)?;
