@@ -57,7 +57,7 @@ pub fn apply_over(
     mode: ApplyMode,
     lowers: &[PathBuf],
 ) -> Result<ApplyStats, LayerError> {
-    run(r, target, mode, lowers, false)
+    run(r, target, mode, Some(lowers))
 }
 
 /// [`apply_over`] into a fresh overlay layer dir `target` before its lower
@@ -67,7 +67,7 @@ pub fn apply_over(
 /// `Ok(None)` when it does: the layer must then be applied over its lower
 /// layers ([`apply_over`]) into a fresh dir; `target` is left half-filled.
 pub fn apply_detached(r: impl Read, target: &Path) -> Result<Option<ApplyStats>, LayerError> {
-    match run(r, target, ApplyMode::Overlay, &[], true) {
+    match run(r, target, ApplyMode::Overlay, None) {
         Ok(stats) => Ok(Some(stats)),
         Err(LayerError::NeedsLowers { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -78,8 +78,7 @@ fn run(
     r: impl Read,
     target: &Path,
     mode: ApplyMode,
-    lowers: &[PathBuf],
-    detached: bool,
+    lowers: Option<&[PathBuf]>,
 ) -> Result<ApplyStats, LayerError> {
     let tmeta = fs::symlink_metadata(target).map_err(LayerError::io("open target", target))?;
     if !tmeta.is_dir() {
@@ -92,8 +91,7 @@ fn run(
     let mut hr = HashingReader::new(r);
     let mut st = Applier {
         target: target.to_path_buf(),
-        lowers: lowers.to_vec(),
-        detached,
+        lowers: lowers.map(<[PathBuf]>::to_vec),
         mode,
         root: process::is_root(),
         verified: HashSet::new(),
@@ -133,11 +131,10 @@ fn run(
 
 struct Applier {
     target: PathBuf,
-    /// The lower layer dirs under an overlay layer dir, nearest first.
-    lowers: Vec<PathBuf>,
-    /// Lower layers exist but are not known ([`apply_detached`]): a lookup
-    /// in them fails with [`LayerError::NeedsLowers`].
-    detached: bool,
+    /// The lower layer dirs under an overlay layer dir, nearest first;
+    /// `None` when they exist but are not known ([`apply_detached`]): a
+    /// lookup in them fails with [`LayerError::NeedsLowers`].
+    lowers: Option<Vec<PathBuf>>,
     mode: ApplyMode,
     root: bool,
     /// Relative paths known to be real directories (not symlinks) now.
@@ -277,15 +274,16 @@ impl Applier {
     /// error for a symlink or a file, with the words the full tree's check
     /// uses.
     fn lower_dir(&self, rel: &Path, shown: &str) -> Result<Option<Metadata>, LayerError> {
-        if (self.lowers.is_empty() && !self.detached) || self.hides_lowers(rel) {
+        // No lower layers: nothing to look at (not even opaque markers).
+        if self.lowers.as_ref().is_some_and(Vec::is_empty) || self.hides_lowers(rel) {
             return Ok(None);
         }
-        if self.detached {
+        let Some(lowers) = &self.lowers else {
             return Err(LayerError::NeedsLowers {
                 entry: shown.to_string(),
             });
-        }
-        match super::lower::lower_entry(&self.lowers, rel)? {
+        };
+        match super::lower::lower_entry(lowers, rel)? {
             Some(m) if m.file_type().is_symlink() => Err(LayerError::Unsafe {
                 entry: shown.to_string(),
                 reason: format!(
