@@ -25,8 +25,7 @@ use crate::reference::Reference;
 
 /// The media type of an in-toto statement layer.
 pub const IN_TOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
-/// The annotation naming the image an attestation manifest is about.
-pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub use crate::oci::REFERENCE_DIGEST;
 
 /// An attestation manifest to list beside an image: its index entry (with
 /// the annotations naming the image's manifest) and its bytes.

@@ -42,6 +42,8 @@ pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.roo
 pub const MEDIA_TYPE_DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 /// Annotation holding an image's full name in `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation naming the image an attestation manifest is about.
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
 /// How a layer blob is compressed, as told by its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +157,7 @@ impl Descriptor {
         if a("vnd.docker.reference.type") != Some("attestation-manifest") {
             return None;
         }
-        a(crate::attested::REFERENCE_DIGEST)?.parse().ok()
+        a(REFERENCE_DIGEST)?.parse().ok()
     }
 
     /// Whether this index entry is a platform's image: it states a
